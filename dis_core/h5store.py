@@ -1,0 +1,171 @@
+"""The per-video HDF5 file (schema ``dis.extraction`` v1): streamed writing, reading, completeness checks.
+
+See docs/hdf5-schema.md for the layout. Arrays grow along time in chunks, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .landmarker import BLENDSHAPE_NAMES, N_BLENDSHAPES, N_LANDMARKS
+from .pose import COLUMNS as POSE_COLUMNS
+from .pose import CONVENTION as POSE_CONVENTION
+
+SCHEMA = "dis.extraction"
+SCHEMA_VERSION = 1
+
+# name -> (per-frame shape, dtype)
+DATASETS: dict[str, tuple[tuple[int, ...], Any]] = {
+    "time_s": ((), np.float64),
+    "detected": ((), np.bool_),
+    "landmarks": ((N_LANDMARKS, 3), np.float32),
+    "blendshapes": ((N_BLENDSHAPES,), np.float32),
+    "transform": ((4, 4), np.float32),
+    "head_pose": ((3,), np.float32),
+    "smile": ((), np.bool_),
+}
+
+
+class ExtractionWriter:
+    """Append frames in blocks to a new HDF5 file; :meth:`finish` marks it complete."""
+
+    def __init__(self, path: Path, chunk_frames: int = 256, compression_level: int = 4):
+        self.path = Path(path)
+        self._f = h5py.File(self.path, "w", libver="latest")
+        self._f.attrs["schema"] = SCHEMA
+        self._f.attrs["schema_version"] = SCHEMA_VERSION
+        self._f.attrs["status"] = "writing"
+        self.n = 0
+        for name, (shape, dtype) in DATASETS.items():
+            self._f.create_dataset(
+                name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                chunks=(chunk_frames, *shape), compression="gzip", compression_opts=compression_level,
+                shuffle=True)
+        self._f["blendshapes"].attrs["names"] = np.array(BLENDSHAPE_NAMES, dtype=h5py.string_dtype())
+        self._f["landmarks"].attrs["axes"] = "frame, landmark (MediaPipe index 0..477), (x, y, z)"
+        self._f["landmarks"].attrs["units"] = ("x, y: fraction of image width, height (origin top-left); "
+                                               "z: depth on the scale of x, smaller is nearer the camera")
+        self._f["transform"].attrs["meaning"] = "MediaPipe facial transformation matrix: canonical face (cm) -> camera"
+        self._f["head_pose"].attrs["columns"] = np.array(POSE_COLUMNS, dtype=h5py.string_dtype())
+        self._f["head_pose"].attrs["units"] = "degree"
+        self._f["head_pose"].attrs["convention"] = POSE_CONVENTION
+        self._f["time_s"].attrs["units"] = "second (the video's own frame presentation times)"
+        self._f["detected"].attrs["meaning"] = "a face was found; where False every face array is NaN"
+
+    def append(self, **blocks: np.ndarray) -> None:
+        """Append one block of frames; every dataset must be given, all with the same length."""
+        lengths = {len(blocks[k]) for k in DATASETS}
+        if len(lengths) != 1:
+            raise ValueError(f"blocks differ in length: { {k: len(v) for k, v in blocks.items()} }")
+        k = lengths.pop()
+        if k == 0:
+            return
+        for name in DATASETS:
+            ds = self._f[name]
+            ds.resize(self.n + k, axis=0)
+            ds[self.n:self.n + k] = blocks[name]
+        self.n += k
+
+    def read(self, name: str) -> np.ndarray:
+        """Everything written so far to one dataset."""
+        return self._f[name][()]
+
+    def finish(self, video: dict[str, Any], provenance: dict[str, Any], summary: dict[str, Any]) -> None:
+        """Write metadata, mark the file complete and close it."""
+        g = self._f.create_group("video")
+        for k, v in video.items():
+            g.attrs[k] = v
+        self._f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+        for k in ("video_sha256", "model_sha256", "config_hash", "dis_version"):
+            self._f.attrs[k] = provenance[k]
+        for k, v in summary.items():
+            self._f.attrs[k] = v
+        self._f.attrs["status"] = "complete"
+        self.close()
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+            self._f = None
+
+
+@dataclasses.dataclass
+class Extraction:
+    """A per-video HDF5 file read back into memory."""
+
+    path: Path
+    attrs: dict[str, Any]
+    video: dict[str, Any]
+    blendshape_names: tuple[str, ...]
+    time_s: np.ndarray
+    detected: np.ndarray
+    landmarks: np.ndarray
+    blendshapes: np.ndarray
+    transform: np.ndarray
+    head_pose: np.ndarray
+    smile: np.ndarray
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return json.loads(self.attrs["provenance"])
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def read_attrs(path: Path) -> dict[str, Any]:
+    """Root attributes only (cheap): schema, status, hashes, frame counts."""
+    with h5py.File(path, "r") as f:
+        return {k: _plain(v) for k, v in f.attrs.items()}
+
+
+def read_extraction(path: Path, skip: tuple[str, ...] = ()) -> Extraction:
+    """Read a complete extraction file; ``skip`` names datasets not to load (e.g. 'landmarks')."""
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("schema") != SCHEMA:
+            raise ValueError(f"{path}: not a DIS extraction file")
+        if int(f.attrs.get("schema_version", -1)) > SCHEMA_VERSION:
+            raise ValueError(f"{path}: schema version {f.attrs['schema_version']} is newer than this DIS")
+        data = {name: (None if name in skip else f[name][()]) for name in DATASETS}
+        names = tuple(_plain(n) for n in f["blendshapes"].attrs["names"])
+        return Extraction(
+            path=Path(path), attrs={k: _plain(v) for k, v in f.attrs.items()},
+            video={k: _plain(v) for k, v in f["video"].attrs.items()} if "video" in f else {},
+            blendshape_names=names, **data)
+
+
+def iter_landmark_blocks(path: Path, block: int = 1024):
+    """Yield (time_s, detected, landmarks) blocks, for exports that must not hold a long video in memory."""
+    with h5py.File(path, "r") as f:
+        n = f["time_s"].shape[0]
+        for s in range(0, n, block):
+            yield s, f["time_s"][s:s + block], f["detected"][s:s + block], f["landmarks"][s:s + block]
+
+
+def check_complete(path: Path, expect: dict[str, str]) -> str | None:
+    """Why ``path`` is not a complete output matching ``expect`` (attribute -> value), or None if it is."""
+    if not Path(path).is_file():
+        return "missing"
+    try:
+        attrs = read_attrs(path)
+    except (OSError, KeyError) as e:
+        return f"unreadable ({e.__class__.__name__})"
+    if attrs.get("schema") != SCHEMA or attrs.get("status") != "complete":
+        return "incomplete"
+    if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+        return "old schema"
+    for k, v in expect.items():
+        if attrs.get(k) != v:
+            return f"{k} changed"
+    return None

@@ -1,0 +1,169 @@
+"""Cohort manifests: read a CSV, validate every row, report all problems at once."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import hashlib
+import io
+import math
+import os
+import re
+from pathlib import Path
+
+from .errors import ManifestError
+
+REQUIRED = ("participant_id", "session", "video")
+OPTIONAL = ("dyad", "split", "fps")
+SPLITS = ("train", "test")
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+    """One manifest row: a video of one participant in one session."""
+
+    row: int
+    participant_id: str
+    session: str
+    video: Path
+    video_rel: str
+    dyad: str | None = None
+    split: str | None = None
+    fps: float | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+    unit_id: str = ""
+
+    def labels(self) -> dict[str, str]:
+        """Identifying columns and extras, for carrying through to reports."""
+        d = {"participant_id": self.participant_id, "session": self.session, "video": self.video_rel,
+             "dyad": self.dyad or "", "split": self.split or ""}
+        d.update(dict(self.extra))
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A validated manifest."""
+
+    path: Path
+    entries: tuple[VideoEntry, ...]
+    extra_columns: tuple[str, ...]
+
+    @property
+    def participants(self) -> list[str]:
+        return sorted({e.participant_id for e in self.entries})
+
+
+def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest; raise :class:`ManifestError` listing every problem (with rows)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(str(path), [f"cannot read the manifest: {e.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(str(path), [f"not UTF-8 text (byte {e.start})"]) from None
+    if not text.strip():
+        raise ManifestError(str(path), ["the file is empty (expected a header row: "
+                                        + ",".join(REQUIRED) + ")"])
+    delimiter = _sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    problems: list[str] = []
+    missing = [c for c in REQUIRED if c not in header]
+    for c in missing:
+        close = difflib.get_close_matches(c, [h for h in header if h not in REQUIRED], n=1, cutoff=0.6)
+        hint = f" (found '{close[0]}': rename it)" if close else ""
+        problems.append(f"header: required column '{c}' is missing{hint}")
+    dup_cols = sorted({h for h in header if header.count(h) > 1})
+    for c in dup_cols:
+        problems.append(f"header: column '{c}' appears more than once")
+    if missing or dup_cols:
+        raise ManifestError(str(path), problems)
+
+    base = path.parent
+    extras = tuple(h for h in header if h not in REQUIRED + OPTIONAL and h)
+    entries: list[VideoEntry] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    rows = []
+    for fields in reader:
+        line = reader.line_num
+        if not any(f.strip() for f in fields):
+            continue  # empty rows are allowed and skipped
+        if len(fields) != len(header):
+            problems.append(f"row {line}: {len(fields)} fields, header has {len(header)}")
+            continue
+        rows.append((line, {h: f.strip() for h, f in zip(header, fields)}))
+    if not rows:
+        problems.append("no data rows")
+
+    for line, rec in rows:
+        pid, ses, vid = rec["participant_id"], rec["session"], rec["video"]
+        for col, val in (("participant_id", pid), ("session", ses), ("dyad", rec.get("dyad", ""))):
+            if col != "dyad" and not val:
+                problems.append(f"row {line}: empty {col}")
+            elif val and not SAFE_ID.match(val):
+                problems.append(f"row {line}: {col} '{val}' is unsafe as a file name "
+                                "(use letters, digits, '.', '_', '-'; at most 64; not starting with '.' or '-')")
+        if not vid:
+            problems.append(f"row {line}: empty video")
+        key = (pid, ses, vid)
+        if vid and key in seen:
+            problems.append(f"row {line}: duplicate of row {seen[key]} (participant_id={pid}, session={ses}, video={vid})")
+        seen.setdefault(key, line)
+        vpath = (base / vid) if vid else base
+        if vid and check_files:
+            if not vpath.exists():
+                problems.append(f"row {line}: video file not found: {vpath}")
+            elif not vpath.is_file():
+                problems.append(f"row {line}: video is not a regular file: {vpath}")
+            elif not os.access(vpath, os.R_OK):
+                problems.append(f"row {line}: video file is not readable (permissions): {vpath}")
+        split = rec.get("split", "").lower() or None
+        if split is not None and split not in SPLITS:
+            problems.append(f"row {line}: split '{rec['split']}' must be one of {', '.join(SPLITS)} or empty")
+        fps = None
+        if rec.get("fps", ""):
+            try:
+                fps = float(rec["fps"])
+                if not (math.isfinite(fps) and fps > 0):
+                    raise ValueError
+            except ValueError:
+                problems.append(f"row {line}: fps '{rec['fps']}' must be a positive number")
+                fps = None
+        entries.append(VideoEntry(
+            row=line, participant_id=pid, session=ses, video=vpath.resolve() if vid else vpath,
+            video_rel=vid, dyad=rec.get("dyad") or None, split=split, fps=fps,
+            extra=tuple((c, rec[c]) for c in extras)))
+    if problems:
+        raise ManifestError(str(path), problems)
+    return Manifest(path=path.resolve(), entries=tuple(_with_unit_ids(entries)), extra_columns=extras)
+
+
+def _with_unit_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
+    """Give each row a unique, file-name-safe unit id: participant_session_videostem[-hash]."""
+    def base_id(e: VideoEntry) -> str:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(e.video_rel).stem).strip("._-") or "video"
+        return f"{e.participant_id}_{e.session}_{stem[:48]}"
+
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[base_id(e)] = counts.get(base_id(e), 0) + 1
+    out = []
+    for e in entries:
+        uid = base_id(e)
+        if counts[uid] > 1:
+            uid += "-" + hashlib.sha1(e.video_rel.encode()).hexdigest()[:8]
+        out.append(dataclasses.replace(e, unit_id=uid))
+    return out
+
+
+def _sniff_delimiter(text: str) -> str:
+    header = text.splitlines()[0]
+    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","

@@ -1,0 +1,49 @@
+"""PCA fitted from streamed blocks (exact, via the covariance), so long videos need no extra memory."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class PCAModel:
+    """Mean, principal axes (k, d) and explained-variance ratios of a fitted PCA."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained_ratio: np.ndarray
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - self.mean) @ self.components.T
+
+
+class StreamingPCA:
+    """Accumulate sums over blocks of rows (NaN rows ignored), then solve for the top-k axes."""
+
+    def __init__(self, dim: int):
+        self.n = 0
+        self.s = np.zeros(dim)
+        self.ss = np.zeros((dim, dim))
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64)
+        x = x[np.isfinite(x).all(axis=1)]
+        self.n += len(x)
+        self.s += x.sum(axis=0)
+        self.ss += x.T @ x
+
+    def fit(self, k: int = 2) -> PCAModel:
+        if self.n < 2:
+            raise ValueError(f"PCA needs at least 2 complete rows, got {self.n}")
+        mean = self.s / self.n
+        cov = (self.ss - self.n * np.outer(mean, mean)) / (self.n - 1)
+        w, v = np.linalg.eigh(cov)
+        order = np.argsort(w)[::-1][:k]
+        comps = v[:, order].T
+        # fix the sign so that results are reproducible: largest |loading| positive
+        signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+        comps *= signs[:, None]
+        total = max(float(np.trace(cov)), 1e-300)
+        return PCAModel(mean, comps, np.clip(w[order], 0, None) / total)

@@ -1,0 +1,64 @@
+"""What produced an output: input and model hashes, package versions, configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+PACKAGES = (
+    "mediapipe", "opencv-python-headless", "numpy", "pandas", "h5py", "openpyxl", "torch",
+    "nflows", "scikit-learn", "matplotlib", "submitit", "typer",
+)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` ('absent' for those not installed)."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = "absent"
+    return out
+
+
+def config_dict(cfg: Any) -> dict:
+    """A dataclass config as plain JSON-able data."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def config_hash(cfg: Any) -> str:
+    """Short stable hash of a configuration: equal configs give equal hashes."""
+    blob = json.dumps(config_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def provenance(cfg: Any, **inputs: str) -> dict[str, Any]:
+    """The provenance record written into every output."""
+    return {
+        "dis_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "config": config_dict(cfg),
+        "config_hash": config_hash(cfg),
+        **inputs,
+    }

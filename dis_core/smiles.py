@@ -1,0 +1,63 @@
+"""Smile detection from blendshapes: per frame by thresholds, per second from the real frame times."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+# The research workflow's rule: a frame smiles when all six scores exceed these thresholds.
+DEFAULT_THRESHOLDS = (
+    ("mouthSmileLeft", 0.2137),
+    ("mouthSmileRight", 0.2070),
+    ("mouthPressLeft", 0.00176),
+    ("mouthPressRight", 0.01248),
+    ("eyeSquintLeft", 0.3632),
+    ("eyeSquintRight", 0.4324),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SmileConfig:
+    """Smile rule: every named blendshape must exceed its threshold; a second smiles when at least
+    ``min_fraction`` of its face-detected frames smile."""
+
+    thresholds: tuple[tuple[str, float], ...] = DEFAULT_THRESHOLDS
+    min_fraction: float = 0.5
+
+
+def smile_frames(blendshapes: np.ndarray, names: tuple[str, ...] | list[str], cfg: SmileConfig) -> np.ndarray:
+    """(T, 52) scores -> (T,) bool; frames without a face (NaN) never smile."""
+    idx = {n: i for i, n in enumerate(names)}
+    missing = [n for n, _ in cfg.thresholds if n not in idx]
+    if missing:
+        raise KeyError(f"unknown blendshape name(s) in smile thresholds: {missing}")
+    bs = np.asarray(blendshapes, dtype=np.float64)
+    cols = [idx[n] for n, _ in cfg.thresholds]
+    thr = np.array([t for _, t in cfg.thresholds])
+    with np.errstate(invalid="ignore"):
+        return np.all(bs[:, cols] > thr, axis=1)
+
+
+def smile_seconds(times_s: np.ndarray, detected: np.ndarray, smiling: np.ndarray, cfg: SmileConfig) -> pd.DataFrame:
+    """Aggregate per whole second of video time (floor of each frame's own timestamp).
+
+    Columns: second, start_s, frames, detected_frames, smile_frames, smile_fraction, smile.
+    Because the bins come from the frame times, the number of frames per second follows the real fps.
+    """
+    t = np.asarray(times_s, dtype=float)
+    sec = np.floor(t).astype(np.int64)
+    df = pd.DataFrame({"second": sec, "det": np.asarray(detected, bool), "smi": np.asarray(smiling, bool)})
+    g = df.groupby("second", sort=True)
+    out = pd.DataFrame({
+        "frames": g.size(),
+        "detected_frames": g["det"].sum(),
+        "smile_frames": g["smi"].sum(),
+    }).reset_index()
+    out.insert(1, "start_s", out["second"].astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = out["smile_frames"] / out["detected_frames"].where(out["detected_frames"] > 0)
+    out["smile_fraction"] = frac.astype(float)
+    out["smile"] = (out["smile_fraction"] >= cfg.min_fraction).fillna(False).astype(bool)
+    return out

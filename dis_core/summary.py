@@ -1,0 +1,96 @@
+"""Run summaries: counts per status, the list of failures, the QC table, and the exit code."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .atomic import write_text_atomic
+from .excel import write_workbook
+
+# Exit codes (documented in the README): distinct for success, partial and total failure.
+EXIT_OK = 0
+EXIT_FAILED = 1  # every unit failed, or the stage could not start
+EXIT_USAGE = 2  # invalid invocation or input (bad manifest, missing model): nothing ran
+EXIT_PARTIAL = 3  # some units failed; the rest completed
+
+
+def exit_code(results: Sequence[Any]) -> int:
+    """0 when nothing failed, 3 when some units failed, 1 when all did."""
+    if not results:
+        return EXIT_FAILED
+    failed = sum(1 for r in results if r.failed)
+    if failed == 0:
+        return EXIT_OK
+    return EXIT_FAILED if failed == len(results) else EXIT_PARTIAL
+
+
+def qc_table(results: Sequence[Any]) -> pd.DataFrame:
+    """One row per unit with its status, frames and detection rate."""
+    rows = []
+    for r in results:
+        d = dataclasses.asdict(r)
+        d["detection_rate"] = round(r.detection_rate, 4)
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
+def format_summary(stage: str, results: Sequence[Any], where: Path | None = None) -> str:
+    """Human summary: counts, frames, detection rate, then one line per failure."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    frames = sum(r.frames for r in results)
+    det = sum(r.detected_frames for r in results)
+
+    failed = counts.get("failed", 0) + counts.get("no_face", 0)
+    lines = [
+        f"{stage}: {len(results)} video(s): {counts.get('ok', 0)} ok, {counts.get('skipped', 0)} skipped "
+        f"(already done), {failed} failed ({counts.get('no_face', 0)} without a face)",
+        f"  frames: {frames}, face detected in {det} ({100 * det / frames:.1f}%)" if frames else "  frames: 0",
+    ]
+    for r in results:
+        if r.failed:
+            lines.append(f"  FAILED {r.unit_id}: {r.message}")
+        elif r.message:
+            lines.append(f"  warning {r.unit_id}: {r.message}")
+    if where:
+        lines.append(f"  summary: {where}")
+    return "\n".join(lines)
+
+
+def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str, Any]) -> Path:
+    """Write OUT/summary/extract_summary.{json,txt,csv} and the cohort smile table; return the folder."""
+    d = Path(out_root) / "summary"
+    d.mkdir(parents=True, exist_ok=True)
+    qc = qc_table(results)
+    write_text_atomic(d / "extract_summary.json", json.dumps(
+        {"stage": "extract", "exit_code": exit_code(results), "units": qc.to_dict(orient="records"),
+         "provenance": prov}, indent=2, default=str))
+    write_text_atomic(d / "extract_summary.txt", format_summary("extract", results) + "\n")
+    write_text_atomic(d / "extraction_qc.csv", qc.to_csv(index=False))
+    smiles = smile_table(results)
+    write_text_atomic(d / "smile_summary.csv", smiles.to_csv(index=False))
+    write_workbook(d / "smile_summary.xlsx", {"per_video": smiles}, prov)
+    return d
+
+
+def smile_table(results: Sequence[Any]) -> pd.DataFrame:
+    """Cohort smile summary per video (aggregated per participant by the report)."""
+    rows = []
+    for r in results:
+        if r.status in ("ok", "skipped"):
+            rows.append({
+                "unit_id": r.unit_id, "participant_id": r.participant_id, "session": r.session, "video": r.video,
+                "fps": r.fps, "frames": r.frames, "detected_frames": r.detected_frames,
+                "smile_frames": r.smile_frames,
+                "smile_frame_fraction": r.smile_frames / r.detected_frames if r.detected_frames else float("nan"),
+                "seconds": r.seconds, "smile_seconds": r.smile_seconds,
+            })
+    return pd.DataFrame(rows, columns=["unit_id", "participant_id", "session", "video", "fps", "frames",
+                                       "detected_frames", "smile_frames", "smile_frame_fraction", "seconds",
+                                       "smile_seconds"])
