@@ -169,6 +169,20 @@ def fetch_samples(names: list[str] | None = None, log=print) -> dict[str, Path]:
     return out
 
 
+def cached_samples(names: list[str] | None = None) -> dict[str, Path]:
+    """Sample files already in the cache (never downloads); raise if one is missing."""
+    from .errors import DISError
+
+    root = cache_dir() / "samples"
+    out, missing = {}, []
+    for n in names or list(SAMPLES):
+        p = root / n
+        (out.__setitem__(n, p) if p.is_file() else missing.append(n))
+    if missing:
+        raise DISError(f"sample files missing from {root}: {', '.join(missing)}; run `make setup` or `dis fetch-samples`")
+    return out
+
+
 def link_samples(dest: Path, names: list[str] | None = None, log=print) -> dict[str, Path]:
     """Fetch samples and place copies in ``dest`` (e.g. ``data/samples`` for the demo manifest)."""
     dest = Path(dest)

@@ -51,7 +51,8 @@ def extract(
     executor: str = typer.Option("local", help="local (one process per core) or debug (in-process)."),
     workers: Optional[int] = typer.Option(None, help="Worker processes for the local executor (default: cores)."),
     force: bool = typer.Option(False, "--force", help="Redo videos whose outputs are complete."),
-    landmark_workbook: bool = typer.Option(True, help="Write the per-video landmark Excel export."),
+    landmark_workbook: bool = typer.Option(False, help="Also write landmarks.xlsx per video (x, y of all 478 "
+                                                       "landmarks per frame; slow for long videos)."),
     smile_min_fraction: float = typer.Option(0.5, help="A second smiles when this fraction of its face frames smile."),
 ) -> None:
     """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""
@@ -72,6 +73,32 @@ def extract(
     results, where = run_extract(m, out, mf, cfg, executor=executor, workers=workers, force=force)
     typer.echo(format_summary("extract", results, where))
     raise typer.Exit(exit_code(results))
+
+
+@app.command()
+def phantom(
+    out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),
+    participants: int = typer.Option(6, min=2, help="Number of phantom participants."),
+    sessions: int = typer.Option(2, min=1, help="Sessions per participant (the last one is split=test)."),
+    duration: float = typer.Option(10.0, min=1.0, help="Seconds per video."),
+    fps: float = typer.Option(30.0, min=5.0, help="Frame rate of the videos."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same cohort."),
+    swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),
+    model: Optional[Path] = ModelOpt,
+) -> None:
+    """Render a phantom cohort: real faces turning with known, person-specific head dynamics."""
+    from .assets import cached_samples, resolve_model
+    from .phantom import PhantomConfig, make_cohort
+
+    try:
+        mf = resolve_model(model)
+        samples = cached_samples()
+    except DISError as e:
+        _fail(e)
+    cfg = PhantomConfig(participants=participants, sessions=sessions, duration_s=duration, fps=fps, seed=seed,
+                        swap_faces=swap_faces)
+    manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
+    typer.echo(f"phantom cohort: {participants} participants x {sessions} sessions; manifest {manifest}")
 
 
 @app.command("fetch-model")

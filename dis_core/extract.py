@@ -18,7 +18,6 @@ from .assets import ModelFile
 from .atomic import atomic_path, remove_stale_parts
 from .errors import DISError
 from .excel import write_rows, write_workbook
-from .figures import landmark_pca_png
 from .h5store import ExtractionWriter, check_complete, iter_landmark_blocks, read_attrs, read_extraction
 from .landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, LandmarkerConfig
 from .manifest import VideoEntry
@@ -41,7 +40,7 @@ class ExtractConfig:
 
     landmarker: LandmarkerConfig = LandmarkerConfig()
     smile: SmileConfig = SmileConfig()
-    landmark_workbook: bool = True
+    landmark_workbook: bool = False  # costs about as much as extraction itself; opt in (the demo does)
     landmark_pca_png: bool = True
     chunk_frames: int = 256
     compression_level: int = 4
@@ -231,6 +230,8 @@ def _landmark_rows(h5: Path):
 
 
 def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
+    from .figures import landmark_pca_png  # matplotlib: imported only when a figure is drawn
+
     acc = StreamingPCA(N_LANDMARKS * 2)
     for _, _, _, lm in iter_landmark_blocks(h5):
         acc.update(lm[:, :, :2].reshape(len(lm), -1))

@@ -82,7 +82,7 @@ class ExtractionWriter:
         for k, v in video.items():
             g.attrs[k] = v
         self._f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-        for k in ("video_sha256", "model_sha256", "config_hash", "dis_version"):
+        for k in ("video_sha256", "model_sha256", "config_hash", "dis_version", "fps_override"):
             self._f.attrs[k] = provenance[k]
         for k, v in summary.items():
             self._f.attrs[k] = v

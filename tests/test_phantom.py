@@ -1,0 +1,110 @@
+"""Phantom cohorts: real faces turned with known head pose; extraction must recover the truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dis_core.extract import ExtractConfig, extract_video
+from dis_core.h5store import read_extraction
+from dis_core.manifest import load_manifest
+from dis_core.phantom import (PhantomConfig, make_cohort, make_rig, portraits, read_truth, render_video,
+                              sample_dynamics, trajectory)
+from tests.videos import read_frames
+
+
+@pytest.fixture(scope="module")
+def faces(samples, model):
+    return dict(portraits(samples, model.path))
+
+
+def test_portraits_include_stills_group_and_astronaut(faces):
+    assert {"single_face", "0-f1-su-ph", "astronaut"} <= set(faces)
+    assert sum(n.startswith("group") for n in faces) == 5
+
+
+@pytest.mark.parametrize("face", ["0-f1-su-ph", "astronaut", "group2", "single_face"])
+def test_extraction_recovers_the_phantom_head_pose(tmp_path, faces, model, make_manifest, face):
+    rng = np.random.default_rng(7)
+    t = np.arange(180) / 30.0
+    sweep = np.column_stack([24 * np.sin(2 * np.pi * t / 3.0), 20 * np.sin(2 * np.pi * t / 2.2 + 1),
+                             15 * np.sin(2 * np.pi * t / 1.7 + 2)])  # covers most of +-25 degrees
+    ypr = np.clip(trajectory(sample_dynamics(rng), 180, 30.0, rng) * 0.3 + sweep, -25, 25)
+    assert np.ptp(ypr[:, 0]) > 40 and np.ptp(ypr[:, 1]) > 35
+    video = tmp_path / f"{face}.mp4"
+    render_video(make_rig(faces[face], model.path), ypr, 30.0, video)
+    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(video)}]))
+    r = extract_video(m.entries[0], tmp_path / "out", model, ExtractConfig(), progress=False)
+    assert r.status == "ok" and r.detection_rate == 1.0
+    got = read_extraction(Path(r.output)).head_pose.astype(float)
+    err = got - ypr
+    offset = err.mean(axis=0)
+    mae = np.abs(err - offset).mean(axis=0)
+    corr = [np.corrcoef(got[:, k], ypr[:, k])[0, 1] for k in range(3)]
+    print(f"{face}: MAE yaw {mae[0]:.2f}, pitch {mae[1]:.2f}, roll {mae[2]:.2f} deg; offsets {np.round(offset, 2)}; "
+          f"corr {np.round(corr, 3)}; truth range {np.round(np.ptp(ypr, axis=0), 1)} deg")
+    assert mae[2] <= 1.0 and mae[0] <= 3.0 and mae[1] <= 3.0
+    assert min(corr) > 0.9, "signs follow the documented convention on all three axes"
+
+
+def test_same_seed_same_frames_and_participants_differ(tmp_path, samples, model):
+    cfg = PhantomConfig(participants=4, sessions=2, duration_s=1.0, fps=15.0, seed=3)
+    m1 = make_cohort(tmp_path / "a", cfg, samples, model.path)
+    m2 = make_cohort(tmp_path / "b", cfg, samples, model.path)
+    man = load_manifest(m1)  # validates
+    assert len(man.entries) == 8 and {e.split for e in man.entries} == {"train", "test"}
+    for e in man.entries:
+        other = tmp_path / "b" / e.video_rel
+        a, b = read_frames(e.video), read_frames(other)
+        assert len(a) == 15 and all(np.array_equal(x, y) for x, y in zip(a, b))
+        assert Path(str(e.video).replace(".mp4", ".truth.csv")).read_text() == \
+            Path(str(other).replace(".mp4", ".truth.csv")).read_text()
+    p = json.loads((tmp_path / "a" / "phantom.json").read_text())["participants"]
+    vecs = [np.array(_flatten(x["dynamics"])) for x in p]
+    for i in range(len(vecs)):
+        for j in range(i + 1, len(vecs)):
+            assert np.abs(vecs[i] - vecs[j]).max() > 0.5, "participants have different dynamics"
+    # partners share the configured parameters, strangers do not
+    d = {x["participant_id"]: x for x in p}
+    assert d["ph01"]["dyad"] == d["ph02"]["dyad"] != d["ph03"]["dyad"]
+    assert d["ph01"]["dynamics"]["nod_rate"] == d["ph02"]["dynamics"]["nod_rate"]
+    assert d["ph01"]["dynamics"]["nod_rate"] != d["ph03"]["dynamics"]["nod_rate"]
+    other_seed = make_cohort(tmp_path / "c", PhantomConfig(participants=4, sessions=2, duration_s=1.0, fps=15.0, seed=4),
+                             samples, model.path)
+    t1, y1 = read_truth(tmp_path / "a" / "videos" / "ph01_s1.truth.csv")
+    t2, y2 = read_truth(other_seed.parent / "videos" / "ph01_s1.truth.csv")
+    assert not np.allclose(y1, y2)
+
+
+def test_sessions_share_dynamics_measurably(samples):
+    """Statistics of a participant's sessions agree more with each other than with other participants'."""
+    rng = np.random.default_rng(11)
+    dyn = [sample_dynamics(np.random.default_rng(rng.integers(2**63))) for _ in range(6)]
+    feats = np.array([[_session_stats(trajectory(d, 1800, 30.0, np.random.default_rng([i, k])))
+                       for k in range(2)] for i, d in enumerate(dyn)])
+    within = np.linalg.norm(feats[:, 0] - feats[:, 1], axis=1).mean()
+    between = np.mean([np.linalg.norm(feats[i, 0] - feats[j, 1]) for i in range(6) for j in range(6) if i != j])
+    assert within < 0.5 * between
+
+
+def _session_stats(ypr: np.ndarray) -> np.ndarray:
+    v = np.diff(ypr, axis=0)
+    return np.concatenate([ypr.mean(axis=0), ypr.std(axis=0), v.std(axis=0) * 10])
+
+
+def _flatten(d) -> list[float]:
+    out = []
+    for v in d.values():
+        out += _flatten(v) if isinstance(v, dict) else [float(v)]
+    return out
+
+
+def test_swap_faces_changes_the_face_not_the_person(tmp_path, samples, model):
+    cfg = PhantomConfig(participants=3, sessions=2, duration_s=0.5, fps=10.0, seed=1, swap_faces=True)
+    m = load_manifest(make_cohort(tmp_path, cfg, samples, model.path))
+    face = {(e.participant_id, e.session): dict(e.extra)["face"] for e in m.entries}
+    assert face[("ph01", "s1")] != face[("ph01", "s2")]
+    assert face[("ph01", "s2")] == face[("ph02", "s1")]

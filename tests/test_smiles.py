@@ -1,0 +1,58 @@
+"""Smile rule per frame and per second (bins from the real frame times, never a fixed fps)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dis_core.landmarker import BLENDSHAPE_NAMES
+from dis_core.smiles import DEFAULT_THRESHOLDS, SmileConfig, smile_frames, smile_seconds
+
+
+def _scores(n, value_for=None):
+    bs = np.zeros((n, len(BLENDSHAPE_NAMES)))
+    for name, thr in DEFAULT_THRESHOLDS:
+        bs[:, BLENDSHAPE_NAMES.index(name)] = thr + 0.01
+    return bs
+
+
+def test_all_six_scores_must_exceed():
+    bs = _scores(8)
+    cfg = SmileConfig()
+    assert smile_frames(bs, BLENDSHAPE_NAMES, cfg).all()
+    for k, (name, thr) in enumerate(DEFAULT_THRESHOLDS):
+        one = bs.copy()
+        one[k % 8, BLENDSHAPE_NAMES.index(name)] = thr  # equal is not "exceeds"
+        got = smile_frames(one, BLENDSHAPE_NAMES, cfg)
+        assert not got[k % 8] and got.sum() == 7
+    nan = bs.copy()
+    nan[3] = np.nan
+    assert not smile_frames(nan, BLENDSHAPE_NAMES, cfg)[3]
+
+
+def test_thresholds_are_configurable():
+    bs = _scores(4)
+    bs[:, BLENDSHAPE_NAMES.index("eyeSquintLeft")] = 0.1
+    assert not smile_frames(bs, BLENDSHAPE_NAMES, SmileConfig()).any()
+    relaxed = SmileConfig(thresholds=(("mouthSmileLeft", 0.2), ("mouthSmileRight", 0.2)))
+    assert smile_frames(bs, BLENDSHAPE_NAMES, relaxed).all()
+
+
+def test_seconds_follow_the_real_frame_rate():
+    for fps in (24.0, 30.0, 29.97):
+        t = np.arange(int(fps * 5)) / fps
+        det = np.ones(len(t), bool)
+        smi = (t >= 2) & (t < 3)
+        s = smile_seconds(t, det, smi, SmileConfig())
+        assert list(s["second"]) == [0, 1, 2, 3, 4]
+        assert list(s["frames"])[:4] == [int(np.ceil(fps * (k + 1)) - np.ceil(fps * k)) for k in range(4)]
+        assert list(s["smile"]) == [False, False, True, False, False]
+
+
+def test_second_fraction_counts_only_face_frames():
+    t = np.arange(10) / 10
+    det = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
+    smi = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool)
+    s = smile_seconds(t, det, smi, SmileConfig(min_fraction=0.5))
+    assert s["smile_fraction"].iloc[0] == 0.5 and bool(s["smile"].iloc[0])
+    s2 = smile_seconds(t, np.zeros(10, bool), np.zeros(10, bool), SmileConfig())
+    assert not bool(s2["smile"].iloc[0]) and np.isnan(s2["smile_fraction"].iloc[0])
