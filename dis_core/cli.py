@@ -75,6 +75,104 @@ def extract(
     raise typer.Exit(exit_code(results))
 
 
+FeatureSetsOpt = typer.Option("head_pose,landmarks,blendshapes", "--feature-sets",
+                              help="Comma-separated feature sets: head_pose, landmarks, blendshapes.")
+
+
+def _train_cfgs(feature_sets: str, epochs: Optional[int]):
+    import dataclasses
+
+    from .features import parse_feature_sets
+    from .train import default_train_config
+
+    cfgs = [default_train_config(s) for s in parse_feature_sets(feature_sets)]
+    if epochs:
+        cfgs = [dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=epochs)) for c in cfgs]
+    return cfgs
+
+
+@app.command()
+def run(
+    manifest: Path = ManifestOpt,
+    out: Path = OutOpt,
+    model: Optional[Path] = ModelOpt,
+    feature_sets: str = FeatureSetsOpt,
+    executor: str = typer.Option("local", help="local (one process per core) or debug (in-process)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes for the local executor (default: cores)."),
+    force: bool = typer.Option(False, "--force", help="Redo finished units."),
+    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs (default: per feature set)."),
+    norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+) -> None:
+    """The whole pipeline on this machine: extract, split and basis, train, score, report."""
+    from jobs.stages import run_pipeline
+
+    from .assets import resolve_model
+    from .manifest import load_manifest
+    from .report import ReportConfig
+    from .summary import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+
+    try:
+        m = load_manifest(manifest)
+        mf = resolve_model(model)
+        cfgs = _train_cfgs(feature_sets, max_epochs)
+    except (DISError, ValueError) as e:
+        _fail(e)
+    try:
+        ex, tr, results, problems, wb = run_pipeline(m, out, mf, cfgs, report=ReportConfig(norm_workbooks=norm_workbooks),
+                                                     executor=executor, workers=workers, force=force, log=typer.echo)
+    except DISError as e:
+        _fail(e, EXIT_FAILED)
+    failed = any(r.failed for r in ex) or any(r.failed for r in tr) or bool(problems)
+    raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+
+
+@app.command()
+def train(
+    out: Path = OutOpt,
+    feature_sets: str = FeatureSetsOpt,
+    executor: str = typer.Option("local", help="local or debug."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: cores)."),
+    force: bool = typer.Option(False, "--force", help="Retrain finished models."),
+    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs."),
+) -> None:
+    """Train every participant's flows for a run whose extraction and cohort step are done."""
+    from jobs.stages import run_train
+
+    from .cohort import load_cohort
+    from .summary import EXIT_OK, EXIT_PARTIAL
+
+    try:
+        cohort = load_cohort(out)
+        cfgs = _train_cfgs(feature_sets, max_epochs)
+    except (DISError, ValueError) as e:
+        _fail(e)
+    res = run_train(out, cohort.participants, cfgs, executor=executor, workers=workers, force=force)
+    for r in res:
+        typer.echo(f"  {r.status:8s} {r.unit_id}: {r.train_frames} frames, {r.epochs} epochs {r.message}")
+    raise typer.Exit(EXIT_PARTIAL if any(r.failed for r in res) else EXIT_OK)
+
+
+@app.command()
+def score(
+    out: Path = OutOpt,
+    feature_sets: str = FeatureSetsOpt,
+    norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+) -> None:
+    """Score every model against every participant's held-out data and write the report."""
+    from jobs.stages import run_reduce
+
+    from .report import ReportConfig
+    from .summary import EXIT_OK, EXIT_PARTIAL
+
+    try:
+        cfgs = _train_cfgs(feature_sets, None)
+        _, results, problems, wb, text = run_reduce(out, cfgs, ReportConfig(norm_workbooks=norm_workbooks))
+    except (DISError, ValueError) as e:
+        _fail(e)
+    typer.echo(text)
+    raise typer.Exit(EXIT_PARTIAL if problems else EXIT_OK)
+
+
 @app.command()
 def phantom(
     out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),

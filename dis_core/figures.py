@@ -36,3 +36,123 @@ def landmark_pca_png(path: Path, scores: np.ndarray, times_s: np.ndarray, explai
     ax.set_title(title)
     ax.grid(alpha=0.3)
     save_png(fig, path, prov)
+
+
+def _loss_axes(ax, hist: dict, best: int, title: str) -> None:
+    ep = np.arange(1, len(hist["train"]) + 1)
+    ax.plot(ep, hist["train"], label="training")
+    ax.plot(ep, hist["val"], label="validation")
+    if best >= 0:
+        ax.axvline(best + 1, color="k", ls=":", lw=1, label=f"best (epoch {best + 1})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative log-likelihood (nats / frame)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+
+
+def loss_curve_png(path: Path, hist: dict, best: int, title: str, prov: dict[str, Any]) -> None:
+    """Training and validation loss per epoch, the chosen epoch marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _loss_axes(ax, hist, best, title)
+    ax.legend()
+    save_png(fig, path, prov)
+
+
+def loss_grid_png(path: Path, curves: list[tuple[str, dict, int]], title: str, prov: dict[str, Any]) -> None:
+    """A grid of loss curves, one panel per participant."""
+    n = max(len(curves), 1)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax, (name, hist, best) in zip(axes.flat, curves):
+        _loss_axes(ax, hist, best, name)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_png(fig, path, prov)
+
+
+def heatmap_png(path: Path, s: np.ndarray, labels: list[str], title: str, prov: dict[str, Any]) -> None:
+    """Score matrix: rows = models (whose DIS), columns = held-out data (whose frames)."""
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * n, 1.0 + 0.45 * n))
+    im = ax.imshow(s, cmap="viridis")
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set_xlabel("held-out data of participant")
+    ax.set_ylabel("model (DIS) of participant")
+    best = np.nanargmax(np.where(np.isfinite(s), s, -np.inf), axis=0)
+    ax.scatter(np.arange(n), best, marker="o", facecolors="none", edgecolors="w", s=40, label="best model per data")
+    cb = fig.colorbar(im, ax=ax)
+    cb.set_label("mean log-likelihood (nats / frame)")
+    ax.set_title(title, fontsize=10)
+    save_png(fig, path, prov)
+
+
+def roc_det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, prov: dict[str, Any]) -> None:
+    """ROC (true vs false accept rate) and DET (miss vs false alarm, normal-deviate axes)."""
+    from scipy.stats import norm
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, (fpr, tpr) in curves.items():
+        a1.plot(fpr, tpr, label=name)
+        f = np.clip(fpr, 1e-4, 1 - 1e-4)
+        m = np.clip(1 - tpr, 1e-4, 1 - 1e-4)
+        a2.plot(norm.ppf(f), norm.ppf(m), label=name)
+    a1.plot([0, 1], [0, 1], "k:", lw=1)
+    a1.set_xlabel("false accept rate (impostor pairs accepted)")
+    a1.set_ylabel("true accept rate (genuine pairs accepted)")
+    a1.set_title("ROC")
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8])
+    a2.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    a2.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    a2.set_xlabel("false alarm rate (%)")
+    a2.set_ylabel("miss rate (%)")
+    a2.set_title("DET")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    fig.suptitle(title)
+    save_png(fig, path, prov)
+
+
+def norms_png(path: Path, groups: dict[str, np.ndarray], title: str, prov: dict[str, Any]) -> None:
+    """Distributions of per-frame norms |log p - own mean| for self, partner and stranger data."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    vals = [v[np.isfinite(v)] for v in groups.values()]
+    hi = np.percentile(np.concatenate(vals), 99) if any(len(v) for v in vals) else 1.0
+    bins = np.linspace(0, hi, 60)
+    for (name, _), v in zip(groups.items(), vals):
+        if len(v):
+            ax.hist(np.clip(v, 0, hi), bins=bins, density=True, histtype="step", lw=1.5,
+                    label=f"{name} (n={len(v)}, median {np.median(v):.2f})")
+    ax.set_xlabel("norm |log p(x) - mean log p(own held-out)| (nats)")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    save_png(fig, path, prov)
+
+
+def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: np.ndarray, title: str,
+                          prov: dict[str, Any]) -> None:
+    """Per participant: their frames in the cohort's first two landmark components (shared axes)."""
+    n = max(len(scores), 1)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    allv = np.concatenate([v for v in scores.values() if len(v)]) if scores else np.zeros((1, 2))
+    lo, hi = np.percentile(allv, 0.5, axis=0), np.percentile(allv, 99.5, axis=0)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (pid, v) in zip(axes.flat, scores.items()):
+        ax.scatter(v[:, 0], v[:, 1], s=2, alpha=0.4, c=np.arange(len(v)), cmap="viridis")
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_title(pid, fontsize=9)
+        ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f}%)", fontsize=8)
+        ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f}%)", fontsize=8)
+    for ax in list(axes.flat)[len(scores):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_png(fig, path, prov)

@@ -62,23 +62,69 @@ def _flat(v) -> list[float]:
     return list(dataclasses.astuple(v)) if dataclasses.is_dataclass(v) else [v]
 
 
-def sample_dynamics(rng: np.random.Generator, shared: dict[str, float] | None = None) -> Dynamics:
-    """Draw a participant's parameters; ``shared`` overrides some (dyad partners), e.g. {'yaw.f_slow': 0.2}."""
+TRAITS = ("activity", "jitter", "tempo", "balance")  # the main personal traits, spread across a cohort by strata
+
+
+def sample_dynamics(rng: np.random.Generator, shared: dict[str, float] | None = None,
+                    quantiles: dict[str, float] | None = None) -> Dynamics:
+    """Draw a participant's parameters; ``shared`` overrides some (dyad partners), e.g. {'yaw.f_slow': 0.2}.
+
+    People differ most in how much they move overall: a personal activity factor (log-uniform over
+    0.4-2.5) scales every amplitude; jitter, the tempo of fast sway and the balance between turning
+    (yaw) and nodding (pitch) are the other main traits.
+    ``quantiles`` (values in [0, 1) for the names in TRAITS) place those traits instead of chance.
+    """
     shared = shared or {}
+    q = quantiles or {}
+
+    def loguni(lo: float, hi: float, u: float | None = None) -> float:
+        u = rng.uniform() if u is None else u
+        return float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
+
+    activity = loguni(0.4, 2.5, q.get("activity"))
+    jitter = loguni(0.15, 1.2, q.get("jitter"))
+    tempo = 0.5 + 1.5 * (rng.uniform() if q.get("tempo") is None else q["tempo"])
+    balance = loguni(1 / 2.5, 2.5, q.get("balance"))  # yaw amplitudes x sqrt(balance), pitch / sqrt(balance)
 
     def axis(name: str, amp_scale: float) -> AxisDynamics:
-        vals = dict(bias=rng.uniform(-5, 5), f_slow=rng.uniform(0.08, 0.45), a_slow=rng.uniform(2, 9) * amp_scale,
-                    f_fast=rng.uniform(0.5, 1.4), a_fast=rng.uniform(0.5, 3) * amp_scale)
+        vals = dict(bias=rng.uniform(-5, 5), f_slow=rng.uniform(0.1, 0.5),
+                    a_slow=loguni(1.5, 8) * amp_scale * activity, f_fast=tempo * rng.uniform(0.85, 1.15),
+                    a_fast=loguni(0.3, 3) * amp_scale * activity)
         for k in vals:
             vals[k] = shared.get(f"{name}.{k}", vals[k])
         return AxisDynamics(**vals)
 
-    top = dict(nod_rate=rng.uniform(2, 20), nod_freq=rng.uniform(1.2, 2.5), nod_amp=rng.uniform(4, 10),
-               shake_rate=rng.uniform(2, 15), shake_freq=rng.uniform(1.0, 2.2), shake_amp=rng.uniform(4, 10),
-               jitter_sd=rng.uniform(0.2, 1.0), jitter_rho=0.9)
+    top = dict(nod_rate=loguni(2, 30), nod_freq=rng.uniform(1.2, 2.5), nod_amp=loguni(3, 10) * min(activity, 1.5),
+               shake_rate=loguni(2, 20), shake_freq=rng.uniform(1.0, 2.2), shake_amp=loguni(3, 10) * min(activity, 1.5),
+               jitter_sd=jitter, jitter_rho=0.9)
     for k in top:
         top[k] = shared.get(k, top[k])
-    return Dynamics(yaw=axis("yaw", 1.0), pitch=axis("pitch", 0.8), roll=axis("roll", 0.6), **top)
+    b = float(np.sqrt(balance))
+    return Dynamics(yaw=axis("yaw", 1.0 * b), pitch=axis("pitch", 0.8 / b), roll=axis("roll", 0.6), **top)
+
+
+def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int = 2,
+                    dyad_shared: tuple[str, ...] = ()) -> list[Dynamics]:
+    """Dynamics for a cohort: main traits stratified (every participant in its own stratum of each
+    trait, strata shuffled independently per trait), partners sharing ``dyad_shared`` parameters."""
+    perms = {t: rng.permutation(participants) for t in TRAITS}
+    out: list[Dynamics] = []
+    shared: dict[str, float] = {}
+    for i in range(participants):
+        prng = np.random.default_rng(rng.integers(2**63))
+        quant = {t: (perms[t][i] + prng.uniform()) / participants for t in TRAITS}
+        if i % dyad_size == 0:  # the first of a dyad sets what partners share
+            d = sample_dynamics(prng, None, quant)
+            shared = {}
+            for key in dyad_shared:
+                obj = d
+                for part in key.split("."):
+                    obj = getattr(obj, part)
+                shared[key] = float(obj)
+            out.append(d)
+        else:
+            out.append(sample_dynamics(prng, shared, quant))
+    return out
 
 
 def trajectory(dyn: Dynamics, n_frames: int, fps: float, rng: np.random.Generator,
@@ -255,6 +301,8 @@ def portraits(samples: dict[str, Path], model_path: str | Path) -> list[tuple[st
     if "multi_face.jpg" in samples:
         group = cv2.cvtColor(cv2.imread(str(samples["multi_face.jpg"])), cv2.COLOR_BGR2RGB)
         for k, box in enumerate(_faces_by_tiles(group, model_path)):
+            if k == 0:
+                continue  # the leftmost person wears sunglasses: MediaPipe's pitch is off by ~25% on him
             x0, y0, x1, y1 = box
             out.append((f"group{k + 1}", cv2.resize(group[y0:y1, x0:x1], (512, 512), interpolation=cv2.INTER_CUBIC)))
     return out
@@ -308,20 +356,7 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
     faces = portraits(samples, model_path)
     if len(faces) < 2:
         raise ValueError("need at least two portraits")
-    n_dyads = -(-cfg.participants // cfg.dyad_size)
-    dyn: list[Dynamics] = []
-    for d in range(n_dyads):
-        partner_rng = np.random.default_rng(rng.integers(2**63))
-        template = sample_dynamics(partner_rng)
-        shared = {}
-        for key in cfg.dyad_shared:
-            obj = template
-            for part in key.split("."):
-                obj = getattr(obj, part)
-            shared[key] = float(obj)
-        for _ in range(cfg.dyad_size):
-            if len(dyn) < cfg.participants:
-                dyn.append(sample_dynamics(np.random.default_rng(rng.integers(2**63)), shared))
+    dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared)
     rigs: dict[int, FaceRig] = {}
     n_frames = int(round(cfg.duration_s * cfg.fps))
     rows, params = [], []

@@ -1,15 +1,20 @@
-"""Stages as executor maps: each takes a validated manifest and a typed config, returns unit results."""
+"""Stages as executor maps: each takes a validated manifest (or the run folder) and typed configs."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
 from dis_core.assets import ModelFile
+from dis_core.cohort import CohortConfig, prepare_cohort
 from dis_core.extract import ExtractConfig, UnitResult, extract_video
 from dis_core.manifest import Manifest
 from dis_core.provenance import provenance
+from dis_core.reduce import reduce_cohort
+from dis_core.report import ReportConfig, write_report
 from dis_core.summary import write_extract_summary
+from dis_core.train import TrainConfig, TrainResult, train_unit
 
 from .executors import map_units
 
@@ -24,3 +29,45 @@ def run_extract(manifest: Manifest, out_root: Path, model: ModelFile, cfg: Extra
     prov = provenance(cfg, manifest=str(manifest.path), model_sha256=model.sha256)
     where = write_extract_summary(out_root, results, prov)
     return results, where
+
+
+def _train_one(unit: tuple[str, TrainConfig], out_root: Path, force: bool) -> TrainResult:
+    pid, cfg = unit
+    return train_unit(out_root, pid, cfg, force=force)
+
+
+def run_train(out_root: Path, participants: list[str], cfgs: list[TrainConfig], executor: str = "local",
+              workers: int | None = None, force: bool = False) -> list[TrainResult]:
+    """One unit per (participant, feature set)."""
+    units = [(p, c) for c in cfgs for p in participants]
+    fn = functools.partial(_train_one, out_root=Path(out_root), force=force)
+    return map_units(fn, units, executor=executor, workers=workers)
+
+
+def run_reduce(out_root: Path, cfgs: list[TrainConfig], report: ReportConfig = ReportConfig()):
+    """Score all pairs and write the report."""
+    cohort, results, problems = reduce_cohort(out_root, cfgs)
+    prov = provenance(report, feature_sets=[dataclasses.asdict(c) for c in cfgs])
+    wb, text = write_report(cohort, results, problems, prov, report)
+    return cohort, results, problems, wb, text
+
+
+def run_pipeline(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: list[TrainConfig],
+                 extract_cfg: ExtractConfig = ExtractConfig(), cohort_cfg: CohortConfig = CohortConfig(),
+                 report: ReportConfig = ReportConfig(), executor: str = "local", workers: int | None = None,
+                 force: bool = False, log=print):
+    """Videos to report on one machine: extract -> cohort (split, basis) -> train -> reduce."""
+    from dis_core.summary import format_summary
+
+    ex, _ = run_extract(manifest, out_root, model, extract_cfg, executor=executor, workers=workers, force=force)
+    log(format_summary("extract", ex))
+    cohort = prepare_cohort(manifest, out_root, cohort_cfg)
+    tr = run_train(out_root, cohort.participants, cfgs, executor=executor, workers=workers, force=force)
+    ok = sum(1 for r in tr if not r.failed)
+    log(f"train: {len(tr)} unit(s): {ok} ok/skipped, {len(tr) - ok} failed")
+    for r in tr:
+        if r.failed:
+            log(f"  FAILED {r.unit_id}: {r.message}")
+    _, results, problems, wb, text = run_reduce(out_root, cfgs, report)
+    log(text)
+    return ex, tr, results, problems, wb

@@ -1,0 +1,197 @@
+"""The cohort step between extraction and training: which videos are usable, the train/test split,
+and the landmark basis fitted once for everyone. Written to OUT/cohort/ and read back by every
+training and scoring unit, so all of them see the same frames, split and feature space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .atomic import write_bytes_atomic, write_text_atomic
+from .errors import DISError
+from .extract import H5_NAME, unit_dir
+from .features import (FeatureSpec, LandmarkBasis, VideoFeatures, base_values, fit_landmark_basis, landmark_points,
+                       video_features)
+from .h5store import check_complete, read_extraction
+from .manifest import Manifest, VideoEntry
+from .split import SplitConfig, VideoSplit, assign_splits
+
+COHORT_DIR = "cohort"
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortConfig:
+    """The split and the landmark basis: fitted on training frames of all participants."""
+
+    split: SplitConfig = SplitConfig()
+    basis_k: int = 8
+    basis_frames_per_video: int = 300  # subsample for the Procrustes mean and PCA
+
+
+@dataclasses.dataclass
+class Cohort:
+    """What every later unit needs to build identical features."""
+
+    out_root: Path
+    entries: list[VideoEntry]  # usable videos only
+    left_out: list[dict]  # videos that cannot be used, with the reason
+    splits: dict[str, VideoSplit]
+    basis: LandmarkBasis | None
+    config: CohortConfig
+
+    @property
+    def participants(self) -> list[str]:
+        return sorted({e.participant_id for e in self.entries})
+
+    def dyad(self, pid: str) -> str:
+        return next((e.dyad or "" for e in self.entries if e.participant_id == pid), "")
+
+    def videos_of(self, pid: str) -> list[VideoEntry]:
+        return [e for e in self.entries if e.participant_id == pid]
+
+
+def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = CohortConfig()) -> Cohort:
+    """Decide usable videos and the split, fit the landmark basis; write OUT/cohort/."""
+    out_root = Path(out_root)
+    usable, left_out, times = [], [], {}
+    for e in manifest.entries:
+        h5 = unit_dir(out_root, e) / H5_NAME
+        why = check_complete(h5, {})
+        if why:
+            left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"extraction {why}"})
+            continue
+        x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes"))
+        if not x.detected.any():
+            left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": "no face detected"})
+            continue
+        usable.append(e)
+        times[e.unit_id] = x.time_s
+    if not usable:
+        raise DISError("no usable video in the cohort (every extraction failed or found no face)")
+    splits = assign_splits(usable, times, cfg.split)
+    basis = _fit_basis(out_root, usable, splits, cfg)
+    cohort = Cohort(out_root, usable, left_out, splits, basis, cfg)
+    save_cohort(cohort)
+    return cohort
+
+
+def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, VideoSplit],
+               cfg: CohortConfig) -> LandmarkBasis | None:
+    rng = np.random.default_rng(0)
+    pts = []
+    for e in entries:
+        x = read_extraction(unit_dir(out_root, e) / H5_NAME, skip=("transform", "blendshapes"))
+        sel = np.flatnonzero(splits[e.unit_id].train & x.detected)
+        if len(sel) > cfg.basis_frames_per_video:
+            sel = np.sort(rng.choice(sel, cfg.basis_frames_per_video, replace=False))
+        if len(sel):
+            pts.append(landmark_points(x.landmarks[sel], int(x.video["width"]), int(x.video["height"])))
+    if not pts:
+        return None
+    allpts = np.concatenate(pts)
+    if len(allpts) < cfg.basis_k + 2:
+        return None
+    return fit_landmark_basis(allpts, cfg.basis_k)
+
+
+def save_cohort(c: Cohort) -> None:
+    d = c.out_root / COHORT_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{f"{k}__{uid}": getattr(s, k) for uid, s in c.splits.items() for k in ("train", "test")})
+    write_bytes_atomic(d / "split.npz", buf.getvalue())
+    if c.basis is not None:
+        write_bytes_atomic(d / "landmark_basis.npz", c.basis.to_bytes())
+    doc = {
+        "entries": [_entry_doc(e) for e in c.entries],
+        "left_out": c.left_out,
+        "split": {uid: s.summary() for uid, s in c.splits.items()},
+        "basis_sha256": c.basis.sha256 if c.basis is not None else None,
+        "basis_explained_variance": c.basis.explained.tolist() if c.basis is not None else None,
+        "config": dataclasses.asdict(c.config),
+    }
+    write_text_atomic(d / "cohort.json", json.dumps(doc, indent=2, default=str))
+
+
+def _entry_doc(e: VideoEntry) -> dict:
+    d = dataclasses.asdict(e)
+    d["video"] = str(e.video)
+    d["extra"] = [list(p) for p in e.extra]
+    return d
+
+
+def load_cohort(out_root: Path) -> Cohort:
+    """Read OUT/cohort/ back (as written by :func:`prepare_cohort`)."""
+    out_root = Path(out_root)
+    d = out_root / COHORT_DIR
+    if not (d / "cohort.json").is_file():
+        raise DISError(f"{d / 'cohort.json'} not found: run the cohort step first (dis run, or dis train)")
+    doc = json.loads((d / "cohort.json").read_text())
+    entries = []
+    for x in doc["entries"]:
+        x = dict(x)
+        x["video"] = Path(x["video"])
+        x["extra"] = tuple(tuple(p) for p in x["extra"])
+        entries.append(VideoEntry(**x))
+    with np.load(d / "split.npz", allow_pickle=False) as z:
+        splits = {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"], doc["split"][e.unit_id]["rule"])
+                  for e in entries}
+    basis = LandmarkBasis.from_file(d / "landmark_basis.npz") if (d / "landmark_basis.npz").is_file() else None
+    cfg = doc["config"]
+    config = CohortConfig(split=SplitConfig(**cfg["split"]), basis_k=cfg["basis_k"],
+                          basis_frames_per_video=cfg["basis_frames_per_video"])
+    return Cohort(out_root, entries, doc["left_out"], splits, basis, config)
+
+
+@dataclasses.dataclass
+class ParticipantData:
+    """A participant's feature rows for one part (train or test), and exactly which frames they are."""
+
+    participant_id: str
+    part: str
+    x: np.ndarray
+    columns: list[str]
+    frames: dict[str, np.ndarray]  # unit_id -> frame indices used
+    dropped: int
+
+
+def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> ParticipantData:
+    """Feature rows of one participant's ``part`` ('train' or 'test') frames, videos in manifest order."""
+    if part not in ("train", "test"):
+        raise ValueError(part)
+    xs, frames, cols, dropped = [], {}, None, 0
+    for e in c.videos_of(pid):
+        sp = c.splits[e.unit_id]
+        select = sp.train if part == "train" else sp.test
+        if not select.any():
+            continue
+        vf = _video_features(c, e, spec, select, sp.train)
+        cols = vf.columns
+        xs.append(vf.x)
+        frames[e.unit_id] = vf.frames
+        dropped += vf.dropped
+    if cols is None:
+        cols = []
+        x = np.zeros((0, 0))
+    else:
+        x = np.concatenate(xs)
+    return ParticipantData(pid, part, x, cols, frames, dropped)
+
+
+def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray) -> VideoFeatures:
+    skip = tuple(n for n in ("landmarks", "blendshapes", "transform") if n != spec.source)
+    x = read_extraction(unit_dir(c.out_root, e) / H5_NAME, skip=skip)
+    lm = None
+    if spec.source == "landmarks":
+        if c.basis is None:
+            raise DISError("landmark features requested but the cohort has no landmark basis")
+        lm = landmark_points(x.landmarks, int(x.video["width"]), int(x.video["height"]))
+    values, columns = base_values(spec.source, head_pose=x.head_pose, landmarks_xy=lm, blendshapes=x.blendshapes,
+                                  blendshape_names=x.blendshape_names, basis=c.basis)
+    return video_features(values, columns, x.time_s, select, fit, spec)

@@ -1,0 +1,234 @@
+"""Feature sets for the flows: head pose, aligned landmarks in a cohort PCA basis, blendshapes.
+
+Pure functions on arrays: per-frame values, made invariant to a session's constant offsets
+(centred on the session's median), with velocities from the real frame times and optional lagged
+copies (a window that sees time). Frames without a face, or whose window reaches a frame without a
+face, are dropped and counted, never imputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+SOURCES = ("head_pose", "landmarks", "blendshapes")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """One feature set. ``name`` is how models and reports refer to it."""
+
+    name: str
+    source: str
+    center: str = "session"  # "session": subtract each video's median (fitted on its training frames); "none"
+    scale: str = "none"  # "session": also divide by each video's robust spread (removes gain; keeps timing)
+    velocity: bool = True  # append d/dt from the real frame times (central difference over velocity_window_s)
+    velocity_window_s: float = 0.1
+    lags_s: tuple[float, ...] = ()  # append the values at t - lag, for each lag (seconds)
+    k: int = 8  # landmarks: dimensions of the cohort PCA basis
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"feature source {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.center not in ("session", "none"):
+            raise ValueError(f"center must be 'session' or 'none', not {self.center!r}")
+        if self.scale not in ("session", "none"):
+            raise ValueError(f"scale must be 'session' or 'none', not {self.scale!r}")
+
+
+DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
+    "head_pose": FeatureSpec("head_pose", "head_pose", velocity=True, velocity_window_s=0.3),
+    "landmarks": FeatureSpec("landmarks", "landmarks", velocity=True, velocity_window_s=0.3, k=8),
+    "blendshapes": FeatureSpec("blendshapes", "blendshapes", velocity=False),
+}
+
+
+def parse_feature_sets(names: str) -> list[FeatureSpec]:
+    """'head_pose,landmarks' -> the default specs of those names."""
+    out = []
+    for n in [s.strip() for s in names.split(",") if s.strip()]:
+        if n not in DEFAULT_FEATURE_SETS:
+            raise ValueError(f"unknown feature set {n!r}; known: {', '.join(DEFAULT_FEATURE_SETS)}")
+        out.append(DEFAULT_FEATURE_SETS[n])
+    if not out:
+        raise ValueError("no feature set given")
+    return out
+
+
+# ----------------------------------------------------------------------------- landmark alignment
+def _center_scale(pts: np.ndarray) -> np.ndarray:
+    """Remove translation and scale: (n, p, 2) -> centred, unit Frobenius norm."""
+    c = pts - pts.mean(axis=1, keepdims=True)
+    return c / np.linalg.norm(c, axis=(1, 2), keepdims=True)
+
+
+def procrustes_align(pts: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Align (n, p, 2) shapes to ``reference`` (p, 2) by a similarity transform (position, scale,
+    in-plane rotation; no reflection). Output is on the reference's centred unit scale."""
+    x = _center_scale(np.asarray(pts, np.float64))
+    ref = _center_scale(np.asarray(reference, np.float64)[None])[0]
+    m = np.einsum("npi,pj->nij", x, ref)  # (n, 2, 2) cross-covariance
+    u, s, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[:, :, -1] *= d[:, None]
+    r = u @ vt
+    scale = (s[:, 0] + d * s[:, 1])[:, None, None]  # optimal scale onto the reference
+    return scale * (x @ r)
+
+
+def mean_shape(pts: np.ndarray, iterations: int = 5) -> np.ndarray:
+    """Generalised Procrustes mean of (n, p, 2) shapes."""
+    ref = _center_scale(pts[:1].astype(np.float64))[0]
+    for _ in range(iterations):
+        ref = _center_scale(procrustes_align(pts, ref).mean(axis=0)[None])[0]
+    return ref
+
+
+@dataclasses.dataclass
+class LandmarkBasis:
+    """The cohort's landmark space: Procrustes reference shape and a PCA basis fitted once for all."""
+
+    reference: np.ndarray  # (p, 2)
+    mean: np.ndarray  # (2p,)
+    components: np.ndarray  # (k, 2p)
+    explained: np.ndarray  # (k,)
+
+    def project(self, pts: np.ndarray) -> np.ndarray:
+        """(n, p, 2) image-space landmarks -> (n, k) coordinates in the basis."""
+        a = procrustes_align(pts, self.reference).reshape(len(pts), -1)
+        return (a - self.mean) @ self.components.T
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, reference=self.reference, mean=self.mean, components=self.components, explained=self.explained)
+        return buf.getvalue()
+
+    @classmethod
+    def from_file(cls, path: Path) -> "LandmarkBasis":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["reference"], z["mean"], z["components"], z["explained"])
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+def fit_landmark_basis(pts: np.ndarray, k: int) -> LandmarkBasis:
+    """Fit the reference shape and a k-dimensional PCA on (n, p, 2) training landmarks of the cohort."""
+    ref = mean_shape(pts)
+    a = procrustes_align(pts, ref).reshape(len(pts), -1)
+    mu = a.mean(axis=0)
+    _, s, vt = np.linalg.svd(a - mu, full_matrices=False)
+    var = s ** 2
+    comps = vt[:k]
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+    return LandmarkBasis(ref, mu, comps * signs[:, None], var[:k] / var.sum())
+
+
+def landmark_points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, 478, 3) normalised landmarks -> (T, 478, 2) in pixels (aspect ratio preserved)."""
+    return landmarks[:, :, :2].astype(np.float64) * np.array([width, height], np.float64)
+
+
+# ------------------------------------------------------------------------------ per-video features
+@dataclasses.dataclass
+class VideoFeatures:
+    """One video's feature rows: which frames they come from, and the named columns."""
+
+    frames: np.ndarray  # (n,) frame indices into the video
+    times: np.ndarray  # (n,) seconds
+    x: np.ndarray  # (n, d) float64
+    columns: list[str]
+    dropped: int  # frames of the selection lost to missing faces or incomplete windows
+
+
+def base_values(source: str, head_pose: np.ndarray | None = None, landmarks_xy: np.ndarray | None = None,
+                blendshapes: np.ndarray | None = None, blendshape_names=None,
+                basis: LandmarkBasis | None = None) -> tuple[np.ndarray, list[str]]:
+    """(T, d) per-frame values of a source, NaN rows where there is no face, and their column names."""
+    if source == "head_pose":
+        return np.asarray(head_pose, np.float64), ["yaw", "pitch", "roll"]
+    if source == "blendshapes":
+        return np.asarray(blendshapes, np.float64), list(blendshape_names)
+    if source == "landmarks":
+        if basis is None:
+            raise ValueError("landmark features need the cohort basis")
+        out = np.full((len(landmarks_xy), len(basis.components)), np.nan)
+        ok = np.isfinite(landmarks_xy).all(axis=(1, 2))
+        if ok.any():
+            out[ok] = basis.project(landmarks_xy[ok])
+        return out, [f"lmpc{i + 1}" for i in range(len(basis.components))]
+    raise ValueError(source)
+
+
+def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, select: np.ndarray,
+                   fit: np.ndarray, spec: FeatureSpec) -> VideoFeatures:
+    """Build feature rows for the selected frames of one video.
+
+    ``values`` (T, d) has NaN rows without a face; ``select`` marks the frames wanted (e.g. the test
+    frames); ``fit`` marks the frames whose median centres the session (its training frames, or all).
+    Velocities and lags may look at neighbouring frames outside ``select`` but never across a frame
+    without a face.
+    """
+    v = np.asarray(values, np.float64)
+    t = np.asarray(times, np.float64)
+    ok = np.isfinite(v).all(axis=1)
+    ref = ok & fit
+    if not ref.any():
+        ref = ok
+    if spec.center == "session" and ref.any():
+        v = v - np.median(v[ref], axis=0)
+    if spec.scale == "session" and ref.sum() > 1:
+        mad = np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826
+        v = v / np.maximum(mad, 1e-6)
+    parts, names = [v], list(columns)
+    valid = ok.copy()
+    if spec.velocity:
+        vel, vok = _velocity(v, t, ok, spec.velocity_window_s)
+        parts.append(vel)
+        names += [f"d_{c}" for c in columns]
+        valid &= vok
+    for lag in spec.lags_s:
+        lagged, lok = _lagged(v, t, ok, lag)
+        parts.append(lagged)
+        names += [f"{c}@-{lag:g}s" for c in columns]
+        valid &= lok
+    keep = np.asarray(select, bool) & valid
+    x = np.concatenate(parts, axis=1)[keep]
+    return VideoFeatures(np.flatnonzero(keep), t[keep], x, names, int((np.asarray(select, bool) & ~valid).sum()))
+
+
+def _run_ids(ok: np.ndarray) -> np.ndarray:
+    """Label contiguous runs of face frames; frames without a face get -1."""
+    starts = np.concatenate([[True], ~ok[:-1]]) & ok
+    ids = np.cumsum(starts) - 1
+    return np.where(ok, ids, -1)
+
+
+def _velocity(v: np.ndarray, t: np.ndarray, ok: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences over +-half seconds (nearest frames), within one run of face frames."""
+    runs = _run_ids(ok)
+    hi = np.clip(np.searchsorted(t, t + half), 0, len(t) - 1)
+    lo = np.clip(np.searchsorted(t, t - half) , 0, len(t) - 1)
+    dt = t[hi] - t[lo]
+    good = ok & (runs[hi] == runs) & (runs[lo] == runs) & (dt > 0)
+    out = np.full_like(v, np.nan)
+    out[good] = (v[hi[good]] - v[lo[good]]) / dt[good, None]
+    return out, good
+
+
+def _lagged(v: np.ndarray, t: np.ndarray, ok: np.ndarray, lag: float) -> tuple[np.ndarray, np.ndarray]:
+    """Values at the frame nearest to t - lag, within the same run of face frames."""
+    runs = _run_ids(ok)
+    j = np.clip(np.searchsorted(t, t - lag), 0, len(t) - 1)
+    j_prev = np.clip(j - 1, 0, len(t) - 1)
+    pick = np.where(np.abs(t[j_prev] - (t - lag)) < np.abs(t[j] - (t - lag)), j_prev, j)
+    period = np.median(np.diff(t)) if len(t) > 1 else 1.0
+    good = ok & (runs[pick] == runs) & (np.abs(t[pick] - (t - lag)) <= 0.5 * period + 1e-9) & (t - lag >= t[0] - 1e-9)
+    out = np.full_like(v, np.nan)
+    out[good] = v[pick[good]]
+    return out, good

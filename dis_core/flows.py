@@ -1,0 +1,269 @@
+"""Per-participant densities: masked autoregressive flows (nflows), and a Gaussian baseline.
+
+A saved model holds its configuration, feature columns, scaler, the feature-basis hash, the
+state_dict and the loss history. Loading rebuilds the architecture from the stored configuration
+and loads the weights strictly, with ``torch.load(weights_only=True)``: nothing is unpickled.
+Densities are reported in the original feature space (the scaler's Jacobian is included), so the
+log-likelihoods of different participants' models are comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path
+
+FORMAT = "dis.flow"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowConfig:
+    """MAF architecture and training. Defaults suit 3-20 dimensional features and a few thousand
+    frames (see bench/flows.py for the figures behind them)."""
+
+    layers: int = 4
+    hidden: int = 64
+    blocks_per_layer: int = 2
+    permutation: str = "reverse"  # "reverse" or "random" (seeded)
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    max_epochs: int = 400
+    patience: int = 30
+    val_fraction: float = 0.15
+    grad_clip: float = 5.0
+    min_std: float = 1e-3  # scaler floor: constant features do not blow up
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
+    threads: int = 1  # CPU threads: 1 keeps results bit-for-bit reproducible
+    checkpoint_every_s: float = 10.0
+
+
+def build_flow(dim: int, cfg: FlowConfig):
+    """The MAF described by ``cfg`` for ``dim`` features."""
+    from nflows.distributions.normal import StandardNormal
+    from nflows.flows.base import Flow
+    from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
+    from nflows.transforms.base import CompositeTransform
+    from nflows.transforms.permutations import RandomPermutation, ReversePermutation
+
+    if cfg.permutation not in ("reverse", "random"):
+        raise ValueError(f"permutation must be 'reverse' or 'random', not {cfg.permutation!r}")
+    g = torch.random.fork_rng()
+    with g:
+        torch.manual_seed(cfg.seed)
+        ts = []
+        for _ in range(cfg.layers):
+            ts.append(ReversePermutation(dim) if cfg.permutation == "reverse" else RandomPermutation(dim))
+            ts.append(MaskedAffineAutoregressiveTransform(features=dim, hidden_features=cfg.hidden,
+                                                          num_blocks=cfg.blocks_per_layer))
+        return Flow(CompositeTransform(ts), StandardNormal([dim]))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclasses.dataclass
+class Density:
+    """A fitted density over named feature columns: a flow or a Gaussian."""
+
+    kind: str  # "flow" or "gaussian"
+    columns: list[str]
+    mean: np.ndarray  # scaler
+    std: np.ndarray
+    flow: Any = None
+    flow_config: FlowConfig | None = None
+    gauss_mean: np.ndarray | None = None
+    gauss_prec: np.ndarray | None = None
+    gauss_logdet: float = 0.0
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def log_prob(self, x: np.ndarray, columns: list[str], batch: int = 8192) -> np.ndarray:
+        """log p(x) per row, in the original feature space. ``columns`` must equal the model's."""
+        if list(columns) != list(self.columns):
+            raise ValueError(f"feature columns differ from the model's: got {columns[:4]}..., "
+                             f"model has {self.columns[:4]}... (order matters)")
+        z = (np.asarray(x, np.float64) - self.mean) / self.std
+        jac = -float(np.log(self.std).sum())
+        if self.kind == "gaussian":
+            d = z - self.gauss_mean
+            q = np.einsum("ni,ij,nj->n", d, self.gauss_prec, d)
+            return -0.5 * (q + self.gauss_logdet + z.shape[1] * math.log(2 * math.pi)) + jac
+        out = np.empty(len(z))
+        dev = next(self.flow.parameters()).device
+        with torch.no_grad():
+            for s in range(0, len(z), batch):
+                zt = torch.as_tensor(z[s:s + batch], dtype=torch.float32, device=dev)
+                out[s:s + batch] = self.flow.log_prob(zt).double().cpu().numpy()
+        return out + jac
+
+
+def fit_scaler(x: np.ndarray, min_std: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of training rows; std floored so constant features stay finite."""
+    return x.mean(axis=0), np.maximum(x.std(axis=0), min_std)
+
+
+def fit_gaussian(x: np.ndarray, columns: list[str], min_std: float = 1e-3) -> Density:
+    """Baseline: one full-covariance Gaussian (Ledoit-Wolf shrinkage) on standardised features."""
+    from sklearn.covariance import LedoitWolf
+
+    mean, std = fit_scaler(x, min_std)
+    z = (x - mean) / std
+    lw = LedoitWolf().fit(z)
+    cov = lw.covariance_
+    sign, logdet = np.linalg.slogdet(cov)
+    return Density("gaussian", list(columns), mean, std, gauss_mean=lw.location_, gauss_prec=np.linalg.inv(cov),
+                   gauss_logdet=float(logdet))
+
+
+@dataclasses.dataclass
+class TrainResult:
+    density: Density
+    history: dict[str, list[float]]
+    best_epoch: int
+    epochs: int
+    seconds: float
+    resumed_from: int
+
+
+def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
+               meta: dict | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Fit a MAF to training rows ``x`` with minibatches, validation early stopping and gradient clipping.
+
+    The last ``val_fraction`` of the rows (in time order) validate. With ``checkpoint``, progress is
+    saved atomically every ``checkpoint_every_s`` seconds and training resumes from it when it holds
+    the same configuration and data; the result is then identical to an uninterrupted run.
+    """
+    t0 = time.monotonic()
+    torch.set_num_threads(cfg.threads)
+    x = np.asarray(x, np.float64)
+    if len(x) < 20:
+        raise ValueError(f"too few training frames ({len(x)}); at least 20 are needed")
+    if not np.isfinite(x).all():
+        raise ValueError("training features contain NaN or infinite values")
+    n_val = max(int(round(len(x) * cfg.val_fraction)), 5)
+    mean, std = fit_scaler(x[:-n_val], cfg.min_std)
+    z = (x - mean) / std
+    dev = pick_device(cfg.device)
+    ztr = torch.as_tensor(z[:-n_val], dtype=torch.float32, device=dev)
+    zva = torch.as_tensor(z[-n_val:], dtype=torch.float32, device=dev)
+    data_key = _data_key(x, cfg, columns)
+    flow = build_flow(x.shape[1], cfg).to(dev)
+    opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    hist: dict[str, list[float]] = {"train": [], "val": []}
+    best_val, best_epoch, best_state, epoch, resumed = math.inf, -1, None, 0, 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        ck = torch.load(checkpoint, map_location=dev, weights_only=True)
+        if ck.get("data_key") == data_key:
+            flow.load_state_dict(ck["state_dict"], strict=True)
+            opt.load_state_dict(ck["optimizer"])
+            hist = {k: list(v) for k, v in ck["history"].items()}
+            best_val, best_epoch, epoch = ck["best_val"], ck["best_epoch"], ck["epoch"]
+            best_state = ck["best_state"]
+            resumed = epoch
+            if log:
+                log(f"resuming from epoch {epoch}")
+    last_ck = time.monotonic()
+    while epoch < cfg.max_epochs and epoch - best_epoch <= cfg.patience:
+        flow.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # the same batches after a resume
+        perm = torch.randperm(len(ztr), generator=gen).to(dev)
+        tot = 0.0
+        for s in range(0, len(ztr), cfg.batch_size):
+            b = ztr[perm[s:s + cfg.batch_size]]
+            loss = -flow.log_prob(b).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), cfg.grad_clip)
+            opt.step()
+            tot += float(loss.detach()) * len(b)
+        flow.eval()
+        with torch.no_grad():
+            val = float(-flow.log_prob(zva).mean())
+        hist["train"].append(tot / len(ztr))
+        hist["val"].append(val)
+        if val < best_val and math.isfinite(val):
+            best_val, best_epoch = val, epoch
+            best_state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+        epoch += 1
+        if checkpoint is not None and (time.monotonic() - last_ck >= cfg.checkpoint_every_s):
+            _save_checkpoint(checkpoint, flow, opt, hist, best_val, best_epoch, best_state, epoch, data_key)
+            last_ck = time.monotonic()
+    if best_state is None:
+        raise RuntimeError("training diverged: no finite validation loss")
+    flow.load_state_dict(best_state, strict=True)
+    flow.eval()
+    dens = Density("flow", list(columns), mean, std, flow=flow, flow_config=cfg, meta=dict(meta or {}))
+    return TrainResult(dens, hist, best_epoch, epoch, time.monotonic() - t0, resumed)
+
+
+def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str]) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    h.update(json.dumps([dataclasses.asdict(cfg), list(columns)], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _save_checkpoint(path: Path, flow, opt, hist, best_val, best_epoch, best_state, epoch, data_key) -> None:
+    blob = {"data_key": data_key, "state_dict": flow.state_dict(), "optimizer": opt.state_dict(),
+            "history": hist, "best_val": best_val, "best_epoch": best_epoch, "best_state": best_state,
+            "epoch": epoch}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def save_density(path: Path, d: Density, extra: dict | None = None) -> None:
+    """Write a model file atomically (tensors and plain data only)."""
+    blob: dict[str, Any] = {
+        "format": FORMAT, "version": FORMAT_VERSION, "kind": d.kind, "columns": list(d.columns),
+        "scaler_mean": torch.as_tensor(d.mean), "scaler_std": torch.as_tensor(d.std), "meta": d.meta,
+    }
+    if d.kind == "flow":
+        blob["flow_config"] = dataclasses.asdict(d.flow_config)
+        blob["state_dict"] = {k: v.detach().cpu() for k, v in d.flow.state_dict().items()}
+    else:
+        blob["gauss_mean"] = torch.as_tensor(d.gauss_mean)
+        blob["gauss_prec"] = torch.as_tensor(d.gauss_prec)
+        blob["gauss_logdet"] = d.gauss_logdet
+    blob.update(extra or {})
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
+    """Read a model file: rebuild the architecture from its configuration and load strictly."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    if blob.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a DIS model file")
+    if int(blob.get("version", -1)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: model format {blob['version']} is newer than this DIS")
+    mean, std = blob["scaler_mean"].numpy(), blob["scaler_std"].numpy()
+    if blob["kind"] == "flow":
+        cfg = FlowConfig(**blob["flow_config"])
+        flow = build_flow(len(blob["columns"]), cfg)
+        flow.load_state_dict(blob["state_dict"], strict=True)
+        flow.to(device).eval()
+        d = Density("flow", list(blob["columns"]), mean, std, flow=flow, flow_config=cfg, meta=blob.get("meta", {}))
+    else:
+        d = Density("gaussian", list(blob["columns"]), mean, std, gauss_mean=blob["gauss_mean"].numpy(),
+                    gauss_prec=blob["gauss_prec"].numpy(), gauss_logdet=float(blob["gauss_logdet"]),
+                    meta=blob.get("meta", {}))
+    return d, blob

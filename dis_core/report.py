@@ -1,0 +1,174 @@
+"""The cohort report: one Excel workbook, PNG figures, score arrays, and the headline for the terminal."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .atomic import write_text_atomic
+from .cohort import Cohort
+from .excel import write_rows, write_workbook
+from .reduce import METHODS, FeatureSetScores
+from .scoring import relation
+
+REPORT_DIR = "report"
+WORKBOOK = "dis_report.xlsx"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    """What to write beyond the workbook and figures."""
+
+    norm_workbooks: bool = False  # per-pair per-frame norms, as the research workflow had
+    topk: tuple[int, ...] = (1, 3, 5)
+
+
+def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], prov: dict[str, Any],
+                 cfg: ReportConfig = ReportConfig()) -> tuple[Path, str]:
+    """Write OUT/report/; return the workbook path and the headline text."""
+    d = cohort.out_root / REPORT_DIR
+    figs = d / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    sheets: dict[str, pd.DataFrame] = {}
+    headline, verdicts = [], []
+    summary_rows = []
+    for r in results:
+        for m in METHODS:
+            row = {"feature_set": r.feature_set, "method": m, "participants": len(r.participants)}
+            row.update({k: v for k, v in r.methods[m].metrics.items()})
+            summary_rows.append(row)
+        fl, ga = r.methods["flow"].metrics, r.methods["gaussian"].metrics
+        better = fl["top1"] >= ga["top1"] and fl["eer"] <= ga["eer"]
+        verdict = (f"{r.feature_set}: the flows {'beat or match' if better else 'do NOT beat'} the Gaussian baseline "
+                   f"(top-1 {fl['top1']:.2f} vs {ga['top1']:.2f}, EER {fl['eer']:.3f} vs {ga['eer']:.3f})")
+        verdicts.append(verdict)
+        headline.append(f"  {r.feature_set:12s} N={len(r.participants):3d}  top-1 {fl['top1']:.2f}  "
+                        f"EER {fl['eer']:.3f}  AUC {fl['auc']:.3f}  (baseline top-1 {ga['top1']:.2f}, EER {ga['eer']:.3f})")
+    summary = pd.DataFrame(summary_rows)
+    info = pd.DataFrame({"item": ["participants in cohort", "videos used", "videos left out", "feature sets scored",
+                                  "baseline comparison", "verification scores"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
+                         "value": [len(cohort.participants), len(cohort.entries), len(cohort.left_out),
+                                   ", ".join(r.feature_set for r in results), "one Gaussian per participant "
+                                   "(Ledoit-Wolf covariance) on the same features",
+                                   "auc/eer: t-norm (each score against the other models' scores of the same "
+                                   "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
+                                   "data"] + verdicts})
+    sheets["summary"] = info
+    sheets["metrics"] = summary
+    long_rows, dyad_rows, train_rows = [], [], []
+    for r in results:
+        fl = r.methods["flow"]
+        sheets[f"scores_{r.feature_set}"[:31]] = _labelled(fl.s, r.participants)
+        sheets[f"ranks_{r.feature_set}"[:31]] = _labelled(fl.ranks, r.participants)
+        for m in METHODS:
+            ms = r.methods[m]
+            for i, pi in enumerate(r.participants):
+                for j, pj in enumerate(r.participants):
+                    nv = ms.norms[i][j]
+                    long_rows.append({
+                        "feature_set": r.feature_set, "method": m, "model_participant": pi, "data_participant": pj,
+                        "model_dyad": r.dyads[i], "data_dyad": r.dyads[j], "relation": relation(r.dyads, i, j),
+                        "mean_log_p": ms.s[i, j], "z_score": ms.z[i, j], "rank_of_model_for_data": int(ms.ranks[i, j]),
+                        "frames": len(nv), "mean_norm": float(np.mean(nv)), "median_norm": float(np.median(nv))})
+            for name, st in ms.dyads.items():
+                dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": name, **st})
+        for pid, t in r.training.items():
+            train_rows.append({"feature_set": r.feature_set, **{k: v for k, v in t.items() if k != "unit_key"}})
+        _figures(figs, r, prov)
+        np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
+                            **{f"s_{m}": r.methods[m].s for m in METHODS})
+    sheets["pairs"] = pd.DataFrame(long_rows)
+    sheets["dyads"] = pd.DataFrame(dyad_rows) if dyad_rows else pd.DataFrame({"note": ["no dyads in the manifest"]})
+    sheets["training"] = pd.DataFrame(train_rows)
+    left = [{"stage": "cohort", **x} for x in cohort.left_out]
+    for r in results:
+        left += [{"stage": "scoring", **x} for x in r.left_out]
+    left += [{"stage": "scoring", **x} for x in problems]
+    sheets["left_out"] = pd.DataFrame(left) if left else pd.DataFrame({"note": ["nothing was left out"]})
+    qc = cohort.out_root / "summary" / "extraction_qc.csv"
+    if qc.is_file():
+        sheets["extraction_qc"] = pd.read_csv(qc)
+    sm = cohort.out_root / "summary" / "smile_summary.csv"
+    if sm.is_file():
+        per_video = pd.read_csv(sm)
+        if len(per_video):
+            g = per_video.groupby("participant_id")
+            sheets["smiles"] = pd.DataFrame({
+                "videos": g.size(), "frames": g["frames"].sum(), "detected_frames": g["detected_frames"].sum(),
+                "smile_frames": g["smile_frames"].sum(), "seconds": g["seconds"].sum(),
+                "smile_seconds": g["smile_seconds"].sum()}).reset_index()
+            sheets["smiles"]["smile_frame_fraction"] = sheets["smiles"]["smile_frames"] / sheets["smiles"]["detected_frames"]
+    _landmark_pca(figs, cohort, prov)
+    wb = d / WORKBOOK
+    write_workbook(wb, sheets, prov)
+    if cfg.norm_workbooks:
+        _norm_workbooks(d / "norms", results, prov)
+    text = "\n".join(["DIS report (flows; held-out data):"] + headline + ["  " + v for v in verdicts]
+                     + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
+    write_text_atomic(d / "summary.txt", text + "\n")
+    return wb, text
+
+
+def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(a, columns=pids)
+    df.insert(0, "model \\ data", pids)
+    return df
+
+
+def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
+    from .figures import heatmap_png, loss_grid_png, norms_png, roc_det_png
+
+    fs = r.feature_set
+    fl = r.methods["flow"]
+    heatmap_png(figs / f"heatmap_{fs}.png", fl.s, r.participants,
+                f"{fs}: mean log-likelihood of held-out data (flows)", prov)
+    curves = {}
+    for m in METHODS:
+        for k, (fpr, tpr) in r.methods[m].roc.items():
+            key = {"t-norm": "auc", "raw": "auc_raw", "z-norm": "auc_znorm"}[k]
+            curves[f"{m}, {k} (AUC {r.methods[m].metrics[key]:.3f})"] = (fpr, tpr)
+    roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
+    groups: dict[str, list[np.ndarray]] = {"self": [], "partner": [], "stranger": []}
+    for i in range(len(r.participants)):
+        for j in range(len(r.participants)):
+            groups[relation(r.dyads, i, j)].append(fl.norms[i][j])
+    norms_png(figs / f"norms_{fs}.png", {k: np.concatenate(v) if v else np.zeros(0) for k, v in groups.items()},
+              f"{fs}: per-frame norms by relation (flows)", prov)
+    loss_grid_png(figs / f"loss_curves_{fs}.png", [(p, *r.histories[p]) for p in r.participants if p in r.histories],
+                  f"{fs}: training curves", prov)
+
+
+def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:
+    """Held-out and training frames of each participant in the cohort landmark basis (first 2 axes)."""
+    from .features import FeatureSpec
+    from .figures import landmark_pca_grid_png
+    from .cohort import participant_features
+
+    if cohort.basis is None:
+        return
+    spec = FeatureSpec("landmark_pca", "landmarks", center="none", velocity=False, k=len(cohort.basis.components))
+    scores = {}
+    for pid in cohort.participants:
+        parts = [participant_features(cohort, pid, spec, p).x for p in ("train", "test")]
+        parts = [p[:, :2] for p in parts if len(p)]
+        if parts:
+            scores[pid] = np.concatenate(parts)
+    landmark_pca_grid_png(figs / "landmark_pca.png", scores, cohort.basis.explained,
+                          "Aligned landmarks in the cohort PCA basis, per participant", prov)
+
+
+def _norm_workbooks(d: Path, results: list[FeatureSetScores], prov: dict) -> None:
+    for r in results:
+        fl = r.methods["flow"]
+        for i, pi in enumerate(r.participants):
+            for j, pj in enumerate(r.participants):
+                frames = np.concatenate([np.asarray(v) for v in r.test_data_frames[pj].values()])
+                units = np.concatenate([[u] * len(v) for u, v in r.test_data_frames[pj].items()])
+                rows = zip(units, frames.tolist(), fl.per_frame[i][j].tolist(), fl.norms[i][j].tolist())
+                write_rows(d / r.feature_set / f"{pi}__{pj}.xlsx", "norms",
+                           ["unit_id", "frame", "log_p", "norm"], rows, prov)
+

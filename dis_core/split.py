@@ -1,0 +1,67 @@
+"""Train/test split per participant: the manifest's ``split`` column, else a temporal hold-out with a gap."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from .manifest import VideoEntry
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """Temporal hold-out used where the manifest gives no split: the last ``test_fraction`` of each
+    participant's frames are held out, and frames within ``gap_s`` before them are used by neither."""
+
+    test_fraction: float = 0.2
+    gap_s: float = 1.0
+
+
+@dataclasses.dataclass
+class VideoSplit:
+    """Boolean masks over one video's frames; never both True for a frame."""
+
+    train: np.ndarray
+    test: np.ndarray
+    rule: str  # "manifest" or "temporal"
+
+    def summary(self) -> dict:
+        return {"rule": self.rule, "train_frames": int(self.train.sum()), "test_frames": int(self.test.sum())}
+
+
+def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig = SplitConfig()
+                  ) -> dict[str, VideoSplit]:
+    """Masks for every video (by unit id), given each video's frame times.
+
+    Per participant: if any of their rows has a ``split``, rows marked test are test and all others
+    train; otherwise their videos, in manifest order, are concatenated and the last ``test_fraction``
+    of the frames is the test part, minus a ``gap_s`` gap before it in the same video.
+    """
+    out: dict[str, VideoSplit] = {}
+    by_pid: dict[str, list[VideoEntry]] = {}
+    for e in entries:
+        by_pid.setdefault(e.participant_id, []).append(e)
+    for pid, es in by_pid.items():
+        if any(e.split for e in es):
+            for e in es:
+                n = len(times[e.unit_id])
+                is_test = e.split == "test"
+                out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "manifest")
+            continue
+        counts = [len(times[e.unit_id]) for e in es]
+        total = sum(counts)
+        cut = int(np.floor(total * (1.0 - cfg.test_fraction)))  # global index of the first test frame
+        start = 0
+        for e, n in zip(es, counts):
+            t = times[e.unit_id]
+            idx = np.arange(start, start + n)
+            test = idx >= cut
+            train = ~test
+            if test.any() and train.any():  # the cut falls inside this video: leave a gap
+                t_cut = t[np.argmax(test)]
+                train &= t < t_cut - cfg.gap_s
+            out[e.unit_id] = VideoSplit(train, test, "temporal")
+            start += n
+    return out

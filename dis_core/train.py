@@ -1,0 +1,152 @@
+"""The training stage: one unit per (participant, feature set) fits the flow and the Gaussian baseline
+on the participant's training frames, and writes OUT/models/<feature set>/<participant>/."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import remove_stale_parts, write_text_atomic
+from .cohort import Cohort, load_cohort, participant_features
+from .errors import DISError
+from .features import FeatureSpec
+from .flows import FlowConfig, fit_gaussian, load_density, pick_device, save_density, train_flow
+from .provenance import config_dict, provenance
+
+MODEL_NAME = "model.pt"
+BASELINE_NAME = "baseline.pt"
+CHECKPOINT_NAME = "train_ckpt.pt"
+SUMMARY_NAME = "train.json"
+LOSS_PNG = "loss.png"
+
+# Per feature set defaults (bench/flows.py): small flows generalise best on minutes of video.
+DEFAULT_FLOWS: dict[str, FlowConfig] = {
+    "head_pose": FlowConfig(layers=2, hidden=16),
+    "landmarks": FlowConfig(layers=2, hidden=32),
+    "blendshapes": FlowConfig(layers=2, hidden=64),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One feature set's training: its features, its flow, and the minimum data to train at all."""
+
+    features: FeatureSpec
+    flow: FlowConfig = FlowConfig()
+    min_train_frames: int = 60
+
+
+def default_train_config(spec: FeatureSpec) -> TrainConfig:
+    return TrainConfig(spec, DEFAULT_FLOWS.get(spec.name, FlowConfig()))
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What happened to one training unit. status: ok | skipped | failed."""
+
+    participant_id: str
+    feature_set: str
+    status: str
+    message: str = ""
+    train_frames: int = 0
+    dropped_frames: int = 0
+    epochs: int = 0
+    best_epoch: int = -1
+    best_val_loss: float = float("nan")
+    seconds: float = 0.0
+    device: str = ""
+    resumed_from_epoch: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def unit_id(self) -> str:
+        return f"{self.feature_set}/{self.participant_id}"
+
+
+def model_dir(out_root: Path, feature_set: str, pid: str) -> Path:
+    return Path(out_root) / "models" / feature_set / pid
+
+
+def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) -> TrainResult:
+    """Train one participant's flow and baseline for one feature set; never raises for bad data."""
+    t0 = time.monotonic()
+    res = TrainResult(pid, cfg.features.name, "failed")
+    d = model_dir(out_root, cfg.features.name, pid)
+    try:
+        cohort = load_cohort(out_root)
+        d.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(d)
+        data = participant_features(cohort, pid, cfg.features, "train")
+        key = _unit_key(cohort, data, cfg)
+        if not force and _is_done(d, key):
+            prev = json.loads((d / SUMMARY_NAME).read_text())
+            prev.update(status="skipped")
+            return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
+        n = len(data.x)
+        res.train_frames, res.dropped_frames = n, data.dropped
+        if n < cfg.min_train_frames:
+            raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "
+                           f"(need {cfg.min_train_frames}); add video or lower min_train_frames")
+        if not np.isfinite(data.x).all():
+            raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
+        tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME)
+        base = fit_gaussian(data.x, data.columns, cfg.flow.min_std)
+        prov = provenance(cfg, participant_id=pid, basis_sha256=cohort.basis.sha256 if cohort.basis is not None else "",
+                          unit_key=key)
+        extra = {"participant_id": pid, "feature_spec": config_dict(cfg.features), "unit_key": key,
+                 "basis_sha256": prov["basis_sha256"], "history": tr.history, "best_epoch": tr.best_epoch,
+                 "train_frames": {u: f.tolist() for u, f in data.frames.items()},
+                 "provenance": json.dumps(prov, default=str)}
+        save_density(d / BASELINE_NAME, base, extra)
+        save_density(d / MODEL_NAME, tr.density, extra)
+        res.epochs, res.best_epoch = tr.epochs, tr.best_epoch
+        res.best_val_loss = float(tr.history["val"][tr.best_epoch])
+        res.device = str(pick_device(cfg.flow.device))
+        res.resumed_from_epoch = tr.resumed_from
+        res.status, res.seconds = "ok", round(time.monotonic() - t0, 3)
+        _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"{pid}: {cfg.features.name}", prov)
+        summary = dataclasses.asdict(res)
+        summary["unit_key"] = key
+        write_text_atomic(d / SUMMARY_NAME, json.dumps(summary, indent=2))
+        (d / CHECKPOINT_NAME).unlink(missing_ok=True)
+    except DISError as e:
+        res.message = str(e)
+    except Exception as e:  # a bug: one line here, the traceback in the log
+        res.message = f"participant {pid}, {cfg.features.name}: {e.__class__.__name__}: {e}"
+        traceback.print_exc()
+    res.seconds = round(time.monotonic() - t0, 3)
+    return res
+
+
+def _unit_key(cohort: Cohort, data, cfg: TrainConfig) -> str:
+    """Equal keys mean equal inputs: the exact training rows, configuration and basis."""
+    h = hashlib.sha256(np.ascontiguousarray(data.x).tobytes())
+    h.update(json.dumps([config_dict(cfg), data.columns, cohort.basis.sha256 if cohort.basis is not None else ""],
+                        sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def _is_done(d: Path, key: str) -> bool:
+    try:
+        s = json.loads((d / SUMMARY_NAME).read_text())
+        if s.get("unit_key") != key or s.get("status") != "ok":
+            return False
+        _, blob = load_density(d / MODEL_NAME)
+        return blob.get("unit_key") == key and (d / BASELINE_NAME).is_file()
+    except Exception:
+        return False
+
+
+def _loss_png(path: Path, hist: dict, best: int, title: str, prov: dict) -> None:
+    from .figures import loss_curve_png
+
+    loss_curve_png(path, hist, best, title, prov)

@@ -1,0 +1,107 @@
+"""DIS end to end on phantom cohorts: real faces, known person-specific head dynamics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from dis_core.cohort import load_cohort, participant_features
+from dis_core.features import DEFAULT_FEATURE_SETS
+from dis_core.flows import load_density
+from dis_core.manifest import load_manifest
+from dis_core.phantom import PhantomConfig, make_cohort
+from dis_core.report import REPORT_DIR, WORKBOOK
+from dis_core.scoring import score_matrix
+from dis_core.train import MODEL_NAME, default_train_config, model_dir
+from jobs.stages import run_pipeline
+
+HEAD = [default_train_config(DEFAULT_FEATURE_SETS["head_pose"])]
+
+
+def _cohort_run(root: Path, samples, model, swap: bool):
+    cfg = PhantomConfig(participants=6, sessions=2, duration_s=20.0, fps=15.0, seed=0, swap_faces=swap)
+    manifest = load_manifest(make_cohort(root / "videos", cfg, samples, model.path))
+    ex, tr, results, problems, wb = run_pipeline(manifest, root / "run", model, HEAD, executor="local", workers=2,
+                                                 log=lambda *_: None)
+    assert not problems and all(not r.failed for r in ex) and all(not r.failed for r in tr)
+    return root / "run", results[0], wb
+
+
+@pytest.fixture(scope="module")
+def same_faces(tmp_path_factory, samples, model):
+    return _cohort_run(tmp_path_factory.mktemp("phantom_same"), samples, model, swap=False)
+
+
+@pytest.fixture(scope="module")
+def swapped_faces(tmp_path_factory, samples, model):
+    return _cohort_run(tmp_path_factory.mktemp("phantom_swap"), samples, model, swap=True)
+
+
+@pytest.mark.parametrize("which", ["same_faces", "swapped_faces"])
+def test_head_pose_dis_identifies_held_out_sessions(request, which):
+    out, r, wb = request.getfixturevalue(which)
+    fl, ga = r.methods["flow"].metrics, r.methods["gaussian"].metrics
+    print(f"{which}: flows top-1 {fl['top1']:.2f} EER {fl['eer']:.3f} AUC {fl['auc']:.3f}; "
+          f"Gaussian top-1 {ga['top1']:.2f} EER {ga['eer']:.3f}")
+    assert len(r.participants) == 6
+    assert fl["top1"] >= 0.9
+    assert fl["auc"] > 0.5
+
+
+def test_swapped_sessions_really_show_other_faces(swapped_faces):
+    out, r, wb = swapped_faces
+    c = load_cohort(out)
+    faces = {(e.participant_id, e.session): dict(e.extra)["face"] for e in c.entries}
+    assert all(faces[(p, "s1")] != faces[(p, "s2")] for p in c.participants)
+
+
+def test_workbook_score_matrix_equals_the_computed_one(same_faces):
+    out, r, wb = same_faces
+    sheet = pd.read_excel(wb, sheet_name="scores_head_pose", index_col=0)
+    assert list(sheet.index) == r.participants and list(sheet.columns) == r.participants
+    np.testing.assert_allclose(sheet.to_numpy(), r.methods["flow"].s, rtol=0, atol=1e-9)
+    # and recomputed from the saved models and the held-out frames
+    c = load_cohort(out)
+    spec = DEFAULT_FEATURE_SETS["head_pose"]
+    data = [participant_features(c, p, spec, "test") for p in r.participants]
+    models = [load_density(model_dir(out, "head_pose", p) / MODEL_NAME)[0] for p in r.participants]
+    s = score_matrix([[m.log_prob(d.x, d.columns) for d in data] for m in models])
+    np.testing.assert_allclose(s, r.methods["flow"].s, rtol=1e-6)
+
+
+def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
+    out, r, wb = same_faces
+    book = openpyxl.load_workbook(wb, read_only=True)
+    for name in ("summary", "metrics", "scores_head_pose", "ranks_head_pose", "pairs", "dyads", "training",
+                 "left_out", "extraction_qc", "provenance"):
+        assert name in book.sheetnames, name
+    book.close()
+    metrics = pd.read_excel(wb, sheet_name="metrics")
+    assert set(metrics["method"]) == {"flow", "gaussian"}
+    summary = pd.read_excel(wb, sheet_name="summary")
+    verdict = " ".join(summary["value"].astype(str))
+    assert "Gaussian baseline" in verdict and ("beat or match" in verdict or "do NOT beat" in verdict)
+    pairs = pd.read_excel(wb, sheet_name="pairs")
+    assert len(pairs) == 2 * 36 and set(pairs["relation"]) == {"self", "partner", "stranger"}
+    dy = pd.read_excel(wb, sheet_name="dyads")
+    assert {"partner_vs_stranger", "self_vs_partner"} <= set(dy["comparison"])
+    assert {"welch_p", "mwu_p", "cohen_d"} <= set(dy.columns)
+    figs = out / REPORT_DIR / "figures"
+    for f in ("heatmap_head_pose.png", "roc_det_head_pose.png", "norms_head_pose.png",
+              "loss_curves_head_pose.png", "landmark_pca.png"):
+        assert (figs / f).stat().st_size > 10_000, f
+    for p in r.participants:
+        assert (model_dir(out, "head_pose", p) / "loss.png").is_file()
+
+
+def test_nothing_is_scored_on_training_frames(same_faces):
+    out, r, wb = same_faces
+    for p in r.participants:
+        _, blob = load_density(model_dir(out, "head_pose", p) / MODEL_NAME)
+        trained = {u: set(v) for u, v in blob["train_frames"].items()}
+        for u, frames in r.test_data_frames[p].items():
+            assert not trained.get(u, set()) & set(frames.tolist())
