@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.dis-installed
 MANIFEST ?= manifests/demo.csv
 OUT    ?= runs/demo
 
-.PHONY: setup model samples demo test test-all bench clean help
+.PHONY: setup model samples demo test test-all test-slurm bench submit clean help
 
 help:
 	@echo "make setup    - create $(VENV), install DIS + dev tools, fetch the model and sample data"
@@ -14,6 +14,8 @@ help:
 	@echo "make test     - the test suite (real model, real video; slow tests excluded)"
 	@echo "make test-all - every test, slow ones included"
 	@echo "make bench    - benchmarks under bench/ (print figures)"
+	@echo "make submit MANIFEST=cohort.csv OUT=runs/x [SLURM_CONFIG=slurm.toml] - the pipeline on SLURM"
+	@echo "make test-slurm - start a local single-node SLURM and run the SLURM tests"
 
 $(STAMP): pyproject.toml requirements/mediapipe.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +36,18 @@ setup: $(STAMP) model samples
 
 demo: setup
 	$(BIN)/dis extract --manifest $(MANIFEST) --out $(OUT)/samples --landmark-workbook
-	$(BIN)/dis phantom --out $(OUT)/phantom-videos --participants 6 --sessions 2 --duration 10
-	$(BIN)/dis extract --manifest $(OUT)/phantom-videos/manifest.csv --out $(OUT)/phantom
+	$(BIN)/dis phantom --out $(OUT)/phantom-videos --participants 6 --sessions 2 --duration 20 --fps 15
+	$(BIN)/dis run --manifest $(OUT)/phantom-videos/manifest.csv --out $(OUT)/phantom
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not slurm and not apptainer"
+	$(BIN)/python -m pytest -q -m "not slow and not apptainer"
+
+submit: setup
+	$(BIN)/dis submit --manifest $(MANIFEST) --out $(OUT) $(if $(SLURM_CONFIG),--config $(SLURM_CONFIG))
+
+test-slurm: $(STAMP)
+	bash tests/slurm/start.sh
+	$(BIN)/python -m pytest -q -m slurm
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -46,6 +55,7 @@ test-all: $(STAMP)
 bench: setup
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/phantom.py
+	$(BIN)/python bench/flows.py
 
 clean:
 	rm -rf runs .pytest_cache

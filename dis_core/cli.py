@@ -174,6 +174,86 @@ def score(
 
 
 @app.command()
+def submit(
+    manifest: Path = ManifestOpt,
+    out: Path = OutOpt,
+    model: Optional[Path] = ModelOpt,
+    feature_sets: str = FeatureSetsOpt,
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [slurm] table (see README)."),
+    partition: Optional[str] = typer.Option(None, help="SLURM partition."),
+    account: Optional[str] = typer.Option(None, help="SLURM account."),
+    qos: Optional[str] = typer.Option(None, help="SLURM QOS."),
+    time_min: Optional[int] = typer.Option(None, help="Time limit per task (minutes)."),
+    mem_gb: Optional[float] = typer.Option(None, help="Memory per task (GB)."),
+    cpus_per_task: Optional[int] = typer.Option(None, help="CPUs per task."),
+    train_gres: Optional[str] = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".'),
+    array_parallelism: Optional[int] = typer.Option(None, help="Tasks of one array running at once."),
+    container: Optional[str] = typer.Option(None, help="Run every task inside this Apptainer image (dis.sif)."),
+    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs."),
+    force: bool = typer.Option(False, "--force", help="Redo finished units."),
+) -> None:
+    """Submit the whole pipeline to SLURM (arrays with dependencies); returns at once with the job ids."""
+    from jobs.slurm import load_slurm_config, submit_run
+
+    from .assets import resolve_model
+    from .manifest import load_manifest
+
+    try:
+        m = load_manifest(manifest)
+        mf = resolve_model(model)
+        cfgs = _train_cfgs(feature_sets, max_epochs)
+        sc = load_slurm_config(config, partition=partition, account=account, qos=qos, time_min=time_min,
+                               mem_gb=mem_gb, cpus_per_task=cpus_per_task, train_gres=train_gres,
+                               array_parallelism=array_parallelism, container=container)
+        rec = submit_run(m, out, mf, cfgs, sc, force=force)
+    except (DISError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"run {rec['run_id']} submitted: {rec['out']}")
+    for stage, ids in rec["jobs"].items():
+        typer.echo(f"  {stage:8s} job(s) {', '.join(ids)}")
+    typer.echo(f"follow it with: dis status {rec['out']}")
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of dis submit).")) -> None:
+    """Each stage's units of a submitted run: done, running, pending, failed (with the log of each failure)."""
+    from jobs.slurm import run_status
+
+    try:
+        st = run_status(run_dir)
+    except DISError as e:
+        _fail(e)
+    bad = False
+    for stage, units in st.items():
+        counts: dict[str, int] = {}
+        for u in units:
+            counts[u["state"]] = counts.get(u["state"], 0) + 1
+        typer.echo(f"{stage:8s} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        for u in units:
+            if u["state"] in ("failed", "missing"):
+                bad = True
+                msg = f": {u['message']}" if u.get("message") else ""
+                typer.echo(f"  {u['state'].upper()} {u['unit']} (job {u['job']}, {u['slurm'] or 'unknown'}){msg}")
+                if u.get("log"):
+                    typer.echo(f"    log: {u['log']}")
+    raise typer.Exit(3 if bad else 0)
+
+
+@app.command()
+def resubmit(run_dir: Path = typer.Argument(..., help="The run folder (--out of dis submit).")) -> None:
+    """Resubmit only what failed or is missing (and what depends on it)."""
+    from jobs.slurm import resubmit as _resubmit
+
+    try:
+        rec = _resubmit(run_dir)
+    except DISError as e:
+        _fail(e)
+    r = rec["resubmitted"]
+    typer.echo(f"resubmitted {len(r['extract'])} extraction and {len(r['train'])} training unit(s); "
+               f"jobs: " + "; ".join(f"{k} {', '.join(v)}" for k, v in rec["jobs"].items()))
+
+
+@app.command()
 def phantom(
     out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),
     participants: int = typer.Option(6, min=2, help="Number of phantom participants."),

@@ -118,7 +118,35 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
         traceback.print_exc()
         res = base
     res.elapsed_s = round(time.monotonic() - t0, 3)
+    _write_status(d, res)
     return res
+
+
+STATUS_NAME = "status.json"
+
+
+def _write_status(d: Path, res: UnitResult) -> None:
+    """The unit's last outcome, for `dis status` and for stages that run in other processes."""
+    import json
+
+    from .atomic import write_text_atomic
+
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(d / STATUS_NAME, json.dumps(dataclasses.asdict(res), indent=2))
+    except OSError:
+        pass  # the result is still returned to the caller
+
+
+def read_status(out_root: Path, entry: VideoEntry) -> UnitResult | None:
+    """The outcome recorded by the last run of this unit, if any."""
+    import json
+
+    p = unit_dir(out_root, entry) / STATUS_NAME
+    try:
+        return UnitResult(**json.loads(p.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, expect: dict,

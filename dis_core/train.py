@@ -124,7 +124,22 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         res.message = f"participant {pid}, {cfg.features.name}: {e.__class__.__name__}: {e}"
         traceback.print_exc()
     res.seconds = round(time.monotonic() - t0, 3)
+    try:
+        write_text_atomic(d / STATUS_NAME, json.dumps(dataclasses.asdict(res), indent=2))
+    except OSError:
+        pass
     return res
+
+
+STATUS_NAME = "status.json"
+
+
+def read_train_status(out_root: Path, feature_set: str, pid: str) -> TrainResult | None:
+    """The outcome recorded by the last run of this training unit, if any."""
+    try:
+        return TrainResult(**json.loads((model_dir(out_root, feature_set, pid) / STATUS_NAME).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _unit_key(cohort: Cohort, data, cfg: TrainConfig) -> str:

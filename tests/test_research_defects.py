@@ -1,0 +1,126 @@
+"""Each defect of the research scripts DIS grew from has a test here that would catch it.
+
+Angle units (RQDecomp3x3 angles multiplied by 360): tests/test_pose.py::test_angles_are_degrees_not_rescaled and
+the real-video range check in tests/test_extract_real.py. Per-second smiles at a hard-coded 25 fps:
+tests/test_extract_real.py::test_per_second_smiles_follow_the_real_fps. The others are below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dis_core.errors import DISError
+from dis_core.features import FeatureSpec, fit_landmark_basis, procrustes_align, video_features
+from dis_core.flows import FlowConfig, load_density, save_density, train_flow
+from dis_core.reduce import _assert_disjoint
+from dis_core.split import SplitConfig, assign_splits
+from dis_core.manifest import VideoEntry
+
+
+def _toy(n=600, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(d, d))
+    return rng.normal(size=(n, d)) @ a + np.arange(d)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x = _toy()
+    cols = ["yaw", "pitch", "roll"]
+    r = train_flow(x, cols, FlowConfig(layers=3, hidden=16, max_epochs=40))
+    return x, cols, r.density
+
+
+def test_landmark_columns_in_another_order_are_refused(trained):
+    x, cols, d = trained
+    perm = [2, 0, 1]
+    with pytest.raises(ValueError, match="order matters"):
+        d.log_prob(x[:, perm], [cols[i] for i in perm])
+    # the same data in the model's order scores normally
+    assert np.isfinite(d.log_prob(x, cols)).all()
+
+
+def test_checkpoint_cannot_load_into_another_architecture(trained, tmp_path):
+    x, cols, d = trained
+    p = tmp_path / "m.pt"
+    save_density(p, d)
+    back, _ = load_density(p)
+    np.testing.assert_allclose(back.log_prob(x, cols), d.log_prob(x, cols), rtol=1e-6)
+    blob = torch.load(p, weights_only=True)
+    blob["flow_config"] = dataclasses.asdict(dataclasses.replace(d.flow_config, layers=2))  # 3-layer weights, 2-layer config
+    torch.save(blob, p)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        load_density(p)
+
+
+def test_velocities_follow_real_frame_times_not_a_fixed_fps():
+    spec = FeatureSpec("h", "head_pose", velocity=True, velocity_window_s=0.3, center="none")
+    out = []
+    for fps in (24.0, 30.0):
+        t = np.arange(int(fps * 4)) / fps
+        v = np.column_stack([10 * np.sin(2 * np.pi * 0.5 * t), 2 * t, np.zeros_like(t)])  # deg; 2 deg/s ramp
+        sel = np.ones(len(t), bool)
+        f = video_features(v, ["yaw", "pitch", "roll"], t, sel, sel, spec)
+        np.testing.assert_allclose(f.x[:, 4], 2.0, rtol=1e-9)  # d_pitch in deg/s at both frame rates
+        out.append(f)
+    assert out[0].columns == out[1].columns == ["yaw", "pitch", "roll", "d_yaw", "d_pitch", "d_roll"]
+
+
+def test_no_face_frames_are_dropped_not_imputed():
+    spec = FeatureSpec("h", "head_pose", velocity=True, velocity_window_s=0.1, center="session")
+    t = np.arange(60) / 30.0
+    v = np.tile([1.0, 2.0, 3.0], (60, 1))
+    v[20:25] = np.nan
+    sel = np.ones(60, bool)
+    f = video_features(v, ["a", "b", "c"], t, sel, sel, spec)
+    assert np.isfinite(f.x).all()
+    assert not set(range(20, 25)) & set(f.frames.tolist())
+    # frames whose velocity window reaches the gap are dropped too (counted)
+    assert 19 not in f.frames and 25 not in f.frames and f.dropped >= 5 + 2
+
+
+def test_scoring_refuses_training_frames():
+    with pytest.raises(DISError, match="used in training"):
+        _assert_disjoint("p1", {"u1": [1, 2, 3]}, {"u1": np.array([3, 4, 5])})
+    _assert_disjoint("p1", {"u1": [1, 2, 3]}, {"u1": np.array([4, 5])})
+
+
+def _entry(pid, uid, split=None):
+    return VideoEntry(row=2, participant_id=pid, session="s", video=None, video_rel=uid, split=split, unit_id=uid)
+
+
+def test_temporal_split_holds_out_the_end_with_a_gap():
+    fps = 30.0
+    times = {"a": np.arange(300) / fps, "b": np.arange(300) / fps}
+    sp = assign_splits([_entry("p", "a"), _entry("p", "b")], times, SplitConfig(test_fraction=0.2, gap_s=1.0))
+    a, b = sp["a"], sp["b"]
+    assert a.train.all() and not a.test.any()
+    assert b.test.sum() == 120 and b.test[-120:].all()
+    assert not (b.train & b.test).any()
+    last_train = np.flatnonzero(b.train)[-1]
+    assert times["b"][np.flatnonzero(b.test)[0]] - times["b"][last_train] >= 1.0
+
+
+def test_manifest_split_is_respected():
+    times = {"a": np.arange(50) / 30.0, "b": np.arange(40) / 30.0}
+    sp = assign_splits([_entry("p", "a", "train"), _entry("p", "b", "test")], times)
+    assert sp["a"].train.all() and not sp["a"].test.any()
+    assert sp["b"].test.all() and not sp["b"].train.any()
+
+
+def test_landmarks_are_aligned_before_the_basis():
+    """Raw landmarks are never used: position, scale and in-plane rotation do not change features."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(478, 2))
+    shapes = base + 0.05 * rng.normal(size=(200, 478, 2))
+    basis = fit_landmark_basis(shapes, 4)
+    th = np.radians(25)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    moved = 3.7 * shapes[:10] @ rot.T + np.array([120.0, -45.0])
+    np.testing.assert_allclose(basis.project(moved), basis.project(shapes[:10]), atol=1e-9)
+    np.testing.assert_allclose(procrustes_align(moved, basis.reference), procrustes_align(shapes[:10], basis.reference),
+                               atol=1e-9)

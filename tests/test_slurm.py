@@ -1,0 +1,153 @@
+"""The pipeline on a real single-node SLURM (tests/slurm/start.sh) with real submitit."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dis_core.features import DEFAULT_FEATURE_SETS
+from dis_core.flows import FlowConfig
+from dis_core.manifest import load_manifest
+from dis_core.phantom import PhantomConfig, make_cohort
+from dis_core.train import TrainConfig, default_train_config
+from jobs.slurm import SlurmConfig, read_run, resubmit, run_status, sacct_states, submit_run
+from jobs.stages import run_pipeline
+
+pytestmark = pytest.mark.slurm
+ROOT = Path(__file__).resolve().parents[1]
+HEAD = [default_train_config(DEFAULT_FEATURE_SETS["head_pose"])]
+SLURM = SlurmConfig(cpus_per_task=1, mem_gb=2, time_min=30)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running SLURM: started by tests/slurm/start.sh when this machine can (root, Debian packages)."""
+    def alive() -> bool:
+        return shutil.which("sinfo") is not None and subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip() in ("idle", "mixed", "allocated")
+    if not alive():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("no SLURM here and no way to start one (needs root and apt)")
+        r = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start.sh")], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert alive()
+    return True
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, samples, model):
+    d = tmp_path_factory.mktemp("slurm_cohort")
+    cfg = PhantomConfig(participants=4, sessions=2, duration_s=8.0, fps=15.0, seed=5)
+    return load_manifest(make_cohort(d, cfg, samples, model.path))
+
+
+def wait_for(out: Path, timeout: float = 600) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = run_status(out)
+        if not any(u["state"] in ("running", "pending") for s in st.values() for u in s):
+            return st
+        time.sleep(2)
+    raise AssertionError(f"run {out} did not finish in {timeout} s: {st}")
+
+
+def test_slurm_run_equals_local_run(slurm, cohort, model, tmp_path):
+    local = tmp_path / "local"
+    _, _, res, problems, wb_local = run_pipeline(cohort, local, model, HEAD, workers=2, log=lambda *_: None)
+    t0 = time.time()
+    rec = submit_run(cohort, tmp_path / "slurm", model, HEAD, dataclasses.replace(SLURM, max_array_size=3))
+    assert time.time() - t0 < 60, "submission returns in seconds"
+    assert len(rec["jobs"]["extract"]) == 3, "8 videos over MaxArraySize 3: three arrays"
+    st = wait_for(tmp_path / "slurm")
+    assert all(u["state"] == "done" for s in st.values() for u in s), st
+    # dependencies held: the cohort job started after every extraction task ended, reduce after training
+    times = _start_end(rec)
+    assert times["cohort"][0] >= max(e for _, e in times["extract"])
+    assert times["reduce"][0] >= max(e for _, e in times["train"])
+    wb = tmp_path / "slurm" / "report" / "dis_report.xlsx"
+    a = pd.read_excel(wb_local, sheet_name="scores_head_pose", index_col=0)
+    b = pd.read_excel(wb, sheet_name="scores_head_pose", index_col=0)
+    assert list(a.index) == list(b.index)
+    np.testing.assert_allclose(b.to_numpy(), a.to_numpy(), rtol=1e-6)
+    ma = pd.read_excel(wb_local, sheet_name="metrics").set_index(["feature_set", "method"])
+    mb = pd.read_excel(wb, sheet_name="metrics").set_index(["feature_set", "method"])
+    pd.testing.assert_frame_equal(ma, mb, rtol=1e-6)
+    run = read_run(tmp_path / "slurm")
+    assert run["dis_version"] and run["slurm"]["cpus_per_task"] == 1
+
+
+def _start_end(rec) -> dict:
+    ids = ",".join(j for js in rec["jobs"].values() for j in js)
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,Start,End", "-j", ids], capture_output=True,
+                         text=True).stdout
+    import datetime as dt
+
+    def ts(s):
+        return dt.datetime.fromisoformat(s).timestamp()
+
+    res: dict[str, list] = {}
+    stage_of = {j: s for s, js in rec["jobs"].items() for j in js}
+    for line in out.splitlines():
+        jid, start, end = line.split("|")
+        stage = stage_of.get(jid.split("_")[0])
+        if stage:
+            res.setdefault(stage, []).append((ts(start), ts(end)))
+    return {k: (v[0] if k in ("cohort", "reduce") else v) for k, v in res.items()}
+
+
+def test_failed_unit_is_reported_and_the_rest_completes(slurm, cohort, model, tmp_path, samples):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))  # an mp4 header, then garbage
+    rows = [{"participant_id": e.participant_id, "session": e.session, "video": str(e.video), "dyad": e.dyad or "",
+             "split": e.split or ""} for e in cohort.entries]
+    rows.append({"participant_id": "ph99", "session": "s1", "video": str(bad), "dyad": "", "split": "train"})
+    from tests.conftest import write_manifest
+
+    m = load_manifest(write_manifest(tmp_path / "m.csv", rows))
+    out = tmp_path / "run"
+    submit_run(m, out, model, HEAD, SLURM)
+    st = wait_for(out)
+    failed = [u for u in st["extract"] if u["state"] == "failed"]
+    assert [u["unit"] for u in failed] == ["ph99_s1_broken"]
+    assert "broken.mp4" in failed[0]["message"] and Path(failed[0]["log"]).is_file()
+    assert all(u["state"] == "done" for u in st["reduce"])
+    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "status", str(out)], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 3 and "FAILED ph99_s1_broken" in r.stdout and "log:" in r.stdout
+    left = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="left_out")
+    assert "ph99_s1_broken" in set(left.get("unit_id", pd.Series(dtype=str)).dropna())
+    scores = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="scores_head_pose", index_col=0)
+    assert len(scores) == 4
+
+
+def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
+    slow = [TrainConfig(DEFAULT_FEATURE_SETS["head_pose"],
+                        FlowConfig(layers=2, hidden=16, max_epochs=4000, patience=10**6, checkpoint_every_s=2.0))]
+    out = tmp_path / "run"
+    rec = submit_run(cohort, out, model, slow, SLURM)
+    victim = rec["units"]["train"]["head_pose/ph02"]
+    deadline = time.time() + 300
+    while sacct_states([victim]).get(victim) != "RUNNING":
+        assert time.time() < deadline, "the training task never started"
+        time.sleep(1)
+    time.sleep(3)
+    subprocess.run(["scancel", victim], check=True)
+    st = wait_for(out)
+    tr = {u["unit"]: u for u in st["train"]}
+    assert tr["head_pose/ph02"]["state"] == "failed" and tr["head_pose/ph02"]["slurm"] == "CANCELLED"
+    assert sum(u["state"] == "done" for u in st["train"]) == 3
+    rec2 = resubmit(out)
+    assert rec2["resubmitted"] == {"extract": [], "train": ["head_pose/ph02"]}
+    st = wait_for(out)
+    assert all(u["state"] == "done" for s in st.values() for u in s), st
+    scores = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="scores_head_pose", index_col=0)
+    assert "ph02" in scores.index
