@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.dis-installed
 MANIFEST ?= manifests/demo.csv
 OUT    ?= runs/demo
 
-.PHONY: setup model samples demo test test-all test-slurm bench submit clean help
+.PHONY: setup model samples demo test test-all test-slurm test-container container bench submit clean help
 
 help:
 	@echo "make setup    - create $(VENV), install DIS + dev tools, fetch the model and sample data"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench    - benchmarks under bench/ (print figures)"
 	@echo "make submit MANIFEST=cohort.csv OUT=runs/x [SLURM_CONFIG=slurm.toml] - the pipeline on SLURM"
 	@echo "make test-slurm - start a local single-node SLURM and run the SLURM tests"
+	@echo "make container - build containers/dis.sif (Apptainer); make test-container runs a stage and a SLURM array in it"
 
 $(STAMP): pyproject.toml requirements/mediapipe.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,12 @@ submit: setup
 test-slurm: $(STAMP)
 	bash tests/slurm/start.sh
 	$(BIN)/python -m pytest -q -m slurm
+
+container: setup
+	bash containers/build.sh
+
+test-container: container
+	$(BIN)/python -m pytest -q -m apptainer
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,7 @@ import typer
 
 from . import __version__
 from .errors import DISError
+from .lock import run_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
@@ -17,6 +18,44 @@ ManifestOpt = typer.Option(..., "--manifest", "-m", help="Cohort CSV (see manife
                            exists=False, dir_okay=False)
 OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory of the run.")
 ModelOpt = typer.Option(None, "--model", help="Face Landmarker .task file (default: $DIS_FACE_MODEL, then the cache).")
+ExecutorOpt = typer.Option("local", help="local (one process per core), debug (in-process); dis run also "
+                                           "takes slurm (= dis submit with default resources).")
+WorkersOpt = typer.Option(None, help="Worker processes for the local executor (default: cores).")
+
+
+def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> None:
+    """With --container, run this very command inside the Apptainer image (unless already inside)."""
+    import os
+    import shutil
+    import sys
+
+    if sif is None or os.environ.get("APPTAINER_CONTAINER"):
+        return
+    if shutil.which("apptainer") is None:
+        _fail(DISError("--container needs apptainer on PATH"))
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--container":
+            skip = True
+            continue
+        if a.startswith("--container="):
+            continue
+        args.append(a)
+    binds = {str(Path.cwd()), str(Path(out).resolve().parent)}
+    if manifest is not None:
+        from .manifest import load_manifest
+
+        m = load_manifest(manifest)
+        binds |= {str(m.path.parent)} | {str(e.video.parent) for e in m.entries}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    cmd = ["apptainer", "run", "--bind", ",".join(sorted(binds)), str(sif), *args]
+    os.execvp("apptainer", cmd)
+
+
+ContainerOpt = typer.Option(None, "--container", help="Run this command inside the Apptainer image (dis.sif).")
 
 
 def _fail(e: Exception, code: int = 2) -> None:
@@ -48,14 +87,16 @@ def extract(
     manifest: Path = ManifestOpt,
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
-    executor: str = typer.Option("local", help="local (one process per core) or debug (in-process)."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes for the local executor (default: cores)."),
+    executor: str = ExecutorOpt,
+    workers: Optional[int] = WorkersOpt,
     force: bool = typer.Option(False, "--force", help="Redo videos whose outputs are complete."),
     landmark_workbook: bool = typer.Option(False, help="Also write landmarks.xlsx per video (x, y of all 478 "
                                                        "landmarks per frame; slow for long videos)."),
     smile_min_fraction: float = typer.Option(0.5, help="A second smiles when this fraction of its face frames smile."),
+    container: Optional[Path] = ContainerOpt,
 ) -> None:
     """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""
+    _in_container(container, manifest, out)
     from jobs.stages import run_extract
 
     from .assets import resolve_model
@@ -70,7 +111,11 @@ def extract(
     except DISError as e:
         _fail(e)
     cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
-    results, where = run_extract(m, out, mf, cfg, executor=executor, workers=workers, force=force)
+    try:
+        with run_lock(out, "dis extract"):
+            results, where = run_extract(m, out, mf, cfg, executor=executor, workers=workers, force=force)
+    except DISError as e:
+        _fail(e)
     typer.echo(format_summary("extract", results, where))
     raise typer.Exit(exit_code(results))
 
@@ -97,19 +142,21 @@ def run(
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
     feature_sets: str = FeatureSetsOpt,
-    executor: str = typer.Option("local", help="local (one process per core) or debug (in-process)."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes for the local executor (default: cores)."),
+    executor: str = ExecutorOpt,
+    workers: Optional[int] = WorkersOpt,
     force: bool = typer.Option(False, "--force", help="Redo finished units."),
     max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs (default: per feature set)."),
     norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+    container: Optional[Path] = ContainerOpt,
 ) -> None:
     """The whole pipeline on this machine: extract, split and basis, train, score, report."""
+    _in_container(container, manifest, out)
     from jobs.stages import run_pipeline
 
     from .assets import resolve_model
     from .manifest import load_manifest
     from .report import ReportConfig
-    from .summary import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+    from .summary import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
     try:
         m = load_manifest(manifest)
@@ -117,11 +164,23 @@ def run(
         cfgs = _train_cfgs(feature_sets, max_epochs)
     except (DISError, ValueError) as e:
         _fail(e)
+    if executor == "slurm":
+        from jobs.slurm import load_slurm_config, submit_run
+
+        try:
+            rec = submit_run(m, out, mf, cfgs, load_slurm_config())
+        except DISError as e:
+            _fail(e)
+        typer.echo(f"run {rec['run_id']} submitted to SLURM; follow it with: dis status {rec['out']}")
+        raise typer.Exit(0)
     try:
-        ex, tr, results, problems, wb = run_pipeline(m, out, mf, cfgs, report=ReportConfig(norm_workbooks=norm_workbooks),
-                                                     executor=executor, workers=workers, force=force, log=typer.echo)
+        with run_lock(out, "dis run"):
+            ex, tr, results, problems, wb = run_pipeline(m, out, mf, cfgs,
+                                                         report=ReportConfig(norm_workbooks=norm_workbooks),
+                                                         executor=executor, workers=workers, force=force,
+                                                         log=typer.echo)
     except DISError as e:
-        _fail(e, EXIT_FAILED)
+        _fail(e, EXIT_USAGE if "in use by another DIS run" in str(e) else EXIT_FAILED)
     failed = any(r.failed for r in ex) or any(r.failed for r in tr) or bool(problems)
     raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
 
@@ -130,8 +189,8 @@ def run(
 def train(
     out: Path = OutOpt,
     feature_sets: str = FeatureSetsOpt,
-    executor: str = typer.Option("local", help="local or debug."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes (default: cores)."),
+    executor: str = ExecutorOpt,
+    workers: Optional[int] = WorkersOpt,
     force: bool = typer.Option(False, "--force", help="Retrain finished models."),
     max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs."),
 ) -> None:
@@ -146,7 +205,11 @@ def train(
         cfgs = _train_cfgs(feature_sets, max_epochs)
     except (DISError, ValueError) as e:
         _fail(e)
-    res = run_train(out, cohort.participants, cfgs, executor=executor, workers=workers, force=force)
+    try:
+        with run_lock(out, "dis train"):
+            res = run_train(out, cohort.participants, cfgs, executor=executor, workers=workers, force=force)
+    except DISError as e:
+        _fail(e)
     for r in res:
         typer.echo(f"  {r.status:8s} {r.unit_id}: {r.train_frames} frames, {r.epochs} epochs {r.message}")
     raise typer.Exit(EXIT_PARTIAL if any(r.failed for r in res) else EXIT_OK)
@@ -166,7 +229,8 @@ def score(
 
     try:
         cfgs = _train_cfgs(feature_sets, None)
-        _, results, problems, wb, text = run_reduce(out, cfgs, ReportConfig(norm_workbooks=norm_workbooks))
+        with run_lock(out, "dis score"):
+            _, results, problems, wb, text = run_reduce(out, cfgs, ReportConfig(norm_workbooks=norm_workbooks))
     except (DISError, ValueError) as e:
         _fail(e)
     typer.echo(text)

@@ -7,6 +7,7 @@ input, it returns a :class:`UnitResult` whose ``status`` says what happened.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import time
 import traceback
 from pathlib import Path
@@ -111,6 +112,12 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
         res = _extract(entry, d, model, cfg, expect, progress, base)
     except DISError as e:
         base.message = str(e)
+        res = base
+    except OSError as e:
+        if e.errno == errno.ENOSPC or "No space left" in str(e):
+            base.message = f"{entry.video}: disk full while writing {d}: free space, then rerun (finished videos are kept)"
+        else:
+            base.message = f"{entry.video}: cannot write the outputs in {d}: {e}"
         res = base
     except Exception as e:  # a bug or an unexpected decoder fault: one line here, traceback in the log
         base.message = f"{entry.video}: {e.__class__.__name__}: {e}"

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -58,6 +59,7 @@ def provenance(cfg: Any, **inputs: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
+        "container": os.environ.get("APPTAINER_CONTAINER", ""),
         "config": config_dict(cfg),
         "config_hash": config_hash(cfg),
         **inputs,

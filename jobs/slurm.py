@@ -233,8 +233,12 @@ def _train_from_doc(d: dict) -> TrainConfig:
 def read_run(out_root: Path) -> dict:
     p = Path(out_root) / RUN_FILE
     if not p.is_file():
-        raise DISError(f"{p} not found: {out_root} is not a submitted run folder")
-    return json.loads(p.read_text())
+        raise DISError(f"{p} not found: {out_root} is not a run folder")
+    rec = json.loads(p.read_text())
+    if rec.get("executor") != "slurm":
+        raise DISError(f"{out_root} ran with the {rec.get('executor')} executor; dis status and dis resubmit "
+                       "follow SLURM runs (rerun a local run with dis run: finished units are skipped)")
+    return rec
 
 
 # ----------------------------------------------------------------------------------- status

@@ -59,6 +59,7 @@ def run_pipeline(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: lis
     """Videos to report on one machine: extract -> cohort (split, basis) -> train -> reduce."""
     from dis_core.summary import format_summary
 
+    record_local_run(manifest, out_root, model, cfgs, executor)
     ex, _ = run_extract(manifest, out_root, model, extract_cfg, executor=executor, workers=workers, force=force)
     log(format_summary("extract", ex))
     cohort = prepare_cohort(manifest, out_root, cohort_cfg)
@@ -71,3 +72,22 @@ def run_pipeline(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: lis
     _, results, problems, wb, text = run_reduce(out_root, cfgs, report)
     log(text)
     return ex, tr, results, problems, wb
+
+
+def record_local_run(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: list[TrainConfig],
+                     executor: str) -> None:
+    """OUT/run.json for a run on this machine: what ran it, with which configuration and software."""
+    import datetime as _dt
+    import json
+
+    from dis_core import __version__
+    from dis_core.atomic import write_text_atomic
+
+    out_root = Path(out_root).resolve()
+    out_root.mkdir(parents=True, exist_ok=True)
+    rec = {"run_id": _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f"), "executor": executor,
+           "dis_version": __version__, "manifest": str(manifest.path), "out": str(out_root),
+           "model": str(model.path), "model_sha256": model.sha256,
+           "train": [dataclasses.asdict(c) for c in cfgs],
+           "provenance": provenance(cfgs[0] if cfgs else ExtractConfig())}
+    write_text_atomic(out_root / "run.json", json.dumps(rec, indent=2, default=str))
