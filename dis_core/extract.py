@@ -117,7 +117,8 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
         if e.errno == errno.ENOSPC or "No space left" in str(e):
             base.message = f"{entry.video}: disk full while writing {d}: free space, then rerun (finished videos are kept)"
         else:
-            base.message = f"{entry.video}: cannot write the outputs in {d}: {e}"
+            base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
+            traceback.print_exc()
         res = base
     except Exception as e:  # a bug or an unexpected decoder fault: one line here, traceback in the log
         base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
@@ -166,14 +167,17 @@ def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, e
                       participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"])
     h5 = d / H5_NAME
     d.mkdir(parents=True, exist_ok=True)
+    _check_free_space(entry, d, info.frame_count, cfg)
     with atomic_path(h5) as tmp:
         w = ExtractionWriter(tmp, cfg.chunk_frames, cfg.compression_level)
         try:
             buf: dict[str, list] = {k: [] for k in ("time_s", "detected", "landmarks", "blendshapes", "transform")}
             bar = tqdm(total=info.frame_count or None, desc=entry.unit_id[:40], unit="fr", leave=False,
                        disable=None if progress else True, mininterval=0.5)
+            shape = None
             with FaceTracker(model.path, cfg.landmarker) as tracker:
                 for fr in iter_frames(entry.video, entry.fps):
+                    shape = shape or fr.rgb.shape
                     r = tracker.process(fr.rgb, fr.time_s)
                     buf["time_s"].append(fr.time_s)
                     buf["detected"].append(r.detected)
@@ -187,7 +191,7 @@ def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, e
             bar.close()
             if w.n == 0:
                 raise DISError(f"{entry.video}: no frame could be decoded (corrupt or truncated video)")
-            summary, video_attrs = _summaries(w, info, entry, cfg)
+            summary, video_attrs = _summaries(w, info, entry, cfg, shape)
             w.finish(video_attrs, prov, summary)
         finally:
             w.close()
@@ -203,6 +207,18 @@ def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, e
     return res
 
 
+def _check_free_space(entry: VideoEntry, d: Path, frames: int, cfg: ExtractConfig) -> None:
+    """Fail before the work, not after it, when the outputs cannot fit (HDF5 copes badly with ENOSPC)."""
+    import shutil
+
+    per_frame = 3_000 + (12_000 if cfg.landmark_workbook else 0)  # bytes, compressed, generous
+    need = max(frames, 1) * per_frame + 256_000
+    free = shutil.disk_usage(d).free
+    if free < need:
+        raise DISError(f"{entry.video}: disk full in {d}: {free / 1e6:.1f} MB free, about {need / 1e6:.1f} MB "
+                       "needed; free space, then rerun (finished videos are kept)")
+
+
 def _flush(w: ExtractionWriter, buf: dict[str, list], cfg: ExtractConfig) -> None:
     if not buf["time_s"]:
         return
@@ -214,7 +230,7 @@ def _flush(w: ExtractionWriter, buf: dict[str, list], cfg: ExtractConfig) -> Non
         v.clear()
 
 
-def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig) -> tuple[dict, dict]:
+def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig, shape) -> tuple[dict, dict]:
     t, det, smi = w.read("time_s"), w.read("detected"), w.read("smile")
     fps = float(entry.fps) if entry.fps else effective_fps(t, info.fps)
     secs = smile_seconds(t, det, smi, cfg.smile)
@@ -224,8 +240,10 @@ def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig)
                "n_seconds": int(len(secs)), "n_smile_seconds": int(secs["smile"].sum()), "fps": fps}
     video = {"path": str(entry.video), "fps": fps, "fps_header": info.fps,
              "fps_source": "manifest override" if entry.fps else "frame timestamps",
-             "frame_count": n, "frame_count_header": info.frame_count, "width": info.width,
-             "height": info.height, "duration_s": duration, "codec": info.codec}
+             "frame_count": n, "frame_count_header": info.frame_count,
+             # the decoded frames' size: after the container's rotation (phone video) is applied
+             "width": int(shape[1]), "height": int(shape[0]), "width_header": info.width,
+             "height_header": info.height, "duration_s": duration, "codec": info.codec}
     return summary, video
 
 

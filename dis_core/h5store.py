@@ -90,9 +90,9 @@ class ExtractionWriter:
         self.close()
 
     def close(self) -> None:
-        if self._f:
-            self._f.close()
-            self._f = None
+        f, self._f = self._f, None
+        if f:
+            f.close()
 
 
 @dataclasses.dataclass

@@ -116,7 +116,10 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             problems.append(f"row {line}: duplicate of row {seen[key]} (participant_id={pid}, session={ses}, video={vid})")
         seen.setdefault(key, line)
         vpath = (base / vid) if vid else base
-        if vid and check_files:
+        if vid and not Path(vid).is_absolute() and not _inside(base, vpath):
+            problems.append(f"row {line}: video path '{vid}' leaves the manifest's folder {base}; give an absolute "
+                            "path if the video really lives there")
+        elif vid and check_files:
             if not vpath.exists():
                 problems.append(f"row {line}: video file not found: {vpath}")
             elif not vpath.is_file():
@@ -160,6 +163,15 @@ def _with_unit_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
             uid += "-" + hashlib.sha1(e.video_rel.encode()).hexdigest()[:8]
         out.append(dataclasses.replace(e, unit_id=uid))
     return out
+
+
+def _inside(base: Path, p: Path) -> bool:
+    """Whether ``p`` (after resolving '..' and links) lies inside ``base``."""
+    try:
+        p.resolve().relative_to(base.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _sniff_delimiter(text: str) -> str:

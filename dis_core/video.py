@@ -44,7 +44,8 @@ def _open(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"{path}: cannot be opened as a video (corrupt, truncated or unsupported format)")
+        raise VideoError(f"{path}: cannot be opened as a video: no decodable video stream (corrupt, truncated, "
+                         "audio only or an unsupported codec)")
     return cap
 
 

@@ -90,3 +90,30 @@ def test_demo_manifest_is_valid(samples):
     root = Path(__file__).resolve().parents[1]
     m = load_manifest(root / "manifests" / "demo.csv", check_files=False)
     assert len(m.entries) >= 3
+
+
+def test_paths_that_leave_the_manifest_folder_are_refused(tmp_path, make_manifest):
+    outside = tmp_path.parent / f"{tmp_path.name}_outside.mp4"
+    outside.write_bytes(b"x")
+    sub = tmp_path / "m"
+    sub.mkdir()
+    p = sub / "cohort.csv"
+    p.write_text(f"participant_id,session,video\np1,s1,../{outside.name}\np2,s1,{outside}\n")
+    with pytest.raises(ManifestError) as ei:
+        load_manifest(p)
+    assert len(ei.value.problems) == 1
+    assert "row 2: video path '../" in str(ei.value) and "leaves the manifest's folder" in str(ei.value)
+
+
+def test_unit_ids_stay_inside_the_output_folder(tmp_path):
+    weird = tmp_path / "..evil name;rm -rf ~.mp4"
+    weird.write_bytes(b"x")
+    p = tmp_path / "m.csv"
+    p.write_text(f"participant_id,session,video\np1,s1,{weird}\n")
+    uid = load_manifest(p).entries[0].unit_id
+    assert "/" not in uid and not uid.startswith(".") and ".." not in uid.split("_", 2)[2][:2]
+    out = tmp_path / "out"
+    from dis_core.extract import unit_dir
+
+    d = unit_dir(out, load_manifest(p).entries[0]).resolve()
+    assert d.is_relative_to(out.resolve())

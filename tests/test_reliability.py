@@ -100,22 +100,234 @@ def test_two_runs_on_one_output_folder_do_not_interleave(tmp_path, samples, mode
 
 
 def test_disk_full_fails_cleanly_and_keeps_the_earlier_output(tmp_path, samples, model, make_manifest):
+    """Both ways a disk fills: before the work (checked up front) and during it (the workbook no longer
+    fits). HDF5 cannot recover from a write error inside a process, so the CLI's worker process takes it."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)]).returncode:
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)]).returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
-        m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1",
-                                          "video": str(samples["single_face.mp4"])}]))
-        e = m.entries[0]
+        m_path = make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}])
+        e = load_manifest(m_path).entries[0]
         r1 = extract_video(e, mnt, model, ExtractConfig(), progress=False)
         assert r1.status == "ok"
-        before = Path(r1.output).read_bytes()
-        st = os.statvfs(mnt)
-        (mnt / "filler").write_bytes(b"\0" * max(st.f_bavail * st.f_frsize - 20_000, 0))
+        h5 = Path(r1.output)
+        before = h5.read_bytes()
+
+        def fill(leave: int) -> None:
+            (mnt / "filler").unlink(missing_ok=True)
+            st = os.statvfs(mnt)
+            (mnt / "filler").write_bytes(b"\0" * max(st.f_bavail * st.f_frsize - leave, 0))
+
+        fill(20_000)  # far too little: refused before any work
         r2 = extract_video(e, mnt, model, ExtractConfig(), force=True, progress=False)
         assert r2.status == "failed" and "disk full" in r2.message and "single_face.mp4" in r2.message
-        assert Path(r1.output).read_bytes() == before, "the earlier good output is not overwritten"
-        assert not [p for p in unit_dir(mnt, e).iterdir() if ".part-" in p.name]
+        assert h5.read_bytes() == before
+        fill(72 * 15_000 + 256_000 + 4_096)  # passes the check; the landmark workbook then runs out of space
+        env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
+        r3 = _cli("extract", "-m", str(m_path), "-o", str(mnt), "--force", "--landmark-workbook", "--workers", "1",
+                  env=env)
+        assert r3.returncode == 1, r3.stdout + r3.stderr[-2000:]
+        failed = [ln for ln in r3.stdout.splitlines() if "FAILED" in ln]
+        assert len(failed) == 1 and "disk full" in failed[0], r3.stdout
+        assert h5.read_bytes() == before, "the earlier good output is not overwritten"
+        assert not [p for p in mnt.rglob("*") if ".part-" in p.name]
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def _ff(*args):
+    r = subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    return Path(args[-1])
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
+def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_manifest):
+    src = samples["single_face.mp4"]
+    d = tmp_path
+    vids = {
+        # variable frame rate: the first 36 frames at 30 fps, the rest at 15 fps
+        "vfr.mp4": _ff("-i", src, "-vf", "setpts='if(lt(N,36),N/30,36/30+(N-36)/15)/TB'", "-fps_mode", "passthrough",
+                       "-c:v", "libx264", "-preset", "ultrafast", d / "vfr.mp4"),
+        # a phone video: pixels stored sideways, a rotation in the metadata that turns them upright for display
+        "rotated.mp4": _ff("-i", _ff("-i", src, "-vf", "transpose=2", "-c:v", "libx264", "-preset", "ultrafast",
+                                     d / "sideways.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90",
+                           d / "rotated.mp4"),
+        "uhd.mp4": _ff("-i", src, "-vf", "scale=3840:2160", "-frames:v", "20", "-c:v", "libx264", "-preset",
+                       "ultrafast", d / "uhd.mp4"),
+        "tenbit.mp4": _ff("-i", src, "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-preset", "ultrafast",
+                          d / "tenbit.mp4"),
+        "audio.mp4": _ff("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", d / "audio.mp4"),
+    }
+    m = load_manifest(make_manifest([{"participant_id": n.split(".")[0], "session": "s1", "video": str(p)}
+                                     for n, p in vids.items()]))
+    res = {Path(e.video_rel).name: extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False)
+           for e in m.entries}
+    assert res["audio.mp4"].status == "failed" and "no decodable video stream" in res["audio.mp4"].message
+    for n in ("vfr.mp4", "rotated.mp4", "uhd.mp4", "tenbit.mp4"):
+        assert res[n].status == "ok" and res[n].detection_rate >= 0.7, (n, res[n])
+    from dis_core.h5store import read_extraction
+
+    vfr = read_extraction(Path(res["vfr.mp4"].output))
+    periods = np.round(np.diff(vfr.time_s), 3)
+    assert {0.033, 0.067} <= set(periods.tolist()), "frame times follow the variable frame rate"
+    rot = read_extraction(Path(res["rotated.mp4"].output))
+    assert (rot.video["width"], rot.video["height"]) == (640, 360), "the container's rotation is applied"
+    assert abs(np.nanmedian(rot.head_pose[:, 2])) < 20, "the face is upright after the rotation"
+
+
+def test_outputs_respect_the_umask(tmp_path, samples, model, make_manifest):
+    m = make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}])
+    env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
+    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(m), "-o", str(tmp_path / "o"),
+                        "--executor", "debug"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       preexec_fn=lambda: os.umask(0o077))
+    assert r.returncode == 0, r.stderr
+    files = [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
+    assert len(files) >= 6
+    assert all(p.stat().st_mode & 0o077 == 0 for p in files), [oct(p.stat().st_mode) for p in files]
+
+
+def test_unreadable_video_is_named_in_the_manifest_check(tmp_path, samples):
+    """Checked as an unprivileged user (root reads everything): a forked child drops to 'nobody'."""
+    from dis_core.errors import ManifestError
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    d = Path(tempfile_dir())
+    try:
+        shutil.copy(samples["single_face.mp4"], d / "ok.mp4")
+        shutil.copy(samples["single_face.mp4"], d / "locked.mp4")
+        os.chmod(d / "ok.mp4", 0o644)
+        os.chmod(d / "locked.mp4", 0)
+        (d / "m.csv").write_text("participant_id,session,video\na,s1,ok.mp4\nb,s1,locked.mp4\n")
+        os.chmod(d / "m.csv", 0o644)
+        import codecs
+
+        codecs.lookup("utf-8-sig")  # load lazily imported codecs before dropping privileges (they live under /root)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: become nobody, validate, report the message through the pipe
+            os.close(r)
+            msg = "valid"
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                load_manifest(d / "m.csv")
+            except ManifestError as e:
+                msg = str(e)
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                msg = f"unexpected {e!r}"
+            os.write(w, msg.encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            msg = f.read()
+        os.waitpid(pid, 0)
+        assert "row 3: video file is not readable (permissions)" in msg and "locked.mp4" in msg, msg
+        assert "row 2" not in msg
+    finally:
+        shutil.rmtree(d)
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="dis-perm-")
+    os.chmod(d, 0o755)
+    return d
+
+
+def _kill_after(cmd, seconds, env):
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(seconds)
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+
+
+def test_repeated_kill_9_during_extraction_then_equal_outputs(tmp_path, samples, model, make_manifest):
+    from dis_core.h5store import DATASETS, read_extraction
+
+    m_path = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
+    e = load_manifest(m_path).entries[0]
+    env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
+    cmd = [sys.executable, "-m", "dis_core.cli", "extract", "-m", str(m_path), "-o", str(tmp_path / "b"),
+           "--executor", "debug"]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        _kill_after(cmd, float(rng.uniform(2.0, 6.0)), env)
+        h5 = unit_dir(tmp_path / "b", e) / H5_NAME
+        if h5.exists():  # whatever is on disk is complete
+            with h5py.File(h5) as f:
+                assert f.attrs["status"] == "complete"
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ref = extract_video(e, tmp_path / "a", model, ExtractConfig(), progress=False)
+    a, b = read_extraction(Path(ref.output)), read_extraction(unit_dir(tmp_path / "b", e) / H5_NAME)
+    for name in DATASETS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # bitwise, NaN where no face
+
+
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory, samples, model):
+    from dis_core.cohort import prepare_cohort
+    from dis_core.phantom import PhantomConfig, make_cohort
+    from jobs.stages import run_extract
+
+    d = tmp_path_factory.mktemp("kill_train")
+    m = load_manifest(make_cohort(d / "v", PhantomConfig(participants=3, sessions=2, duration_s=8, fps=15), samples,
+                                  model.path))
+    run_extract(m, d / "run", model, progress=False, workers=2)
+    prepare_cohort(m, d / "run")
+    return d / "run", m
+
+
+def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_cohort):
+    import json
+
+    from dis_core.features import DEFAULT_FEATURE_SETS
+    from dis_core.train import default_train_config, model_dir, train_unit
+
+    run, m = small_cohort
+    a, b = tmp_path / "a", tmp_path / "b"
+    for dst in (a, b):
+        shutil.copytree(run, dst)
+    cfg = default_train_config(DEFAULT_FEATURE_SETS["head_pose"])
+    ref = {p: train_unit(a, p, cfg) for p in m.participants}
+    cmd = [sys.executable, "-m", "dis_core.cli", "train", "-o", str(b), "--feature-sets", "head_pose",
+           "--executor", "debug"]
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        _kill_after(cmd, float(rng.uniform(2.5, 5.0)), dict(os.environ))
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for p in m.participants:
+        got = json.loads((model_dir(b, "head_pose", p) / "train.json").read_text())
+        assert ref[p].status == "ok" and got["status"] == "ok"
+        assert (got["epochs"], got["best_epoch"]) == (ref[p].epochs, ref[p].best_epoch)
+        assert got["best_val_loss"] == ref[p].best_val_loss
+
+
+def test_nan_inf_and_constant_features():
+    from dis_core.features import FeatureSpec, video_features
+    from dis_core.flows import FlowConfig, train_flow
+
+    t = np.arange(300) / 30.0
+    v = np.column_stack([np.sin(t), np.cos(2 * t), np.full_like(t, 4.0)])  # the third feature is constant
+    v[50] = [np.inf, 0, 4.0]
+    v[80] = [np.nan, 0, 4.0]
+    sel = np.ones(len(t), bool)
+    f = video_features(v, ["a", "b", "c"], t, sel, sel, FeatureSpec("x", "head_pose", velocity=False))
+    assert np.isfinite(f.x).all() and 50 not in f.frames and 80 not in f.frames
+    r = train_flow(f.x, f.columns, FlowConfig(layers=2, hidden=16, max_epochs=30))
+    assert np.isfinite(r.density.log_prob(f.x, f.columns)).all(), "a constant feature does not blow up"
+    bad = f.x.copy()
+    bad[7, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        train_flow(bad, f.columns, FlowConfig(max_epochs=2))
