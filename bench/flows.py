@@ -139,10 +139,12 @@ def scoring_bench(ns) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer research epochs and N up to 50")
+    ap.add_argument("--research-epochs", type=int, default=None,
+                    help="epochs of the research configuration to run (default 20; 800 is the full run, ~15 min)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "dis" / "bench-phantom"))
     a = ap.parse_args()
     run = phantom_run(Path(a.cache))
-    tb = training_bench(run, research_epochs=5 if a.quick else 20)
+    tb = training_bench(run, research_epochs=a.research_epochs or (5 if a.quick else 20))
     print("training per participant, phantom cohort 6 x 2 sessions x 20 s at 15 fps (held-out = second session):")
     for fs in ("head_pose", "landmarks"):
         t = tb[fs]

@@ -70,8 +70,10 @@ def reduce_feature_set(cohort: Cohort, cfg: TrainConfig, min_test_frames: int = 
     for pid in list(models):
         td = participant_features(cohort, pid, cfg.features, "test")
         if len(td.x) < min_test_frames:
-            left_out.append({"participant_id": pid, "feature_set": fs,
-                             "reason": f"only {len(td.x)} held-out frames (need {min_test_frames})"})
+            none_held_out = not any(cohort.splits[e.unit_id].test.any() for e in cohort.videos_of(pid))
+            why = ("no held-out data: the split leaves none (e.g. a single session marked train)" if none_held_out
+                   else f"only {len(td.x)} held-out frames with a face (need {min_test_frames})")
+            left_out.append({"participant_id": pid, "feature_set": fs, "reason": why})
             continue
         _assert_disjoint(pid, models[pid]["train_frames"], td.frames)
         data[pid] = td

@@ -18,6 +18,9 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
         {"participant_id": "carphone", "session": "s1", "video": str(samples["carphone_pristine.mp4"]), "dyad": "d1"},
         {"participant_id": "single", "session": "s1", "video": str(samples["single_face.mp4"]), "dyad": "d2"},
         {"participant_id": "facenoface", "session": "s1", "video": str(samples["face_noface.mov"]), "dyad": "d2"},
+        # one session only, marked train: nothing to hold out
+        {"participant_id": "solo", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"]), "dyad": "",
+         "split": "train"},
     ]
     m = make_manifest(rows)
     out = tmp_path / "run"
@@ -34,7 +37,8 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     left = pd.read_excel(wb, sheet_name="left_out")
     why = dict(zip(left["participant_id"] + "/" + left["feature_set"], left["reason"]))
     assert why["single/head_pose"] == "no trained model"
-    assert "held-out frames" in why["facenoface/head_pose"]
+    assert "held-out frames with a face" in why["facenoface/head_pose"]
+    assert why["solo/head_pose"].startswith("no held-out data")
     scores = pd.read_excel(wb, sheet_name="scores_head_pose", index_col=0)
     assert list(scores.index) == ["carphone", "wolfgang"]
     qc = pd.read_excel(wb, sheet_name="extraction_qc")
