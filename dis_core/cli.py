@@ -58,6 +58,17 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> N
 ContainerOpt = typer.Option(None, "--container", help="Run this command inside the Apptainer image (dis.sif).")
 
 
+def _inputs(manifest: Path, model: Optional[Path]):
+    """The validated manifest and the located model, or exit 2 with every problem listed."""
+    from .assets import resolve_model
+    from .manifest import load_manifest
+
+    try:
+        return load_manifest(manifest), resolve_model(model)
+    except DISError as e:
+        _fail(e)
+
+
 def _fail(e: Exception, code: int = 2) -> None:
     typer.echo(f"error: {e}", err=True)
     raise typer.Exit(code)
@@ -104,17 +115,11 @@ def extract(
     _in_container(container, manifest, out)
     from jobs.stages import run_extract
 
-    from .assets import resolve_model
     from .extract import ExtractConfig
-    from .manifest import load_manifest
     from .smiles import SmileConfig
     from .summary import exit_code, format_summary
 
-    try:
-        m = load_manifest(manifest)
-        mf = resolve_model(model)
-    except DISError as e:
-        _fail(e)
+    m, mf = _inputs(manifest, model)
     cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
     try:
         with run_lock(out, "dis extract"):
@@ -158,16 +163,13 @@ def run(
     _in_container(container, manifest, out)
     from jobs.stages import run_pipeline
 
-    from .assets import resolve_model
-    from .manifest import load_manifest
     from .report import ReportConfig
     from .summary import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
+    m, mf = _inputs(manifest, model)
     try:
-        m = load_manifest(manifest)
-        mf = resolve_model(model)
         cfgs = _train_cfgs(feature_sets, max_epochs)
-    except (DISError, ValueError) as e:
+    except ValueError as e:
         _fail(e)
     if executor == "slurm":
         from jobs.slurm import load_slurm_config, submit_run
@@ -264,12 +266,8 @@ def submit(
     """Submit the whole pipeline to SLURM (arrays with dependencies); returns at once with the job ids."""
     from jobs.slurm import load_slurm_config, submit_run
 
-    from .assets import resolve_model
-    from .manifest import load_manifest
-
+    m, mf = _inputs(manifest, model)
     try:
-        m = load_manifest(manifest)
-        mf = resolve_model(model)
         cfgs = _train_cfgs(feature_sets, max_epochs)
         sc = load_slurm_config(config, partition=partition, account=account, qos=qos, time_min=time_min,
                                mem_gb=mem_gb, cpus_per_task=cpus_per_task, train_gres=train_gres,
