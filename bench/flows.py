@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 
-def phantom_run(root: Path) -> Path:
+def phantom_run(root: Path, swap: bool = False) -> Path:
     """A 6 x 2 x 20 s phantom cohort at 15 fps, extracted (cached between benchmark runs)."""
     from dis_core.assets import fetch_samples, resolve_model
     from dis_core.cohort import prepare_cohort
@@ -36,7 +36,7 @@ def phantom_run(root: Path) -> Path:
     if (out / "cohort" / "cohort.json").is_file():
         return out
     model = resolve_model()
-    cfg = PhantomConfig(participants=6, sessions=2, duration_s=20.0, fps=15.0, seed=0)
+    cfg = PhantomConfig(participants=6, sessions=2, duration_s=20.0, fps=15.0, seed=0, swap_faces=swap)
     m = load_manifest(make_cohort(root / "videos", cfg, fetch_samples(log=lambda *_: None), model.path))
     run_extract(m, out, model, progress=False)
     prepare_cohort(m, out)
@@ -142,10 +142,13 @@ def main() -> None:
     ap.add_argument("--research-epochs", type=int, default=None,
                     help="epochs of the research configuration to run (default 20; 800 is the full run, ~15 min)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "dis" / "bench-phantom"))
+    ap.add_argument("--swap-faces", action="store_true",
+                    help="a cohort whose second sessions show another participant's face")
     a = ap.parse_args()
-    run = phantom_run(Path(a.cache))
+    run = phantom_run(Path(a.cache) / ("swapped" if a.swap_faces else "same"), a.swap_faces)
     tb = training_bench(run, research_epochs=a.research_epochs or (5 if a.quick else 20))
-    print("training per participant, phantom cohort 6 x 2 sessions x 20 s at 15 fps (held-out = second session):")
+    print("training per participant, phantom cohort 6 x 2 sessions x 20 s at 15 fps (held-out = second session"
+          f"{', which shows another face' if a.swap_faces else ''}):")
     for fs in ("head_pose", "landmarks"):
         t = tb[fs]
         print(f"  DIS {fs:10s}: {t['seconds_per_participant']:.2f} s per participant ({t['train_frames']} training "
