@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -88,18 +87,25 @@ def workers_throughput(video: Path, tmp: Path, model, n_videos: int = 8) -> dict
 
 
 def peak_rss_mb(video: Path, tmp: Path, tag: str) -> float:
-    code = ("import resource,sys; sys.path.insert(0, %r);"
+    # VmHWM of the child itself (ru_maxrss would carry the forking parent's peak across exec)
+    code = ("import sys; sys.path.insert(0, %r);"
             "from dis_core.assets import resolve_model; from dis_core.manifest import load_manifest;"
             "from dis_core.extract import extract_video, ExtractConfig;"
             "e = load_manifest(%r).entries[0];"
             "r = extract_video(e, %r, resolve_model(), ExtractConfig(), force=True, progress=False);"
-            "print(r.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)") % (
+            "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+            "print(r.frames, hwm)") % (
         str(ROOT), str(manifest(tmp, [video], tag)), str(tmp / tag))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return int(out[0]), int(out[1]) / 1024
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rss-only", action="store_true", help="only the peak-memory figures")
+    a = ap.parse_args()
     model = resolve_model()
     s = fetch_samples(["WolfgangLanger_Pexels.mp4"], log=lambda *_: None)
     video = s["WolfgangLanger_Pexels.mp4"]
@@ -107,6 +113,10 @@ def main() -> None:
         tmp = Path(td)
         long2 = long_video(video, tmp / "two_minutes.mp4", 6)
         rss = {"20 s": peak_rss_mb(video, tmp, "short"), "2 min": peak_rss_mb(long2, tmp, "long")}
+        if a.rss_only:
+            for k, (n, mb) in rss.items():
+                print(f"  peak RSS, one extraction of a {k} video ({n} frames): {mb:.0f} MB")
+            return
         wk = workers_throughput(video, tmp, model)
         one = one_core_stage_vs_bare(video, tmp, model)
         one_long = one_core_stage_vs_bare(long2, tmp, model)
