@@ -28,7 +28,7 @@ LOSS_PNG = "loss.png"
 # Per feature set defaults (bench/flows.py): small flows generalise best on minutes of video.
 DEFAULT_FLOWS: dict[str, FlowConfig] = {
     "head_pose": FlowConfig(layers=2, hidden=16),
-    "landmarks": FlowConfig(layers=2, hidden=32),
+    "landmarks": FlowConfig(layers=2, hidden=16),
     "blendshapes": FlowConfig(layers=2, hidden=64),
 }
 
