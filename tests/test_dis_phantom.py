@@ -14,7 +14,7 @@ from dis_core.features import DEFAULT_FEATURE_SETS
 from dis_core.flows import load_density
 from dis_core.manifest import load_manifest
 from dis_core.phantom import PhantomConfig, make_cohort
-from dis_core.report import REPORT_DIR, WORKBOOK
+from dis_core.report import REPORT_DIR
 from dis_core.scoring import score_matrix
 from dis_core.train import MODEL_NAME, default_train_config, model_dir
 from jobs.stages import run_pipeline

@@ -53,7 +53,7 @@ def test_extraction_recovers_the_phantom_head_pose(tmp_path, faces, model, make_
 def test_same_seed_same_frames_and_participants_differ(tmp_path, samples, model):
     cfg = PhantomConfig(participants=4, sessions=2, duration_s=1.0, fps=15.0, seed=3)
     m1 = make_cohort(tmp_path / "a", cfg, samples, model.path)
-    m2 = make_cohort(tmp_path / "b", cfg, samples, model.path)
+    make_cohort(tmp_path / "b", cfg, samples, model.path)
     man = load_manifest(m1)  # validates
     assert len(man.entries) == 8 and {e.split for e in man.entries} == {"train", "test"}
     for e in man.entries:

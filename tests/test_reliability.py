@@ -31,7 +31,7 @@ def test_bad_videos_each_get_one_clear_line_and_the_rest_is_processed(tmp_path, 
     d = tmp_path / "vids dir é"  # spaces and non-ASCII in paths
     d.mkdir()
     frames = read_frames(samples["single_face.mp4"])
-    good = write_video(d / "good clip ü.mp4", frames, 30.0)
+    write_video(d / "good clip ü.mp4", frames, 30.0)
     (d / "empty.mp4").write_bytes(b"")
     (d / "notes.mp4").write_text("not a video\n")
     whole = samples["WolfgangLanger_Pexels.mp4"].read_bytes()
