@@ -53,13 +53,6 @@ class Dynamics:
     jitter_sd: float  # degrees, AR(1) noise on every axis
     jitter_rho: float
 
-    def vector(self) -> np.ndarray:
-        """All parameters as one vector (to compare participants)."""
-        return np.array([v for f in dataclasses.fields(self) for v in _flat(getattr(self, f.name))])
-
-
-def _flat(v) -> list[float]:
-    return list(dataclasses.astuple(v)) if dataclasses.is_dataclass(v) else [v]
 
 
 TRAITS = ("activity", "jitter", "tempo", "balance")  # the main personal traits, spread across a cohort by strata

@@ -183,7 +183,7 @@ def submit_run(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: list[
         "run_id": run_id, "executor": "slurm", "dis_version": __version__, "manifest": str(manifest.path),
         "out": str(out_root), "model": str(model.path), "model_sha256": model.sha256,
         "slurm": dataclasses.asdict(cfg), "extract": dataclasses.asdict(extract_cfg),
-        "train": [_train_doc(c) for c in cfgs], "report": dataclasses.asdict(report), "force": force,
+        "train": [dataclasses.asdict(c) for c in cfgs], "report": dataclasses.asdict(report), "force": force,
         "units": {"extract": {}, "train": {}}, "jobs": {}, "logs": str(folder),
     }
     _submit_stages(rec, manifest, out_root, model, cfgs, cfg, extract_cfg, report, folder,
@@ -218,10 +218,6 @@ def _submit_stages(rec, manifest, out_root, model, cfgs, cfg, extract_cfg, repor
     ex = _executor(folder / "reduce", cfg, "reduce", dep, timeout_min=cfg.time_min)
     rj = ex.submit(reduce_task, str(out_root), cfgs, report)
     rec["jobs"]["reduce"] = [rj.job_id]
-
-
-def _train_doc(c: TrainConfig) -> dict:
-    return dataclasses.asdict(c)
 
 
 def _train_from_doc(d: dict) -> TrainConfig:
