@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
 
 from .atomic import atomic_path
 
 PROVENANCE_SHEET = "provenance"
+_BOLD = Font(bold=True)
 
 
 def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:
@@ -21,13 +26,51 @@ def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def write_workbook(path: Path, sheets: dict[str, pd.DataFrame], prov: dict[str, Any]) -> None:
-    """Write DataFrames as sheets (index dropped) plus a provenance sheet, atomically."""
+    """Write DataFrames as sheets (index dropped, NaN as empty cells) plus a provenance sheet, atomically.
+
+    Streams through openpyxl's write-only mode: several times faster than ``DataFrame.to_excel``.
+    """
+    wb = Workbook(write_only=True)
+    for name, df in sheets.items():
+        ws = wb.create_sheet(name[:31])
+        ws.append(_header(ws, [str(c) for c in df.columns]))
+        cols = [_cells(df.iloc[:, k]) for k in range(df.shape[1])]
+        for row in zip(*cols):
+            ws.append(row)
+    _provenance_sheet(wb, prov)
     with atomic_path(Path(path)) as tmp:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
-            for name, df in sheets.items():
-                df.to_excel(xw, sheet_name=name[:31], index=False)
-            pd.DataFrame(provenance_rows(prov), columns=["key", "value"]).to_excel(
-                xw, sheet_name=PROVENANCE_SHEET, index=False)
+        wb.save(tmp)
+
+
+def _header(ws, names: list[str]) -> list:
+    out = []
+    for n in names:
+        c = WriteOnlyCell(ws, value=n)
+        c.font = _BOLD
+        out.append(c)
+    return out
+
+
+def _cells(col: pd.Series) -> list:
+    """A column as plain Python values for openpyxl, as ``to_excel`` writes them: missing values (NaN,
+    None, NaT) become empty cells, infinities the text 'inf' / '-inf' (Excel has no infinite number)."""
+    vals = col.tolist()
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "biu":
+        return vals  # plain numpy bool/int: nothing can be missing
+    miss = col.isna().to_numpy()
+    return [None if m else (_inf_text(v) if isinstance(v, float) and math.isinf(v) else v)
+            for v, m in zip(vals, miss)]
+
+
+def _inf_text(v: float) -> str:
+    return "inf" if v > 0 else "-inf"
+
+
+def _provenance_sheet(wb: Workbook, prov: dict[str, Any]) -> None:
+    pw = wb.create_sheet(PROVENANCE_SHEET)
+    pw.append(_header(pw, ["key", "value"]))
+    for r in provenance_rows(prov):
+        pw.append(list(r))
 
 
 def write_rows(path: Path, sheet: str, header: list[str], rows: Iterable[Iterable[Any]], prov: dict[str, Any]) -> None:
@@ -37,9 +80,6 @@ def write_rows(path: Path, sheet: str, header: list[str], rows: Iterable[Iterabl
     ws.append(header)
     for r in rows:
         ws.append(list(r))
-    pw = wb.create_sheet(PROVENANCE_SHEET)
-    pw.append(["key", "value"])
-    for r in provenance_rows(prov):
-        pw.append(list(r))
+    _provenance_sheet(wb, prov)
     with atomic_path(Path(path)) as tmp:
         wb.save(tmp)

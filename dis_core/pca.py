@@ -39,10 +39,7 @@ class StreamingPCA:
             raise ValueError(f"PCA needs at least 2 complete rows, got {self.n}")
         mean = self.s / self.n
         cov = (self.ss - self.n * np.outer(mean, mean)) / (self.n - 1)
-        from scipy.linalg import eigh
-
-        d = len(cov)
-        w, v = eigh(cov, subset_by_index=[d - k, d - 1])  # only the top k axes
+        w, v = _top_eigen(cov, k)
         order = np.argsort(w)[::-1]
         comps = v[:, order].T
         # fix the sign so that results are reproducible: largest |loading| positive
@@ -50,3 +47,19 @@ class StreamingPCA:
         comps *= signs[:, None]
         total = max(float(np.trace(cov)), 1e-300)
         return PCAModel(mean, comps, np.clip(w[order], 0, None) / total)
+
+
+def _top_eigen(cov: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest eigenpairs of a symmetric matrix: Lanczos (ARPACK) when k is small against its size
+    (956-D landmarks: 7 ms instead of 70-190 ms for a dense solve), else, or if it fails, a dense solve."""
+    from scipy.linalg import eigh
+
+    d = len(cov)
+    if k < d // 4:
+        from scipy.sparse.linalg import ArpackError, eigsh
+
+        try:  # a fixed start vector: the same input gives the same axes on every run
+            return eigsh(cov, k=k, which="LA", v0=np.ones(d) / np.sqrt(d), tol=1e-12)
+        except ArpackError:
+            pass
+    return eigh(cov, subset_by_index=[d - k, d - 1])

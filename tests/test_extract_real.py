@@ -116,6 +116,26 @@ def test_round_trip_file_equals_computation(extracted, model, samples):
     assert prov["config"]["smile"]["min_fraction"] == 0.5
 
 
+def test_direct_readout_equals_mediapipes_public_api(model, samples):
+    """The fast read-out of MediaPipe's C result gives the public API's numbers, bit for bit, on frames
+    with and without a face (face_noface.mov has both)."""
+    frames = list(iter_frames(samples["face_noface.mov"]))
+    cfg = ExtractConfig().landmarker
+    with FaceTracker(model.path, cfg, direct=False) as public, FaceTracker(model.path, cfg) as direct:
+        assert direct._direct is not None, "the pinned mediapipe's result layout was not recognised"
+        assert public._direct is None
+        found = 0
+        for f in frames:
+            a, b = public.process(f.rgb, f.time_s), direct.process(f.rgb, f.time_s)
+            assert a.detected == b.detected
+            found += a.detected
+            for k in ("landmarks", "blendshapes", "matrix"):
+                x, y = getattr(a, k), getattr(b, k)
+                assert x.dtype == y.dtype == np.float32 and x.shape == y.shape
+                np.testing.assert_array_equal(x, y)
+    assert 0 < found < len(frames)
+
+
 def test_excel_outputs_have_the_documented_columns(extracted):
     out, m, by = extracted
     d = Path(by["single_face.mp4"].output).parent

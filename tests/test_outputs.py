@@ -1,0 +1,54 @@
+"""Output helpers: the streamed landmark PCA and the Excel writer (read back with openpyxl and pandas)."""
+
+from __future__ import annotations
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from dis_core.excel import PROVENANCE_SHEET, write_workbook
+from dis_core.pca import StreamingPCA
+
+
+@pytest.mark.parametrize("dim", [6, 956])  # dense solver / Lanczos (the per-video landmark PCA is 956-D)
+def test_streamed_pca_equals_batch_pca(dim):
+    rng = np.random.default_rng(dim)
+    scale = np.linspace(3.0, 0.1, dim)
+    x = rng.normal(size=(700, dim)) * scale @ np.linalg.qr(rng.normal(size=(dim, dim)))[0] + 0.5
+    x[[5, 300]] = np.nan  # rows without a face are ignored
+    acc = StreamingPCA(dim)
+    for start in range(0, len(x), 256):
+        acc.update(x[start:start + 256])
+    m = acc.fit(2)
+    ok = x[np.isfinite(x).all(axis=1)]
+    _, sv, vt = np.linalg.svd(ok - ok.mean(axis=0), full_matrices=False)
+    ratio = sv ** 2 / np.sum(sv ** 2)
+    np.testing.assert_allclose(m.explained_ratio, ratio[:2], rtol=1e-8)
+    np.testing.assert_allclose(np.abs(m.components @ vt[:2].T), np.eye(2), atol=1e-6)
+    # signs are fixed: the largest loading of each axis is positive, so reruns draw the same picture
+    assert all(c[np.abs(c).argmax()] > 0 for c in m.components)
+    again = StreamingPCA(dim)
+    again.update(x)
+    np.testing.assert_allclose(again.fit(2).components, m.components, atol=1e-9)
+
+
+def test_workbook_reads_back_as_written(tmp_path):
+    df = pd.DataFrame({
+        "frame": np.arange(4), "time_s": [0.0, 0.04, np.nan, 0.12], "detected": [True, True, False, True],
+        "label": ["a", None, "c", "d"], "score": [1.5, np.inf, -np.inf, 2.0],
+        "count": pd.array([1, None, 3, 4], dtype="Int64"), "when": pd.to_datetime(["2026-01-01"] * 3 + [None])})
+    p = tmp_path / "w.xlsx"
+    write_workbook(p, {"data": df, "a_sheet_name_longer_than_31_characters": df.head(1)}, {"dis_version": "x", "n": 3})
+    wb = openpyxl.load_workbook(p)
+    assert wb.sheetnames == ["data", "a_sheet_name_longer_than_31_cha", PROVENANCE_SHEET]
+    ws = wb["data"]
+    assert [c.value for c in ws[1]] == list(df.columns) and ws["A1"].font.b
+    assert ws["C4"].value is False and ws["B4"].value is None and ws["D3"].value is None
+    assert ws["E3"].value == "inf" and ws["E4"].value == "-inf" and ws["F3"].value is None
+    assert ws["G5"].value is None and ws["G2"].value.year == 2026
+    back = pd.read_excel(p, sheet_name="data")
+    pd.testing.assert_series_equal(back["time_s"], df["time_s"])
+    assert back["detected"].tolist() == df["detected"].tolist()
+    assert dict(wb[PROVENANCE_SHEET].iter_rows(min_row=2, values_only=True)) == {"dis_version": "x", "n": "3"}
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
