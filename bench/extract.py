@@ -19,14 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cv2  # noqa: E402
-
+# Only light imports here: the local executor spawns its workers, which re-import this main module
+# (jobs.stages pulls in torch: 1.8 s per worker). The `dis` CLI is just as light at import.
 from dis_core.assets import fetch_samples, resolve_model  # noqa: E402
-from dis_core.extract import ExtractConfig, extract_video  # noqa: E402
-from dis_core.landmarker import FaceTracker  # noqa: E402
 from dis_core.manifest import load_manifest  # noqa: E402
-from dis_core.video import iter_frames  # noqa: E402
-from jobs.stages import run_extract  # noqa: E402
 
 
 def manifest(tmp: Path, videos: list[Path], name: str) -> Path:
@@ -37,6 +33,10 @@ def manifest(tmp: Path, videos: list[Path], name: str) -> Path:
 
 def long_video(src: Path, dst: Path, repeat: int) -> Path:
     """A longer real video: the sample played forwards and backwards ``repeat`` times."""
+    import cv2
+
+    from dis_core.video import iter_frames
+
     frames = [f.rgb for f in iter_frames(src)]
     cap = cv2.VideoCapture(str(src))
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -56,8 +56,20 @@ def one_core_stage_vs_bare(video: Path, tmp: Path, model, repeats: int = 5) -> d
     Bare = MediaPipe's public ``detect_for_video`` on frames decoded and wrapped as mp.Image beforehand
     (nothing of DIS in the timed loop). Stage = ``extract_video`` from the file to the finished outputs.
     """
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        return _one_core(video, tmp, model, repeats)
+    finally:
+        os.sched_setaffinity(0, cores)  # the parts after this one use every core
+
+
+def _one_core(video: Path, tmp: Path, model, repeats: int) -> dict:
     import mediapipe as mp
+
+    from dis_core.extract import ExtractConfig, extract_video
+    from dis_core.landmarker import FaceTracker
+    from dis_core.video import iter_frames
 
     frames = [(mp.Image(image_format=mp.ImageFormat.SRGB, data=f.rgb), int(f.time_s * 1000) + f.index)
               for f in iter_frames(video)]
@@ -86,6 +98,9 @@ def one_core_stage_vs_bare(video: Path, tmp: Path, model, repeats: int = 5) -> d
 
 def workers_throughput(video: Path, tmp: Path, model, n_videos: int = 8, repeats: int = 3) -> dict:
     """Local executor with 1 and 2 workers on the same videos, alternated ``repeats`` times; the median pair."""
+    from dis_core.extract import ExtractConfig
+    from jobs.stages import run_extract
+
     rows = [video] * n_videos
     p = tmp / "wk.csv"
     p.write_text("participant_id,session,video\n" + "".join(f"p{i},s1,{v}\n" for i, v in enumerate(rows)))
