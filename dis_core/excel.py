@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,18 +26,33 @@ def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:
             for k, v in sorted(prov.items())]
 
 
-def write_workbook(path: Path, sheets: dict[str, pd.DataFrame], prov: dict[str, Any]) -> None:
-    """Write DataFrames as sheets (index dropped, NaN as empty cells) plus a provenance sheet, atomically.
+@dataclasses.dataclass
+class Rows:
+    """A sheet streamed row by row, for tables as long as a video (memory stays flat).
+
+    The producer writes missing values as None (Excel has no NaN)."""
+
+    header: Sequence[str]
+    rows: Iterable[Sequence[Any]]
+
+
+def write_workbook(path: Path, sheets: dict[str, pd.DataFrame | Rows], prov: dict[str, Any]) -> None:
+    """Write sheets (DataFrames: index dropped, NaN as empty cells; or streamed :class:`Rows`) plus a
+    provenance sheet, atomically.
 
     Streams through openpyxl's write-only mode: several times faster than ``DataFrame.to_excel``.
     """
     wb = Workbook(write_only=True)
-    for name, df in sheets.items():
+    for name, data in sheets.items():
         ws = wb.create_sheet(name[:31])
-        ws.append(_header(ws, [str(c) for c in df.columns]))
-        cols = [_cells(df.iloc[:, k]) for k in range(df.shape[1])]
-        for row in zip(*cols):
-            ws.append(row)
+        if isinstance(data, Rows):
+            header, rows = list(data.header), data.rows
+        else:
+            header = [str(c) for c in data.columns]
+            rows = zip(*[_cells(data.iloc[:, k]) for k in range(data.shape[1])])
+        ws.append(_header(ws, header))
+        for row in rows:
+            ws.append(list(row))
     _provenance_sheet(wb, prov)
     with atomic_path(Path(path)) as tmp:
         wb.save(tmp)
@@ -71,15 +87,3 @@ def _provenance_sheet(wb: Workbook, prov: dict[str, Any]) -> None:
     pw.append(_header(pw, ["key", "value"]))
     for r in provenance_rows(prov):
         pw.append(list(r))
-
-
-def write_rows(path: Path, sheet: str, header: list[str], rows: Iterable[Iterable[Any]], prov: dict[str, Any]) -> None:
-    """Stream rows into a one-sheet workbook (openpyxl write-only: memory stays flat), atomically."""
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet[:31])
-    ws.append(header)
-    for r in rows:
-        ws.append(list(r))
-    _provenance_sheet(wb, prov)
-    with atomic_path(Path(path)) as tmp:
-        wb.save(tmp)

@@ -18,8 +18,8 @@ import pandas as pd
 from .assets import ModelFile
 from .atomic import atomic_path, remove_stale_parts
 from .errors import DISError
-from .excel import write_rows, write_workbook
-from .h5store import ExtractionWriter, check_complete, iter_landmark_blocks, read_attrs, read_extraction
+from .excel import Rows, write_workbook
+from .h5store import ExtractionWriter, check_complete, iter_blocks, read_attrs, read_extraction
 from .landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, LandmarkerConfig
 from .manifest import VideoEntry
 from .pca import StreamingPCA
@@ -248,22 +248,29 @@ def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig,
 
 
 def _write_exports(h5: Path, d: Path, entry: VideoEntry, cfg: ExtractConfig, prov: dict) -> None:
-    """Workbooks and figure derived from the (not yet committed) HDF5 file."""
-    x = read_extraction(h5, skip=("landmarks", "transform"))
-    idx = {n: i for i, n in enumerate(x.blendshape_names)}
-    frames = pd.DataFrame({"frame": np.arange(len(x.time_s)), "time_s": x.time_s,
-                           "detected": x.detected, "smile": x.smile})
-    for name, _ in cfg.smile.thresholds:
-        frames[name] = x.blendshapes[:, idx[name]]
+    """Workbooks and figure derived from the (not yet committed) HDF5 file, streamed block by block."""
+    names = [name for name, _ in cfg.smile.thresholds]
+    cols = [BLENDSHAPE_NAMES.index(n) for n in names]
     rule = pd.DataFrame(list(cfg.smile.thresholds), columns=["blendshape", "threshold (score must exceed)"])
+    frames = Rows(["frame", "time_s", "detected", "smile", *names], _smile_frame_rows(h5, cols))
     write_workbook(d / SMILE_FRAMES_XLSX, {"smile_frames": frames, "rule": rule}, prov)
+    x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes", "head_pose"))  # 13 bytes a frame
     secs = smile_seconds(x.time_s, x.detected, x.smile, cfg.smile)
     rule_s = pd.DataFrame({"min_fraction": [cfg.smile.min_fraction], "fps": [x.attrs.get("fps")]})
     write_workbook(d / SMILE_SECONDS_XLSX, {"smile_seconds": secs, "rule": rule_s}, prov)
     if cfg.landmark_workbook:
-        write_rows(d / LANDMARKS_XLSX, "landmarks", landmark_header(), _landmark_rows(h5), prov)
+        write_workbook(d / LANDMARKS_XLSX, {"landmarks": Rows(landmark_header(), _landmark_rows(h5))}, prov)
     if cfg.landmark_pca_png:
         _pca_png(h5, d / LANDMARKS_PCA_PNG, entry, prov)
+
+
+def _smile_frame_rows(h5: Path, cols: list[int]):
+    """frame, time_s, detected, smile and the rule's blendshape scores (empty where no face was found)."""
+    for start, t, det, smi, bs in iter_blocks(h5, ("time_s", "detected", "smile", "blendshapes")):
+        scores = bs[:, cols].astype(float)
+        for j in range(len(t)):
+            vals = [v if v == v else None for v in scores[j].tolist()] if det[j] else [None] * len(cols)
+            yield [start + j, float(t[j]), bool(det[j]), bool(smi[j]), *vals]
 
 
 def landmark_header() -> list[str]:
@@ -275,7 +282,7 @@ def landmark_header() -> list[str]:
 
 
 def _landmark_rows(h5: Path):
-    for start, t, det, lm in iter_landmark_blocks(h5):
+    for start, t, det, lm in iter_blocks(h5, ("time_s", "detected", "landmarks")):
         xy = lm[:, :, :2].reshape(len(lm), -1).astype(float)
         for j in range(len(t)):
             vals = [None if not np.isfinite(v) else v for v in xy[j]] if not det[j] else xy[j].tolist()
@@ -286,7 +293,7 @@ def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
     from .figures import landmark_pca_png  # matplotlib: imported only when a figure is drawn
 
     acc = StreamingPCA(N_LANDMARKS * 2)
-    for _, _, _, lm in iter_landmark_blocks(h5):
+    for _, lm in iter_blocks(h5, ("landmarks",)):
         acc.update(lm[:, :, :2].reshape(len(lm), -1))
     if acc.n < 3:
         landmark_pca_png(path, np.zeros((0, 2)), np.zeros(0), np.zeros(2),
@@ -295,7 +302,7 @@ def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
         return
     model = acc.fit(2)
     scores, times = [], []
-    for _, t, det, lm in iter_landmark_blocks(h5):
+    for _, t, det, lm in iter_blocks(h5, ("time_s", "detected", "landmarks")):
         scores.append(model.transform(lm[det][:, :, :2].reshape(int(det.sum()), -1)))
         times.append(t[det])
     landmark_pca_png(path, np.concatenate(scores), np.concatenate(times), model.explained_ratio,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -145,12 +145,13 @@ def read_extraction(path: Path, skip: tuple[str, ...] = ()) -> Extraction:
             blendshape_names=names, **data)
 
 
-def iter_landmark_blocks(path: Path, block: int = 1024):
-    """Yield (time_s, detected, landmarks) blocks, for exports that must not hold a long video in memory."""
+def iter_blocks(path: Path, names: Sequence[str], block: int = 1024):
+    """Yield (first frame, *arrays) for blocks of frames of the datasets ``names``: exports of a long
+    video never hold all of it in memory."""
     with h5py.File(path, "r") as f:
         n = f["time_s"].shape[0]
         for s in range(0, n, block):
-            yield s, f["time_s"][s:s + block], f["detected"][s:s + block], f["landmarks"][s:s + block]
+            yield (s, *(f[k][s:s + block] for k in names))
 
 
 def check_complete(path: Path, expect: dict[str, str]) -> str | None:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .atomic import write_text_atomic
 from .cohort import Cohort
-from .excel import write_rows, write_workbook
+from .excel import Rows, write_workbook
 from .reduce import METHODS, FeatureSetScores
 from .scoring import relation
 
@@ -169,6 +169,6 @@ def _norm_workbooks(d: Path, results: list[FeatureSetScores], prov: dict) -> Non
                 frames = np.concatenate([np.asarray(v) for v in r.test_data_frames[pj].values()])
                 units = np.concatenate([[u] * len(v) for u, v in r.test_data_frames[pj].items()])
                 rows = zip(units, frames.tolist(), fl.per_frame[i][j].tolist(), fl.norms[i][j].tolist())
-                write_rows(d / r.feature_set / f"{pi}__{pj}.xlsx", "norms",
-                           ["unit_id", "frame", "log_p", "norm"], rows, prov)
+                write_workbook(d / r.feature_set / f"{pi}__{pj}.xlsx",
+                               {"norms": Rows(["unit_id", "frame", "log_p", "norm"], rows)}, prov)
 
