@@ -25,7 +25,8 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     m = make_manifest(rows)
     out = tmp_path / "run"
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
-    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "run", "-m", str(m), "-o", str(out), "--workers", "2"],
+    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "run", "-m", str(m), "-o", str(out), "--workers", "2",
+                        "--norm-workbooks"],
                        env=env, capture_output=True, text=True, cwd=ROOT, timeout=900)
     text = r.stdout
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
@@ -45,3 +46,12 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     assert set(qc["status"]) == {"ok"}
     smiles = pd.read_excel(wb, sheet_name="smiles")
     assert smiles.set_index("participant_id").loc["wolfgang", "smile_frames"] > 0
+    # per-frame norms: |log p_i(x) - mean log p_i(i's own held-out frames)|, one workbook per (model, data)
+    own = pd.read_excel(out / "report" / "norms" / "head_pose" / "carphone__carphone.xlsx", sheet_name="norms")
+    other = pd.read_excel(out / "report" / "norms" / "head_pose" / "carphone__wolfgang.xlsx", sheet_name="norms")
+    assert list(own.columns) == ["unit_id", "frame", "log_p", "norm"] and len(own) > 10 and len(other) > 10
+    mean_own = own["log_p"].mean()
+    assert abs(mean_own - scores.loc["carphone", "carphone"]) < 1e-6 * max(1.0, abs(mean_own))
+    for t in (own, other):
+        assert ((t["norm"] - (t["log_p"] - mean_own).abs()).abs() < 1e-9 * max(1.0, abs(mean_own))).all()
+    assert set(other["unit_id"]) == {u for u in qc["unit_id"] if u.startswith("wolfgang")}
