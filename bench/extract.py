@@ -87,8 +87,7 @@ def _one_core(video: Path, tmp: Path, model, repeats: int) -> dict:
         t0 = time.perf_counter()
         r = extract_video(e, tmp / "one", model, ExtractConfig(), force=True, progress=False)
         pairs.append((bare, r.frames / (time.perf_counter() - t0)))
-    ratios = [s / b for b, s in pairs]
-    bare, stage = pairs[sorted(range(repeats), key=ratios.__getitem__)[repeats // 2]]
+    (bare, stage), ratios = _median_pair(pairs)
     t0 = time.perf_counter()
     r = extract_video(e, tmp / "one", model, ExtractConfig(landmark_workbook=True), force=True, progress=False)
     with_xlsx = r.frames / (time.perf_counter() - t0)
@@ -101,10 +100,7 @@ def workers_throughput(video: Path, tmp: Path, model, n_videos: int = 8, repeats
     from dis_core.extract import ExtractConfig
     from jobs.stages import run_extract
 
-    rows = [video] * n_videos
-    p = tmp / "wk.csv"
-    p.write_text("participant_id,session,video\n" + "".join(f"p{i},s1,{v}\n" for i, v in enumerate(rows)))
-    m = load_manifest(p)
+    m = load_manifest(manifest(tmp, [video] * n_videos, "wk"))
     pairs = []
     for _ in range(repeats):
         res = {}
@@ -114,13 +110,18 @@ def workers_throughput(video: Path, tmp: Path, model, n_videos: int = 8, repeats
                                      force=True, progress=False)
             res[w] = sum(r.frames for r in results) / (time.perf_counter() - t0)
         pairs.append((res[1], res[2]))
-    ratios = [b / a for a, b in pairs]
-    one, two = pairs[sorted(range(repeats), key=ratios.__getitem__)[repeats // 2]]
+    (one, two), ratios = _median_pair(pairs)
     return {"videos": n_videos, "fps_1_worker": one, "fps_2_workers": two, "speedup": two / one,
             "ratios": [round(x, 3) for x in ratios]}
 
 
-def peak_rss_mb(video: Path, tmp: Path, tag: str) -> float:
+def _median_pair(pairs: list[tuple[float, float]]) -> tuple[tuple[float, float], list[float]]:
+    """The (reference, measured) pair whose ratio measured/reference is the median, and all ratios."""
+    ratios = [b / a for a, b in pairs]
+    return pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]], ratios
+
+
+def peak_rss_mb(video: Path, tmp: Path, tag: str) -> tuple[int, float]:
     # VmHWM of the child itself (ru_maxrss would carry the forking parent's peak across exec)
     code = ("import sys; sys.path.insert(0, %r);"
             "from dis_core.assets import resolve_model; from dis_core.manifest import load_manifest;"

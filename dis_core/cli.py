@@ -9,7 +9,7 @@ import typer
 
 from . import __version__
 from .errors import DISError
-from .lock import run_lock
+from .lock import RunLocked, run_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
@@ -186,8 +186,10 @@ def run(
                                                          report=ReportConfig(norm_workbooks=norm_workbooks),
                                                          executor=executor, workers=workers, force=force,
                                                          log=typer.echo)
+    except RunLocked as e:
+        _fail(e, EXIT_USAGE)
     except DISError as e:
-        _fail(e, EXIT_USAGE if "in use by another DIS run" in str(e) else EXIT_FAILED)
+        _fail(e, EXIT_FAILED)
     failed = any(r.failed for r in ex) or any(r.failed for r in tr) or bool(problems)
     raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
 

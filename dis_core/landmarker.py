@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 from pathlib import Path
@@ -118,22 +119,14 @@ class _DirectReadout:
     None when that layout is not there, and tests/test_extract_real.py checks it equals the public API.
     """
 
-    def __init__(self, lm, fl, ctypes):
-        self._lm, self._fl, self._ct = lm, fl, ctypes
+    def __init__(self, lm, fl):
+        self._lm, self._fl = lm, fl  # fl: mediapipe's face_landmarker module (its ctypes structs)
         self._checked = False
-        self._point = _struct_dtype(ctypes, fl.landmark_c_lib.MpNormalizedLandmarkC, ("x", "y", "z"))
-        self._category = _struct_dtype(ctypes, fl.category_c_lib.MpCategoryC, ("score",))
-
-    def _array(self, ptr, n: int, dtype: np.dtype) -> np.ndarray:
-        """A view of ``n`` C structs at ``ptr`` as a numpy record array (valid until the result is closed)."""
-        ct = self._ct
-        addr = ct.cast(ptr, ct.c_void_p).value
-        return np.frombuffer((ct.c_char * (n * dtype.itemsize)).from_address(addr), dtype=dtype, count=n)
+        self._point = _struct_dtype(fl.landmark_c_lib.MpNormalizedLandmarkC, ("x", "y", "z"))
+        self._category = _struct_dtype(fl.category_c_lib.MpCategoryC, ("score",))
 
     @classmethod
     def for_landmarker(cls, lm) -> "_DirectReadout | None":
-        import ctypes
-
         try:
             from mediapipe.tasks.python.vision import face_landmarker as fl
 
@@ -149,19 +142,19 @@ class _DirectReadout:
                   and callable(getattr(lm._lib, "MpFaceLandmarkerCloseResult", None)) and lm._handle)
         except (ImportError, AttributeError):
             return None
-        return cls(lm, fl, ctypes) if ok else None
+        return cls(lm, fl) if ok else None
 
     def detect(self, image, ms: int) -> FaceResult:
-        ct, fl, lib = self._ct, self._fl, self._lm._lib
-        res = fl.MpFaceLandmarkerResultC()
-        lib.MpFaceLandmarkerDetectForVideo(self._lm._handle, image._image_ptr, None, ms, ct.byref(res))
+        lib = self._lm._lib
+        res = self._fl.MpFaceLandmarkerResultC()
+        lib.MpFaceLandmarkerDetectForVideo(self._lm._handle, image._image_ptr, None, ms, ctypes.byref(res))
         try:
             if res.face_landmarks_count == 0:
                 return empty_result()
             face = res.face_landmarks[0]
             if res.face_blendshapes_count == 0 or res.facial_transformation_matrixes_count == 0:
                 raise RuntimeError("MediaPipe returned a face without blendshapes or transformation matrix")
-            pts = self._array(face.landmarks, face.landmarks_count, self._point)
+            pts = _c_array(face.landmarks, face.landmarks_count, self._point)
             lms = np.stack([pts["x"], pts["y"], pts["z"]], axis=1)
             cats = res.face_blendshapes[0]
             n = cats.categories_count
@@ -169,16 +162,22 @@ class _DirectReadout:
                 _check_categories(n, cats.categories[0].category_name.decode(),
                                   cats.categories[n - 1].category_name.decode())
                 self._checked = True
-            bs = self._array(cats.categories, n, self._category)["score"].copy()
+            bs = _c_array(cats.categories, n, self._category)["score"].copy()
             m = res.facial_transformation_matrixes[0]
             # MpMatrix data is column-major (cols, rows); transpose to row-major like the public API
             mat = np.ctypeslib.as_array(m.data, shape=(m.cols, m.rows)).T.astype(np.float32).reshape(4, 4)
             return FaceResult(True, lms, bs, mat)
         finally:
-            lib.MpFaceLandmarkerCloseResult(ct.byref(res))
+            lib.MpFaceLandmarkerCloseResult(ctypes.byref(res))
 
 
-def _struct_dtype(ctypes, struct, names: tuple[str, ...]) -> np.dtype:
+def _c_array(ptr, n: int, dtype: np.dtype) -> np.ndarray:
+    """A view of ``n`` C structs at ``ptr`` as a numpy record array (valid until the result is closed)."""
+    addr = ctypes.cast(ptr, ctypes.c_void_p).value
+    return np.frombuffer((ctypes.c_char * (n * dtype.itemsize)).from_address(addr), dtype=dtype, count=n)
+
+
+def _struct_dtype(struct, names: tuple[str, ...]) -> np.dtype:
     """numpy dtype for the float32 fields ``names`` of a ctypes struct (the other fields are skipped)."""
     return np.dtype({"names": list(names), "formats": ["<f4"] * len(names),
                      "offsets": [getattr(struct, n).offset for n in names], "itemsize": ctypes.sizeof(struct)})

@@ -14,6 +14,10 @@ from .errors import DISError
 LOCK_NAME = ".dis.lock"
 
 
+class RunLocked(DISError):
+    """Another DIS command holds this output folder."""
+
+
 @contextlib.contextmanager
 def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
     """Hold the folder's lock for the block; refuse at once, with a clear message, if another run holds it.
@@ -29,7 +33,7 @@ def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise DISError(f"{out_root} is in use by another DIS run ({holder}); wait for it to finish or use "
+            raise RunLocked(f"{out_root} is in use by another DIS run ({holder}); wait for it to finish or use "
                            "another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{what}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)

@@ -54,7 +54,6 @@ class Dynamics:
     jitter_rho: float
 
 
-
 TRAITS = ("activity", "jitter", "tempo", "balance")  # the main personal traits, spread across a cohort by strata
 
 
