@@ -1,0 +1,226 @@
+"""Head motion as rotations: camera-invariant relative pose, gap bridging, angular velocity, spectra.
+
+Pure numpy/scipy functions on one video's arrays. Work on the rotation group (scipy's ``Rotation``)
+rather than on yaw/pitch/roll so that a session's camera placement cancels, short detection
+dropouts are bridged instead of splitting every velocity window, and time-frequency features are
+taken only over complete stretches of face (``segment`` ids) and never across a break.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+# ------------------------------------------------------------------------------- relative pose
+def _nearest_rotation(m: np.ndarray) -> np.ndarray:
+    """Project (..., 3, 3) matrices onto the nearest proper rotation (SVD; removes scale and shear)."""
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[..., :, -1] *= d[..., None]
+    return u @ vt
+
+
+def rotations_from_transforms(transforms: np.ndarray) -> tuple[Rotation | None, np.ndarray]:
+    """(T, 4, 4) facial transformation matrices -> (rotations of the face frames, (T,) face mask).
+
+    The rotation is the orthonormalised upper-left 3x3 block; rows with any NaN have no face."""
+    m = np.asarray(transforms, dtype=np.float64)
+    ok = np.isfinite(m).all(axis=(-1, -2))
+    if not ok.any():
+        return None, ok
+    return Rotation.from_matrix(_nearest_rotation(m[ok][:, :3, :3])), ok
+
+
+def reference_rotation(rot: Rotation, robust: bool = True, mad_k: float = 3.0, iterations: int = 5) -> Rotation:
+    """Mean rotation of ``rot``; if ``robust``, repeatedly drop frames whose angle from the mean
+    exceeds the median angle by more than ``mad_k`` (normal-scaled) MADs, so glances away don't bias it."""
+    keep = np.ones(len(rot), bool)
+    mean = rot.mean()
+    if not robust:
+        return mean
+    for _ in range(iterations):
+        ang = (mean.inv() * rot).magnitude()
+        med = np.median(ang[keep])
+        mad = MAD_TO_SD * np.median(np.abs(ang[keep] - med))
+        new = ang <= med + mad_k * mad if mad > 0 else keep
+        if new.sum() < 1 or np.array_equal(new, keep):
+            break
+        keep = new
+        mean = rot[np.flatnonzero(keep)].mean()
+    return mean
+
+
+def relative_rotvec(transforms: np.ndarray, ref_mask: np.ndarray | None = None, robust: bool = True,
+                    mad_k: float = 3.0) -> np.ndarray:
+    """(T, 4, 4) transforms -> (T, 3) rotation vectors (rad) of R_ref^T R_t, in the head's own frame.
+
+    R_ref is the (robust) mean of the face frames in ``ref_mask`` (all face frames if None or empty).
+    Why: a fixed change of camera placement C (R_t' = C R_t, so R_ref' = C R_ref since the mean is
+    equivariant) cancels, (C R_ref)^T (C R_t) = R_ref^T R_t. NaN rows where there is no face."""
+    m = np.asarray(transforms)
+    out = np.full((m.shape[0], 3), np.nan)
+    rot, ok = rotations_from_transforms(m)
+    if rot is None:
+        return out
+    sel = ok if ref_mask is None else ok & np.asarray(ref_mask, bool)
+    if not sel.any():
+        sel = ok
+    ref = reference_rotation(rot[np.flatnonzero(sel[ok])], robust=robust, mad_k=mad_k)
+    out[ok] = (ref.inv() * rot).as_rotvec()
+    return out
+
+
+# ------------------------------------------------------------------------------- gap bridging
+def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
+    """Which missing frames to bridge, and the segment ids after bridging (-1 still missing)."""
+    t = np.asarray(times, np.float64)
+    ok = np.asarray(ok, bool)
+    fill = np.zeros(len(ok), bool)
+    idx = np.flatnonzero(ok)
+    for a, b in zip(idx[:-1], idx[1:]):
+        if b - a > 1 and t[b] - t[a] <= max_gap_s + 1e-9:
+            fill[a + 1:b] = True
+    have = ok | fill
+    segment = np.full(len(ok), -1, dtype=np.int64)
+    starts = have & ~np.concatenate([[False], have[:-1]])
+    segment[have] = np.cumsum(starts)[have] - 1
+    return fill, segment
+
+
+def bridge_gaps(values: np.ndarray | None, times: np.ndarray, ok: np.ndarray, max_gap_s: float = 0.2,
+                rotations: np.ndarray | Rotation | None = None):
+    """Fill runs of missing frames spanning at most ``max_gap_s`` (between the surrounding face
+    frames' times) so one dropped detection does not split the motion; longer gaps split segments.
+
+    Values (T, d) are linearly interpolated; if ``rotations`` ((T, 4) scalar-last quaternions, NaN
+    where missing, or a length-T Rotation) is given it is slerped instead and returned as quaternions.
+    Returns (filled, interpolated (T,) bool, segment (T,) int; -1 for frames still missing)."""
+    t = np.asarray(times, np.float64)
+    ok = np.asarray(ok, bool)
+    if rotations is not None:
+        q = rotations.as_quat() if isinstance(rotations, Rotation) else rotations
+        return bridge_rotations(q, t, ok, max_gap_s)
+    fill, segment = _gap_plan(t, ok, max_gap_s)
+    v = np.array(values, dtype=np.float64, copy=True)
+    flat = v.reshape(len(v), -1)
+    flat[~ok] = np.nan
+    if fill.any():
+        for j in range(flat.shape[1]):
+            flat[fill, j] = np.interp(t[fill], t[ok], flat[ok, j])
+    return flat.reshape(v.shape), fill, segment
+
+
+def bridge_rotations(quats: np.ndarray, times: np.ndarray, ok: np.ndarray, max_gap_s: float = 0.2):
+    """Like :func:`bridge_gaps` for (T, 4) scalar-last quaternions, by spherical linear interpolation
+    (scipy ``Slerp``), which stays on the rotation group. Returns (quats, interpolated, segment)."""
+    t = np.asarray(times, np.float64)
+    ok = np.asarray(ok, bool)
+    fill, segment = _gap_plan(t, ok, max_gap_s)
+    q = np.full((len(t), 4), np.nan)
+    q[ok] = np.asarray(quats, np.float64)[ok]
+    if fill.any():
+        slerp = Slerp(t[ok], Rotation.from_quat(q[ok]))
+        q[fill] = slerp(t[fill]).as_quat()
+    return q, fill, segment
+
+
+# ------------------------------------------------------------------------------- angular velocity
+def _as_rotation_rows(rot) -> tuple[Rotation | None, np.ndarray]:
+    """Rotation, (T, 3) rotvecs or (T, 4) quaternions (NaN rows missing) -> (rotations of ok rows, ok)."""
+    if isinstance(rot, Rotation):
+        return rot, np.ones(len(rot), bool)
+    a = np.asarray(rot, np.float64)
+    ok = np.isfinite(a).all(axis=1)
+    if not ok.any():
+        return None, ok
+    r = Rotation.from_rotvec(a[ok]) if a.shape[1] == 3 else Rotation.from_quat(a[ok])
+    return r, ok
+
+
+def angular_velocity(rotvec_or_rot, times: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """(T, 3) body-frame angular velocity (rad/s): central difference rotvec(R_{t-1}^T R_{t+1}) / dt.
+
+    Works on rotations, not on angles, so it has no gimbal artefacts; both neighbours must be in the
+    frame's segment, hence NaN at segment ends and where there is no face."""
+    t = np.asarray(times, np.float64)
+    seg = np.asarray(segment)
+    out = np.full((len(t), 3), np.nan)
+    r, ok = _as_rotation_rows(rotvec_or_rot)
+    if r is None or len(t) < 3:
+        return out
+    full = np.full(len(t), -1, np.int64)
+    full[ok] = np.arange(ok.sum())
+    i = np.arange(1, len(t) - 1)
+    good = (seg[i] >= 0) & (seg[i - 1] == seg[i]) & (seg[i + 1] == seg[i]) & ok[i - 1] & ok[i + 1]
+    i = i[good]
+    if len(i):
+        d = r[full[i - 1]].inv() * r[full[i + 1]]
+        out[i] = d.as_rotvec() / (t[i + 1] - t[i - 1])[:, None]
+    return out
+
+
+# ------------------------------------------------------------------------------- spectra
+def band_edges(fs: float, n_bands: int = 8, fmin: float = 0.1, fmax: float = 6.0) -> np.ndarray:
+    """Log-spaced band edges (n_bands + 1,) from ``fmin`` to min(Nyquist, ``fmax``) Hz."""
+    return np.geomspace(fmin, min(fs / 2.0, fmax), n_bands + 1)
+
+
+def window_spectra(x: np.ndarray, times: np.ndarray, segment: np.ndarray, window_s: float = 8.0,
+                   hop_s: float = 1.0, bands: np.ndarray | None = None, n_bands: int = 8,
+                   fmin: float = 0.1, fmax: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis log band power of (T, d) ``x`` in sliding windows that lie wholly inside one segment.
+
+    Each window is resampled to a uniform grid at the median frame rate, de-meaned and Hann-tapered;
+    ``bands`` are edges in Hz (default :func:`band_edges`). Returns ((n_windows, d * n_bands) with
+    columns axis-major, (n_windows,) window centre times). Raises if a band holds no frequency bin."""
+    v = np.asarray(x, np.float64)
+    v = v.reshape(len(v), -1)
+    t = np.asarray(times, np.float64)
+    seg = np.asarray(segment)
+    same = (seg[1:] == seg[:-1]) & (seg[1:] >= 0)
+    dts = np.diff(t)[same]
+    if not len(dts):
+        return np.empty((0, 0)), np.empty(0)
+    fs = 1.0 / np.median(dts)
+    edges = band_edges(fs, n_bands, fmin, fmax) if bands is None else np.asarray(bands, np.float64)
+    n = int(round(window_s * fs))
+    freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    bins = [(freqs >= lo) & (freqs < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    if any(not b.any() for b in bins):
+        raise ValueError(f"a band of {np.round(edges, 3).tolist()} Hz holds no bin of a {window_s:g} s window")
+    taper = np.hanning(n)
+    scale = 2.0 / (fs * np.sum(taper ** 2))  # one-sided power spectral density
+    df = fs / n
+    feats, centres = [], []
+    for s in np.unique(seg[seg >= 0]):
+        idx = np.flatnonzero(seg == s)
+        ts, xs = t[idx], v[idx]
+        start = ts[0]
+        while start + (n - 1) / fs <= ts[-1] + 1e-9:
+            grid = start + np.arange(n) / fs
+            w = np.column_stack([np.interp(grid, ts, xs[:, j]) for j in range(xs.shape[1])])
+            if np.isfinite(w).all():
+                w = (w - w.mean(axis=0)) * taper[:, None]
+                psd = np.abs(np.fft.rfft(w, axis=0)) ** 2 * scale
+                power = np.stack([psd[b].sum(axis=0) * df for b in bins], axis=1)  # (d, n_bands)
+                feats.append(np.log(power + 1e-30).ravel())
+                centres.append(start + window_s / 2.0)
+            start += hop_s
+    if not feats:
+        return np.empty((0, v.shape[1] * len(bins))), np.empty(0)
+    return np.asarray(feats), np.asarray(centres)
+
+
+# ------------------------------------------------------------------------------- gain
+def gain_normalise(x: np.ndarray, ref_mask: np.ndarray | None = None) -> np.ndarray:
+    """Divide each axis of (T, d) ``x`` by its robust spread (normal-scaled MAD) on the reference
+    frames, so features keep their meaning under a per-session gain; NaN where the spread is zero."""
+    v = np.asarray(x, np.float64)
+    ref = np.ones(len(v), bool) if ref_mask is None else np.asarray(ref_mask, bool)
+    r = v[ref]
+    mad = MAD_TO_SD * np.nanmedian(np.abs(r - np.nanmedian(r, axis=0)), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mad > 0, v / np.where(mad > 0, mad, 1.0), np.nan)

@@ -1,0 +1,178 @@
+"""Tests of dis_core.motion: camera invariance, gap bridging, angular velocity, spectra, gain."""
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dis_core import motion
+
+
+def _transforms(rot: Rotation, rng, scale=1.3) -> np.ndarray:
+    """4x4 matrices with rotation ``rot``, a uniform scale and a translation (as MediaPipe's)."""
+    m = np.zeros((len(rot), 4, 4))
+    m[:, :3, :3] = scale * rot.as_matrix()
+    m[:, :3, 3] = rng.normal(0, 5, (len(rot), 3))
+    m[:, 3, 3] = 1.0
+    return m
+
+
+def test_relative_rotvec_cancels_camera_placement():
+    rng = np.random.default_rng(0)
+    T = 300
+    head = Rotation.from_rotvec(rng.normal(0, 0.3, (T, 3))) * Rotation.from_rotvec([0.1, 0.4, 0.0])
+    m = _transforms(head, rng)
+    m[rng.random(T) < 0.1] = np.nan
+    cam = Rotation.from_rotvec(np.radians(10) * np.array([1.0, 2.0, -1.0]) / np.sqrt(6))
+    m2 = m.copy()
+    m2[:, :3, :3] = cam.as_matrix() @ m[:, :3, :3]
+    m2[:, :3, 3] = (cam.as_matrix() @ m[:, :3, 3, None])[..., 0]
+    ref = np.arange(T) < 150
+    a = motion.relative_rotvec(m, ref)
+    b = motion.relative_rotvec(m2, ref)
+    missing = np.isnan(m).any(axis=(1, 2))
+    assert np.isnan(a[missing]).all() and np.isfinite(a[~missing]).all()
+    np.testing.assert_allclose(a[~missing], b[~missing], atol=1e-9, rtol=0)
+    # the camera change is not trivially small: absolute rotations differ by 10 degrees
+    r1, ok1 = motion.rotations_from_transforms(m)
+    r2, _ = motion.rotations_from_transforms(m2)
+    np.testing.assert_allclose(np.degrees((r1.inv() * r2).magnitude()), 10.0, atol=1e-6)
+    np.testing.assert_allclose(np.degrees((r2 * r1.inv()).magnitude()), 10.0, atol=1e-9)
+    # scale is removed by the SVD projection
+    np.testing.assert_allclose(motion.relative_rotvec(_transforms(head, rng, 0.7), ref),
+                               motion.relative_rotvec(_transforms(head, rng, 1.9), ref), atol=1e-9)
+
+
+def test_relative_rotvec_robust_reference_ignores_glances():
+    rng = np.random.default_rng(1)
+    T = 200
+    rv = rng.normal(0, 0.02, (T, 3))
+    rv[:20] = [0.0, 1.2, 0.0]  # 10% of frames looking far away
+    m = _transforms(Rotation.from_rotvec(rv), rng)
+    out = motion.relative_rotvec(m, None, robust=True)
+    assert np.abs(np.median(out[20:], axis=0)).max() < 0.01
+    naive = motion.relative_rotvec(m, None, robust=False)
+    assert np.abs(np.median(naive[20:], axis=0)).max() > 0.05
+
+
+def test_bridge_gaps_short_bursts_all_filled():
+    rng = np.random.default_rng(2)
+    T = 3000
+    t = np.arange(T) / 30.0
+    x = np.column_stack([np.sin(t), np.cos(2 * t)])
+    ok = np.ones(T, bool)
+    target = int(0.15 * T)
+    while (~ok).sum() < target:
+        i, k = rng.integers(2, T - 5), rng.integers(1, 4)
+        if ok[i - 1:i + k + 1].all():  # bursts separated by at least one face frame
+            ok[i:i + k] = False
+    hidden = (~ok).sum()
+    xin = x.copy()
+    xin[~ok] = np.nan
+    filled, interp, seg = motion.bridge_gaps(xin, t, ok)
+    assert interp.sum() == hidden and np.array_equal(interp, ~ok)
+    assert np.isfinite(filled).all() and (seg == 0).all()
+    np.testing.assert_allclose(filled, x, atol=0.01)
+    np.testing.assert_array_equal(filled[ok], x[ok])
+
+
+def test_bridge_gaps_long_gap_splits_segments():
+    T = 300
+    t = np.arange(T) / 30.0
+    ok = np.ones(T, bool)
+    ok[100:130] = False  # 1 s
+    ok[:3] = False  # leading gap: never filled (nothing before)
+    ok[-2:] = False
+    x = np.where(ok[:, None], np.arange(T)[:, None] * 1.0, np.nan)
+    filled, interp, seg = motion.bridge_gaps(x, t, ok)
+    assert not interp.any()
+    assert np.isnan(filled[100:130]).all() and np.isnan(filled[:3]).all()
+    assert set(seg[3:100]) == {0} and set(seg[130:-2]) == {1}
+    assert (seg[~ok] == -1).all()
+
+
+def test_bridge_rotations_slerp():
+    T = 60
+    t = np.arange(T) / 30.0
+    axis = np.array([0.0, 1.0, 0.0])
+    rot = Rotation.from_rotvec(np.outer(t * 0.5, axis))
+    q = rot.as_quat()
+    ok = np.ones(T, bool)
+    ok[10:13] = False
+    q[~ok] = np.nan
+    qf, interp, seg = motion.bridge_rotations(q, t, ok)
+    assert interp.sum() == 3 and (seg == 0).all()
+    np.testing.assert_allclose(Rotation.from_quat(qf).as_rotvec(), rot.as_rotvec(), atol=1e-12)
+    qf2, interp2, _ = motion.bridge_gaps(None, t, ok, rotations=q)
+    np.testing.assert_array_equal(qf2, qf)
+
+
+def test_angular_velocity_constant_rate():
+    T = 100
+    t = np.arange(T) / 30.0
+    axis = np.array([1.0, -2.0, 0.5]) / np.linalg.norm([1.0, -2.0, 0.5])
+    rate = 0.8  # rad/s
+    r0 = Rotation.from_rotvec([0.2, -0.1, 0.3])
+    rot = r0 * Rotation.from_rotvec(np.outer(rate * t, axis))  # body-frame rotation about `axis`
+    seg = np.zeros(T, int)
+    seg[50:] = 1
+    w = motion.angular_velocity(rot.as_rotvec(), t, seg)
+    inner = np.ones(T, bool)
+    inner[[0, 49, 50, T - 1]] = False
+    assert np.isnan(w[~inner]).all()
+    np.testing.assert_allclose(w[inner], np.tile(rate * axis, (inner.sum(), 1)), atol=1e-9)
+    np.testing.assert_allclose(motion.angular_velocity(rot, t, seg)[inner], w[inner], atol=1e-12)
+
+
+def test_window_spectra_peak_band_and_segments():
+    fs = 30.0
+    T = int(60 * fs)
+    t = np.arange(T) / fs
+    x = np.column_stack([np.sin(2 * np.pi * 1.0 * t), 0.1 * np.sin(2 * np.pi * 3.0 * t)])
+    seg = np.zeros(T, int)
+    seg[int(25 * fs):int(26 * fs)] = -1  # a 1 s break
+    seg[int(26 * fs):] = 1
+    feats, centres = motion.window_spectra(x, t, seg, window_s=8.0, hop_s=1.0)
+    edges = motion.band_edges(fs)
+    nb = len(edges) - 1
+    assert feats.shape[1] == 2 * nb and len(feats) == len(centres) > 0
+    band_1hz = np.searchsorted(edges, 1.0) - 1
+    band_3hz = np.searchsorted(edges, 3.0) - 1
+    assert (feats[:, :nb].argmax(axis=1) == band_1hz).all()
+    assert (feats[:, nb:].argmax(axis=1) == band_3hz).all()
+    # windows never cross the break: each lies in [0, 25 - 1/fs] or [26, 60)
+    lo, hi = centres - 4.0, centres + 4.0 - 1 / fs
+    first = hi <= (int(25 * fs) - 1) / fs + 1e-9
+    second = lo >= 26.0 - 1e-9
+    assert (first | second).all() and first.any() and second.any()
+    # 25 s segment with 8 s windows and 1 s hops: starts 0..17 -> 18 windows
+    assert first.sum() == 18
+
+
+def test_window_spectra_resamples_irregular_times():
+    rng = np.random.default_rng(3)
+    fs = 30.0
+    t = np.arange(int(20 * fs)) / fs + rng.uniform(-0.004, 0.004, int(20 * fs))
+    t.sort()
+    x = np.sin(2 * np.pi * 1.0 * t)[:, None]
+    feats, _ = motion.window_spectra(x, t, np.zeros(len(t), int))
+    edges = motion.band_edges(fs)
+    assert (feats.argmax(axis=1) == np.searchsorted(edges, 1.0) - 1).all()
+
+
+def test_window_spectra_rejects_empty_band():
+    t = np.arange(300) / 30.0
+    with pytest.raises(ValueError, match="no bin"):
+        motion.window_spectra(np.zeros((300, 1)), t, np.zeros(300, int), window_s=2.0)
+
+
+def test_gain_normalise_invariant_to_scale():
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, [1.0, 3.0, 0.2], (500, 3))
+    x[::17] = np.nan
+    ref = np.arange(500) < 250
+    a = motion.gain_normalise(x, ref)
+    b = motion.gain_normalise(0.5 * x, ref)
+    np.testing.assert_allclose(a, b, atol=1e-12, equal_nan=True)
+    r = a[ref & np.isfinite(a).all(axis=1)]
+    np.testing.assert_allclose(np.median(np.abs(r - np.median(r, axis=0)), axis=0) * motion.MAD_TO_SD, 1.0,
+                               atol=1e-12)
