@@ -85,7 +85,7 @@ def reduce_feature_set(cohort: Cohort, cfg: TrainConfig, min_test_frames: int = 
     for m in METHODS:
         lps = [_bound(models[p][m], data[p].columns) for p in pids]
         pf = score_all(lps, [data[p].x for p in pids])
-        s = score_matrix(pf)
+        s = score_matrix(pf, names=pids)
         ver = verification(s)
         zs = znorm(s)
         verz = verification(zs)

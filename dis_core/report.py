@@ -13,7 +13,7 @@ from .atomic import write_text_atomic
 from .cohort import Cohort
 from .excel import Rows, write_workbook
 from .reduce import METHODS, FeatureSetScores
-from .scoring import relation
+from .scoring import SCORE_RULE, relation
 
 REPORT_DIR = "report"
 WORKBOOK = "dis_report.xlsx"
@@ -49,11 +49,12 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         headline.append(f"  {r.feature_set:12s} N={len(r.participants):3d}  top-1 {fl['top1']:.2f}  "
                         f"EER {fl['eer']:.3f}  AUC {fl['auc']:.3f}  (baseline top-1 {ga['top1']:.2f}, EER {ga['eer']:.3f})")
     summary = pd.DataFrame(summary_rows)
-    info = pd.DataFrame({"item": ["participants in cohort", "videos used", "videos left out", "feature sets scored",
-                                  "baseline comparison", "verification scores"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
-                         "value": [len(cohort.participants), len(cohort.entries), len(cohort.left_out),
+    split_rule = split_rule_text(cohort)
+    info = pd.DataFrame({"item": ["participants in cohort", "split rule", "videos used", "videos left out", "feature sets scored",
+                                  "baseline comparison", "pair score", "verification scores"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
+                         "value": [len(cohort.participants), split_rule, len(cohort.entries), len(cohort.left_out),
                                    ", ".join(r.feature_set for r in results), "one Gaussian per participant "
-                                   "(Ledoit-Wolf covariance) on the same features",
+                                   "(Ledoit-Wolf covariance) on the same features", SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
                                    "data"] + verdicts})
@@ -72,7 +73,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                     long_rows.append({
                         "feature_set": r.feature_set, "method": m, "model_participant": pi, "data_participant": pj,
                         "model_dyad": r.dyads[i], "data_dyad": r.dyads[j], "relation": relation(r.dyads, i, j),
-                        "mean_log_p": ms.s[i, j], "z_score": ms.z[i, j], "rank_of_model_for_data": int(ms.ranks[i, j]),
+                        "score": ms.s[i, j], "z_score": ms.z[i, j], "rank_of_model_for_data": int(ms.ranks[i, j]),
                         "frames": len(nv), "mean_norm": float(np.mean(nv)), "median_norm": float(np.median(nv))})
             for name, st in ms.dyads.items():
                 dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": name, **st})
@@ -107,10 +108,20 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     write_workbook(wb, sheets, prov)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
-    text = "\n".join(["DIS report (flows; held-out data):"] + headline + ["  " + v for v in verdicts]
+    text = "\n".join(["DIS report (flows; held-out data):", f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
     write_text_atomic(d / "summary.txt", text + "\n")
     return wb, text
+
+
+def split_rule_text(cohort: Cohort) -> str:
+    """The split rule(s) in words, with how many participants each one covers."""
+    from .split import RULE_TEXT
+
+    by_rule: dict[str, set[str]] = {}
+    for e in cohort.entries:
+        by_rule.setdefault(cohort.splits[e.unit_id].rule, set()).add(e.participant_id)
+    return "; ".join(f"{RULE_TEXT.get(r, r)} ({len(p)} participant(s))" for r, p in sorted(by_rule.items()))
 
 
 def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:

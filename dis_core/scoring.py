@@ -22,9 +22,31 @@ def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequ
     return [[np.asarray(lp(x), np.float64) for x in data] for lp in log_prob]
 
 
-def score_matrix(per_frame: list[list[np.ndarray]]) -> np.ndarray:
-    """N x N mean log-likelihood per frame."""
-    return np.array([[float(np.mean(v)) if len(v) else np.nan for v in row] for row in per_frame])
+TRIM = 0.05
+SCORE_RULE = (f"mean per-frame log-likelihood after trimming the lowest and highest {TRIM:.0%} of each pair's "
+              "frames (a handful of impossible frames cannot dominate a score)")
+
+
+def pair_score(v: np.ndarray, trim: float = TRIM) -> float:
+    """One (model, data) score: the trimmed mean of per-frame log p (see ``SCORE_RULE``)."""
+    if not len(v):
+        return float("nan")
+    return float(stats.trim_mean(v, trim)) if trim > 0 else float(np.mean(v))
+
+
+def score_matrix(per_frame: list[list[np.ndarray]], trim: float = TRIM,
+                 names: Sequence[str] | None = None) -> np.ndarray:
+    """N x N scores (rows = models, columns = data); non-finite per-frame log p is an error naming the pair."""
+    for i, row in enumerate(per_frame):
+        for j, v in enumerate(row):
+            bad = ~np.isfinite(v)
+            if bad.any():
+                from .errors import DISError
+
+                who = (names[i], names[j]) if names is not None else (i, j)
+                raise DISError(f"model of {who[0]} gives non-finite log p on {int(bad.sum())} held-out frame(s) "
+                               f"of {who[1]}: check that participant's features and model")
+    return np.array([[pair_score(v, trim) for v in row] for row in per_frame])
 
 
 def norms(per_frame: list[list[np.ndarray]], s: np.ndarray) -> list[list[np.ndarray]]:

@@ -17,6 +17,25 @@ class SplitConfig:
 
     test_fraction: float = 0.2
     gap_s: float = 1.0
+    rule: str = "auto"  # "auto": cross-session where a participant has 2+ sessions; "within-session": always temporal
+
+    def __post_init__(self):
+        if self.rule not in SPLIT_RULES:
+            raise ValueError(f"split rule must be one of {', '.join(SPLIT_RULES)}, not {self.rule!r}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), not {self.test_fraction!r}")
+        if not self.gap_s >= 0.0:
+            raise ValueError(f"gap_s must be >= 0, not {self.gap_s!r}")
+
+
+SPLIT_RULES = ("auto", "within-session")
+
+RULE_TEXT = {
+    "manifest": "the manifest's split column",
+    "cross-session": "cross-session: trained on the earlier sessions, tested on the last session",
+    "temporal": "within-session: the last part of the recording is held out (measures within-session "
+                "consistency, not recognition on another day)",
+}
 
 
 @dataclasses.dataclass
@@ -25,7 +44,7 @@ class VideoSplit:
 
     train: np.ndarray
     test: np.ndarray
-    rule: str  # "manifest" or "temporal"
+    rule: str  # "manifest", "cross-session" or "temporal"
 
     def summary(self) -> dict:
         return {"rule": self.rule, "train_frames": int(self.train.sum()), "test_frames": int(self.test.sum())}
@@ -36,8 +55,10 @@ def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], c
     """Masks for every video (by unit id), given each video's frame times.
 
     Per participant: if any of their rows has a ``split``, rows marked test are test and all others
-    train; otherwise their videos, in manifest order, are concatenated and the last ``test_fraction``
-    of the frames is the test part, minus a ``gap_s`` gap before it in the same video.
+    train; otherwise, with two or more sessions (and ``cfg.rule == "auto"``), the videos of the last
+    session (in manifest order) are the test part and the rest train (recognition across sessions);
+    otherwise their videos, in manifest order, are concatenated and the last ``test_fraction`` of the
+    frames is the test part, minus a ``gap_s`` gap before it in the same video.
     """
     out: dict[str, VideoSplit] = {}
     by_pid: dict[str, list[VideoEntry]] = {}
@@ -49,6 +70,13 @@ def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], c
                 n = len(times[e.unit_id])
                 is_test = e.split == "test"
                 out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "manifest")
+            continue
+        sessions = list(dict.fromkeys(e.session for e in es))
+        if cfg.rule == "auto" and len(sessions) > 1:
+            for e in es:
+                n = len(times[e.unit_id])
+                is_test = e.session == sessions[-1]
+                out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "cross-session")
             continue
         counts = [len(times[e.unit_id]) for e in es]
         total = sum(counts)

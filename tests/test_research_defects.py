@@ -89,8 +89,25 @@ def test_scoring_refuses_training_frames():
     _assert_disjoint("p1", {"u1": [1, 2, 3]}, {"u1": np.array([4, 5])})
 
 
-def _entry(pid, uid, split=None):
-    return VideoEntry(row=2, participant_id=pid, session="s", video=None, video_rel=uid, split=split, unit_id=uid)
+def _entry(pid, uid, split=None, session="s"):
+    return VideoEntry(row=2, participant_id=pid, session=session, video=None, video_rel=uid, split=split, unit_id=uid)
+
+
+def test_two_sessions_split_across_sessions_by_default():
+    """With 2+ sessions the last session is held out whole (recognition on another day), and no
+    frame is on both sides; ``within-session`` keeps the temporal hold-out."""
+    times = {u: np.arange(90) / 30.0 for u in ("a1", "a2", "a3", "b1")}
+    es = [_entry("p", "a1", session="day1"), _entry("p", "a2", session="day2"), _entry("p", "a3", session="day1"),
+          _entry("q", "b1", session="day1")]
+    sp = assign_splits(es, times)
+    assert sp["a1"].rule == sp["a2"].rule == "cross-session"
+    assert sp["a1"].train.all() and sp["a3"].train.all() and not sp["a1"].test.any()
+    assert sp["a2"].test.all() and not sp["a2"].train.any()
+    assert sp["b1"].rule == "temporal" and sp["b1"].test.sum() == 18 and not (sp["b1"].train & sp["b1"].test).any()
+    within = assign_splits(es, times, SplitConfig(rule="within-session"))
+    assert {s.rule for s in within.values()} == {"temporal"}
+    with pytest.raises(ValueError, match="split rule"):
+        SplitConfig(rule="random")
 
 
 def test_temporal_split_holds_out_the_end_with_a_gap():
