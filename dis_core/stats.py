@@ -1,0 +1,443 @@
+"""Statistics for the score matrix: exact verification metrics, fractional identification, participant
+bootstraps, and a dyad (couple) permutation test.
+
+Pure numpy/scipy. Conventions as in :mod:`dis_core.scoring`: ``S[i, j]`` is the mean log-likelihood of
+participant j's held-out data under participant i's model (rows = models, columns = data); genuine
+pairs are the diagonal. A NaN *off*-diagonal cell means "excluded" (see :func:`bootstrap_participants`);
+the matrix-level metrics here skip such cells.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+from dis_core.errors import DISError
+
+__all__ = [
+    "check_finite", "genuine_impostor", "roc_points", "eer", "auc", "det_points", "eer_matrix",
+    "auc_matrix", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
+    "paired_bootstrap", "mcnemar_top1", "pair_similarity", "dyad_statistic", "dyad_permutation_test",
+    "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks
+
+
+def check_finite(s: np.ndarray, names: Sequence[str] | None = None) -> None:
+    """Raise DISError naming the first non-finite (model, data) cell, so a broken model is found by name.
+
+    ``names`` labels the participants (rows and columns alike); indices are used when omitted.
+    """
+    s = np.asarray(s, dtype=float)
+    if s.ndim != 2:
+        raise DISError(f"score matrix must be 2-D, got shape {s.shape}")
+    bad = np.argwhere(~np.isfinite(s))
+    if len(bad):
+        i, j = (int(v) for v in bad[0])
+        lab = (lambda k: f"{names[k]!r}") if names is not None else (lambda k: f"#{k}")
+        raise DISError(f"non-finite score {s[i, j]} for model {lab(i)} on data {lab(j)} "
+                       f"(row {i}, column {j}; {len(bad)} non-finite cell(s) in all)")
+
+
+def genuine_impostor(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Genuine (diagonal) and impostor (finite off-diagonal) scores of a square matrix; NaN cells skipped."""
+    s = np.asarray(s, dtype=float)
+    n = len(s)
+    off = ~np.eye(n, dtype=bool)
+    g = np.diag(s)
+    imp = s[off]
+    return g[np.isfinite(g)], imp[np.isfinite(imp)]
+
+
+# ----------------------------------------------------------------------------------------------
+# verification
+
+
+def roc_points(genuine_scores, impostor_scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full ROC over every distinct threshold (accept when score >= t): thresholds, FPR, FNR.
+
+    Starts at t = -inf (FPR 1, FNR 0) and ends at t = +inf (FPR 0, FNR 1); nothing is dropped.
+    """
+    g = np.sort(np.asarray(genuine_scores, float))
+    imp = np.sort(np.asarray(impostor_scores, float))
+    if len(g) == 0 or len(imp) == 0:
+        raise DISError("need at least one genuine and one impostor score")
+    t = np.unique(np.concatenate([g, imp]))
+    t = np.concatenate([[-np.inf], t, [np.inf]])
+    fpr = 1.0 - np.searchsorted(imp, t, side="left") / len(imp)   # P(impostor >= t)
+    fnr = np.searchsorted(g, t, side="left") / len(g)             # P(genuine < t)
+    fpr[-1], fnr[-1] = 0.0, 1.0
+    return t, fpr, fnr
+
+
+def eer(genuine_scores, impostor_scores) -> float:
+    """Exact equal error rate: the full ROC, linearly interpolated where FPR - FNR changes sign.
+
+    Unlike a pruned ROC (roc_curve's default drop_intermediate) no operating point can be skipped.
+    """
+    _, fpr, fnr = roc_points(genuine_scores, impostor_scores)
+    d = fpr - fnr                                 # non-increasing from +1 to -1
+    k = int(np.argmax(d <= 0))                    # first point at or past the crossing
+    if d[k] == 0:
+        return float(fpr[k])
+    a = d[k - 1] / (d[k - 1] - d[k])
+    return float(fpr[k - 1] + a * (fpr[k] - fpr[k - 1]))
+
+
+def auc(genuine_scores, impostor_scores) -> float:
+    """ROC AUC as the Mann-Whitney probability P(genuine > impostor) with ties counted 0.5."""
+    g = np.asarray(genuine_scores, float)
+    imp = np.asarray(impostor_scores, float)
+    if len(g) == 0 or len(imp) == 0:
+        raise DISError("need at least one genuine and one impostor score")
+    r = _st.rankdata(np.concatenate([g, imp]))    # mid-ranks: ties -> 0.5
+    u = r[: len(g)].sum() - len(g) * (len(g) + 1) / 2
+    return float(u / (len(g) * len(imp)))
+
+
+def det_points(genuine_scores, impostor_scores) -> tuple[np.ndarray, np.ndarray]:
+    """DET curve points (FPR, FNR) at every threshold, for plotting the whole trade-off."""
+    _, fpr, fnr = roc_points(genuine_scores, impostor_scores)
+    return fpr, fnr
+
+
+def eer_matrix(s: np.ndarray) -> float:
+    """Exact EER of a score matrix (genuine = diagonal, impostor = finite off-diagonal)."""
+    return eer(*genuine_impostor(s))
+
+
+def auc_matrix(s: np.ndarray) -> float:
+    """Mann-Whitney AUC of a score matrix (genuine = diagonal, impostor = finite off-diagonal)."""
+    return auc(*genuine_impostor(s))
+
+
+# ----------------------------------------------------------------------------------------------
+# identification
+
+
+def topk_fractional(s: np.ndarray, k: int = 1) -> tuple[np.ndarray, float]:
+    """Closed-set top-k credit per data column with ties shared fairly, and its mean.
+
+    If own model has g competitors strictly above it and t tied with it, it occupies one of the t + 1
+    positions g+1 .. g+t+1 with equal chance: credit = clip(k - g, 0, t + 1) / (t + 1). NaN off-diagonal
+    cells are not competitors. Per-participant credits are returned so they can be bootstrapped.
+    """
+    s = np.asarray(s, float)
+    n = len(s)
+    own = np.diag(s)
+    if not np.all(np.isfinite(own)):
+        raise DISError(f"non-finite genuine score for data column {int(np.argmax(~np.isfinite(own)))}")
+    off = ~np.eye(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        above = ((s > own[None, :]) & off).sum(axis=0)
+        tied = ((s == own[None, :]) & off).sum(axis=0)
+    credit = np.clip(k - above, 0, tied + 1) / (tied + 1)
+    return credit.astype(float), float(credit.mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# bootstraps
+
+
+class BootResult(NamedTuple):
+    point: float
+    lo: float
+    hi: float
+    dist: np.ndarray
+
+
+class PairedResult(NamedTuple):
+    diff: float
+    lo: float
+    hi: float
+    p: float
+    dist: np.ndarray
+
+
+def _resample(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """S[idx][:, idx] with off-diagonal cells that pair two copies of one person set to NaN (excluded)."""
+    sub = s[np.ix_(idx, idx)].astype(float, copy=True)
+    same = idx[:, None] == idx[None, :]
+    np.fill_diagonal(same, False)
+    sub[same] = np.nan
+    return sub
+
+
+def _draws(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_participants(s: np.ndarray, metric_fn: Callable[[np.ndarray], float], n_boot: int = 2000,
+                           seed: int = 0, ci: float = 0.95) -> BootResult:
+    """Percentile bootstrap over participants (people, not frames): metric_fn on S[idx][:, idx].
+
+    Rule for duplicates: a copy of participant i is genuine only on its own diagonal cell; the
+    off-diagonal cells that pair two copies of the same person (same model, same data) are set to NaN,
+    i.e. excluded - neither impostor scores nor identification competitors. metric_fn must skip NaN
+    off-diagonal cells (all matrix metrics in this module do).
+    """
+    s = np.asarray(s, float)
+    point = float(metric_fn(s))
+    dist = np.array([metric_fn(_resample(s, idx)) for idx in _draws(len(s), n_boot, seed)], float)
+    q = (1 - ci) / 2
+    lo, hi = np.nanquantile(dist, [q, 1 - q])
+    return BootResult(point, float(lo), float(hi), dist)
+
+
+def paired_bootstrap(s_a: np.ndarray, s_b: np.ndarray, metric_fn: Callable[[np.ndarray], float],
+                     n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> PairedResult:
+    """Bootstrap of metric(a) - metric(b) on the same resampled participants (same duplicate rule).
+
+    p (two-sided) = 2 x proportion of bootstrap differences on the other side of 0 from the observed
+    difference (0 counted as the other side), capped at 1.
+    """
+    s_a, s_b = np.asarray(s_a, float), np.asarray(s_b, float)
+    if s_a.shape != s_b.shape:
+        raise DISError(f"score matrices differ in shape: {s_a.shape} vs {s_b.shape}")
+    diff = float(metric_fn(s_a) - metric_fn(s_b))
+    dist = np.array([metric_fn(_resample(s_a, idx)) - metric_fn(_resample(s_b, idx))
+                     for idx in _draws(len(s_a), n_boot, seed)], float)
+    d = dist[np.isfinite(dist)]
+    q = (1 - ci) / 2
+    lo, hi = np.quantile(d, [q, 1 - q])
+    if diff > 0:
+        p = 2 * np.mean(d <= 0)
+    elif diff < 0:
+        p = 2 * np.mean(d >= 0)
+    else:
+        p = 1.0
+    return PairedResult(diff, float(lo), float(hi), float(min(1.0, p)), dist)
+
+
+def mcnemar_top1(correct_a, correct_b) -> dict[str, float]:
+    """Exact (binomial) McNemar test of two systems' per-participant top-1 correctness, same people.
+
+    n10 = a right & b wrong, n01 = a wrong & b right; p = two-sided binomial(n10; n10 + n01, 1/2).
+    """
+    a = np.asarray(correct_a)
+    b = np.asarray(correct_b)
+    if a.shape != b.shape:
+        raise DISError(f"correctness vectors differ in shape: {a.shape} vs {b.shape}")
+    if not (np.isin(a, [0, 1]).all() and np.isin(b, [0, 1]).all()):
+        raise DISError("mcnemar_top1 needs 0/1 correctness (fractional tie credits are not allowed)")
+    a, b = a.astype(bool), b.astype(bool)
+    n10, n01 = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    p = 1.0 if n10 + n01 == 0 else float(_st.binomtest(n10, n10 + n01, 0.5).pvalue)
+    return {"n10": n10, "n01": n01, "p": p}
+
+
+# ----------------------------------------------------------------------------------------------
+# dyads
+
+
+def _norm_rows(s: np.ndarray) -> np.ndarray:
+    """Each row standardised against its off-diagonal entries (mean, ddof=1 sd; NaN skipped)."""
+    x = np.asarray(s, float).copy()
+    np.fill_diagonal(x, np.nan)
+    mu = np.nanmean(x, axis=1, keepdims=True)
+    sd = np.nanstd(x, axis=1, ddof=1, keepdims=True)
+    sd = np.where((sd > 0) & np.isfinite(sd), sd, 1.0)
+    return (np.asarray(s, float) - mu) / sd
+
+
+def pair_similarity(s: np.ndarray) -> np.ndarray:
+    """Symmetric person-person similarity from S: mean of z-norm and t-norm scores in both directions.
+
+    zn = each model row standardised over impostor data (j != i); tn = each data column standardised
+    over impostor models (i' != j). sim[i, j] = (zn[i, j] + zn[j, i] + tn[i, j] + tn[j, i]) / 4, so
+    it is symmetric and free of per-model and per-data scale; the diagonal is NaN.
+    """
+    s = np.asarray(s, float)
+    zn = _norm_rows(s)
+    tn = _norm_rows(s.T).T
+    sim = (zn + zn.T + tn + tn.T) / 4
+    np.fill_diagonal(sim, np.nan)
+    return sim
+
+
+def _pairs(pairs, n: int) -> np.ndarray:
+    p = np.asarray(pairs, dtype=int).reshape(-1, 2)
+    if len(p) == 0:
+        raise DISError("no dyads given")
+    if p.min() < 0 or p.max() >= n:
+        raise DISError(f"dyad index out of range 0..{n - 1}")
+    if (p[:, 0] == p[:, 1]).any() or len(np.unique(p)) != p.size:
+        raise DISError("each person may be in at most one dyad, and not with themself")
+    return p
+
+
+def _dyad_stats(sim: np.ndarray, rowsum: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Vectorised dyad statistic for index arrays a, b (any shape); rowsum = off-diagonal row sums."""
+    n = len(sim)
+    sab = sim[a, b]
+    stranger_a = (rowsum[a] - sab) / (n - 2)
+    stranger_b = (rowsum[b] - sab) / (n - 2)
+    return sab - (stranger_a + stranger_b) / 2
+
+
+def dyad_statistic(sim: np.ndarray, pairs) -> np.ndarray:
+    """Per dyad: partner similarity minus the mean similarity of the two members to strangers.
+
+    Strangers of a member are everyone except themself and their partner. The mean over dyads is the
+    test statistic of :func:`dyad_permutation_test`.
+    """
+    sim = np.asarray(sim, float)
+    n = len(sim)
+    if n < 3:
+        raise DISError("need at least 3 people for a stranger comparison")
+    p = _pairs(pairs, n)
+    x = sim.copy()
+    np.fill_diagonal(x, 0.0)
+    if not np.all(np.isfinite(x)):
+        raise DISError("similarity matrix has non-finite off-diagonal cells")
+    return _dyad_stats(sim, x.sum(axis=1), p[:, 0], p[:, 1])
+
+
+def _matchings(people: np.ndarray, partner: np.ndarray, groups: np.ndarray | None, n_perm: int,
+               rng: np.random.Generator, max_tries: int = 200) -> np.ndarray:
+    """n_perm random perfect matchings of ``people`` as an (n_perm, D, 2) index array.
+
+    Within groups when given. Draws containing a real couple are redrawn (up to max_tries times) when
+    the group can be matched without one, i.e. it holds at least two couples.
+    """
+    labels = np.zeros(len(people), int) if groups is None else np.asarray(groups)[people]
+    blocks = []
+    for g in np.unique(labels):
+        members = people[labels == g]
+        if len(members) % 2:
+            raise DISError(f"group {g!r} has an odd number ({len(members)}) of paired people")
+        perm = rng.permuted(np.tile(members, (n_perm, 1)), axis=1).reshape(n_perm, -1, 2)
+        if len(members) >= 4:
+            for _ in range(max_tries):
+                bad = (partner[perm[..., 0]] == perm[..., 1]).any(axis=1)
+                if not bad.any():
+                    break
+                perm[bad] = rng.permuted(np.tile(members, (int(bad.sum()), 1)), axis=1).reshape(-1, len(members) // 2, 2)
+        blocks.append(perm)
+    return np.concatenate(blocks, axis=1)
+
+
+def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 2000, seed: int = 0,
+                          n_boot: int = 2000, ci: float = 0.95) -> dict[str, object]:
+    """One-sided test that partners are more similar than strangers, by re-pairing people.
+
+    The null re-pairs the 2D people in ``pairs`` into pseudo-couples (random perfect matchings, within
+    ``groups`` if given - one label per person of ``sim`` - and avoiding real couples where the group
+    allows) and recomputes the mean dyad statistic. p = (1 + #{null >= observed}) / (1 + n_perm).
+    Effect size = observed mean / sd of the null; the interval is a percentile bootstrap over dyads.
+    """
+    sim = np.asarray(sim, float)
+    per_dyad = dyad_statistic(sim, pairs)
+    p = _pairs(pairs, len(sim))
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != len(sim):
+            raise DISError(f"groups has {len(groups)} labels for {len(sim)} people")
+        if (groups[p[:, 0]] != groups[p[:, 1]]).any():
+            raise DISError("a real dyad spans two groups")
+    x = sim.copy()
+    np.fill_diagonal(x, 0.0)
+    rowsum = x.sum(axis=1)
+    partner = np.full(len(sim), -1)
+    partner[p[:, 0]], partner[p[:, 1]] = p[:, 1], p[:, 0]
+    rng = np.random.default_rng(seed)
+    m = _matchings(p.ravel(), partner, groups, n_perm, rng)
+    null = _dyad_stats(sim, rowsum, m[..., 0], m[..., 1]).mean(axis=1)
+    observed = float(per_dyad.mean())
+    pval = (1 + int(np.sum(null >= observed - 1e-12 * max(1.0, abs(observed))))) / (1 + n_perm)
+    sd = float(null.std(ddof=1))
+    boot = per_dyad[rng.integers(0, len(per_dyad), size=(n_boot, len(per_dyad)))].mean(axis=1)
+    q = (1 - ci) / 2
+    lo, hi = np.quantile(boot, [q, 1 - q])
+    return {"observed": observed, "p": float(pval), "effect_size": observed / sd if sd > 0 else np.nan,
+            "ci_lo": float(lo), "ci_hi": float(hi), "null_mean": float(null.mean()), "null_sd": sd,
+            "per_dyad": per_dyad, "null": null}
+
+
+# ----------------------------------------------------------------------------------------------
+# multiple comparisons
+
+
+def holm(pvals) -> np.ndarray:
+    """Holm step-down adjusted p-values (FWER): max_{j<=i} min(1, (m - j + 1) p_(j)); NaN kept as NaN."""
+    p = np.asarray(pvals, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    v = p[ok]
+    m = len(v)
+    if m:
+        o = np.argsort(v, kind="stable")
+        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * v[o]))
+        r = np.empty(m)
+        r[o] = adj
+        out[ok] = r
+    return out
+
+
+def benjamini_hochberg(pvals) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (FDR): min_{j>=i} min(1, m p_(j) / j); NaN kept as NaN."""
+    p = np.asarray(pvals, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    v = p[ok]
+    m = len(v)
+    if m:
+        o = np.argsort(v, kind="stable")
+        adj = np.minimum(1.0, np.minimum.accumulate((m * v[o] / np.arange(1, m + 1))[::-1])[::-1])
+        r = np.empty(m)
+        r[o] = adj
+        out[ok] = r
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# embedding
+
+
+def classical_mds(d: np.ndarray, k: int = 2, similarity: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Classical (Torgerson) MDS: coordinates (n, k) and the top-k eigenvalues of -J D^2 J / 2.
+
+    With similarity=True the input is a similarity (e.g. :func:`pair_similarity`, NaN diagonal) turned
+    into a dissimilarity d = max_offdiag(sim) - sim with a zero diagonal, then symmetrised.
+    """
+    d = np.asarray(d, float)
+    if similarity:
+        off = ~np.eye(len(d), dtype=bool)
+        d = np.nanmax(d[off]) - d
+    d = (d + d.T) / 2
+    np.fill_diagonal(d, 0.0)
+    if not np.all(np.isfinite(d)):
+        raise DISError("classical_mds: non-finite dissimilarities")
+    n = len(d)
+    j = np.eye(n) - 1.0 / n
+    b = -0.5 * j @ (d ** 2) @ j
+    w, v = np.linalg.eigh(b)
+    o = np.argsort(w)[::-1][:k]
+    w, v = w[o], v[:, o]
+    return v * np.sqrt(np.clip(w, 0, None)), w
+
+
+# ----------------------------------------------------------------------------------------------
+# simulation (tests and bench/dyads.py)
+
+
+def simulate_dyad_scores(n_couples: int, sharing: float, rng: np.random.Generator, dim: int = 8,
+                         data_noise: float = 0.7, score_noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Score-level simulation of a cohort of couples: (S, pairs) with people 2c, 2c + 1 a couple.
+
+    Person vector x = sqrt(1 - a) own + sqrt(a) shared_with_partner (own, shared ~ N(0, I_dim)); the
+    held-out data of j is y_j = x_j + data_noise N(0, I); S[i, j] = -||x_i - y_j||^2 + score_noise N(0, 1).
+    a = sharing = 0 means partners share nothing (the null).
+    """
+    n = 2 * n_couples
+    own = rng.standard_normal((n, dim))
+    shared = np.repeat(rng.standard_normal((n_couples, dim)), 2, axis=0)
+    x = np.sqrt(1 - sharing) * own + np.sqrt(sharing) * shared
+    y = x + data_noise * rng.standard_normal((n, dim))
+    s = -((x[:, None, :] - y[None, :, :]) ** 2).sum(axis=-1) + score_noise * rng.standard_normal((n, n))
+    return s, np.arange(n).reshape(-1, 2)

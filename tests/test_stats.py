@@ -1,0 +1,243 @@
+"""Known-answer tests for dis_core.stats (small hand-computed matrices) and a calibration check of the
+dyad permutation test on simulated null cohorts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dis_core import stats as st
+from dis_core.errors import DISError
+
+
+# ---------------------------------------------------------------- EER / AUC / DET
+
+def _pruned_eer(genuine, impostor):
+    """The flawed recipe of scoring.verification: default roc_curve, nearest retained point."""
+    from sklearn.metrics import roc_curve
+    y = np.r_[np.ones(len(genuine)), np.zeros(len(impostor))]
+    fpr, tpr, _ = roc_curve(y, np.r_[genuine, impostor])
+    fnr = 1 - tpr
+    k = int(np.argmin(np.abs(fnr - fpr)))
+    return (fpr[k] + fnr[k]) / 2
+
+
+def test_eer_exact_where_pruned_roc_is_wrong():
+    # One genuine above all impostors, one below: FNR = 0.5 for every threshold in between, while
+    # FPR walks 1 -> 0 in steps of 1/8; the curves cross at FPR = FNR = 0.5 (threshold 4.5).
+    # drop_intermediate removes that collinear run, leaving only (0, .5) and (1, .5) -> 0.25.
+    genuine, impostor = [0.5, 10.0], [1, 2, 3, 4, 5, 6, 7, 8]
+    assert st.eer(genuine, impostor) == pytest.approx(0.5)
+    assert _pruned_eer(genuine, impostor) == pytest.approx(0.25)
+
+
+def test_eer_interpolates_between_points():
+    # genuine {2, 4}, impostor {1, 3}: at t=3 FPR=.5 FNR=.5 exactly -> 0.5
+    assert st.eer([2, 4], [1, 3]) == pytest.approx(0.5)
+    # genuine {3}, impostors {1, 2, 4}: t<=3: FNR 0, FPR 1/3 at t=3; t in (3,4]: FNR 1, FPR 1/3.
+    # d goes from +1/3 to -2/3 between those points -> interpolation 1/3 of the way: FPR 1/3.
+    assert st.eer([3], [1, 2, 4]) == pytest.approx(1 / 3)
+
+
+def test_eer_zero_when_perfectly_separated():
+    assert st.eer([5, 6, 7], [1, 2, 3, 4]) == 0.0
+    s = np.array([[0.0, -5, -6], [-4, 0, -7], [-3, -2, 0]])
+    assert st.eer_matrix(s) == 0.0
+    assert st.auc_matrix(s) == 1.0
+
+
+def test_auc_hand_count_with_ties():
+    # pairs (g, i): g=3 beats 1, ties 3, loses 5 -> 1.5 ; g=5 beats 1, 3, ties 5 -> 2.5 ; total 4 / 6
+    assert st.auc([3, 5], [1, 3, 5]) == pytest.approx(4 / 6)
+    assert st.auc([1], [1, 1]) == pytest.approx(0.5)
+
+
+def test_det_points_span_the_whole_curve():
+    fpr, fnr = st.det_points([2, 4], [1, 3])
+    assert fpr[0] == 1 and fnr[0] == 0 and fpr[-1] == 0 and fnr[-1] == 1
+    assert np.all(np.diff(fpr) <= 0) and np.all(np.diff(fnr) >= 0)
+    assert len(fpr) == 4 + 2  # every distinct score plus the two ends
+
+
+# ---------------------------------------------------------------- identification
+
+def test_topk_fractional_tie_at_top():
+    s = np.array([[1.0, 0.0, 0.0],
+                  [1.0, 2.0, 0.0],   # column 0: own model (1.0) tied with model 1 at the top -> 0.5
+                  [0.0, 1.0, 3.0]])
+    credit, mean = st.topk_fractional(s, k=1)
+    np.testing.assert_allclose(credit, [0.5, 1.0, 1.0])
+    assert mean == pytest.approx(2.5 / 3)
+    credit2, _ = st.topk_fractional(s, k=2)
+    np.testing.assert_allclose(credit2, [1.0, 1.0, 1.0])
+
+
+def test_topk_fractional_three_way_tie_straddling_k():
+    # own ties with two others, one competitor above: positions 2, 3, 4 equally likely; k=3 -> 2/3
+    s = np.array([[1.0, 0, 0, 0], [5.0, 0, 0, 0], [1.0, 0, 0, 0], [1.0, 0, 0, 0]]) + np.diag([0, 9, 9, 9])
+    credit, _ = st.topk_fractional(s, k=3)
+    assert credit[0] == pytest.approx(2 / 3)
+    assert st.topk_fractional(s, k=1)[0][0] == 0.0
+
+
+def test_check_finite_names_the_pair():
+    s = np.zeros((3, 3))
+    s[1, 2] = np.nan
+    s[2, 0] = np.inf
+    with pytest.raises(DISError, match=r"model 'bob' on data 'cid'"):
+        st.check_finite(s, ["ann", "bob", "cid"])
+    st.check_finite(np.zeros((2, 2)), ["a", "b"])
+
+
+# ---------------------------------------------------------------- bootstraps
+
+def _sim_matrix(n, rng, sep=1.5):
+    s = rng.standard_normal((n, n))
+    s[np.diag_indices(n)] += sep
+    return s
+
+
+def test_bootstrap_duplicates_are_excluded_not_impostors():
+    s = np.array([[0.0, -1, -2], [-3, 0, -4], [-5, -6, 0]])
+    sub = st._resample(s, np.array([0, 0, 2]))
+    assert np.isnan(sub[0, 1]) and np.isnan(sub[1, 0])
+    assert sub[0, 0] == 0 and sub[1, 1] == 0 and sub[0, 2] == -2 and sub[2, 1] == -5
+    # copies of one person never tie with each other in identification
+    assert st.topk_fractional(sub, 1)[1] == 1.0
+
+
+def test_bootstrap_interval_contains_point_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (20, 80):
+        s = _sim_matrix(n, rng)
+        r = st.bootstrap_participants(s, st.eer_matrix, n_boot=300, seed=1)
+        assert r.lo <= r.point <= r.hi
+        assert r.dist.shape == (300,)
+        widths.append(r.hi - r.lo)
+    assert widths[1] < widths[0]
+    r = st.bootstrap_participants(s, lambda m: st.topk_fractional(m, 1)[1], n_boot=200)
+    assert r.lo <= r.point <= r.hi
+
+
+def test_paired_bootstrap_detects_better_system_and_null():
+    rng = np.random.default_rng(3)
+    n = 40
+    base = rng.standard_normal((n, n))
+    good = base + 3 * np.eye(n)
+    bad = base + 0.3 * np.eye(n)
+    r = st.paired_bootstrap(good, bad, st.auc_matrix, n_boot=400)
+    assert r.diff > 0 and r.lo > 0 and r.p < 0.01
+    same = st.paired_bootstrap(good, good, st.auc_matrix, n_boot=100)
+    assert same.diff == 0 and same.p == 1.0
+
+
+def test_mcnemar_exact():
+    a = np.array([1] * 8 + [0] * 2 + [1] * 5, bool)
+    b = np.array([0] * 8 + [1] * 2 + [1] * 5, bool)
+    r = st.mcnemar_top1(a, b)
+    assert (r["n10"], r["n01"]) == (8, 2)
+    # two-sided binomial: 2 * P(X <= 2 | 10, .5) = 2 * 56 / 1024
+    assert r["p"] == pytest.approx(2 * 56 / 1024)
+    assert st.mcnemar_top1(a, a)["p"] == 1.0
+    with pytest.raises(DISError):
+        st.mcnemar_top1([0.5, 1], [1, 1])
+
+
+# ---------------------------------------------------------------- multiple comparisons
+
+def test_holm_and_bh_textbook():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted .005 .01 .03 .04 x (4,3,2,1) = .02 .03 .06 .04 -> running max .02 .03 .06 .06
+    np.testing.assert_allclose(st.holm(p), [0.03, 0.06, 0.06, 0.02])
+    # BH: sorted x 4/(1,2,3,4) = .02 .02 .04 .04 -> running min from the top: same
+    np.testing.assert_allclose(st.benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+    np.testing.assert_allclose(st.holm([0.5, 0.6]), [1.0, 1.0])
+    out = st.benjamini_hochberg([0.01, np.nan, 0.04])
+    assert np.isnan(out[1]) and out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.04)
+
+
+# ---------------------------------------------------------------- MDS
+
+def test_mds_recovers_points_up_to_rotation():
+    pts = np.array([[0, 0], [3, 0], [0, 4], [3, 4], [1, 2]], float)
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    x, w = st.classical_mds(d, k=2)
+    np.testing.assert_allclose(np.linalg.norm(x[:, None] - x[None], axis=-1), d, atol=1e-9)
+    assert np.all(w > 0)
+    # similarity input: sim = c - d (NaN diagonal) is read as dissimilarity max(sim) - sim = d - min(d)
+    sim = 10 - d
+    np.fill_diagonal(sim, np.nan)
+    xs, _ = st.classical_mds(sim, k=2, similarity=True)
+    d2 = d - d[d > 0].min()
+    np.fill_diagonal(d2, 0)
+    x2, _ = st.classical_mds(d2, k=2)
+    np.testing.assert_allclose(np.linalg.norm(xs[:, None] - xs[None], axis=-1),
+                               np.linalg.norm(x2[:, None] - x2[None], axis=-1), atol=1e-9)
+
+
+# ---------------------------------------------------------------- dyads
+
+def test_pair_similarity_symmetric_nan_diagonal():
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((6, 6)) * np.arange(1, 7)[:, None]  # rows on very different scales
+    sim = st.pair_similarity(s)
+    assert np.all(np.isnan(np.diag(sim)))
+    np.testing.assert_allclose(sim, sim.T, equal_nan=True)
+    # a global positive affine map of the scores leaves the normalised similarity unchanged
+    np.testing.assert_allclose(st.pair_similarity(3 * s - 7), sim, equal_nan=True)
+
+
+def test_dyad_statistic_hand_computed():
+    sim = np.array([[np.nan, 4, 1, 0],
+                    [4, np.nan, 2, 1],
+                    [1, 2, np.nan, 3],
+                    [0, 1, 3, np.nan]])
+    # dyad (0,1): 4 - (mean(1,0) + mean(2,1)) / 2 = 4 - 1 = 3 ; dyad (2,3): 3 - (mean(1,2)+mean(0,1))/2 = 2
+    np.testing.assert_allclose(st.dyad_statistic(sim, [(0, 1), (2, 3)]), [3.0, 2.0])
+    with pytest.raises(DISError):
+        st.dyad_statistic(sim, [(0, 1), (1, 2)])
+
+
+def test_matchings_avoid_real_couples_and_respect_groups():
+    rng = np.random.default_rng(0)
+    people = np.arange(12)
+    partner = people ^ 1
+    groups = np.repeat([0, 1, 2], 4)
+    m = st._matchings(people, partner, groups, 300, rng)
+    assert m.shape == (300, 6, 2)
+    assert not (partner[m[..., 0]] == m[..., 1]).any()
+    assert np.all(groups[m[..., 0]] == groups[m[..., 1]])
+    assert all(sorted(row.ravel()) == list(range(12)) for row in m[:20])
+
+
+def test_dyad_permutation_calibrated_under_null():
+    """200 null cohorts of 16 couples (partners share nothing): rejection rate at 0.05 near 0.05."""
+    ps = []
+    for c in range(200):
+        s, pairs = st.simulate_dyad_scores(16, 0.0, np.random.default_rng(10_000 + c))
+        r = st.dyad_permutation_test(st.pair_similarity(s), pairs, n_perm=500, seed=c, n_boot=200)
+        ps.append(r["p"])
+    rate = np.mean(np.array(ps) <= 0.05)
+    assert 0.03 <= rate <= 0.07, rate
+
+
+def test_dyad_permutation_calibrated_within_groups():
+    ps = []
+    groups = np.repeat(np.arange(4), 8)  # 4 sites of 4 couples
+    for c in range(200):
+        s, pairs = st.simulate_dyad_scores(16, 0.0, np.random.default_rng(20_000 + c))
+        r = st.dyad_permutation_test(st.pair_similarity(s), pairs, groups=groups, n_perm=500, seed=c,
+                                     n_boot=200)
+        ps.append(r["p"])
+    rate = np.mean(np.array(ps) <= 0.05)
+    assert 0.02 <= rate <= 0.08, rate
+
+
+def test_dyad_permutation_power_when_partners_share():
+    s, pairs = st.simulate_dyad_scores(16, 0.7, np.random.default_rng(1))
+    r = st.dyad_permutation_test(st.pair_similarity(s), pairs, n_perm=500)
+    assert r["p"] < 0.01
+    assert r["observed"] > 0 and r["effect_size"] > 3 and r["ci_lo"] > 0
+    assert r["null"].shape == (500,)
+    assert abs(r["null_mean"]) < 0.5 * r["null_sd"]
