@@ -18,6 +18,26 @@ from .atomic import atomic_path
 
 PROVENANCE_SHEET = "provenance"
 _BOLD = Font(bold=True)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """A cell value that a spreadsheet shows as text, never runs as a formula (OWASP CSV injection):
+    a string starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading ``'``.
+    Anything that is not a ``str`` (numbers, dates, None) is returned unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` with :func:`safe_cell` applied to every string cell (and column name), for CSV."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c].dtype):
+            out[c] = out[c].map(safe_cell)
+    out.columns = [safe_cell(c) for c in out.columns]
+    return out
 
 
 def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:
@@ -46,9 +66,10 @@ def write_workbook(path: Path, sheets: dict[str, pd.DataFrame | Rows], prov: dic
     for name, data in sheets.items():
         ws = wb.create_sheet(name[:31])
         if isinstance(data, Rows):
-            header, rows = list(data.header), data.rows
+            header = [safe_cell(str(h)) for h in data.header]
+            rows = ([safe_cell(v) for v in row] for row in data.rows)
         else:
-            header = [str(c) for c in data.columns]
+            header = [safe_cell(str(c)) for c in data.columns]
             rows = zip(*[_cells(data.iloc[:, k]) for k in range(data.shape[1])])
         ws.append(_header(ws, header))
         for row in rows:
@@ -69,12 +90,13 @@ def _header(ws, names: list[str]) -> list:
 
 def _cells(col: pd.Series) -> list:
     """A column as plain Python values for openpyxl, as ``to_excel`` writes them: missing values (NaN,
-    None, NaT) become empty cells, infinities the text 'inf' / '-inf' (Excel has no infinite number)."""
+    None, NaT) become empty cells, infinities the text 'inf' / '-inf' (Excel has no infinite number),
+    strings pass through :func:`safe_cell`."""
     vals = col.tolist()
     if isinstance(col.dtype, np.dtype) and col.dtype.kind in "biu":
         return vals  # plain numpy bool/int: nothing can be missing
     miss = col.isna().to_numpy()
-    return [None if m else (_inf_text(v) if isinstance(v, float) and math.isinf(v) else v)
+    return [None if m else (_inf_text(v) if isinstance(v, float) and math.isinf(v) else safe_cell(v))
             for v, m in zip(vals, miss)]
 
 
@@ -86,4 +108,4 @@ def _provenance_sheet(wb: Workbook, prov: dict[str, Any]) -> None:
     pw = wb.create_sheet(PROVENANCE_SHEET)
     pw.append(_header(pw, ["key", "value"]))
     for r in provenance_rows(prov):
-        pw.append(list(r))
+        pw.append([safe_cell(v) for v in r])

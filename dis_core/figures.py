@@ -15,6 +15,12 @@ import numpy as np  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 
 
+def literal(s: Any) -> str:
+    """Text shown exactly as written: escape ``$`` so matplotlib does not read mathtext
+    (a file name such as ``a$b$c.mp4`` would otherwise render as maths, or fail to parse)."""
+    return str(s).replace("$", r"\$")
+
+
 def save_png(fig, path: Path, prov: dict[str, Any], tight: bool = True) -> None:
     """Save a figure as PNG atomically; provenance goes into the PNG's Description text chunk.
 
@@ -36,7 +42,7 @@ def landmark_pca_png(path: Path, scores: np.ndarray, times_s: np.ndarray, explai
     cb.set_label("time (s)")
     ax.set_xlabel(f"PC1 ({100 * explained[0]:.1f}% of variance)")
     ax.set_ylabel(f"PC2 ({100 * explained[1]:.1f}% of variance)")
-    ax.set_title(title)
+    ax.set_title(literal(title))
     ax.grid(alpha=0.3)
     save_png(fig, path, prov, tight=False)
 
@@ -49,7 +55,7 @@ def _loss_axes(ax, hist: dict, best: int, title: str) -> None:
         ax.axvline(best + 1, color="k", ls=":", lw=1, label=f"best (epoch {best + 1})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative log-likelihood (nats / frame)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(literal(title), fontsize=9)
     ax.grid(alpha=0.3)
 
 
@@ -71,7 +77,7 @@ def loss_grid_png(path: Path, curves: list[tuple[str, dict, int]], title: str, p
         _loss_axes(ax, hist, best, name)
     for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(literal(title))
     fig.tight_layout()
     save_png(fig, path, prov)
 
@@ -81,15 +87,16 @@ def heatmap_png(path: Path, s: np.ndarray, labels: list[str], title: str, prov: 
     n = len(labels)
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * n, 1.0 + 0.45 * n))
     im = ax.imshow(s, cmap="viridis")
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), labels, fontsize=7)
+    ticks = [literal(x) for x in labels]
+    ax.set_xticks(range(n), ticks, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), ticks, fontsize=7)
     ax.set_xlabel("held-out data of participant")
     ax.set_ylabel("model (DIS) of participant")
     best = np.nanargmax(np.where(np.isfinite(s), s, -np.inf), axis=0)
     ax.scatter(np.arange(n), best, marker="o", facecolors="none", edgecolors="w", s=40, label="best model per data")
     cb = fig.colorbar(im, ax=ax)
     cb.set_label("mean log-likelihood (nats / frame)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(literal(title), fontsize=10)
     save_png(fig, path, prov)
 
 
@@ -99,10 +106,10 @@ def roc_det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], ti
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
     for name, (fpr, tpr) in curves.items():
-        a1.plot(fpr, tpr, label=name)
+        a1.plot(fpr, tpr, label=literal(name))
         f = np.clip(fpr, 1e-4, 1 - 1e-4)
         m = np.clip(1 - tpr, 1e-4, 1 - 1e-4)
-        a2.plot(norm.ppf(f), norm.ppf(m), label=name)
+        a2.plot(norm.ppf(f), norm.ppf(m), label=literal(name))
     a1.plot([0, 1], [0, 1], "k:", lw=1)
     a1.set_xlabel("false accept rate (impostor pairs accepted)")
     a1.set_ylabel("true accept rate (genuine pairs accepted)")
@@ -116,7 +123,7 @@ def roc_det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], ti
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(literal(title))
     save_png(fig, path, prov)
 
 
@@ -129,10 +136,10 @@ def norms_png(path: Path, groups: dict[str, np.ndarray], title: str, prov: dict[
     for (name, _), v in zip(groups.items(), vals):
         if len(v):
             ax.hist(np.clip(v, 0, hi), bins=bins, density=True, histtype="step", lw=1.5,
-                    label=f"{name} (n={len(v)}, median {np.median(v):.2f})")
+                    label=f"{literal(name)} (n={len(v)}, median {np.median(v):.2f})")
     ax.set_xlabel("norm |log p(x) - mean log p(own held-out)| (nats)")
     ax.set_ylabel("density")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(literal(title), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     save_png(fig, path, prov)
@@ -151,11 +158,11 @@ def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: 
         ax.scatter(v[:, 0], v[:, 1], s=2, alpha=0.4, c=np.arange(len(v)), cmap="viridis")
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
-        ax.set_title(pid, fontsize=9)
+        ax.set_title(literal(pid), fontsize=9)
         ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f}%)", fontsize=8)
         ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f}%)", fontsize=8)
     for ax in list(axes.flat)[len(scores):]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(literal(title))
     fig.tight_layout()
     save_png(fig, path, prov)

@@ -7,6 +7,7 @@ import dataclasses
 import difflib
 import hashlib
 import io
+import json
 import math
 import os
 import re
@@ -16,6 +17,8 @@ from .errors import ManifestError
 
 REQUIRED = ("participant_id", "session", "video")
 OPTIONAL = ("dyad", "split", "fps")
+CONTROL = ("allow_duplicate",)  # recognised, not carried to reports
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("", "false", "0", "no")
 SPLITS = ("train", "test")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -86,7 +89,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raise ManifestError(str(path), problems)
 
     base = path.parent
-    extras = tuple(h for h in header if h not in REQUIRED + OPTIONAL and h)
+    extras = tuple(h for h in header if h not in REQUIRED + OPTIONAL + CONTROL and h)
     entries: list[VideoEntry] = []
     seen: dict[tuple[str, str, str], int] = {}
     rows = []
@@ -101,8 +104,15 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     if not rows:
         problems.append("no data rows")
 
+    same: dict[str, tuple[int, str]] = {}  # real path -> first row naming it
+    by_size: dict[int, list[tuple[int, str, str]]] = {}  # size -> (row, video, real path) of earlier rows
     for line, rec in rows:
         pid, ses, vid = rec["participant_id"], rec["session"], rec["video"]
+        allow = rec.get("allow_duplicate", "").lower()
+        if allow not in TRUE_WORDS + FALSE_WORDS:
+            problems.append(f"row {line}: allow_duplicate '{rec['allow_duplicate']}' must be true/1/yes, "
+                            "false/0/no or empty")
+        allow_dup = allow in TRUE_WORDS
         for col, val in (("participant_id", pid), ("session", ses), ("dyad", rec.get("dyad", ""))):
             if col != "dyad" and not val:
                 problems.append(f"row {line}: empty {col}")
@@ -112,7 +122,8 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         if not vid:
             problems.append(f"row {line}: empty video")
         key = (pid, ses, vid)
-        if vid and key in seen:
+        triple_dup = bool(vid) and key in seen
+        if triple_dup:
             problems.append(f"row {line}: duplicate of row {seen[key]} (participant_id={pid}, session={ses}, video={vid})")
         seen.setdefault(key, line)
         vpath = (base / vid) if vid else base
@@ -126,6 +137,17 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                 problems.append(f"row {line}: video is not a regular file: {vpath}")
             elif not os.access(vpath, os.R_OK):
                 problems.append(f"row {line}: video file is not readable (permissions): {vpath}")
+            elif not triple_dup:
+                dup = _same_video(line, vid, vpath, same, by_size)
+                if dup and not allow_dup:
+                    problems.append(dup + f"; if that is intended, set allow_duplicate=yes on row {line}")
+        elif vid and not triple_dup:  # files not checked: still refuse two names for one path
+            real = os.path.realpath(vpath)
+            if real in same and not allow_dup:
+                k, v = same[real]
+                problems.append(f"row {line}: video '{vid}' is the same file as row {k}'s video '{v}' ({real}); "
+                                f"if that is intended, set allow_duplicate=yes on row {line}")
+            same.setdefault(real, (line, vid))
         split = rec.get("split", "").lower() or None
         if split is not None and split not in SPLITS:
             problems.append(f"row {line}: split '{rec['split']}' must be one of {', '.join(SPLITS)} or empty")
@@ -142,27 +164,72 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             row=line, participant_id=pid, session=ses, video=vpath.resolve() if vid else vpath,
             video_rel=vid, dyad=rec.get("dyad") or None, split=split, fps=fps,
             extra=tuple((c, rec[c]) for c in extras)))
+    if not problems:
+        entries = _with_unit_ids(entries)
+        first: dict[str, int] = {}
+        for e in entries:
+            if e.unit_id in first:  # a 32-bit hash collision: astronomically unlikely, but never silent
+                problems.append(f"row {e.row}: unit id '{e.unit_id}' collides with row {first[e.unit_id]}'s; "
+                                "rename the video file")
+            first.setdefault(e.unit_id, e.row)
     if problems:
         raise ManifestError(str(path), problems)
-    return Manifest(path=path.resolve(), entries=tuple(_with_unit_ids(entries)), extra_columns=extras)
+    return Manifest(path=path.resolve(), entries=tuple(entries), extra_columns=extras)
+
+
+def unit_id(participant_id: str, session: str, video_rel: str) -> str:
+    """File-name-safe, readable and injective unit id: ``participant_session_videostem-hash8``.
+
+    The readable part alone is ambiguous (participant ``a_b`` session ``c`` vs participant ``a`` session
+    ``b_c``; stems are sanitised and shortened), so a hash of the exact (participant, session, video)
+    triple is always appended."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(video_rel).stem).strip("._-") or "video"
+    h = hashlib.sha1(json.dumps([participant_id, session, video_rel]).encode()).hexdigest()[:8]
+    return f"{participant_id}_{session}_{stem[:48]}-{h}"
 
 
 def _with_unit_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
-    """Give each row a unique, file-name-safe unit id: participant_session_videostem[-hash]."""
-    def base_id(e: VideoEntry) -> str:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(e.video_rel).stem).strip("._-") or "video"
-        return f"{e.participant_id}_{e.session}_{stem[:48]}"
+    """Give each row its unit id (see :func:`unit_id`)."""
+    return [dataclasses.replace(e, unit_id=unit_id(e.participant_id, e.session, e.video_rel)) for e in entries]
 
-    counts: dict[str, int] = {}
-    for e in entries:
-        counts[base_id(e)] = counts.get(base_id(e), 0) + 1
-    out = []
-    for e in entries:
-        uid = base_id(e)
-        if counts[uid] > 1:
-            uid += "-" + hashlib.sha1(e.video_rel.encode()).hexdigest()[:8]
-        out.append(dataclasses.replace(e, unit_id=uid))
-    return out
+
+_HASHES: dict[tuple[str, int, int], str] = {}  # (real path, size, mtime_ns) -> sha256
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, cached per (real path, size, modification time)."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def _same_video(line: int, vid: str, vpath: Path, same: dict[str, tuple[int, str]],
+                by_size: dict[int, list[tuple[int, str, str]]]) -> str | None:
+    """The problem line if this row's video is an earlier row's file (same real path: '.', '..', links)
+    or a copy of it (same size, then same sha256); records the row for later rows either way."""
+    real = os.path.realpath(vpath)
+    if real in same:
+        k, v = same[real]
+        return f"row {line}: video '{vid}' is the same file as row {k}'s video '{v}' ({real})"
+    same[real] = (line, vid)
+    size = os.stat(real).st_size
+    earlier = by_size.setdefault(size, [])
+    earlier.append((line, vid, real))
+    for k, v, other in earlier[:-1]:
+        try:
+            if file_sha256(other) == file_sha256(real):
+                return (f"row {line}: video '{vid}' has the same content as row {k}'s video '{v}' "
+                        f"(sha256 {file_sha256(real)[:12]}…)")
+        except OSError:
+            continue
+    return None
 
 
 def _inside(base: Path, p: Path) -> bool:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from .atomic import write_text_atomic
-from .excel import write_workbook
+from .excel import safe_frame, write_workbook
 
 # Exit codes (documented in the README): distinct for success, partial and total failure.
 EXIT_OK = 0
@@ -72,9 +72,9 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
         {"stage": "extract", "exit_code": exit_code(results), "units": qc.to_dict(orient="records"),
          "provenance": prov}, indent=2, default=str))
     write_text_atomic(d / "extract_summary.txt", format_summary("extract", results) + "\n")
-    write_text_atomic(d / "extraction_qc.csv", qc.to_csv(index=False))
+    write_text_atomic(d / "extraction_qc.csv", safe_frame(qc).to_csv(index=False))
     smiles = smile_table(results)
-    write_text_atomic(d / "smile_summary.csv", smiles.to_csv(index=False))
+    write_text_atomic(d / "smile_summary.csv", safe_frame(smiles).to_csv(index=False))
     write_workbook(d / "smile_summary.xlsx", {"per_video": smiles}, prov)
     return d
 

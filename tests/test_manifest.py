@@ -18,7 +18,7 @@ def videos(tmp_path):
     for n in ("a.mp4", "b.mp4", "c d é.mp4"):
         p = tmp_path / "vids" / n
         p.parent.mkdir(exist_ok=True)
-        p.write_bytes(b"x")
+        p.write_bytes(n.encode())  # distinct content: identical files are refused as duplicates
         out.append(p)
     return out
 
@@ -43,7 +43,7 @@ def test_invalid_manifest_lists_every_problem_with_rows(tmp_path, videos, make_m
         {"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "split": "", "fps": ""},
         {"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "split": "", "fps": ""},  # duplicate
         {"participant_id": "", "session": "s1", "video": "vids/b.mp4", "split": "", "fps": ""},  # empty id
-        {"participant_id": "../evil", "session": "s1", "video": "vids/b.mp4", "split": "", "fps": ""},  # unsafe
+        {"participant_id": "../evil", "session": "s1", "video": "vids/c d é.mp4", "split": "", "fps": ""},  # unsafe
         {"participant_id": "p3", "session": "s1", "video": "vids/missing.mp4", "split": "", "fps": ""},
         {"participant_id": "p4", "session": "s1", "video": "vids/b.mp4", "split": "validation", "fps": "-3"},
     ])
@@ -57,7 +57,8 @@ def test_invalid_manifest_lists_every_problem_with_rows(tmp_path, videos, make_m
     assert "row 6: video file not found" in text and "missing.mp4" in text
     assert "row 7: split 'validation'" in text
     assert "row 7: fps '-3'" in text
-    assert len(probs) == 6
+    assert "row 7: video 'vids/b.mp4' is the same file as row 4's video 'vids/b.mp4'" in text
+    assert len(probs) == 7
 
 
 def test_missing_required_column_suggests_the_near_miss(make_manifest, videos):
@@ -117,3 +118,70 @@ def test_unit_ids_stay_inside_the_output_folder(tmp_path):
 
     d = unit_dir(out, load_manifest(p).entries[0]).resolve()
     assert d.is_relative_to(out.resolve())
+
+
+@pytest.fixture
+def same_video(tmp_path):
+    v = tmp_path / "videos" / "x.mp4"
+    v.parent.mkdir()
+    v.write_bytes(b"some video bytes")
+    (tmp_path / "videos" / "link.mp4").symlink_to(v)
+    (tmp_path / "videos" / "copy.mp4").write_bytes(v.read_bytes())
+    (tmp_path / "videos" / "other.mp4").write_bytes(b"some video byteZ")  # same size, other content
+    return v
+
+
+@pytest.mark.parametrize("second, kind", [("./videos/x.mp4", "is the same file"),
+                                          ("videos/../videos/x.mp4", "is the same file"),
+                                          ("videos/link.mp4", "is the same file"),
+                                          ("videos/copy.mp4", "has the same content")])
+def test_one_video_under_two_names_is_refused_with_both_rows(same_video, make_manifest, second, kind):
+    rows = [{"participant_id": "p1", "session": "s1", "video": "videos/x.mp4"},
+            {"participant_id": "p1", "session": "s1", "video": "videos/other.mp4"},
+            {"participant_id": "p2", "session": "s1", "video": second}]
+    with pytest.raises(ManifestError) as ei:
+        load_manifest(make_manifest(rows))
+    assert len(ei.value.problems) == 1
+    msg = ei.value.problems[0]
+    assert msg.startswith(f"row 4: video '{second}' {kind} as row 2's video 'videos/x.mp4'") and "allow_duplicate" in msg
+    # allow_duplicate on the later row accepts it (and is not carried as an extra column)
+    for word in ("true", "1", "YES"):
+        ok = load_manifest(make_manifest([dict(r, allow_duplicate="") for r in rows[:2]]
+                                         + [dict(rows[2], allow_duplicate=word)]))
+        assert len(ok.entries) == 3 and ok.extra_columns == ()
+        assert ok.entries[2].video == same_video.resolve() or "content" in kind
+    # on the earlier row it does not
+    with pytest.raises(ManifestError):
+        load_manifest(make_manifest([dict(rows[0], allow_duplicate="yes"), dict(rows[1], allow_duplicate=""),
+                                     dict(rows[2], allow_duplicate="no")]))
+
+
+def test_same_path_refused_without_file_checks(same_video, make_manifest):
+    path = make_manifest([{"participant_id": "p1", "session": "s1", "video": "videos/x.mp4"},
+                          {"participant_id": "p2", "session": "s1", "video": "./videos/x.mp4"}])
+    with pytest.raises(ManifestError) as ei:
+        load_manifest(path, check_files=False)
+    assert "row 3: video './videos/x.mp4' is the same file as row 2's" in str(ei.value)
+
+
+def test_bad_allow_duplicate_value_is_a_problem(videos, make_manifest):
+    path = make_manifest([{"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "allow_duplicate": "maybe"}])
+    with pytest.raises(ManifestError) as ei:
+        load_manifest(path)
+    assert "row 2: allow_duplicate 'maybe'" in str(ei.value)
+
+
+def test_unit_ids_are_injective_and_readable(tmp_path, make_manifest):
+    (tmp_path / "c.mp4").write_bytes(b"1")
+    (tmp_path / "b_c.mp4").write_bytes(b"2")
+    m = load_manifest(make_manifest([
+        {"participant_id": "a_b", "session": "c", "video": "c.mp4"},  # readable join: a_b_c_c
+        {"participant_id": "a", "session": "b_c", "video": "c.mp4", "allow_duplicate": "yes"},  # also a_b_c_c
+        {"participant_id": "a", "session": "b", "video": "b_c.mp4"},
+    ]))
+    uids = [e.unit_id for e in m.entries]
+    assert len(set(uids)) == 3
+    assert uids[0].startswith("a_b_c_c-") and uids[1].startswith("a_b_c_c-")
+    assert all(len(u.rsplit("-", 1)[1]) == 8 for u in uids)
+    from dis_core.manifest import unit_id
+    assert uids[0] == unit_id("a_b", "c", "c.mp4")  # deterministic: reruns find the same folders

@@ -52,3 +52,50 @@ def test_workbook_reads_back_as_written(tmp_path):
     assert back["detected"].tolist() == df["detected"].tolist()
     assert dict(wb[PROVENANCE_SHEET].iter_rows(min_row=2, values_only=True)) == {"dis_version": "x", "n": "3"}
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
+
+
+def test_user_strings_are_written_as_text_never_formulas(tmp_path):
+    from dis_core.excel import Rows, safe_cell
+
+    bad = ['=HYPERLINK("x")', "+1", "@SUM(A1)", "-2", "\tx", "\rx"]
+    df = pd.DataFrame({"s": bad, "n": [-1, -2.5, 3, -4, 5, 6], "ok": ["a", "b-c", "", None, "'=x", "1"]})
+    p = tmp_path / "w.xlsx"
+    write_workbook(p, {"df": df, "rows": Rows(["=h", "n"], ((s, -1.5) for s in bad))}, {"user": "=cmd|x"})
+    wb = openpyxl.load_workbook(p)
+    for sheet in ("df", "rows"):
+        ws = wb[sheet]
+        cells = [ws.cell(row=i + 2, column=1) for i in range(len(bad))]
+        assert all(c.data_type == "s" and c.value.startswith("'") for c in cells)
+        assert [c.value for c in cells][:5] == ["'" + b for b in bad[:5]]  # (xlsx reads a lone CR back as LF)
+        assert all(isinstance(ws.cell(row=i + 2, column=2).value, (int, float)) for i in range(len(bad)))
+    assert wb["df"]["B2"].value == -1 and wb["df"]["B3"].value == -2.5  # negative numbers stay numbers
+    assert wb["rows"]["A1"].value == "'=h"
+    assert [wb["df"].cell(row=i, column=3).value for i in range(2, 8)] == ["a", "b-c", None, None, "'=x", "1"]
+    assert dict(wb[PROVENANCE_SHEET].iter_rows(min_row=2, values_only=True))["user"] == "'=cmd|x"
+    assert safe_cell(-3) == -3 and safe_cell(None) is None and safe_cell("'=x") == "'=x"
+
+
+def test_summary_csvs_escape_formulas(tmp_path):
+    from dis_core.extract import UnitResult
+    from dis_core.summary import write_extract_summary
+
+    r = UnitResult("u1", "p1", "s1", "-video.mp4", status="failed", message="=1+1 broke")
+    d = write_extract_summary(tmp_path, [r], {"dis_version": "x"})
+    qc = pd.read_csv(d / "extraction_qc.csv")
+    assert qc["video"][0] == "'-video.mp4" and qc["message"][0] == "'=1+1 broke"
+    assert qc["participant_id"][0] == "p1"
+
+
+def test_figure_titles_and_labels_show_dollars_literally(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from dis_core.figures import heatmap_png, literal, save_png
+
+    fig, ax = plt.subplots()
+    t = ax.set_title(literal("a$b$c.mp4"))
+    assert t.get_text() == r"a\$b\$c.mp4"
+    save_png(fig, tmp_path / "t.png", {"dis_version": "x"})
+    assert (tmp_path / "t.png").is_file()
+    labels = ["p$1", "p$2$x"]
+    heatmap_png(tmp_path / "h.png", np.array([[1.0, 2.0], [3.0, np.nan]]), labels, "video a$b$c.mp4 ^_{", {})
+    assert (tmp_path / "h.png").stat().st_size > 0
