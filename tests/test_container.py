@@ -40,7 +40,7 @@ def test_a_stage_inside_the_image_equals_the_host(sif, samples, model, make_mani
     r = subprocess.run(["apptainer", "run", "--bind", f"{tmp_path},{samples['single_face.mp4'].parent}", str(sif),
                         "extract", "-m", str(m), "-o", str(tmp_path / "in")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    inside = read_extraction(tmp_path / "in" / "videos" / "p_s1_single_face" / "extraction.h5")
+    inside = read_extraction(next((tmp_path / "in" / "videos").glob("p_s1_single_face-*/extraction.h5")))
     assert inside.provenance["model_path"] == "/opt/dis/face_landmarker.task"
     assert inside.provenance["container"] == str(sif)
     host = extract_video(load_manifest(m).entries[0], tmp_path / "host", model, ExtractConfig(), progress=False)
@@ -73,6 +73,6 @@ def test_a_slurm_array_inside_the_image(sif, samples, model, tmp_path):
         assert time.time() < deadline
         time.sleep(2)
     assert all(u["state"] == "done" for s in st.values() for u in s), st
-    x = read_extraction(tmp_path / "run" / "videos" / "ph01_s1_ph01_s1" / "extraction.h5")
+    x = read_extraction(next((tmp_path / "run" / "videos").glob("ph01_s1_ph01_s1-*/extraction.h5")))
     assert x.provenance["container"] == str(sif), "the array task ran inside the image"
     assert x.provenance["model_sha256"] == "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"

@@ -18,10 +18,12 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
         {"participant_id": "carphone", "session": "s1", "video": str(samples["carphone_pristine.mp4"]), "dyad": "d1"},
         {"participant_id": "single", "session": "s1", "video": str(samples["single_face.mp4"]), "dyad": "d2"},
         {"participant_id": "facenoface", "session": "s1", "video": str(samples["face_noface.mov"]), "dyad": "d2"},
-        # one session only, marked train: nothing to hold out
+        # one session only, marked train: nothing to hold out (the same file as wolfgang's, declared)
         {"participant_id": "solo", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"]), "dyad": "",
-         "split": "train"},
+         "split": "train", "allow_duplicate": "yes"},
     ]
+    for row in rows:
+        row.setdefault("allow_duplicate", "")
     m = make_manifest(rows)
     out = tmp_path / "run"
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
