@@ -12,8 +12,9 @@ import numpy as np
 from .cohort import Cohort, ParticipantData, load_cohort, participant_features
 from .errors import DISError
 from .flows import Density, load_density
-from .scoring import (dyad_comparisons, identification, norms, ranks, score_all, score_matrix, tnorm, verification,
-                      znorm)
+from .scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks, score_all,
+                      score_matrix, tnorm, verification, znorm)
+from .stats import holm
 from .train import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME, TrainConfig, model_dir
 
 METHODS = ("flow", "gaussian")
@@ -30,7 +31,7 @@ class MethodScores:
     z: np.ndarray
     metrics: dict[str, float]
     roc: dict[str, tuple[np.ndarray, np.ndarray]]
-    dyads: dict[str, dict[str, float]]
+    dyads: dict[str, float] | None  # partner vs stranger permutation test (None without 2+ dyads)
 
 
 @dataclasses.dataclass
@@ -44,6 +45,7 @@ class FeatureSetScores:
     histories: dict[str, tuple[dict, int]]
     left_out: list[dict]
     test_data_frames: dict[str, dict[str, np.ndarray]]
+    comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
 
 
 def reduce_feature_set(cohort: Cohort, cfg: TrainConfig, min_test_frames: int = 20) -> FeatureSetScores:
@@ -90,14 +92,38 @@ def reduce_feature_set(cohort: Cohort, cfg: TrainConfig, min_test_frames: int = 
         zs = znorm(s)
         verz = verification(zs)
         vert = verification(tnorm(s))
-        metrics = {**identification(s), "auc": vert["auc"], "eer": vert["eer"], "auc_raw": ver["auc"],
-                   "eer_raw": ver["eer"], "auc_znorm": verz["auc"], "eer_znorm": verz["eer"]}
+        metrics = {**identification(s), "auc": vert["auc"], "eer": vert["eer"], **headline_intervals(s),
+                   "auc_raw": ver["auc"], "eer_raw": ver["eer"], "auc_znorm": verz["auc"], "eer_znorm": verz["eer"]}
         methods[m] = MethodScores(s, pf, norms(pf, s), ranks(s), zs, metrics,
                                   {"t-norm": (vert["fpr"], vert["tpr"]), "raw": (ver["fpr"], ver["tpr"]),
                                    "z-norm": (verz["fpr"], verz["tpr"])},
-                                  dyad_comparisons(s, dyads))
+                                  partner_test(s, dyads, _groups(cohort, pids)))
     return FeatureSetScores(fs, pids, dyads, {p: len(data[p].x) for p in pids}, methods, training, histories,
-                            left_out, {p: data[p].frames for p in pids})
+                            left_out, {p: data[p].frames for p in pids},
+                            compare_methods(methods["flow"].s, methods["gaussian"].s))
+
+
+GROUP_COLUMN = "group"
+
+
+def _groups(cohort: Cohort, pids: list[str]) -> list[str] | None:
+    """The manifest's ``group`` column per participant (pseudo-couples are formed within groups)."""
+    vals = []
+    for p in pids:
+        extra = dict(cohort.videos_of(p)[0].extra)
+        vals.append(extra.get(GROUP_COLUMN, ""))
+    return vals if any(vals) else None
+
+
+def adjust_partner_tests(results: list[FeatureSetScores]) -> str:
+    """Holm-adjust the partner-vs-stranger p-values across the run's family (every feature set x method
+    with a test); writes ``p_holm`` into each test and returns the family's name."""
+    tests = [r.methods[m].dyads for r in results for m in METHODS if r.methods[m].dyads]
+    if tests:
+        for t, p in zip(tests, holm([t["p"] for t in tests])):
+            t["p_holm"] = float(p)
+    return (f"partner vs stranger, {len(tests)} test(s): every feature set x method of this run; "
+            "Holm-adjusted (p_holm)")
 
 
 def _bound(d: Density, columns: list[str]):
@@ -123,4 +149,5 @@ def reduce_cohort(out_root: Path, cfgs: list[TrainConfig], min_test_frames: int 
             results.append(reduce_feature_set(cohort, cfg, min_test_frames))
         except DISError as e:
             problems.append({"feature_set": cfg.features.name, "reason": str(e)})
+    adjust_partner_tests(results)
     return cohort, results, problems

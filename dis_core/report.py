@@ -41,23 +41,24 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             row = {"feature_set": r.feature_set, "method": m, "participants": len(r.participants)}
             row.update({k: v for k, v in r.methods[m].metrics.items()})
             summary_rows.append(row)
+        verdicts.append(verdict_text(r))
         fl, ga = r.methods["flow"].metrics, r.methods["gaussian"].metrics
-        better = fl["top1"] >= ga["top1"] and fl["eer"] <= ga["eer"]
-        verdict = (f"{r.feature_set}: the flows {'beat or match' if better else 'do NOT beat'} the Gaussian baseline "
-                   f"(top-1 {fl['top1']:.2f} vs {ga['top1']:.2f}, EER {fl['eer']:.3f} vs {ga['eer']:.3f})")
-        verdicts.append(verdict)
-        headline.append(f"  {r.feature_set:12s} N={len(r.participants):3d}  top-1 {fl['top1']:.2f}  "
-                        f"EER {fl['eer']:.3f}  AUC {fl['auc']:.3f}  (baseline top-1 {ga['top1']:.2f}, EER {ga['eer']:.3f})")
+        headline.append(f"  {r.feature_set:12s} N={len(r.participants):3d}  flow {_ci(fl, 'top1', 'top-1')}  "
+                        f"{_ci(fl, 'eer', 'EER')}  {_ci(fl, 'auc', 'AUC')}")
+        headline.append(f"  {'':12s} {'':6s}  gaussian {_ci(ga, 'top1', 'top-1')}  {_ci(ga, 'eer', 'EER')}  "
+                        f"(chance: top-1 {fl['chance_top1']:.2f}, EER 0.5, AUC 0.5)")
     summary = pd.DataFrame(summary_rows)
     split_rule = split_rule_text(cohort)
     info = pd.DataFrame({"item": ["participants in cohort", "split rule", "videos used", "videos left out", "feature sets scored",
-                                  "baseline comparison", "pair score", "verification scores"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
+                                  "baseline comparison", "pair score", "verification scores", "intervals", "partner tests"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
                          "value": [len(cohort.participants), split_rule, len(cohort.entries), len(cohort.left_out),
                                    ", ".join(r.feature_set for r in results), "one Gaussian per participant "
                                    "(Ledoit-Wolf covariance) on the same features", SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
-                                   "data"] + verdicts})
+                                   "data", "95% percentile bootstrap over participants (people resampled, 1,000 "
+                                   "draws); flow vs baseline: paired bootstrap of the difference and exact McNemar "
+                                   "on top-1 (sheet comparisons)", partner_family(results)] + verdicts})
     sheets["summary"] = info
     sheets["metrics"] = summary
     long_rows, dyad_rows, train_rows = [], [], []
@@ -75,15 +76,19 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                         "model_dyad": r.dyads[i], "data_dyad": r.dyads[j], "relation": relation(r.dyads, i, j),
                         "score": ms.s[i, j], "z_score": ms.z[i, j], "rank_of_model_for_data": int(ms.ranks[i, j]),
                         "frames": len(nv), "mean_norm": float(np.mean(nv)), "median_norm": float(np.median(nv))})
-            for name, st in ms.dyads.items():
-                dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": name, **st})
+            if ms.dyads:
+                dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": "partner_vs_stranger",
+                                  **ms.dyads})
         for pid, t in r.training.items():
             train_rows.append({"feature_set": r.feature_set, **{k: v for k, v in t.items() if k != "unit_key"}})
         _figures(figs, r, prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
                             **{f"s_{m}": r.methods[m].s for m in METHODS})
     sheets["pairs"] = pd.DataFrame(long_rows)
-    sheets["dyads"] = pd.DataFrame(dyad_rows) if dyad_rows else pd.DataFrame({"note": ["no dyads in the manifest"]})
+    sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
+                       pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
+    sheets["comparisons"] = pd.DataFrame([{"feature_set": r.feature_set, "a": "flow", "b": "gaussian", **r.comparison}
+                                          for r in results])
     sheets["training"] = pd.DataFrame(train_rows)
     left = [{"stage": "cohort", **x} for x in cohort.left_out]
     for r in results:
@@ -108,10 +113,44 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     write_workbook(wb, sheets, prov)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
-    text = "\n".join(["DIS report (flows; held-out data):", f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
+    text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
+                      f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
+                     + [f"  partners: {partner_family(results)}"]
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
     write_text_atomic(d / "summary.txt", text + "\n")
     return wb, text
+
+
+def _ci(m: dict, key: str, label: str) -> str:
+    return f"{label} {m[key]:.2f} [{m[key + '_lo']:.2f}, {m[key + '_hi']:.2f}]"
+
+
+def verdict_text(r: FeatureSetScores) -> str:
+    """Whether the flows beat the baseline, from the paired differences and their intervals."""
+    c = r.comparison
+    parts = []
+    for key, label, better in (("top1", "top-1", 1), ("eer", "EER", -1)):
+        d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
+        supported = (lo > 0) if better > 0 else (hi < 0)
+        worse = (hi < 0) if better > 0 else (lo > 0)
+        word = "better (supported)" if supported else "worse (supported)" if worse else "no supported difference"
+        parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {word}")
+    beats = c["top1_diff_lo"] > 0 or c["eer_diff_hi"] < 0
+    head = "the flows beat the Gaussian baseline" if beats else "the flows do NOT beat the Gaussian baseline"
+    return f"{r.feature_set}: {head} ({'; '.join(parts)})"
+
+
+def partner_family(results: list[FeatureSetScores]) -> str:
+    """The partner-vs-stranger family in words, with each test's outcome after Holm's correction."""
+    rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in METHODS if r.methods[m].dyads]
+    if not rows:
+        return "no partner test (fewer than two complete dyads)"
+    out = [f"family: {len(rows)} permutation test(s) (pseudo-couples), Holm-corrected"]
+    for fs, m, t in rows:
+        sig = "partners more alike than strangers (supported)" if t["p_holm"] < 0.05 else "not supported"
+        out.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}], p {t['p']:.3f}, "
+                   f"Holm p {t['p_holm']:.3f}: {sig}")
+    return "; ".join(out)
 
 
 def split_rule_text(cohort: Cohort) -> str:

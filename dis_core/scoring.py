@@ -12,6 +12,9 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
+from .stats import (auc, auc_matrix, bootstrap_participants, dyad_permutation_test, eer, eer_matrix,
+                    genuine_impostor, mcnemar_top1, paired_bootstrap, pair_similarity, roc_points, topk_fractional)
+
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
               ) -> list[list[np.ndarray]]:
@@ -65,20 +68,23 @@ def ranks(s: np.ndarray) -> np.ndarray:
 
 
 def identification(s: np.ndarray, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
-    """Closed-set identification: data j is identified at k when its own model ranks within the top k."""
-    r = np.diag(ranks(s))
-    return {f"top{k}": float(np.mean(r <= k)) for k in ks if k <= len(s)}
+    """Closed-set identification: data j is identified at k when its own model ranks within the top k;
+    ties with the own model share the credit fractionally (see :func:`dis_core.stats.topk_fractional`)."""
+    return {f"top{k}": topk_fractional(s, k)[1] for k in ks if k <= len(s)}
 
 
 def znorm(s: np.ndarray) -> np.ndarray:
-    """Per-model z-normalisation over impostor data: (S[i, j] - mean_{j' != i} S[i, j']) / std."""
-    out = np.empty_like(s, dtype=float)
-    n = len(s)
-    for i in range(n):
-        imp = np.delete(s[i], i)
-        sd = imp.std(ddof=1) if len(imp) > 1 else 1.0
-        out[i] = (s[i] - imp.mean()) / (sd if sd > 0 else 1.0)
-    return out
+    """Per-model z-normalisation over impostor data: (S[i, j] - mean_{j' != i} S[i, j']) / std.
+
+    NaN cells (excluded pairs, e.g. two bootstrap copies of one person) are skipped."""
+    s = np.asarray(s, float)
+    imp = s.copy()
+    np.fill_diagonal(imp, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.nanmean(imp, axis=1, keepdims=True)
+        sd = np.nanstd(imp, axis=1, ddof=1, keepdims=True)
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    return (s - mu) / sd
 
 
 def tnorm(s: np.ndarray) -> np.ndarray:
@@ -87,25 +93,60 @@ def tnorm(s: np.ndarray) -> np.ndarray:
     Raw log-likelihoods of a broad model and a narrow one are on different scales; comparing each
     score with what the other models give the same data puts genuine pairs on one threshold.
     """
-    return znorm(s.T).T
+    return znorm(np.asarray(s, float).T).T
 
 
 def verification(s: np.ndarray) -> dict[str, object]:
-    """ROC AUC and equal error rate with genuine = own held-out data, impostor = everyone else's."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    n = len(s)
-    genuine = np.eye(n, dtype=bool)
-    y, score = genuine.ravel(), s.ravel()
-    ok = np.isfinite(score)
-    y, score = y[ok], score[ok]
-    if y.all() or not y.any():
+    """ROC AUC and the exact equal error rate (full ROC, interpolated at FPR = FNR), genuine = own
+    held-out data, impostor = everyone else's; the ROC points for figures."""
+    g, imp = genuine_impostor(s)
+    if not len(g) or not len(imp):
         return {"auc": float("nan"), "eer": float("nan"), "fpr": np.array([0, 1]), "tpr": np.array([0, 1])}
-    fpr, tpr, _ = roc_curve(y, score)
-    fnr = 1 - tpr
-    k = int(np.argmin(np.abs(fnr - fpr)))
-    eer = float((fpr[k] + fnr[k]) / 2)
-    return {"auc": float(roc_auc_score(y, score)), "eer": eer, "fpr": fpr, "tpr": tpr}
+    _, fpr, fnr = roc_points(g, imp)
+    return {"auc": auc(g, imp), "eer": eer(g, imp), "fpr": fpr[::-1], "tpr": (1 - fnr)[::-1]}
+
+
+CHANCE = {"top1": "1/N", "auc": 0.5, "eer": 0.5}
+
+
+def top1_of(s: np.ndarray) -> float:
+    return topk_fractional(s, 1)[1]
+
+
+def eer_tnorm(s: np.ndarray) -> float:
+    return eer_matrix(tnorm(s))
+
+
+def auc_tnorm(s: np.ndarray) -> float:
+    return auc_matrix(tnorm(s))
+
+
+HEADLINE = {"top1": top1_of, "eer": eer_tnorm, "auc": auc_tnorm}
+
+
+def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """95% percentile intervals of the headline metrics by bootstrap over participants (people, not
+    frames), with each metric's chance level."""
+    out: dict[str, float] = {}
+    n = len(s)
+    for name, fn in HEADLINE.items():
+        b = bootstrap_participants(s, fn, n_boot=n_boot, seed=seed)
+        out[f"{name}_lo"], out[f"{name}_hi"] = b.lo, b.hi
+    out.update(chance_top1=1.0 / n, chance_auc=0.5, chance_eer=0.5)
+    return out
+
+
+def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Method a vs method b on the same participants: paired bootstrap of the difference of each
+    headline metric (a - b) with its 95% interval and p, and exact McNemar on top-1 correctness."""
+    out: dict[str, float] = {}
+    for name, fn in HEADLINE.items():
+        r = paired_bootstrap(s_a, s_b, fn, n_boot=n_boot, seed=seed)
+        out.update({f"{name}_diff": r.diff, f"{name}_diff_lo": r.lo, f"{name}_diff_hi": r.hi, f"{name}_p": r.p})
+    ca, cb = topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0]
+    mc = mcnemar_top1(ca == 1.0, cb == 1.0)
+    out.update(top1_mcnemar_n10=mc["n10"], top1_mcnemar_n01=mc["n01"], top1_mcnemar_p=mc["p"])
+    return out
 
 
 def relation(dyads: Sequence[str], i: int, j: int) -> str:
@@ -117,36 +158,26 @@ def relation(dyads: Sequence[str], i: int, j: int) -> str:
     return "stranger"
 
 
-def compare_groups(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Two groups of scores: means, Welch's t-test, Mann-Whitney U, Cohen's d and rank-biserial r."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    out = {"n_a": len(a), "n_b": len(b), "mean_a": float(np.mean(a)) if len(a) else np.nan,
-           "mean_b": float(np.mean(b)) if len(b) else np.nan}
-    if len(a) < 2 or len(b) < 2:
-        out.update(welch_t=np.nan, welch_p=np.nan, mwu_u=np.nan, mwu_p=np.nan, cohen_d=np.nan, rank_biserial=np.nan)
-        return out
-    t = stats.ttest_ind(a, b, equal_var=False)
-    u = stats.mannwhitneyu(a, b, alternative="two-sided")
-    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
-    out.update(welch_t=float(t.statistic), welch_p=float(t.pvalue), mwu_u=float(u.statistic), mwu_p=float(u.pvalue),
-               cohen_d=float((a.mean() - b.mean()) / pooled) if pooled > 0 else np.nan,
-               rank_biserial=float(2 * u.statistic / (len(a) * len(b)) - 1))
-    return out
+def dyad_pairs(dyads: Sequence[str]) -> list[tuple[int, int]]:
+    """Index pairs of the dyads that have exactly two scored members (others cannot be tested)."""
+    members: dict[str, list[int]] = {}
+    for i, d in enumerate(dyads):
+        if d:
+            members.setdefault(d, []).append(i)
+    return [(m[0], m[1]) for m in members.values() if len(m) == 2]
 
 
-def dyad_comparisons(s: np.ndarray, dyads: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Self vs partner vs stranger on z-normalised pair scores (only where dyads exist)."""
-    z = znorm(s)
-    groups: dict[str, list[float]] = {"self": [], "partner": [], "stranger": []}
-    n = len(s)
-    for i in range(n):
-        for j in range(n):
-            groups[relation(dyads, i, j)].append(z[i, j])
-    if not groups["partner"]:
-        return {}
-    return {
-        "partner_vs_stranger": compare_groups(np.array(groups["partner"]), np.array(groups["stranger"])),
-        "self_vs_partner": compare_groups(np.array(groups["self"]), np.array(groups["partner"])),
-        "self_vs_stranger": compare_groups(np.array(groups["self"]), np.array(groups["stranger"])),
-    }
+def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | None = None,
+                 n_perm: int = 2000, seed: int = 0) -> dict[str, float] | None:
+    """Partners vs strangers: one statistic per dyad on the symmetric pair similarity, against a
+    permutation null that re-pairs people into pseudo-couples (within groups where given)."""
+    pairs = dyad_pairs(dyads)
+    if len(pairs) < 2 or len(s) < 4:
+        return None
+    sim = pair_similarity(s)
+    g = np.asarray(groups) if groups is not None else None
+    r = dyad_permutation_test(sim, pairs, groups=g, n_perm=n_perm, seed=seed)
+    return {"dyads": len(pairs), "statistic": "mean over dyads of partner similarity minus the members' mean "
+            "similarity to strangers", "observed": r["observed"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
+            "effect_size": r["effect_size"], "null_mean": r["null_mean"], "null_sd": r["null_sd"], "p": r["p"],
+            "permutations": n_perm}

@@ -84,12 +84,20 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
     assert set(metrics["method"]) == {"flow", "gaussian"}
     summary = pd.read_excel(wb, sheet_name="summary")
     verdict = " ".join(summary["value"].astype(str))
-    assert "Gaussian baseline" in verdict and ("beat or match" in verdict or "do NOT beat" in verdict)
+    assert "Gaussian baseline" in verdict and ("flows beat" in verdict or "do NOT beat" in verdict)
+    assert "flow - baseline" in verdict and "Holm" in verdict and "cross-session" not in verdict
+    m = metrics.set_index("method")
+    for k in ("top1", "eer", "auc"):
+        assert (m[f"{k}_lo"] <= m[k] + 1e-12).all() and (m[k] <= m[f"{k}_hi"] + 1e-12).all()
+    assert np.allclose(m["chance_top1"], 1 / 6)
     pairs = pd.read_excel(wb, sheet_name="pairs")
     assert len(pairs) == 2 * 36 and set(pairs["relation"]) == {"self", "partner", "stranger"}
     dy = pd.read_excel(wb, sheet_name="dyads")
-    assert {"partner_vs_stranger", "self_vs_partner"} <= set(dy["comparison"])
-    assert {"welch_p", "mwu_p", "cohen_d"} <= set(dy.columns)
+    assert set(dy["comparison"]) == {"partner_vs_stranger"} and len(dy) == 2
+    assert {"observed", "ci_lo", "ci_hi", "p", "p_holm", "effect_size"} <= set(dy.columns)
+    assert ((dy["p"] > 0) & (dy["p"] <= dy["p_holm"]) & (dy["p_holm"] <= 1)).all()
+    cmp = pd.read_excel(wb, sheet_name="comparisons")
+    assert {"top1_diff", "top1_diff_lo", "top1_diff_hi", "top1_mcnemar_p", "eer_diff"} <= set(cmp.columns)
     figs = out / REPORT_DIR / "figures"
     for f in ("heatmap_head_pose.png", "roc_det_head_pose.png", "norms_head_pose.png",
               "loss_curves_head_pose.png", "landmark_pca.png"):
