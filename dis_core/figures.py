@@ -166,3 +166,21 @@ def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: 
     fig.suptitle(literal(title))
     fig.tight_layout()
     save_png(fig, path, prov)
+
+
+def participant_map_png(path: Path, coords: np.ndarray, labels: list[str], links: list[tuple[int, int]],
+                        title: str, prov: dict[str, Any]) -> None:
+    """Participants placed by classical MDS of their pair similarity; dyad partners joined by a line."""
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    for k, (i, j) in enumerate(links):
+        ax.plot(coords[[i, j], 0], coords[[i, j], 1], color="tab:orange", lw=1.2, alpha=0.8,
+                label="dyad partners" if k == 0 else None)
+    ax.scatter(coords[:, 0], coords[:, 1], s=28, color="tab:blue", label="participant", zorder=3)
+    for (x, y), name in zip(coords, labels):
+        ax.annotate(literal(name), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel("MDS axis 1 (similarity units)")
+    ax.set_ylabel("MDS axis 2 (similarity units)")
+    ax.set_title(literal(title), fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    save_png(fig, path, prov)

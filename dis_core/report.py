@@ -170,7 +170,9 @@ def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
 
 
 def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
-    from .figures import heatmap_png, loss_grid_png, norms_png, roc_det_png
+    from .figures import heatmap_png, loss_grid_png, norms_png, participant_map_png, roc_det_png
+    from .scoring import dyad_pairs
+    from .stats import classical_mds, pair_similarity
 
     fs = r.feature_set
     fl = r.methods["flow"]
@@ -188,6 +190,11 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
             groups[relation(r.dyads, i, j)].append(fl.norms[i][j])
     norms_png(figs / f"norms_{fs}.png", {k: np.concatenate(v) if v else np.zeros(0) for k, v in groups.items()},
               f"{fs}: per-frame norms by relation (flows)", prov)
+    if len(r.participants) >= 3:
+        coords, _ = classical_mds(pair_similarity(fl.s), k=2, similarity=True)
+        participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
+                            f"{fs}: who moves like whom (classical MDS of the symmetric pair similarity, flows)",
+                            prov)
     loss_grid_png(figs / f"loss_curves_{fs}.png", [(p, *r.histories[p]) for p in r.participants if p in r.histories],
                   f"{fs}: training curves", prov)
 

@@ -53,8 +53,10 @@ def score_matrix(per_frame: list[list[np.ndarray]], trim: float = TRIM,
 
 
 def norms(per_frame: list[list[np.ndarray]], s: np.ndarray) -> list[list[np.ndarray]]:
-    """The research workflow's norms: |log p_i(x) - mean log p_i(i's own held-out frames)| per frame."""
-    return [[np.abs(v - s[i, i]) for v in row] for i, row in enumerate(per_frame)]
+    """The research workflow's norms: |log p_i(x) - mean log p_i(i's own held-out frames)| per frame
+    (the plain mean, as that workflow defined it; ``s`` is unused and kept for callers)."""
+    ref = [float(np.mean(per_frame[i][i])) if len(per_frame[i][i]) else np.nan for i in range(len(per_frame))]
+    return [[np.abs(v - ref[i]) for v in row] for i, row in enumerate(per_frame)]
 
 
 def ranks(s: np.ndarray) -> np.ndarray:
@@ -113,12 +115,17 @@ def top1_of(s: np.ndarray) -> float:
     return topk_fractional(s, 1)[1]
 
 
-def eer_tnorm(s: np.ndarray) -> float:
-    return eer_matrix(tnorm(s))
+def _defined(fn):
+    """A verification metric that is NaN on a matrix without genuine or impostor cells (a bootstrap
+    draw of one person twice), so that draw is left out of the interval instead of failing."""
+    def metric(s: np.ndarray) -> float:
+        g, imp = genuine_impostor(tnorm(s))
+        return fn(g, imp) if len(g) and len(imp) else float("nan")
+    return metric
 
 
-def auc_tnorm(s: np.ndarray) -> float:
-    return auc_matrix(tnorm(s))
+eer_tnorm = _defined(eer)
+auc_tnorm = _defined(auc)
 
 
 HEADLINE = {"top1": top1_of, "eer": eer_tnorm, "auc": auc_tnorm}

@@ -100,7 +100,7 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
     assert {"top1_diff", "top1_diff_lo", "top1_diff_hi", "top1_mcnemar_p", "eer_diff"} <= set(cmp.columns)
     figs = out / REPORT_DIR / "figures"
     for f in ("heatmap_head_pose.png", "roc_det_head_pose.png", "norms_head_pose.png",
-              "loss_curves_head_pose.png", "landmark_pca.png"):
+              "loss_curves_head_pose.png", "landmark_pca.png", "participant_map_head_pose.png"):
         assert (figs / f).stat().st_size > 10_000, f
     for p in r.participants:
         assert (model_dir(out, "head_pose", p) / "loss.png").is_file()
