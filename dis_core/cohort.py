@@ -185,7 +185,8 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> P
 
 
 def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray) -> VideoFeatures:
-    skip = tuple(n for n in ("landmarks", "blendshapes", "transform") if n != spec.source)
+    needed = "transform" if spec.source == "head_rotation" else spec.source
+    skip = tuple(n for n in ("landmarks", "blendshapes", "transform") if n != needed)
     x = read_extraction(unit_dir(c.out_root, e) / H5_NAME, skip=skip)
     lm = None
     if spec.source == "landmarks":
@@ -193,5 +194,6 @@ def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndar
             raise DISError("landmark features requested but the cohort has no landmark basis")
         lm = landmark_points(x.landmarks, int(x.video["width"]), int(x.video["height"]))
     values, columns = base_values(spec.source, head_pose=x.head_pose, landmarks_xy=lm, blendshapes=x.blendshapes,
-                                  blendshape_names=x.blendshape_names, basis=c.basis)
+                                  blendshape_names=x.blendshape_names, basis=c.basis,
+                                  transform=x.transform, fit=fit)
     return video_features(values, columns, x.time_s, select, fit, spec)

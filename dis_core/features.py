@@ -1,9 +1,21 @@
-"""Feature sets for the flows: head pose, aligned landmarks in a cohort PCA basis, blendshapes.
+"""Feature sets for the flows: head rotation, aligned landmarks in a cohort PCA basis, blendshapes.
 
-Pure functions on arrays: per-frame values, made invariant to a session's constant offsets
-(centred on the session's median), with velocities from the real frame times and optional lagged
-copies (a window that sees time). Frames without a face, or whose window reaches a frame without a
-face, are dropped and counted, never imputed.
+Pure functions on arrays: per-frame values, made invariant to a session's constant offsets, with
+velocities from the real frame times and optional lagged copies (a window that sees time).
+
+Head pose (the default ``head_pose`` set, source ``head_rotation``) is not yaw/pitch/roll: each
+frame is the rotation vector of R_ref^T R_t, the head's rotation relative to the robust mean
+rotation R_ref of the video's fitting (training) frames (:func:`dis_core.motion.relative_rotvec`).
+A fixed camera placement cancels exactly and there are no gimbal artefacts; its velocity is the
+body-frame angular velocity rotvec(R_{t-h}^T R_{t+h}) / 2h. The Euler angles stay available as
+source ``head_pose`` (e.g. the non-default spec ``head_pose_euler``).
+
+Short detector dropouts (at most ``max_gap_s`` between the surrounding face frames) are bridged
+(slerp for rotations, linear otherwise, :mod:`dis_core.motion`) so that they do not split velocity
+and lag windows; longer gaps split the video into segments and no window crosses one. Bridged
+frames are only ever looked at from inside a window: they are never emitted as feature rows, and
+how many were used is counted. Frames without a face, or whose window cannot be completed inside
+its segment, are dropped and counted.
 """
 
 from __future__ import annotations
@@ -14,8 +26,11 @@ import io
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-SOURCES = ("head_pose", "landmarks", "blendshapes")
+from . import motion
+
+SOURCES = ("head_rotation", "head_pose", "landmarks", "blendshapes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,11 +40,13 @@ class FeatureSpec:
     name: str
     source: str
     center: str = "session"  # "session": subtract each video's median (fitted on its training frames); "none"
+    # (head_rotation is already relative to the video's robust mean rotation; "none" keeps it a rotation vector)
     scale: str = "none"  # "session": also divide by each video's robust spread (removes gain; keeps timing)
     velocity: bool = True  # append d/dt from the real frame times (central difference over velocity_window_s)
     velocity_window_s: float = 0.1
     lags_s: tuple[float, ...] = ()  # append the values at t - lag, for each lag (seconds)
     k: int = 8  # landmarks: dimensions of the cohort PCA basis
+    max_gap_s: float = 0.2  # bridge detector gaps up to this long (between face frames) inside windows; 0: never
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -41,19 +58,25 @@ class FeatureSpec:
 
 
 DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
-    "head_pose": FeatureSpec("head_pose", "head_pose", velocity=True, velocity_window_s=0.3),
+    "head_pose": FeatureSpec("head_pose", "head_rotation", center="none", velocity=True, velocity_window_s=0.2),
     "landmarks": FeatureSpec("landmarks", "landmarks", velocity=True, velocity_window_s=0.3, k=8),
     "blendshapes": FeatureSpec("blendshapes", "blendshapes", velocity=False),
+}
+
+# Not a default: the former head-pose set on yaw/pitch/roll (degrees), for comparison.
+EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
+    "head_pose_euler": FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3),
 }
 
 
 def parse_feature_sets(names: str) -> list[FeatureSpec]:
     """'head_pose,landmarks' -> the default specs of those names."""
     out = []
+    known = {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}
     for n in [s.strip() for s in names.split(",") if s.strip()]:
-        if n not in DEFAULT_FEATURE_SETS:
-            raise ValueError(f"unknown feature set {n!r}; known: {', '.join(DEFAULT_FEATURE_SETS)}")
-        out.append(DEFAULT_FEATURE_SETS[n])
+        if n not in known:
+            raise ValueError(f"unknown feature set {n!r}; known: {', '.join(known)}")
+        out.append(known[n])
     if not out:
         raise ValueError("no feature set given")
     return out
@@ -144,12 +167,21 @@ class VideoFeatures:
     x: np.ndarray  # (n, d) float64
     columns: list[str]
     dropped: int  # frames of the selection lost to missing faces or incomplete windows
+    interpolated: int = 0  # bridged (interpolated) frames that some emitted row's window used
 
 
 def base_values(source: str, head_pose: np.ndarray | None = None, landmarks_xy: np.ndarray | None = None,
                 blendshapes: np.ndarray | None = None, blendshape_names=None,
-                basis: LandmarkBasis | None = None) -> tuple[np.ndarray, list[str]]:
-    """(T, d) per-frame values of a source, NaN rows where there is no face, and their column names."""
+                basis: LandmarkBasis | None = None, transform: np.ndarray | None = None,
+                fit: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """(T, d) per-frame values of a source, NaN rows where there is no face, and their column names.
+
+    ``head_rotation`` needs the (T, 4, 4) ``transform``; its reference rotation is the robust mean
+    over the face frames in ``fit`` (the video's training frames; all face frames if None/empty)."""
+    if source == "head_rotation":
+        if transform is None:
+            raise ValueError("head_rotation features need the facial transformation matrices")
+        return motion.relative_rotvec(transform, ref_mask=fit), ["rx", "ry", "rz"]
     if source == "head_pose":
         return np.asarray(head_pose, np.float64), ["yaw", "pitch", "roll"]
     if source == "blendshapes":
@@ -171,12 +203,23 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
 
     ``values`` (T, d) has NaN rows without a face; ``select`` marks the frames wanted (e.g. the test
     frames); ``fit`` marks the frames whose median centres the session (its training frames, or all).
-    Velocities and lags may look at neighbouring frames outside ``select`` but never across a frame
-    without a face.
+    Gaps of at most ``spec.max_gap_s`` are bridged first; velocities and lags may then look at
+    neighbouring frames outside ``select`` and at bridged frames, but never across a longer gap.
+    Only frames with a real face become rows.
     """
     v = np.asarray(values, np.float64)
     t = np.asarray(times, np.float64)
     ok = np.isfinite(v).all(axis=1)
+    rotation = spec.source == "head_rotation"
+    if rotation and ok.any():  # slerp on the rotation group
+        q = np.full((len(v), 4), np.nan)
+        q[ok] = Rotation.from_rotvec(v[ok]).as_quat()
+        q, fill, segment = motion.bridge_rotations(q, t, ok, spec.max_gap_s)
+        v = np.full_like(v, np.nan)
+        have = np.isfinite(q).all(axis=1)
+        v[have] = Rotation.from_quat(q[have]).as_rotvec()
+    else:
+        v, fill, segment = motion.bridge_gaps(v, t, ok, spec.max_gap_s)
     ref = ok & fit
     if not ref.any():
         ref = ok
@@ -187,48 +230,55 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
         v = v / np.maximum(mad, 1e-6)
     parts, names = [v], list(columns)
     valid = ok.copy()
+    used: list[np.ndarray] = []  # frames whose values the rows' windows read
     if spec.velocity:
-        vel, vok = _velocity(v, t, ok, spec.velocity_window_s)
+        on_group = rotation and spec.center == "none" and spec.scale == "none"
+        vel, vok, ends = _velocity(v, t, segment, spec.velocity_window_s, on_group)
         parts.append(vel)
         names += [f"d_{c}" for c in columns]
         valid &= vok
+        used += ends
     for lag in spec.lags_s:
-        lagged, lok = _lagged(v, t, ok, lag)
+        lagged, lok, pick = _lagged(v, t, segment, lag)
         parts.append(lagged)
         names += [f"{c}@-{lag:g}s" for c in columns]
         valid &= lok
+        used.append(pick)
     keep = np.asarray(select, bool) & valid
     x = np.concatenate(parts, axis=1)[keep]
-    return VideoFeatures(np.flatnonzero(keep), t[keep], x, names, int((np.asarray(select, bool) & ~valid).sum()))
+    touched = np.zeros(len(v), bool)
+    for idx in used:
+        touched[idx[keep]] = True
+    return VideoFeatures(np.flatnonzero(keep), t[keep], x, names, int((np.asarray(select, bool) & ~valid).sum()),
+                         int((touched & fill).sum()))
 
 
-def _run_ids(ok: np.ndarray) -> np.ndarray:
-    """Label contiguous runs of face frames; frames without a face get -1."""
-    starts = np.concatenate([[True], ~ok[:-1]]) & ok
-    ids = np.cumsum(starts) - 1
-    return np.where(ok, ids, -1)
-
-
-def _velocity(v: np.ndarray, t: np.ndarray, ok: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:
-    """Central differences over +-half seconds (nearest frames), within one run of face frames."""
-    runs = _run_ids(ok)
+def _velocity(v: np.ndarray, t: np.ndarray, segment: np.ndarray, half: float, on_group: bool = False):
+    """Central differences over +-half seconds (nearest frames), within one segment (face frames
+    and bridged frames). ``on_group``: ``v`` are rotation vectors and the difference is the body-frame
+    rotation rotvec(R_lo^T R_hi). Returns (values, good mask, [hi, lo] frame indices)."""
     hi = np.clip(np.searchsorted(t, t + half), 0, len(t) - 1)
-    lo = np.clip(np.searchsorted(t, t - half) , 0, len(t) - 1)
+    lo = np.clip(np.searchsorted(t, t - half), 0, len(t) - 1)
     dt = t[hi] - t[lo]
-    good = ok & (runs[hi] == runs) & (runs[lo] == runs) & (dt > 0)
+    good = (segment >= 0) & (segment[hi] == segment) & (segment[lo] == segment) & (dt > 0)
     out = np.full_like(v, np.nan)
-    out[good] = (v[hi[good]] - v[lo[good]]) / dt[good, None]
-    return out, good
+    if good.any():
+        if on_group:
+            d = Rotation.from_rotvec(v[lo[good]]).inv() * Rotation.from_rotvec(v[hi[good]])
+            out[good] = d.as_rotvec() / dt[good, None]
+        else:
+            out[good] = (v[hi[good]] - v[lo[good]]) / dt[good, None]
+    return out, good, [hi, lo]
 
 
-def _lagged(v: np.ndarray, t: np.ndarray, ok: np.ndarray, lag: float) -> tuple[np.ndarray, np.ndarray]:
-    """Values at the frame nearest to t - lag, within the same run of face frames."""
-    runs = _run_ids(ok)
+def _lagged(v: np.ndarray, t: np.ndarray, segment: np.ndarray, lag: float):
+    """Values at the frame nearest to t - lag, within the same segment. Returns (values, good, picks)."""
     j = np.clip(np.searchsorted(t, t - lag), 0, len(t) - 1)
     j_prev = np.clip(j - 1, 0, len(t) - 1)
     pick = np.where(np.abs(t[j_prev] - (t - lag)) < np.abs(t[j] - (t - lag)), j_prev, j)
     period = np.median(np.diff(t)) if len(t) > 1 else 1.0
-    good = ok & (runs[pick] == runs) & (np.abs(t[pick] - (t - lag)) <= 0.5 * period + 1e-9) & (t - lag >= t[0] - 1e-9)
+    good = ((segment >= 0) & (segment[pick] == segment) & (np.abs(t[pick] - (t - lag)) <= 0.5 * period + 1e-9)
+            & (t - lag >= t[0] - 1e-9))
     out = np.full_like(v, np.nan)
     out[good] = v[pick[good]]
-    return out, good
+    return out, good, pick

@@ -74,13 +74,13 @@ def test_no_face_frames_are_dropped_not_imputed():
     spec = FeatureSpec("h", "head_pose", velocity=True, velocity_window_s=0.1, center="session")
     t = np.arange(60) / 30.0
     v = np.tile([1.0, 2.0, 3.0], (60, 1))
-    v[20:25] = np.nan
+    v[20:30] = np.nan  # 0.37 s: longer than spec.max_gap_s, so not bridged (shorter gaps are, see test_features_motion)
     sel = np.ones(60, bool)
     f = video_features(v, ["a", "b", "c"], t, sel, sel, spec)
     assert np.isfinite(f.x).all()
-    assert not set(range(20, 25)) & set(f.frames.tolist())
+    assert not set(range(20, 30)) & set(f.frames.tolist())
     # frames whose velocity window reaches the gap are dropped too (counted)
-    assert 19 not in f.frames and 25 not in f.frames and f.dropped >= 5 + 2
+    assert 19 not in f.frames and 30 not in f.frames and f.dropped >= 10 + 2 and f.interpolated == 0
 
 
 def test_scoring_refuses_training_frames():

@@ -1,0 +1,127 @@
+"""Head-rotation features: camera invariance and bridging of short detector gaps."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dis_core.features import DEFAULT_FEATURE_SETS, FeatureSpec, base_values, video_features
+from dis_core.pose import head_pose
+
+FPS = 30.0
+SPEC = DEFAULT_FEATURE_SETS["head_pose"]
+
+
+def _session(seconds: float = 60.0, seed: int = 0):
+    """A smooth head rotation (a few slow sinusoids per axis) as (T, 4, 4) transforms, and times."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * FPS)) / FPS
+    ang = np.zeros((len(t), 3))
+    for j in range(3):
+        for f in (0.23, 0.61, 1.3):
+            ang[:, j] += rng.uniform(2, 8) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+    m = np.tile(np.eye(4), (len(t), 1, 1))
+    m[:, :3, :3] = Rotation.from_euler("yxz", ang, degrees=True).as_matrix()
+    m[:, :3, 3] = [0.0, 0.0, -40.0]
+    return m, t
+
+
+def _hide(m: np.ndarray, idx) -> np.ndarray:
+    out = m.copy()
+    out[np.asarray(idx, int)] = np.nan
+    return out
+
+
+def _bursts(n: int, fraction: float, seed: int = 1) -> np.ndarray:
+    """Frames to hide: bursts of 1-3 frames at random, separated by at least one face frame."""
+    rng = np.random.default_rng(seed)
+    hidden = np.zeros(n, bool)
+    while hidden.mean() < fraction:
+        a = rng.integers(1, n - 4)
+        b = a + rng.integers(1, 4)
+        if not hidden[a - 1:b + 1].any():
+            hidden[a:b] = True
+    return np.flatnonzero(hidden)
+
+
+def _features(m, t, spec=SPEC, fit=None):
+    fit = np.ones(len(t), bool) if fit is None else fit
+    values, cols = base_values(spec.source, transform=m, fit=fit)
+    return video_features(values, cols, t, np.ones(len(t), bool), fit, spec)
+
+
+def test_short_bursts_of_missing_frames_cost_few_rows():
+    m, t = _session()
+    full = _features(m, t)
+    gaps = _hide(m, _bursts(len(t), 0.15))
+    detected = int(np.isfinite(gaps).all(axis=(1, 2)).sum())
+    assert detected <= 0.85 * len(t) + 3
+    bridged = _features(gaps, t)
+    old = _features(gaps, t, dataclasses.replace(SPEC, max_gap_s=0.0))  # no bridging: the former behaviour
+    loss = (full.x.shape[0] - bridged.x.shape[0]) - (len(t) - detected)  # rows lost beyond the hidden frames
+    assert loss < 0.10 * detected
+    assert bridged.x.shape[0] >= 0.9 * detected
+    assert old.x.shape[0] < 0.7 * detected  # without bridging, windows around every burst are lost
+    assert bridged.interpolated > 0
+    # interpolated frames are never rows
+    assert np.isfinite(gaps[bridged.frames]).all()
+    assert np.isfinite(bridged.x).all()
+
+
+def test_features_do_not_change_with_the_camera():
+    m, t = _session(20.0, seed=3)
+    m = _hide(m, _bursts(len(t), 0.1, seed=4))
+    fit = np.arange(len(t)) < len(t) // 2
+    cam = np.eye(4)
+    cam[:3, :3] = Rotation.from_rotvec(np.deg2rad(8.0) * np.array([0.6, -0.64, 0.48])).as_matrix()
+    moved = cam @ m
+    for spec in (SPEC, dataclasses.replace(SPEC, lags_s=(0.2, 0.4)), dataclasses.replace(SPEC, center="session")):
+        a, b = _features(m, t, spec, fit), _features(moved, t, spec, fit)
+        assert np.array_equal(a.frames, b.frames)
+        assert len(a.frames) > 0.5 * len(t)
+        np.testing.assert_allclose(a.x, b.x, atol=1e-9, rtol=0)
+    # whereas yaw/pitch/roll move with the camera
+    ok = np.isfinite(m).all(axis=(1, 2))
+    assert np.abs(head_pose(m[ok]) - head_pose(moved[ok])).max() > 1.0
+
+
+def test_a_long_gap_is_not_bridged_and_no_window_spans_it():
+    m0, t = _session(10.0, seed=5)
+    gap = (t >= 4.0) & (t < 5.0)
+    m = _hide(m0, np.flatnonzero(gap))
+    vf = _features(m, t)
+    assert vf.interpolated == 0
+    assert not gap[vf.frames].any()
+    half, period = SPEC.velocity_window_s, 1.0 / FPS
+    g0, g1 = t[gap][0], t[gap][-1]  # first and last hidden frame
+    before, after = vf.times < g0, vf.times > g1
+    assert (before | after).all()
+    # a window [t - half, t + half] (to the next frame) ends at the last face frame before the gap
+    # or starts at the first one after it
+    assert (vf.times[before] + half <= g0 - period + 1e-9).all()
+    assert (vf.times[after] - half > g1 - 1e-9).all()
+    assert before.any() and after.any()
+    # and the velocities (independent of the reference rotation) are those of the uninterrupted session
+    full = _features(m0, t)
+    pos = np.searchsorted(full.frames, vf.frames)
+    assert np.array_equal(full.frames[pos], vf.frames)
+    np.testing.assert_allclose(vf.x[:, 3:], full.x[pos, 3:], atol=1e-9, rtol=0)
+
+
+def test_euler_source_is_still_available():
+    spec = FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3)
+    hp = np.cumsum(np.random.default_rng(0).normal(size=(300, 3)), axis=0)
+    hp[100] = np.nan
+    vf = video_features(*base_values("head_pose", head_pose=hp), np.arange(300) / FPS, np.ones(300, bool),
+                        np.ones(300, bool), spec)
+    assert vf.columns[:3] == ["yaw", "pitch", "roll"]
+    assert 100 not in vf.frames and 99 in vf.frames  # the 1-frame gap is bridged, not a row
+    assert vf.interpolated == 1
+
+
+def test_head_rotation_needs_transforms():
+    with pytest.raises(ValueError):
+        base_values("head_rotation")
