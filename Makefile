@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/phantom.py
 	$(BIN)/python bench/flows.py
+	$(BIN)/python bench/dyads.py
 
 clean:
 	rm -rf runs .pytest_cache
