@@ -18,9 +18,25 @@ ManifestOpt = typer.Option(..., "--manifest", "-m", help="Cohort CSV (see manife
                            exists=False, dir_okay=False)
 OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory of the run.")
 ModelOpt = typer.Option(None, "--model", help="Face Landmarker .task file (default: $DIS_FACE_MODEL, then the cache).")
-ExecutorOpt = typer.Option("local", help="local (one process per core), debug (in-process); dis run also "
-                                           "takes slurm (= dis submit with default resources).")
-WorkersOpt = typer.Option(None, help="Worker processes for the local executor (default: cores).")
+def _executor_name(value: str) -> str:
+    """Checked before any lock or output is touched: a typo is a usage error, not a traceback."""
+    if value not in ("local", "debug", "slurm"):
+        raise typer.BadParameter(f"{value!r} is not one of local, debug, slurm")
+    return value
+
+
+def _fraction(value: float) -> float:
+    import math
+
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise typer.BadParameter(f"{value!r} must be a number from 0 to 1")
+    return value
+
+
+ExecutorOpt = typer.Option("local", callback=_executor_name,
+                           help="local (one process per core), debug (in-process); dis run also "
+                                "takes slurm (= dis submit with default resources).")
+WorkersOpt = typer.Option(None, min=1, help="Worker processes for the local executor (default: cores).")
 
 
 def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> None:
@@ -108,7 +124,7 @@ def extract(
     force: bool = typer.Option(False, "--force", help="Redo videos whose outputs are complete."),
     landmark_workbook: bool = typer.Option(False, help="Also write landmarks.xlsx per video (x, y of all 478 "
                                                        "landmarks per frame; slow for long videos)."),
-    smile_min_fraction: float = typer.Option(0.5, help="A second smiles when this fraction of its face frames smile."),
+    smile_min_fraction: float = typer.Option(0.5, callback=_fraction, help="A second smiles when this fraction of its face frames smile."),
     container: Optional[Path] = ContainerOpt,
 ) -> None:
     """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""

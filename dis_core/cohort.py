@@ -62,7 +62,7 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     usable, left_out, times = [], [], {}
     for e in manifest.entries:
         h5 = unit_dir(out_root, e) / H5_NAME
-        why = check_complete(h5, {})
+        why = _current_extraction_problem(out_root, e, h5)
         if why:
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"extraction {why}"})
             continue
@@ -79,6 +79,27 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg)
     save_cohort(cohort)
     return cohort
+
+
+def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str | None:
+    """Why the extraction on disk is not usable for this row now: incomplete, made from other content
+    than the video's current bytes (a replaced video), or this run's extraction of it failed."""
+    from .extract import read_status
+    from .provenance import sha256_file
+
+    try:
+        sha = sha256_file(e.video)
+    except OSError as err:
+        return f"unusable: the video cannot be read now ({err.strerror or err.__class__.__name__}); an older extraction is not used"
+    why = check_complete(h5, {"video_sha256": sha})
+    if why == "video_sha256 changed":
+        return "is of another video content than the current file (the video was replaced and its extraction failed)"
+    if why:
+        return why
+    st = read_status(out_root, e)
+    if st is not None and st.status == "failed":
+        return f"failed in the last run ({st.message}); an older extraction is not used"
+    return None
 
 
 def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, VideoSplit],

@@ -7,6 +7,7 @@ i == j, impostor pairs i != j.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -82,7 +83,8 @@ def znorm(s: np.ndarray) -> np.ndarray:
     s = np.asarray(s, float)
     imp = s.copy()
     np.fill_diagonal(imp, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without impostors (bootstrap draws) give NaN
         mu = np.nanmean(imp, axis=1, keepdims=True)
         sd = np.nanstd(imp, axis=1, ddof=1, keepdims=True)
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)

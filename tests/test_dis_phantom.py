@@ -113,3 +113,28 @@ def test_nothing_is_scored_on_training_frames(same_faces):
         trained = {u: set(v) for u, v in blob["train_frames"].items()}
         for u, frames in r.test_data_frames[p].items():
             assert not trained.get(u, set()) & set(frames.tolist())
+
+
+def test_a_replaced_video_never_reuses_its_old_extraction(same_faces, tmp_path, model):
+    """A finished run, then one video is replaced by a file that cannot be decoded: the re-run leaves
+    that video out with its reason and scores no one from the stale extraction."""
+    import shutil
+
+    out, r, _ = same_faces
+    videos = tmp_path / "videos"
+    shutil.copytree(out.parent / "videos", videos)
+    shutil.copytree(out, tmp_path / "run", ignore=shutil.ignore_patterns("*.lock", "lock"))
+    manifest = load_manifest(videos / "manifest.csv")
+    victim = next(e for e in manifest.entries if e.split == "test")
+    victim.video.write_bytes(b"this is not a video any more\n" * 100)
+    manifest = load_manifest(videos / "manifest.csv")
+    ex, tr, results, problems, wb = run_pipeline(manifest, tmp_path / "run", model, HEAD, executor="local",
+                                                 workers=2, log=lambda *_: None)
+    assert [x.unit_id for x in ex if x.failed] == [victim.unit_id]
+    c = load_cohort(tmp_path / "run")
+    why = {x["unit_id"]: x["reason"] for x in c.left_out}
+    assert "another video content than the current file" in why[victim.unit_id]
+    assert victim.participant_id not in results[0].participants
+    assert sorted(results[0].participants) == sorted(p for p in r.participants if p != victim.participant_id)
+    left = pd.read_excel(wb, sheet_name="left_out")
+    assert victim.unit_id in set(left["unit_id"].dropna())

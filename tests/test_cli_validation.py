@@ -1,0 +1,27 @@
+"""A user's mistake in an option is one message and exit code 2, before any lock or output exists."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--executor", "nope"], "'nope' is not one of local, debug, slurm"),
+    (["--workers", "-1"], "--workers"),
+    (["--workers", "0"], "--workers"),
+    (["--smile-min-fraction", "nan"], "nan must be a number from 0 to 1"),
+    (["--smile-min-fraction", "1.5"], "1.5 must be a number from 0 to 1"),
+])
+def test_bad_option_values_are_refused_before_any_output(tmp_path, args, says):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(ROOT / "manifests" / "demo.csv"),
+                        "-o", str(out), *args], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert says in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
+    assert not out.exists()
