@@ -363,36 +363,28 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
 # multiple comparisons
 
 
-def holm(pvals) -> np.ndarray:
-    """Holm step-down adjusted p-values (FWER): max_{j<=i} min(1, (m - j + 1) p_(j)); NaN kept as NaN."""
+def _adjust(pvals, adjust_sorted: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply an adjustment to the sorted finite p-values and put them back in place; NaN kept as NaN."""
     p = np.asarray(pvals, float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
     v = p[ok]
-    m = len(v)
-    if m:
+    if len(v):
         o = np.argsort(v, kind="stable")
-        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * v[o]))
-        r = np.empty(m)
-        r[o] = adj
+        r = np.empty(len(v))
+        r[o] = np.minimum(1.0, adjust_sorted(v[o]))
         out[ok] = r
     return out
+
+
+def holm(pvals) -> np.ndarray:
+    """Holm step-down adjusted p-values (FWER): max_{j<=i} min(1, (m - j + 1) p_(j)); NaN kept as NaN."""
+    return _adjust(pvals, lambda v: np.maximum.accumulate((len(v) - np.arange(len(v))) * v))
 
 
 def benjamini_hochberg(pvals) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (FDR): min_{j>=i} min(1, m p_(j) / j); NaN kept as NaN."""
-    p = np.asarray(pvals, float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    v = p[ok]
-    m = len(v)
-    if m:
-        o = np.argsort(v, kind="stable")
-        adj = np.minimum(1.0, np.minimum.accumulate((m * v[o] / np.arange(1, m + 1))[::-1])[::-1])
-        r = np.empty(m)
-        r[o] = adj
-        out[ok] = r
-    return out
+    return _adjust(pvals, lambda v: np.minimum.accumulate((len(v) * v / np.arange(1, len(v) + 1))[::-1])[::-1])
 
 
 # ----------------------------------------------------------------------------------------------
