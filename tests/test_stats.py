@@ -199,16 +199,21 @@ def test_dyad_statistic_hand_computed():
         st.dyad_statistic(sim, [(0, 1), (1, 2)])
 
 
-def test_matchings_avoid_real_couples_and_respect_groups():
+def test_matchings_are_uniform_perfect_matchings_within_groups():
     rng = np.random.default_rng(0)
     people = np.arange(12)
-    partner = people ^ 1
     groups = np.repeat([0, 1, 2], 4)
-    m = st._matchings(people, partner, groups, 300, rng)
+    m = st._matchings(people, groups, 300, rng)
     assert m.shape == (300, 6, 2)
-    assert not (partner[m[..., 0]] == m[..., 1]).any()
     assert np.all(groups[m[..., 0]] == groups[m[..., 1]])
     assert all(sorted(row.ravel()) == list(range(12)) for row in m[:20])
+
+
+def test_few_dyads_cannot_give_an_overconfident_p():
+    """3 dyads admit 15 pairings, so no p below about 1/15 even when partners are identical."""
+    s, pairs = st.simulate_dyad_scores(3, 0.99, np.random.default_rng(1))
+    r = st.dyad_permutation_test(st.pair_similarity(s), pairs, n_perm=3000, seed=0, n_boot=200)
+    assert r["p"] >= 1 / 15 * 0.8, r["p"]
 
 
 def test_dyad_permutation_calibrated_under_null():
