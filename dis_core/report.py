@@ -62,6 +62,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     sheets["summary"] = info
     sheets["metrics"] = summary
     long_rows, dyad_rows, train_rows = [], [], []
+    traits = participant_columns(cohort)
     for r in results:
         fl = r.methods["flow"]
         sheets[f"scores_{r.feature_set}"[:31]] = _labelled(fl.s, r.participants)
@@ -75,7 +76,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                         "feature_set": r.feature_set, "method": m, "model_participant": pi, "data_participant": pj,
                         "model_dyad": r.dyads[i], "data_dyad": r.dyads[j], "relation": relation(r.dyads, i, j),
                         "score": ms.s[i, j], "z_score": ms.z[i, j], "rank_of_model_for_data": int(ms.ranks[i, j]),
-                        "frames": len(nv), "mean_norm": float(np.mean(nv)), "median_norm": float(np.median(nv))})
+                        "frames": len(nv), "mean_norm": float(np.mean(nv)), "median_norm": float(np.median(nv)),
+                        **{f"model_{k}": v for k, v in traits.get(pi, {}).items()},
+                        **{f"data_{k}": v for k, v in traits.get(pj, {}).items()}})
             if ms.dyads:
                 dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": "partner_vs_stranger",
                                   **ms.dyads})
@@ -119,6 +122,18 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
     write_text_atomic(d / "summary.txt", text + "\n")
     return wb, text
+
+
+def participant_columns(cohort: Cohort) -> dict[str, dict[str, str]]:
+    """Extra manifest columns that are one value per participant (condition, group, age...): they go
+    into the pair table as model_<column> and data_<column>, for grouping and tests."""
+    values: dict[str, dict[str, set[str]]] = {}
+    for e in cohort.entries:
+        for k, v in e.extra:
+            values.setdefault(k, {}).setdefault(e.participant_id, set()).add(v)
+    keep = [k for k, per in values.items()
+            if all(len(v) == 1 for v in per.values()) and len(per) == len(cohort.participants)]
+    return {p: {k: next(iter(values[k][p])) for k in keep} for p in cohort.participants}
 
 
 def _ci(m: dict, key: str, label: str) -> str:

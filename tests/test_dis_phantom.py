@@ -92,6 +92,10 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
     assert np.allclose(m["chance_top1"], 1 / 6)
     pairs = pd.read_excel(wb, sheet_name="pairs")
     assert len(pairs) == 2 * 36 and set(pairs["relation"]) == {"self", "partner", "stranger"}
+    # a manifest column with one value per participant (the face shown) reaches the pair table
+    faces = {e.participant_id: dict(e.extra)["face"] for e in load_cohort(out).entries}
+    assert dict(zip(pairs["data_participant"], pairs["data_face"])) == faces
+    assert dict(zip(pairs["model_participant"], pairs["model_face"])) == faces
     dy = pd.read_excel(wb, sheet_name="dyads")
     assert set(dy["comparison"]) == {"partner_vs_stranger"} and len(dy) == 2
     assert {"observed", "ci_lo", "ci_hi", "p", "p_holm", "effect_size"} <= set(dy.columns)
