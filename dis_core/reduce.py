@@ -94,16 +94,27 @@ def reduce_feature_set(cohort: Cohort, cfg: TrainConfig, min_test_frames: int = 
         vert = verification(tnorm(s))
         metrics = {**identification(s), "auc": vert["auc"], "eer": vert["eer"], **headline_intervals(s),
                    "auc_raw": ver["auc"], "eer_raw": ver["eer"], "auc_znorm": verz["auc"], "eer_znorm": verz["eer"]}
-        methods[m] = MethodScores(s, pf, norms(pf, s), ranks(s), zs, metrics,
+        methods[m] = MethodScores(s, pf, norms(pf), ranks(s), zs, metrics,
                                   {"t-norm": (vert["fpr"], vert["tpr"]), "raw": (ver["fpr"], ver["tpr"]),
                                    "z-norm": (verz["fpr"], verz["tpr"])},
-                                  partner_test(s, dyads, _groups(cohort, pids)))
+                                  _partner_test(s, dyads, _groups(cohort, pids), fs, left_out))
     return FeatureSetScores(fs, pids, dyads, {p: len(data[p].x) for p in pids}, methods, training, histories,
                             left_out, {p: data[p].frames for p in pids},
                             compare_methods(methods["flow"].s, methods["gaussian"].s))
 
 
 GROUP_COLUMN = "group"
+
+
+def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, float] | None:
+    """The partner test, or None with the reason in ``left_out``: a manifest whose groups cannot
+    form pseudo-couples costs the test, not the feature set's identification figures."""
+    try:
+        return partner_test(s, dyads, groups)
+    except DISError as e:
+        if not any(x.get("reason", "").endswith(str(e)) for x in left_out):
+            left_out.append({"participant_id": "", "feature_set": fs, "reason": f"partner test not run: {e}"})
+        return None
 
 
 def _groups(cohort: Cohort, pids: list[str]) -> list[str] | None:
@@ -115,15 +126,12 @@ def _groups(cohort: Cohort, pids: list[str]) -> list[str] | None:
     return vals if any(vals) else None
 
 
-def adjust_partner_tests(results: list[FeatureSetScores]) -> str:
+def adjust_partner_tests(results: list[FeatureSetScores]) -> None:
     """Holm-adjust the partner-vs-stranger p-values across the run's family (every feature set x method
-    with a test); writes ``p_holm`` into each test and returns the family's name."""
+    with a test): writes ``p_holm`` into each test."""
     tests = [r.methods[m].dyads for r in results for m in METHODS if r.methods[m].dyads]
-    if tests:
-        for t, p in zip(tests, holm([t["p"] for t in tests])):
-            t["p_holm"] = float(p)
-    return (f"partner vs stranger, {len(tests)} test(s): every feature set x method of this run; "
-            "Holm-adjusted (p_holm)")
+    for t, p in zip(tests, holm([t["p"] for t in tests])):
+        t["p_holm"] = float(p)
 
 
 def _bound(d: Density, columns: list[str]):

@@ -13,8 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-from .stats import (auc, auc_matrix, bootstrap_participants, dyad_permutation_test, eer, eer_matrix,
-                    genuine_impostor, mcnemar_top1, paired_bootstrap, pair_similarity, roc_points, topk_fractional)
+from .errors import DISError
+from .stats import (auc, bootstrap_participants, dyad_permutation_test, eer, genuine_impostor, mcnemar_top1,
+                    paired_bootstrap, pair_similarity, roc_points, topk_fractional)
 
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
@@ -45,17 +46,15 @@ def score_matrix(per_frame: list[list[np.ndarray]], trim: float = TRIM,
         for j, v in enumerate(row):
             bad = ~np.isfinite(v)
             if bad.any():
-                from .errors import DISError
-
                 who = (names[i], names[j]) if names is not None else (i, j)
                 raise DISError(f"model of {who[0]} gives non-finite log p on {int(bad.sum())} held-out frame(s) "
                                f"of {who[1]}: check that participant's features and model")
     return np.array([[pair_score(v, trim) for v in row] for row in per_frame])
 
 
-def norms(per_frame: list[list[np.ndarray]], s: np.ndarray) -> list[list[np.ndarray]]:
+def norms(per_frame: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
     """The research workflow's norms: |log p_i(x) - mean log p_i(i's own held-out frames)| per frame
-    (the plain mean, as that workflow defined it; ``s`` is unused and kept for callers)."""
+    (the plain mean, as that workflow defined it, not the trimmed pair score)."""
     ref = [float(np.mean(per_frame[i][i])) if len(per_frame[i][i]) else np.nan for i in range(len(per_frame))]
     return [[np.abs(v - ref[i]) for v in row] for i, row in enumerate(per_frame)]
 
@@ -108,9 +107,6 @@ def verification(s: np.ndarray) -> dict[str, object]:
         return {"auc": float("nan"), "eer": float("nan"), "fpr": np.array([0, 1]), "tpr": np.array([0, 1])}
     _, fpr, fnr = roc_points(g, imp)
     return {"auc": auc(g, imp), "eer": eer(g, imp), "fpr": fpr[::-1], "tpr": (1 - fnr)[::-1]}
-
-
-CHANCE = {"top1": "1/N", "auc": 0.5, "eer": 0.5}
 
 
 def top1_of(s: np.ndarray) -> float:
@@ -179,7 +175,8 @@ def dyad_pairs(dyads: Sequence[str]) -> list[tuple[int, int]]:
 def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | None = None,
                  n_perm: int = 2000, seed: int = 0) -> dict[str, float] | None:
     """Partners vs strangers: one statistic per dyad on the symmetric pair similarity, against a
-    permutation null that re-pairs people into pseudo-couples (within groups where given)."""
+    permutation null that re-pairs people into pseudo-couples (within groups where given).
+    Raises DISError when the groups do not allow it (a dyad spanning two groups)."""
     pairs = dyad_pairs(dyads)
     if len(pairs) < 2 or len(s) < 4:
         return None

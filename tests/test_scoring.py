@@ -65,3 +65,17 @@ def test_non_finite_log_p_stops_scoring_with_the_pair_named():
     pf = [[np.zeros(3), np.zeros(3)], [np.array([0.0, np.nan, 0.0]), np.zeros(3)]]
     with pytest.raises(DISError, match="model of p2 gives non-finite log p on 1 held-out frame.* of p1"):
         score_matrix(pf, names=["p1", "p2"])
+
+
+def test_groups_that_cannot_form_pseudo_couples_cost_the_test_not_the_feature_set():
+    from dis_core.reduce import _partner_test
+    from dis_core.stats import simulate_dyad_scores
+
+    s, pairs = simulate_dyad_scores(4, 0.0, np.random.default_rng(0))
+    dyads = [f"d{k // 2}" for k in range(len(s))]
+    left: list[dict] = []
+    assert _partner_test(s, dyads, None, "head_pose", left)["p"] > 0 and not left
+    groups = ["a", "b"] + ["a"] * (len(s) - 2)  # dyad d0 spans two groups
+    assert _partner_test(s, dyads, groups, "head_pose", left) is None
+    assert _partner_test(s, dyads, groups, "head_pose", left) is None
+    assert len(left) == 1 and left[0]["reason"] == "partner test not run: a real dyad spans two groups"
