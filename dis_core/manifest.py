@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from .errors import ManifestError
+from .provenance import sha256_file
 
 REQUIRED = ("participant_id", "session", "video")
 OPTIONAL = ("dyad", "split", "fps")
@@ -202,11 +203,7 @@ def file_sha256(path: str | Path) -> str:
     st = os.stat(real)
     key = (real, st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(real, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _HASHES[key] = h.hexdigest()
+        _HASHES[key] = sha256_file(Path(real))
     return _HASHES[key]
 
 
