@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dis_core import stats as st
+from dis_core.score import stats as st
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 # Only light imports here: the local executor spawns its workers, which re-import this main module
 # (jobs.stages pulls in torch: 1.8 s per worker). The `dis` CLI is just as light at import.
-from dis_core.assets import fetch_samples, resolve_model  # noqa: E402
+from dis_core.io.assets import fetch_samples, resolve_model  # noqa: E402
 from dis_core.manifest import load_manifest  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def long_video(src: Path, dst: Path, repeat: int) -> Path:
     """A longer real video: the sample played forwards and backwards ``repeat`` times."""
     import cv2
 
-    from dis_core.video import iter_frames
+    from dis_core.extract.video import iter_frames
 
     frames = [f.rgb for f in iter_frames(src)]
     cap = cv2.VideoCapture(str(src))
@@ -67,9 +67,9 @@ def one_core_stage_vs_bare(video: Path, tmp: Path, model, repeats: int = 5) -> d
 def _one_core(video: Path, tmp: Path, model, repeats: int) -> dict:
     import mediapipe as mp
 
-    from dis_core.extract import ExtractConfig, extract_video
-    from dis_core.landmarker import FaceTracker
-    from dis_core.video import iter_frames
+    from dis_core.extract.stage import ExtractConfig, extract_video
+    from dis_core.extract.landmarker import FaceTracker
+    from dis_core.extract.video import iter_frames
 
     frames = [(mp.Image(image_format=mp.ImageFormat.SRGB, data=f.rgb), int(f.time_s * 1000) + f.index)
               for f in iter_frames(video)]
@@ -97,7 +97,7 @@ def _one_core(video: Path, tmp: Path, model, repeats: int) -> dict:
 
 def workers_throughput(video: Path, tmp: Path, model, n_videos: int = 8, repeats: int = 3) -> dict:
     """Local executor with 1 and 2 workers on the same videos, alternated ``repeats`` times; the median pair."""
-    from dis_core.extract import ExtractConfig
+    from dis_core.extract.stage import ExtractConfig
     from jobs.stages import run_extract
 
     m = load_manifest(manifest(tmp, [video] * n_videos, "wk"))
@@ -124,8 +124,8 @@ def _median_pair(pairs: list[tuple[float, float]]) -> tuple[tuple[float, float],
 def peak_rss_mb(video: Path, tmp: Path, tag: str) -> tuple[int, float]:
     # VmHWM of the child itself (ru_maxrss would carry the forking parent's peak across exec)
     code = ("import sys; sys.path.insert(0, %r);"
-            "from dis_core.assets import resolve_model; from dis_core.manifest import load_manifest;"
-            "from dis_core.extract import extract_video, ExtractConfig;"
+            "from dis_core.io.assets import resolve_model; from dis_core.manifest import load_manifest;"
+            "from dis_core.extract.stage import extract_video, ExtractConfig;"
             "e = load_manifest(%r).entries[0];"
             "r = extract_video(e, %r, resolve_model(), ExtractConfig(), force=True, progress=False);"
             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"

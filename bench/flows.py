@@ -25,10 +25,10 @@ import numpy as np  # noqa: E402
 
 def phantom_run(root: Path, swap: bool = False) -> Path:
     """A 6 x 2 x 20 s phantom cohort at 15 fps, extracted (cached between benchmark runs)."""
-    from dis_core.assets import fetch_samples, resolve_model
-    from dis_core.cohort import prepare_cohort
+    from dis_core.io.assets import fetch_samples, resolve_model
+    from dis_core.cohort.stage import prepare_cohort
     from dis_core.manifest import load_manifest
-    from dis_core.phantom import PhantomConfig, make_cohort
+    from dis_core.phantom.render import PhantomConfig, make_cohort
     from jobs.stages import run_extract
 
     out = root / "run"
@@ -44,8 +44,8 @@ def phantom_run(root: Path, swap: bool = False) -> Path:
 
 def raw_landmarks(cohort, pid: str, part: str):
     """The research scripts' input: raw x, y of the 478 landmarks (956 columns), no alignment."""
-    from dis_core.extract import H5_NAME, unit_dir
-    from dis_core.h5store import read_extraction
+    from dis_core.extract.stage import H5_NAME, unit_dir
+    from dis_core.extract.h5store import read_extraction
 
     rows = []
     for e in cohort.videos_of(pid):
@@ -59,7 +59,7 @@ def raw_landmarks(cohort, pid: str, part: str):
 
 
 def identify(models, data) -> float:
-    from dis_core.scoring import identification, score_matrix
+    from dis_core.score.scoring import identification, score_matrix
 
     s = score_matrix([[m.log_prob(x, c) for x, c in data] for m in models])
     return identification(s)["top1"]
@@ -68,10 +68,10 @@ def identify(models, data) -> float:
 def training_bench(run: Path, research_epochs: int) -> dict:
     import dataclasses
 
-    from dis_core.cohort import load_cohort, participant_features
-    from dis_core.features import DEFAULT_FEATURE_SETS
-    from dis_core.flows import FlowConfig, train_flow
-    from dis_core.train import DEFAULT_FLOWS
+    from dis_core.cohort.stage import load_cohort, participant_features
+    from dis_core.features.build import DEFAULT_FEATURE_SETS
+    from dis_core.model.flows import FlowConfig, train_flow
+    from dis_core.model.stage import DEFAULT_FLOWS
 
     c = load_cohort(run)
     out = {}
@@ -108,8 +108,8 @@ SCORING_CHILD = """
 import json, sys, time
 import numpy as np, torch
 sys.path.insert(0, {root!r})
-from dis_core.flows import Density, FlowConfig, build_flow
-from dis_core.scoring import score_all, score_matrix
+from dis_core.model.flows import Density, FlowConfig, build_flow
+from dis_core.score.scoring import score_all, score_matrix
 torch.set_num_threads(1)
 n, frames, dim = {n}, 2000, 6
 rng = np.random.default_rng(0)

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from dis_core.assets import fetch_samples, resolve_model  # noqa: E402
-from dis_core.phantom import make_rig, portraits, render_video, sample_dynamics, trajectory  # noqa: E402
+from dis_core.io.assets import fetch_samples, resolve_model  # noqa: E402
+from dis_core.phantom.render import make_rig, portraits, render_video, sample_dynamics, trajectory  # noqa: E402
 
 
 def main() -> None:

@@ -33,11 +33,11 @@ def overhead(folder: Path, n: int = 100) -> dict:
 
 
 def demo(root: Path) -> dict:
-    from dis_core.assets import fetch_samples, resolve_model
-    from dis_core.features import DEFAULT_FEATURE_SETS
+    from dis_core.io.assets import fetch_samples, resolve_model
+    from dis_core.features.build import DEFAULT_FEATURE_SETS
     from dis_core.manifest import load_manifest
-    from dis_core.phantom import PhantomConfig, make_cohort
-    from dis_core.train import default_train_config
+    from dis_core.phantom.render import PhantomConfig, make_cohort
+    from dis_core.model.stage import default_train_config
     from jobs.slurm import SlurmConfig, run_status, submit_run
     from jobs.stages import run_pipeline
 

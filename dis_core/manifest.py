@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from .errors import ManifestError
-from .provenance import sha256_file
+from dis_core.errors import ManifestError
+from dis_core.io.provenance import sha256_file
 
 REQUIRED = ("participant_id", "session", "video")
 OPTIONAL = ("dyad", "split", "fps")

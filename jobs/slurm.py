@@ -18,18 +18,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dis_core import __version__
-from dis_core.assets import ModelFile
-from dis_core.atomic import write_text_atomic
-from dis_core.cohort import prepare_cohort
+from dis_core.io.assets import ModelFile
+from dis_core.io.atomic import write_text_atomic
+from dis_core.cohort.stage import prepare_cohort
 from dis_core.errors import DISError
-from dis_core.extract import ExtractConfig, UnitResult, extract_video, read_status
-from dis_core.features import FeatureSpec
-from dis_core.flows import FlowConfig
+from dis_core.extract.stage import ExtractConfig, UnitResult, extract_video, read_status
+from dis_core.features.build import FeatureSpec
+from dis_core.model.flows import FlowConfig
 from dis_core.manifest import Manifest, load_manifest
-from dis_core.provenance import provenance
-from dis_core.report import ReportConfig
-from dis_core.summary import write_extract_summary
-from dis_core.train import TrainConfig, read_train_status, model_dir, MODEL_NAME
+from dis_core.io.provenance import provenance
+from dis_core.report.stage import ReportConfig
+from dis_core.extract.summary import write_extract_summary
+from dis_core.model.stage import TrainConfig, read_train_status, model_dir, MODEL_NAME
 
 RUN_FILE = "run.json"
 
@@ -149,7 +149,7 @@ class TrainTask:
         self.out_root, self.force = out_root, force
 
     def __call__(self, unit: tuple[str, TrainConfig]):
-        from dis_core.train import train_unit
+        from dis_core.model.stage import train_unit
 
         pid, cfg = unit
         return train_unit(Path(self.out_root), pid, cfg, force=self.force)
@@ -366,8 +366,8 @@ def resubmit(out_root: Path) -> dict:
 
 
 def _extract_cfg(d: dict) -> ExtractConfig:
-    from dis_core.landmarker import LandmarkerConfig
-    from dis_core.smiles import SmileConfig
+    from dis_core.extract.landmarker import LandmarkerConfig
+    from dis_core.extract.smiles import SmileConfig
 
     sm = d["smile"]
     return ExtractConfig(landmarker=LandmarkerConfig(**d["landmarker"]),

@@ -6,15 +6,15 @@ import dataclasses
 import functools
 from pathlib import Path
 
-from dis_core.assets import ModelFile
-from dis_core.cohort import CohortConfig, prepare_cohort
-from dis_core.extract import ExtractConfig, UnitResult, extract_video
+from dis_core.io.assets import ModelFile
+from dis_core.cohort.stage import CohortConfig, prepare_cohort
+from dis_core.extract.stage import ExtractConfig, UnitResult, extract_video
 from dis_core.manifest import Manifest
-from dis_core.provenance import provenance
-from dis_core.reduce import reduce_cohort
-from dis_core.report import ReportConfig, write_report
-from dis_core.summary import write_extract_summary
-from dis_core.train import TrainConfig, TrainResult, train_unit
+from dis_core.io.provenance import provenance
+from dis_core.score.stage import reduce_cohort
+from dis_core.report.stage import ReportConfig, write_report
+from dis_core.extract.summary import write_extract_summary
+from dis_core.model.stage import TrainConfig, TrainResult, train_unit
 
 from .executors import map_units
 
@@ -57,7 +57,7 @@ def run_pipeline(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: lis
                  report: ReportConfig = ReportConfig(), executor: str = "local", workers: int | None = None,
                  force: bool = False, log=print):
     """Videos to report on one machine: extract -> cohort (split, basis) -> train -> reduce."""
-    from dis_core.summary import format_summary
+    from dis_core.extract.summary import format_summary
 
     record_local_run(manifest, out_root, model, cfgs, executor)
     ex, _ = run_extract(manifest, out_root, model, extract_cfg, executor=executor, workers=workers, force=force)
@@ -81,7 +81,7 @@ def record_local_run(manifest: Manifest, out_root: Path, model: ModelFile, cfgs:
     import json
 
     from dis_core import __version__
-    from dis_core.atomic import write_text_atomic
+    from dis_core.io.atomic import write_text_atomic
 
     out_root = Path(out_root).resolve()
     out_root.mkdir(parents=True, exist_ok=True)

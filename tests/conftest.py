@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dis_core.assets import MODEL_SHA256, fetch_model, fetch_samples, resolve_model
+from dis_core.io.assets import MODEL_SHA256, fetch_model, fetch_samples, resolve_model
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ])
 def test_bad_option_values_are_refused_before_any_output(tmp_path, args, says):
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(ROOT / "manifests" / "demo.csv"),
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "extract", "-m", str(ROOT / "manifests" / "demo.csv"),
                         "-o", str(out), *args], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2, r.stdout + r.stderr
     assert says in " ".join(r.stderr.split()) and "Traceback" not in r.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dis_core.h5store import read_extraction
+from dis_core.extract.h5store import read_extraction
 
 pytestmark = pytest.mark.apptainer
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def test_image_runs_dis_and_has_the_model(sif):
 
 
 def test_a_stage_inside_the_image_equals_the_host(sif, samples, model, make_manifest, tmp_path):
-    from dis_core.extract import ExtractConfig, extract_video
+    from dis_core.extract.stage import ExtractConfig, extract_video
     from dis_core.manifest import load_manifest
 
     m = make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}])
@@ -53,10 +53,10 @@ def test_a_stage_inside_the_image_equals_the_host(sif, samples, model, make_mani
 def test_a_slurm_array_inside_the_image(sif, samples, model, tmp_path):
     import time
 
-    from dis_core.features import DEFAULT_FEATURE_SETS
+    from dis_core.features.build import DEFAULT_FEATURE_SETS
     from dis_core.manifest import load_manifest
-    from dis_core.phantom import PhantomConfig, make_cohort
-    from dis_core.train import default_train_config
+    from dis_core.phantom.render import PhantomConfig, make_cohort
+    from dis_core.model.stage import default_train_config
     from jobs.slurm import SlurmConfig, run_status, submit_run
 
     if shutil.which("sbatch") is None:

@@ -9,14 +9,14 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from dis_core.cohort import load_cohort, participant_features
-from dis_core.features import DEFAULT_FEATURE_SETS
-from dis_core.flows import load_density
+from dis_core.cohort.stage import load_cohort, participant_features
+from dis_core.features.build import DEFAULT_FEATURE_SETS
+from dis_core.model.flows import load_density
 from dis_core.manifest import load_manifest
-from dis_core.phantom import PhantomConfig, make_cohort
-from dis_core.report import REPORT_DIR
-from dis_core.scoring import score_matrix
-from dis_core.train import MODEL_NAME, default_train_config, model_dir
+from dis_core.phantom.render import PhantomConfig, make_cohort
+from dis_core.report.stage import REPORT_DIR
+from dis_core.score.scoring import score_matrix
+from dis_core.model.stage import MODEL_NAME, default_train_config, model_dir
 from jobs.stages import run_pipeline
 
 HEAD = [default_train_config(DEFAULT_FEATURE_SETS["head_pose"])]

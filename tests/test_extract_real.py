@@ -15,12 +15,12 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from dis_core.extract import (H5_NAME, LANDMARKS_PCA_PNG, LANDMARKS_XLSX, SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX,
+from dis_core.extract.stage import (H5_NAME, LANDMARKS_PCA_PNG, LANDMARKS_XLSX, SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX,
                               ExtractConfig, extract_video, landmark_header, unit_dir)
-from dis_core.h5store import SCHEMA, SCHEMA_VERSION, read_extraction
-from dis_core.landmarker import BLENDSHAPE_NAMES, FaceTracker
+from dis_core.extract.h5store import SCHEMA, SCHEMA_VERSION, read_extraction
+from dis_core.extract.landmarker import BLENDSHAPE_NAMES, FaceTracker
 from dis_core.manifest import load_manifest
-from dis_core.video import iter_frames
+from dis_core.extract.video import iter_frames
 from jobs.stages import run_extract
 from tests.videos import read_frames, rolled_portrait_frames, write_video
 
@@ -218,7 +218,7 @@ def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, mak
     entry = load_manifest(m_path).entries[0]
     d = unit_dir(out, entry)
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
-    p = subprocess.Popen([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(m_path), "-o", str(out),
+    p = subprocess.Popen([sys.executable, "-m", "jobs.cli", "extract", "-m", str(m_path), "-o", str(out),
                           "--executor", "debug"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          cwd=ROOT)
     deadline = time.time() + 120
@@ -245,7 +245,7 @@ def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_ma
         {"participant_id": "bad", "session": "s1", "video": str(bad)},
     ])
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
-    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(path), "-o", str(tmp_path / "o"),
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "extract", "-m", str(path), "-o", str(tmp_path / "o"),
                         ], env=env, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 3, r.stdout + r.stderr
     line = [ln for ln in r.stdout.splitlines() if "FAILED" in ln]

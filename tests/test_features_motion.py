@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dis_core.features import DEFAULT_FEATURE_SETS, FeatureSpec, base_values, video_features
-from dis_core.pose import head_pose
+from dis_core.features.build import DEFAULT_FEATURE_SETS, FeatureSpec, base_values, video_features
+from dis_core.extract.pose import head_pose
 
 FPS = 30.0
 SPEC = DEFAULT_FEATURE_SETS["head_pose"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dis_core.cli import app
+from jobs.cli import app
 from dis_core.errors import ManifestError
 from dis_core.manifest import load_manifest
 
@@ -114,7 +114,7 @@ def test_unit_ids_stay_inside_the_output_folder(tmp_path):
     uid = load_manifest(p).entries[0].unit_id
     assert "/" not in uid and not uid.startswith(".") and ".." not in uid.split("_", 2)[2][:2]
     out = tmp_path / "out"
-    from dis_core.extract import unit_dir
+    from dis_core.extract.stage import unit_dir
 
     d = unit_dir(out, load_manifest(p).entries[0]).resolve()
     assert d.is_relative_to(out.resolve())

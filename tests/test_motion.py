@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dis_core import motion
+from dis_core.features import motion
 
 
 def _transforms(rot: Rotation, rng, scale=1.3) -> np.ndarray:

@@ -7,8 +7,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from dis_core.excel import PROVENANCE_SHEET, write_workbook
-from dis_core.pca import StreamingPCA
+from dis_core.io.excel import PROVENANCE_SHEET, write_workbook
+from dis_core.extract.pca import StreamingPCA
 
 
 @pytest.mark.parametrize("dim", [6, 956])  # dense solver / Lanczos (the per-video landmark PCA is 956-D)
@@ -55,7 +55,7 @@ def test_workbook_reads_back_as_written(tmp_path):
 
 
 def test_user_strings_are_written_as_text_never_formulas(tmp_path):
-    from dis_core.excel import Rows, safe_cell
+    from dis_core.io.excel import Rows, safe_cell
 
     bad = ['=HYPERLINK("x")', "+1", "@SUM(A1)", "-2", "\tx", "\rx"]
     df = pd.DataFrame({"s": bad, "n": [-1, -2.5, 3, -4, 5, 6], "ok": ["a", "b-c", "", None, "'=x", "1"]})
@@ -76,8 +76,8 @@ def test_user_strings_are_written_as_text_never_formulas(tmp_path):
 
 
 def test_summary_csvs_escape_formulas(tmp_path):
-    from dis_core.extract import UnitResult
-    from dis_core.summary import write_extract_summary
+    from dis_core.extract.stage import UnitResult
+    from dis_core.extract.summary import write_extract_summary
 
     r = UnitResult("u1", "p1", "s1", "-video.mp4", status="failed", message="=1+1 broke")
     d = write_extract_summary(tmp_path, [r], {"dis_version": "x"})
@@ -89,7 +89,7 @@ def test_summary_csvs_escape_formulas(tmp_path):
 def test_figure_titles_and_labels_show_dollars_literally(tmp_path):
     import matplotlib.pyplot as plt
 
-    from dis_core.figures import heatmap_png, literal, save_png
+    from dis_core.report.figures import heatmap_png, literal, save_png
 
     fig, ax = plt.subplots()
     t = ax.set_title(literal("a$b$c.mp4"))

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dis_core.extract import ExtractConfig, extract_video
-from dis_core.h5store import read_extraction
+from dis_core.extract.stage import ExtractConfig, extract_video
+from dis_core.extract.h5store import read_extraction
 from dis_core.manifest import load_manifest
-from dis_core.phantom import (PhantomConfig, make_cohort, make_rig, portraits, read_truth, render_video,
+from dis_core.phantom.render import (PhantomConfig, make_cohort, make_rig, portraits, read_truth, render_video,
                               sample_dynamics, trajectory)
 from tests.videos import read_frames
 

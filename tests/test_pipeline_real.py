@@ -28,7 +28,7 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     m = make_manifest(rows)
     out = tmp_path / "run"
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
-    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "run", "-m", str(m), "-o", str(out), "--workers", "2",
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "run", "-m", str(m), "-o", str(out), "--workers", "2",
                         "--norm-workbooks"],
                        env=env, capture_output=True, text=True, cwd=ROOT, timeout=900)
     text = r.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dis_core.pose import euler_to_rotation, head_pose, rotation_to_euler
+from dis_core.extract.pose import euler_to_rotation, head_pose, rotation_to_euler
 
 
 def test_round_trip_random_angles():

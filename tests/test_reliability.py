@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dis_core.extract import H5_NAME, ExtractConfig, extract_video, unit_dir
+from dis_core.extract.stage import H5_NAME, ExtractConfig, extract_video, unit_dir
 from dis_core.manifest import load_manifest
 from tests.videos import read_frames, write_video
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "dis_core.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           env=env, **kw)
 
 
@@ -83,7 +83,7 @@ def test_two_runs_on_one_output_folder_do_not_interleave(tmp_path, samples, mode
     m = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
     out = tmp_path / "out"
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
-    first = subprocess.Popen([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(m), "-o", str(out),
+    first = subprocess.Popen([sys.executable, "-m", "jobs.cli", "extract", "-m", str(m), "-o", str(out),
                               "--executor", "debug"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     lock = out / ".dis.lock"
@@ -171,7 +171,7 @@ def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_
     assert res["audio.mp4"].status == "failed" and "no decodable video stream" in res["audio.mp4"].message
     for n in ("vfr.mp4", "rotated.mp4", "uhd.mp4", "tenbit.mp4"):
         assert res[n].status == "ok" and res[n].detection_rate >= 0.9, (n, res[n])
-    from dis_core.h5store import read_extraction
+    from dis_core.extract.h5store import read_extraction
 
     vfr = read_extraction(Path(res["vfr.mp4"].output))
     periods = np.round(np.diff(vfr.time_s), 3)
@@ -184,7 +184,7 @@ def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_
 def test_outputs_respect_the_umask(tmp_path, samples, model, make_manifest):
     m = make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}])
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
-    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "extract", "-m", str(m), "-o", str(tmp_path / "o"),
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "extract", "-m", str(m), "-o", str(tmp_path / "o"),
                         "--executor", "debug"], cwd=ROOT, env=env, capture_output=True, text=True,
                        preexec_fn=lambda: os.umask(0o077))
     assert r.returncode == 0, r.stderr
@@ -252,12 +252,12 @@ def _kill_after(cmd, seconds, env):
 
 
 def test_repeated_kill_9_during_extraction_then_equal_outputs(tmp_path, samples, model, make_manifest):
-    from dis_core.h5store import DATASETS, read_extraction
+    from dis_core.extract.h5store import DATASETS, read_extraction
 
     m_path = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
     e = load_manifest(m_path).entries[0]
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
-    cmd = [sys.executable, "-m", "dis_core.cli", "extract", "-m", str(m_path), "-o", str(tmp_path / "b"),
+    cmd = [sys.executable, "-m", "jobs.cli", "extract", "-m", str(m_path), "-o", str(tmp_path / "b"),
            "--executor", "debug"]
     rng = np.random.default_rng(1)
     for _ in range(3):
@@ -276,8 +276,8 @@ def test_repeated_kill_9_during_extraction_then_equal_outputs(tmp_path, samples,
 
 @pytest.fixture(scope="module")
 def small_cohort(tmp_path_factory, samples, model):
-    from dis_core.cohort import prepare_cohort
-    from dis_core.phantom import PhantomConfig, make_cohort
+    from dis_core.cohort.stage import prepare_cohort
+    from dis_core.phantom.render import PhantomConfig, make_cohort
     from jobs.stages import run_extract
 
     d = tmp_path_factory.mktemp("kill_train")
@@ -291,8 +291,8 @@ def small_cohort(tmp_path_factory, samples, model):
 def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_cohort):
     import json
 
-    from dis_core.features import DEFAULT_FEATURE_SETS
-    from dis_core.train import default_train_config, model_dir, train_unit
+    from dis_core.features.build import DEFAULT_FEATURE_SETS
+    from dis_core.model.stage import default_train_config, model_dir, train_unit
 
     run, m = small_cohort
     a, b = tmp_path / "a", tmp_path / "b"
@@ -300,7 +300,7 @@ def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_coho
         shutil.copytree(run, dst)
     cfg = default_train_config(DEFAULT_FEATURE_SETS["head_pose"])
     ref = {p: train_unit(a, p, cfg) for p in m.participants}
-    cmd = [sys.executable, "-m", "dis_core.cli", "train", "-o", str(b), "--feature-sets", "head_pose",
+    cmd = [sys.executable, "-m", "jobs.cli", "train", "-o", str(b), "--feature-sets", "head_pose",
            "--executor", "debug"]
     rng = np.random.default_rng(2)
     for _ in range(3):
@@ -315,8 +315,8 @@ def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_coho
 
 
 def test_nan_inf_and_constant_features():
-    from dis_core.features import FeatureSpec, video_features
-    from dis_core.flows import FlowConfig, train_flow
+    from dis_core.features.build import FeatureSpec, video_features
+    from dis_core.model.flows import FlowConfig, train_flow
 
     t = np.arange(300) / 30.0
     v = np.column_stack([np.sin(t), np.cos(2 * t), np.full_like(t, 4.0)])  # the third feature is constant

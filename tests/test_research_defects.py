@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from dis_core.errors import DISError
-from dis_core.features import FeatureSpec, fit_landmark_basis, procrustes_align, video_features
-from dis_core.flows import FlowConfig, load_density, save_density, train_flow
-from dis_core.reduce import _assert_disjoint
-from dis_core.split import SplitConfig, assign_splits
+from dis_core.features.build import FeatureSpec, fit_landmark_basis, procrustes_align, video_features
+from dis_core.model.flows import FlowConfig, load_density, save_density, train_flow
+from dis_core.score.stage import _assert_disjoint
+from dis_core.cohort.split import SplitConfig, assign_splits
 from dis_core.manifest import VideoEntry
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dis_core.errors import DISError
-from dis_core.flows import FlowConfig, fit_gaussian, train_flow
-from dis_core.scoring import pair_score, score_all, score_matrix
+from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow
+from dis_core.score.scoring import pair_score, score_all, score_matrix
 
 MU = np.array([[0.0, 0.0], [1.5, 0.0], [0.0, 2.0], [1.0, 1.0]])
 COV = [np.array([[1.0, 0.3], [0.3, 0.5]]), np.eye(2) * 0.6, np.array([[0.4, -0.1], [-0.1, 1.2]]), np.eye(2)]
@@ -68,8 +68,8 @@ def test_non_finite_log_p_stops_scoring_with_the_pair_named():
 
 
 def test_groups_that_cannot_form_pseudo_couples_cost_the_test_not_the_feature_set():
-    from dis_core.reduce import _partner_test
-    from dis_core.stats import simulate_dyad_scores
+    from dis_core.score.stage import _partner_test
+    from dis_core.score.stats import simulate_dyad_scores
 
     s, pairs = simulate_dyad_scores(4, 0.0, np.random.default_rng(0))
     dyads = [f"d{k // 2}" for k in range(len(s))]

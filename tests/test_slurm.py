@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dis_core.features import DEFAULT_FEATURE_SETS
-from dis_core.flows import FlowConfig
+from dis_core.features.build import DEFAULT_FEATURE_SETS
+from dis_core.model.flows import FlowConfig
 from dis_core.manifest import load_manifest
-from dis_core.phantom import PhantomConfig, make_cohort
-from dis_core.train import TrainConfig, default_train_config
+from dis_core.phantom.render import PhantomConfig, make_cohort
+from dis_core.model.stage import TrainConfig, default_train_config
 from jobs.slurm import SlurmConfig, read_run, resubmit, run_status, sacct_states, submit_run
 from jobs.stages import run_pipeline
 
@@ -121,7 +121,7 @@ def test_failed_unit_is_reported_and_the_rest_completes(slurm, cohort, model, tm
     broken = failed[0]["unit"]
     assert "broken.mp4" in failed[0]["message"] and Path(failed[0]["log"]).is_file()
     assert all(u["state"] == "done" for u in st["reduce"])
-    r = subprocess.run([sys.executable, "-m", "dis_core.cli", "status", str(out)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "status", str(out)], capture_output=True, text=True,
                        cwd=ROOT)
     assert r.returncode == 3 and f"FAILED {broken}" in r.stdout and "log:" in r.stdout
     left = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="left_out")

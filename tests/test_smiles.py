@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dis_core.landmarker import BLENDSHAPE_NAMES
-from dis_core.smiles import DEFAULT_THRESHOLDS, SmileConfig, smile_frames, smile_seconds
+from dis_core.extract.landmarker import BLENDSHAPE_NAMES
+from dis_core.extract.smiles import DEFAULT_THRESHOLDS, SmileConfig, smile_frames, smile_seconds
 
 
 def _scores(n, value_for=None):

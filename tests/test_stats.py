@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dis_core import stats as st
+from dis_core.score import stats as st
 from dis_core.errors import DISError
 
 

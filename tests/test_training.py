@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dis_core.flows import FlowConfig, train_flow
+from dis_core.model.flows import FlowConfig, train_flow
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = dict(layers=2, hidden=32, max_epochs=150, patience=1000, checkpoint_every_s=0.0, batch_size=64)
@@ -31,7 +31,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     code = textwrap.dedent(f"""
         import numpy as np, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from dis_core.flows import FlowConfig, train_flow
+        from dis_core.model.flows import FlowConfig, train_flow
         train_flow(np.load({str(tmp_path / 'x.npy')!r}), list("abcd"), FlowConfig(**{CFG!r}), checkpoint={str(ck)!r})
     """)
     p = subprocess.Popen([sys.executable, "-c", code])

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .atomic import write_text_atomic
-from .excel import safe_frame, write_workbook
+from dis_core.io.atomic import write_text_atomic
+from dis_core.io.excel import safe_frame, write_workbook
 
 # Exit codes (documented in the README): distinct for success, partial and total failure.
 EXIT_OK = 0

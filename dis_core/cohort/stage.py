@@ -13,14 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .atomic import write_bytes_atomic, write_text_atomic
-from .errors import DISError
-from .extract import H5_NAME, unit_dir
-from .features import (FeatureSpec, LandmarkBasis, VideoFeatures, base_values, fit_landmark_basis, landmark_points,
+from dis_core.io.atomic import write_bytes_atomic, write_text_atomic
+from dis_core.errors import DISError
+from dis_core.extract.stage import H5_NAME, unit_dir
+from dis_core.features.build import (FeatureSpec, LandmarkBasis, VideoFeatures, base_values, fit_landmark_basis, landmark_points,
                        video_features)
-from .h5store import check_complete, read_extraction
-from .manifest import Manifest, VideoEntry
-from .split import SplitConfig, VideoSplit, assign_splits
+from dis_core.extract.h5store import check_complete, read_extraction
+from dis_core.manifest import Manifest, VideoEntry
+from dis_core.cohort.split import SplitConfig, VideoSplit, assign_splits
 
 COHORT_DIR = "cohort"
 
@@ -84,8 +84,8 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
 def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str | None:
     """Why the extraction on disk is not usable for this row now: incomplete, made from other content
     than the video's current bytes (a replaced video), or this run's extraction of it failed."""
-    from .extract import read_status
-    from .provenance import sha256_file
+    from dis_core.extract.stage import read_status
+    from dis_core.io.provenance import sha256_file
 
     try:
         sha = sha256_file(e.video)

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from dis_core import __version__
 
 PACKAGES = (
     "mediapipe", "opencv-python-headless", "numpy", "pandas", "h5py", "openpyxl", "torch",

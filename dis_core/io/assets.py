@@ -16,9 +16,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .atomic import write_bytes_atomic
-from .errors import ModelError
-from .provenance import sha256_file
+from dis_core.io.atomic import write_bytes_atomic
+from dis_core.errors import ModelError
+from dis_core.io.provenance import sha256_file
 
 MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 MODEL_NAME = "face_landmarker.task"
@@ -171,7 +171,7 @@ def fetch_samples(names: list[str] | None = None, log=print) -> dict[str, Path]:
 
 def cached_samples(names: list[str] | None = None) -> dict[str, Path]:
     """Sample files already in the cache (never downloads); raise if one is missing."""
-    from .errors import DISError
+    from dis_core.errors import DISError
 
     root = cache_dir() / "samples"
     out, missing = {}, []

@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-from .errors import DISError
-from .stats import (auc, bootstrap_participants, dyad_permutation_test, eer, genuine_impostor, mcnemar_top1,
+from dis_core.errors import DISError
+from dis_core.score.stats import (auc, bootstrap_participants, dyad_permutation_test, eer, genuine_impostor, mcnemar_top1,
                     paired_bootstrap, pair_similarity, roc_points, topk_fractional)
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DISError
+from dis_core.errors import DISError
 
 LOCK_NAME = ".dis.lock"
 

@@ -15,18 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .assets import ModelFile
-from .atomic import atomic_path, remove_stale_parts
-from .errors import DISError
-from .excel import Rows, write_workbook
-from .h5store import ExtractionWriter, check_complete, iter_blocks, read_attrs, read_extraction
-from .landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, LandmarkerConfig
-from .manifest import VideoEntry
-from .pca import StreamingPCA
-from .pose import head_pose
-from .provenance import config_hash, provenance, sha256_file
-from .smiles import SmileConfig, smile_frames, smile_seconds
-from .video import effective_fps, iter_frames, probe
+from dis_core.io.assets import ModelFile
+from dis_core.io.atomic import atomic_path, remove_stale_parts
+from dis_core.errors import DISError
+from dis_core.io.excel import Rows, write_workbook
+from dis_core.extract.h5store import ExtractionWriter, check_complete, iter_blocks, read_attrs, read_extraction
+from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, LandmarkerConfig
+from dis_core.manifest import VideoEntry
+from dis_core.extract.pca import StreamingPCA
+from dis_core.extract.pose import head_pose
+from dis_core.io.provenance import config_hash, provenance, sha256_file
+from dis_core.extract.smiles import SmileConfig, smile_frames, smile_seconds
+from dis_core.extract.video import effective_fps, iter_frames, probe
 
 H5_NAME = "extraction.h5"
 SMILE_FRAMES_XLSX = "smile_frames.xlsx"
@@ -137,7 +137,7 @@ def _write_status(d: Path, res: UnitResult) -> None:
     """The unit's last outcome, for `dis status` and for stages that run in other processes."""
     import json
 
-    from .atomic import write_text_atomic
+    from dis_core.io.atomic import write_text_atomic
 
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -290,7 +290,7 @@ def _landmark_rows(h5: Path):
 
 
 def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
-    from .figures import landmark_pca_png  # matplotlib: imported only when a figure is drawn
+    from dis_core.report.figures import landmark_pca_png  # matplotlib: imported only when a figure is drawn
 
     acc = StreamingPCA(N_LANDMARKS * 2)
     for _, lm in iter_blocks(h5, ("landmarks",)):

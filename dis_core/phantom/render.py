@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from .atomic import atomic_path, write_text_atomic
-from .landmarker import canonical_mesh, detect_image
-from .pose import _nearest_rotation, euler_to_rotation
+from dis_core.io.atomic import atomic_path, write_text_atomic
+from dis_core.extract.landmarker import canonical_mesh, detect_image
+from dis_core.extract.pose import _nearest_rotation, euler_to_rotation
 
 AXES = ("yaw", "pitch", "roll")
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
+from dis_core.io.atomic import atomic_path  # noqa: E402
 
 
 def literal(s: Any) -> str:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import write_text_atomic
-from .cohort import Cohort
-from .excel import Rows, write_workbook
-from .reduce import METHODS, FeatureSetScores
-from .scoring import SCORE_RULE, relation
+from dis_core.io.atomic import write_text_atomic
+from dis_core.cohort.stage import Cohort
+from dis_core.io.excel import Rows, write_workbook
+from dis_core.score.stage import METHODS, FeatureSetScores
+from dis_core.score.scoring import SCORE_RULE, relation
 
 REPORT_DIR = "report"
 WORKBOOK = "dis_report.xlsx"
@@ -170,7 +170,7 @@ def partner_family(results: list[FeatureSetScores]) -> str:
 
 def split_rule_text(cohort: Cohort) -> str:
     """The split rule(s) in words, with how many participants each one covers."""
-    from .split import RULE_TEXT
+    from dis_core.cohort.split import RULE_TEXT
 
     by_rule: dict[str, set[str]] = {}
     for e in cohort.entries:
@@ -185,9 +185,9 @@ def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
 
 
 def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
-    from .figures import heatmap_png, loss_grid_png, norms_png, participant_map_png, roc_det_png
-    from .scoring import dyad_pairs
-    from .stats import classical_mds, pair_similarity
+    from dis_core.report.figures import heatmap_png, loss_grid_png, norms_png, participant_map_png, roc_det_png
+    from dis_core.score.scoring import dyad_pairs
+    from dis_core.score.stats import classical_mds, pair_similarity
 
     fs = r.feature_set
     fl = r.methods["flow"]
@@ -216,9 +216,9 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
 
 def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:
     """Held-out and training frames of each participant in the cohort landmark basis (first 2 axes)."""
-    from .features import FeatureSpec
-    from .figures import landmark_pca_grid_png
-    from .cohort import participant_features
+    from dis_core.features.build import FeatureSpec
+    from dis_core.report.figures import landmark_pca_grid_png
+    from dis_core.cohort.stage import participant_features
 
     if cohort.basis is None:
         return

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .manifest import VideoEntry
+from dis_core.manifest import VideoEntry
 
 
 @dataclasses.dataclass(frozen=True)

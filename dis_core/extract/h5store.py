@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from .landmarker import BLENDSHAPE_NAMES, N_BLENDSHAPES, N_LANDMARKS
-from .pose import COLUMNS as POSE_COLUMNS
-from .pose import CONVENTION as POSE_CONVENTION
+from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_BLENDSHAPES, N_LANDMARKS
+from dis_core.extract.pose import COLUMNS as POSE_COLUMNS
+from dis_core.extract.pose import CONVENTION as POSE_CONVENTION
 
 SCHEMA = "dis.extraction"
 SCHEMA_VERSION = 1

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import Cohort, ParticipantData, load_cohort, participant_features
-from .errors import DISError
-from .flows import Density, load_density
-from .scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks, score_all,
+from dis_core.cohort.stage import Cohort, ParticipantData, load_cohort, participant_features
+from dis_core.errors import DISError
+from dis_core.model.flows import Density, load_density
+from dis_core.score.scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks, score_all,
                       score_matrix, tnorm, verification, znorm)
-from .stats import holm
-from .train import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME, TrainConfig, model_dir
+from dis_core.score.stats import holm
+from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME, TrainConfig, model_dir
 
 METHODS = ("flow", "gaussian")
 

@@ -10,7 +10,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .errors import VideoError
+from dis_core.errors import VideoError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 
-from .atomic import atomic_path
+from dis_core.io.atomic import atomic_path
 
 PROVENANCE_SHEET = "provenance"
 _BOLD = Font(bold=True)

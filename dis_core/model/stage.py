@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import remove_stale_parts, write_text_atomic
-from .cohort import Cohort, load_cohort, participant_features
-from .errors import DISError
-from .features import FeatureSpec
-from .flows import FlowConfig, fit_gaussian, load_density, pick_device, save_density, train_flow
-from .provenance import config_dict, provenance
+from dis_core.io.atomic import remove_stale_parts, write_text_atomic
+from dis_core.cohort.stage import Cohort, load_cohort, participant_features
+from dis_core.errors import DISError
+from dis_core.features.build import FeatureSpec
+from dis_core.model.flows import FlowConfig, fit_gaussian, load_density, pick_device, save_density, train_flow
+from dis_core.io.provenance import config_dict, provenance
 
 MODEL_NAME = "model.pt"
 BASELINE_NAME = "baseline.pt"
@@ -162,6 +162,6 @@ def _is_done(d: Path, key: str) -> bool:
 
 
 def _loss_png(path: Path, hist: dict, best: int, title: str, prov: dict) -> None:
-    from .figures import loss_curve_png
+    from dis_core.report.figures import loss_curve_png
 
     loss_curve_png(path, hist, best, title, prov)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from . import motion
+from dis_core.features import motion
 
 SOURCES = ("head_rotation", "head_pose", "landmarks", "blendshapes")
 
