@@ -27,3 +27,30 @@ class ModelError(DISError):
 
 class OutputError(DISError):
     """An output cannot be written or an existing one is unusable."""
+
+
+# One table of exit codes for every command (README: "Exit codes").
+EXIT_OK = 0  # every unit succeeded or was already done
+EXIT_FAILED = 1  # every unit of the stage failed: nothing usable came out
+EXIT_USAGE = 2  # invalid invocation or input (bad option, manifest, model, output folder in use): nothing ran
+EXIT_PARTIAL = 3  # some units failed (listed in the summary); the rest completed
+EXIT_INTERNAL = 70  # an internal error (a bug): the traceback is in the log
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished units are kept, a re-run resumes
+
+EXIT_CODES = {
+    EXIT_OK: "every unit succeeded (or was already done)",
+    EXIT_FAILED: "every unit failed",
+    EXIT_USAGE: "invalid invocation or input (bad option, manifest, model, output folder in use): nothing ran",
+    EXIT_PARTIAL: "partial failure: some units failed (listed in the summary), the rest completed",
+    EXIT_INTERNAL: "internal error (a bug): the traceback is in the log",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM): finished units are kept, a re-run resumes",
+}
+
+
+def exit_code(results) -> int:
+    """0 when no unit failed, 3 when some did, 1 when all did (or there were none)."""
+    results = list(results)
+    failed = sum(1 for r in results if r.failed)
+    if not results or failed == len(results):
+        return EXIT_FAILED
+    return EXIT_PARTIAL if failed else EXIT_OK

@@ -133,7 +133,8 @@ def extract(
 
     from dis_core.extract.stage import ExtractConfig
     from dis_core.extract.smiles import SmileConfig
-    from dis_core.extract.summary import exit_code, format_summary
+    from dis_core.errors import exit_code
+    from dis_core.extract.summary import format_summary
 
     m, mf = _inputs(manifest, model)
     cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
@@ -180,7 +181,7 @@ def run(
     from jobs.stages import run_pipeline
 
     from dis_core.report.stage import ReportConfig
-    from dis_core.extract.summary import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+    from dis_core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
     m, mf = _inputs(manifest, model)
     try:
@@ -223,7 +224,7 @@ def train(
     from jobs.stages import run_train
 
     from dis_core.cohort.stage import load_cohort
-    from dis_core.extract.summary import EXIT_OK, EXIT_PARTIAL
+    from dis_core.errors import EXIT_OK, EXIT_PARTIAL
 
     try:
         cohort = load_cohort(out)
@@ -250,7 +251,7 @@ def score(
     from jobs.stages import run_reduce
 
     from dis_core.report.stage import ReportConfig
-    from dis_core.extract.summary import EXIT_OK, EXIT_PARTIAL
+    from dis_core.errors import EXIT_OK, EXIT_PARTIAL
 
     try:
         cfgs = _train_cfgs(feature_sets, None)

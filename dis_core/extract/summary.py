@@ -10,23 +10,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from dis_core.io.atomic import write_text_atomic
+from dis_core.errors import exit_code
 from dis_core.io.excel import safe_frame, write_workbook
-
-# Exit codes (documented in the README): distinct for success, partial and total failure.
-EXIT_OK = 0
-EXIT_FAILED = 1  # every unit failed, or the stage could not start
-EXIT_USAGE = 2  # invalid invocation or input (bad manifest, missing model): nothing ran
-EXIT_PARTIAL = 3  # some units failed; the rest completed
-
-
-def exit_code(results: Sequence[Any]) -> int:
-    """0 when nothing failed, 3 when some units failed, 1 when all did."""
-    if not results:
-        return EXIT_FAILED
-    failed = sum(1 for r in results if r.failed)
-    if failed == 0:
-        return EXIT_OK
-    return EXIT_FAILED if failed == len(results) else EXIT_PARTIAL
 
 
 def qc_table(results: Sequence[Any]) -> pd.DataFrame:
