@@ -97,8 +97,8 @@ def _one_core(video: Path, tmp: Path, model, repeats: int) -> dict:
 
 def workers_throughput(video: Path, tmp: Path, model, n_videos: int = 8, repeats: int = 3) -> dict:
     """Local executor with 1 and 2 workers on the same videos, alternated ``repeats`` times; the median pair."""
-    from dis_core.extract.stage import ExtractConfig
-    from jobs.stages import run_extract
+    from dis_core.extract.config import ExtractConfig
+    from jobs.local import run_pipeline
 
     m = load_manifest(manifest(tmp, [video] * n_videos, "wk"))
     pairs = []
@@ -106,8 +106,8 @@ def workers_throughput(video: Path, tmp: Path, model, n_videos: int = 8, repeats
         res = {}
         for w in (1, 2):
             t0 = time.perf_counter()
-            results, _ = run_extract(m, tmp / f"wk{w}", model, ExtractConfig(), executor="local", workers=w,
-                                     force=True, progress=False)
+            results = run_pipeline(m, tmp / f"wk{w}", model, [], stages=["extract"], extract=ExtractConfig(),
+                                   workers=w, force=True, log=lambda *_: None).results["extract"]
             res[w] = sum(r.frames for r in results) / (time.perf_counter() - t0)
         pairs.append((res[1], res[2]))
     (one, two), ratios = _median_pair(pairs)

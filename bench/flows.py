@@ -26,30 +26,28 @@ import numpy as np  # noqa: E402
 def phantom_run(root: Path, swap: bool = False) -> Path:
     """A 6 x 2 x 20 s phantom cohort at 15 fps, extracted (cached between benchmark runs)."""
     from dis_core.io.assets import fetch_samples, resolve_model
-    from dis_core.cohort.stage import prepare_cohort
     from dis_core.manifest import load_manifest
     from dis_core.phantom.render import PhantomConfig, make_cohort
-    from jobs.stages import run_extract
+    from dis_core.layout import RunLayout
+    from jobs.local import run_pipeline
 
     out = root / "run"
-    if (out / "cohort" / "cohort.json").is_file():
+    if RunLayout(out).cohort_record.is_file():
         return out
     model = resolve_model()
     cfg = PhantomConfig(participants=6, sessions=2, duration_s=20.0, fps=15.0, seed=0, swap_faces=swap)
     m = load_manifest(make_cohort(root / "videos", cfg, fetch_samples(log=lambda *_: None), model.path))
-    run_extract(m, out, model, progress=False)
-    prepare_cohort(m, out)
+    run_pipeline(m, out, model, [], stages=["extract", "cohort"], log=lambda *_: None)
     return out
 
 
 def raw_landmarks(cohort, pid: str, part: str):
     """The research scripts' input: raw x, y of the 478 landmarks (956 columns), no alignment."""
-    from dis_core.extract.stage import H5_NAME, unit_dir
     from dis_core.extract.h5store import read_extraction
 
     rows = []
     for e in cohort.videos_of(pid):
-        x = read_extraction(unit_dir(cohort.out_root, e) / H5_NAME, skip=("blendshapes", "transform"))
+        x = read_extraction(cohort.layout.extraction(e.unit_id), skip=("blendshapes", "transform"))
         sp = cohort.splits[e.unit_id]
         sel = (sp.train if part == "train" else sp.test) & x.detected
         if not sel.any():
@@ -71,7 +69,7 @@ def training_bench(run: Path, research_epochs: int) -> dict:
     from dis_core.cohort.stage import load_cohort, participant_features
     from dis_core.features.build import DEFAULT_FEATURE_SETS
     from dis_core.model.flows import FlowConfig, train_flow
-    from dis_core.model.stage import DEFAULT_FLOWS
+    from dis_core.model.config import DEFAULT_FLOWS
 
     c = load_cohort(run)
     out = {}

@@ -37,9 +37,10 @@ def demo(root: Path) -> dict:
     from dis_core.features.build import DEFAULT_FEATURE_SETS
     from dis_core.manifest import load_manifest
     from dis_core.phantom.render import PhantomConfig, make_cohort
-    from dis_core.model.stage import default_train_config
+    from dis_core.model.config import default_train_config
+    from jobs.graph import Plan
+    from jobs.local import run_pipeline
     from jobs.slurm import SlurmConfig, run_status, submit_run
-    from jobs.stages import run_pipeline
 
     model = resolve_model()
     cfg = PhantomConfig(participants=6, sessions=2, duration_s=20.0, fps=15.0, seed=0)
@@ -49,7 +50,8 @@ def demo(root: Path) -> dict:
     run_pipeline(m, root / "local", model, head, workers=2, log=lambda *_: None)
     local = time.perf_counter() - t0
     t0 = time.perf_counter()
-    submit_run(m, root / "slurm", model, head, SlurmConfig(cpus_per_task=1, mem_gb=2))
+    submit_run(Plan(out=root / "slurm", manifest=m.path, model=model, train=tuple(head)),
+               SlurmConfig(cpus_per_task=1, mem_gb=2))
     submitted = time.perf_counter() - t0
     while True:
         st = run_status(root / "slurm")

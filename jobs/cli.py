@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.exceptions import TyperException
 
 from dis_core import __version__
-from dis_core.errors import DISError
+from dis_core.errors import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
+                             DISError)
 from dis_core.io.lock import RunLocked, run_lock
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
 
 ManifestOpt = typer.Option(..., "--manifest", "-m", help="Cohort CSV (see manifests/README.md).",
@@ -85,7 +87,7 @@ def _inputs(manifest: Path, model: Optional[Path]):
         _fail(e)
 
 
-def _fail(e: Exception, code: int = 2) -> None:
+def _fail(e: Exception, code: int = EXIT_USAGE) -> None:
     typer.echo(f"error: {e}", err=True)
     raise typer.Exit(code)
 
@@ -114,6 +116,77 @@ def validate(manifest: Path = ManifestOpt) -> None:
     typer.echo(f"{manifest}: valid: {len(m.entries)} video(s), {len(m.participants)} participant(s)")
 
 
+FeatureSetsOpt = typer.Option(None, "--feature-sets",
+                              help="Comma-separated feature sets (default: the run's, else "
+                                   "head_pose,landmarks,blendshapes).")
+DEFAULT_FEATURE_SETS = "head_pose,landmarks,blendshapes"
+ForceOpt = typer.Option(False, "--force", help="Redo units whose outputs are current.")
+EpochsOpt = typer.Option(None, min=1, help="Cap training epochs (default: per feature set).")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Per-unit detail (e.g. a progress bar per video).")
+
+
+def _train_cfgs(feature_sets: str, epochs: Optional[int]):
+    import dataclasses
+
+    from dis_core.features.build import parse_feature_sets
+    from dis_core.model.config import default_train_config
+
+    cfgs = [default_train_config(s) for s in parse_feature_sets(feature_sets)]
+    if epochs:
+        cfgs = [dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=epochs)) for c in cfgs]
+    return tuple(cfgs)
+
+
+def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = None,
+          feature_sets: Optional[str] = None, max_epochs: Optional[int] = None, **changes):
+    """The run's plan: this command's inputs and options over what the run folder recorded before.
+    Every problem exits 2 here, before any lock or output."""
+    import dataclasses
+
+    from jobs.graph import Plan, plan_from_record, read_record
+
+    prev = None
+    if (Path(out) / "run.json").is_file():
+        try:
+            prev = plan_from_record(read_record(out))
+        except DISError:
+            prev = None  # a record of another version: this command's options rebuild it
+    try:
+        if manifest is not None:
+            m, mf = _inputs(manifest, model)
+            base = Plan(out=Path(out), manifest=m.path, model=mf)
+            if prev is not None:
+                base = dataclasses.replace(prev, out=Path(out), manifest=m.path, model=mf)
+        elif prev is not None:
+            base = dataclasses.replace(prev, out=Path(out))
+        else:
+            raise DISError(f"{out} holds no run (no run.json): start it with dis extract or dis run --manifest")
+        if feature_sets is not None or not base.train:
+            train = _train_cfgs(feature_sets or DEFAULT_FEATURE_SETS, max_epochs)
+        elif max_epochs:
+            train = tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=max_epochs))
+                          for c in base.train)
+        else:
+            train = base.train
+        return dataclasses.replace(base, train=train, **changes)
+    except (DISError, ValueError) as e:
+        _fail(e)
+
+
+def _run(plan, stages: list[str], what: str, executor: str = "local", workers: Optional[int] = None) -> None:
+    """Run stages of the graph on this machine under the run lock; exit with the outcome's code."""
+    from jobs.local import run_stages
+
+    try:
+        with run_lock(plan.out, what):
+            outcome = run_stages(plan, stages, executor=executor, workers=workers, log=typer.echo)
+    except RunLocked as e:
+        _fail(e)
+    except DISError as e:
+        _fail(e, EXIT_FAILED)
+    raise typer.Exit(outcome.exit_code)
+
+
 @app.command()
 def extract(
     manifest: Path = ManifestOpt,
@@ -121,46 +194,64 @@ def extract(
     model: Optional[Path] = ModelOpt,
     executor: str = ExecutorOpt,
     workers: Optional[int] = WorkersOpt,
-    force: bool = typer.Option(False, "--force", help="Redo videos whose outputs are complete."),
+    force: bool = ForceOpt,
     landmark_workbook: bool = typer.Option(False, help="Also write landmarks.xlsx per video (x, y of all 478 "
                                                        "landmarks per frame; slow for long videos)."),
     smile_min_fraction: float = typer.Option(0.5, callback=_fraction, help="A second smiles when this fraction of its face frames smile."),
+    verbose: bool = VerboseOpt,
     container: Optional[Path] = ContainerOpt,
 ) -> None:
     """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""
     _in_container(container, manifest, out)
-    from jobs.stages import run_extract
-
-    from dis_core.extract.stage import ExtractConfig
     from dis_core.extract.smiles import SmileConfig
-    from dis_core.errors import exit_code
-    from dis_core.extract.summary import format_summary
+    from dis_core.extract.config import ExtractConfig
 
-    m, mf = _inputs(manifest, model)
     cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
-    try:
-        with run_lock(out, "dis extract"):
-            results, where = run_extract(m, out, mf, cfg, executor=executor, workers=workers, force=force)
-    except DISError as e:
-        _fail(e)
-    typer.echo(format_summary("extract", results, where))
-    raise typer.Exit(exit_code(results))
+    plan = _plan(out, manifest, model, extract=cfg, force=force, verbose=verbose)
+    _run(plan, ["extract"], "dis extract", executor, workers)
 
 
-FeatureSetsOpt = typer.Option("head_pose,landmarks,blendshapes", "--feature-sets",
-                              help="Comma-separated feature sets: head_pose, landmarks, blendshapes.")
+@app.command()
+def cohort(out: Path = OutOpt) -> None:
+    """The cohort step of an extracted run: usable videos, train/test split, landmark basis."""
+    _run(_plan(out), ["cohort"], "dis cohort")
 
 
-def _train_cfgs(feature_sets: str, epochs: Optional[int]):
-    import dataclasses
+@app.command()
+def train(
+    out: Path = OutOpt,
+    feature_sets: Optional[str] = FeatureSetsOpt,
+    executor: str = ExecutorOpt,
+    workers: Optional[int] = WorkersOpt,
+    force: bool = ForceOpt,
+    max_epochs: Optional[int] = EpochsOpt,
+) -> None:
+    """Train every participant's flows and baselines for a run whose cohort step is done."""
+    _run(_plan(out, feature_sets=feature_sets, max_epochs=max_epochs, force=force), ["train"], "dis train",
+         executor, workers)
 
-    from dis_core.features.build import parse_feature_sets
-    from dis_core.model.stage import default_train_config
 
-    cfgs = [default_train_config(s) for s in parse_feature_sets(feature_sets)]
-    if epochs:
-        cfgs = [dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=epochs)) for c in cfgs]
-    return cfgs
+@app.command()
+def score(
+    out: Path = OutOpt,
+    feature_sets: Optional[str] = FeatureSetsOpt,
+    force: bool = ForceOpt,
+) -> None:
+    """Score every model against every participant's held-out data (one unit per feature set)."""
+    _run(_plan(out, feature_sets=feature_sets, force=force), ["score"], "dis score")
+
+
+@app.command()
+def report(
+    out: Path = OutOpt,
+    feature_sets: Optional[str] = FeatureSetsOpt,
+    norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+) -> None:
+    """Metrics with intervals, tests, the workbook and figures from a run's scores."""
+    from dis_core.report.config import ReportConfig
+
+    _run(_plan(out, feature_sets=feature_sets, report=ReportConfig(norm_workbooks=norm_workbooks)), ["report"],
+         "dis report")
 
 
 @app.command()
@@ -168,99 +259,42 @@ def run(
     manifest: Path = ManifestOpt,
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
-    feature_sets: str = FeatureSetsOpt,
+    feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets",
+                                     help="Comma-separated feature sets: head_pose, landmarks, blendshapes."),
     executor: str = ExecutorOpt,
     workers: Optional[int] = WorkersOpt,
-    force: bool = typer.Option(False, "--force", help="Redo finished units."),
-    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs (default: per feature set)."),
+    force: bool = ForceOpt,
+    max_epochs: Optional[int] = EpochsOpt,
     norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+    verbose: bool = VerboseOpt,
     container: Optional[Path] = ContainerOpt,
 ) -> None:
-    """The whole pipeline on this machine: extract, split and basis, train, score, report."""
+    """The whole pipeline on this machine: extract, cohort step, train, score, report."""
     _in_container(container, manifest, out)
-    from jobs.stages import run_pipeline
+    from dis_core.extract.config import ExtractConfig
+    from dis_core.report.config import ReportConfig
+    from jobs.graph import STAGES
 
-    from dis_core.report.stage import ReportConfig
-    from dis_core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
-
-    m, mf = _inputs(manifest, model)
-    try:
-        cfgs = _train_cfgs(feature_sets, max_epochs)
-    except ValueError as e:
-        _fail(e)
+    plan = _plan(out, manifest, model, feature_sets, max_epochs, extract=ExtractConfig(),
+                 report=ReportConfig(norm_workbooks=norm_workbooks), force=force, verbose=verbose)
     if executor == "slurm":
-        from jobs.slurm import load_slurm_config, submit_run
-
-        try:
-            rec = submit_run(m, out, mf, cfgs, load_slurm_config())
-        except DISError as e:
-            _fail(e)
-        typer.echo(f"run {rec['run_id']} submitted to SLURM; follow it with: dis status {rec['out']}")
-        raise typer.Exit(0)
-    try:
-        with run_lock(out, "dis run"):
-            ex, tr, results, problems, wb = run_pipeline(m, out, mf, cfgs,
-                                                         report=ReportConfig(norm_workbooks=norm_workbooks),
-                                                         executor=executor, workers=workers, force=force,
-                                                         log=typer.echo)
-    except RunLocked as e:
-        _fail(e, EXIT_USAGE)
-    except DISError as e:
-        _fail(e, EXIT_FAILED)
-    failed = any(r.failed for r in ex) or any(r.failed for r in tr) or bool(problems)
-    raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+        _submit(plan, None)
+    _run(plan, [s.name for s in STAGES], "dis run", executor, workers)
 
 
-@app.command()
-def train(
-    out: Path = OutOpt,
-    feature_sets: str = FeatureSetsOpt,
-    executor: str = ExecutorOpt,
-    workers: Optional[int] = WorkersOpt,
-    force: bool = typer.Option(False, "--force", help="Retrain finished models."),
-    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs."),
-) -> None:
-    """Train every participant's flows for a run whose extraction and cohort step are done."""
-    from jobs.stages import run_train
-
-    from dis_core.cohort.stage import load_cohort
-    from dis_core.errors import EXIT_OK, EXIT_PARTIAL
+def _submit(plan, cfg) -> None:
+    from jobs.slurm import load_slurm_config, submit_run
 
     try:
-        cohort = load_cohort(out)
-        cfgs = _train_cfgs(feature_sets, max_epochs)
+        with run_lock(plan.out, "dis submit"):
+            rec = submit_run(plan, cfg or load_slurm_config())
     except (DISError, ValueError) as e:
         _fail(e)
-    try:
-        with run_lock(out, "dis train"):
-            res = run_train(out, cohort.participants, cfgs, executor=executor, workers=workers, force=force)
-    except DISError as e:
-        _fail(e)
-    for r in res:
-        typer.echo(f"  {r.status:8s} {r.unit_id}: {r.train_frames} frames, {r.epochs} epochs {r.message}")
-    raise typer.Exit(EXIT_PARTIAL if any(r.failed for r in res) else EXIT_OK)
-
-
-@app.command()
-def score(
-    out: Path = OutOpt,
-    feature_sets: str = FeatureSetsOpt,
-    norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
-) -> None:
-    """Score every model against every participant's held-out data and write the report."""
-    from jobs.stages import run_reduce
-
-    from dis_core.report.stage import ReportConfig
-    from dis_core.errors import EXIT_OK, EXIT_PARTIAL
-
-    try:
-        cfgs = _train_cfgs(feature_sets, None)
-        with run_lock(out, "dis score"):
-            _, results, problems, wb, text = run_reduce(out, cfgs, ReportConfig(norm_workbooks=norm_workbooks))
-    except (DISError, ValueError) as e:
-        _fail(e)
-    typer.echo(text)
-    raise typer.Exit(EXIT_PARTIAL if problems else EXIT_OK)
+    typer.echo(f"run {rec['run_id']} submitted: {rec['out']}")
+    for stage, ids in rec["jobs"].items():
+        typer.echo(f"  {stage:8s} job(s) {', '.join(ids)}")
+    typer.echo(f"follow it with: dis status {rec['out']}")
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command()
@@ -268,36 +302,30 @@ def submit(
     manifest: Path = ManifestOpt,
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
-    feature_sets: str = FeatureSetsOpt,
+    feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets", help="Comma-separated feature sets."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [slurm] table (see README)."),
     partition: Optional[str] = typer.Option(None, help="SLURM partition."),
     account: Optional[str] = typer.Option(None, help="SLURM account."),
     qos: Optional[str] = typer.Option(None, help="SLURM QOS."),
-    time_min: Optional[int] = typer.Option(None, help="Time limit per task (minutes)."),
-    mem_gb: Optional[float] = typer.Option(None, help="Memory per task (GB)."),
-    cpus_per_task: Optional[int] = typer.Option(None, help="CPUs per task."),
+    time_min: Optional[int] = typer.Option(None, min=1, help="Time limit per task (minutes)."),
+    mem_gb: Optional[float] = typer.Option(None, min=0.1, help="Memory per task (GB)."),
+    cpus_per_task: Optional[int] = typer.Option(None, min=1, help="CPUs per task."),
     train_gres: Optional[str] = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".'),
-    array_parallelism: Optional[int] = typer.Option(None, help="Tasks of one array running at once."),
+    array_parallelism: Optional[int] = typer.Option(None, min=1, help="Tasks of one array running at once."),
     container: Optional[str] = typer.Option(None, help="Run every task inside this Apptainer image (dis.sif)."),
-    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs."),
-    force: bool = typer.Option(False, "--force", help="Redo finished units."),
+    max_epochs: Optional[int] = EpochsOpt,
+    force: bool = ForceOpt,
 ) -> None:
     """Submit the whole pipeline to SLURM (arrays with dependencies); returns at once with the job ids."""
-    from jobs.slurm import load_slurm_config, submit_run
+    from jobs.slurm import load_slurm_config
 
-    m, mf = _inputs(manifest, model)
     try:
-        cfgs = _train_cfgs(feature_sets, max_epochs)
         sc = load_slurm_config(config, partition=partition, account=account, qos=qos, time_min=time_min,
                                mem_gb=mem_gb, cpus_per_task=cpus_per_task, train_gres=train_gres,
                                array_parallelism=array_parallelism, container=container)
-        rec = submit_run(m, out, mf, cfgs, sc, force=force)
-    except (DISError, ValueError) as e:
+    except (DISError, TypeError) as e:
         _fail(e)
-    typer.echo(f"run {rec['run_id']} submitted: {rec['out']}")
-    for stage, ids in rec["jobs"].items():
-        typer.echo(f"  {stage:8s} job(s) {', '.join(ids)}")
-    typer.echo(f"follow it with: dis status {rec['out']}")
+    _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force), sc)
 
 
 @app.command()
@@ -314,7 +342,7 @@ def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of di
         counts: dict[str, int] = {}
         for u in units:
             counts[u["state"]] = counts.get(u["state"], 0) + 1
-        typer.echo(f"{stage:8s} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        typer.echo(f"{stage:8s} " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no units"))
         for u in units:
             if u["state"] in ("failed", "missing"):
                 bad = True
@@ -322,7 +350,7 @@ def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of di
                 typer.echo(f"  {u['state'].upper()} {u['unit']} (job {u['job']}, {u['slurm'] or 'unknown'}){msg}")
                 if u.get("log"):
                     typer.echo(f"    log: {u['log']}")
-    raise typer.Exit(3 if bad else 0)
+    raise typer.Exit(EXIT_PARTIAL if bad else EXIT_OK)
 
 
 @app.command()
@@ -331,12 +359,12 @@ def resubmit(run_dir: Path = typer.Argument(..., help="The run folder (--out of 
     from jobs.slurm import resubmit as _resubmit
 
     try:
-        rec = _resubmit(run_dir)
+        with run_lock(run_dir, "dis resubmit"):
+            rec = _resubmit(run_dir)
     except DISError as e:
         _fail(e)
-    r = rec["resubmitted"]
-    typer.echo(f"resubmitted {len(r['extract'])} extraction and {len(r['train'])} training unit(s); "
-               f"jobs: " + "; ".join(f"{k} {', '.join(v)}" for k, v in rec["jobs"].items()))
+    typer.echo("resubmitted " + ", ".join(f"{len(v)} {k}" for k, v in rec["resubmitted"].items()) + " unit(s); "
+               "jobs: " + "; ".join(f"{k} {', '.join(v)}" for k, v in rec["jobs"].items()))
 
 
 @app.command()
@@ -386,5 +414,28 @@ def fetch_samples(dest: Path = typer.Option(Path("manifests/samples"), help="Fol
         typer.echo(f"  {p}")
 
 
+def main() -> None:
+    """The `dis` entry point: the commands' own exit codes; a bug is exit 70 with its traceback, an
+    interrupt exit 130 (finished units are kept; a re-run resumes)."""
+    import sys
+    import traceback
+
+    try:
+        rc = app(standalone_mode=False)  # returns a typer.Exit's code
+        sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        typer.echo("interrupted: finished units are kept; run the same command again to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except TyperException as e:  # a usage error: unknown option, bad value
+        e.show() if hasattr(e, "show") else typer.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except Exception as e:
+        traceback.print_exc()
+        typer.echo(f"internal error: {e.__class__.__name__}: {e} (a bug in DIS; the traceback is above)", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -1,54 +1,63 @@
-"""The stage graph on SLURM with submitit: extraction array -> cohort job -> training array -> reduce job,
-submitted at once with SLURM dependencies. The units are the same functions the local executor runs.
+"""The stage graph on SLURM with submitit: one job array per stage (one task per unit), submitted at
+once and chained by SLURM dependencies as the graph says (afterok / afterany). The tasks run the very
+unit functions of the local runner and write the same run folder.
 
-OUT/run.json records the run: configuration, software version, and every unit's latest job id, so
-`dis status` and `dis resubmit` work from the run folder alone.
+OUT/run.json records the plan and every unit's latest job id, so `dis status` and `dis resubmit`
+work from the run folder alone: both read the graph, nothing here lists the stages.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import functools
 import json
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
-from dis_core import __version__
-from dis_core.io.assets import ModelFile
-from dis_core.io.atomic import write_text_atomic
-from dis_core.cohort.stage import prepare_cohort
+from dis_core.config import from_doc, to_doc
 from dis_core.errors import DISError
-from dis_core.extract.stage import ExtractConfig, UnitResult, extract_video, read_status
-from dis_core.features.build import FeatureSpec
-from dis_core.model.flows import FlowConfig
-from dis_core.manifest import Manifest, load_manifest
-from dis_core.io.provenance import provenance
-from dis_core.report.stage import ReportConfig
-from dis_core.extract.summary import write_extract_summary
-from dis_core.model.stage import TrainConfig, read_train_status, model_dir, MODEL_NAME
+from dis_core.io.atomic import write_text_atomic
+from dis_core.layout import read_status
 
-RUN_FILE = "run.json"
+from .graph import STAGES, Plan, Stage, plan_from_record, read_record, run_unit, units_by_id, write_record
 
 
 @dataclasses.dataclass(frozen=True)
 class SlurmConfig:
-    """Cluster resources; from a TOML file ([slurm] table), overridable on the command line."""
+    """Cluster resources; from a TOML file ([slurm] table), overridable on the command line.
+
+    ``time_min``, ``mem_gb`` and ``cpus_per_task`` apply to every stage when set (otherwise each
+    stage's own resources in jobs/graph.py); ``stages`` overrides them per stage, e.g.
+    ``[slurm.stages.train]`` with ``partition = "gpu"`` and ``gres = "gpu:1"``."""
 
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    time_min: int = 120
-    mem_gb: float = 8.0
-    cpus_per_task: int = 2
-    train_gres: str | None = None  # e.g. "gpu:1": training tasks ask for a GPU
+    time_min: int | None = None
+    mem_gb: float | None = None
+    cpus_per_task: int | None = None
+    train_gres: str | None = None  # e.g. "gpu:1": training tasks ask for a GPU (= stages.train.gres)
     array_parallelism: int = 256
     max_array_size: int | None = None  # default: the cluster's MaxArraySize
     container: str | None = None  # dis.sif: every task runs `apptainer exec [--nv] dis.sif python3`
     nv: bool = False  # pass --nv to apptainer (GPU)
+    stages: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def resources(self, st: Stage) -> dict[str, Any]:
+        """The stage's resources: its defaults, then this config's global values, then its per-stage table."""
+        r = {"time_min": st.resources.time_min, "mem_gb": st.resources.mem_gb, "cpus_per_task": st.resources.cpus,
+             "partition": self.partition, "gres": self.train_gres if st.name == "train" else None}
+        r.update({k: v for k, v in (("time_min", self.time_min), ("mem_gb", self.mem_gb),
+                                    ("cpus_per_task", self.cpus_per_task)) if v is not None})
+        r.update(self.stages.get(st.name, {}))
+        return r
+
+
+STAGE_KEYS = ("time_min", "mem_gb", "cpus_per_task", "partition", "gres")
 
 
 def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig:
@@ -57,12 +66,20 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
 
     data: dict[str, Any] = {}
     if path is not None:
-        with open(path, "rb") as f:
-            data = tomllib.load(f).get("slurm", {})
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f).get("slurm", {})
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise DISError(f"{path}: cannot read the SLURM configuration ({e})") from None
     known = {f.name for f in dataclasses.fields(SlurmConfig)}
     unknown = set(data) - known
     if unknown:
         raise DISError(f"{path}: unknown [slurm] keys: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    for name, table in data.get("stages", {}).items():
+        bad = set(table) - set(STAGE_KEYS)
+        if name not in {s.name for s in STAGES} or bad:
+            raise DISError(f"{path}: [slurm.stages.{name}]: stages are {', '.join(s.name for s in STAGES)}; "
+                           f"keys are {', '.join(STAGE_KEYS)}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return SlurmConfig(**data)
 
@@ -74,26 +91,25 @@ def max_array_size() -> int:
     return int(m.group(1)) if m else 1001
 
 
-def _executor(folder: Path, cfg: SlurmConfig, name: str, dependency: str | None = None, gres: str | None = None,
-              timeout_min: int | None = None):
+def _executor(folder: Path, cfg: SlurmConfig, st: Stage, dependency: str | None = None):
     import submitit
 
     kw: dict[str, Any] = {}
     if cfg.container:
         kw["slurm_python"] = f"apptainer exec {'--nv ' if cfg.nv else ''}{cfg.container} python3"
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm", **kw)
-    params: dict[str, Any] = dict(timeout_min=timeout_min or cfg.time_min, mem_gb=cfg.mem_gb,
-                                  cpus_per_task=cfg.cpus_per_task, name=f"dis-{name}",
-                                  slurm_array_parallelism=cfg.array_parallelism)
+    r = cfg.resources(st)
+    params: dict[str, Any] = dict(timeout_min=r["time_min"], mem_gb=r["mem_gb"], cpus_per_task=r["cpus_per_task"],
+                                  name=f"dis-{st.name}", slurm_array_parallelism=cfg.array_parallelism)
     extra: dict[str, Any] = {"kill-on-invalid-dep": "yes"}
-    if cfg.partition:
-        params["slurm_partition"] = cfg.partition
+    if r["partition"]:
+        params["slurm_partition"] = r["partition"]
     if cfg.account:
         params["slurm_account"] = cfg.account
     if cfg.qos:
         extra["qos"] = cfg.qos
-    if gres:
-        params["slurm_gres"] = gres
+    if r["gres"]:
+        params["slurm_gres"] = r["gres"]
     if dependency:
         extra["dependency"] = dependency
     params["slurm_additional_parameters"] = extra
@@ -101,136 +117,77 @@ def _executor(folder: Path, cfg: SlurmConfig, name: str, dependency: str | None 
     return ex
 
 
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)] or []
-
-
-def _array(folder: Path, cfg: SlurmConfig, name: str, fn, items: Sequence[Any], dependency: str | None = None,
-           gres: str | None = None) -> list:
-    """Submit ``fn`` over ``items`` as one or more arrays (split at MaxArraySize)."""
-    size = cfg.max_array_size or max_array_size()
-    jobs = []
-    for chunk in _chunks(list(items), size):
-        ex = _executor(folder, cfg, name, dependency, gres)
-        jobs += ex.map_array(fn, chunk)
-    return jobs
-
-
 def _array_ids(jobs) -> list[str]:
     return sorted({j.job_id.split("_")[0] for j in jobs})
 
 
-# ----------------------------------------------------------------------------------- job bodies
-def cohort_task(manifest_path: str, out_root: str) -> str:
-    """The cohort job: gather extraction outcomes from disk, write the summary, split and basis."""
-    m = load_manifest(manifest_path, check_files=False)
-    results = collect_extract_results(m, Path(out_root))
-    write_extract_summary(Path(out_root), results, provenance(ExtractConfig(), manifest=manifest_path))
-    c = prepare_cohort(m, Path(out_root))
-    return f"cohort: {len(c.entries)} usable video(s), {len(c.left_out)} left out"
+class UnitTask:
+    """One array task: one unit of one stage. On preemption or time-out submitit requeues it
+    (Checkpointable); every unit is idempotent and training resumes from its checkpoint file."""
 
+    def __init__(self, stage: str, plan: Plan):
+        self.stage, self.plan = stage, plan
 
-def collect_extract_results(m: Manifest, out_root: Path) -> list[UnitResult]:
-    out = []
-    for e in m.entries:
-        r = read_status(out_root, e)
-        if r is None:
-            r = UnitResult(e.unit_id, e.participant_id, e.session, e.video_rel, "failed",
-                           "no result: the task did not finish (see its log)")
-        out.append(r)
-    return out
-
-
-class TrainTask:
-    """A training array task. On preemption or time-out submitit requeues it (Checkpointable), and the
-    unit resumes from its last training checkpoint (saved every ``checkpoint_every_s``)."""
-
-    def __init__(self, out_root: str, force: bool = False):
-        self.out_root, self.force = out_root, force
-
-    def __call__(self, unit: tuple[str, TrainConfig]):
-        from dis_core.model.stage import train_unit
-
-        pid, cfg = unit
-        return train_unit(Path(self.out_root), pid, cfg, force=self.force)
+    def __call__(self, unit):
+        return run_unit(self.stage, self.plan, unit)
 
     def checkpoint(self, unit):
         import submitit
 
-        # the unit's own checkpoint file carries the progress; resubmit the same call (never force:
-        # a forced retrain would throw that progress away)
-        return submitit.helpers.DelayedSubmission(TrainTask(self.out_root, False), unit)
-
-
-def reduce_task(out_root: str, cfgs: list[TrainConfig], report: ReportConfig) -> str:
-    from .stages import run_reduce
-
-    *_, text = run_reduce(Path(out_root), cfgs, report)
-    return text
+        # never force on a requeue: a forced redo would throw the unit's progress away
+        return submitit.helpers.DelayedSubmission(UnitTask(self.stage, dataclasses.replace(self.plan, force=False)),
+                                                  unit)
 
 
 # ----------------------------------------------------------------------------------- submission
-def submit_run(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: list[TrainConfig], cfg: SlurmConfig,
-               extract_cfg: ExtractConfig = ExtractConfig(), report: ReportConfig = ReportConfig(),
-               force: bool = False) -> dict:
+def submit_run(plan: Plan, cfg: SlurmConfig) -> dict:
     """Submit the whole graph; return (and write to OUT/run.json) the run record. Returns in seconds."""
     if shutil.which("sbatch") is None:
         raise DISError("sbatch not found: the slurm executor needs a SLURM cluster (use --executor local)")
-    out_root = Path(out_root).resolve()
-    run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    folder = out_root / "slurm" / run_id
-    rec: dict[str, Any] = {
-        "run_id": run_id, "executor": "slurm", "dis_version": __version__, "manifest": str(manifest.path),
-        "out": str(out_root), "model": str(model.path), "model_sha256": model.sha256,
-        "slurm": dataclasses.asdict(cfg), "extract": dataclasses.asdict(extract_cfg),
-        "train": [dataclasses.asdict(c) for c in cfgs], "report": dataclasses.asdict(report), "force": force,
-        "units": {"extract": {}, "train": {}}, "jobs": {}, "logs": str(folder),
-    }
-    _submit_stages(rec, manifest, out_root, model, cfgs, cfg, extract_cfg, report, folder,
-                   extract_entries=list(manifest.entries),
-                   train_units=[(p, c) for c in cfgs for p in manifest.participants], force=force)
-    write_text_atomic(out_root / RUN_FILE, json.dumps(rec, indent=2))
+    plan = dataclasses.replace(plan, out=Path(plan.out).resolve())
+    rec = write_record(plan, "slurm", slurm=to_doc(cfg), units={}, jobs={})
+    rec["logs"] = str(plan.layout.slurm_dir(rec["run_id"]))
+    _submit(rec, plan, cfg, {st.name: st.units(plan) for st in STAGES})
+    _save(rec)
     return rec
 
 
-def _submit_stages(rec, manifest, out_root, model, cfgs, cfg, extract_cfg, report, folder, extract_entries,
-                   train_units, force) -> None:
-    dep = None
-    if extract_entries:
-        fn = functools.partial(extract_video, out_root=out_root, model=model, cfg=extract_cfg, force=force,
-                               progress=False)
-        jobs = _array(folder / "extract", cfg, "extract", fn, extract_entries)
-        for e, j in zip(extract_entries, jobs):
-            rec["units"]["extract"][e.unit_id] = j.job_id
-        rec["jobs"].setdefault("extract", []).extend(_array_ids(jobs))
-        dep = "afterany:" + ":".join(_array_ids(jobs))
-        ex = _executor(folder / "cohort", cfg, "cohort", dep, timeout_min=60)
-        cj = ex.submit(cohort_task, str(manifest.path), str(out_root))
-        rec["jobs"]["cohort"] = [cj.job_id]
-        dep = f"afterok:{cj.job_id}"
-    if train_units:
-        fn = TrainTask(str(out_root), force)
-        jobs = _array(folder / "train", cfg, "train", fn, train_units, dependency=dep, gres=cfg.train_gres)
-        for (p, c), j in zip(train_units, jobs):
-            rec["units"]["train"][f"{c.features.name}/{p}"] = j.job_id
-        rec["jobs"].setdefault("train", []).extend(_array_ids(jobs))
-        dep = "afterany:" + ":".join(_array_ids(jobs))
-    ex = _executor(folder / "reduce", cfg, "reduce", dep, timeout_min=cfg.time_min)
-    rj = ex.submit(reduce_task, str(out_root), cfgs, report)
-    rec["jobs"]["reduce"] = [rj.job_id]
+def submission_order(units: dict[str, list]) -> list[tuple[Stage, list, list[str]]]:
+    """What to submit, in graph order: (stage, its units, the stages among those submitted that it
+    waits on). A stage with no units to run is left out and nothing waits on it."""
+    out, submitted = [], set()
+    for st in STAGES:
+        todo = units.get(st.name, [])
+        if todo:
+            out.append((st, todo, [a for a in st.after if a in submitted]))
+            submitted.add(st.name)
+    return out
 
 
-def _train_from_doc(d: dict) -> TrainConfig:
-    feats = dict(d["features"])
-    feats["lags_s"] = tuple(feats.get("lags_s", ()))
-    return TrainConfig(FeatureSpec(**feats), FlowConfig(**d["flow"]), d["min_train_frames"])
+def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> None:
+    """Submit each stage's listed units as arrays, each waiting on the stages it reads from."""
+    folder = Path(rec["logs"])
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)  # job files hold the plan: the owner's alone
+    size = cfg.max_array_size or max_array_size()
+    for st, todo, after in submission_order(units):
+        deps = [j for a in after for j in rec["jobs"][a]]
+        dependency = f"{st.wait}:{':'.join(deps)}" if deps else None
+        jobs = []
+        for i in range(0, len(todo), size):
+            jobs += _executor(folder / st.name, cfg, st, dependency).map_array(UnitTask(st.name, plan),
+                                                                               todo[i:i + size])
+        for u, j in zip(todo, jobs):
+            rec["units"].setdefault(st.name, {})[st.uid(u)] = j.job_id
+        rec["jobs"][st.name] = _array_ids(jobs)
+
+
+def _save(rec: dict) -> None:
+    write_text_atomic(Path(rec["out"]) / "run.json", json.dumps(rec, indent=2, default=str))
 
 
 def read_run(out_root: Path) -> dict:
-    p = Path(out_root) / RUN_FILE
-    if not p.is_file():
-        raise DISError(f"{p} not found: {out_root} is not a run folder")
-    rec = json.loads(p.read_text())
+    rec = read_record(out_root)
     if rec.get("executor") != "slurm":
         raise DISError(f"{out_root} ran with the {rec.get('executor')} executor; dis status and dis resubmit "
                        "follow SLURM runs (rerun a local run with dis run: finished units are skipped)")
@@ -238,23 +195,28 @@ def read_run(out_root: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------- status
+def parse_sacct(text: str) -> dict[str, str]:
+    """``JobID|State`` lines (sacct -P, squeue -o '%i|%T') -> {task id: state}; array ranges expanded,
+    'CANCELLED by 0' -> 'CANCELLED'."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        jid, _, st = line.partition("|")
+        st = st.split()[0] if st.strip() else ""
+        for j in _expand(jid.strip()):
+            states[j] = st
+    return states
+
+
 def sacct_states(job_ids: Sequence[str]) -> dict[str, str]:
-    """job id (e.g. '123_4' or '125') -> SLURM state: squeue for queued and running jobs (sacct may not
-    have seen them yet), sacct for finished ones."""
+    """job id (e.g. '123_4') -> SLURM state: squeue for queued and running jobs (sacct may not have
+    seen them yet), sacct for finished ones."""
     if not job_ids:
         return {}
     arrays = ",".join(sorted({j.split("_")[0] for j in job_ids}))
-    states: dict[str, str] = {}
     acct = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", arrays], capture_output=True,
                           text=True).stdout
     queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", arrays], capture_output=True, text=True).stdout
-    for text in (acct, queue):  # squeue second: it wins for jobs still in the queue
-        for line in text.splitlines():
-            jid, _, st = line.partition("|")
-            st = st.split()[0] if st else ""
-            for j in _expand(jid.strip()):
-                states[j] = st
-    return states
+    return {**parse_sacct(acct), **parse_sacct(queue)}  # squeue wins for jobs still in the queue
 
 
 def _expand(jid: str) -> list[str]:
@@ -270,57 +232,41 @@ def _expand(jid: str) -> list[str]:
 
 
 def run_status(out_root: Path) -> dict[str, list[dict]]:
-    """Every unit of the run: state done | failed | running | pending | missing, and the log of failures."""
+    """Every unit of the run, stage by stage: done | failed | running | pending | missing, with the
+    recorded message and the log of each failure."""
     rec = read_run(out_root)
-    out_root = Path(rec["out"])
-    states = sacct_states(list(rec["units"]["extract"].values()) + list(rec["units"]["train"].values())
-                          + rec["jobs"].get("cohort", []) + rec["jobs"].get("reduce", []))
-    m = load_manifest(rec["manifest"], check_files=False)
-    by_uid = {e.unit_id: e for e in m.entries}
-    result: dict[str, list[dict]] = {"extract": [], "cohort": [], "train": [], "reduce": []}
-    for uid, jid in rec["units"]["extract"].items():
-        r = read_status(out_root, by_uid[uid]) if uid in by_uid else None
-        result["extract"].append(_unit_state(uid, jid, states.get(jid, ""), r, rec))
-    for uid, jid in rec["units"]["train"].items():
-        fs, pid = uid.split("/", 1)
-        r = read_train_status(out_root, fs, pid)
-        result["train"].append(_unit_state(uid, jid, states.get(jid, ""), r, rec))
-    for stage in ("cohort", "reduce"):
-        for jid in rec["jobs"].get(stage, []):
-            done = (out_root / ("cohort/cohort.json" if stage == "cohort" else "report/dis_report.xlsx")).is_file()
-            st = states.get(jid, "")
-            result[stage].append({"unit": stage, "job": jid, "slurm": st,
-                                  "state": _state(st, done if st in ("COMPLETED", "") else None),
-                                  "log": _log(rec, stage, jid)})
+    plan = plan_from_record(rec)
+    states = sacct_states([j for units in rec["units"].values() for j in units.values()])
+    result: dict[str, list[dict]] = {}
+    for st in STAGES:
+        known = units_by_id(st, plan)
+        result[st.name] = []
+        for uid, jid in rec["units"].get(st.name, {}).items():
+            r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
+            slurm = states.get(jid, "")
+            state = unit_state(slurm, r)
+            d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if r else ""}
+            if state == "failed":
+                d["log"] = _log(rec, st.name, jid)
+            result[st.name].append(d)
     return result
 
 
-def _unit_state(uid: str, jid: str, slurm: str, r, rec: dict) -> dict:
-    if r is not None and r.status in ("ok", "skipped") and slurm in ("COMPLETED", "", "RUNNING"):
-        state = "done" if slurm != "RUNNING" else "running"
-    elif r is not None and r.failed and slurm == "COMPLETED":
-        state = "failed"
-    else:
-        state = _state(slurm, None)
-    d = {"unit": uid, "job": jid, "slurm": slurm, "state": state,
-         "message": getattr(r, "message", "") if r is not None else ""}
-    if state == "failed":
-        d["log"] = _log(rec, "extract" if "/" not in uid else "train", jid)
-    return d
-
-
-def _state(slurm: str, done: bool | None) -> str:
-    if done is True:
+def unit_state(slurm: str, r) -> str:
+    """A unit's state from its SLURM state and its recorded outcome (None: none recorded)."""
+    if r is not None and r.done and slurm in ("COMPLETED", ""):
         return "done"
+    if r is not None and r.done and slurm == "RUNNING":
+        return "running"
     if slurm in ("PENDING", "REQUEUED", "CONFIGURING"):
         return "pending"
     if slurm in ("RUNNING", "COMPLETING"):
         return "running"
+    if slurm == "COMPLETED" or (r is not None and r.failed):
+        return "failed"
     if slurm in ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
                  "DEADLINE"):
         return "failed"
-    if slurm == "COMPLETED":
-        return "failed" if done is False else "done"
     return "missing"
 
 
@@ -334,43 +280,24 @@ def _log(rec: dict, stage: str, jid: str) -> str:
 
 
 def resubmit(out_root: Path) -> dict:
-    """Resubmit what failed or is missing, and what depends on it; finished units are not rerun."""
+    """Resubmit what failed or is missing and, whole, every stage downstream of it; units that are
+    already current skip themselves."""
     rec = read_run(out_root)
-    st = run_status(out_root)
-    if any(u["state"] in ("running", "pending") for s in st.values() for u in s):
+    st_all = run_status(out_root)
+    if any(u["state"] in ("running", "pending") for s in st_all.values() for u in s):
         raise DISError("units of this run are still running or pending; wait for them (dis status) before resubmitting")
-    m = load_manifest(rec["manifest"], check_files=False)
-    cfgs = [_train_from_doc(d) for d in rec["train"]]
-    bad_ex = {u["unit"] for u in st["extract"] if u["state"] != "done"}
-    entries = [e for e in m.entries if e.unit_id in bad_ex]
-    if entries:
-        train_units = [(p, c) for c in cfgs for p in m.participants]  # the basis may change: all (done ones skip)
-    else:
-        bad_tr = {u["unit"] for u in st["train"] if u["state"] != "done"}
-        bad_tr |= {f"{c.features.name}/{p}" for c in cfgs for p in m.participants
-                   if not (model_dir(Path(rec["out"]), c.features.name, p) / MODEL_NAME).is_file()
-                   and f"{c.features.name}/{p}" not in rec["units"]["train"]}
-        train_units = [(p, c) for c in cfgs for p in m.participants if f"{c.features.name}/{p}" in bad_tr]
-    cfg = SlurmConfig(**rec["slurm"])
-    model = ModelFile(Path(rec["model"]), rec["model_sha256"])
-    extract_cfg = _extract_cfg(rec["extract"])
-    report = ReportConfig(**{**rec["report"], "topk": tuple(rec["report"]["topk"])})
-    folder = Path(rec["logs"]).parent / (Path(rec["logs"]).name + "-re" + _dt.datetime.now().strftime("%H%M%S"))
+    plan = dataclasses.replace(plan_from_record(rec), force=False)
+    cfg = from_doc(SlurmConfig, rec["slurm"])
+    todo: dict[str, list] = {}
+    for st in STAGES:
+        known = units_by_id(st, plan)
+        upstream_redone = any(todo.get(a) for a in st.after)
+        bad = {u["unit"] for u in st_all[st.name] if u["state"] != "done"}
+        bad |= set(known) - set(rec["units"].get(st.name, {}))  # never submitted (e.g. a failed submission)
+        todo[st.name] = [u for uid, u in known.items() if upstream_redone or uid in bad]
     rec["logs_previous"] = rec.get("logs_previous", []) + [rec["logs"]]
-    rec["logs"] = str(folder)
-    _submit_stages(rec, m, Path(rec["out"]), model, cfgs, cfg, extract_cfg, report, folder, entries, train_units,
-                   force=False)
-    rec["resubmitted"] = {"extract": [e.unit_id for e in entries], "train": [f"{c.features.name}/{p}" for p, c in train_units]}
-    write_text_atomic(Path(rec["out"]) / RUN_FILE, json.dumps(rec, indent=2))
+    rec["logs"] = rec["logs"] + "-re" + _dt.datetime.now().strftime("%H%M%S")
+    _submit(rec, plan, cfg, todo)
+    rec["resubmitted"] = {st.name: [st.uid(u) for u in todo[st.name]] for st in STAGES}
+    _save(rec)
     return rec
-
-
-def _extract_cfg(d: dict) -> ExtractConfig:
-    from dis_core.extract.landmarker import LandmarkerConfig
-    from dis_core.extract.smiles import SmileConfig
-
-    sm = d["smile"]
-    return ExtractConfig(landmarker=LandmarkerConfig(**d["landmarker"]),
-                         smile=SmileConfig(thresholds=tuple(tuple(t) for t in sm["thresholds"]),
-                                           min_fraction=sm["min_fraction"]),
-                         **{k: v for k, v in d.items() if k not in ("landmarker", "smile")})

@@ -56,15 +56,17 @@ def test_a_slurm_array_inside_the_image(sif, samples, model, tmp_path):
     from dis_core.features.build import DEFAULT_FEATURE_SETS
     from dis_core.manifest import load_manifest
     from dis_core.phantom.render import PhantomConfig, make_cohort
-    from dis_core.model.stage import default_train_config
+    from dis_core.model.config import default_train_config
+    from jobs.graph import Plan
     from jobs.slurm import SlurmConfig, run_status, submit_run
 
     if shutil.which("sbatch") is None:
         pytest.skip("no SLURM")
     m = load_manifest(make_cohort(tmp_path / "v", PhantomConfig(participants=3, sessions=2, duration_s=6, fps=15),
                                   samples, model.path))
-    submit_run(m, tmp_path / "run", model, [default_train_config(DEFAULT_FEATURE_SETS["head_pose"])],
-               SlurmConfig(cpus_per_task=1, mem_gb=2, container=str(sif)))
+    plan = Plan(out=tmp_path / "run", manifest=m.path, model=model,
+                train=(default_train_config(DEFAULT_FEATURE_SETS["head_pose"]),))
+    submit_run(plan, SlurmConfig(cpus_per_task=1, mem_gb=2, container=str(sif)))
     deadline = time.time() + 600
     while True:
         st = run_status(tmp_path / "run")

@@ -14,19 +14,27 @@ from dis_core.features.build import DEFAULT_FEATURE_SETS
 from dis_core.model.flows import load_density
 from dis_core.manifest import load_manifest
 from dis_core.phantom.render import PhantomConfig, make_cohort
-from dis_core.report.stage import REPORT_DIR
+from dis_core.layout import RunLayout
+from dis_core.report.stage import evaluate_run
 from dis_core.score.scoring import score_matrix
-from dis_core.model.stage import MODEL_NAME, default_train_config, model_dir
-from jobs.stages import run_pipeline
+from dis_core.model.stage import MODEL_NAME, model_dir
+from dis_core.model.config import default_train_config
+from jobs.local import run_pipeline
 
 HEAD = [default_train_config(DEFAULT_FEATURE_SETS["head_pose"])]
+
+
+def _pipeline(manifest, out: Path, model):
+    """dis run on this machine, then the run's findings read back as the report stage made them."""
+    o = run_pipeline(manifest, out, model, HEAD, executor="local", workers=2, log=lambda *_: None)
+    _, results, problems = evaluate_run(out, ["head_pose"])
+    return o.results["extract"], o.results["train"], results, problems, RunLayout(out).workbook
 
 
 def _cohort_run(root: Path, samples, model, swap: bool):
     cfg = PhantomConfig(participants=6, sessions=2, duration_s=20.0, fps=15.0, seed=0, swap_faces=swap)
     manifest = load_manifest(make_cohort(root / "videos", cfg, samples, model.path))
-    ex, tr, results, problems, wb = run_pipeline(manifest, root / "run", model, HEAD, executor="local", workers=2,
-                                                 log=lambda *_: None)
+    ex, tr, results, problems, wb = _pipeline(manifest, root / "run", model)
     assert not problems and all(not r.failed for r in ex) and all(not r.failed for r in tr)
     return root / "run", results[0], wb
 
@@ -102,7 +110,7 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
     assert ((dy["p"] > 0) & (dy["p"] <= dy["p_holm"]) & (dy["p_holm"] <= 1)).all()
     cmp = pd.read_excel(wb, sheet_name="comparisons")
     assert {"top1_diff", "top1_diff_lo", "top1_diff_hi", "top1_mcnemar_p", "eer_diff"} <= set(cmp.columns)
-    figs = out / REPORT_DIR / "figures"
+    figs = RunLayout(out).figures_dir
     for f in ("heatmap_head_pose.png", "roc_det_head_pose.png", "norms_head_pose.png",
               "loss_curves_head_pose.png", "landmark_pca.png", "participant_map_head_pose.png"):
         assert (figs / f).stat().st_size > 10_000, f
@@ -132,8 +140,7 @@ def test_a_replaced_video_never_reuses_its_old_extraction(same_faces, tmp_path, 
     victim = next(e for e in manifest.entries if e.split == "test")
     victim.video.write_bytes(b"this is not a video any more\n" * 100)
     manifest = load_manifest(videos / "manifest.csv")
-    ex, tr, results, problems, wb = run_pipeline(manifest, tmp_path / "run", model, HEAD, executor="local",
-                                                 workers=2, log=lambda *_: None)
+    ex, tr, results, problems, wb = _pipeline(manifest, tmp_path / "run", model)
     assert [x.unit_id for x in ex if x.failed] == [victim.unit_id]
     c = load_cohort(tmp_path / "run")
     why = {x["unit_id"]: x["reason"] for x in c.left_out}

@@ -15,13 +15,15 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from dis_core.extract.stage import (H5_NAME, LANDMARKS_PCA_PNG, LANDMARKS_XLSX, SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX,
-                              ExtractConfig, extract_video, landmark_header, unit_dir)
+from dis_core.extract.stage import (LANDMARKS_PCA_PNG, LANDMARKS_XLSX, SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX,
+                                   ExtractConfig, extract_video, landmark_header)
+from dis_core.layout import EXTRACTION_H5 as H5_NAME
+from dis_core.layout import RunLayout
 from dis_core.extract.h5store import SCHEMA, SCHEMA_VERSION, read_extraction
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES, FaceTracker
 from dis_core.manifest import load_manifest
 from dis_core.extract.video import iter_frames
-from jobs.stages import run_extract
+from jobs.local import run_pipeline
 from tests.videos import read_frames, rolled_portrait_frames, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +39,8 @@ def extracted(tmp_path_factory, samples, model):
     rows = [{"participant_id": Path(n).stem.replace("_", "-"), "session": "s1", "video": str(samples[n])}
             for n in SAMPLE_VIDEOS]
     m = load_manifest(write_manifest(d / "m.csv", rows))
-    results, _ = run_extract(m, d / "out", model, ExtractConfig(landmark_workbook=True), executor="local",
-                             workers=2, progress=False)
+    results = run_pipeline(m, d / "out", model, [], stages=["extract"], extract=ExtractConfig(landmark_workbook=True),
+                           workers=2, log=lambda *_: None).results["extract"]
     by = {Path(r.video).name: r for r in results}
     return d / "out", m, by
 
@@ -216,7 +218,7 @@ def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, mak
     m_path = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
     out = tmp_path / "out"
     entry = load_manifest(m_path).entries[0]
-    d = unit_dir(out, entry)
+    d = RunLayout(out).video_dir(entry.unit_id)
     env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
     p = subprocess.Popen([sys.executable, "-m", "jobs.cli", "extract", "-m", str(m_path), "-o", str(out),
                           "--executor", "debug"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -114,9 +114,9 @@ def test_unit_ids_stay_inside_the_output_folder(tmp_path):
     uid = load_manifest(p).entries[0].unit_id
     assert "/" not in uid and not uid.startswith(".") and ".." not in uid.split("_", 2)[2][:2]
     out = tmp_path / "out"
-    from dis_core.extract.stage import unit_dir
+    from dis_core.layout import RunLayout
 
-    d = unit_dir(out, load_manifest(p).entries[0]).resolve()
+    d = RunLayout(out).video_dir(load_manifest(p).entries[0].unit_id).resolve()
     assert d.is_relative_to(out.resolve())
 
 

@@ -76,10 +76,10 @@ def test_user_strings_are_written_as_text_never_formulas(tmp_path):
 
 
 def test_summary_csvs_escape_formulas(tmp_path):
-    from dis_core.extract.stage import UnitResult
+    from dis_core.extract.result import ExtractResult
     from dis_core.extract.summary import write_extract_summary
 
-    r = UnitResult("u1", "p1", "s1", "-video.mp4", status="failed", message="=1+1 broke")
+    r = ExtractResult(unit_id="u1", participant_id="p1", session="s1", video="-video.mp4", message="=1+1 broke")
     d = write_extract_summary(tmp_path, [r], {"dis_version": "x"})
     qc = pd.read_csv(d / "extraction_qc.csv")
     assert qc["video"][0] == "'-video.mp4" and qc["message"][0] == "'=1+1 broke"

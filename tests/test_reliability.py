@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dis_core.extract.stage import H5_NAME, ExtractConfig, extract_video, unit_dir
+from dis_core.extract.stage import ExtractConfig, extract_video
+from dis_core.layout import EXTRACTION_H5 as H5_NAME
+from dis_core.layout import RunLayout
 from dis_core.manifest import load_manifest
 from tests.videos import read_frames, write_video
 
@@ -262,29 +264,27 @@ def test_repeated_kill_9_during_extraction_then_equal_outputs(tmp_path, samples,
     rng = np.random.default_rng(1)
     for _ in range(3):
         _kill_after(cmd, float(rng.uniform(2.0, 6.0)), env)
-        h5 = unit_dir(tmp_path / "b", e) / H5_NAME
+        h5 = RunLayout(tmp_path / "b").extraction(e.unit_id)
         if h5.exists():  # whatever is on disk is complete
             with h5py.File(h5) as f:
                 assert f.attrs["status"] == "complete"
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ref = extract_video(e, tmp_path / "a", model, ExtractConfig(), progress=False)
-    a, b = read_extraction(Path(ref.output)), read_extraction(unit_dir(tmp_path / "b", e) / H5_NAME)
+    a, b = read_extraction(Path(ref.output)), read_extraction(RunLayout(tmp_path / "b").extraction(e.unit_id))
     for name in DATASETS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # bitwise, NaN where no face
 
 
 @pytest.fixture(scope="module")
 def small_cohort(tmp_path_factory, samples, model):
-    from dis_core.cohort.stage import prepare_cohort
     from dis_core.phantom.render import PhantomConfig, make_cohort
-    from jobs.stages import run_extract
+    from jobs.local import run_pipeline
 
     d = tmp_path_factory.mktemp("kill_train")
     m = load_manifest(make_cohort(d / "v", PhantomConfig(participants=3, sessions=2, duration_s=8, fps=15), samples,
                                   model.path))
-    run_extract(m, d / "run", model, progress=False, workers=2)
-    prepare_cohort(m, d / "run")
+    run_pipeline(m, d / "run", model, [], stages=["extract", "cohort"], workers=2, log=lambda *_: None)
     return d / "run", m
 
 
@@ -292,7 +292,8 @@ def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_coho
     import json
 
     from dis_core.features.build import DEFAULT_FEATURE_SETS
-    from dis_core.model.stage import default_train_config, model_dir, train_unit
+    from dis_core.model.stage import model_dir, train_unit
+    from dis_core.model.config import default_train_config
 
     run, m = small_cohort
     a, b = tmp_path / "a", tmp_path / "b"

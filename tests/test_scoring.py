@@ -68,7 +68,7 @@ def test_non_finite_log_p_stops_scoring_with_the_pair_named():
 
 
 def test_groups_that_cannot_form_pseudo_couples_cost_the_test_not_the_feature_set():
-    from dis_core.score.stage import _partner_test
+    from dis_core.score.evaluate import _partner_test
     from dis_core.score.stats import simulate_dyad_scores
 
     s, pairs = simulate_dyad_scores(4, 0.0, np.random.default_rng(0))

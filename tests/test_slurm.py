@@ -18,9 +18,10 @@ from dis_core.features.build import DEFAULT_FEATURE_SETS
 from dis_core.model.flows import FlowConfig
 from dis_core.manifest import load_manifest
 from dis_core.phantom.render import PhantomConfig, make_cohort
-from dis_core.model.stage import TrainConfig, default_train_config
+from dis_core.model.config import TrainConfig, default_train_config
+from jobs.graph import Plan
+from jobs.local import run_pipeline
 from jobs.slurm import SlurmConfig, read_run, resubmit, run_status, sacct_states, submit_run
-from jobs.stages import run_pipeline
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,10 @@ def cohort(tmp_path_factory, samples, model):
     return load_manifest(make_cohort(d, cfg, samples, model.path))
 
 
+def _plan(m, out: Path, model, train=HEAD) -> Plan:
+    return Plan(out=out, manifest=m.path, model=model, train=tuple(train))
+
+
 def wait_for(out: Path, timeout: float = 600) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -62,9 +67,10 @@ def wait_for(out: Path, timeout: float = 600) -> dict:
 
 def test_slurm_run_equals_local_run(slurm, cohort, model, tmp_path):
     local = tmp_path / "local"
-    _, _, res, problems, wb_local = run_pipeline(cohort, local, model, HEAD, workers=2, log=lambda *_: None)
+    run_pipeline(cohort, local, model, HEAD, workers=2, log=lambda *_: None)
+    wb_local = local / "report" / "dis_report.xlsx"
     t0 = time.time()
-    rec = submit_run(cohort, tmp_path / "slurm", model, HEAD, dataclasses.replace(SLURM, max_array_size=3))
+    rec = submit_run(_plan(cohort, tmp_path / "slurm", model), dataclasses.replace(SLURM, max_array_size=3))
     assert time.time() - t0 < 60, "submission returns in seconds"
     assert len(rec["jobs"]["extract"]) == 3, "8 videos over MaxArraySize 3: three arrays"
     st = wait_for(tmp_path / "slurm")
@@ -72,7 +78,8 @@ def test_slurm_run_equals_local_run(slurm, cohort, model, tmp_path):
     # dependencies held: the cohort job started after every extraction task ended, reduce after training
     times = _start_end(rec)
     assert times["cohort"][0] >= max(e for _, e in times["extract"])
-    assert times["reduce"][0] >= max(e for _, e in times["train"])
+    assert times["score"][0] >= max(e for _, e in times["train"])
+    assert times["report"][0] >= times["score"][1]
     wb = tmp_path / "slurm" / "report" / "dis_report.xlsx"
     a = pd.read_excel(wb_local, sheet_name="scores_head_pose", index_col=0)
     b = pd.read_excel(wb, sheet_name="scores_head_pose", index_col=0)
@@ -101,7 +108,7 @@ def _start_end(rec) -> dict:
         stage = stage_of.get(jid.split("_")[0])
         if stage:
             res.setdefault(stage, []).append((ts(start), ts(end)))
-    return {k: (v[0] if k in ("cohort", "reduce") else v) for k, v in res.items()}
+    return {k: (v[0] if k in ("cohort", "score", "report") else v) for k, v in res.items()}
 
 
 def test_failed_unit_is_reported_and_the_rest_completes(slurm, cohort, model, tmp_path, samples):
@@ -114,13 +121,13 @@ def test_failed_unit_is_reported_and_the_rest_completes(slurm, cohort, model, tm
 
     m = load_manifest(write_manifest(tmp_path / "m.csv", rows))
     out = tmp_path / "run"
-    submit_run(m, out, model, HEAD, SLURM)
+    submit_run(_plan(m, out, model), SLURM)
     st = wait_for(out)
     failed = [u for u in st["extract"] if u["state"] == "failed"]
     assert len(failed) == 1 and failed[0]["unit"].startswith("ph99_s1_broken-")
     broken = failed[0]["unit"]
     assert "broken.mp4" in failed[0]["message"] and Path(failed[0]["log"]).is_file()
-    assert all(u["state"] == "done" for u in st["reduce"])
+    assert all(u["state"] == "done" for u in st["report"])
     r = subprocess.run([sys.executable, "-m", "jobs.cli", "status", str(out)], capture_output=True, text=True,
                        cwd=ROOT)
     assert r.returncode == 3 and f"FAILED {broken}" in r.stdout and "log:" in r.stdout
@@ -134,7 +141,7 @@ def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
     slow = [TrainConfig(DEFAULT_FEATURE_SETS["head_pose"],
                         FlowConfig(layers=2, hidden=16, max_epochs=4000, patience=10**6, checkpoint_every_s=2.0))]
     out = tmp_path / "run"
-    rec = submit_run(cohort, out, model, slow, SLURM)
+    rec = submit_run(_plan(cohort, out, model, slow), SLURM)
     victim = rec["units"]["train"]["head_pose/ph02"]
     deadline = time.time() + 300
     while sacct_states([victim]).get(victim) != "RUNNING":
@@ -147,7 +154,8 @@ def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
     assert tr["head_pose/ph02"]["state"] == "failed" and tr["head_pose/ph02"]["slurm"] == "CANCELLED"
     assert sum(u["state"] == "done" for u in st["train"]) == 3
     rec2 = resubmit(out)
-    assert rec2["resubmitted"] == {"extract": [], "train": ["head_pose/ph02"]}
+    assert rec2["resubmitted"] == {"extract": [], "cohort": [], "train": ["head_pose/ph02"],
+                                   "score": ["head_pose"], "report": ["report"]}
     st = wait_for(out)
     assert all(u["state"] == "done" for s in st.values() for u in s), st
     scores = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="scores_head_pose", index_col=0)

@@ -14,25 +14,15 @@ from typing import Sequence
 import numpy as np
 
 from dis_core.io.atomic import write_bytes_atomic, write_text_atomic
+from dis_core.config import from_doc, to_doc
 from dis_core.errors import DISError
-from dis_core.extract.stage import H5_NAME, unit_dir
 from dis_core.features.build import (FeatureSpec, LandmarkBasis, VideoFeatures, base_values, fit_landmark_basis, landmark_points,
                        video_features)
-from dis_core.extract.h5store import check_complete, read_extraction
+from dis_core.extract.h5store import check_complete, content_key, read_extraction
+from dis_core.layout import RunLayout, read_status
 from dis_core.manifest import Manifest, VideoEntry
-from dis_core.cohort.split import SplitConfig, VideoSplit, assign_splits
-
-COHORT_DIR = "cohort"
-
-
-@dataclasses.dataclass(frozen=True)
-class CohortConfig:
-    """The split and the landmark basis: fitted on training frames of all participants."""
-
-    split: SplitConfig = SplitConfig()
-    basis_k: int = 8
-    basis_frames_per_video: int = 300  # subsample for the Procrustes mean and PCA
-
+from dis_core.cohort.config import CohortConfig
+from dis_core.cohort.split import VideoSplit, assign_splits
 
 @dataclasses.dataclass
 class Cohort:
@@ -44,6 +34,16 @@ class Cohort:
     splits: dict[str, VideoSplit]
     basis: LandmarkBasis | None
     config: CohortConfig
+    extraction_keys: dict[str, str] = dataclasses.field(default_factory=dict)  # unit_id -> content key used
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.out_root)
+
+    def inputs_of(self, pid: str) -> dict[str, str]:
+        """The content keys of a participant's extractions and their split: what a model of them was made from."""
+        return {e.unit_id: f"{self.extraction_keys.get(e.unit_id, '')}|{self.splits[e.unit_id].rule}"
+                for e in self.videos_of(pid)}
 
     @property
     def participants(self) -> list[str]:
@@ -59,9 +59,9 @@ class Cohort:
 def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = CohortConfig()) -> Cohort:
     """Decide usable videos and the split, fit the landmark basis; write OUT/cohort/."""
     out_root = Path(out_root)
-    usable, left_out, times = [], [], {}
+    usable, left_out, times, keys = [], [], {}, {}
     for e in manifest.entries:
-        h5 = unit_dir(out_root, e) / H5_NAME
+        h5 = RunLayout(out_root).extraction(e.unit_id)
         why = _current_extraction_problem(out_root, e, h5)
         if why:
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"extraction {why}"})
@@ -72,11 +72,12 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
             continue
         usable.append(e)
         times[e.unit_id] = x.time_s
+        keys[e.unit_id] = content_key(x.attrs)
     if not usable:
         raise DISError("no usable video in the cohort (every extraction failed or found no face)")
     splits = assign_splits(usable, times, cfg.split)
     basis = _fit_basis(out_root, usable, splits, cfg)
-    cohort = Cohort(out_root, usable, left_out, splits, basis, cfg)
+    cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys)
     save_cohort(cohort)
     return cohort
 
@@ -84,7 +85,6 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
 def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str | None:
     """Why the extraction on disk is not usable for this row now: incomplete, made from other content
     than the video's current bytes (a replaced video), or this run's extraction of it failed."""
-    from dis_core.extract.stage import read_status
     from dis_core.io.provenance import sha256_file
 
     try:
@@ -96,7 +96,7 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
         return "is of another video content than the current file (the video was replaced and its extraction failed)"
     if why:
         return why
-    st = read_status(out_root, e)
+    st = read_status(RunLayout(out_root).video_dir(e.unit_id))
     if st is not None and st.status == "failed":
         return f"failed in the last run ({st.message}); an older extraction is not used"
     return None
@@ -107,7 +107,7 @@ def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, 
     rng = np.random.default_rng(0)
     pts = []
     for e in entries:
-        x = read_extraction(unit_dir(out_root, e) / H5_NAME, skip=("transform", "blendshapes"))
+        x = read_extraction(RunLayout(out_root).extraction(e.unit_id), skip=("transform", "blendshapes"))
         sel = np.flatnonzero(splits[e.unit_id].train & x.detected)
         if len(sel) > cfg.basis_frames_per_video:
             sel = np.sort(rng.choice(sel, cfg.basis_frames_per_video, replace=False))
@@ -122,7 +122,7 @@ def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, 
 
 
 def save_cohort(c: Cohort) -> None:
-    d = c.out_root / COHORT_DIR
+    d = c.layout.cohort_dir
     d.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez_compressed(buf, **{f"{k}__{uid}": getattr(s, k) for uid, s in c.splits.items() for k in ("train", "test")})
@@ -135,9 +135,10 @@ def save_cohort(c: Cohort) -> None:
         "split": {uid: s.summary() for uid, s in c.splits.items()},
         "basis_sha256": c.basis.sha256 if c.basis is not None else None,
         "basis_explained_variance": c.basis.explained.tolist() if c.basis is not None else None,
-        "config": dataclasses.asdict(c.config),
+        "extraction_keys": c.extraction_keys,
+        "config": to_doc(c.config),
     }
-    write_text_atomic(d / "cohort.json", json.dumps(doc, indent=2, default=str))
+    write_text_atomic(c.layout.cohort_record, json.dumps(doc, indent=2, default=str))
 
 
 def _entry_doc(e: VideoEntry) -> dict:
@@ -150,10 +151,11 @@ def _entry_doc(e: VideoEntry) -> dict:
 def load_cohort(out_root: Path) -> Cohort:
     """Read OUT/cohort/ back (as written by :func:`prepare_cohort`)."""
     out_root = Path(out_root)
-    d = out_root / COHORT_DIR
-    if not (d / "cohort.json").is_file():
-        raise DISError(f"{d / 'cohort.json'} not found: run the cohort step first (dis run, or dis train)")
-    doc = json.loads((d / "cohort.json").read_text())
+    lay = RunLayout(out_root)
+    d = lay.cohort_dir
+    if not lay.cohort_record.is_file():
+        raise DISError(f"{lay.cohort_record} not found: run the cohort step first (dis cohort --out {out_root})")
+    doc = json.loads(lay.cohort_record.read_text())
     entries = []
     for x in doc["entries"]:
         x = dict(x)
@@ -164,10 +166,8 @@ def load_cohort(out_root: Path) -> Cohort:
         splits = {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"], doc["split"][e.unit_id]["rule"])
                   for e in entries}
     basis = LandmarkBasis.from_file(d / "landmark_basis.npz") if (d / "landmark_basis.npz").is_file() else None
-    cfg = doc["config"]
-    config = CohortConfig(split=SplitConfig(**cfg["split"]), basis_k=cfg["basis_k"],
-                          basis_frames_per_video=cfg["basis_frames_per_video"])
-    return Cohort(out_root, entries, doc["left_out"], splits, basis, config)
+    return Cohort(out_root, entries, doc["left_out"], splits, basis, from_doc(CohortConfig, doc["config"]),
+                  doc.get("extraction_keys", {}))
 
 
 @dataclasses.dataclass
@@ -208,7 +208,7 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> P
 def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray) -> VideoFeatures:
     needed = "transform" if spec.source == "head_rotation" else spec.source
     skip = tuple(n for n in ("landmarks", "blendshapes", "transform") if n != needed)
-    x = read_extraction(unit_dir(c.out_root, e) / H5_NAME, skip=skip)
+    x = read_extraction(RunLayout(c.out_root).extraction(e.unit_id), skip=skip)
     lm = None
     if spec.source == "landmarks":
         if c.basis is None:

@@ -154,6 +154,15 @@ def iter_blocks(path: Path, names: Sequence[str], block: int = 1024):
             yield (s, *(f[k][s:s + block] for k in names))
 
 
+KEY_ATTRS = ("video_sha256", "model_sha256", "config_hash", "fps_override")
+
+
+def content_key(attrs: dict[str, Any]) -> str:
+    """An extraction's content key: video bytes, model, configuration and frame-rate override, from the
+    file's root attributes (or the values an extraction is expected to have)."""
+    return "|".join(str(attrs.get(k, "")) for k in KEY_ATTRS)
+
+
 def check_complete(path: Path, expect: dict[str, str]) -> str | None:
     """Why ``path`` is not a complete output matching ``expect`` (attribute -> value), or None if it is."""
     if not Path(path).is_file():

@@ -1,7 +1,7 @@
 """The extraction stage: one video -> one HDF5 file, smile workbooks, landmark export and PCA figure.
 
 :func:`extract_video` is the unit of work (one SLURM array task later); it never raises for bad
-input, it returns a :class:`UnitResult` whose ``status`` says what happened.
+input, it returns an :class:`ExtractResult` whose ``status`` says what happened.
 """
 
 from __future__ import annotations
@@ -19,65 +19,23 @@ from dis_core.io.assets import ModelFile
 from dis_core.io.atomic import atomic_path, remove_stale_parts
 from dis_core.errors import DISError
 from dis_core.io.excel import Rows, write_workbook
-from dis_core.extract.h5store import ExtractionWriter, check_complete, iter_blocks, read_attrs, read_extraction
-from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, LandmarkerConfig
+from dis_core.extract.result import ExtractResult
+from dis_core.layout import RunLayout
+from dis_core.extract.config import ExtractConfig
+from dis_core.extract.h5store import ExtractionWriter, check_complete, content_key, iter_blocks, read_attrs, read_extraction
+from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker
 from dis_core.manifest import VideoEntry
 from dis_core.extract.pca import StreamingPCA
 from dis_core.extract.pose import head_pose
-from dis_core.io.provenance import config_hash, provenance, sha256_file
-from dis_core.extract.smiles import SmileConfig, smile_frames, smile_seconds
+from dis_core.config import config_hash
+from dis_core.io.provenance import provenance, sha256_file
+from dis_core.extract.smiles import smile_frames, smile_seconds
 from dis_core.extract.video import effective_fps, iter_frames, probe
 
-H5_NAME = "extraction.h5"
 SMILE_FRAMES_XLSX = "smile_frames.xlsx"
 SMILE_SECONDS_XLSX = "smile_seconds.xlsx"
 LANDMARKS_XLSX = "landmarks.xlsx"
 LANDMARKS_PCA_PNG = "landmarks_pca.png"
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtractConfig:
-    """Everything that changes extraction outputs (its hash decides whether an output is reused)."""
-
-    landmarker: LandmarkerConfig = LandmarkerConfig()
-    smile: SmileConfig = SmileConfig()
-    landmark_workbook: bool = False  # costs about as much as extraction itself; opt in (the demo does)
-    landmark_pca_png: bool = True
-    chunk_frames: int = 256
-    compression_level: int = 4
-
-
-@dataclasses.dataclass
-class UnitResult:
-    """What happened to one video. status: ok | no_face | skipped | failed."""
-
-    unit_id: str
-    participant_id: str
-    session: str
-    video: str
-    status: str
-    message: str = ""
-    frames: int = 0
-    detected_frames: int = 0
-    smile_frames: int = 0
-    smile_seconds: int = 0
-    seconds: int = 0
-    fps: float = float("nan")
-    elapsed_s: float = 0.0
-    output: str = ""
-
-    @property
-    def detection_rate(self) -> float:
-        return self.detected_frames / self.frames if self.frames else 0.0
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("failed", "no_face")
-
-
-def unit_dir(out_root: Path, entry: VideoEntry) -> Path:
-    """Where one video's outputs live: OUT/videos/<unit_id>/."""
-    return Path(out_root) / "videos" / entry.unit_id
 
 
 def _outputs(cfg: ExtractConfig) -> list[str]:
@@ -90,11 +48,13 @@ def _outputs(cfg: ExtractConfig) -> list[str]:
 
 
 def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: ExtractConfig = ExtractConfig(),
-                  force: bool = False, progress: bool = True) -> UnitResult:
+                  force: bool = False, progress: bool = True) -> ExtractResult:
     """Run one video through the stage; never raises for a bad video (the result says what failed)."""
     t0 = time.monotonic()
-    base = UnitResult(entry.unit_id, entry.participant_id, entry.session, entry.video_rel, status="failed")
-    d = unit_dir(out_root, entry)
+    base = ExtractResult(unit_id=entry.unit_id, participant_id=entry.participant_id, session=entry.session,
+                         video=entry.video_rel)
+    layout = RunLayout(out_root)
+    d = layout.video_dir(entry.unit_id)
     try:
         remove_stale_parts(d)
         try:
@@ -103,13 +63,14 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
             raise DISError(f"{entry.video}: cannot read ({e.strerror})") from None
         expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": config_hash(cfg),
                   "fps_override": float(entry.fps or 0.0)}
-        h5 = d / H5_NAME
+        base.key = content_key(expect)
+        h5 = layout.extraction(entry.unit_id)
         if not force and check_complete(h5, expect) is None and all((d / n).is_file() for n in _outputs(cfg)):
             res = _result_from_file(base, h5)
             res.status = "skipped" if res.detected_frames else "no_face"
             res.message = "" if res.detected_frames else f"no face detected in any of {res.frames} frames"
             return res
-        res = _extract(entry, d, model, cfg, expect, progress, base)
+        res = _extract(entry, d, h5, model, cfg, expect, progress, base)
     except DISError as e:
         base.message = str(e)
         res = base
@@ -126,46 +87,17 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
         traceback.print_exc()
         res = base
     res.elapsed_s = round(time.monotonic() - t0, 3)
-    _write_status(d, res)
     return res
 
 
-STATUS_NAME = "status.json"
-
-
-def _write_status(d: Path, res: UnitResult) -> None:
-    """The unit's last outcome, for `dis status` and for stages that run in other processes."""
-    import json
-
-    from dis_core.io.atomic import write_text_atomic
-
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(d / STATUS_NAME, json.dumps(dataclasses.asdict(res), indent=2))
-    except OSError:
-        pass  # the result is still returned to the caller
-
-
-def read_status(out_root: Path, entry: VideoEntry) -> UnitResult | None:
-    """The outcome recorded by the last run of this unit, if any."""
-    import json
-
-    p = unit_dir(out_root, entry) / STATUS_NAME
-    try:
-        return UnitResult(**json.loads(p.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, expect: dict,
-             progress: bool, base: UnitResult) -> UnitResult:
+def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: ExtractConfig, expect: dict,
+             progress: bool, base: ExtractResult) -> ExtractResult:
     from tqdm import tqdm
 
     info = probe(entry.video)
     prov = provenance(cfg, video=str(entry.video), video_sha256=expect["video_sha256"],
                       model_sha256=model.sha256, model_path=str(model.path), unit_id=entry.unit_id,
                       participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"])
-    h5 = d / H5_NAME
     d.mkdir(parents=True, exist_ok=True)
     _check_free_space(entry, d, info.frame_count, cfg)
     with atomic_path(h5) as tmp:
@@ -309,7 +241,7 @@ def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
                      f"Landmark PCA: {entry.participant_id} / {entry.session}\n{Path(entry.video_rel).name}", prov)
 
 
-def _result_from_file(base: UnitResult, h5: Path) -> UnitResult:
+def _result_from_file(base: ExtractResult, h5: Path) -> ExtractResult:
     a = read_attrs(h5)
     return dataclasses.replace(
         base, frames=int(a["n_frames"]), detected_frames=int(a["n_detected"]),

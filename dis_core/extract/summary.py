@@ -11,7 +11,9 @@ import pandas as pd
 
 from dis_core.io.atomic import write_text_atomic
 from dis_core.errors import exit_code
+from dis_core.extract.result import ExtractResult
 from dis_core.io.excel import safe_frame, write_workbook
+from dis_core.layout import RunLayout, read_status
 
 
 def qc_table(results: Sequence[Any]) -> pd.DataFrame:
@@ -50,7 +52,7 @@ def format_summary(stage: str, results: Sequence[Any], where: Path | None = None
 
 def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str, Any]) -> Path:
     """Write OUT/summary/extract_summary.{json,txt,csv} and the cohort smile table; return the folder."""
-    d = Path(out_root) / "summary"
+    d = RunLayout(out_root).summary_dir
     d.mkdir(parents=True, exist_ok=True)
     qc = qc_table(results)
     write_text_atomic(d / "extract_summary.json", json.dumps(
@@ -62,6 +64,19 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
     write_text_atomic(d / "smile_summary.csv", safe_frame(smiles).to_csv(index=False))
     write_workbook(d / "smile_summary.xlsx", {"per_video": smiles}, prov)
     return d
+
+
+def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
+    """Every video's recorded extraction outcome (a unit that left no record failed: see its log)."""
+    layout = RunLayout(out_root)
+    out = []
+    for e in manifest.entries:
+        r = read_status(layout.video_dir(e.unit_id), ExtractResult)
+        if r is None:
+            r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
+                              video=e.video_rel, message="no result: the task did not finish (see its log)")
+        out.append(r)
+    return out
 
 
 def smile_table(results: Sequence[Any]) -> pd.DataFrame:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
-import json
 import os
 import platform
 from importlib import metadata
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dis_core import __version__
+from dis_core.config import config_hash, to_doc
 
 PACKAGES = (
     "mediapipe", "opencv-python-headless", "numpy", "pandas", "h5py", "openpyxl", "torch",
@@ -40,17 +39,6 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def config_dict(cfg: Any) -> dict:
-    """A dataclass config as plain JSON-able data."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-
-
-def config_hash(cfg: Any) -> str:
-    """Short stable hash of a configuration: equal configs give equal hashes."""
-    blob = json.dumps(config_dict(cfg), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 def provenance(cfg: Any, **inputs: str) -> dict[str, Any]:
     """The provenance record written into every output."""
     return {
@@ -60,7 +48,7 @@ def provenance(cfg: Any, **inputs: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": package_versions(),
         "container": os.environ.get("APPTAINER_CONTAINER", ""),
-        "config": config_dict(cfg),
+        "config": to_doc(cfg),
         "config_hash": config_hash(cfg),
         **inputs,
     }

@@ -19,33 +19,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from dis_core.config import from_doc, to_doc
+from dis_core.model.config import FlowConfig
 from dis_core.io.atomic import atomic_path
 
 FORMAT = "dis.flow"
 FORMAT_VERSION = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class FlowConfig:
-    """MAF architecture and training. Defaults suit 3-20 dimensional features and a few thousand
-    frames (see bench/flows.py for the figures behind them)."""
-
-    layers: int = 4
-    hidden: int = 64
-    blocks_per_layer: int = 2
-    permutation: str = "reverse"  # "reverse" or "random" (seeded)
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    max_epochs: int = 400
-    patience: int = 30
-    val_fraction: float = 0.15
-    grad_clip: float = 5.0
-    min_std: float = 1e-3  # scaler floor: constant features do not blow up
-    seed: int = 0
-    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
-    threads: int = 1  # CPU threads: 1 keeps results bit-for-bit reproducible
-    checkpoint_every_s: float = 10.0
 
 
 def build_flow(dim: int, cfg: FlowConfig):
@@ -129,7 +108,9 @@ def fit_gaussian(x: np.ndarray, columns: list[str], min_std: float = 1e-3) -> De
 
 
 @dataclasses.dataclass
-class TrainResult:
+class FlowFit:
+    """A fitted flow with its loss history (what :func:`train_flow` returns)."""
+
     density: Density
     history: dict[str, list[float]]
     best_epoch: int
@@ -139,7 +120,7 @@ class TrainResult:
 
 
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
-               meta: dict | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
+               meta: dict | None = None, log: Callable[[str], None] | None = None) -> FlowFit:
     """Fit a MAF to training rows ``x`` with minibatches, validation early stopping and gradient clipping.
 
     The last ``val_fraction`` of the rows (in time order) validate. With ``checkpoint``, progress is
@@ -206,7 +187,7 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     flow.load_state_dict(best_state, strict=True)
     flow.eval()
     dens = Density("flow", list(columns), mean, std, flow=flow, flow_config=cfg, meta=dict(meta or {}))
-    return TrainResult(dens, hist, best_epoch, epoch, time.monotonic() - t0, resumed)
+    return FlowFit(dens, hist, best_epoch, epoch, time.monotonic() - t0, resumed)
 
 
 def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str]) -> str:
@@ -235,7 +216,7 @@ def save_density(path: Path, d: Density, extra: dict | None = None) -> None:
         "scaler_mean": torch.as_tensor(d.mean), "scaler_std": torch.as_tensor(d.std), "meta": d.meta,
     }
     if d.kind == "flow":
-        blob["flow_config"] = dataclasses.asdict(d.flow_config)
+        blob["flow_config"] = to_doc(d.flow_config)
         blob["state_dict"] = {k: v.detach().cpu() for k, v in d.flow.state_dict().items()}
     else:
         blob["gauss_mean"] = torch.as_tensor(d.gauss_mean)
@@ -257,7 +238,7 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
         raise ValueError(f"{path}: model format {blob['version']} is newer than this DIS")
     mean, std = blob["scaler_mean"].numpy(), blob["scaler_std"].numpy()
     if blob["kind"] == "flow":
-        cfg = FlowConfig(**blob["flow_config"])
+        cfg = from_doc(FlowConfig, blob["flow_config"])
         flow = build_flow(len(blob["columns"]), cfg)
         flow.load_state_dict(blob["state_dict"], strict=True)
         flow.to(device).eval()

@@ -15,9 +15,12 @@ import numpy as np
 from dis_core.io.atomic import remove_stale_parts, write_text_atomic
 from dis_core.cohort.stage import Cohort, load_cohort, participant_features
 from dis_core.errors import DISError
-from dis_core.features.build import FeatureSpec
-from dis_core.model.flows import FlowConfig, fit_gaussian, load_density, pick_device, save_density, train_flow
-from dis_core.io.provenance import config_dict, provenance
+from dis_core.model.config import TrainConfig
+from dis_core.model.flows import fit_gaussian, load_density, pick_device, save_density, train_flow
+from dis_core.config import plain
+from dis_core.layout import RunLayout
+from dis_core.model.result import TrainResult, train_unit_id
+from dis_core.io.provenance import provenance
 
 MODEL_NAME = "model.pt"
 BASELINE_NAME = "baseline.pt"
@@ -25,71 +28,30 @@ CHECKPOINT_NAME = "train_ckpt.pt"
 SUMMARY_NAME = "train.json"
 LOSS_PNG = "loss.png"
 
-# Per feature set defaults (bench/flows.py): small flows generalise best on minutes of video.
-DEFAULT_FLOWS: dict[str, FlowConfig] = {
-    "head_pose": FlowConfig(layers=2, hidden=16),
-    "landmarks": FlowConfig(layers=2, hidden=16),
-    "blendshapes": FlowConfig(layers=2, hidden=64),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """One feature set's training: its features, its flow, and the minimum data to train at all."""
-
-    features: FeatureSpec
-    flow: FlowConfig = FlowConfig()
-    min_train_frames: int = 60
-
-
-def default_train_config(spec: FeatureSpec) -> TrainConfig:
-    return TrainConfig(spec, DEFAULT_FLOWS.get(spec.name, FlowConfig()))
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What happened to one training unit. status: ok | skipped | failed."""
-
-    participant_id: str
-    feature_set: str
-    status: str
-    message: str = ""
-    train_frames: int = 0
-    dropped_frames: int = 0
-    epochs: int = 0
-    best_epoch: int = -1
-    best_val_loss: float = float("nan")
-    seconds: float = 0.0
-    device: str = ""
-    resumed_from_epoch: int = 0
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "failed"
-
-    @property
-    def unit_id(self) -> str:
-        return f"{self.feature_set}/{self.participant_id}"
-
-
 def model_dir(out_root: Path, feature_set: str, pid: str) -> Path:
-    return Path(out_root) / "models" / feature_set / pid
+    return RunLayout(out_root).model_dir(feature_set, pid)
 
 
 def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) -> TrainResult:
     """Train one participant's flow and baseline for one feature set; never raises for bad data."""
     t0 = time.monotonic()
-    res = TrainResult(pid, cfg.features.name, "failed")
-    d = model_dir(out_root, cfg.features.name, pid)
+    fs = cfg.features.name
+    res = TrainResult(unit_id=train_unit_id(fs, pid), participant_id=pid, feature_set=fs)
+    d = model_dir(out_root, fs, pid)
     try:
         cohort = load_cohort(out_root)
+        if pid not in cohort.participants:
+            why = "; ".join(x["reason"] for x in cohort.left_out if x["participant_id"] == pid) or "no usable video"
+            res.status, res.message = "left_out", f"participant {pid} was left out at the cohort step ({why})"
+            return res
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         data = participant_features(cohort, pid, cfg.features, "train")
         key = _unit_key(cohort, data, cfg)
+        res.key = key
         if not force and _is_done(d, key):
             prev = json.loads((d / SUMMARY_NAME).read_text())
-            prev.update(status="skipped")
+            prev.update(status="skipped", unit_id=res.unit_id, key=key)
             return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
         n = len(data.x)
         res.train_frames, res.dropped_frames = n, data.dropped
@@ -102,7 +64,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         base = fit_gaussian(data.x, data.columns, cfg.flow.min_std)
         prov = provenance(cfg, participant_id=pid, basis_sha256=cohort.basis.sha256 if cohort.basis is not None else "",
                           unit_key=key)
-        extra = {"participant_id": pid, "feature_spec": config_dict(cfg.features), "unit_key": key,
+        extra = {"participant_id": pid, "feature_spec": plain(cfg.features), "unit_key": key,
+                 "inputs": cohort.inputs_of(pid),
                  "basis_sha256": prov["basis_sha256"], "history": tr.history, "best_epoch": tr.best_epoch,
                  "train_frames": {u: f.tolist() for u, f in data.frames.items()},
                  "provenance": json.dumps(prov, default=str)}
@@ -115,7 +78,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         res.status, res.seconds = "ok", round(time.monotonic() - t0, 3)
         _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"{pid}: {cfg.features.name}", prov)
         summary = dataclasses.asdict(res)
-        summary["unit_key"] = key
+        summary.update(unit_key=key, inputs=cohort.inputs_of(pid))
         write_text_atomic(d / SUMMARY_NAME, json.dumps(summary, indent=2))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
@@ -124,29 +87,15 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         res.message = f"participant {pid}, {cfg.features.name}: {e.__class__.__name__}: {e}"
         traceback.print_exc()
     res.seconds = round(time.monotonic() - t0, 3)
-    try:
-        write_text_atomic(d / STATUS_NAME, json.dumps(dataclasses.asdict(res), indent=2))
-    except OSError:
-        pass
     return res
 
 
-STATUS_NAME = "status.json"
-
-
-def read_train_status(out_root: Path, feature_set: str, pid: str) -> TrainResult | None:
-    """The outcome recorded by the last run of this training unit, if any."""
-    try:
-        return TrainResult(**json.loads((model_dir(out_root, feature_set, pid) / STATUS_NAME).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
 def _unit_key(cohort: Cohort, data, cfg: TrainConfig) -> str:
-    """Equal keys mean equal inputs: the exact training rows, configuration and basis."""
+    """Equal keys mean equal inputs: the exact training rows, configuration, basis, and the content keys
+    of the extractions and split they came from."""
     h = hashlib.sha256(np.ascontiguousarray(data.x).tobytes())
-    h.update(json.dumps([config_dict(cfg), data.columns, cohort.basis.sha256 if cohort.basis is not None else ""],
-                        sort_keys=True).encode())
+    h.update(json.dumps([plain(cfg), data.columns, cohort.basis.sha256 if cohort.basis is not None else "",
+                         cohort.inputs_of(data.participant_id)], sort_keys=True).encode())
     return h.hexdigest()[:32]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,26 +11,21 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import Rows, write_workbook
-from dis_core.score.stage import METHODS, FeatureSetScores
+from dis_core.report.config import ReportConfig
+from dis_core.io.provenance import provenance
+from dis_core.layout import UnitResult
+from dis_core.score.evaluate import FeatureSetScores
+from dis_core.score.stage import METHODS
 from dis_core.score.scoring import SCORE_RULE, relation
 
-REPORT_DIR = "report"
-WORKBOOK = "dis_report.xlsx"
-
-
-@dataclasses.dataclass(frozen=True)
-class ReportConfig:
-    """What to write beyond the workbook and figures."""
-
-    norm_workbooks: bool = False  # per-pair per-frame norms, as the research workflow had
-    topk: tuple[int, ...] = (1, 3, 5)
+SUMMARY_TXT = "summary.txt"
 
 
 def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], prov: dict[str, Any],
                  cfg: ReportConfig = ReportConfig()) -> tuple[Path, str]:
     """Write OUT/report/; return the workbook path and the headline text."""
-    d = cohort.out_root / REPORT_DIR
-    figs = d / "figures"
+    d = cohort.layout.report_dir
+    figs = cohort.layout.figures_dir
     figs.mkdir(parents=True, exist_ok=True)
     sheets: dict[str, pd.DataFrame] = {}
     headline, verdicts = [], []
@@ -98,10 +92,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         left += [{"stage": "scoring", **x} for x in r.left_out]
     left += [{"stage": "scoring", **x} for x in problems]
     sheets["left_out"] = pd.DataFrame(left) if left else pd.DataFrame({"note": ["nothing was left out"]})
-    qc = cohort.out_root / "summary" / "extraction_qc.csv"
+    qc = cohort.layout.summary_dir / "extraction_qc.csv"
     if qc.is_file():
         sheets["extraction_qc"] = pd.read_csv(qc)
-    sm = cohort.out_root / "summary" / "smile_summary.csv"
+    sm = cohort.layout.summary_dir / "smile_summary.csv"
     if sm.is_file():
         per_video = pd.read_csv(sm)
         if len(per_video):
@@ -112,7 +106,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                 "smile_seconds": g["smile_seconds"].sum()}).reset_index()
             sheets["smiles"]["smile_frame_fraction"] = sheets["smiles"]["smile_frames"] / sheets["smiles"]["detected_frames"]
     _landmark_pca(figs, cohort, prov)
-    wb = d / WORKBOOK
+    wb = cohort.layout.workbook
     write_workbook(wb, sheets, prov)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
@@ -120,8 +114,56 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                       f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
                      + [f"  partners: {partner_family(results)}"]
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
-    write_text_atomic(d / "summary.txt", text + "\n")
+    write_text_atomic(d / SUMMARY_TXT, text + "\n")
     return wb, text
+
+
+def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
+    """Every feature set's scores read back (stale ones refused) and evaluated, the partner tests
+    Holm-adjusted across the family; feature sets without scores become problems with the reason."""
+    from dis_core.cohort.stage import load_cohort
+    from dis_core.errors import DISError
+    from dis_core.layout import read_status
+    from dis_core.score.evaluate import adjust_partner_tests, evaluate, groups_of
+    from dis_core.score.stage import load_scores
+
+    cohort = load_cohort(out_root)
+    extra = {p: dict(cohort.videos_of(p)[0].extra) for p in cohort.participants}
+    results, problems = [], []
+    for fs in feature_sets:
+        st = read_status(cohort.layout.score_dir(fs))
+        if st is not None and st.failed:
+            problems.append({"feature_set": fs, "reason": st.message})
+            continue
+        try:
+            sc = load_scores(out_root, fs)
+        except DISError as e:
+            problems.append({"feature_set": fs, "reason": str(e)})
+            continue
+        results.append(evaluate(sc, groups_of(extra, sc.participants)))
+    adjust_partner_tests(results)
+    return cohort, results, problems
+
+
+def report_unit(out_root: Path, feature_sets: list[str], cfg: ReportConfig = ReportConfig(),
+                prov_inputs: dict | None = None) -> UnitResult:
+    """The report stage: evaluate the run's scores and write OUT/report/."""
+    import time
+
+    from dis_core.errors import DISError
+
+    t0 = time.monotonic()
+    res = UnitResult(unit_id="report")
+    try:
+        cohort, results, problems = evaluate_run(out_root, feature_sets)
+        write_report(cohort, results, problems, provenance(cfg, feature_sets=list(feature_sets),
+                                                           **(prov_inputs or {})), cfg)
+        res.status = "ok"
+        res.message = "; ".join(f"{p['feature_set']}: {p['reason']}" for p in problems)
+    except DISError as e:
+        res.message = str(e)
+    res.elapsed_s = round(time.monotonic() - t0, 3)
+    return res
 
 
 def participant_columns(cohort: Cohort) -> dict[str, dict[str, str]]:

@@ -1,137 +1,138 @@
-"""The reduce step: every participant's model against every participant's held-out data, per feature
-set, for the flows and the Gaussian baseline; the metrics; then the report (report.py)."""
+"""The scoring stage: one unit per feature set scores every participant's models (flow and Gaussian
+baseline) on every participant's held-out rows and writes OUT/scores/<feature set>/scores.h5.
+
+The file holds, per method, the N x N pair scores and the per-frame log p behind them, and what
+they were made from (model keys, the cohort record's hash): the report stage reads it back and
+refuses scores of another cohort step. A re-run with the same models and data skips the unit.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from dis_core.cohort.stage import Cohort, ParticipantData, load_cohort, participant_features
+from dis_core.config import plain
 from dis_core.errors import DISError
+from dis_core.io.atomic import atomic_path
+from dis_core.io.provenance import provenance
+from dis_core.layout import RunLayout, UnitResult
 from dis_core.model.flows import Density, load_density
-from dis_core.score.scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks, score_all,
-                      score_matrix, tnorm, verification, znorm)
-from dis_core.score.stats import holm
-from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME, TrainConfig, model_dir
+from dis_core.model.config import TrainConfig
+from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME
+from dis_core.score.config import ScoreConfig
+from dis_core.score.scoring import SCORE_RULE, score_all, score_matrix
 
 METHODS = ("flow", "gaussian")
+SCHEMA = "dis.scores"
+SCHEMA_VERSION = 1
 
 
 @dataclasses.dataclass
-class MethodScores:
-    """One method's results on one feature set."""
+class Scores:
+    """One feature set's scores read back: everything the report needs, nothing recomputed."""
 
-    s: np.ndarray  # (N, N) mean log-likelihood, rows = models, columns = data
-    per_frame: list[list[np.ndarray]]
-    norms: list[list[np.ndarray]]
-    ranks: np.ndarray
-    z: np.ndarray
-    metrics: dict[str, float]
-    roc: dict[str, tuple[np.ndarray, np.ndarray]]
-    dyads: dict[str, float] | None  # partner vs stranger permutation test (None without 2+ dyads)
-
-
-@dataclasses.dataclass
-class FeatureSetScores:
     feature_set: str
     participants: list[str]
     dyads: list[str]
-    test_frames: dict[str, int]
-    methods: dict[str, MethodScores]
+    s: dict[str, np.ndarray]  # method -> (N, N), rows = models, columns = data
+    per_frame: dict[str, list[list[np.ndarray]]]  # method -> [model i][data j] per-frame log p
+    test_data_frames: dict[str, dict[str, np.ndarray]]  # pid -> unit_id -> frame indices scored
     training: dict[str, dict]
     histories: dict[str, tuple[dict, int]]
     left_out: list[dict]
-    test_data_frames: dict[str, dict[str, np.ndarray]]
-    comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
+    attrs: dict
 
 
-def reduce_feature_set(cohort: Cohort, cfg: TrainConfig, min_test_frames: int = 20) -> FeatureSetScores:
-    """Score one feature set; participants without a model or held-out data are left out, with reasons."""
+def cohort_sha256(layout: RunLayout) -> str:
+    """Hash of the cohort record: scores made from another cohort step are stale."""
+    return hashlib.sha256(layout.cohort_record.read_bytes()).hexdigest()
+
+
+def score_unit(out_root: Path, cfg: TrainConfig, score_cfg: ScoreConfig = ScoreConfig(),
+               force: bool = False) -> UnitResult:
+    """Score one feature set; participants without a current model or held-out data are left out
+    with the reason. Fewer than two scoreable participants fail the unit."""
+    t0 = time.monotonic()
     fs = cfg.features.name
-    models: dict[str, dict[str, Density]] = {}
+    layout = RunLayout(out_root)
+    res = UnitResult(unit_id=fs)
+    try:
+        cohort = load_cohort(out_root)
+        models, training, histories, left_out = _models(cohort, fs)
+        data = _test_data(cohort, cfg, models, score_cfg, left_out)
+        pids = [p for p in cohort.participants if p in data]
+        if len(pids) < 2:
+            raise DISError(f"{fs}: fewer than two participants with both a model and held-out data; "
+                           "nothing to compare")
+        res.key = _key(layout, fs, [models[p]["key"] for p in pids], score_cfg)
+        out = layout.scores(fs)
+        if not force and _current(out, res.key):
+            res.status = "skipped"
+            return res
+        pf = {m: score_all([_bound(models[p][m], data[p].columns) for p in pids], [data[p].x for p in pids])
+              for m in METHODS}
+        s = {m: score_matrix(pf[m], trim=score_cfg.trim, names=pids) for m in METHODS}
+        prov = provenance(score_cfg, feature_set=fs, train_config=plain(cfg), score_rule=SCORE_RULE,
+                          model_keys={p: models[p]["key"] for p in pids})
+        _write(out, fs, pids, [cohort.dyad(p) for p in pids], s, pf, data, training, histories, left_out,
+               res.key, cohort_sha256(layout), prov)
+        res.status = "ok"
+    except DISError as e:
+        res.message = str(e)
+    res.elapsed_s = round(time.monotonic() - t0, 3)
+    return res
+
+
+def _models(cohort: Cohort, fs: str):
+    """Each participant's current flow and baseline; stale or missing models are left out with why."""
+    models: dict[str, dict] = {}
     training, histories, left_out = {}, {}, []
+    basis = cohort.basis.sha256 if cohort.basis is not None else ""
     for pid in cohort.participants:
-        d = model_dir(cohort.out_root, fs, pid)
-        summ = d / SUMMARY_NAME
-        if not (d / MODEL_NAME).is_file() or not summ.is_file():
+        d = cohort.layout.model_dir(fs, pid)
+        if not (d / MODEL_NAME).is_file() or not (d / SUMMARY_NAME).is_file():
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": "no trained model"})
             continue
         flow, blob = load_density(d / MODEL_NAME)
         base, _ = load_density(d / BASELINE_NAME)
-        if blob.get("basis_sha256", "") != (cohort.basis.sha256 if cohort.basis is not None else ""):
+        if blob.get("basis_sha256", "") != basis:
             left_out.append({"participant_id": pid, "feature_set": fs,
                              "reason": "model was trained on another landmark basis: retrain"})
             continue
-        models[pid] = {"flow": flow, "gaussian": base, "train_frames": blob.get("train_frames", {})}
-        training[pid] = json.loads(summ.read_text())
+        if "inputs" in blob and blob["inputs"] != cohort.inputs_of(pid):
+            left_out.append({"participant_id": pid, "feature_set": fs,
+                             "reason": "model was trained on other extractions or another split than the current "
+                                       "ones: retrain (dis train)"})
+            continue
+        models[pid] = {"flow": flow, "gaussian": base, "train_frames": blob.get("train_frames", {}),
+                       "key": blob.get("unit_key", "")}
+        training[pid] = json.loads((d / SUMMARY_NAME).read_text())
         histories[pid] = (blob.get("history", {"train": [], "val": []}), int(blob.get("best_epoch", -1)))
+    return models, training, histories, left_out
+
+
+def _test_data(cohort: Cohort, cfg: TrainConfig, models: dict, score_cfg: ScoreConfig,
+               left_out: list[dict]) -> dict[str, ParticipantData]:
+    fs = cfg.features.name
     data: dict[str, ParticipantData] = {}
     for pid in list(models):
         td = participant_features(cohort, pid, cfg.features, "test")
-        if len(td.x) < min_test_frames:
+        if len(td.x) < score_cfg.min_test_frames:
             none_held_out = not any(cohort.splits[e.unit_id].test.any() for e in cohort.videos_of(pid))
             why = ("no held-out data: the split leaves none (e.g. a single session marked train)" if none_held_out
-                   else f"only {len(td.x)} held-out frames with a face (need {min_test_frames})")
+                   else f"only {len(td.x)} held-out frames with a face (need {score_cfg.min_test_frames})")
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": why})
             continue
         _assert_disjoint(pid, models[pid]["train_frames"], td.frames)
         data[pid] = td
-    pids = [p for p in cohort.participants if p in data]
-    if len(pids) < 2:
-        raise DISError(f"{fs}: fewer than two participants with both a model and held-out data; nothing to compare")
-    dyads = [cohort.dyad(p) for p in pids]
-    methods = {}
-    for m in METHODS:
-        lps = [_bound(models[p][m], data[p].columns) for p in pids]
-        pf = score_all(lps, [data[p].x for p in pids])
-        s = score_matrix(pf, names=pids)
-        ver = verification(s)
-        zs = znorm(s)
-        verz = verification(zs)
-        vert = verification(tnorm(s))
-        metrics = {**identification(s), "auc": vert["auc"], "eer": vert["eer"], **headline_intervals(s),
-                   "auc_raw": ver["auc"], "eer_raw": ver["eer"], "auc_znorm": verz["auc"], "eer_znorm": verz["eer"]}
-        methods[m] = MethodScores(s, pf, norms(pf), ranks(s), zs, metrics,
-                                  {"t-norm": (vert["fpr"], vert["tpr"]), "raw": (ver["fpr"], ver["tpr"]),
-                                   "z-norm": (verz["fpr"], verz["tpr"])},
-                                  _partner_test(s, dyads, _groups(cohort, pids), fs, left_out))
-    return FeatureSetScores(fs, pids, dyads, {p: len(data[p].x) for p in pids}, methods, training, histories,
-                            left_out, {p: data[p].frames for p in pids},
-                            compare_methods(methods["flow"].s, methods["gaussian"].s))
-
-
-GROUP_COLUMN = "group"
-
-
-def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, float] | None:
-    """The partner test, or None with the reason in ``left_out``: a manifest whose groups cannot
-    form pseudo-couples costs the test, not the feature set's identification figures."""
-    try:
-        return partner_test(s, dyads, groups)
-    except DISError as e:
-        if not any(x.get("reason", "").endswith(str(e)) for x in left_out):
-            left_out.append({"participant_id": "", "feature_set": fs, "reason": f"partner test not run: {e}"})
-        return None
-
-
-def _groups(cohort: Cohort, pids: list[str]) -> list[str] | None:
-    """The manifest's ``group`` column per participant (pseudo-couples are formed within groups)."""
-    vals = []
-    for p in pids:
-        extra = dict(cohort.videos_of(p)[0].extra)
-        vals.append(extra.get(GROUP_COLUMN, ""))
-    return vals if any(vals) else None
-
-
-def adjust_partner_tests(results: list[FeatureSetScores]) -> None:
-    """Holm-adjust the partner-vs-stranger p-values across the run's family (every feature set x method
-    with a test): writes ``p_holm`` into each test."""
-    tests = [r.methods[m].dyads for r in results for m in METHODS if r.methods[m].dyads]
-    for t, p in zip(tests, holm([t["p"] for t in tests])):
-        t["p_holm"] = float(p)
+    return data
 
 
 def _bound(d: Density, columns: list[str]):
@@ -147,15 +148,61 @@ def _assert_disjoint(pid: str, train_frames: dict, test_frames: dict[str, np.nda
                            "were used in training; refusing to score")
 
 
-def reduce_cohort(out_root: Path, cfgs: list[TrainConfig], min_test_frames: int = 20
-                  ) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
-    """Score every feature set; a feature set that cannot be scored is reported, not fatal."""
-    cohort = load_cohort(out_root)
-    results, problems = [], []
-    for cfg in cfgs:
-        try:
-            results.append(reduce_feature_set(cohort, cfg, min_test_frames))
-        except DISError as e:
-            problems.append({"feature_set": cfg.features.name, "reason": str(e)})
-    adjust_partner_tests(results)
-    return cohort, results, problems
+def _key(layout: RunLayout, fs: str, model_keys: list[str], score_cfg: ScoreConfig) -> str:
+    """The models, the cohort step (split, usable videos, basis) and the score rule."""
+    blob = json.dumps([fs, model_keys, cohort_sha256(layout), plain(score_cfg), SCORE_RULE], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _current(path: Path, key: str) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("schema") == SCHEMA and f.attrs.get("key") == key
+    except OSError:
+        return False
+
+
+def _write(path: Path, fs: str, pids: list[str], dyads: list[str], s: dict, pf: dict, data: dict, training: dict,
+           histories: dict, left_out: list[dict], key: str, cohort_sha: str, prov: dict) -> None:
+    """scores.h5: per method the N x N scores and the per-frame log p (row i: model i on every
+    participant's frames, participant j's at columns offsets[j]:offsets[j+1])."""
+    n_frames = [len(data[p].x) for p in pids]
+    offsets = np.concatenate([[0], np.cumsum(n_frames)]).astype(np.int64)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(schema=SCHEMA, schema_version=SCHEMA_VERSION, feature_set=fs, key=key,
+                       cohort_sha256=cohort_sha, participants=json.dumps(pids), dyads=json.dumps(dyads),
+                       training=json.dumps(training, default=str), left_out=json.dumps(left_out),
+                       histories=json.dumps({p: [h, b] for p, (h, b) in histories.items() if p in pids}),
+                       test_frames=json.dumps({p: {u: v.tolist() for u, v in data[p].frames.items()} for p in pids}),
+                       provenance=json.dumps(prov, default=str))
+        f.create_dataset("offsets", data=offsets)
+        for m in METHODS:
+            f.create_dataset(f"s/{m}", data=s[m])
+            f.create_dataset(f"logp/{m}", data=np.stack([np.concatenate(row) for row in pf[m]]),
+                             chunks=True, compression="gzip", compression_opts=4)
+
+
+def load_scores(out_root: Path, fs: str) -> Scores:
+    """Read one feature set's scores back; refuses a file made from another cohort step than the current."""
+    layout = RunLayout(out_root)
+    path = layout.scores(fs)
+    if not path.is_file():
+        raise DISError(f"{fs}: no scores ({path} missing): run dis score --out {out_root}")
+    with h5py.File(path, "r") as f:
+        a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        if a.get("schema") != SCHEMA:
+            raise DISError(f"{path}: not a DIS scores file")
+        if a["cohort_sha256"] != cohort_sha256(layout):
+            raise DISError(f"{fs}: the scores in {path} were made from another cohort step than the current one: "
+                           f"rerun dis score --out {out_root}")
+        off = f["offsets"][()]
+        s = {m: f[f"s/{m}"][()] for m in METHODS}
+        per_frame = {}
+        for m in METHODS:
+            lp = f[f"logp/{m}"][()]
+            per_frame[m] = [[row[off[j]:off[j + 1]] for j in range(len(off) - 1)] for row in lp]
+    pids = json.loads(a["participants"])
+    frames = {p: {u: np.asarray(v, int) for u, v in d.items()} for p, d in json.loads(a["test_frames"]).items()}
+    hist = {p: (h, int(b)) for p, (h, b) in json.loads(a["histories"]).items()}
+    return Scores(fs, pids, json.loads(a["dyads"]), s, per_frame, frames, json.loads(a["training"]), hist,
+                  json.loads(a["left_out"]), a)

@@ -1,0 +1,16 @@
+"""The cohort step's configuration (light to import: part of every run plan)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dis_core.cohort.split import SplitConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortConfig:
+    """The split and the landmark basis: fitted on training frames of all participants."""
+
+    split: SplitConfig = SplitConfig()
+    basis_k: int = 8
+    basis_frames_per_video: int = 300  # subsample for the Procrustes mean and PCA

@@ -1,0 +1,28 @@
+"""What one extraction unit reports: light to import (no OpenCV, no MediaPipe), so the cohort step
+and the run summaries can read extraction outcomes without loading the extraction machinery."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dis_core.layout import UnitResult
+
+
+@dataclasses.dataclass(kw_only=True)
+class ExtractResult(UnitResult):
+    """What happened to one video. status: ok | no_face | skipped | failed."""
+
+    participant_id: str = ""
+    session: str = ""
+    video: str = ""
+    frames: int = 0
+    detected_frames: int = 0
+    smile_frames: int = 0
+    smile_seconds: int = 0
+    seconds: int = 0
+    fps: float = float("nan")
+    output: str = ""
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected_frames / self.frames if self.frames else 0.0

@@ -1,0 +1,136 @@
+"""The run folder: every path of a run comes from :class:`RunLayout`, and every unit of every stage
+reports its outcome the same way (:class:`UnitResult`, written as ``status.json`` in its folder).
+
+```
+OUT/run.json                      the plan that ran (configs, manifest, model) and, on SLURM, job ids
+OUT/videos/<unit>/                extraction: extraction.h5, smile workbooks, landmark figure, status.json
+OUT/summary/                      extraction summary, QC table, smile summary
+OUT/cohort/                       usable videos, split, landmark basis (cohort.json, split.npz, ...)
+OUT/models/<feature set>/<pid>/   training: model.pt, baseline.pt, train.json, loss.png, status.json
+OUT/scores/<feature set>/         scoring: scores.h5 (score matrices, per-frame log p), status.json
+OUT/report/                       the report: dis_report.xlsx, figures/, summary.txt, status.json
+OUT/slurm/<run id>/<stage>/       submitit's job files and logs (SLURM runs)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TypeVar
+
+from dis_core.io.atomic import write_text_atomic
+
+STATUS = "status.json"
+EXTRACTION_H5 = "extraction.h5"
+FAILED_STATES = ("failed", "no_face")  # a unit in these states produced nothing usable
+DONE_STATES = ("ok", "skipped", "left_out")  # ok: made now; skipped: already current; left_out: nothing to do
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run folder."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    # --- the run
+    @property
+    def run_record(self) -> Path:
+        return self.root / "run.json"
+
+    def slurm_dir(self, run_id: str) -> Path:
+        return self.root / "slurm" / run_id
+
+    # --- extraction (one unit per video)
+    def video_dir(self, unit_id: str) -> Path:
+        return self.root / "videos" / unit_id
+
+    def extraction(self, unit_id: str) -> Path:
+        return self.video_dir(unit_id) / EXTRACTION_H5
+
+    @property
+    def summary_dir(self) -> Path:
+        return self.root / "summary"
+
+    # --- cohort step (one unit)
+    @property
+    def cohort_dir(self) -> Path:
+        return self.root / "cohort"
+
+    @property
+    def cohort_record(self) -> Path:
+        return self.cohort_dir / "cohort.json"
+
+    # --- training (one unit per feature set and participant)
+    def model_dir(self, feature_set: str, pid: str) -> Path:
+        return self.root / "models" / feature_set / pid
+
+    # --- scoring (one unit per feature set)
+    def score_dir(self, feature_set: str) -> Path:
+        return self.root / "scores" / feature_set
+
+    def scores(self, feature_set: str) -> Path:
+        return self.score_dir(feature_set) / "scores.h5"
+
+    # --- report (one unit)
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.report_dir / "figures"
+
+    @property
+    def workbook(self) -> Path:
+        return self.report_dir / "dis_report.xlsx"
+
+
+@dataclasses.dataclass(kw_only=True)
+class UnitResult:
+    """What happened to one unit of any stage: the protocol every stage shares.
+
+    status: ok | skipped (already current) | left_out (nothing to do, with the reason) | failed |
+    no_face (extraction found no face). ``key`` identifies the inputs the unit's output was made
+    from (content hashes), ``log`` where its details are."""
+
+    unit_id: str
+    status: str = "failed"
+    message: str = ""
+    key: str = ""
+    log: str = ""
+    elapsed_s: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATES
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATES
+
+
+R = TypeVar("R", bound=UnitResult)
+
+
+def write_status(folder: Path, result: UnitResult) -> None:
+    """Record a unit's outcome in ``folder/status.json`` (atomically); a full disk loses only the record."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(folder) / STATUS, json.dumps(dataclasses.asdict(result), indent=2, default=str))
+    except OSError:
+        pass  # the result is still returned to the caller
+
+
+def read_status(folder: Path, cls: type[R] = UnitResult) -> R | None:
+    """The outcome recorded by the last run of the unit whose folder this is, if any."""
+    try:
+        doc = json.loads((Path(folder) / STATUS).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+    except (OSError, ValueError, TypeError):
+        return None

@@ -1,0 +1,52 @@
+"""The training stage's configuration: light to import (no torch), so the run plan can be shipped to
+any worker (an extraction worker never loads torch) and rebuilt from a run record."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dis_core.features.build import FeatureSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowConfig:
+    """MAF architecture and training. Defaults suit 3-20 dimensional features and a few thousand
+    frames (see bench/flows.py for the figures behind them)."""
+
+    layers: int = 4
+    hidden: int = 64
+    blocks_per_layer: int = 2
+    permutation: str = "reverse"  # "reverse" or "random" (seeded)
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    max_epochs: int = 400
+    patience: int = 30
+    val_fraction: float = 0.15
+    grad_clip: float = 5.0
+    min_std: float = 1e-3  # scaler floor: constant features do not blow up
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
+    threads: int = 1  # CPU threads: 1 keeps results bit-for-bit reproducible
+    checkpoint_every_s: float = 10.0
+
+
+# Per feature set defaults (bench/flows.py): small flows generalise best on minutes of video.
+DEFAULT_FLOWS: dict[str, FlowConfig] = {
+    "head_pose": FlowConfig(layers=2, hidden=16),
+    "landmarks": FlowConfig(layers=2, hidden=16),
+    "blendshapes": FlowConfig(layers=2, hidden=64),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One feature set's training: its features, its flow, and the minimum data to train at all."""
+
+    features: FeatureSpec
+    flow: FlowConfig = FlowConfig()
+    min_train_frames: int = 60
+
+
+def default_train_config(spec: FeatureSpec) -> TrainConfig:
+    return TrainConfig(spec, DEFAULT_FLOWS.get(spec.name, FlowConfig()))

@@ -1,0 +1,90 @@
+"""From scores to findings: identification and verification metrics with intervals, flow vs baseline,
+and the partner-vs-stranger test, per feature set and method. Pure functions over score matrices."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from dis_core.errors import DISError
+from dis_core.score.scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks,
+                                    tnorm, verification, znorm)
+from dis_core.score.stage import METHODS, Scores
+from dis_core.score.stats import holm
+
+GROUP_COLUMN = "group"
+
+
+@dataclasses.dataclass
+class MethodScores:
+    """One method's results on one feature set."""
+
+    s: np.ndarray  # (N, N) pair scores, rows = models, columns = data
+    per_frame: list[list[np.ndarray]]
+    norms: list[list[np.ndarray]]
+    ranks: np.ndarray
+    z: np.ndarray
+    metrics: dict[str, float]
+    roc: dict[str, tuple[np.ndarray, np.ndarray]]
+    dyads: dict[str, float] | None  # partner vs stranger permutation test (None without 2+ dyads)
+
+
+@dataclasses.dataclass
+class FeatureSetScores:
+    feature_set: str
+    participants: list[str]
+    dyads: list[str]
+    test_frames: dict[str, int]
+    methods: dict[str, MethodScores]
+    training: dict[str, dict]
+    histories: dict[str, tuple[dict, int]]
+    left_out: list[dict]
+    test_data_frames: dict[str, dict[str, np.ndarray]]
+    comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
+
+
+def evaluate(sc: Scores, groups: Sequence[str] | None = None) -> FeatureSetScores:
+    """Metrics of every method of one feature set; ``groups`` (one per participant) bound the
+    partner test's re-pairings."""
+    left_out = list(sc.left_out)
+    methods = {}
+    for m in METHODS:
+        s = sc.s[m]
+        ver, verz, vert = verification(s), verification(znorm(s)), verification(tnorm(s))
+        metrics = {**identification(s), "auc": vert["auc"], "eer": vert["eer"], **headline_intervals(s),
+                   "auc_raw": ver["auc"], "eer_raw": ver["eer"], "auc_znorm": verz["auc"], "eer_znorm": verz["eer"]}
+        methods[m] = MethodScores(s, sc.per_frame[m], norms(sc.per_frame[m]), ranks(s), znorm(s), metrics,
+                                  {"t-norm": (vert["fpr"], vert["tpr"]), "raw": (ver["fpr"], ver["tpr"]),
+                                   "z-norm": (verz["fpr"], verz["tpr"])},
+                                  _partner_test(s, sc.dyads, groups, sc.feature_set, left_out))
+    test_frames = {p: int(sum(len(v) for v in sc.test_data_frames[p].values())) for p in sc.participants}
+    return FeatureSetScores(sc.feature_set, sc.participants, sc.dyads, test_frames, methods, sc.training,
+                            sc.histories, left_out, sc.test_data_frames,
+                            compare_methods(methods["flow"].s, methods["gaussian"].s))
+
+
+def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, float] | None:
+    """The partner test, or None with the reason in ``left_out``: a manifest whose groups cannot
+    form pseudo-couples costs the test, not the feature set's identification figures."""
+    try:
+        return partner_test(s, dyads, groups)
+    except DISError as e:
+        if not any(x.get("reason", "").endswith(str(e)) for x in left_out):
+            left_out.append({"participant_id": "", "feature_set": fs, "reason": f"partner test not run: {e}"})
+        return None
+
+
+def groups_of(extra_by_pid: dict[str, dict[str, str]], pids: list[str]) -> list[str] | None:
+    """The manifest's ``group`` column per participant (pseudo-couples are formed within groups)."""
+    vals = [extra_by_pid.get(p, {}).get(GROUP_COLUMN, "") for p in pids]
+    return vals if any(vals) else None
+
+
+def adjust_partner_tests(results: list[FeatureSetScores]) -> None:
+    """Holm-adjust the partner-vs-stranger p-values across the run's family (every feature set x method
+    with a test): writes ``p_holm`` into each test."""
+    tests = [r.methods[m].dyads for r in results for m in METHODS if r.methods[m].dyads]
+    for t, p in zip(tests, holm([t["p"] for t in tests])):
+        t["p_holm"] = float(p)

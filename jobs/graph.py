@@ -1,0 +1,234 @@
+"""The stage graph: DIS's stages in one declarative table.
+
+Each :class:`Stage` names its units (from the run's :class:`Plan`), the function that runs one unit,
+the folder where a unit records its outcome (:mod:`dis_core.layout`), the stages it reads from and how
+it waits on them, and the resources a unit asks for. The local runner (jobs/local.py), SLURM
+submission, `dis status` and `dis resubmit` (jobs/slurm.py) are interpreters of this table: adding a
+stage here adds it everywhere.
+
+    extract (one unit per video) -> cohort (one) -> train (feature set x participant) -> score (feature set) -> report (one)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import traceback
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from dis_core.cohort.config import CohortConfig
+from dis_core.config import from_doc, to_doc
+from dis_core.errors import DISError
+from dis_core.extract.result import ExtractResult
+from dis_core.extract.config import ExtractConfig
+from dis_core.io.assets import ModelFile
+from dis_core.layout import RunLayout, UnitResult, write_status
+from dis_core.manifest import Manifest, VideoEntry, load_manifest
+from dis_core.model.config import TrainConfig
+from dis_core.model.result import TrainResult, train_unit_id
+from dis_core.report.config import ReportConfig
+from dis_core.score.config import ScoreConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a run needs and records (OUT/run.json): inputs, every stage's configuration, and
+    the options of this invocation. Units read their inputs from it; it is rebuilt from the record
+    by later commands, `dis status` and `dis resubmit`."""
+
+    out: Path
+    manifest: Path
+    model: ModelFile
+    extract: ExtractConfig = ExtractConfig()
+    cohort: CohortConfig = CohortConfig()
+    train: tuple[TrainConfig, ...] = ()
+    score: ScoreConfig = ScoreConfig()
+    report: ReportConfig = ReportConfig()
+    force: bool = False
+    verbose: bool = False
+
+    @cached_property
+    def manifest_(self) -> Manifest:
+        return load_manifest(self.manifest, check_files=False)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.out)
+
+    def train_config(self, feature_set: str) -> TrainConfig:
+        return next(c for c in self.train if c.features.name == feature_set)
+
+    @property
+    def feature_sets(self) -> list[str]:
+        return [c.features.name for c in self.train]
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one unit asks a cluster for (SlurmConfig overrides these per stage)."""
+
+    cpus: int = 1
+    mem_gb: float = 4.0
+    time_min: int = 60
+    gpus: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage: its units, how one runs, where it records its outcome, what it waits for."""
+
+    name: str
+    doc: str
+    units: Callable[[Plan], list]  # the stage's units for a plan
+    uid: Callable[[Any], str]  # a unit's id (stable across runs: the key of run records)
+    run: Callable[[Plan, Any], UnitResult]  # run one unit; returns its outcome
+    folder: Callable[[RunLayout, Any], Path]  # the unit's folder: its outputs and status.json
+    result: type[UnitResult] = UnitResult
+    after: tuple[str, ...] = ()  # stages whose outputs it reads
+    wait: str = "afterok"  # afterok: every unit of `after` must have succeeded; afterany: whatever finished
+    resources: Resources = Resources()
+
+
+# ------------------------------------------------------------------------------------ unit bodies
+def _extract(plan: Plan, entry: VideoEntry) -> ExtractResult:
+    from dis_core.extract.stage import extract_video  # OpenCV and MediaPipe: only in extraction workers
+
+    return extract_video(entry, plan.out, plan.model, plan.extract, force=plan.force, progress=plan.verbose)
+
+
+def _cohort(plan: Plan, unit: str) -> UnitResult:
+    """The cohort step: the extraction summary from the recorded outcomes, then split and basis."""
+    import hashlib
+
+    from dis_core.cohort.stage import prepare_cohort
+    from dis_core.extract.summary import collect_extract_results, write_extract_summary
+    from dis_core.io.provenance import provenance
+
+    m = plan.manifest_
+    write_extract_summary(plan.out, collect_extract_results(m, plan.out),
+                          provenance(plan.extract, manifest=str(plan.manifest), model_sha256=plan.model.sha256))
+    res = UnitResult(unit_id=unit)
+    try:
+        c = prepare_cohort(m, plan.out, plan.cohort)
+    except DISError as e:
+        res.message = str(e)
+        return res
+    res.status = "ok"
+    res.key = hashlib.sha256(plan.layout.cohort_record.read_bytes()).hexdigest()[:32]
+    res.message = f"{len(c.entries)} usable video(s) of {len(c.participants)} participant(s), {len(c.left_out)} left out"
+    return res
+
+
+def _train(plan: Plan, unit: tuple[str, str]) -> TrainResult:
+    from dis_core.model.stage import train_unit
+
+    fs, pid = unit
+    return train_unit(plan.out, pid, plan.train_config(fs), force=plan.force)
+
+
+def _score(plan: Plan, fs: str) -> UnitResult:
+    from dis_core.score.stage import score_unit
+
+    return score_unit(plan.out, plan.train_config(fs), plan.score, force=plan.force)
+
+
+def _report(plan: Plan, unit: str) -> UnitResult:
+    from dis_core.report.stage import report_unit
+
+    return report_unit(plan.out, plan.feature_sets, plan.report,
+                       {"manifest": str(plan.manifest), "model_sha256": plan.model.sha256,
+                        "plan": to_doc(plan)})
+
+
+# ------------------------------------------------------------------------------------ the table
+STAGES: tuple[Stage, ...] = (
+    Stage("extract", "landmarks, blendshapes, head pose and smiles of every video into HDF5 and Excel",
+          units=lambda p: list(p.manifest_.entries), uid=lambda e: e.unit_id, run=_extract,
+          folder=lambda lay, e: lay.video_dir(e.unit_id), result=ExtractResult,
+          resources=Resources(cpus=1, mem_gb=2.0, time_min=120)),
+    Stage("cohort", "usable videos, the train/test split and the landmark basis",
+          units=lambda p: ["cohort"], uid=str, run=_cohort, folder=lambda lay, u: lay.cohort_dir,
+          after=("extract",), wait="afterany", resources=Resources(cpus=1, mem_gb=4.0, time_min=60)),
+    Stage("train", "one flow and one Gaussian baseline per feature set and participant",
+          units=lambda p: [(c.features.name, pid) for c in p.train for pid in p.manifest_.participants],
+          uid=lambda u: train_unit_id(*u), run=_train, folder=lambda lay, u: lay.model_dir(*u), result=TrainResult,
+          after=("cohort",), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
+    Stage("score", "every model against every participant's held-out data, per feature set",
+          units=lambda p: list(p.feature_sets), uid=str, run=_score, folder=lambda lay, fs: lay.score_dir(fs),
+          after=("train",), wait="afterany", resources=Resources(cpus=1, mem_gb=8.0, time_min=120)),
+    Stage("report", "metrics with intervals, tests, the workbook and figures",
+          units=lambda p: ["report"], uid=str, run=_report, folder=lambda lay, u: lay.report_dir,
+          after=("score",), wait="afterany", resources=Resources(cpus=1, mem_gb=8.0, time_min=60)),
+)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    if name not in BY_NAME:
+        raise DISError(f"unknown stage {name!r}; stages: {', '.join(BY_NAME)}")
+    return BY_NAME[name]
+
+
+def downstream(names: Sequence[str]) -> list[str]:
+    """``names`` and every stage that reads from them, in graph order."""
+    out = set(names)
+    for s in STAGES:
+        if set(s.after) & out:
+            out.add(s.name)
+    return [s.name for s in STAGES if s.name in out]
+
+
+def run_unit(stage_name: str, plan: Plan, unit: Any) -> UnitResult:
+    """Run one unit of a stage and record its outcome in the unit's folder (the one place status
+    files are written). A bug fails only its unit: one line in the result, the traceback in the log."""
+    st = BY_NAME[stage_name]
+    t0 = time.monotonic()
+    try:
+        r = st.run(plan, unit)
+    except Exception as e:
+        traceback.print_exc()
+        r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: internal error: {e.__class__.__name__}: {e}")
+    r.elapsed_s = round(time.monotonic() - t0, 3)
+    write_status(st.folder(plan.layout, unit), r)
+    return r
+
+
+def units_by_id(st: Stage, plan: Plan) -> dict[str, Any]:
+    return {st.uid(u): u for u in st.units(plan)}
+
+
+# ------------------------------------------------------------------------------------ run records
+def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
+    """OUT/run.json: the plan that ran, what ran it, and (SLURM) the job of every unit."""
+    import datetime as _dt
+
+    from dis_core import __version__
+    from dis_core.io.atomic import write_text_atomic
+
+    rec = {"run_id": _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f"), "executor": executor,
+           "dis_version": __version__, "out": str(plan.out), "manifest": str(plan.manifest),
+           "plan": to_doc(plan), **extra}
+    plan.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(plan.layout.run_record, json.dumps(rec, indent=2, default=str))
+    return rec
+
+
+def read_record(out: Path) -> dict:
+    p = RunLayout(out).run_record
+    if not p.is_file():
+        raise DISError(f"{p} not found: {out} is not a run folder (start with dis run or dis extract)")
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise DISError(f"{p}: unreadable run record ({e})") from None
+
+
+def plan_from_record(rec: dict) -> Plan:
+    try:
+        return from_doc(Plan, rec["plan"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise DISError(f"{rec.get('out', '?')}/run.json: run record of another DIS version ({e}); start the run "
+                       "again with dis run") from None

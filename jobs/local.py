@@ -1,0 +1,97 @@
+"""The local runner: the stage graph on this machine, stage after stage, units in parallel processes.
+
+A stage whose `afterok` predecessor had failures in this invocation is not run (what it would read
+is missing); a stage run alone (e.g. `dis score`) reads whatever its predecessors left on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Callable, Sequence
+
+from dis_core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+from dis_core.io.assets import ModelFile
+from dis_core.layout import UnitResult
+from dis_core.manifest import Manifest
+from dis_core.model.config import TrainConfig
+
+from .executors import map_units
+from .graph import STAGES, Plan, run_unit, write_record
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one invocation did: per stage its unit results, or why it did not run."""
+
+    results: dict[str, list[UnitResult]] = dataclasses.field(default_factory=dict)
+    not_run: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def units(self) -> list[UnitResult]:
+        return [r for rs in self.results.values() for r in rs]
+
+    @property
+    def exit_code(self) -> int:
+        """0: every unit done; 3: some failed, the last stage still produced; 1: nothing came out
+        at the end (a stage could not run, or every unit of the last stage run failed)."""
+        if self.not_run or not self.results:
+            return EXIT_FAILED
+        last = list(self.results.values())[-1]
+        if not last or all(r.failed for r in last):
+            return EXIT_FAILED
+        return EXIT_PARTIAL if any(r.failed for r in self.units) else EXIT_OK
+
+
+def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", workers: int | None = None,
+               log: Callable[[str], None] = print) -> Outcome:
+    """Run the named stages of the graph, in graph order, recording the plan in OUT/run.json."""
+    write_record(plan, executor)
+    out = Outcome()
+    for st in STAGES:
+        if st.name not in stages:
+            continue
+        blocked = [a for a in st.after if a in out.not_run
+                   or (st.wait == "afterok" and any(r.failed for r in out.results.get(a, [])))]
+        if blocked:
+            out.not_run[st.name] = f"{', '.join(blocked)} failed"
+            log(f"{st.name}: not run: {out.not_run[st.name]}")
+            continue
+        units = st.units(plan)
+        out.results[st.name] = map_units(functools.partial(run_unit, st.name, plan), units, executor=executor,
+                                         workers=workers)
+        log(summarise(st.name, plan, out.results[st.name]))
+    return out
+
+
+def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
+    """A stage's outcome for the terminal: counts, one line per failure (the report: its headline)."""
+    if stage == "extract":
+        from dis_core.extract.summary import format_summary, write_extract_summary
+        from dis_core.io.provenance import provenance
+
+        where = write_extract_summary(plan.out, results, provenance(plan.extract, manifest=str(plan.manifest),
+                                                                    model_sha256=plan.model.sha256))
+        return format_summary("extract", results, where)
+    if stage == "report" and results and not results[0].failed:
+        text = (plan.layout.report_dir / "summary.txt").read_text().rstrip()
+        return text + (f"\n  problems: {results[0].message}" if results[0].message else "")
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    lines = [f"{stage}: {len(results)} unit(s): " + ", ".join(f"{v} {k}" for k, v in counts.items())]
+    for r in results:
+        if r.failed:
+            lines.append(f"  FAILED {r.unit_id}: {r.message}")
+        elif r.status == "left_out" or (stage == "cohort" and r.message):
+            lines.append(f"  {r.unit_id}: {r.message}")
+    return "\n".join(lines)
+
+
+def run_pipeline(manifest: Manifest, out: Path, model: ModelFile, train: Sequence[TrainConfig],
+                 stages: Sequence[str] | None = None, executor: str = "local", workers: int | None = None,
+                 log: Callable[[str], None] = print, **plan: object) -> Outcome:
+    """Videos to report (or the named stages) on this machine: the library entry point of `dis run`."""
+    p = Plan(out=Path(out), manifest=manifest.path, model=model, train=tuple(train), **plan)
+    return run_stages(p, stages or [s.name for s in STAGES], executor=executor, workers=workers, log=log)
