@@ -149,3 +149,30 @@ def test_a_replaced_video_never_reuses_its_old_extraction(same_faces, tmp_path, 
     assert sorted(results[0].participants) == sorted(p for p in r.participants if p != victim.participant_id)
     left = pd.read_excel(wb, sheet_name="left_out")
     assert victim.unit_id in set(left["unit_id"].dropna())
+
+
+def test_models_and_scores_of_another_cohort_step_are_never_used(same_faces, tmp_path, model):
+    """The cohort step is redone with another split after training: scoring refuses every model
+    (they were trained on other rows), and the report refuses the scores made before."""
+    import shutil
+
+    from dis_core.cohort.config import CohortConfig
+    from dis_core.cohort.split import SplitConfig
+    from dis_core.cohort.stage import prepare_cohort
+    from dis_core.layout import read_status
+    from jobs.local import run_pipeline as run
+
+    out, r, _ = same_faces
+    run_dir = tmp_path / "run"
+    shutil.copytree(out, run_dir, ignore=shutil.ignore_patterns("*.lock"))
+    manifest = load_manifest(out.parent / "videos" / "manifest.csv")
+    prepare_cohort(manifest, run_dir, CohortConfig(split=SplitConfig(rule="within-session")))
+    _, results, problems = evaluate_run(run_dir, ["head_pose"])
+    assert not results and "made from another cohort step" in problems[0]["reason"]
+    o = run(manifest, run_dir, model, HEAD, stages=["score"], log=lambda *_: None)
+    st = read_status(RunLayout(run_dir).score_dir("head_pose"))
+    assert o.exit_code == 1 and st.failed and "fewer than two participants" in st.message
+    from dis_core.score.stage import _models
+
+    _, _, _, left = _models(load_cohort(run_dir), "head_pose")
+    assert len(left) == 6 and all("another split" in x["reason"] for x in left)

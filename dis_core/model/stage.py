@@ -78,7 +78,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         res.status, res.seconds = "ok", round(time.monotonic() - t0, 3)
         _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"{pid}: {cfg.features.name}", prov)
         summary = dataclasses.asdict(res)
-        summary.update(unit_key=key, inputs=cohort.inputs_of(pid))
+        summary["inputs"] = cohort.inputs_of(pid)
         write_text_atomic(d / SUMMARY_NAME, json.dumps(summary, indent=2))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
@@ -102,7 +102,7 @@ def _unit_key(cohort: Cohort, data, cfg: TrainConfig) -> str:
 def _is_done(d: Path, key: str) -> bool:
     try:
         s = json.loads((d / SUMMARY_NAME).read_text())
-        if s.get("unit_key") != key or s.get("status") != "ok":
+        if s.get("key") != key or s.get("status") != "ok":
             return False
         _, blob = load_density(d / MODEL_NAME)
         return blob.get("unit_key") == key and (d / BASELINE_NAME).is_file()
