@@ -13,7 +13,8 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.score.stage import METHODS, FeatureSetScores
-from dis_core.score.scoring import SCORE_RULE, relation
+from dis_core.report.comparisons import feature_set_verdict
+from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation
 
 REPORT_DIR = "report"
 WORKBOOK = "dis_report.xlsx"
@@ -48,6 +49,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         headline.append(f"  {'':12s} {'':6s}  gaussian {_ci(ga, 'top1', 'top-1')}  {_ci(ga, 'eer', 'EER')}  "
                         f"(chance: top-1 {fl['chance_top1']:.2f}, EER 0.5, AUC 0.5)")
     summary = pd.DataFrame(summary_rows)
+    fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in METHODS})
+                                       for r in results])
+    verdicts.append(feature_set_verdict(fs_rows))
     split_rule = split_rule_text(cohort)
     info = pd.DataFrame({"item": ["participants in cohort", "split rule", "videos used", "videos left out", "feature sets scored",
                                   "baseline comparison", "pair score", "verification scores", "intervals", "partner tests"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
@@ -90,8 +94,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     sheets["pairs"] = pd.DataFrame(long_rows)
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
-    sheets["comparisons"] = pd.DataFrame([{"feature_set": r.feature_set, "a": "flow", "b": "gaussian", **r.comparison}
-                                          for r in results])
+    sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
+                                           "b": "gaussian", **r.comparison} for r in results] + fs_rows)
     sheets["training"] = pd.DataFrame(train_rows)
     left = [{"stage": "cohort", **x} for x in cohort.left_out]
     for r in results:
