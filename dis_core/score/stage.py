@@ -14,6 +14,7 @@ from dis_core.errors import DISError
 from dis_core.model.flows import Density, load_density
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks, score_all,
                       score_matrix, tnorm, verification, znorm)
+from dis_core.score.groups import cohort_grouping, grouping_text
 from dis_core.score.stats import holm
 from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME, TrainConfig, model_dir
 
@@ -97,20 +98,22 @@ def reduce_feature_set(cohort: Cohort, cfg: TrainConfig, min_test_frames: int = 
         methods[m] = MethodScores(s, pf, norms(pf), ranks(s), zs, metrics,
                                   {"t-norm": (vert["fpr"], vert["tpr"]), "raw": (ver["fpr"], ver["tpr"]),
                                    "z-norm": (verz["fpr"], verz["tpr"])},
-                                  _partner_test(s, dyads, _groups(cohort, pids), fs, left_out))
+                                  _partner_test(s, dyads, lambda: _groups(cohort, pids), fs, left_out))
     return FeatureSetScores(fs, pids, dyads, {p: len(data[p].x) for p in pids}, methods, training, histories,
                             left_out, {p: data[p].frames for p in pids},
                             compare_methods(methods["flow"].s, methods["gaussian"].s))
 
 
-GROUP_COLUMN = "group"
-
-
 def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, float] | None:
     """The partner test, or None with the reason in ``left_out``: a manifest whose groups cannot
-    form pseudo-couples costs the test, not the feature set's identification figures."""
+    form pseudo-couples costs the test, not the feature set's identification figures. ``groups`` may be
+    a callable giving the labels, so that a bad grouping column is caught here too."""
     try:
-        return partner_test(s, dyads, groups)
+        groups = groups() if callable(groups) else groups
+        r = partner_test(s, dyads, groups)
+        if r is not None:
+            r["pseudo_couples_within"] = grouping_text(groups)
+        return r
     except DISError as e:
         if not any(x.get("reason", "").endswith(str(e)) for x in left_out):
             left_out.append({"participant_id": "", "feature_set": fs, "reason": f"partner test not run: {e}"})
@@ -118,12 +121,9 @@ def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, 
 
 
 def _groups(cohort: Cohort, pids: list[str]) -> list[str] | None:
-    """The manifest's ``group`` column per participant (pseudo-couples are formed within groups)."""
-    vals = []
-    for p in pids:
-        extra = dict(cohort.videos_of(p)[0].extra)
-        vals.append(extra.get(GROUP_COLUMN, ""))
-    return vals if any(vals) else None
+    """Stratum label per participant from the manifest's grouping columns (``group``, ``condition``,
+    ``group_*``; see dis_core.score.groups): pseudo-couples are formed within strata."""
+    return cohort_grouping(cohort, pids)[0]
 
 
 def adjust_partner_tests(results: list[FeatureSetScores]) -> None:
