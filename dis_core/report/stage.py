@@ -15,6 +15,7 @@ from dis_core.io.excel import Rows, write_workbook
 from dis_core.score.stage import METHODS, FeatureSetScores
 from dis_core.report.comparisons import feature_set_verdict
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation
+from dis_core.score.synchrony import cohort_synchrony, synchrony_text
 
 REPORT_DIR = "report"
 WORKBOOK = "dis_report.xlsx"
@@ -63,6 +64,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "data", "95% percentile bootstrap over participants (people resampled, 1,000 "
                                    "draws); flow vs baseline: paired bootstrap of the difference and exact McNemar "
                                    "on top-1 (sheet comparisons)", partner_family(results)] + verdicts})
+    sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
+    if sync is not None:
+        info.loc[len(info)] = ["synchrony tests", synchrony_text(*sync)]
+        sheets["synchrony"] = pd.DataFrame(sync[0]) if sync[0] else pd.DataFrame({"note": [sync[1]]})
     sheets["summary"] = info
     sheets["metrics"] = summary
     long_rows, dyad_rows, train_rows = [], [], []
@@ -123,6 +128,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
                      + [f"  partners: {partner_family(results)}"]
+                     + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
     write_text_atomic(d / "summary.txt", text + "\n")
     return wb, text

@@ -296,3 +296,13 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
     for r in rows:
         r["pseudo_couples_within"] = grouping_text(groups)
     return rows, note
+
+
+def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
+    """The synchrony family in words for the report's summary, each test's outcome after Holm."""
+    out = [note]
+    for r in rows:
+        sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
+        out.append(f"{r['signal']}: excess {r['excess']:+.3f} [{r['excess_ci_lo']:+.3f}, {r['excess_ci_hi']:+.3f}] "
+                   f"over pseudo-couples' {r['null_mean']:.3f}, p {r['p']:.3f}, Holm p {r['p_holm']:.3f}: {sig}")
+    return "; ".join(out)
