@@ -161,17 +161,19 @@ def synchrony_sums(signals: np.ndarray, cfg: SynchronyConfig = SynchronyConfig()
     x = np.asarray(signals, float)
     p, t = x.shape
     starts, w, lags = _plan(t, cfg)
-    sums, counts = np.zeros((p, p)), np.zeros((p, p))
     if not len(starts):
-        return sums, counts
-    za = _zwindows(x, starts, w)  # (P, S, W)
-    zb = np.stack([_zwindows(x, starts + l, w) for l in lags], axis=2)  # (P, S, L, W)
-    for a in range(p):
-        r = np.einsum("sw,bslw->bsl", za[a], zb) / w  # (P, S, L)
-        ok = np.isfinite(r).all(axis=2)
-        peak = np.where(ok, np.nan_to_num(r, nan=-np.inf).max(axis=2), 0.0)
-        sums[a] += peak.sum(axis=1)
-        counts[a] += ok.sum(axis=1)
+        return np.zeros((p, p)), np.zeros((p, p))
+    za = _zwindows(x, starts, w).transpose(1, 0, 2)  # (S, P, W)
+    peak = np.full((len(starts), p, p), -np.inf)
+    ok = np.ones((len(starts), p, p), bool)
+    for lag in lags:  # one lag at a time: memory S x P x P, whatever the number of lags
+        zb = _zwindows(x, starts + lag, w).transpose(1, 2, 0)  # (S, W, P)
+        r = za @ zb / w  # r[s, a, b]: a's window s against b's window s + lag
+        fin = np.isfinite(r)
+        ok &= fin
+        peak = np.maximum(peak, np.where(fin, r, -np.inf))
+    peak = np.where(ok, peak, 0.0)
+    sums, counts = peak.sum(axis=0), ok.sum(axis=0).astype(float)
     return sums + sums.T, counts + counts.T
 
 
