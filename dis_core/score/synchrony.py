@@ -283,7 +283,7 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
         return [], "no session label is time-locked for every dyad member: no synchrony test"
     per_signal: dict[str, list[np.ndarray]] = {k: [] for k in SIGNALS}
     for s in sessions:
-        sig = [session_signals(unit_dir(cohort.out_root, by[(p, s)].unit_id) / H5_NAME, cfg) for p in pids]
+        sig = [session_signals(unit_dir(cohort.out_root, by[(p, s)]) / H5_NAME, cfg) for p in pids]
         t = min(len(x[SIGNALS[0]]) for x in sig)
         for k in SIGNALS:
             per_signal[k].append(np.stack([x[k][:t] for x in sig]))
