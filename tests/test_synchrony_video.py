@@ -92,3 +92,16 @@ def test_no_time_locked_column_means_no_synchrony(locked_cohort):
     plain = dataclasses.replace(cohort, entries=[dataclasses.replace(e, extra=tuple(
         (k, v) for k, v in e.extra if k != "time_locked")) for e in cohort.entries])
     assert sy.cohort_synchrony(plain, CFG) is None
+
+
+def test_the_report_gets_a_synchrony_sheet_and_summary_line(locked_cohort):
+    from dis_core.report.stage import write_report
+
+    cohort, _ = locked_cohort
+    wb, text = write_report(cohort, [], [], {"dis_version": "test"})
+    sheet = pd.read_excel(wb, sheet_name="synchrony")
+    assert list(sheet["signal"]) == list(sy.SIGNALS)
+    assert ((sheet["p"] <= sheet["p_holm"]) & (sheet["p_holm"] <= 1)).all()
+    summary = pd.read_excel(wb, sheet_name="summary")
+    line = dict(zip(summary["item"], summary["value"]))["synchrony tests"]
+    assert "Holm-corrected" in line and "head_speed: excess" in line and "synchrony:" in text
