@@ -376,6 +376,9 @@ def phantom(
     fps: float = typer.Option(30.0, min=5.0, help="Frame rate of the videos."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same cohort."),
     swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),
+    partner_share: Optional[float] = typer.Option(
+        None, min=0.0, max=1.0, help="0..1: move every dynamics parameter of dyad partners this far towards one "
+        "common draw per dyad, instead of the default few shared parameters (0: partners share nothing)."),
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Render a phantom cohort: real faces turning with known, person-specific head dynamics."""
@@ -388,7 +391,8 @@ def phantom(
     except DISError as e:
         _fail(e)
     cfg = PhantomConfig(participants=participants, sessions=sessions, duration_s=duration, fps=fps, seed=seed,
-                        swap_faces=swap_faces)
+                        swap_faces=swap_faces,
+                        **({} if partner_share is None else {"partner_share": partner_share, "dyad_shared": ()}))
     manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
     typer.echo(f"phantom cohort: {participants} participants x {sessions} sessions; manifest {manifest}")
 

@@ -95,28 +95,77 @@ def sample_dynamics(rng: np.random.Generator, shared: dict[str, float] | None = 
     return Dynamics(yaw=axis("yaw", 1.0 * b), pitch=axis("pitch", 0.8 / b), roll=axis("roll", 0.6), **top)
 
 
+def mix_dynamics(own, common, share: float):
+    """Each parameter ``share`` of the way from ``own`` to ``common`` (geometric for positive values such
+    as amplitudes, rates and frequencies, linear otherwise); recursive over nested dataclasses."""
+    if share <= 0:
+        return own
+    vals = {}
+    for f in dataclasses.fields(own):
+        a, b = getattr(own, f.name), getattr(common, f.name)
+        if dataclasses.is_dataclass(a):
+            vals[f.name] = mix_dynamics(a, b, share)
+        elif a > 0 and b > 0:
+            vals[f.name] = float(np.exp((1 - share) * np.log(a) + share * np.log(b)))
+        else:
+            vals[f.name] = float((1 - share) * a + share * b)
+    return dataclasses.replace(own, **vals)
+
+
 def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int = 2,
-                    dyad_shared: tuple[str, ...] = ()) -> list[Dynamics]:
+                    dyad_shared: tuple[str, ...] = (), partner_share: float = 0.0) -> list[Dynamics]:
     """Dynamics for a cohort: main traits stratified (every participant in its own stratum of each
-    trait, strata shuffled independently per trait), partners sharing ``dyad_shared`` parameters."""
+    trait, strata shuffled independently per trait), partners sharing ``dyad_shared`` parameters.
+
+    ``partner_share`` in [0, 1] moves every parameter of each partner that far towards one common draw
+    per dyad (:func:`mix_dynamics`): 0 = own parameters only, 1 = partners with identical dynamics
+    (still with their own phases, episodes and noise in every session)."""
+    if not 0.0 <= partner_share <= 1.0:
+        raise ValueError(f"partner_share must be in [0, 1], got {partner_share}")
     perms = {t: rng.permutation(participants) for t in TRAITS}
     out: list[Dynamics] = []
     shared: dict[str, float] = {}
+    # the dyads' common draws come from their own stream, so partner_share = 0 leaves the cohort as before
+    crng = np.random.default_rng([int(rng.integers(2**63)), 1]) if partner_share > 0 else None
+    common: Dynamics | None = None
     for i in range(participants):
         prng = np.random.default_rng(rng.integers(2**63))
         quant = {t: (perms[t][i] + prng.uniform()) / participants for t in TRAITS}
+        if crng is not None and i % dyad_size == 0:
+            common = sample_dynamics(crng)
+        if crng is not None:
+            d = mix_dynamics(sample_dynamics(prng, None, quant), common, partner_share)
+            if i % dyad_size == 0:
+                shared = {k: _get(d, k) for k in dyad_shared}
+            else:
+                d = _override(d, shared)
+            out.append(d)
+            continue
         if i % dyad_size == 0:  # the first of a dyad sets what partners share
             d = sample_dynamics(prng, None, quant)
-            shared = {}
-            for key in dyad_shared:
-                obj = d
-                for part in key.split("."):
-                    obj = getattr(obj, part)
-                shared[key] = float(obj)
+            shared = {key: _get(d, key) for key in dyad_shared}
             out.append(d)
         else:
             out.append(sample_dynamics(prng, shared, quant))
     return out
+
+
+def _get(d: Dynamics, key: str) -> float:
+    obj = d
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return float(obj)
+
+
+def _override(d: Dynamics, shared: dict[str, float]) -> Dynamics:
+    """``d`` with the dotted parameters of ``shared`` (e.g. 'yaw.f_slow') replaced."""
+    for key, v in shared.items():
+        head, _, leaf = key.rpartition(".")
+        if head:
+            d = dataclasses.replace(d, **{head: dataclasses.replace(getattr(d, head), **{leaf: v})})
+        else:
+            d = dataclasses.replace(d, **{leaf: v})
+    return d
 
 
 def trajectory(dyn: Dynamics, n_frames: int, fps: float, rng: np.random.Generator,
@@ -337,6 +386,7 @@ class PhantomConfig:
     dyad_shared: tuple[str, ...] = ("yaw.f_slow", "pitch.f_slow", "nod_rate", "nod_freq")
     swap_faces: bool = False  # session k of participant i shows face i + k (another participant's face)
     max_angle: float = 25.0
+    partner_share: float = 0.0  # 0..1: how far partners' parameters move towards a common draw per dyad
 
 
 def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], model_path: str | Path,
@@ -348,7 +398,7 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
     faces = portraits(samples, model_path)
     if len(faces) < 2:
         raise ValueError("need at least two portraits")
-    dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared)
+    dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared, cfg.partner_share)
     rigs: dict[int, FaceRig] = {}
     n_frames = int(round(cfg.duration_s * cfg.fps))
     rows, params = [], []

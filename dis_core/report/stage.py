@@ -11,12 +11,14 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import Rows, write_workbook
+from dis_core.report.comparisons import feature_set_verdict
 from dis_core.report.config import ReportConfig
 from dis_core.io.provenance import provenance
 from dis_core.layout import UnitResult
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.stage import METHODS
-from dis_core.score.scoring import SCORE_RULE, relation
+from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation
+from dis_core.score.synchrony import cohort_synchrony, synchrony_text
 
 SUMMARY_TXT = "summary.txt"
 
@@ -42,6 +44,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         headline.append(f"  {'':12s} {'':6s}  gaussian {_ci(ga, 'top1', 'top-1')}  {_ci(ga, 'eer', 'EER')}  "
                         f"(chance: top-1 {fl['chance_top1']:.2f}, EER 0.5, AUC 0.5)")
     summary = pd.DataFrame(summary_rows)
+    fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in METHODS})
+                                       for r in results])
+    verdicts.append(feature_set_verdict(fs_rows))
     split_rule = split_rule_text(cohort)
     info = pd.DataFrame({"item": ["participants in cohort", "split rule", "videos used", "videos left out", "feature sets scored",
                                   "baseline comparison", "pair score", "verification scores", "intervals", "partner tests"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
@@ -53,6 +58,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "data", "95% percentile bootstrap over participants (people resampled, 1,000 "
                                    "draws); flow vs baseline: paired bootstrap of the difference and exact McNemar "
                                    "on top-1 (sheet comparisons)", partner_family(results)] + verdicts})
+    sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
+    if sync is not None:
+        info.loc[len(info)] = ["synchrony tests", synchrony_text(*sync)]
+        sheets["synchrony"] = pd.DataFrame(sync[0]) if sync[0] else pd.DataFrame({"note": [sync[1]]})
     sheets["summary"] = info
     sheets["metrics"] = summary
     long_rows, dyad_rows, train_rows = [], [], []
@@ -85,8 +94,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     sheets["pairs"] = pd.DataFrame(long_rows)
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
-    sheets["comparisons"] = pd.DataFrame([{"feature_set": r.feature_set, "a": "flow", "b": "gaussian", **r.comparison}
-                                          for r in results])
+    sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
+                                           "b": "gaussian", **r.comparison} for r in results] + fs_rows)
     sheets["training"] = pd.DataFrame(train_rows)
     left = [{"stage": "cohort", **x} for x in cohort.left_out]
     for r in results:
@@ -114,6 +123,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
                      + [f"  partners: {partner_family(results)}"]
+                     + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
     write_text_atomic(d / SUMMARY_TXT, text + "\n")
     return wb, text
@@ -125,11 +135,11 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
     from dis_core.cohort.stage import load_cohort
     from dis_core.errors import DISError
     from dis_core.layout import read_status
-    from dis_core.score.evaluate import adjust_partner_tests, evaluate, groups_of
+    from dis_core.score.evaluate import adjust_partner_tests, evaluate
+    from dis_core.score.groups import cohort_grouping
     from dis_core.score.stage import load_scores
 
     cohort = load_cohort(out_root)
-    extra = {p: dict(cohort.videos_of(p)[0].extra) for p in cohort.participants}
     results, problems = [], []
     for fs in feature_sets:
         st = read_status(cohort.layout.score_dir(fs))
@@ -141,7 +151,7 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
         except DISError as e:
             problems.append({"feature_set": fs, "reason": str(e)})
             continue
-        results.append(evaluate(sc, groups_of(extra, sc.participants)))
+        results.append(evaluate(sc, lambda pids=sc.participants: cohort_grouping(cohort, pids)[0]))
     adjust_partner_tests(results)
     return cohort, results, problems
 

@@ -4,7 +4,7 @@ and the partner-vs-stranger test, per feature set and method. Pure functions ove
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -12,10 +12,8 @@ from dis_core.errors import DISError
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks,
                                     tnorm, verification, znorm)
 from dis_core.score.stage import METHODS, Scores
+from dis_core.score.groups import grouping_text
 from dis_core.score.stats import holm
-
-GROUP_COLUMN = "group"
-
 
 @dataclasses.dataclass
 class MethodScores:
@@ -45,8 +43,10 @@ class FeatureSetScores:
     comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
 
 
-def evaluate(sc: Scores, groups: Sequence[str] | None = None) -> FeatureSetScores:
-    """Metrics of every method of one feature set; ``groups`` (one per participant) bound the
+def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | None] | None = None
+             ) -> FeatureSetScores:
+    """Metrics of every method of one feature set; ``groups`` (one stratum label per participant, or
+    a callable giving them, so that a bad grouping column costs only the partner test) bound the
     partner test's re-pairings."""
     left_out = list(sc.left_out)
     methods = {}
@@ -67,19 +67,18 @@ def evaluate(sc: Scores, groups: Sequence[str] | None = None) -> FeatureSetScore
 
 def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, float] | None:
     """The partner test, or None with the reason in ``left_out``: a manifest whose groups cannot
-    form pseudo-couples costs the test, not the feature set's identification figures."""
+    form pseudo-couples costs the test, not the feature set's identification figures. ``groups`` may be
+    a callable giving the labels, so that a bad grouping column is caught here too."""
     try:
-        return partner_test(s, dyads, groups)
+        groups = groups() if callable(groups) else groups
+        r = partner_test(s, dyads, groups)
+        if r is not None:
+            r["pseudo_couples_within"] = grouping_text(groups)
+        return r
     except DISError as e:
         if not any(x.get("reason", "").endswith(str(e)) for x in left_out):
             left_out.append({"participant_id": "", "feature_set": fs, "reason": f"partner test not run: {e}"})
         return None
-
-
-def groups_of(extra_by_pid: dict[str, dict[str, str]], pids: list[str]) -> list[str] | None:
-    """The manifest's ``group`` column per participant (pseudo-couples are formed within groups)."""
-    vals = [extra_by_pid.get(p, {}).get(GROUP_COLUMN, "") for p in pids]
-    return vals if any(vals) else None
 
 
 def adjust_partner_tests(results: list[FeatureSetScores]) -> None:

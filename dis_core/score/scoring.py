@@ -154,6 +154,54 @@ def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: 
     return out
 
 
+def compare_feature_sets(s_a: np.ndarray, pids_a: Sequence[str], s_b: np.ndarray, pids_b: Sequence[str],
+                         n_boot: int = 1000, seed: int = 0) -> dict[str, float] | None:
+    """Feature set a vs feature set b (same method) on the participants scored in both: each matrix is cut
+    to those people (in a's order) and compared as in :func:`compare_methods` (paired bootstrap of the
+    difference a - b of top-1/EER/AUC, exact McNemar on top-1). Top-1 is then over that common closed set,
+    so it can differ from each feature set's own figure. None when fewer than 3 people are common."""
+    where_b = {p: k for k, p in enumerate(pids_b)}
+    common = [p for p in pids_a if p in where_b]
+    if len(common) < 3:
+        return None
+    ia = np.array([list(pids_a).index(p) for p in common])
+    ib = np.array([where_b[p] for p in common])
+    out = compare_methods(np.asarray(s_a, float)[np.ix_(ia, ia)], np.asarray(s_b, float)[np.ix_(ib, ib)],
+                          n_boot=n_boot, seed=seed)
+    return {"participants": len(common), **out}
+
+
+def feature_set_comparisons(scored: Sequence[tuple[str, Sequence[str], dict[str, np.ndarray]]],
+                            n_boot: int = 1000, seed: int = 0) -> list[dict[str, object]]:
+    """Every pair of feature sets, per method, on their common participants (:func:`compare_feature_sets`).
+
+    ``scored`` holds (feature set, participants, {method: S}). The family is every (pair, method, metric)
+    bootstrap p in the run: each row gets Holm-adjusted ``<metric>_p_holm`` (top1, eer, auc) and
+    ``top1_mcnemar_p_holm`` over that family, so a claim survives however many comparisons were made."""
+    from dis_core.score.stats import holm
+
+    rows: list[dict[str, object]] = []
+    for x in range(len(scored)):
+        for y in range(x + 1, len(scored)):
+            (fa, pa, sa), (fb, pb, sb) = scored[x], scored[y]
+            for m in sa:
+                if m not in sb:
+                    continue
+                c = compare_feature_sets(sa[m], pa, sb[m], pb, n_boot=n_boot, seed=seed)
+                if c is not None:
+                    rows.append({"comparison": "feature_set", "feature_set": f"{fa} vs {fb}", "method": m,
+                                 "a": f"{fa}/{m}", "b": f"{fb}/{m}", **c})
+    keys = [f"{k}_p" for k in HEADLINE] + ["top1_mcnemar_p"]
+    adj = holm([r[k] for r in rows for k in keys[:-1]]) if rows else []
+    for i, r in enumerate(rows):
+        for j, k in enumerate(keys[:-1]):
+            r[f"{k}_holm"] = float(adj[i * len(keys[:-1]) + j])
+    mc = holm([r["top1_mcnemar_p"] for r in rows]) if rows else []
+    for r, p in zip(rows, mc):
+        r["top1_mcnemar_p_holm"] = float(p)
+    return rows
+
+
 def relation(dyads: Sequence[str], i: int, j: int) -> str:
     """'self', 'partner' (same non-empty dyad) or 'stranger'."""
     if i == j:

@@ -1,0 +1,309 @@
+"""Moment-to-moment synchrony between partners: windowed lagged cross-correlation (WLCC) of time-aligned
+signals (head angular speed, smile score), tested against the pseudo-couple null.
+
+For cohorts whose sessions are time-locked (partners filmed at the same time, each video starting at the
+same moment; the manifest's ``time_locked`` column says so), a pair's synchrony is the mean over windows of
+the peak Pearson correlation over lags (Boker et al. 2002's windowed cross-correlation): x's window
+[s, s + W) against y's window [s + l, s + l + W) for |l| <= L, so a partner who follows within L seconds
+counts. The statistic of a cohort is the mean synchrony of its couples; the null re-pairs the same
+people into pseudo-couples (uniform perfect matchings, within grouping strata) and computes the same
+statistic on non-partners' time-aligned signals, so whatever makes any two recordings look alike (the
+task's rhythm, the windowing, the peak-picking bias) is in the null too.
+
+Pure numpy functions over arrays; reading the per-frame signals from the extraction HDF5 files is the
+I/O edge (:func:`session_signals`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from dis_core.errors import DISError
+from dis_core.score.stats import _matchings, _pairs, holm
+
+SIGNALS = ("head_speed", "smile")
+SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
+               "smile": "smile score (mean of the mouthSmileLeft and mouthSmileRight blendshapes)"}
+TIME_LOCKED_COLUMN = "time_locked"
+TRUE_WORDS = ("true", "1", "yes")
+
+
+@dataclasses.dataclass(frozen=True)
+class SynchronyConfig:
+    """Windowed lagged cross-correlation on a common time grid (seconds)."""
+
+    rate_hz: float = 10.0  # common grid every signal is resampled onto
+    window_s: float = 4.0  # window length W
+    step_s: float = 2.0  # window step
+    max_lag_s: float = 1.0  # lags -L..L; positive: the second person follows the first
+    max_gap_s: float = 0.2  # gaps in the face track up to this are bridged linearly, longer ones are NaN
+    n_perm: int = 2000
+    n_boot: int = 2000
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# signals
+
+
+def resample(times: np.ndarray, values: np.ndarray, rate_hz: float, duration_s: float,
+             max_gap_s: float = 0.2) -> np.ndarray:
+    """``values`` (NaN where missing) at t = 0, 1/rate, ... < duration by linear interpolation between
+    finite samples no more than ``max_gap_s`` apart; NaN elsewhere (before, after, across longer gaps)."""
+    t = np.asarray(times, float)
+    v = np.asarray(values, float)
+    ok = np.isfinite(v) & np.isfinite(t)
+    grid = np.arange(int(np.floor(duration_s * rate_hz + 1e-9))) / rate_hz
+    out = np.full(len(grid), np.nan)
+    tk, vk = t[ok], v[ok]
+    if len(tk) < 2:
+        return out
+    r = np.searchsorted(tk, grid, side="left")
+    exact = (r < len(tk)) & (tk[np.minimum(r, len(tk) - 1)] == grid)
+    inner = (r > 0) & (r < len(tk))
+    lo, hi = np.maximum(r - 1, 0), np.minimum(r, len(tk) - 1)
+    inner &= (tk[hi] - tk[lo]) <= max_gap_s + 1e-9
+    out[inner] = np.interp(grid[inner], tk, vk)
+    out[exact] = vk[hi[exact]]
+    return out
+
+
+def head_speed(times: np.ndarray, transforms: np.ndarray, max_gap_s: float = 0.2) -> np.ndarray:
+    """Per-frame head angular speed in deg/s from (T, 4, 4) facial transformation matrices (NaN without a
+    face or at a segment's ends); rotations, not Euler angles, so no gimbal artefacts."""
+    from dis_core.features.motion import angular_velocity, bridge_rotations, rotations_from_transforms
+
+    rot, ok = rotations_from_transforms(transforms)
+    out = np.full(len(times), np.nan)
+    if rot is None:
+        return out
+    q = np.full((len(times), 4), np.nan)
+    q[ok] = rot.as_quat()
+    q, _, seg = bridge_rotations(q, times, ok, max_gap_s)
+    w = angular_velocity(q, times, seg)
+    return np.degrees(np.linalg.norm(w, axis=1))
+
+
+def smile_score(blendshapes: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Per-frame smile score: mean of the mouthSmileLeft and mouthSmileRight blendshapes (NaN without a face)."""
+    idx = [list(names).index(n) for n in ("mouthSmileLeft", "mouthSmileRight")]
+    return np.asarray(blendshapes, float)[:, idx].mean(axis=1)
+
+
+def session_signals(h5_path: Path, cfg: SynchronyConfig = SynchronyConfig()) -> dict[str, np.ndarray]:
+    """The I/O edge: one extraction file -> each signal of SIGNALS on the common grid from t = 0."""
+    from dis_core.extract.h5store import read_extraction
+
+    x = read_extraction(h5_path, skip=("landmarks",))
+    t = np.asarray(x.time_s, float)
+    duration = float(t[-1]) + 1.0 / cfg.rate_hz if len(t) else 0.0
+    raw = {"head_speed": head_speed(t, x.transform, cfg.max_gap_s),
+           "smile": smile_score(x.blendshapes, x.blendshape_names)}
+    return {k: resample(t, v, cfg.rate_hz, duration, cfg.max_gap_s) for k, v in raw.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# windowed lagged cross-correlation
+
+
+def _zwindows(x: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
+    """(P, S, W) windows x[p, s:s+W], each standardised (mean 0, sd 1); NaN if any sample is missing or
+    the window is constant."""
+    idx = starts[:, None] + np.arange(w)[None, :]
+    win = x[:, idx]
+    mu = win.mean(axis=-1, keepdims=True)
+    sd = win.std(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (win - mu) / sd
+    z[~np.isfinite(z).all(axis=-1)] = np.nan
+    return z
+
+
+def _plan(t: int, cfg: SynchronyConfig) -> tuple[np.ndarray, int, np.ndarray]:
+    w = int(round(cfg.window_s * cfg.rate_hz))
+    step = max(1, int(round(cfg.step_s * cfg.rate_hz)))
+    lag = int(round(cfg.max_lag_s * cfg.rate_hz))
+    starts = np.arange(lag, t - w - lag + 1, step)
+    return starts, w, np.arange(-lag, lag + 1)
+
+
+def wlcc(x: np.ndarray, y: np.ndarray, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed lagged cross-correlation of two aligned signals on the grid: (r (windows, lags), lags in s).
+
+    r[k, m] = Pearson r of x[s_k : s_k + W] and y[s_k + l_m : s_k + l_m + W]; l > 0 means y follows x.
+    A window with a missing or constant stretch is NaN."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    t = min(len(x), len(y))
+    starts, w, lags = _plan(t, cfg)
+    if not len(starts):
+        return np.zeros((0, len(lags))), lags / cfg.rate_hz
+    zx = _zwindows(x[None, :t], starts, w)[0]  # (S, W)
+    zy = np.stack([_zwindows(y[None, :t], starts + l, w)[0] for l in lags], axis=1)  # (S, L, W)
+    return np.einsum("sw,slw->sl", zx, zy) / w, lags / cfg.rate_hz
+
+
+def peak_synchrony(r: np.ndarray, lags_s: np.ndarray) -> tuple[float, float, int]:
+    """Mean over windows of the peak r over lags, the median lag of those peaks (s), and the windows used."""
+    ok = np.isfinite(r).all(axis=1)
+    if not ok.any():
+        return float("nan"), float("nan"), 0
+    k = np.argmax(r[ok], axis=1)
+    return float(r[ok].max(axis=1).mean()), float(np.median(lags_s[k])), int(ok.sum())
+
+
+def synchrony_sums(signals: np.ndarray, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs of P time-aligned signals (P, T) at once: (sum over windows of the peak r, window count),
+    each (P, P), symmetrised (a's windows against b's and b's against a's). Sums, so sessions add up."""
+    x = np.asarray(signals, float)
+    p, t = x.shape
+    starts, w, lags = _plan(t, cfg)
+    if not len(starts):
+        return np.zeros((p, p)), np.zeros((p, p))
+    za = _zwindows(x, starts, w).transpose(1, 0, 2)  # (S, P, W)
+    peak = np.full((len(starts), p, p), -np.inf)
+    ok = np.ones((len(starts), p, p), bool)
+    for lag in lags:  # one lag at a time: memory S x P x P, whatever the number of lags
+        zb = _zwindows(x, starts + lag, w).transpose(1, 2, 0)  # (S, W, P)
+        r = za @ zb / w  # r[s, a, b]: a's window s against b's window s + lag
+        fin = np.isfinite(r)
+        ok &= fin
+        peak = np.maximum(peak, np.where(fin, r, -np.inf))
+    peak = np.where(ok, peak, 0.0)
+    sums, counts = peak.sum(axis=0), ok.sum(axis=0).astype(float)
+    return sums + sums.T, counts + counts.T
+
+
+def synchrony_matrix(sessions: Sequence[np.ndarray], cfg: SynchronyConfig = SynchronyConfig()) -> np.ndarray:
+    """(P, P) synchrony over time-locked sessions: ``sessions`` holds one (P, T_k) array per session label
+    (person p's signal in that session, aligned to the same clock as everyone's). Mean peak r over every
+    window of every session; NaN for pairs with no usable window; NaN diagonal."""
+    sums = counts = 0
+    for x in sessions:
+        s, c = synchrony_sums(x, cfg)
+        sums, counts = sums + s, counts + c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    np.fill_diagonal(m, np.nan)
+    return m
+
+
+# ----------------------------------------------------------------------------------------------
+# the test
+
+
+def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_boot: int = 2000, seed: int = 0,
+                   ci: float = 0.95) -> dict[str, object]:
+    """One-sided test that couples are more synchronous than pseudo-couples.
+
+    Statistic: mean synchrony over the real couples. Null: the same people re-paired into uniformly random
+    perfect matchings (within ``groups``, one label per person; the observed pairing belongs to the
+    reference set), the same statistic on those pseudo-couples. p = (1 + #{null >= observed}) / (1 + n_perm).
+    Excess = observed - null mean, with a percentile bootstrap interval over couples."""
+    sync = np.asarray(sync, float)
+    p = _pairs(pairs, len(sync))
+    people = p.ravel()
+    sub = sync[np.ix_(people, people)]
+    off = ~np.eye(len(people), dtype=bool)
+    if not np.isfinite(sub[off]).all():
+        raise DISError("synchrony is undefined for some pair of the tested people (no common usable window)")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != len(sync):
+            raise DISError(f"groups has {len(groups)} labels for {len(sync)} people")
+        if (groups[p[:, 0]] != groups[p[:, 1]]).any():
+            raise DISError("a real dyad spans two groups")
+    rng = np.random.default_rng(seed)
+    per_dyad = sync[p[:, 0], p[:, 1]]
+    observed = float(per_dyad.mean())
+    m = _matchings(people, groups, n_perm, rng)
+    null = sync[m[..., 0], m[..., 1]].mean(axis=1)
+    pval = (1 + int(np.sum(null >= observed - 1e-12 * max(1.0, abs(observed))))) / (1 + n_perm)
+    boot = per_dyad[rng.integers(0, len(per_dyad), size=(n_boot, len(per_dyad)))].mean(axis=1)
+    q = (1 - ci) / 2
+    lo, hi = np.quantile(boot, [q, 1 - q])
+    null_mean, sd = float(null.mean()), float(null.std(ddof=1))
+    return {"observed": observed, "null_mean": null_mean, "null_sd": sd, "excess": observed - null_mean,
+            "excess_ci_lo": float(lo) - null_mean, "excess_ci_hi": float(hi) - null_mean,
+            "effect_size": (observed - null_mean) / sd if sd > 0 else float("nan"), "p": float(pval),
+            "per_dyad": per_dyad, "null": null}
+
+
+def synchrony_family(signals: Mapping[str, Sequence[np.ndarray]], pairs, groups=None,
+                     cfg: SynchronyConfig = SynchronyConfig()) -> list[dict[str, object]]:
+    """Every signal's synchrony test (``signals[name]`` = the per-session (P, T) arrays), Holm-adjusted
+    across the family (``p_holm``). Rows for the report's ``synchrony`` sheet."""
+    rows = []
+    for name, sessions in signals.items():
+        sync = synchrony_matrix(sessions, cfg)
+        r = synchrony_test(sync, pairs, groups, n_perm=cfg.n_perm, n_boot=cfg.n_boot, seed=cfg.seed)
+        rows.append({"signal": name, "dyads": len(np.asarray(pairs).reshape(-1, 2)), "sessions": len(sessions),
+                     "statistic": "mean over couples of the mean over windows of the peak lagged correlation "
+                                  f"(window {cfg.window_s:g} s, step {cfg.step_s:g} s, lags +-{cfg.max_lag_s:g} s)",
+                     **{k: v for k, v in r.items() if k not in ("per_dyad", "null")}, "permutations": cfg.n_perm})
+    for row, ph in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = float(ph)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# the cohort (I/O edge): which sessions are time-locked, and their signals
+
+
+def time_locked(extra: Mapping[str, str]) -> bool:
+    """A manifest row's ``time_locked`` column says its session was filmed on one clock with its partner's."""
+    return str(extra.get(TIME_LOCKED_COLUMN, "")).strip().lower() in TRUE_WORDS
+
+
+def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[list[dict], str] | None:
+    """The synchrony family for a cohort whose manifest marks sessions ``time_locked``; None if none is.
+
+    Uses every complete dyad (two participants) and the session labels that all their members have as
+    time-locked rows; returns (rows, note), rows empty with the reason in note when it cannot run."""
+    from dis_core.score.groups import cohort_grouping, grouping_text
+    from dis_core.score.scoring import dyad_pairs
+
+    locked = [e for e in cohort.entries if time_locked(dict(e.extra))]
+    if not locked:
+        return None
+    pids = sorted({e.participant_id for e in locked})
+    pairs = dyad_pairs([cohort.dyad(p) for p in pids])
+    if len(pairs) < 2:
+        return [], "fewer than two complete dyads with time-locked sessions: no synchrony test"
+    pids = [pids[i] for pr in pairs for i in pr]  # couple members only, partners side by side
+    pairs = [(2 * k, 2 * k + 1) for k in range(len(pairs))]
+    index = {p: k for k, p in enumerate(pids)}
+    by = {(e.participant_id, e.session): e for e in locked if e.participant_id in index}
+    sessions = sorted(set.intersection(*({s for (p, s) in by if p == q} for q in pids)))
+    if not sessions:
+        return [], "no session label is time-locked for every dyad member: no synchrony test"
+    per_signal: dict[str, list[np.ndarray]] = {k: [] for k in SIGNALS}
+    for s in sessions:
+        sig = [session_signals(cohort.layout.extraction(by[(p, s)].unit_id), cfg) for p in pids]
+        t = min(len(x[SIGNALS[0]]) for x in sig)
+        for k in SIGNALS:
+            per_signal[k].append(np.stack([x[k][:t] for x in sig]))
+    try:
+        groups, _ = cohort_grouping(cohort, pids)
+        rows = synchrony_family(per_signal, pairs, groups, cfg)
+    except DISError as e:
+        return [], f"synchrony test not run: {e}"
+    note = (f"family: {len(rows)} synchrony test(s) ({', '.join(SIGNALS)}), {len(pairs)} couples, "
+            f"time-locked sessions {', '.join(sessions)}, pseudo-couples within {grouping_text(groups)}, "
+            "Holm-corrected")
+    for r in rows:
+        r["pseudo_couples_within"] = grouping_text(groups)
+    return rows, note
+
+
+def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
+    """The synchrony family in words for the report's summary, each test's outcome after Holm."""
+    out = [note]
+    for r in rows:
+        sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
+        out.append(f"{r['signal']}: excess {r['excess']:+.3f} [{r['excess_ci_lo']:+.3f}, {r['excess_ci_hi']:+.3f}] "
+                   f"over pseudo-couples' {r['null_mean']:.3f}, p {r['p']:.3f}, Holm p {r['p_holm']:.3f}: {sig}")
+    return "; ".join(out)

@@ -1,0 +1,93 @@
+"""Feature set vs feature set: paired comparisons on the participants common to both, with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dis_core.report.comparisons import feature_set_verdict
+from dis_core.score import stats as st
+from dis_core.score.scoring import compare_feature_sets, feature_set_comparisons
+
+
+def _perfect(n: int) -> np.ndarray:
+    """Own model best for every data column: top-1 1, EER 0, AUC 1."""
+    s = -np.abs(np.subtract.outer(np.arange(n), np.arange(n))).astype(float) - 1.0
+    np.fill_diagonal(s, 0.0)
+    return s
+
+
+def _hopeless(n: int) -> np.ndarray:
+    """Own model worst for every data column: top-1 0."""
+    return -_perfect(n)
+
+
+def test_only_common_participants_are_compared_in_a_fixed_order():
+    pa = ["p1", "p2", "p3", "p4", "p5", "z"]  # z only in a: a model that beats everyone on every data set
+    sa = np.vstack([_perfect(5), np.full((1, 5), -0.5)])
+    sa = np.hstack([sa, np.full((6, 1), -9.0)])
+    sa[5, 5] = 0.0
+    sa[5, :5] = 5.0
+    assert st.topk_fractional(sa, 1)[1] == pytest.approx(1 / 6)  # z wins every column but its own
+    pb = ["p4", "p2", "w", "p5", "p1", "p3"]  # another order, and w only in b
+    order = [pa.index(p) if p in pa else None for p in pb]
+    sb_common = _hopeless(5)  # in a's order p1..p5
+    sb = np.zeros((6, 6))
+    for i, pi in enumerate(pb):
+        for j, pj in enumerate(pb):
+            if pi != "w" and pj != "w":
+                sb[i, j] = sb_common[pa.index(pi), pa.index(pj)]
+            else:
+                sb[i, j] = 3.0 if i == j else -3.0
+    assert order[2] is None
+    c = compare_feature_sets(sa, pa, sb, pb, n_boot=200)
+    assert c["participants"] == 5
+    assert c["top1_diff"] == pytest.approx(1.0)  # 1 - 0 on p1..p5, not 1/6 - ...
+    assert c["auc_diff"] == pytest.approx(1.0)
+    assert c["eer_diff"] == pytest.approx(-1.0)
+    # McNemar: all 5 right in a, wrong in b -> two-sided binomial 2 * 0.5**5
+    assert (c["top1_mcnemar_n10"], c["top1_mcnemar_n01"]) == (5, 0)
+    assert c["top1_mcnemar_p"] == pytest.approx(2 * 0.5 ** 5)
+    assert c["top1_diff_lo"] == pytest.approx(1.0) and c["top1_p"] < 0.01
+
+
+def test_fewer_than_three_common_people_give_no_comparison():
+    assert compare_feature_sets(_perfect(4), list("abcd"), _perfect(4), list("cdef")) is None
+
+
+def test_same_scores_give_no_difference():
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((8, 8)) + 2 * np.eye(8)
+    pids = [f"p{i}" for i in range(8)]
+    c = compare_feature_sets(s, pids, s, pids, n_boot=100)
+    assert c["top1_diff"] == 0 and c["top1_p"] == 1.0 and c["top1_mcnemar_p"] == 1.0
+
+
+def test_family_is_every_pair_and_method_holm_adjusted():
+    rng = np.random.default_rng(1)
+    n = 12
+    pids = [f"p{i}" for i in range(n)]
+    base = rng.standard_normal((n, n))
+    sets = [("strong", pids, {"flow": base + 4 * np.eye(n), "gaussian": base + 3 * np.eye(n)}),
+            ("weak", pids, {"flow": base + 0.2 * np.eye(n), "gaussian": base + 0.1 * np.eye(n)}),
+            ("also_weak", pids[::-1], {"flow": (base + 0.2 * np.eye(n))[::-1, ::-1],
+                                       "gaussian": (base + 0.1 * np.eye(n))[::-1, ::-1]})]
+    rows = feature_set_comparisons(sets, n_boot=300)
+    assert [(r["feature_set"], r["method"]) for r in rows] == [
+        ("strong vs weak", "flow"), ("strong vs weak", "gaussian"), ("strong vs also_weak", "flow"),
+        ("strong vs also_weak", "gaussian"), ("weak vs also_weak", "flow"), ("weak vs also_weak", "gaussian")]
+    raw = [r[f"{k}_p"] for r in rows for k in ("top1", "eer", "auc")]
+    adj = st.holm(raw)
+    np.testing.assert_allclose([r[f"{k}_p_holm"] for r in rows for k in ("top1", "eer", "auc")], adj)
+    np.testing.assert_allclose([r["top1_mcnemar_p_holm"] for r in rows], st.holm([r["top1_mcnemar_p"] for r in rows]))
+    # weak and also_weak are the same scores in another participant order: no difference at all
+    same = [r for r in rows if r["feature_set"] == "weak vs also_weak"]
+    assert all(r["top1_diff"] == 0 and r["auc_diff"] == 0 for r in same)
+    text = feature_set_verdict(rows)
+    assert "strong better than weak on AUC (flow" in text
+    assert "weak vs also_weak (flow): top-1, EER, AUC" in text.split("not supported:")[1]
+    assert "Holm-corrected across these 18 tests" in text
+
+
+def test_verdict_without_comparisons():
+    assert "no feature-set comparison" in feature_set_verdict([])
