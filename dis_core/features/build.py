@@ -47,8 +47,16 @@ class FeatureSpec:
     lags_s: tuple[float, ...] = ()  # append the values at t - lag, for each lag (seconds)
     k: int = 8  # landmarks: dimensions of the cohort PCA basis
     max_gap_s: float = 0.2  # bridge detector gaps up to this long (between face frames) inside windows; 0: never
+    # rows over time (dis_core.features.temporal): "none" = one row per frame; "spectrum" = one row per
+    # sliding window of window_s seconds every hop_s, per-axis log power in n_bands log-spaced bands
+    window: str = "none"
+    window_s: float = 8.0
+    hop_s: float = 0.5
+    n_bands: int = 6
 
     def __post_init__(self):
+        if self.window not in ("none", "spectrum"):
+            raise ValueError(f"window must be 'none' or 'spectrum', not {self.window!r}")
         if self.source not in SOURCES:
             raise ValueError(f"feature source {self.source!r} is not one of {', '.join(SOURCES)}")
         if self.center not in ("session", "none"):
@@ -168,6 +176,7 @@ class VideoFeatures:
     columns: list[str]
     dropped: int  # frames of the selection lost to missing faces or incomplete windows
     interpolated: int = 0  # bridged (interpolated) frames that some emitted row's window used
+    covered: np.ndarray | None = None  # window rows: every frame some row was computed from (sorted)
 
 
 def base_values(source: str, head_pose: np.ndarray | None = None, landmarks_xy: np.ndarray | None = None,
@@ -228,6 +237,16 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     if spec.scale == "session" and ref.sum() > 1:
         mad = np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826
         v = v / np.maximum(mad, 1e-6)
+    if spec.window == "spectrum":
+        from dis_core.features.temporal import spectral_rows
+
+        sel = np.asarray(select, bool)
+        w = spectral_rows(v, t, segment, sel, list(columns), spec.window_s, spec.hop_s, spec.n_bands)
+        cov = np.unique(np.concatenate(w.covered)) if w.covered else np.empty(0, np.int64)
+        covered = np.zeros(len(v), bool)
+        covered[cov] = True
+        return VideoFeatures(w.centre, t[w.centre], w.x, w.columns, int((sel & ok & ~covered).sum() + (sel & ~ok).sum()),
+                             int((covered & fill).sum()), cov)
     parts, names = [v], list(columns)
     valid = ok.copy()
     used: list[np.ndarray] = []  # frames whose values the rows' windows read
