@@ -14,7 +14,7 @@ from dis_core.extract.h5store import read_extraction
 from dis_core.extract.stage import ExtractConfig, extract_video
 from dis_core.features.build import DEFAULT_FEATURE_SETS, base_values, video_features
 from dis_core.manifest import load_manifest
-from dis_core.phantom.hard import camera_rotation, damped_sway, hidden_bursts, near_neighbours
+from dis_core.phantom.hard import camera_rotation, damped_sway, hidden_bursts, near_neighbours, rich_terms
 from dis_core.phantom.render import (PhantomConfig, cohort_dynamics, make_cohort, make_rig, portraits, read_hidden,
                                      read_truth, render_video, sample_dynamics, trajectory)
 
@@ -48,13 +48,14 @@ def test_rich_dynamics_keep_the_classic_parameters_and_add_their_own():
     for c, r in zip(classic, rich):
         assert c.yaw.a_slow == r.yaw.a_slow and c.nod_rate == r.nod_rate  # same draws first
         assert c.yaw.ar_sd == 0 and r.yaw.ar_sd > 0 and r.couple_yaw_roll != 0
-    # coupling shows in the trajectory: roll follows yaw with the participant's gain
-    d = dataclasses.replace(rich[0], couple_yaw_roll=0.3)
-    ypr = trajectory(d, 9000, 30.0, np.random.default_rng(0), max_angle=90)
-    d0 = dataclasses.replace(d, couple_yaw_roll=0.0)
-    ypr0 = trajectory(d0, 9000, 30.0, np.random.default_rng(0), max_angle=90)
-    gain = np.polyfit(ypr[:, 0] - ypr[:, 0].mean(), ypr[:, 2] - ypr0[:, 2], 1)[0]
-    assert gain == pytest.approx(0.3, abs=0.02)
+    # coupling: roll follows yaw, yaw follows pitch, with the participant's gains
+    quiet = dataclasses.replace(rich[0], couple_yaw_roll=0.3, couple_pitch_yaw=-0.2,
+                                **{a: dataclasses.replace(getattr(rich[0], a), ar_sd=0.0) for a in ("yaw", "pitch", "roll")})
+    base = np.random.default_rng(0).standard_normal((500, 3))
+    out = rich_terms(base, quiet, 30.0, np.random.default_rng(0))
+    dev = base - base.mean(axis=0)
+    assert np.allclose(out[:, 0], base[:, 0] - 0.2 * dev[:, 1]) and np.allclose(out[:, 2], base[:, 2] + 0.3 * dev[:, 0])
+    assert np.allclose(out[:, 1], base[:, 1])
 
 
 def test_near_neighbours_are_closer_than_strangers():
@@ -87,14 +88,14 @@ def test_hidden_frames_are_detector_gaps_and_the_truth_says_which(tmp_path, samp
     for e in man.entries:
         truth = Path(str(e.video).replace(".mp4", ".truth.csv"))
         hidden = read_hidden(truth)
-        assert hidden.sum() == 6 and len(read_truth(truth)[0]) == 30
+        assert 6 <= hidden.sum() <= 8 and len(read_truth(truth)[0]) == 30  # 20%, the last burst may overshoot
         r = extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False)
         det = read_extraction(Path(r.output), skip=("landmarks", "blendshapes")).detected
         assert not det[hidden].any(), "a hidden face is never detected"
         assert det[~hidden].mean() >= 0.95
         sess = doc["participants"][int(e.participant_id[2:]) - 1]["sessions"]["s1"]
         assert 4.0 - 1e-3 <= np.linalg.norm(sess["camera_rotvec_deg"]) <= 8.0 + 1e-3
-        assert sess["hidden_frames"] == 6
+        assert sess["hidden_frames"] == hidden.sum()
 
 
 def test_a_moved_camera_leaves_the_relative_rotation_features_unchanged(tmp_path, faces, model, make_manifest):
