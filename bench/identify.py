@@ -29,25 +29,25 @@ import numpy as np  # noqa: E402
 from dis_core.extract.h5store import read_extraction  # noqa: E402
 from dis_core.extract.pose import euler_to_rotation  # noqa: E402
 from dis_core.extract.stage import H5_NAME, unit_dir  # noqa: E402
-from dis_core.features.build import DEFAULT_FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
+from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
 from dis_core.manifest import load_manifest  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
                                     verification)
 
-# The candidate feature sets (names as in dis_core.features.build where they are offered there).
+# The candidate feature sets, as the library offers them (dis_core.features.build).
 SPECS: dict[str, FeatureSpec] = {
     "frame": DEFAULT_FEATURE_SETS["head_pose"],  # rotation vector + angular velocity per frame
-    "lags": FeatureSpec("lags", "head_rotation", center="none", scale="session", velocity=True,
-                        velocity_window_s=0.2, lags_s=(0.2, 0.4)),
-    "spectrum": FeatureSpec("spectrum", "head_rotation", center="none", scale="session", velocity=False,
-                            window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4),
-    "spectrum_raw": FeatureSpec("spectrum_raw", "head_rotation", center="none", scale="none", velocity=False,
-                                window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4),
+    "lags": EXTRA_FEATURE_SETS["head_lags"],  # + the past 0.2 and 0.4 s, gain-normalised
+    "spectrum": EXTRA_FEATURE_SETS["head_spectrum"],  # log band power over 8 s windows, gain-normalised
+    "spectrum_raw": dataclasses.replace(EXTRA_FEATURE_SETS["head_spectrum"], name="spectrum_raw", scale="none"),
 }
 FLOWS = {"frame": FlowConfig(layers=2, hidden=16), "lags": FlowConfig(layers=2, hidden=32),
          "spectrum": FlowConfig(layers=2, hidden=32), "spectrum_raw": FlowConfig(layers=2, hidden=32)}
+CFLOW = FlowConfig(layers=2, hidden=32, conditional="lags")
+METHODS = {"frame": ["flow", "gaussian"], "lags": ["flow", "cflow", "gaussian", "ar"],
+           "spectrum": ["flow", "gaussian", "nn"], "spectrum_raw": ["flow", "gaussian", "nn"]}
 
 
 def load_videos(run: Path, manifest: Path, truth: bool):
@@ -122,8 +122,8 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log)
             for p in pids:
                 x = feats[p]["train"][0]
                 t1 = time.perf_counter()
-                if m == "flow":
-                    d = train_flow(x, cols, FLOWS[spec_name]).density
+                if m in ("flow", "cflow"):
+                    d = train_flow(x, cols, FLOWS[spec_name] if m == "flow" else CFLOW).density
                     lps.append(lambda v, d=d: d.log_prob(v, cols))
                 elif m == "gaussian":
                     d = fit_gaussian(x, cols)
@@ -164,11 +164,9 @@ def main() -> None:
         a.cache.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     videos = load_videos(a.run, manifest, a.truth)
-    methods = {"frame": ["flow", "gaussian"], "lags": ["flow", "gaussian", "ar"],
-               "spectrum": ["flow", "gaussian", "nn"], "spectrum_raw": ["flow", "gaussian", "nn"]}
     results: list[Result] = []
     for name in a.only.split(","):
-        results += evaluate(features(videos, SPECS[name]), name, methods[name], a.cache, log)
+        results += evaluate(features(videos, SPECS[name]), name, METHODS[name], a.cache, log)
     src = "truth (phantom ceiling)" if a.truth else "MediaPipe"
     print(f"identity from head motion, {len(videos)} participants, {src}; split: session 1 train, session 2 test")
     print("score: trimmed mean log p (flow, gaussian, ar) or -distance of session spectra (nn); AUC/EER on t-norm")
@@ -176,8 +174,8 @@ def main() -> None:
           f"EER [95% CI]          usable/video train s/person")
     for r in results:
         print(row(r))
-    flows = [r for r in results if r.name.endswith("/flow")]
-    bases = [r for r in results if not r.name.endswith("/flow")]
+    flows = [r for r in results if r.name.endswith("flow")]
+    bases = [r for r in results if not r.name.endswith("flow")]
     if flows and bases:
         key = lambda r: (identification(r.s)["top1"], -verification(tnorm(r.s))["eer"])  # noqa: E731
         bf, bb = max(flows, key=key), max(bases, key=key)

@@ -71,9 +71,17 @@ DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
     "blendshapes": FeatureSpec("blendshapes", "blendshapes", velocity=False),
 }
 
-# Not a default: the former head-pose set on yaw/pitch/roll (degrees), for comparison.
+# Not defaults: the former head-pose set on yaw/pitch/roll (degrees), for comparison; and head motion
+# over time (bench/identify.py compares them): per-axis log band power over 8 s windows every 0.5 s of
+# the gain-normalised relative rotation (rows are windows; a window bridges gaps up to 0.4 s, as band
+# power below 5 Hz barely changes over such a bridge), and per-frame rows with the past 0.2 and 0.4 s
+# (for the conditional flow p(present | past) and the autoregressive baseline).
 EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
     "head_pose_euler": FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3),
+    "head_spectrum": FeatureSpec("head_spectrum", "head_rotation", center="none", scale="session", velocity=False,
+                                 window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4),
+    "head_lags": FeatureSpec("head_lags", "head_rotation", center="none", scale="session", velocity=True,
+                             velocity_window_s=0.2, lags_s=(0.2, 0.4)),
 }
 
 
