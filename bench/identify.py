@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="a `dis extract` output folder")
     ap.add_argument("--manifest", type=Path, help="the cohort manifest (default: RUN/../cohort/manifest.csv)")
     ap.add_argument("--only", default="frame,lags,spectrum,spectrum_raw")
+    ap.add_argument("--methods", default="", help="only these methods (e.g. gaussian,ar,nn); default all")
     ap.add_argument("--cache", type=Path, help="keep score matrices here and reuse them")
     ap.add_argument("--truth", action="store_true", help="use the phantom truth instead of MediaPipe (ceiling)")
     a = ap.parse_args()
@@ -166,7 +167,9 @@ def main() -> None:
     videos = load_videos(a.run, manifest, a.truth)
     results: list[Result] = []
     for name in a.only.split(","):
-        results += evaluate(features(videos, SPECS[name]), name, METHODS[name], a.cache, log)
+        ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
+        if ms:
+            results += evaluate(features(videos, SPECS[name]), name, ms, a.cache, log)
     src = "truth (phantom ceiling)" if a.truth else "MediaPipe"
     print(f"identity from head motion, {len(videos)} participants, {src}; split: session 1 train, session 2 test")
     print("score: trimmed mean log p (flow, gaussian, ar) or -distance of session spectra (nn); AUC/EER on t-norm")

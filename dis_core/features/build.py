@@ -10,7 +10,7 @@ A fixed camera placement cancels exactly and there are no gimbal artefacts; its 
 body-frame angular velocity rotvec(R_{t-h}^T R_{t+h}) / 2h. The Euler angles stay available as
 source ``head_pose`` (e.g. the non-default spec ``head_pose_euler``).
 
-Short detector dropouts (at most ``max_gap_s`` between the surrounding face frames) are bridged
+Short detector dropouts (the face missing for at most ``max_gap_s``: missing frames x frame period) are bridged
 (slerp for rotations, linear otherwise, :mod:`dis_core.motion`) so that they do not split velocity
 and lag windows; longer gaps split the video into segments and no window crosses one. Bridged
 frames are only ever looked at from inside a window: they are never emitted as feature rows, and
@@ -46,7 +46,7 @@ class FeatureSpec:
     velocity_window_s: float = 0.1
     lags_s: tuple[float, ...] = ()  # append the values at t - lag, for each lag (seconds)
     k: int = 8  # landmarks: dimensions of the cohort PCA basis
-    max_gap_s: float = 0.2  # bridge detector gaps up to this long (between face frames) inside windows; 0: never
+    max_gap_s: float = 0.2  # bridge detector gaps up to this long (missing frames x period) inside windows; 0: never
     # rows over time (dis_core.features.temporal): "none" = one row per frame; "spectrum" = one row per
     # sliding window of window_s seconds every hop_s, per-axis log power in n_bands log-spaced bands
     window: str = "none"
