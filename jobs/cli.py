@@ -379,6 +379,10 @@ def phantom(
     partner_share: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="0..1: move every dynamics parameter of dyad partners this far towards one "
         "common draw per dyad, instead of the default few shared parameters (0: partners share nothing)."),
+    rich_dynamics: bool = typer.Option(False, help="AR sway, personal nod/shake shapes, coupled axes."),
+    camera_deg: float = typer.Option(0.0, min=0.0, max=30.0, help="Move each session's camera by up to this many degrees."),
+    hidden_fraction: float = typer.Option(0.0, min=0.0, max=0.5, help="Hide the face on this share of frames (bursts of 1-3)."),
+    near_neighbours: int = typer.Option(0, min=0, help="Participants whose dynamics are near copies of others'."),
     model: Optional[Path] = ModelOpt,
 ) -> None:
     """Render a phantom cohort: real faces turning with known, person-specific head dynamics."""
@@ -391,7 +395,8 @@ def phantom(
     except DISError as e:
         _fail(e)
     cfg = PhantomConfig(participants=participants, sessions=sessions, duration_s=duration, fps=fps, seed=seed,
-                        swap_faces=swap_faces,
+                        swap_faces=swap_faces, rich_dynamics=rich_dynamics, camera_deg=camera_deg,
+                        hidden_fraction=hidden_fraction, near_neighbours=near_neighbours,
                         **({} if partner_share is None else {"partner_share": partner_share, "dyad_shared": ()}))
     manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
     typer.echo(f"phantom cohort: {participants} participants x {sessions} sessions; manifest {manifest}")

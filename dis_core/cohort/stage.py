@@ -195,7 +195,7 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> P
         vf = _video_features(c, e, spec, select, sp.train)
         cols = vf.columns
         xs.append(vf.x)
-        frames[e.unit_id] = vf.frames
+        frames[e.unit_id] = vf.frames if vf.covered is None else vf.covered  # window rows: every frame covered
         dropped += vf.dropped
     if cols is None:
         cols = []

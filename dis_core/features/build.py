@@ -10,7 +10,7 @@ A fixed camera placement cancels exactly and there are no gimbal artefacts; its 
 body-frame angular velocity rotvec(R_{t-h}^T R_{t+h}) / 2h. The Euler angles stay available as
 source ``head_pose`` (e.g. the non-default spec ``head_pose_euler``).
 
-Short detector dropouts (at most ``max_gap_s`` between the surrounding face frames) are bridged
+Short detector dropouts (the face missing for at most ``max_gap_s``: missing frames x frame period) are bridged
 (slerp for rotations, linear otherwise, :mod:`dis_core.motion`) so that they do not split velocity
 and lag windows; longer gaps split the video into segments and no window crosses one. Bridged
 frames are only ever looked at from inside a window: they are never emitted as feature rows, and
@@ -46,9 +46,17 @@ class FeatureSpec:
     velocity_window_s: float = 0.1
     lags_s: tuple[float, ...] = ()  # append the values at t - lag, for each lag (seconds)
     k: int = 8  # landmarks: dimensions of the cohort PCA basis
-    max_gap_s: float = 0.2  # bridge detector gaps up to this long (between face frames) inside windows; 0: never
+    max_gap_s: float = 0.2  # bridge detector gaps up to this long (missing frames x period) inside windows; 0: never
+    # rows over time (dis_core.features.temporal): "none" = one row per frame; "spectrum" = one row per
+    # sliding window of window_s seconds every hop_s, per-axis log power in n_bands log-spaced bands
+    window: str = "none"
+    window_s: float = 8.0
+    hop_s: float = 0.5
+    n_bands: int = 6
 
     def __post_init__(self):
+        if self.window not in ("none", "spectrum"):
+            raise ValueError(f"window must be 'none' or 'spectrum', not {self.window!r}")
         if self.source not in SOURCES:
             raise ValueError(f"feature source {self.source!r} is not one of {', '.join(SOURCES)}")
         if self.center not in ("session", "none"):
@@ -63,9 +71,17 @@ DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
     "blendshapes": FeatureSpec("blendshapes", "blendshapes", velocity=False),
 }
 
-# Not a default: the former head-pose set on yaw/pitch/roll (degrees), for comparison.
+# Not defaults: the former head-pose set on yaw/pitch/roll (degrees), for comparison; and head motion
+# over time (bench/identify.py compares them): per-axis log band power over 8 s windows every 0.5 s of
+# the gain-normalised relative rotation (rows are windows; a window bridges gaps up to 0.4 s, as band
+# power below 5 Hz barely changes over such a bridge), and per-frame rows with the past 0.2 and 0.4 s
+# (for the conditional flow p(present | past) and the autoregressive baseline).
 EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
     "head_pose_euler": FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3),
+    "head_spectrum": FeatureSpec("head_spectrum", "head_rotation", center="none", scale="session", velocity=False,
+                                 window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4),
+    "head_lags": FeatureSpec("head_lags", "head_rotation", center="none", scale="session", velocity=True,
+                             velocity_window_s=0.2, lags_s=(0.2, 0.4)),
 }
 
 
@@ -168,6 +184,7 @@ class VideoFeatures:
     columns: list[str]
     dropped: int  # frames of the selection lost to missing faces or incomplete windows
     interpolated: int = 0  # bridged (interpolated) frames that some emitted row's window used
+    covered: np.ndarray | None = None  # window rows: every frame some row was computed from (sorted)
 
 
 def base_values(source: str, head_pose: np.ndarray | None = None, landmarks_xy: np.ndarray | None = None,
@@ -228,6 +245,16 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     if spec.scale == "session" and ref.sum() > 1:
         mad = np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826
         v = v / np.maximum(mad, 1e-6)
+    if spec.window == "spectrum":
+        from dis_core.features.temporal import spectral_rows
+
+        sel = np.asarray(select, bool)
+        w = spectral_rows(v, t, segment, sel, list(columns), spec.window_s, spec.hop_s, spec.n_bands)
+        cov = np.unique(np.concatenate(w.covered)) if w.covered else np.empty(0, np.int64)
+        covered = np.zeros(len(v), bool)
+        covered[cov] = True
+        return VideoFeatures(w.centre, t[w.centre], w.x, w.columns, int((sel & ok & ~covered).sum() + (sel & ~ok).sum()),
+                             int((covered & fill).sum()), cov)
     parts, names = [v], list(columns)
     valid = ok.copy()
     used: list[np.ndarray] = []  # frames whose values the rows' windows read

@@ -80,8 +80,11 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     ok = np.asarray(ok, bool)
     fill = np.zeros(len(ok), bool)
     idx = np.flatnonzero(ok)
+    # a gap lasts as long as the face is missing: (missing frames) x (frame period), i.e. the time between
+    # the surrounding face frames less one period (3 hidden frames at 15 fps are a 0.2 s gap)
+    period = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
     for a, b in zip(idx[:-1], idx[1:]):
-        if b - a > 1 and t[b] - t[a] <= max_gap_s + 1e-9:
+        if b - a > 1 and t[b] - t[a] - period <= max_gap_s + 1e-9:
             fill[a + 1:b] = True
     have = ok | fill
     segment = np.full(len(ok), -1, dtype=np.int64)
@@ -92,8 +95,8 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
 
 def bridge_gaps(values: np.ndarray | None, times: np.ndarray, ok: np.ndarray, max_gap_s: float = 0.2,
                 rotations: np.ndarray | Rotation | None = None):
-    """Fill runs of missing frames spanning at most ``max_gap_s`` (between the surrounding face
-    frames' times) so one dropped detection does not split the motion; longer gaps split segments.
+    """Fill runs of missing frames lasting at most ``max_gap_s`` (missing frames x frame period) so
+    one dropped detection does not split the motion; longer gaps split segments.
 
     Values (T, d) are linearly interpolated; if ``rotations`` ((T, 4) scalar-last quaternions, NaN
     where missing, or a length-T Rotation) is given it is slerped instead and returned as quaternions.

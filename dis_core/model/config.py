@@ -29,6 +29,9 @@ class FlowConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
     threads: int = 1  # CPU threads: 1 keeps results bit-for-bit reproducible
     checkpoint_every_s: float = 10.0
+    # "none": the joint density of a row; "lags": a conditional flow p(present | past), the past being the
+    # row's lagged columns (FeatureSpec.lags_s, names "<col>@-<lag>s") fed to every layer as context
+    conditional: str = "none"
 
 
 # Per feature set defaults (bench/flows.py): small flows generalise best on minutes of video.

@@ -27,8 +27,20 @@ FORMAT = "dis.flow"
 FORMAT_VERSION = 1
 
 
-def build_flow(dim: int, cfg: FlowConfig):
-    """The MAF described by ``cfg`` for ``dim`` features."""
+def context_mask(columns: list[str], cfg: "FlowConfig") -> np.ndarray | None:
+    """(d,) bool of the context (past) columns of a conditional flow, or None for a joint flow."""
+    if cfg.conditional == "none":
+        return None
+    if cfg.conditional != "lags":
+        raise ValueError(f"conditional must be 'none' or 'lags', not {cfg.conditional!r}")
+    c = np.array(["@-" in col for col in columns], bool)
+    if not c.any() or c.all():
+        raise ValueError("a conditional flow needs lagged columns (FeatureSpec.lags_s) and present ones")
+    return c
+
+
+def build_flow(dim: int, cfg: FlowConfig, context: int = 0):
+    """The MAF described by ``cfg`` for ``dim`` features (conditioned on ``context`` features if > 0)."""
     from nflows.distributions.normal import StandardNormal
     from nflows.flows.base import Flow
     from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
@@ -44,7 +56,8 @@ def build_flow(dim: int, cfg: FlowConfig):
         for _ in range(cfg.layers):
             ts.append(ReversePermutation(dim) if cfg.permutation == "reverse" else RandomPermutation(dim))
             ts.append(MaskedAffineAutoregressiveTransform(features=dim, hidden_features=cfg.hidden,
-                                                          num_blocks=cfg.blocks_per_layer))
+                                                          num_blocks=cfg.blocks_per_layer,
+                                                          context_features=context or None))
         return Flow(CompositeTransform(ts), StandardNormal([dim]))
 
 
@@ -82,10 +95,17 @@ class Density:
             return -0.5 * (q + self.gauss_logdet + z.shape[1] * math.log(2 * math.pi)) + jac
         out = np.empty(len(z))
         dev = next(self.flow.parameters()).device
+        c = context_mask(self.columns, self.flow_config) if self.flow_config is not None else None
+        if c is not None:  # log p(present | past): only the present columns' scaling enters the Jacobian
+            jac = -float(np.log(self.std[~c]).sum())
         with torch.no_grad():
             for s in range(0, len(z), batch):
                 zt = torch.as_tensor(z[s:s + batch], dtype=torch.float32, device=dev)
-                out[s:s + batch] = self.flow.log_prob(zt).double().cpu().numpy()
+                if c is None:
+                    out[s:s + batch] = self.flow.log_prob(zt).double().cpu().numpy()
+                else:
+                    cc = torch.as_tensor(c, device=dev)
+                    out[s:s + batch] = self.flow.log_prob(zt[:, ~cc], context=zt[:, cc]).double().cpu().numpy()
         return out + jac
 
 
@@ -141,7 +161,14 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     ztr = torch.as_tensor(z[:-n_val], dtype=torch.float32, device=dev)
     zva = torch.as_tensor(z[-n_val:], dtype=torch.float32, device=dev)
     data_key = _data_key(x, cfg, columns)
-    flow = build_flow(x.shape[1], cfg).to(dev)
+    cmask = context_mask(list(columns), cfg)
+    if cmask is not None:
+        cm = torch.as_tensor(cmask, device=dev)
+        nll = lambda f, b: -f.log_prob(b[:, ~cm], context=b[:, cm])  # noqa: E731
+        flow = build_flow(int((~cmask).sum()), cfg, int(cmask.sum())).to(dev)
+    else:
+        nll = lambda f, b: -f.log_prob(b)  # noqa: E731
+        flow = build_flow(x.shape[1], cfg).to(dev)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist: dict[str, list[float]] = {"train": [], "val": []}
     best_val, best_epoch, best_state, epoch, resumed = math.inf, -1, None, 0, 0
@@ -164,7 +191,7 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
         tot = 0.0
         for s in range(0, len(ztr), cfg.batch_size):
             b = ztr[perm[s:s + cfg.batch_size]]
-            loss = -flow.log_prob(b).mean()
+            loss = nll(flow, b).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(flow.parameters(), cfg.grad_clip)
@@ -172,7 +199,7 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
             tot += float(loss.detach()) * len(b)
         flow.eval()
         with torch.no_grad():
-            val = float(-flow.log_prob(zva).mean())
+            val = float(nll(flow, zva).mean())
         hist["train"].append(tot / len(ztr))
         hist["val"].append(val)
         if val < best_val and math.isfinite(val):
@@ -239,7 +266,8 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
     mean, std = blob["scaler_mean"].numpy(), blob["scaler_std"].numpy()
     if blob["kind"] == "flow":
         cfg = from_doc(FlowConfig, blob["flow_config"])
-        flow = build_flow(len(blob["columns"]), cfg)
+        cm = context_mask(list(blob["columns"]), cfg)
+        flow = build_flow(len(blob["columns"]), cfg) if cm is None else build_flow(int((~cm).sum()), cfg, int(cm.sum()))
         flow.load_state_dict(blob["state_dict"], strict=True)
         flow.to(device).eval()
         d = Density("flow", list(blob["columns"]), mean, std, flow=flow, flow_config=cfg, meta=blob.get("meta", {}))

@@ -53,7 +53,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             prev = json.loads((d / SUMMARY_NAME).read_text())
             prev.update(status="skipped", unit_id=res.unit_id, key=key)
             return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
-        n = len(data.x)
+        n = sum(len(f) for f in data.frames.values())  # frames (window rows: every frame their windows cover)
         res.train_frames, res.dropped_frames = n, data.dropped
         if n < cfg.min_train_frames:
             raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "

@@ -17,10 +17,11 @@ from typing import Callable
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay
+from scipy.spatial.transform import Rotation
 
 from dis_core.io.atomic import atomic_path, write_text_atomic
 from dis_core.extract.landmarker import canonical_mesh, detect_image
-from dis_core.extract.pose import _nearest_rotation, euler_to_rotation
+from dis_core.extract.pose import _nearest_rotation, euler_to_rotation, rotation_to_euler
 
 AXES = ("yaw", "pitch", "roll")
 
@@ -35,6 +36,9 @@ class AxisDynamics:
     a_slow: float
     f_fast: float
     a_fast: float
+    ar_freq: float = 0.0  # rich dynamics: a damped oscillator (AR(2)) driven by noise, resonance (Hz)
+    ar_damping: float = 0.5  # its damping ratio (small: rings long)
+    ar_sd: float = 0.0  # its stationary standard deviation (degrees); 0: no AR sway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,19 +56,29 @@ class Dynamics:
     shake_amp: float
     jitter_sd: float  # degrees, AR(1) noise on every axis
     jitter_rho: float
+    # rich dynamics (0 = off): the shape of nods and shakes, and coupling between axes
+    nod_cycles: float = 0.0  # mean cycles per nod episode (0: uniform 1.5-3)
+    nod_h2: float = 0.0  # second-harmonic share of a nod (asymmetric, e.g. a sharp dip and slow return)
+    shake_cycles: float = 0.0
+    shake_h2: float = 0.0
+    couple_yaw_roll: float = 0.0  # roll follows yaw by this gain (people tilt as they turn)
+    couple_pitch_yaw: float = 0.0  # yaw follows pitch by this gain
 
 
 TRAITS = ("activity", "jitter", "tempo", "balance")  # the main personal traits, spread across a cohort by strata
 
 
 def sample_dynamics(rng: np.random.Generator, shared: dict[str, float] | None = None,
-                    quantiles: dict[str, float] | None = None) -> Dynamics:
+                    quantiles: dict[str, float] | None = None, rich: bool = False) -> Dynamics:
     """Draw a participant's parameters; ``shared`` overrides some (dyad partners), e.g. {'yaw.f_slow': 0.2}.
 
     People differ most in how much they move overall: a personal activity factor (log-uniform over
     0.4-2.5) scales every amplitude; jitter, the tempo of fast sway and the balance between turning
     (yaw) and nodding (pitch) are the other main traits.
     ``quantiles`` (values in [0, 1) for the names in TRAITS) place those traits instead of chance.
+    ``rich`` adds what sums of sines lack (drawn after the classic parameters, so the classic ones do
+    not change): noise-driven damped sway per axis with a personal resonance, personal nod and shake
+    shapes (cycles per episode, asymmetry) and coupling between axes (:func:`dis_core.phantom.hard`).
     """
     shared = shared or {}
     q = quantiles or {}
@@ -92,7 +106,15 @@ def sample_dynamics(rng: np.random.Generator, shared: dict[str, float] | None = 
     for k in top:
         top[k] = shared.get(k, top[k])
     b = float(np.sqrt(balance))
-    return Dynamics(yaw=axis("yaw", 1.0 * b), pitch=axis("pitch", 0.8 / b), roll=axis("roll", 0.6), **top)
+    axes = dict(yaw=axis("yaw", 1.0 * b), pitch=axis("pitch", 0.8 / b), roll=axis("roll", 0.6))
+    if rich:
+        from dis_core.phantom.hard import rich_parameters
+
+        axes, extra = rich_parameters(rng, axes, activity, tempo, loguni)
+        top.update({k: shared.get(k, v) for k, v in extra.items()})
+        axes = {n: dataclasses.replace(a, **{k: shared[f"{n}.{k}"] for k in ("ar_freq", "ar_damping", "ar_sd")
+                                             if f"{n}.{k}" in shared}) for n, a in axes.items()}
+    return Dynamics(**axes, **top)
 
 
 def mix_dynamics(own, common, share: float):
@@ -113,9 +135,11 @@ def mix_dynamics(own, common, share: float):
 
 
 def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int = 2,
-                    dyad_shared: tuple[str, ...] = (), partner_share: float = 0.0) -> list[Dynamics]:
+                    dyad_shared: tuple[str, ...] = (), partner_share: float = 0.0, rich: bool = False
+                    ) -> list[Dynamics]:
     """Dynamics for a cohort: main traits stratified (every participant in its own stratum of each
-    trait, strata shuffled independently per trait), partners sharing ``dyad_shared`` parameters.
+    trait, strata shuffled independently per trait), partners sharing ``dyad_shared`` parameters;
+    ``rich``: see :func:`sample_dynamics`.
 
     ``partner_share`` in [0, 1] moves every parameter of each partner that far towards one common draw
     per dyad (:func:`mix_dynamics`): 0 = own parameters only, 1 = partners with identical dynamics
@@ -132,9 +156,9 @@ def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int 
         prng = np.random.default_rng(rng.integers(2**63))
         quant = {t: (perms[t][i] + prng.uniform()) / participants for t in TRAITS}
         if crng is not None and i % dyad_size == 0:
-            common = sample_dynamics(crng)
+            common = sample_dynamics(crng, rich=rich)
         if crng is not None:
-            d = mix_dynamics(sample_dynamics(prng, None, quant), common, partner_share)
+            d = mix_dynamics(sample_dynamics(prng, None, quant, rich), common, partner_share)
             if i % dyad_size == 0:
                 shared = {k: _get(d, k) for k in dyad_shared}
             else:
@@ -142,11 +166,11 @@ def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int 
             out.append(d)
             continue
         if i % dyad_size == 0:  # the first of a dyad sets what partners share
-            d = sample_dynamics(prng, None, quant)
+            d = sample_dynamics(prng, None, quant, rich)
             shared = {key: _get(d, key) for key in dyad_shared}
             out.append(d)
         else:
-            out.append(sample_dynamics(prng, shared, quant))
+            out.append(sample_dynamics(prng, shared, quant, rich))
     return out
 
 
@@ -178,14 +202,21 @@ def trajectory(dyn: Dynamics, n_frames: int, fps: float, rng: np.random.Generato
         out[:, k] = ax.bias + ax.a_slow * np.sin(2 * np.pi * ax.f_slow * t + p1) \
             + ax.a_fast * np.sin(2 * np.pi * ax.f_fast * t + p2)
     duration = n_frames / fps
-    for k, rate, freq, amp in ((1, dyn.nod_rate, dyn.nod_freq, dyn.nod_amp),
-                               (0, dyn.shake_rate, dyn.shake_freq, dyn.shake_amp)):
+    for k, rate, freq, amp, cyc, h2 in ((1, dyn.nod_rate, dyn.nod_freq, dyn.nod_amp, dyn.nod_cycles, dyn.nod_h2),
+                                        (0, dyn.shake_rate, dyn.shake_freq, dyn.shake_amp, dyn.shake_cycles,
+                                         dyn.shake_h2)):
         for _ in range(rng.poisson(rate * duration / 60.0)):
-            length = rng.uniform(1.5, 3.0) / freq
+            length = (rng.uniform(1.5, 3.0) if cyc <= 0 else cyc * rng.uniform(0.8, 1.25)) / freq
             t0 = rng.uniform(0, max(duration - length, 1e-6))
             inside = (t >= t0) & (t < t0 + length)
             env = np.sin(np.pi * (t[inside] - t0) / length) ** 2
-            out[inside, k] += amp * env * np.sin(2 * np.pi * freq * (t[inside] - t0))
+            ph = 2 * np.pi * freq * (t[inside] - t0)
+            wave = np.sin(ph) if h2 <= 0 else (np.sin(ph) + h2 * np.cos(2 * ph)) / (1 + h2)
+            out[inside, k] += amp * env * wave
+    if any(ax.ar_sd > 0 for ax in (dyn.yaw, dyn.pitch, dyn.roll)) or dyn.couple_yaw_roll or dyn.couple_pitch_yaw:
+        from dis_core.phantom.hard import rich_terms
+
+        out = rich_terms(out, dyn, fps, rng)
     e = np.zeros(3)
     scale = dyn.jitter_sd * np.sqrt(1 - dyn.jitter_rho ** 2)
     for i in range(n_frames):
@@ -221,10 +252,14 @@ class FaceRig:
         z = -p[:, 2]
         return np.column_stack([w / 2 + self.focal * p[:, 0] / z, h / 2 - self.focal * p[:, 1] / z])
 
-    def render(self, ypr_deg: np.ndarray) -> np.ndarray:
-        """The portrait with head pose ``ypr_deg`` (DIS convention) as an RGB frame."""
+    def render(self, ypr_deg: np.ndarray, camera: np.ndarray | None = None, hide: bool = False) -> np.ndarray:
+        """The portrait with head pose ``ypr_deg`` (DIS convention) as an RGB frame; ``camera`` (3, 3)
+        is a fixed camera rotation C (the camera sees C R); ``hide`` covers the head (a detector gap)."""
         h, w = self.image.shape[:2]
-        rot = euler_to_rotation(np.asarray(ypr_deg, float)) @ self.rest.T
+        head = euler_to_rotation(np.asarray(ypr_deg, float))
+        if camera is not None:
+            head = np.asarray(camera, float) @ head
+        rot = head @ self.rest.T
         p = self.center + (self.points - self.center) @ rot.T
         k = len(self.points)
         dst = self.src.copy()
@@ -250,7 +285,12 @@ class FaceRig:
         if s != 1.0:
             mx = cv2.resize(mx, (w, h), interpolation=cv2.INTER_LINEAR)
             my = cv2.resize(my, (w, h), interpolation=cv2.INTER_LINEAR)
-        return cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        frame = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if hide:
+            from dis_core.phantom.hard import occlude
+
+            frame = occlude(frame, dst[:k])
+        return frame
 
 
 def _affines(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
@@ -387,6 +427,11 @@ class PhantomConfig:
     swap_faces: bool = False  # session k of participant i shows face i + k (another participant's face)
     max_angle: float = 25.0
     partner_share: float = 0.0  # 0..1: how far partners' parameters move towards a common draw per dyad
+    # what real recordings have (defaults off: the classic demo cohort is unchanged); see dis_core.phantom.hard
+    rich_dynamics: bool = False  # AR sway, personal nod/shake shapes, coupling between axes
+    camera_deg: float = 0.0  # each session's camera fixed, rotated by max/2..max degrees about a random axis
+    hidden_fraction: float = 0.0  # this share of frames hides the face, in bursts of 1-3 frames
+    near_neighbours: int = 0  # this many participants are perturbed copies of others' dynamics
 
 
 def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], model_path: str | Path,
@@ -398,24 +443,41 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
     faces = portraits(samples, model_path)
     if len(faces) < 2:
         raise ValueError("need at least two portraits")
-    dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared, cfg.partner_share)
+    dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared, cfg.partner_share,
+                          cfg.rich_dynamics)
+    copies = [-1] * cfg.participants
+    if cfg.near_neighbours:
+        from dis_core.phantom.hard import near_neighbours
+
+        dyn, copies = near_neighbours(dyn, cfg.near_neighbours, np.random.default_rng([cfg.seed, 7919]))
     rigs: dict[int, FaceRig] = {}
     n_frames = int(round(cfg.duration_s * cfg.fps))
     rows, params = [], []
     for i in range(cfg.participants):
         pid = f"ph{i + 1:02d}"
         params.append({"participant_id": pid, "dyad": f"d{i // cfg.dyad_size + 1}",
-                       "dynamics": dataclasses.asdict(dyn[i])})
+                       "dynamics": dataclasses.asdict(dyn[i]), "sessions": {}})
+        if copies[i] >= 0:
+            params[-1]["near_neighbour_of"] = f"ph{copies[i] + 1:02d}"
         for k in range(cfg.sessions):
             face = (i + k) % len(faces) if cfg.swap_faces else i % len(faces)
             if face not in rigs:
                 rigs[face] = make_rig(faces[face][1], model_path, (cfg.width, cfg.height))
             srng = np.random.default_rng([cfg.seed, i, k])
             ypr = trajectory(dyn[i], n_frames, cfg.fps, srng, cfg.max_angle)
+            from dis_core.phantom.hard import camera_rotation, hidden_bursts
+
+            hrng = np.random.default_rng([cfg.seed, i, k, 1])
+            cam = camera_rotation(hrng, cfg.camera_deg)
+            hidden = hidden_bursts(n_frames, cfg.hidden_fraction, hrng)
             name = f"{pid}_s{k + 1}"
             video = out_dir / "videos" / f"{name}.mp4"
-            render_video(rigs[face], ypr, cfg.fps, video)
-            write_truth(out_dir / "videos" / f"{name}.truth.csv", ypr, cfg.fps)
+            render_video(rigs[face], ypr, cfg.fps, video, camera=cam if cfg.camera_deg > 0 else None, hidden=hidden)
+            seen = ypr if cfg.camera_deg <= 0 else rotation_to_euler(cam @ euler_to_rotation(ypr))
+            write_truth(out_dir / "videos" / f"{name}.truth.csv", seen, cfg.fps, hidden)
+            params[-1]["sessions"][f"s{k + 1}"] = {
+                "face": faces[face][0], "camera_rotvec_deg": np.degrees(Rotation.from_matrix(cam).as_rotvec()).round(4).tolist(),
+                "hidden_frames": int(hidden.sum())}
             rows.append({"participant_id": pid, "session": f"s{k + 1}", "video": f"videos/{name}.mp4",
                          "dyad": f"d{i // cfg.dyad_size + 1}",
                          "split": "test" if k == cfg.sessions - 1 and cfg.sessions > 1 else "train",
@@ -431,30 +493,41 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
     return manifest
 
 
-def render_video(rig: FaceRig, ypr: np.ndarray, fps: float, path: Path) -> None:
-    """Render every pose of ``ypr`` into an mp4 file (written atomically)."""
+def render_video(rig: FaceRig, ypr: np.ndarray, fps: float, path: Path, camera: np.ndarray | None = None,
+                 hidden: np.ndarray | None = None) -> None:
+    """Render every pose of ``ypr`` into an mp4 file (written atomically); ``camera``: a fixed camera
+    rotation (see :meth:`FaceRig.render`); ``hidden`` (n,) bool: frames whose head is covered."""
     h, w = rig.image.shape[:2]
     with atomic_path(path) as tmp:
         wr = cv2.VideoWriter(str(tmp) + ".mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         if not wr.isOpened():
             raise OSError(f"cannot write video {path}")
         try:
-            for pose in ypr:
-                wr.write(cv2.cvtColor(rig.render(pose), cv2.COLOR_RGB2BGR))
+            for i, pose in enumerate(ypr):
+                hide = bool(hidden[i]) if hidden is not None else False
+                wr.write(cv2.cvtColor(rig.render(pose, camera, hide), cv2.COLOR_RGB2BGR))
         finally:
             wr.release()
         Path(str(tmp) + ".mp4").replace(tmp)
 
 
-def write_truth(path: Path, ypr: np.ndarray, fps: float) -> None:
-    """Per-frame ground truth: frame, time_s, yaw, pitch, roll (degrees, DIS convention)."""
-    lines = ["frame,time_s,yaw,pitch,roll"]
+def write_truth(path: Path, ypr: np.ndarray, fps: float, hidden: np.ndarray | None = None) -> None:
+    """Per-frame ground truth: frame, time_s, yaw, pitch, roll (degrees, DIS convention, as the
+    session's camera sees the head), hidden (1 where the face was covered: a detector gap)."""
+    hid = np.zeros(len(ypr), bool) if hidden is None else np.asarray(hidden, bool)
+    lines = ["frame,time_s,yaw,pitch,roll,hidden"]
     for i, (a, b, c) in enumerate(ypr):
-        lines.append(f"{i},{i / fps:.6f},{a:.6f},{b:.6f},{c:.6f}")
+        lines.append(f"{i},{i / fps:.6f},{a:.6f},{b:.6f},{c:.6f},{int(hid[i])}")
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def read_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(time_s, (n, 3) yaw pitch roll) from a truth CSV."""
-    a = np.loadtxt(path, delimiter=",", skiprows=1)
+    a = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     return a[:, 1], a[:, 2:5]
+
+
+def read_hidden(path: Path) -> np.ndarray:
+    """(n,) bool: the frames whose face was hidden, from a truth CSV (none in files without the column)."""
+    a = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return a[:, 5].astype(bool) if a.shape[1] > 5 else np.zeros(len(a), bool)

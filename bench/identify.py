@@ -1,0 +1,199 @@
+"""Identity from head motion: every feature set x model kind side by side on one extracted cohort.
+
+Prints, per (feature set, method): top-1 with its 95% bootstrap interval over participants, chance,
+AUC and EER (t-norm) with intervals, usable frames per video, training seconds per participant;
+then the paired difference best flow - best baseline (interval, p, McNemar). Not a test: figures.
+
+    python bench/identify.py --run /work/data/identify/run            # a `dis extract` output folder
+        [--manifest M] [--only spectrum,frame] [--cache DIR] [--truth]
+
+The split is the manifest's (session 1 train, session 2 test for `dis phantom`). Features are built
+by the library (dis_core.features.build.video_features) exactly as the pipeline builds them; flows
+and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
+truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from dis_core.extract.h5store import read_extraction  # noqa: E402
+from dis_core.extract.pose import euler_to_rotation  # noqa: E402
+from dis_core.layout import RunLayout  # noqa: E402
+from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
+from dis_core.manifest import load_manifest  # noqa: E402
+from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
+from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
+from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
+                                    verification)
+
+# The candidate feature sets, as the library offers them (dis_core.features.build).
+SPECS: dict[str, FeatureSpec] = {
+    "frame": DEFAULT_FEATURE_SETS["head_pose"],  # rotation vector + angular velocity per frame
+    "lags": EXTRA_FEATURE_SETS["head_lags"],  # + the past 0.2 and 0.4 s, gain-normalised
+    "spectrum": EXTRA_FEATURE_SETS["head_spectrum"],  # log band power over 8 s windows, gain-normalised
+    "spectrum_raw": dataclasses.replace(EXTRA_FEATURE_SETS["head_spectrum"], name="spectrum_raw", scale="none"),
+}
+FLOWS = {"frame": FlowConfig(layers=2, hidden=16), "lags": FlowConfig(layers=2, hidden=32),
+         "spectrum": FlowConfig(layers=2, hidden=32), "spectrum_raw": FlowConfig(layers=2, hidden=32)}
+CFLOW = FlowConfig(layers=2, hidden=32, conditional="lags")
+METHODS = {"frame": ["flow", "gaussian"], "lags": ["flow", "cflow", "gaussian", "ar"],
+           "spectrum": ["flow", "gaussian", "nn"], "spectrum_raw": ["flow", "gaussian", "nn"]}
+
+
+def load_videos(run: Path, manifest: Path, truth: bool):
+    """{pid: {"train": [(transform, time_s)], "test": [...]}} from the extraction (or truth) files."""
+    m = load_manifest(manifest)
+    out: dict[str, dict[str, list]] = {}
+    for e in m.entries:
+        part = "test" if e.split == "test" else "train"
+        if truth:
+            tp = Path(str(e.video).replace(".mp4", ".truth.csv"))
+            a = np.loadtxt(tp, delimiter=",", skiprows=1, ndmin=2)
+            tr = np.tile(np.eye(4), (len(a), 1, 1))
+            tr[:, :3, :3] = euler_to_rotation(a[:, 2:5])
+            if a.shape[1] > 5:
+                tr[a[:, 5] > 0] = np.nan
+            t = a[:, 1]
+        else:
+            x = read_extraction(RunLayout(run).extraction(e.unit_id), skip=("landmarks", "blendshapes"))
+            tr, t = x.transform.astype(np.float64), x.time_s.astype(np.float64)
+        out.setdefault(e.participant_id, {"train": [], "test": []})[part].append((tr, t))
+    return out
+
+
+def features(videos, spec: FeatureSpec):
+    """{pid: {part: (x, columns, usable frames per video)}} built as the pipeline builds them."""
+    out = {}
+    for pid, parts in videos.items():
+        out[pid] = {}
+        for part, vids in parts.items():
+            xs, cols, usable = [], None, []
+            for tr, t in vids:
+                vals, c = base_values(spec.source, transform=tr)
+                sel = np.ones(len(t), bool)
+                vf = video_features(vals, c, t, sel, sel, spec)
+                xs.append(vf.x)
+                cols = vf.columns
+                usable.append(len(vf.covered) if vf.covered is not None else len(vf.frames))
+            out[pid][part] = (np.concatenate(xs) if xs else np.zeros((0, 0)), cols, usable)
+    return out
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    s: np.ndarray
+    train_s: float
+    usable: float
+
+
+def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log) -> list[Result]:
+    pids = sorted(feats)
+    ok = [p for p in pids if len(feats[p]["train"][0]) >= 20 and len(feats[p]["test"][0]) >= 5]
+    if len(ok) < len(pids):
+        log(f"  {spec_name}: left out (too few rows): {sorted(set(pids) - set(ok))}")
+    pids = ok
+    usable = float(np.mean([u for p in pids for part in ("train", "test") for u in feats[p][part][2]]))
+    test = [feats[p]["test"][0] for p in pids]
+    cols = feats[pids[0]]["train"][1]
+    res = []
+    for m in methods:
+        key = cache / f"{spec_name}__{m}.npz" if cache else None
+        if key is not None and key.is_file():
+            z = np.load(key)
+            res.append(Result(f"{spec_name}/{m}", z["s"], float(z["train_s"]), usable))
+            continue
+        t0 = time.perf_counter()
+        if m == "nn":
+            s = nn_spectrum_scores([feats[p]["train"][0].mean(axis=0) for p in pids], [x.mean(axis=0) for x in test])
+            train_s = 0.0
+        else:
+            lps, secs = [], []
+            for p in pids:
+                x = feats[p]["train"][0]
+                t1 = time.perf_counter()
+                if m in ("flow", "cflow"):
+                    d = train_flow(x, cols, FLOWS[spec_name] if m == "flow" else CFLOW).density
+                    lps.append(lambda v, d=d: d.log_prob(v, cols))
+                elif m == "gaussian":
+                    d = fit_gaussian(x, cols)
+                    lps.append(lambda v, d=d: d.log_prob(v, cols))
+                elif m == "ar":
+                    a = ARGaussian().fit(x, cols)
+                    lps.append(a.score_samples)
+                secs.append(time.perf_counter() - t1)
+            s = score_matrix([[lp(v) for v in test] for lp in lps], names=pids)
+            train_s = float(np.mean(secs))
+        if key is not None:
+            np.savez(key, s=s, train_s=train_s, pids=np.array(pids))
+        res.append(Result(f"{spec_name}/{m}", s, train_s, usable))
+        log(f"  {spec_name}/{m}: {time.perf_counter() - t0:.0f} s")
+    return res
+
+
+def row(r: Result) -> str:
+    n = len(r.s)
+    ident = identification(r.s)
+    ver = verification(tnorm(r.s))
+    h = headline_intervals(r.s)
+    return (f"{r.name:22s} {n:3d}  {ident['top1']:.3f} [{h['top1_lo']:.3f}, {h['top1_hi']:.3f}]  {1 / n:.3f}  "
+            f"{ver['auc']:.3f} [{h['auc_lo']:.3f}, {h['auc_hi']:.3f}]  {ver['eer']:.3f} [{h['eer_lo']:.3f}, {h['eer_hi']:.3f}]"
+            f"  {r.usable:7.0f}  {r.train_s:6.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="a `dis extract` output folder")
+    ap.add_argument("--manifest", type=Path, help="the cohort manifest (default: RUN/../cohort/manifest.csv)")
+    ap.add_argument("--only", default="frame,lags,spectrum,spectrum_raw")
+    ap.add_argument("--methods", default="", help="only these methods (e.g. gaussian,ar,nn); default all")
+    ap.add_argument("--cache", type=Path, help="keep score matrices here and reuse them")
+    ap.add_argument("--truth", action="store_true", help="use the phantom truth instead of MediaPipe (ceiling)")
+    a = ap.parse_args()
+    manifest = a.manifest or a.run.parent / "cohort" / "manifest.csv"
+    if a.cache:
+        a.cache.mkdir(parents=True, exist_ok=True)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    videos = load_videos(a.run, manifest, a.truth)
+    results: list[Result] = []
+    for name in a.only.split(","):
+        ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
+        if ms:
+            results += evaluate(features(videos, SPECS[name]), name, ms, a.cache, log)
+    src = "truth (phantom ceiling)" if a.truth else "MediaPipe"
+    print(f"identity from head motion, {len(videos)} participants, {src}; split: session 1 train, session 2 test")
+    print("score: trimmed mean log p (flow, gaussian, ar) or -distance of session spectra (nn); AUC/EER on t-norm")
+    print(f"{'feature set/method':22s} {'N':>3s}  top-1 [95% CI]          chance AUC [95% CI]          "
+          f"EER [95% CI]          usable/video train s/person")
+    for r in results:
+        print(row(r))
+    flows = [r for r in results if r.name.endswith("flow")]
+    bases = [r for r in results if not r.name.endswith("flow")]
+    if flows and bases:
+        key = lambda r: (identification(r.s)["top1"], -verification(tnorm(r.s))["eer"])  # noqa: E731
+        bf, bb = max(flows, key=key), max(bases, key=key)
+        if bf.s.shape == bb.s.shape:
+            c = compare_methods(bf.s, bb.s)
+            print(f"best flow {bf.name} - best baseline {bb.name}: top-1 {c['top1_diff']:+.3f} "
+                  f"[{c['top1_diff_lo']:+.3f}, {c['top1_diff_hi']:+.3f}] p={c['top1_p']:.3f}; EER {c['eer_diff']:+.3f} "
+                  f"[{c['eer_diff_lo']:+.3f}, {c['eer_diff_hi']:+.3f}]; McNemar n10={c['top1_mcnemar_n10']:.0f} "
+                  f"n01={c['top1_mcnemar_n01']:.0f} p={c['top1_mcnemar_p']:.3f}")
+    if a.cache:
+        (a.cache / "summary.json").write_text(json.dumps(
+            {r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
+                      "eer": float(verification(tnorm(r.s))["eer"]), "auc": float(verification(tnorm(r.s))["auc"]),
+                      "usable_per_video": r.usable, "train_s": r.train_s} for r in results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Representations that see time: one row per sliding window of several seconds.
+
+A person's signature is how they move over seconds (the rhythm of sway, nods and shakes), which a
+per-frame density cannot see. Here each row is a window lying wholly inside one stretch of face
+(a segment after gap bridging) *and* inside one part of the split (train or test), and it records
+every frame it covers, so the train/test disjointness guard sees windows exactly as frames.
+
+Pure functions on one video's arrays; :func:`dis_core.features.build.video_features` calls
+:func:`spectral_rows` for feature specs with ``window="spectrum"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dis_core.features.motion import band_edges
+
+
+@dataclasses.dataclass
+class WindowRows:
+    """Window rows of one video: descriptor values, centre frame, and every frame each window covers."""
+
+    x: np.ndarray  # (n, d)
+    centre: np.ndarray  # (n,) frame index nearest each window's centre
+    covered: list[np.ndarray]  # per row, the frame indices its values were computed from
+    columns: list[str]
+    candidates: int  # windows that would fit in the selected frames if there were no gaps
+
+
+def part_segments(segment: np.ndarray, select: np.ndarray) -> np.ndarray:
+    """Segment ids restricted to ``select``: runs of consecutive frames in one segment and in the
+    selection get one id each (-1 elsewhere), so no window crosses a gap or the train/test border."""
+    seg = np.asarray(segment)
+    sel = np.asarray(select, bool) & (seg >= 0)
+    out = np.full(len(seg), -1, np.int64)
+    start = sel & ~np.concatenate([[False], sel[:-1] & (seg[1:] == seg[:-1])])
+    out[sel] = np.cumsum(start)[sel] - 1
+    return out
+
+
+def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, select: np.ndarray,
+                  columns: list[str], window_s: float = 8.0, hop_s: float = 0.5, n_bands: int = 6,
+                  fmin: float = 0.25, fmax: float = 5.0) -> WindowRows:
+    """Per-axis log band power of (T, d) ``values`` over windows of ``window_s`` every ``hop_s``.
+
+    Each window is resampled to a uniform grid at the median frame rate, de-meaned and Hann-tapered;
+    bands are log-spaced from ``fmin`` to min(Nyquist, ``fmax``) (:func:`dis_core.features.motion.band_edges`).
+    Columns are axis-major: ``<axis>_b<k>`` is the log power (log of variance units) in band k."""
+    v = np.asarray(values, np.float64).reshape(len(values), -1)
+    t = np.asarray(times, np.float64)
+    seg = part_segments(segment, select)
+    names = [f"{c}_b{k}" for c in columns for k in range(n_bands)]
+    same = (seg[1:] == seg[:-1]) & (seg[1:] >= 0)
+    dts = np.diff(t)[same] if len(t) > 1 else np.empty(0)
+    empty = WindowRows(np.empty((0, len(names))), np.empty(0, np.int64), [], names,
+                       _candidates(t, select, window_s, hop_s))
+    if not len(dts):
+        return empty
+    fs = 1.0 / np.median(dts)
+    edges = band_edges(fs, n_bands, fmin, fmax)
+    n = int(round(window_s * fs))
+    freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    bins = [(freqs >= lo) & (freqs < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    if any(not b.any() for b in bins):
+        raise ValueError(f"a band of {np.round(edges, 3).tolist()} Hz holds no frequency bin of a {window_s:g} s "
+                         "window: use a longer window or fewer bands")
+    taper = np.hanning(n)
+    scale = 2.0 / (fs * np.sum(taper ** 2))  # one-sided power spectral density
+    df = fs / n
+    feats, centres, covered = [], [], []
+    for s in np.unique(seg[seg >= 0]):
+        idx = np.flatnonzero(seg == s)
+        ts, xs = t[idx], v[idx]
+        if not np.isfinite(xs).all():
+            continue
+        start = ts[0]
+        while start + (n - 1) / fs <= ts[-1] + 1e-9:
+            grid = start + np.arange(n) / fs
+            w = np.column_stack([np.interp(grid, ts, xs[:, j]) for j in range(xs.shape[1])])
+            w = (w - w.mean(axis=0)) * taper[:, None]
+            psd = np.abs(np.fft.rfft(w, axis=0)) ** 2 * scale
+            power = np.stack([psd[b].sum(axis=0) * df for b in bins], axis=1)  # (d, n_bands)
+            feats.append(np.log(power + 1e-12).ravel())
+            lo = max(int(np.searchsorted(ts, grid[0], side="right")) - 1, 0)
+            hi = min(int(np.searchsorted(ts, grid[-1], side="left")), len(ts) - 1)
+            covered.append(idx[lo:hi + 1])
+            centres.append(idx[min(int(np.searchsorted(ts, start + window_s / 2.0)), len(ts) - 1)])
+            start += hop_s
+    if not feats:
+        return empty
+    return WindowRows(np.asarray(feats), np.asarray(centres, np.int64), covered, names,
+                      _candidates(t, select, window_s, hop_s))
+
+
+def _candidates(t: np.ndarray, select: np.ndarray, window_s: float, hop_s: float) -> int:
+    """How many windows the selected frames would give without any gap (for the 'dropped' count)."""
+    sel = np.flatnonzero(np.asarray(select, bool))
+    if not len(sel):
+        return 0
+    span = t[sel[-1]] - t[sel[0]]
+    return int(max(np.floor((span - window_s) / hop_s) + 1, 0))
+
+
+def session_spectrum(values: np.ndarray, times: np.ndarray, segment: np.ndarray, select: np.ndarray,
+                     columns: list[str], **kw) -> np.ndarray:
+    """One descriptor per session: the mean over its windows of the per-axis log band power
+    (what the nearest-neighbour reference compares). NaN if the session has no complete window."""
+    r = spectral_rows(values, times, segment, select, columns, **kw)
+    return r.x.mean(axis=0) if len(r.x) else np.full(len(r.columns), np.nan)

@@ -1,0 +1,81 @@
+"""Baselines beside the flow, fitted on exactly the same rows, and a non-density reference.
+
+- :class:`ARGaussian`: a linear-Gaussian autoregressive model p(x_t | x_{t-lags}) for rows that
+  carry lagged copies (``FeatureSpec.lags_s``): the conditional of one Ledoit-Wolf Gaussian over the
+  row, i.e. a linear prediction of the present from the past with Gaussian residuals. For a
+  temporal feature set it is the baseline a flow must beat to claim it sees more than linear dynamics.
+- :func:`nn_spectrum_scores`: nearest neighbour on per-session log power spectra (no density at all):
+  what identity-from-rhythm gives with the simplest possible comparison.
+
+scikit-learn style: hyper-parameters in the constructor, ``fit`` / ``score_samples``, fitted state
+with a trailing underscore.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def _lw_gaussian(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.covariance import LedoitWolf
+
+    lw = LedoitWolf().fit(z)
+    return lw.location_, lw.covariance_
+
+
+def _gauss_logpdf(d: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    sign, logdet = np.linalg.slogdet(cov)
+    q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+    return -0.5 * (q + logdet + d.shape[1] * math.log(2 * math.pi))
+
+
+def lag_context(columns: Sequence[str]) -> np.ndarray:
+    """(d,) bool: which columns are lagged copies (names ``<col>@-<lag>s``), the AR model's context."""
+    return np.array(["@-" in c for c in columns], bool)
+
+
+class ARGaussian:
+    """log p(present | past) under one joint Gaussian: present = the columns without a lag, past = the
+    lagged copies. Standardised on the training rows (the Jacobian is added back, so scores are in
+    the original feature space like the flow's)."""
+
+    def __init__(self, min_std: float = 1e-3):
+        self.min_std = min_std
+
+    def fit(self, x: np.ndarray, columns: Sequence[str]) -> "ARGaussian":
+        x = np.asarray(x, np.float64)
+        ctx = lag_context(columns)
+        if not ctx.any() or ctx.all():
+            raise ValueError("an autoregressive baseline needs lagged columns (FeatureSpec.lags_s) and present ones")
+        self.columns_ = list(columns)
+        self.context_ = ctx
+        self.mean_ = x.mean(axis=0)
+        self.std_ = np.maximum(x.std(axis=0), self.min_std)
+        self.loc_, self.cov_ = _lw_gaussian((x - self.mean_) / self.std_)
+        return self
+
+    def score_samples(self, x: np.ndarray) -> np.ndarray:
+        """Per-row log p(present | past) in the original feature space."""
+        z = (np.asarray(x, np.float64) - self.mean_) / self.std_
+        d = z - self.loc_
+        c = self.context_
+        joint = _gauss_logpdf(d, self.cov_)
+        past = _gauss_logpdf(d[:, c], self.cov_[np.ix_(c, c)])
+        return joint - past - float(np.log(self.std_[~c]).sum())
+
+    def coefficients(self) -> np.ndarray:
+        """(present, past) regression matrix of the standardised present on the standardised past."""
+        c = self.context_
+        return self.cov_[np.ix_(~c, c)] @ np.linalg.inv(self.cov_[np.ix_(c, c)])
+
+
+def nn_spectrum_scores(train: Sequence[np.ndarray], test: Sequence[np.ndarray]) -> np.ndarray:
+    """S[i, j] = -(Euclidean distance between participant i's training-session spectrum and j's test-
+    session spectrum), each a vector of per-axis log band powers; higher = more alike, like a
+    log-likelihood matrix (rows = references, columns = data)."""
+    a = np.asarray(train, np.float64)
+    b = np.asarray(test, np.float64)
+    return -np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))

@@ -1,0 +1,138 @@
+"""Window rows (log band power over sliding windows) and the baselines beside the flow: known answers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dis_core.features.build import FeatureSpec, base_values, video_features
+from dis_core.features.motion import band_edges
+from dis_core.features.temporal import part_segments, session_spectrum, spectral_rows
+from dis_core.model.baselines import ARGaussian, nn_spectrum_scores
+
+FPS = 15.0
+SPEC = FeatureSpec("spectrum", "head_rotation", center="none", scale="session", velocity=False,
+                   window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4)
+
+
+def _transforms(rotvec: np.ndarray) -> np.ndarray:
+    m = np.tile(np.eye(4), (len(rotvec), 1, 1))
+    m[:, :3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
+    return m
+
+
+def test_a_sinusoid_puts_its_power_in_its_band():
+    t = np.arange(int(60 * FPS)) / FPS
+    edges = band_edges(FPS, 6, 0.25, 5.0)
+    x = np.column_stack([np.sin(2 * np.pi * 1.0 * t), 0.1 * np.sin(2 * np.pi * 0.3 * t)])
+    r = spectral_rows(x, t, np.zeros(len(t), int), np.ones(len(t), bool), ["a", "b"])
+    assert r.x.shape == (int((60 - 8) / 0.5) + 1, 12) and r.columns[:2] == ["a_b0", "a_b1"]
+    band_a = int(np.searchsorted(edges, 1.0) - 1)
+    band_b = int(np.searchsorted(edges, 0.3) - 1)
+    assert (r.x[:, :6].argmax(axis=1) == band_a).all() and (r.x[:, 6:].argmax(axis=1) == band_b).all()
+    # Parseval: the bands together carry the sine's variance (1/2; the 0.1 sine's 1/200), most of it
+    # in the band holding the frequency (the Hann taper leaks a little into the neighbours)
+    pa, pb = np.exp(r.x[:, :6]), np.exp(r.x[:, 6:])
+    assert pa.sum(axis=1).mean() == pytest.approx(0.5, rel=0.1)
+    assert pb.sum(axis=1).mean() == pytest.approx(0.005, rel=0.1)
+    assert (pa[:, band_a] > 0.6 * pa.sum(axis=1)).all()
+
+
+def test_windows_never_cross_a_long_gap_or_the_split_and_list_every_frame():
+    n = int(60 * FPS)
+    t = np.arange(n) / FPS
+    rng = np.random.default_rng(0)
+    rv = 0.05 * np.cumsum(rng.standard_normal((n, 3)), axis=0) / np.sqrt(n)
+    m = _transforms(rv)
+    m[300:330] = np.nan  # a 2 s gap: not bridged
+    train = t < 40
+    test = t >= 41  # a 1 s gap between the parts
+    vals, cols = base_values("head_rotation", transform=m, fit=train)
+    tr = video_features(vals, cols, t, train, train, SPEC)
+    te = video_features(vals, cols, t, test, train, SPEC)
+    assert len(tr.x) and len(te.x)
+    assert not np.intersect1d(tr.covered, te.covered).size  # the disjointness guard sees windows as frames
+    assert tr.covered.max() < np.flatnonzero(train).max() + 1 and te.covered.min() >= np.flatnonzero(test).min()
+    assert not ((tr.covered >= 300) & (tr.covered < 330)).any()
+    # a window is 8 s of frames: no window can straddle the gap, so rows around it are missing
+    span = 8.0 * FPS
+    assert len(tr.x) < 2 * ((40 - 8) / 0.5 + 1) and len(tr.covered) >= span
+    seg = part_segments(np.zeros(n, int), train)
+    assert set(np.unique(seg)) == {-1, 0}
+
+
+def test_spectral_rows_ignore_a_session_gain_when_scaled():
+    """scale='session' divides each axis by its robust spread: a per-session gain (a face that
+    MediaPipe measures at 0.6 of its true yaw) leaves the rows unchanged."""
+    n = int(40 * FPS)
+    t = np.arange(n) / FPS
+    rng = np.random.default_rng(1)
+    rv = np.column_stack([0.2 * np.sin(2 * np.pi * 0.7 * t + 1), 0.1 * np.sin(2 * np.pi * 1.7 * t),
+                          0.05 * rng.standard_normal(n)])
+    sel = np.ones(n, bool)
+    a = video_features(*base_values("head_rotation", transform=_transforms(rv)), t, sel, sel, SPEC)
+    b = video_features(*base_values("head_rotation", transform=_transforms(rv * [0.6, 0.8, 1.0])), t, sel, sel, SPEC)
+    d = np.abs(a.x - b.x)  # log power: 0.05 = 5%
+    level = a.x.mean(axis=0).reshape(3, 6)
+    carries = (level > level.max(axis=1, keepdims=True) - 5.0).ravel()  # bands within e^5 of the axis's strongest
+    assert np.median(d) < 0.01 and d[:, carries].max() < 0.05  # (near-empty bands see tiny cross-axis terms)
+    raw = dataclasses.replace(SPEC, scale="none")
+    c = video_features(*base_values("head_rotation", transform=_transforms(rv)), t, sel, sel, raw)
+    e = video_features(*base_values("head_rotation", transform=_transforms(rv * [0.6, 0.8, 1.0])), t, sel, sel, raw)
+    assert np.median(np.abs(c.x[:, :6] - e.x[:, :6])) == pytest.approx(-2 * np.log(0.6), abs=0.05)  # unscaled: it shows
+
+
+def test_nearest_neighbour_reference_and_session_spectrum():
+    n = int(30 * FPS)
+    t = np.arange(n) / FPS
+    sel = np.ones(n, bool)
+    seg = np.zeros(n, int)
+    spec = [session_spectrum(np.column_stack([np.sin(2 * np.pi * f * t)]), t, seg, sel, ["a"]) for f in (0.4, 1.0, 2.5)]
+    again = [session_spectrum(np.column_stack([np.sin(2 * np.pi * f * t + 1.0)]), t, seg, sel, ["a"]) for f in (0.4, 1.0, 2.5)]
+    s = nn_spectrum_scores(spec, again)
+    assert s.shape == (3, 3) and (s.argmax(axis=0) == np.arange(3)).all()
+    off = s[~np.eye(3, dtype=bool)]
+    assert (s <= 0).all() and np.diag(s).min() > -2.0 and off.max() < -20.0
+
+
+def test_ar_gaussian_known_answer():
+    """An AR(1) x_t = a x_{t-1} + e, e ~ N(0, s^2): the conditional log p is the Gaussian residual density."""
+    rng = np.random.default_rng(2)
+    a, s, n = 0.8, 0.5, 20000
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = a * x[i - 1] + s * rng.standard_normal()
+    rows = np.column_stack([x[1:], x[:-1]])
+    m = ARGaussian().fit(rows, ["x", "x@-0.1s"])
+    lp = m.score_samples(rows)
+    expected = -0.5 * np.log(2 * np.pi * s ** 2) - 0.5  # E[log N(e; 0, s^2)]
+    assert lp.mean() == pytest.approx(expected, abs=0.03)
+    coef = m.coefficients()[0, 0] * m.std_[0] / m.std_[1]
+    assert coef == pytest.approx(a, abs=0.02)
+    with pytest.raises(ValueError, match="lagged"):
+        ARGaussian().fit(rows, ["x", "y"])
+
+
+def test_conditional_flow_known_answer_and_round_trip(tmp_path):
+    """The conditional flow p(present | past) on an AR(1) process reaches the residual density, like
+    the AR Gaussian, and survives save/load with the same log p."""
+    from dis_core.model.flows import FlowConfig, load_density, save_density, train_flow
+
+    rng = np.random.default_rng(2)
+    a, s, n = 0.8, 0.5, 1500
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = a * x[i - 1] + s * rng.standard_normal()
+    rows = np.column_stack([x[1:], x[:-1]])
+    cols = ["x", "x@-0.1s"]
+    r = train_flow(rows, cols, FlowConfig(layers=1, hidden=8, conditional="lags", max_epochs=40, patience=8))
+    lp = r.density.log_prob(rows, cols)
+    expected = -0.5 * np.log(2 * np.pi * s ** 2) - 0.5
+    assert lp.mean() == pytest.approx(expected, abs=0.08)
+    assert lp.mean() == pytest.approx(ARGaussian().fit(rows, cols).score_samples(rows).mean(), abs=0.08)
+    save_density(tmp_path / "m.pt", r.density)
+    back, _ = load_density(tmp_path / "m.pt")
+    assert np.array_equal(back.log_prob(rows, cols), lp)
