@@ -9,14 +9,31 @@ import typer
 
 from dis_core import __version__
 from dis_core.errors import DISError
-from dis_core.io.lock import RunLocked, run_lock
+from dis_core.io.lock import RunLocked, output_folder_problem, run_lock
+from jobs.executors import Interrupted, interruptible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
 
 ManifestOpt = typer.Option(..., "--manifest", "-m", help="Cohort CSV (see manifests/README.md).",
                            exists=False, dir_okay=False)
-OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory of the run.")
+def _out_folder(value: Path) -> Path:
+    """Checked before any lock or output: a file, a link loop or a read-only place is one usage line."""
+    why = output_folder_problem(value)
+    if why:
+        raise typer.BadParameter(why)
+    return value
+
+
+def _finite(value):
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value!r} is not a finite number")
+    return value
+
+
+OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory of the run.", callback=_out_folder)
 ModelOpt = typer.Option(None, "--model", help="Face Landmarker .task file (default: $DIS_FACE_MODEL, then the cache).")
 def _executor_name(value: str) -> str:
     """Checked before any lock or output is touched: a typo is a usage error, not a traceback."""
@@ -90,6 +107,21 @@ def _fail(e: Exception, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _interrupted(e: KeyboardInterrupt) -> None:
+    """Ctrl-C / SIGTERM: say what finished and what did not, exit 130 (a re-run resumes)."""
+    from dis_core.errors import EXIT_INTERRUPTED
+
+    sig = getattr(e, "signame", "SIGINT")
+    done, pending = getattr(e, "done", []), getattr(e, "pending", [])
+    typer.echo(f"interrupted by {sig}: {len(done)} unit(s) of the current stage finished, {len(pending)} not "
+               "finished; finished units are kept, run the same command again to resume")
+    for r in done:
+        typer.echo(f"  finished     {getattr(r, 'unit_id', r)}: {getattr(r, 'status', '')}")
+    for u in pending:
+        typer.echo(f"  not finished {u}")
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"dis {__version__}")
@@ -139,10 +171,12 @@ def extract(
     m, mf = _inputs(manifest, model)
     cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
     try:
-        with run_lock(out, "dis extract"):
+        with interruptible(), run_lock(out, "dis extract"):
             results, where = run_extract(m, out, mf, cfg, executor=executor, workers=workers, force=force)
     except DISError as e:
         _fail(e)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
     typer.echo(format_summary("extract", results, where))
     raise typer.Exit(exit_code(results))
 
@@ -172,7 +206,7 @@ def run(
     executor: str = ExecutorOpt,
     workers: Optional[int] = WorkersOpt,
     force: bool = typer.Option(False, "--force", help="Redo finished units."),
-    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs (default: per feature set)."),
+    max_epochs: Optional[int] = typer.Option(None, min=1, help="Cap training epochs (default: per feature set)."),
     norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
     container: Optional[Path] = ContainerOpt,
 ) -> None:
@@ -192,13 +226,14 @@ def run(
         from jobs.slurm import load_slurm_config, submit_run
 
         try:
-            rec = submit_run(m, out, mf, cfgs, load_slurm_config())
+            with run_lock(out, "dis run --executor slurm"):
+                rec = submit_run(m, out, mf, cfgs, load_slurm_config())
         except DISError as e:
             _fail(e)
         typer.echo(f"run {rec['run_id']} submitted to SLURM; follow it with: dis status {rec['out']}")
         raise typer.Exit(0)
     try:
-        with run_lock(out, "dis run"):
+        with interruptible(), run_lock(out, "dis run"):
             ex, tr, results, problems, wb = run_pipeline(m, out, mf, cfgs,
                                                          report=ReportConfig(norm_workbooks=norm_workbooks),
                                                          executor=executor, workers=workers, force=force,
@@ -207,6 +242,8 @@ def run(
         _fail(e, EXIT_USAGE)
     except DISError as e:
         _fail(e, EXIT_FAILED)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
     failed = any(r.failed for r in ex) or any(r.failed for r in tr) or bool(problems)
     raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
 
@@ -218,7 +255,7 @@ def train(
     executor: str = ExecutorOpt,
     workers: Optional[int] = WorkersOpt,
     force: bool = typer.Option(False, "--force", help="Retrain finished models."),
-    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs."),
+    max_epochs: Optional[int] = typer.Option(None, min=1, help="Cap training epochs."),
 ) -> None:
     """Train every participant's flows for a run whose extraction and cohort step are done."""
     from jobs.stages import run_train
@@ -232,10 +269,12 @@ def train(
     except (DISError, ValueError) as e:
         _fail(e)
     try:
-        with run_lock(out, "dis train"):
+        with interruptible(), run_lock(out, "dis train"):
             res = run_train(out, cohort.participants, cfgs, executor=executor, workers=workers, force=force)
     except DISError as e:
         _fail(e)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
     for r in res:
         typer.echo(f"  {r.status:8s} {r.unit_id}: {r.train_frames} frames, {r.epochs} epochs {r.message}")
     raise typer.Exit(EXIT_PARTIAL if any(r.failed for r in res) else EXIT_OK)
@@ -255,10 +294,12 @@ def score(
 
     try:
         cfgs = _train_cfgs(feature_sets, None)
-        with run_lock(out, "dis score"):
+        with interruptible(), run_lock(out, "dis score"):
             _, results, problems, wb, text = run_reduce(out, cfgs, ReportConfig(norm_workbooks=norm_workbooks))
     except (DISError, ValueError) as e:
         _fail(e)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
     typer.echo(text)
     raise typer.Exit(EXIT_PARTIAL if problems else EXIT_OK)
 
@@ -273,13 +314,13 @@ def submit(
     partition: Optional[str] = typer.Option(None, help="SLURM partition."),
     account: Optional[str] = typer.Option(None, help="SLURM account."),
     qos: Optional[str] = typer.Option(None, help="SLURM QOS."),
-    time_min: Optional[int] = typer.Option(None, help="Time limit per task (minutes)."),
-    mem_gb: Optional[float] = typer.Option(None, help="Memory per task (GB)."),
-    cpus_per_task: Optional[int] = typer.Option(None, help="CPUs per task."),
+    time_min: Optional[int] = typer.Option(None, min=1, help="Time limit per task (minutes)."),
+    mem_gb: Optional[float] = typer.Option(None, min=0.001, callback=_finite, help="Memory per task (GB)."),
+    cpus_per_task: Optional[int] = typer.Option(None, min=1, help="CPUs per task."),
     train_gres: Optional[str] = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".'),
-    array_parallelism: Optional[int] = typer.Option(None, help="Tasks of one array running at once."),
+    array_parallelism: Optional[int] = typer.Option(None, min=1, help="Tasks of one array running at once."),
     container: Optional[str] = typer.Option(None, help="Run every task inside this Apptainer image (dis.sif)."),
-    max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs."),
+    max_epochs: Optional[int] = typer.Option(None, min=1, help="Cap training epochs."),
     force: bool = typer.Option(False, "--force", help="Redo finished units."),
 ) -> None:
     """Submit the whole pipeline to SLURM (arrays with dependencies); returns at once with the job ids."""
@@ -291,7 +332,8 @@ def submit(
         sc = load_slurm_config(config, partition=partition, account=account, qos=qos, time_min=time_min,
                                mem_gb=mem_gb, cpus_per_task=cpus_per_task, train_gres=train_gres,
                                array_parallelism=array_parallelism, container=container)
-        rec = submit_run(m, out, mf, cfgs, sc, force=force)
+        with run_lock(out, "dis submit"):
+            rec = submit_run(m, out, mf, cfgs, sc, force=force)
     except (DISError, ValueError) as e:
         _fail(e)
     typer.echo(f"run {rec['run_id']} submitted: {rec['out']}")
@@ -344,8 +386,8 @@ def phantom(
     out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),
     participants: int = typer.Option(6, min=2, help="Number of phantom participants."),
     sessions: int = typer.Option(2, min=1, help="Sessions per participant (the last one is split=test)."),
-    duration: float = typer.Option(10.0, min=1.0, help="Seconds per video."),
-    fps: float = typer.Option(30.0, min=5.0, help="Frame rate of the videos."),
+    duration: float = typer.Option(10.0, min=1.0, callback=_finite, help="Seconds per video."),
+    fps: float = typer.Option(30.0, min=5.0, callback=_finite, help="Frame rate of the videos."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same cohort."),
     swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),
     model: Optional[Path] = ModelOpt,

@@ -33,6 +33,7 @@ SMILE_FRAMES_XLSX = "smile_frames.xlsx"
 SMILE_SECONDS_XLSX = "smile_seconds.xlsx"
 LANDMARKS_XLSX = "landmarks.xlsx"
 LANDMARKS_PCA_PNG = "landmarks_pca.png"
+DERIVED = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, LANDMARKS_XLSX, LANDMARKS_PCA_PNG)  # made from the HDF5 file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,18 +97,26 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
     base = UnitResult(entry.unit_id, entry.participant_id, entry.session, entry.video_rel, status="failed")
     d = unit_dir(out_root, entry)
     try:
-        remove_stale_parts(d)
         try:
             video_sha = sha256_file(entry.video)
         except OSError as e:
             raise DISError(f"{entry.video}: cannot read ({e.strerror})") from None
+        foreign = claim_unit_dir(d, entry, video_sha)
+        if foreign:  # not ours: write nothing there, not even a status
+            base.message = f"{entry.video}: {foreign}"
+            base.elapsed_s = round(time.monotonic() - t0, 3)
+            return base
+        remove_stale_parts(d)
         expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": config_hash(cfg),
                   "fps_override": float(entry.fps or 0.0)}
         h5 = d / H5_NAME
-        if not force and check_complete(h5, expect) is None and all((d / n).is_file() for n in _outputs(cfg)):
+        if not force and check_complete(h5, expect) is None:
+            redone = heal_exports(d, entry, cfg)
             res = _result_from_file(base, h5)
-            res.status = "skipped" if res.detected_frames else "no_face"
+            res.status = ("ok" if redone else "skipped") if res.detected_frames else "no_face"
             res.message = "" if res.detected_frames else f"no face detected in any of {res.frames} frames"
+            if redone and res.detected_frames:
+                res.message = "redone: " + "; ".join(redone)
             return res
         res = _extract(entry, d, model, cfg, expect, progress, base)
     except DISError as e:
@@ -125,9 +134,104 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
         base.status = "failed"
         traceback.print_exc()
         res = base
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: exports written before the HDF5 file must not outlive it
+        drop_orphans(d)
+        raise
+    if res.status == "failed":
+        drop_orphans(d)
     res.elapsed_s = round(time.monotonic() - t0, 3)
     _write_status(d, res)
     return res
+
+
+def owner_record(entry: VideoEntry, video_sha: str) -> dict:
+    """What a unit folder belongs to: the manifest row (participant, session, video as written) and
+    the video (real path, content hash)."""
+    return {"participant_id": entry.participant_id, "session": entry.session, "video": entry.video_rel,
+            "video_path": str(entry.video), "video_sha256": video_sha, "unit_id": entry.unit_id}
+
+
+def folder_owner(d: Path) -> dict | None:
+    """The owner a unit folder records (``owner.json``; for folders of older versions, the provenance of
+    their HDF5 file), or None."""
+    import json
+
+    from dis_core.io.owner import read_owner
+
+    rec = read_owner(d)
+    if rec is None and (d / H5_NAME).is_file():
+        try:
+            p = json.loads(read_attrs(d / H5_NAME).get("provenance", "{}"))
+            rec = {"participant_id": p["participant_id"], "session": p["session"], "video_path": p["video"],
+                   "video_sha256": p["video_sha256"]}
+        except (OSError, KeyError, ValueError):
+            rec = None
+    return rec
+
+
+def unit_dir_problem(d: Path, entry: VideoEntry, video_sha: str) -> str | None:
+    """Why unit folder ``d`` belongs to another input than ``entry`` (one line), or None."""
+    from dis_core.io.owner import owner_mismatch
+
+    why = owner_mismatch(folder_owner(d), owner_record(entry, video_sha))
+    return f"{d} belongs to another input ({why})" if why else None
+
+
+def claim_unit_dir(d: Path, entry: VideoEntry, video_sha: str) -> str | None:
+    """Record ``entry`` as the owner of ``d``, unless another input owns it (then: why, one line)."""
+    from dis_core.io.owner import write_owner
+
+    why = unit_dir_problem(d, entry, video_sha)
+    if why is None:
+        write_owner(d, owner_record(entry, video_sha))
+        return None
+    return f"{why}; refusing to write into it: use another --out or remove that folder"
+
+
+def _h5_provenance(h5: Path) -> dict | None:
+    import json
+
+    try:
+        a = read_attrs(h5)
+        return json.loads(a["provenance"]) if a.get("status") == "complete" else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def heal_exports(d: Path, entry: VideoEntry, cfg: ExtractConfig) -> list[str]:
+    """Next to a current, complete HDF5 file: redo each output of ``cfg`` that is missing, cannot be
+    read back or was made from another extraction; remove outputs ``cfg`` does not make (made under
+    other flags). Returns what was redone or removed, with why."""
+    from dis_core.io.readback import readback_problem
+
+    h5 = d / H5_NAME
+    prov = _h5_provenance(h5)
+    done = []
+    for n in DERIVED:
+        if n not in _outputs(cfg) and (d / n).exists():
+            (d / n).unlink()
+            done.append(f"removed {n} (not made under these options)")
+    bad = {n: readback_problem(d / n, prov) for n in _outputs(cfg)}
+    bad = {n: why for n, why in bad.items() if why}
+    if bad:
+        _write_exports(h5, d, entry, cfg, prov, only=set(bad))
+        done += [f"{n} ({why})" for n, why in bad.items()]
+    return done
+
+
+def drop_orphans(d: Path) -> list[Path]:
+    """Remove derived outputs that no longer belong to the HDF5 file beside them (none there, or made by
+    another extraction attempt: an interrupted or full-disk run writes them before the HDF5 file)."""
+    from dis_core.io.readback import readback_problem
+
+    prov = _h5_provenance(d / H5_NAME)
+    gone = []
+    for n in DERIVED:
+        p = d / n
+        if p.is_file() and (prov is None or readback_problem(p, prov)):
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
 
 
 STATUS_NAME = "status.json"
@@ -196,6 +300,9 @@ def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, e
         finally:
             w.close()
         _write_exports(tmp, d, entry, cfg, prov)
+    for n in DERIVED:  # outputs of other options (e.g. landmarks.xlsx without --landmark-workbook) go
+        if n not in _outputs(cfg):
+            (d / n).unlink(missing_ok=True)
     res = _result_from_file(base, h5)
     if res.detected_frames == 0:
         res.status = "no_face"
@@ -247,20 +354,25 @@ def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig,
     return summary, video
 
 
-def _write_exports(h5: Path, d: Path, entry: VideoEntry, cfg: ExtractConfig, prov: dict) -> None:
-    """Workbooks and figure derived from the (not yet committed) HDF5 file, streamed block by block."""
+def _write_exports(h5: Path, d: Path, entry: VideoEntry, cfg: ExtractConfig, prov: dict,
+                   only: set[str] | None = None) -> None:
+    """Workbooks and figure derived from the (not yet committed) HDF5 file, streamed block by block
+    (``only``: just these outputs)."""
+    want = set(_outputs(cfg)) if only is None else set(only)
     names = [name for name, _ in cfg.smile.thresholds]
     cols = [BLENDSHAPE_NAMES.index(n) for n in names]
     rule = pd.DataFrame(list(cfg.smile.thresholds), columns=["blendshape", "threshold (score must exceed)"])
-    frames = Rows(["frame", "time_s", "detected", "smile", *names], _smile_frame_rows(h5, cols))
-    write_workbook(d / SMILE_FRAMES_XLSX, {"smile_frames": frames, "rule": rule}, prov)
-    x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes", "head_pose"))  # 13 bytes a frame
-    secs = smile_seconds(x.time_s, x.detected, x.smile, cfg.smile)
-    rule_s = pd.DataFrame({"min_fraction": [cfg.smile.min_fraction], "fps": [x.attrs.get("fps")]})
-    write_workbook(d / SMILE_SECONDS_XLSX, {"smile_seconds": secs, "rule": rule_s}, prov)
-    if cfg.landmark_workbook:
+    if SMILE_FRAMES_XLSX in want:
+        frames = Rows(["frame", "time_s", "detected", "smile", *names], _smile_frame_rows(h5, cols))
+        write_workbook(d / SMILE_FRAMES_XLSX, {"smile_frames": frames, "rule": rule}, prov)
+    if SMILE_SECONDS_XLSX in want:
+        x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes", "head_pose"))  # 13 bytes a frame
+        secs = smile_seconds(x.time_s, x.detected, x.smile, cfg.smile)
+        rule_s = pd.DataFrame({"min_fraction": [cfg.smile.min_fraction], "fps": [x.attrs.get("fps")]})
+        write_workbook(d / SMILE_SECONDS_XLSX, {"smile_seconds": secs, "rule": rule_s}, prov)
+    if cfg.landmark_workbook and LANDMARKS_XLSX in want:
         write_workbook(d / LANDMARKS_XLSX, {"landmarks": Rows(landmark_header(), _landmark_rows(h5))}, prov)
-    if cfg.landmark_pca_png:
+    if cfg.landmark_pca_png and LANDMARKS_PCA_PNG in want:
         _pca_png(h5, d / LANDMARKS_PCA_PNG, entry, prov)
 
 
