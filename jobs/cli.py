@@ -161,6 +161,7 @@ def extract(
 ) -> None:
     """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""
     _in_container(container, manifest, out)
+    m, mf = _inputs(manifest, model)  # before the heavy imports: a bad manifest is told at once
     from jobs.stages import run_extract
 
     from dis_core.extract.stage import ExtractConfig
@@ -168,7 +169,6 @@ def extract(
     from dis_core.errors import exit_code
     from dis_core.extract.summary import format_summary
 
-    m, mf = _inputs(manifest, model)
     cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
     try:
         with interruptible(), run_lock(out, "dis extract"):
@@ -212,12 +212,12 @@ def run(
 ) -> None:
     """The whole pipeline on this machine: extract, split and basis, train, score, report."""
     _in_container(container, manifest, out)
+    m, mf = _inputs(manifest, model)  # before the heavy imports: a bad manifest is told at once
     from jobs.stages import run_pipeline
 
     from dis_core.report.stage import ReportConfig
     from dis_core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
-    m, mf = _inputs(manifest, model)
     try:
         cfgs = _train_cfgs(feature_sets, max_epochs)
     except ValueError as e:

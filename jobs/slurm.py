@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import functools
 import json
 import re
 import shutil
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 from dis_core import __version__
 from dis_core.io.assets import ModelFile
 from dis_core.io.atomic import write_text_atomic
+from dis_core.io.lock import private_folder
 from dis_core.cohort.stage import prepare_cohort
 from dis_core.errors import DISError
 from dis_core.extract.stage import ExtractConfig, UnitResult, extract_video, read_status
@@ -141,6 +141,22 @@ def collect_extract_results(m: Manifest, out_root: Path) -> list[UnitResult]:
     return out
 
 
+class ExtractTask:
+    """An extraction array task; requeued by submitit on preemption or time-out (Checkpointable). The
+    unit is idempotent: the requeued task redoes the video from its start, finished outputs are kept."""
+
+    def __init__(self, out_root: Path, model: ModelFile, cfg: ExtractConfig, force: bool = False):
+        self.out_root, self.model, self.cfg, self.force = out_root, model, cfg, force
+
+    def __call__(self, entry):
+        return extract_video(entry, self.out_root, self.model, self.cfg, force=self.force, progress=False)
+
+    def checkpoint(self, entry):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, entry)
+
+
 class TrainTask:
     """A training array task. On preemption or time-out submitit requeues it (Checkpointable), and the
     unit resumes from its last training checkpoint (saved every ``checkpoint_every_s``)."""
@@ -195,10 +211,10 @@ def submit_run(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: list[
 
 def _submit_stages(rec, manifest, out_root, model, cfgs, cfg, extract_cfg, report, folder, extract_entries,
                    train_units, force) -> None:
+    private_folder(Path(folder))  # submitit's job files (pickled calls, logs) are the owner's alone
     dep = None
     if extract_entries:
-        fn = functools.partial(extract_video, out_root=out_root, model=model, cfg=extract_cfg, force=force,
-                               progress=False)
+        fn = ExtractTask(out_root, model, extract_cfg, force)
         jobs = _array(folder / "extract", cfg, "extract", fn, extract_entries)
         for e, j in zip(extract_entries, jobs):
             rec["units"]["extract"][e.unit_id] = j.job_id

@@ -59,7 +59,12 @@ def output_folder_problem(out_root: Path) -> str | None:
         st = os.stat(p)
     except FileNotFoundError:
         st = None
-    except OSError as e:  # ELOOP (a symbolic-link loop), ENOTDIR, EACCES on a parent, ...
+    except NotADirectoryError:  # a file where a parent folder should be
+        a = p.absolute().parent
+        while a != a.parent and (a.is_dir() or not a.exists()):
+            a = a.parent
+        return f"{p}: {a} is a file, not a folder"
+    except OSError as e:  # ELOOP (a symbolic-link loop), EACCES on a parent, ...
         return f"{p}: cannot be used as the output folder: {e.strerror}"
     except ValueError as e:  # an embedded NUL byte
         return f"{p!r}: cannot be used as the output folder: {e}"
@@ -85,3 +90,13 @@ def output_folder_problem(out_root: Path) -> str | None:
         ro = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
         return f"{p}: cannot write in {target} ({'read-only file system' if ro else 'permission denied'})"
     return None
+
+
+def private_folder(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and make it and its parent readable, writable and
+    searchable by its owner only (0700), whatever the umask: for job files that hold pickled calls."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for p in (path.parent, path):
+        os.chmod(p, 0o700)
+    return path
