@@ -10,7 +10,7 @@ import typer
 from dis_core import __version__
 from dis_core.errors import DISError
 from dis_core.io.lock import RunLocked, output_folder_problem, run_lock
-from jobs.executors import Interrupted, interruptible
+from jobs.executors import interrupt_report, interruptible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
@@ -111,14 +111,7 @@ def _interrupted(e: KeyboardInterrupt) -> None:
     """Ctrl-C / SIGTERM: say what finished and what did not, exit 130 (a re-run resumes)."""
     from dis_core.errors import EXIT_INTERRUPTED
 
-    sig = getattr(e, "signame", "SIGINT")
-    done, pending = getattr(e, "done", []), getattr(e, "pending", [])
-    typer.echo(f"interrupted by {sig}: {len(done)} unit(s) of the current stage finished, {len(pending)} not "
-               "finished; finished units are kept, run the same command again to resume")
-    for r in done:
-        typer.echo(f"  finished     {getattr(r, 'unit_id', r)}: {getattr(r, 'status', '')}")
-    for u in pending:
-        typer.echo(f"  not finished {u}")
+    typer.echo(interrupt_report(e))
     raise typer.Exit(EXIT_INTERRUPTED)
 
 

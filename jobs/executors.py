@@ -28,6 +28,17 @@ class Interrupted(KeyboardInterrupt):
         self.signame, self.done, self.pending = signame, list(done), list(pending)
 
 
+def interrupt_report(e: KeyboardInterrupt) -> str:
+    """What the terminal says after an interrupt: the signal, what finished, what did not, how to resume."""
+    sig = getattr(e, "signame", "SIGINT")
+    done, pending = getattr(e, "done", []), getattr(e, "pending", [])
+    lines = [f"interrupted by {sig}: {len(done)} unit(s) of the current stage finished, {len(pending)} not "
+             "finished; finished units are kept, run the same command again to resume"]
+    lines += [f"  finished     {getattr(r, 'unit_id', r)}: {getattr(r, 'status', '')}" for r in done]
+    lines += [f"  not finished {u}" for u in pending]
+    return "\n".join(lines)
+
+
 def _raise_interrupted(signum, frame) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
@@ -178,6 +189,9 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
         del pool, futs  # release the pool's semaphores now, not at exit (else a "leaked semaphore" warning)
         gc.collect()
         raise interrupted(e) from None
+    except BaseException:  # a bug in a unit: queued units are not started, running ones finish
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     pool.shutdown(wait=True)
     return results
 

@@ -498,3 +498,36 @@ def test_sigterm_during_run_stops_promptly_and_the_rerun_completes(tmp_path, pha
     r2 = dis(env, *args)
     _assert_clean(r2, EXIT_OK, "skipped (already done)")
     assert "0 skipped" not in r2.stdout.splitlines()[0] and (out / "report" / "dis_report.xlsx").is_file()
+
+
+# ------------------------------------------------------------------ SLURM: requeueable extraction, private job files
+def test_extraction_task_is_requeueable_and_resumes(tmp_path, phantom, model):
+    """On pre-emption submitit pickles ``checkpoint``'s DelayedSubmission and runs it again: that call
+    must be the same unit, and (idempotent) it finishes the video a killed task left."""
+    import pickle
+
+    from dis_core.extract.stage import ExtractConfig
+    from dis_core.manifest import load_manifest
+    from jobs.slurm import ExtractTask
+
+    m = load_manifest(_manifest(tmp_path / "m.csv", [{"participant_id": "p", "session": "s1",
+                                                      "video": str(phantom / "ph01_s1.mp4")}]))
+    task = ExtractTask(tmp_path / "out", model, ExtractConfig())
+    (tmp_path / "out" / "videos" / m.entries[0].unit_id).mkdir(parents=True)
+    (tmp_path / "out" / "videos" / m.entries[0].unit_id / ".extraction.h5.part-9-0badf00d").write_bytes(b"x")
+    again = pickle.loads(pickle.dumps(task.checkpoint(m.entries[0])))
+    r = again.function(*again.args, **again.kwargs)
+    assert r.status == "ok" and r.frames == 80
+    assert not list((tmp_path / "out").rglob("*.part-*"))
+    assert task(m.entries[0]).status == "skipped"
+
+
+def test_job_folder_is_private_whatever_the_umask(tmp_path):
+    from dis_core.io.lock import private_folder
+
+    old = os.umask(0)
+    try:
+        d = private_folder(tmp_path / "out" / "slurm" / "run1")
+    finally:
+        os.umask(old)
+    assert d.stat().st_mode & 0o777 == 0o700 and d.parent.stat().st_mode & 0o777 == 0o700

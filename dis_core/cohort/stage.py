@@ -84,7 +84,8 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
 def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str | None:
     """Why the extraction on disk is not usable for this row now: incomplete, made from other content
     than the video's current bytes (a replaced video), or this run's extraction of it failed."""
-    from dis_core.extract.stage import read_status, unit_dir_problem
+    from dis_core.extract.heal import unit_dir_problem
+    from dis_core.extract.stage import read_status
     from dis_core.io.provenance import sha256_file
 
     try:
