@@ -104,6 +104,7 @@ class UnitResult:
     key: str = ""
     log: str = ""
     elapsed_s: float = 0.0
+    record: bool = True  # False: the unit's folder belongs to another input; nothing may be written there
 
     @property
     def failed(self) -> bool:

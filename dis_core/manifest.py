@@ -67,6 +67,11 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raw = path.read_bytes()
     except OSError as e:
         raise ManifestError(str(path), [f"cannot read the manifest: {e.strerror}"]) from None
+    if b"\0" in raw:
+        k = raw.index(b"\0")
+        nl = raw[:k].count(b"\n") + 1
+        raise ManifestError(str(path), [f"line {nl}: a NUL byte (byte {k}): not a text CSV "
+                                        "(saved as UTF-16, or by a word processor, or damaged?)"])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -128,7 +133,10 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             problems.append(f"row {line}: duplicate of row {seen[key]} (participant_id={pid}, session={ses}, video={vid})")
         seen.setdefault(key, line)
         vpath = (base / vid) if vid else base
-        if vid and not Path(vid).is_absolute() and not _inside(base, vpath):
+        loop = _path_problem(vpath) if vid else None
+        if loop:
+            problems.append(f"row {line}: video '{vid}': {loop}")
+        elif vid and not Path(vid).is_absolute() and not _inside(base, vpath):
             problems.append(f"row {line}: video path '{vid}' leaves the manifest's folder {base}; give an absolute "
                             "path if the video really lives there")
         elif vid and check_files:
@@ -162,7 +170,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                 problems.append(f"row {line}: fps '{rec['fps']}' must be a positive number")
                 fps = None
         entries.append(VideoEntry(
-            row=line, participant_id=pid, session=ses, video=vpath.resolve() if vid else vpath,
+            row=line, participant_id=pid, session=ses, video=Path(os.path.realpath(vpath)) if vid else vpath,
             video_rel=vid, dyad=rec.get("dyad") or None, split=split, fps=fps,
             extra=tuple((c, rec[c]) for c in extras)))
     if not problems:
@@ -232,10 +240,26 @@ def _same_video(line: int, vid: str, vpath: Path, same: dict[str, tuple[int, str
 def _inside(base: Path, p: Path) -> bool:
     """Whether ``p`` (after resolving '..' and links) lies inside ``base``."""
     try:
-        p.resolve().relative_to(base.resolve())
+        Path(os.path.realpath(p)).relative_to(os.path.realpath(base))
         return True
     except ValueError:
         return False
+
+
+def _path_problem(p: Path) -> str | None:
+    """A path that cannot even be looked at (a symbolic-link loop, a file used as a folder), in words;
+    None otherwise (a missing file is reported by the caller)."""
+    import errno
+
+    try:
+        os.stat(p)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"a symbolic-link loop ({p})"
+        return f"cannot be read: {e.strerror} ({p})"
+    return None
 
 
 def _sniff_delimiter(text: str) -> str:

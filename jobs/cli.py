@@ -11,14 +11,30 @@ from typer.exceptions import TyperException
 from dis_core import __version__
 from dis_core.errors import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
                              DISError)
-from dis_core.io.lock import RunLocked, run_lock
+from dis_core.io.lock import RunLocked, output_folder_problem, run_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="DIS: Dynamic Identity Signatures from facial dynamics in video.")
 
 ManifestOpt = typer.Option(..., "--manifest", "-m", help="Cohort CSV (see manifests/README.md).",
                            exists=False, dir_okay=False)
-OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory of the run.")
+def _out_folder(value: Path) -> Path:
+    """Checked before any lock or output: a file, a link loop or a read-only place is one usage line."""
+    why = output_folder_problem(value)
+    if why:
+        raise typer.BadParameter(why)
+    return value
+
+
+def _finite(value):
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value!r} is not a finite number")
+    return value
+
+
+OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory of the run.", callback=_out_folder)
 ModelOpt = typer.Option(None, "--model", help="Face Landmarker .task file (default: $DIS_FACE_MODEL, then the cache).")
 def _executor_name(value: str) -> str:
     """Checked before any lock or output is touched: a typo is a usage error, not a traceback."""
@@ -175,15 +191,19 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
 
 def _run(plan, stages: list[str], what: str, executor: str = "local", workers: Optional[int] = None) -> None:
     """Run stages of the graph on this machine under the run lock; exit with the outcome's code."""
+    from jobs.executors import interrupt_report, interruptible
     from jobs.local import run_stages
 
     try:
-        with run_lock(plan.out, what):
+        with interruptible(), run_lock(plan.out, what):
             outcome = run_stages(plan, stages, executor=executor, workers=workers, log=typer.echo)
     except RunLocked as e:
         _fail(e)
     except DISError as e:
         _fail(e, EXIT_FAILED)
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: what finished, what did not; a re-run resumes
+        typer.echo(interrupt_report(e))
+        raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -308,7 +328,7 @@ def submit(
     account: Optional[str] = typer.Option(None, help="SLURM account."),
     qos: Optional[str] = typer.Option(None, help="SLURM QOS."),
     time_min: Optional[int] = typer.Option(None, min=1, help="Time limit per task (minutes)."),
-    mem_gb: Optional[float] = typer.Option(None, min=0.1, help="Memory per task (GB)."),
+    mem_gb: Optional[float] = typer.Option(None, min=0.001, callback=_finite, help="Memory per task (GB)."),
     cpus_per_task: Optional[int] = typer.Option(None, min=1, help="CPUs per task."),
     train_gres: Optional[str] = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".'),
     array_parallelism: Optional[int] = typer.Option(None, min=1, help="Tasks of one array running at once."),
@@ -372,8 +392,8 @@ def phantom(
     out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),
     participants: int = typer.Option(6, min=2, help="Number of phantom participants."),
     sessions: int = typer.Option(2, min=1, help="Sessions per participant (the last one is split=test)."),
-    duration: float = typer.Option(10.0, min=1.0, help="Seconds per video."),
-    fps: float = typer.Option(30.0, min=5.0, help="Frame rate of the videos."),
+    duration: float = typer.Option(10.0, min=1.0, callback=_finite, help="Seconds per video."),
+    fps: float = typer.Option(30.0, min=5.0, callback=_finite, help="Frame rate of the videos."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same cohort."),
     swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),
     partner_share: Optional[float] = typer.Option(

@@ -1,13 +1,61 @@
-"""Executors that map a unit function over items: ``debug`` (in-process) and ``local`` (one process per core)."""
+"""Executors that map a unit function over items: ``debug`` (in-process) and ``local`` (one process per core).
+
+Ctrl-C and SIGTERM stop a map promptly: queued units are cancelled, running units are told to stop
+(their atomic writes clean up as the stop unwinds them) and :class:`Interrupted` says what finished."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import gc
 import multiprocessing as mp
 import os
-from typing import Any, Callable, Sequence
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence
 
 EXECUTORS = ("local", "debug")
+STOP_GRACE_S = 10.0  # a running unit gets this long to unwind after SIGTERM before it is killed
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a map. ``done``: results of the units that finished; ``pending``:
+    labels of the units that did not (cancelled or stopped). A re-run resumes them."""
+
+    def __init__(self, signame: str = "SIGINT", done: Sequence[Any] = (), pending: Sequence[str] = ()):
+        super().__init__(signame)
+        self.signame, self.done, self.pending = signame, list(done), list(pending)
+
+
+def interrupt_report(e: KeyboardInterrupt) -> str:
+    """What the terminal says after an interrupt: the signal, what finished, what did not, how to resume."""
+    sig = getattr(e, "signame", "SIGINT")
+    done, pending = getattr(e, "done", []), getattr(e, "pending", [])
+    lines = [f"interrupted by {sig}: {len(done)} unit(s) of the current stage finished, {len(pending)} not "
+             "finished; finished units are kept, run the same command again to resume"]
+    lines += [f"  finished     {getattr(r, 'unit_id', r)}: {getattr(r, 'status', '')}" for r in done]
+    lines += [f"  not finished {u}" for u in pending]
+    return "\n".join(lines)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (SIGTERM would
+    otherwise kill the process without unwinding, leaving temporary files and no summary)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def available_cores() -> list[int]:
@@ -23,46 +71,151 @@ def default_workers() -> int:
     return max(1, len(available_cores()))
 
 
-def _pin_worker(counter, cores: list[int]) -> None:
-    """Process-pool initializer: give each worker a core of its own (round robin)."""
-    with counter.get_lock():
-        k = counter.value
-        counter.value += 1
+_STOPPING = False  # set in a worker by SIGTERM: units queued to it afterwards do not start
+_IN_UNIT = False  # a worker is running a unit (else SIGTERM simply ends it: nothing to unwind)
+
+
+def _worker_sigterm(signum, frame) -> None:
+    global _STOPPING
+    _STOPPING = True
+    if not _IN_UNIT:
+        _exit_worker()
+    raise Interrupted("SIGTERM")
+
+
+def _exit_worker() -> None:
+    """End a worker now, after multiprocessing's own finalizers (which unregister semaphores a unit made,
+    e.g. tqdm's lock; skipping them makes the resource tracker warn about leaks)."""
+    from multiprocessing import util
+
+    with contextlib.suppress(Exception):
+        util._run_finalizers(0)  # noqa: SLF001
+        util._run_finalizers()  # noqa: SLF001
+    os._exit(130)
+
+
+def _init_worker(counter, cores: list[int] | None) -> None:
+    """Process-pool initializer: Ctrl-C is the parent's to handle (a terminal sends it to the whole
+    process group); SIGTERM from the parent unwinds the running unit; optionally one core per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+    if cores:
+        with counter.get_lock():
+            k = counter.value
+            counter.value += 1
+        try:
+            os.sched_setaffinity(0, {cores[k % len(cores)]})
+        except (AttributeError, OSError):
+            pass
+
+
+def _run_unit(fn: Callable[..., Any], item: Any) -> Any:
+    """A unit in a worker. Once told to stop, the worker exits as soon as the unit has unwound (its
+    ``finally`` blocks removed temporary files), without taking another unit."""
+    global _IN_UNIT
+    if _STOPPING:
+        _exit_worker()
+    _IN_UNIT = True
     try:
-        os.sched_setaffinity(0, {cores[k % len(cores)]})
-    except (AttributeError, OSError):
-        pass
+        return fn(item)
+    except Interrupted:
+        _exit_worker()
+    finally:
+        _IN_UNIT = False
+
+
+def unit_label(item: Any) -> str:
+    """A readable name of a unit: its ``unit_id`` (videos), ``feature set/participant`` (training units)."""
+    uid = getattr(item, "unit_id", None)
+    if uid:
+        return str(uid)
+    if isinstance(item, tuple) and len(item) == 2 and hasattr(item[1], "features"):
+        return f"{item[1].features.name}/{item[0]}"
+    return str(item)
 
 
 def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "local", workers: int | None = None,
-              on_result: Callable[[Any], None] | None = None, pin: bool = True) -> list[Any]:
+              on_result: Callable[[Any], None] | None = None, pin: bool = True,
+              label: Callable[[Any], str] = unit_label) -> list[Any]:
     """Apply ``fn`` to every item; results come back in item order.
 
     ``local`` runs ``workers`` spawned processes (default: one per core), each pinned to a core of its
     own so that workers do not compete for caches and cores. ``fn`` must catch its own expected
     failures (units return a status); an exception that escapes means a bug and is re-raised.
+    Ctrl-C / SIGTERM raise :class:`Interrupted` within seconds, with what finished and what did not.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1 (got {workers})")
     workers = workers or default_workers()
-    if executor == "debug" or not items:
-        out = []
-        for it in items:
-            out.append(fn(it))
-            if on_result:
-                on_result(out[-1])
-        return out
     results: list[Any] = [None] * len(items)
+    finished = [False] * len(items)
+
+    def interrupted(e: Interrupted) -> Interrupted:
+        return Interrupted(e.signame, [r for r, f in zip(results, finished) if f],
+                           [label(it) for it, f in zip(items, finished) if not f])
+
+    if executor == "debug" or not items:
+        with interruptible():
+            try:
+                for i, it in enumerate(items):
+                    results[i] = fn(it)
+                    finished[i] = True
+                    if on_result:
+                        on_result(results[i])
+            except Interrupted as e:
+                raise interrupted(e) from None
+            except KeyboardInterrupt:
+                raise interrupted(Interrupted("SIGINT")) from None
+        return results
     ctx = mp.get_context("spawn")  # no fork after threads (MediaPipe, torch) were started
     cores = available_cores()
-    init, initargs = (None, ())
-    if pin and workers <= len(cores):
-        init, initargs = _pin_worker, (ctx.Value("i", 0), cores)
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx,
-                                initializer=init, initargs=initargs) as pool:
-        futs = {pool.submit(fn, it): i for i, it in enumerate(items)}
-        for f in cf.as_completed(futs):
-            results[futs[f]] = f.result()
-            if on_result:
-                on_result(results[futs[f]])
+    pinned = cores if pin and workers <= len(cores) else None
+    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx,
+                                  initializer=_init_worker, initargs=(ctx.Value("i", 0), pinned))
+    futs: dict = {}
+    try:
+        with interruptible():
+            futs = {pool.submit(_run_unit, fn, it): i for i, it in enumerate(items)}
+            for f in cf.as_completed(futs):
+                i = futs[f]
+                results[i] = f.result()
+                finished[i] = True
+                if on_result:
+                    on_result(results[i])
+    except Interrupted as e:
+        _stop(pool)
+        del pool, futs  # release the pool's semaphores now, not at exit (else a "leaked semaphore" warning)
+        gc.collect()
+        raise interrupted(e) from None
+    except BaseException:  # a bug in a unit: queued units are not started, running ones finish
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results
+
+
+def _stop(pool: cf.ProcessPoolExecutor, grace_s: float = STOP_GRACE_S) -> None:
+    """Cancel queued units, ask running workers to stop (SIGTERM), kill what has not stopped in time."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}  # let the stop finish
+    try:
+        procs = list((pool._processes or {}).values())  # noqa: SLF001 - the pool offers no public handle
+        manager = pool._executor_manager_thread  # noqa: SLF001
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            with contextlib.suppress(Exception):
+                if p.is_alive():
+                    os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(2.0)
+        if manager is not None:
+            manager.join(max(2.0, deadline - time.monotonic()))  # it closes the pool's queues
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

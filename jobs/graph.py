@@ -192,7 +192,8 @@ def run_unit(stage_name: str, plan: Plan, unit: Any) -> UnitResult:
         traceback.print_exc()
         r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: internal error: {e.__class__.__name__}: {e}")
     r.elapsed_s = round(time.monotonic() - t0, 3)
-    write_status(st.folder(plan.layout, unit), r)
+    if r.record:
+        write_status(st.folder(plan.layout, unit), r)
     return r
 
 

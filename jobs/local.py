@@ -60,7 +60,7 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
             continue
         units = st.units(plan)
         out.results[st.name] = map_units(functools.partial(run_unit, st.name, plan), units, executor=executor,
-                                         workers=workers)
+                                         workers=workers, label=st.uid)
         log(summarise(st.name, plan, out.results[st.name]))
     return out
 

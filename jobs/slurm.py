@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 from dis_core.config import from_doc, to_doc
 from dis_core.errors import DISError
 from dis_core.io.atomic import write_text_atomic
+from dis_core.io.lock import private_folder
 from dis_core.layout import read_status
 
 from .graph import STAGES, Plan, Stage, plan_from_record, read_record, run_unit, units_by_id, write_record
@@ -167,8 +167,7 @@ def submission_order(units: dict[str, list]) -> list[tuple[Stage, list, list[str
 def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> None:
     """Submit each stage's listed units as arrays, each waiting on the stages it reads from."""
     folder = Path(rec["logs"])
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)  # job files hold the plan: the owner's alone
+    private_folder(folder)  # submitit's job files (pickled calls, logs) are the owner's alone
     size = cfg.max_array_size or max_array_size()
     for st, todo, after in submission_order(units):
         deps = [j for a in after for j in rec["jobs"][a]]

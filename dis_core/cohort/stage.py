@@ -85,6 +85,7 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
 def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str | None:
     """Why the extraction on disk is not usable for this row now: incomplete, made from other content
     than the video's current bytes (a replaced video), or this run's extraction of it failed."""
+    from dis_core.extract.heal import unit_dir_problem
     from dis_core.io.provenance import sha256_file
 
     try:
@@ -96,6 +97,9 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
         return "is of another video content than the current file (the video was replaced and its extraction failed)"
     if why:
         return why
+    foreign = unit_dir_problem(h5.parent, e, sha)
+    if foreign:
+        return f"unusable: {foreign}"
     st = read_status(RunLayout(out_root).video_dir(e.unit_id))
     if st is not None and st.status == "failed":
         return f"failed in the last run ({st.message}); an older extraction is not used"

@@ -36,6 +36,7 @@ SMILE_FRAMES_XLSX = "smile_frames.xlsx"
 SMILE_SECONDS_XLSX = "smile_seconds.xlsx"
 LANDMARKS_XLSX = "landmarks.xlsx"
 LANDMARKS_PCA_PNG = "landmarks_pca.png"
+DERIVED = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, LANDMARKS_XLSX, LANDMARKS_PCA_PNG)  # made from the HDF5 file
 
 
 def _outputs(cfg: ExtractConfig) -> list[str]:
@@ -56,19 +57,29 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
     layout = RunLayout(out_root)
     d = layout.video_dir(entry.unit_id)
     try:
-        remove_stale_parts(d)
         try:
             video_sha = sha256_file(entry.video)
         except OSError as e:
             raise DISError(f"{entry.video}: cannot read ({e.strerror})") from None
+        from dis_core.extract.heal import claim_unit_dir, heal_exports
+
+        foreign = claim_unit_dir(d, entry, video_sha)
+        if foreign:  # not ours: write nothing there, not even a status
+            base.message, base.record = f"{entry.video}: {foreign}", False
+            base.elapsed_s = round(time.monotonic() - t0, 3)
+            return base
+        remove_stale_parts(d)
         expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": config_hash(cfg),
                   "fps_override": float(entry.fps or 0.0)}
         base.key = content_key(expect)
         h5 = layout.extraction(entry.unit_id)
-        if not force and check_complete(h5, expect) is None and all((d / n).is_file() for n in _outputs(cfg)):
+        if not force and check_complete(h5, expect) is None:
+            redone = heal_exports(d, entry, cfg)
             res = _result_from_file(base, h5)
-            res.status = "skipped" if res.detected_frames else "no_face"
+            res.status = ("ok" if redone else "skipped") if res.detected_frames else "no_face"
             res.message = "" if res.detected_frames else f"no face detected in any of {res.frames} frames"
+            if redone and res.detected_frames:
+                res.message = "redone: " + "; ".join(redone)
             return res
         res = _extract(entry, d, h5, model, cfg, expect, progress, base)
     except DISError as e:
@@ -86,6 +97,15 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
         base.status = "failed"
         traceback.print_exc()
         res = base
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: exports written before the HDF5 file must not outlive it
+        from dis_core.extract.heal import drop_orphans
+
+        drop_orphans(d)
+        raise
+    if res.status == "failed":
+        from dis_core.extract.heal import drop_orphans
+
+        drop_orphans(d)
     res.elapsed_s = round(time.monotonic() - t0, 3)
     return res
 
@@ -128,6 +148,9 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
         finally:
             w.close()
         _write_exports(tmp, d, entry, cfg, prov)
+    for n in DERIVED:  # outputs of other options (e.g. landmarks.xlsx without --landmark-workbook) go
+        if n not in _outputs(cfg):
+            (d / n).unlink(missing_ok=True)
     res = _result_from_file(base, h5)
     if res.detected_frames == 0:
         res.status = "no_face"
@@ -179,20 +202,25 @@ def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig,
     return summary, video
 
 
-def _write_exports(h5: Path, d: Path, entry: VideoEntry, cfg: ExtractConfig, prov: dict) -> None:
-    """Workbooks and figure derived from the (not yet committed) HDF5 file, streamed block by block."""
+def _write_exports(h5: Path, d: Path, entry: VideoEntry, cfg: ExtractConfig, prov: dict,
+                   only: set[str] | None = None) -> None:
+    """Workbooks and figure derived from the (not yet committed) HDF5 file, streamed block by block
+    (``only``: just these outputs)."""
+    want = set(_outputs(cfg)) if only is None else set(only)
     names = [name for name, _ in cfg.smile.thresholds]
     cols = [BLENDSHAPE_NAMES.index(n) for n in names]
     rule = pd.DataFrame(list(cfg.smile.thresholds), columns=["blendshape", "threshold (score must exceed)"])
-    frames = Rows(["frame", "time_s", "detected", "smile", *names], _smile_frame_rows(h5, cols))
-    write_workbook(d / SMILE_FRAMES_XLSX, {"smile_frames": frames, "rule": rule}, prov)
-    x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes", "head_pose"))  # 13 bytes a frame
-    secs = smile_seconds(x.time_s, x.detected, x.smile, cfg.smile)
-    rule_s = pd.DataFrame({"min_fraction": [cfg.smile.min_fraction], "fps": [x.attrs.get("fps")]})
-    write_workbook(d / SMILE_SECONDS_XLSX, {"smile_seconds": secs, "rule": rule_s}, prov)
-    if cfg.landmark_workbook:
+    if SMILE_FRAMES_XLSX in want:
+        frames = Rows(["frame", "time_s", "detected", "smile", *names], _smile_frame_rows(h5, cols))
+        write_workbook(d / SMILE_FRAMES_XLSX, {"smile_frames": frames, "rule": rule}, prov)
+    if SMILE_SECONDS_XLSX in want:
+        x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes", "head_pose"))  # 13 bytes a frame
+        secs = smile_seconds(x.time_s, x.detected, x.smile, cfg.smile)
+        rule_s = pd.DataFrame({"min_fraction": [cfg.smile.min_fraction], "fps": [x.attrs.get("fps")]})
+        write_workbook(d / SMILE_SECONDS_XLSX, {"smile_seconds": secs, "rule": rule_s}, prov)
+    if cfg.landmark_workbook and LANDMARKS_XLSX in want:
         write_workbook(d / LANDMARKS_XLSX, {"landmarks": Rows(landmark_header(), _landmark_rows(h5))}, prov)
-    if cfg.landmark_pca_png:
+    if cfg.landmark_pca_png and LANDMARKS_PCA_PNG in want:
         _pca_png(h5, d / LANDMARKS_PCA_PNG, entry, prov)
 
 

@@ -35,12 +35,83 @@ class Frame:
     rgb: np.ndarray
 
 
+# ISO-BMFF (mp4, mov, m4v, 3gp) and QuickTime top-level boxes that may open a file
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid")
+# things people rename to .mp4 by mistake: named in the message
+_NOT_VIDEO = (
+    (b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"), (b"\x1f\x8b", "a gzip archive"),
+    (b"ID3", "an MP3 audio file"), (b"fLaC", "a FLAC audio file"), (b"\x89HDF", "an HDF5 file"),
+)
+
+
+def container_format(head: bytes) -> str | None:
+    """The video container the first bytes of a file announce (ISO-BMFF/QuickTime, Matroska/WebM, AVI,
+    MPEG-TS, MPEG-PS/ES, Ogg, FLV, ASF, MXF, Y4M, raw H.264/H.265), or None when they announce none."""
+    if len(head) >= 8 and head[4:8] in _ISO_BOXES:
+        return "ISO-BMFF/QuickTime"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska/WebM"
+    if head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"):
+        return "AVI"
+    if head[:1] == b"\x47" and head[188:189] == b"\x47":
+        return "MPEG-TS"
+    if head[4:5] == b"\x47" and head[196:197] == b"\x47":
+        return "MPEG-TS (M2TS)"
+    if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):
+        return "MPEG-PS/ES"
+    if head.startswith(b"\x00\x00\x00\x01") or head.startswith(b"\x00\x00\x01"):
+        return "raw H.264/H.265 stream"
+    if head.startswith(b"OggS"):
+        return "Ogg"
+    if head.startswith(b"FLV"):
+        return "FLV"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "ASF/WMV"
+    if head.startswith(b"\x06\x0e\x2b\x34"):
+        return "MXF"
+    if head.startswith(b"YUV4MPEG2"):
+        return "Y4M"
+    return None
+
+
+def _looks_like(head: bytes) -> str:
+    for magic, what in _NOT_VIDEO:
+        if head.startswith(magic):
+            return what
+    if head.startswith(b"RIFF"):
+        return f"a RIFF {head[8:12].decode('latin-1')!r} file"
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "data of an unknown kind"
+
+
+def check_container(path: Path) -> str:
+    """The container format of ``path`` by its first bytes; :class:`VideoError` (one line naming the file
+    and what it looks like) when they announce no video container: OpenCV would read a JPEG renamed
+    ``.mp4`` as a one-frame video."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    fmt = container_format(head)
+    if fmt is None:
+        raise VideoError(f"{path}: not a video file: its content is {_looks_like(head)}, not a video container "
+                         "(MP4/MOV, MKV/WebM, AVI, MPEG-TS/PS, Ogg, FLV, ASF, MXF)")
+    return fmt
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        check_container(path)
+    except OSError as e:
+        raise VideoError(f"{path}: cannot read ({e.strerror})") from None
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()

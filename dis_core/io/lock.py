@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from dis_core.errors import DISError
+from dis_core.errors import DISError, OutputError
 
 LOCK_NAME = ".dis.lock"
 
@@ -25,9 +25,15 @@ def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
     The lock is released by the kernel when the holder exits, even after ``kill -9``.
     """
     out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
-    path = out_root / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    why = output_folder_problem(out_root)
+    if why:
+        raise OutputError(why)
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        path = out_root / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"{out_root}: cannot be used as the output folder: {e.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -40,3 +46,57 @@ def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def output_folder_problem(out_root: Path) -> str | None:
+    """Why ``out_root`` cannot be a run's output folder (a file, a symbolic-link loop, a dangling link,
+    not writable, read-only file system), as one line; None when it can. Checked before any lock or
+    output is made, so a mistake costs nothing."""
+    import stat
+
+    p = Path(out_root)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:  # a file where a parent folder should be
+        a = p.absolute().parent
+        while a != a.parent and (a.is_dir() or not a.exists()):
+            a = a.parent
+        return f"{p}: {a} is a file, not a folder"
+    except OSError as e:  # ELOOP (a symbolic-link loop), EACCES on a parent, ...
+        return f"{p}: cannot be used as the output folder: {e.strerror}"
+    except ValueError as e:  # an embedded NUL byte
+        return f"{p!r}: cannot be used as the output folder: {e}"
+    if st is not None:
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{p} is a file, not a folder: give --out a folder (new or existing)"
+        target = p
+    else:
+        if os.path.islink(p):
+            return f"{p} is a symbolic link to nothing ({os.readlink(p)}): remove it or give another --out"
+        target = p.absolute().parent
+        while True:
+            try:
+                st = os.stat(target)
+                break
+            except FileNotFoundError:
+                target = target.parent
+            except OSError as e:
+                return f"{p}: cannot be used as the output folder: {target}: {e.strerror}"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{p}: {target} is a file, not a folder"
+    if not os.access(target, os.W_OK | os.X_OK):
+        ro = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+        return f"{p}: cannot write in {target} ({'read-only file system' if ro else 'permission denied'})"
+    return None
+
+
+def private_folder(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and make it and its parent readable, writable and
+    searchable by its owner only (0700), whatever the umask: for job files that hold pickled calls."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for p in (path.parent, path):
+        os.chmod(p, 0o700)
+    return path
