@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 
 from dis_core.io.assets import ModelFile
 from dis_core.io.atomic import atomic_path, remove_stale_parts
+from dis_core.io.quiet import LOG_NAME, log_traceback
 from dis_core.errors import DISError
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.h5store import ExtractionWriter, check_complete, iter_blocks, read_attrs, read_extraction
@@ -118,12 +118,12 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
             base.message = f"{entry.video}: disk full while writing {d}: free space, then rerun (finished videos are kept)"
         else:
             base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
-            traceback.print_exc()
+            log_traceback(d / LOG_NAME)
         res = base
     except Exception as e:  # a bug or an unexpected decoder fault: one line here, traceback in the log
         base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
         base.status = "failed"
-        traceback.print_exc()
+        log_traceback(d / LOG_NAME)
         res = base
     res.elapsed_s = round(time.monotonic() - t0, 3)
     _write_status(d, res)
@@ -175,7 +175,7 @@ def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, e
             bar = tqdm(total=info.frame_count or None, desc=entry.unit_id[:40], unit="fr", leave=False,
                        disable=None if progress else True, mininterval=0.5)
             shape = None
-            with FaceTracker(model.path, cfg.landmarker) as tracker:
+            with FaceTracker(model.path, cfg.landmarker, log=d / LOG_NAME) as tracker:
                 for fr in iter_frames(entry.video, entry.fps):
                     shape = shape or fr.rgb.shape
                     r = tracker.process(fr.rgb, fr.time_s)
