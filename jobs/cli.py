@@ -175,6 +175,7 @@ def run(
     max_epochs: Optional[int] = typer.Option(None, help="Cap training epochs (default: per feature set)."),
     norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
     container: Optional[Path] = ContainerOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="One line per finished video and model."),
 ) -> None:
     """The whole pipeline on this machine: extract, split and basis, train, score, report."""
     _in_container(container, manifest, out)
@@ -202,7 +203,7 @@ def run(
             ex, tr, results, problems, wb = run_pipeline(m, out, mf, cfgs,
                                                          report=ReportConfig(norm_workbooks=norm_workbooks),
                                                          executor=executor, workers=workers, force=force,
-                                                         log=typer.echo)
+                                                         log=typer.echo, verbose=verbose)
     except RunLocked as e:
         _fail(e, EXIT_USAGE)
     except DISError as e:

@@ -17,15 +17,18 @@ from dis_core.extract.summary import write_extract_summary
 from dis_core.model.stage import TrainConfig, TrainResult, train_unit
 
 from .executors import map_units
+from .progress import stage_progress
 
 
 def run_extract(manifest: Manifest, out_root: Path, model: ModelFile, cfg: ExtractConfig = ExtractConfig(),
                 executor: str = "local", workers: int | None = None, force: bool = False,
-                progress: bool = True) -> tuple[list[UnitResult], Path]:
-    """Extraction over every video of the manifest (one unit per video); writes the run summary."""
+                progress: bool = True, verbose: bool = False) -> tuple[list[UnitResult], Path]:
+    """Extraction over every video of the manifest (one unit per video); writes the run summary.
+    ``progress``: the cohort-level display (jobs/progress.py) instead of one bar per video."""
     out_root = Path(out_root)
-    fn = functools.partial(extract_video, out_root=out_root, model=model, cfg=cfg, force=force, progress=progress)
-    results = map_units(fn, list(manifest.entries), executor=executor, workers=workers)
+    fn = functools.partial(extract_video, out_root=out_root, model=model, cfg=cfg, force=force, progress=False)
+    with stage_progress("extract", len(manifest.entries), verbose=verbose, enabled=progress) as p:
+        results = map_units(fn, list(manifest.entries), executor=executor, workers=workers, on_result=p.unit_done)
     prov = provenance(cfg, manifest=str(manifest.path), model_sha256=model.sha256)
     where = write_extract_summary(out_root, results, prov)
     return results, where
@@ -37,11 +40,12 @@ def _train_one(unit: tuple[str, TrainConfig], out_root: Path, force: bool) -> Tr
 
 
 def run_train(out_root: Path, participants: list[str], cfgs: list[TrainConfig], executor: str = "local",
-              workers: int | None = None, force: bool = False) -> list[TrainResult]:
+              workers: int | None = None, force: bool = False, verbose: bool = False) -> list[TrainResult]:
     """One unit per (participant, feature set)."""
     units = [(p, c) for c in cfgs for p in participants]
     fn = functools.partial(_train_one, out_root=Path(out_root), force=force)
-    return map_units(fn, units, executor=executor, workers=workers)
+    with stage_progress("train", len(units), verbose=verbose) as p:
+        return map_units(fn, units, executor=executor, workers=workers, on_result=p.unit_done)
 
 
 def run_reduce(out_root: Path, cfgs: list[TrainConfig], report: ReportConfig = ReportConfig()):
@@ -55,15 +59,17 @@ def run_reduce(out_root: Path, cfgs: list[TrainConfig], report: ReportConfig = R
 def run_pipeline(manifest: Manifest, out_root: Path, model: ModelFile, cfgs: list[TrainConfig],
                  extract_cfg: ExtractConfig = ExtractConfig(), cohort_cfg: CohortConfig = CohortConfig(),
                  report: ReportConfig = ReportConfig(), executor: str = "local", workers: int | None = None,
-                 force: bool = False, log=print):
+                 force: bool = False, log=print, verbose: bool = False):
     """Videos to report on one machine: extract -> cohort (split, basis) -> train -> reduce."""
     from dis_core.extract.summary import format_summary
 
     record_local_run(manifest, out_root, model, cfgs, executor)
-    ex, _ = run_extract(manifest, out_root, model, extract_cfg, executor=executor, workers=workers, force=force)
+    ex, _ = run_extract(manifest, out_root, model, extract_cfg, executor=executor, workers=workers, force=force,
+                        verbose=verbose)
     log(format_summary("extract", ex))
     cohort = prepare_cohort(manifest, out_root, cohort_cfg)
-    tr = run_train(out_root, cohort.participants, cfgs, executor=executor, workers=workers, force=force)
+    tr = run_train(out_root, cohort.participants, cfgs, executor=executor, workers=workers, force=force,
+                   verbose=verbose)
     ok = sum(1 for r in tr if not r.failed)
     log(f"train: {len(tr)} unit(s): {ok} ok/skipped, {len(tr) - ok} failed")
     for r in tr:
