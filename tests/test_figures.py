@@ -54,13 +54,20 @@ def test_heatmap_is_normalised_diverging_robust_and_ordered_by_dyad():
     # partners side by side: a, a, b, b, c, c
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == ["p1 (a)", "p3 (a)", "p0 (b)", "p4 (b)", "p2 (c)", "p5 (c)"]
-    # the image holds per-model z-scores (mean of impostor cells 0 before clipping)
-    from dis_core.score.scoring import znorm
+    # the image holds per-data t-normalised scores (each column against the other models), clipped
+    from dis_core.score.scoring import tnorm, znorm
 
     order = [1, 3, 0, 4, 2, 5]
-    np.testing.assert_allclose(im.get_array(), np.clip(znorm(s)[np.ix_(order, order)], lo, hi))
-    assert "clipped" in fig.axes[1].get_ylabel()
+    np.testing.assert_allclose(im.get_array(), np.clip(tnorm(s)[np.ix_(order, order)], lo, hi))
+    assert "clipped" in fig.axes[1].get_ylabel() and "t-norm" in fig.axes[1].get_ylabel()
+    # each column's best model is marked: here the own model (strong diagonal), i.e. on the diagonal
+    marks = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_array_equal(np.asarray(marks)[:, 0], np.asarray(marks)[:, 1])
     _check_readable(fig)
+    zfig = F.heatmap_figure(s, pids, "scores", dyads=dyads, norm="z-norm")
+    zim = zfig.axes[0].images[0]
+    zlo, zhi = zim.get_clim()
+    np.testing.assert_allclose(zim.get_array(), np.clip(znorm(s)[np.ix_(order, order)], zlo, zhi))
 
 
 def test_heatmap_without_dyads_clusters_similar_people_together():

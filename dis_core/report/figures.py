@@ -117,18 +117,29 @@ def robust_limit(z: np.ndarray, q: float = 95.0, floor: float = 2.0) -> float:
     return float(max(floor, np.percentile(off, q))) if len(off) else floor
 
 
-def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str] | None = None):
-    """Score matrix as per-model z-scores (each model's scores against impostor data), rows = models,
-    columns = held-out data, partners side by side (or clustered), on a diverging colour-blind-safe map
-    (ColorBrewer RdBu) with robust symmetric limits; own data outlined, each column's best model marked."""
+NORMS = {"t-norm": ("per-data z-score over the other models (t-norm)", "tnorm"),
+         "z-norm": ("per-model z-score over the other data (z-norm)", "znorm")}
+
+
+def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str] | None = None,
+                   norm: str = "t-norm"):
+    """Score matrix normalised for reading, rows = models, columns = held-out data, partners side by
+    side (or clustered), on a diverging colour-blind-safe map (ColorBrewer RdBu) with robust symmetric
+    limits; own data outlined, each column's best model marked.
+
+    ``norm``: "t-norm" (default) standardises each data column over the impostor models, the question
+    identification asks ("which model fits these frames best?") and the scores the headline EER/AUC use;
+    "z-norm" standardises each model's row over impostor data, which mostly shows which data are easy
+    for every model (still, low-motion sessions) rather than who is who."""
     from matplotlib.patches import Rectangle
 
-    from dis_core.score.scoring import znorm
+    from dis_core.score import scoring
 
+    label, fn = NORMS[norm]
     n = len(labels)
     dyads = list(dyads) if dyads is not None else [""] * n
     order = display_order(dyads, s)
-    z = znorm(np.asarray(s, float))[np.ix_(order, order)]
+    z = getattr(scoring, fn)(np.asarray(s, float))[np.ix_(order, order)]
     lim = robust_limit(z)
     fig, ax = plt.subplots(figsize=(2.4 + 0.42 * n, 1.6 + 0.4 * n))
     im = ax.imshow(np.clip(z, -lim, lim), cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -138,14 +149,13 @@ def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str
     ax.set_xlabel("held-out data of participant (dyad)")
     ax.set_ylabel("model (DIS) of participant (dyad)")
     for k in range(n):
-        ax.add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, ec="k", lw=1.2,
+        ax.add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, ec="k", lw=1.4,
                                label="own data" if k == 0 else None))
     raw = np.asarray(s, float)[np.ix_(order, order)]
     best = np.nanargmax(np.where(np.isfinite(raw), raw, -np.inf), axis=0)
-    ax.scatter(np.arange(n), best, marker="o", facecolors="none", edgecolors="gold", linewidths=1.5, s=46,
-               label="best model for this data")
+    ax.scatter(np.arange(n), best, marker="o", color="k", s=14, label="best model for this data")
     cb = fig.colorbar(im, ax=ax, extend="both")
-    cb.set_label(f"per-model z-score of mean log-likelihood\n(colour clipped at \u00b1{lim:.1f})")
+    cb.set_label(f"{label}\nof mean log-likelihood (colour clipped at \u00b1{lim:.1f})", fontsize=8)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22 - 0.012 * max(len(t) for t in ticks)),
               ncol=2, frameon=False)
     ax.set_title(literal(title), fontsize=10)
@@ -180,9 +190,10 @@ def roc_det_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
     a2.set_title(f"DET (rates clipped to [{100 * lo:g}%, {100 * (1 - lo):g}%])")
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend(fontsize=7)
+    handles, names = a2.get_legend_handles_labels()
     fig.suptitle(literal(title))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
     return fig
 
 
@@ -199,11 +210,11 @@ def norms_figure(groups: dict[str, np.ndarray], title: str):
     styles = {"self": "C0", "partner": "C1", "stranger": "C2"}
     for (name, _), v in zip(groups.items(), vals):
         if len(v):
-            ax.hist(np.clip(v, lo, hi), bins=bins, density=True, histtype="step", lw=1.6,
+            ax.hist(np.clip(v, lo, hi), bins=bins, weights=np.full(len(v), 1.0 / len(v)), histtype="step", lw=1.6,
                     color=styles.get(name), label=f"{literal(name)} (n={len(v)}, median {np.median(v):.2f})")
     ax.set_xscale("log")
     ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale; < {lo:.3g} clipped to {lo:.3g})")
-    ax.set_ylabel("density (per nat)")
+    ax.set_ylabel("fraction of frames per bin (60 log-spaced bins)")
     ax.set_title(literal(title), fontsize=10)
     ax.legend(fontsize=8, title="data of the model's", title_fontsize=8)
     ax.grid(alpha=0.3, which="both")
@@ -265,7 +276,7 @@ def headline_figure(rows: list[dict], title: str):
                         label=("flow (DIS)" if r["method"] == "flow" else "Gaussian baseline"))
             ch = r[chance_key] if chance_key else 0.5
             ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
-        ax.set_xlim(0, 1)
+        ax.set_xlim(-0.03, 1.03)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("value (point and 95% bootstrap interval)")
         ax.grid(alpha=0.3, axis="x")
@@ -366,9 +377,9 @@ def loss_grid_png(path: Path, curves: list[tuple[str, dict, int]], title: str, p
 
 
 def heatmap_png(path: Path, s: np.ndarray, labels: list[str], title: str, prov: dict[str, Any],
-                dyads: list[str] | None = None) -> None:
+                dyads: list[str] | None = None, norm: str = "t-norm") -> None:
     """:func:`heatmap_figure`, saved as PNG with provenance."""
-    save_png(heatmap_figure(s=s, labels=labels, title=title, dyads=dyads), path, prov, dpi=REPORT_DPI)
+    save_png(heatmap_figure(s=s, labels=labels, title=title, dyads=dyads, norm=norm), path, prov, dpi=REPORT_DPI)
 
 
 def roc_det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, prov: dict[str, Any]) -> None:

@@ -207,6 +207,8 @@ h2{font-size:19px;margin:4px 0 10px;border-bottom:2px solid #e0e0e0;padding-bott
 h3{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #d9d9d9;padding:3px 8px;text-align:left;vertical-align:top}
+table.kv th{white-space:nowrap;width:1%} td.thumbs{white-space:nowrap}
+ul.tests{font-size:13px;color:#455a64;margin:4px 0}
 th{background:#f3f5f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.bad td{background:#fdecea} tr.warn td{background:#fff8e1}
 figure{margin:10px 0 18px} figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -222,16 +224,32 @@ def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-def _img(png: bytes, alt: str, cls: str = "") -> str:
+def _img(png: bytes, alt: str, width: int | None = None) -> str:
     data = base64.b64encode(png).decode("ascii")
-    c = f' class="{cls}"' if cls else ""
-    return f'<img{c} alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+    w = f' width="{width}"' if width else ""
+    return f'<img{w} alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def css_width(png: bytes, css_dpi: float = 100.0) -> int | None:
+    """Display width in CSS pixels for a figure saved at some dpi: its size in inches at ``css_dpi``
+    (a 200-dpi figure shows at half its pixel width, as sharp as the screen allows)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        im = Image.open(io.BytesIO(png))
+        dpi = float(im.info.get("dpi", (css_dpi, css_dpi))[0]) or css_dpi
+        return int(round(im.size[0] * css_dpi / dpi))
+    except Exception:
+        return None
 
 
 def _figure(f: Figure | None) -> str:
     if f is None:
         return ""
-    return f"<figure>{_img(f.png, f.title)}<figcaption><b>{_e(f.title)}.</b> {_e(f.caption)}</figcaption></figure>"
+    return (f"<figure>{_img(f.png, f.title, css_width(f.png))}<figcaption><b>{_e(f.title)}.</b> "
+            f"{_e(f.caption)}</figcaption></figure>")
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -306,7 +324,7 @@ def render_html(page: ReportPage) -> str:
            f"created {_e(page.provenance.get('created_utc', ''))}. Data behind every figure: "
            f"{_e(page.workbook)}</p></header>",
            "<nav>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in nav) + "</nav><main>"]
-    out.append("<section id='summary'><h2>Run summary</h2><table><tbody>"
+    out.append("<section id='summary'><h2>Run summary</h2><table class='kv'><tbody>"
                + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in page.summary)
                + "</tbody></table></section>")
     out.append("<section id='headline'><h2>Identification and verification (held-out data)</h2>")
@@ -316,7 +334,10 @@ def render_html(page: ReportPage) -> str:
     for v in page.verdicts:
         good = "do NOT beat" not in v
         out.append(f"<p class='verdict {'ok' if good else 'no'}'>{_e(v)}</p>")
-    out.append(f"<p class='note'>Partner vs stranger: {_e(page.partners)}</p>")
+    head, *tests = page.partners.split("; ")
+    out.append(f"<p class='note'>Partner vs stranger: {_e(head)}</p>")
+    if tests:
+        out.append("<ul class='tests'>" + "".join(f"<li>{_e(t)}</li>" for t in tests) + "</ul>")
     out.append(_figure(page.headline) + "</section>")
     nq = len(page.qc)
     bad = sum(v.status in ("failed", "no_face") for v in page.qc)

@@ -41,10 +41,12 @@ def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], 
         fs = r.feature_set
         fs_figs.append((fs, [f for f in (
             png_figure(figs / f"heatmap_{fs}.png", f"Score matrix ({fs})",
-                       "Rows: each participant's model; columns: each participant's held-out data. Colour: the "
-                       "model's mean log-likelihood as a z-score against its impostor data (per-model z), clipped "
-                       "at the stated limit; squares mark own data, gold circles the best model for each column. "
-                       "Participants are ordered by dyad (or by clustering). Raw scores: workbook sheet scores_" + fs),
+                       "Rows: each participant's model; columns: each participant's held-out data. Colour: for each "
+                       "column, the models' mean log-likelihoods as z-scores against the other models (t-norm: "
+                       "which model fits these frames best; the scores the headline EER and AUC use), clipped at "
+                       "the stated limit. Squares mark own data, dots the best model for each column (a dot in "
+                       "the square: identified). Participants are ordered by dyad (or by clustering). "
+                       "Raw scores: workbook sheet scores_" + fs),
             png_figure(figs / f"roc_det_{fs}.png", f"ROC and DET ({fs})",
                        "Verification: genuine pairs are a model with its own participant's held-out data. Solid: "
                        "t-normalised scores (the headline), dashed: z-normalised, dotted: raw. DET axes are on the "
