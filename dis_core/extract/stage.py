@@ -16,7 +16,7 @@ import pandas as pd
 
 from dis_core.io.assets import ModelFile
 from dis_core.io.atomic import atomic_path, remove_stale_parts
-from dis_core.io.quiet import LOG_NAME, log_traceback
+from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
 from dis_core.errors import DISError
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.h5store import ExtractionWriter, check_complete, iter_blocks, read_attrs, read_extraction
@@ -91,7 +91,16 @@ def _outputs(cfg: ExtractConfig) -> list[str]:
 
 def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: ExtractConfig = ExtractConfig(),
                   force: bool = False, progress: bool = True) -> UnitResult:
-    """Run one video through the stage; never raises for a bad video (the result says what failed)."""
+    """Run one video through the stage; never raises for a bad video (the result says what failed).
+
+    What C libraries print meanwhile (FFmpeg's decoder warnings, MediaPipe/TFLite/absl start-up lines)
+    goes to OUT/videos/<unit>/extraction.log, not to the terminal (descriptors 1 and 2 are redirected)."""
+    with FdRedirect(unit_dir(out_root, entry) / LOG_NAME):
+        return _extract_video(entry, out_root, model, cfg, force, progress)
+
+
+def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: ExtractConfig, force: bool,
+                   progress: bool) -> UnitResult:
     t0 = time.monotonic()
     base = UnitResult(entry.unit_id, entry.participant_id, entry.session, entry.video_rel, status="failed")
     d = unit_dir(out_root, entry)
@@ -175,7 +184,7 @@ def _extract(entry: VideoEntry, d: Path, model: ModelFile, cfg: ExtractConfig, e
             bar = tqdm(total=info.frame_count or None, desc=entry.unit_id[:40], unit="fr", leave=False,
                        disable=None if progress else True, mininterval=0.5)
             shape = None
-            with FaceTracker(model.path, cfg.landmarker, log=d / LOG_NAME) as tracker:
+            with FaceTracker(model.path, cfg.landmarker) as tracker:
                 for fr in iter_frames(entry.video, entry.fps):
                     shape = shape or fr.rgb.shape
                     r = tracker.process(fr.rgb, fr.time_s)
