@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.dis-installed
 MANIFEST ?= manifests/demo.csv
 OUT    ?= runs/demo
 
-.PHONY: setup model samples demo test test-all test-slurm test-container container bench submit clean help
+.PHONY: setup model samples browser demo test test-all test-slurm test-container container bench submit clean help
 
 help:
 	@echo "make setup    - create $(VENV), install DIS + dev tools, fetch the model and sample data"
@@ -33,7 +33,15 @@ model: $(STAMP)
 samples: $(STAMP)
 	$(BIN)/dis fetch-samples --dest manifests/samples
 
-setup: $(STAMP) model samples
+# Debian's chromium opens the HTML report in the browser test; installed when we may (root, apt),
+# otherwise the test is skipped with its reason (and fails under CI, whose .ci/run installs it).
+browser:
+	@command -v chromium >/dev/null && echo "chromium: $$(command -v chromium)" || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "chromium not installed (apt-get install chromium as root): the browser test will be skipped"; fi; }
+
+setup: $(STAMP) model samples browser
 
 demo: setup
 	$(BIN)/dis extract --manifest $(MANIFEST) --out $(OUT)/samples --landmark-workbook

@@ -96,7 +96,7 @@ class Stage:
 def _extract(plan: Plan, entry: VideoEntry) -> ExtractResult:
     from dis_core.extract.stage import extract_video  # OpenCV and MediaPipe: only in extraction workers
 
-    return extract_video(entry, plan.out, plan.model, plan.extract, force=plan.force, progress=plan.verbose)
+    return extract_video(entry, plan.out, plan.model, plan.extract, force=plan.force, progress=False)
 
 
 def _cohort(plan: Plan, unit: str) -> UnitResult:

@@ -18,6 +18,7 @@ from dis_core.manifest import Manifest
 from dis_core.model.config import TrainConfig
 
 from .executors import map_units
+from .progress import stage_progress
 from .graph import STAGES, Plan, run_unit, write_record
 
 
@@ -45,8 +46,9 @@ class Outcome:
 
 
 def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", workers: int | None = None,
-               log: Callable[[str], None] = print) -> Outcome:
-    """Run the named stages of the graph, in graph order, recording the plan in OUT/run.json."""
+               log: Callable[[str], None] = print, progress: bool = True) -> Outcome:
+    """Run the named stages of the graph, in graph order, recording the plan in OUT/run.json; one
+    cohort-level progress display per stage (jobs/progress.py), then the stage's summary."""
     write_record(plan, executor)
     out = Outcome()
     for st in STAGES:
@@ -59,8 +61,9 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
             log(f"{st.name}: not run: {out.not_run[st.name]}")
             continue
         units = st.units(plan)
-        out.results[st.name] = map_units(functools.partial(run_unit, st.name, plan), units, executor=executor,
-                                         workers=workers, label=st.uid)
+        with stage_progress(st.name, len(units), verbose=plan.verbose, enabled=progress) as p:
+            out.results[st.name] = map_units(functools.partial(run_unit, st.name, plan), units, executor=executor,
+                                             workers=workers, label=st.uid, on_result=p.unit_done)
         log(summarise(st.name, plan, out.results[st.name]))
     return out
 
@@ -91,7 +94,8 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
 
 def run_pipeline(manifest: Manifest, out: Path, model: ModelFile, train: Sequence[TrainConfig],
                  stages: Sequence[str] | None = None, executor: str = "local", workers: int | None = None,
-                 log: Callable[[str], None] = print, **plan: object) -> Outcome:
+                 log: Callable[[str], None] = print, progress: bool = False, **plan: object) -> Outcome:
     """Videos to report (or the named stages) on this machine: the library entry point of `dis run`."""
     p = Plan(out=Path(out), manifest=manifest.path, model=model, train=tuple(train), **plan)
-    return run_stages(p, stages or [s.name for s in STAGES], executor=executor, workers=workers, log=log)
+    return run_stages(p, stages or [s.name for s in STAGES], executor=executor, workers=workers, log=log,
+                      progress=progress)

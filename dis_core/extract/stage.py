@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 
 from dis_core.io.assets import ModelFile
 from dis_core.io.atomic import atomic_path, remove_stale_parts
+from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
 from dis_core.errors import DISError
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
@@ -50,7 +50,16 @@ def _outputs(cfg: ExtractConfig) -> list[str]:
 
 def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: ExtractConfig = ExtractConfig(),
                   force: bool = False, progress: bool = True) -> ExtractResult:
-    """Run one video through the stage; never raises for a bad video (the result says what failed)."""
+    """Run one video through the stage; never raises for a bad video (the result says what failed).
+
+    What C libraries print meanwhile (FFmpeg's decoder warnings, MediaPipe/TFLite/absl start-up lines)
+    goes to OUT/videos/<unit>/extraction.log, not to the terminal (descriptors 1 and 2 are redirected)."""
+    with FdRedirect(RunLayout(out_root).video_dir(entry.unit_id) / LOG_NAME):
+        return _extract_video(entry, out_root, model, cfg, force, progress)
+
+
+def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: ExtractConfig, force: bool,
+                   progress: bool) -> ExtractResult:
     t0 = time.monotonic()
     base = ExtractResult(unit_id=entry.unit_id, participant_id=entry.participant_id, session=entry.session,
                          video=entry.video_rel)
@@ -90,12 +99,12 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
             base.message = f"{entry.video}: disk full while writing {d}: free space, then rerun (finished videos are kept)"
         else:
             base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
-            traceback.print_exc()
+            log_traceback(d / LOG_NAME)
         res = base
     except Exception as e:  # a bug or an unexpected decoder fault: one line here, traceback in the log
         base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
         base.status = "failed"
-        traceback.print_exc()
+        log_traceback(d / LOG_NAME)
         res = base
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: exports written before the HDF5 file must not outlive it
         from dis_core.extract.heal import drop_orphans

@@ -21,14 +21,18 @@ def literal(s: Any) -> str:
     return str(s).replace("$", r"\$")
 
 
-def save_png(fig, path: Path, prov: dict[str, Any], tight: bool = True) -> None:
+REPORT_DPI = 200  # report figures: sharp enough for a paper at column width
+
+
+def save_png(fig, path: Path, prov: dict[str, Any], tight: bool = True, dpi: int = 110) -> None:
     """Save a figure as PNG atomically; provenance goes into the PNG's Description text chunk.
 
-    ``tight=False`` keeps the figure's own margins (one draw instead of two: per-video figures)."""
+    ``tight=False`` keeps the figure's own margins (one draw instead of two: per-video figures).
+    Report figures pass ``dpi=REPORT_DPI``; per-video figures keep the cheaper 110."""
     meta = {"Software": f"DIS {prov.get('dis_version', '')}",
             "Description": json.dumps(prov, sort_keys=True, default=str)}
     with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata=meta, bbox_inches="tight" if tight else None)
+        fig.savefig(tmp, format="png", dpi=dpi, metadata=meta, bbox_inches="tight" if tight else None)
     plt.close(fig)
 
 
@@ -67,86 +71,157 @@ def loss_curve_png(path: Path, hist: dict, best: int, title: str, prov: dict[str
     save_png(fig, path, prov)
 
 
-def loss_grid_png(path: Path, curves: list[tuple[str, dict, int]], title: str, prov: dict[str, Any]) -> None:
-    """A grid of loss curves, one panel per participant."""
+def loss_grid_figure(curves: list[tuple[str, dict, int]], title: str):
+    """A grid of loss curves, one panel per participant, with one legend for the figure."""
     n = max(len(curves), 1)
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows + 0.6), squeeze=False)
     for ax, (name, hist, best) in zip(axes.flat, curves):
         _loss_axes(ax, hist, best, name)
     for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
+    handles = [plt.Line2D([], [], color="C0", label="training"), plt.Line2D([], [], color="C1", label="validation"),
+               plt.Line2D([], [], color="k", ls=":", label="chosen epoch (best validation)")]
     fig.suptitle(literal(title))
-    fig.tight_layout()
-    save_png(fig, path, prov)
+    fig.tight_layout(rect=(0, 0.06 if rows == 1 else 0.03, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    return fig
 
 
-def heatmap_png(path: Path, s: np.ndarray, labels: list[str], title: str, prov: dict[str, Any]) -> None:
-    """Score matrix: rows = models (whose DIS), columns = held-out data (whose frames)."""
+def display_order(dyads: list[str], s: np.ndarray | None = None) -> np.ndarray:
+    """Participants in the order a reader can follow: partners side by side (dyad, then id order);
+    without dyads, hierarchical clustering (average linkage) of the symmetric pair similarity."""
+    n = len(dyads)
+    if any(dyads) or s is None or n < 3:
+        return np.array(sorted(range(n), key=lambda i: (dyads[i] == "", dyads[i], i)), int)
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    from dis_core.score.stats import pair_similarity
+
+    sim = pair_similarity(s)
+    sim = np.where(np.isfinite(sim), sim, np.nanmin(sim[np.isfinite(sim)]) if np.isfinite(sim).any() else 0.0)
+    dist = sim.max() - sim
+    dist = (dist + dist.T) / 2
+    np.fill_diagonal(dist, 0.0)
+    return leaves_list(linkage(squareform(dist, checks=False), "average")).astype(int)
+
+
+def robust_limit(z: np.ndarray, q: float = 95.0, floor: float = 2.0) -> float:
+    """Symmetric colour limit: the q-th percentile of |z| over finite off-diagonal cells, at least ``floor``,
+    so that a handful of extreme cells (a -400 log-likelihood) cannot wash out the rest."""
+    z = np.asarray(z, float)
+    off = z[~np.eye(len(z), dtype=bool)] if z.ndim == 2 and z.shape[0] == z.shape[1] else z.ravel()
+    off = np.abs(off[np.isfinite(off)])
+    return float(max(floor, np.percentile(off, q))) if len(off) else floor
+
+
+NORMS = {"t-norm": ("per-data z-score over the other models (t-norm)", "tnorm"),
+         "z-norm": ("per-model z-score over the other data (z-norm)", "znorm")}
+
+
+def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str] | None = None,
+                   norm: str = "t-norm"):
+    """Score matrix normalised for reading, rows = models, columns = held-out data, partners side by
+    side (or clustered), on a diverging colour-blind-safe map (ColorBrewer RdBu) with robust symmetric
+    limits; own data outlined, each column's best model marked.
+
+    ``norm``: "t-norm" (default) standardises each data column over the impostor models, the question
+    identification asks ("which model fits these frames best?") and the scores the headline EER/AUC use;
+    "z-norm" standardises each model's row over impostor data, which mostly shows which data are easy
+    for every model (still, low-motion sessions) rather than who is who."""
+    from matplotlib.patches import Rectangle
+
+    from dis_core.score import scoring
+
+    label, fn = NORMS[norm]
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * n, 1.0 + 0.45 * n))
-    im = ax.imshow(s, cmap="viridis")
-    ticks = [literal(x) for x in labels]
+    dyads = list(dyads) if dyads is not None else [""] * n
+    order = display_order(dyads, s)
+    z = getattr(scoring, fn)(np.asarray(s, float))[np.ix_(order, order)]
+    lim = robust_limit(z)
+    fig, ax = plt.subplots(figsize=(2.4 + 0.42 * n, 1.6 + 0.4 * n))
+    im = ax.imshow(np.clip(z, -lim, lim), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ticks = [literal(f"{labels[i]} ({dyads[i]})" if dyads[i] else labels[i]) for i in order]
     ax.set_xticks(range(n), ticks, rotation=90, fontsize=7)
     ax.set_yticks(range(n), ticks, fontsize=7)
-    ax.set_xlabel("held-out data of participant")
-    ax.set_ylabel("model (DIS) of participant")
-    best = np.nanargmax(np.where(np.isfinite(s), s, -np.inf), axis=0)
-    ax.scatter(np.arange(n), best, marker="o", facecolors="none", edgecolors="w", s=40, label="best model per data")
-    cb = fig.colorbar(im, ax=ax)
-    cb.set_label("mean log-likelihood (nats / frame)")
+    ax.set_xlabel("held-out data of participant (dyad)")
+    ax.set_ylabel("model (DIS) of participant (dyad)")
+    for k in range(n):
+        ax.add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, ec="k", lw=1.4,
+                               label="own data" if k == 0 else None))
+    raw = np.asarray(s, float)[np.ix_(order, order)]
+    best = np.nanargmax(np.where(np.isfinite(raw), raw, -np.inf), axis=0)
+    ax.scatter(np.arange(n), best, marker="o", color="k", s=14, label="best model for this data")
+    cb = fig.colorbar(im, ax=ax, extend="both")
+    cb.set_label(f"{label}\nof mean log-likelihood (colour clipped at \u00b1{lim:.1f})", fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22 - 0.012 * max(len(t) for t in ticks)),
+              ncol=2, frameon=False)
     ax.set_title(literal(title), fontsize=10)
-    save_png(fig, path, prov)
+    return fig
 
 
-def roc_det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, prov: dict[str, Any]) -> None:
-    """ROC (true vs false accept rate) and DET (miss vs false alarm, normal-deviate axes)."""
+def roc_det_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
+    """ROC (true vs false accept rate) and DET (miss vs false alarm on normal-deviate axes, probit scale)."""
     from scipy.stats import norm
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 4.6))
+    lo = 1e-3
     for name, (fpr, tpr) in curves.items():
-        a1.plot(fpr, tpr, label=literal(name))
-        f = np.clip(fpr, 1e-4, 1 - 1e-4)
-        m = np.clip(1 - tpr, 1e-4, 1 - 1e-4)
-        a2.plot(norm.ppf(f), norm.ppf(m), label=literal(name))
-    a1.plot([0, 1], [0, 1], "k:", lw=1)
+        ls = "-" if "t-norm" in name else "--" if "z-norm" in name else ":"
+        line, = a1.plot(fpr, tpr, ls=ls, label=literal(name))
+        f = np.clip(fpr, lo, 1 - lo)
+        m = np.clip(1 - np.asarray(tpr), lo, 1 - lo)
+        a2.plot(norm.ppf(f), norm.ppf(m), ls=ls, color=line.get_color(), label=literal(name))
+    a1.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
     a1.set_xlabel("false accept rate (impostor pairs accepted)")
     a1.set_ylabel("true accept rate (genuine pairs accepted)")
     a1.set_title("ROC")
-    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8])
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
     a2.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     a2.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
-    a2.set_xlabel("false alarm rate (%)")
-    a2.set_ylabel("miss rate (%)")
-    a2.set_title("DET")
+    a2.plot(norm.ppf([lo, 1 - lo]), norm.ppf([lo, 1 - lo]), color="0.6", lw=0.8, label="EER line (miss = false alarm)")
+    a2.plot(norm.ppf([lo, 1 - lo]), norm.ppf([1 - lo, lo]), "k:", lw=1, label="chance")
+    a2.set_xlim(norm.ppf(lo), norm.ppf(1 - lo))
+    a2.set_ylim(norm.ppf(lo), norm.ppf(1 - lo))
+    a2.set_xlabel("false alarm rate (%, normal-deviate scale)")
+    a2.set_ylabel("miss rate (%, normal-deviate scale)")
+    a2.set_title(f"DET (rates clipped to [{100 * lo:g}%, {100 * (1 - lo):g}%])")
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend(fontsize=8)
+    handles, names = a2.get_legend_handles_labels()
     fig.suptitle(literal(title))
-    save_png(fig, path, prov)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    return fig
 
 
-def norms_png(path: Path, groups: dict[str, np.ndarray], title: str, prov: dict[str, Any]) -> None:
-    """Distributions of per-frame norms |log p - own mean| for self, partner and stranger data."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+def norms_figure(groups: dict[str, np.ndarray], title: str):
+    """Distributions of per-frame norms |log p - own mean| for self, partner and stranger data, on a
+    logarithmic axis (norms span four decades); values below the 0.5th percentile are clipped to it (stated)."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
     vals = [v[np.isfinite(v)] for v in groups.values()]
-    hi = np.percentile(np.concatenate(vals), 99) if any(len(v) for v in vals) else 1.0
-    bins = np.linspace(0, hi, 60)
+    allv = np.concatenate(vals) if any(len(v) for v in vals) else np.ones(1)
+    pos = allv[allv > 0]
+    lo = max(float(np.percentile(pos, 0.5)) if len(pos) else 1e-3, 1e-6)
+    hi = max(float(allv.max()), lo * 10)
+    bins = np.geomspace(lo, hi, 60)
+    styles = {"self": "C0", "partner": "C1", "stranger": "C2"}
     for (name, _), v in zip(groups.items(), vals):
         if len(v):
-            ax.hist(np.clip(v, 0, hi), bins=bins, density=True, histtype="step", lw=1.5,
-                    label=f"{literal(name)} (n={len(v)}, median {np.median(v):.2f})")
-    ax.set_xlabel("norm |log p(x) - mean log p(own held-out)| (nats)")
-    ax.set_ylabel("density")
+            ax.hist(np.clip(v, lo, hi), bins=bins, weights=np.full(len(v), 1.0 / len(v)), histtype="step", lw=1.6,
+                    color=styles.get(name), label=f"{literal(name)} (n={len(v)}, median {np.median(v):.2f})")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale; < {lo:.3g} clipped to {lo:.3g})")
+    ax.set_ylabel("fraction of frames per bin (60 log-spaced bins)")
     ax.set_title(literal(title), fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    save_png(fig, path, prov)
+    ax.legend(fontsize=8, title="data of the model's", title_fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
 
 
-def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: np.ndarray, title: str,
-                          prov: dict[str, Any]) -> None:
+def landmark_pca_grid_figure(scores: dict[str, np.ndarray], explained: np.ndarray, title: str):
     """Per participant: their frames in the cohort's first two landmark components (shared axes)."""
     n = max(len(scores), 1)
     cols = min(4, n)
@@ -163,13 +238,12 @@ def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: 
         ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f}%)", fontsize=8)
     for ax in list(axes.flat)[len(scores):]:
         ax.axis("off")
-    fig.suptitle(literal(title))
+    fig.suptitle(literal(title + " (colour: frame order, training then held-out)"))
     fig.tight_layout()
-    save_png(fig, path, prov)
+    return fig
 
 
-def participant_map_png(path: Path, coords: np.ndarray, labels: list[str], links: list[tuple[int, int]],
-                        title: str, prov: dict[str, Any]) -> None:
+def participant_map_figure(coords: np.ndarray, labels: list[str], links: list[tuple[int, int]], title: str):
     """Participants placed by classical MDS of their pair similarity; dyad partners joined by a line."""
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     for k, (i, j) in enumerate(links):
@@ -183,4 +257,160 @@ def participant_map_png(path: Path, coords: np.ndarray, labels: list[str], links
     ax.set_title(literal(title), fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
-    save_png(fig, path, prov)
+    return fig
+
+
+def headline_figure(rows: list[dict], title: str):
+    """Identification and verification per feature set and method: point, 95% interval, chance line.
+
+    ``rows``: dicts with feature_set, method, and metrics (top1, eer, auc with _lo/_hi, chance_top1)."""
+    keys = (("top1", "top-1 identification", "chance_top1"), ("eer", "equal error rate (lower is better)", None),
+            ("auc", "verification AUC", None))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 1.2 + 0.42 * max(len(rows), 1)), sharey=True)
+    ylab = [f"{r['feature_set']} / {r['method']}" for r in rows]
+    y = np.arange(len(rows))[::-1]
+    for ax, (k, name, chance_key) in zip(axes, keys):
+        for yi, r in zip(y, rows):
+            c = "C0" if r["method"] == "flow" else "C7"
+            ax.errorbar(r[k], yi, xerr=[[max(r[k] - r[k + "_lo"], 0)], [max(r[k + "_hi"] - r[k], 0)]], fmt="o", color=c, capsize=3,
+                        label=("flow (DIS)" if r["method"] == "flow" else "Gaussian baseline"))
+            ch = r[chance_key] if chance_key else 0.5
+            ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("value (point and 95% bootstrap interval)")
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(y, [literal(t) for t in ylab])
+    handles, labels = axes[0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(literal(title))
+    fig.tight_layout(rect=(0, 0.12 if len(rows) < 4 else 0.06, 1, 1))
+    return fig
+
+
+def signature_figure(sessions: list[tuple[str, np.ndarray, np.ndarray]], confused: list[tuple[str, float]],
+                     title: str):
+    """A participant's head-motion signature: yaw/pitch/roll over time per session (training beside
+    held-out), the spectrum of the angular speed per session, and whose models score their held-out
+    data highest after their own (per-data t-normalised score).
+
+    ``sessions``: (label, time_s, head_pose (n, 3) degrees, NaN where no face)."""
+    fig = plt.figure(figsize=(12, 5.6))
+    gs = fig.add_gridspec(2, max(len(sessions), 1) + 1, width_ratios=[1.0] * max(len(sessions), 1) + [0.8])
+    angle_names = ("yaw", "pitch", "roll")
+    share = None
+    for k, (label, t, hp) in enumerate(sessions):
+        ax = fig.add_subplot(gs[0, k], sharey=share)
+        share = share or ax
+        for a in range(3):
+            ax.plot(t, hp[:, a], lw=0.8, label=angle_names[a])
+        ax.set_title(literal(label), fontsize=9)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("head angle (degrees)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    ax = fig.add_subplot(gs[1, :-1])
+    for k, (label, t, hp) in enumerate(sessions):
+        f, p = speed_spectrum(t, hp)
+        if len(f):
+            ax.semilogy(f, p, label=literal(label), color=f"C{k + 3}")
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("power of angular speed\n((deg/s)\u00b2 / Hz, log scale)")
+    ax.set_title("spectrum of head angular speed (Welch)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    if sessions:
+        ax.legend(fontsize=7)
+    ax = fig.add_subplot(gs[:, -1])
+    names = [literal(n) for n, _ in confused]
+    vals = [v for _, v in confused]
+    ax.barh(np.arange(len(vals))[::-1], vals, color=["C0"] + ["C7"] * (len(vals) - 1), label="t-normalised score")
+    ax.set_yticks(np.arange(len(vals))[::-1], names, fontsize=8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("score of their held-out data\n(t-norm: SDs above the other models)")
+    ax.set_title("models that fit this person best\n(own model first)", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(literal(title))
+    fig.tight_layout()
+    return fig
+
+
+def speed_spectrum(t: np.ndarray, hp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectrum of the head's angular speed (deg/s) over the longest run of face frames."""
+    from scipy.signal import welch
+
+    ok = np.isfinite(hp).all(axis=1)
+    if ok.sum() < 16:
+        return np.zeros(0), np.zeros(0)
+    # longest contiguous run of detected frames
+    edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(int), 0]))
+    starts, ends = edges[::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    sl = slice(starts[k], ends[k])
+    tt, hh = t[sl], hp[sl]
+    if len(tt) < 16:
+        return np.zeros(0), np.zeros(0)
+    dt = float(np.median(np.diff(tt)))
+    speed = np.linalg.norm(np.diff(hh, axis=0), axis=1) / np.maximum(np.diff(tt), 1e-6)
+    f, p = welch(speed - speed.mean(), fs=1.0 / dt, nperseg=min(128, len(speed)))
+    return f[1:], p[1:]
+
+
+def frame_thumbnail_png(rgb: np.ndarray, landmarks: np.ndarray | None, width: int = 200) -> bytes:
+    """A small PNG of one frame with its landmarks drawn (green dots), for the QC section."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = width / w
+    img = cv2.resize(rgb, (width, max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
+    if landmarks is not None and np.isfinite(landmarks).all():
+        pts = np.round(landmarks[:, :2] * [img.shape[1], img.shape[0]]).astype(int)
+        for x, y in pts:
+            cv2.circle(img, (int(x), int(y)), 0, (40, 220, 40), -1)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return buf.tobytes() if ok else b""
+
+
+def loss_grid_png(path: Path, curves: list[tuple[str, dict, int]], title: str, prov: dict[str, Any]) -> None:
+    """:func:`loss_grid_figure`, saved as PNG with provenance."""
+    save_png(loss_grid_figure(curves=curves, title=title), path, prov, dpi=REPORT_DPI)
+
+
+def heatmap_png(path: Path, s: np.ndarray, labels: list[str], title: str, prov: dict[str, Any],
+                dyads: list[str] | None = None, norm: str = "t-norm") -> None:
+    """:func:`heatmap_figure`, saved as PNG with provenance."""
+    save_png(heatmap_figure(s=s, labels=labels, title=title, dyads=dyads, norm=norm), path, prov, dpi=REPORT_DPI)
+
+
+def roc_det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, prov: dict[str, Any]) -> None:
+    """:func:`roc_det_figure`, saved as PNG with provenance."""
+    save_png(roc_det_figure(curves=curves, title=title), path, prov, dpi=REPORT_DPI)
+
+
+def norms_png(path: Path, groups: dict[str, np.ndarray], title: str, prov: dict[str, Any]) -> None:
+    """:func:`norms_figure`, saved as PNG with provenance."""
+    save_png(norms_figure(groups=groups, title=title), path, prov, dpi=REPORT_DPI)
+
+
+def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: np.ndarray, title: str,
+                          prov: dict[str, Any]) -> None:
+    """:func:`landmark_pca_grid_figure`, saved as PNG with provenance."""
+    save_png(landmark_pca_grid_figure(scores=scores, explained=explained, title=title), path, prov, dpi=REPORT_DPI)
+
+
+def participant_map_png(path: Path, coords: np.ndarray, labels: list[str], links: list[tuple[int, int]],
+                        title: str, prov: dict[str, Any]) -> None:
+    """:func:`participant_map_figure`, saved as PNG with provenance."""
+    save_png(participant_map_figure(coords=coords, labels=labels, links=links, title=title), path, prov,
+             dpi=REPORT_DPI)
+
+
+def headline_png(path: Path, rows: list[dict], title: str, prov: dict[str, Any]) -> None:
+    """:func:`headline_figure`, saved as PNG with provenance."""
+    save_png(headline_figure(rows=rows, title=title), path, prov, dpi=REPORT_DPI)
+
+
+def signature_png(path: Path, sessions: list[tuple[str, np.ndarray, np.ndarray]], confused: list[tuple[str, float]],
+                  title: str, prov: dict[str, Any]) -> None:
+    """:func:`signature_figure`, saved as PNG with provenance."""
+    save_png(signature_figure(sessions=sessions, confused=confused, title=title), path, prov, dpi=150)

@@ -120,13 +120,26 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     write_workbook(wb, sheets, prov)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
+    page = _html(d, cohort, results, problems, summary, info, verdicts, sheets, prov, wb)
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
                      + [f"  partners: {partner_family(results)}"]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
-                     + ([f"  left out: {len(left)} (see sheet left_out)"] if left else []) + [f"  report: {wb}"])
+                     + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
+                     + [f"  report: {page}", f"  data:   {wb}"])
     write_text_atomic(d / SUMMARY_TXT, text + "\n")
     return wb, text
+
+
+def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
+          info: pd.DataFrame, verdicts: list[str], sheets: dict, prov: dict, wb: Path) -> Path:
+    """The self-contained HTML report (dis_core/report/page.py) beside the workbook."""
+    from dis_core.report.page import report_failures, write_html_report
+
+    qc = sheets.get("extraction_qc")
+    fails = report_failures(cohort.left_out, results, problems, qc)
+    return write_html_report(d, cohort, results, metrics, info.iloc[:10], verdicts, partner_family(results), fails,
+                             sheets.get("smiles"), prov, wb)
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
@@ -245,7 +258,7 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     fs = r.feature_set
     fl = r.methods["flow"]
     heatmap_png(figs / f"heatmap_{fs}.png", fl.s, r.participants,
-                f"{fs}: mean log-likelihood of held-out data (flows)", prov)
+                f"{fs}: held-out data scored by every model (flows)", prov, dyads=r.dyads)
     curves = {}
     for m in METHODS:
         for k, (fpr, tpr) in r.methods[m].roc.items():

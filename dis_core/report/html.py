@@ -1,0 +1,379 @@
+"""The HTML report: one self-contained page per run (figures embedded as base64 PNG, no script, no
+network), the page people open first; the Excel workbook stays as the data behind it.
+
+Gathering (reading HDF5, decoding a few video frames, drawing figures) happens in :func:`gather_*`
+at the edge; :func:`render_html` is a pure function from those records to the page text. Every user
+string (participant ids, file names, messages) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dis_core.layout import RunLayout
+
+HTML_NAME = "dis_report.html"
+THUMBS_PER_VIDEO = 3
+MAX_THUMB_VIDEOS = 60  # beyond this, thumbnails only for videos with problems (the page stays light)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoQC:
+    """One video's extraction quality as the report shows it."""
+
+    unit_id: str
+    participant_id: str
+    session: str
+    video: str
+    status: str
+    message: str
+    frames: int
+    detected_frames: int
+    gaps: int  # runs of frames without a face
+    longest_gap_s: float
+    thumbs: tuple[bytes, ...] = ()  # PNG bytes of a few frames with their landmarks drawn
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected_frames / self.frames if self.frames else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """An embedded figure: a title, a caption saying how to read it, and the PNG bytes."""
+
+    title: str
+    caption: str
+    png: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class ParticipantSection:
+    participant_id: str
+    dyad: str
+    videos: tuple[str, ...]
+    confused: tuple[tuple[str, float], ...]  # (participant, t-norm score of this person's data), own first
+    rank_of_own: int | None  # rank of the own model for this person's data (1 = identified)
+    figure: Figure | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportPage:
+    """Everything the page shows, already computed."""
+
+    title: str
+    summary: list[tuple[str, str]]
+    metrics: pd.DataFrame
+    verdicts: list[str]
+    partners: str
+    headline: Figure | None
+    feature_sets: list[tuple[str, list[Figure]]]
+    training: list[Figure]
+    qc: list[VideoQC]
+    smiles: pd.DataFrame | None
+    participants: list[ParticipantSection]
+    failures: list[dict]
+    provenance: dict[str, Any]
+    workbook: str
+
+
+def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
+    """Number of runs of frames without a face, and the longest one in seconds (frame-time span
+    from the last face frame before it to the first after it, or to the video's ends)."""
+    det = np.asarray(detected, bool)
+    t = np.asarray(time_s, float)
+    if len(det) == 0:
+        return 0, 0.0
+    edges = np.flatnonzero(np.diff(np.r_[0, (~det).astype(int), 0]))
+    starts, ends = edges[::2], edges[1::2]  # [start, end) of each gap
+    if len(starts) == 0:
+        return 0, 0.0
+    period = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    longest = 0.0
+    for s, e in zip(starts, ends):
+        t0 = t[s - 1] if s > 0 else t[0] - period
+        t1 = t[e] if e < len(t) else t[-1] + period
+        longest = max(longest, float(t1 - t0 - period))
+    return int(len(starts)), max(longest, 0.0)
+
+
+def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True) -> list[VideoQC]:
+    """Per video of OUT/summary/extraction_qc.csv: status, detection, gaps and (for the first
+    MAX_THUMB_VIDEOS videos, and any with problems) a few frames with their landmarks."""
+    import h5py
+
+    out: list[VideoQC] = []
+    if qc is None or not len(qc):
+        return out
+    for k, row in enumerate(qc.to_dict(orient="records")):
+        uid = str(row.get("unit_id", ""))
+        h5 = RunLayout(out_root).extraction(uid)
+        gaps, longest, pics = 0, 0.0, ()
+        if h5.is_file():
+            try:
+                with h5py.File(h5, "r") as f:
+                    t, det = f["time_s"][()], f["detected"][()].astype(bool)
+                    gaps, longest = gap_stats(t, det)
+                    problem = str(row.get("status")) not in ("ok", "skipped") or (len(det) and det.mean() < 0.9)
+                    if thumbs and (k < MAX_THUMB_VIDEOS or problem):
+                        video = f["video"].attrs.get("path", "") if "video" in f else ""
+                        video = video.decode() if isinstance(video, bytes) else str(video)
+                        pics = _thumbnails(Path(video), det, f["landmarks"])
+            except (OSError, KeyError, ValueError):
+                pass
+        msg = row.get("message", "")
+        out.append(VideoQC(uid, str(row.get("participant_id", "")), str(row.get("session", "")),
+                           str(row.get("video", "")), str(row.get("status", "")),
+                           "" if msg is None or (isinstance(msg, float) and np.isnan(msg)) else str(msg),
+                           int(row.get("frames") or 0), int(row.get("detected_frames") or 0), gaps, longest, pics))
+    return out
+
+
+def _thumbnails(video: Path, det: np.ndarray, landmarks) -> tuple[bytes, ...]:
+    """Frames at 10%, 50% and 90% of the video (the nearest with a face if any) with landmarks drawn."""
+    from dis_core.extract.video import iter_frames
+    from dis_core.report.figures import frame_thumbnail_png
+
+    n = len(det)
+    if n == 0 or not video.is_file():
+        return ()
+    want = []
+    for q in np.linspace(0.1, 0.9, THUMBS_PER_VIDEO):
+        i = int(q * (n - 1))
+        faces = np.flatnonzero(det)
+        if len(faces):
+            i = int(faces[np.argmin(np.abs(faces - i))])
+        if i not in want:
+            want.append(i)
+    pics = []
+    try:
+        for fr in iter_frames(video):
+            if fr.index in want:
+                lm = np.asarray(landmarks[fr.index]) if det[fr.index] else None
+                pics.append(frame_thumbnail_png(fr.rgb, lm))
+            if fr.index >= max(want):
+                break
+    except Exception:  # a video that no longer decodes: the QC row still says what extraction saw
+        return tuple(pics)
+    return tuple(pics)
+
+
+def read_head_pose(h5: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Frame times and yaw/pitch/roll in degrees (NaN where no face) of one extraction file."""
+    import h5py
+
+    with h5py.File(h5, "r") as f:
+        t = f["time_s"][()].astype(float)
+        hp = f["head_pose"][()].astype(float)
+        det = f["detected"][()].astype(bool)
+    hp[~det] = np.nan
+    return t, hp
+
+
+def confusions(s: np.ndarray, j: int, pids: Sequence[str], k: int = 4) -> tuple[tuple[str, float], ...]:
+    """The models that fit participant j's held-out data best, by per-data t-normalised score:
+    their own model first, then the k-1 others ranked highest (who they are most often taken for)."""
+    from dis_core.score.scoring import tnorm
+
+    col = tnorm(np.asarray(s, float))[:, j]
+    others = [i for i in np.argsort(-np.nan_to_num(col, nan=-np.inf)) if i != j][: k - 1]
+    return tuple([(pids[j], float(col[j]))] + [(pids[i], float(col[i])) for i in others])
+
+
+def png_figure(path: Path, title: str, caption: str) -> Figure | None:
+    """A figure file read for embedding (None when it was not drawn)."""
+    p = Path(path)
+    return Figure(title, caption, p.read_bytes()) if p.is_file() else None
+
+
+# ---------------------------------------------------------------- rendering (pure)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d2327;
+     background:#fafafa;line-height:1.45}
+header{background:#22313f;color:#fff;padding:14px 28px}
+header h1{margin:0;font-size:22px} header p{margin:4px 0 0;color:#cfd8dc;font-size:13px}
+nav{position:sticky;top:0;background:#eceff1;border-bottom:1px solid #cfd8dc;padding:6px 28px;z-index:2;font-size:13px}
+nav a{margin-right:14px;color:#1f5f8b;text-decoration:none} nav a:hover{text-decoration:underline}
+main{padding:8px 28px 40px;max-width:1500px}
+section{background:#fff;border:1px solid #e0e0e0;border-radius:6px;padding:12px 18px;margin:16px 0}
+h2{font-size:19px;margin:4px 0 10px;border-bottom:2px solid #e0e0e0;padding-bottom:4px}
+h3{font-size:16px;margin:18px 0 6px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{border:1px solid #d9d9d9;padding:3px 8px;text-align:left;vertical-align:top}
+table.kv th{white-space:nowrap;width:1%} td.thumbs{white-space:nowrap}
+ul.tests{font-size:13px;color:#455a64;margin:4px 0}
+th{background:#f3f5f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.bad td{background:#fdecea} tr.warn td{background:#fff8e1}
+figure{margin:10px 0 18px} figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:13px;color:#455a64;max-width:1100px}
+.thumbs img{height:110px;width:auto;margin-right:4px;border:1px solid #ccc}
+.verdict{font-size:14px;margin:4px 0} .ok{color:#1b5e20} .no{color:#b71c1c}
+.note{font-size:13px;color:#455a64} details{margin:6px 0} pre{font-size:12px;white-space:pre-wrap;
+     background:#f5f5f5;padding:8px;border-radius:4px;max-height:420px;overflow:auto}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _img(png: bytes, alt: str, width: int | None = None) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    w = f' width="{width}"' if width else ""
+    return f'<img{w} alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def css_width(png: bytes, css_dpi: float = 100.0) -> int | None:
+    """Display width in CSS pixels for a figure saved at some dpi: its size in inches at ``css_dpi``
+    (a 200-dpi figure shows at half its pixel width, as sharp as the screen allows)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        im = Image.open(io.BytesIO(png))
+        dpi = float(im.info.get("dpi", (css_dpi, css_dpi))[0]) or css_dpi
+        return int(round(im.size[0] * css_dpi / dpi))
+    except Exception:
+        return None
+
+
+def _figure(f: Figure | None) -> str:
+    if f is None:
+        return ""
+    return (f"<figure>{_img(f.png, f.title, css_width(f.png))}<figcaption><b>{_e(f.title)}.</b> "
+            f"{_e(f.caption)}</figcaption></figure>")
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "" if not np.isfinite(v) else f"{v:.{digits}f}"
+    return _e(v)
+
+
+def _table(df: pd.DataFrame, digits: int = 3) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    rows = []
+    for rec in df.itertuples(index=False):
+        cells = "".join(f'<td class="num">{_fmt(v, digits)}</td>' if isinstance(v, (int, float, np.number))
+                        and not isinstance(v, bool) else f"<td>{_e(v)}</td>" for v in rec)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _ci(m: dict, k: str) -> str:
+    return f"{m[k]:.2f} [{m[k + '_lo']:.2f}, {m[k + '_hi']:.2f}]"
+
+
+def _headline_table(metrics: pd.DataFrame) -> str:
+    rows = []
+    for m in metrics.to_dict(orient="records"):
+        rows.append("<tr>" + "".join([
+            f"<td>{_e(m['feature_set'])}</td>", f"<td>{'DIS (flow)' if m['method'] == 'flow' else 'baseline (Gaussian)'}</td>",
+            f"<td class='num'>{int(m['participants'])}</td>",
+            f"<td class='num'>{_ci(m, 'top1')}</td>", f"<td class='num'>{m['chance_top1']:.2f}</td>",
+            f"<td class='num'>{_ci(m, 'eer')}</td>", f"<td class='num'>{_ci(m, 'auc')}</td>"]) + "</tr>")
+    return ("<table><thead><tr><th>feature set</th><th>method</th><th>participants</th>"
+            "<th>top-1 identification [95% CI]</th><th>chance top-1</th><th>EER [95% CI] (chance 0.50)</th>"
+            "<th>AUC [95% CI] (chance 0.50)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _qc_table(qc: list[VideoQC]) -> str:
+    rows = []
+    for v in qc:
+        cls = "bad" if v.status in ("failed", "no_face") else "warn" if (v.message or v.detection_rate < 0.9) else ""
+        thumbs = "".join(_img(p, f"{v.unit_id} frame {k + 1} with landmarks") for k, p in enumerate(v.thumbs))
+        rows.append(
+            f'<tr class="{cls}"><td>{_e(v.participant_id)}</td><td>{_e(v.session)}</td><td>{_e(v.video)}</td>'
+            f"<td>{_e(v.status)}</td><td class='num'>{v.frames}</td>"
+            f"<td class='num'>{100 * v.detection_rate:.1f}%</td><td class='num'>{v.gaps}</td>"
+            f"<td class='num'>{v.longest_gap_s:.2f}</td><td>{_e(v.message)}</td>"
+            f"<td class='thumbs'>{thumbs}</td></tr>")
+    return ("<table><thead><tr><th>participant</th><th>session</th><th>video</th><th>status</th><th>frames</th>"
+            "<th>face detected</th><th>gaps</th><th>longest gap (s)</th><th>message</th>"
+            "<th>frames at 10/50/90% with landmarks</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _participant(p: ParticipantSection) -> str:
+    conf = ", ".join(f"{_e(n)} ({v:+.2f})" for n, v in p.confused[1:])
+    rank = ("not scored" if p.rank_of_own is None else
+            "identified (own model ranks first)" if p.rank_of_own == 1 else f"own model ranks {p.rank_of_own}")
+    return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
+            f"{' (dyad ' + _e(p.dyad) + ')' if p.dyad else ''}</h3>"
+            f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {rank}; "
+            f"most often taken for: {conf or 'n/a'}.</p>{_figure(p.figure)}")
+
+
+def render_html(page: ReportPage) -> str:
+    """The page text: pure, from the gathered records."""
+    nav = [("summary", "Run summary"), ("headline", "Identification"), ("qc", "Extraction QC")]
+    nav += [(f"fs-{_e(fs)}", _e(fs)) for fs, _ in page.feature_sets]
+    nav += [("training", "Training"), ("smiles", "Smiles"), ("participants", "Participants"),
+            ("failures", "What failed")]
+    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+           "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+           f"<title>{_e(page.title)}</title><style>{_CSS}</style></head><body>",
+           f"<header><h1>{_e(page.title)}</h1><p>DIS {_e(page.provenance.get('dis_version', ''))}, "
+           f"created {_e(page.provenance.get('created_utc', ''))}. Data behind every figure: "
+           f"{_e(page.workbook)}</p></header>",
+           "<nav>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in nav) + "</nav><main>"]
+    out.append("<section id='summary'><h2>Run summary</h2><table class='kv'><tbody>"
+               + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in page.summary)
+               + "</tbody></table></section>")
+    out.append("<section id='headline'><h2>Identification and verification (held-out data)</h2>")
+    out.append(_headline_table(page.metrics) if len(page.metrics) else "<p>No feature set could be scored.</p>")
+    out.append("<p class='note'>Intervals: 95% percentile bootstrap over participants (1,000 draws). "
+               "The baseline is one Gaussian per participant on the same features, scored on the same rows.</p>")
+    for v in page.verdicts:
+        good = "do NOT beat" not in v
+        out.append(f"<p class='verdict {'ok' if good else 'no'}'>{_e(v)}</p>")
+    head, *tests = page.partners.split("; ")
+    out.append(f"<p class='note'>Partner vs stranger: {_e(head)}</p>")
+    if tests:
+        out.append("<ul class='tests'>" + "".join(f"<li>{_e(t)}</li>" for t in tests) + "</ul>")
+    out.append(_figure(page.headline) + "</section>")
+    nq = len(page.qc)
+    bad = sum(v.status in ("failed", "no_face") for v in page.qc)
+    out.append(f"<section id='qc'><h2>Extraction QC</h2><p class='note'>{nq} video(s), {bad} failed. Detection = "
+               "frames in which MediaPipe found a face; a gap is a run of frames without one. Red rows failed, "
+               "yellow rows have a warning or less than 90% detection.</p>")
+    out.append(_qc_table(page.qc) if page.qc else "<p>No extraction summary found.</p>")
+    out.append("</section>")
+    for fs, figs in page.feature_sets:
+        out.append(f"<section id='fs-{_e(fs)}'><h2>Feature set: {_e(fs)}</h2>"
+                   + "".join(_figure(f) for f in figs) + "</section>")
+    out.append("<section id='training'><h2>Training</h2>" + "".join(_figure(f) for f in page.training)
+               + ("" if page.training else "<p>No training curves.</p>") + "</section>")
+    out.append("<section id='smiles'><h2>Smiles</h2>")
+    out.append(_table(page.smiles) if page.smiles is not None and len(page.smiles)
+               else "<p>No smile summary.</p>")
+    out.append("<p class='note'>Per participant over all their videos: a second smiles when at least the "
+               "configured fraction of its face frames satisfy the smile rule (see the per-video workbooks).</p>"
+               "</section>")
+    out.append("<section id='participants'><h2>Participants: the signature</h2><p class='note'>Per participant: "
+               "head yaw/pitch/roll over time for each session (training and held-out), the spectrum of the "
+               "head's angular speed (the rhythm the model learns), and whose models fit their held-out data "
+               "best (per-data t-normalised score: standard deviations above the other models).</p>")
+    out += [_participant(p) for p in page.participants]
+    out.append("</section>")
+    out.append("<section id='failures'><h2>What failed and why</h2>")
+    if page.failures:
+        cols = list(dict.fromkeys(k for f in page.failures for k in f))
+        out.append(_table(pd.DataFrame(page.failures, columns=cols).fillna("")))
+    else:
+        out.append("<p>Nothing failed and nothing was left out.</p>")
+    out.append("</section>")
+    out.append("<section id='provenance'><h2>Provenance</h2><details><summary>software versions, configuration, "
+               "hashes</summary><pre>" + _e(json.dumps(page.provenance, indent=2, sort_keys=True, default=str))
+               + "</pre></details></section>")
+    out.append("</main></body></html>")
+    return "\n".join(out)

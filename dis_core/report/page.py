@@ -1,0 +1,151 @@
+"""Gathers the HTML report's records from a scored run (the I/O edge of dis_core/report/html.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dis_core.cohort.stage import Cohort
+from dis_core.io.atomic import write_text_atomic
+from dis_core.report.html import (HTML_NAME, Figure, ParticipantSection, ReportPage, confusions, gather_video_qc,
+                                  png_figure, read_head_pose, render_html)
+from dis_core.layout import RunLayout
+from dis_core.score.evaluate import FeatureSetScores
+from dis_core.score.stage import METHODS
+
+SIGNATURE_FEATURE_SET = "head_pose"  # the signature pictured per participant is the head's motion
+
+
+def safe_name(s: str) -> str:
+    """A file-name-safe, collision-free stem for a user id."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:40]
+    return f"{stem}_{hashlib.sha1(s.encode()).hexdigest()[:6]}"
+
+
+def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], metrics: pd.DataFrame,
+                      summary: pd.DataFrame, verdicts: list[str], partners: str, failures: list[dict],
+                      smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path) -> Path:
+    """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
+    from dis_core.report.figures import headline_png
+
+    figs = cohort.layout.figures_dir
+    if len(metrics):
+        headline_png(figs / "headline.png", metrics.to_dict(orient="records"),
+                     "Identification and verification on held-out data: DIS (flow) vs baseline, with chance", prov)
+    fs_figs = []
+    for r in results:
+        fs = r.feature_set
+        fs_figs.append((fs, [f for f in (
+            png_figure(figs / f"heatmap_{fs}.png", f"Score matrix ({fs})",
+                       "Rows: each participant's model; columns: each participant's held-out data. Colour: for each "
+                       "column, the models' mean log-likelihoods as z-scores against the other models (t-norm: "
+                       "which model fits these frames best; the scores the headline EER and AUC use), clipped at "
+                       "the stated limit. Squares mark own data, dots the best model for each column (a dot in "
+                       "the square: identified). Participants are ordered by dyad (or by clustering). "
+                       "Raw scores: workbook sheet scores_" + fs),
+            png_figure(figs / f"roc_det_{fs}.png", f"ROC and DET ({fs})",
+                       "Verification: genuine pairs are a model with its own participant's held-out data. Solid: "
+                       "t-normalised scores (the headline), dashed: z-normalised, dotted: raw. DET axes are on the "
+                       "normal-deviate scale."),
+            png_figure(figs / f"norms_{fs}.png", f"Per-frame norms ({fs})",
+                       "How far each frame's log-likelihood lies from the model's mean on its own held-out data, "
+                       "for own, partner and stranger data (log axis)."),
+            png_figure(figs / f"participant_map_{fs}.png", f"Who moves like whom ({fs})",
+                       "Classical MDS of the symmetric pair similarity; dyad partners joined."),
+        ) if f is not None]))
+    lm = png_figure(figs / "landmark_pca.png", "Landmarks in the cohort PCA basis",
+                    "Each participant's aligned landmarks on the cohort's first two principal components.")
+    if lm is not None and fs_figs:
+        fs_figs[-1][1].append(lm)
+    training = [f for f in (png_figure(figs / f"loss_curves_{r.feature_set}.png", f"Training curves ({r.feature_set})",
+                                       "Negative log-likelihood per epoch on the training frames and on the "
+                                       "validation frames (the last 15% of training); the dotted line is the epoch "
+                                       "kept (early stopping).") for r in results) if f is not None]
+    qc_csv = cohort.layout.summary_dir / "extraction_qc.csv"
+    qc = gather_video_qc(cohort.out_root, pd.read_csv(qc_csv) if qc_csv.is_file() else None)
+    run = _run_record(cohort.out_root)
+    rows = [(str(k), str(v)) for k, v in zip(summary["item"], summary["value"])]
+    rows += [("output folder", str(cohort.out_root)), ("manifest", run.get("manifest", "")),
+             ("face model sha256", run.get("model_sha256", "")), ("executor", run.get("executor", "")),
+             ("DIS version", prov.get("dis_version", "")),
+             ("software", ", ".join(f"{k} {v}" for k, v in prov.get("packages", {}).items())),
+             ("python / platform", f"{prov.get('python', '')} / {prov.get('platform', '')}")]
+    page = ReportPage(
+        title=f"DIS report: {cohort.out_root.name}", summary=rows, metrics=metrics, verdicts=verdicts,
+        partners=partners, headline=png_figure(figs / "headline.png", "Headline figures",
+                                               "Points with 95% bootstrap intervals over participants; red ticks "
+                                               "mark chance (1/N for top-1, 0.5 for EER and AUC)."),
+        feature_sets=fs_figs, training=training, qc=qc, smiles=smiles,
+        participants=_participants(figs / "participants", cohort, results, prov), failures=failures,
+        provenance=prov, workbook=str(workbook))
+    path = d / HTML_NAME
+    write_text_atomic(path, render_html(page))
+    return path
+
+
+def _run_record(out_root: Path) -> dict:
+    try:
+        return json.loads(RunLayout(out_root).run_record.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], prov: dict) -> list[ParticipantSection]:
+    """One section per participant of the cohort: head-motion traces per session, spectrum, confusions."""
+    from dis_core.report.figures import signature_png
+
+    figs.mkdir(parents=True, exist_ok=True)
+    r = next((x for x in results if x.feature_set == SIGNATURE_FEATURE_SET), results[0] if results else None)
+    out = []
+    for pid in cohort.participants:
+        sessions = []
+        for e in cohort.videos_of(pid):
+            h5 = cohort.layout.extraction(e.unit_id)
+            sp = cohort.splits.get(e.unit_id)
+            role = ("held-out" if sp is not None and sp.test.any() and not sp.train.any() else
+                    "training" if sp is not None and sp.train.any() and not sp.test.any() else
+                    "training + held-out")
+            try:
+                t, hp = read_head_pose(h5)
+            except (OSError, KeyError):
+                continue
+            sessions.append((f"session {e.session} ({role})", t, hp))
+        confused, rank = (), None
+        if r is not None and pid in r.participants:
+            j = r.participants.index(pid)
+            s = r.methods[METHODS[0]].s
+            confused = confusions(s, j, r.participants)
+            rank = int(r.methods[METHODS[0]].ranks[j, j])
+        fig = None
+        if sessions:
+            path = figs / f"signature_{safe_name(pid)}.png"
+            fs_note = f" (confusions: {r.feature_set} flows)" if r is not None else ""
+            signature_png(path, sessions, list(confused), f"{pid}: head-motion signature{fs_note}", prov)
+            fig = Figure(f"Signature of {pid}", "Top: yaw, pitch and roll per session; bottom: spectrum of the "
+                         "head's angular speed per session; right: models that fit the held-out data best.",
+                         path.read_bytes())
+        out.append(ParticipantSection(pid, cohort.dyad(pid), tuple(e.session for e in cohort.videos_of(pid)),
+                                      confused, rank, fig))
+    return out
+
+
+def report_failures(cohort_left: list[dict], results: list[FeatureSetScores], problems: list[dict],
+                    qc: pd.DataFrame | None) -> list[dict]:
+    """Every failure and exclusion with its stage and reason, extraction failures first."""
+    rows: list[dict] = []
+    if qc is not None and len(qc):
+        for x in qc.to_dict(orient="records"):
+            if x.get("status") in ("failed", "no_face"):
+                rows.append({"stage": "extraction", "unit_id": x.get("unit_id", ""),
+                             "participant_id": x.get("participant_id", ""), "reason": x.get("message", "")})
+    rows += [{"stage": "cohort", **x} for x in cohort_left]
+    for r in results:
+        rows += [{"stage": "scoring", **x} for x in r.left_out]
+    rows += [{"stage": "scoring", **x} for x in problems]
+    return [{k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in x.items()} for x in rows]

@@ -1,0 +1,169 @@
+"""The cohort-level terminal display: one live line per stage (done/total, failures, elapsed, ETA).
+
+On a terminal it is a rich Live display redrawn in place; otherwise (SLURM logs, CI, pipes) it
+prints plain lines: the stage's start, at most one line per quarter of the units, and its end, so
+the output does not grow with the number of units. Per-unit lines only with ``verbose``; failures
+are listed by the stage summary that follows (one line each), not twice.
+
+    with progress("extract", len(videos)) as p:
+        map_units(fn, videos, on_result=p.unit_done)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from typing import Any, Iterator, TextIO
+
+PLAIN_STEPS = 4  # plain mode: a line at 25, 50, 75 and 100%
+
+
+def use_live(stream: TextIO) -> bool:
+    """A live display only on an interactive terminal (not under CI, not with TERM=dumb, not when asked
+    for plain output with DIS_PROGRESS=plain)."""
+    if os.environ.get("DIS_PROGRESS", "").lower() == "plain" or os.environ.get("CI"):
+        return False
+    if os.environ.get("TERM", "") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def fmt_duration(s: float) -> str:
+    """1h02m, 3m05s, 42s."""
+    s = max(0, int(round(s)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+def unit_line(result: Any) -> str:
+    """One line for one finished unit (verbose mode): id, status, and what it produced."""
+    uid = getattr(result, "unit_id", str(result))
+    status = getattr(result, "status", "done")
+    bits = []
+    if getattr(result, "frames", 0):
+        bits.append(f"{result.frames} frames, face in {100 * result.detection_rate:.0f}%")
+    if getattr(result, "train_frames", 0):
+        bits.append(f"{result.train_frames} training frames, {getattr(result, 'epochs', 0)} epochs")
+    if getattr(result, "elapsed_s", 0):
+        bits.append(f"{result.elapsed_s:.1f} s")
+    msg = getattr(result, "message", "")
+    return f"  {status:8s} {uid}" + (f": {', '.join(bits)}" if bits else "") + (f" ({msg})" if msg else "")
+
+
+class StageProgress:
+    """Counts finished units of one stage and shows them; ``unit_done`` is the executor's on_result."""
+
+    def __init__(self, stage: str, total: int, stream: TextIO | None = None, verbose: bool = False,
+                 live: bool | None = None):
+        self.stage, self.total, self.verbose = stage, int(total), verbose
+        self.stream = stream if stream is not None else sys.stdout
+        self.live = use_live(self.stream) if live is None else live
+        self.done = self.failed = 0
+        self._t0 = time.monotonic()
+        self._next_step = 1
+        self._rich = None
+        self._task = None
+        self._own_file: TextIO | None = None
+
+    # ---- plain and shared
+    def eta_s(self) -> float | None:
+        """Remaining time from the mean time per finished unit (None before the first one)."""
+        if not self.done:
+            return None
+        return (time.monotonic() - self._t0) / self.done * (self.total - self.done)
+
+    def status_line(self) -> str:
+        el = time.monotonic() - self._t0
+        eta = self.eta_s()
+        tail = f", ETA {fmt_duration(eta)}" if eta is not None and self.done < self.total else ""
+        return (f"{self.stage}: {self.done}/{self.total} done, {self.failed} failed, "
+                f"elapsed {fmt_duration(el)}{tail}")
+
+    def _print(self, line: str) -> None:
+        if self._rich is not None:
+            self._rich.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def unit_done(self, result: Any) -> None:
+        self.done += 1
+        if getattr(result, "failed", False):
+            self.failed += 1
+        if self.verbose:
+            self._print(unit_line(result))
+        if self._rich is not None:
+            self._rich.update(self._task, completed=self.done, failed=self.failed)
+        elif self.total and self.done * PLAIN_STEPS >= self._next_step * self.total and self.done < self.total:
+            self._print(self.status_line())
+            while self._next_step * self.total <= self.done * PLAIN_STEPS:
+                self._next_step += 1
+
+    # ---- lifecycle
+    def __enter__(self) -> "StageProgress":
+        self._t0 = time.monotonic()
+        if self.live and self.total:
+            self._start_rich()
+        else:
+            self._print(f"{self.stage}: {self.total} unit(s)")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
+            if self._own_file is not None:
+                self._own_file.close()
+        else:
+            self._print(self.status_line())
+
+    def _start_rich(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        # Draw through a duplicate of the terminal's descriptor: a unit that silences fd 1/2 in this
+        # process (the debug executor) cannot swallow the display, nor the display leak into its log.
+        file = self.stream
+        with contextlib.suppress(AttributeError, ValueError, OSError, io.UnsupportedOperation):
+            self._own_file = os.fdopen(os.dup(self.stream.fileno()), "w", buffering=1)
+            file = self._own_file
+        console = Console(file=file, force_terminal=True)
+        self._rich = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("{task.fields[failed]} failed"), TextColumn("elapsed"), TimeElapsedColumn(),
+                              TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+                              refresh_per_second=2)
+        self._rich.start()
+        self._task = self._rich.add_task(self.stage, total=self.total, failed=0)
+
+
+@contextlib.contextmanager
+def progress(stage: str, total: int, stream: TextIO | None = None, verbose: bool = False,
+             live: bool | None = None) -> Iterator[StageProgress]:
+    """The display for one stage: ``with progress("extract", n) as p: ... p.unit_done(result)``."""
+    p = StageProgress(stage, total, stream, verbose, live)
+    with p:
+        yield p
+
+
+@contextlib.contextmanager
+def stage_progress(stage: str, total: int, verbose: bool = False, enabled: bool = True
+                   ) -> Iterator[StageProgress | "_Silent"]:
+    """What the local runner wraps a stage's map in: the display, or a silent counter when disabled."""
+    if not enabled:
+        yield _Silent()
+        return
+    with progress(stage, total, verbose=verbose) as p:
+        yield p
+
+
+class _Silent:
+    def unit_done(self, result: Any) -> None:
+        pass

@@ -1,0 +1,165 @@
+"""Report figures read back from their matplotlib objects: titles, axis labels, legends where more
+than one series is drawn, normalised heatmaps with robust limits, log-scale norms, probit DET axes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from dis_core.report import figures as F
+from dis_core.report.html import gap_stats
+
+
+def _labelled_series(ax) -> int:
+    return sum(1 for h in ax.get_lines() + list(ax.collections) + list(ax.patches) + list(ax.containers)
+               if not str(h.get_label()).startswith("_"))
+
+
+def _check_readable(fig) -> None:
+    """Every drawn panel has a title (or the figure a suptitle), both axis labels, and a legend (its own
+    or the figure's) when it carries more than one labelled series."""
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_label() != "<colorbar>"]
+    assert panels
+    has_sup = fig._suptitle is not None and fig._suptitle.get_text()
+    for ax in panels:
+        assert ax.get_title() or has_sup, "a panel without a title"
+        assert ax.get_xlabel(), f"panel {ax.get_title()!r} has no x label"
+        sib = ax.get_shared_y_axes().get_siblings(ax)  # a shared y axis is labelled once
+        assert any(a.get_ylabel() or any(t.get_text() for t in a.get_yticklabels()) for a in sib), \
+            f"panel {ax.get_title()!r} has no y label"
+        if _labelled_series(ax) > 1:
+            assert ax.get_legend() is not None or fig.legends, f"panel {ax.get_title()!r}: several series, no legend"
+
+
+def _scores(n=6, seed=0):
+    """A score matrix with a strong diagonal and one absurd cell (-400), as real runs have."""
+    rng = np.random.default_rng(seed)
+    s = rng.normal(-5, 1, (n, n))
+    s[np.diag_indices(n)] += 4
+    s[0, 3] = -400.0
+    return s
+
+
+def test_heatmap_is_normalised_diverging_robust_and_ordered_by_dyad():
+    s = _scores()
+    pids = [f"p{i}" for i in range(6)]
+    dyads = ["b", "a", "c", "a", "b", "c"]
+    fig = F.heatmap_figure(s, pids, "scores", dyads=dyads)
+    ax = fig.axes[0]
+    im = ax.images[0]
+    lo, hi = im.get_clim()
+    assert lo == -hi and 2.0 <= hi < 10, "symmetric robust limits, not set by the -400 cell"
+    assert im.get_cmap().name == "RdBu_r"  # ColorBrewer diverging, colour-blind safe
+    # partners side by side: a, a, b, b, c, c
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["p1 (a)", "p3 (a)", "p0 (b)", "p4 (b)", "p2 (c)", "p5 (c)"]
+    # the image holds per-data t-normalised scores (each column against the other models), clipped
+    from dis_core.score.scoring import tnorm, znorm
+
+    order = [1, 3, 0, 4, 2, 5]
+    np.testing.assert_allclose(im.get_array(), np.clip(tnorm(s)[np.ix_(order, order)], lo, hi))
+    assert "clipped" in fig.axes[1].get_ylabel() and "t-norm" in fig.axes[1].get_ylabel()
+    # each column's best model is marked: here the own model (strong diagonal), i.e. on the diagonal
+    marks = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_array_equal(np.asarray(marks)[:, 0], np.asarray(marks)[:, 1])
+    _check_readable(fig)
+    zfig = F.heatmap_figure(s, pids, "scores", dyads=dyads, norm="z-norm")
+    zim = zfig.axes[0].images[0]
+    zlo, zhi = zim.get_clim()
+    np.testing.assert_allclose(zim.get_array(), np.clip(znorm(s)[np.ix_(order, order)], zlo, zhi))
+
+
+def test_heatmap_without_dyads_clusters_similar_people_together():
+    """Two groups of three whose models score each other's data high: clustering keeps groups contiguous."""
+    rng = np.random.default_rng(1)
+    g = np.array([0, 1, 0, 1, 0, 1])
+    s = -5 + 3 * (g[:, None] == g[None, :]) + rng.normal(0, 0.1, (6, 6))
+    order = F.display_order([""] * 6, s)
+    groups = g[order]
+    assert (np.diff(groups) != 0).sum() == 1, groups
+
+
+def test_det_is_on_normal_deviate_axes():
+    """Equal-variance Gaussian genuine/impostor scores give a straight DET line of slope -1 on probit axes."""
+    t = np.linspace(-4, 6, 400)
+    fpr = norm.sf(t)  # impostors ~ N(0, 1)
+    tpr = norm.sf(t - 2.0)  # genuine ~ N(2, 1)
+    fig = F.roc_det_figure({"flow, t-norm (AUC 0.92)": (fpr, tpr), "gaussian, t-norm (AUC 0.90)": (fpr, tpr)},
+                           "verification")
+    det = fig.axes[1]
+    line = det.get_lines()[0]
+    x, y = line.get_xdata(), line.get_ydata()
+    keep = (np.abs(x) < 3) & (np.abs(y) < 3)
+    slope, icpt = np.polyfit(x[keep], y[keep], 1)
+    assert slope == pytest.approx(-1.0, abs=1e-3) and icpt == pytest.approx(-2.0, abs=1e-3)
+    labels = [tk.get_text() for tk in det.get_xticklabels()]
+    assert "50" in labels and "1" in labels
+    np.testing.assert_allclose(det.get_xticks()[labels.index("1")], norm.ppf(0.01))
+    assert "normal-deviate" in det.get_xlabel()
+    _check_readable(fig)
+
+
+def test_norm_histograms_are_on_a_log_axis_with_the_clip_stated():
+    rng = np.random.default_rng(0)
+    groups = {"self": rng.lognormal(0, 1, 2000), "partner": rng.lognormal(0.5, 1, 500),
+              "stranger": np.r_[rng.lognormal(1, 1.2, 3000), 550.0]}
+    fig = F.norms_figure(groups, "norms")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert "clipped" in ax.get_xlabel() and "log scale" in ax.get_xlabel()
+    assert ax.get_xlim()[1] >= 550  # the tail is shown, not cut
+    assert len(ax.get_legend().get_texts()) == 3
+    _check_readable(fig)
+
+
+def test_loss_grid_has_a_training_validation_legend():
+    hist = {"train": list(np.linspace(3, 1, 20)), "val": list(np.linspace(3.2, 1.4, 20))}
+    fig = F.loss_grid_figure([("p1", hist, 12), ("p2", hist, 15), ("p3", hist, 19)], "curves")
+    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "training" in texts and "validation" in texts
+    _check_readable(fig)
+
+
+def test_headline_shows_intervals_and_chance():
+    row = {"feature_set": "head_pose", "participants": 6, "chance_top1": 1 / 6}
+    for k, v in (("top1", 0.8), ("eer", 0.1), ("auc", 0.9)):
+        row.update({k: v, k + "_lo": v - 0.1, k + "_hi": v + 0.05})
+    fig = F.headline_figure([dict(row, method="flow"), dict(row, method="gaussian", top1=0.5, top1_lo=0.3, top1_hi=0.6)], "headline")
+    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert {"flow (DIS)", "Gaussian baseline", "chance"} <= set(texts)
+    ax = fig.axes[0]
+    chance = [ln for ln in ax.get_lines() if ln.get_label() == "chance"]
+    assert chance and np.allclose(chance[0].get_xdata(), 1 / 6)
+    _check_readable(fig)
+
+
+def test_signature_spectrum_peaks_at_twice_the_sway_frequency():
+    """Yaw = 10 sin(2 pi 0.5 t): the angular speed |d yaw/dt| repeats at 1 Hz, so its spectrum peaks there."""
+    t = np.arange(0, 40, 1 / 15)
+    hp = np.zeros((len(t), 3))
+    hp[:, 0] = 10 * np.sin(2 * np.pi * 0.5 * t)
+    hp[100:104] = np.nan  # a detector gap: the longest run of face frames is used
+    f, p = F.speed_spectrum(t, hp)
+    assert f[np.argmax(p)] == pytest.approx(1.0, abs=15 / 128)
+    fig = F.signature_figure([("session s1 (training)", t, hp), ("session s2 (held-out)", t, hp)],
+                             [("p1", 2.5), ("p2", 0.3), ("p3", -0.2)], "p1: head-motion signature")
+    _check_readable(fig)
+
+
+def test_gap_stats_counts_runs_without_a_face():
+    t = np.arange(10) / 10.0
+    det = np.array([1, 1, 0, 0, 0, 1, 1, 0, 1, 1], bool)
+    n, longest = gap_stats(t, det)
+    assert n == 2 and longest == pytest.approx(0.3)
+    assert gap_stats(t, np.ones(10, bool)) == (0, 0.0)
+    assert gap_stats(t, np.zeros(10, bool))[0] == 1
+
+
+def test_report_figures_are_high_dpi_png_with_provenance(tmp_path):
+    from PIL import Image
+
+    F.norms_png(tmp_path / "n.png", {"self": np.arange(1, 100.0)}, "norms", {"dis_version": "x"})
+    im = Image.open(tmp_path / "n.png")
+    assert round(im.info["dpi"][0]) == F.REPORT_DPI
+    assert '"dis_version": "x"' in im.info["Description"]

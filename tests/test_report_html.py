@@ -1,0 +1,86 @@
+"""The HTML report: self-contained (figures embedded, nothing fetched), every user string escaped,
+and it renders in headless Chromium without console errors (tests/browser.py). The end-to-end check
+on a real phantom run is tests/test_dis_phantom.py::test_html_report_renders_in_a_browser."""
+
+from __future__ import annotations
+
+import os
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dis_core.report import figures as F
+from dis_core.report.html import Figure, ParticipantSection, ReportPage, VideoQC, confusions, render_html
+from tests.browser import chromium_path, inspect_page
+
+EVIL = '<script>alert("x")</script>&<img src=http://example.com/a.png>'
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _page(tmp: Path, pid: str = EVIL, video: str = "a b/ü$x$.mp4") -> ReportPage:
+    F.norms_png(tmp / "n.png", {"self": np.arange(1, 50.0), "stranger": np.arange(5, 500.0)}, "norms", {})
+    png = (tmp / "n.png").read_bytes()
+    metrics = pd.DataFrame([{"feature_set": "head_pose", "method": m, "participants": 2, "chance_top1": 0.5,
+                             **{f"{k}{s}": v for k, v in (("top1", 1.0), ("eer", 0.0), ("auc", 1.0))
+                                for s in ("", "_lo", "_hi")}} for m in ("flow", "gaussian")])
+    return ReportPage(
+        title=f"DIS report: {pid}", summary=[("split rule", "cross-session"), ("manifest", video)], metrics=metrics,
+        verdicts=[f"head_pose: the flows do NOT beat the Gaussian baseline ({pid})"], partners="no partner test",
+        headline=Figure("Headline", "caption", png), feature_sets=[("head_pose", [Figure(f"Norms {pid}", pid, png)])],
+        training=[], qc=[VideoQC("u1", pid, "s1", video, "ok", "", 100, 90, 2, 0.4, (png,)),
+                         VideoQC("u2", "p2", "s1", "bad.mp4", "failed", f"{video}: cannot decode", 0, 0, 0, 0.0)],
+        smiles=pd.DataFrame({"participant_id": [pid], "smile_frame_fraction": [0.25]}),
+        participants=[ParticipantSection(pid, "d1", ("s1", "s2"), ((pid, 3.0), ("p2", -1.0)), 1,
+                                         Figure(f"Signature of {pid}", "", png))],
+        failures=[{"stage": "extraction", "unit_id": "u2", "reason": f"{video}: cannot decode"}],
+        provenance={"dis_version": "0.1.0", "config": {"note": pid}}, workbook="/x/dis_report.xlsx")
+
+
+def test_every_user_string_is_escaped_and_nothing_is_fetched(tmp_path):
+    text = render_html(_page(tmp_path))
+    p = _Tags()
+    p.feed(text)
+    tags = [t for t, _ in p.tags]
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in text
+    imgs = [a for t, a in p.tags if t == "img"]
+    assert len(imgs) == 4 and all(a["src"].startswith("data:image/png;base64,") for a in imgs)
+    srcs = [a.get("src", "") + a.get("href", "") for _, a in p.tags]
+    assert not any(s.startswith(("http:", "https:", "//")) for s in srcs)
+    assert "a b/ü$x$.mp4" in text  # shown as written
+
+
+def test_confusions_put_the_own_model_first_then_the_best_impostors():
+    s = np.array([[0.0, -1.0, -5.0], [-3.0, 0.0, -2.0], [-0.5, -4.0, 0.0]])
+    c = confusions(s, 0, ["a", "b", "c"], k=3)
+    assert [n for n, _ in c] == ["a", "c", "b"]  # for a's data, c's model scores -0.5, b's -3
+
+
+def _need_chromium() -> None:
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI: chromium must be installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
+
+
+def test_page_renders_in_headless_chromium(tmp_path):
+    _need_chromium()
+    path = tmp_path / "r.html"
+    path.write_text(render_html(_page(tmp_path)), encoding="utf-8")
+    res = inspect_page(path, tmp_path / "shot.png", height=1200)
+    assert res["errors"] == []
+    assert len(res["images"]) == 4
+    assert all(i["complete"] and i["natural_w"] > 0 and i["shown_w"] > 0 for i in res["images"])
+    assert all(u.startswith(("file:", "data:")) for u in res["requests"])
+    assert (tmp_path / "shot.png").stat().st_size > 10_000
