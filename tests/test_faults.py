@@ -192,7 +192,7 @@ MISTAKES = [
                                                                              "video": "v/ph01_s1.mp4"}])),
             "row 2: participant_id '../evil' is unsafe as a file name"),
     Mistake("score-not-a-run", lambda t, ph: ["score", "-o", (t / "empty").mkdir() or t / "empty"],
-            "cohort.json not found: run the cohort step first"),
+            "holds no run (no run.json)"),
     Mistake("status-not-a-run", lambda t, ph: ["status", (t / "empty").mkdir() or t / "empty"], "is not a run folder"),
 ]
 
@@ -506,20 +506,22 @@ def test_extraction_task_is_requeueable_and_resumes(tmp_path, phantom, model):
     must be the same unit, and (idempotent) it finishes the video a killed task left."""
     import pickle
 
-    from dis_core.extract.stage import ExtractConfig
-    from dis_core.manifest import load_manifest
-    from jobs.slurm import ExtractTask
+    from jobs.graph import Plan
+    from jobs.slurm import UnitTask
 
-    m = load_manifest(_manifest(tmp_path / "m.csv", [{"participant_id": "p", "session": "s1",
-                                                      "video": str(phantom / "ph01_s1.mp4")}]))
-    task = ExtractTask(tmp_path / "out", model, ExtractConfig())
-    (tmp_path / "out" / "videos" / m.entries[0].unit_id).mkdir(parents=True)
-    (tmp_path / "out" / "videos" / m.entries[0].unit_id / ".extraction.h5.part-9-0badf00d").write_bytes(b"x")
-    again = pickle.loads(pickle.dumps(task.checkpoint(m.entries[0])))
+    m_path = _manifest(tmp_path / "m.csv", [{"participant_id": "p", "session": "s1",
+                                             "video": str(phantom / "ph01_s1.mp4")}])
+    plan = Plan(out=tmp_path / "out", manifest=Path(m_path), model=model, force=True)
+    entry = plan.manifest_.entries[0]
+    task = UnitTask("extract", plan)
+    (tmp_path / "out" / "videos" / entry.unit_id).mkdir(parents=True)
+    (tmp_path / "out" / "videos" / entry.unit_id / ".extraction.h5.part-9-0badf00d").write_bytes(b"x")
+    again = pickle.loads(pickle.dumps(task.checkpoint(entry)))
+    assert again.function.plan.force is False, "a requeued task never redoes finished work"
     r = again.function(*again.args, **again.kwargs)
     assert r.status == "ok" and r.frames == 80
     assert not list((tmp_path / "out").rglob("*.part-*"))
-    assert task(m.entries[0]).status == "skipped"
+    assert UnitTask("extract", again.function.plan)(entry).status == "skipped"
 
 
 def test_job_folder_is_private_whatever_the_umask(tmp_path):
