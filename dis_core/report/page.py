@@ -72,7 +72,7 @@ def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], 
     run = _run_record(cohort.out_root)
     rows = [(str(k), str(v)) for k, v in zip(summary["item"], summary["value"])]
     rows += [("output folder", str(cohort.out_root)), ("manifest", run.get("manifest", "")),
-             ("face model sha256", run.get("model_sha256", "")), ("executor", run.get("executor", "")),
+             ("face model sha256", run.get("plan", {}).get("model", {}).get("sha256", "")), ("executor", run.get("executor", "")),
              ("DIS version", prov.get("dis_version", "")),
              ("software", ", ".join(f"{k} {v}" for k, v in prov.get("packages", {}).items())),
              ("python / platform", f"{prov.get('python', '')} / {prov.get('platform', '')}")]
