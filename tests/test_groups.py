@@ -7,7 +7,7 @@ import pytest
 
 from dis_core.errors import DISError
 from dis_core.score import stats as st
-from dis_core.score.groups import grouping_labels, grouping_text, groups_of, is_grouping_column
+from dis_core.score.groups import grouping_labels, grouping_text, is_grouping_column
 
 
 def test_convention_names_group_condition_and_group_prefixed_columns():
@@ -24,8 +24,6 @@ def test_labels_join_every_grouping_column_and_ignore_the_rest():
     assert labels == ["condition=talk|group_site=A", "condition=talk|group_site=B", "condition=silent|group_site=A"]
     assert grouping_text(labels) == "same condition, group_site"
     assert grouping_labels({"a": [{"age": "3"}]}, ["a"]) == (None, [])
-    # one row per participant (the evaluation step's form) gives the same labels
-    assert groups_of({p: r[0] for p, r in rows.items()}, ["a", "b", "c"]) == labels
     assert grouping_text(None) == "whole cohort"
 
 

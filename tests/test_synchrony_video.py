@@ -10,6 +10,7 @@ import pytest
 
 from dis_core.cohort.stage import prepare_cohort
 from dis_core.extract.pose import euler_to_rotation
+from dis_core.extract.stage import H5_NAME, unit_dir
 from dis_core.manifest import load_manifest
 from dis_core.phantom.render import cohort_dynamics, make_rig, portraits, render_video, trajectory
 from dis_core.score import synchrony as sy
@@ -54,7 +55,7 @@ def _truth_speed(ypr: np.ndarray) -> np.ndarray:
 def test_head_speed_from_the_extraction_follows_the_truth(locked_cohort):
     cohort, trajs = locked_cohort
     e = cohort.videos_of("ph3")[0]
-    got = sy.session_signals(sy.extraction_path(cohort, e), CFG)["head_speed"]
+    got = sy.session_signals(unit_dir(cohort.out_root, e) / H5_NAME, CFG)["head_speed"]
     want = _truth_speed(trajs[2])
     ok = np.isfinite(got) & np.isfinite(want[: len(got)])
     assert ok.mean() > 0.9
@@ -71,7 +72,7 @@ def test_same_movements_at_the_same_time_are_synchronous_at_lag_zero(locked_coho
     head = rows[0]
     assert head["dyads"] == 2 and head["sessions"] == 1
     # re-reading the signals: the copied trajectory is the most synchronous pair, at lag 0
-    sig = [sy.session_signals(sy.extraction_path(cohort, cohort.videos_of(p)[0]), CFG)["head_speed"]
+    sig = [sy.session_signals(unit_dir(cohort.out_root, cohort.videos_of(p)[0]) / H5_NAME, CFG)["head_speed"]
            for p in ("ph1", "ph2", "ph3", "ph4")]
     t = min(map(len, sig))
     m = sy.synchrony_matrix([np.stack([s[:t] for s in sig])], CFG)

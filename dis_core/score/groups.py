@@ -27,12 +27,11 @@ def grouping_labels(values: Mapping[str, Sequence[Mapping[str, str]]], pids: Seq
                     ) -> tuple[list[str] | None, list[str]]:
     """One stratum label per participant of ``pids`` and the grouping columns used.
 
-    ``values[pid]`` lists the extra columns of each of that participant's manifest rows (or is one row). The label joins
+    ``values[pid]`` lists the extra columns of each of that participant's manifest rows. The label joins
     the participant's value of every grouping column present (``site=A|condition=talk``); (None, []) when
     no grouping column has a value. Raises DISError naming the column and participant when a grouping
     column takes two values for one person.
     """
-    values = {p: [v] if isinstance(v, Mapping) else list(v) for p, v in values.items()}  # one row or several
     cols = sorted({k for p in pids for row in values.get(p, ()) for k, v in row.items()
                    if is_grouping_column(k) and v != ""})
     if not cols:
@@ -48,13 +47,6 @@ def grouping_labels(values: Mapping[str, Sequence[Mapping[str, str]]], pids: Seq
             parts.append(f"{c}={next(iter(seen), '')}")
         labels.append("|".join(parts))
     return labels, cols
-
-
-def groups_of(extra_by_pid: Mapping[str, Mapping[str, str] | Sequence[Mapping[str, str]]], pids: Sequence[str]
-              ) -> list[str] | None:
-    """Stratum label per participant (or None): the labels of :func:`grouping_labels`, with the signature
-    of the evaluation step's ``groups_of`` (extras per participant: one row's dict, or every row's)."""
-    return grouping_labels(extra_by_pid, pids)[0]
 
 
 def cohort_grouping(cohort, pids: Sequence[str]) -> tuple[list[str] | None, list[str]]:

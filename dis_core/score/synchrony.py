@@ -258,21 +258,12 @@ def time_locked(extra: Mapping[str, str]) -> bool:
     return str(extra.get(TIME_LOCKED_COLUMN, "")).strip().lower() in TRUE_WORDS
 
 
-def extraction_path(cohort, entry) -> Path:
-    """The extraction HDF5 file of one manifest row of a cohort (through the run layout where there is one)."""
-    layout = getattr(cohort, "layout", None)
-    if layout is not None:
-        return layout.extraction(entry.unit_id)
-    from dis_core.extract.stage import H5_NAME, unit_dir
-
-    return unit_dir(cohort.out_root, entry) / H5_NAME
-
-
 def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[list[dict], str] | None:
     """The synchrony family for a cohort whose manifest marks sessions ``time_locked``; None if none is.
 
     Uses every complete dyad (two participants) and the session labels that all their members have as
     time-locked rows; returns (rows, note), rows empty with the reason in note when it cannot run."""
+    from dis_core.extract.stage import H5_NAME, unit_dir
     from dis_core.score.groups import cohort_grouping, grouping_text
     from dis_core.score.scoring import dyad_pairs
 
@@ -292,7 +283,7 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
         return [], "no session label is time-locked for every dyad member: no synchrony test"
     per_signal: dict[str, list[np.ndarray]] = {k: [] for k in SIGNALS}
     for s in sessions:
-        sig = [session_signals(extraction_path(cohort, by[(p, s)]), cfg) for p in pids]
+        sig = [session_signals(unit_dir(cohort.out_root, by[(p, s)]) / H5_NAME, cfg) for p in pids]
         t = min(len(x[SIGNALS[0]]) for x in sig)
         for k in SIGNALS:
             per_signal[k].append(np.stack([x[k][:t] for x in sig]))
