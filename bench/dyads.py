@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     ax.grid(alpha=0.3)
     ax.set_title(f"Partner-vs-stranger permutation test: power at {a.couples} couples\n"
                  f"(score-level simulation, {a.n_perm} re-pairings per test)")
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="center right", fontsize=9)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, out, provenance(PowerConfig(a.couples, a.cohorts, a.n_perm, a.alpha, a.seed, tuple(strengths)),
