@@ -193,7 +193,7 @@ def read_head_pose(h5: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def confusions(s: np.ndarray, j: int, pids: Sequence[str], k: int = 4) -> tuple[tuple[str, float], ...]:
     """The models that fit participant j's held-out data best, by per-data t-normalised score:
-    their own model first, then the k-1 others ranked highest (who they are most often taken for)."""
+    their own model first, then the k-1 others ranked highest."""
     from dis_core.score.scoring import tnorm
 
     col = tnorm(np.asarray(s, float))[:, j]
@@ -323,7 +323,7 @@ def _participant(p: ParticipantSection) -> str:
     return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
             f"{' (dyad ' + _e(p.dyad) + ')' if p.dyad else ''}</h3>"
             f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {rank}; "
-            f"most often taken for: {conf or 'n/a'}.</p>{_figure(p.figure)}")
+            f"the other models that fit it best: {conf or 'n/a'}.</p>{_figure(p.figure)}")
 
 
 def render_html(page: ReportPage) -> str:
