@@ -176,3 +176,29 @@ def test_models_and_scores_of_another_cohort_step_are_never_used(same_faces, tmp
 
     _, _, _, left = _models(load_cohort(run_dir), "head_pose")
     assert len(left) == 6 and all("another split" in x["reason"] for x in left)
+
+
+def test_html_report_renders_in_a_browser(same_faces):
+    """The run's HTML report in headless Chromium: no console error, every figure of the report folder
+    embedded in the page and rendered at a non-zero size, nothing fetched; a screenshot beside it."""
+    import base64
+
+    from tests.browser import inspect_page
+    from tests.test_report_html import _need_chromium
+
+    _need_chromium()
+    out, r, wb = same_faces
+    page = RunLayout(out).report_dir / "dis_report.html"
+    text = page.read_text(encoding="utf-8")
+    figs = sorted(RunLayout(out).figures_dir.rglob("*.png"))
+    assert len(figs) >= 7 + len(r.participants)  # heatmap, ROC/DET, norms, map, PCA, loss, headline; signatures
+    for f in figs:
+        assert base64.b64encode(f.read_bytes()).decode() in text, f"{f.name} is not embedded"
+    shot = RunLayout(out).report_dir / "screenshot.png"
+    res = inspect_page(page, shot)
+    assert res["errors"] == [], res["errors"]
+    assert all(u.startswith(("file:", "data:")) for u in res["requests"]) and not res["failed_requests"]
+    imgs = res["images"]
+    assert len(imgs) >= len(figs) + 3 * 12  # and three QC thumbnails per video
+    assert all(i["complete"] and i["natural_w"] > 0 and i["shown_w"] > 0 and i["shown_h"] > 0 for i in imgs)
+    assert shot.stat().st_size > 50_000

@@ -84,3 +84,22 @@ def test_page_renders_in_headless_chromium(tmp_path):
     assert all(i["complete"] and i["natural_w"] > 0 and i["shown_w"] > 0 for i in res["images"])
     assert all(u.startswith(("file:", "data:")) for u in res["requests"])
     assert (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+def test_qc_thumbnails_of_a_real_extraction_seek_to_the_same_frames(tmp_path, samples, model, monkeypatch, make_manifest):
+    """A real video through extraction; its QC row counts the frames, and the thumbnails a long video
+    gets by seeking are the very frames (same pixels, same landmarks) a short one gets by decoding."""
+    from dis_core.extract.stage import extract_video
+    from dis_core.extract.summary import qc_table
+    from dis_core.manifest import load_manifest
+    from dis_core.report import html as H
+
+    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}]))
+    res = extract_video(m.entries[0], tmp_path / "out", model, progress=False)
+    assert res.status == "ok"
+    qc = qc_table([res])
+    seq = H.gather_video_qc(tmp_path / "out", qc)
+    monkeypatch.setattr(H, "SEQUENTIAL_MAX_FRAMES", 0)
+    seek = H.gather_video_qc(tmp_path / "out", qc)
+    assert seq[0].frames == res.frames and seq[0].detected_frames == res.detected_frames
+    assert len(seq[0].thumbs) == 3 and seq[0].thumbs == seek[0].thumbs

@@ -23,6 +23,7 @@ from dis_core.layout import RunLayout
 HTML_NAME = "dis_report.html"
 THUMBS_PER_VIDEO = 3
 MAX_THUMB_VIDEOS = 60  # beyond this, thumbnails only for videos with problems (the page stays light)
+SEQUENTIAL_MAX_FRAMES = 3000  # longer videos are seeked for thumbnails instead of decoded from the start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,14 +156,28 @@ def _thumbnails(video: Path, det: np.ndarray, landmarks) -> tuple[bytes, ...]:
             want.append(i)
     pics = []
     try:
-        for fr in iter_frames(video):
-            if fr.index in want:
-                lm = np.asarray(landmarks[fr.index]) if det[fr.index] else None
-                pics.append(frame_thumbnail_png(fr.rgb, lm))
-            if fr.index >= max(want):
-                break
+        if n <= SEQUENTIAL_MAX_FRAMES:  # short video: decode in order, exactly the frames extraction saw
+            for fr in iter_frames(video):
+                if fr.index in want:
+                    pics.append(frame_thumbnail_png(fr.rgb, np.asarray(landmarks[fr.index]) if det[fr.index] else None))
+                if fr.index >= max(want):
+                    break
+        else:  # long video: seek (frame-accurate for constant frame rate), never decode an hour for 3 pictures
+            import cv2
+
+            cap = cv2.VideoCapture(str(video))
+            try:
+                for i in want:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                    ok, bgr = cap.read()
+                    if ok:
+                        rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+                        pics.append(frame_thumbnail_png(rgb, np.asarray(landmarks[i]) if det[i] else None))
+            finally:
+                cap.release()
     except Exception:  # a video that no longer decodes: the QC row still says what extraction saw
         return tuple(pics)
+    return tuple(pics)
     return tuple(pics)
 
 
@@ -180,7 +195,7 @@ def read_head_pose(h5: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def confusions(s: np.ndarray, j: int, pids: Sequence[str], k: int = 4) -> tuple[tuple[str, float], ...]:
     """The models that fit participant j's held-out data best, by per-data t-normalised score:
-    their own model first, then the k-1 others ranked highest (who they are most often taken for)."""
+    their own model first, then the k-1 others ranked highest."""
     from dis_core.score.scoring import tnorm
 
     col = tnorm(np.asarray(s, float))[:, j]
@@ -310,7 +325,7 @@ def _participant(p: ParticipantSection) -> str:
     return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
             f"{' (dyad ' + _e(p.dyad) + ')' if p.dyad else ''}</h3>"
             f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {rank}; "
-            f"most often taken for: {conf or 'n/a'}.</p>{_figure(p.figure)}")
+            f"the other models that fit it best: {conf or 'n/a'}.</p>{_figure(p.figure)}")
 
 
 def render_html(page: ReportPage) -> str:

@@ -138,7 +138,8 @@ def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: li
 
     qc = sheets.get("extraction_qc")
     fails = report_failures(cohort.left_out, results, problems, qc)
-    return write_html_report(d, cohort, results, metrics, info.iloc[:10], verdicts, partner_family(results), fails,
+    general = info[~info["item"].str.startswith("verdict")]  # verdicts get their own place on the page
+    return write_html_report(d, cohort, results, metrics, general, verdicts, partner_family(results), fails,
                              sheets.get("smiles"), prov, wb)
 
 
