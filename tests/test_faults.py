@@ -24,7 +24,7 @@ from typing import Callable
 import h5py
 import pytest
 
-from dis_core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from dis_core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMULA_NAME = '=HYPERLINK("evil.example","x").mp4'  # case 4: a file name that is a spreadsheet formula
