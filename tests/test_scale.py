@@ -136,3 +136,15 @@ def test_training_and_scoring_on_cuda_match_the_cpu_densities(tmp_path):
     cpu, _ = load_density(tmp_path / "m.pt")
     np.testing.assert_allclose(cpu.log_prob(x[:500], cols), lp_gpu, atol=1e-4)
     assert fit.history["val"][fit.best_epoch] < fit.history["val"][0]
+
+
+def test_the_pair_score_is_scipys_trimmed_mean_bit_for_bit():
+    from scipy import stats
+
+    from dis_core.score.scoring import pair_score
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 19, 20, 21, 300, 4321):
+        v = rng.standard_t(2, size=n) * 10 - 3
+        for trim in (0.05, 0.1, 0.25):
+            assert pair_score(v, trim) == float(stats.trim_mean(v, trim)), (n, trim)
