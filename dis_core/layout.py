@@ -7,7 +7,7 @@ OUT/videos/<unit>/                extraction: extraction.h5, smile workbooks, la
 OUT/summary/                      extraction summary, QC table, smile summary
 OUT/cohort/                       usable videos, split, landmark basis (cohort.json, split.npz, ...)
 OUT/models/<feature set>/<pid>/   training: model.pt, baseline.pt, train.json, loss.png, status.json
-OUT/scores/<feature set>/         scoring: scores.h5 (score matrices, per-frame log p), status.json
+OUT/scores/<feature set>/blocks/  scoring, one folder per block <r>-<c>: logp.h5, summary.h5, status.json
 OUT/report/                       the report: dis_report.xlsx, figures/, summary.txt, status.json
 OUT/slurm/<run id>/<stage>/       submitit's job files and logs (SLURM runs)
 ```

@@ -6,6 +6,7 @@ files (dis_core/score/synthetic.py), real HDF5 read back."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,3 +149,43 @@ def test_the_pair_score_is_scipys_trimmed_mean_bit_for_bit():
         v = rng.standard_t(2, size=n) * 10 - 3
         for trim in (0.05, 0.1, 0.25):
             assert pair_score(v, trim) == float(stats.trim_mean(v, trim)), (n, trim)
+
+
+@pytest.mark.skipif(shutil.which("sacct") is None, reason="no sacct here (SLURM tests start one)")
+def test_resubmit_picks_the_failed_block_alone(tmp_path, monkeypatch):
+    """On SLURM, the score stage is one array task per block; `dis resubmit` after one block failed
+    resubmits that block (and the report, which reads it), not the other blocks."""
+    from dis_core.config import to_doc
+    from dis_core.features.build import DEFAULT_FEATURE_SETS
+    from dis_core.io.assets import ModelFile
+    from dis_core.layout import UnitResult, write_status
+    from dis_core.model.config import default_train_config
+    from jobs import graph, slurm
+    from tests.conftest import write_manifest
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    m = write_manifest(tmp_path / "m.csv", [{"participant_id": "p1", "session": "s1", "video": str(video)},
+                                            {"participant_id": "p2", "session": "s1", "video": str(video),
+                                             "allow_duplicate": "true"}])
+    plan = graph.Plan(out=tmp_path / "run", manifest=m, model=ModelFile(tmp_path / "model.task", "0" * 64),
+                      train=(default_train_config(DEFAULT_FEATURE_SETS["head_pose"]),), score=ScoreConfig(block_size=1))
+    st = graph.stage("score")
+    units = st.units(plan)
+    assert [st.uid(u) for u in units] == ["head_pose/0-0", "head_pose/0-1", "head_pose/1-0", "head_pose/1-1"]
+    assert st.folder(plan.layout, units[2]) == plan.out / "scores" / "head_pose" / "blocks" / "1-0"
+    graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"),
+                       units={s.name: {s.uid(u): f"{999990 + i}_{k}" for k, u in enumerate(s.units(plan))}
+                              for i, s in enumerate(graph.STAGES)})
+    for s in graph.STAGES:
+        for u in s.units(plan):
+            bad = s.name == "score" and s.uid(u) == "head_pose/1-0"
+            write_status(s.folder(plan.layout, u), UnitResult(unit_id=s.uid(u), status="failed" if bad else "ok",
+                                                             message="killed" if bad else ""))
+    status = {u["unit"]: u["state"] for u in slurm.run_status(plan.out)["score"]}
+    assert status == {"head_pose/0-0": "done", "head_pose/0-1": "done", "head_pose/1-0": "failed",
+                      "head_pose/1-1": "done"}
+    monkeypatch.setattr(slurm, "_submit", lambda rec, plan, cfg, units: None)
+    rec = slurm.resubmit(plan.out)
+    assert rec["resubmitted"] == {"extract": [], "cohort": [], "train": [], "score": ["head_pose/1-0"],
+                                  "report": ["report"]}

@@ -64,6 +64,9 @@ class RunSource:
     """A run folder's participants for one feature set: current models and held-out rows, or why not."""
 
     def __init__(self, out_root: Path, cfg: TrainConfig, score_cfg: ScoreConfig):
+        import torch
+
+        torch.set_num_threads(1)  # a block task is one core (its Resources), whatever the node has
         self.cohort = load_cohort(out_root)
         self.cfg, self.score_cfg = cfg, score_cfg
         self.feature_set = cfg.features.name
