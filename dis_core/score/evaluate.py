@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 
 from dis_core.errors import DISError
+from dis_core.score.blocks import PerFrameStore
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, partner_test, ranks, tnorm,
                                     verification, znorm)
-from dis_core.score.blocks import PerFrameStore
 from dis_core.score.stage import METHODS, Scores
 from dis_core.score.stats import holm
 
