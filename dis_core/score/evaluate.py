@@ -4,13 +4,12 @@ and the partner-vs-stranger test, per feature set and method. Pure functions ove
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Sequence
 
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.blocks import PerFrameStore
+from dis_core.score.blocks import HeldOutFrames, PerFrameStore
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, partner_test, ranks, tnorm,
                                     verification, znorm)
 from dis_core.score.stage import METHODS, Scores
@@ -46,7 +45,7 @@ class FeatureSetScores:
     training: dict[str, dict]
     histories: dict[str, tuple[dict, int]]
     left_out: list[dict]
-    test_data_frames: Mapping  # pid -> unit_id -> frame indices scored (read on access)
+    test_data_frames: HeldOutFrames  # pid -> unit_id -> frame indices scored (a Mapping read on access)
     norm_bins: np.ndarray  # edges of the norm histograms (fixed, log-spaced)
     per_frame: PerFrameStore  # .pair(method, model pid, data pid) / .pairs(method): per-frame log p and norms
     comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
