@@ -189,3 +189,14 @@ def test_resubmit_picks_the_failed_block_alone(tmp_path, monkeypatch):
     rec = slurm.resubmit(plan.out)
     assert rec["resubmitted"] == {"extract": [], "cohort": [], "train": [], "score": ["head_pose/1-0"],
                                   "report": ["report"]}
+
+
+def test_a_cohort_with_one_scoreable_participant_fails_its_block_with_the_reason(tmp_path):
+    cohort = make_synthetic(tmp_path / "cohort", n=3, frames=30, seed=4)
+    for p in ("p00001", "p00002"):
+        (cohort / p / "model.pt").unlink()
+    r = run_block(cohort, tmp_path / "scores", 0, 0, ScoreConfig())
+    assert r.failed and "fewer than two participants with both a model and held-out data" in r.message
+    assert read_status(block_dir(tmp_path / "scores", 0, 0)).failed
+    with pytest.raises(Exception, match="block 0-0 failed: synthetic: fewer than two participants"):
+        assemble(tmp_path / "scores", "synthetic")
