@@ -146,6 +146,11 @@ def main() -> None:
     print(f"projected N = 10,000 ({a.frames} frames each): {per_pair * 1e8 / 3600:,.0f} core-hours "
           f"(1e8 pairs x {per_pair * 1e3:.3f} ms, the largest measured per-pair cost); per-pair cost grows with "
           "the frames per participant")
+    full = [r for r in rows if r["blocks_run"] == r["blocks"]]
+    if full:
+        per = max(r["disk_mb"] / (r["n"] ** 2 * r["frames"]) for r in full)
+        print(f"projected disk for N = 10,000 ({a.frames} frames each): {per * 1e8 * a.frames / 2 ** 20:,.1f} TB of "
+              "per-frame log p and norms (compressed; the summaries alone: 1e8 pairs x 6 x 8 B = 4.5 GB)")
     (a.out / "scale.json").write_text(json.dumps(rows, indent=2))
 
 

@@ -77,7 +77,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                 dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": "partner_vs_stranger",
                                   **ms.dyads})
         for pid, t in r.training.items():
-            train_rows.append({"feature_set": r.feature_set, **{k: v for k, v in t.items() if k != "unit_key"}})
+            train_rows.append({"feature_set": r.feature_set,
+                               **{k: v for k, v in t.items() if not isinstance(v, (dict, list))}})
         _figures(figs, r, prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
                             **{f"s_{m}": r.methods[m].s for m in METHODS})
