@@ -145,32 +145,6 @@ def norms_png(path: Path, groups: dict[str, np.ndarray], title: str, prov: dict[
     save_png(fig, path, prov)
 
 
-def norms_hist_png(path: Path, edges: np.ndarray, counts: dict[str, np.ndarray], title: str,
-                   prov: dict[str, Any]) -> None:
-    """:func:`norms_png` from histogram counts on fixed bins (the score blocks' summaries: the
-    per-frame norms are never all in memory); log-spaced bins, shown on a log axis."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    e = np.asarray(edges, float)
-    lo = e[1]  # the first bin [0, 1e-3) and the overflow bin are drawn at the axis ends
-    hi = e[-2] * 10
-    x = np.concatenate([[lo / 10], e[1:-1], [hi]])
-    for name, c in counts.items():
-        c = np.asarray(c, float)
-        if c.sum():
-            dens = c / c.sum() / np.log10(x[1:] / x[:-1])
-            cum = np.cumsum(c) / c.sum()
-            k = int(np.searchsorted(cum, 0.5))
-            ax.stairs(dens, x, lw=1.5, label=f"{literal(name)} (n={int(c.sum())}, median in "
-                                             f"[{x[k]:.3g}, {x[k + 1]:.3g}))")
-    ax.set_xscale("log")
-    ax.set_xlabel("norm |log p(x) - mean log p(own held-out)| (nats)")
-    ax.set_ylabel("density per decade")
-    ax.set_title(literal(title), fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    save_png(fig, path, prov)
-
-
 def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: np.ndarray, title: str,
                           prov: dict[str, Any]) -> None:
     """Per participant: their frames in the cohort's first two landmark components (shared axes)."""

@@ -228,7 +228,7 @@ def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
 
 
 def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
-    from dis_core.report.figures import heatmap_png, loss_grid_png, norms_hist_png, participant_map_png, roc_det_png
+    from dis_core.report.figures import heatmap_png, loss_grid_png, norms_png, participant_map_png, roc_det_png
     from dis_core.score.scoring import dyad_pairs
     from dis_core.score.stats import classical_mds, pair_similarity
 
@@ -242,6 +242,8 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
             key = {"t-norm": "auc", "raw": "auc_raw", "z-norm": "auc_znorm"}[k]
             curves[f"{m}, {k} (AUC {r.methods[m].metrics[key]:.3f})"] = (fpr, tpr)
     roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
+    from dis_core.report.norm_hist import norms_hist_png  # the blocks' histogram counts (norms_png needs every frame)
+
     norms_hist_png(figs / f"norms_{fs}.png", r.norm_bins, fl.norm_hist, f"{fs}: per-frame norms by relation (flows)",
                    prov)
     if len(r.participants) >= 3:
