@@ -92,7 +92,7 @@ def bench(n: int, frames: int, out: Path, workers: int, block: int, check: bool,
            "pairs_run": pairs, "make_s": t_make, "wall_s": wall, "cpu_s": cpu, "cpu_per_pair_ms": 1e3 * cpu / pairs,
            "wall_per_pair_ms": 1e3 * wall / pairs, "block_rss_mb": max(r[3] for r in res) / 1024,
            "reduce_rss_mb": red["rss_kb"] / 1024, "reduce_s": red["s"], "disk_mb": _du(scores) / 2 ** 20}
-    if check:
+    if check and len(grid) == k * k:
         import numpy as np
 
         from dis_core.score.blocks import METHODS, assemble, score_whole
