@@ -72,6 +72,7 @@ bench: setup
 	$(BIN)/python bench/phantom.py
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/dyads.py
+	$(BIN)/python bench/scale.py --sizes 100,300 --sample 300:2
 
 clean:
 	rm -rf runs .pytest_cache

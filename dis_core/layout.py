@@ -7,7 +7,7 @@ OUT/videos/<unit>/                extraction: extraction.h5, smile workbooks, la
 OUT/summary/                      extraction summary, QC table, smile summary
 OUT/cohort/                       usable videos, split, landmark basis (cohort.json, split.npz, ...)
 OUT/models/<feature set>/<pid>/   training: model.pt, baseline.pt, train.json, loss.png, status.json
-OUT/scores/<feature set>/         scoring: scores.h5 (score matrices, per-frame log p), status.json
+OUT/scores/<feature set>/blocks/  scoring, one folder per block <r>-<c>: logp.h5, summary.h5, status.json
 OUT/report/                       the report: dis_report.xlsx, figures/, summary.txt, status.json
 OUT/slurm/<run id>/<stage>/       submitit's job files and logs (SLURM runs)
 ```
@@ -73,8 +73,8 @@ class RunLayout:
     def score_dir(self, feature_set: str) -> Path:
         return self.root / "scores" / feature_set
 
-    def scores(self, feature_set: str) -> Path:
-        return self.score_dir(feature_set) / "scores.h5"
+    def score_block_dir(self, feature_set: str, r: int, c: int) -> Path:
+        return block_dir(self.score_dir(feature_set), r, c)
 
     # --- report (one unit)
     @property
@@ -88,6 +88,12 @@ class RunLayout:
     @property
     def workbook(self) -> Path:
         return self.report_dir / "dis_report.xlsx"
+
+
+def block_dir(score_dir: Path, r: int, c: int) -> Path:
+    """A score block's folder, OUT/scores/<feature set>/blocks/<r>-<c>/ (also outside a run folder,
+    for synthetic cohorts): its files and status.json."""
+    return Path(score_dir) / "blocks" / f"{r}-{c}"
 
 
 @dataclasses.dataclass(kw_only=True)

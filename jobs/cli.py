@@ -255,10 +255,12 @@ def train(
 def score(
     out: Path = OutOpt,
     feature_sets: Optional[str] = FeatureSetsOpt,
+    executor: str = ExecutorOpt,
+    workers: Optional[int] = WorkersOpt,
     force: bool = ForceOpt,
 ) -> None:
-    """Score every model against every participant's held-out data (one unit per feature set)."""
-    _run(_plan(out, feature_sets=feature_sets, force=force), ["score"], "dis score")
+    """Score every model against every participant's held-out data (one unit per block of models x data)."""
+    _run(_plan(out, feature_sets=feature_sets, force=force), ["score"], "dis score", executor, workers)
 
 
 @app.command()

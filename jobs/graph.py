@@ -6,7 +6,7 @@ it waits on them, and the resources a unit asks for. The local runner (jobs/loca
 submission, `dis status` and `dis resubmit` (jobs/slurm.py) are interpreters of this table: adding a
 stage here adds it everywhere.
 
-    extract (one unit per video) -> cohort (one) -> train (feature set x participant) -> score (feature set) -> report (one)
+    extract (one unit per video) -> cohort (one) -> train (feature set x participant) -> score (feature set x block) -> report (one)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dis_core.manifest import Manifest, VideoEntry, load_manifest
 from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
 from dis_core.report.config import ReportConfig
-from dis_core.score.config import ScoreConfig
+from dis_core.score.config import ScoreConfig, block_grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,10 +129,12 @@ def _train(plan: Plan, unit: tuple[str, str]) -> TrainResult:
     return train_unit(plan.out, pid, plan.train_config(fs), force=plan.force)
 
 
-def _score(plan: Plan, fs: str) -> UnitResult:
-    from dis_core.score.stage import score_unit
+def _score(plan: Plan, unit: tuple[str, int, int]) -> UnitResult:
+    from dis_core.score.stage import score_block_unit
 
-    return score_unit(plan.out, plan.train_config(fs), plan.score, force=plan.force)
+    fs, r, c = unit
+    return score_block_unit(plan.out, plan.train_config(fs), r, c, plan.manifest_.participants, plan.score,
+                            force=plan.force)
 
 
 def _report(plan: Plan, unit: str) -> UnitResult:
@@ -156,9 +158,12 @@ STAGES: tuple[Stage, ...] = (
           units=lambda p: [(c.features.name, pid) for c in p.train for pid in p.manifest_.participants],
           uid=lambda u: train_unit_id(*u), run=_train, folder=lambda lay, u: lay.model_dir(*u), result=TrainResult,
           after=("cohort",), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
-    Stage("score", "every model against every participant's held-out data, per feature set",
-          units=lambda p: list(p.feature_sets), uid=str, run=_score, folder=lambda lay, fs: lay.score_dir(fs),
-          after=("train",), wait="afterany", resources=Resources(cpus=1, mem_gb=8.0, time_min=120)),
+    # units: blocks (feature set, row block of models, column block of data), dis_core/score/config.py
+    Stage("score", "every model against every participant's held-out data, per feature set, in blocks",
+          units=lambda p: [(fs, r, c) for fs in p.feature_sets for r, c in block_grid(len(p.manifest_.participants), p.score)],
+          uid=lambda u: f"{u[0]}/{u[1]}-{u[2]}", run=_score,
+          folder=lambda lay, u: lay.score_block_dir(*u),
+          after=("train",), wait="afterany", resources=Resources(cpus=1, mem_gb=2.0, time_min=120)),
     Stage("report", "metrics with intervals, tests, the workbook and figures",
           units=lambda p: ["report"], uid=str, run=_report, folder=lambda lay, u: lay.report_dir,
           after=("score",), wait="afterany", resources=Resources(cpus=1, mem_gb=8.0, time_min=60)),

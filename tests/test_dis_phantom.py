@@ -170,7 +170,7 @@ def test_models_and_scores_of_another_cohort_step_are_never_used(same_faces, tmp
     _, results, problems = evaluate_run(run_dir, ["head_pose"])
     assert not results and "made from another cohort step" in problems[0]["reason"]
     o = run(manifest, run_dir, model, HEAD, stages=["score"], log=lambda *_: None)
-    st = read_status(RunLayout(run_dir).score_dir("head_pose"))
+    st = read_status(RunLayout(run_dir).score_block_dir("head_pose", 0, 0))
     assert o.exit_code == 1 and st.failed and "fewer than two participants" in st.message
     from dis_core.score.stage import _models
 

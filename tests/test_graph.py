@@ -63,7 +63,7 @@ def test_the_plan_round_trips_through_the_run_record(plan):
 def test_units_of_every_stage_come_from_the_plan(plan):
     units = {st.name: [st.uid(u) for u in st.units(plan)] for st in graph.STAGES}
     assert units == {"extract": [e.unit_id for e in plan.manifest_.entries], "cohort": ["cohort"],
-                     "train": ["head_pose/p1", "head_pose/p2"], "score": ["head_pose"], "report": ["report"]}
+                     "train": ["head_pose/p1", "head_pose/p2"], "score": ["head_pose/0-0"], "report": ["report"]}
     assert graph.downstream(["train"]) == ["train", "score", "report"]
 
 

@@ -155,7 +155,7 @@ def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
     assert sum(u["state"] == "done" for u in st["train"]) == 3
     rec2 = resubmit(out)
     assert rec2["resubmitted"] == {"extract": [], "cohort": [], "train": ["head_pose/ph02"],
-                                   "score": ["head_pose"], "report": ["report"]}
+                                   "score": ["head_pose/0-0"], "report": ["report"]}
     st = wait_for(out)
     assert all(u["state"] == "done" for s in st.values() for u in s), st
     scores = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="scores_head_pose", index_col=0)

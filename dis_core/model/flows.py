@@ -187,8 +187,10 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     while epoch < cfg.max_epochs and epoch - best_epoch <= cfg.patience:
         flow.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # the same batches after a resume
-        perm = torch.randperm(len(ztr), generator=gen).to(dev)
-        tot = 0.0
+        perm = torch.randperm(len(ztr), generator=gen).to(dev, non_blocking=True)
+        # the epoch's loss is summed on the device in float64 (bit-identical to summing Python floats on
+        # the CPU): reading each step's loss back would make a GPU wait for every minibatch
+        tot_t = torch.zeros((), dtype=torch.float64, device=dev)
         for s in range(0, len(ztr), cfg.batch_size):
             b = ztr[perm[s:s + cfg.batch_size]]
             loss = nll(flow, b).mean()
@@ -196,7 +198,8 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
             loss.backward()
             torch.nn.utils.clip_grad_norm_(flow.parameters(), cfg.grad_clip)
             opt.step()
-            tot += float(loss.detach()) * len(b)
+            tot_t += loss.detach().double() * len(b)
+        tot = float(tot_t)
         flow.eval()
         with torch.no_grad():
             val = float(nll(flow, zva).mean())

@@ -74,12 +74,12 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             ms = r.methods[m]
             for i, pi in enumerate(r.participants):
                 for j, pj in enumerate(r.participants):
-                    nv = ms.norms[i][j]
                     long_rows.append({
                         "feature_set": r.feature_set, "method": m, "model_participant": pi, "data_participant": pj,
                         "model_dyad": r.dyads[i], "data_dyad": r.dyads[j], "relation": relation(r.dyads, i, j),
                         "score": ms.s[i, j], "z_score": ms.z[i, j], "rank_of_model_for_data": int(ms.ranks[i, j]),
-                        "frames": len(nv), "mean_norm": float(np.mean(nv)), "median_norm": float(np.median(nv)),
+                        "frames": r.test_frames[pj], "mean_norm": float(ms.norm_mean[i, j]),
+                        "median_norm": float(ms.norm_median[i, j]),
                         **{f"model_{k}": v for k, v in traits.get(pi, {}).items()},
                         **{f"data_{k}": v for k, v in traits.get(pj, {}).items()}})
             if ms.dyads:
@@ -252,7 +252,7 @@ def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
 
 
 def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
-    from dis_core.report.figures import heatmap_png, loss_grid_png, norms_png, participant_map_png, roc_det_png
+    from dis_core.report.figures import heatmap_png, loss_grid_png, participant_map_png, roc_det_png
     from dis_core.score.scoring import dyad_pairs
     from dis_core.score.stats import classical_mds, pair_similarity
 
@@ -266,12 +266,10 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
             key = {"t-norm": "auc", "raw": "auc_raw", "z-norm": "auc_znorm"}[k]
             curves[f"{m}, {k} (AUC {r.methods[m].metrics[key]:.3f})"] = (fpr, tpr)
     roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
-    groups: dict[str, list[np.ndarray]] = {"self": [], "partner": [], "stranger": []}
-    for i in range(len(r.participants)):
-        for j in range(len(r.participants)):
-            groups[relation(r.dyads, i, j)].append(fl.norms[i][j])
-    norms_png(figs / f"norms_{fs}.png", {k: np.concatenate(v) if v else np.zeros(0) for k, v in groups.items()},
-              f"{fs}: per-frame norms by relation (flows)", prov)
+    from dis_core.report.norm_hist import norms_hist_png  # the blocks' histogram counts (norms_png needs every frame)
+
+    norms_hist_png(figs / f"norms_{fs}.png", r.norm_bins, fl.norm_hist, f"{fs}: per-frame norms by relation (flows)",
+                   prov)
     if len(r.participants) >= 3:
         coords, _ = classical_mds(pair_similarity(fl.s), k=2, similarity=True)
         participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
@@ -301,13 +299,9 @@ def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:
 
 
 def _norm_workbooks(d: Path, results: list[FeatureSetScores], prov: dict) -> None:
-    for r in results:
-        fl = r.methods["flow"]
-        for i, pi in enumerate(r.participants):
-            for j, pj in enumerate(r.participants):
-                frames = np.concatenate([np.asarray(v) for v in r.test_data_frames[pj].values()])
-                units = np.concatenate([[u] * len(v) for u, v in r.test_data_frames[pj].items()])
-                rows = zip(units, frames.tolist(), fl.per_frame[i][j].tolist(), fl.norms[i][j].tolist())
-                write_workbook(d / r.feature_set / f"{pi}__{pj}.xlsx",
-                               {"norms": Rows(["unit_id", "frame", "log_p", "norm"], rows)}, prov)
+    for r in results:  # streamed from the score blocks' files, one pair in memory at a time
+        for pi, pj, v in r.per_frame.pairs("flow"):
+            rows = zip(v["unit_id"].tolist(), v["frame"].tolist(), v["log_p"].tolist(), v["norm"].tolist())
+            write_workbook(d / r.feature_set / f"{pi}__{pj}.xlsx",
+                           {"norms": Rows(["unit_id", "frame", "log_p", "norm"], rows)}, prov)
 

@@ -9,8 +9,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.scoring import (compare_methods, headline_intervals, identification, norms, partner_test, ranks,
-                                    tnorm, verification, znorm)
+from dis_core.score.blocks import HeldOutFrames, PerFrameStore
+from dis_core.score.scoring import (compare_methods, headline_intervals, identification, partner_test, ranks, tnorm,
+                                    verification, znorm)
 from dis_core.score.stage import METHODS, Scores
 from dis_core.score.groups import grouping_text
 from dis_core.score.stats import holm
@@ -20,13 +21,16 @@ class MethodScores:
     """One method's results on one feature set."""
 
     s: np.ndarray  # (N, N) pair scores, rows = models, columns = data
-    per_frame: list[list[np.ndarray]]
-    norms: list[list[np.ndarray]]
     ranks: np.ndarray
     z: np.ndarray
     metrics: dict[str, float]
     roc: dict[str, tuple[np.ndarray, np.ndarray]]
     dyads: dict[str, float] | None  # partner vs stranger permutation test (None without 2+ dyads)
+    # per-frame norms |log p_i(x) - mean log p_i(own held-out)| summarised (the frames stay on disk:
+    # FeatureSetScores.per_frame reads a pair's on request)
+    norm_mean: np.ndarray  # (N, N)
+    norm_median: np.ndarray  # (N, N)
+    norm_hist: dict[str, np.ndarray]  # relation (self, partner, stranger) -> counts on FeatureSetScores.norm_bins
 
 
 @dataclasses.dataclass
@@ -39,7 +43,9 @@ class FeatureSetScores:
     training: dict[str, dict]
     histories: dict[str, tuple[dict, int]]
     left_out: list[dict]
-    test_data_frames: dict[str, dict[str, np.ndarray]]
+    test_data_frames: HeldOutFrames  # pid -> unit_id -> frame indices scored (a Mapping read on access)
+    norm_bins: np.ndarray  # edges of the norm histograms (fixed, log-spaced)
+    per_frame: PerFrameStore  # .pair(method, model pid, data pid) / .pairs(method): per-frame log p and norms
     comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
 
 
@@ -55,13 +61,14 @@ def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | No
         ver, verz, vert = verification(s), verification(znorm(s)), verification(tnorm(s))
         metrics = {**identification(s), "auc": vert["auc"], "eer": vert["eer"], **headline_intervals(s),
                    "auc_raw": ver["auc"], "eer_raw": ver["eer"], "auc_znorm": verz["auc"], "eer_znorm": verz["eer"]}
-        methods[m] = MethodScores(s, sc.per_frame[m], norms(sc.per_frame[m]), ranks(s), znorm(s), metrics,
+        methods[m] = MethodScores(s, ranks(s), znorm(s), metrics,
                                   {"t-norm": (vert["fpr"], vert["tpr"]), "raw": (ver["fpr"], ver["tpr"]),
                                    "z-norm": (verz["fpr"], verz["tpr"])},
-                                  _partner_test(s, sc.dyads, groups, sc.feature_set, left_out))
-    test_frames = {p: int(sum(len(v) for v in sc.test_data_frames[p].values())) for p in sc.participants}
+                                  _partner_test(s, sc.dyads, groups, sc.feature_set, left_out),
+                                  sc.norm_mean[m], sc.norm_median[m], sc.norm_hist[m])
+    test_frames = {p: int(sc.test_frames[p]) for p in sc.participants}
     return FeatureSetScores(sc.feature_set, sc.participants, sc.dyads, test_frames, methods, sc.training,
-                            sc.histories, left_out, sc.test_data_frames,
+                            sc.histories, left_out, sc.test_data_frames, sc.norm_bins, sc.store,
                             compare_methods(methods["flow"].s, methods["gaussian"].s))
 
 

@@ -1,0 +1,42 @@
+"""The per-frame norms figure from histogram counts: the score blocks summarise each pair's norms on
+fixed log-spaced bins (dis_core/score/blocks.py NORM_BINS), so the report draws the distributions by
+relation without ever holding the cohort's per-frame norms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dis_core.report.figures import literal, plt, save_png
+
+
+def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: str):
+    """Fraction of frames per bin for self, partner and stranger data on a log axis; the first bin
+    ([0, 1e-3) nats) and the overflow bin are drawn at the axis ends (stated on the axis)."""
+    e = np.asarray(edges, float)
+    lo, hi = e[1], e[-2]
+    x = np.concatenate([[lo / 10], e[1:-1], [hi * 10]])
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    styles = {"self": "C0", "partner": "C1", "stranger": "C2"}
+    for name, c in counts.items():
+        c = np.asarray(c, float)
+        if c.sum():
+            k = int(np.searchsorted(np.cumsum(c) / c.sum(), 0.5))
+            ax.stairs(c / c.sum(), x, lw=1.6, color=styles.get(name),
+                      label=f"{literal(name)} (n={int(c.sum())}, median in [{x[k]:.3g}, {x[k + 1]:.3g}))")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale; < {lo:.3g} and > {hi:.3g} "
+                  "at the ends)")
+    ax.set_ylabel(f"fraction of frames per bin ({len(e) - 1} fixed bins)")
+    ax.set_title(literal(title), fontsize=10)
+    ax.legend(fontsize=8, title="data of the model's", title_fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def norms_hist_png(path: Path, edges: np.ndarray, counts: dict[str, np.ndarray], title: str,
+                   prov: dict[str, Any]) -> None:
+    """:func:`norms_hist_figure`, saved as PNG with provenance."""
+    save_png(norms_hist_figure(edges, counts, title), path, prov)
