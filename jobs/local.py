@@ -87,7 +87,7 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
     for r in results:
         if r.failed:
             lines.append(f"  FAILED {r.unit_id}: {r.message}")
-        elif r.status == "left_out" or (stage == "cohort" and r.message):
+        elif stage == "cohort" and r.message:  # left-out units are listed by the report, not again here
             lines.append(f"  {r.unit_id}: {r.message}")
     return "\n".join(lines)
 
