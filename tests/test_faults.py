@@ -255,7 +255,7 @@ def bad_files_run(tmp_path_factory, phantom, samples, env):
     rows = [{"participant_id": "good", "session": "s1", "video": "v/good.mp4"}]
     rows += [{"participant_id": f"b{i}", "session": "s1", "video": f"v/{n}"} for i, n in enumerate(BAD_FILES)]
     m = _manifest(d / "m.csv", rows)
-    return d, dis(env, "extract", "-m", m, "-o", d / "out", "--workers", "2")
+    return d, dis(env, "extract", "-m", m, "-o", d / "out", "--executor", "debug")  # in-process: cheaper
 
 
 @pytest.mark.parametrize("name", list(BAD_FILES))
@@ -343,7 +343,7 @@ def test_colliding_names_get_their_own_folders_and_a_foreign_folder_is_refused(t
         {"participant_id": "a_b", "session": "c", "video": "v.mp4", "allow_duplicate": ""},
         {"participant_id": "a", "session": "b_c", "video": "v.mp4", "allow_duplicate": "yes"}])
     out = tmp_path / "out"
-    r = dis(env, "extract", "-m", m, "-o", out, "--workers", "2")
+    r = dis(env, "extract", "-m", m, "-o", out, "--executor", "debug")
     _assert_clean(r, EXIT_OK, "extract: 2 video(s): 2 ok")
     dirs = sorted((out / "videos").iterdir())
     assert len(dirs) == 2
@@ -360,7 +360,7 @@ def test_colliding_names_get_their_own_folders_and_a_foreign_folder_is_refused(t
     shutil.rmtree(mine)
     shutil.copytree(theirs, mine)
     before = {p.name: p.read_bytes() for p in mine.iterdir()}
-    r2 = dis(env, "extract", "-m", m, "-o", out, "--force")
+    r2 = dis(env, "extract", "-m", m, "-o", out, "--force", "--executor", "debug")
     _assert_clean(r2, EXIT_PARTIAL, f"{mine} belongs to another input (participant_id 'a_b' (this row: 'a'))")
     assert {p.name: p.read_bytes() for p in mine.iterdir()} == before, "nothing is written into a foreign folder"
 
@@ -376,7 +376,7 @@ def extracted(tmp_path_factory, phantom, env):
         shutil.copy(phantom / f"{n}.mp4", d / "v" / f"{n}.mp4")
         rows.append({"participant_id": f"u{i}", "session": "s1", "video": f"v/{n}.mp4"})
     m = _manifest(d / "m.csv", rows)
-    r = dis(env, "extract", "-m", m, "-o", d / "out", "--workers", "2")
+    r = dis(env, "extract", "-m", m, "-o", d / "out", "--executor", "debug")
     _assert_clean(r, EXIT_OK, "4 ok")
     units = {i: next((d / "out" / "videos").glob(f"u{i}_s1_*")) for i in range(4)}
     # the damages
@@ -392,7 +392,7 @@ def extracted(tmp_path_factory, phantom, env):
     (units[3] / "extraction.h5").unlink()
     (d / "v" / "ph02_s2.mp4").write_bytes((phantom / "ph02_s2.mp4").read_bytes()[:3000])
     before = {i: (u / "extraction.h5").read_bytes() for i, u in units.items() if i < 3}
-    r2 = dis(env, "extract", "-m", m, "-o", d / "out", "--workers", "2")
+    r2 = dis(env, "extract", "-m", m, "-o", d / "out", "--executor", "debug")
     return units, before, r2
 
 
@@ -427,13 +427,13 @@ def test_outputs_of_other_flags_are_removed(tmp_path, phantom, env):
     shutil.copy(phantom / "ph03_s1.mp4", tmp_path / "v.mp4")
     m = _manifest(tmp_path / "m.csv", [{"participant_id": "p", "session": "s1", "video": "v.mp4"}])
     out = tmp_path / "out"
-    _assert_clean(dis(env, "extract", "-m", m, "-o", out, "--landmark-workbook"), EXIT_OK, "1 ok")
+    _assert_clean(dis(env, "extract", "-m", m, "-o", out, "--landmark-workbook", "--executor", "debug"), EXIT_OK, "1 ok")
     (u,) = (out / "videos").iterdir()
     assert (u / "landmarks.xlsx").is_file()
-    r = dis(env, "extract", "-m", m, "-o", out)
+    r = dis(env, "extract", "-m", m, "-o", out, "--executor", "debug")
     _assert_clean(r, EXIT_OK, "1 ok")
     assert not (u / "landmarks.xlsx").exists(), "a landmarks.xlsx of the earlier options is not left behind"
-    r = dis(env, "extract", "-m", m, "-o", out)
+    r = dis(env, "extract", "-m", m, "-o", out, "--executor", "debug")
     _assert_clean(r, EXIT_OK, "1 skipped")
 
 
