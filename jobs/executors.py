@@ -125,17 +125,12 @@ def _run_unit(fn: Callable[..., Any], item: Any) -> Any:
 
 
 def unit_label(item: Any) -> str:
-    """A readable name of a unit: its ``unit_id`` (videos), ``feature set/participant`` (training units)."""
-    uid = getattr(item, "unit_id", None)
-    if uid:
-        return str(uid)
-    if isinstance(item, tuple) and len(item) == 2 and hasattr(item[1], "features"):
-        return f"{item[1].features.name}/{item[0]}"
-    return str(item)
+    """A readable name of a unit when the caller gives none (the graph's runner passes each stage's uid)."""
+    return str(getattr(item, "unit_id", None) or item)
 
 
 def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "local", workers: int | None = None,
-              on_result: Callable[[Any], None] | None = None, pin: bool = True,
+              on_result: Callable[[Any], None] | None = None,
               label: Callable[[Any], str] = unit_label) -> list[Any]:
     """Apply ``fn`` to every item; results come back in item order.
 
@@ -171,7 +166,7 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
         return results
     ctx = mp.get_context("spawn")  # no fork after threads (MediaPipe, torch) were started
     cores = available_cores()
-    pinned = cores if pin and workers <= len(cores) else None
+    pinned = cores if workers <= len(cores) else None
     pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx,
                                   initializer=_init_worker, initargs=(ctx.Value("i", 0), pinned))
     futs: dict = {}
