@@ -43,18 +43,24 @@ SPECS: dict[str, FeatureSpec] = {
     "spectrum": EXTRA_FEATURE_SETS["head_spectrum"],  # log band power over 8 s windows, gain-normalised
     "spectrum_raw": dataclasses.replace(EXTRA_FEATURE_SETS["head_spectrum"], name="spectrum_raw", scale="none"),
 }
-FLOWS = {"frame": FlowConfig(layers=2, hidden=16), "lags": FlowConfig(layers=2, hidden=32),
+# Per-frame flows are capped at 60 epochs (patience 10) to fit a 40-person bench into minutes on a shared
+# 2-core machine; window-row flows see ~100 rows each and run to their early stop.
+FLOWS = {"frame": FlowConfig(layers=2, hidden=16, max_epochs=60, patience=10),
+         "lags": FlowConfig(layers=2, hidden=32, max_epochs=60, patience=10),
          "spectrum": FlowConfig(layers=2, hidden=32), "spectrum_raw": FlowConfig(layers=2, hidden=32)}
-CFLOW = FlowConfig(layers=2, hidden=32, conditional="lags")
-METHODS = {"frame": ["flow", "gaussian"], "lags": ["flow", "cflow", "gaussian", "ar"],
+CFLOW = FlowConfig(layers=2, hidden=32, conditional="lags", max_epochs=60, patience=10)
+METHODS = {"frame": ["flow", "gaussian"], "lags": ["cflow", "flow", "gaussian", "ar"],
            "spectrum": ["flow", "gaussian", "nn"], "spectrum_raw": ["flow", "gaussian", "nn"]}
 
 
-def load_videos(run: Path, manifest: Path, truth: bool):
-    """{pid: {"train": [(transform, time_s)], "test": [...]}} from the extraction (or truth) files."""
+def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
+    """{pid: {"train": [(transform, time_s)], "test": [...]}} from the extraction (or truth) files;
+    ``partial``: skip videos not extracted (yet), and participants left without both parts."""
     m = load_manifest(manifest)
     out: dict[str, dict[str, list]] = {}
     for e in m.entries:
+        if partial and not truth and not (unit_dir(run, e) / H5_NAME).is_file():
+            continue
         part = "test" if e.split == "test" else "train"
         if truth:
             tp = Path(str(e.video).replace(".mp4", ".truth.csv"))
@@ -68,7 +74,7 @@ def load_videos(run: Path, manifest: Path, truth: bool):
             x = read_extraction(unit_dir(run, e) / H5_NAME, skip=("landmarks", "blendshapes"))
             tr, t = x.transform.astype(np.float64), x.time_s.astype(np.float64)
         out.setdefault(e.participant_id, {"train": [], "test": []})[part].append((tr, t))
-    return out
+    return {p: v for p, v in out.items() if v["train"] and v["test"]}
 
 
 def features(videos, spec: FeatureSpec):
@@ -159,12 +165,13 @@ def main() -> None:
     ap.add_argument("--methods", default="", help="only these methods (e.g. gaussian,ar,nn); default all")
     ap.add_argument("--cache", type=Path, help="keep score matrices here and reuse them")
     ap.add_argument("--truth", action="store_true", help="use the phantom truth instead of MediaPipe (ceiling)")
+    ap.add_argument("--partial", action="store_true", help="use the participants extracted so far")
     a = ap.parse_args()
     manifest = a.manifest or a.run.parent / "cohort" / "manifest.csv"
     if a.cache:
         a.cache.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    videos = load_videos(a.run, manifest, a.truth)
+    videos = load_videos(a.run, manifest, a.truth, a.partial)
     results: list[Result] = []
     for name in a.only.split(","):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
