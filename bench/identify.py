@@ -103,7 +103,7 @@ class Result:
     usable: float
 
 
-def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log) -> list[Result]:
+def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log, cached_only: bool = False) -> list[Result]:
     pids = sorted(feats)
     ok = [p for p in pids if len(feats[p]["train"][0]) >= 20 and len(feats[p]["test"][0]) >= 5]
     if len(ok) < len(pids):
@@ -118,6 +118,8 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log)
         if key is not None and key.is_file():
             z = np.load(key)
             res.append(Result(f"{spec_name}/{m}", z["s"], float(z["train_s"]), usable))
+            continue
+        if cached_only:
             continue
         t0 = time.perf_counter()
         if m == "nn":
@@ -166,6 +168,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="keep score matrices here and reuse them")
     ap.add_argument("--truth", action="store_true", help="use the phantom truth instead of MediaPipe (ceiling)")
     ap.add_argument("--partial", action="store_true", help="use the participants extracted so far")
+    ap.add_argument("--cached-only", action="store_true", help="print what --cache holds; train nothing")
     a = ap.parse_args()
     manifest = a.manifest or a.run.parent / "cohort" / "manifest.csv"
     if a.cache:
@@ -176,7 +179,7 @@ def main() -> None:
     for name in a.only.split(","):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
         if ms:
-            results += evaluate(features(videos, SPECS[name]), name, ms, a.cache, log)
+            results += evaluate(features(videos, SPECS[name]), name, ms, a.cache, log, a.cached_only)
     src = "truth (phantom ceiling)" if a.truth else "MediaPipe"
     print(f"identity from head motion, {len(videos)} participants, {src}; split: session 1 train, session 2 test")
     print("score: trimmed mean log p (flow, gaussian, ar) or -distance of session spectra (nn); AUC/EER on t-norm")
