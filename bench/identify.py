@@ -78,7 +78,7 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
     m = load_manifest(manifest)
     out: dict[str, dict[str, list]] = {}
     for e in m.entries:
-        if partial and not truth and not (unit_dir(run, e) / H5_NAME).is_file():
+        if partial and not truth and not RunLayout(run).extraction(e.unit_id).is_file():
             continue
         part = "test" if e.split == "test" else "train"
         if truth:
