@@ -251,7 +251,7 @@ def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_ma
                         ], env=env, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 3, r.stdout + r.stderr
     line = [ln for ln in r.stdout.splitlines() if "FAILED" in ln]
-    assert len(line) == 1 and "notes.mp4" in line[0] and "cannot be opened as a video" in line[0]
+    assert len(line) == 1 and "notes.mp4" in line[0] and "not a video file: its content is text" in line[0]
     assert len(list((tmp_path / "o" / "videos").glob(f"good_s1_single_face-*/{H5_NAME}"))) == 1
     qc = pd.read_csv(tmp_path / "o" / "summary" / "extraction_qc.csv")
     assert dict(zip(qc["participant_id"], qc["status"])) == {"good": "ok", "bad": "failed"}
