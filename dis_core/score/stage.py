@@ -25,30 +25,17 @@ from dis_core.layout import RunLayout, UnitResult
 from dis_core.model.flows import Density, load_density
 from dis_core.model.config import TrainConfig
 from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME
-from dis_core.score.blocks import METHODS, Assembled, HeldOutFrames, Participant, PerFrameStore, assemble, score_block
+from dis_core.score.blocks import METHODS, Assembled, HeldOutFrames, Participant, assemble, score_block
 from dis_core.score.config import ScoreConfig, block_size
 from dis_core.score.scoring import SCORE_RULE
 
 
 @dataclasses.dataclass
-class Scores:
+class Scores(Assembled):
     """One feature set's scores read back: everything the report needs, nothing recomputed, and no
     per-frame data in memory (``store`` reads a pair's per-frame log p and norms on request)."""
 
-    feature_set: str
-    participants: list[str]
-    dyads: list[str]
-    s: dict[str, np.ndarray]  # method -> (N, N), rows = models, columns = data
-    norm_mean: dict[str, np.ndarray]  # method -> (N, N) mean per-frame norm of each pair
-    norm_median: dict[str, np.ndarray]
-    norm_hist: dict[str, dict[str, np.ndarray]]  # method -> relation -> counts on norm_bins
-    norm_bins: np.ndarray
-    test_frames: dict[str, int]  # pid -> held-out frames scored
     test_data_frames: Mapping  # pid -> unit_id -> frame indices scored (read on access)
-    training: dict[str, dict]
-    histories: dict[str, tuple[dict, int]]
-    left_out: list[dict]
-    store: PerFrameStore
 
 
 def cohort_sha256(layout: RunLayout) -> str:
@@ -165,5 +152,5 @@ def load_scores(out_root: Path, fs: str) -> Scores:
     a: Assembled = assemble(layout.score_dir(fs), fs, cohort_sha256(layout))
     if len(a.participants) < 2:
         raise DISError(f"{fs}: fewer than two participants with both a model and held-out data; nothing to compare")
-    return Scores(fs, a.participants, a.dyads, a.s, a.norm_mean, a.norm_median, a.norm_hist, a.norm_bins,
-                  a.test_frames, HeldOutFrames(a.store), a.training, a.histories, a.left_out, a.store)
+    return Scores(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Assembled)},
+                  test_data_frames=HeldOutFrames(a.store), store=a.store)
