@@ -153,4 +153,4 @@ def load_scores(out_root: Path, fs: str) -> Scores:
     if len(a.participants) < 2:
         raise DISError(f"{fs}: fewer than two participants with both a model and held-out data; nothing to compare")
     return Scores(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Assembled)},
-                  test_data_frames=HeldOutFrames(a.store), store=a.store)
+                  test_data_frames=HeldOutFrames(a.store))
