@@ -16,6 +16,7 @@ OUT/slurm/<run id>/<stage>/       submitit's job files and logs (SLURM runs)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import TypeVar
@@ -88,6 +89,14 @@ class RunLayout:
     @property
     def workbook(self) -> Path:
         return self.report_dir / "dis_report.xlsx"
+
+    @property
+    def report_summary(self) -> Path:
+        return self.report_dir / "summary.txt"
+
+    def cohort_sha256(self) -> str:
+        """Hash of the cohort record: what the cohort unit's key and every score's staleness check use."""
+        return hashlib.sha256(self.cohort_record.read_bytes()).hexdigest()
 
 
 def block_dir(score_dir: Path, r: int, c: int) -> Path:

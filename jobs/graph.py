@@ -101,8 +101,6 @@ def _extract(plan: Plan, entry: VideoEntry) -> ExtractResult:
 
 def _cohort(plan: Plan, unit: str) -> UnitResult:
     """The cohort step: the extraction summary from the recorded outcomes, then split and basis."""
-    import hashlib
-
     from dis_core.cohort.stage import prepare_cohort
     from dis_core.extract.summary import collect_extract_results, write_extract_summary
     from dis_core.io.provenance import provenance
@@ -117,7 +115,7 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
         res.message = str(e)
         return res
     res.status = "ok"
-    res.key = hashlib.sha256(plan.layout.cohort_record.read_bytes()).hexdigest()[:32]
+    res.key = plan.layout.cohort_sha256()[:32]
     res.message = f"{len(c.entries)} usable video(s) of {len(c.participants)} participant(s), {len(c.left_out)} left out"
     return res
 

@@ -78,7 +78,7 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
                                                                     model_sha256=plan.model.sha256))
         return format_summary("extract", results, where)
     if stage == "report" and results and not results[0].failed:
-        text = (plan.layout.report_dir / "summary.txt").read_text().rstrip()
+        text = plan.layout.report_summary.read_text().rstrip()
         return text + (f"\n  problems: {results[0].message}" if results[0].message else "")
     counts: dict[str, int] = {}
     for r in results:

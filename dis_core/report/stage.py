@@ -20,7 +20,6 @@ from dis_core.score.stage import METHODS
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation
 from dis_core.score.synchrony import cohort_synchrony, synchrony_text
 
-SUMMARY_TXT = "summary.txt"
 
 
 def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], prov: dict[str, Any],
@@ -127,7 +126,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
                      + [f"  report: {page}", f"  data:   {wb}"])
-    write_text_atomic(d / SUMMARY_TXT, text + "\n")
+    write_text_atomic(cohort.layout.report_summary, text + "\n")
     return wb, text
 
 

@@ -9,7 +9,6 @@ models and data skips a block, so a failed block is redone alone.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +39,7 @@ class Scores(Assembled):
 
 def cohort_sha256(layout: RunLayout) -> str:
     """Hash of the cohort record: scores made from another cohort step are stale."""
-    return hashlib.sha256(layout.cohort_record.read_bytes()).hexdigest()
+    return layout.cohort_sha256()
 
 
 class RunSource:
