@@ -51,7 +51,9 @@ from dis_core.layout import RunLayout  # noqa: E402
 from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
 from dis_core.manifest import load_manifest  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
+from dis_core.model.config import POOLED_FLOW  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
+from dis_core.model.stage import pooled_rows  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
                                     verification)
 
@@ -69,7 +71,10 @@ FLOWS = {"frame": FlowConfig(layers=2, hidden=16, max_epochs=60, patience=10),
          "spectrum": FlowConfig(layers=2, hidden=32), "spectrum_raw": FlowConfig(layers=2, hidden=32)}
 CFLOW = FlowConfig(layers=2, hidden=32, conditional="lags", max_epochs=60, patience=10)
 METHODS = {"frame": ["flow", "gaussian"], "lags": ["cflow", "flow", "gaussian", "ar"],
-           "spectrum": ["flow", "gaussian", "nn"], "spectrum_raw": ["flow", "gaussian", "nn"]}
+           "spectrum": ["flow", "gaussian", "pflow", "pgauss", "nn"],
+           "spectrum_raw": ["flow", "gaussian", "pflow", "pgauss", "nn"]}
+# flows, density baselines (what a flow must beat) and the non-density reference (context, not a baseline)
+FLOW_METHODS, REFERENCES = ("flow", "cflow", "pflow"), ("nn",)
 
 
 def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
@@ -144,6 +149,14 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
         if m == "nn":
             s = nn_spectrum_scores([feats[p]["train"][0].mean(axis=0) for p in pids], [x.mean(axis=0) for x in test])
             train_s = 0.0
+        elif m in ("pflow", "pgauss"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
+            xs = [feats[p]["train"][0] for p in pids]
+            x, val = pooled_rows(xs, POOLED_FLOW.val_fraction)
+            t1 = time.perf_counter()
+            shape = train_flow(x, cols, POOLED_FLOW, val=val).density if m == "pflow" else fit_gaussian(x, cols)
+            models = [shape.placed(v.mean(axis=0)) for v in xs]
+            s = score_matrix([[d.log_prob(v, cols) for v in test] for d in models], names=pids)
+            train_s = (time.perf_counter() - t1) / len(pids)
         else:
             lps, secs = [], []
             for p in pids:
@@ -206,17 +219,21 @@ def main() -> None:
           f"EER [95% CI]          usable/video train s/person")
     for r in results:
         print(row(r))
-    flows = [r for r in results if r.name.endswith("flow")]
-    bases = [r for r in results if not r.name.endswith("flow")]
-    if flows and bases:
-        key = lambda r: (identification(r.s)["top1"], -verification(tnorm(r.s))["eer"])  # noqa: E731
-        bf, bb = max(flows, key=key), max(bases, key=key)
-        if bf.s.shape == bb.s.shape:
-            c = compare_methods(bf.s, bb.s)
-            print(f"best flow {bf.name} - best baseline {bb.name}: top-1 {c['top1_diff']:+.3f} "
-                  f"[{c['top1_diff_lo']:+.3f}, {c['top1_diff_hi']:+.3f}] p={c['top1_p']:.3f}; EER {c['eer_diff']:+.3f} "
-                  f"[{c['eer_diff_lo']:+.3f}, {c['eer_diff_hi']:+.3f}]; McNemar n10={c['top1_mcnemar_n10']:.0f} "
-                  f"n01={c['top1_mcnemar_n01']:.0f} p={c['top1_mcnemar_p']:.3f}")
+    method = lambda r: r.name.split("/")[1]  # noqa: E731
+    flows = [r for r in results if method(r) in FLOW_METHODS]
+    bases = [r for r in results if method(r) not in FLOW_METHODS + REFERENCES]
+    refs = [r for r in results if method(r) in REFERENCES]
+    key = lambda r: (identification(r.s)["top1"], -verification(tnorm(r.s))["eer"])  # noqa: E731
+    if flows:
+        bf = max(flows, key=key)
+        for what, pool in (("best baseline", bases), ("reference", refs)):
+            if pool and bf.s.shape == max(pool, key=key).s.shape:
+                bb = max(pool, key=key)
+                c = compare_methods(bf.s, bb.s)
+                print(f"best flow {bf.name} - {what} {bb.name}: top-1 {c['top1_diff']:+.3f} "
+                      f"[{c['top1_diff_lo']:+.3f}, {c['top1_diff_hi']:+.3f}] p={c['top1_p']:.3f}; EER {c['eer_diff']:+.3f} "
+                      f"[{c['eer_diff_lo']:+.3f}, {c['eer_diff_hi']:+.3f}]; McNemar n10={c['top1_mcnemar_n10']:.0f} "
+                      f"n01={c['top1_mcnemar_n01']:.0f} p={c['top1_mcnemar_p']:.3f}")
     if a.cache:
         (a.cache / "summary.json").write_text(json.dumps(
             {r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},

@@ -66,6 +66,10 @@ class RunLayout:
     def cohort_record(self) -> Path:
         return self.cohort_dir / "cohort.json"
 
+    # --- the pooled shape of a feature set (one unit per feature set with TrainConfig.density "pooled")
+    def pooled_dir(self, feature_set: str) -> Path:
+        return self.root / "pooled" / feature_set
+
     # --- training (one unit per feature set and participant)
     def model_dir(self, feature_set: str, pid: str) -> Path:
         return self.root / "models" / feature_set / pid

@@ -238,6 +238,20 @@ def cohort(out: Path = OutOpt) -> None:
 
 
 @app.command()
+def pooled(
+    out: Path = OutOpt,
+    feature_sets: Optional[str] = FeatureSetsOpt,
+    executor: str = ExecutorOpt,
+    workers: Optional[int] = WorkersOpt,
+    force: bool = ForceOpt,
+    max_epochs: Optional[int] = EpochsOpt,
+) -> None:
+    """Fit the cohort's pooled shape of every feature set whose density is pooled (dis train runs it first)."""
+    _run(_plan(out, feature_sets=feature_sets, max_epochs=max_epochs, force=force), ["pooled"], "dis pooled",
+         executor, workers)
+
+
+@app.command()
 def train(
     out: Path = OutOpt,
     feature_sets: Optional[str] = FeatureSetsOpt,
@@ -246,8 +260,9 @@ def train(
     force: bool = ForceOpt,
     max_epochs: Optional[int] = EpochsOpt,
 ) -> None:
-    """Train every participant's flows and baselines for a run whose cohort step is done."""
-    _run(_plan(out, feature_sets=feature_sets, max_epochs=max_epochs, force=force), ["train"], "dis train",
+    """Train every participant's flows and baselines (after the pooled shapes of feature sets whose density is
+    pooled) for a run whose cohort step is done."""
+    _run(_plan(out, feature_sets=feature_sets, max_epochs=max_epochs, force=force), ["pooled", "train"], "dis train",
          executor, workers)
 
 

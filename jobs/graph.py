@@ -6,7 +6,8 @@ it waits on them, and the resources a unit asks for. The local runner (jobs/loca
 submission, `dis status` and `dis resubmit` (jobs/slurm.py) are interpreters of this table: adding a
 stage here adds it everywhere.
 
-    extract (one unit per video) -> cohort (one) -> train (feature set x participant) -> score (feature set x block) -> report (one)
+    extract (one unit per video) -> cohort (one) -> pooled (feature sets with a pooled density)
+      -> train (feature set x participant) -> score (feature set x block) -> report (one)
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     return res
 
 
+def _pooled(plan: Plan, feature_set: str) -> UnitResult:
+    from dis_core.model.stage import pooled_unit
+
+    return pooled_unit(plan.out, plan.train_config(feature_set), force=plan.force)
+
+
 def _train(plan: Plan, unit: tuple[str, str]) -> TrainResult:
     from dis_core.model.stage import train_unit
 
@@ -152,10 +159,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("cohort", "usable videos, the train/test split and the landmark basis",
           units=lambda p: ["cohort"], uid=str, run=_cohort, folder=lambda lay, u: lay.cohort_dir,
           after=("extract",), wait="afterany", resources=Resources(cpus=1, mem_gb=4.0, time_min=60)),
+    Stage("pooled", "the shape shared by the cohort, for feature sets whose density is pooled",
+          units=lambda p: [c.features.name for c in p.train if c.density == "pooled"], uid=lambda fs: f"pooled/{fs}",
+          run=_pooled, folder=lambda lay, fs: lay.pooled_dir(fs),
+          after=("cohort",), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
     Stage("train", "one flow and one Gaussian baseline per feature set and participant",
           units=lambda p: [(c.features.name, pid) for c in p.train for pid in p.manifest_.participants],
           uid=lambda u: train_unit_id(*u), run=_train, folder=lambda lay, u: lay.model_dir(*u), result=TrainResult,
-          after=("cohort",), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
+          after=("cohort", "pooled"), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
     # units: blocks (feature set, row block of models, column block of data), dis_core/score/config.py
     Stage("score", "every model against every participant's held-out data, per feature set, in blocks",
           units=lambda p: [(fs, r, c) for fs in p.feature_sets for r, c in block_grid(len(p.manifest_.participants), p.score)],

@@ -40,7 +40,7 @@ class SlurmConfig:
     time_min: int | None = None
     mem_gb: float | None = None
     cpus_per_task: int | None = None
-    train_gres: str | None = None  # e.g. "gpu:1": training tasks ask for a GPU (= stages.train.gres)
+    train_gres: str | None = None  # e.g. "gpu:1": training tasks (pooled and train) ask for a GPU (= stages.train.gres)
     array_parallelism: int = 256
     max_array_size: int | None = None  # default: the cluster's MaxArraySize
     container: str | None = None  # dis.sif: every task runs `apptainer exec [--nv] dis.sif python3`
@@ -50,7 +50,7 @@ class SlurmConfig:
     def resources(self, st: Stage) -> dict[str, Any]:
         """The stage's resources: its defaults, then this config's global values, then its per-stage table."""
         r = {"time_min": st.resources.time_min, "mem_gb": st.resources.mem_gb, "cpus_per_task": st.resources.cpus,
-             "partition": self.partition, "gres": self.train_gres if st.name == "train" else None}
+             "partition": self.partition, "gres": self.train_gres if st.name in ("pooled", "train") else None}
         r.update({k: v for k, v in (("time_min", self.time_min), ("mem_gb", self.mem_gb),
                                     ("cpus_per_task", self.cpus_per_task)) if v is not None})
         r.update(self.stages.get(st.name, {}))

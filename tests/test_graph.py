@@ -15,7 +15,7 @@ from dis_core.config import from_doc, to_doc
 from dis_core.io.assets import ModelFile
 from dis_core.layout import RunLayout, UnitResult, read_status, write_status
 from dis_core.model.config import default_train_config
-from dis_core.features.build import DEFAULT_FEATURE_SETS
+from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS
 from jobs import graph, local, slurm
 from tests.conftest import write_manifest
 
@@ -62,9 +62,23 @@ def test_the_plan_round_trips_through_the_run_record(plan):
 
 def test_units_of_every_stage_come_from_the_plan(plan):
     units = {st.name: [st.uid(u) for u in st.units(plan)] for st in graph.STAGES}
-    assert units == {"extract": [e.unit_id for e in plan.manifest_.entries], "cohort": ["cohort"],
+    assert units == {"extract": [e.unit_id for e in plan.manifest_.entries], "cohort": ["cohort"], "pooled": [],
                      "train": ["head_pose/p1", "head_pose/p2"], "score": ["head_pose/0-0"], "report": ["report"]}
     assert graph.downstream(["train"]) == ["train", "score", "report"]
+    assert graph.downstream(["cohort"]) == ["cohort", "pooled", "train", "score", "report"]
+
+
+def test_a_pooled_feature_set_adds_its_shape_unit_and_training_waits_for_it(plan):
+    import dataclasses
+
+    spec = EXTRA_FEATURE_SETS["head_spectrum"]
+    p = dataclasses.replace(plan, train=plan.train + (default_train_config(spec),))
+    assert p.train_config("head_spectrum").density == "pooled" and p.train_config("head_pose").density == "own"
+    units = {st.name: st.units(p) for st in graph.STAGES}
+    assert [graph.stage("pooled").uid(u) for u in units["pooled"]] == ["pooled/head_spectrum"]
+    order = [(st.name, after) for st, _, after in slurm.submission_order(units)]
+    assert order[1:4] == [("cohort", ["extract"]), ("pooled", ["cohort"]), ("train", ["cohort", "pooled"])]
+    assert slurm.SlurmConfig(train_gres="gpu:1").resources(graph.stage("pooled"))["gres"] == "gpu:1"
 
 
 def test_a_new_stage_runs_locally_and_records_its_units(with_echo, plan):
@@ -117,7 +131,7 @@ def test_status_and_resubmit_read_a_new_stage_from_the_record(with_echo, plan, m
     submitted = {}
     monkeypatch.setattr(slurm, "_submit", lambda rec, plan, cfg, units: submitted.update(units))
     rec2 = slurm.resubmit(plan.out)
-    assert rec2["resubmitted"] == {"extract": [], "cohort": [], "train": [], "score": [], "report": [], "echo": ["b"]}
+    assert rec2["resubmitted"] == {"extract": [], "cohort": [], "pooled": [], "train": [], "score": [], "report": [], "echo": ["b"]}
     assert submitted["echo"] == ["b"]
 
 

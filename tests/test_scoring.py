@@ -79,3 +79,65 @@ def test_groups_that_cannot_form_pseudo_couples_cost_the_test_not_the_feature_se
     assert _partner_test(s, dyads, groups, "head_pose", left) is None
     assert _partner_test(s, dyads, groups, "head_pose", left) is None
     assert len(left) == 1 and left[0]["reason"] == "partner test not run: a real dyad spans two groups"
+
+
+# ------------------------------------------------------------------ pooled density (TrainConfig.density)
+SHARED = np.array([[1.0, 0.4], [0.4, 0.7]])
+
+
+def expected_pooled(i: int, j: int) -> float:
+    """E_{x ~ N(mu_j, S)} log N(x; mu_i, S): people who scatter alike, placed at their own means."""
+    prec = np.linalg.inv(SHARED)
+    d = MU[j] - MU[i]
+    return -0.5 * (2 * np.log(2 * np.pi) + np.linalg.slogdet(SHARED)[1] + 2 + d @ prec @ d)
+
+
+POOLED = np.array([[expected_pooled(i, j) for j in range(len(MU))] for i in range(len(MU))])
+
+
+def _shared_samples(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.multivariate_normal(MU[k], SHARED, size=n) for k in range(len(MU))]
+
+
+def test_pooled_rows_centre_each_participant_and_validate_on_each_ones_last_rows():
+    from dis_core.model.stage import pooled_rows
+
+    a, b = np.arange(10.0)[:, None] + 100.0, -np.arange(20.0)[:, None]
+    x, val = pooled_rows([a, b], 0.2)
+    np.testing.assert_allclose(x[:10].mean(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(x[10:].mean(), 0.0, atol=1e-12)
+    assert val[:10].tolist() == [False] * 8 + [True] * 2 and val[10:].tolist() == [False] * 16 + [True] * 4
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "flow"])
+def test_pooled_scores_equal_the_analytic_expected_log_likelihoods(kind):
+    from dis_core.model.stage import pooled_rows
+
+    # 1,000 rows a person: a density of one's own would be estimated from these alone; the pooled shape
+    # sees all four people's scatter
+    train, test = _shared_samples(1000, 5), _shared_samples(8000, 6)
+    x, val = pooled_rows(train, 0.15)
+    if kind == "gaussian":
+        shape = fit_gaussian(x, COLS)
+    else:
+        shape = train_flow(x, COLS, FlowConfig(layers=2, hidden=16, max_epochs=80, patience=15), val=val).density
+    models = [shape.placed(t.mean(axis=0)) for t in train]
+    s = score_matrix(score_all([lambda v, m=m: m.log_prob(v, COLS) for m in models], test), trim=0.0)
+    np.testing.assert_allclose(np.diag(s), np.diag(POOLED), atol=0.05)
+    # the Gaussian is the true family (Monte-Carlo and shrinkage error only); the flow extrapolates into
+    # its tails for the farthest people, as in the own-density test above
+    np.testing.assert_allclose(s, POOLED, rtol=0.03 if kind == "gaussian" else 0.1)
+    assert (np.argmax(s, axis=0) == np.arange(len(MU))).all()
+
+
+def test_a_placed_density_survives_its_model_file(tmp_path):
+    from dis_core.model.flows import load_density, save_density
+
+    shape = train_flow(_shared_samples(300, 7)[0], COLS, FlowConfig(layers=1, hidden=8, max_epochs=3)).density
+    m = shape.placed(np.array([2.0, -1.0]))
+    save_density(tmp_path / "m.pt", m)
+    back, _ = load_density(tmp_path / "m.pt")
+    v = _shared_samples(50, 8)[1]
+    np.testing.assert_allclose(back.log_prob(v, COLS), m.log_prob(v, COLS), rtol=1e-6)
+    np.testing.assert_allclose(m.log_prob(v + [2.0, -1.0], COLS), shape.log_prob(v, COLS), rtol=1e-6)

@@ -40,6 +40,9 @@ DEFAULT_FLOWS: dict[str, FlowConfig] = {
     "landmarks": FlowConfig(layers=2, hidden=16),
     "blendshapes": FlowConfig(layers=2, hidden=64),
 }
+# The pooled shape of window rows: a small flow (bench/identify.py: 2 x 32 generalises as well as 2 x 16
+# and better than 4 x 64, which stops after a few epochs).
+POOLED_FLOW = FlowConfig(layers=2, hidden=32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +52,20 @@ class TrainConfig:
     features: FeatureSpec
     flow: FlowConfig = FlowConfig()
     min_train_frames: int = 60
+    # "own": each participant's flow and Gaussian are fitted on their rows alone. "pooled": one shape is
+    # fitted on every participant's training rows centred on that participant's mean (the `pooled` stage),
+    # and a participant's density is that shape placed at their mean: the flow analogue of a pooled
+    # within-person covariance. For window rows (~100 correlated windows a person) a density of its own
+    # cannot be estimated well, while people share how their windows scatter (bench/identify.py).
+    density: str = "own"
+
+    def __post_init__(self):
+        if self.density not in ("own", "pooled"):
+            raise ValueError(f"density must be 'own' or 'pooled', not {self.density!r}")
 
 
 def default_train_config(spec: FeatureSpec) -> TrainConfig:
+    """Per-frame rows: a density of one's own; window rows: the pooled shape (bench/identify.py)."""
+    if spec.window != "none":
+        return TrainConfig(spec, DEFAULT_FLOWS.get(spec.name, POOLED_FLOW), density="pooled")
     return TrainConfig(spec, DEFAULT_FLOWS.get(spec.name, FlowConfig()))

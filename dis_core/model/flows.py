@@ -81,13 +81,21 @@ class Density:
     gauss_prec: np.ndarray | None = None
     gauss_logdet: float = 0.0
     meta: dict = dataclasses.field(default_factory=dict)
+    offset: np.ndarray | None = None  # a cohort shape placed at a participant's mean: log p(x) = shape's log p(x - offset)
+
+    def placed(self, offset: np.ndarray) -> "Density":
+        """This density (a cohort's shape, fitted on rows centred per participant) moved to ``offset``."""
+        return dataclasses.replace(self, offset=np.asarray(offset, np.float64), meta=dict(self.meta))
 
     def log_prob(self, x: np.ndarray, columns: list[str], batch: int = 8192) -> np.ndarray:
         """log p(x) per row, in the original feature space. ``columns`` must equal the model's."""
         if list(columns) != list(self.columns):
             raise ValueError(f"feature columns differ from the model's: got {columns[:4]}..., "
                              f"model has {self.columns[:4]}... (order matters)")
-        z = (np.asarray(x, np.float64) - self.mean) / self.std
+        x = np.asarray(x, np.float64)
+        if self.offset is not None:
+            x = x - self.offset
+        z = (x - self.mean) / self.std
         jac = -float(np.log(self.std).sum())
         if self.kind == "gaussian":
             d = z - self.gauss_mean
@@ -140,10 +148,12 @@ class FlowFit:
 
 
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
-               meta: dict | None = None, log: Callable[[str], None] | None = None) -> FlowFit:
+               meta: dict | None = None, log: Callable[[str], None] | None = None,
+               val: np.ndarray | None = None) -> FlowFit:
     """Fit a MAF to training rows ``x`` with minibatches, validation early stopping and gradient clipping.
 
-    The last ``val_fraction`` of the rows (in time order) validate. With ``checkpoint``, progress is
+    The last ``val_fraction`` of the rows (in time order) validate, or the rows where the boolean
+    ``val`` is true (e.g. the last part of every participant's rows for a cohort shape). With ``checkpoint``, progress is
     saved atomically every ``checkpoint_every_s`` seconds and training resumes from it when it holds
     the same configuration and data; the result is then identical to an uninterrupted run.
     """
@@ -154,13 +164,18 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
         raise ValueError(f"too few training frames ({len(x)}); at least 20 are needed")
     if not np.isfinite(x).all():
         raise ValueError("training features contain NaN or infinite values")
-    n_val = max(int(round(len(x) * cfg.val_fraction)), 5)
-    mean, std = fit_scaler(x[:-n_val], cfg.min_std)
+    if val is None:
+        val = np.zeros(len(x), bool)
+        val[-max(int(round(len(x) * cfg.val_fraction)), 5):] = True
+    val = np.asarray(val, bool)
+    if val.all() or not val.any():
+        raise ValueError("the validation rows must be some but not all of the rows")
+    mean, std = fit_scaler(x[~val], cfg.min_std)
     z = (x - mean) / std
     dev = pick_device(cfg.device)
-    ztr = torch.as_tensor(z[:-n_val], dtype=torch.float32, device=dev)
-    zva = torch.as_tensor(z[-n_val:], dtype=torch.float32, device=dev)
-    data_key = _data_key(x, cfg, columns)
+    ztr = torch.as_tensor(z[~val], dtype=torch.float32, device=dev)
+    zva = torch.as_tensor(z[val], dtype=torch.float32, device=dev)
+    data_key = _data_key(x, cfg, columns, val)
     cmask = context_mask(list(columns), cfg)
     if cmask is not None:
         cm = torch.as_tensor(cmask, device=dev)
@@ -202,11 +217,11 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
         tot = float(tot_t)
         flow.eval()
         with torch.no_grad():
-            val = float(nll(flow, zva).mean())
+            vloss = float(nll(flow, zva).mean())
         hist["train"].append(tot / len(ztr))
-        hist["val"].append(val)
-        if val < best_val and math.isfinite(val):
-            best_val, best_epoch = val, epoch
+        hist["val"].append(vloss)
+        if vloss < best_val and math.isfinite(vloss):
+            best_val, best_epoch = vloss, epoch
             best_state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
         epoch += 1
         if checkpoint is not None and (time.monotonic() - last_ck >= cfg.checkpoint_every_s):
@@ -220,11 +235,12 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     return FlowFit(dens, hist, best_epoch, epoch, time.monotonic() - t0, resumed)
 
 
-def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str]) -> str:
+def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarray) -> str:
     import hashlib
     import json
 
     h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    h.update(np.packbits(val).tobytes())
     h.update(json.dumps([dataclasses.asdict(cfg), list(columns)], sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -245,6 +261,8 @@ def save_density(path: Path, d: Density, extra: dict | None = None) -> None:
         "format": FORMAT, "version": FORMAT_VERSION, "kind": d.kind, "columns": list(d.columns),
         "scaler_mean": torch.as_tensor(d.mean), "scaler_std": torch.as_tensor(d.std), "meta": d.meta,
     }
+    if d.offset is not None:
+        blob["offset"] = torch.as_tensor(d.offset)
     if d.kind == "flow":
         blob["flow_config"] = to_doc(d.flow_config)
         blob["state_dict"] = {k: v.detach().cpu() for k, v in d.flow.state_dict().items()}
@@ -278,4 +296,6 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
         d = Density("gaussian", list(blob["columns"]), mean, std, gauss_mean=blob["gauss_mean"].numpy(),
                     gauss_prec=blob["gauss_prec"].numpy(), gauss_logdet=float(blob["gauss_logdet"]),
                     meta=blob.get("meta", {}))
+    if "offset" in blob:
+        d.offset = blob["offset"].numpy()
     return d, blob

@@ -1,5 +1,9 @@
 """The training stage: one unit per (participant, feature set) fits the flow and the Gaussian baseline
-on the participant's training frames, and writes OUT/models/<feature set>/<participant>/."""
+on the participant's training frames, and writes OUT/models/<feature set>/<participant>/.
+
+For a feature set whose TrainConfig.density is "pooled", one `pooled` unit first fits the flow and
+the Gaussian on every participant's training rows centred on that participant's mean
+(OUT/pooled/<feature set>/), and a participant's models are those shapes placed at their mean."""
 
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ from dis_core.io.atomic import remove_stale_parts, write_text_atomic
 from dis_core.cohort.stage import Cohort, load_cohort, participant_features
 from dis_core.errors import DISError
 from dis_core.model.config import TrainConfig
-from dis_core.model.flows import fit_gaussian, load_density, pick_device, save_density, train_flow
+from dis_core.model.flows import FlowFit, fit_gaussian, load_density, pick_device, save_density, train_flow
 from dis_core.config import plain
-from dis_core.layout import RunLayout
+from dis_core.layout import RunLayout, UnitResult
 from dis_core.model.result import TrainResult, train_unit_id
 from dis_core.io.provenance import provenance
 
@@ -47,7 +51,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         data = participant_features(cohort, pid, cfg.features, "train")
-        key = _unit_key(cohort, data, cfg)
+        key = _unit_key(cohort, data, cfg, _pooled_key(out_root, cfg))
         res.key = key
         if not force and _is_done(d, key):
             prev = json.loads((d / SUMMARY_NAME).read_text())
@@ -60,10 +64,14 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                            f"(need {cfg.min_train_frames}); add video or lower min_train_frames")
         if not np.isfinite(data.x).all():
             raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
-        tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME)
-        base = fit_gaussian(data.x, data.columns, cfg.flow.min_std)
+        pooled_key = ""
+        if cfg.density == "pooled":
+            tr, base, pooled_key = _placed(out_root, cohort, cfg, data)
+        else:
+            tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME)
+            base = fit_gaussian(data.x, data.columns, cfg.flow.min_std)
         prov = provenance(cfg, participant_id=pid, basis_sha256=cohort.basis.sha256 if cohort.basis is not None else "",
-                          unit_key=key)
+                          unit_key=key, pooled_key=pooled_key)
         extra = {"participant_id": pid, "feature_spec": plain(cfg.features), "unit_key": key,
                  "inputs": cohort.inputs_of(pid),
                  "basis_sha256": prov["basis_sha256"], "history": tr.history, "best_epoch": tr.best_epoch,
@@ -90,13 +98,109 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
     return res
 
 
-def _unit_key(cohort: Cohort, data, cfg: TrainConfig) -> str:
-    """Equal keys mean equal inputs: the exact training rows, configuration, basis, and the content keys
-    of the extractions and split they came from."""
+def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> str:
+    """Equal keys mean equal inputs: the exact training rows, configuration, basis, the content keys
+    of the extractions and split they came from, and (pooled density) the pooled shape's key."""
     h = hashlib.sha256(np.ascontiguousarray(data.x).tobytes())
     h.update(json.dumps([plain(cfg), data.columns, cohort.basis.sha256 if cohort.basis is not None else "",
                          cohort.inputs_of(data.participant_id)], sort_keys=True).encode())
+    if pooled_key:
+        h.update(pooled_key.encode())
     return h.hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------------------ pooled shape
+def pooled_rows(xs: list[np.ndarray], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every participant's rows centred on their own mean, stacked, and the validation mask: the last
+    ``val_fraction`` of each participant's rows (in time order), so every person validates."""
+    rows, val = [], []
+    for x in xs:
+        rows.append(x - x.mean(axis=0))
+        v = np.zeros(len(x), bool)
+        v[len(x) - max(int(round(len(x) * val_fraction)), 1):] = True
+        val.append(v)
+    return np.concatenate(rows), np.concatenate(val)
+
+
+def _pooled_key(out_root: Path, cfg: TrainConfig) -> str:
+    """The recorded key of the feature set's pooled shape ('' for a density of one's own)."""
+    if cfg.density != "pooled":
+        return ""
+    try:
+        return json.loads((RunLayout(out_root).pooled_dir(cfg.features.name) / SUMMARY_NAME).read_text())["key"]
+    except (OSError, ValueError, KeyError):
+        raise DISError(f"{cfg.features.name}: the pooled shape is missing (run the pooled stage: dis train "
+                       "runs it first)") from None
+
+
+def _placed(out_root: Path, cohort: Cohort, cfg: TrainConfig, data):
+    """The pooled flow and Gaussian placed at this participant's mean (a FlowFit-like record, the baseline,
+    the pooled key)."""
+    d = RunLayout(out_root).pooled_dir(cfg.features.name)
+    flow, blob = load_density(d / MODEL_NAME)
+    gauss, _ = load_density(d / BASELINE_NAME)
+    if blob.get("cohort_sha256") != RunLayout(out_root).cohort_sha256() or flow.columns != data.columns:
+        raise DISError(f"{cfg.features.name}: the pooled shape was fitted on another cohort step; run the "
+                       "pooled stage again")
+    mu = data.x.mean(axis=0)
+    hist = {k: list(v) for k, v in blob["history"].items()}
+    fit = FlowFit(flow.placed(mu), hist, int(blob["best_epoch"]), len(hist["val"]), 0.0, 0)
+    return fit, gauss.placed(mu), blob["unit_key"]
+
+
+def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitResult:
+    """Fit a feature set's pooled shape (flow and Gaussian) on every trainable participant's centred
+    training rows; participants below ``min_train_frames`` are left out of it as they are of training."""
+    fs = cfg.features.name
+    lay = RunLayout(out_root)
+    res = UnitResult(unit_id=f"pooled/{fs}")
+    d = lay.pooled_dir(fs)
+    try:
+        cohort = load_cohort(out_root)
+        d.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(d)
+        datas = [participant_features(cohort, p, cfg.features, "train") for p in cohort.participants]
+        used = [x for x in datas if len(x.x) and sum(len(f) for f in x.frames.values()) >= cfg.min_train_frames]
+        if len(used) < 2:
+            raise DISError(f"{fs}: a pooled shape needs at least 2 participants with {cfg.min_train_frames} usable "
+                           f"training frames; {len(used)} have them")
+        x, val = pooled_rows([u.x for u in used], cfg.flow.val_fraction)
+        if not np.isfinite(x).all():
+            raise DISError(f"{fs}: non-finite feature values in the training rows of the pooled shape")
+        cohort_sha = lay.cohort_sha256()
+        h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+        h.update(json.dumps([plain(cfg), used[0].columns, cohort_sha, [u.participant_id for u in used]]).encode())
+        key = res.key = h.hexdigest()[:32]
+        try:
+            prev = json.loads((d / SUMMARY_NAME).read_text())
+            if not force and prev.get("key") == key and (d / MODEL_NAME).is_file() and (d / BASELINE_NAME).is_file():
+                res.status, res.message = "skipped", prev.get("message", "")
+                return res
+        except (OSError, ValueError):
+            pass
+        tr = train_flow(x, used[0].columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, val=val)
+        base = fit_gaussian(x, used[0].columns, cfg.flow.min_std)
+        prov = provenance(cfg, unit_key=key, cohort_sha256=cohort_sha,
+                          participants=[u.participant_id for u in used],
+                          rule="rows centred on each participant's training mean; validation: the last "
+                               f"{cfg.flow.val_fraction:g} of each participant's rows")
+        extra = {"unit_key": key, "cohort_sha256": cohort_sha, "history": tr.history, "best_epoch": tr.best_epoch,
+                 "participants": [u.participant_id for u in used], "provenance": json.dumps(prov, default=str)}
+        save_density(d / BASELINE_NAME, base, extra)
+        save_density(d / MODEL_NAME, tr.density, extra)
+        _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"pooled shape: {fs}", prov)
+        res.status = "ok"
+        res.message = (f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, best epoch "
+                       f"{tr.best_epoch} of {tr.epochs}")
+        write_text_atomic(d / SUMMARY_NAME, json.dumps({"key": key, "message": res.message,
+                                                        "participants": [u.participant_id for u in used]}, indent=2))
+        (d / CHECKPOINT_NAME).unlink(missing_ok=True)
+    except DISError as e:
+        res.message = str(e)
+    except Exception as e:  # a bug: one line here, the traceback in the log
+        res.message = f"pooled shape of {fs}: {e.__class__.__name__}: {e}"
+        traceback.print_exc()
+    return res
 
 
 def _is_done(d: Path, key: str) -> bool:

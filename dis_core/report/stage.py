@@ -51,7 +51,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                   "baseline comparison", "pair score", "verification scores", "intervals", "partner tests"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
                          "value": [len(cohort.participants), split_rule, len(cohort.entries), len(cohort.left_out),
                                    ", ".join(r.feature_set for r in results), "one Gaussian per participant "
-                                   "(Ledoit-Wolf covariance) on the same features", SCORE_RULE,
+                                   "(Ledoit-Wolf covariance) on the same rows as the flow, of the same form "
+                                   f"(densities: {density_text(prov, [r.feature_set for r in results])})", SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
                                    "data", "95% percentile bootstrap over participants (people resampled, 1,000 "
@@ -232,6 +233,15 @@ def partner_family(results: list[FeatureSetScores]) -> str:
         out.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}], p {t['p']:.3f}, "
                    f"Holm p {t['p_holm']:.3f}: {sig}")
     return "; ".join(out)
+
+
+def density_text(prov: dict[str, Any], feature_sets: list[str]) -> str:
+    """How each feature set's densities were formed (TrainConfig.density), from the plan that ran."""
+    kinds = {t["features"]["name"]: t.get("density", "own") for t in (prov.get("plan") or {}).get("train", [])}
+    words = {"own": "own (each participant's rows alone)",
+             "pooled": "pooled (one shape fitted on every participant's training rows centred on their own mean, "
+                       "placed at each participant's mean)"}
+    return "; ".join(f"{fs}: {words.get(kinds.get(fs, 'own'), kinds.get(fs))}" for fs in feature_sets)
 
 
 def split_rule_text(cohort: Cohort) -> str:
