@@ -102,7 +102,9 @@ def _extract(plan: Plan, entry: VideoEntry) -> ExtractResult:
 
 def _cohort(plan: Plan, unit: str) -> UnitResult:
     """The cohort step: the extraction summary from the recorded outcomes, then split and basis."""
+    from dis_core.cohort.split import check_gap
     from dis_core.cohort.stage import prepare_cohort
+    from dis_core.features.build import reach_s
     from dis_core.extract.summary import collect_extract_results, write_extract_summary
     from dis_core.io.provenance import provenance
 
@@ -114,6 +116,10 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
         c = prepare_cohort(m, plan.out, plan.cohort)
     except DISError as e:
         res.message = str(e)
+        return res
+    problem = check_gap(c.splits, plan.cohort.split, {t.features.name: reach_s(t.features) for t in plan.train})
+    if problem:
+        res.message = problem
         return res
     res.status = "ok"
     res.key = plan.layout.cohort_sha256()[:32]

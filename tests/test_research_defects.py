@@ -122,6 +122,24 @@ def test_temporal_split_holds_out_the_end_with_a_gap():
     assert times["b"][np.flatnonzero(b.test)[0]] - times["b"][last_train] >= 1.0
 
 
+def test_a_within_session_gap_shorter_than_a_feature_sets_reach_is_refused():
+    """Rows look up to velocity half-window + longest lag from their frame: a within-session gap shorter
+    than that lets test rows see training frames. Window rows never cross the border (reach 0)."""
+    from dis_core.cohort.split import check_gap
+    from dis_core.features.build import EXTRA_FEATURE_SETS, reach_s
+
+    lags, spectrum = EXTRA_FEATURE_SETS["head_lags"], EXTRA_FEATURE_SETS["head_spectrum"]
+    assert reach_s(lags) == pytest.approx(0.2 + 0.4) and reach_s(spectrum) == 0.0
+    times = {"a": np.arange(300) / 30.0}
+    temporal = assign_splits([_entry("p", "a")], times, SplitConfig(gap_s=0.5))
+    reaches = {"head_lags": reach_s(lags), "head_spectrum": 0.0}
+    msg = check_gap(temporal, SplitConfig(gap_s=0.5), reaches)
+    assert "gap (0.5 s) is shorter than how far feature set head_lags looks from a frame (0.6 s)" in msg
+    assert check_gap(temporal, SplitConfig(gap_s=0.6), reaches) == ""
+    manifest = assign_splits([_entry("p", "a", "test"), _entry("p", "b", "train")], {**times, "b": times["a"]})
+    assert check_gap(manifest, SplitConfig(gap_s=0.0), reaches) == "", "sessions apart: no gap needed"
+
+
 def test_manifest_split_is_respected():
     times = {"a": np.arange(50) / 30.0, "b": np.arange(40) / 30.0}
     sp = assign_splits([_entry("p", "a", "train"), _entry("p", "b", "test")], times)

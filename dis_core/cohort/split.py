@@ -93,3 +93,15 @@ def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], c
             out[e.unit_id] = VideoSplit(train, test, "temporal")
             start += n
     return out
+
+
+def check_gap(splits: dict[str, VideoSplit], cfg: SplitConfig, reaches: dict[str, float]) -> str:
+    """'' when a within-session split's gap covers every feature set's reach (seconds a row looks beyond
+    its frame, by feature set), else the problem in one line: a shorter gap lets test rows see training frames."""
+    if not any(sp.rule == "temporal" for sp in splits.values()) or not reaches:
+        return ""
+    fs, reach = max(reaches.items(), key=lambda kv: kv[1])
+    if cfg.gap_s >= reach - 1e-9:
+        return ""
+    return (f"the within-session split's gap ({cfg.gap_s:g} s) is shorter than how far feature set {fs} looks "
+            f"from a frame ({reach:g} s): test rows would see training frames; raise the gap (cohort.split.gap_s of the run plan) to at least {reach:g} s")

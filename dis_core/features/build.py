@@ -89,6 +89,14 @@ EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
 }
 
 
+def reach_s(spec: FeatureSpec) -> float:
+    """How far (seconds) a row's values look from its own frame: the velocity half-window plus the longest
+    lag for frame rows; 0 for window rows, which never cross the train/test border."""
+    if spec.window != "none":
+        return 0.0
+    return (spec.velocity_window_s if spec.velocity else 0.0) + max(spec.lags_s, default=0.0)
+
+
 def parse_feature_sets(names: str) -> list[FeatureSpec]:
     """'head_pose,landmarks' -> the default specs of those names."""
     out = []
