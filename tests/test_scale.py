@@ -188,7 +188,7 @@ def test_resubmit_picks_the_failed_block_alone(tmp_path, monkeypatch):
                       "head_pose/1-1": "done"}
     monkeypatch.setattr(slurm, "_submit", lambda rec, plan, cfg, units: None)
     rec = slurm.resubmit(plan.out)
-    assert rec["resubmitted"] == {"extract": [], "cohort": [], "train": [], "score": ["head_pose/1-0"],
+    assert rec["resubmitted"] == {"extract": [], "cohort": [], "pooled": [], "train": [], "score": ["head_pose/1-0"],
                                   "report": ["report"]}
 
 

@@ -13,7 +13,6 @@ with a trailing underscore.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -24,12 +23,6 @@ def _lw_gaussian(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     lw = LedoitWolf().fit(z)
     return lw.location_, lw.covariance_
-
-
-def _gauss_logpdf(d: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    sign, logdet = np.linalg.slogdet(cov)
-    q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
-    return -0.5 * (q + logdet + d.shape[1] * math.log(2 * math.pi))
 
 
 def lag_context(columns: Sequence[str]) -> np.ndarray:
@@ -57,14 +50,17 @@ class ARGaussian:
         self.loc_, self.cov_ = _lw_gaussian((x - self.mean_) / self.std_)
         return self
 
+    def density(self):
+        """The fitted model as a :class:`dis_core.model.flows.Density` of kind "ar" (saved and scored like
+        the flow and the Gaussian)."""
+        from dis_core.model.flows import Density
+
+        return Density("ar", list(self.columns_), self.mean_, self.std_, gauss_mean=self.loc_,
+                       gauss_prec=np.linalg.inv(self.cov_), gauss_logdet=float(np.linalg.slogdet(self.cov_)[1]))
+
     def score_samples(self, x: np.ndarray) -> np.ndarray:
         """Per-row log p(present | past) in the original feature space."""
-        z = (np.asarray(x, np.float64) - self.mean_) / self.std_
-        d = z - self.loc_
-        c = self.context_
-        joint = _gauss_logpdf(d, self.cov_)
-        past = _gauss_logpdf(d[:, c], self.cov_[np.ix_(c, c)])
-        return joint - past - float(np.log(self.std_[~c]).sum())
+        return self.density().log_prob(x, self.columns_)
 
     def coefficients(self) -> np.ndarray:
         """(present, past) regression matrix of the standardised present on the standardised past."""

@@ -64,6 +64,12 @@ class TrainConfig:
             raise ValueError(f"density must be 'own' or 'pooled', not {self.density!r}")
 
 
+def methods_of(cfg: TrainConfig) -> tuple[str, ...]:
+    """The densities trained and scored for a feature set: the flow and the Gaussian baseline, and for rows
+    with lagged copies (and a density of their own) the autoregressive baseline p(present | past)."""
+    return ("flow", "gaussian") + (("ar",) if cfg.features.lags_s and cfg.density == "own" else ())
+
+
 def default_train_config(spec: FeatureSpec) -> TrainConfig:
     """Per-frame rows: a density of one's own; window rows: the pooled shape (bench/identify.py)."""
     if spec.window != "none":

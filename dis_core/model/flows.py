@@ -71,7 +71,7 @@ def pick_device(name: str) -> torch.device:
 class Density:
     """A fitted density over named feature columns: a flow or a Gaussian."""
 
-    kind: str  # "flow" or "gaussian"
+    kind: str  # "flow", "gaussian" or "ar" (the linear-Gaussian autoregressive baseline of lagged rows)
     columns: list[str]
     mean: np.ndarray  # scaler
     std: np.ndarray
@@ -101,6 +101,16 @@ class Density:
             d = z - self.gauss_mean
             q = np.einsum("ni,ij,nj->n", d, self.gauss_prec, d)
             return -0.5 * (q + self.gauss_logdet + z.shape[1] * math.log(2 * math.pi)) + jac
+        if self.kind == "ar":  # log p(present | past) = log p(row) - log p(past) under one joint Gaussian
+            c = np.array(["@-" in col for col in self.columns], bool)
+            d = z - self.gauss_mean
+            cov = np.linalg.inv(self.gauss_prec)
+            joint = -0.5 * (np.einsum("ni,ij,nj->n", d, self.gauss_prec, d) + self.gauss_logdet
+                            + z.shape[1] * math.log(2 * math.pi))
+            pc = np.linalg.inv(cov[np.ix_(c, c)])
+            past = -0.5 * (np.einsum("ni,ij,nj->n", d[:, c], pc, d[:, c]) + np.linalg.slogdet(cov[np.ix_(c, c)])[1]
+                           + int(c.sum()) * math.log(2 * math.pi))
+            return joint - past - float(np.log(self.std[~c]).sum())
         out = np.empty(len(z))
         dev = next(self.flow.parameters()).device
         c = context_mask(self.columns, self.flow_config) if self.flow_config is not None else None
@@ -293,7 +303,7 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
         flow.to(device).eval()
         d = Density("flow", list(blob["columns"]), mean, std, flow=flow, flow_config=cfg, meta=blob.get("meta", {}))
     else:
-        d = Density("gaussian", list(blob["columns"]), mean, std, gauss_mean=blob["gauss_mean"].numpy(),
+        d = Density(blob["kind"], list(blob["columns"]), mean, std, gauss_mean=blob["gauss_mean"].numpy(),
                     gauss_prec=blob["gauss_prec"].numpy(), gauss_logdet=float(blob["gauss_logdet"]),
                     meta=blob.get("meta", {}))
     if "offset" in blob:

@@ -19,7 +19,8 @@ import numpy as np
 from dis_core.io.atomic import remove_stale_parts, write_text_atomic
 from dis_core.cohort.stage import Cohort, load_cohort, participant_features
 from dis_core.errors import DISError
-from dis_core.model.config import TrainConfig
+from dis_core.model.baselines import ARGaussian
+from dis_core.model.config import TrainConfig, methods_of
 from dis_core.model.flows import FlowFit, fit_gaussian, load_density, pick_device, save_density, train_flow
 from dis_core.config import plain
 from dis_core.layout import RunLayout, UnitResult
@@ -28,6 +29,8 @@ from dis_core.io.provenance import provenance
 
 MODEL_NAME = "model.pt"
 BASELINE_NAME = "baseline.pt"
+AR_NAME = "ar.pt"  # the autoregressive baseline (feature sets with lagged copies)
+FILES = {"flow": MODEL_NAME, "gaussian": BASELINE_NAME, "ar": AR_NAME}  # method -> model file
 CHECKPOINT_NAME = "train_ckpt.pt"
 SUMMARY_NAME = "train.json"
 LOSS_PNG = "loss.png"
@@ -53,7 +56,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         data = participant_features(cohort, pid, cfg.features, "train")
         key = _unit_key(cohort, data, cfg, _pooled_key(out_root, cfg))
         res.key = key
-        if not force and _is_done(d, key):
+        if not force and _is_done(d, key, cfg):
             prev = json.loads((d / SUMMARY_NAME).read_text())
             prev.update(status="skipped", unit_id=res.unit_id, key=key)
             return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
@@ -78,6 +81,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                  "train_frames": {u: f.tolist() for u, f in data.frames.items()},
                  "provenance": json.dumps(prov, default=str)}
         save_density(d / BASELINE_NAME, base, extra)
+        if "ar" in methods_of(cfg):  # fitted on exactly the flow's rows
+            save_density(d / AR_NAME, ARGaussian(cfg.flow.min_std).fit(data.x, data.columns).density(), extra)
         save_density(d / MODEL_NAME, tr.density, extra)
         res.epochs, res.best_epoch = tr.epochs, tr.best_epoch
         res.best_val_loss = float(tr.history["val"][tr.best_epoch])
@@ -203,13 +208,13 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
     return res
 
 
-def _is_done(d: Path, key: str) -> bool:
+def _is_done(d: Path, key: str, cfg: TrainConfig) -> bool:
     try:
         s = json.loads((d / SUMMARY_NAME).read_text())
         if s.get("key") != key or s.get("status") != "ok":
             return False
         _, blob = load_density(d / MODEL_NAME)
-        return blob.get("unit_key") == key and (d / BASELINE_NAME).is_file()
+        return blob.get("unit_key") == key and all((d / FILES[m]).is_file() for m in methods_of(cfg))
     except Exception:
         return False
 

@@ -17,7 +17,6 @@ from dis_core.report.html import (HTML_NAME, Figure, ParticipantSection, ReportP
                                   png_figure, read_head_pose, render_html)
 from dis_core.layout import RunLayout
 from dis_core.score.evaluate import FeatureSetScores
-from dis_core.score.stage import METHODS
 
 SIGNATURE_FEATURE_SET = "head_pose"  # the signature pictured per participant is the head's motion
 
@@ -119,9 +118,9 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
         confused, rank = (), None
         if r is not None and pid in r.participants:
             j = r.participants.index(pid)
-            s = r.methods[METHODS[0]].s
+            s = r.methods["flow"].s
             confused = confusions(s, j, r.participants)
-            rank = int(r.methods[METHODS[0]].ranks[j, j])
+            rank = int(r.methods["flow"].ranks[j, j])
         fig = None
         if sessions:
             path = figs / f"signature_{safe_name(pid)}.png"

@@ -16,7 +16,6 @@ from dis_core.report.config import ReportConfig
 from dis_core.io.provenance import provenance
 from dis_core.layout import UnitResult
 from dis_core.score.evaluate import FeatureSetScores
-from dis_core.score.stage import METHODS
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation
 from dis_core.score.synchrony import cohort_synchrony, synchrony_text
 
@@ -32,7 +31,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     headline, verdicts = [], []
     summary_rows = []
     for r in results:
-        for m in METHODS:
+        for m in r.methods:
             row = {"feature_set": r.feature_set, "method": m, "participants": len(r.participants)}
             row.update({k: v for k, v in r.methods[m].metrics.items()})
             summary_rows.append(row)
@@ -42,8 +41,11 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                         f"{_ci(fl, 'eer', 'EER')}  {_ci(fl, 'auc', 'AUC')}")
         headline.append(f"  {'':12s} {'':6s}  gaussian {_ci(ga, 'top1', 'top-1')}  {_ci(ga, 'eer', 'EER')}  "
                         f"(chance: top-1 {fl['chance_top1']:.2f}, EER 0.5, AUC 0.5)")
+        if "ar" in r.methods:
+            ar = r.methods["ar"].metrics
+            headline.append(f"  {'':12s} {'':6s}  autoregressive {_ci(ar, 'top1', 'top-1')}  {_ci(ar, 'eer', 'EER')}")
     summary = pd.DataFrame(summary_rows)
-    fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in METHODS})
+    fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
     verdicts.append(feature_set_verdict(fs_rows))
     split_rule = split_rule_text(cohort)
@@ -70,7 +72,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         fl = r.methods["flow"]
         sheets[f"scores_{r.feature_set}"[:31]] = _labelled(fl.s, r.participants)
         sheets[f"ranks_{r.feature_set}"[:31]] = _labelled(fl.ranks, r.participants)
-        for m in METHODS:
+        for m in r.methods:
             ms = r.methods[m]
             for i, pi in enumerate(r.participants):
                 for j, pj in enumerate(r.participants):
@@ -90,12 +92,13 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                **{k: v for k, v in t.items() if not isinstance(v, (dict, list))}})
         _figures(figs, r, prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
-                            **{f"s_{m}": r.methods[m].s for m in METHODS})
+                            **{f"s_{m}": r.methods[m].s for m in r.methods})
     sheets["pairs"] = pd.DataFrame(long_rows)
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
     sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
-                                           "b": "gaussian", **r.comparison} for r in results] + fs_rows)
+                                           "b": b, **c} for r in results
+                                          for b, c in (r.comparisons or {"gaussian": r.comparison}).items()] + fs_rows)
     sheets["training"] = pd.DataFrame(train_rows)
     left = [{"stage": "cohort", **x} for x in cohort.left_out]
     for r in results:
@@ -207,24 +210,31 @@ def _ci(m: dict, key: str, label: str) -> str:
     return f"{label} {m[key]:.2f} [{m[key + '_lo']:.2f}, {m[key + '_hi']:.2f}]"
 
 
+BASELINE_NAMES = {"gaussian": "the Gaussian baseline", "ar": "the autoregressive baseline"}
+
+
 def verdict_text(r: FeatureSetScores) -> str:
-    """Whether the flows beat the baseline, from the paired differences and their intervals."""
-    c = r.comparison
-    parts = []
-    for key, label, better in (("top1", "top-1", 1), ("eer", "EER", -1)):
-        d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
-        supported = (lo > 0) if better > 0 else (hi < 0)
-        worse = (hi < 0) if better > 0 else (lo > 0)
-        word = "better (supported)" if supported else "worse (supported)" if worse else "no supported difference"
-        parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {word}")
-    beats = c["top1_diff_lo"] > 0 or c["eer_diff_hi"] < 0
-    head = "the flows beat the Gaussian baseline" if beats else "the flows do NOT beat the Gaussian baseline"
-    return f"{r.feature_set}: {head} ({'; '.join(parts)})"
+    """Whether the flows beat each baseline (Gaussian; autoregressive for lagged rows), from the paired
+    differences and their intervals."""
+    out = []
+    for b, c in (r.comparisons or {"gaussian": r.comparison}).items():
+        parts = []
+        for key, label, better in (("top1", "top-1", 1), ("eer", "EER", -1)):
+            d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
+            supported = (lo > 0) if better > 0 else (hi < 0)
+            worse = (hi < 0) if better > 0 else (lo > 0)
+            word = "better (supported)" if supported else "worse (supported)" if worse else "no supported difference"
+            parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {word}")
+        beats = c["top1_diff_lo"] > 0 or c["eer_diff_hi"] < 0
+        name = BASELINE_NAMES.get(b, b)
+        head = f"the flows beat {name}" if beats else f"the flows do NOT beat {name}"
+        out.append(f"{head} ({'; '.join(parts)})")
+    return f"{r.feature_set}: {'; '.join(out)}"
 
 
 def partner_family(results: list[FeatureSetScores]) -> str:
     """The partner-vs-stranger family in words, with each test's outcome after Holm's correction."""
-    rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in METHODS if r.methods[m].dyads]
+    rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in r.methods if r.methods[m].dyads]
     if not rows:
         return "no partner test (fewer than two complete dyads)"
     out = [f"family: {len(rows)} permutation test(s) (pseudo-couples), Holm-corrected"]
@@ -270,7 +280,7 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     heatmap_png(figs / f"heatmap_{fs}.png", fl.s, r.participants,
                 f"{fs}: held-out data scored by every model (flows)", prov, dyads=r.dyads)
     curves = {}
-    for m in METHODS:
+    for m in r.methods:
         for k, (fpr, tpr) in r.methods[m].roc.items():
             key = {"t-norm": "auc", "raw": "auc_raw", "z-norm": "auc_znorm"}[k]
             curves[f"{m}, {k} (AUC {r.methods[m].metrics[key]:.3f})"] = (fpr, tpr)

@@ -61,6 +61,7 @@ class Source(Protocol):
 
     feature_set: str
     cohort_sha256: str
+    methods: Sequence[str]  # the densities scored, e.g. ("flow", "gaussian")
 
     def dyad(self, pid: str) -> str: ...
 
@@ -104,7 +105,7 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
             raise DISError(f"{src.feature_set}: fewer than two participants with both a model and held-out data; "
                            "nothing to compare")
         res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key) for p in R + C],
-                            src.cohort_sha256, plain(cfg), SCORE_RULE, left_out)
+                            src.cohort_sha256, plain(cfg), SCORE_RULE, left_out, list(src.methods))
         folder = Path(folder)
         if not force and _current(folder / SUMMARY, res.key) and (folder / PER_FRAME).is_file():
             res.status = "skipped"
@@ -137,10 +138,10 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
     units = sorted({u for q in C for u in people[q].frames})
     uidx = {u: k for k, u in enumerate(units)}
     shape = (len(R), len(C))
-    s = {m: np.full(shape, np.nan) for m in METHODS}
-    nmean = {m: np.full(shape, np.nan) for m in METHODS}
-    nmed = {m: np.full(shape, np.nan) for m in METHODS}
-    hist = {m: np.zeros((len(RELATIONS), len(NORM_BINS) - 1), np.int64) for m in METHODS}
+    s = {m: np.full(shape, np.nan) for m in src.methods}
+    nmean = {m: np.full(shape, np.nan) for m in src.methods}
+    nmed = {m: np.full(shape, np.nan) for m in src.methods}
+    hist = {m: np.zeros((len(RELATIONS), len(NORM_BINS) - 1), np.int64) for m in src.methods}
     dyads = {p: src.dyad(p) for p in people}
     with atomic_path(folder / PER_FRAME) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(schema=SCHEMA + ".frames", schema_version=SCHEMA_VERSION, key=key, rows=json.dumps(R),
@@ -153,7 +154,7 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
                                                       for u, v in people[q].frames.items()] or [np.zeros(0, np.int32)]),
                          compression="gzip")
         chunks = (1, max(1, min(total, 1 << 18))) if total else None
-        for m in METHODS:
+        for m in src.methods:
             lp_ds = f.create_dataset(f"logp/{m}", shape=(len(R), total), dtype="f8", chunks=chunks,
                                      compression="gzip" if total else None, compression_opts=4 if total else None)
             nm_ds = f.create_dataset(f"norm/{m}", shape=(len(R), total), dtype="f8", chunks=chunks,
@@ -181,6 +182,7 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
     with atomic_path(folder / SUMMARY) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(
             schema=SCHEMA, schema_version=SCHEMA_VERSION, key=key, feature_set=src.feature_set,
+            methods=json.dumps(list(src.methods)),
             cohort_sha256=src.cohort_sha256, grid=grid_id(candidates, b), n=len(candidates), block_size=b, r=r, c=c,
             rows=json.dumps(R), cols=json.dumps(C), dyads=json.dumps(dyads), left_out=json.dumps(left_out),
             test_frames=json.dumps({q: int(k) for q, k in zip(C, n_frames)}),
@@ -189,7 +191,7 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
             histories=json.dumps({p: list(people[p].history) for p in R if diagonal and people[p].history is not None}),
             provenance=json.dumps(prov, default=str))
         f.create_dataset("norm_bins", data=NORM_BINS)
-        for m in METHODS:
+        for m in src.methods:
             f.create_dataset(f"s/{m}", data=s[m])
             f.create_dataset(f"norm_mean/{m}", data=nmean[m])
             f.create_dataset(f"norm_median/{m}", data=nmed[m])
@@ -264,9 +266,10 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
     for rr in range(k):
         order += rows_of_block[(rr, rr)]
     idx = {p: i for i, p in enumerate(order)}
+    methods = json.loads(a0.get("methods", json.dumps(list(METHODS))))
     n = len(order)
-    out = {name: {m: np.full((n, n), np.nan) for m in METHODS} for name in ("s", "norm_mean", "norm_median")}
-    hist = {m: np.zeros((len(RELATIONS), len(NORM_BINS) - 1), np.int64) for m in METHODS}
+    out = {name: {m: np.full((n, n), np.nan) for m in methods} for name in ("s", "norm_mean", "norm_median")}
+    hist = {m: np.zeros((len(RELATIONS), len(NORM_BINS) - 1), np.int64) for m in methods}
     dyads: dict[str, str] = {}
     test_frames: dict[str, int] = {}
     training, histories, left = {}, {}, {}
@@ -280,12 +283,12 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
         for x in json.loads(a["left_out"]):
             left[(x["participant_id"], x["reason"])] = x
         with h5py.File(sp, "r") as f:
-            for m in METHODS:
+            for m in methods:
                 for name in ("s", "norm_mean", "norm_median"):
                     out[name][m][np.ix_(ri, ci)] = f[f"{name}/{m}"][()]
                 hist[m] += f[f"norm_hist/{m}"][()]
     return Assembled(feature_set, order, [dyads.get(p, "") for p in order], out["s"], out["norm_mean"],
-                     out["norm_median"], {m: dict(zip(RELATIONS, hist[m])) for m in METHODS}, NORM_BINS.copy(),
+                     out["norm_median"], {m: dict(zip(RELATIONS, hist[m])) for m in methods}, NORM_BINS.copy(),
                      test_frames, training, histories, list(left.values()), shas.pop(),
                      PerFrameStore(order, {p: rr for rr in range(k) for p in rows_of_block[(rr, rr)]},
                                    {rc: p.parent for rc, (p, _) in have.items()}))
@@ -363,5 +366,5 @@ def score_whole(src: Source, pids: Sequence[str], trim: float) -> tuple[dict[str
     """The single-job path (every per-frame log p in memory at once): the reference blocks must equal."""
     people = {p: src.participant(p) for p in pids}
     ok = [p for p in pids if not isinstance(people[p], str)]
-    pf = {m: score_all([people[p].log_prob[m] for p in ok], [people[p].x for p in ok]) for m in METHODS}
-    return {m: score_matrix(pf[m], trim=trim, names=ok) for m in METHODS}, pf
+    pf = {m: score_all([people[p].log_prob[m] for p in ok], [people[p].x for p in ok]) for m in src.methods}
+    return {m: score_matrix(pf[m], trim=trim, names=ok) for m in src.methods}, pf

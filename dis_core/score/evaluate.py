@@ -12,7 +12,7 @@ from dis_core.errors import DISError
 from dis_core.score.blocks import HeldOutFrames, PerFrameStore
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, partner_test, ranks, tnorm,
                                     verification, znorm)
-from dis_core.score.stage import METHODS, Scores
+from dis_core.score.stage import Scores
 from dis_core.score.groups import grouping_text
 from dis_core.score.stats import holm
 
@@ -47,6 +47,7 @@ class FeatureSetScores:
     norm_bins: np.ndarray  # edges of the norm histograms (fixed, log-spaced)
     per_frame: PerFrameStore  # .pair(method, model pid, data pid) / .pairs(method): per-frame log p and norms
     comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
+    comparisons: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # baseline -> flow - it
 
 
 def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | None] | None = None
@@ -56,7 +57,7 @@ def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | No
     partner test's re-pairings."""
     left_out = list(sc.left_out)
     methods = {}
-    for m in METHODS:
+    for m in sc.s:  # the feature set's methods (flow, gaussian, and ar for lagged rows)
         s = sc.s[m]
         ver, verz, vert = verification(s), verification(znorm(s)), verification(tnorm(s))
         metrics = {**identification(s), "auc": vert["auc"], "eer": vert["eer"], **headline_intervals(s),
@@ -69,7 +70,8 @@ def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | No
     test_frames = {p: int(sc.test_frames[p]) for p in sc.participants}
     return FeatureSetScores(sc.feature_set, sc.participants, sc.dyads, test_frames, methods, sc.training,
                             sc.histories, left_out, sc.test_data_frames, sc.norm_bins, sc.store,
-                            compare_methods(methods["flow"].s, methods["gaussian"].s))
+                            compare_methods(methods["flow"].s, methods["gaussian"].s),
+                            {b: compare_methods(methods["flow"].s, methods[b].s) for b in methods if b != "flow"})
 
 
 def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, float] | None:
@@ -91,6 +93,6 @@ def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, 
 def adjust_partner_tests(results: list[FeatureSetScores]) -> None:
     """Holm-adjust the partner-vs-stranger p-values across the run's family (every feature set x method
     with a test): writes ``p_holm`` into each test."""
-    tests = [r.methods[m].dyads for r in results for m in METHODS if r.methods[m].dyads]
+    tests = [r.methods[m].dyads for r in results for m in r.methods if r.methods[m].dyads]
     for t, p in zip(tests, holm([t["p"] for t in tests])):
         t["p_holm"] = float(p)

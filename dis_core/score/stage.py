@@ -22,8 +22,8 @@ from dis_core.errors import DISError
 from dis_core.io.provenance import provenance
 from dis_core.layout import RunLayout, UnitResult
 from dis_core.model.flows import Density, load_density
-from dis_core.model.config import TrainConfig
-from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME
+from dis_core.model.config import TrainConfig, methods_of
+from dis_core.model.stage import FILES, MODEL_NAME, SUMMARY_NAME
 from dis_core.score.blocks import METHODS, Assembled, HeldOutFrames, Participant, assemble, score_block
 from dis_core.score.config import ScoreConfig, block_size
 from dis_core.score.scoring import SCORE_RULE
@@ -52,6 +52,7 @@ class RunSource:
         self.cohort = load_cohort(out_root)
         self.cfg, self.score_cfg = cfg, score_cfg
         self.feature_set = cfg.features.name
+        self.methods = methods_of(cfg)
         self.cohort_sha256 = cohort_sha256(RunLayout(out_root))
 
     def dyad(self, pid: str) -> str:
@@ -60,14 +61,14 @@ class RunSource:
     def participant(self, pid: str) -> Participant | str:
         if pid not in self.cohort.participants:
             return ""  # left out at the cohort step (the report lists it from there)
-        models, training, histories, left = _models(self.cohort, self.feature_set, [pid])
+        models, training, histories, left = _models(self.cohort, self.feature_set, self.methods, [pid])
         if left:
             return left[0]["reason"]
         data = _test_data(self.cohort, self.cfg, models, self.score_cfg, left)
         if left:
             return left[0]["reason"]
         m = models[pid]
-        return Participant({k: _bound(m[k], data[pid].columns) for k in METHODS}, m["key"], data[pid].x,
+        return Participant({k: _bound(m[k], data[pid].columns) for k in self.methods}, m["key"], data[pid].x,
                            data[pid].frames, training[pid], histories[pid])
 
 
@@ -86,18 +87,18 @@ def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidate
                        RunLayout(out_root).score_block_dir(fs, r, c), score_cfg, prov, force)
 
 
-def _models(cohort: Cohort, fs: str, pids: Sequence[str] | None = None):
-    """Each participant's current flow and baseline; stale or missing models are left out with why."""
+def _models(cohort: Cohort, fs: str, methods: Sequence[str] = METHODS, pids: Sequence[str] | None = None):
+    """Each participant's current densities (one per method); stale or missing models are left out with why."""
     models: dict[str, dict] = {}
     training, histories, left_out = {}, {}, []
     basis = cohort.basis.sha256 if cohort.basis is not None else ""
     for pid in (cohort.participants if pids is None else pids):
         d = cohort.layout.model_dir(fs, pid)
-        if not (d / MODEL_NAME).is_file() or not (d / SUMMARY_NAME).is_file():
+        if not all((d / FILES[m]).is_file() for m in methods) or not (d / SUMMARY_NAME).is_file():
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": "no trained model"})
             continue
-        flow, blob = load_density(d / MODEL_NAME)
-        base, _ = load_density(d / BASELINE_NAME)
+        dens = {m: load_density(d / FILES[m]) for m in methods}
+        blob = dens["flow"][1]
         if blob.get("basis_sha256", "") != basis:
             left_out.append({"participant_id": pid, "feature_set": fs,
                              "reason": "model was trained on another landmark basis: retrain"})
@@ -107,7 +108,7 @@ def _models(cohort: Cohort, fs: str, pids: Sequence[str] | None = None):
                              "reason": "model was trained on other extractions or another split than the current "
                                        "ones: retrain (dis train)"})
             continue
-        models[pid] = {"flow": flow, "gaussian": base, "train_frames": blob.get("train_frames", {}),
+        models[pid] = {**{m: dens[m][0] for m in methods}, "train_frames": blob.get("train_frames", {}),
                        "key": blob.get("unit_key", "")}
         training[pid] = json.loads((d / SUMMARY_NAME).read_text())
         histories[pid] = (blob.get("history", {"train": [], "val": []}), int(blob.get("best_epoch", -1)))

@@ -70,6 +70,7 @@ class ArraySource:
         raw = (self.folder / COHORT).read_bytes()
         self.doc = json.loads(raw)
         self.feature_set = feature_set
+        self.methods = METHODS
         self.cohort_sha256 = hashlib.sha256(raw).hexdigest()
         self.min_test_frames = min_test_frames
 
