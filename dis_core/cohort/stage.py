@@ -182,15 +182,17 @@ class ParticipantData:
     part: str
     x: np.ndarray
     columns: list[str]
-    frames: dict[str, np.ndarray]  # unit_id -> frame indices used
+    frames: dict[str, np.ndarray]  # unit_id -> every frame the rows were computed from (window rows: all covered)
     dropped: int
+    rows: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # unit_id -> one frame per row, in
+    # row order (per-frame rows: the frame; window rows: the window's centre frame)
 
 
 def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> ParticipantData:
     """Feature rows of one participant's ``part`` ('train' or 'test') frames, videos in manifest order."""
     if part not in ("train", "test"):
         raise ValueError(part)
-    xs, frames, cols, dropped = [], {}, None, 0
+    xs, frames, rows, cols, dropped = [], {}, {}, None, 0
     for e in c.videos_of(pid):
         sp = c.splits[e.unit_id]
         select = sp.train if part == "train" else sp.test
@@ -200,13 +202,14 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> P
         cols = vf.columns
         xs.append(vf.x)
         frames[e.unit_id] = vf.frames if vf.covered is None else vf.covered  # window rows: every frame covered
+        rows[e.unit_id] = vf.frames
         dropped += vf.dropped
     if cols is None:
         cols = []
         x = np.zeros((0, 0))
     else:
         x = np.concatenate(xs)
-    return ParticipantData(pid, part, x, cols, frames, dropped)
+    return ParticipantData(pid, part, x, cols, frames, dropped, rows)
 
 
 def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray) -> VideoFeatures:
