@@ -108,6 +108,7 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
 
 def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, VideoSplit],
                cfg: CohortConfig) -> LandmarkBasis | None:
+    """The landmark basis from (subsampled) training frames, its PCA on each video's centred shapes."""
     rng = np.random.default_rng(0)
     pts = []
     for e in entries:
@@ -122,7 +123,8 @@ def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, 
     allpts = np.concatenate(pts)
     if len(allpts) < cfg.basis_k + 2:
         return None
-    return fit_landmark_basis(allpts, cfg.basis_k)
+    groups = np.concatenate([np.full(len(p), i) for i, p in enumerate(pts)])
+    return fit_landmark_basis(allpts, cfg.basis_k, groups)  # on each video's centred shapes: motion, not identity
 
 
 def save_cohort(c: Cohort) -> None:

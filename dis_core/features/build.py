@@ -167,12 +167,22 @@ class LandmarkBasis:
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
 
-def fit_landmark_basis(pts: np.ndarray, k: int) -> LandmarkBasis:
-    """Fit the reference shape and a k-dimensional PCA on (n, p, 2) training landmarks of the cohort."""
+def fit_landmark_basis(pts: np.ndarray, k: int, groups: np.ndarray | None = None) -> LandmarkBasis:
+    """Fit the reference shape and a k-dimensional PCA on (n, p, 2) training landmarks of the cohort.
+
+    With ``groups`` (n,) (one label per video), the PCA is fitted on centred shapes (each aligned shape
+    minus its video's median shape), so the axes capture facial motion rather than differences in face
+    geometry between people; ``mean`` stays the cohort's mean aligned shape."""
     ref = mean_shape(pts)
     a = procrustes_align(pts, ref).reshape(len(pts), -1)
     mu = a.mean(axis=0)
-    _, s, vt = np.linalg.svd(a - mu, full_matrices=False)
+    centred = a - mu
+    if groups is not None:
+        groups = np.asarray(groups)
+        centred = a.copy()
+        for g in np.unique(groups):
+            centred[groups == g] -= np.median(a[groups == g], axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
     var = s ** 2
     comps = vt[:k]
     signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
