@@ -55,3 +55,52 @@ def test_norm_workbooks_of_window_rows_label_each_window_by_its_own_video_and_ce
             assert wb["frame"].tolist() == centres.tolist()
             np.testing.assert_allclose(wb["log_p"], sc.store.pair("flow", pi, pj)["log_p"])
         assert sc.test_data_frames[pj][uid].tolist() == centres.tolist()
+
+
+def _blend(k: int, T: int) -> np.ndarray:
+    """Participant k's blendshape scores: channel 0 never moves for anyone (exactly 0), channel 1 is
+    fixed at 0.3 for participant 0 and moves for everyone else, the rest move."""
+    rng = np.random.default_rng(100 + k)
+    b = 1 / (1 + np.exp(-rng.normal(-2 + 0.3 * k, 1.0, (T, 52))))
+    b[:, 0] = 0.0
+    if k == 0:
+        b[:, 1] = 0.3
+    return b
+
+
+@pytest.mark.slow
+def test_dead_channels_are_dropped_and_a_channel_one_person_never_moves_is_fixed_not_floored(tmp_path):
+    import json
+
+    from dis_core.features.build import DEFAULT_FEATURE_SETS, LOGIT_EPS
+    from dis_core.model.flows import load_density
+    from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME, model_dir
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=40, blend_of=_blend), out)
+    c = load_cohort(out)
+    spec = DEFAULT_FEATURE_SETS["blendshapes"]
+    names = list(c.column_stats(spec).columns)
+    assert c.column_stats(spec).dead == [names[0]]  # recorded by the cohort step (read back from cohort.json)
+    cfg = TrainConfig(spec, FlowConfig(layers=1, hidden=8, max_epochs=20, device="cpu"), min_train_frames=20)
+    _train_and_score(out, cfg)
+    d0 = model_dir(out, spec.name, "p0")
+    summary = json.loads((d0 / SUMMARY_NAME).read_text())
+    assert summary["dropped_columns"] == [names[0]] and summary["fixed_columns"] == [names[1]]
+    assert json.loads((model_dir(out, spec.name, "p1") / SUMMARY_NAME).read_text())["fixed_columns"] == []
+    spread = c.column_stats(spec).spread_of([names[1]])[0]
+    x1 = participant_features(c, "p1", spec, "test")
+    assert x1.columns == names[1:]
+    for name in (MODEL_NAME, BASELINE_NAME):
+        m, blob = load_density(d0 / name)
+        assert m.columns == names[1:] and blob["columns_treatment"]["fixed"] == [names[1]]
+        lp = m.log_prob(x1.x, x1.columns)
+        assert np.isfinite(lp).all() and lp.min() > -1e3, lp.min()
+        # known answer: the fixed channel is N(p0's constant, the cohort's spread^2), independent of the rest
+        centre = np.log(0.3 / 0.7) - np.median(np.log(0.3 / 0.7) * np.ones(1))  # session-centred: 0
+        assert m.mean[0] == pytest.approx(centre, abs=1e-9) and m.std[0] == pytest.approx(spread)
+        at_centre = x1.x.copy()
+        at_centre[:, 0] = centre
+        np.testing.assert_allclose(lp - m.log_prob(at_centre, x1.columns), -0.5 * ((x1.x[:, 0] - centre) / spread) ** 2,
+                                   rtol=1e-6, atol=1e-6)
+    assert spread > 0.5 and LOGIT_EPS == 1e-4
