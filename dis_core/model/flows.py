@@ -99,15 +99,16 @@ class Density:
         free = self.free
         z = z_all[:, free]
         present = np.ones(len(self.columns), bool)
-        c = None
+        c = None  # the flow's context columns among the free ones
         if self.kind == "flow" and self.flow_config is not None:
             c = context_mask([col for col, f in zip(self.columns, free) if f], self.flow_config)
             cm_all = context_mask(self.columns, self.flow_config)
             if cm_all is not None:  # log p(present | past): only present columns have a density and a Jacobian
                 present = ~cm_all
-        jac = -float(np.log(self.std[present]).sum())
-        fixed = ~free & present  # the fixed columns' independent Gaussians
-        jac = jac + (-0.5 * z_all[:, fixed] ** 2 - 0.5 * math.log(2 * math.pi)).sum(axis=1)
+        fixed = ~free & present
+        # the scaler's Jacobian, plus the fixed columns' independent Gaussians (per row)
+        jac = -float(np.log(self.std[present]).sum()) + (-0.5 * z_all[:, fixed] ** 2
+                                                          - 0.5 * math.log(2 * math.pi)).sum(axis=1)
         if self.kind == "gaussian":
             d = z - self.gauss_mean
             q = np.einsum("ni,ij,nj->n", d, self.gauss_prec, d)
