@@ -125,3 +125,24 @@ def test_euler_source_is_still_available():
 def test_head_rotation_needs_transforms():
     with pytest.raises(ValueError):
         base_values("head_rotation")
+
+
+def test_blendshapes_are_modelled_as_logits_of_clipped_scores():
+    """Scores 0, 0.5, 1 and 0.9 become logit(1e-4), 0, logit(1 - 1e-4), logit(0.9); centring and
+    velocities are applied to the logits; the default blendshapes set uses them."""
+    from dis_core.features.build import LOGIT_EPS
+
+    assert DEFAULT_FEATURE_SETS["blendshapes"].transform == "logit" and LOGIT_EPS == 1e-4
+    t = np.arange(4) / FPS
+    v = np.array([[0.0, 0.5], [0.5, 0.5], [1.0, 0.5], [0.9, np.nan]])
+    raw = FeatureSpec("b", "blendshapes", center="none", velocity=False, transform="logit")
+    f = video_features(v, ["a", "b"], t, np.ones(4, bool), np.ones(4, bool), raw)
+    np.testing.assert_allclose(f.x, [[-9.21024, 0.0], [0.0, 0.0], [9.21024, 0.0]], atol=1e-5)
+    assert f.frames.tolist() == [0, 1, 2]  # the NaN in frame 3 is a missing face, not a score
+    vel = FeatureSpec("b", "blendshapes", center="session", velocity=True, velocity_window_s=1 / FPS,
+                      transform="logit", max_gap_s=0)
+    g = video_features(v[:3], ["a", "b"], t[:3], np.ones(3, bool), np.ones(3, bool), vel)
+    assert g.columns == ["a", "b", "d_a", "d_b"]
+    np.testing.assert_allclose(g.x[0], [-9.21024, 0.0, 9.21024 * FPS, 0.0], atol=1e-3)  # median logit 0
+    with pytest.raises(ValueError, match="logit"):
+        FeatureSpec("h", "head_rotation", transform="logit")

@@ -159,3 +159,35 @@ def test_landmarks_are_aligned_before_the_basis():
     np.testing.assert_allclose(basis.project(moved), basis.project(shapes[:10]), atol=1e-9)
     np.testing.assert_allclose(procrustes_align(moved, basis.reference), procrustes_align(shapes[:10], basis.reference),
                                atol=1e-9)
+
+
+def _faces_with_motion(offsets, n=300, seed=0):
+    """Shapes of len(offsets) videos: one base face plus each video's static offset (face geometry)
+    plus the same motion (a mouth-like deformation with amplitude sin t) and small noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(60, 2))
+    motion = np.zeros((60, 2))
+    motion[:10, 1] = 1.0  # ten points move up and down together
+    amp = 0.05 * np.sin(np.linspace(0, 20, n))
+    shapes = [base + off + amp[:, None, None] * motion + 0.001 * rng.normal(size=(n, 60, 2)) for off in offsets]
+    return np.concatenate(shapes), np.repeat(np.arange(len(offsets)), n)
+
+
+def test_the_landmark_basis_is_fitted_on_centred_shapes_motion_not_geometry():
+    """Two videos with different static face geometry and the same motion: the first axis is the motion
+    (the same as from one video alone, up to sign), not the difference between the faces."""
+    rng = np.random.default_rng(1)
+    geometry = 0.3 * rng.normal(size=(60, 2))
+    pts, groups = _faces_with_motion([np.zeros((60, 2)), geometry])
+    alone, _ = _faces_with_motion([np.zeros((60, 2))])
+    centred = fit_landmark_basis(pts, 2, groups)
+    single = fit_landmark_basis(alone, 2)
+    cos = float(centred.components[0] @ single.components[0])
+    assert abs(cos) > 0.99
+    # the geometry offset of the two videos is not an axis: their coordinates differ by a constant the
+    # session centring removes, and the first axis carries the motion of both alike
+    a, b = centred.project(pts[groups == 0])[:, 0], centred.project(pts[groups == 1])[:, 0]
+    assert np.corrcoef(a, b)[0, 1] > 0.99 and centred.explained[0] > 0.9
+    # fitted on uncentred shapes (as before), the first axis is the faces' difference instead
+    raw = fit_landmark_basis(pts, 2)
+    assert abs(float(raw.components[0] @ single.components[0])) < 0.5

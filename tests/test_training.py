@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from dis_core.model.flows import FlowConfig, train_flow
@@ -67,3 +68,29 @@ def test_early_stopping_and_gradient_clipping_keep_the_best_epoch():
     assert r.epochs < 300  # stopped early
     assert r.best_epoch == int(np.argmin(r.history["val"]))
     assert r.epochs - 1 - r.best_epoch <= 10 + 1
+
+
+def test_a_column_constant_in_training_is_fixed_at_the_cohort_spread_not_floored(tmp_path):
+    """fit_scaler: a constant column takes the cohort's spread and is fixed (kept out of the joint
+    model); a moving one keeps its own std; without the cohort's spread the old floor applies. The
+    Gaussian baseline then scores the fixed column as N(constant, spread^2), also after a round trip."""
+    from dis_core.model.flows import (
+        fit_gaussian,
+        fit_scaler,
+        load_density,
+        save_density,
+    )
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(0, 2, 500), np.full(500, 3.0), rng.normal(1, 0.5, 500)])
+    _, std, fixed = fit_scaler(x, 1e-3, np.array([2.0, 4.0, 0.5]))
+    assert fixed.tolist() == [False, True, False] and std[1] == 4.0 and std[0] == pytest.approx(2.0, rel=0.1)
+    assert fit_scaler(x, 1e-3)[1][1] == 1e-3 and not fit_scaler(x, 1e-3)[2].any()
+    g = fit_gaussian(x, list("abc"), 1e-3, np.array([2.0, 4.0, 0.5]))
+    save_density(tmp_path / "g.pt", g)
+    g2, _ = load_density(tmp_path / "g.pt")
+    y = x[:5].copy()
+    y[:, 1] = [3.0, 7.0, -1.0, 3.0, 11.0]
+    expect = -0.5 * ((y[:, 1] - 3.0) / 4.0) ** 2  # the fixed column's term, relative to y at the constant
+    for d in (g, g2):
+        np.testing.assert_allclose(d.log_prob(y, list("abc")) - d.log_prob(x[:5], list("abc")), expect, atol=1e-9)

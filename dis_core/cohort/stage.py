@@ -14,10 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from dis_core.io.atomic import write_bytes_atomic, write_text_atomic
-from dis_core.config import from_doc, to_doc
+from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
-from dis_core.features.build import (FeatureSpec, LandmarkBasis, VideoFeatures, base_values, fit_landmark_basis, landmark_points,
-                       video_features)
+from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, LandmarkBasis,
+                                     VideoFeatures, base_values, fit_landmark_basis, landmark_points, video_features)
 from dis_core.extract.h5store import check_complete, content_key, read_extraction
 from dis_core.layout import RunLayout, read_status
 from dis_core.manifest import Manifest, VideoEntry
@@ -35,6 +35,16 @@ class Cohort:
     basis: LandmarkBasis | None
     config: CohortConfig
     extraction_keys: dict[str, str] = dataclasses.field(default_factory=dict)  # unit_id -> content key used
+    # feature set name -> its columns' spread over the cohort's training rows (:class:`ColumnStats`)
+    feature_stats: dict[str, ColumnStats] = dataclasses.field(default_factory=dict)
+
+    def column_stats(self, spec: FeatureSpec) -> ColumnStats:
+        """The cohort's column statistics of ``spec``: as recorded by the cohort step (every named feature
+        set), else computed now from every participant's training rows (a custom spec; slow, kept in memory)."""
+        st = self.feature_stats.get(spec.name)
+        if st is None or st.spec != plain(spec):
+            st = self.feature_stats[spec.name] = cohort_column_stats(self, spec)
+        return st
 
     @property
     def layout(self) -> RunLayout:
@@ -78,6 +88,9 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     splits = assign_splits(usable, times, cfg.split)
     basis = _fit_basis(out_root, usable, splits, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys)
+    for spec in {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}.values():
+        if spec.source != "landmarks" or basis is not None:
+            cohort.feature_stats[spec.name] = cohort_column_stats(cohort, spec)
     save_cohort(cohort)
     return cohort
 
@@ -108,6 +121,7 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
 
 def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, VideoSplit],
                cfg: CohortConfig) -> LandmarkBasis | None:
+    """The landmark basis from (subsampled) training frames, its PCA on each video's centred shapes."""
     rng = np.random.default_rng(0)
     pts = []
     for e in entries:
@@ -122,7 +136,8 @@ def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, 
     allpts = np.concatenate(pts)
     if len(allpts) < cfg.basis_k + 2:
         return None
-    return fit_landmark_basis(allpts, cfg.basis_k)
+    groups = np.concatenate([np.full(len(p), i) for i, p in enumerate(pts)])
+    return fit_landmark_basis(allpts, cfg.basis_k, groups)  # on each video's centred shapes: motion, not identity
 
 
 def save_cohort(c: Cohort) -> None:
@@ -141,6 +156,7 @@ def save_cohort(c: Cohort) -> None:
         "basis_explained_variance": c.basis.explained.tolist() if c.basis is not None else None,
         "extraction_keys": c.extraction_keys,
         "config": to_doc(c.config),
+        "feature_stats": {k: dataclasses.asdict(v) for k, v in c.feature_stats.items()},
     }
     write_text_atomic(c.layout.cohort_record, json.dumps(doc, indent=2, default=str))
 
@@ -171,7 +187,8 @@ def load_cohort(out_root: Path) -> Cohort:
                   for e in entries}
     basis = LandmarkBasis.from_file(d / "landmark_basis.npz") if (d / "landmark_basis.npz").is_file() else None
     return Cohort(out_root, entries, doc["left_out"], splits, basis, from_doc(CohortConfig, doc["config"]),
-                  doc.get("extraction_keys", {}))
+                  doc.get("extraction_keys", {}),
+                  {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()})
 
 
 @dataclasses.dataclass
@@ -182,15 +199,26 @@ class ParticipantData:
     part: str
     x: np.ndarray
     columns: list[str]
-    frames: dict[str, np.ndarray]  # unit_id -> frame indices used
+    frames: dict[str, np.ndarray]  # unit_id -> every frame the rows were computed from (window rows: all covered)
     dropped: int
+    rows: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # unit_id -> one frame per row, in
+    # row order (per-frame rows: the frame; window rows: the window's centre frame)
 
 
-def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> ParticipantData:
-    """Feature rows of one participant's ``part`` ('train' or 'test') frames, videos in manifest order."""
+def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop_dead: bool = True) -> ParticipantData:
+    """Feature rows of one participant's ``part`` ('train' or 'test') frames, videos in manifest order;
+    without the columns dead in the whole cohort (``drop_dead``), so every model and data set of a
+    feature set has the same columns."""
+    if drop_dead:
+        data = participant_features(c, pid, spec, part, drop_dead=False)
+        dead = set(c.column_stats(spec).dead)
+        if dead and data.columns:
+            keep = np.array([col not in dead for col in data.columns])
+            data.x, data.columns = data.x[:, keep], [col for col in data.columns if col not in dead]
+        return data
     if part not in ("train", "test"):
         raise ValueError(part)
-    xs, frames, cols, dropped = [], {}, None, 0
+    xs, frames, rows, cols, dropped = [], {}, {}, None, 0
     for e in c.videos_of(pid):
         sp = c.splits[e.unit_id]
         select = sp.train if part == "train" else sp.test
@@ -200,13 +228,14 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str) -> P
         cols = vf.columns
         xs.append(vf.x)
         frames[e.unit_id] = vf.frames if vf.covered is None else vf.covered  # window rows: every frame covered
+        rows[e.unit_id] = vf.frames
         dropped += vf.dropped
     if cols is None:
         cols = []
         x = np.zeros((0, 0))
     else:
         x = np.concatenate(xs)
-    return ParticipantData(pid, part, x, cols, frames, dropped)
+    return ParticipantData(pid, part, x, cols, frames, dropped, rows)
 
 
 def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray) -> VideoFeatures:
@@ -222,3 +251,58 @@ def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndar
                                   blendshape_names=x.blendshape_names, basis=c.basis,
                                   transform=x.transform, fit=fit)
     return video_features(values, columns, x.time_s, select, fit, spec)
+
+
+# A column whose spread over the whole cohort's training rows is at most DEAD_SPREAD (in its own units:
+# logits, radians, degrees, basis coordinates, log power) carries nothing: it is dropped for everyone.
+DEAD_SPREAD = 1e-6
+
+
+@dataclasses.dataclass
+class ColumnStats:
+    """One feature set's columns over the cohort's training rows: pooled spread (std), and the dead ones."""
+
+    spec: dict  # the FeatureSpec they were computed for (plain)
+    columns: list[str]
+    spread: list[float]
+    rows: int
+    dead: list[str]
+
+    def spread_of(self, columns: list[str]) -> np.ndarray:
+        """The spreads of ``columns`` (a model's columns, dead ones dropped), in that order."""
+        at = dict(zip(self.columns, self.spread))
+        return np.array([at[c] for c in columns], np.float64)
+
+
+def pooled_spread(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Std of the rows of all ``parts`` together, combined part by part (exact, no sum-of-squares
+    cancellation: a constant column gives exactly 0). Returns (spread per column, rows)."""
+    n, mean, m2 = 0, None, None
+    for x in parts:
+        if not len(x):
+            continue
+        k, mu, v = len(x), x.mean(axis=0), ((x - x.mean(axis=0)) ** 2).sum(axis=0)
+        if mean is None:
+            n, mean, m2 = k, mu, v
+            continue
+        d = mu - mean
+        mean = mean + d * k / (n + k)
+        m2 = m2 + v + d ** 2 * n * k / (n + k)
+        n += k
+    if mean is None:
+        return np.zeros(0), 0
+    return np.sqrt(m2 / n), n
+
+
+def cohort_column_stats(c: Cohort, spec: FeatureSpec) -> ColumnStats:
+    """Spread of every column of ``spec`` over all participants' training rows; dead: spread <= DEAD_SPREAD."""
+    parts, cols = [], None
+    for pid in c.participants:
+        d = participant_features(c, pid, spec, "train", drop_dead=False)
+        if d.columns:
+            cols = d.columns
+            parts.append(d.x)
+    spread, n = pooled_spread(parts)
+    cols = cols or []
+    dead = [col for col, s in zip(cols, spread) if not s > DEAD_SPREAD]
+    return ColumnStats(plain(spec), list(cols), [float(v) for v in spread], int(n), dead)

@@ -53,8 +53,15 @@ class FeatureSpec:
     window_s: float = 8.0
     hop_s: float = 0.5
     n_bands: int = 6
+    # "logit": values in [0, 1] (blendshape scores) become logit(clip(v, LOGIT_EPS, 1 - LOGIT_EPS)) before
+    # centring and velocities: an unbounded space for the flow (see :func:`transform_values`)
+    transform: str = "none"
 
     def __post_init__(self):
+        if self.transform not in ("none", "logit"):
+            raise ValueError(f"transform must be 'none' or 'logit', not {self.transform!r}")
+        if self.transform == "logit" and self.source != "blendshapes":
+            raise ValueError("transform 'logit' is for blendshape scores in [0, 1]")
         if self.window not in ("none", "spectrum"):
             raise ValueError(f"window must be 'none' or 'spectrum', not {self.window!r}")
         if self.source not in SOURCES:
@@ -72,7 +79,7 @@ class FeatureSpec:
 DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
     "head_pose": FeatureSpec("head_pose", "head_rotation", center="none", velocity=True, velocity_window_s=0.2),
     "landmarks": FeatureSpec("landmarks", "landmarks", velocity=True, velocity_window_s=0.3, k=8),
-    "blendshapes": FeatureSpec("blendshapes", "blendshapes", velocity=False),
+    "blendshapes": FeatureSpec("blendshapes", "blendshapes", velocity=False, transform="logit"),
 }
 
 # Not defaults: the former head-pose set on yaw/pitch/roll (degrees), for comparison; and head motion
@@ -168,12 +175,22 @@ class LandmarkBasis:
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
 
-def fit_landmark_basis(pts: np.ndarray, k: int) -> LandmarkBasis:
-    """Fit the reference shape and a k-dimensional PCA on (n, p, 2) training landmarks of the cohort."""
+def fit_landmark_basis(pts: np.ndarray, k: int, groups: np.ndarray | None = None) -> LandmarkBasis:
+    """Fit the reference shape and a k-dimensional PCA on (n, p, 2) training landmarks of the cohort.
+
+    With ``groups`` (n,) (one label per video), the PCA is fitted on centred shapes (each aligned shape
+    minus its video's median shape), so the axes capture facial motion rather than differences in face
+    geometry between people; ``mean`` stays the cohort's mean aligned shape."""
     ref = mean_shape(pts)
     a = procrustes_align(pts, ref).reshape(len(pts), -1)
     mu = a.mean(axis=0)
-    _, s, vt = np.linalg.svd(a - mu, full_matrices=False)
+    centred = a - mu
+    if groups is not None:
+        groups = np.asarray(groups)
+        centred = a.copy()
+        for g in np.unique(groups):
+            centred[groups == g] -= np.median(a[groups == g], axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
     var = s ** 2
     comps = vt[:k]
     signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
@@ -197,6 +214,22 @@ class VideoFeatures:
     dropped: int  # frames of the selection lost to missing faces or incomplete windows
     interpolated: int = 0  # bridged (interpolated) frames that some emitted row's window used
     covered: np.ndarray | None = None  # window rows: every frame some row was computed from (sorted)
+
+
+# Blendshape scores are clipped to [LOGIT_EPS, 1 - LOGIT_EPS] before the logit: MediaPipe gives exact
+# zeros and scores down to ~1e-7 for idle channels; below 1e-4 a score means "off" and the logit stays
+# within +-9.2 (deterministic, no random dequantisation, so features and models are reproducible).
+LOGIT_EPS = 1e-4
+
+
+def transform_values(v: np.ndarray, transform: str) -> np.ndarray:
+    """Per-frame values in the space the flow models: unchanged, or the logit of clipped scores (NaN kept)."""
+    if transform == "none":
+        return v
+    if transform == "logit":
+        p = np.clip(v, LOGIT_EPS, 1 - LOGIT_EPS)
+        return np.log(p) - np.log1p(-p)
+    raise ValueError(transform)
 
 
 def base_values(source: str, head_pose: np.ndarray | None = None, landmarks_xy: np.ndarray | None = None,
@@ -230,13 +263,14 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
                    fit: np.ndarray, spec: FeatureSpec) -> VideoFeatures:
     """Build feature rows for the selected frames of one video.
 
-    ``values`` (T, d) has NaN rows without a face; ``select`` marks the frames wanted (e.g. the test
+    ``values`` (T, d) has NaN rows without a face and are first mapped by ``spec.transform`` (e.g. logits
+    of blendshape scores); ``select`` marks the frames wanted (e.g. the test
     frames); ``fit`` marks the frames whose median centres the session (its training frames, or all).
     Gaps of at most ``spec.max_gap_s`` are bridged first; velocities and lags may then look at
     neighbouring frames outside ``select`` and at bridged frames, but never across a longer gap.
     Only frames with a real face become rows.
     """
-    v = np.asarray(values, np.float64)
+    v = transform_values(np.asarray(values, np.float64), spec.transform)
     t = np.asarray(times, np.float64)
     ok = np.isfinite(v).all(axis=1)
     rotation = spec.source == "head_rotation"

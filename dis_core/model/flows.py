@@ -81,11 +81,19 @@ class Density:
     gauss_prec: np.ndarray | None = None
     gauss_logdet: float = 0.0
     meta: dict = dataclasses.field(default_factory=dict)
+    # columns constant in this participant's training rows (see :func:`fit_scaler`): each is an independent
+    # N(its constant, the cohort's spread^2) outside the flow / Gaussian, which model the other columns
+    fixed: np.ndarray | None = None
     offset: np.ndarray | None = None  # a cohort shape placed at a participant's mean: log p(x) = shape's log p(x - offset)
 
     def placed(self, offset: np.ndarray) -> "Density":
         """This density (a cohort's shape, fitted on rows centred per participant) moved to ``offset``."""
         return dataclasses.replace(self, offset=np.asarray(offset, np.float64), meta=dict(self.meta))
+
+    @property
+    def free(self) -> np.ndarray:
+        """(d,) bool: the columns the flow or the Gaussian models."""
+        return np.ones(len(self.columns), bool) if self.fixed is None else ~np.asarray(self.fixed, bool)
 
     def log_prob(self, x: np.ndarray, columns: list[str], batch: int = 8192) -> np.ndarray:
         """log p(x) per row, in the original feature space. ``columns`` must equal the model's."""
@@ -95,27 +103,36 @@ class Density:
         x = np.asarray(x, np.float64)
         if self.offset is not None:
             x = x - self.offset
-        z = (x - self.mean) / self.std
-        jac = -float(np.log(self.std).sum())
+        z_all = (x - self.mean) / self.std
+        free = self.free
+        z = z_all[:, free]
+        present = np.ones(len(self.columns), bool)
+        c = None  # the flow's context columns among the free ones
+        if self.kind == "flow" and self.flow_config is not None:
+            c = context_mask([col for col, f in zip(self.columns, free) if f], self.flow_config)
+            cm_all = context_mask(self.columns, self.flow_config)
+            if cm_all is not None:  # log p(present | past): only present columns have a density and a Jacobian
+                present = ~cm_all
+        fixed = ~free & present
+        # the scaler's Jacobian, plus the fixed columns' independent Gaussians (per row)
+        jac = -float(np.log(self.std[present]).sum()) + (-0.5 * z_all[:, fixed] ** 2
+                                                          - 0.5 * math.log(2 * math.pi)).sum(axis=1)
         if self.kind == "gaussian":
             d = z - self.gauss_mean
             q = np.einsum("ni,ij,nj->n", d, self.gauss_prec, d)
             return -0.5 * (q + self.gauss_logdet + z.shape[1] * math.log(2 * math.pi)) + jac
         if self.kind == "ar":  # log p(present | past) = log p(row) - log p(past) under one joint Gaussian
             c = np.array(["@-" in col for col in self.columns], bool)
-            d = z - self.gauss_mean
+            d = z_all - self.gauss_mean
             cov = np.linalg.inv(self.gauss_prec)
             joint = -0.5 * (np.einsum("ni,ij,nj->n", d, self.gauss_prec, d) + self.gauss_logdet
-                            + z.shape[1] * math.log(2 * math.pi))
+                            + z_all.shape[1] * math.log(2 * math.pi))
             pc = np.linalg.inv(cov[np.ix_(c, c)])
             past = -0.5 * (np.einsum("ni,ij,nj->n", d[:, c], pc, d[:, c]) + np.linalg.slogdet(cov[np.ix_(c, c)])[1]
                            + int(c.sum()) * math.log(2 * math.pi))
             return joint - past - float(np.log(self.std[~c]).sum())
         out = np.empty(len(z))
         dev = next(self.flow.parameters()).device
-        c = context_mask(self.columns, self.flow_config) if self.flow_config is not None else None
-        if c is not None:  # log p(present | past): only the present columns' scaling enters the Jacobian
-            jac = -float(np.log(self.std[~c]).sum())
         with torch.no_grad():
             for s in range(0, len(z), batch):
                 zt = torch.as_tensor(z[s:s + batch], dtype=torch.float32, device=dev)
@@ -127,22 +144,43 @@ class Density:
         return out + jac
 
 
-def fit_scaler(x: np.ndarray, min_std: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of training rows; std floored so constant features stay finite."""
-    return x.mean(axis=0), np.maximum(x.std(axis=0), min_std)
+# A column whose std in a participant's training rows is below FIXED_RELATIVE x the cohort's spread of it
+# (or 1e-6 absolute) counts as constant for that participant (see :func:`fit_scaler`).
+FIXED_RELATIVE = 1e-3
 
 
-def fit_gaussian(x: np.ndarray, columns: list[str], min_std: float = 1e-3) -> Density:
-    """Baseline: one full-covariance Gaussian (Ledoit-Wolf shrinkage) on standardised features."""
+def fit_scaler(x: np.ndarray, min_std: float, cohort_spread: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, std and the fixed columns of training rows.
+
+    With the cohort's spread of each column, a column constant in these rows (std below FIXED_RELATIVE x
+    the cohort's spread) is fixed: its std is the cohort's spread and the model keeps it out of the flow,
+    as an independent Gaussian at the constant. A person who never moved a channel that others move is
+    then told apart by how far others' values lie in the cohort's units (bounded, comparable log p),
+    where a floored std (min_std) made one frame of another person reach log p ~ -1e7 and rule the mean.
+    Without it (or for columns alive here) the std is floored at ``min_std``, as before."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    fixed = np.zeros(x.shape[1], bool)
+    if cohort_spread is not None:
+        cs = np.asarray(cohort_spread, np.float64)
+        fixed = (std < np.maximum(FIXED_RELATIVE * cs, 1e-6)) & (cs > 0)
+        std = np.where(fixed, cs, std)
+    return mean, np.maximum(std, np.where(fixed, 0.0, min_std)), fixed
+
+
+def fit_gaussian(x: np.ndarray, columns: list[str], min_std: float = 1e-3,
+                 cohort_spread: np.ndarray | None = None) -> Density:
+    """Baseline: one full-covariance Gaussian (Ledoit-Wolf shrinkage) on standardised features (the
+    columns fixed by :func:`fit_scaler` as independent Gaussians)."""
     from sklearn.covariance import LedoitWolf
 
-    mean, std = fit_scaler(x, min_std)
-    z = (x - mean) / std
+    mean, std, fixed = fit_scaler(x, min_std, cohort_spread)
+    z = ((x - mean) / std)[:, ~fixed]
     lw = LedoitWolf().fit(z)
     cov = lw.covariance_
     sign, logdet = np.linalg.slogdet(cov)
     return Density("gaussian", list(columns), mean, std, gauss_mean=lw.location_, gauss_prec=np.linalg.inv(cov),
-                   gauss_logdet=float(logdet))
+                   gauss_logdet=float(logdet), fixed=fixed)
 
 
 @dataclasses.dataclass
@@ -159,13 +197,14 @@ class FlowFit:
 
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
                meta: dict | None = None, log: Callable[[str], None] | None = None,
-               val: np.ndarray | None = None) -> FlowFit:
+               cohort_spread: np.ndarray | None = None, val: np.ndarray | None = None) -> FlowFit:
     """Fit a MAF to training rows ``x`` with minibatches, validation early stopping and gradient clipping.
 
     The last ``val_fraction`` of the rows (in time order) validate, or the rows where the boolean
-    ``val`` is true (e.g. the last part of every participant's rows for a cohort shape). With ``checkpoint``, progress is
+    ``val`` is true (e.g. the last part of every participant's rows for a pooled shape). With ``checkpoint``, progress is
     saved atomically every ``checkpoint_every_s`` seconds and training resumes from it when it holds
-    the same configuration and data; the result is then identical to an uninterrupted run.
+    the same configuration and data; the result is then identical to an uninterrupted run. With
+    ``cohort_spread``, columns constant here are fixed (:func:`fit_scaler`) and the flow models the rest.
     """
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads)
@@ -180,20 +219,23 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     val = np.asarray(val, bool)
     if val.all() or not val.any():
         raise ValueError("the validation rows must be some but not all of the rows")
-    mean, std = fit_scaler(x[~val], cfg.min_std)
-    z = (x - mean) / std
+    mean, std, fixed = fit_scaler(x[~val], cfg.min_std, cohort_spread)
+    z = ((x - mean) / std)[:, ~fixed]
+    free_cols = [c for c, f in zip(columns, fixed) if not f]
+    if not free_cols:
+        raise ValueError("every feature column is constant in the training rows: nothing for a flow to model")
     dev = pick_device(cfg.device)
     ztr = torch.as_tensor(z[~val], dtype=torch.float32, device=dev)
     zva = torch.as_tensor(z[val], dtype=torch.float32, device=dev)
-    data_key = _data_key(x, cfg, columns, val)
-    cmask = context_mask(list(columns), cfg)
+    data_key = _data_key(x, cfg, columns, val, None if cohort_spread is None else np.asarray(cohort_spread).tolist())
+    cmask = context_mask(free_cols, cfg)
     if cmask is not None:
         cm = torch.as_tensor(cmask, device=dev)
         nll = lambda f, b: -f.log_prob(b[:, ~cm], context=b[:, cm])  # noqa: E731
         flow = build_flow(int((~cmask).sum()), cfg, int(cmask.sum())).to(dev)
     else:
         nll = lambda f, b: -f.log_prob(b)  # noqa: E731
-        flow = build_flow(x.shape[1], cfg).to(dev)
+        flow = build_flow(len(free_cols), cfg).to(dev)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist: dict[str, list[float]] = {"train": [], "val": []}
     best_val, best_epoch, best_state, epoch, resumed = math.inf, -1, None, 0, 0
@@ -241,17 +283,18 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
         raise RuntimeError("training diverged: no finite validation loss")
     flow.load_state_dict(best_state, strict=True)
     flow.eval()
-    dens = Density("flow", list(columns), mean, std, flow=flow, flow_config=cfg, meta=dict(meta or {}))
+    dens = Density("flow", list(columns), mean, std, flow=flow, flow_config=cfg, meta=dict(meta or {}), fixed=fixed)
     return FlowFit(dens, hist, best_epoch, epoch, time.monotonic() - t0, resumed)
 
 
-def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarray) -> str:
+def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarray, spread: list | None = None) -> str:
     import hashlib
     import json
 
     h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
     h.update(np.packbits(val).tobytes())
-    h.update(json.dumps([dataclasses.asdict(cfg), list(columns)], sort_keys=True, default=str).encode())
+    key = [dataclasses.asdict(cfg), list(columns)] + ([] if spread is None else [spread])
+    h.update(json.dumps(key, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
@@ -270,6 +313,7 @@ def save_density(path: Path, d: Density, extra: dict | None = None) -> None:
     blob: dict[str, Any] = {
         "format": FORMAT, "version": FORMAT_VERSION, "kind": d.kind, "columns": list(d.columns),
         "scaler_mean": torch.as_tensor(d.mean), "scaler_std": torch.as_tensor(d.std), "meta": d.meta,
+        "fixed": torch.as_tensor(~d.free),
     }
     if d.offset is not None:
         blob["offset"] = torch.as_tensor(d.offset)
@@ -295,17 +339,20 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
     if int(blob.get("version", -1)) > FORMAT_VERSION:
         raise ValueError(f"{path}: model format {blob['version']} is newer than this DIS")
     mean, std = blob["scaler_mean"].numpy(), blob["scaler_std"].numpy()
+    cols = list(blob["columns"])
+    fixed = blob["fixed"].numpy().astype(bool) if "fixed" in blob else np.zeros(len(cols), bool)
     if blob["kind"] == "flow":
         cfg = from_doc(FlowConfig, blob["flow_config"])
-        cm = context_mask(list(blob["columns"]), cfg)
-        flow = build_flow(len(blob["columns"]), cfg) if cm is None else build_flow(int((~cm).sum()), cfg, int(cm.sum()))
+        free = [c for c, f in zip(cols, fixed) if not f]
+        cm = context_mask(free, cfg)
+        flow = build_flow(len(free), cfg) if cm is None else build_flow(int((~cm).sum()), cfg, int(cm.sum()))
         flow.load_state_dict(blob["state_dict"], strict=True)
         flow.to(device).eval()
-        d = Density("flow", list(blob["columns"]), mean, std, flow=flow, flow_config=cfg, meta=blob.get("meta", {}))
+        d = Density("flow", cols, mean, std, flow=flow, flow_config=cfg, meta=blob.get("meta", {}), fixed=fixed)
     else:
-        d = Density(blob["kind"], list(blob["columns"]), mean, std, gauss_mean=blob["gauss_mean"].numpy(),
+        d = Density(blob["kind"], cols, mean, std, gauss_mean=blob["gauss_mean"].numpy(),
                     gauss_prec=blob["gauss_prec"].numpy(), gauss_logdet=float(blob["gauss_logdet"]),
-                    meta=blob.get("meta", {}))
+                    meta=blob.get("meta", {}), fixed=fixed)
     if "offset" in blob:
         d.offset = blob["offset"].numpy()
     return d, blob

@@ -67,15 +67,20 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                            f"(need {cfg.min_train_frames}); add video or lower min_train_frames")
         if not np.isfinite(data.x).all():
             raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
+        stats = cohort.column_stats(cfg.features)
         pooled_key = ""
-        if cfg.density == "pooled":
+        if cfg.density == "pooled":  # a shape shared by the cohort: nobody's columns are constant in it
             tr, base, pooled_key = _placed(out_root, cohort, cfg, data)
         else:
-            tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME)
-            base = fit_gaussian(data.x, data.columns, cfg.flow.min_std)
+            spread = stats.spread_of(data.columns)
+            tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread)
+            base = fit_gaussian(data.x, data.columns, cfg.flow.min_std, cohort_spread=spread)
+        columns = {"dropped": list(stats.dead),  # dead in the whole cohort: not modelled by anyone
+                   "fixed": [c for c, f in zip(data.columns, ~tr.density.free) if f]}  # constant here, see fit_scaler
         prov = provenance(cfg, participant_id=pid, basis_sha256=cohort.basis.sha256 if cohort.basis is not None else "",
-                          unit_key=key, pooled_key=pooled_key)
-        extra = {"participant_id": pid, "feature_spec": plain(cfg.features), "unit_key": key,
+                          unit_key=key, dropped_columns=",".join(columns["dropped"]),
+                          fixed_columns=",".join(columns["fixed"]), pooled_key=pooled_key)
+        extra = {"participant_id": pid, "feature_spec": plain(cfg.features), "unit_key": key, "columns_treatment": columns,
                  "inputs": cohort.inputs_of(pid),
                  "basis_sha256": prov["basis_sha256"], "history": tr.history, "best_epoch": tr.best_epoch,
                  "train_frames": {u: f.tolist() for u, f in data.frames.items()},
@@ -92,6 +97,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"{pid}: {cfg.features.name}", prov)
         summary = dataclasses.asdict(res)
         summary["inputs"] = cohort.inputs_of(pid)
+        summary["dropped_columns"], summary["fixed_columns"] = columns["dropped"], columns["fixed"]
         write_text_atomic(d / SUMMARY_NAME, json.dumps(summary, indent=2))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
@@ -108,7 +114,8 @@ def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> s
     of the extractions and split they came from, and (pooled density) the pooled shape's key."""
     h = hashlib.sha256(np.ascontiguousarray(data.x).tobytes())
     h.update(json.dumps([plain(cfg), data.columns, cohort.basis.sha256 if cohort.basis is not None else "",
-                         cohort.inputs_of(data.participant_id)], sort_keys=True).encode())
+                         cohort.inputs_of(data.participant_id),
+                         cohort.column_stats(cfg.features).spread_of(data.columns).tolist()], sort_keys=True).encode())
     if pooled_key:
         h.update(pooled_key.encode())
     return h.hexdigest()[:32]

@@ -9,4 +9,5 @@ import dataclasses
 class ReportConfig:
     """What to write beyond the workbook and figures."""
 
-    norm_workbooks: bool = False  # per-pair per-frame norms, as the research workflow had
+    # per-pair per-row norms, as the research workflow had (window rows: the frame is the window's centre)
+    norm_workbooks: bool = False

@@ -309,7 +309,7 @@ def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:
     spec = FeatureSpec("landmark_pca", "landmarks", center="none", velocity=False, k=len(cohort.basis.components))
     scores = {}
     for pid in cohort.participants:
-        parts = [participant_features(cohort, pid, spec, p).x for p in ("train", "test")]
+        parts = [participant_features(cohort, pid, spec, p, drop_dead=False).x for p in ("train", "test")]
         parts = [p[:, :2] for p in parts if len(p)]
         if parts:
             scores[pid] = np.concatenate(parts)

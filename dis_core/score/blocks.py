@@ -132,6 +132,10 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
                  folder: Path, cfg: ScoreConfig, key: str, left_out: list[dict], candidates: Sequence[str], b: int,
                  r: int, c: int, prov: dict) -> None:
     """Stream the block: one model row at a time in memory (its log p on every column's frames)."""
+    for q in C:  # one frame label per row, or the per-frame files would label rows with other frames
+        if sum(len(v) for v in people[q].frames.values()) != len(people[q].x):
+            raise DISError(f"{src.feature_set}, {q}: {sum(len(v) for v in people[q].frames.values())} frame labels "
+                           f"for {len(people[q].x)} held-out rows")
     n_frames = np.array([len(people[q].x) for q in C], np.int64)
     off = np.concatenate([[0], np.cumsum(n_frames)]).astype(np.int64)
     total = int(off[-1])

@@ -69,7 +69,7 @@ class RunSource:
             return left[0]["reason"]
         m = models[pid]
         return Participant({k: _bound(m[k], data[pid].columns) for k in self.methods}, m["key"], data[pid].x,
-                           data[pid].frames, training[pid], histories[pid])
+                           data[pid].rows, training[pid], histories[pid])
 
 
 def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidates: Sequence[str],

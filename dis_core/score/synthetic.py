@@ -50,7 +50,7 @@ def make_synthetic(folder: Path, n: int, frames: int, train_frames: int = 200, s
         d.mkdir(exist_ok=True)
         save_density(d / "baseline.pt", fit_gaussian(train, cols))
         cfg = FlowConfig(layers=2, hidden=16, seed=seed * 1_000_003 + k)
-        mean, std = fit_scaler(train, cfg.min_std)
+        mean, std, _ = fit_scaler(train, cfg.min_std)
         save_density(d / "model.pt", Density("flow", cols, mean, std, flow=build_flow(dim, cfg), flow_config=cfg))
         np.savez(d / "test.npz", x=test, frame=np.arange(train_frames, train_frames + frames))
     doc = {"participants": pids, "dyads": dict(zip(pids, dyads)), "columns": cols, "seed": seed,

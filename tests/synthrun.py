@@ -1,0 +1,65 @@
+"""A run folder without videos: synthetic extraction files written directly, then the real cohort,
+training, scoring and report functions (fast tests of everything after extraction)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from dis_core.extract.h5store import KEY_ATTRS, ExtractionWriter
+from dis_core.extract.landmarker import N_BLENDSHAPES, N_LANDMARKS
+from dis_core.manifest import Manifest, VideoEntry, unit_id
+
+
+def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, seed: int,
+                         blend=None) -> None:
+    """One video's extraction: a wobbling head, moving landmarks and blendshapes (``blend`` (T, 52)
+    overrides the blendshape scores)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fps)) / fps
+    n = len(t)
+    f = rng.uniform(0.2, 1.5, 3)
+    rv = 0.1 * np.sin(2 * np.pi * f * t[:, None] + rng.uniform(0, 6, 3)) + 0.01 * rng.normal(size=(n, 3))
+    tr = np.zeros((n, 4, 4), np.float32)
+    tr[:, :3, :3] = Rotation.from_rotvec(rv).as_matrix()
+    tr[:, 3, 3] = 1
+    base = np.random.default_rng(99).uniform(0.3, 0.7, (N_LANDMARKS, 3))
+    lm = base[None] + 0.01 * rng.normal(size=(1, N_LANDMARKS, 3)) \
+        + 0.003 * np.sin(2 * np.pi * f[0] * t)[:, None, None] * rng.normal(size=(1, N_LANDMARKS, 3))
+    lm = lm + 0.0005 * rng.normal(size=lm.shape)
+    if blend is None:
+        blend = 1 / (1 + np.exp(-(rng.normal(-3, 1, N_BLENDSHAPES) + rng.normal(size=(n, N_BLENDSHAPES)))))
+    w = ExtractionWriter(path)
+    w.append(time_s=t, detected=np.ones(n, bool), landmarks=lm.astype(np.float32),
+             blendshapes=np.asarray(blend, np.float32), transform=tr,
+             head_pose=np.degrees(rv).astype(np.float32), smile=np.zeros(n, bool))
+    sha = hashlib.sha256(video.read_bytes()).hexdigest()
+    prov = {"video_sha256": sha, "model_sha256": "synthetic", "config_hash": "synthetic", "dis_version": "test",
+            "fps_override": ""}
+    assert set(KEY_ATTRS) <= set(prov)
+    w.finish({"width": 640, "height": 480, "fps": fps}, prov, {"frames": n, "detected_frames": n})
+
+
+def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, blend_of=None) -> Manifest:
+    """``n`` participants in ``n // 2`` dyads, one video each (temporal split); ``blend_of(k, T)``
+    optionally gives participant k's blendshape scores. Returns the manifest (extractions written)."""
+    from dis_core.layout import RunLayout
+
+    out = Path(out)
+    entries = []
+    for k in range(n):
+        pid = f"p{k}"
+        video = out.parent / "videos" / f"{pid}.mp4"
+        video.parent.mkdir(parents=True, exist_ok=True)
+        video.write_bytes(f"not a video {k}".encode())
+        e = VideoEntry(row=k + 2, participant_id=pid, session="s1", video=video, video_rel=video.name,
+                       dyad=f"d{k // 2}", unit_id=unit_id(pid, "s1", video.name))
+        h5 = RunLayout(out).extraction(e.unit_id)
+        h5.parent.mkdir(parents=True, exist_ok=True)
+        T = int(seconds * fps)
+        synthetic_extraction(h5, video, seconds, fps, seed=k, blend=None if blend_of is None else blend_of(k, T))
+        entries.append(e)
+    return Manifest(out.parent / "manifest.csv", tuple(entries), ())

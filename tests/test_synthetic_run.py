@@ -1,0 +1,106 @@
+"""Cohort, training, scoring and report on synthetic extraction files (no video, no MediaPipe)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dis_core.cohort.stage import load_cohort, participant_features, prepare_cohort
+from dis_core.features.build import EXTRA_FEATURE_SETS
+from dis_core.model.config import FlowConfig, TrainConfig
+from dis_core.model.stage import train_unit
+from dis_core.report.config import ReportConfig
+from dis_core.report.stage import report_unit
+from dis_core.score.config import ScoreConfig
+from dis_core.score.stage import load_scores, score_block_unit
+from tests.synthrun import make_run
+
+TINY = FlowConfig(layers=1, hidden=8, max_epochs=3, device="cpu")
+
+
+def _train_and_score(out: Path, cfg: TrainConfig) -> None:
+    c = load_cohort(out)
+    for p in c.participants:
+        r = train_unit(out, p, cfg)
+        assert r.status == "ok", r.message
+    r = score_block_unit(out, cfg, 0, 0, c.participants, ScoreConfig(min_test_frames=1))
+    assert r.status == "ok", r.message
+
+
+@pytest.mark.slow
+def test_norm_workbooks_of_window_rows_label_each_window_by_its_own_video_and_centre(tmp_path):
+    """Window rows (head_spectrum): each pair's workbook has one row per scored window, labelled with
+    the data participant's video and the window's centre frame (once labelled with the covered frames of
+    the first participant: another person's video, and frames that were not the rows)."""
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=60), out)
+    spec = EXTRA_FEATURE_SETS["head_spectrum"]
+    cfg = TrainConfig(spec, TINY, min_train_frames=20)
+    _train_and_score(out, cfg)
+    r = report_unit(out, [spec.name], ReportConfig(norm_workbooks=True))
+    assert r.status == "ok", r.message
+    c = load_cohort(out)
+    sc = load_scores(out, spec.name)
+    for pj in c.participants:
+        td = participant_features(c, pj, spec, "test")
+        (uid, centres), = td.rows.items()
+        assert uid == c.videos_of(pj)[0].unit_id and len(centres) == len(td.x) > 3
+        assert len(td.frames[uid]) > 5 * len(centres)  # the covered frames are many more than the rows
+        for pi in c.participants:
+            wb = pd.read_excel(out / "report" / "norms" / spec.name / f"{pi}__{pj}.xlsx", sheet_name="norms")
+            assert list(wb["unit_id"].unique()) == [uid]
+            assert wb["frame"].tolist() == centres.tolist()
+            np.testing.assert_allclose(wb["log_p"], sc.store.pair("flow", pi, pj)["log_p"])
+        assert sc.test_data_frames[pj][uid].tolist() == centres.tolist()
+
+
+def _blend(k: int, T: int) -> np.ndarray:
+    """Participant k's blendshape scores: channel 0 never moves for anyone (exactly 0), channel 1 is
+    fixed at 0.3 for participant 0 and moves for everyone else, the rest move."""
+    rng = np.random.default_rng(100 + k)
+    b = 1 / (1 + np.exp(-rng.normal(-2 + 0.3 * k, 1.0, (T, 52))))
+    b[:, 0] = 0.0
+    if k == 0:
+        b[:, 1] = 0.3
+    return b
+
+
+@pytest.mark.slow
+def test_dead_channels_are_dropped_and_a_channel_one_person_never_moves_is_fixed_not_floored(tmp_path):
+    import json
+
+    from dis_core.features.build import DEFAULT_FEATURE_SETS, LOGIT_EPS
+    from dis_core.model.flows import load_density
+    from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, SUMMARY_NAME, model_dir
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=40, blend_of=_blend), out)
+    c = load_cohort(out)
+    spec = DEFAULT_FEATURE_SETS["blendshapes"]
+    names = list(c.column_stats(spec).columns)
+    assert c.column_stats(spec).dead == [names[0]]  # recorded by the cohort step (read back from cohort.json)
+    cfg = TrainConfig(spec, FlowConfig(layers=1, hidden=8, max_epochs=20, device="cpu"), min_train_frames=20)
+    _train_and_score(out, cfg)
+    d0 = model_dir(out, spec.name, "p0")
+    summary = json.loads((d0 / SUMMARY_NAME).read_text())
+    assert summary["dropped_columns"] == [names[0]] and summary["fixed_columns"] == [names[1]]
+    assert json.loads((model_dir(out, spec.name, "p1") / SUMMARY_NAME).read_text())["fixed_columns"] == []
+    spread = c.column_stats(spec).spread_of([names[1]])[0]
+    x1 = participant_features(c, "p1", spec, "test")
+    assert x1.columns == names[1:]
+    for name in (MODEL_NAME, BASELINE_NAME):
+        m, blob = load_density(d0 / name)
+        assert m.columns == names[1:] and blob["columns_treatment"]["fixed"] == [names[1]]
+        lp = m.log_prob(x1.x, x1.columns)
+        assert np.isfinite(lp).all() and lp.min() > -1e3, lp.min()
+        # known answer: the fixed channel is N(p0's constant, the cohort's spread^2), independent of the rest
+        centre = np.log(0.3 / 0.7) - np.median(np.log(0.3 / 0.7) * np.ones(1))  # session-centred: 0
+        assert m.mean[0] == pytest.approx(centre, abs=1e-9) and m.std[0] == pytest.approx(spread)
+        at_centre = x1.x.copy()
+        at_centre[:, 0] = centre
+        np.testing.assert_allclose(lp - m.log_prob(at_centre, x1.columns), -0.5 * ((x1.x[:, 0] - centre) / spread) ** 2,
+                                   rtol=1e-6, atol=1e-6)
+    assert spread > 0.5 and LOGIT_EPS == 1e-4
