@@ -104,3 +104,59 @@ def test_dead_channels_are_dropped_and_a_channel_one_person_never_moves_is_fixed
         np.testing.assert_allclose(lp - m.log_prob(at_centre, x1.columns), -0.5 * ((x1.x[:, 0] - centre) / spread) ** 2,
                                    rtol=1e-6, atol=1e-6)
     assert spread > 0.5 and LOGIT_EPS == 1e-4
+
+
+def test_lagged_rows_get_the_autoregressive_baseline_fitted_and_scored_on_the_flows_rows(tmp_path):
+    """head_lags trains flow, Gaussian and AR on the same training rows; the AR's scores in the blocks
+    are the trimmed mean of its log p(present | past) on each participant's held-out rows."""
+    from dis_core.model.baselines import ARGaussian
+    from dis_core.model.config import methods_of
+    from dis_core.score.scoring import pair_score
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=30), out)
+    cfg = TrainConfig(EXTRA_FEATURE_SETS["head_lags"], TINY, min_train_frames=20)
+    assert methods_of(cfg) == ("flow", "gaussian", "ar")
+    _train_and_score(out, cfg)
+    c, sc = load_cohort(out), load_scores(out, "head_lags")
+    assert set(sc.s) == {"flow", "gaussian", "ar"}
+    tr = {p: participant_features(c, p, cfg.features, "train") for p in c.participants}
+    te = {p: participant_features(c, p, cfg.features, "test") for p in c.participants}
+    for i, pi in enumerate(sc.participants):
+        ar = ARGaussian().fit(tr[pi].x, tr[pi].columns)
+        for j, pj in enumerate(sc.participants):
+            assert sc.s["ar"][i, j] == pytest.approx(pair_score(ar.score_samples(te[pj].x)), rel=1e-9)
+
+
+def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(tmp_path):
+    """The pooled stage fits one shape on every participant's centred training rows; a participant's flow
+    and Gaussian are that shape moved to their training mean, and training waits for the shape."""
+    from dis_core.layout import RunLayout
+    from dis_core.model.flows import load_density
+    from dis_core.model.stage import BASELINE_NAME, MODEL_NAME, pooled_unit
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=40), out)
+    cfg = TrainConfig(EXTRA_FEATURE_SETS["head_spectrum"], TINY, min_train_frames=20, density="pooled")
+    first = train_unit(out, "p0", cfg)
+    assert first.status == "failed" and "pooled shape is missing" in first.message
+    r = pooled_unit(out, cfg)
+    assert r.status == "ok", r.message
+    assert pooled_unit(out, cfg).status == "skipped"
+    c, lay = load_cohort(out), RunLayout(out)
+    shape, _ = load_density(lay.pooled_dir("head_spectrum") / MODEL_NAME)
+    gshape, _ = load_density(lay.pooled_dir("head_spectrum") / BASELINE_NAME)
+    _train_and_score(out, cfg)
+    for p in c.participants:
+        x = participant_features(c, p, cfg.features, "train")
+        flow, blob = load_density(lay.model_dir("head_spectrum", p) / MODEL_NAME)
+        gauss, _ = load_density(lay.model_dir("head_spectrum", p) / BASELINE_NAME)
+        np.testing.assert_allclose(flow.offset, x.x.mean(axis=0))
+        v = participant_features(c, p, cfg.features, "test").x
+        np.testing.assert_allclose(flow.log_prob(v, x.columns), shape.log_prob(v - flow.offset, x.columns), rtol=1e-6)
+        np.testing.assert_allclose(gauss.log_prob(v, x.columns), gshape.log_prob(v - x.x.mean(axis=0), x.columns),
+                                   rtol=1e-9)
+        assert "pooled_key" in blob["provenance"]
+    lay.cohort_record.write_text(lay.cohort_record.read_text().replace("{", "{ ", 1))  # another cohort step
+    again = train_unit(out, "p0", cfg)
+    assert again.status == "failed" and "pooled shape was fitted on another cohort step" in again.message

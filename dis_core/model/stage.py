@@ -138,11 +138,17 @@ def _pooled_key(out_root: Path, cfg: TrainConfig) -> str:
     """The recorded key of the feature set's pooled shape ('' for a density of one's own)."""
     if cfg.density != "pooled":
         return ""
+    lay = RunLayout(out_root)
     try:
-        return json.loads((RunLayout(out_root).pooled_dir(cfg.features.name) / SUMMARY_NAME).read_text())["key"]
+        rec = json.loads((lay.pooled_dir(cfg.features.name) / SUMMARY_NAME).read_text())
+        key, sha = rec["key"], rec["cohort_sha256"]
     except (OSError, ValueError, KeyError):
         raise DISError(f"{cfg.features.name}: the pooled shape is missing (run the pooled stage: dis train "
                        "runs it first)") from None
+    if sha != lay.cohort_sha256():
+        raise DISError(f"{cfg.features.name}: the pooled shape was fitted on another cohort step; run the pooled "
+                       "stage again (dis train runs it first)")
+    return key
 
 
 def _placed(out_root: Path, cohort: Cohort, cfg: TrainConfig, data):
@@ -204,7 +210,7 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         res.status = "ok"
         res.message = (f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, best epoch "
                        f"{tr.best_epoch} of {tr.epochs}")
-        write_text_atomic(d / SUMMARY_NAME, json.dumps({"key": key, "message": res.message,
+        write_text_atomic(d / SUMMARY_NAME, json.dumps({"key": key, "message": res.message, "cohort_sha256": cohort_sha,
                                                         "participants": [u.participant_id for u in used]}, indent=2))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
