@@ -14,7 +14,9 @@ truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow,
 
 Measured 2026-12-02 (dis phantom --participants 40 --sessions 2 --duration 60 --fps 15, 400x300, seed 12,
 --swap-faces --rich-dynamics --camera-deg 8 --hidden-fraction 0.05 --near-neighbours 6; MediaPipe found
-every visible face and no hidden one, 854 of 900 frames per video):
+every visible face and no hidden one, 854 of 900 frames per video). pflow/pgauss: the pooled density
+(TrainConfig.density = "pooled": one shape fitted on every person's centred training rows, placed at
+each person's mean); nn: the non-density reference.
 
     feature set/method     top-1 [95% CI]        AUC [95% CI]          EER [95% CI]          usable train s
     frame/flow             0.900 [0.850, 1.000]  0.896 [0.873, 0.940]  0.187 [0.104, 0.231]  854    2.16
@@ -25,11 +27,18 @@ every visible face and no hidden one, 854 of 900 frames per video):
     lags/ar                0.875 [0.825, 1.000]  0.970 [0.949, 0.987]  0.075 [0.038, 0.123]  848    0.01
     spectrum/flow          0.950 [0.900, 1.000]  0.807 [0.776, 0.891]  0.291 [0.192, 0.334]  900    2.33
     spectrum/gaussian      0.975 [0.925, 1.000]  0.946 [0.912, 0.974]  0.135 [0.075, 0.200]  900    0.00
+    spectrum/pflow         0.975 [0.925, 1.000]  0.987 [0.975, 0.993]  0.035 [0.025, 0.087]  900    0.43
+    spectrum/pgauss        0.975 [0.925, 1.000]  0.993 [0.986, 0.998]  0.026 [0.010, 0.053]  900    0.04
     spectrum/nn            0.975 [0.925, 1.000]  0.997 [0.994, 1.000]  0.013 [0.001, 0.025]  900    0.00
+    spectrum_raw/flow      0.900 [0.825, 1.000]  0.716 [0.694, 0.820]  0.359 [0.270, 0.400]  900    1.12
     spectrum_raw/gaussian  0.975 [0.925, 1.000]  0.895 [0.870, 0.965]  0.199 [0.093, 0.233]  900    0.00
+    spectrum_raw/pflow     0.975 [0.925, 1.000]  0.972 [0.951, 0.990]  0.102 [0.048, 0.142]  900    0.30
+    spectrum_raw/pgauss    0.950 [0.875, 1.000]  0.994 [0.985, 0.999]  0.029 [0.009, 0.053]  900    0.02
     spectrum_raw/nn        0.950 [0.875, 1.000]  0.998 [0.996, 1.000]  0.015 [0.001, 0.029]  900    0.00
-    chance: top-1 0.025, AUC 0.5, EER 0.5.  best flow (spectrum/flow) - best baseline (spectrum/nn):
-    top-1 -0.025 [-0.075, +0.000], EER +0.278 [+0.179, +0.325]: the flow does NOT beat the baseline.
+    chance: top-1 0.025, AUC 0.5, EER 0.5.
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000], EER +0.009
+    [-0.005, +0.061]: the flow meets top-1 >= 0.90 and EER <= 0.06 but is NOT ahead of its baseline.
+    best flow - reference spectrum/nn: EER +0.022 [+0.011, +0.076].
 """
 
 from __future__ import annotations
