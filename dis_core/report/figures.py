@@ -273,7 +273,7 @@ def headline_figure(rows: list[dict], title: str):
         for yi, r in zip(y, rows):
             c = "C0" if r["method"] == "flow" else "C7"
             ax.errorbar(r[k], yi, xerr=[[max(r[k] - r[k + "_lo"], 0)], [max(r[k + "_hi"] - r[k], 0)]], fmt="o", color=c, capsize=3,
-                        label=("flow (DIS)" if r["method"] == "flow" else "Gaussian baseline"))
+                        label=("flow (DIS)" if r["method"] == "flow" else "baseline (Gaussian; autoregressive for lagged rows)"))
             ch = r[chance_key] if chance_key else 0.5
             ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
         ax.set_xlim(-0.03, 1.03)
