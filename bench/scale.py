@@ -11,6 +11,34 @@ and the core-hours projected for N = 10,000 from the measured per-pair cost.
 
     nice -n 10 .venv/bin/python bench/scale.py --sizes 100,300,1000 --frames 300 --out /tmp/dis-scale
     nice -n 10 .venv/bin/python bench/scale.py --slurm --sizes 300 --frames 100 --block-size 50 --pack 1
+
+Measured 2026-12-02 (2 cores shared with other work, load 2-7; nice 10; single-node SLURM 22.05 of
+tests/slurm/start.sh, 2 CPUs):
+
+``--sizes 100,1000 --frames 100`` (local executor, 2 workers; N = 1,000 whole, no sampling):
+
+         N block     tasks cpu ms/pair wall ms/pair   wall s block RSS MB reduce RSS MB reduce s  disk MB
+       100   100         1       2.142        2.469     24.7          365           109     0.01     23.2
+           N=100: block matrix identical to the single-job path: True (single job 15.4 s)
+      1000   547         4       1.921        2.209   2209.3          511           159     0.13   2310.6
+    time per pair N=100 -> 1000: x0.90 (goal: within 2x)
+    peak RSS of any task: 511 MB (goal: under 2048 MB at N = 1,000)
+    projected N = 10,000 (100 frames each): 59 core-hours (1e8 pairs x 2.142 ms, ...)
+    projected disk for N = 10,000 (100 frames each): 0.2 TB of per-frame log p and norms (...)
+
+``--slurm --sizes 300 --frames 100 --block-size 50 --pack 1`` (one task per block):
+
+       300    50        36       2.851        3.086    277.7          354           114     0.16    210.6
+           N=300 on SLURM: 36 array task(s) for 36 block(s); submitted in 0.0 s, all done 277.3 s after
+           submission (3.081 ms per pair)
+           N=300: block matrix identical to the single-job path: True (single job 112.4 s)
+
+``--pack 4`` (the same, four blocks per task; each task pays Python's and torch's start once):
+
+       300    50        36       2.196        2.029    182.6          354           114     0.16    210.6
+           N=300 on SLURM: 9 array task(s) for 36 block(s); submitted in 0.03 s, all done 181.9 s after
+           submission (2.021 ms per pair)
+           N=300: block matrix identical to the single-job path: True (single job 89.0 s)
 """
 
 from __future__ import annotations
@@ -174,7 +202,7 @@ def main() -> None:
               f"{r['disk_mb']:>8.1f}", flush=True)
         if "tasks" in r:
             print(f"       N={n} on SLURM: {r['tasks']} array task(s) for {r['blocks_run']} block(s); submitted in "
-                  f"{r['submit_s']:.1f} s, all done {r['done_s']:.1f} s after submission "
+                  f"{r['submit_s']:.2f} s, all done {r['done_s']:.1f} s after submission "
                   f"({1e3 * r['done_s'] / r['pairs_run']:.3f} ms per pair)", flush=True)
         if "identical_to_single_job" in r:
             print(f"       N={n}: block matrix identical to the single-job path: {r['identical_to_single_job']} "
