@@ -1,6 +1,8 @@
 """Scale of the scoring stage (issue #15): synthetic cohorts of N participants (cheap 3-D Gaussian
 features, real model files: a Gaussian baseline and an untrained nflows MAF of the production size),
-scored in blocks by the local executor (one process per core), then assembled.
+scored in blocks by the local executor (one process per core) or, with ``--slurm``, as one SLURM job
+array through submitit (the score stage's resources from jobs/slurm.py, ``--pack`` blocks per task),
+then assembled.
 
 Prints per N: blocks, time per pair (CPU seconds of the block tasks / N^2, and wall / N^2), total
 wall time, peak RSS of a block task and of the final assembly (each measured in its own process),
@@ -8,6 +10,35 @@ size on disk; at the smallest N, whether the block matrix equals the single-job 
 and the core-hours projected for N = 10,000 from the measured per-pair cost.
 
     nice -n 10 .venv/bin/python bench/scale.py --sizes 100,300,1000 --frames 300 --out /tmp/dis-scale
+    nice -n 10 .venv/bin/python bench/scale.py --slurm --sizes 300 --frames 100 --block-size 50 --pack 1
+
+Measured 2026-12-02 (2 cores shared with other work, load 2-7; nice 10; single-node SLURM 22.05 of
+tests/slurm/start.sh, 2 CPUs):
+
+``--sizes 100,1000 --frames 100`` (local executor, 2 workers; N = 1,000 whole, no sampling):
+
+         N block     tasks cpu ms/pair wall ms/pair   wall s block RSS MB reduce RSS MB reduce s  disk MB
+       100   100         1       2.142        2.469     24.7          365           109     0.01     23.2
+           N=100: block matrix identical to the single-job path: True (single job 15.4 s)
+      1000   547         4       1.921        2.209   2209.3          511           159     0.13   2310.6
+    time per pair N=100 -> 1000: x0.90 (goal: within 2x)
+    peak RSS of any task: 511 MB (goal: under 2048 MB at N = 1,000)
+    projected N = 10,000 (100 frames each): 59 core-hours (1e8 pairs x 2.142 ms, ...)
+    projected disk for N = 10,000 (100 frames each): 0.2 TB of per-frame log p and norms (...)
+
+``--slurm --sizes 300 --frames 100 --block-size 50 --pack 1`` (one task per block):
+
+       300    50        36       2.851        3.086    277.7          354           114     0.16    210.6
+           N=300 on SLURM: 36 array task(s) for 36 block(s); submitted in 0.0 s, all done 277.3 s after
+           submission (3.081 ms per pair)
+           N=300: block matrix identical to the single-job path: True (single job 112.4 s)
+
+``--pack 4`` (the same, four blocks per task; each task pays Python's and torch's start once):
+
+       300    50        36       2.196        2.029    182.6          354           114     0.16    210.6
+           N=300 on SLURM: 9 array task(s) for 36 block(s); submitted in 0.03 s, all done 181.9 s after
+           submission (2.021 ms per pair)
+           N=300: block matrix identical to the single-job path: True (single job 89.0 s)
 """
 
 from __future__ import annotations
@@ -43,6 +74,30 @@ def _task(args) -> tuple[str, float, float, int]:
     return res.status, res.elapsed_s, time.process_time() - c0, vm_hwm_kb()
 
 
+def _pack(items: list) -> list[tuple[str, float, float, int]]:
+    """One SLURM array task: its blocks one after another (as jobs/slurm.py:PackTask runs units)."""
+    return [_task(a) for a in items]
+
+
+def run_slurm(items: list, folder: Path, pack: int) -> tuple[list, dict]:
+    """The blocks as one SLURM array (tasks of ``pack`` blocks) with the score stage's resources; returns
+    every block's (status, elapsed, CPU s, task peak RSS) and the array's figures."""
+    import submitit
+
+    from jobs.graph import stage
+    from jobs.slurm import SlurmConfig, packs, slurm_parameters
+
+    cfg = SlurmConfig(array_parallelism=len(items), stages={"score": {"pack": pack}})
+    tasks = packs(items, cfg.resources(stage("score"))["pack"])
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    ex.update_parameters(**slurm_parameters(cfg, stage("score")))
+    t0 = time.monotonic()
+    jobs = ex.map_array(_pack, tasks)
+    submit = time.monotonic() - t0
+    res = [r for j in jobs for r in j.result()]
+    return res, {"tasks": len(tasks), "submit_s": submit, "done_s": time.monotonic() - t0}
+
+
 REDUCE = """
 import json, sys, time
 sys.path.insert(0, "bench")
@@ -58,9 +113,11 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def bench(n: int, frames: int, out: Path, workers: int, block: int, check: bool, sample: int = 0) -> dict:
+def bench(n: int, frames: int, out: Path, workers: int, block: int, check: bool, sample: int = 0,
+          slurm_pack: int = 0) -> dict:
     """One cohort size; ``sample`` > 0 runs only that many blocks (a diagonal one first), for sizes whose
-    full run does not fit: per-pair time and block RSS are then measured, the assembly is not."""
+    full run does not fit: per-pair time and block RSS are then measured, the assembly is not.
+    ``slurm_pack`` > 0: the blocks run as a SLURM array of tasks of that many blocks each."""
     from jobs.executors import map_units
     from dis_core.score.config import ScoreConfig, block_grid, block_size
     from dis_core.score.synthetic import make_synthetic
@@ -79,8 +136,13 @@ def bench(n: int, frames: int, out: Path, workers: int, block: int, check: bool,
         grid = list(dict.fromkeys(spread))[:sample]
     pairs = sum(len(range(r * block_size(n, cfg), min((r + 1) * block_size(n, cfg), n)))
                 * len(range(c * block_size(n, cfg), min((c + 1) * block_size(n, cfg), n))) for r, c in grid)
+    items = [(cohort, scores, r, c, cfg) for r, c in grid]
     t0 = time.monotonic()
-    res = map_units(_task, [(cohort, scores, r, c, cfg) for r, c in grid], executor="local", workers=workers)
+    array: dict = {}
+    if slurm_pack:
+        res, array = run_slurm(items, out / f"slurm-{n}-{frames}-{time.strftime('%H%M%S')}", slurm_pack)
+    else:
+        res = map_units(_task, items, executor="local", workers=workers)
     wall = time.monotonic() - t0
     assert all(r[0] == "ok" for r in res), [r for r in res if r[0] != "ok"][:3]
     red = {"rss_kb": float("nan"), "s": float("nan")}
@@ -91,7 +153,7 @@ def bench(n: int, frames: int, out: Path, workers: int, block: int, check: bool,
     row = {"n": n, "frames": frames, "block_size": block_size(n, cfg), "blocks": k * k, "blocks_run": len(grid),
            "pairs_run": pairs, "make_s": t_make, "wall_s": wall, "cpu_s": cpu, "cpu_per_pair_ms": 1e3 * cpu / pairs,
            "wall_per_pair_ms": 1e3 * wall / pairs, "block_rss_mb": max(r[3] for r in res) / 1024,
-           "reduce_rss_mb": red["rss_kb"] / 1024, "reduce_s": red["s"], "disk_mb": _du(scores) / 2 ** 20}
+           "reduce_rss_mb": red["rss_kb"] / 1024, "reduce_s": red["s"], "disk_mb": _du(scores) / 2 ** 20, **array}
     if check and len(grid) == k * k:
         import numpy as np
 
@@ -116,22 +178,32 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/dis-scale"))
     ap.add_argument("--keep", action="store_true", help="keep the score folders")
     ap.add_argument("--sample", default="", help="N:K,... run only K blocks at size N (e.g. 1000:4)")
+    ap.add_argument("--slurm", action="store_true", help="run the blocks as a SLURM job array (a running SLURM: "
+                    "tests/slurm/start.sh; the --out folder must be shared with the nodes)")
+    ap.add_argument("--pack", type=int, default=1, help="with --slurm: blocks per array task")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in a.sizes.split(",")]
-    print(f"scoring in blocks, local executor, {a.workers} worker(s), {a.frames} held-out frames per participant, "
+    where = (f"SLURM job array ({a.pack} block(s) per task, the score stage's resources)" if a.slurm
+             else f"local executor, {a.workers} worker(s)")
+    print(f"scoring in blocks, {where}, {a.frames} held-out frames per participant, "
           "3 features, flow (MAF 2 x 16) + Gaussian per pair")
     print(f"{'N':>6} {'block':>5} {'tasks':>9} {'cpu ms/pair':>11} {'wall ms/pair':>12} {'wall s':>8} "
           f"{'block RSS MB':>12} {'reduce RSS MB':>13} {'reduce s':>8} {'disk MB':>8}")
     sample = {int(x.split(":")[0]): int(x.split(":")[1]) for x in a.sample.split(",") if x}
     rows = []
     for k, n in enumerate(sizes):
-        r = bench(n, a.frames, a.out, a.workers, a.block_size, check=(k == 0), sample=sample.get(n, 0))
+        r = bench(n, a.frames, a.out, a.workers, a.block_size, check=(k == 0), sample=sample.get(n, 0),
+                  slurm_pack=a.pack if a.slurm else 0)
         rows.append(r)
         tasks = f"{r['blocks_run']}/{r['blocks']}" if r["blocks_run"] < r["blocks"] else str(r["blocks"])
         print(f"{n:>6} {r['block_size']:>5} {tasks:>9} {r['cpu_per_pair_ms']:>11.3f} {r['wall_per_pair_ms']:>12.3f} "
               f"{r['wall_s']:>8.1f} {r['block_rss_mb']:>12.0f} {r['reduce_rss_mb']:>13.0f} {r['reduce_s']:>8.2f} "
               f"{r['disk_mb']:>8.1f}", flush=True)
+        if "tasks" in r:
+            print(f"       N={n} on SLURM: {r['tasks']} array task(s) for {r['blocks_run']} block(s); submitted in "
+                  f"{r['submit_s']:.2f} s, all done {r['done_s']:.1f} s after submission "
+                  f"({1e3 * r['done_s'] / r['pairs_run']:.3f} ms per pair)", flush=True)
         if "identical_to_single_job" in r:
             print(f"       N={n}: block matrix identical to the single-job path: {r['identical_to_single_job']} "
                   f"(single job {r['whole_s']:.1f} s)", flush=True)

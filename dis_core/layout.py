@@ -123,6 +123,7 @@ class UnitResult:
     key: str = ""
     log: str = ""
     elapsed_s: float = 0.0
+    job: str = ""  # the SLURM array task that recorded it ('123_4'; empty off SLURM): tells `dis status` who ran it
     record: bool = True  # False: the unit's folder belongs to another input; nothing may be written there
 
     @property

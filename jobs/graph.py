@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import traceback
 from functools import cached_property
@@ -91,6 +92,7 @@ class Stage:
     after: tuple[str, ...] = ()  # stages whose outputs it reads
     wait: str = "afterok"  # afterok: every unit of `after` must have succeeded; afterany: whatever finished
     resources: Resources = Resources()
+    pack: int = 1  # units per SLURM array task, run one after another (SlurmConfig overrides it per stage)
 
 
 # ------------------------------------------------------------------------------------ unit bodies
@@ -212,9 +214,19 @@ def run_unit(stage_name: str, plan: Plan, unit: Any) -> UnitResult:
         traceback.print_exc()
         r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: internal error: {e.__class__.__name__}: {e}")
     r.elapsed_s = round(time.monotonic() - t0, 3)
+    r.job = slurm_task_id()
     if r.record:
         write_status(st.folder(plan.layout, unit), r)
     return r
+
+
+def slurm_task_id() -> str:
+    """The SLURM task this process runs in, as submitit and the run record name it ('123_4' for an
+    array task, '123' for a job); empty off SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID", "")
 
 
 def units_by_id(st: Stage, plan: Plan) -> dict[str, Any]:

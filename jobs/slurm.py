@@ -1,6 +1,7 @@
-"""The stage graph on SLURM with submitit: one job array per stage (one task per unit), submitted at
-once and chained by SLURM dependencies as the graph says (afterok / afterany). The tasks run the very
-unit functions of the local runner and write the same run folder.
+"""The stage graph on SLURM with submitit: one job array per stage, submitted at once and chained by
+SLURM dependencies as the graph says (afterok / afterany). An array task runs one unit, or a pack of
+consecutive units one after another (``pack``: small trainings that would each waste a GPU); either
+way it runs the very unit functions of the local runner, each unit recording its own outcome.
 
 OUT/run.json records the plan and every unit's latest job id, so `dis status` and `dis resubmit`
 work from the run folder alone: both read the graph, nothing here lists the stages.
@@ -32,7 +33,8 @@ class SlurmConfig:
 
     ``time_min``, ``mem_gb`` and ``cpus_per_task`` apply to every stage when set (otherwise each
     stage's own resources in jobs/graph.py); ``stages`` overrides them per stage, e.g.
-    ``[slurm.stages.train]`` with ``partition = "gpu"`` and ``gres = "gpu:1"``."""
+    ``[slurm.stages.train]`` with ``partition = "gpu"``, ``gres = "gpu:1"`` and ``pack = 8`` (units per
+    array task; a stage that asks for a GPU packs ``GPU_PACK`` units unless its table says otherwise)."""
 
     partition: str | None = None
     account: str | None = None
@@ -50,14 +52,18 @@ class SlurmConfig:
     def resources(self, st: Stage) -> dict[str, Any]:
         """The stage's resources: its defaults, then this config's global values, then its per-stage table."""
         r = {"time_min": st.resources.time_min, "mem_gb": st.resources.mem_gb, "cpus_per_task": st.resources.cpus,
-             "partition": self.partition, "gres": self.train_gres if st.name in ("pooled", "train") else None}
+             "partition": self.partition, "gres": self.train_gres if st.name in ("pooled", "train") else None,
+             "pack": st.pack}
         r.update({k: v for k, v in (("time_min", self.time_min), ("mem_gb", self.mem_gb),
                                     ("cpus_per_task", self.cpus_per_task)) if v is not None})
         r.update(self.stages.get(st.name, {}))
+        if "pack" not in self.stages.get(st.name, {}) and "gpu" in str(r["gres"] or ""):
+            r["pack"] = max(r["pack"], GPU_PACK)
         return r
 
 
-STAGE_KEYS = ("time_min", "mem_gb", "cpus_per_task", "partition", "gres")
+STAGE_KEYS = ("time_min", "mem_gb", "cpus_per_task", "partition", "gres", "pack")
+GPU_PACK = 8  # units per task of a stage that asks for a GPU (one small training alone would waste it)
 
 
 def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig:
@@ -80,6 +86,9 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
         if name not in {s.name for s in STAGES} or bad:
             raise DISError(f"{path}: [slurm.stages.{name}]: stages are {', '.join(s.name for s in STAGES)}; "
                            f"keys are {', '.join(STAGE_KEYS)}")
+        pack = table.get("pack", 1)
+        if type(pack) is not int or pack < 1:
+            raise DISError(f"{path}: [slurm.stages.{name}]: pack = {pack!r}: units per array task, a whole number >= 1")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return SlurmConfig(**data)
 
@@ -98,8 +107,16 @@ def _executor(folder: Path, cfg: SlurmConfig, st: Stage, dependency: str | None 
     if cfg.container:
         kw["slurm_python"] = f"apptainer exec {'--nv ' if cfg.nv else ''}{cfg.container} python3"
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm", **kw)
+    ex.update_parameters(**slurm_parameters(cfg, st, dependency))
+    return ex
+
+
+def slurm_parameters(cfg: SlurmConfig, st: Stage, dependency: str | None = None) -> dict[str, Any]:
+    """submitit's parameters for one array task of the stage."""
     r = cfg.resources(st)
-    params: dict[str, Any] = dict(timeout_min=r["time_min"], mem_gb=r["mem_gb"], cpus_per_task=r["cpus_per_task"],
+    # a packed task runs its units one after another: time per unit x units; memory, CPUs and GPU per task
+    params: dict[str, Any] = dict(timeout_min=r["time_min"] * r["pack"], mem_gb=r["mem_gb"],
+                                  cpus_per_task=r["cpus_per_task"],
                                   name=f"dis-{st.name}", slurm_array_parallelism=cfg.array_parallelism)
     extra: dict[str, Any] = {"kill-on-invalid-dep": "yes"}
     if r["partition"]:
@@ -113,30 +130,36 @@ def _executor(folder: Path, cfg: SlurmConfig, st: Stage, dependency: str | None 
     if dependency:
         extra["dependency"] = dependency
     params["slurm_additional_parameters"] = extra
-    ex.update_parameters(**params)
-    return ex
+    return params
 
 
 def _array_ids(jobs) -> list[str]:
     return sorted({j.job_id.split("_")[0] for j in jobs})
 
 
-class UnitTask:
-    """One array task: one unit of one stage. On preemption or time-out submitit requeues it
-    (Checkpointable); every unit is idempotent and training resumes from its checkpoint file."""
+class PackTask:
+    """One array task: a pack of units of one stage (one unit unless the stage is packed), run one after
+    another. Each unit records its own outcome (run_unit), so a failing unit fails only itself. On
+    preemption or time-out submitit requeues the task (Checkpointable); every unit is idempotent, units
+    that finished skip themselves and training resumes from its checkpoint file."""
 
     def __init__(self, stage: str, plan: Plan):
         self.stage, self.plan = stage, plan
 
-    def __call__(self, unit):
-        return run_unit(self.stage, self.plan, unit)
+    def __call__(self, units: Sequence) -> list:
+        return [run_unit(self.stage, self.plan, u) for u in units]
 
-    def checkpoint(self, unit):
+    def checkpoint(self, units: Sequence):
         import submitit
 
         # never force on a requeue: a forced redo would throw the unit's progress away
-        return submitit.helpers.DelayedSubmission(UnitTask(self.stage, dataclasses.replace(self.plan, force=False)),
-                                                  unit)
+        return submitit.helpers.DelayedSubmission(PackTask(self.stage, dataclasses.replace(self.plan, force=False)),
+                                                  units)
+
+
+def packs(units: Sequence, size: int) -> list[list]:
+    """Consecutive units in groups of ``size`` (the last may be smaller): one array task each."""
+    return [list(units[i:i + size]) for i in range(0, len(units), size)]
 
 
 # ----------------------------------------------------------------------------------- submission
@@ -165,19 +188,22 @@ def submission_order(units: dict[str, list]) -> list[tuple[Stage, list, list[str
 
 
 def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> None:
-    """Submit each stage's listed units as arrays, each waiting on the stages it reads from."""
+    """Submit each stage's listed units as arrays of packs, each waiting on the stages it reads from;
+    every unit's record is the job id of the task that runs it."""
     folder = Path(rec["logs"])
     private_folder(folder)  # submitit's job files (pickled calls, logs) are the owner's alone
     size = cfg.max_array_size or max_array_size()
     for st, todo, after in submission_order(units):
         deps = [j for a in after for j in rec["jobs"][a]]
         dependency = f"{st.wait}:{':'.join(deps)}" if deps else None
+        tasks = packs(todo, cfg.resources(st)["pack"])
         jobs = []
-        for i in range(0, len(todo), size):
-            jobs += _executor(folder / st.name, cfg, st, dependency).map_array(UnitTask(st.name, plan),
-                                                                               todo[i:i + size])
-        for u, j in zip(todo, jobs):
-            rec["units"].setdefault(st.name, {})[st.uid(u)] = j.job_id
+        for i in range(0, len(tasks), size):
+            jobs += _executor(folder / st.name, cfg, st, dependency).map_array(PackTask(st.name, plan),
+                                                                               tasks[i:i + size])
+        for pack, j in zip(tasks, jobs):
+            for u in pack:
+                rec["units"].setdefault(st.name, {})[st.uid(u)] = j.job_id
         rec["jobs"][st.name] = _array_ids(jobs)
 
 
@@ -243,7 +269,7 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
         for uid, jid in rec["units"].get(st.name, {}).items():
             r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
             slurm = states.get(jid, "")
-            state = unit_state(slurm, r)
+            state = unit_state(slurm, r, ran_here=r is not None and r.job == jid)
             d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if r else ""}
             if state == "failed":
                 d["log"] = _log(rec, st.name, jid)
@@ -251,10 +277,14 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
     return result
 
 
-def unit_state(slurm: str, r) -> str:
-    """A unit's state from its SLURM state and its recorded outcome (None: none recorded)."""
-    if r is not None and r.done and slurm in ("COMPLETED", ""):
+def unit_state(slurm: str, r, ran_here: bool = False) -> str:
+    """A unit's state from its SLURM state and its recorded outcome (None: none recorded). ``ran_here``:
+    the outcome was recorded by the unit's own task, so a unit of a pack is done or failed as it
+    finished, whatever the task did next (ran further units, was cancelled, timed out)."""
+    if r is not None and r.done and (slurm in ("COMPLETED", "") or ran_here):
         return "done"
+    if r is not None and r.failed and ran_here:
+        return "failed"
     if r is not None and r.done and slurm == "RUNNING":
         return "running"
     if slurm in ("PENDING", "REQUEUED", "CONFIGURING"):

@@ -507,21 +507,21 @@ def test_extraction_task_is_requeueable_and_resumes(tmp_path, phantom, model):
     import pickle
 
     from jobs.graph import Plan
-    from jobs.slurm import UnitTask
+    from jobs.slurm import PackTask
 
     m_path = _manifest(tmp_path / "m.csv", [{"participant_id": "p", "session": "s1",
                                              "video": str(phantom / "ph01_s1.mp4")}])
     plan = Plan(out=tmp_path / "out", manifest=Path(m_path), model=model, force=True)
     entry = plan.manifest_.entries[0]
-    task = UnitTask("extract", plan)
+    task = PackTask("extract", plan)
     (tmp_path / "out" / "videos" / entry.unit_id).mkdir(parents=True)
     (tmp_path / "out" / "videos" / entry.unit_id / ".extraction.h5.part-9-0badf00d").write_bytes(b"x")
-    again = pickle.loads(pickle.dumps(task.checkpoint(entry)))
+    again = pickle.loads(pickle.dumps(task.checkpoint([entry])))
     assert again.function.plan.force is False, "a requeued task never redoes finished work"
-    r = again.function(*again.args, **again.kwargs)
+    [r] = again.function(*again.args, **again.kwargs)
     assert r.status == "ok" and r.frames == 80
     assert not list((tmp_path / "out").rglob("*.part-*"))
-    assert UnitTask("extract", again.function.plan)(entry).status == "skipped"
+    assert PackTask("extract", again.function.plan)([entry])[0].status == "skipped"
 
 
 def test_job_folder_is_private_whatever_the_umask(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dis_core.config import from_doc, to_doc
+from dis_core.errors import DISError
 from dis_core.io.assets import ModelFile
 from dis_core.layout import RunLayout, UnitResult, read_status, write_status
 from dis_core.model.config import default_train_config
@@ -29,13 +30,51 @@ ECHO = graph.Stage("echo", "a toy stage", units=lambda p: ["a", "b"], uid=str, r
                    folder=lambda lay, u: lay.root / "echo" / u, after=("report",), wait="afterany")
 
 
-@pytest.fixture
-def with_echo(monkeypatch):
-    stages = graph.STAGES + (ECHO,)
+def _add_stage(monkeypatch, st: graph.Stage) -> tuple[graph.Stage, ...]:
+    """The table with one toy stage more, for every interpreter."""
+    stages = graph.STAGES + (st,)
     for mod in (graph, local, slurm):
         monkeypatch.setattr(mod, "STAGES", stages)
-    monkeypatch.setitem(graph.BY_NAME, "echo", ECHO)
+    monkeypatch.setitem(graph.BY_NAME, st.name, st)
     return stages
+
+
+@pytest.fixture
+def with_echo(monkeypatch):
+    return _add_stage(monkeypatch, ECHO)
+
+
+def _raise_on_b(plan, unit: str) -> UnitResult:
+    """A toy stage's unit: a bug (an exception) in unit 'b'."""
+    if unit == "b":
+        raise RuntimeError("a bug in b")
+    return UnitResult(unit_id=unit, status="ok", message=f"ran {unit}")
+
+
+MANY = graph.Stage("many", "a toy stage of five units", units=lambda p: list("abcde"), uid=str, run=_raise_on_b,
+                   folder=lambda lay, u: lay.root / "many" / u, after=("report",), wait="afterany")
+
+
+@pytest.fixture
+def with_many(monkeypatch):
+    return _add_stage(monkeypatch, MANY)
+
+
+class FakeExecutor:
+    """Stands for submitit's executor: records what would be submitted, names the tasks as SLURM would."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, object, list]] = []
+
+    def __call__(self, folder, cfg, st, dependency=None):
+        self.stage = st.name
+        return self
+
+    def map_array(self, fn, items):
+        items = list(items)
+        self.calls.append((self.stage, fn, items))
+        base = 5000 + len(self.calls)
+        return [type("Job", (), {"job_id": f"{base}_{i}"})() for i in range(len(items))]
 
 
 @pytest.fixture
@@ -114,6 +153,81 @@ def test_slurm_submission_waits_as_the_graph_says(with_echo, plan):
     assert slurm.SlurmConfig(train_gres="gpu:1").resources(graph.stage("train"))["gres"] == "gpu:1"
 
 
+def test_pack_size_comes_from_the_stage_the_config_and_a_gpu(tmp_path):
+    train = graph.stage("train")
+    assert slurm.packs(list("abcde"), 2) == [["a", "b"], ["c", "d"], ["e"]]
+    assert slurm.packs(list("ab"), 1) == [["a"], ["b"]]
+    assert slurm.SlurmConfig().resources(train)["pack"] == 1, "one unit per task unless asked"
+    gpu = slurm.SlurmConfig(train_gres="gpu:1")
+    assert gpu.resources(train)["pack"] == slurm.GPU_PACK > 1, "a GPU task packs small trainings"
+    assert slurm.SlurmConfig(stages={"train": {"gres": "gpu:1", "pack": 1}}).resources(train)["pack"] == 1
+    assert gpu.resources(graph.stage("score"))["pack"] == 1, "only the stage that asks for a GPU"
+    params = slurm.slurm_parameters(gpu, train)
+    assert params["timeout_min"] == train.resources.time_min * slurm.GPU_PACK, "the units run one after another"
+    assert params["slurm_gres"] == "gpu:1" and params["mem_gb"] == train.resources.mem_gb
+    toml = tmp_path / "slurm.toml"
+    toml.write_text('[slurm]\n[slurm.stages.score]\npack = 4\n')
+    assert slurm.load_slurm_config(toml).resources(graph.stage("score"))["pack"] == 4
+    for bad in ("0", "2.5", '"8"'):
+        toml.write_text(f"[slurm]\n[slurm.stages.train]\npack = {bad}\n")
+        with pytest.raises(DISError, match="pack"):
+            slurm.load_slurm_config(toml)
+
+
+def test_submission_packs_consecutive_units_and_records_each_units_task(with_many, plan, monkeypatch):
+    fake = FakeExecutor()
+    monkeypatch.setattr(slurm, "_executor", fake)
+    cfg = slurm.SlurmConfig(max_array_size=2, stages={"many": {"pack": 2}})
+    rec = {"logs": str(plan.out / "slurm"), "units": {}, "jobs": {}}
+    slurm._submit(rec, plan, cfg, {"many": MANY.units(plan)})
+    # 5 units in packs of 2: three tasks, over MaxArraySize 2: two arrays
+    assert [(st, items) for st, _, items in fake.calls] == [("many", [["a", "b"], ["c", "d"]]), ("many", [["e"]])]
+    assert isinstance(fake.calls[0][1], slurm.PackTask) and fake.calls[0][1].stage == "many"
+    assert rec["units"]["many"] == {"a": "5001_0", "b": "5001_0", "c": "5001_1", "d": "5001_1", "e": "5002_0"}
+    assert rec["jobs"]["many"] == ["5001", "5002"]
+
+
+def test_a_packed_task_runs_every_unit_and_a_bug_fails_only_its_unit(with_many, plan, monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    results = slurm.PackTask("many", plan)(["a", "b", "c"])
+    assert [r.status for r in results] == ["ok", "failed", "ok"], "the unit after the bug still runs"
+    recorded = {u: read_status(plan.out / "many" / u) for u in "abc"}
+    assert [recorded[u].status for u in "abc"] == ["ok", "failed", "ok"]
+    assert "internal error: RuntimeError: a bug in b" in recorded["b"].message
+    assert {r.job for r in recorded.values()} == {"4242_3"}, "each unit names the task that ran it"
+    assert not (plan.out / "many" / "d").exists(), "a pack runs its own units only"
+
+
+def test_status_and_resubmit_of_a_packed_stage_are_per_unit(with_many, plan, monkeypatch):
+    """A pack cancelled after two of its units: the first is done, the bug and the unit never run are
+    failed; the other pack completed. Resubmission takes the two failed units only, packed again."""
+    cfg = slurm.SlurmConfig(stages={"many": {"pack": 3}})
+    units = {st.name: {st.uid(u): f"{999990 + i}_0" for u in st.units(plan)} for i, st in enumerate(with_many)}
+    units["many"] = {"a": "77_0", "b": "77_0", "c": "77_0", "d": "77_1", "e": "77_1"}
+    graph.write_record(plan, "slurm", slurm=to_doc(cfg), jobs={}, logs=str(plan.out / "slurm"), units=units)
+    for st in with_many[:-1]:
+        for u in st.units(plan):
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    for task, todo in (("0", ["a", "b"]), ("1", ["d", "e"])):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        slurm.PackTask("many", plan)(todo)
+    write_status(plan.out / "many" / "c", UnitResult(unit_id="c", status="ok", job="70_0"))  # an earlier run's
+    states = {"77_0": "CANCELLED", "77_1": "COMPLETED"}
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: states.get(j, "COMPLETED") for j in ids})
+    status = slurm.run_status(plan.out)
+    assert [(u["unit"], u["state"]) for u in status["many"]] == [
+        ("a", "done"), ("b", "failed"), ("c", "failed"), ("d", "done"), ("e", "done")]
+    fake = FakeExecutor()
+    monkeypatch.setattr(slurm, "_executor", fake)
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
+    rec = slurm.resubmit(plan.out)
+    assert rec["resubmitted"]["many"] == ["b", "c"]
+    assert [(st, items) for st, _, items in fake.calls] == [("many", [["b", "c"]])]
+    assert rec["units"]["many"] == {"a": "77_0", "b": "5001_0", "c": "5001_0", "d": "77_1", "e": "77_1"}
+
+
 @pytest.mark.skipif(shutil.which("sacct") is None, reason="no sacct here (SLURM tests start one)")
 def test_status_and_resubmit_read_a_new_stage_from_the_record(with_echo, plan, monkeypatch):
     """`dis status` reports the toy stage's units from their recorded outcome; `dis resubmit` picks
@@ -158,6 +272,14 @@ def test_sacct_output_is_parsed_per_task():
 def test_unit_state_combines_slurm_and_the_recorded_outcome(slurm_state, recorded, state):
     r = None if recorded is None else UnitResult(unit_id="u", status=recorded)
     assert slurm.unit_state(slurm_state, r) == state
+
+
+@pytest.mark.parametrize("slurm_state", ["CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "RUNNING"])
+def test_a_unit_its_own_task_finished_stays_done_whatever_the_task_did_next(slurm_state):
+    ok, bad = UnitResult(unit_id="u", status="ok"), UnitResult(unit_id="u", status="failed")
+    assert slurm.unit_state(slurm_state, ok, ran_here=True) == "done"
+    assert slurm.unit_state(slurm_state, ok) != "done", "an earlier run's record is not this task's outcome"
+    assert slurm.unit_state(slurm_state, bad, ran_here=True) == "failed"
 
 
 def test_every_command_is_a_stage_or_drives_the_graph():

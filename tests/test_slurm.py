@@ -160,3 +160,33 @@ def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
     assert all(u["state"] == "done" for s in st.values() for u in s), st
     scores = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="scores_head_pose", index_col=0)
     assert "ph02" in scores.index
+
+
+def test_packed_extraction_tasks_report_and_record_each_unit(slurm, cohort, model, tmp_path):
+    """Nine videos in packs of four: three array tasks; the broken video fails alone, the rest of its
+    pack is done, and every unit's status names the task the run record maps it to."""
+    from dis_core.config import to_doc
+    from dis_core.layout import read_status
+    from jobs.graph import stage, write_record
+    from jobs.slurm import _save, _submit
+    from tests.conftest import write_manifest
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    rows = [{"participant_id": e.participant_id, "session": e.session, "video": str(e.video)} for e in cohort.entries]
+    rows.insert(1, {"participant_id": "ph99", "session": "s1", "video": str(bad)})  # in the first pack
+    m = load_manifest(write_manifest(tmp_path / "m.csv", rows))
+    plan = _plan(m, tmp_path / "run", model)
+    cfg = dataclasses.replace(SLURM, stages={"extract": {"pack": 4}})
+    rec = write_record(plan, "slurm", slurm=to_doc(cfg), units={}, jobs={})
+    rec["logs"] = str(plan.layout.slurm_dir(rec["run_id"]))
+    _submit(rec, plan, cfg, {"extract": stage("extract").units(plan)})
+    _save(rec)
+    tasks = sorted(set(rec["units"]["extract"].values()))
+    assert len(rec["units"]["extract"]) == 9 and len(tasks) == 3 and len(rec["jobs"]["extract"]) == 1
+    st = wait_for(plan.out)["extract"]
+    assert [u["state"] for u in st] == ["done", "failed"] + ["done"] * 7, st
+    assert st[1]["unit"].startswith("ph99_s1_broken-") and st[1]["job"] == st[0]["job"]
+    ext = stage("extract")
+    for e in plan.manifest_.entries:
+        assert read_status(ext.folder(plan.layout, e)).job == rec["units"]["extract"][e.unit_id]
