@@ -93,9 +93,16 @@ def test_slurm_run_equals_local_run(slurm, cohort, model, tmp_path):
 
 
 def _start_end(rec) -> dict:
+    """Start and end of every job, once SLURM has closed them all (a unit records its outcome before its
+    job's process exits, so `dis status` can say done while the last job is still ending)."""
     ids = ",".join(j for js in rec["jobs"].values() for j in js)
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,Start,End", "-j", ids], capture_output=True,
-                         text=True).stdout
+    deadline = time.time() + 60
+    while True:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,Start,End", "-j", ids], capture_output=True,
+                             text=True).stdout
+        if "Unknown" not in out or time.time() > deadline:
+            break
+        time.sleep(2)
     import datetime as dt
 
     def ts(s):
@@ -154,7 +161,7 @@ def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
     assert tr["head_pose/ph02"]["state"] == "failed" and tr["head_pose/ph02"]["slurm"] == "CANCELLED"
     assert sum(u["state"] == "done" for u in st["train"]) == 3
     rec2 = resubmit(out)
-    assert rec2["resubmitted"] == {"extract": [], "cohort": [], "train": ["head_pose/ph02"],
+    assert rec2["resubmitted"] == {"extract": [], "cohort": [], "pooled": [], "train": ["head_pose/ph02"],
                                    "score": ["head_pose/0-0"], "report": ["report"]}
     st = wait_for(out)
     assert all(u["state"] == "done" for s in st.values() for u in s), st
