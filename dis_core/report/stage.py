@@ -294,8 +294,10 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
         participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
                             f"{fs}: who moves like whom (classical MDS of the symmetric pair similarity, flows)",
                             prov)
-    loss_grid_png(figs / f"loss_curves_{fs}.png", [(p, *r.histories[p]) for p in r.participants if p in r.histories],
-                  f"{fs}: training curves", prov)
+    losses = [(p, *r.histories[p]) for p in r.participants if p in r.histories]
+    if len(losses) > 1 and all(c[1:] == losses[0][1:] for c in losses):  # a pooled shape: one curve, not N copies
+        losses = [(f"pooled shape (shared by {len(losses)} participants)", *losses[0][1:])]
+    loss_grid_png(figs / f"loss_curves_{fs}.png", losses, f"{fs}: training curves", prov)
 
 
 def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:
