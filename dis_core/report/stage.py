@@ -53,7 +53,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                   "baseline comparison", "pair score", "verification scores", "intervals", "partner tests"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
                          "value": [len(cohort.participants), split_rule, len(cohort.entries), len(cohort.left_out),
                                    ", ".join(r.feature_set for r in results), "one Gaussian per participant "
-                                   "(Ledoit-Wolf covariance) on the same rows as the flow, of the same form "
+                                   "(Ledoit-Wolf covariance) on the same rows as the flow, of the same form, and for rows with lagged "
+                                   "copies a linear-Gaussian autoregressive model p(present | past) "
                                    f"(densities: {density_text(prov, [r.feature_set for r in results])})", SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
