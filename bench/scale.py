@@ -26,6 +26,9 @@ tests/slurm/start.sh, 2 CPUs):
     projected N = 10,000 (100 frames each): 59 core-hours (1e8 pairs x 2.142 ms, ...)
     projected disk for N = 10,000 (100 frames each): 0.2 TB of per-frame log p and norms (...)
 
+``--sizes 3000 --frames 20 --block-size 250 --sample 3000:2`` (N = 3,000 with few frames: 2 of 144 blocks run):
+      3000   250     2/144       1.173        0.616     76.9          425           nan      nan     63.0
+    a block task's peak RSS 425 MB; 1.17 ms of CPU per pair at 20 frames (projected N = 10,000: 33 core-hours)
 ``--slurm --sizes 300 --frames 100 --block-size 50 --pack 1`` (one task per block):
 
        300    50        36       2.851        3.086    277.7          354           114     0.16    210.6
