@@ -25,6 +25,8 @@ THUMBS_PER_VIDEO = 3
 MAX_THUMB_VIDEOS = 60  # beyond this, thumbnails only for videos with problems (the page stays light)
 SEQUENTIAL_MAX_FRAMES = 3000  # longer videos are seeked for thumbnails instead of decoded from the start
 
+METHOD_LABELS = {"flow": "DIS (flow)", "gaussian": "baseline (Gaussian)", "ar": "baseline (autoregressive)"}
+
 
 @dataclasses.dataclass(frozen=True)
 class VideoQC:
@@ -293,7 +295,7 @@ def _headline_table(metrics: pd.DataFrame) -> str:
     rows = []
     for m in metrics.to_dict(orient="records"):
         rows.append("<tr>" + "".join([
-            f"<td>{_e(m['feature_set'])}</td>", f"<td>{'DIS (flow)' if m['method'] == 'flow' else 'baseline (Gaussian)'}</td>",
+            f"<td>{_e(m['feature_set'])}</td>", f"<td>{METHOD_LABELS.get(m['method'], m['method'])}</td>",
             f"<td class='num'>{int(m['participants'])}</td>",
             f"<td class='num'>{_ci(m, 'top1')}</td>", f"<td class='num'>{m['chance_top1']:.2f}</td>",
             f"<td class='num'>{_ci(m, 'eer')}</td>", f"<td class='num'>{_ci(m, 'auc')}</td>"]) + "</tr>")
@@ -347,7 +349,9 @@ def render_html(page: ReportPage) -> str:
     out.append("<section id='headline'><h2>Identification and verification (held-out data)</h2>")
     out.append(_headline_table(page.metrics) if len(page.metrics) else "<p>No feature set could be scored.</p>")
     out.append("<p class='note'>Intervals: 95% percentile bootstrap over participants (1,000 draws). "
-               "The baseline is one Gaussian per participant on the same features, scored on the same rows.</p>")
+               "The baselines are fitted on the same rows as the flow and scored on the same rows: one Gaussian per "
+               "participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
+               "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")
     for v in page.verdicts:
         good = "do NOT beat" not in v
         out.append(f"<p class='verdict {'ok' if good else 'no'}'>{_e(v)}</p>")
