@@ -17,17 +17,14 @@ from typing import Sequence
 
 import numpy as np
 
+from dis_core.model.flows import Density, lag_context
+
 
 def _lw_gaussian(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.covariance import LedoitWolf
 
     lw = LedoitWolf().fit(z)
     return lw.location_, lw.covariance_
-
-
-def lag_context(columns: Sequence[str]) -> np.ndarray:
-    """(d,) bool: which columns are lagged copies (names ``<col>@-<lag>s``), the AR model's context."""
-    return np.array(["@-" in c for c in columns], bool)
 
 
 class ARGaussian:
@@ -53,8 +50,6 @@ class ARGaussian:
     def density(self):
         """The fitted model as a :class:`dis_core.model.flows.Density` of kind "ar" (saved and scored like
         the flow and the Gaussian)."""
-        from dis_core.model.flows import Density
-
         return Density("ar", list(self.columns_), self.mean_, self.std_, gauss_mean=self.loc_,
                        gauss_prec=np.linalg.inv(self.cov_), gauss_logdet=float(np.linalg.slogdet(self.cov_)[1]))
 

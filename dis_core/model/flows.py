@@ -14,7 +14,7 @@ import io
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,13 +27,19 @@ FORMAT = "dis.flow"
 FORMAT_VERSION = 1
 
 
+def lag_context(columns: Sequence[str]) -> np.ndarray:
+    """(d,) bool: which columns are lagged copies (names ``<col>@-<lag>s``): the past that the conditional
+    flow and the autoregressive baseline condition on."""
+    return np.array(["@-" in c for c in columns], bool)
+
+
 def context_mask(columns: list[str], cfg: "FlowConfig") -> np.ndarray | None:
     """(d,) bool of the context (past) columns of a conditional flow, or None for a joint flow."""
     if cfg.conditional == "none":
         return None
     if cfg.conditional != "lags":
         raise ValueError(f"conditional must be 'none' or 'lags', not {cfg.conditional!r}")
-    c = np.array(["@-" in col for col in columns], bool)
+    c = lag_context(columns)
     if not c.any() or c.all():
         raise ValueError("a conditional flow needs lagged columns (FeatureSpec.lags_s) and present ones")
     return c
@@ -122,7 +128,7 @@ class Density:
             q = np.einsum("ni,ij,nj->n", d, self.gauss_prec, d)
             return -0.5 * (q + self.gauss_logdet + z.shape[1] * math.log(2 * math.pi)) + jac
         if self.kind == "ar":  # log p(present | past) = log p(row) - log p(past) under one joint Gaussian
-            c = np.array(["@-" in col for col in self.columns], bool)
+            c = lag_context(self.columns)
             d = z_all - self.gauss_mean
             cov = np.linalg.inv(self.gauss_prec)
             joint = -0.5 * (np.einsum("ni,ij,nj->n", d, self.gauss_prec, d) + self.gauss_logdet

@@ -21,7 +21,7 @@ from dis_core.cohort.stage import Cohort, load_cohort, participant_features
 from dis_core.errors import DISError
 from dis_core.model.baselines import ARGaussian
 from dis_core.model.config import TrainConfig, methods_of
-from dis_core.model.flows import FlowFit, fit_gaussian, load_density, pick_device, save_density, train_flow
+from dis_core.model.flows import Density, FlowFit, fit_gaussian, load_density, pick_device, save_density, train_flow
 from dis_core.config import plain
 from dis_core.layout import RunLayout, UnitResult
 from dis_core.model.result import TrainResult, train_unit_id
@@ -54,7 +54,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         data = participant_features(cohort, pid, cfg.features, "train")
-        key = _unit_key(cohort, data, cfg, _pooled_key(out_root, cfg))
+        pooled_key = _pooled_key(out_root, cfg)  # '' for a density of one's own
+        key = _unit_key(cohort, data, cfg, pooled_key)
         res.key = key
         if not force and _is_done(d, key, cfg):
             prev = json.loads((d / SUMMARY_NAME).read_text())
@@ -68,9 +69,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         if not np.isfinite(data.x).all():
             raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
         stats = cohort.column_stats(cfg.features)
-        pooled_key = ""
         if cfg.density == "pooled":  # a shape shared by the cohort: nobody's columns are constant in it
-            tr, base, pooled_key = _placed(out_root, cohort, cfg, data)
+            tr, base = _placed(out_root, cfg, data, pooled_key)
         else:
             spread = stats.spread_of(data.columns)
             tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread)
@@ -151,19 +151,18 @@ def _pooled_key(out_root: Path, cfg: TrainConfig) -> str:
     return key
 
 
-def _placed(out_root: Path, cohort: Cohort, cfg: TrainConfig, data):
-    """The pooled flow and Gaussian placed at this participant's mean (a FlowFit-like record, the baseline,
-    the pooled key)."""
+def _placed(out_root: Path, cfg: TrainConfig, data, pooled_key: str) -> tuple[FlowFit, Density]:
+    """The pooled flow (with its loss history) and Gaussian placed at this participant's mean; the shape's
+    files must be the ones its recorded key (:func:`_pooled_key`, checked against the cohort step) names."""
     d = RunLayout(out_root).pooled_dir(cfg.features.name)
     flow, blob = load_density(d / MODEL_NAME)
-    gauss, _ = load_density(d / BASELINE_NAME)
-    if blob.get("cohort_sha256") != RunLayout(out_root).cohort_sha256() or flow.columns != data.columns:
-        raise DISError(f"{cfg.features.name}: the pooled shape was fitted on another cohort step; run the "
-                       "pooled stage again")
+    gauss, gblob = load_density(d / BASELINE_NAME)
+    if {blob.get("unit_key"), gblob.get("unit_key")} != {pooled_key} or flow.columns != data.columns:
+        raise DISError(f"{cfg.features.name}: the pooled shape's files do not match its record or these "
+                       "features; run the pooled stage again (dis pooled --force)")
     mu = data.x.mean(axis=0)
     hist = {k: list(v) for k, v in blob["history"].items()}
-    fit = FlowFit(flow.placed(mu), hist, int(blob["best_epoch"]), len(hist["val"]), 0.0, 0)
-    return fit, gauss.placed(mu), blob["unit_key"]
+    return FlowFit(flow.placed(mu), hist, int(blob["best_epoch"]), len(hist["val"]), 0.0, 0), gauss.placed(mu)
 
 
 def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitResult:

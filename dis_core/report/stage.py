@@ -99,7 +99,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
     sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
                                            "b": b, **c} for r in results
-                                          for b, c in (r.comparisons or {"gaussian": r.comparison}).items()] + fs_rows)
+                                          for b, c in r.comparisons.items()] + fs_rows)
     sheets["training"] = pd.DataFrame(train_rows)
     left = [{"stage": "cohort", **x} for x in cohort.left_out]
     for r in results:
@@ -218,7 +218,7 @@ def verdict_text(r: FeatureSetScores) -> str:
     """Whether the flows beat each baseline (Gaussian; autoregressive for lagged rows), from the paired
     differences and their intervals."""
     out = []
-    for b, c in (r.comparisons or {"gaussian": r.comparison}).items():
+    for b, c in r.comparisons.items():
         parts = []
         for key, label, better in (("top1", "top-1", 1), ("eer", "EER", -1)):
             d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]

@@ -46,8 +46,8 @@ class FeatureSetScores:
     test_data_frames: HeldOutFrames  # pid -> unit_id -> frame indices scored (a Mapping read on access)
     norm_bins: np.ndarray  # edges of the norm histograms (fixed, log-spaced)
     per_frame: PerFrameStore  # .pair(method, model pid, data pid) / .pairs(method): per-frame log p and norms
-    comparison: dict[str, float] = dataclasses.field(default_factory=dict)  # flow - gaussian, paired
-    comparisons: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # baseline -> flow - it
+    # baseline method -> the flow minus that baseline on the same participants, paired (compare_methods)
+    comparisons: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | None] | None = None
@@ -70,7 +70,6 @@ def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | No
     test_frames = {p: int(sc.test_frames[p]) for p in sc.participants}
     return FeatureSetScores(sc.feature_set, sc.participants, sc.dyads, test_frames, methods, sc.training,
                             sc.histories, left_out, sc.test_data_frames, sc.norm_bins, sc.store,
-                            compare_methods(methods["flow"].s, methods["gaussian"].s),
                             {b: compare_methods(methods["flow"].s, methods[b].s) for b in methods if b != "flow"})
 
 

@@ -23,7 +23,7 @@ from dis_core.io.provenance import provenance
 from dis_core.layout import RunLayout, UnitResult
 from dis_core.model.flows import Density, load_density
 from dis_core.model.config import TrainConfig, methods_of
-from dis_core.model.stage import FILES, MODEL_NAME, SUMMARY_NAME
+from dis_core.model.stage import FILES, SUMMARY_NAME
 from dis_core.score.blocks import METHODS, Assembled, HeldOutFrames, Participant, assemble, score_block
 from dis_core.score.config import ScoreConfig, block_size
 from dis_core.score.scoring import SCORE_RULE
@@ -37,11 +37,6 @@ class Scores(Assembled):
     test_data_frames: Mapping  # pid -> unit_id -> frame indices scored (read on access)
 
 
-def cohort_sha256(layout: RunLayout) -> str:
-    """Hash of the cohort record: scores made from another cohort step are stale."""
-    return layout.cohort_sha256()
-
-
 class RunSource:
     """A run folder's participants for one feature set: current models and held-out rows, or why not."""
 
@@ -53,7 +48,7 @@ class RunSource:
         self.cfg, self.score_cfg = cfg, score_cfg
         self.feature_set = cfg.features.name
         self.methods = methods_of(cfg)
-        self.cohort_sha256 = cohort_sha256(RunLayout(out_root))
+        self.cohort_sha256 = RunLayout(out_root).cohort_sha256()
 
     def dyad(self, pid: str) -> str:
         return self.cohort.dyad(pid)
@@ -149,7 +144,7 @@ def load_scores(out_root: Path, fs: str) -> Scores:
     """Assemble one feature set's scores from its blocks; refuses scores of another cohort step than
     the current one, and names missing or failed blocks."""
     layout = RunLayout(out_root)
-    a: Assembled = assemble(layout.score_dir(fs), fs, cohort_sha256(layout))
+    a: Assembled = assemble(layout.score_dir(fs), fs, layout.cohort_sha256())
     if len(a.participants) < 2:
         raise DISError(f"{fs}: fewer than two participants with both a model and held-out data; nothing to compare")
     return Scores(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Assembled)},
