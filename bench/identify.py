@@ -60,7 +60,8 @@ from dis_core.layout import RunLayout  # noqa: E402
 from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
 from dis_core.manifest import load_manifest  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
-from dis_core.model.config import POOLED_FLOW  # noqa: E402
+from dis_core.features.temporal import fit_window_basis  # noqa: E402
+from dis_core.model.config import DEFAULT_FLOWS, POOLED_FLOW  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
 from dis_core.model.stage import pooled_rows  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
@@ -72,16 +73,18 @@ SPECS: dict[str, FeatureSpec] = {
     "lags": EXTRA_FEATURE_SETS["head_lags"],  # + the past 0.2 and 0.4 s, gain-normalised
     "spectrum": EXTRA_FEATURE_SETS["head_spectrum"],  # log band power over 8 s windows, gain-normalised
     "spectrum_raw": dataclasses.replace(EXTRA_FEATURE_SETS["head_spectrum"], name="spectrum_raw", scale="none"),
+    "windows": EXTRA_FEATURE_SETS["head_windows"],  # 2 s of trajectory on the axes of the training windows' PCA
 }
 # Per-frame flows are capped at 60 epochs (patience 10) to fit a 40-person bench into minutes on a shared
 # 2-core machine; window-row flows see ~100 rows each and run to their early stop.
 FLOWS = {"frame": FlowConfig(layers=2, hidden=16, max_epochs=60, patience=10),
          "lags": FlowConfig(layers=2, hidden=32, max_epochs=60, patience=10),
-         "spectrum": FlowConfig(layers=2, hidden=32), "spectrum_raw": FlowConfig(layers=2, hidden=32)}
+         "spectrum": FlowConfig(layers=2, hidden=32), "spectrum_raw": FlowConfig(layers=2, hidden=32),
+         "windows": DEFAULT_FLOWS.get("head_windows", FlowConfig())}
 CFLOW = FlowConfig(layers=2, hidden=32, conditional="lags", max_epochs=60, patience=10)
 METHODS = {"frame": ["flow", "gaussian"], "lags": ["cflow", "flow", "gaussian", "ar"],
            "spectrum": ["flow", "gaussian", "pflow", "pgauss", "nn"],
-           "spectrum_raw": ["flow", "gaussian", "pflow", "pgauss", "nn"]}
+           "spectrum_raw": ["flow", "gaussian", "pflow", "pgauss", "nn"], "windows": ["flow", "gaussian"]}
 # flows, density baselines (what a flow must beat) and the non-density reference (context, not a baseline)
 FLOW_METHODS, REFERENCES = ("flow", "cflow", "pflow"), ("nn",)
 
@@ -111,7 +114,17 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
 
 
 def features(videos, spec: FeatureSpec):
-    """{pid: {part: (x, columns, usable frames per video)}} built as the pipeline builds them."""
+    """{pid: {part: (x, columns, usable frames per video)}} built as the pipeline builds them; frame
+    windows on the PCA basis of every participant's training windows (as the cohort step fits it)."""
+    basis = None
+    if spec.window == "frames":
+        raw = _features(videos, spec)  # raw windows
+        x = np.concatenate([raw[p]["train"][0] for p in raw])
+        basis = fit_window_basis(x, raw[next(iter(raw))]["train"][1], spec.k)
+    return _features(videos, spec, basis)
+
+
+def _features(videos, spec: FeatureSpec, basis=None):
     out = {}
     for pid, parts in videos.items():
         out[pid] = {}
@@ -120,7 +133,7 @@ def features(videos, spec: FeatureSpec):
             for tr, t in vids:
                 vals, c = base_values(spec.source, transform=tr)
                 sel = np.ones(len(t), bool)
-                vf = video_features(vals, c, t, sel, sel, spec)
+                vf = video_features(vals, c, t, sel, sel, spec, basis)
                 xs.append(vf.x)
                 cols = vf.columns
                 usable.append(len(vf.covered) if vf.covered is not None else len(vf.frames))

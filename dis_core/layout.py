@@ -66,6 +66,18 @@ class RunLayout:
     def cohort_record(self) -> Path:
         return self.cohort_dir / "cohort.json"
 
+    @property
+    def landmark_basis(self) -> Path:
+        return self.cohort_dir / "landmark_basis.npz"
+
+    def window_basis(self, feature_set: str) -> Path:
+        """The PCA basis of a window="frames" feature set, fitted on the cohort's training windows."""
+        return self.cohort_dir / f"window_basis_{feature_set}.npz"
+
+    @property
+    def split_record(self) -> Path:
+        return self.cohort_dir / "split.npz"
+
     # --- the pooled shape of a feature set (one unit per feature set with TrainConfig.density "pooled")
     def pooled_dir(self, feature_set: str) -> Path:
         return self.root / "pooled" / feature_set

@@ -160,3 +160,71 @@ def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(
     lay.cohort_record.write_text(lay.cohort_record.read_text().replace("{", "{ ", 1))  # another cohort step
     again = train_unit(out, "p0", cfg)
     assert again.status == "failed" and "pooled shape was fitted on another cohort step" in again.message
+
+
+def test_frame_windows_are_reduced_by_a_basis_of_training_windows_that_models_record(tmp_path):
+    """head_windows: the cohort step fits the PCA basis on the training windows only (rewriting every test
+    frame leaves it unchanged), records it with its hash, and models trained on it are refused once the
+    cohort's basis is another."""
+    import dataclasses
+    import json
+
+    import h5py
+
+    from dis_core.cohort.stage import save_cohort
+    from dis_core.features.build import base_values, video_features
+    from dis_core.features.temporal import fit_window_basis
+    from dis_core.layout import RunLayout
+    from dis_core.model.config import default_train_config, methods_of
+    from dis_core.model.flows import load_density
+    from dis_core.model.stage import MODEL_NAME
+    from dis_core.extract.h5store import read_extraction
+    from dis_core.score.stage import RunSource
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=30), out)
+    c, lay = load_cohort(out), RunLayout(out)
+    spec = EXTRA_FEATURE_SETS["head_windows"]
+    assert default_train_config(spec).density == "own" and methods_of(default_train_config(spec)) == ("flow", "gaussian")
+    rec = json.loads(lay.cohort_record.read_text())["window_bases"]["head_windows"]
+    basis = c.window_basis(spec)
+    assert rec["sha256"] == basis.sha256 and lay.window_basis("head_windows").is_file()
+    # known answer: the PCA of every video's raw training windows
+    raw = []
+    for e in c.entries:
+        x = read_extraction(lay.extraction(e.unit_id))
+        tr = c.splits[e.unit_id].train
+        v, cols = base_values("head_rotation", transform=x.transform, fit=tr)
+        raw.append(video_features(v, cols, x.time_s, tr, tr, spec).x)
+    again = fit_window_basis(np.concatenate(raw), video_features(v, cols, x.time_s, tr, tr, spec).columns, spec.k)
+    np.testing.assert_allclose(np.abs(basis.components), np.abs(again.components), atol=1e-9)
+    # the test frames never shape it
+    for e in c.entries:
+        test = c.splits[e.unit_id].test
+        with h5py.File(lay.extraction(e.unit_id), "r+") as f:
+            m = f["transform"][:]
+            m[test, :3, :3] = m[test, :3, :3][:, ::-1]  # another head motion altogether
+            f["transform"][:] = m
+    assert prepare_cohort(_manifest_of(c), out).window_basis(spec).sha256 == basis.sha256
+    # trained and scored on the 12 axes; the models record the basis
+    cfg = TrainConfig(spec, TINY, min_train_frames=20)
+    _train_and_score(out, cfg)
+    _, blob = load_density(lay.model_dir("head_windows", "p0") / MODEL_NAME)
+    assert blob["basis_sha256"].endswith(basis.sha256) and load_scores(out, "head_windows").s["flow"].shape == (3, 3)
+    assert participant_features(c, "p0", spec, "test").columns == [f"wpc{i}" for i in range(1, 13)]
+    # another cohort basis: the models are stale, scoring says why
+    c = load_cohort(out)
+    other = dataclasses.replace(basis, components=basis.components[::-1].copy())
+    c.window_bases["head_windows"] = (c.window_bases["head_windows"][0], other)
+    save_cohort(c)
+    assert "another landmark or window basis" in RunSource(out, cfg, ScoreConfig(min_test_frames=1)).participant("p0")
+    assert score_block_unit(out, cfg, 0, 0, c.participants, ScoreConfig(min_test_frames=1)).status == "failed"
+    lay.window_basis("head_windows").write_bytes(basis.to_bytes())  # a file that is not the recorded basis
+    with pytest.raises(Exception, match="is not the window basis"):
+        load_cohort(out)
+
+
+def _manifest_of(c):
+    from dis_core.manifest import Manifest
+
+    return Manifest(c.out_root.parent / "manifest.csv", tuple(c.entries), ())

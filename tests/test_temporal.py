@@ -136,3 +136,44 @@ def test_conditional_flow_known_answer_and_round_trip(tmp_path):
     save_density(tmp_path / "m.pt", r.density)
     back, _ = load_density(tmp_path / "m.pt")
     assert np.array_equal(back.log_prob(rows, cols), lp)
+
+
+def test_frame_windows_sample_the_trajectory_on_a_fixed_grid_and_stay_inside_a_part():
+    """A ramp at 15 fps and at 30 fps gives the same window values (the grid, not the frame rate, sets the
+    columns); each window is the ramp's values k / grid_hz seconds in; no window crosses the split."""
+    from dis_core.features.temporal import frame_windows
+
+    rows = {}
+    for fps in (15.0, 30.0):
+        t = np.arange(int(20 * fps)) / fps
+        x = np.column_stack([t, -2 * t])
+        train = t < 12
+        r = frame_windows(x, t, np.zeros(len(t), int), train, ["a", "b"], window_s=2.0, hop_s=0.5, grid_hz=5.0)
+        assert r.columns[:3] == ["a@0", "a@1", "a@2"] and len(r.columns) == 20
+        starts = r.x[:, 0]
+        np.testing.assert_allclose(r.x[:, :10], starts[:, None] + np.arange(10) / 5.0, atol=1e-9)
+        np.testing.assert_allclose(r.x[:, 10:], -2 * r.x[:, :10], atol=1e-9)
+        np.testing.assert_allclose(np.diff(starts), 0.5, atol=1e-9)
+        assert max(c.max() for c in r.covered) < np.flatnonzero(train).max() + 1
+        rows[fps] = r.x
+    n = min(len(rows[15.0]), len(rows[30.0]))
+    np.testing.assert_allclose(rows[15.0][:n], rows[30.0][:n], atol=1e-9)
+
+
+def test_window_basis_recovers_a_known_subspace_and_refuses_other_columns():
+    from dis_core.features.temporal import fit_window_basis
+
+    rng = np.random.default_rng(1)
+    axes = np.linalg.qr(rng.normal(size=(12, 2)))[0].T  # two orthonormal directions in 12 dimensions
+    x = 3.0 + rng.normal(size=(500, 2)) * [2.0, 1.0] @ axes
+    cols = [f"a@{k}" for k in range(12)]
+    b = fit_window_basis(x, cols, 2)
+    np.testing.assert_allclose(np.linalg.norm(b.components @ axes.T, axis=1), 1.0, atol=1e-9)  # in the plane
+    assert b.explained.sum() == pytest.approx(1.0) and b.explained[0] == pytest.approx(0.8, abs=0.05)
+    z = b.project(x, cols)
+    np.testing.assert_allclose(z @ b.components + b.mean, x, atol=1e-9)  # nothing off the plane
+    assert b.names == ["wpc1", "wpc2"]
+    with pytest.raises(ValueError, match="other columns"):
+        b.project(x[:, :10], cols[:10])
+    with pytest.raises(ValueError, match="cannot fit"):
+        fit_window_basis(x[:3], cols, 2)

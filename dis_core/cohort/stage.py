@@ -1,5 +1,5 @@
 """The cohort step between extraction and training: which videos are usable, the train/test split,
-and the landmark basis fitted once for everyone. Written to OUT/cohort/ and read back by every
+and the bases fitted once for everyone on training frames only (landmarks; windows of frames). Written to OUT/cohort/ and read back by every
 training and scoring unit, so all of them see the same frames, split and feature space.
 """
 
@@ -18,6 +18,7 @@ from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
 from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, LandmarkBasis,
                                      VideoFeatures, base_values, fit_landmark_basis, landmark_points, video_features)
+from dis_core.features.temporal import WindowBasis, fit_window_basis
 from dis_core.extract.h5store import check_complete, content_key, read_extraction
 from dis_core.layout import RunLayout, read_status
 from dis_core.manifest import Manifest, VideoEntry
@@ -37,6 +38,25 @@ class Cohort:
     extraction_keys: dict[str, str] = dataclasses.field(default_factory=dict)  # unit_id -> content key used
     # feature set name -> its columns' spread over the cohort's training rows (:class:`ColumnStats`)
     feature_stats: dict[str, ColumnStats] = dataclasses.field(default_factory=dict)
+    # window="frames" feature set name -> (its spec, plain; the PCA basis of its training windows)
+    window_bases: dict[str, tuple[dict, WindowBasis]] = dataclasses.field(default_factory=dict)
+
+    def window_basis(self, spec: FeatureSpec) -> WindowBasis | None:
+        """The window basis of a ``window="frames"`` spec (None for other specs): as fitted by the cohort step
+        for every named feature set, else fitted now on the cohort's training windows (a custom spec)."""
+        if spec.window != "frames":
+            return None
+        got = self.window_bases.get(spec.name)
+        if got is None or got[0] != plain(spec):
+            got = self.window_bases[spec.name] = (plain(spec), cohort_window_basis(self, spec))
+        return got[1]
+
+    def bases_sha256(self, spec: FeatureSpec) -> str:
+        """The fitted bases a feature set's rows depend on: the landmark basis ('' without one) and, for
+        window="frames" rows, their window basis. Models record it; scoring refuses models of other bases."""
+        lm = self.basis.sha256 if self.basis is not None else ""
+        wb = self.window_basis(spec)
+        return lm if wb is None else f"{lm}|{wb.sha256}"
 
     def column_stats(self, spec: FeatureSpec) -> ColumnStats:
         """The cohort's column statistics of ``spec``: as recorded by the cohort step (every named feature
@@ -89,8 +109,13 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     basis = _fit_basis(out_root, usable, splits, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys)
     for spec in {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}.values():
-        if spec.source != "landmarks" or basis is not None:
-            cohort.feature_stats[spec.name] = cohort_column_stats(cohort, spec)
+        if spec.source == "landmarks" and basis is None:
+            continue
+        try:
+            cohort.window_basis(spec)  # before the column statistics, which are of the reduced rows
+        except DISError:  # e.g. videos shorter than the window: a run that asks for this set fails saying so
+            continue
+        cohort.feature_stats[spec.name] = cohort_column_stats(cohort, spec)
     save_cohort(cohort)
     return cohort
 
@@ -141,13 +166,15 @@ def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, 
 
 
 def save_cohort(c: Cohort) -> None:
-    d = c.layout.cohort_dir
-    d.mkdir(parents=True, exist_ok=True)
+    lay = c.layout
+    lay.cohort_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez_compressed(buf, **{f"{k}__{uid}": getattr(s, k) for uid, s in c.splits.items() for k in ("train", "test")})
-    write_bytes_atomic(d / "split.npz", buf.getvalue())
+    write_bytes_atomic(lay.split_record, buf.getvalue())
     if c.basis is not None:
-        write_bytes_atomic(d / "landmark_basis.npz", c.basis.to_bytes())
+        write_bytes_atomic(lay.landmark_basis, c.basis.to_bytes())
+    for name, (_, wb) in c.window_bases.items():
+        write_bytes_atomic(lay.window_basis(name), wb.to_bytes())
     doc = {
         "entries": [_entry_doc(e) for e in c.entries],
         "left_out": c.left_out,
@@ -157,6 +184,8 @@ def save_cohort(c: Cohort) -> None:
         "extraction_keys": c.extraction_keys,
         "config": to_doc(c.config),
         "feature_stats": {k: dataclasses.asdict(v) for k, v in c.feature_stats.items()},
+        "window_bases": {k: {"spec": spec, "sha256": wb.sha256, "explained_variance": wb.explained.tolist()}
+                         for k, (spec, wb) in c.window_bases.items()},
     }
     write_text_atomic(c.layout.cohort_record, json.dumps(doc, indent=2, default=str))
 
@@ -172,7 +201,6 @@ def load_cohort(out_root: Path) -> Cohort:
     """Read OUT/cohort/ back (as written by :func:`prepare_cohort`)."""
     out_root = Path(out_root)
     lay = RunLayout(out_root)
-    d = lay.cohort_dir
     if not lay.cohort_record.is_file():
         raise DISError(f"{lay.cohort_record} not found: run the cohort step first (dis cohort --out {out_root})")
     doc = json.loads(lay.cohort_record.read_text())
@@ -182,13 +210,20 @@ def load_cohort(out_root: Path) -> Cohort:
         x["video"] = Path(x["video"])
         x["extra"] = tuple(tuple(p) for p in x["extra"])
         entries.append(VideoEntry(**x))
-    with np.load(d / "split.npz", allow_pickle=False) as z:
+    with np.load(lay.split_record, allow_pickle=False) as z:
         splits = {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"], doc["split"][e.unit_id]["rule"])
                   for e in entries}
-    basis = LandmarkBasis.from_file(d / "landmark_basis.npz") if (d / "landmark_basis.npz").is_file() else None
+    basis = LandmarkBasis.from_file(lay.landmark_basis) if lay.landmark_basis.is_file() else None
+    windows = {}
+    for k, w in doc.get("window_bases", {}).items():
+        wb = WindowBasis.from_file(lay.window_basis(k))
+        if wb.sha256 != w["sha256"]:
+            raise DISError(f"{lay.window_basis(k)} is not the window basis {lay.cohort_record} records: "
+                           f"rerun the cohort step (dis cohort --out {out_root})")
+        windows[k] = (w["spec"], wb)
     return Cohort(out_root, entries, doc["left_out"], splits, basis, from_doc(CohortConfig, doc["config"]),
                   doc.get("extraction_keys", {}),
-                  {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()})
+                  {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows)
 
 
 @dataclasses.dataclass
@@ -224,7 +259,7 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop
         select = sp.train if part == "train" else sp.test
         if not select.any():
             continue
-        vf = _video_features(c, e, spec, select, sp.train)
+        vf = _video_features(c, e, spec, select, sp.train, c.window_basis(spec))
         cols = vf.columns
         xs.append(vf.x)
         frames[e.unit_id] = vf.frames if vf.covered is None else vf.covered  # window rows: every frame covered
@@ -238,7 +273,8 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop
     return ParticipantData(pid, part, x, cols, frames, dropped, rows)
 
 
-def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray) -> VideoFeatures:
+def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray,
+                    window_basis: WindowBasis | None = None) -> VideoFeatures:
     needed = "transform" if spec.source == "head_rotation" else spec.source
     skip = tuple(n for n in ("landmarks", "blendshapes", "transform") if n != needed)
     x = read_extraction(RunLayout(c.out_root).extraction(e.unit_id), skip=skip)
@@ -250,7 +286,27 @@ def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndar
     values, columns = base_values(spec.source, head_pose=x.head_pose, landmarks_xy=lm, blendshapes=x.blendshapes,
                                   blendshape_names=x.blendshape_names, basis=c.basis,
                                   transform=x.transform, fit=fit)
-    return video_features(values, columns, x.time_s, select, fit, spec)
+    return video_features(values, columns, x.time_s, select, fit, spec, window_basis)
+
+
+def cohort_window_basis(c: Cohort, spec: FeatureSpec) -> WindowBasis:
+    """Fit a window="frames" spec's PCA basis on the cohort's training windows (at most
+    ``basis_frames_per_video`` windows of each video, evenly spaced): test frames never shape it."""
+    xs, cols = [], None
+    for e in c.entries:
+        sp = c.splits[e.unit_id]
+        if not sp.train.any():
+            continue
+        vf = _video_features(c, e, spec, sp.train, sp.train)  # raw windows
+        cols = vf.columns
+        if len(vf.x) > c.config.basis_frames_per_video:
+            vf.x = vf.x[np.linspace(0, len(vf.x) - 1, c.config.basis_frames_per_video).round().astype(int)]
+        xs.append(vf.x)
+    n = sum(len(x) for x in xs)
+    if n < spec.k + 2:
+        raise DISError(f"{spec.name}: the cohort's training frames give {n} complete {spec.window_s:g} s windows, "
+                       f"too few for a {spec.k}-dimensional window basis")
+    return fit_window_basis(np.concatenate(xs), cols, spec.k)
 
 
 # A column whose spread over the whole cohort's training rows is at most DEAD_SPREAD (in its own units:

@@ -29,8 +29,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from dis_core.features import motion
+from dis_core.features.temporal import WindowBasis, frame_windows, pca, spectral_rows
 
 SOURCES = ("head_rotation", "head_pose", "landmarks", "blendshapes")
+WINDOWS = ("none", "spectrum", "frames")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +47,17 @@ class FeatureSpec:
     velocity: bool = True  # append d/dt from the real frame times (central difference over velocity_window_s)
     velocity_window_s: float = 0.1
     lags_s: tuple[float, ...] = ()  # append the values at t - lag, for each lag (seconds)
-    k: int = 8  # landmarks: dimensions of the cohort PCA basis
+    k: int = 8  # dimensions of the cohort PCA basis (landmarks; window rows of window="frames")
     max_gap_s: float = 0.2  # bridge detector gaps up to this long (missing frames x period) inside windows; 0: never
     # rows over time (dis_core.features.temporal): "none" = one row per frame; "spectrum" = one row per
-    # sliding window of window_s seconds every hop_s, per-axis log power in n_bands log-spaced bands
+    # sliding window of window_s seconds every hop_s, per-axis log power in n_bands log-spaced bands;
+    # "frames" = one row per such window, its values on a grid_hz grid, reduced to the k axes of a PCA
+    # basis fitted on the cohort's training windows (the cohort step)
     window: str = "none"
     window_s: float = 8.0
     hop_s: float = 0.5
     n_bands: int = 6
+    grid_hz: float = 7.5
     # "logit": values in [0, 1] (blendshape scores) become logit(clip(v, LOGIT_EPS, 1 - LOGIT_EPS)) before
     # centring and velocities: an unbounded space for the flow (see :func:`transform_values`)
     transform: str = "none"
@@ -62,8 +67,8 @@ class FeatureSpec:
             raise ValueError(f"transform must be 'none' or 'logit', not {self.transform!r}")
         if self.transform == "logit" and self.source != "blendshapes":
             raise ValueError("transform 'logit' is for blendshape scores in [0, 1]")
-        if self.window not in ("none", "spectrum"):
-            raise ValueError(f"window must be 'none' or 'spectrum', not {self.window!r}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {self.window!r}")
         if self.source not in SOURCES:
             raise ValueError(f"feature source {self.source!r} is not one of {', '.join(SOURCES)}")
         if self.center not in ("session", "none"):
@@ -86,13 +91,17 @@ DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
 # over time (bench/identify.py compares them): per-axis log band power over 8 s windows every 0.5 s of
 # the gain-normalised relative rotation (rows are windows; a window bridges gaps up to 0.4 s, as band
 # power below 5 Hz barely changes over such a bridge), and per-frame rows with the past 0.2 and 0.4 s
-# (for the conditional flow p(present | past) and the autoregressive baseline).
+# (for the conditional flow p(present | past) and the autoregressive baseline); and the trajectory itself
+# over 2 s windows every 0.25 s (a 7.5 Hz grid, 45 values) on the 12 leading axes of a basis fitted on the
+# cohort's training windows: the shapes of nods and shakes, which band power averages away.
 EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
     "head_pose_euler": FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3),
     "head_spectrum": FeatureSpec("head_spectrum", "head_rotation", center="none", scale="session", velocity=False,
                                  window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4),
     "head_lags": FeatureSpec("head_lags", "head_rotation", center="none", scale="session", velocity=True,
                              velocity_window_s=0.2, lags_s=(0.2, 0.4)),
+    "head_windows": FeatureSpec("head_windows", "head_rotation", center="none", scale="session", velocity=False,
+                                window="frames", window_s=2.0, hop_s=0.25, grid_hz=7.5, k=12),
 }
 
 
@@ -183,18 +192,14 @@ def fit_landmark_basis(pts: np.ndarray, k: int, groups: np.ndarray | None = None
     geometry between people; ``mean`` stays the cohort's mean aligned shape."""
     ref = mean_shape(pts)
     a = procrustes_align(pts, ref).reshape(len(pts), -1)
-    mu = a.mean(axis=0)
-    centred = a - mu
+    centred = None
     if groups is not None:
         groups = np.asarray(groups)
         centred = a.copy()
         for g in np.unique(groups):
             centred[groups == g] -= np.median(a[groups == g], axis=0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    var = s ** 2
-    comps = vt[:k]
-    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
-    return LandmarkBasis(ref, mu, comps * signs[:, None], var[:k] / var.sum())
+    comps, explained, mu = pca(a, k, centred)
+    return LandmarkBasis(ref, mu, comps, explained)
 
 
 def landmark_points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -260,7 +265,7 @@ def base_values(source: str, head_pose: np.ndarray | None = None, landmarks_xy: 
 
 
 def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, select: np.ndarray,
-                   fit: np.ndarray, spec: FeatureSpec) -> VideoFeatures:
+                   fit: np.ndarray, spec: FeatureSpec, window_basis: WindowBasis | None = None) -> VideoFeatures:
     """Build feature rows for the selected frames of one video.
 
     ``values`` (T, d) has NaN rows without a face and are first mapped by ``spec.transform`` (e.g. logits
@@ -268,7 +273,8 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     frames); ``fit`` marks the frames whose median centres the session (its training frames, or all).
     Gaps of at most ``spec.max_gap_s`` are bridged first; velocities and lags may then look at
     neighbouring frames outside ``select`` and at bridged frames, but never across a longer gap.
-    Only frames with a real face become rows.
+    Only frames with a real face become rows. Rows of ``window="frames"`` are reduced by
+    ``window_basis`` (the cohort's); without one they stay raw windows (what the basis is fitted on).
     """
     v = transform_values(np.asarray(values, np.float64), spec.transform)
     t = np.asarray(times, np.float64)
@@ -291,11 +297,14 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     if spec.scale == "session" and ref.sum() > 1:
         mad = np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826
         v = v / np.maximum(mad, 1e-6)
-    if spec.window == "spectrum":
-        from dis_core.features.temporal import spectral_rows
-
+    if spec.window != "none":
         sel = np.asarray(select, bool)
-        w = spectral_rows(v, t, segment, sel, list(columns), spec.window_s, spec.hop_s, spec.n_bands)
+        if spec.window == "spectrum":
+            w = spectral_rows(v, t, segment, sel, list(columns), spec.window_s, spec.hop_s, spec.n_bands)
+        else:
+            w = frame_windows(v, t, segment, sel, list(columns), spec.window_s, spec.hop_s, spec.grid_hz)
+            if window_basis is not None:
+                w.x, w.columns = window_basis.project(w.x, w.columns), window_basis.names
         cov = np.unique(np.concatenate(w.covered)) if w.covered else np.empty(0, np.int64)
         covered = np.zeros(len(v), bool)
         covered[cov] = True

@@ -6,12 +6,16 @@ per-frame density cannot see. Here each row is a window lying wholly inside one 
 every frame it covers, so the train/test disjointness guard sees windows exactly as frames.
 
 Pure functions on one video's arrays; :func:`dis_core.features.build.video_features` calls
-:func:`spectral_rows` for feature specs with ``window="spectrum"``.
+:func:`spectral_rows` for feature specs with ``window="spectrum"`` and :func:`frame_windows` (then a
+:class:`WindowBasis` fitted on the cohort's training windows) for ``window="frames"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +44,36 @@ def part_segments(segment: np.ndarray, select: np.ndarray) -> np.ndarray:
     return out
 
 
+def _windows(v: np.ndarray, t: np.ndarray, seg: np.ndarray, fs: float, n: int, hop_s: float, window_s: float):
+    """Every complete window of ``n`` samples at ``fs`` Hz, every ``hop_s``, inside one run of ``seg``:
+    yields (values resampled on the window's uniform grid (n, d), frames covered, centre frame)."""
+    for s in np.unique(seg[seg >= 0]):
+        idx = np.flatnonzero(seg == s)
+        ts, xs = t[idx], v[idx]
+        if not np.isfinite(xs).all():
+            continue
+        start = ts[0]
+        while start + (n - 1) / fs <= ts[-1] + 1e-9:
+            grid = start + np.arange(n) / fs
+            w = np.column_stack([np.interp(grid, ts, xs[:, j]) for j in range(xs.shape[1])])
+            lo = max(int(np.searchsorted(ts, grid[0], side="right")) - 1, 0)
+            hi = min(int(np.searchsorted(ts, grid[-1], side="left")), len(ts) - 1)
+            yield w, idx[lo:hi + 1], idx[min(int(np.searchsorted(ts, start + window_s / 2.0)), len(ts) - 1)]
+            start += hop_s
+
+
+def _frame_rate(t: np.ndarray, seg: np.ndarray) -> float | None:
+    """The median frame rate within runs of ``seg`` (None if no two consecutive frames share one)."""
+    same = (seg[1:] == seg[:-1]) & (seg[1:] >= 0)
+    dts = np.diff(t)[same] if len(t) > 1 else np.empty(0)
+    return 1.0 / float(np.median(dts)) if len(dts) else None
+
+
+def _rows(feats: list, covered: list, centres: list, names: list[str], t, select, window_s, hop_s) -> WindowRows:
+    x = np.asarray(feats) if feats else np.empty((0, len(names)))
+    return WindowRows(x, np.asarray(centres, np.int64), covered, names, _candidates(t, select, window_s, hop_s))
+
+
 def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, select: np.ndarray,
                   columns: list[str], window_s: float = 8.0, hop_s: float = 0.5, n_bands: int = 6,
                   fmin: float = 0.25, fmax: float = 5.0) -> WindowRows:
@@ -52,13 +86,10 @@ def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
     t = np.asarray(times, np.float64)
     seg = part_segments(segment, select)
     names = [f"{c}_b{k}" for c in columns for k in range(n_bands)]
-    same = (seg[1:] == seg[:-1]) & (seg[1:] >= 0)
-    dts = np.diff(t)[same] if len(t) > 1 else np.empty(0)
-    empty = WindowRows(np.empty((0, len(names))), np.empty(0, np.int64), [], names,
-                       _candidates(t, select, window_s, hop_s))
-    if not len(dts):
-        return empty
-    fs = 1.0 / np.median(dts)
+    fs = _frame_rate(t, seg)
+    feats, centres, covered = [], [], []
+    if fs is None:
+        return _rows(feats, covered, centres, names, t, select, window_s, hop_s)
     edges = band_edges(fs, n_bands, fmin, fmax)
     n = int(round(window_s * fs))
     freqs = np.fft.rfftfreq(n, 1.0 / fs)
@@ -69,29 +100,89 @@ def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
     taper = np.hanning(n)
     scale = 2.0 / (fs * np.sum(taper ** 2))  # one-sided power spectral density
     df = fs / n
+    for w, cov, centre in _windows(v, t, seg, fs, n, hop_s, window_s):
+        w = (w - w.mean(axis=0)) * taper[:, None]
+        psd = np.abs(np.fft.rfft(w, axis=0)) ** 2 * scale
+        power = np.stack([psd[b].sum(axis=0) * df for b in bins], axis=1)  # (d, n_bands)
+        feats.append(np.log(power + 1e-12).ravel())
+        covered.append(cov)
+        centres.append(centre)
+    return _rows(feats, covered, centres, names, t, select, window_s, hop_s)
+
+
+def frame_windows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, select: np.ndarray,
+                  columns: list[str], window_s: float = 2.0, hop_s: float = 0.25, grid_hz: float = 7.5) -> WindowRows:
+    """The trajectory itself over windows of ``window_s`` every ``hop_s``: each window resampled on a uniform
+    grid of ``grid_hz`` (so videos of any frame rate give the same columns) and flattened axis-major,
+    ``<axis>@<k>`` being the value k / grid_hz seconds into the window. Reduced by a :class:`WindowBasis`."""
+    v = np.asarray(values, np.float64).reshape(len(values), -1)
+    t = np.asarray(times, np.float64)
+    seg = part_segments(segment, select)
+    n = max(int(round(window_s * grid_hz)), 2)
+    names = [f"{c}@{k}" for c in columns for k in range(n)]
     feats, centres, covered = [], [], []
-    for s in np.unique(seg[seg >= 0]):
-        idx = np.flatnonzero(seg == s)
-        ts, xs = t[idx], v[idx]
-        if not np.isfinite(xs).all():
-            continue
-        start = ts[0]
-        while start + (n - 1) / fs <= ts[-1] + 1e-9:
-            grid = start + np.arange(n) / fs
-            w = np.column_stack([np.interp(grid, ts, xs[:, j]) for j in range(xs.shape[1])])
-            w = (w - w.mean(axis=0)) * taper[:, None]
-            psd = np.abs(np.fft.rfft(w, axis=0)) ** 2 * scale
-            power = np.stack([psd[b].sum(axis=0) * df for b in bins], axis=1)  # (d, n_bands)
-            feats.append(np.log(power + 1e-12).ravel())
-            lo = max(int(np.searchsorted(ts, grid[0], side="right")) - 1, 0)
-            hi = min(int(np.searchsorted(ts, grid[-1], side="left")), len(ts) - 1)
-            covered.append(idx[lo:hi + 1])
-            centres.append(idx[min(int(np.searchsorted(ts, start + window_s / 2.0)), len(ts) - 1)])
-            start += hop_s
-    if not feats:
-        return empty
-    return WindowRows(np.asarray(feats), np.asarray(centres, np.int64), covered, names,
-                      _candidates(t, select, window_s, hop_s))
+    for w, cov, centre in _windows(v, t, seg, grid_hz, n, hop_s, window_s):
+        feats.append(w.T.ravel())
+        covered.append(cov)
+        centres.append(centre)
+    return _rows(feats, covered, centres, names, t, select, window_s, hop_s)
+
+
+@dataclasses.dataclass
+class WindowBasis:
+    """A PCA basis of flattened frame windows, fitted on the cohort's training windows only: rows become
+    their coordinates on the k leading axes (``wpc1..k``), the axes the cohort's motion spans."""
+
+    columns: np.ndarray  # (D,) the raw window columns it was fitted on, in order
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (k, D) orthonormal rows
+    explained: np.ndarray  # (k,) fraction of the training windows' variance on each axis
+
+    @property
+    def names(self) -> list[str]:
+        return [f"wpc{i + 1}" for i in range(len(self.components))]
+
+    def project(self, x: np.ndarray, columns: list[str]) -> np.ndarray:
+        """(n, D) raw window rows with ``columns`` -> (n, k) coordinates."""
+        if list(columns) != [str(c) for c in self.columns]:
+            raise ValueError("window rows have other columns than the window basis was fitted on "
+                             "(another window length, grid or axes): refit the cohort step")
+        return (np.asarray(x, np.float64) - self.mean) @ self.components.T
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, columns=self.columns.astype(str), mean=self.mean, components=self.components,
+                 explained=self.explained)
+        return buf.getvalue()
+
+    @classmethod
+    def from_file(cls, path: Path) -> "WindowBasis":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["columns"], z["mean"], z["components"], z["explained"])
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+def fit_window_basis(x: np.ndarray, columns: list[str], k: int) -> WindowBasis:
+    """PCA of (n, D) raw training windows: the k leading axes (sign fixed: largest loading positive)."""
+    x = np.asarray(x, np.float64)
+    if len(x) < k + 2:
+        raise ValueError(f"{len(x)} training windows cannot fit a {k}-dimensional window basis")
+    comps, explained, mu = pca(x, k)
+    return WindowBasis(np.asarray(columns, str), mu, comps, explained)
+
+
+def pca(x: np.ndarray, k: int, centred: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k leading principal axes of ``x`` (or of ``centred``, rows already centred another way), each
+    signed so that its largest loading is positive: (components (k, D), explained fraction (k,), mean)."""
+    mu = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mu if centred is None else centred, full_matrices=False)
+    var = s ** 2
+    comps = vt[:k]
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+    return comps * signs[:, None], var[:k] / var.sum(), mu
 
 
 def _candidates(t: np.ndarray, select: np.ndarray, window_s: float, hop_s: float) -> int:

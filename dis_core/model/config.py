@@ -71,7 +71,8 @@ def methods_of(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 def default_train_config(spec: FeatureSpec) -> TrainConfig:
-    """Per-frame rows: a density of one's own; window rows: the pooled shape (bench/identify.py)."""
-    if spec.window != "none":
+    """Per-frame rows and frame windows: a density of one's own (identity lives in how they scatter, their
+    means are ~0 after session centring); spectra: the pooled shape (bench/identify.py)."""
+    if spec.window == "spectrum":
         return TrainConfig(spec, DEFAULT_FLOWS.get(spec.name, POOLED_FLOW), density="pooled")
     return TrainConfig(spec, DEFAULT_FLOWS.get(spec.name, FlowConfig()))

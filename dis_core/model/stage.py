@@ -77,7 +77,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             base = fit_gaussian(data.x, data.columns, cfg.flow.min_std, cohort_spread=spread)
         columns = {"dropped": list(stats.dead),  # dead in the whole cohort: not modelled by anyone
                    "fixed": [c for c, f in zip(data.columns, ~tr.density.free) if f]}  # constant here, see fit_scaler
-        prov = provenance(cfg, participant_id=pid, basis_sha256=cohort.basis.sha256 if cohort.basis is not None else "",
+        prov = provenance(cfg, participant_id=pid, basis_sha256=cohort.bases_sha256(cfg.features),
                           unit_key=key, dropped_columns=",".join(columns["dropped"]),
                           fixed_columns=",".join(columns["fixed"]), pooled_key=pooled_key)
         extra = {"participant_id": pid, "feature_spec": plain(cfg.features), "unit_key": key, "columns_treatment": columns,
@@ -113,7 +113,7 @@ def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> s
     """Equal keys mean equal inputs: the exact training rows, configuration, basis, the content keys
     of the extractions and split they came from, and (pooled density) the pooled shape's key."""
     h = hashlib.sha256(np.ascontiguousarray(data.x).tobytes())
-    h.update(json.dumps([plain(cfg), data.columns, cohort.basis.sha256 if cohort.basis is not None else "",
+    h.update(json.dumps([plain(cfg), data.columns, cohort.bases_sha256(cfg.features),
                          cohort.inputs_of(data.participant_id),
                          cohort.column_stats(cfg.features).spread_of(data.columns).tolist()], sort_keys=True).encode())
     if pooled_key:

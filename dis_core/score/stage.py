@@ -19,6 +19,7 @@ import numpy as np
 from dis_core.cohort.stage import Cohort, ParticipantData, load_cohort, participant_features
 from dis_core.config import plain
 from dis_core.errors import DISError
+from dis_core.features.build import FeatureSpec
 from dis_core.io.provenance import provenance
 from dis_core.layout import RunLayout, UnitResult
 from dis_core.model.flows import Density, load_density
@@ -56,7 +57,7 @@ class RunSource:
     def participant(self, pid: str) -> Participant | str:
         if pid not in self.cohort.participants:
             return ""  # left out at the cohort step (the report lists it from there)
-        models, training, histories, left = _models(self.cohort, self.feature_set, self.methods, [pid])
+        models, training, histories, left = _models(self.cohort, self.cfg.features, self.methods, [pid])
         if left:
             return left[0]["reason"]
         data = _test_data(self.cohort, self.cfg, models, self.score_cfg, left)
@@ -82,11 +83,11 @@ def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidate
                        RunLayout(out_root).score_block_dir(fs, r, c), score_cfg, prov, force)
 
 
-def _models(cohort: Cohort, fs: str, methods: Sequence[str] = METHODS, pids: Sequence[str] | None = None):
+def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS, pids: Sequence[str] | None = None):
     """Each participant's current densities (one per method); stale or missing models are left out with why."""
     models: dict[str, dict] = {}
     training, histories, left_out = {}, {}, []
-    basis = cohort.basis.sha256 if cohort.basis is not None else ""
+    fs, basis = spec.name, cohort.bases_sha256(spec)
     for pid in (cohort.participants if pids is None else pids):
         d = cohort.layout.model_dir(fs, pid)
         if not all((d / FILES[m]).is_file() for m in methods) or not (d / SUMMARY_NAME).is_file():
@@ -96,7 +97,7 @@ def _models(cohort: Cohort, fs: str, methods: Sequence[str] = METHODS, pids: Seq
         blob = dens["flow"][1]
         if blob.get("basis_sha256", "") != basis:
             left_out.append({"participant_id": pid, "feature_set": fs,
-                             "reason": "model was trained on another landmark basis: retrain"})
+                             "reason": "model was trained on another landmark or window basis: retrain"})
             continue
         if "inputs" in blob and blob["inputs"] != cohort.inputs_of(pid):
             left_out.append({"participant_id": pid, "feature_set": fs,
