@@ -2,7 +2,8 @@
 
 Prints, per (feature set, method): top-1 with its 95% bootstrap interval over participants, chance,
 AUC and EER (t-norm) with intervals, usable frames per video, training seconds per participant;
-then the paired difference best flow - best baseline (interval, p, McNemar). Not a test: figures.
+then the paired differences of the best flow and the best baseline, the best per-frame baseline and
+the non-density reference (interval, p, McNemar). Not a test: figures.
 
     python bench/identify.py --run /work/data/identify/run            # a `dis extract` output folder
         [--manifest M] [--only spectrum,frame] [--cache DIR] [--truth]
@@ -35,9 +36,14 @@ each person's mean); nn: the non-density reference.
     spectrum_raw/pflow     0.975 [0.925, 1.000]  0.972 [0.951, 0.990]  0.102 [0.048, 0.142]  900    0.30
     spectrum_raw/pgauss    0.950 [0.875, 1.000]  0.994 [0.985, 0.999]  0.029 [0.009, 0.053]  900    0.02
     spectrum_raw/nn        0.950 [0.875, 1.000]  0.998 [0.996, 1.000]  0.015 [0.001, 0.029]  900    0.00
+    windows/flow           0.800 [0.725, 0.975]  0.857 [0.827, 0.921]  0.225 [0.151, 0.288]  899    1.36
+    windows/gaussian       0.925 [0.850, 1.000]  0.968 [0.946, 0.983]  0.085 [0.050, 0.133]  899    0.02
     chance: top-1 0.025, AUC 0.5, EER 0.5.
     best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000], EER +0.009
     [-0.005, +0.061]: the flow meets top-1 >= 0.90 and EER <= 0.06 but is NOT ahead of its baseline.
+    best flow - best per-frame baseline frame/gaussian: top-1 +0.025 [-0.050, +0.100], EER -0.140
+    [-0.177, -0.024] (against lags/gaussian, the per-frame baseline of lowest EER: top-1 +0.125
+    [+0.000, +0.175], EER -0.026 [-0.065, +0.035]).
     best flow - reference spectrum/nn: EER +0.022 [+0.011, +0.076].
 """
 
@@ -217,7 +223,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a `dis extract` output folder")
     ap.add_argument("--manifest", type=Path, help="the cohort manifest (default: RUN/../cohort/manifest.csv)")
-    ap.add_argument("--only", default="frame,lags,spectrum,spectrum_raw")
+    ap.add_argument("--only", default="frame,lags,spectrum,spectrum_raw,windows")
     ap.add_argument("--methods", default="", help="only these methods (e.g. gaussian,ar,nn); default all")
     ap.add_argument("--cache", type=Path, help="keep score matrices here and reuse them")
     ap.add_argument("--truth", action="store_true", help="use the phantom truth instead of MediaPipe (ceiling)")
@@ -245,10 +251,11 @@ def main() -> None:
     flows = [r for r in results if method(r) in FLOW_METHODS]
     bases = [r for r in results if method(r) not in FLOW_METHODS + REFERENCES]
     refs = [r for r in results if method(r) in REFERENCES]
+    per_frame = [r for r in bases if SPECS[r.name.split("/")[0]].window == "none"]  # one row per frame
     key = lambda r: (identification(r.s)["top1"], -verification(tnorm(r.s))["eer"])  # noqa: E731
     if flows:
         bf = max(flows, key=key)
-        for what, pool in (("best baseline", bases), ("reference", refs)):
+        for what, pool in (("best baseline", bases), ("best per-frame baseline", per_frame), ("reference", refs)):
             if pool and bf.s.shape == max(pool, key=key).s.shape:
                 bb = max(pool, key=key)
                 c = compare_methods(bf.s, bb.s)
