@@ -63,7 +63,7 @@ import numpy as np  # noqa: E402
 from dis_core.extract.h5store import read_extraction  # noqa: E402
 from dis_core.extract.pose import euler_to_rotation  # noqa: E402
 from dis_core.layout import RunLayout  # noqa: E402
-from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
+from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
 from dis_core.manifest import load_manifest  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
 from dis_core.features.temporal import fit_window_basis  # noqa: E402
@@ -77,8 +77,8 @@ from dis_core.score.scoring import (compare_methods, headline_intervals, identif
 SPECS: dict[str, FeatureSpec] = {
     "frame": DEFAULT_FEATURE_SETS["head_pose"],  # rotation vector + angular velocity per frame
     "lags": EXTRA_FEATURE_SETS["head_lags"],  # + the past 0.2 and 0.4 s, gain-normalised
-    "spectrum": EXTRA_FEATURE_SETS["head_spectrum"],  # log band power over 8 s windows, gain-normalised
-    "spectrum_raw": dataclasses.replace(EXTRA_FEATURE_SETS["head_spectrum"], name="spectrum_raw", scale="none"),
+    "spectrum": FEATURE_SETS["head_spectrum"],  # log band power over 8 s windows, gain-normalised
+    "spectrum_raw": dataclasses.replace(FEATURE_SETS["head_spectrum"], name="spectrum_raw", scale="none"),
     "windows": EXTRA_FEATURE_SETS["head_windows"],  # 2 s of trajectory on the axes of the training windows' PCA
 }
 # Per-frame flows are capped at 60 epochs (patience 10) to fit a 40-person bench into minutes on a shared

@@ -134,8 +134,8 @@ def validate(manifest: Path = ManifestOpt) -> None:
 
 FeatureSetsOpt = typer.Option(None, "--feature-sets",
                               help="Comma-separated feature sets (default: the run's, else "
-                                   "head_pose,landmarks,blendshapes).")
-DEFAULT_FEATURE_SETS = "head_pose,landmarks,blendshapes"
+                                   "head_pose,head_spectrum,landmarks,blendshapes).")
+DEFAULT_FEATURE_SETS = "head_pose,head_spectrum,landmarks,blendshapes"  # = features.build.DEFAULT_FEATURE_SETS
 ForceOpt = typer.Option(False, "--force", help="Redo units whose outputs are current.")
 EpochsOpt = typer.Option(None, min=1, help="Cap training epochs (default: per feature set).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Per-unit detail (e.g. a progress bar per video).")

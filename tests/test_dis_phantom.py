@@ -174,7 +174,7 @@ def test_models_and_scores_of_another_cohort_step_are_never_used(same_faces, tmp
     assert o.exit_code == 1 and st.failed and "fewer than two participants" in st.message
     from dis_core.score.stage import _models
 
-    _, _, _, left = _models(load_cohort(run_dir), "head_pose")
+    _, _, _, left = _models(load_cohort(run_dir), HEAD[0].features)
     # the new split also refits the landmark basis (fitted on training frames), which is checked first
     assert len(left) == 6 and all(x["reason"].startswith("model was trained on another") and "retrain" in x["reason"]
                                   for x in left)

@@ -16,7 +16,7 @@ from dis_core.errors import DISError
 from dis_core.io.assets import ModelFile
 from dis_core.layout import RunLayout, UnitResult, read_status, write_status
 from dis_core.model.config import default_train_config
-from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS
+from dis_core.features.build import DEFAULT_FEATURE_SETS, FEATURE_SETS
 from jobs import graph, local, slurm
 from tests.conftest import write_manifest
 
@@ -110,7 +110,7 @@ def test_units_of_every_stage_come_from_the_plan(plan):
 def test_a_pooled_feature_set_adds_its_shape_unit_and_training_waits_for_it(plan):
     import dataclasses
 
-    spec = EXTRA_FEATURE_SETS["head_spectrum"]
+    spec = FEATURE_SETS["head_spectrum"]
     p = dataclasses.replace(plan, train=plan.train + (default_train_config(spec),))
     assert p.train_config("head_spectrum").density == "pooled" and p.train_config("head_pose").density == "own"
     units = {st.name: st.units(p) for st in graph.STAGES}

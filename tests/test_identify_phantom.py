@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, base_values, video_features
+from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FEATURE_SETS, base_values, video_features
 from dis_core.manifest import load_manifest
 from dis_core.model.config import TrainConfig, default_train_config
 from dis_core.phantom.hard import hidden_bursts
 from dis_core.phantom.render import PhantomConfig, make_cohort
 from tests.test_features_motion import _hide, _session
 
-HEAD_SETS = [DEFAULT_FEATURE_SETS["head_pose"], EXTRA_FEATURE_SETS["head_spectrum"], EXTRA_FEATURE_SETS["head_lags"]]
+HEAD_SETS = [DEFAULT_FEATURE_SETS["head_pose"], FEATURE_SETS["head_spectrum"], EXTRA_FEATURE_SETS["head_lags"]]
 
 
 @pytest.mark.parametrize("fps", [15.0, 30.0])
@@ -60,7 +60,7 @@ def test_head_pose_identifies_twelve_people_across_faces_and_cameras(tmp_path, s
     cfg = PhantomConfig(participants=12, sessions=2, duration_s=40.0, fps=15.0, width=400, height=300, seed=21,
                         swap_faces=True, camera_deg=8.0, hidden_fraction=0.05, rich_dynamics=True)
     manifest = load_manifest(make_cohort(tmp_path / "videos", cfg, samples, model.path))
-    spec, windows = DEFAULT_FEATURE_SETS["head_pose"], EXTRA_FEATURE_SETS["head_spectrum"]
+    spec, windows = DEFAULT_FEATURE_SETS["head_pose"], FEATURE_SETS["head_spectrum"]
     o = run_pipeline(manifest, tmp_path / "run", model, [default_train_config(spec), default_train_config(windows)],
                      executor="local", workers=2, log=lambda *_: None)
     _, results, problems = evaluate_run(tmp_path / "run", [spec.name, windows.name])

@@ -126,9 +126,9 @@ def test_a_within_session_gap_shorter_than_a_feature_sets_reach_is_refused():
     """Rows look up to velocity half-window + longest lag from their frame: a within-session gap shorter
     than that lets test rows see training frames. Window rows never cross the border (reach 0)."""
     from dis_core.cohort.split import check_gap
-    from dis_core.features.build import EXTRA_FEATURE_SETS, reach_s
+    from dis_core.features.build import EXTRA_FEATURE_SETS, FEATURE_SETS, reach_s
 
-    lags, spectrum = EXTRA_FEATURE_SETS["head_lags"], EXTRA_FEATURE_SETS["head_spectrum"]
+    lags, spectrum = EXTRA_FEATURE_SETS["head_lags"], FEATURE_SETS["head_spectrum"]
     assert reach_s(lags) == pytest.approx(0.2 + 0.4) and reach_s(spectrum) == 0.0
     times = {"a": np.arange(300) / 30.0}
     temporal = assign_splits([_entry("p", "a")], times, SplitConfig(gap_s=0.5))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dis_core.cohort.stage import load_cohort, participant_features, prepare_cohort
-from dis_core.features.build import EXTRA_FEATURE_SETS
+from dis_core.features.build import EXTRA_FEATURE_SETS, FEATURE_SETS
 from dis_core.model.config import FlowConfig, TrainConfig
 from dis_core.model.stage import train_unit
 from dis_core.report.config import ReportConfig
@@ -37,7 +37,7 @@ def test_norm_workbooks_of_window_rows_label_each_window_by_its_own_video_and_ce
     the first participant: another person's video, and frames that were not the rows)."""
     out = tmp_path / "out"
     prepare_cohort(make_run(out, n=3, seconds=60), out)
-    spec = EXTRA_FEATURE_SETS["head_spectrum"]
+    spec = FEATURE_SETS["head_spectrum"]
     cfg = TrainConfig(spec, TINY, min_train_frames=20)
     _train_and_score(out, cfg)
     r = report_unit(out, [spec.name], ReportConfig(norm_workbooks=True))
@@ -137,7 +137,7 @@ def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(
 
     out = tmp_path / "out"
     prepare_cohort(make_run(out, n=3, seconds=40), out)
-    cfg = TrainConfig(EXTRA_FEATURE_SETS["head_spectrum"], TINY, min_train_frames=20, density="pooled")
+    cfg = TrainConfig(FEATURE_SETS["head_spectrum"], TINY, min_train_frames=20, density="pooled")
     first = train_unit(out, "p0", cfg)
     assert first.status == "failed" and "pooled shape is missing" in first.message
     r = pooled_unit(out, cfg)
@@ -228,3 +228,30 @@ def _manifest_of(c):
     from dis_core.manifest import Manifest
 
     return Manifest(c.out_root.parent / "manifest.csv", tuple(c.entries), ())
+
+
+def test_a_window_feature_set_that_does_not_fit_short_recordings_is_left_out_with_the_reason(tmp_path):
+    """10 s single-session videos split within the session leave a 2 s test part: no 8 s window fits, so
+    the cohort step records that head_spectrum does not apply; its pooled, training and scoring units are
+    left out (done, not failed) saying why, and the report lists it. With 40 s videos it applies."""
+    import json
+
+    from dis_core.layout import RunLayout
+    from dis_core.model.config import default_train_config
+    from dis_core.model.stage import pooled_unit
+    from dis_core.report.stage import evaluate_run
+
+    spec = FEATURE_SETS["head_spectrum"]
+    out = tmp_path / "short"
+    c = prepare_cohort(make_run(out, n=3, seconds=10), out)
+    why = c.inapplicable(spec)
+    assert why.startswith("head_spectrum does not apply to this cohort: 0 participant(s)") and "8 s of face" in why
+    assert json.loads(RunLayout(out).cohort_record.read_text())["not_applicable"]["head_spectrum"]["reason"] == why
+    assert "head_spectrum" not in load_cohort(out).feature_stats
+    cfg = default_train_config(spec)
+    units = [pooled_unit(out, cfg), train_unit(out, "p0", cfg), score_block_unit(out, cfg, 0, 0, c.participants)]
+    assert all(u.status == "left_out" and u.done and u.message == why for u in units)
+    _, results, problems = evaluate_run(out, ["head_spectrum"])
+    assert not results and problems == [{"stage": "cohort", "feature_set": "head_spectrum", "reason": why}]
+    long = tmp_path / "long"
+    assert prepare_cohort(make_run(long, n=3, seconds=40), long).inapplicable(spec) is None

@@ -16,7 +16,7 @@ import numpy as np
 from dis_core.io.atomic import write_bytes_atomic, write_text_atomic
 from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
-from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, LandmarkBasis,
+from dis_core.features.build import (FEATURE_SETS, FeatureSpec, LandmarkBasis,
                                      VideoFeatures, base_values, fit_landmark_basis, landmark_points, video_features)
 from dis_core.features.temporal import WindowBasis, fit_window_basis
 from dis_core.extract.h5store import check_complete, content_key, read_extraction
@@ -40,6 +40,14 @@ class Cohort:
     feature_stats: dict[str, ColumnStats] = dataclasses.field(default_factory=dict)
     # window="frames" feature set name -> (its spec, plain; the PCA basis of its training windows)
     window_bases: dict[str, tuple[dict, WindowBasis]] = dataclasses.field(default_factory=dict)
+    # named window feature set -> {"spec": plain spec, "reason": why it does not apply to this cohort}
+    not_applicable: dict[str, dict] = dataclasses.field(default_factory=dict)
+
+    def inapplicable(self, spec: FeatureSpec) -> str | None:
+        """Why ``spec`` does not apply to this cohort, as the cohort step found (None if it applies or
+        was not checked): its units are then left out with this reason rather than failed."""
+        got = self.not_applicable.get(spec.name)
+        return got["reason"] if got is not None and got["spec"] == plain(spec) else None
 
     def window_basis(self, spec: FeatureSpec) -> WindowBasis | None:
         """The window basis of a ``window="frames"`` spec (None for other specs): as fitted by the cohort step
@@ -108,12 +116,16 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     splits = assign_splits(usable, times, cfg.split)
     basis = _fit_basis(out_root, usable, splits, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys)
-    for spec in {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}.values():
+    for spec in FEATURE_SETS.values():
         if spec.source == "landmarks" and basis is None:
             continue
         try:
             cohort.window_basis(spec)  # before the column statistics, which are of the reduced rows
-        except DISError:  # e.g. videos shorter than the window: a run that asks for this set fails saying so
+            why = window_coverage(cohort, spec)
+        except DISError as e:  # e.g. videos shorter than the window
+            why = str(e)
+        if why:
+            cohort.not_applicable[spec.name] = {"spec": plain(spec), "reason": why}
             continue
         cohort.feature_stats[spec.name] = cohort_column_stats(cohort, spec)
     save_cohort(cohort)
@@ -184,6 +196,7 @@ def save_cohort(c: Cohort) -> None:
         "extraction_keys": c.extraction_keys,
         "config": to_doc(c.config),
         "feature_stats": {k: dataclasses.asdict(v) for k, v in c.feature_stats.items()},
+        "not_applicable": c.not_applicable,
         "window_bases": {k: {"spec": spec, "sha256": wb.sha256, "explained_variance": wb.explained.tolist()}
                          for k, (spec, wb) in c.window_bases.items()},
     }
@@ -223,7 +236,8 @@ def load_cohort(out_root: Path) -> Cohort:
         windows[k] = (w["spec"], wb)
     return Cohort(out_root, entries, doc["left_out"], splits, basis, from_doc(CohortConfig, doc["config"]),
                   doc.get("extraction_keys", {}),
-                  {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows)
+                  {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows,
+                  doc.get("not_applicable", {}))
 
 
 @dataclasses.dataclass
@@ -287,6 +301,20 @@ def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndar
                                   blendshape_names=x.blendshape_names, basis=c.basis,
                                   transform=x.transform, fit=fit)
     return video_features(values, columns, x.time_s, select, fit, spec, window_basis)
+
+
+def window_coverage(c: Cohort, spec: FeatureSpec) -> str | None:
+    """Why window rows do not apply to this cohort (None if they do): fewer than two participants have a
+    complete window in both parts of their split, so nothing could be identified."""
+    if spec.window == "none":
+        return None
+    both = [p for p in c.participants
+            if all(len(participant_features(c, p, spec, part, drop_dead=False).x) for part in ("train", "test"))]
+    if len(both) >= 2:
+        return None
+    return (f"{spec.name} does not apply to this cohort: {len(both)} participant(s) have a complete "
+            f"{spec.window_s:g} s window of face in both the training and the test part of their split (2 are "
+            f"needed); it needs sessions with at least {spec.window_s:g} s of face in each part")
 
 
 def cohort_window_basis(c: Cohort, spec: FeatureSpec) -> WindowBasis:

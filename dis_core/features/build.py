@@ -77,32 +77,33 @@ class FeatureSpec:
             raise ValueError(f"scale must be 'session' or 'none', not {self.scale!r}")
 
 
-# Defaults unchanged by bench/identify.py (issue #12, 40 x 2 x 60 s hard phantom, see the closing note):
-# window rows (head_spectrum) identify better than per-frame rows with a Gaussian and with a nearest
-# neighbour on session spectra, but their per-person flow (about 100 windows each) is not ahead of those
-# baselines, so they are offered (EXTRA_FEATURE_SETS, --feature-sets) rather than made the default.
+# Defaults chosen by bench/identify.py (issue #12, 40 x 2 x 60 s hard phantom, see the README): head motion
+# over seconds (head_spectrum: per-axis log band power over 8 s windows every 0.5 s of the gain-normalised
+# relative rotation, a pooled density) identifies best (top-1 0.975, EER 0.035 against 0.90 and 0.19 per
+# frame); head_pose stays for short recordings, where head_spectrum does not apply (it needs 8 s of face
+# in each part of the split: the cohort step then records why and its units are left out, not failed).
 DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
     "head_pose": FeatureSpec("head_pose", "head_rotation", center="none", velocity=True, velocity_window_s=0.2),
+    "head_spectrum": FeatureSpec("head_spectrum", "head_rotation", center="none", scale="session", velocity=False,
+                                 window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4),
     "landmarks": FeatureSpec("landmarks", "landmarks", velocity=True, velocity_window_s=0.3, k=8),
     "blendshapes": FeatureSpec("blendshapes", "blendshapes", velocity=False, transform="logit"),
 }
 
-# Not defaults: the former head-pose set on yaw/pitch/roll (degrees), for comparison; and head motion
-# over time (bench/identify.py compares them): per-axis log band power over 8 s windows every 0.5 s of
-# the gain-normalised relative rotation (rows are windows; a window bridges gaps up to 0.4 s, as band
-# power below 5 Hz barely changes over such a bridge), and per-frame rows with the past 0.2 and 0.4 s
-# (for the conditional flow p(present | past) and the autoregressive baseline); and the trajectory itself
-# over 2 s windows every 0.25 s (a 7.5 Hz grid, 45 values) on the 12 leading axes of a basis fitted on the
-# cohort's training windows: the shapes of nods and shakes, which band power averages away.
+# Not defaults: the former head-pose set on yaw/pitch/roll (degrees), for comparison; per-frame rows with
+# the past 0.2 and 0.4 s (for the conditional flow p(present | past) and the autoregressive baseline);
+# and the trajectory itself over 2 s windows every 0.25 s (a 7.5 Hz grid, 45 values) on the 12 leading
+# axes of a basis fitted on the cohort's training windows: the shapes of nods and shakes, which band
+# power averages away. A window of head_spectrum bridges gaps up to 0.4 s, as band power below 5 Hz
+# barely changes over such a bridge.
 EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
     "head_pose_euler": FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3),
-    "head_spectrum": FeatureSpec("head_spectrum", "head_rotation", center="none", scale="session", velocity=False,
-                                 window="spectrum", window_s=8.0, hop_s=0.5, n_bands=6, max_gap_s=0.4),
     "head_lags": FeatureSpec("head_lags", "head_rotation", center="none", scale="session", velocity=True,
                              velocity_window_s=0.2, lags_s=(0.2, 0.4)),
     "head_windows": FeatureSpec("head_windows", "head_rotation", center="none", scale="session", velocity=False,
                                 window="frames", window_s=2.0, hop_s=0.25, grid_hz=7.5, k=12),
 }
+FEATURE_SETS: dict[str, FeatureSpec] = {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}  # every named set
 
 
 def reach_s(spec: FeatureSpec) -> float:
@@ -116,7 +117,7 @@ def reach_s(spec: FeatureSpec) -> float:
 def parse_feature_sets(names: str) -> list[FeatureSpec]:
     """'head_pose,landmarks' -> the default specs of those names."""
     out = []
-    known = {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}
+    known = FEATURE_SETS
     for n in [s.strip() for s in names.split(",") if s.strip()]:
         if n not in known:
             raise ValueError(f"unknown feature set {n!r}; known: {', '.join(known)}")

@@ -51,6 +51,10 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             why = "; ".join(x["reason"] for x in cohort.left_out if x["participant_id"] == pid) or "no usable video"
             res.status, res.message = "left_out", f"participant {pid} was left out at the cohort step ({why})"
             return res
+        why = cohort.inapplicable(cfg.features)
+        if why:
+            res.status, res.message = "left_out", why
+            return res
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         data = participant_features(cohort, pid, cfg.features, "train")
@@ -174,6 +178,10 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
     d = lay.pooled_dir(fs)
     try:
         cohort = load_cohort(out_root)
+        why = cohort.inapplicable(cfg.features)
+        if why:
+            res.status, res.message = "left_out", why
+            return res
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         datas = [participant_features(cohort, p, cfg.features, "train") for p in cohort.participants]

@@ -160,6 +160,9 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
     cohort = load_cohort(out_root)
     results, problems = [], []
     for fs in feature_sets:
+        if fs in cohort.not_applicable:
+            problems.append({"stage": "cohort", "feature_set": fs, "reason": cohort.not_applicable[fs]["reason"]})
+            continue
         st = read_status(cohort.layout.score_dir(fs))
         if st is not None and st.failed:
             problems.append({"feature_set": fs, "reason": st.message})

@@ -78,6 +78,10 @@ def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidate
     except DISError as e:
         res.message = str(e)
         return res
+    why = src.cohort.inapplicable(cfg.features)
+    if why:
+        res.status, res.message = "left_out", why
+        return res
     prov = provenance(score_cfg, feature_set=fs, train_config=plain(cfg), score_rule=SCORE_RULE, block=f"{r}-{c}")
     return score_block(src, list(candidates), block_size(len(candidates), score_cfg), r, c,
                        RunLayout(out_root).score_block_dir(fs, r, c), score_cfg, prov, force)
