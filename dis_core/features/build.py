@@ -21,14 +21,12 @@ its segment, are dropped and counted.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from dis_core.features import motion
+from dis_core.io.arrays import ArrayRecord
 from dis_core.features.temporal import WindowBasis, frame_windows, pca, spectral_rows
 
 SOURCES = ("head_rotation", "head_pose", "landmarks", "blendshapes")
@@ -157,7 +155,7 @@ def mean_shape(pts: np.ndarray, iterations: int = 5) -> np.ndarray:
 
 
 @dataclasses.dataclass
-class LandmarkBasis:
+class LandmarkBasis(ArrayRecord):
     """The cohort's landmark space: Procrustes reference shape and a PCA basis fitted once for all."""
 
     reference: np.ndarray  # (p, 2)
@@ -170,19 +168,6 @@ class LandmarkBasis:
         a = procrustes_align(pts, self.reference).reshape(len(pts), -1)
         return (a - self.mean) @ self.components.T
 
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, reference=self.reference, mean=self.mean, components=self.components, explained=self.explained)
-        return buf.getvalue()
-
-    @classmethod
-    def from_file(cls, path: Path) -> "LandmarkBasis":
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["reference"], z["mean"], z["components"], z["explained"])
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
 
 def fit_landmark_basis(pts: np.ndarray, k: int, groups: np.ndarray | None = None) -> LandmarkBasis:

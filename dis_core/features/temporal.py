@@ -13,13 +13,11 @@ Pure functions on one video's arrays; :func:`dis_core.features.build.video_featu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-from pathlib import Path
 
 import numpy as np
 
 from dis_core.features.motion import band_edges
+from dis_core.io.arrays import ArrayRecord
 
 
 @dataclasses.dataclass
@@ -129,7 +127,7 @@ def frame_windows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
 
 
 @dataclasses.dataclass
-class WindowBasis:
+class WindowBasis(ArrayRecord):
     """A PCA basis of flattened frame windows, fitted on the cohort's training windows only: rows become
     their coordinates on the k leading axes (``wpc1..k``), the axes the cohort's motion spans."""
 
@@ -149,20 +147,6 @@ class WindowBasis:
                              "(another window length, grid or axes): refit the cohort step")
         return (np.asarray(x, np.float64) - self.mean) @ self.components.T
 
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, columns=self.columns.astype(str), mean=self.mean, components=self.components,
-                 explained=self.explained)
-        return buf.getvalue()
-
-    @classmethod
-    def from_file(cls, path: Path) -> "WindowBasis":
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["columns"], z["mean"], z["components"], z["explained"])
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
 
 def fit_window_basis(x: np.ndarray, columns: list[str], k: int) -> WindowBasis:
