@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def test_same_seed_same_frames_and_participants_differ(tmp_path, samples, model)
     for i in range(len(vecs)):
         for j in range(i + 1, len(vecs)):
             assert np.abs(vecs[i] - vecs[j]).max() > 0.5, "participants have different dynamics"
+    one = load_manifest(make_cohort(tmp_path / "c", dataclasses.replace(cfg, sessions=1), samples, model.path))
+    assert {e.split for e in one.entries} == {None}  # single sessions: the within-session split, not all-train
     # partners share the configured parameters, strangers do not
     d = {x["participant_id"]: x for x in p}
     assert d["ph01"]["dyad"] == d["ph02"]["dyad"] != d["ph03"]["dyad"]

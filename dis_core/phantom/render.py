@@ -480,7 +480,8 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
                 "hidden_frames": int(hidden.sum())}
             rows.append({"participant_id": pid, "session": f"s{k + 1}", "video": f"videos/{name}.mp4",
                          "dyad": f"d{i // cfg.dyad_size + 1}",
-                         "split": "test" if k == cfg.sessions - 1 and cfg.sessions > 1 else "train",
+                         # one session: no split, so the cohort step holds out the end of each video
+                         "split": "" if cfg.sessions == 1 else "test" if k == cfg.sessions - 1 else "train",
                          "face": faces[face][0], "truth": f"videos/{name}.truth.csv"})
             if progress:
                 progress(f"{name}: face {faces[face][0]}, {n_frames} frames")

@@ -52,7 +52,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     info = pd.DataFrame({"item": ["participants in cohort", "split rule", "videos used", "videos left out", "feature sets scored",
                                   "baseline comparison", "pair score", "verification scores", "intervals", "partner tests"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
                          "value": [len(cohort.participants), split_rule, len(cohort.entries), len(cohort.left_out),
-                                   ", ".join(r.feature_set for r in results), "one Gaussian per participant "
+                                   ", ".join(r.feature_set for r in results) + (
+                                       "; not scored (see 'What failed' / sheet left_out): "
+                                       + ", ".join(x["feature_set"] for x in problems) if problems else ""),
+                                   "one Gaussian per participant "
                                    "(Ledoit-Wolf covariance) on the same rows as the flow, of the same form, and for rows with lagged "
                                    "copies a linear-Gaussian autoregressive model p(present | past) "
                                    f"(densities: {density_text(prov, [r.feature_set for r in results])})", SCORE_RULE,
