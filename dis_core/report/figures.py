@@ -58,7 +58,7 @@ def _loss_axes(ax, hist: dict, best: int, title: str) -> None:
     if best >= 0:
         ax.axvline(best + 1, color="k", ls=":", lw=1, label=f"best (epoch {best + 1})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("negative log-likelihood (nats / frame)")
+    ax.set_ylabel("negative log-likelihood (nats / row: frame or window)", fontsize=8)
     ax.set_title(literal(title), fontsize=9)
     ax.grid(alpha=0.3)
 

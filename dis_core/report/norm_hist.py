@@ -12,8 +12,8 @@ import numpy as np
 from dis_core.report.figures import literal, plt, save_png
 
 
-def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: str):
-    """Fraction of frames per bin for self, partner and stranger data on a log axis; the first bin
+def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: str, rows: str = "frames"):
+    """Fraction of ``rows`` (frames, or windows for window rows) per bin for self, partner and stranger data on a log axis; the first bin
     ([0, 1e-3) nats) and the overflow bin are drawn at the axis ends (stated on the axis)."""
     e = np.asarray(edges, float)
     lo, hi = e[1], e[-2]
@@ -29,7 +29,7 @@ def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: s
     ax.set_xscale("log")
     ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale; < {lo:.3g} and > {hi:.3g} "
                   "at the ends)")
-    ax.set_ylabel(f"fraction of frames per bin ({len(e) - 1} fixed bins)")
+    ax.set_ylabel(f"fraction of {rows} per bin ({len(e) - 1} fixed bins)")
     ax.set_title(literal(title), fontsize=10)
     ax.legend(fontsize=8, title="data of the model's", title_fontsize=8)
     ax.grid(alpha=0.3, which="both")
@@ -37,6 +37,6 @@ def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: s
 
 
 def norms_hist_png(path: Path, edges: np.ndarray, counts: dict[str, np.ndarray], title: str,
-                   prov: dict[str, Any]) -> None:
+                   prov: dict[str, Any], rows: str = "frames") -> None:
     """:func:`norms_hist_figure`, saved as PNG with provenance."""
-    save_png(norms_hist_figure(edges, counts, title), path, prov)
+    save_png(norms_hist_figure(edges, counts, title, rows), path, prov)

@@ -294,8 +294,12 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
     from dis_core.report.norm_hist import norms_hist_png  # the blocks' histogram counts (norms_png needs every frame)
 
-    norms_hist_png(figs / f"norms_{fs}.png", r.norm_bins, fl.norm_hist, f"{fs}: per-frame norms by relation (flows)",
-                   prov)
+    from dis_core.features.build import FEATURE_SETS
+
+    spec = FEATURE_SETS.get(fs)
+    rows = "windows" if spec is not None and spec.window != "none" else "frames"
+    norms_hist_png(figs / f"norms_{fs}.png", r.norm_bins, fl.norm_hist,
+                   f"{fs}: per-{rows[:-1]} norms by relation (flows)", prov, rows)
     if len(r.participants) >= 3:
         coords, _ = classical_mds(pair_similarity(fl.s), k=2, similarity=True)
         participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
