@@ -115,7 +115,7 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
                           provenance(plan.extract, manifest=str(plan.manifest), model_sha256=plan.model.sha256))
     res = UnitResult(unit_id=unit)
     try:
-        c = prepare_cohort(m, plan.out, plan.cohort)
+        c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train])
     except DISError as e:
         res.message = str(e)
         return res

@@ -253,5 +253,32 @@ def test_a_window_feature_set_that_does_not_fit_short_recordings_is_left_out_wit
     assert all(u.status == "left_out" and u.done and u.message == why for u in units)
     _, results, problems = evaluate_run(out, ["head_spectrum"])
     assert not results and problems == [{"stage": "cohort", "feature_set": "head_spectrum", "reason": why}]
+    # 45 s videos hold out 9 s: a window or two each, scored (frames in complete windows count, not rows)
     long = tmp_path / "long"
-    assert prepare_cohort(make_run(long, n=3, seconds=40), long).inapplicable(spec) is None
+    c = prepare_cohort(make_run(long, n=3, seconds=45), long)
+    assert c.inapplicable(spec) is None and len(participant_features(c, "p0", spec, "test").x) < 20
+    tiny = TrainConfig(spec, TINY, min_train_frames=20, density="pooled")
+    assert pooled_unit(long, tiny).status == "ok"
+    _train_and_score(long, tiny)
+    assert load_scores(long, "head_spectrum").s["flow"].shape == (3, 3)
+
+
+def test_window_bases_come_only_from_the_cohort_step(tmp_path):
+    """A window basis is fitted once, by the cohort step (for the named sets and the run's own specs), and
+    never refitted by a unit; a missing basis file is named, not a traceback."""
+    import dataclasses
+
+    from dis_core.errors import DISError
+    from dis_core.layout import RunLayout
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=30)
+    custom = dataclasses.replace(EXTRA_FEATURE_SETS["head_windows"], name="my_windows", window_s=1.0)
+    c = prepare_cohort(m, out)
+    with pytest.raises(DISError, match="fitted no window basis for this definition.*rerun the cohort step"):
+        c.window_basis(custom)
+    c = prepare_cohort(m, out, specs=[custom])
+    assert load_cohort(out).window_basis(custom).sha256 == c.window_basis(custom).sha256
+    RunLayout(out).window_basis("my_windows").unlink()
+    with pytest.raises(DISError, match="window_basis_my_windows.npz: the window basis .* cannot be read"):
+        load_cohort(out)

@@ -50,13 +50,15 @@ class Cohort:
         return got["reason"] if got is not None and got["spec"] == plain(spec) else None
 
     def window_basis(self, spec: FeatureSpec) -> WindowBasis | None:
-        """The window basis of a ``window="frames"`` spec (None for other specs): as fitted by the cohort step
-        for every named feature set, else fitted now on the cohort's training windows (a custom spec)."""
+        """The window basis of a ``window="frames"`` spec (None for other specs), as the cohort step fitted
+        and recorded it. Never refitted elsewhere: every unit must project on the same bytes."""
         if spec.window != "frames":
             return None
         got = self.window_bases.get(spec.name)
         if got is None or got[0] != plain(spec):
-            got = self.window_bases[spec.name] = (plain(spec), cohort_window_basis(self, spec))
+            why = self.inapplicable(spec)
+            raise DISError(why or f"{spec.name}: the cohort step fitted no window basis for this definition of the "
+                                  f"feature set: rerun the cohort step with it (dis cohort --out {self.out_root})")
         return got[1]
 
     def bases_sha256(self, spec: FeatureSpec) -> str:
@@ -94,8 +96,15 @@ class Cohort:
         return [e for e in self.entries if e.participant_id == pid]
 
 
-def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = CohortConfig()) -> Cohort:
-    """Decide usable videos and the split, fit the landmark basis; write OUT/cohort/."""
+class TooFewWindows(DISError):
+    """The cohort's training frames hold too few complete windows to fit a window basis."""
+
+
+def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = CohortConfig(),
+                   specs: Sequence[FeatureSpec] = ()) -> Cohort:
+    """Decide usable videos and the split, fit the landmark basis; for every named feature set and every
+    one of ``specs`` (the run's; they win over a named set of the same name) fit the window basis, decide
+    whether it applies and record the column statistics; write OUT/cohort/."""
     out_root = Path(out_root)
     usable, left_out, times, keys = [], [], {}, {}
     for e in manifest.entries:
@@ -116,13 +125,14 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     splits = assign_splits(usable, times, cfg.split)
     basis = _fit_basis(out_root, usable, splits, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys)
-    for spec in FEATURE_SETS.values():
+    for spec in {**FEATURE_SETS, **{s.name: s for s in specs}}.values():
         if spec.source == "landmarks" and basis is None:
             continue
         try:
-            cohort.window_basis(spec)  # before the column statistics, which are of the reduced rows
+            if spec.window == "frames":  # before the column statistics, which are of the reduced rows
+                cohort.window_bases[spec.name] = (plain(spec), cohort_window_basis(cohort, spec))
             why = window_coverage(cohort, spec)
-        except DISError as e:  # e.g. videos shorter than the window
+        except TooFewWindows as e:  # videos shorter than the window
             why = str(e)
         if why:
             cohort.not_applicable[spec.name] = {"spec": plain(spec), "reason": why}
@@ -229,7 +239,11 @@ def load_cohort(out_root: Path) -> Cohort:
     basis = LandmarkBasis.from_file(lay.landmark_basis) if lay.landmark_basis.is_file() else None
     windows = {}
     for k, w in doc.get("window_bases", {}).items():
-        wb = WindowBasis.from_file(lay.window_basis(k))
+        try:
+            wb = WindowBasis.from_file(lay.window_basis(k))
+        except (OSError, ValueError, KeyError) as e:
+            raise DISError(f"{lay.window_basis(k)}: the window basis {lay.cohort_record} records cannot be read "
+                           f"({e.__class__.__name__}): rerun the cohort step (dis cohort --out {out_root})") from None
         if wb.sha256 != w["sha256"]:
             raise DISError(f"{lay.window_basis(k)} is not the window basis {lay.cohort_record} records: "
                            f"rerun the cohort step (dis cohort --out {out_root})")
@@ -332,7 +346,7 @@ def cohort_window_basis(c: Cohort, spec: FeatureSpec) -> WindowBasis:
         xs.append(vf.x)
     n = sum(len(x) for x in xs)
     if n < spec.k + 2:
-        raise DISError(f"{spec.name}: the cohort's training frames give {n} complete {spec.window_s:g} s windows, "
+        raise TooFewWindows(f"{spec.name} does not apply to this cohort: the cohort's training frames give {n} complete {spec.window_s:g} s windows, "
                        f"too few for a {spec.k}-dimensional window basis")
     return fit_window_basis(np.concatenate(xs), cols, spec.k)
 

@@ -163,17 +163,16 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
     cohort = load_cohort(out_root)
     results, problems = [], []
     for fs in feature_sets:
-        if fs in cohort.not_applicable:
-            problems.append({"stage": "cohort", "feature_set": fs, "reason": cohort.not_applicable[fs]["reason"]})
-            continue
         st = read_status(cohort.layout.score_dir(fs))
         if st is not None and st.failed:
             problems.append({"feature_set": fs, "reason": st.message})
             continue
         try:
             sc = load_scores(out_root, fs)
-        except DISError as e:
-            problems.append({"feature_set": fs, "reason": str(e)})
+        except DISError as e:  # no current scores: the cohort step's reason if it found the set does not apply
+            na = cohort.not_applicable.get(fs)
+            problems.append({"stage": "cohort", "feature_set": fs, "reason": na["reason"]} if na else
+                            {"feature_set": fs, "reason": str(e)})
             continue
         results.append(evaluate(sc, lambda pids=sc.participants: cohort_grouping(cohort, pids)[0]))
     adjust_partner_tests(results)

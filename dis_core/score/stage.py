@@ -121,10 +121,12 @@ def _test_data(cohort: Cohort, cfg: TrainConfig, models: dict, score_cfg: ScoreC
     data: dict[str, ParticipantData] = {}
     for pid in list(models):
         td = participant_features(cohort, pid, cfg.features, "test")
-        if len(td.x) < score_cfg.min_test_frames:
+        n = sum(len(f) for f in td.frames.values())  # frames (window rows: every frame their windows cover)
+        if not len(td.x) or n < score_cfg.min_test_frames:
             none_held_out = not any(cohort.splits[e.unit_id].test.any() for e in cohort.videos_of(pid))
             why = ("no held-out data: the split leaves none (e.g. a single session marked train)" if none_held_out
-                   else f"only {len(td.x)} held-out frames with a face (need {score_cfg.min_test_frames})")
+                   else f"only {n} usable held-out frames with a face (need {score_cfg.min_test_frames}"
+                        + (", in complete windows)" if cfg.features.window != "none" else ")"))
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": why})
             continue
         _assert_disjoint(pid, models[pid]["train_frames"], td.frames)
