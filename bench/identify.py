@@ -178,23 +178,19 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
         if m == "nn":
             s = nn_spectrum_scores([feats[p]["train"][0].mean(axis=0) for p in pids], [x.mean(axis=0) for x in test])
             train_s = 0.0
-        elif m in ("pflow", "pgauss"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
+        elif m in ("pflow", "pgauss", "wflow"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
             xs = [feats[p]["train"][0] for p in pids]
             x, val = pooled_rows(xs, POOLED_FLOW.val_fraction)
             t1 = time.perf_counter()
-            shape = train_flow(x, cols, POOLED_FLOW, val=val).density if m == "pflow" else fit_gaussian(x, cols)
-            models = [shape.placed(v.mean(axis=0)) for v in xs]
-            s = score_matrix([[d.log_prob(v, cols) for v in test] for d in models], names=pids)
-        elif m == "wflow":  # the pooled flow on rows whitened by the pooled Gaussian: it starts from the Gaussian
-            xs = [feats[p]["train"][0] for p in pids]
-            x, val = pooled_rows(xs, POOLED_FLOW.val_fraction)
-            t1 = time.perf_counter()
-            mu = x[~val].mean(axis=0)
-            w = np.linalg.inv(np.linalg.cholesky(np.cov(x[~val].T))).T  # (x - mu) @ w has identity covariance
-            logdet, wcols = float(np.linalg.slogdet(w)[1]), [f"w{i}" for i in range(x.shape[1])]
-            shape = train_flow((x - mu) @ w, wcols, POOLED_FLOW, val=val).density
-            s = score_matrix([[shape.log_prob((v - xp.mean(axis=0) - mu) @ w, wcols) + logdet for v in test]
-                              for xp in xs], names=pids)
+            if m == "wflow":  # the flow on rows whitened by the pooled Gaussian: it learns departures from it
+                w = np.linalg.inv(np.linalg.cholesky(np.cov(x[~val].T))).T  # x @ w has identity covariance
+                wcols, logdet = [f"w{i}" for i in range(x.shape[1])], float(np.linalg.slogdet(w)[1])
+                shape = train_flow(x @ w, wcols, POOLED_FLOW, val=val).density
+                lp = lambda v, c: shape.log_prob((v - c) @ w, wcols) + logdet  # noqa: E731
+            else:
+                shape = train_flow(x, cols, POOLED_FLOW, val=val).density if m == "pflow" else fit_gaussian(x, cols)
+                lp = lambda v, c: shape.placed(c).log_prob(v, cols)  # noqa: E731
+            s = score_matrix([[lp(v, xp.mean(axis=0)) for v in test] for xp in xs], names=pids)
             train_s = (time.perf_counter() - t1) / len(pids)
         else:
             lps, secs = [], []
