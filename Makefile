@@ -73,6 +73,7 @@ bench: setup
 	$(BIN)/python bench/flows.py
 	$(BIN)/python bench/dyads.py
 	$(BIN)/python bench/scale.py --sizes 100,300 --sample 300:2
+	$(BIN)/python bench/cohort.py --sizes 100,300
 
 clean:
 	rm -rf runs .pytest_cache

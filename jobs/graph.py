@@ -164,9 +164,10 @@ STAGES: tuple[Stage, ...] = (
           units=lambda p: list(p.manifest_.entries), uid=lambda e: e.unit_id, run=_extract,
           folder=lambda lay, e: lay.video_dir(e.unit_id), result=ExtractResult,
           resources=Resources(cpus=1, mem_gb=2.0, time_min=120)),
+    # one job reads every video: 0.2-0.5 s a video (bench/cohort.py), so 10,000 videos take about an hour
     Stage("cohort", "usable videos, the train/test split and the landmark basis",
           units=lambda p: ["cohort"], uid=str, run=_cohort, folder=lambda lay, u: lay.cohort_dir,
-          after=("extract",), wait="afterany", resources=Resources(cpus=1, mem_gb=4.0, time_min=60)),
+          after=("extract",), wait="afterany", resources=Resources(cpus=1, mem_gb=4.0, time_min=240)),
     Stage("pooled", "the shape shared by the cohort, for feature sets whose density is pooled",
           units=lambda p: [c.features.name for c in p.train if c.density == "pooled"], uid=lambda fs: f"pooled/{fs}",
           run=_pooled, folder=lambda lay, fs: lay.pooled_dir(fs),

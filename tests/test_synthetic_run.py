@@ -282,3 +282,30 @@ def test_window_bases_come_only_from_the_cohort_step(tmp_path):
     RunLayout(out).window_basis("my_windows").unlink()
     with pytest.raises(DISError, match="window_basis_my_windows.npz: the window basis .* cannot be read"):
         load_cohort(out)
+
+
+def test_the_cohort_landmark_basis_is_the_one_shot_fit_of_the_training_shapes(tmp_path):
+    """The cohort step fits the landmark basis a video at a time (memory independent of the cohort's size):
+    it equals the one-shot fit on every video's training shapes; with a Procrustes reference drawn from a
+    few frames only, the axes stay the same."""
+    from dis_core.cohort.config import CohortConfig
+    from dis_core.extract.h5store import read_extraction
+    from dis_core.features.build import fit_landmark_basis, landmark_points
+    from dis_core.layout import RunLayout
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=20)
+    c = prepare_cohort(m, out, CohortConfig(basis_frames_per_video=10_000))
+    pts, groups = [], []
+    for i, e in enumerate(c.entries):
+        x = read_extraction(RunLayout(out).extraction(e.unit_id))
+        sel = c.splits[e.unit_id].train & x.detected
+        pts.append(landmark_points(x.landmarks[sel], int(x.video["width"]), int(x.video["height"])))
+        groups.append(np.full(int(sel.sum()), i))
+    one = fit_landmark_basis(np.concatenate(pts), c.config.basis_k, np.concatenate(groups))
+    for f in ("reference", "mean", "components", "explained"):
+        np.testing.assert_allclose(getattr(c.basis, f), getattr(one, f), atol=1e-9, err_msg=f)
+    few = prepare_cohort(m, out, CohortConfig(basis_frames_per_video=10_000, basis_reference_frames=30))
+    assert few.basis.sha256 != one.sha256
+    cos = np.abs(np.sum(few.basis.components[:3] * one.components[:3], axis=1))
+    assert cos.min() > 0.999, cos

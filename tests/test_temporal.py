@@ -177,3 +177,34 @@ def test_window_basis_recovers_a_known_subspace_and_refuses_other_columns():
         b.project(x[:, :10], cols[:10])
     with pytest.raises(ValueError, match="cannot fit"):
         fit_window_basis(x[:3], cols, 2)
+
+
+def test_row_moments_added_a_batch_at_a_time_give_the_pca_of_all_rows():
+    """Known answer: the streamed PCA equals the SVD of all rows at once (about their mean, far from 0, and
+    of rows centred per batch), and finds the axes the data were drawn along."""
+    from dis_core.features.temporal import RowMoments
+
+    rng = np.random.default_rng(3)
+    q = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    x = 100.0 + (rng.normal(size=(3000, 6)) * [3.0, 1.0, 0.2, 0.05, 0.05, 0.05]) @ q.T
+    batches = np.array_split(x, 7)
+    m = RowMoments(6)
+    for b in batches:
+        m.add(b)
+    comps, explained, mu = m.pca(2)
+    _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(comps), np.abs(vt[:2]), atol=1e-9)
+    np.testing.assert_allclose(explained, s[:2] ** 2 / (s ** 2).sum(), rtol=1e-9)
+    np.testing.assert_allclose(mu, x.mean(axis=0), rtol=1e-12)
+    assert abs(comps[0] @ q[:, 0]) > 0.999 and abs(comps[1] @ q[:, 1]) > 0.999
+    assert all(c[np.abs(c).argmax()] > 0 for c in comps)  # the sign rule
+    centred = [b - np.median(b, axis=0) for b in batches]
+    m = RowMoments(6, about_mean=False)
+    for b, c in zip(batches, centred):
+        m.add(b, c)
+    comps, explained, mu = m.pca(3)
+    _, s, vt = np.linalg.svd(np.concatenate(centred), full_matrices=False)
+    np.testing.assert_allclose(np.abs(comps), np.abs(vt[:3]), atol=1e-9)
+    np.testing.assert_allclose(explained, s[:3] ** 2 / (s ** 2).sum(), rtol=1e-9)
+    with pytest.raises(ValueError):
+        RowMoments(6).add(x, x)

@@ -13,4 +13,5 @@ class CohortConfig:
 
     split: SplitConfig = SplitConfig()
     basis_k: int = 8
-    basis_frames_per_video: int = 300  # subsample for the Procrustes mean and PCA
+    basis_frames_per_video: int = 300  # subsample of each video's training frames for the bases' PCA
+    basis_reference_frames: int = 10000  # at most this many of them, spread over the videos, for the Procrustes mean

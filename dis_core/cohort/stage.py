@@ -9,16 +9,16 @@ import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from dis_core.io.atomic import write_bytes_atomic, write_text_atomic
 from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
-from dis_core.features.build import (FEATURE_SETS, FeatureSpec, LandmarkBasis,
-                                     VideoFeatures, base_values, fit_landmark_basis, landmark_points, video_features)
-from dis_core.features.temporal import WindowBasis, fit_window_basis
+from dis_core.features.build import (FEATURE_SETS, FeatureSpec, LandmarkBasis, LandmarkMoments, VideoFeatures,
+                                     base_values, landmark_points, mean_shape, video_features)
+from dis_core.features.temporal import RowMoments, WindowBasis, window_basis_of
 from dis_core.extract.h5store import check_complete, content_key, read_extraction
 from dis_core.layout import RunLayout, read_status
 from dis_core.manifest import Manifest, VideoEntry
@@ -168,23 +168,34 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
 
 def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, VideoSplit],
                cfg: CohortConfig) -> LandmarkBasis | None:
-    """The landmark basis from (subsampled) training frames, its PCA on each video's centred shapes."""
+    """The landmark basis from (subsampled) training frames, in two passes over the videos so that memory
+    does not grow with the cohort: the Procrustes reference shape from at most ``basis_reference_frames``
+    of those frames spread over the videos, then the PCA of each video's centred shapes, a video at a time."""
     rng = np.random.default_rng(0)
-    pts = []
+    picks: dict[str, np.ndarray] = {}
     for e in entries:
-        x = read_extraction(RunLayout(out_root).extraction(e.unit_id), skip=("transform", "blendshapes"))
+        x = read_extraction(RunLayout(out_root).extraction(e.unit_id), skip=("landmarks", "transform", "blendshapes"))
         sel = np.flatnonzero(splits[e.unit_id].train & x.detected)
         if len(sel) > cfg.basis_frames_per_video:
             sel = np.sort(rng.choice(sel, cfg.basis_frames_per_video, replace=False))
         if len(sel):
-            pts.append(landmark_points(x.landmarks[sel], int(x.video["width"]), int(x.video["height"])))
-    if not pts:
+            picks[e.unit_id] = sel
+    if sum(len(s) for s in picks.values()) < cfg.basis_k + 2:
         return None
-    allpts = np.concatenate(pts)
-    if len(allpts) < cfg.basis_k + 2:
-        return None
-    groups = np.concatenate([np.full(len(p), i) for i, p in enumerate(pts)])
-    return fit_landmark_basis(allpts, cfg.basis_k, groups)  # on each video's centred shapes: motion, not identity
+    per_video = max(cfg.basis_reference_frames // len(picks), 1)
+    spread = {u: s[np.unique(np.linspace(0, len(s) - 1, min(per_video, len(s))).round().astype(int))]
+              for u, s in picks.items()}
+    sample = {u: _points(out_root, u, s) for u, s in spread.items()}  # at most basis_reference_frames shapes
+    fit = LandmarkMoments(mean_shape(np.concatenate(list(sample.values()))))
+    for u, s in picks.items():  # each video's centred shapes: motion, not identity
+        fit.add(sample[u] if len(spread[u]) == len(s) else _points(out_root, u, s))
+    return fit.basis(cfg.basis_k)
+
+
+def _points(out_root: Path, unit: str, frames: np.ndarray) -> np.ndarray:
+    """A video's landmarks of ``frames`` in pixels (n, 478, 2)."""
+    x = read_extraction(RunLayout(out_root).extraction(unit), skip=("transform", "blendshapes"))
+    return landmark_points(x.landmarks[frames], int(x.video["width"]), int(x.video["height"]))
 
 
 def save_cohort(c: Cohort) -> None:
@@ -334,21 +345,23 @@ def window_coverage(c: Cohort, spec: FeatureSpec) -> str | None:
 def cohort_window_basis(c: Cohort, spec: FeatureSpec) -> WindowBasis:
     """Fit a window="frames" spec's PCA basis on the cohort's training windows (at most
     ``basis_frames_per_video`` windows of each video, evenly spaced): test frames never shape it."""
-    xs, cols = [], None
+    m, cols = None, None
     for e in c.entries:
         sp = c.splits[e.unit_id]
         if not sp.train.any():
             continue
         vf = _video_features(c, e, spec, sp.train, sp.train)  # raw windows
-        cols = vf.columns
-        if len(vf.x) > c.config.basis_frames_per_video:
-            vf.x = vf.x[np.linspace(0, len(vf.x) - 1, c.config.basis_frames_per_video).round().astype(int)]
-        xs.append(vf.x)
-    n = sum(len(x) for x in xs)
+        x = vf.x
+        if len(x) > c.config.basis_frames_per_video:
+            x = x[np.linspace(0, len(x) - 1, c.config.basis_frames_per_video).round().astype(int)]
+        if m is None:
+            m, cols = RowMoments(len(vf.columns)), vf.columns
+        m.add(x)  # one video at a time: memory does not grow with the cohort
+    n = m.n if m is not None else 0
     if n < spec.k + 2:
         raise TooFewWindows(f"{spec.name} does not apply to this cohort: the cohort's training frames give {n} complete {spec.window_s:g} s windows, "
                        f"too few for a {spec.k}-dimensional window basis")
-    return fit_window_basis(np.concatenate(xs), cols, spec.k)
+    return window_basis_of(m, cols, spec.k)
 
 
 # A column whose spread over the whole cohort's training rows is at most DEAD_SPREAD (in its own units:
@@ -372,7 +385,7 @@ class ColumnStats:
         return np.array([at[c] for c in columns], np.float64)
 
 
-def pooled_spread(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+def pooled_spread(parts: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
     """Std of the rows of all ``parts`` together, combined part by part (exact, no sum-of-squares
     cancellation: a constant column gives exactly 0). Returns (spread per column, rows)."""
     n, mean, m2 = 0, None, None
@@ -393,14 +406,17 @@ def pooled_spread(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
 
 
 def cohort_column_stats(c: Cohort, spec: FeatureSpec) -> ColumnStats:
-    """Spread of every column of ``spec`` over all participants' training rows; dead: spread <= DEAD_SPREAD."""
-    parts, cols = [], None
-    for pid in c.participants:
-        d = participant_features(c, pid, spec, "train", drop_dead=False)
-        if d.columns:
-            cols = d.columns
-            parts.append(d.x)
-    spread, n = pooled_spread(parts)
-    cols = cols or []
+    """Spread of every column of ``spec`` over all participants' training rows; dead: spread <= DEAD_SPREAD.
+    Participant by participant: memory does not grow with the cohort."""
+    cols: list[str] = []
+
+    def parts():
+        for pid in c.participants:
+            d = participant_features(c, pid, spec, "train", drop_dead=False)
+            if d.columns:
+                cols[:] = d.columns
+                yield d.x
+
+    spread, n = pooled_spread(parts())
     dead = [col for col, s in zip(cols, spread) if not s > DEAD_SPREAD]
     return ColumnStats(plain(spec), list(cols), [float(v) for v in spread], int(n), dead)

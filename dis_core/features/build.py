@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 
 from dis_core.features import motion
 from dis_core.io.arrays import ArrayRecord
-from dis_core.features.temporal import WindowBasis, frame_windows, pca, spectral_rows
+from dis_core.features.temporal import RowMoments, WindowBasis, frame_windows, spectral_rows
 
 SOURCES = ("head_rotation", "head_pose", "landmarks", "blendshapes")
 WINDOWS = ("none", "spectrum", "frames")
@@ -176,16 +176,32 @@ def fit_landmark_basis(pts: np.ndarray, k: int, groups: np.ndarray | None = None
     With ``groups`` (n,) (one label per video), the PCA is fitted on centred shapes (each aligned shape
     minus its video's median shape), so the axes capture facial motion rather than differences in face
     geometry between people; ``mean`` stays the cohort's mean aligned shape."""
-    ref = mean_shape(pts)
-    a = procrustes_align(pts, ref).reshape(len(pts), -1)
-    centred = None
-    if groups is not None:
+    fit = LandmarkMoments(mean_shape(pts), centre=groups is not None)
+    if groups is None:
+        fit.add(pts)
+    else:
         groups = np.asarray(groups)
-        centred = a.copy()
         for g in np.unique(groups):
-            centred[groups == g] -= np.median(a[groups == g], axis=0)
-    comps, explained, mu = pca(a, k, centred)
-    return LandmarkBasis(ref, mu, comps, explained)
+            fit.add(pts[groups == g])
+    return fit.basis(k)
+
+
+class LandmarkMoments:
+    """The landmark basis fitted one video at a time: shapes aligned on a reference shape chosen beforehand,
+    their running moments kept (:class:`RowMoments`), so a cohort of any size fits in O(p^2) memory."""
+
+    def __init__(self, reference: np.ndarray, centre: bool = True):
+        self.reference, self.centre = np.asarray(reference, np.float64), centre
+        self.moments = RowMoments(self.reference.size, about_mean=not centre)
+
+    def add(self, pts: np.ndarray) -> None:
+        """One video's (n, p, 2) shapes (centred on that video's median shape when ``centre``)."""
+        a = procrustes_align(pts, self.reference).reshape(len(pts), -1)
+        self.moments.add(a, a - np.median(a, axis=0) if self.centre else None)
+
+    def basis(self, k: int) -> LandmarkBasis:
+        comps, explained, mu = self.moments.pca(k)
+        return LandmarkBasis(self.reference, mu, comps, explained)
 
 
 def landmark_points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -151,22 +151,62 @@ class WindowBasis(ArrayRecord):
 
 def fit_window_basis(x: np.ndarray, columns: list[str], k: int) -> WindowBasis:
     """PCA of (n, D) raw training windows: the k leading axes (sign fixed: largest loading positive)."""
-    x = np.asarray(x, np.float64)
-    if len(x) < k + 2:
-        raise ValueError(f"{len(x)} training windows cannot fit a {k}-dimensional window basis")
-    comps, explained, mu = pca(x, k)
+    m = RowMoments(np.shape(x)[1])
+    m.add(x)
+    return window_basis_of(m, columns, k)
+
+
+def window_basis_of(m: RowMoments, columns: list[str], k: int) -> WindowBasis:
+    """The window basis of the raw training windows gathered in ``m`` (added a video at a time)."""
+    if m.n < k + 2:
+        raise ValueError(f"{m.n} training windows cannot fit a {k}-dimensional window basis")
+    comps, explained, mu = m.pca(k)
     return WindowBasis(np.asarray(columns, str), mu, comps, explained)
 
 
-def pca(x: np.ndarray, k: int, centred: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The k leading principal axes of ``x`` (or of ``centred``, rows already centred another way), each
-    signed so that its largest loading is positive: (components (k, D), explained fraction (k,), mean)."""
-    mu = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mu if centred is None else centred, full_matrices=False)
-    var = s ** 2
-    comps = vt[:k]
-    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
-    return comps * signs[:, None], var[:k] / var.sum(), mu
+class RowMoments:
+    """Running mean and second moment of rows added a batch (a video) at a time: the PCA of a cohort's
+    rows in O(D^2) memory, whatever the cohort's size. ``about_mean``: the PCA of the rows about their
+    common mean; otherwise of the rows as given (e.g. each video's rows minus that video's median)."""
+
+    def __init__(self, d: int, about_mean: bool = True):
+        self.about_mean = about_mean
+        self.n = 0
+        self.total = np.zeros(d)
+        self.shift: np.ndarray | None = None  # about_mean: the first batch's mean (no sum-of-squares cancellation)
+        self.gram = np.zeros((d, d))
+
+    def add(self, x: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Add (n, D) rows ``x`` (the mean is theirs); ``rows``: the rows the second moment is of, when
+        they are not ``x`` (only without ``about_mean``)."""
+        x = np.asarray(x, np.float64)
+        if not len(x):
+            return
+        self.n += len(x)
+        self.total += x.sum(axis=0)
+        if self.about_mean:
+            if rows is not None:
+                raise ValueError("rows about the common mean are the rows themselves")
+            if self.shift is None:
+                self.shift = x.mean(axis=0)
+            r = x - self.shift
+        else:
+            r = x if rows is None else np.asarray(rows, np.float64)
+        self.gram += r.T @ r
+
+    def pca(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k leading principal axes, each signed so that its largest loading is positive:
+        (components (k, D), explained fraction (k,), mean (D,))."""
+        mu = self.total / self.n
+        g = self.gram
+        if self.about_mean:
+            d = mu - self.shift
+            g = g - self.n * np.outer(d, d)
+        var, vecs = np.linalg.eigh((g + g.T) / 2)
+        order = np.argsort(var)[::-1][:k]
+        comps = vecs[:, order].T
+        signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+        return comps * signs[:, None], np.clip(var[order], 0, None) / np.trace(g), mu
 
 
 def _candidates(t: np.ndarray, select: np.ndarray, window_s: float, hop_s: float) -> int:
