@@ -136,6 +136,9 @@ FeatureSetsOpt = typer.Option(None, "--feature-sets",
                               help="Comma-separated feature sets (default: the run's, else "
                                    "head_pose,head_spectrum,landmarks,blendshapes).")
 DEFAULT_FEATURE_SETS = "head_pose,head_spectrum,landmarks,blendshapes"  # = features.build.DEFAULT_FEATURE_SETS
+# = features.build.FEATURE_SETS (the CLI does not import the feature code to print its help)
+ALL_FEATURE_SETS = "head_pose, head_spectrum, landmarks, blendshapes, head_pose_euler, head_lags, head_windows"
+RunFeatureSetsHelp = f"Comma-separated feature sets, of: {ALL_FEATURE_SETS}."
 ForceOpt = typer.Option(False, "--force", help="Redo units whose outputs are current.")
 EpochsOpt = typer.Option(None, min=1, help="Cap training epochs (default: per feature set).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Per-unit detail (e.g. a progress bar per video).")
@@ -297,7 +300,7 @@ def run(
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
     feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets",
-                                     help="Comma-separated feature sets: head_pose, landmarks, blendshapes."),
+                                     help=RunFeatureSetsHelp),
     executor: str = ExecutorOpt,
     workers: Optional[int] = WorkersOpt,
     force: bool = ForceOpt,
@@ -339,7 +342,7 @@ def submit(
     manifest: Path = ManifestOpt,
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
-    feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets", help="Comma-separated feature sets."),
+    feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets", help=RunFeatureSetsHelp),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [slurm] table (see README)."),
     partition: Optional[str] = typer.Option(None, help="SLURM partition."),
     account: Optional[str] = typer.Option(None, help="SLURM account."),

@@ -297,3 +297,12 @@ def test_every_command_is_a_stage_or_drives_the_graph():
 
     assert heavy("jobs.graph, jobs.local, jobs.slurm") == "[]", "the job layer loads no heavy library"
     assert heavy("dis_core.model.stage, dis_core.score.stage") == "['torch']", "training never loads OpenCV/MediaPipe"
+
+
+def test_the_cli_names_the_feature_sets_the_library_defines():
+    """The CLI keeps its own copy of the names (its help loads no feature code): the copy is the library's."""
+    from dis_core.features.build import DEFAULT_FEATURE_SETS, FEATURE_SETS
+    from jobs import cli
+
+    assert cli.DEFAULT_FEATURE_SETS.split(",") == list(DEFAULT_FEATURE_SETS)
+    assert cli.ALL_FEATURE_SETS.split(", ") == list(FEATURE_SETS)
