@@ -7,7 +7,8 @@ of N one-video participants (tests/synthrun.py: real HDF5 extraction files of ``
 older commit), side by side in the same run: ratios, not absolute times, are what to read on a shared
 machine.
 
-    nice -n 10 .venv/bin/python bench/cohort.py --sizes 100,300,1000 --out /tmp/dis-cohort [--code /tmp/old]
+    nice -n 10 .venv/bin/python bench/cohort.py --sizes 100,300,1000 --out /tmp/dis-cohort \
+        [--code /tmp/old --code-max 1000]
 
 Measured 2026-12-03 (2 shared cores, other benchmarks running beside it; 20 s videos at 15 fps, a
 within-session split, 240 training frames per video; ``--code /tmp/old``, a worktree of e32a737, the last commit
@@ -22,7 +23,8 @@ that held every basis frame in memory and fitted the landmark PCA by one SVD of 
       1000  old         247.6     0.248         11680
 
 Peak memory is flat in N now (the Procrustes reference from at most 10,000 frames, then the PCA from
-running moments a video at a time); before, it grew by ~12 MB a video and passed the cohort job's 4 GB
+running moments a video at a time; this code's rows were measured before the reference's frames were
+shared out by cohort.stage.reference_shares, which changes which 10,000 frames, not how many); before, it grew by ~12 MB a video and passed the cohort job's 4 GB
 at about 330 videos. On real 60 s videos (the 80-video identification cohort) the step takes ~0.45 s a
 video.
 """

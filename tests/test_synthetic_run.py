@@ -286,26 +286,49 @@ def test_window_bases_come_only_from_the_cohort_step(tmp_path):
 
 def test_the_cohort_landmark_basis_is_the_one_shot_fit_of_the_training_shapes(tmp_path):
     """The cohort step fits the landmark basis a video at a time (memory independent of the cohort's size):
-    it equals the one-shot fit on every video's training shapes; with a Procrustes reference drawn from a
-    few frames only, the axes stay the same."""
+    it equals one SVD of every video's aligned, median-centred training shapes (written out here); with a
+    Procrustes reference drawn from a few frames only, the axes stay the same, and cohort.json says how many
+    frames went into each."""
+    import json
+
     from dis_core.cohort.config import CohortConfig
     from dis_core.extract.h5store import read_extraction
-    from dis_core.features.build import fit_landmark_basis, landmark_points
+    from dis_core.features.build import landmark_points, mean_shape, procrustes_align
     from dis_core.layout import RunLayout
 
     out = tmp_path / "out"
     m = make_run(out, n=3, seconds=20)
     c = prepare_cohort(m, out, CohortConfig(basis_frames_per_video=10_000))
-    pts, groups = [], []
-    for i, e in enumerate(c.entries):
+    pts = []
+    for e in c.entries:
         x = read_extraction(RunLayout(out).extraction(e.unit_id))
         sel = c.splits[e.unit_id].train & x.detected
         pts.append(landmark_points(x.landmarks[sel], int(x.video["width"]), int(x.video["height"])))
-        groups.append(np.full(int(sel.sum()), i))
-    one = fit_landmark_basis(np.concatenate(pts), c.config.basis_k, np.concatenate(groups))
-    for f in ("reference", "mean", "components", "explained"):
-        np.testing.assert_allclose(getattr(c.basis, f), getattr(one, f), atol=1e-9, err_msg=f)
+    ref = mean_shape(np.concatenate(pts))
+    aligned = [procrustes_align(p, ref).reshape(len(p), -1) for p in pts]
+    centred = np.concatenate([a - np.median(a, axis=0) for a in aligned])
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    np.testing.assert_allclose(c.basis.reference, ref, atol=1e-12)
+    np.testing.assert_allclose(c.basis.mean, np.concatenate(aligned).mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(np.abs(c.basis.components), np.abs(vt[:c.config.basis_k]), atol=1e-9)
+    np.testing.assert_allclose(c.basis.explained, s[:c.config.basis_k] ** 2 / (s ** 2).sum(), atol=1e-12)
+    n = len(centred)
+    assert json.loads(RunLayout(out).cohort_record.read_text())["basis_frames"] == {"pca": n, "reference": n}
     few = prepare_cohort(m, out, CohortConfig(basis_frames_per_video=10_000, basis_reference_frames=30))
-    assert few.basis.sha256 != one.sha256
-    cos = np.abs(np.sum(few.basis.components[:3] * one.components[:3], axis=1))
+    assert few.basis.sha256 != c.basis.sha256 and few.basis_frames == {"pca": n, "reference": 30}
+    cos = np.abs(np.sum(few.basis.components[:3] * vt[:3], axis=1))
     assert cos.min() > 0.999, cos
+
+
+def test_the_procrustes_reference_shares_frames_out_fairly_within_its_cap():
+    from dis_core.cohort.stage import reference_shares
+
+    assert reference_shares([300, 100], 1000).tolist() == [300, 100]  # everything fits: every frame
+    assert reference_shares([300] * 20 + [100] * 20, 8000).tolist() == [300] * 20 + [100] * 20
+    # over the cap: short videos keep all theirs, the long ones share the rest alike
+    assert reference_shares([300] * 10 + [10] * 50, 2500).tolist() == [200] * 10 + [10] * 50
+    assert reference_shares([5, 50, 500], 100).tolist() == [5, 47, 47]
+    got = reference_shares([300] * 7, 10)  # fewer frames than videos x 1 would need: L = 1
+    assert got.tolist() == [1] * 7
+    many = reference_shares([300] * 50, 10)  # more videos than the cap: one frame from 10 of them, spread
+    assert many.sum() == 10 and set(many.tolist()) == {0, 1} and many[0] == many[-1] == 1

@@ -203,6 +203,7 @@ def test_row_moments_added_a_batch_at_a_time_give_the_pca_of_all_rows():
     for b, c in zip(batches, centred):
         m.add(b, c)
     comps, explained, mu = m.pca(3)
+    np.testing.assert_allclose(mu, x.mean(axis=0), rtol=1e-12)  # the mean is the rows', not the centred rows'
     _, s, vt = np.linalg.svd(np.concatenate(centred), full_matrices=False)
     np.testing.assert_allclose(np.abs(comps), np.abs(vt[:3]), atol=1e-9)
     np.testing.assert_allclose(explained, s[:3] ** 2 / (s ** 2).sum(), rtol=1e-9)

@@ -42,6 +42,8 @@ class Cohort:
     window_bases: dict[str, tuple[dict, WindowBasis]] = dataclasses.field(default_factory=dict)
     # named window feature set -> {"spec": plain spec, "reason": why it does not apply to this cohort}
     not_applicable: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # how many training frames the landmark basis was fitted on: {"pca": ..., "reference": ...}
+    basis_frames: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def inapplicable(self, spec: FeatureSpec) -> str | None:
         """Why ``spec`` does not apply to this cohort, as the cohort step found (None if it applies or
@@ -123,8 +125,8 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     if not usable:
         raise DISError("no usable video in the cohort (every extraction failed or found no face)")
     splits = assign_splits(usable, times, cfg.split)
-    basis = _fit_basis(out_root, usable, splits, cfg)
-    cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys)
+    basis, basis_frames = _fit_basis(out_root, usable, splits, cfg)
+    cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys, basis_frames=basis_frames)
     for spec in {**FEATURE_SETS, **{s.name: s for s in specs}}.values():
         if spec.source == "landmarks" and basis is None:
             continue
@@ -167,10 +169,11 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
 
 
 def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, VideoSplit],
-               cfg: CohortConfig) -> LandmarkBasis | None:
+               cfg: CohortConfig) -> tuple[LandmarkBasis | None, dict[str, int]]:
     """The landmark basis from (subsampled) training frames, in two passes over the videos so that memory
     does not grow with the cohort: the Procrustes reference shape from at most ``basis_reference_frames``
-    of those frames spread over the videos, then the PCA of each video's centred shapes, a video at a time."""
+    of those frames (:func:`reference_shares`), then the PCA of each video's centred shapes, a video at a
+    time. Also returns how many frames went into each (recorded in cohort.json)."""
     rng = np.random.default_rng(0)
     picks: dict[str, np.ndarray] = {}
     for e in entries:
@@ -181,15 +184,34 @@ def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, 
         if len(sel):
             picks[e.unit_id] = sel
     if sum(len(s) for s in picks.values()) < cfg.basis_k + 2:
-        return None
-    per_video = max(cfg.basis_reference_frames // len(picks), 1)
-    spread = {u: s[np.unique(np.linspace(0, len(s) - 1, min(per_video, len(s))).round().astype(int))]
-              for u, s in picks.items()}
+        return None, {}
+    shares = reference_shares([len(s) for s in picks.values()], cfg.basis_reference_frames)
+    spread = {u: s[np.linspace(0, len(s) - 1, k).round().astype(int)] if k < len(s) else s
+              for (u, s), k in zip(picks.items(), shares) if k}
     sample = {u: _points(out_root, u, s) for u, s in spread.items()}  # at most basis_reference_frames shapes
     fit = LandmarkMoments(mean_shape(np.concatenate(list(sample.values()))))
     for u, s in picks.items():  # each video's centred shapes: motion, not identity
-        fit.add(sample[u] if len(spread[u]) == len(s) else _points(out_root, u, s))
-    return fit.basis(cfg.basis_k)
+        fit.add(sample[u] if u in spread and len(spread[u]) == len(s) else _points(out_root, u, s))
+    return fit.basis(cfg.basis_k), {"pca": fit.moments.n, "reference": int(sum(shares))}
+
+
+def reference_shares(sizes: Sequence[int], cap: int) -> np.ndarray:
+    """How many of each video's basis frames the Procrustes reference uses, at most ``cap`` in all: every
+    frame when they fit; else the same number L from every video (all of a video's frames when it has
+    fewer), the largest L that fits; with more videos than ``cap``, one frame from ``cap`` videos spread
+    over the cohort. Videos, not frames, then weigh alike in the reference."""
+    n = np.asarray(sizes, int)
+    if n.sum() <= cap:
+        return n
+    if len(n) > cap:
+        out = np.zeros_like(n)
+        out[np.linspace(0, len(n) - 1, cap).round().astype(int)] = 1
+        return out
+    lo, hi = 1, int(n.max())  # L = 1 fits: len(n) <= cap
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if np.minimum(n, mid).sum() <= cap else (lo, mid - 1)
+    return np.minimum(n, lo)
 
 
 def _points(out_root: Path, unit: str, frames: np.ndarray) -> np.ndarray:
@@ -214,6 +236,7 @@ def save_cohort(c: Cohort) -> None:
         "split": {uid: s.summary() for uid, s in c.splits.items()},
         "basis_sha256": c.basis.sha256 if c.basis is not None else None,
         "basis_explained_variance": c.basis.explained.tolist() if c.basis is not None else None,
+        "basis_frames": c.basis_frames,
         "extraction_keys": c.extraction_keys,
         "config": to_doc(c.config),
         "feature_stats": {k: dataclasses.asdict(v) for k, v in c.feature_stats.items()},
@@ -262,7 +285,7 @@ def load_cohort(out_root: Path) -> Cohort:
     return Cohort(out_root, entries, doc["left_out"], splits, basis, from_doc(CohortConfig, doc["config"]),
                   doc.get("extraction_keys", {}),
                   {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows,
-                  doc.get("not_applicable", {}))
+                  doc.get("not_applicable", {}), doc.get("basis_frames", {}))
 
 
 @dataclasses.dataclass
