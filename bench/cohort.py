@@ -22,9 +22,11 @@ that held every basis frame in memory and fitted the landmark PCA by one SVD of 
       1000  this        180.1     0.180           508
       1000  old         247.6     0.248         11680
 
+("this": 8448f76. The final code, 69217f1, which only shares the reference's 10,000 frames out otherwise,
+in a second run without ``--code``: 21.4, 47.6 and 171.4 s; 501, 498 and 508 MB.)
+
 Peak memory is flat in N now (the Procrustes reference from at most 10,000 frames, then the PCA from
-running moments a video at a time; this code's rows were measured before the reference's frames were
-shared out by cohort.stage.reference_shares, which changes which 10,000 frames, not how many); before, it grew by ~12 MB a video and passed the cohort job's 4 GB
+running moments a video at a time); before, it grew by ~12 MB a video and passed the cohort job's 4 GB
 at about 330 videos. On real 60 s videos (the 80-video identification cohort) the step takes ~0.45 s a
 video.
 """
