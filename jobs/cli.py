@@ -138,7 +138,7 @@ FeatureSetsOpt = typer.Option(None, "--feature-sets",
 DEFAULT_FEATURE_SETS = "head_pose,head_spectrum,landmarks,blendshapes"  # = features.build.DEFAULT_FEATURE_SETS
 # = features.build.FEATURE_SETS (the CLI does not import the feature code to print its help)
 ALL_FEATURE_SETS = "head_pose, head_spectrum, landmarks, blendshapes, head_pose_euler, head_lags, head_windows"
-RunFeatureSetsHelp = f"Comma-separated feature sets, of: {ALL_FEATURE_SETS}."
+FEATURE_SETS_HELP = f"Comma-separated feature sets, of: {ALL_FEATURE_SETS}."
 ForceOpt = typer.Option(False, "--force", help="Redo units whose outputs are current.")
 EpochsOpt = typer.Option(None, min=1, help="Cap training epochs (default: per feature set).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Per-unit detail (e.g. a progress bar per video).")
@@ -300,7 +300,7 @@ def run(
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
     feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets",
-                                     help=RunFeatureSetsHelp),
+                                     help=FEATURE_SETS_HELP),
     executor: str = ExecutorOpt,
     workers: Optional[int] = WorkersOpt,
     force: bool = ForceOpt,
@@ -342,7 +342,7 @@ def submit(
     manifest: Path = ManifestOpt,
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
-    feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets", help=RunFeatureSetsHelp),
+    feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets", help=FEATURE_SETS_HELP),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [slurm] table (see README)."),
     partition: Optional[str] = typer.Option(None, help="SLURM partition."),
     account: Optional[str] = typer.Option(None, help="SLURM account."),

@@ -108,7 +108,7 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     one of ``specs`` (the run's; they win over a named set of the same name) fit the window basis, decide
     whether it applies and record the column statistics; write OUT/cohort/."""
     out_root = Path(out_root)
-    usable, left_out, times, keys = [], [], {}, {}
+    usable, left_out, times, detected, keys = [], [], {}, {}, {}
     for e in manifest.entries:
         h5 = RunLayout(out_root).extraction(e.unit_id)
         why = _current_extraction_problem(out_root, e, h5)
@@ -121,11 +121,12 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
             continue
         usable.append(e)
         times[e.unit_id] = x.time_s
+        detected[e.unit_id] = x.detected
         keys[e.unit_id] = content_key(x.attrs)
     if not usable:
         raise DISError("no usable video in the cohort (every extraction failed or found no face)")
     splits = assign_splits(usable, times, cfg.split)
-    basis, basis_frames = _fit_basis(out_root, usable, splits, cfg)
+    basis, basis_frames = _fit_basis(out_root, usable, splits, detected, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys, basis_frames=basis_frames)
     for spec in {**FEATURE_SETS, **{s.name: s for s in specs}}.values():
         if spec.source == "landmarks" and basis is None:
@@ -169,7 +170,7 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
 
 
 def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, VideoSplit],
-               cfg: CohortConfig) -> tuple[LandmarkBasis | None, dict[str, int]]:
+               detected: dict[str, np.ndarray], cfg: CohortConfig) -> tuple[LandmarkBasis | None, dict[str, int]]:
     """The landmark basis from (subsampled) training frames, in two passes over the videos so that memory
     does not grow with the cohort: the Procrustes reference shape from at most ``basis_reference_frames``
     of those frames (:func:`reference_shares`), then the PCA of each video's centred shapes, a video at a
@@ -177,8 +178,7 @@ def _fit_basis(out_root: Path, entries: Sequence[VideoEntry], splits: dict[str, 
     rng = np.random.default_rng(0)
     picks: dict[str, np.ndarray] = {}
     for e in entries:
-        x = read_extraction(RunLayout(out_root).extraction(e.unit_id), skip=("landmarks", "transform", "blendshapes"))
-        sel = np.flatnonzero(splits[e.unit_id].train & x.detected)
+        sel = np.flatnonzero(splits[e.unit_id].train & detected[e.unit_id])
         if len(sel) > cfg.basis_frames_per_video:
             sel = np.sort(rng.choice(sel, cfg.basis_frames_per_video, replace=False))
         if len(sel):
