@@ -246,3 +246,52 @@ def test_dyad_permutation_power_when_partners_share():
     assert r["observed"] > 0 and r["effect_size"] > 3 and r["ci_lo"] > 0
     assert r["null"].shape == (500,)
     assert abs(r["null_mean"]) < 0.5 * r["null_sd"]
+
+
+def test_weighted_auc_eer_known_answer_and_equal_to_the_expanded_lists():
+    """Genuine [2, 1] with counts [1, 2], impostors [1, 0] with counts [3, 1]: expanded, genuine
+    [2, 1, 1] and impostors [1, 1, 1, 0]. AUC = (4 + 2 x (1 + 3 x 0.5)) / 12 = 0.75; the ROC goes from
+    (FPR 3/4, FNR 0) at t = 1 to (0, 2/3) at t = 2, so EER = 3/4 x (1 - 9/17) = 6/17."""
+    a, e = st.weighted_auc_eer([2.0, 1.0], [1, 2], [1.0, 0.0], [3, 1])
+    assert a == pytest.approx(0.75, abs=1e-15) and e == pytest.approx(6 / 17, abs=1e-15)
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        g, imp = np.round(rng.normal(1, 1, 9), 1), np.round(rng.normal(0, 1, 30), 1)  # many ties
+        wg, wi = rng.integers(1, 4, 9), rng.integers(1, 5, 30)
+        a, e = st.weighted_auc_eer(g, wg, imp, wi)
+        assert a == pytest.approx(st.auc(np.repeat(g, wg), np.repeat(imp, wi)), abs=1e-14)
+        assert e == pytest.approx(st.eer(np.repeat(g, wg), np.repeat(imp, wi)), abs=1e-14)
+    with pytest.raises(DISError):
+        st.weighted_auc_eer([1.0], [1], [0.0], [0])
+
+
+def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
+    """The fast bootstrap (a draw's distinct people, their copies as weights) gives, draw by draw, what
+    each headline metric gives on S[idx][:, idx] under the duplicate rule: with ties, excluded (NaN)
+    cells and draws of one person only (no impostor: NaN)."""
+    from dis_core.score.scoring import HEADLINE, compare_methods, headline_draws, headline_intervals
+
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 7, 25):
+        for trial in range(3):
+            s = np.round(rng.normal(size=(n, n)), 1 if trial else 6) + np.eye(n) * rng.uniform(0, 2)
+            if trial == 2 and n > 3:
+                s[0, 1] = s[2, 0] = np.nan
+            fast = headline_draws(s, n_boot=150, seed=trial)
+            for name, fn in HEADLINE.items():
+                slow = st.bootstrap_participants(s, fn, n_boot=150, seed=trial).dist
+                np.testing.assert_array_equal(np.isnan(fast[name]), np.isnan(slow))
+                np.testing.assert_allclose(fast[name], slow, rtol=0, atol=1e-12, equal_nan=True)
+    assert np.isnan(headline_draws(np.array([[1.0, 0.0], [0.0, 1.0]]), 50)["eer"]).any()  # {0, 0} or {1, 1}
+    # the intervals and paired comparisons built on them are the generic bootstraps' figures
+    s = np.round(rng.normal(size=(30, 30)), 1) + 1.5 * np.eye(30)
+    s2 = s + rng.normal(0, 0.8, s.shape)
+    h = headline_intervals(s, n_boot=200, seed=4)
+    c = compare_methods(s, s2, n_boot=200, seed=4)
+    for name, fn in HEADLINE.items():
+        b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)
+        assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
+        p = st.paired_bootstrap(s, s2, fn, n_boot=200, seed=4)
+        assert (c[f"{name}_diff"], c[f"{name}_diff_lo"], c[f"{name}_diff_hi"], c[f"{name}_p"]) == \
+            pytest.approx((p.diff, p.lo, p.hi, p.p), abs=1e-12)
+    assert headline_draws(s, n_boot=200, seed=4) is headline_draws(s.copy(), n_boot=200, seed=4)  # reused

@@ -7,14 +7,17 @@ i == j, impostor pairs i != j.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections import OrderedDict
 from typing import Callable, Sequence
 
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import (auc, bootstrap_participants, dyad_permutation_test, eer, genuine_impostor, mcnemar_top1,
-                    paired_bootstrap, pair_similarity, roc_points, topk_fractional)
+from dis_core.score.stats import (auc, boot_result, dyad_permutation_test, eer, genuine_impostor, mcnemar_top1,
+                                  paired_result, pair_similarity, participant_draws, roc_points, topk_fractional,
+                                  weighted_auc_eer)
 
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
@@ -136,13 +139,68 @@ auc_tnorm = _defined(auc)
 HEADLINE = {"top1": top1_of, "eer": eer_tnorm, "auc": auc_tnorm}
 
 
+def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every HEADLINE metric on every bootstrap draw of people (``participant_draws(N, n_boot, seed)``),
+    under the duplicate rule of :func:`bootstrap_participants`: the same numbers as HEADLINE on
+    S[idx][:, idx], computed on the draw's distinct people with their counts as weights (one sort per
+    draw instead of five, no N x N copy). Remembered per matrix, so that a method's comparisons reuse
+    its draws instead of redrawing them (every comparison of one run uses the same seed)."""
+    s = np.ascontiguousarray(s, dtype=float)
+    key = (hashlib.sha1(memoryview(s).cast("B")).hexdigest(), s.shape, n_boot, seed)
+    if key in _DRAWS:
+        _DRAWS.move_to_end(key)
+        return _DRAWS[key]
+    out = {name: np.empty(n_boot) for name in HEADLINE}
+    for b, idx in enumerate(participant_draws(len(s), n_boot, seed)):
+        for name, v in _draw_metrics(s, idx).items():
+            out[name][b] = v
+    _DRAWS[key] = out
+    if len(_DRAWS) > _DRAWS_KEPT:
+        _DRAWS.popitem(last=False)
+    return out
+
+
+_DRAWS: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
+_DRAWS_KEPT = 64  # a run's matrices (feature sets x methods, and their cuts to common people): 3 x n_boot floats each
+
+
+def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
+    """top1, eer, auc of one draw: top-1 on the raw scores, EER and AUC after the draw's own t-norm."""
+    u, count = np.unique(idx, return_counts=True)
+    w = count.astype(float)  # copies of each distinct person in the draw
+    sub = s[np.ix_(u, u)]
+    off = ~np.eye(len(u), dtype=bool)
+    own = np.diag(sub)
+    with np.errstate(invalid="ignore"):  # NaN cells are never competitors (topk_fractional)
+        above = w @ ((sub > own[None, :]) & off)  # competitors of each column, every copy counted
+        tied = w @ ((sub == own[None, :]) & off)
+    credit = np.clip(1 - above, 0, tied + 1) / (tied + 1)
+    out = {"top1": float(w @ credit / w.sum())}
+    # t-norm of the draw: each column against the other people's models present, copies counted (znorm)
+    fin = np.isfinite(sub) & off
+    n_imp = w @ fin
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = (w @ np.where(fin, sub, 0.0)) / n_imp
+        var = (w @ np.where(fin, sub - mu, 0.0) ** 2) / np.where(n_imp > 1, n_imp - 1, np.nan)
+        sd = np.sqrt(var)
+        t = (sub - mu) / np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    g_ok = np.isfinite(np.diag(t))
+    i_ok = np.isfinite(t) & off
+    if not g_ok.any() or not i_ok.any():
+        out["eer"] = out["auc"] = float("nan")  # e.g. one person drawn N times: no impostor (_defined)
+        return out
+    out["auc"], out["eer"] = weighted_auc_eer(np.diag(t)[g_ok], w[g_ok], t[i_ok], np.outer(w, w)[i_ok])
+    return out
+
+
 def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """95% percentile intervals of the headline metrics by bootstrap over participants (people, not
     frames), with each metric's chance level."""
     out: dict[str, float] = {}
     n = len(s)
-    for name, fn in HEADLINE.items():
-        b = bootstrap_participants(s, fn, n_boot=n_boot, seed=seed)
+    draws = headline_draws(s, n_boot, seed)
+    for name in HEADLINE:
+        b = boot_result(float("nan"), draws[name])
         out[f"{name}_lo"], out[f"{name}_hi"] = b.lo, b.hi
     out.update(chance_top1=1.0 / n, chance_auc=0.5, chance_eer=0.5)
     return out
@@ -151,9 +209,13 @@ def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict
 def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """Method a vs method b on the same participants: paired bootstrap of the difference of each
     headline metric (a - b) with its 95% interval and p, and exact McNemar on top-1 correctness."""
+    s_a, s_b = np.asarray(s_a, float), np.asarray(s_b, float)
+    if s_a.shape != s_b.shape:
+        raise DISError(f"score matrices differ in shape: {s_a.shape} vs {s_b.shape}")
     out: dict[str, float] = {}
+    da, db = headline_draws(s_a, n_boot, seed), headline_draws(s_b, n_boot, seed)
     for name, fn in HEADLINE.items():
-        r = paired_bootstrap(s_a, s_b, fn, n_boot=n_boot, seed=seed)
+        r = paired_result(float(fn(s_a) - fn(s_b)), da[name] - db[name])
         out.update({f"{name}_diff": r.diff, f"{name}_diff_lo": r.lo, f"{name}_diff_hi": r.hi, f"{name}_p": r.p})
     ca, cb = topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0]
     mc = mcnemar_top1(ca == 1.0, cb == 1.0)

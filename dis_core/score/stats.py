@@ -18,8 +18,9 @@ from dis_core.errors import DISError
 
 __all__ = [
     "check_finite", "genuine_impostor", "roc_points", "eer", "auc", "det_points", "eer_matrix",
-    "auc_matrix", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
-    "paired_bootstrap", "mcnemar_top1", "pair_similarity", "dyad_statistic", "dyad_permutation_test",
+    "auc_matrix", "weighted_auc_eer", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
+    "participant_draws", "boot_result", "paired_bootstrap", "paired_result", "mcnemar_top1", "pair_similarity",
+    "dyad_statistic", "dyad_permutation_test",
     "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
 ]
 
@@ -81,12 +82,43 @@ def eer(genuine_scores, impostor_scores) -> float:
     Unlike a pruned ROC (roc_curve's default drop_intermediate) no operating point can be skipped.
     """
     _, fpr, fnr = roc_points(genuine_scores, impostor_scores)
+    return _eer_of(fpr, fnr)
+
+
+def _eer_of(fpr: np.ndarray, fnr: np.ndarray) -> float:
+    """The EER of a full ROC (from t = -inf to +inf): interpolated where FPR - FNR changes sign."""
     d = fpr - fnr                                 # non-increasing from +1 to -1
     k = int(np.argmax(d <= 0))                    # first point at or past the crossing
     if d[k] == 0:
         return float(fpr[k])
     a = d[k - 1] / (d[k - 1] - d[k])
     return float(fpr[k - 1] + a * (fpr[k] - fpr[k - 1]))
+
+
+def weighted_auc_eer(genuine, w_genuine, impostor, w_impostor) -> tuple[float, float]:
+    """(AUC, EER) of scores that stand for ``w`` identical copies each (integer counts): exactly
+    :func:`auc` and :func:`eer` of the expanded lists, from one sort. A bootstrap draw that takes a
+    person twice needs no N x N copy of the matrix (:func:`dis_core.score.scoring.headline_draws`)."""
+    g, imp = np.asarray(genuine, float), np.asarray(impostor, float)
+    wg, wi = np.asarray(w_genuine, float), np.asarray(w_impostor, float)
+    n_g, n_i = wg.sum(), wi.sum()
+    if n_g == 0 or n_i == 0:
+        raise DISError("need at least one genuine and one impostor score")
+    v = np.concatenate([g, imp])
+    order = np.argsort(v)  # ties need no order: equal values are taken together below
+    v = v[order]
+    genuine_first = order < len(g)
+    w = np.concatenate([wg, wi])[order]
+    cum_g = np.r_[0.0, np.cumsum(np.where(genuine_first, w, 0.0))]  # integer counts: exact in float64
+    cum_i = np.r_[0.0, np.cumsum(np.where(genuine_first, 0.0, w))]
+    edge = np.flatnonzero(np.r_[True, v[1:] != v[:-1], True])  # where each distinct value starts (and the end)
+    g_less, i_less = cum_g[edge[:-1]], cum_i[edge[:-1]]       # weighted counts strictly below each value
+    g_eq, i_eq = np.diff(cum_g[edge]), np.diff(cum_i[edge])
+    # the ROC of roc_points: t = -inf, every distinct value, +inf
+    fpr = np.r_[1.0, 1.0 - i_less / n_i, 0.0]
+    fnr = np.r_[0.0, g_less / n_g, 1.0]
+    a = float(np.sum(g_eq * (i_less + 0.5 * i_eq)) / (n_g * n_i))  # Mann-Whitney, ties 0.5
+    return a, _eer_of(fpr, fnr)
 
 
 def auc(genuine_scores, impostor_scores) -> float:
@@ -168,7 +200,8 @@ def _resample(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return sub
 
 
-def _draws(n: int, n_boot: int, seed: int) -> np.ndarray:
+def participant_draws(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) indices of people drawn with replacement: the draws of every bootstrap here."""
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
@@ -183,7 +216,13 @@ def bootstrap_participants(s: np.ndarray, metric_fn: Callable[[np.ndarray], floa
     """
     s = np.asarray(s, float)
     point = float(metric_fn(s))
-    dist = np.array([metric_fn(_resample(s, idx)) for idx in _draws(len(s), n_boot, seed)], float)
+    dist = np.array([metric_fn(_resample(s, idx)) for idx in participant_draws(len(s), n_boot, seed)], float)
+    return boot_result(point, dist, ci)
+
+
+def boot_result(point: float, dist: np.ndarray, ci: float = 0.95) -> BootResult:
+    """The percentile interval of a bootstrap distribution (draws where the metric is undefined, NaN,
+    left out)."""
     q = (1 - ci) / 2
     lo, hi = np.nanquantile(dist, [q, 1 - q])
     return BootResult(point, float(lo), float(hi), dist)
@@ -201,7 +240,13 @@ def paired_bootstrap(s_a: np.ndarray, s_b: np.ndarray, metric_fn: Callable[[np.n
         raise DISError(f"score matrices differ in shape: {s_a.shape} vs {s_b.shape}")
     diff = float(metric_fn(s_a) - metric_fn(s_b))
     dist = np.array([metric_fn(_resample(s_a, idx)) - metric_fn(_resample(s_b, idx))
-                     for idx in _draws(len(s_a), n_boot, seed)], float)
+                     for idx in participant_draws(len(s_a), n_boot, seed)], float)
+    return paired_result(diff, dist, ci)
+
+
+def paired_result(diff: float, dist: np.ndarray, ci: float = 0.95) -> PairedResult:
+    """Interval and two-sided p of a paired bootstrap distribution of differences (see
+    :func:`paired_bootstrap`); draws where either metric is undefined are left out."""
     d = dist[np.isfinite(dist)]
     q = (1 - ci) / 2
     lo, hi = np.quantile(d, [q, 1 - q])
