@@ -107,6 +107,11 @@ class RunLayout:
         return self.report_dir / "dis_report.xlsx"
 
     @property
+    def pairs_table(self) -> Path:
+        """Every (model, data) pair, when there are more than a workbook sheet holds (report/stage.py)."""
+        return self.report_dir / "pairs.csv.gz"
+
+    @property
     def report_summary(self) -> Path:
         return self.report_dir / "summary.txt"
 

@@ -332,3 +332,30 @@ def test_the_procrustes_reference_shares_frames_out_fairly_within_its_cap():
     assert got.tolist() == [1] * 7
     many = reference_shares([300] * 50, 10)  # more videos than the cap: one frame from 10 of them, spread
     assert many.sum() == 10 and set(many.tolist()) == {0, 1} and many[0] == many[-1] == 1
+
+
+def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_path, monkeypatch):
+    """Pairs grow as N^2 x methods x feature sets: about 500 people with two feature sets fill an Excel
+    sheet. Then every pair goes to report/pairs.csv.gz (the same rows and columns) and the sheet says
+    so; a later run whose pairs fit takes the file away. The sheet's limit is lowered here to 4 people."""
+    import dis_core.report.stage as report_stage
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=30), out)
+    spec = FEATURE_SETS["head_pose"]
+    _train_and_score(out, TrainConfig(spec, TINY, min_train_frames=20))
+    wb, csv = out / "report" / "dis_report.xlsx", out / "report" / "pairs.csv.gz"
+    assert report_unit(out, [spec.name]).status == "ok"
+    sheet = pd.read_excel(wb, sheet_name="pairs")
+    assert len(sheet) == 2 * 4 * 4 and not csv.exists()  # flow and Gaussian, 4 x 4 pairs each
+    assert sheet["score"].notna().all() and set(sheet["relation"]) >= {"self", "stranger"}
+
+    monkeypatch.setattr(report_stage, "SHEET_MAX_ROWS", 31)
+    assert report_unit(out, [spec.name]).status == "ok"
+    note = pd.read_excel(wb, sheet_name="pairs")["note"][0]
+    assert note.startswith("32 pairs") and "pairs.csv.gz" in note
+    pd.testing.assert_frame_equal(pd.read_csv(csv), sheet, check_dtype=False)
+
+    monkeypatch.undo()
+    assert report_unit(out, [spec.name]).status == "ok"
+    assert not csv.exists() and len(pd.read_excel(wb, sheet_name="pairs")) == 32

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import gzip
 import json
 import math
 from pathlib import Path
@@ -30,6 +32,22 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
+# What one worksheet holds (Excel's limits): a header row plus this many rows, and this many columns.
+SHEET_MAX_ROWS = 1_048_576 - 1
+SHEET_MAX_COLUMNS = 16_384
+
+
+def plain_cell(value: Any) -> Any:
+    """A value as a streamed :class:`Rows` cell: NaN and None empty, infinities the text 'inf' /
+    '-inf' (as :func:`write_workbook` writes DataFrame cells), strings through :func:`safe_cell`."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return _inf_text(value)
+    return safe_cell(value)
+
+
 def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` with :func:`safe_cell` applied to every string cell (and column name), for CSV."""
     out = df.copy()
@@ -54,6 +72,15 @@ class Rows:
 
     header: Sequence[str]
     rows: Iterable[Sequence[Any]]
+
+
+def write_rows_csv(path: Path, table: Rows) -> None:
+    """Write a streamed table as gzip-compressed CSV, atomically: the form of a table longer than a
+    sheet. Empty cells stay empty; strings pass through :func:`safe_cell` as in the workbook."""
+    with atomic_path(Path(path)) as tmp, gzip.open(tmp, "wt", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow([safe_cell(str(h)) for h in table.header])
+        out.writerows(["" if v is None else v for v in row] for row in table.rows)
 
 
 def write_workbook(path: Path, sheets: dict[str, pd.DataFrame | Rows], prov: dict[str, Any]) -> None:

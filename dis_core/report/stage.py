@@ -10,7 +10,7 @@ import pandas as pd
 
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
-from dis_core.io.excel import Rows, write_workbook
+from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
 from dis_core.report.comparisons import feature_set_verdict
 from dis_core.report.config import ReportConfig
 from dis_core.io.provenance import provenance
@@ -70,24 +70,16 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         sheets["synchrony"] = pd.DataFrame(sync[0]) if sync[0] else pd.DataFrame({"note": [sync[1]]})
     sheets["summary"] = info
     sheets["metrics"] = summary
-    long_rows, dyad_rows, train_rows = [], [], []
-    traits = participant_columns(cohort)
+    dyad_rows, train_rows = [], []
     for r in results:
         fl = r.methods["flow"]
-        sheets[f"scores_{r.feature_set}"[:31]] = _labelled(fl.s, r.participants)
-        sheets[f"ranks_{r.feature_set}"[:31]] = _labelled(fl.ranks, r.participants)
+        for kind, a in (("scores", fl.s), ("ranks", fl.ranks)):
+            sheets[f"{kind}_{r.feature_set}"[:31]] = (
+                _labelled(a, r.participants) if len(r.participants) < SHEET_MAX_COLUMNS else
+                pd.DataFrame({"note": [f"{len(r.participants):,} participants: more columns than a sheet holds; the "
+                                       f"matrices are in scores_{r.feature_set}.npz beside this workbook"]}))
         for m in r.methods:
             ms = r.methods[m]
-            for i, pi in enumerate(r.participants):
-                for j, pj in enumerate(r.participants):
-                    long_rows.append({
-                        "feature_set": r.feature_set, "method": m, "model_participant": pi, "data_participant": pj,
-                        "model_dyad": r.dyads[i], "data_dyad": r.dyads[j], "relation": relation(r.dyads, i, j),
-                        "score": ms.s[i, j], "z_score": ms.z[i, j], "rank_of_model_for_data": int(ms.ranks[i, j]),
-                        "frames": r.test_frames[pj], "mean_norm": float(ms.norm_mean[i, j]),
-                        "median_norm": float(ms.norm_median[i, j]),
-                        **{f"model_{k}": v for k, v in traits.get(pi, {}).items()},
-                        **{f"data_{k}": v for k, v in traits.get(pj, {}).items()}})
             if ms.dyads:
                 dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": "partner_vs_stranger",
                                   **ms.dyads})
@@ -97,7 +89,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         _figures(figs, r, prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
                             **{f"s_{m}": r.methods[m].s for m in r.methods})
-    sheets["pairs"] = pd.DataFrame(long_rows)
+    sheets["pairs"] = _pairs_sheet(cohort, results)
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
     sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
@@ -268,6 +260,46 @@ def split_rule_text(cohort: Cohort) -> str:
     for e in cohort.entries:
         by_rule.setdefault(cohort.splits[e.unit_id].rule, set()).add(e.participant_id)
     return "; ".join(f"{RULE_TEXT.get(r, r)} ({len(p)} participant(s))" for r, p in sorted(by_rule.items()))
+
+
+PAIR_COLUMNS = ["feature_set", "method", "model_participant", "data_participant", "model_dyad", "data_dyad",
+                "relation", "score", "z_score", "rank_of_model_for_data", "frames", "mean_norm", "median_norm"]
+
+
+def pair_table(results: list[FeatureSetScores], traits: dict[str, dict[str, str]]) -> Rows:
+    """Every (feature set, method, model, data) pair as a row, streamed: N^2 rows per method, never all
+    in memory; the manifest's per-participant columns as model_<column> and data_<column>."""
+    keys = list(next(iter(traits.values()), {}))
+    header = PAIR_COLUMNS + [f"model_{k}" for k in keys] + [f"data_{k}" for k in keys]
+
+    def rows():
+        for r in results:
+            pids, dy = r.participants, r.dyads
+            tr = [[plain_cell(traits.get(p, {}).get(k)) for k in keys] for p in pids]
+            frames = [r.test_frames[p] for p in pids]
+            for m, ms in r.methods.items():
+                for i, pi in enumerate(pids):
+                    s, z, rk = ms.s[i].tolist(), ms.z[i].tolist(), ms.ranks[i].tolist()
+                    mean, median = ms.norm_mean[i].tolist(), ms.norm_median[i].tolist()
+                    for j, pj in enumerate(pids):
+                        yield [r.feature_set, m, plain_cell(pi), plain_cell(pj), plain_cell(dy[i]), plain_cell(dy[j]),
+                               relation(dy, i, j), plain_cell(s[j]), plain_cell(z[j]), int(rk[j]), frames[j],
+                               plain_cell(mean[j]), plain_cell(median[j])] + tr[i] + tr[j]
+    return Rows(header, rows())
+
+
+def _pairs_sheet(cohort: Cohort, results: list[FeatureSetScores]) -> Rows | pd.DataFrame:
+    """The pair table as a sheet; when it is longer than a sheet holds (about 500 people with two feature
+    sets), as OUT/report/pairs.csv.gz with the sheet saying so. A file of an earlier, larger run goes."""
+    table = pair_table(results, participant_columns(cohort))
+    n = sum(len(r.methods) * len(r.participants) ** 2 for r in results)
+    path = cohort.layout.pairs_table
+    if n <= SHEET_MAX_ROWS:
+        path.unlink(missing_ok=True)
+        return table
+    write_rows_csv(path, table)
+    return pd.DataFrame({"note": [f"{n:,} pairs: more rows than a sheet holds ({SHEET_MAX_ROWS:,}); every pair is "
+                                  f"in {path.name} beside this workbook, with the columns this sheet would have"]})
 
 
 def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
