@@ -74,6 +74,7 @@ bench: setup
 	$(BIN)/python bench/dyads.py
 	$(BIN)/python bench/scale.py --sizes 100,300 --sample 300:2
 	$(BIN)/python bench/cohort.py --sizes 100,300
+	$(BIN)/python bench/report.py --sizes 100,300
 
 clean:
 	rm -rf runs .pytest_cache

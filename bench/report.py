@@ -1,0 +1,171 @@
+"""Scale of the report stage's two N^2 parts: the bootstrap statistics (every method's intervals, flow vs
+each baseline, every pair of feature sets; 1,000 draws over participants each) and the pair table (N^2
+rows per method and feature set), on synthetic score matrices of N participants, each N in its own
+process (peak RSS = VmHWM of that process).
+
+The statistics run twice in one run: through the generic bootstraps of dis_core.score.stats (a draw's
+N x N copy, each metric alone: the code before this bench) on ``--old-draws`` draws, projected to 1,000
+(the cost of a draw does not depend on which draw it is), and through the report's own path
+(dis_core.score.scoring.headline_draws) on all 1,000; both on the same draws, and the figures of the
+draws they share must be equal. Ratios, not absolute times, are what to read on a shared machine.
+
+    nice -n 10 .venv/bin/python bench/report.py --sizes 100,300,1000 --out /tmp/dis-report
+
+Measured 2026-12-03 (2 shared cores; nice 5; N = 100 and 300 in one run, N = 1,000 in a second):
+
+    bootstrap statistics: 2 feature sets x 2 methods: 4 x intervals, 2 x flow vs baseline, 2 x feature set vs feature set; 1,000 draws each
+         N   report s  before s (proj.)   ratio  peak RSS MB  same draws
+       100        2.4              34.0    14.0           98  True
+       300       25.8             361.9    14.0          109  True
+      1000      345.9            4937.9    14.3          214  True
+
+    pair table: 2 feature sets x 2 methods x N^2 rows, a sheet while it fits, else csv.gz
+         N        rows               file  write s      MB  peak RSS MB
+       100      40,000     pairs_100.xlsx      7.5     2.9          331
+       300     360,000     pairs_300.xlsx     64.8    26.7          344
+      1000   4,000,000  pairs_1000.csv.gz     90.6   134.3          483
+
+Before, the statistics of 1,000 people with two feature sets took about 82 minutes (with the four default
+sets about 4.5 hours: the report job's limit was 1 h), and the pair table was a list of 4 million dicts
+for a sheet that holds 1,048,575 rows. The cost per draw grows as N^2 (one sort of the draw's distinct
+cells): with the four default sets, about 12 minutes of statistics at N = 1,000 and 45 at N = 2,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FEATURE_SETS, METHODS = ("fs_a", "fs_b"), ("flow", "gaussian")  # the default run's shape: 2 x 2 matrices
+
+
+def vm_hwm_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def matrices(n: int, seed: int = 0) -> dict[str, dict[str, "np.ndarray"]]:
+    """Scores of a cohort where identity is partly visible: a shared part, a per-person genuine bump
+    and method noise (a flow and its Gaussian alike; two feature sets that share half their signal)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=(n, n))
+    out = {}
+    for f, fs in enumerate(FEATURE_SETS):
+        own = rng.normal(size=(n, n))
+        out[fs] = {m: common + own + rng.normal(0, 0.5, (n, n)) + np.diag(rng.normal(2.5 + f, 1.0, n))
+                   for m in METHODS}
+    return out
+
+
+def child_stats(n: int, old_draws: int) -> dict:
+    """Every bootstrap of the report on N people: the report's path (all 1,000 draws) and the generic one."""
+    import numpy as np
+
+    from dis_core.score import stats as st
+    from dis_core.score.scoring import (HEADLINE, compare_methods, feature_set_comparisons, headline_draws,
+                                       headline_intervals)
+
+    s = matrices(n)
+    t0 = time.perf_counter()
+    new = {}
+    for fs in FEATURE_SETS:
+        for m in METHODS:
+            new[fs, m] = headline_intervals(s[fs][m])
+        new[fs, "cmp"] = compare_methods(s[fs]["flow"], s[fs]["gaussian"])
+    rows = feature_set_comparisons([(fs, [f"p{k}" for k in range(n)], s[fs]) for fs in FEATURE_SETS])
+    t_new = time.perf_counter() - t0
+    # the generic bootstraps on the first old_draws draws: the same bootstraps, fewer draws, projected
+    t0 = time.perf_counter()
+    dists = {}
+    for fs in FEATURE_SETS:
+        for m in METHODS:
+            for name, fn in HEADLINE.items():
+                dists[fs, m, name] = st.bootstrap_participants(s[fs][m], fn, n_boot=old_draws).dist
+        for name, fn in HEADLINE.items():
+            st.paired_bootstrap(s[fs]["flow"], s[fs]["gaussian"], fn, n_boot=old_draws)
+    for m in METHODS:  # one pair of feature sets, every method
+        for name, fn in HEADLINE.items():
+            st.paired_bootstrap(s[FEATURE_SETS[0]][m], s[FEATURE_SETS[1]][m], fn, n_boot=old_draws)
+    t_old = (time.perf_counter() - t0) * 1000 / old_draws
+    same = all(np.allclose(d, headline_draws(s[fs][m], n_boot=old_draws)[name], rtol=0, atol=1e-12, equal_nan=True)
+               for (fs, m, name), d in dists.items())
+    return {"n": n, "new_s": t_new, "old_s_projected": t_old, "same": same, "rss_mb": vm_hwm_mb(),
+            "comparisons": len(rows)}
+
+
+def child_pairs(n: int, folder: Path) -> dict:
+    """The pair table of N people, 2 feature sets x 2 methods, written as the report writes it."""
+    import types
+
+    import numpy as np
+
+    from dis_core.io.excel import SHEET_MAX_ROWS, write_rows_csv, write_workbook
+    from dis_core.report.stage import pair_table
+    from dis_core.score.scoring import ranks, znorm
+
+    s = matrices(n)
+    pids = [f"p{k:05d}" for k in range(n)]
+    results = []
+    for fs in FEATURE_SETS:
+        ms = {m: types.SimpleNamespace(s=a, z=znorm(a), ranks=ranks(a), norm_mean=np.abs(a), norm_median=np.abs(a))
+              for m, a in s[fs].items()}
+        results.append(types.SimpleNamespace(feature_set=fs, participants=pids, dyads=[f"d{k // 2}" for k in range(n)],
+                                             test_frames={p: 300 for p in pids}, methods=ms))
+    rows = len(FEATURE_SETS) * len(METHODS) * n * n
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if rows <= SHEET_MAX_ROWS:
+        path = folder / f"pairs_{n}.xlsx"
+        write_workbook(path, {"pairs": pair_table(results, {})}, {"bench": "report"})
+    else:
+        path = folder / f"pairs_{n}.csv.gz"
+        write_rows_csv(path, pair_table(results, {}))
+    return {"n": n, "rows": rows, "file": path.name, "write_s": time.perf_counter() - t0,
+            "mb": path.stat().st_size / 1e6, "rss_mb": vm_hwm_mb()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="100,300,1000")
+    ap.add_argument("--old-draws", type=int, default=20, help="draws of the generic bootstraps (projected to 1,000)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/dis-report"))
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        kind, n = a.child.split(":")
+        print(json.dumps(child_stats(int(n), a.old_draws) if kind == "stats" else child_pairs(int(n), a.out)))
+        return
+
+    def run(kind: str, n: int) -> dict:
+        r = subprocess.run([sys.executable, __file__, "--child", f"{kind}:{n}", "--old-draws", str(a.old_draws),
+                            "--out", str(a.out)], capture_output=True, text=True, check=True)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    print("bootstrap statistics: 2 feature sets x 2 methods: 4 x intervals, 2 x flow vs baseline, "
+          "2 x feature set vs feature set; 1,000 draws each")
+    print(f"{'N':>6} {'report s':>10} {'before s (proj.)':>17} {'ratio':>7} {'peak RSS MB':>12}  same draws")
+    for n in [int(x) for x in a.sizes.split(",")]:
+        r = run("stats", n)
+        print(f"{n:>6} {r['new_s']:>10.1f} {r['old_s_projected']:>17.1f} {r['old_s_projected'] / r['new_s']:>7.1f} "
+              f"{r['rss_mb']:>12.0f}  {r['same']}", flush=True)
+    print("\npair table: 2 feature sets x 2 methods x N^2 rows, a sheet while it fits, else csv.gz")
+    print(f"{'N':>6} {'rows':>11} {'file':>18} {'write s':>8} {'MB':>7} {'peak RSS MB':>12}")
+    for n in [int(x) for x in a.sizes.split(",")]:
+        r = run("pairs", n)
+        print(f"{n:>6} {r['rows']:>11,} {r['file']:>18} {r['write_s']:>8.1f} {r['mb']:>7.1f} {r['rss_mb']:>12.0f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
