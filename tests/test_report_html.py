@@ -4,6 +4,7 @@ on a real phantom run is tests/test_dis_phantom.py::test_html_report_renders_in_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from html.parser import HTMLParser
 from pathlib import Path
@@ -103,3 +104,24 @@ def test_qc_thumbnails_of_a_real_extraction_seek_to_the_same_frames(tmp_path, sa
     seek = H.gather_video_qc(tmp_path / "out", qc)
     assert seq[0].frames == res.frames and seq[0].detected_frames == res.detected_frames
     assert len(seq[0].thumbs) == 3 and seq[0].thumbs == seek[0].thumbs
+
+
+def test_a_large_cohort_embeds_a_bounded_number_of_signatures_and_links_the_others(tmp_path):
+    """A signature is ~0.3 MB: 1,000 of them would make a page no browser opens. Up to MAX_SIGNATURES are
+    embedded, the misidentified first; the others are linked PNG files, and the page says so."""
+    from dis_core.report.html import embedded_signatures
+
+    ranks = [("a", 1), ("b", 3), ("c", None), ("d", 2), ("e", 1)]
+    assert embedded_signatures(ranks, cap=10) == {"a", "b", "c", "d", "e"}
+    assert embedded_signatures(ranks, cap=3) == {"b", "d", "a"}  # missed ones first, then cohort order
+    assert embedded_signatures(ranks, cap=1) == {"b"}
+
+    page = _page(tmp_path)
+    linked = ParticipantSection("q<1>", "", ("s1",), (), 2, None, "figures/participants/signature_q_1.png")
+    text = render_html(dataclasses.replace(page, participants=page.participants + [linked]))
+    p = _Tags()
+    p.feed(text)
+    assert [a["href"] for t, a in p.tags if t == "a" and "signature" in a.get("href", "")] == \
+        ["figures/participants/signature_q_1.png"]
+    assert "embeds 1 of 2 signatures" in text
+    assert "The page embeds" not in render_html(page)  # everyone embedded: nothing to say

@@ -23,6 +23,7 @@ from dis_core.layout import RunLayout
 HTML_NAME = "dis_report.html"
 THUMBS_PER_VIDEO = 3
 MAX_THUMB_VIDEOS = 60  # beyond this, thumbnails only for videos with problems (the page stays light)
+MAX_SIGNATURES = 60  # signatures embedded in the page (~0.3 MB each); the others are linked PNG files
 SEQUENTIAL_MAX_FRAMES = 3000  # longer videos are seeked for thumbnails instead of decoded from the start
 
 METHOD_LABELS = {"flow": "DIS (flow)", "gaussian": "baseline (Gaussian)", "ar": "baseline (autoregressive)"}
@@ -65,7 +66,8 @@ class ParticipantSection:
     videos: tuple[str, ...]
     confused: tuple[tuple[str, float], ...]  # (participant, t-norm score of this person's data), own first
     rank_of_own: int | None  # rank of the own model for this person's data (1 = identified)
-    figure: Figure | None
+    figure: Figure | None  # embedded in the page
+    link: str = ""  # the signature's PNG beside the page, when it is not embedded (MAX_SIGNATURES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,7 +329,16 @@ def _participant(p: ParticipantSection) -> str:
     return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
             f"{' (dyad ' + _e(p.dyad) + ')' if p.dyad else ''}</h3>"
             f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {rank}; "
-            f"the other models that fit it best: {conf or 'n/a'}.</p>{_figure(p.figure)}")
+            f"the other models that fit it best: {conf or 'n/a'}.</p>{_figure(p.figure)}"
+            + (f"<p class='note'><a href=\"{_e(p.link)}\">signature (PNG)</a></p>" if p.figure is None and p.link else ""))
+
+
+def embedded_signatures(ranks: Sequence[tuple[str, int | None]], cap: int = MAX_SIGNATURES) -> set[str]:
+    """Whose signature the page embeds: every participant when they fit ``cap``; otherwise the ones their
+    own model did not identify (rank > 1) first, then the others, each in cohort order, up to ``cap``."""
+    missed = [p for p, r in ranks if r is not None and r > 1]
+    rest = [p for p, r in ranks if not (r is not None and r > 1)]
+    return set((missed + rest)[:cap])
 
 
 def render_html(page: ReportPage) -> str:
@@ -382,6 +393,11 @@ def render_html(page: ReportPage) -> str:
                "head yaw/pitch/roll over time for each session (training and held-out), the spectrum of the "
                "head's angular speed (the rhythm the model learns), and whose models fit their held-out data "
                "best (per-data t-normalised score: standard deviations above the other models).</p>")
+    shown = sum(p.figure is not None for p in page.participants)
+    if any(p.figure is None and p.link for p in page.participants):
+        out.append(f"<p class='note'>The page embeds {shown} of {len(page.participants)} signatures (up to "
+                   f"{MAX_SIGNATURES}: every participant whose own model did not rank first, then the others in "
+                   "cohort order); the others are linked PNG files in figures/participants/ beside this page.</p>")
     out += [_participant(p) for p in page.participants]
     out.append("</section>")
     out.append("<section id='failures'><h2>What failed and why</h2>")

@@ -13,8 +13,8 @@ import pandas as pd
 
 from dis_core.cohort.stage import Cohort
 from dis_core.io.atomic import write_text_atomic
-from dis_core.report.html import (HTML_NAME, Figure, ParticipantSection, ReportPage, confusions, gather_video_qc,
-                                  png_figure, read_head_pose, render_html)
+from dis_core.report.html import (HTML_NAME, Figure, ParticipantSection, ReportPage, confusions, embedded_signatures,
+                                  gather_video_qc, png_figure, read_head_pose, render_html)
 from dis_core.layout import RunLayout
 from dis_core.score.evaluate import FeatureSetScores
 
@@ -101,6 +101,8 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
 
     figs.mkdir(parents=True, exist_ok=True)
     r = next((x for x in results if x.feature_set == SIGNATURE_FEATURE_SET), results[0] if results else None)
+    ranked = {pid: int(r.methods["flow"].ranks[j, j]) for j, pid in enumerate(r.participants)} if r is not None else {}
+    embed = embedded_signatures([(pid, ranked.get(pid)) for pid in cohort.participants])
     out = []
     for pid in cohort.participants:
         sessions = []
@@ -120,17 +122,20 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
             j = r.participants.index(pid)
             s = r.methods["flow"].s
             confused = confusions(s, j, r.participants)
-            rank = int(r.methods["flow"].ranks[j, j])
-        fig = None
+            rank = ranked[pid]
+        fig, link = None, ""
         if sessions:
             path = figs / f"signature_{safe_name(pid)}.png"
             fs_note = f" (confusions: {r.feature_set} flows)" if r is not None else ""
             signature_png(path, sessions, list(confused), f"{pid}: head-motion signature{fs_note}", prov)
-            fig = Figure(f"Signature of {pid}", "Top: yaw, pitch and roll per session; bottom: spectrum of the "
-                         "head's angular speed per session; right: models that fit the held-out data best.",
-                         path.read_bytes())
+            if pid in embed:
+                fig = Figure(f"Signature of {pid}", "Top: yaw, pitch and roll per session; bottom: spectrum of the "
+                             "head's angular speed per session; right: models that fit the held-out data best.",
+                             path.read_bytes())
+            else:
+                link = path.relative_to(cohort.layout.report_dir).as_posix()
         out.append(ParticipantSection(pid, cohort.dyad(pid), tuple(e.session for e in cohort.videos_of(pid)),
-                                      confused, rank, fig))
+                                      confused, rank, fig, link))
     return out
 
 
