@@ -163,3 +163,41 @@ def test_report_figures_are_high_dpi_png_with_provenance(tmp_path):
     im = Image.open(tmp_path / "n.png")
     assert round(im.info["dpi"][0]) == F.REPORT_DPI
     assert '"dis_version": "x"' in im.info["Description"]
+
+
+def test_figures_of_a_large_cohort_stay_bounded_and_readable(tmp_path):
+    """500 people: the heatmap is page-sized (no names, no outlines: a cell is a few pixels), the
+    map drops names, and the loss and landmark grids show their first GRID_MAX panels and say so; each is
+    saved for real (a grid of 500 panels was taller than matplotlib can draw, a heatmap of 500 ~7 GB)."""
+    import matplotlib.pyplot as plt
+
+    n = 500
+    pids = [f"p{k:03d}" for k in range(n)]
+    s = _scores(n, seed=3)
+    fig = F.heatmap_figure(s, pids, "scores", dyads=[f"d{k // 2}" for k in range(n)])
+    assert max(fig.get_size_inches()) <= 13 < max(F.heatmap_figure(_scores(80), pids[:80], "scores").get_size_inches())
+    ax = fig.axes[0]
+    assert not ax.get_xticklabels() and not ax.patches and "500 participants" in ax.get_xlabel()
+    _check_readable(fig)
+    plt.close("all")
+    F.heatmap_png(tmp_path / "h.png", s, pids, "scores", {})
+    assert (tmp_path / "h.png").stat().st_size < 20e6
+
+    fig = F.participant_map_figure(np.random.default_rng(0).normal(size=(n, 2)), pids, [(0, 1)], "map")
+    assert not fig.axes[0].texts and "names omitted" in fig.axes[0].collections[0].get_label()
+    plt.close("all")
+
+    hist = {"train": [3.0, 2.0, 1.5], "val": [3.1, 2.2, 1.9]}
+    F.loss_grid_png(tmp_path / "l.png", [(p, hist, 2) for p in pids], "curves", {})
+    fig = F.loss_grid_figure([(p, hist, 2) for p in pids], "curves")
+    drawn = [a for a in fig.axes if a.axison]
+    assert len(drawn) == F.GRID_MAX and drawn[-1].get_title() == pids[F.GRID_MAX - 1]
+    assert f"the first {F.GRID_MAX} of 500 participants" in fig._suptitle.get_text()
+    plt.close("all")
+    pts = {p: np.random.default_rng(k).normal(size=(30, 2)) for k, p in enumerate(pids)}
+    F.landmark_pca_grid_png(tmp_path / "m.png", pts, np.array([0.4, 0.2]), "landmarks", {})
+    fig = F.landmark_pca_grid_figure(pts, np.array([0.4, 0.2]), "landmarks")
+    assert len([a for a in fig.axes if a.axison]) == F.GRID_MAX and "of 500 participants" in fig._suptitle.get_text()
+    few = F.loss_grid_figure([(p, hist, 2) for p in pids[:5]], "curves")
+    assert len([a for a in few.axes if a.axison]) == 5 and few._suptitle.get_text() == "curves"  # all fit: no note
+    plt.close("all")

@@ -72,7 +72,9 @@ def loss_curve_png(path: Path, hist: dict, best: int, title: str, prov: dict[str
 
 
 def loss_grid_figure(curves: list[tuple[str, dict, int]], title: str):
-    """A grid of loss curves, one panel per participant, with one legend for the figure."""
+    """A grid of loss curves, one panel per participant (at most GRID_MAX), with one legend for the figure."""
+    curves, note = grid_subset(curves, "participants")
+    title += note
     n = max(len(curves), 1)
     cols = min(4, n)
     rows = -(-n // cols)
@@ -121,6 +123,20 @@ NORMS = {"t-norm": ("per-data z-score over the other models (t-norm)", "tnorm"),
          "z-norm": ("per-model z-score over the other data (z-norm)", "znorm")}
 
 
+# Figures that draw one cell, panel or label per participant stay readable and bounded in size: beyond
+# LABELLED_MAX participants the heatmap and map drop names, and grids show GRID_MAX panels (a grid of
+# 500 people was over 65,536 pixels tall, which matplotlib refuses; a heatmap of 500 took ~7 GB).
+LABELLED_MAX = 80
+GRID_MAX = 48
+
+
+def grid_subset(items: list, what: str) -> tuple[list, str]:
+    """The first GRID_MAX items, in the cohort's order, and the title note saying so ('' when all fit)."""
+    if len(items) <= GRID_MAX:
+        return items, ""
+    return items[:GRID_MAX], f" (the first {GRID_MAX} of {len(items):,} {what}, in cohort order)"
+
+
 def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str] | None = None,
                    norm: str = "t-norm"):
     """Score matrix normalised for reading, rows = models, columns = held-out data, partners side by
@@ -141,23 +157,31 @@ def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str
     order = display_order(dyads, s)
     z = getattr(scoring, fn)(np.asarray(s, float))[np.ix_(order, order)]
     lim = robust_limit(z)
-    fig, ax = plt.subplots(figsize=(2.4 + 0.42 * n, 1.6 + 0.4 * n))
-    im = ax.imshow(np.clip(z, -lim, lim), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    labelled = n <= LABELLED_MAX  # beyond, a cell is a few pixels: no names, no outlines, a page-sized figure
+    fig, ax = plt.subplots(figsize=(2.4 + 0.42 * n, 1.6 + 0.4 * n) if labelled else (13.0, 11.5))
+    im = ax.imshow(np.clip(z, -lim, lim), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
     ticks = [literal(f"{labels[i]} ({dyads[i]})" if dyads[i] else labels[i]) for i in order]
-    ax.set_xticks(range(n), ticks, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), ticks, fontsize=7)
-    ax.set_xlabel("held-out data of participant (dyad)")
-    ax.set_ylabel("model (DIS) of participant (dyad)")
-    for k in range(n):
-        ax.add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, ec="k", lw=1.4,
-                               label="own data" if k == 0 else None))
+    if labelled:
+        ax.set_xticks(range(n), ticks, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), ticks, fontsize=7)
+        ax.set_xlabel("held-out data of participant (dyad)")
+        ax.set_ylabel("model (DIS) of participant (dyad)")
+        for k in range(n):
+            ax.add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, ec="k", lw=1.4,
+                                   label="own data" if k == 0 else None))
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"held-out data of {n:,} participants (partners side by side; names in the scores sheet)")
+        ax.set_ylabel("model (DIS) of each participant, same order: own data on the diagonal")
     raw = np.asarray(s, float)[np.ix_(order, order)]
     best = np.nanargmax(np.where(np.isfinite(raw), raw, -np.inf), axis=0)
-    ax.scatter(np.arange(n), best, marker="o", color="k", s=14, label="best model for this data")
+    ax.scatter(np.arange(n), best, marker="o", color="k", s=14 if labelled else 1.5, lw=0,
+               label="best model for this data")
     cb = fig.colorbar(im, ax=ax, extend="both")
     cb.set_label(f"{label}\nof mean log-likelihood (colour clipped at \u00b1{lim:.1f})", fontsize=8)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22 - 0.012 * max(len(t) for t in ticks)),
-              ncol=2, frameon=False)
+    below = 0.22 + 0.012 * max(len(t) for t in ticks) if labelled else 0.06
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -below), ncol=2, frameon=False)
     ax.set_title(literal(title), fontsize=10)
     return fig
 
@@ -222,11 +246,14 @@ def norms_figure(groups: dict[str, np.ndarray], title: str):
 
 
 def landmark_pca_grid_figure(scores: dict[str, np.ndarray], explained: np.ndarray, title: str):
-    """Per participant: their frames in the cohort's first two landmark components (shared axes)."""
+    """Per participant (at most GRID_MAX): their frames in the cohort's first two landmark components
+    (shared axes, from every participant's frames)."""
+    allv = np.concatenate([v for v in scores.values() if len(v)]) if scores else np.zeros((1, 2))
+    shown, note = grid_subset(list(scores.items()), "participants")
+    scores, title = dict(shown), title + note
     n = max(len(scores), 1)
     cols = min(4, n)
     rows = -(-n // cols)
-    allv = np.concatenate([v for v in scores.values() if len(v)]) if scores else np.zeros((1, 2))
     lo, hi = np.percentile(allv, 0.5, axis=0), np.percentile(allv, 99.5, axis=0)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
     for ax, (pid, v) in zip(axes.flat, scores.items()):
@@ -249,8 +276,10 @@ def participant_map_figure(coords: np.ndarray, labels: list[str], links: list[tu
     for k, (i, j) in enumerate(links):
         ax.plot(coords[[i, j], 0], coords[[i, j], 1], color="tab:orange", lw=1.2, alpha=0.8,
                 label="dyad partners" if k == 0 else None)
-    ax.scatter(coords[:, 0], coords[:, 1], s=28, color="tab:blue", label="participant", zorder=3)
-    for (x, y), name in zip(coords, labels):
+    big = len(labels) > LABELLED_MAX
+    ax.scatter(coords[:, 0], coords[:, 1], s=6 if big else 28, color="tab:blue", zorder=3,
+               label=f"participant ({len(labels):,}; names omitted)" if big else "participant")
+    for (x, y), name in zip(coords, labels if not big else []):
         ax.annotate(literal(name), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
     ax.set_xlabel("MDS axis 1 (similarity units)")
     ax.set_ylabel("MDS axis 2 (similarity units)")
