@@ -273,10 +273,14 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
 
     rng = np.random.default_rng(5)
     for n in (2, 3, 7, 25):
-        for trial in range(3):
+        for trial in range(5):
             s = np.round(rng.normal(size=(n, n)), 1 if trial else 6) + np.eye(n) * rng.uniform(0, 2)
-            if trial == 2 and n > 3:
+            if trial >= 2:  # small integers everywhere: genuine scores tie with impostors and competitors
+                s = rng.integers(0, 4, (n, n)).astype(float)
+            if trial == 3 and n > 3:
                 s[0, 1] = s[2, 0] = np.nan
+            if trial == 4 and n > 3:
+                s[1, 0] = -np.inf
             fast = headline_draws(s, n_boot=150, seed=trial)
             for name, fn in HEADLINE.items():
                 slow = st.bootstrap_participants(s, fn, n_boot=150, seed=trial).dist
@@ -294,4 +298,28 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
         p = st.paired_bootstrap(s, s2, fn, n_boot=200, seed=4)
         assert (c[f"{name}_diff"], c[f"{name}_diff_lo"], c[f"{name}_diff_hi"], c[f"{name}_p"]) == \
             pytest.approx((p.diff, p.lo, p.hi, p.p), abs=1e-12)
-    assert headline_draws(s, n_boot=200, seed=4) is headline_draws(s.copy(), n_boot=200, seed=4)  # reused
+    kept = headline_draws(s, n_boot=200, seed=4)
+    assert kept["eer"] is headline_draws(s.copy(), n_boot=200, seed=4)["eer"]  # reused, and read-only:
+    with pytest.raises(ValueError):
+        kept["eer"][:] = 0
+    with pytest.raises(DISError, match="genuine"):
+        headline_draws(np.where(np.eye(30, dtype=bool) & (np.arange(30) == 3), np.nan, s))
+    with pytest.raises(ValueError, match="seed"):
+        headline_draws(s, seed=None)
+
+
+def test_tied_scores_stay_tied_after_normalisation():
+    """Known answer: genuine 3, 1, 2, 0 and impostors as below; in exact arithmetic the t-normed genuine of
+    column 0 equals impostors of other columns. Rounding noise once broke such ties one way in one path and
+    the other way in the other; and a constant column's spread (rounding noise) is no spread at all."""
+    from dis_core.score.scoring import _draw_metrics, auc_tnorm, tnorm
+
+    s = np.array([[3, 2, 0, 3], [3, 1, 2, 0], [3, 0, 0, 2], [1, 3, 2, 0]], float)
+    t = tnorm(s)
+    g, imp = np.diag(t), t[~np.eye(4, dtype=bool)]
+    assert np.isin(g, imp).sum() >= 2  # the ties survive
+    exact = np.mean([(a > b) + 0.5 * (a == b) for a in g for b in imp])
+    assert exact == pytest.approx(1 / 3)
+    assert auc_tnorm(s) == pytest.approx(1 / 3, abs=1e-15)
+    assert _draw_metrics(s, np.arange(4))["auc"] == pytest.approx(1 / 3, abs=1e-15)  # the bootstrap's path
+    assert np.all(tnorm(np.full((5, 5), 0.1)) == 0)

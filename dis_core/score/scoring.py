@@ -96,8 +96,19 @@ def znorm(s: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)  # rows without impostors (bootstrap draws) give NaN
         mu = np.nanmean(imp, axis=1, keepdims=True)
         sd = np.nanstd(imp, axis=1, ddof=1, keepdims=True)
-    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-    return (s - mu) / sd
+    return standardised(s, mu, sd)
+
+
+NORM_DECIMALS = 9
+
+
+def standardised(s: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """(s - mu) / sd, a spread that is missing, zero or the rounding noise of a constant taken as 1, and
+    rounded to NORM_DECIMALS decimals: scores tied in exact arithmetic stay tied however the mean and the
+    spread were summed (znorm over a draw's copies, the bootstrap with the copies as weights)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(sd) & (sd > 1e-12 * np.maximum(1.0, np.abs(mu)))
+        return np.round((s - mu) / np.where(ok, sd, 1.0), NORM_DECIMALS)
 
 
 def tnorm(s: np.ndarray) -> np.ndarray:
@@ -139,29 +150,37 @@ auc_tnorm = _defined(auc)
 HEADLINE = {"top1": top1_of, "eer": eer_tnorm, "auc": auc_tnorm}
 
 
+_DRAWS: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
+_DRAWS_KEPT = 64  # a run's matrices (feature sets x methods, and their cuts to common people): 3 x n_boot floats each
+
+
 def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
     """Every HEADLINE metric on every bootstrap draw of people (``participant_draws(N, n_boot, seed)``),
     under the duplicate rule of :func:`bootstrap_participants`: the same numbers as HEADLINE on
     S[idx][:, idx], computed on the draw's distinct people with their counts as weights (one sort per
     draw instead of five, no N x N copy). Remembered per matrix, so that a method's comparisons reuse
-    its draws instead of redrawing them (every comparison of one run uses the same seed)."""
+    its draws instead of redrawing them (every comparison of one run uses the same seed); the arrays are
+    read-only."""
+    if not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"headline_draws needs an integer seed (paired comparisons draw the same people for "
+                         f"both methods), not {seed!r}")
     s = np.ascontiguousarray(s, dtype=float)
-    key = (hashlib.sha1(memoryview(s).cast("B")).hexdigest(), s.shape, n_boot, seed)
-    if key in _DRAWS:
-        _DRAWS.move_to_end(key)
-        return _DRAWS[key]
-    out = {name: np.empty(n_boot) for name in HEADLINE}
-    for b, idx in enumerate(participant_draws(len(s), n_boot, seed)):
-        for name, v in _draw_metrics(s, idx).items():
-            out[name][b] = v
-    _DRAWS[key] = out
-    if len(_DRAWS) > _DRAWS_KEPT:
-        _DRAWS.popitem(last=False)
-    return out
-
-
-_DRAWS: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
-_DRAWS_KEPT = 64  # a run's matrices (feature sets x methods, and their cuts to common people): 3 x n_boot floats each
+    own = np.diag(s)
+    if not np.all(np.isfinite(own)):
+        raise DISError(f"non-finite genuine score for data column {int(np.argmax(~np.isfinite(own)))}")
+    key = (hashlib.sha1(memoryview(s).cast("B")).hexdigest(), s.shape, n_boot, int(seed))
+    if key not in _DRAWS:
+        out = {name: np.empty(n_boot) for name in HEADLINE}
+        for b, idx in enumerate(participant_draws(len(s), n_boot, seed)):
+            for name, v in _draw_metrics(s, idx).items():
+                out[name][b] = v
+        for v in out.values():
+            v.setflags(write=False)
+        _DRAWS[key] = out
+        if len(_DRAWS) > _DRAWS_KEPT:
+            _DRAWS.popitem(last=False)
+    _DRAWS.move_to_end(key)
+    return dict(_DRAWS[key])
 
 
 def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
@@ -177,13 +196,12 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
     credit = np.clip(1 - above, 0, tied + 1) / (tied + 1)
     out = {"top1": float(w @ credit / w.sum())}
     # t-norm of the draw: each column against the other people's models present, copies counted (znorm)
-    fin = np.isfinite(sub) & off
+    fin = ~np.isnan(sub) & off  # as nanmean: an infinite impostor makes the column's normalisation infinite
     n_imp = w @ fin
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = (w @ np.where(fin, sub, 0.0)) / n_imp
         var = (w @ np.where(fin, sub - mu, 0.0) ** 2) / np.where(n_imp > 1, n_imp - 1, np.nan)
-        sd = np.sqrt(var)
-        t = (sub - mu) / np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+        t = standardised(sub, mu, np.sqrt(var))
     g_ok = np.isfinite(np.diag(t))
     i_ok = np.isfinite(t) & off
     if not g_ok.any() or not i_ok.any():
