@@ -75,6 +75,25 @@ def test_user_strings_are_written_as_text_never_formulas(tmp_path):
     assert safe_cell(-3) == -3 and safe_cell(None) is None and safe_cell("'=x") == "'=x"
 
 
+def test_a_streamed_table_is_the_same_in_a_sheet_and_in_csv(tmp_path):
+    """Rows written as a sheet and as csv.gz (the pair table's two forms): NaN empty, infinities as the text
+    the DataFrame path writes ('inf', '-inf', not escaped as formulas), user strings escaped in both."""
+    import gzip
+
+    from dis_core.io.excel import Rows, plain_cell, write_rows_csv
+
+    rows = [["=p1", 1.5, 3], ["p2", float("nan"), 4], ["p3", float("-inf"), 5], ["-p4", float("inf"), 6]]
+    table = lambda: Rows(["id", "score", "n"], ([plain_cell(v) for v in r] for r in rows))  # noqa: E731
+    write_workbook(tmp_path / "w.xlsx", {"t": table(), "df": pd.DataFrame(rows, columns=["id", "score", "n"])}, {})
+    write_rows_csv(tmp_path / "t.csv.gz", table())
+    wb = openpyxl.load_workbook(tmp_path / "w.xlsx")
+    for sheet in ("t", "df"):
+        assert [[c.value for c in r] for r in wb[sheet].iter_rows(min_row=2)] == \
+            [["'=p1", 1.5, 3], ["p2", None, 4], ["p3", "-inf", 5], ["'-p4", "inf", 6]]
+    with gzip.open(tmp_path / "t.csv.gz", "rt") as f:
+        assert f.read().splitlines() == ["id,score,n", "'=p1,1.5,3", "p2,,4", "p3,-inf,5", "'-p4,inf,6"]
+
+
 def test_summary_csvs_escape_formulas(tmp_path):
     from dis_core.extract.result import ExtractResult
     from dis_core.extract.summary import write_extract_summary

@@ -123,5 +123,5 @@ def test_a_large_cohort_embeds_a_bounded_number_of_signatures_and_links_the_othe
     p.feed(text)
     assert [a["href"] for t, a in p.tags if t == "a" and "signature" in a.get("href", "")] == \
         ["figures/participants/signature_q_1.png"]
-    assert "embeds 1 of 2 signatures" in text
+    assert "embeds 1 of the 2 participants' signatures" in text
     assert "The page embeds" not in render_html(page)  # everyone embedded: nothing to say

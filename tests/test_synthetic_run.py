@@ -349,6 +349,13 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     sheet = pd.read_excel(wb, sheet_name="pairs")
     assert len(sheet) == 2 * 4 * 4 and not csv.exists()  # flow and Gaussian, 4 x 4 pairs each
     assert sheet["score"].notna().all() and set(sheet["relation"]) >= {"self", "stranger"}
+    npz = np.load(out / "report" / "scores_head_pose.npz")  # each row is its pair's cell of the matrices
+    pids = list(npz["participants"])
+    for m in ("flow", "gaussian"):
+        rows = sheet[sheet["method"] == m]
+        i, j = rows["model_participant"].map(pids.index), rows["data_participant"].map(pids.index)
+        np.testing.assert_allclose(rows["score"], npz[f"s_{m}"][i, j], rtol=1e-12)
+        assert (rows["rank_of_model_for_data"] == 1).sum() == 4  # one best model per data column
 
     monkeypatch.setattr(report_stage, "SHEET_MAX_ROWS", 31)
     assert report_unit(out, [spec.name]).status == "ok"

@@ -38,13 +38,15 @@ SHEET_MAX_COLUMNS = 16_384
 
 
 def plain_cell(value: Any) -> Any:
-    """A value as a streamed :class:`Rows` cell: NaN and None empty, infinities the text 'inf' /
-    '-inf' (as :func:`write_workbook` writes DataFrame cells), strings through :func:`safe_cell`."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return _inf_text(value)
+    """A value for a streamed :class:`Rows` table: NaN becomes None (an empty cell); the writers do the
+    rest (infinities as the text 'inf' / '-inf', strings through :func:`safe_cell`)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _streamed_cell(value: Any) -> Any:
+    """A :class:`Rows` value as the workbook writes DataFrame cells (:func:`_cells`)."""
+    if isinstance(value, float) and math.isinf(value):
+        return _inf_text(value)
     return safe_cell(value)
 
 
@@ -80,7 +82,7 @@ def write_rows_csv(path: Path, table: Rows) -> None:
     with atomic_path(Path(path)) as tmp, gzip.open(tmp, "wt", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow([safe_cell(str(h)) for h in table.header])
-        out.writerows(["" if v is None else v for v in row] for row in table.rows)
+        out.writerows(["" if v is None else safe_cell(v) for v in row] for row in table.rows)
 
 
 def write_workbook(path: Path, sheets: dict[str, pd.DataFrame | Rows], prov: dict[str, Any]) -> None:
@@ -94,7 +96,7 @@ def write_workbook(path: Path, sheets: dict[str, pd.DataFrame | Rows], prov: dic
         ws = wb.create_sheet(name[:31])
         if isinstance(data, Rows):
             header = [safe_cell(str(h)) for h in data.header]
-            rows = ([safe_cell(v) for v in row] for row in data.rows)
+            rows = ([_streamed_cell(v) for v in row] for row in data.rows)
         else:
             header = [safe_cell(str(c)) for c in data.columns]
             rows = zip(*[_cells(data.iloc[:, k]) for k in range(data.shape[1])])

@@ -1,5 +1,6 @@
 """The HTML report: one self-contained page per run (figures embedded as base64 PNG, no script, no
-network), the page people open first; the Excel workbook stays as the data behind it.
+network; past MAX_SIGNATURES participants the further signatures are links to their PNG beside it), the
+page people open first; the Excel workbook stays as the data behind it.
 
 Gathering (reading HDF5, decoding a few video frames, drawing figures) happens in :func:`gather_*`
 at the edge; :func:`render_html` is a pure function from those records to the page text. Every user
@@ -395,9 +396,10 @@ def render_html(page: ReportPage) -> str:
                "best (per-data t-normalised score: standard deviations above the other models).</p>")
     shown = sum(p.figure is not None for p in page.participants)
     if any(p.figure is None and p.link for p in page.participants):
-        out.append(f"<p class='note'>The page embeds {shown} of {len(page.participants)} signatures (up to "
-                   f"{MAX_SIGNATURES}: every participant whose own model did not rank first, then the others in "
-                   "cohort order); the others are linked PNG files in figures/participants/ beside this page.</p>")
+        out.append(f"<p class='note'>The page embeds {shown} of the {len(page.participants)} participants' "
+                   f"signatures (up to {MAX_SIGNATURES}: the participants whose own model did not rank first come "
+                   "first, then the others in cohort order); the others are linked PNG files in "
+                   "figures/participants/ beside this page.</p>")
     out += [_participant(p) for p in page.participants]
     out.append("</section>")
     out.append("<section id='failures'><h2>What failed and why</h2>")

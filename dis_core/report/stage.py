@@ -77,7 +77,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             sheets[f"{kind}_{r.feature_set}"[:31]] = (
                 _labelled(a, r.participants) if len(r.participants) < SHEET_MAX_COLUMNS else
                 pd.DataFrame({"note": [f"{len(r.participants):,} participants: more columns than a sheet holds; the "
-                                       f"matrices are in scores_{r.feature_set}.npz beside this workbook"]}))
+                                       f"score matrices are in scores_{r.feature_set}.npz beside this workbook "
+                                       "(ranks: 1 = the highest score in a data column)"]}))
         for m in r.methods:
             ms = r.methods[m]
             if ms.dyads:
@@ -89,7 +90,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         _figures(figs, r, prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
                             **{f"s_{m}": r.methods[m].s for m in r.methods})
-    sheets["pairs"] = _pairs_sheet(cohort, results)
+    sheets["pairs"], pairs_file = _pairs_sheet(cohort, results)
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
     sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
@@ -117,6 +118,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     _landmark_pca(figs, cohort, prov)
     wb = cohort.layout.workbook
     write_workbook(wb, sheets, prov)
+    if not pairs_file:  # the pairs fit the workbook: a file of an earlier, larger run would be stale
+        cohort.layout.pairs_table.unlink(missing_ok=True)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
     page = _html(d, cohort, results, problems, summary, info, verdicts, sheets, prov, wb)
@@ -288,18 +291,17 @@ def pair_table(results: list[FeatureSetScores], traits: dict[str, dict[str, str]
     return Rows(header, rows())
 
 
-def _pairs_sheet(cohort: Cohort, results: list[FeatureSetScores]) -> Rows | pd.DataFrame:
+def _pairs_sheet(cohort: Cohort, results: list[FeatureSetScores]) -> tuple[Rows | pd.DataFrame, bool]:
     """The pair table as a sheet; when it is longer than a sheet holds (about 500 people with two feature
-    sets), as OUT/report/pairs.csv.gz with the sheet saying so. A file of an earlier, larger run goes."""
+    sets), written to OUT/report/pairs.csv.gz and the sheet saying so. Returns (sheet, file written)."""
     table = pair_table(results, participant_columns(cohort))
     n = sum(len(r.methods) * len(r.participants) ** 2 for r in results)
-    path = cohort.layout.pairs_table
     if n <= SHEET_MAX_ROWS:
-        path.unlink(missing_ok=True)
-        return table
+        return table, False
+    path = cohort.layout.pairs_table
     write_rows_csv(path, table)
     return pd.DataFrame({"note": [f"{n:,} pairs: more rows than a sheet holds ({SHEET_MAX_ROWS:,}); every pair is "
-                                  f"in {path.name} beside this workbook, with the columns this sheet would have"]})
+                                  f"in {path.name} beside this workbook, with the columns this sheet would have"]}), True
 
 
 def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
