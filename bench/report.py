@@ -10,6 +10,7 @@ N x N copy, each metric alone: the code before this bench) on ``--old-draws`` dr
 draws they share must be equal. Ratios, not absolute times, are what to read on a shared machine.
 
     nice -n 10 .venv/bin/python bench/report.py --sizes 100,300,1000 --out /tmp/dis-report
+    nice -n 10 .venv/bin/python bench/report.py --whole 300 --code /tmp/old   # the whole stage, old code beside
 
 Measured 2026-12-03 (2 shared cores; nice 5; N = 100 and 300 in one run, N = 1,000 in a second):
 
@@ -24,6 +25,17 @@ Measured 2026-12-03 (2 shared cores; nice 5; N = 100 and 300 in one run, N = 1,0
        100      40,000     pairs_100.xlsx      7.5     2.9          331
        300     360,000     pairs_300.xlsx     64.8    26.7          344
       1000   4,000,000  pairs_1000.csv.gz     90.6   134.3          483
+
+``--whole 300 --code /tmp/old`` (the whole report stage of a synthetic run, 300 people x 20 s, head_pose
+flow + Gaussian; /tmp/old a worktree of 77a38a3, before this bench):
+
+    code           wall s  peak RSS MB  page MB  workbook MB
+    this            436.0        14295     50.9         18.4   (the statistics and the page's 60 signatures done)
+    old             528.1        14401    133.4         18.4
+    this            285.4          627     26.6         18.4   (the figures bounded too: 4427c77, a second run)
+
+The report of 300 people needed 14.3 GB (its heatmap was 25,700 pixels a side), against the report job's
+8 GB; its page was 133 MB.
 
 Before, the statistics of 1,000 people with two feature sets took about 82 minutes (with the four default
 sets about 4.5 hours: the report job's limit was 1 h), and the pair table was a list of 4 million dicts
@@ -135,13 +147,77 @@ def child_pairs(n: int, folder: Path) -> dict:
             "mb": path.stat().st_size / 1e6, "rss_mb": vm_hwm_mb()}
 
 
+WHOLE = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from dis_core.report.stage import report_unit
+out = Path(sys.argv[2])
+t = time.perf_counter()
+r = report_unit(out, ["head_pose"])
+wall = time.perf_counter() - t
+hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+rep = out / "report"
+print(json.dumps({"status": r.status, "message": r.message, "wall_s": wall, "rss_mb": hwm / 1024,
+                  "html_mb": (rep / "dis_report.html").stat().st_size / 1e6,
+                  "xlsx_mb": (rep / "dis_report.xlsx").stat().st_size / 1e6}))
+"""
+
+
+def whole_run(n: int, root: Path) -> Path:
+    """A run folder of N synthetic participants (tests/synthrun.py: 20 s one-session videos, within-session
+    split) trained on head_pose with small flows and scored in blocks; made once and reused."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from synthrun import make_run
+
+    from dis_core.cohort.stage import load_cohort, prepare_cohort
+    from dis_core.features.build import FEATURE_SETS
+    from dis_core.model.config import FlowConfig, TrainConfig
+    from dis_core.model.stage import train_unit
+    from dis_core.score.config import ScoreConfig, block_grid
+    from dis_core.score.stage import score_block_unit
+
+    out = root / f"whole{n}" / "out"
+    done = out.parent / "scored"
+    if done.is_file():
+        return out
+    prepare_cohort(make_run(out, n=n, seconds=20), out)
+    c = load_cohort(out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], FlowConfig(layers=1, hidden=8, max_epochs=3, device="cpu"),
+                      min_train_frames=20)
+    for p in c.participants:
+        assert train_unit(out, p, cfg).status == "ok"
+    for r, col in block_grid(n, ScoreConfig()):
+        res = score_block_unit(out, cfg, r, col, c.participants, ScoreConfig(min_test_frames=1))
+        assert res.status == "ok", res.message
+    done.write_text("ok\n")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,300,1000")
     ap.add_argument("--old-draws", type=int, default=20, help="draws of the generic bootstraps (projected to 1,000)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/dis-report"))
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--whole", type=int, default=0, help="also the whole report stage of a synthetic run of N people")
+    ap.add_argument("--code", type=Path, help="with --whole: another checkout's report stage on the same run too")
     a = ap.parse_args()
+    if a.whole:
+        t = time.perf_counter()
+        out = whole_run(a.whole, a.out)
+        print(f"(N={a.whole}: synthetic run scored in {time.perf_counter() - t:.0f} s)", flush=True)
+        print(f"whole report stage, head_pose (flow + Gaussian), N = {a.whole}")
+        print(f"{'code':<12} {'wall s':>8} {'peak RSS MB':>12} {'page MB':>8} {'workbook MB':>12}")
+        for name, code in [("this", ROOT)] + ([(a.code.name, a.code)] if a.code else []):
+            r = subprocess.run([sys.executable, "-c", WHOLE, str(code), str(out)], capture_output=True, text=True,
+                               cwd=code)
+            if r.returncode:
+                raise SystemExit(f"{code}: the report failed:\n{r.stderr[-2000:]}")
+            x = json.loads(r.stdout.strip().splitlines()[-1])
+            print(f"{name:<12} {x['wall_s']:>8.1f} {x['rss_mb']:>12.0f} {x['html_mb']:>8.1f} {x['xlsx_mb']:>12.1f}"
+                  f"  {x['status']} {x['message']}", flush=True)
+        return
     if a.child:
         kind, n = a.child.split(":")
         print(json.dumps(child_stats(int(n), a.old_draws) if kind == "stats" else child_pairs(int(n), a.out)))
@@ -159,6 +235,8 @@ def main() -> None:
         r = run("stats", n)
         print(f"{n:>6} {r['new_s']:>10.1f} {r['old_s_projected']:>17.1f} {r['old_s_projected'] / r['new_s']:>7.1f} "
               f"{r['rss_mb']:>12.0f}  {r['same']}", flush=True)
+        if not r["same"]:
+            raise SystemExit(f"N={n}: the report's bootstrap draws differ from the generic bootstraps'")
     print("\npair table: 2 feature sets x 2 methods x N^2 rows, a sheet while it fits, else csv.gz")
     print(f"{'N':>6} {'rows':>11} {'file':>18} {'write s':>8} {'MB':>7} {'peak RSS MB':>12}")
     for n in [int(x) for x in a.sizes.split(",")]:
