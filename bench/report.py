@@ -37,8 +37,8 @@ flow + Gaussian; /tmp/old a worktree of 77a38a3, before this bench):
 The report of 300 people needed 14.3 GB (its heatmap was 25,700 pixels a side), against the report job's
 8 GB; its page was 133 MB.
 
-Before, the statistics of 1,000 people with two feature sets took about 82 minutes (with the four default
-sets about 4.5 hours: the report job's limit was 1 h), and the pair table was a list of 4 million dicts
+Before, the statistics of 1,000 people with two feature sets took about 82 minutes (projected from 20
+draws; with the four default sets an estimated 4.5 hours: the report job's limit was 1 h), and the pair table was a list of 4 million dicts
 for a sheet that holds 1,048,575 rows. The cost per draw grows as N^2 (one sort of the draw's distinct
 cells): with the four default sets, about 12 minutes of statistics at N = 1,000 and 45 at N = 2,000.
 """
@@ -54,15 +54,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-FEATURE_SETS, METHODS = ("fs_a", "fs_b"), ("flow", "gaussian")  # the default run's shape: 2 x 2 matrices
+from scale import vm_hwm_kb  # noqa: E402
+
+FEATURE_SETS, METHODS = ("fs_a", "fs_b"), ("flow", "gaussian")  # two feature sets x a flow and its Gaussian
 
 
 def vm_hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return vm_hwm_kb() / 1024
 
 
 def matrices(n: int, seed: int = 0) -> dict[str, dict[str, "np.ndarray"]]:
@@ -150,13 +150,15 @@ def child_pairs(n: int, folder: Path) -> dict:
 WHOLE = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[3])
 from pathlib import Path
 from dis_core.report.stage import report_unit
+from scale import vm_hwm_kb
 out = Path(sys.argv[2])
 t = time.perf_counter()
 r = report_unit(out, ["head_pose"])
 wall = time.perf_counter() - t
-hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+hwm = vm_hwm_kb()
 rep = out / "report"
 print(json.dumps({"status": r.status, "message": r.message, "wall_s": wall, "rss_mb": hwm / 1024,
                   "html_mb": (rep / "dis_report.html").stat().st_size / 1e6,
@@ -210,7 +212,7 @@ def main() -> None:
         print(f"whole report stage, head_pose (flow + Gaussian), N = {a.whole}")
         print(f"{'code':<12} {'wall s':>8} {'peak RSS MB':>12} {'page MB':>8} {'workbook MB':>12}")
         for name, code in [("this", ROOT)] + ([(a.code.name, a.code)] if a.code else []):
-            r = subprocess.run([sys.executable, "-c", WHOLE, str(code), str(out)], capture_output=True, text=True,
+            r = subprocess.run([sys.executable, "-c", WHOLE, str(code), str(out), str(ROOT / "bench")], capture_output=True, text=True,
                                cwd=code)
             if r.returncode:
                 raise SystemExit(f"{code}: the report failed:\n{r.stderr[-2000:]}")

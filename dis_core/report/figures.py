@@ -124,8 +124,9 @@ NORMS = {"t-norm": ("per-data z-score over the other models (t-norm)", "tnorm"),
 
 
 # Figures that draw one cell, panel or label per participant stay readable and bounded in size: beyond
-# LABELLED_MAX participants the heatmap and map drop names, and grids show GRID_MAX panels (a grid of
-# 500 people was over 65,536 pixels tall, which matplotlib refuses; a heatmap of 500 took ~7 GB).
+# LABELLED_MAX participants the heatmap and map drop names, and grids show GRID_MAX panels (from ~440
+# people a grid passes matplotlib's 65,536-pixel limit; the heatmap of 300, 25,700 pixels a side, took the
+# report to 14.3 GB: bench/report.py --whole).
 LABELLED_MAX = 80
 GRID_MAX = 48
 

@@ -278,16 +278,16 @@ def pair_table(results: list[FeatureSetScores], traits: dict[str, dict[str, str]
     def rows():
         for r in results:
             pids, dy = r.participants, r.dyads
-            tr = [[plain_cell(traits.get(p, {}).get(k)) for k in keys] for p in pids]
+            tr = [[traits.get(p, {}).get(k) for k in keys] for p in pids]  # strings (None when missing)
             frames = [r.test_frames[p] for p in pids]
             for m, ms in r.methods.items():
                 for i, pi in enumerate(pids):
                     s, z, rk = ms.s[i].tolist(), ms.z[i].tolist(), ms.ranks[i].tolist()
                     mean, median = ms.norm_mean[i].tolist(), ms.norm_median[i].tolist()
-                    for j, pj in enumerate(pids):
-                        yield [r.feature_set, m, plain_cell(pi), plain_cell(pj), plain_cell(dy[i]), plain_cell(dy[j]),
-                               relation(dy, i, j), plain_cell(s[j]), plain_cell(z[j]), int(rk[j]), frames[j],
-                               plain_cell(mean[j]), plain_cell(median[j])] + tr[i] + tr[j]
+                    for j, pj in enumerate(pids):  # the floats may be NaN: plain_cell makes them empty
+                        yield [r.feature_set, m, pi, pj, dy[i], dy[j], relation(dy, i, j), plain_cell(s[j]),
+                               plain_cell(z[j]), int(rk[j]), frames[j], plain_cell(mean[j]),
+                               plain_cell(median[j])] + tr[i] + tr[j]
     return Rows(header, rows())
 
 
