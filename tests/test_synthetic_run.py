@@ -366,3 +366,22 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     monkeypatch.undo()
     assert report_unit(out, [spec.name]).status == "ok"
     assert not csv.exists() and len(pd.read_excel(wb, sheet_name="pairs")) == 32
+
+
+def test_participants_without_a_signature_do_not_take_the_pages_embedded_places(tmp_path, monkeypatch):
+    """The page embeds up to a cap of signatures; a participant whose videos cannot be read has no signature
+    and must not use up a place that another participant's signature would fill."""
+    import functools
+
+    import dis_core.report.page as page
+    from dis_core.report.html import embedded_signatures
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=30), out)
+    c = load_cohort(out)
+    for e in c.videos_of("p0") + c.videos_of("p1"):  # first in cohort order: before, they took both places
+        c.layout.extraction(e.unit_id).unlink()
+    monkeypatch.setattr(page, "embedded_signatures", functools.partial(embedded_signatures, cap=2))
+    secs = {s.participant_id: s for s in page._participants(tmp_path / "figs", c, [], {})}
+    assert secs["p0"].figure is None and secs["p1"].figure is None and not secs["p0"].link
+    assert secs["p2"].figure is not None and secs["p3"].figure is not None

@@ -102,21 +102,12 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
     figs.mkdir(parents=True, exist_ok=True)
     r = next((x for x in results if x.feature_set == SIGNATURE_FEATURE_SET), results[0] if results else None)
     ranked = {pid: int(r.methods["flow"].ranks[j, j]) for j, pid in enumerate(r.participants)} if r is not None else {}
-    embed = embedded_signatures([(pid, ranked.get(pid)) for pid in cohort.participants])
+    # only participants with a signature count against the page's cap (traces are read again below rather
+    # than held: at N = 1,000 with long sessions they would not fit in the report job's memory)
+    embed = embedded_signatures([(pid, ranked.get(pid)) for pid in cohort.participants if _traces(cohort, pid)])
     out = []
     for pid in cohort.participants:
-        sessions = []
-        for e in cohort.videos_of(pid):
-            h5 = cohort.layout.extraction(e.unit_id)
-            sp = cohort.splits.get(e.unit_id)
-            role = ("held-out" if sp is not None and sp.test.any() and not sp.train.any() else
-                    "training" if sp is not None and sp.train.any() and not sp.test.any() else
-                    "training + held-out")
-            try:
-                t, hp = read_head_pose(h5)
-            except (OSError, KeyError):
-                continue
-            sessions.append((f"session {e.session} ({role})", t, hp))
+        sessions = _traces(cohort, pid)
         confused, rank = (), None
         if r is not None and pid in r.participants:
             j = r.participants.index(pid)
@@ -137,6 +128,22 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
         out.append(ParticipantSection(pid, cohort.dyad(pid), tuple(e.session for e in cohort.videos_of(pid)),
                                       confused, rank, fig, link))
     return out
+
+
+def _traces(cohort: Cohort, pid: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, time, head pose) of each of the participant's videos that can be read, in session order."""
+    sessions = []
+    for e in cohort.videos_of(pid):
+        sp = cohort.splits.get(e.unit_id)
+        role = ("held-out" if sp is not None and sp.test.any() and not sp.train.any() else
+                "training" if sp is not None and sp.train.any() and not sp.test.any() else
+                "training + held-out")
+        try:
+            t, hp = read_head_pose(cohort.layout.extraction(e.unit_id))
+        except (OSError, KeyError):
+            continue
+        sessions.append((f"session {e.session} ({role})", t, hp))
+    return sessions
 
 
 def report_failures(cohort_left: list[dict], results: list[FeatureSetScores], problems: list[dict],
