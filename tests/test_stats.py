@@ -283,7 +283,8 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
                 s[1, 0] = -np.inf
             fast = headline_draws(s, n_boot=150, seed=trial)
             for name, fn in HEADLINE.items():
-                slow = st.bootstrap_participants(s, fn, n_boot=150, seed=trial).dist
+                slow = (st.bootstrap_columns(st.topk_fractional(s, 1)[0], n_boot=150, seed=trial) if name == "top1"
+                        else st.bootstrap_participants(s, fn, n_boot=150, seed=trial)).dist
                 np.testing.assert_array_equal(np.isnan(fast[name]), np.isnan(slow))
                 np.testing.assert_allclose(fast[name], slow, rtol=0, atol=1e-12, equal_nan=True)
     assert np.isnan(headline_draws(np.array([[1.0, 0.0], [0.0, 1.0]]), 50)["eer"]).any()  # {0, 0} or {1, 1}
@@ -293,9 +294,14 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
     h = headline_intervals(s, n_boot=200, seed=4)
     c = compare_methods(s, s2, n_boot=200, seed=4)
     for name, fn in HEADLINE.items():
-        b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)
+        if name == "top1":  # each drawn person's credit among all N models
+            ca, cb = st.topk_fractional(s, 1)[0], st.topk_fractional(s2, 1)[0]
+            b = st.bootstrap_columns(ca, n_boot=200, seed=4)
+            p = st.paired_result(ca.mean() - cb.mean(), st.column_draws(ca - cb, 200, 4))
+        else:
+            b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)
+            p = st.paired_bootstrap(s, s2, fn, n_boot=200, seed=4)
         assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
-        p = st.paired_bootstrap(s, s2, fn, n_boot=200, seed=4)
         assert (c[f"{name}_diff"], c[f"{name}_diff_lo"], c[f"{name}_diff_hi"], c[f"{name}_p"]) == \
             pytest.approx((p.diff, p.lo, p.hi, p.p), abs=1e-12)
     kept = headline_draws(s, n_boot=200, seed=4)
@@ -323,3 +329,24 @@ def test_tied_scores_stay_tied_after_normalisation():
     assert auc_tnorm(s) == pytest.approx(1 / 3, abs=1e-15)
     assert _draw_metrics(s, np.arange(4))["auc"] == pytest.approx(1 / 3, abs=1e-15)  # the bootstrap's path
     assert np.all(tnorm(np.full((5, 5), 0.1)) == 0)
+
+
+def test_top_k_intervals_keep_the_whole_cohort_as_competitors():
+    """A draw ranks each drawn person's data among all N models: with every score tied, each person's
+    top-k credit is k / N exactly, so every draw is k / N (the chance level), not k / (distinct people
+    drawn) as when the copies left the gallery. Without signal the draws centre on the point, not above it."""
+    from dis_core.score.scoring import headline_draws, headline_intervals
+
+    n = 10
+    flat = np.zeros((n, n))
+    h = headline_intervals(flat, n_boot=300)
+    assert (h["top1_lo"], h["top1_hi"], h["chance_top1"]) == pytest.approx((0.1, 0.1, 0.1), abs=1e-12)
+    assert (h["top3_lo"], h["top3_hi"], h["chance_top3"]) == pytest.approx((0.3, 0.3, 0.3), abs=1e-12)
+    assert (h["top5_lo"], h["top5_hi"], h["chance_top5"]) == pytest.approx((0.5, 0.5, 0.5), abs=1e-12)
+    assert "top5_lo" not in headline_intervals(np.eye(4), n_boot=50)  # no top-5 among 4 models
+    rng = np.random.default_rng(8)
+    gap = []
+    for trial in range(20):
+        s = rng.normal(size=(20, 20))  # no signal: top-1 about 1/20
+        gap.append(headline_draws(s, n_boot=400, seed=trial)["top1"].mean() - st.topk_fractional(s, 1)[1])
+    assert abs(np.mean(gap)) < 0.01  # the draws averaged 0.05 above the point before

@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import (auc, boot_result, dyad_permutation_test, eer, genuine_impostor, mcnemar_top1,
-                                  paired_result, pair_similarity, participant_draws, roc_points, topk_fractional,
+from dis_core.score.stats import (auc, boot_result, bootstrap_columns, dyad_permutation_test, eer, genuine_impostor,
+                                  mcnemar_top1, paired_result, pair_similarity, participant_draws, roc_points, topk_fractional,
                                   weighted_auc_eer)
 
 
@@ -155,10 +155,11 @@ _DRAWS_KEPT = 64  # a run's matrices (feature sets x methods, and their cuts to 
 
 
 def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
-    """Every HEADLINE metric on every bootstrap draw of people (``participant_draws(N, n_boot, seed)``),
-    under the duplicate rule of :func:`bootstrap_participants`: the same numbers as HEADLINE on
-    S[idx][:, idx], computed on the draw's distinct people with their counts as weights (one sort per
-    draw instead of five, no N x N copy). Remembered per matrix, so that a method's comparisons reuse
+    """Every HEADLINE metric on every bootstrap draw of people (``participant_draws(N, n_boot, seed)``):
+    top-1 as :func:`bootstrap_columns` (each drawn person's credit among all N models); EER and AUC under the
+    duplicate rule of :func:`bootstrap_participants`, the same numbers as on S[idx][:, idx], computed on the
+    draw's distinct people with their counts as weights (one sort per draw instead of five, no N x N copy).
+    Remembered per matrix, so that a method's comparisons reuse
     its draws instead of redrawing them (every comparison of one run uses the same seed); the arrays are
     read-only."""
     if not isinstance(seed, (int, np.integer)):
@@ -171,7 +172,9 @@ def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str
     key = (hashlib.sha1(memoryview(s).cast("B")).hexdigest(), s.shape, n_boot, int(seed))
     if key not in _DRAWS:
         out = {name: np.empty(n_boot) for name in HEADLINE}
+        credit = topk_fractional(s, 1)[0]  # against all N models: the gallery is not resampled (bootstrap_columns)
         for b, idx in enumerate(participant_draws(len(s), n_boot, seed)):
+            out["top1"][b] = credit[idx].mean()
             for name, v in _draw_metrics(s, idx).items():
                 out[name][b] = v
         for v in out.values():
@@ -184,17 +187,12 @@ def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str
 
 
 def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
-    """top1, eer, auc of one draw: top-1 on the raw scores, EER and AUC after the draw's own t-norm."""
+    """eer, auc of one draw, after the draw's own t-norm."""
     u, count = np.unique(idx, return_counts=True)
     w = count.astype(float)  # copies of each distinct person in the draw
     sub = s[np.ix_(u, u)]
     off = ~np.eye(len(u), dtype=bool)
-    own = np.diag(sub)
-    with np.errstate(invalid="ignore"):  # NaN cells are never competitors (topk_fractional)
-        above = w @ ((sub > own[None, :]) & off)  # competitors of each column, every copy counted
-        tied = w @ ((sub == own[None, :]) & off)
-    credit = np.clip(1 - above, 0, tied + 1) / (tied + 1)
-    out = {"top1": float(w @ credit / w.sum())}
+    out: dict[str, float] = {}
     # t-norm of the draw: each column against the other people's models present, copies counted (znorm)
     fin = ~np.isnan(sub) & off  # as nanmean: an infinite impostor makes the column's normalisation infinite
     n_imp = w @ fin
@@ -212,8 +210,8 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
 
 
 def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """95% percentile intervals of the headline metrics by bootstrap over participants (people, not
-    frames), with each metric's chance level."""
+    """95% percentile intervals of the headline metrics and of top-3/top-5 by bootstrap over participants
+    (people, not frames), with each metric's chance level (top-k: k / N)."""
     out: dict[str, float] = {}
     n = len(s)
     draws = headline_draws(s, n_boot, seed)
@@ -221,6 +219,10 @@ def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict
         b = boot_result(float("nan"), draws[name])
         out[f"{name}_lo"], out[f"{name}_hi"] = b.lo, b.hi
     out.update(chance_top1=1.0 / n, chance_auc=0.5, chance_eer=0.5)
+    for k in (3, 5):
+        if k <= n:  # as identification(): top-k only where there are k models
+            b = bootstrap_columns(topk_fractional(s, k)[0], n_boot, seed)
+            out.update({f"top{k}_lo": b.lo, f"top{k}_hi": b.hi, f"chance_top{k}": k / n})
     return out
 
 

@@ -19,7 +19,8 @@ from dis_core.errors import DISError
 __all__ = [
     "check_finite", "genuine_impostor", "roc_points", "eer", "auc", "det_points", "eer_matrix",
     "auc_matrix", "weighted_auc_eer", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
-    "participant_draws", "boot_result", "paired_bootstrap", "paired_result", "mcnemar_top1", "pair_similarity",
+    "participant_draws", "bootstrap_columns", "column_draws",
+    "boot_result", "paired_bootstrap", "paired_result", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
     "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
 ]
@@ -212,12 +213,31 @@ def bootstrap_participants(s: np.ndarray, metric_fn: Callable[[np.ndarray], floa
     Rule for duplicates: a copy of participant i is genuine only on its own diagonal cell; the
     off-diagonal cells that pair two copies of the same person (same model, same data) are set to NaN,
     i.e. excluded - neither impostor scores nor identification competitors. metric_fn must skip NaN
-    off-diagonal cells (all matrix metrics in this module do).
+    off-diagonal cells (all matrix metrics in this module do). For pairwise metrics (AUC, EER), whose
+    value does not depend on how many people compete; identification rates: :func:`bootstrap_columns`.
     """
     s = np.asarray(s, float)
     point = float(metric_fn(s))
     dist = np.array([metric_fn(_resample(s, idx)) for idx in participant_draws(len(s), n_boot, seed)], float)
     return boot_result(point, dist, ci)
+
+
+def bootstrap_columns(credit: np.ndarray, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> BootResult:
+    """Percentile bootstrap over participants of a mean of per-data-column credits (top-k identification,
+    :func:`topk_fractional`): each column's credit is computed once against all N models and a draw averages
+    the credits of the people it drew (the same draws as :func:`bootstrap_participants`).
+
+    Identification rates are not bootstrapped on S[idx][:, idx]: a copy is no competitor, so a draw would
+    rank each person among ~0.63 N distinct models, biasing top-k upward and its chance level away from
+    k / N (at N = 20 without any signal the draws averaged 0.10 against a chance of 0.05)."""
+    c = np.asarray(credit, float)
+    return boot_result(float(c.mean()), column_draws(c, n_boot, seed), ci)
+
+
+def column_draws(credit: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot,) means of per-column credits over the participants of each draw (:func:`participant_draws`)."""
+    c = np.asarray(credit, float)
+    return np.array([c[idx].mean() for idx in participant_draws(len(c), n_boot, seed)], float)
 
 
 def boot_result(point: float, dist: np.ndarray, ci: float = 0.95) -> BootResult:
