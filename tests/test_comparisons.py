@@ -89,3 +89,33 @@ def test_family_is_every_pair_and_method_holm_adjusted():
 
 def test_verdict_without_comparisons():
     assert "no feature-set comparison" in feature_set_verdict([])
+
+
+def _cmp(top1, eer):
+    """A flow-vs-baseline comparison row: (diff, lo, hi, p) of top-1 and of EER."""
+    keys = ("diff", "diff_lo", "diff_hi", "p")
+    return {**{f"top1_{k}": v for k, v in zip(keys, top1)}, **{f"eer_{k}": v for k, v in zip(keys, eer)}}
+
+
+def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_holm():
+    """'Beat' needs one metric supported better and none supported worse, each supported after Holm's
+    correction over every flow-vs-baseline difference of the run (feature sets x baselines x metrics)."""
+    from types import SimpleNamespace
+
+    from dis_core.report.stage import baseline_holm, verdict_text
+
+    better_top1 = (0.20, 0.05, 0.35, 0.001)
+    worse_eer, same_eer = (0.10, 0.02, 0.20, 0.001), (0.0, -0.05, 0.05, 0.9)
+    mixed = SimpleNamespace(feature_set="a", comparisons={"gaussian": _cmp(better_top1, worse_eer)})
+    clean = SimpleNamespace(feature_set="b", comparisons={"gaussian": _cmp(better_top1, same_eer)})
+    assert "do NOT beat the Gaussian baseline" in verdict_text(mixed)
+    assert "EER flow - baseline +0.10 [+0.02, +0.20], p 0.001: worse (supported)" in verdict_text(mixed)
+    assert "the flows beat the Gaussian baseline" in verdict_text(clean)
+    # p = 0.03 alone is supported; four such tests in one run are not (Holm: 4 x 0.03 = 0.12)
+    weak = [SimpleNamespace(feature_set=f, comparisons={"gaussian": _cmp((0.2, 0.05, 0.35, 0.03),
+                                                                         (-0.1, -0.2, -0.01, 0.03))})
+            for f in ("a", "b")]
+    assert "the flows beat" in verdict_text(weak[0])
+    ph = baseline_holm(weak)
+    assert sorted(ph.values()) == pytest.approx([0.12] * 4)
+    assert "do NOT beat" in verdict_text(weak[0], ph) and "Holm p 0.120: no supported difference" in verdict_text(weak[0], ph)

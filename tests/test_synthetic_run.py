@@ -356,6 +356,13 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
         i, j = rows["model_participant"].map(pids.index), rows["data_participant"].map(pids.index)
         np.testing.assert_allclose(rows["score"], npz[f"s_{m}"][i, j], rtol=1e-12)
         assert (rows["rank_of_model_for_data"] == 1).sum() == 4  # one best model per data column
+    # what the report was made from: the split that ran, the cohort record and the very score matrices
+    prov = dict(pd.read_excel(wb, sheet_name="provenance").astype(str).values)
+    assert prov["cohort_sha256"] == load_cohort(out).layout.cohort_sha256()
+    assert "within-session" in prov["split_rule"]
+    assert len(prov["scores_sha256_head_pose"]) == 64
+    assert pd.read_excel(wb, sheet_name="dyads")["alternative"].str.startswith("one-sided").all()
+    assert "pair score: mean per-frame log-likelihood after trimming" in (out / "report" / "summary.txt").read_text()
 
     monkeypatch.setattr(report_stage, "SHEET_MAX_ROWS", 31)
     assert report_unit(out, [spec.name]).status == "ok"

@@ -27,23 +27,27 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     d = cohort.layout.report_dir
     figs = cohort.layout.figures_dir
     figs.mkdir(parents=True, exist_ok=True)
+    prov = {**prov, **report_inputs(cohort, results, prov)}
     sheets: dict[str, pd.DataFrame] = {}
     headline, verdicts = [], []
     summary_rows = []
+    p_holm = baseline_holm(results)
     for r in results:
         for m in r.methods:
             row = {"feature_set": r.feature_set, "method": m, "participants": len(r.participants)}
             row.update({k: v for k, v in r.methods[m].metrics.items()})
             summary_rows.append(row)
-        verdicts.append(verdict_text(r))
+        verdicts.append(verdict_text(r, p_holm))
         fl, ga = r.methods["flow"].metrics, r.methods["gaussian"].metrics
         headline.append(f"  {r.feature_set:12s} N={len(r.participants):3d}  flow {_ci(fl, 'top1', 'top-1')}  "
                         f"{_ci(fl, 'eer', 'EER')}  {_ci(fl, 'auc', 'AUC')}")
         headline.append(f"  {'':12s} {'':6s}  gaussian {_ci(ga, 'top1', 'top-1')}  {_ci(ga, 'eer', 'EER')}  "
-                        f"(chance: top-1 {fl['chance_top1']:.2f}, EER 0.5, AUC 0.5)")
+                        f"{_ci(ga, 'auc', 'AUC')}")
         if "ar" in r.methods:
             ar = r.methods["ar"].metrics
-            headline.append(f"  {'':12s} {'':6s}  autoregressive {_ci(ar, 'top1', 'top-1')}  {_ci(ar, 'eer', 'EER')}")
+            headline.append(f"  {'':12s} {'':6s}  autoregressive {_ci(ar, 'top1', 'top-1')}  {_ci(ar, 'eer', 'EER')}  "
+                            f"{_ci(ar, 'auc', 'AUC')}")
+        headline.append(f"  {'':12s} {'':6s}  chance: top-1 {fl['chance_top1']:.2f}, EER 0.5, AUC 0.5")
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
@@ -61,7 +65,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    f"(densities: {density_text(prov, [r.feature_set for r in results])})", SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
-                                   "data", "95% percentile bootstrap over participants (people resampled, 1,000 "
+                                   "data (*_raw and *_znorm: supplementary point estimates, without interval)", "95% percentile bootstrap over participants (people resampled, 1,000 "
                                    "draws); flow vs baseline: paired bootstrap of the difference and exact McNemar "
                                    "on top-1 (sheet comparisons)", partner_family(results)] + verdicts})
     sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
@@ -124,7 +128,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         _norm_workbooks(d / "norms", results, prov)
     page = _html(d, cohort, results, problems, summary, info, verdicts, sheets, prov, wb)
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
-                      f"  split: {split_rule}"] + headline + ["  " + v for v in verdicts]
+                      f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + v for v in verdicts]
                      + [f"  partners: {partner_family(results)}"]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
@@ -195,6 +199,25 @@ def report_unit(out_root: Path, feature_sets: list[str], cfg: ReportConfig = Rep
     return res
 
 
+def report_inputs(cohort: Cohort, results: list[FeatureSetScores], prov: dict[str, Any]) -> dict[str, str]:
+    """What the report was made from, for its provenance: the split rule that ran, the hashes of the
+    cohort record and the manifest, and of each feature set's score matrices (every method, in order)."""
+    import hashlib
+
+    from dis_core.io.provenance import sha256_file
+
+    out = {"split_rule": split_rule_text(cohort), "cohort_sha256": cohort.layout.cohort_sha256()}
+    manifest = Path(str(prov.get("manifest", "")))
+    if prov.get("manifest") and manifest.is_file():
+        out["manifest_sha256"] = sha256_file(manifest)
+    for r in results:
+        h = hashlib.sha256("\n".join(r.participants).encode())
+        for m in r.methods:
+            h.update(m.encode() + np.ascontiguousarray(r.methods[m].s, dtype=np.float64).tobytes())
+        out[f"scores_sha256_{r.feature_set}"] = h.hexdigest()
+    return out
+
+
 def participant_columns(cohort: Cohort) -> dict[str, dict[str, str]]:
     """Extra manifest columns that are one value per participant (condition, group, age...): they go
     into the pair table as model_<column> and data_<column>, for grouping and tests."""
@@ -214,21 +237,40 @@ def _ci(m: dict, key: str, label: str) -> str:
 BASELINE_NAMES = {"gaussian": "the Gaussian baseline", "ar": "the autoregressive baseline"}
 
 
-def verdict_text(r: FeatureSetScores) -> str:
+VERDICT_METRICS = (("top1", "top-1", 1), ("eer", "EER", -1))  # (key, label, +1 if higher is better)
+
+
+def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
+    """Holm-adjusted p of every flow-vs-baseline difference of the run (feature sets x baselines x top-1 and
+    EER): one family, so that a verdict survives however many feature sets and baselines were compared."""
+    from dis_core.score.stats import holm
+
+    keys = [(r.feature_set, b, k) for r in results for b in r.comparisons for k, _, _ in VERDICT_METRICS]
+    ps = [next(r.comparisons[b][f"{k}_p"] for r in results if r.feature_set == fs) for fs, b, k in keys]
+    return dict(zip(keys, (float(x) for x in holm(ps)))) if keys else {}
+
+
+def verdict_text(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], float] | None = None,
+                 alpha: float = 0.05) -> str:
     """Whether the flows beat each baseline (Gaussian; autoregressive for lagged rows), from the paired
-    differences and their intervals."""
+    differences: a difference is supported when its interval excludes 0 and its Holm-adjusted p
+    (:func:`baseline_holm`; unadjusted without it) is below ``alpha``. The flows beat a baseline when at
+    least one metric is supported better and none is supported worse."""
     out = []
     for b, c in r.comparisons.items():
-        parts = []
-        for key, label, better in (("top1", "top-1", 1), ("eer", "EER", -1)):
+        parts, better_any, worse_any = [], False, False
+        for key, label, better in VERDICT_METRICS:
             d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
-            supported = (lo > 0) if better > 0 else (hi < 0)
-            worse = (hi < 0) if better > 0 else (lo > 0)
+            p = (p_holm or {}).get((r.feature_set, b, key), c[f"{key}_p"])
+            sig = p < alpha
+            supported = sig and ((lo > 0) if better > 0 else (hi < 0))
+            worse = sig and ((hi < 0) if better > 0 else (lo > 0))
+            better_any, worse_any = better_any or supported, worse_any or worse
             word = "better (supported)" if supported else "worse (supported)" if worse else "no supported difference"
-            parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {word}")
-        beats = c["top1_diff_lo"] > 0 or c["eer_diff_hi"] < 0
+            parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}], "
+                         f"{'Holm ' if p_holm else ''}p {p:.3f}: {word}")
         name = BASELINE_NAMES.get(b, b)
-        head = f"the flows beat {name}" if beats else f"the flows do NOT beat {name}"
+        head = f"the flows beat {name}" if better_any and not worse_any else f"the flows do NOT beat {name}"
         out.append(f"{head} ({'; '.join(parts)})")
     return f"{r.feature_set}: {'; '.join(out)}"
 
@@ -238,11 +280,13 @@ def partner_family(results: list[FeatureSetScores]) -> str:
     rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in r.methods if r.methods[m].dyads]
     if not rows:
         return "no partner test (fewer than two complete dyads)"
-    out = [f"family: {len(rows)} permutation test(s) (pseudo-couples), Holm-corrected"]
+    out = [f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
+           "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples, and the "
+           "pseudo-couples' mean (what chance gives)"]
     for fs, m, t in rows:
         sig = "partners more alike than strangers (supported)" if t["p_holm"] < 0.05 else "not supported"
-        out.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}], p {t['p']:.3f}, "
-                   f"Holm p {t['p_holm']:.3f}: {sig}")
+        out.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
+                   f"{t['null_mean']:+.2f}, one-sided p {t['p']:.3f}, Holm p {t['p_holm']:.3f}: {sig}")
     return "; ".join(out)
 
 
@@ -323,7 +367,9 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     for m in r.methods:
         for k, (fpr, tpr) in r.methods[m].roc.items():
             key = {"t-norm": "auc", "raw": "auc_raw", "z-norm": "auc_znorm"}[k]
-            curves[f"{m}, {k} (AUC {r.methods[m].metrics[key]:.3f})"] = (fpr, tpr)
+            mm = r.methods[m].metrics  # the t-norm AUC is the bootstrapped one; raw and z-norm are supplementary
+            ci = f" [{mm['auc_lo']:.3f}, {mm['auc_hi']:.3f}]" if key == "auc" else ""
+            curves[f"{m}, {k} (AUC {mm[key]:.3f}{ci})"] = (fpr, tpr)
     roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
     from dis_core.report.norm_hist import norms_hist_png  # the blocks' histogram counts (norms_png needs every frame)
 

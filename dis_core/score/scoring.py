@@ -323,4 +323,4 @@ def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | No
     return {"dyads": len(pairs), "statistic": "mean over dyads of partner similarity minus the members' mean "
             "similarity to strangers", "observed": r["observed"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
             "effect_size": r["effect_size"], "null_mean": r["null_mean"], "null_sd": r["null_sd"], "p": r["p"],
-            "permutations": n_perm}
+            "alternative": "one-sided: partners more alike than pseudo-couples", "permutations": n_perm}
