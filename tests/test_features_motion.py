@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -99,10 +100,10 @@ def test_a_long_gap_is_not_bridged_and_no_window_spans_it():
     g0, g1 = t[gap][0], t[gap][-1]  # first and last hidden frame
     before, after = vf.times < g0, vf.times > g1
     assert (before | after).all()
-    # a window [t - half, t + half] (to the next frame) ends at the last face frame before the gap
-    # or starts at the first one after it
-    assert (vf.times[before] + half <= g0 - period + 1e-9).all()
-    assert (vf.times[after] - half > g1 - 1e-9).all()
+    # a window [t - half, t + half] holds no hidden frame: it ends before the gap or starts after it
+    assert (vf.times[before] + half < g0 - 0.5 * period).all()
+    assert (vf.times[after] - half > g1 + 0.5 * period).all()
+    assert vf.times[before].max() + half > g0 - 1.5 * period  # and the rows run up to the gap's edge
     assert before.any() and after.any()
     # and the velocities (independent of the reference rotation) are those of the uninterrupted session
     full = _features(m0, t)
@@ -143,6 +144,47 @@ def test_blendshapes_are_modelled_as_logits_of_clipped_scores():
                       transform="logit", max_gap_s=0)
     g = video_features(v[:3], ["a", "b"], t[:3], np.ones(3, bool), np.ones(3, bool), vel)
     assert g.columns == ["a", "b", "d_a", "d_b"]
-    np.testing.assert_allclose(g.x[0], [-9.21024, 0.0, 9.21024 * FPS, 0.0], atol=1e-3)  # median logit 0
+    assert g.frames.tolist() == [1]  # the one complete window: frames 0 and 2 would be one-sided
+    np.testing.assert_allclose(g.x[0], [0.0, 0.0, 9.21024 * FPS, 0.0], atol=1e-3)  # centred on the median logit
     with pytest.raises(ValueError, match="logit"):
         FeatureSpec("h", "head_rotation", transform="logit")
+
+
+def test_velocity_windows_are_symmetric_complete_and_exact_on_a_parabola():
+    """The central difference over [t - half, t + half] uses as many frames on each side: on v = t^2 it
+    gives 2t exactly at 24, 25 and 30 fps; no window is one-sided at either end of the video, and none
+    reaches a frame past t + half."""
+    from dis_core.features.build import _velocity
+
+    for fps in (24.0, 25.0, 30.0):
+        for half in (0.1, 0.2, 0.3):
+            t = np.arange(int(6 * fps)) / fps
+            v = np.stack([t ** 2, 3 * t ** 2], axis=1)
+            out, good, (hi, lo) = _velocity(v, t, np.zeros(len(t), int), half)
+            np.testing.assert_allclose(out[good], np.stack([2 * t, 6 * t], axis=1)[good], rtol=0, atol=1e-9)
+            idx = np.arange(len(t))
+            assert (hi[good] - idx[good] == idx[good] - lo[good]).all()  # symmetric
+            assert (t[hi] <= t + half + 1e-9).all() and (t[lo] >= t - half - 1e-9).all()
+            k = int(np.floor(half * fps + 1e-6))  # frames a side
+            np.testing.assert_array_equal(np.flatnonzero(good), np.arange(k, len(t) - k))  # complete windows only
+
+
+def test_at_a_gap_equal_to_the_reach_train_and_test_rows_read_disjoint_frames():
+    """A within-session split keeps train frames before t_cut - gap and tests from t_cut; check_gap accepts
+    gap = the feature set's reach (velocity half-window + longest lag). Then no frame a training row reads
+    (its velocity window's ends, its lagged frame) is a test frame, and no frame a test row reads is a
+    training frame, at the frame rates people record at."""
+    from dis_core.features.build import _lagged, _velocity
+
+    for (half, lag), fps in itertools.product(((0.2, 0.0), (0.3, 0.0), (0.2, 0.4)), (24.0, 25.0, 29.97, 30.0)):
+        t = np.arange(int(20 * fps)) / fps
+        seg = np.zeros(len(t), int)
+        _, vg, (hi, lo) = _velocity(np.zeros((len(t), 1)), t, seg, half)
+        _, lg, pick = _lagged(np.zeros((len(t), 1)), t, seg, lag) if lag else (None, vg, lo)
+        for t_cut in (12.0, 12.0 + 0.4 / fps, 15.0 + 0.77 / fps):
+            train, test = t < t_cut - (half + lag), t >= t_cut
+            rows = vg & lg
+            read_by_train = np.concatenate([hi[rows & train], lo[rows & train], pick[rows & train]])
+            read_by_test = np.concatenate([hi[rows & test], lo[rows & test], pick[rows & test]])
+            assert not test[read_by_train].any() and not train[read_by_test].any()
+            assert (rows & train).any() and (rows & test).any()

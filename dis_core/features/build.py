@@ -338,13 +338,19 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
 
 
 def _velocity(v: np.ndarray, t: np.ndarray, segment: np.ndarray, half: float, on_group: bool = False):
-    """Central differences over +-half seconds (nearest frames), within one segment (face frames
-    and bridged frames). ``on_group``: ``v`` are rotation vectors and the difference is the body-frame
-    rotation rotvec(R_lo^T R_hi). Returns (values, good mask, [hi, lo] frame indices)."""
-    hi = np.clip(np.searchsorted(t, t + half), 0, len(t) - 1)
-    lo = np.clip(np.searchsorted(t, t - half), 0, len(t) - 1)
+    """Central differences over the window [t - half, t + half]: its outermost frames on either side, so
+    the window is symmetric on regular frames (v = t^2 gives 2t exactly), never reaches past t + half, and
+    is complete: within one segment (face frames and bridged frames) and inside the video, never one-sided
+    at an end. ``on_group``: ``v`` are rotation vectors and the difference is the body-frame rotation
+    rotvec(R_lo^T R_hi). Returns (values, good mask, [hi, lo] frame indices)."""
+    eps = 1e-6  # seconds: frame times summed in floating point land on the window's ends
+    hi = np.clip(np.searchsorted(t, t + half + eps, side="right") - 1, 0, len(t) - 1)
+    lo = np.clip(np.searchsorted(t, t - half - eps, side="left"), 0, len(t) - 1)
     dt = t[hi] - t[lo]
-    good = (segment >= 0) & (segment[hi] == segment) & (segment[lo] == segment) & (dt > 0)
+    # inside the video: no frame the window would hold (one period beyond either end) falls outside it
+    period = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    inside = (t - half > t[0] - period + eps) & (t + half < t[-1] + period - eps) if len(t) else np.zeros(0, bool)
+    good = (segment >= 0) & (segment[hi] == segment) & (segment[lo] == segment) & (dt > 0) & inside
     out = np.full_like(v, np.nan)
     if good.any():
         if on_group:
