@@ -201,3 +201,17 @@ def test_a_cohort_with_one_scoreable_participant_fails_its_block_with_the_reason
     assert read_status(block_dir(tmp_path / "scores", 0, 0)).failed
     with pytest.raises(Exception, match="block 0-0 failed: synthetic: fewer than two participants"):
         assemble(tmp_path / "scores", "synthetic")
+
+
+def test_a_non_finite_log_p_fails_the_block_naming_both_participants(tmp_path):
+    """The block path (what production runs) refuses non-finite per-frame log p, as score_matrix does: a
+    NaN in one participant's held-out rows fails the block with the model's and the data's owner named."""
+    cohort = make_synthetic(tmp_path / "cohort", n=4, frames=30, seed=2)
+    d = cohort / "p00002"
+    with np.load(d / "test.npz") as z:
+        x, frame = z["x"].copy(), z["frame"]
+    x[7, 0] = np.nan
+    np.savez(d / "test.npz", x=x, frame=frame)
+    res = run_block(cohort, tmp_path / "scores", 0, 0, ScoreConfig(block_size=4))
+    assert res.status == "failed"
+    assert "non-finite log p on 1 held-out frame(s) of p00002" in res.message and "model of p0000" in res.message

@@ -31,7 +31,7 @@ from dis_core.errors import DISError
 from dis_core.io.atomic import atomic_path, remove_stale_parts
 from dis_core.layout import STATUS, UnitResult, read_status
 from dis_core.score.config import ScoreConfig, block_span
-from dis_core.score.scoring import SCORE_RULE, pair_score, score_all, score_matrix
+from dis_core.score.scoring import SCORE_RULE, check_log_p, pair_score, score_all, score_matrix
 
 METHODS = ("flow", "gaussian")
 RELATIONS = ("self", "partner", "stranger")
@@ -166,12 +166,12 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
             for i, p in enumerate(R):
                 lp = people[p].log_prob[m]
                 own = score_all([lp], [people[p].x])[0][0]
-                _check_finite(own, p, p)
+                check_log_p(own, p, p)
                 ref = float(np.mean(own)) if len(own) else np.nan  # the plain mean, as scoring.norms defines it
                 row_lp, row_nm = np.empty(total), np.empty(total)
                 for j, q in enumerate(C):
                     v = own if q == p else score_all([lp], [people[q].x])[0][0]
-                    _check_finite(v, p, q)
+                    check_log_p(v, p, q)
                     nv = np.abs(v - ref)
                     s[m][i, j] = pair_score(v, cfg.trim)
                     if len(nv):
@@ -200,13 +200,6 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
             f.create_dataset(f"norm_mean/{m}", data=nmean[m])
             f.create_dataset(f"norm_median/{m}", data=nmed[m])
             f.create_dataset(f"norm_hist/{m}", data=hist[m])
-
-
-def _check_finite(v: np.ndarray, p: str, q: str) -> None:
-    bad = ~np.isfinite(v)
-    if bad.any():
-        raise DISError(f"model of {p} gives non-finite log p on {int(bad.sum())} held-out frame(s) of {q}: check "
-                       "that participant's features and model")
 
 
 # ------------------------------------------------------------------------------------ assembly

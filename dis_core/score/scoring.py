@@ -54,12 +54,16 @@ def score_matrix(per_frame: list[list[np.ndarray]], trim: float = TRIM,
     """N x N scores (rows = models, columns = data); non-finite per-frame log p is an error naming the pair."""
     for i, row in enumerate(per_frame):
         for j, v in enumerate(row):
-            bad = ~np.isfinite(v)
-            if bad.any():
-                who = (names[i], names[j]) if names is not None else (i, j)
-                raise DISError(f"model of {who[0]} gives non-finite log p on {int(bad.sum())} held-out frame(s) "
-                               f"of {who[1]}: check that participant's features and model")
+            check_log_p(v, *((names[i], names[j]) if names is not None else (i, j)))
     return np.array([[pair_score(v, trim) for v in row] for row in per_frame])
+
+
+def check_log_p(v: np.ndarray, model: object, data: object) -> None:
+    """Non-finite per-frame log p is an error naming the model's and the data's participant, never dropped."""
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise DISError(f"model of {model} gives non-finite log p on {int(bad.sum())} held-out frame(s) of {data}: "
+                       "check that participant's features and model")
 
 
 def norms(per_frame: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
