@@ -43,23 +43,29 @@ def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, se
     w.finish({"width": 640, "height": 480, "fps": fps}, prov, {"frames": n, "detected_frames": n})
 
 
-def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, blend_of=None) -> Manifest:
-    """``n`` participants in ``n // 2`` dyads, one video each (temporal split); ``blend_of(k, T)``
-    optionally gives participant k's blendshape scores. Returns the manifest (extractions written)."""
+def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, blend_of=None,
+             sessions: int = 1) -> Manifest:
+    """``n`` participants in ``n // 2`` dyads, ``sessions`` videos each and no split column (one session:
+    the temporal split; more: the cross-session default); ``blend_of(k, T)`` optionally gives participant
+    k's blendshape scores. Returns the manifest (extractions written)."""
     from dis_core.layout import RunLayout
 
     out = Path(out)
     entries = []
     for k in range(n):
         pid = f"p{k}"
-        video = out.parent / "videos" / f"{pid}.mp4"
-        video.parent.mkdir(parents=True, exist_ok=True)
-        video.write_bytes(f"not a video {k}".encode())
-        e = VideoEntry(row=k + 2, participant_id=pid, session="s1", video=video, video_rel=video.name,
-                       dyad=f"d{k // 2}", unit_id=unit_id(pid, "s1", video.name))
-        h5 = RunLayout(out).extraction(e.unit_id)
-        h5.parent.mkdir(parents=True, exist_ok=True)
-        T = int(seconds * fps)
-        synthetic_extraction(h5, video, seconds, fps, seed=k, blend=None if blend_of is None else blend_of(k, T))
-        entries.append(e)
+        for si in range(sessions):
+            session = f"s{si + 1}"
+            name = f"{pid}.mp4" if sessions == 1 else f"{pid}_{session}.mp4"
+            video = out.parent / "videos" / name
+            video.parent.mkdir(parents=True, exist_ok=True)
+            video.write_bytes((f"not a video {k}" + ("" if sessions == 1 else f" {session}")).encode())
+            e = VideoEntry(row=len(entries) + 2, participant_id=pid, session=session, video=video, video_rel=name,
+                           dyad=f"d{k // 2}", unit_id=unit_id(pid, session, name))
+            h5 = RunLayout(out).extraction(e.unit_id)
+            h5.parent.mkdir(parents=True, exist_ok=True)
+            T = int(seconds * fps)
+            synthetic_extraction(h5, video, seconds, fps, seed=k + 1000 * si,
+                                 blend=None if blend_of is None else blend_of(k, T))
+            entries.append(e)
     return Manifest(out.parent / "manifest.csv", tuple(entries), ())

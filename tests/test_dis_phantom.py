@@ -119,11 +119,19 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
 
 
 def test_nothing_is_scored_on_training_frames(same_faces):
+    """Every scored frame is a test frame of the cohort's split (the phantom manifest's session split), in a
+    video held out entirely, and none is among the frames the model records as trained on (the cross-session
+    default: tests/test_synthetic_run.py)."""
     out, r, wb = same_faces
+    c = load_cohort(out)
+    assert {sp.rule for sp in c.splits.values()} == {"manifest"}
     for p in r.participants:
         _, blob = load_density(model_dir(out, "head_pose", p) / MODEL_NAME)
         trained = {u: set(v) for u, v in blob["train_frames"].items()}
+        assert r.test_data_frames[p] and sum(len(f) for f in r.test_data_frames[p].values()) > 0
         for u, frames in r.test_data_frames[p].items():
+            sp = c.splits[u]
+            assert sp.test[frames].all() and not sp.train.any()  # a held-out video, only test frames scored
             assert not trained.get(u, set()) & set(frames.tolist())
 
 

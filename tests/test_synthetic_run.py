@@ -111,6 +111,7 @@ def test_lagged_rows_get_the_autoregressive_baseline_fitted_and_scored_on_the_fl
     are the trimmed mean of its log p(present | past) on each participant's held-out rows."""
     from dis_core.model.baselines import ARGaussian
     from dis_core.model.config import methods_of
+    from dis_core.model.flows import fit_gaussian
     from dis_core.score.scoring import pair_score
 
     out = tmp_path / "out"
@@ -124,8 +125,13 @@ def test_lagged_rows_get_the_autoregressive_baseline_fitted_and_scored_on_the_fl
     te = {p: participant_features(c, p, cfg.features, "test") for p in c.participants}
     for i, pi in enumerate(sc.participants):
         ar = ARGaussian().fit(tr[pi].x, tr[pi].columns)
+        ga = fit_gaussian(tr[pi].x, tr[pi].columns)  # the Gaussian baseline: the same rows as well
         for j, pj in enumerate(sc.participants):
             assert sc.s["ar"][i, j] == pytest.approx(pair_score(ar.score_samples(te[pj].x)), rel=1e-9)
+            assert sc.s["gaussian"][i, j] == pytest.approx(pair_score(ga.log_prob(te[pj].x, tr[pi].columns)),
+                                                           rel=1e-9)
+        blob = torch_blob(c.layout.model_dir("head_lags", pi) / "model.pt")  # and the flow's rows are these
+        assert blob["train_frames"] == {u: f.tolist() for u, f in tr[pi].frames.items()}
 
 
 def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(tmp_path):
@@ -392,3 +398,52 @@ def test_participants_without_a_signature_do_not_take_the_pages_embedded_places(
     secs = {s.participant_id: s for s in page._participants(tmp_path / "figs", c, [], {})}
     assert secs["p0"].figure is None and secs["p1"].figure is None and not secs["p0"].link
     assert secs["p2"].figure is not None and secs["p3"].figure is not None
+
+
+def test_scoring_refuses_a_model_whose_training_frames_include_held_out_ones(tmp_path):
+    """The guard behind 'nothing is scored on frames it was trained on': a model file recording a held-out
+    frame among its training frames fails the score block, naming the participant and the video."""
+    import torch
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=30), out)
+    spec = FEATURE_SETS["head_pose"]
+    cfg = TrainConfig(spec, TINY, min_train_frames=20)
+    _train_and_score(out, cfg)  # the untouched run scores
+    c = load_cohort(out)
+    uid, test = next(iter(participant_features(c, "p1", spec, "test").frames.items()))
+    path = c.layout.model_dir(spec.name, "p1") / "model.pt"
+    blob = torch.load(path, weights_only=True)
+    assert not np.intersect1d(blob["train_frames"][uid], test).size
+    blob["train_frames"][uid] = np.append(blob["train_frames"][uid], test[3]).tolist()
+    torch.save(blob, path)
+    r = score_block_unit(out, cfg, 0, 0, c.participants, ScoreConfig(min_test_frames=1))
+    assert r.status == "failed"
+    assert f"participant p1: 1 held-out frames of {uid} were used in training" in r.message
+
+
+def test_under_the_cross_session_default_only_last_session_frames_are_scored(tmp_path):
+    """Two sessions a person and no split column: the cohort step trains on the first and holds out the
+    second; every frame scored is a frame of a held-out video and none is one the model trained on."""
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=20, sessions=2), out)
+    c = load_cohort(out)
+    assert {sp.rule for sp in c.splits.values()} == {"cross-session"}
+    spec = FEATURE_SETS["head_pose"]
+    _train_and_score(out, TrainConfig(spec, TINY, min_train_frames=20))
+    sc = load_scores(out, spec.name)
+    assert sc.participants == c.participants
+    for p in c.participants:
+        held_out = {e.unit_id for e in c.videos_of(p) if e.session == "s2"}
+        scored = sc.test_data_frames[p]
+        assert set(scored) == held_out and all(len(f) for f in scored.values())
+        trained = torch_blob(c.layout.model_dir(spec.name, p) / "model.pt")["train_frames"]
+        assert set(trained) == {e.unit_id for e in c.videos_of(p) if e.session == "s1"}
+        for u, frames in scored.items():
+            assert c.splits[u].test[frames].all() and not c.splits[u].train.any()
+
+
+def torch_blob(path):
+    import torch
+
+    return torch.load(path, weights_only=True)
