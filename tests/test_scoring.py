@@ -8,7 +8,7 @@ import pytest
 
 from dis_core.errors import DISError
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow
-from dis_core.score.scoring import pair_score, score_all, score_matrix
+from dis_core.score.scoring import TRIM, pair_score, score_all, score_matrix
 
 MU = np.array([[0.0, 0.0], [1.5, 0.0], [0.0, 2.0], [1.0, 1.0]])
 COV = [np.array([[1.0, 0.3], [0.3, 0.5]]), np.eye(2) * 0.6, np.array([[0.4, -0.1], [-0.1, 1.2]]), np.eye(2)]
@@ -30,25 +30,51 @@ def _samples(n: int, seed: int) -> list[np.ndarray]:
 ANALYTIC = np.array([[expected_log_lik(i, j) for j in range(len(MU))] for i in range(len(MU))])
 
 
-def test_baseline_scores_equal_the_analytic_expected_log_likelihoods():
+def expected_trimmed(i: int, j: int, trim: float = TRIM, n: int = 2_000_000) -> float:
+    """The default pair score's population value: the mean of log N(x; mu_i, S_i), x ~ N(mu_j, S_j), between
+    its trim and 1 - trim quantiles. log p is affine in a generalised chi-square, which has no closed-form
+    quantiles, so it is evaluated on two million draws of the true distribution (standard error ~0.001 nat)."""
+    from scipy.stats import multivariate_normal
+
+    x = np.random.default_rng(1000 + 10 * i + j).multivariate_normal(MU[j], COV[j], size=n)
+    lp = np.sort(multivariate_normal(MU[i], COV[i]).logpdf(x))
+    k = int(trim * n)
+    return float(lp[k:n - k].mean())
+
+
+@pytest.fixture(scope="module")
+def trimmed():
+    return np.array([[expected_trimmed(i, j) for j in range(len(MU))] for i in range(len(MU))])
+
+
+def test_baseline_scores_equal_the_analytic_expected_log_likelihoods(trimmed):
     train, test = _samples(20000, 1), _samples(20000, 2)
     models = [fit_gaussian(x, COLS) for x in train]
-    s = score_matrix(score_all([lambda x, m=m: m.log_prob(x, COLS) for m in models], test), trim=0.0)
+    pf = score_all([lambda x, m=m: m.log_prob(x, COLS) for m in models], test)
+    s = score_matrix(pf, trim=0.0)
     # Monte-Carlo error of 20,000 frames and Ledoit-Wolf's slight shrinkage: about 1% of the value
     np.testing.assert_allclose(s, ANALYTIC, rtol=0.02, atol=0.03)
     assert (np.argmax(s, axis=0) == np.arange(len(MU))).all()
+    # the default, trimmed pair score equals its population value (0.1-0.6 nat above the plain mean here)
+    st = score_matrix(pf)
+    assert (trimmed - ANALYTIC).min() > 0.09
+    np.testing.assert_allclose(st, trimmed, rtol=0.02, atol=0.03)
 
 
-def test_flow_scores_equal_the_analytic_expected_log_likelihoods():
+def test_flow_scores_equal_the_analytic_expected_log_likelihoods(trimmed):
     train, test = _samples(4000, 3), _samples(8000, 4)
     cfg = FlowConfig(layers=2, hidden=16, max_epochs=80, patience=15)
     models = [train_flow(x, COLS, cfg).density for x in train]
-    s = score_matrix(score_all([lambda x, m=m: m.log_prob(x, COLS) for m in models], test), trim=0.0)
+    pf = score_all([lambda x, m=m: m.log_prob(x, COLS) for m in models], test)
+    s = score_matrix(pf, trim=0.0)
     # a flow fitted on 4,000 frames matches the true density where its data are (the genuine pairs) to a
     # few hundredths of a nat; impostor data lie in its tails, where it extrapolates: within 10%
     np.testing.assert_allclose(np.diag(s), np.diag(ANALYTIC), atol=0.05)
     np.testing.assert_allclose(s, ANALYTIC, rtol=0.1)
     assert (np.argmax(s, axis=0) == np.arange(len(MU))).all()
+    st = score_matrix(pf)  # the default, trimmed pair score, against its population value
+    np.testing.assert_allclose(np.diag(st), np.diag(trimmed), atol=0.05)
+    np.testing.assert_allclose(st, trimmed, rtol=0.1)
 
 
 def test_a_few_impossible_frames_do_not_dominate_the_pair_score():
