@@ -188,3 +188,19 @@ def test_at_a_gap_equal_to_the_reach_train_and_test_rows_read_disjoint_frames():
             read_by_test = np.concatenate([hi[rows & test], lo[rows & test], pick[rows & test]])
             assert not test[read_by_train].any() and not train[read_by_test].any()
             assert (rows & train).any() and (rows & test).any()
+
+
+def test_angular_velocity_of_a_steady_turn_on_irregular_frame_times():
+    """A head turning at a constant 0.8 rad/s about a fixed axis (body frame), filmed with jittered frame
+    times: the feature path's velocity on the rotation group gives that angular velocity in rad/s at
+    every complete window, whatever the spacing of the frames."""
+    from dis_core.features.build import _velocity
+
+    rng = np.random.default_rng(4)
+    t = np.cumsum(rng.uniform(0.8, 1.2, 300) / 30.0)
+    omega = 0.8 * np.array([0.6, 0.0, 0.8])
+    start = Rotation.from_rotvec([0.1, -0.2, 0.05])
+    v = (start * Rotation.from_rotvec(t[:, None] * omega)).as_rotvec()
+    out, good, _ = _velocity(v, t, np.zeros(len(t), int), 0.2, on_group=True)
+    assert good.sum() > 250
+    np.testing.assert_allclose(out[good], np.tile(omega, (good.sum(), 1)), atol=1e-9)
