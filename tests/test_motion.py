@@ -176,3 +176,22 @@ def test_gain_normalise_invariant_to_scale():
     r = a[ref & np.isfinite(a).all(axis=1)]
     np.testing.assert_allclose(np.median(np.abs(r - np.median(r, axis=0)), axis=0) * motion.MAD_TO_SD, 1.0,
                                atol=1e-12)
+
+
+def test_the_bridge_limit_is_missing_frames_times_the_period():
+    """max_gap_s 0.2 at 15 fps: 3 missing frames (0.2 s) are bridged and marked, 4 (0.27 s) split the
+    video into two segments and stay missing."""
+    from dis_core.features.motion import bridge_gaps
+
+    t = np.arange(40) / 15.0
+    v = np.stack([t, 2 * t], axis=1)
+    for missing, bridged in ((3, True), (4, False)):
+        ok = np.ones(len(t), bool)
+        ok[10:10 + missing] = False
+        filled, fill, seg = bridge_gaps(v, t, ok, 0.2)
+        assert fill[10:10 + missing].all() == bridged and fill.sum() == (missing if bridged else 0)
+        if bridged:
+            np.testing.assert_allclose(filled, v, atol=1e-12)  # linear values are restored exactly
+            assert len(set(seg)) == 1
+        else:
+            assert (seg[10:10 + missing] == -1).all() and seg[9] != seg[10 + missing]
