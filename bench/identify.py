@@ -13,58 +13,72 @@ by the library (dis_core.features.build.video_features) exactly as the pipeline 
 and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
 truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.
 
-Measured 2026-12-02 (dis phantom --participants 40 --sessions 2 --duration 60 --fps 15, 400x300, seed 12,
+Measured 2026-12-03 (dis phantom --participants 40 --sessions 2 --duration 60 --fps 15, 400x300, seed 12,
 --swap-faces --rich-dynamics --camera-deg 8 --hidden-fraction 0.05 --near-neighbours 6; MediaPipe found
 every visible face and no hidden one, 854 of 900 frames per video). pflow/pgauss: the pooled density
 (TrainConfig.density = "pooled": one shape fitted on every person's centred training rows, placed at
-each person's mean); wflow: the pooled flow on rows whitened by the pooled Gaussian (added after this
-table: 0.975 [0.925, 1.000], AUC 0.985, EER 0.050 [0.023, 0.090]); nn: the non-density reference.
+each person's mean); wflow: the pooled flow on rows whitened by the pooled Gaussian; nn: the non-density
+reference. Top-1 intervals rank each drawn person among all 40 models (stats.bootstrap_columns); the
+velocity windows are symmetric (frame, lags rows recomputed on 2026-12-03; the window rows are unchanged).
 
-    feature set/method     top-1 [95% CI]        AUC [95% CI]          EER [95% CI]          usable train s
-    frame/flow             0.900 [0.850, 1.000]  0.896 [0.873, 0.940]  0.187 [0.104, 0.231]  854    2.16
-    frame/gaussian         0.950 [0.900, 1.000]  0.902 [0.880, 0.949]  0.175 [0.092, 0.225]  854    0.04
-    lags/cflow             0.850 [0.775, 1.000]  0.959 [0.933, 0.979]  0.087 [0.050, 0.150]  848    4.42
-    lags/flow              0.775 [0.700, 0.975]  0.966 [0.940, 0.981]  0.094 [0.047, 0.148]  848    2.05
-    lags/gaussian          0.850 [0.775, 0.975]  0.974 [0.955, 0.986]  0.062 [0.032, 0.115]  848    0.00
-    lags/ar                0.875 [0.825, 1.000]  0.970 [0.949, 0.987]  0.075 [0.038, 0.123]  848    0.01
-    spectrum/flow          0.950 [0.900, 1.000]  0.807 [0.776, 0.891]  0.291 [0.192, 0.334]  900    2.33
-    spectrum/gaussian      0.975 [0.925, 1.000]  0.946 [0.912, 0.974]  0.135 [0.075, 0.200]  900    0.00
-    spectrum/pflow         0.975 [0.925, 1.000]  0.987 [0.975, 0.993]  0.035 [0.025, 0.087]  900    0.43
-    spectrum/pgauss        0.975 [0.925, 1.000]  0.993 [0.986, 0.998]  0.026 [0.010, 0.053]  900    0.04
-    spectrum/nn            0.975 [0.925, 1.000]  0.997 [0.994, 1.000]  0.013 [0.001, 0.025]  900    0.00
-    spectrum_raw/flow      0.900 [0.825, 1.000]  0.716 [0.694, 0.820]  0.359 [0.270, 0.400]  900    1.12
-    spectrum_raw/gaussian  0.975 [0.925, 1.000]  0.895 [0.870, 0.965]  0.199 [0.093, 0.233]  900    0.00
-    spectrum_raw/pflow     0.975 [0.925, 1.000]  0.972 [0.951, 0.990]  0.102 [0.048, 0.142]  900    0.30
-    spectrum_raw/pgauss    0.950 [0.875, 1.000]  0.994 [0.985, 0.999]  0.029 [0.009, 0.053]  900    0.02
-    spectrum_raw/nn        0.950 [0.875, 1.000]  0.998 [0.996, 1.000]  0.015 [0.001, 0.029]  900    0.00
-    windows/flow           0.800 [0.725, 0.975]  0.857 [0.827, 0.921]  0.225 [0.151, 0.288]  899    1.36
-    windows/gaussian       0.925 [0.850, 1.000]  0.968 [0.946, 0.983]  0.085 [0.050, 0.133]  899    0.02
+    feature set/method     top-1 [95% CI]        chance AUC [95% CI]          EER [95% CI]          usable train s
+    frame/flow             0.875 [0.775, 0.975]  0.025  0.898 [0.874, 0.940]  0.179 [0.105, 0.228]      848    1.59
+    frame/gaussian         0.950 [0.875, 1.000]  0.025  0.903 [0.881, 0.950]  0.174 [0.092, 0.225]      848    0.02
+    lags/cflow             0.825 [0.700, 0.925]  0.025  0.951 [0.924, 0.978]  0.101 [0.054, 0.164]      845    2.24
+    lags/flow              0.825 [0.700, 0.925]  0.025  0.964 [0.939, 0.981]  0.100 [0.044, 0.150]      845    1.78
+    lags/gaussian          0.850 [0.725, 0.950]  0.025  0.975 [0.956, 0.986]  0.059 [0.031, 0.115]      845    0.00
+    lags/ar                0.900 [0.800, 0.975]  0.025  0.970 [0.950, 0.987]  0.075 [0.037, 0.122]      845    0.00
+    spectrum/flow          0.950 [0.875, 1.000]  0.025  0.807 [0.776, 0.891]  0.291 [0.192, 0.334]      900    2.33
+    spectrum/gaussian      0.975 [0.925, 1.000]  0.025  0.946 [0.912, 0.974]  0.135 [0.075, 0.200]      900    0.00
+    spectrum/pflow         0.975 [0.925, 1.000]  0.025  0.987 [0.975, 0.993]  0.035 [0.025, 0.087]      900    0.43
+    spectrum/wflow         0.975 [0.925, 1.000]  0.025  0.985 [0.970, 0.995]  0.050 [0.023, 0.090]      900    0.10
+    spectrum/pgauss        0.975 [0.925, 1.000]  0.025  0.993 [0.986, 0.998]  0.026 [0.010, 0.053]      900    0.04
+    spectrum/nn            0.975 [0.925, 1.000]  0.025  0.997 [0.994, 1.000]  0.013 [0.001, 0.025]      900    0.00
+    spectrum_raw/flow      0.900 [0.800, 0.975]  0.025  0.716 [0.694, 0.820]  0.359 [0.270, 0.400]      900    1.12
+    spectrum_raw/gaussian  0.975 [0.925, 1.000]  0.025  0.895 [0.870, 0.965]  0.199 [0.093, 0.233]      900    0.00
+    spectrum_raw/pflow     0.975 [0.925, 1.000]  0.025  0.972 [0.951, 0.990]  0.102 [0.048, 0.142]      900    0.30
+    spectrum_raw/pgauss    0.950 [0.875, 1.000]  0.025  0.994 [0.985, 0.999]  0.029 [0.009, 0.053]      900    0.02
+    spectrum_raw/nn        0.950 [0.875, 1.000]  0.025  0.998 [0.996, 1.000]  0.015 [0.001, 0.029]      900    0.00
+    windows/flow           0.800 [0.650, 0.925]  0.025  0.857 [0.827, 0.921]  0.225 [0.151, 0.288]      899    1.36
+    windows/gaussian       0.925 [0.825, 1.000]  0.025  0.968 [0.946, 0.983]  0.085 [0.050, 0.133]      899    0.02
     chance: top-1 0.025, AUC 0.5, EER 0.5.
-    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000], EER +0.009
-    [-0.005, +0.061]: the flow meets top-1 >= 0.90 and EER <= 0.06 but is NOT ahead of its baseline.
-    best flow - best per-frame baseline frame/gaussian: top-1 +0.025 [-0.050, +0.100], EER -0.140
-    [-0.177, -0.024] (against lags/gaussian, the per-frame baseline of lowest EER: top-1 +0.125
-    [+0.000, +0.175], EER -0.026 [-0.065, +0.035]).
-    best flow - reference spectrum/nn: EER +0.022 [+0.011, +0.076].
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000] p=1.000; EER +0.009
+        [-0.005, +0.061]; McNemar n10=0 n01=0 p=1.000
+    best flow spectrum/pflow - best per-frame baseline frame/gaussian: top-1 +0.025 [-0.050, +0.100] p=0.802; EER
+        -0.138 [-0.177, -0.023]; McNemar n10=2 n01=1 p=1.000
+    best flow spectrum/pflow - reference spectrum/nn: top-1 +0.000 [+0.000, +0.000] p=1.000; EER +0.022 [+0.011,
+        +0.076]; McNemar n10=0 n01=0 p=1.000
+    The flow meets top-1 >= 0.90 and EER <= 0.06 but is NOT ahead of its baseline.
 
-Replicated 2026-12-03 on a second cohort, the same settings with seed 31 (every method as chosen on seed
-12, nothing changed; MediaPipe found 68,359 of 72,000 frames):
+Replicated on a second cohort, the same settings with seed 31 (every method as chosen on seed 12, nothing
+changed; MediaPipe found 68,359 of 72,000 frames):
 
-    frame/flow             0.850 [0.775, 1.000]  0.949 [0.918, 0.975]  0.104 [0.074, 0.176]  854    0.73
-    frame/gaussian         0.875 [0.800, 1.000]  0.955 [0.928, 0.982]  0.110 [0.056, 0.163]  854    0.02
-    lags/cflow             0.750 [0.675, 0.950]  0.968 [0.936, 0.981]  0.075 [0.050, 0.150]  849    1.45
-    lags/gaussian          0.800 [0.725, 0.950]  0.971 [0.950, 0.983]  0.063 [0.050, 0.125]  849    0.00
-    lags/ar                0.825 [0.750, 0.975]  0.968 [0.945, 0.983]  0.076 [0.050, 0.132]  849    0.00
-    spectrum/pflow         1.000 [1.000, 1.000]  0.995 [0.987, 0.997]  0.025 [0.014, 0.056]  900    0.15
-    spectrum/wflow         1.000 [1.000, 1.000]  0.992 [0.980, 0.997]  0.050 [0.017, 0.085]  900    0.19
-    spectrum/pgauss        0.975 [0.925, 1.000]  0.997 [0.991, 1.000]  0.019 [0.005, 0.043]  900    0.02
-    spectrum/nn            0.975 [0.925, 1.000]  0.998 [0.995, 1.000]  0.010 [0.002, 0.025]  900    0.00
-    windows/flow           0.850 [0.750, 0.975]  0.819 [0.790, 0.946]  0.250 [0.111, 0.325]  899    1.21
-    windows/gaussian       0.875 [0.775, 0.975]  0.963 [0.926, 0.991]  0.075 [0.025, 0.150]  899    0.00
-    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.025 [+0.000, +0.075], EER +0.006
-    [-0.009, +0.042]: the goal is met again, and again the flow is NOT ahead of its baseline.
-    best flow - best per-frame baseline frame/gaussian: top-1 +0.125 [+0.000, +0.200], EER -0.085
-    [-0.139, -0.025]; best flow - reference spectrum/nn: EER +0.015 [-0.001, +0.046].
+    frame/flow             0.850 [0.725, 0.950]  0.025  0.952 [0.918, 0.975]  0.099 [0.073, 0.175]      849    1.44
+    frame/gaussian         0.875 [0.775, 0.975]  0.025  0.956 [0.928, 0.981]  0.109 [0.055, 0.161]      849    0.03
+    lags/cflow             0.750 [0.625, 0.875]  0.025  0.965 [0.932, 0.981]  0.083 [0.050, 0.154]      846    2.36
+    lags/flow              0.850 [0.725, 0.950]  0.025  0.963 [0.930, 0.980]  0.108 [0.051, 0.158]      846    1.85
+    lags/gaussian          0.825 [0.700, 0.925]  0.025  0.971 [0.950, 0.983]  0.062 [0.049, 0.125]      846    0.00
+    lags/ar                0.850 [0.725, 0.950]  0.025  0.968 [0.945, 0.983]  0.076 [0.050, 0.130]      846    0.00
+    spectrum/flow          0.925 [0.850, 1.000]  0.025  0.685 [0.674, 0.851]  0.397 [0.226, 0.406]      900    0.48
+    spectrum/gaussian      0.950 [0.875, 1.000]  0.025  0.842 [0.821, 0.978]  0.269 [0.069, 0.302]      900    0.00
+    spectrum/pflow         1.000 [1.000, 1.000]  0.025  0.995 [0.987, 0.997]  0.025 [0.014, 0.056]      900    0.15
+    spectrum/wflow         1.000 [1.000, 1.000]  0.025  0.992 [0.980, 0.997]  0.050 [0.017, 0.085]      900    0.19
+    spectrum/pgauss        0.975 [0.925, 1.000]  0.025  0.997 [0.991, 1.000]  0.019 [0.005, 0.043]      900    0.02
+    spectrum/nn            0.975 [0.925, 1.000]  0.025  0.998 [0.995, 1.000]  0.010 [0.002, 0.025]      900    0.00
+    spectrum_raw/flow      0.825 [0.700, 0.925]  0.025  0.634 [0.625, 0.761]  0.425 [0.300, 0.433]      900    0.56
+    spectrum_raw/gaussian  0.975 [0.925, 1.000]  0.025  0.791 [0.764, 0.954]  0.308 [0.100, 0.350]      900    0.00
+    spectrum_raw/pflow     0.950 [0.875, 1.000]  0.025  0.981 [0.966, 0.994]  0.080 [0.026, 0.106]      900    0.15
+    spectrum_raw/pgauss    0.950 [0.875, 1.000]  0.025  0.992 [0.982, 0.999]  0.030 [0.007, 0.057]      900    0.02
+    spectrum_raw/nn        0.950 [0.875, 1.000]  0.025  0.998 [0.993, 1.000]  0.012 [0.001, 0.037]      900    0.00
+    windows/flow           0.850 [0.750, 0.950]  0.025  0.819 [0.790, 0.946]  0.250 [0.111, 0.325]      899    1.21
+    windows/gaussian       0.875 [0.775, 0.975]  0.025  0.963 [0.926, 0.991]  0.075 [0.025, 0.150]      899    0.00
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.025 [+0.000, +0.075] p=0.724; EER +0.006
+        [-0.009, +0.042]; McNemar n10=1 n01=0 p=1.000
+    best flow spectrum/pflow - best per-frame baseline frame/gaussian: top-1 +0.125 [+0.025, +0.225] p=0.014; EER
+        -0.084 [-0.137, -0.024]; McNemar n10=5 n01=0 p=0.062
+    best flow spectrum/pflow - reference spectrum/nn: top-1 +0.025 [+0.000, +0.075] p=0.724; EER +0.015 [-0.001,
+        +0.046]; McNemar n10=1 n01=0 p=1.000
+    The goal is met again, and again the flow is NOT ahead of its baseline.
 """
 
 from __future__ import annotations
