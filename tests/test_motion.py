@@ -123,48 +123,6 @@ def test_angular_velocity_constant_rate():
     np.testing.assert_allclose(motion.angular_velocity(rot, t, seg)[inner], w[inner], atol=1e-12)
 
 
-def test_window_spectra_peak_band_and_segments():
-    fs = 30.0
-    T = int(60 * fs)
-    t = np.arange(T) / fs
-    x = np.column_stack([np.sin(2 * np.pi * 1.0 * t), 0.1 * np.sin(2 * np.pi * 3.0 * t)])
-    seg = np.zeros(T, int)
-    seg[int(25 * fs):int(26 * fs)] = -1  # a 1 s break
-    seg[int(26 * fs):] = 1
-    feats, centres = motion.window_spectra(x, t, seg, window_s=8.0, hop_s=1.0)
-    edges = motion.band_edges(fs)
-    nb = len(edges) - 1
-    assert feats.shape[1] == 2 * nb and len(feats) == len(centres) > 0
-    band_1hz = np.searchsorted(edges, 1.0) - 1
-    band_3hz = np.searchsorted(edges, 3.0) - 1
-    assert (feats[:, :nb].argmax(axis=1) == band_1hz).all()
-    assert (feats[:, nb:].argmax(axis=1) == band_3hz).all()
-    # windows never cross the break: each lies in [0, 25 - 1/fs] or [26, 60)
-    lo, hi = centres - 4.0, centres + 4.0 - 1 / fs
-    first = hi <= (int(25 * fs) - 1) / fs + 1e-9
-    second = lo >= 26.0 - 1e-9
-    assert (first | second).all() and first.any() and second.any()
-    # 25 s segment with 8 s windows and 1 s hops: starts 0..17 -> 18 windows
-    assert first.sum() == 18
-
-
-def test_window_spectra_resamples_irregular_times():
-    rng = np.random.default_rng(3)
-    fs = 30.0
-    t = np.arange(int(20 * fs)) / fs + rng.uniform(-0.004, 0.004, int(20 * fs))
-    t.sort()
-    x = np.sin(2 * np.pi * 1.0 * t)[:, None]
-    feats, _ = motion.window_spectra(x, t, np.zeros(len(t), int))
-    edges = motion.band_edges(fs)
-    assert (feats.argmax(axis=1) == np.searchsorted(edges, 1.0) - 1).all()
-
-
-def test_window_spectra_rejects_empty_band():
-    t = np.arange(300) / 30.0
-    with pytest.raises(ValueError, match="no bin"):
-        motion.window_spectra(np.zeros((300, 1)), t, np.zeros(300, int), window_s=2.0)
-
-
 def test_gain_normalise_invariant_to_scale():
     rng = np.random.default_rng(4)
     x = rng.normal(0, [1.0, 3.0, 0.2], (500, 3))
@@ -195,3 +153,22 @@ def test_the_bridge_limit_is_missing_frames_times_the_period():
             assert len(set(seg)) == 1
         else:
             assert (seg[10:10 + missing] == -1).all() and seg[9] != seg[10 + missing]
+
+
+def test_a_jump_in_the_frame_times_splits_segments_like_missing_frames():
+    """One second missing from the frame times (no row for it at all) splits the video as 30 rows without
+    a face would; a jump within the bridge limit does not."""
+    from dis_core.features.build import _velocity
+    from dis_core.features.motion import bridge_gaps
+
+    t = np.arange(120) / 30.0
+    t[60:] += 1.0
+    v = np.stack([np.sin(t), np.cos(t)], axis=1)
+    _, fill, seg = bridge_gaps(v, t, np.ones(len(t), bool), 0.2)
+    assert not fill.any() and seg[59] == 0 and seg[60] == 1 and len(set(seg)) == 2
+    _, good, (hi, lo) = _velocity(v, t, seg, 0.2)
+    assert good.any() and (seg[hi[good]] == seg[lo[good]]).all()
+    assert not good[54:66].any()  # no velocity window across the jump
+    t2 = np.arange(120) / 30.0
+    t2[60:] += 0.1  # 0.1 s: within the bridge
+    assert len(set(bridge_gaps(v, t2, np.ones(len(t2), bool), 0.2)[2])) == 1

@@ -88,7 +88,10 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
             fill[a + 1:b] = True
     have = ok | fill
     segment = np.full(len(ok), -1, dtype=np.int64)
-    starts = have & ~np.concatenate([[False], have[:-1]])
+    # a jump in the frame times themselves (a decoder stall, frames dropped from a variable-rate file) is a
+    # gap too, though no row is missing: longer than a bridge, it starts a new segment
+    jump = np.concatenate([[False], np.diff(t) - period > max_gap_s + 1e-9]) if len(t) else np.zeros(0, bool)
+    starts = have & (~np.concatenate([[False], have[:-1]]) | jump)
     segment[have] = np.cumsum(starts)[have] - 1
     return fill, segment
 
@@ -163,58 +166,6 @@ def angular_velocity(rotvec_or_rot, times: np.ndarray, segment: np.ndarray) -> n
         d = r[full[i - 1]].inv() * r[full[i + 1]]
         out[i] = d.as_rotvec() / (t[i + 1] - t[i - 1])[:, None]
     return out
-
-
-# ------------------------------------------------------------------------------- spectra
-def band_edges(fs: float, n_bands: int = 8, fmin: float = 0.1, fmax: float = 6.0) -> np.ndarray:
-    """Log-spaced band edges (n_bands + 1,) from ``fmin`` to min(Nyquist, ``fmax``) Hz."""
-    return np.geomspace(fmin, min(fs / 2.0, fmax), n_bands + 1)
-
-
-def window_spectra(x: np.ndarray, times: np.ndarray, segment: np.ndarray, window_s: float = 8.0,
-                   hop_s: float = 1.0, bands: np.ndarray | None = None, n_bands: int = 8,
-                   fmin: float = 0.1, fmax: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-axis log band power of (T, d) ``x`` in sliding windows that lie wholly inside one segment.
-
-    Each window is resampled to a uniform grid at the median frame rate, de-meaned and Hann-tapered;
-    ``bands`` are edges in Hz (default :func:`band_edges`). Returns ((n_windows, d * n_bands) with
-    columns axis-major, (n_windows,) window centre times). Raises if a band holds no frequency bin."""
-    v = np.asarray(x, np.float64)
-    v = v.reshape(len(v), -1)
-    t = np.asarray(times, np.float64)
-    seg = np.asarray(segment)
-    same = (seg[1:] == seg[:-1]) & (seg[1:] >= 0)
-    dts = np.diff(t)[same]
-    if not len(dts):
-        return np.empty((0, 0)), np.empty(0)
-    fs = 1.0 / np.median(dts)
-    edges = band_edges(fs, n_bands, fmin, fmax) if bands is None else np.asarray(bands, np.float64)
-    n = int(round(window_s * fs))
-    freqs = np.fft.rfftfreq(n, 1.0 / fs)
-    bins = [(freqs >= lo) & (freqs < hi) for lo, hi in zip(edges[:-1], edges[1:])]
-    if any(not b.any() for b in bins):
-        raise ValueError(f"a band of {np.round(edges, 3).tolist()} Hz holds no bin of a {window_s:g} s window")
-    taper = np.hanning(n)
-    scale = 2.0 / (fs * np.sum(taper ** 2))  # one-sided power spectral density
-    df = fs / n
-    feats, centres = [], []
-    for s in np.unique(seg[seg >= 0]):
-        idx = np.flatnonzero(seg == s)
-        ts, xs = t[idx], v[idx]
-        start = ts[0]
-        while start + (n - 1) / fs <= ts[-1] + 1e-9:
-            grid = start + np.arange(n) / fs
-            w = np.column_stack([np.interp(grid, ts, xs[:, j]) for j in range(xs.shape[1])])
-            if np.isfinite(w).all():
-                w = (w - w.mean(axis=0)) * taper[:, None]
-                psd = np.abs(np.fft.rfft(w, axis=0)) ** 2 * scale
-                power = np.stack([psd[b].sum(axis=0) * df for b in bins], axis=1)  # (d, n_bands)
-                feats.append(np.log(power + 1e-30).ravel())
-                centres.append(start + window_s / 2.0)
-            start += hop_s
-    if not feats:
-        return np.empty((0, v.shape[1] * len(bins))), np.empty(0)
-    return np.asarray(feats), np.asarray(centres)
 
 
 # ------------------------------------------------------------------------------- gain
