@@ -97,7 +97,8 @@ import numpy as np  # noqa: E402
 from dis_core.extract.h5store import read_extraction  # noqa: E402
 from dis_core.extract.pose import euler_to_rotation  # noqa: E402
 from dis_core.layout import RunLayout  # noqa: E402
-from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FEATURE_SETS, FeatureSpec, base_values, video_features  # noqa: E402
+from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FEATURE_SETS, FeatureSpec,  # noqa: E402
+                                     base_values, row_overlap, video_features)
 from dis_core.manifest import load_manifest  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
 from dis_core.features.temporal import fit_window_basis  # noqa: E402
@@ -214,14 +215,16 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
         elif m in ("pflow", "pgauss", "wflow"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
             xs = [feats[p]["train"][0] for p in pids]
             x, val = pooled_rows(xs, POOLED_FLOW.val_fraction)
+            purge = row_overlap(SPECS[spec_name])  # as the pooled stage: validation clear of shared frames
             t1 = time.perf_counter()
             if m == "wflow":  # the flow on rows whitened by the pooled Gaussian: it learns departures from it
                 w = np.linalg.inv(np.linalg.cholesky(np.cov(x[~val].T))).T  # x @ w has identity covariance
                 wcols, logdet = [f"w{i}" for i in range(x.shape[1])], float(np.linalg.slogdet(w)[1])
-                shape = train_flow(x @ w, wcols, POOLED_FLOW, val=val).density
+                shape = train_flow(x @ w, wcols, POOLED_FLOW, val=val, purge=purge).density
                 lp = lambda v, c: shape.log_prob((v - c) @ w, wcols) + logdet  # noqa: E731
             else:
-                shape = train_flow(x, cols, POOLED_FLOW, val=val).density if m == "pflow" else fit_gaussian(x, cols)
+                shape = (train_flow(x, cols, POOLED_FLOW, val=val, purge=purge).density if m == "pflow"
+                         else fit_gaussian(x, cols))
                 lp = lambda v, c: shape.placed(c).log_prob(v, cols)  # noqa: E731
             s = score_matrix([[lp(v, xp.mean(axis=0)) for v in test] for xp in xs], names=pids)
             train_s = (time.perf_counter() - t1) / len(pids)
@@ -231,7 +234,8 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
                 x = feats[p]["train"][0]
                 t1 = time.perf_counter()
                 if m in ("flow", "cflow"):
-                    d = train_flow(x, cols, FLOWS[spec_name] if m == "flow" else CFLOW).density
+                    d = train_flow(x, cols, FLOWS[spec_name] if m == "flow" else CFLOW,
+                                   purge=row_overlap(SPECS[spec_name])).density
                     lps.append(lambda v, d=d: d.log_prob(v, cols))
                 elif m == "gaussian":
                     d = fit_gaussian(x, cols)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dis_core.features.build import DEFAULT_FEATURE_SETS, FeatureSpec, base_values, video_features
+from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FeatureSpec, base_values, video_features
 from dis_core.extract.pose import head_pose
 
 FPS = 30.0
@@ -150,42 +150,52 @@ def test_blendshapes_are_modelled_as_logits_of_clipped_scores():
         FeatureSpec("h", "head_rotation", transform="logit")
 
 
-def test_velocity_windows_are_symmetric_complete_and_exact_on_a_parabola():
-    """The central difference over [t - half, t + half] uses as many frames on each side: on v = t^2 it
-    gives 2t exactly at 24, 25 and 30 fps; no window is one-sided at either end of the video, and none
-    reaches a frame past t + half."""
+def test_velocity_windows_are_exact_symmetric_complete_and_the_same_at_any_frame_rate():
+    """The central difference spans exactly [t - half, t + half], its ends interpolated between the frames
+    around them: on v = t^2 it gives 2t exactly at 24, 25 and 30 fps; rows exist where both ends lie inside
+    the video (never one-sided); and a 2 Hz nod has the same velocity at 24 as at 30 fps (a window of whole
+    frames spanned 0.33 s at 24 fps and 0.40 s at 30, and the peak velocity differed by a factor 1.8)."""
     from dis_core.features.build import _velocity
 
+    peaks = {}
     for fps in (24.0, 25.0, 30.0):
         for half in (0.1, 0.2, 0.3):
             t = np.arange(int(6 * fps)) / fps
             v = np.stack([t ** 2, 3 * t ** 2], axis=1)
             out, good, (hi, lo) = _velocity(v, t, np.zeros(len(t), int), half)
             np.testing.assert_allclose(out[good], np.stack([2 * t, 6 * t], axis=1)[good], rtol=0, atol=1e-9)
-            idx = np.arange(len(t))
-            assert (hi[good] - idx[good] == idx[good] - lo[good]).all()  # symmetric
-            assert (t[hi] <= t + half + 1e-9).all() and (t[lo] >= t - half - 1e-9).all()
-            k = int(np.floor(half * fps + 1e-6))  # frames a side
-            np.testing.assert_array_equal(np.flatnonzero(good), np.arange(k, len(t) - k))  # complete windows only
+            np.testing.assert_array_equal(good, (t - half >= -1e-9) & (t + half <= t[-1] + 1e-9))
+            assert (t[hi] < t + half + 1 / fps).all() and (t[lo] > t - half - 1 / fps).all()
+        t = np.arange(int(6 * fps)) / fps
+        nod = np.sin(2 * np.pi * 2.0 * t)[:, None]
+        out, good, _ = _velocity(nod, t, np.zeros(len(t), int), 0.2)
+        peaks[fps] = np.abs(out[good]).max()
+    exact = 2 * np.pi * 2.0 * np.sin(2 * np.pi * 2.0 * 0.2) / (2 * np.pi * 2.0 * 0.2)  # a central difference of 0.4 s
+    assert max(peaks.values()) / min(peaks.values()) < 1.1 and all(abs(p / exact - 1) < 0.1 for p in peaks.values())
 
 
 def test_at_a_gap_equal_to_the_reach_train_and_test_rows_read_disjoint_frames():
     """A within-session split keeps train frames before t_cut - gap and tests from t_cut; check_gap accepts
-    gap = the feature set's reach (velocity half-window + longest lag). Then no frame a training row reads
-    (its velocity window's ends, its lagged frame) is a test frame, and no frame a test row reads is a
-    training frame, at the frame rates people record at."""
-    from dis_core.features.build import _lagged, _velocity
+    gap = the feature set's reach. Then no frame a training row reads (the frames around its velocity
+    window's ends and its lagged moment) is a test frame, and no frame a test row reads is a training
+    frame, at the frame rates people record at."""
+    from dis_core.features.build import _lagged, _velocity, reach_s
 
-    for (half, lag), fps in itertools.product(((0.2, 0.0), (0.3, 0.0), (0.2, 0.4)), (24.0, 25.0, 29.97, 30.0)):
+    for spec, fps in itertools.product((DEFAULT_FEATURE_SETS["head_pose"], EXTRA_FEATURE_SETS["head_lags"]),
+                                       (24.0, 25.0, 29.97, 30.0)):
+        half, lags = spec.velocity_window_s, spec.lags_s
+        gap = reach_s(dataclasses.replace(spec, max_gap_s=0.0), period_s=1.0 / fps)  # nothing to bridge here
         t = np.arange(int(20 * fps)) / fps
         seg = np.zeros(len(t), int)
-        _, vg, (hi, lo) = _velocity(np.zeros((len(t), 1)), t, seg, half)
-        _, lg, pick = _lagged(np.zeros((len(t), 1)), t, seg, lag) if lag else (None, vg, lo)
+        _, rows, (hi, lo) = _velocity(np.zeros((len(t), 1)), t, seg, half)
+        reads = [hi, lo]
+        for lag in lags:
+            _, lg, pick = _lagged(np.zeros((len(t), 1)), t, seg, lag)
+            rows, reads = rows & lg, reads + [pick]
         for t_cut in (12.0, 12.0 + 0.4 / fps, 15.0 + 0.77 / fps):
-            train, test = t < t_cut - (half + lag), t >= t_cut
-            rows = vg & lg
-            read_by_train = np.concatenate([hi[rows & train], lo[rows & train], pick[rows & train]])
-            read_by_test = np.concatenate([hi[rows & test], lo[rows & test], pick[rows & test]])
+            train, test = t < t_cut - gap, t >= t_cut
+            read_by_train = np.concatenate([r[rows & train] for r in reads])
+            read_by_test = np.concatenate([r[rows & test] for r in reads])
             assert not test[read_by_train].any() and not train[read_by_test].any()
             assert (rows & train).any() and (rows & test).any()
 

@@ -123,19 +123,22 @@ def test_temporal_split_holds_out_the_end_with_a_gap():
 
 
 def test_a_within_session_gap_shorter_than_a_feature_sets_reach_is_refused():
-    """Rows look up to velocity half-window + longest lag from their frame: a within-session gap shorter
-    than that lets test rows see training frames. Window rows never cross the border (reach 0)."""
+    """Rows look up to velocity half-window + longest lag from their frame, plus the frame beyond the moment
+    they interpolate at and a bridge's reach: a within-session gap shorter than that lets test rows see
+    training frames. Window rows stay in their part of the split but may read a bridged frame."""
     from dis_core.cohort.split import check_gap
     from dis_core.features.build import EXTRA_FEATURE_SETS, FEATURE_SETS, reach_s
 
     lags, spectrum = EXTRA_FEATURE_SETS["head_lags"], FEATURE_SETS["head_spectrum"]
-    assert reach_s(lags) == pytest.approx(0.2 + 0.4) and reach_s(spectrum) == 0.0
+    assert reach_s(lags) == pytest.approx(0.2 + 0.4 + 0.1 + 0.2 + 0.1)  # + a period, + bridge and a period
+    assert reach_s(spectrum) == pytest.approx(0.4 + 0.1)
+    assert max(reach_s(s) for s in FEATURE_SETS.values()) <= SplitConfig().gap_s  # the default gap covers all
     times = {"a": np.arange(300) / 30.0}
     temporal = assign_splits([_entry("p", "a")], times, SplitConfig(gap_s=0.5))
-    reaches = {"head_lags": reach_s(lags), "head_spectrum": 0.0}
+    reaches = {"head_lags": reach_s(lags), "head_spectrum": reach_s(spectrum)}
     msg = check_gap(temporal, SplitConfig(gap_s=0.5), reaches)
-    assert "gap (0.5 s) is shorter than how far feature set head_lags looks from a frame (0.6 s)" in msg
-    assert check_gap(temporal, SplitConfig(gap_s=0.6), reaches) == ""
+    assert "gap (0.5 s) is shorter than how far feature set head_lags looks from a frame (1 s)" in msg
+    assert check_gap(temporal, SplitConfig(gap_s=1.0), reaches) == ""
     manifest = assign_splits([_entry("p", "a", "test"), _entry("p", "b", "train")], {**times, "b": times["a"]})
     assert check_gap(manifest, SplitConfig(gap_s=0.0), reaches) == "", "sessions apart: no gap needed"
 

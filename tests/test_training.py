@@ -94,3 +94,22 @@ def test_a_column_constant_in_training_is_fixed_at_the_cohort_spread_not_floored
     expect = -0.5 * ((y[:, 1] - 3.0) / 4.0) ** 2  # the fixed column's term, relative to y at the constant
     for d in (g, g2):
         np.testing.assert_allclose(d.log_prob(y, list("abc")) - d.log_prob(x[:5], list("abc")), expect, atol=1e-9)
+
+
+def test_validation_rows_are_kept_clear_of_the_training_rows_whose_frames_they_share():
+    """Window rows (8 s every 0.5 s) share frames with 15 neighbours on each side: those before each run of
+    validation rows are used for neither, so the flow is fitted (its scaler too) on the rest."""
+    from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, row_overlap
+    from dis_core.model.flows import purge_rows
+
+    assert row_overlap(DEFAULT_FEATURE_SETS["head_spectrum"]) == 15
+    assert row_overlap(EXTRA_FEATURE_SETS["head_windows"]) == 7 and row_overlap(DEFAULT_FEATURE_SETS["head_pose"]) == 0
+    val = np.zeros(12, bool)
+    val[[4, 5, 10, 11]] = True  # two people's validation tails
+    assert np.flatnonzero(purge_rows(val, 2)).tolist() == [2, 3, 8, 9]
+    assert not purge_rows(val, 0).any() and np.flatnonzero(purge_rows(val, 9)).tolist() == [0, 1, 2, 3, 6, 7, 8, 9]
+    x = np.random.default_rng(0).normal(size=(100, 4)) + np.linspace(0, 3, 100)[:, None]  # a drift: means differ
+    cfg = FlowConfig(layers=1, hidden=8, max_epochs=2)
+    r = train_flow(x, list("abcd"), cfg, purge=10)  # validation: the last 15 rows; rows 75-84 purged
+    np.testing.assert_allclose(r.density.mean, x[:75].mean(axis=0))
+    np.testing.assert_allclose(train_flow(x, list("abcd"), cfg).density.mean, x[:85].mean(axis=0))

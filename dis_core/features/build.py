@@ -104,12 +104,28 @@ EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
 FEATURE_SETS: dict[str, FeatureSpec] = {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}  # every named set
 
 
-def reach_s(spec: FeatureSpec) -> float:
-    """How far (seconds) a row's values look from its own frame: the velocity half-window plus the longest
-    lag for frame rows; 0 for window rows, which never cross the train/test border."""
+def row_overlap(spec: FeatureSpec) -> int:
+    """How many neighbouring rows on one side share frames with a row: those of windows of ``window_s`` every
+    ``hop_s`` (15 for 8 s every 0.5 s); 0 for frame rows. A flow's validation rows are kept that far from its
+    training rows (``train_flow(purge=...)``)."""
+    if spec.window == "none":
+        return 0
+    return max(int(np.ceil(spec.window_s / spec.hop_s - 1e-9)) - 1, 0)
+
+
+FRAME_PERIOD_BOUND_S = 0.1  # one frame at 10 fps: face video is recorded at that rate or faster
+
+
+def reach_s(spec: FeatureSpec, period_s: float = FRAME_PERIOD_BOUND_S) -> float:
+    """How far (seconds) a row's values look from its own frame, for a within-session split's gap: frame rows
+    read the velocity half-window plus the longest lag, and the frame beyond each moment they interpolate
+    at (one period); window rows stay inside their part of the split. Either may read a bridged frame, whose
+    value comes from a face frame up to a bridge plus a period further on."""
+    bridge = spec.max_gap_s + period_s if spec.max_gap_s > 0 else 0.0
     if spec.window != "none":
-        return 0.0
-    return (spec.velocity_window_s if spec.velocity else 0.0) + max(spec.lags_s, default=0.0)
+        return bridge
+    looks = (spec.velocity_window_s if spec.velocity else 0.0) + max(spec.lags_s, default=0.0)
+    return looks + (period_s if looks > 0 else 0.0) + bridge
 
 
 def parse_feature_sets(names: str) -> list[FeatureSpec]:
@@ -315,15 +331,15 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     parts, names = [v], list(columns)
     valid = ok.copy()
     used: list[np.ndarray] = []  # frames whose values the rows' windows read
+    on_group = rotation and spec.center == "none" and spec.scale == "none"  # rows still rotation vectors
     if spec.velocity:
-        on_group = rotation and spec.center == "none" and spec.scale == "none"
         vel, vok, ends = _velocity(v, t, segment, spec.velocity_window_s, on_group)
         parts.append(vel)
         names += [f"d_{c}" for c in columns]
         valid &= vok
         used += ends
     for lag in spec.lags_s:
-        lagged, lok, pick = _lagged(v, t, segment, lag)
+        lagged, lok, pick = _lagged(v, t, segment, lag, on_group)
         parts.append(lagged)
         names += [f"{c}@-{lag:g}s" for c in columns]
         valid &= lok
@@ -337,38 +353,54 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
                          int((touched & fill).sum()))
 
 
+def _at(v: np.ndarray, t: np.ndarray, segment: np.ndarray, shift: float, on_group: bool = False):
+    """Each frame's values at its time + ``shift`` seconds, interpolated between the two frames around that
+    moment (linearly, or by slerp for rotation vectors ``on_group``), both in the frame's own segment: a
+    moment, not a frame count, so it means the same at every frame rate. Returns (values, good, [a, b]),
+    a and b the bracketing frames (equal when a frame falls on the moment)."""
+    n = len(t)
+    when = t + shift
+    eps = 1e-6  # seconds: frame times summed in floating point land on the moment
+    a = np.clip(np.searchsorted(t, when + eps, side="right") - 1, 0, n - 1)  # last frame at or before
+    b = np.clip(np.searchsorted(t, when - eps, side="left"), 0, n - 1)  # first frame at or after
+    good = ((segment >= 0) & (t[a] <= when + eps) & (t[b] >= when - eps) & (segment[a] == segment)
+            & (segment[b] == segment))
+    out = np.full_like(v, np.nan)
+    if good.any():
+        ga, gb = a[good], b[good]
+        span = t[gb] - t[ga]
+        w = np.where(span > 0, (when[good] - t[ga]) / np.where(span > 0, span, 1.0), 0.0)
+        if on_group:
+            ra = Rotation.from_rotvec(v[ga])
+            out[good] = (ra * Rotation.from_rotvec(w[:, None] * (ra.inv() * Rotation.from_rotvec(v[gb])).as_rotvec())
+                         ).as_rotvec()
+        else:
+            out[good] = v[ga] + w[:, None] * (v[gb] - v[ga])
+    return out, good, [a, b]
+
+
 def _velocity(v: np.ndarray, t: np.ndarray, segment: np.ndarray, half: float, on_group: bool = False):
-    """Central differences over the window [t - half, t + half]: its outermost frames on either side, so
-    the window is symmetric on regular frames (v = t^2 gives 2t exactly), never reaches past t + half, and
-    is complete: within one segment (face frames and bridged frames) and inside the video, never one-sided
-    at an end. ``on_group``: ``v`` are rotation vectors and the difference is the body-frame rotation
-    rotvec(R_lo^T R_hi). Returns (values, good mask, [hi, lo] frame indices)."""
-    eps = 1e-6  # seconds: frame times summed in floating point land on the window's ends
-    hi = np.clip(np.searchsorted(t, t + half + eps, side="right") - 1, 0, len(t) - 1)
-    lo = np.clip(np.searchsorted(t, t - half - eps, side="left"), 0, len(t) - 1)
-    dt = t[hi] - t[lo]
-    # inside the video: no frame the window would hold (one period beyond either end) falls outside it
-    period = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
-    inside = (t - half > t[0] - period + eps) & (t + half < t[-1] + period - eps) if len(t) else np.zeros(0, bool)
-    good = (segment >= 0) & (segment[hi] == segment) & (segment[lo] == segment) & (dt > 0) & inside
+    """Central difference over exactly [t - half, t + half], the ends interpolated between the frames around
+    them (:func:`_at`), within one segment: the same window at every frame rate (a window of whole frames
+    spanned 0.40 s at 30 fps and 0.33 s at 24 fps), symmetric, and complete (no row where either end falls
+    outside the frame's segment: a video's ends, a long gap, a jump in the frame times). ``on_group``: ``v``
+    are rotation vectors and the difference is the body-frame rotation rotvec(R_lo^T R_hi). Returns
+    (values, good mask, [hi, lo] outermost frames read)."""
+    hi_v, hi_ok, (_, hi) = _at(v, t, segment, half, on_group)
+    lo_v, lo_ok, (lo, _) = _at(v, t, segment, -half, on_group)
+    good = hi_ok & lo_ok
     out = np.full_like(v, np.nan)
     if good.any():
         if on_group:
-            d = Rotation.from_rotvec(v[lo[good]]).inv() * Rotation.from_rotvec(v[hi[good]])
-            out[good] = d.as_rotvec() / dt[good, None]
+            d = Rotation.from_rotvec(lo_v[good]).inv() * Rotation.from_rotvec(hi_v[good])
+            out[good] = d.as_rotvec() / (2.0 * half)
         else:
-            out[good] = (v[hi[good]] - v[lo[good]]) / dt[good, None]
+            out[good] = (hi_v[good] - lo_v[good]) / (2.0 * half)
     return out, good, [hi, lo]
 
 
-def _lagged(v: np.ndarray, t: np.ndarray, segment: np.ndarray, lag: float):
-    """Values at the frame nearest to t - lag, within the same segment. Returns (values, good, picks)."""
-    j = np.clip(np.searchsorted(t, t - lag), 0, len(t) - 1)
-    j_prev = np.clip(j - 1, 0, len(t) - 1)
-    pick = np.where(np.abs(t[j_prev] - (t - lag)) < np.abs(t[j] - (t - lag)), j_prev, j)
-    period = np.median(np.diff(t)) if len(t) > 1 else 1.0
-    good = ((segment >= 0) & (segment[pick] == segment) & (np.abs(t[pick] - (t - lag)) <= 0.5 * period + 1e-9)
-            & (t - lag >= t[0] - 1e-9))
-    out = np.full_like(v, np.nan)
-    out[good] = v[pick[good]]
-    return out, good, pick
+def _lagged(v: np.ndarray, t: np.ndarray, segment: np.ndarray, lag: float, on_group: bool = False):
+    """Values ``lag`` seconds before each frame, interpolated in its segment (:func:`_at`). Returns (values,
+    good, the earliest frame read)."""
+    out, good, (a, _) = _at(v, t, segment, -lag, on_group)
+    return out, good, a

@@ -203,11 +203,14 @@ class FlowFit:
 
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
                meta: dict | None = None, log: Callable[[str], None] | None = None,
-               cohort_spread: np.ndarray | None = None, val: np.ndarray | None = None) -> FlowFit:
+               cohort_spread: np.ndarray | None = None, val: np.ndarray | None = None, purge: int = 0) -> FlowFit:
     """Fit a MAF to training rows ``x`` with minibatches, validation early stopping and gradient clipping.
 
     The last ``val_fraction`` of the rows (in time order) validate, or the rows where the boolean
-    ``val`` is true (e.g. the last part of every participant's rows for a pooled shape). With ``checkpoint``, progress is
+    ``val`` is true (e.g. the last part of every participant's rows for a pooled shape). The ``purge`` rows
+    before each run of validation rows are used for neither: rows of overlapping windows (8 s every 0.5 s)
+    share frames with their neighbours, and a validation row read from a training row's frames makes early
+    stopping optimistic (:func:`purge_rows`). With ``checkpoint``, progress is
     saved atomically every ``checkpoint_every_s`` seconds and training resumes from it when it holds
     the same configuration and data; the result is then identical to an uninterrupted run. With
     ``cohort_spread``, columns constant here are fixed (:func:`fit_scaler`) and the flow models the rest.
@@ -223,17 +226,19 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
         val = np.zeros(len(x), bool)
         val[-max(int(round(len(x) * cfg.val_fraction)), 5):] = True
     val = np.asarray(val, bool)
-    if val.all() or not val.any():
-        raise ValueError("the validation rows must be some but not all of the rows")
-    mean, std, fixed = fit_scaler(x[~val], cfg.min_std, cohort_spread)
+    fit = ~val & ~purge_rows(val, purge)
+    if not fit.any() or not val.any():
+        raise ValueError("the validation rows must be some but not all of the rows (with the purged ones)")
+    mean, std, fixed = fit_scaler(x[fit], cfg.min_std, cohort_spread)
     z = ((x - mean) / std)[:, ~fixed]
     free_cols = [c for c, f in zip(columns, fixed) if not f]
     if not free_cols:
         raise ValueError("every feature column is constant in the training rows: nothing for a flow to model")
     dev = pick_device(cfg.device)
-    ztr = torch.as_tensor(z[~val], dtype=torch.float32, device=dev)
+    ztr = torch.as_tensor(z[fit], dtype=torch.float32, device=dev)
     zva = torch.as_tensor(z[val], dtype=torch.float32, device=dev)
-    data_key = _data_key(x, cfg, columns, val, None if cohort_spread is None else np.asarray(cohort_spread).tolist())
+    data_key = _data_key(x, cfg, columns, val, None if cohort_spread is None else np.asarray(cohort_spread).tolist(),
+                         fit)
     cmask = context_mask(free_cols, cfg)
     if cmask is not None:
         cm = torch.as_tensor(cmask, device=dev)
@@ -293,12 +298,25 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     return FlowFit(dens, hist, best_epoch, epoch, time.monotonic() - t0, resumed)
 
 
-def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarray, spread: list | None = None) -> str:
+def purge_rows(val: np.ndarray, purge: int) -> np.ndarray:
+    """(n,) bool: the ``purge`` rows before each run of validation rows (not themselves validation rows)."""
+    val = np.asarray(val, bool)
+    out = np.zeros(len(val), bool)
+    if purge > 0:
+        for i in np.flatnonzero(val & ~np.concatenate([[False], val[:-1]])):  # each run's first row
+            out[max(i - purge, 0):i] = True
+    return out & ~val
+
+
+def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarray, spread: list | None = None,
+              fit: np.ndarray | None = None) -> str:
     import hashlib
     import json
 
     h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
     h.update(np.packbits(val).tobytes())
+    if fit is not None and not np.array_equal(fit, ~val):  # rows purged: another training set
+        h.update(np.packbits(fit).tobytes())
     key = [dataclasses.asdict(cfg), list(columns)] + ([] if spread is None else [spread])
     h.update(json.dumps(key, sort_keys=True, default=str).encode())
     return h.hexdigest()

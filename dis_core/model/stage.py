@@ -18,6 +18,7 @@ import numpy as np
 
 from dis_core.io.atomic import remove_stale_parts, write_text_atomic
 from dis_core.cohort.stage import Cohort, load_cohort, participant_features
+from dis_core.features.build import row_overlap
 from dis_core.errors import DISError
 from dis_core.model.baselines import ARGaussian
 from dis_core.model.config import TrainConfig, methods_of
@@ -77,7 +78,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             tr, base = _placed(out_root, cfg, data, pooled_key)
         else:
             spread = stats.spread_of(data.columns)
-            tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread)
+            tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread,
+                            purge=row_overlap(cfg.features))
             base = fit_gaussian(data.x, data.columns, cfg.flow.min_std, cohort_spread=spread)
         columns = {"dropped": list(stats.dead),  # dead in the whole cohort: not modelled by anyone
                    "fixed": [c for c, f in zip(data.columns, ~tr.density.free) if f]}  # constant here, see fit_scaler
@@ -113,11 +115,16 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
     return res
 
 
+# How a flow is fitted beyond its configuration, in every training key: models fitted by an earlier rule are
+# refitted, not reused (validation rows kept clear of the training rows whose frames they share).
+FIT_RULE = "validation purged of overlapping rows"
+
+
 def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> str:
     """Equal keys mean equal inputs: the exact training rows, configuration, basis, the content keys
     of the extractions and split they came from, and (pooled density) the pooled shape's key."""
     h = hashlib.sha256(np.ascontiguousarray(data.x).tobytes())
-    h.update(json.dumps([plain(cfg), data.columns, cohort.bases_sha256(cfg.features),
+    h.update(json.dumps([FIT_RULE, plain(cfg), data.columns, cohort.bases_sha256(cfg.features),
                          cohort.inputs_of(data.participant_id),
                          cohort.column_stats(cfg.features).spread_of(data.columns).tolist()], sort_keys=True).encode())
     if pooled_key:
@@ -190,11 +197,12 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
             raise DISError(f"{fs}: a pooled shape needs at least 2 participants with {cfg.min_train_frames} usable "
                            f"training frames; {len(used)} have them")
         x, val = pooled_rows([u.x for u in used], cfg.flow.val_fraction)
+        purge = row_overlap(cfg.features)
         if not np.isfinite(x).all():
             raise DISError(f"{fs}: non-finite feature values in the training rows of the pooled shape")
         cohort_sha = lay.cohort_sha256()
         h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
-        h.update(json.dumps([plain(cfg), used[0].columns, cohort_sha, [u.participant_id for u in used]]).encode())
+        h.update(json.dumps([FIT_RULE, plain(cfg), used[0].columns, cohort_sha, [u.participant_id for u in used]]).encode())
         key = res.key = h.hexdigest()[:32]
         try:
             prev = json.loads((d / SUMMARY_NAME).read_text())
@@ -203,12 +211,13 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
                 return res
         except (OSError, ValueError):
             pass
-        tr = train_flow(x, used[0].columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, val=val)
+        tr = train_flow(x, used[0].columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, val=val, purge=purge)
         base = fit_gaussian(x, used[0].columns, cfg.flow.min_std)
         prov = provenance(cfg, unit_key=key, cohort_sha256=cohort_sha,
                           participants=[u.participant_id for u in used],
                           rule="rows centred on each participant's training mean; validation: the last "
-                               f"{cfg.flow.val_fraction:g} of each participant's rows")
+                               f"{cfg.flow.val_fraction:g} of each participant's rows, the {purge} rows before them "
+                               "(sharing frames with them) unused by the flow")
         extra = {"unit_key": key, "cohort_sha256": cohort_sha, "history": tr.history, "best_epoch": tr.best_epoch,
                  "participants": [u.participant_id for u in used], "provenance": json.dumps(prov, default=str)}
         save_density(d / BASELINE_NAME, base, extra)
