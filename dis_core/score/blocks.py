@@ -102,8 +102,9 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
         R = [p for p in rows if p in people]
         C = [p for p in cols if p in people]
         if n <= b and len(R) < 2:  # one block holds the whole cohort: fail as the unit of a feature set did
+            why = "; ".join(f"{x['participant_id']}: {x['reason']}" for x in left_out)
             raise DISError(f"{src.feature_set}: fewer than two participants with both a model and held-out data; "
-                           "nothing to compare")
+                           f"nothing to compare" + (f" ({why})" if why else ""))
         res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key) for p in R + C],
                             src.cohort_sha256, plain(cfg), SCORE_RULE, left_out, list(src.methods))
         folder = Path(folder)
