@@ -77,7 +77,7 @@ class FeatureSpec:
 
 # Defaults chosen by bench/identify.py (issue #12, 40 x 2 x 60 s hard phantom, see the README): head motion
 # over seconds (head_spectrum: per-axis log band power over 8 s windows every 0.5 s of the gain-normalised
-# relative rotation, a pooled density) identifies best (top-1 0.975, EER 0.035 against 0.875 and 0.18 per
+# relative rotation, a pooled density) identifies best (top-1 0.975, EER 0.053 against 0.875 and 0.18 per
 # frame); head_pose stays for short recordings, where head_spectrum does not apply (it needs 8 s of face
 # in each part of the split: the cohort step then records why and its units are left out, not failed).
 DEFAULT_FEATURE_SETS: dict[str, FeatureSpec] = {
