@@ -106,16 +106,21 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
 
     better_top1 = (0.20, 0.05, 0.35, 0.001)
     worse_eer, same_eer = (0.10, 0.02, 0.20, 0.001), (0.0, -0.05, 0.05, 0.9)
-    mixed = SimpleNamespace(feature_set="a", comparisons={"gaussian": _cmp(better_top1, worse_eer)})
-    clean = SimpleNamespace(feature_set="b", comparisons={"gaussian": _cmp(better_top1, same_eer)})
+    people = [f"p{k}" for k in range(12)]
+    mixed = SimpleNamespace(feature_set="a", participants=people, comparisons={"gaussian": _cmp(better_top1, worse_eer)})
+    clean = SimpleNamespace(feature_set="b", participants=people, comparisons={"gaussian": _cmp(better_top1, same_eer)})
     assert "do NOT beat the Gaussian baseline" in verdict_text(mixed)
     assert "EER flow - baseline +0.10 [+0.02, +0.20], p 0.001: worse (supported)" in verdict_text(mixed)
     assert "the flows beat the Gaussian baseline" in verdict_text(clean)
     # p = 0.03 alone is supported; four such tests in one run are not (Holm: 4 x 0.03 = 0.12)
-    weak = [SimpleNamespace(feature_set=f, comparisons={"gaussian": _cmp((0.2, 0.05, 0.35, 0.03),
+    weak = [SimpleNamespace(feature_set=f, participants=people, comparisons={"gaussian": _cmp((0.2, 0.05, 0.35, 0.03),
                                                                          (-0.1, -0.2, -0.01, 0.03))})
             for f in ("a", "b")]
     assert "the flows beat" in verdict_text(weak[0])
     ph = baseline_holm(weak)
     assert sorted(ph.values()) == pytest.approx([0.12] * 4)
     assert "do NOT beat" in verdict_text(weak[0], ph) and "Holm p 0.120: no supported difference" in verdict_text(weak[0], ph)
+
+    # two people: every usable bootstrap draw is the same pair, so nothing is claimed whatever p says
+    two = SimpleNamespace(feature_set="c", participants=["x", "y"], comparisons={"gaussian": _cmp(better_top1, same_eer)})
+    assert "do NOT beat" in verdict_text(two) and "(only 2 people: no claim below 10)" in verdict_text(two)

@@ -7,11 +7,16 @@ from typing import Sequence
 
 METRICS = (("top1", "top-1", 1), ("eer", "EER", -1), ("auc", "AUC", 1))  # (key, label, +1 if higher is better)
 ALPHA = 0.05
+# Below this many people a bootstrap over them has too few distinct draws to support a claim: with 2 people
+# every usable draw is the same pair, so an EER difference of +0.50 came out as [+0.50, +0.50], p 0.000.
+MIN_PEOPLE = 10
 
 
 def supported(row: dict, key: str, alpha: float = ALPHA) -> bool:
-    """A difference is supported when its 95% interval excludes 0 and its Holm-adjusted p < alpha."""
-    return (row[f"{key}_diff_lo"] > 0 or row[f"{key}_diff_hi"] < 0) and row[f"{key}_p_holm"] < alpha
+    """A difference is supported when its 95% interval excludes 0 and its Holm-adjusted p < alpha, on at
+    least MIN_PEOPLE participants."""
+    return ((row[f"{key}_diff_lo"] > 0 or row[f"{key}_diff_hi"] < 0) and row[f"{key}_p_holm"] < alpha
+            and row.get("participants", MIN_PEOPLE) >= MIN_PEOPLE)
 
 
 def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> str:
@@ -35,6 +40,7 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> str:
         if unsupported:
             no.append(f"{r['feature_set']} ({r['method']}): {', '.join(unsupported)}")
     family = (f"{len(rows)} feature-set comparison(s) x {len(METRICS)} metrics, paired bootstrap over the common "
-              f"participants, Holm-corrected across these {len(rows) * len(METRICS)} tests")
+              f"participants, Holm-corrected across these {len(rows) * len(METRICS)} tests; no claim on fewer than "
+              f"{MIN_PEOPLE} people")
     return (f"feature sets ({family}): supported: {'; '.join(yes) if yes else 'none'}; "
             f"not supported: {'; '.join(no) if no else 'none'}")

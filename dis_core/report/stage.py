@@ -11,7 +11,7 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
-from dis_core.report.comparisons import feature_set_verdict
+from dis_core.report.comparisons import MIN_PEOPLE, feature_set_verdict
 from dis_core.report.config import ReportConfig
 from dis_core.io.provenance import provenance
 from dis_core.layout import UnitResult
@@ -254,15 +254,16 @@ def verdict_text(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], float] 
                  alpha: float = 0.05) -> str:
     """Whether the flows beat each baseline (Gaussian; autoregressive for lagged rows), from the paired
     differences: a difference is supported when its interval excludes 0 and its Holm-adjusted p
-    (:func:`baseline_holm`; unadjusted without it) is below ``alpha``. The flows beat a baseline when at
-    least one metric is supported better and none is supported worse."""
+    (:func:`baseline_holm`; unadjusted without it) is below ``alpha``, on at least MIN_PEOPLE people. The
+    flows beat a baseline when at least one metric is supported better and none is supported worse."""
     out = []
+    few = len(r.participants) < MIN_PEOPLE  # too few people for a bootstrap over them to support anything
     for b, c in r.comparisons.items():
         parts, better_any, worse_any = [], False, False
         for key, label, better in VERDICT_METRICS:
             d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
             p = (p_holm or {}).get((r.feature_set, b, key), c[f"{key}_p"])
-            sig = p < alpha
+            sig = p < alpha and not few
             supported = sig and ((lo > 0) if better > 0 else (hi < 0))
             worse = sig and ((hi < 0) if better > 0 else (lo > 0))
             better_any, worse_any = better_any or supported, worse_any or worse
@@ -272,7 +273,8 @@ def verdict_text(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], float] 
         name = BASELINE_NAMES.get(b, b)
         head = f"the flows beat {name}" if better_any and not worse_any else f"the flows do NOT beat {name}"
         out.append(f"{head} ({'; '.join(parts)})")
-    return f"{r.feature_set}: {'; '.join(out)}"
+    note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
+    return f"{r.feature_set}: {'; '.join(out)}{note}"
 
 
 def partner_family(results: list[FeatureSetScores]) -> str:
