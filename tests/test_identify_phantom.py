@@ -55,13 +55,9 @@ def test_hidden_bursts_cost_few_usable_frames_and_nobody_with_20s_of_face(spec, 
 @pytest.mark.slow
 def test_head_pose_identifies_twelve_people_across_faces_and_cameras(tmp_path, samples, model):
     """12 people x 2 sessions x 40 s, every second session showing another participant's face through a
-    camera moved by 4-8 degrees, 5% of frames hidden in bursts: head motion identifies at least 0.9 of them
-    (top-1, the last session held out) through the pooled flow over window spectra, the head-motion
-    signature bench/identify.py chose, with its verification far from chance (the pooled stage ran in the
-    pipeline). The per-frame head-pose flow identifies them far above chance: 11 of 12 with the former
-    one-frame-longer velocity windows, 10 of 12 with exact ones (its Gaussian: 11), a one-person swing that
-    says how noisy a per-frame flow is at N = 12, so its figure is printed and its interval must exclude
-    chance."""
+    camera moved by 4-8 degrees, 5% of frames hidden in bursts: the default head-pose set's flow
+    identifies at least 0.9 of them (top-1, the last session held out), and so does the pooled flow over
+    window spectra, with its verification far from chance (the pooled stage ran in the pipeline)."""
     from dis_core.report.stage import evaluate_run
     from jobs.local import run_pipeline
 
@@ -83,4 +79,4 @@ def test_head_pose_identifies_twelve_people_across_faces_and_cameras(tmp_path, s
     print(f"12 people, swapped faces, moved cameras: flow top-1 {fl['top1']:.2f} [{fl['top1_lo']:.2f}, "
           f"{fl['top1_hi']:.2f}] EER {fl['eer']:.3f}; Gaussian top-1 {ga['top1']:.2f} EER {ga['eer']:.3f}")
     assert len(r.participants) == 12
-    assert fl["top1_lo"] > fl["chance_top1"] and fl["auc_lo"] > 0.5
+    assert fl["top1"] >= 0.9
