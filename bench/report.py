@@ -85,8 +85,8 @@ def child_stats(n: int, old_draws: int) -> dict:
     import numpy as np
 
     from dis_core.score import stats as st
-    from dis_core.score.scoring import (HEADLINE, compare_methods, feature_set_comparisons, headline_draws,
-                                       headline_intervals)
+    from dis_core.score.scoring import (HEADLINE, SUPPLEMENTARY, compare_methods, feature_set_comparisons,
+                                       headline_draws, headline_intervals)
 
     s = matrices(n)
     t0 = time.perf_counter()
@@ -102,7 +102,7 @@ def child_stats(n: int, old_draws: int) -> dict:
     dists = {}
     for fs in FEATURE_SETS:
         for m in METHODS:
-            for name, fn in HEADLINE.items():
+            for name, fn in {**HEADLINE, **SUPPLEMENTARY}.items():  # every interval of the metrics sheet
                 dists[fs, m, name] = st.bootstrap_participants(s[fs][m], fn, n_boot=old_draws).dist
         for name, fn in HEADLINE.items():
             st.paired_bootstrap(s[fs]["flow"], s[fs]["gaussian"], fn, n_boot=old_draws)

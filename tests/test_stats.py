@@ -267,9 +267,9 @@ def test_weighted_auc_eer_known_answer_and_equal_to_the_expanded_lists():
 
 def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
     """The fast bootstrap (a draw's distinct people, their copies as weights) gives, draw by draw, what
-    each headline metric gives on S[idx][:, idx] under the duplicate rule: with ties, excluded (NaN)
-    cells and draws of one person only (no impostor: NaN)."""
-    from dis_core.score.scoring import HEADLINE, compare_methods, headline_draws, headline_intervals
+    each headline metric, and the raw and z-norm verification, gives on S[idx][:, idx] under the duplicate
+    rule: with ties, excluded (NaN) cells, infinite scores and draws of one person only (no impostor: NaN)."""
+    from dis_core.score.scoring import HEADLINE, SUPPLEMENTARY, compare_methods, headline_draws, headline_intervals
 
     rng = np.random.default_rng(5)
     for n in (2, 3, 7, 25):
@@ -282,7 +282,7 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
             if trial == 4 and n > 3:
                 s[1, 0] = -np.inf
             fast = headline_draws(s, n_boot=150, seed=trial)
-            for name, fn in HEADLINE.items():
+            for name, fn in {**HEADLINE, **SUPPLEMENTARY}.items():
                 slow = (st.bootstrap_columns(st.topk_fractional(s, 1)[0], n_boot=150, seed=trial) if name == "top1"
                         else st.bootstrap_participants(s, fn, n_boot=150, seed=trial)).dist
                 np.testing.assert_array_equal(np.isnan(fast[name]), np.isnan(slow))
@@ -304,6 +304,10 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
         assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
         assert (c[f"{name}_diff"], c[f"{name}_diff_lo"], c[f"{name}_diff_hi"], c[f"{name}_p"]) == \
             pytest.approx((p.diff, p.lo, p.hi, p.p), abs=1e-12)
+    for name, fn in SUPPLEMENTARY.items():  # intervals only: methods are compared on the headline metrics
+        b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)
+        assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
+        assert h[f"{name}_lo"] <= fn(s) <= h[f"{name}_hi"] and f"{name}_diff" not in c
     kept = headline_draws(s, n_boot=200, seed=4)
     assert kept["eer"] is headline_draws(s.copy(), n_boot=200, seed=4)["eer"]  # reused, and read-only:
     with pytest.raises(ValueError):

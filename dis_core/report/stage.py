@@ -65,7 +65,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    f"(densities: {density_text(prov, [r.feature_set for r in results])})", SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
-                                   "data (*_raw and *_znorm: supplementary point estimates, without interval)", "95% percentile bootstrap over participants (people resampled, 1,000 "
+                                   "data (*_raw and *_znorm: supplementary, with intervals from the same draws; methods are compared on t-norm)", "95% percentile bootstrap over participants (people resampled, 1,000 "
                                    "draws); flow vs baseline: paired bootstrap of the difference and exact McNemar "
                                    "on top-1 (sheet comparisons)", partner_family(results)] + verdicts})
     sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
@@ -369,8 +369,8 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     for m in r.methods:
         for k, (fpr, tpr) in r.methods[m].roc.items():
             key = {"t-norm": "auc", "raw": "auc_raw", "z-norm": "auc_znorm"}[k]
-            mm = r.methods[m].metrics  # the t-norm AUC is the bootstrapped one; raw and z-norm are supplementary
-            ci = f" [{mm['auc_lo']:.3f}, {mm['auc_hi']:.3f}]" if key == "auc" else ""
+            mm = r.methods[m].metrics
+            ci = f" [{mm[key + '_lo']:.3f}, {mm[key + '_hi']:.3f}]"
             curves[f"{m}, {k} (AUC {mm[key]:.3f}{ci})"] = (fpr, tpr)
     roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
     from dis_core.report.norm_hist import norms_hist_png  # the blocks' histogram counts (norms_png needs every frame)

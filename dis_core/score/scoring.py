@@ -138,11 +138,11 @@ def top1_of(s: np.ndarray) -> float:
     return topk_fractional(s, 1)[1]
 
 
-def _defined(fn):
-    """A verification metric that is NaN on a matrix without genuine or impostor cells (a bootstrap
-    draw of one person twice), so that draw is left out of the interval instead of failing."""
+def _defined(fn, norm=tnorm):
+    """A verification metric on ``norm(s)`` that is NaN on a matrix without genuine or impostor cells (a
+    bootstrap draw of one person twice), so that draw is left out of the interval instead of failing."""
     def metric(s: np.ndarray) -> float:
-        g, imp = genuine_impostor(tnorm(s))
+        g, imp = genuine_impostor(norm(s))
         return fn(g, imp) if len(g) and len(imp) else float("nan")
     return metric
 
@@ -152,6 +152,10 @@ auc_tnorm = _defined(auc)
 
 
 HEADLINE = {"top1": top1_of, "eer": eer_tnorm, "auc": auc_tnorm}
+# Verification on the raw and the z-normed scores: reported beside the headline (t-norm) with their own
+# intervals from the same draws, but not compared between methods.
+SUPPLEMENTARY = {"eer_raw": _defined(eer, np.asarray), "auc_raw": _defined(auc, np.asarray),
+                 "eer_znorm": _defined(eer, znorm), "auc_znorm": _defined(auc, znorm)}
 
 
 _DRAWS: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
@@ -175,7 +179,7 @@ def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str
         raise DISError(f"non-finite genuine score for data column {int(np.argmax(~np.isfinite(own)))}")
     key = (hashlib.sha1(memoryview(s).cast("B")).hexdigest(), s.shape, n_boot, int(seed))
     if key not in _DRAWS:
-        out = {name: np.empty(n_boot) for name in HEADLINE}
+        out = {name: np.empty(n_boot) for name in (*HEADLINE, *SUPPLEMENTARY)}
         credit = topk_fractional(s, 1)[0]  # against all N models: the gallery is not resampled (bootstrap_columns)
         for b, idx in enumerate(participant_draws(len(s), n_boot, seed)):
             out["top1"][b] = credit[idx].mean()
@@ -191,35 +195,42 @@ def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str
 
 
 def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
-    """eer, auc of one draw, after the draw's own t-norm."""
+    """eer and auc of one draw after the draw's own t-norm, and (SUPPLEMENTARY) on its raw and z-normed scores."""
     u, count = np.unique(idx, return_counts=True)
     w = count.astype(float)  # copies of each distinct person in the draw
     sub = s[np.ix_(u, u)]
     off = ~np.eye(len(u), dtype=bool)
     out: dict[str, float] = {}
-    # t-norm of the draw: each column against the other people's models present, copies counted (znorm)
+    for suffix, t in (("", _weighted_tnorm(sub, w, off)), ("_raw", sub), ("_znorm", _weighted_tnorm(sub.T, w, off).T)):
+        g_ok = np.isfinite(np.diag(t))
+        i_ok = np.isfinite(t) & off
+        if not g_ok.any() or not i_ok.any():  # e.g. one person drawn N times: no impostor (_defined)
+            out["eer" + suffix] = out["auc" + suffix] = float("nan")
+            continue
+        out["auc" + suffix], out["eer" + suffix] = weighted_auc_eer(np.diag(t)[g_ok], w[g_ok], t[i_ok],
+                                                                    np.outer(w, w)[i_ok])
+    return out
+
+
+def _weighted_tnorm(sub: np.ndarray, w: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """t-norm of a draw's distinct people, each column against the other people's models present with
+    their copies counted: :func:`tnorm` of S[idx][:, idx] (copies of one person are excluded pairs)."""
     fin = ~np.isnan(sub) & off  # as nanmean: an infinite impostor makes the column's normalisation infinite
     n_imp = w @ fin
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = (w @ np.where(fin, sub, 0.0)) / n_imp
         var = (w @ np.where(fin, sub - mu, 0.0) ** 2) / np.where(n_imp > 1, n_imp - 1, np.nan)
-        t = standardised(sub, mu, np.sqrt(var))
-    g_ok = np.isfinite(np.diag(t))
-    i_ok = np.isfinite(t) & off
-    if not g_ok.any() or not i_ok.any():
-        out["eer"] = out["auc"] = float("nan")  # e.g. one person drawn N times: no impostor (_defined)
-        return out
-    out["auc"], out["eer"] = weighted_auc_eer(np.diag(t)[g_ok], w[g_ok], t[i_ok], np.outer(w, w)[i_ok])
-    return out
+        return standardised(sub, mu, np.sqrt(var))
 
 
 def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """95% percentile intervals of the headline metrics and of top-3/top-5 by bootstrap over participants
-    (people, not frames), with each metric's chance level (top-k: k / N)."""
+    """95% percentile intervals of the headline metrics, of the raw and z-norm verification
+    (SUPPLEMENTARY) and of top-3/top-5 by bootstrap over participants (people, not frames), with each
+    metric's chance level (top-k: k / N)."""
     out: dict[str, float] = {}
     n = len(s)
     draws = headline_draws(s, n_boot, seed)
-    for name in HEADLINE:
+    for name in (*HEADLINE, *SUPPLEMENTARY):
         b = boot_result(float("nan"), draws[name])
         out[f"{name}_lo"], out[f"{name}_hi"] = b.lo, b.hi
     out.update(chance_top1=1.0 / n, chance_auc=0.5, chance_eer=0.5)
