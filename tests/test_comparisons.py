@@ -123,4 +123,7 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
 
     # two people: every usable bootstrap draw is the same pair, so nothing is claimed whatever p says
     two = SimpleNamespace(feature_set="c", participants=["x", "y"], comparisons={"gaussian": _cmp(better_top1, same_eer)})
-    assert "do NOT beat" in verdict_text(two) and "(only 2 people: no claim below 10)" in verdict_text(two)
+    v = verdict_text(two)
+    assert "too few people to tell whether the flows beat the Gaussian baseline" in v and "beat the" not in \
+        v.replace("whether the flows beat the", "") and "(only 2 people: no claim below 10)" in v
+    assert "top-1 flow - baseline +0.20 [+0.05, +0.35], p 0.001: no claim" in v

@@ -365,7 +365,8 @@ def render_html(page: ReportPage) -> str:
                "participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
                "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")
     for v in page.verdicts:
-        tone = "no" if "do NOT beat" in v else "ok" if "flows beat" in v else "info"  # info: feature sets compared
+        # no: the flows do not beat a baseline; ok: they do; info: too few people to tell, feature sets compared
+        tone = "no" if "do NOT beat" in v else "info" if "too few people" in v else "ok" if "flows beat" in v else "info"
         out.append(f"<p class='verdict {tone}'>{_e(v)}</p>")
     head, *tests = page.partners.split("; ")
     out.append(f"<p class='note'>Partner vs stranger: {_e(head)}</p>")

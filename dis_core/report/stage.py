@@ -267,11 +267,13 @@ def verdict_text(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], float] 
             supported = sig and ((lo > 0) if better > 0 else (hi < 0))
             worse = sig and ((hi < 0) if better > 0 else (lo > 0))
             better_any, worse_any = better_any or supported, worse_any or worse
-            word = "better (supported)" if supported else "worse (supported)" if worse else "no supported difference"
+            word = ("better (supported)" if supported else "worse (supported)" if worse else
+                    "no claim" if few else "no supported difference")
             parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}], "
                          f"{'Holm ' if p_holm else ''}p {p:.3f}: {word}")
         name = BASELINE_NAMES.get(b, b)
-        head = f"the flows beat {name}" if better_any and not worse_any else f"the flows do NOT beat {name}"
+        head = (f"too few people to tell whether the flows beat {name}" if few else
+                f"the flows beat {name}" if better_any and not worse_any else f"the flows do NOT beat {name}")
         out.append(f"{head} ({'; '.join(parts)})")
     note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
     return f"{r.feature_set}: {'; '.join(out)}{note}"
