@@ -49,7 +49,7 @@ class FeatureSpec:
     max_gap_s: float = 0.2  # bridge detector gaps up to this long (missing frames x period) inside windows; 0: never
     # rows over time (dis_core.features.temporal): "none" = one row per frame; "spectrum" = one row per
     # sliding window of window_s seconds every hop_s, per-axis log power in n_bands log-spaced bands;
-    # "frames" = one row per such window, its values on a grid_hz grid, reduced to the k axes of a PCA
+    # "frames" = one row per such window, its means over the cells of a grid_hz grid, reduced to the k axes of a PCA
     # basis fitted on the cohort's training windows (the cohort step)
     window: str = "none"
     window_s: float = 8.0

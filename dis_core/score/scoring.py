@@ -159,7 +159,7 @@ SUPPLEMENTARY = {"eer_raw": _defined(eer, np.asarray), "auc_raw": _defined(auc, 
 
 
 _DRAWS: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
-_DRAWS_KEPT = 64  # a run's matrices (feature sets x methods, and their cuts to common people): 3 x n_boot floats each
+_DRAWS_KEPT = 64  # a run's matrices (feature sets x methods, and their cuts to common people): 7 x n_boot floats each
 
 
 def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
