@@ -12,19 +12,24 @@ draws they share must be equal. Ratios, not absolute times, are what to read on 
     nice -n 10 .venv/bin/python bench/report.py --sizes 100,300,1000 --out /tmp/dis-report
     nice -n 10 .venv/bin/python bench/report.py --whole 300 --code /tmp/old   # the whole stage, old code beside
 
-Measured 2026-12-03 (2 shared cores; nice 5; N = 100 and 300 in one run, N = 1,000 in a second):
+Measured 2026-12-03 after every interval (t-norm, raw and z-norm verification, top-k) came from the same
+draws (N = 100 and 300 in one run on 2 cores; N = 1,000 in a second, nice 5, the cores shared with an
+Apptainer image build and a phantom render, so its absolute seconds are inflated):
 
     bootstrap statistics: 2 feature sets x 2 methods: 4 x intervals, 2 x flow vs baseline, 2 x feature set vs feature set; 1,000 draws each
          N   report s  before s (proj.)   ratio  peak RSS MB  same draws
-       100        2.4              34.0    14.0           98  True
-       300       25.8             361.9    14.0          109  True
-      1000      345.9            4937.9    14.3          214  True
+       100        5.4              53.7    10.0           99  True
+       300       60.0             479.6     8.0          110  True
+      1000     1510.0            7977.2     5.3          220  True
 
     pair table: 2 feature sets x 2 methods x N^2 rows, a sheet while it fits, else csv.gz
          N        rows               file  write s      MB  peak RSS MB
-       100      40,000     pairs_100.xlsx      7.5     2.9          331
-       300     360,000     pairs_300.xlsx     64.8    26.7          344
-      1000   4,000,000  pairs_1000.csv.gz     90.6   134.3          483
+       100      40,000     pairs_100.xlsx      6.6     2.8          332
+       300     360,000     pairs_300.xlsx     64.1    25.1          344
+      1000   4,000,000  pairs_1000.csv.gz     97.2   117.3          484
+
+(With t-norm intervals only, the same bench had measured 2.4 / 25.8 / 345.9 s against 34.0 / 361.9 /
+4,937.9 s: the raw and z-norm intervals cost 2.3x the report's bootstrap time at N = 300.)
 
 ``--whole 300 --code /tmp/old`` (the whole report stage of a synthetic run, 300 people x 20 s, head_pose
 flow + Gaussian; /tmp/old a worktree of 77a38a3, before this bench):
