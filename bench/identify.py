@@ -84,8 +84,9 @@ changed; MediaPipe found 68,359 of 72,000 frames):
     purge: EER 0.035, +0.016 [-0.000, +0.055]).
 
 Re-extracted on another machine (2026-12-03, later session): the seed-12 cohort rendered and extracted
-again from scratch (68,343 of 72,000 frames with a face; the cohort above had ~23 fewer). The Gaussian
-and the reference barely move, the pooled flow does:
+again from scratch (68,343 of 72,000 frames with a face; the first extraction was reported as 854 of 900
+frames per video, about 68,320 in all: a few frames differ). The Gaussian and the reference barely move, the
+pooled flow does:
 
     spectrum/pflow          40  0.975 [0.925, 1.000]  0.025  0.964 [0.931, 0.988]  0.110 [0.037, 0.166]      900    0.27
     spectrum/pgauss         40  0.975 [0.925, 1.000]  0.025  0.993 [0.987, 0.998]  0.025 [0.009, 0.050]      900    0.02

@@ -29,7 +29,8 @@ Apptainer image build and a phantom render, so its absolute seconds are inflated
       1000   4,000,000  pairs_1000.csv.gz     97.2   117.3          484
 
 (With t-norm intervals only, the same bench had measured 2.4 / 25.8 / 345.9 s against 34.0 / 361.9 /
-4,937.9 s: the raw and z-norm intervals cost 2.3x the report's bootstrap time at N = 300.)
+4,937.9 s: with the raw and z-norm intervals the report's bootstrap time is 2.3x what it was at N = 300,
+i.e. the two new intervals cost about 1.3x the t-norm one.)
 
 ``--whole 300 --code /tmp/old`` (the whole report stage of a synthetic run, 300 people x 20 s, head_pose
 flow + Gaussian; /tmp/old a worktree of 77a38a3, before this bench):
@@ -45,7 +46,10 @@ The report of 300 people needed 14.3 GB (its heatmap was 25,700 pixels a side), 
 Before, the statistics of 1,000 people with two feature sets took about 82 minutes (projected from 20
 draws; with the four default sets an estimated 4.5 hours: the report job's limit was 1 h), and the pair table was a list of 4 million dicts
 for a sheet that holds 1,048,575 rows. The cost per draw grows as N^2 (one sort of the draw's distinct
-cells): with the four default sets, about 12 minutes of statistics at N = 1,000 and 45 at N = 2,000.
+cells): with the four default sets, about 12 minutes of statistics at N = 1,000 and 45 at N = 2,000 with
+t-norm intervals only; with the raw and z-norm intervals too, about 27-50 minutes at N = 1,000 (from the
+1,510 s above, uncontended and as measured on shared cores) and 1.8-3.4 h at N = 2,000: the report job's
+limit is now 6 h.
 """
 
 from __future__ import annotations

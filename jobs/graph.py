@@ -186,7 +186,8 @@ STAGES: tuple[Stage, ...] = (
     # default feature sets about 12 min at N = 1,000 and 45 at 2,000, plus the pair table (90 s per 4M rows)
     Stage("report", "metrics with intervals, tests, the workbook and figures",
           units=lambda p: ["report"], uid=str, run=_report, folder=lambda lay, u: lay.report_dir,
-          after=("score",), wait="afterany", resources=Resources(cpus=1, mem_gb=8.0, time_min=180)),
+          # 6 h: the bootstraps grow as N^2; four feature sets of 2,000 people need about 2-3.5 h (bench/report.py)
+          after=("score",), wait="afterany", resources=Resources(cpus=1, mem_gb=8.0, time_min=360)),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

@@ -62,6 +62,22 @@ def test_every_user_string_is_escaped_and_nothing_is_fetched(tmp_path):
     assert "a b/ü$x$.mp4" in text  # shown as written
 
 
+def test_each_verdict_gets_the_tone_of_what_it_claims(tmp_path):
+    """Red for 'do NOT beat', green for 'beat', neutral for too few people to tell (which names the baseline
+    too, so it must not be read as a win) and for feature-set comparisons."""
+    import dataclasses
+
+    verdicts = {"no": "a: the flows do NOT beat the Gaussian baseline (...)",
+                "ok": "b: the flows beat the Gaussian baseline (...)",
+                "info": "c: too few people to tell whether the flows beat the Gaussian baseline (...)",
+                "info ": "feature sets (3 comparisons): supported: none"}
+    text = render_html(dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=list(verdicts.values())))
+    p = _Tags()
+    p.feed(text)
+    tones = [a["class"] for t, a in p.tags if t == "p" and a.get("class", "").startswith("verdict")]
+    assert tones == [f"verdict {k.strip()}" for k in verdicts]
+
+
 def test_confusions_put_the_own_model_first_then_the_best_impostors():
     s = np.array([[0.0, -1.0, -5.0], [-3.0, 0.0, -2.0], [-0.5, -4.0, 0.0]])
     c = confusions(s, 0, ["a", "b", "c"], k=3)

@@ -307,7 +307,7 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
     for name, fn in SUPPLEMENTARY.items():  # intervals only: methods are compared on the headline metrics
         b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)
         assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
-        assert h[f"{name}_lo"] <= fn(s) <= h[f"{name}_hi"] and f"{name}_diff" not in c
+        assert f"{name}_diff" not in c
     kept = headline_draws(s, n_boot=200, seed=4)
     assert kept["eer"] is headline_draws(s.copy(), n_boot=200, seed=4)["eer"]  # reused, and read-only:
     with pytest.raises(ValueError):

@@ -193,7 +193,8 @@ def test_conditional_flow_known_answer_and_round_trip(tmp_path):
 
 def test_frame_windows_sample_the_trajectory_on_a_fixed_grid_and_stay_inside_a_part():
     """A ramp at 15 fps and at 30 fps gives the same window values (the grid, not the frame rate, sets the
-    columns); each window is the ramp's values k / grid_hz seconds in; no window crosses the split."""
+    columns); each sample is the ramp's mean over its cell, i.e. its value at the cell's centre, k / grid_hz
+    seconds after the first; no window crosses the split."""
     from dis_core.features.temporal import frame_windows
 
     rows = {}
@@ -234,6 +235,12 @@ def test_frame_windows_average_each_grid_cell_so_fast_motion_is_not_aliased():
         a, b = starts[:, None] + np.arange(15) / grid, starts[:, None] + np.arange(1, 16) / grid
         exact = (np.cos(2 * np.pi * f * a + 0.3) - np.cos(2 * np.pi * f * b + 0.3)) / (2 * np.pi * f) * grid
         np.testing.assert_allclose(r.x, exact, atol=0.01 if f < 2 else 0.05)
+        # a window covers every frame whose value enters it: from the frame at or before its start to the one at
+        # or after its end (2 s later), and its centre is the frame nearest the middle
+        for k, (cov, c) in enumerate(zip(r.covered, r.centre)):
+            a0, b0 = starts[k], starts[k] + 2.0
+            want = np.flatnonzero((t >= t[t <= a0 + 1e-9].max() - 1e-9) & (t <= t[t >= b0 - 1e-9].min() + 1e-9))
+            assert np.array_equal(cov, want) and abs(t[c] - (a0 + 1.0)) <= 0.5 / fps + 1e-9
 
 
 def test_window_basis_recovers_a_known_subspace_and_refuses_other_columns():

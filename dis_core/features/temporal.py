@@ -69,6 +69,7 @@ def _windows(v: np.ndarray, t: np.ndarray, seg: np.ndarray, fs: float, n: int, h
             continue
         if cells and len(ts) < 2:
             continue
+        cum = _cumulative(ts, xs) if cells else None
         k, last = 0, -1
         while True:
             nominal = ts[0] + k * hop_s
@@ -82,7 +83,7 @@ def _windows(v: np.ndarray, t: np.ndarray, seg: np.ndarray, fs: float, n: int, h
             last = j
             if cells:
                 edges = start + np.arange(n + 1) / fs
-                w = np.diff(_integral(ts, xs, edges), axis=0) * fs
+                w = np.diff(_integral(ts, xs, cum, edges), axis=0) * fs
                 grid = edges[[0, -1]]
             else:
                 grid = start + np.arange(n) / fs
@@ -92,14 +93,18 @@ def _windows(v: np.ndarray, t: np.ndarray, seg: np.ndarray, fs: float, n: int, h
             yield w, idx[lo:hi + 1], idx[_nearest(ts, start + span / 2.0)]
 
 
-def _integral(ts: np.ndarray, xs: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """(len(at), d): the integral from ts[0] to each of ``at`` (inside [ts[0], ts[-1]]) of the piecewise-linear
-    trajectory through (ts, xs), exactly."""
+def _cumulative(ts: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """(len(ts), d): the integral from ts[0] to each frame time of the piecewise-linear trajectory (trapezoids)."""
     dt = np.diff(ts)[:, None]
-    cum = np.concatenate([np.zeros((1, xs.shape[1])), np.cumsum(0.5 * (xs[1:] + xs[:-1]) * dt, axis=0)])
+    return np.concatenate([np.zeros((1, xs.shape[1])), np.cumsum(0.5 * (xs[1:] + xs[:-1]) * dt, axis=0)])
+
+
+def _integral(ts: np.ndarray, xs: np.ndarray, cum: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """(len(at), d): the integral from ts[0] to each of ``at`` (inside [ts[0], ts[-1]]) of the piecewise-linear
+    trajectory through (ts, xs), exactly; ``cum`` = :func:`_cumulative` (once per segment, not per window)."""
     k = np.clip(np.searchsorted(ts, at, side="right") - 1, 0, len(ts) - 2)
     h = (at - ts[k])[:, None]
-    slope = (xs[k + 1] - xs[k]) / dt[k]
+    slope = (xs[k + 1] - xs[k]) / (ts[k + 1] - ts[k])[:, None]
     return cum[k] + h * xs[k] + 0.5 * h ** 2 * slope
 
 
