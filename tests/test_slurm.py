@@ -144,6 +144,11 @@ def test_failed_unit_is_reported_and_the_rest_completes(slurm, cohort, model, tm
     assert len(scores) == 4
 
 
+# 119 s of the default suite's 991 s (--durations, 2 cores): it trains 4,000 epochs a unit so that one is still
+# running when cancelled. It runs with `make test-slurm` and `make test-all`; the default suite keeps real SLURM
+# in the local-equals-SLURM run, the failed unit and the packed extraction tasks, and resubmission of a failed
+# unit on a real sacct in tests/test_scale.py and tests/test_graph.py.
+@pytest.mark.slow
 def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
     slow = [TrainConfig(DEFAULT_FEATURE_SETS["head_pose"],
                         FlowConfig(layers=2, hidden=16, max_epochs=4000, patience=10**6, checkpoint_every_s=2.0))]
