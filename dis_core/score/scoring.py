@@ -200,6 +200,7 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
     w = count.astype(float)  # copies of each distinct person in the draw
     sub = s[np.ix_(u, u)]
     off = ~np.eye(len(u), dtype=bool)
+    ww = np.outer(w, w)  # an impostor cell's weight: copies of its model x copies of its data
     out: dict[str, float] = {}
     for suffix, t in (("", _weighted_tnorm(sub, w, off)), ("_raw", sub), ("_znorm", _weighted_tnorm(sub.T, w, off).T)):
         g_ok = np.isfinite(np.diag(t))
@@ -207,8 +208,7 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
         if not g_ok.any() or not i_ok.any():  # e.g. one person drawn N times: no impostor (_defined)
             out["eer" + suffix] = out["auc" + suffix] = float("nan")
             continue
-        out["auc" + suffix], out["eer" + suffix] = weighted_auc_eer(np.diag(t)[g_ok], w[g_ok], t[i_ok],
-                                                                    np.outer(w, w)[i_ok])
+        out["auc" + suffix], out["eer" + suffix] = weighted_auc_eer(np.diag(t)[g_ok], w[g_ok], t[i_ok], ww[i_ok])
     return out
 
 
