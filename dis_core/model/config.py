@@ -32,6 +32,12 @@ class FlowConfig:
     # "none": the joint density of a row; "lags": a conditional flow p(present | past), the past being the
     # row's lagged columns (FeatureSpec.lags_s, names "<col>@-<lag>s") fed to every layer as context
     conditional: str = "none"
+    # "gaussian": the flow acts on rows whitened by a Ledoit-Wolf Gaussian of its training rows (for a
+    # conditional flow, the present given the past: the linear-Gaussian autoregressive fit) and starts as the
+    # identity, i.e. as that Gaussian; training departs from it only while validation improves, so a flow is
+    # a Gaussian plus what the data show beyond it, and does not depend on its seed where they show nothing.
+    # "random": nflows' random initialisation on standardised rows (DIS before 3 December 2026).
+    init: str = "gaussian"
 
 
 # Per feature set defaults (bench/flows.py): small flows generalise best on minutes of video.

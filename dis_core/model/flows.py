@@ -4,7 +4,9 @@ A saved model holds its configuration, feature columns, scaler, the feature-basi
 state_dict and the loss history. Loading rebuilds the architecture from the stored configuration
 and loads the weights strictly, with ``torch.load(weights_only=True)``: nothing is unpickled.
 Densities are reported in the original feature space (the scaler's Jacobian is included), so the
-log-likelihoods of different participants' models are comparable.
+log-likelihoods of different participants' models are comparable. A flow starts as a Gaussian of its
+training rows (FlowConfig.init): it acts on rows through that Gaussian's whitening map, whose Jacobian is
+included too, and its layers start as the identity.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dis_core.model.config import FlowConfig
 from dis_core.io.atomic import atomic_path
 
 FORMAT = "dis.flow"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a flow may carry its Gaussian input map (pre_*)
 
 
 def lag_context(columns: Sequence[str]) -> np.ndarray:
@@ -64,7 +66,28 @@ def build_flow(dim: int, cfg: FlowConfig, context: int = 0):
             ts.append(MaskedAffineAutoregressiveTransform(features=dim, hidden_features=cfg.hidden,
                                                           num_blocks=cfg.blocks_per_layer,
                                                           context_features=context or None))
-        return Flow(CompositeTransform(ts), StandardNormal([dim]))
+        flow = Flow(CompositeTransform(ts), StandardNormal([dim]))
+    if cfg.init == "gaussian":
+        _start_as_identity(flow)
+    elif cfg.init != "random":
+        raise ValueError(f"init must be 'gaussian' or 'random', not {cfg.init!r}")
+    return flow
+
+
+def _start_as_identity(flow) -> None:
+    """Zero each MADE's output weights and set its biases so that every affine layer starts with scale 1 and
+    shift 0 (nflows: scale = softplus(u) + 1e-3): the flow starts as its standard normal base (as Glow
+    zero-initialises its last layers). Gradients still reach the output weights, so training departs from it."""
+    u = math.log(math.expm1(1.0 - 1e-3))
+    for t in flow._transform._transforms:
+        net = getattr(t, "autoregressive_net", None)
+        if net is None:
+            continue
+        with torch.no_grad():
+            net.final_layer.weight.zero_()
+            bias = torch.zeros_like(net.final_layer.bias)
+            bias.view(-1, 2)[:, 0] = u  # outputs interleave (unconstrained scale, shift) per feature
+            net.final_layer.bias.copy_(bias)
 
 
 def pick_device(name: str) -> torch.device:
@@ -91,6 +114,11 @@ class Density:
     # N(its constant, the cohort's spread^2) outside the flow / Gaussian, which model the other columns
     fixed: np.ndarray | None = None
     offset: np.ndarray | None = None  # a cohort shape placed at a participant's mean: log p(x) = shape's log p(x - offset)
+    # the flow's affine input map (FlowConfig.init = "gaussian", see :func:`gaussian_map`): over the free
+    # columns, the flow sees u = (z_present - loc_present - (z_past - loc_past) @ coef.T) @ white
+    pre_loc: np.ndarray | None = None
+    pre_coef: np.ndarray | None = None
+    pre_white: np.ndarray | None = None
 
     def placed(self, offset: np.ndarray) -> "Density":
         """This density (a cohort's shape, fitted on rows centred per participant) moved to ``offset``."""
@@ -137,17 +165,44 @@ class Density:
             past = -0.5 * (np.einsum("ni,ij,nj->n", d[:, c], pc, d[:, c]) + np.linalg.slogdet(cov[np.ix_(c, c)])[1]
                            + int(c.sum()) * math.log(2 * math.pi))
             return joint - past - float(np.log(self.std[~c]).sum())
+        c = np.zeros(z.shape[1], bool) if c is None else c
+        u, past = z[:, ~c], z[:, c]
+        if self.pre_white is not None:  # the Gaussian map: its Jacobian is log |det white|
+            u = gaussian_apply(z, c, self.pre_loc, self.pre_coef, self.pre_white)
+            jac = jac + float(np.linalg.slogdet(self.pre_white)[1])
         out = np.empty(len(z))
         dev = next(self.flow.parameters()).device
         with torch.no_grad():
             for s in range(0, len(z), batch):
-                zt = torch.as_tensor(z[s:s + batch], dtype=torch.float32, device=dev)
-                if c is None:
-                    out[s:s + batch] = self.flow.log_prob(zt).double().cpu().numpy()
+                ut = torch.as_tensor(u[s:s + batch], dtype=torch.float32, device=dev)
+                if not c.any():
+                    out[s:s + batch] = self.flow.log_prob(ut).double().cpu().numpy()
                 else:
-                    cc = torch.as_tensor(c, device=dev)
-                    out[s:s + batch] = self.flow.log_prob(zt[:, ~cc], context=zt[:, cc]).double().cpu().numpy()
+                    ct = torch.as_tensor(past[s:s + batch], dtype=torch.float32, device=dev)
+                    out[s:s + batch] = self.flow.log_prob(ut, context=ct).double().cpu().numpy()
         return out + jac
+
+
+def gaussian_map(z: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(loc, coef, white) of a Ledoit-Wolf Gaussian over rows ``z``: the affine map taking the present
+    columns (``~context``) to independent standard normals given the past (``context``), i.e. the residual of
+    the linear prediction of the present from the past, whitened. Without context it whitens the rows."""
+    from sklearn.covariance import LedoitWolf
+
+    lw = LedoitWolf().fit(z)
+    cov, c = lw.covariance_, np.asarray(context, bool)
+    coef = cov[np.ix_(~c, c)] @ np.linalg.inv(cov[np.ix_(c, c)]) if c.any() else np.zeros((int((~c).sum()), 0))
+    resid = cov[np.ix_(~c, ~c)] - coef @ cov[np.ix_(c, ~c)]
+    white = np.linalg.inv(np.linalg.cholesky(resid)).T  # (r @ white) has identity covariance
+    return lw.location_, coef, white
+
+
+def gaussian_apply(z: np.ndarray, context: np.ndarray, loc: np.ndarray, coef: np.ndarray,
+                   white: np.ndarray) -> np.ndarray:
+    """The present columns of ``z`` through :func:`gaussian_map`'s map."""
+    c = np.asarray(context, bool)
+    d = z - loc
+    return (d[:, ~c] - d[:, c] @ coef.T) @ white
 
 
 # A column whose std in a participant's training rows is below FIXED_RELATIVE x the cohort's spread of it
@@ -214,6 +269,8 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     saved atomically every ``checkpoint_every_s`` seconds and training resumes from it when it holds
     the same configuration and data; the result is then identical to an uninterrupted run. With
     ``cohort_spread``, columns constant here are fixed (:func:`fit_scaler`) and the flow models the rest.
+    With ``cfg.init == "gaussian"`` the flow acts through :func:`gaussian_map` of the training rows and starts
+    as the identity: it starts as that Gaussian.
     """
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads)
@@ -235,15 +292,20 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     if not free_cols:
         raise ValueError("every feature column is constant in the training rows: nothing for a flow to model")
     dev = pick_device(cfg.device)
-    ztr = torch.as_tensor(z[fit], dtype=torch.float32, device=dev)
-    zva = torch.as_tensor(z[val], dtype=torch.float32, device=dev)
     data_key = _data_key(x, cfg, columns, val, None if cohort_spread is None else np.asarray(cohort_spread).tolist(),
                          fit)
     cmask = context_mask(free_cols, cfg)
+    cnp = np.zeros(len(free_cols), bool) if cmask is None else cmask
+    pre = gaussian_map(z[fit], cnp) if cfg.init == "gaussian" else None
+    # the flow's input: its present columns (through the Gaussian map) followed by its context columns
+    u = z[:, ~cnp] if pre is None else gaussian_apply(z, cnp, *pre)
+    u = np.concatenate([u, z[:, cnp]], axis=1)
+    ztr = torch.as_tensor(u[fit], dtype=torch.float32, device=dev)
+    zva = torch.as_tensor(u[val], dtype=torch.float32, device=dev)
+    p = int((~cnp).sum())
     if cmask is not None:
-        cm = torch.as_tensor(cmask, device=dev)
-        nll = lambda f, b: -f.log_prob(b[:, ~cm], context=b[:, cm])  # noqa: E731
-        flow = build_flow(int((~cmask).sum()), cfg, int(cmask.sum())).to(dev)
+        nll = lambda f, b: -f.log_prob(b[:, :p], context=b[:, p:])  # noqa: E731
+        flow = build_flow(p, cfg, int(cmask.sum())).to(dev)
     else:
         nll = lambda f, b: -f.log_prob(b)  # noqa: E731
         flow = build_flow(len(free_cols), cfg).to(dev)
@@ -295,6 +357,8 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     flow.load_state_dict(best_state, strict=True)
     flow.eval()
     dens = Density("flow", list(columns), mean, std, flow=flow, flow_config=cfg, meta=dict(meta or {}), fixed=fixed)
+    if pre is not None:
+        dens.pre_loc, dens.pre_coef, dens.pre_white = pre
     return FlowFit(dens, hist, best_epoch, epoch, time.monotonic() - t0, resumed)
 
 
@@ -344,6 +408,9 @@ def save_density(path: Path, d: Density, extra: dict | None = None) -> None:
     if d.kind == "flow":
         blob["flow_config"] = to_doc(d.flow_config)
         blob["state_dict"] = {k: v.detach().cpu() for k, v in d.flow.state_dict().items()}
+        if d.pre_white is not None:
+            blob.update(pre_loc=torch.as_tensor(d.pre_loc), pre_coef=torch.as_tensor(d.pre_coef),
+                        pre_white=torch.as_tensor(d.pre_white))
     else:
         blob["gauss_mean"] = torch.as_tensor(d.gauss_mean)
         blob["gauss_prec"] = torch.as_tensor(d.gauss_prec)
@@ -373,6 +440,8 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
         flow.load_state_dict(blob["state_dict"], strict=True)
         flow.to(device).eval()
         d = Density("flow", cols, mean, std, flow=flow, flow_config=cfg, meta=blob.get("meta", {}), fixed=fixed)
+        if "pre_white" in blob:
+            d.pre_loc, d.pre_coef, d.pre_white = (blob[k].numpy() for k in ("pre_loc", "pre_coef", "pre_white"))
     else:
         d = Density(blob["kind"], cols, mean, std, gauss_mean=blob["gauss_mean"].numpy(),
                     gauss_prec=blob["gauss_prec"].numpy(), gauss_logdet=float(blob["gauss_logdet"]),

@@ -49,7 +49,7 @@ def make_synthetic(folder: Path, n: int, frames: int, train_frames: int = 200, s
         d = folder / pid
         d.mkdir(exist_ok=True)
         save_density(d / "baseline.pt", fit_gaussian(train, cols))
-        cfg = FlowConfig(layers=2, hidden=16, seed=seed * 1_000_003 + k)
+        cfg = FlowConfig(layers=2, hidden=16, seed=seed * 1_000_003 + k, init="random")  # untrained, not trivial
         mean, std, _ = fit_scaler(train, cfg.min_std)
         save_density(d / "model.pt", Density("flow", cols, mean, std, flow=build_flow(dim, cfg), flow_config=cfg))
         np.savez(d / "test.npz", x=test, frame=np.arange(train_frames, train_frames + frames))
