@@ -295,12 +295,20 @@ def partner_family(results: list[FeatureSetScores]) -> str:
 
 
 def density_text(prov: dict[str, Any], feature_sets: list[str]) -> str:
-    """How each feature set's densities were formed (TrainConfig.density), from the plan that ran."""
-    kinds = {t["features"]["name"]: t.get("density", "own") for t in (prov.get("plan") or {}).get("train", [])}
+    """How each feature set's densities were formed (TrainConfig.density) and its flow started
+    (FlowConfig.init), from the plan that ran."""
+    plan = {t["features"]["name"]: t for t in (prov.get("plan") or {}).get("train", [])}
     words = {"own": "own (each participant's rows alone)",
              "pooled": "pooled (one shape fitted on every participant's training rows centred on their own mean, "
                        "placed at each participant's mean)"}
-    return "; ".join(f"{fs}: {words.get(kinds.get(fs, 'own'), kinds.get(fs))}" for fs in feature_sets)
+    starts = {"gaussian": "the flow started as the Gaussian of its rows and departed from it while validation "
+                          "improved", "random": "the flow started at random"}
+    out = []
+    for fs in feature_sets:
+        t = plan.get(fs, {})
+        kind, init = t.get("density", "own"), (t.get("flow") or {}).get("init", "random")  # before init: random
+        out.append(f"{fs}: {words.get(kind, kind)}{', ' + starts.get(init, init) if t else ''}")
+    return "; ".join(out)
 
 
 def split_rule_text(cohort: Cohort) -> str:
