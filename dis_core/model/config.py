@@ -34,8 +34,9 @@ class FlowConfig:
     conditional: str = "none"
     # "gaussian": the flow acts on rows whitened by a Ledoit-Wolf Gaussian of its training rows (for a
     # conditional flow, the present given the past: the linear-Gaussian autoregressive fit) and starts as the
-    # identity, i.e. as that Gaussian; training departs from it only while validation improves, so a flow is
-    # a Gaussian plus what the data show beyond it, and does not depend on its seed where they show nothing.
+    # identity, i.e. as that Gaussian; the start is a candidate of early stopping like every epoch, so a flow
+    # is that Gaussian unless an epoch beats it on validation: a Gaussian plus what the data show beyond it,
+    # which depends little on its seed where they show nothing.
     # "random": nflows' random initialisation on standardised rows (DIS before 3 December 2026).
     init: str = "gaussian"
 

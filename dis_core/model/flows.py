@@ -78,11 +78,13 @@ def _start_as_identity(flow) -> None:
     """Zero each MADE's output weights and set its biases so that every affine layer starts with scale 1 and
     shift 0 (nflows: scale = softplus(u) + 1e-3): the flow starts as its standard normal base (as Glow
     zero-initialises its last layers). Gradients still reach the output weights, so training departs from it."""
+    from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
+
     u = math.log(math.expm1(1.0 - 1e-3))
-    for t in flow._transform._transforms:
-        net = getattr(t, "autoregressive_net", None)
-        if net is None:
+    for t in flow.modules():
+        if not isinstance(t, MaskedAffineAutoregressiveTransform):
             continue
+        net = t.autoregressive_net
         with torch.no_grad():
             net.final_layer.weight.zero_()
             bias = torch.zeros_like(net.final_layer.bias)
@@ -246,7 +248,9 @@ def fit_gaussian(x: np.ndarray, columns: list[str], min_std: float = 1e-3,
 
 @dataclasses.dataclass
 class FlowFit:
-    """A fitted flow with its loss history (what :func:`train_flow` returns)."""
+    """A fitted flow with its loss history (what :func:`train_flow` returns). ``best_epoch`` is -1 when the
+    start was kept (a flow started as a Gaussian that no epoch improved on validation): the history then
+    holds the start's [training, validation] loss under "start"."""
 
     density: Density
     history: dict[str, list[float]]
@@ -254,6 +258,11 @@ class FlowFit:
     epochs: int
     seconds: float
     resumed_from: int
+
+    @property
+    def best_val(self) -> float:
+        """The validation loss of the state kept."""
+        return float(self.history["start"][1] if self.best_epoch < 0 else self.history["val"][self.best_epoch])
 
 
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
@@ -303,15 +312,22 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     ztr = torch.as_tensor(u[fit], dtype=torch.float32, device=dev)
     zva = torch.as_tensor(u[val], dtype=torch.float32, device=dev)
     p = int((~cnp).sum())
+    flow = build_flow(p, cfg, int(cnp.sum())).to(dev)
     if cmask is not None:
         nll = lambda f, b: -f.log_prob(b[:, :p], context=b[:, p:])  # noqa: E731
-        flow = build_flow(p, cfg, int(cmask.sum())).to(dev)
     else:
         nll = lambda f, b: -f.log_prob(b)  # noqa: E731
-        flow = build_flow(len(free_cols), cfg).to(dev)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist: dict[str, list[float]] = {"train": [], "val": []}
     best_val, best_epoch, best_state, epoch, resumed = math.inf, -1, None, 0, 0
+    if pre is not None:  # the start is the Gaussian: a candidate like every epoch, kept if none beats it
+        flow.eval()
+        with torch.no_grad():
+            start = [float(sum(nll(flow, ztr[s:s + 8192]).double().sum() for s in range(0, len(ztr), 8192)))
+                     / len(ztr), float(nll(flow, zva).mean())]
+        hist["start"] = start
+        if math.isfinite(start[1]):
+            best_val, best_state = start[1], {k: v.detach().clone() for k, v in flow.state_dict().items()}
     if checkpoint is not None and Path(checkpoint).is_file():
         ck = torch.load(checkpoint, map_location=dev, weights_only=True)
         if ck.get("data_key") == data_key:
@@ -434,6 +450,8 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
     fixed = blob["fixed"].numpy().astype(bool) if "fixed" in blob else np.zeros(len(cols), bool)
     if blob["kind"] == "flow":
         cfg = from_doc(FlowConfig, blob["flow_config"])
+        if "pre_white" not in blob and cfg.init != "random":  # saved before FlowConfig.init: started at random
+            cfg = dataclasses.replace(cfg, init="random")
         free = [c for c, f in zip(cols, fixed) if not f]
         cm = context_mask(free, cfg)
         flow = build_flow(len(free), cfg) if cm is None else build_flow(int((~cm).sum()), cfg, int(cm.sum()))

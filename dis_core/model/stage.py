@@ -96,7 +96,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             save_density(d / AR_NAME, ARGaussian(cfg.flow.min_std).fit(data.x, data.columns).density(), extra)
         save_density(d / MODEL_NAME, tr.density, extra)
         res.epochs, res.best_epoch = tr.epochs, tr.best_epoch
-        res.best_val_loss = float(tr.history["val"][tr.best_epoch])
+        res.best_val_loss = tr.best_val
         res.device = str(pick_device(cfg.flow.device))
         res.resumed_from_epoch = tr.resumed_from
         res.status, res.seconds = "ok", round(time.monotonic() - t0, 3)
@@ -116,8 +116,9 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
 
 
 # How a flow is fitted beyond its configuration, in every training key: models fitted by an earlier rule are
-# refitted, not reused (validation rows kept clear of the training rows whose frames they share).
-FIT_RULE = "validation purged of overlapping rows"
+# refitted, not reused (validation rows kept clear of the training rows whose frames they share; a flow
+# started as a Gaussian keeps that start when no epoch beats it on validation).
+FIT_RULE = "validation purged of overlapping rows; the start is a candidate"
 
 
 def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> str:
@@ -224,8 +225,8 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         save_density(d / MODEL_NAME, tr.density, extra)
         _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"pooled shape: {fs}", prov)
         res.status = "ok"
-        res.message = (f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, best epoch "
-                       f"{tr.best_epoch} of {tr.epochs}")
+        best = "the start (its Gaussian)" if tr.best_epoch < 0 else f"epoch {tr.best_epoch + 1}"
+        res.message = f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, kept {best} of {tr.epochs}"
         write_text_atomic(d / SUMMARY_NAME, json.dumps({"key": key, "message": res.message, "cohort_sha256": cohort_sha,
                                                         "participants": [u.participant_id for u in used]}, indent=2))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)

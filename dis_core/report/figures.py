@@ -52,11 +52,14 @@ def landmark_pca_png(path: Path, scores: np.ndarray, times_s: np.ndarray, explai
 
 
 def _loss_axes(ax, hist: dict, best: int, title: str) -> None:
-    ep = np.arange(1, len(hist["train"]) + 1)
-    ax.plot(ep, hist["train"], label="training")
-    ax.plot(ep, hist["val"], label="validation")
-    if best >= 0:
-        ax.axvline(best + 1, color="k", ls=":", lw=1, label=f"best (epoch {best + 1})")
+    """Loss per epoch; a flow started as a Gaussian shows its start at epoch 0 (kept when best is -1)."""
+    start = hist.get("start")
+    ep = np.arange(0 if start else 1, len(hist["train"]) + 1)
+    ax.plot(ep, ([start[0]] if start else []) + list(hist["train"]), label="training")
+    ax.plot(ep, ([start[1]] if start else []) + list(hist["val"]), label="validation")
+    if best >= 0 or start:
+        ax.axvline(best + 1, color="k", ls=":", lw=1,
+                   label=f"best (epoch {best + 1})" if best >= 0 else "best: the start (its Gaussian)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative log-likelihood (nats / row: frame or window)", fontsize=8)
     ax.set_title(literal(title), fontsize=9)

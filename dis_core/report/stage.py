@@ -301,8 +301,8 @@ def density_text(prov: dict[str, Any], feature_sets: list[str]) -> str:
     words = {"own": "own (each participant's rows alone)",
              "pooled": "pooled (one shape fitted on every participant's training rows centred on their own mean, "
                        "placed at each participant's mean)"}
-    starts = {"gaussian": "the flow started as the Gaussian of its rows and departed from it while validation "
-                          "improved", "random": "the flow started at random"}
+    starts = {"gaussian": "the flow started as the Gaussian of its rows, kept unless an epoch beat it on "
+                          "validation", "random": "the flow started at random"}
     out = []
     for fs in feature_sets:
         t = plan.get(fs, {})
