@@ -208,3 +208,18 @@ def test_where_rows_are_curved_the_flow_leaves_its_gaussian_start_and_beats_it()
     assert r.best_epoch > 50
     gain = r.density.log_prob(new, list("ab")).mean() - fit_gaussian(x, list("ab")).log_prob(new, list("ab")).mean()
     assert gain > 0.8, gain
+
+
+def test_a_flow_saved_before_the_gaussian_start_loads_as_started_at_random(tmp_path):
+    """A model file without the Gaussian map (saved before FlowConfig.init) reports init = "random", how it
+    was trained, not the new default; one with the map keeps "gaussian"."""
+    from dis_core.model.flows import load_density, save_density
+
+    cols = list("abcd")
+    fit = train_flow(_correlated(200, 8), cols, FlowConfig(layers=1, hidden=4, max_epochs=2))
+    save_density(tmp_path / "new.pt", fit.density)
+    old = fit.density
+    old.pre_loc = old.pre_coef = old.pre_white = None
+    save_density(tmp_path / "old.pt", old)
+    assert load_density(tmp_path / "new.pt")[0].flow_config.init == "gaussian"
+    assert load_density(tmp_path / "old.pt")[0].flow_config.init == "random"
