@@ -226,7 +226,8 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"pooled shape: {fs}", prov)
         res.status = "ok"
         best = "the start (its Gaussian)" if tr.best_epoch < 0 else f"epoch {tr.best_epoch + 1}"
-        res.message = f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, kept {best} of {tr.epochs}"
+        res.message = (f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, {tr.epochs} epochs, "
+                       f"kept {best}")
         write_text_atomic(d / SUMMARY_NAME, json.dumps({"key": key, "message": res.message, "cohort_sha256": cohort_sha,
                                                         "participants": [u.participant_id for u in used]}, indent=2))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
