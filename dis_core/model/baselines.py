@@ -17,14 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dis_core.model.flows import Density, lag_context
-
-
-def _lw_gaussian(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.covariance import LedoitWolf
-
-    lw = LedoitWolf().fit(z)
-    return lw.location_, lw.covariance_
+from dis_core.model.flows import Density, lag_context, lw_gaussian, regression
 
 
 class ARGaussian:
@@ -44,7 +37,7 @@ class ARGaussian:
         self.context_ = ctx
         self.mean_ = x.mean(axis=0)
         self.std_ = np.maximum(x.std(axis=0), self.min_std)
-        self.loc_, self.cov_ = _lw_gaussian((x - self.mean_) / self.std_)
+        self.loc_, self.cov_ = lw_gaussian((x - self.mean_) / self.std_)
         return self
 
     def density(self):
@@ -59,8 +52,7 @@ class ARGaussian:
 
     def coefficients(self) -> np.ndarray:
         """(present, past) regression matrix of the standardised present on the standardised past."""
-        c = self.context_
-        return self.cov_[np.ix_(~c, c)] @ np.linalg.inv(self.cov_[np.ix_(c, c)])
+        return regression(self.cov_, self.context_)[0]
 
 
 def nn_spectrum_scores(train: Sequence[np.ndarray], test: Sequence[np.ndarray]) -> np.ndarray:

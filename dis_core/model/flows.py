@@ -168,8 +168,10 @@ class Density:
                            + int(c.sum()) * math.log(2 * math.pi))
             return joint - past - float(np.log(self.std[~c]).sum())
         c = np.zeros(z.shape[1], bool) if c is None else c
-        u, past = z[:, ~c], z[:, c]
-        if self.pre_white is not None:  # the Gaussian map: its Jacobian is log |det white|
+        past = z[:, c]
+        if self.pre_white is None:
+            u = z[:, ~c]
+        else:  # the Gaussian map: its Jacobian is log |det white|
             u = gaussian_apply(z, c, self.pre_loc, self.pre_coef, self.pre_white)
             jac = jac + float(np.linalg.slogdet(self.pre_white)[1])
         out = np.empty(len(z))
@@ -185,18 +187,30 @@ class Density:
         return out + jac
 
 
+def lw_gaussian(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Location and Ledoit-Wolf covariance of rows ``z``: every Gaussian here (baselines, the flows' start)."""
+    from sklearn.covariance import LedoitWolf
+
+    lw = LedoitWolf().fit(z)
+    return lw.location_, lw.covariance_
+
+
+def regression(cov: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, residual covariance) of the linear prediction of the present columns (``~context``) from the
+    past (``context``) under the Gaussian of covariance ``cov``."""
+    c = np.asarray(context, bool)
+    coef = cov[np.ix_(~c, c)] @ np.linalg.inv(cov[np.ix_(c, c)]) if c.any() else np.zeros((int((~c).sum()), 0))
+    return coef, cov[np.ix_(~c, ~c)] - coef @ cov[np.ix_(c, ~c)]
+
+
 def gaussian_map(z: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(loc, coef, white) of a Ledoit-Wolf Gaussian over rows ``z``: the affine map taking the present
     columns (``~context``) to independent standard normals given the past (``context``), i.e. the residual of
     the linear prediction of the present from the past, whitened. Without context it whitens the rows."""
-    from sklearn.covariance import LedoitWolf
-
-    lw = LedoitWolf().fit(z)
-    cov, c = lw.covariance_, np.asarray(context, bool)
-    coef = cov[np.ix_(~c, c)] @ np.linalg.inv(cov[np.ix_(c, c)]) if c.any() else np.zeros((int((~c).sum()), 0))
-    resid = cov[np.ix_(~c, ~c)] - coef @ cov[np.ix_(c, ~c)]
+    loc, cov = lw_gaussian(z)
+    coef, resid = regression(cov, context)
     white = np.linalg.inv(np.linalg.cholesky(resid)).T  # (r @ white) has identity covariance
-    return lw.location_, coef, white
+    return loc, coef, white
 
 
 def gaussian_apply(z: np.ndarray, context: np.ndarray, loc: np.ndarray, coef: np.ndarray,
@@ -235,14 +249,10 @@ def fit_gaussian(x: np.ndarray, columns: list[str], min_std: float = 1e-3,
                  cohort_spread: np.ndarray | None = None) -> Density:
     """Baseline: one full-covariance Gaussian (Ledoit-Wolf shrinkage) on standardised features (the
     columns fixed by :func:`fit_scaler` as independent Gaussians)."""
-    from sklearn.covariance import LedoitWolf
-
     mean, std, fixed = fit_scaler(x, min_std, cohort_spread)
-    z = ((x - mean) / std)[:, ~fixed]
-    lw = LedoitWolf().fit(z)
-    cov = lw.covariance_
+    loc, cov = lw_gaussian(((x - mean) / std)[:, ~fixed])
     sign, logdet = np.linalg.slogdet(cov)
-    return Density("gaussian", list(columns), mean, std, gauss_mean=lw.location_, gauss_prec=np.linalg.inv(cov),
+    return Density("gaussian", list(columns), mean, std, gauss_mean=loc, gauss_prec=np.linalg.inv(cov),
                    gauss_logdet=float(logdet), fixed=fixed)
 
 
