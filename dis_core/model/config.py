@@ -17,7 +17,7 @@ class FlowConfig:
     hidden: int = 64
     blocks_per_layer: int = 2
     permutation: str = "reverse"  # "reverse" or "random" (seeded)
-    batch_size: int = 256
+    batch_size: int = 256  # 0: every training row in one batch, each epoch one deterministic step
     lr: float = 1e-3
     weight_decay: float = 1e-5
     max_epochs: int = 400
@@ -39,6 +39,23 @@ class FlowConfig:
     # which depends little on its seed where they show nothing.
     # "random": nflows' random initialisation on standardised rows (DIS before 3 December 2026).
     init: str = "gaussian"
+    # bins of an elementwise rational-quadratic spline (nflows' neural-spline CDF, linear tails beyond
+    # +-SPLINE_BOUND) applied to every column of the flow's input before the MAF layers; 0: none. It gives
+    # each axis its own skew and tails with a few parameters, which held-out rows confirm where MAF layers
+    # learn dependence that does not carry over (bench/identify.py). With init "gaussian" it starts as the
+    # identity. ``layers`` may then be 0: the flow is the Gaussian with shaped axes.
+    spline_bins: int = 0
+
+    def __post_init__(self):
+        if self.batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0 (0: full batch), not {self.batch_size}")
+        if self.layers < 0 or self.spline_bins < 0 or self.spline_bins == 1:
+            raise ValueError(f"layers must be >= 0 and spline_bins 0 or >= 2 (got {self.layers}, {self.spline_bins})")
+        if self.layers == 0 and not self.spline_bins:
+            raise ValueError("a flow needs MAF layers or spline_bins > 0")
+        if self.layers == 0 and self.conditional != "none" and self.init != "gaussian":
+            raise ValueError("a conditional flow without MAF layers sees its past only through the Gaussian map: "
+                             "use init 'gaussian' or layers > 0")
 
 
 # Per feature set defaults (bench/flows.py): small flows generalise best on minutes of video.
@@ -50,6 +67,9 @@ DEFAULT_FLOWS: dict[str, FlowConfig] = {
 # The pooled shape of window rows: a small flow (bench/identify.py: 2 x 32 generalises as well as 2 x 16
 # and better than 4 x 64, which stops after a few epochs).
 POOLED_FLOW = FlowConfig(layers=2, hidden=32)
+# A spline on each whitened axis, no MAF layer, trained on full batches (few parameters: no need for
+# minibatches, and the result does not depend on the seed).
+HEAD_FLOW = FlowConfig(layers=0, spline_bins=8, batch_size=0, lr=1e-2)
 
 
 @dataclasses.dataclass(frozen=True)

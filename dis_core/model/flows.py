@@ -47,12 +47,20 @@ def context_mask(columns: list[str], cfg: "FlowConfig") -> np.ndarray | None:
     return c
 
 
+# The elementwise spline acts on [-SPLINE_BOUND, SPLINE_BOUND] and is the identity beyond: inputs are
+# whitened (init "gaussian") or standardised, so this spans all but the rarest rows.
+SPLINE_BOUND = 4.0
+
+
 def build_flow(dim: int, cfg: FlowConfig, context: int = 0):
-    """The MAF described by ``cfg`` for ``dim`` features (conditioned on ``context`` features if > 0)."""
+    """The flow described by ``cfg`` for ``dim`` features (conditioned on ``context`` features if > 0): an
+    optional elementwise spline, then ``cfg.layers`` MAF layers."""
     from nflows.distributions.normal import StandardNormal
     from nflows.flows.base import Flow
     from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
     from nflows.transforms.base import CompositeTransform
+    from nflows.transforms.nonlinearities import PiecewiseRationalQuadraticCDF
+    from nflows.transforms.normalization import ActNorm
     from nflows.transforms.permutations import RandomPermutation, ReversePermutation
 
     if cfg.permutation not in ("reverse", "random"):
@@ -61,6 +69,13 @@ def build_flow(dim: int, cfg: FlowConfig, context: int = 0):
     with g:
         torch.manual_seed(cfg.seed)
         ts = []
+        if cfg.spline_bins:  # data side first: each input column's own shape, then the MAF layers
+            # a per-column scale and shift (Glow's ActNorm, initialised: no data-dependent first batch) lets
+            # the spline's fixed interval follow a skewed axis, whose tails the spline alone would pin at +-B
+            norm = ActNorm(dim)
+            norm.initialized.fill_(True)
+            ts += [norm, PiecewiseRationalQuadraticCDF([dim], num_bins=cfg.spline_bins, tails="linear",
+                                                       tail_bound=SPLINE_BOUND, identity_init=cfg.init == "gaussian")]
         for _ in range(cfg.layers):
             ts.append(ReversePermutation(dim) if cfg.permutation == "reverse" else RandomPermutation(dim))
             ts.append(MaskedAffineAutoregressiveTransform(features=dim, hidden_features=cfg.hidden,
@@ -352,13 +367,17 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     last_ck = time.monotonic()
     while epoch < cfg.max_epochs and epoch - best_epoch <= cfg.patience:
         flow.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # the same batches after a resume
-        perm = torch.randperm(len(ztr), generator=gen).to(dev, non_blocking=True)
+        bs = cfg.batch_size or len(ztr)  # 0: every row in one batch (a deterministic full-batch step)
+        if bs >= len(ztr):  # one batch in row order: no seed-dependent summation order
+            perm = torch.arange(len(ztr), device=dev)
+        else:
+            gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # the same batches after a resume
+            perm = torch.randperm(len(ztr), generator=gen).to(dev, non_blocking=True)
         # the epoch's loss is summed on the device in float64 (bit-identical to summing Python floats on
         # the CPU): reading each step's loss back would make a GPU wait for every minibatch
         tot_t = torch.zeros((), dtype=torch.float64, device=dev)
-        for s in range(0, len(ztr), cfg.batch_size):
-            b = ztr[perm[s:s + cfg.batch_size]]
+        for s in range(0, len(ztr), bs):
+            b = ztr[perm[s:s + bs]]
             loss = nll(flow, b).mean()
             opt.zero_grad()
             loss.backward()
