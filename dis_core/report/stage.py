@@ -306,9 +306,20 @@ def density_text(prov: dict[str, Any], feature_sets: list[str]) -> str:
     out = []
     for fs in feature_sets:
         t = plan.get(fs, {})
-        kind, init = t.get("density", "own"), (t.get("flow") or {}).get("init", "random")  # before init: random
-        out.append(f"{fs}: {words.get(kind, kind)}{', ' + starts.get(init, init) if t else ''}")
+        flow = t.get("flow") or {}
+        kind, init = t.get("density", "own"), flow.get("init", "random")  # before init: random
+        out.append(f"{fs}: {words.get(kind, kind)}{', ' + starts.get(init, init) + ', ' + flow_text(flow) if t else ''}")
     return "; ".join(out)
+
+
+def flow_text(flow: dict[str, Any]) -> str:
+    """A flow's architecture in words (FlowConfig as recorded in the plan)."""
+    parts = []
+    if flow.get("spline_bins"):
+        parts.append(f"a spline of {flow['spline_bins']} bins on each axis")
+    if flow.get("layers", 4):
+        parts.append(f"{flow.get('layers', 4)} MAF layer(s) of {flow.get('hidden', 64)} units")
+    return " then ".join(parts)
 
 
 def split_rule_text(cohort: Cohort) -> str:
