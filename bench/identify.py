@@ -255,13 +255,12 @@ SPECS: dict[str, FeatureSpec] = {
     "spectrum_raw": dataclasses.replace(FEATURE_SETS["head_spectrum"], name="spectrum_raw", scale="none"),
     "windows": EXTRA_FEATURE_SETS["head_windows"],  # 2 s of trajectory on the axes of the training windows' PCA
 }
-# Per-frame flows are capped at 60 epochs (patience 10) to fit a 40-person bench into minutes on a shared
-# 2-core machine; window-row flows see ~100 rows each and run to their early stop. "flow" / "pflow" are the
-# library's defaults (a spline on the Gaussian, HEAD_FLOW); "maf" / "pmaf" the MAF flows they replaced
-# (Gaussian start), "rflow" the pooled MAF started at random (DIS before 3 December 2026).
+# "flow" / "pflow" are the library's defaults, as the pipeline trains them (a spline on the Gaussian,
+# HEAD_FLOW: full batches, cheap); "maf" / "pmaf" the MAF flows they replaced (Gaussian start; per-frame ones
+# capped at 60 epochs, patience 10, to fit a 40-person bench into minutes on a shared 2-core machine; window
+# rows run to their early stop), "rflow" the pooled MAF started at random (DIS before 3 December 2026).
 _CAP = dict(max_epochs=60, patience=10)
-FLOWS = {"frame": dataclasses.replace(DEFAULT_FLOWS["head_pose"], **_CAP),
-         "lags": dataclasses.replace(DEFAULT_FLOWS["head_lags"], **_CAP),
+FLOWS = {"frame": DEFAULT_FLOWS["head_pose"], "lags": DEFAULT_FLOWS["head_lags"],
          "spectrum": DEFAULT_FLOWS.get("head_spectrum", POOLED_FLOW), "spectrum_raw": POOLED_FLOW,
          "windows": DEFAULT_FLOWS["head_windows"]}
 MAFS = {"frame": FlowConfig(layers=2, hidden=16, **_CAP), "lags": FlowConfig(layers=2, hidden=32, **_CAP),

@@ -40,7 +40,8 @@ class FlowConfig:
     # "random": nflows' random initialisation on standardised rows (DIS before 3 December 2026).
     init: str = "gaussian"
     # bins of an elementwise rational-quadratic spline (nflows' neural-spline CDF, linear tails beyond
-    # +-SPLINE_BOUND) applied to every column of the flow's input before the MAF layers; 0: none. It gives
+    # +-SPLINE_BOUND) applied to every column the flow models (a conditional flow: the present ones) before
+    # the MAF layers; 0: none. It gives
     # each axis its own skew and tails with a few parameters, which held-out rows confirm where MAF layers
     # learn dependence that does not carry over (bench/identify.py). With init "gaussian" it starts as the
     # identity. ``layers`` may then be 0: the flow is the Gaussian with shaped axes.
@@ -53,9 +54,9 @@ class FlowConfig:
             raise ValueError(f"layers must be >= 0 and spline_bins 0 or >= 2 (got {self.layers}, {self.spline_bins})")
         if self.layers == 0 and not self.spline_bins:
             raise ValueError("a flow needs MAF layers or spline_bins > 0")
-        if self.layers == 0 and self.conditional != "none" and self.init != "gaussian":
-            raise ValueError("a conditional flow without MAF layers sees its past only through the Gaussian map: "
-                             "use init 'gaussian' or layers > 0")
+        if self.layers == 0 and self.init != "gaussian":
+            raise ValueError("a flow without MAF layers models axes independently: it needs the Gaussian map "
+                             "(init 'gaussian') for their correlation and, if conditional, for its past")
 
 
 # Head motion: the Gaussian of the rows with each whitened axis shaped by a spline, no MAF layer, trained on

@@ -293,7 +293,8 @@ class FlowFit:
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
                meta: dict | None = None, log: Callable[[str], None] | None = None,
                cohort_spread: np.ndarray | None = None, val: np.ndarray | None = None, purge: int = 0) -> FlowFit:
-    """Fit a MAF to training rows ``x`` with minibatches, validation early stopping and gradient clipping.
+    """Fit the flow of ``cfg`` to training rows ``x`` with minibatches (or full batches: ``batch_size`` 0),
+    validation early stopping and gradient clipping.
 
     The last ``val_fraction`` of the rows (in time order) validate, or the rows where the boolean
     ``val`` is true (e.g. the last part of every participant's rows for a pooled shape). The ``purge`` rows
@@ -368,7 +369,7 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     while epoch < cfg.max_epochs and epoch - best_epoch <= cfg.patience:
         flow.train()
         bs = cfg.batch_size or len(ztr)  # 0: every row in one batch (a deterministic full-batch step)
-        if bs >= len(ztr):  # one batch in row order: no seed-dependent summation order
+        if cfg.batch_size == 0:  # one batch in row order: no seed-dependent summation order
             perm = torch.arange(len(ztr), device=dev)
         else:
             gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # the same batches after a resume

@@ -314,11 +314,14 @@ def density_text(prov: dict[str, Any], feature_sets: list[str]) -> str:
 
 def flow_text(flow: dict[str, Any]) -> str:
     """A flow's architecture in words (FlowConfig as recorded in the plan)."""
+    from dis_core.model.config import FlowConfig
+
+    base = FlowConfig()  # a field the record lacks had its default
     parts = []
     if flow.get("spline_bins"):
         parts.append(f"a spline of {flow['spline_bins']} bins on each axis")
-    if flow.get("layers", 4):
-        parts.append(f"{flow.get('layers', 4)} MAF layer(s) of {flow.get('hidden', 64)} units")
+    if flow.get("layers", base.layers):
+        parts.append(f"{flow.get('layers', base.layers)} MAF layer(s) of {flow.get('hidden', base.hidden)} units")
     return " then ".join(parts)
 
 
