@@ -62,10 +62,11 @@ class FlowConfig:
 # Head motion: the Gaussian of the rows with each whitened axis shaped by a spline, no MAF layer, trained on
 # full batches (few parameters: no minibatch noise, and the result does not depend on the seed). On two
 # 40-person phantom cohorts (bench/identify.py) it is level with the Gaussian baseline in identification and
-# ahead of the MAF flows it replaces on EER (head_pose 0.172 / 0.100 against 0.175 / 0.126, head_windows
-# 0.088 / 0.088 against 0.126 / 0.187), within one person on top-1; the pooled spectral shape gains 0.3 nats
-# a row on the other session's rows. MAF layers on a few hundred correlated rows learn dependence that does
-# not carry to held-out rows, while the skew and tails of each axis do.
+# at or ahead of the MAF flows it replaces (paired AUC above zero for head_lags, head_windows, head_pose
+# and the pooled spectra on one cohort each; head_windows EER 0.088 / 0.088 against 0.127 / 0.187), top-1
+# within two people; the pooled spectral shape gains 0.31 nats a row on the other session's rows. MAF
+# layers on a few hundred correlated rows learn dependence that does not carry to held-out rows, while the
+# skew and tails of each axis do.
 HEAD_FLOW = FlowConfig(layers=0, spline_bins=8, batch_size=0, lr=1e-2)
 # Per feature set defaults (bench/flows.py; head motion: bench/identify.py): small flows generalise best on
 # minutes of video.
