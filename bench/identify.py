@@ -54,15 +54,16 @@ and on the seed-31 cohort (the same flags and run):
     windows/flow            40  0.850 [0.725, 0.950]  0.025  0.955 [0.913, 0.988]  0.088 [0.036, 0.155]      898    0.29
     windows/maf             40  0.875 [0.775, 0.950]  0.025  0.900 [0.863, 0.977]  0.187 [0.050, 0.239]      898    0.56
     windows/gaussian        40  0.875 [0.775, 0.975]  0.025  0.961 [0.924, 0.991]  0.086 [0.025, 0.150]      898    0.00
-    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000]; EER +0.001 [-0.014, +0.007]
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000]; EER +0.001
+        [-0.014, +0.007]
 
 The spline flows are level with their Gaussians on both cohorts (pooled: EER -0.006 [-0.017, +0.001] and
 +0.001 [-0.014, +0.007]; top-1 within two people either way, e.g. head_lags 0.850 against 0.900 on seed 12),
 ahead of them only in AUC per frame on seed 31 (+0.0064 [+0.0009, +0.0109]; EER -0.015 [-0.033, +0.008]).
 Against the MAF flows they replace, paired AUC is ahead where the interval excludes zero (head_lags +0.0210
 [+0.0065, +0.0379] and head_windows +0.0177 [+0.0004, +0.0456] on seed 12, head_pose +0.0166 [+0.0035,
-+0.0285] on seed 31, pooled spectra +0.0027 [+0.0002, +0.0046] on seed 12) and level elsewhere; EER is lower in every
-pair but one, with intervals that reach zero (head_windows -0.038 and -0.098). Why: after whitening, the
++0.0285] on seed 31, pooled spectra +0.0027 [+0.0002, +0.0046] on seed 12) and level elsewhere; EER is
+lower in every pair but one, with intervals that reach zero (head_windows -0.038 and -0.098). Why: after whitening, the
 pooled spectral rows are skewed (-0.7) and heavy-tailed (excess kurtosis 2-3) alike in both sessions; the
 MAF's validation loss rose from its first epoch at every learning rate and width tried, while the spline's
 fell by 0.34 nats and its shape gained 0.31 nats a row on the other session's rows (centred on their own
@@ -244,7 +245,7 @@ from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, F
 from dis_core.manifest import load_manifest  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
 from dis_core.features.temporal import fit_window_basis  # noqa: E402
-from dis_core.model.config import DEFAULT_FLOWS, POOLED_FLOW  # noqa: E402
+from dis_core.model.config import POOLED_FLOW, default_train_config  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
 from dis_core.model.stage import FIT_RULE, pooled_rows  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
@@ -263,9 +264,7 @@ SPECS: dict[str, FeatureSpec] = {
 # capped at 60 epochs, patience 10, to fit a 40-person bench into minutes on a shared 2-core machine; window
 # rows run to their early stop), "rflow" the pooled MAF started at random (DIS before 3 December 2026).
 _CAP = dict(max_epochs=60, patience=10)
-FLOWS = {"frame": DEFAULT_FLOWS["head_pose"], "lags": DEFAULT_FLOWS["head_lags"],
-         "spectrum": DEFAULT_FLOWS.get("head_spectrum", POOLED_FLOW), "spectrum_raw": POOLED_FLOW,
-         "windows": DEFAULT_FLOWS["head_windows"]}
+FLOWS = {name: default_train_config(spec).flow for name, spec in SPECS.items()}
 MAFS = {"frame": FlowConfig(layers=2, hidden=16, **_CAP), "lags": FlowConfig(layers=2, hidden=32, **_CAP),
         "spectrum": FlowConfig(layers=2, hidden=32), "spectrum_raw": FlowConfig(layers=2, hidden=32),
         "windows": FlowConfig()}

@@ -41,10 +41,9 @@ class FlowConfig:
     init: str = "gaussian"
     # bins of an elementwise rational-quadratic spline (nflows' neural-spline CDF, linear tails beyond
     # +-SPLINE_BOUND) applied to every column the flow models (a conditional flow: the present ones) before
-    # the MAF layers; 0: none. It gives
-    # each axis its own skew and tails with a few parameters, which held-out rows confirm where MAF layers
-    # learn dependence that does not carry over (bench/identify.py). With init "gaussian" it starts as the
-    # identity. ``layers`` may then be 0: the flow is the Gaussian with shaped axes.
+    # the MAF layers; 0: none. It gives each axis its own skew and tails with a few parameters, which held-out
+    # rows confirm where MAF layers learn dependence that does not carry over (bench/identify.py). With init
+    # "gaussian" it starts as the identity. ``layers`` may then be 0: the flow is the Gaussian with shaped axes.
     spline_bins: int = 0
 
     def __post_init__(self):

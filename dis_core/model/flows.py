@@ -366,9 +366,9 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
             if log:
                 log(f"resuming from epoch {epoch}")
     last_ck = time.monotonic()
+    bs = cfg.batch_size or len(ztr)  # 0: every row in one batch (a deterministic full-batch step)
     while epoch < cfg.max_epochs and epoch - best_epoch <= cfg.patience:
         flow.train()
-        bs = cfg.batch_size or len(ztr)  # 0: every row in one batch (a deterministic full-batch step)
         if cfg.batch_size == 0:  # one batch in row order: no seed-dependent summation order
             perm = torch.arange(len(ztr), device=dev)
         else:
