@@ -303,9 +303,16 @@ def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_coho
     ref = {p: train_unit(a, p, cfg) for p in m.participants}
     cmd = [sys.executable, "-m", "jobs.cli", "train", "-o", str(b), "--feature-sets", "head_pose",
            "--executor", "debug"]
-    rng = np.random.default_rng(2)
-    for _ in range(3):
-        _kill_after(cmd, float(rng.uniform(2.5, 5.0)), dict(os.environ))
+    done = lambda: sum((model_dir(b, "head_pose", p) / "train.json").is_file() for p in m.participants)  # noqa: E731
+    _kill_after(cmd, 1.0, dict(os.environ))  # while it starts up
+    for k in (1, 2):  # then mid-stage: k participants trained, the others not yet
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while p.poll() is None and done() < k and time.time() < deadline:
+            time.sleep(0.005)
+        p.kill()
+        p.wait()
+        assert done() == k, f"the kill was to land with {k} of {len(m.participants)} trained, not {done()}"
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     for p in m.participants:
