@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,21 @@ def model():
         mf = fetch_model()
         assert mf.sha256 == MODEL_SHA256
         return mf
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running SLURM: started by tests/slurm/start.sh when this machine can (root, Debian packages)."""
+    def alive() -> bool:
+        return shutil.which("sinfo") is not None and subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip() in ("idle", "mixed", "allocated")
+    if not alive():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("no SLURM here and no way to start one (needs root and apt)")
+        r = subprocess.run(["bash", str(Path(__file__).parent / "slurm" / "start.sh")], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert alive()
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -226,6 +226,7 @@ def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, mak
     deadline = time.time() + 120
     while time.time() < deadline and not (d.is_dir() and any(".part-" in f.name for f in d.iterdir())):
         time.sleep(0.05)
+    assert any(".part-" in f.name for f in d.iterdir()), "the extraction never started writing"
     time.sleep(1.0)  # well inside the video (about 8 s of work)
     assert p.poll() is None, "the extraction finished before it could be killed"
     p.send_signal(signal.SIGKILL)

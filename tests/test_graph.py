@@ -4,7 +4,6 @@ and `dis resubmit` all read it. A stage added to the table shows up in each of t
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -228,7 +227,7 @@ def test_status_and_resubmit_of_a_packed_stage_are_per_unit(with_many, plan, mon
     assert rec["units"]["many"] == {"a": "77_0", "b": "5001_0", "c": "5001_0", "d": "77_1", "e": "77_1"}
 
 
-@pytest.mark.skipif(shutil.which("sacct") is None, reason="no sacct here (SLURM tests start one)")
+@pytest.mark.usefixtures("slurm")  # a real sacct and squeue (the fixture starts SLURM)
 def test_status_and_resubmit_read_a_new_stage_from_the_record(with_echo, plan, monkeypatch):
     """`dis status` reports the toy stage's units from their recorded outcome; `dis resubmit` picks
     the failed one (and nothing upstream), reading the same table."""

@@ -6,7 +6,6 @@ files (dis_core/score/synthetic.py), real HDF5 read back."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -83,6 +82,7 @@ def test_a_killed_block_is_rerun_alone_and_the_result_is_unchanged(tmp_path):
     while not any(p.name.startswith(f".{PER_FRAME}") for p in folder.glob(".*")) and time.monotonic() - t0 < 120:
         assert proc.poll() is None, "the block finished before it could be killed"
         time.sleep(0.005)
+    assert any(p.name.startswith(f".{PER_FRAME}") for p in folder.glob(".*")), "the per-frame file never started"
     os.kill(proc.pid, signal.SIGKILL)  # mid-way: its per-frame file is being written
     assert proc.wait() == -signal.SIGKILL
     assert not (folder / SUMMARY).exists() and read_status(folder) is None
@@ -152,7 +152,7 @@ def test_the_pair_score_is_scipys_trimmed_mean_bit_for_bit():
             assert pair_score(v, trim) == float(stats.trim_mean(v, trim)), (n, trim)
 
 
-@pytest.mark.skipif(shutil.which("sacct") is None, reason="no sacct here (SLURM tests start one)")
+@pytest.mark.usefixtures("slurm")  # a real sacct and squeue (the fixture starts SLURM)
 def test_resubmit_picks_the_failed_block_alone(tmp_path, monkeypatch):
     """On SLURM, the score stage is one array task per block; `dis resubmit` after one block failed
     resubmits that block (and the report, which reads it), not the other blocks."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,21 +26,6 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = [default_train_config(DEFAULT_FEATURE_SETS["head_pose"])]
 SLURM = SlurmConfig(cpus_per_task=1, mem_gb=2, time_min=30)
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """A running SLURM: started by tests/slurm/start.sh when this machine can (root, Debian packages)."""
-    def alive() -> bool:
-        return shutil.which("sinfo") is not None and subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip() in ("idle", "mixed", "allocated")
-    if not alive():
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.skip("no SLURM here and no way to start one (needs root and apt)")
-        r = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start.sh")], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
-    assert alive()
-    return True
 
 
 @pytest.fixture(scope="module")

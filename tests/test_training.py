@@ -65,6 +65,7 @@ def test_checkpoint_of_other_data_is_not_resumed(tmp_path):
     train_flow(x, list("abcd"), cfg, checkpoint=ck)
     r = train_flow(x[:1000], list("abcd"), cfg, checkpoint=ck)
     assert r.resumed_from == 0
+    assert train_flow(x[:1000], list("abcd"), cfg, checkpoint=ck).resumed_from == 5  # its own data's is resumed
 
 
 def test_early_stopping_and_gradient_clipping_keep_the_best_epoch():
