@@ -8,7 +8,10 @@ the non-density reference (interval, p, McNemar). Not a test: figures.
     python bench/identify.py --run /work/data/identify/run            # a `dis extract` output folder
         [--manifest M] [--only spectrum,frame] [--methods pflow,pgauss] [--cache DIR] [--truth] [--flow-seed S]
 
-The split is the manifest's (session 1 train, session 2 test for `dis phantom`). Features are built
+The split is the manifest's (session 1 train, session 2 test for `dis phantom`). Every cohort below was
+rendered before 4 December 2026, when --swap-faces showed the next participant's face (a dyad partner's, for
+the first of each dyad); it now shows a face a whole dyad on (phantom.render.face_of), so a new rendering
+of the same seed shows other faces with the same head motion. Features are built
 by the library (dis_core.features.build.video_features) exactly as the pipeline builds them; flows
 and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
 truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.

@@ -438,7 +438,10 @@ def phantom(
                         swap_faces=swap_faces, rich_dynamics=rich_dynamics, camera_deg=camera_deg,
                         hidden_fraction=hidden_fraction, near_neighbours=near_neighbours,
                         **({} if partner_share is None else {"partner_share": partner_share, "dyad_shared": ()}))
-    manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
+    try:
+        manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
+    except ValueError as e:  # a cohort its portraits cannot show without confounds (phantom.render.face_problem)
+        _fail(e)
     typer.echo(f"phantom cohort: {participants} participants x {sessions} sessions; manifest {manifest}")
 
 

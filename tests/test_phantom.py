@@ -106,8 +106,23 @@ def _flatten(d) -> list[float]:
 
 
 def test_swap_faces_changes_the_face_not_the_person(tmp_path, samples, model):
-    cfg = PhantomConfig(participants=3, sessions=2, duration_s=0.5, fps=10.0, seed=1, swap_faces=True)
+    cfg = PhantomConfig(participants=4, sessions=2, duration_s=0.5, fps=10.0, seed=1, swap_faces=True)
     m = load_manifest(make_cohort(tmp_path, cfg, samples, model.path))
     face = {(e.participant_id, e.session): dict(e.extra)["face"] for e in m.entries}
     assert face[("ph01", "s1")] != face[("ph01", "s2")]
-    assert face[("ph01", "s2")] == face[("ph02", "s1")]
+    assert face[("ph01", "s2")] == face[("ph03", "s1")]  # another dyad's face
+    # never a partner's face (ph01 and ph02 are dyad d1, ph03 and ph04 d2): partners would look alike in
+    # landmarks and blendshapes by construction
+    for a, b in (("ph01", "ph02"), ("ph03", "ph04")):
+        assert not {face[(a, s)] for s in ("s1", "s2")} & {face[(b, s)] for s in ("s1", "s2")}
+
+
+def test_face_assignments_that_would_confound_the_cohort_are_refused():
+    from dis_core.phantom.render import face_of, face_problem
+
+    ok = PhantomConfig(participants=12, sessions=3, swap_faces=True)
+    assert face_problem(6, ok) == ""
+    assert [face_of(0, k, 6, ok) for k in range(3)] == [0, 2, 4] and face_of(1, 0, 6, ok) == 1
+    assert "at most 3 sessions" in face_problem(6, PhantomConfig(participants=12, sessions=4, swap_faces=True))
+    assert "partner's face" in face_problem(3, PhantomConfig(participants=12, sessions=2, swap_faces=True))
+    assert face_problem(6, PhantomConfig(participants=12, sessions=5)) == ""  # one's own face every session

@@ -424,7 +424,7 @@ class PhantomConfig:
     seed: int = 0
     dyad_size: int = 2
     dyad_shared: tuple[str, ...] = ("yaw.f_slow", "pitch.f_slow", "nod_rate", "nod_freq")
-    swap_faces: bool = False  # session k of participant i shows face i + k (another participant's face)
+    swap_faces: bool = False  # session k shows another face, never one's own nor a dyad partner's (face_of)
     max_angle: float = 25.0
     partner_share: float = 0.0  # 0..1: how far partners' parameters move towards a common draw per dyad
     # what real recordings have (defaults off: the classic demo cohort is unchanged); see dis_core.phantom.hard
@@ -432,6 +432,32 @@ class PhantomConfig:
     camera_deg: float = 0.0  # each session's camera fixed, rotated by max/2..max degrees about a random axis
     hidden_fraction: float = 0.0  # this share of frames hides the face, in bursts of 1-3 frames
     near_neighbours: int = 0  # this many participants are perturbed copies of others' dynamics
+
+
+def face_of(i: int, k: int, n_faces: int, cfg: PhantomConfig) -> int:
+    """The portrait shown in session k of participant i: their own (i mod n), or with ``swap_faces`` the one
+    of the participant ``dyad_size * k`` places on. Shifting by whole dyads keeps a partner's faces out of
+    one's sessions: one place on, a person's second session showed their partner's first-session face, so
+    that partners looked alike in landmarks and blendshapes by construction (on a 12-person phantom whose
+    partners share only head dynamics, a blendshape partner effect supported at Holm p 0.04; none now)."""
+    return (i + k * cfg.dyad_size) % n_faces if cfg.swap_faces else i % n_faces
+
+
+def face_problem(n_faces: int, cfg: PhantomConfig) -> str:
+    """Why the faces of ``cfg`` would confound the cohort ('' if they do not): a dyad partner's face in
+    one's sessions, or (swap_faces) a face shown in two sessions of the same person."""
+    faces = [[face_of(i, k, n_faces, cfg) for k in range(cfg.sessions)] for i in range(cfg.participants)]
+    for i, own in enumerate(faces):
+        if cfg.swap_faces and len(set(own)) < len(own):
+            return (f"with {n_faces} portraits, dyads of {cfg.dyad_size} and {cfg.sessions} sessions, --swap-faces "
+                    f"would show a participant's face twice (at most {n_faces // cfg.dyad_size} sessions)")
+        d = i // cfg.dyad_size
+        partners = {f for j in range(d * cfg.dyad_size, min((d + 1) * cfg.dyad_size, cfg.participants)) if j != i
+                    for f in faces[j]}
+        if partners & set(own):
+            return (f"with {n_faces} portraits and dyads of {cfg.dyad_size}, participant {i + 1} would show a "
+                    f"dyad partner's face: partners would look alike in face features by construction")
+    return ""
 
 
 def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], model_path: str | Path,
@@ -443,6 +469,9 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
     faces = portraits(samples, model_path)
     if len(faces) < 2:
         raise ValueError("need at least two portraits")
+    why = face_problem(len(faces), cfg)
+    if why:
+        raise ValueError(why)
     dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared, cfg.partner_share,
                           cfg.rich_dynamics)
     copies = [-1] * cfg.participants
@@ -460,7 +489,7 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
         if copies[i] >= 0:
             params[-1]["near_neighbour_of"] = f"ph{copies[i] + 1:02d}"
         for k in range(cfg.sessions):
-            face = (i + k) % len(faces) if cfg.swap_faces else i % len(faces)
+            face = face_of(i, k, len(faces), cfg)
             if face not in rigs:
                 rigs[face] = make_rig(faces[face][1], model_path, (cfg.width, cfg.height))
             srng = np.random.default_rng([cfg.seed, i, k])
