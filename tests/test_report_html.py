@@ -141,3 +141,40 @@ def test_a_large_cohort_embeds_a_bounded_number_of_signatures_and_links_the_othe
         ["figures/participants/signature_q_1.png"]
     assert "embeds 1 of the 2 participants' signatures" in text
     assert "The page embeds" not in render_html(page)  # everyone embedded: nothing to say
+
+
+def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
+    """The feature-set sentence (report.comparisons.feature_set_verdict) reads as its family, then the
+    supported differences and those without support, one comparison per list item, nothing lost."""
+    from dis_core.report.comparisons import feature_set_verdict
+
+    def row(fs, d):
+        return {"feature_set": fs, "method": "flow", "participants": 12,
+                **{f"{k}{s}": v for k in ("top1", "eer", "auc")
+                   for s, v in (("_diff", d), ("_diff_lo", d - 0.1), ("_diff_hi", d + 0.1), ("_p_holm", 0.001))}}
+
+    v = feature_set_verdict([row("a vs b", 0.5), row("a vs c", 0.0)])
+    text = render_html(dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=[v]))
+    items = [ul.split("</li>")[:-1] for ul in text.split("<ul class='tests'>")[1:3]]
+    yes, no = ([i.replace("<li>", "") for i in ul] for ul in items)
+    assert len(yes) == 3 and yes[0].startswith("a better than b on top-1 (flow, 12 people: a - b +0.50 [+0.40, +0.60]")
+    assert "b better than a on EER" in yes[1]  # a lower EER is better
+    assert no == ["a vs c (flow): top-1, EER, AUC"]
+    assert "supported differences:" in text and "no supported difference:" in text
+    assert "<p class='verdict info'>feature sets (2 feature-set comparison(s) x 3 metrics" in text
+    none = feature_set_verdict([row("a vs c", 0.0)])
+    assert "<p class='note'>supported differences: none</p>" in render_html(
+        dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=[none]))
+
+
+def test_partner_tests_are_listed_one_per_item_after_the_family(tmp_path):
+    from types import SimpleNamespace as NS
+
+    from dis_core.report.stage import partner_family
+
+    t = {"observed": 0.3, "ci_lo": 0.1, "ci_hi": 0.5, "null_mean": 0.0, "p": 0.01, "p_holm": 0.02}
+    fam = partner_family([NS(feature_set="head_pose", methods={"flow": NS(dyads=t), "gaussian": NS(dyads=t)})])
+    text = render_html(dataclasses.replace(_page(tmp_path, pid="p1"), partners=fam))
+    items = text.split("<ul class='tests'>")[1].split("</ul>")[0].split("</li>")[:-1]
+    assert [i.split(":")[0] for i in items] == ["<li>head_pose/flow", "<li>head_pose/gaussian"]
+    assert "Holm-corrected; each gives the observed partner statistic" in text  # the family stays one paragraph

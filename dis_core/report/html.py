@@ -342,6 +342,17 @@ def embedded_signatures(ranks: Sequence[tuple[str, int | None]], cap: int = MAX_
     return set((missed + rest)[:cap])
 
 
+def _split_feature_set_verdict(v: str) -> tuple[str, list[tuple[str, list[str]]]]:
+    """The feature-set sentence of report.comparisons as its family and two lists (one comparison per item,
+    which a page can be read by); any other verdict as it is."""
+    head, sep, rest = v.partition("): supported: ")
+    if not (v.startswith("feature sets (") and sep and "; not supported: " in rest):
+        return v, []
+    yes, _, no = rest.rpartition("; not supported: ")
+    return head + ")", [(name, [] if part == "none" else part.split("; "))
+                        for name, part in (("supported differences", yes), ("no supported difference", no))]
+
+
 def render_html(page: ReportPage) -> str:
     """The page text: pure, from the gathered records."""
     nav = [("summary", "Run summary"), ("headline", "Identification"), ("qc", "Extraction QC")]
@@ -367,8 +378,15 @@ def render_html(page: ReportPage) -> str:
     for v in page.verdicts:
         # no: the flows do not beat a baseline; ok: they do; info: too few people to tell, feature sets compared
         tone = "no" if "do NOT beat" in v else "info" if "too few people" in v else "ok" if "flows beat" in v else "info"
-        out.append(f"<p class='verdict {tone}'>{_e(v)}</p>")
-    head, *tests = page.partners.split("; ")
+        head, lists = _split_feature_set_verdict(v)
+        out.append(f"<p class='verdict {tone}'>{_e(head)}</p>")
+        for label, items in lists:
+            out.append(f"<p class='note'>{_e(label)}: none</p>" if not items else
+                       f"<p class='note'>{_e(label)}:</p><ul class='tests'>"
+                       + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul>")
+    parts = page.partners.split("; ")  # the family's description, then one clause per test
+    tests = [t for t in parts if " against pseudo-couples' " in t]
+    head = "; ".join(t for t in parts if t not in tests)
     out.append(f"<p class='note'>Partner vs stranger: {_e(head)}</p>")
     if tests:
         out.append("<ul class='tests'>" + "".join(f"<li>{_e(t)}</li>" for t in tests) + "</ul>")
