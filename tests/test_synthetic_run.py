@@ -447,3 +447,22 @@ def torch_blob(path):
     import torch
 
     return torch.load(path, weights_only=True)
+
+
+def test_the_split_in_words_says_whether_a_manifest_split_tests_on_another_session():
+    """A manifest's split column tests on other sessions (p1: s1 train, s2 test) or within one (p2: two videos
+    of s1, one of them test; p3 tests on s2 but also trains on it): the summary says which, and counts them."""
+    from types import SimpleNamespace as NS
+
+    from dis_core.report.stage import split_rule_text
+
+    rows = [("p1", "s1", "train"), ("p1", "s2", "test"), ("p2", "s1", "train"), ("p2", "s1", "test"),
+            ("p3", "s1", ""), ("p3", "s2", "train"), ("p3", "s2", "test"), ("p4", "s1", ""), ("p4", "s2", "")]
+    entries = [NS(participant_id=p, session=s, split=sp, unit_id=f"{p}-{k}") for k, (p, s, sp) in enumerate(rows)]
+    rules = {"p4": "cross-session"}
+    cohort = NS(entries=entries, splits={e.unit_id: NS(rule=rules.get(e.participant_id, "manifest")) for e in entries})
+    assert split_rule_text(cohort) == (
+        "cross-session: trained on the earlier sessions, tested on the last session (1 participant(s)); "
+        "the manifest's split column, tested on sessions not trained on (1 participant(s)); "
+        "the manifest's split column, with a session both trained and tested on (measures within-session "
+        "consistency, not recognition on another day) (2 participant(s))")

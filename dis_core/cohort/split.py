@@ -32,10 +32,21 @@ SPLIT_RULES = ("auto", "within-session")
 
 RULE_TEXT = {
     "manifest": "the manifest's split column",
+    "manifest/cross-session": "the manifest's split column, tested on sessions not trained on",
+    "manifest/within-session": "the manifest's split column, with a session both trained and tested on (measures "
+                               "within-session consistency, not recognition on another day)",
     "cross-session": "cross-session: trained on the earlier sessions, tested on the last session",
     "temporal": "within-session: the last part of the recording is held out (measures within-session "
                 "consistency, not recognition on another day)",
 }
+
+
+def manifest_split_kind(entries: Sequence[VideoEntry]) -> str:
+    """One participant's manifest split in words' terms: "manifest/within-session" when a session holds both
+    training and test videos, else "manifest/cross-session" (what a reader must know to read the figures)."""
+    test = {e.session for e in entries if e.split == "test"}
+    train = {e.session for e in entries if e.split != "test"}
+    return "manifest/within-session" if test & train else "manifest/cross-session"
 
 
 @dataclasses.dataclass

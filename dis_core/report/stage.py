@@ -326,12 +326,19 @@ def flow_text(flow: dict[str, Any]) -> str:
 
 
 def split_rule_text(cohort: Cohort) -> str:
-    """The split rule(s) in words, with how many participants each one covers."""
-    from dis_core.cohort.split import RULE_TEXT
+    """The split rule(s) in words, with how many participants each one covers; a manifest's split says
+    whether it tests on sessions not trained on or within a session."""
+    from dis_core.cohort.split import RULE_TEXT, manifest_split_kind
 
+    videos: dict[str, list] = {}
+    for e in cohort.entries:
+        videos.setdefault(e.participant_id, []).append(e)
     by_rule: dict[str, set[str]] = {}
     for e in cohort.entries:
-        by_rule.setdefault(cohort.splits[e.unit_id].rule, set()).add(e.participant_id)
+        rule = cohort.splits[e.unit_id].rule
+        if rule == "manifest":
+            rule = manifest_split_kind(videos[e.participant_id])
+        by_rule.setdefault(rule, set()).add(e.participant_id)
     return "; ".join(f"{RULE_TEXT.get(r, r)} ({len(p)} participant(s))" for r, p in sorted(by_rule.items()))
 
 
