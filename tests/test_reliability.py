@@ -272,14 +272,14 @@ def test_repeated_kill_9_during_extraction_then_equal_outputs(tmp_path, samples,
     writing = lambda: h5.parent.is_dir() and any(".part-" in f.name for f in h5.parent.iterdir())  # noqa: E731
     rng = np.random.default_rng(1)
     for _ in range(3):  # each kill lands while the video is being written (about 8 s of work)
-        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
-        while p.poll() is None and not writing() and time.time() < deadline:
+        while proc.poll() is None and not writing() and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(float(rng.uniform(0.0, 1.0)))
-        assert p.poll() is None and writing(), "the extraction was to be killed mid-video"
-        p.kill()
-        p.wait()
+        assert proc.poll() is None and writing(), "the extraction was to be killed mid-video"
+        proc.kill()
+        proc.wait()
         assert not h5.exists(), "a killed extraction leaves no HDF5"
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -287,7 +287,7 @@ def test_repeated_kill_9_during_extraction_then_equal_outputs(tmp_path, samples,
     with h5py.File(h5) as f:
         assert f.attrs["status"] == "complete"
     ref = extract_video(e, tmp_path / "a", model, ExtractConfig(), progress=False)
-    a, b = read_extraction(Path(ref.output)), read_extraction(RunLayout(tmp_path / "b").extraction(e.unit_id))
+    a, b = read_extraction(Path(ref.output)), read_extraction(h5)
     for name in DATASETS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # bitwise, NaN where no face
 
@@ -322,12 +322,12 @@ def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_coho
     done = lambda: sum((model_dir(b, "head_pose", p) / "train.json").is_file() for p in m.participants)  # noqa: E731
     _kill_after(cmd, 1.0, dict(os.environ))  # while it starts up
     for k in (1, 2):  # then mid-stage: k participants trained, the others not yet
-        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
-        while p.poll() is None and done() < k and time.time() < deadline:
+        while proc.poll() is None and done() < k and time.time() < deadline:
             time.sleep(0.005)
-        p.kill()
-        p.wait()
+        proc.kill()
+        proc.wait()
         assert done() == k, f"the kill was to land with {k} of {len(m.participants)} trained, not {done()}"
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

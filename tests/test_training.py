@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -13,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from dis_core.model.config import HEAD_FLOW
 from dis_core.model.flows import FlowConfig, train_flow
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = dict(layers=2, hidden=32, max_epochs=150, patience=1000, checkpoint_every_s=0.0, batch_size=64)
-# The head-motion flow (config.HEAD_FLOW): a spline on each whitened axis behind an initialised ActNorm, no
-# MAF layer, full batches; its resume must restore the ActNorm's state, not re-initialise it from a batch.
-SPLINE_CFG = dict(layers=0, spline_bins=8, batch_size=0, lr=1e-2, max_epochs=150, patience=1000,
-                  checkpoint_every_s=0.0)
+# The head-motion flow itself (config.HEAD_FLOW: a spline on each whitened axis behind an initialised ActNorm, no
+# MAF layer, full batches); its resume must restore the ActNorm's state, not re-initialise it from a batch.
+SPLINE_CFG = {**dataclasses.asdict(HEAD_FLOW), "max_epochs": 150, "patience": 1000, "checkpoint_every_s": 0.0}
 
 
 def _data():
