@@ -8,13 +8,91 @@ the non-density reference (interval, p, McNemar). Not a test: figures.
     python bench/identify.py --run /work/data/identify/run            # a `dis extract` output folder
         [--manifest M] [--only spectrum,frame] [--methods pflow,pgauss] [--cache DIR] [--truth] [--flow-seed S]
 
-The split is the manifest's (session 1 train, session 2 test for `dis phantom`). Every cohort below was
-rendered before 4 December 2026, when --swap-faces showed the next participant's face (a dyad partner's, for
-the first of each dyad); it now shows a face a whole dyad on (phantom.render.face_of), so a new rendering
-of the same seed shows other faces with the same head motion. Features are built
+The split is the manifest's (session 1 train, session 2 test for `dis phantom`). Features are built
 by the library (dis_core.features.build.video_features) exactly as the pipeline builds them; flows
 and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
 truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.
+
+Measured 2026-12-04 (late) on both cohorts rendered again by the current face rule (--swap-faces shows the
+face of the participant a whole dyad on: never one's own nor a partner's; phantom.render.face_of) and
+extracted again: dis phantom --participants 40 --sessions 2 --duration 60 --fps 15 --seed 12 (and 31)
+--swap-faces --rich-dynamics --camera-deg 8 --hidden-fraction 0.05 --near-neighbours 6, 640x480; 68,343
+and 68,359 of 72,000 frames with a face. The default flows (HEAD_FLOW spline) beside the MAF flows they
+replaced ("maf", "pmaf") and the pooled MAF started at random ("rflow"); columns as printed (N, top-1,
+chance, AUC, EER, usable frames per video, training seconds per person, with a phantom rendering on the
+other core). Seed 12:
+
+    frame/flow              40  0.850 [0.725, 0.950]  0.025  0.907 [0.886, 0.956]  0.175 [0.089, 0.214]      848    0.46
+    frame/maf               40  0.850 [0.725, 0.950]  0.025  0.904 [0.883, 0.951]  0.175 [0.091, 0.225]      848    0.26
+    frame/gaussian          40  0.875 [0.775, 0.975]  0.025  0.903 [0.881, 0.950]  0.175 [0.094, 0.225]      848    0.00
+    lags/cflow              40  0.900 [0.800, 0.975]  0.025  0.949 [0.926, 0.968]  0.108 [0.072, 0.150]      845    0.44
+    lags/flow               40  0.875 [0.775, 0.950]  0.025  0.970 [0.950, 0.988]  0.085 [0.036, 0.125]      845    1.03
+    lags/maf                40  0.900 [0.800, 0.975]  0.025  0.949 [0.924, 0.975]  0.100 [0.070, 0.163]      845    0.33
+    lags/gaussian           40  0.875 [0.750, 0.975]  0.025  0.973 [0.953, 0.987]  0.075 [0.036, 0.122]      845    0.00
+    lags/ar                 40  0.900 [0.800, 0.975]  0.025  0.968 [0.946, 0.988]  0.078 [0.035, 0.125]      845    0.00
+    spectrum/flow           40  0.950 [0.875, 1.000]  0.025  0.953 [0.922, 0.976]  0.125 [0.071, 0.182]      900    0.17
+    spectrum/gaussian       40  0.975 [0.925, 1.000]  0.025  0.951 [0.920, 0.975]  0.114 [0.075, 0.183]      900    0.00
+    spectrum/pflow          40  0.975 [0.925, 1.000]  0.025  0.996 [0.990, 0.999]  0.020 [0.004, 0.041]      900    0.24
+    spectrum/pmaf           40  0.975 [0.925, 1.000]  0.025  0.993 [0.986, 0.998]  0.025 [0.008, 0.051]      900    0.11
+    spectrum/rflow          40  0.975 [0.925, 1.000]  0.025  0.960 [0.929, 0.988]  0.108 [0.036, 0.175]      900    0.14
+    spectrum/pgauss         40  0.975 [0.925, 1.000]  0.025  0.994 [0.987, 0.998]  0.025 [0.008, 0.050]      900    0.01
+    spectrum/nn             40  0.975 [0.925, 1.000]  0.025  0.997 [0.994, 1.000]  0.015 [0.003, 0.032]      900    0.00
+    spectrum_raw/flow       40  0.950 [0.875, 1.000]  0.025  0.897 [0.873, 0.960]  0.194 [0.100, 0.225]      900    0.22
+    spectrum_raw/gaussian   40  0.925 [0.849, 1.000]  0.025  0.898 [0.873, 0.967]  0.199 [0.088, 0.228]      900    0.00
+    spectrum_raw/pflow      40  0.950 [0.875, 1.000]  0.025  0.996 [0.989, 0.999]  0.024 [0.005, 0.044]      900    0.27
+    spectrum_raw/pgauss     40  0.950 [0.875, 1.000]  0.025  0.995 [0.985, 0.999]  0.025 [0.008, 0.051]      900    0.02
+    spectrum_raw/nn         40  0.950 [0.875, 1.000]  0.025  0.999 [0.995, 1.000]  0.016 [0.001, 0.038]      900    0.00
+    windows/flow            40  0.925 [0.825, 1.000]  0.025  0.966 [0.941, 0.983]  0.085 [0.051, 0.143]      898    0.27
+    windows/maf             40  0.875 [0.775, 0.975]  0.025  0.950 [0.917, 0.973]  0.125 [0.075, 0.183]      898    0.59
+    windows/gaussian        40  0.925 [0.825, 1.000]  0.025  0.968 [0.946, 0.984]  0.080 [0.050, 0.133]      898    0.00
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000] p=1.000; EER
+        -0.005 [-0.016, +0.002]; McNemar n10=0 n01=0 p=1.000
+    best flow spectrum/pflow - best per-frame baseline lags/ar: top-1 +0.075 [+0.000, +0.150] p=0.104; EER
+        -0.058 [-0.111, -0.012]; McNemar n10=3 n01=0 p=0.250
+    best flow spectrum/pflow - reference spectrum/nn: top-1 +0.000 [+0.000, +0.000] p=1.000; EER +0.004
+        [-0.017, +0.031]; McNemar n10=0 n01=0 p=1.000
+
+Seed 31:
+
+    frame/flow              40  0.875 [0.774, 0.975]  0.025  0.959 [0.930, 0.982]  0.115 [0.055, 0.160]      849    0.49
+    frame/maf               40  0.875 [0.774, 0.975]  0.025  0.942 [0.911, 0.977]  0.136 [0.070, 0.190]      849    0.26
+    frame/gaussian          40  0.850 [0.725, 0.950]  0.025  0.953 [0.923, 0.980]  0.125 [0.059, 0.174]      849    0.00
+    lags/cflow              40  0.825 [0.700, 0.925]  0.025  0.961 [0.935, 0.978]  0.100 [0.054, 0.150]      846    0.40
+    lags/flow               40  0.850 [0.725, 0.950]  0.025  0.974 [0.950, 0.989]  0.050 [0.035, 0.125]      846    0.67
+    lags/maf                40  0.875 [0.775, 0.975]  0.025  0.966 [0.936, 0.984]  0.074 [0.049, 0.140]      846    0.43
+    lags/gaussian           40  0.850 [0.725, 0.950]  0.025  0.971 [0.949, 0.985]  0.073 [0.047, 0.125]      846    0.00
+    lags/ar                 40  0.850 [0.725, 0.950]  0.025  0.967 [0.943, 0.984]  0.083 [0.048, 0.133]      846    0.00
+    spectrum/flow           40  0.900 [0.800, 0.975]  0.025  0.859 [0.840, 0.978]  0.249 [0.075, 0.284]      900    0.21
+    spectrum/gaussian       40  0.900 [0.800, 0.975]  0.025  0.856 [0.832, 0.981]  0.250 [0.064, 0.299]      900    0.00
+    spectrum/pflow          40  1.000 [1.000, 1.000]  0.025  0.997 [0.993, 1.000]  0.019 [0.003, 0.035]      900    0.38
+    spectrum/pmaf           40  0.975 [0.925, 1.000]  0.025  0.997 [0.991, 0.999]  0.019 [0.005, 0.038]      900    0.12
+    spectrum/rflow          40  1.000 [1.000, 1.000]  0.025  0.989 [0.974, 0.995]  0.050 [0.024, 0.101]      900    0.16
+    spectrum/pgauss         40  0.975 [0.925, 1.000]  0.025  0.996 [0.991, 0.999]  0.020 [0.005, 0.041]      900    0.00
+    spectrum/nn             40  0.975 [0.925, 1.000]  0.025  0.998 [0.995, 1.000]  0.011 [0.001, 0.025]      900    0.00
+    spectrum_raw/flow       40  0.975 [0.925, 1.000]  0.025  0.823 [0.786, 0.947]  0.304 [0.108, 0.341]      900    0.21
+    spectrum_raw/gaussian   40  0.975 [0.925, 1.000]  0.025  0.798 [0.769, 0.946]  0.325 [0.116, 0.350]      900    0.00
+    spectrum_raw/pflow      40  0.950 [0.875, 1.000]  0.025  0.994 [0.984, 1.000]  0.022 [0.003, 0.051]      900    0.34
+    spectrum_raw/pgauss     40  0.950 [0.875, 1.000]  0.025  0.991 [0.981, 0.999]  0.035 [0.006, 0.059]      900    0.01
+    spectrum_raw/nn         40  0.950 [0.875, 1.000]  0.025  0.997 [0.991, 1.000]  0.019 [0.001, 0.050]      900    0.00
+    windows/flow            40  0.900 [0.800, 0.975]  0.025  0.961 [0.920, 0.988]  0.083 [0.032, 0.150]      898    0.21
+    windows/maf             40  0.900 [0.800, 0.975]  0.025  0.903 [0.865, 0.979]  0.183 [0.050, 0.244]      898    0.46
+    windows/gaussian        40  0.900 [0.800, 0.975]  0.025  0.965 [0.928, 0.992]  0.075 [0.026, 0.143]      898    0.00
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.025 [+0.000, +0.075] p=0.724; EER
+        -0.001 [-0.015, +0.006]; McNemar n10=1 n01=0 p=1.000
+    best flow spectrum/pflow - best per-frame baseline lags/gaussian: top-1 +0.150 [+0.050, +0.275]
+        p=0.004; EER -0.054 [-0.109, -0.023]; McNemar n10=6 n01=0 p=0.031
+    best flow spectrum/pflow - reference spectrum/nn: top-1 +0.025 [+0.000, +0.075] p=0.724; EER +0.008
+        [-0.010, +0.022]; McNemar n10=1 n01=0 p=1.000
+
+Paired (flow - its baseline, compare_methods on the cached matrices; seed 12, then seed 31): no interval
+of top-1, AUC or EER excludes zero, e.g. pooled flow - pooled Gaussian AUC +0.0019 [-0.0001, +0.0037] /
++0.0007 [-0.0005, +0.0029], head_pose flow - Gaussian AUC +0.0046 [-0.0006, +0.0110] / +0.0063 [-0.0004,
++0.0109]. Against the replaced MAF flows, AUC is ahead with the interval above zero for head_lags +0.0209
+[+0.0067, +0.0387], head_windows +0.0163 [+0.0002, +0.0449] and the pooled spectra +0.0023 [+0.0002,
++0.0044] (seed 12) and head_pose +0.0169 [+0.0028, +0.0279] (seed 31); EER is lower or equal in every pair.
+The figures below are of the same seeds rendered by the earlier face rule (before 4 December 2026,
+--swap-faces showed the next participant's face: a dyad partner's, for the first of each dyad); head
+motion sees faces only through MediaPipe's per-face gain, and they are within a person of the above.
 
 The head-motion flows since 4 December 2026 (HEAD_FLOW: a spline of 8 bins on each whitened axis, no MAF
 layer, full batches); "maf" / "pmaf" are the MAF flows they replaced, on the same rows, seed-12 cohort
