@@ -334,11 +334,9 @@ def split_rule_text(cohort: Cohort) -> str:
     for e in cohort.entries:
         videos.setdefault(e.participant_id, []).append(e)
     by_rule: dict[str, set[str]] = {}
-    for e in cohort.entries:
-        rule = cohort.splits[e.unit_id].rule
-        if rule == "manifest":
-            rule = manifest_split_kind(videos[e.participant_id])
-        by_rule.setdefault(rule, set()).add(e.participant_id)
+    for pid, entries in videos.items():
+        for rule in {cohort.splits[e.unit_id].rule for e in entries}:
+            by_rule.setdefault(manifest_split_kind(entries) if rule == "manifest" else rule, set()).add(pid)
     return "; ".join(f"{RULE_TEXT.get(r, r)} ({len(p)} participant(s))" for r, p in sorted(by_rule.items()))
 
 
