@@ -81,14 +81,14 @@ def test_family_is_every_pair_and_method_holm_adjusted():
     # weak and also_weak are the same scores in another participant order: no difference at all
     same = [r for r in rows if r["feature_set"] == "weak vs also_weak"]
     assert all(r["top1_diff"] == 0 and r["auc_diff"] == 0 for r in same)
-    text = feature_set_verdict(rows)
+    text = feature_set_verdict(rows).text
     assert "strong better than weak on AUC (flow" in text
-    assert "weak vs also_weak (flow): top-1, EER, AUC" in text.split("not supported:")[1]
+    assert "weak vs also_weak (flow): top-1, EER, AUC" in text.split("no supported difference:")[1]
     assert "Holm-corrected across these 18 tests" in text
 
 
 def test_verdict_without_comparisons():
-    assert "no feature-set comparison" in feature_set_verdict([])
+    assert "no feature-set comparison" in feature_set_verdict([]).text
 
 
 def _cmp(top1, eer):
@@ -102,7 +102,10 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
     correction over every flow-vs-baseline difference of the run (feature sets x baselines x metrics)."""
     from types import SimpleNamespace
 
-    from dis_core.report.stage import baseline_holm, verdict_text
+    from dis_core.report.comparisons import baseline_holm, baseline_verdict
+
+    def verdict_text(*a):
+        return baseline_verdict(*a).text
 
     better_top1 = (0.20, 0.05, 0.35, 0.001)
     worse_eer, same_eer = (0.10, 0.02, 0.20, 0.001), (0.0, -0.05, 0.05, 0.9)

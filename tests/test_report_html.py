@@ -5,6 +5,7 @@ on a real phantom run is tests/test_dis_phantom.py::test_html_report_renders_in_
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from dis_core.report import figures as F
+from dis_core.report.comparisons import Finding
 from dis_core.report.html import Figure, ParticipantSection, ReportPage, VideoQC, confusions, render_html
 from tests.browser import chromium_path, inspect_page
 
@@ -37,7 +39,8 @@ def _page(tmp: Path, pid: str = EVIL, video: str = "a b/ü$x$.mp4") -> ReportPag
                                 for s in ("", "_lo", "_hi")}} for m in ("flow", "gaussian")])
     return ReportPage(
         title=f"DIS report: {pid}", summary=[("split rule", "cross-session"), ("manifest", video)], metrics=metrics,
-        verdicts=[f"head_pose: the flows do NOT beat the Gaussian baseline ({pid})"], partners="no partner test",
+        verdicts=[Finding(f"head_pose: the flows do NOT beat the Gaussian baseline ({pid})", tone="no")],
+        partners=Finding("no partner test"),
         headline=Figure("Headline", "caption", png), feature_sets=[("head_pose", [Figure(f"Norms {pid}", pid, png)])],
         training=[], qc=[VideoQC("u1", pid, "s1", video, "ok", "", 100, 90, 2, 0.4, (png,)),
                          VideoQC("u2", "p2", "s1", "bad.mp4", "failed", f"{video}: cannot decode", 0, 0, 0, 0.0)],
@@ -63,14 +66,26 @@ def test_every_user_string_is_escaped_and_nothing_is_fetched(tmp_path):
 
 
 def test_each_verdict_gets_the_tone_of_what_it_claims(tmp_path):
-    """Red for 'do NOT beat', green for 'beat', neutral for too few people to tell (which names the baseline
-    too, so it must not be read as a win) and for feature-set comparisons."""
-    import dataclasses
+    """Red when the flows do NOT beat a baseline (one of two beaten is not enough), green when they beat it,
+    neutral with too few people to tell (whose sentence names the baseline too, so it must not read as a win)
+    and for feature-set comparisons: the tone comes from the verdict, not from reading its sentence."""
+    from types import SimpleNamespace as NS
 
-    verdicts = {"no": "a: the flows do NOT beat the Gaussian baseline (...)",
-                "ok": "b: the flows beat the Gaussian baseline (...)",
-                "info": "c: too few people to tell whether the flows beat the Gaussian baseline (...)",
-                "info ": "feature sets (3 comparisons): supported: none"}
+    from dis_core.report.comparisons import baseline_verdict, feature_set_verdict
+
+    def cmp(top1_lo, eer_hi):  # top-1 better by 0.2 and EER lower by 0.1, intervals as given, p 0.001
+        return {"top1_diff": 0.2, "top1_diff_lo": top1_lo, "top1_diff_hi": 0.35, "top1_p": 0.001,
+                "eer_diff": -0.1, "eer_diff_lo": -0.2, "eer_diff_hi": eer_hi, "eer_p": 0.001}
+
+    beat, level = cmp(0.05, -0.01), cmp(-0.05, 0.05)
+    twelve = [f"p{k}" for k in range(12)]
+    verdicts = {"no": baseline_verdict(NS(feature_set="a", participants=twelve,
+                                          comparisons={"gaussian": beat, "ar": level})),
+                "ok": baseline_verdict(NS(feature_set="b", participants=twelve, comparisons={"gaussian": beat})),
+                "info": baseline_verdict(NS(feature_set="c", participants=["x", "y"], comparisons={"gaussian": beat})),
+                "info ": feature_set_verdict([])}
+    assert "the flows beat the Gaussian baseline" in verdicts["no"].text
+    assert "the flows do NOT beat the autoregressive baseline" in verdicts["no"].text
     text = render_html(dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=list(verdicts.values())))
     p = _Tags()
     p.feed(text)
@@ -144,8 +159,9 @@ def test_a_large_cohort_embeds_a_bounded_number_of_signatures_and_links_the_othe
 
 
 def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
-    """The feature-set sentence (report.comparisons.feature_set_verdict) reads as its family, then the
-    supported differences and those without support, one comparison per list item, nothing lost."""
+    """The feature-set finding (report.comparisons.feature_set_verdict) reads as its family, then the
+    supported differences and those without support, one comparison per list item, nothing lost; the
+    workbook's line holds the same claims."""
     from dis_core.report.comparisons import feature_set_verdict
 
     def row(fs, d):
@@ -162,6 +178,7 @@ def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
     assert no == ["a vs c (flow): top-1, EER, AUC"]
     assert "supported differences:" in text and "no supported difference:" in text
     assert "<p class='verdict info'>feature sets (2 feature-set comparison(s) x 3 metrics" in text
+    assert v.text == f"{v.head}; supported differences: {'; '.join(yes)}; no supported difference: {no[0]}"
     none = feature_set_verdict([row("a vs c", 0.0)])
     assert "<p class='note'>supported differences: none</p>" in render_html(
         dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=[none]))
@@ -170,11 +187,12 @@ def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
 def test_partner_tests_are_listed_one_per_item_after_the_family(tmp_path):
     from types import SimpleNamespace as NS
 
-    from dis_core.report.stage import partner_family
+    from dis_core.report.comparisons import partner_family
 
     t = {"observed": 0.3, "ci_lo": 0.1, "ci_hi": 0.5, "null_mean": 0.0, "p": 0.01, "p_holm": 0.02}
     fam = partner_family([NS(feature_set="head_pose", methods={"flow": NS(dyads=t), "gaussian": NS(dyads=t)})])
     text = render_html(dataclasses.replace(_page(tmp_path, pid="p1"), partners=fam))
     items = text.split("<ul class='tests'>")[1].split("</ul>")[0].split("</li>")[:-1]
     assert [i.split(":")[0] for i in items] == ["<li>head_pose/flow", "<li>head_pose/gaussian"]
+    assert fam.text == "; ".join([fam.head] + [html.unescape(i.replace("<li>", "")) for i in items])  # workbook
     assert "Holm-corrected; each gives the observed partner statistic" in text  # the family stays one paragraph

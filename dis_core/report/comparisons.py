@@ -1,15 +1,39 @@
-"""Sentences for the report's summary on paired comparisons of feature sets: which differences the data
-support and which they do not (rows from :func:`dis_core.score.scoring.feature_set_comparisons`)."""
+"""The report's findings on paired comparisons: whether the flows beat their baselines, which feature-set
+differences the data support, and the partner tests. Each is a :class:`Finding` in parts, so that the workbook
+and terminal read it as one line and the page lists its claims one per item without parsing a sentence."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Sequence
+
+if TYPE_CHECKING:
+    from dis_core.score.evaluate import FeatureSetScores
 
 METRICS = (("top1", "top-1", 1), ("eer", "EER", -1), ("auc", "AUC", 1))  # (key, label, +1 if higher is better)
+VERDICT_METRICS = METRICS[:2]  # flow vs baseline: identification and verification
+BASELINE_NAMES = {"gaussian": "the Gaussian baseline", "ar": "the autoregressive baseline"}
 ALPHA = 0.05
 # Below this many people a bootstrap over them has too few distinct draws to support a claim: with 2 people
 # every usable draw is the same pair, so an EER difference of +0.50 came out as [+0.50, +0.50], p 0.000.
 MIN_PEOPLE = 10
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding: its head, the claims it lists (label, items; an empty label lists items without a name) and
+    its tone: ``ok`` the flows beat a baseline, ``no`` they do not, ``info`` neither claim."""
+
+    head: str
+    lists: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    tone: Literal["ok", "no", "info"] = "info"
+
+    @property
+    def text(self) -> str:
+        """The finding as one line (workbook, terminal): head and lists joined by '; ', an empty list 'none'."""
+        parts = [self.head] + [f"{label}: {'; '.join(items) or 'none'}" if label else "; ".join(items)
+                               for label, items in self.lists]
+        return "; ".join(p for p in parts if p)
 
 
 def supported(row: dict, key: str, alpha: float = ALPHA) -> bool:
@@ -19,11 +43,11 @@ def supported(row: dict, key: str, alpha: float = ALPHA) -> bool:
             and row.get("participants", MIN_PEOPLE) >= MIN_PEOPLE)
 
 
-def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> str:
-    """One sentence: the feature-set family, the supported differences (with the better set named, the
-    difference, its interval and Holm p) and the comparisons without a supported difference."""
+def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
+    """The feature-set family, then the supported differences (with the better set named, the difference,
+    its interval and Holm p) and the comparisons without a supported difference, one per item."""
     if not rows:
-        return "fewer than two feature sets with 3+ common participants: no feature-set comparison"
+        return Finding("fewer than two feature sets with 3+ common participants: no feature-set comparison")
     yes, no = [], []
     for r in rows:
         fa, fb = r["feature_set"].split(" vs ")
@@ -42,5 +66,62 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> str:
     family = (f"{len(rows)} feature-set comparison(s) x {len(METRICS)} metrics, paired bootstrap over the common "
               f"participants, Holm-corrected across these {len(rows) * len(METRICS)} tests; no claim on fewer than "
               f"{MIN_PEOPLE} people")
-    return (f"feature sets ({family}): supported: {'; '.join(yes) if yes else 'none'}; "
-            f"not supported: {'; '.join(no) if no else 'none'}")
+    return Finding(f"feature sets ({family})",
+                   (("supported differences", tuple(yes)), ("no supported difference", tuple(no))))
+
+
+def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
+    """Holm-adjusted p of every flow-vs-baseline difference of the run (feature sets x baselines x top-1 and
+    EER): one family, so that a verdict survives however many feature sets and baselines were compared."""
+    from dis_core.score.stats import holm
+
+    keys = [(r.feature_set, b, k) for r in results for b in r.comparisons for k, _, _ in VERDICT_METRICS]
+    ps = [next(r.comparisons[b][f"{k}_p"] for r in results if r.feature_set == fs) for fs, b, k in keys]
+    return dict(zip(keys, (float(x) for x in holm(ps)))) if keys else {}
+
+
+def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], float] | None = None,
+                     alpha: float = ALPHA) -> Finding:
+    """Whether the flows beat each baseline (Gaussian; autoregressive for lagged rows), from the paired
+    differences: a difference is supported when its interval excludes 0 and its Holm-adjusted p
+    (:func:`baseline_holm`; unadjusted without it) is below ``alpha``, on at least MIN_PEOPLE people. The
+    flows beat a baseline when at least one metric is supported better and none is supported worse; the
+    tone is ``no`` when any baseline is not beaten, ``info`` with too few people to tell."""
+    out, beaten = [], []
+    few = len(r.participants) < MIN_PEOPLE  # too few people for a bootstrap over them to support anything
+    for b, c in r.comparisons.items():
+        parts, better_any, worse_any = [], False, False
+        for key, label, better in VERDICT_METRICS:
+            d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
+            p = (p_holm or {}).get((r.feature_set, b, key), c[f"{key}_p"])
+            sig = p < alpha and not few
+            supported = sig and ((lo > 0) if better > 0 else (hi < 0))
+            worse = sig and ((hi < 0) if better > 0 else (lo > 0))
+            better_any, worse_any = better_any or supported, worse_any or worse
+            word = ("better (supported)" if supported else "worse (supported)" if worse else
+                    "no claim" if few else "no supported difference")
+            parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}], "
+                         f"{'Holm ' if p_holm else ''}p {p:.3f}: {word}")
+        name = BASELINE_NAMES.get(b, b)
+        beaten.append(better_any and not worse_any)
+        head = (f"too few people to tell whether the flows beat {name}" if few else
+                f"the flows beat {name}" if beaten[-1] else f"the flows do NOT beat {name}")
+        out.append(f"{head} ({'; '.join(parts)})")
+    note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
+    tone = "info" if few or not beaten else "ok" if all(beaten) else "no"
+    return Finding(f"{r.feature_set}: {'; '.join(out)}{note}", tone=tone)
+
+
+def partner_family(results: list[FeatureSetScores]) -> Finding:
+    """The partner-vs-stranger family in words, then each test's outcome after Holm's correction."""
+    rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in r.methods if r.methods[m].dyads]
+    if not rows:
+        return Finding("no partner test (fewer than two complete dyads)")
+    tests = []
+    for fs, m, t in rows:
+        sig = "partners more alike than strangers (supported)" if t["p_holm"] < ALPHA else "not supported"
+        tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
+                     f"{t['null_mean']:+.2f}, one-sided p {t['p']:.3f}, Holm p {t['p_holm']:.3f}: {sig}")
+    return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
+                   "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples, "
+                   "and the pseudo-couples' mean (what chance gives)", (("", tuple(tests)),))

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dis_core.layout import RunLayout
+from dis_core.report.comparisons import Finding
 
 HTML_NAME = "dis_report.html"
 THUMBS_PER_VIDEO = 3
@@ -78,8 +79,8 @@ class ReportPage:
     title: str
     summary: list[tuple[str, str]]
     metrics: pd.DataFrame
-    verdicts: list[str]
-    partners: str
+    verdicts: list[Finding]  # tone: ok the flows beat a baseline, no they do not, info neither claim
+    partners: Finding
     headline: Figure | None
     feature_sets: list[tuple[str, list[Figure]]]
     training: list[Figure]
@@ -342,15 +343,15 @@ def embedded_signatures(ranks: Sequence[tuple[str, int | None]], cap: int = MAX_
     return set((missed + rest)[:cap])
 
 
-def _split_feature_set_verdict(v: str) -> tuple[str, list[tuple[str, list[str]]]]:
-    """The feature-set sentence of report.comparisons as its family and two lists (one comparison per item,
-    which a page can be read by); any other verdict as it is."""
-    head, sep, rest = v.partition("): supported: ")
-    if not (v.startswith("feature sets (") and sep and "; not supported: " in rest):
-        return v, []
-    yes, _, no = rest.rpartition("; not supported: ")
-    return head + ")", [(name, [] if part == "none" else part.split("; "))
-                        for name, part in (("supported differences", yes), ("no supported difference", no))]
+def _finding(f: Finding, cls: str, lead: str = "") -> str:
+    """A finding as its head, then each of its lists one claim per item (an empty list said as 'none')."""
+    out = [f"<p class='{cls}'>{_e(lead + f.head)}</p>"]
+    for label, items in f.lists:
+        if label:
+            out.append(f"<p class='note'>{_e(label)}:{'' if items else ' none'}</p>")
+        if items:
+            out.append("<ul class='tests'>" + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul>")
+    return "".join(out)
 
 
 def render_html(page: ReportPage) -> str:
@@ -375,21 +376,8 @@ def render_html(page: ReportPage) -> str:
                "The baselines are fitted on the same rows as the flow and scored on the same rows: one Gaussian per "
                "participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
                "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")
-    for v in page.verdicts:
-        # no: the flows do not beat a baseline; ok: they do; info: too few people to tell, feature sets compared
-        tone = "no" if "do NOT beat" in v else "info" if "too few people" in v else "ok" if "flows beat" in v else "info"
-        head, lists = _split_feature_set_verdict(v)
-        out.append(f"<p class='verdict {tone}'>{_e(head)}</p>")
-        for label, items in lists:
-            out.append(f"<p class='note'>{_e(label)}: none</p>" if not items else
-                       f"<p class='note'>{_e(label)}:</p><ul class='tests'>"
-                       + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul>")
-    parts = page.partners.split("; ")  # the family's description, then one clause per test
-    tests = [t for t in parts if " against pseudo-couples' " in t]
-    head = "; ".join(t for t in parts if t not in tests)
-    out.append(f"<p class='note'>Partner vs stranger: {_e(head)}</p>")
-    if tests:
-        out.append("<ul class='tests'>" + "".join(f"<li>{_e(t)}</li>" for t in tests) + "</ul>")
+    out += [_finding(v, f"verdict {v.tone}") for v in page.verdicts]
+    out.append(_finding(page.partners, "note", "Partner vs stranger: "))
     out.append(_figure(page.headline) + "</section>")
     nq = len(page.qc)
     bad = sum(v.status in ("failed", "no_face") for v in page.qc)

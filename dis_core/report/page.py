@@ -16,6 +16,7 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.report.html import (HTML_NAME, Figure, ParticipantSection, ReportPage, confusions, embedded_signatures,
                                   gather_video_qc, png_figure, read_head_pose, render_html)
 from dis_core.layout import RunLayout
+from dis_core.report.comparisons import Finding
 from dis_core.score.evaluate import FeatureSetScores
 
 SIGNATURE_FEATURE_SET = "head_pose"  # the signature pictured per participant is the head's motion
@@ -28,7 +29,7 @@ def safe_name(s: str) -> str:
 
 
 def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], metrics: pd.DataFrame,
-                      summary: pd.DataFrame, verdicts: list[str], partners: str, failures: list[dict],
+                      summary: pd.DataFrame, verdicts: list[Finding], partners: Finding, failures: list[dict],
                       smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path) -> Path:
     """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
     from dis_core.report.figures import headline_png

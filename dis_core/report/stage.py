@@ -11,7 +11,8 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
-from dis_core.report.comparisons import MIN_PEOPLE, feature_set_verdict
+from dis_core.report.comparisons import (Finding, baseline_holm, baseline_verdict, feature_set_verdict,
+                                         partner_family)
 from dis_core.report.config import ReportConfig
 from dis_core.io.provenance import provenance
 from dis_core.layout import UnitResult
@@ -29,7 +30,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     figs.mkdir(parents=True, exist_ok=True)
     prov = {**prov, **report_inputs(cohort, results, prov)}
     sheets: dict[str, pd.DataFrame] = {}
-    headline, verdicts = [], []
+    headline: list[str] = []
+    verdicts: list[Finding] = []
     summary_rows = []
     p_holm = baseline_holm(results)
     for r in results:
@@ -37,7 +39,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             row = {"feature_set": r.feature_set, "method": m, "participants": len(r.participants)}
             row.update({k: v for k, v in r.methods[m].metrics.items()})
             summary_rows.append(row)
-        verdicts.append(verdict_text(r, p_holm))
+        verdicts.append(baseline_verdict(r, p_holm))
         fl, ga = r.methods["flow"].metrics, r.methods["gaussian"].metrics
         headline.append(f"  {r.feature_set:12s} N={len(r.participants):3d}  flow {_ci(fl, 'top1', 'top-1')}  "
                         f"{_ci(fl, 'eer', 'EER')}  {_ci(fl, 'auc', 'AUC')}")
@@ -52,6 +54,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
     verdicts.append(feature_set_verdict(fs_rows))
+    partners = partner_family(results)
     split_rule = split_rule_text(cohort)
     info = pd.DataFrame({"item": ["participants in cohort", "split rule", "videos used", "videos left out", "feature sets scored",
                                   "baseline comparison", "pair score", "verification scores", "intervals", "partner tests"] + [f"verdict {i + 1}" for i in range(len(verdicts))],
@@ -67,7 +70,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
                                    "data (*_raw and *_znorm: supplementary, with intervals from the same draws; methods are compared on t-norm)", "95% percentile bootstrap over participants (people resampled, 1,000 "
                                    "draws); flow vs baseline: paired bootstrap of the difference and exact McNemar "
-                                   "on top-1 (sheet comparisons)", partner_family(results)] + verdicts})
+                                   "on top-1 (sheet comparisons)", partners.text] + [v.text for v in verdicts]})
     sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
     if sync is not None:
         info.loc[len(info)] = ["synchrony tests", synchrony_text(*sync)]
@@ -126,10 +129,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         cohort.layout.pairs_table.unlink(missing_ok=True)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
-    page = _html(d, cohort, results, problems, summary, info, verdicts, sheets, prov, wb)
+    page = _html(d, cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb)
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
-                      f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + v for v in verdicts]
-                     + [f"  partners: {partner_family(results)}"]
+                      f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + v.text for v in verdicts]
+                     + [f"  partners: {partners.text}"]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
                      + [f"  report: {page}", f"  data:   {wb}"])
@@ -138,14 +141,15 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
 
 
 def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
-          info: pd.DataFrame, verdicts: list[str], sheets: dict, prov: dict, wb: Path) -> Path:
+          info: pd.DataFrame, verdicts: list[Finding], partners: Finding, sheets: dict, prov: dict,
+          wb: Path) -> Path:
     """The self-contained HTML report (dis_core/report/page.py) beside the workbook."""
     from dis_core.report.page import report_failures, write_html_report
 
     qc = sheets.get("extraction_qc")
     fails = report_failures(cohort.left_out, results, problems, qc)
     general = info[~info["item"].str.startswith("verdict")]  # verdicts get their own place on the page
-    return write_html_report(d, cohort, results, metrics, general, verdicts, partner_family(results), fails,
+    return write_html_report(d, cohort, results, metrics, general, verdicts, partners, fails,
                              sheets.get("smiles"), prov, wb)
 
 
@@ -232,66 +236,6 @@ def participant_columns(cohort: Cohort) -> dict[str, dict[str, str]]:
 
 def _ci(m: dict, key: str, label: str) -> str:
     return f"{label} {m[key]:.2f} [{m[key + '_lo']:.2f}, {m[key + '_hi']:.2f}]"
-
-
-BASELINE_NAMES = {"gaussian": "the Gaussian baseline", "ar": "the autoregressive baseline"}
-
-
-VERDICT_METRICS = (("top1", "top-1", 1), ("eer", "EER", -1))  # (key, label, +1 if higher is better)
-
-
-def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
-    """Holm-adjusted p of every flow-vs-baseline difference of the run (feature sets x baselines x top-1 and
-    EER): one family, so that a verdict survives however many feature sets and baselines were compared."""
-    from dis_core.score.stats import holm
-
-    keys = [(r.feature_set, b, k) for r in results for b in r.comparisons for k, _, _ in VERDICT_METRICS]
-    ps = [next(r.comparisons[b][f"{k}_p"] for r in results if r.feature_set == fs) for fs, b, k in keys]
-    return dict(zip(keys, (float(x) for x in holm(ps)))) if keys else {}
-
-
-def verdict_text(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], float] | None = None,
-                 alpha: float = 0.05) -> str:
-    """Whether the flows beat each baseline (Gaussian; autoregressive for lagged rows), from the paired
-    differences: a difference is supported when its interval excludes 0 and its Holm-adjusted p
-    (:func:`baseline_holm`; unadjusted without it) is below ``alpha``, on at least MIN_PEOPLE people. The
-    flows beat a baseline when at least one metric is supported better and none is supported worse."""
-    out = []
-    few = len(r.participants) < MIN_PEOPLE  # too few people for a bootstrap over them to support anything
-    for b, c in r.comparisons.items():
-        parts, better_any, worse_any = [], False, False
-        for key, label, better in VERDICT_METRICS:
-            d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
-            p = (p_holm or {}).get((r.feature_set, b, key), c[f"{key}_p"])
-            sig = p < alpha and not few
-            supported = sig and ((lo > 0) if better > 0 else (hi < 0))
-            worse = sig and ((hi < 0) if better > 0 else (lo > 0))
-            better_any, worse_any = better_any or supported, worse_any or worse
-            word = ("better (supported)" if supported else "worse (supported)" if worse else
-                    "no claim" if few else "no supported difference")
-            parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}], "
-                         f"{'Holm ' if p_holm else ''}p {p:.3f}: {word}")
-        name = BASELINE_NAMES.get(b, b)
-        head = (f"too few people to tell whether the flows beat {name}" if few else
-                f"the flows beat {name}" if better_any and not worse_any else f"the flows do NOT beat {name}")
-        out.append(f"{head} ({'; '.join(parts)})")
-    note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
-    return f"{r.feature_set}: {'; '.join(out)}{note}"
-
-
-def partner_family(results: list[FeatureSetScores]) -> str:
-    """The partner-vs-stranger family in words, with each test's outcome after Holm's correction."""
-    rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in r.methods if r.methods[m].dyads]
-    if not rows:
-        return "no partner test (fewer than two complete dyads)"
-    out = [f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
-           "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples, and the "
-           "pseudo-couples' mean (what chance gives)"]
-    for fs, m, t in rows:
-        sig = "partners more alike than strangers (supported)" if t["p_holm"] < 0.05 else "not supported"
-        out.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
-                   f"{t['null_mean']:+.2f}, one-sided p {t['p']:.3f}, Holm p {t['p_holm']:.3f}: {sig}")
-    return "; ".join(out)
 
 
 def density_text(prov: dict[str, Any], feature_sets: list[str]) -> str:
