@@ -11,6 +11,7 @@ draws they share must be equal. Ratios, not absolute times, are what to read on 
 
     nice -n 10 .venv/bin/python bench/report.py --sizes 100,300,1000 --out /tmp/dis-report
     nice -n 10 .venv/bin/python bench/report.py --whole 300 --code /tmp/old   # the whole stage, old code beside
+    nice -n 10 .venv/bin/python bench/report.py --family 300   # 2-4 feature sets: the family's draws and cost
 
 Measured 2026-12-03 after every interval (t-norm, raw and z-norm verification, top-k) came from the same
 draws (N = 100 and 300 in one run on 2 cores; N = 1,000 in a second, nice 5, the cores shared with an
@@ -31,6 +32,19 @@ Apptainer image build and a phantom render, so its absolute seconds are inflated
 (With t-norm intervals only, the same bench had measured 2.4 / 25.8 / 345.9 s against 34.0 / 361.9 /
 4,937.9 s: with the raw and z-norm intervals the report's bootstrap time is 2.3x what it was at N = 300,
 i.e. the two new intervals cost about 1.3x the t-norm one.)
+
+``--family N`` (measured 2026-12-04, once bootstrap p became 2 (k + 1) / (B + 1) and a family of paired
+comparisons got the draws Holm needs, stats.draws_for_family; synthetic matrices, 2 cores, nothing else
+running): with four feature sets the 36 feature-set tests take 2,879 draws of the headline metrics only
+(each a third of a full draw, which also holds the raw and z-norm verification), as much time again as
+every interval and flow-vs-baseline comparison together:
+
+    report statistics, N = 300, K feature sets x (flow, Gaussian)
+      K  tests  draws  intervals + flow vs baseline s  feature-set family s
+      2      6   1000                            32.1                   0.1   (the intervals' draws reused)
+      3     18   1439                            48.4                  17.1
+      4     36   2879                            37.4                  40.4
+    (N = 100: 2.9 / 0.0, 4.4 / 2.5, 5.6 / 6.6 s)
 
 ``--whole 300 --code /tmp/old`` (the whole report stage of a synthetic run, 300 people x 20 s, head_pose
 flow + Gaussian; /tmp/old a worktree of 77a38a3, before this bench):
@@ -130,6 +144,30 @@ def child_stats(n: int, old_draws: int) -> dict:
             "comparisons": len(rows)}
 
 
+def family_cost(n: int, k: int) -> dict:
+    """The report's statistics on N people with K feature sets x (flow, Gaussian): every interval, each flow
+    vs its Gaussian and every pair of feature sets, the last with the draws its family needs
+    (stats.draws_for_family); seconds of each part."""
+    import numpy as np
+
+    from dis_core.score.scoring import compare_methods, feature_set_comparisons, headline_intervals
+
+    rng = np.random.default_rng(k)
+    common = rng.normal(size=(n, n))
+    s = {f"fs{f}": {m: common + rng.normal(size=(n, n)) + np.diag(rng.normal(2.5 + f, 1.0, n)) for m in METHODS}
+         for f in range(k)}
+    t0 = time.perf_counter()
+    for fs in s:
+        for m in METHODS:
+            headline_intervals(s[fs][m])
+        compare_methods(s[fs]["flow"], s[fs]["gaussian"])
+    t1 = time.perf_counter()
+    rows = feature_set_comparisons([(fs, [f"p{j}" for j in range(n)], s[fs]) for fs in s])
+    t2 = time.perf_counter()
+    return {"n": n, "k": k, "tests": 3 * len(rows), "draws": rows[0]["draws"], "intervals_s": t1 - t0,
+            "family_s": t2 - t1}
+
+
 def child_pairs(n: int, folder: Path) -> dict:
     """The pair table of N people, 2 feature sets x 2 methods, written as the report writes it."""
     import types
@@ -218,7 +256,15 @@ def main() -> None:
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--whole", type=int, default=0, help="also the whole report stage of a synthetic run of N people")
     ap.add_argument("--code", type=Path, help="with --whole: another checkout's report stage on the same run too")
+    ap.add_argument("--family", type=int, default=0, help="only the statistics of 2-4 feature sets on N people")
     a = ap.parse_args()
+    if a.family:
+        print(f"report statistics, N = {a.family}, K feature sets x (flow, Gaussian)")
+        print(f"{'K':>3} {'tests':>6} {'draws':>6} {'intervals + flow vs baseline s':>31} {'feature-set family s':>21}")
+        for k in (2, 3, 4):
+            x = family_cost(a.family, k)
+            print(f"{k:>3} {x['tests']:>6} {x['draws']:>6} {x['intervals_s']:>31.1f} {x['family_s']:>21.1f}", flush=True)
+        return
     if a.whole:
         t = time.perf_counter()
         out = whole_run(a.whole, a.out)

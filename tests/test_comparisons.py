@@ -87,6 +87,37 @@ def test_family_is_every_pair_and_method_holm_adjusted():
     assert "Holm-corrected across these 18 tests" in text
 
 
+def test_a_family_gets_the_draws_to_support_a_difference_no_draw_crosses():
+    """Four feature sets x two methods: 36 tests. With 1,000 draws the smallest p (2/1001) times 36 is 0.072,
+    so Holm could support nothing however clear; the family gets 2,879 draws and the clear differences
+    (a perfect set against hopeless ones, which no draw crosses) are supported; the flows' comparisons with
+    their baselines are sized by their own family the same way."""
+    from types import SimpleNamespace as NS
+
+    from dis_core.score.evaluate import compare_with_baselines
+
+    n = 12
+    pids = [f"p{i}" for i in range(n)]
+    rng = np.random.default_rng(2)
+    noise = [rng.standard_normal((n, n)) for _ in range(6)]
+    sets = [("perfect", pids, {"flow": _perfect(n), "gaussian": _perfect(n)})] + [
+        (f"hopeless{k}", pids, {m: _hopeless(n) + 0.01 * noise[2 * k + j] for j, m in enumerate(("flow", "gaussian"))})
+        for k in range(3)]
+    rows = feature_set_comparisons(sets, n_boot=1000)
+    assert len(rows) == 12 and {r["draws"] for r in rows} == {st.draws_for_family(36)} == {2879}
+    clear = [r for r in rows if r["feature_set"].startswith("perfect")]
+    assert all(r["auc_p"] == pytest.approx(2 / 2880) and r["auc_p_holm"] < 0.05 for r in clear)
+    assert "perfect better than hopeless0 on AUC (flow, 12 people" in feature_set_verdict(rows).text
+
+    results = [NS(methods={m: NS(s=s) for m, s in sc.items()} | {"ar": NS(s=sc["gaussian"])}, comparisons={})
+               for _, _, sc in sets]  # 4 feature sets x 2 baselines x 3 metrics: 24 tests
+    compare_with_baselines(results)
+    assert [sorted(r.comparisons) for r in results] == [["ar", "gaussian"]] * 4
+    assert {c["draws"] for r in results for c in r.comparisons.values()} == {st.draws_for_family(24)} == {1919}
+    compare_with_baselines(results[:1])  # 6 tests: at least 1,000 draws
+    assert results[0].comparisons["gaussian"]["draws"] == 1000
+
+
 def test_verdict_without_comparisons():
     assert "no feature-set comparison" in feature_set_verdict([]).text
 

@@ -132,6 +132,22 @@ def test_paired_bootstrap_detects_better_system_and_null():
     assert same.diff == 0 and same.p == 1.0
 
 
+def test_paired_p_is_the_monte_carlo_p_and_never_zero():
+    """p = 2 (k + 1) / (B + 1) with k of B draws across 0 (undefined draws left out): a bootstrap of 1,000
+    draws cannot say p = 0, and a family needs draws enough for Holm to reach a difference none crosses."""
+    up = np.linspace(0.1, 1.0, 999)
+    assert st.paired_result(0.5, up).p == pytest.approx(2 / 1000)  # no draw across 0
+    three = np.r_[up[3:], 0.0, -0.1, -0.2, np.nan]  # 999 finite draws, three at or below 0
+    assert st.paired_result(0.5, three).p == pytest.approx(2 * 4 / 1000)
+    assert st.paired_result(-0.5, -up).p == pytest.approx(2 / 1000)
+    assert st.paired_result(0.5, -up).p == 1.0 and st.paired_result(0.0, up).p == 1.0
+    for tests in (1, 8, 36, 90):
+        b = st.draws_for_family(tests)
+        assert tests * 2 / (b + 1) <= 0.05 / 2 and (b == 1000 or 0.05 / 2 < tests * 2 / b)  # the fewest, >= 1,000
+        assert st.holm([2 / (b + 1)] * tests).max() < 0.05  # no draw across 0: supported after Holm
+    assert st.holm([2 / 1001] * 36).max() > 0.05  # 1,000 draws could not support it in a family of 36
+
+
 def test_mcnemar_exact():
     a = np.array([1] * 8 + [0] * 2 + [1] * 5, bool)
     b = np.array([0] * 8 + [1] * 2 + [1] * 5, bool)

@@ -154,12 +154,13 @@ def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: li
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
-    """Every feature set's scores read back (stale ones refused) and evaluated, the partner tests
-    Holm-adjusted across the family; feature sets without scores become problems with the reason."""
+    """Every feature set's scores read back (stale ones refused) and evaluated; the flows compared with their
+    baselines and the partner tests, each as one family across the run; feature sets without scores become
+    problems with the reason."""
     from dis_core.cohort.stage import load_cohort
     from dis_core.errors import DISError
     from dis_core.layout import read_status
-    from dis_core.score.evaluate import adjust_partner_tests, evaluate
+    from dis_core.score.evaluate import adjust_partner_tests, compare_with_baselines, evaluate
     from dis_core.score.groups import cohort_grouping
     from dis_core.score.stage import load_scores
 
@@ -178,6 +179,7 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
                             {"feature_set": fs, "reason": str(e)})
             continue
         results.append(evaluate(sc, lambda pids=sc.participants: cohort_grouping(cohort, pids)[0]))
+    compare_with_baselines(results)
     adjust_partner_tests(results)
     return cohort, results, problems
 

@@ -10,11 +10,11 @@ import numpy as np
 
 from dis_core.errors import DISError
 from dis_core.score.blocks import HeldOutFrames, PerFrameStore
-from dis_core.score.scoring import (compare_methods, headline_intervals, identification, partner_test, ranks, tnorm,
-                                    verification, znorm)
+from dis_core.score.scoring import (HEADLINE, compare_methods, headline_intervals, identification, partner_test,
+                                    ranks, tnorm, verification, znorm)
 from dis_core.score.stage import Scores
 from dis_core.score.groups import grouping_text
-from dis_core.score.stats import holm
+from dis_core.score.stats import draws_for_family, holm
 
 @dataclasses.dataclass
 class MethodScores:
@@ -69,8 +69,7 @@ def evaluate(sc: Scores, groups: Sequence[str] | Callable[[], Sequence[str] | No
                                   sc.norm_mean[m], sc.norm_median[m], sc.norm_hist[m])
     test_frames = {p: int(sc.test_frames[p]) for p in sc.participants}
     return FeatureSetScores(sc.feature_set, sc.participants, sc.dyads, test_frames, methods, sc.training,
-                            sc.histories, left_out, sc.test_data_frames, sc.norm_bins, sc.store,
-                            {b: compare_methods(methods["flow"].s, methods[b].s) for b in methods if b != "flow"})
+                            sc.histories, left_out, sc.test_data_frames, sc.norm_bins, sc.store)
 
 
 def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, float] | None:
@@ -87,6 +86,17 @@ def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, 
         if not any(x.get("reason", "").endswith(str(e)) for x in left_out):
             left_out.append({"participant_id": "", "feature_set": fs, "reason": f"partner test not run: {e}"})
         return None
+
+
+def compare_with_baselines(results: list[FeatureSetScores], n_boot: int = 1000) -> None:
+    """The flow minus each baseline of every feature set (:func:`compare_methods`) into ``comparisons``, with
+    the draws the run's family of these tests needs (every feature set x baseline x headline metric,
+    :func:`draws_for_family`), so that the report's Holm correction can support a difference no draw crosses."""
+    tests = sum(len(r.methods) - 1 for r in results) * len(HEADLINE)
+    draws = draws_for_family(tests, at_least=n_boot)
+    for r in results:
+        r.comparisons = {b: compare_methods(r.methods["flow"].s, r.methods[b].s, n_boot=draws)
+                         for b in r.methods if b != "flow"}
 
 
 def adjust_partner_tests(results: list[FeatureSetScores]) -> None:

@@ -162,14 +162,16 @@ _DRAWS: "OrderedDict[tuple, dict[str, np.ndarray]]" = OrderedDict()
 _DRAWS_KEPT = 64  # a run's matrices (feature sets x methods, and their cuts to common people): 7 x n_boot floats each
 
 
-def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0, supplementary: bool = True
+                   ) -> dict[str, np.ndarray]:
     """Every HEADLINE metric on every bootstrap draw of people (``participant_draws(N, n_boot, seed)``):
     top-1 as :func:`bootstrap_columns` (each drawn person's credit among all N models); EER and AUC under the
     duplicate rule of :func:`bootstrap_participants`, the same numbers as on S[idx][:, idx], computed on the
     draw's distinct people with their counts as weights (one sort per draw instead of five, no N x N copy).
     Remembered per matrix, so that a method's comparisons reuse
     its draws instead of redrawing them (every comparison of one run uses the same seed); the arrays are
-    read-only."""
+    read-only. Without ``supplementary`` only HEADLINE is drawn (a third of the cost: what comparisons use)
+    unless the draws with it are already remembered."""
     if not isinstance(seed, (int, np.integer)):
         raise ValueError(f"headline_draws needs an integer seed (paired comparisons draw the same people for "
                          f"both methods), not {seed!r}")
@@ -177,13 +179,15 @@ def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str
     own = np.diag(s)
     if not np.all(np.isfinite(own)):
         raise DISError(f"non-finite genuine score for data column {int(np.argmax(~np.isfinite(own)))}")
-    key = (hashlib.sha1(memoryview(s).cast("B")).hexdigest(), s.shape, n_boot, int(seed))
+    key = (hashlib.sha1(memoryview(s).cast("B")).hexdigest(), s.shape, n_boot, int(seed), True)
+    if not supplementary and key not in _DRAWS:
+        key = key[:-1] + (False,)
     if key not in _DRAWS:
-        out = {name: np.empty(n_boot) for name in (*HEADLINE, *SUPPLEMENTARY)}
+        out = {name: np.empty(n_boot) for name in (*HEADLINE, *(SUPPLEMENTARY if supplementary else ()))}
         credit = topk_fractional(s, 1)[0]  # against all N models: the gallery is not resampled (bootstrap_columns)
         for b, idx in enumerate(participant_draws(len(s), n_boot, seed)):
             out["top1"][b] = credit[idx].mean()
-            for name, v in _draw_metrics(s, idx).items():
+            for name, v in _draw_metrics(s, idx, supplementary).items():
                 out[name][b] = v
         for v in out.values():
             v.setflags(write=False)
@@ -194,7 +198,7 @@ def headline_draws(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str
     return dict(_DRAWS[key])
 
 
-def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
+def _draw_metrics(s: np.ndarray, idx: np.ndarray, supplementary: bool = True) -> dict[str, float]:
     """eer and auc of one draw after the draw's own t-norm, and (SUPPLEMENTARY) on its raw and z-normed scores."""
     u, count = np.unique(idx, return_counts=True)
     w = count.astype(float)  # copies of each distinct person in the draw
@@ -202,7 +206,10 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray) -> dict[str, float]:
     off = ~np.eye(len(u), dtype=bool)
     ww = np.outer(w, w)  # an impostor cell's weight: copies of its model x copies of its data
     out: dict[str, float] = {}
-    for suffix, t in (("", _weighted_tnorm(sub, w, off)), ("_raw", sub), ("_znorm", _weighted_tnorm(sub.T, w, off).T)):
+    norms = (("", lambda: _weighted_tnorm(sub, w, off)), ("_raw", lambda: sub),
+             ("_znorm", lambda: _weighted_tnorm(sub.T, w, off).T))
+    for suffix, norm in norms if supplementary else norms[:1]:
+        t = norm()
         g_ok = np.isfinite(np.diag(t))
         i_ok = np.isfinite(t) & off
         if not g_ok.any() or not i_ok.any():  # e.g. one person drawn N times: no impostor (_defined)
@@ -248,13 +255,13 @@ def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: 
     if s_a.shape != s_b.shape:
         raise DISError(f"score matrices differ in shape: {s_a.shape} vs {s_b.shape}")
     out: dict[str, float] = {}
-    da, db = headline_draws(s_a, n_boot, seed), headline_draws(s_b, n_boot, seed)
+    da, db = headline_draws(s_a, n_boot, seed, False), headline_draws(s_b, n_boot, seed, False)
     for name, fn in HEADLINE.items():
         r = paired_result(float(fn(s_a) - fn(s_b)), da[name] - db[name])
         out.update({f"{name}_diff": r.diff, f"{name}_diff_lo": r.lo, f"{name}_diff_hi": r.hi, f"{name}_p": r.p})
     ca, cb = topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0]
     mc = mcnemar_top1(ca == 1.0, cb == 1.0)
-    out.update(top1_mcnemar_n10=mc["n10"], top1_mcnemar_n01=mc["n01"], top1_mcnemar_p=mc["p"])
+    out.update(top1_mcnemar_n10=mc["n10"], top1_mcnemar_n01=mc["n01"], top1_mcnemar_p=mc["p"], draws=n_boot)
     return out
 
 
@@ -281,20 +288,18 @@ def feature_set_comparisons(scored: Sequence[tuple[str, Sequence[str], dict[str,
 
     ``scored`` holds (feature set, participants, {method: S}). The family is every (pair, method, metric)
     bootstrap p in the run: each row gets Holm-adjusted ``<metric>_p_holm`` (top1, eer, auc) and
-    ``top1_mcnemar_p_holm`` over that family, so a claim survives however many comparisons were made."""
-    from dis_core.score.stats import holm
+    ``top1_mcnemar_p_holm`` over that family, so a claim survives however many comparisons were made; the
+    draws are at least ``n_boot`` and as many as the family needs (:func:`draws_for_family`)."""
+    from dis_core.score.stats import draws_for_family, holm
 
+    pairs = [(scored[x], scored[y], m) for x in range(len(scored)) for y in range(x + 1, len(scored))
+             for m in scored[x][2] if m in scored[y][2] and len(set(scored[x][1]) & set(scored[y][1])) >= 3]
+    n_boot = draws_for_family(len(pairs) * len(HEADLINE), at_least=n_boot)
     rows: list[dict[str, object]] = []
-    for x in range(len(scored)):
-        for y in range(x + 1, len(scored)):
-            (fa, pa, sa), (fb, pb, sb) = scored[x], scored[y]
-            for m in sa:
-                if m not in sb:
-                    continue
-                c = compare_feature_sets(sa[m], pa, sb[m], pb, n_boot=n_boot, seed=seed)
-                if c is not None:
-                    rows.append({"comparison": "feature_set", "feature_set": f"{fa} vs {fb}", "method": m,
-                                 "a": f"{fa}/{m}", "b": f"{fb}/{m}", **c})
+    for (fa, pa, sa), (fb, pb, sb), m in pairs:
+        c = compare_feature_sets(sa[m], pa, sb[m], pb, n_boot=n_boot, seed=seed)
+        rows.append({"comparison": "feature_set", "feature_set": f"{fa} vs {fb}", "method": m,
+                     "a": f"{fa}/{m}", "b": f"{fb}/{m}", **c})
     keys = [f"{k}_p" for k in HEADLINE] + ["top1_mcnemar_p"]
     adj = holm([r[k] for r in rows for k in keys[:-1]]) if rows else []
     for i, r in enumerate(rows):

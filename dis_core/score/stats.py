@@ -9,6 +9,7 @@ the matrix-level metrics here skip such cells.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ __all__ = [
     "check_finite", "genuine_impostor", "roc_points", "eer", "auc", "det_points", "eer_matrix",
     "auc_matrix", "weighted_auc_eer", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
     "participant_draws", "bootstrap_columns", "column_draws",
-    "boot_result", "paired_bootstrap", "paired_result", "mcnemar_top1", "pair_similarity",
+    "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
     "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
 ]
@@ -252,8 +253,7 @@ def paired_bootstrap(s_a: np.ndarray, s_b: np.ndarray, metric_fn: Callable[[np.n
                      n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> PairedResult:
     """Bootstrap of metric(a) - metric(b) on the same resampled participants (same duplicate rule).
 
-    p (two-sided) = 2 x proportion of bootstrap differences on the other side of 0 from the observed
-    difference (0 counted as the other side), capped at 1.
+    p (two-sided): :func:`paired_result`.
     """
     s_a, s_b = np.asarray(s_a, float), np.asarray(s_b, float)
     if s_a.shape != s_b.shape:
@@ -265,18 +265,25 @@ def paired_bootstrap(s_a: np.ndarray, s_b: np.ndarray, metric_fn: Callable[[np.n
 
 
 def paired_result(diff: float, dist: np.ndarray, ci: float = 0.95) -> PairedResult:
-    """Interval and two-sided p of a paired bootstrap distribution of differences (see
-    :func:`paired_bootstrap`); draws where either metric is undefined are left out."""
+    """Interval and two-sided p of a paired bootstrap distribution of differences; draws where either
+    metric is undefined are left out. p = 2 (k + 1) / (B + 1), capped at 1, where k of the B draws lie on
+    the other side of 0 from the observed difference (0 counted as the other side): the Monte Carlo p of
+    Davison & Hinkley (1997, eq. 4.11), as the permutation tests here. It is never 0: with no draw across 0,
+    all B draws say is p < about 2 / B (see :func:`draws_for_family`)."""
     d = dist[np.isfinite(dist)]
     q = (1 - ci) / 2
     lo, hi = np.quantile(d, [q, 1 - q])
-    if diff > 0:
-        p = 2 * np.mean(d <= 0)
-    elif diff < 0:
-        p = 2 * np.mean(d >= 0)
-    else:
-        p = 1.0
-    return PairedResult(diff, float(lo), float(hi), float(min(1.0, p)), dist)
+    if diff == 0:
+        return PairedResult(diff, float(lo), float(hi), 1.0, dist)
+    k = int(np.sum(d <= 0)) if diff > 0 else int(np.sum(d >= 0))
+    return PairedResult(diff, float(lo), float(hi), float(min(1.0, 2 * (k + 1) / (len(d) + 1))), dist)
+
+
+def draws_for_family(tests: int, alpha: float = 0.05, at_least: int = 1000) -> int:
+    """Bootstrap draws for a family of ``tests`` paired comparisons under Holm: enough that the smallest p
+    a draw count allows (2 / (B + 1), :func:`paired_result`) times the family's size is at most alpha / 2,
+    so that a difference no draw crosses can be supported however many comparisons the run makes."""
+    return max(at_least, math.ceil(4 * tests / alpha) - 1)
 
 
 def mcnemar_top1(correct_a, correct_b) -> dict[str, float]:
