@@ -90,6 +90,17 @@ of top-1, AUC or EER excludes zero, e.g. pooled flow - pooled Gaussian AUC +0.00
 +0.0109]. Against the replaced MAF flows, AUC is ahead with the interval above zero for head_lags +0.0209
 [+0.0067, +0.0387], head_windows +0.0163 [+0.0002, +0.0449] and the pooled spectra +0.0023 [+0.0002,
 +0.0044] (seed 12) and head_pose +0.0169 [+0.0028, +0.0279] (seed 31); EER is lower or equal in every pair.
+
+A third cohort with other dynamics, measured 2026-12-04 (the table by cf256cc, the paired figures after it
+by compare_methods of 48c6aeb on the cached matrices, p = 2 (k + 1) / (B + 1)): dis phantom --participants 40
+--sessions 2 --duration 30 --fps 15 --seed 5 --swap-faces --camera-deg 8 --hidden-fraction 0.05 (the
+default dynamics, 30 s sessions; 421-450 usable rows per video). spectrum/pflow 1.000 [1.000, 1.000], EER
+0.011 [0.002, 0.027]; spectrum/pgauss 1.000, 0.011 [0.003, 0.028]; spectrum/nn 0.975, 0.025 [0.000,
+0.075]; frame/flow 0.975 [0.925, 1.000], 0.103; frame/gaussian 0.900 [0.800, 0.975], 0.122; lags/ar 0.850,
+0.075; windows/flow 0.900, 0.125. Paired: spectrum/pflow - spectrum/pgauss top-1 +0.000, EER +0.000
+[-0.008, +0.007]; - frame/gaussian top-1 +0.100 [+0.025, +0.200] p=0.014 (McNemar 4 vs 0, p=0.125), EER
+-0.112 [-0.174, -0.079] p=0.002.
+
 The figures below are of the same seeds rendered by the earlier face rule (before 4 December 2026,
 --swap-faces showed the next participant's face: a dyad partner's, for the first of each dyad); head
 motion sees faces only through MediaPipe's per-face gain, and they are within a person of the above.

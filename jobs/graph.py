@@ -184,7 +184,8 @@ STAGES: tuple[Stage, ...] = (
           after=("train",), wait="afterany", resources=Resources(cpus=1, mem_gb=2.0, time_min=120)),
     # 12 h: the bootstraps (t-norm, raw and z-norm intervals) grow as N^2 (bench/report.py): with the four default
     # feature sets about 27-50 min at N = 1,000 and 2-3.5 h at 2,000 for the intervals, as much again for the
-    # feature-set family's 2,879 draws (bench/report.py --family), plus the pair table (~95 s per 4M rows)
+    # feature-set family's 2,879 draws (bench/report.py --family; when the sets score the same people: each
+    # set left short of someone adds a pass over the others cut to its people), plus the pair table (~95 s per 4M rows)
     Stage("report", "metrics with intervals, tests, the workbook and figures",
           units=lambda p: ["report"], uid=str, run=_report, folder=lambda lay, u: lay.report_dir,
           after=("score",), wait="afterany", resources=Resources(cpus=1, mem_gb=8.0, time_min=720)),

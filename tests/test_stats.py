@@ -324,6 +324,15 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
         b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)
         assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
         assert f"{name}_diff" not in c
+    # comparisons draw the headline metrics alone (the same numbers), or reuse the full draws when remembered
+    fresh = np.round(rng.normal(size=(20, 20)), 1) + np.eye(20)
+    only = headline_draws(fresh, n_boot=100, seed=1, supplementary=False)
+    assert set(only) == set(HEADLINE)
+    full = headline_draws(fresh, n_boot=100, seed=1)
+    assert set(full) == {*HEADLINE, *SUPPLEMENTARY}  # not the headline-only draws remembered before
+    for name in HEADLINE:
+        np.testing.assert_array_equal(only[name], full[name])
+    assert headline_draws(fresh, n_boot=100, seed=1, supplementary=False)["eer"] is full["eer"]
     kept = headline_draws(s, n_boot=200, seed=4)
     assert kept["eer"] is headline_draws(s.copy(), n_boot=200, seed=4)["eer"]  # reused, and read-only:
     with pytest.raises(ValueError):

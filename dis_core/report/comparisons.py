@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
+from dis_core.score.scoring import VERDICT_KEYS
+
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
 
 METRICS = (("top1", "top-1", 1), ("eer", "EER", -1), ("auc", "AUC", 1))  # (key, label, +1 if higher is better)
-VERDICT_METRICS = METRICS[:2]  # flow vs baseline: identification and verification
+VERDICT_METRICS = tuple(m for m in METRICS if m[0] in VERDICT_KEYS)  # flow vs baseline: top-1 and EER
 BASELINE_NAMES = {"gaussian": "the Gaussian baseline", "ar": "the autoregressive baseline"}
 ALPHA = 0.05
 # Below this many people a bootstrap over them has too few distinct draws to support a claim: with 2 people

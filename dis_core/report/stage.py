@@ -69,8 +69,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
                                    "data (*_raw and *_znorm: supplementary, with intervals from the same draws; methods are compared on t-norm)", "95% percentile bootstrap over participants (people resampled, 1,000 "
-                                   "draws); flow vs baseline: paired bootstrap of the difference and exact McNemar "
-                                   "on top-1 (sheet comparisons)", partners.text] + [v.text for v in verdicts]})
+                                   "draws); flow vs baseline and feature set vs feature set: paired bootstrap of the "
+                                   "difference, p = 2 (k + 1) / (B + 1) with k of B draws across 0, B as the family "
+                                   "of tests needs for Holm (at least 1,000; column draws), and exact McNemar on "
+                                   "top-1 (sheet comparisons)", partners.text] + [v.text for v in verdicts]})
     sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
     if sync is not None:
         info.loc[len(info)] = ["synchrony tests", synchrony_text(*sync)]

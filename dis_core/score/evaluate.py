@@ -10,7 +10,7 @@ import numpy as np
 
 from dis_core.errors import DISError
 from dis_core.score.blocks import HeldOutFrames, PerFrameStore
-from dis_core.score.scoring import (HEADLINE, compare_methods, headline_intervals, identification, partner_test,
+from dis_core.score.scoring import (VERDICT_KEYS, compare_methods, headline_intervals, identification, partner_test,
                                     ranks, tnorm, verification, znorm)
 from dis_core.score.stage import Scores
 from dis_core.score.groups import grouping_text
@@ -90,9 +90,10 @@ def _partner_test(s, dyads, groups, fs: str, left_out: list[dict]) -> dict[str, 
 
 def compare_with_baselines(results: list[FeatureSetScores], n_boot: int = 1000) -> None:
     """The flow minus each baseline of every feature set (:func:`compare_methods`) into ``comparisons``, with
-    the draws the run's family of these tests needs (every feature set x baseline x headline metric,
-    :func:`draws_for_family`), so that the report's Holm correction can support a difference no draw crosses."""
-    tests = sum(len(r.methods) - 1 for r in results) * len(HEADLINE)
+    the draws the run's family of these tests needs (every feature set x baseline x the metrics a verdict
+    weighs, :func:`draws_for_family`), so that the report's Holm correction can support a difference no draw
+    crosses."""
+    tests = sum(len(r.methods) - 1 for r in results) * len(VERDICT_KEYS)
     draws = draws_for_family(tests, at_least=n_boot)
     for r in results:
         r.comparisons = {b: compare_methods(r.methods["flow"].s, r.methods[b].s, n_boot=draws)

@@ -152,6 +152,7 @@ auc_tnorm = _defined(auc)
 
 
 HEADLINE = {"top1": top1_of, "eer": eer_tnorm, "auc": auc_tnorm}
+VERDICT_KEYS = ("top1", "eer")  # what a flow-vs-baseline verdict weighs (report.comparisons.baseline_verdict)
 # Verification on the raw and the z-normed scores: reported beside the headline (t-norm) with their own
 # intervals from the same draws, but not compared between methods.
 SUPPLEMENTARY = {"eer_raw": _defined(eer, np.asarray), "auc_raw": _defined(auc, np.asarray),

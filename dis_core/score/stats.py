@@ -267,9 +267,10 @@ def paired_bootstrap(s_a: np.ndarray, s_b: np.ndarray, metric_fn: Callable[[np.n
 def paired_result(diff: float, dist: np.ndarray, ci: float = 0.95) -> PairedResult:
     """Interval and two-sided p of a paired bootstrap distribution of differences; draws where either
     metric is undefined are left out. p = 2 (k + 1) / (B + 1), capped at 1, where k of the B draws lie on
-    the other side of 0 from the observed difference (0 counted as the other side): the Monte Carlo p of
-    Davison & Hinkley (1997, eq. 4.11), as the permutation tests here. It is never 0: with no draw across 0,
-    all B draws say is p < about 2 / B (see :func:`draws_for_family`)."""
+    the other side of 0 from the observed difference (0 counted as the other side): the p of inverting the
+    percentile interval, with the +1 of a Monte Carlo p (Davison & Hinkley 1997, sec. 4.2.5; as the
+    permutation tests here) so that it is conservative and never 0: with no draw across 0, all B draws say
+    is p < about 2 / B (see :func:`draws_for_family`)."""
     d = dist[np.isfinite(dist)]
     q = (1 - ci) / 2
     lo, hi = np.quantile(d, [q, 1 - q])
