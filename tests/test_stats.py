@@ -146,6 +146,7 @@ def test_paired_p_is_the_monte_carlo_p_and_never_zero():
         assert tests * 2 / (b + 1) <= 0.05 / 2 and (b == 1000 or 0.05 / 2 < tests * 2 / b)  # the fewest, >= 1,000
         assert st.holm([2 / (b + 1)] * tests).max() < 0.05  # no draw across 0: supported after Holm
     assert st.holm([2 / 1001] * 36).max() > 0.05  # 1,000 draws could not support it in a family of 36
+    assert (st.p_text(1 / 2001), st.p_text(0.001), st.p_text(0.0123)) == ("< 0.001", "0.001", "0.012")
 
 
 def test_mcnemar_exact():

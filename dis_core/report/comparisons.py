@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from dis_core.score.scoring import VERDICT_KEYS
+from dis_core.score.stats import p_text
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -60,7 +61,7 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
                 win, lose = (fa, fb) if d * better > 0 else (fb, fa)
                 yes.append(f"{win} better than {lose} on {label} ({r['method']}, {r['participants']} people: "
                            f"a - b {d:+.2f} [{r[f'{key}_diff_lo']:+.2f}, {r[f'{key}_diff_hi']:+.2f}], "
-                           f"Holm p {r[f'{key}_p_holm']:.3f})")
+                           f"Holm p {p_text(r[f'{key}_p_holm'])})")
             else:
                 unsupported.append(label)
         if unsupported:
@@ -103,7 +104,7 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
             word = ("better (supported)" if supported else "worse (supported)" if worse else
                     "no claim" if few else "no supported difference")
             parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}], "
-                         f"{'Holm ' if p_holm else ''}p {p:.3f}: {word}")
+                         f"{'Holm ' if p_holm else ''}p {p_text(p)}: {word}")
         name = BASELINE_NAMES.get(b, b)
         beaten.append(better_any and not worse_any)
         head = (f"too few people to tell whether the flows beat {name}" if few else
@@ -123,7 +124,7 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
     for fs, m, t in rows:
         sig = "partners more alike than strangers (supported)" if t["p_holm"] < ALPHA else "not supported"
         tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
-                     f"{t['null_mean']:+.2f}, one-sided p {t['p']:.3f}, Holm p {t['p_holm']:.3f}: {sig}")
+                     f"{t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: {sig}")
     return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
                    "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples, "
                    "and the pseudo-couples' mean (what chance gives)", (("", tuple(tests)),))

@@ -21,7 +21,7 @@ __all__ = [
     "check_finite", "genuine_impostor", "roc_points", "eer", "auc", "det_points", "eer_matrix",
     "auc_matrix", "weighted_auc_eer", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
     "participant_draws", "bootstrap_columns", "column_draws",
-    "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "mcnemar_top1", "pair_similarity",
+    "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "p_text", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
     "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
 ]
@@ -278,6 +278,12 @@ def paired_result(diff: float, dist: np.ndarray, ci: float = 0.95) -> PairedResu
         return PairedResult(diff, float(lo), float(hi), 1.0, dist)
     k = int(np.sum(d <= 0)) if diff > 0 else int(np.sum(d >= 0))
     return PairedResult(diff, float(lo), float(hi), float(min(1.0, 2 * (k + 1) / (len(d) + 1))), dist)
+
+
+def p_text(p: float) -> str:
+    """A p-value as a sentence prints it: three decimals, and '< 0.001' below them (a permutation test's
+    (k + 1) / (n + 1) of 0.0005 is not 0.000)."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def draws_for_family(tests: int, alpha: float = 0.05, at_least: int = 1000) -> int:

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import _matchings, _pairs, holm
+from dis_core.score.stats import _matchings, _pairs, holm, p_text
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -305,5 +305,5 @@ def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     for r in rows:
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
         out.append(f"{r['signal']}: excess {r['excess']:+.3f} [{r['excess_ci_lo']:+.3f}, {r['excess_ci_hi']:+.3f}] "
-                   f"over pseudo-couples' {r['null_mean']:.3f}, p {r['p']:.3f}, Holm p {r['p_holm']:.3f}: {sig}")
+                   f"over pseudo-couples' {r['null_mean']:.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
     return "; ".join(out)
