@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
-from dis_core.score.scoring import VERDICT_KEYS
-from dis_core.score.stats import p_text
+from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
+from dis_core.score.stats import holm, p_text
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -50,7 +50,7 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
     """The feature-set family, then the supported differences (with the better set named, the difference,
     its interval and Holm p) and the comparisons without a supported difference, one per item."""
     if not rows:
-        return Finding("fewer than two feature sets with 3+ common participants: no feature-set comparison")
+        return Finding(f"fewer than two feature sets with {MIN_COMMON}+ common participants: no feature-set comparison")
     yes, no = [], []
     for r in rows:
         fa, fb = r["feature_set"].split(" vs ")
@@ -76,8 +76,6 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
 def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
     """Holm-adjusted p of every flow-vs-baseline difference of the run (feature sets x baselines x top-1 and
     EER): one family, so that a verdict survives however many feature sets and baselines were compared."""
-    from dis_core.score.stats import holm
-
     keys = [(r.feature_set, b, k) for r in results for b in r.comparisons for k, _, _ in VERDICT_METRICS]
     ps = [next(r.comparisons[b][f"{k}_p"] for r in results if r.feature_set == fs) for fs, b, k in keys]
     return dict(zip(keys, (float(x) for x in holm(ps)))) if keys else {}
@@ -98,10 +96,10 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
             d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
             p = (p_holm or {}).get((r.feature_set, b, key), c[f"{key}_p"])
             sig = p < alpha and not few
-            supported = sig and ((lo > 0) if better > 0 else (hi < 0))
+            ahead = sig and ((lo > 0) if better > 0 else (hi < 0))
             worse = sig and ((hi < 0) if better > 0 else (lo > 0))
-            better_any, worse_any = better_any or supported, worse_any or worse
-            word = ("better (supported)" if supported else "worse (supported)" if worse else
+            better_any, worse_any = better_any or ahead, worse_any or worse
+            word = ("better (supported)" if ahead else "worse (supported)" if worse else
                     "no claim" if few else "no supported difference")
             parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}], "
                          f"{'Holm ' if p_holm else ''}p {p_text(p)}: {word}")

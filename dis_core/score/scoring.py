@@ -152,6 +152,7 @@ auc_tnorm = _defined(auc)
 
 
 HEADLINE = {"top1": top1_of, "eer": eer_tnorm, "auc": auc_tnorm}
+MIN_COMMON = 3  # people two feature sets must share to be compared (compare_feature_sets)
 VERDICT_KEYS = ("top1", "eer")  # what a flow-vs-baseline verdict weighs (report.comparisons.baseline_verdict)
 # Verification on the raw and the z-normed scores: reported beside the headline (t-norm) with their own
 # intervals from the same draws, but not compared between methods.
@@ -207,10 +208,9 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray, supplementary: bool = True) ->
     off = ~np.eye(len(u), dtype=bool)
     ww = np.outer(w, w)  # an impostor cell's weight: copies of its model x copies of its data
     out: dict[str, float] = {}
-    norms = (("", lambda: _weighted_tnorm(sub, w, off)), ("_raw", lambda: sub),
-             ("_znorm", lambda: _weighted_tnorm(sub.T, w, off).T))
-    for suffix, norm in norms if supplementary else norms[:1]:
-        t = norm()
+    for suffix in ("", "_raw", "_znorm") if supplementary else ("",):
+        t = (_weighted_tnorm(sub, w, off) if suffix == "" else sub if suffix == "_raw" else
+             _weighted_tnorm(sub.T, w, off).T)
         g_ok = np.isfinite(np.diag(t))
         i_ok = np.isfinite(t) & off
         if not g_ok.any() or not i_ok.any():  # e.g. one person drawn N times: no impostor (_defined)
@@ -274,7 +274,7 @@ def compare_feature_sets(s_a: np.ndarray, pids_a: Sequence[str], s_b: np.ndarray
     so it can differ from each feature set's own figure. None when fewer than 3 people are common."""
     where_b = {p: k for k, p in enumerate(pids_b)}
     common = [p for p in pids_a if p in where_b]
-    if len(common) < 3:
+    if len(common) < MIN_COMMON:
         return None
     ia = np.array([list(pids_a).index(p) for p in common])
     ib = np.array([where_b[p] for p in common])
@@ -294,7 +294,7 @@ def feature_set_comparisons(scored: Sequence[tuple[str, Sequence[str], dict[str,
     from dis_core.score.stats import draws_for_family, holm
 
     pairs = [(scored[x], scored[y], m) for x in range(len(scored)) for y in range(x + 1, len(scored))
-             for m in scored[x][2] if m in scored[y][2] and len(set(scored[x][1]) & set(scored[y][1])) >= 3]
+             for m in scored[x][2] if m in scored[y][2] and len(set(scored[x][1]) & set(scored[y][1])) >= MIN_COMMON]
     n_boot = draws_for_family(len(pairs) * len(HEADLINE), at_least=n_boot)
     rows: list[dict[str, object]] = []
     for (fa, pa, sa), (fb, pb, sb), m in pairs:
