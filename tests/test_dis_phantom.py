@@ -115,6 +115,18 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
     assert set(dy["comparison"]) == {"partner_vs_stranger"} and len(dy) == 2
     assert {"observed", "ci_lo", "ci_hi", "p", "p_holm", "effect_size"} <= set(dy.columns)
     assert ((dy["p"] > 0) & (dy["p"] <= dy["p_holm"]) & (dy["p_holm"] <= 1)).all()
+    # the partner family: whole in the workbook; a line in the page's summary and the terminal, whose count
+    # is the workbook's (each test is listed in its own place on the page)
+    k = int((dy["p_holm"] < 0.05).sum())
+    brief = f"{k} of 2 one-sided permutation test(s) supported after Holm"
+    assert str(summary.set_index("item").loc["partner tests", "value"]).count("Holm p") == 2
+    page = (RunLayout(out).report_dir / "dis_report.html").read_text(encoding="utf-8")
+    row = page.split("<th>partner tests</th><td>")[1].split("</td>")[0]
+    assert row.startswith(brief) and row.endswith("(each test under Identification)") and "Holm p" not in row
+    assert page.count("against pseudo-couples") == 2  # the tests, listed once, under Identification
+    terminal = [ln for ln in (RunLayout(out).report_dir / "summary.txt").read_text().splitlines()
+                if ln.startswith("  partners: ")]
+    assert len(terminal) == 1 and terminal[0].startswith(f"  partners: {brief}") and "Holm p" not in terminal[0]
     cmp = pd.read_excel(wb, sheet_name="comparisons")
     assert {"top1_diff", "top1_diff_lo", "top1_diff_hi", "top1_mcnemar_p", "eer_diff"} <= set(cmp.columns)
     figs = RunLayout(out).figures_dir

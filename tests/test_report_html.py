@@ -179,6 +179,7 @@ def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
     assert "supported differences:" in text and "no supported difference:" in text
     assert "<p class='verdict info'>feature sets (2 feature-set comparison(s) x 3 metrics" in text
     assert v.text == f"{v.head}; supported differences: {'; '.join(yes)}; no supported difference: {no[0]}"
+    assert v.brief == "feature sets: 3 of 6 paired differences supported after Holm (2 comparison(s) x 3 metrics)"
     none = feature_set_verdict([row("a vs c", 0.0)])
     assert "<p class='note'>supported differences: none</p>" in render_html(
         dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=[none]))
@@ -196,3 +197,9 @@ def test_partner_tests_are_listed_one_per_item_after_the_family(tmp_path):
     assert [i.split(":")[0] for i in items] == ["<li>head_pose/flow", "<li>head_pose/gaussian"]
     assert fam.text == "; ".join([fam.head] + [html.unescape(i.replace("<li>", "")) for i in items])  # workbook
     assert "Holm-corrected; each gives the observed partner statistic" in text  # the family stays one paragraph
+    assert fam.brief == ("2 of 2 one-sided permutation test(s) supported after Holm (partners more alike than "
+                         "pseudo-couples): head_pose/flow, head_pose/gaussian")
+    weak = partner_family([NS(feature_set="a", methods={"flow": NS(dyads=t), "gaussian": NS(dyads={**t, "p_holm": 0.2})}),
+                           NS(feature_set="b", methods={"flow": NS(dyads={**t, "p_holm": 0.05})})])
+    assert weak.brief.startswith("1 of 3 one-sided") and weak.brief.endswith("pseudo-couples): a/flow")
+    assert partner_family([]).brief == ""  # no family: its text is short already

@@ -25,11 +25,13 @@ MIN_PEOPLE = 10
 @dataclass(frozen=True)
 class Finding:
     """One finding: its head, the claims it lists (label, items; an empty label lists items without a name) and
-    its tone: ``ok`` the flows beat a baseline, ``no`` they do not, ``info`` neither claim."""
+    its tone: ``ok`` the flows beat a baseline, ``no`` they do not, ``info`` neither claim; ``brief``, where set,
+    says it in a line for a summary table whose page lists the claims elsewhere."""
 
     head: str
     lists: tuple[tuple[str, tuple[str, ...]], ...] = ()
     tone: Literal["ok", "no", "info"] = "info"
+    brief: str = ""
 
     @property
     def text(self) -> str:
@@ -70,7 +72,9 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
               f"participants, Holm-corrected across these {len(rows) * len(METRICS)} tests; no claim on fewer than "
               f"{MIN_PEOPLE} people")
     return Finding(f"feature sets ({family})",
-                   (("supported differences", tuple(yes)), ("no supported difference", tuple(no))))
+                   (("supported differences", tuple(yes)), ("no supported difference", tuple(no))),
+                   brief=f"feature sets: {len(yes)} of {len(rows) * len(METRICS)} paired differences supported after Holm "
+                         f"({len(rows)} comparison(s) x {len(METRICS)} metrics)")
 
 
 def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
@@ -118,11 +122,15 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
     rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in r.methods if r.methods[m].dyads]
     if not rows:
         return Finding("no partner test (fewer than two complete dyads)")
-    tests = []
+    tests, supported = [], []
     for fs, m, t in rows:
         sig = "partners more alike than strangers (supported)" if t["p_holm"] < ALPHA else "not supported"
+        if t["p_holm"] < ALPHA:
+            supported.append(f"{fs}/{m}")
         tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
                      f"{t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: {sig}")
     return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
                    "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples, "
-                   "and the pseudo-couples' mean (what chance gives)", (("", tuple(tests)),))
+                   "and the pseudo-couples' mean (what chance gives)", (("", tuple(tests)),),
+                   brief=f"{len(supported)} of {len(rows)} one-sided permutation test(s) supported after Holm "
+                         f"(partners more alike than pseudo-couples){': ' + ', '.join(supported) if supported else ''}")

@@ -133,13 +133,18 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         _norm_workbooks(d / "norms", results, prov)
     page = _html(d, cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb)
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
-                      f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + v.text for v in verdicts]
-                     + [f"  partners: {partners.text}"]
+                      f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + _line(v) for v in verdicts]
+                     + [f"  partners: {_line(partners)}"]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
                      + [f"  report: {page}", f"  data:   {wb}"])
     write_text_atomic(cohort.layout.report_summary, text + "\n")
     return wb, text
+
+
+def _line(f: Finding) -> str:
+    """A finding for the terminal: its brief where it has one (a family of many claims, each in the report)."""
+    return f"{f.brief}; each is listed in the report" if f.brief else f.text
 
 
 def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
@@ -150,7 +155,9 @@ def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: li
 
     qc = sheets.get("extraction_qc")
     fails = report_failures(cohort.left_out, results, problems, qc)
-    general = info[~info["item"].str.startswith("verdict")]  # verdicts get their own place on the page
+    general = info[~info["item"].str.startswith("verdict")].copy()  # verdicts get their own place on the page
+    if partners.brief:  # and so do the partner tests: the summary says them in a line
+        general.loc[general["item"] == "partner tests", "value"] = f"{partners.brief} (each test under Identification)"
     return write_html_report(d, cohort, results, metrics, general, verdicts, partners, fails,
                              sheets.get("smiles"), prov, wb)
 
