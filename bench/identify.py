@@ -450,7 +450,11 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
                 tr[a[:, 5] > 0] = np.nan
             t = a[:, 1]
         else:
-            x = read_extraction(RunLayout(run).extraction(e.unit_id), skip=("landmarks", "blendshapes"))
+            h5 = RunLayout(run).extraction(e.unit_id)
+            if not h5.is_file():
+                raise SystemExit(f"{h5}: no extraction of {e.video} (--run takes the folder `dis extract --out` "
+                                 "wrote; --partial skips videos not extracted yet)")
+            x = read_extraction(h5, skip=("landmarks", "blendshapes"))
             tr, t = x.transform.astype(np.float64), x.time_s.astype(np.float64)
         out.setdefault(e.participant_id, {"train": [], "test": []})[part].append((tr, t))
     return {p: v for p, v in out.items() if v["train"] and v["test"]}
