@@ -180,6 +180,9 @@ def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
     assert "<p class='verdict info'>feature sets (2 feature-set comparison(s) x 3 metrics" in text
     assert v.text == f"{v.head}; supported differences: {'; '.join(yes)}; no supported difference: {no[0]}"
     assert v.brief == "feature sets: 3 of 6 paired differences supported after Holm (2 comparison(s) x 3 metrics)"
+    few = feature_set_verdict([row("a vs b", 0.5), {**row("a vs c", 0.5), "participants": 9}])
+    assert few.brief == ("feature sets: 3 of 6 paired differences supported after Holm (2 comparison(s) x 3 metrics; "
+                         "1 on fewer than 10 people: no claim either way)")
     none = feature_set_verdict([row("a vs c", 0.0)])
     assert "<p class='note'>supported differences: none</p>" in render_html(
         dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=[none]))

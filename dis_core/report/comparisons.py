@@ -71,10 +71,12 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
     family = (f"{len(rows)} feature-set comparison(s) x {len(METRICS)} metrics, paired bootstrap over the common "
               f"participants, Holm-corrected across these {len(rows) * len(METRICS)} tests; no claim on fewer than "
               f"{MIN_PEOPLE} people")
+    few = sum(r["participants"] < MIN_PEOPLE for r in rows)  # refused, not tested and found wanting
     return Finding(f"feature sets ({family})",
                    (("supported differences", tuple(yes)), ("no supported difference", tuple(no))),
                    brief=f"feature sets: {len(yes)} of {len(rows) * len(METRICS)} paired differences supported after Holm "
-                         f"({len(rows)} comparison(s) x {len(METRICS)} metrics)")
+                         f"({len(rows)} comparison(s) x {len(METRICS)} metrics"
+                         + (f"; {few} on fewer than {MIN_PEOPLE} people: no claim either way)" if few else ")"))
 
 
 def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
@@ -122,15 +124,15 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
     rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in r.methods if r.methods[m].dyads]
     if not rows:
         return Finding("no partner test (fewer than two complete dyads)")
-    tests, supported = [], []
+    tests, alike = [], []
     for fs, m, t in rows:
         sig = "partners more alike than strangers (supported)" if t["p_holm"] < ALPHA else "not supported"
         if t["p_holm"] < ALPHA:
-            supported.append(f"{fs}/{m}")
+            alike.append(f"{fs}/{m}")
         tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
                      f"{t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: {sig}")
     return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
                    "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples, "
                    "and the pseudo-couples' mean (what chance gives)", (("", tuple(tests)),),
-                   brief=f"{len(supported)} of {len(rows)} one-sided permutation test(s) supported after Holm "
-                         f"(partners more alike than pseudo-couples){': ' + ', '.join(supported) if supported else ''}")
+                   brief=f"{len(alike)} of {len(rows)} one-sided permutation test(s) supported after Holm "
+                         f"(partners more alike than pseudo-couples){': ' + ', '.join(alike) if alike else ''}")
