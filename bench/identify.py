@@ -103,7 +103,7 @@ default dynamics, 30 s sessions; 421-450 usable rows per video). spectrum/pflow 
 
 A 100-person cohort, planned before any of its results (one new seed, the rules of seeds 12 and 31 with
 near neighbours scaled from 6 of 40 to 15 of 100; the analysis fixed beforehand: this script's lines, no
-flow or feature changed after them), measured 2026-12-04 at fb74780: dis phantom --participants 100
+flow or feature changed after them), measured 2026-12-04 with 082e6e3: dis phantom --participants 100
 --sessions 2 --duration 60 --fps 15 --seed 47 --swap-faces --rich-dynamics --camera-deg 8
 --hidden-fraction 0.05 --near-neighbours 15 (rendered in 24 min; `dis run` extracted 200 videos, 170,860 of
 180,000 frames with a face, and did everything in 23 min, 0 failed; this script 11 min). Chance top-1 0.010:
@@ -139,9 +139,11 @@ flow or feature changed after them), measured 2026-12-04 at fb74780: dis phantom
         +0.013]; McNemar n10=4 n01=0 p=0.125
 
 The pooled Gaussian still identifies 97 of 100: pooled flow - pooled Gaussian top-1 +0.010 [+0.000,
-+0.030], EER -0.001 [-0.009, +0.001] p=0.124; AUC +0.0012 [+0.0004, +0.0023] p=0.004 (compare_methods on
-the cached matrices), the only interval of the pooled flow against its Gaussian above zero on four cohorts
-x three metrics, and a difference of a thousandth of AUC.
++0.030], EER -0.001 [-0.009, +0.001] p=0.124; AUC +0.0012 [+0.0004, +0.0023] p=0.004 unadjusted
+(compare_methods on the cached matrices, beyond the lines fixed beforehand): for the current pooled flow
+(spline, Gaussian start) against its pooled Gaussian, the only paired interval of top-1, EER or AUC that
+excludes zero on the four cohorts (seeds 12, 31, 5, 47), a thousandth of AUC; Bonferroni over the twelve
+would put it near 0.05. McNemar 16 against 1 over the best per-frame baseline: p = 0.0003.
 
 The figures below are of the same seeds rendered by the earlier face rule (before 4 December 2026,
 --swap-faces showed the next participant's face: a dyad partner's, for the first of each dyad); head
@@ -452,8 +454,8 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
         else:
             h5 = RunLayout(run).extraction(e.unit_id)
             if not h5.is_file():
-                raise SystemExit(f"{h5}: no extraction of {e.video} (--run takes the folder `dis extract --out` "
-                                 "wrote; --partial skips videos not extracted yet)")
+                raise SystemExit(f"{h5}: no extraction of {e.video} (--run takes the folder `dis run --out` or "
+                                 "`dis extract --out` wrote; --partial skips videos not extracted yet)")
             x = read_extraction(h5, skip=("landmarks", "blendshapes"))
             tr, t = x.transform.astype(np.float64), x.time_s.astype(np.float64)
         out.setdefault(e.participant_id, {"train": [], "test": []})[part].append((tr, t))
@@ -565,7 +567,8 @@ def row(r: Result) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a `dis extract` output folder")
-    ap.add_argument("--manifest", type=Path, help="the cohort manifest (default: RUN/../cohort/manifest.csv)")
+    ap.add_argument("--manifest", type=Path, help="the cohort manifest (default: the one RUN/run.json records, "
+                    "else RUN/../cohort/manifest.csv)")
     ap.add_argument("--only", default="frame,lags,spectrum,spectrum_raw,windows")
     ap.add_argument("--methods", default="", help="only these methods (e.g. gaussian,ar,nn); default all")
     ap.add_argument("--cache", type=Path, help="keep score matrices here and reuse them")
@@ -576,7 +579,8 @@ def main() -> None:
     a = ap.parse_args()
     global FLOW_SEED
     FLOW_SEED = a.flow_seed
-    manifest = a.manifest or a.run.parent / "cohort" / "manifest.csv"
+    recorded = json.loads((a.run / "run.json").read_text()).get("manifest") if (a.run / "run.json").is_file() else None
+    manifest = a.manifest or (Path(recorded) if recorded else a.run.parent / "cohort" / "manifest.csv")
     if a.cache:
         a.cache.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
