@@ -269,15 +269,17 @@ def test_repeated_kill_9_during_extraction_then_equal_outputs(tmp_path, samples,
     cmd = [sys.executable, "-m", "jobs.cli", "extract", "-m", str(m_path), "-o", str(tmp_path / "b"),
            "--executor", "debug"]
     h5 = RunLayout(tmp_path / "b").extraction(e.unit_id)
-    writing = lambda: h5.parent.is_dir() and any(".part-" in f.name for f in h5.parent.iterdir())  # noqa: E731
+    # this attempt's own temporary file (named by its pid): a killed attempt's file stays until the next one
+    # clears it at start-up, so any '.part-' file would let a kill land before the video is opened
+    writing = lambda pid: h5.parent.is_dir() and any(f".part-{pid}-" in f.name for f in h5.parent.iterdir())  # noqa: E731
     rng = np.random.default_rng(1)
     for _ in range(3):  # each kill lands while the video is being written (about 8 s of work)
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
-        while proc.poll() is None and not writing() and time.time() < deadline:
+        while proc.poll() is None and not writing(proc.pid) and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(float(rng.uniform(0.0, 1.0)))
-        assert proc.poll() is None and writing(), "the extraction was to be killed mid-video"
+        assert proc.poll() is None and writing(proc.pid), "the extraction was to be killed mid-video"
         proc.kill()
         proc.wait()
         assert not h5.exists(), "a killed extraction leaves no HDF5"
