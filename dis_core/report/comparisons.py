@@ -126,9 +126,9 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
         return Finding("no partner test (fewer than two complete dyads)")
     tests, alike = [], []
     for fs, m, t in rows:
-        sig = "partners more alike than strangers (supported)" if t["p_holm"] < ALPHA else "not supported"
-        if t["p_holm"] < ALPHA:
-            alike.append(f"{fs}/{m}")
+        ok = t["p_holm"] < ALPHA
+        sig = "partners more alike than strangers (supported)" if ok else "not supported"
+        alike += [f"{fs}/{m}"] if ok else []
         tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
                      f"{t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: {sig}")
     return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "

@@ -208,9 +208,10 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray, supplementary: bool = True) ->
     off = ~np.eye(len(u), dtype=bool)
     ww = np.outer(w, w)  # an impostor cell's weight: copies of its model x copies of its data
     out: dict[str, float] = {}
-    for suffix in ("", "_raw", "_znorm") if supplementary else ("",):
-        t = (_weighted_tnorm(sub, w, off) if suffix == "" else sub if suffix == "_raw" else
-             _weighted_tnorm(sub.T, w, off).T)
+    variants = [("", _weighted_tnorm(sub, w, off))]
+    if supplementary:
+        variants += [("_raw", sub), ("_znorm", _weighted_tnorm(sub.T, w, off).T)]
+    for suffix, t in variants:
         g_ok = np.isfinite(np.diag(t))
         i_ok = np.isfinite(t) & off
         if not g_ok.any() or not i_ok.any():  # e.g. one person drawn N times: no impostor (_defined)
