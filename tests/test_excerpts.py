@@ -1,0 +1,98 @@
+"""Identification from excerpts of the held-out data (dis_core.score.excerpts): known answers."""
+
+import numpy as np
+import pytest
+
+from dis_core.errors import DISError
+
+from dis_core.score.excerpts import (Excerpts, compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_scores,
+                                     top1_credit)
+from dis_core.score.scoring import identification, pair_score, score_matrix, tnorm, verification
+
+
+def _centres(start=0.0, end=60.0, w=8.0, hop=0.5, shift=0.0):
+    """Centres of every complete window of ``w`` s every ``hop`` s of a video from ``start`` to ``end``."""
+    return np.arange(start + w / 2 + shift, end - w / 2 + 1e-9, hop)
+
+
+def test_labels_of_spectral_windows_partition_whole_excerpts():
+    t = _centres()  # 105 windows, centres 4 .. 56 s
+    v = np.zeros(len(t), int)
+    spans = {0: (0.0, 60.0)}
+    one = excerpt_labels(t, v, 8.0, 8.0, 0.5, spans)
+    assert np.array_equal(t[one >= 0], 4.0 + 8.0 * np.arange(7))  # one window each, [0, 8) .. [48, 56)
+    assert np.array_equal(one[one >= 0], np.arange(7))
+    two = excerpt_labels(t, v, 16.0, 8.0, 0.5, spans)
+    assert np.array_equal(np.bincount(two[two >= 0]), [17, 17, 17])  # [0, 16), [16, 32), [32, 48); [48, 64) is cut off
+    assert t[two == 1].min() == 20.0 and t[two == 1].max() == 28.0  # windows within [16, 32)
+    half = excerpt_labels(t, v, 30.0, 8.0, 0.5, spans)
+    assert np.array_equal(np.bincount(half[half >= 0]), [45, 45])
+
+
+def test_labels_follow_a_restarted_window_grid_and_each_video():
+    # a long gap at 30 s; the grid restarts 0.2 s off the first one's: a window still lands in each excerpt
+    # but [24, 32), which no complete window fits
+    t = np.r_[_centres(0, 30), _centres(30.2, 60)]
+    lab = excerpt_labels(t, np.zeros(len(t), int), 8.0, 8.0, 0.5, {0: (0.0, 60.0)})
+    assert t[lab >= 0].tolist() == [4.0, 12.0, 20.0, 36.2, 44.2, 52.2]
+    # two videos: ids run on; frame rows (no window) by their own times
+    f = np.arange(0, 20, 0.5)
+    lab = excerpt_labels(np.r_[f, f], np.r_[np.zeros(40, int), np.ones(40, int)], 10.0, spans={0: (0, 20), 1: (0, 20)})
+    assert np.array_equal(lab, np.repeat([0, 1, 2, 3], 20))
+    with pytest.raises(ValueError, match="cannot hold a window"):
+        excerpt_labels(t, np.zeros(len(t), int), 4.0, 8.0, 0.5)
+
+
+def test_scores_are_the_pipeline_rule_on_each_excerpt_and_ties_share_credit():
+    rng = np.random.default_rng(0)
+    per_row = [[rng.normal(size=6) for _ in range(2)] for _ in range(3)]  # 3 models, 2 people
+    labels = [np.array([0, 0, 0, 1, 1, 1]), np.array([-1, 0, 0, 0, 0, -1])]
+    x = excerpt_scores(per_row, labels)
+    assert x.owner.tolist() == [0, 0, 1]
+    assert x.s[2, 1] == pair_score(per_row[2][0][3:]) and x.s[1, 2] == pair_score(per_row[1][1][1:5])
+    per_row[1][0][4] = np.nan
+    with pytest.raises(DISError, match="non-finite log p on 1 held-out frame"):
+        excerpt_scores(per_row, labels)
+    tie = Excerpts(np.array([[1.0, 0.0], [1.0, 2.0], [0.0, 2.0]]), np.array([0, 1]))
+    assert top1_credit(tie).tolist() == [0.5, 0.5]
+
+
+def test_one_excerpt_per_person_gives_the_pipelines_whole_session_metrics():
+    """An excerpt that is the whole held-out session: top-1, AUC and EER equal identification and
+    verification of the N x N matrix, and the top-1 interval equals the pipeline's column bootstrap."""
+    rng = np.random.default_rng(3)
+    n, m = 12, 40
+    mu = rng.normal(scale=0.6, size=n)
+    data = [rng.normal(mu[j], 1.0, size=m) for j in range(n)]
+    per_row = [[-0.5 * (d - mu[i]) ** 2 for d in data] for i in range(n)]
+    x = excerpt_scores(per_row, [np.zeros(m, int)] * n)
+    s = score_matrix(per_row)
+    iv = excerpt_intervals(x, n, n_boot=200)
+    ver = verification(tnorm(s))
+    assert iv["top1"].point == pytest.approx(identification(s)["top1"])
+    assert iv["auc"].point == pytest.approx(ver["auc"]) and iv["eer"].point == pytest.approx(ver["eer"])
+    assert iv["top1"].lo <= iv["top1"].point <= iv["top1"].hi
+
+
+def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
+    """Gaussians of known means: a person is found more often from 20 rows than from 2 (the mean of k rows
+    has 1/sqrt(k) of the spread), the excerpts of one person weigh as one person, and a paired difference
+    of a method with itself is exactly zero."""
+    rng = np.random.default_rng(5)
+    n, m = 20, 40
+    mu = np.linspace(0, 4, n)
+    data = [rng.normal(mu[j], 1.0, size=m) for j in range(n)]
+    per_row = [[-0.5 * (d - mu[i]) ** 2 for d in data] for i in range(n)]
+    short = excerpt_scores(per_row, [np.arange(m) // 2] * n)  # 20 excerpts of 2 rows each
+    long = excerpt_scores(per_row, [np.arange(m) // 20] * n)  # 2 excerpts of 20 rows
+    a, b = excerpt_intervals(short, n, 200), excerpt_intervals(long, n, 200)
+    assert a["top1"].point < b["top1"].point and a["eer"].point > b["eer"].point
+    # analytic: with spacing d = 4/19 and k rows, an inner person is found when |mean - mu| < d/2
+    from scipy.stats import norm
+    inner = lambda k: 2 * norm.cdf((4 / 19) / 2 * np.sqrt(k)) - 1  # noqa: E731
+    expect = (18 * inner(2) + 2 * (norm.cdf((4 / 19) / 2 * np.sqrt(2)))) / 20
+    assert a["top1"].point == pytest.approx(expect, abs=0.06)  # 400 excerpts: binomial sd ~0.02
+    same = compare_excerpts(short, short, n, 200)
+    assert same["top1"].diff == 0 and same["top1"].p == 1.0 and same["eer"].lo == same["eer"].hi == 0
+    with pytest.raises(ValueError, match="different excerpts"):
+        compare_excerpts(short, long, n, 10)
