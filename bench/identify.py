@@ -7,6 +7,7 @@ the non-density reference (interval, p, McNemar). Not a test: figures.
 
     python bench/identify.py --run /work/data/identify/run            # a `dis extract` output folder
         [--manifest M] [--only spectrum,frame] [--methods pflow,pgauss] [--cache DIR] [--truth] [--flow-seed S]
+        [--excerpts 8,16,30]   # also identify from excerpts of 8, 16, 30 s of each test session
 
 The split is the manifest's (session 1 train, session 2 test for `dis phantom`). Features are built
 by the library (dis_core.features.build.video_features) exactly as the pipeline builds them; flows
@@ -368,6 +369,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -384,6 +386,7 @@ from dis_core.features.temporal import fit_window_basis  # noqa: E402
 from dis_core.model.config import POOLED_FLOW, default_train_config  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
 from dis_core.model.stage import FIT_RULE, pooled_rows  # noqa: E402
+from dis_core.score.excerpts import Excerpts, compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_scores  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
                                     verification)
 
@@ -474,20 +477,37 @@ def features(videos, spec: FeatureSpec):
 
 
 def _features(videos, spec: FeatureSpec, basis=None):
+    """{pid: {part: Part}}: the rows of a part's videos, their times and videos, and each video's span."""
     out = {}
     for pid, parts in videos.items():
         out[pid] = {}
         for part, vids in parts.items():
-            xs, cols, usable = [], None, []
-            for tr, t in vids:
+            xs, cols, usable, ts, vs, spans = [], None, [], [], [], {}
+            for k, (tr, t) in enumerate(vids):
                 vals, c = base_values(spec.source, transform=tr)
                 sel = np.ones(len(t), bool)
                 vf = video_features(vals, c, t, sel, sel, spec, basis)
                 xs.append(vf.x)
+                ts.append(vf.times)
+                vs.append(np.full(len(vf.x), k))
+                spans[k] = (float(t[0]), float(t[-1] + np.median(np.diff(t)))) if len(t) > 1 else (0.0, 0.0)
                 cols = vf.columns
                 usable.append(len(vf.covered) if vf.covered is not None else len(vf.frames))
-            out[pid][part] = (np.concatenate(xs) if xs else np.zeros((0, 0)), cols, usable)
+            out[pid][part] = Part(np.concatenate(xs) if xs else np.zeros((0, 0)), cols, usable,
+                                  np.concatenate(ts) if ts else np.zeros(0), np.concatenate(vs) if vs else np.zeros(0, int),
+                                  spans)
     return out
+
+
+class Part(NamedTuple):
+    """One participant's training or test rows as the pipeline builds them."""
+
+    x: np.ndarray
+    columns: list[str]
+    usable: list[int]  # usable frames per video
+    times: np.ndarray  # each row's time (a window's centre), s
+    video: np.ndarray  # each row's video (index into the part's videos)
+    spans: dict  # video index -> (first frame's start, last frame's end), s
 
 
 @dataclasses.dataclass
@@ -498,15 +518,56 @@ class Result:
     usable: float
 
 
-def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log, cached_only: bool = False) -> list[Result]:
-    pids = sorted(feats)
-    ok = [p for p in pids if len(feats[p]["train"][0]) >= 20 and len(feats[p]["test"][0]) >= 5]
-    if len(ok) < len(pids):
-        log(f"  {spec_name}: left out (too few rows): {sorted(set(pids) - set(ok))}")
-    pids = ok
-    usable = float(np.mean([u for p in pids for part in ("train", "test") for u in feats[p][part][2]]))
-    test = [feats[p]["test"][0] for p in pids]
+def scored(feats) -> list[str]:
+    """The participants a feature set can score: 20 training and 5 test rows at least."""
+    return [p for p in sorted(feats) if len(feats[p]["train"][0]) >= 20 and len(feats[p]["test"][0]) >= 5]
+
+
+def per_row(feats, pids, spec_name: str, m: str):
+    """Every model's log p on every test person's rows (``out[i][j]``, rows of j), and training seconds
+    per person; for the reference ``nn``, None (it scores session means: :func:`nn_scores`)."""
     cols = feats[pids[0]]["train"][1]
+    test = [feats[p]["test"][0] for p in pids]
+    if m == "nn":
+        return None, 0.0
+    if m in ("pflow", "pmaf", "pgauss", "rflow"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
+        xs = [feats[p]["train"][0] for p in pids]
+        x, val = pooled_rows(xs, POOLED_FLOW.val_fraction)
+        purge = row_overlap(SPECS[spec_name])  # as the pooled stage: validation clear of shared frames
+        t1 = time.perf_counter()
+        shape = (fit_gaussian(x, cols) if m == "pgauss" else
+                 train_flow(x, cols, _flow_config(spec_name, m), val=val, purge=purge).density)
+        lp = lambda v, c: shape.placed(c).log_prob(v, cols)  # noqa: E731
+        out = [[lp(v, xp.mean(axis=0)) for v in test] for xp in xs]
+        return out, (time.perf_counter() - t1) / len(pids)
+    lps, secs = [], []
+    for p in pids:
+        x = feats[p]["train"][0]
+        t1 = time.perf_counter()
+        if m in ("flow", "maf", "cflow"):
+            d = train_flow(x, cols, _flow_config(spec_name, m), purge=row_overlap(SPECS[spec_name])).density
+            lps.append(lambda v, d=d: d.log_prob(v, cols))
+        elif m == "gaussian":
+            d = fit_gaussian(x, cols)
+            lps.append(lambda v, d=d: d.log_prob(v, cols))
+        elif m == "ar":
+            lps.append(ARGaussian().fit(x, cols).score_samples)
+        secs.append(time.perf_counter() - t1)
+    return [[lp(v) for v in test] for lp in lps], float(np.mean(secs))
+
+
+def nn_scores(feats, pids, test_rows=None) -> np.ndarray:
+    """The reference: minus the distance of each person's training-session mean spectrum to each test
+    set's mean (``test_rows``: a list of row arrays; default each person's whole test session)."""
+    test = test_rows if test_rows is not None else [feats[p]["test"][0] for p in pids]
+    return nn_spectrum_scores([feats[p]["train"][0].mean(axis=0) for p in pids], [x.mean(axis=0) for x in test])
+
+
+def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log, cached_only: bool = False) -> list[Result]:
+    pids = scored(feats)
+    if len(pids) < len(feats):
+        log(f"  {spec_name}: left out (too few rows): {sorted(set(feats) - set(pids))}")
+    usable = float(np.mean([u for p in pids for part in ("train", "test") for u in feats[p][part][2]]))
     res = []
     for m in methods:
         key = cache / f"{spec_name}__{m}{_config_tag(spec_name, m)}.npz" if cache else None
@@ -517,41 +578,64 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
         if cached_only:
             continue
         t0 = time.perf_counter()
-        if m == "nn":
-            s = nn_spectrum_scores([feats[p]["train"][0].mean(axis=0) for p in pids], [x.mean(axis=0) for x in test])
-            train_s = 0.0
-        elif m in ("pflow", "pmaf", "pgauss", "rflow"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
-            xs = [feats[p]["train"][0] for p in pids]
-            x, val = pooled_rows(xs, POOLED_FLOW.val_fraction)
-            purge = row_overlap(SPECS[spec_name])  # as the pooled stage: validation clear of shared frames
-            t1 = time.perf_counter()
-            shape = (fit_gaussian(x, cols) if m == "pgauss" else
-                     train_flow(x, cols, _flow_config(spec_name, m), val=val, purge=purge).density)
-            lp = lambda v, c: shape.placed(c).log_prob(v, cols)  # noqa: E731
-            s = score_matrix([[lp(v, xp.mean(axis=0)) for v in test] for xp in xs], names=pids)
-            train_s = (time.perf_counter() - t1) / len(pids)
-        else:
-            lps, secs = [], []
-            for p in pids:
-                x = feats[p]["train"][0]
-                t1 = time.perf_counter()
-                if m in ("flow", "maf", "cflow"):
-                    d = train_flow(x, cols, _flow_config(spec_name, m), purge=row_overlap(SPECS[spec_name])).density
-                    lps.append(lambda v, d=d: d.log_prob(v, cols))
-                elif m == "gaussian":
-                    d = fit_gaussian(x, cols)
-                    lps.append(lambda v, d=d: d.log_prob(v, cols))
-                elif m == "ar":
-                    a = ARGaussian().fit(x, cols)
-                    lps.append(a.score_samples)
-                secs.append(time.perf_counter() - t1)
-            s = score_matrix([[lp(v) for v in test] for lp in lps], names=pids)
-            train_s = float(np.mean(secs))
+        rows, train_s = per_row(feats, pids, spec_name, m)
+        s = nn_scores(feats, pids) if rows is None else score_matrix(rows, names=pids)
         if key is not None:
             np.savez(key, s=s, train_s=train_s, pids=np.array(pids))
         res.append(Result(f"{spec_name}/{m}", s, train_s, usable))
         log(f"  {spec_name}/{m}: {time.perf_counter() - t0:.0f} s")
     return res
+
+
+def _rows_cached(feats, pids, spec_name: str, m: str, cache: Path | None, log):
+    """:func:`per_row`, kept in ``cache`` as one (models, test rows) array per method."""
+    key = cache / f"{spec_name}__{m}{_config_tag(spec_name, m)}__rows.npz" if cache else None
+    lens = [len(feats[p]["test"][0]) for p in pids]
+    if key is not None and key.is_file():
+        z = np.load(key)
+        if z["pids"].tolist() == pids and z["lens"].tolist() == lens:
+            return [np.split(r, np.cumsum(lens)[:-1]) for r in z["lp"]]
+    t0 = time.perf_counter()
+    rows, _ = per_row(feats, pids, spec_name, m)
+    if key is not None:
+        np.savez(key, lp=np.stack([np.concatenate(r) for r in rows]), lens=lens, pids=np.array(pids))
+    log(f"  {spec_name}/{m} per-row log p: {time.perf_counter() - t0:.0f} s")
+    return rows
+
+
+def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], cache: Path | None, log) -> None:
+    """Identification from consecutive excerpts of L seconds of each test session (dis_core.score.excerpts):
+    every method's table, then each flow minus each density baseline, paired over participants."""
+    pids = scored(feats)
+    spec = SPECS[spec_name]
+    w, hop = (spec.window_s, spec.hop_s) if spec.window != "none" else (0.0, 0.0)
+    rows = {m: None if m == "nn" else _rows_cached(feats, pids, spec_name, m, cache, log) for m in methods}
+    n = len(pids)
+    print(f"excerpts of the test session, {spec_name}: top-1 = mean over people of the share of their excerpts "
+          f"whose own model scores highest (chance {1 / n:.3f}); AUC/EER on every excerpt's t-norm scores; "
+          "95% bootstrap over participants")
+    for length in lengths:
+        labels = [excerpt_labels(feats[p]["test"].times, feats[p]["test"].video, length, w, hop, feats[p]["test"].spans)
+                  for p in pids]
+        ex = {}
+        for m in methods:
+            if rows[m] is None:
+                owner = np.concatenate([np.full(len(np.unique(lab[lab >= 0])), j) for j, lab in enumerate(labels)])
+                test = [feats[p]["test"][0][lab == e] for p, lab in zip(pids, labels) for e in np.unique(lab[lab >= 0])]
+                ex[m] = Excerpts(nn_scores(feats, pids, test), owner.astype(np.int64))
+            else:
+                ex[m] = excerpt_scores(rows[m], labels)
+        k = ex[methods[0]].s.shape[1]
+        for m in methods:
+            iv = excerpt_intervals(ex[m], n)
+            print(f"{spec_name + '/' + m:22s} {length:4.0f} s {k:5d} excerpts  "
+                  + "  ".join(f"{key} {iv[key].point:.3f} [{iv[key].lo:.3f}, {iv[key].hi:.3f}]" for key in ("top1", "auc", "eer")))
+        for a in (m for m in methods if m in FLOW_METHODS):
+            for b in (m for m in methods if m not in FLOW_METHODS + REFERENCES):
+                c = compare_excerpts(ex[a], ex[b], n)
+                print(f"    {a} - {b} at {length:g} s: " + "; ".join(
+                    f"{key} {c[key].diff:+.3f} [{c[key].lo:+.3f}, {c[key].hi:+.3f}] p={c[key].p:.3f}"
+                    for key in ("top1", "auc", "eer")))
 
 
 def row(r: Result) -> str:
@@ -576,6 +660,8 @@ def main() -> None:
     ap.add_argument("--partial", action="store_true", help="use the participants extracted so far")
     ap.add_argument("--cached-only", action="store_true", help="print what --cache holds; train nothing")
     ap.add_argument("--flow-seed", type=int, help="every flow's initialisation seed (default: each flow's own)")
+    ap.add_argument("--excerpts", default="", help="also identify from excerpts of the test session of these "
+                    "lengths in seconds (e.g. 8,16,30): each --only set, with the --methods given")
     a = ap.parse_args()
     global FLOW_SEED
     FLOW_SEED = a.flow_seed
@@ -613,6 +699,9 @@ def main() -> None:
                       f"[{c['top1_diff_lo']:+.3f}, {c['top1_diff_hi']:+.3f}] p={c['top1_p']:.3f}; EER {c['eer_diff']:+.3f} "
                       f"[{c['eer_diff_lo']:+.3f}, {c['eer_diff_hi']:+.3f}]; McNemar n10={c['top1_mcnemar_n10']:.0f} "
                       f"n01={c['top1_mcnemar_n01']:.0f} p={c['top1_mcnemar_p']:.3f}")
+    for name in (a.only.split(",") if a.excerpts else []):
+        ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
+        excerpts(features(videos, SPECS[name]), name, ms, [float(v) for v in a.excerpts.split(",")], a.cache, log)
     if a.cache:
         (a.cache / "summary.json").write_text(json.dumps(
             {r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
