@@ -437,6 +437,24 @@ def _config_tag(spec_name: str, method: str) -> str:
     return "__" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def _data_tag(feats, pids) -> str:
+    """The rows a cached matrix was computed from (people, columns, training and test rows and times): a
+    re-extraction, --truth or another feature rule is another file, never a stale hit."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([pids, feats[pids[0]]["train"][1]]).encode())
+    for p in pids:
+        for part in ("train", "test"):
+            h.update(np.ascontiguousarray(feats[p][part][0], np.float64).tobytes())
+            h.update(np.ascontiguousarray(feats[p][part].times, np.float64).tobytes())
+    return h.hexdigest()[:8]
+
+
+def _cache_key(cache: Path | None, feats, pids, spec_name: str, m: str, what: str = "") -> Path | None:
+    return (cache / f"{spec_name}__{m}{_config_tag(spec_name, m)}__{_data_tag(feats, pids)}{what}.npz"
+            if cache else None)
+
+
 def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
     """{pid: {"train": [(transform, time_s)], "test": [...]}} from the extraction (or truth) files;
     ``partial``: skip videos not extracted (yet), and participants left without both parts."""
@@ -563,22 +581,27 @@ def nn_scores(feats, pids, test_rows=None) -> np.ndarray:
     return nn_spectrum_scores([feats[p]["train"][0].mean(axis=0) for p in pids], [x.mean(axis=0) for x in test])
 
 
-def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log, cached_only: bool = False) -> list[Result]:
+def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log, cached_only: bool = False,
+             keep_rows: bool = False) -> list[Result]:
+    """Each method's whole-session score matrix (``keep_rows``: from per-row log p kept for --excerpts)."""
     pids = scored(feats)
     if len(pids) < len(feats):
         log(f"  {spec_name}: left out (too few rows): {sorted(set(feats) - set(pids))}")
     usable = float(np.mean([u for p in pids for part in ("train", "test") for u in feats[p][part][2]]))
     res = []
     for m in methods:
-        key = cache / f"{spec_name}__{m}{_config_tag(spec_name, m)}.npz" if cache else None
+        key = _cache_key(cache, feats, pids, spec_name, m)
         if key is not None and key.is_file():
-            z = np.load(key)
-            res.append(Result(f"{spec_name}/{m}", z["s"], float(z["train_s"]), usable))
+            with np.load(key) as z:
+                res.append(Result(f"{spec_name}/{m}", z["s"], float(z["train_s"]), usable))
             continue
         if cached_only:
             continue
         t0 = time.perf_counter()
-        rows, train_s = per_row(feats, pids, spec_name, m)
+        if keep_rows and m != "nn":
+            rows, train_s = _rows_cached(feats, pids, spec_name, m, cache, log)
+        else:
+            rows, train_s = per_row(feats, pids, spec_name, m)
         s = nn_scores(feats, pids) if rows is None else score_matrix(rows, names=pids)
         if key is not None:
             np.savez(key, s=s, train_s=train_s, pids=np.array(pids))
@@ -587,36 +610,47 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
     return res
 
 
-def _rows_cached(feats, pids, spec_name: str, m: str, cache: Path | None, log):
-    """:func:`per_row`, kept in ``cache`` as one (models, test rows) array per method."""
-    key = cache / f"{spec_name}__{m}{_config_tag(spec_name, m)}__rows.npz" if cache else None
+def _rows_cached(feats, pids, spec_name: str, m: str, cache: Path | None, log, cached_only: bool = False):
+    """:func:`per_row` and training seconds, kept in ``cache`` as one (models, test rows) array per method
+    (None with ``cached_only`` and nothing kept)."""
+    key = _cache_key(cache, feats, pids, spec_name, m, "__rows")
     lens = [len(feats[p]["test"][0]) for p in pids]
     if key is not None and key.is_file():
-        z = np.load(key)
-        if z["pids"].tolist() == pids and z["lens"].tolist() == lens:
-            return [np.split(r, np.cumsum(lens)[:-1]) for r in z["lp"]]
+        with np.load(key) as z:
+            return [np.split(r, np.cumsum(lens)[:-1]) for r in z["lp"]], float(z["train_s"])
+    if cached_only:
+        return None, 0.0
     t0 = time.perf_counter()
-    rows, _ = per_row(feats, pids, spec_name, m)
+    rows, train_s = per_row(feats, pids, spec_name, m)
     if key is not None:
-        np.savez(key, lp=np.stack([np.concatenate(r) for r in rows]), lens=lens, pids=np.array(pids))
+        np.savez(key, lp=np.stack([np.concatenate(r) for r in rows]), train_s=train_s, pids=np.array(pids))
     log(f"  {spec_name}/{m} per-row log p: {time.perf_counter() - t0:.0f} s")
-    return rows
+    return rows, train_s
 
 
-def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], cache: Path | None, log) -> None:
+def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], cache: Path | None, log,
+             cached_only: bool = False) -> None:
     """Identification from consecutive excerpts of L seconds of each test session (dis_core.score.excerpts):
     every method's table, then each flow minus each density baseline, paired over participants."""
     pids = scored(feats)
     spec = SPECS[spec_name]
     w, hop = (spec.window_s, spec.hop_s) if spec.window != "none" else (0.0, 0.0)
-    rows = {m: None if m == "nn" else _rows_cached(feats, pids, spec_name, m, cache, log) for m in methods}
+    rows = {m: None if m == "nn" else _rows_cached(feats, pids, spec_name, m, cache, log, cached_only)[0]
+            for m in methods}
+    methods = [m for m in methods if m == "nn" or rows[m] is not None]
     n = len(pids)
+    if not methods:
+        return
     print(f"excerpts of the test session, {spec_name}: top-1 = mean over people of the share of their excerpts "
-          f"whose own model scores highest (chance {1 / n:.3f}); AUC/EER on every excerpt's t-norm scores; "
-          "95% bootstrap over participants")
+          f"whose own model scores highest among all {n} (chance {1 / n:.3f}); AUC/EER on each excerpt's t-norm "
+          "scores, each person weighing as one; 95% bootstrap over participants; p unadjusted")
     for length in lengths:
         labels = [excerpt_labels(feats[p]["test"].times, feats[p]["test"].video, length, w, hop, feats[p]["test"].spans)
                   for p in pids]
+        people = sum(bool((lab >= 0).any()) for lab in labels)
+        if people < 2:
+            print(f"  {length:g} s: {people} of {n} people have an excerpt of that length; skipped")
+            continue
         ex = {}
         for m in methods:
             if rows[m] is None:
@@ -626,9 +660,11 @@ def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], ca
             else:
                 ex[m] = excerpt_scores(rows[m], labels)
         k = ex[methods[0]].s.shape[1]
+        per = np.mean([np.bincount(lab[lab >= 0]).mean() for lab in labels if (lab >= 0).any()])
+        print(f"  {length:g} s: {k} excerpts of {people} of {n} people, {per:.1f} rows each on average")
         for m in methods:
             iv = excerpt_intervals(ex[m], n)
-            print(f"{spec_name + '/' + m:22s} {length:4.0f} s {k:5d} excerpts  "
+            print(f"{spec_name + '/' + m:22s} {length:4.0f} s  "
                   + "  ".join(f"{key} {iv[key].point:.3f} [{iv[key].lo:.3f}, {iv[key].hi:.3f}]" for key in ("top1", "auc", "eer")))
         for a in (m for m in methods if m in FLOW_METHODS):
             for b in (m for m in methods if m not in FLOW_METHODS + REFERENCES):
@@ -675,7 +711,8 @@ def main() -> None:
     for name in a.only.split(","):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
         if ms:
-            results += evaluate(features(videos, SPECS[name]), name, ms, a.cache, log, a.cached_only)
+            results += evaluate(features(videos, SPECS[name]), name, ms, a.cache, log, a.cached_only,
+                                keep_rows=bool(a.excerpts))
     src = "truth (phantom ceiling)" if a.truth else "MediaPipe"
     print(f"identity from head motion, {len(videos)} participants, {src}; split: session 1 train, session 2 test")
     print("score: trimmed mean log p (flow, gaussian, ar) or -distance of session spectra (nn); AUC/EER on t-norm")
@@ -701,7 +738,9 @@ def main() -> None:
                       f"n01={c['top1_mcnemar_n01']:.0f} p={c['top1_mcnemar_p']:.3f}")
     for name in (a.only.split(",") if a.excerpts else []):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
-        excerpts(features(videos, SPECS[name]), name, ms, [float(v) for v in a.excerpts.split(",")], a.cache, log)
+        if ms:
+            excerpts(features(videos, SPECS[name]), name, ms, [float(v) for v in a.excerpts.split(",")], a.cache, log,
+                     a.cached_only)
     if a.cache:
         (a.cache / "summary.json").write_text(json.dumps(
             {r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},

@@ -7,7 +7,8 @@ from dis_core.errors import DISError
 
 from dis_core.score.excerpts import (Excerpts, compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_scores,
                                      top1_credit)
-from dis_core.score.scoring import identification, pair_score, score_matrix, tnorm, verification
+from dis_core.features.build import FEATURE_SETS, video_features
+from dis_core.score.scoring import headline_intervals, identification, pair_score, score_matrix, tnorm, verification
 
 
 def _centres(start=0.0, end=60.0, w=8.0, hop=0.5, shift=0.0):
@@ -43,6 +44,23 @@ def test_labels_follow_a_restarted_window_grid_and_each_video():
         excerpt_labels(t, np.zeros(len(t), int), 4.0, 8.0, 0.5)
 
 
+def test_labels_of_real_spectral_rows_at_29_97_fps_with_a_gap():
+    """The library's head_spectrum rows of a 45 s video at 29.97 fps whose face is lost from 20 to 21 s: the
+    8 s excerpts are those a complete window fits (not [16, 24), across the gap), one window each, and
+    every window lies inside its excerpt to within half a hop."""
+    spec = FEATURE_SETS["head_spectrum"]
+    t = np.arange(int(45 * 29.97)) / 29.97
+    rv = np.column_stack([0.1 * np.sin(2 * np.pi * f * t) for f in (0.3, 0.7, 1.1)])
+    rv[(t >= 20) & (t < 21)] = np.nan
+    vf = video_features(rv, ["rx", "ry", "rz"], t, np.ones(len(t), bool), np.ones(len(t), bool), spec)
+    lab = excerpt_labels(vf.times, np.zeros(len(vf.times), int), 8.0, spec.window_s, spec.hop_s,
+                         {0: (0.0, t[-1] + 1 / 29.97)})
+    starts = np.floor(vf.times[lab >= 0] / 8.0) * 8
+    assert starts.tolist() == [0.0, 8.0, 24.0, 32.0]  # [40, 48) runs past the end; [16, 24) holds the gap
+    assert np.all(np.abs(vf.times[lab >= 0] - (starts + 4.0)) <= spec.hop_s / 2 + 1e-6)
+    assert np.bincount(lab[lab >= 0]).tolist() == [1, 1, 1, 1]
+
+
 def test_scores_are_the_pipeline_rule_on_each_excerpt_and_ties_share_credit():
     rng = np.random.default_rng(0)
     per_row = [[rng.normal(size=6) for _ in range(2)] for _ in range(3)]  # 3 models, 2 people
@@ -71,7 +89,10 @@ def test_one_excerpt_per_person_gives_the_pipelines_whole_session_metrics():
     ver = verification(tnorm(s))
     assert iv["top1"].point == pytest.approx(identification(s)["top1"])
     assert iv["auc"].point == pytest.approx(ver["auc"]) and iv["eer"].point == pytest.approx(ver["eer"])
-    assert iv["top1"].lo <= iv["top1"].point <= iv["top1"].hi
+    whole = headline_intervals(s, n_boot=200)  # the same draws of people, t-normed again within each draw
+    for k in ("top1", "auc", "eer"):
+        assert (iv[k].lo, iv[k].hi) == pytest.approx((whole[f"{k}_lo"], whole[f"{k}_hi"]))
+    assert iv["auc"].lo < iv["auc"].point < iv["auc"].hi
 
 
 def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
@@ -92,7 +113,11 @@ def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
     inner = lambda k: 2 * norm.cdf((4 / 19) / 2 * np.sqrt(k)) - 1  # noqa: E731
     expect = (18 * inner(2) + 2 * (norm.cdf((4 / 19) / 2 * np.sqrt(2)))) / 20
     assert a["top1"].point == pytest.approx(expect, abs=0.06)  # 400 excerpts: binomial sd ~0.02
-    same = compare_excerpts(short, short, n, 200)
-    assert same["top1"].diff == 0 and same["top1"].p == 1.0 and same["eer"].lo == same["eer"].hi == 0
+    same = compare_excerpts(short, short, n, 200)  # paired: every draw's difference is zero
+    assert all(same[k].diff == 0 and np.all(same[k].dist == 0) for k in ("top1", "auc", "eer"))
+    # a person's excerpts weigh as one person: repeating one person's excerpts changes no figure
+    dup = Excerpts(np.c_[short.s, short.s[:, short.owner == 0]], np.r_[short.owner, short.owner[short.owner == 0]])
+    d = excerpt_intervals(dup, n, 10)
+    assert all(d[k].point == pytest.approx(a[k].point) for k in ("top1", "auc", "eer"))
     with pytest.raises(ValueError, match="different excerpts"):
         compare_excerpts(short, long, n, 10)

@@ -11,8 +11,11 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from dis_core.score.scoring import check_log_p, pair_score, standardised
+from dis_core.score.scoring import check_log_p, pair_score, weighted_tnorm
 from dis_core.score.stats import BootResult, PairedResult, boot_result, paired_result, participant_draws, weighted_auc_eer
+
+
+_TOL = 1e-6  # s: frame times read from a container (29.97 fps) land a rounding off their nominal instants
 
 
 def excerpt_labels(times: np.ndarray, video: np.ndarray, length_s: float, window_s: float = 0.0,
@@ -32,10 +35,10 @@ def excerpt_labels(times: np.ndarray, video: np.ndarray, length_s: float, window
     for vid in dict.fromkeys(v.tolist()):
         m = np.flatnonzero(v == vid)
         t0, t1 = spans[vid] if spans is not None else (t[m].min() - window_s / 2, t[m].max() + window_s / 2)
-        k = np.floor((t[m] - t0 - lo_off) / length_s + 1e-9).astype(np.int64)  # the excerpt by its lower edge
+        k = np.floor((t[m] - t0 - lo_off + _TOL) / length_s).astype(np.int64)  # the excerpt by its lower edge
         r = t[m] - t0 - k * length_s
-        whole = t0 + (k + 1) * length_s <= t1 + hop_s / 2 + 1e-9
-        inside = (r >= lo_off - 1e-9) & (r < hi_off - 1e-9) & (k >= 0) & whole
+        whole = t0 + (k + 1) * length_s <= t1 + hop_s / 2 + _TOL
+        inside = (r >= lo_off - _TOL) & (r < hi_off - _TOL) & (k >= 0) & whole
         ks = np.unique(k[inside])
         ids = dict(zip(ks.tolist(), range(next_id, next_id + len(ks))))
         next_id += len(ks)
@@ -79,68 +82,70 @@ def top1_credit(x: Excerpts) -> np.ndarray:
     return np.clip(1 - above, 0, tied + 1) / (tied + 1)
 
 
-def tnormed(x: Excerpts) -> np.ndarray:
-    """Each excerpt's scores standardised over its impostor models (the pipeline's t-norm, :func:`tnorm`)."""
-    s = np.asarray(x.s, float)
-    imp = s.copy()
-    imp[x.owner, np.arange(s.shape[1])] = np.nan
-    return standardised(s, np.nanmean(imp, axis=0), np.nanstd(imp, axis=0, ddof=1))
-
-
-def _per_person(x: Excerpts, n: int):
-    """Per person: mean top-1 credit of their excerpts, and their excerpts' genuine / impostor t-norm scores."""
-    credit, z = top1_credit(x), tnormed(x)
-    idx = np.arange(z.shape[1])
-    gen = z[x.owner, idx]
-    off = np.ones_like(z, bool)
-    off[x.owner, idx] = False
-    people = []
-    for j in range(n):
-        e = x.owner == j
-        if e.any():
-            people.append((credit[e].mean(), gen[e], z[:, e][off[:, e]]))
-        else:
-            people.append(None)
-    return people
-
-
-def _metrics(people, counts: np.ndarray) -> tuple[float, float, float]:
-    """(top-1, AUC, EER) of the people drawn ``counts`` times each: top-1 the mean over people of their
-    excerpts' credit; AUC and EER over every drawn excerpt's t-norm scores."""
-    keep = [(p, c) for p, c in zip(people, counts) if p is not None and c > 0]
-    if not keep:
-        return float("nan"), float("nan"), float("nan")
-    w = np.array([c for _, c in keep], float)
-    top1 = float(np.sum(w * [p[0] for p, _ in keep]) / w.sum())
-    g = np.concatenate([p[1] for p, _ in keep])
-    imp = np.concatenate([p[2] for p, _ in keep])
-    wg = np.concatenate([np.full(len(p[1]), c, float) for p, c in keep])
-    wi = np.concatenate([np.full(len(p[2]), c, float) for p, c in keep])
-    auc, eer = weighted_auc_eer(g, wg, imp, wi)
-    return top1, auc, eer
-
-
 METRICS = ("top1", "auc", "eer")
 
 
+class _Prepared(NamedTuple):
+    credit: np.ndarray  # (n,) each person's mean top-1 credit over their excerpts (NaN: no excerpt)
+    per_person: np.ndarray  # (n,) excerpts per person
+
+
+def _prepare(x: Excerpts, n: int) -> _Prepared:
+    c = top1_credit(x)
+    k = np.bincount(x.owner, minlength=n).astype(float)
+    with np.errstate(invalid="ignore"):
+        return _Prepared(np.bincount(x.owner, weights=c, minlength=n) / k, k)
+
+
+def _draw(x: Excerpts, p: _Prepared, idx: np.ndarray) -> tuple[float, float, float]:
+    """(top-1, AUC, EER) of one draw of people (``idx``, with repeats), each person weighing as one.
+
+    top-1: each drawn person's share of excerpts identified among all N models (the gallery is not
+    resampled, as :func:`dis_core.score.stats.bootstrap_columns`). AUC and EER as the whole-session
+    draws (:func:`dis_core.score.scoring.headline_draws`): the drawn people's models only, t-normed again
+    within the draw with copies as weights (:func:`weighted_tnorm`), a person's excerpts sharing its weight.
+    With one excerpt per person these are exactly the whole-session figures and draws."""
+    u, count = np.unique(idx, return_counts=True)
+    has = p.per_person[u] > 0
+    if not has.any():
+        return float("nan"), float("nan"), float("nan")
+    top1 = float(np.sum(count[has] * p.credit[u][has]) / count[has].sum())
+    w = np.zeros(len(p.credit))
+    w[u] = count
+    cols = np.flatnonzero(w[x.owner] > 0)
+    own = np.searchsorted(u, x.owner[cols])  # each column's own model among the drawn rows
+    sub = x.s[np.ix_(u, cols)]
+    at = (own, np.arange(len(cols)))
+    off = np.ones(sub.shape, bool)
+    off[at] = False
+    t = weighted_tnorm(sub, count.astype(float), off)
+    wcol = count[own] / p.per_person[x.owner[cols]]  # a person's copies shared among their excerpts
+    g, wg = t[at], wcol
+    i_ok = np.isfinite(t) & off
+    if not np.isfinite(g).any() or not i_ok.any():  # e.g. one person drawn N times: no impostor
+        return top1, float("nan"), float("nan")
+    wi = np.outer(count.astype(float), wcol)
+    auc, eer = weighted_auc_eer(g[np.isfinite(g)], wg[np.isfinite(g)], t[i_ok], wi[i_ok])
+    return top1, auc, eer
+
+
+def _draws(x: Excerpts, n: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    p = _prepare(x, n)
+    point = np.array(_draw(x, p, np.arange(n)))
+    return point, np.array([_draw(x, p, idx) for idx in participant_draws(n, n_boot, seed)])
+
+
 def excerpt_intervals(x: Excerpts, n: int, n_boot: int = 1000, seed: int = 0) -> dict[str, BootResult]:
-    """top-1, AUC and EER with 95 % percentile intervals over the ``n`` participants (a drawn person
-    brings all their excerpts; every model stays a competitor, as the identification intervals)."""
-    people = _per_person(x, n)
-    point = _metrics(people, np.ones(n))
-    draws = np.array([_metrics(people, np.bincount(idx, minlength=n)) for idx in participant_draws(n, n_boot, seed)])
-    return {k: boot_result(point[m], draws[:, m]) for m, k in enumerate(METRICS)}
+    """top-1, AUC and EER of the ``n`` participants' excerpts with 95 % percentile intervals over
+    participants (a drawn person brings all their excerpts; see :func:`_draw`)."""
+    point, draws = _draws(x, n, n_boot, seed)
+    return {k: boot_result(float(point[m]), draws[:, m]) for m, k in enumerate(METRICS)}
 
 
 def compare_excerpts(a: Excerpts, b: Excerpts, n: int, n_boot: int = 1000, seed: int = 0) -> dict[str, PairedResult]:
     """Method a - method b on the same excerpts: paired bootstrap over participants of each metric."""
     if a.s.shape != b.s.shape or not np.array_equal(a.owner, b.owner):
         raise ValueError(f"the methods scored different excerpts: {a.s.shape} vs {b.s.shape}")
-    pa, pb = _per_person(a, n), _per_person(b, n)
-    d0 = np.subtract(_metrics(pa, np.ones(n)), _metrics(pb, np.ones(n)))
-    dist = []
-    for idx in participant_draws(n, n_boot, seed):
-        c = np.bincount(idx, minlength=n)
-        dist.append(np.subtract(_metrics(pa, c), _metrics(pb, c)))
-    dist = np.array(dist)
-    return {k: paired_result(float(d0[m]), dist[:, m]) for m, k in enumerate(METRICS)}
+    pa, da = _draws(a, n, n_boot, seed)
+    pb, db = _draws(b, n, n_boot, seed)
+    return {k: paired_result(float(pa[m] - pb[m]), da[:, m] - db[:, m]) for m, k in enumerate(METRICS)}

@@ -208,9 +208,9 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray, supplementary: bool = True) ->
     off = ~np.eye(len(u), dtype=bool)
     ww = np.outer(w, w)  # an impostor cell's weight: copies of its model x copies of its data
     out: dict[str, float] = {}
-    variants = [("", _weighted_tnorm(sub, w, off))]
+    variants = [("", weighted_tnorm(sub, w, off))]
     if supplementary:
-        variants += [("_raw", sub), ("_znorm", _weighted_tnorm(sub.T, w, off).T)]
+        variants += [("_raw", sub), ("_znorm", weighted_tnorm(sub.T, w, off).T)]
     for suffix, t in variants:
         g_ok = np.isfinite(np.diag(t))
         i_ok = np.isfinite(t) & off
@@ -221,9 +221,11 @@ def _draw_metrics(s: np.ndarray, idx: np.ndarray, supplementary: bool = True) ->
     return out
 
 
-def _weighted_tnorm(sub: np.ndarray, w: np.ndarray, off: np.ndarray) -> np.ndarray:
+def weighted_tnorm(sub: np.ndarray, w: np.ndarray, off: np.ndarray) -> np.ndarray:
     """t-norm of a draw's distinct people, each column against the other people's models present with
-    their copies counted: :func:`tnorm` of S[idx][:, idx] (copies of one person are excluded pairs)."""
+    their copies counted: :func:`tnorm` of S[idx][:, idx] (copies of one person are excluded pairs).
+    ``sub`` may have more columns than rows (several held-out excerpts per person): ``off`` marks the
+    impostor cells, ``w`` the rows' copies."""
     fin = ~np.isnan(sub) & off  # as nanmean: an infinite impostor makes the column's normalisation infinite
     n_imp = w @ fin
     with np.errstate(invalid="ignore", divide="ignore"):
