@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from dis_core.errors import DISError
-
-from dis_core.score.excerpts import (Excerpts, compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_scores,
-                                     top1_credit)
 from dis_core.features.build import FEATURE_SETS, video_features
+from dis_core.score.excerpts import (Excerpts, compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_rows,
+                                     excerpt_scores, stream_excerpts, top1_credit)
 from dis_core.score.scoring import headline_intervals, identification, pair_score, score_matrix, tnorm, verification
 
 
@@ -121,3 +120,29 @@ def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
     assert all(d[k].point == pytest.approx(a[k].point) for k in ("top1", "auc", "eer"))
     with pytest.raises(ValueError, match="different excerpts"):
         compare_excerpts(short, long, n, 10)
+
+
+def test_streamed_pairs_give_the_same_excerpts_and_rows_reuse_each_methods_draws():
+    """Scores streamed pair by pair (as from the score blocks, in any order) equal excerpt_scores; the
+    report's rows equal excerpt_intervals and compare_excerpts; a pair never streamed is an error."""
+    rng = np.random.default_rng(7)
+    pids, m = ["a", "b", "c", "d"], 24
+    mu = rng.normal(scale=0.5, size=4)
+    data = {q: rng.normal(mu[j], 1.0, size=m) for j, q in enumerate(pids)}
+    lp = {(p, q): -0.5 * (data[q] - mu[i]) ** 2 for i, p in enumerate(pids) for q in pids}
+    lab = {8.0: {q: np.arange(m) // 8 for q in pids}, 12.0: {q: np.r_[np.arange(m - 1) // 12, -1] for q in pids}}
+    pairs = [(p, q, lp[p, q]) for q in reversed(pids) for p in pids]
+    got = stream_excerpts(pairs, pids, lab)
+    for length in lab:
+        want = excerpt_scores([[lp[p, q] for q in pids] for p in pids], [lab[length][q] for q in pids])
+        np.testing.assert_array_equal(got[length].s, want.s)
+        np.testing.assert_array_equal(got[length].owner, want.owner)
+    other = Excerpts(got[8.0].s + rng.normal(scale=0.3, size=got[8.0].s.shape), got[8.0].owner)
+    rows, comps = excerpt_rows({"flow": got[8.0], "gaussian": other}, 4, "flow", n_boot=200)
+    iv, c = excerpt_intervals(got[8.0], 4, 200), compare_excerpts(got[8.0], other, 4, 200)
+    assert rows[0]["method"] == "flow" and rows[0]["excerpts"] == 12 and rows[0]["people"] == 4
+    assert [rows[0][k] for k in ("top1", "top1_lo", "eer_hi")] == pytest.approx([iv["top1"].point, iv["top1"].lo, iv["eer"].hi])
+    assert len(comps) == 1 and comps[0]["b"] == "gaussian"
+    assert [comps[0][k] for k in ("auc_diff", "auc_diff_lo", "eer_p")] == pytest.approx([c["auc"].diff, c["auc"].lo, c["eer"].p])
+    with pytest.raises(ValueError, match="never streamed"):
+        stream_excerpts(pairs[1:], pids, lab)

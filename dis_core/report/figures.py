@@ -322,6 +322,44 @@ def headline_figure(rows: list[dict], title: str):
     return fig
 
 
+def excerpts_figure(rows: list[dict], whole: dict[str, dict], title: str):
+    """Identification and EER from excerpts of the held-out data against their length, per method, with
+    the whole held-out session at the right and chance: how many seconds recognise a person.
+
+    ``rows``: the method rows of one feature set (seconds, method, top1/eer with _lo/_hi, chance_top1);
+    ``whole``: method -> the whole-session metrics (same keys)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lengths = sorted({r["seconds"] for r in rows})
+    xs = {L: k for k, L in enumerate(lengths)}
+    xw = len(lengths)  # the whole session
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (k, name) in zip(axes, (("top1", "top-1 identification"), ("eer", "equal error rate (lower is better)"))):
+        for j, m in enumerate(methods):
+            off = (j - (len(methods) - 1) / 2) * 0.08
+            colour = "C0" if m == "flow" else f"C{j + 6}"
+            for pts, fmt, label in (([r for r in rows if r["method"] == m], "o-", "flow (DIS)" if m == "flow" else m),
+                                    ([{**whole[m], "seconds": None}] if m in whole else [], "o", None)):
+                if not pts:
+                    continue
+                x = np.array([xs[r["seconds"]] if r["seconds"] is not None else xw for r in pts], float) + off
+                v = np.array([r[k] for r in pts])
+                err = np.array([[max(r[k] - r[k + "_lo"], 0) for r in pts], [max(r[k + "_hi"] - r[k], 0) for r in pts]])
+                ax.errorbar(x, v, yerr=err, fmt=fmt, capsize=3, color=colour, label=label,
+                            mfc=colour if label else "white")
+        ch = rows[0]["chance_top1"] if k == "top1" else 0.5
+        ax.axhline(ch, color="tab:red", lw=1.2, label="chance")
+        ax.set_xticks(list(range(xw + 1)), [f"{L:g} s" for L in lengths] + ["whole session"])
+        ax.set_xlabel("held-out video per identification (excerpt length)")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(literal(title))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
 def signature_figure(sessions: list[tuple[str, np.ndarray, np.ndarray]], confused: list[tuple[str, float]],
                      title: str):
     """A participant's head-motion signature: yaw/pitch/roll over time per session (training beside
@@ -441,6 +479,11 @@ def participant_map_png(path: Path, coords: np.ndarray, labels: list[str], links
 def headline_png(path: Path, rows: list[dict], title: str, prov: dict[str, Any]) -> None:
     """:func:`headline_figure`, saved as PNG with provenance."""
     save_png(headline_figure(rows=rows, title=title), path, prov, dpi=REPORT_DPI)
+
+
+def excerpts_png(path: Path, rows: list[dict], whole: dict[str, dict], title: str, prov: dict[str, Any]) -> None:
+    """:func:`excerpts_figure`, saved as PNG with provenance."""
+    save_png(excerpts_figure(rows=rows, whole=whole, title=title), path, prov, dpi=REPORT_DPI)
 
 
 def signature_png(path: Path, sessions: list[tuple[str, np.ndarray, np.ndarray]], confused: list[tuple[str, float]],

@@ -58,6 +58,11 @@ def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], 
                        "for own, partner and stranger data (log axis)."),
             png_figure(figs / f"participant_map_{fs}.png", f"Who moves like whom ({fs})",
                        "Classical MDS of the symmetric pair similarity; dyad partners joined."),
+            png_figure(figs / f"excerpts_{fs}.png", f"How many seconds identify a person ({fs})",
+                       "Top-1 identification and EER when each identification sees only an excerpt of the held-out "
+                       "video (consecutive spans of each length), beside the whole held-out session; points and 95% "
+                       "bootstrap intervals over participants, chance in red. Workbook sheet excerpts, with the "
+                       "flow minus each baseline, paired."),
         ) if f is not None]))
     lm = png_figure(figs / "landmark_pca.png", "Landmarks in the cohort PCA basis",
                     "Each participant's aligned landmarks on the cohort's first two principal components.")

@@ -14,6 +14,7 @@ from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cel
 from dis_core.report.comparisons import (Finding, baseline_holm, baseline_verdict, feature_set_verdict,
                                          partner_family)
 from dis_core.report.config import ReportConfig
+from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import provenance
 from dis_core.layout import UnitResult
 from dis_core.score.evaluate import FeatureSetScores
@@ -73,6 +74,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "difference, p = 2 (k + 1) / (B + 1) with k of B draws across 0, B as the family "
                                    "of tests needs for Holm (at least 1,000; column draws), and exact McNemar on "
                                    "top-1 (sheet comparisons)", partners.text] + [v.text for v in verdicts]})
+    ex_rows, ex_notes = excerpt_table(cohort, results, cfg)
+    info.loc[len(info)] = ["excerpts", excerpts_text(cfg, ex_rows, ex_notes)]
     sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
     if sync is not None:
         info.loc[len(info)] = ["synchrony tests", synchrony_text(*sync)]
@@ -97,6 +100,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             train_rows.append({"feature_set": r.feature_set,
                                **{k: v for k, v in t.items() if not isinstance(v, (dict, list))}})
         _figures(figs, r, prov)
+        _excerpt_figure(figs, r, [x for x in ex_rows if x["feature_set"] == r.feature_set and x["row"] == "method"], prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
                             **{f"s_{m}": r.methods[m].s for m in r.methods})
     sheets["pairs"], pairs_file = _pairs_sheet(cohort, results)
@@ -106,6 +110,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                            "b": b, **c} for r in results
                                           for b, c in r.comparisons.items()] + fs_rows)
     sheets["training"] = pd.DataFrame(train_rows)
+    sheets["excerpts"] = (pd.DataFrame(ex_rows) if ex_rows else
+                          pd.DataFrame({"note": [excerpts_text(cfg, ex_rows, ex_notes)]}))
     left = [{"stage": "cohort", **x} for x in cohort.left_out]
     for r in results:
         left += [{"stage": "scoring", **x} for x in r.left_out]
@@ -134,7 +140,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     page = _html(d, cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb)
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + _line(v) for v in verdicts]
-                     + [f"  partners: {_line(partners)}"]
+                     + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
                      + [f"  report: {page}", f"  data:   {wb}"])
@@ -374,6 +380,30 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     if len(losses) > 1 and all(c[1:] == losses[0][1:] for c in losses):  # a pooled shape: one curve, not N copies
         losses = [(f"pooled shape (shared by {len(losses)} participants)", *losses[0][1:])]
     loss_grid_png(figs / f"loss_curves_{fs}.png", losses, f"{fs}: training curves", prov)
+
+
+def _excerpt_figure(figs: Path, r: FeatureSetScores, rows: list[dict], prov: dict) -> None:
+    """Identification against seconds of held-out video; an earlier run's figure goes when there is none."""
+    from dis_core.report.figures import excerpts_png
+
+    path = figs / f"excerpts_{r.feature_set}.png"
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    excerpts_png(path, rows, {m: r.methods[m].metrics for m in r.methods},
+                 f"{r.feature_set}: identification from excerpts of the held-out data", prov)
+
+
+def excerpts_text(cfg: ReportConfig, rows: list[dict], notes: dict[str, str]) -> str:
+    """The summary's line on excerpts: the rule, the lengths, and what was not computed and why."""
+    if not cfg.excerpts_s:
+        return "not computed (ReportConfig.excerpts_s is empty)"
+    done = sorted({x["feature_set"] for x in rows})
+    head = (f"identification from excerpts of {', '.join(f'{v:g}' for v in cfg.excerpts_s)} s of held-out video "
+            f"(sheet excerpts): {EXCERPT_RULE}")
+    tail = "; ".join(f"{fs}: {why}" for fs, why in notes.items())
+    return head + (f"; computed for {', '.join(done)}" if done else "; computed for no feature set") + (
+        f"; {tail}" if tail else "")
 
 
 def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:

@@ -9,7 +9,7 @@ may look back across an excerpt's start, windows (head_spectrum, head_windows) d
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -131,7 +131,8 @@ def _draw(x: Excerpts, p: _Prepared, idx: np.ndarray) -> tuple[float, float, flo
     return top1, auc, eer
 
 
-def _draws(x: Excerpts, n: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def excerpt_draws(x: Excerpts, n: int, n_boot: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(point (3,), draws (n_boot, 3)) of (top-1, AUC, EER): :func:`_draw` of everyone, then of each draw."""
     p = _prepare(x, n)
     point = np.array(_draw(x, p, np.arange(n)))
     return point, np.array([_draw(x, p, idx) for idx in participant_draws(n, n_boot, seed)])
@@ -140,7 +141,7 @@ def _draws(x: Excerpts, n: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.
 def excerpt_intervals(x: Excerpts, n: int, n_boot: int = 1000, seed: int = 0) -> dict[str, BootResult]:
     """top-1, AUC and EER of the ``n`` participants' excerpts with 95 % percentile intervals over
     participants (a drawn person brings all their excerpts; see :func:`_draw`)."""
-    point, draws = _draws(x, n, n_boot, seed)
+    point, draws = excerpt_draws(x, n, n_boot, seed)
     return {k: boot_result(float(point[m]), draws[:, m]) for m, k in enumerate(METRICS)}
 
 
@@ -148,6 +149,67 @@ def compare_excerpts(a: Excerpts, b: Excerpts, n: int, n_boot: int = 1000, seed:
     """Method a - method b on the same excerpts: paired bootstrap over participants of each metric."""
     if a.s.shape != b.s.shape or not np.array_equal(a.owner, b.owner):
         raise ValueError(f"the methods scored different excerpts: {a.s.shape} vs {b.s.shape}")
-    pa, da = _draws(a, n, n_boot, seed)
-    pb, db = _draws(b, n, n_boot, seed)
+    pa, da = excerpt_draws(a, n, n_boot, seed)
+    pb, db = excerpt_draws(b, n, n_boot, seed)
     return {k: paired_result(float(pa[m] - pb[m]), da[:, m] - db[:, m]) for m, k in enumerate(METRICS)}
+
+
+def stream_excerpts(pairs: Iterable[tuple[str, str, np.ndarray]], order: Sequence[str],
+                    labels: dict[float, dict[str, np.ndarray]]) -> dict[float, Excerpts]:
+    """:func:`excerpt_scores` for every length from (model pid, data pid, per-row log p) streamed one pair at
+    a time (a score block's file, never every pair's rows at once); ``labels[L][pid]`` labels pid's rows."""
+    pos = {p: i for i, p in enumerate(order)}
+    layout = {}  # L -> (first column of each pid's excerpts, [row mask of each excerpt] per pid, total)
+    for length, lab in labels.items():
+        first, masks, col = {}, {}, 0
+        for p in order:
+            a = np.asarray(lab[p])
+            ids = np.unique(a[a >= 0])
+            first[p], masks[p] = col, [a == e for e in ids]
+            col += len(ids)
+        layout[length] = (first, masks, col)
+    s = {length: np.full((len(order), total), np.nan) for length, (_, _, total) in layout.items()}
+    for pi, pj, lp in pairs:
+        lp = np.asarray(lp)
+        check_log_p(lp, pi, pj)
+        for length, (first, masks, _) in layout.items():
+            if len(masks[pj]) and len(masks[pj][0]) != len(lp):
+                raise ValueError(f"{pj}: {len(masks[pj][0])} labelled rows for {len(lp)} scored rows")
+            for k, mask in enumerate(masks[pj]):
+                s[length][pos[pi], first[pj] + k] = pair_score(lp[mask])
+    out = {}
+    for length, (first, masks, total) in layout.items():
+        owner = np.concatenate([np.full(len(masks[p]), pos[p], np.int64) for p in order] or [np.zeros(0, np.int64)])
+        if np.isnan(s[length]).any():
+            raise ValueError(f"excerpts of {length:g} s: {int(np.isnan(s[length]).sum())} (model, excerpt) pairs "
+                             "were never streamed")
+        out[length] = Excerpts(s[length], owner)
+    return out
+
+
+def excerpt_rows(ex: dict[str, Excerpts], n: int, a: str, n_boot: int = 1000, seed: int = 0
+                 ) -> tuple[list[dict], list[dict]]:
+    """Each method's (top-1, AUC, EER) with intervals, and method ``a`` minus each other method, paired:
+    one set of draws per method serves its interval and its comparisons."""
+    draws = {m: excerpt_draws(x, n, n_boot, seed) for m, x in ex.items()}
+    rows = []
+    for m, (point, d) in draws.items():
+        x = ex[m]
+        row = {"method": m, "excerpts": int(x.s.shape[1]), "people": int(len(np.unique(x.owner))),
+               "chance_top1": 1.0 / n}
+        for k, key in enumerate(METRICS):
+            b = boot_result(float(point[k]), d[:, k])
+            row.update({key: b.point, f"{key}_lo": b.lo, f"{key}_hi": b.hi})
+        rows.append(row)
+    comps = []
+    if a in draws:
+        pa, da = draws[a]
+        for m, (pb, db) in draws.items():
+            if m == a:
+                continue
+            c = {"a": a, "b": m}
+            for k, key in enumerate(METRICS):
+                r = paired_result(float(pa[k] - pb[k]), da[:, k] - db[:, k])
+                c.update({f"{key}_diff": r.diff, f"{key}_diff_lo": r.lo, f"{key}_diff_hi": r.hi, f"{key}_p": r.p})
+            comps.append(c)
+    return rows, comps

@@ -1,0 +1,76 @@
+"""The report's identification from excerpts of the held-out data, on a synthetic run read back from
+the workbook and the page (dis_core.report.excerpts over dis_core.score.excerpts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dis_core.cohort.stage import load_cohort, participant_features, prepare_cohort
+from dis_core.extract.h5store import read_extraction
+from dis_core.features.build import FEATURE_SETS
+from dis_core.model.config import TrainConfig
+from dis_core.report.config import ReportConfig
+from dis_core.report.stage import report_unit
+from dis_core.score.excerpts import compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_scores
+from dis_core.score.stage import load_scores
+from tests.synthrun import make_run
+from tests.test_synthetic_run import TINY, _train_and_score
+
+
+def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
+    """4 people x 2 sessions of 40 s (cross-session split): head_spectrum's held-out windows give 5 excerpts
+    of 8 s and 2 of 16 s a person, none of 60 s (said in the summary). The workbook's figures equal the
+    pure functions on the score blocks' per-row log p with labels from the windows' own frame times; the
+    page shows the figure; a cohort above the cap gets a note instead, and an earlier figure goes."""
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=40, sessions=2), out)
+    spec = FEATURE_SETS["head_spectrum"]
+    _train_and_score(out, TrainConfig(spec, TINY, min_train_frames=20))
+    r = report_unit(out, [spec.name], ReportConfig(excerpts_s=(8.0, 16.0, 60.0)))
+    assert r.status == "ok", r.message
+    c = load_cohort(out)
+    sheet = pd.read_excel(c.layout.workbook, sheet_name="excerpts")
+    summary = pd.read_excel(c.layout.workbook, sheet_name="summary").set_index("item")["value"]
+    assert "no excerpt of 60 s" in summary["excerpts"] and "computed for head_spectrum" in summary["excerpts"]
+    text = (c.layout.report_summary).read_text()  # the terminal's text: the 8 s line with intervals and chance
+    flow8 = sheet[(sheet["seconds"] == 8) & (sheet["method"] == "flow")].iloc[0]
+    assert (f"excerpts of 8 s, head_spectrum: top-1 flow {flow8['top1']:.2f} [{flow8['top1_lo']:.2f}, "
+            f"{flow8['top1_hi']:.2f}], gaussian") in text and "chance 0.25" in text
+    sc = load_scores(out, spec.name)
+    pids = c.participants
+    labels = {}
+    for p in pids:
+        td = participant_features(c, p, spec, "test")
+        (uid, centres), = td.rows.items()
+        t = read_extraction(c.layout.extraction(uid), skip=("landmarks", "blendshapes", "transform")).time_s
+        labels[p] = (np.asarray(t, float)[centres], float(t[0]), float(t[-1]) + 1 / 15)
+    for length, per_person in ((8.0, 5), (16.0, 2)):
+        lab = [excerpt_labels(tt, np.zeros(len(tt), int), length, 8.0, 0.5, {0: (a, b)}) for tt, a, b in labels.values()]
+        assert all(np.unique(x[x >= 0]).size == per_person for x in lab)
+        ex = {m: excerpt_scores([[sc.store.pair(m, pi, pj)["log_p"] for pj in pids] for pi in pids], lab)
+              for m in ("flow", "gaussian")}
+        rows = sheet[(sheet["seconds"] == length) & (sheet["row"] == "method")].set_index("method")
+        assert sorted(rows.index) == ["flow", "gaussian"] and (rows["excerpts"] == 4 * per_person).all()
+        for m in ("flow", "gaussian"):
+            iv = excerpt_intervals(ex[m], len(pids))
+            for k in ("top1", "auc", "eer"):
+                assert rows.loc[m, [k, f"{k}_lo", f"{k}_hi"]].tolist() == pytest.approx([iv[k].point, iv[k].lo, iv[k].hi])
+        d = sheet[(sheet["seconds"] == length) & (sheet["row"] == "difference")]
+        assert d[["a", "b"]].values.tolist() == [["flow", "gaussian"]]
+        cmp = compare_excerpts(ex["flow"], ex["gaussian"], len(pids))
+        assert d["eer_diff"].iloc[0] == pytest.approx(cmp["eer"].diff)
+        assert d[["top1_diff_lo", "top1_diff_hi"]].values[0].tolist() == pytest.approx([cmp["top1"].lo, cmp["top1"].hi])
+    assert not (sheet["seconds"] == 60).any()
+    fig = c.layout.figures_dir / f"excerpts_{spec.name}.png"
+    assert fig.is_file()
+    page = (c.layout.report_dir / "dis_report.html").read_text()
+    assert f"How many seconds identify a person ({spec.name})" in page
+    # above the cap: a note, no figure (the earlier one removed), nothing computed
+    r = report_unit(out, [spec.name], ReportConfig(excerpt_max_people=3))
+    assert r.status == "ok", r.message
+    sheet = pd.read_excel(c.layout.workbook, sheet_name="excerpts")
+    assert "more than ReportConfig.excerpt_max_people (3)" in sheet["note"].iloc[0]
+    assert not fig.exists()
+    assert "How many seconds identify a person" not in (c.layout.report_dir / "dis_report.html").read_text()
