@@ -146,3 +146,13 @@ def test_streamed_pairs_give_the_same_excerpts_and_rows_reuse_each_methods_draws
     assert [comps[0][k] for k in ("auc_diff", "auc_diff_lo", "eer_p")] == pytest.approx([c["auc"].diff, c["auc"].lo, c["eer"].p])
     with pytest.raises(ValueError, match="never streamed"):
         stream_excerpts(pairs[1:], pids, lab)
+
+
+def test_thin_excerpts_are_left_out():
+    """An excerpt with fewer than half the rows of the cohort's fullest (a detector gap) is not scored."""
+    from dis_core.score.excerpts import drop_thin
+
+    a = np.r_[np.zeros(10, int), np.ones(4, int), np.full(5, 2), -1]
+    got = drop_thin({"p": a, "q": np.r_[np.zeros(8, int)]})
+    assert got["p"].tolist() == [0] * 10 + [-1] * 4 + [2] * 5 + [-1] and got["q"].tolist() == [0] * 8
+    assert a[10] == 1  # the input is left as it was

@@ -74,3 +74,54 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
     assert "more than ReportConfig.excerpt_max_people (3)" in sheet["note"].iloc[0]
     assert not fig.exists()
     assert "How many seconds identify a person" not in (c.layout.report_dir / "dis_report.html").read_text()
+
+
+def test_per_frame_rows_of_a_within_session_split_across_blocks_and_a_failure_that_stays_a_note(tmp_path, monkeypatch):
+    """head_pose (a row per frame), one 60 s video each, the last 20% held out, scored in 2 x 2 blocks: the
+    excerpts start at the first held-out frame (48 s), so each person has one 8 s excerpt of 120 rows and no
+    16 s one; the sheet agrees with the pure functions on rows streamed from every block. An error inside
+    the section becomes the feature set's note: the report is still written, without the figure."""
+    from dis_core.score.config import ScoreConfig, block_grid
+    from dis_core.score.stage import score_block_unit
+    from dis_core.model.stage import train_unit
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=60, sessions=1), out)
+    spec = FEATURE_SETS["head_pose"]
+    cfg = TrainConfig(spec, TINY, min_train_frames=20)
+    c = load_cohort(out)
+    for p in c.participants:
+        assert train_unit(out, p, cfg).status == "ok"
+    sc_cfg = ScoreConfig(min_test_frames=1, block_size=2)
+    for r_, c_ in block_grid(len(c.participants), sc_cfg):
+        assert score_block_unit(out, cfg, r_, c_, c.participants, sc_cfg).status == "ok"
+    r = report_unit(out, [spec.name], ReportConfig(excerpts_s=(8.0, 16.0)))
+    assert r.status == "ok", r.message
+    sheet = pd.read_excel(c.layout.workbook, sheet_name="excerpts")
+    rows = sheet[sheet["row"] == "method"].set_index("method")
+    assert rows["seconds"].tolist() == [8.0, 8.0] and (rows["excerpts"] == 4).all()
+    assert (rows["rows_per_excerpt_median"] == 120).all() and (rows["rows_per_excerpt_min"] == 120).all()
+    summary = pd.read_excel(c.layout.workbook, sheet_name="summary").set_index("item")["value"]
+    assert "no excerpt of 16 s" in summary["excerpts"]
+    sc = load_scores(out, spec.name)
+    pids = c.participants
+    lab = []
+    for p in pids:
+        (uid, frames), = participant_features(c, p, spec, "test").rows.items()
+        t = read_extraction(c.layout.extraction(uid), skip=("landmarks", "blendshapes", "transform")).time_s
+        held = np.flatnonzero(c.splits[uid].test)
+        assert held[0] == 720 and frames[0] >= 720  # the last 12 s of 60 at 15 fps
+        lab.append(excerpt_labels(np.asarray(t, float)[frames], np.zeros(len(frames), int), 8.0, spans={0: (48.0, 60.0)}))
+    ex = excerpt_scores([[sc.store.pair("flow", pi, pj)["log_p"] for pj in pids] for pi in pids], lab)
+    iv = excerpt_intervals(ex, len(pids))
+    assert rows.loc["flow", ["top1", "eer", "eer_hi"]].tolist() == pytest.approx([iv["top1"].point, iv["eer"].point, iv["eer"].hi])
+    assert (c.layout.figures_dir / "excerpts_head_pose.png").is_file()
+
+    def broken(*a, **k):
+        raise RuntimeError("a block written by older code")
+    monkeypatch.setattr("dis_core.report.excerpts.stream_excerpts", broken)  # a fault no real run reproduces on demand
+    r = report_unit(out, [spec.name], ReportConfig())
+    assert r.status == "ok", r.message
+    summary = pd.read_excel(c.layout.workbook, sheet_name="summary").set_index("item")["value"]
+    assert "head_pose: not computed: RuntimeError: a block written by older code" in summary["excerpts"]
+    assert not (c.layout.figures_dir / "excerpts_head_pose.png").exists()

@@ -326,7 +326,8 @@ def excerpts_figure(rows: list[dict], whole: dict[str, dict], title: str):
     """Identification and EER from excerpts of the held-out data against their length, per method, with
     the whole held-out session at the right and chance: how many seconds recognise a person.
 
-    ``rows``: the method rows of one feature set (seconds, method, top1/eer with _lo/_hi, chance_top1);
+    ``rows``: the method rows of one feature set (seconds, method, top1/eer with _lo/_hi, chance_top1, people
+    with excerpts of that length and participants, shown under a length that not everyone reaches);
     ``whole``: method -> the whole-session metrics (same keys)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lengths = sorted({r["seconds"] for r in rows})
@@ -348,7 +349,9 @@ def excerpts_figure(rows: list[dict], whole: dict[str, dict], title: str):
                             mfc=colour if label else "white")
         ch = rows[0]["chance_top1"] if k == "top1" else 0.5
         ax.axhline(ch, color="tab:red", lw=1.2, label="chance")
-        ax.set_xticks(list(range(xw + 1)), [f"{L:g} s" for L in lengths] + ["whole session"])
+        who = {r["seconds"]: (r["people"], r.get("participants", r["people"])) for r in rows}
+        ax.set_xticks(list(range(xw + 1)), [f"{L:g} s" + (f"\n{who[L][0]} of {who[L][1]}" if who[L][0] < who[L][1] else "")
+                                            for L in lengths] + ["whole session"])
         ax.set_xlabel("held-out video per identification (excerpt length)")
         ax.set_title(name, fontsize=10)
         ax.set_ylim(-0.03, 1.03)

@@ -75,6 +75,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "of tests needs for Holm (at least 1,000; column draws), and exact McNemar on "
                                    "top-1 (sheet comparisons)", partners.text] + [v.text for v in verdicts]})
     ex_rows, ex_notes = excerpt_table(cohort, results, cfg)
+    for r in results:
+        _excerpt_figure(figs, r, [x for x in ex_rows if x["feature_set"] == r.feature_set and x["row"] == "method"],
+                        prov, ex_notes)
     info.loc[len(info)] = ["excerpts", excerpts_text(cfg, ex_rows, ex_notes)]
     sync = cohort_synchrony(cohort)  # None unless the manifest marks sessions time_locked
     if sync is not None:
@@ -100,7 +103,6 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             train_rows.append({"feature_set": r.feature_set,
                                **{k: v for k, v in t.items() if not isinstance(v, (dict, list))}})
         _figures(figs, r, prov)
-        _excerpt_figure(figs, r, [x for x in ex_rows if x["feature_set"] == r.feature_set and x["row"] == "method"], prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
                             **{f"s_{m}": r.methods[m].s for m in r.methods})
     sheets["pairs"], pairs_file = _pairs_sheet(cohort, results)
@@ -382,16 +384,21 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     loss_grid_png(figs / f"loss_curves_{fs}.png", losses, f"{fs}: training curves", prov)
 
 
-def _excerpt_figure(figs: Path, r: FeatureSetScores, rows: list[dict], prov: dict) -> None:
-    """Identification against seconds of held-out video; an earlier run's figure goes when there is none."""
+def _excerpt_figure(figs: Path, r: FeatureSetScores, rows: list[dict], prov: dict, notes: dict[str, str]) -> None:
+    """Identification against seconds of held-out video; an earlier run's figure goes when there is none
+    (a figure that fails is a note, not a failed report)."""
     from dis_core.report.figures import excerpts_png
 
     path = figs / f"excerpts_{r.feature_set}.png"
+    path.unlink(missing_ok=True)
     if not rows:
-        path.unlink(missing_ok=True)
         return
-    excerpts_png(path, rows, {m: r.methods[m].metrics for m in r.methods},
-                 f"{r.feature_set}: identification from excerpts of the held-out data", prov)
+    try:
+        excerpts_png(path, rows, {m: r.methods[m].metrics for m in r.methods},
+                     f"{r.feature_set}: identification from excerpts of the held-out data", prov)
+    except Exception as e:  # noqa: BLE001 - the sheet keeps the figures' numbers
+        path.unlink(missing_ok=True)
+        notes[r.feature_set] = "; ".join(x for x in (notes.get(r.feature_set), f"no figure: {type(e).__name__}: {e}") if x)
 
 
 def excerpts_text(cfg: ReportConfig, rows: list[dict], notes: dict[str, str]) -> str:

@@ -13,7 +13,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from dis_core.score.scoring import check_log_p, pair_score, weighted_tnorm
+from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
 from dis_core.score.stats import BootResult, PairedResult, boot_result, paired_result, participant_draws, weighted_auc_eer
 
 
@@ -48,6 +48,21 @@ def excerpt_labels(times: np.ndarray, video: np.ndarray, length_s: float, window
     return out
 
 
+def drop_thin(labels: dict, share: float = 0.5) -> dict:
+    """Labels without the excerpts holding fewer than ``share`` of the rows of the fullest excerpt of the
+    cohort (detector gaps): an excerpt of a few face frames is not identification from L seconds."""
+    counts = [np.bincount(a[a >= 0]) for a in labels.values() if (np.asarray(a) >= 0).any()]
+    full = max((int(c.max()) for c in counts), default=0)
+    out = {}
+    for p, a in labels.items():
+        a = np.asarray(a).copy()
+        if (a >= 0).any():
+            thin = np.flatnonzero(np.bincount(a[a >= 0]) < share * full)
+            a[np.isin(a, thin)] = -1
+        out[p] = a
+    return out
+
+
 class Excerpts(NamedTuple):
     """Scores of every model on every excerpt: ``s`` (models x excerpts), ``owner`` (excerpts,) the person
     whose excerpt it is (index of their model)."""
@@ -56,7 +71,7 @@ class Excerpts(NamedTuple):
     owner: np.ndarray
 
 
-def excerpt_scores(per_row: Sequence[Sequence[np.ndarray]], labels: Sequence[np.ndarray]) -> Excerpts:
+def excerpt_scores(per_row: Sequence[Sequence[np.ndarray]], labels: Sequence[np.ndarray], trim: float = TRIM) -> Excerpts:
     """``per_row[i][j]``: model i's log p on person j's rows; ``labels[j]``: :func:`excerpt_labels` of j's
     rows. Each (model, excerpt) score is the pipeline's rule (:func:`pair_score`) on the excerpt's rows;
     non-finite log p is an error naming the pair, as in :func:`score_matrix`."""
@@ -68,7 +83,7 @@ def excerpt_scores(per_row: Sequence[Sequence[np.ndarray]], labels: Sequence[np.
         lab = np.asarray(lab)
         for e in np.unique(lab[lab >= 0]):
             rows = lab == e
-            cols.append([pair_score(np.asarray(per_row[i][j])[rows]) for i in range(len(per_row))])
+            cols.append([pair_score(np.asarray(per_row[i][j])[rows], trim) for i in range(len(per_row))])
             owner.append(j)
     s = np.array(cols, float).T if cols else np.zeros((len(per_row), 0))
     return Excerpts(s, np.asarray(owner, np.int64))
@@ -155,7 +170,7 @@ def compare_excerpts(a: Excerpts, b: Excerpts, n: int, n_boot: int = 1000, seed:
 
 
 def stream_excerpts(pairs: Iterable[tuple[str, str, np.ndarray]], order: Sequence[str],
-                    labels: dict[float, dict[str, np.ndarray]]) -> dict[float, Excerpts]:
+                    labels: dict[float, dict[str, np.ndarray]], trim: float = TRIM) -> dict[float, Excerpts]:
     """:func:`excerpt_scores` for every length from (model pid, data pid, per-row log p) streamed one pair at
     a time (a score block's file, never every pair's rows at once); ``labels[L][pid]`` labels pid's rows."""
     pos = {p: i for i, p in enumerate(order)}
@@ -176,7 +191,7 @@ def stream_excerpts(pairs: Iterable[tuple[str, str, np.ndarray]], order: Sequenc
             if len(masks[pj]) and len(masks[pj][0]) != len(lp):
                 raise ValueError(f"{pj}: {len(masks[pj][0])} labelled rows for {len(lp)} scored rows")
             for k, mask in enumerate(masks[pj]):
-                s[length][pos[pi], first[pj] + k] = pair_score(lp[mask])
+                s[length][pos[pi], first[pj] + k] = pair_score(lp[mask], trim)
     out = {}
     for length, (first, masks, total) in layout.items():
         owner = np.concatenate([np.full(len(masks[p]), pos[p], np.int64) for p in order] or [np.zeros(0, np.int64)])
