@@ -96,7 +96,7 @@ def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig) -> tupl
     why = []
     if len(reached) < len(cfg.excerpts_s):
         why.append("no excerpt of " + ", ".join(f"{v:g}" for v in cfg.excerpts_s if v not in reached)
-                   + f" s for two people or more (held-out data too short{f', or shorter than a {w:g} s window' if w else ''})")
+                   + f" s for two people or more (held-out data too short{f', or shorter than the {w:g} s window' if w else ''})")
     some = [f"{L:g} s: {people[L]} of {n} people" for L in reached if people[L] < n]
     if some:
         why.append("excerpts of only some people (" + "; ".join(some) + ")")
