@@ -420,7 +420,7 @@ from dis_core.features.temporal import fit_window_basis  # noqa: E402
 from dis_core.model.config import POOLED_FLOW, default_train_config  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
 from dis_core.model.stage import FIT_RULE, pooled_rows  # noqa: E402
-from dis_core.score.excerpts import Excerpts, compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_scores  # noqa: E402
+from dis_core.score.excerpts import Excerpts, excerpt_labels, excerpt_rows, excerpt_scores  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
                                     verification)
 
@@ -696,16 +696,15 @@ def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], ca
         k = ex[methods[0]].s.shape[1]
         per = np.mean([np.bincount(lab[lab >= 0]).mean() for lab in labels if (lab >= 0).any()])
         print(f"  {length:g} s: {k} excerpts of {people} of {n} people, {per:.1f} rows each on average")
-        for m in methods:
-            iv = excerpt_intervals(ex[m], n)
-            print(f"{spec_name + '/' + m:22s} {length:4.0f} s  "
-                  + "  ".join(f"{key} {iv[key].point:.3f} [{iv[key].lo:.3f}, {iv[key].hi:.3f}]" for key in ("top1", "auc", "eer")))
-        for a in (m for m in methods if m in FLOW_METHODS):
-            for b in (m for m in methods if m not in FLOW_METHODS):  # each baseline, then the reference
-                c = compare_excerpts(ex[a], ex[b], n)
-                print(f"    {a} - {b} at {length:g} s: " + "; ".join(
-                    f"{key} {c[key].diff:+.3f} [{c[key].lo:+.3f}, {c[key].hi:+.3f}] p={c[key].p:.3f}"
-                    for key in ("top1", "auc", "eer")))
+        pairs = [(a, b) for a in methods if a in FLOW_METHODS for b in methods if b not in FLOW_METHODS]  # baselines, reference
+        mrows, comps = excerpt_rows(ex, n, pairs)
+        for x in mrows:
+            print(f"{spec_name + '/' + x['method']:22s} {length:4.0f} s  "
+                  + "  ".join(f"{key} {x[key]:.3f} [{x[key + '_lo']:.3f}, {x[key + '_hi']:.3f}]" for key in ("top1", "auc", "eer")))
+        for c in comps:
+            print(f"    {c['a']} - {c['b']} at {length:g} s: " + "; ".join(
+                f"{key} {c[key + '_diff']:+.3f} [{c[key + '_diff_lo']:+.3f}, {c[key + '_diff_hi']:+.3f}] p={c[key + '_p']:.3f}"
+                for key in ("top1", "auc", "eer")))
 
 
 def row(r: Result) -> str:

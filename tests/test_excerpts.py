@@ -5,9 +5,13 @@ import pytest
 
 from dis_core.errors import DISError
 from dis_core.features.build import FEATURE_SETS, video_features
-from dis_core.score.excerpts import (Excerpts, compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_rows,
-                                     excerpt_scores, stream_excerpts, top1_credit)
+from dis_core.score.excerpts import Excerpts, excerpt_labels, excerpt_rows, excerpt_scores, stream_excerpts
 from dis_core.score.scoring import headline_intervals, identification, pair_score, score_matrix, tnorm, verification
+
+
+def _rows(ex: dict, n: int, n_boot: int) -> dict:
+    """Each method's row of :func:`excerpt_rows`, by method."""
+    return {x["method"]: x for x in excerpt_rows(ex, n, n_boot=n_boot)[0]}
 
 
 def _centres(start=0.0, end=60.0, w=8.0, hop=0.5, shift=0.0):
@@ -62,16 +66,19 @@ def test_labels_of_real_spectral_rows_at_29_97_fps_with_a_gap():
 
 def test_scores_are_the_pipeline_rule_on_each_excerpt_and_ties_share_credit():
     rng = np.random.default_rng(0)
-    per_row = [[rng.normal(size=6) for _ in range(2)] for _ in range(3)]  # 3 models, 2 people
-    labels = [np.array([0, 0, 0, 1, 1, 1]), np.array([-1, 0, 0, 0, 0, -1])]
+    per_row = [[rng.normal(size=6) for _ in range(3)] for _ in range(3)]  # 3 people, the third without excerpts
+    labels = [np.array([0, 0, 0, 1, 1, 1]), np.array([-1, 0, 0, 0, 0, -1]), np.full(6, -1)]
     x = excerpt_scores(per_row, labels)
+    assert x.s.shape == (3, 3)
     assert x.owner.tolist() == [0, 0, 1]
     assert x.s[2, 1] == pair_score(per_row[2][0][3:]) and x.s[1, 2] == pair_score(per_row[1][1][1:5])
     per_row[1][0][4] = np.nan
     with pytest.raises(DISError, match="non-finite log p on 1 held-out frame"):
         excerpt_scores(per_row, labels)
+    with pytest.raises(ValueError, match="one model per person"):
+        excerpt_scores(per_row, labels[:2])
     tie = Excerpts(np.array([[1.0, 0.0], [1.0, 2.0], [0.0, 2.0]]), np.array([0, 1]))
-    assert top1_credit(tie).tolist() == [0.5, 0.5]
+    assert excerpt_rows({"m": tie}, 3, n_boot=10)[0][0]["top1"] == 0.5  # each excerpt ties with one other model
 
 
 def test_one_excerpt_per_person_gives_the_pipelines_whole_session_metrics():
@@ -84,14 +91,14 @@ def test_one_excerpt_per_person_gives_the_pipelines_whole_session_metrics():
     per_row = [[-0.5 * (d - mu[i]) ** 2 for d in data] for i in range(n)]
     x = excerpt_scores(per_row, [np.zeros(m, int)] * n)
     s = score_matrix(per_row)
-    iv = excerpt_intervals(x, n, n_boot=200)
+    iv = _rows({"m": x}, n, 200)["m"]
     ver = verification(tnorm(s))
-    assert iv["top1"].point == pytest.approx(identification(s)["top1"])
-    assert iv["auc"].point == pytest.approx(ver["auc"]) and iv["eer"].point == pytest.approx(ver["eer"])
+    assert iv["top1"] == pytest.approx(identification(s)["top1"])
+    assert iv["auc"] == pytest.approx(ver["auc"]) and iv["eer"] == pytest.approx(ver["eer"])
     whole = headline_intervals(s, n_boot=200)  # the same draws of people, t-normed again within each draw
     for k in ("top1", "auc", "eer"):
-        assert (iv[k].lo, iv[k].hi) == pytest.approx((whole[f"{k}_lo"], whole[f"{k}_hi"]))
-    assert iv["auc"].lo < iv["auc"].point < iv["auc"].hi
+        assert (iv[f"{k}_lo"], iv[f"{k}_hi"]) == pytest.approx((whole[f"{k}_lo"], whole[f"{k}_hi"]))
+    assert iv["auc_lo"] < iv["auc"] < iv["auc_hi"]
 
 
 def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
@@ -105,26 +112,28 @@ def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
     per_row = [[-0.5 * (d - mu[i]) ** 2 for d in data] for i in range(n)]
     short = excerpt_scores(per_row, [np.arange(m) // 2] * n)  # 20 excerpts of 2 rows each
     long = excerpt_scores(per_row, [np.arange(m) // 20] * n)  # 2 excerpts of 20 rows
-    a, b = excerpt_intervals(short, n, 200), excerpt_intervals(long, n, 200)
-    assert a["top1"].point < b["top1"].point and a["eer"].point > b["eer"].point
+    got = _rows({"short": short, "long": long}, n, 200)
+    a, b = got["short"], got["long"]
+    assert a["top1"] < b["top1"] and a["eer"] > b["eer"]
     # analytic: with spacing d = 4/19 and k rows, an inner person is found when |mean - mu| < d/2
     from scipy.stats import norm
     inner = lambda k: 2 * norm.cdf((4 / 19) / 2 * np.sqrt(k)) - 1  # noqa: E731
     expect = (18 * inner(2) + 2 * (norm.cdf((4 / 19) / 2 * np.sqrt(2)))) / 20
-    assert a["top1"].point == pytest.approx(expect, abs=0.06)  # 400 excerpts: binomial sd ~0.02
-    same = compare_excerpts(short, short, n, 200)  # paired: every draw's difference is zero
-    assert all(same[k].diff == 0 and np.all(same[k].dist == 0) for k in ("top1", "auc", "eer"))
+    assert a["top1"] == pytest.approx(expect, abs=0.06)  # 400 excerpts: binomial sd ~0.02
+    _, (same,) = excerpt_rows({"a": short, "b": short}, n, [("a", "b")], n_boot=200)  # paired: zero in every draw
+    assert all(same[f"{k}_diff"] == same[f"{k}_diff_lo"] == same[f"{k}_diff_hi"] == 0 for k in ("top1", "auc", "eer"))
     # a person's excerpts weigh as one person: repeating one person's excerpts changes no figure
     dup = Excerpts(np.c_[short.s, short.s[:, short.owner == 0]], np.r_[short.owner, short.owner[short.owner == 0]])
-    d = excerpt_intervals(dup, n, 10)
-    assert all(d[k].point == pytest.approx(a[k].point) for k in ("top1", "auc", "eer"))
+    d = _rows({"dup": dup}, n, 10)["dup"]
+    assert all(d[k] == pytest.approx(a[k]) for k in ("top1", "auc", "eer"))
     with pytest.raises(ValueError, match="different excerpts"):
-        compare_excerpts(short, long, n, 10)
+        excerpt_rows({"short": short, "long": long}, n, [("short", "long")], n_boot=10)
 
 
-def test_streamed_pairs_give_the_same_excerpts_and_rows_reuse_each_methods_draws():
-    """Scores streamed pair by pair (as from the score blocks, in any order) equal excerpt_scores; the
-    report's rows equal excerpt_intervals and compare_excerpts; a pair never streamed is an error."""
+def test_streamed_pairs_give_the_pair_score_of_each_excerpt_and_differences_of_the_rows():
+    """Scores streamed pair by pair (as from the score blocks, in any order) are the pair-score rule on each
+    excerpt's rows; a comparison's difference is the difference of its methods' rows, on the same draws; a
+    pair never streamed is an error."""
     rng = np.random.default_rng(7)
     pids, m = ["a", "b", "c", "d"], 24
     mu = rng.normal(scale=0.5, size=4)
@@ -133,17 +142,19 @@ def test_streamed_pairs_give_the_same_excerpts_and_rows_reuse_each_methods_draws
     lab = {8.0: {q: np.arange(m) // 8 for q in pids}, 12.0: {q: np.r_[np.arange(m - 1) // 12, -1] for q in pids}}
     pairs = [(p, q, lp[p, q]) for q in reversed(pids) for p in pids]
     got = stream_excerpts(pairs, pids, lab)
-    for length in lab:
-        want = excerpt_scores([[lp[p, q] for q in pids] for p in pids], [lab[length][q] for q in pids])
-        np.testing.assert_array_equal(got[length].s, want.s)
-        np.testing.assert_array_equal(got[length].owner, want.owner)
+    for length, per in ((8.0, 3), (12.0, 2)):
+        assert got[length].owner.tolist() == np.repeat(np.arange(4), per).tolist()
+        for i, p in enumerate(pids):
+            for j, q in enumerate(pids):
+                for e in range(per):
+                    assert got[length].s[i, j * per + e] == pair_score(lp[p, q][lab[length][q] == e])
     other = Excerpts(got[8.0].s + rng.normal(scale=0.3, size=got[8.0].s.shape), got[8.0].owner)
-    rows, comps = excerpt_rows({"flow": got[8.0], "gaussian": other}, 4, "flow", n_boot=200)
-    iv, c = excerpt_intervals(got[8.0], 4, 200), compare_excerpts(got[8.0], other, 4, 200)
-    assert rows[0]["method"] == "flow" and rows[0]["excerpts"] == 12 and rows[0]["people"] == 4
-    assert [rows[0][k] for k in ("top1", "top1_lo", "eer_hi")] == pytest.approx([iv["top1"].point, iv["top1"].lo, iv["eer"].hi])
-    assert len(comps) == 1 and comps[0]["b"] == "gaussian"
-    assert [comps[0][k] for k in ("auc_diff", "auc_diff_lo", "eer_p")] == pytest.approx([c["auc"].diff, c["auc"].lo, c["eer"].p])
+    rows, comps = excerpt_rows({"flow": got[8.0], "gaussian": other}, 4, [("flow", "gaussian")], n_boot=200)
+    assert [x["method"] for x in rows] == ["flow", "gaussian"] and rows[0]["excerpts"] == 12 and rows[0]["people"] == 4
+    assert len(comps) == 1 and (comps[0]["a"], comps[0]["b"]) == ("flow", "gaussian")
+    for k in ("top1", "auc", "eer"):
+        assert comps[0][f"{k}_diff"] == pytest.approx(rows[0][k] - rows[1][k])
+        assert comps[0][f"{k}_diff_lo"] <= comps[0][f"{k}_diff"] <= comps[0][f"{k}_diff_hi"]
     with pytest.raises(ValueError, match="never streamed"):
         stream_excerpts(pairs[1:], pids, lab)
 

@@ -13,7 +13,7 @@ from dis_core.features.build import FEATURE_SETS
 from dis_core.model.config import TrainConfig
 from dis_core.report.config import ReportConfig
 from dis_core.report.stage import report_unit
-from dis_core.score.excerpts import compare_excerpts, excerpt_intervals, excerpt_labels, excerpt_scores
+from dis_core.score.excerpts import excerpt_labels, excerpt_rows, excerpt_scores
 from dis_core.score.stage import load_scores
 from tests.synthrun import make_run
 from tests.test_synthetic_run import TINY, _train_and_score
@@ -53,15 +53,14 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
               for m in ("flow", "gaussian")}
         rows = sheet[(sheet["seconds"] == length) & (sheet["row"] == "method")].set_index("method")
         assert sorted(rows.index) == ["flow", "gaussian"] and (rows["excerpts"] == 4 * per_person).all()
-        for m in ("flow", "gaussian"):
-            iv = excerpt_intervals(ex[m], len(pids))
+        want, (cmp,) = excerpt_rows(ex, len(pids), [("flow", "gaussian")])
+        for iv in want:
             for k in ("top1", "auc", "eer"):
-                assert rows.loc[m, [k, f"{k}_lo", f"{k}_hi"]].tolist() == pytest.approx([iv[k].point, iv[k].lo, iv[k].hi])
+                assert rows.loc[iv["method"], [k, f"{k}_lo", f"{k}_hi"]].tolist() == pytest.approx([iv[k], iv[f"{k}_lo"], iv[f"{k}_hi"]])
         d = sheet[(sheet["seconds"] == length) & (sheet["row"] == "difference")]
         assert d[["a", "b"]].values.tolist() == [["flow", "gaussian"]]
-        cmp = compare_excerpts(ex["flow"], ex["gaussian"], len(pids))
-        assert d["eer_diff"].iloc[0] == pytest.approx(cmp["eer"].diff)
-        assert d[["top1_diff_lo", "top1_diff_hi"]].values[0].tolist() == pytest.approx([cmp["top1"].lo, cmp["top1"].hi])
+        assert d["eer_diff"].iloc[0] == pytest.approx(cmp["eer_diff"])
+        assert d[["top1_diff_lo", "top1_diff_hi"]].values[0].tolist() == pytest.approx([cmp["top1_diff_lo"], cmp["top1_diff_hi"]])
     assert not (sheet["seconds"] == 60).any()
     fig = c.layout.figures_dir / f"excerpts_{spec.name}.png"
     assert fig.is_file()
@@ -113,8 +112,8 @@ def test_per_frame_rows_of_a_within_session_split_across_blocks_and_a_failure_th
         assert held[0] == 720 and frames[0] >= 720  # the last 12 s of 60 at 15 fps
         lab.append(excerpt_labels(np.asarray(t, float)[frames], np.zeros(len(frames), int), 8.0, spans={0: (48.0, 60.0)}))
     ex = excerpt_scores([[sc.store.pair("flow", pi, pj)["log_p"] for pj in pids] for pi in pids], lab)
-    iv = excerpt_intervals(ex, len(pids))
-    assert rows.loc["flow", ["top1", "eer", "eer_hi"]].tolist() == pytest.approx([iv["top1"].point, iv["eer"].point, iv["eer"].hi])
+    iv = excerpt_rows({"flow": ex}, len(pids))[0][0]
+    assert rows.loc["flow", ["top1", "eer", "eer_hi"]].tolist() == pytest.approx([iv["top1"], iv["eer"], iv["eer_hi"]])
     assert (c.layout.figures_dir / "excerpts_head_pose.png").is_file()
 
     def broken(*a, **k):

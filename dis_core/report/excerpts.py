@@ -33,18 +33,20 @@ def block_settings(r: FeatureSetScores) -> tuple[float, float, float]:
             float(prov["config"]["trim"]))
 
 
-def held_out_rows(cohort: Cohort, r: FeatureSetScores, pid: str):
+def held_out_rows(cohort: Cohort, r: FeatureSetScores, pid: str, frame_times: dict):
     """(times of pid's held-out rows, their video index, {video index: (first held-out frame's start, last
     one's end)}, (unit ids, frames) of the rows) in the order the score blocks hold them (a window row's time
-    is its centre)."""
+    is its centre); ``frame_times`` keeps each video's frame times read once for every feature set."""
     d = r.per_frame.pair("flow", pid, pid)
     units = list(dict.fromkeys(d["unit_id"].tolist()))
     times = np.empty(len(d["frame"]))
     video = np.empty(len(d["frame"]), np.int64)
     spans = {}
     for k, u in enumerate(units):
-        x = read_extraction(cohort.layout.extraction(u), skip=("landmarks", "blendshapes", "transform"))
-        t = np.asarray(x.time_s, np.float64)
+        if u not in frame_times:
+            x = read_extraction(cohort.layout.extraction(u), skip=("landmarks", "blendshapes", "transform"))
+            frame_times[u] = np.asarray(x.time_s, np.float64)
+        t = frame_times[u]
         at = d["unit_id"] == u
         times[at], video[at] = t[d["frame"][at]], k
         held = np.flatnonzero(cohort.splits[u].test)
@@ -67,7 +69,7 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
     """Rows of every feature set x length x method (and the flow minus each baseline, paired), and per
     feature set a note of what was not computed and why. An optional section: a feature set whose excerpts
     fail gets the error as its note, never a failed report."""
-    rows, notes = [], {}
+    rows, notes, frame_times = [], {}, {}
     for r in results if cfg.excerpts_s else []:
         fs, n = r.feature_set, len(r.participants)
         if n > cfg.excerpt_max_people:
@@ -75,7 +77,7 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
                          "excerpts not computed")
             continue
         try:
-            got, why = _feature_set(cohort, r, cfg)
+            got, why = _feature_set(cohort, r, cfg, frame_times)
         except Exception as e:  # noqa: BLE001 - the rest of the report stands without this section
             got, why = [], f"not computed: {type(e).__name__}: {e}"
         rows += got
@@ -84,10 +86,10 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
     return rows, notes
 
 
-def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig) -> tuple[list[dict], str]:
+def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_times: dict) -> tuple[list[dict], str]:
     fs, n = r.feature_set, len(r.participants)
     w, hop, trim = block_settings(r)
-    held = {p: held_out_rows(cohort, r, p) for p in r.participants}
+    held = {p: held_out_rows(cohort, r, p, frame_times) for p in r.participants}
     lengths = [float(v) for v in cfg.excerpts_s if v >= w]
     labels = {L: drop_thin({p: excerpt_labels(t, v, L, w, hop, sp) for p, (t, v, sp, _) in held.items()})
               for L in lengths}
@@ -107,9 +109,8 @@ def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig) -> tupl
                              {L: labels[L] for L in reached}, trim) for m in r.methods}
     out = []
     for L in reached:
-        per = np.concatenate([np.bincount(a[a >= 0])[np.bincount(a[a >= 0]) > 0] for a in labels[L].values()
-                              if (a >= 0).any()])
-        mrows, comps = excerpt_rows({m: ex[m][L] for m in r.methods}, n, "flow")
+        per = np.concatenate([np.unique(a[a >= 0], return_counts=True)[1] for a in labels[L].values()])
+        mrows, comps = excerpt_rows({m: ex[m][L] for m in r.methods}, n, [("flow", m) for m in r.methods if m != "flow"])
         info = {"participants": n, "rows_per_excerpt_median": float(np.median(per)), "rows_per_excerpt_min": int(per.min())}
         out += [{"feature_set": fs, "seconds": L, "row": "method", **x, **info} for x in mrows]
         out += [{"feature_set": fs, "seconds": L, "row": "difference", **c} for c in comps]

@@ -14,7 +14,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
-from dis_core.score.stats import BootResult, PairedResult, boot_result, paired_result, participant_draws, weighted_auc_eer
+from dis_core.score.stats import boot_result, paired_result, participant_draws, topk_fractional, weighted_auc_eer
 
 
 _TOL = 1e-6  # s: frame times read from a container (29.97 fps) land a rounding off their nominal instants
@@ -74,29 +74,13 @@ class Excerpts(NamedTuple):
 def excerpt_scores(per_row: Sequence[Sequence[np.ndarray]], labels: Sequence[np.ndarray], trim: float = TRIM) -> Excerpts:
     """``per_row[i][j]``: model i's log p on person j's rows; ``labels[j]``: :func:`excerpt_labels` of j's
     rows. Each (model, excerpt) score is the pipeline's rule (:func:`pair_score`) on the excerpt's rows;
-    non-finite log p is an error naming the pair, as in :func:`score_matrix`."""
-    for i, row in enumerate(per_row):
-        for j, v in enumerate(row):
-            check_log_p(np.asarray(v), i, j)
-    cols, owner = [], []
-    for j, lab in enumerate(labels):
-        lab = np.asarray(lab)
-        for e in np.unique(lab[lab >= 0]):
-            rows = lab == e
-            cols.append([pair_score(np.asarray(per_row[i][j])[rows], trim) for i in range(len(per_row))])
-            owner.append(j)
-    s = np.array(cols, float).T if cols else np.zeros((len(per_row), 0))
-    return Excerpts(s, np.asarray(owner, np.int64))
-
-
-def top1_credit(x: Excerpts) -> np.ndarray:
-    """Per excerpt, 1 when its owner's model scores highest; ties shared fairly (as topk_fractional)."""
-    own = x.s[x.owner, np.arange(x.s.shape[1])]
-    off = np.ones_like(x.s, bool)
-    off[x.owner, np.arange(x.s.shape[1])] = False
-    above = ((x.s > own) & off).sum(axis=0)
-    tied = ((x.s == own) & off).sum(axis=0)
-    return np.clip(1 - above, 0, tied + 1) / (tied + 1)
+    non-finite log p is an error naming the pair, as in :func:`score_matrix` (:func:`stream_excerpts`
+    of the pairs in memory)."""
+    if len(per_row) != len(labels):
+        raise ValueError(f"{len(per_row)} models for {len(labels)} people: one model per person, in the same order")
+    people = range(len(labels))
+    pairs = ((i, j, per_row[i][j]) for i in people for j in people)
+    return stream_excerpts(pairs, list(people), {0: dict(enumerate(labels))}, trim)[0]
 
 
 METRICS = ("top1", "auc", "eer")
@@ -108,7 +92,7 @@ class _Prepared(NamedTuple):
 
 
 def _prepare(x: Excerpts, n: int) -> _Prepared:
-    c = top1_credit(x)
+    c = topk_fractional(x.s, 1, x.owner)[0]  # each excerpt among all N models
     k = np.bincount(x.owner, minlength=n).astype(float)
     with np.errstate(invalid="ignore"):
         return _Prepared(np.bincount(x.owner, weights=c, minlength=n) / k, k)
@@ -153,22 +137,6 @@ def excerpt_draws(x: Excerpts, n: int, n_boot: int = 1000, seed: int = 0) -> tup
     return point, np.array([_draw(x, p, idx) for idx in participant_draws(n, n_boot, seed)])
 
 
-def excerpt_intervals(x: Excerpts, n: int, n_boot: int = 1000, seed: int = 0) -> dict[str, BootResult]:
-    """top-1, AUC and EER of the ``n`` participants' excerpts with 95 % percentile intervals over
-    participants (a drawn person brings all their excerpts; see :func:`_draw`)."""
-    point, draws = excerpt_draws(x, n, n_boot, seed)
-    return {k: boot_result(float(point[m]), draws[:, m]) for m, k in enumerate(METRICS)}
-
-
-def compare_excerpts(a: Excerpts, b: Excerpts, n: int, n_boot: int = 1000, seed: int = 0) -> dict[str, PairedResult]:
-    """Method a - method b on the same excerpts: paired bootstrap over participants of each metric."""
-    if a.s.shape != b.s.shape or not np.array_equal(a.owner, b.owner):
-        raise ValueError(f"the methods scored different excerpts: {a.s.shape} vs {b.s.shape}")
-    pa, da = excerpt_draws(a, n, n_boot, seed)
-    pb, db = excerpt_draws(b, n, n_boot, seed)
-    return {k: paired_result(float(pa[m] - pb[m]), da[:, m] - db[:, m]) for m, k in enumerate(METRICS)}
-
-
 def stream_excerpts(pairs: Iterable[tuple[str, str, np.ndarray]], order: Sequence[str],
                     labels: dict[float, dict[str, np.ndarray]], trim: float = TRIM) -> dict[float, Excerpts]:
     """:func:`excerpt_scores` for every length from (model pid, data pid, per-row log p) streamed one pair at
@@ -202,10 +170,14 @@ def stream_excerpts(pairs: Iterable[tuple[str, str, np.ndarray]], order: Sequenc
     return out
 
 
-def excerpt_rows(ex: dict[str, Excerpts], n: int, a: str, n_boot: int = 1000, seed: int = 0
-                 ) -> tuple[list[dict], list[dict]]:
-    """Each method's (top-1, AUC, EER) with intervals, and method ``a`` minus each other method, paired:
-    one set of draws per method serves its interval and its comparisons."""
+def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str]] = (), n_boot: int = 1000,
+                 seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Each method's (top-1, AUC, EER) with 95 % percentile intervals over the ``n`` participants (a drawn
+    person brings all their excerpts; see :func:`_draw`), and a - b for each (a, b) of ``pairs``, paired on
+    the same draws: one set of draws per method serves its interval and every comparison it is in."""
+    for a, b in pairs:
+        if ex[a].s.shape != ex[b].s.shape or not np.array_equal(ex[a].owner, ex[b].owner):
+            raise ValueError(f"{a} and {b} scored different excerpts: {ex[a].s.shape} vs {ex[b].s.shape}")
     draws = {m: excerpt_draws(x, n, n_boot, seed) for m, x in ex.items()}
     rows = []
     for m, (point, d) in draws.items():
@@ -217,14 +189,11 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, a: str, n_boot: int = 1000, se
             row.update({key: b.point, f"{key}_lo": b.lo, f"{key}_hi": b.hi})
         rows.append(row)
     comps = []
-    if a in draws:
-        pa, da = draws[a]
-        for m, (pb, db) in draws.items():
-            if m == a:
-                continue
-            c = {"a": a, "b": m}
-            for k, key in enumerate(METRICS):
-                r = paired_result(float(pa[k] - pb[k]), da[:, k] - db[:, k])
-                c.update({f"{key}_diff": r.diff, f"{key}_diff_lo": r.lo, f"{key}_diff_hi": r.hi, f"{key}_p": r.p})
-            comps.append(c)
+    for a, b in pairs:
+        (pa, da), (pb, db) = draws[a], draws[b]
+        c = {"a": a, "b": b}
+        for k, key in enumerate(METRICS):
+            r = paired_result(float(pa[k] - pb[k]), da[:, k] - db[:, k])
+            c.update({f"{key}_diff": r.diff, f"{key}_diff_lo": r.lo, f"{key}_diff_hi": r.hi, f"{key}_p": r.p})
+        comps.append(c)
     return rows, comps

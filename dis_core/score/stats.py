@@ -154,19 +154,23 @@ def auc_matrix(s: np.ndarray) -> float:
 # identification
 
 
-def topk_fractional(s: np.ndarray, k: int = 1) -> tuple[np.ndarray, float]:
+def topk_fractional(s: np.ndarray, k: int = 1, owner: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Closed-set top-k credit per data column with ties shared fairly, and its mean.
 
     If own model has g competitors strictly above it and t tied with it, it occupies one of the t + 1
     positions g+1 .. g+t+1 with equal chance: credit = clip(k - g, 0, t + 1) / (t + 1). NaN off-diagonal
     cells are not competitors. Per-participant credits are returned so they can be bootstrapped.
+    ``owner``: the own model (row) of each column, when columns are not the models' own data in order
+    (several held-out excerpts per person); default the diagonal.
     """
     s = np.asarray(s, float)
-    n = len(s)
-    own = np.diag(s)
+    cols = np.arange(s.shape[1])
+    rows = cols if owner is None else np.asarray(owner)
+    own = s[rows, cols]
     if not np.all(np.isfinite(own)):
         raise DISError(f"non-finite genuine score for data column {int(np.argmax(~np.isfinite(own)))}")
-    off = ~np.eye(n, dtype=bool)
+    off = np.ones(s.shape, bool)
+    off[rows, cols] = False
     with np.errstate(invalid="ignore"):
         above = ((s > own[None, :]) & off).sum(axis=0)
         tied = ((s == own[None, :]) & off).sum(axis=0)
