@@ -5,7 +5,8 @@ import pytest
 
 from dis_core.errors import DISError
 from dis_core.features.build import FEATURE_SETS, video_features
-from dis_core.score.excerpts import Excerpts, excerpt_labels, excerpt_rows, excerpt_scores, stream_excerpts
+from dis_core.score.excerpts import (Excerpts, excerpt_labels, excerpt_rows, excerpt_scores, family_draws, holm_family,
+                                     stream_excerpts)
 from dis_core.score.scoring import headline_intervals, identification, pair_score, score_matrix, tnorm, verification
 
 
@@ -167,3 +168,15 @@ def test_thin_excerpts_are_left_out():
     got = drop_thin({"p": a, "q": np.r_[np.zeros(8, int)]})
     assert got["p"].tolist() == [0] * 10 + [-1] * 4 + [2] * 5 + [-1] and got["q"].tolist() == [0] * 8
     assert a[10] == 1  # the input is left as it was
+
+
+def test_holm_over_the_family_of_comparisons_and_metrics():
+    """Two comparisons x three metrics are one family of six: Holm's known step-down values, and the
+    draws such a family needs for every length of a report (3 lengths x 2 baselines x 3 metrics)."""
+    comps = [{"a": "flow", "b": "gaussian", "top1_p": 0.01, "auc_p": 0.04, "eer_p": 0.03},
+             {"a": "flow", "b": "ar", "top1_p": 0.5, "auc_p": 0.02, "eer_p": 0.2}]
+    got = holm_family(comps)
+    assert [g[f"{k}_p_holm"] for g in got for k in ("top1", "auc", "eer")] == pytest.approx(
+        [0.06, 0.12, 0.12, 0.5, 0.10, 0.4])
+    assert got[0]["top1_p"] == 0.01 and holm_family([]) == []
+    assert family_draws(3, 2) == 1439 and family_draws(1, 1) == 1000

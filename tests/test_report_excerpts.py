@@ -15,6 +15,7 @@ from dis_core.report.config import ReportConfig
 from dis_core.report.stage import report_unit
 from dis_core.score.excerpts import excerpt_labels, excerpt_rows, excerpt_scores
 from dis_core.score.stage import load_scores
+from dis_core.score.stats import holm
 from tests.synthrun import make_run
 from tests.test_synthetic_run import TINY, _train_and_score
 
@@ -62,6 +63,10 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
         assert d["eer_diff"].iloc[0] == pytest.approx(cmp["eer_diff"])
         assert d[["top1_diff_lo", "top1_diff_hi"]].values[0].tolist() == pytest.approx([cmp["top1_diff_lo"], cmp["top1_diff_hi"]])
     assert not (sheet["seconds"] == 60).any()
+    d = sheet[sheet["row"] == "difference"]  # one family: both lengths x three metrics, Holm over its six p
+    ps = d[["top1_p", "auc_p", "eer_p"]].to_numpy().ravel()
+    assert d[["top1_p_holm", "auc_p_holm", "eer_p_holm"]].to_numpy().ravel() == pytest.approx(holm(ps))
+    assert (d["draws"] == 1000).all() and "Holm-adjusted over a feature set's comparisons" in summary["excerpts"]
     fig = c.layout.figures_dir / f"excerpts_{spec.name}.png"
     assert fig.is_file()
     page = (c.layout.report_dir / "dis_report.html").read_text()

@@ -13,12 +13,13 @@ from dis_core.extract.h5store import read_extraction
 from dis_core.report.config import ReportConfig
 from dis_core.score.blocks import SUMMARY
 from dis_core.score.evaluate import FeatureSetScores
-from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, stream_excerpts
+from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, family_draws, holm_family, stream_excerpts
 
 EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, excerpt) scored by the run's pair-score "
                 "rule on the rows inside it, excerpts with under half the rows of the fullest one left out; top-1: the "
                 "mean over people of each one's share of excerpts identified among all models; AUC/EER: each "
-                "excerpt's t-norm, a person weighing as one; intervals: bootstrap over participants; p unadjusted")
+                "excerpt's t-norm, a person weighing as one; intervals: bootstrap over participants; p: paired bootstrap, "
+                "<metric>_p_holm Holm-adjusted over a feature set's comparisons at every length and metric")
 
 
 def block_settings(r: FeatureSetScores) -> tuple[float, float, float]:
@@ -107,14 +108,16 @@ def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_t
     rows_of = {p: h[3] for p, h in held.items()}
     ex = {m: stream_excerpts(_checked(r.per_frame.pairs(m), rows_of), r.participants,
                              {L: labels[L] for L in reached}, trim) for m in r.methods}
-    out = []
+    pairs = [("flow", m) for m in r.methods if m != "flow"]
+    n_boot = family_draws(len(reached), len(pairs))
+    out, diffs = [], []
     for L in reached:
         per = np.concatenate([np.unique(a[a >= 0], return_counts=True)[1] for a in labels[L].values()])
-        mrows, comps = excerpt_rows({m: ex[m][L] for m in r.methods}, n, [("flow", m) for m in r.methods if m != "flow"])
+        mrows, comps = excerpt_rows({m: ex[m][L] for m in r.methods}, n, pairs, n_boot=n_boot)
         info = {"participants": n, "rows_per_excerpt_median": float(np.median(per)), "rows_per_excerpt_min": int(per.min())}
         out += [{"feature_set": fs, "seconds": L, "row": "method", **x, **info} for x in mrows]
-        out += [{"feature_set": fs, "seconds": L, "row": "difference", **c} for c in comps]
-    return out, "; ".join(why)
+        diffs += [{"feature_set": fs, "seconds": L, "row": "difference", **c, "draws": n_boot} for c in comps]
+    return sorted(out + holm_family(diffs), key=lambda x: x["seconds"]), "; ".join(why)  # stable: by length
 
 
 def excerpt_lines(rows: list[dict]) -> list[str]:

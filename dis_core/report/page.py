@@ -62,7 +62,7 @@ def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], 
                        "Top-1 identification and EER when each identification sees only an excerpt of the held-out "
                        "video (consecutive spans of each length), beside the whole held-out session; points and 95% "
                        "bootstrap intervals over participants, chance in red. Workbook sheet excerpts, with the "
-                       "flow minus each baseline, paired."),
+                       "flow minus each baseline, paired (Holm-adjusted p)."),
         ) if f is not None]))
     lm = png_figure(figs / "landmark_pca.png", "Landmarks in the cohort PCA basis",
                     "Each participant's aligned landmarks on the cohort's first two principal components.")
