@@ -305,3 +305,13 @@ def test_the_cli_names_the_feature_sets_the_library_defines():
 
     assert cli.DEFAULT_FEATURE_SETS.split(",") == list(DEFAULT_FEATURE_SETS)
     assert cli.ALL_FEATURE_SETS.split(", ") == list(FEATURE_SETS)
+
+
+def test_no_tracked_file_holds_a_merge_conflict():
+    """A merge left unresolved in README once gave two contradictory stage graphs; no tracked file may hold
+    conflict markers."""
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout.split(b"\0")
+    bad = [f.decode() for f in files if f and (root / f.decode()).is_file()
+           and any(line.startswith((b"<<<<<<< ", b">>>>>>> ")) for line in (root / f.decode()).read_bytes().splitlines())]
+    assert not bad, f"merge conflict markers in {bad}"
