@@ -466,3 +466,35 @@ def test_the_split_in_words_says_whether_a_manifest_split_tests_on_another_sessi
         "the manifest's split column, tested on sessions not trained on (1 participant(s)); "
         "the manifest's split column, with a session both trained and tested on (measures within-session "
         "consistency, not recognition on another day) (2 participant(s))")
+
+
+def test_a_video_extracted_again_after_the_cohort_step_is_refused_until_the_cohort_step_runs(tmp_path):
+    """A video replaced and extracted again without the later stages (dis extract, then dis report) once
+    left the report showing the old video's scores without a word: the report and training now refuse the
+    extraction the cohort step did not use, naming its file; after the cohort step and the stages after it
+    the report is of the new video."""
+    from dis_core.layout import RunLayout
+    from tests.synthrun import synthetic_extraction
+
+    out = tmp_path / "out"
+    m = make_run(out, n=4, seconds=40)
+    prepare_cohort(m, out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20)
+    _train_and_score(out, cfg)
+    no_excerpts = ReportConfig(excerpts_s=())
+    assert report_unit(out, ["head_pose"], no_excerpts).status == "ok"
+    before = load_scores(out, "head_pose").s["flow"].copy()
+    e = m.entries[2]
+    h5 = RunLayout(out).extraction(e.unit_id)
+    e.video.write_bytes(b"another video under the same name")
+    synthetic_extraction(h5, e.video, 40, 15.0, seed=77)
+    r = report_unit(out, ["head_pose"], no_excerpts)
+    assert r.status == "failed" and f"{h5}: extracted again since the cohort step" in r.message
+    t = train_unit(out, e.participant_id, cfg, force=True)
+    assert t.status == "failed" and f"{h5}: extracted again since the cohort step" in t.message
+    assert train_unit(out, "p0", cfg).status == "skipped"  # the others' inputs did not change
+    prepare_cohort(m, out)
+    _train_and_score(out, cfg)
+    assert report_unit(out, ["head_pose"], no_excerpts).status == "ok"
+    after = load_scores(out, "head_pose").s["flow"]
+    assert not np.allclose(after[:, 2], before[:, 2]) and np.allclose(after[:2, :2], before[:2, :2])

@@ -19,7 +19,7 @@ from dis_core.errors import DISError
 from dis_core.features.build import (FEATURE_SETS, FeatureSpec, LandmarkBasis, LandmarkMoments, VideoFeatures,
                                      base_values, landmark_points, mean_shape, video_features)
 from dis_core.features.temporal import RowMoments, WindowBasis, window_basis_of
-from dis_core.extract.h5store import check_complete, content_key, read_extraction
+from dis_core.extract.h5store import check_complete, content_key, read_attrs, read_extraction
 from dis_core.layout import RunLayout, read_status
 from dis_core.manifest import Manifest, VideoEntry
 from dis_core.cohort.config import CohortConfig
@@ -81,6 +81,26 @@ class Cohort:
     @property
     def layout(self) -> RunLayout:
         return RunLayout(self.out_root)
+
+    def check_extraction(self, unit_id: str, attrs: dict) -> None:
+        """Refuse an extraction that is not the one the cohort step used (its video replaced and extracted
+        again since): its features, models and scores would mix two videos under one unit."""
+        want = self.extraction_keys.get(unit_id)
+        if want is not None and content_key(attrs) != want:
+            raise DISError(f"{self.layout.extraction(unit_id)}: extracted again since the cohort step (another video "
+                           "content, model or configuration): rerun the cohort step and the stages after it (dis "
+                           f"cohort, dis train, dis score, dis report --out {self.out_root}; or dis run)")
+
+    def check_extractions(self) -> None:
+        """:meth:`check_extraction` of every video the cohort uses (root attributes only)."""
+        for e in self.entries:
+            path = self.layout.extraction(e.unit_id)
+            try:
+                attrs = read_attrs(path)
+            except OSError as err:
+                raise DISError(f"{path}: the extraction the cohort step used cannot be read ({err.__class__.__name__}): "
+                               f"rerun the extraction and cohort steps (dis run)") from None
+            self.check_extraction(e.unit_id, attrs)
 
     def inputs_of(self, pid: str) -> dict[str, str]:
         """The content keys of a participant's extractions and their split: what a model of them was made from."""
@@ -340,6 +360,7 @@ def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndar
     needed = "transform" if spec.source == "head_rotation" else spec.source
     skip = tuple(n for n in ("landmarks", "blendshapes", "transform") if n != needed)
     x = read_extraction(RunLayout(c.out_root).extraction(e.unit_id), skip=skip)
+    c.check_extraction(e.unit_id, x.attrs)
     lm = None
     if spec.source == "landmarks":
         if c.basis is None:

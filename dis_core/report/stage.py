@@ -182,6 +182,7 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
     from dis_core.score.stage import load_scores
 
     cohort = load_cohort(out_root)
+    cohort.check_extractions()  # scores of a video replaced since the cohort step would be another video's
     results, problems = [], []
     for fs in feature_sets:
         st = read_status(cohort.layout.score_dir(fs))
