@@ -498,3 +498,29 @@ def test_a_video_extracted_again_after_the_cohort_step_is_refused_until_the_coho
     assert report_unit(out, ["head_pose"], no_excerpts).status == "ok"
     after = load_scores(out, "head_pose").s["flow"]
     assert not np.allclose(after[:, 2], before[:, 2]) and np.allclose(after[:2, :2], before[:2, :2])
+
+
+def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path):
+    """A report of feature sets none of which has scores says so on its page and fails, so that the command
+    exits 1 ('nothing usable came out'), not 0; each reason is named once with its feature set (it read
+    'head_pose: head_pose: ...'). With one set scored and one not, the report stands and lists the other,
+    and the workbook's flow-vs-baseline rows carry the Holm p their verdicts use (they were empty)."""
+    from jobs.local import Outcome
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=40), out)
+    r = report_unit(out, ["head_pose"], ReportConfig(excerpts_s=()))
+    assert r.status == "failed" and r.message.startswith("no feature set could be reported (head_pose: ")
+    assert "head_pose: head_pose" not in r.message
+    page = (out / "report" / "dis_report.html").read_text()
+    assert "What failed" in page and "head_pose" in page
+    assert Outcome(results={"report": [r]}).exit_code == 1  # the table every command exits by
+    _train_and_score(out, TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20))
+    r = report_unit(out, ["head_pose", "blendshapes"], ReportConfig(excerpts_s=()))
+    assert r.status == "ok" and r.message.startswith("blendshapes: ") and "blendshapes: blendshapes" not in r.message
+    from dis_core.layout import RunLayout
+    from dis_core.score.stats import holm
+
+    row = pd.read_excel(RunLayout(out).workbook, sheet_name="comparisons").query("comparison == 'method'").iloc[0]
+    assert row["participants"] == 3 and row["b"] == "gaussian"  # the verdict's Holm p, traceable in the workbook
+    assert [row["top1_p_holm"], row["eer_p_holm"]] == pytest.approx(holm([row["top1_p"], row["eer_p"]]).tolist())

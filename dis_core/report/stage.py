@@ -11,7 +11,7 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
-from dis_core.report.comparisons import (Finding, baseline_holm, baseline_verdict, feature_set_verdict,
+from dis_core.report.comparisons import (VERDICT_METRICS, Finding, baseline_holm, baseline_verdict, feature_set_verdict,
                                          partner_family)
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
@@ -108,9 +108,11 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     sheets["pairs"], pairs_file = _pairs_sheet(cohort, results)
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
+    # flow vs baseline rows carry the Holm p their verdicts use (one family: top-1 and EER of every set and baseline)
     sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
-                                           "b": b, **c} for r in results
-                                          for b, c in r.comparisons.items()] + fs_rows)
+                                           "b": b, "participants": len(r.participants), **c,
+                                           **{f"{k}_p_holm": p_holm[(r.feature_set, b, k)] for k, _, _ in VERDICT_METRICS}}
+                                          for r in results for b, c in r.comparisons.items()] + fs_rows)
     sheets["training"] = pd.DataFrame(train_rows)
     sheets["excerpts"] = (pd.DataFrame(ex_rows) if ex_rows else
                           pd.DataFrame({"note": [excerpts_text(cfg, ex_rows, ex_notes)]}))
@@ -187,14 +189,14 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
     for fs in feature_sets:
         st = read_status(cohort.layout.score_dir(fs))
         if st is not None and st.failed:
-            problems.append({"feature_set": fs, "reason": st.message})
+            problems.append({"feature_set": fs, "reason": st.message.removeprefix(f"{fs}: ")})
             continue
         try:
             sc = load_scores(out_root, fs)
         except DISError as e:  # no current scores: the cohort step's reason if it found the set does not apply
             na = cohort.not_applicable.get(fs)
             problems.append({"stage": "cohort", "feature_set": fs, "reason": na["reason"]} if na else
-                            {"feature_set": fs, "reason": str(e)})
+                            {"feature_set": fs, "reason": str(e).removeprefix(f"{fs}: ")})
             continue
         results.append(evaluate(sc, lambda pids=sc.participants: cohort_grouping(cohort, pids)[0]))
     compare_with_baselines(results)
@@ -215,8 +217,12 @@ def report_unit(out_root: Path, feature_sets: list[str], cfg: ReportConfig = Rep
         cohort, results, problems = evaluate_run(out_root, feature_sets)
         write_report(cohort, results, problems, provenance(cfg, feature_sets=list(feature_sets),
                                                            **(prov_inputs or {})), cfg)
-        res.status = "ok"
         res.message = "; ".join(f"{p['feature_set']}: {p['reason']}" for p in problems)
+        # the page and workbook say what failed; with no feature set reported nothing usable came out (exit 1)
+        res.status = "ok" if results else "failed"
+        if not results:
+            res.message = (f"no feature set could be reported ({res.message or 'none requested'}); what failed is on "
+                           f"{cohort.layout.report_dir / 'dis_report.html'}")
     except DISError as e:
         res.message = str(e)
     res.elapsed_s = round(time.monotonic() - t0, 3)
