@@ -343,7 +343,7 @@ def submit(
     out: Path = OutOpt,
     model: Optional[Path] = ModelOpt,
     feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets", help=FEATURE_SETS_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [slurm] table (see README)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a \\[slurm] table (see README)."),
     partition: Optional[str] = typer.Option(None, help="SLURM partition."),
     account: Optional[str] = typer.Option(None, help="SLURM account."),
     qos: Optional[str] = typer.Option(None, help="SLURM QOS."),

@@ -25,3 +25,14 @@ def test_bad_option_values_are_refused_before_any_output(tmp_path, args, says):
     assert r.returncode == 2, r.stdout + r.stderr
     assert says in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_help_texts_keep_their_brackets():
+    """Help is rendered as rich markup: '[slurm]' was read as a style tag and vanished from `dis submit --help`
+    ('TOML file with a  table'). Every command's help keeps the words its source gives."""
+    import os
+
+    env = {**os.environ, "COLUMNS": "200"}
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "submit", "--help"], capture_output=True, text=True, cwd=ROOT,
+                       env=env)
+    assert r.returncode == 0 and "TOML file with a [slurm] table" in r.stdout, r.stdout
