@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -68,6 +69,10 @@ def test_bad_videos_each_get_one_clear_line_and_the_rest_is_processed(tmp_path, 
         hit = [ln for ln in lines if n in ln]
         assert len(hit) == 1, (n, lines)
     assert "empty file (0 bytes)" in " ".join(lines)
+    # the cohort step leaves the failed videos out saying why they failed, not only that no extraction exists
+    assert _cli("cohort", "-o", str(out), env=env).returncode in (0, 3)
+    left = {x["participant_id"]: x["reason"] for x in json.loads((out / "cohort" / "cohort.json").read_text())["left_out"]}
+    assert left["p1"].startswith("extraction missing: it failed (") and "empty file (0 bytes)" in left["p1"], left
     # nothing half-written anywhere; every HDF5 file on disk opens and is complete
     assert not [p for p in out.rglob("*") if ".part-" in p.name]
     for h5 in out.rglob(H5_NAME):

@@ -178,13 +178,14 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
     why = check_complete(h5, {"video_sha256": sha})
     if why == "video_sha256 changed":
         return "is of another video content than the current file (the video was replaced and its extraction failed)"
-    if why:
-        return why
+    st = read_status(RunLayout(out_root).video_dir(e.unit_id))
+    failed = st is not None and st.status == "failed"
+    if why:  # say why the extraction failed where it did (a decode error), not only that its file is missing
+        return f"{why}: it failed ({st.message})" if failed and st.message else why
     foreign = unit_dir_problem(h5.parent, e, sha)
     if foreign:
         return f"unusable: {foreign}"
-    st = read_status(RunLayout(out_root).video_dir(e.unit_id))
-    if st is not None and st.status == "failed":
+    if failed:
         return f"failed in the last run ({st.message}); an older extraction is not used"
     return None
 

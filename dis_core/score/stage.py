@@ -21,7 +21,7 @@ from dis_core.config import plain
 from dis_core.errors import DISError
 from dis_core.features.build import FeatureSpec
 from dis_core.io.provenance import provenance
-from dis_core.layout import RunLayout, UnitResult
+from dis_core.layout import RunLayout, UnitResult, read_status
 from dis_core.model.flows import Density, load_density
 from dis_core.model.config import TrainConfig, methods_of
 from dis_core.model.stage import FILES, SUMMARY_NAME
@@ -95,7 +95,9 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
     for pid in (cohort.participants if pids is None else pids):
         d = cohort.layout.model_dir(fs, pid)
         if not all((d / FILES[m]).is_file() for m in methods) or not (d / SUMMARY_NAME).is_file():
-            left_out.append({"participant_id": pid, "feature_set": fs, "reason": "no trained model"})
+            st = read_status(d)  # why training failed (too few usable frames...), where it did
+            why = f": training failed ({st.message})" if st is not None and st.failed and st.message else ""
+            left_out.append({"participant_id": pid, "feature_set": fs, "reason": f"no trained model{why}"})
             continue
         dens = {m: load_density(d / FILES[m]) for m in methods}
         blob = dens["flow"][1]
