@@ -94,11 +94,22 @@ def _exit_worker() -> None:
     os._exit(130)
 
 
+def _watch_parent(parent: int, every_s: float = 1.0) -> None:
+    """A worker's thread: once its parent is gone (killed with SIGKILL, it could not stop its pool; the
+    workers' queue stays open between siblings, so nothing else ends them), stop as on SIGTERM: the running
+    unit unwinds, an idle worker exits."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _init_worker(counter, cores: list[int] | None) -> None:
     """Process-pool initializer: Ctrl-C is the parent's to handle (a terminal sends it to the whole
-    process group); SIGTERM from the parent unwinds the running unit; optionally one core per worker."""
+    process group); SIGTERM from the parent unwinds the running unit, as does the parent's death;
+    optionally one core per worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_sigterm)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="dis-parent-watch").start()
     if cores:
         with counter.get_lock():
             k = counter.value

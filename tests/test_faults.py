@@ -533,3 +533,44 @@ def test_job_folder_is_private_whatever_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert d.stat().st_mode & 0o777 == 0o700 and d.parent.stat().st_mode & 0o777 == 0o700
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie whose new parent has not reaped it counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_workers_of_a_parent_killed_with_sigkill_end(tmp_path):
+    """kill -9 of `dis run` left its pool's workers waiting for work for ever (outside the folder's lock, piling
+    up on a shared node). They watch their parent and end once it is gone, a running unit unwinding first."""
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from jobs.executors import map_units\n"
+        "def unit(i):\n"
+        f"    open(os.path.join({str(tmp_path)!r}, f'worker-{{os.getpid()}}'), 'w').close()\n"
+        "    time.sleep(600 if i else 0)\n"
+        "    return i\n"
+        "if __name__ == '__main__':\n"
+        "    map_units(unit, [0, 1, 2], workers=2)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("worker-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+        assert len(workers) == 2 and not any(_gone(w) for w in workers)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while not all(_gone(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_gone(w) for w in workers), [w for w in workers if not _gone(w)]
+    finally:
+        parent.kill()
+        for p in tmp_path.glob("worker-*"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(p.name.split("-")[1]), signal.SIGKILL)
