@@ -41,7 +41,7 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     # be compared, and the failure says who lacks what. Blendshapes (no window) score both.
     assert "head_pose: fewer than two participants with both a model and held-out data; nothing to compare" in text
     assert "carphone: only 18 usable held-out frames with a face (need 20)" in text
-    assert "blendshapes  N=  2" in text
+    assert "blendshapes N=  2" in text
     wb = out / "report" / "dis_report.xlsx"
     left = pd.read_excel(wb, sheet_name="left_out")
     why = dict(zip(left["participant_id"] + "/" + left["feature_set"], left["reason"]))

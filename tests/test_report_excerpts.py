@@ -39,6 +39,9 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
     flow8 = sheet[(sheet["seconds"] == 8) & (sheet["method"] == "flow")].iloc[0]
     assert (f"excerpts of 8 s, head_spectrum: top-1 flow {flow8['top1']:.2f} [{flow8['top1_lo']:.2f}, "
             f"{flow8['top1_hi']:.2f}], gaussian") in text and "chance 0.25" in text
+    head = text.splitlines()
+    i = next(k for k, ln in enumerate(head) if ln.startswith("  head_spectrum N=  4  flow top-1"))
+    assert head[i + 1].index("gaussian top-1") == head[i].index("flow top-1") == head[i + 2].index("chance")
     sc = load_scores(out, spec.name)
     pids = c.participants
     labels = {}

@@ -16,12 +16,18 @@ from dis_core.io.excel import safe_frame, write_workbook
 from dis_core.layout import RunLayout, read_status
 
 
+def _fps(fps: float | None) -> float | None:
+    """A frame rate for people: the rate measured from frame times to 6 decimals (15.000000000000053 is 15)."""
+    return None if fps is None else round(float(fps), 6)
+
+
 def qc_table(results: Sequence[Any]) -> pd.DataFrame:
     """One row per unit with its status, frames and detection rate."""
     rows = []
     for r in results:
         d = dataclasses.asdict(r)
         d["detection_rate"] = round(r.detection_rate, 4)
+        d["fps"] = _fps(r.fps)
         rows.append(d)
     return pd.DataFrame(rows)
 
@@ -86,7 +92,7 @@ def smile_table(results: Sequence[Any]) -> pd.DataFrame:
         if r.status in ("ok", "skipped"):
             rows.append({
                 "unit_id": r.unit_id, "participant_id": r.participant_id, "session": r.session, "video": r.video,
-                "fps": r.fps, "frames": r.frames, "detected_frames": r.detected_frames,
+                "fps": _fps(r.fps), "frames": r.frames, "detected_frames": r.detected_frames,
                 "smile_frames": r.smile_frames,
                 "smile_frame_fraction": r.smile_frames / r.detected_frames if r.detected_frames else float("nan"),
                 "seconds": r.seconds, "smile_seconds": r.smile_seconds,

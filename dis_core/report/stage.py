@@ -35,22 +35,21 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     verdicts: list[Finding] = []
     summary_rows = []
     p_holm = baseline_holm(results)
+    # the headline: a feature set's name and N, then its methods one per line, each name in one column
+    lead = {r.feature_set: f"{r.feature_set} N={len(r.participants):3d}" for r in results}
+    w = max([len(x) for x in lead.values()], default=0)
     for r in results:
         for m in r.methods:
             row = {"feature_set": r.feature_set, "method": m, "participants": len(r.participants)}
             row.update({k: v for k, v in r.methods[m].metrics.items()})
             summary_rows.append(row)
         verdicts.append(baseline_verdict(r, p_holm))
-        fl, ga = r.methods["flow"].metrics, r.methods["gaussian"].metrics
-        headline.append(f"  {r.feature_set:12s} N={len(r.participants):3d}  flow {_ci(fl, 'top1', 'top-1')}  "
-                        f"{_ci(fl, 'eer', 'EER')}  {_ci(fl, 'auc', 'AUC')}")
-        headline.append(f"  {'':12s} {'':6s}  gaussian {_ci(ga, 'top1', 'top-1')}  {_ci(ga, 'eer', 'EER')}  "
-                        f"{_ci(ga, 'auc', 'AUC')}")
-        if "ar" in r.methods:
-            ar = r.methods["ar"].metrics
-            headline.append(f"  {'':12s} {'':6s}  autoregressive {_ci(ar, 'top1', 'top-1')}  {_ci(ar, 'eer', 'EER')}  "
-                            f"{_ci(ar, 'auc', 'AUC')}")
-        headline.append(f"  {'':12s} {'':6s}  chance: top-1 {fl['chance_top1']:.2f}, EER 0.5, AUC 0.5")
+        names = {"flow": "flow", "gaussian": "gaussian", "ar": "autoregressive"}
+        for k, m in enumerate(x for x in names if x in r.methods):
+            mt = r.methods[m].metrics
+            headline.append(f"  {lead[r.feature_set] if k == 0 else '':{w}s}  {names[m]} {_ci(mt, 'top1', 'top-1')}  "
+                            f"{_ci(mt, 'eer', 'EER')}  {_ci(mt, 'auc', 'AUC')}")
+        headline.append(f"  {'':{w}s}  chance: top-1 {r.methods['flow'].metrics['chance_top1']:.2f}, EER 0.5, AUC 0.5")
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
@@ -101,7 +100,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                   **ms.dyads})
         for pid, t in r.training.items():
             train_rows.append({"feature_set": r.feature_set,
-                               **{k: v for k, v in t.items() if not isinstance(v, (dict, list))}})
+                               **{k: v for k, v in t.items() if not isinstance(v, (dict, list)) and k != "elapsed_s"}})
+            # elapsed_s: the runner's, set after a unit wrote its summary (0 there); seconds is the fit's
         _figures(figs, r, prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
                             **{f"s_{m}": r.methods[m].s for m in r.methods})
