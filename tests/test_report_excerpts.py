@@ -34,7 +34,7 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
     c = load_cohort(out)
     sheet = pd.read_excel(c.layout.workbook, sheet_name="excerpts")
     summary = pd.read_excel(c.layout.workbook, sheet_name="summary").set_index("item")["value"]
-    assert "no excerpt of 60 s" in summary["excerpts"] and "computed for head_spectrum" in summary["excerpts"]
+    assert "fewer than two people have an excerpt of 60 s (held-out data too short" in summary["excerpts"] and "computed for head_spectrum" in summary["excerpts"]
     text = (c.layout.report_summary).read_text()  # the terminal's text: the 8 s line with intervals and chance
     flow8 = sheet[(sheet["seconds"] == 8) & (sheet["method"] == "flow")].iloc[0]
     assert (f"excerpts of 8 s, head_spectrum: top-1 flow {flow8['top1']:.2f} [{flow8['top1_lo']:.2f}, "
@@ -109,7 +109,7 @@ def test_per_frame_rows_of_a_within_session_split_across_blocks_and_a_failure_th
     assert rows["seconds"].tolist() == [8.0, 8.0] and (rows["excerpts"] == 4).all()
     assert (rows["rows_per_excerpt_median"] == 120).all() and (rows["rows_per_excerpt_min"] == 120).all()
     summary = pd.read_excel(c.layout.workbook, sheet_name="summary").set_index("item")["value"]
-    assert "no excerpt of 16 s" in summary["excerpts"]
+    assert "fewer than two people have an excerpt of 16 s" in summary["excerpts"]
     sc = load_scores(out, spec.name)
     pids = c.participants
     lab = []

@@ -98,8 +98,8 @@ def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_t
     reached = [L for L in lengths if people[L] >= 2]
     why = []
     if len(reached) < len(cfg.excerpts_s):
-        why.append("no excerpt of " + ", ".join(f"{v:g}" for v in cfg.excerpts_s if v not in reached)
-                   + f" s for two people or more (held-out data too short{f', or shorter than the {w:g} s window' if w else ''})")
+        why.append("fewer than two people have an excerpt of " + " or ".join(f"{v:g}" for v in cfg.excerpts_s if v not in reached)
+                   + f" s (held-out data too short{f', or shorter than the {w:g} s window' if w else ''})")
     some = [f"{L:g} s: {people[L]} of {n} people" for L in reached if people[L] < n]
     if some:
         why.append("excerpts of only some people (" + "; ".join(some) + ")")

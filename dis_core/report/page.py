@@ -127,7 +127,8 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
             signature_png(path, sessions, list(confused), f"{pid}: head-motion signature{fs_note}", prov)
             if pid in embed:
                 fig = Figure(f"Signature of {pid}", "Top: yaw, pitch and roll per session; bottom: spectrum of the "
-                             "head's angular speed per session; right: models that fit the held-out data best.",
+                             "head's angular speed per session; right: models that fit the held-out data best"
+                             + (f" ({r.feature_set} flows)." if r is not None else "."),
                              path.read_bytes())
             else:
                 link = path.relative_to(cohort.layout.report_dir).as_posix()
