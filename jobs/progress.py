@@ -71,6 +71,7 @@ class StageProgress:
         self._rich = None
         self._task = None
         self._own_file: TextIO | None = None
+        self._shown = -1  # plain mode: the count of the last status line printed (not printed twice)
 
     # ---- plain and shared
     def eta_s(self) -> float | None:
@@ -103,6 +104,7 @@ class StageProgress:
             self._rich.update(self._task, completed=self.done, failed=self.failed)
         elif self.total and self.done * PLAIN_STEPS >= self._next_step * self.total and self.done < self.total:
             self._print(self.status_line())
+            self._shown = self.done
             while self._next_step * self.total <= self.done * PLAIN_STEPS:
                 self._next_step += 1
 
@@ -121,7 +123,7 @@ class StageProgress:
             self._rich = None
             if self._own_file is not None:
                 self._own_file.close()
-        else:
+        elif self.done != self._shown:  # an interrupt right after a quarter's line: that line stands
             self._print(self.status_line())
 
     def _start_rich(self) -> None:

@@ -44,6 +44,14 @@ def test_plain_display_is_bounded_and_verbose_lists_every_unit():
         for i in range(10):
             p.unit_done(_Unit(i))
     assert sum(1 for ln in out.getvalue().splitlines() if ln.strip().startswith("ok")) == 10
+    # interrupted right after a quarter's line (Ctrl-C): that line is not printed again
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), StageProgress("extract", 12, stream=out, live=False) as p:
+        for i in range(3):
+            p.unit_done(_Unit(i))
+        raise KeyboardInterrupt
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("extract: 3/12 done"), lines
 
 
 def test_live_display_only_on_an_interactive_terminal(monkeypatch):
