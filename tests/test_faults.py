@@ -334,6 +334,14 @@ def test_replaced_video_and_formula_and_dollar_names_end_to_end(tmp_path, phanto
 
     left = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="left_out")
     assert (left["unit_id"] == gone["unit_id"]).any(), left
+    # then a decodable video of other content under the same name: re-extracted, and the summary says why
+    from tests.videos import read_frames, write_video
+
+    write_video(v / "ph01_s1.mp4", read_frames(phantom / "ph01_s1.mp4")[::2], 6.0)
+    r3 = dis(env, "extract", "-m", m, "-o", out, "--workers", "2")
+    assert r3.returncode == EXIT_OK, _said(r3)
+    assert (f"{gone['unit_id']}: re-extracted: the video's content changed since its last extraction"
+            in _said(r3)), _said(r3)
 
 
 # ------------------------------------------------------------------ case 3: colliding unit folders

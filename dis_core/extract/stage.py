@@ -58,6 +58,14 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
         return _extract_video(entry, out_root, model, cfg, force, progress)
 
 
+# why a complete extraction on disk is done again (check_complete's reasons), as the summary says it
+CHANGED = {"video_sha256 changed": "the video's content changed since its last extraction",
+           "model_sha256 changed": "another face model than its last extraction",
+           "config_hash changed": "another extraction configuration than its last extraction",
+           "fps_override changed": "another fps override than its last extraction",
+           "old schema": "its last extraction was written by an older DIS"}
+
+
 def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: ExtractConfig, force: bool,
                    progress: bool) -> ExtractResult:
     t0 = time.monotonic()
@@ -82,7 +90,8 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
                   "fps_override": float(entry.fps or 0.0)}
         base.key = content_key(expect)
         h5 = layout.extraction(entry.unit_id)
-        if not force and check_complete(h5, expect) is None:
+        why = None if force else check_complete(h5, expect)
+        if not force and why is None:
             redone = heal_exports(d, entry, cfg)
             res = _result_from_file(base, h5)
             res.status = ("ok" if redone else "skipped") if res.detected_frames else "no_face"
@@ -91,6 +100,8 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
                 res.message = "redone: " + "; ".join(redone)
             return res
         res = _extract(entry, d, h5, model, cfg, expect, progress, base)
+        if why in CHANGED and not res.failed:  # say which input changed: the later stages redo this unit
+            res.message = "; ".join(x for x in (f"re-extracted: {CHANGED[why]}", res.message) if x)
     except DISError as e:
         base.message = str(e)
         res = base
