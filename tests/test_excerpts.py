@@ -5,7 +5,7 @@ import pytest
 
 from dis_core.errors import DISError
 from dis_core.features.build import FEATURE_SETS, video_features
-from dis_core.score.excerpts import (Excerpts, excerpt_labels, excerpt_rows, excerpt_scores, family_draws, holm_family,
+from dis_core.score.excerpts import (Excerpts, excerpt_labels, excerpt_rows, excerpt_scores, holm_family,
                                      stream_excerpts)
 from dis_core.score.scoring import headline_intervals, identification, pair_score, score_matrix, tnorm, verification
 
@@ -171,12 +171,14 @@ def test_thin_excerpts_are_left_out():
 
 
 def test_holm_over_the_family_of_comparisons_and_metrics():
-    """Two comparisons x three metrics are one family of six: Holm's known step-down values, and the
-    draws such a family needs for every length of a report (3 lengths x 2 baselines x 3 metrics)."""
+    """Two comparisons x three metrics are one family of six: Holm's known step-down values; on two metrics
+    (the verdicts' top-1 and EER) a family of four, the other metric left without an adjusted p."""
     comps = [{"a": "flow", "b": "gaussian", "top1_p": 0.01, "auc_p": 0.04, "eer_p": 0.03},
              {"a": "flow", "b": "ar", "top1_p": 0.5, "auc_p": 0.02, "eer_p": 0.2}]
     got = holm_family(comps)
     assert [g[f"{k}_p_holm"] for g in got for k in ("top1", "auc", "eer")] == pytest.approx(
         [0.06, 0.12, 0.12, 0.5, 0.10, 0.4])
     assert got[0]["top1_p"] == 0.01 and holm_family([]) == []
-    assert family_draws(3, 2) == 1439 and family_draws(1, 1) == 1000
+    two = holm_family(comps, ("top1", "eer"))  # sorted 0.01, 0.03, 0.2, 0.5 -> 0.04, 0.09, 0.4, 0.5
+    assert [g[f"{k}_p_holm"] for g in two for k in ("top1", "eer")] == pytest.approx([0.04, 0.09, 0.5, 0.4])
+    assert "auc_p_holm" not in two[0]

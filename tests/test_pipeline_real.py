@@ -45,7 +45,7 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     wb = out / "report" / "dis_report.xlsx"
     left = pd.read_excel(wb, sheet_name="left_out")
     why = dict(zip(left["participant_id"] + "/" + left["feature_set"], left["reason"]))
-    assert why["single/blendshapes"].startswith("no trained model: training failed (participant single, blendshapes: only ")
+    assert why["single/blendshapes"].startswith("no trained model: the last training failed (only ")
     assert "usable training frames" in why["single/blendshapes"]  # the reason, not only that a model is missing
     assert "held-out frames with a face" in why["facenoface/blendshapes"]
     assert why["solo/blendshapes"].startswith("no held-out data")

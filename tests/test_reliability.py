@@ -72,7 +72,11 @@ def test_bad_videos_each_get_one_clear_line_and_the_rest_is_processed(tmp_path, 
     # the cohort step leaves the failed videos out saying why they failed, not only that no extraction exists
     assert _cli("cohort", "-o", str(out), env=env).returncode in (0, 3)
     left = {x["participant_id"]: x["reason"] for x in json.loads((out / "cohort" / "cohort.json").read_text())["left_out"]}
-    assert left["p1"].startswith("extraction missing: it failed (") and "empty file (0 bytes)" in left["p1"], left
+    assert left["p1"].startswith("extraction missing: the last extraction of this file failed (") and "empty file (0 bytes)" in left["p1"], left
+    (d / "empty.mp4").write_text("replaced, not extracted again\n")  # that failure was another file's: not cited
+    assert _cli("cohort", "-o", str(out), env=env).returncode in (0, 3)
+    left = {x["participant_id"]: x["reason"] for x in json.loads((out / "cohort" / "cohort.json").read_text())["left_out"]}
+    assert left["p1"] == "extraction missing", left
     # nothing half-written anywhere; every HDF5 file on disk opens and is complete
     assert not [p for p in out.rglob("*") if ".part-" in p.name]
     for h5 in out.rglob(H5_NAME):

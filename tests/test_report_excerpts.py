@@ -66,10 +66,12 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
         assert d["eer_diff"].iloc[0] == pytest.approx(cmp["eer_diff"])
         assert d[["top1_diff_lo", "top1_diff_hi"]].values[0].tolist() == pytest.approx([cmp["top1_diff_lo"], cmp["top1_diff_hi"]])
     assert not (sheet["seconds"] == 60).any()
-    d = sheet[sheet["row"] == "difference"]  # one family: both lengths x three metrics, Holm over its six p
-    ps = d[["top1_p", "auc_p", "eer_p"]].to_numpy().ravel()
-    assert d[["top1_p_holm", "auc_p_holm", "eer_p_holm"]].to_numpy().ravel() == pytest.approx(holm(ps))
-    assert (d["draws"] == 1000).all() and "Holm-adjusted over a feature set's comparisons" in summary["excerpts"]
+    d = sheet[sheet["row"] == "difference"]  # one family: both lengths x top-1 and EER, Holm over its four p
+    ps = d[["top1_p", "eer_p"]].to_numpy().ravel()
+    assert d[["top1_p_holm", "eer_p_holm"]].to_numpy().ravel() == pytest.approx(holm(ps))
+    assert "auc_p_holm" not in d  # AUC is outside the family, as for the whole-session verdicts
+    assert (sheet["draws"] == 1000).all() and d["holm_family"].str.startswith("excerpts: 4 test(s)").all()
+    assert "Holm-adjusted over one family: every feature set, length and baseline" in summary["excerpts"]
     fig = c.layout.figures_dir / f"excerpts_{spec.name}.png"
     assert fig.is_file()
     page = (c.layout.report_dir / "dis_report.html").read_text()
@@ -130,5 +132,5 @@ def test_per_frame_rows_of_a_within_session_split_across_blocks_and_a_failure_th
     r = report_unit(out, [spec.name], ReportConfig())
     assert r.status == "ok", r.message
     summary = pd.read_excel(c.layout.workbook, sheet_name="summary").set_index("item")["value"]
-    assert "head_pose: not computed: RuntimeError: a block written by older code" in summary["excerpts"]
+    assert "; not computed: RuntimeError: a block written by older code" in summary["excerpts"].split("head_pose: ", 1)[1]
     assert not (c.layout.figures_dir / "excerpts_head_pose.png").exists()

@@ -525,4 +525,5 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     assert "elapsed_s" not in training and (training["seconds"] > 0).all()  # the fit's time, not a runner's 0
     row = pd.read_excel(RunLayout(out).workbook, sheet_name="comparisons").query("comparison == 'method'").iloc[0]
     assert row["participants"] == 3 and row["b"] == "gaussian"  # the verdict's Holm p, traceable in the workbook
+    assert row["holm_family"].startswith("flow vs baseline: 2 test(s)")
     assert [row["top1_p_holm"], row["eer_p_holm"]] == pytest.approx(holm([row["top1_p"], row["eer_p"]]).tolist())

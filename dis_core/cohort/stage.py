@@ -180,8 +180,9 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
         return "is of another video content than the current file (the video was replaced and its extraction failed)"
     st = read_status(RunLayout(out_root).video_dir(e.unit_id))
     failed = st is not None and st.status == "failed"
-    if why:  # say why the extraction failed where it did (a decode error), not only that its file is missing
-        return f"{why}: it failed ({st.message})" if failed and st.message else why
+    if why:  # why the extraction of this very file failed (a decode error), not only that its output is missing
+        of_this = failed and st.message and sha in str(getattr(st, "key", "")).split("|")
+        return f"{why}: the last extraction of this file failed ({st.message})" if of_this else why
     foreign = unit_dir_problem(h5.parent, e, sha)
     if foreign:
         return f"unusable: {foreign}"

@@ -13,13 +13,15 @@ from dis_core.extract.h5store import read_extraction
 from dis_core.report.config import ReportConfig
 from dis_core.score.blocks import SUMMARY
 from dis_core.score.evaluate import FeatureSetScores
-from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, family_draws, holm_family, stream_excerpts
+from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, holm_family, stream_excerpts
+from dis_core.score.stats import draws_for_family
 
 EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, excerpt) scored by the run's pair-score "
                 "rule on the rows inside it, excerpts with under half the rows of the fullest one left out; top-1: the "
                 "mean over people of each one's share of excerpts identified among all models; AUC/EER: each "
                 "excerpt's t-norm, a person weighing as one; intervals: bootstrap over participants; p: paired bootstrap, "
-                "<metric>_p_holm Holm-adjusted over a feature set's comparisons at every length and metric")
+                "top1_p_holm and eer_p_holm Holm-adjusted over one family: every feature set, length and baseline, on "
+                "top-1 and EER (the metrics the flow-vs-baseline verdicts weigh; AUC's p unadjusted)")
 
 
 def block_settings(r: FeatureSetScores) -> tuple[float, float, float]:
@@ -65,12 +67,15 @@ def _checked(pairs, rows_of: dict):
         yield pi, pj, v["log_p"]
 
 
+VERDICT = ("top1", "eer")  # the metrics of the family, as for the whole-session flow-vs-baseline verdicts
+
+
 def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportConfig
                   ) -> tuple[list[dict], dict[str, str]]:
-    """Rows of every feature set x length x method (and the flow minus each baseline, paired), and per
-    feature set a note of what was not computed and why. An optional section: a feature set whose excerpts
-    fail gets the error as its note, never a failed report."""
-    rows, notes, frame_times = [], {}, {}
+    """Rows of every feature set x length x method (and the flow minus each baseline, paired, Holm over the
+    run's family of them), and per feature set a note of what was not computed and why. An optional
+    section: a feature set whose excerpts fail gets the error as its note, never a failed report."""
+    notes, frame_times, ready = {}, {}, []
     for r in results if cfg.excerpts_s else []:
         fs, n = r.feature_set, len(r.participants)
         if n > cfg.excerpt_max_people:
@@ -78,16 +83,35 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
                          "excerpts not computed")
             continue
         try:
-            got, why = _feature_set(cohort, r, cfg, frame_times)
+            lab, why = _labelled(cohort, r, cfg, frame_times)
         except Exception as e:  # noqa: BLE001 - the rest of the report stands without this section
-            got, why = [], f"not computed: {type(e).__name__}: {e}"
-        rows += got
+            lab, why = None, f"not computed: {type(e).__name__}: {e}"
         if why:
             notes[fs] = why
-    return rows, notes
+        if lab is not None:
+            ready.append((r, lab))
+    # the family's size is known before any draw, so that every comparison gets the draws Holm needs
+    tests = sum(len(lab[2]) * (len(r.methods) - 1) * len(VERDICT) for r, lab in ready)
+    n_boot = draws_for_family(tests)
+    family = f"excerpts: {tests} test(s) (feature sets x lengths x baselines x top-1, EER)"
+    rows, diffs = [], []
+    for r, lab in ready:
+        try:
+            got, comps = _scored(r, lab, n_boot)
+        except Exception as e:  # noqa: BLE001
+            notes[r.feature_set] = "; ".join(x for x in (notes.get(r.feature_set), f"not computed: {type(e).__name__}: {e}") if x)
+            continue
+        rows += got
+        diffs += [{**c, "draws": n_boot, "holm_family": family} for c in comps]
+    rows += holm_family(diffs, VERDICT)
+    order = {id(r): k for k, r in enumerate(results)}
+    fs_rank = {r.feature_set: order[id(r)] for r in results}
+    return sorted(rows, key=lambda x: (fs_rank[x["feature_set"]], x["seconds"])), notes  # stable: methods first
 
 
-def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_times: dict) -> tuple[list[dict], str]:
+def _labelled(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_times: dict):
+    """(held-out rows, excerpt labels per length, lengths that two people or more reach) of a feature set, or
+    None, and the note of what is missing."""
     fs, n = r.feature_set, len(r.participants)
     w, hop, trim = block_settings(r)
     held = {p: held_out_rows(cohort, r, p, frame_times) for p in r.participants}
@@ -103,21 +127,26 @@ def _feature_set(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_t
     some = [f"{L:g} s: {people[L]} of {n} people" for L in reached if people[L] < n]
     if some:
         why.append("excerpts of only some people (" + "; ".join(some) + ")")
-    if not reached:
-        return [], "; ".join(why)
+    return ((held, labels, reached, trim) if reached else None), "; ".join(why)
+
+
+def _scored(r: FeatureSetScores, lab, n_boot: int) -> tuple[list[dict], list[dict]]:
+    """A feature set's method rows and its flow-minus-baseline rows (before Holm), every length."""
+    held, labels, reached, trim = lab
+    fs, n = r.feature_set, len(r.participants)
     rows_of = {p: h[3] for p, h in held.items()}
     ex = {m: stream_excerpts(_checked(r.per_frame.pairs(m), rows_of), r.participants,
                              {L: labels[L] for L in reached}, trim) for m in r.methods}
     pairs = [("flow", m) for m in r.methods if m != "flow"]
-    n_boot = family_draws(len(reached), len(pairs))
     out, diffs = [], []
     for L in reached:
         per = np.concatenate([np.unique(a[a >= 0], return_counts=True)[1] for a in labels[L].values()])
         mrows, comps = excerpt_rows({m: ex[m][L] for m in r.methods}, n, pairs, n_boot=n_boot)
-        info = {"participants": n, "rows_per_excerpt_median": float(np.median(per)), "rows_per_excerpt_min": int(per.min())}
+        info = {"participants": n, "rows_per_excerpt_median": float(np.median(per)), "rows_per_excerpt_min": int(per.min()),
+                "draws": n_boot}
         out += [{"feature_set": fs, "seconds": L, "row": "method", **x, **info} for x in mrows]
-        diffs += [{"feature_set": fs, "seconds": L, "row": "difference", **c, "draws": n_boot} for c in comps]
-    return sorted(out + holm_family(diffs), key=lambda x: x["seconds"]), "; ".join(why)  # stable: by length
+        diffs += [{"feature_set": fs, "seconds": L, "row": "difference", **c} for c in comps]
+    return out, diffs
 
 
 def excerpt_lines(rows: list[dict]) -> list[str]:

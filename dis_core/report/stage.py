@@ -108,11 +108,16 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     sheets["pairs"], pairs_file = _pairs_sheet(cohort, results)
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
-    # flow vs baseline rows carry the Holm p their verdicts use (one family: top-1 and EER of every set and baseline)
+    # each row carries the Holm p its verdict uses and names its family: flow vs baseline (top-1 and EER of every
+    # set and baseline; AUC outside it) and feature set vs feature set (every pair, method and metric)
+    fam_m = f"flow vs baseline: {len(p_holm)} test(s) (feature sets x baselines x top-1, EER)"
+    fam_f = f"feature sets: {len(fs_rows) * 3} test(s) (pairs x methods x top-1, EER, AUC)"
     sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
                                            "b": b, "participants": len(r.participants), **c,
-                                           **{f"{k}_p_holm": p_holm[(r.feature_set, b, k)] for k, _, _ in VERDICT_METRICS}}
-                                          for r in results for b, c in r.comparisons.items()] + fs_rows)
+                                           **{f"{k}_p_holm": p_holm[(r.feature_set, b, k)] for k, _, _ in VERDICT_METRICS},
+                                           "holm_family": fam_m}
+                                          for r in results for b, c in r.comparisons.items()]
+                                         + [{**x, "holm_family": fam_f} for x in fs_rows])
     sheets["training"] = pd.DataFrame(train_rows)
     sheets["excerpts"] = (pd.DataFrame(ex_rows) if ex_rows else
                           pd.DataFrame({"note": [excerpts_text(cfg, ex_rows, ex_notes)]}))

@@ -14,8 +14,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
-from dis_core.score.stats import (boot_result, draws_for_family, holm, paired_result, participant_draws, topk_fractional,
-                                  weighted_auc_eer)
+from dis_core.score.stats import boot_result, holm, paired_result, participant_draws, topk_fractional, weighted_auc_eer
 
 
 _TOL = 1e-6  # s: frame times read from a container (29.97 fps) land a rounding off their nominal instants
@@ -200,15 +199,10 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
     return rows, comps
 
 
-def family_draws(lengths: int, pairs: int, at_least: int = 1000) -> int:
-    """Draws for a family of ``lengths`` x ``pairs`` excerpt comparisons, each on every metric
-    (:func:`dis_core.score.stats.draws_for_family`), so that Holm over them can support a difference."""
-    return draws_for_family(lengths * pairs * len(METRICS), at_least=at_least)
-
-
-def holm_family(comps: list[dict]) -> list[dict]:
-    """``comps`` (rows of :func:`excerpt_rows`) with ``<metric>_p_holm``: Holm over every (comparison, metric)
-    p given, the family a caller names by what it passes (the report: one feature set's lengths)."""
-    adj = holm([c[f"{k}_p"] for c in comps for k in METRICS]) if comps else []
-    return [{**c, **{f"{k}_p_holm": float(adj[i * len(METRICS) + j]) for j, k in enumerate(METRICS)}}
+def holm_family(comps: list[dict], metrics: Sequence[str] = METRICS) -> list[dict]:
+    """``comps`` (rows of :func:`excerpt_rows`) with ``<metric>_p_holm`` for each of ``metrics``: Holm over every
+    (comparison, metric) p given, the family a caller names by what it passes (the report: every feature
+    set, length and baseline, on the metrics its verdicts weigh)."""
+    adj = holm([c[f"{k}_p"] for c in comps for k in metrics]) if comps else []
+    return [{**c, **{f"{k}_p_holm": float(adj[i * len(metrics) + j]) for j, k in enumerate(metrics)}}
             for i, c in enumerate(comps)]

@@ -95,8 +95,9 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
     for pid in (cohort.participants if pids is None else pids):
         d = cohort.layout.model_dir(fs, pid)
         if not all((d / FILES[m]).is_file() for m in methods) or not (d / SUMMARY_NAME).is_file():
-            st = read_status(d)  # why training failed (too few usable frames...), where it did
-            why = f": training failed ({st.message})" if st is not None and st.failed and st.message else ""
+            st = read_status(d)  # why the last training did not make one (too few usable frames...), where it says
+            said = st.message.removeprefix(f"participant {pid}, {fs}: ") if st is not None and st.message else ""
+            why = (f": the last training failed ({said})" if st.failed else f": {said}") if said else ""
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": f"no trained model{why}"})
             continue
         dens = {m: load_density(d / FILES[m]) for m in methods}
