@@ -13,8 +13,9 @@ class ReportConfig:
     norm_workbooks: bool = False
     # identification from excerpts of these many seconds of each held-out video (dis_core.score.excerpts):
     # how much video recognises a person. Each length's 1,000 draws t-norm N models x (excerpts of N people):
-    # 6 s per method for 8 s excerpts of 60 s sessions at N = 150 (2.8 s at 100), growing as N^2 (the whole
-    # section: 60 s of a 3.2 min report at N = 100 with four feature sets), so cohorts above
+    # 6 s per method for 8 s excerpts of 60 s sessions at N = 150 (2.8 s at 100), growing as N^2 and with the
+    # draws the run's Holm family needs (the whole section: 81 s at N = 100 with four feature sets and 1,919
+    # draws), so cohorts above
     # excerpt_max_people skip it and say so
     excerpts_s: tuple[float, ...] = (8.0, 16.0, 30.0)
     excerpt_max_people: int = 150
