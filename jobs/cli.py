@@ -377,7 +377,6 @@ def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of di
         st = run_status(run_dir)
     except DISError as e:
         _fail(e)
-    bad = False
     for stage, units in st.items():
         counts: dict[str, int] = {}
         for u in units:
@@ -385,26 +384,51 @@ def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of di
         typer.echo(f"{stage:8s} " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no units"))
         for u in units:
             if u["state"] in ("failed", "missing"):
-                bad = True
                 msg = f": {u['message']}" if u.get("message") else ""
-                typer.echo(f"  {u['state'].upper()} {u['unit']} (job {u['job']}, {u['slurm'] or 'unknown'}){msg}")
+                typer.echo(f"  {u['state'].upper()} {u['unit']} ({_task_words(u)}){msg}")
                 if u.get("log"):
                     typer.echo(f"    log: {u['log']}")
-    raise typer.Exit(EXIT_PARTIAL if bad else EXIT_OK)
+    raise typer.Exit(status_exit_code(st))
+
+
+def _task_words(u: dict) -> str:
+    """What SLURM says of a failed unit's task, in words that do not contradict the unit."""
+    if not u["job"]:
+        return "no job"
+    if u["slurm"] == "COMPLETED":
+        return f"job {u['job']}: the task ended, the unit failed"
+    return f"job {u['job']}, {u['slurm'] or 'no SLURM record: cancelled before it started, or never ran'}"
+
+
+def status_exit_code(st: dict[str, list[dict]]) -> int:
+    """The exit table for a submitted run: 0 when no unit failed (some may still be queued), 1 when the last
+    stage with units came out with none done (nothing usable), else 3 when some units failed."""
+    bad = [u for units in st.values() for u in units if u["state"] in ("failed", "missing")]
+    if not bad:
+        return EXIT_OK
+    last = next((units for units in reversed(list(st.values())) if units), [])
+    if last and all(u["state"] in ("failed", "missing") for u in last):
+        return EXIT_FAILED
+    return EXIT_PARTIAL
 
 
 @app.command()
 def resubmit(run_dir: Path = typer.Argument(..., help="The run folder (--out of dis submit).")) -> None:
     """Resubmit only what failed or is missing (and what depends on it)."""
+    from jobs.graph import read_record
     from jobs.slurm import resubmit as _resubmit
 
     try:
+        read_record(run_dir)  # before the lock, which would make a folder where a typo names none
         with run_lock(run_dir, "dis resubmit"):
             rec = _resubmit(run_dir)
     except DISError as e:
         _fail(e)
-    typer.echo("resubmitted " + ", ".join(f"{len(v)} {k}" for k, v in rec["resubmitted"].items()) + " unit(s); "
-               "jobs: " + "; ".join(f"{k} {', '.join(v)}" for k, v in rec["jobs"].items()))
+    if not any(rec["resubmitted"].values()):
+        typer.echo(f"nothing to resubmit: every unit of {run_dir} is done")
+        raise typer.Exit(EXIT_OK)
+    typer.echo("resubmitted " + ", ".join(f"{len(v)} {k}" for k, v in rec["resubmitted"].items() if v) + " unit(s); "
+               "jobs: " + "; ".join(f"{k} {', '.join(rec['jobs'][k])}" for k, v in rec["resubmitted"].items() if v))
 
 
 @app.command()

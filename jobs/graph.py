@@ -27,7 +27,7 @@ from dis_core.errors import DISError
 from dis_core.extract.result import ExtractResult
 from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
-from dis_core.layout import RunLayout, UnitResult, write_status
+from dis_core.layout import RunLayout, UnitResult, read_status, write_status
 from dis_core.manifest import Manifest, VideoEntry, load_manifest
 from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
@@ -208,13 +208,34 @@ def downstream(names: Sequence[str]) -> list[str]:
     return [s.name for s in STAGES if s.name in out]
 
 
-def run_unit(stage_name: str, plan: Plan, unit: Any) -> UnitResult:
+def upstream_failure(stage_name: str, plan: Plan) -> str:
+    """Why a stage that waits 'afterok' must not run (a unit of a stage it waits on failed, or recorded no
+    outcome), '' when it may. The local runner does not start such a stage; a SLURM task starts anyway (a
+    task whose unit failed still ends COMPLETED), so each of its units records this instead of running."""
+    st = BY_NAME[stage_name]
+    if st.wait != "afterok":
+        return ""
+    for a in st.after:
+        up = BY_NAME[a]
+        for u in up.units(plan):
+            r = read_status(up.folder(plan.layout, u), up.result)
+            if r is None or r.failed:
+                return (f"not run: {a} failed ({up.uid(u)}: {r.message if r is not None else 'no outcome recorded'}); "
+                        f"fix it, then dis resubmit")
+    return ""
+
+
+def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "") -> UnitResult:
     """Run one unit of a stage and record its outcome in the unit's folder (the one place status
-    files are written). A bug fails only its unit: one line in the result, the traceback in the log."""
+    files are written). A bug fails only its unit: one line in the result, the traceback in the log.
+    ``blocked`` (:func:`upstream_failure`): record the unit as failed with that reason, without running it."""
     st = BY_NAME[stage_name]
     t0 = time.monotonic()
     try:
-        r = st.run(plan, unit)
+        if blocked:
+            r = st.result(unit_id=st.uid(unit), message=blocked)
+        else:
+            r = st.run(plan, unit)
     except Exception as e:
         traceback.print_exc()
         r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: internal error: {e.__class__.__name__}: {e}")
@@ -257,7 +278,7 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 def read_record(out: Path) -> dict:
     p = RunLayout(out).run_record
     if not p.is_file():
-        raise DISError(f"{p} not found: {out} is not a run folder (start with dis run or dis extract)")
+        raise DISError(f"{p} not found: {out} is not a run folder (start with dis run, dis extract or dis submit)")
     try:
         return json.loads(p.read_text())
     except ValueError as e:

@@ -24,7 +24,8 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import private_folder
 from dis_core.layout import read_status
 
-from .graph import STAGES, Plan, Stage, plan_from_record, read_record, run_unit, units_by_id, write_record
+from .graph import (STAGES, Plan, Stage, plan_from_record, read_record, run_unit, units_by_id, upstream_failure,
+                    write_record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +82,41 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
     unknown = set(data) - known
     if unknown:
         raise DISError(f"{path}: unknown [slurm] keys: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-    for name, table in data.get("stages", {}).items():
-        bad = set(table) - set(STAGE_KEYS)
+    stages = data.get("stages", {})
+    for name, table in (stages.items() if isinstance(stages, dict) else ()):
+        bad = set(table) - set(STAGE_KEYS) if isinstance(table, dict) else set()
         if name not in {s.name for s in STAGES} or bad:
             raise DISError(f"{path}: [slurm.stages.{name}]: stages are {', '.join(s.name for s in STAGES)}; "
                            f"keys are {', '.join(STAGE_KEYS)}")
-        pack = table.get("pack", 1)
-        if type(pack) is not int or pack < 1:
-            raise DISError(f"{path}: [slurm.stages.{name}]: pack = {pack!r}: units per array task, a whole number >= 1")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    _check_types(path, data)
     return SlurmConfig(**data)
+
+
+# what each value must be: (test, words for the message)
+_POSITIVE_INT = (lambda v: type(v) is int and v >= 1, "a whole number >= 1")
+_POSITIVE = (lambda v: type(v) in (int, float) and v > 0, "a number > 0")
+_TEXT = (lambda v: isinstance(v, str) and v.strip() != "", "text")
+TYPES = {"partition": _TEXT, "account": _TEXT, "qos": _TEXT, "time_min": _POSITIVE_INT, "mem_gb": _POSITIVE,
+         "cpus_per_task": _POSITIVE_INT, "train_gres": _TEXT, "array_parallelism": _POSITIVE_INT,
+         "max_array_size": _POSITIVE_INT, "container": _TEXT, "nv": (lambda v: type(v) is bool, "true or false"),
+         "gres": _TEXT, "pack": _POSITIVE_INT}
+
+
+def _check_types(path: Path | None, data: dict[str, Any]) -> None:
+    """Every value of the configuration of the type it needs, before anything is submitted: one line naming
+    the file, the key and what it must be (a value SLURM refuses half-way would leave earlier stages queued)."""
+    where = f"{path}: " if path is not None else ""
+    tables = [("[slurm]", {k: v for k, v in data.items() if k != "stages"})]
+    stages = data.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(t, dict) for t in stages.values()):
+        raise DISError(f"{where}[slurm] stages = {stages!r}: per-stage tables, e.g. [slurm.stages.train]")
+    tables += [(f"[slurm.stages.{name}]", t) for name, t in stages.items()]
+    for table, values in tables:
+        for k, v in values.items():
+            ok, words = TYPES[k]
+            if v is not None and not ok(v):
+                raise DISError(f"{where}{table} {k} = {v!r}: must be {words}")
 
 
 def max_array_size() -> int:
@@ -147,7 +173,8 @@ class PackTask:
         self.stage, self.plan = stage, plan
 
     def __call__(self, units: Sequence) -> list:
-        return [run_unit(self.stage, self.plan, u) for u in units]
+        blocked = upstream_failure(self.stage, self.plan)  # 'afterok' as the local runner keeps it
+        return [run_unit(self.stage, self.plan, u, blocked) for u in units]
 
     def checkpoint(self, units: Sequence):
         import submitit
@@ -168,11 +195,64 @@ def submit_run(plan: Plan, cfg: SlurmConfig) -> dict:
     if shutil.which("sbatch") is None:
         raise DISError("sbatch not found: the slurm executor needs a SLURM cluster (use --executor local)")
     plan = dataclasses.replace(plan, out=Path(plan.out).resolve())
+    _refuse_busy(plan.out)
+    _check_partitions(cfg)
     rec = write_record(plan, "slurm", slurm=to_doc(cfg), units={}, jobs={})
     rec["logs"] = str(plan.layout.slurm_dir(rec["run_id"]))
-    _submit(rec, plan, cfg, {st.name: st.units(plan) for st in STAGES})
-    _save(rec)
+    _submit_or_cancel(rec, plan, cfg, {st.name: st.units(plan) for st in STAGES})
     return rec
+
+
+def _refuse_busy(out: Path) -> None:
+    """A second submission to a folder whose SLURM run still has units queued or running would run every
+    unit twice and replace the record that follows the first (its jobs would vanish from dis status)."""
+    try:
+        rec = read_record(out)
+    except DISError:
+        return
+    if rec.get("executor") != "slurm":
+        return
+    busy = [u for units in run_status(out).values() for u in units if u["state"] in ("running", "pending")]
+    if busy:
+        jobs = sorted({u["job"].split("_")[0] for u in busy})
+        raise DISError(f"{out}: its SLURM run is still in progress ({len(busy)} unit(s) pending or running, job(s) "
+                       f"{', '.join(jobs)}): wait for it (dis status {out}), or scancel those jobs, before submitting again")
+
+
+def _check_partitions(cfg: SlurmConfig) -> None:
+    """The partitions the configuration names exist on this cluster (sinfo), before anything is submitted."""
+    asked = {p for p in [cfg.partition] + [t.get("partition") for t in cfg.stages.values()] if p}
+    if not asked or shutil.which("sinfo") is None:
+        return
+    r = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True)
+    known = set(r.stdout.split())
+    if r.returncode == 0 and known and asked - known:
+        raise DISError(f"partition(s) {', '.join(sorted(asked - known))} not on this cluster (sinfo lists "
+                       f"{', '.join(sorted(known))})")
+
+
+def _submit_or_cancel(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> None:
+    """:func:`_submit`, and the record saved. When SLURM refuses a stage half-way, the stages already queued
+    are cancelled (nothing would follow them) and the record says so, so that no job runs unrecorded."""
+    try:
+        _submit(rec, plan, cfg, units)
+    except Exception as e:  # sbatch refused (submitit's error carries its message)
+        queued = sorted({j for ids in rec["jobs"].values() for j in ids} - set(rec.get("jobs_before", [])))
+        if queued and shutil.which("scancel"):
+            subprocess.run(["scancel", *queued], capture_output=True)
+        rec["submission_failed"] = {"error": _last_line(e), "cancelled": queued}
+        _save(rec)
+        rec.pop("jobs_before", None)
+        _save(rec)
+        raise DISError(f"SLURM refused the submission ({_last_line(e)})"
+                       + (f"; the job(s) already queued ({', '.join(queued)}) were cancelled" if queued else "")) from None
+    rec.pop("jobs_before", None)
+    _save(rec)
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[-1] if lines else e.__class__.__name__
 
 
 def submission_order(units: dict[str, list]) -> list[tuple[Stage, list, list[str]]]:
@@ -201,6 +281,7 @@ def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> 
         for i in range(0, len(tasks), size):
             jobs += _executor(folder / st.name, cfg, st, dependency).map_array(PackTask(st.name, plan),
                                                                                tasks[i:i + size])
+            rec["jobs"][st.name] = _array_ids(jobs)  # as they are queued: a refusal later cancels them
         for pack, j in zip(tasks, jobs):
             for u in pack:
                 rec["units"].setdefault(st.name, {})[st.uid(u)] = j.job_id
@@ -266,13 +347,17 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
     for st in STAGES:
         known = units_by_id(st, plan)
         result[st.name] = []
-        for uid, jid in rec["units"].get(st.name, {}).items():
+        submitted = rec["units"].get(st.name, {})
+        for uid in [u for u in known if u not in submitted]:  # a submission refused before this stage
+            result[st.name].append({"unit": uid, "job": "", "slurm": "", "state": "missing",
+                                    "message": "never submitted (dis resubmit submits it)"})
+        for uid, jid in submitted.items():
             r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
             slurm = states.get(jid, "")
             state = unit_state(slurm, r, ran_here=r is not None and r.job == jid)
             d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if r else ""}
             if state == "failed":
-                d["log"] = _log(rec, st.name, jid)
+                d["log"] = _log(rec, st.name, jid, st.folder(plan.layout, known[uid]) if uid in known else None)
             result[st.name].append(d)
     return result
 
@@ -299,13 +384,19 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     return "missing"
 
 
-def _log(rec: dict, stage: str, jid: str) -> str:
-    """submitit's stderr log of a task (in the folder of the submission that ran it)."""
-    name = f"{jid}_0_log.err"  # submitit: <job id>[_<array index>]_<task rank>_log.err
-    for logs in [rec["logs"]] + rec.get("logs_previous", [])[::-1]:
-        if (Path(logs) / stage / name).is_file():
-            return str(Path(logs) / stage / name)
-    return str(Path(rec["logs"]) / stage / name)
+def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None) -> str:
+    """Where a failed unit's details are: the unit's own log (an extraction's decoder errors), else the
+    task's submitit stderr, else its stdout (in the folder of the submission that ran it), the first that
+    is not empty; a unit that failed inside a task that completed leaves the task's stderr empty."""
+    from dis_core.io.quiet import LOG_NAME
+
+    places = [Path(x) / stage for x in [rec.get("logs", "")] + rec.get("logs_previous", [])[::-1] if x]
+    task = [p / f"{jid}_0_log.{ext}" for ext in ("err", "out") for p in places]  # <job>[_<index>]_<rank>_log.*
+    own = [unit_folder / LOG_NAME] if unit_folder is not None and stage == "extract" else []
+    for f in own + task:
+        if f.is_file() and f.stat().st_size:
+            return str(f)
+    return str(task[0]) if task else ""
 
 
 def resubmit(out_root: Path) -> dict:
@@ -324,9 +415,12 @@ def resubmit(out_root: Path) -> dict:
         bad = {u["unit"] for u in st_all[st.name] if u["state"] != "done"}
         bad |= set(known) - set(rec["units"].get(st.name, {}))  # never submitted (e.g. a failed submission)
         todo[st.name] = [u for uid, u in known.items() if upstream_redone or uid in bad]
-    rec["logs_previous"] = rec.get("logs_previous", []) + [rec["logs"]]
-    rec["logs"] = rec["logs"] + "-re" + _dt.datetime.now().strftime("%H%M%S")
-    _submit(rec, plan, cfg, todo)
     rec["resubmitted"] = {st.name: [st.uid(u) for u in todo[st.name]] for st in STAGES}
-    _save(rec)
+    if not any(todo.values()):
+        return rec  # every unit is done: nothing submitted, the record unchanged
+    logs = rec.get("logs") or str(plan.layout.slurm_dir(rec["run_id"]))
+    rec["logs_previous"] = rec.get("logs_previous", []) + [logs]
+    rec["logs"] = logs + "-re" + _dt.datetime.now().strftime("%H%M%S")
+    rec["jobs_before"] = sorted({j for ids in rec["jobs"].values() for j in ids})
+    _submit_or_cancel(rec, plan, cfg, todo)
     return rec

@@ -315,3 +315,118 @@ def test_no_tracked_file_holds_a_merge_conflict():
     bad = [f.decode() for f in files if f and (root / f.decode()).is_file()
            and any(line.startswith((b"<<<<<<< ", b">>>>>>> ")) for line in (root / f.decode()).read_bytes().splitlines())]
     assert not bad, f"merge conflict markers in {bad}"
+
+
+def test_a_slurm_task_waiting_afterok_on_a_failed_stage_records_why_instead_of_running(plan, monkeypatch):
+    """SLURM starts a stage that waits 'afterok' even when the unit before it failed (its task still ends
+    COMPLETED): each unit then records 'not run: cohort failed (...)', as the local runner does not run it,
+    instead of failing on a missing cohort.json with advice for a local run."""
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "88")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="failed", message="no usable video"))
+    units = graph.stage("train").units(plan)
+    got = slurm.PackTask("train", plan)(units)
+    assert [r.status for r in got] == ["failed"] * len(units) == ["failed", "failed"]
+    want = "not run: cohort failed (cohort: no usable video); fix it, then dis resubmit"
+    assert {read_status(graph.stage("train").folder(plan.layout, u)).message for u in units} == {want}
+    assert graph.upstream_failure("score", plan) == ""  # afterany: scoring runs on what training left
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok"))
+    assert graph.upstream_failure("train", plan) == ""
+
+
+def test_a_submission_to_a_folder_whose_run_is_in_progress_is_refused(plan, monkeypatch):
+    """A second dis submit to a running folder ran every unit twice and replaced the first run's record."""
+    units = {st.name: {st.uid(u): f"{700 + i}_0" for u in st.units(plan)} for i, st in enumerate(graph.STAGES)}
+    graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"), units=units)
+    before = RunLayout(plan.out).run_record.read_text()
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "PENDING" if j.startswith("703") else "COMPLETED" for j in ids})
+    with pytest.raises(DISError, match=r"still in progress \(2 unit\(s\) pending or running, job\(s\) 703\)"):
+        slurm.submit_run(plan, slurm.SlurmConfig())
+    assert RunLayout(plan.out).run_record.read_text() == before
+
+
+def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_what_never_ran(plan, monkeypatch):
+    """sbatch refusing the third stage left the first two queued and a record without them (dis status: 'no
+    units', exit 0; dis resubmit: KeyError). Now what was queued is cancelled and recorded, status lists the
+    units never submitted as missing, and resubmit submits everything again."""
+
+    class Refusing(FakeExecutor):
+        def map_array(self, fn, items):
+            if self.stage == "train":
+                raise RuntimeError("sbatch: error: Batch job submission failed: Invalid partition name specified")
+            return super().map_array(fn, items)
+
+    ran = []
+    monkeypatch.setattr(slurm, "_executor", Refusing())
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    with pytest.raises(DISError, match=r"Invalid partition name specified\); the job\(s\) already queued \(5001, 5002\) were cancelled"):
+        slurm.submit_run(plan, slurm.SlurmConfig())
+    assert ran == [["scancel", "5001", "5002"]]
+    rec = json.loads(RunLayout(plan.out).run_record.read_text())
+    assert rec["submission_failed"]["cancelled"] == ["5001", "5002"] and "logs" in rec
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "CANCELLED" for j in ids})
+    st = slurm.run_status(plan.out)
+    assert {u["state"] for s in ("extract", "cohort") for u in st[s]} == {"failed"}
+    assert [(u["state"], u["message"]) for u in st["report"]] == [("missing", "never submitted (dis resubmit submits it)")]
+    submitted = {}
+    monkeypatch.setattr(slurm, "_submit", lambda rec, plan, cfg, units: submitted.update(units))
+    again = slurm.resubmit(plan.out)
+    assert all(again["resubmitted"][s.name] == [s.uid(u) for u in s.units(plan)] for s in graph.STAGES)
+
+
+def test_resubmit_with_nothing_failed_submits_nothing_and_status_exit_codes(plan, monkeypatch):
+    from jobs.cli import status_exit_code
+
+    units = {st.name: {st.uid(u): f"{900 + i}_0" for u in st.units(plan)} for i, st in enumerate(graph.STAGES)}
+    graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={"extract": ["900"]},
+                       logs=str(plan.out / "slurm"), units=units)
+    for st in graph.STAGES:
+        for u in st.units(plan):
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "COMPLETED" for j in ids})
+    monkeypatch.setattr(slurm, "_submit", lambda *a: pytest.fail("nothing to submit"))
+    before = RunLayout(plan.out).run_record.read_text()
+    rec = slurm.resubmit(plan.out)
+    assert not any(rec["resubmitted"].values()) and RunLayout(plan.out).run_record.read_text() == before
+    u = lambda state: {"state": state}  # noqa: E731
+    assert status_exit_code({"extract": [u("done")], "report": [u("done")]}) == 0
+    assert status_exit_code({"extract": [u("done"), u("pending")], "report": [u("pending")]}) == 0
+    assert status_exit_code({"extract": [u("done"), u("failed")], "report": [u("done")]}) == 3
+    assert status_exit_code({"extract": [u("failed")], "report": [u("failed")], "echo": []}) == 1
+
+
+def test_a_failed_units_log_is_the_first_that_says_something(tmp_path):
+    """A unit that failed inside a task that completed leaves the task's stderr empty: status points to the
+    extraction's own log, else the task's stderr, else its stdout."""
+    logs = tmp_path / "slurm" / "1"
+    (logs / "extract").mkdir(parents=True)
+    rec = {"logs": str(logs)}
+    err, out = logs / "extract" / "5_2_0_log.err", logs / "extract" / "5_2_0_log.out"
+    err.write_text("")
+    out.write_text("Traceback ...\n")
+    assert slurm._log(rec, "extract", "5_2") == str(out)
+    unit = tmp_path / "videos" / "u"
+    unit.mkdir(parents=True)
+    (unit / "extraction.log").write_text("moov atom not found\n")
+    assert slurm._log(rec, "extract", "5_2", unit) == str(unit / "extraction.log")
+    assert slurm._log(rec, "train", "5_2", unit) == str(logs / "train" / "5_2_0_log.err")  # nothing there yet
+
+
+@pytest.mark.parametrize("toml, says", [
+    ('time_min = "two hours"', "[slurm] time_min = 'two hours': must be a whole number >= 1"),
+    ("time_min = 30.5", "[slurm] time_min = 30.5: must be a whole number >= 1"),
+    ('mem_gb = "8G"', "[slurm] mem_gb = '8G': must be a number > 0"),
+    ("cpus_per_task = -2", "[slurm] cpus_per_task = -2: must be a whole number >= 1"),
+    ("partition = 5", "[slurm] partition = 5: must be text"),
+    ("stages = 3", "[slurm] stages = 3: per-stage tables, e.g. [slurm.stages.train]"),
+    ('[slurm.stages.train]\ntime_min = "5"', "[slurm.stages.train] time_min = '5': must be a whole number >= 1"),
+])
+def test_a_configuration_value_of_the_wrong_type_is_one_line_before_anything_is_submitted(tmp_path, toml, says):
+    path = tmp_path / "slurm.toml"
+    path.write_text("[slurm]\n" + toml + "\n")
+    with pytest.raises(DISError) as e:
+        slurm.load_slurm_config(path)
+    assert str(e.value) == f"{path}: {says}"
