@@ -51,7 +51,8 @@ demo: setup
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not apptainer"
 
-submit: setup
+# a cluster's login node needs the environment and the model, not the demo's videos nor a browser
+submit: model
 	$(BIN)/dis submit --manifest $(MANIFEST) --out $(OUT) $(if $(SLURM_CONFIG),--config $(SLURM_CONFIG))
 
 test-slurm: $(STAMP)
