@@ -397,7 +397,10 @@ def _task_words(u: dict) -> str:
         return "no job"
     if u["slurm"] == "COMPLETED":
         return f"job {u['job']}: the task ended, the unit failed"
-    return f"job {u['job']}, {u['slurm'] or 'no SLURM record: cancelled before it started, or never ran'}"
+    if not u["slurm"]:
+        return f"job {u['job']}: no SLURM record " + ("(accounting purged or unavailable)" if u.get("recorded") else
+                                                     "(cancelled before it started, or never ran)")
+    return f"job {u['job']}, {u['slurm']}"
 
 
 def status_exit_code(st: dict[str, list[dict]]) -> int:

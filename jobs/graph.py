@@ -209,19 +209,23 @@ def downstream(names: Sequence[str]) -> list[str]:
 
 
 def upstream_failure(stage_name: str, plan: Plan) -> str:
-    """Why a stage that waits 'afterok' must not run (a unit of a stage it waits on failed, or recorded no
-    outcome), '' when it may. The local runner does not start such a stage; a SLURM task starts anyway (a
-    task whose unit failed still ends COMPLETED), so each of its units records this instead of running."""
+    """Why a stage must not run, '' when it may: a unit of a stage it waits on 'afterok' recorded a failure,
+    or a stage before it must not run either. The local runner does not start such a stage; a
+    SLURM task starts anyway (a task whose unit failed still ends COMPLETED), so each of its units records
+    this instead of running."""
     st = BY_NAME[stage_name]
+    for a in st.after:  # a stage not run leaves every stage after it not run, whatever they wait on
+        why = upstream_failure(a, plan)
+        if why:
+            return why
     if st.wait != "afterok":
         return ""
     for a in st.after:
         up = BY_NAME[a]
         for u in up.units(plan):
             r = read_status(up.folder(plan.layout, u), up.result)
-            if r is None or r.failed:
-                return (f"not run: {a} failed ({up.uid(u)}: {r.message if r is not None else 'no outcome recorded'}); "
-                        f"fix it, then dis resubmit")
+            if r is not None and r.failed:  # no record: the unit itself says what it lacks
+                return f"not run: {a} failed ({up.uid(u)}: {r.message}); fix it, then dis resubmit"
     return ""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -94,8 +95,9 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
 
 
 # what each value must be: (test, words for the message)
-_POSITIVE_INT = (lambda v: type(v) is int and v >= 1, "a whole number >= 1")
-_POSITIVE = (lambda v: type(v) in (int, float) and v > 0, "a number > 0")
+_POSITIVE_INT = (lambda v: type(v) in (int, float) and math.isfinite(v) and float(v).is_integer() and v >= 1,
+                 "a whole number >= 1")
+_POSITIVE = (lambda v: type(v) in (int, float) and math.isfinite(v) and v > 0, "a finite number > 0")
 _TEXT = (lambda v: isinstance(v, str) and v.strip() != "", "text")
 TYPES = {"partition": _TEXT, "account": _TEXT, "qos": _TEXT, "time_min": _POSITIVE_INT, "mem_gb": _POSITIVE,
          "cpus_per_task": _POSITIVE_INT, "train_gres": _TEXT, "array_parallelism": _POSITIVE_INT,
@@ -210,21 +212,25 @@ def _refuse_busy(out: Path) -> None:
         rec = read_record(out)
     except DISError:
         return
-    if rec.get("executor") != "slurm":
+    if rec.get("executor") != "slurm" or shutil.which("squeue") is None:
         return
-    busy = [u for units in run_status(out).values() for u in units if u["state"] in ("running", "pending")]
+    ours = {j for ids in rec.get("jobs", {}).values() for j in ids}
+    # any state squeue still lists (pending, running, suspended, held...): from the record's job ids alone, so
+    # that a moved manifest or purged accounting never blocks a folder for good
+    r = subprocess.run(["squeue", "-h", "-o", "%F"], capture_output=True, text=True)
+    busy = sorted(ours & set(r.stdout.split())) if r.returncode == 0 else []
     if busy:
-        jobs = sorted({u["job"].split("_")[0] for u in busy})
-        raise DISError(f"{out}: its SLURM run is still in progress ({len(busy)} unit(s) pending or running, job(s) "
-                       f"{', '.join(jobs)}): wait for it (dis status {out}), or scancel those jobs, before submitting again")
+        raise DISError(f"{out}: its SLURM run is still in the queue (job(s) {', '.join(busy)}): wait for it (dis status "
+                       f"{out}), or scancel those jobs, before submitting again")
 
 
 def _check_partitions(cfg: SlurmConfig) -> None:
     """The partitions the configuration names exist on this cluster (sinfo), before anything is submitted."""
-    asked = {p for p in [cfg.partition] + [t.get("partition") for t in cfg.stages.values()] if p}
+    named = [cfg.partition] + [t.get("partition") for t in cfg.stages.values()]
+    asked = {p.strip() for x in named if x for p in str(x).split(",") if p.strip()}  # sbatch -p takes a list
     if not asked or shutil.which("sinfo") is None:
         return
-    r = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True)
+    r = subprocess.run(["sinfo", "-a", "-h", "-o", "%R"], capture_output=True, text=True)  # hidden ones too
     known = set(r.stdout.split())
     if r.returncode == 0 and known and asked - known:
         raise DISError(f"partition(s) {', '.join(sorted(asked - known))} not on this cluster (sinfo lists "
@@ -232,19 +238,20 @@ def _check_partitions(cfg: SlurmConfig) -> None:
 
 
 def _submit_or_cancel(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> None:
-    """:func:`_submit`, and the record saved. When SLURM refuses a stage half-way, the stages already queued
-    are cancelled (nothing would follow them) and the record says so, so that no job runs unrecorded."""
+    """:func:`_submit`, and the record saved. When SLURM refuses a stage half-way (or Ctrl-C stops it), the
+    stages already queued are cancelled (nothing would follow them) and the record says so, so that no job
+    runs unrecorded."""
     try:
         _submit(rec, plan, cfg, units)
-    except Exception as e:  # sbatch refused (submitit's error carries its message)
-        queued = sorted({j for ids in rec["jobs"].values() for j in ids} - set(rec.get("jobs_before", [])))
+    except BaseException as e:  # sbatch refused (submitit's error carries its message), or Ctrl-C half-way
+        queued = sorted({j for ids in rec["jobs"].values() for j in ids} - set(rec.pop("jobs_before", [])))
         if queued and shutil.which("scancel"):
             subprocess.run(["scancel", *queued], capture_output=True)
         rec["submission_failed"] = {"error": _last_line(e), "cancelled": queued}
         _save(rec)
-        rec.pop("jobs_before", None)
-        _save(rec)
-        raise DISError(f"SLURM refused the submission ({_last_line(e)})"
+        if not isinstance(e, Exception):
+            raise
+        raise DISError(f"the submission failed ({_last_line(e)})"
                        + (f"; the job(s) already queued ({', '.join(queued)}) were cancelled" if queued else "")) from None
     rec.pop("jobs_before", None)
     _save(rec)
@@ -355,9 +362,11 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
             r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
             slurm = states.get(jid, "")
             state = unit_state(slurm, r, ran_here=r is not None and r.job == jid)
-            d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if r else ""}
+            here = r is not None and r.job == jid
+            d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if r else "",
+                 "recorded": here}
             if state == "failed":
-                d["log"] = _log(rec, st.name, jid, st.folder(plan.layout, known[uid]) if uid in known else None)
+                d["log"] = _log(rec, st.name, jid, st.folder(plan.layout, known[uid]) if here else None)
             result[st.name].append(d)
     return result
 
@@ -385,9 +394,10 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
 
 
 def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None) -> str:
-    """Where a failed unit's details are: the unit's own log (an extraction's decoder errors), else the
-    task's submitit stderr, else its stdout (in the folder of the submission that ran it), the first that
-    is not empty; a unit that failed inside a task that completed leaves the task's stderr empty."""
+    """Where a failed unit's details are, the first that is not empty: the unit's own log (an extraction's
+    decoder errors; give ``unit_folder`` only when the unit recorded its failure in this task, else SLURM's
+    reason in the task's log comes first), else the task's submitit stderr, else its stdout (in the folder
+    of the submission that ran it). A unit that fails inside a task that completes leaves stderr empty."""
     from dis_core.io.quiet import LOG_NAME
 
     places = [Path(x) / stage for x in [rec.get("logs", "")] + rec.get("logs_previous", [])[::-1] if x]
@@ -418,6 +428,7 @@ def resubmit(out_root: Path) -> dict:
     rec["resubmitted"] = {st.name: [st.uid(u) for u in todo[st.name]] for st in STAGES}
     if not any(todo.values()):
         return rec  # every unit is done: nothing submitted, the record unchanged
+    _check_partitions(cfg)
     logs = rec.get("logs") or str(plan.layout.slurm_dir(rec["run_id"]))
     rec["logs_previous"] = rec.get("logs_previous", []) + [logs]
     rec["logs"] = logs + "-re" + _dt.datetime.now().strftime("%H%M%S")

@@ -329,21 +329,31 @@ def test_a_slurm_task_waiting_afterok_on_a_failed_stage_records_why_instead_of_r
     assert [r.status for r in got] == ["failed"] * len(units) == ["failed", "failed"]
     want = "not run: cohort failed (cohort: no usable video); fix it, then dis resubmit"
     assert {read_status(graph.stage("train").folder(plan.layout, u)).message for u in units} == {want}
-    assert graph.upstream_failure("score", plan) == ""  # afterany: scoring runs on what training left
+    # a stage not run leaves every stage after it not run, whatever they wait on (as the local runner does)
+    assert graph.upstream_failure("score", plan) == graph.upstream_failure("report", plan) == want
     write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok"))
-    assert graph.upstream_failure("train", plan) == ""
+    assert graph.upstream_failure("train", plan) == graph.upstream_failure("report", plan) == ""
+    write_status(graph.stage("train").folder(plan.layout, units[0]), UnitResult(unit_id="x", status="failed"))
+    assert graph.upstream_failure("score", plan) == ""  # afterany: scoring runs on what training left
 
 
 def test_a_submission_to_a_folder_whose_run_is_in_progress_is_refused(plan, monkeypatch):
     """A second dis submit to a running folder ran every unit twice and replaced the first run's record."""
     units = {st.name: {st.uid(u): f"{700 + i}_0" for u in st.units(plan)} for i, st in enumerate(graph.STAGES)}
     graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"), units=units)
-    before = RunLayout(plan.out).run_record.read_text()
     monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "PENDING" if j.startswith("703") else "COMPLETED" for j in ids})
-    with pytest.raises(DISError, match=r"still in progress \(2 unit\(s\) pending or running, job\(s\) 703\)"):
+    queue = {"out": "703\n42\n"}  # squeue -o %F: the array ids still queued (suspended, held... alike)
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, queue["out"], ""))
+    rec = json.loads(RunLayout(plan.out).run_record.read_text())
+    rec["jobs"] = {"extract": ["700"], "train": ["703"]}
+    RunLayout(plan.out).run_record.write_text(json.dumps(rec))
+    before = RunLayout(plan.out).run_record.read_text()
+    with pytest.raises(DISError, match=r"still in the queue \(job\(s\) 703\)"):
         slurm.submit_run(plan, slurm.SlurmConfig())
     assert RunLayout(plan.out).run_record.read_text() == before
+    plan.manifest.unlink()  # a record whose manifest is gone, its jobs finished: never blocks the folder
+    queue["out"] = "42\n"
+    slurm._refuse_busy(plan.out)
 
 
 def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_what_never_ran(plan, monkeypatch):
@@ -362,7 +372,8 @@ def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_wha
     monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
     monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
-    with pytest.raises(DISError, match=r"Invalid partition name specified\); the job\(s\) already queued \(5001, 5002\) were cancelled"):
+    with pytest.raises(DISError, match=r"the submission failed \(sbatch: error: Batch job submission failed: Invalid "
+                                       r"partition name specified\); the job\(s\) already queued \(5001, 5002\) were cancelled"):
         slurm.submit_run(plan, slurm.SlurmConfig())
     assert ran == [["scancel", "5001", "5002"]]
     rec = json.loads(RunLayout(plan.out).run_record.read_text())
@@ -375,6 +386,36 @@ def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_wha
     monkeypatch.setattr(slurm, "_submit", lambda rec, plan, cfg, units: submitted.update(units))
     again = slurm.resubmit(plan.out)
     assert all(again["resubmitted"][s.name] == [s.uid(u) for u in s.units(plan)] for s in graph.STAGES)
+
+
+def test_ctrl_c_half_way_through_a_submission_cancels_what_it_queued(plan, monkeypatch):
+    class Interrupted(FakeExecutor):
+        def map_array(self, fn, items):
+            if self.stage == "cohort":
+                raise KeyboardInterrupt
+            return super().map_array(fn, items)
+
+    ran = []
+    monkeypatch.setattr(slurm, "_executor", Interrupted())
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    with pytest.raises(KeyboardInterrupt):
+        slurm.submit_run(plan, slurm.SlurmConfig())
+    assert ran == [["scancel", "5001"]]
+    assert json.loads(RunLayout(plan.out).run_record.read_text())["submission_failed"]["cancelled"] == ["5001"]
+
+
+def test_partitions_are_checked_as_sbatch_reads_them(monkeypatch):
+    """sbatch -p takes a list; sinfo -a lists hidden partitions too."""
+    calls = []
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurm.subprocess, "run",
+                        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "debug\ngpu\n", ""))
+    slurm._check_partitions(slurm.SlurmConfig(partition="debug,gpu", stages={"train": {"partition": "gpu"}}))
+    assert calls == [["sinfo", "-a", "-h", "-o", "%R"]]
+    with pytest.raises(DISError, match=r"partition\(s\) nosuch not on this cluster \(sinfo lists debug, gpu\)"):
+        slurm._check_partitions(slurm.SlurmConfig(stages={"score": {"partition": "debug,nosuch"}}))
 
 
 def test_resubmit_with_nothing_failed_submits_nothing_and_status_exit_codes(plan, monkeypatch):
@@ -418,7 +459,8 @@ def test_a_failed_units_log_is_the_first_that_says_something(tmp_path):
 @pytest.mark.parametrize("toml, says", [
     ('time_min = "two hours"', "[slurm] time_min = 'two hours': must be a whole number >= 1"),
     ("time_min = 30.5", "[slurm] time_min = 30.5: must be a whole number >= 1"),
-    ('mem_gb = "8G"', "[slurm] mem_gb = '8G': must be a number > 0"),
+    ('mem_gb = "8G"', "[slurm] mem_gb = '8G': must be a finite number > 0"),
+    ("mem_gb = inf", "[slurm] mem_gb = inf: must be a finite number > 0"),
     ("cpus_per_task = -2", "[slurm] cpus_per_task = -2: must be a whole number >= 1"),
     ("partition = 5", "[slurm] partition = 5: must be text"),
     ("stages = 3", "[slurm] stages = 3: per-stage tables, e.g. [slurm.stages.train]"),
@@ -430,3 +472,5 @@ def test_a_configuration_value_of_the_wrong_type_is_one_line_before_anything_is_
     with pytest.raises(DISError) as e:
         slurm.load_slurm_config(path)
     assert str(e.value) == f"{path}: {says}"
+    path.write_text("[slurm]\ntime_min = 90.0\nmem_gb = 8\nnv = true\nmax_array_size = 1000\n")  # values that worked
+    assert slurm.load_slurm_config(path).time_min == 90.0
