@@ -128,6 +128,29 @@ def test_failed_unit_is_reported_and_the_rest_completes(slurm, cohort, model, tm
     assert len(scores) == 4
 
 
+def test_a_failed_cohort_step_leaves_the_stages_after_it_not_run(slurm, tmp_path, model):
+    """Every video undecodable: the cohort step fails and its task still ends COMPLETED, so SLURM starts the
+    stages after it. Their units record that they did not run and why, instead of failing on a missing
+    cohort.json; dis status says so and exits 1 (nothing usable came out)."""
+    from tests.conftest import write_manifest
+
+    rows = []
+    for k in range(2):
+        bad = tmp_path / f"broken{k}.mp4"
+        bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000 + k))
+        rows.append({"participant_id": f"p{k}", "session": "s1", "video": str(bad), "dyad": "", "split": ""})
+    m = load_manifest(write_manifest(tmp_path / "m.csv", rows))
+    out = tmp_path / "run"
+    submit_run(_plan(m, out, model), SLURM)
+    st = wait_for(out)
+    assert [u["state"] for u in st["extract"] + st["cohort"]] == ["failed"] * 3
+    later = [u for s in ("train", "score", "report") for u in st[s]]
+    assert later and all(u["state"] == "failed" and u["message"].startswith("not run: cohort failed (cohort: ")
+                         for u in later), later
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "status", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1 and "cohort.json not found" not in r.stdout, r.stdout
+
+
 # 119 s of the default suite's 991 s (--durations, 2 cores): it trains 4,000 epochs a unit so that one is still
 # running when cancelled. It runs with `make test-slurm` and `make test-all`; the default suite keeps real SLURM
 # in the local-equals-SLURM run, the failed unit and the packed extraction tasks, and resubmission of a failed
