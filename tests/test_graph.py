@@ -356,22 +356,30 @@ def test_a_submission_to_a_folder_whose_run_is_in_progress_is_refused(plan, monk
     slurm._refuse_busy(plan.out)
 
 
+def _failing_submission(monkeypatch, stage: str, error: BaseException) -> list:
+    """Submission through :class:`FakeExecutor` until ``stage`` raises ``error`` (sbatch refusing, Ctrl-C);
+    the commands run instead of scancel/squeue are returned as they are made."""
+
+    class Failing(FakeExecutor):
+        def map_array(self, fn, items):
+            if self.stage == stage:
+                raise error
+            return super().map_array(fn, items)
+
+    ran = []
+    monkeypatch.setattr(slurm, "_executor", Failing())
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    return ran
+
+
 def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_what_never_ran(plan, monkeypatch):
     """sbatch refusing the third stage left the first two queued and a record without them (dis status: 'no
     units', exit 0; dis resubmit: KeyError). Now what was queued is cancelled and recorded, status lists the
     units never submitted as missing, and resubmit submits everything again."""
-
-    class Refusing(FakeExecutor):
-        def map_array(self, fn, items):
-            if self.stage == "train":
-                raise RuntimeError("sbatch: error: Batch job submission failed: Invalid partition name specified")
-            return super().map_array(fn, items)
-
-    ran = []
-    monkeypatch.setattr(slurm, "_executor", Refusing())
-    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
-    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    ran = _failing_submission(monkeypatch, "train",
+                              RuntimeError("sbatch: error: Batch job submission failed: Invalid partition name specified"))
     with pytest.raises(DISError, match=r"the submission failed \(sbatch: error: Batch job submission failed: Invalid "
                                        r"partition name specified\); the job\(s\) already queued \(5001, 5002\) were cancelled"):
         slurm.submit_run(plan, slurm.SlurmConfig())
@@ -389,17 +397,7 @@ def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_wha
 
 
 def test_ctrl_c_half_way_through_a_submission_cancels_what_it_queued(plan, monkeypatch):
-    class Interrupted(FakeExecutor):
-        def map_array(self, fn, items):
-            if self.stage == "cohort":
-                raise KeyboardInterrupt
-            return super().map_array(fn, items)
-
-    ran = []
-    monkeypatch.setattr(slurm, "_executor", Interrupted())
-    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
-    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    ran = _failing_submission(monkeypatch, "cohort", KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         slurm.submit_run(plan, slurm.SlurmConfig())
     assert ran == [["scancel", "5001"]]
