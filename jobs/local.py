@@ -48,7 +48,11 @@ class Outcome:
 def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", workers: int | None = None,
                log: Callable[[str], None] = print, progress: bool = True) -> Outcome:
     """Run the named stages of the graph, in graph order, recording the plan in OUT/run.json; one
-    cohort-level progress display per stage (jobs/progress.py), then the stage's summary."""
+    cohort-level progress display per stage (jobs/progress.py), then the stage's summary. A folder whose
+    SLURM run is still queued is refused (its tasks take no lock: both would run the same units)."""
+    from .slurm import refuse_busy
+
+    refuse_busy(plan.out)
     write_record(plan, executor)
     out = Outcome()
     for st in STAGES:

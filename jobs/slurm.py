@@ -23,6 +23,7 @@ from dis_core.config import from_doc, to_doc
 from dis_core.errors import DISError
 from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import private_folder
+from dis_core.io.lock import RunLocked
 from dis_core.layout import read_status
 
 from .graph import (STAGES, Plan, Stage, plan_from_record, read_record, run_unit, units_by_id, upstream_failure,
@@ -76,7 +77,11 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
     if path is not None:
         try:
             with open(path, "rb") as f:
-                data = tomllib.load(f).get("slurm", {})
+                doc = tomllib.load(f)
+            data = doc.get("slurm", {})
+            if doc and "slurm" not in doc:  # e.g. a bare partition = "gpu": silently submitting defaults misleads
+                raise DISError(f"{path}: no [slurm] table (found {', '.join(sorted(doc))} at the top level); "
+                               "the keys go under [slurm]")
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise DISError(f"{path}: cannot read the SLURM configuration ({e})") from None
     known = {f.name for f in dataclasses.fields(SlurmConfig)}
@@ -197,7 +202,7 @@ def submit_run(plan: Plan, cfg: SlurmConfig) -> dict:
     if shutil.which("sbatch") is None:
         raise DISError("sbatch not found: the slurm executor needs a SLURM cluster (use --executor local)")
     plan = dataclasses.replace(plan, out=Path(plan.out).resolve())
-    _refuse_busy(plan.out)
+    refuse_busy(plan.out)
     _check_partitions(cfg)
     rec = write_record(plan, "slurm", slurm=to_doc(cfg), units={}, jobs={})
     rec["logs"] = str(plan.layout.slurm_dir(rec["run_id"]))
@@ -205,7 +210,7 @@ def submit_run(plan: Plan, cfg: SlurmConfig) -> dict:
     return rec
 
 
-def _refuse_busy(out: Path) -> None:
+def refuse_busy(out: Path) -> None:
     """A second submission to a folder whose SLURM run still has units queued or running would run every
     unit twice and replace the record that follows the first (its jobs would vanish from dis status)."""
     try:
@@ -220,8 +225,8 @@ def _refuse_busy(out: Path) -> None:
     r = subprocess.run(["squeue", "-h", "-o", "%F"], capture_output=True, text=True)
     busy = sorted(ours & set(r.stdout.split())) if r.returncode == 0 else []
     if busy:
-        raise DISError(f"{out}: its SLURM run is still in the queue (job(s) {', '.join(busy)}): wait for it (dis status "
-                       f"{out}), or scancel those jobs, before submitting again")
+        raise RunLocked(f"{out}: its SLURM run is still in the queue (job(s) {', '.join(busy)}): wait for it (dis status "
+                        f"{out}), or scancel those jobs, before starting it again")
 
 
 def _check_partitions(cfg: SlurmConfig) -> None:

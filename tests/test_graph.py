@@ -13,6 +13,7 @@ import pytest
 from dis_core.config import from_doc, to_doc
 from dis_core.errors import DISError
 from dis_core.io.assets import ModelFile
+from dis_core.io.lock import RunLocked
 from dis_core.layout import RunLayout, UnitResult, read_status, write_status
 from dis_core.model.config import default_train_config
 from dis_core.features.build import DEFAULT_FEATURE_SETS, FEATURE_SETS
@@ -338,7 +339,8 @@ def test_a_slurm_task_waiting_afterok_on_a_failed_stage_records_why_instead_of_r
 
 
 def test_a_submission_to_a_folder_whose_run_is_in_progress_is_refused(plan, monkeypatch):
-    """A second dis submit to a running folder ran every unit twice and replaced the first run's record."""
+    """A second dis submit (or a dis run) on a folder whose SLURM run is queued ran every unit twice and replaced
+    the first run's record. Refused as a folder in use (exit 2), judged from the record's job ids in squeue."""
     units = {st.name: {st.uid(u): f"{700 + i}_0" for u in st.units(plan)} for i, st in enumerate(graph.STAGES)}
     graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"), units=units)
     monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
@@ -348,12 +350,14 @@ def test_a_submission_to_a_folder_whose_run_is_in_progress_is_refused(plan, monk
     rec["jobs"] = {"extract": ["700"], "train": ["703"]}
     RunLayout(plan.out).run_record.write_text(json.dumps(rec))
     before = RunLayout(plan.out).run_record.read_text()
-    with pytest.raises(DISError, match=r"still in the queue \(job\(s\) 703\)"):
+    with pytest.raises(DISError, match=r"still in the queue \(job\(s\) 703\)"):  # RunLocked: exit 2
         slurm.submit_run(plan, slurm.SlurmConfig())
     assert RunLayout(plan.out).run_record.read_text() == before
+    with pytest.raises(RunLocked, match="still in the queue"):  # dis run too: its tasks take no lock
+        local.run_stages(plan, ["extract"], progress=False)
     plan.manifest.unlink()  # a record whose manifest is gone, its jobs finished: never blocks the folder
     queue["out"] = "42\n"
-    slurm._refuse_busy(plan.out)
+    slurm.refuse_busy(plan.out)
 
 
 def _failing_submission(monkeypatch, stage: str, error: BaseException) -> list:
@@ -452,6 +456,13 @@ def test_a_failed_units_log_is_the_first_that_says_something(tmp_path):
     (unit / "extraction.log").write_text("moov atom not found\n")
     assert slurm._log(rec, "extract", "5_2", unit) == str(unit / "extraction.log")
     assert slurm._log(rec, "train", "5_2", unit) == str(logs / "train" / "5_2_0_log.err")  # nothing there yet
+
+
+def test_a_configuration_without_its_slurm_table_is_refused(tmp_path):
+    path = tmp_path / "slurm.toml"
+    path.write_text('partition = "gpu"\n')
+    with pytest.raises(DISError, match=r"no \[slurm\] table \(found partition at the top level\)"):
+        slurm.load_slurm_config(path)
 
 
 @pytest.mark.parametrize("toml, says", [
