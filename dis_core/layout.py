@@ -112,6 +112,11 @@ class RunLayout:
         return self.report_dir / "pairs.csv.gz"
 
     @property
+    def report_page(self) -> Path:
+        """The report people open (report/html.py writes it under this name)."""
+        return self.report_dir / "dis_report.html"
+
+    @property
     def report_summary(self) -> Path:
         return self.report_dir / "summary.txt"
 

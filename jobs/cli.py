@@ -388,7 +388,26 @@ def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of di
                 typer.echo(f"  {u['state'].upper()} {u['unit']} ({_task_words(u)}){msg}")
                 if u.get("log"):
                     typer.echo(f"    log: {u['log']}")
+    typer.echo(status_outlook(st, run_dir))
     raise typer.Exit(status_exit_code(st))
+
+
+def status_outlook(st: dict[str, list[dict]], run_dir: Path) -> str:
+    """The line after the stages: what failed and how to redo it, else what is still queued, else the report."""
+    from dis_core.layout import RunLayout
+
+    units = [u for stage in st.values() for u in stage]
+    bad = sum(u["state"] in ("failed", "missing") for u in units)
+    waiting = {k: sum(u["state"] == k for u in units) for k in ("running", "pending")}
+    if bad:
+        return (f"{bad} unit(s) failed or never ran" + (f" ({waiting['running']} running, {waiting['pending']} "
+                "pending)" if any(waiting.values()) else "") + f": `dis resubmit {run_dir}` submits them again "
+                "with what depends on them")
+    if any(waiting.values()):
+        return (f"in progress: {waiting['running']} running, {waiting['pending']} pending; nothing failed so far "
+                "(`dis status` again later)")
+    page = RunLayout(run_dir).report_page
+    return f"done: report {page}" if page.is_file() else "done"
 
 
 def _task_words(u: dict) -> str:

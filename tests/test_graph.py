@@ -441,6 +441,26 @@ def test_resubmit_with_nothing_failed_submits_nothing_and_status_exit_codes(plan
     assert status_exit_code({"extract": [u("failed")], "report": [u("failed")], "echo": []}) == 1
 
 
+def test_status_ends_with_what_to_do_next(tmp_path):
+    """The last line of dis status: the failures and the command that redoes them, else what is still queued,
+    else where the report is."""
+    from jobs.cli import status_outlook
+
+    u = lambda state: {"state": state}  # noqa: E731
+    st = {"extract": [u("done"), u("failed"), u("running")], "train": [u("missing"), u("pending")], "report": []}
+    assert status_outlook(st, tmp_path) == (f"2 unit(s) failed or never ran (1 running, 1 pending): `dis resubmit "
+                                            f"{tmp_path}` submits them again with what depends on them")
+    st = {"extract": [u("done"), u("running")], "train": [u("pending"), u("pending")], "report": [u("pending")]}
+    assert status_outlook(st, tmp_path) == ("in progress: 1 running, 3 pending; nothing failed so far "
+                                            "(`dis status` again later)")
+    st = {"extract": [u("done")], "report": [u("done")]}
+    assert status_outlook(st, tmp_path) == "done"
+    page = RunLayout(tmp_path).report_page
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>")
+    assert status_outlook(st, tmp_path) == f"done: report {page}"
+
+
 def test_a_failed_units_log_is_the_first_that_says_something(tmp_path):
     """A unit that failed inside a task that completed leaves the task's stderr empty: status points to the
     extraction's own log, else the task's stderr, else its stdout."""

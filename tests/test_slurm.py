@@ -59,6 +59,9 @@ def test_slurm_run_equals_local_run(slurm, cohort, model, tmp_path):
     assert len(rec["jobs"]["extract"]) == 3, "8 videos over MaxArraySize 3: three arrays"
     st = wait_for(tmp_path / "slurm")
     assert all(u["state"] == "done" for s in st.values() for u in s), st
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "status", str(tmp_path / "slurm")], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == f"done: report {tmp_path / 'slurm/report/dis_report.html'}"
     # dependencies held: the cohort job started after every extraction task ended, reduce after training
     times = _start_end(rec)
     assert times["cohort"][0] >= max(e for _, e in times["extract"])
@@ -122,6 +125,7 @@ def test_failed_unit_is_reported_and_the_rest_completes(slurm, cohort, model, tm
     r = subprocess.run([sys.executable, "-m", "jobs.cli", "status", str(out)], capture_output=True, text=True,
                        cwd=ROOT)
     assert r.returncode == 3 and f"FAILED {broken}" in r.stdout and "log:" in r.stdout
+    assert r.stdout.splitlines()[-1].startswith(f"1 unit(s) failed or never ran: `dis resubmit {out}`"), r.stdout
     left = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="left_out")
     assert broken in set(left.get("unit_id", pd.Series(dtype=str)).dropna())
     scores = pd.read_excel(out / "report" / "dis_report.xlsx", sheet_name="scores_head_pose", index_col=0)
