@@ -162,6 +162,7 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
     Every problem exits 2 here, before any lock or output."""
     import dataclasses
 
+    from dis_core.io.provenance import sha256_file
     from jobs.graph import Plan, plan_from_record, read_record
 
     prev = None
@@ -173,9 +174,8 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
     try:
         if manifest is not None:
             m, mf = _inputs(manifest, model)
-            base = Plan(out=Path(out), manifest=m.path, model=mf)
-            if prev is not None:
-                base = dataclasses.replace(prev, out=Path(out), manifest=m.path, model=mf)
+            new = {"out": Path(out), "manifest": m.path, "model": mf, "manifest_sha256": sha256_file(m.path)}
+            base = Plan(**new) if prev is None else dataclasses.replace(prev, **new)
         elif prev is not None:
             base = dataclasses.replace(prev, out=Path(out))
         else:
@@ -187,7 +187,9 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
                           for c in base.train)
         else:
             train = base.train
-        return dataclasses.replace(base, train=train, **changes)
+        plan = dataclasses.replace(base, train=train, **changes)
+        plan.check_manifest()  # a run folder's plan over a manifest edited since: exit 2 before anything runs
+        return plan
     except (DISError, ValueError) as e:
         _fail(e)
 

@@ -51,10 +51,24 @@ class Plan:
     report: ReportConfig = ReportConfig()
     force: bool = False
     verbose: bool = False
+    manifest_sha256: str = ""  # the manifest's bytes when the run was planned ("": a record from before hashes)
 
     @cached_property
     def manifest_(self) -> Manifest:
+        """The manifest the run was planned from: an edited file is refused, so no stage reads other rows."""
+        self.check_manifest()
         return load_manifest(self.manifest, check_files=False)
+
+    def check_manifest(self) -> None:
+        """Refuse a manifest whose bytes are not those the run was planned from (a missing file is left to
+        the stages that read it: a report needs no manifest)."""
+        from dis_core.io.provenance import sha256_file
+
+        now = sha256_file(self.manifest) if self.manifest_sha256 and self.manifest.is_file() else self.manifest_sha256
+        if now != self.manifest_sha256:
+            raise DISError(f"{self.manifest}: changed since the run in {self.out} was planned from it (sha256 "
+                           f"{self.manifest_sha256[:12]}... then, {now[:12]}... now): plan again with dis run, "
+                           f"dis extract or dis submit --manifest {self.manifest}")
 
     @property
     def layout(self) -> RunLayout:
@@ -112,7 +126,8 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
 
     m = plan.manifest_
     write_extract_summary(plan.out, collect_extract_results(m, plan.out),
-                          provenance(plan.extract, manifest=str(plan.manifest), model_sha256=plan.model.sha256))
+                          provenance(plan.extract, manifest=str(plan.manifest), manifest_sha256=plan.manifest_sha256,
+                                     model_sha256=plan.model.sha256))
     res = UnitResult(unit_id=unit)
     try:
         c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train])
@@ -154,8 +169,8 @@ def _report(plan: Plan, unit: str) -> UnitResult:
     from dis_core.report.stage import report_unit
 
     return report_unit(plan.out, plan.feature_sets, plan.report,
-                       {"manifest": str(plan.manifest), "model_sha256": plan.model.sha256,
-                        "plan": to_doc(plan)})
+                       {"manifest": str(plan.manifest), "manifest_sha256": plan.manifest_sha256,
+                        "model_sha256": plan.model.sha256, "plan": to_doc(plan)})
 
 
 # ------------------------------------------------------------------------------------ the table
@@ -240,6 +255,8 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "") -> UnitR
             r = st.result(unit_id=st.uid(unit), message=blocked)
         else:
             r = st.run(plan, unit)
+    except DISError as e:  # a problem of the input or the run folder, said in one line: not a bug
+        r = st.result(unit_id=st.uid(unit), message=str(e))
     except Exception as e:
         traceback.print_exc()
         r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: internal error: {e.__class__.__name__}: {e}")

@@ -100,6 +100,9 @@ def run_pipeline(manifest: Manifest, out: Path, model: ModelFile, train: Sequenc
                  stages: Sequence[str] | None = None, executor: str = "local", workers: int | None = None,
                  log: Callable[[str], None] = print, progress: bool = False, **plan: object) -> Outcome:
     """Videos to report (or the named stages) on this machine: the library entry point of `dis run`."""
-    p = Plan(out=Path(out), manifest=manifest.path, model=model, train=tuple(train), **plan)
+    from dis_core.io.provenance import sha256_file
+
+    p = Plan(out=Path(out), manifest=manifest.path, model=model, train=tuple(train),
+             manifest_sha256=sha256_file(manifest.path), **plan)
     return run_stages(p, stages or [s.name for s in STAGES], executor=executor, workers=workers, log=log,
                       progress=progress)

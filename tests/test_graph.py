@@ -88,6 +88,27 @@ def plan(tmp_path) -> graph.Plan:
                       train=(default_train_config(DEFAULT_FEATURE_SETS["head_pose"]),))
 
 
+def test_a_manifest_edited_after_planning_is_refused_by_the_stages_that_read_it(plan):
+    """The plan records the manifest's hash: a later stage (here the cohort step, and `dis cohort --out` from the
+    record) refuses an edited file in one line naming it, instead of reading rows the run was not planned from."""
+    import dataclasses
+
+    from dis_core.io.provenance import sha256_file
+
+    plan = dataclasses.replace(plan, manifest_sha256=sha256_file(plan.manifest))
+    graph.write_record(plan, "local")
+    assert [e.participant_id for e in graph.plan_from_record(graph.read_record(plan.out)).manifest_.entries] == ["p1", "p2"]
+    plan.manifest.write_text(plan.manifest.read_text().replace("p2", "p3"))
+    again = graph.plan_from_record(graph.read_record(plan.out))
+    r = graph.run_unit("cohort", again, "cohort")
+    assert r.failed and r.message.startswith(f"{plan.manifest}: changed since the run in {plan.out} was planned")
+    assert "internal error" not in r.message and read_status(plan.layout.cohort_dir, UnitResult).failed
+    cli = subprocess.run([sys.executable, "-m", "jobs.cli", "cohort", "--out", str(plan.out)], capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parents[1])
+    assert cli.returncode == 2 and "changed since the run" in cli.stderr + cli.stdout, cli.stderr
+    assert "plan again with dis run, dis extract or dis submit --manifest" in cli.stderr + cli.stdout
+
+
 def test_the_plan_round_trips_through_the_run_record(plan):
     rec = graph.write_record(plan, "local")
     back = graph.plan_from_record(json.loads(RunLayout(plan.out).run_record.read_text()))

@@ -326,6 +326,39 @@ def test_the_cohort_landmark_basis_is_the_one_shot_fit_of_the_training_shapes(tm
     assert cos.min() > 0.999, cos
 
 
+def test_masks_or_a_landmark_basis_changed_after_the_cohort_step_are_refused(tmp_path):
+    """cohort.json names the train/test masks and the landmark basis by their hashes: the same cohort gives the
+    same bytes again, and a file swapped or removed afterwards is refused by name instead of being read."""
+    import json
+    import shutil
+
+    from dis_core.errors import DISError
+    from dis_core.layout import RunLayout
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=20)
+    c = prepare_cohort(m, out)
+    lay = RunLayout(out)
+    doc = json.loads(lay.cohort_record.read_text())
+    masks, basis = lay.split_record.read_bytes(), lay.landmark_basis.read_bytes()
+    assert prepare_cohort(m, out).basis.sha256 == doc["basis_sha256"] == c.basis.sha256
+    assert lay.split_record.read_bytes() == masks and json.loads(lay.cohort_record.read_text()) == doc
+    keep = tmp_path / "keep"
+    shutil.copytree(lay.cohort_dir, keep)
+    with np.load(lay.split_record) as z:
+        flipped = {k: (~z[k] if k.startswith("test__") else z[k]) for k in z.files}
+    np.savez_compressed(lay.split_record, **flipped)
+    with pytest.raises(DISError, match=r"split.npz is not the train/test masks that .*cohort.json records "
+                                       r"\(changed since the cohort step\): rerun the cohort step"):
+        load_cohort(out)
+    shutil.copy(keep / lay.split_record.name, lay.split_record)
+    lay.landmark_basis.unlink()
+    with pytest.raises(DISError, match=r"not found: the landmark basis that .*cohort.json records"):
+        load_cohort(out)
+    lay.landmark_basis.write_bytes(basis)
+    assert load_cohort(out).basis.sha256 == c.basis.sha256
+
+
 def test_the_procrustes_reference_shares_frames_out_fairly_within_its_cap():
     from dis_core.cohort.stage import reference_shares
 

@@ -6,6 +6,7 @@ training and scoring unit, so all of them see the same frames, split and feature
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -248,6 +249,7 @@ def save_cohort(c: Cohort) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **{f"{k}__{uid}": getattr(s, k) for uid, s in c.splits.items() for k in ("train", "test")})
     write_bytes_atomic(lay.split_record, buf.getvalue())
+    split_sha256 = hashlib.sha256(buf.getvalue()).hexdigest()  # npz members carry no time: equal masks, equal bytes
     if c.basis is not None:
         write_bytes_atomic(lay.landmark_basis, c.basis.to_bytes())
     for name, (_, wb) in c.window_bases.items():
@@ -256,6 +258,7 @@ def save_cohort(c: Cohort) -> None:
         "entries": [_entry_doc(e) for e in c.entries],
         "left_out": c.left_out,
         "split": {uid: s.summary() for uid, s in c.splits.items()},
+        "split_sha256": split_sha256,
         "basis_sha256": c.basis.sha256 if c.basis is not None else None,
         "basis_explained_variance": c.basis.explained.tolist() if c.basis is not None else None,
         "basis_frames": c.basis_frames,
@@ -289,10 +292,15 @@ def load_cohort(out_root: Path) -> Cohort:
         x["video"] = Path(x["video"])
         x["extra"] = tuple(tuple(p) for p in x["extra"])
         entries.append(VideoEntry(**x))
+    rerun = f"rerun the cohort step (dis cohort --out {out_root})"
+    _check_recorded(lay.split_record, doc.get("split_sha256"), "train/test masks", lay.cohort_record, rerun)
     with np.load(lay.split_record, allow_pickle=False) as z:
         splits = {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"], doc["split"][e.unit_id]["rule"])
                   for e in entries}
-    basis = LandmarkBasis.from_file(lay.landmark_basis) if lay.landmark_basis.is_file() else None
+    basis = None
+    if doc.get("basis_sha256"):
+        _check_recorded(lay.landmark_basis, doc["basis_sha256"], "landmark basis", lay.cohort_record, rerun)
+        basis = LandmarkBasis.from_file(lay.landmark_basis)
     windows = {}
     for k, w in doc.get("window_bases", {}).items():
         try:
@@ -308,6 +316,18 @@ def load_cohort(out_root: Path) -> Cohort:
                   doc.get("extraction_keys", {}),
                   {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows,
                   doc.get("not_applicable", {}), doc.get("basis_frames", {}))
+
+
+def _check_recorded(path: Path, sha256: str | None, what: str, record: Path, rerun: str) -> None:
+    """A file the cohort record names by its hash must be that file (None: a record from before hashes)."""
+    from dis_core.io.provenance import sha256_file
+
+    if sha256 is None:
+        return
+    if not path.is_file():
+        raise DISError(f"{path} not found: the {what} that {record} records; {rerun}")
+    if sha256_file(path) != sha256:
+        raise DISError(f"{path} is not the {what} that {record} records (changed since the cohort step): {rerun}")
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from dis_core.report.comparisons import (VERDICT_METRICS, Finding, baseline_holm
                                          partner_family)
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
-from dis_core.io.provenance import provenance
+from dis_core.io.provenance import provenance, sha256_file
 from dis_core.layout import UnitResult
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation
@@ -236,15 +236,14 @@ def report_unit(out_root: Path, feature_sets: list[str], cfg: ReportConfig = Rep
 
 def report_inputs(cohort: Cohort, results: list[FeatureSetScores], prov: dict[str, Any]) -> dict[str, str]:
     """What the report was made from, for its provenance: the split rule that ran, the hashes of the
-    cohort record and the manifest, and of each feature set's score matrices (every method, in order)."""
+    cohort record and of each feature set's score matrices (every method, in order), and of the manifest
+    when the plan did not record the one it was made from."""
     import hashlib
-
-    from dis_core.io.provenance import sha256_file
 
     out = {"split_rule": split_rule_text(cohort), "cohort_sha256": cohort.layout.cohort_sha256()}
     manifest = Path(str(prov.get("manifest", "")))
-    if prov.get("manifest") and manifest.is_file():
-        out["manifest_sha256"] = sha256_file(manifest)
+    if not prov.get("manifest_sha256") and prov.get("manifest") and manifest.is_file():
+        out["manifest_sha256"] = sha256_file(manifest)  # no plan recorded it (a report made outside a run)
     for r in results:
         h = hashlib.sha256("\n".join(r.participants).encode())
         for m in r.methods:
