@@ -74,6 +74,18 @@ def test_wolfgang_faces_landmarks_and_blendshapes(extracted):
     assert x.video["codec"] == "h264"
 
 
+def test_each_extraction_attempt_opens_its_log_with_what_ran(extracted, model):
+    """extraction.log gathers every attempt's library lines: each begins with a line naming the attempt (time,
+    DIS version, process, video, face model), so a line can be traced to the run that wrote it."""
+    from dis_core import __version__
+
+    out, m, by = extracted
+    log = Path(by["single_face.mp4"].output).parent / "extraction.log"
+    head = log.read_text().splitlines()[0]
+    assert head.startswith("--- ") and f"DIS {__version__}, process " in head, head
+    assert f"single_face.mp4 (participant single-face, session s1), face model sha256 {model.sha256[:12]}..." in head
+
+
 def test_smile_in_smiling_part_none_in_neutral_start(extracted):
     x = _h5(extracted, "single_face.mp4")
     assert x.detected.all()

@@ -12,6 +12,7 @@ import pytest
 from dis_core.extract.stage import ExtractConfig, extract_video
 from dis_core.extract.h5store import read_extraction
 from dis_core.manifest import load_manifest
+from dis_core.io.provenance import sha256_file
 from dis_core.phantom.render import (PhantomConfig, make_cohort, make_rig, portraits, read_truth, render_video,
                               sample_dynamics, trajectory)
 from tests.videos import read_frames
@@ -63,7 +64,14 @@ def test_same_seed_same_frames_and_participants_differ(tmp_path, samples, model)
         assert len(a) == 15 and all(np.array_equal(x, y) for x, y in zip(a, b))
         assert Path(str(e.video).replace(".mp4", ".truth.csv")).read_text() == \
             Path(str(other).replace(".mp4", ".truth.csv")).read_text()
-    p = json.loads((tmp_path / "a" / "phantom.json").read_text())["participants"]
+    doc = json.loads((tmp_path / "a" / "phantom.json").read_text())
+    p = doc["participants"]
+    # what rendered it, and each truth file tied to its video by both hashes
+    assert doc["made_by"]["face_model_sha256"] == model.sha256 and doc["made_by"]["stills_sha256"]
+    for e in man.entries:
+        ses = next(x for x in p if x["participant_id"] == e.participant_id)["sessions"][e.session]
+        assert ses["video_sha256"] == sha256_file(e.video)
+        assert ses["truth_sha256"] == sha256_file(Path(str(e.video).replace(".mp4", ".truth.csv")))
     vecs = [np.array(_flatten(x["dynamics"])) for x in p]
     for i in range(len(vecs)):
         for j in range(i + 1, len(vecs)):

@@ -377,7 +377,10 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     """Pairs grow as N^2 x methods x feature sets: about 500 people with two feature sets fill an Excel
     sheet. Then every pair goes to report/pairs.csv.gz (the same rows and columns) and the sheet says
     so; a later run whose pairs fit takes the file away. The sheet's limit is lowered here to 4 people."""
+    import json
+
     import dis_core.report.stage as report_stage
+    from dis_core.io.provenance import sha256_file
 
     out = tmp_path / "out"
     prepare_cohort(make_run(out, n=4, seconds=30), out)
@@ -401,13 +404,22 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     assert "within-session" in prov["split_rule"]
     assert len(prov["scores_sha256_head_pose"]) == 64
     assert pd.read_excel(wb, sheet_name="dyads")["alternative"].str.startswith("one-sided").all()
-    assert "pair score: mean per-frame log-likelihood after trimming" in (out / "report" / "summary.txt").read_text()
+    summary = (out / "report" / "summary.txt").read_text()
+    assert "pair score: mean per-frame log-likelihood after trimming" in summary
+    assert f"made by: DIS {prov['dis_version']}; face model not recorded, manifest not recorded, cohort record " \
+           f"{prov['cohort_sha256'][:12]} (sha256 prefixes" in summary  # a report made outside a run: no plan
+    # the arrays people load for re-analysis carry the same record as the workbook
+    npz_prov = json.loads(npz["provenance"].item())
+    assert npz_prov["cohort_sha256"] == prov["cohort_sha256"] and npz_prov["split_rule"] == prov["split_rule"]
+    assert npz_prov["dis_version"] == prov["dis_version"] and "pairs_csv_sha256" not in prov
 
     monkeypatch.setattr(report_stage, "SHEET_MAX_ROWS", 31)
     assert report_unit(out, [spec.name]).status == "ok"
     note = pd.read_excel(wb, sheet_name="pairs")["note"][0]
     assert note.startswith("32 pairs") and "pairs.csv.gz" in note
     pd.testing.assert_frame_equal(pd.read_csv(csv), sheet, check_dtype=False)
+    prov = dict(pd.read_excel(wb, sheet_name="provenance").astype(str).values)
+    assert prov["pairs_csv_sha256"] == sha256_file(csv)  # the table too long for a sheet, named by its hash
 
     monkeypatch.undo()
     assert report_unit(out, [spec.name]).status == "ok"
@@ -431,6 +443,28 @@ def test_participants_without_a_signature_do_not_take_the_pages_embedded_places(
     secs = {s.participant_id: s for s in page._participants(tmp_path / "figs", c, [], {})}
     assert secs["p0"].figure is None and secs["p1"].figure is None and not secs["p0"].link
     assert secs["p2"].figure is not None and secs["p3"].figure is not None
+
+
+def test_a_models_loss_figure_and_the_per_frame_scores_name_the_cohort_and_inputs_they_came_from(tmp_path):
+    """A loss figure copied into a supplement, or a logp.h5 read on its own, can be traced to the cohort record,
+    each video's content key and the split rule that made it."""
+    import json
+
+    import h5py
+
+    from dis_core.io.readback import output_provenance
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=30), out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20)
+    _train_and_score(out, cfg)
+    c = load_cohort(out)
+    png = output_provenance(c.layout.model_dir("head_pose", "p1") / "loss.png")
+    assert png["cohort_sha256"] == c.layout.cohort_sha256() and json.loads(png["inputs"]) == c.inputs_of("p1")
+    assert all(v.endswith("|temporal") for v in json.loads(png["inputs"]).values()), png["inputs"]
+    with h5py.File(c.layout.score_block_dir("head_pose", 0, 0) / "logp.h5", "r") as f:
+        prov = json.loads(f.attrs["provenance"])
+    assert prov["cohort_sha256"] == c.layout.cohort_sha256() and prov["split_rules"] == "temporal"
 
 
 def test_scoring_refuses_a_model_whose_training_frames_include_held_out_ones(tmp_path):

@@ -54,8 +54,22 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
 
     What C libraries print meanwhile (FFmpeg's decoder warnings, MediaPipe/TFLite/absl start-up lines)
     goes to OUT/videos/<unit>/extraction.log, not to the terminal (descriptors 1 and 2 are redirected)."""
-    with FdRedirect(RunLayout(out_root).video_dir(entry.unit_id) / LOG_NAME):
+    with FdRedirect(RunLayout(out_root).video_dir(entry.unit_id) / LOG_NAME, header=attempt_header(entry, model, cfg)):
         return _extract_video(entry, out_root, model, cfg, force, progress)
+
+
+def attempt_header(entry: VideoEntry, model: ModelFile, cfg: ExtractConfig) -> str:
+    """The log's line before an attempt's output: when, which DIS, which process or SLURM task, which inputs."""
+    import datetime as _dt
+    import os
+
+    from dis_core import __version__
+
+    job = os.environ.get("SLURM_JOB_ID", "")
+    when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return (f"--- {when} DIS {__version__}, process {os.getpid()}" + (f", SLURM job {job}" if job else "")
+            + f": {entry.video} (participant {entry.participant_id}, session {entry.session}), face model sha256 "
+            f"{model.sha256[:12]}..., extraction config {config_hash(cfg)[:12]}...")
 
 
 # why a complete extraction on disk is done again (check_complete's reasons), as the summary says it

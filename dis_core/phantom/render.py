@@ -19,7 +19,9 @@ import numpy as np
 from scipy.spatial import Delaunay
 from scipy.spatial.transform import Rotation
 
+from dis_core import __version__
 from dis_core.io.atomic import atomic_path, write_text_atomic
+from dis_core.io.provenance import package_versions, sha256_file
 from dis_core.extract.landmarker import canonical_mesh, detect_image
 from dis_core.extract.pose import _nearest_rotation, euler_to_rotation, rotation_to_euler
 
@@ -506,7 +508,8 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
             write_truth(out_dir / "videos" / f"{name}.truth.csv", seen, cfg.fps, hidden)
             params[-1]["sessions"][f"s{k + 1}"] = {
                 "face": faces[face][0], "camera_rotvec_deg": np.degrees(Rotation.from_matrix(cam).as_rotvec()).round(4).tolist(),
-                "hidden_frames": int(hidden.sum())}
+                "hidden_frames": int(hidden.sum()),  # each truth file tied to its video by both hashes
+                "video_sha256": sha256_file(video), "truth_sha256": sha256_file(out_dir / "videos" / f"{name}.truth.csv")}
             rows.append({"participant_id": pid, "session": f"s{k + 1}", "video": f"videos/{name}.mp4",
                          "dyad": f"d{i // cfg.dyad_size + 1}",
                          # one session: no split, so the cohort step holds out the end of each video
@@ -514,8 +517,12 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
                          "face": faces[face][0], "truth": f"videos/{name}.truth.csv"})
             if progress:
                 progress(f"{name}: face {faces[face][0]}, {n_frames} frames")
+    made_by = {"dis_version": __version__,  # what rendered it: the portraits' stills (the astronaut is scikit-image's)
+               "packages": package_versions(("opencv-python-headless", "numpy", "scipy", "scikit-image")),
+               "face_model_sha256": sha256_file(Path(model_path)),
+               "stills_sha256": {n: sha256_file(Path(samples[n])) for n in sorted(samples) if n.endswith(".jpg")}}
     write_text_atomic(out_dir / "phantom.json", json.dumps(
-        {"config": dataclasses.asdict(cfg), "participants": params}, indent=2))
+        {"config": dataclasses.asdict(cfg), "made_by": made_by, "participants": params}, indent=2))
     cols = ["participant_id", "session", "video", "dyad", "split", "face", "truth"]
     lines = [",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]
     manifest = out_dir / "manifest.csv"

@@ -22,7 +22,6 @@ import pandas as pd
 from dis_core.layout import RunLayout
 from dis_core.report.comparisons import Finding
 
-HTML_NAME = "dis_report.html"
 THUMBS_PER_VIDEO = 3
 MAX_THUMB_VIDEOS = 60  # beyond this, thumbnails only for videos with problems (the page stays light)
 MAX_SIGNATURES = 60  # signatures embedded in the page (~0.3 MB each); the others are linked PNG files

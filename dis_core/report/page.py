@@ -13,7 +13,7 @@ import pandas as pd
 
 from dis_core.cohort.stage import Cohort
 from dis_core.io.atomic import write_text_atomic
-from dis_core.report.html import (HTML_NAME, Figure, ParticipantSection, ReportPage, confusions, embedded_signatures,
+from dis_core.report.html import (Figure, ParticipantSection, ReportPage, confusions, embedded_signatures,
                                   gather_video_qc, png_figure, read_head_pose, render_html)
 from dis_core.layout import RunLayout
 from dis_core.report.comparisons import Finding
@@ -28,7 +28,7 @@ def safe_name(s: str) -> str:
     return f"{stem}_{hashlib.sha1(s.encode()).hexdigest()[:6]}"
 
 
-def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], metrics: pd.DataFrame,
+def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: pd.DataFrame,
                       summary: pd.DataFrame, verdicts: list[Finding], partners: Finding, failures: list[dict],
                       smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path) -> Path:
     """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
@@ -89,7 +89,7 @@ def write_html_report(d: Path, cohort: Cohort, results: list[FeatureSetScores], 
         feature_sets=fs_figs, training=training, qc=qc, smiles=smiles,
         participants=_participants(figs / "participants", cohort, results, prov), failures=failures,
         provenance=prov, workbook=str(workbook))
-    path = d / HTML_NAME
+    path = cohort.layout.report_page
     write_text_atomic(path, render_html(page))
     return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,11 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             # elapsed_s: the runner's, set after a unit wrote its summary (0 there); seconds is the fit's
         _figures(figs, r, prov)
         np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
+                            provenance=np.array(json.dumps(prov, default=str)),  # np.load(...)["provenance"].item()
                             **{f"s_{m}": r.methods[m].s for m in r.methods})
     sheets["pairs"], pairs_file = _pairs_sheet(cohort, results)
+    if pairs_file:  # a table too long for a sheet is named by its hash in the workbook's and the page's provenance
+        prov = {**prov, "pairs_csv_sha256": sha256_file(cohort.layout.pairs_table)}
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
                        pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
     # each row carries the Holm p its verdict uses and names its family: flow vs baseline (top-1 and EER of every
@@ -146,15 +150,23 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         cohort.layout.pairs_table.unlink(missing_ok=True)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
-    page = _html(d, cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb)
+    page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb)
     text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + _line(v) for v in verdicts]
                      + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
-                     + [f"  report: {page}", f"  data:   {wb}"])
+                     + [f"  made by: {made_by(prov)}", f"  report: {page}", f"  data:   {wb}"])
     write_text_atomic(cohort.layout.report_summary, text + "\n")
     return wb, text
+
+
+def made_by(prov: dict[str, Any]) -> str:
+    """The provenance in a line for the terminal and summary.txt (every item is in the workbook's sheet)."""
+    short = lambda k: str(prov.get(k) or "")[:12] or "not recorded"  # noqa: E731
+    return (f"DIS {prov.get('dis_version', '?')}; face model {short('model_sha256')}, manifest "
+            f"{short('manifest_sha256')}, cohort record {short('cohort_sha256')} (sha256 prefixes; "
+            f"the provenance sheet has every input and version)")
 
 
 def _line(f: Finding) -> str:
@@ -162,7 +174,7 @@ def _line(f: Finding) -> str:
     return f"{f.brief}; each is listed in the report" if f.brief else f.text
 
 
-def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
+def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
           info: pd.DataFrame, verdicts: list[Finding], partners: Finding, sheets: dict, prov: dict,
           wb: Path) -> Path:
     """The self-contained HTML report (dis_core/report/page.py) beside the workbook."""
@@ -173,7 +185,7 @@ def _html(d: Path, cohort: Cohort, results: list[FeatureSetScores], problems: li
     general = info[~info["item"].str.startswith("verdict")].copy()  # verdicts get their own place on the page
     if partners.brief:  # and so do the partner tests: the summary says them in a line
         general.loc[general["item"] == "partner tests", "value"] = f"{partners.brief} (each test under Identification)"
-    return write_html_report(d, cohort, results, metrics, general, verdicts, partners, fails,
+    return write_html_report(cohort, results, metrics, general, verdicts, partners, fails,
                              sheets.get("smiles"), prov, wb)
 
 
@@ -227,7 +239,7 @@ def report_unit(out_root: Path, feature_sets: list[str], cfg: ReportConfig = Rep
         res.status = "ok" if results else "failed"
         if not results:
             res.message = (f"no feature set could be reported ({res.message or 'none requested'}); what failed is on "
-                           f"{cohort.layout.report_dir / 'dis_report.html'}")
+                           f"{cohort.layout.report_page}")
     except DISError as e:
         res.message = str(e)
     res.elapsed_s = round(time.monotonic() - t0, 3)
