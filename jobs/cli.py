@@ -157,9 +157,11 @@ def _train_cfgs(feature_sets: str, epochs: Optional[int]):
 
 
 def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = None,
-          feature_sets: Optional[str] = None, max_epochs: Optional[int] = None, **changes):
+          feature_sets: Optional[str] = None, max_epochs: Optional[int] = None, reads_manifest: bool = True,
+          **changes):
     """The run's plan: this command's inputs and options over what the run folder recorded before.
-    Every problem exits 2 here, before any lock or output."""
+    Every problem exits 2 here, before any lock or output (``reads_manifest``: the command's stages read
+    the manifest, which must then be the one the run was planned from; a report does not read it)."""
     import dataclasses
 
     from dis_core.io.provenance import sha256_file
@@ -188,7 +190,8 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
         else:
             train = base.train
         plan = dataclasses.replace(base, train=train, **changes)
-        plan.check_manifest()  # a run folder's plan over a manifest edited since: exit 2 before anything runs
+        if reads_manifest:  # a run folder's plan over a manifest edited since: exit 2 before anything runs
+            plan.check_manifest()
         return plan
     except (DISError, ValueError) as e:
         _fail(e)
@@ -292,8 +295,8 @@ def report(
     """Metrics with intervals, tests, the workbook and figures from a run's scores."""
     from dis_core.report.config import ReportConfig
 
-    _run(_plan(out, feature_sets=feature_sets, report=ReportConfig(norm_workbooks=norm_workbooks)), ["report"],
-         "dis report")
+    plan = _plan(out, feature_sets=feature_sets, reads_manifest=False, report=ReportConfig(norm_workbooks=norm_workbooks))
+    _run(plan, ["report"], "dis report")
 
 
 @app.command()
@@ -401,10 +404,12 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path) -> str:
     units = [u for stage in st.values() for u in stage]
     bad = sum(u["state"] in ("failed", "missing") for u in units)
     waiting = {k: sum(u["state"] == k for u in units) for k in ("running", "pending")}
+    if bad and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
+        return (f"{bad} unit(s) failed or never ran, {waiting['running']} running, {waiting['pending']} pending: "
+                f"when those have ended (or are cancelled with scancel), `dis resubmit {run_dir}` submits the "
+                "failed ones again with what depends on them")
     if bad:
-        return (f"{bad} unit(s) failed or never ran" + (f" ({waiting['running']} running, {waiting['pending']} "
-                "pending)" if any(waiting.values()) else "") + f": `dis resubmit {run_dir}` submits them again "
-                "with what depends on them")
+        return f"{bad} unit(s) failed or never ran: `dis resubmit {run_dir}` submits them again with what depends on them"
     if any(waiting.values()):
         return (f"in progress: {waiting['running']} running, {waiting['pending']} pending; nothing failed so far "
                 "(`dis status` again later)")

@@ -67,12 +67,19 @@ class Plan:
         now = sha256_file(self.manifest) if self.manifest_sha256 and self.manifest.is_file() else self.manifest_sha256
         if now != self.manifest_sha256:
             raise DISError(f"{self.manifest}: changed since the run in {self.out} was planned from it (sha256 "
-                           f"{self.manifest_sha256[:12]}... then, {now[:12]}... now): plan again with dis run, "
-                           f"dis extract or dis submit --manifest {self.manifest}")
+                           f"{self.manifest_sha256[:12]}... then, {now[:12]}... now): restore it, or plan the run "
+                           f"again with dis run, dis extract or dis submit --manifest {self.manifest}")
 
     @property
     def layout(self) -> RunLayout:
         return RunLayout(self.out)
+
+    def extract_provenance(self) -> dict:
+        """The record of the extraction summaries: the extraction config and the run's inputs."""
+        from dis_core.io.provenance import provenance
+
+        return provenance(self.extract, manifest=str(self.manifest), manifest_sha256=self.manifest_sha256,
+                          model_sha256=self.model.sha256)
 
     def train_config(self, feature_set: str) -> TrainConfig:
         return next(c for c in self.train if c.features.name == feature_set)
@@ -122,12 +129,9 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     from dis_core.cohort.stage import prepare_cohort
     from dis_core.features.build import reach_s
     from dis_core.extract.summary import collect_extract_results, write_extract_summary
-    from dis_core.io.provenance import provenance
 
     m = plan.manifest_
-    write_extract_summary(plan.out, collect_extract_results(m, plan.out),
-                          provenance(plan.extract, manifest=str(plan.manifest), manifest_sha256=plan.manifest_sha256,
-                                     model_sha256=plan.model.sha256))
+    write_extract_summary(plan.out, collect_extract_results(m, plan.out), plan.extract_provenance())
     res = UnitResult(unit_id=unit)
     try:
         c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train])

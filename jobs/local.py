@@ -76,10 +76,8 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
     """A stage's outcome for the terminal: counts, one line per failure (the report: its headline)."""
     if stage == "extract":
         from dis_core.extract.summary import format_summary, write_extract_summary
-        from dis_core.io.provenance import provenance
 
-        where = write_extract_summary(plan.out, results, provenance(plan.extract, manifest=str(plan.manifest),
-                                                                    model_sha256=plan.model.sha256))
+        where = write_extract_summary(plan.out, results, plan.extract_provenance())
         return format_summary("extract", results, where)
     if stage == "report" and results and not results[0].failed:
         text = plan.layout.report_summary.read_text().rstrip()

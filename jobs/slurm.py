@@ -187,8 +187,10 @@ class PackTask:
         import submitit
 
         # never force on a requeue: a forced redo would throw the unit's progress away
-        return submitit.helpers.DelayedSubmission(PackTask(self.stage, dataclasses.replace(self.plan, force=False)),
-                                                  units)
+        again = dataclasses.replace(self.plan, force=False)
+        if "manifest_" in vars(self.plan):  # and run on the rows pickled at submission, as the first try did
+            vars(again)["manifest_"] = self.plan.manifest_
+        return submitit.helpers.DelayedSubmission(PackTask(self.stage, again), units)
 
 
 def packs(units: Sequence, size: int) -> list[list]:

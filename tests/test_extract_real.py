@@ -93,7 +93,7 @@ def test_smile_in_smiling_part_none_in_neutral_start(extracted):
     assert x.smile[20:].any(), "a smile in the smiling part"
 
 
-def test_no_face_video_has_a_clear_status_and_no_crash(extracted):
+def test_no_face_video_has_a_clear_status_and_no_crash(extracted, model):
     out, m, by = extracted
     r = by["no_face.mp4"]
     assert r.status == "no_face" and r.failed
@@ -103,6 +103,12 @@ def test_no_face_video_has_a_clear_status_and_no_crash(extracted):
     assert np.isnan(x.landmarks).all() and np.isnan(x.head_pose).all()
     summary = (out / "summary" / "extract_summary.txt").read_text()
     assert "FAILED" in summary and "no_face.mp4" in summary
+    from dis_core import __version__
+    from dis_core.io.provenance import sha256_file
+
+    assert summary.rstrip().splitlines()[-1] == (  # what made it, in its last line
+        f"  made by: DIS {__version__}; face model {model.sha256[:12]}, manifest {sha256_file(m.path)[:12]} "
+        "(sha256 prefixes; extract_summary.json has every input and version)")
 
 
 def test_face_noface_detects_only_in_the_face_segment(extracted):

@@ -106,7 +106,26 @@ def test_a_manifest_edited_after_planning_is_refused_by_the_stages_that_read_it(
     cli = subprocess.run([sys.executable, "-m", "jobs.cli", "cohort", "--out", str(plan.out)], capture_output=True,
                          text=True, cwd=Path(__file__).resolve().parents[1])
     assert cli.returncode == 2 and "changed since the run" in cli.stderr + cli.stdout, cli.stderr
-    assert "plan again with dis run, dis extract or dis submit --manifest" in cli.stderr + cli.stdout
+    assert "restore it, or plan the run again with dis run, dis extract or dis submit --manifest" in cli.stderr + cli.stdout
+
+
+def test_a_requeued_slurm_task_runs_on_the_rows_it_was_submitted_with(plan):
+    """A SLURM task carries the manifest rows read at submission (pickled with its plan); a requeue after
+    pre-emption keeps them, so editing the manifest while tasks are queued changes nothing they do."""
+    import dataclasses
+    import pickle
+
+    from dis_core.io.provenance import sha256_file
+
+    plan = dataclasses.replace(plan, manifest_sha256=sha256_file(plan.manifest), force=True)
+    task = slurm.PackTask("cohort", plan)
+    rows = [e.participant_id for e in graph.STAGES[0].units(plan)]  # submission reads the manifest
+    task = pickle.loads(pickle.dumps(task))
+    plan.manifest.write_text(plan.manifest.read_text().replace("p2", "p3"))
+    again = task.checkpoint(["cohort"]).function.plan
+    assert [e.participant_id for e in again.manifest_.entries] == rows == ["p1", "p2"] and not again.force
+    with pytest.raises(DISError, match="changed since the run"):  # a plan rebuilt from the record reads the file
+        graph.plan_from_record({"plan": to_doc(again)}).manifest_
 
 
 def test_the_plan_round_trips_through_the_run_record(plan):
@@ -469,8 +488,12 @@ def test_status_ends_with_what_to_do_next(tmp_path):
 
     u = lambda state: {"state": state}  # noqa: E731
     st = {"extract": [u("done"), u("failed"), u("running")], "train": [u("missing"), u("pending")], "report": []}
-    assert status_outlook(st, tmp_path) == (f"2 unit(s) failed or never ran (1 running, 1 pending): `dis resubmit "
-                                            f"{tmp_path}` submits them again with what depends on them")
+    assert status_outlook(st, tmp_path) == (  # resubmit refuses while the run has units queued: say when it will not
+        f"2 unit(s) failed or never ran, 1 running, 1 pending: when those have ended (or are cancelled with scancel), "
+        f"`dis resubmit {tmp_path}` submits the failed ones again with what depends on them")
+    st["extract"][2], st["train"][1] = u("done"), u("done")
+    assert status_outlook(st, tmp_path) == (f"2 unit(s) failed or never ran: `dis resubmit {tmp_path}` submits them "
+                                            "again with what depends on them")
     st = {"extract": [u("done"), u("running")], "train": [u("pending"), u("pending")], "report": [u("pending")]}
     assert status_outlook(st, tmp_path) == ("in progress: 1 running, 3 pending; nothing failed so far "
                                             "(`dis status` again later)")

@@ -327,8 +327,9 @@ def test_the_cohort_landmark_basis_is_the_one_shot_fit_of_the_training_shapes(tm
 
 
 def test_masks_or_a_landmark_basis_changed_after_the_cohort_step_are_refused(tmp_path):
-    """cohort.json names the train/test masks and the landmark basis by their hashes: the same cohort gives the
-    same bytes again, and a file swapped or removed afterwards is refused by name instead of being read."""
+    """cohort.json names the train/test masks (by their content) and the landmark basis by their hashes: the same
+    cohort gives the same record again, and a file changed or removed afterwards is refused by name instead of
+    being read."""
     import json
     import shutil
 
@@ -345,10 +346,14 @@ def test_masks_or_a_landmark_basis_changed_after_the_cohort_step_are_refused(tmp
     assert lay.split_record.read_bytes() == masks and json.loads(lay.cohort_record.read_text()) == doc
     keep = tmp_path / "keep"
     shutil.copytree(lay.cohort_dir, keep)
+    with np.load(lay.split_record) as z:  # the same masks in other bytes (uncompressed): the content is what counts
+        same = {k: z[k] for k in z.files}
+    np.savez(lay.split_record, **same)
+    assert lay.split_record.read_bytes() != masks and load_cohort(out).splits.keys() == c.splits.keys()
     with np.load(lay.split_record) as z:
         flipped = {k: (~z[k] if k.startswith("test__") else z[k]) for k in z.files}
     np.savez_compressed(lay.split_record, **flipped)
-    with pytest.raises(DISError, match=r"split.npz is not the train/test masks that .*cohort.json records "
+    with pytest.raises(DISError, match=r"split.npz does not hold the train/test masks that .*cohort.json records "
                                        r"\(changed since the cohort step\): rerun the cohort step"):
         load_cohort(out)
     shutil.copy(keep / lay.split_record.name, lay.split_record)
@@ -445,9 +450,9 @@ def test_participants_without_a_signature_do_not_take_the_pages_embedded_places(
     assert secs["p2"].figure is not None and secs["p3"].figure is not None
 
 
-def test_a_models_loss_figure_and_the_per_frame_scores_name_the_cohort_and_inputs_they_came_from(tmp_path):
-    """A loss figure copied into a supplement, or a logp.h5 read on its own, can be traced to the cohort record,
-    each video's content key and the split rule that made it."""
+def test_a_models_loss_figure_names_its_inputs_and_the_per_frame_scores_their_cohort(tmp_path):
+    """A loss figure copied into a supplement can be traced to each video's content key and the split rule that
+    made it, a logp.h5 read on its own to the cohort record and split rules."""
     import json
 
     import h5py
@@ -460,7 +465,8 @@ def test_a_models_loss_figure_and_the_per_frame_scores_name_the_cohort_and_input
     _train_and_score(out, cfg)
     c = load_cohort(out)
     png = output_provenance(c.layout.model_dir("head_pose", "p1") / "loss.png")
-    assert png["cohort_sha256"] == c.layout.cohort_sha256() and json.loads(png["inputs"]) == c.inputs_of("p1")
+    # its videos' content keys and split rule (a model outlives a cohort step run again with the same inputs)
+    assert json.loads(png["inputs"]) == c.inputs_of("p1") and png["basis_sha256"] == c.bases_sha256(cfg.features)
     assert all(v.endswith("|temporal") for v in json.loads(png["inputs"]).values()), png["inputs"]
     with h5py.File(c.layout.score_block_dir("head_pose", 0, 0) / "logp.h5", "r") as f:
         prov = json.loads(f.attrs["provenance"])

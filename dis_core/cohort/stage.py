@@ -249,7 +249,6 @@ def save_cohort(c: Cohort) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **{f"{k}__{uid}": getattr(s, k) for uid, s in c.splits.items() for k in ("train", "test")})
     write_bytes_atomic(lay.split_record, buf.getvalue())
-    split_sha256 = hashlib.sha256(buf.getvalue()).hexdigest()  # npz members carry no time: equal masks, equal bytes
     if c.basis is not None:
         write_bytes_atomic(lay.landmark_basis, c.basis.to_bytes())
     for name, (_, wb) in c.window_bases.items():
@@ -258,7 +257,7 @@ def save_cohort(c: Cohort) -> None:
         "entries": [_entry_doc(e) for e in c.entries],
         "left_out": c.left_out,
         "split": {uid: s.summary() for uid, s in c.splits.items()},
-        "split_sha256": split_sha256,
+        "split_sha256": masks_sha256(c.splits),
         "basis_sha256": c.basis.sha256 if c.basis is not None else None,
         "basis_explained_variance": c.basis.explained.tolist() if c.basis is not None else None,
         "basis_frames": c.basis_frames,
@@ -293,10 +292,14 @@ def load_cohort(out_root: Path) -> Cohort:
         x["extra"] = tuple(tuple(p) for p in x["extra"])
         entries.append(VideoEntry(**x))
     rerun = f"rerun the cohort step (dis cohort --out {out_root})"
-    _check_recorded(lay.split_record, doc.get("split_sha256"), "train/test masks", lay.cohort_record, rerun)
+    if not lay.split_record.is_file():
+        raise DISError(f"{lay.split_record} not found: the train/test masks that {lay.cohort_record} records; {rerun}")
     with np.load(lay.split_record, allow_pickle=False) as z:
         splits = {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"], doc["split"][e.unit_id]["rule"])
                   for e in entries}
+    if doc.get("split_sha256") not in (None, masks_sha256(splits)):  # None: a record from before the hash
+        raise DISError(f"{lay.split_record} does not hold the train/test masks that {lay.cohort_record} records "
+                       f"(changed since the cohort step): {rerun}")
     basis = None
     if doc.get("basis_sha256"):
         _check_recorded(lay.landmark_basis, doc["basis_sha256"], "landmark basis", lay.cohort_record, rerun)
@@ -316,6 +319,17 @@ def load_cohort(out_root: Path) -> Cohort:
                   doc.get("extraction_keys", {}),
                   {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows,
                   doc.get("not_applicable", {}), doc.get("basis_frames", {}))
+
+
+def masks_sha256(splits: dict[str, VideoSplit]) -> str:
+    """The train/test masks' content, video by video (not split.npz's compressed bytes, which another zlib
+    could change: this hash is part of the cohort record, whose hash every later unit depends on)."""
+    h = hashlib.sha256()
+    for uid in sorted(splits):
+        sp = splits[uid]
+        h.update(f"{uid}:{len(sp.train)}:{sp.rule}|".encode())
+        h.update(np.packbits(np.asarray(sp.train, bool)).tobytes() + np.packbits(np.asarray(sp.test, bool)).tobytes())
+    return h.hexdigest()
 
 
 def _check_recorded(path: Path, sha256: str | None, what: str, record: Path, rerun: str) -> None:

@@ -54,12 +54,13 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
 
     What C libraries print meanwhile (FFmpeg's decoder warnings, MediaPipe/TFLite/absl start-up lines)
     goes to OUT/videos/<unit>/extraction.log, not to the terminal (descriptors 1 and 2 are redirected)."""
-    with FdRedirect(RunLayout(out_root).video_dir(entry.unit_id) / LOG_NAME, header=attempt_header(entry, model, cfg)):
+    with FdRedirect(RunLayout(out_root).video_dir(entry.unit_id) / LOG_NAME):
         return _extract_video(entry, out_root, model, cfg, force, progress)
 
 
 def attempt_header(entry: VideoEntry, model: ModelFile, cfg: ExtractConfig) -> str:
-    """The log's line before an attempt's output: when, which DIS, which process or SLURM task, which inputs."""
+    """The log's line before an extraction attempt's output (a log gathers every attempt's): when, which DIS,
+    which process or SLURM job, which inputs."""
     import datetime as _dt
     import os
 
@@ -113,6 +114,8 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
             if redone and res.detected_frames:
                 res.message = "redone: " + "; ".join(redone)
             return res
+        with open(d / LOG_NAME, "a", encoding="utf-8") as log:  # which attempt wrote the library lines below
+            log.write(attempt_header(entry, model, cfg) + "\n")
         res = _extract(entry, d, h5, model, cfg, expect, progress, base)
         if why in CHANGED and not res.failed:  # say which input changed: the later stages redo this unit
             res.message = "; ".join(x for x in (f"re-extracted: {CHANGED[why]}", res.message) if x)

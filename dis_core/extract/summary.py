@@ -14,6 +14,7 @@ from dis_core.errors import exit_code
 from dis_core.extract.result import ExtractResult
 from dis_core.io.excel import safe_frame, write_workbook
 from dis_core.layout import RunLayout, read_status
+from dis_core.io.provenance import made_by
 
 
 def _fps(fps: float | None) -> float | None:
@@ -64,7 +65,8 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
     write_text_atomic(d / "extract_summary.json", json.dumps(
         {"stage": "extract", "exit_code": exit_code(results), "units": qc.to_dict(orient="records"),
          "provenance": prov}, indent=2, default=str))
-    write_text_atomic(d / "extract_summary.txt", format_summary("extract", results) + "\n")
+    write_text_atomic(d / "extract_summary.txt", format_summary("extract", results) + "\n  made by: "
+                      + made_by(prov, ("model_sha256", "manifest_sha256"), "extract_summary.json") + "\n")
     write_text_atomic(d / "extraction_qc.csv", safe_frame(qc).to_csv(index=False))
     smiles = smile_table(results)
     write_text_atomic(d / "smile_summary.csv", safe_frame(smiles).to_csv(index=False))

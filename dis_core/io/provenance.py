@@ -52,3 +52,14 @@ def provenance(cfg: Any, **inputs: str) -> dict[str, Any]:
         "config_hash": config_hash(cfg),
         **inputs,
     }
+
+
+HASH_NAMES = {"model_sha256": "face model", "manifest_sha256": "manifest", "cohort_sha256": "cohort record"}
+
+
+def made_by(prov: dict[str, Any], keys: tuple[str, ...], where: str) -> str:
+    """The provenance in a line for a text output: the DIS version and the sha256 prefixes of ``keys``
+    (missing ones said so); ``where`` names the full record."""
+    hashes = ", ".join(f"{HASH_NAMES[k]} {str(prov.get(k) or '')[:12] or 'not recorded'}" for k in keys)
+    return f"DIS {prov.get('dis_version', '?')}; {hashes} (sha256 prefixes; {where} has every input and version)"
+

@@ -23,10 +23,10 @@ def _flush_all() -> None:
 
 class FdRedirect:
     """While active, whatever this process writes to descriptors 1 and 2 is appended to ``log`` (or
-    discarded when the log cannot be opened, e.g. disk full), after ``header``. Restores the descriptors on stop."""
+    discarded when the log cannot be opened, e.g. disk full). Restores the descriptors on stop."""
 
-    def __init__(self, log: Path | None, fds: tuple[int, ...] = (1, 2), header: str = ""):
-        self.log, self.fds, self.header = (Path(log) if log is not None else None), fds, header
+    def __init__(self, log: Path | None, fds: tuple[int, ...] = (1, 2)):
+        self.log, self.fds = (Path(log) if log is not None else None), fds
         self._saved: list[int] = []
 
     def start(self) -> "FdRedirect":
@@ -36,8 +36,6 @@ class FdRedirect:
             with contextlib.suppress(OSError):
                 self.log.parent.mkdir(parents=True, exist_ok=True)
                 target = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                if self.header:  # which attempt wrote the lines below (a log gathers every attempt's)
-                    os.write(target, self.header.rstrip("\n").encode("utf-8", "replace") + b"\n")
         if target < 0:
             target = os.open(os.devnull, os.O_WRONLY)
         try:

@@ -84,7 +84,6 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         columns = {"dropped": list(stats.dead),  # dead in the whole cohort: not modelled by anyone
                    "fixed": [c for c, f in zip(data.columns, ~tr.density.free) if f]}  # constant here, see fit_scaler
         prov = provenance(cfg, participant_id=pid, basis_sha256=cohort.bases_sha256(cfg.features),
-                          cohort_sha256=cohort.layout.cohort_sha256(),
                           inputs=json.dumps(cohort.inputs_of(pid)),  # each video's content key | split rule
                           unit_key=key, dropped_columns=",".join(columns["dropped"]),
                           fixed_columns=",".join(columns["fixed"]), pooled_key=pooled_key)

@@ -518,7 +518,8 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
             if progress:
                 progress(f"{name}: face {faces[face][0]}, {n_frames} frames")
     made_by = {"dis_version": __version__,  # what rendered it: the portraits' stills (the astronaut is scikit-image's)
-               "packages": package_versions(("opencv-python-headless", "numpy", "scipy", "scikit-image")),
+               "packages": package_versions(("mediapipe", "opencv-python-headless", "numpy", "scipy",
+                                                                  "scikit-image")),
                "face_model_sha256": sha256_file(Path(model_path)),
                "stills_sha256": {n: sha256_file(Path(samples[n])) for n in sorted(samples) if n.endswith(".jpg")}}
     write_text_atomic(out_dir / "phantom.json", json.dumps(

@@ -112,7 +112,7 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
 def _labelled(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_times: dict):
     """(held-out rows, excerpt labels per length, lengths that two people or more reach) of a feature set, or
     None, and the note of what is missing."""
-    fs, n = r.feature_set, len(r.participants)
+    n = len(r.participants)
     w, hop, trim = block_settings(r)
     held = {p: held_out_rows(cohort, r, p, frame_times) for p in r.participants}
     lengths = [float(v) for v in cfg.excerpts_s if v >= w]

@@ -16,7 +16,7 @@ from dis_core.report.comparisons import (VERDICT_METRICS, Finding, baseline_holm
                                          partner_family)
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
-from dis_core.io.provenance import provenance, sha256_file
+from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
 from dis_core.layout import UnitResult
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation
@@ -156,17 +156,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                      + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
-                     + [f"  made by: {made_by(prov)}", f"  report: {page}", f"  data:   {wb}"])
+                     + [f"  made by: {made_by(prov, tuple(HASH_NAMES), 'the provenance sheet')}",
+                        f"  report: {page}", f"  data:   {wb}"])
     write_text_atomic(cohort.layout.report_summary, text + "\n")
     return wb, text
-
-
-def made_by(prov: dict[str, Any]) -> str:
-    """The provenance in a line for the terminal and summary.txt (every item is in the workbook's sheet)."""
-    short = lambda k: str(prov.get(k) or "")[:12] or "not recorded"  # noqa: E731
-    return (f"DIS {prov.get('dis_version', '?')}; face model {short('model_sha256')}, manifest "
-            f"{short('manifest_sha256')}, cohort record {short('cohort_sha256')} (sha256 prefixes; "
-            f"the provenance sheet has every input and version)")
 
 
 def _line(f: Finding) -> str:
