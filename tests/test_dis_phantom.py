@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,12 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
     row = page.split("<th>partner tests</th><td>")[1].split("</td>")[0]
     assert row.startswith(brief) and row.endswith("(each test under Identification)") and "Holm p" not in row
     assert page.count("against pseudo-couples") == 2  # the tests, listed once, under Identification
+    # what the run was made from, in the page's summary: the manifest it was planned from and the cohort record
+    from dis_core.io.provenance import sha256_file
+
+    manifest = Path(json.loads(RunLayout(out).run_record.read_text())["manifest"])
+    assert f"<th>manifest sha256</th><td>{sha256_file(manifest)}</td>" in page
+    assert f"<th>cohort record sha256</th><td>{RunLayout(out).cohort_sha256()}</td>" in page
     terminal = [ln for ln in (RunLayout(out).report_dir / "summary.txt").read_text().splitlines()
                 if ln.startswith("  partners: ")]
     assert len(terminal) == 1 and terminal[0].startswith(f"  partners: {brief}") and "Holm p" not in terminal[0]

@@ -77,7 +77,9 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
     run = _run_record(cohort.out_root)
     rows = [(str(k), str(v)) for k, v in zip(summary["item"], summary["value"])]
     rows += [("output folder", str(cohort.out_root)), ("manifest", run.get("manifest", "")),
-             ("face model sha256", run.get("plan", {}).get("model", {}).get("sha256", "")), ("executor", run.get("executor", "")),
+             ("manifest sha256", prov.get("manifest_sha256", "") or "not recorded"),
+             ("face model sha256", run.get("plan", {}).get("model", {}).get("sha256", "")),
+             ("cohort record sha256", prov.get("cohort_sha256", "")), ("executor", run.get("executor", "")),
              ("DIS version", prov.get("dis_version", "")),
              ("software", ", ".join(f"{k} {v}" for k, v in prov.get("packages", {}).items())),
              ("python / platform", f"{prov.get('python', '')} / {prov.get('platform', '')}")]
