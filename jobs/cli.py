@@ -295,8 +295,8 @@ def report(
     """Metrics with intervals, tests, the workbook and figures from a run's scores."""
     from dis_core.report.config import ReportConfig
 
-    plan = _plan(out, feature_sets=feature_sets, reads_manifest=False, report=ReportConfig(norm_workbooks=norm_workbooks))
-    _run(plan, ["report"], "dis report")
+    _run(_plan(out, feature_sets=feature_sets, reads_manifest=False, report=ReportConfig(norm_workbooks=norm_workbooks)),
+         ["report"], "dis report")
 
 
 @app.command()
@@ -409,7 +409,8 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path) -> str:
                 f"when those have ended (or are cancelled with scancel), `dis resubmit {run_dir}` submits the "
                 "failed ones again with what depends on them")
     if bad:
-        return f"{bad} unit(s) failed or never ran: `dis resubmit {run_dir}` submits them again with what depends on them"
+        return (f"{bad} unit(s) failed or never ran: `dis resubmit {run_dir}` submits them again with what depends "
+                "on them")
     if any(waiting.values()):
         return (f"in progress: {waiting['running']} running, {waiting['pending']} pending; nothing failed so far "
                 "(`dis status` again later)")

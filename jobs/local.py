@@ -85,7 +85,8 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    lines = [f"{stage}: {len(results)} unit(s)" + "".join(f"{', ' if i else ': '}{v} {k}" for i, (k, v) in enumerate(counts.items()))]
+    said = ", ".join(f"{v} {k}" for k, v in counts.items())
+    lines = [f"{stage}: {len(results)} unit(s)" + (f": {said}" if said else "")]
     for r in results:
         if r.failed:
             lines.append(f"  FAILED {r.unit_id}: {r.message}")

@@ -22,8 +22,7 @@ from typing import Any, Sequence
 from dis_core.config import from_doc, to_doc
 from dis_core.errors import DISError
 from dis_core.io.atomic import write_text_atomic
-from dis_core.io.lock import private_folder
-from dis_core.io.lock import RunLocked
+from dis_core.io.lock import RunLocked, private_folder
 from dis_core.layout import read_status
 
 from .graph import (STAGES, Plan, Stage, plan_from_record, read_record, run_unit, units_by_id, upstream_failure,

