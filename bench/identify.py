@@ -411,6 +411,7 @@ import numpy as np  # noqa: E402
 
 from dis_core.extract.h5store import read_extraction  # noqa: E402
 from dis_core.extract.pose import euler_to_rotation  # noqa: E402
+from dis_core.io.provenance import script_provenance, sha256_file  # noqa: E402
 from dis_core.layout import RunLayout  # noqa: E402
 from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FEATURE_SETS, FeatureSpec,  # noqa: E402
                                      base_values, row_overlap, video_features)
@@ -775,10 +776,14 @@ def main() -> None:
             excerpts(features(videos, SPECS[name]), name, ms, [float(v) for v in a.excerpts.split(",")], a.cache, log,
                      a.cached_only)
     if a.cache:
-        (a.cache / "summary.json").write_text(json.dumps(
-            {r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
-                      "eer": float(verification(tnorm(r.s))["eer"]), "auc": float(verification(tnorm(r.s))["auc"]),
-                      "usable_per_video": r.usable, "train_s": r.train_s} for r in results}, indent=2))
+        model = json.loads((a.run / "run.json").read_text())["plan"]["model"] if (a.run / "run.json").is_file() else {}
+        prov = script_provenance(vars(a), run=str(a.run), manifest=str(manifest),
+                                 manifest_sha256=sha256_file(manifest), model_sha256=model.get("sha256", ""),
+                                 source=src, split="session 1 train, session 2 test")
+        (a.cache / "summary.json").write_text(json.dumps({"provenance": prov, "results": {
+            r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
+                     "eer": float(verification(tnorm(r.s))["eer"]), "auc": float(verification(tnorm(r.s))["auc"]),
+                     "usable_per_video": r.usable, "train_s": r.train_s} for r in results}}, indent=2))
 
 
 if __name__ == "__main__":

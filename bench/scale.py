@@ -226,7 +226,9 @@ def main() -> None:
         per = max(r["disk_mb"] / (r["n"] ** 2 * r["frames"]) for r in full)
         print(f"projected disk for N = 10,000 ({a.frames} frames each): {per * 1e8 * a.frames / 2 ** 20:,.1f} TB of "
               "per-frame log p and norms (compressed; the summaries alone: 1e8 pairs x 6 x 8 B = 4.5 GB)")
-    (a.out / "scale.json").write_text(json.dumps(rows, indent=2))
+    from dis_core.io.provenance import script_provenance
+
+    (a.out / "scale.json").write_text(json.dumps({"provenance": script_provenance(vars(a)), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ reports its outcome the same way (:class:`UnitResult`, written as ``status.json`
 OUT/run.json                      the plan that ran (configs, manifest, model) and, on SLURM, job ids
 OUT/videos/<unit>/                extraction: extraction.h5, smile workbooks, landmark figure, status.json
 OUT/summary/                      extraction summary, QC table, smile summary
-OUT/cohort/                       usable videos, split, landmark basis (cohort.json, split.npz, ...)
+OUT/cohort/                       usable videos, split, landmark basis (cohort.json, split.npz, ...),
+                                  provenance.json (what made them)
 OUT/models/<feature set>/<pid>/   training: model.pt, baseline.pt, train.json, loss.png, status.json
 OUT/scores/<feature set>/blocks/  scoring, one folder per block <r>-<c>: logp.h5, summary.h5, status.json
 OUT/report/                       the report: dis_report.xlsx, figures/, summary.txt, status.json
@@ -65,6 +66,12 @@ class RunLayout:
     @property
     def cohort_record(self) -> Path:
         return self.cohort_dir / "cohort.json"
+
+    @property
+    def cohort_provenance(self) -> Path:
+        """What made the cohort record (versions, time, inputs), beside it: the record itself holds only
+        content, since its hash keys every later unit."""
+        return self.cohort_dir / "provenance.json"
 
     @property
     def landmark_basis(self) -> Path:

@@ -142,8 +142,15 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     if problem:
         res.message = problem
         return res
+    from dis_core.io.atomic import write_text_atomic
+    from dis_core.io.provenance import provenance
+
     res.status = "ok"
     res.key = plan.layout.cohort_sha256()[:32]
+    rules = ",".join(sorted({sp.rule for sp in c.splits.values()}))
+    write_text_atomic(plan.layout.cohort_provenance, json.dumps(provenance(
+        plan.cohort, cohort_sha256=plan.layout.cohort_sha256(), manifest=str(plan.manifest),
+        manifest_sha256=plan.manifest_sha256, model_sha256=plan.model.sha256, split_rules=rules), indent=2, default=str))
     res.message = f"{len(c.entries)} usable video(s) of {len(c.participants)} participant(s), {len(c.left_out)} left out"
     return res
 
@@ -289,11 +296,11 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
     """OUT/run.json: the plan that ran, what ran it, and (SLURM) the job of every unit."""
     import datetime as _dt
 
-    from dis_core import __version__
     from dis_core.io.atomic import write_text_atomic
+    from dis_core.io.provenance import environment
 
     rec = {"run_id": _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f"), "executor": executor,
-           "dis_version": __version__, "out": str(plan.out), "manifest": str(plan.manifest),
+           **environment(), "out": str(plan.out), "manifest": str(plan.manifest),
            "plan": to_doc(plan), **extra}
     plan.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(plan.layout.run_record, json.dumps(rec, indent=2, default=str))

@@ -547,3 +547,48 @@ def test_a_configuration_value_of_the_wrong_type_is_one_line_before_anything_is_
     assert str(e.value) == f"{path}: {says}"
     path.write_text("[slurm]\ntime_min = 90.0\nmem_gb = 8\nnv = true\nmax_array_size = 1000\n")  # values that worked
     assert slurm.load_slurm_config(path).time_min == 90.0
+
+
+def test_the_run_and_cohort_records_name_what_made_them(tmp_path):
+    """run.json names the versions that planned the run. cohort.json holds content only (its sha256 keys every
+    later unit, so a new package version alone does not make them stale); provenance.json beside it names the
+    versions, the manifest, face model and split rules, and the record's sha256 as it is on disk."""
+    import dataclasses
+
+    import scipy
+
+    from dis_core.io.provenance import sha256_file
+    from tests.synthrun import make_run
+
+    out = tmp_path / "run"
+    m = make_run(out, n=2, seconds=20)
+    path = write_manifest(tmp_path / "videos" / "cohort.csv",
+                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
+                            "dyad": e.dyad} for e in m.entries])
+    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64),
+                      train=(default_train_config(DEFAULT_FEATURE_SETS["head_pose"]),))
+    plan = dataclasses.replace(plan, manifest_sha256=sha256_file(path))
+    rec = json.loads(json.dumps(graph.write_record(plan, "local")))
+    assert rec == json.loads(plan.layout.run_record.read_text())
+    assert rec["packages"]["scipy"] == scipy.__version__ and rec["python"] == ".".join(map(str, sys.version_info[:3]))
+    r = graph.run_unit("cohort", plan, "cohort")
+    assert r.status == "ok", r.message
+    prov = json.loads(plan.layout.cohort_provenance.read_text())
+    assert prov["cohort_sha256"] == sha256_file(plan.layout.cohort_record) == plan.layout.cohort_sha256()
+    assert (prov["manifest_sha256"], prov["model_sha256"], prov["split_rules"]) == (plan.manifest_sha256, "0" * 64,
+                                                                                   "temporal")
+    assert prov["packages"]["scipy"] == scipy.__version__ and prov["config"] == to_doc(plan.cohort)
+    assert not {"packages", "created_utc", "dis_version"} & set(json.loads(plan.layout.cohort_record.read_text()))
+
+
+def test_a_scripts_record_names_its_command_line_and_arguments():
+    """bench/ outputs (summary.json, scale.json) carry the same environment as the pipeline's outputs, the
+    command line that made them and its arguments as JSON-safe values."""
+    import shlex
+
+    from dis_core.io.provenance import environment, script_provenance
+
+    prov = script_provenance({"run": Path("/x/run"), "n": 3, "fast": True, "seed": None}, run="/x/run")
+    assert prov["arguments"] == {"run": "/x/run", "n": 3, "fast": True, "seed": None}
+    assert prov["command"] == shlex.join(sys.argv) and prov["run"] == "/x/run"
+    assert {k: prov[k] for k in environment()} == environment() and prov["created_utc"].endswith("+00:00")

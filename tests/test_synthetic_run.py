@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,6 @@ def _blend(k: int, T: int) -> np.ndarray:
 
 @pytest.mark.slow
 def test_dead_channels_are_dropped_and_a_channel_one_person_never_moves_is_fixed_not_floored(tmp_path):
-    import json
 
     from dis_core.features.build import DEFAULT_FEATURE_SETS, LOGIT_EPS
     from dis_core.model.flows import load_density
@@ -150,6 +150,8 @@ def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(
     assert r.status == "ok", r.message
     assert pooled_unit(out, cfg).status == "skipped"
     c, lay = load_cohort(out), RunLayout(out)
+    rec = json.loads((lay.pooled_dir("head_spectrum") / "train.json").read_text())
+    assert rec["provenance"]["unit_key"] == rec["key"] == r.key and rec["provenance"]["participants"] == c.participants
     shape, _ = load_density(lay.pooled_dir("head_spectrum") / MODEL_NAME)
     gshape, _ = load_density(lay.pooled_dir("head_spectrum") / BASELINE_NAME)
     _train_and_score(out, cfg)
@@ -173,7 +175,6 @@ def test_frame_windows_are_reduced_by_a_basis_of_training_windows_that_models_re
     frame leaves it unchanged), records it with its hash, and models trained on it are refused once the
     cohort's basis is another."""
     import dataclasses
-    import json
 
     import h5py
 
@@ -240,7 +241,6 @@ def test_a_window_feature_set_that_does_not_fit_short_recordings_is_left_out_wit
     """10 s single-session videos split within the session leave a 2 s test part: no 8 s window fits, so
     the cohort step records that head_spectrum does not apply; its pooled, training and scoring units are
     left out (done, not failed) saying why, and the report lists it. With 40 s videos it applies."""
-    import json
 
     from dis_core.layout import RunLayout
     from dis_core.model.config import default_train_config
@@ -295,7 +295,6 @@ def test_the_cohort_landmark_basis_is_the_one_shot_fit_of_the_training_shapes(tm
     it equals one SVD of every video's aligned, median-centred training shapes (written out here); with a
     Procrustes reference drawn from a few frames only, the axes stay the same, and cohort.json says how many
     frames went into each."""
-    import json
 
     from dis_core.cohort.config import CohortConfig
     from dis_core.extract.h5store import read_extraction
@@ -330,7 +329,6 @@ def test_masks_or_a_landmark_basis_changed_after_the_cohort_step_are_refused(tmp
     """cohort.json names the train/test masks (by their content) and the landmark basis by their hashes: the same
     cohort gives the same record again, and a file changed or removed afterwards is refused by name instead of
     being read."""
-    import json
     import shutil
 
     from dis_core.errors import DISError
@@ -383,7 +381,6 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     """Pairs grow as N^2 x methods x feature sets: about 500 people with two feature sets fill an Excel
     sheet. Then every pair goes to report/pairs.csv.gz (the same rows and columns) and the sheet says
     so; a later run whose pairs fit takes the file away. The sheet's limit is lowered here to 4 people."""
-    import json
 
     import dis_core.report.stage as report_stage
     from dis_core.io.provenance import sha256_file
@@ -454,7 +451,6 @@ def test_participants_without_a_signature_do_not_take_the_pages_embedded_places(
 def test_a_models_loss_figure_names_its_inputs_and_the_per_frame_scores_their_cohort(tmp_path):
     """A loss figure copied into a supplement can be traced to each video's content key and the split rule that
     made it, a logp.h5 read on its own to the cohort record and split rules."""
-    import json
 
     import h5py
 
@@ -469,6 +465,8 @@ def test_a_models_loss_figure_names_its_inputs_and_the_per_frame_scores_their_co
     # its videos' content keys and split rule (a model outlives a cohort step run again with the same inputs)
     assert json.loads(png["inputs"]) == c.inputs_of("p1") and png["basis_sha256"] == c.bases_sha256(cfg.features)
     assert all(v.endswith("|temporal") for v in json.loads(png["inputs"]).values()), png["inputs"]
+    rec = json.loads((c.layout.model_dir("head_pose", "p1") / "train.json").read_text())  # the same record
+    assert {k: rec["provenance"][k] for k in png} == png and rec["provenance"]["unit_key"] == rec["key"]
     with h5py.File(c.layout.score_block_dir("head_pose", 0, 0) / "logp.h5", "r") as f:
         prov = json.loads(f.attrs["provenance"])
     assert prov["cohort_sha256"] == c.layout.cohort_sha256() and prov["split_rules"] == "temporal"

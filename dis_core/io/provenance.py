@@ -6,6 +6,8 @@ import datetime as _dt
 import hashlib
 import os
 import platform
+import shlex
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from dis_core.config import config_hash, to_doc
 
 PACKAGES = (
     "mediapipe", "opencv-python-headless", "numpy", "pandas", "h5py", "openpyxl", "torch",
-    "nflows", "scikit-learn", "matplotlib", "submitit", "typer",
+    "nflows", "scikit-learn", "scipy", "matplotlib", "submitit", "typer",
 )
 
 
@@ -39,17 +41,35 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def provenance(cfg: Any, **inputs: str) -> dict[str, Any]:
-    """The provenance record written into every output."""
+def environment() -> dict[str, Any]:
+    """What ran, without a time: DIS, Python, platform, package versions and the container image, if any."""
     return {
         "dis_version": __version__,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
         "container": os.environ.get("APPTAINER_CONTAINER", ""),
+    }
+
+
+def provenance(cfg: Any, **inputs: str) -> dict[str, Any]:
+    """The provenance record written into every output: what ran, when, the configuration and the inputs."""
+    return {
+        **environment(),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": to_doc(cfg),
         "config_hash": config_hash(cfg),
+        **inputs,
+    }
+
+
+def script_provenance(arguments: dict[str, Any], **inputs: Any) -> dict[str, Any]:
+    """The record of a script's output (bench/): what ran, when, its command line and arguments, the inputs."""
+    return {
+        **environment(),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(sys.argv),
+        "arguments": {k: v if isinstance(v, (bool, int, float)) or v is None else str(v) for k, v in arguments.items()},
         **inputs,
     }
 

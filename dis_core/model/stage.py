@@ -105,7 +105,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         summary = dataclasses.asdict(res)
         summary["inputs"] = cohort.inputs_of(pid)
         summary["dropped_columns"], summary["fixed_columns"] = columns["dropped"], columns["fixed"]
-        write_text_atomic(d / SUMMARY_NAME, json.dumps(summary, indent=2))
+        summary["provenance"] = prov
+        write_text_atomic(d / SUMMARY_NAME, json.dumps(summary, indent=2, default=str))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
         res.message = str(e)
@@ -230,7 +231,8 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         res.message = (f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, {tr.epochs} epochs, "
                        f"kept {best}")
         write_text_atomic(d / SUMMARY_NAME, json.dumps({"key": key, "message": res.message, "cohort_sha256": cohort_sha,
-                                                        "participants": [u.participant_id for u in used]}, indent=2))
+                                                        "participants": [u.participant_id for u in used],
+                                                        "provenance": prov}, indent=2, default=str))
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
         res.message = str(e)
