@@ -302,6 +302,11 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
     rec = {"run_id": _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f"), "executor": executor,
            **environment(), "out": str(plan.out), "manifest": str(plan.manifest),
            "plan": to_doc(plan), **extra}
+    try:  # the rows planned from, so that `dis status` can list the run's units after the file is edited
+        rec["rows"] = [{**dataclasses.asdict(e), "video": str(e.video)} for e in plan.manifest_.entries]
+        rec["extra_columns"] = list(plan.manifest_.extra_columns)
+    except (DISError, OSError):  # no readable manifest (a report-only plan): nothing to list from
+        pass
     plan.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(plan.layout.run_record, json.dumps(rec, indent=2, default=str))
     return rec
@@ -317,9 +322,28 @@ def read_record(out: Path) -> dict:
         raise DISError(f"{p}: unreadable run record ({e})") from None
 
 
-def plan_from_record(rec: dict) -> Plan:
+def plan_from_record(rec: dict, planned_rows: bool = False) -> Plan:
+    """The plan a run record holds. ``planned_rows`` (for `dis status`, which only reads): when the manifest
+    was edited since planning, the plan's units are the rows recorded then (records from before rows
+    were recorded refuse, as every stage does)."""
     try:
-        return from_doc(Plan, rec["plan"])
+        plan = from_doc(Plan, rec["plan"])
     except (KeyError, ValueError, TypeError) as e:
         raise DISError(f"{rec.get('out', '?')}/run.json: run record of another DIS version ({e}); start the run "
                        "again with dis run") from None
+    if planned_rows and "rows" in rec and manifest_edited(plan):  # edited or gone
+        rows = tuple(VideoEntry(**{**r, "video": Path(r["video"]), "extra": tuple(map(tuple, r["extra"]))})
+                     for r in rec["rows"])
+        vars(plan)["manifest_"] = Manifest(plan.manifest, rows, tuple(rec.get("extra_columns", ())))
+    return plan
+
+
+def manifest_edited(plan: Plan) -> str:
+    """Why the plan's manifest file is not the one the run was planned from: edited or gone ('' when it is)."""
+    if not plan.manifest.is_file():
+        return f"{plan.manifest}: not found (the run in {plan.out} was planned from it)"
+    try:
+        plan.check_manifest()
+    except DISError as e:
+        return str(e)
+    return ""

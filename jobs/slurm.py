@@ -354,7 +354,7 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
     """Every unit of the run, stage by stage: done | failed | running | pending | missing, with the
     recorded message and the log of each failure."""
     rec = read_run(out_root)
-    plan = plan_from_record(rec)
+    plan = plan_from_record(rec, planned_rows=True)  # a manifest edited since: the rows the run was planned from
     states = sacct_states([j for units in rec["units"].values() for j in units.values()])
     result: dict[str, list[dict]] = {}
     for st in STAGES:

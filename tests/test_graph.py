@@ -492,8 +492,11 @@ def test_status_ends_with_what_to_do_next(tmp_path):
         f"2 unit(s) failed or never ran, 1 running, 1 pending: when those have ended (or are cancelled with scancel), "
         f"`dis resubmit {tmp_path}` submits the failed ones again with what depends on them")
     st["extract"][2], st["train"][1] = u("done"), u("done")
-    assert status_outlook(st, tmp_path) == (f"2 unit(s) failed or never ran: `dis resubmit {tmp_path}` submits them "
-                                            "again with what depends on them")
+    assert status_outlook(st, tmp_path) == (f"2 unit(s) failed or never ran: `dis resubmit {tmp_path}` submits the "
+                                            "failed ones again with what depends on them")
+    assert status_outlook(st, tmp_path, edited=True) == (  # resubmit refuses an edited manifest: say what will do
+        f"2 unit(s) failed or never ran: restore the manifest and run `dis resubmit {tmp_path}`, or plan the run again "
+        "with `dis submit --manifest` (finished units are kept)")
     st = {"extract": [u("done"), u("running")], "train": [u("pending"), u("pending")], "report": [u("pending")]}
     assert status_outlook(st, tmp_path) == ("in progress: 1 running, 3 pending; nothing failed so far "
                                             "(`dis status` again later)")
@@ -592,3 +595,45 @@ def test_a_scripts_record_names_its_command_line_and_arguments():
     assert prov["arguments"] == {"run": "/x/run", "n": 3, "fast": True, "seed": None}
     assert prov["command"] == shlex.join(sys.argv) and prov["run"] == "/x/run"
     assert {k: prov[k] for k in environment()} == environment() and prov["created_utc"].endswith("+00:00")
+
+
+def test_status_lists_the_planned_rows_after_the_manifest_is_edited_and_says_so(plan, monkeypatch):
+    """`dis status` only reads: after the manifest is edited (or moved) it lists the units of the rows the run was
+    planned from (recorded in run.json), says that the file changed and how to redo failures, while `dis
+    resubmit`, which would submit units, still refuses the edited file."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from dis_core.io.provenance import sha256_file
+    from jobs.cli import app
+
+    plan = dataclasses.replace(plan, manifest_sha256=sha256_file(plan.manifest))
+    units = {st.name: {st.uid(u): f"{900 + i}_0" for u in st.units(plan)} for i, st in enumerate(graph.STAGES)}
+    graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={"extract": ["900"]},
+                       logs=str(plan.out / "slurm"), units=units)
+    planned = sorted(units["extract"])
+    for st in graph.STAGES:
+        for u in st.units(plan):
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="failed", message="a cohort problem"))
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "COMPLETED" for j in ids})
+    plan.manifest.write_text(plan.manifest.read_text().replace("p2", "p3"))
+    again = graph.plan_from_record(graph.read_record(plan.out), planned_rows=True)
+    assert again.manifest_ == plan.manifest_  # the rows as planned, every field
+    st = slurm.run_status(plan.out)
+    assert sorted(u["unit"] for u in st["extract"]) == planned and all(u["state"] == "done" for u in st["extract"])
+    assert [u["state"] for u in st["cohort"]] == ["failed"]
+    r = CliRunner().invoke(app, ["status", str(plan.out)])
+    assert r.exit_code == 3, r.output
+    assert r.output.startswith(f"note: {plan.manifest}: changed since the run in {plan.out} was planned from it")
+    assert "listed are the rows the run was planned from" in r.output.splitlines()[0]
+    assert r.output.splitlines()[-1] == (f"1 unit(s) failed or never ran: restore the manifest and run `dis resubmit "
+                                         f"{plan.out}`, or plan the run again with `dis submit --manifest` (finished "
+                                         "units are kept)")
+    with pytest.raises(DISError, match="changed since the run"):
+        slurm.resubmit(plan.out)
+    plan.manifest.unlink()  # moved away: status still lists the planned rows
+    assert sorted(u["unit"] for u in slurm.run_status(plan.out)["extract"]) == planned
+    r = CliRunner().invoke(app, ["status", str(plan.out)])
+    assert r.output.startswith(f"note: {plan.manifest}: not found (the run in {plan.out} was planned from it)")
