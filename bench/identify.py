@@ -515,7 +515,11 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
             x = read_extraction(h5, skip=("landmarks", "blendshapes"))
             tr, t = x.transform.astype(np.float64), x.time_s.astype(np.float64)
         out.setdefault(e.participant_id, {"train": [], "test": []})[part].append((tr, t))
-    return {p: v for p, v in out.items() if v["train"] and v["test"]}
+    both = {p: v for p, v in out.items() if v["train"] and v["test"]}
+    if not both:
+        raise SystemExit(f"{manifest}: no participant has both a training and a test video (its split column names "
+                         "them: train, test; dis phantom writes it)")
+    return both
 
 
 def features(videos, spec: FeatureSpec):
@@ -740,6 +744,7 @@ def main() -> None:
     if a.cache:
         a.cache.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    manifest_sha256 = sha256_file(manifest)  # the rows loaded now, named in summary.json
     videos = load_videos(a.run, manifest, a.truth, a.partial)
     results: list[Result] = []
     for name in a.only.split(","):
@@ -776,9 +781,9 @@ def main() -> None:
             excerpts(features(videos, SPECS[name]), name, ms, [float(v) for v in a.excerpts.split(",")], a.cache, log,
                      a.cached_only)
     if a.cache:
-        model = json.loads((a.run / "run.json").read_text())["plan"]["model"] if (a.run / "run.json").is_file() else {}
+        model = json.loads((a.run / "run.json").read_text()).get("plan", {}).get("model", {}) if (a.run / "run.json").is_file() else {}
         prov = script_provenance(vars(a), run=str(a.run), manifest=str(manifest),
-                                 manifest_sha256=sha256_file(manifest), model_sha256=model.get("sha256", ""),
+                                 manifest_sha256=manifest_sha256, model_sha256=model.get("sha256", ""),
                                  source=src, split="session 1 train, session 2 test")
         (a.cache / "summary.json").write_text(json.dumps({"provenance": prov, "results": {
             r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},

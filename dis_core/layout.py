@@ -2,7 +2,7 @@
 reports its outcome the same way (:class:`UnitResult`, written as ``status.json`` in its folder).
 
 ```
-OUT/run.json                      the plan that ran (configs, manifest, model) and, on SLURM, job ids
+OUT/run.json                      the plan that ran (configs, manifest and its rows, model), versions, SLURM job ids
 OUT/videos/<unit>/                extraction: extraction.h5, smile workbooks, landmark figure, status.json
 OUT/summary/                      extraction summary, QC table, smile summary
 OUT/cohort/                       usable videos, split, landmark basis (cohort.json, split.npz, ...),

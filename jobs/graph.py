@@ -132,6 +132,7 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
 
     m = plan.manifest_
     write_extract_summary(plan.out, collect_extract_results(m, plan.out), plan.extract_provenance())
+    plan.layout.cohort_provenance.unlink(missing_ok=True)  # written again below only if the step succeeds
     res = UnitResult(unit_id=unit)
     try:
         c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train])

@@ -582,6 +582,10 @@ def test_the_run_and_cohort_records_name_what_made_them(tmp_path):
                                                                                    "temporal")
     assert prov["packages"]["scipy"] == scipy.__version__ and prov["config"] == to_doc(plan.cohort)
     assert not {"packages", "created_utc", "dis_version"} & set(json.loads(plan.layout.cohort_record.read_text()))
+    for e in m.entries:  # a cohort step that fails leaves no record naming another cohort.json
+        plan.layout.extraction(e.unit_id).unlink()
+    r = graph.run_unit("cohort", plan, "cohort")
+    assert r.failed and "no usable video" in r.message and not plan.layout.cohort_provenance.exists()
 
 
 def test_a_scripts_record_names_its_command_line_and_arguments():
