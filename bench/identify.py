@@ -744,8 +744,8 @@ def main() -> None:
     if a.cache:
         a.cache.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    manifest_sha256 = sha256_file(manifest)  # the rows loaded now, named in summary.json
     videos = load_videos(a.run, manifest, a.truth, a.partial)
+    manifest_sha256 = sha256_file(manifest)  # the rows just loaded, named in summary.json
     results: list[Result] = []
     for name in a.only.split(","):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]

@@ -376,16 +376,18 @@ def submit(
 @app.command()
 def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of dis submit).")) -> None:
     """Each stage's units of a submitted run: done, running, pending, failed (with the log of each failure)."""
-    from jobs.graph import manifest_edited, plan_from_record, read_record
+    from jobs.graph import manifest_change, plan_from_record, read_record
     from jobs.slurm import run_status
 
     try:
         st = run_status(run_dir)
-        edited = manifest_edited(plan_from_record(read_record(run_dir)))
+        plan = plan_from_record(read_record(run_dir))
+        change = manifest_change(plan)
     except DISError as e:
         _fail(e)
-    if edited:
-        typer.echo(f"note: {edited}; listed are the rows the run was planned from")
+    if change:
+        typer.echo(f"note: {plan.manifest} was {change} since the run was planned from it; listed are the units "
+                   "of the rows it held then (run.json)")
     for stage, units in st.items():
         counts: dict[str, int] = {}
         for u in units:
@@ -397,20 +399,20 @@ def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of di
                 typer.echo(f"  {u['state'].upper()} {u['unit']} ({_task_words(u)}){msg}")
                 if u.get("log"):
                     typer.echo(f"    log: {u['log']}")
-    typer.echo(status_outlook(st, run_dir, edited=bool(edited)))
+    typer.echo(status_outlook(st, run_dir, edited=plan.manifest if change else None))
     raise typer.Exit(status_exit_code(st))
 
 
-def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: bool = False) -> str:
+def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None = None) -> str:
     """The line after the stages: what failed and how to redo it, else what is still queued, else the report.
-    ``edited``: the manifest is no longer the one planned from, which resubmit refuses."""
+    ``edited``: the run's manifest, when it is no longer the file planned from (resubmit refuses it)."""
     from dis_core.layout import RunLayout
 
     units = [u for stage in st.values() for u in stage]
     bad = sum(u["state"] in ("failed", "missing") for u in units)
     waiting = {k: sum(u["state"] == k for u in units) for k in ("running", "pending")}
-    redo = (f"restore the manifest and run `dis resubmit {run_dir}`, or plan the run again with `dis submit "
-            "--manifest` (finished units are kept)" if edited else
+    redo = (f"restore {edited} and run `dis resubmit {run_dir}`, or plan the run again with `dis submit --manifest "
+            f"{edited} --out {run_dir}` and the run's options (extractions of unchanged rows are kept)" if edited else
             f"`dis resubmit {run_dir}` submits the failed ones again with what depends on them")
     if bad and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
         return (f"{bad} unit(s) failed or never ran, {waiting['running']} running, {waiting['pending']} pending: "

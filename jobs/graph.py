@@ -325,26 +325,27 @@ def read_record(out: Path) -> dict:
 
 def plan_from_record(rec: dict, planned_rows: bool = False) -> Plan:
     """The plan a run record holds. ``planned_rows`` (for `dis status`, which only reads): when the manifest
-    was edited since planning, the plan's units are the rows recorded then (records from before rows
-    were recorded refuse, as every stage does)."""
+    was edited or moved since planning, the plan's units are the rows recorded then (records from before
+    rows were recorded refuse, as every stage does)."""
     try:
         plan = from_doc(Plan, rec["plan"])
+        if planned_rows and "rows" in rec and manifest_change(plan):
+            rows = tuple(VideoEntry(**{**r, "video": Path(r["video"]), "extra": tuple(map(tuple, r["extra"]))})
+                         for r in rec["rows"])
+            vars(plan)["manifest_"] = Manifest(plan.manifest, rows, tuple(rec.get("extra_columns", ())))
     except (KeyError, ValueError, TypeError) as e:
         raise DISError(f"{rec.get('out', '?')}/run.json: run record of another DIS version ({e}); start the run "
                        "again with dis run") from None
-    if planned_rows and "rows" in rec and manifest_edited(plan):  # edited or gone
-        rows = tuple(VideoEntry(**{**r, "video": Path(r["video"]), "extra": tuple(map(tuple, r["extra"]))})
-                     for r in rec["rows"])
-        vars(plan)["manifest_"] = Manifest(plan.manifest, rows, tuple(rec.get("extra_columns", ())))
     return plan
 
 
-def manifest_edited(plan: Plan) -> str:
-    """Why the plan's manifest file is not the one the run was planned from: edited or gone ('' when it is)."""
+def manifest_change(plan: Plan) -> str:
+    """How the plan's manifest file differs from the one the run was planned from: 'edited', 'moved or
+    removed', or '' when it is that file (or the record holds no hash to tell)."""
     if not plan.manifest.is_file():
-        return f"{plan.manifest}: not found (the run in {plan.out} was planned from it)"
+        return "moved or removed"
     try:
         plan.check_manifest()
-    except DISError as e:
-        return str(e)
+    except DISError:
+        return "edited"
     return ""

@@ -494,9 +494,10 @@ def test_status_ends_with_what_to_do_next(tmp_path):
     st["extract"][2], st["train"][1] = u("done"), u("done")
     assert status_outlook(st, tmp_path) == (f"2 unit(s) failed or never ran: `dis resubmit {tmp_path}` submits the "
                                             "failed ones again with what depends on them")
-    assert status_outlook(st, tmp_path, edited=True) == (  # resubmit refuses an edited manifest: say what will do
-        f"2 unit(s) failed or never ran: restore the manifest and run `dis resubmit {tmp_path}`, or plan the run again "
-        "with `dis submit --manifest` (finished units are kept)")
+    m = tmp_path / "m.csv"
+    assert status_outlook(st, tmp_path, edited=m) == (  # resubmit refuses an edited manifest: say what will do
+        f"2 unit(s) failed or never ran: restore {m} and run `dis resubmit {tmp_path}`, or plan the run again with "
+        f"`dis submit --manifest {m} --out {tmp_path}` and the run's options (extractions of unchanged rows are kept)")
     st = {"extract": [u("done"), u("running")], "train": [u("pending"), u("pending")], "report": [u("pending")]}
     assert status_outlook(st, tmp_path) == ("in progress: 1 running, 3 pending; nothing failed so far "
                                             "(`dis status` again later)")
@@ -612,11 +613,17 @@ def test_status_lists_the_planned_rows_after_the_manifest_is_edited_and_says_so(
     from dis_core.io.provenance import sha256_file
     from jobs.cli import app
 
-    plan = dataclasses.replace(plan, manifest_sha256=sha256_file(plan.manifest))
+    rows = [{"participant_id": "p1", "session": "s1", "video": "v.mp4", "dyad": "d1", "split": "train", "fps": "29.97",
+             "site": "lab A"},
+            {"participant_id": "p2", "session": "s1", "video": "v.mp4", "dyad": "d1", "split": "", "fps": "",
+             "site": "", "allow_duplicate": "true"}]
+    manifest = write_manifest(plan.manifest.parent / "rich.csv", rows)
+    plan = dataclasses.replace(plan, manifest=manifest, manifest_sha256=sha256_file(manifest))
     units = {st.name: {st.uid(u): f"{900 + i}_0" for u in st.units(plan)} for i, st in enumerate(graph.STAGES)}
     graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={"extract": ["900"]},
                        logs=str(plan.out / "slurm"), units=units)
     planned = sorted(units["extract"])
+    assert plan.manifest_.extra_columns and plan.manifest_.entries[0].fps == 29.97  # every kind of field
     for st in graph.STAGES:
         for u in st.units(plan):
             write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
@@ -630,14 +637,19 @@ def test_status_lists_the_planned_rows_after_the_manifest_is_edited_and_says_so(
     assert [u["state"] for u in st["cohort"]] == ["failed"]
     r = CliRunner().invoke(app, ["status", str(plan.out)])
     assert r.exit_code == 3, r.output
-    assert r.output.startswith(f"note: {plan.manifest}: changed since the run in {plan.out} was planned from it")
-    assert "listed are the rows the run was planned from" in r.output.splitlines()[0]
-    assert r.output.splitlines()[-1] == (f"1 unit(s) failed or never ran: restore the manifest and run `dis resubmit "
-                                         f"{plan.out}`, or plan the run again with `dis submit --manifest` (finished "
-                                         "units are kept)")
+    assert r.output.splitlines()[0] == (f"note: {plan.manifest} was edited since the run was planned from it; listed "
+                                        "are the units of the rows it held then (run.json)")
+    assert r.output.splitlines()[-1] == (
+        f"1 unit(s) failed or never ran: restore {plan.manifest} and run `dis resubmit {plan.out}`, or plan the run "
+        f"again with `dis submit --manifest {plan.manifest} --out {plan.out}` and the run's options (extractions of "
+        "unchanged rows are kept)")
     with pytest.raises(DISError, match="changed since the run"):
         slurm.resubmit(plan.out)
     plan.manifest.unlink()  # moved away: status still lists the planned rows
     assert sorted(u["unit"] for u in slurm.run_status(plan.out)["extract"]) == planned
     r = CliRunner().invoke(app, ["status", str(plan.out)])
-    assert r.output.startswith(f"note: {plan.manifest}: not found (the run in {plan.out} was planned from it)")
+    assert r.output.startswith(f"note: {plan.manifest} was moved or removed since the run was planned from it")
+    rec = graph.read_record(plan.out)
+    rec["rows"][0]["camera"] = "a field of a newer DIS"
+    with pytest.raises(DISError, match="run record of another DIS version"):
+        graph.plan_from_record(rec, planned_rows=True)
