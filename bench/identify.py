@@ -739,7 +739,8 @@ def main() -> None:
     a = ap.parse_args()
     global FLOW_SEED
     FLOW_SEED = a.flow_seed
-    recorded = json.loads((a.run / "run.json").read_text()).get("manifest") if (a.run / "run.json").is_file() else None
+    record = json.loads((a.run / "run.json").read_text()) if (a.run / "run.json").is_file() else {}
+    recorded = record.get("manifest")
     manifest = a.manifest or (Path(recorded) if recorded else a.run.parent / "cohort" / "manifest.csv")
     if a.cache:
         a.cache.mkdir(parents=True, exist_ok=True)
@@ -781,7 +782,7 @@ def main() -> None:
             excerpts(features(videos, SPECS[name]), name, ms, [float(v) for v in a.excerpts.split(",")], a.cache, log,
                      a.cached_only)
     if a.cache:
-        model = json.loads((a.run / "run.json").read_text()).get("plan", {}).get("model", {}) if (a.run / "run.json").is_file() else {}
+        model = record.get("plan", {}).get("model", {})
         prov = script_provenance(vars(a), run=str(a.run), manifest=str(manifest),
                                  manifest_sha256=manifest_sha256, model_sha256=model.get("sha256", ""),
                                  source=src, split="session 1 train, session 2 test")

@@ -129,6 +129,8 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     from dis_core.cohort.stage import prepare_cohort
     from dis_core.features.build import reach_s
     from dis_core.extract.summary import collect_extract_results, write_extract_summary
+    from dis_core.io.atomic import write_text_atomic
+    from dis_core.io.provenance import provenance
 
     m = plan.manifest_
     write_extract_summary(plan.out, collect_extract_results(m, plan.out), plan.extract_provenance())
@@ -143,15 +145,11 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     if problem:
         res.message = problem
         return res
-    from dis_core.io.atomic import write_text_atomic
-    from dis_core.io.provenance import provenance
-
-    res.status = "ok"
-    res.key = plan.layout.cohort_sha256()[:32]
-    rules = ",".join(sorted({sp.rule for sp in c.splits.values()}))
+    sha = plan.layout.cohort_sha256()
     write_text_atomic(plan.layout.cohort_provenance, json.dumps(provenance(
-        plan.cohort, cohort_sha256=plan.layout.cohort_sha256(), manifest=str(plan.manifest),
-        manifest_sha256=plan.manifest_sha256, model_sha256=plan.model.sha256, split_rules=rules), indent=2, default=str))
+        plan.cohort, cohort_sha256=sha, manifest=str(plan.manifest), manifest_sha256=plan.manifest_sha256,
+        model_sha256=plan.model.sha256, split_rules=c.split_rules), indent=2, default=str))
+    res.status, res.key = "ok", sha[:32]
     res.message = f"{len(c.entries)} usable video(s) of {len(c.participants)} participant(s), {len(c.left_out)} left out"
     return res
 

@@ -112,6 +112,11 @@ class Cohort:
     def participants(self) -> list[str]:
         return sorted({e.participant_id for e in self.entries})
 
+    @property
+    def split_rules(self) -> str:
+        """The split rules in use, comma-separated (what provenance records name)."""
+        return ",".join(sorted({sp.rule for sp in self.splits.values()}))
+
     def dyad(self, pid: str) -> str:
         return next((e.dyad or "" for e in self.entries if e.participant_id == pid), "")
 

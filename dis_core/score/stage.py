@@ -84,7 +84,7 @@ def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidate
         return res
     prov = provenance(score_cfg, feature_set=fs, train_config=plain(cfg), score_rule=SCORE_RULE, block=f"{r}-{c}",
                       cohort_sha256=src.cohort_sha256,
-                      split_rules=",".join(sorted({sp.rule for sp in src.cohort.splits.values()})))
+                      split_rules=src.cohort.split_rules)
     return score_block(src, list(candidates), block_size(len(candidates), score_cfg), r, c,
                        RunLayout(out_root).score_block_dir(fs, r, c), score_cfg, prov, force)
 
