@@ -10,7 +10,7 @@ OUT    ?= runs/demo
 
 help:
 	@echo "make setup    - create $(VENV), install DIS + dev tools, fetch the model and sample data"
-	@echo "make demo     - run the pipeline on the sample cohort into $(OUT)"
+	@echo "make demo     - extract the sample videos, render a 6-person phantom cohort and run the pipeline on it, into $(OUT)"
 	@echo "make test     - the test suite (real model, real video; slow tests excluded)"
 	@echo "make test-all - every test, slow ones included"
 	@echo "make bench    - benchmarks under bench/ (print figures)"

@@ -1,6 +1,6 @@
-"""Power curve of the dyad permutation test (dis_core.stats.dyad_permutation_test) on simulated cohorts.
+"""Power curve of the dyad permutation test (dis_core.score.stats.dyad_permutation_test) on simulated cohorts.
 
-Simulation (dis_core.stats.simulate_dyad_scores): person vector x = sqrt(1-a) own + sqrt(a) shared with
+Simulation (dis_core.score.stats.simulate_dyad_scores): person vector x = sqrt(1-a) own + sqrt(a) shared with
 partner (standard normal, dim 8); held-out data y_j = x_j + 0.7 N(0, I); S[i, j] = -||x_i - y_j||^2 +
 N(0, 1). For each sharing strength a: n cohorts of 16 couples, rejection rate at alpha with a Wilson 95%
 interval; prints a table and saves a figure.

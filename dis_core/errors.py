@@ -34,7 +34,7 @@ EXIT_OK = 0  # every unit succeeded or was already done
 EXIT_FAILED = 1  # every unit of the stage failed: nothing usable came out
 EXIT_USAGE = 2  # invalid invocation or input (bad option, manifest, model, output folder in use): nothing ran
 EXIT_PARTIAL = 3  # some units failed (listed in the summary); the rest completed
-EXIT_INTERNAL = 70  # an internal error (a bug): the traceback is in the log
+EXIT_INTERNAL = 70  # an internal error (a bug): the traceback is printed
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished units are kept, a re-run resumes
 
 EXIT_CODES = {
@@ -42,7 +42,7 @@ EXIT_CODES = {
     EXIT_FAILED: "every unit failed",
     EXIT_USAGE: "invalid invocation or input (bad option, manifest, model, output folder in use): nothing ran",
     EXIT_PARTIAL: "partial failure: some units failed (listed in the summary), the rest completed",
-    EXIT_INTERNAL: "internal error (a bug): the traceback is in the log",
+    EXIT_INTERNAL: "internal error (a bug): the traceback is printed",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM): finished units are kept, a re-run resumes",
 }
 

@@ -7,6 +7,7 @@ OUT/videos/<unit>/                extraction: extraction.h5, smile workbooks, la
 OUT/summary/                      extraction summary, QC table, smile summary
 OUT/cohort/                       usable videos, split, landmark basis (cohort.json, split.npz, ...),
                                   provenance.json (what made them)
+OUT/pooled/<feature set>/         the pooled shape of a feature set whose density is pooled: flow, Gaussian, train.json
 OUT/models/<feature set>/<pid>/   training: model.pt, baseline.pt, train.json, loss.png, status.json
 OUT/scores/<feature set>/blocks/  scoring, one folder per block <r>-<c>: logp.h5, summary.h5, status.json
 OUT/report/                       the report: dis_report.xlsx, figures/, summary.txt, status.json
@@ -93,7 +94,7 @@ class RunLayout:
     def model_dir(self, feature_set: str, pid: str) -> Path:
         return self.root / "models" / feature_set / pid
 
-    # --- scoring (one unit per feature set)
+    # --- scoring (one unit per block of models x data of a feature set)
     def score_dir(self, feature_set: str) -> Path:
         return self.root / "scores" / feature_set
 

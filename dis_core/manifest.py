@@ -124,7 +124,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                 problems.append(f"row {line}: empty {col}")
             elif val and not SAFE_ID.match(val):
                 problems.append(f"row {line}: {col} '{val}' is unsafe as a file name "
-                                "(use letters, digits, '.', '_', '-'; at most 64; not starting with '.' or '-')")
+                                "(use letters, digits, '.', '_', '-'; at most 64; starting with a letter or digit)")
         if not vid:
             problems.append(f"row {line}: empty video")
         key = (pid, ses, vid)

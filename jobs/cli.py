@@ -38,9 +38,15 @@ OutOpt = typer.Option(Path("runs/latest"), "--out", "-o", help="Output directory
 ModelOpt = typer.Option(None, "--model", help="Face Landmarker .task file (default: $DIS_FACE_MODEL, then the cache).")
 def _executor_name(value: str) -> str:
     """Checked before any lock or output is touched: a typo is a usage error, not a traceback."""
-    if value not in ("local", "debug", "slurm"):
-        raise typer.BadParameter(f"{value!r} is not one of local, debug, slurm")
+    if value not in ("local", "debug"):
+        hint = " (slurm: dis run --executor slurm, or dis submit)" if value == "slurm" else ""
+        raise typer.BadParameter(f"{value!r} is not one of local, debug{hint}")
     return value
+
+
+def _run_executor_name(value: str) -> str:
+    """dis run alone also takes slurm (= dis submit with default resources)."""
+    return value if value == "slurm" else _executor_name(value)
 
 
 def _fraction(value: float) -> float:
@@ -52,8 +58,10 @@ def _fraction(value: float) -> float:
 
 
 ExecutorOpt = typer.Option("local", callback=_executor_name,
-                           help="local (one process per core), debug (in-process); dis run also "
-                                "takes slurm (= dis submit with default resources).")
+                           help="local (one process per core) or debug (in-process).")
+RunExecutorOpt = typer.Option("local", callback=_run_executor_name,
+                              help="local (one process per core), debug (in-process) or slurm (= dis submit "
+                                   "with default resources).")
 WorkersOpt = typer.Option(None, min=1, help="Worker processes for the local executor (default: cores).")
 
 
@@ -141,7 +149,7 @@ ALL_FEATURE_SETS = "head_pose, head_spectrum, landmarks, blendshapes, head_pose_
 FEATURE_SETS_HELP = f"Comma-separated feature sets, of: {ALL_FEATURE_SETS}."
 ForceOpt = typer.Option(False, "--force", help="Redo units whose outputs are current.")
 EpochsOpt = typer.Option(None, min=1, help="Cap training epochs (default: per feature set).")
-VerboseOpt = typer.Option(False, "--verbose", "-v", help="Per-unit detail (e.g. a progress bar per video).")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="A line per video or model as it finishes, with its outcome.")
 
 
 def _train_cfgs(feature_sets: str, epochs: Optional[int]):
@@ -306,7 +314,7 @@ def run(
     model: Optional[Path] = ModelOpt,
     feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets",
                                      help=FEATURE_SETS_HELP),
-    executor: str = ExecutorOpt,
+    executor: str = RunExecutorOpt,
     workers: Optional[int] = WorkersOpt,
     force: bool = ForceOpt,
     max_epochs: Optional[int] = EpochsOpt,

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--executor", "nope"], "'nope' is not one of local, debug, slurm"),
+    (["--executor", "nope"], "'nope' is not one of local, debug"),
+    (["--executor", "slurm"], "'slurm' is not one of local, debug (slurm: dis run --executor slurm, or dis submit)"),
     (["--workers", "-1"], "--workers"),
     (["--workers", "0"], "--workers"),
     (["--smile-min-fraction", "nan"], "nan must be a number from 0 to 1"),

@@ -127,7 +127,7 @@ MISTAKES = [
     Mistake("workers-negative", lambda t, ph: _extract(t, _good(t, ph), "--workers", "-1"), "--workers"),
     Mistake("workers-zero", lambda t, ph: _extract(t, _good(t, ph), "--workers", "0"), "--workers"),
     Mistake("executor-unknown", lambda t, ph: _extract(t, _good(t, ph), "--executor", "nope"),
-            "'nope' is not one of local, debug, slurm"),
+            "'nope' is not one of local, debug"),
     Mistake("smile-fraction-nan", lambda t, ph: _extract(t, _good(t, ph), "--smile-min-fraction", "nan"),
             "nan must be a number from 0 to 1"),
     Mistake("smile-fraction-inf", lambda t, ph: _extract(t, _good(t, ph), "--smile-min-fraction", "inf"),

