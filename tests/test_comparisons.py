@@ -163,3 +163,21 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
     assert "too few people to tell whether the flows beat the Gaussian baseline" in v and "beat the" not in \
         v.replace("whether the flows beat the", "") and "(only 2 people: no claim below 10)" in v
     assert "top-1 flow - baseline +0.20 [+0.05, +0.35], p 0.001: no claim" in v
+
+
+def test_partner_and_synchrony_lines_say_when_too_few_couples_for_the_interval():
+    """Below MIN_COUPLES an interval over couples cannot reach 95% (4 values span a symmetric mean with
+    probability 0.875): the lines say so; at MIN_COUPLES they do not."""
+    from types import SimpleNamespace as NS
+
+    from dis_core.report.comparisons import partner_family
+    from dis_core.score.synchrony import synchrony_text
+
+    t = {"observed": 0.3, "ci_lo": 0.1, "ci_hi": 0.5, "null_mean": 0.0, "p": 0.01, "p_holm": 0.02}
+    few, enough = {**t, "dyads": st.MIN_COUPLES - 1}, {**t, "dyads": st.MIN_COUPLES}
+    text = partner_family([NS(feature_set="a", methods={"flow": NS(dyads=few), "gaussian": NS(dyads=enough)})]).text
+    assert text.count("falls short of 95%") == 1 and f"only {st.MIN_COUPLES - 1} couples" in text.split("a/gaussian")[0]
+    sync = {"signal": "smile", "excess": 0.1, "excess_ci_lo": 0.0, "excess_ci_hi": 0.2, "null_mean": 0.3, "p": 0.04,
+            "p_holm": 0.04}
+    assert "falls short of 95%" in synchrony_text([{**sync, "dyads": 3}], "family")
+    assert "falls short" not in synchrony_text([{**sync, "dyads": 6}], "family")

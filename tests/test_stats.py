@@ -256,6 +256,52 @@ def test_dyad_permutation_calibrated_within_groups():
     assert 0.02 <= rate <= 0.08, rate
 
 
+def test_dyad_effect_size_is_measured_from_chance_when_strata_make_pseudo_couples_alike():
+    """No partner effect, but people of one site score alike (as pseudo-couples formed within sites do): the
+    null's mean is well above 0, so an effect size from 0 would call site similarity a partner effect of
+    several null sds. Measured from the null's mean it is near 0, and the excess's interval is the observed
+    one moved by that mean."""
+    rng = np.random.default_rng(3)
+    site = np.repeat(np.arange(4), 8)
+    eff, raw = [], []
+    for c in range(40):
+        s, pairs = st.simulate_dyad_scores(16, 0.0, rng)
+        z = rng.normal(size=(4, 8))[site]
+        s = s - 0.5 * ((z[:, None] - z[None]) ** 2).sum(-1)
+        r = st.dyad_permutation_test(st.pair_similarity(s), pairs, groups=site, n_perm=300, n_boot=200, seed=c)
+        eff.append(r["effect_size"])
+        raw.append(r["observed"] / r["null_sd"])
+        assert r["effect_size"] == pytest.approx(r["excess"] / r["null_sd"])
+        assert r["excess_ci_lo"] == pytest.approx(r["ci_lo"] - r["null_mean"])
+        assert r["excess_ci_hi"] == pytest.approx(r["ci_hi"] - r["null_mean"])
+    assert np.mean(raw) > 3  # the scenario is one where measuring from 0 misleads
+    assert abs(np.mean(eff)) < 0.5, np.mean(eff)
+
+
+def test_expanded_levels_known_values():
+    """z = sqrt(n / (n - 1)) t_{0.975, n-1}: at 10 units t = 2.2622, z = 2.3846, level 0.00855; large n
+    tends to the plain 0.025."""
+    lo, hi = st.expanded_levels(10)
+    assert lo == pytest.approx(0.00855, abs=2e-5) and hi == pytest.approx(1 - lo)
+    assert st.expanded_levels(10_000)[0] == pytest.approx(0.025, abs=2e-4)
+
+
+def test_unit_mean_interval_covers_at_ten_couples():
+    """1,000 cohorts of 10 couples with normal per-couple values of mean 0: the expanded interval covers 0
+    about 95% of the time; the plain percentile interval of the same draws about 90%."""
+    rng = np.random.default_rng(5)
+    hit = plain = 0
+    for _ in range(1000):
+        x = rng.normal(size=10)
+        lo, hi = st.unit_mean_interval(x, np.random.default_rng(rng.integers(1 << 30)), n_boot=1000)
+        hit += lo <= 0 <= hi
+        b = x[np.random.default_rng(rng.integers(1 << 30)).integers(0, 10, (1000, 10))].mean(axis=1)
+        plo, phi = np.quantile(b, [0.025, 0.975])
+        plain += plo <= 0 <= phi
+    assert 0.925 <= hit / 1000 <= 0.97, hit
+    assert plain / 1000 < hit / 1000 - 0.02, (plain, hit)
+
+
 def test_dyad_permutation_power_when_partners_share():
     s, pairs = st.simulate_dyad_scores(16, 0.7, np.random.default_rng(1))
     r = st.dyad_permutation_test(st.pair_similarity(s), pairs, n_perm=500)

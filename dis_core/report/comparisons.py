@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
-from dis_core.score.stats import holm, p_text
+from dis_core.score.stats import MIN_COUPLES, holm, p_text
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -129,10 +129,14 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
         ok = t["p_holm"] < ALPHA
         sig = "partners more alike than strangers (supported)" if ok else "not supported"
         alike += [f"{fs}/{m}"] if ok else []
-        tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}] against pseudo-couples' "
-                     f"{t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: {sig}")
+        few = (f" (only {t['dyads']} couples: an interval over fewer than {MIN_COUPLES} falls short of 95%; the "
+               "permutation p holds)") if t.get("dyads", MIN_COUPLES) < MIN_COUPLES else ""
+        tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}]{few} against "
+                     f"pseudo-couples' {t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: "
+                     f"{sig}")
     return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
-                   "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples, "
+                   "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples "
+                   "(expanded percentile bootstrap), "
                    "and the pseudo-couples' mean (what chance gives)", (("", tuple(tests)),),
                    brief=f"{len(alike)} of {len(rows)} one-sided permutation test(s) supported after Holm "
                          f"(partners more alike than pseudo-couples){': ' + ', '.join(alike) if alike else ''}")

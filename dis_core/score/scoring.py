@@ -346,5 +346,7 @@ def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | No
     r = dyad_permutation_test(sim, pairs, groups=g, n_perm=n_perm, seed=seed)
     return {"dyads": len(pairs), "statistic": "mean over dyads of partner similarity minus the members' mean "
             "similarity to strangers", "observed": r["observed"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
-            "effect_size": r["effect_size"], "null_mean": r["null_mean"], "null_sd": r["null_sd"], "p": r["p"],
+            "null_mean": r["null_mean"], "null_sd": r["null_sd"], "excess": r["excess"],
+            "excess_ci_lo": r["excess_ci_lo"], "excess_ci_hi": r["excess_ci_hi"], "effect_size": r["effect_size"],
+            "p": r["p"], "interval": "expanded percentile bootstrap over couples",
             "alternative": "one-sided: partners more alike than pseudo-couples", "permutations": n_perm}

@@ -396,6 +396,32 @@ def _matchings(people: np.ndarray, groups: np.ndarray | None, n_perm: int,
     return np.concatenate(blocks, axis=1)
 
 
+MIN_COUPLES = 5  # n values span a symmetric unit mean with probability 1 - 2^(1-n): 0.75 at 3, 0.875 at 4 couples,
+# so no interval resampling 4 or fewer couples can reach 95%
+
+
+def expanded_levels(n: int, ci: float = 0.95) -> tuple[float, float]:
+    """Quantile levels of the expanded percentile interval of a mean over ``n`` units (Hesterberg 2015,
+    "What teachers should know about the bootstrap", sec. 5.3): the plain percentile interval of a mean is too
+    narrow for few units (its spread lacks n / (n - 1), and z stands for t), so its levels move out until
+    z = sqrt(n / (n - 1)) t_{n-1}. At 10 units 0.0086 and 0.9914 instead of 0.025 and 0.975."""
+    a = (1 - ci) / 2
+    if n < 2:
+        return a, 1 - a
+    z = math.sqrt(n / (n - 1)) * float(_st.t.ppf(1 - a, n - 1))
+    return float(_st.norm.sf(z)), float(_st.norm.cdf(z))
+
+
+def unit_mean_interval(values: np.ndarray, rng: np.random.Generator, n_boot: int = 2000,
+                       ci: float = 0.95) -> tuple[float, float]:
+    """Expanded percentile bootstrap interval (:func:`expanded_levels`) of the mean of ``values``, one per
+    unit (a couple), resampling units."""
+    v = np.asarray(values, float)
+    boot = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(boot, expanded_levels(len(v), ci))
+    return float(lo), float(hi)
+
+
 def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 2000, seed: int = 0,
                           n_boot: int = 2000, ci: float = 0.95) -> dict[str, object]:
     """One-sided test that partners are more similar than strangers, by re-pairing people.
@@ -403,7 +429,10 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     The null re-pairs the 2D people in ``pairs`` into pseudo-couples (random perfect matchings, within
     ``groups`` if given - one label per person of ``sim``; the observed pairing belongs to the
     reference set) and recomputes the mean dyad statistic. p = (1 + #{null >= observed}) / (1 + n_perm).
-    Effect size = observed mean / sd of the null; the interval is a percentile bootstrap over dyads.
+    Chance is the null's mean, which exceeds 0 when strata make pseudo-couples alike (same site): excess =
+    observed - null mean, effect size = excess / sd of the null. The interval of the observed mean is an
+    expanded percentile bootstrap over dyads (:func:`unit_mean_interval`); the excess's treats the null mean
+    as fixed.
     """
     sim = np.asarray(sim, float)
     per_dyad = dyad_statistic(sim, pairs)
@@ -422,12 +451,11 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     null = _dyad_stats(sim, rowsum, m[..., 0], m[..., 1]).mean(axis=1)
     observed = float(per_dyad.mean())
     pval = (1 + int(np.sum(null >= observed - 1e-12 * max(1.0, abs(observed))))) / (1 + n_perm)
-    sd = float(null.std(ddof=1))
-    boot = per_dyad[rng.integers(0, len(per_dyad), size=(n_boot, len(per_dyad)))].mean(axis=1)
-    q = (1 - ci) / 2
-    lo, hi = np.quantile(boot, [q, 1 - q])
-    return {"observed": observed, "p": float(pval), "effect_size": observed / sd if sd > 0 else np.nan,
-            "ci_lo": float(lo), "ci_hi": float(hi), "null_mean": float(null.mean()), "null_sd": sd,
+    null_mean, sd = float(null.mean()), float(null.std(ddof=1))
+    lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
+    return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "null_mean": null_mean,
+            "null_sd": sd, "excess": observed - null_mean, "excess_ci_lo": lo - null_mean,
+            "excess_ci_hi": hi - null_mean, "effect_size": (observed - null_mean) / sd if sd > 0 else np.nan,
             "per_dyad": per_dyad, "null": null}
 
 

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import _matchings, _pairs, holm, p_text
+from dis_core.score.stats import MIN_COUPLES, _matchings, _pairs, holm, p_text, unit_mean_interval
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -202,7 +202,8 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     Statistic: mean synchrony over the real couples. Null: the same people re-paired into uniformly random
     perfect matchings (within ``groups``, one label per person; the observed pairing belongs to the
     reference set), the same statistic on those pseudo-couples. p = (1 + #{null >= observed}) / (1 + n_perm).
-    Excess = observed - null mean, with a percentile bootstrap interval over couples."""
+    Excess = observed - null mean, with an expanded percentile bootstrap interval over couples
+    (:func:`dis_core.score.stats.unit_mean_interval`)."""
     sync = np.asarray(sync, float)
     p = _pairs(pairs, len(sync))
     people = p.ravel()
@@ -222,12 +223,10 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     m = _matchings(people, groups, n_perm, rng)
     null = sync[m[..., 0], m[..., 1]].mean(axis=1)
     pval = (1 + int(np.sum(null >= observed - 1e-12 * max(1.0, abs(observed))))) / (1 + n_perm)
-    boot = per_dyad[rng.integers(0, len(per_dyad), size=(n_boot, len(per_dyad)))].mean(axis=1)
-    q = (1 - ci) / 2
-    lo, hi = np.quantile(boot, [q, 1 - q])
+    lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
     null_mean, sd = float(null.mean()), float(null.std(ddof=1))
     return {"observed": observed, "null_mean": null_mean, "null_sd": sd, "excess": observed - null_mean,
-            "excess_ci_lo": float(lo) - null_mean, "excess_ci_hi": float(hi) - null_mean,
+            "excess_ci_lo": lo - null_mean, "excess_ci_hi": hi - null_mean,
             "effect_size": (observed - null_mean) / sd if sd > 0 else float("nan"), "p": float(pval),
             "per_dyad": per_dyad, "null": null}
 
@@ -304,6 +303,8 @@ def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     out = [note]
     for r in rows:
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
-        out.append(f"{r['signal']}: excess {r['excess']:+.3f} [{r['excess_ci_lo']:+.3f}, {r['excess_ci_hi']:+.3f}] "
+        few = (f" (only {r['dyads']} couples: an interval over fewer than {MIN_COUPLES} falls short of 95%)"
+               if r.get("dyads", MIN_COUPLES) < MIN_COUPLES else "")
+        out.append(f"{r['signal']}: excess {r['excess']:+.3f} [{r['excess_ci_lo']:+.3f}, {r['excess_ci_hi']:+.3f}]{few} "
                    f"over pseudo-couples' {r['null_mean']:.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
     return "; ".join(out)
