@@ -39,6 +39,9 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
     flow8 = sheet[(sheet["seconds"] == 8) & (sheet["method"] == "flow")].iloc[0]
     assert (f"excerpts of 8 s, head_spectrum: top-1 flow {flow8['top1']:.2f} [{flow8['top1_lo']:.2f}, "
             f"{flow8['top1_hi']:.2f}], gaussian") in text and "chance 0.25" in text
+    d8 = sheet[(sheet["seconds"] == 8) & (sheet["row"] == "difference")].iloc[0]  # 4 people: no claim either way
+    assert (f"; flow - gaussian: top-1 {d8['top1_diff']:+.3f} [{d8['top1_diff_lo']:+.3f}, {d8['top1_diff_hi']:+.3f}], "
+            "Holm p") in text and text.count(": no claim") >= 2
     head = text.splitlines()
     i = next(k for k, ln in enumerate(head) if ln.startswith("  head_spectrum N=  4  flow top-1"))
     assert head[i + 1].index("gaussian top-1") == head[i].index("flow top-1") == head[i + 2].index("chance")
@@ -134,3 +137,22 @@ def test_per_frame_rows_of_a_within_session_split_across_blocks_and_a_failure_th
     summary = pd.read_excel(c.layout.workbook, sheet_name="summary").set_index("item")["value"]
     assert "; not computed: RuntimeError: a block written by older code" in summary["excerpts"].split("head_pose: ", 1)[1]
     assert not (c.layout.figures_dir / "excerpts_head_pose.png").exists()
+
+
+def test_excerpt_lines_say_in_words_whether_the_flow_beats_each_baseline():
+    """The whole-session rule: a metric is supported when its interval excludes 0 and its Holm p < 0.05, on 10
+    people or more; EER lower is better."""
+    from dis_core.report.excerpts import excerpt_lines
+
+    method = {"feature_set": "fs", "seconds": 8.0, "row": "method", "top1": 0.8, "top1_lo": 0.7, "top1_hi": 0.9,
+              "people": 40, "participants": 40, "chance_top1": 0.025}
+    diff = {"feature_set": "fs", "seconds": 8.0, "row": "difference", "participants": 40, "a": "flow", "b": "ar",
+            "top1_diff": 0.05, "top1_diff_lo": 0.01, "top1_diff_hi": 0.09, "top1_p_holm": 0.01,
+            "eer_diff": 0.02, "eer_diff_lo": 0.005, "eer_diff_hi": 0.04, "eer_p_holm": 0.03}
+    (line,) = excerpt_lines([{**method, "method": "flow"}, {**method, "method": "ar"}, diff])
+    assert line.endswith("; flow - ar: top-1 +0.050 [+0.010, +0.090], Holm p 0.010: better (supported), "
+                         "EER +0.020 [+0.005, +0.040], Holm p 0.030: worse (supported)")
+    (line,) = excerpt_lines([{**method, "method": "flow"}, {**diff, "top1_p_holm": 0.2, "eer_diff_lo": -0.01}])
+    assert line.count("no supported difference") == 2
+    (line,) = excerpt_lines([{**method, "method": "flow"}, {**diff, "participants": 9}])
+    assert line.count(": no claim") == 2

@@ -10,11 +10,12 @@ import numpy as np
 
 from dis_core.cohort.stage import Cohort
 from dis_core.extract.h5store import read_extraction
+from dis_core.report.comparisons import MIN_PEOPLE, VERDICT_METRICS, supported
 from dis_core.report.config import ReportConfig
 from dis_core.score.blocks import SUMMARY
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, holm_family, stream_excerpts
-from dis_core.score.stats import draws_for_family
+from dis_core.score.stats import draws_for_family, p_text
 
 EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, excerpt) scored by the run's pair-score "
                 "rule on the rows inside it, excerpts with under half the rows of the fullest one left out; top-1: the "
@@ -144,13 +145,14 @@ def _scored(r: FeatureSetScores, lab, n_boot: int) -> tuple[list[dict], list[dic
         info = {"participants": n, "rows_per_excerpt_median": float(np.median(per)), "rows_per_excerpt_min": int(per.min()),
                 "draws": n_boot}
         out += [{"feature_set": fs, "seconds": L, "row": "method", **x, **info} for x in mrows]
-        diffs += [{"feature_set": fs, "seconds": L, "row": "difference", **c} for c in comps]
+        diffs += [{"feature_set": fs, "seconds": L, "row": "difference", "participants": n, **c} for c in comps]
     return out, diffs
 
 
 def excerpt_lines(rows: list[dict]) -> list[str]:
     """The terminal's lines: per feature set, top-1 from its shortest excerpts for every method, with
-    intervals, chance and how many people had such excerpts."""
+    intervals, chance and how many people had such excerpts; then the flow minus each baseline in words, by the
+    rule of the whole-session verdicts (:func:`dis_core.report.comparisons.supported`)."""
     out = []
     for fs in dict.fromkeys(x["feature_set"] for x in rows):
         mine = [x for x in rows if x["feature_set"] == fs and x["row"] == "method"]
@@ -158,5 +160,20 @@ def excerpt_lines(rows: list[dict]) -> list[str]:
         at = [x for x in mine if x["seconds"] == L]
         parts = [f"{x['method']} {x['top1']:.2f} [{x['top1_lo']:.2f}, {x['top1_hi']:.2f}]" for x in at]
         who = f" ({at[0]['people']} of {at[0]['participants']} people)" if at[0]["people"] < at[0]["participants"] else ""
-        out.append(f"excerpts of {L:g} s, {fs}{who}: top-1 " + ", ".join(parts) + f", chance {at[0]['chance_top1']:.2f}")
+        diffs = [x for x in rows if x["feature_set"] == fs and x["row"] == "difference" and x["seconds"] == L]
+        out.append(f"excerpts of {L:g} s, {fs}{who}: top-1 " + ", ".join(parts) + f", chance {at[0]['chance_top1']:.2f}"
+                   + "".join(f"; {_verdict(d)}" for d in diffs))
     return out
+
+
+def _verdict(d: dict) -> str:
+    """The flow minus a baseline on excerpts, top-1 and EER with intervals and Holm p, each in the words of the
+    whole-session verdicts."""
+    parts = []
+    for key, label, better in VERDICT_METRICS:
+        diff, ok = d[f"{key}_diff"], supported(d, key)
+        word = ("no claim" if d["participants"] < MIN_PEOPLE else "better (supported)" if ok and better * diff > 0
+                else "worse (supported)" if ok else "no supported difference")
+        parts.append(f"{label} {diff:+.3f} [{d[f'{key}_diff_lo']:+.3f}, {d[f'{key}_diff_hi']:+.3f}], "
+                     f"Holm p {p_text(d[f'{key}_p_holm'])}: {word}")
+    return f"{d['a']} - {d['b']}: " + ", ".join(parts)
