@@ -44,6 +44,9 @@ def test_labels_follow_a_restarted_window_grid_and_each_video():
     f = np.arange(0, 20, 0.5)
     lab = excerpt_labels(np.r_[f, f], np.r_[np.zeros(40, int), np.ones(40, int)], 10.0, spans={0: (0, 20), 1: (0, 20)})
     assert np.array_equal(lab, np.repeat([0, 1, 2, 3], 20))
+    # without spans, frame rows end one frame after the last one's time: 20 s at 30 fps holds four of 5 s
+    t30 = np.arange(600) / 30
+    assert np.array_equal(excerpt_labels(t30, np.zeros(600, int), 5.0), np.repeat([0, 1, 2, 3], 150))
     with pytest.raises(ValueError, match="cannot hold a window"):
         excerpt_labels(t, np.zeros(len(t), int), 4.0, 8.0, 0.5)
 

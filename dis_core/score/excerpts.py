@@ -24,7 +24,8 @@ def excerpt_labels(times: np.ndarray, video: np.ndarray, length_s: float, window
                    hop_s: float = 0.0, spans: dict | None = None) -> np.ndarray:
     """Excerpt of each row (-1: none). Video v's excerpts are the whole spans [a, a + L), a = t0 + kL, that
     end by t1 (to within half a hop), (t0, t1) = ``spans[v]``, its first frame's start and its last frame's end
-    (default: its first row's window start and last row's window end). A row of a ``window_s`` window every ``hop_s``
+    (default: its first row's window start and last row's window end; for per-frame rows, its last frame's end
+    one median frame step after its time). A row of a ``window_s`` window every ``hop_s``
     (time = its centre) belongs to the excerpt whose [a + W/2 - hop/2, a + L - W/2 + hop/2) holds its
     centre: its window lies inside to within half a hop (a window grid restarts after a long gap), and
     each row is in one excerpt at most. Excerpt ids run over the videos in their order of appearance."""
@@ -36,7 +37,11 @@ def excerpt_labels(times: np.ndarray, video: np.ndarray, length_s: float, window
     next_id = 0
     for vid in dict.fromkeys(v.tolist()):
         m = np.flatnonzero(v == vid)
-        t0, t1 = spans[vid] if spans is not None else (t[m].min() - window_s / 2, t[m].max() + window_s / 2)
+        if spans is not None:
+            t0, t1 = spans[vid]
+        else:
+            step = float(np.median(np.diff(t[m]))) if window_s == 0 and len(m) > 1 else 0.0
+            t0, t1 = t[m].min() - window_s / 2, t[m].max() + window_s / 2 + step
         k = np.floor((t[m] - t0 - lo_off + _TOL) / length_s).astype(np.int64)  # the excerpt by its lower edge
         r = t[m] - t0 - k * length_s
         whole = t0 + (k + 1) * length_s <= t1 + hop_s / 2 + _TOL
