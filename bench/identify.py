@@ -589,8 +589,8 @@ def per_row(feats, pids, spec_name: str, m: str):
         return None, 0.0
     if m in ("pflow", "pmaf", "pgauss", "rflow"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
         xs = [feats[p]["train"][0] for p in pids]
-        x, val = pooled_rows(xs, POOLED_FLOW.val_fraction)
         purge = row_overlap(SPECS[spec_name])  # as the pooled stage: validation clear of shared frames
+        x, val = pooled_rows(xs, POOLED_FLOW.val_fraction, purge)
         t1 = time.perf_counter()
         shape = (fit_gaussian(x, cols) if m == "pgauss" else
                  train_flow(x, cols, _flow_config(spec_name, m), val=val, purge=purge).density)

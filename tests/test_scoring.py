@@ -134,6 +134,10 @@ def test_pooled_rows_centre_each_participant_and_validate_on_each_ones_last_rows
     np.testing.assert_allclose(x[:10].mean(), 0.0, atol=1e-12)
     np.testing.assert_allclose(x[10:].mean(), 0.0, atol=1e-12)
     assert val[:10].tolist() == [False] * 8 + [True] * 2 and val[10:].tolist() == [False] * 16 + [True] * 4
+    # 17 rows of windows sharing frames with their 15 neighbours: 0.15 would validate on 3 and purge the rest;
+    # one validation row leaves one row to fit (the cohort step asks for purge + 2 rows)
+    _, val = pooled_rows([np.zeros((17, 1)), np.zeros((40, 1))], 0.15, purge=15)
+    assert val[:17].tolist() == [False] * 16 + [True] and val[17:].sum() == 6
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "flow"])

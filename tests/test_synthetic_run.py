@@ -267,6 +267,12 @@ def test_a_window_feature_set_that_does_not_fit_short_recordings_is_left_out_wit
     assert pooled_unit(long, tiny).status == "ok"
     _train_and_score(long, tiny)
     assert load_scores(long, "head_spectrum").s["flow"].shape == (3, 3)
+    # two sessions of 10 s (the phantom's default): each trains on 5 windows, too few to validate on one apart
+    # from the 15 sharing its frames (the pooled stage failed with a ValueError and stopped every feature set)
+    two = tmp_path / "two"
+    c = prepare_cohort(make_run(two, n=3, seconds=10, sessions=2), two)
+    assert c.inapplicable(spec).endswith("it needs at least 16 s of face for training and 8 s of face for testing")
+    assert pooled_unit(two, cfg).status == "left_out"
 
 
 def test_window_bases_come_only_from_the_cohort_step(tmp_path):
@@ -599,3 +605,47 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     assert row["participants"] == 3 and row["b"] == "gaussian"  # the verdict's Holm p, traceable in the workbook
     assert row["holm_family"].startswith("flow vs baseline: 2 test(s)")
     assert [row["top1_p_holm"], row["eer_p_holm"]] == pytest.approx(holm([row["top1_p"], row["eer_p"]]).tolist())
+
+
+def test_a_video_slower_than_the_features_assume_is_left_out_naming_its_file(tmp_path):
+    """Below 10 fps (less half a frame of jitter) bridging, velocity windows and the spectral bands lose their
+    meaning (a 2 fps video stopped the cohort step for everyone with a band that held no bin): the video is
+    left out, naming its file and its rate."""
+    from dis_core.cohort.stage import too_slow
+    from dis_core.errors import DISError
+
+    assert too_slow(np.arange(100) / 10.0) is None and too_slow(np.arange(100) / 9.6) is None
+    assert too_slow(np.arange(100) / 5.0).startswith("5 frames a second, below the 10 DIS's motion features assume")
+    assert too_slow(np.zeros(1)) is None
+    out = tmp_path / "slow"
+    m = make_run(out, n=2, seconds=20, fps=5)
+    with pytest.raises(DISError, match=f"too slow\\): {m.entries[0].video}: 5 frames a second"):
+        prepare_cohort(m, out)
+
+
+def test_split_cells_that_leave_nothing_to_train_or_test_on_are_said_in_the_manifests_terms(tmp_path):
+    """p0's two videos are split=test; p1 marks s1 train and leaves s2 empty (an empty cell trains once another
+    row of the participant has a split). p0's training fails naming the split, p1 is left out at scoring
+    naming it; the others are trained and scored. (Before: 'only 0 usable training frames ... lower
+    min_train_frames', which no command sets, and 'the split leaves none'.)"""
+    import dataclasses
+
+    from dis_core.score.stage import load_scores
+
+    out = tmp_path / "out"
+    m = make_run(out, n=4, seconds=20, sessions=2)
+    marks = {("p0", "s1"): "test", ("p0", "s2"): "test", ("p1", "s1"): "train"}
+    m = dataclasses.replace(m, entries=tuple(dataclasses.replace(e, split=marks.get((e.participant_id, e.session)))
+                                             for e in m.entries))
+    prepare_cohort(m, out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20)
+    r = train_unit(out, "p0", cfg)
+    assert r.failed and r.message == "participant p0: every video is split=test in the manifest, nothing trains their model"
+    for p in ("p1", "p2", "p3"):
+        assert train_unit(out, p, cfg).status == "ok"
+    r = score_block_unit(out, cfg, 0, 0, load_cohort(out).participants, ScoreConfig(min_test_frames=1))
+    sc = load_scores(out, "head_pose")
+    assert sc.participants == ["p2", "p3"]
+    why = {x["participant_id"]: x["reason"] for x in sc.left_out}
+    assert why["p1"] == ("no held-out data: no video is split=test in the manifest (an empty split cell trains once "
+                         "another of the participant's rows has one)")

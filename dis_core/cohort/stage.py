@@ -17,8 +17,9 @@ import numpy as np
 from dis_core.io.atomic import write_bytes_atomic, write_text_atomic
 from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
-from dis_core.features.build import (FEATURE_SETS, FeatureSpec, LandmarkBasis, LandmarkMoments, VideoFeatures,
-                                     base_values, landmark_points, mean_shape, video_features)
+from dis_core.features.build import (FEATURE_SETS, FRAME_PERIOD_BOUND_S, FeatureSpec, LandmarkBasis, LandmarkMoments,
+                                     VideoFeatures, base_values, landmark_points, mean_shape, row_overlap,
+                                     video_features)
 from dis_core.features.temporal import RowMoments, WindowBasis, window_basis_of
 from dis_core.extract.h5store import check_complete, content_key, read_attrs, read_extraction
 from dis_core.layout import RunLayout, read_status
@@ -145,12 +146,19 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
         if not x.detected.any():
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": "no face detected"})
             continue
+        slow = too_slow(x.time_s)
+        if slow:
+            left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"{e.video}: {slow}"})
+            continue
         usable.append(e)
         times[e.unit_id] = x.time_s
         detected[e.unit_id] = x.detected
         keys[e.unit_id] = content_key(x.attrs)
     if not usable:
-        raise DISError("no usable video in the cohort (every extraction failed or found no face)")
+        why = list(dict.fromkeys(x["reason"] for x in left_out))
+        more = f"; and {len(why) - 3} more" if len(why) > 3 else ""
+        raise DISError("no usable video in the cohort (every extraction failed, found no face or is too slow): "
+                       + "; ".join(why[:3]) + more)
     splits = assign_splits(usable, times, cfg.split)
     basis, basis_frames = _fit_basis(out_root, usable, splits, detected, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys, basis_frames=basis_frames)
@@ -403,18 +411,39 @@ def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndar
     return video_features(values, columns, x.time_s, select, fit, spec, window_basis)
 
 
+def too_slow(times: np.ndarray) -> str | None:
+    """Why a video's frame rate is below the one DIS's features assume (FRAME_PERIOD_BOUND_S: gap bridging,
+    velocity windows, the split's gap, spectral bands up to 5 Hz), None if it is not. Half a frame a second of
+    tolerance: a 10 fps camera's timestamps jitter."""
+    t = np.asarray(times, np.float64)
+    if len(t) < 2:
+        return None
+    rate = 1.0 / max(float(np.median(np.diff(t))), 1e-12)
+    floor = 1.0 / FRAME_PERIOD_BOUND_S
+    if rate >= floor - 0.5:
+        return None
+    return (f"{rate:.3g} frames a second, below the {floor:g} DIS's motion features assume (check the manifest's "
+            "fps column if the file's timestamps are wrong)")
+
+
 def window_coverage(c: Cohort, spec: FeatureSpec) -> str | None:
     """Why window rows do not apply to this cohort (None if they do): fewer than two participants have a
-    complete window in both parts of their split, so nothing could be identified."""
+    complete window in the test part of their split and, in the training part, enough windows to hold out a
+    validation window apart from every window sharing a frame with it and still fit one
+    (:func:`dis_core.features.build.row_overlap` + 2), so nothing could be identified."""
     if spec.window == "none":
         return None
+    need = row_overlap(spec) + 2
     both = [p for p in c.participants
-            if all(len(participant_features(c, p, spec, part, drop_dead=False).x) for part in ("train", "test"))]
+            if len(participant_features(c, p, spec, "train", drop_dead=False).x) >= need
+            and len(participant_features(c, p, spec, "test", drop_dead=False).x)]
     if len(both) >= 2:
         return None
-    return (f"{spec.name} does not apply to this cohort: {len(both)} participant(s) have a complete "
-            f"{spec.window_s:g} s window of face in both the training and the test part of their split (2 are "
-            f"needed); it needs sessions with at least {spec.window_s:g} s of face in each part")
+    train_s = spec.window_s + (need - 1) * spec.hop_s
+    return (f"{spec.name} does not apply to this cohort: {len(both)} participant(s) have {need} complete "
+            f"{spec.window_s:g} s windows of face in the training part of their split and one in the test part "
+            f"(2 are needed); it needs at least {train_s:g} s of face for training and {spec.window_s:g} s of face "
+            "for testing")
 
 
 def cohort_window_basis(c: Cohort, spec: FeatureSpec) -> WindowBasis:

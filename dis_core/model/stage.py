@@ -69,8 +69,12 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         n = sum(len(f) for f in data.frames.values())  # frames (window rows: every frame their windows cover)
         res.train_frames, res.dropped_frames = n, data.dropped
         if n < cfg.min_train_frames:
+            videos = cohort.videos_of(pid)
+            if videos and all(e.split == "test" for e in videos):
+                raise DISError(f"participant {pid}: every video is split=test in the manifest, nothing trains "
+                               "their model")
             raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "
-                           f"(need {cfg.min_train_frames}); add video or lower min_train_frames")
+                           f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan); add video")
         if not np.isfinite(data.x).all():
             raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
         stats = cohort.column_stats(cfg.features)
@@ -136,14 +140,16 @@ def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> s
 
 
 # ------------------------------------------------------------------------------------ pooled shape
-def pooled_rows(xs: list[np.ndarray], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def pooled_rows(xs: list[np.ndarray], val_fraction: float, purge: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Every participant's rows centred on their own mean, stacked, and the validation mask: the last
-    ``val_fraction`` of each participant's rows (in time order), so every person validates."""
+    ``val_fraction`` of each participant's rows (in time order), so every person validates; at most as many
+    as leave one row to fit before the ``purge`` rows that share frames with them (a person with purge + 2
+    rows validates on one)."""
     rows, val = [], []
     for x in xs:
         rows.append(x - x.mean(axis=0))
         v = np.zeros(len(x), bool)
-        v[len(x) - max(int(round(len(x) * val_fraction)), 1):] = True
+        v[len(x) - max(min(int(round(len(x) * val_fraction)), len(x) - purge - 1), 1):] = True
         val.append(v)
     return np.concatenate(rows), np.concatenate(val)
 
@@ -195,12 +201,12 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         datas = [participant_features(cohort, p, cfg.features, "train") for p in cohort.participants]
-        used = [x for x in datas if len(x.x) and sum(len(f) for f in x.frames.values()) >= cfg.min_train_frames]
+        purge = row_overlap(cfg.features)  # a participant's validation row, the rows sharing its frames, one to fit
+        used = [x for x in datas if len(x.x) >= purge + 2 and sum(len(f) for f in x.frames.values()) >= cfg.min_train_frames]
         if len(used) < 2:
             raise DISError(f"{fs}: a pooled shape needs at least 2 participants with {cfg.min_train_frames} usable "
-                           f"training frames; {len(used)} have them")
-        x, val = pooled_rows([u.x for u in used], cfg.flow.val_fraction)
-        purge = row_overlap(cfg.features)
+                           f"training frames and {purge + 2} rows; {len(used)} have them")
+        x, val = pooled_rows([u.x for u in used], cfg.flow.val_fraction, purge)
         if not np.isfinite(x).all():
             raise DISError(f"{fs}: non-finite feature values in the training rows of the pooled shape")
         cohort_sha = lay.cohort_sha256()

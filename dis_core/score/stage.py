@@ -129,7 +129,10 @@ def _test_data(cohort: Cohort, cfg: TrainConfig, models: dict, score_cfg: ScoreC
         n = sum(len(f) for f in td.frames.values())  # frames (window rows: every frame their windows cover)
         if not len(td.x) or n < score_cfg.min_test_frames:
             none_held_out = not any(cohort.splits[e.unit_id].test.any() for e in cohort.videos_of(pid))
-            why = ("no held-out data: the split leaves none (e.g. a single session marked train)" if none_held_out
+            marked = any(e.split for e in cohort.videos_of(pid))
+            why = (("no held-out data: no video is split=test in the manifest (an empty split cell trains once "
+                    "another of the participant's rows has one)" if marked else
+                    "no held-out data: the split leaves none") if none_held_out
                    else f"only {n} usable held-out frames with a face (need {score_cfg.min_test_frames}"
                         + (", in complete windows)" if cfg.features.window != "none" else ")"))
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": why})
