@@ -18,7 +18,9 @@ from dis_core.io.provenance import sha256_file
 
 REQUIRED = ("participant_id", "session", "video")
 OPTIONAL = ("dyad", "split", "fps")
+FPS_RANGE = (1.0, 1000.0)  # an override outside it is a typo (0.001 divided by zero downstream; 1e9 asked for 30 GiB)
 CONTROL = ("allow_duplicate",)  # recognised, not carried to reports
+BOOLEAN_EXTRAS = ("time_locked",)  # carried to reports, read as yes/no: a value that is neither is refused
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("", "false", "0", "no")
 SPLITS = ("train", "test")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -67,6 +69,9 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raw = path.read_bytes()
     except OSError as e:
         raise ManifestError(str(path), [f"cannot read the manifest: {e.strerror}"]) from None
+    if raw[:4] == b"PK\x03\x04" or raw[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise ManifestError(str(path), ["an Excel workbook (or another zip or OLE file), not a CSV: save it as "
+                                        "'CSV UTF-8 (comma delimited)'"])
     if b"\0" in raw:
         k = raw.index(b"\0")
         nl = raw[:k].count(b"\n") + 1
@@ -75,13 +80,17 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ManifestError(str(path), [f"not UTF-8 text (byte {e.start})"]) from None
+        nl = raw[:e.start].count(b"\n") + 1
+        raise ManifestError(str(path), [f"line {nl}: not UTF-8 text (byte {e.start}): save it as 'CSV UTF-8' "
+                                        "(Excel's plain 'CSV' is Windows-1252)"]) from None
     if not text.strip():
         raise ManifestError(str(path), ["the file is empty (expected a header row: "
                                         + ",".join(REQUIRED) + ")"])
     delimiter = _sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [h.strip() for h in next(reader)]
+    while len(header) > 1 and not header[-1]:  # empty columns a spreadsheet left at the right
+        header.pop()
     problems: list[str] = []
     missing = [c for c in REQUIRED if c not in header]
     for c in missing:
@@ -103,11 +112,20 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         line = reader.line_num
         if not any(f.strip() for f in fields):
             continue  # empty rows are allowed and skipped
+        if len(fields) > len(header) and not any(f.strip() for f in fields[len(header):]):
+            fields = fields[:len(header)]  # the empty cells of those columns
         if len(fields) != len(header):
             problems.append(f"row {line}: {len(fields)} fields, header has {len(header)}")
             continue
+        broken = [h for h, f in zip(header, fields) if "\n" in f or "\r" in f]
+        if broken:  # an unclosed quote swallows the lines after it into one field
+            start = line - sum(f.rstrip("\r\n").count("\n") for f in fields)  # a quote open at the end took the last
+            problems.append(f"row {start}: column '{broken[0]}' holds a line break, so lines {start}-{line} are read as "
+                            "one row (a quote opened and never closed swallows the rows after it: close it, or "
+                            "write a quote inside a value as \"\")")
+            continue
         rows.append((line, {h: f.strip() for h, f in zip(header, fields)}))
-    if not rows:
+    if not rows and not problems:
         problems.append("no data rows")
 
     same: dict[str, tuple[int, str]] = {}  # real path -> first row naming it
@@ -119,6 +137,9 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             problems.append(f"row {line}: allow_duplicate '{rec['allow_duplicate']}' must be true/1/yes, "
                             "false/0/no or empty")
         allow_dup = allow in TRUE_WORDS
+        for col in BOOLEAN_EXTRAS:
+            if rec.get(col, "").lower() not in TRUE_WORDS + FALSE_WORDS:
+                problems.append(f"row {line}: {col} '{rec[col]}' must be true/1/yes, false/0/no or empty")
         for col, val in (("participant_id", pid), ("session", ses), ("dyad", rec.get("dyad", ""))):
             if col != "dyad" and not val:
                 problems.append(f"row {line}: empty {col}")
@@ -164,10 +185,12 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         if rec.get("fps", ""):
             try:
                 fps = float(rec["fps"])
-                if not (math.isfinite(fps) and fps > 0):
+                if not (math.isfinite(fps) and FPS_RANGE[0] <= fps <= FPS_RANGE[1]):
                     raise ValueError
             except ValueError:
-                problems.append(f"row {line}: fps '{rec['fps']}' must be a positive number")
+                comma = " (write the decimal with a point: 29.97)" if "," in rec["fps"] else ""
+                problems.append(f"row {line}: fps '{rec['fps']}' must be a frame rate from {FPS_RANGE[0]:g} to "
+                                f"{FPS_RANGE[1]:g}{comma}")
                 fps = None
         entries.append(VideoEntry(
             row=line, participant_id=pid, session=ses, video=Path(os.path.realpath(vpath)) if vid else vpath,

@@ -187,3 +187,53 @@ def test_unit_ids_are_injective_and_readable(tmp_path, make_manifest):
     assert all(len(u.rsplit("-", 1)[1]) == 8 for u in uids)
     from dis_core.manifest import unit_id
     assert uids[0] == unit_id("a_b", "c", "c.mp4")  # deterministic: reruns find the same folders
+
+
+def _problems(path) -> str:
+    with pytest.raises(ManifestError) as ei:
+        load_manifest(path)
+    return str(ei.value)
+
+
+def test_an_unclosed_quote_is_refused_naming_the_lines_it_swallowed(tmp_path, videos):
+    """csv reads the rows after an unclosed quote into one field: three videos vanished while validate said
+    'valid'. A line break inside a field is refused, naming the row and the lines read as one."""
+    p = tmp_path / "m.csv"
+    p.write_text('participant_id,session,video,note\np1,s1,vids/a.mp4,"said ""hi\np2,s1,vids/b.mp4,x\n'
+                 'p3,s1,vids/c d é.mp4,y\n')
+    text = _problems(p)
+    assert "row 2: column 'note' holds a line break, so lines 2-4 are read as one row" in text
+    assert "no data rows" not in text
+
+
+def test_spreadsheet_leftovers_and_encodings_get_named_problems(tmp_path, videos):
+    """Empty columns at the right of a spreadsheet's CSV are ignored (three of them read as a repeated
+    column ''); a workbook, Windows-1252 text and a decimal comma are named as such."""
+    p = tmp_path / "trail.csv"
+    p.write_text("participant_id,session,video,,,\np1,s1,vids/a.mp4,,,\np2,s1,vids/b.mp4\n")
+    assert [e.participant_id for e in load_manifest(p).entries] == ["p1", "p2"]
+    x = tmp_path / "m.xlsx"
+    x.write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    assert "an Excel workbook (or another zip or OLE file), not a CSV: save it as 'CSV UTF-8" in _problems(x)
+    w = tmp_path / "w.csv"
+    w.write_bytes("participant_id,session,video\np1,s1,vids/a.mp4\np\xe9,s1,vids/b.mp4\n".encode("cp1252"))
+    assert "line 3: not UTF-8 text (byte 47): save it as 'CSV UTF-8'" in _problems(w)
+    f = tmp_path / "f.csv"
+    f.write_text("participant_id,session,video,fps\np1,s1,vids/a.mp4,\"29,97\"\np2,s1,vids/b.mp4,0.001\n"
+                 "p3,s1,vids/c d é.mp4,1e9\n")
+    text = _problems(f)
+    assert "row 2: fps '29,97' must be a frame rate from 1 to 1000 (write the decimal with a point: 29.97)" in text
+    assert "row 3: fps '0.001' must be a frame rate from 1 to 1000" in text and "row 4: fps '1e9'" in text
+    short = tmp_path / "short.csv"
+    short.write_text("participant_id,session,video\np1,s1\n")
+    assert _problems(short).count("row 2: 2 fields, header has 3") == 1 and "no data rows" not in _problems(short)
+
+
+def test_time_locked_cells_that_cannot_mean_what_they_say_are_refused(make_manifest, videos):
+    """time_locked 'maybe' was read as no: no synchrony sheet, and no word."""
+    text = _problems(make_manifest([
+        {"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "time_locked": "maybe"},
+        {"participant_id": "p1", "session": "s2", "video": "vids/b.mp4", "time_locked": "YES"},
+        {"participant_id": "p2", "session": "s1", "video": "vids/c d é.mp4", "time_locked": ""},
+    ]))
+    assert "row 2: time_locked 'maybe' must be true/1/yes, false/0/no or empty" in text and "row 3: time" not in text
