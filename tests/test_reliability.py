@@ -181,14 +181,25 @@ def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_
         "tenbit.mp4": _ff("-i", src, "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-preset", "ultrafast",
                           d / "tenbit.mp4"),
         "audio.mp4": _ff("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", d / "audio.mp4"),
+        # the index first, then half the frames' bytes: it opens and decodes up to the cut without an error
+        "half.mp4": _ff("-i", src, "-c:v", "libx264", "-preset", "ultrafast", "-movflags", "+faststart", d / "whole.mp4"),
     }
+    whole = vids["half.mp4"].read_bytes()
+    vids["half.mp4"] = d / "half.mp4"
+    vids["half.mp4"].write_bytes(whole[:len(whole) // 2])
     m = load_manifest(make_manifest([{"participant_id": n.split(".")[0], "session": "s1", "video": str(p)}
                                      for n, p in vids.items()]))
     res = {Path(e.video_rel).name: extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False)
            for e in m.entries}
     assert res["audio.mp4"].status == "failed" and "no decodable video stream" in res["audio.mp4"].message
     for n in ("vfr.mp4", "rotated.mp4", "uhd.mp4", "tenbit.mp4"):
-        assert res[n].status == "ok" and res[n].detection_rate >= 0.9, (n, res[n])
+        assert res[n].status == "ok" and res[n].detection_rate >= 0.9 and not res[n].message, (n, res[n])
+    half = res["half.mp4"]  # kept (what decoded is real video), and said: the summary lists it as a warning
+    listed = len(read_frames(src))
+    assert half.status == "ok" and 0 < half.frames < 0.9 * listed, half
+    assert half.message == f"{vids['half.mp4']}: decoded {half.frames} of the {listed} frames its header lists (truncated or damaged?)"
+    again = extract_video(m.entries[list(vids).index("half.mp4")], tmp_path / "out", model, ExtractConfig(), progress=False)
+    assert again.status == "skipped" and again.message == half.message  # a re-run says the same
     from dis_core.extract.h5store import read_extraction
 
     vfr = read_extraction(Path(res["vfr.mp4"].output))

@@ -11,6 +11,7 @@ import errno
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 
@@ -36,6 +37,7 @@ SMILE_FRAMES_XLSX = "smile_frames.xlsx"
 SMILE_SECONDS_XLSX = "smile_seconds.xlsx"
 LANDMARKS_XLSX = "landmarks.xlsx"
 LANDMARKS_PCA_PNG = "landmarks_pca.png"
+TRUNCATED_SHARE = 0.9  # fewer decoded frames than this share of the header's count: warned as truncated
 DERIVED = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, LANDMARKS_XLSX, LANDMARKS_PCA_PNG)  # made from the HDF5 file
 
 
@@ -108,11 +110,10 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         why = None if force else check_complete(h5, expect)
         if not force and why is None:
             redone = heal_exports(d, entry, cfg)
-            res = _result_from_file(base, h5)
-            res.status = ("ok" if redone else "skipped") if res.detected_frames else "no_face"
-            res.message = "" if res.detected_frames else f"no face detected in any of {res.frames} frames"
-            if redone and res.detected_frames:
-                res.message = "redone: " + "; ".join(redone)
+            res = _judged(_result_from_file(base, h5), entry, h5)
+            if res.detected_frames:
+                res.status = "ok" if redone else "skipped"
+                res.message = "; ".join(x for x in ("redone: " + "; ".join(redone) if redone else "", res.message) if x)
             return res
         with open(d / LOG_NAME, "a", encoding="utf-8") as log:  # which attempt wrote the library lines below
             log.write(attempt_header(entry, model, cfg) + "\n")
@@ -188,14 +189,25 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
     for n in DERIVED:  # outputs of other options (e.g. landmarks.xlsx without --landmark-workbook) go
         if n not in _outputs(cfg):
             (d / n).unlink(missing_ok=True)
-    res = _result_from_file(base, h5)
+    return _judged(_result_from_file(base, h5), entry, h5)
+
+
+def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
+    """Status and message of a complete extraction, the same when it was made now as when a re-run finds it
+    current: no face is a failure naming the file; fewer frames than the container's header lists (a
+    truncated file decodes up to its cut without an error) and a face in under half the frames are warnings."""
     if res.detected_frames == 0:
-        res.status = "no_face"
-        res.message = f"{entry.video}: no face detected in any of {res.frames} frames"
-    else:
-        res.status = "ok"
-        if res.detection_rate < 0.5:
-            res.message = f"{entry.video}: face found in only {100 * res.detection_rate:.0f}% of frames"
+        res.status, res.message = "no_face", f"{entry.video}: no face detected in any of {res.frames} frames"
+        return res
+    res.status = "ok"
+    warn = []
+    with h5py.File(h5, "r") as f:
+        listed = int(f["video"].attrs.get("frame_count_header", 0))
+    if listed > 0 and res.frames < TRUNCATED_SHARE * listed:
+        warn.append(f"decoded {res.frames} of the {listed} frames its header lists (truncated or damaged?)")
+    if res.detection_rate < 0.5:
+        warn.append(f"face found in only {100 * res.detection_rate:.0f}% of frames")
+    res.message = f"{entry.video}: {'; '.join(warn)}" if warn else ""
     return res
 
 
