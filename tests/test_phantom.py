@@ -134,3 +134,25 @@ def test_face_assignments_that_would_confound_the_cohort_are_refused():
     assert "at most 3 sessions" in face_problem(6, PhantomConfig(participants=12, sessions=4, swap_faces=True))
     assert "partner's face" in face_problem(3, PhantomConfig(participants=12, sessions=2, swap_faces=True))
     assert face_problem(6, PhantomConfig(participants=12, sessions=5)) == ""  # one's own face every session
+
+
+def test_a_folder_holding_a_users_files_is_not_rendered_into(tmp_path, samples, model):
+    """dis phantom replaced a study's manifest.csv and a video of the same name without a word. A folder with
+    anything a phantom did not make is refused before any frame is rendered; an empty folder, or an earlier
+    phantom's (with phantom.json and the hidden parts an interrupted render left), is not."""
+    from dis_core.phantom.render import foreign_file
+
+    study = tmp_path / "study"
+    (study / "videos").mkdir(parents=True)
+    (study / "manifest.csv").write_text("participant_id,session,video\n")
+    assert foreign_file(study) == study / "manifest.csv"
+    with pytest.raises(ValueError, match="holds .*manifest.csv, which dis phantom did not make"):
+        make_cohort(study, PhantomConfig(participants=2, sessions=1, duration_s=1, fps=10), samples, model.path)
+    assert (study / "manifest.csv").read_text() == "participant_id,session,video\n"
+    (study / "phantom.json").write_text("{}")
+    (study / "videos" / "ph01_s1.mp4").write_bytes(b"old")
+    (study / "videos" / ".ph01_s1.mp4.part-1-abc.mp4").write_bytes(b"")
+    assert foreign_file(study) is None
+    (study / "videos" / "interview.mp4").write_bytes(b"mine")
+    assert foreign_file(study) == study / "videos" / "interview.mp4"
+    assert foreign_file(tmp_path / "new") is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,7 @@ from scipy.spatial import Delaunay
 from scipy.spatial.transform import Rotation
 
 from dis_core import __version__
-from dis_core.io.atomic import atomic_path, write_text_atomic
+from dis_core.io.atomic import atomic_path, remove_stale_parts, write_text_atomic
 from dis_core.io.provenance import package_versions, sha256_file
 from dis_core.extract.landmarker import canonical_mesh, detect_image
 from dis_core.extract.pose import _nearest_rotation, euler_to_rotation, rotation_to_euler
@@ -467,11 +468,37 @@ def face_problem(n_faces: int, cfg: PhantomConfig) -> str:
     return ""
 
 
+PHANTOM_TOP = re.compile(r"^(videos|manifest\.csv|phantom\.json|\.(manifest\.csv|phantom\.json)\.part-.*)$")
+PHANTOM_VIDEO = re.compile(r"^\.?ph\d+_s\d+\.(mp4|truth\.csv)(\.part-.*)?$")  # and the hidden parts of their writers
+
+
+def foreign_file(out_dir: Path) -> Path | None:
+    """A file in ``out_dir`` that rendering would overwrite or mix with but that no phantom made, None if there
+    is none: a manifest without phantom.json, or anything beside the phantom's own names."""
+    if not out_dir.is_dir():
+        return None
+    for p in sorted(out_dir.iterdir()):
+        if p.name == "manifest.csv" and not (out_dir / "phantom.json").is_file():
+            return p
+        if not PHANTOM_TOP.match(p.name):
+            return p
+    videos = out_dir / "videos"
+    if videos.is_dir():
+        return next((p for p in sorted(videos.iterdir()) if not PHANTOM_VIDEO.match(p.name)), None)
+    return None if not videos.exists() else videos
+
+
 def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], model_path: str | Path,
                 progress: Callable[[str], None] | None = None) -> Path:
     """Render a phantom cohort into ``out_dir``: videos, per-frame truth CSVs, parameters, a manifest."""
     out_dir = Path(out_dir)
+    foreign = foreign_file(out_dir)
+    if foreign is not None:
+        raise ValueError(f"{out_dir} holds {foreign}, which dis phantom did not make: choose a new or empty folder "
+                         "(a phantom folder, with its phantom.json, is rendered again)")
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(out_dir)
+    remove_stale_parts(out_dir / "videos")
     rng = np.random.default_rng(cfg.seed)
     faces = portraits(samples, model_path)
     if len(faces) < 2:
@@ -542,16 +569,19 @@ def render_video(rig: FaceRig, ypr: np.ndarray, fps: float, path: Path, camera: 
     rotation (see :meth:`FaceRig.render`); ``hidden`` (n,) bool: frames whose head is covered."""
     h, w = rig.image.shape[:2]
     with atomic_path(path) as tmp:
-        wr = cv2.VideoWriter(str(tmp) + ".mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not wr.isOpened():
-            raise OSError(f"cannot write video {path}")
+        side = Path(str(tmp) + ".mp4")  # OpenCV picks the container by the suffix
+        wr = cv2.VideoWriter(str(side), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         try:
+            if not wr.isOpened():
+                raise OSError(f"cannot write video {path}")
             for i, pose in enumerate(ypr):
                 hide = bool(hidden[i]) if hidden is not None else False
                 wr.write(cv2.cvtColor(rig.render(pose, camera, hide), cv2.COLOR_RGB2BGR))
+            wr.release()
+            side.replace(tmp)
         finally:
             wr.release()
-        Path(str(tmp) + ".mp4").replace(tmp)
+            side.unlink(missing_ok=True)  # an interrupted render leaves nothing behind
 
 
 def write_truth(path: Path, ypr: np.ndarray, fps: float, hidden: np.ndarray | None = None) -> None:
