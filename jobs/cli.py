@@ -381,12 +381,27 @@ def submit(
     _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force), sc)
 
 
+RunDirArg = typer.Argument(None, help="The run folder (--out of dis submit).", show_default=False)
+RunDirOpt = typer.Option(None, "--out", "-o", help="The run folder, as the other commands take it.", show_default=False)
+
+
+def _run_folder(run_dir: Optional[Path], out: Optional[Path]) -> Path:
+    """The run folder, given as the argument or as --out (as every other command takes it)."""
+    if run_dir is not None and out is not None and run_dir != out:
+        raise typer.BadParameter(f"two run folders given: {run_dir} and --out {out}")
+    folder = run_dir if run_dir is not None else out
+    if folder is None:
+        raise typer.BadParameter("give the run folder: RUN or --out RUN")
+    return folder
+
+
 @app.command()
-def status(run_dir: Path = typer.Argument(..., help="The run folder (--out of dis submit).")) -> None:
+def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt) -> None:
     """Each stage's units of a submitted run: done, running, pending, failed (with the log of each failure)."""
     from jobs.graph import manifest_change, plan_from_record, read_record
     from jobs.slurm import run_status
 
+    run_dir = _run_folder(run_dir, out)
     try:
         st = run_status(run_dir)
         plan = plan_from_record(read_record(run_dir))
@@ -459,11 +474,12 @@ def status_exit_code(st: dict[str, list[dict]]) -> int:
 
 
 @app.command()
-def resubmit(run_dir: Path = typer.Argument(..., help="The run folder (--out of dis submit).")) -> None:
+def resubmit(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt) -> None:
     """Resubmit only what failed or is missing (and what depends on it)."""
     from jobs.graph import read_record
     from jobs.slurm import resubmit as _resubmit
 
+    run_dir = _run_folder(run_dir, out)
     try:
         read_record(run_dir)  # before the lock, which would make a folder where a typo names none
         with run_lock(run_dir, "dis resubmit"):
@@ -482,8 +498,8 @@ def phantom(
     out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),
     participants: int = typer.Option(6, min=2, help="Number of phantom participants."),
     sessions: int = typer.Option(2, min=1, help="Sessions per participant (the last one is split=test)."),
-    duration: float = typer.Option(10.0, min=1.0, callback=_finite, help="Seconds per video."),
-    fps: float = typer.Option(30.0, min=5.0, callback=_finite, help="Frame rate of the videos."),
+    duration: float = typer.Option(20.0, min=1.0, callback=_finite, help="Seconds per video (head_spectrum needs 16 s to train on and 8 s to test on)."),
+    fps: float = typer.Option(30.0, min=10.0, callback=_finite, help="Frame rate of the videos (DIS needs 10 or more)."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same cohort."),
     swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),
     partner_share: Optional[float] = typer.Option(

@@ -37,3 +37,24 @@ def test_help_texts_keep_their_brackets():
     r = subprocess.run([sys.executable, "-m", "jobs.cli", "submit", "--help"], capture_output=True, text=True, cwd=ROOT,
                        env=env)
     assert r.returncode == 0 and "TOML file with a [slurm] table" in r.stdout, r.stdout
+
+
+def test_a_feature_set_named_twice_is_planned_once():
+    """--feature-sets blendshapes,blendshapes trained the set twice and doubled its tests in the Holm families."""
+    from dis_core.features.build import parse_feature_sets
+
+    assert [s.name for s in parse_feature_sets("blendshapes, head_pose,blendshapes")] == ["blendshapes", "head_pose"]
+
+
+@pytest.mark.parametrize("cmd", ["status", "resubmit"])
+def test_status_and_resubmit_take_the_run_folder_as_every_command_does(tmp_path, cmd):
+    """`dis status --out RUN` failed with 'No such option: --out' while every other command takes --out."""
+    def dis(*args):
+        return subprocess.run([sys.executable, "-m", "jobs.cli", cmd, *map(str, args)], capture_output=True, text=True,
+                              cwd=ROOT)
+
+    for args in ([tmp_path], ["--out", tmp_path], ["-o", tmp_path]):
+        r = dis(*args)
+        assert r.returncode == 2 and f"{tmp_path} is not a run folder" in " ".join(r.stderr.split()), r.stderr
+    r = dis()
+    assert r.returncode == 2 and "give the run folder: RUN or --out RUN" in r.stderr

@@ -129,10 +129,11 @@ def reach_s(spec: FeatureSpec, period_s: float = FRAME_PERIOD_BOUND_S) -> float:
 
 
 def parse_feature_sets(names: str) -> list[FeatureSpec]:
-    """'head_pose,landmarks' -> the default specs of those names."""
+    """'head_pose,landmarks' -> the default specs of those names, each once (a repeated name would train twice
+    and put a feature set's tests into the run's Holm families twice)."""
     out = []
     known = FEATURE_SETS
-    for n in [s.strip() for s in names.split(",") if s.strip()]:
+    for n in dict.fromkeys(s.strip() for s in names.split(",") if s.strip()):
         if n not in known:
             raise ValueError(f"unknown feature set {n!r}; known: {', '.join(known)}")
         out.append(known[n])
