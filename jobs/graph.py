@@ -114,6 +114,9 @@ class Stage:
     wait: str = "afterok"  # afterok: every unit of `after` must have succeeded; afterany: whatever finished
     resources: Resources = Resources()
     pack: int = 1  # units per SLURM array task, run one after another (SlurmConfig overrides it per stage)
+    # the feature set a unit belongs to: a failure upstream stops only the units of its own feature set (None: a
+    # unit serves every feature set, as the cohort step and the report do)
+    scope: Callable[[Any], str] | None = None
 
 
 # ------------------------------------------------------------------------------------ unit bodies
@@ -184,6 +187,11 @@ def _report(plan: Plan, unit: str) -> UnitResult:
 
 
 # ------------------------------------------------------------------------------------ the table
+def _feature_set(unit: Any) -> str:
+    """The feature set of a training unit (feature set, participant) or a score block (feature set, r, c)."""
+    return unit[0]
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("extract", "landmarks, blendshapes, head pose and smiles of every video into HDF5 and Excel",
           units=lambda p: list(p.manifest_.entries), uid=lambda e: e.unit_id, run=_extract,
@@ -195,16 +203,16 @@ STAGES: tuple[Stage, ...] = (
           after=("extract",), wait="afterany", resources=Resources(cpus=1, mem_gb=4.0, time_min=240)),
     Stage("pooled", "the shape shared by the cohort, for feature sets whose density is pooled",
           units=lambda p: [c.features.name for c in p.train if c.density == "pooled"], uid=lambda fs: f"pooled/{fs}",
-          run=_pooled, folder=lambda lay, fs: lay.pooled_dir(fs),
+          run=_pooled, folder=lambda lay, fs: lay.pooled_dir(fs), scope=str,
           after=("cohort",), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
     Stage("train", "one flow and one Gaussian baseline per feature set and participant",
           units=lambda p: [(c.features.name, pid) for c in p.train for pid in p.manifest_.participants],
           uid=lambda u: train_unit_id(*u), run=_train, folder=lambda lay, u: lay.model_dir(*u), result=TrainResult,
-          after=("cohort", "pooled"), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
+          scope=_feature_set, after=("cohort", "pooled"), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
     # units: blocks (feature set, row block of models, column block of data), dis_core/score/config.py
     Stage("score", "every model against every participant's held-out data, per feature set, in blocks",
           units=lambda p: [(fs, r, c) for fs in p.feature_sets for r, c in block_grid(len(p.manifest_.participants), p.score)],
-          uid=lambda u: f"{u[0]}/{u[1]}-{u[2]}", run=_score,
+          uid=lambda u: f"{u[0]}/{u[1]}-{u[2]}", run=_score, scope=_feature_set,
           folder=lambda lay, u: lay.score_block_dir(*u),
           after=("train",), wait="afterany", resources=Resources(cpus=1, mem_gb=2.0, time_min=120)),
     # 12 h: the bootstraps (t-norm, raw and z-norm intervals) grow as N^2 (bench/report.py): with the four default
@@ -233,14 +241,20 @@ def downstream(names: Sequence[str]) -> list[str]:
     return [s.name for s in STAGES if s.name in out]
 
 
-def upstream_failure(stage_name: str, plan: Plan) -> str:
-    """Why a stage must not run, '' when it may: a unit of a stage it waits on 'afterok' recorded a failure,
-    or a stage before it must not run either. The local runner does not start such a stage; a
-    SLURM task starts anyway (a task whose unit failed still ends COMPLETED), so each of its units records
-    this instead of running."""
+def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None) -> str:
+    """Why a stage's units of feature set ``scope`` (None: units serving every feature set) must not run, ''
+    when they may: a unit of a stage they wait on 'afterok' recorded a failure (a unit of another feature set
+    does not count), or a stage before them must not run either (for an unscoped stage: for no feature set at
+    all). The local runner and each SLURM task record this for such a unit instead of running it (a SLURM task
+    whose unit failed still ends COMPLETED, so the stages after it start)."""
     st = BY_NAME[stage_name]
     for a in st.after:  # a stage not run leaves every stage after it not run, whatever they wait on
-        why = upstream_failure(a, plan)
+        up = BY_NAME[a]
+        if scope is None and up.scope is not None:  # unscoped (the report): only if no feature set got through
+            whys = [upstream_failure(a, plan, s) for s in dict.fromkeys(up.scope(u) for u in up.units(plan))]
+            why = whys[0] if whys and all(whys) else ""
+        else:
+            why = upstream_failure(a, plan, scope)
         if why:
             return why
     if st.wait != "afterok":
@@ -248,10 +262,31 @@ def upstream_failure(stage_name: str, plan: Plan) -> str:
     for a in st.after:
         up = BY_NAME[a]
         for u in up.units(plan):
+            if scope is not None and up.scope is not None and up.scope(u) != scope:
+                continue
             r = read_status(up.folder(plan.layout, u), up.result)
             if r is not None and r.failed:  # no record: the unit itself says what it lacks
-                return f"not run: {a} failed ({up.uid(u)}: {r.message}); fix it, then dis resubmit"
+                return (f"not run: {a} failed ({up.uid(u)}: {r.message}); fix it and run again (a SLURM run: "
+                        "dis resubmit)")
     return ""
+
+
+def blocked_units(stage_name: str, plan: Plan, units: Sequence) -> list[str]:
+    """:func:`upstream_failure` of each unit ('' where it may run), worked out once per feature set."""
+    st, known = BY_NAME[stage_name], {}
+    out = []
+    for u in units:
+        s = st.scope(u) if st.scope is not None else None
+        if s not in known:
+            known[s] = upstream_failure(stage_name, plan, s)
+        out.append(known[s])
+    return out
+
+
+def run_blocked(stage_name: str, plan: Plan, item: tuple[Any, str]) -> UnitResult:
+    """:func:`run_unit` of a (unit, why it must not run or '') pair: what the local runner's workers call."""
+    unit, blocked = item
+    return run_unit(stage_name, plan, unit, blocked)
 
 
 def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "") -> UnitResult:

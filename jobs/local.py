@@ -1,7 +1,8 @@
 """The local runner: the stage graph on this machine, stage after stage, units in parallel processes.
 
-A stage whose `afterok` predecessor had failures in this invocation is not run (what it would read
-is missing); a stage run alone (e.g. `dis score`) reads whatever its predecessors left on disk.
+A unit whose `afterok` predecessors of its own feature set recorded a failure is not run (what it would read is
+missing) and records why (:func:`jobs.graph.upstream_failure`, as a SLURM task does); a stage with no unit
+left to run is not run. A stage run alone (e.g. `dis score`) reads whatever its predecessors left on disk.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dis_core.model.config import TrainConfig
 
 from .executors import map_units
 from .progress import stage_progress
-from .graph import STAGES, Plan, run_unit, write_record
+from .graph import STAGES, Plan, blocked_units, run_blocked, write_record
 
 
 @dataclasses.dataclass
@@ -58,16 +59,18 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
     for st in STAGES:
         if st.name not in stages:
             continue
-        blocked = [a for a in st.after if a in out.not_run
-                   or (st.wait == "afterok" and any(r.failed for r in out.results.get(a, [])))]
-        if blocked:
-            out.not_run[st.name] = f"{', '.join(blocked)} failed"
+        units = st.units(plan)
+        blocked = blocked_units(st.name, plan, units)
+        before = [a for a in st.after if a in out.not_run
+                  or (st.wait == "afterok" and any(r.failed for r in out.results.get(a, [])))]
+        if before and all(blocked):  # nothing of the stage can run: said once, not per unit
+            out.not_run[st.name] = f"{', '.join(before)} failed"
             log(f"{st.name}: not run: {out.not_run[st.name]}")
             continue
-        units = st.units(plan)
         with stage_progress(st.name, len(units), verbose=plan.verbose, enabled=progress) as p:
-            out.results[st.name] = map_units(functools.partial(run_unit, st.name, plan), units, executor=executor,
-                                             workers=workers, label=st.uid, on_result=p.unit_done)
+            out.results[st.name] = map_units(functools.partial(run_blocked, st.name, plan), list(zip(units, blocked)),
+                                             executor=executor, workers=workers, label=lambda it: st.uid(it[0]),
+                                             on_result=p.unit_done)
         log(summarise(st.name, plan, out.results[st.name]))
     return out
 

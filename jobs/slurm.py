@@ -25,7 +25,7 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, private_folder
 from dis_core.layout import read_status
 
-from .graph import (STAGES, Plan, Stage, plan_from_record, read_record, run_unit, units_by_id, upstream_failure,
+from .graph import (STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, run_unit, units_by_id,
                     write_record)
 
 
@@ -179,8 +179,8 @@ class PackTask:
         self.stage, self.plan = stage, plan
 
     def __call__(self, units: Sequence) -> list:
-        blocked = upstream_failure(self.stage, self.plan)  # 'afterok' as the local runner keeps it
-        return [run_unit(self.stage, self.plan, u, blocked) for u in units]
+        blocked = blocked_units(self.stage, self.plan, units)  # 'afterok' per feature set, as the local runner keeps it
+        return [run_unit(self.stage, self.plan, u, why) for u, why in zip(units, blocked)]
 
     def checkpoint(self, units: Sequence):
         import submitit

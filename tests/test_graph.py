@@ -368,7 +368,7 @@ def test_a_slurm_task_waiting_afterok_on_a_failed_stage_records_why_instead_of_r
     units = graph.stage("train").units(plan)
     got = slurm.PackTask("train", plan)(units)
     assert [r.status for r in got] == ["failed"] * len(units) == ["failed", "failed"]
-    want = "not run: cohort failed (cohort: no usable video); fix it, then dis resubmit"
+    want = "not run: cohort failed (cohort: no usable video); fix it and run again (a SLURM run: dis resubmit)"
     assert {read_status(graph.stage("train").folder(plan.layout, u)).message for u in units} == {want}
     # a stage not run leaves every stage after it not run, whatever they wait on (as the local runner does)
     assert graph.upstream_failure("score", plan) == graph.upstream_failure("report", plan) == want
@@ -653,3 +653,39 @@ def test_status_lists_the_planned_rows_after_the_manifest_is_edited_and_says_so(
     rec["rows"][0]["camera"] = "a field of a newer DIS"
     with pytest.raises(DISError, match="run record of another DIS version"):
         graph.plan_from_record(rec, planned_rows=True)
+
+
+def test_a_failed_pooled_shape_stops_only_its_own_feature_set(tmp_path):
+    """pooled/head_spectrum fails for real (a folder stands where its model file goes): head_spectrum's training and
+    scoring units record that they did not run and why, head_pose is trained and scored all the same (one
+    feature set's failure stopped every feature set's training), and the report may run on what came out."""
+    import dataclasses
+
+    from dis_core.model.config import TrainConfig
+    from dis_core.model.flows import FlowConfig
+    from tests.synthrun import make_run
+
+    out = tmp_path / "run"
+    m = make_run(out, n=4, seconds=40, sessions=2)
+    path = write_manifest(tmp_path / "videos" / "cohort.csv",
+                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
+                            "dyad": e.dyad} for e in m.entries])
+    tiny = FlowConfig(layers=1, hidden=8, max_epochs=2, device="cpu")
+    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64),
+                      train=(TrainConfig(DEFAULT_FEATURE_SETS["head_pose"], tiny, min_train_frames=20),
+                             TrainConfig(FEATURE_SETS["head_spectrum"], tiny, min_train_frames=20, density="pooled")))
+    plan = dataclasses.replace(plan, score=dataclasses.replace(plan.score, min_test_frames=1))
+    (out / "pooled" / "head_spectrum" / "model.pt").mkdir(parents=True)  # a folder where the shape's file goes
+    (out / "pooled" / "head_spectrum" / "model.pt" / "x").write_text("in the way")
+    got = local.run_stages(plan, ["cohort", "pooled", "train", "score"], executor="debug", log=lambda *_: None)
+    assert [r.failed for r in got.results["pooled"]] == [True] and not got.not_run
+    by_fs = {fs: [r for r in got.results["train"] if r.unit_id.startswith(fs + "/")] for fs in ("head_pose", "head_spectrum")}
+    assert len(by_fs["head_pose"]) == 4 and all(r.status == "ok" for r in by_fs["head_pose"]), by_fs
+    assert all(r.failed and r.message.startswith("not run: pooled failed (pooled/head_spectrum: ")
+               for r in by_fs["head_spectrum"]), by_fs["head_spectrum"]
+    score = {r.unit_id: r for r in got.results["score"]}
+    assert score["head_pose/0-0"].status == "ok", score
+    assert score["head_spectrum/0-0"].message.startswith("not run: pooled failed (pooled/head_spectrum: ")
+    assert got.exit_code == 3  # partial: some units failed, the last stage still produced
+    assert graph.upstream_failure("report", plan) == ""  # the report runs on head_pose
+    assert graph.upstream_failure("score", plan, "head_spectrum").startswith("not run: pooled failed")
