@@ -77,11 +77,12 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         nl = raw[:k].count(b"\n") + 1
         raise ManifestError(str(path), [f"line {nl}: a NUL byte (byte {k}): not a text CSV "
                                         "(saved as UTF-16, or by a word processor, or damaged?)"])
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0  # a byte-order mark (Excel's 'CSV UTF-8')
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        nl = raw[:e.start].count(b"\n") + 1
-        raise ManifestError(str(path), [f"line {nl}: not UTF-8 text (byte {e.start}): save it as 'CSV UTF-8' "
+        nl = raw[:bom + e.start].count(b"\n") + 1
+        raise ManifestError(str(path), [f"line {nl}: not UTF-8 text (byte {bom + e.start}): save it as 'CSV UTF-8' "
                                         "(Excel's plain 'CSV' is Windows-1252)"]) from None
     if not text.strip():
         raise ManifestError(str(path), ["the file is empty (expected a header row: "
@@ -108,21 +109,27 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     entries: list[VideoEntry] = []
     seen: dict[tuple[str, str, str], int] = {}
     rows = []
+    end = reader.line_num  # the line the previous record ended on
     for fields in reader:
-        line = reader.line_num
+        start, line, end = end + 1, reader.line_num, reader.line_num
         if not any(f.strip() for f in fields):
             continue  # empty rows are allowed and skipped
+        cut = next((k for k, f in enumerate(fields) if "\n" in f or "\r" in f), None)
+        if cut is not None:  # before the field count: an unclosed quote leaves this row too few fields
+            col = f"column '{header[cut]}'" if cut < len(header) else f"column {cut + 1}"
+            problems.append(f"row {start}: {col} holds a line break, so lines {start}-{line} are read as one row (a "
+                            "quote never closed swallows the rows after it: close it, or write a quote inside a value "
+                            "as \"\"; a cell may not hold a line break either)")
+            continue
         if len(fields) > len(header) and not any(f.strip() for f in fields[len(header):]):
             fields = fields[:len(header)]  # the empty cells of those columns
+        if len(fields) > len(header):
+            k = next(k for k in range(len(header), len(fields)) if fields[k].strip())
+            problems.append(f"row {line}: a value in column {k + 1} ('{fields[k].strip()[:40]}'), which has no name "
+                            f"in the header ({len(header)} named columns)")
+            continue
         if len(fields) != len(header):
             problems.append(f"row {line}: {len(fields)} fields, header has {len(header)}")
-            continue
-        broken = [h for h, f in zip(header, fields) if "\n" in f or "\r" in f]
-        if broken:  # an unclosed quote swallows the lines after it into one field
-            start = line - sum(f.rstrip("\r\n").count("\n") for f in fields)  # a quote open at the end took the last
-            problems.append(f"row {start}: column '{broken[0]}' holds a line break, so lines {start}-{line} are read as "
-                            "one row (a quote opened and never closed swallows the rows after it: close it, or "
-                            "write a quote inside a value as \"\")")
             continue
         rows.append((line, {h: f.strip() for h, f in zip(header, fields)}))
     if not rows and not problems:

@@ -46,7 +46,9 @@ def _executor_name(value: str) -> str:
 
 def _run_executor_name(value: str) -> str:
     """dis run alone also takes slurm (= dis submit with default resources)."""
-    return value if value == "slurm" else _executor_name(value)
+    if value not in ("local", "debug", "slurm"):
+        raise typer.BadParameter(f"{value!r} is not one of local, debug, slurm")
+    return value
 
 
 def _fraction(value: float) -> float:

@@ -166,18 +166,20 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
 
 
 def test_partner_and_synchrony_lines_say_when_too_few_couples_for_the_interval():
-    """Below MIN_COUPLES an interval over couples cannot reach 95% (4 values span a symmetric mean with
-    probability 0.875): the lines say so; at MIN_COUPLES they do not."""
+    """Below MIN_COUPLES an interval over couples cannot reach 95% (5 values span a symmetric mean with
+    probability 0.9375): the lines say so; at MIN_COUPLES they do not."""
     from types import SimpleNamespace as NS
 
     from dis_core.report.comparisons import partner_family
     from dis_core.score.synchrony import synchrony_text
 
+    span = lambda n: 1 - 2.0 ** (1 - n)  # noqa: E731 - n values span a symmetric mean with this probability
+    assert span(st.MIN_COUPLES - 1) < 0.95 <= span(st.MIN_COUPLES)  # the first number of couples that can cover
     t = {"observed": 0.3, "ci_lo": 0.1, "ci_hi": 0.5, "null_mean": 0.0, "p": 0.01, "p_holm": 0.02}
     few, enough = {**t, "dyads": st.MIN_COUPLES - 1}, {**t, "dyads": st.MIN_COUPLES}
     text = partner_family([NS(feature_set="a", methods={"flow": NS(dyads=few), "gaussian": NS(dyads=enough)})]).text
     assert text.count("falls short of 95%") == 1 and f"only {st.MIN_COUPLES - 1} couples" in text.split("a/gaussian")[0]
     sync = {"signal": "smile", "excess": 0.1, "excess_ci_lo": 0.0, "excess_ci_hi": 0.2, "null_mean": 0.3, "p": 0.04,
             "p_holm": 0.04}
-    assert "falls short of 95%" in synchrony_text([{**sync, "dyads": 3}], "family")
+    assert "falls short of 95%" in synchrony_text([{**sync, "dyads": 5}], "family")
     assert "falls short" not in synchrony_text([{**sync, "dyads": 6}], "family")

@@ -204,6 +204,11 @@ def test_an_unclosed_quote_is_refused_naming_the_lines_it_swallowed(tmp_path, vi
     text = _problems(p)
     assert "row 2: column 'note' holds a line break, so lines 2-4 are read as one row" in text
     assert "no data rows" not in text
+    # in a middle column the swallowed field leaves the row short: still named as the line break it is, and
+    # blank lines swallowed at the end do not move the row
+    p.write_text('participant_id,session,note,video\np1,s1,"said ""hi,vids/a.mp4\np2,s1,x,vids/b.mp4\n\n\n')
+    text = _problems(p)
+    assert text.count("\n  - ") == 1 and "row 2: column 'note' holds a line break, so lines 2-5 are read" in text
 
 
 def test_spreadsheet_leftovers_and_encodings_get_named_problems(tmp_path, videos):
@@ -218,6 +223,11 @@ def test_spreadsheet_leftovers_and_encodings_get_named_problems(tmp_path, videos
     w = tmp_path / "w.csv"
     w.write_bytes("participant_id,session,video\np1,s1,vids/a.mp4\np\xe9,s1,vids/b.mp4\n".encode("cp1252"))
     assert "line 3: not UTF-8 text (byte 47): save it as 'CSV UTF-8'" in _problems(w)
+    w.write_bytes(b"\xef\xbb\xbf" + w.read_bytes())  # after a byte-order mark: the same line, the byte 3 further
+    assert "line 3: not UTF-8 text (byte 50)" in _problems(w)
+    extra = tmp_path / "extra.csv"
+    extra.write_text("participant_id,session,video,\np1,s1,vids/a.mp4,a note\n")
+    assert "row 2: a value in column 4 ('a note'), which has no name in the header (3 named columns)" in _problems(extra)
     f = tmp_path / "f.csv"
     f.write_text("participant_id,session,video,fps\np1,s1,vids/a.mp4,\"29,97\"\np2,s1,vids/b.mp4,0.001\n"
                  "p3,s1,vids/c d é.mp4,1e9\n")

@@ -178,6 +178,7 @@ def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_
                            d / "rotated.mp4"),
         "uhd.mp4": _ff("-i", src, "-vf", "scale=3840:2160", "-frames:v", "20", "-c:v", "libx264", "-preset",
                        "ultrafast", d / "uhd.mp4"),
+        "vfr.mkv": _ff("-i", d / "vfr.mp4", "-c", "copy", d / "vfr.mkv"),  # Matroska: its count is duration x rate
         "tenbit.mp4": _ff("-i", src, "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-preset", "ultrafast",
                           d / "tenbit.mp4"),
         "audio.mp4": _ff("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", d / "audio.mp4"),
@@ -192,12 +193,17 @@ def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_
     res = {Path(e.video_rel).name: extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False)
            for e in m.entries}
     assert res["audio.mp4"].status == "failed" and "no decodable video stream" in res["audio.mp4"].message
-    for n in ("vfr.mp4", "rotated.mp4", "uhd.mp4", "tenbit.mp4"):
+    for n in ("vfr.mp4", "vfr.mkv", "rotated.mp4", "uhd.mp4", "tenbit.mp4"):
         assert res[n].status == "ok" and res[n].detection_rate >= 0.9 and not res[n].message, (n, res[n])
     half = res["half.mp4"]  # kept (what decoded is real video), and said: the summary lists it as a warning
     listed = len(read_frames(src))
     assert half.status == "ok" and 0 < half.frames < 0.9 * listed, half
-    assert half.message == f"{vids['half.mp4']}: decoded {half.frames} of the {listed} frames its header lists (truncated or damaged?)"
+    from dis_core.extract.h5store import read_extraction
+
+    v = read_extraction(Path(half.output)).video
+    assert v["frame_count_header"] == listed and v["duration_s"] < 0.6 * listed / v["fps_header"]
+    assert half.message == (f"{vids['half.mp4']}: decoded {half.frames} frames over {v['duration_s']:.1f} s of the "
+                            f"{listed / v['fps_header']:.1f} s its header lists (truncated or damaged?)")
     again = extract_video(m.entries[list(vids).index("half.mp4")], tmp_path / "out", model, ExtractConfig(), progress=False)
     assert again.status == "skipped" and again.message == half.message  # a re-run says the same
     from dis_core.extract.h5store import read_extraction

@@ -640,12 +640,17 @@ def test_split_cells_that_leave_nothing_to_train_or_test_on_are_said_in_the_mani
     prepare_cohort(m, out)
     cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20)
     r = train_unit(out, "p0", cfg)
-    assert r.failed and r.message == "participant p0: every video is split=test in the manifest, nothing trains their model"
+    assert r.failed and r.message == "participant p0: every usable video is split=test in the manifest, nothing trains their model"
     for p in ("p1", "p2", "p3"):
         assert train_unit(out, p, cfg).status == "ok"
     r = score_block_unit(out, cfg, 0, 0, load_cohort(out).participants, ScoreConfig(min_test_frames=1))
     sc = load_scores(out, "head_pose")
     assert sc.participants == ["p2", "p3"]
     why = {x["participant_id"]: x["reason"] for x in sc.left_out}
-    assert why["p1"] == ("no held-out data: no video is split=test in the manifest (an empty split cell trains once "
-                         "another of the participant's rows has one)")
+    assert why["p1"] == ("no held-out data: no usable video is split=test in the manifest (an empty split cell trains "
+                         "once another of the participant's rows has one)")
+    # a participant whose split=test video was left out at the cohort step is told so, not that none is marked
+    c = load_cohort(out)
+    c.left_out.append({"unit_id": "p1_s9_x", "participant_id": "p1", "reason": "x.mp4: 5 frames a second, below the 10"})
+    assert c.gone_note("p1") == "; 1 video(s) left out at the cohort step (x.mp4: 5 frames a second, below the 10)"
+    assert c.gone_note("p2") == ""

@@ -47,6 +47,11 @@ class Cohort:
     # how many training frames the landmark basis was fitted on: {"pca": ..., "reference": ...}
     basis_frames: dict[str, int] = dataclasses.field(default_factory=dict)
 
+    def gone_note(self, pid: str) -> str:
+        """'; N video(s) of pid left out at the cohort step (reasons)', or '' when none was."""
+        gone = [x["reason"] for x in self.left_out if x.get("participant_id") == pid and x.get("unit_id")]
+        return f"; {len(gone)} video(s) left out at the cohort step ({'; '.join(gone)})" if gone else ""
+
     def inapplicable(self, spec: FeatureSpec) -> str | None:
         """Why ``spec`` does not apply to this cohort, as the cohort step found (None if it applies or
         was not checked): its units are then left out with this reason rather than failed."""

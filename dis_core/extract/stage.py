@@ -37,7 +37,7 @@ SMILE_FRAMES_XLSX = "smile_frames.xlsx"
 SMILE_SECONDS_XLSX = "smile_seconds.xlsx"
 LANDMARKS_XLSX = "landmarks.xlsx"
 LANDMARKS_PCA_PNG = "landmarks_pca.png"
-TRUNCATED_SHARE = 0.9  # fewer decoded frames than this share of the header's count: warned as truncated
+TRUNCATED_SHARE = 0.9  # decoded frames spanning less than this share of the header's duration: warned as truncated
 DERIVED = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, LANDMARKS_XLSX, LANDMARKS_PCA_PNG)  # made from the HDF5 file
 
 
@@ -194,17 +194,22 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
 
 def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
     """Status and message of a complete extraction, the same when it was made now as when a re-run finds it
-    current: no face is a failure naming the file; fewer frames than the container's header lists (a
-    truncated file decodes up to its cut without an error) and a face in under half the frames are warnings."""
+    current: no face is a failure naming the file; a shorter span of frames than the container's header lists (a
+    truncated file decodes up to its cut without an error) and a face in under half the frames are warnings.
+    The span, not the count: Matroska's count is its duration x frame rate, far above the frames of a variable
+    frame rate (a browser's or OBS's recording)."""
     if res.detected_frames == 0:
         res.status, res.message = "no_face", f"{entry.video}: no face detected in any of {res.frames} frames"
         return res
     res.status = "ok"
     warn = []
     with h5py.File(h5, "r") as f:
-        listed = int(f["video"].attrs.get("frame_count_header", 0))
-    if listed > 0 and res.frames < TRUNCATED_SHARE * listed:
-        warn.append(f"decoded {res.frames} of the {listed} frames its header lists (truncated or damaged?)")
+        a = f["video"].attrs
+        count, rate, span = float(a.get("frame_count_header", 0)), float(a.get("fps_header", 0)), float(a["duration_s"])
+    listed = count / rate if count > 0 and rate > 0 else 0.0
+    if span < TRUNCATED_SHARE * listed:
+        warn.append(f"decoded {res.frames} frames over {span:.1f} s of the {listed:.1f} s its header lists "
+                    "(truncated or damaged?)")
     if res.detection_rate < 0.5:
         warn.append(f"face found in only {100 * res.detection_rate:.0f}% of frames")
     res.message = f"{entry.video}: {'; '.join(warn)}" if warn else ""

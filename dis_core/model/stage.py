@@ -71,8 +71,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         if n < cfg.min_train_frames:
             videos = cohort.videos_of(pid)
             if videos and all(e.split == "test" for e in videos):
-                raise DISError(f"participant {pid}: every video is split=test in the manifest, nothing trains "
-                               "their model")
+                raise DISError(f"participant {pid}: every usable video is split=test in the manifest, nothing trains "
+                               f"their model{cohort.gone_note(pid)}")
             raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "
                            f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan); add video")
         if not np.isfinite(data.x).all():

@@ -145,7 +145,9 @@ def _scored(r: FeatureSetScores, lab, n_boot: int) -> tuple[list[dict], list[dic
         info = {"participants": n, "rows_per_excerpt_median": float(np.median(per)), "rows_per_excerpt_min": int(per.min()),
                 "draws": n_boot}
         out += [{"feature_set": fs, "seconds": L, "row": "method", **x, **info} for x in mrows]
-        diffs += [{"feature_set": fs, "seconds": L, "row": "difference", "participants": n, **c} for c in comps]
+        people = min(x["people"] for x in mrows)  # the verdicts' 10-person rule counts who has excerpts
+        diffs += [{"feature_set": fs, "seconds": L, "row": "difference", "participants": n, "people": people, **c}
+                  for c in comps]
     return out, diffs
 
 
@@ -168,11 +170,11 @@ def excerpt_lines(rows: list[dict]) -> list[str]:
 
 def _verdict(d: dict) -> str:
     """The flow minus a baseline on excerpts, top-1 and EER with intervals and Holm p, each in the words of the
-    whole-session verdicts."""
+    whole-session verdicts (their 10-person rule counts the people who have excerpts)."""
     parts = []
     for key, label, better in VERDICT_METRICS:
         diff, ok = d[f"{key}_diff"], supported(d, key)
-        word = ("no claim" if d["participants"] < MIN_PEOPLE else "better (supported)" if ok and better * diff > 0
+        word = ("no claim" if d["people"] < MIN_PEOPLE else "better (supported)" if ok and better * diff > 0
                 else "worse (supported)" if ok else "no supported difference")
         parts.append(f"{label} {diff:+.3f} [{d[f'{key}_diff_lo']:+.3f}, {d[f'{key}_diff_hi']:+.3f}], "
                      f"Holm p {p_text(d[f'{key}_p_holm'])}: {word}")

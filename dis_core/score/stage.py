@@ -130,8 +130,8 @@ def _test_data(cohort: Cohort, cfg: TrainConfig, models: dict, score_cfg: ScoreC
         if not len(td.x) or n < score_cfg.min_test_frames:
             none_held_out = not any(cohort.splits[e.unit_id].test.any() for e in cohort.videos_of(pid))
             marked = any(e.split for e in cohort.videos_of(pid))
-            why = (("no held-out data: no video is split=test in the manifest (an empty split cell trains once "
-                    "another of the participant's rows has one)" if marked else
+            why = (("no held-out data: no usable video is split=test in the manifest (an empty split cell trains "
+                    f"once another of the participant's rows has one){cohort.gone_note(pid)}" if marked else
                     "no held-out data: the split leaves none") if none_held_out
                    else f"only {n} usable held-out frames with a face (need {score_cfg.min_test_frames}"
                         + (", in complete windows)" if cfg.features.window != "none" else ")"))

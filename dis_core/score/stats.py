@@ -396,8 +396,8 @@ def _matchings(people: np.ndarray, groups: np.ndarray | None, n_perm: int,
     return np.concatenate(blocks, axis=1)
 
 
-MIN_COUPLES = 5  # n values span a symmetric unit mean with probability 1 - 2^(1-n): 0.75 at 3, 0.875 at 4 couples,
-# so no interval resampling 4 or fewer couples can reach 95%
+MIN_COUPLES = 6  # n values span a symmetric unit mean with probability 1 - 2^(1-n): 0.875 at 4, 0.9375 at 5, 0.97 at 6
+# couples, so no interval resampling 5 or fewer couples can reach 95%
 
 
 def expanded_levels(n: int, ci: float = 0.95) -> tuple[float, float]:
