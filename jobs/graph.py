@@ -241,6 +241,9 @@ def downstream(names: Sequence[str]) -> list[str]:
     return [s.name for s in STAGES if s.name in out]
 
 
+NOT_RUN = "not run: "  # how a unit stopped by a failure upstream records itself (failed, without running)
+
+
 def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None) -> str:
     """Why a stage's units of feature set ``scope`` (None: units serving every feature set) must not run, ''
     when they may: a unit of a stage they wait on 'afterok' recorded a failure (a unit of another feature set
@@ -251,7 +254,7 @@ def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None) -> s
     for a in st.after:  # a stage not run leaves every stage after it not run, whatever they wait on
         up = BY_NAME[a]
         if scope is None and up.scope is not None:  # unscoped (the report): only if no feature set got through
-            whys = [upstream_failure(a, plan, s) for s in dict.fromkeys(up.scope(u) for u in up.units(plan))]
+            whys = [upstream_failure(a, plan, s) for s in plan.feature_sets]  # the manifest unread: a report needs none
             why = whys[0] if whys and all(whys) else ""
         else:
             why = upstream_failure(a, plan, scope)
@@ -265,8 +268,10 @@ def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None) -> s
             if scope is not None and up.scope is not None and up.scope(u) != scope:
                 continue
             r = read_status(up.folder(plan.layout, u), up.result)
-            if r is not None and r.failed:  # no record: the unit itself says what it lacks
-                return (f"not run: {a} failed ({up.uid(u)}: {r.message}); fix it and run again (a SLURM run: "
+            # no record: the unit itself says what it lacks; a unit recorded as not run: the recursion above finds
+            # its cause if it still holds (once fixed, its stale record must not stop what comes after)
+            if r is not None and r.failed and not r.message.startswith(NOT_RUN):
+                return (f"{NOT_RUN}{a} failed ({up.uid(u)}: {r.message}); fix it and run again (a SLURM run: "
                         "dis resubmit)")
     return ""
 

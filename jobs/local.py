@@ -1,8 +1,9 @@
 """The local runner: the stage graph on this machine, stage after stage, units in parallel processes.
 
-A unit whose `afterok` predecessors of its own feature set recorded a failure is not run (what it would read is
-missing) and records why (:func:`jobs.graph.upstream_failure`, as a SLURM task does); a stage with no unit
-left to run is not run. A stage run alone (e.g. `dis score`) reads whatever its predecessors left on disk.
+A stage whose `afterok` predecessor had failures in this invocation is not run, said once (what it would read is
+missing); when a failure stops only some feature sets (a pooled shape), their units record why without running
+(:func:`jobs.graph.upstream_failure`, as a SLURM task does) and the others run. A stage run alone (e.g. `dis
+score`) reads whatever its predecessors left on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dis_core.model.config import TrainConfig
 
 from .executors import map_units
 from .progress import stage_progress
-from .graph import STAGES, Plan, blocked_units, run_blocked, write_record
+from .graph import NOT_RUN, STAGES, Plan, blocked_units, run_blocked, write_record
 
 
 @dataclasses.dataclass
@@ -90,11 +91,17 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
         counts[r.status] = counts.get(r.status, 0) + 1
     said = ", ".join(f"{v} {k}" for k, v in counts.items())
     lines = [f"{stage}: {len(results)} unit(s)" + (f": {said}" if said else "")]
+    stopped: dict[str, list[str]] = {}  # units stopped upstream, by reason: one line each (10,000 would be alike)
     for r in results:
-        if r.failed:
+        if r.failed and r.message.startswith(NOT_RUN):
+            stopped.setdefault(r.message, []).append(r.unit_id)
+        elif r.failed:
             lines.append(f"  FAILED {r.unit_id}: {r.message}")
         elif stage == "cohort" and r.message:  # left-out units are listed by the report, not again here
             lines.append(f"  {r.unit_id}: {r.message}")
+    for why, ids in stopped.items():
+        lines.append(f"  FAILED {ids[0]}: {why}" if len(ids) == 1 else
+                     f"  FAILED {len(ids)} unit(s) ({ids[0]}, ...): {why}")
     return "\n".join(lines)
 
 

@@ -689,3 +689,14 @@ def test_a_failed_pooled_shape_stops_only_its_own_feature_set(tmp_path):
     assert got.exit_code == 3  # partial: some units failed, the last stage still produced
     assert graph.upstream_failure("report", plan) == ""  # the report runs on head_pose
     assert graph.upstream_failure("score", plan, "head_spectrum").startswith("not run: pooled failed")
+    lines = local.summarise("train", plan, got.results["train"]).splitlines()  # the 4 stopped units: one line
+    assert len(lines) == 2 and lines[1].startswith("  FAILED 4 unit(s) (head_spectrum/p0, ...): not run: pooled failed")
+    # a report needs no manifest: deciding whether it may run reads none (a moved one stopped dis report)
+    path.rename(path.with_suffix(".moved"))
+    assert graph.upstream_failure("report", dataclasses.replace(plan)) == ""
+    path.with_suffix(".moved").rename(path)
+    # a record of a unit stopped upstream does not stop what follows once its cause is gone: the cause is
+    # found again by going up the graph, not read from the stale record
+    write_status(plan.layout.pooled_dir("head_spectrum"),
+                 UnitResult(unit_id="pooled/head_spectrum", status="failed", message="not run: cohort failed (cohort: x)"))
+    assert graph.upstream_failure("train", plan, "head_spectrum") == ""
