@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
-from dis_core.score.stats import MIN_COUPLES, holm, p_text
+from dis_core.score.stats import MIN_COUPLES, few_couples, holm, p_text
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -129,8 +129,7 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
         ok = t["p_holm"] < ALPHA
         sig = "partners more alike than strangers (supported)" if ok else "not supported"
         alike += [f"{fs}/{m}"] if ok else []
-        few = (f" (only {t['dyads']} couples: an interval over fewer than {MIN_COUPLES} falls short of 95%; the "
-               "permutation p holds)") if t.get("dyads", MIN_COUPLES) < MIN_COUPLES else ""
+        few = few_couples(t.get("dyads", MIN_COUPLES))
         tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}]{few} against "
                      f"pseudo-couples' {t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: "
                      f"{sig}")

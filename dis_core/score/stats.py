@@ -400,6 +400,13 @@ MIN_COUPLES = 6  # n values span a symmetric unit mean with probability 1 - 2^(1
 # couples, so no interval resampling 5 or fewer couples can reach 95%
 
 
+def few_couples(n: int) -> str:
+    """' (only n couples: ...)' beside an interval over n couples that cannot reach 95% (n < MIN_COUPLES), else
+    '': what the partner and synchrony lines say (their permutation p is exact at any n)."""
+    return (f" (only {n} couples: an interval over fewer than {MIN_COUPLES} falls short of 95%; the permutation p "
+            "holds)") if n < MIN_COUPLES else ""
+
+
 def expanded_levels(n: int, ci: float = 0.95) -> tuple[float, float]:
     """Quantile levels of the expanded percentile interval of a mean over ``n`` units (Hesterberg 2015,
     "What teachers should know about the bootstrap", sec. 5.3): the plain percentile interval of a mean is too

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import MIN_COUPLES, _matchings, _pairs, holm, p_text, unit_mean_interval
+from dis_core.score.stats import MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_text, unit_mean_interval
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -303,8 +303,7 @@ def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     out = [note]
     for r in rows:
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
-        few = (f" (only {r['dyads']} couples: an interval over fewer than {MIN_COUPLES} falls short of 95%)"
-               if r.get("dyads", MIN_COUPLES) < MIN_COUPLES else "")
+        few = few_couples(r.get("dyads", MIN_COUPLES))
         out.append(f"{r['signal']}: excess {r['excess']:+.3f} [{r['excess_ci_lo']:+.3f}, {r['excess_ci_hi']:+.3f}]{few} "
                    f"over pseudo-couples' {r['null_mean']:.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
     return "; ".join(out)
