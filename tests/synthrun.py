@@ -15,9 +15,10 @@ from dis_core.manifest import Manifest, VideoEntry, unit_id
 
 
 def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, seed: int,
-                         blend=None) -> None:
+                         blend=None, hidden=()) -> None:
     """One video's extraction: a wobbling head, moving landmarks and blendshapes (``blend`` (T, 52)
-    overrides the blendshape scores)."""
+    overrides the blendshape scores); no face in the frames ``hidden`` (detector gaps: NaN, as extraction
+    writes them)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * fps)) / fps
     n = len(t)
@@ -32,22 +33,27 @@ def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, se
     lm = lm + 0.0005 * rng.normal(size=lm.shape)
     if blend is None:
         blend = 1 / (1 + np.exp(-(rng.normal(-3, 1, N_BLENDSHAPES) + rng.normal(size=(n, N_BLENDSHAPES)))))
+    lm, blend, hp = np.array(lm, np.float32), np.array(blend, np.float32), np.degrees(rv).astype(np.float32)
+    detected = np.ones(n, bool)
+    detected[list(hidden)] = False
+    for a in (lm, blend, tr, hp):
+        a[~detected] = np.nan
     w = ExtractionWriter(path)
-    w.append(time_s=t, detected=np.ones(n, bool), landmarks=lm.astype(np.float32),
-             blendshapes=np.asarray(blend, np.float32), transform=tr,
-             head_pose=np.degrees(rv).astype(np.float32), smile=np.zeros(n, bool))
+    w.append(time_s=t, detected=detected, landmarks=lm, blendshapes=blend, transform=tr, head_pose=hp,
+             smile=np.zeros(n, bool))
     sha = hashlib.sha256(video.read_bytes()).hexdigest()
     prov = {"video_sha256": sha, "model_sha256": "synthetic", "config_hash": "synthetic", "dis_version": "test",
             "fps_override": ""}
     assert set(KEY_ATTRS) <= set(prov)
-    w.finish({"width": 640, "height": 480, "fps": fps}, prov, {"frames": n, "detected_frames": n})
+    w.finish({"width": 640, "height": 480, "fps": fps}, prov, {"frames": n, "detected_frames": int(detected.sum())})
 
 
 def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, blend_of=None,
-             sessions: int = 1) -> Manifest:
+             sessions: int = 1, hidden_of=None) -> Manifest:
     """``n`` participants in ``n // 2`` dyads, ``sessions`` videos each and no split column (one session:
     the temporal split; more: the cross-session default); ``blend_of(k, T)`` optionally gives participant
-    k's blendshape scores. Returns the manifest (extractions written)."""
+    k's blendshape scores, ``hidden_of(k, session index)`` the frames of their video without a face.
+    Returns the manifest (extractions written)."""
     from dis_core.layout import RunLayout
 
     out = Path(out)
@@ -66,6 +72,7 @@ def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, bl
             h5.parent.mkdir(parents=True, exist_ok=True)
             T = int(seconds * fps)
             synthetic_extraction(h5, video, seconds, fps, seed=k + 1000 * si,
-                                 blend=None if blend_of is None else blend_of(k, T))
+                                 blend=None if blend_of is None else blend_of(k, T),
+                                 hidden=() if hidden_of is None else hidden_of(k, si))
             entries.append(e)
     return Manifest(out.parent / "manifest.csv", tuple(entries), ())

@@ -362,7 +362,7 @@ def test_repeated_kill_9_during_training_then_equal_metrics(tmp_path, small_coho
     for p in m.participants:
         got = json.loads((model_dir(b, "head_pose", p) / "train.json").read_text())
         assert ref[p].status == "ok" and got["status"] == "ok"
-        assert (got["epochs"], got["best_epoch"]) == (ref[p].epochs, ref[p].best_epoch)
+        assert (got["epochs"], got["chosen_epoch"]) == (ref[p].epochs, ref[p].chosen_epoch)
         assert got["best_val_loss"] == ref[p].best_val_loss
 
 

@@ -654,3 +654,25 @@ def test_split_cells_that_leave_nothing_to_train_or_test_on_are_said_in_the_mani
     c.left_out.append({"unit_id": "p1_s9_x", "participant_id": "p1", "reason": "x.mp4: 5 frames a second, below the 10"})
     assert c.gone_note("p1") == "; 1 video(s) left out at the cohort step (x.mp4: 5 frames a second, below the 10)"
     assert c.gone_note("p2") == ""
+
+
+def test_bridged_detector_gaps_are_counted_for_training_and_held_out_rows(tmp_path):
+    """Single frames without a face inside a participant's video are bridged for velocity windows, and the
+    report's training sheet counts them per part (they were counted, then lost before any output): at 15 fps
+    a head_pose velocity window reaches exactly 3 frames either side, so each isolated hidden frame in the
+    middle of a part is read by some row, once. Frames hidden: 3 in p0's training part, 1 in its held-out part."""
+    from dis_core.layout import RunLayout
+
+    out = tmp_path / "out"
+    hidden = [60, 120, 180, 560]  # the within-session split holds out the last 20% (from frame 480)
+    prepare_cohort(make_run(out, n=3, seconds=40, hidden_of=lambda k, si: hidden if k == 0 else []), out)
+    c = load_cohort(out)
+    (uid,) = [e.unit_id for e in c.videos_of("p0")]
+    assert c.splits[uid].train[hidden[:3]].all() and c.splits[uid].test[hidden[3]]
+    _train_and_score(out, TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20))
+    r = report_unit(out, ["head_pose"], ReportConfig(excerpts_s=()))
+    assert r.status == "ok", r.message
+    t = pd.read_excel(RunLayout(out).workbook, sheet_name="training").set_index("participant_id")
+    assert t.loc["p0", "interpolated_frames"] == 3 and t.loc["p0", "held_out_interpolated_frames"] == 1
+    assert (t.loc[["p1", "p2"], ["interpolated_frames", "held_out_interpolated_frames"]] == 0).all().all()
+    assert t.loc["p0", "train_frames"] == t.loc["p1", "train_frames"] - 3  # hidden frames are not rows

@@ -364,6 +364,7 @@ class ParticipantData:
     dropped: int
     rows: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # unit_id -> one frame per row, in
     # row order (per-frame rows: the frame; window rows: the window's centre frame)
+    interpolated: int = 0  # bridged frames (detector gaps filled) that some row read: QC, as dropped
 
 
 def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop_dead: bool = True) -> ParticipantData:
@@ -379,7 +380,7 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop
         return data
     if part not in ("train", "test"):
         raise ValueError(part)
-    xs, frames, rows, cols, dropped = [], {}, {}, None, 0
+    xs, frames, rows, cols, dropped, bridged = [], {}, {}, None, 0, 0
     for e in c.videos_of(pid):
         sp = c.splits[e.unit_id]
         select = sp.train if part == "train" else sp.test
@@ -391,12 +392,13 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop
         frames[e.unit_id] = vf.frames if vf.covered is None else vf.covered  # window rows: every frame covered
         rows[e.unit_id] = vf.frames
         dropped += vf.dropped
+        bridged += vf.interpolated
     if cols is None:
         cols = []
         x = np.zeros((0, 0))
     else:
         x = np.concatenate(xs)
-    return ParticipantData(pid, part, x, cols, frames, dropped, rows)
+    return ParticipantData(pid, part, x, cols, frames, dropped, rows, bridged)
 
 
 def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray,

@@ -311,11 +311,12 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     ref = ok & fit
     if not ref.any():
         ref = ok
+    offset, gain = np.zeros(v.shape[1]), np.ones(v.shape[1])  # v -> (v - offset) / gain, fitted on ``ref``
     if spec.center == "session" and ref.any():
-        v = v - np.median(v[ref], axis=0)
+        offset = np.median(v[ref], axis=0)
     if spec.scale == "session" and ref.sum() > 1:
-        mad = np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826
-        v = v / np.maximum(mad, 1e-6)
+        gain = np.maximum(np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826, 1e-6)
+    raw, v = v, (v - offset) / gain
     if spec.window != "none":
         sel = np.asarray(select, bool)
         if spec.window == "spectrum":
@@ -329,19 +330,21 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
         covered[cov] = True
         return VideoFeatures(w.centre, t[w.centre], w.x, w.columns, int((sel & ok & ~covered).sum() + (sel & ~ok).sum()),
                              int((covered & fill).sum()), cov)
+    # velocities and lags are taken on the raw values (rotation vectors: on the rotation group, so a velocity is
+    # the body-frame angular velocity whatever the posture), then centred and scaled as the values are: for
+    # linear values the same rows either way, for rotations the gain of each axis divides its velocity too
     parts, names = [v], list(columns)
     valid = ok.copy()
     used: list[np.ndarray] = []  # frames whose values the rows' windows read
-    on_group = rotation and spec.center == "none" and spec.scale == "none"  # rows still rotation vectors
     if spec.velocity:
-        vel, vok, ends = _velocity(v, t, segment, spec.velocity_window_s, on_group)
-        parts.append(vel)
+        vel, vok, ends = _velocity(raw, t, segment, spec.velocity_window_s, rotation)
+        parts.append(vel / gain)
         names += [f"d_{c}" for c in columns]
         valid &= vok
         used += ends
     for lag in spec.lags_s:
-        lagged, lok, pick = _lagged(v, t, segment, lag, on_group)
-        parts.append(lagged)
+        lagged, lok, pick = _lagged(raw, t, segment, lag, rotation)
+        parts.append((lagged - offset) / gain)
         names += [f"{c}@-{lag:g}s" for c in columns]
         valid &= lok
         used.append(pick)

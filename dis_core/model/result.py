@@ -16,8 +16,10 @@ class TrainResult(UnitResult):
     feature_set: str = ""
     train_frames: int = 0
     dropped_frames: int = 0
+    interpolated_frames: int = 0  # bridged detector gaps the training rows read (FeatureSpec.max_gap_s)
     epochs: int = 0
-    best_epoch: int = -1
+    chosen_epoch: int = 0  # the epoch kept (best validation), counted as the loss figures do from 1; 0: no epoch
+    # beat the flow's start, its Ledoit-Wolf Gaussian, so the 'flow' is that Gaussian
     best_val_loss: float = float("nan")
     seconds: float = 0.0
     device: str = ""

@@ -67,7 +67,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             prev.update(status="skipped", unit_id=res.unit_id, key=key)
             return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
         n = sum(len(f) for f in data.frames.values())  # frames (window rows: every frame their windows cover)
-        res.train_frames, res.dropped_frames = n, data.dropped
+        res.train_frames, res.dropped_frames, res.interpolated_frames = n, data.dropped, data.interpolated
         if n < cfg.min_train_frames:
             videos = cohort.videos_of(pid)
             if videos and all(e.split == "test" for e in videos):
@@ -100,7 +100,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         if "ar" in methods_of(cfg):  # fitted on exactly the flow's rows
             save_density(d / AR_NAME, ARGaussian(cfg.flow.min_std).fit(data.x, data.columns).density(), extra)
         save_density(d / MODEL_NAME, tr.density, extra)
-        res.epochs, res.best_epoch = tr.epochs, tr.best_epoch
+        res.epochs, res.chosen_epoch = tr.epochs, tr.best_epoch + 1
         res.best_val_loss = tr.best_val
         res.device = str(pick_device(cfg.flow.device))
         res.resumed_from_epoch = tr.resumed_from

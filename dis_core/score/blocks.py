@@ -52,7 +52,7 @@ class Participant:
     key: str  # content key of the models (a block's key changes when a model changes)
     x: np.ndarray  # held-out rows
     frames: dict[str, np.ndarray]  # unit id -> frame indices of the rows, in order
-    training: dict | None = None  # the training summary (for the report)
+    training: dict | None = None  # the training summary and the held-out rows' counts (the report's training sheet)
     history: tuple[dict, int] | None = None  # loss history and best epoch
 
 

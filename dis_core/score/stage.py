@@ -63,9 +63,11 @@ class RunSource:
         data = _test_data(self.cohort, self.cfg, models, self.score_cfg, left)
         if left:
             return left[0]["reason"]
-        m = models[pid]
-        return Participant({k: _bound(m[k], data[pid].columns) for k in self.methods}, m["key"], data[pid].x,
-                           data[pid].rows, training[pid], histories[pid])
+        m, td = models[pid], data[pid]
+        qc = {"held_out_rows": len(td.x), "held_out_dropped_frames": td.dropped,
+              "held_out_interpolated_frames": td.interpolated}  # beside the training counts in the report's sheet
+        return Participant({k: _bound(m[k], td.columns) for k in self.methods}, m["key"], td.x, td.rows,
+                           {**training[pid], **qc}, histories[pid])
 
 
 def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidates: Sequence[str],
