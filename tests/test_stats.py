@@ -216,21 +216,45 @@ def test_dyad_statistic_hand_computed():
         st.dyad_statistic(sim, [(0, 1), (1, 2)])
 
 
-def test_matchings_are_uniform_perfect_matchings_within_groups():
-    rng = np.random.default_rng(0)
+def test_matchings_are_every_pairing_when_few_else_uniform_random_ones_within_groups():
     people = np.arange(12)
     groups = np.repeat([0, 1, 2], 4)
-    m = st._matchings(people, groups, 300, rng)
-    assert m.shape == (300, 6, 2)
+    assert st.pairings_count(people, groups) == 27 and st.pairings_count(people) == 10395  # 3^3; 11!!
+    m, exact = st._matchings(people, groups, 300, np.random.default_rng(0))
+    assert exact and m.shape == (27, 6, 2)  # all of them, each once
+    assert len({frozenset(frozenset(p) for p in row) for row in m.tolist()}) == 27
     assert np.all(groups[m[..., 0]] == groups[m[..., 1]])
-    assert all(sorted(row.ravel()) == list(range(12)) for row in m[:20])
+    drawn, exact = st._matchings(people, groups, 20, np.random.default_rng(0))
+    assert not exact and drawn.shape == (20, 6, 2) and np.all(groups[drawn[..., 0]] == groups[drawn[..., 1]])
+    free, exact = st._matchings(people, None, 300, np.random.default_rng(0))
+    assert not exact and free.shape == (300, 6, 2) and (groups[free[..., 0]] != groups[free[..., 1]]).any()
+    for m in (m, drawn, free):
+        assert all(sorted(row.ravel()) == list(range(12)) for row in m)
 
 
-def test_few_dyads_cannot_give_an_overconfident_p():
-    """3 dyads admit 15 pairings, so no p below about 1/15 even when partners are identical."""
+def test_few_dyads_give_the_exact_p_of_their_pairings_and_say_it_cannot_reach_005():
+    """3 dyads admit 15 pairings: with partners alike beyond any re-pairing p is exactly 1/15 (it was a Monte
+    Carlo 0.0675), and the line says no p can reach 0.05; the exact p equals a brute-force count over all 105
+    pairings of 4 couples."""
     s, pairs = st.simulate_dyad_scores(3, 0.99, np.random.default_rng(1))
     r = st.dyad_permutation_test(st.pair_similarity(s), pairs, n_perm=3000, seed=0, n_boot=200)
-    assert r["p"] >= 1 / 15 * 0.8, r["p"]
+    assert r["exact"] and r["p"] == pytest.approx(1 / 15) and r["p_floor"] == pytest.approx(1 / 15)
+    assert "the smallest p is 1/15 = 0.067" in st.p_floor_note(r["p_floor"])
+    assert st.p_floor_note(1 / 945) == "" and "cannot reach" in st.p_floor_note(1 / 945, tests=50)
+    s, pairs = st.simulate_dyad_scores(4, 0.3, np.random.default_rng(2))
+    sim = st.pair_similarity(s)
+    r = st.dyad_permutation_test(sim, pairs, n_perm=2000, seed=0, n_boot=200)
+
+    def pairings(xs):
+        if not xs:
+            yield []
+        for k in range(1, len(xs)):
+            for rest in pairings(xs[1:k] + xs[k + 1:]):
+                yield [(xs[0], xs[k])] + rest
+    every = [st.dyad_statistic(sim, m).mean() for m in pairings(list(range(8)))]
+    assert len(every) == 105 and r["exact"]
+    assert r["p"] == pytest.approx(np.mean(np.array(every) >= r["observed"] - 1e-12))
+    assert r["null_mean"] == pytest.approx(np.mean(every))
 
 
 def test_dyad_permutation_calibrated_under_null():
@@ -415,10 +439,15 @@ def test_top_k_intervals_keep_the_whole_cohort_as_competitors():
 
     n = 10
     flat = np.zeros((n, n))
+    assert np.all(headline_draws(flat, n_boot=300)["top1"] == 0.1)
+    for k in (1, 3, 5):
+        b = st.bootstrap_columns(st.topk_fractional(flat, k)[0], n_boot=300)
+        assert b.dist == pytest.approx(np.full(300, k / n))
+    # the reported interval of a rate is then its Wilson score interval (textbook 1 of 10: 0.018 to 0.404)
     h = headline_intervals(flat, n_boot=300)
-    assert (h["top1_lo"], h["top1_hi"], h["chance_top1"]) == pytest.approx((0.1, 0.1, 0.1), abs=1e-12)
-    assert (h["top3_lo"], h["top3_hi"], h["chance_top3"]) == pytest.approx((0.3, 0.3, 0.3), abs=1e-12)
-    assert (h["top5_lo"], h["top5_hi"], h["chance_top5"]) == pytest.approx((0.5, 0.5, 0.5), abs=1e-12)
+    assert (h["top1_lo"], h["top1_hi"], h["chance_top1"]) == pytest.approx((0.0179, 0.4042, 0.1), abs=1e-4)
+    assert (h["top3_lo"], h["top3_hi"], h["chance_top3"]) == pytest.approx((*st.wilson_interval(0.3, 10), 0.3))
+    assert (h["top5_lo"], h["top5_hi"], h["chance_top5"]) == pytest.approx((*st.wilson_interval(0.5, 10), 0.5))
     assert "top5_lo" not in headline_intervals(np.eye(4), n_boot=50)  # no top-5 among 4 models
     rng = np.random.default_rng(8)
     gap = []
@@ -426,3 +455,18 @@ def test_top_k_intervals_keep_the_whole_cohort_as_competitors():
         s = rng.normal(size=(20, 20))  # no signal: top-1 about 1/20
         gap.append(headline_draws(s, n_boot=400, seed=trial)["top1"].mean() - st.topk_fractional(s, 1)[1])
     assert abs(np.mean(gap)) < 0.01  # the draws averaged 0.05 above the point before
+
+
+def test_an_identification_rate_at_its_bounds_gets_an_interval_that_covers():
+    """Everyone identified gave 1.00 [1.00, 1.00]: a percentile bootstrap cannot see variation its sample does
+    not show. The interval of a rate holds its Wilson interval (40 of 40: [0.912, 1], the exact Clopper-Pearson
+    lower bound being 0.912 too), and keeps the bootstrap's where that is wider. Coverage of a true rate of 0.95
+    over 400 simulated cohorts of 40 people: at least 0.93 (the plain percentile interval's was 0.84)."""
+    lo, hi = st.bootstrap_columns(np.ones(40), n_boot=500)[1:3]
+    assert (lo, hi) == pytest.approx((0.9124, 1.0), abs=1e-4)
+    assert st.wilson_interval(0.0, 6) == pytest.approx((0.0, 0.390), abs=1e-3)
+    assert st.proportion_interval(0.5, 0.1, 0.95, 40) == pytest.approx((0.1, 0.95))  # the wider kept
+    rng = np.random.default_rng(3)
+    hit = [lo <= 0.95 <= hi for lo, hi in (st.bootstrap_columns((rng.random(40) < 0.95).astype(float), 400, c)[1:3]
+                                           for c in range(400))]
+    assert np.mean(hit) >= 0.93

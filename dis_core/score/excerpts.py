@@ -14,7 +14,8 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
-from dis_core.score.stats import boot_result, holm, paired_result, participant_draws, topk_fractional, weighted_auc_eer
+from dis_core.score.stats import (boot_result, holm, paired_result, participant_draws, proportion_interval, topk_fractional,
+                                  weighted_auc_eer)
 
 
 _TOL = 1e-6  # s: frame times read from a container (29.97 fps) land a rounding off their nominal instants
@@ -191,6 +192,8 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
                "chance_top1": 1.0 / n}
         for k, key in enumerate(METRICS):
             b = boot_result(float(point[k]), d[:, k])
+            if key == "top1":  # a rate over the people with excerpts: never narrower than its Wilson interval
+                b = b._replace(**dict(zip(("lo", "hi"), proportion_interval(b.point, b.lo, b.hi, row["people"]))))
             row.update({key: b.point, f"{key}_lo": b.lo, f"{key}_hi": b.hi})
         rows.append(row)
     comps = []

@@ -16,8 +16,8 @@ import numpy as np
 
 from dis_core.errors import DISError
 from dis_core.score.stats import (auc, boot_result, bootstrap_columns, dyad_permutation_test, eer, genuine_impostor,
-                                  mcnemar_top1, paired_result, pair_similarity, participant_draws, roc_points, topk_fractional,
-                                  weighted_auc_eer)
+                                  mcnemar_top1, paired_result, pair_similarity, participant_draws, proportion_interval,
+                                  roc_points, topk_fractional, weighted_auc_eer)
 
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
@@ -237,13 +237,16 @@ def weighted_tnorm(sub: np.ndarray, w: np.ndarray, off: np.ndarray) -> np.ndarra
 def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """95% percentile intervals of the headline metrics, of the raw and z-norm verification
     (SUPPLEMENTARY) and of top-3/top-5 by bootstrap over participants (people, not frames), with each
-    metric's chance level (top-k: k / N)."""
+    metric's chance level (top-k: k / N); identification rates widened to hold their Wilson interval
+    (:func:`dis_core.score.stats.proportion_interval`)."""
     out: dict[str, float] = {}
     n = len(s)
     draws = headline_draws(s, n_boot, seed)
     for name in (*HEADLINE, *SUPPLEMENTARY):
         b = boot_result(float("nan"), draws[name])
         out[f"{name}_lo"], out[f"{name}_hi"] = b.lo, b.hi
+    out["top1_lo"], out["top1_hi"] = proportion_interval(float(topk_fractional(s, 1)[0].mean()), out["top1_lo"],
+                                                         out["top1_hi"], n)  # a rate: never narrower than Wilson's
     out.update(chance_top1=1.0 / n, chance_auc=0.5, chance_eer=0.5)
     for k in (3, 5):
         if k <= n:  # as identification(): top-k only where there are k models
@@ -348,5 +351,6 @@ def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | No
             "similarity to strangers", "observed": r["observed"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
             "null_mean": r["null_mean"], "null_sd": r["null_sd"], "excess": r["excess"],
             "excess_ci_lo": r["excess_ci_lo"], "excess_ci_hi": r["excess_ci_hi"], "effect_size": r["effect_size"],
-            "p": r["p"], "interval": "expanded percentile bootstrap over couples",
-            "alternative": "one-sided: partners more alike than pseudo-couples", "permutations": n_perm}
+            "p": r["p"], "exact": r["exact"], "p_floor": r["p_floor"], "interval": "expanded percentile bootstrap over couples",
+            "alternative": "one-sided: partners more alike than pseudo-couples",
+            "permutations": len(r["null"])}  # every pairing when there are at most n_perm (exact), else n_perm

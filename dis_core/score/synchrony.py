@@ -23,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_text, unit_mean_interval
+from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_floor_note, p_text, pairings_count,
+                                  permutation_p, signed, unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -201,7 +202,8 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
 
     Statistic: mean synchrony over the real couples. Null: the same people re-paired into uniformly random
     perfect matchings (within ``groups``, one label per person; the observed pairing belongs to the
-    reference set), the same statistic on those pseudo-couples. p = (1 + #{null >= observed}) / (1 + n_perm).
+    reference set), the same statistic on those pseudo-couples; p by :func:`dis_core.score.stats.permutation_p`
+    (exact over every pairing when there are at most ``n_perm``).
     Excess = observed - null mean, with an expanded percentile bootstrap interval over couples
     (:func:`dis_core.score.stats.unit_mean_interval`)."""
     sync = np.asarray(sync, float)
@@ -220,15 +222,15 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     rng = np.random.default_rng(seed)
     per_dyad = sync[p[:, 0], p[:, 1]]
     observed = float(per_dyad.mean())
-    m = _matchings(people, groups, n_perm, rng)
+    m, exact = _matchings(people, groups, n_perm, rng)
     null = sync[m[..., 0], m[..., 1]].mean(axis=1)
-    pval = (1 + int(np.sum(null >= observed - 1e-12 * max(1.0, abs(observed))))) / (1 + n_perm)
+    pval = permutation_p(null, observed, exact)
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
     null_mean, sd = float(null.mean()), float(null.std(ddof=1))
     return {"observed": observed, "null_mean": null_mean, "null_sd": sd, "excess": observed - null_mean,
             "excess_ci_lo": lo - null_mean, "excess_ci_hi": hi - null_mean,
             "effect_size": (observed - null_mean) / sd if sd > 0 else float("nan"), "p": float(pval),
-            "per_dyad": per_dyad, "null": null}
+            "exact": exact, "p_floor": 1 / pairings_count(people, groups), "per_dyad": per_dyad, "null": null}
 
 
 def synchrony_family(signals: Mapping[str, Sequence[np.ndarray]], pairs, groups=None,
@@ -242,7 +244,7 @@ def synchrony_family(signals: Mapping[str, Sequence[np.ndarray]], pairs, groups=
         rows.append({"signal": name, "dyads": len(np.asarray(pairs).reshape(-1, 2)), "sessions": len(sessions),
                      "statistic": "mean over couples of the mean over windows of the peak lagged correlation "
                                   f"(window {cfg.window_s:g} s, step {cfg.step_s:g} s, lags +-{cfg.max_lag_s:g} s)",
-                     **{k: v for k, v in r.items() if k not in ("per_dyad", "null")}, "permutations": cfg.n_perm})
+                     **{k: v for k, v in r.items() if k not in ("per_dyad", "null")}, "permutations": len(r["null"])})
     for row, ph in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = float(ph)
     return rows
@@ -303,7 +305,7 @@ def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     out = [note]
     for r in rows:
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
-        few = few_couples(r.get("dyads", MIN_COUPLES))
-        out.append(f"{r['signal']}: excess {r['excess']:+.3f} [{r['excess_ci_lo']:+.3f}, {r['excess_ci_hi']:+.3f}]{few} "
+        few = few_couples(r.get("dyads", MIN_COUPLES)) + p_floor_note(r.get("p_floor", 0.0), len(rows))
+        out.append(f"{r['signal']}: excess {signed(r['excess'], 3)} [{signed(r['excess_ci_lo'], 3)}, {signed(r['excess_ci_hi'], 3)}]{few} "
                    f"over pseudo-couples' {r['null_mean']:.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
     return "; ".join(out)
