@@ -27,6 +27,10 @@ rm -rf build/wheels && mkdir -p build/wheels
 "$PY" -m pip wheel -q -w build/wheels "$ROOT"
 "$PY" -m pip download -q --no-deps -d build/wheels -r "$ROOT/requirements/mediapipe.txt"
 cp "$ROOT/requirements/mediapipe.txt" build/requirements-mediapipe.txt
+# the commit the wheel was built from, for every output's provenance (source_revision); -dirty if edited
+REV=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+if [ "$REV" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]; then REV="$REV-dirty"; fi
+echo "$REV" > build/source-revision
 "$ROOT/.venv/bin/dis" fetch-model --dest build/face_landmarker.task
 # --fakeroot: root builds work without the full capability set (this also suits unprivileged users)
 apptainer build --force --fakeroot dis.sif dis.def

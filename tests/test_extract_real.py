@@ -104,10 +104,11 @@ def test_no_face_video_has_a_clear_status_and_no_crash(extracted, model):
     summary = (out / "summary" / "extract_summary.txt").read_text()
     assert "FAILED" in summary and "no_face.mp4" in summary
     from dis_core import __version__
-    from dis_core.io.provenance import sha256_file
+    from dis_core.io.provenance import environment, sha256_file, version_text
 
+    assert version_text(environment()).startswith(f"DIS {__version__}")
     assert summary.rstrip().splitlines()[-1] == (  # what made it, in its last line
-        f"  made by: DIS {__version__}; face model {model.sha256[:12]}, manifest {sha256_file(m.path)[:12]} "
+        f"  made by: {version_text(environment())}; face model {model.sha256[:12]}, manifest {sha256_file(m.path)[:12]} "
         "(sha256 prefixes; extract_summary.json has every input and version)")
 
 

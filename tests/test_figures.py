@@ -127,7 +127,9 @@ def test_headline_shows_intervals_and_chance():
         row.update({k: v, k + "_lo": v - 0.1, k + "_hi": v + 0.05})
     fig = F.headline_figure([dict(row, method="flow"), dict(row, method="gaussian", top1=0.5, top1_lo=0.3, top1_hi=0.6)], "headline")
     texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
-    assert {"flow (DIS)", "baseline (Gaussian; autoregressive for lagged rows)", "chance"} <= set(texts)
+    assert set(texts) == {"flow (DIS)", "baseline (Gaussian)", "chance"}  # no autoregressive entry without its rows
+    fig = F.headline_figure([dict(row, method="flow"), dict(row, method="ar")], "headline")
+    assert "baseline (autoregressive)" in {t.get_text() for leg in fig.legends for t in leg.get_texts()}
     ax = fig.axes[0]
     chance = [ln for ln in ax.get_lines() if ln.get_label() == "chance"]
     assert chance and np.allclose(chance[0].get_xdata(), 1 / 6)

@@ -118,3 +118,28 @@ def test_figure_titles_and_labels_show_dollars_literally(tmp_path):
     labels = ["p$1", "p$2$x"]
     heatmap_png(tmp_path / "h.png", np.array([[1.0, 2.0], [3.0, np.nan]]), labels, "video a$b$c.mp4 ^_{", {})
     assert (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_provenance_names_the_commit_the_code_ran_from(monkeypatch):
+    """Every record names the source revision (the version alone is the same for every commit of a series):
+    in this checkout git's HEAD, '-dirty' when tracked files differ; in the image the revision it was built
+    from (DIS_SOURCE_REVISION)."""
+    import subprocess
+    from pathlib import Path
+
+    from dis_core.io import provenance as pv
+
+    root = Path(pv.__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    pv.source_revision.cache_clear()
+    rev = pv.environment()["source_revision"]
+    assert rev.removesuffix("-dirty") == head and len(head) == 40
+    assert pv.version_text({"dis_version": "9.9", "source_revision": rev}) == f"DIS 9.9 ({rev[:12]}" + \
+        ("-dirty)" if rev.endswith("-dirty") else ")")
+    monkeypatch.setenv("DIS_SOURCE_REVISION", "abc123")
+    pv.source_revision.cache_clear()
+    assert pv.environment()["source_revision"] == "abc123"
+    pv.source_revision.cache_clear()
+    assert pv.version_text({"dis_version": "9.9", "source_revision": "unknown"}) == "DIS 9.9"

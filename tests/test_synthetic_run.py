@@ -389,7 +389,7 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     so; a later run whose pairs fit takes the file away. The sheet's limit is lowered here to 4 people."""
 
     import dis_core.report.stage as report_stage
-    from dis_core.io.provenance import sha256_file
+    from dis_core.io.provenance import sha256_file, version_text
 
     out = tmp_path / "out"
     prepare_cohort(make_run(out, n=4, seconds=30), out)
@@ -415,7 +415,8 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     assert pd.read_excel(wb, sheet_name="dyads")["alternative"].str.startswith("one-sided").all()
     summary = (out / "report" / "summary.txt").read_text()
     assert "pair score: mean per-frame log-likelihood after trimming" in summary
-    assert f"made by: DIS {prov['dis_version']}; face model not recorded, manifest not recorded, cohort record " \
+    assert f"made by: DIS {prov['dis_version']} ({prov['source_revision'][:12]}" in summary  # a git checkout here
+    assert f"made by: {version_text(prov)}; face model not recorded, manifest not recorded, cohort record " \
            f"{prov['cohort_sha256'][:12]} (sha256 prefixes" in summary  # a report made outside a run: no plan
     # the arrays people load for re-analysis carry the same record as the workbook
     npz_prov = json.loads(npz["provenance"].item())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -41,10 +43,34 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def source_revision() -> str:
+    """The git commit the code ran from ('-dirty' when tracked files differ from it): DIS_SOURCE_REVISION where
+    set (the Apptainer image records its build's), else asked of git in a checkout, else 'unknown' (an
+    installed wheel). The version alone named every commit of a development series alike."""
+    if os.environ.get("DIS_SOURCE_REVISION"):
+        return os.environ["DIS_SOURCE_REVISION"]
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return "unknown"
+    try:
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def environment() -> dict[str, Any]:
-    """What ran, without a time: DIS, Python, platform, package versions and the container image, if any."""
+    """What ran, without a time: DIS and its source revision, Python, platform, package versions and the
+    container image, if any."""
     return {
         "dis_version": __version__,
+        "source_revision": source_revision(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
@@ -77,8 +103,15 @@ def script_provenance(arguments: dict[str, Any], **inputs: Any) -> dict[str, Any
 HASH_NAMES = {"model_sha256": "face model", "manifest_sha256": "manifest", "cohort_sha256": "cohort record"}
 
 
+def version_text(prov: dict[str, Any]) -> str:
+    """'DIS 0.1.0 (dfe996b61d5f)': the version and, where known, the source revision's prefix."""
+    rev = str(prov.get("source_revision") or "")
+    rev = f" ({rev[:12]}{'-dirty' if rev.endswith('-dirty') else ''})" if rev and rev != "unknown" else ""
+    return f"DIS {prov.get('dis_version', '?')}{rev}"
+
+
 def made_by(prov: dict[str, Any], keys: tuple[str, ...], where: str) -> str:
     """The provenance in a line for a text output: the DIS version and the sha256 prefixes of ``keys``
     (missing ones said so); ``where`` names the full record."""
     hashes = ", ".join(f"{HASH_NAMES[k]} {str(prov.get(k) or '')[:12] or 'not recorded'}" for k in keys)
-    return f"DIS {prov.get('dis_version', '?')}; {hashes} (sha256 prefixes; {where} has every input and version)"
+    return f"{version_text(prov)}; {hashes} (sha256 prefixes; {where} has every input and version)"

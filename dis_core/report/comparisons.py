@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
-from dis_core.score.stats import MIN_COUPLES, few_couples, holm, p_text
+from dis_core.score.stats import MIN_COUPLES, few_couples, holm, p_floor_note, p_text, signed
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -53,7 +53,7 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
     its interval and Holm p) and the comparisons without a supported difference, one per item."""
     if not rows:
         return Finding(f"fewer than two feature sets with {MIN_COMMON}+ common participants: no feature-set comparison")
-    yes, no = [], []
+    yes, no, claimless = [], [], []
     for r in rows:
         fa, fb = r["feature_set"].split(" vs ")
         unsupported = []
@@ -62,18 +62,21 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
             if supported(r, key, alpha):
                 win, lose = (fa, fb) if d * better > 0 else (fb, fa)
                 yes.append(f"{win} better than {lose} on {label} ({r['method']}, {r['participants']} people: "
-                           f"a - b {d:+.2f} [{r[f'{key}_diff_lo']:+.2f}, {r[f'{key}_diff_hi']:+.2f}], "
+                           f"a - b {signed(d)} [{signed(r[f'{key}_diff_lo'])}, {signed(r[f'{key}_diff_hi'])}], "
                            f"Holm p {p_text(r[f'{key}_p_holm'])})")
             else:
                 unsupported.append(label)
-        if unsupported:
-            no.append(f"{r['feature_set']} ({r['method']}): {', '.join(unsupported)}")
+        if unsupported:  # on too few people nothing was tested for a claim: not 'no supported difference'
+            (claimless if r["participants"] < MIN_PEOPLE else no).append(
+                f"{r['feature_set']} ({r['method']}): {', '.join(unsupported)}")
     family = (f"{len(rows)} feature-set comparison(s) x {len(METRICS)} metrics, paired bootstrap over the common "
               f"participants, Holm-corrected across these {len(rows) * len(METRICS)} tests; no claim on fewer than "
               f"{MIN_PEOPLE} people")
     few = sum(r["participants"] < MIN_PEOPLE for r in rows)  # refused, not tested and found wanting
     return Finding(f"feature sets ({family})",
-                   (("supported differences", tuple(yes)), ("no supported difference", tuple(no))),
+                   (("supported differences", tuple(yes)),
+                    *((("no supported difference", tuple(no)),) if no or not claimless else ()),
+                    *(((f"no claim (fewer than {MIN_PEOPLE} people)", tuple(claimless)),) if claimless else ())),
                    brief=f"feature sets: {len(yes)} of {len(rows) * len(METRICS)} paired differences supported after Holm "
                          f"({len(rows)} comparison(s) x {len(METRICS)} metrics"
                          + (f"; {few} on fewer than {MIN_PEOPLE} people: no claim either way)" if few else ")"))
@@ -107,7 +110,7 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
             better_any, worse_any = better_any or ahead, worse_any or worse
             word = ("better (supported)" if ahead else "worse (supported)" if worse else
                     "no claim" if few else "no supported difference")
-            parts.append(f"{label} flow - baseline {d:+.2f} [{lo:+.2f}, {hi:+.2f}], "
+            parts.append(f"{label} flow - baseline {signed(d)} [{signed(lo)}, {signed(hi)}], "
                          f"{'Holm ' if p_holm else ''}p {p_text(p)}: {word}")
         name = BASELINE_NAMES.get(b, b)
         beaten.append(better_any and not worse_any)
@@ -115,8 +118,19 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
                 f"the flows beat {name}" if beaten[-1] else f"the flows do NOT beat {name}")
         out.append(f"{head} ({'; '.join(parts)})")
     note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
+    start = kept_start(r)
+    if start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian: the comparison is of two Gaussians
+        note += (f" (the flow kept its Gaussian start, no epoch beating it on validation rows, for {start} of "
+                 f"{len(r.participants)} participants: for them it is a Ledoit-Wolf Gaussian)")
     tone = "info" if few or not beaten else "ok" if all(beaten) else "no"
     return Finding(f"{r.feature_set}: {'; '.join(out)}{note}", tone=tone)
+
+
+def kept_start(r: FeatureSetScores) -> int:
+    """How many of a feature set's participants have a flow that kept its start, the Ledoit-Wolf Gaussian of its
+    rows (chosen epoch 0; models trained before the epoch was counted from 1 recorded best_epoch -1)."""
+    return sum(t.get("chosen_epoch", t.get("best_epoch", -1) + 1) == 0
+               for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants)
 
 
 def partner_family(results: list[FeatureSetScores]) -> Finding:
@@ -129,9 +143,9 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
         ok = t["p_holm"] < ALPHA
         sig = "partners more alike than strangers (supported)" if ok else "not supported"
         alike += [f"{fs}/{m}"] if ok else []
-        few = few_couples(t.get("dyads", MIN_COUPLES))
-        tests.append(f"{fs}/{m}: {t['observed']:+.2f} [{t['ci_lo']:+.2f}, {t['ci_hi']:+.2f}]{few} against "
-                     f"pseudo-couples' {t['null_mean']:+.2f}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: "
+        few = few_couples(t.get("dyads", MIN_COUPLES)) + p_floor_note(t.get("p_floor", 0.0), len(rows))
+        tests.append(f"{fs}/{m}: {signed(t['observed'])} [{signed(t['ci_lo'])}, {signed(t['ci_hi'])}]{few} against "
+                     f"pseudo-couples' {signed(t['null_mean'])}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: "
                      f"{sig}")
     return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
                    "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples "

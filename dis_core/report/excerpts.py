@@ -15,7 +15,7 @@ from dis_core.report.config import ReportConfig
 from dis_core.score.blocks import SUMMARY
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, holm_family, stream_excerpts
-from dis_core.score.stats import draws_for_family, p_text
+from dis_core.score.stats import draws_for_family, p_text, signed
 
 EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, excerpt) scored by the run's pair-score "
                 "rule on the rows inside it, excerpts with under half the rows of the fullest one left out; top-1: the "
@@ -176,6 +176,6 @@ def _verdict(d: dict) -> str:
         diff, ok = d[f"{key}_diff"], supported(d, key)
         word = ("no claim" if d["people"] < MIN_PEOPLE else "better (supported)" if ok and better * diff > 0
                 else "worse (supported)" if ok else "no supported difference")
-        parts.append(f"{label} {diff:+.3f} [{d[f'{key}_diff_lo']:+.3f}, {d[f'{key}_diff_hi']:+.3f}], "
+        parts.append(f"{label} {signed(diff, 3)} [{signed(d[f'{key}_diff_lo'], 3)}, {signed(d[f'{key}_diff_hi'], 3)}], "
                      f"Holm p {p_text(d[f'{key}_p_holm'])}: {word}")
     return f"{d['a']} - {d['b']}: " + ", ".join(parts)

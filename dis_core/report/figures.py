@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dis_core.io.atomic import atomic_path  # noqa: E402
+from dis_core.io.provenance import version_text  # noqa: E402
 
 
 def literal(s: Any) -> str:
@@ -29,7 +30,7 @@ def save_png(fig, path: Path, prov: dict[str, Any], tight: bool = True, dpi: int
 
     ``tight=False`` keeps the figure's own margins (one draw instead of two: per-video figures).
     Report figures pass ``dpi=REPORT_DPI``; per-video figures keep the cheaper 110."""
-    meta = {"Software": f"DIS {prov.get('dis_version', '')}",
+    meta = {"Software": version_text(prov),
             "Description": json.dumps(prov, sort_keys=True, default=str)}
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, metadata=meta, bbox_inches="tight" if tight else None)
@@ -293,6 +294,10 @@ def participant_map_figure(coords: np.ndarray, labels: list[str], links: list[tu
     return fig
 
 
+HEADLINE_STYLE = {"flow": ("C0", "flow (DIS)"), "gaussian": ("C7", "baseline (Gaussian)"),
+                  "ar": ("C2", "baseline (autoregressive)")}  # method -> (colour, legend)
+
+
 def headline_figure(rows: list[dict], title: str):
     """Identification and verification per feature set and method: point, 95% interval, chance line.
 
@@ -304,9 +309,9 @@ def headline_figure(rows: list[dict], title: str):
     y = np.arange(len(rows))[::-1]
     for ax, (k, name, chance_key) in zip(axes, keys):
         for yi, r in zip(y, rows):
-            c = "C0" if r["method"] == "flow" else "C7"
-            ax.errorbar(r[k], yi, xerr=[[max(r[k] - r[k + "_lo"], 0)], [max(r[k + "_hi"] - r[k], 0)]], fmt="o", color=c, capsize=3,
-                        label=("flow (DIS)" if r["method"] == "flow" else "baseline (Gaussian; autoregressive for lagged rows)"))
+            c, label = HEADLINE_STYLE.get(r["method"], ("C1", r["method"]))
+            ax.errorbar(r[k], yi, xerr=[[max(r[k] - r[k + "_lo"], 0)], [max(r[k + "_hi"] - r[k], 0)]], fmt="o", color=c,
+                        capsize=3, label=label)
             ch = r[chance_key] if chance_key else 0.5
             ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
         ax.set_xlim(-0.03, 1.03)

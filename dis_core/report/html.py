@@ -21,6 +21,8 @@ import pandas as pd
 
 from dis_core.layout import RunLayout
 from dis_core.report.comparisons import Finding
+from dis_core.io.provenance import version_text
+from dis_core.score.stats import signed
 
 THUMBS_PER_VIDEO = 3
 MAX_THUMB_VIDEOS = 60  # beyond this, thumbnails only for videos with problems (the page stays light)
@@ -324,7 +326,7 @@ def _qc_table(qc: list[VideoQC]) -> str:
 
 
 def _participant(p: ParticipantSection) -> str:
-    conf = ", ".join(f"{_e(n)} ({v:+.2f})" for n, v in p.confused[1:])
+    conf = ", ".join(f"{_e(n)} ({signed(v)})" for n, v in p.confused[1:])
     rank = ("not scored" if p.rank_of_own is None else
             "identified (own model ranks first)" if p.rank_of_own == 1 else f"own model ranks {p.rank_of_own}")
     return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
@@ -362,7 +364,7 @@ def render_html(page: ReportPage) -> str:
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
            f"<title>{_e(page.title)}</title><style>{_CSS}</style></head><body>",
-           f"<header><h1>{_e(page.title)}</h1><p>DIS {_e(page.provenance.get('dis_version', ''))}, "
+           f"<header><h1>{_e(page.title)}</h1><p>{_e(version_text(page.provenance))}, "
            f"created {_e(page.provenance.get('created_utc', ''))}. Data behind every figure: "
            f"{_e(page.workbook)}</p></header>",
            "<nav>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in nav) + "</nav><main>"]

@@ -81,6 +81,7 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
              ("face model sha256", run.get("plan", {}).get("model", {}).get("sha256", "")),
              ("cohort record sha256", prov.get("cohort_sha256", "")), ("executor", run.get("executor", "")),
              ("DIS version", prov.get("dis_version", "")),
+             ("source revision", prov.get("source_revision", "") or "not recorded"),
              ("software", ", ".join(f"{k} {v}" for k, v in prov.get("packages", {}).items())),
              ("python / platform", f"{prov.get('python', '')} / {prov.get('platform', '')}")]
     page = ReportPage(
