@@ -183,3 +183,30 @@ def test_partner_and_synchrony_lines_say_when_too_few_couples_for_the_interval()
             "p_holm": 0.04}
     assert "falls short of 95%" in synchrony_text([{**sync, "dyads": 5}], "family")
     assert "falls short" not in synchrony_text([{**sync, "dyads": 6}], "family")
+
+
+def test_verdicts_name_a_flow_that_kept_its_gaussian_start_and_few_people_are_no_claim_not_no_difference():
+    """A 'flow' that no epoch improved on is its Ledoit-Wolf start: the verdict counts such participants
+    (chosen_epoch 0; best_epoch -1 in older records). A feature-set comparison on 6 people was listed under 'no
+    supported difference', which reads as evidence of none; it is 'no claim'. A draw's -7e-19 prints +0.00."""
+    from types import SimpleNamespace
+
+    from dis_core.report.comparisons import baseline_verdict, kept_start
+
+    people = [f"p{k}" for k in range(12)]
+    training = {p: {"chosen_epoch": 0 if k < 4 else 7} for k, p in enumerate(people)}
+    training["p4"] = {"best_epoch": -1}  # a record written before chosen_epoch
+    r = SimpleNamespace(feature_set="a", participants=people, training=training,
+                        comparisons={"gaussian": _cmp((0.0, -6.9e-19, 0.1, 1.0), (0.0, -0.05, 0.05, 0.9))})
+    assert kept_start(r) == 5
+    v = baseline_verdict(r).text
+    assert "kept its Gaussian start, no epoch beating it on validation rows, for 5 of 12 participants" in v
+    assert "top-1 flow - baseline +0.00 [+0.00, +0.10]" in v and "-0.00" not in v
+    assert "Gaussian start" not in baseline_verdict(SimpleNamespace(**{**vars(r), "training": {}})).text
+    row = {"feature_set": "a vs b", "method": "flow", "participants": 6,
+           **{f"{k}_{x}": v for k in ("top1", "eer", "auc") for x, v in
+              (("diff", 0.1), ("diff_lo", -0.1), ("diff_hi", 0.3), ("p", 0.4), ("p_holm", 0.8))}}
+    f = feature_set_verdict([row])
+    assert [label for label, _ in f.lists] == ["supported differences", "no claim (fewer than 10 people)"]
+    f = feature_set_verdict([{**row, "participants": 12}])
+    assert [label for label, _ in f.lists] == ["supported differences", "no supported difference"]
