@@ -221,18 +221,21 @@ def test_scaled_head_rotation_velocity_is_the_angular_velocity_over_each_axis_ga
     axis: ``head_lags`` (gain-scaled rotation vectors) gives as velocity the body-frame angular velocity
     divided by each axis's gain, and no spurious roll. Differences of the scaled rotation-vector
     coordinates gave [0.975, -0.091, -0.261] rad/s before the gain (the posture leaked into the velocity)."""
-    spec = EXTRA_FEATURE_SETS["head_lags"]
     t = np.arange(600) / FPS
     omega = np.array([0.0, 1.0, 0.0])
     held = Rotation.from_euler("yx", [30, 30], degrees=True)
     v = (held * Rotation.from_rotvec(0.2 * np.sin(2 * np.pi * 0.25 * t)[:, None] * omega)).as_rotvec()
-    vf = video_features(v, ["rx", "ry", "rz"], t, np.ones(len(t), bool), np.ones(len(t), bool), spec)
     gain = np.median(np.abs(v - np.median(v, axis=0)), axis=0) * 1.4826
-    true = (0.2 * 2 * np.pi * 0.25 * np.cos(2 * np.pi * 0.25 * vf.times))[:, None] * omega  # d/dt of the angle
-    vel = vf.x[:, [vf.columns.index(f"d_{c}") for c in ("rx", "ry", "rz")]] * gain
-    # the central difference over +-0.2 s of a 0.25 Hz sine: cos scaled by sin(wh)/(wh)
-    wh = 2 * np.pi * 0.25 * spec.velocity_window_s
-    np.testing.assert_allclose(vel, true * np.sin(wh) / wh, atol=1e-9)
-    lag = vf.x[:, [vf.columns.index(f"{c}@-0.2s") for c in ("rx", "ry", "rz")]] * gain
-    before = (held * Rotation.from_rotvec(0.2 * np.sin(2 * np.pi * 0.25 * (vf.times - 0.2))[:, None] * omega)).as_rotvec()
-    np.testing.assert_allclose(lag, before, atol=1e-9)  # lags: the rotation 0.2 s before, scaled as the values
+    for center in ("none", "session"):  # head_lags does not centre; a spec that does centres its lags alike
+        spec = dataclasses.replace(EXTRA_FEATURE_SETS["head_lags"], center=center)
+        offset = np.median(v, axis=0) if center == "session" else 0.0
+        vf = video_features(v, ["rx", "ry", "rz"], t, np.ones(len(t), bool), np.ones(len(t), bool), spec)
+        true = (0.2 * 2 * np.pi * 0.25 * np.cos(2 * np.pi * 0.25 * vf.times))[:, None] * omega  # d/dt of the angle
+        vel = vf.x[:, [vf.columns.index(f"d_{c}") for c in ("rx", "ry", "rz")]] * gain
+        # the central difference over +-0.2 s of a 0.25 Hz sine: cos scaled by sin(wh)/(wh)
+        wh = 2 * np.pi * 0.25 * spec.velocity_window_s
+        np.testing.assert_allclose(vel, true * np.sin(wh) / wh, atol=1e-9)
+        lag = vf.x[:, [vf.columns.index(f"{c}@-0.2s") for c in ("rx", "ry", "rz")]] * gain + offset
+        before = (held * Rotation.from_rotvec(0.2 * np.sin(2 * np.pi * 0.25 * (vf.times - 0.2))[:, None] * omega)
+                  ).as_rotvec()
+        np.testing.assert_allclose(lag, before, atol=1e-9)  # lags: the rotation 0.2 s before, as the values

@@ -415,7 +415,8 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
     assert pd.read_excel(wb, sheet_name="dyads")["alternative"].str.startswith("one-sided").all()
     summary = (out / "report" / "summary.txt").read_text()
     assert "pair score: mean per-frame log-likelihood after trimming" in summary
-    assert f"made by: DIS {prov['dis_version']} ({prov['source_revision'][:12]}" in summary  # a git checkout here
+    if prov["source_revision"] != "unknown":  # a git checkout or the image: the commit beside the version
+        assert f"made by: DIS {prov['dis_version']} ({prov['source_revision'][:12]}" in summary
     assert f"made by: {version_text(prov)}; face model not recorded, manifest not recorded, cohort record " \
            f"{prov['cohort_sha256'][:12]} (sha256 prefixes" in summary  # a report made outside a run: no plan
     # the arrays people load for re-analysis carry the same record as the workbook
@@ -677,3 +678,17 @@ def test_bridged_detector_gaps_are_counted_for_training_and_held_out_rows(tmp_pa
     assert t.loc["p0", "interpolated_frames"] == 3 and t.loc["p0", "held_out_interpolated_frames"] == 1
     assert (t.loc[["p1", "p2"], ["interpolated_frames", "held_out_interpolated_frames"]] == 0).all().all()
     assert t.loc["p0", "train_frames"] == t.loc["p1", "train_frames"] - 3  # hidden frames are not rows
+    # a model trained before these counts (best_epoch counted from 0, no interpolated_frames) is reused and read
+    # in today's terms: the epoch counted from 1 and the bridged frames of the same rows
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20)
+    summary = RunLayout(out).model_dir("head_pose", "p0") / "train.json"
+    doc = json.loads(summary.read_text())
+    chosen = doc.pop("chosen_epoch")
+    doc.pop("interpolated_frames")
+    summary.write_text(json.dumps({**doc, "best_epoch": chosen - 1}))
+    again = train_unit(out, "p0", cfg)
+    assert again.status == "skipped" and (again.chosen_epoch, again.interpolated_frames) == (chosen, 3)
+    assert score_block_unit(out, cfg, 0, 0, c.participants, ScoreConfig(min_test_frames=1), force=True).status == "ok"
+    assert report_unit(out, ["head_pose"], ReportConfig(excerpts_s=())).status == "ok"
+    t = pd.read_excel(RunLayout(out).workbook, sheet_name="training").set_index("participant_id")
+    assert "best_epoch" not in t and t.loc["p0", "chosen_epoch"] == chosen

@@ -330,21 +330,22 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
         covered[cov] = True
         return VideoFeatures(w.centre, t[w.centre], w.x, w.columns, int((sel & ok & ~covered).sum() + (sel & ~ok).sum()),
                              int((covered & fill).sum()), cov)
-    # velocities and lags are taken on the raw values (rotation vectors: on the rotation group, so a velocity is
-    # the body-frame angular velocity whatever the posture), then centred and scaled as the values are: for
-    # linear values the same rows either way, for rotations the gain of each axis divides its velocity too
+    # rotation vectors: velocities and lags on the rotation group from the raw values (a velocity is the body-frame
+    # angular velocity whatever the posture), then centred and scaled as the values are, each axis's gain dividing
+    # its velocity too; linear values: from the centred and scaled values (the same rows, to the last bit as before)
+    src, off, g = (raw, offset, gain) if rotation else (v, 0.0, 1.0)
     parts, names = [v], list(columns)
     valid = ok.copy()
     used: list[np.ndarray] = []  # frames whose values the rows' windows read
     if spec.velocity:
-        vel, vok, ends = _velocity(raw, t, segment, spec.velocity_window_s, rotation)
-        parts.append(vel / gain)
+        vel, vok, ends = _velocity(src, t, segment, spec.velocity_window_s, rotation)
+        parts.append(vel / g)
         names += [f"d_{c}" for c in columns]
         valid &= vok
         used += ends
     for lag in spec.lags_s:
-        lagged, lok, pick = _lagged(raw, t, segment, lag, rotation)
-        parts.append((lagged - offset) / gain)
+        lagged, lok, pick = _lagged(src, t, segment, lag, rotation)
+        parts.append((lagged - off) / g)
         names += [f"{c}@-{lag:g}s" for c in columns]
         valid &= lok
         used.append(pick)

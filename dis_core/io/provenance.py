@@ -59,7 +59,8 @@ def source_revision() -> str:
         head = git("rev-parse", "HEAD")
         if head.returncode:
             return "unknown"
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        dirty = git("--no-optional-locks", "status", "--porcelain", "--untracked-files=no").stdout.strip()  # no
+        # index.lock taken while a user commits
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -65,6 +65,9 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         if not force and _is_done(d, key, cfg):
             prev = json.loads((d / SUMMARY_NAME).read_text())
             prev.update(status="skipped", unit_id=res.unit_id, key=key)
+            if "chosen_epoch" not in prev and "best_epoch" in prev:  # a record from before the epoch counted from 1
+                prev["chosen_epoch"] = prev["best_epoch"] + 1
+            prev.setdefault("interpolated_frames", data.interpolated)  # before it was recorded: the same rows' count
             return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
         n = sum(len(f) for f in data.frames.values())  # frames (window rows: every frame their windows cover)
         res.train_frames, res.dropped_frames, res.interpolated_frames = n, data.dropped, data.interpolated

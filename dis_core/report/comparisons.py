@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
-from dis_core.score.stats import MIN_COUPLES, few_couples, holm, p_floor_note, p_text, signed
+from dis_core.score.stats import MIN_COUPLES, few_couples, holm, p_floor_notes, p_text, signed
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -139,11 +139,12 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
     if not rows:
         return Finding("no partner test (fewer than two complete dyads)")
     tests, alike = [], []
-    for fs, m, t in rows:
+    floors = p_floor_notes([t.get("p_floor", 0.0) for _, _, t in rows])
+    for (fs, m, t), floor in zip(rows, floors):
         ok = t["p_holm"] < ALPHA
         sig = "partners more alike than strangers (supported)" if ok else "not supported"
         alike += [f"{fs}/{m}"] if ok else []
-        few = few_couples(t.get("dyads", MIN_COUPLES)) + p_floor_note(t.get("p_floor", 0.0), len(rows))
+        few = few_couples(t.get("dyads", MIN_COUPLES)) + floor
         tests.append(f"{fs}/{m}: {signed(t['observed'])} [{signed(t['ci_lo'])}, {signed(t['ci_hi'])}]{few} against "
                      f"pseudo-couples' {signed(t['null_mean'])}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: "
                      f"{sig}")

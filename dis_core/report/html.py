@@ -374,7 +374,9 @@ def render_html(page: ReportPage) -> str:
     out.append("<section id='headline'><h2>Identification and verification (held-out data)</h2>")
     out.append(_headline_table(page.metrics) if len(page.metrics) else "<p>No feature set could be scored.</p>")
     out.append("<p class='note'>Intervals: 95% percentile bootstrap over participants (1,000 draws; paired "
-               "comparisons draw as many as their family needs for Holm's correction, sheet comparisons). "
+               "comparisons draw as many as their family needs for Holm's correction, sheet comparisons); top-1 "
+               "widened where needed to hold the Wilson score interval of the rate, which a percentile interval near "
+               "0 or 1 does not (it has no width when everyone is identified). "
                "The baselines are fitted on the same rows as the flow and scored on the same rows: one Gaussian per "
                "participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
                "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")

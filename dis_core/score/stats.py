@@ -441,10 +441,12 @@ def _matchings(people: np.ndarray, groups: np.ndarray | None, n_perm: int,
     that the p-value is exact; else ``n_perm`` uniformly random ones. Real couples are not avoided: the observed
     pairing must be a member of the reference set, or the p-value is overconfident."""
     blocks = _blocks(np.asarray(people), groups)
-    if pairings_count(people, groups) <= n_perm:
-        per = [np.array(_all_pairings(b), int).reshape(-1, len(b) // 2, 2) for b in blocks]
-        grid = np.array(np.meshgrid(*[np.arange(len(x)) for x in per], indexing="ij")).reshape(len(per), -1).T
-        return np.concatenate([x[grid[:, k]] for k, x in enumerate(per)], axis=1), True
+    if pairings_count(people, groups) <= n_perm:  # every combination of each stratum's pairings (any number of strata)
+        out = np.zeros((1, 0, 2), int)
+        for b in blocks:
+            x = np.array(_all_pairings(b), int).reshape(-1, len(b) // 2, 2)
+            out = np.concatenate([np.repeat(out, len(x), axis=0), np.tile(x, (len(out), 1, 1))], axis=1)
+        return out, True
     return np.concatenate([rng.permuted(np.tile(b, (n_perm, 1)), axis=1).reshape(n_perm, -1, 2) for b in blocks],
                           axis=1), False
 
@@ -456,14 +458,25 @@ def permutation_p(null: np.ndarray, observed: float, exact: bool) -> float:
     return k / len(null) if exact else (1 + k) / (1 + len(null))
 
 
-def p_floor_note(p_floor: float, tests: int = 1, alpha: float = 0.05) -> str:
-    """' (...)' beside a permutation test whose couples allow so few pairings (``p_floor`` = 1 / their number)
-    that no p, after Holm over ``tests``, can fall below alpha; else ''."""
-    if not p_floor > 0 or p_floor * tests < alpha:  # Holm's smallest adjusted p is tests x p_floor
-        return ""
-    count = round(1 / p_floor)
-    return (f" (only {count} ways to pair these couples: the smallest p is 1/{count} = {p_floor:.3f}"
-            + (f", {tests} x that after Holm" if tests > 1 else "") + f", so this test cannot reach {alpha:g})")
+def p_floor(count: int, draws: int, exact: bool) -> float:
+    """The smallest p a permutation test can give: 1 / (pairings) when exact, else 1 / (draws + 1) at best."""
+    return 1 / count if exact else max(1 / count, 1 / (draws + 1))
+
+
+def p_floor_notes(floors: Sequence[float], alpha: float = 0.05) -> list[str]:
+    """For each test of a Holm family, ' (...)' when so few pairings exist that even its smallest p (``floors``)
+    cannot fall below alpha after Holm, else ''. Holm-adjusted p are monotone in the p, so Holm of the floors is
+    each test's best case, whatever floors the others have (feature sets may hold different couples)."""
+    best = holm(floors) if len(floors) else np.zeros(0)
+    out = []
+    for f, b in zip(floors, best):
+        if not (f > 0 and b >= alpha):
+            out.append("")
+            continue
+        count = round(1 / f)
+        out.append(f" (only {count} ways to pair these couples: the smallest p is 1/{count} = {f:.3f}"
+                   + (f", {b:.3f} at best after Holm" if len(floors) > 1 else "") + f", so this test cannot reach {alpha:g})")
+    return out
 
 
 MIN_COUPLES = 6  # n values span a symmetric unit mean with probability 1 - 2^(1-n): 0.875 at 4, 0.9375 at 5, 0.97 at 6
@@ -506,7 +519,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     The null re-pairs the 2D people in ``pairs`` into pseudo-couples (random perfect matchings, within
     ``groups`` if given - one label per person of ``sim``; the observed pairing belongs to the
     reference set) and recomputes the mean dyad statistic; p by :func:`permutation_p` (exact when there are at most
-    ``n_perm`` pairings; ``p_floor`` = 1 / their number, the smallest p any data could give).
+    ``n_perm`` pairings; ``p_floor``, the smallest p any data could give: :func:`p_floor`).
     Chance is the null's mean, which exceeds 0 when strata make pseudo-couples alike (same site): excess =
     observed - null mean, effect size = excess / sd of the null. The interval of the observed mean is an
     expanded percentile bootstrap over dyads (:func:`unit_mean_interval`); the excess's treats the null mean
@@ -534,7 +547,8 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "null_mean": null_mean,
             "null_sd": sd, "excess": observed - null_mean, "excess_ci_lo": lo - null_mean,
             "excess_ci_hi": hi - null_mean, "effect_size": (observed - null_mean) / sd if sd > 0 else np.nan,
-            "exact": exact, "p_floor": 1 / pairings_count(p.ravel(), groups), "per_dyad": per_dyad, "null": null}
+            "exact": exact, "p_floor": p_floor(pairings_count(p.ravel(), groups), len(null), exact), "per_dyad": per_dyad,
+            "null": null}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_floor_note, p_text, pairings_count,
+from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_floor, p_floor_notes, p_text,
+                                  pairings_count,
                                   permutation_p, signed, unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
@@ -230,7 +231,8 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     return {"observed": observed, "null_mean": null_mean, "null_sd": sd, "excess": observed - null_mean,
             "excess_ci_lo": lo - null_mean, "excess_ci_hi": hi - null_mean,
             "effect_size": (observed - null_mean) / sd if sd > 0 else float("nan"), "p": float(pval),
-            "exact": exact, "p_floor": 1 / pairings_count(people, groups), "per_dyad": per_dyad, "null": null}
+            "exact": exact, "p_floor": p_floor(pairings_count(people, groups), len(null), exact), "per_dyad": per_dyad,
+            "null": null}
 
 
 def synchrony_family(signals: Mapping[str, Sequence[np.ndarray]], pairs, groups=None,
@@ -303,9 +305,10 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
 def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     """The synchrony family in words for the report's summary, each test's outcome after Holm."""
     out = [note]
-    for r in rows:
+    floors = p_floor_notes([r.get("p_floor", 0.0) for r in rows])
+    for r, floor in zip(rows, floors):
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
-        few = few_couples(r.get("dyads", MIN_COUPLES)) + p_floor_note(r.get("p_floor", 0.0), len(rows))
+        few = few_couples(r.get("dyads", MIN_COUPLES)) + floor
         out.append(f"{r['signal']}: excess {signed(r['excess'], 3)} [{signed(r['excess_ci_lo'], 3)}, {signed(r['excess_ci_hi'], 3)}]{few} "
                    f"over pseudo-couples' {r['null_mean']:.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
     return "; ".join(out)
