@@ -200,6 +200,14 @@ def test_figures_of_a_large_cohort_stay_bounded_and_readable(tmp_path):
     F.landmark_pca_grid_png(tmp_path / "m.png", pts, np.array([0.4, 0.2]), "landmarks", {})
     fig = F.landmark_pca_grid_figure(pts, np.array([0.4, 0.2]), "landmarks")
     assert len([a for a in fig.axes if a.axison]) == F.GRID_MAX and "of 500 participants" in fig._suptitle.get_text()
+    # shared axes span every frame (the 0.5-99.5 percentiles cut off the widest participants' frames), and with
+    # the training counts the two parts are told apart
+    wide = {"a": np.array([[0.0, 0.0], [1.0, 1.0]]), "b": np.array([[0.0, 0.0], [50.0, -40.0], [0.1, 0.1]])}
+    fig = F.landmark_pca_grid_figure(wide, np.array([0.4, 0.2]), "landmarks", n_train={"a": 1, "b": 2})
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] < 0 < 50 < ax.get_xlim()[1] and ax.get_ylim()[0] < -40 < 1 < ax.get_ylim()[1]
+    assert [len(c.get_offsets()) for c in fig.axes[1].collections] == [2, 1]  # b: 2 training, 1 held-out
+    assert {t.get_text() for leg in fig.legends for t in leg.get_texts()} == {"training frames", "held-out frames"}
     few = F.loss_grid_figure([(p, hist, 2) for p in pids[:5]], "curves")
     assert len([a for a in few.axes if a.axison]) == 5 and few._suptitle.get_text() == "curves"  # all fit: no note
     plt.close("all")

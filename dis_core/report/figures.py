@@ -85,10 +85,12 @@ def loss_grid_figure(curves: list[tuple[str, dict, int]], title: str):
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows + 0.6), squeeze=False)
     for ax, (name, hist, best) in zip(axes.flat, curves):
         _loss_axes(ax, hist, best, name)
+        ax.set_ylabel("")  # one label for the grid: per panel it ran into the neighbouring panel
     for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color="C0", label="training"), plt.Line2D([], [], color="C1", label="validation"),
-               plt.Line2D([], [], color="k", ls=":", label="chosen epoch (best validation)")]
+               plt.Line2D([], [], color="k", ls=":", label="chosen epoch (best validation; 0: the Gaussian start)")]
+    fig.supylabel("negative log-likelihood (nats / row: frame or window)", fontsize=9)
     fig.suptitle(literal(title))
     fig.tight_layout(rect=(0, 0.06 if rows == 1 else 0.03, 1, 1))
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
@@ -250,28 +252,37 @@ def norms_figure(groups: dict[str, np.ndarray], title: str):
     return fig
 
 
-def landmark_pca_grid_figure(scores: dict[str, np.ndarray], explained: np.ndarray, title: str):
-    """Per participant (at most GRID_MAX): their frames in the cohort's first two landmark components
-    (shared axes, from every participant's frames)."""
+def landmark_pca_grid_figure(scores: dict[str, np.ndarray], explained: np.ndarray, title: str,
+                             n_train: dict[str, int] | None = None):
+    """Per participant (at most GRID_MAX): their frames in the cohort's first two landmark components, the first
+    ``n_train[pid]`` rows (training) and the rest (held-out) in two colours; shared axes spanning every
+    participant's frames, so that none is cut off and places compare across panels."""
     allv = np.concatenate([v for v in scores.values() if len(v)]) if scores else np.zeros((1, 2))
     shown, note = grid_subset(list(scores.items()), "participants")
     scores, title = dict(shown), title + note
     n = max(len(scores), 1)
     cols = min(4, n)
     rows = -(-n // cols)
-    lo, hi = np.percentile(allv, 0.5, axis=0), np.percentile(allv, 99.5, axis=0)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    lo, hi = allv.min(axis=0), allv.max(axis=0)
+    pad = 0.04 * np.where(hi > lo, hi - lo, 1.0)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows + 0.5), squeeze=False)
     for ax, (pid, v) in zip(axes.flat, scores.items()):
-        ax.scatter(v[:, 0], v[:, 1], s=2, alpha=0.4, c=np.arange(len(v)), cmap="viridis")
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
+        k = len(v) if n_train is None else min(n_train.get(pid, len(v)), len(v))
+        ax.scatter(v[:k, 0], v[:k, 1], s=2, alpha=0.4, color="C0", label="training frames")
+        ax.scatter(v[k:, 0], v[k:, 1], s=2, alpha=0.4, color="C1", label="held-out frames")
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
         ax.set_title(literal(pid), fontsize=9)
         ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f}%)", fontsize=8)
         ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f}%)", fontsize=8)
     for ax in list(axes.flat)[len(scores):]:
         ax.axis("off")
-    fig.suptitle(literal(title + " (colour: frame order, training then held-out)"))
-    fig.tight_layout()
+    fig.suptitle(literal(title))
+    fig.tight_layout(rect=(0, 0.05 if rows == 1 else 0.03, 1, 1))
+    handles = [plt.Line2D([], [], ls="", marker="o", color="C0", label="training frames"),
+               plt.Line2D([], [], ls="", marker="o", color="C1", label="held-out frames")]
+    fig.legend(handles=handles[:1] if n_train is None else handles, loc="lower center", ncol=2, fontsize=8,
+               frameon=False)
     return fig
 
 
@@ -472,9 +483,10 @@ def norms_png(path: Path, groups: dict[str, np.ndarray], title: str, prov: dict[
 
 
 def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: np.ndarray, title: str,
-                          prov: dict[str, Any]) -> None:
+                          prov: dict[str, Any], n_train: dict[str, int] | None = None) -> None:
     """:func:`landmark_pca_grid_figure`, saved as PNG with provenance."""
-    save_png(landmark_pca_grid_figure(scores=scores, explained=explained, title=title), path, prov, dpi=REPORT_DPI)
+    save_png(landmark_pca_grid_figure(scores=scores, explained=explained, title=title, n_train=n_train), path, prov,
+             dpi=REPORT_DPI)
 
 
 def participant_map_png(path: Path, coords: np.ndarray, labels: list[str], links: list[tuple[int, int]],

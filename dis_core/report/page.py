@@ -65,7 +65,9 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                        "flow minus each baseline, paired (Holm-adjusted p)."),
         ) if f is not None]))
     lm = png_figure(figs / "landmark_pca.png", "Landmarks in the cohort PCA basis",
-                    "Each participant's aligned landmarks on the cohort's first two principal components.")
+                    "Each participant's aligned landmarks on the cohort's first two principal components (fitted on "
+                    "training frames only): training frames in blue, held-out frames in orange; axes shared by all "
+                    "panels and spanning every frame.")
     if lm is not None and fs_figs:
         fs_figs[-1][1].append(lm)
     training = [f for f in (png_figure(figs / f"loss_curves_{r.feature_set}.png", f"Training curves ({r.feature_set})",

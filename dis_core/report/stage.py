@@ -446,14 +446,15 @@ def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:
     if cohort.basis is None:
         return
     spec = FeatureSpec("landmark_pca", "landmarks", center="none", velocity=False, k=len(cohort.basis.components))
-    scores = {}
+    scores, n_train = {}, {}
     for pid in cohort.participants:
         parts = [participant_features(cohort, pid, spec, p, drop_dead=False).x for p in ("train", "test")]
+        n_train[pid] = len(parts[0])
         parts = [p[:, :2] for p in parts if len(p)]
         if parts:
             scores[pid] = np.concatenate(parts)
     landmark_pca_grid_png(figs / "landmark_pca.png", scores, cohort.basis.explained,
-                          "Aligned landmarks in the cohort PCA basis, per participant", prov)
+                          "Aligned landmarks in the cohort PCA basis, per participant", prov, n_train)
 
 
 def _norm_workbooks(d: Path, results: list[FeatureSetScores], prov: dict) -> None:
