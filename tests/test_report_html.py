@@ -63,6 +63,10 @@ def test_every_user_string_is_escaped_and_nothing_is_fetched(tmp_path):
     srcs = [a.get("src", "") + a.get("href", "") for _, a in p.tags]
     assert not any(s.startswith(("http:", "https:", "//")) for s in srcs)
     assert "a b/ü$x$.mp4" in text  # shown as written
+    # the terms a first reader meets are defined on the page, before the verdicts that use them
+    terms = text.index("<summary>Terms</summary>")
+    assert terms < text.index("id='qc'") and all(f"<dt>{k}</dt>" in text for k in ("top-1 identification",
+                                                                                  "verification: AUC, EER"))
 
 
 def test_each_verdict_gets_the_tone_of_what_it_claims(tmp_path):

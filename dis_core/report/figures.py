@@ -297,8 +297,9 @@ def participant_map_figure(coords: np.ndarray, labels: list[str], links: list[tu
                label=f"participant ({len(labels):,}; names omitted)" if big else "participant")
     for (x, y), name in zip(coords, labels if not big else []):
         ax.annotate(literal(name), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set_xlabel("MDS axis 1 (similarity units)")
-    ax.set_ylabel("MDS axis 2 (similarity units)")
+    ax.set_xlabel("MDS dimension 1")
+    ax.set_ylabel("MDS dimension 2")
+    ax.set_aspect("equal", adjustable="datalim")  # distances on the page are the same in every direction
     ax.set_title(literal(title), fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)

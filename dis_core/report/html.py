@@ -239,9 +239,32 @@ figure{margin:10px 0 18px} figure img{max-width:100%;height:auto;border:1px soli
 figcaption{font-size:13px;color:#455a64;max-width:1100px}
 .thumbs img{height:110px;width:auto;margin-right:4px;border:1px solid #ccc}
 .verdict{font-size:14px;margin:4px 0} .ok{color:#1b5e20} .no{color:#b71c1c}
-.note{font-size:13px;color:#455a64} details{margin:6px 0} pre{font-size:12px;white-space:pre-wrap;
+.note{font-size:13px;color:#455a64} details{margin:6px 0} dt{font-weight:600} pre{font-size:12px;white-space:pre-wrap;
      background:#f5f5f5;padding:8px;border-radius:4px;max-height:420px;overflow:auto}
 """
+
+
+TERMS = (  # what a first reader of the page needs, in the page's order
+    ("top-1 identification", "the share of people whose own model gives their held-out data the highest score of "
+     "all N models (ties share the credit); chance is 1/N"),
+    ("verification: AUC, EER", "every model against every person's data: own pairs should score above other pairs. "
+     "AUC is the probability that an own pair outscores another pair (chance 0.5); the equal error rate (EER) is "
+     "where false accepts equal false rejects (chance 0.5; lower is better). DET: false rejects against false "
+     "accepts on normal-deviate axes"),
+    ("t-norm, z-norm", "a score standardised against the other models' scores of the same data (t-norm: the "
+     "headline's AUC and EER, the heatmaps) or against the same model's scores of the other people's data (z-norm)"),
+    ("flow, baseline", "the flow is each person's normalizing-flow density (a spline or masked autoregressive flow, "
+     "MAF) that starts as their Ledoit-Wolf (shrunk-covariance) Gaussian; the baseline is that Gaussian, fitted on "
+     "the same rows"),
+    ("paired difference, Holm, McNemar", "flow minus baseline on the same bootstrap draws of people; p-values are "
+     "Holm-adjusted over every comparison of the family, and McNemar's exact test counts the people one method "
+     "identifies and the other does not"),
+    ("partner test", "partners' similarity minus their similarity to strangers, against re-pairings of the same "
+     "people into pseudo-couples (exact over every pairing when there are few); its interval is an expanded "
+     "percentile bootstrap over couples, widened for few couples"),
+    ("participant map (MDS)", "classical multidimensional scaling: people placed so that distances follow their pair "
+     "similarity"),
+)
 
 
 def _e(x: Any) -> str:
@@ -380,6 +403,8 @@ def render_html(page: ReportPage) -> str:
                "The baselines are fitted on the same rows as the flow and scored on the same rows: one Gaussian per "
                "participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
                "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")
+    out.append("<details class='note'><summary>Terms</summary><dl>" + "".join(
+        f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in TERMS) + "</dl></details>")
     out += [_finding(v, f"verdict {v.tone}") for v in page.verdicts]
     out.append(_finding(page.partners, "note", "Partner vs stranger: "))
     out.append(_figure(page.headline) + "</section>")
@@ -403,8 +428,9 @@ def render_html(page: ReportPage) -> str:
                "</section>")
     out.append("<section id='participants'><h2>Participants: the signature</h2><p class='note'>Per participant: "
                "head yaw/pitch/roll over time for each session (training and held-out), the spectrum of the "
-               "head's angular speed (the rhythm the model learns), and whose models fit their held-out data "
-               "best (per-data t-normalised score: standard deviations above the other models).</p>")
+               "head's angular speed (its rhythm, what the head_spectrum feature set models), and whose models "
+               "of the feature set named in the figure's title fit their held-out data best (per-data t-normalised "
+               "score: standard deviations above the other models).</p>")
     shown = sum(p.figure is not None for p in page.participants)
     if any(p.figure is None and p.link for p in page.participants):
         out.append(f"<p class='note'>The page embeds {shown} of the {len(page.participants)} participants' "

@@ -57,7 +57,10 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                        "How far each frame's log-likelihood lies from the model's mean on its own held-out data, "
                        "for own, partner and stranger data (log axis)."),
             png_figure(figs / f"participant_map_{fs}.png", f"Who moves like whom ({fs})",
-                       "Classical MDS of the symmetric pair similarity; dyad partners joined."),
+                       "Participants placed so that distances follow their pair similarity (classical MDS, equal "
+                       "scales): the similarity of two people is the mean of the z-normed and t-normed scores of "
+                       "each one's model on the other's held-out data, both ways round (standard deviations above "
+                       "the other pairs); dyad partners joined."),
             png_figure(figs / f"excerpts_{fs}.png", f"How many seconds identify a person ({fs})",
                        "Top-1 identification and EER when each identification sees only an excerpt of the held-out "
                        "video (consecutive spans of each length), beside the whole held-out session; points and 95% "
