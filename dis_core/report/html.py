@@ -396,7 +396,7 @@ def render_html(page: ReportPage) -> str:
                + "</tbody></table></section>")
     out.append("<section id='headline'><h2>Identification and verification (held-out data)</h2>")
     out.append(_headline_table(page.metrics) if len(page.metrics) else "<p>No feature set could be scored.</p>")
-    out.append("<p class='note'>Intervals: 95% percentile bootstrap over participants (1,000 draws; paired "
+    out.append("<p class='note'>Intervals: 95% percentile bootstrap over participants (1,000 draws from seed 0; paired "
                "comparisons draw as many as their family needs for Holm's correction, sheet comparisons); top-1 "
                "widened where needed to hold the Wilson score interval of the rate, which a percentile interval near "
                "0 or 1 does not (it has no width when everyone is identified). "

@@ -70,7 +70,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
                                    "data (*_raw and *_znorm: supplementary, with intervals from the same draws; methods are compared on t-norm)", "95% percentile bootstrap over participants (people resampled, 1,000 "
-                                   "draws; top-k widened where needed to hold the Wilson interval of the rate, which a "
+                                   "draws from seed 0, the same people in every method's draws; top-k widened where needed to hold the Wilson interval of the rate, which a "
                                    "percentile interval near 0 or 1 does not; below 10 people the AUC and EER intervals "
                                    "are unreliable, a draw holding about 63% of them and its t-norm fewer impostors, "
                                    "and no claim is made); flow vs baseline and feature set vs feature set: paired bootstrap of the "
