@@ -14,6 +14,27 @@ by the library (dis_core.features.build.video_features) exactly as the pipeline 
 and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
 truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.
 
+Measured again 2026-12-05 on seed 12, rendered and extracted again (the same 68,343 frames with a face), after
+head_lags took its velocities and lags on the rotation group (they were differences of gain-scaled rotation-vector
+coordinates) and top-1 intervals came to hold the Wilson interval of the rate (stats.proportion_interval). Every
+other feature set's top-1, AUC and EER is as in the seed-12 table below to the last digit; its top-1 intervals
+widen (0.975: [0.871, 1.000]; 0.950: [0.835, 1.000]; 0.925: [0.801, 1.000]; 0.875: [0.739, 0.975]; 0.850:
+[0.709, 0.950]). The head_lags rows (4.6 min for the whole table, a clean-clone CI on the other core):
+
+    lags/cflow              40  0.900 [0.769, 0.975]  0.025  0.953 [0.932, 0.969]  0.097 [0.071, 0.147]      845    0.61
+    lags/flow               40  0.900 [0.769, 0.975]  0.025  0.972 [0.952, 0.988]  0.081 [0.033, 0.118]      845    0.87
+    lags/maf                40  0.900 [0.769, 0.975]  0.025  0.952 [0.927, 0.976]  0.100 [0.065, 0.158]      845    0.44
+    lags/gaussian           40  0.900 [0.769, 0.975]  0.025  0.973 [0.954, 0.987]  0.072 [0.036, 0.124]      845    0.00
+    lags/ar                 40  0.900 [0.769, 0.975]  0.025  0.969 [0.946, 0.988]  0.082 [0.035, 0.125]      845    0.00
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000] p=1.000; EER
+        -0.005 [-0.016, +0.002]; McNemar n10=0 n01=0 p=1.000
+    best flow spectrum/pflow - best per-frame baseline lags/gaussian: top-1 +0.075 [+0.000, +0.175] p=0.088; EER
+        -0.053 [-0.106, -0.012]; McNemar n10=3 n01=0 p=0.250
+
+Paired on these matrices (compare_methods): lags flow - gaussian top-1 +0.000, AUC -0.0010 [-0.0090, +0.0054], EER
++0.008 [-0.023, +0.031]; flow - ar AUC +0.0035 [-0.0059, +0.0112]; cflow - ar AUC -0.0161 [-0.0384, -0.0018]; flow
+- maf AUC +0.0202 [+0.0056, +0.0381]. The verdict stands: no flow ahead of its baseline.
+
 Measured 2026-12-04 (late) on both cohorts rendered again by the current face rule (--swap-faces shows the
 face of the participant a whole dyad on: never one's own nor a partner's; phantom.render.face_of) and
 extracted again: dis phantom --participants 40 --sessions 2 --duration 60 --fps 15 --seed 12 (and 31)
