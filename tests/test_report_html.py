@@ -42,7 +42,7 @@ def _page(tmp: Path, pid: str = EVIL, video: str = "a b/ü$x$.mp4") -> ReportPag
         verdicts=[Finding(f"head_pose: the flows do NOT beat the Gaussian baseline ({pid})", tone="no")],
         partners=Finding("no partner test"),
         headline=Figure("Headline", "caption", png), feature_sets=[("head_pose", [Figure(f"Norms {pid}", pid, png)])],
-        training=[], qc=[VideoQC("u1", pid, "s1", video, "ok", "", 100, 90, 2, 0.4, (png,)),
+        training=[], qc=[VideoQC("u1", pid, "s1", video, "ok", "", 100, 90, 2, 0.4, (png,), 7.0, 14.29),
                          VideoQC("u2", "p2", "s1", "bad.mp4", "failed", f"{video}: cannot decode", 0, 0, 0, 0.0)],
         smiles=pd.DataFrame({"participant_id": [pid], "smile_frame_fraction": [0.25]}),
         participants=[ParticipantSection(pid, "d1", ("s1", "s2"), ((pid, 3.0), ("p2", -1.0)), 1,
@@ -64,6 +64,7 @@ def test_every_user_string_is_escaped_and_nothing_is_fetched(tmp_path):
     assert not any(s.startswith(("http:", "https:", "//")) for s in srcs)
     assert "a b/ü$x$.mp4" in text  # shown as written
     # the terms a first reader meets are defined on the page, before the verdicts that use them
+    assert "<td class='num'>7</td><td class='num'>14.29</td>" in text  # each video's duration and frame rate
     terms = text.index("<summary>Terms</summary>")
     assert terms < text.index("id='qc'") and all(f"<dt>{k}</dt>" in text for k in ("top-1 identification",
                                                                                   "verification: AUC, EER"))

@@ -47,6 +47,8 @@ class VideoQC:
     gaps: int  # runs of frames without a face
     longest_gap_s: float
     thumbs: tuple[bytes, ...] = ()  # PNG bytes of a few frames with their landmarks drawn
+    seconds: float = float("nan")  # the video's duration and frame rate, as extraction read them
+    fps: float = float("nan")
 
     @property
     def detection_rate(self) -> float:
@@ -141,8 +143,17 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
         out.append(VideoQC(uid, str(row.get("participant_id", "")), str(row.get("session", "")),
                            str(row.get("video", "")), str(row.get("status", "")),
                            "" if msg is None or (isinstance(msg, float) and np.isnan(msg)) else str(msg),
-                           int(row.get("frames") or 0), int(row.get("detected_frames") or 0), gaps, longest, pics))
+                           int(row.get("frames") or 0), int(row.get("detected_frames") or 0), gaps, longest, pics,
+                           _number(row.get("seconds")), _number(row.get("fps"))))
     return out
+
+
+def _number(x: Any) -> float:
+    """A CSV cell as a float, NaN when empty or not a number."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _thumbnails(video: Path, det: np.ndarray, landmarks) -> tuple[bytes, ...]:
@@ -339,11 +350,13 @@ def _qc_table(qc: list[VideoQC]) -> str:
         thumbs = "".join(_img(p, f"{v.unit_id} frame {k + 1} with landmarks") for k, p in enumerate(v.thumbs))
         rows.append(
             f'<tr class="{cls}"><td>{_e(v.participant_id)}</td><td>{_e(v.session)}</td><td>{_e(v.video)}</td>'
-            f"<td>{_e(v.status)}</td><td class='num'>{v.frames}</td>"
+            f"<td>{_e(v.status)}</td><td class='num'>{_fmt(v.seconds, 0)}</td><td class='num'>{_fmt(v.fps, 2)}</td>"
+            f"<td class='num'>{v.frames}</td>"
             f"<td class='num'>{100 * v.detection_rate:.1f}%</td><td class='num'>{v.gaps}</td>"
             f"<td class='num'>{v.longest_gap_s:.2f}</td><td>{_e(v.message)}</td>"
             f"<td class='thumbs'>{thumbs}</td></tr>")
-    return ("<table><thead><tr><th>participant</th><th>session</th><th>video</th><th>status</th><th>frames</th>"
+    return ("<table><thead><tr><th>participant</th><th>session</th><th>video</th><th>status</th><th>seconds</th>"
+            "<th>frames a second</th><th>frames</th>"
             "<th>face detected</th><th>gaps</th><th>longest gap (s)</th><th>message</th>"
             "<th>frames at 10/50/90% with landmarks</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -399,7 +412,9 @@ def render_html(page: ReportPage) -> str:
     out.append("<p class='note'>Intervals: 95% percentile bootstrap over participants (1,000 draws from seed 0; paired "
                "comparisons draw as many as their family needs for Holm's correction, sheet comparisons); top-1 "
                "widened where needed to hold the Wilson score interval of the rate, which a percentile interval near "
-               "0 or 1 does not (it has no width when everyone is identified). "
+               "0 or 1 does not (it has no width when everyone is identified). AUC and EER are on t-norm scores; the "
+               "metrics sheet gives them on raw and z-norm scores too, with intervals, for a reader to check that a "
+               "conclusion does not rest on the normalisation. "
                "The baselines are fitted on the same rows as the flow and scored on the same rows: one Gaussian per "
                "participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
                "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")
