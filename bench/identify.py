@@ -33,7 +33,8 @@ widen (0.975: [0.871, 1.000]; 0.950: [0.835, 1.000]; 0.925: [0.801, 1.000]; 0.87
 
 Paired on these matrices (compare_methods): lags flow - gaussian top-1 +0.000, AUC -0.0010 [-0.0090, +0.0054], EER
 +0.008 [-0.023, +0.031]; flow - ar AUC +0.0035 [-0.0059, +0.0112]; cflow - ar AUC -0.0161 [-0.0384, -0.0018]; flow
-- maf AUC +0.0202 [+0.0056, +0.0381]. The verdict stands: no flow ahead of its baseline.
+- maf AUC +0.0202 [+0.0056, +0.0381]. The verdict stands: no flow ahead of its baseline (the conditional flow is
+behind the autoregressive baseline in AUC).
 
 Measured 2026-12-04 (late) on both cohorts rendered again by the current face rule (--swap-faces shows the
 face of the participant a whole dyad on: never one's own nor a partner's; phantom.render.face_of) and

@@ -10,6 +10,7 @@ import os
 from html.parser import HTMLParser
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -64,9 +65,9 @@ def test_every_user_string_is_escaped_and_nothing_is_fetched(tmp_path):
     assert not any(s.startswith(("http:", "https:", "//")) for s in srcs)
     assert "a b/ü$x$.mp4" in text  # shown as written
     # the terms a first reader meets are defined on the page, before the verdicts that use them
-    assert "<td class='num'>7</td><td class='num'>14.29</td>" in text  # each video's duration and frame rate
+    assert "<td class='num'>7.0</td><td class='num'>14.29</td>" in text  # each video's duration and frame rate
     terms = text.index("<summary>Terms</summary>")
-    assert terms < text.index("id='qc'") and all(f"<dt>{k}</dt>" in text for k in ("top-1 identification",
+    assert terms < text.index("verdict ") < text.index("id='qc'") and all(f"<dt>{k}</dt>" in text for k in ("top-1 identification",
                                                                                   "verification: AUC, EER"))
 
 
@@ -139,6 +140,8 @@ def test_qc_thumbnails_of_a_real_extraction_seek_to_the_same_frames(tmp_path, sa
     monkeypatch.setattr(H, "SEQUENTIAL_MAX_FRAMES", 0)
     seek = H.gather_video_qc(tmp_path / "out", qc)
     assert seq[0].frames == res.frames and seq[0].detected_frames == res.detected_frames
+    with h5py.File(res.output, "r") as f:  # the decoded duration, not a count of seconds holding frames
+        assert seq[0].seconds == pytest.approx(float(f["video"].attrs["duration_s"])) and seq[0].fps == pytest.approx(res.fps)
     assert len(seq[0].thumbs) == 3 and seq[0].thumbs == seek[0].thumbs
 
 

@@ -47,7 +47,7 @@ class VideoQC:
     gaps: int  # runs of frames without a face
     longest_gap_s: float
     thumbs: tuple[bytes, ...] = ()  # PNG bytes of a few frames with their landmarks drawn
-    seconds: float = float("nan")  # the video's duration and frame rate, as extraction read them
+    seconds: float = float("nan")  # the decoded video's duration (its extraction's duration_s) and frame rate
     fps: float = float("nan")
 
     @property
@@ -126,10 +126,11 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
     for k, row in enumerate(qc.to_dict(orient="records")):
         uid = str(row.get("unit_id", ""))
         h5 = RunLayout(out_root).extraction(uid)
-        gaps, longest, pics = 0, 0.0, ()
+        gaps, longest, pics, duration = 0, 0.0, (), float("nan")
         if h5.is_file():
             try:
                 with h5py.File(h5, "r") as f:
+                    duration = _number(f["video"].attrs.get("duration_s")) if "video" in f else duration
                     t, det = f["time_s"][()], f["detected"][()].astype(bool)
                     gaps, longest = gap_stats(t, det)
                     problem = str(row.get("status")) not in ("ok", "skipped") or (len(det) and det.mean() < 0.9)
@@ -144,7 +145,7 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
                            str(row.get("video", "")), str(row.get("status", "")),
                            "" if msg is None or (isinstance(msg, float) and np.isnan(msg)) else str(msg),
                            int(row.get("frames") or 0), int(row.get("detected_frames") or 0), gaps, longest, pics,
-                           _number(row.get("seconds")), _number(row.get("fps"))))
+                           duration, _number(row.get("fps"))))
     return out
 
 
@@ -350,12 +351,12 @@ def _qc_table(qc: list[VideoQC]) -> str:
         thumbs = "".join(_img(p, f"{v.unit_id} frame {k + 1} with landmarks") for k, p in enumerate(v.thumbs))
         rows.append(
             f'<tr class="{cls}"><td>{_e(v.participant_id)}</td><td>{_e(v.session)}</td><td>{_e(v.video)}</td>'
-            f"<td>{_e(v.status)}</td><td class='num'>{_fmt(v.seconds, 0)}</td><td class='num'>{_fmt(v.fps, 2)}</td>"
+            f"<td>{_e(v.status)}</td><td class='num'>{_fmt(v.seconds, 1)}</td><td class='num'>{_fmt(v.fps, 2)}</td>"
             f"<td class='num'>{v.frames}</td>"
             f"<td class='num'>{100 * v.detection_rate:.1f}%</td><td class='num'>{v.gaps}</td>"
             f"<td class='num'>{v.longest_gap_s:.2f}</td><td>{_e(v.message)}</td>"
             f"<td class='thumbs'>{thumbs}</td></tr>")
-    return ("<table><thead><tr><th>participant</th><th>session</th><th>video</th><th>status</th><th>seconds</th>"
+    return ("<table><thead><tr><th>participant</th><th>session</th><th>video</th><th>status</th><th>duration (s)</th>"
             "<th>frames a second</th><th>frames</th>"
             "<th>face detected</th><th>gaps</th><th>longest gap (s)</th><th>message</th>"
             "<th>frames at 10/50/90% with landmarks</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
