@@ -443,6 +443,7 @@ from dis_core.features.temporal import fit_window_basis  # noqa: E402
 from dis_core.model.config import POOLED_FLOW, default_train_config  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
 from dis_core.model.stage import FIT_RULE, pooled_rows  # noqa: E402
+from dis_core.score import stats as st  # noqa: E402
 from dis_core.score.excerpts import Excerpts, excerpt_labels, excerpt_rows, excerpt_scores  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
                                     verification)
@@ -730,7 +731,7 @@ def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], ca
                   + "  ".join(f"{key} {x[key]:.3f} [{x[key + '_lo']:.3f}, {x[key + '_hi']:.3f}]" for key in ("top1", "auc", "eer")))
         for c in comps:
             print(f"    {c['a']} - {c['b']} at {length:g} s: " + "; ".join(
-                f"{key} {c[key + '_diff']:+.3f} [{c[key + '_diff_lo']:+.3f}, {c[key + '_diff_hi']:+.3f}] p={c[key + '_p']:.3f}"
+                f"{key} {st.signed(c[key + '_diff'], 3)} [{st.signed(c[key + '_diff_lo'], 3)}, {st.signed(c[key + '_diff_hi'], 3)}] p={c[key + '_p']:.3f}"
                 for key in ("top1", "auc", "eer")))
 
 
@@ -794,9 +795,9 @@ def main() -> None:
             if pool and bf.s.shape == max(pool, key=key).s.shape:
                 bb = max(pool, key=key)
                 c = compare_methods(bf.s, bb.s)
-                print(f"best flow {bf.name} - {what} {bb.name}: top-1 {c['top1_diff']:+.3f} "
-                      f"[{c['top1_diff_lo']:+.3f}, {c['top1_diff_hi']:+.3f}] p={c['top1_p']:.3f}; EER {c['eer_diff']:+.3f} "
-                      f"[{c['eer_diff_lo']:+.3f}, {c['eer_diff_hi']:+.3f}]; McNemar n10={c['top1_mcnemar_n10']:.0f} "
+                print(f"best flow {bf.name} - {what} {bb.name}: top-1 {st.signed(c['top1_diff'], 3)} "
+                      f"[{st.signed(c['top1_diff_lo'], 3)}, {st.signed(c['top1_diff_hi'], 3)}] p={c['top1_p']:.3f}; EER {st.signed(c['eer_diff'], 3)} "
+                      f"[{st.signed(c['eer_diff_lo'], 3)}, {st.signed(c['eer_diff_hi'], 3)}]; McNemar n10={c['top1_mcnemar_n10']:.0f} "
                       f"n01={c['top1_mcnemar_n01']:.0f} p={c['top1_mcnemar_p']:.3f}")
     for name in (a.only.split(",") if a.excerpts else []):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
