@@ -187,15 +187,17 @@ def test_partner_and_synchrony_lines_say_when_too_few_couples_for_the_interval()
 
 def test_verdicts_name_a_flow_that_kept_its_gaussian_start_and_few_people_are_no_claim_not_no_difference():
     """A 'flow' that no epoch improved on is its Ledoit-Wolf start: the verdict counts such participants
-    (chosen_epoch 0; best_epoch -1 in older records). A feature-set comparison on 6 people was listed under 'no
+    (chosen_epoch 0; best_epoch -1 in older records, read in today's terms). A feature-set comparison on 6 people was listed under 'no
     supported difference', which reads as evidence of none; it is 'no claim'. A draw's -7e-19 prints +0.00."""
     from types import SimpleNamespace
 
+    from dis_core.model.result import in_current_terms
     from dis_core.report.comparisons import baseline_verdict, kept_start
 
     people = [f"p{k}" for k in range(12)]
     training = {p: {"chosen_epoch": 0 if k < 4 else 7} for k, p in enumerate(people)}
-    training["p4"] = {"best_epoch": -1}  # a record written before chosen_epoch
+    training["p4"] = in_current_terms({"best_epoch": -1})  # a record written before chosen_epoch
+    assert in_current_terms({"best_epoch": 6, "epochs": 9}) == {"chosen_epoch": 7, "epochs": 9}
     r = SimpleNamespace(feature_set="a", participants=people, training=training,
                         comparisons={"gaussian": _cmp((0.0, -6.9e-19, 0.1, 1.0), (0.0, -0.05, 0.05, 0.9))})
     assert kept_start(r) == 5

@@ -219,14 +219,14 @@ def test_dyad_statistic_hand_computed():
 def test_matchings_are_every_pairing_when_few_else_uniform_random_ones_within_groups():
     people = np.arange(12)
     groups = np.repeat([0, 1, 2], 4)
-    assert st.pairings_count(people, groups) == 27 and st.pairings_count(people) == 10395  # 3^3; 11!!
-    m, exact = st._matchings(people, groups, 300, np.random.default_rng(0))
-    assert exact and m.shape == (27, 6, 2)  # all of them, each once
+    m, exact, floor = st._matchings(people, groups, 300, np.random.default_rng(0))
+    assert exact and m.shape == (27, 6, 2) and floor == 1 / 27  # all of them (3^3), each once
     assert len({frozenset(frozenset(p) for p in row) for row in m.tolist()}) == 27
     assert np.all(groups[m[..., 0]] == groups[m[..., 1]])
-    drawn, exact = st._matchings(people, groups, 20, np.random.default_rng(0))
-    assert not exact and drawn.shape == (20, 6, 2) and np.all(groups[drawn[..., 0]] == groups[drawn[..., 1]])
-    free, exact = st._matchings(people, None, 300, np.random.default_rng(0))
+    drawn, exact, floor = st._matchings(people, groups, 20, np.random.default_rng(0))
+    assert not exact and drawn.shape == (20, 6, 2) and floor == pytest.approx(1 / 21)  # 27 > 20: Monte Carlo and np.all(groups[drawn[..., 0]] == groups[drawn[..., 1]])
+    free, exact, floor = st._matchings(people, None, 300, np.random.default_rng(0))
+    assert floor == pytest.approx(1 / 301) and st._matchings(people, None, 20000, None)[2] == 1 / 10395  # 11!!
     assert not exact and free.shape == (300, 6, 2) and (groups[free[..., 0]] != groups[free[..., 1]]).any()
     for m in (m, drawn, free):
         assert all(sorted(row.ravel()) == list(range(12)) for row in m)
@@ -247,7 +247,6 @@ def test_few_dyads_give_the_exact_p_of_their_pairings_and_say_it_cannot_reach_00
     assert notes == [""] * 6 and st.holm([1 / 945] * 4 + [1 / 105] * 2).max() < 0.05
     notes = st.p_floor_notes([1 / 15, 1 / 945])
     assert "0.067 at best after Holm" in notes[0] and notes[1] == ""
-    assert st.p_floor(10395, 2000, exact=False) == pytest.approx(1 / 2001) and st.p_floor(15, 15, True) == 1 / 15
     s, pairs = st.simulate_dyad_scores(4, 0.3, np.random.default_rng(2))
     sim = st.pair_similarity(s)
     r = st.dyad_permutation_test(sim, pairs, n_perm=2000, seed=0, n_boot=200)
@@ -486,7 +485,7 @@ def test_exact_pairings_of_many_strata_of_one_couple_each():
     groups = np.repeat(np.r_[np.arange(33), [33, 33]], 2)
     groups = np.r_[groups, [33, 33]]
     pairs = [(2 * k, 2 * k + 1) for k in range(36)]
-    m, exact = st._matchings(np.arange(72), groups, 2000, rng)
+    m, exact, _ = st._matchings(np.arange(72), groups, 2000, rng)
     assert exact and m.shape == (15, 36, 2)
     assert np.all(groups[m[..., 0]] == groups[m[..., 1]])
     s = rng.normal(size=(72, 72))

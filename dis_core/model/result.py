@@ -26,5 +26,13 @@ class TrainResult(UnitResult):
     resumed_from_epoch: int = 0
 
 
+def in_current_terms(summary: dict) -> dict:
+    """A training summary (train.json) in today's terms: one written before the epoch was counted from 1 had
+    best_epoch (0-based, -1 for the Gaussian start), now chosen_epoch = best_epoch + 1."""
+    if "chosen_epoch" in summary or "best_epoch" not in summary:
+        return summary
+    return {**{k: v for k, v in summary.items() if k != "best_epoch"}, "chosen_epoch": summary["best_epoch"] + 1}
+
+
 def train_unit_id(feature_set: str, pid: str) -> str:
     return f"{feature_set}/{pid}"

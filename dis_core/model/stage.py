@@ -25,7 +25,7 @@ from dis_core.model.config import TrainConfig, methods_of
 from dis_core.model.flows import Density, FlowFit, fit_gaussian, load_density, pick_device, save_density, train_flow
 from dis_core.config import plain
 from dis_core.layout import RunLayout, UnitResult
-from dis_core.model.result import TrainResult, train_unit_id
+from dis_core.model.result import TrainResult, in_current_terms, train_unit_id
 from dis_core.io.provenance import provenance
 
 MODEL_NAME = "model.pt"
@@ -63,10 +63,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         key = _unit_key(cohort, data, cfg, pooled_key)
         res.key = key
         if not force and _is_done(d, key, cfg):
-            prev = json.loads((d / SUMMARY_NAME).read_text())
+            prev = in_current_terms(json.loads((d / SUMMARY_NAME).read_text()))
             prev.update(status="skipped", unit_id=res.unit_id, key=key)
-            if "chosen_epoch" not in prev and "best_epoch" in prev:  # a record from before the epoch counted from 1
-                prev["chosen_epoch"] = prev["best_epoch"] + 1
             prev.setdefault("interpolated_frames", data.interpolated)  # before it was recorded: the same rows' count
             return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
         n = sum(len(f) for f in data.frames.values())  # frames (window rows: every frame their windows cover)

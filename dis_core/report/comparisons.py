@@ -128,8 +128,8 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
 
 def kept_start(r: FeatureSetScores) -> int:
     """How many of a feature set's participants have a flow that kept its start, the Ledoit-Wolf Gaussian of its
-    rows (chosen epoch 0; models trained before the epoch was counted from 1 recorded best_epoch -1)."""
-    return sum(t.get("chosen_epoch", t.get("best_epoch", -1) + 1) == 0
+    rows (chosen epoch 0)."""
+    return sum(t.get("chosen_epoch") == 0
                for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants)
 
 

@@ -103,8 +103,6 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                 dyad_rows.append({"feature_set": r.feature_set, "method": m, "comparison": "partner_vs_stranger",
                                   **ms.dyads})
         for pid, t in r.training.items():
-            if "chosen_epoch" not in t and "best_epoch" in t:  # a model trained before the epoch was counted from 1
-                t = {**{k: v for k, v in t.items() if k != "best_epoch"}, "chosen_epoch": t["best_epoch"] + 1}
             train_rows.append({"feature_set": r.feature_set,
                                **{k: v for k, v in t.items() if not isinstance(v, (dict, list)) and k != "elapsed_s"}})
             # elapsed_s: the runner's, set after a unit wrote its summary (0 there); seconds is the fit's

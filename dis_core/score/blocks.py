@@ -30,6 +30,7 @@ from dis_core.config import plain
 from dis_core.errors import DISError
 from dis_core.io.atomic import atomic_path, remove_stale_parts
 from dis_core.layout import STATUS, UnitResult, read_status
+from dis_core.model.result import in_current_terms
 from dis_core.score.config import ScoreConfig, block_span
 from dis_core.score.scoring import SCORE_RULE, check_log_p, pair_score, score_all, score_matrix
 
@@ -276,7 +277,7 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
         ri, ci = [idx[p] for p in R], [idx[p] for p in C]
         dyads.update(json.loads(a["dyads"]))
         test_frames.update(json.loads(a["test_frames"]))
-        training.update(json.loads(a["training"]))
+        training.update({p: in_current_terms(t) for p, t in json.loads(a["training"]).items()})
         histories.update({p: (h, int(be)) for p, (h, be) in json.loads(a["histories"]).items()})
         for x in json.loads(a["left_out"]):
             left[(x["participant_id"], x["reason"])] = x

@@ -14,7 +14,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
-from dis_core.score.stats import (boot_result, holm, paired_result, participant_draws, proportion_interval, topk_fractional,
+from dis_core.score.stats import (boot_result, holm, paired_result, participant_draws, rate_result, topk_fractional,
                                   weighted_auc_eer)
 
 
@@ -196,7 +196,7 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
                 # session's is: conservative here (a person's credit, the share of their excerpts identified, varies
                 # less than a coin flip), but continuous (the bootstrap's alone had no width with every excerpt
                 # identified, and nearly none with one missed) and equal to the whole session's with one excerpt each
-                b = b._replace(**dict(zip(("lo", "hi"), proportion_interval(b.point, b.lo, b.hi, row["people"]))))
+                b = rate_result(b, row["people"])
             row.update({key: b.point, f"{key}_lo": b.lo, f"{key}_hi": b.hi})
         rows.append(row)
     comps = []

@@ -20,7 +20,7 @@ from dis_core.errors import DISError
 __all__ = [
     "check_finite", "genuine_impostor", "roc_points", "eer", "auc", "det_points", "eer_matrix",
     "auc_matrix", "weighted_auc_eer", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
-    "participant_draws", "bootstrap_columns", "column_draws", "wilson_interval", "proportion_interval",
+    "participant_draws", "bootstrap_columns", "column_draws", "wilson_interval", "proportion_interval", "rate_result",
     "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "p_text", "signed", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
     "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
@@ -249,6 +249,13 @@ def proportion_interval(point: float, lo: float, hi: float, n: int, ci: float = 
     return float(np.fmin(lo, wl)), float(np.fmax(hi, wh))
 
 
+def rate_result(b: BootResult, n: int, ci: float = 0.95) -> BootResult:
+    """A rate's bootstrap result with its interval held to the Wilson interval over ``n`` people
+    (:func:`proportion_interval`)."""
+    lo, hi = proportion_interval(b.point, b.lo, b.hi, n, ci)
+    return b._replace(lo=lo, hi=hi)
+
+
 def bootstrap_columns(credit: np.ndarray, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> BootResult:
     """Percentile bootstrap over participants of a mean of per-data-column credits (top-k identification,
     :func:`topk_fractional`): each column's credit is computed once against all N models and a draw averages
@@ -259,8 +266,7 @@ def bootstrap_columns(credit: np.ndarray, n_boot: int = 2000, seed: int = 0, ci:
     rank each person among ~0.63 N distinct models, biasing top-k upward and its chance level away from
     k / N (at N = 20 without any signal the draws averaged 0.10 against a chance of 0.05)."""
     c = np.asarray(credit, float)
-    b = boot_result(float(c.mean()), column_draws(c, n_boot, seed), ci)
-    return b._replace(**dict(zip(("lo", "hi"), proportion_interval(b.point, b.lo, b.hi, len(c), ci))))
+    return rate_result(boot_result(float(c.mean()), column_draws(c, n_boot, seed), ci), len(c), ci)
 
 
 def column_draws(credit: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -422,11 +428,6 @@ def _blocks(people: np.ndarray, groups: np.ndarray | None) -> list[np.ndarray]:
     return blocks
 
 
-def pairings_count(people: np.ndarray, groups: np.ndarray | None = None) -> int:
-    """How many ways there are to pair ``people`` into couples (within groups): (m - 1)!! per stratum of m."""
-    return math.prod(math.prod(range(len(b) - 1, 0, -2)) for b in _blocks(np.asarray(people), groups))
-
-
 def _all_pairings(members: np.ndarray) -> list[list[tuple[int, int]]]:
     if len(members) == 0:
         return [[]]
@@ -435,20 +436,22 @@ def _all_pairings(members: np.ndarray) -> list[list[tuple[int, int]]]:
 
 
 def _matchings(people: np.ndarray, groups: np.ndarray | None, n_perm: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """The perfect matchings of ``people`` (within groups when given) as an (M, D, 2) index array, and whether
-    they are all of them: every matching when there are at most ``n_perm`` (3 couples: 15, 5 couples: 945), so
-    that the p-value is exact; else ``n_perm`` uniformly random ones. Real couples are not avoided: the observed
-    pairing must be a member of the reference set, or the p-value is overconfident."""
+               rng: np.random.Generator) -> tuple[np.ndarray, bool, float]:
+    """The perfect matchings of ``people`` (within groups when given) as an (M, D, 2) index array, whether they
+    are all of them, and the smallest p a test over them can give: every matching when there are at most
+    ``n_perm`` (3 couples: 15, 5 couples: 945), so that the p-value is exact (floor 1 / M); else ``n_perm``
+    uniformly random ones (floor 1 / (n_perm + 1) at best). Real couples are not avoided: the observed pairing must
+    be a member of the reference set, or the p-value is overconfident."""
     blocks = _blocks(np.asarray(people), groups)
-    if pairings_count(people, groups) <= n_perm:  # every combination of each stratum's pairings (any number of strata)
+    count = math.prod(math.prod(range(len(b) - 1, 0, -2)) for b in blocks)  # (m - 1)!! per stratum of m
+    if count <= n_perm:  # every combination of each stratum's pairings (any number of strata)
         out = np.zeros((1, 0, 2), int)
         for b in blocks:
             x = np.array(_all_pairings(b), int).reshape(-1, len(b) // 2, 2)
             out = np.concatenate([np.repeat(out, len(x), axis=0), np.tile(x, (len(out), 1, 1))], axis=1)
-        return out, True
-    return np.concatenate([rng.permuted(np.tile(b, (n_perm, 1)), axis=1).reshape(n_perm, -1, 2) for b in blocks],
-                          axis=1), False
+        return out, True, 1 / count
+    return (np.concatenate([rng.permuted(np.tile(b, (n_perm, 1)), axis=1).reshape(n_perm, -1, 2) for b in blocks],
+                           axis=1), False, max(1 / count, 1 / (n_perm + 1)))
 
 
 def permutation_p(null: np.ndarray, observed: float, exact: bool) -> float:
@@ -456,11 +459,6 @@ def permutation_p(null: np.ndarray, observed: float, exact: bool) -> float:
     pairing (it holds the observed one, so p >= 1 / M), else the Monte Carlo (1 + #) / (1 + n)."""
     k = int(np.sum(null >= observed - 1e-12 * max(1.0, abs(observed))))
     return k / len(null) if exact else (1 + k) / (1 + len(null))
-
-
-def p_floor(count: int, draws: int, exact: bool) -> float:
-    """The smallest p a permutation test can give: 1 / (pairings) when exact, else 1 / (draws + 1) at best."""
-    return 1 / count if exact else max(1 / count, 1 / (draws + 1))
 
 
 def p_floor_notes(floors: Sequence[float], alpha: float = 0.05) -> list[str]:
@@ -519,7 +517,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     The null re-pairs the 2D people in ``pairs`` into pseudo-couples (random perfect matchings, within
     ``groups`` if given - one label per person of ``sim``; the observed pairing belongs to the
     reference set) and recomputes the mean dyad statistic; p by :func:`permutation_p` (exact when there are at most
-    ``n_perm`` pairings; ``p_floor``, the smallest p any data could give: :func:`p_floor`).
+    ``n_perm`` pairings; ``p_floor``, the smallest p any data could give: :func:`_matchings`).
     Chance is the null's mean, which exceeds 0 when strata make pseudo-couples alike (same site): excess =
     observed - null mean, effect size = excess / sd of the null. The interval of the observed mean is an
     expanded percentile bootstrap over dyads (:func:`unit_mean_interval`); the excess's treats the null mean
@@ -538,7 +536,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     np.fill_diagonal(x, 0.0)
     rowsum = x.sum(axis=1)
     rng = np.random.default_rng(seed)
-    m, exact = _matchings(p.ravel(), groups, n_perm, rng)
+    m, exact, floor = _matchings(p.ravel(), groups, n_perm, rng)
     null = _dyad_stats(sim, rowsum, m[..., 0], m[..., 1]).mean(axis=1)
     observed = float(per_dyad.mean())
     pval = permutation_p(null, observed, exact)
@@ -547,8 +545,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "null_mean": null_mean,
             "null_sd": sd, "excess": observed - null_mean, "excess_ci_lo": lo - null_mean,
             "excess_ci_hi": hi - null_mean, "effect_size": (observed - null_mean) / sd if sd > 0 else np.nan,
-            "exact": exact, "p_floor": p_floor(pairings_count(p.ravel(), groups), len(null), exact), "per_dyad": per_dyad,
-            "null": null}
+            "exact": exact, "p_floor": floor, "per_dyad": per_dyad, "null": null}
 
 
 # ----------------------------------------------------------------------------------------------

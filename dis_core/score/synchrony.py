@@ -23,9 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_floor, p_floor_notes, p_text,
-                                  pairings_count,
-                                  permutation_p, signed, unit_mean_interval)
+from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_floor_notes, p_text, permutation_p,
+                                  signed, unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -223,7 +222,7 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     rng = np.random.default_rng(seed)
     per_dyad = sync[p[:, 0], p[:, 1]]
     observed = float(per_dyad.mean())
-    m, exact = _matchings(people, groups, n_perm, rng)
+    m, exact, floor = _matchings(people, groups, n_perm, rng)
     null = sync[m[..., 0], m[..., 1]].mean(axis=1)
     pval = permutation_p(null, observed, exact)
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
@@ -231,8 +230,7 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     return {"observed": observed, "null_mean": null_mean, "null_sd": sd, "excess": observed - null_mean,
             "excess_ci_lo": lo - null_mean, "excess_ci_hi": hi - null_mean,
             "effect_size": (observed - null_mean) / sd if sd > 0 else float("nan"), "p": float(pval),
-            "exact": exact, "p_floor": p_floor(pairings_count(people, groups), len(null), exact), "per_dyad": per_dyad,
-            "null": null}
+            "exact": exact, "p_floor": floor, "per_dyad": per_dyad, "null": null}
 
 
 def synchrony_family(signals: Mapping[str, Sequence[np.ndarray]], pairs, groups=None,
