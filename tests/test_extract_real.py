@@ -201,6 +201,58 @@ def test_recovered_roll_tracks_an_in_plane_rotation(tmp_path, samples, model, ma
     assert mae <= 1.0
 
 
+def _two_faces(samples, n=72) -> list[np.ndarray]:
+    """Two real people side by side: carphone (smaller, left) and single_face (right, the larger face)."""
+    import cv2
+
+    left = [cv2.resize(f.rgb, (440, 360)) for f in iter_frames(samples["carphone_pristine.mp4"])][:n]
+    right = [f.rgb for f in iter_frames(samples["single_face.mp4"])][:n]
+    assert right[0].shape[0] == 360
+    return [np.concatenate([a, b], axis=1) for a, b in zip(left, right)]
+
+
+def test_the_participant_is_kept_when_someone_else_is_in_view(tmp_path, samples, model, make_manifest):
+    """With a second person in view, the participant (the larger face at the start) is kept; while they are
+    covered for three frames the other person's face is not taken for theirs, and they are found again after.
+    (MediaPipe tracking one face came back on the other person after the cover and stayed there.)"""
+    frames = _two_faces(samples)
+    for k in (20, 21, 22):
+        frames[k] = frames[k].copy()
+        frames[k][:, 440:] = 0
+    video = write_video(tmp_path / "two.mp4", frames, 30.0)
+    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(video)}]))
+    r = extract_video(m.entries[0], tmp_path / "out", model, ExtractConfig(), progress=False)
+    x = read_extraction(Path(r.output))
+    covered = np.isin(np.arange(len(frames)), [20, 21, 22])
+    assert not x.detected[covered].any(), "the other person's face was stored as the participant's"
+    assert x.detected[~covered].all(), "the participant was lost"
+    assert (x.landmarks[~covered, :, 0].mean(axis=1) > 440 / 1080).all(), "the other person's face was stored"
+    assert r.status == "ok" and r.other_face_frames == 3 and r.several_faces_frames == len(frames) - 3
+    assert "more than one face in 69 frames; 3 frames showed only someone else's face" in r.message
+    assert x.attrs["n_other_face_frames"] == 3 and np.isnan(x.attrs["several_faces_from_s"])
+
+
+def test_someone_coming_into_view_is_not_taken_for_the_participant(tmp_path, samples, model):
+    """Alone for 1.5 s the tracker follows one face; a person who comes in and stays is not followed when the
+    participant is covered (the jump sends the tracker back to several faces from then on)."""
+    frames = _two_faces(samples)
+    with FaceTracker(model.path, ExtractConfig().landmarker) as t:
+        kept = []
+        for k, img in enumerate(frames):
+            img = img.copy()
+            if k < 45:
+                img[:, :440] = 0
+            if k in (55, 56, 57):
+                img[:, 440:] = 0
+            if k == 44:
+                assert t._num_faces == 1, "alone for 1 s: one face tracked"
+            r = t.process(img, k / 30)
+            kept.append(r.detected and float(np.mean(r.landmarks[:, 0])) > 440 / 1080)
+            assert r.detected == kept[-1], f"frame {k}: the other person's face was taken"
+    assert kept == [k not in (55, 56, 57) for k in range(len(frames))]
+    assert t.several_from_s is not None and 55 / 30 <= t.several_from_s <= 57 / 30 and t.other_frames >= 1
+
+
 @pytest.mark.parametrize("fps", [24.0, 30.0])
 def test_per_second_smiles_follow_the_real_fps(tmp_path, samples, model, make_manifest, fps):
     frames = read_frames(samples["single_face.mp4"])  # 72 frames

@@ -1,4 +1,9 @@
-"""MediaPipe Face Landmarker (Tasks API, VIDEO mode): one face per frame as plain arrays."""
+"""MediaPipe Face Landmarker (Tasks API, VIDEO mode): the participant's face per frame as plain arrays.
+
+A video may show someone else too (a partner leaning in, an experimenter). MediaPipe tracking one face picks
+up whichever face its detector finds after the participant is lost for a frame, and then stays on it; so
+:class:`FaceTracker` keeps the face that continues the participant's own (:func:`pick_face`) and follows
+several faces whenever more than one may be in view."""
 
 from __future__ import annotations
 
@@ -37,6 +42,13 @@ class LandmarkerConfig:
     min_face_detection_confidence: float = 0.6
     min_face_presence_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
+    # Whose face: the largest in the first frame with a face, then the face nearest where the participant's
+    # last was; a face farther than ``max_jump`` face sizes from it is someone else's (a head does not cross
+    # one and a half of its own widths while the detector misses it for a few frames; two people side by
+    # side sit further apart). Up to ``max_faces`` are followed while more than one may be in view.
+    max_jump: float = 1.5
+    max_faces: int = 2
+    single_after_s: float = 1.0  # seconds of one face in view before following one face only (faster)
 
 
 @dataclasses.dataclass
@@ -47,6 +59,7 @@ class FaceResult:
     landmarks: np.ndarray  # (478, 3) float32: x, y normalised to the image; z relative depth
     blendshapes: np.ndarray  # (52,) float32
     matrix: np.ndarray  # (4, 4) float32 facial transformation (canonical face -> camera, cm)
+    others: int = 0  # faces found in the frame that are not the participant's
 
 
 def _quiet_mediapipe() -> None:
@@ -55,7 +68,14 @@ def _quiet_mediapipe() -> None:
 
 
 class FaceTracker:
-    """A fresh Face Landmarker in VIDEO mode; use one per video, as a context manager."""
+    """A fresh Face Landmarker in VIDEO mode; use one per video, as a context manager.
+
+    It follows up to ``cfg.max_faces`` faces until it has seen one face alone for ``cfg.single_after_s``,
+    then one (MediaPipe then skips its detector while it tracks: about 15% faster a frame); a face that
+    jumps (another person, :func:`pick_face`) sends it back to several faces for the rest of the video.
+    ``other_frames`` counts frames where only someone else's face was found (they count as no face),
+    ``several_frames`` frames with more than one face, ``several_from_s`` when it first followed several
+    faces after the start (None if never)."""
 
     def __init__(self, model_path: str | Path, cfg: LandmarkerConfig = LandmarkerConfig(), direct: bool = True,
                  log: str | Path | None = None):
@@ -66,20 +86,30 @@ class FaceTracker:
         to this file, so MediaPipe/TFLite/absl start-up lines stay out of the terminal."""
         _quiet_mediapipe()
         self._lm = None
+        self._model, self._cfg, self._want_direct = model_path, cfg, direct
+        self._last: tuple[np.ndarray, float] | None = None  # the participant's last face: centre (px), size (px)
+        self._alone_since: float | None = None
+        self._stay_several = False
+        self.other_frames = self.several_frames = 0
+        self.several_from_s: float | None = None
         self._redirect = FdRedirect(log).start() if log is not None else None
         try:
-            self._create(model_path, cfg, direct)
+            self._create(max(1, cfg.max_faces))
         except BaseException:
             self.close()
             raise
 
-    def _create(self, model_path: str | Path, cfg: LandmarkerConfig, direct: bool) -> None:
+    def _create(self, num_faces: int) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
+        if self._lm is not None:
+            self._lm.close()
+            self._lm = None
+        cfg = self._cfg
         opts = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
+            base_options=BaseOptions(model_asset_path=str(self._model)),
             running_mode=vision.RunningMode.VIDEO,
-            num_faces=1,
+            num_faces=num_faces,
             min_face_detection_confidence=cfg.min_face_detection_confidence,
             min_face_presence_confidence=cfg.min_face_presence_confidence,
             min_tracking_confidence=cfg.min_tracking_confidence,
@@ -87,8 +117,9 @@ class FaceTracker:
             output_facial_transformation_matrixes=True,
         )
         self._lm = vision.FaceLandmarker.create_from_options(opts)
+        self._num_faces = num_faces
         self._last_ms = -1
-        self._direct = _DirectReadout.for_landmarker(self._lm) if direct else None
+        self._direct = _DirectReadout.for_landmarker(self._lm) if self._want_direct else None
 
     def __enter__(self) -> "FaceTracker":
         return self
@@ -107,23 +138,73 @@ class FaceTracker:
                 self._redirect = None
 
     def process(self, rgb: np.ndarray, time_s: float) -> FaceResult:
-        """Track the face in one RGB frame at ``time_s`` (strictly increasing across calls)."""
+        """The participant's face in one RGB frame at ``time_s`` (strictly increasing across calls)."""
         import mediapipe as mp
 
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        faces = self._faces(image, time_s)
+        hw = rgb.shape[:2]
+        if (self._num_faces == 1 and self._cfg.max_faces > 1 and faces and self._last is not None
+                and pick_face([face_place(f.landmarks, hw) for f in faces], self._last, self._cfg.max_jump) is None):
+            self._several(time_s)  # the one face tracked is someone else's: look at every face again
+            faces = self._faces(image, time_s)
+        places = [face_place(f.landmarks, hw) for f in faces]
+        k = pick_face(places, self._last, self._cfg.max_jump)
+        if len(faces) > 1:
+            self.several_frames += 1
+            self._stay_several = True
+        if k is None:
+            if faces:
+                self.other_frames += 1
+            return dataclasses.replace(empty_result(), others=len(faces))
+        self._last = places[k]
+        if self._num_faces > 1 and not self._stay_several and self._cfg.max_faces > 1:
+            self._alone_since = time_s if self._alone_since is None else self._alone_since
+            if time_s - self._alone_since >= self._cfg.single_after_s:
+                self._create(1)  # nobody else in view so far: track one face
+        return dataclasses.replace(faces[k], others=len(faces) - 1)
+
+    def _several(self, time_s: float) -> None:
+        self._stay_several = True
+        if self.several_from_s is None:
+            self.several_from_s = float(time_s)
+        self._create(self._cfg.max_faces)
+
+    def _faces(self, image, time_s: float) -> list[FaceResult]:
         ms = max(int(round(time_s * 1000.0)), self._last_ms + 1)  # MediaPipe needs increasing int ms
         self._last_ms = ms
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         if self._direct is not None:
             return self._direct.detect(image, ms)
         r = self._lm.detect_for_video(image, ms)
-        if not r.face_landmarks:
-            return empty_result()
-        lms = np.array([(p.x, p.y, p.z) for p in r.face_landmarks[0]], dtype=np.float32)
-        cats = r.face_blendshapes[0]
-        _check_categories(len(cats), cats[0].category_name, cats[-1].category_name)
-        bs = np.array([c.score for c in cats], dtype=np.float32)
-        mat = np.asarray(r.facial_transformation_matrixes[0], dtype=np.float32).reshape(4, 4)
-        return FaceResult(True, lms, bs, mat)
+        out = []
+        for k, face in enumerate(r.face_landmarks):
+            lms = np.array([(p.x, p.y, p.z) for p in face], dtype=np.float32)
+            cats = r.face_blendshapes[k]
+            _check_categories(len(cats), cats[0].category_name, cats[-1].category_name)
+            bs = np.array([c.score for c in cats], dtype=np.float32)
+            mat = np.asarray(r.facial_transformation_matrixes[k], dtype=np.float32).reshape(4, 4)
+            out.append(FaceResult(True, lms, bs, mat))
+        return out
+
+
+def face_place(landmarks: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """A face's centre (px) and size (px: the geometric mean of its landmarks' width and height)."""
+    xy = np.asarray(landmarks, np.float64)[:, :2] * np.array([hw[1], hw[0]], np.float64)
+    ext = np.ptp(xy, axis=0)
+    return xy.mean(axis=0), float(np.sqrt(max(ext[0], 1e-9) * max(ext[1], 1e-9)))
+
+
+def pick_face(places: list[tuple[np.ndarray, float]], last: tuple[np.ndarray, float] | None,
+              max_jump: float) -> int | None:
+    """Which face is the participant's: with no face seen yet, the largest; then the one nearest the last
+    face, if within ``max_jump`` of its size (None: only someone else's face is in view)."""
+    if not places:
+        return None
+    if last is None:
+        return int(np.argmax([size for _, size in places]))
+    dist = [float(np.linalg.norm(c - last[0])) for c, _ in places]
+    k = int(np.argmin(dist))
+    return k if dist[k] <= max_jump * last[1] else None
 
 
 def _check_categories(n: int, first: str, last: str) -> None:
@@ -132,7 +213,7 @@ def _check_categories(n: int, first: str, last: str) -> None:
 
 
 class _DirectReadout:
-    """Runs ``detect_for_video`` through MediaPipe's own C binding and copies the first face out of
+    """Runs ``detect_for_video`` through MediaPipe's own C binding and copies each face out of
     the C result with numpy, instead of the public wrapper's one Python object per landmark.
 
     It relies on the result struct of the pinned mediapipe (1.2.x); :meth:`for_landmarker` returns
@@ -164,31 +245,33 @@ class _DirectReadout:
             return None
         return cls(lm, fl) if ok else None
 
-    def detect(self, image, ms: int) -> FaceResult:
+    def detect(self, image, ms: int) -> list[FaceResult]:
         lib = self._lm._lib
         res = self._fl.MpFaceLandmarkerResultC()
         lib.MpFaceLandmarkerDetectForVideo(self._lm._handle, image._image_ptr, None, ms, ctypes.byref(res))
         try:
-            if res.face_landmarks_count == 0:
-                return empty_result()
-            face = res.face_landmarks[0]
-            if res.face_blendshapes_count == 0 or res.facial_transformation_matrixes_count == 0:
+            n_faces = res.face_landmarks_count
+            if n_faces and (res.face_blendshapes_count < n_faces or res.facial_transformation_matrixes_count < n_faces):
                 raise RuntimeError("MediaPipe returned a face without blendshapes or transformation matrix")
-            pts = _c_array(face.landmarks, face.landmarks_count, self._point)
-            lms = np.stack([pts["x"], pts["y"], pts["z"]], axis=1)
-            cats = res.face_blendshapes[0]
-            n = cats.categories_count
-            if not self._checked or n != N_BLENDSHAPES:
-                _check_categories(n, cats.categories[0].category_name.decode(),
-                                  cats.categories[n - 1].category_name.decode())
-                self._checked = True
-            bs = _c_array(cats.categories, n, self._category)["score"].copy()
-            m = res.facial_transformation_matrixes[0]
-            # MpMatrix data is column-major (cols, rows); transpose to row-major like the public API
-            mat = np.ctypeslib.as_array(m.data, shape=(m.cols, m.rows)).T.astype(np.float32).reshape(4, 4)
-            return FaceResult(True, lms, bs, mat)
+            return [self._face(res, k) for k in range(n_faces)]
         finally:
             lib.MpFaceLandmarkerCloseResult(ctypes.byref(res))
+
+    def _face(self, res, k: int) -> FaceResult:
+        face = res.face_landmarks[k]
+        pts = _c_array(face.landmarks, face.landmarks_count, self._point)
+        lms = np.stack([pts["x"], pts["y"], pts["z"]], axis=1)
+        cats = res.face_blendshapes[k]
+        n = cats.categories_count
+        if not self._checked or n != N_BLENDSHAPES:
+            _check_categories(n, cats.categories[0].category_name.decode(),
+                              cats.categories[n - 1].category_name.decode())
+            self._checked = True
+        bs = _c_array(cats.categories, n, self._category)["score"].copy()
+        m = res.facial_transformation_matrixes[k]
+        # MpMatrix data is column-major (cols, rows); transpose to row-major like the public API
+        mat = np.ctypeslib.as_array(m.data, shape=(m.cols, m.rows)).T.astype(np.float32).reshape(4, 4)
+        return FaceResult(True, lms, bs, mat)
 
 
 def _c_array(ptr, n: int, dtype: np.dtype) -> np.ndarray:

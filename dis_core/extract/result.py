@@ -21,6 +21,8 @@ class ExtractResult(UnitResult):
     smile_seconds: int = 0
     seconds: int = 0
     fps: float = float("nan")
+    other_face_frames: int = 0  # frames where only someone else's face was found (counted as no face)
+    several_faces_frames: int = 0  # frames with more than one face in view
     output: str = ""
 
     @property

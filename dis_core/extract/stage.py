@@ -178,10 +178,13 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
                         _flush(w, buf, cfg)
                     bar.update(1)
                 _flush(w, buf, cfg)
+                faces = {"n_other_face_frames": tracker.other_frames, "n_several_faces_frames": tracker.several_frames,
+                         "several_faces_from_s": np.nan if tracker.several_from_s is None else tracker.several_from_s}
             bar.close()
             if w.n == 0:
                 raise DISError(f"{entry.video}: no frame could be decoded (corrupt or truncated video)")
             summary, video_attrs = _summaries(w, info, entry, cfg, shape)
+            summary.update(faces)
             w.finish(video_attrs, prov, summary)
         finally:
             w.close()
@@ -212,6 +215,10 @@ def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
                     "(truncated or damaged?)")
     if res.detection_rate < 0.5:
         warn.append(f"face found in only {100 * res.detection_rate:.0f}% of frames")
+    if res.several_faces_frames or res.other_face_frames:
+        warn.append(f"more than one face in {res.several_faces_frames} frames; {res.other_face_frames} frames showed "
+                    "only someone else's face and count as no face (the participant's is the largest face at the "
+                    "start, then the one nearest their last)")
     res.message = f"{entry.video}: {'; '.join(warn)}" if warn else ""
     return res
 
@@ -328,4 +335,5 @@ def _result_from_file(base: ExtractResult, h5: Path) -> ExtractResult:
     return dataclasses.replace(
         base, frames=int(a["n_frames"]), detected_frames=int(a["n_detected"]),
         smile_frames=int(a["n_smile_frames"]), smile_seconds=int(a["n_smile_seconds"]),
-        seconds=int(a["n_seconds"]), fps=float(a["fps"]), output=str(h5))
+        seconds=int(a["n_seconds"]), fps=float(a["fps"]), output=str(h5),
+        other_face_frames=int(a.get("n_other_face_frames", 0)), several_faces_frames=int(a.get("n_several_faces_frames", 0)))
