@@ -244,20 +244,26 @@ def downstream(names: Sequence[str]) -> list[str]:
 NOT_RUN = "not run: "  # how a unit stopped by a failure upstream records itself (failed, without running)
 
 
-def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None) -> str:
+def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None, jobs: dict | None = None) -> str:
     """Why a stage's units of feature set ``scope`` (None: units serving every feature set) must not run, ''
     when they may: a unit of a stage they wait on 'afterok' recorded a failure (a unit of another feature set
     does not count), or a stage before them must not run either (for an unscoped stage: for no feature set at
     all). The local runner and each SLURM task record this for such a unit instead of running it (a SLURM task
-    whose unit failed still ends COMPLETED, so the stages after it start)."""
+    whose unit failed still ends COMPLETED, so the stages after it start).
+
+    In a SLURM task, ``jobs`` (run.json's job of every unit; read when None) also stops it when such a unit
+    recorded nothing in the task run.json names: its task was killed (scancel, out of memory, time-out), and
+    a record left by an earlier run describes other inputs."""
     st = BY_NAME[stage_name]
+    if jobs is None:
+        jobs = _recorded_jobs(plan)
     for a in st.after:  # a stage not run leaves every stage after it not run, whatever they wait on
         up = BY_NAME[a]
         if scope is None and up.scope is not None:  # unscoped (the report): only if no feature set got through
-            whys = [upstream_failure(a, plan, s) for s in plan.feature_sets]  # the manifest unread: a report needs none
+            whys = [upstream_failure(a, plan, s, jobs) for s in plan.feature_sets]  # the manifest unread: a report needs none
             why = whys[0] if whys and all(whys) else ""
         else:
-            why = upstream_failure(a, plan, scope)
+            why = upstream_failure(a, plan, scope, jobs)
         if why:
             return why
     if st.wait != "afterok":
@@ -273,17 +279,31 @@ def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None) -> s
             if r is not None and r.failed and not r.message.startswith(NOT_RUN):
                 return (f"{NOT_RUN}{a} failed ({up.uid(u)}: {r.message}); fix it and run again (a SLURM run: "
                         "dis resubmit)")
+            job = jobs.get(a, {}).get(up.uid(u))
+            if job and (r is None or r.job != job):
+                return (f"{NOT_RUN}{a} recorded no outcome in its task ({up.uid(u)}: job {job} was killed or "
+                        "cancelled; dis status says how); dis resubmit")
     return ""
+
+
+def _recorded_jobs(plan: Plan) -> dict[str, dict[str, str]]:
+    """In a SLURM task: run.json's job of every unit (stage -> unit id -> job id); elsewhere, none."""
+    if not slurm_task_id():
+        return {}
+    try:
+        return read_record(plan.out).get("units", {})
+    except DISError:
+        return {}
 
 
 def blocked_units(stage_name: str, plan: Plan, units: Sequence) -> list[str]:
     """:func:`upstream_failure` of each unit ('' where it may run), worked out once per feature set."""
-    st, known = BY_NAME[stage_name], {}
+    st, known, jobs = BY_NAME[stage_name], {}, _recorded_jobs(plan)
     out = []
     for u in units:
         s = st.scope(u) if st.scope is not None else None
         if s not in known:
-            known[s] = upstream_failure(stage_name, plan, s)
+            known[s] = upstream_failure(stage_name, plan, s, jobs)
         out.append(known[s])
     return out
 

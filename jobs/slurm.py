@@ -25,8 +25,8 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, private_folder
 from dis_core.layout import read_status
 
-from .graph import (STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, run_unit, units_by_id,
-                    write_record)
+from .graph import (BY_NAME, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, run_unit,
+                    units_by_id, write_record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +280,17 @@ def submission_order(units: dict[str, list]) -> list[tuple[Stage, list, list[str
     return out
 
 
+def slurm_dependency(st: Stage, jobs: dict[str, list[str]]) -> str | None:
+    """sbatch's --dependency for a stage waiting on the arrays ``jobs`` (stage -> job ids). A stage whose units
+    belong to feature sets is waited on 'afterany' whatever ``st.wait`` says: SLURM's afterok on its array
+    would cancel every feature set's units when one task is killed (scancel, out of memory, time-out), where a
+    failure must stop only its own feature set; each task then checks the records of its feature set's
+    units (graph.upstream_failure), as the local runner does."""
+    parts = [f"{'afterany' if BY_NAME[a].scope is not None else st.wait}:{':'.join(ids)}"
+             for a, ids in jobs.items() if ids]
+    return ",".join(parts) or None
+
+
 def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> None:
     """Submit each stage's listed units as arrays of packs, each waiting on the stages it reads from;
     every unit's record is the job id of the task that runs it."""
@@ -287,8 +298,7 @@ def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> 
     private_folder(folder)  # submitit's job files (pickled calls, logs) are the owner's alone
     size = cfg.max_array_size or max_array_size()
     for st, todo, after in submission_order(units):
-        deps = [j for a in after for j in rec["jobs"][a]]
-        dependency = f"{st.wait}:{':'.join(deps)}" if deps else None
+        dependency = slurm_dependency(st, {a: rec["jobs"][a] for a in after})
         tasks = packs(todo, cfg.resources(st)["pack"])
         jobs = []
         for i in range(0, len(tasks), size):
@@ -298,6 +308,7 @@ def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> 
         for pack, j in zip(tasks, jobs):
             for u in pack:
                 rec["units"].setdefault(st.name, {})[st.uid(u)] = j.job_id
+        _save(rec)  # before the stages after it are queued: their tasks check these jobs (graph.upstream_failure)
         rec["jobs"][st.name] = _array_ids(jobs)
 
 
@@ -377,19 +388,22 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
     return result
 
 
+# every state squeue lists: a job in one of them still runs or will (a suspended or held job too)
+QUEUED = ("PENDING", "REQUEUED", "CONFIGURING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT")
+ACTIVE = ("RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING")
+
+
 def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     """A unit's state from its SLURM state and its recorded outcome (None: none recorded). ``ran_here``:
     the outcome was recorded by the unit's own task, so a unit of a pack is done or failed as it
     finished, whatever the task did next (ran further units, was cancelled, timed out)."""
     if r is not None and r.done and (slurm in ("COMPLETED", "") or ran_here):
         return "done"
+    if slurm in QUEUED:  # requeued after recording a failure: it runs again
+        return "pending"
     if r is not None and r.failed and ran_here:
         return "failed"
-    if r is not None and r.done and slurm == "RUNNING":
-        return "running"
-    if slurm in ("PENDING", "REQUEUED", "CONFIGURING"):
-        return "pending"
-    if slurm in ("RUNNING", "COMPLETING"):
+    if slurm in ACTIVE:
         return "running"
     if slurm == "COMPLETED" or (r is not None and r.failed):
         return "failed"
@@ -419,6 +433,7 @@ def resubmit(out_root: Path) -> dict:
     """Resubmit what failed or is missing and, whole, every stage downstream of it; units that are
     already current skip themselves."""
     rec = read_run(out_root)
+    refuse_busy(out_root)
     st_all = run_status(out_root)
     if any(u["state"] in ("running", "pending") for s in st_all.values() for u in s):
         raise DISError("units of this run are still running or pending; wait for them (dis status) before resubmitting")

@@ -218,8 +218,10 @@ def test_submission_packs_consecutive_units_and_records_each_units_task(with_man
     fake = FakeExecutor()
     monkeypatch.setattr(slurm, "_executor", fake)
     cfg = slurm.SlurmConfig(max_array_size=2, stages={"many": {"pack": 2}})
-    rec = {"logs": str(plan.out / "slurm"), "units": {}, "jobs": {}}
+    plan.out.mkdir(parents=True)
+    rec = {"out": str(plan.out), "logs": str(plan.out / "slurm"), "units": {}, "jobs": {}}
     slurm._submit(rec, plan, cfg, {"many": MANY.units(plan)})
+    assert graph.read_record(plan.out)["units"] == rec["units"], "saved before any stage after it is queued"
     # 5 units in packs of 2: three tasks, over MaxArraySize 2: two arrays
     assert [(st, items) for st, _, items in fake.calls] == [("many", [["a", "b"], ["c", "d"]]), ("many", [["e"]])]
     assert isinstance(fake.calls[0][1], slurm.PackTask) and fake.calls[0][1].stage == "many"
@@ -248,7 +250,8 @@ def test_status_and_resubmit_of_a_packed_stage_are_per_unit(with_many, plan, mon
     graph.write_record(plan, "slurm", slurm=to_doc(cfg), jobs={}, logs=str(plan.out / "slurm"), units=units)
     for st in with_many[:-1]:
         for u in st.units(plan):
-            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok",
+                                                               job=units[st.name][st.uid(u)]))  # each by its own task
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
     for task, todo in (("0", ["a", "b"]), ("1", ["d", "e"])):
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
@@ -308,7 +311,10 @@ def test_sacct_output_is_parsed_per_task():
     ("COMPLETED", "ok", "done"), ("", "skipped", "done"), ("RUNNING", "ok", "running"),
     ("PENDING", None, "pending"), ("REQUEUED", "failed", "pending"), ("COMPLETED", "failed", "failed"),
     ("COMPLETED", None, "failed"), ("CANCELLED", None, "failed"), ("TIMEOUT", "ok", "failed"),
-    ("", None, "missing"), ("", "failed", "failed"), ("", "left_out", "done")])
+    ("", None, "missing"), ("", "failed", "failed"), ("", "left_out", "done"),
+    # every state squeue lists is still in the queue: a suspended job resumes (dis resubmit ran a second copy)
+    ("SUSPENDED", None, "running"), ("STOPPED", "ok", "running"), ("REQUEUE_HOLD", None, "pending"),
+    ("SPECIAL_EXIT", None, "pending")])
 def test_unit_state_combines_slurm_and_the_recorded_outcome(slurm_state, recorded, state):
     r = None if recorded is None else UnitResult(unit_id="u", status=recorded)
     assert slurm.unit_state(slurm_state, r) == state
@@ -320,6 +326,49 @@ def test_a_unit_its_own_task_finished_stays_done_whatever_the_task_did_next(slur
     assert slurm.unit_state(slurm_state, ok, ran_here=True) == "done"
     assert slurm.unit_state(slurm_state, ok) != "done", "an earlier run's record is not this task's outcome"
     assert slurm.unit_state(slurm_state, bad, ran_here=True) == "failed"
+
+
+def test_a_task_requeued_after_its_unit_recorded_a_failure_is_pending_not_failed():
+    """submitit's time-out handler requeues a task: until it runs again its unit is pending, whatever it recorded."""
+    bad = UnitResult(unit_id="u", status="failed")
+    assert slurm.unit_state("PENDING", bad, ran_here=True) == slurm.unit_state("REQUEUED", bad, ran_here=True) == "pending"
+
+
+def test_a_stage_waits_afterany_on_arrays_of_feature_sets_and_as_the_graph_says_on_the_rest():
+    """SLURM's afterok on the pooled array cancelled every feature set's training when one pooled task was killed
+    (scancel, out of memory): training waits 'afterany' on it and each task checks its own feature set's records."""
+    dep = slurm.slurm_dependency
+    assert dep(graph.stage("train"), {"cohort": ["71"], "pooled": ["72", "73"]}) == "afterok:71,afterany:72:73"
+    assert dep(graph.stage("pooled"), {"cohort": ["71"]}) == "afterok:71"
+    assert dep(graph.stage("score"), {"train": ["74"]}) == "afterany:74"
+    assert dep(graph.stage("cohort"), {"extract": ["70"]}) == "afterany:70"
+    assert dep(graph.stage("train"), {"cohort": [], "pooled": []}) is None
+
+
+def test_a_slurm_task_does_not_trust_a_record_its_predecessors_task_did_not_write(plan, monkeypatch):
+    """The cohort task of a run was killed: its status.json is the previous run's, which described other inputs.
+    Training, scoring and the report record that it did not run (scoring and the report ran on the old
+    cohort and models and called them current). Off SLURM, and once the cohort's own task recorded, they run."""
+    import json
+
+    units = graph.stage("train").units(plan)
+    plan.layout.root.mkdir(parents=True, exist_ok=True)
+    plan.layout.run_record.write_text(json.dumps({"units": {"cohort": {"cohort": "90"},
+                                                           "train": {graph.stage("train").uid(u): "91_0" for u in units}}}))
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok", job="80"))  # the last run's
+    assert graph.upstream_failure("train", plan) == ""  # off SLURM: no job to check
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "92")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    want = ("not run: cohort recorded no outcome in its task (cohort: job 90 was killed or cancelled; dis status "
+            "says how); dis resubmit")
+    assert graph.upstream_failure("train", plan) == graph.upstream_failure("score", plan) == want
+    assert graph.upstream_failure("report", plan) == want
+    got = slurm.PackTask("score", plan)(graph.stage("score").units(plan))
+    assert [r.message for r in got] == [want]
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok", job="90"))
+    assert graph.upstream_failure("train", plan) == graph.upstream_failure("report", plan) == ""
+    (plan.layout.cohort_dir / "status.json").unlink()  # killed on its first run: no record at all
+    assert graph.upstream_failure("train", plan) == want
 
 
 def test_every_command_is_a_stage_or_drives_the_graph():
