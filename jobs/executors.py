@@ -109,6 +109,10 @@ def _init_worker(counter, cores: list[int] | None) -> None:
     optionally one core per worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_sigterm)
+    with contextlib.suppress(ImportError):  # tqdm's default lock is a semaphore that a killed worker leaks
+        import tqdm
+
+        tqdm.tqdm.set_lock(threading.RLock())
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="dis-parent-watch").start()
     if cores:
         with counter.get_lock():
@@ -142,13 +146,16 @@ def unit_label(item: Any) -> str:
 
 def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "local", workers: int | None = None,
               on_result: Callable[[Any], None] | None = None,
-              label: Callable[[Any], str] = unit_label) -> list[Any]:
+              label: Callable[[Any], str] = unit_label,
+              on_crash: Callable[[Any, str], Any] | None = None) -> list[Any]:
     """Apply ``fn`` to every item; results come back in item order.
 
     ``local`` runs ``workers`` spawned processes (default: one per core), each pinned to a core of its
     own so that workers do not compete for caches and cores. ``fn`` must catch its own expected
     failures (units return a status); an exception that escapes means a bug and is re-raised.
     Ctrl-C / SIGTERM raise :class:`Interrupted` within seconds, with what finished and what did not.
+    A worker killed from outside (out of memory) costs only its unit: ``on_crash(item, how it died)`` gives
+    that unit's result once it is known which one it was; without ``on_crash`` the map raises.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -178,12 +185,41 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
     ctx = mp.get_context("spawn")  # no fork after threads (MediaPipe, torch) were started
     cores = available_cores()
     pinned = cores if workers <= len(cores) else None
-    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx,
+    todo = list(range(len(items)))
+    # a worker killed from outside (the out-of-memory killer, kill -9) breaks the whole pool, and which of the
+    # running units it ran is not known: the units not finished run again in a new pool, then, if a worker dies
+    # again, one at a time, so that a unit that kills its worker every time fails alone
+    for alone in (False, False, True):
+        groups = [[i] for i in todo] if alone else [todo]
+        todo = []
+        for group in groups:
+            died = _pool_pass(fn, items, group, 1 if alone else min(workers, len(group)), ctx, pinned, results,
+                              finished, on_result, interrupted)
+            if died and alone and on_crash is not None:
+                i = group[0]
+                results[i], finished[i] = on_crash(items[i], died), True
+                if on_result:
+                    on_result(results[i])
+            elif died:
+                todo += [i for i in group if not finished[i]]
+        if not todo:
+            break
+    if todo:  # no on_crash: the map cannot say what a lost unit did
+        raise cf.process.BrokenProcessPool(f"a worker process died ({died}) running {label(items[todo[0]])}")
+    return results
+
+
+def _pool_pass(fn, items, idx: list[int], workers: int, ctx, pinned, results, finished, on_result,
+               interrupted) -> str:
+    """Run the units ``idx`` in one process pool; '' when every one returned, else how a worker died."""
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                   initializer=_init_worker, initargs=(ctx.Value("i", 0), pinned))
     futs: dict = {}
+    procs: list = []
     try:
         with interruptible():
-            futs = {pool.submit(_run_unit, fn, it): i for i, it in enumerate(items)}
+            futs = {pool.submit(_run_unit, fn, items[i]): i for i in idx}
+            procs = list((pool._processes or {}).values())  # noqa: SLF001 - to say how a worker died
             for f in cf.as_completed(futs):
                 i = futs[f]
                 results[i] = f.result()
@@ -195,11 +231,19 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
         del pool, futs  # release the pool's semaphores now, not at exit (else a "leaked semaphore" warning)
         gc.collect()
         raise interrupted(e) from None
+    except cf.process.BrokenProcessPool:
+        pool.shutdown(wait=True, cancel_futures=True)
+        del pool, futs  # its semaphores now (else a "leaked semaphore" warning at exit)
+        gc.collect()
+        codes = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+        sig = -codes[0] if codes and codes[0] < 0 else None
+        return (f"killed by signal {sig}" + (" (SIGKILL: out of memory?)" if sig == signal.SIGKILL else "")
+                if sig else f"exit code {codes[0]}" if codes else "it ended abruptly")
     except BaseException:  # a bug in a unit: queued units are not started, running ones finish
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return results
+    return ""
 
 
 def _stop(pool: cf.ProcessPoolExecutor, grace_s: float = STOP_GRACE_S) -> None:

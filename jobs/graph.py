@@ -337,6 +337,15 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "") -> UnitR
     return r
 
 
+def crashed_unit(stage_name: str, plan: Plan, item: tuple[Any, str], how: str) -> UnitResult:
+    """Record a unit of :func:`run_blocked` as failed whose worker process died (``how``) while running it."""
+    st, unit = BY_NAME[stage_name], item[0]
+    r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: its worker process died ({how}); run again "
+                                                 "(with fewer --workers if memory ran out)")
+    write_status(st.folder(plan.layout, unit), r)
+    return r
+
+
 def slurm_task_id() -> str:
     """The SLURM task this process runs in, as submitit and the run record name it ('123_4' for an
     array task, '123' for a job); empty off SLURM."""

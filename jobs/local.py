@@ -21,7 +21,7 @@ from dis_core.model.config import TrainConfig
 
 from .executors import map_units
 from .progress import stage_progress
-from .graph import NOT_RUN, STAGES, Plan, blocked_units, run_blocked, write_record
+from .graph import NOT_RUN, STAGES, Plan, blocked_units, crashed_unit, run_blocked, write_record
 
 
 @dataclasses.dataclass
@@ -71,7 +71,8 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
         with stage_progress(st.name, len(units), verbose=plan.verbose, enabled=progress) as p:
             out.results[st.name] = map_units(functools.partial(run_blocked, st.name, plan), list(zip(units, blocked)),
                                              executor=executor, workers=workers, label=lambda it: st.uid(it[0]),
-                                             on_result=p.unit_done)
+                                             on_result=p.unit_done,
+                                             on_crash=functools.partial(crashed_unit, st.name, plan))
         log(summarise(st.name, plan, out.results[st.name]))
     return out
 

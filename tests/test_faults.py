@@ -582,3 +582,31 @@ def test_workers_of_a_parent_killed_with_sigkill_end(tmp_path):
         for p in tmp_path.glob("worker-*"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(p.name.split("-")[1]), signal.SIGKILL)
+
+
+def test_a_worker_killed_from_outside_costs_only_its_unit(tmp_path):
+    """The out-of-memory killer's SIGKILL of one local worker broke the whole pool: `dis extract` printed a
+    traceback, 'internal error (a bug in DIS)', exit 70, and wrote no summary. Now the units not finished run
+    again in a new pool; a unit that kills its worker every time is found by running the rest one at a time,
+    and only it fails, saying how its worker died."""
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import json, os, signal, sys\n"
+        "from jobs.executors import map_units\n"
+        f"MARK = {str(tmp_path / 'once')!r}\n"
+        "def unit(i):\n"
+        "    if i == 3 and not os.path.exists(MARK):  # killed once, from outside\n"
+        "        open(MARK, 'w').close()\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    if i == 1:  # every time\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return i\n"
+        "if __name__ == '__main__':\n"
+        "    got = map_units(unit, [3, 0, 1, 2, 4], workers=2, on_crash=lambda i, how: f'crashed {i}: {how}')\n"
+        "    print(json.dumps(got))\n")
+    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1]) == [
+        3, 0, "crashed 1: killed by signal 9 (SIGKILL: out of memory?)", 2, 4], r.stdout
+    assert (tmp_path / "once").exists(), "unit 3 was killed once and ran again"

@@ -463,7 +463,9 @@ def _failing_submission(monkeypatch, stage: str, error: BaseException) -> list:
     monkeypatch.setattr(slurm, "_executor", Failing())
     monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
     monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    real = subprocess.run  # what the run record asks once (git, uname) may be asked first in this test
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: real(cmd, **kw) if cmd[0] in ("git", "uname")
+                        else ran.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
     return ran
 
 
