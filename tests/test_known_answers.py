@@ -140,3 +140,17 @@ def test_partner_test_reports_what_the_permutation_test_found_and_dyads_need_two
     a[1, 0] = 1.0  # data 0: its own model tied with another, credit 0.5: not correct for McNemar
     c = compare_methods(a, np.eye(4), n_boot=200)
     assert (c["top1_mcnemar_n10"], c["top1_mcnemar_n01"]) == (0, 1)
+
+
+def test_the_frame_rate_of_times_rounded_to_milliseconds_is_the_rate_they_were_written_at():
+    """Matroska keeps whole milliseconds: 30 fps becomes periods of 33 and 34 ms, whose median said 30.303 fps
+    in the file, the QC table and the report. Periods that differ only by rounding give frames over the span;
+    a variable frame rate keeps the median period."""
+    from dis_core.extract.video import effective_fps
+
+    mkv = np.round(np.arange(300) / 30, 3)
+    assert abs(effective_fps(mkv, 0.0) - 30.0) < 0.01
+    assert effective_fps(np.arange(300) / 15, 0.0) == pytest.approx(15.0)
+    vfr = np.concatenate([np.arange(36) / 30, 36 / 30 + np.arange(1, 40) / 15])  # 30 fps, then 15 fps
+    assert effective_fps(vfr, 0.0) == pytest.approx(15.0)
+    assert effective_fps(np.array([0.0]), 24.0) == 24.0

@@ -165,6 +165,27 @@ def _ff(*args):
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
+def test_a_raw_h264_stream_needs_the_manifests_fps(tmp_path, samples, model, make_manifest):
+    """A raw .h264 stream (a Raspberry Pi camera's) holds no frame times: FFmpeg stamped a 30 fps stream at 25 fps
+    and the extraction said ok (speeds 17% too slow). Refused without the manifest's fps, naming the column;
+    with it, the frame times are index / fps."""
+    raw = _ff("-i", samples["single_face.mp4"], "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264",
+              tmp_path / "cam.h264")
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(raw), "fps": ""},
+                                     {"participant_id": "b", "session": "s1", "video": str(raw), "fps": "30",
+                                      "allow_duplicate": "true"}]))
+    no_fps, with_fps = (extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False) for e in m.entries)
+    assert no_fps.status == "failed" and no_fps.message == (
+        f"{raw}: a raw H.264/H.265 stream holds no frame times (the decoder would assume 25 fps): give its frame rate "
+        "in the manifest's fps column, or put it in a container (ffmpeg -framerate <fps> -i in.h264 -c copy out.mp4)")
+    from dis_core.extract.h5store import read_extraction
+
+    assert with_fps.status == "ok", with_fps
+    t = read_extraction(Path(with_fps.output)).time_s
+    np.testing.assert_allclose(np.diff(t), 1 / 30)
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
 def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_manifest):
     src = samples["single_face.mp4"]
     d = tmp_path

@@ -56,3 +56,16 @@ def test_second_fraction_counts_only_face_frames():
     assert s["smile_fraction"].iloc[0] == 0.5 and bool(s["smile"].iloc[0])
     s2 = smile_seconds(t, np.zeros(10, bool), np.zeros(10, bool), SmileConfig())
     assert not bool(s2["smile"].iloc[0]) and np.isnan(s2["smile_fraction"].iloc[0])
+
+
+def test_a_second_without_frames_is_a_row_of_its_own():
+    """A browser or OBS recording with a 2.5 s gap jumped from second 1 to second 3: the rows no longer lined up
+    with the clock. Every second from the first frame's to the last's is a row; one without frames has 0 frames."""
+    t = np.array([0.0, 0.5, 1.0, 1.4, 3.6, 3.9])
+    det = np.ones(6, bool)
+    smi = np.array([1, 1, 0, 0, 1, 1], bool)
+    s = smile_seconds(t, det, smi, SmileConfig())
+    assert list(s["second"]) == [0, 1, 2, 3] and list(s["start_s"]) == [0.0, 1.0, 2.0, 3.0]
+    assert list(s["frames"]) == [2, 2, 0, 2] and list(s["detected_frames"]) == [2, 2, 0, 2]
+    assert list(s["smile"]) == [True, False, False, True] and np.isnan(s["smile_fraction"].iloc[2])
+    assert len(smile_seconds(np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), SmileConfig())) == 0

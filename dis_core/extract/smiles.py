@@ -41,7 +41,9 @@ def smile_frames(blendshapes: np.ndarray, names: tuple[str, ...] | list[str], cf
 
 
 def smile_seconds(times_s: np.ndarray, detected: np.ndarray, smiling: np.ndarray, cfg: SmileConfig) -> pd.DataFrame:
-    """Aggregate per whole second of video time (floor of each frame's own timestamp).
+    """Aggregate per whole second of video time (floor of each frame's own timestamp), every second from the
+    first frame's to the last's: a second without a frame (a gap in a variable-rate recording) is a row with
+    0 frames, as a second without a face is one with 0 detected frames, so rows line up with the clock.
 
     Columns: second, start_s, frames, detected_frames, smile_frames, smile_fraction, smile.
     Because the bins come from the frame times, the number of frames per second follows the real fps.
@@ -50,11 +52,13 @@ def smile_seconds(times_s: np.ndarray, detected: np.ndarray, smiling: np.ndarray
     sec = np.floor(t).astype(np.int64)
     df = pd.DataFrame({"second": sec, "det": np.asarray(detected, bool), "smi": np.asarray(smiling, bool)})
     g = df.groupby("second", sort=True)
+    first, last = (int(sec.min()), int(sec.max()) + 1) if len(sec) else (0, 0)
+    every = pd.RangeIndex(first, last, name="second")
     out = pd.DataFrame({
         "frames": g.size(),
         "detected_frames": g["det"].sum(),
         "smile_frames": g["smi"].sum(),
-    }).reset_index()
+    }).reindex(every, fill_value=0).astype(np.int64).reset_index()
     out.insert(1, "start_s", out["second"].astype(float))
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = out["smile_frames"] / out["detected_frames"].where(out["detected_frames"] > 0)

@@ -31,7 +31,7 @@ from dis_core.extract.pose import head_pose
 from dis_core.config import config_hash
 from dis_core.io.provenance import provenance, sha256_file
 from dis_core.extract.smiles import smile_frames, smile_seconds
-from dis_core.extract.video import effective_fps, iter_frames, probe
+from dis_core.extract.video import check_times, effective_fps, iter_frames, probe
 
 SMILE_FRAMES_XLSX = "smile_frames.xlsx"
 SMILE_SECONDS_XLSX = "smile_seconds.xlsx"
@@ -153,6 +153,7 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
     from tqdm import tqdm
 
     info = probe(entry.video)
+    check_times(entry.video, entry.fps)
     prov = provenance(cfg, video=str(entry.video), video_sha256=expect["video_sha256"],
                       model_sha256=model.sha256, model_path=str(model.path), unit_id=entry.unit_id,
                       participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"])

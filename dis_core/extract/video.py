@@ -62,7 +62,7 @@ def container_format(head: bytes) -> str | None:
     if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):
         return "MPEG-PS/ES"
     if head.startswith(b"\x00\x00\x00\x01") or head.startswith(b"\x00\x00\x01"):
-        return "raw H.264/H.265 stream"
+        return RAW_STREAM
     if head.startswith(b"OggS"):
         return "Ogg"
     if head.startswith(b"FLV"):
@@ -100,6 +100,21 @@ def check_container(path: Path) -> str:
         raise VideoError(f"{path}: not a video file: its content is {_looks_like(head)}, not a video container "
                          "(MP4/MOV, MKV/WebM, AVI, MPEG-TS/PS, Ogg, FLV, ASF, MXF)")
     return fmt
+
+
+RAW_STREAM = "raw H.264/H.265 stream"
+
+
+def check_times(path: Path, fps_override: float | None) -> None:
+    """A raw H.264/H.265 stream (e.g. a Raspberry Pi camera's .h264) holds no frame times: FFmpeg stamps
+    it at 25 fps whatever it was filmed at, which would make every speed and rate wrong. Such a file needs
+    the manifest's ``fps``; :class:`VideoError` names the file and the column otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if container_format(head) == RAW_STREAM and not fps_override:
+        raise VideoError(f"{path}: a raw H.264/H.265 stream holds no frame times (the decoder would assume 25 fps): "
+                         "give its frame rate in the manifest's fps column, or put it in a container "
+                         "(ffmpeg -framerate <fps> -i in.h264 -c copy out.mp4)")
 
 
 def _open(path: Path) -> cv2.VideoCapture:
@@ -141,7 +156,9 @@ def probe(path: str | Path) -> VideoInfo:
 def iter_frames(path: str | Path, fps_override: float | None = None) -> Iterator[Frame]:
     """Decode frames one at a time (never the whole video in memory).
 
-    Times are the decoder's presentation timestamps; with ``fps_override`` they are ``index / fps``.
+    Times are the decoder's presentation timestamps, 0 at the video stream's first frame (a file whose
+    video starts after its audio, or an MPEG-TS clock, is not offset); with ``fps_override`` they are
+    ``index / fps``.
     Timestamps that do not increase (broken containers) are replaced by the previous one plus one
     nominal frame period, so downstream code can rely on strictly increasing times.
     """
@@ -172,12 +189,19 @@ def iter_frames(path: str | Path, fps_override: float | None = None) -> Iterator
         cap.release()
 
 
+ROUNDING_S = 0.002  # frame periods within this of each other are one rate written with rounded times
+
+
 def effective_fps(times_s: np.ndarray, fallback: float) -> float:
-    """Frame rate from the frame times themselves (median frame period), else ``fallback``."""
+    """Frame rate from the frame times themselves, else ``fallback``: frames over the span when the periods
+    differ only by the rounding of the times (Matroska keeps whole milliseconds: 30 fps is 33 and 34 ms,
+    whose median gave 30.303), the median period otherwise (a variable frame rate)."""
     t = np.asarray(times_s, dtype=float)
     if t.size >= 2:
         d = np.diff(t)
         d = d[d > 0]
+        if d.size and np.ptp(d) <= ROUNDING_S:
+            return float(d.size / d.sum())
         if d.size:
             return float(1.0 / np.median(d))
     return float(fallback)
