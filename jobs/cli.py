@@ -362,7 +362,8 @@ def submit(
     partition: Optional[str] = typer.Option(None, help="SLURM partition."),
     account: Optional[str] = typer.Option(None, help="SLURM account."),
     qos: Optional[str] = typer.Option(None, help="SLURM QOS."),
-    time_min: Optional[int] = typer.Option(None, min=1, help="Time limit per task (minutes)."),
+    time_min: Optional[int] = typer.Option(None, min=3, help="Time limit per task (minutes, 3 or more: submitit "
+                                           "stops a task 90 s before it, to requeue it)."),
     mem_gb: Optional[float] = typer.Option(None, min=0.001, callback=_finite, help="Memory per task (GB)."),
     cpus_per_task: Optional[int] = typer.Option(None, min=1, help="CPUs per task."),
     train_gres: Optional[str] = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".'),

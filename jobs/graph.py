@@ -380,6 +380,28 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
     return rec
 
 
+def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
+    """OUT/run.json for a local run of ``stages``. A later stage run locally in a SLURM run's folder (e.g. dis
+    report) keeps the SLURM record, which dis status and dis resubmit read (replacing it lost them the run),
+    and is added to its ``local_runs``; a local run from extraction on is a new run."""
+    import datetime as _dt
+
+    from dis_core.io.atomic import write_text_atomic
+    from dis_core.io.provenance import environment
+
+    try:
+        rec = read_record(plan.out)
+    except DISError:
+        rec = {}
+    if rec.get("executor") != "slurm" or "extract" in stages:
+        write_record(plan, executor)
+        return
+    rec.setdefault("local_runs", []).append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
+                                             "executor": executor, "stages": list(stages), **environment(),
+                                             "plan": to_doc(plan)})
+    write_text_atomic(plan.layout.run_record, json.dumps(rec, indent=2, default=str))
+
+
 def read_record(out: Path) -> dict:
     p = RunLayout(out).run_record
     if not p.is_file():

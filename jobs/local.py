@@ -21,7 +21,7 @@ from dis_core.model.config import TrainConfig
 
 from .executors import map_units
 from .progress import stage_progress
-from .graph import NOT_RUN, STAGES, Plan, blocked_units, crashed_unit, run_blocked, write_record
+from .graph import NOT_RUN, STAGES, Plan, blocked_units, crashed_unit, record_local_run, run_blocked
 
 
 @dataclasses.dataclass
@@ -55,7 +55,7 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
     from .slurm import refuse_busy
 
     refuse_busy(plan.out)
-    write_record(plan, executor)
+    record_local_run(plan, executor, stages)
     out = Outcome()
     for st in STAGES:
         if st.name not in stages:

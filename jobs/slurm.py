@@ -103,7 +103,11 @@ _POSITIVE_INT = (lambda v: type(v) in (int, float) and math.isfinite(v) and floa
                  "a whole number >= 1")
 _POSITIVE = (lambda v: type(v) in (int, float) and math.isfinite(v) and v > 0, "a finite number > 0")
 _TEXT = (lambda v: isinstance(v, str) and v.strip() != "", "text")
-TYPES = {"partition": _TEXT, "account": _TEXT, "qos": _TEXT, "time_min": _POSITIVE_INT, "mem_gb": _POSITIVE,
+# submitit asks a task to stop 90 s before its limit (to requeue it) and SLURM may signal up to 60 s early: a
+# shorter limit stops every task, the requeued ones at once
+_MINUTES = (lambda v: _POSITIVE_INT[0](v) and v >= 3, "a whole number of minutes >= 3 (submitit stops a task "
+            "90 s before its limit, to requeue it)")
+TYPES = {"partition": _TEXT, "account": _TEXT, "qos": _TEXT, "time_min": _MINUTES, "mem_gb": _POSITIVE,
          "cpus_per_task": _POSITIVE_INT, "train_gres": _TEXT, "array_parallelism": _POSITIVE_INT,
          "max_array_size": _POSITIVE_INT, "container": _TEXT, "nv": (lambda v: type(v) is bool, "true or false"),
          "gres": _TEXT, "pack": _POSITIVE_INT}

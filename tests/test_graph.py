@@ -584,15 +584,22 @@ def test_a_configuration_without_its_slurm_table_is_refused(tmp_path):
         slurm.load_slurm_config(path)
 
 
+REQUEUE = " (submitit stops a task 90 s before its limit, to requeue it)"
+
+
 @pytest.mark.parametrize("toml, says", [
-    ('time_min = "two hours"', "[slurm] time_min = 'two hours': must be a whole number >= 1"),
-    ("time_min = 30.5", "[slurm] time_min = 30.5: must be a whole number >= 1"),
+    ('time_min = "two hours"', "[slurm] time_min = 'two hours': must be a whole number of minutes >= 3 (submitit "
+     "stops a task 90 s before its limit, to requeue it)"),
+    ("time_min = 30.5", "[slurm] time_min = 30.5: must be a whole number of minutes >= 3" + REQUEUE),
+    # a task then never finishes: submitit's requeue signal comes at once (seen on a real SLURM)
+    ("time_min = 2", "[slurm] time_min = 2: must be a whole number of minutes >= 3" + REQUEUE),
     ('mem_gb = "8G"', "[slurm] mem_gb = '8G': must be a finite number > 0"),
     ("mem_gb = inf", "[slurm] mem_gb = inf: must be a finite number > 0"),
     ("cpus_per_task = -2", "[slurm] cpus_per_task = -2: must be a whole number >= 1"),
     ("partition = 5", "[slurm] partition = 5: must be text"),
     ("stages = 3", "[slurm] stages = 3: per-stage tables, e.g. [slurm.stages.train]"),
-    ('[slurm.stages.train]\ntime_min = "5"', "[slurm.stages.train] time_min = '5': must be a whole number >= 1"),
+    ('[slurm.stages.train]\ntime_min = "5"', "[slurm.stages.train] time_min = '5': must be a whole number of minutes >= 3"
+     + REQUEUE),
 ])
 def test_a_configuration_value_of_the_wrong_type_is_one_line_before_anything_is_submitted(tmp_path, toml, says):
     path = tmp_path / "slurm.toml"
@@ -751,3 +758,17 @@ def test_a_failed_pooled_shape_stops_only_its_own_feature_set(tmp_path):
     write_status(plan.layout.pooled_dir("head_spectrum"),
                  UnitResult(unit_id="pooled/head_spectrum", status="failed", message="not run: cohort failed (cohort: x)"))
     assert graph.upstream_failure("train", plan, "head_spectrum") == ""
+
+
+def test_a_later_stage_run_locally_in_a_slurm_runs_folder_keeps_its_slurm_record(plan):
+    """dis report run locally on a finished SLURM run replaced run.json by a local record, and dis status and
+    dis resubmit refused the folder from then on. The SLURM record stays and lists the local run; a local run
+    from extraction on is a new run."""
+    graph.write_record(plan, "slurm", slurm={}, units={"report": {"report": "61"}}, jobs={"report": ["61"]})
+    graph.record_local_run(plan, "local", ["report"])
+    rec = slurm.read_run(plan.out)
+    assert rec["executor"] == "slurm" and rec["units"] == {"report": {"report": "61"}}
+    assert [(r["executor"], r["stages"]) for r in rec["local_runs"]] == [("local", ["report"])]
+    assert rec["local_runs"][0]["plan"] == rec["plan"]
+    graph.record_local_run(plan, "local", ["extract", "cohort"])
+    assert graph.read_record(plan.out)["executor"] == "local" and "local_runs" not in graph.read_record(plan.out)
