@@ -30,6 +30,7 @@ class Outcome:
 
     results: dict[str, list[UnitResult]] = dataclasses.field(default_factory=dict)
     not_run: dict[str, str] = dataclasses.field(default_factory=dict)
+    empty: list[str] = dataclasses.field(default_factory=list)  # stages with no unit for this plan
 
     @property
     def units(self) -> list[UnitResult]:
@@ -39,8 +40,10 @@ class Outcome:
     def exit_code(self) -> int:
         """0: every unit done; 3: some failed, the last stage still produced; 1: nothing came out
         at the end (a stage could not run, or every unit of the last stage run failed)."""
-        if self.not_run or not self.results:
+        if self.not_run:
             return EXIT_FAILED
+        if not self.results:  # nothing to do is not a failure (dis pooled where no feature set is pooled)
+            return EXIT_OK if self.empty else EXIT_FAILED
         last = list(self.results.values())[-1]
         if not last or all(r.failed for r in last):
             return EXIT_FAILED
@@ -61,6 +64,10 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
         if st.name not in stages:
             continue
         units = st.units(plan)
+        if not units:
+            out.empty.append(st.name)
+            log(f"{st.name}: nothing to do (no unit of {st.doc})")
+            continue
         blocked = blocked_units(st.name, plan, units)
         before = [a for a in st.after if a in out.not_run
                   or (st.wait == "afterok" and any(r.failed for r in out.results.get(a, [])))]

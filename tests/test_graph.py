@@ -772,3 +772,12 @@ def test_a_later_stage_run_locally_in_a_slurm_runs_folder_keeps_its_slurm_record
     assert rec["local_runs"][0]["plan"] == rec["plan"]
     graph.record_local_run(plan, "local", ["extract", "cohort"])
     assert graph.read_record(plan.out)["executor"] == "local" and "local_runs" not in graph.read_record(plan.out)
+
+
+def test_a_stage_with_nothing_to_do_says_so_once_and_is_not_a_failure(plan):
+    """dis pooled where no feature set is pooled printed 'pooled: 0 unit(s)' twice and exited 1."""
+    said = []
+    got = local.run_stages(plan, ["pooled"], executor="debug", log=said.append, progress=False)
+    assert said == ["pooled: nothing to do (no unit of the shape shared by the cohort, for feature sets whose "
+                    "density is pooled)"]
+    assert got.exit_code == 0 and got.empty == ["pooled"] and not got.results
