@@ -327,3 +327,29 @@ def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_ma
     assert len(list((tmp_path / "o" / "videos").glob(f"good_s1_single_face-*/{H5_NAME}"))) == 1
     qc = pd.read_csv(tmp_path / "o" / "summary" / "extraction_qc.csv")
     assert dict(zip(qc["participant_id"], qc["status"])) == {"good": "ok", "bad": "failed"}
+
+
+def test_a_participant_alone_who_moved_while_unseen_is_found_again(samples, model):
+    """Alone in the video, the participant comes back from a 5-frame gap two face sizes to the side: at first the
+    face is refused as possibly someone else's, and once it has been the only face for 2 s it is theirs again
+    (the video never showed two faces at once), rather than lost for the rest of the video."""
+    face = [f.rgb for f in iter_frames(samples["single_face.mp4"])]
+    face = (face + face[::-1]) * 2  # 288 frames
+    blank = np.zeros((360, 1280, 3), np.uint8)
+
+    def frame(k):
+        img = blank.copy()
+        if k < 30:
+            img[:, :640] = face[k]
+        elif k >= 35:
+            img[:, 640:] = face[k]
+        return img
+
+    with FaceTracker(model.path, ExtractConfig().landmarker) as t:
+        got = [t.process(frame(k), k / 30) for k in range(160)]
+    found = np.array([r.detected for r in got])
+    assert found[:30].all() and not found[30:35].any()
+    back = 35 + int(np.argmax(found[35:]))
+    assert back == 35 + 60, "refused for 2 s, then taken again"
+    assert found[back:].all() and all(np.mean(r.landmarks[:, 0]) > 0.5 for r in got[back:])
+    assert t.other_frames == 60 and t.several_frames == 0
