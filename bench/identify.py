@@ -14,6 +14,27 @@ by the library (dis_core.features.build.video_features) exactly as the pipeline 
 and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
 truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.
 
+Measured again 2026-12-05 (later) on seed 31, rendered and extracted again by the tracker that keeps the
+participant's face (dis_core.extract.landmarker.FaceTracker: 68,359 of 72,000 frames with a face, as before, none
+refused as another's), after head_lags' fix; 28 min for render, extraction and this table, a bench on the other
+core. The rows that decide #12 and head_lags:
+
+    lags/flow               40  0.850 [0.709, 0.950]  0.025  0.972 [0.950, 0.988]  0.059 [0.037, 0.125]      846    0.66
+    lags/gaussian           40  0.825 [0.681, 0.925]  0.025  0.971 [0.950, 0.985]  0.072 [0.045, 0.124]      846    0.00
+    lags/ar                 40  0.850 [0.709, 0.950]  0.025  0.967 [0.943, 0.983]  0.081 [0.047, 0.132]      846    0.00
+    spectrum/pflow          40  1.000 [0.912, 1.000]  0.025  0.997 [0.993, 1.000]  0.017 [0.003, 0.033]      900    0.29
+    spectrum/pgauss         40  0.975 [0.871, 1.000]  0.025  0.997 [0.991, 1.000]  0.020 [0.005, 0.040]      900    0.02
+    spectrum/nn             40  1.000 [0.912, 1.000]  0.025  0.998 [0.995, 1.000]  0.010 [0.001, 0.025]      900    0.00
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.025 [+0.000, +0.075] p=0.725; EER
+        -0.003 [-0.015, +0.006]; McNemar n10=1 n01=0 p=1.000
+    best flow spectrum/pflow - best per-frame baseline lags/ar: top-1 +0.150 [+0.050, +0.275] p=0.006; EER
+        -0.065 [-0.122, -0.025]; McNemar n10=6 n01=0 p=0.031
+
+Paired (compare_methods), flow minus baseline, AUC: frame flow - gaussian +0.0061 [-0.0003, +0.0110]; lags flow -
+gaussian +0.0013 [-0.0095, +0.0121], flow - ar +0.0052 [-0.0140, +0.0222], cflow - ar -0.0081 [-0.0228, +0.0021];
+windows flow - gaussian -0.0044 [-0.0127, +0.0006]; spectrum pflow - pgauss +0.0008 [-0.0005, +0.0029]. No
+interval of top-1, AUC or EER excludes zero: no flow is ahead of its baseline on seed 31 either.
+
 Measured again 2026-12-05 on seed 12, rendered and extracted again (the same 68,343 frames with a face), after
 head_lags took its velocities and lags on the rotation group (they were differences of gain-scaled rotation-vector
 coordinates) and top-1 intervals came to hold the Wilson interval of the rate (stats.proportion_interval). Every
