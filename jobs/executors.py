@@ -73,6 +73,7 @@ def default_workers() -> int:
 
 _STOPPING = False  # set in a worker by SIGTERM: units queued to it afterwards do not start
 _IN_UNIT = False  # a worker is running a unit (else SIGTERM simply ends it: nothing to unwind)
+_STARTED = None  # the map's flags of units started (a RawArray shared with the parent)
 
 
 def _worker_sigterm(signum, frame) -> None:
@@ -103,10 +104,12 @@ def _watch_parent(parent: int, every_s: float = 1.0) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _init_worker(counter, cores: list[int] | None) -> None:
+def _init_worker(counter, cores: list[int] | None, started=None) -> None:
     """Process-pool initializer: Ctrl-C is the parent's to handle (a terminal sends it to the whole
     process group); SIGTERM from the parent unwinds the running unit, as does the parent's death;
-    optionally one core per worker."""
+    optionally one core per worker. ``started``: a flag per unit, set as the worker starts it."""
+    global _STARTED
+    _STARTED = started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_sigterm)
     with contextlib.suppress(ImportError):  # tqdm's default lock is a semaphore that a killed worker leaks
@@ -124,12 +127,14 @@ def _init_worker(counter, cores: list[int] | None) -> None:
             pass
 
 
-def _run_unit(fn: Callable[..., Any], item: Any) -> Any:
+def _run_unit(fn: Callable[..., Any], item: Any, index: int = -1) -> Any:
     """A unit in a worker. Once told to stop, the worker exits as soon as the unit has unwound (its
     ``finally`` blocks removed temporary files), without taking another unit."""
     global _IN_UNIT
     if _STOPPING:
         _exit_worker()
+    if _STARTED is not None and index >= 0:
+        _STARTED[index] = 1
     _IN_UNIT = True
     try:
         return fn(item)
@@ -154,8 +159,9 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
     own so that workers do not compete for caches and cores. ``fn`` must catch its own expected
     failures (units return a status); an exception that escapes means a bug and is re-raised.
     Ctrl-C / SIGTERM raise :class:`Interrupted` within seconds, with what finished and what did not.
-    A worker killed from outside (out of memory) costs only its unit: ``on_crash(item, how it died)`` gives
-    that unit's result once it is known which one it was; without ``on_crash`` the map raises.
+    A worker killed from outside (out of memory) costs only its unit: the units running then are run again
+    alone, and ``on_crash(item, how it died)`` gives the result of one whose worker dies again; without
+    ``on_crash`` the map raises at the first death.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -185,40 +191,40 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
     ctx = mp.get_context("spawn")  # no fork after threads (MediaPipe, torch) were started
     cores = available_cores()
     pinned = cores if workers <= len(cores) else None
+    started = ctx.RawArray("b", len(items))  # set by a worker as it starts a unit: who ran when a worker died
     todo = list(range(len(items)))
-    # a worker killed from outside (the out-of-memory killer, kill -9) breaks the whole pool, and which of the
-    # running units it ran is not known: the units not finished run again in a new pool, then, if a worker dies
-    # again, one at a time, so that a unit that kills its worker every time fails alone
-    for alone in (False, False, True):
-        groups = [[i] for i in todo] if alone else [todo]
-        todo = []
-        for group in groups:
-            died = _pool_pass(fn, items, group, 1 if alone else min(workers, len(group)), ctx, pinned, results,
-                              finished, on_result, interrupted)
-            if died and alone and on_crash is not None:
-                i = group[0]
-                results[i], finished[i] = on_crash(items[i], died), True
+    # a worker killed from outside (the out-of-memory killer, kill -9) breaks the whole pool: the units that had
+    # started and not finished (one of them was the dead worker's) run again one at a time, so that a unit that
+    # kills its worker every time fails alone; the others go on in a new pool
+    while todo:
+        died = _pool_pass(fn, items, todo, min(workers, len(todo)), ctx, pinned, started, results, finished,
+                          on_result, interrupted)
+        if not died:
+            break
+        suspects = [i for i in todo if started[i] and not finished[i]]
+        if on_crash is None:  # the map cannot say what a lost unit did
+            raise cf.process.BrokenProcessPool(f"a worker process died ({died}) running one of "
+                                               f"{', '.join(label(items[i]) for i in suspects)}")
+        for i in suspects:
+            alone = _pool_pass(fn, items, [i], 1, ctx, pinned, started, results, finished, on_result, interrupted)
+            if alone:
+                results[i], finished[i] = on_crash(items[i], alone), True
                 if on_result:
                     on_result(results[i])
-            elif died:
-                todo += [i for i in group if not finished[i]]
-        if not todo:
-            break
-    if todo:  # no on_crash: the map cannot say what a lost unit did
-        raise cf.process.BrokenProcessPool(f"a worker process died ({died}) running {label(items[todo[0]])}")
+        todo = [i for i in todo if not finished[i]]
     return results
 
 
-def _pool_pass(fn, items, idx: list[int], workers: int, ctx, pinned, results, finished, on_result,
+def _pool_pass(fn, items, idx: list[int], workers: int, ctx, pinned, started, results, finished, on_result,
                interrupted) -> str:
     """Run the units ``idx`` in one process pool; '' when every one returned, else how a worker died."""
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                  initializer=_init_worker, initargs=(ctx.Value("i", 0), pinned))
+                                  initializer=_init_worker, initargs=(ctx.Value("i", 0), pinned, started))
     futs: dict = {}
     procs: list = []
     try:
         with interruptible():
-            futs = {pool.submit(_run_unit, fn, items[i]): i for i in idx}
+            futs = {pool.submit(_run_unit, fn, items[i], i): i for i in idx}
             procs = list((pool._processes or {}).values())  # noqa: SLF001 - to say how a worker died
             for f in cf.as_completed(futs):
                 i = futs[f]
@@ -235,7 +241,8 @@ def _pool_pass(fn, items, idx: list[int], workers: int, ctx, pinned, results, fi
         pool.shutdown(wait=True, cancel_futures=True)
         del pool, futs  # its semaphores now (else a "leaked semaphore" warning at exit)
         gc.collect()
-        codes = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+        # the dead worker's signal first: the pool ends the others itself (they exit 130 as they unwind)
+        codes = sorted((p.exitcode for p in procs if p.exitcode not in (None, 0)), key=lambda c: c > 0)
         sig = -codes[0] if codes and codes[0] < 0 else None
         return (f"killed by signal {sig}" + (" (SIGKILL: out of memory?)" if sig == signal.SIGKILL else "")
                 if sig else f"exit code {codes[0]}" if codes else "it ended abruptly")

@@ -251,12 +251,11 @@ def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None, jobs
     all). The local runner and each SLURM task record this for such a unit instead of running it (a SLURM task
     whose unit failed still ends COMPLETED, so the stages after it start).
 
-    In a SLURM task, ``jobs`` (run.json's job of every unit; read when None) also stops it when such a unit
-    recorded nothing in the task run.json names: its task was killed (scancel, out of memory, time-out), and
-    a record left by an earlier run describes other inputs."""
+    A SLURM task gives ``jobs`` (run.json's job of every unit, :func:`recorded_jobs`): it also stops when such a
+    unit recorded nothing in the task run.json names: its task was killed (scancel, out of memory, time-out), and
+    a record left by an earlier run describes other inputs. A unit whose job is '' (run locally) is trusted."""
     st = BY_NAME[stage_name]
-    if jobs is None:
-        jobs = _recorded_jobs(plan)
+    jobs = jobs or {}
     for a in st.after:  # a stage not run leaves every stage after it not run, whatever they wait on
         up = BY_NAME[a]
         if scope is None and up.scope is not None:  # unscoped (the report): only if no feature set got through
@@ -286,19 +285,18 @@ def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None, jobs
     return ""
 
 
-def _recorded_jobs(plan: Plan) -> dict[str, dict[str, str]]:
-    """In a SLURM task: run.json's job of every unit (stage -> unit id -> job id); elsewhere, none."""
-    if not slurm_task_id():
-        return {}
+def recorded_jobs(plan: Plan) -> dict[str, dict[str, str]]:
+    """run.json's job of every unit (stage -> unit id -> job id; '' for a unit run locally since), for a SLURM
+    task checking the records of the units it waits on."""
     try:
         return read_record(plan.out).get("units", {})
     except DISError:
         return {}
 
 
-def blocked_units(stage_name: str, plan: Plan, units: Sequence) -> list[str]:
+def blocked_units(stage_name: str, plan: Plan, units: Sequence, jobs: dict | None = None) -> list[str]:
     """:func:`upstream_failure` of each unit ('' where it may run), worked out once per feature set."""
-    st, known, jobs = BY_NAME[stage_name], {}, _recorded_jobs(plan)
+    st, known = BY_NAME[stage_name], {}
     out = []
     for u in units:
         s = st.scope(u) if st.scope is not None else None
@@ -314,10 +312,11 @@ def run_blocked(stage_name: str, plan: Plan, item: tuple[Any, str]) -> UnitResul
     return run_unit(stage_name, plan, unit, blocked)
 
 
-def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "") -> UnitResult:
+def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str = "") -> UnitResult:
     """Run one unit of a stage and record its outcome in the unit's folder (the one place status
     files are written). A bug fails only its unit: one line in the result, the traceback in the log.
-    ``blocked`` (:func:`upstream_failure`): record the unit as failed with that reason, without running it."""
+    ``blocked`` (:func:`upstream_failure`): record the unit as failed with that reason, without running it.
+    ``job``: the SLURM task running it ('' locally, even inside an allocation)."""
     st = BY_NAME[stage_name]
     t0 = time.monotonic()
     try:
@@ -331,7 +330,7 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "") -> UnitR
         traceback.print_exc()
         r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: internal error: {e.__class__.__name__}: {e}")
     r.elapsed_s = round(time.monotonic() - t0, 3)
-    r.job = slurm_task_id()
+    r.job = job
     if r.record:
         write_status(st.folder(plan.layout, unit), r)
     return r
@@ -396,6 +395,8 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     if rec.get("executor") != "slurm" or "extract" in stages:
         write_record(plan, executor)
         return
+    for name in stages:  # these units now record no SLURM job: their records are trusted, not their old tasks'
+        rec.get("units", {}).get(name, {}).update(dict.fromkeys(rec.get("units", {}).get(name, {}), ""))
     rec.setdefault("local_runs", []).append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
                                              "executor": executor, "stages": list(stages), **environment(),
                                              "plan": to_doc(plan)})

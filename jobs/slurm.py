@@ -25,8 +25,8 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, private_folder
 from dis_core.layout import read_status
 
-from .graph import (BY_NAME, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, run_unit,
-                    units_by_id, write_record)
+from .graph import (BY_NAME, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, recorded_jobs,
+                    run_unit, slurm_task_id, units_by_id, write_record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,8 +183,10 @@ class PackTask:
         self.stage, self.plan = stage, plan
 
     def __call__(self, units: Sequence) -> list:
-        blocked = blocked_units(self.stage, self.plan, units)  # 'afterok' per feature set, as the local runner keeps it
-        return [run_unit(self.stage, self.plan, u, why) for u, why in zip(units, blocked)]
+        # 'afterok' per feature set, as the local runner keeps it, and only on records the units' own tasks wrote
+        blocked = blocked_units(self.stage, self.plan, units, recorded_jobs(self.plan))
+        job = slurm_task_id()
+        return [run_unit(self.stage, self.plan, u, why, job) for u, why in zip(units, blocked)]
 
     def checkpoint(self, units: Sequence):
         import submitit

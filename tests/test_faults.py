@@ -610,3 +610,36 @@ def test_a_worker_killed_from_outside_costs_only_its_unit(tmp_path):
     assert json.loads(r.stdout.splitlines()[-1]) == [
         3, 0, "crashed 1: killed by signal 9 (SIGKILL: out of memory?)", 2, 4], r.stdout
     assert (tmp_path / "once").exists(), "unit 3 was killed once and ran again"
+
+
+def test_after_a_worker_dies_the_healthy_units_stay_parallel_and_without_on_crash_the_map_raises(tmp_path):
+    """Only the units running when a worker died run alone: after one unit killed its worker twice, eleven
+    healthy 1-s units ran one at a time in fresh processes (23 s for 6 s of work on 2 cores). Without on_crash
+    the map raises at the first death, naming the units that were running."""
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import json, os, signal, sys, time\n"
+        "from jobs.executors import map_units\n"
+        "def unit(i):\n"
+        "    if i == 0:\n"
+        "        time.sleep(0.2)\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    time.sleep(1.0)\n"
+        "    return os.getpid()\n"
+        "if __name__ == '__main__':\n"
+        "    t0 = time.monotonic()\n"
+        "    got = map_units(unit, list(range(12)), workers=2, on_crash=lambda i, how: 'crashed')\n"
+        "    print(json.dumps([got, time.monotonic() - t0]))\n"
+        "    try:\n"
+        "        map_units(unit, list(range(4)), workers=2)\n"
+        "    except Exception as e:\n"
+        "        print(json.dumps([type(e).__name__, str(e)]))\n")
+    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (got, took), (kind, msg) = (json.loads(x) for x in r.stdout.splitlines()[-2:])
+    assert got[0] == "crashed" and all(isinstance(p, int) for p in got[1:])
+    assert len(set(got[1:])) <= 6, f"healthy units ran in {len(set(got[1:]))} processes: one at a time, each alone"
+    assert took < 14, f"{took:.1f} s for 11 s of healthy work on 2 workers"
+    assert kind == "BrokenProcessPool" and msg.startswith("a worker process died (killed by signal 9 (SIGKILL: out "
+                                                          "of memory?)) running one of 0")

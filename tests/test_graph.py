@@ -356,19 +356,33 @@ def test_a_slurm_task_does_not_trust_a_record_its_predecessors_task_did_not_writ
     plan.layout.run_record.write_text(json.dumps({"units": {"cohort": {"cohort": "90"},
                                                            "train": {graph.stage("train").uid(u): "91_0" for u in units}}}))
     write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok", job="80"))  # the last run's
-    assert graph.upstream_failure("train", plan) == ""  # off SLURM: no job to check
+    assert graph.upstream_failure("train", plan) == ""  # the local runner checks no job
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "92")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
     want = ("not run: cohort recorded no outcome in its task (cohort: job 90 was killed or cancelled; dis status "
             "says how); dis resubmit")
-    assert graph.upstream_failure("train", plan) == graph.upstream_failure("score", plan) == want
-    assert graph.upstream_failure("report", plan) == want
+    jobs = graph.recorded_jobs(plan)
+    assert graph.upstream_failure("train", plan, jobs=jobs) == graph.upstream_failure("score", plan, jobs=jobs) == want
+    assert graph.upstream_failure("report", plan, jobs=jobs) == want
     got = slurm.PackTask("score", plan)(graph.stage("score").units(plan))
-    assert [r.message for r in got] == [want]
+    assert [(r.message, r.job) for r in got] == [(want, "92_0")]
     write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok", job="90"))
-    assert graph.upstream_failure("train", plan) == graph.upstream_failure("report", plan) == ""
+    assert graph.upstream_failure("train", plan, jobs=jobs) == graph.upstream_failure("report", plan, jobs=jobs) == ""
     (plan.layout.cohort_dir / "status.json").unlink()  # killed on its first run: no record at all
-    assert graph.upstream_failure("train", plan) == want
+    assert graph.upstream_failure("train", plan, jobs=jobs) == want
+
+
+def test_a_unit_redone_locally_in_a_slurm_runs_folder_is_trusted_by_the_tasks_after_it(plan, monkeypatch):
+    """The cohort step failed on SLURM and the user ran dis cohort locally: dis resubmit's training then
+    recorded 'cohort recorded no outcome in its task' (its record named no job), again at every resubmit."""
+    graph.write_record(plan, "slurm", slurm={}, units={"cohort": {"cohort": "90"}}, jobs={"cohort": ["90"]})
+    graph.record_local_run(plan, "local", ["cohort"])
+    assert graph.recorded_jobs(plan) == {"cohort": {"cohort": ""}}
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "93")  # a local run inside an allocation records no job either
+    r = graph.run_unit("cohort", plan, "cohort", blocked="x")
+    assert r.job == "" and read_status(plan.layout.cohort_dir).job == ""
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok"))
+    assert graph.upstream_failure("train", plan, jobs=graph.recorded_jobs(plan)) == ""
 
 
 def test_every_command_is_a_stage_or_drives_the_graph():
@@ -767,7 +781,7 @@ def test_a_later_stage_run_locally_in_a_slurm_runs_folder_keeps_its_slurm_record
     graph.write_record(plan, "slurm", slurm={}, units={"report": {"report": "61"}}, jobs={"report": ["61"]})
     graph.record_local_run(plan, "local", ["report"])
     rec = slurm.read_run(plan.out)
-    assert rec["executor"] == "slurm" and rec["units"] == {"report": {"report": "61"}}
+    assert rec["executor"] == "slurm" and rec["units"] == {"report": {"report": ""}}  # ran locally since
     assert [(r["executor"], r["stages"]) for r in rec["local_runs"]] == [("local", ["report"])]
     assert rec["local_runs"][0]["plan"] == rec["plan"]
     graph.record_local_run(plan, "local", ["extract", "cohort"])

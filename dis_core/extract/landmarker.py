@@ -49,9 +49,6 @@ class LandmarkerConfig:
     max_jump: float = 1.5
     max_faces: int = 2
     single_after_s: float = 1.0  # seconds of one face in view before following one face only (faster)
-    # a lone face refused this long, in a video that never showed two faces at once, is the participant's
-    # after all (they moved while the detector missed them): nobody else was ever there to be
-    lone_after_s: float = 2.0
 
 
 @dataclasses.dataclass
@@ -76,8 +73,9 @@ class FaceTracker:
     It follows up to ``cfg.max_faces`` faces until it has seen one face alone for ``cfg.single_after_s``,
     then one (MediaPipe then skips its detector while it tracks: about 15% faster a frame); a face that
     jumps (another person, :func:`pick_face`) sends it back to several faces for the rest of the video.
-    ``other_frames`` counts frames where only someone else's face was found (they count as no face; in a
-    video that never showed two faces at once, a lone face refused for ``cfg.lone_after_s`` is taken again),
+    ``other_frames`` counts frames where only someone else's face was found (they count as no face: a
+    participant who moved more than ``cfg.max_jump`` face sizes while unseen is not found again, since a
+    newcomer looks the same to this rule, and the summary warns),
     ``several_frames`` frames with more than one face, ``several_from_s`` when it first followed several
     faces after the start (None if never)."""
 
@@ -93,7 +91,6 @@ class FaceTracker:
         self._model, self._cfg, self._want_direct = model_path, cfg, direct
         self._last: tuple[np.ndarray, float] | None = None  # the participant's last face: centre (px), size (px)
         self._alone_since: float | None = None
-        self._refused_since: float | None = None  # since when the one face in view has been refused
         self._stay_several = False
         self.other_frames = self.several_frames = 0
         self.several_from_s: float | None = None
@@ -158,15 +155,11 @@ class FaceTracker:
         if len(faces) > 1:
             self.several_frames += 1
             self._stay_several = True
-        if k is None and len(faces) == 1 and not self.several_frames:
-            self._refused_since = time_s if self._refused_since is None else self._refused_since
-            if time_s - self._refused_since >= self._cfg.lone_after_s - 1e-9:
-                k = 0
         if k is None:
             if faces:
                 self.other_frames += 1
             return dataclasses.replace(empty_result(), others=len(faces))
-        self._last, self._refused_since = places[k], None
+        self._last = places[k]
         if self._num_faces > 1 and not self._stay_several and self._cfg.max_faces > 1:
             self._alone_since = time_s if self._alone_since is None else self._alone_since
             if time_s - self._alone_since >= self._cfg.single_after_s - 1e-9:
