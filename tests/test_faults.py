@@ -584,15 +584,23 @@ def test_workers_of_a_parent_killed_with_sigkill_end(tmp_path):
                 os.kill(int(p.name.split("-")[1]), signal.SIGKILL)
 
 
+def _map_script(tmp_path, body: str) -> list:
+    """Run ``body`` (a unit function and a __main__ block printing JSON lines) as a script that imports
+    map_units, as a real entry point does (spawned workers re-import it); the JSON lines it printed."""
+    script = tmp_path / "pool.py"
+    script.write_text("import json, os, signal, sys, time\nfrom jobs.executors import map_units\n" + body)
+    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(x) for x in r.stdout.splitlines() if x.startswith("[")]
+
+
 def test_a_worker_killed_from_outside_costs_only_its_unit(tmp_path):
     """The out-of-memory killer's SIGKILL of one local worker broke the whole pool: `dis extract` printed a
-    traceback, 'internal error (a bug in DIS)', exit 70, and wrote no summary. Now the units not finished run
-    again in a new pool; a unit that kills its worker every time is found by running the rest one at a time,
-    and only it fails, saying how its worker died."""
-    script = tmp_path / "pool.py"
-    script.write_text(
-        "import json, os, signal, sys\n"
-        "from jobs.executors import map_units\n"
+    traceback, 'internal error (a bug in DIS)', exit 70, and wrote no summary. Now the units running then run
+    again alone: one killed once from outside completes, one that kills its worker every time fails alone,
+    saying how its worker died."""
+    got = _map_script(tmp_path, (
         f"MARK = {str(tmp_path / 'once')!r}\n"
         "def unit(i):\n"
         "    if i == 3 and not os.path.exists(MARK):  # killed once, from outside\n"
@@ -602,13 +610,9 @@ def test_a_worker_killed_from_outside_costs_only_its_unit(tmp_path):
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return i\n"
         "if __name__ == '__main__':\n"
-        "    got = map_units(unit, [3, 0, 1, 2, 4], workers=2, on_crash=lambda i, how: f'crashed {i}: {how}')\n"
-        "    print(json.dumps(got))\n")
-    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.splitlines()[-1]) == [
-        3, 0, "crashed 1: killed by signal 9 (SIGKILL: out of memory?)", 2, 4], r.stdout
+        "    crashed = lambda i, how: f'crashed {i}: {how}'\n"
+        "    print(json.dumps(map_units(unit, [3, 0, 1, 2, 4], workers=2, on_crash=crashed)))\n"))
+    assert got == [[3, 0, "crashed 1: killed by signal 9 (SIGKILL: out of memory?)", 2, 4]]
     assert (tmp_path / "once").exists(), "unit 3 was killed once and ran again"
 
 
@@ -616,10 +620,7 @@ def test_after_a_worker_dies_the_healthy_units_stay_parallel_and_without_on_cras
     """Only the units running when a worker died run alone: after one unit killed its worker twice, eleven
     healthy 1-s units ran one at a time in fresh processes (23 s for 6 s of work on 2 cores). Without on_crash
     the map raises at the first death, naming the units that were running."""
-    script = tmp_path / "pool.py"
-    script.write_text(
-        "import json, os, signal, sys, time\n"
-        "from jobs.executors import map_units\n"
+    (got, took), (kind, msg) = _map_script(tmp_path, (
         "def unit(i):\n"
         "    if i == 0:\n"
         "        time.sleep(0.2)\n"
@@ -633,11 +634,7 @@ def test_after_a_worker_dies_the_healthy_units_stay_parallel_and_without_on_cras
         "    try:\n"
         "        map_units(unit, list(range(4)), workers=2)\n"
         "    except Exception as e:\n"
-        "        print(json.dumps([type(e).__name__, str(e)]))\n")
-    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    (got, took), (kind, msg) = (json.loads(x) for x in r.stdout.splitlines()[-2:])
+        "        print(json.dumps([type(e).__name__, str(e)]))\n"))
     assert got[0] == "crashed" and all(isinstance(p, int) for p in got[1:])
     assert len(set(got[1:])) <= 6, f"healthy units ran in {len(set(got[1:]))} processes: one at a time, each alone"
     assert took < 14, f"{took:.1f} s for 11 s of healthy work on 2 workers"
