@@ -385,8 +385,8 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
             r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
             slurm = states.get(jid, "")
             state = unit_state(slurm, r, ran_here=r is not None and r.job == jid)
-            here = r is not None and r.job == jid
-            d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if r else "",
+            here = r is not None and r.job == jid  # else an earlier run's record: it says nothing of this task
+            d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if here else "",
                  "recorded": here}
             if state == "failed":
                 d["log"] = _log(rec, st.name, jid, st.folder(plan.layout, known[uid]) if here else None)

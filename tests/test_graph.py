@@ -256,12 +256,14 @@ def test_status_and_resubmit_of_a_packed_stage_are_per_unit(with_many, plan, mon
     for task, todo in (("0", ["a", "b"]), ("1", ["d", "e"])):
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
         slurm.PackTask("many", plan)(todo)
-    write_status(plan.out / "many" / "c", UnitResult(unit_id="c", status="ok", job="70_0"))  # an earlier run's
+    write_status(plan.out / "many" / "c", UnitResult(unit_id="c", status="ok", job="70_0",
+                                                    message="8 usable videos"))  # an earlier run's
     states = {"77_0": "CANCELLED", "77_1": "COMPLETED"}
     monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: states.get(j, "COMPLETED") for j in ids})
     status = slurm.run_status(plan.out)
     assert [(u["unit"], u["state"]) for u in status["many"]] == [
         ("a", "done"), ("b", "failed"), ("c", "failed"), ("d", "done"), ("e", "done")]
+    assert status["many"][2]["message"] == "", "an earlier run's message is not this task's failure"
     fake = FakeExecutor()
     monkeypatch.setattr(slurm, "_executor", fake)
     monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
