@@ -273,15 +273,15 @@ def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None, jobs
             if scope is not None and up.scope is not None and up.scope(u) != scope:
                 continue
             r = read_status(up.folder(plan.layout, u), up.result)
+            job = jobs.get(a, {}).get(up.uid(u))
+            if job and (r is None or r.job != job):  # an earlier run's record, failed or not, says nothing of this one
+                return (f"{NOT_RUN}{a} recorded no outcome in its task ({up.uid(u)}: job {job} was killed or "
+                        "cancelled; dis status says how); dis resubmit")
             # no record: the unit itself says what it lacks; a unit recorded as not run: the recursion above finds
             # its cause if it still holds (once fixed, its stale record must not stop what comes after)
             if r is not None and r.failed and not r.message.startswith(NOT_RUN):
                 return (f"{NOT_RUN}{a} failed ({up.uid(u)}: {r.message}); fix it and run again (a SLURM run: "
                         "dis resubmit)")
-            job = jobs.get(a, {}).get(up.uid(u))
-            if job and (r is None or r.job != job):
-                return (f"{NOT_RUN}{a} recorded no outcome in its task ({up.uid(u)}: job {job} was killed or "
-                        "cancelled; dis status says how); dis resubmit")
     return ""
 
 
@@ -395,8 +395,9 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     if rec.get("executor") != "slurm" or "extract" in stages:
         write_record(plan, executor)
         return
-    for name in stages:  # these units now record no SLURM job: their records are trusted, not their old tasks'
-        rec.get("units", {}).get(name, {}).update(dict.fromkeys(rec.get("units", {}).get(name, {}), ""))
+    units = rec.get("units", {})
+    for name in set(stages) & set(units):  # these units now record no SLURM job: their records are trusted
+        units[name] = dict.fromkeys(units[name], "")
     rec.setdefault("local_runs", []).append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
                                              "executor": executor, "stages": list(stages), **environment(),
                                              "plan": to_doc(plan)})

@@ -315,7 +315,6 @@ def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> 
             for u in pack:
                 rec["units"].setdefault(st.name, {})[st.uid(u)] = j.job_id
         _save(rec)  # before the stages after it are queued: their tasks check these jobs (graph.upstream_failure)
-        rec["jobs"][st.name] = _array_ids(jobs)
 
 
 def _save(rec: dict) -> None:

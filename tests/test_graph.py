@@ -372,6 +372,9 @@ def test_a_slurm_task_does_not_trust_a_record_its_predecessors_task_did_not_writ
     assert graph.upstream_failure("train", plan, jobs=jobs) == graph.upstream_failure("report", plan, jobs=jobs) == ""
     (plan.layout.cohort_dir / "status.json").unlink()  # killed on its first run: no record at all
     assert graph.upstream_failure("train", plan, jobs=jobs) == want
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="failed", message="no usable video",
+                                                    job="80"))  # the last run's failure is not this run's
+    assert graph.upstream_failure("train", plan, jobs=jobs) == want
 
 
 def test_a_unit_redone_locally_in_a_slurm_runs_folder_is_trusted_by_the_tasks_after_it(plan, monkeypatch):

@@ -59,7 +59,6 @@ class FaceResult:
     landmarks: np.ndarray  # (478, 3) float32: x, y normalised to the image; z relative depth
     blendshapes: np.ndarray  # (52,) float32
     matrix: np.ndarray  # (4, 4) float32 facial transformation (canonical face -> camera, cm)
-    others: int = 0  # faces found in the frame that are not the participant's
 
 
 def _quiet_mediapipe() -> None:
@@ -144,27 +143,28 @@ class FaceTracker:
         import mediapipe as mp
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        faces = self._faces(image, time_s)
         hw = rgb.shape[:2]
-        if (self._num_faces == 1 and self._cfg.max_faces > 1 and faces and self._last is not None
-                and pick_face([face_place(f.landmarks, hw) for f in faces], self._last, self._cfg.max_jump) is None):
-            self._several(time_s)  # the one face tracked is someone else's: look at every face again
-            faces = self._faces(image, time_s)
+        faces = self._faces(image, time_s)
         places = [face_place(f.landmarks, hw) for f in faces]
         k = pick_face(places, self._last, self._cfg.max_jump)
+        if k is None and faces and self._num_faces == 1 and self._cfg.max_faces > 1:
+            self._several(time_s)  # the one face tracked is someone else's: look at every face again
+            faces = self._faces(image, time_s)
+            places = [face_place(f.landmarks, hw) for f in faces]
+            k = pick_face(places, self._last, self._cfg.max_jump)
         if len(faces) > 1:
             self.several_frames += 1
             self._stay_several = True
         if k is None:
             if faces:
                 self.other_frames += 1
-            return dataclasses.replace(empty_result(), others=len(faces))
+            return empty_result()
         self._last = places[k]
         if self._num_faces > 1 and not self._stay_several and self._cfg.max_faces > 1:
             self._alone_since = time_s if self._alone_since is None else self._alone_since
             if time_s - self._alone_since >= self._cfg.single_after_s - 1e-9:
                 self._create(1)  # nobody else in view so far: track one face
-        return dataclasses.replace(faces[k], others=len(faces) - 1)
+        return faces[k]
 
     def _several(self, time_s: float) -> None:
         self._stay_several = True
