@@ -621,7 +621,7 @@ def test_a_video_slower_than_the_features_assume_is_left_out_naming_its_file(tmp
     assert too_slow(np.zeros(1)) is None
     out = tmp_path / "slow"
     m = make_run(out, n=2, seconds=20, fps=5)
-    with pytest.raises(DISError, match=f"too slow\\): {m.entries[0].video}: 5 frames a second"):
+    with pytest.raises(DISError, match=f"too slow\\): {m.entries[0].unit_id}: {m.entries[0].video}: 5 frames a second"):
         prepare_cohort(m, out)
 
 

@@ -36,7 +36,7 @@ RULE_TEXT = {
     "manifest/within-session": "the manifest's split column, with a session both trained and tested on (measures "
                                "within-session consistency, not recognition on another day)",
     "cross-session": "cross-session: trained on the earlier sessions, tested on the last session",
-    "temporal": "within-session: the last part of the recording is held out (measures within-session "
+    "temporal": "within-session: the last part of each session's recording is held out (measures within-session "
                 "consistency, not recognition on another day)",
 }
 
@@ -61,48 +61,59 @@ class VideoSplit:
         return {"rule": self.rule, "train_frames": int(self.train.sum()), "test_frames": int(self.test.sum())}
 
 
-def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig = SplitConfig()
-                  ) -> dict[str, VideoSplit]:
-    """Masks for every video (by unit id), given each video's frame times.
+def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig = SplitConfig(),
+                  planned: Sequence[VideoEntry] | None = None) -> dict[str, VideoSplit]:
+    """Masks for every usable video of ``entries`` (by unit id), given each video's frame times.
 
-    Per participant: if any of their rows has a ``split``, rows marked test are test and all others
-    train; otherwise, with two or more sessions (and ``cfg.rule == "auto"``), the videos of the last
-    session (in manifest order) are the test part and the rest train (recognition across sessions);
-    otherwise their videos, in manifest order, are concatenated and the last ``test_fraction`` of the
-    frames is the test part, minus a ``gap_s`` gap before it in the same video.
+    The rule is decided per participant from all their ``planned`` rows (the manifest's; default
+    ``entries``), so that a video left out cannot change it: if any row has a ``split``, rows marked test
+    are test and all others train; otherwise, with two or more sessions (and ``cfg.rule == "auto"``), the
+    videos of the last session (in manifest order) are the test part and the rest train (recognition
+    across sessions); a participant whose held-out rows are all unusable then has no held-out data,
+    rather than a within-session split nobody asked for. Otherwise each session's videos, in manifest
+    order, are concatenated and the last ``test_fraction`` of its frames is the test part, minus a
+    ``gap_s`` gap before it in the same video.
     """
     out: dict[str, VideoSplit] = {}
     by_pid: dict[str, list[VideoEntry]] = {}
     for e in entries:
         by_pid.setdefault(e.participant_id, []).append(e)
+    rows: dict[str, list[VideoEntry]] = {}
+    for e in (entries if planned is None else planned):
+        rows.setdefault(e.participant_id, []).append(e)
     for pid, es in by_pid.items():
-        if any(e.split for e in es):
+        every = rows.get(pid, es)
+        if any(e.split for e in every):
             for e in es:
                 n = len(times[e.unit_id])
                 is_test = e.split == "test"
                 out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "manifest")
             continue
-        sessions = list(dict.fromkeys(e.session for e in es))
+        sessions = list(dict.fromkeys(e.session for e in every))
         if cfg.rule == "auto" and len(sessions) > 1:
             for e in es:
                 n = len(times[e.unit_id])
                 is_test = e.session == sessions[-1]
                 out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "cross-session")
             continue
-        counts = [len(times[e.unit_id]) for e in es]
-        total = sum(counts)
-        cut = int(np.floor(total * (1.0 - cfg.test_fraction)))  # global index of the first test frame
-        start = 0
-        for e, n in zip(es, counts):
-            t = times[e.unit_id]
-            idx = np.arange(start, start + n)
-            test = idx >= cut
-            train = ~test
-            if test.any() and train.any():  # the cut falls inside this video: leave a gap
-                t_cut = t[np.argmax(test)]
-                train &= t < t_cut - cfg.gap_s
-            out[e.unit_id] = VideoSplit(train, test, "temporal")
-            start += n
+        for ses in dict.fromkeys(e.session for e in es):
+            out.update(_temporal([e for e in es if e.session == ses], times, cfg))
+    return out
+
+
+def _temporal(es: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig) -> dict[str, VideoSplit]:
+    """One session's videos end to end: the last ``test_fraction`` of the frames held out, ``gap_s`` before them unused."""
+    counts = [len(times[e.unit_id]) for e in es]
+    cut = int(np.floor(sum(counts) * (1.0 - cfg.test_fraction)))  # global index of the first test frame
+    out, start = {}, 0
+    for e, n in zip(es, counts):
+        t = times[e.unit_id]
+        test = np.arange(start, start + n) >= cut
+        train = ~test
+        if test.any() and train.any():  # the cut falls inside this video: leave a gap
+            train &= t < t[np.argmax(test)] - cfg.gap_s
+        out[e.unit_id] = VideoSplit(train, test, "temporal")
+        start += n
     return out
 
 

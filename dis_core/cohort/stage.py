@@ -141,13 +141,24 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     whether it applies and record the column statistics; write OUT/cohort/."""
     out_root = Path(out_root)
     usable, left_out, times, detected, keys = [], [], {}, {}, {}
+    contents: dict[tuple[str, str], str] = {}  # (participant, video sha256) -> the first unit of that content
     for e in manifest.entries:
         h5 = RunLayout(out_root).extraction(e.unit_id)
         why = _current_extraction_problem(out_root, e, h5)
         if why:
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"extraction {why}"})
             continue
-        x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes"))
+        try:
+            x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes"))
+        except (OSError, KeyError, ValueError) as err:  # damaged on disk: this video only
+            left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id,
+                             "reason": f"extraction unreadable: {h5}: {err}"})
+            continue
+        twin = contents.setdefault((e.participant_id, str(x.attrs.get("video_sha256", e.unit_id))), e.unit_id)
+        if twin != e.unit_id:  # allow_duplicate within a participant: never tested on frames trained on
+            left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id,
+                             "reason": f"{e.video}: the same video content as this participant's {twin}"})
+            continue
         if not x.detected.any():
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": "no face detected"})
             continue
@@ -160,11 +171,11 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
         detected[e.unit_id] = x.detected
         keys[e.unit_id] = content_key(x.attrs)
     if not usable:
-        why = list(dict.fromkeys(x["reason"] for x in left_out))
+        why = list(dict.fromkeys(f"{x['unit_id']}: {x['reason']}" for x in left_out))
         more = f"; and {len(why) - 3} more" if len(why) > 3 else ""
         raise DISError("no usable video in the cohort (every extraction failed, found no face or is too slow): "
                        + "; ".join(why[:3]) + more)
-    splits = assign_splits(usable, times, cfg.split)
+    splits = assign_splits(usable, times, cfg.split, planned=manifest.entries)
     basis, basis_frames = _fit_basis(out_root, usable, splits, detected, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys, basis_frames=basis_frames)
     for spec in {**FEATURE_SETS, **{s.name: s for s in specs}}.values():
@@ -257,8 +268,13 @@ def reference_shares(sizes: Sequence[int], cap: int) -> np.ndarray:
 
 def _points(out_root: Path, unit: str, frames: np.ndarray) -> np.ndarray:
     """A video's landmarks of ``frames`` in pixels (n, 478, 2)."""
-    x = read_extraction(RunLayout(out_root).extraction(unit), skip=("transform", "blendshapes"))
-    return landmark_points(x.landmarks[frames], int(x.video["width"]), int(x.video["height"]))
+    path = RunLayout(out_root).extraction(unit)
+    try:
+        x = read_extraction(path, skip=("transform", "blendshapes"))
+        return landmark_points(x.landmarks[frames], int(x.video["width"]), int(x.video["height"]))
+    except (OSError, KeyError, ValueError) as err:
+        raise DISError(f"{path}: the landmarks cannot be read ({err}): extract this video again (delete its "
+                       "folder under videos/) or remove its row, then rerun the cohort step") from None
 
 
 def save_cohort(c: Cohort) -> None:
@@ -313,6 +329,10 @@ def load_cohort(out_root: Path) -> Cohort:
     if not lay.split_record.is_file():
         raise DISError(f"{lay.split_record} not found: the train/test masks that {lay.cohort_record} records; {rerun}")
     with np.load(lay.split_record, allow_pickle=False) as z:
+        missing = [e.unit_id for e in entries if f"train__{e.unit_id}" not in z.files or f"test__{e.unit_id}" not in z.files]
+        if missing:
+            raise DISError(f"{lay.split_record} holds no train/test masks of {missing[0]}, which {lay.cohort_record} "
+                           f"lists (an interrupted cohort step?): {rerun}")
         splits = {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"], doc["split"][e.unit_id]["rule"])
                   for e in entries}
     if doc.get("split_sha256") not in (None, masks_sha256(splits)):  # None: a record from before the hash

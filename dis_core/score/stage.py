@@ -134,7 +134,7 @@ def _test_data(cohort: Cohort, cfg: TrainConfig, models: dict, score_cfg: ScoreC
             marked = any(e.split for e in cohort.videos_of(pid))
             why = (("no held-out data: no usable video is split=test in the manifest (an empty split cell trains "
                     f"once another of the participant's rows has one){cohort.gone_note(pid)}" if marked else
-                    "no held-out data: the split leaves none") if none_held_out
+                    f"no held-out data: the split leaves none{cohort.gone_note(pid)}") if none_held_out
                    else f"only {n} usable held-out frames with a face (need {score_cfg.min_test_frames}"
                         + (", in complete windows)" if cfg.features.window != "none" else ")"))
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": why})

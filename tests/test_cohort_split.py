@@ -1,0 +1,105 @@
+"""The cohort step's split and its inputs: the rule comes from the manifest's rows, not from which videos
+happened to be usable; a participant is never tested on content they were trained on; a damaged
+extraction or an interrupted cohort step is named, not a bare library error."""
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dis_core.cohort.stage as stage
+from dis_core.cohort.split import SplitConfig, assign_splits
+from dis_core.cohort.stage import load_cohort, prepare_cohort
+from dis_core.errors import DISError
+from dis_core.layout import RunLayout
+from dis_core.manifest import Manifest, VideoEntry
+from tests.synthrun import make_run, synthetic_extraction
+
+
+def _two_sessions_p0_s2_faceless(out):
+    T = 12 * 15
+    return make_run(out, n=3, seconds=12, sessions=2, hidden_of=lambda k, si: range(T) if (k, si) == (0, 1) else ())
+
+
+def test_a_participant_whose_last_session_is_unusable_is_not_resplit_within_an_earlier_session(tmp_path):
+    out = tmp_path / "out"
+    c = prepare_cohort(_two_sessions_p0_s2_faceless(out), out)
+    rules = {c.splits[e.unit_id].rule for e in c.videos_of("p0")}
+    assert rules == {"cross-session"} and not any(c.splits[e.unit_id].test.any() for e in c.videos_of("p0")), rules
+
+
+def test_a_manifest_split_whose_test_video_is_unusable_is_not_replaced_by_a_temporal_split(tmp_path):
+    out = tmp_path / "out"
+    m = _two_sessions_p0_s2_faceless(out)
+    m = Manifest(m.path, tuple(dataclasses.replace(e, split="test" if e.session == "s2" else None) for e in m.entries), ())
+    c = prepare_cohort(m, out)
+    assert {c.splits[e.unit_id].rule for e in c.videos_of("p0")} == {"manifest"}
+
+
+def test_identical_content_is_never_both_trained_and_tested_for_one_participant(tmp_path):
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=12, sessions=2)
+    e1, e2 = m.entries[0], m.entries[1]  # p0 s1, p0 s2
+    e2.video.write_bytes(e1.video.read_bytes())  # s2 is a copy of s1 (allow_duplicate=yes in a manifest)
+    synthetic_extraction(RunLayout(out).extraction(e2.unit_id), e2.video, 12, 15, seed=0)
+    synthetic_extraction(RunLayout(out).extraction(e1.unit_id), e1.video, 12, 15, seed=0)
+    try:
+        c = prepare_cohort(m, out)
+    except DISError:
+        return  # refused: fine
+    keys = lambda part: {c.extraction_keys[e.unit_id] for e in c.videos_of("p0") if getattr(c.splits[e.unit_id], part).any()}
+    assert not keys("train") & keys("test"), "the same extraction content is trained and tested"
+
+
+def test_a_damaged_extraction_is_left_out_or_named_not_a_bare_h5py_error(tmp_path):
+    import h5py
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=12, sessions=2)
+    bad = RunLayout(out).extraction(m.entries[2].unit_id)
+    with h5py.File(bad, "r") as f:
+        off = f["landmarks"].id.get_chunk_info(0).byte_offset
+    raw = bytearray(bad.read_bytes())
+    raw[off + 100: off + 4000] = b"\xff" * 3900
+    bad.write_bytes(bytes(raw))
+    try:
+        c = prepare_cohort(m, out)
+        assert any(x.get("unit_id") == m.entries[2].unit_id for x in c.left_out)
+    except DISError as e:
+        assert m.entries[2].unit_id in str(e) or str(bad) in str(e)
+
+
+def test_within_session_rule_splits_each_session_on_its_own():
+    """A forced within-session split holds out the end of every session, never a whole short session."""
+    es = [VideoEntry(row=2, participant_id="p", session="s1", video=Path("/a.mp4"), video_rel="a.mp4", unit_id="a"),
+          VideoEntry(row=3, participant_id="p", session="s2", video=Path("/b.mp4"), video_rel="b.mp4", unit_id="b")]
+    times = {"a": np.arange(450) / 15, "b": np.arange(60) / 15}  # 30 s and 4 s
+    sp = assign_splits(es, times, SplitConfig(rule="within-session", test_fraction=0.2, gap_s=1.0))
+    assert sp["a"].test.sum() == 90 and sp["a"].test[-90:].all()
+    assert sp["b"].test.sum() == 12 and sp["b"].test[-12:].all() and sp["b"].train[:48 - 15].all()
+    assert {s.rule for s in sp.values()} == {"temporal"}
+
+
+def test_an_interrupted_cohort_step_is_named_not_a_bare_key_error(tmp_path, monkeypatch):
+    """Killed between split.npz and cohort.json after a video dropped out: the old record is refused by name."""
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=12, sessions=2)
+    prepare_cohort(m, out)
+    m.entries[5].video.write_bytes(b"replaced, not extracted again")
+
+    def killed(path, text):
+        raise SystemExit("killed before cohort.json")
+
+    monkeypatch.setattr(stage, "write_text_atomic", killed)
+    with pytest.raises(SystemExit):
+        prepare_cohort(m, out)
+    monkeypatch.undo()
+    with pytest.raises(DISError, match=f"split.npz holds no train/test masks of {m.entries[5].unit_id}.*rerun the cohort step"):
+        load_cohort(out)
+
+
+def test_no_usable_video_names_the_units(tmp_path):
+    out = tmp_path / "out"
+    m = make_run(out, n=1, seconds=12, sessions=1, hidden_of=lambda k, si: range(12 * 15))
+    with pytest.raises(DISError, match=f"{m.entries[0].unit_id}: no face detected"):
+        prepare_cohort(m, out)
