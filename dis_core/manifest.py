@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -93,11 +94,21 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     while len(header) > 1 and not header[-1]:  # empty columns a spreadsheet left at the right
         header.pop()
     problems: list[str] = []
+    if not any(header) or (len(header) == 1 and header[0].lower().startswith("sep=")):
+        raise ManifestError(str(path), ["line 1 is not the header row (an empty line, or Excel's 'sep=' line): "
+                                        "the column names must come first: " + ",".join(REQUIRED)])
     missing = [c for c in REQUIRED if c not in header]
     for c in missing:
-        close = difflib.get_close_matches(c, [h for h in header if h not in REQUIRED], n=1, cutoff=0.6)
-        hint = f" (found '{close[0]}': rename it)" if close else ""
+        others = [h for h in header if h not in REQUIRED]
+        close = difflib.get_close_matches(c, [_plain(h) for h in others], n=1, cutoff=0.6)
+        hint = f" (found '{others[[_plain(h) for h in others].index(close[0])]}': rename it)" if close else ""
         problems.append(f"header: required column '{c}' is missing{hint}")
+    for h in header:  # an optional column misspelt is silently not read: its fps, split, dyads or strata lost
+        if h and h not in REQUIRED + OPTIONAL + CONTROL + BOOLEAN_EXTRAS:
+            meant = _meant_column(h, header)
+            if meant:
+                problems.append(f"header: column '{h}' looks like '{meant}', which DIS reads only spelt exactly so "
+                                f"(rename it; another name is carried to the reports as a label)")
     dup_cols = sorted({h for h in header if header.count(h) > 1})
     for c in dup_cols:
         problems.append(f"header: column '{c}' appears more than once")
@@ -136,7 +147,8 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         problems.append("no data rows")
 
     same: dict[str, tuple[int, str]] = {}  # real path -> first row naming it
-    by_size: dict[int, list[tuple[int, str, str]]] = {}  # size -> (row, video, real path) of earlier rows
+    by_size: dict[int, tuple[int, str, str]] = {}  # size -> (row, video, real path) of the first row of that size
+    by_sha: dict[str, tuple[int, str]] = {}  # sha256 -> (row, video) of the first row of that content
     for line, rec in rows:
         pid, ses, vid = rec["participant_id"], rec["session"], rec["video"]
         allow = rec.get("allow_duplicate", "").lower()
@@ -165,17 +177,20 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         if loop:
             problems.append(f"row {line}: video '{vid}': {loop}")
         elif vid and not Path(vid).is_absolute() and not _inside(base, vpath):
-            problems.append(f"row {line}: video path '{vid}' leaves the manifest's folder {base}; give an absolute "
+            how = ("leaves" if ".." in Path(vid).parts else
+                   f"leads through a link to {os.path.realpath(vpath)}, outside")
+            problems.append(f"row {line}: video path '{vid}' {how} the manifest's folder {base}; give an absolute "
                             "path if the video really lives there")
         elif vid and check_files:
             if not vpath.exists():
-                problems.append(f"row {line}: video file not found: {vpath}")
+                tilde = " ('~' is not expanded: write the full path)" if vid.startswith("~") else ""
+                problems.append(f"row {line}: video file not found: {vpath}{tilde}")
             elif not vpath.is_file():
                 problems.append(f"row {line}: video is not a regular file: {vpath}")
             elif not os.access(vpath, os.R_OK):
                 problems.append(f"row {line}: video file is not readable (permissions): {vpath}")
             elif not triple_dup:
-                dup = _same_video(line, vid, vpath, same, by_size)
+                dup = _same_video(line, vid, vpath, same, by_size, by_sha)
                 if dup and not allow_dup:
                     problems.append(dup + f"; if that is intended, set allow_duplicate=yes on row {line}")
         elif vid and not triple_dup:  # files not checked: still refuse two names for one path
@@ -203,6 +218,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             row=line, participant_id=pid, session=ses, video=Path(os.path.realpath(vpath)) if vid else vpath,
             video_rel=vid, dyad=rec.get("dyad") or None, split=split, fps=fps,
             extra=tuple((c, rec[c]) for c in extras)))
+    problems += _id_problems(entries)
     if not problems:
         entries = _with_unit_ids(entries)
         first: dict[str, int] = {}
@@ -213,7 +229,57 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             first.setdefault(e.unit_id, e.row)
     if problems:
         raise ManifestError(str(path), problems)
-    return Manifest(path=path.resolve(), entries=tuple(entries), extra_columns=extras)
+    # absolute, not resolved: a manifest reached through a link reads its relative videos beside the link, as here
+    return Manifest(path=Path(os.path.abspath(path)), entries=tuple(entries), extra_columns=extras)
+
+
+KNOWN_EXTRAS = ("group", "condition")  # read by the dyad tests (dis_core.score.groups), with group_* columns
+
+
+def _plain(name: str) -> str:
+    """A column name as a person may have meant it: lower case, spaces and hyphens as underscores."""
+    return re.sub(r"[\s-]+", "_", name.strip().lower())
+
+
+def _meant_column(name: str, header: list[str]) -> str | None:
+    """The column DIS reads that ``name`` looks like a misspelling of ('FPS', 'Split', 'allow_duplicates',
+    'Group_site'), or None; a known column already present is not suggested."""
+    plain = _plain(name)
+    if plain.startswith("group_") and name != plain:
+        return plain
+    known = [c for c in OPTIONAL + CONTROL + BOOLEAN_EXTRAS + KNOWN_EXTRAS if c not in header]
+    close = difflib.get_close_matches(plain, known, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def _id_problems(entries: list[VideoEntry]) -> list[str]:
+    """Rows that name one participant with two dyads, ids that differ only in case (one person counted
+    twice; one folder on a case-insensitive disk), and a session listed twice with a time-locked video."""
+    out: list[str] = []
+    dyads: dict[str, tuple[int, str]] = {}
+    for e in entries:
+        first = dyads.setdefault(e.participant_id, (e.row, e.dyad or ""))
+        if (e.dyad or "") != first[1]:
+            out.append(f"row {e.row}: participant {e.participant_id} is in dyad '{e.dyad or ''}' here but in dyad "
+                       f"'{first[1]}' on row {first[0]} (one dyad per participant)")
+    for col, values in (("participant_id", [(e.row, e.participant_id) for e in entries]),
+                        ("dyad", [(e.row, e.dyad) for e in entries if e.dyad]),
+                        ("session", [(e.row, f"{e.participant_id}/{e.session}") for e in entries])):
+        spelt: dict[str, tuple[int, str]] = {}
+        for row, v in values:
+            k, v0 = spelt.setdefault(v.casefold(), (row, v))
+            if v != v0:
+                out.append(f"row {row}: {col} '{v.rpartition('/')[2]}' differs only in case from row {k}'s "
+                           f"'{v0.rpartition('/')[2]}': write one spelling")
+                spelt[v.casefold()] = (row, v)  # said once per spelling
+    sessions: dict[tuple[str, str], tuple[int, bool]] = {}
+    for e in entries:
+        is_locked = dict(e.extra).get("time_locked", "").lower() in TRUE_WORDS
+        k, first_locked = sessions.setdefault((e.participant_id, e.session), (e.row, is_locked))
+        if k != e.row and (is_locked or first_locked):
+            out.append(f"row {e.row}: a time-locked video of participant {e.participant_id}, session {e.session}, "
+                       f"which row {k} already lists: synchrony pairs one video per session")
+    return out
 
 
 def unit_id(participant_id: str, session: str, video_rel: str) -> str:
@@ -223,6 +289,7 @@ def unit_id(participant_id: str, session: str, video_rel: str) -> str:
     ``b_c``; stems are sanitised and shortened), so a hash of the exact (participant, session, video)
     triple is always appended."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(video_rel).stem).strip("._-") or "video"
+    video_rel = posixpath.normpath(video_rel) if video_rel else video_rel  # './a.mp4' and 'a.mp4': one unit
     h = hashlib.sha1(json.dumps([participant_id, session, video_rel]).encode()).hexdigest()[:8]
     return f"{participant_id}_{session}_{stem[:48]}-{h}"
 
@@ -246,25 +313,30 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _same_video(line: int, vid: str, vpath: Path, same: dict[str, tuple[int, str]],
-                by_size: dict[int, list[tuple[int, str, str]]]) -> str | None:
+                by_size: dict[int, tuple[int, str, str]], by_sha: dict[str, tuple[int, str]]) -> str | None:
     """The problem line if this row's video is an earlier row's file (same real path: '.', '..', links)
-    or a copy of it (same size, then same sha256); records the row for later rows either way."""
+    or a copy of it (same size, then same sha256); records the row for later rows either way. A file is
+    hashed only once another has its size, and at most once (a cohort of equal-sized files stays linear)."""
     real = os.path.realpath(vpath)
     if real in same:
         k, v = same[real]
         return f"row {line}: video '{vid}' is the same file as row {k}'s video '{v}' ({real})"
     same[real] = (line, vid)
     size = os.stat(real).st_size
-    earlier = by_size.setdefault(size, [])
-    earlier.append((line, vid, real))
-    for k, v, other in earlier[:-1]:
-        try:
-            if file_sha256(other) == file_sha256(real):
-                return (f"row {line}: video '{vid}' has the same content as row {k}'s video '{v}' "
-                        f"(sha256 {file_sha256(real)[:12]}…)")
-        except OSError:
-            continue
-    return None
+    first = by_size.setdefault(size, (line, vid, real))
+    if first[0] == line:
+        return None
+    try:
+        by_sha.setdefault(file_sha256(first[2]), first[:2])
+        sha = file_sha256(real)
+    except OSError:
+        return None
+    k, v = by_sha.setdefault(sha, (line, vid))
+    if k == line:
+        return None
+    if size == 0:
+        return f"row {line}: video '{vid}' is an empty file (0 bytes), as is row {k}'s video '{v}'"
+    return f"row {line}: video '{vid}' has the same content as row {k}'s video '{v}' (sha256 {sha[:12]}…)"
 
 
 def _inside(base: Path, p: Path) -> bool:

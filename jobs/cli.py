@@ -92,8 +92,11 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> N
     if manifest is not None:
         from dis_core.manifest import load_manifest
 
-        m = load_manifest(manifest)
-        binds |= {str(m.path.parent)} | {str(e.video.parent) for e in m.entries}
+        try:
+            m = load_manifest(manifest)
+        except DISError as e:
+            _fail(e)
+        binds |= {str(m.path.parent), str(m.path.resolve().parent)} | {str(e.video.parent) for e in m.entries}
     Path(out).mkdir(parents=True, exist_ok=True)
     cmd = ["apptainer", "run", "--bind", ",".join(sorted(binds)), str(sif), *args]
     os.execvp("apptainer", cmd)

@@ -247,3 +247,59 @@ def test_time_locked_cells_that_cannot_mean_what_they_say_are_refused(make_manif
         {"participant_id": "p2", "session": "s1", "video": "vids/c d é.mp4", "time_locked": ""},
     ]))
     assert "row 2: time_locked 'maybe' must be true/1/yes, false/0/no or empty" in text and "row 3: time" not in text
+
+
+def test_a_misspelt_optional_column_is_refused_not_silently_unread(make_manifest, videos):
+    """'FPS', 'Split', 'allow_duplicates', 'Group_site' were carried as labels: their frame rate, split,
+    duplicates and strata were silently not read. A column that is no near miss stays a label."""
+    rows = [{"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "FPS": "30", "Split": "test",
+             "allow_duplicates": "yes", "Group_site": "A", "age": "31", "site": "A"}]
+    msg = _problems(make_manifest(rows))
+    for col, meant in (("FPS", "fps"), ("Split", "split"), ("allow_duplicates", "allow_duplicate"),
+                       ("Group_site", "group_site")):
+        assert f"header: column '{col}' looks like '{meant}'" in msg
+    assert "'age'" not in msg and "'site'" not in msg
+    missing = _problems(make_manifest([{"Participant_ID": "p1", "session": "s1", "video": "vids/a.mp4"}]))
+    assert "required column 'participant_id' is missing (found 'Participant_ID': rename it)" in missing
+
+
+def test_dyads_and_ids_that_cannot_mean_what_they_say_are_refused(make_manifest, videos):
+    """One participant in two dyads, ids that differ only in case (one person counted twice; one folder on a
+    case-insensitive disk), and a session listed twice with a time-locked video are each named by row."""
+    msg = _problems(make_manifest([
+        {"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "dyad": "d1", "time_locked": "yes"},
+        {"participant_id": "p1", "session": "s1", "video": "vids/b.mp4", "dyad": "d2", "time_locked": ""},
+        {"participant_id": "P1", "session": "s2", "video": "vids/c d é.mp4", "dyad": "D1", "time_locked": ""}]))
+    assert "row 3: participant p1 is in dyad 'd2' here but in dyad 'd1' on row 2" in msg
+    assert "row 4: participant_id 'P1' differs only in case from row 2's 'p1'" in msg
+    assert "row 4: dyad 'D1' differs only in case from row 2's 'd1'" in msg
+    assert "row 3: a time-locked video of participant p1, session s1, which row 2 already lists" in msg
+
+
+def test_a_manifest_reached_through_a_link_reads_its_videos_beside_the_link(tmp_path):
+    """Validation resolved relative videos beside the link and the stages beside its target: another video ran."""
+    for folder, content in (("proj", b"the validated video"), ("store", b"another video")):
+        (tmp_path / folder / "vids").mkdir(parents=True)
+        (tmp_path / folder / "vids" / "a.mp4").write_bytes(content)
+    (tmp_path / "store" / "m.csv").write_text("participant_id,session,video\np1,s1,vids/a.mp4\n")
+    (tmp_path / "proj" / "m.csv").symlink_to(tmp_path / "store" / "m.csv")
+    m = load_manifest(tmp_path / "proj" / "m.csv")
+    again = load_manifest(m.path)  # what every stage does with the path the plan records
+    assert again.entries[0].video.read_bytes() == m.entries[0].video.read_bytes() == b"the validated video"
+
+
+def test_the_duplicate_check_hashes_each_file_at_most_once(tmp_path, make_manifest, monkeypatch):
+    """Equal-sized videos were compared pairwise: 2,000 rows took 140 s. Each is now hashed once, and '~' gets a hint."""
+    import dis_core.manifest as manifest
+
+    calls = []
+    real = manifest.sha256_file
+    monkeypatch.setattr(manifest, "sha256_file", lambda p: calls.append(p) or real(p))
+    rows = []
+    for k in range(60):
+        (tmp_path / f"v{k:02d}.mp4").write_bytes(f"{k:04d}".encode())  # all 4 bytes
+        rows.append({"participant_id": f"p{k}", "session": "s1", "video": f"v{k:02d}.mp4"})
+    assert len(load_manifest(make_manifest(rows)).entries) == 60
+    assert len(calls) == len(set(calls)) == 60
+    rows.append({"participant_id": "p99", "session": "s1", "video": "~/v00.mp4"})
+    assert "('~' is not expanded: write the full path)" in _problems(make_manifest(rows))
