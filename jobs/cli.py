@@ -506,13 +506,13 @@ def phantom(
     sessions: int = typer.Option(2, min=1, help="Sessions per participant (the last one is split=test)."),
     duration: float = typer.Option(20.0, min=1.0, callback=_finite, help="Seconds per video (head_spectrum needs 16 s to train on and 8 s to test on)."),
     fps: float = typer.Option(30.0, min=10.0, callback=_finite, help="Frame rate of the videos (DIS needs 10 or more)."),
-    seed: int = typer.Option(0, help="Random seed: the same seed gives the same cohort."),
+    seed: int = typer.Option(0, min=0, max=2 ** 32 - 1, help="Random seed: the same seed gives the same cohort."),
     swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),
     partner_share: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="0..1: move every dynamics parameter of dyad partners this far towards one "
         "common draw per dyad, instead of the default few shared parameters (0: partners share nothing)."),
     rich_dynamics: bool = typer.Option(False, help="AR sway, personal nod/shake shapes, coupled axes."),
-    camera_deg: float = typer.Option(0.0, min=0.0, max=30.0, help="Move each session's camera by up to this many degrees."),
+    camera_deg: float = typer.Option(0.0, min=0.0, max=15.0, help="Move each session's camera by up to this many degrees."),
     hidden_fraction: float = typer.Option(0.0, min=0.0, max=0.5, help="Hide the face on this share of frames (bursts of 1-3)."),
     near_neighbours: int = typer.Option(0, min=0, help="Participants whose dynamics are near copies of others'."),
     model: Optional[Path] = ModelOpt,
@@ -526,11 +526,11 @@ def phantom(
         samples = cached_samples()
     except DISError as e:
         _fail(e)
-    cfg = PhantomConfig(participants=participants, sessions=sessions, duration_s=duration, fps=fps, seed=seed,
-                        swap_faces=swap_faces, rich_dynamics=rich_dynamics, camera_deg=camera_deg,
-                        hidden_fraction=hidden_fraction, near_neighbours=near_neighbours,
-                        **({} if partner_share is None else {"partner_share": partner_share, "dyad_shared": ()}))
     try:
+        cfg = PhantomConfig(participants=participants, sessions=sessions, duration_s=duration, fps=fps, seed=seed,
+                            swap_faces=swap_faces, rich_dynamics=rich_dynamics, camera_deg=camera_deg,
+                            hidden_fraction=hidden_fraction, near_neighbours=near_neighbours,
+                            **({} if partner_share is None else {"partner_share": partner_share, "dyad_shared": ()}))
         manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
     except ValueError as e:  # a cohort its portraits cannot show without confounds (phantom.render.face_problem)
         _fail(e)

@@ -156,3 +156,52 @@ def test_a_folder_holding_a_users_files_is_not_rendered_into(tmp_path, samples, 
     (study / "videos" / "interview.mp4").write_bytes(b"mine")
     assert foreign_file(study) == study / "videos" / "interview.mp4"
     assert foreign_file(tmp_path / "new") is None
+
+
+def test_an_interrupted_render_is_visibly_unfinished_and_resumes(tmp_path, samples, model, monkeypatch):
+    """Re-rendering a folder with another seed and stopping half-way left seed 1's video beside seed 0's truth under
+    seed 0's manifest. Now the manifest goes first and comes last, a session's truth never outlives its video, a re-run
+    renders only what is missing, and sessions of an earlier, larger cohort are removed."""
+    import dis_core.phantom.render as render
+
+    out = tmp_path / "ph"
+    cfg0 = PhantomConfig(participants=3, sessions=2, duration_s=0.5, fps=10.0, seed=0)
+    make_cohort(out, cfg0, samples, model.path)
+    cfg1 = dataclasses.replace(cfg0, participants=2, seed=1)
+    real, calls = render.write_truth, []
+
+    def stop_at_third(path, *a, **k):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(path, *a, **k)
+
+    monkeypatch.setattr(render, "write_truth", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        make_cohort(out, cfg1, samples, model.path)
+    assert not (out / "manifest.csv").exists() and not (out / "phantom.json").exists()
+    assert not (out / "videos" / "ph02_s1.truth.csv").exists()  # its new video has no old truth beside it
+    monkeypatch.setattr(render, "write_truth", real)
+    rendered = []
+    m = make_cohort(out, cfg1, samples, model.path, progress=rendered.append)
+    assert sum("kept" in r for r in rendered) == 2 and len(rendered) == 4  # ph01's two sessions were not rendered again
+    doc = json.loads((out / "phantom.json").read_text())
+    assert doc["config"]["seed"] == 1 and len(load_manifest(m).entries) == 4
+    for p in doc["participants"]:
+        for k, s in p["sessions"].items():
+            stem = out / "videos" / f"{p['participant_id']}_{k}"
+            assert sha256_file(Path(f"{stem}.mp4")) == s["video_sha256"]
+            assert sha256_file(Path(f"{stem}.truth.csv")) == s["truth_sha256"]
+    assert not list((out / "videos").glob("ph03_*"))
+    fresh = tmp_path / "fresh"
+    make_cohort(fresh, cfg1, samples, model.path)  # the resumed cohort is the one a single render makes
+    assert json.loads((fresh / "phantom.json").read_text())["participants"] == doc["participants"]
+
+
+def test_phantom_settings_that_cannot_be_rendered_are_refused_in_one_line():
+    for bad, word in ((dict(participants=0), "participants"), (dict(duration_s=-1.0), "duration_s"),
+                      (dict(fps=0.0), "fps"), (dict(hidden_fraction=1.5), "hidden_fraction"),
+                      (dict(seed=-1), "seed"), (dict(seed=2 ** 32), "seed"), (dict(camera_deg=30.0), "camera_deg"),
+                      (dict(participants=4, near_neighbours=3), "near_neighbours")):
+        with pytest.raises(ValueError, match=f"^phantom {word} must be "):
+            PhantomConfig(**bad)

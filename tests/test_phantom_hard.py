@@ -38,8 +38,16 @@ def test_camera_rotation_angle_range():
 def test_damped_sway_resonates_at_its_frequency():
     y = damped_sway(30000, 30.0, 0.8, 0.1, 2.0, np.random.default_rng(3))
     f, p = signal.welch(y, fs=30.0, nperseg=1024)
-    assert y.std() == pytest.approx(2.0, rel=1e-6)
     assert f[p.argmax()] == pytest.approx(0.8, abs=0.08)
+
+
+def test_damped_sway_has_its_spread_on_average_not_in_every_session():
+    """The AR(2) process is scaled by its stationary standard deviation: 60 s sessions average the asked-for
+    variance, and their own spreads vary as a real person's would (each was scaled to exactly ``sd``)."""
+    rng = np.random.default_rng(5)
+    sds = np.array([damped_sway(1800, 30.0, 0.5, 0.15, 2.0, rng).std() for _ in range(300)])
+    assert np.mean(sds ** 2) == pytest.approx(4.0, rel=0.05)
+    assert sds.std() / sds.mean() > 0.05
 
 
 def test_rich_dynamics_keep_the_classic_parameters_and_add_their_own():
@@ -132,3 +140,20 @@ def test_a_moved_camera_leaves_the_relative_rotation_features_unchanged(tmp_path
     raw_a = read_extraction(Path(tmp_path / "out0").rglob("extraction.h5").__next__()).head_pose
     raw_b = read_extraction(Path(tmp_path / "out1").rglob("extraction.h5").__next__()).head_pose
     assert np.abs(np.nanmedian(raw_a - raw_b, axis=0)).max() > 2.0
+
+
+def test_near_neighbours_copy_whole_dyads_and_partners_keep_what_they_share():
+    """Copies replaced single participants after the dyads were drawn: a copied person no longer shared their
+    listed partner's parameters, and could copy their own partner. Whole dyads now copy whole earlier dyads."""
+    from dis_core.phantom.render import _get, _override
+
+    shared = ("yaw.f_slow", "pitch.f_slow", "nod_rate", "nod_freq")
+    dyn = cohort_dynamics(12, np.random.default_rng(4), 2, shared, rich=True)
+    near, src = near_neighbours(dyn, 3, np.random.default_rng(1), dyad_size=2)
+    assert src[:8] == [-1] * 8 and all(s >= 0 for s in src[8:])  # ceil(3 / 2) = 2 whole dyads: ph09-ph12
+    for i in (8, 10):
+        assert src[i] % 2 == 0 and src[i + 1] == src[i] + 1 and src[i] < 8  # member m copies member m of one dyad
+    for i in range(1, 12, 2):  # as make_cohort then does: partners share the first member's values
+        near[i] = _override(near[i], {k: _get(near[i - 1], k) for k in shared})
+        assert all(_get(near[i], k) == _get(near[i - 1], k) for k in shared)
+    assert near_neighbours(dyn, 50, np.random.default_rng(1), dyad_size=2)[1][:6] == [-1] * 6  # at most half

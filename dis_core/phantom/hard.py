@@ -36,7 +36,9 @@ def rich_parameters(rng: np.random.Generator, axes: dict, activity: float, tempo
 def damped_sway(n: int, fps: float, freq: float, damping: float, sd: float, rng: np.random.Generator,
                 burn_s: float = 20.0) -> np.ndarray:
     """(n,) noise-driven damped oscillator sampled at ``fps``: an AR(2) process whose poles sit at
-    the resonance ``freq`` (Hz) with damping ratio ``damping``, scaled to standard deviation ``sd``."""
+    the resonance ``freq`` (Hz) with damping ratio ``damping``, of stationary standard deviation ``sd``.
+    Scaled by the process's theoretical spread, not the sample's: a session's sway amplitude then varies
+    as a real one would (a sample scaled to exactly ``sd`` made it the same in every session)."""
     if sd <= 0 or freq <= 0:
         return np.zeros(n)
     w = 2 * np.pi * freq / fps
@@ -44,8 +46,9 @@ def damped_sway(n: int, fps: float, freq: float, damping: float, sd: float, rng:
     a = [1.0, -2 * r * np.cos(w * np.sqrt(max(1 - damping ** 2, 1e-6))), r * r]
     burn = int(burn_s * fps)
     y = lfilter([1.0], a, rng.standard_normal(n + burn))[burn:]
-    s = y.std()
-    return y * (sd / s) if s > 0 else y
+    p1, p2 = -a[1], -a[2]  # y_t = p1 y_(t-1) + p2 y_(t-2) + e_t, e ~ N(0, 1)
+    var = (1 - p2) / ((1 + p2) * ((1 - p2) ** 2 - p1 ** 2))
+    return y * (sd / np.sqrt(var))
 
 
 def rich_terms(ypr: np.ndarray, dyn, fps: float, rng: np.random.Generator) -> np.ndarray:
@@ -59,17 +62,22 @@ def rich_terms(ypr: np.ndarray, dyn, fps: float, rng: np.random.Generator) -> np
     return out
 
 
-def near_neighbours(dyn: list, count: int, rng: np.random.Generator, spread: float = 0.1) -> tuple[list, list[int]]:
-    """Make the last ``count`` participants near neighbours of earlier ones: a copy of another
-    participant's parameters with every amplitude, frequency and rate perturbed by a factor
-    exp(N(0, spread)). Returns (dynamics, index of whom each participant copies or -1)."""
-    n = len(dyn)
-    count = min(count, n // 2)
+def near_neighbours(dyn: list, count: int, rng: np.random.Generator, spread: float = 0.1,
+                    dyad_size: int = 1) -> tuple[list, list[int]]:
+    """Make the last participants near neighbours of earlier ones: a copy of another participant's
+    parameters with every amplitude, frequency and rate perturbed by a factor exp(N(0, spread)).
+    Whole dyads are copied into whole dyads (member m of a copied dyad copies member m of its source,
+    never of its own dyad), ``ceil(count / dyad_size)`` of them and at most half the dyads, so copies
+    leave the listed partners as they were drawn. Returns (dynamics, index of whom each copies or -1)."""
+    n, size = len(dyn), max(int(dyad_size), 1)
+    dyads = -(-n // size)
+    k = min(-(-count // size), dyads // 2)
     out, src = list(dyn), [-1] * n
-    for i in range(n - count, n):
-        j = int(rng.integers(0, n - count))
-        out[i] = _perturb(dyn[j], rng, spread)
-        src[i] = j
+    for d in range(dyads - k, dyads):
+        s = int(rng.integers(0, dyads - k))  # a whole dyad among the first ones
+        for m, i in enumerate(range(d * size, min((d + 1) * size, n))):
+            out[i] = _perturb(dyn[s * size + m], rng, spread)
+            src[i] = s * size + m
     return out, src
 
 

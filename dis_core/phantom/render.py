@@ -10,6 +10,7 @@ the participant's parameters with new phases and noise; partners in a dyad share
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from scipy.spatial.transform import Rotation
 
 from dis_core import __version__
 from dis_core.io.atomic import atomic_path, remove_stale_parts, write_text_atomic
-from dis_core.io.provenance import package_versions, sha256_file
+from dis_core.io.provenance import package_versions, sha256_file, source_revision
 from dis_core.extract.landmarker import canonical_mesh, detect_image
 from dis_core.extract.pose import _nearest_rotation, euler_to_rotation, rotation_to_euler
 
@@ -439,7 +440,25 @@ class PhantomConfig:
     rich_dynamics: bool = False  # AR sway, personal nod/shake shapes, coupling between axes
     camera_deg: float = 0.0  # each session's camera fixed, rotated by max/2..max degrees about a random axis
     hidden_fraction: float = 0.0  # this share of frames hides the face, in bursts of 1-3 frames
-    near_neighbours: int = 0  # this many participants are perturbed copies of others' dynamics
+    near_neighbours: int = 0  # this many participants (whole dyads) are perturbed copies of others' dynamics
+
+    def __post_init__(self):
+        """Refuse a cohort that cannot be rendered as asked, in one line naming the setting."""
+        checks = (("participants", self.participants >= 1, "at least 1"), ("sessions", self.sessions >= 1, "at least 1"),
+                  ("fps", np.isfinite(self.fps) and self.fps >= 1, "at least 1"),
+                  ("duration_s", np.isfinite(self.duration_s) and self.duration_s * self.fps >= 1, "at least a frame"),
+                  ("width", self.width >= 64, "at least 64"), ("height", self.height >= 64, "at least 64"),
+                  ("seed", 0 <= self.seed < 2 ** 32, "from 0 to 2**32 - 1 (larger seeds would share random streams)"),
+                  ("dyad_size", self.dyad_size >= 1, "at least 1"), ("max_angle", 0 < self.max_angle <= 45, "in (0, 45]"),
+                  ("partner_share", 0 <= self.partner_share <= 1, "in [0, 1]"),
+                  ("camera_deg", 0 <= self.camera_deg <= 15, "in [0, 15] (with head turns of 25 degrees, more leaves "
+                   "the poses MediaPipe measures faithfully)"),
+                  ("hidden_fraction", 0 <= self.hidden_fraction <= 0.5, "in [0, 0.5]"),
+                  ("near_neighbours", 0 <= self.near_neighbours <= self.participants // 2,
+                   f"from 0 to half the participants ({self.participants // 2})"))
+        for name, ok, want in checks:
+            if not ok:
+                raise ValueError(f"phantom {name} must be {want}, not {getattr(self, name)!r}")
 
 
 def face_of(i: int, k: int, n_faces: int, cfg: PhantomConfig) -> int:
@@ -468,7 +487,9 @@ def face_problem(n_faces: int, cfg: PhantomConfig) -> str:
     return ""
 
 
-PHANTOM_TOP = re.compile(r"^(videos|manifest\.csv|phantom\.json|\.(manifest\.csv|phantom\.json)\.part-.*)$")
+PHANTOM_TOP = re.compile(r"^(videos|manifest\.csv|phantom\.json|\.phantom-sessions\.json|"
+                         r"\.(manifest\.csv|phantom\.json|phantom-sessions\.json)\.part-.*)$")
+SESSIONS_RECORD = ".phantom-sessions.json"  # sessions rendered so far, for resuming an interrupted render
 PHANTOM_VIDEO = re.compile(r"^\.?ph\d+_s\d+\.(mp4|truth\.csv)(\.part-.*)?$")  # and the hidden parts of their writers
 
 
@@ -490,29 +511,48 @@ def foreign_file(out_dir: Path) -> Path | None:
 
 def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], model_path: str | Path,
                 progress: Callable[[str], None] | None = None) -> Path:
-    """Render a phantom cohort into ``out_dir``: videos, per-frame truth CSVs, parameters, a manifest."""
+    """Render a phantom cohort into ``out_dir``: videos, per-frame truth CSVs, parameters, a manifest.
+
+    The manifest and phantom.json are removed first and written last, so a folder without them is
+    unfinished; each session's video and truth are recorded (with their hashes and what rendered them) as
+    they are done, and a re-run of the same cohort renders only the sessions whose files are missing or
+    differ. Files of sessions the cohort no longer has are removed."""
     out_dir = Path(out_dir)
     foreign = foreign_file(out_dir)
     if foreign is not None:
         raise ValueError(f"{out_dir} holds {foreign}, which dis phantom did not make: choose a new or empty folder "
                          "(a phantom folder, with its phantom.json, is rendered again)")
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(out_dir)
-    remove_stale_parts(out_dir / "videos")
-    rng = np.random.default_rng(cfg.seed)
     faces = portraits(samples, model_path)
     if len(faces) < 2:
         raise ValueError("need at least two portraits")
     why = face_problem(len(faces), cfg)
     if why:
         raise ValueError(why)
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.csv", "phantom.json"):
+        (out_dir / name).unlink(missing_ok=True)
+    remove_stale_parts(out_dir)
+    remove_stale_parts(out_dir / "videos")
+    made_by = {"dis_version": __version__,  # what rendered it: the portraits' stills (the astronaut is scikit-image's)
+               "source_revision": source_revision(),
+               "packages": package_versions(("mediapipe", "opencv-python-headless", "numpy", "scipy", "scikit-image")),
+               "face_model_sha256": sha256_file(Path(model_path)),
+               "stills_sha256": {n: sha256_file(Path(samples[n])) for n in STILLS + (GROUP_PHOTO,) if n in samples}}
+    key = hashlib.sha256(json.dumps({"config": dataclasses.asdict(cfg), "made_by": made_by}, sort_keys=True,
+                                    default=str).encode()).hexdigest()
+    done = _rendered_sessions(out_dir, key)
+    rng = np.random.default_rng(cfg.seed)
     dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared, cfg.partner_share,
                           cfg.rich_dynamics)
     copies = [-1] * cfg.participants
     if cfg.near_neighbours:
         from dis_core.phantom.hard import near_neighbours
 
-        dyn, copies = near_neighbours(dyn, cfg.near_neighbours, np.random.default_rng([cfg.seed, 7919]))
+        dyn, copies = near_neighbours(dyn, cfg.near_neighbours, np.random.default_rng([cfg.seed, 7919]),
+                                      dyad_size=cfg.dyad_size)
+        for i in range(cfg.participants):  # a copied dyad's partners share what partners share
+            if i % cfg.dyad_size:
+                dyn[i] = _override(dyn[i], {k: _get(dyn[i - i % cfg.dyad_size], k) for k in cfg.dyad_shared})
     rigs: dict[int, FaceRig] = {}
     n_frames = int(round(cfg.duration_s * cfg.fps))
     rows, params = [], []
@@ -524,43 +564,76 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
             params[-1]["near_neighbour_of"] = f"ph{copies[i] + 1:02d}"
         for k in range(cfg.sessions):
             face = face_of(i, k, len(faces), cfg)
-            if face not in rigs:
-                rigs[face] = make_rig(faces[face][1], model_path, (cfg.width, cfg.height))
-            srng = np.random.default_rng([cfg.seed, i, k])
-            ypr = trajectory(dyn[i], n_frames, cfg.fps, srng, cfg.max_angle)
-            from dis_core.phantom.hard import camera_rotation, hidden_bursts
-
-            hrng = np.random.default_rng([cfg.seed, i, k, 1])
-            cam = camera_rotation(hrng, cfg.camera_deg)
-            hidden = hidden_bursts(n_frames, cfg.hidden_fraction, hrng)
             name = f"{pid}_s{k + 1}"
             video = out_dir / "videos" / f"{name}.mp4"
-            render_video(rigs[face], ypr, cfg.fps, video, camera=cam if cfg.camera_deg > 0 else None, hidden=hidden)
-            seen = ypr if cfg.camera_deg <= 0 else rotation_to_euler(cam @ euler_to_rotation(ypr))
             truth = out_dir / "videos" / f"{name}.truth.csv"
-            write_truth(truth, seen, cfg.fps, hidden)
-            params[-1]["sessions"][f"s{k + 1}"] = {
-                "face": faces[face][0], "camera_rotvec_deg": np.degrees(Rotation.from_matrix(cam).as_rotvec()).round(4).tolist(),
-                "hidden_frames": int(hidden.sum()),  # each truth file tied to its video by both hashes
-                "video_sha256": sha256_file(video), "truth_sha256": sha256_file(truth)}
+            rec = done.get(name)
+            if rec is None or not _same_files(rec, video, truth):
+                rec = _render_session(cfg, dyn[i], i, k, rigs, faces, face, model_path, video, truth, n_frames)
+                done[name] = rec
+                write_text_atomic(out_dir / SESSIONS_RECORD, json.dumps({"key": key, "sessions": done}, indent=1))
+                said = f"{n_frames} frames"
+            else:
+                said = "rendered before, kept"
+            params[-1]["sessions"][f"s{k + 1}"] = rec
             rows.append({"participant_id": pid, "session": f"s{k + 1}", "video": f"videos/{name}.mp4",
                          "dyad": f"d{i // cfg.dyad_size + 1}",
                          # one session: no split, so the cohort step holds out the end of each video
                          "split": "" if cfg.sessions == 1 else "test" if k == cfg.sessions - 1 else "train",
                          "face": faces[face][0], "truth": f"videos/{name}.truth.csv"})
             if progress:
-                progress(f"{name}: face {faces[face][0]}, {n_frames} frames")
-    made_by = {"dis_version": __version__,  # what rendered it: the portraits' stills (the astronaut is scikit-image's)
-               "packages": package_versions(("mediapipe", "opencv-python-headless", "numpy", "scipy", "scikit-image")),
-               "face_model_sha256": sha256_file(Path(model_path)),
-               "stills_sha256": {n: sha256_file(Path(samples[n])) for n in STILLS + (GROUP_PHOTO,) if n in samples}}
+                progress(f"{name}: face {faces[face][0]}, {said}")
+    keep = {Path(r["video"]).name for r in rows} | {Path(r["truth"]).name for r in rows}
+    for p in (out_dir / "videos").iterdir():  # a session of an earlier, larger cohort in this folder
+        if PHANTOM_VIDEO.match(p.name) and p.name not in keep:
+            p.unlink()
     write_text_atomic(out_dir / "phantom.json", json.dumps(
-        {"config": dataclasses.asdict(cfg), "made_by": made_by, "participants": params}, indent=2))
+        {"config": dataclasses.asdict(cfg), "made_by": made_by, "near_neighbours_made": sum(c >= 0 for c in copies),
+         "participants": params}, indent=2))
     cols = ["participant_id", "session", "video", "dyad", "split", "face", "truth"]
     lines = [",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]
     manifest = out_dir / "manifest.csv"
     write_text_atomic(manifest, "\n".join(lines) + "\n")
     return manifest
+
+
+def _render_session(cfg: PhantomConfig, dyn: Dynamics, i: int, k: int, rigs: dict, faces: list, face: int,
+                    model_path: str | Path, video: Path, truth: Path, n_frames: int) -> dict:
+    """Render session k of participant i (its own random streams, so any session can be rendered alone)
+    and return its record: face, camera, hidden frames, and the hashes tying truth and video together."""
+    from dis_core.phantom.hard import camera_rotation, hidden_bursts
+
+    if face not in rigs:
+        rigs[face] = make_rig(faces[face][1], model_path, (cfg.width, cfg.height))
+    ypr = trajectory(dyn, n_frames, cfg.fps, np.random.default_rng([cfg.seed, i, k]), cfg.max_angle)
+    hrng = np.random.default_rng([cfg.seed, i, k, 1])
+    cam = camera_rotation(hrng, cfg.camera_deg)
+    hidden = hidden_bursts(n_frames, cfg.hidden_fraction, hrng)
+    truth.unlink(missing_ok=True)  # never a new video beside an old truth
+    render_video(rigs[face], ypr, cfg.fps, video, camera=cam if cfg.camera_deg > 0 else None, hidden=hidden)
+    seen = ypr if cfg.camera_deg <= 0 else rotation_to_euler(cam @ euler_to_rotation(ypr))
+    write_truth(truth, seen, cfg.fps, hidden)
+    return {"face": faces[face][0],
+            "camera_rotvec_deg": np.degrees(Rotation.from_matrix(cam).as_rotvec()).round(4).tolist(),
+            "hidden_frames": int(hidden.sum()),  # each truth file tied to its video by both hashes
+            "video_sha256": sha256_file(video), "truth_sha256": sha256_file(truth)}
+
+
+def _rendered_sessions(out_dir: Path, key: str) -> dict[str, dict]:
+    """The sessions an earlier render of this very cohort (same config and renderer: ``key``) finished."""
+    try:
+        doc = json.loads((out_dir / SESSIONS_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(doc.get("sessions", {})) if doc.get("key") == key else {}
+
+
+def _same_files(rec: dict, video: Path, truth: Path) -> bool:
+    """Whether a session's video and truth on disk are the ones its record names."""
+    try:
+        return sha256_file(video) == rec["video_sha256"] and sha256_file(truth) == rec["truth_sha256"]
+    except (OSError, KeyError):
+        return False
 
 
 def render_video(rig: FaceRig, ypr: np.ndarray, fps: float, path: Path, camera: np.ndarray | None = None,
