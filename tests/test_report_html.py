@@ -182,7 +182,7 @@ def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
     items = [ul.split("</li>")[:-1] for ul in text.split("<ul class='tests'>")[1:3]]
     yes, no = ([i.replace("<li>", "") for i in ul] for ul in items)
     assert len(yes) == 3 and yes[0].startswith("a better than b on top-1 (flow, 12 people: a - b +0.50 [+0.40, +0.60]")
-    assert "b better than a on EER" in yes[1]  # a lower EER is better
+    assert "b better than a on EER (flow, 12 people: b - a -0.50 [-0.60, -0.40]" in yes[1]  # lower EER is better
     assert no == ["a vs c (flow): top-1, EER, AUC"]
     assert "supported differences:" in text and "no supported difference:" in text
     assert "<p class='verdict info'>feature sets (2 feature-set comparison(s) x 3 metrics" in text
@@ -191,6 +191,12 @@ def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
     few = feature_set_verdict([row("a vs b", 0.5), {**row("a vs c", 0.5), "participants": 9}])
     assert few.brief == ("feature sets: 3 of 6 paired differences supported after Holm (2 comparison(s) x 3 metrics; "
                          "1 on fewer than 10 people: no claim either way)")
+    # a claim on t-norm scores that the raw or z-norm scores turn round says so (a few impostor scores of -5e5
+    # made head_pose 'better' than blendshapes on t-norm EER, and 0.29 worse on raw scores)
+    turned = feature_set_verdict([{**row("a vs b", 0.5), "eer_raw_diff": -0.29, "eer_znorm_diff": 0.1}])
+    eer_claim = next(t for t in turned.lists[0][1] if " on EER " in t)
+    assert eer_claim.endswith("Holm p 0.001; on raw scores the other way round (+0.29): the claim rests on the t-norm)")
+    assert "z-norm" not in eer_claim and "other way" not in turned.lists[0][1][0]
     none = feature_set_verdict([row("a vs c", 0.0)])
     assert "<p class='note'>supported differences: none</p>" in render_html(
         dataclasses.replace(_page(tmp_path, pid="p1"), verdicts=[none]))

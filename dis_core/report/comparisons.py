@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 
+import numpy as np
+
 from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
 from dis_core.score.stats import MIN_COUPLES, few_couples, holm, p_floor_notes, p_text, signed
 
@@ -41,6 +43,38 @@ class Finding:
         return "; ".join(p for p in parts if p)
 
 
+def chance_text(chance: float) -> str:
+    """Chance top-1 to three significant digits: 1/40 is 0.025, not 0.03 (and 1/300 not 0.00)."""
+    return f"{chance:.3g}"
+
+
+def at_chance(m: dict) -> list[str]:
+    """The metrics of a method's row whose 95% interval holds chance (top-1: 1/N; AUC and EER: 0.5): what it
+    does is not told apart from guessing on these people."""
+    out = []
+    if m["top1_lo"] <= m["chance_top1"]:
+        out.append("top-1")
+    if m["eer_hi"] >= 0.5:
+        out.append("EER")
+    if m["auc_lo"] <= 0.5:
+        out.append("AUC")
+    return out
+
+
+def reversed_on(row: dict, key: str, sign: int = 1) -> str:
+    """'; on raw scores the other way round (-0.12)' for each other normalisation (raw, z-norm) whose point
+    difference of ``key`` (EER, AUC) has the other sign than the t-norm one; '' when none has, or for top-1,
+    which has one normalisation. ``sign`` -1 says the differences as b - a."""
+    d = row[f"{key}_diff"]
+    out = []
+    for norm, word in (("raw", "raw"), ("znorm", "z-norm")):
+        o = row.get(f"{key}_{norm}_diff")
+        if o is not None and np.isfinite(o) and d * o < 0:
+            out.append(f"; on {word} scores the other way round ({signed(sign * o)}): the claim rests on the "
+                       "t-norm")
+    return "".join(out)
+
+
 def supported(row: dict, key: str, alpha: float = ALPHA) -> bool:
     """A difference is supported when its 95% interval excludes 0 and its Holm-adjusted p < alpha, on at
     least MIN_PEOPLE participants."""
@@ -61,9 +95,11 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
             d = r[f"{key}_diff"]
             if supported(r, key, alpha):
                 win, lose = (fa, fb) if d * better > 0 else (fb, fa)
+                sign = 1 if win == fa else -1  # said as the better minus the worse
+                lo, hi = sorted((sign * r[f"{key}_diff_lo"], sign * r[f"{key}_diff_hi"]))
                 yes.append(f"{win} better than {lose} on {label} ({r['method']}, {r['participants']} people: "
-                           f"a - b {signed(d)} [{signed(r[f'{key}_diff_lo'])}, {signed(r[f'{key}_diff_hi'])}], "
-                           f"Holm p {p_text(r[f'{key}_p_holm'])})")
+                           f"{win} - {lose} {signed(sign * d)} [{signed(lo)}, {signed(hi)}], "
+                           f"Holm p {p_text(r[f'{key}_p_holm'])}{reversed_on(r, key, sign)})")
             else:
                 unsupported.append(label)
         if unsupported:  # on too few people nothing was tested for a claim: not 'no supported difference'
@@ -111,7 +147,8 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
             word = ("better (supported)" if ahead else "worse (supported)" if worse else
                     "no claim" if few else "no supported difference")
             parts.append(f"{label} flow - baseline {signed(d)} [{signed(lo)}, {signed(hi)}], "
-                         f"{'Holm ' if p_holm else ''}p {p_text(p)}: {word}")
+                         f"{'Holm ' if p_holm else ''}p {p_text(p)}: {word}"
+                         + (reversed_on(c, key) if ahead or worse else ""))
         name = BASELINE_NAMES.get(b, b)
         beaten.append(better_any and not worse_any)
         head = (f"too few people to tell whether the flows beat {name}" if few else
@@ -121,7 +158,8 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
     start = kept_start(r)
     if start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian: the comparison is of two Gaussians
         note += (f" (the flow kept its Gaussian start, no epoch beating it on validation rows, for {start} of "
-                 f"{len(r.participants)} participants: for them it is a Ledoit-Wolf Gaussian)")
+                 f"{len(r.participants)} participants: for them it is a Ledoit-Wolf Gaussian of its fitting rows, "
+                 "the baseline's form but without the rows it held back to choose its epoch)")
     tone = "info" if few or not beaten else "ok" if all(beaten) else "no"
     return Finding(f"{r.feature_set}: {'; '.join(out)}{note}", tone=tone)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from dis_core.cohort.stage import Cohort
 from dis_core.extract.h5store import read_extraction
-from dis_core.report.comparisons import MIN_PEOPLE, VERDICT_METRICS, supported
+from dis_core.report.comparisons import MIN_PEOPLE, VERDICT_METRICS, chance_text, supported
 from dis_core.report.config import ReportConfig
 from dis_core.score.blocks import SUMMARY
 from dis_core.score.evaluate import FeatureSetScores
@@ -163,7 +163,7 @@ def excerpt_lines(rows: list[dict]) -> list[str]:
         parts = [f"{x['method']} {x['top1']:.2f} [{x['top1_lo']:.2f}, {x['top1_hi']:.2f}]" for x in at]
         who = f" ({at[0]['people']} of {at[0]['participants']} people)" if at[0]["people"] < at[0]["participants"] else ""
         diffs = [x for x in rows if x["feature_set"] == fs and x["row"] == "difference" and x["seconds"] == L]
-        out.append(f"excerpts of {L:g} s, {fs}{who}: top-1 " + ", ".join(parts) + f", chance {at[0]['chance_top1']:.2f}"
+        out.append(f"excerpts of {L:g} s, {fs}{who}: top-1 " + ", ".join(parts) + f", chance {chance_text(at[0]['chance_top1'])}"
                    + "".join(f"; {_verdict(d)}" for d in diffs))
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +83,33 @@ def loss_grid_figure(curves: list[tuple[str, dict, int]], title: str):
     n = max(len(curves), 1)
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows + 0.6), squeeze=False)
+    one = n == 1  # a pooled shape: one wider panel, its own axis label
+    fig, axes = plt.subplots(rows, cols, figsize=(7.0, 4.2) if one else (3.6 * cols, 2.8 * rows + 0.6), squeeze=False)
     for ax, (name, hist, best) in zip(axes.flat, curves):
         _loss_axes(ax, hist, best, name)
-        ax.set_ylabel("")  # one label for the grid: per panel it ran into the neighbouring panel
+        if not one:
+            ax.set_ylabel("")  # one label for the grid: per panel it ran into the neighbouring panel
     for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color="C0", label="training"), plt.Line2D([], [], color="C1", label="validation"),
                plt.Line2D([], [], color="k", ls=":", label="chosen epoch (best validation; 0: the Gaussian start)")]
-    fig.supylabel("negative log-likelihood (nats / row: frame or window)", fontsize=9)
+    if not one:
+        fig.supylabel("negative log-likelihood (nats / row: frame or window)", fontsize=9)
     fig.suptitle(literal(title))
-    fig.tight_layout(rect=(0, 0.06 if rows == 1 else 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.1 if one else 0.06 if rows == 1 else 0.03, 1, _below_title(fig)))
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     return fig
+
+
+def _below_title(fig, inches: float = 0.45) -> float:
+    """The top of the panels' area in figure fractions: a fixed height under the title, so that a tall grid
+    (40 people) does not run its first row into the title, as a fixed fraction did."""
+    return 1.0 - inches / fig.get_figheight()
+
+
+def natural_key(s: str) -> list:
+    """'d2' before 'd10': digits compared as numbers."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def display_order(dyads: list[str], s: np.ndarray | None = None) -> np.ndarray:
@@ -102,7 +117,7 @@ def display_order(dyads: list[str], s: np.ndarray | None = None) -> np.ndarray:
     without dyads, hierarchical clustering (average linkage) of the symmetric pair similarity."""
     n = len(dyads)
     if any(dyads) or s is None or n < 3:
-        return np.array(sorted(range(n), key=lambda i: (dyads[i] == "", dyads[i], i)), int)
+        return np.array(sorted(range(n), key=lambda i: (dyads[i] == "", natural_key(dyads[i]), i)), int)
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
 
@@ -278,7 +293,7 @@ def landmark_pca_grid_figure(scores: dict[str, np.ndarray], explained: np.ndarra
     for ax in list(axes.flat)[len(scores):]:
         ax.axis("off")
     fig.suptitle(literal(title))
-    fig.tight_layout(rect=(0, 0.05 if rows == 1 else 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.05 if rows == 1 else 0.03, 1, _below_title(fig)))
     handles = [plt.Line2D([], [], ls="", marker="o", color="C0", label="training frames"),
                plt.Line2D([], [], ls="", marker="o", color="C1", label="held-out frames")]
     fig.legend(handles=handles[:1] if n_train is None else handles, loc="lower center", ncol=2, fontsize=8,
@@ -288,7 +303,8 @@ def landmark_pca_grid_figure(scores: dict[str, np.ndarray], explained: np.ndarra
 
 def participant_map_figure(coords: np.ndarray, labels: list[str], links: list[tuple[int, int]], title: str):
     """Participants placed by classical MDS of their pair similarity; dyad partners joined by a line."""
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    crowded = len(labels) > 24  # names overlapped from about 30 people on a 6.4-inch map
+    fig, ax = plt.subplots(figsize=(9.6, 8.4) if crowded else (6.4, 5.6))
     for k, (i, j) in enumerate(links):
         ax.plot(coords[[i, j], 0], coords[[i, j], 1], color="tab:orange", lw=1.2, alpha=0.8,
                 label="dyad partners" if k == 0 else None)
@@ -296,7 +312,7 @@ def participant_map_figure(coords: np.ndarray, labels: list[str], links: list[tu
     ax.scatter(coords[:, 0], coords[:, 1], s=6 if big else 28, color="tab:blue", zorder=3,
                label=f"participant ({len(labels):,}; names omitted)" if big else "participant")
     for (x, y), name in zip(coords, labels if not big else []):
-        ax.annotate(literal(name), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.annotate(literal(name), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6 if crowded else 7)
     ax.set_xlabel("MDS dimension 1")
     ax.set_ylabel("MDS dimension 2")
     ax.set_aspect("equal", adjustable="datalim")  # distances on the page are the same in every direction
@@ -328,7 +344,7 @@ def headline_figure(rows: list[dict], title: str):
             ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
         ax.set_xlim(-0.03, 1.03)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("value (point and 95% bootstrap interval)")
+        ax.set_xlabel("value (point and 95% bootstrap interval" + ("; top-1: held to Wilson's)" if k == "top1" else ")"))
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(y, [literal(t) for t in ylab])
     handles, labels = axes[0].get_legend_handles_labels()

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dis_core.layout import RunLayout
-from dis_core.report.comparisons import Finding
+from dis_core.report.comparisons import Finding, at_chance, chance_text
 from dis_core.io.provenance import version_text
 from dis_core.score.stats import signed
 
@@ -93,6 +93,8 @@ class ReportPage:
     failures: list[dict]
     provenance: dict[str, Any]
     workbook: str
+    held_out: str = "held-out data"  # what the held-out data are, by the split rule (within-session said so)
+    excerpt_lines: tuple[str, ...] = ()  # per feature set: identification from excerpts, flow vs baselines
 
 
 def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
@@ -266,8 +268,10 @@ TERMS = (  # what a first reader of the page needs, in the page's order
     ("t-norm, z-norm", "a score standardised against the other models' scores of the same data (t-norm: the "
      "headline's AUC and EER, the heatmaps) or against the same model's scores of the other people's data (z-norm)"),
     ("flow, baseline", "the flow is each person's normalizing-flow density (a spline or masked autoregressive flow, "
-     "MAF) that starts as their Ledoit-Wolf (shrunk-covariance) Gaussian; the baseline is that Gaussian, fitted on "
-     "the same rows"),
+     "MAF) that starts as a Ledoit-Wolf (shrunk-covariance) Gaussian of its fitting rows: their training rows less "
+     "the validation rows that choose its epoch and the rows before them that share their frames. The baseline is "
+     "a Ledoit-Wolf Gaussian of all their training rows (it has no epoch to choose), scored on the same held-out "
+     "rows; a flow that kept its start is therefore close to the baseline, not the same"),
     ("paired difference, Holm, McNemar", "flow minus baseline on the same bootstrap draws of people; p-values are "
      "Holm-adjusted over every comparison of the family, and McNemar's exact test counts the people one method "
      "identifies and the other does not"),
@@ -337,11 +341,13 @@ def _headline_table(metrics: pd.DataFrame) -> str:
         rows.append("<tr>" + "".join([
             f"<td>{_e(m['feature_set'])}</td>", f"<td>{METHOD_LABELS.get(m['method'], m['method'])}</td>",
             f"<td class='num'>{int(m['participants'])}</td>",
-            f"<td class='num'>{_ci(m, 'top1')}</td>", f"<td class='num'>{m['chance_top1']:.2f}</td>",
-            f"<td class='num'>{_ci(m, 'eer')}</td>", f"<td class='num'>{_ci(m, 'auc')}</td>"]) + "</tr>")
+            f"<td class='num'>{_ci(m, 'top1')}</td>", f"<td class='num'>{chance_text(m['chance_top1'])}</td>",
+            f"<td class='num'>{_ci(m, 'eer')}</td>", f"<td class='num'>{_ci(m, 'auc')}</td>",
+            f"<td>{_e(', '.join(at_chance(m)) or 'none')}</td>"]) + "</tr>")
     return ("<table><thead><tr><th>feature set</th><th>method</th><th>participants</th>"
             "<th>top-1 identification [95% CI]</th><th>chance top-1</th><th>EER [95% CI] (chance 0.50)</th>"
-            "<th>AUC [95% CI] (chance 0.50)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            "<th>AUC [95% CI] (chance 0.50)</th><th>interval holds chance</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
 
 
 def _qc_table(qc: list[VideoQC]) -> str:
@@ -397,7 +403,7 @@ def render_html(page: ReportPage) -> str:
     nav = [("summary", "Run summary"), ("headline", "Identification"), ("qc", "Extraction QC")]
     nav += [(f"fs-{_e(fs)}", _e(fs)) for fs, _ in page.feature_sets]
     nav += [("training", "Training"), ("smiles", "Smiles"), ("participants", "Participants"),
-            ("failures", "What failed")]
+            ("failures", "What failed"), ("provenance", "Provenance")]
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
            f"<title>{_e(page.title)}</title><style>{_CSS}</style></head><body>",
@@ -408,7 +414,7 @@ def render_html(page: ReportPage) -> str:
     out.append("<section id='summary'><h2>Run summary</h2><table class='kv'><tbody>"
                + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in page.summary)
                + "</tbody></table></section>")
-    out.append("<section id='headline'><h2>Identification and verification (held-out data)</h2>")
+    out.append(f"<section id='headline'><h2>Identification and verification ({_e(page.held_out)})</h2>")
     out.append(_headline_table(page.metrics) if len(page.metrics) else "<p>No feature set could be scored.</p>")
     out.append("<p class='note'>Intervals: 95% percentile bootstrap over participants (1,000 draws from seed 0; paired "
                "comparisons draw as many as their family needs for Holm's correction, sheet comparisons); top-1 "
@@ -416,8 +422,8 @@ def render_html(page: ReportPage) -> str:
                "0 or 1 does not (it has no width when everyone is identified). AUC and EER are on t-norm scores; the "
                "metrics sheet gives them on raw and z-norm scores too, with intervals, for a reader to check that a "
                "conclusion does not rest on the normalisation. "
-               "The baselines are fitted on the same rows as the flow and scored on the same rows: one Gaussian per "
-               "participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
+               "The baselines are fitted on the flow's training rows (all of them, with the ones the flow holds back "
+               "to choose its epoch) and scored on the same held-out rows: one Gaussian per participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
                "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")
     out.append("<details class='note'><summary>Terms</summary><dl>" + "".join(
         f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in TERMS) + "</dl></details>")
@@ -432,8 +438,10 @@ def render_html(page: ReportPage) -> str:
     out.append(_qc_table(page.qc) if page.qc else "<p>No extraction summary found.</p>")
     out.append("</section>")
     for fs, figs in page.feature_sets:
+        said = [x for x in page.excerpt_lines if f" s, {fs}:" in x or f" s, {fs} (" in x]
         out.append(f"<section id='fs-{_e(fs)}'><h2>Feature set: {_e(fs)}</h2>"
-                   + "".join(_figure(f) for f in figs) + "</section>")
+                   + "".join(_figure(f) for f in figs)
+                   + "".join(f"<p class='note'>{_e(x[0].upper() + x[1:])}</p>" for x in said) + "</section>")
     out.append("<section id='training'><h2>Training</h2>" + "".join(_figure(f) for f in page.training)
                + ("" if page.training else "<p>No training curves.</p>") + "</section>")
     out.append("<section id='smiles'><h2>Smiles</h2>")
@@ -444,7 +452,7 @@ def render_html(page: ReportPage) -> str:
                "</section>")
     out.append("<section id='participants'><h2>Participants: the signature</h2><p class='note'>Per participant: "
                "head yaw/pitch/roll over time for each session (training and held-out), the spectrum of the "
-               "head's angular speed (its rhythm, what the head_spectrum feature set models), and whose models "
+               "head's angular speed over each session's longest run of frames with a face (its rhythm, what the head_spectrum feature set models), and whose models "
                "of the feature set named in the figure's title fit their held-out data best (per-data t-normalised "
                "score: standard deviations above the other models).</p>")
     shown = sum(p.figure is not None for p in page.participants)

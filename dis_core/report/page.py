@@ -30,14 +30,15 @@ def safe_name(s: str) -> str:
 
 def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: pd.DataFrame,
                       summary: pd.DataFrame, verdicts: list[Finding], partners: Finding, failures: list[dict],
-                      smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path) -> Path:
+                      smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path,
+                      held_out: str = "held-out data", excerpts: tuple[str, ...] = ()) -> Path:
     """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
     from dis_core.report.figures import headline_png
 
     figs = cohort.layout.figures_dir
     if len(metrics):
         headline_png(figs / "headline.png", metrics.to_dict(orient="records"),
-                     "Identification and verification on held-out data: DIS (flow) vs baseline, with chance", prov)
+                     f"Identification and verification ({held_out}): DIS (flow) vs baseline, with chance", prov)
     fs_figs = []
     for r in results:
         fs = r.feature_set
@@ -60,7 +61,9 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                        "Participants placed so that distances follow their pair similarity (classical MDS, equal "
                        "scales): the similarity of two people is the mean of the z-normed and t-normed scores of "
                        "each one's model on the other's held-out data, both ways round (standard deviations above "
-                       "the other pairs); dyad partners joined."),
+                       "the other pairs); dyad partners joined. A map of two dimensions keeps only part of the "
+                       "dissimilarities (the title gives the share of the positive eigenvalues it holds): read "
+                       "near and far, not exact distances; the pairs sheet has every similarity."),
             png_figure(figs / f"excerpts_{fs}.png", f"How many seconds identify a person ({fs})",
                        "Top-1 identification and EER when each identification sees only an excerpt of the held-out "
                        "video (consecutive spans of each length), beside the whole held-out session; points and 95% "
@@ -71,8 +74,8 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                     "Each participant's aligned landmarks on the cohort's first two principal components (fitted on "
                     "training frames only): training frames in blue, held-out frames in orange; axes shared by all "
                     "panels and spanning every frame.")
-    if lm is not None and fs_figs:
-        fs_figs[-1][1].append(lm)
+    if lm is not None and fs_figs:  # in the landmarks section, else the last
+        dict(fs_figs).get("landmarks", fs_figs[-1][1]).append(lm)
     training = [f for f in (png_figure(figs / f"loss_curves_{r.feature_set}.png", f"Training curves ({r.feature_set})",
                                        "Negative log-likelihood per epoch on the training frames and on the "
                                        "validation frames (the last 15% of training); the dotted line is the epoch "
@@ -96,7 +99,7 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                                                "mark chance (1/N for top-1, 0.5 for EER and AUC)."),
         feature_sets=fs_figs, training=training, qc=qc, smiles=smiles,
         participants=_participants(figs / "participants", cohort, results, prov), failures=failures,
-        provenance=prov, workbook=str(workbook))
+        provenance=prov, workbook=str(workbook), held_out=held_out, excerpt_lines=excerpts)
     path = cohort.layout.report_page
     write_text_atomic(path, render_html(page))
     return path
@@ -135,7 +138,7 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
             signature_png(path, sessions, list(confused), f"{pid}: head-motion signature{fs_note}", prov)
             if pid in embed:
                 fig = Figure(f"Signature of {pid}", "Top: yaw, pitch and roll per session; bottom: spectrum of the "
-                             "head's angular speed per session; right: models that fit the held-out data best"
+                             "head's angular speed over each session's longest run of frames with a face; right: models that fit the held-out data best"
                              + (f" ({r.feature_set} flows)." if r is not None else "."),
                              path.read_bytes())
             else:

@@ -12,8 +12,8 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
-from dis_core.report.comparisons import (VERDICT_METRICS, Finding, baseline_holm, baseline_verdict, feature_set_verdict,
-                                         partner_family)
+from dis_core.report.comparisons import (VERDICT_METRICS, Finding, at_chance, baseline_holm, baseline_verdict,
+                                         chance_text, feature_set_verdict, partner_family)
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
@@ -50,7 +50,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             mt = r.methods[m].metrics
             headline.append(f"  {lead[r.feature_set] if k == 0 else '':{w}s}  {names[m]} {_ci(mt, 'top1', 'top-1')}  "
                             f"{_ci(mt, 'eer', 'EER')}  {_ci(mt, 'auc', 'AUC')}")
-        headline.append(f"  {'':{w}s}  chance: top-1 {r.methods['flow'].metrics['chance_top1']:.2f}, EER 0.5, AUC 0.5")
+        headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}, "
+                        "EER 0.5, AUC 0.5" + "".join(f"; {names[m]} at chance on {', '.join(at_chance(r.methods[m].metrics))}"
+                                                     for m in names if m in r.methods and at_chance(r.methods[m].metrics)))
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
@@ -64,7 +66,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                        "; not scored (see 'What failed' / sheet left_out): "
                                        + ", ".join(x["feature_set"] for x in problems) if problems else ""),
                                    "one Gaussian per participant "
-                                   "(Ledoit-Wolf covariance) on the same rows as the flow, of the same form, and for rows with lagged "
+                                   "(Ledoit-Wolf covariance) on the flow's training rows (all of them: the flow starts as such a "
+                                   "Gaussian of the rows it does not hold back to choose its epoch), and for rows with lagged "
                                    "copies a linear-Gaussian autoregressive model p(present | past) "
                                    f"(densities: {density_text(prov, [r.feature_set for r in results])})", SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
@@ -153,8 +156,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         cohort.layout.pairs_table.unlink(missing_ok=True)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
-    page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb)
-    text = "\n".join(["DIS report (held-out data; 95% bootstrap intervals over participants):",
+    page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb,
+                 tuple(excerpt_lines(ex_rows)))
+    text = "\n".join([f"DIS report ({held_out_words(cohort)}; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + _line(v) for v in verdicts]
                      + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
@@ -172,7 +176,7 @@ def _line(f: Finding) -> str:
 
 def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
           info: pd.DataFrame, verdicts: list[Finding], partners: Finding, sheets: dict, prov: dict,
-          wb: Path) -> Path:
+          wb: Path, excerpts: tuple[str, ...] = ()) -> Path:
     """The self-contained HTML report (dis_core/report/page.py) beside the workbook."""
     from dis_core.report.page import report_failures, write_html_report
 
@@ -182,7 +186,7 @@ def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict],
     if partners.brief:  # and so do the partner tests: the summary says them in a line
         general.loc[general["item"] == "partner tests", "value"] = f"{partners.brief} (each test under Identification)"
     return write_html_report(cohort, results, metrics, general, verdicts, partners, fails,
-                             sheets.get("smiles"), prov, wb)
+                             sheets.get("smiles"), prov, wb, held_out_words(cohort), excerpts)
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
@@ -307,6 +311,24 @@ def flow_text(flow: dict[str, Any]) -> str:
     return " then ".join(parts)
 
 
+def held_out_words(cohort: Cohort) -> str:
+    """What the held-out data are, for headings and figure titles: a within-session split says that it measures
+    consistency within a session, and a cohort of several rules says so (the run summary gives each)."""
+    from dis_core.cohort.split import manifest_split_kind
+
+    kinds = set()
+    for pid in cohort.participants:
+        es = cohort.videos_of(pid)
+        kinds |= {manifest_split_kind(es) if cohort.splits[e.unit_id].rule == "manifest" else cohort.splits[e.unit_id].rule
+                  for e in es}
+    within = {"temporal", "manifest/within-session"}
+    if kinds and kinds <= within:
+        return "held-out end of each session: within-session consistency, not recognition on another day"
+    if kinds & within:
+        return "held-out data, of mixed split rules: some within a session (see the run summary)"
+    return "held-out sessions" if kinds else "held-out data"
+
+
 def split_rule_text(cohort: Cohort) -> str:
     """The split rule(s) in words, with how many participants each one covers; a manifest's split says
     whether it tests on sessions not trained on or within a session."""
@@ -373,7 +395,7 @@ def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
 def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     from dis_core.report.figures import heatmap_png, loss_grid_png, participant_map_png, roc_det_png
     from dis_core.score.scoring import dyad_pairs
-    from dis_core.score.stats import classical_mds, pair_similarity
+    from dis_core.score.stats import classical_mds, mds_share, pair_similarity
 
     fs = r.feature_set
     fl = r.methods["flow"]
@@ -397,9 +419,10 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
                    f"{fs}: per-{rows[:-1]} norms by relation (flows)", prov, rows)
     if len(r.participants) >= 3:
         coords, _ = classical_mds(pair_similarity(fl.s), k=2, similarity=True)
+        share = mds_share(pair_similarity(fl.s))
         participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
-                            f"{fs}: who moves like whom (classical MDS of the symmetric pair similarity, flows)",
-                            prov)
+                            f"{fs}: who moves like whom (classical MDS of the symmetric pair similarity, flows; "
+                            f"2 dimensions hold {100 * share:.0f}% of the positive eigenvalues)", prov)
     losses = [(p, *r.histories[p]) for p in r.participants if p in r.histories]
     if len(losses) > 1 and all(c[1:] == losses[0][1:] for c in losses):  # a pooled shape: one curve, not N copies
         losses = [(f"pooled shape (shared by {len(losses)} participants)", *losses[0][1:])]

@@ -266,6 +266,8 @@ def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: 
     for name, fn in HEADLINE.items():
         r = paired_result(float(fn(s_a) - fn(s_b)), da[name] - db[name])
         out.update({f"{name}_diff": r.diff, f"{name}_diff_lo": r.lo, f"{name}_diff_hi": r.hi, f"{name}_p": r.p})
+    for name, fn in SUPPLEMENTARY.items():  # the point difference on raw and z-norm scores: does a claim hold there?
+        out[f"{name}_diff"] = float(fn(s_a) - fn(s_b))
     ca, cb = topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0]
     mc = mcnemar_top1(ca == 1.0, cb == 1.0)
     out.update(top1_mcnemar_n10=mc["n10"], top1_mcnemar_n01=mc["n01"], top1_mcnemar_p=mc["p"], draws=n_boot)

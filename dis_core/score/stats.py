@@ -603,6 +603,14 @@ def classical_mds(d: np.ndarray, k: int = 2, similarity: bool = False) -> tuple[
     return v * np.sqrt(np.clip(w, 0, None)), w
 
 
+def mds_share(d: np.ndarray, k: int = 2, similarity: bool = True) -> float:
+    """The share of the positive eigenvalues of classical MDS that its first ``k`` dimensions hold: 1 when
+    the dissimilarities are distances of points in k dimensions, less the more a k-dimensional map leaves out."""
+    w = classical_mds(d, k=len(d), similarity=similarity)[1]
+    pos = w[w > 0]
+    return float(np.clip(w[:k], 0, None).sum() / pos.sum()) if pos.sum() > 0 else float("nan")
+
+
 # ----------------------------------------------------------------------------------------------
 # simulation (tests and bench/dyads.py)
 
