@@ -220,3 +220,18 @@ def test_partner_tests_are_listed_one_per_item_after_the_family(tmp_path):
                            NS(feature_set="b", methods={"flow": NS(dyads={**t, "p_holm": 0.05})})])
     assert weak.brief.startswith("1 of 3 one-sided") and weak.brief.endswith("pseudo-couples): a/flow")
     assert partner_family([]).brief == ""  # no family: its text is short already
+
+
+def test_the_headline_says_what_the_held_out_data_are(tmp_path):
+    """A within-session split measures consistency within a session: the heading and the terminal said only
+    'held-out data'. The words come from the cohort's split rules, mixed rules said so."""
+    from dis_core.cohort.stage import prepare_cohort
+    from dis_core.report.stage import held_out_words
+    from tests.synthrun import make_run
+
+    one = prepare_cohort(make_run(tmp_path / "one", n=3, seconds=12, sessions=1), tmp_path / "one")
+    assert held_out_words(one).startswith("held-out end of each session: within-session consistency")
+    two = prepare_cohort(make_run(tmp_path / "two", n=3, seconds=12, sessions=2), tmp_path / "two")
+    assert held_out_words(two) == "held-out sessions"
+    page = dataclasses.replace(_page(tmp_path, pid="p1"), held_out=held_out_words(one))
+    assert "<h2>Identification and verification (held-out end of each session: within-session" in render_html(page)
