@@ -5,6 +5,7 @@ on a real phantom run is tests/test_dis_phantom.py::test_html_report_renders_in_
 from __future__ import annotations
 
 import dataclasses
+import json
 import html
 import os
 from html.parser import HTMLParser
@@ -235,3 +236,23 @@ def test_the_headline_says_what_the_held_out_data_are(tmp_path):
     assert held_out_words(two) == "held-out sessions"
     page = dataclasses.replace(_page(tmp_path, pid="p1"), held_out=held_out_words(one))
     assert "<h2>Identification and verification (held-out end of each session: within-session" in render_html(page)
+
+
+def test_the_report_names_each_stages_source_revision_and_says_when_they_differ(tmp_path):
+    """The header named only the report's revision: extractions made by older code (a resumed run re-uses them)
+    went unsaid. Each stage's revisions are counted, led by 'differ:' when stages ran different code."""
+    from types import SimpleNamespace as NS
+
+    from dis_core.cohort.stage import prepare_cohort
+    from dis_core.report.stage import stage_revisions
+    from tests.synthrun import make_run
+
+    c = prepare_cohort(make_run(tmp_path / "r", n=3, seconds=12, sessions=1), tmp_path / "r")
+    a, b = "a" * 40, "b" * 40
+    same = [NS(training={p: {"provenance": {"source_revision": a}} for p in c.participants})]
+    text = stage_revisions(c, same, {"source_revision": a})
+    assert "training aaaaaaaaaaaa (3); report aaaaaaaaaaaa" in text and not text.startswith("differ")
+    assert "extraction " in text and "cohort " in text
+    mixed = [NS(training={**same[0].training, "p0": {"provenance": json.dumps({"source_revision": b + "-dirty"})}})]
+    text = stage_revisions(c, mixed, {"source_revision": a})
+    assert text.startswith("differ: ") and "aaaaaaaaaaaa (2), bbbbbbbbbbbb-dirty (1)" in text

@@ -80,6 +80,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "difference, p = 2 (k + 1) / (B + 1) with k of B draws across 0, B as the family "
                                    "of tests needs for Holm (at least 1,000; column draws), and exact McNemar on "
                                    "top-1 (sheet comparisons)", partners.text] + [v.text for v in verdicts]})
+    info.loc[len(info)] = ["source revisions by stage", stage_revisions(cohort, results, prov)]
     ex_rows, ex_notes = excerpt_table(cohort, results, cfg)
     for r in results:
         _excerpt_figure(figs, r, [x for x in ex_rows if x["feature_set"] == r.feature_set and x["row"] == "method"],
@@ -163,6 +164,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                      + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
+                     + [f"  source revisions {x}" for x in info.loc[info["item"] == "source revisions by stage", "value"]
+                        if str(x).startswith("differ")]
                      + [f"  made by: {made_by(prov, tuple(HASH_NAMES), 'the provenance sheet')}",
                         f"  report: {page}", f"  data:   {wb}"])
     write_text_atomic(cohort.layout.report_summary, text + "\n")
@@ -262,6 +265,36 @@ def report_inputs(cohort: Cohort, results: list[FeatureSetScores], prov: dict[st
             h.update(m.encode() + np.ascontiguousarray(r.methods[m].s, dtype=np.float64).tobytes())
         out[f"scores_sha256_{r.feature_set}"] = h.hexdigest()
     return out
+
+
+def stage_revisions(cohort: Cohort, results: list[FeatureSetScores], prov: dict[str, Any]) -> str:
+    """Which source revision made each stage's outputs (extractions, cohort, models, this report), each with
+    how many outputs it made; led by 'differ:' when the stages ran different code (a run resumed after an
+    update re-uses the outputs whose inputs did not change, made by the code of their day)."""
+    from collections import Counter
+
+    from dis_core.extract.h5store import read_attrs
+
+    def rev(p: Any) -> str:
+        p = json.loads(p) if isinstance(p, str) else p
+        r = str((p or {}).get("source_revision") or "not recorded")
+        return r[:12] + ("-dirty" if r.endswith("-dirty") else "") if r != "not recorded" else r
+
+    def read(fn, *a) -> str:
+        try:
+            return rev(fn(*a))
+        except (OSError, ValueError, KeyError, TypeError):
+            return "not readable"
+
+    stages = {"extraction": Counter(read(lambda p: read_attrs(p).get("provenance"), cohort.layout.extraction(e.unit_id))
+                                    for e in cohort.entries),
+              "cohort": Counter([read(lambda p: json.loads(p.read_text()), cohort.layout.cohort_dir / "provenance.json")]),
+              "training": Counter(rev(t.get("provenance")) for r in results for t in r.training.values()),
+              "report": Counter([rev(prov)])}
+    text = "; ".join(f"{name} " + ", ".join(f"{r}" + (f" ({n})" if len(c) > 1 or n > 1 else "") for r, n in c.most_common())
+                     for name, c in stages.items() if c)
+    seen = {r.removesuffix("-dirty") for c in stages.values() for r in c if r not in ("not recorded", "not readable")}
+    return f"differ: {text}" if len(seen) > 1 else text
 
 
 def participant_columns(cohort: Cohort) -> dict[str, dict[str, str]]:
