@@ -245,7 +245,7 @@ h2{font-size:19px;margin:4px 0 10px;border-bottom:2px solid #e0e0e0;padding-bott
 h3{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #d9d9d9;padding:3px 8px;text-align:left;vertical-align:top}
-table.kv th{white-space:nowrap;width:1%} td.thumbs{white-space:nowrap}
+table.kv th{white-space:nowrap;width:1%} td.thumbs{white-space:nowrap} div.wide{overflow-x:auto}
 ul.tests{font-size:13px;color:#455a64;margin:4px 0}
 th{background:#f3f5f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.bad td{background:#fdecea} tr.warn td{background:#fff8e1}
@@ -435,7 +435,7 @@ def render_html(page: ReportPage) -> str:
     out.append(f"<section id='qc'><h2>Extraction QC</h2><p class='note'>{nq} video(s), {bad} failed. Detection = "
                "frames in which MediaPipe found a face; a gap is a run of frames without one. Red rows failed, "
                "yellow rows have a warning or less than 90% detection.</p>")
-    out.append(_qc_table(page.qc) if page.qc else "<p>No extraction summary found.</p>")
+    out.append(f"<div class='wide'>{_qc_table(page.qc)}</div>" if page.qc else "<p>No extraction summary found.</p>")
     out.append("</section>")
     for fs, figs in page.feature_sets:
         said = [x for x in page.excerpt_lines if f" s, {fs}:" in x or f" s, {fs} (" in x]
