@@ -167,7 +167,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                                 "(use letters, digits, '.', '_', '-'; at most 64; starting with a letter or digit)")
         if not vid:
             problems.append(f"row {line}: empty video")
-        key = (pid, ses, vid)
+        key = (pid, ses, posixpath.normpath(vid) if vid else vid)  # './a.mp4' is 'a.mp4': one unit id
         triple_dup = bool(vid) and key in seen
         if triple_dup:
             problems.append(f"row {line}: duplicate of row {seen[key]} (participant_id={pid}, session={ses}, video={vid})")
@@ -245,7 +245,7 @@ def _meant_column(name: str, header: list[str]) -> str | None:
     """The column DIS reads that ``name`` looks like a misspelling of ('FPS', 'Split', 'allow_duplicates',
     'Group_site'), or None; a known column already present is not suggested."""
     plain = _plain(name)
-    if plain.startswith("group_") and name != plain:
+    if plain.startswith("group_") and not name.startswith("group_"):  # 'Group_site'; 'group_Site' is read as is
         return plain
     known = [c for c in OPTIONAL + CONTROL + BOOLEAN_EXTRAS + KNOWN_EXTRAS if c not in header]
     close = difflib.get_close_matches(plain, known, n=1, cutoff=0.85)
@@ -260,18 +260,21 @@ def _id_problems(entries: list[VideoEntry]) -> list[str]:
     for e in entries:
         first = dyads.setdefault(e.participant_id, (e.row, e.dyad or ""))
         if (e.dyad or "") != first[1]:
-            out.append(f"row {e.row}: participant {e.participant_id} is in dyad '{e.dyad or ''}' here but in dyad "
-                       f"'{first[1]}' on row {first[0]} (one dyad per participant)")
+            here = f"in dyad '{e.dyad}'" if e.dyad else "in no dyad"
+            there = f"in dyad '{first[1]}'" if first[1] else "in no dyad"
+            out.append(f"row {e.row}: participant {e.participant_id} is {here} here but {there} on row {first[0]} "
+                       "(one dyad per participant: give it on every row)")
     for col, values in (("participant_id", [(e.row, e.participant_id) for e in entries]),
                         ("dyad", [(e.row, e.dyad) for e in entries if e.dyad]),
                         ("session", [(e.row, f"{e.participant_id}/{e.session}") for e in entries])):
         spelt: dict[str, tuple[int, str]] = {}
-        for row, v in values:
-            k, v0 = spelt.setdefault(v.casefold(), (row, v))
+        for row, v in values:  # a session within its participant as spelt: 'P1/s1' is P1's, said once above
+            pid, _, ses = v.rpartition("/")
+            k, v0 = spelt.setdefault(f"{pid}/{ses.casefold()}" if col == "session" else v.casefold(), (row, v))
             if v != v0:
                 out.append(f"row {row}: {col} '{v.rpartition('/')[2]}' differs only in case from row {k}'s "
                            f"'{v0.rpartition('/')[2]}': write one spelling")
-                spelt[v.casefold()] = (row, v)  # said once per spelling
+                spelt[f"{pid}/{ses.casefold()}" if col == "session" else v.casefold()] = (row, v)  # once a spelling
     sessions: dict[tuple[str, str], tuple[int, bool]] = {}
     for e in entries:
         is_locked = dict(e.extra).get("time_locked", "").lower() in TRUE_WORDS

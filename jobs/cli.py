@@ -534,7 +534,11 @@ def phantom(
         manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
     except ValueError as e:  # a cohort its portraits cannot show without confounds (phantom.render.face_problem)
         _fail(e)
-    typer.echo(f"phantom cohort: {participants} participants x {sessions} sessions; manifest {manifest}")
+    import json
+
+    made = json.loads((manifest.parent / "phantom.json").read_text()).get("near_neighbours_made", 0)
+    copies = f"; {made} near-neighbour copies (whole dyads)" if near_neighbours else ""
+    typer.echo(f"phantom cohort: {participants} participants x {sessions} sessions{copies}; manifest {manifest}")
 
 
 @app.command("fetch-model")

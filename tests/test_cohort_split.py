@@ -103,3 +103,19 @@ def test_no_usable_video_names_the_units(tmp_path):
     m = make_run(out, n=1, seconds=12, sessions=1, hidden_of=lambda k, si: range(12 * 15))
     with pytest.raises(DISError, match=f"{m.entries[0].unit_id}: no face detected"):
         prepare_cohort(m, out)
+
+
+def test_a_participant_whose_first_session_is_unusable_is_left_out_of_training_saying_why(tmp_path):
+    """The rule comes from the manifest, so the usable second session is all held out: training leaves the
+    participant out naming the lost session (it failed with 'only 0 usable training frames ... add video')."""
+    from dis_core.features.build import FEATURE_SETS
+    from dis_core.model.config import TrainConfig
+    from dis_core.model.stage import train_unit
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=12, sessions=2, hidden_of=lambda k, si: range(180) if (k, si) == (0, 0) else ())
+    prepare_cohort(m, out)
+    r = train_unit(out, "p0", TrainConfig(FEATURE_SETS["head_pose"]))
+    assert r.status == "left_out" and "no training data: the split leaves none; 1 video(s) left out" in r.message
+    assert "no face detected" in r.message
+    assert train_unit(out, "p1", TrainConfig(FEATURE_SETS["head_pose"])).status == "ok"

@@ -303,3 +303,20 @@ def test_the_duplicate_check_hashes_each_file_at_most_once(tmp_path, make_manife
     assert len(calls) == len(set(calls)) == 60
     rows.append({"participant_id": "p99", "session": "s1", "video": "~/v00.mp4"})
     assert "('~' is not expanded: write the full path)" in _problems(make_manifest(rows))
+
+
+def test_near_miss_checks_leave_alone_what_dis_reads_and_say_each_problem_once(tmp_path, make_manifest, videos):
+    """'group_Site' is a grouping column as written (refused for a while as a misspelling); 'P1'/'p1' is said once, not
+    again as a session of the same spelling; two spellings of one path are one unit, said as a duplicate row."""
+    rows = [{"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "group_Site": "A"},
+            {"participant_id": "p2", "session": "s1", "video": "vids/b.mp4", "group_Site": "B"}]
+    assert load_manifest(make_manifest(rows)).extra_columns == ("group_Site",)
+    msg = _problems(make_manifest([dict(rows[0], participant_id="P1"), dict(rows[0], video="vids/b.mp4")]))
+    assert msg.count("differs only in case") == 1 and "row 3: participant_id 'p1' differs only in case" in msg
+    dup = _problems(make_manifest([{"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "allow_duplicate": ""},
+                                   {"participant_id": "p1", "session": "s1", "video": "./vids/a.mp4",
+                                    "allow_duplicate": "yes"}]))
+    assert "row 3: duplicate of row 2" in dup and "collides" not in dup
+    lone = _problems(make_manifest([{"participant_id": "p1", "session": "s1", "video": "vids/a.mp4", "dyad": "d1"},
+                                    {"participant_id": "p1", "session": "s2", "video": "vids/b.mp4", "dyad": ""}]))
+    assert "row 3: participant p1 is in no dyad here but in dyad 'd1' on row 2" in lone

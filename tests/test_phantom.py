@@ -205,3 +205,31 @@ def test_phantom_settings_that_cannot_be_rendered_are_refused_in_one_line():
                       (dict(participants=4, near_neighbours=3), "near_neighbours")):
         with pytest.raises(ValueError, match=f"^phantom {word} must be "):
             PhantomConfig(**bad)
+
+
+def test_what_a_killed_render_leaves_is_still_a_phantom_folder(tmp_path):
+    """A writer killed mid-write leaves its hidden part file: the folder must stay one dis phantom resumes in."""
+    from dis_core.io.atomic import atomic_path
+    from dis_core.phantom.render import SESSIONS_RECORD, foreign_file
+
+    (tmp_path / "videos").mkdir()
+    for name in (SESSIONS_RECORD, "phantom.json", "manifest.csv"):
+        with pytest.raises(RuntimeError):
+            with atomic_path(tmp_path / name) as part:
+                raise RuntimeError
+        part.write_text("{")  # what a killed writer leaves
+    assert len(list(tmp_path.iterdir())) == 4 and foreign_file(tmp_path) is None
+
+
+def test_a_rendered_near_neighbour_dyad_keeps_what_partners_share(tmp_path, samples, model):
+    cfg = PhantomConfig(participants=4, sessions=1, duration_s=0.2, fps=10.0, seed=2, near_neighbours=2,
+                        rich_dynamics=True)
+    make_cohort(tmp_path / "nn", cfg, samples, model.path)
+    doc = json.loads((tmp_path / "nn" / "phantom.json").read_text())
+    p3, p4 = doc["participants"][2], doc["participants"][3]
+    assert doc["near_neighbours_made"] == 2 and p3["near_neighbour_of"] == "ph01" and p4["near_neighbour_of"] == "ph02"
+    assert p3["dyad"] == p4["dyad"] == "d2"
+    for key in cfg.dyad_shared:
+        head, _, leaf = key.rpartition(".")
+        get = (lambda d: d[head][leaf]) if head else (lambda d: d[leaf])
+        assert get(p3["dynamics"]) == get(p4["dynamics"])

@@ -145,7 +145,7 @@ def test_a_moved_camera_leaves_the_relative_rotation_features_unchanged(tmp_path
 def test_near_neighbours_copy_whole_dyads_and_partners_keep_what_they_share():
     """Copies replaced single participants after the dyads were drawn: a copied person no longer shared their
     listed partner's parameters, and could copy their own partner. Whole dyads now copy whole earlier dyads."""
-    from dis_core.phantom.render import _get, _override
+    from dis_core.phantom.render import PhantomConfig, _get, share_within_dyads
 
     shared = ("yaw.f_slow", "pitch.f_slow", "nod_rate", "nod_freq")
     dyn = cohort_dynamics(12, np.random.default_rng(4), 2, shared, rich=True)
@@ -153,7 +153,13 @@ def test_near_neighbours_copy_whole_dyads_and_partners_keep_what_they_share():
     assert src[:8] == [-1] * 8 and all(s >= 0 for s in src[8:])  # ceil(3 / 2) = 2 whole dyads: ph09-ph12
     for i in (8, 10):
         assert src[i] % 2 == 0 and src[i + 1] == src[i] + 1 and src[i] < 8  # member m copies member m of one dyad
-    for i in range(1, 12, 2):  # as make_cohort then does: partners share the first member's values
-        near[i] = _override(near[i], {k: _get(near[i - 1], k) for k in shared})
-        assert all(_get(near[i], k) == _get(near[i - 1], k) for k in shared)
+    assert not all(_get(near[9], k) == _get(near[8], k) for k in shared)  # perturbed member by member
+    kept = share_within_dyads(near, 2, shared)  # what make_cohort applies next
+    for i in range(1, 12, 2):
+        assert all(_get(kept[i], k) == _get(kept[i - 1], k) for k in shared)
+        assert kept[i - 1] == near[i - 1] and (src[i] >= 0 or kept[i] == near[i])  # drawn partners unchanged
     assert near_neighbours(dyn, 50, np.random.default_rng(1), dyad_size=2)[1][:6] == [-1] * 6  # at most half
+    for n, size, most in ((2, 2, 0), (6, 2, 2), (5, 2, 2), (12, 2, 6), (9, 3, 3), (7, 1, 3)):
+        assert PhantomConfig(participants=n, dyad_size=size).most_near_neighbours == most
+        with pytest.raises(ValueError, match="phantom near_neighbours must be from 0 to"):
+            PhantomConfig(participants=n, dyad_size=size, near_neighbours=most + 1)

@@ -256,3 +256,13 @@ def test_the_report_names_each_stages_source_revision_and_says_when_they_differ(
     mixed = [NS(training={**same[0].training, "p0": {"provenance": json.dumps({"source_revision": b + "-dirty"})}})]
     text = stage_revisions(c, mixed, {"source_revision": a})
     assert text.startswith("differ: ") and "aaaaaaaaaaaa (2), bbbbbbbbbbbb-dirty (1)" in text
+
+
+def test_not_above_chance_names_intervals_that_hold_chance_or_lie_below_it():
+    from dis_core.report.comparisons import at_chance
+
+    row = dict(top1_lo=0.3, top1_hi=0.6, chance_top1=0.05, eer_lo=0.10, eer_hi=0.20, auc_lo=0.80, auc_hi=0.90)
+    assert at_chance(row) == []
+    assert at_chance({**row, "top1_lo": 0.0, "eer_hi": 0.5, "auc_lo": 0.45}) == ["top-1", "EER", "AUC"]
+    assert at_chance({**row, "top1_hi": 0.04, "top1_lo": 0.0, "eer_lo": 0.55, "eer_hi": 0.7, "auc_lo": 0.3,
+                      "auc_hi": 0.45}) == ["top-1 worse than chance", "EER worse than chance", "AUC worse than chance"]

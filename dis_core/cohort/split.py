@@ -12,8 +12,9 @@ from dis_core.manifest import VideoEntry
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-    """Temporal hold-out used where the manifest gives no split: the last ``test_fraction`` of each
-    participant's frames are held out, and frames within ``gap_s`` before them are used by neither."""
+    """Temporal hold-out used where the manifest gives no split and a participant has one session (or the rule
+    is "within-session"): the last ``test_fraction`` of each session's frames are held out, and frames within
+    ``gap_s`` before them are used by neither."""
 
     test_fraction: float = 0.2
     gap_s: float = 1.0

@@ -56,6 +56,10 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         if why:
             res.status, res.message = "left_out", why
             return res
+        gone = cohort.gone_note(pid)
+        if gone and not any(cohort.splits[e.unit_id].train.any() for e in cohort.videos_of(pid)):
+            res.status, res.message = "left_out", f"participant {pid}: no training data: the split leaves none{gone}"
+            return res  # their training session was left out: as the mirror case at scoring, not a failure
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         data = participant_features(cohort, pid, cfg.features, "train")

@@ -178,6 +178,13 @@ def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int 
     return out
 
 
+def share_within_dyads(dyn: list[Dynamics], dyad_size: int, shared: tuple[str, ...]) -> list[Dynamics]:
+    """Each dyad's later members given its first member's values of the ``shared`` parameters (what
+    :func:`cohort_dynamics` draws them with; near-neighbour copies are perturbed member by member)."""
+    return [d if i % dyad_size == 0 else _override(d, {k: _get(dyn[i - i % dyad_size], k) for k in shared})
+            for i, d in enumerate(dyn)]
+
+
 def _get(d: Dynamics, key: str) -> float:
     obj = d
     for part in key.split("."):
@@ -454,11 +461,17 @@ class PhantomConfig:
                   ("camera_deg", 0 <= self.camera_deg <= 15, "in [0, 15] (with head turns of 25 degrees, more leaves "
                    "the poses MediaPipe measures faithfully)"),
                   ("hidden_fraction", 0 <= self.hidden_fraction <= 0.5, "in [0, 0.5]"),
-                  ("near_neighbours", 0 <= self.near_neighbours <= self.participants // 2,
-                   f"from 0 to half the participants ({self.participants // 2})"))
+                  ("near_neighbours", 0 <= self.near_neighbours <= self.most_near_neighbours,
+                   f"from 0 to {self.most_near_neighbours} (copies are whole dyads, of at most half the dyads)"))
         for name, ok, want in checks:
             if not ok:
                 raise ValueError(f"phantom {name} must be {want}, not {getattr(self, name)!r}")
+
+    @property
+    def most_near_neighbours(self) -> int:
+        """How many participants can be near-neighbour copies: whole dyads, at most half of them."""
+        size = max(self.dyad_size, 1)
+        return (-(-self.participants // size) // 2) * size
 
 
 def face_of(i: int, k: int, n_faces: int, cfg: PhantomConfig) -> int:
@@ -487,9 +500,9 @@ def face_problem(n_faces: int, cfg: PhantomConfig) -> str:
     return ""
 
 
-PHANTOM_TOP = re.compile(r"^(videos|manifest\.csv|phantom\.json|\.phantom-sessions\.json|"
+PHANTOM_TOP = re.compile(r"^(videos|manifest\.csv|phantom\.json|phantom-sessions\.json|"
                          r"\.(manifest\.csv|phantom\.json|phantom-sessions\.json)\.part-.*)$")
-SESSIONS_RECORD = ".phantom-sessions.json"  # sessions rendered so far, for resuming an interrupted render
+SESSIONS_RECORD = "phantom-sessions.json"  # sessions rendered so far, for resuming an interrupted render
 PHANTOM_VIDEO = re.compile(r"^\.?ph\d+_s\d+\.(mp4|truth\.csv)(\.part-.*)?$")  # and the hidden parts of their writers
 
 
@@ -538,8 +551,9 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
                "packages": package_versions(("mediapipe", "opencv-python-headless", "numpy", "scipy", "scikit-image")),
                "face_model_sha256": sha256_file(Path(model_path)),
                "stills_sha256": {n: sha256_file(Path(samples[n])) for n in STILLS + (GROUP_PHOTO,) if n in samples}}
-    key = hashlib.sha256(json.dumps({"config": dataclasses.asdict(cfg), "made_by": made_by}, sort_keys=True,
-                                    default=str).encode()).hexdigest()
+    renderer = {f.name: sha256_file(f) for f in sorted(Path(__file__).parent.glob("*.py"))}  # the code, not its commit
+    key = hashlib.sha256(json.dumps({"config": dataclasses.asdict(cfg), "made_by": {**made_by, "source_revision": ""},
+                                     "renderer": renderer}, sort_keys=True, default=str).encode()).hexdigest()
     done = _rendered_sessions(out_dir, key)
     rng = np.random.default_rng(cfg.seed)
     dyn = cohort_dynamics(cfg.participants, rng, cfg.dyad_size, cfg.dyad_shared, cfg.partner_share,
@@ -550,9 +564,7 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
 
         dyn, copies = near_neighbours(dyn, cfg.near_neighbours, np.random.default_rng([cfg.seed, 7919]),
                                       dyad_size=cfg.dyad_size)
-        for i in range(cfg.participants):  # a copied dyad's partners share what partners share
-            if i % cfg.dyad_size:
-                dyn[i] = _override(dyn[i], {k: _get(dyn[i - i % cfg.dyad_size], k) for k in cfg.dyad_shared})
+        dyn = share_within_dyads(dyn, cfg.dyad_size, cfg.dyad_shared)  # a copied dyad's partners share as partners do
     rigs: dict[int, FaceRig] = {}
     n_frames = int(round(cfg.duration_s * cfg.fps))
     rows, params = [], []

@@ -50,14 +50,16 @@ def chance_text(chance: float) -> str:
 
 def at_chance(m: dict) -> list[str]:
     """The metrics of a method's row whose 95% interval holds chance (top-1: 1/N; AUC and EER: 0.5): what it
-    does is not told apart from guessing on these people."""
+    does is not told apart from guessing on these people. One wholly on the wrong side of chance is named
+    as worse than chance (a confound, or scores the wrong way round, more likely than bad luck)."""
     out = []
-    if m["top1_lo"] <= m["chance_top1"]:
-        out.append("top-1")
-    if m["eer_hi"] >= 0.5:
-        out.append("EER")
-    if m["auc_lo"] <= 0.5:
-        out.append("AUC")
+    for key, label, chance, better in (("top1", "top-1", m["chance_top1"], 1), ("eer", "EER", 0.5, -1),
+                                       ("auc", "AUC", 0.5, 1)):
+        lo, hi = m[f"{key}_lo"], m[f"{key}_hi"]
+        if lo <= chance <= hi:
+            out.append(label)
+        elif (hi < chance) if better > 0 else (lo > chance):
+            out.append(f"{label} worse than chance")
     return out
 
 

@@ -346,7 +346,7 @@ def _headline_table(metrics: pd.DataFrame) -> str:
             f"<td>{_e(', '.join(at_chance(m)) or 'none')}</td>"]) + "</tr>")
     return ("<table><thead><tr><th>feature set</th><th>method</th><th>participants</th>"
             "<th>top-1 identification [95% CI]</th><th>chance top-1</th><th>EER [95% CI] (chance 0.50)</th>"
-            "<th>AUC [95% CI] (chance 0.50)</th><th>interval holds chance</th></tr></thead><tbody>"
+            "<th>AUC [95% CI] (chance 0.50)</th><th>not above chance (interval holds it, or worse)</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
 
 

@@ -51,7 +51,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             headline.append(f"  {lead[r.feature_set] if k == 0 else '':{w}s}  {names[m]} {_ci(mt, 'top1', 'top-1')}  "
                             f"{_ci(mt, 'eer', 'EER')}  {_ci(mt, 'auc', 'AUC')}")
         headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}, "
-                        "EER 0.5, AUC 0.5" + "".join(f"; {names[m]} at chance on {', '.join(at_chance(r.methods[m].metrics))}"
+                        "EER 0.5, AUC 0.5" + "".join(f"; {names[m]} not above chance: {', '.join(at_chance(r.methods[m].metrics))}"
                                                      for m in names if m in r.methods and at_chance(r.methods[m].metrics)))
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
