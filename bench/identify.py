@@ -14,6 +14,27 @@ by the library (dis_core.features.build.video_features) exactly as the pipeline 
 and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
 truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.
 
+Measured 2026-12-05 (session 41) on seed 31 rendered again by the phantom of commit 6b08e6e (each session's AR
+sway scaled by the process's stationary spread, so its amplitude varies between sessions; near-neighbour copies
+as whole dyads), same flags, extracted by 5a388cd's code (68,359 of 72,000 frames with a face); 24 min for
+render, extraction and this table. The rows that decide #12:
+
+    frame/flow              40  0.875 [0.739, 0.975]  0.025  0.944 [0.919, 0.975]  0.129 [0.075, 0.175]      849    0.35
+    frame/gaussian          40  0.850 [0.709, 0.950]  0.025  0.935 [0.910, 0.970]  0.150 [0.082, 0.187]      849    0.00
+    lags/flow               40  0.875 [0.739, 0.975]  0.025  0.968 [0.939, 0.987]  0.050 [0.036, 0.125]      846    0.53
+    lags/ar                 40  0.900 [0.769, 0.975]  0.025  0.968 [0.950, 0.979]  0.074 [0.050, 0.118]      846    0.00
+    spectrum/pflow          40  0.975 [0.871, 1.000]  0.025  0.998 [0.993, 1.000]  0.018 [0.002, 0.037]      900    0.20
+    spectrum/pgauss         40  0.975 [0.871, 1.000]  0.025  0.998 [0.991, 1.000]  0.020 [0.003, 0.040]      900    0.00
+    spectrum/nn             40  0.925 [0.801, 1.000]  0.025  0.997 [0.993, 1.000]  0.017 [0.003, 0.036]      900    0.00
+    windows/flow            40  0.800 [0.652, 0.901]  0.025  0.956 [0.908, 0.988]  0.096 [0.035, 0.175]      898    0.20
+    best flow spectrum/pflow - best baseline spectrum/pgauss: top-1 +0.000 [+0.000, +0.000] p=1.000; EER
+        -0.002 [-0.012, +0.006]; McNemar n10=0 n01=0 p=1.000
+    best flow spectrum/pflow - best per-frame baseline lags/ar: top-1 +0.075 [+0.000, +0.175] p=0.088; EER
+        -0.056 [-0.101, -0.031]; McNemar n10=3 n01=0 p=0.250
+
+The goal's figures hold (top-1 0.975 >= 0.90, EER 0.018 <= 0.06); the pooled flow is level with its pooled
+Gaussian, as on the earlier render: no flow ahead of its baseline.
+
 Measured again 2026-12-05 (later) on seed 31, rendered and extracted again by the tracker that keeps the
 participant's face (dis_core.extract.landmarker.FaceTracker: 68,359 of 72,000 frames with a face, as before, none
 refused as another's), after head_lags' fix; 28 min for render, extraction and this table, a bench on the other
