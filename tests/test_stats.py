@@ -401,10 +401,11 @@ def test_headline_draws_equal_each_metric_on_the_resampled_matrix():
         assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
         assert (c[f"{name}_diff"], c[f"{name}_diff_lo"], c[f"{name}_diff_hi"], c[f"{name}_p"]) == \
             pytest.approx((p.diff, p.lo, p.hi, p.p), abs=1e-12)
-    for name, fn in SUPPLEMENTARY.items():  # intervals only: methods are compared on the headline metrics
-        b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)
+    for name, fn in SUPPLEMENTARY.items():  # methods are compared on the headline metrics: here a point
+        b = st.bootstrap_participants(s, fn, n_boot=200, seed=4)  # difference only, to flag a reversal
         assert (h[f"{name}_lo"], h[f"{name}_hi"]) == pytest.approx((b.lo, b.hi), abs=1e-12)
-        assert f"{name}_diff" not in c
+        assert c[f"{name}_diff"] == pytest.approx(fn(s) - fn(s2), abs=1e-12)
+        assert f"{name}_diff_lo" not in c and f"{name}_p" not in c
     # comparisons draw the headline metrics alone (the same numbers), or reuse the full draws when remembered
     fresh = np.round(rng.normal(size=(20, 20)), 1) + np.eye(20)
     only = headline_draws(fresh, n_boot=100, seed=1, supplementary=False)
