@@ -99,9 +99,9 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                                         "the column names must come first: " + ",".join(REQUIRED)])
     missing = [c for c in REQUIRED if c not in header]
     for c in missing:
-        others = [h for h in header if h not in REQUIRED]
-        close = difflib.get_close_matches(c, [_plain(h) for h in others], n=1, cutoff=0.6)
-        hint = f" (found '{others[[_plain(h) for h in others].index(close[0])]}': rename it)" if close else ""
+        others = {_plain(h): h for h in header if h not in REQUIRED}
+        close = difflib.get_close_matches(c, list(others), n=1, cutoff=0.6)
+        hint = f" (found '{others[close[0]]}': rename it)" if close else ""
         problems.append(f"header: required column '{c}' is missing{hint}")
     for h in header:  # an optional column misspelt is silently not read: its fps, split, dyads or strata lost
         if h and h not in REQUIRED + OPTIONAL + CONTROL + BOOLEAN_EXTRAS:
@@ -264,17 +264,16 @@ def _id_problems(entries: list[VideoEntry]) -> list[str]:
             there = f"in dyad '{first[1]}'" if first[1] else "in no dyad"
             out.append(f"row {e.row}: participant {e.participant_id} is {here} here but {there} on row {first[0]} "
                        "(one dyad per participant: give it on every row)")
-    for col, values in (("participant_id", [(e.row, e.participant_id) for e in entries]),
-                        ("dyad", [(e.row, e.dyad) for e in entries if e.dyad]),
-                        ("session", [(e.row, f"{e.participant_id}/{e.session}") for e in entries])):
-        spelt: dict[str, tuple[int, str]] = {}
-        for row, v in values:  # a session within its participant as spelt: 'P1/s1' is P1's, said once above
-            pid, _, ses = v.rpartition("/")
-            k, v0 = spelt.setdefault(f"{pid}/{ses.casefold()}" if col == "session" else v.casefold(), (row, v))
+    for col, values in (("participant_id", [(e.row, e.participant_id.casefold(), e.participant_id) for e in entries]),
+                        ("dyad", [(e.row, e.dyad.casefold(), e.dyad) for e in entries if e.dyad]),
+                        # a session within its participant as spelt: 'P1' against 'p1' is said once, above
+                        ("session", [(e.row, (e.participant_id, e.session.casefold()), e.session) for e in entries])):
+        spelt: dict = {}
+        for row, key, v in values:
+            k, v0 = spelt.setdefault(key, (row, v))
             if v != v0:
-                out.append(f"row {row}: {col} '{v.rpartition('/')[2]}' differs only in case from row {k}'s "
-                           f"'{v0.rpartition('/')[2]}': write one spelling")
-                spelt[f"{pid}/{ses.casefold()}" if col == "session" else v.casefold()] = (row, v)  # once a spelling
+                out.append(f"row {row}: {col} '{v}' differs only in case from row {k}'s '{v0}': write one spelling")
+                spelt[key] = (row, v)  # each spelling said once
     sessions: dict[tuple[str, str], tuple[int, bool]] = {}
     for e in entries:
         is_locked = dict(e.extra).get("time_locked", "").lower() in TRUE_WORDS

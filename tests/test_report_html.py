@@ -266,3 +266,12 @@ def test_not_above_chance_names_intervals_that_hold_chance_or_lie_below_it():
     assert at_chance({**row, "top1_lo": 0.0, "eer_hi": 0.5, "auc_lo": 0.45}) == ["top-1", "EER", "AUC"]
     assert at_chance({**row, "top1_hi": 0.04, "top1_lo": 0.0, "eer_lo": 0.55, "eer_hi": 0.7, "auc_lo": 0.3,
                       "auc_hi": 0.45}) == ["top-1 worse than chance", "EER worse than chance", "AUC worse than chance"]
+
+
+def test_excerpt_verdicts_stand_in_their_feature_sets_section(tmp_path):
+    page = dataclasses.replace(_page(tmp_path, pid="p1"), excerpt_lines={
+        "head_pose": ("excerpts of 8 s, head_pose: top-1 flow 0.68 [0.52, 0.80]",),
+        "landmarks": ("excerpts of 8 s, landmarks: top-1 flow 0.13",)})
+    section = render_html(page).split("<section id='fs-head_pose'>")[1].split("</section>")[0]
+    assert "<p class='note'>Excerpts of 8 s, head_pose: top-1 flow 0.68 [0.52, 0.80]</p>" in section
+    assert "landmarks" not in section

@@ -192,9 +192,10 @@ def test_mds_recovers_points_up_to_rotation():
     np.testing.assert_allclose(np.linalg.norm(xs[:, None] - xs[None], axis=-1),
                                np.linalg.norm(x2[:, None] - x2[None], axis=-1), atol=1e-9)
     # the share a 2-D map holds: all of it for points in a plane, two fifths for a regular simplex of six points
-    assert st.mds_share(d, similarity=False) == pytest.approx(1.0)
+    assert st.mds_share(st.classical_mds(d, k=len(d))[1]) == pytest.approx(1.0)
     cube = np.eye(6)  # six points, equal spread in five dimensions: two of five equal eigenvalues
-    assert st.mds_share(np.linalg.norm(cube[:, None] - cube[None], axis=-1), similarity=False) == pytest.approx(0.4)
+    simplex = np.linalg.norm(cube[:, None] - cube[None], axis=-1)
+    assert st.mds_share(st.classical_mds(simplex, k=6)[1]) == pytest.approx(0.4)
 
 
 # ---------------------------------------------------------------- dyads

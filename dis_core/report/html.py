@@ -94,7 +94,8 @@ class ReportPage:
     provenance: dict[str, Any]
     workbook: str
     held_out: str = "held-out data"  # what the held-out data are, by the split rule (within-session said so)
-    excerpt_lines: tuple[str, ...] = ()  # per feature set: identification from excerpts, flow vs baselines
+    # feature set -> its lines on identification from excerpts, flow vs baselines (report.excerpts.excerpt_lines)
+    excerpt_lines: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
@@ -438,10 +439,9 @@ def render_html(page: ReportPage) -> str:
     out.append(f"<div class='wide'>{_qc_table(page.qc)}</div>" if page.qc else "<p>No extraction summary found.</p>")
     out.append("</section>")
     for fs, figs in page.feature_sets:
-        said = [x for x in page.excerpt_lines if f" s, {fs}:" in x or f" s, {fs} (" in x]
         out.append(f"<section id='fs-{_e(fs)}'><h2>Feature set: {_e(fs)}</h2>"
                    + "".join(_figure(f) for f in figs)
-                   + "".join(f"<p class='note'>{_e(x[0].upper() + x[1:])}</p>" for x in said) + "</section>")
+                   + "".join(f"<p class='note'>{_e(x[0].upper() + x[1:])}</p>" for x in page.excerpt_lines.get(fs, ())) + "</section>")
     out.append("<section id='training'><h2>Training</h2>" + "".join(_figure(f) for f in page.training)
                + ("" if page.training else "<p>No training curves.</p>") + "</section>")
     out.append("<section id='smiles'><h2>Smiles</h2>")

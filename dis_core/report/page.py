@@ -31,7 +31,7 @@ def safe_name(s: str) -> str:
 def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: pd.DataFrame,
                       summary: pd.DataFrame, verdicts: list[Finding], partners: Finding, failures: list[dict],
                       smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path,
-                      held_out: str = "held-out data", excerpts: tuple[str, ...] = ()) -> Path:
+                      held_out: str = "held-out data", excerpts: dict[str, tuple[str, ...]] | None = None) -> Path:
     """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
     from dis_core.report.figures import headline_png
 
@@ -99,7 +99,7 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                                                "mark chance (1/N for top-1, 0.5 for EER and AUC)."),
         feature_sets=fs_figs, training=training, qc=qc, smiles=smiles,
         participants=_participants(figs / "participants", cohort, results, prov), failures=failures,
-        provenance=prov, workbook=str(workbook), held_out=held_out, excerpt_lines=excerpts)
+        provenance=prov, workbook=str(workbook), held_out=held_out, excerpt_lines=excerpts or {})
     path = cohort.layout.report_page
     write_text_atomic(path, render_html(page))
     return path

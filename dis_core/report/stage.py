@@ -50,9 +50,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             mt = r.methods[m].metrics
             headline.append(f"  {lead[r.feature_set] if k == 0 else '':{w}s}  {names[m]} {_ci(mt, 'top1', 'top-1')}  "
                             f"{_ci(mt, 'eer', 'EER')}  {_ci(mt, 'auc', 'AUC')}")
+        low = {names[m]: at_chance(r.methods[m].metrics) for m in names if m in r.methods}
         headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}, "
-                        "EER 0.5, AUC 0.5" + "".join(f"; {names[m]} not above chance: {', '.join(at_chance(r.methods[m].metrics))}"
-                                                     for m in names if m in r.methods and at_chance(r.methods[m].metrics)))
+                        "EER 0.5, AUC 0.5" + "".join(f"; {m} not above chance: {', '.join(x)}" for m, x in low.items() if x))
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
@@ -80,7 +80,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "difference, p = 2 (k + 1) / (B + 1) with k of B draws across 0, B as the family "
                                    "of tests needs for Holm (at least 1,000; column draws), and exact McNemar on "
                                    "top-1 (sheet comparisons)", partners.text] + [v.text for v in verdicts]})
-    info.loc[len(info)] = ["source revisions by stage", stage_revisions(cohort, results, prov)]
+    revisions = stage_revisions(cohort, results, prov)
+    info.loc[len(info)] = ["source revisions by stage", revisions]
     ex_rows, ex_notes = excerpt_table(cohort, results, cfg)
     for r in results:
         _excerpt_figure(figs, r, [x for x in ex_rows if x["feature_set"] == r.feature_set and x["row"] == "method"],
@@ -157,15 +158,16 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         cohort.layout.pairs_table.unlink(missing_ok=True)
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
-    page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb,
-                 tuple(excerpt_lines(ex_rows)))
-    text = "\n".join([f"DIS report ({held_out_words(cohort)}; 95% bootstrap intervals over participants):",
+    held_out = held_out_words(cohort)
+    page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb, held_out,
+                 {fs: tuple(excerpt_lines([x for x in ex_rows if x["feature_set"] == fs]))
+                  for fs in dict.fromkeys(x["feature_set"] for x in ex_rows)})
+    text = "\n".join([f"DIS report ({held_out}; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + _line(v) for v in verdicts]
                      + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
-                     + [f"  source revisions {x}" for x in info.loc[info["item"] == "source revisions by stage", "value"]
-                        if str(x).startswith("differ")]
+                     + ([f"  source revisions {revisions}"] if revisions.startswith("differ") else [])
                      + [f"  made by: {made_by(prov, tuple(HASH_NAMES), 'the provenance sheet')}",
                         f"  report: {page}", f"  data:   {wb}"])
     write_text_atomic(cohort.layout.report_summary, text + "\n")
@@ -179,7 +181,7 @@ def _line(f: Finding) -> str:
 
 def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
           info: pd.DataFrame, verdicts: list[Finding], partners: Finding, sheets: dict, prov: dict,
-          wb: Path, excerpts: tuple[str, ...] = ()) -> Path:
+          wb: Path, held_out: str, excerpts: dict[str, tuple[str, ...]]) -> Path:
     """The self-contained HTML report (dis_core/report/page.py) beside the workbook."""
     from dis_core.report.page import report_failures, write_html_report
 
@@ -189,7 +191,7 @@ def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict],
     if partners.brief:  # and so do the partner tests: the summary says them in a line
         general.loc[general["item"] == "partner tests", "value"] = f"{partners.brief} (each test under Identification)"
     return write_html_report(cohort, results, metrics, general, verdicts, partners, fails,
-                             sheets.get("smiles"), prov, wb, held_out_words(cohort), excerpts)
+                             sheets.get("smiles"), prov, wb, held_out, excerpts)
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
@@ -451,8 +453,8 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
     norms_hist_png(figs / f"norms_{fs}.png", r.norm_bins, fl.norm_hist,
                    f"{fs}: per-{rows[:-1]} norms by relation (flows)", prov, rows)
     if len(r.participants) >= 3:
-        coords, _ = classical_mds(pair_similarity(fl.s), k=2, similarity=True)
-        share = mds_share(pair_similarity(fl.s))
+        coords, w = classical_mds(pair_similarity(fl.s), k=len(r.participants), similarity=True)
+        coords, share = coords[:, :2], mds_share(w)
         participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
                             f"{fs}: who moves like whom (classical MDS of the symmetric pair similarity, flows; "
                             f"2 dimensions hold {100 * share:.0f}% of the positive eigenvalues)", prov)

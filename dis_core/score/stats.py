@@ -603,12 +603,13 @@ def classical_mds(d: np.ndarray, k: int = 2, similarity: bool = False) -> tuple[
     return v * np.sqrt(np.clip(w, 0, None)), w
 
 
-def mds_share(d: np.ndarray, k: int = 2, similarity: bool = True) -> float:
-    """The share of the positive eigenvalues of classical MDS that its first ``k`` dimensions hold: 1 when
-    the dissimilarities are distances of points in k dimensions, less the more a k-dimensional map leaves out."""
-    w = classical_mds(d, k=len(d), similarity=similarity)[1]
-    pos = w[w > 0]
-    return float(np.clip(w[:k], 0, None).sum() / pos.sum()) if pos.sum() > 0 else float("nan")
+def mds_share(eigenvalues: np.ndarray, k: int = 2) -> float:
+    """The share of the positive eigenvalues of classical MDS (all of them, :func:`classical_mds` with k = n)
+    that its first ``k`` dimensions hold: 1 when the dissimilarities are distances of points in k dimensions,
+    less the more a k-dimensional map leaves out."""
+    w = np.asarray(eigenvalues, float)
+    pos = w[w > 0].sum()
+    return float(np.clip(w[:k], 0, None).sum() / pos) if pos > 0 else float("nan")
 
 
 # ----------------------------------------------------------------------------------------------
