@@ -169,6 +169,39 @@ def test_ar_gaussian_known_answer():
         ARGaussian().fit(rows, ["x", "y"])
 
 
+def test_ar_gaussian_fixes_a_dead_channel_at_the_cohort_spread(tmp_path):
+    """A channel one person never moves (present and lagged copy constant) is one independent Gaussian at
+    the cohort's spread, as the flow and the Gaussian baseline treat it: the AR's log p is the AR of the
+    live channel plus that Gaussian, exactly, and an impostor who moves the channel loses a bounded amount
+    (a std floored at 1e-3 gave about -5e5 per frame at |x| ~ 1)."""
+    from dis_core.model.flows import load_density, save_density
+
+    rng = np.random.default_rng(3)
+    a, s, n = 0.8, 0.5, 5000
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = a * x[i - 1] + s * rng.standard_normal()
+    live = np.column_stack([x[1:], x[:-1]])
+    cols = ["x", "c", "x@-0.1s", "c@-0.1s"]
+    rows = np.column_stack([live[:, 0], np.full(n - 1, 2.0), live[:, 1], np.full(n - 1, 2.0)])
+    spread = np.array([1.0, 0.5, 1.0, 0.5])
+    m = ARGaussian(cohort_spread=spread).fit(rows, cols)
+    assert m.fixed_.tolist() == [False, True, False, True]
+    other = rows.copy()
+    other[:, 1] = 2.0 + rng.normal(0, 1.0, n - 1)
+    other[:, 3] = 2.0 + rng.normal(0, 1.0, n - 1)
+    alone = ARGaussian().fit(live, ["x", "x@-0.1s"]).score_samples(live)
+    for data in (rows, other):
+        want = alone + (-0.5 * ((data[:, 1] - 2.0) / 0.5) ** 2 - 0.5 * np.log(2 * np.pi) - np.log(0.5))
+        assert np.allclose(m.score_samples(data), want, atol=1e-9)
+    assert m.score_samples(other).mean() > m.score_samples(rows).mean() - 3.0  # E[z^2] = 4: about -2 a row
+    save_density(tmp_path / "ar.pt", m.density())
+    back, _ = load_density(tmp_path / "ar.pt")
+    assert np.array_equal(back.log_prob(other, cols), m.score_samples(other))
+    floored = ARGaussian().fit(rows, cols).score_samples(other).mean()  # without the cohort's spread: as before
+    assert floored < -1e4
+
+
 def test_conditional_flow_known_answer_and_round_trip(tmp_path):
     """The conditional flow p(present | past) on an AR(1) process reaches the residual density, like
     the AR Gaussian, and survives save/load with the same log p."""

@@ -159,7 +159,9 @@ class Density:
         z = z_all[:, free]
         present = np.ones(len(self.columns), bool)
         c = None  # the flow's context columns among the free ones
-        if self.kind == "flow" and self.flow_config is not None:
+        if self.kind == "ar":  # log p(present | past): the lagged columns are the past
+            present = ~lag_context(self.columns)
+        elif self.kind == "flow" and self.flow_config is not None:
             c = context_mask([col for col, f in zip(self.columns, free) if f], self.flow_config)
             cm_all = context_mask(self.columns, self.flow_config)
             if cm_all is not None:  # log p(present | past): only present columns have a density and a Jacobian
@@ -173,15 +175,17 @@ class Density:
             q = np.einsum("ni,ij,nj->n", d, self.gauss_prec, d)
             return -0.5 * (q + self.gauss_logdet + z.shape[1] * math.log(2 * math.pi)) + jac
         if self.kind == "ar":  # log p(present | past) = log p(row) - log p(past) under one joint Gaussian
-            c = lag_context(self.columns)
-            d = z_all - self.gauss_mean
+            c = ~present[free]  # the past among the free columns (a fixed past column is constant: no information)
+            d = z - self.gauss_mean
             cov = np.linalg.inv(self.gauss_prec)
             joint = -0.5 * (np.einsum("ni,ij,nj->n", d, self.gauss_prec, d) + self.gauss_logdet
-                            + z_all.shape[1] * math.log(2 * math.pi))
-            pc = np.linalg.inv(cov[np.ix_(c, c)])
-            past = -0.5 * (np.einsum("ni,ij,nj->n", d[:, c], pc, d[:, c]) + np.linalg.slogdet(cov[np.ix_(c, c)])[1]
-                           + int(c.sum()) * math.log(2 * math.pi))
-            return joint - past - float(np.log(self.std[~c]).sum())
+                            + z.shape[1] * math.log(2 * math.pi))
+            past = 0.0
+            if c.any():
+                pc = np.linalg.inv(cov[np.ix_(c, c)])
+                past = -0.5 * (np.einsum("ni,ij,nj->n", d[:, c], pc, d[:, c]) + np.linalg.slogdet(cov[np.ix_(c, c)])[1]
+                               + int(c.sum()) * math.log(2 * math.pi))
+            return joint - past + jac
         c = np.zeros(z.shape[1], bool) if c is None else c
         past = z[:, c]
         if self.pre_white is None:
