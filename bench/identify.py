@@ -484,7 +484,7 @@ from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E40
 from dis_core.features.temporal import fit_window_basis  # noqa: E402
 from dis_core.model.config import POOLED_FLOW, default_train_config  # noqa: E402
 from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E402
-from dis_core.model.stage import FIT_RULE, pooled_rows  # noqa: E402
+from dis_core.model.stage import FIT_RULE, centred_rows, pooled_rows  # noqa: E402
 from dis_core.score import stats as st  # noqa: E402
 from dis_core.score.excerpts import Excerpts, excerpt_labels, excerpt_rows, excerpt_scores  # noqa: E402
 from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
@@ -657,7 +657,7 @@ def per_row(feats, pids, spec_name: str, m: str):
         purge = row_overlap(SPECS[spec_name])  # as the pooled stage: validation clear of shared frames
         x, val = pooled_rows(xs, POOLED_FLOW.val_fraction, purge)
         t1 = time.perf_counter()
-        shape = (fit_gaussian(x, cols) if m == "pgauss" else
+        shape = (fit_gaussian(centred_rows(xs), cols) if m == "pgauss" else
                  train_flow(x, cols, _flow_config(spec_name, m), val=val, purge=purge).density)
         lp = lambda v, c: shape.placed(c).log_prob(v, cols)  # noqa: E731
         out = [[lp(v, xp.mean(axis=0)) for v in test] for xp in xs]

@@ -127,13 +127,19 @@ def _shared_samples(n: int, seed: int) -> list[np.ndarray]:
 
 
 def test_pooled_rows_centre_each_participant_and_validate_on_each_ones_last_rows():
-    from dis_core.model.stage import pooled_rows
+    from dis_core.model.stage import centred_rows, pooled_rows
 
     a, b = np.arange(10.0)[:, None] + 100.0, -np.arange(20.0)[:, None]
     x, val = pooled_rows([a, b], 0.2)
-    np.testing.assert_allclose(x[:10].mean(), 0.0, atol=1e-12)
-    np.testing.assert_allclose(x[10:].mean(), 0.0, atol=1e-12)
     assert val[:10].tolist() == [False] * 8 + [True] * 2 and val[10:].tolist() == [False] * 16 + [True] * 4
+    # centred on the mean of the rows the flow fits (a: 0..7 -> 3.5; b: -0..-15 -> -7.5): validation rows never
+    # help set their own centre, as held-out rows never do at scoring
+    np.testing.assert_allclose(x[:10, 0], np.arange(10.0) - 3.5, atol=1e-12)
+    np.testing.assert_allclose(x[10:, 0], -np.arange(20.0) + 7.5, atol=1e-12)
+    np.testing.assert_allclose(centred_rows([a, b])[:, 0], np.r_[np.arange(10.0) - 4.5, -np.arange(20.0) + 9.5])
+    # purged rows (sharing frames with validation) are not fitting rows either: 12 rows, 2 validate, 3 purged
+    x, val = pooled_rows([np.arange(12.0)[:, None]], 0.15, purge=3)
+    np.testing.assert_allclose(x[:, 0], np.arange(12.0) - 3.0)
     # 17 rows of windows sharing frames with their 15 neighbours: 0.15 would validate on 3 and purge the rest;
     # one validation row leaves one row to fit (the cohort step asks for purge + 2 rows)
     _, val = pooled_rows([np.zeros((17, 1)), np.zeros((40, 1))], 0.15, purge=15)
@@ -142,14 +148,14 @@ def test_pooled_rows_centre_each_participant_and_validate_on_each_ones_last_rows
 
 @pytest.mark.parametrize("kind", ["gaussian", "flow"])
 def test_pooled_scores_equal_the_analytic_expected_log_likelihoods(kind):
-    from dis_core.model.stage import pooled_rows
+    from dis_core.model.stage import centred_rows, pooled_rows
 
     # 1,000 rows a person: a density of one's own would be estimated from these alone; the pooled shape
     # sees all four people's scatter
     train, test = _shared_samples(1000, 5), _shared_samples(8000, 6)
     x, val = pooled_rows(train, 0.15)
     if kind == "gaussian":
-        shape = fit_gaussian(x, COLS)
+        shape = fit_gaussian(centred_rows(train), COLS)
     else:
         shape = train_flow(x, COLS, FlowConfig(layers=2, hidden=16, max_epochs=80, patience=15), val=val).density
     models = [shape.placed(t.mean(axis=0)) for t in train]
