@@ -120,18 +120,21 @@ def _rows(feats: list, covered: list, centres: list, names: list[str], t, select
     return WindowRows(x, np.asarray(centres, np.int64), covered, names, _candidates(t, select, window_s, hop_s))
 
 
-def band_edges(fs: float, n_bands: int = 6, fmin: float = 0.25, fmax: float = 5.0) -> np.ndarray:
-    """Log-spaced band edges (n_bands + 1,) from ``fmin`` to min(Nyquist, ``fmax``) Hz."""
-    return np.geomspace(fmin, min(fs / 2.0, fmax), n_bands + 1)
+def band_edges(n_bands: int = 6, fmin: float = 0.25, fmax: float = 5.0) -> np.ndarray:
+    """Log-spaced band edges (n_bands + 1,) from ``fmin`` to ``fmax`` Hz, the same at every frame rate: a
+    column ``rx_b4`` means one range of frequencies in every session (edges ending at a 9.6 fps video's
+    Nyquist moved every band, a 3 Hz tremor from band 4 to band 5)."""
+    return np.geomspace(fmin, fmax, n_bands + 1)
 
 
 def band_bins(edges: np.ndarray, n: int, fs: float) -> list[np.ndarray]:
     """Per band, the rfft bins of an ``n``-sample window at ``fs`` Hz at or above its lower edge and below its
     upper one, to a tenth of a bin: edges on a bin (0.25 and 5 Hz of an 8 s window) then take the same bins
-    at 29.97 as at 30 fps (exact comparisons moved a bin between bands, shifting band 0 by a nat)."""
+    at 29.97 as at 30 fps (exact comparisons moved a bin between bands, shifting band 0 by a nat). Only bins
+    below Nyquist: below 2 ``fmax`` frames a second (a 10 fps camera's jitter) the top band holds fewer."""
     k = np.arange(n // 2 + 1)
     first = np.ceil(np.asarray(edges, np.float64) / (fs / n) - 0.1)  # first bin of each band
-    return [(k >= a) & (k < b) for a, b in zip(first[:-1], first[1:])]
+    return [(k >= a) & (k < b) & (2 * k < n) for a, b in zip(first[:-1], first[1:])]
 
 
 def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, select: np.ndarray,
@@ -140,7 +143,7 @@ def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
     """Per-axis log band power of (T, d) ``values`` over windows of ``window_s`` every ``hop_s``.
 
     Each window is resampled to a uniform grid at the median frame rate, de-meaned and Hann-tapered;
-    bands are log-spaced from ``fmin`` to min(Nyquist, ``fmax``) (:func:`band_edges`, :func:`band_bins`).
+    bands are log-spaced from ``fmin`` to ``fmax`` at every frame rate (:func:`band_edges`, :func:`band_bins`).
     Columns are axis-major: ``<axis>_b<k>`` is the log power (log of variance units) in band k."""
     v = np.asarray(values, np.float64).reshape(len(values), -1)
     t = np.asarray(times, np.float64)
@@ -150,7 +153,7 @@ def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
     feats, centres, covered = [], [], []
     if fs is None:
         return _rows(feats, covered, centres, names, t, select, window_s, hop_s)
-    edges = band_edges(fs, n_bands, fmin, fmax)
+    edges = band_edges(n_bands, fmin, fmax)
     n = int(round(window_s * fs))
     bins = band_bins(edges, n, fs)
     if any(not b.any() for b in bins):
