@@ -103,6 +103,22 @@ def test_a_column_constant_in_training_is_fixed_at_the_cohort_spread_not_floored
         np.testing.assert_allclose(d.log_prob(y, list("abc")) - d.log_prob(x[:5], list("abc")), expect, atol=1e-9)
 
 
+@pytest.mark.parametrize("fps", [30.0, 29.97, 25.0])
+def test_row_overlap_counts_every_neighbour_whose_window_reads_a_frame_of_this_one(fps):
+    """From the windows' own frame lists: the farthest neighbour sharing a frame is row_overlap rows away (a
+    2 s trajectory every 0.25 s reads the frames around its end, which the window 8 rows on reads too)."""
+    from dis_core.features.build import EXTRA_FEATURE_SETS, row_overlap
+    from dis_core.features.temporal import frame_windows
+
+    spec = EXTRA_FEATURE_SETS["head_windows"]
+    t = np.arange(int(30 * fps)) / fps
+    r = frame_windows(np.zeros((len(t), 1)), t, np.zeros(len(t), int), np.ones(len(t), bool), ["a"],
+                      spec.window_s, spec.hop_s, spec.grid_hz)
+    far = max(k for i in range(len(r.covered)) for k in range(1, 20)
+              if i + k < len(r.covered) and np.intersect1d(r.covered[i], r.covered[i + k]).size)
+    assert far == row_overlap(spec) == 8
+
+
 def test_validation_rows_are_kept_clear_of_the_training_rows_whose_frames_they_share():
     """Window rows (8 s every 0.5 s) share frames with 15 neighbours on each side: those before each run of
     validation rows are used for neither, so the flow is fitted (its scaler too) on the rest."""
@@ -110,7 +126,7 @@ def test_validation_rows_are_kept_clear_of_the_training_rows_whose_frames_they_s
     from dis_core.model.flows import purge_rows
 
     assert row_overlap(DEFAULT_FEATURE_SETS["head_spectrum"]) == 15
-    assert row_overlap(EXTRA_FEATURE_SETS["head_windows"]) == 7 and row_overlap(DEFAULT_FEATURE_SETS["head_pose"]) == 0
+    assert row_overlap(EXTRA_FEATURE_SETS["head_windows"]) == 8 and row_overlap(DEFAULT_FEATURE_SETS["head_pose"]) == 0
     val = np.zeros(12, bool)
     val[[4, 5, 10, 11]] = True  # two people's validation tails
     assert np.flatnonzero(purge_rows(val, 2)).tolist() == [2, 3, 8, 9]

@@ -106,10 +106,13 @@ FEATURE_SETS: dict[str, FeatureSpec] = {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_
 
 def row_overlap(spec: FeatureSpec) -> int:
     """How many neighbouring rows on one side share frames with a row: those of windows of ``window_s`` every
-    ``hop_s`` (15 for 8 s every 0.5 s); 0 for frame rows. A flow's validation rows are kept that far from its
+    ``hop_s`` (15 for 8 s spectra every 0.5 s, 8 for 2 s trajectories every 0.25 s); 0 for frame rows. A flow's validation rows are kept that far from its
     training rows (``train_flow(purge=...)``)."""
     if spec.window == "none":
         return 0
+    if spec.window == "frames":  # a trajectory window reads the frames around both its ends (the closed span
+        # [s, s + window_s]): the window starting where it ends shares those frames too
+        return int(np.floor(spec.window_s / spec.hop_s + 1e-9))
     return max(int(np.ceil(spec.window_s / spec.hop_s - 1e-9)) - 1, 0)
 
 
