@@ -74,6 +74,20 @@ def test_the_reference_rotation_comes_from_the_reference_frames_only():
     np.testing.assert_allclose(np.median(out[50:], axis=0), [0.0, 0.5, 0.0], atol=1e-12)
 
 
+def test_the_robust_reference_rejects_glances_when_most_frames_repeat_one_pose():
+    """A frozen camera: 60 % of frames repeat the true pose exactly, 15 % move a little, 25 % glance 50
+    degrees away. The angles' MAD is 0; the glances are still rejected (they pulled the reference 12 degrees)."""
+    from dis_core.features.motion import reference_rotation
+
+    rng = np.random.default_rng(0)
+    true = Rotation.from_euler("yxz", [10, -5, 3], degrees=True)
+    rot = Rotation.concatenate([Rotation.concatenate([true] * 600),
+                                true * Rotation.from_rotvec(rng.normal(0, np.radians(2), (150, 3))),
+                                true * Rotation.from_euler("y", np.full((250, 1), 50.0), degrees=True)])
+    assert np.degrees((true.inv() * reference_rotation(rot)).magnitude()) < 0.5
+    assert np.degrees((true.inv() * reference_rotation(rot, robust=False)).magnitude()) > 10
+
+
 def test_head_angular_speed_of_a_steady_turn_on_jittered_frame_times():
     from dis_core.features.motion import angular_velocity
 

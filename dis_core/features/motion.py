@@ -44,8 +44,10 @@ def reference_rotation(rot: Rotation, robust: bool = True, mad_k: float = 3.0, i
     for _ in range(iterations):
         ang = (mean.inv() * rot).magnitude()
         med = np.median(ang[keep])
-        mad = MAD_TO_SD * np.median(np.abs(ang[keep] - med))
-        new = ang <= med + mad_k * mad if mad > 0 else keep
+        # floored: when most frames sit at one angle (a frozen or repeated frame) the MAD is 0 and glances
+        # were kept, biasing the reference by 12 degrees on a test; 1e-6 rad still rejects them
+        mad = max(MAD_TO_SD * np.median(np.abs(ang[keep] - med)), 1e-6)
+        new = ang <= med + mad_k * mad
         if new.sum() < 1 or np.array_equal(new, keep):
             break
         keep = new
