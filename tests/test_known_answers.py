@@ -168,3 +168,5 @@ def test_the_frame_rate_of_times_rounded_to_milliseconds_is_the_rate_they_were_w
     vfr = np.concatenate([np.arange(36) / 30, 36 / 30 + np.arange(1, 40) / 15])  # 30 fps, then 15 fps
     assert effective_fps(vfr, 0.0) == pytest.approx(15.0)
     assert effective_fps(np.array([0.0]), 24.0) == 24.0
+    dropped = np.delete(mkv, 150)  # one frame dropped: a 67 ms period among the 33s and 34s (it read 30.303)
+    assert abs(effective_fps(dropped, 0.0) - 30.0) < 0.01

@@ -171,16 +171,23 @@ def test_a_raw_h264_stream_needs_the_manifests_fps(tmp_path, samples, model, mak
     with it, the frame times are index / fps."""
     raw = _ff("-i", samples["single_face.mp4"], "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264",
               tmp_path / "cam.h264")
+    muxed = _ff("-framerate", "25", "-i", raw, "-c", "copy", tmp_path / "cam25.mp4")  # muxed at the wrong rate
     m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(raw), "fps": ""},
                                      {"participant_id": "b", "session": "s1", "video": str(raw), "fps": "30",
-                                      "allow_duplicate": "true"}]))
-    no_fps, with_fps = (extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False) for e in m.entries)
+                                      "allow_duplicate": "true"},
+                                     {"participant_id": "c", "session": "s1", "video": str(muxed), "fps": "30"}]))
+    no_fps, with_fps, remuxed = (extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False)
+                                 for e in m.entries)
+    # every frame decoded: the header's 25 fps span is not what the manifest's 30 fps frames should fill (it
+    # said "decoded N frames over 2.4 s of the 2.9 s its header lists (truncated or damaged?)")
+    assert remuxed.status == "ok" and remuxed.message == "", remuxed
     assert no_fps.status == "failed" and no_fps.message == (
         f"{raw}: a raw H.264/H.265 stream holds no frame times (the decoder would assume 25 fps): give its frame rate "
         "in the manifest's fps column, or put it in a container (ffmpeg -framerate <fps> -i in.h264 -c copy out.mp4)")
     from dis_core.extract.h5store import read_extraction
 
-    assert with_fps.status == "ok", with_fps
+    assert with_fps.status == "ok" and with_fps.message == "", with_fps
+    assert read_extraction(Path(with_fps.output)).video["frame_count_header"] == 0  # OpenCV reads -1.9e14 frames
     t = read_extraction(Path(with_fps.output)).time_s
     np.testing.assert_allclose(np.diff(t), 1 / 30)
 

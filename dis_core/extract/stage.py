@@ -210,6 +210,7 @@ def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
     with h5py.File(h5, "r") as f:
         a = f["video"].attrs
         count, rate, span = float(a.get("frame_count_header", 0)), float(a.get("fps_header", 0)), float(a["duration_s"])
+    rate = entry.fps or rate  # with the manifest's fps the span is frames / fps: so is the header's count
     listed = count / rate if count > 0 and rate > 0 else 0.0
     if span < TRUNCATED_SHARE * listed:
         warn.append(f"decoded {res.frames} frames over {span:.1f} s of the {listed:.1f} s its header lists "

@@ -140,7 +140,7 @@ def probe(path: str | Path) -> VideoInfo:
     cap = _open(Path(path))
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        n = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)  # a raw stream's count reads -1.9e14
         w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
@@ -195,13 +195,14 @@ ROUNDING_S = 0.002  # frame periods within this of each other are one rate writt
 def effective_fps(times_s: np.ndarray, fallback: float) -> float:
     """Frame rate from the frame times themselves, else ``fallback``: frames over the span when the periods
     differ only by the rounding of the times (Matroska keeps whole milliseconds: 30 fps is 33 and 34 ms,
-    whose median gave 30.303), the median period otherwise (a variable frame rate)."""
+    whose median gave 30.303), else frames over the span of the periods within that rounding of the median
+    one: a dropped frame's double period (which put 30 fps back at 30.303) or a variable frame rate's
+    outliers are not the rate."""
     t = np.asarray(times_s, dtype=float)
     if t.size >= 2:
         d = np.diff(t)
         d = d[d > 0]
-        if d.size and np.ptp(d) <= ROUNDING_S:
-            return float(d.size / d.sum())
         if d.size:
-            return float(1.0 / np.median(d))
+            near = d[np.abs(d - np.median(d)) <= ROUNDING_S]
+            return float(near.size / near.sum())
     return float(fallback)
