@@ -14,8 +14,8 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
-from dis_core.score.stats import (boot_result, holm, paired_result, participant_draws, rate_result, topk_fractional,
-                                  weighted_auc_eer)
+from dis_core.score.stats import (boot_result, holm, jackknife_se, paired_result, participant_draws, rate_result,
+                                  topk_fractional, topk_leave_one_out, weighted_auc_eer)
 
 
 _TOL = 1e-6  # s: frame times read from a container (29.97 fps) land a rounding off their nominal instants
@@ -195,8 +195,9 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
             if key == "top1":  # a rate over the people with excerpts, held to its Wilson interval as the whole
                 # session's is: conservative here (a person's credit, the share of their excerpts identified, varies
                 # less than a coin flip), but continuous (the bootstrap's alone had no width with every excerpt
-                # identified, and nearly none with one missed) and equal to the whole session's with one excerpt each
-                b = rate_result(b, row["people"])
+                # identified, and nearly none with one missed) and equal to the whole session's with one excerpt
+                # each; held also to the jackknife over people, whose models are not resampled by the draws
+                b = rate_result(b, row["people"], se=jackknife_se(topk_leave_one_out(x.s, 1, x.owner)))
             row.update({key: b.point, f"{key}_lo": b.lo, f"{key}_hi": b.hi})
         rows.append(row)
     comps = []

@@ -16,8 +16,9 @@ import numpy as np
 
 from dis_core.errors import DISError
 from dis_core.score.stats import (auc, boot_result, bootstrap_columns, dyad_permutation_test, eer, genuine_impostor,
-                                  mcnemar_top1, paired_result, pair_similarity, participant_draws, proportion_interval,
-                                  roc_points, topk_fractional, weighted_auc_eer)
+                                  jackknife_se, mcnemar_top1, paired_result, pair_similarity, participant_draws,
+                                  proportion_interval, roc_points, topk_fractional, topk_leave_one_out,
+                                  weighted_auc_eer)
 
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
@@ -74,13 +75,11 @@ def norms(per_frame: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
 
 
 def ranks(s: np.ndarray) -> np.ndarray:
-    """rank[i, j]: position of model i among all models for data j (1 = highest likelihood)."""
-    order = np.argsort(-s, axis=0, kind="stable")
-    r = np.empty_like(order)
-    n = s.shape[0]
-    for j in range(s.shape[1]):
-        r[order[:, j], j] = np.arange(1, n + 1)
-    return r
+    """rank[i, j]: position of model i among all models for data j (1 = highest likelihood); tied models share
+    their mid-rank (two tied first are 1.5 each), as top-1 shares its credit, instead of ranking by row order."""
+    from scipy.stats import rankdata
+
+    return rankdata(-np.asarray(s, float), axis=0, method="average")
 
 
 def identification(s: np.ndarray, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
@@ -245,12 +244,13 @@ def headline_intervals(s: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict
     for name in (*HEADLINE, *SUPPLEMENTARY):
         b = boot_result(float("nan"), draws[name])
         out[f"{name}_lo"], out[f"{name}_hi"] = b.lo, b.hi
+    # a rate: never narrower than Wilson's, nor than the jackknife's over people (models and data)
     out["top1_lo"], out["top1_hi"] = proportion_interval(float(topk_fractional(s, 1)[0].mean()), out["top1_lo"],
-                                                         out["top1_hi"], n)  # a rate: never narrower than Wilson's
+                                                         out["top1_hi"], n, se=jackknife_se(topk_leave_one_out(s, 1)))
     out.update(chance_top1=1.0 / n, chance_auc=0.5, chance_eer=0.5)
     for k in (3, 5):
         if k <= n:  # as identification(): top-k only where there are k models
-            b = bootstrap_columns(topk_fractional(s, k)[0], n_boot, seed)
+            b = bootstrap_columns(topk_fractional(s, k)[0], n_boot, seed, se=jackknife_se(topk_leave_one_out(s, k)))
             out.update({f"top{k}_lo": b.lo, f"top{k}_hi": b.hi, f"chance_top{k}": k / n})
     return out
 
