@@ -70,7 +70,7 @@ class ParticipantSection:
     dyad: str
     videos: tuple[str, ...]
     confused: tuple[tuple[str, float], ...]  # (participant, t-norm score of this person's data), own first
-    rank_of_own: int | None  # rank of the own model for this person's data (1 = identified)
+    rank_of_own: float | None  # rank of the own model for this person's data (1 = identified; ties share a mid-rank)
     figure: Figure | None  # embedded in the page
     link: str = ""  # the signature's PNG beside the page, when it is not embedded (MAX_SIGNATURES)
 
@@ -372,7 +372,7 @@ def _qc_table(qc: list[VideoQC]) -> str:
 def _participant(p: ParticipantSection) -> str:
     conf = ", ".join(f"{_e(n)} ({signed(v)})" for n, v in p.confused[1:])
     rank = ("not scored" if p.rank_of_own is None else
-            "identified (own model ranks first)" if p.rank_of_own == 1 else f"own model ranks {p.rank_of_own}")
+            "identified (own model ranks first)" if p.rank_of_own == 1 else f"own model ranks {p.rank_of_own:g}")
     return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
             f"{' (dyad ' + _e(p.dyad) + ')' if p.dyad else ''}</h3>"
             f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {rank}; "

@@ -118,7 +118,7 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
 
     figs.mkdir(parents=True, exist_ok=True)
     r = next((x for x in results if x.feature_set == SIGNATURE_FEATURE_SET), results[0] if results else None)
-    ranked = {pid: int(r.methods["flow"].ranks[j, j]) for j, pid in enumerate(r.participants)} if r is not None else {}
+    ranked = {pid: float(r.methods["flow"].ranks[j, j]) for j, pid in enumerate(r.participants)} if r is not None else {}
     # only participants with a signature count against the page's cap (traces are read again below rather
     # than held: at N = 1,000 with long sessions they would not fit in the report job's memory)
     embed = embedded_signatures([(pid, ranked.get(pid)) for pid in cohort.participants if _traces(cohort, pid)])
