@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import signal
 import subprocess
@@ -287,10 +289,12 @@ def test_rerun_skips_and_force_redoes(tmp_path, samples, model, make_manifest):
     assert h5.stat().st_ino == ino and r2.frames == r1.frames
     r3 = extract_video(m.entries[0], out, model, cfg, force=True, progress=False)
     assert r3.status == "ok" and h5.stat().st_ino != ino
-    # a changed configuration is not "the same inputs": it is redone
-    r4 = extract_video(m.entries[0], out, model, ExtractConfig(compression_level=1),
+    # a changed smile rule is not "the same inputs": it is redone; a storage option changes no value: it is not
+    r4 = extract_video(m.entries[0], out, model, ExtractConfig(smile=dataclasses.replace(cfg.smile, min_fraction=0.9)),
                        progress=False)
-    assert r4.status == "ok"
+    assert r4.status == "ok" and r4.message.startswith("re-extracted: another extraction configuration")
+    assert extract_video(m.entries[0], out, model, ExtractConfig(smile=dataclasses.replace(cfg.smile, min_fraction=0.9),
+                                                                 compression_level=1), progress=False).status == "skipped"
 
 
 def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, make_manifest):

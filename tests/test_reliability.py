@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -411,3 +412,26 @@ def test_nan_inf_and_constant_features():
     bad[7, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
         train_flow(bad, f.columns, FlowConfig(max_epochs=2))
+
+
+def test_export_options_add_or_remove_exports_without_extracting_again(tmp_path, samples, model, make_manifest):
+    """The landmark workbook asked for once, then not: the HDF5 file is current (the same content key, not
+    rewritten), the workbook is removed, and asked for again it is written beside the same file. It re-ran
+    MediaPipe on every video and gave every unit a new key, so every later stage ran again."""
+    from dis_core.extract.stage import LANDMARKS_XLSX
+
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}]))
+    e = m.entries[0]
+    first = extract_video(e, tmp_path, model, ExtractConfig(landmark_workbook=True), progress=False)
+    h5 = Path(first.output)
+    book = h5.parent / LANDMARKS_XLSX
+    assert first.status == "ok" and book.is_file()
+    stamp = h5.stat().st_mtime_ns
+    plain = extract_video(e, tmp_path, model, ExtractConfig(), progress=False)
+    assert plain.key == first.key and h5.stat().st_mtime_ns == stamp, plain
+    assert plain.message == f"redone: removed {LANDMARKS_XLSX} (not made under these options)" and not book.exists()
+    again = extract_video(e, tmp_path, model, ExtractConfig(landmark_workbook=True, compression_level=9), progress=False)
+    assert again.key == first.key and h5.stat().st_mtime_ns == stamp and book.is_file(), again
+    stricter = dataclasses.replace(ExtractConfig().smile, min_fraction=0.9)
+    other = extract_video(e, tmp_path, model, ExtractConfig(smile=stricter), progress=False)
+    assert other.key != first.key and other.message.startswith("re-extracted: another extraction configuration")

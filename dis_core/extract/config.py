@@ -9,9 +9,14 @@ from dis_core.extract.landmarker import LandmarkerConfig
 from dis_core.extract.smiles import SmileConfig
 
 
+EXPORT_FIELDS = ("landmark_workbook", "landmark_pca_png", "chunk_frames", "compression_level")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
-    """Everything that changes extraction outputs (its hash decides whether an output is reused)."""
+    """Everything that changes extraction outputs: the landmarker and the smile rule change the HDF5 file's
+    content (:meth:`content_hash` decides whether it is reused); the rest only which exports sit beside it
+    (:func:`dis_core.extract.heal.heal_exports` adds or removes them) or how it is stored."""
 
     landmarker: LandmarkerConfig = LandmarkerConfig()
     smile: SmileConfig = SmileConfig()
@@ -19,3 +24,12 @@ class ExtractConfig:
     landmark_pca_png: bool = True
     chunk_frames: int = 256
     compression_level: int = 4
+
+    def content_hash(self) -> str:
+        """The hash of what the HDF5 file holds: the whole configuration's with the export and storage options
+        at their defaults (a run with default exports keeps the hash it always had). A workbook asked for once
+        re-extracted every video and redid every later stage."""
+        from dis_core.config import config_hash
+
+        defaults = ExtractConfig()
+        return config_hash(dataclasses.replace(self, **{f: getattr(defaults, f) for f in EXPORT_FIELDS}))

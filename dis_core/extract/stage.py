@@ -28,7 +28,6 @@ from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTrack
 from dis_core.manifest import VideoEntry
 from dis_core.extract.pca import StreamingPCA
 from dis_core.extract.pose import head_pose
-from dis_core.config import config_hash
 from dis_core.io.provenance import provenance, sha256_file
 from dis_core.extract.smiles import smile_frames, smile_seconds
 from dis_core.extract.video import check_times, effective_fps, iter_frames, probe
@@ -72,7 +71,7 @@ def attempt_header(entry: VideoEntry, model: ModelFile, cfg: ExtractConfig) -> s
     when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return (f"--- {when} DIS {__version__}, process {os.getpid()}" + (f", SLURM job {job}" if job else "")
             + f": {entry.video} (participant {entry.participant_id}, session {entry.session}), face model sha256 "
-            f"{model.sha256[:12]}..., extraction config {config_hash(cfg)[:12]}...")
+            f"{model.sha256[:12]}..., extraction config {cfg.content_hash()[:12]}...")
 
 
 # why a complete extraction on disk is done again (check_complete's reasons), as the summary says it
@@ -103,7 +102,7 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
             base.elapsed_s = round(time.monotonic() - t0, 3)
             return base
         remove_stale_parts(d)
-        expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": config_hash(cfg),
+        expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": cfg.content_hash(),
                   "fps_override": float(entry.fps or 0.0)}
         base.key = content_key(expect)
         h5 = layout.extraction(entry.unit_id)
@@ -156,7 +155,8 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
     check_times(entry.video, entry.fps)
     prov = provenance(cfg, video=str(entry.video), video_sha256=expect["video_sha256"],
                       model_sha256=model.sha256, model_path=str(model.path), unit_id=entry.unit_id,
-                      participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"])
+                      participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"],
+                      config_hash=expect["config_hash"])  # of the content ("config" holds every option that ran)
     d.mkdir(parents=True, exist_ok=True)
     _check_free_space(entry, d, info.frame_count, cfg)
     with atomic_path(h5) as tmp:
