@@ -59,6 +59,13 @@ def _fraction(value: float) -> float:
     return value
 
 
+def _above_zero_fraction(value: float) -> float:
+    """A fraction above 0: at 0 a rule would hold with nothing seen (every second with a face would smile)."""
+    if _fraction(value) == 0.0:
+        raise typer.BadParameter("0 must be above 0 (at 0 every second with a face smiles, even with no smiling frame)")
+    return value
+
+
 ExecutorOpt = typer.Option("local", callback=_executor_name,
                            help="local (one process per core) or debug (in-process).")
 RunExecutorOpt = typer.Option("local", callback=_run_executor_name,
@@ -238,7 +245,8 @@ def extract(
     force: bool = ForceOpt,
     landmark_workbook: bool = typer.Option(False, help="Also write landmarks.xlsx per video (x, y of all 478 "
                                                        "landmarks per frame; slow for long videos)."),
-    smile_min_fraction: float = typer.Option(0.5, callback=_fraction, help="A second smiles when this fraction of its face frames smile."),
+    smile_min_fraction: float = typer.Option(0.5, callback=_above_zero_fraction,
+                                             help="A second smiles when this fraction of its face frames smile (above 0, at most 1)."),
     verbose: bool = VerboseOpt,
     container: Optional[Path] = ContainerOpt,
 ) -> None:

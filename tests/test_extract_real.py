@@ -119,6 +119,13 @@ def test_face_noface_detects_only_in_the_face_segment(extracted):
     face = x.time_s < 2.39
     assert x.detected[face].mean() >= 0.95
     assert not x.detected[~face].any()
+    # seconds 0-2 show the face; the others are unknown in the per-second table, and out of the cohort's denominator
+    out, m, by = extracted
+    secs = pd.read_excel(Path(by["face_noface.mov"].output).parent / SMILE_SECONDS_XLSX, sheet_name="smile_seconds")
+    assert secs["smile"].isna().tolist() == [d == 0 for d in secs["detected_frames"]] and secs["smile"].isna().sum() >= 2
+    row = pd.read_csv(out / "summary" / "smile_summary.csv").set_index("participant_id").loc["face-noface"]
+    assert row["face_seconds"] == 3 and row["seconds"] == len(secs) > 3
+    assert row["smile_second_fraction"] == pytest.approx(row["smile_seconds"] / 3)
 
 
 def test_round_trip_file_equals_computation(extracted, model, samples):

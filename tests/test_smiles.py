@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES
 from dis_core.extract.smiles import DEFAULT_THRESHOLDS, SmileConfig, smile_frames, smile_seconds
@@ -55,7 +56,19 @@ def test_second_fraction_counts_only_face_frames():
     s = smile_seconds(t, det, smi, SmileConfig(min_fraction=0.5))
     assert s["smile_fraction"].iloc[0] == 0.5 and bool(s["smile"].iloc[0])
     s2 = smile_seconds(t, np.zeros(10, bool), np.zeros(10, bool), SmileConfig())
-    assert not bool(s2["smile"].iloc[0]) and np.isnan(s2["smile_fraction"].iloc[0])
+    assert s2["smile"].isna().iloc[0] and np.isnan(s2["smile_fraction"].iloc[0])  # no face: unknown
+
+
+def test_a_second_without_a_face_is_unknown_not_unsmiling():
+    """A face smiling for 2 s, then gone for 8: it smiled in 2 of the 2 seconds it showed (it read 2 of 10)."""
+    t = np.arange(300) / 30
+    det = t < 2
+    s = smile_seconds(t, det, det.copy(), SmileConfig())
+    assert s["smile"].tolist()[:2] == [True, True] and s["smile"].isna().sum() == 8
+    assert int(s["smile"].sum()) == 2 and int((s["detected_frames"] > 0).sum()) == 2
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="above 0 and at most 1"):
+            SmileConfig(min_fraction=bad)
 
 
 def test_a_second_without_frames_is_a_row_of_its_own():
@@ -67,5 +80,6 @@ def test_a_second_without_frames_is_a_row_of_its_own():
     s = smile_seconds(t, det, smi, SmileConfig())
     assert list(s["second"]) == [0, 1, 2, 3] and list(s["start_s"]) == [0.0, 1.0, 2.0, 3.0]
     assert list(s["frames"]) == [2, 2, 0, 2] and list(s["detected_frames"]) == [2, 2, 0, 2]
-    assert list(s["smile"]) == [True, False, False, True] and np.isnan(s["smile_fraction"].iloc[2])
+    assert s["smile"].tolist()[:2] + s["smile"].tolist()[3:] == [True, False, True] and s["smile"].isna().iloc[2]
+    assert np.isnan(s["smile_fraction"].iloc[2])
     assert len(smile_seconds(np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), SmileConfig())) == 0

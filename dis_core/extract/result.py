@@ -20,6 +20,7 @@ class ExtractResult(UnitResult):
     smile_frames: int = 0
     smile_seconds: int = 0
     seconds: int = 0
+    face_seconds: int = 0  # seconds with a face in at least one frame: the denominator of smile_seconds
     fps: float = float("nan")
     other_face_frames: int = 0  # frames where only someone else's face was found (counted as no face)
     several_faces_frames: int = 0  # frames with more than one face in view

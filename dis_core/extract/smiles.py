@@ -26,6 +26,11 @@ class SmileConfig:
     thresholds: tuple[tuple[str, float], ...] = DEFAULT_THRESHOLDS
     min_fraction: float = 0.5
 
+    def __post_init__(self):
+        if not (0.0 < float(self.min_fraction) <= 1.0):  # NaN too
+            raise ValueError(f"smile min_fraction {self.min_fraction!r} must be above 0 and at most 1 (at 0 every "
+                             "second with a face smiles, even with no smiling frame)")
+
 
 def smile_frames(blendshapes: np.ndarray, names: tuple[str, ...] | list[str], cfg: SmileConfig) -> np.ndarray:
     """(T, 52) scores -> (T,) bool; frames without a face (NaN) never smile."""
@@ -45,8 +50,11 @@ def smile_seconds(times_s: np.ndarray, detected: np.ndarray, smiling: np.ndarray
     first frame's to the last's: a second without a frame (a gap in a variable-rate recording) is a row with
     0 frames, as a second without a face is one with 0 detected frames, so rows line up with the clock.
 
-    Columns: second, start_s, frames, detected_frames, smile_frames, smile_fraction, smile.
-    Because the bins come from the frame times, the number of frames per second follows the real fps.
+    Columns: second, start_s, frames, detected_frames, smile_frames, smile_fraction, smile. ``smile`` is
+    missing (pandas' NA, an empty cell in Excel) for a second without a face: unknown, not "not smiling" (a
+    video whose face left after 2 smiling seconds of 10 read as smiling 20% of its seconds, where it smiled in
+    every second it showed). Because the bins come from the frame times, the number of frames per second
+    follows the real fps.
     """
     t = np.asarray(times_s, dtype=float)
     sec = np.floor(t).astype(np.int64)
@@ -63,5 +71,5 @@ def smile_seconds(times_s: np.ndarray, detected: np.ndarray, smiling: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = out["smile_frames"] / out["detected_frames"].where(out["detected_frames"] > 0)
     out["smile_fraction"] = frac.astype(float)
-    out["smile"] = (out["smile_fraction"] >= cfg.min_fraction).fillna(False).astype(bool)
+    out["smile"] = (out["smile_fraction"] >= cfg.min_fraction).astype("boolean").mask(out["detected_frames"] == 0)
     return out

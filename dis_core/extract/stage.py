@@ -255,7 +255,8 @@ def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig,
     n = len(t)
     duration = float(t[-1] - t[0] + 1.0 / fps) if n else 0.0
     summary = {"n_frames": n, "n_detected": int(det.sum()), "n_smile_frames": int(smi.sum()),
-               "n_seconds": int(len(secs)), "n_smile_seconds": int(secs["smile"].sum()), "fps": fps}
+               "n_seconds": int(len(secs)), "n_face_seconds": int((secs["detected_frames"] > 0).sum()),
+               "n_smile_seconds": int(secs["smile"].sum()), "fps": fps}
     video = {"path": str(entry.video), "fps": fps, "fps_header": info.fps,
              "fps_source": "manifest override" if entry.fps else "frame timestamps",
              "frame_count": n, "frame_count_header": info.frame_count,
@@ -332,10 +333,18 @@ def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
                      f"Landmark PCA: {entry.participant_id} / {entry.session}\n{Path(entry.video_rel).name}", prov)
 
 
+def _face_seconds(attrs: dict, h5: Path) -> int:
+    """Seconds with a face: recorded since 5 December 2026, counted from the frames in a file made before."""
+    if "n_face_seconds" in attrs:
+        return int(attrs["n_face_seconds"])
+    x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes", "head_pose"))
+    return int(np.unique(np.floor(x.time_s[x.detected])).size)
+
+
 def _result_from_file(base: ExtractResult, h5: Path) -> ExtractResult:
     a = read_attrs(h5)
     return dataclasses.replace(
         base, frames=int(a["n_frames"]), detected_frames=int(a["n_detected"]),
         smile_frames=int(a["n_smile_frames"]), smile_seconds=int(a["n_smile_seconds"]),
-        seconds=int(a["n_seconds"]), fps=float(a["fps"]), output=str(h5),
+        seconds=int(a["n_seconds"]), face_seconds=_face_seconds(a, h5), fps=float(a["fps"]), output=str(h5),
         other_face_frames=int(a.get("n_other_face_frames", 0)), several_faces_frames=int(a.get("n_several_faces_frames", 0)))

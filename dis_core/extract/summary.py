@@ -88,7 +88,8 @@ def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
 
 
 def smile_table(results: Sequence[Any]) -> pd.DataFrame:
-    """Cohort smile summary per video (aggregated per participant by the report)."""
+    """Cohort smile summary per video (aggregated per participant by the report): smiling seconds out of the
+    seconds with a face, as smiling frames out of the frames with one."""
     rows = []
     for r in results:
         if r.status in ("ok", "skipped"):
@@ -97,8 +98,9 @@ def smile_table(results: Sequence[Any]) -> pd.DataFrame:
                 "fps": _fps(r.fps), "frames": r.frames, "detected_frames": r.detected_frames,
                 "smile_frames": r.smile_frames,
                 "smile_frame_fraction": r.smile_frames / r.detected_frames if r.detected_frames else float("nan"),
-                "seconds": r.seconds, "smile_seconds": r.smile_seconds,
+                "seconds": r.seconds, "face_seconds": r.face_seconds, "smile_seconds": r.smile_seconds,
+                "smile_second_fraction": r.smile_seconds / r.face_seconds if r.face_seconds else float("nan"),
             })
     return pd.DataFrame(rows, columns=["unit_id", "participant_id", "session", "video", "fps", "frames",
                                        "detected_frames", "smile_frames", "smile_frame_fraction", "seconds",
-                                       "smile_seconds"])
+                                       "face_seconds", "smile_seconds", "smile_second_fraction"])

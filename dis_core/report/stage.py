@@ -146,11 +146,14 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         per_video = pd.read_csv(sm)
         if len(per_video):
             g = per_video.groupby("participant_id")
-            sheets["smiles"] = pd.DataFrame({
+            face_s = {"face_seconds": g["face_seconds"].sum()} if "face_seconds" in per_video else {}  # since 5 Dec 2026
+            tab = sheets["smiles"] = pd.DataFrame({
                 "videos": g.size(), "frames": g["frames"].sum(), "detected_frames": g["detected_frames"].sum(),
-                "smile_frames": g["smile_frames"].sum(), "seconds": g["seconds"].sum(),
+                "smile_frames": g["smile_frames"].sum(), "seconds": g["seconds"].sum(), **face_s,
                 "smile_seconds": g["smile_seconds"].sum()}).reset_index()
-            sheets["smiles"]["smile_frame_fraction"] = sheets["smiles"]["smile_frames"] / sheets["smiles"]["detected_frames"]
+            tab["smile_frame_fraction"] = tab["smile_frames"] / tab["detected_frames"]
+            if face_s:
+                tab["smile_second_fraction"] = tab["smile_seconds"] / tab["face_seconds"].where(tab["face_seconds"] > 0)
     _landmark_pca(figs, cohort, prov)
     wb = cohort.layout.workbook
     write_workbook(wb, sheets, prov)
