@@ -74,8 +74,9 @@ RunExecutorOpt = typer.Option("local", callback=_run_executor_name,
 WorkersOpt = typer.Option(None, min=1, help="Worker processes for the local executor (default: cores).")
 
 
-def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> None:
-    """With --container, run this very command inside the Apptainer image (unless already inside)."""
+def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path, model: Optional[Path] = None) -> None:
+    """With --container, run this very command inside the Apptainer image (unless already inside), with the
+    folders it reads and writes bound (jobs/container.py): the model's is --model's, else $DIS_FACE_MODEL's."""
     import os
     import shutil
     import sys
@@ -95,7 +96,10 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> N
         if a.startswith("--container="):
             continue
         args.append(a)
-    binds = {str(Path.cwd()), str(Path(out).resolve().parent)}
+    from dis_core.io.assets import MODEL_ENV
+    from jobs.container import container_binds
+
+    m = None
     if manifest is not None:
         from dis_core.manifest import load_manifest
 
@@ -103,9 +107,10 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path) -> N
             m = load_manifest(manifest)
         except DISError as e:
             _fail(e)
-        binds |= {str(m.path.parent), str(m.path.resolve().parent)} | {str(e.video.parent) for e in m.entries}
     Path(out).mkdir(parents=True, exist_ok=True)
-    cmd = ["apptainer", "run", "--bind", ",".join(sorted(binds)), str(sif), *args]
+    model = model if model is not None else os.environ.get(MODEL_ENV)
+    binds = container_binds(out, m, Path(model) if model else None, extra=[Path.cwd(), Path(out).resolve().parent])
+    cmd = ["apptainer", "run", "--bind", ",".join(binds), str(sif), *args]
     os.execvp("apptainer", cmd)
 
 
@@ -202,13 +207,14 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
             base = dataclasses.replace(prev, out=Path(out))
         else:
             raise DISError(f"{out} holds no run (no run.json): start it with dis extract or dis run --manifest")
+        train = base.train
         if feature_sets is not None or not base.train:
-            train = _train_cfgs(feature_sets or DEFAULT_FEATURE_SETS, max_epochs)
-        elif max_epochs:
-            train = tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=max_epochs))
-                          for c in base.train)
-        else:
-            train = base.train
+            # a command continuing the run keeps the recorded configuration of the sets it names (their models'
+            # keys); defaults only for sets the run has not planned (dis run and dis submit plan afresh)
+            kept = {c.features.name: c for c in base.train} if manifest is None else {}
+            train = tuple(kept.get(c.features.name, c) for c in _train_cfgs(feature_sets or DEFAULT_FEATURE_SETS, None))
+        if max_epochs:
+            train = tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=max_epochs)) for c in train)
         plan = dataclasses.replace(base, train=train, **changes)
         if reads_manifest:  # a run folder's plan over a manifest edited since: exit 2 before anything runs
             plan.check_manifest()
@@ -246,12 +252,13 @@ def extract(
     landmark_workbook: bool = typer.Option(False, help="Also write landmarks.xlsx per video (x, y of all 478 "
                                                        "landmarks per frame; slow for long videos)."),
     smile_min_fraction: float = typer.Option(0.5, callback=_above_zero_fraction,
-                                             help="A second smiles when this fraction of its face frames smile (above 0, at most 1)."),
+                                             help="A second smiles when this fraction of its face frames smile "
+                                                  "(above 0, at most 1)."),
     verbose: bool = VerboseOpt,
     container: Optional[Path] = ContainerOpt,
 ) -> None:
     """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""
-    _in_container(container, manifest, out)
+    _in_container(container, manifest, out, model)
     from dis_core.extract.smiles import SmileConfig
     from dis_core.extract.config import ExtractConfig
 
@@ -336,7 +343,8 @@ def run(
     container: Optional[Path] = ContainerOpt,
 ) -> None:
     """The whole pipeline on this machine: extract, cohort step, train, score, report."""
-    _in_container(container, manifest, out)
+    if executor != "slurm":  # on SLURM the tasks run in the image (as dis submit --container): sbatch is on the host
+        _in_container(container, manifest, out, model)
     from dis_core.extract.config import ExtractConfig
     from dis_core.report.config import ReportConfig
     from jobs.graph import STAGES
@@ -344,7 +352,9 @@ def run(
     plan = _plan(out, manifest, model, feature_sets, max_epochs, extract=ExtractConfig(),
                  report=ReportConfig(norm_workbooks=norm_workbooks), force=force, verbose=verbose)
     if executor == "slurm":
-        _submit(plan, None)
+        from jobs.slurm import load_slurm_config
+
+        _submit(plan, load_slurm_config(container=str(container) if container is not None else None))
     _run(plan, [s.name for s in STAGES], "dis run", executor, workers)
 
 

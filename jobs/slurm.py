@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import math
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,8 +48,8 @@ class SlurmConfig:
     train_gres: str | None = None  # e.g. "gpu:1": training tasks (pooled and train) ask for a GPU (= stages.train.gres)
     array_parallelism: int = 256
     max_array_size: int | None = None  # default: the cluster's MaxArraySize
-    container: str | None = None  # dis.sif: every task runs `apptainer exec [--nv] dis.sif python3`
-    nv: bool = False  # pass --nv to apptainer (GPU)
+    container: str | None = None  # dis.sif: every task runs `apptainer exec [--nv] --bind FOLDERS dis.sif python3`
+    nv: bool = False  # pass --nv to apptainer for every stage (a stage whose gres asks for a GPU always gets it)
     stages: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def resources(self, st: Stage) -> dict[str, Any]:
@@ -59,7 +60,7 @@ class SlurmConfig:
         r.update({k: v for k, v in (("time_min", self.time_min), ("mem_gb", self.mem_gb),
                                     ("cpus_per_task", self.cpus_per_task)) if v is not None})
         r.update(self.stages.get(st.name, {}))
-        if "pack" not in self.stages.get(st.name, {}) and "gpu" in str(r["gres"] or ""):
+        if "pack" not in self.stages.get(st.name, {}) and _asks_gpu(r):
             r["pack"] = max(r["pack"], GPU_PACK)
         return r
 
@@ -136,15 +137,31 @@ def max_array_size() -> int:
     return int(m.group(1)) if m else 1001
 
 
-def _executor(folder: Path, cfg: SlurmConfig, st: Stage, dependency: str | None = None):
+def _executor(folder: Path, cfg: SlurmConfig, st: Stage, dependency: str | None = None, binds: Sequence[str] = ()):
+    """submitit's executor for one stage's arrays; with a container, its tasks run python inside the image
+    with ``binds`` (:func:`plan_binds`) and the submitit folder bound, and --nv when the stage asks for a GPU."""
     import submitit
 
     kw: dict[str, Any] = {}
     if cfg.container:
-        kw["slurm_python"] = f"apptainer exec {'--nv ' if cfg.nv else ''}{cfg.container} python3"
+        nv = "--nv " if cfg.nv or _asks_gpu(cfg.resources(st)) else ""
+        bind = shlex.quote(",".join(sorted({*binds, str(Path(folder).resolve())})))
+        kw["slurm_python"] = f"apptainer exec {nv}--bind {bind} {shlex.quote(cfg.container)} python3"
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm", **kw)
     ex.update_parameters(**slurm_parameters(cfg, st, dependency))
     return ex
+
+
+def _asks_gpu(r: dict[str, Any]) -> bool:
+    """The stage's resources (:meth:`SlurmConfig.resources`) ask SLURM for a GPU."""
+    return "gpu" in str(r["gres"] or "")
+
+
+def plan_binds(plan: Plan) -> list[str]:
+    """What a task inside the image must see of the host: the run folder, the manifest, videos and model."""
+    from .container import container_binds
+
+    return container_binds(plan.out, plan.manifest_, plan.model.path)
 
 
 def slurm_parameters(cfg: SlurmConfig, st: Stage, dependency: str | None = None) -> dict[str, Any]:
@@ -303,13 +320,14 @@ def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> 
     folder = Path(rec["logs"])
     private_folder(folder)  # submitit's job files (pickled calls, logs) are the owner's alone
     size = cfg.max_array_size or max_array_size()
+    binds = plan_binds(plan) if cfg.container else []
     for st, todo, after in submission_order(units):
         dependency = slurm_dependency(st, {a: rec["jobs"][a] for a in after})
         tasks = packs(todo, cfg.resources(st)["pack"])
         jobs = []
         for i in range(0, len(tasks), size):
-            jobs += _executor(folder / st.name, cfg, st, dependency).map_array(PackTask(st.name, plan),
-                                                                               tasks[i:i + size])
+            jobs += _executor(folder / st.name, cfg, st, dependency, binds).map_array(PackTask(st.name, plan),
+                                                                                      tasks[i:i + size])
             rec["jobs"][st.name] = _array_ids(jobs)  # as they are queued: a refusal later cancels them
         for pack, j in zip(tasks, jobs):
             for u in pack:
@@ -401,8 +419,10 @@ ACTIVE = ("RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_O
 def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     """A unit's state from its SLURM state and its recorded outcome (None: none recorded). ``ran_here``:
     the outcome was recorded by the unit's own task, so a unit of a pack is done or failed as it
-    finished, whatever the task did next (ran further units, was cancelled, timed out)."""
-    if r is not None and r.done and (slurm in ("COMPLETED", "") or ran_here):
+    finished, whatever the task did next (ran further units, was cancelled, timed out). Another job's record
+    counts only for a unit no task ran (``slurm`` ''): a COMPLETED task whose unit left no record of its own
+    (it could not write one, e.g. refusing a folder owned by another input) failed; an earlier ok said done."""
+    if r is not None and r.done and (slurm == "" or ran_here):
         return "done"
     if slurm in QUEUED:  # requeued after recording a failure: it runs again
         return "pending"

@@ -58,3 +58,82 @@ def test_status_and_resubmit_take_the_run_folder_as_every_command_does(tmp_path,
         assert r.returncode == 2 and f"{tmp_path} is not a run folder" in " ".join(r.stderr.split()), r.stderr
     r = dis()
     assert r.returncode == 2 and "give the run folder: RUN or --out RUN" in r.stderr
+
+
+def _in_image(monkeypatch, args) -> list[str]:
+    """The apptainer command `dis ARGS` would exec (nothing is run): apptainer on PATH, not inside the image."""
+    import os
+    import shutil
+
+    import jobs.cli as cli
+
+    seen = {}
+
+    def execvp(prog, cmd):
+        seen["cmd"] = cmd
+        raise SystemExit(0)
+
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda n, *a, **k: "/usr/bin/apptainer" if n == "apptainer" else which(n, *a, **k))
+    monkeypatch.setattr(os, "execvp", execvp)
+    monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
+    with pytest.raises(SystemExit):
+        cli.app(list(map(str, args)), standalone_mode=False)
+    return seen["cmd"]
+
+
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_the_model_folder_is_bound_in_the_image(tmp_path, monkeypatch, given):
+    """`dis extract --container dis.sif --model /elsewhere/face.task`: the model's folder was not bound, so the
+    image said the model (there on the host) was not found; the same for $DIS_FACE_MODEL."""
+    task = tmp_path / "models" / "face.task"
+    task.parent.mkdir()
+    task.write_bytes(b"")
+    args = ["extract", "-m", ROOT / "manifests" / "demo.csv", "-o", tmp_path / "out", "--container", "dis.sif"]
+    if given == "option":
+        args += ["--model", task]
+    else:
+        monkeypatch.setenv("DIS_FACE_MODEL", str(task))
+    cmd = _in_image(monkeypatch, args)
+    assert cmd[:3] == ["apptainer", "run", "--bind"] and str(task.parent) in cmd[3].split(","), cmd
+
+
+def test_run_on_slurm_with_a_container_submits_from_the_host(tmp_path, monkeypatch, model):
+    """`dis run --executor slurm --container dis.sif` re-ran itself inside the image, which has no sbatch (refused
+    on a SLURM host), and never gave the image to SLURM: it submits from the host, its tasks run in the image."""
+    import os
+
+    import jobs.cli as cli
+    import jobs.slurm
+
+    submitted = {}
+
+    def submit_run(plan, cfg):
+        submitted["cfg"] = cfg
+        return {"run_id": "r", "out": str(plan.out), "jobs": {}}
+
+    monkeypatch.setattr(jobs.slurm, "submit_run", submit_run)
+    monkeypatch.setattr(os, "execvp", lambda *a: pytest.fail(f"re-ran itself in the image: {a}"))
+    monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
+    rc = cli.app(["run", "-m", str(ROOT / "manifests" / "demo.csv"), "-o", str(tmp_path / "run"), "--model",
+                  str(model.path), "--executor", "slurm", "--container", "dis.sif", "--feature-sets", "head_pose"],
+                 standalone_mode=False)
+    assert rc == 0 and submitted["cfg"].container == "dis.sif"
+
+
+def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_path):
+    """`dis train --out RUN --feature-sets head_pose` on a run planned with --max-epochs 3 rebuilt head_pose's
+    training config from defaults (400 epochs): its models counted as stale and were trained again."""
+    from dis_core.io.assets import resolve_model
+    from dis_core.io.provenance import sha256_file
+    from jobs.cli import _plan, _train_cfgs
+    from jobs.graph import Plan, write_record
+
+    m = ROOT / "manifests" / "demo.csv"
+    planned = Plan(out=tmp_path / "run", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m),
+                   train=_train_cfgs("head_pose,landmarks", 3))  # as `dis run --max-epochs 3` plans it
+    write_record(planned, "local")
+    assert _plan(planned.out, feature_sets="head_pose").train == planned.train[:1]
+    new = _plan(planned.out, feature_sets="landmarks,blendshapes").train
+    assert new == (planned.train[1], *_train_cfgs("blendshapes", None)), "defaults only for a set not planned"
+    assert [c.flow.max_epochs for c in _plan(planned.out, feature_sets="head_pose", max_epochs=5).train] == [5]

@@ -66,7 +66,7 @@ class FakeExecutor:
     def __init__(self):
         self.calls: list[tuple[str, object, list]] = []
 
-    def __call__(self, folder, cfg, st, dependency=None):
+    def __call__(self, folder, cfg, st, dependency=None, binds=()):
         self.stage = st.name
         return self
 
@@ -310,7 +310,7 @@ def test_sacct_output_is_parsed_per_task():
 
 
 @pytest.mark.parametrize("slurm_state,recorded,state", [
-    ("COMPLETED", "ok", "done"), ("", "skipped", "done"), ("RUNNING", "ok", "running"),
+    ("COMPLETED", "ok", "failed"), ("", "skipped", "done"),  # COMPLETED with another job's ok: its unit left none ("RUNNING", "ok", "running"),
     ("PENDING", None, "pending"), ("REQUEUED", "failed", "pending"), ("COMPLETED", "failed", "failed"),
     ("COMPLETED", None, "failed"), ("CANCELLED", None, "failed"), ("TIMEOUT", "ok", "failed"),
     ("", None, "missing"), ("", "failed", "failed"), ("", "left_out", "done"),
@@ -322,7 +322,7 @@ def test_unit_state_combines_slurm_and_the_recorded_outcome(slurm_state, recorde
     assert slurm.unit_state(slurm_state, r) == state
 
 
-@pytest.mark.parametrize("slurm_state", ["CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "RUNNING"])
+@pytest.mark.parametrize("slurm_state", ["COMPLETED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "RUNNING"])
 def test_a_unit_its_own_task_finished_stays_done_whatever_the_task_did_next(slurm_state):
     ok, bad = UnitResult(unit_id="u", status="ok"), UnitResult(unit_id="u", status="failed")
     assert slurm.unit_state(slurm_state, ok, ran_here=True) == "done"
@@ -538,7 +538,7 @@ def test_resubmit_with_nothing_failed_submits_nothing_and_status_exit_codes(plan
                        logs=str(plan.out / "slurm"), units=units)
     for st in graph.STAGES:
         for u in st.units(plan):
-            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok", job=units[st.name][st.uid(u)]))
     monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "COMPLETED" for j in ids})
     monkeypatch.setattr(slurm, "_submit", lambda *a: pytest.fail("nothing to submit"))
     before = RunLayout(plan.out).run_record.read_text()
@@ -703,7 +703,7 @@ def test_status_lists_the_planned_rows_after_the_manifest_is_edited_and_says_so(
     assert plan.manifest_.extra_columns and plan.manifest_.entries[0].fps == 29.97  # every kind of field
     for st in graph.STAGES:
         for u in st.units(plan):
-            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok", job=units[st.name][st.uid(u)]))
     write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="failed", message="a cohort problem"))
     monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "COMPLETED" for j in ids})
     plan.manifest.write_text(plan.manifest.read_text().replace("p2", "p3"))

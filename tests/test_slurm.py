@@ -213,3 +213,71 @@ def test_packed_extraction_tasks_report_and_record_each_unit(slurm, cohort, mode
     ext = stage("extract")
     for e in plan.manifest_.entries:
         assert read_status(ext.folder(plan.layout, e)).job == rec["units"]["extract"][e.unit_id]
+
+
+def test_tasks_in_the_image_see_the_run_folder_manifest_videos_and_model(tmp_path, samples, model):
+    """The tasks ran `apptainer exec dis.sif python3` without --bind: a run folder outside $HOME, /tmp and the
+    submitting folder (a cluster's /scratch) was invisible in the image and every task died looking for its
+    pickled call; so were a manifest, videos and model elsewhere."""
+    import shlex
+
+    from jobs.graph import stage
+    from jobs.slurm import _executor, plan_binds
+    from tests.conftest import write_manifest
+
+    video = samples["single_face.mp4"]
+    m = load_manifest(write_manifest(tmp_path / "manifests" / "m.csv",
+                                     [{"participant_id": "p", "session": "s1", "video": str(video)}]))
+    plan = _plan(m, tmp_path / "scratch" / "run", model)
+    plan.out.mkdir(parents=True)
+    ex = _executor(tmp_path / "logs" / "extract", SlurmConfig(container="/img/dis.sif"), stage("extract"),
+                   binds=plan_binds(plan))  # as _submit builds it: the python command of submitit's sbatch script
+    cmd = shlex.split(ex._executor.python)
+    assert cmd[:2] == ["apptainer", "exec"] and cmd[-2:] == ["/img/dis.sif", "python3"], cmd
+    binds = set(cmd[cmd.index("--bind") + 1].split(","))
+    assert {str(plan.out), str(tmp_path / "manifests"), str(video.resolve().parent), str(model.path.parent),
+            str(tmp_path / "logs" / "extract")} <= binds, binds
+
+
+@pytest.mark.parametrize("cfg, stage_name, nv", [
+    (SlurmConfig(container="dis.sif", train_gres="gpu:1"), "train", True),
+    (SlurmConfig(container="dis.sif", train_gres="gpu:1"), "extract", False),
+    (SlurmConfig(container="dis.sif", stages={"score": {"gres": "gpu:a100:1"}}), "score", True),
+    (SlurmConfig(container="dis.sif", nv=True), "extract", True),
+    (SlurmConfig(container="dis.sif"), "train", False)])
+def test_a_task_that_asks_for_a_gpu_gets_it_in_the_image(tmp_path, cfg, stage_name, nv):
+    """`dis submit --container X --train-gres gpu:1` got training tasks a GPU from SLURM but ran them without
+    apptainer --nv (only `nv = true` in slurm.toml gave it): training silently used the CPU."""
+    import shlex
+
+    from jobs.graph import stage
+    from jobs.slurm import _executor
+
+    cmd = shlex.split(_executor(tmp_path, cfg, stage(stage_name))._executor.python)
+    assert ("--nv" in cmd) == nv, cmd
+
+
+def test_a_completed_task_whose_unit_left_no_record_of_its_own_failed(tmp_path, samples, model):
+    """An extraction refusing a folder another input owns writes no status.json; its task still ends COMPLETED
+    and `dis status` took the earlier job's 'ok' record for this task's: done, and dis resubmit skipped it."""
+    import shutil
+
+    from dis_core.layout import read_status
+    from jobs.graph import run_unit, stage
+    from jobs.slurm import unit_state
+    from tests.conftest import write_manifest
+
+    plans = []
+    for name, src in [("A", "single_face.mp4"), ("B", "carphone_pristine.mp4")]:  # the same row, other videos
+        (tmp_path / name).mkdir()
+        shutil.copy(samples[src], tmp_path / name / "v.mp4")
+        m = write_manifest(tmp_path / name / "m.csv", [{"participant_id": "p1", "session": "s1", "video": "v.mp4"}])
+        plans.append(_plan(load_manifest(m), tmp_path / "run", model))
+    e1, e2 = (p.manifest_.entries[0] for p in plans)
+    assert run_unit("extract", plans[0], e1, job="100_0").status == "ok"
+    assert run_unit("extract", plans[1], e2, job="200_0").failed
+    rec = read_status(stage("extract").folder(plans[1].layout, e2))
+    assert rec.done and rec.job == "100_0", "the unit of job 200_0 could not record"
+    assert unit_state("COMPLETED", rec, ran_here=rec.job == "200_0") == "failed"
+    assert unit_state("CANCELLED", rec, ran_here=rec.job == "100_0") == "done", "a unit its own task finished"
+    assert unit_state("", rec, ran_here=False) == "done", "run locally since: the record is trusted"
