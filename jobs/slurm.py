@@ -421,8 +421,9 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     the outcome was recorded by the unit's own task, so a unit of a pack is done or failed as it
     finished, whatever the task did next (ran further units, was cancelled, timed out). Another job's record
     counts only for a unit no task ran (``slurm`` ''): a COMPLETED task whose unit left no record of its own
-    (it could not write one, e.g. refusing a folder owned by another input) failed; an earlier ok said done."""
-    if r is not None and r.done and (slurm == "" or ran_here):
+    (it could not write one, e.g. refusing a folder owned by another input) failed; an earlier ok said done.
+    A record without a job id (DIS before 1620c48 wrote none) is taken as its COMPLETED task's, as it was then."""
+    if r is not None and r.done and (slurm == "" or ran_here or (slurm == "COMPLETED" and not r.job)):
         return "done"
     if slurm in QUEUED:  # requeued after recording a failure: it runs again
         return "pending"

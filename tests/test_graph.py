@@ -310,7 +310,7 @@ def test_sacct_output_is_parsed_per_task():
 
 
 @pytest.mark.parametrize("slurm_state,recorded,state", [
-    ("COMPLETED", "ok", "failed"), ("", "skipped", "done"),  # COMPLETED with another job's ok: its unit left none ("RUNNING", "ok", "running"),
+    ("COMPLETED", "ok", "done"), ("", "skipped", "done"), ("RUNNING", "ok", "running"),  # records without a job id
     ("PENDING", None, "pending"), ("REQUEUED", "failed", "pending"), ("COMPLETED", "failed", "failed"),
     ("COMPLETED", None, "failed"), ("CANCELLED", None, "failed"), ("TIMEOUT", "ok", "failed"),
     ("", None, "missing"), ("", "failed", "failed"), ("", "left_out", "done"),
@@ -324,7 +324,7 @@ def test_unit_state_combines_slurm_and_the_recorded_outcome(slurm_state, recorde
 
 @pytest.mark.parametrize("slurm_state", ["COMPLETED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "RUNNING"])
 def test_a_unit_its_own_task_finished_stays_done_whatever_the_task_did_next(slurm_state):
-    ok, bad = UnitResult(unit_id="u", status="ok"), UnitResult(unit_id="u", status="failed")
+    ok, bad = UnitResult(unit_id="u", status="ok", job="1_0"), UnitResult(unit_id="u", status="failed", job="1_0")
     assert slurm.unit_state(slurm_state, ok, ran_here=True) == "done"
     assert slurm.unit_state(slurm_state, ok) != "done", "an earlier run's record is not this task's outcome"
     assert slurm.unit_state(slurm_state, bad, ran_here=True) == "failed"

@@ -170,3 +170,7 @@ def test_the_frame_rate_of_times_rounded_to_milliseconds_is_the_rate_they_were_w
     assert effective_fps(np.array([0.0]), 24.0) == 24.0
     dropped = np.delete(mkv, 150)  # one frame dropped: a 67 ms period among the 33s and 34s (it read 30.303)
     assert abs(effective_fps(dropped, 0.0) - 30.0) < 0.01
+    # an even count whose median period lies between two rates (it read NaN): one of the two
+    half = np.concatenate([np.arange(301) / 30, 10 + np.arange(1, 301) / 15])
+    assert effective_fps(half, 0.0) in (pytest.approx(30.0), pytest.approx(15.0))
+    assert effective_fps(np.array([0.0, 1 / 30, 1 / 30 + 1 / 15]), 0.0) in (pytest.approx(30.0), pytest.approx(15.0))

@@ -435,3 +435,26 @@ def test_export_options_add_or_remove_exports_without_extracting_again(tmp_path,
     stricter = dataclasses.replace(ExtractConfig().smile, min_fraction=0.9)
     other = extract_video(e, tmp_path, model, ExtractConfig(smile=stricter), progress=False)
     assert other.key != first.key and other.message.startswith("re-extracted: another extraction configuration")
+
+
+def test_a_record_from_before_face_seconds_gets_them_from_its_file(tmp_path, samples, model, make_manifest):
+    """A unit's status.json written before seconds with a face were counted: the cohort's smile table counts
+    them from the HDF5 file (it read 0, and smiling seconds out of them NaN), and an old file without the
+    attribute gives the same count as a new one."""
+    from dis_core.extract.h5store import read_attrs
+    from dis_core.extract.stage import face_seconds_of
+    from dis_core.extract.summary import collect_extract_results, smile_table
+    from dis_core.layout import STATUS, write_status
+
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["face_noface.mov"])}]))
+    r = extract_video(m.entries[0], tmp_path, model, ExtractConfig(), progress=False)
+    assert r.face_seconds == 3  # the face leaves at 2.4 s
+    write_status(RunLayout(tmp_path).video_dir(r.unit_id), r)  # as the runner records it
+    status = RunLayout(tmp_path).video_dir(r.unit_id) / STATUS
+    doc = json.loads(status.read_text())
+    del doc["face_seconds"]
+    status.write_text(json.dumps(doc))
+    row = smile_table(collect_extract_results(m, tmp_path)).iloc[0]
+    assert row["face_seconds"] == 3 and row["smile_second_fraction"] == pytest.approx(r.smile_seconds / 3)
+    attrs = {k: v for k, v in read_attrs(Path(r.output)).items() if k != "n_face_seconds"}
+    assert face_seconds_of(attrs, Path(r.output)) == 3

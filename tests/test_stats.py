@@ -521,6 +521,9 @@ def test_top_k_leave_one_out_equals_removing_each_person_outright():
     brute = [top1_of_people(np.delete(x, i, 0)[:, owner != i], np.searchsorted(np.delete(np.arange(5), i),
                                                                               owner[owner != i])) for i in range(5)]
     np.testing.assert_allclose(st.topk_leave_one_out(x, 1, owner, block=2), brute, atol=1e-12)
+    # only person 0 has columns: without them the rate is undefined (it read 0 and blew the se up)
+    lone = st.topk_leave_one_out(x[:, owner == 0], 1, owner[owner == 0])
+    assert np.isnan(lone[0]) and np.all(lone[1:] == lone[1]) and st.jackknife_se(lone) == 0.0
     v = np.array([0.5, 0.75, 1.0, 0.75])
     assert st.jackknife_se(v) == pytest.approx(np.sqrt(3 / 4 * 0.125))
 

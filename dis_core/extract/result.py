@@ -20,7 +20,8 @@ class ExtractResult(UnitResult):
     smile_frames: int = 0
     smile_seconds: int = 0
     seconds: int = 0
-    face_seconds: int = 0  # seconds with a face in at least one frame: the denominator of smile_seconds
+    face_seconds: int | None = None  # seconds with a face in a frame, the denominator of smile_seconds (None: a record
+    # from before 5 December 2026 lacks it; collect_extract_results counts it from the HDF5 file)
     fps: float = float("nan")
     other_face_frames: int = 0  # frames where only someone else's face was found (counted as no face)
     several_faces_frames: int = 0  # frames with more than one face in view

@@ -333,7 +333,7 @@ def _pca_png(h5: Path, path: Path, entry: VideoEntry, prov: dict) -> None:
                      f"Landmark PCA: {entry.participant_id} / {entry.session}\n{Path(entry.video_rel).name}", prov)
 
 
-def _face_seconds(attrs: dict, h5: Path) -> int:
+def face_seconds_of(attrs: dict, h5: Path) -> int:
     """Seconds with a face: recorded since 5 December 2026, counted from the frames in a file made before."""
     if "n_face_seconds" in attrs:
         return int(attrs["n_face_seconds"])
@@ -346,5 +346,5 @@ def _result_from_file(base: ExtractResult, h5: Path) -> ExtractResult:
     return dataclasses.replace(
         base, frames=int(a["n_frames"]), detected_frames=int(a["n_detected"]),
         smile_frames=int(a["n_smile_frames"]), smile_seconds=int(a["n_smile_seconds"]),
-        seconds=int(a["n_seconds"]), face_seconds=_face_seconds(a, h5), fps=float(a["fps"]), output=str(h5),
+        seconds=int(a["n_seconds"]), face_seconds=face_seconds_of(a, h5), fps=float(a["fps"]), output=str(h5),
         other_face_frames=int(a.get("n_other_face_frames", 0)), several_faces_frames=int(a.get("n_several_faces_frames", 0)))

@@ -83,6 +83,14 @@ def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
         if r is None:
             r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
                               video=e.video_rel, message="no result: the task did not finish (see its log)")
+        elif r.face_seconds is None and r.output and Path(r.output).is_file():  # recorded before it was counted
+            from dis_core.extract.h5store import read_attrs
+            from dis_core.extract.stage import face_seconds_of
+
+            try:
+                r.face_seconds = face_seconds_of(read_attrs(Path(r.output)), Path(r.output))
+            except (OSError, KeyError, ValueError):
+                pass  # an unreadable file: the cohort step names it; the table leaves the count empty
         out.append(r)
     return out
 
@@ -98,7 +106,8 @@ def smile_table(results: Sequence[Any]) -> pd.DataFrame:
                 "fps": _fps(r.fps), "frames": r.frames, "detected_frames": r.detected_frames,
                 "smile_frames": r.smile_frames,
                 "smile_frame_fraction": r.smile_frames / r.detected_frames if r.detected_frames else float("nan"),
-                "seconds": r.seconds, "face_seconds": r.face_seconds, "smile_seconds": r.smile_seconds,
+                "seconds": r.seconds, "face_seconds": float("nan") if r.face_seconds is None else r.face_seconds,
+                "smile_seconds": r.smile_seconds,
                 "smile_second_fraction": r.smile_seconds / r.face_seconds if r.face_seconds else float("nan"),
             })
     return pd.DataFrame(rows, columns=["unit_id", "participant_id", "session", "video", "fps", "frames",

@@ -202,7 +202,8 @@ def effective_fps(times_s: np.ndarray, fallback: float) -> float:
     if t.size >= 2:
         d = np.diff(t)
         d = d[d > 0]
-        if d.size:
-            near = d[np.abs(d - np.median(d)) <= ROUNDING_S]
+        if d.size:  # around the period nearest the median (an even count's median may lie between two rates)
+            typical = d[np.argmin(np.abs(d - np.median(d)))]
+            near = d[np.abs(d - typical) <= ROUNDING_S]
             return float(near.size / near.sum())
     return float(fallback)

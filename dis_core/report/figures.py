@@ -344,7 +344,7 @@ def headline_figure(rows: list[dict], title: str):
             ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
         ax.set_xlim(-0.03, 1.03)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("value (point and 95% bootstrap interval" + ("; top-1: held to Wilson's)" if k == "top1" else ")"))
+        ax.set_xlabel("value (point and 95% bootstrap interval" + ("; top-1: held to Wilson's and the jackknife's)" if k == "top1" else ")"))
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(y, [literal(t) for t in ylab])
     handles, labels = axes[0].get_legend_handles_labels()

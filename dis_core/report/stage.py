@@ -74,7 +74,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
                                    "data (*_raw and *_znorm: supplementary, with intervals from the same draws; methods are compared on t-norm)", "95% percentile bootstrap over participants (people resampled, 1,000 "
                                    "draws from seed 0, the same people in every method's draws; top-k widened where needed to hold the Wilson interval of the rate, which a "
-                                   "percentile interval near 0 or 1 does not; below 10 people the AUC and EER intervals "
+                                   "percentile interval near 0 or 1 does not, and the point +- 1.96 jackknife standard errors over people (their "
+                                   "model and data removed), which the draws, keeping the models, do not see; below 10 people the AUC and EER intervals "
                                    "are unreliable, a draw holding about 63% of them and its t-norm fewer impostors, "
                                    "and no claim is made); flow vs baseline and feature set vs feature set: paired bootstrap of the "
                                    "difference, p = 2 (k + 1) / (B + 1) with k of B draws across 0, B as the family "
@@ -406,7 +407,7 @@ def pair_table(results: list[FeatureSetScores], traits: dict[str, dict[str, str]
                     mean, median = ms.norm_mean[i].tolist(), ms.norm_median[i].tolist()
                     for j, pj in enumerate(pids):  # the floats may be NaN: plain_cell makes them empty
                         yield [r.feature_set, m, pi, pj, dy[i], dy[j], relation(dy, i, j), plain_cell(s[j]),
-                               plain_cell(z[j]), plain_cell(t[j]), int(rk[j]), frames[j], plain_cell(mean[j]),
+                               plain_cell(z[j]), plain_cell(t[j]), float(rk[j]), frames[j], plain_cell(mean[j]),
                                plain_cell(median[j])] + tr[i] + tr[j]
     return Rows(header, rows())
 

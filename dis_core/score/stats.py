@@ -205,13 +205,16 @@ def topk_leave_one_out(s: np.ndarray, k: int = 1, owner: np.ndarray | None = Non
         mean = (np.clip(k - ab, 0, ti + 1) / (ti + 1)) @ person / np.where(has, per, 1.0)  # (rows, people)
         keep = np.broadcast_to(has, mean.shape).copy()
         keep[np.arange(b - a), np.arange(a, b)] = False  # the removed person's own data
-        out[a:b] = np.where(keep, mean, 0.0).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
+        with np.errstate(invalid="ignore"):  # NaN where nobody else has columns (one person with excerpts)
+            out[a:b] = np.where(keep, mean, 0.0).sum(axis=1) / np.where(keep.any(axis=1), keep.sum(axis=1), np.nan)
     return out
 
 
 def jackknife_se(values: np.ndarray) -> float:
-    """Standard error from delete-one jackknife values: sqrt((N - 1) / N * sum (v_i - mean)^2)."""
+    """Standard error from delete-one jackknife values: sqrt((N - 1) / N * sum (v_i - mean)^2), over the finite
+    ones (NaN where fewer than 2: a value undefined without its person)."""
     v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
     return float(np.sqrt((len(v) - 1) / len(v) * ((v - v.mean()) ** 2).sum())) if len(v) > 1 else float("nan")
 
 
