@@ -35,6 +35,12 @@ render, extraction and this table. The rows that decide #12:
 The goal's figures hold (top-1 0.975 >= 0.90, EER 0.018 <= 0.06); the pooled flow is level with its pooled
 Gaussian, as on the earlier render: no flow ahead of its baseline.
 
+The same extraction with session 42's code (a fresh cache; 3.3 min): the pooled flow's rows centred on the rows it
+fits gave spectrum/pflow 0.975 [0.871, 1.000], EER 0.017 [0.002, 0.036], against pgauss as above: EER -0.003
+[-0.013, +0.007], top-1 +0.000. Top-1 intervals now hold the jackknife over people too, which set some upper
+bounds (frame/flow 0.875 [0.739, 1.000], lags/ar 0.900 [0.769, 1.000]); windows/flow, purged of 8 rows, 0.775
+[0.610, 0.940], EER 0.099.
+
 Measured again 2026-12-05 (later) on seed 31, rendered and extracted again by the tracker that keeps the
 participant's face (dis_core.extract.landmarker.FaceTracker: 68,359 of 72,000 frames with a face, as before, none
 refused as another's), after head_lags' fix; 28 min for render, extraction and this table, a bench on the other
