@@ -169,13 +169,19 @@ def test_nearest_neighbour_reference_and_session_spectrum():
     assert (s <= 0).all() and np.diag(s).min() > -2.0 and off.max() < -20.0
 
 
-def test_ar_gaussian_known_answer():
-    """An AR(1) x_t = a x_{t-1} + e, e ~ N(0, s^2): the conditional log p is the Gaussian residual density."""
-    rng = np.random.default_rng(2)
-    a, s, n = 0.8, 0.5, 20000
+def _ar1(a: float, s: float, n: int, seed: int) -> np.ndarray:
+    """n steps of x_t = a x_{t-1} + e, e ~ N(0, s^2), from 0."""
+    rng = np.random.default_rng(seed)
     x = np.zeros(n)
     for i in range(1, n):
         x[i] = a * x[i - 1] + s * rng.standard_normal()
+    return x
+
+
+def test_ar_gaussian_known_answer():
+    """An AR(1) x_t = a x_{t-1} + e, e ~ N(0, s^2): the conditional log p is the Gaussian residual density."""
+    a, s, n = 0.8, 0.5, 20000
+    x = _ar1(a, s, n, seed=2)
     rows = np.column_stack([x[1:], x[:-1]])
     m = ARGaussian().fit(rows, ["x", "x@-0.1s"])
     lp = m.score_samples(rows)
@@ -194,11 +200,8 @@ def test_ar_gaussian_fixes_a_dead_channel_at_the_cohort_spread(tmp_path):
     (a std floored at 1e-3 gave about -5e5 per frame at |x| ~ 1)."""
     from dis_core.model.flows import load_density, save_density
 
-    rng = np.random.default_rng(3)
     a, s, n = 0.8, 0.5, 5000
-    x = np.zeros(n)
-    for i in range(1, n):
-        x[i] = a * x[i - 1] + s * rng.standard_normal()
+    x = _ar1(a, s, n, seed=3)
     live = np.column_stack([x[1:], x[:-1]])
     cols = ["x", "c", "x@-0.1s", "c@-0.1s"]
     rows = np.column_stack([live[:, 0], np.full(n - 1, 2.0), live[:, 1], np.full(n - 1, 2.0)])
@@ -206,6 +209,7 @@ def test_ar_gaussian_fixes_a_dead_channel_at_the_cohort_spread(tmp_path):
     m = ARGaussian(cohort_spread=spread).fit(rows, cols)
     assert m.fixed_.tolist() == [False, True, False, True]
     other = rows.copy()
+    rng = np.random.default_rng(4)
     other[:, 1] = 2.0 + rng.normal(0, 1.0, n - 1)
     other[:, 3] = 2.0 + rng.normal(0, 1.0, n - 1)
     alone = ARGaussian().fit(live, ["x", "x@-0.1s"]).score_samples(live)
@@ -225,11 +229,8 @@ def test_conditional_flow_known_answer_and_round_trip(tmp_path):
     the AR Gaussian, and survives save/load with the same log p."""
     from dis_core.model.flows import FlowConfig, load_density, save_density, train_flow
 
-    rng = np.random.default_rng(2)
     a, s, n = 0.8, 0.5, 1500
-    x = np.zeros(n)
-    for i in range(1, n):
-        x[i] = a * x[i - 1] + s * rng.standard_normal()
+    x = _ar1(a, s, n, seed=2)
     rows = np.column_stack([x[1:], x[:-1]])
     cols = ["x", "x@-0.1s"]
     r = train_flow(rows, cols, FlowConfig(layers=1, hidden=8, conditional="lags", max_epochs=40, patience=8))
