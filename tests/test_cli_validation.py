@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
     (["--workers", "0"], "--workers"),
     (["--smile-min-fraction", "nan"], "nan must be a number from 0 to 1"),
     (["--smile-min-fraction", "1.5"], "1.5 must be a number from 0 to 1"),
+    (["--smile-min-fraction", "0"], "0 must be above 0 (at 0 every second with a face smiles"),
 ])
 def test_bad_option_values_are_refused_before_any_output(tmp_path, args, says):
     out = tmp_path / "out"
@@ -83,13 +84,14 @@ def _in_image(monkeypatch, args) -> list[str]:
 
 
 @pytest.mark.parametrize("given", ["option", "environment"])
-def test_the_model_folder_is_bound_in_the_image(tmp_path, monkeypatch, given):
+def test_the_model_folder_is_bound_in_the_image(tmp_path, monkeypatch, given, samples, make_manifest):
     """`dis extract --container dis.sif --model /elsewhere/face.task`: the model's folder was not bound, so the
     image said the model (there on the host) was not found; the same for $DIS_FACE_MODEL."""
     task = tmp_path / "models" / "face.task"
     task.parent.mkdir()
     task.write_bytes(b"")
-    args = ["extract", "-m", ROOT / "manifests" / "demo.csv", "-o", tmp_path / "out", "--container", "dis.sif"]
+    manifest = make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}])
+    args = ["extract", "-m", manifest, "-o", tmp_path / "out", "--container", "dis.sif"]
     if given == "option":
         args += ["--model", task]
     else:
@@ -98,7 +100,7 @@ def test_the_model_folder_is_bound_in_the_image(tmp_path, monkeypatch, given):
     assert cmd[:3] == ["apptainer", "run", "--bind"] and str(task.parent) in cmd[3].split(","), cmd
 
 
-def test_run_on_slurm_with_a_container_submits_from_the_host(tmp_path, monkeypatch, model):
+def test_run_on_slurm_with_a_container_submits_from_the_host(tmp_path, monkeypatch, model, samples, make_manifest):
     """`dis run --executor slurm --container dis.sif` re-ran itself inside the image, which has no sbatch (refused
     on a SLURM host), and never gave the image to SLURM: it submits from the host, its tasks run in the image."""
     import os
@@ -115,7 +117,8 @@ def test_run_on_slurm_with_a_container_submits_from_the_host(tmp_path, monkeypat
     monkeypatch.setattr(jobs.slurm, "submit_run", submit_run)
     monkeypatch.setattr(os, "execvp", lambda *a: pytest.fail(f"re-ran itself in the image: {a}"))
     monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
-    rc = cli.app(["run", "-m", str(ROOT / "manifests" / "demo.csv"), "-o", str(tmp_path / "run"), "--model",
+    manifest = make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}])
+    rc = cli.app(["run", "-m", str(manifest), "-o", str(tmp_path / "run"), "--model",
                   str(model.path), "--executor", "slurm", "--container", "dis.sif", "--feature-sets", "head_pose"],
                  standalone_mode=False)
     assert rc == 0 and submitted["cfg"].container == "dis.sif"
