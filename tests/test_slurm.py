@@ -40,11 +40,20 @@ def _plan(m, out: Path, model, train=HEAD) -> Plan:
 
 
 def wait_for(out: Path, timeout: float = 600) -> dict:
+    """The run's status once every unit has an outcome and none of its jobs is left in the queue (a task that
+    recorded its unit may still be finishing: `dis resubmit` refuses the folder until it is gone)."""
+    from dis_core.io.lock import RunLocked
+    from jobs.slurm import refuse_busy
+
     deadline = time.time() + timeout
     while time.time() < deadline:
         st = run_status(out)
         if not any(u["state"] in ("running", "pending") for s in st.values() for u in s):
-            return st
+            try:
+                refuse_busy(out)
+                return st
+            except RunLocked:
+                pass
         time.sleep(2)
     raise AssertionError(f"run {out} did not finish in {timeout} s: {st}")
 
