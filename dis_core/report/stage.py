@@ -324,7 +324,8 @@ def density_text(prov: dict[str, Any], feature_sets: list[str]) -> str:
     (FlowConfig.init), from the plan that ran."""
     plan = {t["features"]["name"]: t for t in (prov.get("plan") or {}).get("train", [])}
     words = {"own": "own (each participant's rows alone)",
-             "pooled": "pooled (one shape fitted on every participant's training rows centred on their own mean, "
+             "pooled": "pooled (one shape fitted on every participant's training rows centred on their own mean (the "
+                       "flow's on the mean of the rows it fits, so its validation rows do not set their centre), "
                        "placed at each participant's mean)"}
     starts = {"gaussian": "the flow started as the Gaussian of its rows, kept unless an epoch beat it on "
                           "validation", "random": "the flow started at random"}
