@@ -14,7 +14,8 @@ from typing import Iterable
 def container_binds(out: Path, manifest=None, model: Path | None = None, extra: Iterable[Path] = ()) -> list[str]:
     """The run folder, the manifest's folder (as given and resolved), each video's folder and the model's
     folder (``manifest``: a loaded :class:`~dis_core.manifest.Manifest`). Only folders that exist: apptainer
-    refuses a missing one, which would kill the command (or task) instead of the unit saying what is missing."""
+    refuses a missing one, which would kill the command (or task) instead of the unit saying what is missing.
+    A folder inside another of them is left out (the outer bind shows it)."""
     folders = [Path(out), *extra]
     if manifest is not None:
         folders += [manifest.path.parent, manifest.path.resolve().parent]
@@ -23,4 +24,6 @@ def container_binds(out: Path, manifest=None, model: Path | None = None, extra: 
         model = Path(model).expanduser()
         folders += [model.parent, model.resolve().parent]
     folders = [f for f in folders if f.is_dir()]
-    return sorted({os.path.abspath(f) for f in folders} | {str(f.resolve()) for f in folders})
+    paths = {os.path.abspath(f) for f in folders} | {str(f.resolve()) for f in folders}
+    # a folder inside another one bound is seen through it: one bind for a cohort's thousands of video folders
+    return sorted(p for p in paths if not any(str(a) in paths for a in Path(p).parents))

@@ -90,8 +90,9 @@ def test_the_model_folder_is_bound_in_the_image(tmp_path, monkeypatch, given, sa
     task = tmp_path / "models" / "face.task"
     task.parent.mkdir()
     task.write_bytes(b"")
-    manifest = make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}])
-    args = ["extract", "-m", manifest, "-o", tmp_path / "out", "--container", "dis.sif"]
+    manifest = make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}],
+                             name="study/cohort.csv")  # beside the run, not above the model
+    args = ["extract", "-m", manifest, "-o", tmp_path / "study" / "out", "--container", "dis.sif"]
     if given == "option":
         args += ["--model", task]
     else:

@@ -244,8 +244,29 @@ def test_tasks_in_the_image_see_the_run_folder_manifest_videos_and_model(tmp_pat
     cmd = shlex.split(ex._executor.python)
     assert cmd[:2] == ["apptainer", "exec"] and cmd[-2:] == ["/img/dis.sif", "python3"], cmd
     binds = set(cmd[cmd.index("--bind") + 1].split(","))
-    assert {str(plan.out), str(tmp_path / "manifests"), str(video.resolve().parent), str(model.path.parent),
-            str(tmp_path / "logs" / "extract")} <= binds, binds
+    need = [plan.out, tmp_path / "manifests", video.resolve().parent, model.path.parent, tmp_path / "logs" / "extract"]
+    seen = [f for f in need if any(str(a) in binds for a in (f, *f.parents))]  # bound, or inside a bound folder
+    assert seen == need, binds
+
+
+def test_videos_inside_the_manifests_folder_need_no_bind_of_their_own(tmp_path, samples):
+    """A cohort's videos in one folder each under the manifest's: one bind (the manifest's folder) shows them
+    all; it was one per video, thousands on a cluster's sbatch line. A folder elsewhere keeps its own."""
+    import shutil
+
+    from jobs.container import container_binds
+    from tests.conftest import write_manifest
+
+    rows = []
+    for p in ("p1", "p2", "p3"):
+        (tmp_path / "study" / "videos" / p).mkdir(parents=True)
+        v = shutil.copy(samples["single_face.mp4"], tmp_path / "study" / "videos" / p / f"{p}.mp4")
+        rows.append({"participant_id": p, "session": "s1", "video": str(v), "allow_duplicate": "true"})
+    rows.append({"participant_id": "p4", "session": "s1", "video": str(samples["single_face.mp4"]),
+                 "allow_duplicate": "true"})
+    m = load_manifest(write_manifest(tmp_path / "study" / "m.csv", rows))
+    assert container_binds(tmp_path / "study" / "run", m) == sorted(
+        {str(tmp_path / "study"), str(samples["single_face.mp4"].parent), str(samples["single_face.mp4"].resolve().parent)})
 
 
 @pytest.mark.parametrize("cfg, stage_name, nv", [

@@ -29,7 +29,7 @@ from dis_core.manifest import VideoEntry
 from dis_core.extract.pca import StreamingPCA
 from dis_core.extract.pose import head_pose
 from dis_core.io.provenance import provenance, sha256_file
-from dis_core.extract.smiles import smile_frames, smile_seconds
+from dis_core.extract.smiles import SmileConfig, smile_frames, smile_seconds
 from dis_core.extract.video import check_times, effective_fps, iter_frames, probe
 
 SMILE_FRAMES_XLSX = "smile_frames.xlsx"
@@ -338,7 +338,7 @@ def face_seconds_of(attrs: dict, h5: Path) -> int:
     if "n_face_seconds" in attrs:
         return int(attrs["n_face_seconds"])
     x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes", "head_pose"))
-    return int(np.unique(np.floor(x.time_s[x.detected])).size)
+    return int((smile_seconds(x.time_s, x.detected, x.smile, SmileConfig())["detected_frames"] > 0).sum())
 
 
 def _result_from_file(base: ExtractResult, h5: Path) -> ExtractResult:

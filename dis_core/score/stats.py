@@ -20,7 +20,8 @@ from dis_core.errors import DISError
 __all__ = [
     "check_finite", "genuine_impostor", "roc_points", "eer", "auc", "det_points", "eer_matrix",
     "auc_matrix", "weighted_auc_eer", "topk_fractional", "BootResult", "PairedResult", "bootstrap_participants",
-    "participant_draws", "topk_leave_one_out", "jackknife_se", "bootstrap_columns", "column_draws", "wilson_interval", "proportion_interval", "rate_result",
+    "participant_draws", "topk_leave_one_out", "jackknife_se", "bootstrap_columns", "column_draws",
+    "wilson_interval", "proportion_interval", "rate_result",
     "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "p_text", "signed", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
     "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
@@ -180,33 +181,44 @@ def topk_fractional(s: np.ndarray, k: int = 1, owner: np.ndarray | None = None) 
 
 def topk_leave_one_out(s: np.ndarray, k: int = 1, owner: np.ndarray | None = None, block: int = 256) -> np.ndarray:
     """(N,) top-k of the cohort without participant i (their model and their data), for each i: the
-    delete-one jackknife of :func:`topk_fractional`, in O(N x columns) (removing model i only changes the
-    competitors above or tied with each other column's own model). With ``owner`` (several columns a
-    person, e.g. excerpts) a person's credit is the mean over their columns, each person weighing as one."""
+    delete-one jackknife of :func:`topk_fractional`, in O(N x columns) time and O(block x columns) memory
+    (removing model i only changes the competitors above or tied with each other column's own model). With
+    ``owner`` (several columns a person, e.g. excerpts) a person's credit is the mean over their columns, each
+    person weighing as one; NaN where nobody else has columns."""
     s = np.asarray(s, float)
     n, m = s.shape
     owner = np.arange(m) if owner is None else np.asarray(owner)
-    if n < 2:
+    if n < 2 or m == 0:
         return np.full(n, np.nan)
-    own = s[owner, np.arange(m)]
-    off = np.ones(s.shape, bool)
-    off[owner, np.arange(m)] = False
-    with np.errstate(invalid="ignore"):
-        gt, eq = (s > own[None, :]) & off, (s == own[None, :]) & off
-    above, tied = gt.sum(axis=0), eq.sum(axis=0)
-    person = np.zeros((m, n))
-    person[np.arange(m), owner] = 1.0
-    per = person.sum(axis=0)
-    has = per > 0
+    cols = np.arange(m)
+    own = s[owner, cols]
+
+    def beats(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(models a..b, columns) above and tied with each column's own model, the own cell itself excluded."""
+        mine = owner[None, :] == np.arange(a, b)[:, None]
+        with np.errstate(invalid="ignore"):
+            return (s[a:b] > own) & ~mine, (s[a:b] == own) & ~mine
+
+    above, tied = np.zeros(m, np.int64), np.zeros(m, np.int64)
+    for a in range(0, n, block):
+        g, e = beats(a, min(a + block, n))
+        above += g.sum(axis=0)
+        tied += e.sum(axis=0)
+    order = np.argsort(owner, kind="stable")  # columns grouped by person, for one sum per person
+    people, starts, count = np.unique(owner[order], return_index=True, return_counts=True)
+    where = np.full(n, -1)
+    where[people] = np.arange(len(people))  # each person's place among those with columns (-1: none)
     out = np.empty(n)
-    for a in range(0, n, block):  # models a..b removed in turn: (rows, columns) at a time
+    for a in range(0, n, block):  # models a..b removed in turn
         b = min(a + block, n)
-        ab, ti = above[None, :] - gt[a:b], tied[None, :] - eq[a:b]
-        mean = (np.clip(k - ab, 0, ti + 1) / (ti + 1)) @ person / np.where(has, per, 1.0)  # (rows, people)
-        keep = np.broadcast_to(has, mean.shape).copy()
-        keep[np.arange(b - a), np.arange(a, b)] = False  # the removed person's own data
-        with np.errstate(invalid="ignore"):  # NaN where nobody else has columns (one person with excerpts)
-            out[a:b] = np.where(keep, mean, 0.0).sum(axis=1) / np.where(keep.any(axis=1), keep.sum(axis=1), np.nan)
+        g, e = beats(a, b)
+        ab, ti = above - g, tied - e
+        means = np.add.reduceat((np.clip(k - ab, 0, ti + 1) / (ti + 1))[:, order], starts, axis=1) / count
+        pos = where[a:b]
+        mine = np.where(pos >= 0, means[np.arange(b - a), np.maximum(pos, 0)], 0.0)  # the removed person's data
+        others = len(people) - (pos >= 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[a:b] = np.where(others > 0, (means.sum(axis=1) - mine) / others, np.nan)
     return out
 
 
