@@ -104,7 +104,7 @@ def test_groups_that_cannot_form_pseudo_couples_cost_the_test_not_the_feature_se
     groups = ["a", "b"] + ["a"] * (len(s) - 2)  # dyad d0 spans two groups
     assert _partner_test(s, dyads, groups, "head_pose", left) is None
     assert _partner_test(s, dyads, groups, "head_pose", left) is None
-    assert len(left) == 1 and left[0]["reason"] == "partner test not run: a real dyad spans two groups"
+    assert len(left) == 1 and left[0]["reason"] == "partner test not run: a real dyad spans two groups (a and b)"
 
 
 # ------------------------------------------------------------------ pooled density (TrainConfig.density)

@@ -266,6 +266,41 @@ def test_few_dyads_give_the_exact_p_of_their_pairings_and_say_it_cannot_reach_00
     assert len(every) == 105 and r["exact"]
     assert r["p"] == pytest.approx(np.mean(np.array(every) >= r["observed"] - 1e-12))
     assert r["null_mean"] == pytest.approx(np.mean(every))
+    # chance: the 24 pairs that are not a real couple, each with its own strangers (the null's mean also holds
+    # the 4 real couples, each in 1/7 of the pairings)
+    pseudo = [st.dyad_statistic(sim, [(a, b)])[0] for a in range(8) for b in range(a + 1, 8) if (a // 2, a % 2) != (b // 2, 0) or b != a + 1]
+    assert len(pseudo) == 24 and r["chance"] == pytest.approx(np.mean(pseudo))
+    assert r["excess"] == pytest.approx(r["observed"] - np.mean(pseudo))
+
+
+def test_chance_excludes_real_couples_so_small_strata_do_not_shrink_the_excess():
+    """Partners +0.2 above everyone else's 0.3: the excess is +0.2 whatever the strata. Measured from the null's
+    mean it would be 0.2 (m - 2) / (m - 1): +0.13 with strata of two couples."""
+    from dis_core.score.synchrony import synchrony_test
+    n = 24
+    pairs = np.arange(n).reshape(-1, 2)
+    sync = np.full((n, n), 0.3)
+    sync[pairs[:, 0], pairs[:, 1]] = sync[pairs[:, 1], pairs[:, 0]] = 0.5
+    np.fill_diagonal(sync, np.nan)
+    for groups in (None, np.repeat(np.arange(4), 6), np.repeat(np.arange(6), 4)):
+        r = synchrony_test(sync, pairs, groups, n_perm=2000, n_boot=100)
+        assert r["chance"] == pytest.approx(0.3) and r["excess"] == pytest.approx(0.2)
+    assert r["null_mean"] == pytest.approx(0.3 + 0.2 / 3)
+
+
+def test_couples_alone_in_their_stratum_are_left_out_and_counted():
+    """Nine sites with one couple and one with three: only the three can be re-paired; the lone couples would
+    add their (uninformative) values to the statistic and its interval, and hide that only three were tested."""
+    rng = np.random.default_rng(4)
+    groups = np.r_[np.repeat(np.arange(9), 2), np.full(6, 9)]
+    pairs = [(2 * k, 2 * k + 1) for k in range(12)]
+    s = rng.normal(size=(24, 24))
+    r = st.dyad_permutation_test(st.pair_similarity(s), pairs, groups=groups, n_boot=100)
+    assert r["dyads"] == 3 and r["dyads_alone"] == 9 and r["exact"] and len(r["null"]) == 15
+    assert r["observed"] == pytest.approx(st.dyad_statistic(st.pair_similarity(s), pairs[9:]).mean())
+    assert "9 alone in their stratum: left out" in st.couples_left_out(r)
+    with pytest.raises(DISError, match="no two couples share a stratum"):
+        st.dyad_permutation_test(st.pair_similarity(s), pairs, groups=np.repeat(np.arange(12), 2))
 
 
 def test_dyad_permutation_calibrated_under_null():
@@ -307,8 +342,8 @@ def test_dyad_effect_size_is_measured_from_chance_when_strata_make_pseudo_couple
         eff.append(r["effect_size"])
         raw.append(r["observed"] / r["null_sd"])
         assert r["effect_size"] == pytest.approx(r["excess"] / r["null_sd"])
-        assert r["excess_ci_lo"] == pytest.approx(r["ci_lo"] - r["null_mean"])
-        assert r["excess_ci_hi"] == pytest.approx(r["ci_hi"] - r["null_mean"])
+        assert r["excess_ci_lo"] == pytest.approx(r["ci_lo"] - r["chance"])
+        assert r["excess_ci_hi"] == pytest.approx(r["ci_hi"] - r["chance"])
     assert np.mean(raw) > 3  # the scenario is one where measuring from 0 misleads
     assert abs(np.mean(eff)) < 0.5, np.mean(eff)
 

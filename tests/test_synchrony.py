@@ -142,11 +142,19 @@ def test_coupled_partners_are_detected_with_the_effect_and_its_interval():
 def test_family_is_holm_adjusted_and_undefined_pairs_are_refused():
     x, pairs, _ = _cohort(np.random.default_rng(4), 8, 0.5)
     y, _, _ = _cohort(np.random.default_rng(5), 8, 0.0)
-    rows = sy.synchrony_family({"head_speed": [x], "smile": [y]}, pairs, cfg=CFG)
-    assert [r["signal"] for r in rows] == ["head_speed", "smile"]
+    rows, skipped = sy.synchrony_family({"head_speed": [x], "smile": [y]}, pairs, cfg=CFG)
+    assert [r["signal"] for r in rows] == ["head_speed", "smile"] and not skipped
     ps = sorted(r["p"] for r in rows)
     assert rows[0]["p_holm"] == pytest.approx(min(1, 2 * ps[0]))
     assert rows[1]["p_holm"] >= rows[1]["p"]
+    # a faceless recording (person 3) costs its couple, not the test; a short one (person 8) only its late windows
+    full = sy.synchrony_test(sy.synchrony_matrix([x], CFG), pairs)
     x[3, :] = np.nan
-    with pytest.raises(DISError, match="undefined"):
-        sy.synchrony_test(sy.synchrony_matrix([x], CFG), pairs)
+    x[8, x.shape[1] // 3:] = np.nan
+    r = sy.synchrony_test(sy.synchrony_matrix([x], CFG), pairs)
+    assert r["dyads"] == 7 and r["dyads_unusable"] == 1 and "1 without a usable window" in sy.couples_left_out(r)
+    assert r["p"] < 0.05 and full["p"] < 0.05
+    # a signal no couple can use is skipped with its reason; the other keeps its test (Holm over one)
+    rows, skipped = sy.synchrony_family({"head_speed": [np.full_like(x, np.nan)], "smile": [y]}, pairs, cfg=CFG)
+    assert [r["signal"] for r in rows] == ["smile"] and rows[0]["p_holm"] == rows[0]["p"]
+    assert len(skipped) == 1 and skipped[0].startswith("head_speed: not run")

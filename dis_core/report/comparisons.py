@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 import numpy as np
 
 from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
-from dis_core.score.stats import MIN_COUPLES, few_couples, holm, p_floor_notes, p_text, signed
+from dis_core.score.stats import MIN_COUPLES, couples_left_out, few_couples, holm, p_floor_notes, p_text, signed
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -173,20 +173,29 @@ def kept_start(r: FeatureSetScores) -> int:
                for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants)
 
 
+def partner_refusal(results: list[FeatureSetScores]) -> str:
+    """Why no partner test ran: the first refusal a feature set recorded, else too few complete dyads."""
+    for r in results:
+        for x in r.left_out:
+            if x.get("reason", "").startswith("partner test not run: "):
+                return x["reason"].removeprefix("partner test not run: ")
+    return "fewer than two complete dyads"
+
+
 def partner_family(results: list[FeatureSetScores]) -> Finding:
     """The partner-vs-stranger family in words, then each test's outcome after Holm's correction."""
     rows = [(r.feature_set, m, r.methods[m].dyads) for r in results for m in r.methods if r.methods[m].dyads]
     if not rows:
-        return Finding("no partner test (fewer than two complete dyads)")
+        return Finding(f"no partner test ({partner_refusal(results)})")
     tests, alike = [], []
     floors = p_floor_notes([t.get("p_floor", 0.0) for _, _, t in rows])
     for (fs, m, t), floor in zip(rows, floors):
         ok = t["p_holm"] < ALPHA
         sig = "partners more alike than strangers (supported)" if ok else "not supported"
         alike += [f"{fs}/{m}"] if ok else []
-        few = few_couples(t.get("dyads", MIN_COUPLES)) + floor
+        few = few_couples(t.get("dyads", MIN_COUPLES)) + floor + couples_left_out(t)
         tests.append(f"{fs}/{m}: {signed(t['observed'])} [{signed(t['ci_lo'])}, {signed(t['ci_hi'])}]{few} against "
-                     f"pseudo-couples' {signed(t['null_mean'])}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: "
+                     f"pseudo-couples' {signed(t.get('chance', t['null_mean']))}, one-sided p {p_text(t['p'])}, Holm p {p_text(t['p_holm'])}: "
                      f"{sig}")
     return Finding(f"family: {len(rows)} one-sided permutation test(s) (partners more alike than pseudo-couples), "
                    "Holm-corrected; each gives the observed partner statistic with its 95% interval over couples "

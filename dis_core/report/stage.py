@@ -12,7 +12,7 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
-from dis_core.report.comparisons import (VERDICT_METRICS, Finding, at_chance, baseline_holm, baseline_verdict,
+from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, baseline_holm, baseline_verdict,
                                          chance_text, feature_set_verdict, partner_family)
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
@@ -120,7 +120,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     if pairs_file:  # a table too long for a sheet is named by its hash in the workbook's and the page's provenance
         prov = {**prov, "pairs_csv_sha256": sha256_file(cohort.layout.pairs_table)}
     sheets["dyads"] = (pd.DataFrame(dyad_rows) if dyad_rows else
-                       pd.DataFrame({"note": ["fewer than two complete dyads: no partner test"]}))
+                       pd.DataFrame({"note": [f"no partner test: {partner_refusal(results)}"]}))
     # each row carries the Holm p its verdict uses and names its family: flow vs baseline (top-1 and EER of every
     # set and baseline; AUC outside it) and feature set vs feature set (every pair, method and metric)
     fam_m = f"flow vs baseline: {len(p_holm)} test(s) (feature sets x baselines x top-1, EER)"

@@ -349,9 +349,11 @@ def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | No
     sim = pair_similarity(s)
     g = np.asarray(groups) if groups is not None else None
     r = dyad_permutation_test(sim, pairs, groups=g, n_perm=n_perm, seed=seed)
-    return {"dyads": len(pairs), "statistic": "mean over dyads of partner similarity minus the members' mean "
-            "similarity to strangers", "observed": r["observed"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
-            "null_mean": r["null_mean"], "null_sd": r["null_sd"], "excess": r["excess"],
+    labels = [d for d in dyads if d]
+    incomplete = len(set(labels)) - len(pairs)  # a partner not scored, or three people under one label
+    return {"dyads": r["dyads"], "dyads_alone": r["dyads_alone"], "dyads_incomplete": incomplete, "statistic": "mean over dyads of partner "
+            "similarity minus the members' mean similarity to strangers", "observed": r["observed"], "ci_lo": r["ci_lo"],
+            "ci_hi": r["ci_hi"], "chance": r["chance"], "null_mean": r["null_mean"], "null_sd": r["null_sd"], "excess": r["excess"],
             "excess_ci_lo": r["excess_ci_lo"], "excess_ci_hi": r["excess_ci_hi"], "effect_size": r["effect_size"],
             "p": r["p"], "exact": r["exact"], "p_floor": r["p_floor"], "interval": "expanded percentile bootstrap over couples",
             "alternative": "one-sided: partners more alike than pseudo-couples",

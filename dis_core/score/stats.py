@@ -10,7 +10,7 @@ the matrix-level metrics here skip such cells.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats as _st
@@ -24,7 +24,7 @@ __all__ = [
     "wilson_interval", "proportion_interval", "rate_result",
     "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "p_text", "signed", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
-    "holm", "benjamini_hochberg", "classical_mds", "simulate_dyad_scores",
+    "holm", "benjamini_hochberg", "couples_in_strata", "pseudo_couple_mean", "couples_left_out", "classical_mds", "simulate_dyad_scores",
 ]
 
 
@@ -490,6 +490,38 @@ def _blocks(people: np.ndarray, groups: np.ndarray | None) -> list[np.ndarray]:
     return blocks
 
 
+def couples_in_strata(p: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """The couples of ``p`` (D, 2) that share their stratum with another couple, and how many do not: a couple
+    alone in its stratum can only be re-paired with itself, so it adds nothing to the test but dilutes its
+    statistic, interval and chance level. Raises DISError when fewer than two couples remain."""
+    label = np.zeros(len(p), int) if groups is None else np.asarray(groups)[p[:, 0]]
+    _, inv, counts = np.unique(label, return_inverse=True, return_counts=True)
+    keep = counts[inv] >= 2
+    if keep.sum() < 2:
+        raise DISError(f"no two couples share a stratum ({len(p)} couple(s) in {len(counts)} strata): no "
+                       "pseudo-couples to compare them with")
+    return p[keep], int((~keep).sum())
+
+
+def pseudo_couple_mean(values: np.ndarray, p: np.ndarray, groups: np.ndarray | None) -> float:
+    """Chance: the mean of a pair statistic ``values`` (n, n) over pseudo-couples, i.e. the pairs of the couples'
+    people in one stratum that are not a real couple, each stratum weighted by its couples (as a re-pairing of
+    the cohort weighs it). The null's own mean also holds the real couples (each is 1 / (m - 1) of its stratum's
+    pairings), which would shrink the excess by (m - 2) / (m - 1): a third with strata of two couples."""
+    people = p.ravel()
+    label = np.zeros(len(people), int) if groups is None else np.asarray(groups)[people]
+    partner = np.empty(len(values), int)
+    partner[p[:, 0]], partner[p[:, 1]] = p[:, 1], p[:, 0]
+    total = 0.0
+    for g in np.unique(label):
+        m = people[label == g]
+        a, b = np.triu_indices(len(m), 1)
+        a, b = m[a], m[b]
+        pseudo = partner[a] != b
+        total += len(m) / 2 * float(np.mean(values[a[pseudo], b[pseudo]]))
+    return total / len(p)
+
+
 def _all_pairings(members: np.ndarray) -> list[list[tuple[int, int]]]:
     if len(members) == 0:
         return [[]]
@@ -550,6 +582,14 @@ def few_couples(n: int) -> str:
             "holds)") if n < MIN_COUPLES else ""
 
 
+def couples_left_out(t: Mapping[str, object]) -> str:
+    """'; n couples left out: ...' for a dyad or synchrony test that could not use every couple, else ''."""
+    parts = [f"{t[k]} {w}" for k, w in (("dyads_alone", "alone in their stratum"),
+                                        ("dyads_unusable", "without a usable window with their stratum"),
+                                        ("dyads_incomplete", "without two scored members")) if t.get(k)]
+    return f" ({' and '.join(parts)}: left out)" if parts else ""
+
+
 def expanded_levels(n: int, ci: float = 0.95) -> tuple[float, float]:
     """Quantile levels of the expanded percentile interval of a mean over ``n`` units (Hesterberg 2015,
     "What teachers should know about the bootstrap", sec. 5.3): the plain percentile interval of a mean is too
@@ -579,21 +619,24 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     The null re-pairs the 2D people in ``pairs`` into pseudo-couples (random perfect matchings, within
     ``groups`` if given - one label per person of ``sim``; the observed pairing belongs to the
     reference set) and recomputes the mean dyad statistic; p by :func:`permutation_p` (exact when there are at most
-    ``n_perm`` pairings; ``p_floor``, the smallest p any data could give: :func:`_matchings`).
-    Chance is the null's mean, which exceeds 0 when strata make pseudo-couples alike (same site): excess =
-    observed - null mean, effect size = excess / sd of the null. The interval of the observed mean is an
-    expanded percentile bootstrap over dyads (:func:`unit_mean_interval`); the excess's treats the null mean
-    as fixed.
+    ``n_perm`` pairings; ``p_floor``, the smallest p any data could give: :func:`_matchings`). A couple alone in
+    its stratum is left out (``dyads_alone``; :func:`couples_in_strata`).
+    Chance is the pseudo-couples' mean (:func:`pseudo_couple_mean`), above 0 when strata make pseudo-couples
+    alike (same site): excess = observed - chance, effect size = excess / sd of the null. The interval of the
+    observed mean is an expanded percentile bootstrap over dyads (:func:`unit_mean_interval`); the excess's
+    treats chance as fixed.
     """
     sim = np.asarray(sim, float)
-    per_dyad = dyad_statistic(sim, pairs)
     p = _pairs(pairs, len(sim))
     if groups is not None:
         groups = np.asarray(groups)
         if len(groups) != len(sim):
             raise DISError(f"groups has {len(groups)} labels for {len(sim)} people")
         if (groups[p[:, 0]] != groups[p[:, 1]]).any():
-            raise DISError("a real dyad spans two groups")
+            k = int(np.argmax(groups[p[:, 0]] != groups[p[:, 1]]))
+            raise DISError(f"a real dyad spans two groups ({groups[p[k, 0]]} and {groups[p[k, 1]]})")
+    p, alone = couples_in_strata(p, groups)
+    per_dyad = dyad_statistic(sim, p)
     x = sim.copy()
     np.fill_diagonal(x, 0.0)
     rowsum = x.sum(axis=1)
@@ -602,12 +645,14 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     null = _dyad_stats(sim, rowsum, m[..., 0], m[..., 1]).mean(axis=1)
     observed = float(per_dyad.mean())
     pval = permutation_p(null, observed, exact)
-    null_mean, sd = float(null.mean()), float(null.std(ddof=1))
+    idx = np.arange(len(sim))
+    chance = pseudo_couple_mean(_dyad_stats(sim, rowsum, idx[:, None], idx[None, :]), p, groups)
+    sd = float(null.std(ddof=1))
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
-    return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "null_mean": null_mean,
-            "null_sd": sd, "excess": observed - null_mean, "excess_ci_lo": lo - null_mean,
-            "excess_ci_hi": hi - null_mean, "effect_size": (observed - null_mean) / sd if sd > 0 else np.nan,
-            "exact": exact, "p_floor": floor, "per_dyad": per_dyad, "null": null}
+    return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "chance": chance,
+            "null_mean": float(null.mean()), "null_sd": sd, "excess": observed - chance, "excess_ci_lo": lo - chance,
+            "excess_ci_hi": hi - chance, "effect_size": (observed - chance) / sd if sd > 0 else np.nan,
+            "exact": exact, "p_floor": floor, "dyads": len(p), "dyads_alone": alone, "per_dyad": per_dyad, "null": null}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ same moment; the manifest's ``time_locked`` column says so), a pair's synchrony 
 the peak Pearson correlation over lags (Boker et al. 2002's windowed cross-correlation): x's window
 [s, s + W) against y's window [s + l, s + l + W) for |l| <= L, so a partner who follows within L seconds
 counts. The statistic of a cohort is the mean synchrony of its couples; the null re-pairs the same
-people into pseudo-couples (uniform perfect matchings, within grouping strata) and computes the same
-statistic on non-partners' time-aligned signals, so whatever makes any two recordings look alike (the
-task's rhythm, the windowing, the peak-picking bias) is in the null too.
+people into pseudo-couples (uniform perfect matchings, within grouping strata; the observed pairing is one of
+them, so p is valid) and computes the same statistic on their time-aligned signals, so whatever makes any two
+recordings look alike (the task's rhythm, the windowing, the peak-picking bias) is in the null too. Chance, the
+level the excess is measured from, is the mean over pseudo-couples proper (pairs that are not real couples).
 
 Pure numpy functions over arrays; reading the per-frame signals from the extraction HDF5 files is the
 I/O edge (:func:`session_signals`).
@@ -23,8 +24,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, few_couples, holm, p_floor_notes, p_text, permutation_p,
-                                  signed, unit_mean_interval)
+from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, couples_in_strata, couples_left_out, few_couples, holm, p_floor_notes,
+                                  p_text, permutation_p, pseudo_couple_mean, signed, unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -118,6 +119,7 @@ def _zwindows(x: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
     win = x[:, idx]
     mu = win.mean(axis=-1, keepdims=True)
     sd = win.std(axis=-1, keepdims=True)
+    sd = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mu)), sd, np.nan)  # constant up to rounding: no correlation
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (win - mu) / sd
     z[~np.isfinite(z).all(axis=-1)] = np.nan
@@ -196,6 +198,22 @@ def synchrony_matrix(sessions: Sequence[np.ndarray], cfg: SynchronyConfig = Sync
 # the test
 
 
+def usable_couples(sync: np.ndarray, p: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """The couples of ``p`` whose people have a synchrony (a common usable window) with everyone of their stratum,
+    dropping first the couple with the most undefined pairs, and how many were dropped: one short or faceless
+    recording costs its couple, not the test."""
+    keep = np.ones(len(p), bool)
+    while keep.any():
+        people = p[keep].ravel()
+        lab = np.zeros(len(people), int) if groups is None else np.asarray(groups)[people]
+        bad = ~np.isfinite(sync[np.ix_(people, people)]) & (lab[:, None] == lab[None, :])
+        np.fill_diagonal(bad, False)
+        if not bad.any():
+            break
+        keep[np.flatnonzero(keep)[np.argmax(bad.sum(axis=1).reshape(-1, 2).sum(axis=1))]] = False
+    return p[keep], int((~keep).sum())
+
+
 def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_boot: int = 2000, seed: int = 0,
                    ci: float = 0.95) -> dict[str, object]:
     """One-sided test that couples are more synchronous than pseudo-couples.
@@ -203,51 +221,56 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     Statistic: mean synchrony over the real couples. Null: the same people re-paired into uniformly random
     perfect matchings (within ``groups``, one label per person; the observed pairing belongs to the
     reference set), the same statistic on those pseudo-couples; p by :func:`dis_core.score.stats.permutation_p`
-    (exact over every pairing when there are at most ``n_perm``).
-    Excess = observed - null mean, with an expanded percentile bootstrap interval over couples
-    (:func:`dis_core.score.stats.unit_mean_interval`)."""
+    (exact over every pairing when there are at most ``n_perm``). Couples without a usable window with someone of
+    their stratum (:func:`usable_couples`) and couples alone in theirs
+    (:func:`dis_core.score.stats.couples_in_strata`) are left out and counted.
+    Excess = observed - chance (the pseudo-couples' mean, :func:`dis_core.score.stats.pseudo_couple_mean`), with an
+    expanded percentile bootstrap interval over couples (:func:`dis_core.score.stats.unit_mean_interval`)."""
     sync = np.asarray(sync, float)
     p = _pairs(pairs, len(sync))
-    people = p.ravel()
-    sub = sync[np.ix_(people, people)]
-    off = ~np.eye(len(people), dtype=bool)
-    if not np.isfinite(sub[off]).all():
-        raise DISError("synchrony is undefined for some pair of the tested people (no common usable window)")
     if groups is not None:
         groups = np.asarray(groups)
         if len(groups) != len(sync):
             raise DISError(f"groups has {len(groups)} labels for {len(sync)} people")
         if (groups[p[:, 0]] != groups[p[:, 1]]).any():
             raise DISError("a real dyad spans two groups")
+    p, unusable = usable_couples(sync, p, groups)
+    p, alone = couples_in_strata(p, groups)
     rng = np.random.default_rng(seed)
     per_dyad = sync[p[:, 0], p[:, 1]]
     observed = float(per_dyad.mean())
-    m, exact, floor = _matchings(people, groups, n_perm, rng)
+    m, exact, floor = _matchings(p.ravel(), groups, n_perm, rng)
     null = sync[m[..., 0], m[..., 1]].mean(axis=1)
     pval = permutation_p(null, observed, exact)
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
-    null_mean, sd = float(null.mean()), float(null.std(ddof=1))
-    return {"observed": observed, "null_mean": null_mean, "null_sd": sd, "excess": observed - null_mean,
-            "excess_ci_lo": lo - null_mean, "excess_ci_hi": hi - null_mean,
-            "effect_size": (observed - null_mean) / sd if sd > 0 else float("nan"), "p": float(pval),
-            "exact": exact, "p_floor": floor, "per_dyad": per_dyad, "null": null}
+    chance, sd = pseudo_couple_mean(sync, p, groups), float(null.std(ddof=1))
+    return {"observed": observed, "chance": chance, "null_mean": float(null.mean()), "null_sd": sd,
+            "excess": observed - chance, "excess_ci_lo": lo - chance, "excess_ci_hi": hi - chance,
+            "effect_size": (observed - chance) / sd if sd > 0 else float("nan"), "p": float(pval),
+            "exact": exact, "p_floor": floor, "dyads": len(p), "dyads_alone": alone, "dyads_unusable": unusable,
+            "per_dyad": per_dyad, "null": null}
 
 
 def synchrony_family(signals: Mapping[str, Sequence[np.ndarray]], pairs, groups=None,
-                     cfg: SynchronyConfig = SynchronyConfig()) -> list[dict[str, object]]:
+                     cfg: SynchronyConfig = SynchronyConfig()) -> tuple[list[dict[str, object]], list[str]]:
     """Every signal's synchrony test (``signals[name]`` = the per-session (P, T) arrays), Holm-adjusted
-    across the family (``p_holm``). Rows for the report's ``synchrony`` sheet."""
-    rows = []
+    across the tests that ran (``p_holm``): rows for the report's ``synchrony`` sheet, and why the others did not
+    run (one signal's failure costs only its test)."""
+    rows, skipped = [], []
     for name, sessions in signals.items():
-        sync = synchrony_matrix(sessions, cfg)
-        r = synchrony_test(sync, pairs, groups, n_perm=cfg.n_perm, n_boot=cfg.n_boot, seed=cfg.seed)
-        rows.append({"signal": name, "dyads": len(np.asarray(pairs).reshape(-1, 2)), "sessions": len(sessions),
+        try:
+            r = synchrony_test(synchrony_matrix(sessions, cfg), pairs, groups, n_perm=cfg.n_perm, n_boot=cfg.n_boot,
+                               seed=cfg.seed)
+        except DISError as e:
+            skipped.append(f"{name}: not run ({e})")
+            continue
+        rows.append({"signal": name, "sessions": len(sessions),
                      "statistic": "mean over couples of the mean over windows of the peak lagged correlation "
                                   f"(window {cfg.window_s:g} s, step {cfg.step_s:g} s, lags +-{cfg.max_lag_s:g} s)",
                      **{k: v for k, v in r.items() if k not in ("per_dyad", "null")}, "permutations": len(r["null"])})
     for row, ph in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = float(ph)
-    return rows
+    return rows, skipped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,8 +285,9 @@ def time_locked(extra: Mapping[str, str]) -> bool:
 def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[list[dict], str] | None:
     """The synchrony family for a cohort whose manifest marks sessions ``time_locked``; None if none is.
 
-    Uses every complete dyad (two participants) and the session labels that all their members have as
-    time-locked rows; returns (rows, note), rows empty with the reason in note when it cannot run."""
+    Uses every complete dyad (two participants) and every session label marked time-locked, each session's
+    signals padded with NaN to its longest recording (a person without it is NaN there); returns (rows, note),
+    rows empty with the reason in note when no test can run."""
     from dis_core.score.groups import cohort_grouping, grouping_text
     from dis_core.score.scoring import dyad_pairs
 
@@ -278,23 +302,32 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
     pairs = [(2 * k, 2 * k + 1) for k in range(len(pairs))]
     index = {p: k for k, p in enumerate(pids)}
     by = {(e.participant_id, e.session): e for e in locked if e.participant_id in index}
-    sessions = sorted(set.intersection(*({s for (p, s) in by if p == q} for q in pids)))
-    if not sessions:
-        return [], "no session label is time-locked for every dyad member: no synchrony test"
+    sessions = sorted({s for (_, s) in by})
     per_signal: dict[str, list[np.ndarray]] = {k: [] for k in SIGNALS}
-    for s in sessions:
-        sig = [session_signals(cohort.layout.extraction(by[(p, s)].unit_id), cfg) for p in pids]
-        t = min(len(x[SIGNALS[0]]) for x in sig)
+    unread = []
+    for s in sessions:  # padded to the session's longest recording: a person without it, or past their end, is NaN
+        sig = []
+        for p in pids:
+            try:
+                sig.append(session_signals(cohort.layout.extraction(by[(p, s)].unit_id), cfg) if (p, s) in by else None)
+            except (DISError, OSError, KeyError, ValueError) as e:
+                unread.append(f"{p} session {s} ({e})")
+                sig.append(None)
+        t = max((len(x[SIGNALS[0]]) for x in sig if x is not None), default=0)
         for k in SIGNALS:
-            per_signal[k].append(np.stack([x[k][:t] for x in sig]))
+            per_signal[k].append(np.stack([np.pad(x[k], (0, t - len(x[k])), constant_values=np.nan) if x is not None
+                                           else np.full(t, np.nan) for x in sig]))
     try:
         groups, _ = cohort_grouping(cohort, pids)
-        rows = synchrony_family(per_signal, pairs, groups, cfg)
     except DISError as e:
         return [], f"synchrony test not run: {e}"
-    note = (f"family: {len(rows)} synchrony test(s) ({', '.join(SIGNALS)}), {len(pairs)} couples, "
+    rows, skipped = synchrony_family(per_signal, pairs, groups, cfg)
+    if not rows:
+        return [], "synchrony test not run: " + "; ".join(skipped)
+    note = (f"family: {len(rows)} synchrony test(s) ({', '.join(r['signal'] for r in rows)}), {len(pairs)} couples, "
             f"time-locked sessions {', '.join(sessions)}, pseudo-couples within {grouping_text(groups)}, "
-            "Holm-corrected")
+            "Holm-corrected" + "".join(f"; {x}" for x in skipped)
+            + (f"; unreadable, left out: {', '.join(unread)}" if unread else ""))
     for r in rows:
         r["pseudo_couples_within"] = grouping_text(groups)
     return rows, note
@@ -306,7 +339,7 @@ def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     floors = p_floor_notes([r.get("p_floor", 0.0) for r in rows])
     for r, floor in zip(rows, floors):
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
-        few = few_couples(r.get("dyads", MIN_COUPLES)) + floor
+        few = few_couples(r.get("dyads", MIN_COUPLES)) + floor + couples_left_out(r)
         out.append(f"{r['signal']}: excess {signed(r['excess'], 3)} [{signed(r['excess_ci_lo'], 3)}, {signed(r['excess_ci_hi'], 3)}]{few} "
-                   f"over pseudo-couples' {r['null_mean']:.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
+                   f"over pseudo-couples' {r.get('chance', r['null_mean']):.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
     return "; ".join(out)
