@@ -122,6 +122,19 @@ def test_temporal_split_holds_out_the_end_with_a_gap():
     assert times["b"][np.flatnonzero(b.test)[0]] - times["b"][last_train] >= 1.0
 
 
+def test_the_temporal_cut_counts_frames_with_a_face_and_is_exact():
+    """Someone who leaves the camera for the last quarter: the held-out part is still the last fifth of their
+    frames with a face (counted over all frames it held only faceless ones). 90 frames at a 0.3 test fraction
+    hold out 27 (floor(90 x 0.7) was 62, one frame short)."""
+    times = {"a": np.arange(1800) / 30.0}
+    face = {"a": np.arange(1800) < 1350}
+    sp = assign_splits([_entry("p", "a")], times, detected=face)["a"]
+    assert (sp.test & face["a"]).sum() == 270 and sp.test[1080:].all() and not sp.test[:1080].any()
+    assert not (assign_splits([_entry("p", "a")], times)["a"].test & face["a"]).any()  # every frame counted
+    short = assign_splits([_entry("p", "a")], {"a": np.arange(90) / 30.0}, SplitConfig(test_fraction=0.3, gap_s=0))
+    assert short["a"].test.sum() == 27
+
+
 def test_a_within_session_gap_shorter_than_a_feature_sets_reach_is_refused():
     """Rows look up to velocity half-window + longest lag from their frame, plus the frame beyond the moment
     they interpolate at and a bridge's reach: a within-session gap shorter than that lets test rows see
@@ -194,3 +207,34 @@ def test_the_landmark_basis_is_fitted_on_centred_shapes_motion_not_geometry():
     # fitted on uncentred shapes (as before), the first axis is the faces' difference instead
     raw = fit_landmark_basis(pts, 2)
     assert abs(float(raw.components[0] @ single.components[0])) < 0.5
+
+
+def test_units_refuse_a_feature_set_reaching_past_the_gap_and_too_few_window_rows(tmp_path):
+    """Two checks the training unit makes itself. A feature set the cohort step never saw (a 1.5 s lag against
+    the 1 s gap) reads training frames from its test rows: refused by the unit, with the cohort step's words. A
+    7 s video gives 11 head_windows rows covering 136 frames (over min_train_frames), fewer than the 20 a flow
+    needs: a one-line failure, not a traceback from inside the fit."""
+    from dis_core.cohort.stage import prepare_cohort
+    from dis_core.features.build import FEATURE_SETS
+    from dis_core.layout import RunLayout
+    from dis_core.manifest import Manifest, unit_id
+    from dis_core.model.config import DEFAULT_FLOWS, HEAD_FLOW, TrainConfig
+    from dis_core.model.stage import train_unit
+    from tests.synthrun import synthetic_extraction
+
+    out, entries = tmp_path / "out", []
+    for k, secs in enumerate((40.0, 40.0, 7.0)):
+        video = tmp_path / f"p{k}.mp4"
+        video.write_bytes(f"v{k}".encode())
+        e = VideoEntry(row=k + 2, participant_id=f"p{k}", session="s1", video=video, video_rel=video.name, dyad="",
+                       unit_id=unit_id(f"p{k}", "s1", video.name))
+        h5 = RunLayout(out).extraction(e.unit_id)
+        h5.parent.mkdir(parents=True, exist_ok=True)
+        synthetic_extraction(h5, video, secs, 30.0, seed=k)
+        entries.append(e)
+    prepare_cohort(Manifest(tmp_path / "m.csv", tuple(entries), ()), out, specs=[FEATURE_SETS["head_windows"]])
+    far = FeatureSpec("head_lag15", "head_rotation", center="none", velocity=False, lags_s=(1.5,))
+    r = train_unit(out, "p0", TrainConfig(far, dataclasses.replace(HEAD_FLOW, max_epochs=2)))
+    assert r.status == "failed" and "gap (1 s) is shorter than how far feature set head_lag15 looks" in r.message
+    r = train_unit(out, "p2", TrainConfig(FEATURE_SETS["head_windows"], DEFAULT_FLOWS["head_windows"]))
+    assert r.status == "failed" and r.message.startswith("participant p2, head_windows: only 11 training rows")

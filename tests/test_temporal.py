@@ -58,6 +58,19 @@ def test_band_columns_mean_the_same_frequencies_at_every_accepted_frame_rate():
     assert not any(b[n // 2] for b in band_bins(band_edges(), n, 10.0))
 
 
+def test_a_stretch_filmed_too_slowly_for_the_top_band_gives_no_rows_and_a_short_window_is_refused():
+    """A phone whose rate drops to 5 fps in the held-out part (the video's median rate passes the cohort's
+    check): that part has no band power above 2.5 Hz, so it gives no rows (it used to stop the whole cohort
+    step); a window too short for the lowest band is a configuration error, still refused."""
+    t = np.arange(300) / 5.0
+    x = np.sin(2 * np.pi * 1.0 * t)[:, None]
+    r = spectral_rows(x, t, np.zeros(len(t), int), np.ones(len(t), bool), ["rx"])
+    assert r.x.shape == (0, 6)
+    t = np.arange(900) / 30.0
+    with pytest.raises(ValueError, match="holds no frequency bin"):
+        spectral_rows(np.sin(t)[:, None], t, np.zeros(len(t), int), np.ones(len(t), bool), ["rx"], window_s=2.0)
+
+
 def test_each_axis_peaks_in_its_band_and_no_window_crosses_a_break():
     fs = 30.0
     T = int(60 * fs)

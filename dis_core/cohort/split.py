@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
@@ -13,7 +14,7 @@ from dis_core.manifest import VideoEntry
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
     """Temporal hold-out used where the manifest gives no split and a participant has one session (or the rule
-    is "within-session"): the last ``test_fraction`` of each session's frames are held out, and frames within
+    is "within-session"): the last ``test_fraction`` of each session's frames with a face are held out, and frames within
     ``gap_s`` before them are used by neither."""
 
     test_fraction: float = 0.2
@@ -63,7 +64,8 @@ class VideoSplit:
 
 
 def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig = SplitConfig(),
-                  planned: Sequence[VideoEntry] | None = None) -> dict[str, VideoSplit]:
+                  planned: Sequence[VideoEntry] | None = None,
+                  detected: dict[str, np.ndarray] | None = None) -> dict[str, VideoSplit]:
     """Masks for every usable video of ``entries`` (by unit id), given each video's frame times.
 
     The rule is decided per participant from all their ``planned`` rows (the manifest's; default
@@ -72,8 +74,8 @@ def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], c
     videos of the last session (in manifest order) are the test part and the rest train (recognition
     across sessions); a participant whose held-out rows are all unusable then has no held-out data,
     rather than a within-session split nobody asked for. Otherwise each session's videos, in manifest
-    order, are concatenated and the last ``test_fraction`` of its frames is the test part, minus a
-    ``gap_s`` gap before it in the same video.
+    order, are concatenated and the last ``test_fraction`` of its frames with a face (``detected``, by unit id;
+    every frame without it) starts the test part, minus a ``gap_s`` gap before it in the same video.
     """
     out: dict[str, VideoSplit] = {}
     by_pid: dict[str, list[VideoEntry]] = {}
@@ -98,14 +100,21 @@ def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], c
                 out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "cross-session")
             continue
         for ses in dict.fromkeys(e.session for e in es):
-            out.update(_temporal([e for e in es if e.session == ses], times, cfg))
+            out.update(_temporal([e for e in es if e.session == ses], times, cfg, detected))
     return out
 
 
-def _temporal(es: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig) -> dict[str, VideoSplit]:
-    """One session's videos end to end: the last ``test_fraction`` of the frames held out, ``gap_s`` before them unused."""
+def _temporal(es: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig,
+              detected: dict[str, np.ndarray] | None = None) -> dict[str, VideoSplit]:
+    """One session's videos end to end: from the frame where the last ``test_fraction`` of the frames with a face
+    begins, every frame is held out, and ``gap_s`` before it is unused (counting frames without a face, someone who
+    left the camera for the last fifth of a recording would have no held-out data)."""
     counts = [len(times[e.unit_id]) for e in es]
-    cut = int(np.floor(sum(counts) * (1.0 - cfg.test_fraction)))  # global index of the first test frame
+    face = np.concatenate([np.ones(n, bool) if detected is None else np.asarray(detected[e.unit_id], bool)
+                           for e, n in zip(es, counts)])
+    idx = np.flatnonzero(face) if face.any() else np.arange(len(face))
+    n_test = math.ceil(len(idx) * cfg.test_fraction - 1e-9)  # integer-exact: floor(n (1 - f)) lost a frame to rounding
+    cut = int(idx[len(idx) - n_test]) if n_test else len(face)  # global index of the first test frame
     out, start = {}, 0
     for e, n in zip(es, counts):
         t = times[e.unit_id]

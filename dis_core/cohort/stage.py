@@ -18,14 +18,14 @@ from dis_core.io.atomic import write_bytes_atomic, write_text_atomic
 from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
 from dis_core.features.build import (FEATURE_SETS, FRAME_PERIOD_BOUND_S, FeatureSpec, LandmarkBasis, LandmarkMoments,
-                                     VideoFeatures, base_values, landmark_points, mean_shape, row_overlap,
+                                     VideoFeatures, base_values, landmark_points, mean_shape, reach_s, row_overlap,
                                      video_features)
 from dis_core.features.temporal import RowMoments, WindowBasis, window_basis_of
 from dis_core.extract.h5store import check_complete, content_key, read_attrs, read_extraction
 from dis_core.layout import RunLayout, read_status
 from dis_core.manifest import Manifest, VideoEntry
 from dis_core.cohort.config import CohortConfig
-from dis_core.cohort.split import VideoSplit, assign_splits
+from dis_core.cohort.split import VideoSplit, assign_splits, check_gap
 
 @dataclasses.dataclass
 class Cohort:
@@ -57,6 +57,14 @@ class Cohort:
         was not checked): its units are then left out with this reason rather than failed."""
         got = self.not_applicable.get(spec.name)
         return got["reason"] if got is not None and got["spec"] == plain(spec) else None
+
+    def check_reach(self, spec: FeatureSpec) -> None:
+        """Raise DISError when the within-session gap is shorter than how far ``spec``'s rows look from their
+        frame (:func:`dis_core.cohort.split.check_gap`): checked by every unit, since a feature set may be trained
+        against a cohort whose step never saw it."""
+        problem = check_gap(self.splits, self.config.split, {spec.name: reach_s(spec)})
+        if problem:
+            raise DISError(problem)
 
     def window_basis(self, spec: FeatureSpec) -> WindowBasis | None:
         """The window basis of a ``window="frames"`` spec (None for other specs), as the cohort step fitted
@@ -175,7 +183,7 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
         more = f"; and {len(why) - 3} more" if len(why) > 3 else ""
         raise DISError("no usable video in the cohort (every extraction failed, found no face or is too slow): "
                        + "; ".join(why[:3]) + more)
-    splits = assign_splits(usable, times, cfg.split, planned=manifest.entries)
+    splits = assign_splits(usable, times, cfg.split, planned=manifest.entries, detected=detected)
     basis, basis_frames = _fit_basis(out_root, usable, splits, detected, cfg)
     cohort = Cohort(out_root, usable, left_out, splits, basis, cfg, keys, basis_frames=basis_frames)
     for spec in {**FEATURE_SETS, **{s.name: s for s in specs}}.values():

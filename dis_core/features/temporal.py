@@ -89,7 +89,7 @@ def _windows(v: np.ndarray, t: np.ndarray, seg: np.ndarray, fs: float, n: int, h
                 grid = start + np.arange(n) / fs
                 w = np.column_stack([np.interp(grid, ts, xs[:, c]) for c in range(xs.shape[1])])
             lo = max(int(np.searchsorted(ts, grid[0], side="right")) - 1, 0)
-            hi = min(int(np.searchsorted(ts, grid[-1], side="left")), len(ts) - 1)
+            hi = min(int(np.searchsorted(ts, grid[-1] - 1e-9, side="left")), len(ts) - 1)  # rounding past a frame
             yield w, idx[lo:hi + 1], idx[_nearest(ts, start + span / 2.0)]
 
 
@@ -156,6 +156,8 @@ def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
     edges = band_edges(n_bands, fmin, fmax)
     n = int(round(window_s * fs))
     bins = band_bins(edges, n, fs)
+    if any(not b.any() for b, lo in zip(bins, edges[:-1]) if lo >= fs / 2):
+        return _rows(feats, covered, centres, names, t, select, window_s, hop_s)  # filmed too slowly here: no rows
     if any(not b.any() for b in bins):
         raise ValueError(f"a band of {np.round(edges, 3).tolist()} Hz holds no frequency bin of a {window_s:g} s "
                          "window: use a longer window or fewer bands")

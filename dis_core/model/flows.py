@@ -294,6 +294,9 @@ class FlowFit:
         return float(self.history["start"][1] if self.best_epoch < 0 else self.history["val"][self.best_epoch])
 
 
+MIN_ROWS = 20  # the fewest training rows a flow is fitted to (a validation part and a batch)
+
+
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
                meta: dict | None = None, log: Callable[[str], None] | None = None,
                cohort_spread: np.ndarray | None = None, val: np.ndarray | None = None, purge: int = 0) -> FlowFit:
@@ -314,8 +317,8 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads)
     x = np.asarray(x, np.float64)
-    if len(x) < 20:
-        raise ValueError(f"too few training frames ({len(x)}); at least 20 are needed")
+    if len(x) < MIN_ROWS:
+        raise ValueError(f"too few training rows ({len(x)}); at least {MIN_ROWS} are needed")
     if not np.isfinite(x).all():
         raise ValueError("training features contain NaN or infinite values")
     if val is None:

@@ -22,7 +22,7 @@ from dis_core.features.build import row_overlap
 from dis_core.errors import DISError
 from dis_core.model.baselines import ARGaussian
 from dis_core.model.config import TrainConfig, methods_of
-from dis_core.model.flows import (Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
+from dis_core.model.flows import (MIN_ROWS, Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
                                   train_flow)
 from dis_core.config import plain
 from dis_core.layout import RunLayout, UnitResult
@@ -57,6 +57,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         if why:
             res.status, res.message = "left_out", why
             return res
+        cohort.check_reach(cfg.features)
         gone = cohort.gone_note(pid)
         if gone and not any(cohort.splits[e.unit_id].train.any() for e in cohort.videos_of(pid)):
             res.status, res.message = "left_out", f"participant {pid}: no training data: the split leaves none{gone}"
@@ -81,6 +82,9 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                                f"their model{cohort.gone_note(pid)}")
             raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "
                            f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan); add video")
+        if cfg.density != "pooled" and len(data.x) < MIN_ROWS:  # windows cover many frames each
+            raise DISError(f"participant {pid}, {cfg.features.name}: only {len(data.x)} training rows ({n} frames); a "
+                           f"flow needs {MIN_ROWS}: add video")
         if not np.isfinite(data.x).all():
             raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
         stats = cohort.column_stats(cfg.features)
@@ -214,6 +218,7 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         if why:
             res.status, res.message = "left_out", why
             return res
+        cohort.check_reach(cfg.features)
         d.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(d)
         datas = [participant_features(cohort, p, cfg.features, "train") for p in cohort.participants]

@@ -77,10 +77,12 @@ def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidate
     res = UnitResult(unit_id=f"{fs}/{r}-{c}")
     try:
         src = RunSource(out_root, cfg, score_cfg)
+        why = src.cohort.inapplicable(cfg.features)
+        if not why:
+            src.cohort.check_reach(cfg.features)
     except DISError as e:
         res.message = str(e)
         return res
-    why = src.cohort.inapplicable(cfg.features)
     if why:
         res.status, res.message = "left_out", why
         return res
