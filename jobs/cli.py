@@ -59,13 +59,21 @@ def _fraction(value: float) -> float:
     return value
 
 
-def _above_zero_fraction(value: float) -> float:
+def _above_zero_fraction(value: Optional[float]) -> Optional[float]:
     """A fraction above 0: at 0 a rule would hold with nothing seen (every second with a face would smile)."""
+    if value is None:
+        return value
     if _fraction(value) == 0.0:
         raise typer.BadParameter("0 must be above 0 (at 0 every second with a face smiles, even with no smiling frame)")
     return value
 
 
+KeepWorkbookOpt = typer.Option(None, "--landmark-workbook/--no-landmark-workbook",
+                               help="Also write landmarks.xlsx per video (default: as the run folder recorded, else no).",
+                               show_default=False)
+KeepSmileOpt = typer.Option(None, callback=_above_zero_fraction, show_default=False,
+                            help="A second smiles when this fraction of its face frames smile (above 0, at most 1; "
+                                 "default: as the run folder recorded, else 0.5).")
 ExecutorOpt = typer.Option("local", callback=_executor_name,
                            help="local (one process per core) or debug (in-process).")
 RunExecutorOpt = typer.Option("local", callback=_run_executor_name,
@@ -183,7 +191,7 @@ def _train_cfgs(feature_sets: str, epochs: Optional[int]):
 
 def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = None,
           feature_sets: Optional[str] = None, max_epochs: Optional[int] = None, reads_manifest: bool = True,
-          **changes):
+          extract_changes: Optional[dict] = None, **changes):
     """The run's plan: this command's inputs and options over what the run folder recorded before.
     Every problem exits 2 here, before any lock or output (``reads_manifest``: the command's stages read
     the manifest, which must then be the one the run was planned from; a report does not read it)."""
@@ -215,6 +223,14 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
             train = tuple(kept.get(c.features.name, c) for c in _train_cfgs(feature_sets or DEFAULT_FEATURE_SETS, None))
         if max_epochs:
             train = tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=max_epochs)) for c in train)
+        if extract_changes:  # dis run / submit: the options given over the run's recorded extraction settings
+            ext = base.extract
+            if extract_changes.get("smile_min_fraction") is not None:
+                ext = dataclasses.replace(ext, smile=dataclasses.replace(
+                    ext.smile, min_fraction=extract_changes["smile_min_fraction"]))
+            if extract_changes.get("landmark_workbook") is not None:
+                ext = dataclasses.replace(ext, landmark_workbook=extract_changes["landmark_workbook"])
+            changes = {**changes, "extract": ext}
         plan = dataclasses.replace(base, train=train, **changes)
         if reads_manifest:  # a run folder's plan over a manifest edited since: exit 2 before anything runs
             plan.check_manifest()
@@ -339,18 +355,20 @@ def run(
     force: bool = ForceOpt,
     max_epochs: Optional[int] = EpochsOpt,
     norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+    landmark_workbook: Optional[bool] = KeepWorkbookOpt,
+    smile_min_fraction: Optional[float] = KeepSmileOpt,
     verbose: bool = VerboseOpt,
     container: Optional[Path] = ContainerOpt,
 ) -> None:
     """The whole pipeline on this machine: extract, cohort step, train, score, report."""
     if executor != "slurm":  # on SLURM the tasks run in the image (as dis submit --container): sbatch is on the host
         _in_container(container, manifest, out, model)
-    from dis_core.extract.config import ExtractConfig
     from dis_core.report.config import ReportConfig
     from jobs.graph import STAGES
 
-    plan = _plan(out, manifest, model, feature_sets, max_epochs, extract=ExtractConfig(),
-                 report=ReportConfig(norm_workbooks=norm_workbooks), force=force, verbose=verbose)
+    plan = _plan(out, manifest, model, feature_sets, max_epochs, report=ReportConfig(norm_workbooks=norm_workbooks),
+                 force=force, verbose=verbose, extract_changes={"landmark_workbook": landmark_workbook,
+                                                                "smile_min_fraction": smile_min_fraction})
     if executor == "slurm":
         from jobs.slurm import load_slurm_config
 
@@ -391,6 +409,8 @@ def submit(
     array_parallelism: Optional[int] = typer.Option(None, min=1, help="Tasks of one array running at once."),
     container: Optional[str] = typer.Option(None, help="Run every task inside this Apptainer image (dis.sif)."),
     max_epochs: Optional[int] = EpochsOpt,
+    landmark_workbook: Optional[bool] = KeepWorkbookOpt,
+    smile_min_fraction: Optional[float] = KeepSmileOpt,
     force: bool = ForceOpt,
 ) -> None:
     """Submit the whole pipeline to SLURM (arrays with dependencies); returns at once with the job ids."""
@@ -402,7 +422,8 @@ def submit(
                                array_parallelism=array_parallelism, container=container)
     except (DISError, TypeError) as e:
         _fail(e)
-    _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force), sc)
+    _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force,
+                  extract_changes={"landmark_workbook": landmark_workbook, "smile_min_fraction": smile_min_fraction}), sc)
 
 
 RunDirArg = typer.Argument(None, help="The run folder (--out of dis submit).", show_default=False)

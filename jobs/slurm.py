@@ -246,8 +246,7 @@ def refuse_busy(out: Path) -> None:
     ours = {j for ids in rec.get("jobs", {}).values() for j in ids}
     # any state squeue still lists (pending, running, suspended, held...): from the record's job ids alone, so
     # that a moved manifest or purged accounting never blocks a folder for good
-    r = subprocess.run(["squeue", "-h", "-o", "%F"], capture_output=True, text=True)
-    busy = sorted(ours & set(r.stdout.split())) if r.returncode == 0 else []
+    busy = sorted(ours & set(slurm_query(["squeue", "-h", "-o", "%F"]).split()))
     if busy:
         raise RunLocked(f"{out}: its SLURM run is still in the queue (job(s) {', '.join(busy)}): wait for it (dis status "
                         f"{out}), or scancel those jobs, before starting it again")
@@ -366,10 +365,22 @@ def sacct_states(job_ids: Sequence[str]) -> dict[str, str]:
     if not job_ids:
         return {}
     arrays = ",".join(sorted({j.split("_")[0] for j in job_ids}))
-    acct = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", arrays], capture_output=True,
-                          text=True).stdout
-    queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", arrays], capture_output=True, text=True).stdout
+    acct = slurm_query(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", arrays])
+    queue = slurm_query(["squeue", "-h", "-r", "-o", "%i|%T", "-j", arrays])
     return {**parse_sacct(acct), **parse_sacct(queue)}  # squeue wins for jobs still in the queue
+
+
+def slurm_query(cmd: Sequence[str]) -> str:
+    """The output of a SLURM query; DISError when the command is missing or SLURM does not answer, since an
+    empty answer would read as "never ran" and dis resubmit would queue live units twice. squeue's "Invalid job
+    id" (jobs finished and gone from the queue) is an empty answer, not a failure."""
+    if shutil.which(cmd[0]) is None:
+        raise DISError(f"{cmd[0]} not found: the state of a SLURM run is read where SLURM runs (a login node)")
+    r = subprocess.run(list(cmd), capture_output=True, text=True)
+    if r.returncode != 0 and not (cmd[0] == "squeue" and "invalid job id" in r.stderr.lower()):
+        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        raise DISError(f"{cmd[0]} failed ({why}): the SLURM run's state is unknown; try again when SLURM answers")
+    return r.stdout
 
 
 def _expand(jid: str) -> list[str]:

@@ -141,3 +141,33 @@ def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_pat
     new = _plan(planned.out, feature_sets="landmarks,blendshapes").train
     assert new == (planned.train[1], *_train_cfgs("blendshapes", None)), "defaults only for a set not planned"
     assert [c.flow.max_epochs for c in _plan(planned.out, feature_sets="head_pose", max_epochs=5).train] == [5]
+
+
+def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tmp_path):
+    """`dis extract --landmark-workbook --smile-min-fraction 0.3` then `dis run` on the same folder reset both: every
+    video was extracted again and landmarks.xlsx deleted. Now run/submit keep what the folder recorded; an option
+    given changes only itself."""
+    import dataclasses
+
+    from dis_core.extract.config import ExtractConfig
+    from dis_core.extract.smiles import SmileConfig
+    from dis_core.io.assets import resolve_model
+    from dis_core.io.provenance import sha256_file
+    from jobs.cli import _plan
+    from jobs.graph import Plan, write_record
+
+    m = ROOT / "manifests" / "demo.csv"
+    ext = ExtractConfig(smile=SmileConfig(min_fraction=0.3), landmark_workbook=True)
+    write_record(Plan(out=tmp_path / "run", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m),
+                      extract=ext), "local")
+    keep = {"landmark_workbook": None, "smile_min_fraction": None}
+    assert _plan(tmp_path / "run", m, None, extract_changes=keep).extract == ext
+    got = _plan(tmp_path / "run", m, None, extract_changes={**keep, "landmark_workbook": False}).extract
+    assert got == dataclasses.replace(ext, landmark_workbook=False)
+    assert _plan(tmp_path / "fresh", m, None, extract_changes=keep).extract == ExtractConfig()
+    import typer
+
+    from jobs.cli import _above_zero_fraction
+    with pytest.raises(typer.BadParameter, match="0 must be above 0"):
+        _above_zero_fraction(0.0)
+    assert _above_zero_fraction(None) is None

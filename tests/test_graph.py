@@ -309,6 +309,32 @@ def test_sacct_output_is_parsed_per_task():
                   "4711_4": "PENDING", "4711_7": "PENDING", "4712": "CANCELLED", "4713_0": "OUT_OF_MEMORY"}
 
 
+def _fake_bin(tmp_path: Path, **scripts: str) -> str:
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        (d / name).write_text("#!/bin/sh\n" + body + "\n")
+        (d / name).chmod(0o755)
+    return str(d)
+
+
+def test_a_slurm_that_does_not_answer_is_an_error_not_a_run_that_never_ran(tmp_path, monkeypatch):
+    """sacct failing (controller down) read as empty: every unit "missing", and dis resubmit queued live units a
+    second time. squeue's "Invalid job id" (jobs gone from the queue) is an empty answer; a missing sacct is named."""
+    monkeypatch.setenv("PATH", _fake_bin(tmp_path, sacct="echo 'sacct: error: Problem talking to the database' >&2; exit 1",
+                                         squeue="echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1"))
+    with pytest.raises(DISError, match=r"sacct failed \(sacct: error: Problem talking to the database\): the SLURM run's state is unknown"):
+        slurm.sacct_states(["7_0"])
+    monkeypatch.setenv("PATH", _fake_bin(tmp_path, sacct="echo '7_0|COMPLETED'"))
+    assert slurm.sacct_states(["7_0"]) == {"7_0": "COMPLETED"}
+    monkeypatch.setenv("PATH", _fake_bin(tmp_path, squeue="echo 'Unable to contact slurm controller' >&2; exit 1"))
+    with pytest.raises(DISError, match="squeue failed"):
+        slurm.sacct_states(["7_0"])
+    (tmp_path / "bin" / "sacct").unlink()
+    with pytest.raises(DISError, match="sacct not found"):
+        slurm.sacct_states(["7_0"])
+
+
 @pytest.mark.parametrize("slurm_state,recorded,state", [
     ("COMPLETED", "ok", "done"), ("", "skipped", "done"), ("RUNNING", "ok", "running"),  # records without a job id
     ("PENDING", None, "pending"), ("REQUEUED", "failed", "pending"), ("COMPLETED", "failed", "failed"),
