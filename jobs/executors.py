@@ -249,7 +249,12 @@ def _pool_pass(fn, items, idx: list[int], workers: int, ctx, pinned, started, re
     except BaseException:  # a bug in a unit: queued units are not started, running ones finish
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    try:
+        with interruptible():  # an interrupt while the idle workers exit still reports the stage's units
+            pool.shutdown(wait=True)
+    except Interrupted as e:
+        _stop(pool)
+        raise interrupted(e) from None
     return ""
 
 

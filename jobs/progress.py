@@ -19,6 +19,9 @@ import time
 from typing import Any, Iterator, TextIO
 
 PLAIN_STEPS = 4  # plain mode: a line at 25, 50, 75 and 100%
+HEARTBEAT_S = 300.0  # plain mode: and a line when a unit finishes this long after the last (a resumed stage's
+# skipped units pass the quarters at once, then its real units ran in silence)
+NARROW = 72  # a live line narrower than this drops the bar and the words, so that the counts stay whole
 
 
 def use_live(stream: TextIO) -> bool:
@@ -65,8 +68,8 @@ class StageProgress:
         self.stage, self.total, self.verbose = stage, int(total), verbose
         self.stream = stream if stream is not None else sys.stdout
         self.live = use_live(self.stream) if live is None else live
-        self.done = self.failed = 0
-        self._t0 = time.monotonic()
+        self.done = self.failed = self.skipped = 0
+        self._t0 = self._last = time.monotonic()
         self._next_step = 1
         self._rich = None
         self._task = None
@@ -75,19 +78,23 @@ class StageProgress:
 
     # ---- plain and shared
     def eta_s(self) -> float | None:
-        """Remaining time from the mean time per finished unit (None before the first one)."""
-        if not self.done:
+        """Remaining time from the mean time per unit that ran (None before the first one): units skipped as
+        current take no time, and counting them would promise the rest at their speed."""
+        ran = self.done - self.skipped
+        if ran <= 0:
             return None
-        return (time.monotonic() - self._t0) / self.done * (self.total - self.done)
+        return (time.monotonic() - self._t0) / ran * (self.total - self.done)
 
     def status_line(self) -> str:
         el = time.monotonic() - self._t0
         eta = self.eta_s()
         tail = f", ETA {fmt_duration(eta)}" if eta is not None and self.done < self.total else ""
-        return (f"{self.stage}: {self.done}/{self.total} done, {self.failed} failed, "
+        skipped = f" ({self.skipped} skipped as current)" if self.skipped else ""
+        return (f"{self.stage}: {self.done}/{self.total} done{skipped}, {self.failed} failed, "
                 f"elapsed {fmt_duration(el)}{tail}")
 
     def _print(self, line: str) -> None:
+        self._last = time.monotonic()
         if self._rich is not None:
             self._rich.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
@@ -96,13 +103,15 @@ class StageProgress:
 
     def unit_done(self, result: Any) -> None:
         self.done += 1
+        self.skipped += getattr(result, "status", "") == "skipped"
         if getattr(result, "failed", False):
             self.failed += 1
         if self.verbose:
             self._print(unit_line(result))
         if self._rich is not None:
             self._rich.update(self._task, completed=self.done, failed=self.failed)
-        elif self.total and self.done * PLAIN_STEPS >= self._next_step * self.total and self.done < self.total:
+        elif self.total and self.done < self.total and (self.done * PLAIN_STEPS >= self._next_step * self.total
+                                                        or time.monotonic() - self._last >= HEARTBEAT_S):
             self._print(self.status_line())
             self._shown = self.done
             while self._next_step * self.total <= self.done * PLAIN_STEPS:
@@ -138,10 +147,13 @@ class StageProgress:
             self._own_file = os.fdopen(os.dup(self.stream.fileno()), "w", buffering=1)
             file = self._own_file
         console = Console(file=file, force_terminal=True)
-        self._rich = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[failed]} failed"), TextColumn("elapsed"), TimeElapsedColumn(),
-                              TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
-                              refresh_per_second=2)
+        wide = console.width >= NARROW
+        columns = ([TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[failed]} failed"), TextColumn("elapsed"), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn()] if wide else
+                   [TextColumn("[bold]{task.description}"), MofNCompleteColumn(),
+                    TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn()])
+        self._rich = Progress(*columns, console=console, transient=False, refresh_per_second=2)
         self._rich.start()
         self._task = self._rich.add_task(self.stage, total=self.total, failed=0)
 

@@ -171,3 +171,34 @@ def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tm
     with pytest.raises(typer.BadParameter, match="0 must be above 0"):
         _above_zero_fraction(0.0)
     assert _above_zero_fraction(None) is None
+
+
+def test_unreadable_records_bad_sample_folders_and_empty_feature_sets_are_one_line_errors(tmp_path):
+    """A run.json that cannot be read was reported as 'holds no run (no run.json)'; `dis fetch-samples --dest
+    FILE` was a traceback (exit 70); `--feature-sets ''` quietly meant the default sets."""
+    def dis(*args):
+        return subprocess.run([sys.executable, "-m", "jobs.cli", *map(str, args)], capture_output=True, text=True,
+                              cwd=ROOT)
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text('{"truncated": ')
+    r = dis("cohort", "--out", tmp_path / "run")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "no run.json" not in said and "plan the run again with --manifest" in said, said
+    (tmp_path / "afile").write_text("x")
+    r = dis("fetch-samples", "--dest", tmp_path / "afile")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"could not obtain the sample files into {tmp_path / 'afile'}" in " ".join(r.stderr.split())
+    from jobs.cli import _plan
+    from jobs.graph import Plan, write_record
+    from dis_core.io.assets import resolve_model
+    from dis_core.io.provenance import sha256_file
+
+    m = ROOT / "manifests" / "demo.csv"
+    write_record(Plan(out=tmp_path / "ok", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m)),
+                 "local")
+    import typer
+
+    with pytest.raises(typer.Exit):
+        _plan(tmp_path / "ok", feature_sets="")
+    assert len(_plan(tmp_path / "ok", feature_sets="head_pose").train) == 1

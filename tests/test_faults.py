@@ -595,6 +595,29 @@ def _map_script(tmp_path, body: str) -> list:
     return [json.loads(x) for x in r.stdout.splitlines() if x.startswith("[")]
 
 
+def test_an_interrupt_while_the_pool_shuts_down_still_reports_the_stages_units(tmp_path):
+    """Ctrl-C after every unit returned but before the idle workers had exited (joining spawned workers takes
+    about a second) escaped the handler: "0 unit(s) finished, 0 not finished" and no stage summary."""
+    got = _map_script(tmp_path, (
+        "import concurrent.futures as cf\n"
+        "from jobs.executors import Interrupted\n"
+        "def unit(i):\n"
+        "    return i\n"
+        "if __name__ == '__main__':\n"
+        "    shutdown = cf.ProcessPoolExecutor.shutdown\n"
+        "    def late(self, wait=True, *, cancel_futures=False):\n"
+        "        if wait and not cancel_futures:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            time.sleep(1)\n"
+        "        return shutdown(self, wait=wait, cancel_futures=cancel_futures)\n"
+        "    cf.ProcessPoolExecutor.shutdown = late\n"
+        "    try:\n"
+        "        map_units(unit, [0, 1, 2], workers=2)\n"
+        "    except Interrupted as e:\n"
+        "        print(json.dumps([e.signame, e.done, e.pending]))\n"))
+    assert got == [["SIGINT", [0, 1, 2], []]]
+
+
 def test_a_worker_killed_from_outside_costs_only_its_unit(tmp_path):
     """The out-of-memory killer's SIGKILL of one local worker broke the whole pool: `dis extract` printed a
     traceback, 'internal error (a bug in DIS)', exit 70, and wrote no summary. Now the units running then run

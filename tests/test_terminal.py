@@ -54,6 +54,41 @@ def test_plain_display_is_bounded_and_verbose_lists_every_unit():
     assert len(lines) == 2 and lines[1].startswith("extract: 3/12 done"), lines
 
 
+def test_a_resumed_stage_times_the_units_that_run_and_is_never_silent_for_long(monkeypatch):
+    """90 units skipped as current, then 10 that take a minute each: the quarters passed at once with "ETA 0s"
+    and the log then said nothing for ten minutes. The ETA now comes from the units that ran, the skipped ones
+    are said, and a line follows any unit that finishes five minutes after the last line."""
+    import jobs.progress as pr
+
+    clock = [0.0]
+    monkeypatch.setattr(pr.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    with StageProgress("train", 100, stream=out, live=False) as p:
+        for i in range(90):
+            u = _Unit(i)
+            u.status = "skipped"
+            p.unit_done(u)
+        assert p.eta_s() is None
+        for i in range(10):
+            clock[0] += 60.0
+            p.unit_done(_Unit(90 + i))
+            if i == 0:
+                assert p.eta_s() == pytest.approx(60.0 * 9)
+    lines = out.getvalue().splitlines()
+    assert "ETA 0s" not in out.getvalue() and "75/100 done (75 skipped as current)" in lines[3], lines
+    assert any(ln.startswith("train: 95/100 done (90 skipped as current)") for ln in lines), lines
+
+
+def test_a_narrow_terminal_keeps_the_counts_whole(monkeypatch):
+    """At 40 columns the bar and its words took the room and the count was cut ('4…')."""
+    monkeypatch.setenv("COLUMNS", "40")
+    out = io.StringIO()
+    with StageProgress("train", 1000, stream=out, live=True) as p:
+        for i in range(640):
+            p.unit_done(_Unit(i))
+    assert "640/1000" in out.getvalue()
+
+
 def test_live_display_only_on_an_interactive_terminal(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("DIS_PROGRESS", raising=False)
