@@ -211,3 +211,25 @@ def test_figures_of_a_large_cohort_stay_bounded_and_readable(tmp_path):
     few = F.loss_grid_figure([(p, hist, 2) for p in pids[:5]], "curves")
     assert len([a for a in few.axes if a.axison]) == 5 and few._suptitle.get_text() == "curves"  # all fit: no note
     plt.close("all")
+
+
+def test_a_heatmap_column_without_scores_gets_no_best_model_and_the_legend_clears_long_names():
+    """nanargmax of a column with no finite score is row 0: a 'best model' dot was drawn for data nobody scored.
+    With five 60-character names the legend sat on the column names (its offset was a share of a small axes)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from dis_core.report.figures import heatmap_figure
+
+    s = np.random.default_rng(0).normal(size=(5, 5)) + 3 * np.eye(5)
+    s[:, 2] = np.nan
+    names = [f"participant_with_a_very_long_identifier_{k:02d}_abcdefghijklmnopqrs" for k in range(5)]
+    fig = heatmap_figure(s, names, "t")
+    ax = fig.axes[0]
+    dots = [c for c in ax.collections if c.get_label() == "best model for this data"][0]
+    assert len(dots.get_offsets()) == 4  # one per scored column
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ticks_bottom = min(t.get_window_extent(r).y0 for t in ax.get_xticklabels())
+    assert ax.get_legend().get_window_extent(r).y1 < ticks_bottom
+    plt.close(fig)

@@ -275,3 +275,20 @@ def test_excerpt_verdicts_stand_in_their_feature_sets_section(tmp_path):
     section = render_html(page).split("<section id='fs-head_pose'>")[1].split("</section>")[0]
     assert "<p class='note'>Excerpts of 8 s, head_pose: top-1 flow 0.68 [0.52, 0.80]</p>" in section
     assert "landmarks" not in section
+
+
+def test_a_failed_video_is_listed_once_under_what_failed():
+    """An extraction failure (and a video without a face) was listed twice: by the QC table and again by the
+    cohort step, which leaves the same unit out for the same reason; other cohort exclusions stay."""
+    import pandas as pd
+
+    from dis_core.report.page import report_failures
+
+    qc = pd.DataFrame([{"unit_id": "a", "participant_id": "pa", "status": "failed", "message": "cannot decode"},
+                       {"unit_id": "b", "participant_id": "pb", "status": "no_face", "message": "no face"},
+                       {"unit_id": "c", "participant_id": "pc", "status": "ok", "message": ""}])
+    left = [{"unit_id": "a", "participant_id": "pa", "reason": "extraction failed"},
+            {"unit_id": "b", "participant_id": "pb", "reason": "no face detected"},
+            {"unit_id": "c", "participant_id": "pc", "reason": "c.mp4: 5 frames a second, below the 10"}]
+    rows = report_failures(left, [], [], qc)
+    assert [(r["stage"], r["unit_id"]) for r in rows] == [("extraction", "a"), ("extraction", "b"), ("cohort", "c")]

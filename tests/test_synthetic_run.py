@@ -607,6 +607,13 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     assert row["participants"] == 3 and row["b"] == "gaussian"  # the verdict's Holm p, traceable in the workbook
     assert row["holm_family"].startswith("flow vs baseline: 2 test(s)")
     assert [row["top1_p_holm"], row["eer_p_holm"]] == pytest.approx(holm([row["top1_p"], row["eer_p"]]).tolist())
+    # a failed report again in the same folder: the last report's headline figure was embedded under "No feature
+    # set could be scored" (its points and intervals, of other scores)
+    assert (RunLayout(out).figures_dir / "headline.png").is_file()
+    r = report_unit(out, ["blendshapes"], ReportConfig(excerpts_s=()))
+    page = (out / "report" / "dis_report.html").read_text()
+    assert r.status == "failed" and 'alt="Headline figures"' not in page
+    assert [p.name for p in RunLayout(out).figures_dir.glob("*.png")] == ["landmark_pca.png"]  # the cohort's, current
 
 
 def test_a_video_slower_than_the_features_assume_is_left_out_naming_its_file(tmp_path):

@@ -93,8 +93,9 @@ def loss_grid_figure(curves: list[tuple[str, dict, int]], title: str):
         ax.axis("off")
     handles = [plt.Line2D([], [], color="C0", label="training"), plt.Line2D([], [], color="C1", label="validation"),
                plt.Line2D([], [], color="k", ls=":", label="chosen epoch (best validation; 0: the Gaussian start)")]
-    if not one:
-        fig.supylabel("negative log-likelihood (nats / row: frame or window)", fontsize=9)
+    if not one:  # in two lines for one row of panels: in one it was taller than the figure
+        fig.supylabel("negative log-likelihood" + ("\n" if rows == 1 else " ") + "(nats / row: frame or window)",
+                      fontsize=9)
     fig.suptitle(literal(title))
     fig.tight_layout(rect=(0, 0.1 if one else 0.06 if rows == 1 else 0.03, 1, _below_title(fig)))
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
@@ -197,14 +198,19 @@ def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str
         ax.set_xlabel(f"held-out data of {n:,} participants (partners side by side; names in the scores sheet)")
         ax.set_ylabel("model (DIS) of each participant, same order: own data on the diagonal")
     raw = np.asarray(s, float)[np.ix_(order, order)]
+    scored = np.isfinite(raw).any(axis=0)  # a column without a score has no best model
     best = np.nanargmax(np.where(np.isfinite(raw), raw, -np.inf), axis=0)
-    ax.scatter(np.arange(n), best, marker="o", color="k", s=14 if labelled else 1.5, lw=0,
+    ax.scatter(np.arange(n)[scored], best[scored], marker="o", color="k", s=14 if labelled else 1.5, lw=0,
                label="best model for this data")
     cb = fig.colorbar(im, ax=ax, extend="both")
     cb.set_label(f"{label}\nof mean log-likelihood (colour clipped at \u00b1{lim:.1f})", fontsize=8)
-    below = 0.22 + 0.012 * max(len(t) for t in ticks) if labelled else 0.06
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -below), ncol=2, frameon=False)
     ax.set_title(literal(title), fontsize=10)
+    below = 0.06
+    if labelled:  # under the drawn tick labels and axis label, however long the names and however few the rows
+        fig.canvas.draw()
+        bottom = ax.get_tightbbox(fig.canvas.get_renderer()).y0
+        below = 0.02 - float(ax.transAxes.inverted().transform((0.0, bottom))[1])
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -below), ncol=2, frameon=False)
     return fig
 
 
@@ -344,7 +350,8 @@ def headline_figure(rows: list[dict], title: str):
             ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
         ax.set_xlim(-0.03, 1.03)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("value (point and 95% bootstrap interval" + ("; top-1: held to Wilson's and the jackknife's)" if k == "top1" else ")"))
+        ax.set_xlabel("value (point and 95% bootstrap interval" + (";\nheld to Wilson's and the jackknife's)" if k == "top1" else ")"),
+                      fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(y, [literal(t) for t in ylab])
     handles, labels = axes[0].get_legend_handles_labels()

@@ -269,10 +269,11 @@ TERMS = (  # what a first reader of the page needs, in the page's order
     ("t-norm, z-norm", "a score standardised against the other models' scores of the same data (t-norm: the "
      "headline's AUC and EER, the heatmaps) or against the same model's scores of the other people's data (z-norm)"),
     ("flow, baseline", "the flow is each person's normalizing-flow density (a spline or masked autoregressive flow, "
-     "MAF) that starts as a Ledoit-Wolf (shrunk-covariance) Gaussian of its fitting rows: their training rows less "
-     "the validation rows that choose its epoch and the rows before them that share their frames. The baseline is "
-     "a Ledoit-Wolf Gaussian of all their training rows (it has no epoch to choose), scored on the same held-out "
-     "rows; a flow that kept its start is therefore close to the baseline, not the same"),
+     "MAF) that starts, by default, as a Ledoit-Wolf (shrunk-covariance) Gaussian of its fitting rows: their training "
+     "rows less the validation rows that choose its epoch and the rows before them that share their frames (the "
+     "summary's baseline row says how each feature set's flow started in this run). The baseline is a Ledoit-Wolf "
+     "Gaussian of all their training rows (it has no epoch to choose), scored on the same held-out rows; a flow "
+     "that kept a Gaussian start is therefore close to the baseline, not the same"),
     ("paired difference, Holm, McNemar", "flow minus baseline on the same bootstrap draws of people; p-values are "
      "Holm-adjusted over every comparison of the family, and McNemar's exact test counts the people one method "
      "identifies and the other does not"),

@@ -173,7 +173,8 @@ def report_failures(cohort_left: list[dict], results: list[FeatureSetScores], pr
             if x.get("status") in ("failed", "no_face"):
                 rows.append({"stage": "extraction", "unit_id": x.get("unit_id", ""),
                              "participant_id": x.get("participant_id", ""), "reason": x.get("message", "")})
-    rows += [{"stage": "cohort", **x} for x in cohort_left]
+    failed = {x["unit_id"] for x in rows if x["unit_id"]}  # the cohort step leaves these out for the same reason
+    rows += [{"stage": "cohort", **x} for x in cohort_left if x.get("unit_id", "") not in failed]
     for r in results:
         rows += [{"stage": "scoring", **x} for x in r.left_out]
     rows += [{"stage": "scoring", **x} for x in problems]

@@ -30,6 +30,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     d = cohort.layout.report_dir
     figs = cohort.layout.figures_dir
     figs.mkdir(parents=True, exist_ok=True)
+    for old in figs.glob("*.png"):  # every figure is drawn again below or not at all: an earlier report's
+        old.unlink()  # headline or map of other people must not be embedded under this one's text
     prov = {**prov, **report_inputs(cohort, results, prov)}
     sheets: dict[str, pd.DataFrame] = {}
     headline: list[str] = []
@@ -66,10 +68,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                        "; not scored (see 'What failed' / sheet left_out): "
                                        + ", ".join(x["feature_set"] for x in problems) if problems else ""),
                                    "one Gaussian per participant "
-                                   "(Ledoit-Wolf covariance) on the flow's training rows (all of them: the flow starts as such a "
-                                   "Gaussian of the rows it does not hold back to choose its epoch), and for rows with lagged "
+                                   "(Ledoit-Wolf covariance) on the flow's training rows (all of them), and for rows with lagged "
                                    "copies a linear-Gaussian autoregressive model p(present | past) "
-                                   f"(densities: {density_text(prov, [r.feature_set for r in results])})", SCORE_RULE,
+                                   f"(densities, and how each flow started: {density_text(prov, [r.feature_set for r in results])})",
+                                   SCORE_RULE,
                                    "auc/eer: t-norm (each score against the other models' scores of the same "
                                    "data); *_raw: raw mean log-likelihood; *_znorm: per-model z-norm over impostor "
                                    "data (*_raw and *_znorm: supplementary, with intervals from the same draws; methods are compared on t-norm)", "95% percentile bootstrap over participants (people resampled, 1,000 "
