@@ -64,7 +64,7 @@ def make(n: int, seconds: float, root: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     from synthrun import make_run
 
-    folder = root / f"n{n}"
+    folder = root / f"n{n}-{seconds:g}s"  # a folder of other lengths is not this cohort
     done = folder / "manifest.pkl"
     if not done.is_file():
         m = make_run(folder / "out", n=n, seconds=seconds)

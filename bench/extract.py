@@ -26,8 +26,11 @@ from dis_core.manifest import load_manifest  # noqa: E402
 
 
 def manifest(tmp: Path, videos: list[Path], name: str) -> Path:
+    """One participant per video; the same file named again is marked allow_duplicate (the workers part extracts
+    one video several times, which the manifest check refuses unless a row says so)."""
     p = tmp / f"{name}.csv"
-    p.write_text("participant_id,session,video\n" + "".join(f"p{i},s1,{v}\n" for i, v in enumerate(videos)))
+    p.write_text("participant_id,session,video,allow_duplicate\n"
+                 + "".join(f"p{i},s1,{v},{'yes' if v in videos[:i] else ''}\n" for i, v in enumerate(videos)))
     return p
 
 

@@ -481,6 +481,7 @@ import numpy as np  # noqa: E402
 
 from dis_core.extract.h5store import read_extraction  # noqa: E402
 from dis_core.extract.pose import euler_to_rotation  # noqa: E402
+from dis_core.io.atomic import write_text_atomic  # noqa: E402
 from dis_core.io.provenance import script_provenance, sha256_file  # noqa: E402
 from dis_core.layout import RunLayout  # noqa: E402
 from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FEATURE_SETS, FeatureSpec,  # noqa: E402
@@ -493,8 +494,8 @@ from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow  # noqa: E
 from dis_core.model.stage import FIT_RULE, centred_rows, pooled_rows  # noqa: E402
 from dis_core.score import stats as st  # noqa: E402
 from dis_core.score.excerpts import Excerpts, excerpt_labels, excerpt_rows, excerpt_scores  # noqa: E402
-from dis_core.score.scoring import (compare_methods, headline_intervals, identification, score_matrix, tnorm,  # noqa: E402
-                                    verification)
+from dis_core.score.scoring import (SCORE_RULE, compare_methods, headline_intervals, identification,  # noqa: E402
+                                    score_matrix, tnorm, verification)
 
 # The candidate feature sets, as the library offers them (dis_core.features.build).
 SPECS: dict[str, FeatureSpec] = {
@@ -537,9 +538,8 @@ def _config_tag(spec_name: str, method: str) -> str:
     import hashlib
 
     cfg = _flow_config(spec_name, method)
-    if cfg is None:
-        return ""
-    doc = [dataclasses.asdict(cfg), FIT_RULE]  # the training rule too: a changed rule is another flow
+    # the training and scoring rules too, for every method: a changed rule is another matrix, never a stale hit
+    doc = [dataclasses.asdict(cfg) if cfg is not None else method, FIT_RULE, SCORE_RULE]
     return "__" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -554,6 +554,28 @@ def _data_tag(feats, pids) -> str:
             h.update(np.ascontiguousarray(feats[p][part][0], np.float64).tobytes())
             h.update(np.ascontiguousarray(feats[p][part].times, np.float64).tobytes())
     return h.hexdigest()[:8]
+
+
+def _load(key: Path | None, names: tuple[str, ...]) -> dict | None:
+    """A cached file's arrays, or None when there is none or it cannot be read (an interrupted write: computed
+    again, not a crash)."""
+    import zipfile
+
+    if key is None or not key.is_file():
+        return None
+    try:
+        with np.load(key) as z:
+            return {k: z[k] for k in names}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _save(key: Path, **arrays) -> None:
+    """np.savez through a temporary file renamed into place: a kill mid-write leaves no half file."""
+    from dis_core.io.atomic import atomic_path
+
+    with atomic_path(key) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _cache_key(cache: Path | None, feats, pids, spec_name: str, m: str, what: str = "") -> Path | None:
@@ -644,6 +666,22 @@ class Result:
     s: np.ndarray
     train_s: float
     usable: float
+    pids: tuple = ()  # the participants of the rows and columns, in order: comparisons pair people by name
+
+
+def paired(a: Result, b: Result) -> dict | None:
+    """:func:`compare_methods` of two results on the same participants in the same order (None when the people
+    differ: rows of other people cannot be paired, whatever their number)."""
+    if a.pids != b.pids or a.s.shape != b.s.shape:
+        return None
+    return compare_methods(a.s, b.s)
+
+
+def diff_text(c: dict) -> str:
+    """A paired difference in words: top-1 and EER, each with its interval and unadjusted p."""
+    return (f"top-1 {st.signed(c['top1_diff'], 3)} [{st.signed(c['top1_diff_lo'], 3)}, "
+            f"{st.signed(c['top1_diff_hi'], 3)}] p={c['top1_p']:.3f}; EER {st.signed(c['eer_diff'], 3)} "
+            f"[{st.signed(c['eer_diff_lo'], 3)}, {st.signed(c['eer_diff_hi'], 3)}] p={c['eer_p']:.3f}")
 
 
 def scored(feats) -> list[str]:
@@ -701,9 +739,9 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
     res = []
     for m in methods:
         key = _cache_key(cache, feats, pids, spec_name, m)
-        if key is not None and key.is_file():
-            with np.load(key) as z:
-                res.append(Result(f"{spec_name}/{m}", z["s"], float(z["train_s"]), usable))
+        got = _load(key, ("s", "train_s"))
+        if got is not None:
+            res.append(Result(f"{spec_name}/{m}", got["s"], float(got["train_s"]), usable, tuple(pids)))
             continue
         if cached_only:
             continue
@@ -714,8 +752,8 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
             rows, train_s = per_row(feats, pids, spec_name, m)
         s = nn_scores(feats, pids) if rows is None else score_matrix(rows, names=pids)
         if key is not None:
-            np.savez(key, s=s, train_s=train_s, pids=np.array(pids))
-        res.append(Result(f"{spec_name}/{m}", s, train_s, usable))
+            _save(key, s=s, train_s=train_s, pids=np.array(pids))
+        res.append(Result(f"{spec_name}/{m}", s, train_s, usable, tuple(pids)))
         log(f"  {spec_name}/{m}: {time.perf_counter() - t0:.0f} s")
     return res
 
@@ -725,15 +763,15 @@ def _rows_cached(feats, pids, spec_name: str, m: str, cache: Path | None, log, c
     (None with ``cached_only`` and nothing kept)."""
     key = _cache_key(cache, feats, pids, spec_name, m, "__rows")
     lens = [len(feats[p]["test"][0]) for p in pids]
-    if key is not None and key.is_file():
-        with np.load(key) as z:
-            return [np.split(r, np.cumsum(lens)[:-1]) for r in z["lp"]], float(z["train_s"])
+    got = _load(key, ("lp", "train_s"))
+    if got is not None:
+        return [np.split(r, np.cumsum(lens)[:-1]) for r in got["lp"]], float(got["train_s"])
     if cached_only:
         return None, 0.0
     t0 = time.perf_counter()
     rows, train_s = per_row(feats, pids, spec_name, m)
     if key is not None:
-        np.savez(key, lp=np.stack([np.concatenate(r) for r in rows]), train_s=train_s, pids=np.array(pids))
+        _save(key, lp=np.stack([np.concatenate(r) for r in rows]), train_s=train_s, pids=np.array(pids))
     log(f"  {spec_name}/{m} per-row log p: {time.perf_counter() - t0:.0f} s")
     return rows, train_s
 
@@ -840,13 +878,25 @@ def main() -> None:
     if flows:
         bf = max(flows, key=key)
         for what, pool in (("best baseline", bases), ("best per-frame baseline", per_frame), ("reference", refs)):
-            if pool and bf.s.shape == max(pool, key=key).s.shape:
-                bb = max(pool, key=key)
-                c = compare_methods(bf.s, bb.s)
-                print(f"best flow {bf.name} - {what} {bb.name}: top-1 {st.signed(c['top1_diff'], 3)} "
-                      f"[{st.signed(c['top1_diff_lo'], 3)}, {st.signed(c['top1_diff_hi'], 3)}] p={c['top1_p']:.3f}; EER {st.signed(c['eer_diff'], 3)} "
-                      f"[{st.signed(c['eer_diff_lo'], 3)}, {st.signed(c['eer_diff_hi'], 3)}]; McNemar n10={c['top1_mcnemar_n10']:.0f} "
-                      f"n01={c['top1_mcnemar_n01']:.0f} p={c['top1_mcnemar_p']:.3f}")
+            if not pool:
+                continue
+            bb = max(pool, key=key)
+            c = paired(bf, bb)
+            if c is None:
+                print(f"best flow {bf.name} - {what} {bb.name}: not compared (they scored other participants)")
+                continue
+            print(f"best flow {bf.name} - {what} {bb.name} (both chosen on these scores: p unadjusted for the "
+                  f"choice): {diff_text(c)}; McNemar n10={c['top1_mcnemar_n10']:.0f} n01={c['top1_mcnemar_n01']:.0f} "
+                  f"p={c['top1_mcnemar_p']:.3f}")
+        # the pre-specified family: every flow against every density baseline of its own feature set, Holm-adjusted
+        fam = [(f, b, paired(f, b)) for f in flows for b in bases if f.name.split("/")[0] == b.name.split("/")[0]]
+        fam = [x for x in fam if x[2] is not None]
+        if fam:
+            ph = st.holm([p for _, _, c in fam for p in (c["top1_p"], c["eer_p"])])
+            print(f"each flow - each baseline of its feature set, paired over participants ({2 * len(fam)} tests, "
+                  "Holm-adjusted over top-1 and EER):")
+            for k, (f, b, c) in enumerate(fam):
+                print(f"  {f.name} - {b.name}: {diff_text(c)}; Holm p top-1 {ph[2 * k]:.3f}, EER {ph[2 * k + 1]:.3f}")
     for name in (a.only.split(",") if a.excerpts else []):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
         if ms:
@@ -857,10 +907,10 @@ def main() -> None:
         prov = script_provenance(vars(a), run=str(a.run), manifest=str(manifest),
                                  manifest_sha256=manifest_sha256, model_sha256=model.get("sha256", ""),
                                  source=src, split="session 1 train, session 2 test")
-        (a.cache / "summary.json").write_text(json.dumps({"provenance": prov, "results": {
+        write_text_atomic(a.cache / "summary.json", json.dumps({"provenance": prov, "results": {
             r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
                      "eer": float(verification(tnorm(r.s))["eer"]), "auc": float(verification(tnorm(r.s))["auc"]),
-                     "usable_per_video": r.usable, "train_s": r.train_s} for r in results}}, indent=2))
+                     "usable_per_video": r.usable, "train_s": r.train_s} for r in results}}, indent=2, default=str))
 
 
 if __name__ == "__main__":

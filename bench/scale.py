@@ -12,7 +12,8 @@ and the core-hours projected for N = 10,000 from the measured per-pair cost.
     nice -n 10 .venv/bin/python bench/scale.py --sizes 100,300,1000 --frames 300 --out /tmp/dis-scale
     nice -n 10 .venv/bin/python bench/scale.py --slurm --sizes 300 --frames 100 --block-size 50 --pack 1
 
-Measured 2026-12-02 (2 cores shared with other work, load 2-7; nice 10; single-node SLURM 22.05 of
+Measured 2026-12-02, before the worker warm-up (a worker's first block then counted torch's import, which
+raised the small N's cost and so flattered the N ratio) and the 3 x 3 block check (2 cores shared with other work, load 2-7; nice 10; single-node SLURM 22.05 of
 tests/slurm/start.sh, 2 CPUs):
 
 ``--sizes 100,1000 --frames 100`` (local executor, 2 workers; N = 1,000 whole, no sampling):
@@ -69,6 +70,9 @@ def vm_hwm_kb() -> int:
 def _task(args) -> tuple[str, float, float, int]:
     """One block in a worker process: status, elapsed, CPU seconds, the worker's peak RSS so far (kB;
     a worker runs several blocks, so this bounds each block's peak from above)."""
+    import torch  # noqa: F401 - imported before the clock: a worker's first block paid it (25% more CPU)
+
+    import dis_core.model.flows  # noqa: F401
     from dis_core.score.synthetic import run_block
 
     cohort, scores, r, c, cfg = args
@@ -157,19 +161,34 @@ def bench(n: int, frames: int, out: Path, workers: int, block: int, check: bool,
            "pairs_run": pairs, "make_s": t_make, "wall_s": wall, "cpu_s": cpu, "cpu_per_pair_ms": 1e3 * cpu / pairs,
            "wall_per_pair_ms": 1e3 * wall / pairs, "block_rss_mb": max(r[3] for r in res) / 1024,
            "reduce_rss_mb": red["rss_kb"] / 1024, "reduce_s": red["s"], "disk_mb": _du(scores) / 2 ** 20, **array}
-    if check and len(grid) == k * k:
-        import numpy as np
-
-        from dis_core.score.blocks import METHODS, assemble, score_whole
-        from dis_core.score.synthetic import ArraySource
-
-        a = assemble(scores, "synthetic")
-        src = ArraySource(cohort)
-        t0 = time.monotonic()
-        s, _ = score_whole(src, src.participants, cfg.trim)
-        row["whole_s"] = time.monotonic() - t0
-        row["identical_to_single_job"] = all(np.array_equal(a.s[m], s[m]) for m in METHODS)
+    if check:
+        row.update(block_check(cohort, out / f"scores-check-{n}-{frames}", n, frames, workers))
     return row
+
+
+def block_check(cohort: Path, scores: Path, n: int, frames: int, workers: int) -> dict:
+    """Whether blocks assemble to the single-job matrix bit for bit, on a grid of 3 x 3 blocks whatever the
+    bench's own block size (one block compared nothing of the offsets or the assembly)."""
+    import numpy as np
+
+    from jobs.executors import map_units
+    from dis_core.score.blocks import METHODS, assemble, score_whole
+    from dis_core.score.config import ScoreConfig, block_grid
+    from dis_core.score.synthetic import ArraySource
+
+    shutil.rmtree(scores, ignore_errors=True)
+    cfg = ScoreConfig(block_size=-(-n // 3), expected_frames=frames)
+    grid = block_grid(n, cfg)
+    res = map_units(_task, [(cohort, scores, r, c, cfg) for r, c in grid], executor="local", workers=workers)
+    assert all(r[0] == "ok" for r in res), [r for r in res if r[0] != "ok"][:3]
+    a = assemble(scores, "synthetic")
+    src = ArraySource(cohort)
+    t0 = time.monotonic()
+    s, _ = score_whole(src, src.participants, cfg.trim)
+    whole = time.monotonic() - t0
+    shutil.rmtree(scores, ignore_errors=True)
+    return {"check_blocks": len(grid), "whole_s": whole,
+            "identical_to_single_job": all(np.array_equal(a.s[m], s[m]) for m in METHODS)}
 
 
 def main() -> None:
@@ -208,8 +227,8 @@ def main() -> None:
                   f"{r['submit_s']:.2f} s, all done {r['done_s']:.1f} s after submission "
                   f"({1e3 * r['done_s'] / r['pairs_run']:.3f} ms per pair)", flush=True)
         if "identical_to_single_job" in r:
-            print(f"       N={n}: block matrix identical to the single-job path: {r['identical_to_single_job']} "
-                  f"(single job {r['whole_s']:.1f} s)", flush=True)
+            print(f"       N={n}: {r['check_blocks']} blocks assembled identical to the single-job path: "
+                  f"{r['identical_to_single_job']} (single job {r['whole_s']:.1f} s)", flush=True)
         if not a.keep:
             shutil.rmtree(a.out / f"scores-{n}-{a.frames}", ignore_errors=True)
     lo, hi = rows[0], rows[-1]
@@ -226,9 +245,11 @@ def main() -> None:
         per = max(r["disk_mb"] / (r["n"] ** 2 * r["frames"]) for r in full)
         print(f"projected disk for N = 10,000 ({a.frames} frames each): {per * 1e8 * a.frames / 2 ** 20:,.1f} TB of "
               "per-frame log p and norms (compressed; the summaries alone: 1e8 pairs x 6 x 8 B = 4.5 GB)")
+    from dis_core.io.atomic import write_text_atomic
     from dis_core.io.provenance import script_provenance
 
-    (a.out / "scale.json").write_text(json.dumps({"provenance": script_provenance(vars(a)), "rows": rows}, indent=2))
+    write_text_atomic(a.out / "scale.json", json.dumps({"provenance": script_provenance(vars(a)), "rows": rows},
+                                                       indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -42,3 +42,53 @@ def test_identify_records_its_inputs_in_summary_json_and_refuses_a_manifest_with
     assert prov["model_sha256"] == ""  # no run.json here: a synthetic extraction folder
     line = next(x for x in r.stdout.splitlines() if x.startswith("frame/gaussian "))
     assert f"{res['top1']:.3f} [{res['top1_lo']:.3f}, {res['top1_hi']:.3f}]" in line
+
+
+def test_the_extraction_bench_manifests_load_with_a_video_named_several_times(tmp_path):
+    """bench/extract.py's workers part extracts one video eight times; its manifest was refused ('the same file as
+    row 2's ... set allow_duplicate=yes') and `make bench` stopped there."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import extract as bench_extract
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from dis_core.manifest import load_manifest
+
+    v = tmp_path / "a.mp4"
+    v.write_bytes(b"x")
+    m = load_manifest(bench_extract.manifest(tmp_path, [v] * 3, "wk"))
+    assert [e.participant_id for e in m.entries] == ["p0", "p1", "p2"]
+
+
+def test_identify_holds_its_comparisons_to_a_family_and_recomputes_a_damaged_cache(tmp_path):
+    """The best flow against the best baseline is chosen on the same scores: said so, and beside it every flow
+    against every baseline of its feature set, Holm-adjusted (a pre-specified family). A cache file cut short by
+    an interrupted write was a crash (BadZipFile); it is computed again."""
+    out = tmp_path / "run"
+    m = make_run(out, n=3, seconds=20, sessions=2)
+    split = write_manifest(tmp_path / "videos" / "cohort.csv", [
+        {"participant_id": e.participant_id, "session": e.session, "video": e.video.name, "dyad": e.dyad,
+         "split": "train" if e.session == "s1" else "test"} for e in m.entries])
+    args = ("--run", str(out), "--manifest", str(split), "--only", "frame", "--methods", "gaussian,flow",
+            "--cache", str(tmp_path / "cache"))
+    r = _identify(*args)
+    assert r.returncode == 0, r.stderr
+    assert "(both chosen on these scores: p unadjusted for the choice)" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if x.startswith("  frame/flow - frame/gaussian: "))
+    assert "Holm p top-1" in line
+    flow = next(p for p in (tmp_path / "cache").glob("frame__flow__*.npz"))
+    flow.write_bytes(flow.read_bytes()[:100])
+    again = _identify(*args)
+    assert again.returncode == 0 and "frame/flow: " in again.stderr, again.stderr
+    assert line in again.stdout  # the same figures from the recomputed matrix
+
+
+def test_the_scale_bench_checks_the_assembly_on_several_blocks_and_writes_its_record(tmp_path):
+    """Its bit-for-bit check compared a one-block grid with the single-job path at every documented size (nothing
+    of the block offsets or the assembly); it now always checks a 3 x 3 grid."""
+    r = subprocess.run([sys.executable, "bench/scale.py", "--sizes", "12", "--frames", "20", "--workers", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "N=12: 9 blocks assembled identical to the single-job path: True" in r.stdout, r.stdout
+    doc = json.loads((tmp_path / "scale.json").read_text())
+    assert doc["rows"][0]["check_blocks"] == 9 and doc["provenance"]["arguments"]["sizes"] == "12"
