@@ -3,7 +3,10 @@
 Prints, per (feature set, method): top-1 with its 95% bootstrap interval over participants, chance,
 AUC and EER (t-norm) with intervals, usable frames per video, training seconds per participant;
 then the paired differences of the best flow and the best baseline, the best per-frame baseline and
-the non-density reference (interval, p, McNemar). Not a test: figures.
+the non-density reference (interval, p, McNemar; both sides are chosen on the same scores, so these p are
+unadjusted for the choice, as the runs quoted below were), and since 5 December 2026 the pre-specified
+family beside them: every flow against every density baseline of its own feature set, Holm-adjusted over
+top-1 and EER. Comparisons pair people by participant, never by position alone. Not a test: figures.
 
     python bench/identify.py --run /work/data/identify/run            # a `dis extract` output folder
         [--manifest M] [--only spectrum,frame] [--methods pflow,pgauss] [--cache DIR] [--truth] [--flow-seed S]
