@@ -109,13 +109,19 @@ class StageProgress:
         if self.verbose:
             self._print(unit_line(result))
         if self._rich is not None:
-            self._rich.update(self._task, completed=self.done, failed=self.failed)
+            self._rich.update(self._task, completed=self.done, failed=self.failed, **self._live_fields())
         elif self.total and self.done < self.total and (self.done * PLAIN_STEPS >= self._next_step * self.total
                                                         or time.monotonic() - self._last >= HEARTBEAT_S):
             self._print(self.status_line())
             self._shown = self.done
             while self._next_step * self.total <= self.done * PLAIN_STEPS:
                 self._next_step += 1
+
+    def _live_fields(self) -> dict[str, str]:
+        """The live line's skipped count and ETA, from the units that ran (rich's own ETA counts skipped ones)."""
+        eta = self.eta_s()
+        return {"skipped": f" ({self.skipped} skipped)" if self.skipped else "",
+                "eta": fmt_duration(eta) if eta is not None and self.done < self.total else "-"}
 
     # ---- lifecycle
     def __enter__(self) -> "StageProgress":
@@ -137,8 +143,7 @@ class StageProgress:
 
     def _start_rich(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         # Draw through a duplicate of the terminal's descriptor: a unit that silences fd 1/2 in this
         # process (the debug executor) cannot swallow the display, nor the display leak into its log.
@@ -149,13 +154,13 @@ class StageProgress:
         console = Console(file=file, force_terminal=True)
         wide = console.width >= NARROW
         columns = ([TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[failed]} failed"), TextColumn("elapsed"), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn()] if wide else
+                    TextColumn("{task.fields[skipped]}"), TextColumn("{task.fields[failed]} failed"),
+                    TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}")] if wide else
                    [TextColumn("[bold]{task.description}"), MofNCompleteColumn(),
-                    TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn()])
+                    TextColumn("{task.fields[failed]} failed"), TextColumn("ETA {task.fields[eta]}")])
         self._rich = Progress(*columns, console=console, transient=False, refresh_per_second=2)
         self._rich.start()
-        self._task = self._rich.add_task(self.stage, total=self.total, failed=0)
+        self._task = self._rich.add_task(self.stage, total=self.total, failed=0, **self._live_fields())
 
 
 @contextlib.contextmanager

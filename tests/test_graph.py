@@ -330,6 +330,9 @@ def test_a_slurm_that_does_not_answer_is_an_error_not_a_run_that_never_ran(tmp_p
     monkeypatch.setenv("PATH", _fake_bin(tmp_path, squeue="echo 'Unable to contact slurm controller' >&2; exit 1"))
     with pytest.raises(DISError, match="squeue failed"):
         slurm.sacct_states(["7_0"])
+    monkeypatch.setenv("PATH", _fake_bin(tmp_path, squeue="echo '7_1|RUNNING'",
+                                         sacct="echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1"))
+    assert slurm.sacct_states(["7_0", "7_1"]) == {"7_1": "RUNNING"}  # no accounting: the queue and the records
     (tmp_path / "bin" / "sacct").unlink()
     with pytest.raises(DISError, match="sacct not found"):
         slurm.sacct_states(["7_0"])

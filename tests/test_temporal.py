@@ -66,6 +66,10 @@ def test_a_stretch_filmed_too_slowly_for_the_top_band_gives_no_rows_and_a_short_
     x = np.sin(2 * np.pi * 1.0 * t)[:, None]
     r = spectral_rows(x, t, np.zeros(len(t), int), np.ones(len(t), bool), ["rx"])
     assert r.x.shape == (0, 6)
+    for fs in np.arange(2.0, 12.0, 0.01):  # every rate, including a top band starting just under Nyquist
+        t = np.arange(int(60 * fs)) / fs
+        r = spectral_rows(np.sin(t)[:, None], t, np.zeros(len(t), int), np.ones(len(t), bool), ["rx"])
+        assert len(r.x) == 0 or np.isfinite(r.x).all()
     t = np.arange(900) / 30.0
     with pytest.raises(ValueError, match="holds no frequency bin"):
         spectral_rows(np.sin(t)[:, None], t, np.zeros(len(t), int), np.ones(len(t), bool), ["rx"], window_s=2.0)

@@ -77,6 +77,18 @@ def test_a_resumed_stage_times_the_units_that_run_and_is_never_silent_for_long(m
     lines = out.getvalue().splitlines()
     assert "ETA 0s" not in out.getvalue() and "75/100 done (75 skipped as current)" in lines[3], lines
     assert any(ln.startswith("train: 95/100 done (90 skipped as current)") for ln in lines), lines
+    # the live line: its ETA from the units that ran too (rich's own counted the burst of skipped ones), and the
+    # skipped count
+    out = io.StringIO()
+    monkeypatch.setenv("COLUMNS", "120")
+    with StageProgress("train", 100, stream=out, live=True) as p:
+        for i in range(90):
+            u = _Unit(i)
+            u.status = "skipped"
+            p.unit_done(u)
+        clock[0] += 20.0
+        p.unit_done(_Unit(90))
+        assert p._live_fields() == {"skipped": " (90 skipped)", "eta": "3m00s"}
 
 
 def test_a_narrow_terminal_keeps_the_counts_whole(monkeypatch):

@@ -156,8 +156,9 @@ def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
     edges = band_edges(n_bands, fmin, fmax)
     n = int(round(window_s * fs))
     bins = band_bins(edges, n, fs)
-    if any(not b.any() for b, lo in zip(bins, edges[:-1]) if lo >= fs / 2):
-        return _rows(feats, covered, centres, names, t, select, window_s, hop_s)  # filmed too slowly here: no rows
+    first = np.ceil(edges[:-1] / (fs / n) - 0.1)  # each band's first bin, as band_bins rounds it
+    if any(not b.any() and 2 * f >= n for b, f in zip(bins, first)):  # starts at or past Nyquist: filmed too
+        return _rows(feats, covered, centres, names, t, select, window_s, hop_s)  # slowly here, no rows
     if any(not b.any() for b in bins):
         raise ValueError(f"a band of {np.round(edges, 3).tolist()} Hz holds no frequency bin of a {window_s:g} s "
                          "window: use a longer window or fewer bands")
