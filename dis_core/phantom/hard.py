@@ -65,7 +65,8 @@ def rich_terms(ypr: np.ndarray, dyn, fps: float, rng: np.random.Generator) -> np
 def near_neighbours(dyn: list, count: int, rng: np.random.Generator, spread: float = 0.1,
                     dyad_size: int = 1) -> tuple[list, list[int]]:
     """Make the last participants near neighbours of earlier ones: a copy of another participant's
-    parameters with every amplitude, frequency and rate perturbed by a factor exp(N(0, spread)).
+    parameters with every amplitude, frequency and rate perturbed by a factor exp(N(0, spread)), the same factors
+    (and bias shifts) for every member of a copied dyad, so that partners who shared parameters still do.
     Whole dyads are copied into whole dyads (member m of a copied dyad copies member m of its source,
     never of its own dyad), ``ceil(count / dyad_size)`` of them and at most half the dyads, so copies
     leave the listed partners as they were drawn. Returns (dynamics, index of whom each copies or -1)."""
@@ -75,8 +76,9 @@ def near_neighbours(dyn: list, count: int, rng: np.random.Generator, spread: flo
     out, src = list(dyn), [-1] * n
     for d in range(dyads - k, dyads):
         s = int(rng.integers(0, dyads - k))  # a whole dyad among the first ones
+        factors = int(rng.integers(2**63))  # one perturbation per copied dyad: its partners keep what they share
         for m, i in enumerate(range(d * size, min((d + 1) * size, n))):
-            out[i] = _perturb(dyn[s * size + m], rng, spread)
+            out[i] = _perturb(dyn[s * size + m], np.random.default_rng(factors), spread)
             src[i] = s * size + m
     return out, src
 
@@ -111,7 +113,8 @@ def camera_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
 # ------------------------------------------------------------------------------- detector gaps
 def hidden_bursts(n: int, fraction: float, rng: np.random.Generator, burst: tuple[int, int] = (1, 3)) -> np.ndarray:
     """(n,) bool: about ``fraction`` of the frames hidden in bursts of burst[0]..burst[1] frames,
-    bursts separated by at least one visible frame (so each is a short gap, never a long one)."""
+    bursts separated by at least one visible frame (so each is a short gap, never a long one: the renderer caps a
+    burst at 0.2 s of frames, the gap DIS bridges)."""
     hide = np.zeros(n, bool)
     if fraction <= 0 or n < 3:
         return hide

@@ -138,6 +138,11 @@ def mix_dynamics(own, common, share: float):
     return dataclasses.replace(own, **vals)
 
 
+JITTER_FPS = 30.0  # jitter_rho is the frame-to-frame correlation at this rate (0.9: 0.32 s); other rates keep its
+# correlation time, so a cohort filmed at 15 fps moves as the same people do at 30 (per frame, its jitter moved
+# twice as fast at 30 as at 10 fps)
+
+
 def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int = 2,
                     dyad_shared: tuple[str, ...] = (), partner_share: float = 0.0, rich: bool = False
                     ) -> list[Dynamics]:
@@ -154,7 +159,7 @@ def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int 
     out: list[Dynamics] = []
     shared: dict[str, float] = {}
     # the dyads' common draws come from their own stream, so partner_share = 0 leaves the cohort as before
-    crng = np.random.default_rng([int(rng.integers(2**63)), 1]) if partner_share > 0 else None
+    crng = rng.spawn(1)[0] if partner_share > 0 else None  # advances nothing: every share > 0 has the same people
     common: Dynamics | None = None
     for i in range(participants):
         prng = np.random.default_rng(rng.integers(2**63))
@@ -180,7 +185,7 @@ def cohort_dynamics(participants: int, rng: np.random.Generator, dyad_size: int 
 
 def share_within_dyads(dyn: list[Dynamics], dyad_size: int, shared: tuple[str, ...]) -> list[Dynamics]:
     """Each dyad's later members given its first member's values of the ``shared`` parameters (what
-    :func:`cohort_dynamics` draws them with; near-neighbour copies are perturbed member by member)."""
+    :func:`cohort_dynamics` draws them with; a near-neighbour copy's members are perturbed alike)."""
     return [d if i % dyad_size == 0 else _override(d, {k: _get(dyn[i - i % dyad_size], k) for k in shared})
             for i, d in enumerate(dyn)]
 
@@ -229,9 +234,10 @@ def trajectory(dyn: Dynamics, n_frames: int, fps: float, rng: np.random.Generato
 
         out = rich_terms(out, dyn, fps, rng)
     e = np.zeros(3)
-    scale = dyn.jitter_sd * np.sqrt(1 - dyn.jitter_rho ** 2)
+    rho = dyn.jitter_rho ** (JITTER_FPS / fps)  # the same correlation time at every frame rate
+    scale = dyn.jitter_sd * np.sqrt(1 - rho ** 2)
     for i in range(n_frames):
-        e = dyn.jitter_rho * e + scale * rng.standard_normal(3)
+        e = rho * e + scale * rng.standard_normal(3)
         out[i] += e
     return np.clip(out, -max_angle, max_angle)
 
@@ -440,7 +446,7 @@ class PhantomConfig:
     seed: int = 0
     dyad_size: int = 2
     dyad_shared: tuple[str, ...] = ("yaw.f_slow", "pitch.f_slow", "nod_rate", "nod_freq")
-    swap_faces: bool = False  # session k shows another face, never one's own nor a dyad partner's (face_of)
+    swap_faces: bool = False  # session k shows another face than the person's others (face_of)
     max_angle: float = 25.0
     partner_share: float = 0.0  # 0..1: how far partners' parameters move towards a common draw per dyad
     # what real recordings have (defaults off: the classic demo cohort is unchanged); see dis_core.phantom.hard
@@ -474,29 +480,29 @@ class PhantomConfig:
         return (-(-self.participants // size) // 2) * size
 
 
-def face_of(i: int, k: int, n_faces: int, cfg: PhantomConfig) -> int:
-    """The portrait shown in session k of participant i: their own (i mod n), or with ``swap_faces`` the one
-    of the participant ``dyad_size * k`` places on. Shifting by whole dyads keeps a partner's faces out of
-    one's sessions: one place on, a person's second session showed their partner's first-session face, so
-    that partners looked alike in landmarks and blendshapes by construction (on a 12-person phantom whose
-    partners share only head dynamics, a blendshape partner effect supported at Holm p 0.04; none now)."""
-    return (i + k * cfg.dyad_size) % n_faces if cfg.swap_faces else i % n_faces
+def face_places(cfg: PhantomConfig) -> np.ndarray:
+    """Each participant's place in a seeded shuffle of the cohort, drawn without regard to dyads: faces follow the
+    places, so a dyad partner shares a portrait exactly as often as a stranger does, on average. Faces once went
+    by participant number (i mod the portraits; with swap_faces i + 2k): strangers shared portraits and partners
+    never did, so a partner test on face-bearing features was biased against partners (a motion-free score matrix
+    of 100 phantom people gave partners an excess of -2 null standard deviations)."""
+    return np.random.default_rng([cfg.seed, 3]).permutation(cfg.participants)
+
+
+def face_of(i: int, k: int, n_faces: int, cfg: PhantomConfig, places: np.ndarray | None = None) -> int:
+    """The portrait shown in session k of participant i: the one of their place in :func:`face_places` (distinct
+    for everyone while the portraits last), or with ``swap_faces`` the next ``k`` on, so that each session shows
+    another face and never one's own twice."""
+    place = int((face_places(cfg) if places is None else places)[i])
+    return (place + k) % n_faces if cfg.swap_faces else place % n_faces
 
 
 def face_problem(n_faces: int, cfg: PhantomConfig) -> str:
-    """Why the faces of ``cfg`` would confound the cohort ('' if they do not): a dyad partner's face in
-    one's sessions, or (swap_faces) a face shown in two sessions of the same person."""
-    faces = [[face_of(i, k, n_faces, cfg) for k in range(cfg.sessions)] for i in range(cfg.participants)]
-    for i, own in enumerate(faces):
-        if cfg.swap_faces and len(set(own)) < len(own):
-            return (f"with {n_faces} portraits, dyads of {cfg.dyad_size} and {cfg.sessions} sessions, --swap-faces "
-                    f"would show a participant's face twice (at most {n_faces // cfg.dyad_size} sessions)")
-        d = i // cfg.dyad_size
-        partners = {f for j in range(d * cfg.dyad_size, min((d + 1) * cfg.dyad_size, cfg.participants)) if j != i
-                    for f in faces[j]}
-        if partners & set(own):
-            return (f"with {n_faces} portraits and dyads of {cfg.dyad_size}, participant {i + 1} would show a "
-                    f"dyad partner's face: partners would look alike in face features by construction")
+    """Why the faces of ``cfg`` would confound the cohort ('' if they do not): with swap_faces, a face shown in two
+    sessions of the same person (more sessions than portraits)."""
+    if cfg.swap_faces and cfg.sessions > n_faces:
+        return (f"with {n_faces} portraits and {cfg.sessions} sessions, --swap-faces would show a participant's face "
+                f"twice (at most {n_faces} sessions)")
     return ""
 
 
@@ -551,7 +557,10 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
                "packages": package_versions(("mediapipe", "opencv-python-headless", "numpy", "scipy", "scikit-image")),
                "face_model_sha256": sha256_file(Path(model_path)),
                "stills_sha256": {n: sha256_file(Path(samples[n])) for n in STILLS + (GROUP_PHOTO,) if n in samples}}
-    renderer = {f.name: sha256_file(f) for f in sorted(Path(__file__).parent.glob("*.py"))}  # the code, not its commit
+    code = [*sorted(Path(__file__).parent.glob("*.py")), *(Path(__file__).parents[1] / "extract" / n
+                                                           for n in ("pose.py", "landmarker.py"))]
+    renderer = {f"{f.parent.name}/{f.name}": sha256_file(f) for f in code}  # the code (its Euler convention and the
+    # canonical face it turns, too), not its commit
     key = hashlib.sha256(json.dumps({"config": dataclasses.asdict(cfg), "made_by": {**made_by, "source_revision": ""},
                                      "renderer": renderer}, sort_keys=True, default=str).encode()).hexdigest()
     done = _rendered_sessions(out_dir, key)
@@ -566,6 +575,7 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
                                       dyad_size=cfg.dyad_size)
         dyn = share_within_dyads(dyn, cfg.dyad_size, cfg.dyad_shared)  # a copied dyad's partners share as partners do
     rigs: dict[int, FaceRig] = {}
+    places = face_places(cfg)
     n_frames = int(round(cfg.duration_s * cfg.fps))
     rows, params = [], []
     for i in range(cfg.participants):
@@ -575,7 +585,7 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
         if copies[i] >= 0:
             params[-1]["near_neighbour_of"] = f"ph{copies[i] + 1:02d}"
         for k in range(cfg.sessions):
-            face = face_of(i, k, len(faces), cfg)
+            face = face_of(i, k, len(faces), cfg, places)
             name = f"{pid}_s{k + 1}"
             video = out_dir / "videos" / f"{name}.mp4"
             truth = out_dir / "videos" / f"{name}.truth.csv"
@@ -609,6 +619,9 @@ def make_cohort(out_dir: Path, cfg: PhantomConfig, samples: dict[str, Path], mod
     return manifest
 
 
+BRIDGED_S = 0.2  # a hidden burst lasts at most this long (DIS bridges gaps up to 0.2 s): 2 frames at 10 fps, 3 at 15
+
+
 def _render_session(cfg: PhantomConfig, dyn: Dynamics, i: int, k: int, rigs: dict, faces: list, face: int,
                     model_path: str | Path, video: Path, truth: Path, n_frames: int) -> dict:
     """Render session k of participant i (its own random streams, so any session can be rendered alone)
@@ -617,10 +630,12 @@ def _render_session(cfg: PhantomConfig, dyn: Dynamics, i: int, k: int, rigs: dic
 
     if face not in rigs:
         rigs[face] = make_rig(faces[face][1], model_path, (cfg.width, cfg.height))
-    ypr = trajectory(dyn, n_frames, cfg.fps, np.random.default_rng([cfg.seed, i, k]), cfg.max_angle)
-    hrng = np.random.default_rng([cfg.seed, i, k, 1])
+    # streams tagged apart from the cohort's own (default_rng(seed) is default_rng([seed, 0, 0]): ph01's first session
+    # drew the numbers that drew everyone's traits)
+    ypr = trajectory(dyn, n_frames, cfg.fps, np.random.default_rng([cfg.seed, 1, i, k]), cfg.max_angle)
+    hrng = np.random.default_rng([cfg.seed, 1, i, k, 1])
     cam = camera_rotation(hrng, cfg.camera_deg)
-    hidden = hidden_bursts(n_frames, cfg.hidden_fraction, hrng)
+    hidden = hidden_bursts(n_frames, cfg.hidden_fraction, hrng, burst=(1, max(1, min(3, int(BRIDGED_S * cfg.fps + 1e-9)))))
     truth.unlink(missing_ok=True)  # never a new video beside an old truth
     render_video(rigs[face], ypr, cfg.fps, video, camera=cam if cfg.camera_deg > 0 else None, hidden=hidden)
     seen = ypr if cfg.camera_deg <= 0 else rotation_to_euler(cam @ euler_to_rotation(ypr))
