@@ -235,6 +235,8 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
         if (groups[p[:, 0]] != groups[p[:, 1]]).any():
             raise DISError("a real dyad spans two groups")
     p, unusable = usable_couples(sync, p, groups)
+    if len(p) < 2:
+        raise DISError(f"{unusable} couple(s) without a usable window with their stratum: fewer than two left")
     p, alone = couples_in_strata(p, groups)
     rng = np.random.default_rng(seed)
     per_dyad = sync[p[:, 0], p[:, 1]]
@@ -282,12 +284,44 @@ def time_locked(extra: Mapping[str, str]) -> bool:
     return str(extra.get(TIME_LOCKED_COLUMN, "")).strip().lower() in TRUE_WORDS
 
 
+SHORT_SHARE = 0.5  # a couple whose shorter recording of a session is under this share of the session's median is left
+# out, so that one short video cuts nobody else's windows to its length
+
+
+def common_windows(sig: Mapping[tuple[str, str], Mapping[str, np.ndarray]], couples: Sequence[tuple[str, str]],
+                   sessions: Sequence[str]) -> tuple[list, dict[str, list[np.ndarray]], dict[str, list[str]]]:
+    """Couples kept, each signal's per-session (2 x couples, T) arrays (partners side by side) and who was left out
+    why: ``sig[(person, session)]`` holds each signal on the common grid. A couple with a recording under
+    :data:`SHORT_SHARE` of its session's median length is left out; each session is then cut to its shortest
+    recording kept, so that every pair is compared on the same windows."""
+    keep, left = list(couples), {}
+    length = {k: len(v[SIGNALS[0]]) for k, v in sig.items()}
+    for s in sessions:
+        med = float(np.median([length[(p, s)] for c in keep for p in c])) if keep else 0.0
+        for a, b in list(keep):
+            if min(length[(a, s)], length[(b, s)]) < SHORT_SHARE * med:
+                keep.remove((a, b))
+                left.setdefault(f"a recording under {SHORT_SHARE:.0%} of session {s}'s median length", []).append(
+                    f"{a}+{b}")
+    people = [p for c in keep for p in c]
+    out: dict[str, list[np.ndarray]] = {k: [] for k in SIGNALS}
+    for s in sessions:
+        t = min((length[(p, s)] for p in people), default=0)
+        for k in SIGNALS:
+            out[k].append(np.stack([sig[(p, s)][k][:t] for p in people]) if people else np.zeros((0, 0)))
+    return keep, out, left
+
+
 def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[list[dict], str] | None:
     """The synchrony family for a cohort whose manifest marks sessions ``time_locked``; None if none is.
 
-    Uses every complete dyad (two participants) and every session label marked time-locked, each session's
-    signals padded with NaN to its longest recording (a person without it is NaN there); returns (rows, note),
-    rows empty with the reason in note when no test can run."""
+    Every pair is compared on the same windows, or the re-pairings are not exchangeable with the couples (partners
+    share their recordings' lengths and sessions: padded to each session's longest, couples covered windows many
+    pseudo-couples never reach, and a null cohort gave p < 0.05 half the time when the signals drifted with time).
+    So: the session labels time-locked for both members of at least half the complete dyads, the couples holding
+    all of them, less couples unreadable or with a recording under :data:`SHORT_SHARE` of the session's median
+    length; every session cut to its shortest remaining recording. Couples left out are counted in the note.
+    Returns (rows, note), rows empty with the reason in note when no test can run."""
     from dis_core.score.groups import cohort_grouping, grouping_text
     from dis_core.score.scoring import dyad_pairs
 
@@ -295,39 +329,41 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
     if not locked:
         return None
     pids = sorted({e.participant_id for e in locked})
-    pairs = dyad_pairs([cohort.dyad(p) for p in pids])
-    if len(pairs) < 2:
+    couples = [(pids[a], pids[b]) for a, b in dyad_pairs([cohort.dyad(p) for p in pids])]
+    if len(couples) < 2:
         return [], "fewer than two complete dyads with time-locked sessions: no synchrony test"
-    pids = [pids[i] for pr in pairs for i in pr]  # couple members only, partners side by side
-    pairs = [(2 * k, 2 * k + 1) for k in range(len(pairs))]
-    index = {p: k for k, p in enumerate(pids)}
-    by = {(e.participant_id, e.session): e for e in locked if e.participant_id in index}
-    sessions = sorted({s for (_, s) in by})
-    per_signal: dict[str, list[np.ndarray]] = {k: [] for k in SIGNALS}
-    unread = []
-    for s in sessions:  # padded to the session's longest recording: a person without it, or past their end, is NaN
-        sig = []
-        for p in pids:
-            try:
-                sig.append(session_signals(cohort.layout.extraction(by[(p, s)].unit_id), cfg) if (p, s) in by else None)
-            except (DISError, OSError, KeyError, ValueError) as e:
-                unread.append(f"{p} session {s} ({e})")
-                sig.append(None)
-        t = max((len(x[SIGNALS[0]]) for x in sig if x is not None), default=0)
-        for k in SIGNALS:
-            per_signal[k].append(np.stack([np.pad(x[k], (0, t - len(x[k])), constant_values=np.nan) if x is not None
-                                           else np.full(t, np.nan) for x in sig]))
+    by = {(e.participant_id, e.session): e for e in locked}
+    has = {s: {c for c in couples if (c[0], s) in by and (c[1], s) in by} for s in sorted({s for (_, s) in by})}
+    sessions = [s for s, cs in has.items() if 2 * len(cs) >= len(couples)]
+    left: dict[str, list[str]] = {}
+    keep = [c for c in couples if all(c in has[s] for s in sessions)]
+    left["without every time-locked session"] = [f"{a}+{b}" for a, b in couples if (a, b) not in keep]
+    sig: dict[tuple[str, str], dict] = {}
+    for a, b in list(keep):
+        try:
+            for p in (a, b):
+                for s in sessions:
+                    sig[(p, s)] = session_signals(cohort.layout.extraction(by[(p, s)].unit_id), cfg)
+        except (DISError, OSError, KeyError, ValueError) as e:
+            keep.remove((a, b))
+            left.setdefault("unreadable", []).append(f"{a}+{b} ({e})")
+    keep, per_signal, short = common_windows(sig, keep, sessions)
+    left.update(short)
+    gone = "".join(f"; left out, {why}: {', '.join(who)}" for why, who in left.items() if who)
+    if len(keep) < 2:
+        return [], f"synchrony test not run: fewer than two couples left{gone}"
+    pids = [p for c in keep for p in c]  # couple members only, partners side by side
+    pairs = [(2 * k, 2 * k + 1) for k in range(len(keep))]
     try:
         groups, _ = cohort_grouping(cohort, pids)
     except DISError as e:
         return [], f"synchrony test not run: {e}"
     rows, skipped = synchrony_family(per_signal, pairs, groups, cfg)
     if not rows:
-        return [], "synchrony test not run: " + "; ".join(skipped)
+        return [], "synchrony test not run: " + "; ".join(skipped) + gone
     note = (f"family: {len(rows)} synchrony test(s) ({', '.join(r['signal'] for r in rows)}), {len(pairs)} couples, "
             f"time-locked sessions {', '.join(sessions)}, pseudo-couples within {grouping_text(groups)}, "
-            "Holm-corrected" + "".join(f"; {x}" for x in skipped)
-            + (f"; unreadable, left out: {', '.join(unread)}" if unread else ""))
+            "Holm-corrected" + "".join(f"; {x}" for x in skipped) + gone)
     for r in rows:
         r["pseudo_couples_within"] = grouping_text(groups)
     return rows, note
