@@ -156,7 +156,9 @@ def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tm
     from jobs.cli import _plan
     from jobs.graph import Plan, write_record
 
-    m = ROOT / "manifests" / "demo.csv"
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    m = tmp_path / "m.csv"
+    m.write_text(f"participant_id,session,video\na,s1,{tmp_path / 'a.mp4'}\n")
     ext = ExtractConfig(smile=SmileConfig(min_fraction=0.3), landmark_workbook=True)
     write_record(Plan(out=tmp_path / "run", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m),
                       extract=ext), "local")

@@ -47,7 +47,9 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     why = dict(zip(left["participant_id"] + "/" + left["feature_set"], left["reason"]))
     assert why["single/blendshapes"].startswith("no trained model: the last training failed (only ")
     assert "usable training frames" in why["single/blendshapes"]  # the reason, not only that a model is missing
-    assert "held-out frames with a face" in why["facenoface/blendshapes"]
+    # the face leaves half-way: the held-out part is the last fifth of its frames with a face (before, of all its
+    # frames, which held too few faces to score); the other four fifths are too few to train
+    assert "usable training frames" in why["facenoface/blendshapes"], why["facenoface/blendshapes"]
     assert why["solo/blendshapes"].startswith("no held-out data")
     scores = pd.read_excel(wb, sheet_name="scores_blendshapes", index_col=0)
     assert list(scores.index) == ["carphone", "wolfgang"]
