@@ -144,7 +144,8 @@ def test_a_moved_camera_leaves_the_relative_rotation_features_unchanged(tmp_path
 
 def test_near_neighbours_copy_whole_dyads_and_partners_keep_what_they_share():
     """Copies replaced single participants after the dyads were drawn: a copied person no longer shared their
-    listed partner's parameters, and could copy their own partner. Whole dyads now copy whole earlier dyads."""
+    listed partner's parameters, and could copy their own partner. Whole dyads now copy whole earlier dyads, their
+    members perturbed by the same factors."""
     from dis_core.phantom.render import PhantomConfig, _get, share_within_dyads
 
     shared = ("yaw.f_slow", "pitch.f_slow", "nod_rate", "nod_freq")
@@ -153,7 +154,9 @@ def test_near_neighbours_copy_whole_dyads_and_partners_keep_what_they_share():
     assert src[:8] == [-1] * 8 and all(s >= 0 for s in src[8:])  # ceil(3 / 2) = 2 whole dyads: ph09-ph12
     for i in (8, 10):
         assert src[i] % 2 == 0 and src[i + 1] == src[i] + 1 and src[i] < 8  # member m copies member m of one dyad
-    assert not all(_get(near[9], k) == _get(near[8], k) for k in shared)  # perturbed member by member
+    # perturbed alike (member by member before, so partners sharing every parameter no longer did)
+    assert all(_get(near[9], k) == pytest.approx(_get(near[8], k)) for k in shared)
+    assert near[9] != dyn[src[9]] and near[8] != dyn[src[8]]
     kept = share_within_dyads(near, 2, shared)  # what make_cohort applies next
     for i in range(1, 12, 2):
         assert all(_get(kept[i], k) == _get(kept[i - 1], k) for k in shared)
