@@ -555,7 +555,7 @@ def phantom(
         "common draw per dyad, instead of the default few shared parameters (0: partners share nothing)."),
     rich_dynamics: bool = typer.Option(False, help="AR sway, personal nod/shake shapes, coupled axes."),
     camera_deg: float = typer.Option(0.0, min=0.0, max=15.0, help="Move each session's camera by up to this many degrees."),
-    hidden_fraction: float = typer.Option(0.0, min=0.0, max=0.5, help="Hide the face on this share of frames (bursts of 1-3)."),
+    hidden_fraction: float = typer.Option(0.0, min=0.0, max=0.5, help="Hide the face on this share of frames (bursts of 1-3 frames, at most 0.2 s)."),
     near_neighbours: int = typer.Option(0, min=0, help="Participants whose dynamics are near copies of others'."),
     model: Optional[Path] = ModelOpt,
 ) -> None:
