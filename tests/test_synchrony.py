@@ -189,3 +189,25 @@ def test_couples_of_unequal_lengths_are_compared_on_common_windows_and_the_null_
     keep, per_signal, left = sy.common_windows(sig, couples, ["s1"])
     assert ("a3", "b3") not in keep and per_signal["smile"][0].shape == (18, 1800)
     assert left == {"a recording under 50% of session s1's median length": ["a3+b3"]}
+
+
+def test_the_sessions_compared_keep_the_most_couples():
+    """Each label held by half the couples was required, and only couples holding all of them kept: couples 0-1
+    filmed under a and 2-3 under b lost every couple (and a label per couple crashed). The best label comes first;
+    another joins only if it keeps two couples and half of them."""
+    c = [("a0", "b0"), ("a1", "b1"), ("a2", "b2"), ("a3", "b3")]
+    assert sy.choose_sessions(c, {"a": set(c[:2]), "b": set(c[2:])}) == (["a"], set(c[:2]))
+    assert sy.choose_sessions(c, {"s1": set(c), "s2": set(c[:3])}) == (["s1", "s2"], set(c[:3]))
+    assert sy.choose_sessions(c, {"s1": set(c), "s2": set(c[:1])}) == (["s1"], set(c))
+    assert sy.choose_sessions(c, {f"s{k}": {x} for k, x in enumerate(c)}) == ([], set())
+
+
+def test_resampling_bridges_a_gap_by_its_missing_time_as_the_features_do():
+    """A gap was bridged when the visible samples around it were 0.2 s apart, so at 10 fps two missing frames
+    (0.2 s of face missing, bridged by the features) stayed NaN; now a gap is its missing time."""
+    t = np.arange(40) / 10.0
+    for missing, bridged in ((2, True), (3, False)):
+        v = np.sin(t)
+        v[10:10 + missing] = np.nan
+        out = sy.resample(t, v, 10.0, 4.0, max_gap_s=0.2)
+        assert np.isfinite(out[10:10 + missing]).all() == bridged

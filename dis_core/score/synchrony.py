@@ -68,7 +68,8 @@ def resample(times: np.ndarray, values: np.ndarray, rate_hz: float, duration_s: 
     exact = (r < len(tk)) & (tk[np.minimum(r, len(tk) - 1)] == grid)
     inner = (r > 0) & (r < len(tk))
     lo, hi = np.maximum(r - 1, 0), np.minimum(r, len(tk) - 1)
-    inner &= (tk[hi] - tk[lo]) <= max_gap_s + 1e-9
+    period = float(np.median(np.diff(tk)))  # a gap is its missing time, as the features count it (motion._gap_plan)
+    inner &= (tk[hi] - tk[lo]) - period <= max_gap_s + 1e-9
     out[inner] = np.interp(grid[inner], tk, vk)
     out[exact] = vk[hi[exact]]
     return out
@@ -288,6 +289,18 @@ SHORT_SHARE = 0.5  # a couple whose shorter recording of a session is under this
 # out, so that one short video cuts nobody else's windows to its length
 
 
+def choose_sessions(couples: Sequence[tuple[str, str]], has: Mapping[str, set]) -> tuple[list[str], set]:
+    """The session labels to compare couples on and the couples holding all of them (``has[label]``: the couples
+    with both members filmed under it): the label held by the most couples, then each further label that keeps
+    two couples and half of them. ([], set()) when no label is held by two couples."""
+    sessions, held = [], set(couples)
+    for s in sorted(has, key=lambda s: (-len(has[s]), s)):
+        both = held & set(has[s])
+        if len(both) >= 2 and (not sessions or 2 * len(both) >= len(couples)):
+            sessions, held = sessions + [s], both
+    return sorted(sessions), held if sessions else set()
+
+
 def common_windows(sig: Mapping[tuple[str, str], Mapping[str, np.ndarray]], couples: Sequence[tuple[str, str]],
                    sessions: Sequence[str]) -> tuple[list, dict[str, list[np.ndarray]], dict[str, list[str]]]:
     """Couples kept, each signal's per-session (2 x couples, T) arrays (partners side by side) and who was left out
@@ -318,8 +331,8 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
     Every pair is compared on the same windows, or the re-pairings are not exchangeable with the couples (partners
     share their recordings' lengths and sessions: padded to each session's longest, couples covered windows many
     pseudo-couples never reach, and a null cohort gave p < 0.05 half the time when the signals drifted with time).
-    So: the session labels time-locked for both members of at least half the complete dyads, the couples holding
-    all of them, less couples unreadable or with a recording under :data:`SHORT_SHARE` of the session's median
+    So: the session labels time-locked for both members of the most couples (the best label, then each that keeps
+    two couples and half of them), the couples holding all of them, less couples unreadable or with a recording under :data:`SHORT_SHARE` of the session's median
     length; every session cut to its shortest remaining recording. Couples left out are counted in the note.
     Returns (rows, note), rows empty with the reason in note when no test can run."""
     from dis_core.score.groups import cohort_grouping, grouping_text
@@ -334,9 +347,11 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
         return [], "fewer than two complete dyads with time-locked sessions: no synchrony test"
     by = {(e.participant_id, e.session): e for e in locked}
     has = {s: {c for c in couples if (c[0], s) in by and (c[1], s) in by} for s in sorted({s for (_, s) in by})}
-    sessions = [s for s, cs in has.items() if 2 * len(cs) >= len(couples)]
+    sessions, held = choose_sessions(couples, has)
+    if not sessions:
+        return [], "synchrony test not run: no time-locked session is held by both members of two couples"
     left: dict[str, list[str]] = {}
-    keep = [c for c in couples if all(c in has[s] for s in sessions)]
+    keep = [c for c in couples if c in held]
     left["without every time-locked session"] = [f"{a}+{b}" for a, b in couples if (a, b) not in keep]
     sig: dict[tuple[str, str], dict] = {}
     for a, b in list(keep):
