@@ -89,8 +89,7 @@ class StageProgress:
         el = time.monotonic() - self._t0
         eta = self.eta_s()
         tail = f", ETA {fmt_duration(eta)}" if eta is not None and self.done < self.total else ""
-        skipped = f" ({self.skipped} skipped as current)" if self.skipped else ""
-        return (f"{self.stage}: {self.done}/{self.total} done{skipped}, {self.failed} failed, "
+        return (f"{self.stage}: {self.done}/{self.total} done{self._skipped_text()}, {self.failed} failed, "
                 f"elapsed {fmt_duration(el)}{tail}")
 
     def _print(self, line: str) -> None:
@@ -117,10 +116,13 @@ class StageProgress:
             while self._next_step * self.total <= self.done * PLAIN_STEPS:
                 self._next_step += 1
 
+    def _skipped_text(self) -> str:
+        return f" ({self.skipped} skipped as current)" if self.skipped else ""
+
     def _live_fields(self) -> dict[str, str]:
         """The live line's skipped count and ETA, from the units that ran (rich's own ETA counts skipped ones)."""
         eta = self.eta_s()
-        return {"skipped": f" ({self.skipped} skipped)" if self.skipped else "",
+        return {"skipped": self._skipped_text(),
                 "eta": fmt_duration(eta) if eta is not None and self.done < self.total else "-"}
 
     # ---- lifecycle

@@ -271,6 +271,11 @@ def test_few_dyads_give_the_exact_p_of_their_pairings_and_say_it_cannot_reach_00
     pseudo = [st.dyad_statistic(sim, [(a, b)])[0] for a in range(8) for b in range(a + 1, 8) if (a // 2, a % 2) != (b // 2, 0) or b != a + 1]
     assert len(pseudo) == 24 and r["chance"] == pytest.approx(np.mean(pseudo))
     assert r["excess"] == pytest.approx(r["observed"] - np.mean(pseudo))
+    x = sim.copy()
+    np.fill_diagonal(x, 0.0)
+    blocked = st.pseudo_couple_mean(lambda a, b: st._dyad_stats(sim, x.sum(axis=1), a, b), np.array(pairs), None,
+                                    block=3)  # three rows at a time: the same pairs, each once
+    assert blocked == pytest.approx(np.mean(pseudo))
 
 
 def test_chance_excludes_real_couples_so_small_strata_do_not_shrink_the_excess():

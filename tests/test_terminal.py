@@ -88,7 +88,7 @@ def test_a_resumed_stage_times_the_units_that_run_and_is_never_silent_for_long(m
             p.unit_done(u)
         clock[0] += 20.0
         p.unit_done(_Unit(90))
-        assert p._live_fields() == {"skipped": " (90 skipped)", "eta": "3m00s"}
+        assert p._live_fields() == {"skipped": " (90 skipped as current)", "eta": "3m00s"}
 
 
 def test_a_narrow_terminal_keeps_the_counts_whole(monkeypatch):

@@ -503,23 +503,43 @@ def couples_in_strata(p: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndar
     return p[keep], int((~keep).sum())
 
 
-def pseudo_couple_mean(values: np.ndarray, p: np.ndarray, groups: np.ndarray | None) -> float:
-    """Chance: the mean of a pair statistic ``values`` (n, n) over pseudo-couples, i.e. the pairs of the couples'
-    people in one stratum that are not a real couple, each stratum weighted by its couples (as a re-pairing of
-    the cohort weighs it). The null's own mean also holds the real couples (each is 1 / (m - 1) of its stratum's
-    pairings), which would shrink the excess by (m - 2) / (m - 1): a third with strata of two couples."""
+def pseudo_couple_mean(value: Callable[[np.ndarray, np.ndarray], np.ndarray], p: np.ndarray,
+                       groups: np.ndarray | None, block: int = 1024) -> float:
+    """Chance: the mean of a pair statistic over pseudo-couples, i.e. the pairs of the couples' people in one stratum
+    that are not a real couple, each stratum weighted by its couples (as a re-pairing of the cohort weighs it).
+    ``value(a, b)`` gives the statistic of index arrays broadcast together, evaluated ``block`` rows at a time (no
+    N x N temporaries at 10,000 people). The null's own mean also holds the real couples (each is 1 / (m - 1) of
+    its stratum's pairings), which would shrink the excess by (m - 2) / (m - 1): a third with strata of two couples."""
     people = p.ravel()
     label = np.zeros(len(people), int) if groups is None else np.asarray(groups)[people]
-    partner = np.empty(len(values), int)
+    partner = np.empty(people.max() + 1, int)
     partner[p[:, 0]], partner[p[:, 1]] = p[:, 1], p[:, 0]
     total = 0.0
     for g in np.unique(label):
         m = people[label == g]
-        a, b = np.triu_indices(len(m), 1)
-        a, b = m[a], m[b]
-        pseudo = partner[a] != b
-        total += len(m) / 2 * float(np.mean(values[a[pseudo], b[pseudo]]))
+        col = np.arange(len(m))
+        acc = count = 0.0
+        for i in range(0, len(m), block):
+            a = m[i:i + block, None]
+            keep = (col[i:i + block, None] < col[None, :]) & (partner[a] != m[None, :])  # each pair once, no couple
+            acc += float(value(a, m[None, :])[keep].sum())
+            count += float(keep.sum())
+        total += len(m) / 2 * acc / count
     return total / len(p)
+
+
+def _check_groups(groups, n: int, p: np.ndarray) -> np.ndarray | None:
+    """``groups`` as an array of one label per person of ``n``, refusing a real couple split between two strata."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise DISError(f"groups has {len(groups)} labels for {n} people")
+    split = groups[p[:, 0]] != groups[p[:, 1]]
+    if split.any():
+        k = int(np.argmax(split))
+        raise DISError(f"a real dyad spans two groups ({groups[p[k, 0]]} and {groups[p[k, 1]]})")
+    return groups
 
 
 def _all_pairings(members: np.ndarray) -> list[list[tuple[int, int]]]:
@@ -628,13 +648,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     """
     sim = np.asarray(sim, float)
     p = _pairs(pairs, len(sim))
-    if groups is not None:
-        groups = np.asarray(groups)
-        if len(groups) != len(sim):
-            raise DISError(f"groups has {len(groups)} labels for {len(sim)} people")
-        if (groups[p[:, 0]] != groups[p[:, 1]]).any():
-            k = int(np.argmax(groups[p[:, 0]] != groups[p[:, 1]]))
-            raise DISError(f"a real dyad spans two groups ({groups[p[k, 0]]} and {groups[p[k, 1]]})")
+    groups = _check_groups(groups, len(sim), p)
     p, alone = couples_in_strata(p, groups)
     per_dyad = dyad_statistic(sim, p)
     x = sim.copy()
@@ -645,8 +659,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     null = _dyad_stats(sim, rowsum, m[..., 0], m[..., 1]).mean(axis=1)
     observed = float(per_dyad.mean())
     pval = permutation_p(null, observed, exact)
-    idx = np.arange(len(sim))
-    chance = pseudo_couple_mean(_dyad_stats(sim, rowsum, idx[:, None], idx[None, :]), p, groups)
+    chance = pseudo_couple_mean(lambda a, b: _dyad_stats(sim, rowsum, a, b), p, groups)
     sd = float(null.std(ddof=1))
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
     return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "chance": chance,

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.score.stats import (MIN_COUPLES, _matchings, _pairs, couples_in_strata, couples_left_out, few_couples, holm, p_floor_notes,
+from dis_core.score.stats import (MIN_COUPLES, _check_groups, _matchings, _pairs, couples_in_strata, couples_left_out, few_couples, holm, p_floor_notes,
                                   p_text, permutation_p, pseudo_couple_mean, signed, unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
@@ -229,12 +229,7 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     expanded percentile bootstrap interval over couples (:func:`dis_core.score.stats.unit_mean_interval`)."""
     sync = np.asarray(sync, float)
     p = _pairs(pairs, len(sync))
-    if groups is not None:
-        groups = np.asarray(groups)
-        if len(groups) != len(sync):
-            raise DISError(f"groups has {len(groups)} labels for {len(sync)} people")
-        if (groups[p[:, 0]] != groups[p[:, 1]]).any():
-            raise DISError("a real dyad spans two groups")
+    groups = _check_groups(groups, len(sync), p)
     p, unusable = usable_couples(sync, p, groups)
     if len(p) < 2:
         raise DISError(f"{unusable} couple(s) without a usable window with their stratum: fewer than two left")
@@ -246,7 +241,7 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     null = sync[m[..., 0], m[..., 1]].mean(axis=1)
     pval = permutation_p(null, observed, exact)
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
-    chance, sd = pseudo_couple_mean(sync, p, groups), float(null.std(ddof=1))
+    chance, sd = pseudo_couple_mean(lambda a, b: sync[a, b], p, groups), float(null.std(ddof=1))
     return {"observed": observed, "chance": chance, "null_mean": float(null.mean()), "null_sd": sd,
             "excess": observed - chance, "excess_ci_lo": lo - chance, "excess_ci_hi": hi - chance,
             "effect_size": (observed - chance) / sd if sd > 0 else float("nan"), "p": float(pval),
