@@ -244,6 +244,8 @@ def refuse_busy(out: Path) -> None:
     if rec.get("executor") != "slurm" or shutil.which("squeue") is None:
         return
     ours = {j for ids in rec.get("jobs", {}).values() for j in ids}
+    if not ours:
+        return  # nothing was queued (a submission refused before its first stage): nothing to ask SLURM about
     # any state squeue still lists (pending, running, suspended, held...): from the record's job ids alone, so
     # that a moved manifest or purged accounting never blocks a folder for good
     busy = sorted(ours & set(slurm_query(["squeue", "-h", "-o", "%F"]).split()))

@@ -338,6 +338,19 @@ def test_a_slurm_that_does_not_answer_is_an_error_not_a_run_that_never_ran(tmp_p
         slurm.sacct_states(["7_0"])
 
 
+def test_a_run_that_queued_nothing_is_never_busy_and_slurm_is_not_asked(plan, tmp_path, monkeypatch):
+    """A record whose submission queued no job (refused at its first stage) cannot be in the queue: asking squeue
+    anyway made dis resubmit fail whenever the controller was down, for a question with a known answer."""
+    graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"), units={})
+    monkeypatch.setenv("PATH", _fake_bin(tmp_path, squeue="echo 'Unable to contact slurm controller' >&2; exit 1"))
+    slurm.refuse_busy(plan.out)
+    rec = json.loads(RunLayout(plan.out).run_record.read_text())
+    rec["jobs"] = {"extract": ["12"]}
+    RunLayout(plan.out).run_record.write_text(json.dumps(rec))
+    with pytest.raises(DISError, match="squeue failed"):  # with jobs to look for, a silent SLURM is still an error
+        slurm.refuse_busy(plan.out)
+
+
 @pytest.mark.parametrize("slurm_state,recorded,state", [
     ("COMPLETED", "ok", "done"), ("", "skipped", "done"), ("RUNNING", "ok", "running"),  # records without a job id
     ("PENDING", None, "pending"), ("REQUEUED", "failed", "pending"), ("COMPLETED", "failed", "failed"),
