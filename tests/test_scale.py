@@ -215,3 +215,35 @@ def test_a_non_finite_log_p_fails_the_block_naming_both_participants(tmp_path):
     res = run_block(cohort, tmp_path / "scores", 0, 0, ScoreConfig(block_size=4))
     assert res.status == "failed"
     assert "non-finite log p on 1 held-out frame(s) of p00002" in res.message and "model of p0000" in res.message
+
+
+def test_a_block_left_from_an_earlier_run_is_never_assembled_with_the_new_ones(tmp_path):
+    """A re-run block that failed kept the earlier run's summary, and assembly took it: a retrained model's row
+    mixed its new scores with its old model's. A failed attempt now leaves the block missing (with its reason),
+    and a block never redone is refused as made from other models."""
+    import torch
+
+    from dis_core.model.config import FlowConfig
+    from dis_core.model.flows import Density, build_flow, fit_scaler, load_density, save_density
+
+    cohort = make_synthetic(tmp_path / "cohort", n=4, frames=40, seed=5)
+    cfg = ScoreConfig(block_size=2)
+    scores = tmp_path / "scores"
+    assert set(_run_all(cohort, scores, cfg).values()) == {"ok"}
+    old = load_density(cohort / "p00000" / "model.pt")[0]  # "retrained": the same scaler, other weights
+    torch.manual_seed(99)
+    save_density(cohort / "p00000" / "model.pt", Density("flow", old.columns, old.mean, old.std,
+                                                          flow=build_flow(3, FlowConfig(layers=2, hidden=16, init="random")),
+                                                          flow_config=FlowConfig(layers=2, hidden=16, init="random")))
+    assert _run_all(cohort, scores, cfg, skip=((0, 1),)) == {(0, 0): "ok", (1, 0): "ok", (1, 1): "skipped"}
+    with pytest.raises(Exception, match=r"score block\(s\) 0-1 were made from other models or participants than the "
+                                        r"rest"):
+        assemble(scores, "synthetic")
+    with np.load(cohort / "p00003" / "test.npz") as z:  # block 0-1's re-run fails (a NaN in p00003's rows)
+        x, frame = z["x"].copy(), z["frame"]
+    x[3, 1] = np.nan
+    np.savez(cohort / "p00003" / "test.npz", x=x, frame=frame)
+    assert run_block(cohort, scores, 0, 1, cfg).failed
+    assert not (block_dir(scores, 0, 1) / SUMMARY).exists() and not (block_dir(scores, 0, 1) / PER_FRAME).exists()
+    with pytest.raises(Exception, match=r"1 of 4 score block\(s\) missing \(0-1\): block 0-1 failed: .*non-finite"):
+        assemble(scores, "synthetic")

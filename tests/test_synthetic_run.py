@@ -701,3 +701,28 @@ def test_bridged_detector_gaps_are_counted_for_training_and_held_out_rows(tmp_pa
     assert report_unit(out, ["head_pose"], ReportConfig(excerpts_s=())).status == "ok"
     t = pd.read_excel(RunLayout(out).workbook, sheet_name="training").set_index("participant_id")
     assert "best_epoch" not in t and t.loc["p0", "chosen_epoch"] == chosen
+
+
+def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(tmp_path):
+    """A block's key held each model's input key only: `dis train --force` under another torch (or on a GPU)
+    gives other weights from the same rows, and every block skipped as current, reporting the old models'
+    scores. The models' bytes are in the key now."""
+    import torch
+
+    from dis_core.model.stage import MODEL_NAME
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=30), out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY)
+    _train_and_score(out, cfg)
+    c = load_cohort(out)
+    again = lambda: score_block_unit(out, cfg, 0, 0, c.participants, ScoreConfig(min_test_frames=1))  # noqa: E731
+    assert again().status == "skipped"
+    f = c.layout.model_dir("head_pose", c.participants[0]) / MODEL_NAME
+    blob = torch.load(f, weights_only=True)
+    name = [k for k in blob["state_dict"] if k.endswith(".weight")][-1]  # the last layer: a Gaussian start zeroes it
+    blob["state_dict"][name] = blob["state_dict"][name] + 0.01  # same inputs, same unit key, other weights
+    torch.save(blob, f)
+    before = load_scores(out, "head_pose").s["flow"][0].copy()
+    assert again().status == "ok"
+    assert not np.array_equal(load_scores(out, "head_pose").s["flow"][0], before)

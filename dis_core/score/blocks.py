@@ -109,10 +109,14 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
         res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key) for p in R + C],
                             src.cohort_sha256, plain(cfg), SCORE_RULE, left_out, list(src.methods))
         folder = Path(folder)
-        if not force and _current(folder / SUMMARY, res.key) and (folder / PER_FRAME).is_file():
+        if not force and _current(folder / SUMMARY, res.key) and _current(folder / PER_FRAME, res.key, ".frames"):
             res.status = "skipped"
             return res
         remove_stale_parts(folder)  # what a killed attempt left
+        # an earlier run's files go first (the summary, which marks a block complete, before the per-frame file):
+        # a failed or killed attempt leaves the block missing, never the old models' scores beside the new ones
+        for name in (SUMMARY, PER_FRAME):
+            (folder / name).unlink(missing_ok=True)
         _write_block(src, people, R, C, r == c, folder, cfg, res.key, left_out, candidates, b, r, c, prov or {})
         res.status = "ok"
         res.message = f"{len(R)} model(s) x {len(C)} participant(s)' data"
@@ -122,10 +126,10 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
     return res
 
 
-def _current(path: Path, key: str) -> bool:
+def _current(path: Path, key: str, kind: str = "") -> bool:
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("schema") == SCHEMA and f.attrs.get("key") == key
+            return f.attrs.get("schema") == SCHEMA + kind and f.attrs.get("key") == key
     except OSError:
         return False
 
@@ -191,6 +195,7 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
             methods=json.dumps(list(src.methods)),
             cohort_sha256=src.cohort_sha256, grid=grid_id(candidates, b), n=len(candidates), block_size=b, r=r, c=c,
             rows=json.dumps(R), cols=json.dumps(C), dyads=json.dumps(dyads), left_out=json.dumps(left_out),
+            models=json.dumps({p: people[p].key for p in dict.fromkeys(R + C)}),
             test_frames=json.dumps({q: int(k) for q, k in zip(C, n_frames)}),
             training=json.dumps({p: people[p].training for p in R if diagonal and people[p].training is not None},
                                 default=str),
@@ -232,8 +237,9 @@ def _attrs(f: h5py.File) -> dict:
 def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -> Assembled:
     """Build the N x N matrices of one feature set from its block summaries.
 
-    The blocks of the newest tiling must all be present and made from the same cohort step (``cohort_sha``
-    when given); a missing or failed block is an error naming it."""
+    The blocks of the newest tiling must all be present, made from the same cohort step (``cohort_sha``
+    when given) and from the same models: an off-diagonal block scores exactly its diagonal blocks'
+    participants, each with the model those scored. A missing, failed or stale block is an error naming it."""
     score_dir = Path(score_dir)
     grids: dict[str, list[tuple[Path, dict]]] = {}
     for sp in sorted(score_dir.glob(f"blocks/*/{SUMMARY}")):
@@ -264,6 +270,7 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
     rows_of_block = {rc: json.loads(a["rows"]) for rc, (_, a) in have.items()}
     for rr in range(k):
         order += rows_of_block[(rr, rr)]
+    _check_models(feature_set, have, rows_of_block, k)
     idx = {p: i for i, p in enumerate(order)}
     methods = json.loads(a0.get("methods", json.dumps(list(METHODS))))
     n = len(order)
@@ -286,11 +293,37 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
                 for name in ("s", "norm_mean", "norm_median"):
                     out[name][m][np.ix_(ri, ci)] = f[f"{name}/{m}"][()]
                 hist[m] += f[f"norm_hist/{m}"][()]
+    for m in methods:  # every pair of a complete tiling has a score: a hole is a block that did not score it
+        holes = np.argwhere(~np.isfinite(out["s"][m]))
+        if len(holes):
+            i, j = holes[0]
+            raise DISError(f"{feature_set}: no {m} score for model {order[i]} on {order[j]}'s data ({len(holes)} "
+                           "pair(s) without one): run dis score (or dis resubmit)")
     return Assembled(feature_set, order, [dyads.get(p, "") for p in order], out["s"], out["norm_mean"],
                      out["norm_median"], {m: dict(zip(RELATIONS, hist[m])) for m in methods}, NORM_BINS.copy(),
                      test_frames, training, histories, list(left.values()), shas.pop(),
                      PerFrameStore(order, {p: rr for rr in range(k) for p in rows_of_block[(rr, rr)]},
                                    {rc: p.parent for rc, (p, _) in have.items()}))
+
+
+def _check_models(feature_set: str, have: dict, rows_of_block: dict, k: int) -> None:
+    """Every block scored its diagonal blocks' participants with the models those scored: a block left from
+    an earlier run (its re-run never started) would mix the old models' scores with the new ones'."""
+    models: dict[str, str] = {}
+    for rr in range(k):
+        models.update({p: m for p, m in json.loads(have[(rr, rr)][1].get("models", "{}")).items()
+                       if p in rows_of_block[(rr, rr)]})
+    stale = []
+    for (r, c), (_, a) in sorted(have.items()):
+        R, C = json.loads(a["rows"]), json.loads(a["cols"])
+        keys = json.loads(a.get("models", "null") or "null")
+        if R != rows_of_block[(r, r)] or C != rows_of_block[(c, c)] or keys is None or any(
+                keys.get(p) != models.get(p) for p in R + C):
+            stale.append(f"{r}-{c}")
+    if stale:
+        raise DISError(f"{feature_set}: score block(s) {', '.join(stale[:5])}{'...' if len(stale) > 5 else ''} were "
+                       "made from other models or participants than the rest (an earlier run's, not redone): run "
+                       "dis score (or dis resubmit)")
 
 
 def _failures(score_dir: Path, only: Sequence[str] | None = None) -> str:

@@ -20,7 +20,7 @@ from dis_core.cohort.stage import Cohort, ParticipantData, load_cohort, particip
 from dis_core.config import plain
 from dis_core.errors import DISError
 from dis_core.features.build import FeatureSpec
-from dis_core.io.provenance import provenance
+from dis_core.io.provenance import provenance, sha256_file
 from dis_core.layout import RunLayout, UnitResult, read_status
 from dis_core.model.flows import Density, load_density
 from dis_core.model.config import TrainConfig, methods_of
@@ -118,7 +118,9 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
                                        "ones: retrain (dis train)"})
             continue
         models[pid] = {**{m: dens[m][0] for m in methods}, "train_frames": blob.get("train_frames", {}),
-                       "key": blob.get("unit_key", "")}
+                       # the models' own bytes too: a forced retraining on the same inputs (another torch, a GPU)
+                       # gives other weights under the same input key, and its blocks must not skip as current
+                       "key": ":".join([blob.get("unit_key", "")] + [sha256_file(d / FILES[m])[:16] for m in methods])}
         training[pid] = json.loads((d / SUMMARY_NAME).read_text())
         histories[pid] = (blob.get("history", {"train": [], "val": []}), int(blob.get("best_epoch", -1)))
     return models, training, histories, left_out
