@@ -371,6 +371,12 @@ def test_colliding_names_get_their_own_folders_and_a_foreign_folder_is_refused(t
     r2 = dis(env, "extract", "-m", m, "-o", out, "--force", "--executor", "debug")
     _assert_clean(r2, EXIT_PARTIAL, f"{mine} belongs to another input (participant_id 'a_b' (this row: 'a'))")
     assert {p.name: p.read_bytes() for p in mine.iterdir()} == before, "nothing is written into a foreign folder"
+    from dis_core.extract.summary import collect_extract_results  # the cohort step's summary: not the other's "ok"
+    from dis_core.manifest import load_manifest
+
+    got = {r.participant_id: r for r in collect_extract_results(load_manifest(m), out)}
+    assert got["a_b"].status == "ok" and got["a"].status == "failed"
+    assert f"{mine} belongs to another input (participant_id 'a_b' (this row: 'a'))" in got["a"].message
 
 
 # ------------------------------------------------------------------ outputs that heal

@@ -458,3 +458,28 @@ def test_a_record_from_before_face_seconds_gets_them_from_its_file(tmp_path, sam
     assert row["face_seconds"] == 3 and row["smile_second_fraction"] == pytest.approx(r.smile_seconds / 3)
     attrs = {k: v for k, v in read_attrs(Path(r.output)).items() if k != "n_face_seconds"}
     assert face_seconds_of(attrs, Path(r.output)) == 3
+
+
+def test_an_extraction_killed_mid_way_leaves_no_record_of_the_run_before(tmp_path, samples, model, make_manifest,
+                                                                         monkeypatch):
+    """A task killed while extracting again (SLURM's OOM kill, no requeue) left the last run's "ok" record, and
+    the cohort step's summary reported the old extraction's numbers as this run's. The record goes when an
+    attempt starts. (The kill is raised where it would land: a real SIGKILL leaves the same folder.)"""
+    import dis_core.extract.stage as stage
+    from dis_core.extract.summary import collect_extract_results
+    from dis_core.layout import STATUS, write_status
+
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["face_noface.mov"])}]))
+    r = extract_video(m.entries[0], tmp_path, model, ExtractConfig(), progress=False)
+    write_status(RunLayout(tmp_path).video_dir(r.unit_id), r)
+    assert collect_extract_results(m, tmp_path)[0].status == "ok"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "_extract", killed)
+    with pytest.raises(KeyboardInterrupt):
+        extract_video(m.entries[0], tmp_path, model, ExtractConfig(), force=True, progress=False)
+    assert not (RunLayout(tmp_path).video_dir(r.unit_id) / STATUS).exists()
+    got = collect_extract_results(m, tmp_path)[0]
+    assert got.status == "failed" and got.message == "no result: the task did not finish (see its log)"

@@ -21,7 +21,7 @@ from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
 from dis_core.errors import DISError
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
-from dis_core.layout import RunLayout
+from dis_core.layout import STATUS, RunLayout
 from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import ExtractionWriter, check_complete, content_key, iter_blocks, read_attrs, read_extraction
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker
@@ -102,6 +102,7 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
             base.elapsed_s = round(time.monotonic() - t0, 3)
             return base
         remove_stale_parts(d)
+        (d / STATUS).unlink(missing_ok=True)  # an attempt killed from here on leaves no record, not the last run's
         expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": cfg.content_hash(),
                   "fps_override": float(entry.fps or 0.0)}
         base.key = content_key(expect)

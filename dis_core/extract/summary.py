@@ -76,11 +76,20 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
 
 def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
     """Every video's recorded extraction outcome (a unit that left no record failed: see its log)."""
+    from dis_core.extract.heal import folder_owner
+    from dis_core.io.owner import IDENTITY
+
     layout = RunLayout(out_root)
     out = []
     for e in manifest.entries:
-        r = read_status(layout.video_dir(e.unit_id), ExtractResult)
-        if r is None:
+        d = layout.video_dir(e.unit_id)
+        owner, row = folder_owner(d) or {}, {"participant_id": e.participant_id, "session": e.session, "video": e.video_rel}
+        other = [f"{k} '{owner[k]}' (this row: '{row[k]}')" for k in IDENTITY if k in owner and owner[k] != row[k]]
+        r = None if other else read_status(d, ExtractResult)  # another input's record says nothing of this row
+        if other:
+            r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
+                              video=e.video_rel, message=f"{e.video}: {d} belongs to another input ({other[0]})")
+        elif r is None:
             r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
                               video=e.video_rel, message="no result: the task did not finish (see its log)")
         elif r.face_seconds is None and r.output and Path(r.output).is_file():  # recorded before it was counted
