@@ -2,8 +2,8 @@
 # Build containers/dis.sif without network access beyond the package registries:
 #  1. a Debian 12 base image from debootstrap (Debian's mirror) unless build/base.sif exists
 #     (BASE_SIF=path to use another image with python3.11 and the venv module);
-#  2. wheels of DIS and its pinned dependencies, built on this host with its Python 3.11;
-#  3. the sha256-checked model from the DIS cache (dis fetch-model);
+#  2. wheels of DIS and the dependency versions the host installed, built on this host with its Python 3.11;
+#  3. the sha256-checked model (dis fetch-model: the DIS cache's copy, else downloaded);
 #  4. apptainer build dis.sif dis.def  (then its %test runs).
 set -euo pipefail
 cd "$(dirname "$0")"

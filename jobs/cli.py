@@ -74,6 +74,9 @@ KeepWorkbookOpt = typer.Option(None, "--landmark-workbook/--no-landmark-workbook
 KeepSmileOpt = typer.Option(None, callback=_above_zero_fraction, show_default=False,
                             help="A second smiles when this fraction of its face frames smile (above 0, at most 1; "
                                  "default: as the run folder recorded, else 0.5).")
+FaceImagesOpt = typer.Option(True, "--face-images/--no-face-images",
+                             help="Show frames of each video with its landmarks in the HTML report's QC table "
+                                  "(pictures of faces: leave them out of a page shared outside the study).")
 ExecutorOpt = typer.Option("local", callback=_executor_name,
                            help="local (one process per core) or debug (in-process).")
 RunExecutorOpt = typer.Option("local", callback=_run_executor_name,
@@ -226,7 +229,7 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
                 DEFAULT_FEATURE_SETS if feature_sets is None else feature_sets, None))  # '' is refused, not the default
         if max_epochs:
             train = tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=max_epochs)) for c in train)
-        if extract_changes:  # dis run / submit: the options given over the run's recorded extraction settings
+        if extract_changes:  # dis extract / run / submit: the options given over the run's recorded extraction settings
             ext = base.extract
             if extract_changes.get("smile_min_fraction") is not None:
                 ext = dataclasses.replace(ext, smile=dataclasses.replace(
@@ -268,21 +271,16 @@ def extract(
     executor: str = ExecutorOpt,
     workers: Optional[int] = WorkersOpt,
     force: bool = ForceOpt,
-    landmark_workbook: bool = typer.Option(False, help="Also write landmarks.xlsx per video (x, y of all 478 "
-                                                       "landmarks per frame; slow for long videos)."),
-    smile_min_fraction: float = typer.Option(0.5, callback=_above_zero_fraction,
-                                             help="A second smiles when this fraction of its face frames smile "
-                                                  "(above 0, at most 1)."),
+    landmark_workbook: Optional[bool] = KeepWorkbookOpt,
+    smile_min_fraction: Optional[float] = KeepSmileOpt,
     verbose: bool = VerboseOpt,
     container: Optional[Path] = ContainerOpt,
 ) -> None:
-    """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel."""
+    """Extract landmarks, blendshapes, head pose and smiles from every video into HDF5 and Excel (a run
+    folder's recorded extraction options are kept unless given: adding a video re-extracts nothing else)."""
     _in_container(container, manifest, out, model)
-    from dis_core.extract.smiles import SmileConfig
-    from dis_core.extract.config import ExtractConfig
-
-    cfg = ExtractConfig(smile=SmileConfig(min_fraction=smile_min_fraction), landmark_workbook=landmark_workbook)
-    plan = _plan(out, manifest, model, extract=cfg, force=force, verbose=verbose)
+    plan = _plan(out, manifest, model, force=force, verbose=verbose,
+                 extract_changes={"landmark_workbook": landmark_workbook, "smile_min_fraction": smile_min_fraction})
     _run(plan, ["extract"], "dis extract", executor, workers)
 
 
@@ -338,12 +336,13 @@ def report(
     out: Path = OutOpt,
     feature_sets: Optional[str] = FeatureSetsOpt,
     norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+    face_images: bool = FaceImagesOpt,
 ) -> None:
     """Metrics with intervals, tests, the workbook and figures from a run's scores."""
     from dis_core.report.config import ReportConfig
 
-    _run(_plan(out, feature_sets=feature_sets, reads_manifest=False, report=ReportConfig(norm_workbooks=norm_workbooks)),
-         ["report"], "dis report")
+    _run(_plan(out, feature_sets=feature_sets, reads_manifest=False,
+               report=ReportConfig(norm_workbooks=norm_workbooks, face_images=face_images)), ["report"], "dis report")
 
 
 @app.command()
@@ -358,6 +357,7 @@ def run(
     force: bool = ForceOpt,
     max_epochs: Optional[int] = EpochsOpt,
     norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
+    face_images: bool = FaceImagesOpt,
     landmark_workbook: Optional[bool] = KeepWorkbookOpt,
     smile_min_fraction: Optional[float] = KeepSmileOpt,
     verbose: bool = VerboseOpt,
@@ -369,7 +369,8 @@ def run(
     from dis_core.report.config import ReportConfig
     from jobs.graph import STAGES
 
-    plan = _plan(out, manifest, model, feature_sets, max_epochs, report=ReportConfig(norm_workbooks=norm_workbooks),
+    plan = _plan(out, manifest, model, feature_sets, max_epochs,
+                 report=ReportConfig(norm_workbooks=norm_workbooks, face_images=face_images),
                  force=force, verbose=verbose, extract_changes={"landmark_workbook": landmark_workbook,
                                                                 "smile_min_fraction": smile_min_fraction})
     if executor == "slurm":
@@ -414,6 +415,7 @@ def submit(
     max_epochs: Optional[int] = EpochsOpt,
     landmark_workbook: Optional[bool] = KeepWorkbookOpt,
     smile_min_fraction: Optional[float] = KeepSmileOpt,
+    face_images: bool = FaceImagesOpt,
     force: bool = ForceOpt,
 ) -> None:
     """Submit the whole pipeline to SLURM (arrays with dependencies); returns at once with the job ids."""
@@ -425,7 +427,9 @@ def submit(
                                array_parallelism=array_parallelism, container=container)
     except (DISError, TypeError) as e:
         _fail(e)
-    _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force,
+    from dis_core.report.config import ReportConfig
+
+    _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force, report=ReportConfig(face_images=face_images),
                   extract_changes={"landmark_workbook": landmark_workbook, "smile_min_fraction": smile_min_fraction}), sc)
 
 

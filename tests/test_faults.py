@@ -444,7 +444,10 @@ def test_outputs_of_other_flags_are_removed(tmp_path, phantom, env):
     _assert_clean(dis(env, "extract", "-m", m, "-o", out, "--landmark-workbook", "--executor", "debug"), EXIT_OK, "1 ok")
     (u,) = (out / "videos").iterdir()
     assert (u / "landmarks.xlsx").is_file()
-    r = dis(env, "extract", "-m", m, "-o", out, "--executor", "debug")
+    r = dis(env, "extract", "-m", m, "-o", out, "--executor", "debug")  # the folder's recorded options: kept
+    _assert_clean(r, EXIT_OK, "1 skipped")
+    assert (u / "landmarks.xlsx").is_file(), "dis extract without the option keeps what the folder recorded"
+    r = dis(env, "extract", "-m", m, "-o", out, "--no-landmark-workbook", "--executor", "debug")
     _assert_clean(r, EXIT_OK, "1 ok")
     assert not (u / "landmarks.xlsx").exists(), "a landmarks.xlsx of the earlier options is not left behind"
     r = dis(env, "extract", "-m", m, "-o", out, "--executor", "debug")

@@ -144,6 +144,15 @@ def test_qc_thumbnails_of_a_real_extraction_seek_to_the_same_frames(tmp_path, sa
     with h5py.File(res.output, "r") as f:  # the decoded duration, not a count of seconds holding frames
         assert seq[0].seconds == pytest.approx(float(f["video"].attrs["duration_s"])) and seq[0].fps == pytest.approx(res.fps)
     assert len(seq[0].thumbs) == 3 and seq[0].thumbs == seek[0].thumbs
+    assert H.gather_video_qc(tmp_path / "out", qc, thumbs=False)[0].thumbs == ()  # --no-face-images
+
+
+def test_a_page_without_face_images_shows_no_frame_and_says_so(tmp_path):
+    """The QC table embeds frames of every video (faces: identifying). A page to share is made without them."""
+    with_faces = render_html(_page(tmp_path))
+    without = render_html(dataclasses.replace(_page(tmp_path), face_images=False))
+    assert "with landmarks" in with_faces and "with landmarks" not in without
+    assert "made with --no-face-images" in without and "--no-face-images" not in with_faces
 
 
 def test_a_large_cohort_embeds_a_bounded_number_of_signatures_and_links_the_others(tmp_path):

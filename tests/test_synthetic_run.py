@@ -726,3 +726,15 @@ def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(t
     before = load_scores(out, "head_pose").s["flow"][0].copy()
     assert again().status == "ok"
     assert not np.array_equal(load_scores(out, "head_pose").s["flow"][0], before)
+
+
+def test_the_report_config_decides_whether_the_page_shows_faces(tmp_path):
+    """dis report --no-face-images reaches the page: its QC section says no frame is shown."""
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=30), out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY)
+    _train_and_score(out, cfg)
+    for faces in (True, False):
+        assert report_unit(out, ["head_pose"], ReportConfig(face_images=faces, excerpts_s=())).status == "ok"
+        page = (out / "report" / "dis_report.html").read_text()
+        assert ("made with --no-face-images" in page) is not faces

@@ -11,6 +11,9 @@ class ReportConfig:
 
     # per-pair per-row norms, as the research workflow had (window rows: the frame is the window's centre)
     norm_workbooks: bool = False
+    # frames of the videos with their landmarks in the HTML page's QC table: pictures of faces, so a page to
+    # share outside the study is made without them (docs/data-protection.md)
+    face_images: bool = True
     # identification from excerpts of these many seconds of each held-out video (dis_core.score.excerpts):
     # how much video recognises a person. Each length's 1,000 draws t-norm N models x (excerpts of N people):
     # 6 s per method for 8 s excerpts of 60 s sessions at N = 150 (2.8 s at 100), growing as N^2 and with the

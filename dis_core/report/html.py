@@ -96,6 +96,7 @@ class ReportPage:
     held_out: str = "held-out data"  # what the held-out data are, by the split rule (within-session said so)
     # feature set -> its lines on identification from excerpts, flow vs baselines (report.excerpts.excerpt_lines)
     excerpt_lines: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    face_images: bool = True  # frames of the videos in the QC table (ReportConfig.face_images)
 
 
 def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
@@ -352,7 +353,7 @@ def _headline_table(metrics: pd.DataFrame) -> str:
             + "".join(rows) + "</tbody></table>")
 
 
-def _qc_table(qc: list[VideoQC]) -> str:
+def _qc_table(qc: list[VideoQC], images: bool = True) -> str:
     rows = []
     for v in qc:
         cls = "bad" if v.status in ("failed", "no_face") else "warn" if (v.message or v.detection_rate < 0.9) else ""
@@ -363,11 +364,12 @@ def _qc_table(qc: list[VideoQC]) -> str:
             f"<td class='num'>{v.frames}</td>"
             f"<td class='num'>{100 * v.detection_rate:.1f}%</td><td class='num'>{v.gaps}</td>"
             f"<td class='num'>{v.longest_gap_s:.2f}</td><td>{_e(v.message)}</td>"
-            f"<td class='thumbs'>{thumbs}</td></tr>")
+            + (f"<td class='thumbs'>{thumbs}</td>" if images else "") + "</tr>")
     return ("<table><thead><tr><th>participant</th><th>session</th><th>video</th><th>status</th><th>duration (s)</th>"
             "<th>frames a second</th><th>frames</th>"
             "<th>face detected</th><th>gaps</th><th>longest gap (s)</th><th>message</th>"
-            "<th>frames at 10/50/90% with landmarks</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            + ("<th>frames at 10/50/90% with landmarks</th>" if images else "") + "</tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
 
 
 def _participant(p: ParticipantSection) -> str:
@@ -438,8 +440,11 @@ def render_html(page: ReportPage) -> str:
     bad = sum(v.status in ("failed", "no_face") for v in page.qc)
     out.append(f"<section id='qc'><h2>Extraction QC</h2><p class='note'>{nq} video(s), {bad} failed. Detection = "
                "frames in which MediaPipe found a face; a gap is a run of frames without one. Red rows failed, "
-               "yellow rows have a warning or less than 90% detection.</p>")
-    out.append(f"<div class='wide'>{_qc_table(page.qc)}</div>" if page.qc else "<p>No extraction summary found.</p>")
+               "yellow rows have a warning or less than 90% detection."
+               + ("" if page.face_images else " No frames of the videos are shown: the report was made with "
+                  "--no-face-images.") + "</p>")
+    out.append(f"<div class='wide'>{_qc_table(page.qc, page.face_images)}</div>" if page.qc
+               else "<p>No extraction summary found.</p>")
     out.append("</section>")
     for fs, figs in page.feature_sets:
         out.append(f"<section id='fs-{_e(fs)}'><h2>Feature set: {_e(fs)}</h2>"

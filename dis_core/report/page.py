@@ -31,7 +31,8 @@ def safe_name(s: str) -> str:
 def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: pd.DataFrame,
                       summary: pd.DataFrame, verdicts: list[Finding], partners: Finding, failures: list[dict],
                       smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path,
-                      held_out: str = "held-out data", excerpts: dict[str, tuple[str, ...]] | None = None) -> Path:
+                      held_out: str = "held-out data", excerpts: dict[str, tuple[str, ...]] | None = None,
+                      face_images: bool = True) -> Path:
     """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
     from dis_core.report.figures import headline_png
 
@@ -81,7 +82,7 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                                        "validation frames (the last 15% of training); the dotted line is the epoch "
                                        "kept (early stopping).") for r in results) if f is not None]
     qc_csv = cohort.layout.summary_dir / "extraction_qc.csv"
-    qc = gather_video_qc(cohort.out_root, pd.read_csv(qc_csv) if qc_csv.is_file() else None)
+    qc = gather_video_qc(cohort.out_root, pd.read_csv(qc_csv) if qc_csv.is_file() else None, thumbs=face_images)
     run = _run_record(cohort.out_root)
     rows = [(str(k), str(v)) for k, v in zip(summary["item"], summary["value"])]
     rows += [("output folder", str(cohort.out_root)), ("manifest", run.get("manifest", "")),
@@ -99,7 +100,8 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                                                "mark chance (1/N for top-1, 0.5 for EER and AUC)."),
         feature_sets=fs_figs, training=training, qc=qc, smiles=smiles,
         participants=_participants(figs / "participants", cohort, results, prov), failures=failures,
-        provenance=prov, workbook=str(workbook), held_out=held_out, excerpt_lines=excerpts or {})
+        provenance=prov, workbook=str(workbook), held_out=held_out, excerpt_lines=excerpts or {},
+        face_images=face_images)
     path = cohort.layout.report_page
     write_text_atomic(path, render_html(page))
     return path

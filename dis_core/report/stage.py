@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dis_core.io.atomic import write_text_atomic
+from dis_core.io.atomic import atomic_path, write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
 from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, baseline_holm, baseline_verdict,
@@ -115,9 +115,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                **{k: v for k, v in t.items() if not isinstance(v, (dict, list)) and k != "elapsed_s"}})
             # elapsed_s: the runner's, set after a unit wrote its summary (0 there); seconds is the fit's
         _figures(figs, r, prov)
-        np.savez_compressed(d / f"scores_{r.feature_set}.npz", participants=np.array(r.participants),
-                            provenance=np.array(json.dumps(prov, default=str)),  # np.load(...)["provenance"].item()
-                            **{f"s_{m}": r.methods[m].s for m in r.methods})
+        with atomic_path(d / f"scores_{r.feature_set}.npz") as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" added
+            np.savez_compressed(f, participants=np.array(r.participants),
+                                provenance=np.array(json.dumps(prov, default=str)),  # np.load(...)["provenance"].item()
+                                **{f"s_{m}": r.methods[m].s for m in r.methods})
     sheets["pairs"], pairs_file = _pairs_sheet(cohort, results)
     if pairs_file:  # a table too long for a sheet is named by its hash in the workbook's and the page's provenance
         prov = {**prov, "pairs_csv_sha256": sha256_file(cohort.layout.pairs_table)}
@@ -167,7 +168,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     held_out = held_out_words(cohort)
     page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb, held_out,
                  {fs: tuple(excerpt_lines([x for x in ex_rows if x["feature_set"] == fs]))
-                  for fs in dict.fromkeys(x["feature_set"] for x in ex_rows)})
+                  for fs in dict.fromkeys(x["feature_set"] for x in ex_rows)}, cfg.face_images)
     text = "\n".join([f"DIS report ({held_out}; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + _line(v) for v in verdicts]
                      + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
@@ -187,7 +188,7 @@ def _line(f: Finding) -> str:
 
 def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
           info: pd.DataFrame, verdicts: list[Finding], partners: Finding, sheets: dict, prov: dict,
-          wb: Path, held_out: str, excerpts: dict[str, tuple[str, ...]]) -> Path:
+          wb: Path, held_out: str, excerpts: dict[str, tuple[str, ...]], face_images: bool = True) -> Path:
     """The self-contained HTML report (dis_core/report/page.py) beside the workbook."""
     from dis_core.report.page import report_failures, write_html_report
 
@@ -197,7 +198,7 @@ def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict],
     if partners.brief:  # and so do the partner tests: the summary says them in a line
         general.loc[general["item"] == "partner tests", "value"] = f"{partners.brief} (each test under Identification)"
     return write_html_report(cohort, results, metrics, general, verdicts, partners, fails,
-                             sheets.get("smiles"), prov, wb, held_out, excerpts)
+                             sheets.get("smiles"), prov, wb, held_out, excerpts, face_images)
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
