@@ -550,7 +550,7 @@ def phantom(
     out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),
     participants: int = typer.Option(6, min=2, help="Number of phantom participants."),
     sessions: int = typer.Option(2, min=1, help="Sessions per participant (the last one is split=test)."),
-    duration: float = typer.Option(20.0, min=1.0, callback=_finite, help="Seconds per video (head_spectrum needs 16 s to train on and 8 s to test on)."),
+    duration: float = typer.Option(20.0, min=1.0, callback=_finite, help="Seconds per video (head_spectrum needs 16.5 s to train on and 8 s to test on)."),
     fps: float = typer.Option(30.0, min=10.0, callback=_finite, help="Frame rate of the videos (DIS needs 10 or more)."),
     seed: int = typer.Option(0, min=0, max=2 ** 32 - 1, help="Random seed: the same seed gives the same cohort."),
     swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),

@@ -90,6 +90,27 @@ def test_bridge_gaps_long_gap_splits_segments():
     assert (seg[~ok] == -1).all()
 
 
+def test_never_bridging_still_reads_millisecond_times_as_one_segment():
+    """max_gap_s=0 ("never bridge") split a 30 fps Matroska file at every 34 ms step (times rounded to the
+    millisecond), leaving no row; a real jump in the times still starts a segment."""
+    t = np.round(np.arange(900) / 30.0, 3)
+    t[600:] += 0.5  # a decoder stall
+    x = np.arange(900.0)[:, None]
+    _, interp, seg = motion.bridge_gaps(x, t, np.ones(900, bool), max_gap_s=0.0)
+    assert not interp.any() and set(seg[:600]) == {0} and set(seg[600:]) == {1}
+
+
+def test_feature_specs_refuse_numbers_that_hang_or_read_the_future():
+    import pytest
+
+    from dis_core.features.build import FeatureSpec
+
+    for bad in ({"hop_s": 0.0}, {"velocity_window_s": 0.0}, {"window_s": float("nan")}, {"lags_s": (-0.2,)},
+                {"k": 0}, {"max_gap_s": -1.0}):
+        with pytest.raises(ValueError, match="above 0|or more"):
+            FeatureSpec("x", "head_rotation", **bad)
+
+
 def test_bridge_rotations_slerp():
     T = 60
     t = np.arange(T) / 30.0

@@ -119,13 +119,29 @@ def test_row_overlap_counts_every_neighbour_whose_window_reads_a_frame_of_this_o
     assert far == row_overlap(spec) == 8
 
 
+@pytest.mark.parametrize("fps", [30.0, 29.97, 25.0, 24.0, 15.0])
+def test_no_spectral_row_beyond_the_purge_shares_a_frame(fps):
+    """8 s windows every 0.5 s at 29.97 fps: starts snapped to frames put some windows 16 rows apart on a shared
+    frame, one past the purge of 15 (a validation row then shared frames with a fitting row)."""
+    from dis_core.features.build import DEFAULT_FEATURE_SETS, row_overlap
+    from dis_core.features.temporal import spectral_rows
+
+    spec = DEFAULT_FEATURE_SETS["head_spectrum"]
+    t = np.arange(int(60 * fps)) / fps
+    r = spectral_rows(np.random.default_rng(0).normal(size=(len(t), 3)), t, np.zeros(len(t), int),
+                      np.ones(len(t), bool), ["a", "b", "c"])
+    far = max(k for i in range(len(r.covered)) for k in range(1, 20)
+              if i + k < len(r.covered) and np.intersect1d(r.covered[i], r.covered[i + k]).size)
+    assert far <= row_overlap(spec) == 16
+
+
 def test_validation_rows_are_kept_clear_of_the_training_rows_whose_frames_they_share():
-    """Window rows (8 s every 0.5 s) share frames with 15 neighbours on each side: those before each run of
+    """Window rows (8 s every 0.5 s) share frames with up to 16 neighbours on each side: those before each run of
     validation rows are used for neither, so the flow is fitted (its scaler too) on the rest."""
     from dis_core.features.build import DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, row_overlap
     from dis_core.model.flows import purge_rows
 
-    assert row_overlap(DEFAULT_FEATURE_SETS["head_spectrum"]) == 15
+    assert row_overlap(DEFAULT_FEATURE_SETS["head_spectrum"]) == 16
     assert row_overlap(EXTRA_FEATURE_SETS["head_windows"]) == 8 and row_overlap(DEFAULT_FEATURE_SETS["head_pose"]) == 0
     val = np.zeros(12, bool)
     val[[4, 5, 10, 11]] = True  # two people's validation tails

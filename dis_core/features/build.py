@@ -42,7 +42,7 @@ class FeatureSpec:
     center: str = "session"  # "session": subtract each video's median (fitted on its training frames); "none"
     # (head_rotation is already relative to the video's robust mean rotation; "none" keeps it a rotation vector)
     scale: str = "none"  # "session": also divide by each video's robust spread (removes gain; keeps timing)
-    velocity: bool = True  # append d/dt from the real frame times (central difference over velocity_window_s)
+    velocity: bool = True  # append d/dt from the real frame times (central difference t +- velocity_window_s)
     velocity_window_s: float = 0.1
     lags_s: tuple[float, ...] = ()  # append the values at t - lag, for each lag (seconds)
     k: int = 8  # dimensions of the cohort PCA basis (landmarks; window rows of window="frames")
@@ -73,6 +73,16 @@ class FeatureSpec:
             raise ValueError(f"center must be 'session' or 'none', not {self.center!r}")
         if self.scale not in ("session", "none"):
             raise ValueError(f"scale must be 'session' or 'none', not {self.scale!r}")
+        # numbers that would hang the window loop (hop 0), give NaN columns dropped unsaid (velocity window 0)
+        # or read the future as the past (a negative lag)
+        for name in ("window_s", "hop_s", "velocity_window_s", "grid_hz"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a number above 0, not {getattr(self, name)!r}")
+        if not all(np.isfinite(lag) and lag > 0 for lag in self.lags_s):
+            raise ValueError(f"lags_s must be seconds above 0 (the past), not {self.lags_s!r}")
+        if self.k < 1 or self.n_bands < 1 or not (np.isfinite(self.max_gap_s) and self.max_gap_s >= 0):
+            raise ValueError(f"k and n_bands must be 1 or more and max_gap_s 0 or more (k={self.k}, "
+                             f"n_bands={self.n_bands}, max_gap_s={self.max_gap_s})")
 
 
 # Defaults chosen by bench/identify.py (issue #12, 40 x 2 x 60 s hard phantom, see the README): head motion
@@ -106,14 +116,16 @@ FEATURE_SETS: dict[str, FeatureSpec] = {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_
 
 def row_overlap(spec: FeatureSpec) -> int:
     """How many neighbouring rows on one side share frames with a row: those of windows of ``window_s`` every
-    ``hop_s`` (15 for 8 s spectra every 0.5 s, 8 for 2 s trajectories every 0.25 s); 0 for frame rows. A flow's validation rows are kept that far from its
-    training rows (``train_flow(purge=...)``)."""
+    ``hop_s`` (16 for 8 s spectra every 0.5 s, 8 for 2 s trajectories every 0.25 s); 0 for frame rows. A flow's
+    validation rows are kept that far from its training rows (``train_flow(purge=...)``)."""
     if spec.window == "none":
         return 0
     if spec.window == "frames":  # a trajectory window reads the frames around both its ends (the closed span
         # [s, s + window_s]): the window starting where it ends shares those frames too
         return int(np.floor(spec.window_s / spec.hop_s + 1e-9))
-    return max(int(np.ceil(spec.window_s / spec.hop_s - 1e-9)) - 1, 0)
+    # window_s / hop_s - 1 rows at a rate whose hop is a whole number of frames; one more where window starts
+    # snapped to frames come closer than the hop (29.97 fps: 16 hops can span 239 frames of a 240-frame window)
+    return int(np.ceil(spec.window_s / spec.hop_s - 1e-9))
 
 
 FRAME_PERIOD_BOUND_S = 0.1  # one frame at 10 fps: face video is recorded at that rate or faster

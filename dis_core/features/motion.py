@@ -76,6 +76,11 @@ def relative_rotvec(transforms: np.ndarray, ref_mask: np.ndarray | None = None, 
 
 
 # ------------------------------------------------------------------------------- gap bridging
+# frame times written to the millisecond (Matroska, WebM) step by one around the period: not a gap
+# (the extraction reads such periods as one rate by the same bound, dis_core.extract.video.ROUNDING_S)
+STAMP_JITTER_S = 0.002
+
+
 def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     """Which missing frames to bridge, and the segment ids after bridging (-1 still missing)."""
     t = np.asarray(times, np.float64)
@@ -92,7 +97,9 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     segment = np.full(len(ok), -1, dtype=np.int64)
     # a jump in the frame times themselves (a decoder stall, frames dropped from a variable-rate file) is a
     # gap too, though no row is missing: longer than a bridge, it starts a new segment
-    jump = np.concatenate([[False], np.diff(t) - period > max_gap_s + 1e-9]) if len(t) else np.zeros(0, bool)
+    # (times written to the millisecond vary by one around the period: not a gap, whatever max_gap_s allows)
+    jump = (np.concatenate([[False], np.diff(t) - period > max(max_gap_s, STAMP_JITTER_S) + 1e-9]) if len(t)
+            else np.zeros(0, bool))
     starts = have & (~np.concatenate([[False], have[:-1]]) | jump)
     segment[have] = np.cumsum(starts)[have] - 1
     return fill, segment
