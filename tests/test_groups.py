@@ -33,6 +33,13 @@ def test_a_grouping_column_that_changes_within_a_person_is_named():
         grouping_labels(rows, ["a", "b"])
 
 
+def test_a_grouping_cell_left_empty_on_one_row_is_not_a_second_value():
+    """A person's site filled in on one session's row and left empty on the other was "2 values (, A)", and the
+    partner test was refused for the whole feature set."""
+    rows = {"a": [{"group_site": "A"}, {"group_site": ""}], "b": [{"group_site": "A"}], "c": [{"group_site": ""}]}
+    assert grouping_labels(rows, ["a", "b", "c"]) == (["group_site=A", "group_site=A", "group_site="], ["group_site"])
+
+
 def test_partner_test_needs_the_conditions_respected():
     """Couples recorded under 2 conditions, where the condition shapes everyone's movement (a shared
     offset in the person vectors) and partners share nothing else: re-pairing across conditions finds

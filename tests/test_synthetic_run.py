@@ -542,7 +542,7 @@ def test_the_split_in_words_says_whether_a_manifest_split_tests_on_another_sessi
     rules = {"p4": "cross-session"}
     cohort = NS(entries=entries, splits={e.unit_id: NS(rule=rules.get(e.participant_id, "manifest")) for e in entries})
     assert split_rule_text(cohort) == (
-        "cross-session: trained on the earlier sessions, tested on the last session (1 participant(s)); "
+        "cross-session: trained on the sessions listed first in the manifest, tested on the last one listed (1 participant(s)); "
         "the manifest's split column, tested on sessions not trained on (1 participant(s)); "
         "the manifest's split column, with a session both trained and tested on (measures within-session "
         "consistency, not recognition on another day) (2 participant(s))")

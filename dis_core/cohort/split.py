@@ -37,7 +37,7 @@ RULE_TEXT = {
     "manifest/cross-session": "the manifest's split column, tested on sessions not trained on",
     "manifest/within-session": "the manifest's split column, with a session both trained and tested on (measures "
                                "within-session consistency, not recognition on another day)",
-    "cross-session": "cross-session: trained on the earlier sessions, tested on the last session",
+    "cross-session": "cross-session: trained on the sessions listed first in the manifest, tested on the last one listed",
     "temporal": "within-session: the last part of each session's recording is held out (measures within-session "
                 "consistency, not recognition on another day)",
 }

@@ -1,4 +1,6 @@
-"""Baselines beside the flow, fitted on exactly the same rows, and a non-density reference.
+"""Baselines beside the flow, fitted on the same training rows, and a non-density reference. (All of them:
+the flow holds its last 15 % back to stop early, which a Gaussian does not need; a baseline with more rows is
+the harder one to beat.)
 
 - :class:`ARGaussian`: a linear-Gaussian autoregressive model p(x_t | x_{t-lags}) for rows that
   carry lagged copies (``FeatureSpec.lags_s``): the conditional of one Ledoit-Wolf Gaussian over the

@@ -107,7 +107,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                  "train_frames": {u: f.tolist() for u, f in data.frames.items()},
                  "provenance": json.dumps(prov, default=str)}
         save_density(d / BASELINE_NAME, base, extra)
-        if "ar" in methods_of(cfg):  # fitted on exactly the flow's rows
+        if "ar" in methods_of(cfg):  # fitted on the flow's training rows, as the Gaussian (dis_core/model/baselines.py)
             save_density(d / AR_NAME, ARGaussian(cfg.flow.min_std, spread).fit(data.x, data.columns).density(), extra)
         save_density(d / MODEL_NAME, tr.density, extra)
         res.epochs, res.chosen_epoch = tr.epochs, tr.best_epoch + 1

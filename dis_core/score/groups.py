@@ -40,7 +40,7 @@ def grouping_labels(values: Mapping[str, Sequence[Mapping[str, str]]], pids: Seq
     for p in pids:
         parts = []
         for c in cols:
-            seen = {row.get(c, "") for row in values.get(p, ())}
+            seen = {row.get(c, "") for row in values.get(p, ())} - {""}  # an empty cell is a row not filled in
             if len(seen) > 1:
                 raise DISError(f"grouping column {c!r} has {len(seen)} values ({', '.join(sorted(seen))}) for "
                                f"participant {p}: a grouping variable needs one value per participant")
