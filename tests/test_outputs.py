@@ -33,6 +33,21 @@ def test_streamed_pca_equals_batch_pca(dim):
     np.testing.assert_allclose(again.fit(2).components, m.components, atol=1e-9)
 
 
+def test_streamed_pca_keeps_a_small_spread_around_a_large_mean_and_gives_no_share_to_rows_that_never_move():
+    """Sums of raw rows lost a spread of 1e-5 around 1e3 to cancellation, and a still image's landmarks gave
+    "PC1 (2e289% of variance)"."""
+    rng = np.random.default_rng(0)
+    x = 1e3 + rng.normal(size=(500, 4)) * np.array([3e-5, 2e-5, 1e-5, 5e-6])
+    acc = StreamingPCA(4)
+    for start in range(0, 500, 128):
+        acc.update(x[start:start + 128])
+    _, sv, _ = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    np.testing.assert_allclose(acc.fit(2).explained_ratio, (sv ** 2 / np.sum(sv ** 2))[:2], rtol=1e-6)
+    still = StreamingPCA(4)
+    still.update(np.tile([0.5, 0.4, 0.3, 0.2], (50, 1)))
+    assert np.isnan(still.fit(2).explained_ratio).all()
+
+
 def test_workbook_reads_back_as_written(tmp_path):
     df = pd.DataFrame({
         "frame": np.arange(4), "time_s": [0.0, 0.04, np.nan, 0.12], "detected": [True, True, False, True],
@@ -143,3 +158,42 @@ def test_provenance_names_the_commit_the_code_ran_from(monkeypatch):
     assert pv.environment()["source_revision"] == "abc123"
     pv.source_revision.cache_clear()
     assert pv.version_text({"dis_version": "9.9", "source_revision": "unknown"}) == "DIS 9.9"
+
+
+def test_an_extraction_of_a_newer_dis_is_refused_not_overwritten(tmp_path):
+    """A complete file of a newer schema was "old schema": an older DIS re-extracted over it."""
+    import h5py
+    import pytest
+
+    from dis_core.errors import DISError
+    from dis_core.extract.h5store import SCHEMA, SCHEMA_VERSION, check_complete
+
+    p = tmp_path / "extraction.h5"
+    for version, why in ((SCHEMA_VERSION - 1, "old schema"), (SCHEMA_VERSION, None)):
+        with h5py.File(p, "w") as f:
+            f.attrs.update(schema=SCHEMA, status="complete", schema_version=version)
+        assert check_complete(p, {}) == why
+    with h5py.File(p, "w") as f:
+        f.attrs.update(schema=SCHEMA, status="complete", schema_version=SCHEMA_VERSION + 1)
+    with pytest.raises(DISError, match=f"{p} was written by a newer DIS"):
+        check_complete(p, {})
+
+
+def test_an_output_folder_on_a_file_system_without_locks_is_one_line(tmp_path, monkeypatch):
+    """flock failing with ENOLCK (Lustre without the flock mount option) was an internal error and a traceback.
+    (The file system cannot be made here: flock's failure is raised in its place.)"""
+    import errno
+    import os
+
+    import pytest
+
+    from dis_core.errors import OutputError
+    from dis_core.io import lock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    with pytest.raises(OutputError, match=r"cannot lock \.dis\.lock \(No locks available\): use an output folder"):
+        with lock.run_lock(tmp_path / "out", "dis run"):
+            pass

@@ -365,6 +365,10 @@ def test_masks_or_a_landmark_basis_changed_after_the_cohort_step_are_refused(tmp
     with pytest.raises(DISError, match=r"landmark_basis.npz: the landmark basis .*cohort.json records cannot be read "
                                        r"\(FileNotFoundError\): rerun the cohort step"):
         load_cohort(out)
+    lay.landmark_basis.write_bytes(basis[: len(basis) // 2])  # truncated (a full disk): named, not a bug
+    with pytest.raises(DISError, match=r"landmark_basis.npz: the landmark basis .*cohort.json records cannot be read "
+                                       r"\(ValueError\): rerun the cohort step"):
+        load_cohort(out)
     lay.landmark_basis.write_bytes(basis)
     assert load_cohort(out).basis.sha256 == c.basis.sha256
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
+from dis_core.errors import DISError
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_BLENDSHAPES, N_LANDMARKS
 from dis_core.extract.pose import COLUMNS as POSE_COLUMNS
 from dis_core.extract.pose import CONVENTION as POSE_CONVENTION
@@ -173,6 +174,9 @@ def check_complete(path: Path, expect: dict[str, str]) -> str | None:
         return f"unreadable ({e.__class__.__name__})"
     if attrs.get("schema") != SCHEMA or attrs.get("status") != "complete":
         return "incomplete"
+    if int(attrs.get("schema_version", -1)) > SCHEMA_VERSION:  # an older DIS must not overwrite a newer's output
+        raise DISError(f"{path} was written by a newer DIS (schema version {attrs.get('schema_version')}, this one "
+                       f"reads {SCHEMA_VERSION}): use that DIS, or another --out")
     if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
         return "old schema"
     for k, v in expect.items():

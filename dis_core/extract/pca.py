@@ -20,16 +20,24 @@ class PCAModel:
 
 
 class StreamingPCA:
-    """Accumulate sums over blocks of rows (NaN rows ignored), then solve for the top-k axes."""
+    """Accumulate sums over blocks of rows (NaN rows ignored), then solve for the top-k axes. The sums are
+    of the rows less the first one, so that a small spread around a large mean (landmarks near 0.5 moving by
+    1e-4) is not lost to cancellation."""
 
     def __init__(self, dim: int):
         self.n = 0
+        self.shift: np.ndarray | None = None
         self.s = np.zeros(dim)
         self.ss = np.zeros((dim, dim))
 
     def update(self, x: np.ndarray) -> None:
         x = np.asarray(x, np.float64)
         x = x[np.isfinite(x).all(axis=1)]
+        if not len(x):
+            return
+        if self.shift is None:
+            self.shift = x[0].copy()
+        x = x - self.shift
         self.n += len(x)
         self.s += x.sum(axis=0)
         self.ss += x.T @ x
@@ -37,15 +45,18 @@ class StreamingPCA:
     def fit(self, k: int = 2) -> PCAModel:
         if self.n < 2:
             raise ValueError(f"PCA needs at least 2 complete rows, got {self.n}")
-        mean = self.s / self.n
-        cov = (self.ss - self.n * np.outer(mean, mean)) / (self.n - 1)
+        m = self.s / self.n
+        mean = self.shift + m
+        cov = (self.ss - self.n * np.outer(m, m)) / (self.n - 1)
         w, v = _top_eigen(cov, k)
         order = np.argsort(w)[::-1]
         comps = v[:, order].T
         # fix the sign so that results are reproducible: largest |loading| positive
         signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
         comps *= signs[:, None]
-        total = max(float(np.trace(cov)), 1e-300)
+        total = float(np.trace(cov))
+        if not total > 0:  # rows that do not move (a still image): no share of variance to give
+            return PCAModel(mean, comps, np.full(len(order), np.nan))
         return PCAModel(mean, comps, np.clip(w[order], 0, None) / total)
 
 

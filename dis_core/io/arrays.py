@@ -24,8 +24,15 @@ class ArrayRecord:
 
     @classmethod
     def from_file(cls: type[A], path: Path) -> A:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(**{f.name: z[f.name] for f in dataclasses.fields(cls)})
+        """Read back; a truncated or damaged file is a ValueError naming it (zipfile's own errors are neither
+        OSError nor ValueError, and reached the user as an internal error)."""
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(**{f.name: z[f.name] for f in dataclasses.fields(cls)})
+        except (zipfile.BadZipFile, EOFError) as e:
+            raise ValueError(f"{path}: not a complete .npz file ({e})") from None
 
     @property
     def sha256(self) -> str:

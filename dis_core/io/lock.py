@@ -41,6 +41,9 @@ def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunLocked(f"{out_root} is in use by another DIS run ({holder}); wait for it to finish or use "
                            "another --out") from None
+        except OSError as e:  # a file system without flock (Lustre mounted without it, some NFS)
+            raise OutputError(f"{out_root}: cannot lock {path.name} ({e.strerror}): use an output folder on a file "
+                              "system with file locks (mount option flock), e.g. a local disk") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{what}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         yield

@@ -46,8 +46,9 @@ def landmark_pca_png(path: Path, scores: np.ndarray, times_s: np.ndarray, explai
     sc = ax.scatter(scores[:, 0], scores[:, 1], c=times_s, s=6, cmap="viridis")
     cb = fig.colorbar(sc, ax=ax)
     cb.set_label("time (s)")
-    ax.set_xlabel(f"PC1 ({100 * explained[0]:.1f}% of variance)")
-    ax.set_ylabel(f"PC2 ({100 * explained[1]:.1f}% of variance)")
+    share = ["" if not np.isfinite(e) else f" ({100 * e:.1f}% of variance)" for e in explained[:2]]
+    ax.set_xlabel(f"PC1{share[0]}" if share[0] else "PC1 (the landmarks do not move)")
+    ax.set_ylabel(f"PC2{share[1]}")
     ax.set_title(literal(title))
     ax.grid(alpha=0.3)
     save_png(fig, path, prov, tight=False)
