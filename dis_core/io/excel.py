@@ -89,20 +89,28 @@ def write_workbook(path: Path, sheets: dict[str, pd.DataFrame | Rows], prov: dic
     """Write sheets (DataFrames: index dropped, NaN as empty cells; or streamed :class:`Rows`) plus a
     provenance sheet, atomically.
 
-    Streams through openpyxl's write-only mode: several times faster than ``DataFrame.to_excel``.
+    Streams through openpyxl's write-only mode: several times faster than ``DataFrame.to_excel``. A table
+    longer than a sheet (SHEET_MAX_ROWS: 9.7 h of frames at 30 fps) goes on in sheets ``<name> (2)``, ...,
+    each with the header: openpyxl would write the rows past Excel's limit, and Excel would drop them.
     """
     wb = Workbook(write_only=True)
     for name, data in sheets.items():
-        ws = wb.create_sheet(name[:31])
         if isinstance(data, Rows):
             header = [safe_cell(str(h)) for h in data.header]
             rows = ([_streamed_cell(v) for v in row] for row in data.rows)
         else:
             header = [safe_cell(str(c)) for c in data.columns]
             rows = zip(*[_cells(data.iloc[:, k]) for k in range(data.shape[1])])
+        ws, part, n = wb.create_sheet(name[:31]), 1, 0
         ws.append(_header(ws, header))
         for row in rows:
+            if n == SHEET_MAX_ROWS:
+                part, n = part + 1, 0
+                suffix = f" ({part})"
+                ws = wb.create_sheet(name[:31 - len(suffix)] + suffix)
+                ws.append(_header(ws, header))
             ws.append(list(row))
+            n += 1
     _provenance_sheet(wb, prov)
     with atomic_path(Path(path)) as tmp:
         wb.save(tmp)
