@@ -268,10 +268,10 @@ def test_a_window_feature_set_that_does_not_fit_short_recordings_is_left_out_wit
     _train_and_score(long, tiny)
     assert load_scores(long, "head_spectrum").s["flow"].shape == (3, 3)
     # two sessions of 10 s (the phantom's default): each trains on 5 windows, too few to validate on one apart
-    # from the 15 sharing its frames (the pooled stage failed with a ValueError and stopped every feature set)
+    # from the 16 sharing its frames (the pooled stage failed with a ValueError and stopped every feature set)
     two = tmp_path / "two"
     c = prepare_cohort(make_run(two, n=3, seconds=10, sessions=2), two)
-    assert c.inapplicable(spec).endswith("it needs at least 16 s of face for training and 8 s of face for testing")
+    assert c.inapplicable(spec).endswith("it needs at least 16.5 s of face for training and 8 s of face for testing")
     assert pooled_unit(two, cfg).status == "left_out"
 
 
@@ -742,3 +742,24 @@ def test_the_report_config_decides_whether_the_page_shows_faces(tmp_path):
         assert report_unit(out, ["head_pose"], ReportConfig(face_images=faces, excerpts_s=())).status == "ok"
         page = (out / "report" / "dis_report.html").read_text()
         assert ("made with --no-face-images" in page) is not faces
+
+
+def test_too_few_window_rows_are_a_clear_reason_not_a_crash_or_a_model_out_of_the_shape(tmp_path):
+    """An own flow on 23 spectral rows kept 2 to fit once validation (5) and the rows sharing its frames (16) were
+    set aside: LinAlgError, reported as a bug. A participant with fewer rows than the pooled shape takes was left
+    out of the shape yet got a model placed at the mean of a few overlapping windows."""
+    from dis_core.model.stage import pooled_unit
+
+    out = tmp_path / "own"
+    prepare_cohort(make_run(out, n=3, seconds=19, sessions=2), out)  # 19 s to train on: 23 windows
+    r = train_unit(out, "p0", TrainConfig(FEATURE_SETS["head_spectrum"], TINY, min_train_frames=20))
+    assert r.status == "failed" and "internal error" not in r.message, r.message
+    assert "only 23 training rows" in r.message and "10 to fit besides its 5 validation rows and the 16" in r.message
+    out = tmp_path / "pooled"
+    hidden = lambda k, s: range(0, 450) if (k, s) == (2, 0) else ()  # noqa: E731  p2 trains on 10 s: 5 windows
+    prepare_cohort(make_run(out, n=3, seconds=40, sessions=2, hidden_of=hidden), out)
+    cfg = TrainConfig(FEATURE_SETS["head_spectrum"], TINY, min_train_frames=20, density="pooled")
+    assert pooled_unit(out, cfg).status == "ok"
+    assert [train_unit(out, p, cfg).status for p in ("p0", "p1")] == ["ok", "ok"]
+    r = train_unit(out, "p2", cfg)
+    assert r.status == "left_out" and "only 5 training rows" in r.message and "takes people with 18" in r.message

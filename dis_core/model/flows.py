@@ -295,6 +295,7 @@ class FlowFit:
 
 
 MIN_ROWS = 20  # the fewest training rows a flow is fitted to (a validation part and a batch)
+MIN_FIT_ROWS = 10  # ... and the fewest left to fit once validation and the rows sharing its frames are set aside
 
 
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,

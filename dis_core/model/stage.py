@@ -22,7 +22,7 @@ from dis_core.features.build import row_overlap
 from dis_core.errors import DISError
 from dis_core.model.baselines import ARGaussian
 from dis_core.model.config import TrainConfig, methods_of
-from dis_core.model.flows import (MIN_ROWS, Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
+from dis_core.model.flows import (MIN_FIT_ROWS, MIN_ROWS, Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
                                   train_flow)
 from dis_core.config import plain
 from dis_core.layout import RunLayout, UnitResult
@@ -82,9 +82,17 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                                f"their model{cohort.gone_note(pid)}")
             raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "
                            f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan); add video")
-        if cfg.density != "pooled" and len(data.x) < MIN_ROWS:  # windows cover many frames each
-            raise DISError(f"participant {pid}, {cfg.features.name}: only {len(data.x)} training rows ({n} frames); a "
-                           f"flow needs {MIN_ROWS}: add video")
+        purge = row_overlap(cfg.features)
+        if cfg.density == "pooled" and len(data.x) < purge + 2:  # as pooled_unit leaves them out of the shape
+            res.status, res.message = "left_out", (
+                f"participant {pid}, {cfg.features.name}: only {len(data.x)} training rows ({n} frames); the pooled "
+                f"shape takes people with {purge + 2} (a validation row and the {purge} sharing its frames, one to fit)")
+            return res
+        n_val = max(int(round(len(data.x) * cfg.flow.val_fraction)), 5)  # as train_flow holds them back
+        if cfg.density != "pooled" and (len(data.x) < MIN_ROWS or len(data.x) - n_val - purge < MIN_FIT_ROWS):
+            raise DISError(f"participant {pid}, {cfg.features.name}: only {len(data.x)} training rows ({n} frames); "
+                           f"a flow needs {MIN_ROWS}, and {MIN_FIT_ROWS} to fit besides its {n_val} validation rows "
+                           f"and the {purge} sharing their frames: add video")
         if not np.isfinite(data.x).all():
             raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
         stats = cohort.column_stats(cfg.features)
@@ -93,7 +101,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             tr, base = _placed(out_root, cfg, data, pooled_key)
         else:
             tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread,
-                            purge=row_overlap(cfg.features))
+                            purge=purge)
             base = fit_gaussian(data.x, data.columns, cfg.flow.min_std, cohort_spread=spread)
         columns = {"dropped": list(stats.dead),  # dead in the whole cohort: not modelled by anyone
                    "fixed": [c for c, f in zip(data.columns, ~tr.density.free) if f]}  # constant here, see fit_scaler
