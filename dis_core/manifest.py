@@ -139,8 +139,15 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             problems.append(f"row {line}: a value in column {k + 1} ('{fields[k].strip()[:40]}'), which has no name "
                             f"in the header ({len(header)} named columns)")
             continue
+        if len(fields) < len(header) and all(header.index(c) < len(fields) for c in REQUIRED):
+            fields = fields + [""] * (len(header) - len(fields))  # trailing optional cells left off: empty
         if len(fields) != len(header):
             problems.append(f"row {line}: {len(fields)} fields, header has {len(header)}")
+            continue
+        k = next((k for k, (h, f) in enumerate(zip(header, fields)) if not h and f.strip()), None)
+        if k is not None:  # a column whose header cell is empty: its values would be dropped unsaid
+            problems.append(f"row {line}: a value in column {k + 1} ('{fields[k].strip()[:40]}'), which has no name "
+                            f"in the header")
             continue
         rows.append((line, {h: f.strip() for h, f in zip(header, fields)}))
     if not rows and not problems:
@@ -206,6 +213,8 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         fps = None
         if rec.get("fps", ""):
             try:
+                if not re.fullmatch(r"\d+(\.\d*)?|\.\d+", rec["fps"]):  # plain decimals: float() reads 2_5 as 25
+                    raise ValueError
                 fps = float(rec["fps"])
                 if not (math.isfinite(fps) and FPS_RANGE[0] <= fps <= FPS_RANGE[1]):
                     raise ValueError

@@ -237,6 +237,22 @@ def test_spreadsheet_leftovers_and_encodings_get_named_problems(tmp_path, videos
     short = tmp_path / "short.csv"
     short.write_text("participant_id,session,video\np1,s1\n")
     assert _problems(short).count("row 2: 2 fields, header has 3") == 1 and "no data rows" not in _problems(short)
+    unnamed = tmp_path / "unnamed.csv"  # a column whose header cell is empty, in the middle: its values were dropped
+    unnamed.write_text("participant_id,,session,video\np1,a note,s1,vids/a.mp4\n")
+    assert "row 2: a value in column 2 ('a note'), which has no name in the header" in _problems(unnamed)
+    f.write_text("participant_id,session,video,fps\np1,s1,vids/a.mp4,2_5\np2,s1,vids/b.mp4,25.\n")
+    assert "row 2: fps '2_5' must be a frame rate" in _problems(f) and "row 3" not in _problems(f)
+
+
+def test_a_row_that_leaves_off_its_trailing_optional_cells_reads_them_empty(tmp_path, videos):
+    """A hand-written row ending after its video, under a header with optional columns, was refused ("3 fields,
+    header has 5"): the cells it leaves off are empty, as a spreadsheet writes them."""
+    from dis_core.manifest import load_manifest
+
+    m = tmp_path / "m.csv"
+    m.write_text("participant_id,session,video,dyad,split\np1,s1,vids/a.mp4\np2,s1,vids/b.mp4,d1,test\n")
+    e = load_manifest(m).entries
+    assert [(x.participant_id, x.dyad, x.split) for x in e] == [("p1", None, None), ("p2", "d1", "test")]
 
 
 def test_time_locked_cells_that_cannot_mean_what_they_say_are_refused(make_manifest, videos):
