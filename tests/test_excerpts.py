@@ -163,14 +163,18 @@ def test_streamed_pairs_give_the_pair_score_of_each_excerpt_and_differences_of_t
         stream_excerpts(pairs[1:], pids, lab)
 
 
-def test_thin_excerpts_are_left_out():
-    """An excerpt with fewer than half the rows of the cohort's fullest (a detector gap) is not scored."""
-    from dis_core.score.excerpts import drop_thin
+def test_thin_excerpts_are_left_out_against_their_own_videos_rate():
+    """An excerpt with fewer than half the rows it would hold without a gap is not scored. The count is its own
+    video's: a gap-free 10 fps person (50 rows in 5 s) beside 30 fps people (150) keeps every excerpt (against
+    the cohort's fullest excerpt, every 10 and 12 fps excerpt was dropped)."""
+    from dis_core.score.excerpts import drop_thin, full_rows
 
-    a = np.r_[np.zeros(10, int), np.ones(4, int), np.full(5, 2), -1]
-    got = drop_thin({"p": a, "q": np.r_[np.zeros(8, int)]})
-    assert got["p"].tolist() == [0] * 10 + [-1] * 4 + [2] * 5 + [-1] and got["q"].tolist() == [0] * 8
-    assert a[10] == 1  # the input is left as it was
+    assert full_rows(5.0, 0.0, 0.0, 1 / 30) == pytest.approx(150) and full_rows(16.0, 8.0, 0.5, 1 / 30) == 17
+    a = np.r_[np.zeros(150, int), np.ones(60, int), np.full(80, 2), -1]  # 30 fps: the excerpt of 60 rows had a gap
+    b = np.r_[np.zeros(50, int), np.ones(50, int)]  # 10 fps, no gap
+    got = drop_thin({"p": a, "q": b}, {"p": np.full(len(a), 150.0), "q": np.full(len(b), 50.0)})
+    assert got["p"].tolist() == [0] * 150 + [-1] * 60 + [2] * 80 + [-1] and got["q"].tolist() == b.tolist()
+    assert a[150] == 1  # the input is left as it was
 
 
 def test_holm_over_the_family_of_comparisons_and_metrics():

@@ -14,7 +14,7 @@ from dis_core.report.comparisons import MIN_PEOPLE, VERDICT_METRICS, chance_text
 from dis_core.report.config import ReportConfig
 from dis_core.score.blocks import SUMMARY
 from dis_core.score.evaluate import FeatureSetScores
-from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, holm_family, stream_excerpts
+from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, full_rows, holm_family, stream_excerpts
 from dis_core.score.stats import draws_for_family, p_text, signed
 
 EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, excerpt) scored by the run's pair-score "
@@ -57,6 +57,15 @@ def held_out_rows(cohort: Cohort, r: FeatureSetScores, pid: str, frame_times: di
         step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
         spans[k] = (float(t[held[0]]), float(t[held[-1]] + step))
     return times, video, spans, (d["unit_id"], d["frame"])
+
+
+def _frame_steps(video: np.ndarray, units: np.ndarray, frame_times: dict) -> np.ndarray:
+    """Per held-out row, the median frame step of its video (what a row a frame would hold per second)."""
+    step = {}
+    for k, u in enumerate(dict.fromkeys(units.tolist())):
+        t = frame_times[u]
+        step[k] = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    return np.array([step[k] for k in video.tolist()], float)
 
 
 def _checked(pairs, rows_of: dict):
@@ -116,7 +125,9 @@ def _labelled(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_time
     w, hop, trim = block_settings(r)
     held = {p: held_out_rows(cohort, r, p, frame_times) for p in r.participants}
     lengths = [float(v) for v in cfg.excerpts_s if v >= w]
-    labels = {L: drop_thin({p: excerpt_labels(t, v, L, w, hop, sp) for p, (t, v, sp, _) in held.items()})
+    steps = {p: _frame_steps(v, rows[0], frame_times) for p, (_, v, _, rows) in held.items()}
+    labels = {L: drop_thin({p: excerpt_labels(t, v, L, w, hop, sp) for p, (t, v, sp, _) in held.items()},
+                           {p: np.array([full_rows(L, w, hop, s) for s in steps[p]]) for p in held})
               for L in lengths}
     people = {L: sum(bool((labels[L][p] >= 0).any()) for p in r.participants) for L in lengths}
     reached = [L for L in lengths if people[L] >= 2]

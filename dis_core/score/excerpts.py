@@ -54,16 +54,27 @@ def excerpt_labels(times: np.ndarray, video: np.ndarray, length_s: float, window
     return out
 
 
-def drop_thin(labels: dict, share: float = 0.5) -> dict:
-    """Labels without the excerpts holding fewer than ``share`` of the rows of the fullest excerpt of the
-    cohort (detector gaps): an excerpt of a few face frames is not identification from L seconds."""
-    counts = [np.bincount(a[a >= 0]) for a in labels.values() if (np.asarray(a) >= 0).any()]
-    full = max((int(c.max()) for c in counts), default=0)
+def full_rows(length_s: float, window_s: float, hop_s: float, frame_step_s: float) -> float:
+    """The rows of an excerpt of ``length_s`` without a gap: its windows (``window_s`` every ``hop_s``), or its
+    frames at ``frame_step_s`` for per-frame rows. Per video, so that a 12 fps video is held to its own rate."""
+    if window_s > 0:
+        return float(np.floor((length_s - window_s) / hop_s + _TOL) + 1)
+    return length_s / frame_step_s if frame_step_s > 0 else 0.0
+
+
+def drop_thin(labels: dict, full: dict, share: float = 0.5) -> dict:
+    """Labels without the excerpts holding fewer than ``share`` of the rows they would hold without a gap
+    (``full[p]``: per row, :func:`full_rows` of its video): an excerpt of a few face frames is not identification
+    from L seconds. (Against the cohort's fullest excerpt, a 12 fps video's every excerpt was thin beside 30 fps.)"""
     out = {}
     for p, a in labels.items():
         a = np.asarray(a).copy()
         if (a >= 0).any():
-            thin = np.flatnonzero(np.bincount(a[a >= 0]) < share * full)
+            ids = a[a >= 0]
+            count = np.bincount(ids)
+            need = np.zeros(len(count))
+            need[ids] = np.asarray(full[p], float)[a >= 0]  # one video an excerpt: one value each
+            thin = np.flatnonzero((count < share * need) & (count > 0))
             a[np.isin(a, thin)] = -1
         out[p] = a
     return out
