@@ -18,7 +18,7 @@ from dis_core.score.excerpts import drop_thin, excerpt_labels, excerpt_rows, ful
 from dis_core.score.stats import draws_for_family, p_text, signed
 
 EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, excerpt) scored by the run's pair-score "
-                "rule on the rows inside it, excerpts with under half the rows of the fullest one left out; top-1: the "
+                "rule on the rows inside it, excerpts with under half the rows their video gives a gap-free span left out; top-1: the "
                 "mean over people of each one's share of excerpts identified among all models; AUC/EER: each "
                 "excerpt's t-norm, a person weighing as one; intervals: bootstrap over participants; p: paired bootstrap, "
                 "top1_p_holm and eer_p_holm Holm-adjusted over one family: every feature set, length and baseline, on "
