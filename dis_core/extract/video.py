@@ -156,9 +156,9 @@ def probe(path: str | Path) -> VideoInfo:
 def iter_frames(path: str | Path, fps_override: float | None = None) -> Iterator[Frame]:
     """Decode frames one at a time (never the whole video in memory).
 
-    Times are the decoder's presentation timestamps, 0 at the video stream's first frame (a file whose
-    video starts after its audio, or an MPEG-TS clock, is not offset); with ``fps_override`` they are
-    ``index / fps``.
+    Times are the decoder's presentation timestamps, 0 at the video stream's start (a file whose video
+    starts after its audio, or an MPEG-TS clock, is not offset; a stream cut mid-GOP starts at its first
+    decodable frame's time); with ``fps_override`` they are ``index / fps``.
     Timestamps that do not increase (broken containers) are replaced by the previous one plus one
     nominal frame period, so downstream code can rely on strictly increasing times.
     """
