@@ -139,8 +139,10 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             problems.append(f"row {line}: a value in column {k + 1} ('{fields[k].strip()[:40]}'), which has no name "
                             f"in the header ({len(header)} named columns)")
             continue
-        if len(fields) < len(header) and all(header.index(c) < len(fields) for c in REQUIRED):
-            fields = fields + [""] * (len(header) - len(fields))  # trailing optional cells left off: empty
+        if len(fields) < len(header) and len(fields) == 1 + max(header.index(c) for c in REQUIRED):
+            # a row that stops right after its last required cell: the optional cells after it are empty (a row
+            # stopping elsewhere may have skipped a cell in the middle, which would shift the values: refused)
+            fields = fields + [""] * (len(header) - len(fields))
         if len(fields) != len(header):
             problems.append(f"row {line}: {len(fields)} fields, header has {len(header)}")
             continue

@@ -74,9 +74,13 @@ KeepWorkbookOpt = typer.Option(None, "--landmark-workbook/--no-landmark-workbook
 KeepSmileOpt = typer.Option(None, callback=_above_zero_fraction, show_default=False,
                             help="A second smiles when this fraction of its face frames smile (above 0, at most 1; "
                                  "default: as the run folder recorded, else 0.5).")
-FaceImagesOpt = typer.Option(True, "--face-images/--no-face-images",
+FaceImagesOpt = typer.Option(None, "--face-images/--no-face-images", show_default=False,
                              help="Show frames of each video with its landmarks in the HTML report's QC table "
-                                  "(pictures of faces: leave them out of a page shared outside the study).")
+                                  "(pictures of faces: leave them out of a page shared outside the study; default: "
+                                  "as the run folder recorded, else shown).")
+NormWorkbooksOpt = typer.Option(None, "--norm-workbooks/--no-norm-workbooks", show_default=False,
+                                help="Also write per-pair per-frame norm workbooks (default: as the run folder "
+                                     "recorded, else no).")
 ExecutorOpt = typer.Option("local", callback=_executor_name,
                            help="local (one process per core) or debug (in-process).")
 RunExecutorOpt = typer.Option("local", callback=_run_executor_name,
@@ -194,7 +198,7 @@ def _train_cfgs(feature_sets: str, epochs: Optional[int]):
 
 def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = None,
           feature_sets: Optional[str] = None, max_epochs: Optional[int] = None, reads_manifest: bool = True,
-          extract_changes: Optional[dict] = None, **changes):
+          extract_changes: Optional[dict] = None, report_changes: Optional[dict] = None, **changes):
     """The run's plan: this command's inputs and options over what the run folder recorded before.
     Every problem exits 2 here, before any lock or output (``reads_manifest``: the command's stages read
     the manifest, which must then be the one the run was planned from; a report does not read it)."""
@@ -237,6 +241,9 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
             if extract_changes.get("landmark_workbook") is not None:
                 ext = dataclasses.replace(ext, landmark_workbook=extract_changes["landmark_workbook"])
             changes = {**changes, "extract": ext}
+        if report_changes:  # the report's options given over the run's recorded ones (None: as recorded)
+            given = {k: v for k, v in report_changes.items() if v is not None}
+            changes = {**changes, "report": dataclasses.replace(base.report, **given)}
         plan = dataclasses.replace(base, train=train, **changes)
         if reads_manifest:  # a run folder's plan over a manifest edited since: exit 2 before anything runs
             plan.check_manifest()
@@ -335,14 +342,12 @@ def score(
 def report(
     out: Path = OutOpt,
     feature_sets: Optional[str] = FeatureSetsOpt,
-    norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
-    face_images: bool = FaceImagesOpt,
+    norm_workbooks: Optional[bool] = NormWorkbooksOpt,
+    face_images: Optional[bool] = FaceImagesOpt,
 ) -> None:
     """Metrics with intervals, tests, the workbook and figures from a run's scores."""
-    from dis_core.report.config import ReportConfig
-
     _run(_plan(out, feature_sets=feature_sets, reads_manifest=False,
-               report=ReportConfig(norm_workbooks=norm_workbooks, face_images=face_images)), ["report"], "dis report")
+               report_changes={"norm_workbooks": norm_workbooks, "face_images": face_images}), ["report"], "dis report")
 
 
 @app.command()
@@ -356,8 +361,8 @@ def run(
     workers: Optional[int] = WorkersOpt,
     force: bool = ForceOpt,
     max_epochs: Optional[int] = EpochsOpt,
-    norm_workbooks: bool = typer.Option(False, help="Also write per-pair per-frame norm workbooks."),
-    face_images: bool = FaceImagesOpt,
+    norm_workbooks: Optional[bool] = NormWorkbooksOpt,
+    face_images: Optional[bool] = FaceImagesOpt,
     landmark_workbook: Optional[bool] = KeepWorkbookOpt,
     smile_min_fraction: Optional[float] = KeepSmileOpt,
     verbose: bool = VerboseOpt,
@@ -366,11 +371,10 @@ def run(
     """The whole pipeline on this machine: extract, cohort step, train, score, report."""
     if executor != "slurm":  # on SLURM the tasks run in the image (as dis submit --container): sbatch is on the host
         _in_container(container, manifest, out, model)
-    from dis_core.report.config import ReportConfig
     from jobs.graph import STAGES
 
     plan = _plan(out, manifest, model, feature_sets, max_epochs,
-                 report=ReportConfig(norm_workbooks=norm_workbooks, face_images=face_images),
+                 report_changes={"norm_workbooks": norm_workbooks, "face_images": face_images},
                  force=force, verbose=verbose, extract_changes={"landmark_workbook": landmark_workbook,
                                                                 "smile_min_fraction": smile_min_fraction})
     if executor == "slurm":
@@ -415,7 +419,7 @@ def submit(
     max_epochs: Optional[int] = EpochsOpt,
     landmark_workbook: Optional[bool] = KeepWorkbookOpt,
     smile_min_fraction: Optional[float] = KeepSmileOpt,
-    face_images: bool = FaceImagesOpt,
+    face_images: Optional[bool] = FaceImagesOpt,
     force: bool = ForceOpt,
 ) -> None:
     """Submit the whole pipeline to SLURM (arrays with dependencies); returns at once with the job ids."""
@@ -427,9 +431,7 @@ def submit(
                                array_parallelism=array_parallelism, container=container)
     except (DISError, TypeError) as e:
         _fail(e)
-    from dis_core.report.config import ReportConfig
-
-    _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force, report=ReportConfig(face_images=face_images),
+    _submit(_plan(out, manifest, model, feature_sets, max_epochs, force=force, report_changes={"face_images": face_images},
                   extract_changes={"landmark_workbook": landmark_workbook, "smile_min_fraction": smile_min_fraction}), sc)
 
 

@@ -167,6 +167,15 @@ def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tm
     got = _plan(tmp_path / "run", m, None, extract_changes={**keep, "landmark_workbook": False}).extract
     assert got == dataclasses.replace(ext, landmark_workbook=False)
     assert _plan(tmp_path / "fresh", m, None, extract_changes=keep).extract == ExtractConfig()
+    # the report's options too: a run made with --no-face-images keeps its faces out of a later plain `dis report`
+    from dis_core.report.config import ReportConfig
+
+    write_record(Plan(out=tmp_path / "rep", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m),
+                      report=ReportConfig(face_images=False, norm_workbooks=True)), "local")
+    none = {"norm_workbooks": None, "face_images": None}
+    assert _plan(tmp_path / "rep", report_changes=none).report == ReportConfig(face_images=False, norm_workbooks=True)
+    assert _plan(tmp_path / "rep", report_changes={**none, "face_images": True}).report == ReportConfig(norm_workbooks=True)
+    assert _plan(tmp_path / "fresh", m, None, report_changes=none).report == ReportConfig()
     import typer
 
     from jobs.cli import _above_zero_fraction

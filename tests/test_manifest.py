@@ -253,6 +253,8 @@ def test_a_row_that_leaves_off_its_trailing_optional_cells_reads_them_empty(tmp_
     m.write_text("participant_id,session,video,dyad,split\np1,s1,vids/a.mp4\np2,s1,vids/b.mp4,d1,test\n")
     e = load_manifest(m).entries
     assert [(x.participant_id, x.dyad, x.split) for x in e] == [("p1", None, None), ("p2", "d1", "test")]
+    m.write_text("participant_id,session,video,dyad,split\np3,s1,vids/c d é.mp4,test\n")  # a cell skipped: refused
+    assert "row 2: 4 fields, header has 5" in _problems(m)
 
 
 def test_time_locked_cells_that_cannot_mean_what_they_say_are_refused(make_manifest, videos):

@@ -178,11 +178,10 @@ def test_provenance_names_the_commit_the_code_ran_from(monkeypatch):
 
 
 def test_an_extraction_of_a_newer_dis_is_refused_not_overwritten(tmp_path):
-    """A complete file of a newer schema was "old schema": an older DIS re-extracted over it."""
+    """A complete file of a newer schema was "old schema": an older DIS re-extracted over it. Now it is the
+    reason (the cohort step leaves the row out with it; extraction, below, refuses the folder)."""
     import h5py
-    import pytest
 
-    from dis_core.errors import DISError
     from dis_core.extract.h5store import SCHEMA, SCHEMA_VERSION, check_complete
 
     p = tmp_path / "extraction.h5"
@@ -192,8 +191,7 @@ def test_an_extraction_of_a_newer_dis_is_refused_not_overwritten(tmp_path):
         assert check_complete(p, {}) == why
     with h5py.File(p, "w") as f:
         f.attrs.update(schema=SCHEMA, status="complete", schema_version=SCHEMA_VERSION + 1)
-    with pytest.raises(DISError, match=f"{p} was written by a newer DIS"):
-        check_complete(p, {})
+    assert check_complete(p, {}).startswith(f"{p} was written by a newer DIS (schema version {SCHEMA_VERSION + 1}")
 
 
 def test_an_output_folder_on_a_file_system_without_locks_is_one_line(tmp_path, monkeypatch):

@@ -483,3 +483,20 @@ def test_an_extraction_killed_mid_way_leaves_no_record_of_the_run_before(tmp_pat
     assert not (RunLayout(tmp_path).video_dir(r.unit_id) / STATUS).exists()
     got = collect_extract_results(m, tmp_path)[0]
     assert got.status == "failed" and got.message == "no result: the task did not finish (see its log)"
+
+
+def test_an_extraction_of_a_newer_dis_is_neither_overwritten_nor_written_beside(tmp_path, samples, model,
+                                                                               make_manifest):
+    """Even with --force: an older DIS leaves a newer one's folder as it found it, and says why."""
+    import dis_core.extract.h5store as h5store
+
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["face_noface.mov"])}]))
+    d = RunLayout(tmp_path).video_dir(m.entries[0].unit_id)
+    d.mkdir(parents=True)
+    with h5py.File(d / H5_NAME, "w") as f:
+        f.attrs.update(schema=h5store.SCHEMA, status="complete", schema_version=h5store.SCHEMA_VERSION + 1)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    for force in (False, True):
+        r = extract_video(m.entries[0], tmp_path, model, ExtractConfig(), force=force, progress=False)
+        assert r.failed and not r.record and "was written by a newer DIS" in r.message
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before

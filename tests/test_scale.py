@@ -247,3 +247,22 @@ def test_a_block_left_from_an_earlier_run_is_never_assembled_with_the_new_ones(t
     assert not (block_dir(scores, 0, 1) / SUMMARY).exists() and not (block_dir(scores, 0, 1) / PER_FRAME).exists()
     with pytest.raises(Exception, match=r"1 of 4 score block\(s\) missing \(0-1\): block 0-1 failed: .*non-finite"):
         assemble(scores, "synthetic")
+
+
+def test_a_block_that_fails_before_scoring_or_was_scored_by_an_older_dis_is_not_assembled(tmp_path):
+    """A re-run failing before it scored ("fewer than two participants": two models gone) kept the earlier run's
+    summary, which assembly took; blocks from before models were named in them are refused with that reason."""
+    cohort = make_synthetic(tmp_path / "cohort", n=3, frames=30, seed=6)
+    scores = tmp_path / "scores"
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "ok"
+    with h5py.File(block_dir(scores, 0, 0) / SUMMARY, "r+") as f:  # as an older DIS wrote it
+        f.attrs["schema_version"] = 1
+        del f.attrs["models"]
+    with pytest.raises(Exception, match=r"score block\(s\) 0-0 were scored by an older DIS: run dis score"):
+        assemble(scores, "synthetic")
+    for p in ("p00001", "p00002"):
+        (cohort / p / "model.pt").unlink()
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).failed
+    assert not (block_dir(scores, 0, 0) / SUMMARY).exists()
+    with pytest.raises(Exception, match="block 0-0 failed: synthetic: fewer than two participants"):
+        assemble(scores, "synthetic")

@@ -761,5 +761,10 @@ def test_too_few_window_rows_are_a_clear_reason_not_a_crash_or_a_model_out_of_th
     cfg = TrainConfig(FEATURE_SETS["head_spectrum"], TINY, min_train_frames=20, density="pooled")
     assert pooled_unit(out, cfg).status == "ok"
     assert [train_unit(out, p, cfg).status for p in ("p0", "p1")] == ["ok", "ok"]
+    lay = load_cohort(out).layout
+    import shutil
+
+    shutil.copytree(lay.model_dir("head_spectrum", "p0"), lay.model_dir("head_spectrum", "p2"))  # an earlier model
     r = train_unit(out, "p2", cfg)
     assert r.status == "left_out" and "only 5 training rows" in r.message and "takes people with 18" in r.message
+    assert not (lay.model_dir("head_spectrum", "p2") / "model.pt").exists(), "scoring must not find an earlier model"

@@ -13,7 +13,6 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from dis_core.errors import DISError
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_BLENDSHAPES, N_LANDMARKS
 from dis_core.extract.pose import COLUMNS as POSE_COLUMNS
 from dis_core.extract.pose import CONVENTION as POSE_CONVENTION
@@ -164,6 +163,18 @@ def content_key(attrs: dict[str, Any]) -> str:
     return "|".join(str(attrs.get(k, "")) for k in KEY_ATTRS)
 
 
+def newer_schema_text(path: Path, attrs: dict | None = None) -> str | None:
+    """Why ``path`` must not be read or replaced by this DIS (a newer one wrote it), or None."""
+    try:
+        attrs = read_attrs(path) if attrs is None else attrs
+    except (OSError, KeyError):
+        return None
+    if attrs.get("schema") == SCHEMA and int(attrs.get("schema_version", -1)) > SCHEMA_VERSION:
+        return (f"{path} was written by a newer DIS (schema version {attrs.get('schema_version')}, this one reads "
+                f"{SCHEMA_VERSION}): use that DIS, or another --out")
+    return None
+
+
 def check_complete(path: Path, expect: dict[str, str]) -> str | None:
     """Why ``path`` is not a complete output matching ``expect`` (attribute -> value), or None if it is."""
     if not Path(path).is_file():
@@ -174,9 +185,8 @@ def check_complete(path: Path, expect: dict[str, str]) -> str | None:
         return f"unreadable ({e.__class__.__name__})"
     if attrs.get("schema") != SCHEMA or attrs.get("status") != "complete":
         return "incomplete"
-    if int(attrs.get("schema_version", -1)) > SCHEMA_VERSION:  # an older DIS must not overwrite a newer's output
-        raise DISError(f"{path} was written by a newer DIS (schema version {attrs.get('schema_version')}, this one "
-                       f"reads {SCHEMA_VERSION}): use that DIS, or another --out")
+    if int(attrs.get("schema_version", -1)) > SCHEMA_VERSION:
+        return newer_schema_text(path, attrs)
     if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
         return "old schema"
     for k, v in expect.items():

@@ -23,7 +23,8 @@ from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
 from dis_core.layout import STATUS, RunLayout
 from dis_core.extract.config import ExtractConfig
-from dis_core.extract.h5store import ExtractionWriter, check_complete, content_key, iter_blocks, read_attrs, read_extraction
+from dis_core.extract.h5store import (ExtractionWriter, check_complete, content_key, iter_blocks, newer_schema_text,
+                                     read_attrs, read_extraction)
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker
 from dis_core.manifest import VideoEntry
 from dis_core.extract.pca import StreamingPCA
@@ -55,8 +56,14 @@ def extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Extr
 
     What C libraries print meanwhile (FFmpeg's decoder warnings, MediaPipe/TFLite/absl start-up lines)
     goes to OUT/videos/<unit>/extraction.log, not to the terminal (descriptors 1 and 2 are redirected)."""
-    with FdRedirect(RunLayout(out_root).video_dir(entry.unit_id) / LOG_NAME):
-        return _extract_video(entry, out_root, model, cfg, force, progress)
+    log = RunLayout(out_root).video_dir(entry.unit_id) / LOG_NAME
+    new = not log.exists()
+    try:
+        with FdRedirect(log):
+            return _extract_video(entry, out_root, model, cfg, force, progress)
+    finally:
+        if new and log.is_file() and not log.stat().st_size:
+            log.unlink()  # nothing said: no log made in a folder this attempt did not write (another DIS's, say)
 
 
 def attempt_header(entry: VideoEntry, model: ModelFile, cfg: ExtractConfig) -> str:
@@ -96,6 +103,11 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
             raise DISError(f"{entry.video}: cannot read ({e.strerror})") from None
         from dis_core.extract.heal import claim_unit_dir, heal_exports
 
+        newer = newer_schema_text(layout.extraction(entry.unit_id))
+        if newer:  # an older DIS neither overwrites it (even with --force) nor writes into its folder
+            base.message, base.record = f"{entry.video}: {newer}", False
+            base.elapsed_s = round(time.monotonic() - t0, 3)
+            return base
         foreign = claim_unit_dir(d, entry, video_sha)
         if foreign:  # not ours: write nothing there, not even a status
             base.message, base.record = f"{entry.video}: {foreign}", False

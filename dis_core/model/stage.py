@@ -73,6 +73,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             prev.update(status="skipped", unit_id=res.unit_id, key=key)
             prev.setdefault("interpolated_frames", data.interpolated)  # before it was recorded: the same rows' count
             return TrainResult(**{k: prev[k] for k in prev if k in TrainResult.__dataclass_fields__})
+        for name in (*FILES.values(), SUMMARY_NAME, LOSS_PNG):  # an earlier model of other inputs: scoring must not
+            (d / name).unlink(missing_ok=True)  # find it when this attempt leaves the participant out or fails
         n = sum(len(f) for f in data.frames.values())  # frames (window rows: every frame their windows cover)
         res.train_frames, res.dropped_frames, res.interpolated_frames = n, data.dropped, data.interpolated
         if n < cfg.min_train_frames:
@@ -143,8 +145,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
 # refitted, not reused (validation rows kept clear of the training rows whose frames they share; a flow
 # started as a Gaussian keeps that start when no epoch beats it on validation; the pooled flow's rows centred on
 # the rows it fits; the AR baseline's constant columns fixed at the cohort's spread).
-FIT_RULE = ("validation purged of overlapping rows; the start is a candidate; pooled rows centred on fitting rows; "
-            "AR fixes constant columns")
+FIT_RULE = ("validation purged of overlapping rows (8 s spectra every 0.5 s: 16); the start is a candidate; pooled "
+            "rows centred on fitting rows; AR fixes constant columns")
 
 
 def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> str:

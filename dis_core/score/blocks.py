@@ -39,7 +39,7 @@ RELATIONS = ("self", "partner", "stranger")
 SUMMARY = "summary.h5"
 PER_FRAME = "logp.h5"
 SCHEMA = "dis.score_block"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each block names the models it scored (their keys), so assembly can refuse a stale one
 # Fixed norm histogram bins (nats), identical in every block so counts add up: 0, then log-spaced
 # from 1e-3 to 1e4, then everything larger (norms of impossible frames) in the last bin.
 NORM_BINS = np.concatenate([[0.0], np.logspace(-3, 4, 71), [np.inf]])
@@ -90,6 +90,7 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
     rows = [candidates[i] for i in block_span(n, b, r)]
     cols = [candidates[j] for j in block_span(n, b, c)]
     res = UnitResult(unit_id=f"{src.feature_set}/{r}-{c}")
+    folder = Path(folder)
     try:
         people: dict[str, Participant] = {}
         left_out = []
@@ -108,22 +109,29 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
                            f"nothing to compare" + (f" ({why})" if why else ""))
         res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key) for p in R + C],
                             src.cohort_sha256, plain(cfg), SCORE_RULE, left_out, list(src.methods))
-        folder = Path(folder)
         if not force and _current(folder / SUMMARY, res.key) and _current(folder / PER_FRAME, res.key, ".frames"):
             res.status = "skipped"
             return res
         remove_stale_parts(folder)  # what a killed attempt left
-        # an earlier run's files go first (the summary, which marks a block complete, before the per-frame file):
-        # a failed or killed attempt leaves the block missing, never the old models' scores beside the new ones
-        for name in (SUMMARY, PER_FRAME):
-            (folder / name).unlink(missing_ok=True)
+        _forget(folder)
         _write_block(src, people, R, C, r == c, folder, cfg, res.key, left_out, candidates, b, r, c, prov or {})
         res.status = "ok"
         res.message = f"{len(R)} model(s) x {len(C)} participant(s)' data"
     except DISError as e:
         res.message = str(e)
+        _forget(folder)
+    except BaseException:
+        _forget(folder)
+        raise
     res.elapsed_s = round(time.monotonic() - t0, 3)
     return res
+
+
+def _forget(folder: Path) -> None:
+    """Remove a block's earlier files (the summary, which marks it complete, first): an attempt that fails or is
+    killed leaves the block missing with its reason, never the old models' scores beside the new ones."""
+    for name in (SUMMARY, PER_FRAME):
+        (folder / name).unlink(missing_ok=True)
 
 
 def _current(path: Path, key: str, kind: str = "") -> bool:
@@ -309,6 +317,10 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
 def _check_models(feature_set: str, have: dict, rows_of_block: dict, k: int) -> None:
     """Every block scored its diagonal blocks' participants with the models those scored: a block left from
     an earlier run (its re-run never started) would mix the old models' scores with the new ones'."""
+    older = sorted(f"{r}-{c}" for (r, c), (_, a) in have.items() if int(a.get("schema_version", 1)) < SCHEMA_VERSION)
+    if older:
+        raise DISError(f"{feature_set}: score block(s) {', '.join(older[:5])}{'...' if len(older) > 5 else ''} were "
+                       "scored by an older DIS: run dis score (current blocks are redone once)")
     models: dict[str, str] = {}
     for rr in range(k):
         models.update({p: m for p, m in json.loads(have[(rr, rr)][1].get("models", "{}")).items()
