@@ -500,3 +500,24 @@ def test_an_extraction_of_a_newer_dis_is_neither_overwritten_nor_written_beside(
         r = extract_video(m.entries[0], tmp_path, model, ExtractConfig(), force=force, progress=False)
         assert r.failed and not r.record and "was written by a newer DIS" in r.message
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_the_summary_reads_a_folders_record_only_for_its_own_video(tmp_path, samples, make_manifest):
+    """A folder whose owner has this row's identity but another video (other path, other content) is refused by
+    extraction; the cohort's summary reported that video's "ok". A moved video (same content) is the same input."""
+    from dis_core.extract.result import ExtractResult
+    from dis_core.extract.summary import collect_extract_results
+    from dis_core.io.owner import write_owner
+    from dis_core.io.provenance import sha256_file
+    from dis_core.layout import write_status
+
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["face_noface.mov"])}]))
+    e = m.entries[0]
+    d = RunLayout(tmp_path).video_dir(e.unit_id)
+    write_status(d, ExtractResult(unit_id=e.unit_id, participant_id="a", session="s1", video=e.video_rel, status="ok"))
+    owner = {"participant_id": "a", "session": "s1", "video": e.video_rel, "video_path": "/elsewhere/v.mov"}
+    write_owner(d, {**owner, "video_sha256": "0" * 64})
+    got = collect_extract_results(m, tmp_path)[0]
+    assert got.status == "failed" and "belongs to another input (video /elsewhere/v.mov with other content" in got.message
+    write_owner(d, {**owner, "video_sha256": sha256_file(e.video)})  # the same file, moved since
+    assert collect_extract_results(m, tmp_path)[0].status == "ok"

@@ -85,6 +85,8 @@ def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
         d = layout.video_dir(e.unit_id)
         owner, row = folder_owner(d) or {}, {"participant_id": e.participant_id, "session": e.session, "video": e.video_rel}
         other = [f"{k} '{owner[k]}' (this row: '{row[k]}')" for k in IDENTITY if k in owner and owner[k] != row[k]]
+        if not other and owner.get("video_path", str(e.video)) != str(e.video) and owner.get("video_sha256"):
+            other = _other_video(owner, e)  # another path: the same input only if the same content (a moved video)
         r = None if other else read_status(d, ExtractResult)  # another input's record says nothing of this row
         if other:
             r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
@@ -102,6 +104,18 @@ def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
                 pass  # an unreadable file: the cohort step names it; the table leaves the count empty
         out.append(r)
     return out
+
+
+def _other_video(owner: dict, e) -> list[str]:
+    """[why] when the folder's video (another path) has other content than this row's, else [] (as the
+    extraction's own check, dis_core/io/owner.py: the same row with its video moved is the same input)."""
+    from dis_core.io.provenance import sha256_file
+
+    try:
+        same = sha256_file(e.video) == owner["video_sha256"]
+    except OSError:
+        same = False
+    return [] if same else [f"video {owner['video_path']} with other content (this row: {e.video})"]
 
 
 def smile_table(results: Sequence[Any]) -> pd.DataFrame:
