@@ -111,8 +111,8 @@ def test_a_family_gets_the_draws_to_support_a_difference_no_draw_crosses():
                for k in ("top1", "eer", "auc"))
     assert "perfect better than hopeless0 on AUC (flow, 12 people" in feature_set_verdict(rows).text
 
-    results = [NS(methods={m: NS(s=s) for m, s in sc.items()} | {"ar": NS(s=sc["gaussian"])}, comparisons={})
-               for _, _, sc in sets]  # 4 feature sets x 2 baselines x top-1 and EER (what a verdict weighs): 16
+    results = [NS(methods={m: NS(s=s) for m, s in sc.items()} | {"ar": NS(s=sc["gaussian"])}, comparisons={},
+                  participants=pids) for _, _, sc in sets]  # 4 feature sets x 2 baselines x top-1 and EER (what a verdict weighs): 16
     compare_with_baselines(results)
     assert [sorted(r.comparisons) for r in results] == [["ar", "gaussian"]] * 4
     assert {c["draws"] for r in results for c in r.comparisons.values()} == {st.draws_for_family(16)} == {1279}
@@ -145,7 +145,7 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
     people = [f"p{k}" for k in range(12)]
     mixed = SimpleNamespace(feature_set="a", participants=people, comparisons={"gaussian": _cmp(better_top1, worse_eer)})
     clean = SimpleNamespace(feature_set="b", participants=people, comparisons={"gaussian": _cmp(better_top1, same_eer)})
-    assert "do NOT beat the Gaussian baseline" in verdict_text(mixed)
+    assert "do NOT beat the Gaussian baseline, which is supported better" in verdict_text(mixed)
     assert "EER flow - baseline +0.10 [+0.02, +0.20], p 0.001: worse (supported)" in verdict_text(mixed)
     assert "the flows beat the Gaussian baseline" in verdict_text(clean)
     # p = 0.03 alone is supported; four such tests in one run are not (Holm: 4 x 0.03 = 0.12)
@@ -156,6 +156,13 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
     ph = baseline_holm(weak)
     assert sorted(ph.values()) == pytest.approx([0.12] * 4)
     assert "do NOT beat" in verdict_text(weak[0], ph) and "Holm p 0.120: no supported difference" in verdict_text(weak[0], ph)
+    # a feature set on too few people for a claim is no test of the family: it does not dilute the others
+    six = SimpleNamespace(feature_set="c", participants=people[:6], comparisons={"gaussian": _cmp((0.2, 0.05, 0.35, 0.03),
+                                                                               (-0.1, -0.2, -0.01, 0.03))})
+    assert baseline_holm([*weak, six]) == ph
+    assert "Holm p" not in verdict_text(six, ph) and "no claim" in verdict_text(six, ph)
+    # not beating is not a finding that the two are equal: the sentence says which it is
+    assert "the flows do NOT beat the Gaussian baseline: not shown better (nor shown equal)" in verdict_text(weak[0], ph)
 
     # two people: every usable bootstrap draw is the same pair, so nothing is claimed whatever p says
     two = SimpleNamespace(feature_set="c", participants=["x", "y"], comparisons={"gaussian": _cmp(better_top1, same_eer)})

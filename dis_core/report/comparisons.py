@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 import numpy as np
 
 from dis_core.score.scoring import MIN_COMMON, VERDICT_KEYS
-from dis_core.score.stats import MIN_COUPLES, couples_left_out, few_couples, holm, p_floor_notes, p_text, signed
+from dis_core.score.stats import MIN_COUPLES, MIN_PEOPLE, couples_left_out, few_couples, holm, p_floor_notes, p_text, signed
 
 if TYPE_CHECKING:
     from dis_core.score.evaluate import FeatureSetScores
@@ -19,9 +19,6 @@ METRICS = (("top1", "top-1", 1), ("eer", "EER", -1), ("auc", "AUC", 1))  # (key,
 VERDICT_METRICS = tuple(m for m in METRICS if m[0] in VERDICT_KEYS)  # flow vs baseline: top-1 and EER
 BASELINE_NAMES = {"gaussian": "the Gaussian baseline", "ar": "the autoregressive baseline"}
 ALPHA = 0.05
-# Below this many people a bootstrap over them has too few distinct draws to support a claim: with 2 people
-# every usable draw is the same pair, so an EER difference of +0.50 came out as [+0.50, +0.50], p 0.000.
-MIN_PEOPLE = 10
 
 
 @dataclass(frozen=True)
@@ -123,7 +120,8 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
 def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
     """Holm-adjusted p of every flow-vs-baseline difference of the run (feature sets x baselines x top-1 and
     EER): one family, so that a verdict survives however many feature sets and baselines were compared."""
-    keys = [(r.feature_set, b, k) for r in results for b in r.comparisons for k, _, _ in VERDICT_METRICS]
+    keys = [(r.feature_set, b, k) for r in results for b in r.comparisons for k, _, _ in VERDICT_METRICS
+            if len(r.participants) >= MIN_PEOPLE]  # a set refused a claim is not a test of the family
     ps = [next(r.comparisons[b][f"{k}_p"] for r in results if r.feature_set == fs) for fs, b, k in keys]
     return dict(zip(keys, (float(x) for x in holm(ps)))) if keys else {}
 
@@ -149,12 +147,14 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
             word = ("better (supported)" if ahead else "worse (supported)" if worse else
                     "no claim" if few else "no supported difference")
             parts.append(f"{label} flow - baseline {signed(d)} [{signed(lo)}, {signed(hi)}], "
-                         f"{'Holm ' if p_holm else ''}p {p_text(p)}: {word}"
+                         f"{'Holm ' if (r.feature_set, b, key) in (p_holm or {}) else ''}p {p_text(p)}: {word}"
                          + (reversed_on(c, key) if ahead or worse else ""))
         name = BASELINE_NAMES.get(b, b)
         beaten.append(better_any and not worse_any)
         head = (f"too few people to tell whether the flows beat {name}" if few else
-                f"the flows beat {name}" if beaten[-1] else f"the flows do NOT beat {name}")
+                f"the flows beat {name}" if beaten[-1] else
+                f"the flows do NOT beat {name}, which is supported better" if worse_any else
+                f"the flows do NOT beat {name}: not shown better (nor shown equal)")
         out.append(f"{head} ({'; '.join(parts)})")
     note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
     start = kept_start(r)

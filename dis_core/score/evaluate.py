@@ -14,7 +14,7 @@ from dis_core.score.scoring import (VERDICT_KEYS, compare_methods, headline_inte
                                     ranks, tnorm, verification, znorm)
 from dis_core.score.stage import Scores
 from dis_core.score.groups import grouping_text
-from dis_core.score.stats import draws_for_family, holm
+from dis_core.score.stats import MIN_PEOPLE, draws_for_family, holm
 
 @dataclasses.dataclass
 class MethodScores:
@@ -93,7 +93,7 @@ def compare_with_baselines(results: list[FeatureSetScores], n_boot: int = 1000) 
     the draws the run's family of these tests needs (every feature set x baseline x the metrics a verdict
     weighs, :func:`draws_for_family`), so that the report's Holm correction can support a difference no draw
     crosses."""
-    tests = sum(len(r.methods) - 1 for r in results) * len(VERDICT_KEYS)
+    tests = sum(len(r.methods) - 1 for r in results if len(r.participants) >= MIN_PEOPLE) * len(VERDICT_KEYS)
     draws = draws_for_family(tests, at_least=n_boot)
     for r in results:
         r.comparisons = {b: compare_methods(r.methods["flow"].s, r.methods[b].s, n_boot=draws)

@@ -15,7 +15,7 @@ import numpy as np
 
 from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
 from dis_core.score.stats import (boot_result, holm, jackknife_se, paired_result, participant_draws, rate_result,
-                                  topk_fractional, topk_leave_one_out, weighted_auc_eer)
+                                  topk_fractional, topk_leave_one_out, weighted_auc_eer, with_model_variation)
 
 
 _TOL = 1e-6  # s: frame times read from a container (29.97 fps) land a rounding off their nominal instants
@@ -217,6 +217,9 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
         c = {"a": a, "b": b}
         for k, key in enumerate(METRICS):
             r = paired_result(float(pa[k] - pb[k]), da[:, k] - db[:, k])
+            if key == "top1":  # the models' own variation, as the rates' intervals hold it
+                r = with_model_variation(r, jackknife_se(topk_leave_one_out(ex[a].s, 1, ex[a].owner)
+                                                         - topk_leave_one_out(ex[b].s, 1, ex[b].owner)))
             c.update({f"{key}_diff": r.diff, f"{key}_diff_lo": r.lo, f"{key}_diff_hi": r.hi, f"{key}_p": r.p})
         comps.append(c)
     return rows, comps

@@ -16,9 +16,9 @@ import numpy as np
 
 from dis_core.errors import DISError
 from dis_core.score.stats import (auc, boot_result, bootstrap_columns, dyad_permutation_test, eer, genuine_impostor,
-                                  jackknife_se, mcnemar_top1, paired_result, pair_similarity, participant_draws,
+                                  jackknife_se, mcnemar_top1, pair_similarity, paired_result, participant_draws,
                                   proportion_interval, roc_points, topk_fractional, topk_leave_one_out,
-                                  weighted_auc_eer)
+                                  weighted_auc_eer, with_model_variation)
 
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
@@ -265,6 +265,8 @@ def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: 
     da, db = headline_draws(s_a, n_boot, seed, False), headline_draws(s_b, n_boot, seed, False)
     for name, fn in HEADLINE.items():
         r = paired_result(float(fn(s_a) - fn(s_b)), da[name] - db[name])
+        if name == "top1":  # the models' own variation, which the draws keep fixed
+            r = with_model_variation(r, jackknife_se(topk_leave_one_out(s_a, 1) - topk_leave_one_out(s_b, 1)))
         out.update({f"{name}_diff": r.diff, f"{name}_diff_lo": r.lo, f"{name}_diff_hi": r.hi, f"{name}_p": r.p})
     for name, fn in SUPPLEMENTARY.items():  # the point difference on raw and z-norm scores: does a claim hold there?
         out[f"{name}_diff"] = float(fn(s_a) - fn(s_b))
