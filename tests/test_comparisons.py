@@ -145,7 +145,11 @@ def test_the_flows_beat_a_baseline_only_when_no_metric_is_supported_worse_after_
     people = [f"p{k}" for k in range(12)]
     mixed = SimpleNamespace(feature_set="a", participants=people, comparisons={"gaussian": _cmp(better_top1, worse_eer)})
     clean = SimpleNamespace(feature_set="b", participants=people, comparisons={"gaussian": _cmp(better_top1, same_eer)})
-    assert "do NOT beat the Gaussian baseline, which is supported better" in verdict_text(mixed)
+    assert "do NOT beat the Gaussian baseline: mixed, the flows supported better on top-1, the baseline on EER" \
+        in verdict_text(mixed)
+    worse = SimpleNamespace(feature_set="w", participants=people, comparisons={"gaussian": _cmp(
+        (-0.20, -0.35, -0.05, 0.001), same_eer)})
+    assert "do NOT beat the Gaussian baseline, which is supported better on top-1" in verdict_text(worse)
     assert "EER flow - baseline +0.10 [+0.02, +0.20], p 0.001: worse (supported)" in verdict_text(mixed)
     assert "the flows beat the Gaussian baseline" in verdict_text(clean)
     # p = 0.03 alone is supported; four such tests in one run are not (Holm: 4 x 0.03 = 0.12)

@@ -500,6 +500,13 @@ def test_an_extraction_of_a_newer_dis_is_neither_overwritten_nor_written_beside(
         r = extract_video(m.entries[0], tmp_path, model, ExtractConfig(), force=force, progress=False)
         assert r.failed and not r.record and "was written by a newer DIS" in r.message
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    from dis_core.extract.result import ExtractResult
+    from dis_core.extract.summary import collect_extract_results
+    from dis_core.layout import write_status
+
+    write_status(d, ExtractResult(unit_id=r.unit_id, status="ok"))  # the newer DIS's own record: not this run's
+    got = collect_extract_results(m, tmp_path)[0]
+    assert got.status == "failed" and "was written by a newer DIS" in got.message
 
 
 def test_the_summary_reads_a_folders_record_only_for_its_own_video(tmp_path, samples, make_manifest):

@@ -260,6 +260,8 @@ def test_a_block_that_fails_before_scoring_or_was_scored_by_an_older_dis_is_not_
         del f.attrs["models"]
     with pytest.raises(Exception, match=r"score block\(s\) 0-0 were scored by an older DIS: run dis score"):
         assemble(scores, "synthetic")
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "ok"  # as the message says: scored again
+    assert assemble(scores, "synthetic").participants == ["p00000", "p00001", "p00002"]
     for p in ("p00001", "p00002"):
         (cohort / p / "model.pt").unlink()
     assert run_block(cohort, scores, 0, 0, ScoreConfig()).failed

@@ -617,3 +617,11 @@ def test_paired_top1_keeps_its_size_when_broad_models_take_peoples_credit_togeth
         assert out["top1_diff_lo"] <= out["top1_diff"] <= out["top1_diff_hi"]
     assert raw / reps > 0.1, "the draws alone are too liberal here (the case this guards)"
     assert rejected / reps <= 0.10, (rejected, raw)
+
+
+def test_a_top1_difference_held_to_its_jackknife_stays_a_difference_of_rates():
+    """diff +- z se is clipped to [-1, 1] (0.85 +- 1.96 x 0.1 reached 1.05); se 0 or NaN leaves the result as it was."""
+    r = st.PairedResult(0.85, 0.70, 0.95, 0.01, np.zeros(3))
+    w = st.with_model_variation(r, 0.1)
+    assert w.hi == 1.0 and w.lo == pytest.approx(0.85 - 1.959964 * 0.1, abs=1e-6) and w.p >= r.p
+    assert st.with_model_variation(r, 0.0) == r and st.with_model_variation(r, float("nan")) == r

@@ -76,6 +76,7 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
 
 def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
     """Every video's recorded extraction outcome (a unit that left no record failed: see its log)."""
+    from dis_core.extract.h5store import newer_schema_text
     from dis_core.extract.heal import folder_owner
     from dis_core.io.owner import IDENTITY
 
@@ -87,10 +88,14 @@ def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
         other = [f"{k} '{owner[k]}' (this row: '{row[k]}')" for k in IDENTITY if k in owner and owner[k] != row[k]]
         if not other and owner.get("video_path", str(e.video)) != str(e.video) and owner.get("video_sha256"):
             other = _other_video(owner, e)  # another path: the same input only if the same content (a moved video)
+        newer = None if other else newer_schema_text(layout.extraction(e.unit_id))
+        if newer:  # refused by extraction, which writes nothing there: the newer DIS's record is not this run's
+            other = [newer]
         r = None if other else read_status(d, ExtractResult)  # another input's record says nothing of this row
         if other:
+            why = newer or f"{d} belongs to another input ({other[0]})"
             r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
-                              video=e.video_rel, message=f"{e.video}: {d} belongs to another input ({other[0]})")
+                              video=e.video_rel, message=f"{e.video}: {why}")
         elif r is None:
             r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
                               video=e.video_rel, message="no result: the task did not finish (see its log)")
@@ -113,8 +118,8 @@ def _other_video(owner: dict, e) -> list[str]:
 
     try:
         same = sha256_file(e.video) == owner["video_sha256"]
-    except OSError:
-        same = False
+    except OSError:  # unreadable now: the row's own record says so (extraction's "cannot read")
+        same = True
     return [] if same else [f"video {owner['video_path']} with other content (this row: {e.video})"]
 
 

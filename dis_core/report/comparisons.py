@@ -136,24 +136,27 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
     out, beaten = [], []
     few = len(r.participants) < MIN_PEOPLE  # too few people for a bootstrap over them to support anything
     for b, c in r.comparisons.items():
-        parts, better_any, worse_any = [], False, False
+        parts, better_on, worse_on = [], [], []
         for key, label, better in VERDICT_METRICS:
             d, lo, hi = c[f"{key}_diff"], c[f"{key}_diff_lo"], c[f"{key}_diff_hi"]
             p = (p_holm or {}).get((r.feature_set, b, key), c[f"{key}_p"])
             sig = p < alpha and not few
             ahead = sig and ((lo > 0) if better > 0 else (hi < 0))
             worse = sig and ((hi < 0) if better > 0 else (lo > 0))
-            better_any, worse_any = better_any or ahead, worse_any or worse
+            better_on += [label] if ahead else []
+            worse_on += [label] if worse else []
             word = ("better (supported)" if ahead else "worse (supported)" if worse else
                     "no claim" if few else "no supported difference")
             parts.append(f"{label} flow - baseline {signed(d)} [{signed(lo)}, {signed(hi)}], "
                          f"{'Holm ' if (r.feature_set, b, key) in (p_holm or {}) else ''}p {p_text(p)}: {word}"
                          + (reversed_on(c, key) if ahead or worse else ""))
         name = BASELINE_NAMES.get(b, b)
-        beaten.append(better_any and not worse_any)
+        beaten.append(bool(better_on) and not worse_on)
         head = (f"too few people to tell whether the flows beat {name}" if few else
                 f"the flows beat {name}" if beaten[-1] else
-                f"the flows do NOT beat {name}, which is supported better" if worse_any else
+                f"the flows do NOT beat {name}: mixed, the flows supported better on {' and '.join(better_on)}, the "
+                f"baseline on {' and '.join(worse_on)}" if better_on else
+                f"the flows do NOT beat {name}, which is supported better on {' and '.join(worse_on)}" if worse_on else
                 f"the flows do NOT beat {name}: not shown better (nor shown equal)")
         out.append(f"{head} ({'; '.join(parts)})")
     note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""

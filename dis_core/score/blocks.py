@@ -91,6 +91,7 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
     cols = [candidates[j] for j in block_span(n, b, c)]
     res = UnitResult(unit_id=f"{src.feature_set}/{r}-{c}")
     folder = Path(folder)
+    writing = False  # an interrupt before the skip decision leaves a current block as it is
     try:
         people: dict[str, Participant] = {}
         left_out = []
@@ -112,6 +113,7 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
         if not force and _current(folder / SUMMARY, res.key) and _current(folder / PER_FRAME, res.key, ".frames"):
             res.status = "skipped"
             return res
+        writing = True
         remove_stale_parts(folder)  # what a killed attempt left
         _forget(folder)
         _write_block(src, people, R, C, r == c, folder, cfg, res.key, left_out, candidates, b, r, c, prov or {})
@@ -121,7 +123,8 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
         res.message = str(e)
         _forget(folder)
     except BaseException:
-        _forget(folder)
+        if writing:
+            _forget(folder)
         raise
     res.elapsed_s = round(time.monotonic() - t0, 3)
     return res
@@ -137,7 +140,8 @@ def _forget(folder: Path) -> None:
 def _current(path: Path, key: str, kind: str = "") -> bool:
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("schema") == SCHEMA + kind and f.attrs.get("key") == key
+            return (f.attrs.get("schema") == SCHEMA + kind and f.attrs.get("key") == key
+                    and int(f.attrs.get("schema_version", 1)) == SCHEMA_VERSION)  # an older block is redone
     except OSError:
         return False
 
@@ -320,7 +324,7 @@ def _check_models(feature_set: str, have: dict, rows_of_block: dict, k: int) -> 
     older = sorted(f"{r}-{c}" for (r, c), (_, a) in have.items() if int(a.get("schema_version", 1)) < SCHEMA_VERSION)
     if older:
         raise DISError(f"{feature_set}: score block(s) {', '.join(older[:5])}{'...' if len(older) > 5 else ''} were "
-                       "scored by an older DIS: run dis score (current blocks are redone once)")
+                       "scored by an older DIS: run dis score (it scores them again)")
     models: dict[str, str] = {}
     for rr in range(k):
         models.update({p: m for p, m in json.loads(have[(rr, rr)][1].get("models", "{}")).items()

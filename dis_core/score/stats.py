@@ -386,7 +386,7 @@ def with_model_variation(r: PairedResult, se: float, ci: float = 0.95) -> Paired
         return r
     z = float(_st.norm.ppf(0.5 + ci / 2))
     p = r.p if r.diff == 0 else max(r.p, float(2 * _st.norm.sf(abs(r.diff) / se)))
-    return r._replace(lo=min(r.lo, r.diff - z * se), hi=max(r.hi, r.diff + z * se), p=min(p, 1.0))
+    return r._replace(lo=min(r.lo, max(r.diff - z * se, -1.0)), hi=max(r.hi, min(r.diff + z * se, 1.0)), p=min(p, 1.0))
 
 
 def p_text(p: float) -> str:
