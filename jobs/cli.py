@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,7 @@ from typer.exceptions import TyperException
 
 from dis_core import __version__
 from dis_core.errors import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
-                             DISError)
+                             DISError, OutputError)
 from dis_core.io.lock import RunLocked, output_folder_problem, run_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -260,10 +261,13 @@ def _run(plan, stages: list[str], what: str, executor: str = "local", workers: O
     try:
         with interruptible(), run_lock(plan.out, what):
             outcome = run_stages(plan, stages, executor=executor, workers=workers, log=typer.echo)
-    except RunLocked as e:
+    except (RunLocked, OutputError) as e:  # the folder cannot be used (in use, not lockable): nothing ran, exit 2
         _fail(e)
     except DISError as e:
         _fail(e, EXIT_FAILED)
+    except OSError as e:  # outside a unit (the stage summary, run.json): a full disk is no bug of DIS
+        _fail(f"{e.filename or plan.out}: {e.strerror or e}" + (" (free space, then run again: finished units are "
+                                                                  "kept)" if e.errno == errno.ENOSPC else ""), EXIT_FAILED)
     except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: what finished, what did not; a re-run resumes
         typer.echo(interrupt_report(e))
         raise typer.Exit(EXIT_INTERRUPTED)

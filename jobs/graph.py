@@ -282,6 +282,23 @@ def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None, jobs
             if r is not None and r.failed and not r.message.startswith(NOT_RUN):
                 return (f"{NOT_RUN}{a} failed ({up.uid(u)}: {r.message}); fix it and run again (a SLURM run: "
                         "dis resubmit)")
+            if a == "cohort" and r is not None and not r.failed:
+                why = cohort_of_another_manifest(plan)
+                if why:
+                    return NOT_RUN + why
+    return ""
+
+
+def cohort_of_another_manifest(plan: Plan) -> str:
+    """Why the cohort step on disk is not this plan's: made from another manifest (`dis extract --manifest NEW`
+    skips every unchanged video, and a changed split, dyad or row list would be read from the old step), or ''."""
+    try:
+        made = json.loads(plan.layout.cohort_provenance.read_text()).get("manifest_sha256", "")
+    except (OSError, ValueError):
+        return ""  # no record (an older DIS, or the step not run): the units say what they lack
+    if made and plan.manifest_sha256 and made != plan.manifest_sha256:
+        return (f"the cohort step was made from another manifest (sha256 {made[:12]}..., the run's is "
+                f"{plan.manifest_sha256[:12]}...): run dis cohort --out {plan.out} (dis run does it)")
     return ""
 
 
@@ -393,7 +410,7 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     except DISError:
         rec = {}
     if rec.get("executor") != "slurm" or "extract" in stages:
-        write_record(plan, executor)
+        write_record(_with_recorded_sets(plan, rec, stages), executor)
         return
     units = rec.get("units", {})
     for name in set(stages) & set(units):  # these units now record no SLURM job: their records are trusted
@@ -402,6 +419,21 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
                                              "executor": executor, "stages": list(stages), **environment(),
                                              "plan": to_doc(plan)})
     write_text_atomic(plan.layout.run_record, json.dumps(rec, indent=2, default=str))
+
+
+def _with_recorded_sets(plan: Plan, rec: dict, stages: Sequence[str]) -> Plan:
+    """The plan to record for a stage command that names feature sets (`dis train --feature-sets head_pose`): the
+    run's recorded sets, those named replaced by the command's configuration, others added. Recording the
+    narrowed plan dropped the other sets from every later `dis score` and `dis report` of the run."""
+    if "extract" in stages or "plan" not in rec:
+        return plan
+    try:
+        before = from_doc(Plan, rec["plan"]).train
+    except (KeyError, ValueError, TypeError):
+        return plan
+    named = {c.features.name: c for c in plan.train}
+    kept = tuple(named.pop(c.features.name, c) for c in before)
+    return dataclasses.replace(plan, train=kept + tuple(named.values()))
 
 
 def read_record(out: Path) -> dict:

@@ -842,3 +842,39 @@ def test_a_stage_with_nothing_to_do_says_so_once_and_is_not_a_failure(plan):
     assert said == ["pooled: nothing to do (no unit of the shape shared by the cohort, for feature sets whose "
                     "density is pooled)"]
     assert got.exit_code == 0 and got.empty == ["pooled"] and not got.results
+
+
+def test_a_cohort_step_of_another_manifest_stops_the_stages_after_it(plan):
+    """`dis extract --manifest NEW` skips every unchanged video; `dis train`, `score` and `report` then ran on the
+    cohort step of the old manifest (its split, dyads and rows) while the report named the new one. They record
+    why they did not run instead, until the cohort step runs on the run's manifest."""
+    import dataclasses
+
+    from dis_core.io.provenance import sha256_file
+
+    plan = dataclasses.replace(plan, manifest_sha256=sha256_file(plan.manifest))
+    write_status(plan.layout.cohort_dir, UnitResult(unit_id="cohort", status="ok"))
+    plan.layout.cohort_provenance.write_text(json.dumps({"manifest_sha256": "ab" * 32}))
+    why = graph.upstream_failure("train", plan, "head_pose")
+    assert why.startswith("not run: the cohort step was made from another manifest (sha256 abababababab..., the run's "
+                          f"is {plan.manifest_sha256[:12]}...): run dis cohort")
+    assert graph.upstream_failure("score", plan, "head_pose") == why and graph.upstream_failure("report", plan) == why
+    plan.layout.cohort_provenance.write_text(json.dumps({"manifest_sha256": plan.manifest_sha256}))
+    assert graph.upstream_failure("train", plan, "head_pose") == "" and graph.upstream_failure("report", plan) == ""
+
+
+def test_a_stage_command_naming_feature_sets_keeps_the_runs_other_sets_recorded(plan):
+    """`dis train --feature-sets head_pose --max-epochs 5` recorded the narrowed plan: every later `dis score` and
+    `dis report` of the run dropped its other feature sets. The run's sets stay, the named one as configured."""
+    import dataclasses
+
+    from dis_core.model.config import default_train_config
+
+    both = dataclasses.replace(plan, train=(*plan.train, default_train_config(DEFAULT_FEATURE_SETS["head_spectrum"])))
+    graph.write_record(both, "local")
+    pose = dataclasses.replace(plan.train[0], flow=dataclasses.replace(plan.train[0].flow, max_epochs=5))
+    graph.record_local_run(dataclasses.replace(both, train=(pose,)), "local", ["train"])
+    got = graph.plan_from_record(graph.read_record(plan.out)).train
+    assert [c.features.name for c in got] == ["head_pose", "head_spectrum"] and got[0].flow.max_epochs == 5
+    graph.record_local_run(dataclasses.replace(both, train=(pose,)), "local", ["extract", "cohort"])  # a new run
+    assert [c.features.name for c in graph.plan_from_record(graph.read_record(plan.out)).train] == ["head_pose"]
