@@ -137,7 +137,7 @@ def test_training_and_scoring_on_cuda_match_the_cpu_densities(tmp_path):
     save_density(tmp_path / "m.pt", fit.density)
     cpu, _ = load_density(tmp_path / "m.pt")
     np.testing.assert_allclose(cpu.log_prob(x[:500], cols), lp_gpu, atol=1e-4)
-    assert fit.history["val"][fit.best_epoch] < fit.history["val"][0]
+    assert fit.best_val <= fit.history["val"][0]  # the epoch kept (or its Gaussian start) is no worse than the first
 
 
 def test_the_pair_score_is_scipys_trimmed_mean_bit_for_bit():

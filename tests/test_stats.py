@@ -37,6 +37,9 @@ def test_eer_interpolates_between_points():
     # genuine {3}, impostors {1, 2, 4}: t<=3: FNR 0, FPR 1/3 at t=3; t in (3,4]: FNR 1, FPR 1/3.
     # d goes from +1/3 to -2/3 between those points -> interpolation 1/3 of the way: FPR 1/3.
     assert st.eer([3], [1, 2, 4]) == pytest.approx(1 / 3)
+    # FPR changes across the crossing: genuine [2, 1, 1], impostors [1, 1, 1, 0]: the tied 1s form a diagonal
+    # segment from (FPR 0, FNR 2/3) to (FPR 3/4, FNR 0), which FPR = FNR crosses at 6/17 (a step, not a point)
+    assert st.eer([2, 1, 1], [1, 1, 1, 0]) == pytest.approx(6 / 17)
 
 
 def test_eer_zero_when_perfectly_separated():
@@ -229,7 +232,8 @@ def test_matchings_are_every_pairing_when_few_else_uniform_random_ones_within_gr
     assert len({frozenset(frozenset(p) for p in row) for row in m.tolist()}) == 27
     assert np.all(groups[m[..., 0]] == groups[m[..., 1]])
     drawn, exact, floor = st._matchings(people, groups, 20, np.random.default_rng(0))
-    assert not exact and drawn.shape == (20, 6, 2) and floor == pytest.approx(1 / 21)  # 27 > 20: Monte Carlo and np.all(groups[drawn[..., 0]] == groups[drawn[..., 1]])
+    assert not exact and drawn.shape == (20, 6, 2) and floor == pytest.approx(1 / 21)  # 27 > 20: Monte Carlo
+    assert np.all(groups[drawn[..., 0]] == groups[drawn[..., 1]])  # ... within the groups too
     free, exact, floor = st._matchings(people, None, 300, np.random.default_rng(0))
     assert floor == pytest.approx(1 / 301) and st._matchings(people, None, 20000, None)[2] == 1 / 10395  # 11!!
     assert not exact and free.shape == (300, 6, 2) and (groups[free[..., 0]] != groups[free[..., 1]]).any()
@@ -291,6 +295,13 @@ def test_chance_excludes_real_couples_so_small_strata_do_not_shrink_the_excess()
         r = synchrony_test(sync, pairs, groups, n_perm=2000, n_boot=100)
         assert r["chance"] == pytest.approx(0.3) and r["excess"] == pytest.approx(0.2)
     assert r["null_mean"] == pytest.approx(0.3 + 0.2 / 3)
+    # unequal strata at unequal levels: chance is the pseudo-couples' mean, each stratum weighing by its couples
+    level = np.repeat([0.1, 0.5], [8, 16])  # a stratum of 4 couples at 0.1, one of 8 couples at 0.5
+    sync = np.add.outer(level, level) / 2
+    sync[pairs[:, 0], pairs[:, 1]] = sync[pairs[:, 1], pairs[:, 0]] = level[pairs[:, 0]] + 0.2
+    np.fill_diagonal(sync, np.nan)
+    r = synchrony_test(sync, pairs, np.repeat([0, 1], [8, 16]), n_perm=2000, n_boot=100)
+    assert r["chance"] == pytest.approx((4 * 0.1 + 8 * 0.5) / 12) and r["excess"] == pytest.approx(0.2)
 
 
 def test_couples_alone_in_their_stratum_are_left_out_and_counted():
@@ -380,7 +391,7 @@ def test_unit_mean_interval_covers_at_ten_couples():
 def test_dyad_permutation_power_when_partners_share():
     s, pairs = st.simulate_dyad_scores(16, 0.7, np.random.default_rng(1))
     r = st.dyad_permutation_test(st.pair_similarity(s), pairs, n_perm=500)
-    assert r["p"] < 0.01
+    assert r["p"] == pytest.approx(1 / 501) == r["p_floor"]  # no re-pairing reaches the couples: (0 + 1) / (500 + 1)
     assert r["observed"] > 0 and r["effect_size"] > 3 and r["ci_lo"] > 0
     assert r["null"].shape == (500,)
     assert abs(r["null_mean"]) < 0.5 * r["null_sd"]
@@ -625,3 +636,9 @@ def test_a_top1_difference_held_to_its_jackknife_stays_a_difference_of_rates():
     w = st.with_model_variation(r, 0.1)
     assert w.hi == 1.0 and w.lo == pytest.approx(0.85 - 1.959964 * 0.1, abs=1e-6) and w.p >= r.p
     assert st.with_model_variation(r, 0.0) == r and st.with_model_variation(r, float("nan")) == r
+    # a known answer: diff 0.1, se 0.1: the interval holds 0.1 +- 1.96 x 0.1, p the two-sided normal p of 1 se
+    k = st.with_model_variation(st.PairedResult(0.1, -0.05, 0.25, 0.2, np.zeros(3)), 0.1)
+    assert (k.lo, k.hi) == pytest.approx((0.1 - 0.1959964, 0.1 + 0.1959964), abs=1e-6)
+    assert k.p == pytest.approx(0.3173105, abs=1e-6)
+    # ... and a rate's interval is clipped at 0 (point 0.1, se 0.2 would reach -0.29)
+    assert st.proportion_interval(0.1, 0.05, 0.2, 40, se=0.2)[0] == 0.0
