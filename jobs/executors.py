@@ -156,7 +156,7 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
     """Apply ``fn`` to every item; results come back in item order.
 
     ``local`` runs ``workers`` spawned processes (default: one per core), each pinned to a core of its
-    own so that workers do not compete for caches and cores. ``fn`` must catch its own expected
+    own when they fill every core, so that workers do not compete for caches and cores. ``fn`` must catch its own expected
     failures (units return a status); an exception that escapes means a bug and is re-raised.
     Ctrl-C / SIGTERM raise :class:`Interrupted` within seconds, with what finished and what did not.
     A worker killed from outside (out of memory) costs only its unit: the units running then are run again
@@ -190,18 +190,32 @@ def map_units(fn: Callable[..., Any], items: Sequence[Any], executor: str = "loc
         return results
     ctx = mp.get_context("spawn")  # no fork after threads (MediaPipe, torch) were started
     cores = available_cores()
-    pinned = cores if workers <= len(cores) else None
+    # one worker a core when the pool fills them all (no migration); a smaller pool is left to the scheduler, or
+    # two commands side by side would share the first cores and single-unit stages would all sit on core 0
+    pinned = cores if 1 < workers == len(cores) else None
     started = ctx.RawArray("b", len(items))  # set by a worker as it starts a unit: who ran when a worker died
     todo = list(range(len(items)))
     # a worker killed from outside (the out-of-memory killer, kill -9) breaks the whole pool: the units that had
     # started and not finished (one of them was the dead worker's) run again one at a time, so that a unit that
     # kills its worker every time fails alone; the others go on in a new pool
+    stalls = 0
     while todo:
+        done_before = sum(map(bool, finished))
         died = _pool_pass(fn, items, todo, min(workers, len(todo)), ctx, pinned, started, results, finished,
                           on_result, interrupted)
         if not died:
             break
         suspects = [i for i in todo if started[i] and not finished[i]]
+        stalls = stalls + 1 if not suspects and sum(map(bool, finished)) == done_before else 0
+        if stalls >= 2:  # workers die before they start any unit (one that cannot load the work): again is the same
+            why = f"worker processes die before starting a unit ({died}); run again, and see the log"
+            if on_crash is None:
+                raise cf.process.BrokenProcessPool(why)
+            for i in todo:
+                results[i], finished[i] = on_crash(items[i], why), True
+                if on_result:
+                    on_result(results[i])
+            break
         if on_crash is None:  # the map cannot say what a lost unit did
             raise cf.process.BrokenProcessPool(f"a worker process died ({died}) running one of "
                                                f"{', '.join(label(items[i]) for i in suspects)}")

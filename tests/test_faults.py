@@ -677,3 +677,20 @@ def test_after_a_worker_dies_the_healthy_units_stay_parallel_and_without_on_cras
     assert took < 14, f"{took:.1f} s for 11 s of healthy work on 2 workers"
     assert kind == "BrokenProcessPool" and msg.startswith("a worker process died (killed by signal 9 (SIGKILL: out "
                                                           "of memory?)) running one of 0")
+
+
+def test_workers_that_die_before_any_unit_fail_the_units_instead_of_respawning_for_ever(tmp_path):
+    """A worker that cannot load its work (here an item whose unpickling exits the process; in life, a source
+    tree changed under a long run) died before starting a unit, so no unit was suspect and the pool was
+    respawned without end. After two such pools the units fail with the reason, and the map returns."""
+    got = _map_script(tmp_path, (
+        "class Deadly:\n"
+        "    def __reduce__(self):\n"
+        "        return (os._exit, (3,))\n"
+        "def unit(i):\n"
+        "    return 'ran'\n"
+        "if __name__ == '__main__':\n"
+        "    out = map_units(unit, [Deadly(), Deadly()], workers=2, on_crash=lambda item, how: 'failed: ' + how)\n"
+        "    print(json.dumps(out))\n"))
+    assert len(got) == 1 and len(got[0]) == 2
+    assert all(x.startswith("failed: worker processes die before starting a unit (") for x in got[0]), got
