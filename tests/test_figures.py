@@ -100,17 +100,20 @@ def test_det_is_on_normal_deviate_axes():
     _check_readable(fig)
 
 
-def test_norm_histograms_are_on_a_log_axis_with_the_clip_stated():
-    rng = np.random.default_rng(0)
-    groups = {"self": rng.lognormal(0, 1, 2000), "partner": rng.lognormal(0.5, 1, 500),
-              "stranger": np.r_[rng.lognormal(1, 1.2, 3000), 550.0]}
-    fig = F.norms_figure(groups, "norms")
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log"
-    assert "clipped" in ax.get_xlabel() and "log scale" in ax.get_xlabel()
-    assert ax.get_xlim()[1] >= 550  # the tail is shown, not cut
-    assert len(ax.get_legend().get_texts()) == 3
-    _check_readable(fig)
+def test_norm_histograms_are_on_a_log_axis_and_name_open_end_bins():
+    """The legend's median bin: the first bin is [0, 1e-3) and the last [1e4, inf) (they were labelled by the
+    drawn edges, "[0.0001, 0.001)" and "[1e+04, 1e+05)"); an inner bin by its edges."""
+    from dis_core.report.norm_hist import norms_hist_figure
+    from dis_core.score.blocks import NORM_BINS
+
+    nb = len(NORM_BINS) - 1
+    counts = {"self": np.eye(nb)[0] * 5, "partner": np.eye(nb)[10] * 3, "stranger": np.eye(nb)[nb - 1] * 2}
+    ax = norms_hist_figure(NORM_BINS, counts, "norms", rows="windows").axes[0]
+    assert ax.get_xscale() == "log" and "windows" in ax.get_ylabel()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["self (n=5, median < 0.001)", f"partner (n=3, median in [{NORM_BINS[10]:.3g}, {NORM_BINS[11]:.3g}))",
+                     "stranger (n=2, median > 1e+04)"]
+    _check_readable(ax.figure)
 
 
 def test_loss_grid_has_a_training_validation_legend():
@@ -149,6 +152,23 @@ def test_signature_spectrum_peaks_at_twice_the_sway_frequency():
     _check_readable(fig)
 
 
+def test_an_empty_signature_panel_says_why():
+    """A person left out of scoring had a blank confusions panel, and sessions without 16 face frames in a row a
+    blank spectrum (a linear 0-1 axis labelled log scale, an empty legend)."""
+    t = np.arange(0, 10, 1 / 15)
+    hp = np.zeros((len(t), 3))
+    hp[::10] = np.nan  # a face at most 9 frames in a row
+    fig = F.signature_figure([("session s1 (training)", t, hp)], [], "p1: head-motion signature")
+    spectrum, confusions = fig.axes[1], fig.axes[2]
+    assert [x.get_text() for x in spectrum.texts] == ["no session has a run of 16 frames with a face"]
+    assert spectrum.get_legend() is None and not spectrum.get_lines()
+    assert "not scored" in confusions.texts[0].get_text()
+    whole = np.zeros((len(t), 3))
+    whole[:, 0] = np.sin(t)
+    fig = F.signature_figure([("session s1 (training)", t, whole)], [("p1", 1.0)], "p1")
+    assert not fig.axes[1].texts and not fig.axes[2].texts and fig.axes[1].get_legend() is not None
+
+
 def test_gap_stats_counts_runs_without_a_face():
     t = np.arange(10) / 10.0
     det = np.array([1, 1, 0, 0, 0, 1, 1, 0, 1, 1], bool)
@@ -159,12 +179,18 @@ def test_gap_stats_counts_runs_without_a_face():
 
 
 def test_report_figures_are_high_dpi_png_with_provenance(tmp_path):
+    """Every figure the report draws is saved at REPORT_DPI (the norms figure was at the default 110)."""
     from PIL import Image
 
-    F.norms_png(tmp_path / "n.png", {"self": np.arange(1, 100.0)}, "norms", {"dis_version": "x"})
-    im = Image.open(tmp_path / "n.png")
-    assert round(im.info["dpi"][0]) == F.REPORT_DPI
-    assert '"dis_version": "x"' in im.info["Description"]
+    from dis_core.report.norm_hist import norms_hist_png
+    from dis_core.score.blocks import NORM_BINS
+
+    norms_hist_png(tmp_path / "n.png", NORM_BINS, {"self": np.ones(len(NORM_BINS) - 1)}, "norms", {"dis_version": "x"})
+    F.heatmap_png(tmp_path / "h.png", np.eye(3), ["a", "b", "c"], "scores", {"dis_version": "x"})
+    for name in ("n.png", "h.png"):
+        im = Image.open(tmp_path / name)
+        assert round(im.info["dpi"][0]) == F.REPORT_DPI
+        assert '"dis_version": "x"' in im.info["Description"]
 
 
 def test_figures_of_a_large_cohort_stay_bounded_and_readable(tmp_path):
@@ -213,6 +239,26 @@ def test_figures_of_a_large_cohort_stay_bounded_and_readable(tmp_path):
     plt.close("all")
 
 
+def test_tied_best_models_each_get_their_dot():
+    """All-tied scores put every dot on the first row: participant d looked identified (a dot in their
+    square) while their rank is 2.5 and top-1 credits them a quarter."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from dis_core.report.figures import heatmap_figure
+
+    s = np.zeros((4, 4))
+    s[:, 0] = [5.0, 1.0, 5.0, 0.0]  # column a: models a and c tie
+    s[1, 1] = 2.0  # column b: model b alone
+    fig = heatmap_figure(s, ["a", "b", "c", "d"], "t")
+    ax = fig.axes[0]
+    dots = [c for c in ax.collections if c.get_label().startswith("best model for this data")][0]
+    at = [t.get_text() for t in ax.get_xticklabels()]  # the display order (clustered without dyads)
+    shown = sorted((at[c], at[r]) for c, r in np.asarray(dots.get_offsets()).astype(int))
+    assert shown == sorted([("a", "a"), ("a", "c"), ("b", "b"), *[(c, r) for c in "cd" for r in "abcd"]])
+    plt.close(fig)
+
+
 def test_a_heatmap_column_without_scores_gets_no_best_model_and_the_legend_clears_long_names():
     """nanargmax of a column with no finite score is row 0: a 'best model' dot was drawn for data nobody scored.
     With five 60-character names the legend sat on the column names (its offset was a share of a small axes)."""
@@ -226,7 +272,7 @@ def test_a_heatmap_column_without_scores_gets_no_best_model_and_the_legend_clear
     names = [f"participant_with_a_very_long_identifier_{k:02d}_abcdefghijklmnopqrs" for k in range(5)]
     fig = heatmap_figure(s, names, "t")
     ax = fig.axes[0]
-    dots = [c for c in ax.collections if c.get_label() == "best model for this data"][0]
+    dots = [c for c in ax.collections if c.get_label().startswith("best model for this data")][0]
     assert len(dots.get_offsets()) == 4  # one per scored column
     fig.canvas.draw()
     r = fig.canvas.get_renderer()

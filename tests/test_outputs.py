@@ -212,3 +212,33 @@ def test_an_output_folder_on_a_file_system_without_locks_is_one_line(tmp_path, m
     with pytest.raises(OutputError, match=r"cannot lock \.dis\.lock \(No locks available\): use an output folder"):
         with lock.run_lock(tmp_path / "out", "dis run"):
             pass
+
+
+def test_the_extraction_tables_read_back_as_written(tmp_path):
+    """The report read OUT/summary's QC and smile CSVs with pandas' guesses: participant 007 became 7.0 (and was
+    summed with participant 7), NA vanished as missing, session 01 became 1, and a video named -take1.mp4 showed
+    as '-take1.mp4 (the quote that keeps it from running as a formula in a spreadsheet)."""
+    from dis_core.extract.result import ExtractResult
+    from dis_core.extract.summary import qc_table, read_summary_table, smile_table
+    from dis_core.io.excel import safe_frame
+    from dis_core.report.html import gather_video_qc
+    from dis_core.report.page import report_failures
+
+    cells = [("007", "01", "-take1.mp4"), ("7", "2", "b.mp4"), ("NA", "1", "=c.mp4"), ("1e3", "1", "d.mp4")]
+    res = [ExtractResult(unit_id=f"{p}_{s}_v{i}", participant_id=p, session=s, video=v, status="ok", frames=100,
+                         detected_frames=90, smile_frames=10, seconds=10, face_seconds=9, smile_seconds=1, fps=10.0)
+           for i, (p, s, v) in enumerate(cells)]
+    res.append(ExtractResult(unit_id="NA_2_x", participant_id="NA", session="2", video="x.mp4", status="failed",
+                             message="-1 frames: cannot decode"))
+    (tmp_path / "qc.csv").write_text(safe_frame(qc_table(res)).to_csv(index=False))
+    (tmp_path / "sm.csv").write_text(safe_frame(smile_table(res)).to_csv(index=False))
+    qc, sm = read_summary_table(tmp_path / "qc.csv"), read_summary_table(tmp_path / "sm.csv")
+    assert [tuple(x) for x in qc[["participant_id", "session", "video"]].values[:4]] == cells
+    assert [tuple(x) for x in sm[["participant_id", "session", "video"]].values] == cells
+    assert qc["frames"].tolist() == [100] * 4 + [0] and qc["fps"].iloc[0] == 10.0 and np.isnan(qc["fps"].iloc[4])
+    assert qc["record"].tolist() == [True] * 5 and qc["message"].iloc[4] == "-1 frames: cannot decode"
+    assert sorted(sm.groupby("participant_id").size().items()) == [("007", 1), ("1e3", 1), ("7", 1), ("NA", 1)]
+    shown = [(v.participant_id, v.session, v.video) for v in gather_video_qc(tmp_path, qc, thumbs=False)]
+    assert shown[:4] == cells
+    assert [(r["participant_id"], r["reason"]) for r in report_failures([], [], [], qc)] == \
+        [("NA", "-1 frames: cannot decode")]

@@ -34,7 +34,7 @@ class _Tags(HTMLParser):
 
 
 def _page(tmp: Path, pid: str = EVIL, video: str = "a b/ü$x$.mp4") -> ReportPage:
-    F.norms_png(tmp / "n.png", {"self": np.arange(1, 50.0), "stranger": np.arange(5, 500.0)}, "norms", {})
+    F.heatmap_png(tmp / "n.png", np.eye(3), ["a", "b", "c"], "scores", {})
     png = (tmp / "n.png").read_bytes()
     metrics = pd.DataFrame([{"feature_set": "head_pose", "method": m, "participants": 2, "chance_top1": 0.5,
                              **{f"{k}{s}": v for k, v in (("top1", 1.0), ("eer", 0.0), ("auc", 1.0))

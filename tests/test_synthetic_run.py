@@ -615,7 +615,10 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     # a failed report again in the same folder: the last report's headline figure was embedded under "No feature
     # set could be scored" (its points and intervals, of other scores)
     assert (RunLayout(out).figures_dir / "headline.png").is_file()
+    ghost = RunLayout(out).figures_dir / "participants" / "signature_left_the_cohort.png"  # an earlier cohort's
+    ghost.write_bytes((RunLayout(out).figures_dir / "headline.png").read_bytes())
     r = report_unit(out, ["blendshapes"], ReportConfig(excerpts_s=()))
+    assert not ghost.exists()
     page = (out / "report" / "dis_report.html").read_text()
     assert r.status == "failed" and 'alt="Headline figures"' not in page
     assert [p.name for p in RunLayout(out).figures_dir.glob("*.png")] == ["landmark_pca.png"]  # the cohort's, current

@@ -12,7 +12,7 @@ import pandas as pd
 from dis_core.io.atomic import write_text_atomic
 from dis_core.errors import exit_code
 from dis_core.extract.result import ExtractResult
-from dis_core.io.excel import safe_frame, write_workbook
+from dis_core.io.excel import read_safe_csv, safe_frame, write_workbook
 from dis_core.layout import RunLayout, read_status
 from dis_core.io.provenance import made_by
 
@@ -72,6 +72,16 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
     write_text_atomic(d / "smile_summary.csv", safe_frame(smiles).to_csv(index=False))
     write_workbook(d / "smile_summary.xlsx", {"per_video": smiles}, prov)
     return d
+
+
+# The columns of the QC and smile tables that hold text (ids, names, messages), whatever they look like.
+TEXT_COLUMNS = ("unit_id", "status", "message", "key", "log", "job", "participant_id", "session", "video", "output")
+
+
+def read_summary_table(path: Path) -> pd.DataFrame:
+    """OUT/summary/extraction_qc.csv or smile_summary.csv as written: ids such as ``007`` or ``NA`` and names
+    starting with ``-`` come back unchanged (pandas' guesses made them 7, missing and ``'-…``)."""
+    return read_safe_csv(path, TEXT_COLUMNS)
 
 
 def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:

@@ -114,6 +114,12 @@ EXTRA_FEATURE_SETS: dict[str, FeatureSpec] = {
 FEATURE_SETS: dict[str, FeatureSpec] = {**DEFAULT_FEATURE_SETS, **EXTRA_FEATURE_SETS}  # every named set
 
 
+def row_word(feature_set: str) -> str:
+    """What one row of a named feature set is, for people: "windows" for window rows, else "frames"."""
+    spec = FEATURE_SETS.get(feature_set)
+    return "windows" if spec is not None and spec.window != "none" else "frames"
+
+
 def row_overlap(spec: FeatureSpec) -> int:
     """How many neighbouring rows on one side share frames with a row: those of windows of ``window_s`` every
     ``hop_s`` (16 for 8 s spectra every 0.5 s, 8 for 2 s trajectories every 0.25 s); 0 for frame rows. A flow's

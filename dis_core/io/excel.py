@@ -50,6 +50,32 @@ def _streamed_cell(value: Any) -> Any:
     return safe_cell(value)
 
 
+def unsafe_cell(value: Any) -> Any:
+    """The value :func:`safe_cell` was given back from the text it wrote (``'=x`` is ``=x``), for reading a CSV this
+    project wrote. A value that began with ``'`` and then a formula character before writing reads without its ``'``."""
+    if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(_FORMULA_START):
+        return value[1:]
+    return value
+
+
+def read_safe_csv(path: Path, text_columns: Iterable[str]) -> pd.DataFrame:
+    """A CSV written from :func:`safe_frame`, read back as written: ``text_columns`` stay the strings they were
+    (participant ``007`` is not 7, ``NA`` is not missing, ``'-take1.mp4`` is ``-take1.mp4``); the other columns are
+    numbers where they parse as numbers (an empty cell is NaN) and booleans where they read True/False."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    text = set(text_columns)
+    for c in df.columns:
+        if c in text:
+            df[c] = df[c].map(unsafe_cell)
+        elif df[c].isin(["True", "False"]).all() and len(df):
+            df[c] = df[c].eq("True")
+        else:
+            num = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
+            if num.notna().sum() == (df[c] != "").sum():  # every filled cell is a number
+                df[c] = num
+    return df
+
+
 def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` with :func:`safe_cell` applied to every string cell (and column name), for CSV."""
     out = df.copy()

@@ -199,12 +199,14 @@ def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str
         ax.set_xlabel(f"held-out data of {n:,} participants (partners side by side; names in the scores sheet)")
         ax.set_ylabel("model (DIS) of each participant, same order: own data on the diagonal")
     raw = np.asarray(s, float)[np.ix_(order, order)]
-    scored = np.isfinite(raw).any(axis=0)  # a column without a score has no best model
-    best = np.nanargmax(np.where(np.isfinite(raw), raw, -np.inf), axis=0)
-    ax.scatter(np.arange(n)[scored], best[scored], marker="o", color="k", s=14 if labelled else 1.5, lw=0,
-               label="best model for this data")
+    # every model with a column's highest score gets its dot (tied models share the rank, as top-1 shares the
+    # credit); a column without a score has none
+    top = np.where(np.isfinite(raw), raw, -np.inf)
+    rows, cols = np.nonzero(np.isfinite(raw) & (top == top.max(axis=0, initial=-np.inf)))
+    ax.scatter(cols, rows, marker="o", color="k", s=14 if labelled else 1.5, lw=0,
+               label="best model for this data (each of tied ones)")
     cb = fig.colorbar(im, ax=ax, extend="both")
-    cb.set_label(f"{label}\nof mean log-likelihood (colour clipped at \u00b1{lim:.1f})", fontsize=8)
+    cb.set_label(f"{label}\nof trimmed mean log-likelihood (colour clipped at \u00b1{lim:.1f})", fontsize=8)
     ax.set_title(literal(title), fontsize=10)
     below = 0.06
     if labelled:  # under the drawn tick labels and axis label, however long the names and however few the rows
@@ -247,30 +249,6 @@ def roc_det_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
     fig.suptitle(literal(title))
     fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    return fig
-
-
-def norms_figure(groups: dict[str, np.ndarray], title: str):
-    """Distributions of per-frame norms |log p - own mean| for self, partner and stranger data, on a
-    logarithmic axis (norms span four decades); values below the 0.5th percentile are clipped to it (stated)."""
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
-    vals = [v[np.isfinite(v)] for v in groups.values()]
-    allv = np.concatenate(vals) if any(len(v) for v in vals) else np.ones(1)
-    pos = allv[allv > 0]
-    lo = max(float(np.percentile(pos, 0.5)) if len(pos) else 1e-3, 1e-6)
-    hi = max(float(allv.max()), lo * 10)
-    bins = np.geomspace(lo, hi, 60)
-    styles = {"self": "C0", "partner": "C1", "stranger": "C2"}
-    for (name, _), v in zip(groups.items(), vals):
-        if len(v):
-            ax.hist(np.clip(v, lo, hi), bins=bins, weights=np.full(len(v), 1.0 / len(v)), histtype="step", lw=1.6,
-                    color=styles.get(name), label=f"{literal(name)} (n={len(v)}, median {np.median(v):.2f})")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale; < {lo:.3g} clipped to {lo:.3g})")
-    ax.set_ylabel("fraction of frames per bin (60 log-spaced bins)")
-    ax.set_title(literal(title), fontsize=10)
-    ax.legend(fontsize=8, title="data of the model's", title_fontsize=8)
-    ax.grid(alpha=0.3, which="both")
     return fig
 
 
@@ -426,19 +404,25 @@ def signature_figure(sessions: list[tuple[str, np.ndarray, np.ndarray]], confuse
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
     ax = fig.add_subplot(gs[1, :-1])
+    drawn = 0
     for k, (label, t, hp) in enumerate(sessions):
         f, p = speed_spectrum(t, hp)
         if len(f):
             ax.semilogy(f, p, label=literal(label), color=f"C{k + 3}")
+            drawn += 1
     ax.set_xlabel("frequency (Hz)")
     ax.set_ylabel("power of angular speed\n((deg/s)\u00b2 / Hz, log scale)")
     ax.set_title("spectrum of head angular speed (Welch)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    if sessions:
+    if drawn:
         ax.legend(fontsize=7)
+    else:  # an empty panel would read as a spectrum of nothing
+        _empty_note(ax, f"no session has a run of {SPECTRUM_MIN_RUN} frames with a face")
     ax = fig.add_subplot(gs[:, -1])
     names = [literal(n) for n, _ in confused]
     vals = [v for _, v in confused]
+    if not confused:
+        _empty_note(ax, "not scored:\nno held-out rows\nfor this person")
     ax.barh(np.arange(len(vals))[::-1], vals, color=["C0"] + ["C7"] * (len(vals) - 1), label="t-normalised score")
     ax.set_yticks(np.arange(len(vals))[::-1], names, fontsize=8)
     ax.axvline(0, color="k", lw=0.8)
@@ -450,12 +434,22 @@ def signature_figure(sessions: list[tuple[str, np.ndarray, np.ndarray]], confuse
     return fig
 
 
+SPECTRUM_MIN_RUN = 16  # frames with a face in a row that a signature's speed spectrum needs
+
+
+def _empty_note(ax, text: str) -> None:
+    """Say in an empty panel why it is empty."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.3")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def speed_spectrum(t: np.ndarray, hp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Welch power spectrum of the head's angular speed (deg/s) over the longest run of face frames."""
     from scipy.signal import welch
 
     ok = np.isfinite(hp).all(axis=1)
-    if ok.sum() < 16:
+    if ok.sum() < SPECTRUM_MIN_RUN:
         return np.zeros(0), np.zeros(0)
     # longest contiguous run of detected frames
     edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(int), 0]))
@@ -463,7 +457,7 @@ def speed_spectrum(t: np.ndarray, hp: np.ndarray) -> tuple[np.ndarray, np.ndarra
     k = int(np.argmax(ends - starts))
     sl = slice(starts[k], ends[k])
     tt, hh = t[sl], hp[sl]
-    if len(tt) < 16:
+    if len(tt) < SPECTRUM_MIN_RUN:
         return np.zeros(0), np.zeros(0)
     dt = float(np.median(np.diff(tt)))
     speed = np.linalg.norm(np.diff(hh, axis=0), axis=1) / np.maximum(np.diff(tt), 1e-6)
@@ -500,11 +494,6 @@ def heatmap_png(path: Path, s: np.ndarray, labels: list[str], title: str, prov: 
 def roc_det_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, prov: dict[str, Any]) -> None:
     """:func:`roc_det_figure`, saved as PNG with provenance."""
     save_png(roc_det_figure(curves=curves, title=title), path, prov, dpi=REPORT_DPI)
-
-
-def norms_png(path: Path, groups: dict[str, np.ndarray], title: str, prov: dict[str, Any]) -> None:
-    """:func:`norms_figure`, saved as PNG with provenance."""
-    save_png(norms_figure(groups=groups, title=title), path, prov, dpi=REPORT_DPI)
 
 
 def landmark_pca_grid_png(path: Path, scores: dict[str, np.ndarray], explained: np.ndarray, title: str,

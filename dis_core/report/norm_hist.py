@@ -9,7 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from dis_core.report.figures import literal, plt, save_png
+from dis_core.report.figures import REPORT_DPI, literal, plt, save_png
+
+
+def median_bin_text(edges: np.ndarray, k: int) -> str:
+    """Where bin ``k`` of ``edges`` lies, in words: the end bins are open (the drawn x of the first and the
+    overflow bin is only where the axis puts them)."""
+    if k == 0:
+        return f"< {edges[1]:.3g}"
+    if k == len(edges) - 2:
+        return f"> {edges[-2]:.3g}"
+    return f"in [{edges[k]:.3g}, {edges[k + 1]:.3g})"
 
 
 def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: str, rows: str = "frames"):
@@ -25,7 +35,7 @@ def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: s
         if c.sum():
             k = int(np.searchsorted(np.cumsum(c) / c.sum(), 0.5))
             ax.stairs(c / c.sum(), x, lw=1.6, color=styles.get(name),
-                      label=f"{literal(name)} (n={int(c.sum())}, median in [{x[k]:.3g}, {x[k + 1]:.3g}))")
+                      label=f"{literal(name)} (n={int(c.sum())}, median {median_bin_text(e, k)})")
     ax.set_xscale("log")
     ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale; < {lo:.3g} and > {hi:.3g} "
                   "at the ends)")
@@ -39,4 +49,4 @@ def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: s
 def norms_hist_png(path: Path, edges: np.ndarray, counts: dict[str, np.ndarray], title: str,
                    prov: dict[str, Any], rows: str = "frames") -> None:
     """:func:`norms_hist_figure`, saved as PNG with provenance."""
-    save_png(norms_hist_figure(edges, counts, title, rows), path, prov)
+    save_png(norms_hist_figure(edges, counts, title, rows), path, prov, dpi=REPORT_DPI)

@@ -15,6 +15,8 @@ from dis_core.cohort.stage import Cohort
 from dis_core.io.atomic import write_text_atomic
 from dis_core.report.html import (Figure, ParticipantSection, ReportPage, confusions, embedded_signatures,
                                   gather_video_qc, png_figure, read_head_pose, render_html)
+from dis_core.extract.summary import read_summary_table
+from dis_core.features.build import row_word
 from dis_core.layout import RunLayout
 from dis_core.report.comparisons import Finding
 from dis_core.score.evaluate import FeatureSetScores
@@ -46,18 +48,18 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
         fs_figs.append((fs, [f for f in (
             png_figure(figs / f"heatmap_{fs}.png", f"Score matrix ({fs})",
                        "Rows: each participant's model; columns: each participant's held-out data. Colour: for each "
-                       "column, the models' mean log-likelihoods as z-scores against the other models (t-norm: "
+                       "column, the models' trimmed mean log-likelihoods (the pair scores) as z-scores against the other models (t-norm: "
                        "which model fits these frames best; the scores the headline EER and AUC use), clipped at "
-                       "the stated limit. Squares mark own data, dots the best model for each column (a dot in "
-                       "the square: identified). Participants are ordered by dyad (or by clustering). "
+                       "the stated limit. Squares mark own data, dots the best model for each column (tied models each "
+                       "get one; a lone dot in the square: identified). Participants are ordered by dyad (or by clustering). "
                        "Raw scores: workbook sheet scores_" + fs),
             png_figure(figs / f"roc_det_{fs}.png", f"ROC and DET ({fs})",
                        "Verification: genuine pairs are a model with its own participant's held-out data. Solid: "
                        "t-normalised scores (the headline), dashed: z-normalised, dotted: raw. DET axes are on the "
                        "normal-deviate scale."),
-            png_figure(figs / f"norms_{fs}.png", f"Per-frame norms ({fs})",
-                       "How far each frame's log-likelihood lies from the model's mean on its own held-out data, "
-                       "for own, partner and stranger data (log axis)."),
+            png_figure(figs / f"norms_{fs}.png", f"Per-{row_word(fs)[:-1]} norms ({fs})",
+                       f"How far each {row_word(fs)[:-1]}'s log-likelihood lies from the model's mean on its own "
+                       "held-out data, for own, partner and stranger data (log axis)."),
             png_figure(figs / f"participant_map_{fs}.png", f"Who moves like whom ({fs})",
                        "Participants placed so that distances follow their pair similarity (classical MDS, equal "
                        "scales): the similarity of two people is the mean of the z-normed and t-normed scores of "
@@ -82,7 +84,7 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                                        "validation frames (the last 15% of training); the dotted line is the epoch "
                                        "kept (early stopping).") for r in results) if f is not None]
     qc_csv = cohort.layout.summary_dir / "extraction_qc.csv"
-    qc = gather_video_qc(cohort.out_root, pd.read_csv(qc_csv) if qc_csv.is_file() else None, thumbs=face_images)
+    qc = gather_video_qc(cohort.out_root, read_summary_table(qc_csv) if qc_csv.is_file() else None, thumbs=face_images)
     run = _run_record(cohort.out_root)
     rows = [(str(k), str(v)) for k, v in zip(summary["item"], summary["value"])]
     rows += [("output folder", str(cohort.out_root)), ("manifest", run.get("manifest", "")),
@@ -136,12 +138,12 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
         fig, link = None, ""
         if sessions:
             path = figs / f"signature_{safe_name(pid)}.png"
-            fs_note = f" (confusions: {r.feature_set} flows)" if r is not None else ""
+            fs_note = f" (confusions: {r.feature_set} flows)" if confused else ""
             signature_png(path, sessions, list(confused), f"{pid}: head-motion signature{fs_note}", prov)
             if pid in embed:
                 fig = Figure(f"Signature of {pid}", "Top: yaw, pitch and roll per session; bottom: spectrum of the "
                              "head's angular speed over each session's longest run of frames with a face; right: models that fit the held-out data best"
-                             + (f" ({r.feature_set} flows)." if r is not None else "."),
+                             + (f" ({r.feature_set} flows)." if confused else " (none: not scored)."),
                              path.read_bytes())
             else:
                 link = path.relative_to(cohort.layout.report_dir).as_posix()

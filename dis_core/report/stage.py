@@ -17,6 +17,7 @@ from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refus
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
+from dis_core.extract.summary import read_summary_table
 from dis_core.layout import UnitResult
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation, tnorm
@@ -30,8 +31,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     d = cohort.layout.report_dir
     figs = cohort.layout.figures_dir
     figs.mkdir(parents=True, exist_ok=True)
-    for old in figs.glob("*.png"):  # every figure is drawn again below or not at all: an earlier report's
-        old.unlink()  # headline or map of other people must not be embedded under this one's text
+    for old in [*figs.glob("*.png"), *figs.glob("participants/*.png")]:  # every figure is drawn again below or not
+        old.unlink()  # at all: an earlier report's headline, map or signature of other people must not outlive it
     prov = {**prov, **report_inputs(cohort, results, prov)}
     sheets: dict[str, pd.DataFrame] = {}
     headline: list[str] = []
@@ -151,10 +152,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     sheets["left_out"] = pd.DataFrame(left) if left else pd.DataFrame({"note": ["nothing was left out"]})
     qc = cohort.layout.summary_dir / "extraction_qc.csv"
     if qc.is_file():
-        sheets["extraction_qc"] = pd.read_csv(qc)
+        sheets["extraction_qc"] = read_summary_table(qc)
     sm = cohort.layout.summary_dir / "smile_summary.csv"
     if sm.is_file():
-        per_video = pd.read_csv(sm)
+        per_video = read_summary_table(sm)
         if len(per_video):
             g = per_video.groupby("participant_id")
             face_s = {"face_seconds": g["face_seconds"].sum()} if "face_seconds" in per_video else {}  # since 5 Dec 2026
@@ -459,12 +460,10 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
             ci = f" [{mm[key + '_lo']:.3f}, {mm[key + '_hi']:.3f}]"
             curves[f"{m}, {k} (AUC {mm[key]:.3f}{ci})"] = (fpr, tpr)
     roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
-    from dis_core.report.norm_hist import norms_hist_png  # the blocks' histogram counts (norms_png needs every frame)
+    from dis_core.features.build import row_word
+    from dis_core.report.norm_hist import norms_hist_png  # from the blocks' histogram counts, never every frame
 
-    from dis_core.features.build import FEATURE_SETS
-
-    spec = FEATURE_SETS.get(fs)
-    rows = "windows" if spec is not None and spec.window != "none" else "frames"
+    rows = row_word(fs)
     norms_hist_png(figs / f"norms_{fs}.png", r.norm_bins, fl.norm_hist,
                    f"{fs}: per-{rows[:-1]} norms by relation (flows)", prov, rows)
     if len(r.participants) >= 3:
@@ -472,7 +471,8 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
         coords, share = coords[:, :2], mds_share(w)
         participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
                             f"{fs}: who moves like whom (classical MDS of the symmetric pair similarity, flows; "
-                            f"2 dimensions hold {100 * share:.0f}% of the positive eigenvalues)", prov)
+                            + (f"2 dimensions hold {100 * share:.0f}% of the positive eigenvalues)" if np.isfinite(share)
+                               else "no pair is more similar than another: nothing to map)"), prov)
     losses = [(p, *r.histories[p]) for p in r.participants if p in r.histories]
     if len(losses) > 1 and all(c[1:] == losses[0][1:] for c in losses):  # a pooled shape: one curve, not N copies
         losses = [(f"pooled shape (shared by {len(losses)} participants)", *losses[0][1:])]
