@@ -553,18 +553,19 @@ def resubmit(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOp
 
 @app.command()
 def phantom(
-    out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest."),
+    out: Path = typer.Option(Path("runs/phantom"), "--out", "-o", help="Folder for videos, truth and manifest.",
+                             callback=_out_folder),
     participants: int = typer.Option(6, min=2, help="Number of phantom participants."),
     sessions: int = typer.Option(2, min=1, help="Sessions per participant (the last one is split=test)."),
     duration: float = typer.Option(20.0, min=1.0, callback=_finite, help="Seconds per video (head_spectrum needs 16.5 s to train on and 8 s to test on)."),
-    fps: float = typer.Option(30.0, min=10.0, callback=_finite, help="Frame rate of the videos (DIS needs 10 or more)."),
+    fps: float = typer.Option(30.0, min=10.0, max=1000.0, callback=_finite, help="Frame rate of the videos (DIS needs 10 or more; a manifest takes up to 1000)."),
     seed: int = typer.Option(0, min=0, max=2 ** 32 - 1, help="Random seed: the same seed gives the same cohort."),
     swap_faces: bool = typer.Option(False, help="Each session shows a different person's face."),
     partner_share: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="0..1: move every dynamics parameter of dyad partners this far towards one "
         "common draw per dyad, instead of the default few shared parameters (0: partners share nothing)."),
     rich_dynamics: bool = typer.Option(False, help="AR sway, personal nod/shake shapes, coupled axes."),
-    camera_deg: float = typer.Option(0.0, min=0.0, max=15.0, help="Move each session's camera by up to this many degrees."),
+    camera_deg: float = typer.Option(0.0, min=0.0, max=15.0, help="Move each session's camera by D/2 to D degrees (D: this value) about a random axis."),
     hidden_fraction: float = typer.Option(0.0, min=0.0, max=0.5, help="Hide the face on this share of frames (bursts of 1-3 frames, at most 0.2 s)."),
     near_neighbours: int = typer.Option(0, min=0, help="Participants whose dynamics are near copies of others'."),
     model: Optional[Path] = ModelOpt,
@@ -583,9 +584,14 @@ def phantom(
                             swap_faces=swap_faces, rich_dynamics=rich_dynamics, camera_deg=camera_deg,
                             hidden_fraction=hidden_fraction, near_neighbours=near_neighbours,
                             **({} if partner_share is None else {"partner_share": partner_share, "dyad_shared": ()}))
-        manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
+        with run_lock(out, "dis phantom"):  # a second render into the folder removed this one's part files
+            manifest = make_cohort(out, cfg, samples, mf.path, progress=lambda s: typer.echo(f"  {s}"))
+    except (RunLocked, OutputError) as e:
+        _fail(e)
     except ValueError as e:  # a cohort its portraits cannot show without confounds (phantom.render.face_problem)
         _fail(e)
+    except OSError as e:  # a full disk or a folder that vanished: one line, as every stage gives
+        _fail(f"{e.filename or out}: {e.strerror or e}", EXIT_FAILED)
     import json
 
     made = json.loads((manifest.parent / "phantom.json").read_text()).get("near_neighbours_made", 0)

@@ -210,11 +210,33 @@ def test_an_interrupted_render_is_visibly_unfinished_and_resumes(tmp_path, sampl
 
 def test_phantom_settings_that_cannot_be_rendered_are_refused_in_one_line():
     for bad, word in ((dict(participants=0), "participants"), (dict(duration_s=-1.0), "duration_s"),
-                      (dict(fps=0.0), "fps"), (dict(hidden_fraction=1.5), "hidden_fraction"),
+                      (dict(fps=0.0), "fps"), (dict(fps=65536.0), "fps"), (dict(duration_s=1e9), "duration_s"),
+                      (dict(hidden_fraction=1.5), "hidden_fraction"),
                       (dict(seed=-1), "seed"), (dict(seed=2 ** 32), "seed"), (dict(camera_deg=30.0), "camera_deg"),
                       (dict(participants=4, near_neighbours=3), "near_neighbours")):
         with pytest.raises(ValueError, match=f"^phantom {word} must be "):
             PhantomConfig(**bad)
+
+
+def test_dis_phantom_into_a_file_or_a_busy_folder_is_one_line(tmp_path):
+    """--out naming a file was a NotADirectoryError traceback (exit 70) once the portraits were loaded; a second
+    render into the same folder removed the first one's part files (it died on a vanished rename)."""
+    from typer.testing import CliRunner
+
+    from dis_core.io.lock import run_lock
+    from jobs.cli import app
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    r = CliRunner().invoke(app, ["phantom", "--out", str(a_file), "--duration", "1"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and "afile" in r.output
+    busy = tmp_path / "busy"
+    with run_lock(busy, "dis phantom"):
+        (busy / "videos").mkdir()
+        (busy / "videos" / ".ph00_s1.mp4.part-1-x").write_text("being written")
+        r = CliRunner().invoke(app, ["phantom", "--out", str(busy), "--duration", "1"])
+    assert r.exit_code == 2 and "dis phantom" in r.output and "Traceback" not in r.output
+    assert (busy / "videos" / ".ph00_s1.mp4.part-1-x").is_file()  # the running render's part file is left alone
 
 
 def test_what_a_killed_render_leaves_is_still_a_phantom_folder(tmp_path):

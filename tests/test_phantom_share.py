@@ -24,6 +24,9 @@ def test_mix_is_geometric_for_positive_and_linear_for_signed_parameters():
     m = mix_dynamics(own, common, 0.5)
     assert (m.bias, m.f_slow, m.a_slow, m.f_fast, m.a_fast) == pytest.approx((1.0, 0.2, 4.0, 1.0, 2.0))
     assert mix_dynamics(own, common, 0.0) == own
+    # signed parameters are linear by kind, not by the values' signs: a bias of +0.01 or -0.01 goes halfway to 4
+    for bias in (0.01, -0.01, 0.5):
+        assert mix_dynamics(dataclasses.replace(own, bias=bias), common, 0.5).bias == pytest.approx((bias + 4) / 2)
     np.testing.assert_allclose(_flat(mix_dynamics(own, common, 1.0)), _flat(common))
 
 

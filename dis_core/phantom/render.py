@@ -121,9 +121,14 @@ def sample_dynamics(rng: np.random.Generator, shared: dict[str, float] | None = 
     return Dynamics(**axes, **top)
 
 
+# Parameters mixed linearly: signed ones (a resting angle, a coupling gain) and shares that may be 0. By the
+# values instead, a bias of +0.01 moved 0.2 of the way to 4 at share 0.5 and one of -0.01 halfway.
+LINEAR_PARAMETERS = frozenset({"bias", "couple_yaw_roll", "couple_pitch_yaw", "nod_h2", "shake_h2"})
+
+
 def mix_dynamics(own, common, share: float):
-    """Each parameter ``share`` of the way from ``own`` to ``common`` (geometric for positive values such
-    as amplitudes, rates and frequencies, linear otherwise); recursive over nested dataclasses."""
+    """Each parameter ``share`` of the way from ``own`` to ``common``: geometric for amplitudes, rates and
+    frequencies (positive by kind), linear for :data:`LINEAR_PARAMETERS`; recursive over nested dataclasses."""
     if share <= 0:
         return own
     vals = {}
@@ -131,7 +136,7 @@ def mix_dynamics(own, common, share: float):
         a, b = getattr(own, f.name), getattr(common, f.name)
         if dataclasses.is_dataclass(a):
             vals[f.name] = mix_dynamics(a, b, share)
-        elif a > 0 and b > 0:
+        elif f.name not in LINEAR_PARAMETERS and a > 0 and b > 0:
             vals[f.name] = float(np.exp((1 - share) * np.log(a) + share * np.log(b)))
         else:
             vals[f.name] = float((1 - share) * a + share * b)
@@ -458,8 +463,9 @@ class PhantomConfig:
     def __post_init__(self):
         """Refuse a cohort that cannot be rendered as asked, in one line naming the setting."""
         checks = (("participants", self.participants >= 1, "at least 1"), ("sessions", self.sessions >= 1, "at least 1"),
-                  ("fps", np.isfinite(self.fps) and self.fps >= 1, "at least 1"),
+                  ("fps", np.isfinite(self.fps) and 1 <= self.fps <= 1000, "from 1 to 1000 (as a manifest's)"),
                   ("duration_s", np.isfinite(self.duration_s) and self.duration_s * self.fps >= 1, "at least a frame"),
+                  ("duration_s", self.duration_s <= 3600, "at most 3600 (an hour a session)"),
                   ("width", self.width >= 64, "at least 64"), ("height", self.height >= 64, "at least 64"),
                   ("seed", 0 <= self.seed < 2 ** 32, "from 0 to 2**32 - 1 (larger seeds would share random streams)"),
                   ("dyad_size", self.dyad_size >= 1, "at least 1"), ("max_angle", 0 < self.max_angle <= 45, "in (0, 45]"),
@@ -506,7 +512,7 @@ def face_problem(n_faces: int, cfg: PhantomConfig) -> str:
     return ""
 
 
-PHANTOM_TOP = re.compile(r"^(videos|manifest\.csv|phantom\.json|phantom-sessions\.json|"
+PHANTOM_TOP = re.compile(r"^(videos|manifest\.csv|phantom\.json|phantom-sessions\.json|\.dis\.lock|"
                          r"\.(manifest\.csv|phantom\.json|phantom-sessions\.json)\.part-.*)$")
 SESSIONS_RECORD = "phantom-sessions.json"  # sessions rendered so far, for resuming an interrupted render
 PHANTOM_VIDEO = re.compile(r"^\.?ph\d+_s\d+\.(mp4|truth\.csv)(\.part-.*)?$")  # and the hidden parts of their writers
