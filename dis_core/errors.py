@@ -29,6 +29,15 @@ class OutputError(DISError):
     """An output cannot be written or an existing one is unusable."""
 
 
+def bug_line(e: BaseException, limit: int = 300) -> str:
+    """An unexpected exception as one line for a unit's message: its type and the first line of its text
+    (torch's unpickling errors run over seven lines), cut at ``limit`` characters; the traceback goes to a log."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else ""
+    line = f"{type(e).__name__}: {first}" if first else type(e).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 # One table of exit codes for every command (README: "Exit codes").
 EXIT_OK = 0  # every unit succeeded or was already done
 EXIT_FAILED = 1  # every unit of the stage failed: nothing usable came out

@@ -168,6 +168,9 @@ class UnitResult:
 R = TypeVar("R", bound=UnitResult)
 
 
+TRACEBACK_LOG = "traceback.log"  # in a unit's folder: the traceback of a bug that failed the unit
+
+
 def write_status(folder: Path, result: UnitResult) -> None:
     """Record a unit's outcome in ``folder/status.json`` (atomically); a full disk loses only the record."""
     try:
@@ -181,6 +184,8 @@ def read_status(folder: Path, cls: type[R] = UnitResult) -> R | None:
     """The outcome recorded by the last run of the unit whose folder this is, if any."""
     try:
         doc = json.loads((Path(folder) / STATUS).read_text())
+        if not isinstance(doc, dict):  # a damaged record ([] or null) is no record
+            return None
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
     except (OSError, ValueError, TypeError):

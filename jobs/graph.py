@@ -16,18 +16,18 @@ import dataclasses
 import json
 import os
 import time
-import traceback
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dis_core.cohort.config import CohortConfig
 from dis_core.config import from_doc, to_doc
-from dis_core.errors import DISError
+from dis_core.errors import DISError, bug_line
 from dis_core.extract.result import ExtractResult
 from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
-from dis_core.layout import RunLayout, UnitResult, read_status, write_status
+from dis_core.io.quiet import log_traceback
+from dis_core.layout import TRACEBACK_LOG, RunLayout, UnitResult, read_status, write_status
 from dis_core.manifest import Manifest, VideoEntry, load_manifest
 from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
@@ -337,15 +337,20 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
     st = BY_NAME[stage_name]
     t0 = time.monotonic()
     try:
+        (st.folder(plan.layout, unit) / TRACEBACK_LOG).unlink(missing_ok=True)  # an earlier attempt's
+    except OSError:
+        pass
+    try:
         if blocked:
             r = st.result(unit_id=st.uid(unit), message=blocked)
         else:
             r = st.run(plan, unit)
     except DISError as e:  # a problem of the input or the run folder, said in one line: not a bug
         r = st.result(unit_id=st.uid(unit), message=str(e))
-    except Exception as e:
-        traceback.print_exc()
-        r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: internal error: {e.__class__.__name__}: {e}")
+    except Exception as e:  # the terminal gets one line; a traceback there broke the live line, N times
+        tb = st.folder(plan.layout, unit) / TRACEBACK_LOG
+        log_traceback(tb)
+        r = st.result(unit_id=st.uid(unit), message=f"internal error: {bug_line(e)} (traceback: {tb})", log=str(tb))
     r.elapsed_s = round(time.monotonic() - t0, 3)
     r.job = job
     if r.record:

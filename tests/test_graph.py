@@ -229,10 +229,19 @@ def test_submission_packs_consecutive_units_and_records_each_units_task(with_man
     assert rec["jobs"]["many"] == ["5001", "5002"]
 
 
-def test_a_packed_task_runs_every_unit_and_a_bug_fails_only_its_unit(with_many, plan, monkeypatch):
+def test_a_packed_task_runs_every_unit_and_a_bug_fails_only_its_unit(with_many, plan, monkeypatch, capfd):
+    """... and the bug's traceback goes to the unit's log, not the terminal (it broke the live line, once per
+    failed unit), named in its one-line message."""
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    (plan.out / "many" / "b").mkdir(parents=True, exist_ok=True)
+    (plan.out / "many" / "b" / "traceback.log").write_text("an earlier attempt's\n")
     results = slurm.PackTask("many", plan)(["a", "b", "c"])
+    assert "Traceback" not in capfd.readouterr().err
+    log = plan.out / "many" / "b" / "traceback.log"
+    assert "RuntimeError: a bug in b" in log.read_text() and "earlier attempt" not in log.read_text()
+    assert results[1].log == str(log) and f"(traceback: {log})" in results[1].message
+    assert "\n" not in results[1].message and not results[1].message.startswith("b:")
     assert [r.status for r in results] == ["ok", "failed", "ok"], "the unit after the bug still runs"
     recorded = {u: read_status(plan.out / "many" / u) for u in "abc"}
     assert [recorded[u].status for u in "abc"] == ["ok", "failed", "ok"]

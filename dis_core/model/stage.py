@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +18,14 @@ import numpy as np
 from dis_core.io.atomic import remove_stale_parts, write_text_atomic
 from dis_core.cohort.stage import Cohort, load_cohort, participant_features
 from dis_core.features.build import row_overlap
-from dis_core.errors import DISError
+from dis_core.errors import DISError, bug_line
 from dis_core.model.baselines import ARGaussian
 from dis_core.model.config import TrainConfig, methods_of
 from dis_core.model.flows import (MIN_FIT_ROWS, MIN_ROWS, Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
                                   train_flow)
 from dis_core.config import plain
-from dis_core.layout import RunLayout, UnitResult
+from dis_core.io.quiet import log_traceback
+from dis_core.layout import TRACEBACK_LOG, RunLayout, UnitResult
 from dis_core.model.result import TrainResult, in_current_terms, train_unit_id
 from dis_core.io.provenance import provenance
 
@@ -134,9 +134,10 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
         res.message = str(e)
-    except Exception as e:  # a bug: one line here, the traceback in the log
-        res.message = f"participant {pid}, {cfg.features.name}: {e.__class__.__name__}: {e}"
-        traceback.print_exc()
+    except Exception as e:  # a bug: one line here, the traceback in the unit's log
+        res.log = str(d / TRACEBACK_LOG)
+        log_traceback(d / TRACEBACK_LOG)
+        res.message = f"participant {pid}, {cfg.features.name}: {bug_line(e)} (traceback: {res.log})"
     res.seconds = round(time.monotonic() - t0, 3)
     return res
 
@@ -275,9 +276,10 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         (d / CHECKPOINT_NAME).unlink(missing_ok=True)
     except DISError as e:
         res.message = str(e)
-    except Exception as e:  # a bug: one line here, the traceback in the log
-        res.message = f"pooled shape of {fs}: {e.__class__.__name__}: {e}"
-        traceback.print_exc()
+    except Exception as e:  # a bug: one line here, the traceback in the unit's log
+        res.log = str(d / TRACEBACK_LOG)
+        log_traceback(d / TRACEBACK_LOG)
+        res.message = f"pooled shape of {fs}: {bug_line(e)} (traceback: {res.log})"
     return res
 
 
