@@ -734,6 +734,17 @@ def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(t
     before = load_scores(out, "head_pose").s["flow"][0].copy()
     assert again().status == "ok"
     assert not np.array_equal(load_scores(out, "head_pose").s["flow"][0], before)
+    # a damaged model file costs its person, said in one line naming the file (an UnpicklingError of seven lines
+    # failed the whole block), and dis train makes it again
+    f.write_bytes(np.random.default_rng(0).bytes(4000))
+    r = again()
+    assert r.status == "ok", r.message
+    got = load_scores(out, "head_pose")
+    assert got.participants == c.participants[1:]
+    (why,) = [x["reason"] for x in got.left_out if x["participant_id"] == c.participants[0]]
+    assert why.startswith(f"model cannot be read ({f}: not a readable model file (") and "\n" not in why
+    assert train_unit(out, c.participants[0], cfg).status == "ok" and again().status == "ok"
+    assert load_scores(out, "head_pose").participants == c.participants
 
 
 def test_the_report_config_decides_whether_the_page_shows_faces(tmp_path):

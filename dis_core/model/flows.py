@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from dis_core.config import from_doc, to_doc
+from dis_core.errors import bug_line
 from dis_core.model.config import FlowConfig
 from dis_core.io.atomic import atomic_path
 
@@ -477,9 +478,15 @@ def save_density(path: Path, d: Density, extra: dict | None = None) -> None:
 
 
 def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
-    """Read a model file: rebuild the architecture from its configuration and load strictly."""
-    blob = torch.load(path, map_location=device, weights_only=True)
-    if blob.get("format") != FORMAT:
+    """Read a model file: rebuild the architecture from its configuration and load strictly. A damaged or
+    truncated file is a ValueError naming it (torch's own error ran over seven lines and named no file)."""
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except OSError:  # the file system's problem, not the file's
+        raise
+    except Exception as e:  # noqa: BLE001 - unpickling, zip and EOF errors of a damaged file alike
+        raise ValueError(f"{path}: not a readable model file ({bug_line(e)})") from e
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a DIS model file")
     if int(blob.get("version", -1)) > FORMAT_VERSION:
         raise ValueError(f"{path}: model format {blob['version']} is newer than this DIS")

@@ -106,7 +106,13 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
             why = (f": the last training failed ({said})" if st.failed else f": {said}") if said else ""
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": f"no trained model{why}"})
             continue
-        dens = {m: load_density(d / FILES[m]) for m in methods}
+        try:
+            dens = {m: load_density(d / FILES[m]) for m in methods}
+        except (ValueError, KeyError, RuntimeError) as e:  # damaged: this person, not the block, is lost
+            left_out.append({"participant_id": pid, "feature_set": fs,
+                             "reason": f"model cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+                                       "retrain (dis train)"})
+            continue
         blob = dens["flow"][1]
         if blob.get("basis_sha256", "") != basis:
             left_out.append({"participant_id": pid, "feature_set": fs,
