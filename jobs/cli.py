@@ -197,6 +197,11 @@ def _train_cfgs(feature_sets: str, epochs: Optional[int]):
     return tuple(cfgs)
 
 
+# Options of one invocation, recorded for its SLURM tasks but never inherited by the next command: after
+# dis extract --verbose, dis cohort and dis report printed every unit's line twice, with no way to stop it.
+ONE_COMMAND = {"force": False, "verbose": False}
+
+
 def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = None,
           feature_sets: Optional[str] = None, max_epochs: Optional[int] = None, reads_manifest: bool = True,
           extract_changes: Optional[dict] = None, report_changes: Optional[dict] = None, **changes):
@@ -218,9 +223,9 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
         if manifest is not None:
             m, mf = _inputs(manifest, model)
             new = {"out": Path(out), "manifest": m.path, "model": mf, "manifest_sha256": sha256_file(m.path)}
-            base = Plan(**new) if prev is None else dataclasses.replace(prev, **new)
+            base = Plan(**new) if prev is None else dataclasses.replace(prev, **new, **ONE_COMMAND)
         elif prev is not None:
-            base = dataclasses.replace(prev, out=Path(out))
+            base = dataclasses.replace(prev, out=Path(out), **ONE_COMMAND)
         elif unreadable is not None:
             raise DISError(f"{unreadable}; plan the run again with --manifest")
         else:
@@ -630,6 +635,9 @@ def main() -> None:
     import sys
     import traceback
 
+    from jobs.progress import PipeSafe
+
+    sys.stdout = PipeSafe(sys.stdout)
     try:
         rc = app(standalone_mode=False)  # returns a typer.Exit's code
         sys.exit(rc if isinstance(rc, int) else EXIT_OK)

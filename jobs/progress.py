@@ -24,6 +24,54 @@ HEARTBEAT_S = 300.0  # plain mode: and a line when a unit finishes this long aft
 NARROW = 72  # a live line narrower than this drops the bar and the words, so that the counts stay whole
 
 
+class PipeSafe(io.TextIOBase):
+    """Standard output that a reader may close (``dis status | head -1``): once the pipe is gone, output is
+    dropped and the command goes on to its own exit code. Before, the broken pipe stopped a stage's remaining
+    units and was reported as a problem of the run folder (exit 1)."""
+
+    def __init__(self, inner: TextIO):
+        self._inner, self.gone = inner, False
+
+    def write(self, s: str) -> int:
+        if not self.gone:
+            try:
+                return self._inner.write(s)
+            except BrokenPipeError:
+                self._drop()
+        return len(s)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._inner.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError):  # what is still buffered must not fail at exit either
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._inner.fileno())
+            os.close(devnull)
+
+    def isatty(self) -> bool:
+        return not self.gone and self._inner.isatty()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._inner.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self._inner.errors
+
+
 def use_live(stream: TextIO) -> bool:
     """A live display only on an interactive terminal (not under CI, not with TERM=dumb, not when asked
     for plain output with DIS_PROGRESS=plain)."""

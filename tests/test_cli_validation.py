@@ -141,6 +141,15 @@ def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_pat
     new = _plan(planned.out, feature_sets="landmarks,blendshapes").train
     assert new == (planned.train[1], *_train_cfgs("blendshapes", None)), "defaults only for a set not planned"
     assert [c.flow.max_epochs for c in _plan(planned.out, feature_sets="head_pose", max_epochs=5).train] == [5]
+    # one command's --verbose and --force are its own: dis cohort after dis extract --verbose --force printed every
+    # unit twice (and a later report ran forced)
+    import dataclasses
+
+    write_record(dataclasses.replace(planned, verbose=True, force=True), "local")
+    later = _plan(planned.out)
+    assert (later.verbose, later.force) == (False, False) and later.train == planned.train
+    assert _plan(planned.out, force=True).force and _plan(planned.out, m, verbose=True).verbose
+    assert not _plan(planned.out, m).force
 
 
 def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tmp_path):
@@ -269,3 +278,20 @@ def test_a_full_disk_after_the_units_and_an_unlockable_folder_are_one_line_each(
     monkeypatch.setattr(lock.fcntl, "flock", no_locks)
     r = CliRunner().invoke(app, ["cohort", "--out", str(tmp_path / "run")])
     assert r.exit_code == 2 and "cannot lock .dis.lock" in r.output, r.output
+
+
+def test_a_reader_that_closes_the_pipe_does_not_change_the_outcome(tmp_path):
+    """`dis status RUN | head -1` exited 1 with nothing said, and `dis score ... | head -1` reported the broken pipe
+    as a problem of the run folder (exit 1) and cancelled the stage's queued units: a closed pipe now only drops
+    the output, and the command ends with its own exit code."""
+    import signal
+
+    cmd = [sys.executable, "-m", "jobs.cli", "run", "--help"]
+    whole = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert whole.stdout.count("\n") > 3, whole.stdout + whole.stderr
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))  # as Python runs it
+    p.stdout.close()  # the reader is gone before the first line
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == whole.returncode, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "error" not in err, err
