@@ -446,9 +446,12 @@ def read_record(out: Path) -> dict:
     if not p.is_file():
         raise DISError(f"{p} not found: {out} is not a run folder (start with dis run, dis extract or dis submit)")
     try:
-        return json.loads(p.read_text())
+        rec = json.loads(p.read_text())
     except ValueError as e:
         raise DISError(f"{p}: unreadable run record ({e})") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("plan", {}), dict):  # [] or null: a traceback before
+        raise DISError(f"{p}: unreadable run record (not a DIS run record); start the run again with dis run")
+    return rec
 
 
 def plan_from_record(rec: dict, planned_rows: bool = False) -> Plan:
@@ -462,7 +465,8 @@ def plan_from_record(rec: dict, planned_rows: bool = False) -> Plan:
                          for r in rec["rows"])
             vars(plan)["manifest_"] = Manifest(plan.manifest, rows, tuple(rec.get("extra_columns", ())))
     except (KeyError, ValueError, TypeError) as e:
-        raise DISError(f"{rec.get('out', '?')}/run.json: run record of another DIS version ({e}); start the run "
+        where = f"{rec['out']}/run.json" if isinstance(rec.get("out"), str) else "run.json"
+        raise DISError(f"{where}: run record of another DIS version ({e}); start the run "
                        "again with dis run") from None
     return plan
 

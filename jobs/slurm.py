@@ -345,6 +345,13 @@ def read_run(out_root: Path) -> dict:
     if rec.get("executor") != "slurm":
         raise DISError(f"{out_root} ran with the {rec.get('executor')} executor; dis status and dis resubmit "
                        "follow SLURM runs (rerun a local run with dis run: finished units are skipped)")
+    planned = rec.get("plan", {}).get("out")
+    if isinstance(planned, str) and Path(planned).resolve() != Path(out_root).resolve():
+        # the tasks, the records they check and resubmission's plan all name the planned folder: a copy's status
+        # showed every unit failed, and resubmitting it wrote into (and re-created) the original
+        raise DISError(f"{out_root} was submitted as {planned} (moved or copied since): dis status and dis resubmit "
+                       f"follow a SLURM run in its own folder; submit it again with dis submit --out {out_root} "
+                       "(finished units are skipped)")
     return rec
 
 

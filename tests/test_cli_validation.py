@@ -295,3 +295,35 @@ def test_a_reader_that_closes_the_pipe_does_not_change_the_outcome(tmp_path):
     err = p.stderr.read()
     assert p.wait(timeout=120) == whole.returncode, err
     assert "Broken pipe" not in err and "Traceback" not in err and "error" not in err, err
+
+
+def test_a_damaged_or_moved_run_record_is_one_line(tmp_path):
+    """run.json holding [] or null made status, cohort, resubmit and extract crash (AttributeError, exit 70); a
+    SLURM run copied elsewhere showed every unit failed, and resubmitting the copy wrote into the original."""
+    import shutil
+
+    from dis_core.errors import DISError
+    from dis_core.io.assets import resolve_model
+    from dis_core.io.provenance import sha256_file
+    from jobs import slurm
+    from jobs.graph import Plan, write_record
+
+    def dis(*args):
+        return subprocess.run([sys.executable, "-m", "jobs.cli", *map(str, args)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for bad in ("[]", "null", '{"plan": []}'):
+        (run / "run.json").write_text(bad)
+        for args in (["status", run], ["cohort", "--out", run], ["resubmit", run]):
+            r = dis(*args)
+            assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, args, r.stderr)
+            assert f"{run / 'run.json'}: unreadable run record" in " ".join(r.stderr.split())
+    m = ROOT / "manifests" / "demo.csv"
+    plan = Plan(out=tmp_path / "a", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m))
+    write_record(plan, "slurm", slurm={}, jobs={}, logs=str(tmp_path / "a" / "slurm"), units={})
+    assert slurm.read_run(tmp_path / "a")["executor"] == "slurm"
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(DISError, match=f"{tmp_path / 'b'} was submitted as {tmp_path / 'a'} \\(moved or copied"):
+        slurm.read_run(tmp_path / "b")
