@@ -241,7 +241,7 @@ def downstream(names: Sequence[str]) -> list[str]:
     return [s.name for s in STAGES if s.name in out]
 
 
-NOT_RUN = "not run: "  # how a unit stopped by a failure upstream records itself (failed, without running)
+from jobs.progress import NOT_RUN  # noqa: E402 - how a unit stopped by a failure upstream records itself (failed, without running)
 
 
 def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None, jobs: dict | None = None) -> str:

@@ -91,6 +91,26 @@ def test_a_resumed_stage_times_the_units_that_run_and_is_never_silent_for_long(m
         assert p._live_fields() == {"skipped": " (90 skipped as current)", "eta": "3m00s"}
 
 
+def test_units_stopped_upstream_do_not_speed_up_the_eta(monkeypatch):
+    """100 units of a minute, then 100 stopped by a failure upstream (instantly 'not run'), then the rest: the ETA
+    counted the stopped ones as run and promised 50 minutes for 100 minutes of work."""
+    import jobs.progress as pr
+    from jobs.graph import NOT_RUN
+
+    clock = [0.0]
+    monkeypatch.setattr(pr.time, "monotonic", lambda: clock[0])
+    with StageProgress("train", 300, stream=io.StringIO(), live=False) as p:
+        for i in range(100):
+            clock[0] += 60.0
+            p.unit_done(_Unit(i))
+        for i in range(100):
+            u = _Unit(100 + i)
+            u.status, u.failed, u.message = "failed", True, NOT_RUN + "pooled failed"
+            p.unit_done(u)
+        assert p.eta_s() == pytest.approx(60.0 * 100)
+        assert p.failed == 100
+
+
 def test_a_narrow_terminal_keeps_the_counts_whole(monkeypatch):
     """At 40 columns the bar and its words took the room and the count was cut ('4…')."""
     monkeypatch.setenv("COLUMNS", "40")
