@@ -371,6 +371,7 @@ def parse_sacct(text: str) -> dict[str, str]:
 def sacct_states(job_ids: Sequence[str]) -> dict[str, str]:
     """job id (e.g. '123_4') -> SLURM state: squeue for queued and running jobs (sacct may not have
     seen them yet), sacct for finished ones."""
+    job_ids = [j for j in job_ids if j]  # '': a unit run locally since (it has no job to ask about)
     if not job_ids:
         return {}
     arrays = ",".join(sorted({j.split("_")[0] for j in job_ids}))
@@ -442,12 +443,13 @@ ACTIVE = ("RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_O
 
 def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     """A unit's state from its SLURM state and its recorded outcome (None: none recorded). ``ran_here``:
-    the outcome was recorded by the unit's own task, so a unit of a pack is done or failed as it
-    finished, whatever the task did next (ran further units, was cancelled, timed out). Another job's record
-    counts only for a unit no task ran (``slurm`` ''): a COMPLETED task whose unit left no record of its own
-    (it could not write one, e.g. refusing a folder owned by another input) failed; an earlier ok said done.
-    A record without a job id (DIS before 1620c48 wrote none) is taken as its COMPLETED task's, as it was then."""
-    if r is not None and r.done and (slurm == "" or ran_here or (slurm == "COMPLETED" and not r.job)):
+    the outcome was recorded by the unit's own task (or, for a unit run locally since, ``job`` '', by that
+    local run), so a unit of a pack is done or failed as it finished, whatever the task did next (ran further
+    units, was cancelled, timed out). Only such a record says done, the rule every task applies to its
+    predecessors (graph.upstream_failure): an earlier run's ok beside a task that recorded nothing (killed, or
+    refusing a folder owned by another input) said done here while the next stage's tasks refused it, and dis
+    resubmit queued that next stage again and again; a local run's record beside a COMPLETED task said done too."""
+    if r is not None and r.done and ran_here:
         return "done"
     if slurm in QUEUED:  # requeued after recording a failure: it runs again
         return "pending"
@@ -464,15 +466,17 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
 
 
 def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None) -> str:
-    """Where a failed unit's details are, the first that is not empty: the unit's own log (an extraction's
-    decoder errors; give ``unit_folder`` only when the unit recorded its failure in this task, else SLURM's
+    """Where a failed unit's details are, the first that is not empty: the unit's own log (a bug's traceback, an
+    extraction's decoder errors; give ``unit_folder`` only when the unit recorded its failure in this task, else SLURM's
     reason in the task's log comes first), else the task's submitit stderr, else its stdout (in the folder
     of the submission that ran it). A unit that fails inside a task that completes leaves stderr empty."""
     from dis_core.io.quiet import LOG_NAME
+    from dis_core.layout import TRACEBACK_LOG
 
     places = [Path(x) / stage for x in [rec.get("logs", "")] + rec.get("logs_previous", [])[::-1] if x]
-    task = [p / f"{jid}_0_log.{ext}" for ext in ("err", "out") for p in places]  # <job>[_<index>]_<rank>_log.*
-    own = [unit_folder / LOG_NAME] if unit_folder is not None and stage == "extract" else []
+    # <job>[_<index>]_<rank>_log.*; a unit run locally since (job '') has no task log
+    task = [p / f"{jid}_0_log.{ext}" for ext in ("err", "out") for p in places] if jid else []
+    own = [] if unit_folder is None else [unit_folder / TRACEBACK_LOG] + ([unit_folder / LOG_NAME] if stage == "extract" else [])
     for f in own + task:
         if f.is_file() and f.stat().st_size:
             return str(f)

@@ -289,9 +289,10 @@ def test_status_and_resubmit_read_a_new_stage_from_the_record(with_echo, plan, m
     graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"),
                              units={st.name: {st.uid(u): f"{999990 + i}_0" for u in st.units(plan)}
                                     for i, st in enumerate(with_echo)})
-    for st in with_echo:  # every unit of the real stages is done, echo/b failed
+    for i, st in enumerate(with_echo):  # every unit of the real stages is done, echo/b failed, each by its task
         for u in st.units(plan):
             r = _echo(plan, st.uid(u)) if st.name == "echo" else UnitResult(unit_id=st.uid(u), status="ok")
+            r.job = f"{999990 + i}_0"
             write_status(st.folder(plan.layout, u), r)
     status = slurm.run_status(plan.out)
     assert [(u["unit"], u["state"]) for u in status["echo"]] == [("a", "done"), ("b", "failed")]
@@ -361,16 +362,20 @@ def test_a_run_that_queued_nothing_is_never_busy_and_slurm_is_not_asked(plan, tm
 
 
 @pytest.mark.parametrize("slurm_state,recorded,state", [
-    ("COMPLETED", "ok", "done"), ("", "skipped", "done"), ("RUNNING", "ok", "running"),  # records without a job id
+    # records of another task or run than the unit's (a local run's, an earlier submission's): never "done" by
+    # themselves (they said done while the next stage's tasks refused them, and resubmission looped)
+    ("COMPLETED", "ok", "failed"), ("", "skipped", "missing"), ("RUNNING", "ok", "running"),
     ("PENDING", None, "pending"), ("REQUEUED", "failed", "pending"), ("COMPLETED", "failed", "failed"),
     ("COMPLETED", None, "failed"), ("CANCELLED", None, "failed"), ("TIMEOUT", "ok", "failed"),
-    ("", None, "missing"), ("", "failed", "failed"), ("", "left_out", "done"),
+    ("", None, "missing"), ("", "failed", "failed"), ("", "left_out", "missing"),
     # every state squeue lists is still in the queue: a suspended job resumes (dis resubmit ran a second copy)
     ("SUSPENDED", None, "running"), ("STOPPED", "ok", "running"), ("REQUEUE_HOLD", None, "pending"),
     ("SPECIAL_EXIT", None, "pending")])
 def test_unit_state_combines_slurm_and_the_recorded_outcome(slurm_state, recorded, state):
     r = None if recorded is None else UnitResult(unit_id="u", status=recorded)
     assert slurm.unit_state(slurm_state, r) == state
+    if recorded in ("ok", "skipped", "left_out") and slurm_state not in slurm.QUEUED:
+        assert slurm.unit_state(slurm_state, r, ran_here=True) == "done"  # the unit's own task (or local run) said
 
 
 @pytest.mark.parametrize("slurm_state", ["COMPLETED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "RUNNING"])
@@ -379,6 +384,24 @@ def test_a_unit_its_own_task_finished_stays_done_whatever_the_task_did_next(slur
     assert slurm.unit_state(slurm_state, ok, ran_here=True) == "done"
     assert slurm.unit_state(slurm_state, ok) != "done", "an earlier run's record is not this task's outcome"
     assert slurm.unit_state(slurm_state, bad, ran_here=True) == "failed"
+
+
+def test_a_unit_run_locally_since_is_not_asked_of_slurm_and_has_no_task_log(tmp_path, monkeypatch):
+    """A unit rerun locally in a SLURM run's folder records job '': sacct and squeue were asked for '-j ,900,901'
+    and dis status pointed at a task log that cannot exist (slurm/report/_0_log.err)."""
+    asked = []
+    monkeypatch.setattr(slurm, "slurm_query", lambda cmd: asked.append(cmd) or "")
+    assert slurm.sacct_states(["", "900_1", "901_0"]) == {}
+    assert [c[c.index("-j") + 1] for c in asked] == ["900,901", "900,901"]
+    asked.clear()
+    assert slurm.sacct_states(["", ""]) == {} and not asked
+    rec = {"logs": str(tmp_path / "slurm" / "run1")}
+    unit = tmp_path / "report"
+    unit.mkdir()
+    assert slurm._log(rec, "report", "", unit) == ""
+    (unit / "traceback.log").write_text("Traceback ...\n")
+    assert slurm._log(rec, "report", "", unit) == str(unit / "traceback.log")
+    assert slurm._log(rec, "report", "900_1", None) == str(tmp_path / "slurm" / "run1" / "report" / "900_1_0_log.err")
 
 
 def test_a_task_requeued_after_its_unit_recorded_a_failure_is_pending_not_failed():

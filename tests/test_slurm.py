@@ -310,4 +310,5 @@ def test_a_completed_task_whose_unit_left_no_record_of_its_own_failed(tmp_path, 
     assert rec.done and rec.job == "100_0", "the unit of job 200_0 could not record"
     assert unit_state("COMPLETED", rec, ran_here=rec.job == "200_0") == "failed"
     assert unit_state("CANCELLED", rec, ran_here=rec.job == "100_0") == "done", "a unit its own task finished"
-    assert unit_state("", rec, ran_here=False) == "done", "run locally since: the record is trusted"
+    assert unit_state("", rec, ran_here=False) == "missing", "SLURM forgot the job: another job's record is not its"
+    assert unit_state("", rec, ran_here=True) == "done", "run locally since (job ''): its own record is trusted"
