@@ -101,6 +101,12 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path, mode
         return
     if shutil.which("apptainer") is None:
         _fail(DISError("--container needs apptainer on PATH"))
+    from jobs.slurm import refuse_busy
+
+    try:  # here, where squeue is: the image has none, and a local run beside the queued SLURM tasks ran every unit twice
+        refuse_busy(out)
+    except DISError as e:
+        _fail(e)
     args, skip = [], False
     for a in sys.argv[1:]:
         if skip:

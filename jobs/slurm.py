@@ -94,9 +94,41 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
         if name not in {s.name for s in STAGES} or bad:
             raise DISError(f"{path}: [slurm.stages.{name}]: stages are {', '.join(s.name for s in STAGES)}; "
                            f"keys are {', '.join(STAGE_KEYS)}")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
     _check_types(path, data)
+    # command-line values override the file's per-stage tables too (README), not only its [slurm] values:
+    # --time-min 600 lost to [slurm.stages.train] time_min = 60
+    for table in data.get("stages", {}).values():
+        for key, stage_key in (("time_min", "time_min"), ("mem_gb", "mem_gb"), ("cpus_per_task", "cpus_per_task"),
+                               ("partition", "partition")):
+            if key in given:
+                table.pop(stage_key, None)
+    if "train_gres" in given:
+        for name in ("pooled", "train"):
+            data.get("stages", {}).get(name, {}).pop("gres", None)
+    data = _whole_numbers(data)
+    if data.get("container"):  # the tasks run where sbatch was called from: a relative image path broke resubmission
+        image = Path(data["container"]).expanduser().resolve()
+        if not image.is_file():
+            raise DISError(f"container {data['container']}: no such image file ({image}; make container builds "
+                           "containers/dis.sif)")
+        data["container"] = str(image)
     return SlurmConfig(**data)
+
+
+def _whole_numbers(data: dict[str, Any]) -> dict[str, Any]:
+    """Whole-number settings as ints (TOML's 240.0 passed the check, then submitit's assert stopped the
+    submission half-way, pack = 4.0 broke range() and array_parallelism = 64.0 wrote --array=0-99%64.0)."""
+    whole = {k for k, t in TYPES.items() if t in (_POSITIVE_INT, _MINUTES)}
+
+    def fix(table: dict[str, Any]) -> dict[str, Any]:
+        return {k: int(v) if k in whole and isinstance(v, float) else v for k, v in table.items()}
+
+    out = fix({k: v for k, v in data.items() if k != "stages"})
+    if "stages" in data:
+        out["stages"] = {name: fix(t) for name, t in data["stages"].items()}
+    return out
 
 
 # what each value must be: (test, words for the message)
@@ -248,7 +280,7 @@ def refuse_busy(out: Path) -> None:
         return  # nothing was queued (a submission refused before its first stage): nothing to ask SLURM about
     # any state squeue still lists (pending, running, suspended, held...): from the record's job ids alone, so
     # that a moved manifest or purged accounting never blocks a folder for good
-    busy = sorted(ours & set(slurm_query(["squeue", "-h", "-o", "%F"]).split()))
+    busy = sorted(ours & set(slurm_query(["squeue", "-h", "-a", "-o", "%F"]).split()))  # -a: hidden partitions too
     if busy:
         raise RunLocked(f"{out}: its SLURM run is still in the queue (job(s) {', '.join(busy)}): wait for it (dis status "
                         f"{out}), or scancel those jobs, before starting it again")
@@ -327,8 +359,11 @@ def _submit(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, list]) -> 
         tasks = packs(todo, cfg.resources(st)["pack"])
         jobs = []
         for i in range(0, len(tasks), size):
-            jobs += _executor(folder / st.name, cfg, st, dependency, binds).map_array(PackTask(st.name, plan),
-                                                                                      tasks[i:i + size])
+            try:
+                jobs += _executor(folder / st.name, cfg, st, dependency, binds).map_array(PackTask(st.name, plan),
+                                                                                          tasks[i:i + size])
+            except Exception as e:  # noqa: BLE001 - which stage's table SLURM refused (per-stage gres, partitions)
+                raise RuntimeError(f"stage {st.name}: {_last_line(e)}") from e
             rec["jobs"][st.name] = _array_ids(jobs)  # as they are queued: a refusal later cancels them
         for pack, j in zip(tasks, jobs):
             for u in pack:
@@ -376,7 +411,7 @@ def sacct_states(job_ids: Sequence[str]) -> dict[str, str]:
         return {}
     arrays = ",".join(sorted({j.split("_")[0] for j in job_ids}))
     acct = slurm_query(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", arrays])
-    queue = slurm_query(["squeue", "-h", "-r", "-o", "%i|%T", "-j", arrays])
+    queue = slurm_query(["squeue", "-h", "-a", "-r", "-o", "%i|%T", "-j", arrays])  # -a: hidden partitions too
     return {**parse_sacct(acct), **parse_sacct(queue)}  # squeue wins for jobs still in the queue
 
 

@@ -119,10 +119,12 @@ def test_run_on_slurm_with_a_container_submits_from_the_host(tmp_path, monkeypat
     monkeypatch.setattr(os, "execvp", lambda *a: pytest.fail(f"re-ran itself in the image: {a}"))
     monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
     manifest = make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}])
+    (tmp_path / "dis.sif").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
     rc = cli.app(["run", "-m", str(manifest), "-o", str(tmp_path / "run"), "--model",
                   str(model.path), "--executor", "slurm", "--container", "dis.sif", "--feature-sets", "head_pose"],
                  standalone_mode=False)
-    assert rc == 0 and submitted["cfg"].container == "dis.sif"
+    assert rc == 0 and submitted["cfg"].container == str(tmp_path / "dis.sif")  # absolute: tasks run elsewhere
 
 
 def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_path):
@@ -327,3 +329,33 @@ def test_a_damaged_or_moved_run_record_is_one_line(tmp_path):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with pytest.raises(DISError, match=f"{tmp_path / 'b'} was submitted as {tmp_path / 'a'} \\(moved or copied"):
         slurm.read_run(tmp_path / "b")
+
+
+def test_a_local_run_in_the_image_is_refused_beside_queued_slurm_tasks(tmp_path, monkeypatch, samples, make_manifest):
+    """`dis run --container` re-ran itself in the image before any check, and the image has no squeue: the local
+    run went ahead beside the run's queued SLURM tasks (every unit twice) and replaced their record."""
+    import os
+
+    from dis_core.io.assets import resolve_model
+    from dis_core.io.provenance import sha256_file
+    from jobs.graph import Plan, write_record
+
+    manifest = make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}])
+    out = tmp_path / "run"
+    write_record(Plan(out=out, manifest=manifest, model=resolve_model(None), manifest_sha256=sha256_file(manifest)),
+                 "slurm", slurm={}, jobs={"extract": ["12"]}, logs=str(out / "slurm"), units={})
+    queue = tmp_path / "bin"
+    queue.mkdir()
+    (queue / "squeue").write_text("#!/bin/sh\necho 12\n")
+    (queue / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{queue}{os.pathsep}{os.environ['PATH']}")
+    import shutil
+
+    import jobs.cli as cli
+
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda n, *a, **k: "/usr/bin/apptainer" if n == "apptainer" else which(n, *a, **k))
+    monkeypatch.setattr(os, "execvp", lambda *a: pytest.fail(f"ran in the image beside the queued tasks: {a}"))
+    monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
+    for cmd in ("run", "extract"):
+        assert cli.app([cmd, "-m", str(manifest), "-o", str(out), "--container", "dis.sif"], standalone_mode=False) == 2

@@ -568,7 +568,7 @@ def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_wha
     units never submitted as missing, and resubmit submits everything again."""
     ran = _failing_submission(monkeypatch, "train",
                               RuntimeError("sbatch: error: Batch job submission failed: Invalid partition name specified"))
-    with pytest.raises(DISError, match=r"the submission failed \(sbatch: error: Batch job submission failed: Invalid "
+    with pytest.raises(DISError, match=r"the submission failed \(stage train: sbatch: error: Batch job submission failed: Invalid "
                                        r"partition name specified\); the job\(s\) already queued \(5001, 5002\) were cancelled"):
         slurm.submit_run(plan, slurm.SlurmConfig())
     assert ran == [["scancel", "5001", "5002"]]
@@ -701,7 +701,37 @@ def test_a_configuration_value_of_the_wrong_type_is_one_line_before_anything_is_
         slurm.load_slurm_config(path)
     assert str(e.value) == f"{path}: {says}"
     path.write_text("[slurm]\ntime_min = 90.0\nmem_gb = 8\nnv = true\nmax_array_size = 1000\n")  # values that worked
-    assert slurm.load_slurm_config(path).time_min == 90.0
+    got = slurm.load_slurm_config(path)
+    assert got.time_min == 90 and type(got.time_min) is int and type(got.max_array_size) is int
+    # whole numbers written as floats are ints for submitit and sbatch (an assert half-way through a submission,
+    # --array=0-99%64.0), in the stage tables too
+    path.write_text("[slurm]\narray_parallelism = 64.0\n[slurm.stages.train]\ntime_min = 240.0\npack = 4.0\n")
+    got = slurm.load_slurm_config(path)
+    assert type(got.array_parallelism) is int and got.stages["train"] == {"time_min": 240, "pack": 4}
+    assert all(type(v) is int for v in got.stages["train"].values())
+
+
+def test_command_line_values_override_the_stage_tables_too(tmp_path):
+    """README: command-line options override slurm.toml; --time-min 600 --mem-gb 32 --partition bigmem
+    --train-gres gpu:a100:1 lost to a [slurm.stages.train] table."""
+    path = tmp_path / "slurm.toml"
+    path.write_text('[slurm]\n[slurm.stages.train]\ntime_min = 60\nmem_gb = 8\npartition = "gpu"\ngres = "gpu:1"\n'
+                    'pack = 2\n')
+    r = slurm.load_slurm_config(path).resources(graph.stage("train"))
+    assert (r["time_min"], r["mem_gb"], r["partition"], r["gres"]) == (60, 8, "gpu", "gpu:1")
+    cfg = slurm.load_slurm_config(path, time_min=600, mem_gb=32, partition="bigmem", train_gres="gpu:a100:1")
+    r = cfg.resources(graph.stage("train"))
+    assert (r["time_min"], r["mem_gb"], r["partition"], r["gres"], r["pack"]) == (600, 32, "bigmem", "gpu:a100:1", 2)
+
+
+def test_the_container_image_is_an_absolute_path_to_a_file(tmp_path, monkeypatch):
+    """--container dis.sif was recorded as given: tasks resolve it from wherever sbatch was called (a resubmit from
+    another folder killed every task), and a missing image queued the whole graph to fail."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DISError, match=f"container dis.sif: no such image file \\({tmp_path / 'dis.sif'};"):
+        slurm.load_slurm_config(container="dis.sif")
+    (tmp_path / "dis.sif").write_bytes(b"x")
+    assert slurm.load_slurm_config(container="dis.sif").container == str(tmp_path / "dis.sif")
 
 
 def test_the_run_and_cohort_records_name_what_made_them(tmp_path):
