@@ -482,6 +482,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from dis_core.errors import DISError  # noqa: E402
 from dis_core.extract.h5store import read_extraction  # noqa: E402
 from dis_core.extract.pose import euler_to_rotation  # noqa: E402
 from dis_core.io.atomic import write_text_atomic  # noqa: E402
@@ -672,12 +673,12 @@ class Result:
     pids: tuple = ()  # the participants of the rows and columns, in order: comparisons pair people by name
 
 
-def paired(a: Result, b: Result) -> dict | None:
+def paired(a: Result, b: Result, n_boot: int = 1000) -> dict | None:
     """:func:`compare_methods` of two results on the same participants in the same order (None when the people
     differ: rows of other people cannot be paired, whatever their number)."""
     if a.pids != b.pids or a.s.shape != b.s.shape:
         return None
-    return compare_methods(a.s, b.s)
+    return compare_methods(a.s, b.s, n_boot=n_boot)
 
 
 def diff_text(c: dict) -> str:
@@ -738,6 +739,9 @@ def evaluate(feats, spec_name: str, methods: list[str], cache: Path | None, log,
     pids = scored(feats)
     if len(pids) < len(feats):
         log(f"  {spec_name}: left out (too few rows): {sorted(set(feats) - set(pids))}")
+    if len(pids) < 2:  # nobody to tell apart: the other feature sets' results stand (an IndexError lost them)
+        log(f"  {spec_name}: skipped ({len(pids)} participant(s) with enough rows)")
+        return []
     usable = float(np.mean([u for p in pids for part in ("train", "test") for u in feats[p][part][2]]))
     res = []
     for m in methods:
@@ -765,6 +769,9 @@ def _rows_cached(feats, pids, spec_name: str, m: str, cache: Path | None, log, c
     """:func:`per_row` and training seconds, kept in ``cache`` as one (models, test rows) array per method
     (None with ``cached_only`` and nothing kept)."""
     key = _cache_key(cache, feats, pids, spec_name, m, "__rows")
+    memo = (spec_name, m, tuple(pids))
+    if memo in _ROWS:  # without --cache, --excerpts trained every model a second time (and could differ on a GPU)
+        return _ROWS[memo]
     lens = [len(feats[p]["test"][0]) for p in pids]
     got = _load(key, ("lp", "train_s"))
     if got is not None:
@@ -776,7 +783,11 @@ def _rows_cached(feats, pids, spec_name: str, m: str, cache: Path | None, log, c
     if key is not None:
         _save(key, lp=np.stack([np.concatenate(r) for r in rows]), train_s=train_s, pids=np.array(pids))
     log(f"  {spec_name}/{m} per-row log p: {time.perf_counter() - t0:.0f} s")
+    _ROWS[memo] = rows, train_s
     return rows, train_s
+
+
+_ROWS: dict = {}  # (feature set, method, participants) -> per-row log p of this run, for --excerpts
 
 
 def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], cache: Path | None, log,
@@ -784,6 +795,8 @@ def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], ca
     """Identification from consecutive excerpts of L seconds of each test session (dis_core.score.excerpts):
     every method's table, then each flow minus each baseline and the reference, paired over participants."""
     pids = scored(feats)
+    if len(pids) < 2:
+        return
     spec = SPECS[spec_name]
     w, hop = (spec.window_s, spec.hop_s) if spec.window != "none" else (0.0, 0.0)
     rows = {m: None if m == "nn" else _rows_cached(feats, pids, spec_name, m, cache, log, cached_only)[0]
@@ -849,6 +862,19 @@ def main() -> None:
     ap.add_argument("--excerpts", default="", help="also identify from excerpts of the test session of these "
                     "lengths in seconds (e.g. 8,16,30): each --only set, with the --methods given")
     a = ap.parse_args()
+    bad = [n for n in a.only.split(",") if n not in METHODS]
+    if bad:  # a KeyError traceback after loading every video
+        ap.error(f"--only: unknown set(s) {', '.join(bad)} (these are {', '.join(METHODS)})")
+    known = {m for ms in METHODS.values() for m in ms}
+    bad = [m for m in a.methods.split(",") if a.methods and m not in known]
+    if bad:  # an empty table and exit 0
+        ap.error(f"--methods: unknown method(s) {', '.join(bad)} (these are {', '.join(sorted(known))})")
+    try:  # before anything is trained (an '8s' stopped a full run at its end)
+        lengths = [float(v) for v in a.excerpts.split(",")] if a.excerpts else []
+    except ValueError:
+        ap.error(f"--excerpts {a.excerpts!r}: seconds, e.g. 8,16,30")
+    if any(not np.isfinite(v) or v <= 0 for v in lengths):
+        ap.error(f"--excerpts {a.excerpts!r}: lengths above 0 s")
     global FLOW_SEED
     FLOW_SEED = a.flow_seed
     record = json.loads((a.run / "run.json").read_text()) if (a.run / "run.json").is_file() else {}
@@ -857,7 +883,10 @@ def main() -> None:
     if a.cache:
         a.cache.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    videos = load_videos(a.run, manifest, a.truth, a.partial)
+    try:
+        videos = load_videos(a.run, manifest, a.truth, a.partial)
+    except (DISError, OSError) as e:  # a missing run or manifest: one line, not a traceback
+        sys.exit(f"error: {e}")
     manifest_sha256 = sha256_file(manifest)  # the rows just loaded, named in summary.json
     results: list[Result] = []
     for name in a.only.split(","):
@@ -878,6 +907,7 @@ def main() -> None:
     refs = [r for r in results if method(r) in REFERENCES]
     per_frame = [r for r in bases if SPECS[r.name.split("/")[0]].window == "none"]  # one row per frame
     key = lambda r: (identification(r.s)["top1"], -verification(tnorm(r.s))["eer"])  # noqa: E731
+    family: list[dict] = []
     if flows:
         bf = max(flows, key=key)
         for what, pool in (("best baseline", bases), ("best per-frame baseline", per_frame), ("reference", refs)):
@@ -892,20 +922,23 @@ def main() -> None:
                   f"choice): {diff_text(c)}; McNemar n10={c['top1_mcnemar_n10']:.0f} n01={c['top1_mcnemar_n01']:.0f} "
                   f"p={c['top1_mcnemar_p']:.3f}")
         # the pre-specified family: every flow against every density baseline of its own feature set, Holm-adjusted
-        fam = [(f, b, paired(f, b)) for f in flows for b in bases if f.name.split("/")[0] == b.name.split("/")[0]]
-        fam = [x for x in fam if x[2] is not None]
+        fam = [(f, b) for f in flows for b in bases if f.name.split("/")[0] == b.name.split("/")[0] and f.pids == b.pids]
+        # the draws the family needs (1,000 a comparison capped every Holm p at 44 x 2 / 1001 = 0.088 > 0.05)
+        draws = st.draws_for_family(2 * len(fam))
+        fam = [(f, b, paired(f, b, draws)) for f, b in fam]
         if fam:
             ph = st.holm([p for _, _, c in fam for p in (c["top1_p"], c["eer_p"])])
             print(f"each flow - each baseline of its feature set, paired over participants ({2 * len(fam)} tests, "
-                  "Holm-adjusted over top-1 and EER):")
+                  f"Holm-adjusted over top-1 and EER; {draws:,} draws):")
             for k, (f, b, c) in enumerate(fam):
                 print(f"  {f.name} - {b.name}: {diff_text(c)}; Holm p top-1 {ph[2 * k]:.3f}, EER {ph[2 * k + 1]:.3f}")
+                family.append({"flow": f.name, "baseline": b.name, **{k2: float(v) for k2, v in c.items()},
+                               "top1_p_holm": float(ph[2 * k]), "eer_p_holm": float(ph[2 * k + 1])})
     for name in (a.only.split(",") if a.excerpts else []):
         ms = [m for m in METHODS[name] if not a.methods or m in a.methods.split(",")]
         if ms:
-            excerpts(features(videos, SPECS[name]), name, ms, [float(v) for v in a.excerpts.split(",")], a.cache, log,
-                     a.cached_only)
-    if a.cache:
+            excerpts(features(videos, SPECS[name]), name, ms, lengths, a.cache, log, a.cached_only)
+    if a.cache and not a.cached_only:  # the record of a run that computed: a --cached-only print leaves it
         model = record.get("plan", {}).get("model", {})
         prov = script_provenance(vars(a), run=str(a.run), manifest=str(manifest),
                                  manifest_sha256=manifest_sha256, model_sha256=model.get("sha256", ""),
@@ -913,7 +946,8 @@ def main() -> None:
         write_text_atomic(a.cache / "summary.json", json.dumps({"provenance": prov, "results": {
             r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
                      "eer": float(verification(tnorm(r.s))["eer"]), "auc": float(verification(tnorm(r.s))["auc"]),
-                     "usable_per_video": r.usable, "train_s": r.train_s} for r in results}}, indent=2, default=str))
+                     "usable_per_video": r.usable, "train_s": r.train_s, "participants": list(r.pids)}
+            for r in results}, "flow_vs_baseline": family}, indent=2, default=str))
 
 
 if __name__ == "__main__":

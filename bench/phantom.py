@@ -20,6 +20,9 @@ from dis_core.phantom.render import make_rig, portraits, render_video, sample_dy
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     model = resolve_model()
     faces = dict(portraits(fetch_samples(log=lambda *_: None), model.path))

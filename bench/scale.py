@@ -205,7 +205,7 @@ def main() -> None:
     ap.add_argument("--pack", type=int, default=1, help="with --slurm: blocks per array task")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in a.sizes.split(",")]
+    sizes = sorted({int(s) for s in a.sizes.split(",")})  # the check runs at the smallest, ratios go up in N
     where = (f"SLURM job array ({a.pack} block(s) per task, the score stage's resources)" if a.slurm
              else f"local executor, {a.workers} worker(s)")
     print(f"scoring in blocks, {where}, {a.frames} held-out frames per participant, "

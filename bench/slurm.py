@@ -63,6 +63,13 @@ def demo(root: Path) -> dict:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    import shutil
+
+    if shutil.which("sbatch") is None:  # a 40-line FailedJobError before
+        sys.exit("bench/slurm.py needs a running SLURM (sbatch on PATH; tests/slurm/start.sh starts one here)")
     with tempfile.TemporaryDirectory() as td:
         o = overhead(Path(td) / "noop")
         print(f"no-op array of {o['tasks']} tasks: submitted in {o['submit_s']:.2f} s, all done after "

@@ -75,7 +75,18 @@ def test_identify_holds_its_comparisons_to_a_family_and_recomputes_a_damaged_cac
     assert r.returncode == 0, r.stderr
     assert "(both chosen on these scores: p unadjusted for the choice)" in r.stdout
     line = next(x for x in r.stdout.splitlines() if x.startswith("  frame/flow - frame/gaussian: "))
-    assert "Holm p top-1" in line
+    assert "Holm p top-1" in line and "(2 tests, Holm-adjusted over top-1 and EER; 1,000 draws)" in r.stdout
+    summary = (tmp_path / "cache" / "summary.json").read_text()
+    (fam,) = json.loads(summary)["flow_vs_baseline"]  # the family as printed, in the run's record
+    assert (fam["flow"], fam["baseline"]) == ("frame/flow", "frame/gaussian") and f"{fam['top1_p_holm']:.3f}" in line
+    assert json.loads(summary)["results"]["frame/flow"]["participants"] == ["p0", "p1", "p2"]
+    shown = _identify(*args, "--cached-only")
+    assert shown.returncode == 0 and line in shown.stdout
+    assert (tmp_path / "cache" / "summary.json").read_text() == summary  # printing the cache is no new run
+    for bad, says in ((("--methods", "gausian"), "--methods: unknown method(s) gausian"),
+                      (("--excerpts", "8s"), "--excerpts '8s': seconds")):
+        r = _identify(*args[:-2], *bad)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
     flow = next(p for p in (tmp_path / "cache").glob("frame__flow__*.npz"))
     flow.write_bytes(flow.read_bytes()[:100])
     again = _identify(*args)
