@@ -176,6 +176,22 @@ def test_the_bridge_limit_is_missing_frames_times_the_period():
             assert (seg[10:10 + missing] == -1).all() and seg[9] != seg[10 + missing]
 
 
+def test_a_gap_of_the_bridge_limit_is_bridged_wherever_it_falls_in_millisecond_times():
+    """Times written to the millisecond (Matroska, WebM): 6 missing frames at 30 fps (0.2 s) were bridged at only
+    20 of 30 places, and at 29.97 fps (0.2002 s) nowhere; 7 (0.233 s) never are."""
+    from dis_core.features.motion import bridge_gaps
+
+    for fps in (30.0, 30000 / 1001):
+        t = np.round(np.arange(400) / fps, 3)
+        for missing, bridged in ((6, True), (7, False)):
+            got = []
+            for at in range(100, 130):
+                ok = np.ones(len(t), bool)
+                ok[at:at + missing] = False
+                got.append(bool(bridge_gaps(t[:, None], t, ok, 0.2)[1][at:at + missing].all()))
+            assert got == [bridged] * 30, (fps, missing, got)
+
+
 def test_a_jump_in_the_frame_times_splits_segments_like_missing_frames():
     """One second missing from the frame times (no row for it at all) splits the video as 30 rows without
     a face would; a jump within the bridge limit does not."""
