@@ -669,7 +669,9 @@ def test_split_cells_that_leave_nothing_to_train_or_test_on_are_said_in_the_mani
     # a participant whose split=test video was left out at the cohort step is told so, not that none is marked
     c = load_cohort(out)
     c.left_out.append({"unit_id": "p1_s9_x", "participant_id": "p1", "reason": "x.mp4: 5 frames a second, below the 10"})
-    assert c.gone_note("p1") == "; 1 video(s) left out at the cohort step (x.mp4: 5 frames a second, below the 10)"
+    assert c.gone_note("p1") == "; 1 video(s) left out at the cohort step (p1_s9_x: x.mp4: 5 frames a second, below the 10)"
+    c.left_out.append({"unit_id": "p1_s2_y", "participant_id": "p1", "reason": "no face detected"})  # which session
+    assert c.gone_note("p1").endswith("; p1_s2_y: no face detected)") and c.gone_note("p1").startswith("; 2 video(s)")
     assert c.gone_note("p2") == ""
 
 

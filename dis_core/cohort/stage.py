@@ -48,8 +48,10 @@ class Cohort:
     basis_frames: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def gone_note(self, pid: str) -> str:
-        """'; N video(s) of pid left out at the cohort step (reasons)', or '' when none was."""
-        gone = [x["reason"] for x in self.left_out if x.get("participant_id") == pid and x.get("unit_id")]
+        """'; N video(s) of pid left out at the cohort step (unit: reason; ...)', or '' when none was: the unit
+        names the session (a lost test session read as "no face detected", saying not which)."""
+        gone = [f"{x['unit_id']}: {x['reason']}" for x in self.left_out
+                if x.get("participant_id") == pid and x.get("unit_id")]
         return f"; {len(gone)} video(s) left out at the cohort step ({'; '.join(gone)})" if gone else ""
 
     def inapplicable(self, spec: FeatureSpec) -> str | None:
@@ -156,8 +158,10 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
         if why:
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"extraction {why}"})
             continue
-        try:
-            x = read_extraction(h5, skip=("landmarks", "transform", "blendshapes"))
+        try:  # every dataset, so that damage anywhere costs this video here (a damaged blendshapes block stopped
+            # the whole step later, naming no file); the large arrays are dropped at once
+            x = read_extraction(h5)
+            x.landmarks = x.transform = x.blendshapes = None
         except (OSError, KeyError, ValueError) as err:  # damaged on disk: this video only
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id,
                              "reason": f"extraction unreadable: {h5}: {err}"})
@@ -433,7 +437,12 @@ def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndar
                     window_basis: WindowBasis | None = None) -> VideoFeatures:
     needed = "transform" if spec.source == "head_rotation" else spec.source
     skip = tuple(n for n in ("landmarks", "blendshapes", "transform") if n != needed)
-    x = read_extraction(RunLayout(c.out_root).extraction(e.unit_id), skip=skip)
+    h5 = RunLayout(c.out_root).extraction(e.unit_id)
+    try:
+        x = read_extraction(h5, skip=skip)
+    except (OSError, KeyError, ValueError) as err:  # damaged since the cohort step read it: say which file
+        raise DISError(f"{h5}: extraction unreadable ({err}); extract it again (dis extract --force) and rerun "
+                       "dis cohort") from None
     c.check_extraction(e.unit_id, x.attrs)
     lm = None
     if spec.source == "landmarks":
