@@ -139,6 +139,26 @@ def test_headline_shows_intervals_and_chance():
     _check_readable(fig)
 
 
+def test_the_excerpts_figure_names_and_colours_methods_as_the_headline_does():
+    """Its legend said "gaussian" and "ar" and drew the AR baseline in another colour than the headline figure."""
+    rows, whole = [], {}
+    for m in ("flow", "gaussian", "ar"):
+        base = {"method": m, "chance_top1": 0.1, "people": 10, "participants": 10}
+        for k, v in (("top1", 0.6), ("eer", 0.2)):
+            base.update({k: v, k + "_lo": v - 0.1, k + "_hi": v + 0.1})
+        rows += [dict(base, seconds=L) for L in (8.0, 16.0)]
+        whole[m] = base
+    fig = F.excerpts_figure(rows, whole, "excerpts")
+    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert sorted(texts) == sorted(["flow (DIS)", "baseline (Gaussian)", "baseline (autoregressive)", "chance"])
+    import matplotlib.colors as mc
+
+    drawn = {c.get_label(): mc.to_hex(c.lines[0].get_color()) for c in fig.axes[0].containers
+             if not c.get_label().startswith("_")}
+    assert drawn == {v: mc.to_hex(c) for c, v in F.HEADLINE_STYLE.values()}
+    _check_readable(fig)
+
+
 def test_signature_spectrum_peaks_at_twice_the_sway_frequency():
     """Yaw = 10 sin(2 pi 0.5 t): the angular speed |d yaw/dt| repeats at 1 Hz, so its spectrum peaks there."""
     t = np.arange(0, 40, 1 / 15)

@@ -356,8 +356,8 @@ def excerpts_figure(rows: list[dict], whole: dict[str, dict], title: str):
     for ax, (k, name) in zip(axes, (("top1", "top-1 identification"), ("eer", "equal error rate (lower is better)"))):
         for j, m in enumerate(methods):
             off = (j - (len(methods) - 1) / 2) * 0.08
-            colour = "C0" if m == "flow" else f"C{j + 6}"
-            for pts, fmt, label in (([r for r in rows if r["method"] == m], "o-", "flow (DIS)" if m == "flow" else m),
+            colour, legend = HEADLINE_STYLE.get(m, (f"C{j + 6}", m))  # as the headline figure draws each method
+            for pts, fmt, label in (([r for r in rows if r["method"] == m], "o-", legend),
                                     ([{**whole[m], "seconds": None}] if m in whole else [], "o", None)):
                 if not pts:
                     continue
