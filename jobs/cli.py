@@ -187,7 +187,7 @@ DEFAULT_FEATURE_SETS = "head_pose,head_spectrum,landmarks,blendshapes"  # = feat
 ALL_FEATURE_SETS = "head_pose, head_spectrum, landmarks, blendshapes, head_pose_euler, head_lags, head_windows"
 FEATURE_SETS_HELP = f"Comma-separated feature sets, of: {ALL_FEATURE_SETS}."
 ForceOpt = typer.Option(False, "--force", help="Redo units whose outputs are current.")
-EpochsOpt = typer.Option(None, min=1, help="Cap training epochs (default: per feature set).")
+EpochsOpt = typer.Option(None, min=1, help="Cap training epochs (default: the cap the run recorded, else per feature set).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="A line per video or model as it finishes, with its outcome.")
 
 

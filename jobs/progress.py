@@ -1,8 +1,9 @@
 """The cohort-level terminal display: one live line per stage (done/total, failures, elapsed, ETA).
 
 On a terminal it is a rich Live display redrawn in place; otherwise (SLURM logs, CI, pipes) it
-prints plain lines: the stage's start, at most one line per quarter of the units, and its end, so
-the output does not grow with the number of units. Per-unit lines only with ``verbose``; failures
+prints plain lines: the stage's start, a line per quarter of the units, and its end, so the output does not
+grow with the number of units (and a line when a unit ends HEARTBEAT_S after the last line: it grows with the
+run's hours, never with its units). Per-unit lines only with ``verbose``; failures
 are listed by the stage summary that follows (one line each), not twice.
 
     with progress("extract", len(videos)) as p:
