@@ -395,7 +395,11 @@ def run(
     if executor == "slurm":
         from jobs.slurm import load_slurm_config
 
-        _submit(plan, load_slurm_config(container=str(container) if container is not None else None))
+        try:
+            cfg = load_slurm_config(container=str(container) if container is not None else None)
+        except DISError as e:  # a missing image: one line, as dis submit says it
+            _fail(e)
+        _submit(plan, cfg)
     _run(plan, [s.name for s in STAGES], "dis run", executor, workers)
 
 
@@ -643,7 +647,8 @@ def main() -> None:
 
     from jobs.progress import PipeSafe
 
-    sys.stdout = PipeSafe(sys.stdout)
+    if sys.stdout is not None:  # a closed descriptor 1 (dis --version >&-) leaves None
+        sys.stdout = PipeSafe(sys.stdout)
     try:
         rc = app(standalone_mode=False)  # returns a typer.Exit's code
         sys.exit(rc if isinstance(rc, int) else EXIT_OK)

@@ -117,6 +117,9 @@ class Stage:
     # the feature set a unit belongs to: a failure upstream stops only the units of its own feature set (None: a
     # unit serves every feature set, as the cohort step and the report do)
     scope: Callable[[Any], str] | None = None
+    # the unit's folder may be another input's until the unit claims it (extraction: a video's folder named by its
+    # id): nothing but the unit itself touches it, and its bugs go to its own log (extraction.log)
+    claims_folder: bool = False
 
 
 # ------------------------------------------------------------------------------------ unit bodies
@@ -195,7 +198,7 @@ def _feature_set(unit: Any) -> str:
 STAGES: tuple[Stage, ...] = (
     Stage("extract", "landmarks, blendshapes, head pose and smiles of every video into HDF5 and Excel",
           units=lambda p: list(p.manifest_.entries), uid=lambda e: e.unit_id, run=_extract,
-          folder=lambda lay, e: lay.video_dir(e.unit_id), result=ExtractResult,
+          folder=lambda lay, e: lay.video_dir(e.unit_id), result=ExtractResult, claims_folder=True,
           resources=Resources(cpus=1, mem_gb=2.0, time_min=120)),
     # one job reads every video: 0.2-0.5 s a video (bench/cohort.py), so 10,000 videos take about an hour
     Stage("cohort", "usable videos, the train/test split and the landmark basis",
@@ -323,6 +326,14 @@ def blocked_units(stage_name: str, plan: Plan, units: Sequence, jobs: dict | Non
     return out
 
 
+def traceback_log(st: Stage, plan: Plan, unit: Any) -> Path:
+    """Where a bug that fails a unit leaves its traceback: the unit's folder, or, for a stage whose folder may be
+    another input's until the unit claims it, OUT/summary/tracebacks/<stage>-<unit>.log."""
+    if st.claims_folder:
+        return plan.layout.summary_dir / "tracebacks" / f"{st.name}-{st.uid(unit).replace('/', '_')}.log"
+    return st.folder(plan.layout, unit) / TRACEBACK_LOG
+
+
 def run_blocked(stage_name: str, plan: Plan, item: tuple[Any, str]) -> UnitResult:
     """:func:`run_unit` of a (unit, why it must not run or '') pair: what the local runner's workers call."""
     unit, blocked = item
@@ -336,8 +347,9 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
     ``job``: the SLURM task running it ('' locally, even inside an allocation)."""
     st = BY_NAME[stage_name]
     t0 = time.monotonic()
+    tb = traceback_log(st, plan, unit)
     try:
-        (st.folder(plan.layout, unit) / TRACEBACK_LOG).unlink(missing_ok=True)  # an earlier attempt's
+        tb.unlink(missing_ok=True)  # an earlier attempt's
     except OSError:
         pass
     try:
@@ -348,7 +360,6 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
     except DISError as e:  # a problem of the input or the run folder, said in one line: not a bug
         r = st.result(unit_id=st.uid(unit), message=str(e))
     except Exception as e:  # the terminal gets one line; a traceback there broke the live line, N times
-        tb = st.folder(plan.layout, unit) / TRACEBACK_LOG
         log_traceback(tb)
         r = st.result(unit_id=st.uid(unit), message=f"internal error: {bug_line(e)} (traceback: {tb})", log=str(tb))
     r.elapsed_s = round(time.monotonic() - t0, 3)

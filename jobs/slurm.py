@@ -109,7 +109,9 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
             data.get("stages", {}).get(name, {}).pop("gres", None)
     data = _whole_numbers(data)
     if data.get("container"):  # the tasks run where sbatch was called from: a relative image path broke resubmission
-        image = Path(data["container"]).expanduser().resolve()
+        # (one in the file is read from the file's folder, one given on the command line from the current one)
+        base = path.parent if path is not None and "container" not in given else Path.cwd()
+        image = (base / Path(data["container"]).expanduser()).resolve()
         if not image.is_file():
             raise DISError(f"container {data['container']}: no such image file ({image}; make container builds "
                            "containers/dis.sif)")
@@ -384,9 +386,10 @@ def read_run(out_root: Path) -> dict:
     if isinstance(planned, str) and Path(planned).resolve() != Path(out_root).resolve():
         # the tasks, the records they check and resubmission's plan all name the planned folder: a copy's status
         # showed every unit failed, and resubmitting it wrote into (and re-created) the original
+        manifest = rec["plan"].get("manifest", "MANIFEST")
         raise DISError(f"{out_root} was submitted as {planned} (moved or copied since): dis status and dis resubmit "
-                       f"follow a SLURM run in its own folder; submit it again with dis submit --out {out_root} "
-                       "(finished units are skipped)")
+                       f"follow a SLURM run in its own folder; submit it again with dis submit --manifest {manifest} "
+                       f"--out {out_root} (finished units are skipped)")
     return rec
 
 
@@ -461,8 +464,10 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
         for uid, jid in submitted.items():
             r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
             slurm = states.get(jid, "")
-            state = unit_state(slurm, r, ran_here=r is not None and r.job == jid)
-            here = r is not None and r.job == jid  # else an earlier run's record: it says nothing of this task
+            # jid '': the stage ran locally since, and its records are trusted as its tasks trust them (a unit that
+            # local run did not reach, of another feature set, keeps its SLURM task's record)
+            here = r is not None and (jid == "" or r.job == jid)  # else an earlier run's record: not this task's
+            state = unit_state(slurm, r, ran_here=here)
             d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if here else "",
                  "recorded": here}
             if state == "failed":

@@ -286,6 +286,7 @@ def test_a_reader_that_closes_the_pipe_does_not_change_the_outcome(tmp_path):
     """`dis status RUN | head -1` exited 1 with nothing said, and `dis score ... | head -1` reported the broken pipe
     as a problem of the run folder (exit 1) and cancelled the stage's queued units: a closed pipe now only drops
     the output, and the command ends with its own exit code."""
+    import os
     import signal
 
     cmd = [sys.executable, "-m", "jobs.cli", "run", "--help"]
@@ -297,6 +298,9 @@ def test_a_reader_that_closes_the_pipe_does_not_change_the_outcome(tmp_path):
     err = p.stderr.read()
     assert p.wait(timeout=120) == whole.returncode, err
     assert "Broken pipe" not in err and "Traceback" not in err and "error" not in err, err
+    closed = subprocess.run(cmd[:3] + ["--version"], stdout=subprocess.DEVNULL, capture_output=False, cwd=ROOT,
+                            timeout=120, preexec_fn=lambda: os.close(1))  # no standard output at all
+    assert closed.returncode == 0
 
 
 def test_a_damaged_or_moved_run_record_is_one_line(tmp_path):
@@ -359,3 +363,7 @@ def test_a_local_run_in_the_image_is_refused_beside_queued_slurm_tasks(tmp_path,
     monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
     for cmd in ("run", "extract"):
         assert cli.app([cmd, "-m", str(manifest), "-o", str(out), "--container", "dis.sif"], standalone_mode=False) == 2
+    # on SLURM, a missing image is one line too (it was an internal error, exit 70)
+    rc = cli.app(["run", "-m", str(manifest), "-o", str(tmp_path / "other"), "--executor", "slurm",
+                  "--container", str(tmp_path / "nope.sif")], standalone_mode=False)
+    assert rc == 2

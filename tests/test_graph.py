@@ -404,6 +404,34 @@ def test_a_unit_run_locally_since_is_not_asked_of_slurm_and_has_no_task_log(tmp_
     assert slurm._log(rec, "report", "900_1", None) == str(tmp_path / "slurm" / "run1" / "report" / "900_1_0_log.err")
 
 
+def test_a_stage_rerun_locally_keeps_the_records_its_local_run_did_not_reach(with_echo, plan):
+    """A local run of some feature sets in a SLURM folder blanks the job of every unit of its stages: the units of
+    the other sets keep their SLURM task's ok, which the tasks trust, and so must status (they read 'missing',
+    and dis resubmit queued them and everything after them)."""
+    graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"),
+                       units={st.name: {st.uid(u): "" if st.name == "echo" else f"{999990 + i}_0"
+                                        for u in st.units(plan)} for i, st in enumerate(with_echo)})
+    for i, st in enumerate(with_echo):
+        for u in st.units(plan):
+            r = UnitResult(unit_id=st.uid(u), status="ok", job=f"{999990 + i}_0")  # all by their SLURM tasks
+            write_status(st.folder(plan.layout, u), r)
+    status = slurm.run_status(plan.out)
+    assert {u["state"] for s in status.values() for u in s} == {"done"}
+
+
+def test_a_bug_in_a_unit_that_claims_its_folder_leaves_that_folder_alone(plan):
+    """An extraction's folder may be another video's until the unit claims it: its traceback goes to the run's
+    summary folder, and an earlier one there is what it removes."""
+    st = graph.stage("extract")
+
+    class Entry:
+        unit_id = "p1_s1_v-0123"
+
+    tb = graph.traceback_log(st, plan, Entry())
+    assert tb == plan.layout.summary_dir / "tracebacks" / "extract-p1_s1_v-0123.log"
+    assert graph.traceback_log(graph.stage("cohort"), plan, "cohort") == plan.layout.cohort_dir / "traceback.log"
+
+
 def test_a_task_requeued_after_its_unit_recorded_a_failure_is_pending_not_failed():
     """submitit's time-out handler requeues a task: until it runs again its unit is pending, whatever it recorded."""
     bad = UnitResult(unit_id="u", status="failed")
@@ -722,6 +750,14 @@ def test_command_line_values_override_the_stage_tables_too(tmp_path):
     cfg = slurm.load_slurm_config(path, time_min=600, mem_gb=32, partition="bigmem", train_gres="gpu:a100:1")
     r = cfg.resources(graph.stage("train"))
     assert (r["time_min"], r["mem_gb"], r["partition"], r["gres"], r["pack"]) == (600, 32, "bigmem", "gpu:a100:1", 2)
+
+
+def test_a_container_named_in_slurm_toml_is_read_from_the_files_folder(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "dis.sif").write_bytes(b"x")
+    (tmp_path / "cfg" / "slurm.toml").write_text('[slurm]\ncontainer = "dis.sif"\n')
+    monkeypatch.chdir(tmp_path)
+    assert slurm.load_slurm_config(tmp_path / "cfg" / "slurm.toml").container == str(tmp_path / "cfg" / "dis.sif")
 
 
 def test_the_container_image_is_an_absolute_path_to_a_file(tmp_path, monkeypatch):

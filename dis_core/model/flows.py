@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from dis_core.config import from_doc, to_doc
-from dis_core.errors import bug_line
 from dis_core.model.config import FlowConfig
 from dis_core.io.atomic import atomic_path
 
@@ -485,7 +484,8 @@ def load_density(path: Path, device: str = "cpu") -> tuple[Density, dict]:
     except OSError:  # the file system's problem, not the file's
         raise
     except Exception as e:  # noqa: BLE001 - unpickling, zip and EOF errors of a damaged file alike
-        raise ValueError(f"{path}: not a readable model file ({bug_line(e)})") from e
+        # torch's own first line advises weights_only=False, which is no cure for a damaged file and unsafe
+        raise ValueError(f"{path}: not a readable model file (damaged or cut short: {type(e).__name__})") from e
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path}: not a DIS model file")
     if int(blob.get("version", -1)) > FORMAT_VERSION:

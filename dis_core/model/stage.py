@@ -289,7 +289,9 @@ def _is_done(d: Path, key: str, cfg: TrainConfig) -> bool:
         if s.get("key") != key or s.get("status") != "ok":
             return False
         _, blob = load_density(d / MODEL_NAME)
-        return blob.get("unit_key") == key and all((d / FILES[m]).is_file() for m in methods_of(cfg))
+        for m in methods_of(cfg):  # every method's file must load: a damaged baseline was skipped as current,
+            load_density(d / FILES[m])  # while scoring left its person out, for good
+        return blob.get("unit_key") == key
     except Exception:
         return False
 
