@@ -783,7 +783,8 @@ def _rows_cached(feats, pids, spec_name: str, m: str, cache: Path | None, log, c
     if key is not None:
         _save(key, lp=np.stack([np.concatenate(r) for r in rows]), train_s=train_s, pids=np.array(pids))
     log(f"  {spec_name}/{m} per-row log p: {time.perf_counter() - t0:.0f} s")
-    _ROWS[memo] = rows, train_s
+    if key is None:  # with --cache the disk holds them; without, only the run's own excerpts need them again
+        _ROWS[memo] = rows, train_s
     return rows, train_s
 
 
@@ -801,6 +802,8 @@ def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], ca
     w, hop = (spec.window_s, spec.hop_s) if spec.window != "none" else (0.0, 0.0)
     rows = {m: None if m == "nn" else _rows_cached(feats, pids, spec_name, m, cache, log, cached_only)[0]
             for m in methods}
+    for m in methods:  # used: the next feature set's need not sit beside them in memory
+        _ROWS.pop((spec_name, m, tuple(pids)), None)
     methods = [m for m in methods if m == "nn" or rows[m] is not None]
     n = len(pids)
     if not methods:
@@ -869,6 +872,9 @@ def main() -> None:
     bad = [m for m in a.methods.split(",") if a.methods and m not in known]
     if bad:  # an empty table and exit 0
         ap.error(f"--methods: unknown method(s) {', '.join(bad)} (these are {', '.join(sorted(known))})")
+    offered = {m for n in a.only.split(",") for m in METHODS[n]}
+    if a.methods and not offered & set(a.methods.split(",")):
+        ap.error(f"--methods {a.methods}: none is a method of --only {a.only} (these offer {', '.join(sorted(offered))})")
     try:  # before anything is trained (an '8s' stopped a full run at its end)
         lengths = [float(v) for v in a.excerpts.split(",")] if a.excerpts else []
     except ValueError:

@@ -84,7 +84,8 @@ def test_identify_holds_its_comparisons_to_a_family_and_recomputes_a_damaged_cac
     assert shown.returncode == 0 and line in shown.stdout
     assert (tmp_path / "cache" / "summary.json").read_text() == summary  # printing the cache is no new run
     for bad, says in ((("--methods", "gausian"), "--methods: unknown method(s) gausian"),
-                      (("--excerpts", "8s"), "--excerpts '8s': seconds")):
+                      (("--excerpts", "8s"), "--excerpts '8s': seconds"),
+                      (("--methods", "ar"), "--methods ar: none is a method of --only frame")):
         r = _identify(*args[:-2], *bad)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
     flow = next(p for p in (tmp_path / "cache").glob("frame__flow__*.npz"))
@@ -103,3 +104,18 @@ def test_the_scale_bench_checks_the_assembly_on_several_blocks_and_writes_its_re
     assert "N=12: 9 blocks assembled identical to the single-job path: True" in r.stdout, r.stdout
     doc = json.loads((tmp_path / "scale.json").read_text())
     assert doc["rows"][0]["check_blocks"] == 9 and doc["provenance"]["arguments"]["sizes"] == "12"
+
+
+def test_identify_skips_a_feature_set_nobody_can_be_scored_on(tmp_path):
+    """Spectral rows need 16.5 s of face to train on: on 10 s sessions nobody has them, and the IndexError that
+    followed lost the per-frame rows computed before."""
+    out = tmp_path / "run"
+    m = make_run(out, n=3, seconds=10, sessions=2)
+    split = write_manifest(tmp_path / "videos" / "cohort.csv", [
+        {"participant_id": e.participant_id, "session": e.session, "video": e.video.name, "dyad": e.dyad,
+         "split": "train" if e.session == "s1" else "test"} for e in m.entries])
+    r = _identify("--run", str(out), "--manifest", str(split), "--only", "frame,spectrum", "--methods", "gaussian")
+    assert r.returncode == 0, r.stderr
+    assert "spectrum: skipped (0 participant(s) with enough rows)" in r.stderr
+    assert any(x.startswith("frame/gaussian ") for x in r.stdout.splitlines())
+    assert not any(x.startswith("spectrum/") for x in r.stdout.splitlines())

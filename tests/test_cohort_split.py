@@ -69,6 +69,19 @@ def test_a_damaged_extraction_is_left_out_naming_its_file(tmp_path, dataset):
     (why,) = [x["reason"] for x in c.left_out if x.get("unit_id") == m.entries[2].unit_id]
     assert why.startswith(f"extraction unreadable: {bad}: ")
     assert m.entries[2].unit_id not in [e.unit_id for e in c.entries]
+    # damaged after the cohort step: the unit that reads it says which file, in one line
+    from dis_core.cohort.stage import participant_features
+    from dis_core.features.build import FEATURE_SETS
+
+    spec = {"landmarks": "landmarks", "transform": "head_pose", "blendshapes": "blendshapes"}[dataset]
+    later = RunLayout(out).extraction(m.entries[0].unit_id)
+    with h5py.File(later, "r") as f:
+        info = f[dataset].id.get_chunk_info(0)
+    raw = bytearray(later.read_bytes())
+    raw[info.byte_offset: info.byte_offset + info.size] = b"\xff" * info.size
+    later.write_bytes(bytes(raw))
+    with pytest.raises(DISError, match=f"^{later}: extraction unreadable \\("):
+        participant_features(c, m.entries[0].participant_id, FEATURE_SETS[spec], "train")
 
 
 def test_within_session_rule_splits_each_session_on_its_own():

@@ -190,6 +190,17 @@ def test_a_gap_of_the_bridge_limit_is_bridged_wherever_it_falls_in_millisecond_t
                 ok[at:at + missing] = False
                 got.append(bool(bridge_gaps(t[:, None], t, ok, 0.2)[1][at:at + missing].all()))
             assert got == [bridged] * 30, (fps, missing, got)
+            # the same stretch without rows at all (a jump in the times) and the synchrony's resampling: one rule
+            from dis_core.score.synchrony import resample
+
+            whole, resampled = [], []
+            for at in range(100, 130):
+                keep = np.r_[0:at, at + missing:len(t)]
+                whole.append(len(set(bridge_gaps(t[keep, None], t[keep], np.ones(len(keep), bool), 0.2)[2])) == 1)
+                v = np.where(np.isin(np.arange(len(t)), keep), 1.0, np.nan)
+                grid = resample(t, v, 10.0, float(t[-1]), 0.2)
+                resampled.append(bool(np.isfinite(grid[int(np.ceil(t[at] * 10)):int(t[at + missing - 1] * 10)]).all()))
+            assert whole == [bridged] * 30 and resampled == [bridged] * 30, (fps, missing, whole, resampled)
 
 
 def test_a_jump_in_the_frame_times_splits_segments_like_missing_frames():

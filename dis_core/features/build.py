@@ -142,7 +142,7 @@ def reach_s(spec: FeatureSpec, period_s: float = FRAME_PERIOD_BOUND_S) -> float:
     read the velocity half-window plus the longest lag, and the frame beyond each moment they interpolate
     at (one period); window rows stay inside their part of the split. Either may read a bridged frame, whose
     value comes from a face frame up to a bridge plus a period further on."""
-    bridge = spec.max_gap_s + period_s if spec.max_gap_s > 0 else 0.0
+    bridge = motion.bridge_limit(spec.max_gap_s) + period_s if spec.max_gap_s > 0 else 0.0
     if spec.window != "none":
         return bridge
     looks = (spec.velocity_window_s if spec.velocity else 0.0) + max(spec.lags_s, default=0.0)

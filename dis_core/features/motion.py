@@ -81,6 +81,14 @@ def relative_rotvec(transforms: np.ndarray, ref_mask: np.ndarray | None = None, 
 STAMP_JITTER_S = 0.002
 
 
+def bridge_limit(max_gap_s: float) -> float:
+    """The longest gap (missing time: the time between the face frames around it less one period) that is bridged:
+    ``max_gap_s`` read with the millisecond times' tolerance (6 frames at 30 fps were bridged at 20 of 30 places in a
+    file, at 29.97 fps never), 0 when never bridging. One rule for missing rows, for jumps in the times (which split
+    a segment above it) and for the synchrony's resampling."""
+    return max_gap_s + STAMP_JITTER_S + 1e-9 if max_gap_s > 0 else 0.0
+
+
 def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     """Which missing frames to bridge, and the segment ids after bridging (-1 still missing)."""
     t = np.asarray(times, np.float64)
@@ -90,9 +98,7 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     # a gap lasts as long as the face is missing: (missing frames) x (frame period), i.e. the time between
     # the surrounding face frames less one period (3 hidden frames at 15 fps are a 0.2 s gap)
     period = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-    # times to the millisecond make a gap of exactly max_gap_s read up to a millisecond longer: 6 frames at 30 fps
-    # were bridged at 20 of 30 places in a file, and at 29.97 fps (0.2002 s) never
-    limit = max_gap_s + (STAMP_JITTER_S if max_gap_s > 0 else 0.0) + 1e-9
+    limit = bridge_limit(max_gap_s)
     for a, b in zip(idx[:-1], idx[1:]):
         if b - a > 1 and t[b] - t[a] - period <= limit:
             fill[a + 1:b] = True
@@ -101,7 +107,7 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     # a jump in the frame times themselves (a decoder stall, frames dropped from a variable-rate file) is a
     # gap too, though no row is missing: longer than a bridge, it starts a new segment
     # (times written to the millisecond vary by one around the period: not a gap, whatever max_gap_s allows)
-    jump = (np.concatenate([[False], np.diff(t) - period > max(max_gap_s, STAMP_JITTER_S) + 1e-9]) if len(t)
+    jump = (np.concatenate([[False], np.diff(t) - period > max(limit, STAMP_JITTER_S + 1e-9)]) if len(t)
             else np.zeros(0, bool))
     starts = have & (~np.concatenate([[False], have[:-1]]) | jump)
     segment[have] = np.cumsum(starts)[have] - 1
