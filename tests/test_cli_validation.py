@@ -150,8 +150,11 @@ def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_pat
     write_record(dataclasses.replace(planned, verbose=True, force=True), "local")
     later = _plan(planned.out)
     assert (later.verbose, later.force) == (False, False) and later.train == planned.train
-    assert _plan(planned.out, force=True).force and _plan(planned.out, m, verbose=True).verbose
-    assert not _plan(planned.out, m).force
+    assert _plan(planned.out, force=True).force and _plan(planned.out, verbose=True).verbose
+    (tmp_path / "a.mp4").write_bytes(b"x")  # a manifest given again (dis run, extract): the same
+    m2 = tmp_path / "m.csv"
+    m2.write_text(f"participant_id,session,video\na,s1,{tmp_path / 'a.mp4'}\n")
+    assert not _plan(planned.out, m2).force and _plan(planned.out, m2, verbose=True).verbose
 
 
 def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tmp_path):

@@ -178,11 +178,11 @@ def test_resubmit_picks_the_failed_block_alone(tmp_path, monkeypatch):
     graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={}, logs=str(plan.out / "slurm"),
                        units={s.name: {s.uid(u): f"{999990 + i}_{k}" for k, u in enumerate(s.units(plan))}
                               for i, s in enumerate(graph.STAGES)})
-    for s in graph.STAGES:
-        for u in s.units(plan):
+    for i, s in enumerate(graph.STAGES):  # each unit's record written by its own task, as tasks write them
+        for k, u in enumerate(s.units(plan)):
             bad = s.name == "score" and s.uid(u) == "head_pose/1-0"
             write_status(s.folder(plan.layout, u), UnitResult(unit_id=s.uid(u), status="failed" if bad else "ok",
-                                                             message="killed" if bad else ""))
+                                                             message="killed" if bad else "", job=f"{999990 + i}_{k}"))
     status = {u["unit"]: u["state"] for u in slurm.run_status(plan.out)["score"]}
     assert status == {"head_pose/0-0": "done", "head_pose/0-1": "done", "head_pose/1-0": "failed",
                       "head_pose/1-1": "done"}
