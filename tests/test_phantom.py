@@ -159,7 +159,9 @@ def test_a_folder_holding_a_users_files_is_not_rendered_into(tmp_path, samples, 
     with pytest.raises(ValueError, match="holds .*manifest.csv, which dis phantom did not make"):
         make_cohort(study, PhantomConfig(participants=2, sessions=1, duration_s=1, fps=10), samples, model.path)
     assert (study / "manifest.csv").read_text() == "participant_id,session,video\n"
-    (study / "phantom.json").write_text("{}")
+    (study / "phantom.json").write_text('{"study": "mine"}')  # a user's phantom.json makes no phantom folder
+    assert foreign_file(study) == study / "phantom.json"
+    (study / "phantom.json").write_text('{"config": {}, "made_by": {}, "participants": []}')
     (study / "videos" / "ph01_s1.mp4").write_bytes(b"old")
     (study / "videos" / ".ph01_s1.mp4.part-1-abc.mp4").write_bytes(b"")
     assert foreign_file(study) is None

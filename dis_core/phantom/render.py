@@ -518,13 +518,25 @@ SESSIONS_RECORD = "phantom-sessions.json"  # sessions rendered so far, for resum
 PHANTOM_VIDEO = re.compile(r"^\.?ph\d+_s\d+\.(mp4|truth\.csv)(\.part-.*)?$")  # and the hidden parts of their writers
 
 
+def _phantom_record(path: Path) -> bool:
+    """``path`` is a phantom.json that dis phantom wrote (its config, made_by and participants)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"config", "made_by", "participants"} <= set(doc)
+
+
 def foreign_file(out_dir: Path) -> Path | None:
     """A file in ``out_dir`` that rendering would overwrite or mix with but that no phantom made, None if there
     is none: a manifest without phantom.json, or anything beside the phantom's own names."""
     if not out_dir.is_dir():
         return None
+    record = out_dir / "phantom.json"
+    if record.is_file() and not _phantom_record(record):  # a user's phantom.json: the folder is theirs
+        return record
     for p in sorted(out_dir.iterdir()):
-        if p.name == "manifest.csv" and not (out_dir / "phantom.json").is_file():
+        if p.name == "manifest.csv" and not record.is_file():
             return p
         if not PHANTOM_TOP.match(p.name):
             return p
