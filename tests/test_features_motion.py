@@ -112,6 +112,24 @@ def test_a_long_gap_is_not_bridged_and_no_window_spans_it():
     np.testing.assert_allclose(vf.x[:, 3:], full.x[pos, 3:], atol=1e-9, rtol=0)
 
 
+def test_a_bridged_frame_on_the_inner_side_of_a_window_end_counts_as_used():
+    """At 24 fps a 0.2 s velocity end of frame 20 falls between frames 24 and 25: with frame 24 bridged, the row
+    read it, but only the outer frames were counted (0 bridged frames used); lags alike."""
+    t = np.arange(60) / 24.0
+    hp = np.cumsum(np.random.default_rng(1).normal(size=(60, 3)), axis=0)
+    hp[24] = np.nan
+    select = np.zeros(60, bool)
+    select[20] = True
+    spec = FeatureSpec("x", "head_pose", velocity=True, velocity_window_s=0.2)
+    vf = video_features(*base_values("head_pose", head_pose=hp), t, select, np.ones(60, bool), spec)
+    assert list(vf.frames) == [20] and vf.interpolated == 1
+    lagged = FeatureSpec("x", "head_pose", velocity=False, lags_s=(0.2,))  # 0.2 s before frame 29: 24 and 25
+    select = np.zeros(60, bool)
+    select[29] = True
+    vf = video_features(*base_values("head_pose", head_pose=hp), t, select, np.ones(60, bool), lagged)
+    assert list(vf.frames) == [29] and vf.interpolated == 1
+
+
 def test_euler_source_is_still_available():
     spec = FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3)
     hp = np.cumsum(np.random.default_rng(0).normal(size=(300, 3)), axis=0)
@@ -162,7 +180,7 @@ def test_velocity_windows_are_exact_symmetric_complete_and_the_same_at_any_frame
         for half in (0.1, 0.2, 0.3):
             t = np.arange(int(6 * fps)) / fps
             v = np.stack([t ** 2, 3 * t ** 2], axis=1)
-            out, good, (hi, lo) = _velocity(v, t, np.zeros(len(t), int), half)
+            out, good, (_, hi, lo, _) = _velocity(v, t, np.zeros(len(t), int), half)
             np.testing.assert_allclose(out[good], np.stack([2 * t, 6 * t], axis=1)[good], rtol=0, atol=1e-9)
             np.testing.assert_array_equal(good, (t - half >= -1e-9) & (t + half <= t[-1] + 1e-9))
             assert (t[hi] < t + half + 1 / fps).all() and (t[lo] > t - half - 1 / fps).all()
@@ -187,11 +205,10 @@ def test_at_a_gap_equal_to_the_reach_train_and_test_rows_read_disjoint_frames():
         gap = reach_s(dataclasses.replace(spec, max_gap_s=0.0), period_s=1.0 / fps)  # nothing to bridge here
         t = np.arange(int(20 * fps)) / fps
         seg = np.zeros(len(t), int)
-        _, rows, (hi, lo) = _velocity(np.zeros((len(t), 1)), t, seg, half)
-        reads = [hi, lo]
+        _, rows, reads = _velocity(np.zeros((len(t), 1)), t, seg, half)  # the frames around both ends
         for lag in lags:
             _, lg, pick = _lagged(np.zeros((len(t), 1)), t, seg, lag)
-            rows, reads = rows & lg, reads + [pick]
+            rows, reads = rows & lg, reads + pick
         for t_cut in (12.0, 12.0 + 0.4 / fps, 15.0 + 0.77 / fps):
             train, test = t < t_cut - gap, t >= t_cut
             read_by_train = np.concatenate([r[rows & train] for r in reads])

@@ -142,7 +142,10 @@ def reach_s(spec: FeatureSpec, period_s: float = FRAME_PERIOD_BOUND_S) -> float:
     read the velocity half-window plus the longest lag, and the frame beyond each moment they interpolate
     at (one period); window rows stay inside their part of the split. Either may read a bridged frame, whose
     value comes from a face frame up to a bridge plus a period further on."""
-    bridge = motion.bridge_limit(spec.max_gap_s) + period_s if spec.max_gap_s > 0 else 0.0
+    # (the bridge's 2 ms tolerance for millisecond times, motion.bridge_limit, is left out: above 10.2 fps a frame
+    # period is 2 ms or more below the bound's 0.1 s, which covers it; counting it made head_lags reach 1.002 s,
+    # past the default 1 s gap)
+    bridge = spec.max_gap_s + period_s if spec.max_gap_s > 0 else 0.0
     if spec.window != "none":
         return bridge
     looks = (spec.velocity_window_s if spec.velocity else 0.0) + max(spec.lags_s, default=0.0)
@@ -369,7 +372,7 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
         parts.append((lagged - off) / g)
         names += [f"{c}@-{lag:g}s" for c in columns]
         valid &= lok
-        used.append(pick)
+        used += pick
     keep = np.asarray(select, bool) & valid
     x = np.concatenate(parts, axis=1)[keep]
     touched = np.zeros(len(v), bool)
@@ -411,9 +414,10 @@ def _velocity(v: np.ndarray, t: np.ndarray, segment: np.ndarray, half: float, on
     spanned 0.40 s at 30 fps and 0.33 s at 24 fps), symmetric, and complete (no row where either end falls
     outside the frame's segment: a video's ends, a long gap, a jump in the frame times). ``on_group``: ``v``
     are rotation vectors and the difference is the body-frame rotation rotvec(R_lo^T R_hi). Returns
-    (values, good mask, [hi, lo] outermost frames read)."""
-    hi_v, hi_ok, (_, hi) = _at(v, t, segment, half, on_group)
-    lo_v, lo_ok, (lo, _) = _at(v, t, segment, -half, on_group)
+    (values, good mask, the frames read: the two around each end, so that a bridged frame on the inner side of
+    an end is counted as used too)."""
+    hi_v, hi_ok, hi_pair = _at(v, t, segment, half, on_group)
+    lo_v, lo_ok, lo_pair = _at(v, t, segment, -half, on_group)
     good = hi_ok & lo_ok
     out = np.full_like(v, np.nan)
     if good.any():
@@ -422,11 +426,11 @@ def _velocity(v: np.ndarray, t: np.ndarray, segment: np.ndarray, half: float, on
             out[good] = d.as_rotvec() / (2.0 * half)
         else:
             out[good] = (hi_v[good] - lo_v[good]) / (2.0 * half)
-    return out, good, [hi, lo]
+    return out, good, [*hi_pair, *lo_pair]
 
 
 def _lagged(v: np.ndarray, t: np.ndarray, segment: np.ndarray, lag: float, on_group: bool = False):
     """Values ``lag`` seconds before each frame, interpolated in its segment (:func:`_at`). Returns (values,
-    good, the earliest frame read)."""
-    out, good, (a, _) = _at(v, t, segment, -lag, on_group)
-    return out, good, a
+    good, the frames read: the two around that moment)."""
+    out, good, pair = _at(v, t, segment, -lag, on_group)
+    return out, good, pair
