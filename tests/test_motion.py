@@ -214,7 +214,7 @@ def test_a_jump_in_the_frame_times_splits_segments_like_missing_frames():
     v = np.stack([np.sin(t), np.cos(t)], axis=1)
     _, fill, seg = bridge_gaps(v, t, np.ones(len(t), bool), 0.2)
     assert not fill.any() and seg[59] == 0 and seg[60] == 1 and len(set(seg)) == 2
-    _, good, (hi, lo) = _velocity(v, t, seg, 0.2)
+    _, good, (_, hi, lo, _) = _velocity(v, t, seg, 0.2)  # the frames around each end: outer ones
     assert good.any() and (seg[hi[good]] == seg[lo[good]]).all()
     assert not good[54:66].any()  # no velocity window across the jump
     t2 = np.arange(120) / 30.0
