@@ -51,20 +51,25 @@ def test_identical_content_is_never_both_trained_and_tested_for_one_participant(
     assert not keys("train") & keys("test"), "the same extraction content is trained and tested"
 
 
+def _damage(h5, dataset: str):
+    """Overwrite the first stored chunk of ``dataset`` in the HDF5 file ``h5`` (as a failing disk would)."""
+    import h5py
+
+    with h5py.File(h5, "r") as f:
+        info = f[dataset].id.get_chunk_info(0)
+    raw = bytearray(h5.read_bytes())
+    raw[info.byte_offset: info.byte_offset + info.size] = b"\xff" * info.size
+    h5.write_bytes(bytes(raw))
+    return h5
+
+
 @pytest.mark.parametrize("dataset", ["landmarks", "transform", "blendshapes"])
 def test_a_damaged_extraction_is_left_out_naming_its_file(tmp_path, dataset):
     """Damage in the transform or blendshapes stopped the whole cohort step with a bare h5py error naming no file
     (the first read skipped them; the column statistics read them later): it costs that video, said with its path."""
-    import h5py
-
     out = tmp_path / "out"
     m = make_run(out, n=3, seconds=12, sessions=2)
-    bad = RunLayout(out).extraction(m.entries[2].unit_id)
-    with h5py.File(bad, "r") as f:
-        info = f[dataset].id.get_chunk_info(0)
-    raw = bytearray(bad.read_bytes())
-    raw[info.byte_offset: info.byte_offset + info.size] = b"\xff" * info.size
-    bad.write_bytes(bytes(raw))
+    bad = _damage(RunLayout(out).extraction(m.entries[2].unit_id), dataset)
     c = prepare_cohort(m, out)
     (why,) = [x["reason"] for x in c.left_out if x.get("unit_id") == m.entries[2].unit_id]
     assert why.startswith(f"extraction unreadable: {bad}: ")
@@ -74,12 +79,7 @@ def test_a_damaged_extraction_is_left_out_naming_its_file(tmp_path, dataset):
     from dis_core.features.build import FEATURE_SETS
 
     spec = {"landmarks": "landmarks", "transform": "head_pose", "blendshapes": "blendshapes"}[dataset]
-    later = RunLayout(out).extraction(m.entries[0].unit_id)
-    with h5py.File(later, "r") as f:
-        info = f[dataset].id.get_chunk_info(0)
-    raw = bytearray(later.read_bytes())
-    raw[info.byte_offset: info.byte_offset + info.size] = b"\xff" * info.size
-    later.write_bytes(bytes(raw))
+    later = _damage(RunLayout(out).extraction(m.entries[0].unit_id), dataset)
     with pytest.raises(DISError, match=f"^{later}: extraction unreadable \\("):
         participant_features(c, m.entries[0].participant_id, FEATURE_SETS[spec], "train")
 
