@@ -33,6 +33,7 @@ from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
 from dis_core.report.config import ReportConfig
 from dis_core.score.config import ScoreConfig, block_grid
+from jobs.progress import NOT_RUN  # how a unit stopped by a failure upstream records itself (failed, without running)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Stage:
     # unit serves every feature set, as the cohort step and the report do)
     scope: Callable[[Any], str] | None = None
     # the unit's folder may be another input's until the unit claims it (extraction: a video's folder named by its
-    # id): nothing but the unit itself touches it, and its bugs go to its own log (extraction.log)
+    # id): nothing but the unit itself touches it, and a bug that escapes it is logged under OUT/summary/tracebacks
     claims_folder: bool = False
 
 
@@ -242,9 +243,6 @@ def downstream(names: Sequence[str]) -> list[str]:
         if set(s.after) & out:
             out.add(s.name)
     return [s.name for s in STAGES if s.name in out]
-
-
-from jobs.progress import NOT_RUN  # noqa: E402 - how a unit stopped by a failure upstream records itself (failed, without running)
 
 
 def upstream_failure(stage_name: str, plan: Plan, scope: str | None = None, jobs: dict | None = None) -> str:

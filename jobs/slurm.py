@@ -27,7 +27,7 @@ from dis_core.io.lock import RunLocked, private_folder
 from dis_core.layout import read_status
 
 from .graph import (BY_NAME, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, recorded_jobs,
-                    run_unit, slurm_task_id, units_by_id, write_record)
+                    run_unit, slurm_task_id, traceback_log, units_by_id, write_record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -471,7 +471,8 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
             d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if here else "",
                  "recorded": here}
             if state == "failed":
-                d["log"] = _log(rec, st.name, jid, st.folder(plan.layout, known[uid]) if here else None)
+                d["log"] = _log(rec, st.name, jid, st.folder(plan.layout, known[uid]) if here else None,
+                                traceback_log(st, plan, known[uid]) if here else None)
             result[st.name].append(d)
     return result
 
@@ -505,18 +506,20 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     return "missing"
 
 
-def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None) -> str:
+def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None, traceback: Path | None = None) -> str:
     """Where a failed unit's details are, the first that is not empty: the unit's own log (a bug's traceback, an
     extraction's decoder errors; give ``unit_folder`` only when the unit recorded its failure in this task, else SLURM's
     reason in the task's log comes first), else the task's submitit stderr, else its stdout (in the folder
-    of the submission that ran it). A unit that fails inside a task that completes leaves stderr empty."""
+    of the submission that ran it). A unit that fails inside a task that completes leaves stderr empty.
+    ``traceback``: where the unit's bug was logged (graph.traceback_log; default: its folder's traceback.log)."""
     from dis_core.io.quiet import LOG_NAME
     from dis_core.layout import TRACEBACK_LOG
 
     places = [Path(x) / stage for x in [rec.get("logs", "")] + rec.get("logs_previous", [])[::-1] if x]
     # <job>[_<index>]_<rank>_log.*; a unit run locally since (job '') has no task log
     task = [p / f"{jid}_0_log.{ext}" for ext in ("err", "out") for p in places] if jid else []
-    own = [] if unit_folder is None else [unit_folder / TRACEBACK_LOG] + ([unit_folder / LOG_NAME] if stage == "extract" else [])
+    own = [] if unit_folder is None else ([traceback or unit_folder / TRACEBACK_LOG]
+                                          + ([unit_folder / LOG_NAME] if stage == "extract" else []))
     for f in own + task:
         if f.is_file() and f.stat().st_size:
             return str(f)

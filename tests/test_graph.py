@@ -429,6 +429,12 @@ def test_a_bug_in_a_unit_that_claims_its_folder_leaves_that_folder_alone(plan):
 
     tb = graph.traceback_log(st, plan, Entry())
     assert tb == plan.layout.summary_dir / "tracebacks" / "extract-p1_s1_v-0123.log"
+    # and dis status points there: the video's folder has no traceback of its own
+    folder = plan.layout.video_dir(Entry.unit_id)
+    folder.mkdir(parents=True)
+    tb.parent.mkdir(parents=True)
+    tb.write_text("Traceback ...\n")
+    assert slurm._log({"logs": str(plan.out / "slurm")}, "extract", "", folder, tb) == str(tb)
     assert graph.traceback_log(graph.stage("cohort"), plan, "cohort") == plan.layout.cohort_dir / "traceback.log"
 
 

@@ -288,10 +288,9 @@ def _is_done(d: Path, key: str, cfg: TrainConfig) -> bool:
         s = json.loads((d / SUMMARY_NAME).read_text())
         if s.get("key") != key or s.get("status") != "ok":
             return False
-        _, blob = load_density(d / MODEL_NAME)
-        for m in methods_of(cfg):  # every method's file must load: a damaged baseline was skipped as current,
-            load_density(d / FILES[m])  # while scoring left its person out, for good
-        return blob.get("unit_key") == key
+        # every method's file must load: a damaged baseline was skipped as current, while scoring left its person out
+        blobs = {m: load_density(d / FILES[m])[1] for m in methods_of(cfg)}
+        return blobs["flow"].get("unit_key") == key
     except Exception:
         return False
 
