@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -422,15 +423,20 @@ def slurm_query(cmd: Sequence[str]) -> str:
     """The output of a SLURM query; DISError when the command is missing or SLURM does not answer, since an
     empty answer would read as "never ran" and dis resubmit would queue live units twice. squeue's "Invalid job
     id" (jobs finished and gone from the queue) is an empty answer, not a failure, and so is sacct on a cluster
-    without accounting (finished jobs' states are then unknown: the units' records tell what they did)."""
+    without accounting or with its database out of reach (one line on stderr says so): live tasks are squeue's,
+    which must answer, and finished ones' states are then unknown, so the units' records tell what they did."""
     if shutil.which(cmd[0]) is None:
         raise DISError(f"{cmd[0]} not found: the state of a SLURM run is read where SLURM runs (a login node)")
     r = subprocess.run(list(cmd), capture_output=True, text=True)
     err = r.stderr.lower()
+    why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
     if r.returncode != 0 and cmd[0] == "sacct" and "accounting storage is disabled" in err:
         return ""  # a cluster without accounting: squeue and the units' own records tell the state, as they can
+    if r.returncode != 0 and cmd[0] == "sacct" and "talking to the database" in err:
+        sys.stderr.write(f"note: SLURM's accounting did not answer ({why}): the states of finished tasks are "
+                         "unknown, the units' records and squeue tell the run's state\n")
+        return ""
     if r.returncode != 0 and not (cmd[0] == "squeue" and "invalid job id" in err):
-        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
         raise DISError(f"{cmd[0]} failed ({why}): the SLURM run's state is unknown; try again when SLURM answers")
     return r.stdout
 

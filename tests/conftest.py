@@ -27,31 +27,51 @@ def model():
 
 
 @pytest.fixture(autouse=True)
-def _idle_squeue(request, tmp_path_factory, monkeypatch):
-    """Outside the SLURM tests, squeue answers an empty queue: whether this machine's controller happens to be up
-    (installed but stopped, or started by an earlier test) must not decide a unit test's outcome."""
+def _idle_slurm(request, tmp_path_factory, monkeypatch):
+    """Outside the SLURM tests, squeue answers an empty queue and sacct no jobs: whether this machine has SLURM,
+    and whether its controller and accounting happen to be up (started by an earlier test), must not decide a unit
+    test's outcome."""
     if "slurm" in request.fixturenames or request.node.get_closest_marker("slurm"):
         return
-    d = tmp_path_factory.getbasetemp() / "idle-squeue"
-    if not (d / "squeue").exists():
-        d.mkdir(exist_ok=True)
-        (d / "squeue").write_text("#!/bin/sh\nexit 0\n")
-        (d / "squeue").chmod(0o755)
+    d = tmp_path_factory.getbasetemp() / "idle-slurm"
+    for name in ("squeue", "sacct"):
+        if not (d / name).exists():
+            d.mkdir(exist_ok=True)
+            (d / name).write_text("#!/bin/sh\nexit 0\n")
+            (d / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{d}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+SLURM_BASE = Path(os.environ.get("SLURM_BASE", "/tmp/dis-slurm"))  # tests/slurm/start.sh's state, logs, PID files
+
+
+def _slurm_up() -> str:
+    """'' when the node is idle and accounting answers (submitit and dis status read finished tasks from sacct),
+    else what is down."""
+    if shutil.which("sinfo") is None:
+        return "SLURM is not installed"
+    node = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip()
+    if node not in ("idle", "mixed", "allocated"):
+        return f"the node is {node or 'not answering'}"
+    acct = subprocess.run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"], capture_output=True, text=True)
+    if acct.returncode != 0 and "accounting storage is disabled" not in acct.stderr:
+        return f"sacct: {acct.stderr.strip()[-300:]}"
+    return ""
 
 
 @pytest.fixture(scope="session")
 def slurm():
-    """A running SLURM: started by tests/slurm/start.sh when this machine can (root, Debian packages)."""
-    def alive() -> bool:
-        return shutil.which("sinfo") is not None and subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip() in ("idle", "mixed", "allocated")
-    if not alive():
+    """A running SLURM with accounting: started, or its dead daemons restarted, by tests/slurm/start.sh when this
+    machine can (root, Debian packages)."""
+    if _slurm_up():
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             pytest.skip("no SLURM here and no way to start one (needs root and apt)")
         r = subprocess.run(["bash", str(Path(__file__).parent / "slurm" / "start.sh")], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
-    assert alive()
+    down = _slurm_up()
+    logs = sorted((SLURM_BASE / "state" / "log").glob("*.log"))
+    assert not down, down + "".join(f"\n--- {f}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:])
+                                    for f in logs)
     return True
 
 

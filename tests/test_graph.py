@@ -328,12 +328,13 @@ def _fake_bin(tmp_path: Path, **scripts: str) -> str:
     return str(d)
 
 
-def test_a_slurm_that_does_not_answer_is_an_error_not_a_run_that_never_ran(tmp_path, monkeypatch):
-    """sacct failing (controller down) read as empty: every unit "missing", and dis resubmit queued live units a
-    second time. squeue's "Invalid job id" (jobs gone from the queue) is an empty answer; a missing sacct is named."""
-    monkeypatch.setenv("PATH", _fake_bin(tmp_path, sacct="echo 'sacct: error: Problem talking to the database' >&2; exit 1",
+def test_a_slurm_that_does_not_answer_is_an_error_not_a_run_that_never_ran(tmp_path, monkeypatch, capsys):
+    """sacct failing read as empty: every unit "missing", and dis resubmit queued live units a second time.
+    squeue's "Invalid job id" (jobs gone from the queue) is an empty answer; a missing sacct is named. Accounting's
+    database out of reach leaves squeue (live tasks) and the records: a note, not an error (dis status stopped)."""
+    monkeypatch.setenv("PATH", _fake_bin(tmp_path, sacct="echo 'sacct: error: Invalid field requested: \"Stat\"' >&2; exit 1",
                                          squeue="echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1"))
-    with pytest.raises(DISError, match=r"sacct failed \(sacct: error: Problem talking to the database\): the SLURM run's state is unknown"):
+    with pytest.raises(DISError, match=r"sacct failed \(sacct: error: Invalid field requested: \"Stat\"\): the SLURM run's state is unknown"):
         slurm.sacct_states(["7_0"])
     monkeypatch.setenv("PATH", _fake_bin(tmp_path, sacct="echo '7_0|COMPLETED'"))
     assert slurm.sacct_states(["7_0"]) == {"7_0": "COMPLETED"}
@@ -343,6 +344,13 @@ def test_a_slurm_that_does_not_answer_is_an_error_not_a_run_that_never_ran(tmp_p
     monkeypatch.setenv("PATH", _fake_bin(tmp_path, squeue="echo '7_1|RUNNING'",
                                          sacct="echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1"))
     assert slurm.sacct_states(["7_0", "7_1"]) == {"7_1": "RUNNING"}  # no accounting: the queue and the records
+    monkeypatch.setenv("PATH", _fake_bin(tmp_path, squeue="echo '7_1|RUNNING'",
+                                         sacct="echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1"))
+    capsys.readouterr()
+    assert slurm.sacct_states(["7_0", "7_1"]) == {"7_1": "RUNNING"}
+    assert capsys.readouterr().err == ("note: SLURM's accounting did not answer (sacct: error: Problem talking to the "
+                                       "database: Connection refused): the states of finished tasks are unknown, the "
+                                       "units' records and squeue tell the run's state\n")
     (tmp_path / "bin" / "sacct").unlink()
     with pytest.raises(DISError, match="sacct not found"):
         slurm.sacct_states(["7_0"])

@@ -194,6 +194,27 @@ def test_cancelled_training_task_is_resubmitted(slurm, cohort, model, tmp_path):
     assert "ph02" in scores.index
 
 
+def test_accounting_out_of_reach_leaves_the_queue_and_a_note(slurm, capfd):
+    """slurmdbd down (killed here for real) made every `dis status` fail though squeue, which tells the live tasks,
+    answered: a queued task is still seen, and one line says finished tasks' states are unknown."""
+    pid_file = Path(os.environ.get("SLURM_BASE", "/tmp/dis-slurm")) / "state" / "run" / "slurmdbd.pid"
+    job = subprocess.run(["sbatch", "--parsable", "--array=0", "-o", "/dev/null", "--wrap", "sleep 60"],
+                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    try:
+        os.kill(int(pid_file.read_text()), 15)
+        deadline = time.time() + 30
+        while subprocess.run(["sacct", "-n", "-X", "-j", job], capture_output=True).returncode == 0:
+            assert time.time() < deadline, "slurmdbd did not stop"
+            time.sleep(0.2)
+        capfd.readouterr()
+        assert sacct_states([f"{job}_0"]).get(f"{job}_0") in ("PENDING", "RUNNING")
+        assert "note: SLURM's accounting did not answer (" in capfd.readouterr().err
+    finally:
+        subprocess.run(["scancel", job])
+        subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start.sh")], capture_output=True, check=True)
+    assert subprocess.run(["sacct", "-n", "-X", "-j", job], capture_output=True).returncode == 0  # back for the rest
+
+
 def test_packed_extraction_tasks_report_and_record_each_unit(slurm, cohort, model, tmp_path):
     """Nine videos in packs of four: three array tasks; the broken video fails alone, the rest of its
     pack is done, and every unit's status names the task the run record maps it to."""

@@ -90,9 +90,23 @@ StoragePass=slurmpw
 StorageLoc=slurm_acct_db
 EOF
   chmod 600 /etc/slurm/slurmdbd.conf            # slurmdbd refuses a world-readable conf
-  alive "$S/run/slurmdbd.pid" || slurmdbd
-  for i in $(seq 1 50); do alive "$S/run/slurmdbd.pid" && break; sleep 0.1; done
-  for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/6819) 2>/dev/null && break; sleep 0.1; done
+  listening() { (exec 3<>/dev/tcp/127.0.0.1/6819) 2>/dev/null; }
+  # a first start creates the accounting tables (slow on a busy disk); a slurmdbd that exited is started again,
+  # and one that never listens stops the set-up here (else sacct fails later, far from the cause)
+  for attempt in 1 2 3; do
+    alive "$S/run/slurmdbd.pid" || slurmdbd || true
+    for i in $(seq 1 600); do
+      listening && break
+      [ "$i" -gt 30 ] && ! alive "$S/run/slurmdbd.pid" && break   # it exited: start it again
+      sleep 0.1
+    done
+    listening && break
+  done
+  if ! listening; then
+    echo "[start-slurm] slurmdbd does not listen on 6819; the end of $S/log/slurmdbd.log:" >&2
+    tail -20 "$S/log/slurmdbd.log" >&2 || true
+    exit 1
+  fi
   log "slurmdbd up (pid $(cat "$S/run/slurmdbd.pid"))"
   ACCT="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
