@@ -17,7 +17,10 @@ WITH_DBD=${WITH_DBD:-1}
 RESET=${RESET:-0}
 T0=$(date +%s.%N)
 log() { printf '[start-slurm %6.2fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# a PID file's process is alive when it runs and is that daemon: a stale file (a machine restarted with /tmp kept)
+# may name a PID since reused by another process, and the daemon would then never be started
+alive() { local pid; [ -s "$1" ] && pid=$(cat "$1") && kill -0 "$pid" 2>/dev/null &&
+          [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${2:-$(basename "$1" .pid)}" ]; }
 
 # ---------------------------------------------------------------- install
 PKGS="slurmctld slurmd slurm-client munge bc"
@@ -63,7 +66,7 @@ if [ "$WITH_DBD" = 1 ]; then
     mariadb-install-db --user=mysql --datadir="$S/mysql" --auth-root-authentication-method=socket \
       --skip-test-db > "$S/mysqlrun/install-db.log" 2>&1
   fi
-  if ! alive "$S/mysqlrun/mysqld.pid"; then
+  if ! alive "$S/mysqlrun/mysqld.pid" mariadbd; then
     # unix socket only (no TCP); /run/mysqld/mysqld.sock is where slurmdbd's client library looks
     setsid /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$S/mysql" \
       --socket=/run/mysqld/mysqld.sock --pid-file="$S/mysqlrun/mysqld.pid" --skip-networking \
