@@ -270,16 +270,37 @@ def test_few_dyads_give_the_exact_p_of_their_pairings_and_say_it_cannot_reach_00
     assert len(every) == 105 and r["exact"]
     assert r["p"] == pytest.approx(np.mean(np.array(every) >= r["observed"] - 1e-12))
     assert r["null_mean"] == pytest.approx(np.mean(every))
-    # chance: the 24 pairs that are not a real couple, each with its own strangers (the null's mean also holds
-    # the 4 real couples, each in 1/7 of the pairings)
-    pseudo = [st.dyad_statistic(sim, [(a, b)])[0] for a in range(8) for b in range(a + 1, 8) if (a // 2, a % 2) != (b // 2, 0) or b != a + 1]
+    # chance: the 24 pairs that are not a real couple, each member's strangers leaving out their pseudo-partner
+    # and their real partner (the null's mean also holds the 4 real couples, each in 1/7 of the pairings)
+    partner = {a: a ^ 1 for a in range(8)}
+
+    def pseudo_value(a, b):
+        strangers = [np.mean([sim[x, j] for j in range(8) if j not in (x, y, partner[x])]) for x, y in ((a, b), (b, a))]
+        return sim[a, b] - np.mean(strangers)
+    pseudo = [pseudo_value(a, b) for a in range(8) for b in range(a + 1, 8) if b != partner[a]]
     assert len(pseudo) == 24 and r["chance"] == pytest.approx(np.mean(pseudo))
     assert r["excess"] == pytest.approx(r["observed"] - np.mean(pseudo))
     x = sim.copy()
     np.fill_diagonal(x, 0.0)
-    blocked = st.pseudo_couple_mean(lambda a, b: st._dyad_stats(sim, x.sum(axis=1), a, b), np.array(pairs), None,
-                                    block=3)  # three rows at a time: the same pairs, each once
+    part = np.array([partner[a] for a in range(8)])
+    blocked = st.pseudo_couple_mean(lambda a, b: st._pseudo_dyad_stats(sim, x.sum(axis=1), part, a, b),
+                                    np.array(pairs), None, block=3)  # three rows at a time: the same pairs, each once
     assert blocked == pytest.approx(np.mean(pseudo))
+
+
+def test_partners_alike_do_not_push_chance_below_zero():
+    """Partners 0.5, everyone else 0.3: the partner statistic is +0.2, and so is its excess, however few the couples
+    and whatever the strata. With the real partner among a pseudo-couple's strangers, chance was -0.2 / (2D - 2)
+    (-0.1 with two couples, an excess of 0.3)."""
+    for n in (4, 6, 24):
+        pairs = np.arange(n).reshape(-1, 2)
+        sim = np.full((n, n), 0.3)
+        sim[pairs[:, 0], pairs[:, 1]] = sim[pairs[:, 1], pairs[:, 0]] = 0.5
+        np.fill_diagonal(sim, np.nan)
+        for groups in (None,) + ((np.repeat(np.arange(n // 4), 4),) if n % 4 == 0 else ()):
+            r = st.dyad_permutation_test(sim, pairs, groups, n_perm=500, n_boot=100)
+            assert r["observed"] == pytest.approx(0.2)
+            assert r["chance"] == pytest.approx(0.0, abs=1e-12) and r["excess"] == pytest.approx(0.2)
 
 
 def test_chance_excludes_real_couples_so_small_strata_do_not_shrink_the_excess():
