@@ -275,6 +275,13 @@ def test_not_above_chance_names_intervals_that_hold_chance_or_lie_below_it():
     assert at_chance({**row, "top1_lo": 0.0, "eer_hi": 0.5, "auc_lo": 0.45}) == ["top-1", "EER", "AUC"]
     assert at_chance({**row, "top1_hi": 0.04, "top1_lo": 0.0, "eer_lo": 0.55, "eer_hi": 0.7, "auc_lo": 0.3,
                       "auc_hi": 0.45}) == ["top-1 worse than chance", "EER worse than chance", "AUC worse than chance"]
+    # two people: every bootstrap draw of EER and AUC is the same pair (an interval of width 0, here "above
+    # chance"): below 10 people they are not told apart from chance, top-1 (Wilson-widened) still is
+    two = {**row, "eer_lo": 0.0, "eer_hi": 0.0, "auc_lo": 1.0, "auc_hi": 1.0, "top1_lo": 0.34, "top1_hi": 1.0,
+           "chance_top1": 0.5, "participants": 2}
+    assert at_chance(two) == ["top-1", "EER and AUC untold (fewer than 10 people)"]
+    assert at_chance({**two, "participants": 10}) == ["top-1"]
+    assert at_chance({**row, "participants": 40}, people=4)[-1] == "EER and AUC untold (fewer than 10 people)"
 
 
 def test_excerpt_verdicts_stand_in_their_feature_sets_section(tmp_path):

@@ -45,18 +45,26 @@ def chance_text(chance: float) -> str:
     return f"{chance:.3g}"
 
 
-def at_chance(m: dict) -> list[str]:
+def at_chance(m: dict, people: int | None = None) -> list[str]:
     """The metrics of a method's row whose 95% interval holds chance (top-1: 1/N; AUC and EER: 0.5): what it
     does is not told apart from guessing on these people. One wholly on the wrong side of chance is named
-    as worse than chance (a confound, or scores the wrong way round, more likely than bad luck)."""
+    as worse than chance (a confound, or scores the wrong way round, more likely than bad luck). Below
+    MIN_PEOPLE people (``people``, else the row's participants) AUC and EER are not told apart from chance either:
+    their bootstrap over so few people is too narrow (with 2 every draw is the same pair: a width of 0)."""
+    people = m.get("participants") if people is None else people
+    few = people is not None and people < MIN_PEOPLE
     out = []
     for key, label, chance, better in (("top1", "top-1", m["chance_top1"], 1), ("eer", "EER", 0.5, -1),
                                        ("auc", "AUC", 0.5, 1)):
+        if few and key != "top1":  # top-1's interval holds its Wilson interval, valid with few people
+            continue
         lo, hi = m[f"{key}_lo"], m[f"{key}_hi"]
         if lo <= chance <= hi:
             out.append(label)
         elif (hi < chance) if better > 0 else (lo > chance):
             out.append(f"{label} worse than chance")
+    if few:
+        out.append(f"EER and AUC untold (fewer than {MIN_PEOPLE} people)")
     return out
 
 

@@ -53,7 +53,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             mt = r.methods[m].metrics
             headline.append(f"  {lead[r.feature_set] if k == 0 else '':{w}s}  {names[m]} {_ci(mt, 'top1', 'top-1')}  "
                             f"{_ci(mt, 'eer', 'EER')}  {_ci(mt, 'auc', 'AUC')}")
-        low = {names[m]: at_chance(r.methods[m].metrics) for m in names if m in r.methods}
+        low = {names[m]: at_chance(r.methods[m].metrics, len(r.participants)) for m in names if m in r.methods}
         headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}, "
                         "EER 0.5, AUC 0.5" + "".join(f"; {m} not above chance: {', '.join(x)}" for m, x in low.items() if x))
     summary = pd.DataFrame(summary_rows)
