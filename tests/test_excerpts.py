@@ -8,6 +8,8 @@ from dis_core.features.build import FEATURE_SETS, video_features
 from dis_core.score.excerpts import (Excerpts, excerpt_labels, excerpt_rows, excerpt_scores, holm_family,
                                      stream_excerpts)
 from dis_core.score.scoring import headline_intervals, identification, pair_score, score_matrix, tnorm, verification
+from dis_core.score import stats as st
+from dis_core.score.stats import topk_fractional
 
 
 def _rows(ex: dict, n: int, n_boot: int) -> dict:
@@ -125,7 +127,12 @@ def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
     expect = (18 * inner(2) + 2 * (norm.cdf((4 / 19) / 2 * np.sqrt(2)))) / 20
     assert a["top1"] == pytest.approx(expect, abs=0.06)  # 400 excerpts: binomial sd ~0.02
     _, (same,) = excerpt_rows({"a": short, "b": short}, n, [("a", "b")], n_boot=200)  # paired: zero in every draw
-    assert all(same[f"{k}_diff"] == same[f"{k}_diff_lo"] == same[f"{k}_diff_hi"] == 0 for k in ("top1", "auc", "eer"))
+    assert all(same[f"{k}_diff"] == same[f"{k}_diff_lo"] == same[f"{k}_diff_hi"] == 0 for k in ("auc", "eer"))
+    # top-1's difference holds Newcombe's interval of its people's credits, 0 inside it (no draw says more)
+    credit = np.bincount(short.owner, topk_fractional(short.s, 1, short.owner)[0]) / np.bincount(short.owner)
+    assert same["top1_diff"] == 0 and same["top1_p"] == 1.0
+    assert (same["top1_diff_lo"], same["top1_diff_hi"]) == pytest.approx(st.paired_rate_interval(credit, credit))
+    assert same["top1_diff_lo"] < 0 < same["top1_diff_hi"]
     # a person's excerpts weigh as one person: repeating one person's excerpts changes no figure
     dup = Excerpts(np.c_[short.s, short.s[:, short.owner == 0]], np.r_[short.owner, short.owner[short.owner == 0]])
     d = _rows({"dup": dup}, n, 10)["dup"]

@@ -152,6 +152,25 @@ def test_paired_p_is_the_monte_carlo_p_and_never_zero():
     assert (st.p_text(1 / 2001), st.p_text(0.001), st.p_text(0.0123)) == ("< 0.001", "0.001", "0.012")
 
 
+def test_paired_top1_difference_holds_newcombes_interval_where_no_one_is_told_apart():
+    """Both methods identify all 40 people: the paired bootstrap's interval had no width, [+0.000, +0.000]. The
+    paired score interval there is +-(1 - Wilson's lower end of 40/40) = +-(1 - 40 / (40 + z^2)) = +-0.0876."""
+    from dis_core.score.scoring import compare_methods
+    z2 = float(st._st.norm.ppf(0.975)) ** 2
+    half = 1 - 40 / (40 + z2)
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(40, 40))
+    s[np.arange(40), np.arange(40)] += 10
+    r = compare_methods(s, s.copy(), n_boot=200)
+    assert r["top1_diff"] == 0 and (r["top1_diff_lo"], r["top1_diff_hi"]) == pytest.approx((-half, half), abs=1e-9)
+    assert st.paired_rate_interval(np.ones(40), np.ones(40)) == pytest.approx((-half, half))
+    # 5 of 40 identified by a alone, the rest by both (a 2 x 2 table with an empty margin: no correlation term):
+    # 0.125 - hypot(a's distance to its lower end, b's to its upper), 0.125 + b's distance to its lower end
+    (l1, _), (l2, u2) = st.wilson_interval(1.0, 40), st.wilson_interval(0.875, 40)
+    assert st.paired_rate_interval(np.ones(40), np.r_[np.zeros(5), np.ones(35)]) == pytest.approx(
+        (0.125 - np.hypot(1 - l1, u2 - 0.875), 0.125 + 0.875 - l2))
+
+
 def test_mcnemar_exact():
     a = np.array([1] * 8 + [0] * 2 + [1] * 5, bool)
     b = np.array([0] * 8 + [1] * 2 + [1] * 5, bool)

@@ -86,7 +86,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "difference, p = 2 (k + 1) / (B + 1) with k of B draws across 0, B as the family "
                                    "of tests needs for Holm (at least 1,000; column draws); top-1's difference held also to "
                                    "its jackknife over people, and its p to the normal p of that (the draws keep the models "
-                                   "fixed); exact McNemar on top-1 (sheet comparisons; it assumes people independent, "
+                                   "fixed), and to Newcombe's paired score interval of the two rates; exact McNemar on top-1 (sheet comparisons; it assumes people independent, "
                                    "which a broad model that outscores many of them breaks: read it beside the bootstrap p). "
                                    "The t-norm standardises an impostor score within a cohort that holds it (the genuine "
                                    "score is left out of its own), a bias of about +0.02 AUC at 10 people shared by every method", partners.text] + [v.text for v in verdicts]})

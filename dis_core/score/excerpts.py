@@ -15,7 +15,8 @@ import numpy as np
 
 from dis_core.score.scoring import TRIM, check_log_p, pair_score, weighted_tnorm
 from dis_core.score.stats import (boot_result, holm, jackknife_se, paired_result, participant_draws, rate_result,
-                                  topk_fractional, topk_leave_one_out, weighted_auc_eer, with_model_variation)
+                                  topk_fractional, topk_leave_one_out, weighted_auc_eer, with_model_variation,
+                                  with_paired_rate)
 
 
 _TOL = 1e-6  # s: frame times read from a container (29.97 fps) land a rounding off their nominal instants
@@ -217,9 +218,11 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
         c = {"a": a, "b": b}
         for k, key in enumerate(METRICS):
             r = paired_result(float(pa[k] - pb[k]), da[:, k] - db[:, k])
-            if key == "top1":  # the models' own variation, as the rates' intervals hold it
+            if key == "top1":  # the models' own variation, and Newcombe's interval, as the rates' hold them
                 r = with_model_variation(r, jackknife_se(topk_leave_one_out(ex[a].s, 1, ex[a].owner)
                                                          - topk_leave_one_out(ex[b].s, 1, ex[b].owner)))
+                ca, cb = _prepare(ex[a], n).credit, _prepare(ex[b], n).credit
+                r = with_paired_rate(r, ca[np.isfinite(ca)], cb[np.isfinite(cb)])
             c.update({f"{key}_diff": r.diff, f"{key}_diff_lo": r.lo, f"{key}_diff_hi": r.hi, f"{key}_p": r.p})
         comps.append(c)
     return rows, comps

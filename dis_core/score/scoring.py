@@ -18,7 +18,7 @@ from dis_core.errors import DISError
 from dis_core.score.stats import (auc, boot_result, bootstrap_columns, dyad_permutation_test, eer, genuine_impostor,
                                   jackknife_se, mcnemar_top1, pair_similarity, paired_result, participant_draws,
                                   proportion_interval, roc_points, topk_fractional, topk_leave_one_out,
-                                  weighted_auc_eer, with_model_variation)
+                                  weighted_auc_eer, with_model_variation, with_paired_rate)
 
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
@@ -265,8 +265,9 @@ def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: 
     da, db = headline_draws(s_a, n_boot, seed, False), headline_draws(s_b, n_boot, seed, False)
     for name, fn in HEADLINE.items():
         r = paired_result(float(fn(s_a) - fn(s_b)), da[name] - db[name])
-        if name == "top1":  # the models' own variation, which the draws keep fixed
+        if name == "top1":  # the models' own variation, which the draws keep fixed, and Newcombe's interval
             r = with_model_variation(r, jackknife_se(topk_leave_one_out(s_a, 1) - topk_leave_one_out(s_b, 1)))
+            r = with_paired_rate(r, topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0])
         out.update({f"{name}_diff": r.diff, f"{name}_diff_lo": r.lo, f"{name}_diff_hi": r.hi, f"{name}_p": r.p})
     for name, fn in SUPPLEMENTARY.items():  # the point difference on raw and z-norm scores: does a claim hold there?
         out[f"{name}_diff"] = float(fn(s_a) - fn(s_b))
