@@ -46,7 +46,10 @@ def test_only_common_participants_are_compared_in_a_fixed_order():
     # McNemar: all 5 right in a, wrong in b -> two-sided binomial 2 * 0.5**5
     assert (c["top1_mcnemar_n10"], c["top1_mcnemar_n01"]) == (5, 0)
     assert c["top1_mcnemar_p"] == pytest.approx(2 * 0.5 ** 5)
-    assert c["top1_diff_lo"] == pytest.approx(1.0) and c["top1_p"] < 0.01
+    # 5 of 5 against 0 of 5: every draw says +1, Newcombe's interval holds what 5 people can say, 1 - hypot of
+    # each rate's Wilson distance to its inner end, 1 - 5 / (5 + z^2) both (the bootstrap's alone: [1.00, 1.00])
+    gap = 1 - 5 / (5 + float(st._st.norm.ppf(0.975)) ** 2)
+    assert (c["top1_diff_lo"], c["top1_diff_hi"]) == pytest.approx((1 - np.hypot(gap, gap), 1.0)) and c["top1_p"] < 0.01
 
 
 def test_fewer_than_three_common_people_give_no_comparison():
@@ -84,7 +87,27 @@ def test_family_is_every_pair_and_method_holm_adjusted():
     text = feature_set_verdict(rows).text
     assert "strong better than weak on AUC (flow" in text
     assert "weak vs also_weak (flow): top-1, EER, AUC" in text.split("no supported difference:")[1]
-    assert "Holm-corrected across these 18 tests" in text
+    assert "Holm-corrected across the 18 tests on 10+ common people" in text
+
+
+def test_a_comparison_on_too_few_people_is_left_out_of_the_family():
+    """Twelve people in a and b, five of them also in c: a vs c and b vs c can never be claimed (fewer than 10
+    common people) and counted in Holm they only raised a vs b's adjusted p (0.006 to 0.018 in a review)."""
+    rng = np.random.default_rng(1)
+    n = 12
+    pids = [f"p{i}" for i in range(n)]
+    base = rng.standard_normal((n, n))
+    sets = [("a", pids, {"flow": base + 4 * np.eye(n)}), ("b", pids, {"flow": base + 0.3 * np.eye(n)})]
+    alone = feature_set_comparisons(sets, n_boot=300)
+    rows = feature_set_comparisons(sets + [("c", pids[:5], {"flow": (base + np.eye(n))[:5, :5]})], n_boot=300)
+    assert [r["feature_set"] for r in rows] == ["a vs b", "a vs c", "b vs c"]
+    for k in ("top1", "eer", "auc"):
+        assert rows[0][f"{k}_p_holm"] == alone[0][f"{k}_p_holm"]
+        assert np.isnan(rows[1][f"{k}_p_holm"]) and np.isnan(rows[2][f"{k}_p_holm"])
+    assert np.isnan(rows[1]["top1_mcnemar_p_holm"]) and rows[0]["top1_mcnemar_p_holm"] == alone[0]["top1_mcnemar_p_holm"]
+    text = feature_set_verdict(rows).text
+    assert "Holm-corrected across the 3 tests on 10+ common people" in text
+    assert "no claim (fewer than 10 people): a vs c (flow)" in text
 
 
 def test_a_family_gets_the_draws_to_support_a_difference_no_draw_crosses():

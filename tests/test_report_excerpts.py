@@ -40,8 +40,9 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
     assert (f"excerpts of 8 s, head_spectrum: top-1 flow {flow8['top1']:.2f} [{flow8['top1_lo']:.2f}, "
             f"{flow8['top1_hi']:.2f}], gaussian") in text and "chance 0.25" in text
     d8 = sheet[(sheet["seconds"] == 8) & (sheet["row"] == "difference")].iloc[0]  # 4 people: no claim either way
-    assert (f"; flow - gaussian: top-1 {d8['top1_diff']:+.3f} [{d8['top1_diff_lo']:+.3f}, {d8['top1_diff_hi']:+.3f}], "
-            "Holm p") in text and text.count(": no claim") >= 2
+    assert (f"; flow - gaussian: top-1 {d8['top1_diff']:+.3f} [{d8['top1_diff_lo']:+.3f}, {d8['top1_diff_hi']:+.3f}]: "
+            "no claim") in text and text.count(": no claim") >= 2  # no Holm p: 4 people are not in the family
+    assert np.isnan(d8["top1_p_holm"]) and d8["holm_family"] == "none (fewer than 10 people: no claim)"
     head = text.splitlines()
     i = next(k for k, ln in enumerate(head) if ln.startswith("  head_spectrum N=  4  flow top-1"))
     assert head[i + 1].index("gaussian top-1") == head[i].index("flow top-1") == head[i + 2].index("chance")
@@ -69,11 +70,10 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
         assert d["eer_diff"].iloc[0] == pytest.approx(cmp["eer_diff"])
         assert d[["top1_diff_lo", "top1_diff_hi"]].values[0].tolist() == pytest.approx([cmp["top1_diff_lo"], cmp["top1_diff_hi"]])
     assert not (sheet["seconds"] == 60).any()
-    d = sheet[sheet["row"] == "difference"]  # one family: both lengths x top-1 and EER, Holm over its four p
-    ps = d[["top1_p", "eer_p"]].to_numpy().ravel()
-    assert d[["top1_p_holm", "eer_p_holm"]].to_numpy().ravel() == pytest.approx(holm(ps))
+    d = sheet[sheet["row"] == "difference"]  # 4 people: no length is in the family (excerpt_family below)
+    assert d[["top1_p_holm", "eer_p_holm"]].isna().all().all()
     assert "auc_p_holm" not in d  # AUC is outside the family, as for the whole-session verdicts
-    assert (sheet["draws"] == 1000).all() and d["holm_family"].str.startswith("excerpts: 4 test(s)").all()
+    assert (sheet["draws"] == 1000).all() and (d["holm_family"] == "none (fewer than 10 people: no claim)").all()
     assert "Holm-adjusted over one family: every feature set, length and baseline" in summary["excerpts"]
     fig = c.layout.figures_dir / f"excerpts_{spec.name}.png"
     assert fig.is_file()
@@ -156,3 +156,19 @@ def test_excerpt_lines_say_in_words_whether_the_flow_beats_each_baseline():
     assert line.count("no supported difference") == 2
     (line,) = excerpt_lines([{**method, "method": "flow"}, {**diff, "people": 9}])  # 40 participants, 9 with excerpts
     assert line.count(": no claim") == 2
+
+
+def test_the_excerpt_family_holds_the_lengths_ten_people_reach():
+    """Holm over top-1 and EER of the rows 10 people or more reach; a row of 5 people makes no claim and stays
+    out (in the family it raised the others' adjusted p)."""
+    from dis_core.report.excerpts import excerpt_family
+
+    diffs = [{"feature_set": "f", "seconds": 8.0, "people": 12, "top1_p": 0.01, "eer_p": 0.2},
+             {"feature_set": "f", "seconds": 16.0, "people": 10, "top1_p": 0.03, "eer_p": 0.5},
+             {"feature_set": "g", "seconds": 8.0, "people": 5, "top1_p": 0.001, "eer_p": 0.001}]
+    got = {(r["feature_set"], r["seconds"]): r for r in excerpt_family(diffs)}
+    ps = holm([0.01, 0.2, 0.03, 0.5])
+    assert [got["f", 8.0]["top1_p_holm"], got["f", 8.0]["eer_p_holm"], got["f", 16.0]["top1_p_holm"],
+            got["f", 16.0]["eer_p_holm"]] == pytest.approx(ps)
+    assert np.isnan(got["g", 8.0]["top1_p_holm"]) and np.isnan(got["g", 8.0]["eer_p_holm"])
+    assert got["g", 8.0]["holm_family"].startswith("none (fewer than 10 people")

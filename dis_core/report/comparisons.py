@@ -112,10 +112,10 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
         if unsupported:  # on too few people nothing was tested for a claim: not 'no supported difference'
             (claimless if r["participants"] < MIN_PEOPLE else no).append(
                 f"{r['feature_set']} ({r['method']}): {', '.join(unsupported)}")
-    family = (f"{len(rows)} feature-set comparison(s) x {len(METRICS)} metrics, paired bootstrap over the common "
-              f"participants, Holm-corrected across these {len(rows) * len(METRICS)} tests; no claim on fewer than "
-              f"{MIN_PEOPLE} people")
     few = sum(r["participants"] < MIN_PEOPLE for r in rows)  # refused, not tested and found wanting
+    family = (f"{len(rows)} feature-set comparison(s) x {len(METRICS)} metrics, paired bootstrap over the common "
+              f"participants, Holm-corrected across the {(len(rows) - few) * len(METRICS)} tests on {MIN_PEOPLE}+ "
+              f"common people; no claim on fewer")
     return Finding(f"feature sets ({family})",
                    (("supported differences", tuple(yes)),
                     *((("no supported difference", tuple(no)),) if no or not claimless else ()),

@@ -22,8 +22,9 @@ EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, ex
                 "mean over people of each one's share of excerpts identified among all models; AUC/EER: each "
                 "excerpt's t-norm, a person weighing as one; intervals: bootstrap over participants; p: paired bootstrap (top-1's "
                 "difference held also to its jackknife over people, whose models the draws keep fixed), "
-                "top1_p_holm and eer_p_holm Holm-adjusted over one family: every feature set, length and baseline, on "
-                "top-1 and EER (the metrics the flow-vs-baseline verdicts weigh; AUC's p unadjusted)")
+                "top1_p_holm and eer_p_holm Holm-adjusted over one family: every feature set, length and baseline that "
+                "10 people or more reach, on top-1 and EER (the metrics the flow-vs-baseline verdicts weigh; AUC's p "
+                "unadjusted; with fewer people no claim is made and the Holm p is empty)")
 
 
 def block_settings(r: FeatureSetScores) -> tuple[float, float, float]:
@@ -102,9 +103,10 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
         if lab is not None:
             ready.append((r, lab))
     # the family's size is known before any draw, so that every comparison gets the draws Holm needs
-    tests = sum(len(lab[2]) * (len(r.methods) - 1) * len(VERDICT) for r, lab in ready)
+    tests = sum(sum(_people(lab, L) >= MIN_PEOPLE for L in lab[2]) * (len(r.methods) - 1) * len(VERDICT)
+                for r, lab in ready)  # a length too few people reach makes no claim, so is not in the family
     n_boot = draws_for_family(tests)
-    family = f"excerpts: {tests} test(s) (feature sets x lengths x baselines x top-1, EER)"
+    family = f"excerpts: {tests} test(s) (feature sets x lengths x baselines x top-1, EER; {MIN_PEOPLE}+ people)"
     rows, diffs = [], []
     for r, lab in ready:
         try:
@@ -114,7 +116,7 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
             continue
         rows += got
         diffs += [{**c, "draws": n_boot, "holm_family": family} for c in comps]
-    rows += holm_family(diffs, VERDICT)
+    rows += excerpt_family(diffs)
     fs_rank = {r.feature_set: k for k, r in enumerate(results)}
     return sorted(rows, key=lambda x: (fs_rank[x["feature_set"]], x["seconds"])), notes  # stable: methods first
 
@@ -140,6 +142,20 @@ def _labelled(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_time
     if some:
         why.append("excerpts of only some people (" + "; ".join(some) + ")")
     return ((held, labels, reached, trim) if reached else None), "; ".join(why)
+
+
+def excerpt_family(diffs: list[dict]) -> list[dict]:
+    """The flow-minus-baseline rows with their Holm p over the family of those 10 people or more reach (with
+    excerpts); the others make no claim, so their Holm p is NaN: in the family they could only raise the rest's."""
+    fam = [d for d in diffs if d["people"] >= MIN_PEOPLE]
+    return holm_family(fam, VERDICT) + [{**d, "holm_family": f"none (fewer than {MIN_PEOPLE} people: no claim)",
+                                         **{f"{k}_p_holm": float("nan") for k in VERDICT}}
+                                        for d in diffs if d["people"] < MIN_PEOPLE]
+
+
+def _people(lab, length: float) -> int:
+    """The people with an excerpt of ``length`` s (of :func:`_labelled`'s labels)."""
+    return sum(bool((a >= 0).any()) for a in lab[1][length].values())
 
 
 def _scored(r: FeatureSetScores, lab, n_boot: int) -> tuple[list[dict], list[dict]]:
@@ -188,6 +204,7 @@ def _verdict(d: dict) -> str:
         diff, ok = d[f"{key}_diff"], supported(d, key)
         word = ("no claim" if d["people"] < MIN_PEOPLE else "better (supported)" if ok and better * diff > 0
                 else "worse (supported)" if ok else "no supported difference")
-        parts.append(f"{label} {signed(diff, 3)} [{signed(d[f'{key}_diff_lo'], 3)}, {signed(d[f'{key}_diff_hi'], 3)}], "
-                     f"Holm p {p_text(d[f'{key}_p_holm'])}: {word}")
+        held = "" if d["people"] < MIN_PEOPLE else f", Holm p {p_text(d[f'{key}_p_holm'])}"  # not in the family
+        parts.append(f"{label} {signed(diff, 3)} [{signed(d[f'{key}_diff_lo'], 3)}, {signed(d[f'{key}_diff_hi'], 3)}]"
+                     f"{held}: {word}")
     return f"{d['a']} - {d['b']}: " + ", ".join(parts)

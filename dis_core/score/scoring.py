@@ -299,27 +299,31 @@ def feature_set_comparisons(scored: Sequence[tuple[str, Sequence[str], dict[str,
     """Every pair of feature sets, per method, on their common participants (:func:`compare_feature_sets`).
 
     ``scored`` holds (feature set, participants, {method: S}). The family is every (pair, method, metric)
-    bootstrap p in the run: each row gets Holm-adjusted ``<metric>_p_holm`` (top1, eer, auc) and
+    bootstrap p in the run on at least MIN_PEOPLE common people (fewer: no claim, Holm p NaN, as a test that
+    can never be claimed would only raise the others' adjusted p): each row gets Holm-adjusted ``<metric>_p_holm`` (top1, eer, auc) and
     ``top1_mcnemar_p_holm`` over that family, so a claim survives however many comparisons were made; the
     draws are at least ``n_boot`` and as many as the family needs (:func:`draws_for_family`)."""
-    from dis_core.score.stats import draws_for_family, holm
+    from dis_core.score.stats import MIN_PEOPLE, draws_for_family, holm
 
+    common = lambda a, b: len(set(a[1]) & set(b[1]))  # noqa: E731
     pairs = [(scored[x], scored[y], m) for x in range(len(scored)) for y in range(x + 1, len(scored))
-             for m in scored[x][2] if m in scored[y][2] and len(set(scored[x][1]) & set(scored[y][1])) >= MIN_COMMON]
-    n_boot = draws_for_family(len(pairs) * len(HEADLINE), at_least=n_boot)
+             for m in scored[x][2] if m in scored[y][2] and common(scored[x], scored[y]) >= MIN_COMMON]
+    tested = sum(common(a, b) >= MIN_PEOPLE for a, b, _ in pairs)  # fewer people: no claim, so not in the family
+    n_boot = draws_for_family(tested * len(HEADLINE), at_least=n_boot)
     rows: list[dict[str, object]] = []
     for (fa, pa, sa), (fb, pb, sb), m in pairs:
         c = compare_feature_sets(sa[m], pa, sb[m], pb, n_boot=n_boot, seed=seed)
         rows.append({"comparison": "feature_set", "feature_set": f"{fa} vs {fb}", "method": m,
                      "a": f"{fa}/{m}", "b": f"{fb}/{m}", **c})
-    keys = [f"{k}_p" for k in HEADLINE] + ["top1_mcnemar_p"]
-    adj = holm([r[k] for r in rows for k in keys[:-1]]) if rows else []
-    for i, r in enumerate(rows):
-        for j, k in enumerate(keys[:-1]):
-            r[f"{k}_holm"] = float(adj[i * len(keys[:-1]) + j])
-    mc = holm([r["top1_mcnemar_p"] for r in rows]) if rows else []
-    for r, p in zip(rows, mc):
-        r["top1_mcnemar_p_holm"] = float(p)
+    keys = [f"{k}_p" for k in HEADLINE]
+    fam = [r for r in rows if r["participants"] >= MIN_PEOPLE]  # the others' Holm p: NaN (no claim is made)
+    adj = holm([r[k] for r in fam for k in keys]) if fam else []
+    mc = holm([r["top1_mcnemar_p"] for r in fam]) if fam else []
+    for r in rows:
+        r.update({f"{k}_holm": float("nan") for k in keys}, top1_mcnemar_p_holm=float("nan"))
+    for i, r in enumerate(fam):
+        r.update({f"{k}_holm": float(adj[i * len(keys) + j]) for j, k in enumerate(keys)},
+                 top1_mcnemar_p_holm=float(mc[i]))
     return rows
 
 
