@@ -684,8 +684,8 @@ def paired(a: Result, b: Result, n_boot: int = 1000) -> dict | None:
 def diff_text(c: dict) -> str:
     """A paired difference in words: top-1 and EER, each with its interval and unadjusted p."""
     return (f"top-1 {st.signed(c['top1_diff'], 3)} [{st.signed(c['top1_diff_lo'], 3)}, "
-            f"{st.signed(c['top1_diff_hi'], 3)}] p={c['top1_p']:.3f}; EER {st.signed(c['eer_diff'], 3)} "
-            f"[{st.signed(c['eer_diff_lo'], 3)}, {st.signed(c['eer_diff_hi'], 3)}] p={c['eer_p']:.3f}")
+            f"{st.signed(c['top1_diff_hi'], 3)}] p {st.p_text(c['top1_p'])}; EER {st.signed(c['eer_diff'], 3)} "
+            f"[{st.signed(c['eer_diff_lo'], 3)}, {st.signed(c['eer_diff_hi'], 3)}] p {st.p_text(c['eer_p'])}")
 
 
 def scored(feats) -> list[str]:
@@ -836,7 +836,7 @@ def excerpts(feats, spec_name: str, methods: list[str], lengths: list[float], ca
                   + "  ".join(f"{key} {x[key]:.3f} [{x[key + '_lo']:.3f}, {x[key + '_hi']:.3f}]" for key in ("top1", "auc", "eer")))
         for c in comps:
             print(f"    {c['a']} - {c['b']} at {length:g} s: " + "; ".join(
-                f"{key} {st.signed(c[key + '_diff'], 3)} [{st.signed(c[key + '_diff_lo'], 3)}, {st.signed(c[key + '_diff_hi'], 3)}] p={c[key + '_p']:.3f}"
+                f"{key} {st.signed(c[key + '_diff'], 3)} [{st.signed(c[key + '_diff_lo'], 3)}, {st.signed(c[key + '_diff_hi'], 3)}] p {st.p_text(c[key + '_p'])}"
                 for key in ("top1", "auc", "eer")))
 
 
@@ -926,7 +926,7 @@ def main() -> None:
                 continue
             print(f"best flow {bf.name} - {what} {bb.name} (both chosen on these scores: p unadjusted for the "
                   f"choice): {diff_text(c)}; McNemar n10={c['top1_mcnemar_n10']:.0f} n01={c['top1_mcnemar_n01']:.0f} "
-                  f"p={c['top1_mcnemar_p']:.3f}")
+                  f"p {st.p_text(c['top1_mcnemar_p'])}")
         # the pre-specified family: every flow against every density baseline of its own feature set, Holm-adjusted
         fam = [(f, b) for f in flows for b in bases if f.name.split("/")[0] == b.name.split("/")[0] and f.pids == b.pids]
         # the draws the family needs (1,000 a comparison capped every Holm p at 44 x 2 / 1001 = 0.088 > 0.05)
@@ -937,7 +937,7 @@ def main() -> None:
             print(f"each flow - each baseline of its feature set, paired over participants ({2 * len(fam)} tests, "
                   f"Holm-adjusted over top-1 and EER; {draws:,} draws):")
             for k, (f, b, c) in enumerate(fam):
-                print(f"  {f.name} - {b.name}: {diff_text(c)}; Holm p top-1 {ph[2 * k]:.3f}, EER {ph[2 * k + 1]:.3f}")
+                print(f"  {f.name} - {b.name}: {diff_text(c)}; Holm p top-1 {st.p_text(ph[2 * k])}, EER {st.p_text(ph[2 * k + 1])}")
                 family.append({"flow": f.name, "baseline": b.name, **{k2: float(v) for k2, v in c.items()},
                                "top1_p_holm": float(ph[2 * k]), "eer_p_holm": float(ph[2 * k + 1])})
     for name in (a.only.split(",") if a.excerpts else []):
