@@ -379,6 +379,26 @@ def test_colliding_names_get_their_own_folders_and_a_foreign_folder_is_refused(t
     assert f"{mine} belongs to another input (participant_id 'a_b' (this row: 'a'))" in got["a"].message
 
 
+def test_a_video_spelt_another_way_is_the_same_unit_on_a_rerun(tmp_path, phantom, env):
+    """'./v/a.mp4' and 'v/a.mp4' give one unit id, but the folder's owner record compared the spelling: the rerun
+    failed the finished unit as another input's and the cohort step left it out."""
+    (tmp_path / "v").mkdir()
+    shutil.copy(phantom / "ph01_s1.mp4", tmp_path / "v" / "a.mp4")
+    out = tmp_path / "out"
+    first = _manifest(tmp_path / "m1.csv", [{"participant_id": "a", "session": "s", "video": "./v/a.mp4",
+                                             "allow_duplicate": ""}])
+    _assert_clean(dis(env, "extract", "-m", first, "-o", out, "--executor", "debug"), EXIT_OK, "1 ok")
+    again = _manifest(tmp_path / "m2.csv", [{"participant_id": "a", "session": "s", "video": "v//a.mp4",
+                                             "allow_duplicate": ""}])
+    _assert_clean(dis(env, "extract", "-m", again, "-o", out, "--executor", "debug"), EXIT_OK,
+                  "0 ok, 1 skipped (already done), 0 failed")
+    from dis_core.extract.summary import collect_extract_results
+    from dis_core.manifest import load_manifest
+
+    (got,) = collect_extract_results(load_manifest(again), out)
+    assert got.status in ("ok", "skipped") and Path(got.output).is_file(), got.message  # usable by the cohort step
+
+
 # ------------------------------------------------------------------ outputs that heal
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory, phantom, env):

@@ -88,14 +88,14 @@ def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
     """Every video's recorded extraction outcome (a unit that left no record failed: see its log)."""
     from dis_core.extract.h5store import newer_schema_text
     from dis_core.extract.heal import folder_owner
-    from dis_core.io.owner import IDENTITY
+    from dis_core.io.owner import IDENTITY, differs
 
     layout = RunLayout(out_root)
     out = []
     for e in manifest.entries:
         d = layout.video_dir(e.unit_id)
         owner, row = folder_owner(d) or {}, {"participant_id": e.participant_id, "session": e.session, "video": e.video_rel}
-        other = [f"{k} '{owner[k]}' (this row: '{row[k]}')" for k in IDENTITY if k in owner and owner[k] != row[k]]
+        other = [f"{k} '{owner[k]}' (this row: '{row[k]}')" for k in IDENTITY if k in owner and differs(k, owner[k], row[k])]
         if not other and owner.get("video_path", str(e.video)) != str(e.video) and owner.get("video_sha256"):
             other = _other_video(owner, e)  # another path: the same input only if the same content (a moved video)
         newer = None if other else newer_schema_text(layout.extraction(e.unit_id))

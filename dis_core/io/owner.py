@@ -4,6 +4,7 @@ input's results into another input's folder, whatever the folder is called."""
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ def read_owner(d: Path) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) else None
 
 
+def differs(key: str, recorded: Any, row: Any) -> bool:
+    """Whether a recorded identity field is another than the row's: the video as written is compared as its unit
+    id reads it ('./v/a.mp4', 'v//a.mp4' and 'v/a.mp4' are one video, one unit)."""
+    if key == "video" and isinstance(recorded, str) and isinstance(row, str) and recorded and row:
+        return posixpath.normpath(recorded) != posixpath.normpath(row)
+    return recorded != row
+
+
 def owner_mismatch(recorded: dict[str, Any] | None, owner: dict[str, Any]) -> str | None:
     """How ``recorded`` differs from ``owner`` so that it is another input, or None when it is the same.
 
@@ -31,7 +40,7 @@ def owner_mismatch(recorded: dict[str, Any] | None, owner: dict[str, Any]) -> st
     if recorded is None:
         return None
     for k in IDENTITY:
-        if k in recorded and recorded[k] != owner.get(k):
+        if k in recorded and differs(k, recorded[k], owner.get(k)):
             return f"{k} '{recorded[k]}' (this row: '{owner.get(k)}')"
     if all(k in recorded and recorded[k] != owner.get(k) for k in LOCATION):
         return f"video {recorded['video_path']} with other content (this row: {owner.get('video_path')})"
