@@ -12,6 +12,7 @@ import math
 import os
 import posixpath
 import re
+import unicodedata
 from pathlib import Path
 
 from dis_core.errors import ManifestError
@@ -90,7 +91,15 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                                         + ",".join(REQUIRED) + ")"])
     delimiter = _sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip() for h in next(reader)]
+    records: list[tuple[int, list[str]]] = []  # (the line each record ends on, its fields)
+    try:
+        for fields in reader:
+            records.append((reader.line_num, fields))
+    except csv.Error as e:  # a cell past the csv module's limit: an unclosed quote in a long file, as a rule
+        start = records[-1][0] + 1 if records else 1
+        raise ManifestError(str(path), [f"lines {start}-{reader.line_num}: {e}: a quote never closed swallows the "
+                                        "rows after it (close it, or write a quote inside a value as \"\")"]) from None
+    header = [h.strip().lstrip("\ufeff") for h in records[0][1]]  # a second byte-order mark (files joined)
     while len(header) > 1 and not header[-1]:  # empty columns a spreadsheet left at the right
         header.pop()
     problems: list[str] = []
@@ -120,9 +129,9 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     entries: list[VideoEntry] = []
     seen: dict[tuple[str, str, str], int] = {}
     rows = []
-    end = reader.line_num  # the line the previous record ended on
-    for fields in reader:
-        start, line, end = end + 1, reader.line_num, reader.line_num
+    end = records[0][0]  # the line the previous record ended on
+    for line, fields in records[1:]:
+        start, end = end + 1, line
         if not any(f.strip() for f in fields):
             continue  # empty rows are allowed and skipped
         cut = next((k for k, f in enumerate(fields) if "\n" in f or "\r" in f), None)
@@ -150,6 +159,12 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         if k is not None:  # a column whose header cell is empty: its values would be dropped unsaid
             problems.append(f"row {line}: a value in column {k + 1} ('{fields[k].strip()[:40]}'), which has no name "
                             f"in the header")
+            continue
+        odd = next(((h, c) for h, f in zip(header, fields) for c in f if c in INVISIBLE or unicodedata.category(c) == "Cc"
+                    and c != "\t"), None)
+        if odd:  # unseen in a message, and a workbook cannot hold a control character: the report would fail
+            problems.append(f"row {line}: column '{odd[0]}' holds the invisible character U+{ord(odd[1]):04X} "
+                            f"({unicodedata.name(odd[1], 'a control character').lower()}): remove it")
             continue
         rows.append((line, {h: f.strip() for h, f in zip(header, fields)}))
     if not rows and not problems:
@@ -247,6 +262,9 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
 KNOWN_EXTRAS = ("group", "condition")  # read by the dyad tests (dis_core.score.groups), with group_* columns
 
 
+INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"  # byte-order mark, zero-width spaces and joiners: pasted, never meant
+
+
 def _plain(name: str) -> str:
     """A column name as a person may have meant it: lower case, spaces and hyphens as underscores."""
     return re.sub(r"[\s-]+", "_", name.strip().lower())
@@ -336,6 +354,8 @@ def _same_video(line: int, vid: str, vpath: Path, same: dict[str, tuple[int, str
         return f"row {line}: video '{vid}' is the same file as row {k}'s video '{v}' ({real})"
     same[real] = (line, vid)
     size = os.stat(real).st_size
+    if size == 0:  # no one's copy: the extraction says "empty file" of this row alone, the others still run
+        return None
     first = by_size.setdefault(size, (line, vid, real))
     if first[0] == line:
         return None
@@ -347,8 +367,6 @@ def _same_video(line: int, vid: str, vpath: Path, same: dict[str, tuple[int, str
     k, v = by_sha.setdefault(sha, (line, vid))
     if k == line:
         return None
-    if size == 0:
-        return f"row {line}: video '{vid}' is an empty file (0 bytes), as is row {k}'s video '{v}'"
     return f"row {line}: video '{vid}' has the same content as row {k}'s video '{v}' (sha256 {sha[:12]}…)"
 
 

@@ -210,6 +210,31 @@ def test_an_unclosed_quote_is_refused_naming_the_lines_it_swallowed(tmp_path, vi
     text = _problems(p)
     assert text.count("\n  - ") == 1 and "row 2: column 'note' holds a line break, so lines 2-5 are read" in text
 
+    # in a long file the swallowed field passes the csv module's limit (128 KiB): that was a traceback
+    p.write_text('participant_id,session,video,note\np1,s1,vids/a.mp4,"started late\n'
+                 + "".join(f"p{i},s1,/data/study/participant_{i:05d}/session_1/camera_front.mp4,ok\n" for i in range(2, 2500)))
+    text = _problems(p)
+    assert text.count("\n  - ") == 1 and "lines 2-" in text and "field larger than field limit" in text
+    assert "a quote never closed swallows the rows after it" in text
+
+
+def test_invisible_characters_are_named_and_an_empty_file_is_nobodys_copy(tmp_path, videos):
+    """A control character in a label made the report fail (a workbook cannot hold it) after every unit had run;
+    a byte-order mark inside a cell read as an unsafe id that looked right. A second mark before the header (two
+    files joined) is dropped. Two empty videos were 'duplicates' and stopped the whole manifest: each is only
+    itself, and its extraction fails alone (tests/test_faults.py)."""
+    p = tmp_path / "m.csv"
+    p.write_bytes(b"participant_id,session,video,note\np1,s1,vids/a.mp4,line1\x0bline2\n"
+                  b"\xef\xbb\xbfp2,s1,vids/b.mp4,b\n")
+    text = _problems(p)
+    assert "row 2: column 'note' holds the invisible character U+000B (a control character): remove it" in text
+    assert "row 3: column 'participant_id' holds the invisible character U+FEFF (zero width no-break space)" in text
+    p.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfparticipant_id,session,video\np1,s1,vids/a.mp4\n")
+    assert [e.participant_id for e in load_manifest(p).entries] == ["p1"]
+    (tmp_path / "vids" / "e1.mp4").write_bytes(b"")
+    (tmp_path / "vids" / "e2.mp4").write_bytes(b"")
+    p.write_text("participant_id,session,video\np1,s1,vids/e1.mp4\np2,s1,vids/e2.mp4\np3,s1,vids/a.mp4\n")
+    assert [e.participant_id for e in load_manifest(p).entries] == ["p1", "p2", "p3"]
 
 def test_spreadsheet_leftovers_and_encodings_get_named_problems(tmp_path, videos):
     """Empty columns at the right of a spreadsheet's CSV are ignored (three of them read as a repeated

@@ -82,6 +82,8 @@ def _looks_like(head: bytes) -> str:
             return what
     if head.startswith(b"RIFF"):
         return f"a RIFF {head[8:12].decode('latin-1')!r} file"
+    if head and not head.strip(b"\0"):  # a recorder's preallocated file, never written (or one zeroed)
+        return "zero bytes only (a file allocated but never written?)"
     try:
         head.decode("utf-8")
         return "text"
