@@ -58,9 +58,10 @@ def test_real_samples_run_end_to_end(tmp_path, samples, model, make_manifest):
     smiles = pd.read_excel(wb, sheet_name="smiles")
     assert smiles.set_index("participant_id").loc["wolfgang", "smile_frames"] > 0
     # per-frame norms: |log p_i(x) - mean log p_i(i's own held-out frames)|, one workbook per (model, data)
-    own = pd.read_excel(out / "report" / "norms" / "blendshapes" / "carphone__carphone.xlsx", sheet_name="norms")
-    other = pd.read_excel(out / "report" / "norms" / "blendshapes" / "carphone__wolfgang.xlsx", sheet_name="norms")
-    assert list(own.columns) == ["unit_id", "frame", "log_p", "norm"] and len(own) > 10 and len(other) > 10
+    own = pd.read_excel(out / "report" / "norms" / "blendshapes" / "carphone" / "carphone.xlsx", sheet_name="norms")
+    other = pd.read_excel(out / "report" / "norms" / "blendshapes" / "carphone" / "wolfgang.xlsx", sheet_name="norms")
+    assert list(own.columns) == ["model", "data", "unit_id", "frame", "log_p", "norm"] and len(own) > 10 and len(other) > 10
+    assert set(other["model"]) == {"carphone"} and set(other["data"]) == {"wolfgang"}
     mean_own = own["log_p"].mean()
     # the score is the 5% trimmed mean of the same per-frame log p (scoring.SCORE_RULE)
     assert abs(trim_mean(own["log_p"], 0.05) - scores.loc["carphone", "carphone"]) < 1e-6 * max(1.0, abs(mean_own))

@@ -51,11 +51,30 @@ def test_norm_workbooks_of_window_rows_label_each_window_by_its_own_video_and_ce
         assert uid == c.videos_of(pj)[0].unit_id and len(centres) == len(td.x) > 3
         assert len(td.frames[uid]) > 5 * len(centres)  # the covered frames are many more than the rows
         for pi in c.participants:
-            wb = pd.read_excel(out / "report" / "norms" / spec.name / f"{pi}__{pj}.xlsx", sheet_name="norms")
-            assert list(wb["unit_id"].unique()) == [uid]
+            wb = pd.read_excel(out / "report" / "norms" / spec.name / pi / f"{pj}.xlsx", sheet_name="norms")
+            assert list(wb["unit_id"].unique()) == [uid] and set(wb["model"]) == {pi} and set(wb["data"]) == {pj}
             assert wb["frame"].tolist() == centres.tolist()
             np.testing.assert_allclose(wb["log_p"], sc.store.pair("flow", pi, pj)["log_p"])
         assert sc.test_data_frames[pj][uid].tolist() == centres.tolist()
+    # a report without them removes an earlier report's: their models and people may no longer be the run's
+    assert report_unit(out, [spec.name], ReportConfig(norm_workbooks=False)).status == "ok"
+    assert not (out / "report" / "norms").exists()
+
+
+def test_norm_workbooks_of_ids_holding_double_underscores_are_each_their_own(tmp_path):
+    """Model x on y__z's data and model x__y on z's were both 'x__y__z.xlsx': one overwrote the other unsaid."""
+    from types import SimpleNamespace as NS
+
+    from dis_core.report.stage import _norm_workbooks
+
+    def pairs(method):
+        for pi, pj in (("x", "y__z"), ("x__y", "z")):
+            yield pi, pj, {"unit_id": np.array([f"{pj}_s1"] * 2), "frame": np.array([0, 1]),
+                           "log_p": np.array([-1.0, -2.0]), "norm": np.array([0.5, 0.5])}
+    _norm_workbooks(tmp_path, [NS(feature_set="fs", per_frame=NS(pairs=pairs))], {"made_by": "test"})
+    for pi, pj in (("x", "y__z"), ("x__y", "z")):
+        wb = pd.read_excel(tmp_path / "fs" / pi / f"{pj}.xlsx", sheet_name="norms")
+        assert set(wb["model"]) == {pi} and set(wb["data"]) == {pj} and set(wb["unit_id"]) == {f"{pj}_s1"}
 
 
 def _blend(k: int, T: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     write_workbook(wb, sheets, prov)
     if not pairs_file:  # the pairs fit the workbook: a file of an earlier, larger run would be stale
         cohort.layout.pairs_table.unlink(missing_ok=True)
+    shutil.rmtree(d / "norms", ignore_errors=True)  # an earlier report's: other models, people or layout
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
     held_out = held_out_words(cohort)
@@ -529,9 +531,14 @@ def _landmark_pca(figs: Path, cohort: Cohort, prov: dict) -> None:
 
 
 def _norm_workbooks(d: Path, results: list[FeatureSetScores], prov: dict) -> None:
+    """norms/<feature set>/<model's participant>/<data's participant>.xlsx, each row naming both: a folder per
+    model, since ids may hold '__' (x on y__z and x__y on z were one file, 'x__y__z.xlsx', one overwriting the
+    other)."""
     for r in results:  # streamed from the score blocks' files, one pair in memory at a time
         for pi, pj, v in r.per_frame.pairs("flow"):
-            rows = zip(v["unit_id"].tolist(), v["frame"].tolist(), v["log_p"].tolist(), v["norm"].tolist())
-            write_workbook(d / r.feature_set / f"{pi}__{pj}.xlsx",
-                           {"norms": Rows(["unit_id", "frame", "log_p", "norm"], rows)}, prov)
+            n = len(v["frame"])
+            rows = zip([pi] * n, [pj] * n, v["unit_id"].tolist(), v["frame"].tolist(), v["log_p"].tolist(),
+                       v["norm"].tolist())
+            write_workbook(d / r.feature_set / pi / f"{pj}.xlsx",
+                           {"norms": Rows(["model", "data", "unit_id", "frame", "log_p", "norm"], rows)}, prov)
 
