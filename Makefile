@@ -48,7 +48,7 @@ demo: setup
 	$(BIN)/dis phantom --out $(OUT)/phantom-videos --participants 6 --sessions 2 --duration 20 --fps 15
 	$(BIN)/dis run --manifest $(OUT)/phantom-videos/manifest.csv --out $(OUT)/phantom
 
-test: $(STAMP)
+test: $(STAMP) model samples  # downloads first: one failure up front, not a fixture error mid-suite
 	$(BIN)/python -m pytest -q -m "not slow and not apptainer"
 
 # a cluster's login node needs the environment and the model, not the demo's videos nor a browser

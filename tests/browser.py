@@ -70,6 +70,7 @@ def inspect_page(html: Path, screenshot: Path, width: int = 1400, height: int = 
     profile = tempfile.mkdtemp(prefix="dis-chromium-")
     proc = subprocess.Popen(
         [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-dev-shm-usage",  # a container's 64 MB /dev/shm crashed renderers on a whole-page screenshot
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
          f"--window-size={width},{height}", "about:blank"],
@@ -82,7 +83,8 @@ def inspect_page(html: Path, screenshot: Path, width: int = 1400, height: int = 
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30).read())
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an http_proxy
+        targets = json.loads(direct.open(f"http://127.0.0.1:{port}/json/list", timeout=30).read())
         page = _Page(next(t for t in targets if t.get("type") == "page")["webSocketDebuggerUrl"])
         try:
             for dom in ("Page", "Runtime", "Log", "Network"):

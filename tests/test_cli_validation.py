@@ -127,16 +127,15 @@ def test_run_on_slurm_with_a_container_submits_from_the_host(tmp_path, monkeypat
     assert rc == 0 and submitted["cfg"].container == str(tmp_path / "dis.sif")  # absolute: tasks run elsewhere
 
 
-def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_path):
+def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_path, model):
     """`dis train --out RUN --feature-sets head_pose` on a run planned with --max-epochs 3 rebuilt head_pose's
     training config from defaults (400 epochs): its models counted as stale and were trained again."""
-    from dis_core.io.assets import resolve_model
     from dis_core.io.provenance import sha256_file
     from jobs.cli import _plan, _train_cfgs
     from jobs.graph import Plan, write_record
 
     m = ROOT / "manifests" / "demo.csv"
-    planned = Plan(out=tmp_path / "run", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m),
+    planned = Plan(out=tmp_path / "run", manifest=m, model=model, manifest_sha256=sha256_file(m),
                    train=_train_cfgs("head_pose,landmarks", 3))  # as `dis run --max-epochs 3` plans it
     write_record(planned, "local")
     assert _plan(planned.out, feature_sets="head_pose").train == planned.train[:1]
@@ -157,7 +156,7 @@ def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_pat
     assert not _plan(planned.out, m2).force and _plan(planned.out, m2, verbose=True).verbose
 
 
-def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tmp_path):
+def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tmp_path, model):
     """`dis extract --landmark-workbook --smile-min-fraction 0.3` then `dis run` on the same folder reset both: every
     video was extracted again and landmarks.xlsx deleted. Now run/submit keep what the folder recorded; an option
     given changes only itself."""
@@ -165,7 +164,6 @@ def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tm
 
     from dis_core.extract.config import ExtractConfig
     from dis_core.extract.smiles import SmileConfig
-    from dis_core.io.assets import resolve_model
     from dis_core.io.provenance import sha256_file
     from jobs.cli import _plan
     from jobs.graph import Plan, write_record
@@ -174,7 +172,7 @@ def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tm
     m = tmp_path / "m.csv"
     m.write_text(f"participant_id,session,video\na,s1,{tmp_path / 'a.mp4'}\n")
     ext = ExtractConfig(smile=SmileConfig(min_fraction=0.3), landmark_workbook=True)
-    write_record(Plan(out=tmp_path / "run", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m),
+    write_record(Plan(out=tmp_path / "run", manifest=m, model=model, manifest_sha256=sha256_file(m),
                       extract=ext), "local")
     keep = {"landmark_workbook": None, "smile_min_fraction": None}
     assert _plan(tmp_path / "run", m, None, extract_changes=keep).extract == ext
@@ -184,7 +182,7 @@ def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tm
     # the report's options too: a run made with --no-face-images keeps its faces out of a later plain `dis report`
     from dis_core.report.config import ReportConfig
 
-    write_record(Plan(out=tmp_path / "rep", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m),
+    write_record(Plan(out=tmp_path / "rep", manifest=m, model=model, manifest_sha256=sha256_file(m),
                       report=ReportConfig(face_images=False, norm_workbooks=True)), "local")
     none = {"norm_workbooks": None, "face_images": None}
     assert _plan(tmp_path / "rep", report_changes=none).report == ReportConfig(face_images=False, norm_workbooks=True)
@@ -198,7 +196,7 @@ def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tm
     assert _above_zero_fraction(None) is None
 
 
-def test_unreadable_records_bad_sample_folders_and_empty_feature_sets_are_one_line_errors(tmp_path):
+def test_unreadable_records_bad_sample_folders_and_empty_feature_sets_are_one_line_errors(tmp_path, model):
     """A run.json that cannot be read was reported as 'holds no run (no run.json)'; `dis fetch-samples --dest
     FILE` was a traceback (exit 70); `--feature-sets ''` quietly meant the default sets."""
     def dis(*args):
@@ -216,11 +214,10 @@ def test_unreadable_records_bad_sample_folders_and_empty_feature_sets_are_one_li
     assert f"could not obtain the sample files into {tmp_path / 'afile'}" in " ".join(r.stderr.split())
     from jobs.cli import _plan
     from jobs.graph import Plan, write_record
-    from dis_core.io.assets import resolve_model
     from dis_core.io.provenance import sha256_file
 
     m = ROOT / "manifests" / "demo.csv"
-    write_record(Plan(out=tmp_path / "ok", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m)),
+    write_record(Plan(out=tmp_path / "ok", manifest=m, model=model, manifest_sha256=sha256_file(m)),
                  "local")
     import typer
 
@@ -246,7 +243,7 @@ def test_fetch_model_takes_a_verified_local_copy_before_the_network(model, tmp_p
         assets.fetch_model(tmp_path / "other.task", url="http://127.0.0.1:9/none", log=lambda s: None)
 
 
-def test_a_full_disk_after_the_units_and_an_unlockable_folder_are_one_line_each(tmp_path, monkeypatch):
+def test_a_full_disk_after_the_units_and_an_unlockable_folder_are_one_line_each(tmp_path, monkeypatch, model):
     """The stage summary's ENOSPC was an internal error (exit 70, a traceback) after every unit had finished; a
     folder that cannot be locked exited 1 where the README's table says 2 (nothing ran). (Neither fault can be
     made here: each is raised where it would land.)"""
@@ -263,11 +260,10 @@ def test_a_full_disk_after_the_units_and_an_unlockable_folder_are_one_line_each(
     (tmp_path / "a.mp4").write_bytes(b"x")  # the manifest is only planned from here, never decoded
     m = tmp_path / "m.csv"
     m.write_text(f"participant_id,session,video\na,s1,{tmp_path / 'a.mp4'}\n")
-    from dis_core.io.assets import resolve_model
     from dis_core.io.provenance import sha256_file
     from jobs.graph import Plan, write_record
 
-    write_record(Plan(out=tmp_path / "run", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m)), "local")
+    write_record(Plan(out=tmp_path / "run", manifest=m, model=model, manifest_sha256=sha256_file(m)), "local")
 
     def full(*a, **k):
         raise OSError(_errno.ENOSPC, os.strerror(_errno.ENOSPC), str(tmp_path / "run" / "summary" / "x.json"))
@@ -306,13 +302,12 @@ def test_a_reader_that_closes_the_pipe_does_not_change_the_outcome(tmp_path):
     assert closed.returncode == 0
 
 
-def test_a_damaged_or_moved_run_record_is_one_line(tmp_path):
+def test_a_damaged_or_moved_run_record_is_one_line(tmp_path, model):
     """run.json holding [] or null made status, cohort, resubmit and extract crash (AttributeError, exit 70); a
     SLURM run copied elsewhere showed every unit failed, and resubmitting the copy wrote into the original."""
     import shutil
 
     from dis_core.errors import DISError
-    from dis_core.io.assets import resolve_model
     from dis_core.io.provenance import sha256_file
     from jobs import slurm
     from jobs.graph import Plan, write_record
@@ -330,7 +325,7 @@ def test_a_damaged_or_moved_run_record_is_one_line(tmp_path):
             assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, args, r.stderr)
             assert f"{run / 'run.json'}: unreadable run record" in " ".join(r.stderr.split())
     m = ROOT / "manifests" / "demo.csv"
-    plan = Plan(out=tmp_path / "a", manifest=m, model=resolve_model(None), manifest_sha256=sha256_file(m))
+    plan = Plan(out=tmp_path / "a", manifest=m, model=model, manifest_sha256=sha256_file(m))
     write_record(plan, "slurm", slurm={}, jobs={}, logs=str(tmp_path / "a" / "slurm"), units={})
     assert slurm.read_run(tmp_path / "a")["executor"] == "slurm"
     shutil.copytree(tmp_path / "a", tmp_path / "b")
@@ -338,18 +333,17 @@ def test_a_damaged_or_moved_run_record_is_one_line(tmp_path):
         slurm.read_run(tmp_path / "b")
 
 
-def test_a_local_run_in_the_image_is_refused_beside_queued_slurm_tasks(tmp_path, monkeypatch, samples, make_manifest):
+def test_a_local_run_in_the_image_is_refused_beside_queued_slurm_tasks(tmp_path, monkeypatch, samples, make_manifest, model):
     """`dis run --container` re-ran itself in the image before any check, and the image has no squeue: the local
     run went ahead beside the run's queued SLURM tasks (every unit twice) and replaced their record."""
     import os
 
-    from dis_core.io.assets import resolve_model
     from dis_core.io.provenance import sha256_file
     from jobs.graph import Plan, write_record
 
     manifest = make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["single_face.mp4"])}])
     out = tmp_path / "run"
-    write_record(Plan(out=out, manifest=manifest, model=resolve_model(None), manifest_sha256=sha256_file(manifest)),
+    write_record(Plan(out=out, manifest=manifest, model=model, manifest_sha256=sha256_file(manifest)),
                  "slurm", slurm={}, jobs={"extract": ["12"]}, logs=str(out / "slurm"), units={})
     queue = tmp_path / "bin"
     queue.mkdir()

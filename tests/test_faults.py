@@ -41,8 +41,10 @@ def env(model):
 
 
 def dis(env, *args, timeout=900):
+    """The CLI in a process of its own; PATH as the test has it now (the module's env was copied before the idle
+    squeue and sacct were put first, conftest._idle_slurm)."""
     return subprocess.run([sys.executable, "-m", "jobs.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=timeout)
+                          cwd=ROOT, env={**env, "PATH": os.environ["PATH"]}, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -696,7 +698,7 @@ def test_after_a_worker_dies_the_healthy_units_stay_parallel_and_without_on_cras
         "        print(json.dumps([type(e).__name__, str(e)]))\n"))
     assert got[0] == "crashed" and all(isinstance(p, int) for p in got[1:])
     assert len(set(got[1:])) <= 6, f"healthy units ran in {len(set(got[1:]))} processes: one at a time, each alone"
-    assert took < 14, f"{took:.1f} s for 11 s of healthy work on 2 workers"
+    assert took < 18, f"{took:.1f} s for 11 s of healthy work on 2 workers (one at a time: about 23 s)"
     assert kind == "BrokenProcessPool" and msg.startswith("a worker process died (killed by signal 9 (SIGKILL: out "
                                                           "of memory?)) running one of 0")
 
