@@ -141,6 +141,7 @@ def test_disk_full_fails_cleanly_and_keeps_the_earlier_output(tmp_path, samples,
         fill(20_000)  # far too little: refused before any work
         r2 = extract_video(e, mnt, model, ExtractConfig(), force=True, progress=False)
         assert r2.status == "failed" and "disk full" in r2.message and "single_face.mp4" in r2.message
+        assert "needed for the 72 frames its header lists" in r2.message  # a wild header is seen for what it is
         assert h5.read_bytes() == before
         fill(72 * 15_000 + 256_000 + 4_096)  # passes the check; the landmark workbook then runs out of space
         env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
@@ -169,19 +170,25 @@ def _ff(*args):
 def test_a_raw_h264_stream_needs_the_manifests_fps(tmp_path, samples, model, make_manifest):
     """A raw .h264 stream (a Raspberry Pi camera's) holds no frame times: FFmpeg stamped a 30 fps stream at 25 fps
     and the extraction said ok (speeds 17% too slow). Refused without the manifest's fps, naming the column;
-    with it, the frame times are index / fps."""
+    with it, the frame times are index / fps. The manifest's fps over a container's other rate is said."""
     raw = _ff("-i", samples["single_face.mp4"], "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264",
               tmp_path / "cam.h264")
     muxed = _ff("-framerate", "25", "-i", raw, "-c", "copy", tmp_path / "cam25.mp4")  # muxed at the wrong rate
     m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(raw), "fps": ""},
                                      {"participant_id": "b", "session": "s1", "video": str(raw), "fps": "30",
                                       "allow_duplicate": "true"},
-                                     {"participant_id": "c", "session": "s1", "video": str(muxed), "fps": "30"}]))
-    no_fps, with_fps, remuxed = (extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False)
-                                 for e in m.entries)
+                                     {"participant_id": "c", "session": "s1", "video": str(muxed), "fps": "30"},
+                                     {"participant_id": "d", "session": "s1", "video": str(muxed), "fps": "60",
+                                      "allow_duplicate": "true"}]))
+    no_fps, with_fps, remuxed, doubled = (extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False)
+                                          for e in m.entries)
+    # said, not silent (fps 1000 on a 30 fps file passed unremarked): a raw stream's 25 is no rate of its own
+    assert doubled.status == "ok" and doubled.message == (
+        f"{muxed}: the manifest's fps 60 overrides the container's 30 (times and durations are 0.5 times the "
+        "container's)"), doubled
     # every frame decoded: the header's 25 fps span is not what the manifest's 30 fps frames should fill (it
     # said "decoded N frames over 2.4 s of the 2.9 s its header lists (truncated or damaged?)")
-    assert remuxed.status == "ok" and remuxed.message == "", remuxed
+    assert remuxed.status == "ok" and remuxed.message == "", remuxed  # the stream's own timing says 30 too
     assert no_fps.status == "failed" and no_fps.message == (
         f"{raw}: a raw H.264/H.265 stream holds no frame times (the decoder would assume 25 fps): give its frame rate "
         "in the manifest's fps column, or put it in a container (ffmpeg -framerate <fps> -i in.h264 -c copy out.mp4)")

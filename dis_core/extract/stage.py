@@ -209,6 +209,20 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
     return _judged(_result_from_file(base, h5), entry, h5)
 
 
+FPS_OVERRIDE_NOTE = 0.01  # a manifest fps this far from the container's is said (29.97 for 30 is not)
+
+
+def _raw_stream(video: Path) -> bool:
+    """Whether ``video`` is a raw H.264/H.265 stream, whose 'rate' is the decoder's guess, not the file's."""
+    from dis_core.extract.video import RAW_STREAM, container_format
+
+    try:
+        with open(video, "rb") as f:
+            return container_format(f.read(512)) == RAW_STREAM
+    except OSError:
+        return False
+
+
 def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
     """Status and message of a complete extraction, the same when it was made now as when a re-run finds it
     current: no face is a failure naming the file; a shorter span of frames than the container's header lists (a
@@ -223,6 +237,9 @@ def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
     with h5py.File(h5, "r") as f:
         a = f["video"].attrs
         count, rate, span = float(a.get("frame_count_header", 0)), float(a.get("fps_header", 0)), float(a["duration_s"])
+    if entry.fps and rate > 0 and abs(entry.fps / rate - 1) > FPS_OVERRIDE_NOTE and not _raw_stream(entry.video):
+        warn.append(f"the manifest's fps {entry.fps:g} overrides the container's {rate:.4g} (times and durations are "
+                    f"{rate / entry.fps:.3g} times the container's)")
     rate = entry.fps or rate  # with the manifest's fps the span is frames / fps: so is the header's count
     listed = count / rate if count > 0 and rate > 0 else 0.0
     if span < TRUNCATED_SHARE * listed:
@@ -249,7 +266,9 @@ def _check_free_space(entry: VideoEntry, d: Path, frames: int, cfg: ExtractConfi
     free = shutil.disk_usage(d).free
     if free < need:
         raise DISError(f"{entry.video}: disk full in {d}: {free / 1e6:.1f} MB free, about {need / 1e6:.1f} MB "
-                       "needed; free space, then rerun (finished videos are kept)")
+                       f"needed for the {frames:,} frames its header lists (a header far above the video's true "
+                       "length, as one wild timestamp makes, asks for too much); free space, then rerun (finished "
+                       "videos are kept)")
 
 
 def _flush(w: ExtractionWriter, buf: dict[str, list], cfg: ExtractConfig) -> None:
