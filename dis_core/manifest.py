@@ -208,7 +208,11 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         elif vid and check_files:
             if not vpath.exists():
                 tilde = " ('~' is not expanded: write the full path)" if vid.startswith("~") else ""
-                problems.append(f"row {line}: video file not found: {vpath}{tilde}")
+                other = next((f for f in ("NFC", "NFD") if unicodedata.normalize(f, vid) != vid
+                              and (base / unicodedata.normalize(f, vid)).exists()), None)
+                spelt = (f" (a file of that name exists with its accents encoded otherwise, Unicode {other}: "
+                         "retype the name in the manifest)") if other else ""
+                problems.append(f"row {line}: video file not found: {vpath}{tilde}{spelt}")
             elif not vpath.is_file():
                 problems.append(f"row {line}: video is not a regular file: {vpath}")
             elif not os.access(vpath, os.R_OK):

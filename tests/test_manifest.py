@@ -235,6 +235,10 @@ def test_invisible_characters_are_named_and_an_empty_file_is_nobodys_copy(tmp_pa
     (tmp_path / "vids" / "e2.mp4").write_bytes(b"")
     p.write_text("participant_id,session,video\np1,s1,vids/e1.mp4\np2,s1,vids/e2.mp4\np3,s1,vids/a.mp4\n")
     assert [e.participant_id for e in load_manifest(p).entries] == ["p1", "p2", "p3"]
+    # a name typed with decomposed accents (NFD, as macOS may) for a file stored composed: "not found" said why
+    import unicodedata
+    p.write_text("participant_id,session,video\np1,s1," + unicodedata.normalize("NFD", "vids/c d é.mp4") + "\n")
+    assert "(a file of that name exists with its accents encoded otherwise, Unicode NFC: retype the name" in _problems(p)
 
 def test_spreadsheet_leftovers_and_encodings_get_named_problems(tmp_path, videos):
     """Empty columns at the right of a spreadsheet's CSV are ignored (three of them read as a repeated
