@@ -129,9 +129,10 @@ def test_shorter_excerpts_identify_less_and_a_method_against_itself_is_level():
     _, (same,) = excerpt_rows({"a": short, "b": short}, n, [("a", "b")], n_boot=200)  # paired: zero in every draw
     assert all(same[f"{k}_diff"] == same[f"{k}_diff_lo"] == same[f"{k}_diff_hi"] == 0 for k in ("auc", "eer"))
     # top-1's difference holds Newcombe's interval of its people's credits, 0 inside it (no draw says more)
-    credit = np.bincount(short.owner, topk_fractional(short.s, 1, short.owner)[0]) / np.bincount(short.owner)
+    credit = topk_fractional(short.s, 1, short.owner)[0]  # each excerpt's, paired excerpt by excerpt
     assert same["top1_diff"] == 0 and same["top1_p"] == 1.0
-    assert (same["top1_diff_lo"], same["top1_diff_hi"]) == pytest.approx(st.paired_rate_interval(credit, credit))
+    assert (same["top1_diff_lo"], same["top1_diff_hi"]) == pytest.approx(
+        st.paired_rate_interval(credit, credit, owner=short.owner))
     assert same["top1_diff_lo"] < 0 < same["top1_diff_hi"]
     # a person's excerpts weigh as one person: repeating one person's excerpts changes no figure
     dup = Excerpts(np.c_[short.s, short.s[:, short.owner == 0]], np.r_[short.owner, short.owner[short.owner == 0]])

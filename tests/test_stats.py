@@ -171,6 +171,24 @@ def test_paired_top1_difference_holds_newcombes_interval_where_no_one_is_told_ap
         (0.125 - np.hypot(1 - l1, u2 - 0.875), 0.125 + 0.875 - l2))
 
 
+def test_excerpts_pair_excerpt_by_excerpt_in_newcombes_interval():
+    """Two methods that disagree on 3 of 160 excerpts (20 people x 8): fed each person's mean credit, the interval
+    read them as uncorrelated (about -0.29 to +0.27); paired excerpt by excerpt within each person it is about
+    +-0.1. One excerpt each is the person-level interval."""
+    rng = np.random.default_rng(3)
+    owner = np.repeat(np.arange(20), 8)
+    a = (rng.random(160) < 0.6).astype(float)
+    b = a.copy()
+    b[[5, 50, 100]] = 1 - b[[5, 50, 100]]
+    means = [np.bincount(owner, weights=x) / 8 for x in (a, b)]
+    lo, hi = st.paired_rate_interval(a, b, owner=owner)
+    wide = st.paired_rate_interval(*means)
+    d = means[0].mean() - means[1].mean()
+    assert lo < d < hi and hi - lo < 0.5 * (wide[1] - wide[0]) and hi - lo < 0.3
+    one = rng.random(12) < 0.7, rng.random(12) < 0.5
+    assert st.paired_rate_interval(*one, owner=np.arange(12)) == pytest.approx(st.paired_rate_interval(*one))
+
+
 def test_mcnemar_exact():
     a = np.array([1] * 8 + [0] * 2 + [1] * 5, bool)
     b = np.array([0] * 8 + [1] * 2 + [1] * 5, bool)

@@ -213,6 +213,7 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
             row.update({key: b.point, f"{key}_lo": b.lo, f"{key}_hi": b.hi})
         rows.append(row)
     comps = []
+    credit = {m: topk_fractional(x.s, 1, x.owner)[0] for m, x in ex.items()} if pairs else {}  # each excerpt's
     for a, b in pairs:
         (pa, da), (pb, db) = draws[a], draws[b]
         c = {"a": a, "b": b}
@@ -221,8 +222,7 @@ def excerpt_rows(ex: dict[str, Excerpts], n: int, pairs: Sequence[tuple[str, str
             if key == "top1":  # the models' own variation, and Newcombe's interval, as the rates' hold them
                 r = with_model_variation(r, jackknife_se(topk_leave_one_out(ex[a].s, 1, ex[a].owner)
                                                          - topk_leave_one_out(ex[b].s, 1, ex[b].owner)))
-                ca, cb = _prepare(ex[a], n).credit, _prepare(ex[b], n).credit
-                r = with_paired_rate(r, ca[np.isfinite(ca)], cb[np.isfinite(cb)])
+                r = with_paired_rate(r, credit[a], credit[b], owner=ex[a].owner)  # paired excerpt by excerpt
             c.update({f"{key}_diff": r.diff, f"{key}_diff_lo": r.lo, f"{key}_diff_hi": r.hi, f"{key}_p": r.p})
         comps.append(c)
     return rows, comps

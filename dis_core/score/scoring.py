@@ -263,15 +263,15 @@ def compare_methods(s_a: np.ndarray, s_b: np.ndarray, n_boot: int = 1000, seed: 
         raise DISError(f"score matrices differ in shape: {s_a.shape} vs {s_b.shape}")
     out: dict[str, float] = {}
     da, db = headline_draws(s_a, n_boot, seed, False), headline_draws(s_b, n_boot, seed, False)
+    ca, cb = topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0]
     for name, fn in HEADLINE.items():
         r = paired_result(float(fn(s_a) - fn(s_b)), da[name] - db[name])
         if name == "top1":  # the models' own variation, which the draws keep fixed, and Newcombe's interval
             r = with_model_variation(r, jackknife_se(topk_leave_one_out(s_a, 1) - topk_leave_one_out(s_b, 1)))
-            r = with_paired_rate(r, topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0])
+            r = with_paired_rate(r, ca, cb)
         out.update({f"{name}_diff": r.diff, f"{name}_diff_lo": r.lo, f"{name}_diff_hi": r.hi, f"{name}_p": r.p})
     for name, fn in SUPPLEMENTARY.items():  # the point difference on raw and z-norm scores: does a claim hold there?
         out[f"{name}_diff"] = float(fn(s_a) - fn(s_b))
-    ca, cb = topk_fractional(s_a, 1)[0], topk_fractional(s_b, 1)[0]
     mc = mcnemar_top1(ca == 1.0, cb == 1.0)
     out.update(top1_mcnemar_n10=mc["n10"], top1_mcnemar_n01=mc["n01"], top1_mcnemar_p=mc["p"], draws=n_boot)
     return out
