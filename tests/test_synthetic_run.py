@@ -629,7 +629,7 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     row = pd.read_excel(RunLayout(out).workbook, sheet_name="comparisons").query("comparison == 'method'").iloc[0]
     assert row["participants"] == 3 and row["b"] == "gaussian"  # the verdict's Holm p, traceable in the workbook
     # three people: no claim below ten, so no test of the verdicts' family either (it would dilute the others')
-    assert row["holm_family"].startswith("flow vs baseline: 0 test(s)")
+    assert row["holm_family"] == "none (fewer than 10 people: no claim)"
     assert np.isnan(row["top1_p_holm"]) and np.isnan(row["eer_p_holm"]) and np.isfinite(row["top1_p"])
     # a failed report again in the same folder: the last report's headline figure was embedded under "No feature
     # set could be scored" (its points and intervals, of other scores)

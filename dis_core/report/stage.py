@@ -15,6 +15,7 @@ from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
 from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, baseline_holm, baseline_verdict,
                                          chance_text, feature_set_verdict, partner_family)
+from dis_core.score.stats import MIN_PEOPLE
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
@@ -134,15 +135,18 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                        pd.DataFrame({"note": [f"no partner test: {partner_refusal(results)}"]}))
     # each row carries the Holm p its verdict uses and names its family: flow vs baseline (top-1 and EER of every
     # set and baseline; AUC outside it) and feature set vs feature set (every pair, method and metric)
-    fam_m = f"flow vs baseline: {len(p_holm)} test(s) (feature sets x baselines x top-1, EER)"
-    fam_f = f"feature sets: {len(fs_rows) * 3} test(s) (pairs x methods x top-1, EER, AUC)"
+    fam_m = f"flow vs baseline: {len(p_holm)} test(s) (feature sets x baselines x top-1, EER; {MIN_PEOPLE}+ people)"
+    fam_f = (f"feature sets: {sum(x['participants'] >= MIN_PEOPLE for x in fs_rows) * 3} test(s) (pairs x methods x "
+             f"top-1, EER, AUC; {MIN_PEOPLE}+ common people)")
+    none = f"none (fewer than {MIN_PEOPLE} people: no claim)"
     sheets["comparisons"] = pd.DataFrame([{"comparison": "method", "feature_set": r.feature_set, "a": "flow",
                                            "b": b, "participants": len(r.participants), **c,
                                            **{f"{k}_p_holm": p_holm.get((r.feature_set, b, k), float("nan"))  # NaN: too few people to test
                                               for k, _, _ in VERDICT_METRICS},
-                                           "holm_family": fam_m}
+                                           "holm_family": fam_m if len(r.participants) >= MIN_PEOPLE else none}
                                           for r in results for b, c in r.comparisons.items()]
-                                         + [{**x, "holm_family": fam_f} for x in fs_rows])
+                                         + [{**x, "holm_family": fam_f if x["participants"] >= MIN_PEOPLE else none}
+                                            for x in fs_rows])
     sheets["training"] = pd.DataFrame(train_rows)
     sheets["excerpts"] = (pd.DataFrame(ex_rows) if ex_rows else
                           pd.DataFrame({"note": [excerpts_text(cfg, ex_rows, ex_notes)]}))
