@@ -7,6 +7,9 @@ the non-density reference (interval, p, McNemar; both sides are chosen on the sa
 unadjusted for the choice, as the runs quoted below were), and since 5 December 2026 the pre-specified
 family beside them: every flow against every density baseline of its own feature set, Holm-adjusted over
 top-1 and EER. Comparisons pair people by participant, never by position alone. Not a test: figures.
+The paired top-1 intervals quoted below predate 6 December 2026, since when they also hold Newcombe's paired
+score interval (dis_core.score.stats.paired_rate_interval) and read wider (seed 43's pooled flow minus pooled
+Gaussian: +0.050 [-0.085, +0.185] then, [-0.116, +0.236] now); p is printed as the report prints it.
 
     python bench/identify.py --run /work/data/identify/run            # a `dis extract` output folder
         [--manifest M] [--only spectrum,frame] [--methods pflow,pgauss] [--cache DIR] [--truth] [--flow-seed S]
