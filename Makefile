@@ -55,7 +55,7 @@ test: $(STAMP) model samples  # downloads first: one failure up front, not a fix
 submit: model
 	$(BIN)/dis submit --manifest $(MANIFEST) --out $(OUT) $(if $(SLURM_CONFIG),--config $(SLURM_CONFIG))
 
-test-slurm: $(STAMP)
+test-slurm: $(STAMP) model samples
 	bash tests/slurm/start.sh
 	$(BIN)/python -m pytest -q -m slurm
 
@@ -65,7 +65,7 @@ container: setup
 test-container: container
 	$(BIN)/python -m pytest -q -m apptainer
 
-test-all: $(STAMP)
+test-all: $(STAMP) model samples
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -100,6 +100,10 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raise ManifestError(str(path), [f"lines {start}-{reader.line_num}: {e}: a quote never closed swallows the "
                                         "rows after it (close it, or write a quote inside a value as \"\")"]) from None
     header = [h.strip().lstrip("\ufeff") for h in records[0][1]]  # a second byte-order mark (files joined)
+    odd = next(((h, c) for h in header for c in h if _invisible(c)), None)
+    if odd:  # 'video' with a zero-width space in it read as a missing column that looked present
+        raise ManifestError(str(path), [f"header: column '{odd[0]}' holds the invisible character {_char_name(odd[1])}: "
+                                        "remove it"])
     while len(header) > 1 and not header[-1]:  # empty columns a spreadsheet left at the right
         header.pop()
     problems: list[str] = []
@@ -160,11 +164,10 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             problems.append(f"row {line}: a value in column {k + 1} ('{fields[k].strip()[:40]}'), which has no name "
                             f"in the header")
             continue
-        odd = next(((h, c) for h, f in zip(header, fields) for c in f if c in INVISIBLE or unicodedata.category(c) == "Cc"
-                    and c != "\t"), None)
+        odd = next(((h, c) for h, f in zip(header, fields) for c in f if _invisible(c)), None)
         if odd:  # unseen in a message, and a workbook cannot hold a control character: the report would fail
-            problems.append(f"row {line}: column '{odd[0]}' holds the invisible character U+{ord(odd[1]):04X} "
-                            f"({unicodedata.name(odd[1], 'a control character').lower()}): remove it")
+            problems.append(f"row {line}: column '{odd[0]}' holds the invisible character {_char_name(odd[1])}: "
+                            "remove it")
             continue
         rows.append((line, {h: f.strip() for h, f in zip(header, fields)}))
     if not rows and not problems:
@@ -266,7 +269,18 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
 KNOWN_EXTRAS = ("group", "condition")  # read by the dyad tests (dis_core.score.groups), with group_* columns
 
 
-INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"  # byte-order mark, zero-width spaces and joiners: pasted, never meant
+# byte-order mark, zero-width space, word joiner: pasted, never meant (the zero-width joiners U+200C/U+200D are
+# not among them: Persian, Indic scripts and emoji need them)
+INVISIBLE = "\ufeff\u200b\u2060"
+
+
+def _invisible(c: str) -> bool:
+    """A character no one means in a manifest cell: INVISIBLE, or a control character other than tab."""
+    return c in INVISIBLE or (unicodedata.category(c) == "Cc" and c != "\t")
+
+
+def _char_name(c: str) -> str:
+    return f"U+{ord(c):04X} ({unicodedata.name(c, 'a control character').lower()})"
 
 
 def _plain(name: str) -> str:

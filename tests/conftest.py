@@ -63,13 +63,14 @@ def _slurm_up() -> str:
 def slurm():
     """A running SLURM with accounting: started, or its dead daemons restarted, by tests/slurm/start.sh when this
     machine can (root, Debian packages)."""
-    if _slurm_up():
+    down = _slurm_up()
+    if down:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.skip("no SLURM here and no way to start one (needs root and apt)")
+            pytest.skip(f"no working SLURM here ({down}) and no way to start one (needs root and apt)")
         r = subprocess.run(["bash", str(Path(__file__).parent / "slurm" / "start.sh")], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
     down = _slurm_up()
-    logs = sorted((SLURM_BASE / "state" / "log").glob("*.log"))
+    logs = sorted((SLURM_BASE / "state" / "log").glob("*.log")) + sorted((SLURM_BASE / "state" / "mysqlrun").glob("*.log"))
     assert not down, down + "".join(f"\n--- {f}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:])
                                     for f in logs)
     return True

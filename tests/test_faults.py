@@ -242,7 +242,7 @@ BAD_FILES = {  # name -> (bytes maker, the line's words)
     "page.webm": (lambda s: b"<!DOCTYPE html><html><body>video</body></html>\n", "its content is text"),
     "empty.mp4": (lambda s: b"", "empty file (0 bytes)"),
     "empty2.mov": (lambda s: b"", "empty file (0 bytes)"),  # two empty files are no duplicates: each fails alone
-    "zeros.mp4": (lambda s: b"\0" * 200_000, "its content is zero bytes only (a file allocated but never written?)"),
+    "zeros.mp4": (lambda s: b"\0" * 200_000, "its content is 512 bytes of 0x00 at its start (a file allocated but never written?)"),
     "truncated.mp4": (None, "truncated.mp4: "),  # the first 3 kB of a real mp4: its container opens, nothing decodes
 }
 

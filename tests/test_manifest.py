@@ -231,6 +231,12 @@ def test_invisible_characters_are_named_and_an_empty_file_is_nobodys_copy(tmp_pa
     assert "row 3: column 'participant_id' holds the invisible character U+FEFF (zero width no-break space)" in text
     p.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfparticipant_id,session,video\np1,s1,vids/a.mp4\n")
     assert [e.participant_id for e in load_manifest(p).entries] == ["p1"]
+    # a zero-width space in a column's name: named as such, not "column 'video' is missing"
+    p.write_text("participant_id,session,vi\u200bdeo\np1,s1,vids/a.mp4\n")
+    assert _problems(p).endswith("header: column 'vi\u200bdeo' holds the invisible character U+200B (zero width space): remove it")
+    # the zero-width non-joiner of Persian (and joiners of Indic scripts, emoji) is text, not a stray character
+    p.write_text("participant_id,session,video,city\np1,s1,vids/a.mp4,\u0645\u06cc\u200c\u0631\u0648\u0645\n")
+    assert load_manifest(p).entries[0].labels()["city"] == "\u0645\u06cc\u200c\u0631\u0648\u0645"
     (tmp_path / "vids" / "e1.mp4").write_bytes(b"")
     (tmp_path / "vids" / "e2.mp4").write_bytes(b"")
     p.write_text("participant_id,session,video\np1,s1,vids/e1.mp4\np2,s1,vids/e2.mp4\np3,s1,vids/a.mp4\n")

@@ -279,9 +279,9 @@ def test_not_above_chance_names_intervals_that_hold_chance_or_lie_below_it():
     # chance"): below 10 people they are not told apart from chance, top-1 (Wilson-widened) still is
     two = {**row, "eer_lo": 0.0, "eer_hi": 0.0, "auc_lo": 1.0, "auc_hi": 1.0, "top1_lo": 0.34, "top1_hi": 1.0,
            "chance_top1": 0.5, "participants": 2}
-    assert at_chance(two) == ["top-1", "EER and AUC untold (fewer than 10 people)"]
+    assert at_chance(two) == ["top-1", "EER and AUC: too few people to tell (under 10)"]
     assert at_chance({**two, "participants": 10}) == ["top-1"]
-    assert at_chance({**row, "participants": 40}, people=4)[-1] == "EER and AUC untold (fewer than 10 people)"
+    assert at_chance({**row, "participants": 40}, people=4)[-1] == "EER and AUC: too few people to tell (under 10)"
 
 
 def test_excerpt_verdicts_stand_in_their_feature_sets_section(tmp_path):

@@ -213,12 +213,11 @@ FPS_OVERRIDE_NOTE = 0.01  # a manifest fps this far from the container's is said
 
 
 def _raw_stream(video: Path) -> bool:
-    """Whether ``video`` is a raw H.264/H.265 stream, whose 'rate' is the decoder's guess, not the file's."""
-    from dis_core.extract.video import RAW_STREAM, container_format
+    """:func:`dis_core.extract.video.is_raw_stream`, False when the file cannot be read now."""
+    from dis_core.extract.video import is_raw_stream
 
     try:
-        with open(video, "rb") as f:
-            return container_format(f.read(512)) == RAW_STREAM
+        return is_raw_stream(video)
     except OSError:
         return False
 
@@ -266,9 +265,9 @@ def _check_free_space(entry: VideoEntry, d: Path, frames: int, cfg: ExtractConfi
     free = shutil.disk_usage(d).free
     if free < need:
         raise DISError(f"{entry.video}: disk full in {d}: {free / 1e6:.1f} MB free, about {need / 1e6:.1f} MB "
-                       f"needed for the {frames:,} frames its header lists (a header far above the video's true "
-                       "length, as one wild timestamp makes, asks for too much); free space, then rerun (finished "
-                       "videos are kept)")
+                       + (f"needed for the {frames:,} frames its header lists (a header far above the video's true "
+                          "length, as one wild timestamp makes, asks for too much); " if frames > 0 else "needed; ")
+                       + "free space, then rerun (finished videos are kept)")
 
 
 def _flush(w: ExtractionWriter, buf: dict[str, list], cfg: ExtractConfig) -> None:

@@ -83,7 +83,7 @@ def _looks_like(head: bytes) -> str:
     if head.startswith(b"RIFF"):
         return f"a RIFF {head[8:12].decode('latin-1')!r} file"
     if head and not head.strip(b"\0"):  # a recorder's preallocated file, never written (or one zeroed)
-        return "zero bytes only (a file allocated but never written?)"
+        return f"{len(head)} bytes of 0x00 at its start (a file allocated but never written?)"
     try:
         head.decode("utf-8")
         return "text"
@@ -107,13 +107,17 @@ def check_container(path: Path) -> str:
 RAW_STREAM = "raw H.264/H.265 stream"
 
 
+def is_raw_stream(path: Path) -> bool:
+    """Whether ``path`` is a raw H.264/H.265 stream, by its first bytes: its 'rate' is the decoder's guess."""
+    with open(path, "rb") as f:
+        return container_format(f.read(512)) == RAW_STREAM
+
+
 def check_times(path: Path, fps_override: float | None) -> None:
     """A raw H.264/H.265 stream (e.g. a Raspberry Pi camera's .h264) holds no frame times: FFmpeg stamps
     it at 25 fps whatever it was filmed at, which would make every speed and rate wrong. Such a file needs
     the manifest's ``fps``; :class:`VideoError` names the file and the column otherwise."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if container_format(head) == RAW_STREAM and not fps_override:
+    if not fps_override and is_raw_stream(path):
         raise VideoError(f"{path}: a raw H.264/H.265 stream holds no frame times (the decoder would assume 25 fps): "
                          "give its frame rate in the manifest's fps column, or put it in a container "
                          "(ffmpeg -framerate <fps> -i in.h264 -c copy out.mp4)")

@@ -64,7 +64,7 @@ def at_chance(m: dict, people: int | None = None) -> list[str]:
         elif (hi < chance) if better > 0 else (lo > chance):
             out.append(f"{label} worse than chance")
     if few:
-        out.append(f"EER and AUC untold (fewer than {MIN_PEOPLE} people)")
+        out.append(f"EER and AUC: too few people to tell (under {MIN_PEOPLE})")
     return out
 
 

@@ -21,7 +21,8 @@ EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, ex
                 "rule on the rows inside it, excerpts with under half the rows their video gives a gap-free span left out; top-1: the "
                 "mean over people of each one's share of excerpts identified among all models; AUC/EER: each "
                 "excerpt's t-norm, a person weighing as one; intervals: bootstrap over participants; p: paired bootstrap (top-1's "
-                "difference held also to its jackknife over people, whose models the draws keep fixed), "
+                "difference held also to its jackknife over people, whose models the draws keep fixed, and to Newcombe's "
+                "paired score interval, the methods paired excerpt by excerpt), "
                 "top1_p_holm and eer_p_holm Holm-adjusted over one family: every feature set, length and baseline that "
                 "10 people or more reach, on top-1 and EER (the metrics the flow-vs-baseline verdicts weigh; AUC's p "
                 "unadjusted; with fewer people no claim is made and the Holm p is empty)")
