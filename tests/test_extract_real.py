@@ -269,6 +269,31 @@ def test_someone_coming_into_view_is_not_taken_for_the_participant(tmp_path, sam
     assert len(covered) - 2 <= t.other_frames <= len(covered)
 
 
+def test_someone_in_view_for_a_moment_leaves_the_tracker_on_one_face_after(samples, model):
+    """Someone seen from 0.3 to 0.8 s kept the tracker on two faces for the rest of the video: MediaPipe then ran
+    its detector on every frame, twice the head-pose jitter and a third fewer smiling frames (a review measured
+    it). Once the participant is alone in view for single_after_s it follows one face again."""
+    frames = _two_faces(samples, 120)
+    cfg = ExtractConfig().landmarker
+
+    def modes_of(cfg):
+        with FaceTracker(model.path, cfg) as t:
+            modes = []
+            for k, img in enumerate(frames):
+                img = img.copy()
+                if not 10 <= k < 25:
+                    img[:, :440] = 0  # the other person in view only from 0.33 to 0.83 s
+                r = t.process(img, k / 30)
+                assert r.detected and float(np.mean(r.landmarks[:, 0])) > 440 / 1080, f"frame {k}"
+                modes.append(t._num_faces)
+        assert 2 in modes[10:25] and t.several_frames > 0
+        return modes
+    modes = modes_of(cfg)
+    back = 25 + int(np.ceil(cfg.single_after_s * 30))  # alone from frame 25: one face a second later
+    assert modes[back + 1:] == [1] * (len(frames) - back - 1), modes
+    assert set(modes_of(dataclasses.replace(cfg, one_face_again=False))[25:]) == {2}  # the earlier rule
+
+
 @pytest.mark.parametrize("fps", [24.0, 30.0])
 def test_per_second_smiles_follow_the_real_fps(tmp_path, samples, model, make_manifest, fps):
     frames = read_frames(samples["single_face.mp4"])  # 72 frames

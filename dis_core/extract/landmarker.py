@@ -49,6 +49,10 @@ class LandmarkerConfig:
     max_jump: float = 1.5
     max_faces: int = 2
     single_after_s: float = 1.0  # seconds of one face in view before following one face only (faster)
+    # after someone else was in view, follow one face again once the participant is alone for single_after_s
+    # (False: several faces for the rest of the video, the rule before 6 December 2026, whose extractions this
+    # field's presence in the configuration's hash redoes: MediaPipe following two faces doubled the jitter)
+    one_face_again: bool = True
 
 
 @dataclasses.dataclass
@@ -69,9 +73,10 @@ def _quiet_mediapipe() -> None:
 class FaceTracker:
     """A fresh Face Landmarker in VIDEO mode; use one per video, as a context manager.
 
-    It follows up to ``cfg.max_faces`` faces until it has seen one face alone for ``cfg.single_after_s``,
-    then one (MediaPipe then skips its detector while it tracks: about 15% faster a frame); a face that
-    jumps (another person, :func:`pick_face`) sends it back to several faces for the rest of the video.
+    It follows up to ``cfg.max_faces`` faces until it has seen the participant's face alone for
+    ``cfg.single_after_s``, then one (MediaPipe then skips its detector while it tracks: about 15% faster a frame,
+    and half the jitter); a face that jumps (another person, :func:`pick_face`) sends it back to several faces
+    until the participant is alone in view for that long again.
     ``other_frames`` counts frames where only someone else's face was found (they count as no face: a
     participant who moved more than ``cfg.max_jump`` face sizes while unseen is not found again, since a
     newcomer looks the same to this rule, and the summary warns),
@@ -90,7 +95,6 @@ class FaceTracker:
         self._model, self._cfg, self._want_direct = model_path, cfg, direct
         self._last: tuple[np.ndarray, float] | None = None  # the participant's last face: centre (px), size (px)
         self._alone_since: float | None = None
-        self._stay_several = False
         self.other_frames = self.several_frames = 0
         self.several_from_s: float | None = None
         self._redirect = FdRedirect(log).start() if log is not None else None
@@ -154,22 +158,25 @@ class FaceTracker:
             k = pick_face(places, self._last, self._cfg.max_jump)
         if len(faces) > 1:
             self.several_frames += 1
-            self._stay_several = True
+        if k is None or len(faces) > 1:
+            self._alone_since = None  # someone else in view, or the participant out of it
         if k is None:
             if faces:
                 self.other_frames += 1
             return empty_result()
         self._last = places[k]
-        if self._num_faces > 1 and not self._stay_several and self._cfg.max_faces > 1:
+        if self._num_faces > 1 and self._cfg.max_faces > 1 and (self._cfg.one_face_again or not
+                                                              (self.several_frames or self.several_from_s is not None)):
             self._alone_since = time_s if self._alone_since is None else self._alone_since
             if time_s - self._alone_since >= self._cfg.single_after_s - 1e-9:
-                self._create(1)  # nobody else in view so far: track one face
+                self._create(1)  # the participant alone in view: track one face (following two, MediaPipe ran
+                self._alone_since = None  # its detector on every frame: twice the jitter, a third fewer smiles)
         return faces[k]
 
     def _several(self, time_s: float) -> None:
-        self._stay_several = True
         if self.several_from_s is None:
             self.several_from_s = float(time_s)
+        self._alone_since = None
         self._create(self._cfg.max_faces)
 
     def _faces(self, image, time_s: float) -> list[FaceResult]:
