@@ -242,3 +242,34 @@ def test_the_extraction_tables_read_back_as_written(tmp_path):
     assert shown[:4] == cells
     assert [(r["participant_id"], r["reason"]) for r in report_failures([], [], [], qc)] == \
         [("NA", "-1 frames: cannot decode")]
+
+
+@pytest.mark.slow  # fetches h5py 3.11 (HDF5 1.14) from the package index
+def test_an_extraction_file_reads_in_hdf5_1_14(tmp_path):
+    """Written with libver "latest" under h5py 3.16 (HDF5 2.0), every dataset failed in HDF5 1.14 ("bad version
+    number for layout message"): h5py 3.11, which pyproject allows, MATLAB, R and HDFView could open the file and
+    read nothing. Read here by a real h5py 3.11 in a process of its own."""
+    import subprocess
+    import sys
+
+    from tests.synthrun import synthetic_extraction
+
+    wheels = tmp_path / "wheels"
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                          "h5py==3.11.0", "-d", str(wheels)], capture_output=True, text=True)
+    if got.returncode:
+        pytest.skip(f"h5py 3.11 could not be fetched: {got.stderr.strip()[-200:]}")
+    import zipfile
+
+    old = tmp_path / "old"
+    zipfile.ZipFile(next(wheels.glob("h5py-3.11.0-*.whl"))).extractall(old)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not a video")
+    synthetic_extraction(tmp_path / "x.h5", video, seconds=4.0, fps=15.0, seed=1)
+    code = ("import h5py, sys; f = h5py.File(sys.argv[1], 'r'); assert h5py.version.hdf5_version.startswith('1.14'), "
+            "h5py.version.hdf5_version; print(h5py.version.hdf5_version, f.attrs['status'], "
+            "*(f[k][...].shape for k in ('time_s', 'landmarks', 'blendshapes', 'transform', 'head_pose')))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.h5")], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert r.stdout.split()[1:3] == ["complete", "(60,)"], r.stdout

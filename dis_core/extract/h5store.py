@@ -32,12 +32,17 @@ DATASETS: dict[str, tuple[tuple[int, ...], Any]] = {
 }
 
 
+LIBVER = ("earliest", "v110")
+
+
 class ExtractionWriter:
     """Append frames in blocks to a new HDF5 file; :meth:`finish` marks it complete."""
 
     def __init__(self, path: Path, chunk_frames: int = 256, compression_level: int = 4):
         self.path = Path(path)
-        self._f = h5py.File(self.path, "w", libver="latest")
+        # formats of HDF5 1.10 at most: "latest" under h5py 3.16 (HDF5 2.0) wrote layout messages that HDF5 1.14
+        # and older (h5py 3.11, which pyproject allows; MATLAB, R, HDFView) cannot read
+        self._f = h5py.File(self.path, "w", libver=LIBVER)
         self._f.attrs["schema"] = SCHEMA
         self._f.attrs["schema_version"] = SCHEMA_VERSION
         self._f.attrs["status"] = "writing"
