@@ -167,6 +167,35 @@ def _ff(*args):
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
+def test_non_square_pixels_are_read_as_the_picture_they_show(tmp_path, samples, model, make_manifest):
+    """A camcorder's 4:3 pixels (480 x 360 stored, 640 x 360 shown) went to MediaPipe as square: faces 25%
+    narrower and head poses off by up to 2 degrees against the same picture in square pixels. Stretched to what
+    it shows, it agrees with that picture; a rotated one is stretched along its stored width."""
+    from dis_core.extract.h5store import read_extraction
+    from dis_core.extract.video import iter_frames, probe
+
+    src = samples["single_face.mp4"]
+    ana = _ff("-i", src, "-vf", "scale=480:360,setsar=4/3", "-c:v", "libx264", "-preset", "ultrafast", tmp_path / "ana.mp4")
+    same = _ff("-i", src, "-vf", "scale=480:360,scale=640:360,setsar=1", "-c:v", "libx264", "-preset", "ultrafast",
+               tmp_path / "square.mp4")  # the same loss of detail, in square pixels
+    assert probe(ana).pixel_aspect == pytest.approx(4 / 3) and probe(same).pixel_aspect == 1.0
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(ana)},
+                                     {"participant_id": "b", "session": "s1", "video": str(same)}]))
+    xa, xs = (read_extraction(Path(extract_video(e, tmp_path / "out", model, ExtractConfig(), progress=False).output))
+              for e in m.entries)
+    assert (xa.video["width"], xa.video["width_header"], xa.video["pixel_aspect"]) == (640, 480, pytest.approx(4 / 3))
+    both = xa.detected & xs.detected
+    assert both.sum() > 60
+    assert np.nanmean(np.abs(xa.head_pose[both] - xs.head_pose[both]), axis=0).max() < 0.5
+    width = [np.ptp(x.landmarks[both, :, 0], axis=1).mean() * x.video["width"] for x in (xa, xs)]  # pixels
+    assert width[0] == pytest.approx(width[1], rel=0.05)  # 25% narrower read as square
+    side = _ff("-i", src, "-vf", "transpose=1,scale=360:480,setsar=4/3", "-c:v", "libx264", "-preset", "ultrafast",
+               tmp_path / "side.mp4")
+    turned = _ff("-i", side, "-c", "copy", "-metadata:s:v:0", "rotate=90", tmp_path / "turned.mp4")
+    assert next(iter_frames(turned)).rgb.shape[:2] == (480, 480)  # 360 x 480 stored, 4:3 pixels, turned
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
 def test_a_raw_h264_stream_needs_the_manifests_fps(tmp_path, samples, model, make_manifest):
     """A raw .h264 stream (a Raspberry Pi camera's) holds no frame times: FFmpeg stamped a 30 fps stream at 25 fps
     and the extraction said ok (speeds 17% too slow). Refused without the manifest's fps, naming the column;

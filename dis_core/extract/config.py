@@ -20,6 +20,7 @@ class ExtractConfig:
 
     landmarker: LandmarkerConfig = LandmarkerConfig()
     smile: SmileConfig = SmileConfig()
+    square_pixels: bool = True  # a stream of non-square pixels is stretched to what it shows (video.iter_frames)
     landmark_workbook: bool = False  # costs about as much as extraction itself; opt in (the demo does)
     landmark_pca_png: bool = True
     chunk_frames: int = 256

@@ -180,7 +180,7 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
                        disable=None if progress else True, mininterval=0.5)
             shape = None
             with FaceTracker(model.path, cfg.landmarker) as tracker:
-                for fr in iter_frames(entry.video, entry.fps):
+                for fr in iter_frames(entry.video, entry.fps, cfg.square_pixels):
                     shape = shape or fr.rgb.shape
                     r = tracker.process(fr.rgb, fr.time_s)
                     buf["time_s"].append(fr.time_s)
@@ -295,7 +295,8 @@ def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig,
              "frame_count": n, "frame_count_header": info.frame_count,
              # the decoded frames' size: after the container's rotation (phone video) is applied
              "width": int(shape[1]), "height": int(shape[0]), "width_header": info.width,
-             "height_header": info.height, "duration_s": duration, "codec": info.codec}
+             "height_header": info.height, "duration_s": duration, "codec": info.codec,
+             "pixel_aspect": info.pixel_aspect}  # the stream's (width / width_header once stretched to square pixels)
     return summary, video
 
 

@@ -24,6 +24,7 @@ class VideoInfo:
     height: int
     duration_s: float
     codec: str
+    pixel_aspect: float = 1.0  # the stream's sample aspect ratio: a stored pixel's width over its height
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,17 +151,28 @@ def probe(path: str | Path) -> VideoInfo:
         w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+        aspect = _pixel_aspect(cap)
     finally:
         cap.release()
     codec = fourcc.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ") if fourcc > 0 else "unknown"
     if w <= 0 or h <= 0:
         raise VideoError(f"{path}: no video stream (width/height unknown)")
     dur = n / fps if fps > 0 and n > 0 else float("nan")
-    return VideoInfo(str(path), fps, n, w, h, dur, codec)
+    return VideoInfo(str(path), fps, n, w, h, dur, codec, aspect)
 
 
-def iter_frames(path: str | Path, fps_override: float | None = None) -> Iterator[Frame]:
+def _pixel_aspect(cap: cv2.VideoCapture) -> float:
+    """The sample aspect ratio the decoder reports (a DV or HDV camcorder's 4:3 or 16:11 pixels), 1 when unknown."""
+    num, den = float(cap.get(cv2.CAP_PROP_SAR_NUM) or 0), float(cap.get(cv2.CAP_PROP_SAR_DEN) or 0)
+    return num / den if num > 0 and den > 0 else 1.0
+
+
+def iter_frames(path: str | Path, fps_override: float | None = None, square_pixels: bool = True) -> Iterator[Frame]:
     """Decode frames one at a time (never the whole video in memory).
+
+    With ``square_pixels`` a stream of non-square pixels (its sample aspect ratio more than 1% from 1) is
+    stretched to the picture it shows (width x aspect): MediaPipe reads pixels as square, and a 4:3-pixel
+    camcorder file gave faces 25% narrower and head poses off by up to 2 degrees.
 
     Times are the decoder's presentation timestamps, 0 at the video stream's start (a file whose video
     starts after its audio, or an MPEG-TS clock, is not offset; a stream cut mid-GOP starts at its first
@@ -172,6 +184,10 @@ def iter_frames(path: str | Path, fps_override: float | None = None) -> Iterator
     try:
         nominal = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         period = 1.0 / (fps_override or (nominal if nominal > 0 else 30.0))
+        aspect = _pixel_aspect(cap) if square_pixels else 1.0
+        stretch = abs(aspect - 1.0) > 0.01
+        turned = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 180 == 90  # frames come rotated: the stored
+        # width is their height
         prev = -math.inf
         i = 0
         while True:
@@ -189,6 +205,10 @@ def iter_frames(path: str | Path, fps_override: float | None = None) -> Iterator
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
             else:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if stretch:
+                h, w = rgb.shape[:2]
+                size = (w, max(1, round(h * aspect))) if turned else (max(1, round(w * aspect)), h)
+                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
             yield Frame(i, t, rgb)
             i += 1
     finally:
