@@ -166,6 +166,48 @@ def _ff(*args):
     return Path(args[-1])
 
 
+def test_a_damaged_frame_time_does_not_shift_the_frames_after_it():
+    """frame_time's known answers at 30 fps: one stamp 1000 s ahead that the next falls back from goes between
+    them; one the decoder repeats for every frame after it (OpenCV does) puts each a period on; a paused camera's
+    gap that the next frames continue from is kept; a repeated stamp is the last plus a period; a first frame
+    stamped far past the second is one period before it."""
+    from dis_core.extract.video import frame_time
+
+    p = 1 / 30
+
+    def times(raw):
+        out, prev = [], -np.inf
+        for k, r in enumerate(raw):
+            t, wild = frame_time(prev, r, raw[k + 1] if k + 1 < len(raw) else None, p)
+            out.append((round(t, 6), wild))
+            prev = t
+        return out
+    assert times([0, p, 2 * p, 1000, 4 * p, 5 * p]) == [
+        (0, False), (round(p, 6), False), (round(2 * p, 6), False), (round(3 * p, 6), True), (round(4 * p, 6), False),
+        (round(5 * p, 6), False)]
+    assert times([0, p, 1000, 1000, 1000]) == [(0, False), (round(p, 6), False), (round(2 * p, 6), True),
+                                               (round(3 * p, 6), True), (round(4 * p, 6), True)]
+    assert times([0, p, 5.0, 5.0 + p]) == [(0, False), (round(p, 6), False), (5.0, False), (round(5 + p, 6), False)]
+    assert times([0, p, p, 3 * p]) == [(0, False), (round(p, 6), False), (round(2 * p, 6), False), (round(3 * p, 6), False)]
+    assert times([1000, p, 2 * p]) == [(0.0, True), (round(p, 6), False), (round(2 * p, 6), False)]
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
+def test_a_video_with_one_damaged_stamp_keeps_its_length_and_says_so(tmp_path, samples, model, make_manifest):
+    """Frame 20 of 72 stamped at 1000 s: OpenCV repeats that stamp for every later frame, and each was put a
+    period after it: a 2.4 s video lasted 1002 s (smile seconds, synchrony with a partner off by as much)."""
+    from dis_core.extract.h5store import read_extraction
+
+    wild = _ff("-i", samples["single_face.mp4"], "-vf", "setpts=if(eq(N\\,20)\\,1000/TB\\,PTS)", "-fps_mode",
+               "passthrough", "-c:v", "libx264", "-preset", "ultrafast", tmp_path / "wild.mkv")
+    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(wild)}]))
+    r = extract_video(m.entries[0], tmp_path / "out", model, ExtractConfig(), progress=False)
+    x = read_extraction(Path(r.output))
+    assert len(x.time_s) == 72 and x.time_s[-1] < 2.5 and np.all(np.diff(x.time_s) > 0)
+    assert r.status == "ok" and "frame time(s) lay far past the frame before" in r.message
+    assert int(x.attrs["n_wild_times"]) >= 1
+
+
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
 def test_non_square_pixels_are_read_as_the_picture_they_show(tmp_path, samples, model, make_manifest):
     """A camcorder's 4:3 pixels (480 x 360 stored, 640 x 360 shown) went to MediaPipe as square: faces 25%

@@ -178,10 +178,10 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
             buf: dict[str, list] = {k: [] for k in ("time_s", "detected", "landmarks", "blendshapes", "transform")}
             bar = tqdm(total=info.frame_count or None, desc=entry.unit_id[:40], unit="fr", leave=False,
                        disable=None if progress else True, mininterval=0.5)
-            shape = None
+            shape, wild = None, 0
             with FaceTracker(model.path, cfg.landmarker) as tracker:
                 for fr in iter_frames(entry.video, entry.fps, cfg.square_pixels):
-                    shape = shape or fr.rgb.shape
+                    shape, wild = shape or fr.rgb.shape, wild + fr.wild_time
                     r = tracker.process(fr.rgb, fr.time_s)
                     buf["time_s"].append(fr.time_s)
                     buf["detected"].append(r.detected)
@@ -192,7 +192,8 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
                         _flush(w, buf, cfg)
                     bar.update(1)
                 _flush(w, buf, cfg)
-                faces = {"n_other_face_frames": tracker.other_frames, "n_several_faces_frames": tracker.several_frames,
+                faces = {"n_wild_times": wild,
+                         "n_other_face_frames": tracker.other_frames, "n_several_faces_frames": tracker.several_frames,
                          "several_faces_from_s": np.nan if tracker.several_from_s is None else tracker.several_from_s}
             bar.close()
             if w.n == 0:
@@ -236,6 +237,10 @@ def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
     with h5py.File(h5, "r") as f:
         a = f["video"].attrs
         count, rate, span = float(a.get("frame_count_header", 0)), float(a.get("fps_header", 0)), float(a["duration_s"])
+        wild = int(f.attrs.get("n_wild_times", 0))
+    if wild:
+        warn.append(f"{wild} frame time(s) lay far past the frame before while the frame after did not pass them, "
+                    "and were put one period after the frame before (damaged timestamps)")
     if entry.fps and rate > 0 and abs(entry.fps / rate - 1) > FPS_OVERRIDE_NOTE and not _raw_stream(entry.video):
         warn.append(f"the manifest's fps {entry.fps:g} overrides the container's {rate:.4g} (times and durations are "
                     f"{rate / entry.fps:.3g} times the container's)")

@@ -34,6 +34,30 @@ class Frame:
     index: int
     time_s: float
     rgb: np.ndarray
+    wild_time: bool = False  # its timestamp leapt far past both neighbours' and was put back between them
+
+
+WILD_PERIODS = 3  # a timestamp this many frame periods past the last one, which the next does not pass, is damaged
+
+
+def frame_time(prev: float, raw: float, nxt: float | None, period: float) -> tuple[float, bool]:
+    """A frame's time from the decoder's ``raw`` one, the last frame's ``prev`` and the next frame's raw time
+    ``nxt`` (None at the end). A time more than WILD_PERIODS periods past ``prev`` that the next frame does not
+    pass (it falls back, or stalls there: OpenCV repeats a damaged stamp for every frame after it; or there is no
+    next) is damaged: the frame goes between its neighbours, or one period after the last (True: said and
+    counted). Taken as it came, one stamp of 1000 s made a 4 s video last 1000 s. A time that does not increase
+    is the last plus one period; the first frame's is 0 when not finite, and when it lies far past the next's
+    it is one period before it. A forward gap that the next frames continue from (a paused camera) is kept."""
+    if math.isfinite(prev) and math.isfinite(raw) and raw - prev > WILD_PERIODS * period and (
+            nxt is None or not math.isfinite(nxt) or nxt <= raw):
+        inside = nxt is not None and math.isfinite(nxt) and prev < nxt
+        return prev + (min(period, (nxt - prev) / 2) if inside else period), True
+    if not math.isfinite(prev) and nxt is not None and math.isfinite(nxt) and math.isfinite(raw) \
+            and raw - nxt > WILD_PERIODS * period and nxt >= 0:
+        return max(nxt - period, 0.0), True  # the first frame's
+    if not math.isfinite(raw) or raw <= prev:
+        return ((prev + period) if math.isfinite(prev) else 0.0), False
+    return raw, False
 
 
 # ISO-BMFF (mp4, mov, m4v, 3gp) and QuickTime top-level boxes that may open a file
@@ -178,7 +202,8 @@ def iter_frames(path: str | Path, fps_override: float | None = None, square_pixe
     starts after its audio, or an MPEG-TS clock, is not offset; a stream cut mid-GOP starts at its first
     decodable frame's time); with ``fps_override`` they are ``index / fps``.
     Timestamps that do not increase (broken containers) are replaced by the previous one plus one
-    nominal frame period, so downstream code can rely on strictly increasing times.
+    nominal frame period, so downstream code can rely on strictly increasing times, and a single stamp that
+    leaps far ahead of both neighbours is put back between them (:func:`frame_time`; one frame decoded ahead).
     """
     cap = _open(Path(path))
     try:
@@ -188,29 +213,33 @@ def iter_frames(path: str | Path, fps_override: float | None = None, square_pixe
         stretch = abs(aspect - 1.0) > 0.01
         turned = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 180 == 90  # frames come rotated: the stored
         # width is their height
-        prev = -math.inf
-        i = 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if fps_override:
-                t = i / fps_override
-            else:
-                t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                if not math.isfinite(t) or t <= prev:
-                    t = (prev + period) if math.isfinite(prev) else 0.0
-            prev = t
-            if bgr.ndim == 2:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-            else:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        def decoded() -> Iterator[tuple[int, float, np.ndarray]]:
+            i = 0
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    return
+                yield i, (i / fps_override if fps_override else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0), bgr
+                i += 1
+
+        def frame(i: int, t: float, wild: bool, bgr: np.ndarray) -> Frame:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
             if stretch:
                 h, w = rgb.shape[:2]
                 size = (w, max(1, round(h * aspect))) if turned else (max(1, round(w * aspect)), h)
                 rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
-            yield Frame(i, t, rgb)
-            i += 1
+            return Frame(i, t, rgb, wild)
+
+        prev, pending = -math.inf, None
+        for i, raw, bgr in decoded():
+            if pending is not None:
+                t, wild = frame_time(prev, pending[1], raw, period)
+                yield frame(pending[0], t, wild, pending[2])
+                prev = t
+            pending = (i, raw, bgr)
+        if pending is not None:
+            t, wild = frame_time(prev, pending[1], None, period)
+            yield frame(pending[0], t, wild, pending[2])
     finally:
         cap.release()
 
