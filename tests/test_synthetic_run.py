@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -75,6 +76,22 @@ def test_norm_workbooks_of_ids_holding_double_underscores_are_each_their_own(tmp
     for pi, pj in (("x", "y__z"), ("x__y", "z")):
         wb = pd.read_excel(tmp_path / "fs" / pi / f"{pj}.xlsx", sheet_name="norms")
         assert set(wb["model"]) == {pi} and set(wb["data"]) == {pj} and set(wb["unit_id"]) == {f"{pj}_s1"}
+
+
+def test_a_model_of_another_training_configuration_is_not_scored_as_the_runs(tmp_path):
+    """An interrupted `dis train --max-epochs 60` left the plan at 60 over models trained with 2, and `dis score`
+    scored them as the run's. A model whose recorded configuration is not the run's is left out, saying why."""
+    from dis_core.score.stage import RunSource
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=40), out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20)
+    for p in load_cohort(out).participants:
+        assert train_unit(out, p, cfg).status == "ok"
+    assert not isinstance(RunSource(out, cfg, ScoreConfig()).participant("p0"), str)
+    other = dataclasses.replace(cfg, flow=dataclasses.replace(TINY, max_epochs=4))
+    why = RunSource(out, other, ScoreConfig()).participant("p0")
+    assert why == "model was trained under another training configuration than the run's: retrain (dis train)"
 
 
 def _blend(k: int, T: int) -> np.ndarray:

@@ -57,7 +57,7 @@ class RunSource:
     def participant(self, pid: str) -> Participant | str:
         if pid not in self.cohort.participants:
             return ""  # left out at the cohort step (the report lists it from there)
-        models, training, histories, left = _models(self.cohort, self.cfg.features, self.methods, [pid])
+        models, training, histories, left = _models(self.cohort, self.cfg.features, self.methods, [pid], self.cfg)
         if left:
             return left[0]["reason"]
         data = _test_data(self.cohort, self.cfg, models, self.score_cfg, left)
@@ -93,8 +93,15 @@ def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidate
                        RunLayout(out_root).score_block_dir(fs, r, c), score_cfg, prov, force)
 
 
-def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS, pids: Sequence[str] | None = None):
-    """Each participant's current densities (one per method); stale or missing models are left out with why."""
+def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS, pids: Sequence[str] | None = None,
+            cfg: TrainConfig | None = None):
+    """Each participant's current densities (one per method); stale or missing models are left out with why:
+    also, with ``cfg``, a model trained under another training configuration than the run's (an interrupted
+    `dis train --max-epochs N` left the plan at N over models of the earlier cap, which were scored as the
+    run's)."""
+    from dis_core.config import config_hash
+
+    want = config_hash(cfg) if cfg is not None else None
     models: dict[str, dict] = {}
     training, histories, left_out = {}, {}, []
     fs, basis = spec.name, cohort.bases_sha256(spec)
@@ -117,6 +124,12 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
         if blob.get("basis_sha256", "") != basis:
             left_out.append({"participant_id": pid, "feature_set": fs,
                              "reason": "model was trained on another landmark or window basis: retrain"})
+            continue
+        made = json.loads(blob.get("provenance") or "{}").get("config_hash") if want else None
+        if want and made != want:
+            left_out.append({"participant_id": pid, "feature_set": fs,
+                             "reason": "model was trained under another training configuration than the run's: "
+                                       "retrain (dis train)"})
             continue
         if "inputs" in blob and blob["inputs"] != cohort.inputs_of(pid):
             left_out.append({"participant_id": pid, "feature_set": fs,
