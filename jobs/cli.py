@@ -238,9 +238,10 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
             raise DISError(f"{out} holds no run (no run.json): start it with dis extract or dis run --manifest")
         train = base.train
         if feature_sets is not None or not base.train:
-            # a command continuing the run keeps the recorded configuration of the sets it names (their models'
-            # keys); defaults only for sets the run has not planned (dis run and dis submit plan afresh)
-            kept = {c.features.name: c for c in base.train} if manifest is None else {}
+            # a command on a run keeps the recorded configuration of the sets it names (their models' keys), with
+            # --manifest too (dis run and dis submit reset the cap and retrained every model, though --max-epochs
+            # says "default: the cap the run recorded"); defaults only for sets the run has not planned
+            kept = {c.features.name: c for c in base.train}
             train = tuple(kept.get(c.features.name, c) for c in _train_cfgs(
                 DEFAULT_FEATURE_SETS if feature_sets is None else feature_sets, None))  # '' is refused, not the default
         if max_epochs:

@@ -413,7 +413,8 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     """OUT/run.json for a local run of ``stages``. A later stage run locally in a SLURM run's folder (e.g. dis
     report) keeps the SLURM record, which dis status and dis resubmit read (replacing it lost them the run),
-    and is added to its ``local_runs``; a local run from extraction on is a new run."""
+    and is added to its ``local_runs``, its configuration the run's plan (else `dis train --max-epochs 3` there
+    was reverted by the next command, and scoring read the old cap); a local run from extraction on is a new run."""
     import datetime as _dt
 
     from dis_core.io.atomic import write_text_atomic
@@ -429,6 +430,8 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     units = rec.get("units", {})
     for name in set(stages) & set(units):  # these units now record no SLURM job: their records are trusted
         units[name] = dict.fromkeys(units[name], "")
+    if "plan" in rec:  # the models it made are the run's now: the next command, and resubmit, continue from them
+        rec["plan"] = to_doc(_with_recorded_sets(plan, rec, stages))
     rec.setdefault("local_runs", []).append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
                                              "executor": executor, "stages": list(stages), **environment(),
                                              "plan": to_doc(plan)})

@@ -154,6 +154,8 @@ def test_feature_sets_named_on_a_run_keep_their_recorded_training_config(tmp_pat
     m2 = tmp_path / "m.csv"
     m2.write_text(f"participant_id,session,video\na,s1,{tmp_path / 'a.mp4'}\n")
     assert not _plan(planned.out, m2).force and _plan(planned.out, m2, verbose=True).verbose
+    # dis run --manifest M --feature-sets head_pose on the run: the recorded cap, not the default 400 (retrained)
+    assert _plan(planned.out, m2, feature_sets="head_pose").train == planned.train[:1]
 
 
 def test_dis_run_and_submit_keep_the_recorded_extraction_options_unless_given(tmp_path, model):

@@ -3,6 +3,7 @@ and `dis resubmit` all read it. A stage added to the table shows up in each of t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -943,6 +944,14 @@ def test_a_later_stage_run_locally_in_a_slurm_runs_folder_keeps_its_slurm_record
     assert rec["executor"] == "slurm" and rec["units"] == {"report": {"report": ""}}  # ran locally since
     assert [(r["executor"], r["stages"]) for r in rec["local_runs"]] == [("local", ["report"])]
     assert rec["local_runs"][0]["plan"] == rec["plan"]
+    # a local `dis train --max-epochs 3` there: its configuration is the run's plan from now on (the next command
+    # reverted to the submitted cap and retrained, and scoring read the old one over the new models)
+    capped = dataclasses.replace(plan, train=tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=3))
+                                                   for c in plan.train))
+    graph.record_local_run(capped, "local", ["pooled", "train"])
+    rec = slurm.read_run(plan.out)
+    assert rec["executor"] == "slurm" and len(rec["local_runs"]) == 2
+    assert {c.flow.max_epochs for c in graph.plan_from_record(rec).train} == {3}
     graph.record_local_run(plan, "local", ["extract", "cohort"])
     assert graph.read_record(plan.out)["executor"] == "local" and "local_runs" not in graph.read_record(plan.out)
 
