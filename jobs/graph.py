@@ -394,7 +394,7 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
     """OUT/run.json: the plan that ran, what ran it, and (SLURM) the job of every unit."""
     import datetime as _dt
 
-    from dis_core.io.atomic import write_text_atomic
+    from dis_core.io.atomic import remove_stale_parts, write_text_atomic
     from dis_core.io.provenance import environment
 
     rec = {"run_id": _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f"), "executor": executor,
@@ -406,6 +406,7 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
     except (DISError, OSError):  # no readable manifest (a report-only plan): nothing to list from
         pass
     plan.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(plan.out)  # a killed command's run.json part (the folder's lock keeps others out)
     write_text_atomic(plan.layout.run_record, json.dumps(rec, indent=2, default=str))
     return rec
 

@@ -938,7 +938,10 @@ def test_a_later_stage_run_locally_in_a_slurm_runs_folder_keeps_its_slurm_record
     """dis report run locally on a finished SLURM run replaced run.json by a local record, and dis status and
     dis resubmit refused the folder from then on. The SLURM record stays and lists the local run; a local run
     from extraction on is a new run."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    (plan.out / ".run.json.part-99-abcd").write_text("{")  # a killed command's: removed by the next record
     graph.write_record(plan, "slurm", slurm={}, units={"report": {"report": "61"}}, jobs={"report": ["61"]})
+    assert not list(plan.out.glob(".run.json.part-*"))
     graph.record_local_run(plan, "local", ["report"])
     rec = slurm.read_run(plan.out)
     assert rec["executor"] == "slurm" and rec["units"] == {"report": {"report": ""}}  # ran locally since

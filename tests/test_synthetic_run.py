@@ -94,6 +94,26 @@ def test_a_model_of_another_training_configuration_is_not_scored_as_the_runs(tmp
     assert why == "model was trained under another training configuration than the run's: retrain (dis train)"
 
 
+def test_part_files_of_a_killed_cohort_step_or_report_are_removed_by_the_next(tmp_path):
+    """kill -9 during a report left `.excerpts_head_pose.png.part-...` in report/figures for good, a successful
+    re-run beside it; so in cohort/, summary/ and the run folder."""
+    from dis_core.extract.summary import write_extract_summary
+    from dis_core.layout import RunLayout
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=40)
+    lay = RunLayout(out)
+    places = (lay.cohort_dir, lay.report_dir, lay.figures_dir, lay.figures_dir / "participants", lay.summary_dir)
+    for d in places:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / ".x.png.part-1234-deadbeef").write_bytes(b"half")
+    prepare_cohort(m, out)
+    _train_and_score(out, TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20))
+    assert report_unit(out, ["head_pose"], ReportConfig(excerpts_s=())).status == "ok"
+    write_extract_summary(out, [], {})
+    assert not [p for d in places for p in d.iterdir() if ".part-" in p.name]
+
+
 def _blend(k: int, T: int) -> np.ndarray:
     """Participant k's blendshape scores: channel 0 never moves for anyone (exactly 0), channel 1 is
     fixed at 0.3 for participant 0 and moves for everyone else, the rest move."""

@@ -149,7 +149,10 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     """Decide usable videos and the split, fit the landmark basis; for every named feature set and every
     one of ``specs`` (the run's; they win over a named set of the same name) fit the window basis, decide
     whether it applies and record the column statistics; write OUT/cohort/."""
+    from dis_core.io.atomic import remove_stale_parts
+
     out_root = Path(out_root)
+    remove_stale_parts(RunLayout(out_root).cohort_dir)  # a killed cohort step's part files
     usable, left_out, times, detected, keys = [], [], {}, {}, {}
     contents: dict[tuple[str, str], str] = {}  # (participant, video sha256) -> the first unit of that content
     for e in manifest.entries:

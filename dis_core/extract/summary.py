@@ -59,8 +59,11 @@ def format_summary(stage: str, results: Sequence[Any], where: Path | None = None
 
 def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str, Any]) -> Path:
     """Write OUT/summary/extract_summary.{json,txt,csv} and the cohort smile table; return the folder."""
+    from dis_core.io.atomic import remove_stale_parts
+
     d = RunLayout(out_root).summary_dir
     d.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(d)  # a killed summary's part files
     qc = qc_table(results)
     write_text_atomic(d / "extract_summary.json", json.dumps(
         {"stage": "extract", "exit_code": exit_code(results), "units": qc.to_dict(orient="records"),

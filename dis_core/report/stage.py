@@ -20,7 +20,7 @@ from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
 from dis_core.extract.summary import read_summary_table
-from dis_core.layout import UnitResult
+from dis_core.layout import RunLayout, UnitResult
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation, tnorm
 from dis_core.score.synchrony import cohort_synchrony, synchrony_text
@@ -254,8 +254,13 @@ def report_unit(out_root: Path, feature_sets: list[str], cfg: ReportConfig = Rep
 
     from dis_core.errors import DISError
 
+    from dis_core.io.atomic import remove_stale_parts
+
     t0 = time.monotonic()
     res = UnitResult(unit_id="report")
+    lay = RunLayout(out_root)
+    for d in (lay.report_dir, lay.figures_dir, lay.figures_dir / "participants"):  # a killed report's part files
+        remove_stale_parts(d)
     try:
         cohort, results, problems = evaluate_run(out_root, feature_sets)
         write_report(cohort, results, problems, provenance(cfg, feature_sets=list(feature_sets),
