@@ -155,6 +155,8 @@ class UnitResult:
     elapsed_s: float = 0.0
     job: str = ""  # the SLURM array task that recorded it ('123_4'; empty off SLURM): tells `dis status` who ran it
     record: bool = True  # False: the unit's folder belongs to another input; nothing may be written there
+    incomplete: bool = False  # done, but part of what it was asked for failed (a report missing a feature set's
+    # scores): its command exits 3, as when units failed
 
     @property
     def failed(self) -> bool:

@@ -38,7 +38,8 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        """0: every unit done; 3: some failed, the last stage still produced; 1: nothing came out
+        """0: every unit done; 3: some failed (or a report lacks a feature set that failed), the last stage still
+        produced; 1: nothing came out
         at the end (a stage could not run, or every unit of the last stage run failed)."""
         if self.not_run:
             return EXIT_FAILED
@@ -47,7 +48,7 @@ class Outcome:
         last = list(self.results.values())[-1]
         if not last or all(r.failed for r in last):
             return EXIT_FAILED
-        return EXIT_PARTIAL if any(r.failed for r in self.units) else EXIT_OK
+        return EXIT_PARTIAL if any(r.failed or r.incomplete for r in self.units) else EXIT_OK
 
 
 def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", workers: int | None = None,

@@ -659,6 +659,10 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     _train_and_score(out, TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20))
     r = report_unit(out, ["head_pose", "blendshapes"], ReportConfig(excerpts_s=()))
     assert r.status == "ok" and r.message.startswith("blendshapes: ") and "blendshapes: blendshapes" not in r.message
+    # a report that lacks a set whose scores are missing is done, but `dis report` exited 0 beside its summary's
+    # failure: 3, as when units fail
+    assert r.incomplete and Outcome(results={"report": [r]}).exit_code == 3
+    assert not report_unit(out, ["head_pose"], ReportConfig(excerpts_s=())).incomplete
     from dis_core.layout import RunLayout
 
     training = pd.read_excel(RunLayout(out).workbook, sheet_name="training")

@@ -268,6 +268,7 @@ def report_unit(out_root: Path, feature_sets: list[str], cfg: ReportConfig = Rep
         res.message = "; ".join(f"{p['feature_set']}: {p['reason']}" for p in problems)
         # the page and workbook say what failed; with no feature set reported nothing usable came out (exit 1)
         res.status = "ok" if results else "failed"
+        res.incomplete = any(p.get("stage") != "cohort" for p in problems)  # failed, not inapplicable, sets
         if not results:
             res.message = (f"no feature set could be reported ({res.message or 'none requested'}); what failed is on "
                            f"{cohort.layout.report_page}")
