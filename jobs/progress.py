@@ -171,11 +171,13 @@ class StageProgress:
     def _skipped_text(self) -> str:
         return f" ({self.skipped} skipped as current)" if self.skipped else ""
 
-    def _live_fields(self) -> dict[str, str]:
-        """The live line's skipped count and ETA, from the units that ran (rich's own ETA counts skipped ones)."""
-        eta = self.eta_s()
-        return {"skipped": self._skipped_text(),
-                "eta": fmt_duration(eta) if eta is not None and self.done < self.total else "-"}
+    def _live_fields(self) -> dict[str, Any]:
+        """The live line's skipped count and ETA, from the units that ran (rich's own ETA counts skipped ones), and
+        when it is due (``eta_at``, monotonic), which the line counts down to between units (:class:`_EtaColumn`:
+        recomputed only when a unit finished, it stood still for as long as an hour-long unit ran)."""
+        eta = self.eta_s() if self.done < self.total else None
+        return {"skipped": self._skipped_text(), "eta": fmt_duration(eta) if eta is not None else "-",
+                "eta_at": None if eta is None else time.monotonic() + eta}
 
     # ---- lifecycle
     def __enter__(self) -> "StageProgress":
@@ -209,12 +211,29 @@ class StageProgress:
         wide = console.width >= NARROW
         columns = ([TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[skipped]}"), TextColumn("{task.fields[failed]} failed"),
-                    TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}")] if wide else
+                    TextColumn("elapsed"), TimeElapsedColumn(), _EtaColumn()] if wide else
                    [TextColumn("[bold]{task.description}"), MofNCompleteColumn(),
-                    TextColumn("{task.fields[failed]} failed"), TextColumn("ETA {task.fields[eta]}")])
+                    TextColumn("{task.fields[failed]} failed"), _EtaColumn()])
         self._rich = Progress(*columns, console=console, transient=False, refresh_per_second=2)
         self._rich.start()
         self._task = self._rich.add_task(self.stage, total=self.total, failed=0, **self._live_fields())
+
+
+def eta_text(fields: dict[str, Any]) -> str:
+    """'ETA 2m10s' counted down to the due time a unit's end set, never below 0s; 'ETA -' before one ran."""
+    at = fields.get("eta_at")
+    return f"ETA {fmt_duration(max(0.0, at - time.monotonic()))}" if at is not None else "ETA -"
+
+
+def _EtaColumn():
+    """The live line's ETA column (:func:`eta_text` at every refresh)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class EtaColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(eta_text(task.fields))
+    return EtaColumn()
 
 
 @contextlib.contextmanager

@@ -88,7 +88,16 @@ def test_a_resumed_stage_times_the_units_that_run_and_is_never_silent_for_long(m
             p.unit_done(u)
         clock[0] += 20.0
         p.unit_done(_Unit(90))
-        assert p._live_fields() == {"skipped": " (90 skipped as current)", "eta": "3m00s"}
+        fields = p._live_fields()
+        assert (fields["skipped"], fields["eta"]) == (" (90 skipped as current)", "3m00s")
+        # between units the line counts down to when the rest is due (it stood still until the next unit ended)
+        from jobs.progress import eta_text
+
+        assert eta_text(fields) == "ETA 3m00s"
+        clock[0] += 70.0
+        assert eta_text(fields) == "ETA 1m50s"
+        clock[0] += 600.0
+        assert eta_text(fields) == "ETA 0s" and eta_text({"eta_at": None}) == "ETA -"
 
 
 def test_units_stopped_upstream_do_not_speed_up_the_eta(monkeypatch):
