@@ -58,6 +58,20 @@ def interruptible() -> Iterator[None]:
             signal.signal(s, h)
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked in this thread while inside (processes started inside inherit the mask); one that came
+    meanwhile is delivered on leaving."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def available_cores() -> list[int]:
     """The cores this process may run on."""
     try:
@@ -111,6 +125,8 @@ def _init_worker(counter, cores: list[int] | None, started=None) -> None:
     global _STARTED
     _STARTED = started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(AttributeError):  # spawned with Ctrl-C blocked (_pool_pass): ignored from here on
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, _worker_sigterm)
     with contextlib.suppress(ImportError):  # tqdm's default lock is a semaphore that a killed worker leaks
         import tqdm
@@ -238,8 +254,10 @@ def _pool_pass(fn, items, idx: list[int], workers: int, ctx, pinned, started, re
     procs: list = []
     try:
         with interruptible():
-            futs = {pool.submit(_run_unit, fn, items[i], i): i for i in idx}
-            procs = list((pool._processes or {}).values())  # noqa: SLF001 - to say how a worker died
+            with _sigint_held():  # workers start with Ctrl-C blocked until their initializer ignores it: one that
+                # came while they were still importing DIS printed a KeyboardInterrupt traceback per worker
+                futs = {pool.submit(_run_unit, fn, items[i], i): i for i in idx}
+                procs = list((pool._processes or {}).values())  # noqa: SLF001 - to say how a worker died
             for f in cf.as_completed(futs):
                 i = futs[f]
                 results[i] = f.result()
