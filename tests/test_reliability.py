@@ -169,8 +169,9 @@ def _ff(*args):
 def test_a_damaged_frame_time_does_not_shift_the_frames_after_it():
     """frame_time's known answers at 30 fps: one stamp 1000 s ahead that the next falls back from goes between
     them; one the decoder repeats for every frame after it (OpenCV does) puts each a period on; a paused camera's
-    gap that the next frames continue from is kept; a repeated stamp is the last plus a period; a first frame
-    stamped far past the second is one period before it."""
+    gap that the next frames continue from is kept, as is a pause under 10 s the next frame repeats or that ends
+    the video; a repeated stamp is the last plus a period; a first frame stamped far past the second is one
+    period before it."""
     from dis_core.extract.video import frame_time
 
     p = 1 / 30
@@ -188,6 +189,9 @@ def test_a_damaged_frame_time_does_not_shift_the_frames_after_it():
     assert times([0, p, 1000, 1000, 1000]) == [(0, False), (round(p, 6), False), (round(2 * p, 6), True),
                                                (round(3 * p, 6), True), (round(4 * p, 6), True)]
     assert times([0, p, 5.0, 5.0 + p]) == [(0, False), (round(p, 6), False), (5.0, False), (round(5 + p, 6), False)]
+    # a variable frame rate's pause, then a repeated stamp, and a last frame after a pause: kept (under 10 s)
+    assert times([0, p, 2.0, 2.0, 2.1, 4.0]) == [(0, False), (round(p, 6), False), (2.0, False),
+                                                 (round(2 + p, 6), False), (2.1, False), (4.0, False)]
     assert times([0, p, p, 3 * p]) == [(0, False), (round(p, 6), False), (round(2 * p, 6), False), (round(3 * p, 6), False)]
     assert times([1000, p, 2 * p]) == [(0.0, True), (round(p, 6), False), (round(2 * p, 6), False)]
 

@@ -37,23 +37,26 @@ class Frame:
     wild_time: bool = False  # its timestamp leapt far past both neighbours' and was put back between them
 
 
-WILD_PERIODS = 3  # a timestamp this many frame periods past the last one, which the next does not pass, is damaged
+# a timestamp this far past the last one (3 periods and 10 s), which the next does not pass, is damaged: a
+# variable frame rate's pause, or a pause then a repeated stamp, is shorter than that
+WILD_PERIODS, WILD_S = 3, 10.0
 
 
 def frame_time(prev: float, raw: float, nxt: float | None, period: float) -> tuple[float, bool]:
     """A frame's time from the decoder's ``raw`` one, the last frame's ``prev`` and the next frame's raw time
-    ``nxt`` (None at the end). A time more than WILD_PERIODS periods past ``prev`` that the next frame does not
+    ``nxt`` (None at the end). A time more than WILD_PERIODS periods and WILD_S past ``prev`` that the next frame does not
     pass (it falls back, or stalls there: OpenCV repeats a damaged stamp for every frame after it; or there is no
     next) is damaged: the frame goes between its neighbours, or one period after the last (True: said and
     counted). Taken as it came, one stamp of 1000 s made a 4 s video last 1000 s. A time that does not increase
     is the last plus one period; the first frame's is 0 when not finite, and when it lies far past the next's
     it is one period before it. A forward gap that the next frames continue from (a paused camera) is kept."""
-    if math.isfinite(prev) and math.isfinite(raw) and raw - prev > WILD_PERIODS * period and (
+    leap = max(WILD_PERIODS * period, WILD_S)
+    if math.isfinite(prev) and math.isfinite(raw) and raw - prev > leap and (
             nxt is None or not math.isfinite(nxt) or nxt <= raw):
         inside = nxt is not None and math.isfinite(nxt) and prev < nxt
         return prev + (min(period, (nxt - prev) / 2) if inside else period), True
     if not math.isfinite(prev) and nxt is not None and math.isfinite(nxt) and math.isfinite(raw) \
-            and raw - nxt > WILD_PERIODS * period and nxt >= 0:
+            and raw - nxt > leap and nxt >= 0:
         return max(nxt - period, 0.0), True  # the first frame's
     if not math.isfinite(raw) or raw <= prev:
         return ((prev + period) if math.isfinite(prev) else 0.0), False
