@@ -56,8 +56,12 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
             headline.append(f"  {lead[r.feature_set] if k == 0 else '':{w}s}  {names[m]} {_ci(mt, 'top1', 'top-1')}  "
                             f"{_ci(mt, 'eer', 'EER')}  {_ci(mt, 'auc', 'AUC')}")
         low = {names[m]: at_chance(r.methods[m].metrics, len(r.participants)) for m in names if m in r.methods}
+        same: dict[str, list[str]] = {}  # methods with the same list said once ("flow and gaussian not above ...")
+        for m, x in low.items():
+            if x:
+                same.setdefault(", ".join(x), []).append(m)
         headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}, "
-                        "EER 0.5, AUC 0.5" + "".join(f"; {m} not above chance: {', '.join(x)}" for m, x in low.items() if x))
+                        "EER 0.5, AUC 0.5" + "".join(f"; {' and '.join(ms)} not above chance: {x}" for x, ms in same.items()))
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
