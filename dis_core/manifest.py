@@ -100,7 +100,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raise ManifestError(str(path), [f"lines {start}-{reader.line_num}: {e}: a quote never closed swallows the "
                                         "rows after it (close it, or write a quote inside a value as \"\")"]) from None
     header = [h.strip().lstrip("\ufeff") for h in records[0][1]]  # a second byte-order mark (files joined)
-    odd = next(((h, c) for h in header for c in h if _invisible(c)), None)
+    odd = _invisible_in((h, h) for h in header)
     if odd:  # 'video' with a zero-width space in it read as a missing column that looked present
         raise ManifestError(str(path), [f"header: column '{odd[0]}' holds the invisible character {_char_name(odd[1])}: "
                                         "remove it"])
@@ -164,7 +164,7 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             problems.append(f"row {line}: a value in column {k + 1} ('{fields[k].strip()[:40]}'), which has no name "
                             f"in the header")
             continue
-        odd = next(((h, c) for h, f in zip(header, fields) for c in f if _invisible(c)), None)
+        odd = _invisible_in(zip(header, fields))
         if odd:  # unseen in a message, and a workbook cannot hold a control character: the report would fail
             problems.append(f"row {line}: column '{odd[0]}' holds the invisible character {_char_name(odd[1])}: "
                             "remove it")
@@ -269,14 +269,15 @@ def load_manifest(path: str | Path, check_files: bool = True) -> Manifest:
 KNOWN_EXTRAS = ("group", "condition")  # read by the dyad tests (dis_core.score.groups), with group_* columns
 
 
-# byte-order mark, zero-width space, word joiner: pasted, never meant (the zero-width joiners U+200C/U+200D are
-# not among them: Persian, Indic scripts and emoji need them)
-INVISIBLE = "\ufeff\u200b\u2060"
+# a character no one means in a manifest cell: a control character other than tab (Unicode's Cc), a byte-order
+# mark, a zero-width space, a word joiner (the zero-width joiners U+200C/U+200D are not among them: Persian, Indic
+# scripts and emoji need them); one pattern, not a lookup per character of every cell
+INVISIBLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ufeff\u200b\u2060]")
 
 
-def _invisible(c: str) -> bool:
-    """A character no one means in a manifest cell: INVISIBLE, or a control character other than tab."""
-    return c in INVISIBLE or (unicodedata.category(c) == "Cc" and c != "\t")
+def _invisible_in(cells) -> tuple[str, str] | None:
+    """(column, character) of the first invisible character in (column, value) pairs, or None."""
+    return next(((h, m.group()) for h, f in cells if (m := INVISIBLE.search(f))), None)
 
 
 def _char_name(c: str) -> str:

@@ -104,7 +104,7 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
         if lab is not None:
             ready.append((r, lab))
     # the family's size is known before any draw, so that every comparison gets the draws Holm needs
-    tests = sum(sum(_people(lab, L) >= MIN_PEOPLE for L in lab[2]) * (len(r.methods) - 1) * len(VERDICT)
+    tests = sum(sum(_people(lab[1][L]) >= MIN_PEOPLE for L in lab[2]) * (len(r.methods) - 1) * len(VERDICT)
                 for r, lab in ready)  # a length too few people reach makes no claim, so is not in the family
     n_boot = draws_for_family(tests)
     family = f"excerpts: {tests} test(s) (feature sets x lengths x baselines x top-1, EER; {MIN_PEOPLE}+ people)"
@@ -133,7 +133,7 @@ def _labelled(cohort: Cohort, r: FeatureSetScores, cfg: ReportConfig, frame_time
     labels = {L: drop_thin({p: excerpt_labels(t, v, L, w, hop, sp) for p, (t, v, sp, _) in held.items()},
                            {p: np.array([full_rows(L, w, hop, s) for s in steps[p]]) for p in held})
               for L in lengths}
-    people = {L: sum(bool((labels[L][p] >= 0).any()) for p in r.participants) for L in lengths}
+    people = {L: _people(labels[L]) for L in lengths}
     reached = [L for L in lengths if people[L] >= 2]
     why = []
     if len(reached) < len(cfg.excerpts_s):
@@ -154,9 +154,9 @@ def excerpt_family(diffs: list[dict]) -> list[dict]:
                                         for d in diffs if d["people"] < MIN_PEOPLE]
 
 
-def _people(lab, length: float) -> int:
-    """The people with an excerpt of ``length`` s (of :func:`_labelled`'s labels)."""
-    return sum(bool((a >= 0).any()) for a in lab[1][length].values())
+def _people(labels: dict) -> int:
+    """The people with an excerpt in ``labels`` (one length's: pid -> each row's excerpt, -1 for none)."""
+    return sum(bool((np.asarray(a) >= 0).any()) for a in labels.values())
 
 
 def _scored(r: FeatureSetScores, lab, n_boot: int) -> tuple[list[dict], list[dict]]:

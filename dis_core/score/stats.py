@@ -501,24 +501,19 @@ def _pairs(pairs, n: int) -> np.ndarray:
     return p
 
 
-def _dyad_stats(sim: np.ndarray, rowsum: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Vectorised dyad statistic for index arrays a, b (any shape); rowsum = off-diagonal row sums."""
+def _dyad_stats(sim: np.ndarray, rowsum: np.ndarray, a: np.ndarray, b: np.ndarray,
+                partner: np.ndarray | None = None) -> np.ndarray:
+    """Vectorised dyad statistic for index arrays a, b (any shape); rowsum = off-diagonal row sums. With
+    ``partner`` (each person's real partner) a, b are pseudo-couples whose strangers leave out each member's real
+    partner too: with the partner among them, partners alike pushed every pseudo-couple below 0 and chance with it
+    (the excess then grew by (2D - 1) / (2D - 2) with D couples: 1.5 times with two)."""
     n = len(sim)
     sab = sim[a, b]
-    stranger_a = (rowsum[a] - sab) / (n - 2)
-    stranger_b = (rowsum[b] - sab) / (n - 2)
-    return sab - (stranger_a + stranger_b) / 2
-
-
-def _pseudo_dyad_stats(sim: np.ndarray, rowsum: np.ndarray, partner: np.ndarray, a: np.ndarray,
-                       b: np.ndarray) -> np.ndarray:
-    """The dyad statistic of pseudo-couples a, b whose strangers leave out each member's real partner too: with
-    the partner among them, partners alike pushed every pseudo-couple below 0 and chance with it (the excess
-    then grew by (2D - 1) / (2D - 2) with D couples: 1.5 times with two)."""
-    n = len(sim)
-    sab = sim[a, b]
-    stranger_a = (rowsum[a] - sab - sim[a, partner[a]]) / (n - 3)
-    stranger_b = (rowsum[b] - sab - sim[b, partner[b]]) / (n - 3)
+    if partner is None:
+        stranger_a, stranger_b = (rowsum[a] - sab) / (n - 2), (rowsum[b] - sab) / (n - 2)
+    else:
+        stranger_a = (rowsum[a] - sab - sim[a, partner[a]]) / (n - 3)
+        stranger_b = (rowsum[b] - sab - sim[b, partner[b]]) / (n - 3)
     return sab - (stranger_a + stranger_b) / 2
 
 
@@ -707,7 +702,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     ``n_perm`` pairings; ``p_floor``, the smallest p any data could give: :func:`_matchings`). A couple alone in
     its stratum is left out (``dyads_alone``; :func:`couples_in_strata`).
     Chance is the pseudo-couples' mean (:func:`pseudo_couple_mean`; their strangers leave out the members' real
-    partners, :func:`_pseudo_dyad_stats`), above 0 when strata make pseudo-couples
+    partners, :func:`_dyad_stats`), above 0 when strata make pseudo-couples
     alike (same site): excess = observed - chance, effect size = excess / sd of the null. The interval of the
     observed mean is an expanded percentile bootstrap over dyads (:func:`unit_mean_interval`); the excess's
     treats chance as fixed.
@@ -727,7 +722,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     pval = permutation_p(null, observed, exact)
     partner = np.full(len(sim), -1)
     partner[p[:, 0]], partner[p[:, 1]] = p[:, 1], p[:, 0]
-    chance = pseudo_couple_mean(lambda a, b: _pseudo_dyad_stats(sim, rowsum, partner, a, b), p, groups)
+    chance = pseudo_couple_mean(lambda a, b: _dyad_stats(sim, rowsum, a, b, partner), p, groups)
     sd = float(null.std(ddof=1))
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
     return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "chance": chance,
