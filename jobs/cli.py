@@ -419,6 +419,17 @@ def _submit(plan, cfg) -> None:
     raise typer.Exit(EXIT_OK)
 
 
+# SLURM resources, taken by dis submit and (to change what a run recorded) dis resubmit
+PartitionOpt = typer.Option(None, help="SLURM partition.")
+AccountOpt = typer.Option(None, help="SLURM account.")
+QosOpt = typer.Option(None, help="SLURM QOS.")
+TimeOpt = typer.Option(None, min=3, help="Time limit per task (minutes, 3 or more: submitit stops a task 90 s "
+                       "before it, to requeue it).")
+MemOpt = typer.Option(None, min=0.001, callback=_finite, help="Memory per task (GB).")
+CpusOpt = typer.Option(None, min=1, help="CPUs per task.")
+GresOpt = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".')
+
+
 @app.command()
 def submit(
     manifest: Path = ManifestOpt,
@@ -426,14 +437,13 @@ def submit(
     model: Optional[Path] = ModelOpt,
     feature_sets: str = typer.Option(DEFAULT_FEATURE_SETS, "--feature-sets", help=FEATURE_SETS_HELP),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a \\[slurm] table (see README)."),
-    partition: Optional[str] = typer.Option(None, help="SLURM partition."),
-    account: Optional[str] = typer.Option(None, help="SLURM account."),
-    qos: Optional[str] = typer.Option(None, help="SLURM QOS."),
-    time_min: Optional[int] = typer.Option(None, min=3, help="Time limit per task (minutes, 3 or more: submitit "
-                                           "stops a task 90 s before it, to requeue it)."),
-    mem_gb: Optional[float] = typer.Option(None, min=0.001, callback=_finite, help="Memory per task (GB)."),
-    cpus_per_task: Optional[int] = typer.Option(None, min=1, help="CPUs per task."),
-    train_gres: Optional[str] = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".'),
+    partition: Optional[str] = PartitionOpt,
+    account: Optional[str] = AccountOpt,
+    qos: Optional[str] = QosOpt,
+    time_min: Optional[int] = TimeOpt,
+    mem_gb: Optional[float] = MemOpt,
+    cpus_per_task: Optional[int] = CpusOpt,
+    train_gres: Optional[str] = GresOpt,
     array_parallelism: Optional[int] = typer.Option(None, min=1, help="Tasks of one array running at once."),
     container: Optional[str] = typer.Option(None, help="Run every task inside this Apptainer image (dis.sif)."),
     max_epochs: Optional[int] = EpochsOpt,
@@ -511,6 +521,10 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None
     redo = (f"restore {edited} and run `dis resubmit {run_dir}`, or plan the run again with `dis submit --manifest "
             f"{edited} --out {run_dir}` and the run's options (extractions of unchanged rows are kept)" if edited else
             f"`dis resubmit {run_dir}` submits the failed ones again with what depends on them")
+    limits = {"OUT_OF_MEMORY": "--mem-gb", "TIMEOUT": "--time-min"}
+    hit = [k for k in limits if any(u["state"] in ("failed", "missing") and u.get("slurm") == k for u in units)]
+    if hit and not edited:  # the recorded resources would fail them again
+        redo += " (" + "; ".join(f"{k} units need more: add {limits[k]} N" for k in hit) + ")"
     if bad and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
         return (f"{bad} unit(s) failed or never ran, {waiting['running']} running, {waiting['pending']} pending: "
                 f"when those have ended (or are cancelled with scancel), {redo}")
@@ -548,8 +562,19 @@ def status_exit_code(st: dict[str, list[dict]]) -> int:
 
 
 @app.command()
-def resubmit(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt) -> None:
-    """Resubmit only what failed or is missing (and what depends on it)."""
+def resubmit(
+    run_dir: Optional[Path] = RunDirArg,
+    out: Optional[Path] = RunDirOpt,
+    partition: Optional[str] = PartitionOpt,
+    account: Optional[str] = AccountOpt,
+    qos: Optional[str] = QosOpt,
+    time_min: Optional[int] = TimeOpt,
+    mem_gb: Optional[float] = MemOpt,
+    cpus_per_task: Optional[int] = CpusOpt,
+    train_gres: Optional[str] = GresOpt,
+) -> None:
+    """Resubmit only what failed or is missing (and what depends on it). Resources given here replace the
+    recorded ones (as in dis submit): units that ran out of memory or time fail again without more."""
     from jobs.graph import read_record
     from jobs.slurm import resubmit as _resubmit
 
@@ -557,7 +582,8 @@ def resubmit(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOp
     try:
         read_record(run_dir)  # before the lock, which would make a folder where a typo names none
         with run_lock(run_dir, "dis resubmit"):
-            rec = _resubmit(run_dir)
+            rec = _resubmit(run_dir, partition=partition, account=account, qos=qos, time_min=time_min,
+                            mem_gb=mem_gb, cpus_per_task=cpus_per_task, train_gres=train_gres)
     except DISError as e:
         _fail(e)
     if not any(rec["resubmitted"].values()):

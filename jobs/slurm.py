@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from dis_core.config import from_doc, to_doc
+from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
 from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, private_folder
@@ -96,19 +96,7 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
             raise DISError(f"{path}: [slurm.stages.{name}]: stages are {', '.join(s.name for s in STAGES)}; "
                            f"keys are {', '.join(STAGE_KEYS)}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    data.update(given)
-    _check_types(path, data)
-    # command-line values override the file's per-stage tables too (README), not only its [slurm] values:
-    # --time-min 600 lost to [slurm.stages.train] time_min = 60
-    for table in data.get("stages", {}).values():
-        for key, stage_key in (("time_min", "time_min"), ("mem_gb", "mem_gb"), ("cpus_per_task", "cpus_per_task"),
-                               ("partition", "partition")):
-            if key in given:
-                table.pop(stage_key, None)
-    if "train_gres" in given:
-        for name in ("pooled", "train"):
-            data.get("stages", {}).get(name, {}).pop("gres", None)
-    data = _whole_numbers(data)
+    data = _overridden(data, given, path)
     if data.get("container"):  # the tasks run where sbatch was called from: a relative image path broke resubmission
         # (one in the file is read from the file's folder, one given on the command line from the current one)
         base = path.parent if path is not None and "container" not in given else Path.cwd()
@@ -118,6 +106,22 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
                            "containers/dis.sif)")
         data["container"] = str(image)
     return SlurmConfig(**data)
+
+
+def _overridden(data: dict[str, Any], given: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """``data`` with the command line's ``given`` values, checked. They override the per-stage tables too
+    (README), not only the [slurm] values: --time-min 600 lost to [slurm.stages.train] time_min = 60."""
+    data = {**data, **given}
+    _check_types(path, data)
+    data["stages"] = {k: dict(t) for k, t in data.get("stages", {}).items()}  # a copy: the pops below
+    for table in data["stages"].values():
+        for key in ("time_min", "mem_gb", "cpus_per_task", "partition"):
+            if key in given:
+                table.pop(key, None)
+    if "train_gres" in given:
+        for name in ("pooled", "train"):
+            data["stages"].get(name, {}).pop("gres", None)
+    return _whole_numbers(data)
 
 
 def _whole_numbers(data: dict[str, Any]) -> dict[str, Any]:
@@ -532,9 +536,10 @@ def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None, trace
     return str(task[0]) if task else ""
 
 
-def resubmit(out_root: Path) -> dict:
+def resubmit(out_root: Path, **overrides: Any) -> dict:
     """Resubmit what failed or is missing and, whole, every stage downstream of it; units that are
-    already current skip themselves."""
+    already current skip themselves. ``overrides`` (e.g. ``mem_gb=32`` after OUT_OF_MEMORY, ``time_min`` after
+    TIMEOUT) change the recorded resources for this submission and the ones after it."""
     rec = read_run(out_root)
     refuse_busy(out_root)
     st_all = run_status(out_root)
@@ -542,6 +547,12 @@ def resubmit(out_root: Path) -> dict:
         raise DISError("units of this run are still running or pending; wait for them (dis status) before resubmitting")
     plan = dataclasses.replace(plan_from_record(rec), force=False)
     cfg = from_doc(SlurmConfig, rec["slurm"])
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given:
+        try:
+            cfg = SlurmConfig(**_overridden(plain(cfg), given))
+        except DISError as e:
+            raise DISError(f"dis resubmit: {e}") from None
     todo: dict[str, list] = {}
     for st in STAGES:
         known = units_by_id(st, plan)
@@ -553,6 +564,9 @@ def resubmit(out_root: Path) -> dict:
     if not any(todo.values()):
         return rec  # every unit is done: nothing submitted, the record unchanged
     _check_partitions(cfg)
+    if given:
+        rec["slurm"] = to_doc(cfg)
+        rec.setdefault("slurm_changes", []).append(given)
     logs = rec.get("logs") or str(plan.layout.slurm_dir(rec["run_id"]))
     rec["logs_previous"] = rec.get("logs_previous", []) + [logs]
     rec["logs"] = logs + "-re" + _dt.datetime.now().strftime("%H%M%S")

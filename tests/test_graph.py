@@ -66,9 +66,11 @@ class FakeExecutor:
 
     def __init__(self):
         self.calls: list[tuple[str, object, list]] = []
+        self.params: list[dict] = []  # sbatch's parameters of each call, as the real executor gets them
 
     def __call__(self, folder, cfg, st, dependency=None, binds=()):
         self.stage = st.name
+        self.params.append(slurm.slurm_parameters(cfg, st, dependency))
         return self
 
     def map_array(self, fn, items):
@@ -281,6 +283,42 @@ def test_status_and_resubmit_of_a_packed_stage_are_per_unit(with_many, plan, mon
     assert rec["resubmitted"]["many"] == ["b", "c"]
     assert [(st, items) for st, _, items in fake.calls] == [("many", [["b", "c"]])]
     assert rec["units"]["many"] == {"a": "77_0", "b": "5001_0", "c": "5001_0", "d": "77_1", "e": "77_1"}
+
+
+def test_resubmit_after_out_of_memory_takes_more_memory_and_keeps_it(with_many, plan, monkeypatch):
+    """A task killed OUT_OF_MEMORY: status says which option it needs; `dis resubmit --mem-gb` replaces the
+    recorded memory, also a stage table's, for this submission and the next (the recorded resources alone
+    would fail it again), and the record says what changed."""
+    from jobs.cli import status_outlook
+
+    cfg = slurm.SlurmConfig(time_min=60, stages={"many": {"pack": 5, "mem_gb": 4.0}})
+    units = {st.name: {st.uid(u): f"{999990 + i}_0" for u in st.units(plan)} for i, st in enumerate(with_many)}
+    units["many"] = {u: "77_0" for u in "abcde"}
+    graph.write_record(plan, "slurm", slurm=to_doc(cfg), jobs={}, logs=str(plan.out / "slurm"), units=units)
+    for st in with_many[:-1]:
+        for u in st.units(plan):
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok",
+                                                               job=units[st.name][st.uid(u)]))
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "OUT_OF_MEMORY" if j == "77_0" else "COMPLETED"
+                                                            for j in ids})
+    status = slurm.run_status(plan.out)
+    assert {u["state"] for u in status["many"]} == {"failed"}
+    assert status_outlook(status, plan.out).endswith("(OUT_OF_MEMORY units need more: add --mem-gb N)")
+    fake = FakeExecutor()
+    monkeypatch.setattr(slurm, "_executor", fake)
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
+    rec = slurm.resubmit(plan.out, mem_gb=16.0, time_min=None)
+    assert fake.params[-1]["mem_gb"] == 16.0 and fake.params[-1]["timeout_min"] == 60 * 5, "time kept, per unit"
+    saved = graph.read_record(plan.out)
+    assert saved["slurm"]["mem_gb"] == 16.0 and "mem_gb" not in saved["slurm"]["stages"]["many"]
+    assert saved["slurm"]["stages"]["many"]["pack"] == 5 and saved["slurm_changes"] == [{"mem_gb": 16.0}]
+    assert rec["units"]["many"] == {u: "5001_0" for u in "abcde"}
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "TIMEOUT" if j == "5001_0" else "COMPLETED"
+                                                            for j in ids})
+    slurm.resubmit(plan.out)  # a later resubmission without options keeps what the last one asked for
+    assert fake.params[-1]["mem_gb"] == 16.0
+    with pytest.raises(DISError, match=r"dis resubmit: \[slurm\] time_min = 1: must be a whole number of minutes"):
+        slurm.resubmit(plan.out, time_min=1)
 
 
 @pytest.mark.usefixtures("slurm")  # a real sacct and squeue (the fixture starts SLURM)
