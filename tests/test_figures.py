@@ -299,3 +299,19 @@ def test_a_heatmap_column_without_scores_gets_no_best_model_and_the_legend_clear
     ticks_bottom = min(t.get_window_extent(r).y0 for t in ax.get_xticklabels())
     assert ax.get_legend().get_window_extent(r).y1 < ticks_bottom
     plt.close(fig)
+
+
+@pytest.mark.parametrize("n", [2, 3, 12])
+def test_a_heatmap_title_stays_over_its_matrix_at_few_people(n):
+    """At three people the matrix is 1.3 inches wide: the report's title ran on under the colour bar."""
+    import matplotlib.pyplot as plt
+
+    s = np.random.default_rng(1).normal(size=(n, n)) + 3 * np.eye(n)
+    fig = F.heatmap_figure(s, [f"p{k}" for k in range(n)], "head_spectrum: held-out data scored by every model (flows)")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ax, bar = fig.axes[0], fig.axes[1]
+    title = ax.title.get_window_extent(r)
+    assert title.x1 <= bar.get_window_extent(r).x0 and title.x0 >= 0
+    assert "every model" in ax.get_title()  # wrapped, not cut
+    plt.close(fig)

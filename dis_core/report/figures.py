@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,9 @@ def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str
     z = getattr(scoring, fn)(np.asarray(s, float))[np.ix_(order, order)]
     lim = robust_limit(z)
     labelled = n <= LABELLED_MAX  # beyond, a cell is a few pixels: no names, no outlines, a page-sized figure
-    fig, ax = plt.subplots(figsize=(2.4 + 0.42 * n, 1.6 + 0.4 * n) if labelled else (13.0, 11.5))
+    # at a few people the matrix is small: the figure is not, so that the title and the colour bar's label fit
+    size = (max(5.6, 2.4 + 0.42 * n), max(4.0, 1.6 + 0.4 * n)) if labelled else (13.0, 11.5)
+    fig, ax = plt.subplots(figsize=size)
     im = ax.imshow(np.clip(z, -lim, lim), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
     ticks = [literal(f"{labels[i]} ({dyads[i]})" if dyads[i] else labels[i]) for i in order]
     if labelled:
@@ -207,7 +210,7 @@ def heatmap_figure(s: np.ndarray, labels: list[str], title: str, dyads: list[str
                label="best model for this data (each of tied ones)")
     cb = fig.colorbar(im, ax=ax, extend="both")
     cb.set_label(f"{label}\nof trimmed mean log-likelihood (colour clipped at \u00b1{lim:.1f})", fontsize=8)
-    ax.set_title(literal(title), fontsize=10)
+    ax.set_title(literal(textwrap.fill(title, width=max(40, int(7 * size[0])))), fontsize=10)  # within the axes
     below = 0.06
     if labelled:  # under the drawn tick labels and axis label, however long the names and however few the rows
         fig.canvas.draw()
