@@ -542,27 +542,31 @@ def test_a_record_from_before_face_seconds_gets_them_from_its_file(tmp_path, sam
     assert face_seconds_of(attrs, Path(r.output)) == 3
 
 
-def test_an_extraction_killed_mid_way_leaves_no_record_of_the_run_before(tmp_path, samples, model, make_manifest,
-                                                                         monkeypatch):
+def test_an_extraction_killed_mid_way_leaves_no_record_of_the_run_before(tmp_path, samples, model, make_manifest):
     """A task killed while extracting again (SLURM's OOM kill, no requeue) left the last run's "ok" record, and
     the cohort step's summary reported the old extraction's numbers as this run's. The record goes when an
-    attempt starts. (The kill is raised where it would land: a real SIGKILL leaves the same folder.)"""
-    import dis_core.extract.stage as stage
+    attempt starts: a real SIGKILL mid-video (no handler or finally runs) leaves none."""
     from dis_core.extract.summary import collect_extract_results
-    from dis_core.layout import STATUS, write_status
+    from dis_core.layout import STATUS
 
-    m = load_manifest(make_manifest([{"participant_id": "a", "session": "s1", "video": str(samples["face_noface.mov"])}]))
-    r = extract_video(m.entries[0], tmp_path, model, ExtractConfig(), progress=False)
-    write_status(RunLayout(tmp_path).video_dir(r.unit_id), r)
-    assert collect_extract_results(m, tmp_path)[0].status == "ok"
-
-    def killed(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(stage, "_extract", killed)
-    with pytest.raises(KeyboardInterrupt):
-        extract_video(m.entries[0], tmp_path, model, ExtractConfig(), force=True, progress=False)
-    assert not (RunLayout(tmp_path).video_dir(r.unit_id) / STATUS).exists()
+    m_path = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
+    m = load_manifest(m_path)
+    env = dict(os.environ, DIS_FACE_MODEL=str(model.path))
+    cmd = [sys.executable, "-m", "jobs.cli", "extract", "-m", str(m_path), "-o", str(tmp_path), "--executor", "debug"]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    unit = RunLayout(tmp_path).video_dir(m.entries[0].unit_id)
+    assert (unit / STATUS).exists() and collect_extract_results(m, tmp_path)[0].status == "ok"
+    proc = subprocess.Popen(cmd + ["--force"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while proc.poll() is None and not any(f".part-{proc.pid}-" in f.name for f in unit.iterdir()) \
+            and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the extraction was to be killed mid-video"
+    proc.kill()
+    proc.wait()
+    assert not (unit / STATUS).exists()
     got = collect_extract_results(m, tmp_path)[0]
     assert got.status == "failed" and got.message == "no result: the task did not finish (see its log)"
 
