@@ -16,8 +16,10 @@ from dis_core.model.flows import load_density
 from dis_core.manifest import load_manifest
 from dis_core.phantom.render import PhantomConfig, make_cohort
 from dis_core.layout import RunLayout
+from dis_core.report.comparisons import at_chance
 from dis_core.report.stage import evaluate_run
 from dis_core.score.scoring import score_matrix
+from dis_core.score.stats import holm
 from dis_core.model.stage import MODEL_NAME, model_dir
 from dis_core.model.config import default_train_config
 from jobs.local import run_pipeline
@@ -59,8 +61,10 @@ def test_head_pose_dis_identifies_held_out_sessions(request, which):
     print(f"{which}: flows top-1 {fl['top1']:.2f} EER {fl['eer']:.3f} AUC {fl['auc']:.3f}; "
           f"Gaussian top-1 {ga['top1']:.2f} EER {ga['eer']:.3f}")
     assert len(r.participants) == 6
-    assert fl["top1"] >= 0.9
-    assert fl["auc_lo"] > 0.5, "the AUC interval excludes chance"
+    # a bound against chance, not this draw's 6 of 6: 4 or more of 6 by guessing has p = 0.0087 (binomial, 1/6);
+    # the report's own reading of the row: top-1 told apart from chance, EER and AUC not claimed on 6 people
+    assert fl["top1"] >= 4 / 6
+    assert at_chance(fl, len(r.participants)) == ["EER and AUC: too few people to tell (under 10)"]
 
 
 @pytest.mark.slow
@@ -115,7 +119,8 @@ def test_report_has_baseline_comparison_sheets_and_figures(same_faces):
     dy = pd.read_excel(wb, sheet_name="dyads")
     assert set(dy["comparison"]) == {"partner_vs_stranger"} and len(dy) == 2
     assert {"observed", "ci_lo", "ci_hi", "p", "p_holm", "effect_size"} <= set(dy.columns)
-    assert ((dy["p"] > 0) & (dy["p"] <= dy["p_holm"]) & (dy["p_holm"] <= 1)).all()
+    assert (dy["p"] > 0).all()
+    np.testing.assert_allclose(dy["p_holm"], holm(dy["p"]))  # the two methods' partner tests are one family
     # the partner family: whole in the workbook; a line in the page's summary and the terminal, whose count
     # is the workbook's (each test is listed in its own place on the page)
     k = int((dy["p_holm"] < 0.05).sum())

@@ -21,8 +21,16 @@ def test_bootstrap_intervals_are_the_2_5_and_97_5_percentiles():
 
 
 def test_every_participant_is_drawn_alike():
-    counts = np.bincount(st.participant_draws(5, 4000, 0).ravel(), minlength=5) / 20000
+    """Draws of 5 people with replacement: each person 1/5 of the time; a draw holds a repeat with probability
+    1 - 5!/5^5 = 0.9616 and 5 (1 - 0.8^5) = 3.3616 distinct people on average (the sample itself, or a
+    permutation of it, has the right frequencies and neither of these)."""
+    d = st.participant_draws(5, 4000, 0)
+    counts = np.bincount(d.ravel(), minlength=5) / 20000
     assert len(counts) == 5 and counts == pytest.approx(np.full(5, 0.2), abs=0.01)
+    distinct = np.array([len(set(row)) for row in d.tolist()])
+    assert (distinct < 5).mean() == pytest.approx(0.9616, abs=0.01)
+    assert distinct.mean() == pytest.approx(3.3616, abs=0.03)
+    assert (st.participant_draws(5, 4000, 0) == d).all() and not (st.participant_draws(5, 4000, 1) == d).all()
 
 
 def test_pair_similarity_is_the_mean_of_z_and_t_norm_both_ways():
@@ -125,7 +133,8 @@ def test_dropped_and_candidate_counts():
     rv = 0.1 * np.sin(2 * np.pi * np.array([0.3, 0.7, 1.1]) * t[:, None])
     rv[420:450] = np.nan  # 2 s without a face
     vf = video_features(rv, ["rx", "ry", "rz"], t, np.ones(900, bool), np.ones(900, bool), FEATURE_SETS["head_spectrum"])
-    assert vf.dropped >= 30 and not np.isin(np.arange(420, 450), vf.covered).any()
+    # the 30 faceless frames and no other: the windows either side of the gap cover every frame with a face
+    assert vf.dropped == 30 and not np.isin(np.arange(420, 450), vf.covered).any()
 
 
 def test_verification_curve_rises_and_a_perfect_matrix_has_auc_1():

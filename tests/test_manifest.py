@@ -89,8 +89,8 @@ def test_cli_validate_exits_2_and_prints_all_problems(make_manifest, videos):
 
 def test_demo_manifest_is_valid(samples):
     root = Path(__file__).resolve().parents[1]
-    m = load_manifest(root / "manifests" / "demo.csv", check_files=False)
-    assert len(m.entries) >= 3
+    m = load_manifest(root / "manifests" / "demo.csv", check_files=False)  # `make samples` puts the videos there
+    assert len(m.entries) == 4 and {e.video.name for e in m.entries} <= set(samples), "each a fetched sample"
 
 
 def test_paths_that_leave_the_manifest_folder_are_refused(tmp_path, make_manifest):

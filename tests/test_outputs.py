@@ -150,6 +150,17 @@ def test_figure_titles_and_labels_show_dollars_literally(tmp_path):
     labels = ["p$1", "p$2$x"]
     heatmap_png(tmp_path / "h.png", np.array([[1.0, 2.0], [3.0, np.nan]]), labels, "video a$b$c.mp4 ^_{", {})
     assert (tmp_path / "h.png").stat().st_size > 0
+    # the report's figure reads its names back as given: no participant's name is typeset as mathematics
+    from dis_core.report.figures import heatmap_figure
+
+    fig = heatmap_figure(np.array([[1.0, 2.0], [3.0, np.nan]]), labels, "video a$b$c.mp4 ^_{")
+    ax = fig.axes[0]
+    assert ax.get_title() == r"video a\$b\$c.mp4 ^_{"
+    assert sorted(t.get_text() for t in ax.get_xticklabels()) == [r"p\$1", r"p\$2\$x"]
+    assert sorted(t.get_text() for t in ax.get_yticklabels()) == [r"p\$1", r"p\$2\$x"]
+    texts = [t for t in fig.findobj(plt.Text) if t.get_text()]
+    assert not [t.get_text() for t in texts if t._preprocess_math(t.get_text())[1]], "read as mathtext"
+    plt.close(fig)
 
 
 def test_provenance_names_the_commit_the_code_ran_from(monkeypatch):

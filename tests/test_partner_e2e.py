@@ -41,4 +41,5 @@ def test_strongly_sharing_partners_are_detected_through_videos(tmp_path, model, 
     assert set(dy["feature_set"]) == {"head_pose"} and set(dy["method"]) == {"flow", "gaussian"}
     assert (dy["dyads"] == 8).all()
     assert (dy["observed"] > 0).all()
-    assert dy["p"].min() < 0.01, dy[["method", "observed", "p"]]
+    # both methods (the README reports p 0.0005 and effect sizes 3.9 and 3.7), not the better one alone
+    assert (dy["p"] < 0.01).all() and (dy["effect_size"] > 2).all(), dy[["method", "observed", "p", "effect_size"]]

@@ -79,8 +79,9 @@ def test_no_face_frames_are_dropped_not_imputed():
     f = video_features(v, ["a", "b", "c"], t, sel, sel, spec)
     assert np.isfinite(f.x).all()
     assert not set(range(20, 30)) & set(f.frames.tolist())
-    # frames whose velocity window reaches the gap are dropped too (counted)
-    assert 19 not in f.frames and 30 not in f.frames and f.dropped >= 10 + 2 and f.interpolated == 0
+    # frames whose velocity window (+-3 frames) reaches the gap or the video's ends are dropped too (counted):
+    # the 10 faceless frames, 3 each side of the gap and 3 at each end
+    assert 19 not in f.frames and 30 not in f.frames and f.dropped == 10 + 6 + 6 and f.interpolated == 0
 
 
 def test_scoring_refuses_training_frames():

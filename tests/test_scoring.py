@@ -100,7 +100,16 @@ def test_groups_that_cannot_form_pseudo_couples_cost_the_test_not_the_feature_se
     s, pairs = simulate_dyad_scores(4, 0.0, np.random.default_rng(0))
     dyads = [f"d{k // 2}" for k in range(len(s))]
     left: list[dict] = []
-    assert _partner_test(s, dyads, None, "head_pose", left)["p"] > 0 and not left
+    from dis_core.score.scoring import partner_test
+
+    r = _partner_test(s, dyads, None, "head_pose", left)
+    assert not left and r.pop("pseudo_couples_within") == "whole cohort"
+    want = partner_test(s, dyads, None)
+    assert r.keys() == want.keys()
+    for k in r:  # the same test, whatever it holds (numbers, arrays, words)
+        same = (np.array_equal(r[k], want[k], equal_nan=True) if isinstance(r[k], (float, np.ndarray)) else
+                r[k] == want[k])
+        assert same, k
     groups = ["a", "b"] + ["a"] * (len(s) - 2)  # dyad d0 spans two groups
     assert _partner_test(s, dyads, groups, "head_pose", left) is None
     assert _partner_test(s, dyads, groups, "head_pose", left) is None

@@ -605,8 +605,17 @@ def test_exact_pairings_of_many_strata_of_one_couple_each():
     assert exact and m.shape == (15, 36, 2)
     assert np.all(groups[m[..., 0]] == groups[m[..., 1]])
     s = rng.normal(size=(72, 72))
-    r = st.dyad_permutation_test(st.pair_similarity(s), pairs, groups=groups, n_boot=100)
-    assert r["exact"] and r["p"] >= 1 / 15 and r["p_floor"] == pytest.approx(1 / 15)
+    sim = st.pair_similarity(s)
+    r = st.dyad_permutation_test(sim, pairs, groups=groups, n_boot=100)
+    assert r["exact"] and r["p_floor"] == pytest.approx(1 / 15)
+    # brute force: the 33 couples alone at their site are left out (nobody to re-pair them with); site 33's six
+    # people take each of their 15 pairings
+    assert r["dyads"] == 3
+    every = [st.dyad_statistic(sim, [(66, b), (c, d), (e, f)]).mean()
+             for b in range(67, 72) for rest in [[x for x in range(67, 72) if x != b]]
+             for (c, d), (e, f) in [((rest[0], rest[1]), (rest[2], rest[3])), ((rest[0], rest[2]), (rest[1], rest[3])),
+                                    ((rest[0], rest[3]), (rest[1], rest[2]))]]
+    assert len(every) == 15 and r["p"] == pytest.approx(np.mean(np.array(every) >= r["observed"] - 1e-12))
 
 
 # ---------------------------------------------------------------- top-k: the models' own variation
