@@ -221,6 +221,29 @@ def test_accounting_out_of_reach_leaves_the_queue_and_a_note(slurm, capfd):
     assert subprocess.run(["sacct", "-n", "-X", "-j", job], capture_output=True).returncode == 0  # back for the rest
 
 
+def test_a_stage_slurm_refuses_cancels_the_stages_already_queued(slurm, cohort, model, tmp_path):
+    """SLURM itself refusing the training array (more memory than any node has): the extraction and cohort
+    arrays already queued are cancelled for real, the error names the stage and SLURM's words, and dis status
+    lists the stages never submitted."""
+    from dis_core.errors import DISError
+
+    out = tmp_path / "run"
+    cfg = dataclasses.replace(SLURM, stages={"train": {"mem_gb": 100_000}})
+    with pytest.raises(DISError, match=r"the submission failed \(stage train: .*\); the job\(s\) already queued "
+                                       r"\(\d+, \d+\) were cancelled"):
+        submit_run(_plan(cohort, out, model), cfg)
+    rec = read_run(out)
+    queued = rec["submission_failed"]["cancelled"]
+    assert len(queued) == 2 and queued == sorted(rec["jobs"]["extract"] + rec["jobs"]["cohort"])
+    deadline = time.time() + 60
+    while subprocess.run(["squeue", "-h", "-j", ",".join(queued)], capture_output=True, text=True).stdout.strip():
+        assert time.time() < deadline, "the queued arrays were not cancelled"
+        time.sleep(1)
+    st = run_status(out)
+    never = [(u["state"], u["message"]) for s in ("train", "score", "report") for u in st[s]]
+    assert never and set(never) == {("missing", "never submitted (dis resubmit submits it)")}
+
+
 def test_packed_extraction_tasks_report_and_record_each_unit(slurm, cohort, model, tmp_path):
     """Nine videos in packs of four: three array tasks; the broken video fails alone, the rest of its
     pack is done, and every unit's status names the task the run record maps it to."""
