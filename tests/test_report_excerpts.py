@@ -75,6 +75,7 @@ def test_the_report_identifies_from_excerpts_as_the_pure_functions_do(tmp_path):
     assert "auc_p_holm" not in d  # AUC is outside the family, as for the whole-session verdicts
     assert (sheet["draws"] == 1000).all() and (d["holm_family"] == "none (fewer than 10 people: no claim)").all()
     assert "Holm-adjusted over one family: every feature set, length and baseline" in summary["excerpts"]
+    assert "an excerpt is a cut of a session, and its figures an upper bound for a recording only that long" in summary["excerpts"]
     fig = c.layout.figures_dir / f"excerpts_{spec.name}.png"
     assert fig.is_file()
     page = (c.layout.report_dir / "dis_report.html").read_text()

@@ -25,7 +25,10 @@ EXCERPT_RULE = ("consecutive whole spans of each held-out video, each (model, ex
                 "paired score interval, the methods paired excerpt by excerpt), "
                 "top1_p_holm and eer_p_holm Holm-adjusted over one family: every feature set, length and baseline that "
                 "10 people or more reach, on top-1 and EER (the metrics the flow-vs-baseline verdicts weigh; AUC's p "
-                "unadjusted; with fewer people no claim is made and the Holm p is empty)")
+                "unadjusted; with fewer people no claim is made and the Holm p is empty); the rows are the whole "
+                "session's, built on its reference rotation, gains and medians (within a session, on the training "
+                "frames'): an excerpt is a cut of a session, and its figures an upper bound for a recording only "
+                "that long, which would estimate them from its own seconds")
 
 
 def block_settings(r: FeatureSetScores) -> tuple[float, float, float]:

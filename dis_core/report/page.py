@@ -71,7 +71,9 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                        "Top-1 identification and EER when each identification sees only an excerpt of the held-out "
                        "video (consecutive spans of each length), beside the whole held-out session; points and 95% "
                        "bootstrap intervals over participants, chance in red. Workbook sheet excerpts, with the "
-                       "flow minus each baseline, paired (Holm-adjusted p)."),
+                       "flow minus each baseline, paired (Holm-adjusted p). An excerpt is cut from rows built on "
+                       "the whole session (its reference rotation, gains and medians): an upper bound for a "
+                       "recording only that long."),
         ) if f is not None]))
     lm = png_figure(figs / "landmark_pca.png", "Landmarks in the cohort PCA basis",
                     "Each participant's aligned landmarks on the cohort's first two principal components (fitted on "

@@ -4,7 +4,9 @@ A whole held-out session (30-60 s) averages many windows; scoring consecutive ex
 asks how much video is needed, and separates densities that a whole session leaves level at the
 ceiling. Pure functions over per-row log p; each person's excerpts are bootstrapped together.
 An excerpt holding a detector gap is scored on the rows it has; rows built from the past (head_lags)
-may look back across an excerpt's start, windows (head_spectrum, head_windows) do not.
+may look back across an excerpt's start, windows (head_spectrum, head_windows) do not. The rows are the whole
+session's, normalised on its reference rotation, gains and medians: an excerpt's figures are an upper bound for a
+recording only that long.
 """
 
 from __future__ import annotations
