@@ -151,7 +151,7 @@ def test_blendshapes_are_modelled_as_logits_of_clipped_scores():
     velocities are applied to the logits; the default blendshapes set uses them."""
     from dis_core.features.build import LOGIT_EPS
 
-    assert DEFAULT_FEATURE_SETS["blendshapes"].transform == "logit" and LOGIT_EPS == 1e-4
+    assert LOGIT_EPS == 1e-4
     t = np.arange(4) / FPS
     v = np.array([[0.0, 0.5], [0.5, 0.5], [1.0, 0.5], [0.9, np.nan]])
     raw = FeatureSpec("b", "blendshapes", center="none", velocity=False, transform="logit")
@@ -166,6 +166,36 @@ def test_blendshapes_are_modelled_as_logits_of_clipped_scores():
     np.testing.assert_allclose(g.x[0], [0.0, 0.0, 9.21024 * FPS, 0.0], atol=1e-3)  # centred on the median logit
     with pytest.raises(ValueError, match="logit"):
         FeatureSpec("h", "head_rotation", transform="logit")
+
+
+def test_clipped_scores_of_a_moving_channel_are_dequantised_and_a_channel_always_off_stays_constant():
+    """The blendshapes default: a channel off (score below 1e-4) on part of the frames gets those frames spread
+    log-uniformly over [1e-6, 1e-4] (so logits in [logit(1e-6), logit(1e-4)], no atom for a flow to put its mass
+    on), the same value for a frame whatever the split or the video's length; a channel off on every face frame
+    stays at logit(1e-4), a constant the dead-channel rule sees; scores near 1 likewise; NaN stays a missing face."""
+    from scipy.stats import kstest
+
+    from dis_core.features.build import transform_values
+
+    assert DEFAULT_FEATURE_SETS["blendshapes"].transform == "dequantised_logit"
+    rng = np.random.default_rng(3)
+    n = 4000
+    v = np.column_stack([np.where(rng.random(n) < 0.6, 0.0, rng.uniform(0.01, 0.9, n)),  # off 60 % of frames
+                         np.zeros(n),  # never moves
+                         np.where(rng.random(n) < 0.3, 1.0, rng.uniform(0.1, 0.9, n))])  # on at 1 30 % of frames
+    v[5] = np.nan
+    z = transform_values(v, "dequantised_logit")
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    off, on = v[:, 0] == 0.0, v[:, 2] == 1.0
+    lo, hi = logit(1e-6), logit(1e-4)
+    assert (z[off, 0] >= lo - 1e-9).all() and (z[off, 0] <= hi + 1e-9).all() and len(np.unique(z[off, 0])) == off.sum()
+    # log-uniform: log10 of the score uniform over [-6, -4]
+    assert kstest((np.log10(1 / (1 + np.exp(-z[off, 0]))) + 6) / 2, "uniform").pvalue > 0.01
+    assert (z[on, 2] >= -hi - 1e-9).all() and (z[on, 2] <= -lo + 1e-9).all()
+    np.testing.assert_array_equal(z[~off & ~on, [0]], logit(v[~off & ~on, 0]))  # live scores untouched
+    assert np.isnan(z[5]).all() and (z[np.isfinite(z[:, 1]), 1] == hi).all(), "the idle channel stays one value"
+    np.testing.assert_array_equal(transform_values(v[:1000], "dequantised_logit"), z[:1000])  # per frame, fixed
+    np.testing.assert_allclose(transform_values(v, "logit")[off, 0], hi)  # the earlier rule: one value
 
 
 def test_velocity_windows_are_exact_symmetric_complete_and_the_same_at_any_frame_rate():
