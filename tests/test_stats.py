@@ -171,6 +171,29 @@ def test_paired_top1_difference_holds_newcombes_interval_where_no_one_is_told_ap
         (0.125 - np.hypot(1 - l1, u2 - 0.875), 0.125 + 0.875 - l2))
 
 
+def test_paired_top1_p_is_held_to_newcombes_interval():
+    """Flow identifies all 20, the baseline 16: the bootstrap's p was 0.029 beside an interval of [-0.0005, +0.42]
+    printed as [+0.00, +0.42]. p now inverts the interval: below alpha exactly when the 1 - alpha interval
+    excludes 0, and the sign of a bound just under 0 survives printing."""
+    from dis_core.score.scoring import compare_methods
+
+    a, b = np.ones(20), np.r_[np.zeros(4), np.ones(16)]
+    p = st.paired_rate_p(a, b)
+    for alpha in (0.01, 0.05, 0.1):
+        lo, hi = st.paired_rate_interval(a, b, 1 - alpha)
+        assert (p < alpha) == (lo > 0)
+    assert st.paired_rate_interval(a, b, 1 - p)[0] == pytest.approx(0, abs=1e-9)
+    assert st.paired_rate_p(b, a) == pytest.approx(p) and st.paired_rate_p(a, a) == 1.0
+    rng = np.random.default_rng(2)
+    s_a = rng.normal(size=(20, 20))
+    s_a[np.arange(20), np.arange(20)] += 10
+    s_b = s_a.copy()
+    s_b[np.arange(4), np.arange(4)] -= 20  # the baseline misses the first four
+    r = compare_methods(s_a, s_b, n_boot=1000)
+    assert r["top1_diff"] == pytest.approx(0.2) and r["top1_diff_lo"] < 0 and r["top1_p"] >= p > 0.05
+    assert (st.signed(r["top1_diff_lo"]), st.signed(-7e-19), st.signed(0.2)) == ("-0.00", "+0.00", "+0.20")
+
+
 def test_excerpts_pair_excerpt_by_excerpt_in_newcombes_interval():
     """Two methods that disagree on 3 of 160 excerpts (20 people x 8): fed each person's mean credit, the interval
     read them as uncorrelated (about -0.29 to +0.27); paired excerpt by excerpt within each person it is about

@@ -24,7 +24,7 @@ __all__ = [
     "wilson_interval", "proportion_interval", "rate_result",
     "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "p_text", "signed", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
-    "holm", "benjamini_hochberg", "paired_rate_interval", "with_paired_rate", "couples_in_strata", "pseudo_couple_mean", "couples_left_out", "classical_mds", "simulate_dyad_scores",
+    "holm", "benjamini_hochberg", "paired_rate_interval", "paired_rate_p", "with_paired_rate", "couples_in_strata", "pseudo_couple_mean", "couples_left_out", "classical_mds", "simulate_dyad_scores",
 ]
 
 
@@ -405,12 +405,37 @@ def paired_rate_interval(credit_a: np.ndarray, credit_b: np.ndarray, ci: float =
     return max(d - below, -1.0), min(d + above, 1.0)
 
 
+def paired_rate_p(credit_a: np.ndarray, credit_b: np.ndarray, owner: np.ndarray | None = None) -> float:
+    """Two-sided p of :func:`paired_rate_interval`: 1 - the level at which its interval first holds 0 (found by
+    bisection; the interval widens with the level), so that p < alpha exactly when the 1 - alpha interval
+    excludes 0. 1 when the rates are equal."""
+    a, b = np.asarray(credit_a, float), np.asarray(credit_b, float)
+    if owner is not None:
+        k = np.bincount(owner)
+        a, b = (np.bincount(owner, weights=x, minlength=len(k))[k > 0] / k[k > 0] for x in (a, b))
+    d = float(a.mean() - b.mean())
+    if abs(d) < 1e-12:
+        return 1.0
+    holds = lambda c: (paired_rate_interval(credit_a, credit_b, c, owner)[0] <= 0 if d > 0 else  # noqa: E731
+                       paired_rate_interval(credit_a, credit_b, c, owner)[1] >= 0)
+    lo, hi = 1e-9, 1 - 1e-12
+    if not holds(hi):
+        return 1e-12
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if holds(mid) else (mid, hi)
+    return float(1 - hi)
+
+
 def with_paired_rate(r: PairedResult, credit_a: np.ndarray, credit_b: np.ndarray, ci: float = 0.95,
                      owner: np.ndarray | None = None) -> PairedResult:
     """A paired rate difference's interval widened to hold :func:`paired_rate_interval`, as a rate's is held to
-    Wilson's (:func:`proportion_interval`)."""
+    Wilson's (:func:`proportion_interval`), and its p to that interval's (:func:`paired_rate_p`): a p below 0.05
+    beside an interval that holds 0 read as evidence the interval does not give, and lowered the other tests'
+    Holm p."""
     lo, hi = paired_rate_interval(credit_a, credit_b, ci, owner)
-    return r._replace(lo=min(r.lo, lo), hi=max(r.hi, hi))
+    p = r.p if r.diff == 0 else max(r.p, paired_rate_p(credit_a, credit_b, owner))
+    return r._replace(lo=min(r.lo, lo), hi=max(r.hi, hi), p=min(p, 1.0))
 
 
 def with_model_variation(r: PairedResult, se: float, ci: float = 0.95) -> PairedResult:
@@ -433,8 +458,12 @@ def p_text(p: float) -> str:
 
 
 def signed(x: float, digits: int = 2) -> str:
-    """A signed difference as the sentences print it: '+0.00', never '-0.00' for a draw's -7e-19."""
-    return f"{round(float(x), digits) + 0.0:+.{digits}f}"
+    """A signed difference as the sentences print it: '+0.00' for a draw's -7e-19, but '-0.00' for -0.0005, an
+    interval's end below 0 that '+0.00' would show as not crossing it."""
+    x = float(x)
+    if -0.5 * 10 ** -digits < x <= -1e-9:
+        return f"-{0:.{digits}f}"
+    return f"{round(x, digits) + 0.0:+.{digits}f}"
 
 
 def draws_for_family(tests: int, alpha: float = 0.05, at_least: int = 1000) -> int:
