@@ -246,3 +246,16 @@ def test_verdicts_name_a_flow_that_kept_its_gaussian_start_and_few_people_are_no
     assert [label for label, _ in f.lists] == ["supported differences", "no claim (fewer than 10 people)"]
     f = feature_set_verdict([{**row, "participants": 12}])
     assert [label for label, _ in f.lists] == ["supported differences", "no supported difference"]
+
+
+def test_a_top1_at_chance_below_ten_people_is_its_own_clause_and_no_scores_name_no_dyads():
+    """'top-1, EER and AUC: too few people to tell' read as if top-1 were the caveat; a report with nothing
+    scored said 'fewer than two complete dyads' of any cohort."""
+    from dis_core.report.comparisons import at_chance, at_chance_text, partner_family
+
+    row = {"chance_top1": 1 / 6, "top1_lo": 0.10, "top1_hi": 0.70, "eer_lo": 0.1, "eer_hi": 0.3, "auc_lo": 0.7,
+           "auc_hi": 0.9}
+    assert at_chance_text(at_chance(row, 6)) == "top-1; EER and AUC: too few people to tell (under 10)"
+    assert at_chance_text(at_chance({**row, "top1_lo": 0.3}, 6)) == "EER and AUC: too few people to tell (under 10)"
+    assert at_chance_text(at_chance({**row, "eer_hi": 0.6}, 12)) == "top-1, EER"
+    assert partner_family([]).text == "no partner test (no feature set was scored)"

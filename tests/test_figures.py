@@ -98,6 +98,9 @@ def test_det_is_on_normal_deviate_axes():
     np.testing.assert_allclose(det.get_xticks()[labels.index("1")], norm.ppf(0.01))
     assert "normal-deviate" in det.get_xlabel()
     _check_readable(fig)
+    # each method in the headline's colour (the Gaussian was the default cycle's red, chance's colour there)
+    colours = {ln.get_label().split(",")[0]: ln.get_color() for ln in fig.axes[0].get_lines()}
+    assert colours["flow"] == F.HEADLINE_STYLE["flow"][0] and colours["gaussian"] == F.HEADLINE_STYLE["gaussian"][0]
 
 
 def test_norm_histograms_are_on_a_log_axis_and_name_open_end_bins():

@@ -467,6 +467,16 @@ def test_a_pair_table_longer_than_a_sheet_goes_to_a_csv_beside_the_workbook(tmp_
         i, j = rows["model_participant"].map(pids.index), rows["data_participant"].map(pids.index)
         np.testing.assert_allclose(rows["score"], npz[f"s_{m}"][i, j], rtol=1e-12)
         assert (rows["rank_of_model_for_data"] == 1).sum() == 4  # one best model per data column
+        # the similarity the map and the partner test read, the same on both rows of a pair, empty for oneself
+        from dis_core.score.stats import pair_similarity
+
+        sim = pair_similarity(npz[f"s_{m}"])
+        off = i.to_numpy() != j.to_numpy()
+        np.testing.assert_allclose(rows["similarity"][off], sim[i, j][off], rtol=1e-12)
+        assert rows["similarity"][~off].isna().all()
+    training = pd.read_excel(wb, sheet_name="training").set_index("participant_id")
+    flows = sheet[sheet["method"] == "flow"]
+    assert (flows["held_out_rows"].to_numpy() == training.loc[flows["data_participant"], "held_out_rows"].to_numpy()).all()
     # what the report was made from: the split that ran, the cohort record and the very score matrices
     prov = dict(pd.read_excel(wb, sheet_name="provenance").astype(str).values)
     assert prov["cohort_sha256"] == load_cohort(out).layout.cohort_sha256()
@@ -659,6 +669,7 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     _train_and_score(out, TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20))
     r = report_unit(out, ["head_pose", "blendshapes"], ReportConfig(excerpts_s=()))
     assert r.status == "ok" and r.message.startswith("blendshapes: ") and "blendshapes: blendshapes" not in r.message
+    assert not (out / "report" / "scores_blendshapes.npz").exists()
     # a report that lacks a set whose scores are missing is done, but `dis report` exited 0 beside its summary's
     # failure: 3, as when units fail
     assert r.incomplete and Outcome(results={"report": [r]}).exit_code == 3

@@ -64,8 +64,19 @@ def at_chance(m: dict, people: int | None = None) -> list[str]:
         elif (hi < chance) if better > 0 else (lo > chance):
             out.append(f"{label} worse than chance")
     if few:
-        out.append(f"EER and AUC: too few people to tell (under {MIN_PEOPLE})")
+        out.append(FEW_PEOPLE)
     return out
+
+
+FEW_PEOPLE = f"EER and AUC: too few people to tell (under {MIN_PEOPLE})"
+
+
+def at_chance_text(items: list[str]) -> str:
+    """:func:`at_chance`'s list as the page and terminal print it: the metrics whose interval holds chance, then the
+    few-people caveat as its own clause ('top-1; EER and AUC: too few ...', not 'top-1, EER and AUC: too few ...',
+    which read as if top-1's finding were the caveat)."""
+    return "; ".join(x for x in (", ".join(x for x in items if x != FEW_PEOPLE), *(x for x in items if x == FEW_PEOPLE))
+                     if x)
 
 
 def reversed_on(row: dict, key: str, sign: int = 1) -> str:
@@ -185,7 +196,10 @@ def kept_start(r: FeatureSetScores) -> int:
 
 
 def partner_refusal(results: list[FeatureSetScores]) -> str:
-    """Why no partner test ran: the first refusal a feature set recorded, else too few complete dyads."""
+    """Why no partner test ran: the first refusal a feature set recorded, else too few complete dyads (or no
+    feature set scored at all, which says nothing of the dyads)."""
+    if not results:
+        return "no feature set was scored"
     for r in results:
         for x in r.left_out:
             if x.get("reason", "").startswith("partner test not run: "):

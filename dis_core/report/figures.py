@@ -226,9 +226,12 @@ def roc_det_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 4.6))
     lo = 1e-3
-    for name, (fpr, tpr) in curves.items():
+    styles = {k: colour for m, (colour, label) in HEADLINE_STYLE.items() for k in (m, label)}  # by key or legend
+    for j, (name, (fpr, tpr)) in enumerate(curves.items()):
         ls = "-" if "t-norm" in name else "--" if "z-norm" in name else ":"
-        line, = a1.plot(fpr, tpr, ls=ls, label=literal(name))
+        # each method in the headline's colour (never chance's red), its normalisation by the line's style
+        colour = styles.get(name.split(", ")[0], f"C{j + 4}")
+        line, = a1.plot(fpr, tpr, ls=ls, color=colour, label=literal(name))
         f = np.clip(fpr, lo, 1 - lo)
         m = np.clip(1 - np.asarray(tpr), lo, 1 - lo)
         a2.plot(norm.ppf(f), norm.ppf(m), ls=ls, color=line.get_color(), label=literal(name))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dis_core.layout import RunLayout
-from dis_core.report.comparisons import Finding, at_chance, chance_text
+from dis_core.report.comparisons import Finding, at_chance, at_chance_text, chance_text
 from dis_core.io.provenance import version_text
 from dis_core.score.stats import signed
 
@@ -146,11 +146,15 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
                 pass
         msg = row.get("message", "")
         out.append(VideoQC(uid, str(row.get("participant_id", "")), str(row.get("session", "")),
-                           str(row.get("video", "")), str(row.get("status", "")),
+                           str(row.get("video", "")), STATUS_WORDS.get(str(row.get("status", "")), str(row.get("status", ""))),
                            "" if msg is None or (isinstance(msg, float) and np.isnan(msg)) else str(msg),
                            int(row.get("frames") or 0), int(row.get("detected_frames") or 0), gaps, longest, pics,
                            duration, _number(row.get("fps"))))
     return out
+
+
+# the last extraction command's action, as a reader of the page takes it: "skipped" read as "this video was skipped"
+STATUS_WORDS = {"skipped": "ok (extracted earlier)"}
 
 
 def _number(x: Any) -> float:
@@ -346,7 +350,7 @@ def _headline_table(metrics: pd.DataFrame) -> str:
             f"<td class='num'>{int(m['participants'])}</td>",
             f"<td class='num'>{_ci(m, 'top1')}</td>", f"<td class='num'>{chance_text(m['chance_top1'])}</td>",
             f"<td class='num'>{_ci(m, 'eer')}</td>", f"<td class='num'>{_ci(m, 'auc')}</td>",
-            f"<td>{_e(', '.join(at_chance(m)) or 'none')}</td>"]) + "</tr>")
+            f"<td>{_e(at_chance_text(at_chance(m)) or 'none')}</td>"]) + "</tr>")
     return ("<table><thead><tr><th>feature set</th><th>method</th><th>participants</th>"
             "<th>top-1 identification [95% CI]</th><th>chance top-1</th><th>EER [95% CI] (chance 0.50)</th>"
             "<th>AUC [95% CI] (chance 0.50)</th><th>not above chance (interval holds it, or worse)</th></tr></thead><tbody>"

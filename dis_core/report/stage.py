@@ -13,9 +13,9 @@ import pandas as pd
 from dis_core.io.atomic import atomic_path, write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
-from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, baseline_holm, baseline_verdict,
+from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, at_chance_text, baseline_holm, baseline_verdict,
                                          chance_text, feature_set_verdict, partner_family)
-from dis_core.score.stats import MIN_PEOPLE
+from dis_core.score.stats import MIN_PEOPLE, pair_similarity
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
@@ -33,8 +33,9 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     d = cohort.layout.report_dir
     figs = cohort.layout.figures_dir
     figs.mkdir(parents=True, exist_ok=True)
-    for old in [*figs.glob("*.png"), *figs.glob("participants/*.png")]:  # every figure is drawn again below or not
-        old.unlink()  # at all: an earlier report's headline, map or signature of other people must not outlive it
+    for old in [*figs.glob("*.png"), *figs.glob("participants/*.png"), *d.glob("scores_*.npz")]:  # every figure
+        old.unlink()  # and matrix is made again below or not at all: an earlier report's headline, map, signature of
+        # other people or a feature set's matrices not reported now must not outlive it
     prov = {**prov, **report_inputs(cohort, results, prov)}
     sheets: dict[str, pd.DataFrame] = {}
     headline: list[str] = []
@@ -59,7 +60,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         same: dict[str, list[str]] = {}  # methods with the same list said once ("flow and gaussian not above ...")
         for m, x in low.items():
             if x:
-                same.setdefault(", ".join(x), []).append(m)
+                same.setdefault(at_chance_text(x), []).append(m)
         headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}, "
                         "EER 0.5, AUC 0.5" + "".join(f"; {' and '.join(ms)} not above chance: {x}" for x, ms in same.items()))
     summary = pd.DataFrame(summary_rows)
@@ -412,9 +413,12 @@ def split_rule_text(cohort: Cohort) -> str:
 
 
 PAIR_COLUMNS = ["feature_set", "method", "model_participant", "data_participant", "model_dyad", "data_dyad",
-                "relation", "score", "z_score", "t_score", "rank_of_model_for_data", "frames", "mean_norm", "median_norm"]
+                "relation", "score", "z_score", "t_score", "similarity", "rank_of_model_for_data", "held_out_rows",
+                "mean_norm", "median_norm"]
 # z_score: the pair's score standardised over the model's impostor data (z-norm); t_score: over the data's impostor
-# models (t-norm: the heatmaps' colours and the headline AUC and EER)
+# models (t-norm: the heatmaps' colours and the headline AUC and EER); similarity: the two people's pair similarity
+# (stats.pair_similarity: the mean of z- and t-norm both ways round; the map and the partner test read it; the same
+# on both rows of a pair); held_out_rows: the data's rows scored (frames, or windows of window feature sets)
 
 
 def pair_table(results: list[FeatureSetScores], traits: dict[str, dict[str, str]]) -> Rows:
@@ -429,14 +433,14 @@ def pair_table(results: list[FeatureSetScores], traits: dict[str, dict[str, str]
             tr = [[traits.get(p, {}).get(k) for k in keys] for p in pids]  # strings (None when missing)
             frames = [r.test_frames[p] for p in pids]
             for m, ms in r.methods.items():
-                tn = tnorm(ms.s)
+                tn, sim = tnorm(ms.s), pair_similarity(ms.s)
                 for i, pi in enumerate(pids):
                     s, z, t, rk = ms.s[i].tolist(), ms.z[i].tolist(), tn[i].tolist(), ms.ranks[i].tolist()
-                    mean, median = ms.norm_mean[i].tolist(), ms.norm_median[i].tolist()
+                    mean, median, si = ms.norm_mean[i].tolist(), ms.norm_median[i].tolist(), sim[i].tolist()
                     for j, pj in enumerate(pids):  # the floats may be NaN: plain_cell makes them empty
                         yield [r.feature_set, m, pi, pj, dy[i], dy[j], relation(dy, i, j), plain_cell(s[j]),
-                               plain_cell(z[j]), plain_cell(t[j]), float(rk[j]), frames[j], plain_cell(mean[j]),
-                               plain_cell(median[j])] + tr[i] + tr[j]
+                               plain_cell(z[j]), plain_cell(t[j]), plain_cell(si[j]), float(rk[j]), frames[j],
+                               plain_cell(mean[j]), plain_cell(median[j])] + tr[i] + tr[j]
     return Rows(header, rows())
 
 
@@ -460,9 +464,9 @@ def _labelled(a: np.ndarray, pids: list[str]) -> pd.DataFrame:
 
 
 def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
-    from dis_core.report.figures import heatmap_png, loss_grid_png, participant_map_png, roc_det_png
+    from dis_core.report.figures import HEADLINE_STYLE, heatmap_png, loss_grid_png, participant_map_png, roc_det_png
     from dis_core.score.scoring import dyad_pairs
-    from dis_core.score.stats import classical_mds, mds_share, pair_similarity
+    from dis_core.score.stats import classical_mds, mds_share
 
     fs = r.feature_set
     fl = r.methods["flow"]
@@ -474,7 +478,7 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
             key = {"t-norm": "auc", "raw": "auc_raw", "z-norm": "auc_znorm"}[k]
             mm = r.methods[m].metrics
             ci = f" [{mm[key + '_lo']:.3f}, {mm[key + '_hi']:.3f}]"
-            curves[f"{m}, {k} (AUC {mm[key]:.3f}{ci})"] = (fpr, tpr)
+            curves[f"{HEADLINE_STYLE.get(m, ('', m))[1]}, {k} (AUC {mm[key]:.3f}{ci})"] = (fpr, tpr)
     roc_det_png(figs / f"roc_det_{fs}.png", curves, f"{fs}: verification, genuine = own held-out data", prov)
     from dis_core.features.build import row_word
     from dis_core.report.norm_hist import norms_hist_png  # from the blocks' histogram counts, never every frame
