@@ -29,6 +29,13 @@ class OutputError(DISError):
     """An output cannot be written or an existing one is unusable."""
 
 
+def at_time_limit(e: BaseException) -> bool:
+    """submitit stopping a SLURM task at its time limit, once it may requeue it no more (its UncompletedJobError,
+    raised in the running unit by its signal handler): not a failure of the unit, so no unit's broad except may
+    record it as one; the task must stop (its record says it ran out of time)."""
+    return type(e).__name__ == "UncompletedJobError"
+
+
 def bug_line(e: BaseException, limit: int = 300) -> str:
     """An unexpected exception as one line for a unit's message: its type and the first line of its text
     (torch's unpickling errors run over seven lines), cut at ``limit`` characters; the traceback goes to a log."""

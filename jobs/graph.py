@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from dis_core.cohort.config import CohortConfig
 from dis_core.config import from_doc, to_doc
-from dis_core.errors import DISError, bug_line
+from dis_core.errors import DISError, at_time_limit, bug_line
 from dis_core.extract.result import ExtractResult
 from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
@@ -121,6 +121,9 @@ class Stage:
     # the unit's folder may be another input's until the unit claims it (extraction: a video's folder named by its
     # id): nothing but the unit itself touches it, and a bug that escapes it is logged under OUT/summary/tracebacks
     claims_folder: bool = False
+    # its units resume where a killed attempt stopped (training's checkpoint): on SLURM a task that reaches its time
+    # limit is requeued (up to 3 times); one that starts again from nothing fails at the first time-out instead
+    resumes: bool = False
 
 
 # ------------------------------------------------------------------------------------ unit bodies
@@ -212,7 +215,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", "one flow and one Gaussian baseline per feature set and participant",
           units=lambda p: [(c.features.name, pid) for c in p.train for pid in p.manifest_.participants],
           uid=lambda u: train_unit_id(*u), run=_train, folder=lambda lay, u: lay.model_dir(*u), result=TrainResult,
-          scope=_feature_set, after=("cohort", "pooled"), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
+          scope=_feature_set, after=("cohort", "pooled"), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120),
+          resumes=True),
     # units: blocks (feature set, row block of models, column block of data), dis_core/score/config.py
     Stage("score", "every model against every participant's held-out data, per feature set, in blocks",
           units=lambda p: [(fs, r, c) for fs in p.feature_sets for r, c in block_grid(len(p.manifest_.participants), p.score)],
@@ -358,6 +362,12 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
     except DISError as e:  # a problem of the input or the run folder, said in one line: not a bug
         r = st.result(unit_id=st.uid(unit), message=str(e))
     except Exception as e:  # the terminal gets one line; a traceback there broke the live line, N times
+        if at_time_limit(e):  # SLURM's time limit: recorded as such, and the task stops (not the next unit)
+            r = st.result(unit_id=st.uid(unit), message=f"stopped at its task's time limit ({e}): give it more "
+                          "time (dis resubmit --time-min N)")
+            r.elapsed_s, r.job = round(time.monotonic() - t0, 3), job
+            write_status(st.folder(plan.layout, unit), r)
+            raise
         log_traceback(tb)
         r = st.result(unit_id=st.uid(unit), message=f"internal error: {bug_line(e)} (traceback: {tb})", log=str(tb))
     r.elapsed_s = round(time.monotonic() - t0, 3)

@@ -68,6 +68,7 @@ class SlurmConfig:
 
 STAGE_KEYS = ("time_min", "mem_gb", "cpus_per_task", "partition", "gres", "pack")
 GPU_PACK = 8  # units per task of a stage that asks for a GPU (one small training alone would waste it)
+MAX_TIMEOUT_REQUEUES = 3  # a resuming stage's task requeued at its time limit at most this often (submitit's default)
 
 
 def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig:
@@ -186,6 +187,9 @@ def _executor(folder: Path, cfg: SlurmConfig, st: Stage, dependency: str | None 
         nv = "--nv " if cfg.nv or _asks_gpu(cfg.resources(st)) else ""
         bind = shlex.quote(",".join(sorted({*binds, str(Path(folder).resolve())})))
         kw["slurm_python"] = f"apptainer exec {nv}--bind {bind} {shlex.quote(cfg.container)} python3"
+    # preemption always requeues; a time-out only where the units resume (submitit's default of 3 requeues ran an
+    # extraction from its first frame four times, then reported the last time-out as the unit's bug)
+    kw["slurm_max_num_timeout"] = MAX_TIMEOUT_REQUEUES if st.resumes else 0
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm", **kw)
     ex.update_parameters(**slurm_parameters(cfg, st, dependency))
     return ex

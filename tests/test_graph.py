@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -283,6 +285,67 @@ def test_status_and_resubmit_of_a_packed_stage_are_per_unit(with_many, plan, mon
     assert rec["resubmitted"]["many"] == ["b", "c"]
     assert [(st, items) for st, _, items in fake.calls] == [("many", [["b", "c"]])]
     assert rec["units"]["many"] == {"a": "77_0", "b": "5001_0", "c": "5001_0", "d": "77_1", "e": "77_1"}
+
+
+def _slow(plan, unit: str) -> UnitResult:
+    """A toy stage's unit that takes its time (SLURM's time limit lands in it); its own broad except, as the
+    real units have, must not take the time-out for its failure."""
+    try:
+        time.sleep(5)
+    except Exception as e:  # noqa: BLE001
+        from dis_core.errors import at_time_limit
+
+        if at_time_limit(e):
+            raise
+        return UnitResult(unit_id=unit, message=f"swallowed {e}")
+    return UnitResult(unit_id=unit, status="ok")
+
+
+SLOW = graph.Stage("slow", "a toy stage whose units take 5 s", units=lambda p: ["a", "b"], uid=str, run=_slow,
+                   folder=lambda lay, u: lay.root / "slow" / u, after=("report",), wait="afterany")
+
+
+def test_the_last_time_out_stops_the_task_and_says_so_and_only_resuming_stages_are_requeued(monkeypatch, plan):
+    """submitit's real signal handler, at a time-out it may not requeue: its UncompletedJobError was caught by
+    the unit as a bug ('internal error'), the pack went on and the task ended COMPLETED, so dis status never said
+    to give it more time. Now the unit records the time limit and the task stops. Stages that start again from
+    nothing are not requeued at a time-out (an extraction ran from its first frame four times)."""
+    import signal
+    import threading
+
+    from submitit.core.job_environment import SignalHandler
+    from submitit.core.utils import DelayedSubmission, JobPaths, UncompletedJobError
+
+    _add_stage(monkeypatch, SLOW)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "777")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    task = slurm.PackTask("slow", plan)
+    delayed = DelayedSubmission(task, ["a", "b"])
+    delayed.set_timeout(0.001, 0)  # timed out, no requeue left
+
+    class Env:  # what the handler asks of submitit's JobEnvironment
+        global_rank = 0
+
+        def _requeue(self, countdown):
+            raise AssertionError("requeued")
+
+    paths = JobPaths(plan.out / "slurm", job_id="777_0")
+    paths.folder.mkdir(parents=True, exist_ok=True)
+    before = signal.signal(signal.SIGUSR2, SignalHandler(Env(), paths, delayed).checkpoint_and_try_requeue)
+    try:
+        threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGUSR2)).start()
+        with pytest.raises(UncompletedJobError):
+            task(["a", "b"])
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    a = read_status(plan.out / "slow" / "a")
+    assert a.failed and a.job == "777_0" and a.message.startswith("stopped at its task's time limit (")
+    assert a.message.endswith("give it more time (dis resubmit --time-min N)")
+    assert not (plan.out / "slow" / "b").exists(), "the task stops: the pack's next unit does not start"
+    cfg = slurm.SlurmConfig()
+    counts = {st.name: slurm._executor(plan.out / "ex", cfg, st)._executor.max_num_timeout for st in graph.STAGES
+              if st is not SLOW}
+    assert counts == {"extract": 0, "cohort": 0, "pooled": 0, "train": 3, "score": 0, "report": 0}
 
 
 def test_resubmit_after_out_of_memory_takes_more_memory_and_keeps_it(with_many, plan, monkeypatch):

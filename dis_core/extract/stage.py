@@ -18,7 +18,7 @@ import pandas as pd
 from dis_core.io.assets import ModelFile
 from dis_core.io.atomic import atomic_path, remove_stale_parts
 from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
-from dis_core.errors import DISError
+from dis_core.errors import DISError, at_time_limit
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
 from dis_core.layout import STATUS, RunLayout
@@ -143,6 +143,8 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
             log_traceback(d / LOG_NAME)
         res = base
     except Exception as e:  # a bug or an unexpected decoder fault: one line here, traceback in the log
+        if at_time_limit(e):
+            raise
         base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
         base.status = "failed"
         log_traceback(d / LOG_NAME)

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 
 from dis_core.cohort.stage import Cohort
+from dis_core.errors import at_time_limit
 from dis_core.extract.h5store import read_extraction
 from dis_core.report.comparisons import MIN_PEOPLE, VERDICT_METRICS, chance_text, supported
 from dis_core.report.config import ReportConfig
@@ -101,6 +102,8 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
         try:
             lab, why = _labelled(cohort, r, cfg, frame_times)
         except Exception as e:  # noqa: BLE001 - the rest of the report stands without this section
+            if at_time_limit(e):  # SLURM's time limit: the task stops
+                raise
             lab, why = None, f"not computed: {type(e).__name__}: {e}"
         if why:
             notes[fs] = why
@@ -116,6 +119,8 @@ def excerpt_table(cohort: Cohort, results: list[FeatureSetScores], cfg: ReportCo
         try:
             got, comps = _scored(r, lab, n_boot)
         except Exception as e:  # noqa: BLE001
+            if at_time_limit(e):  # SLURM's time limit: the task stops
+                raise
             notes[r.feature_set] = "; ".join(x for x in (notes.get(r.feature_set), f"not computed: {type(e).__name__}: {e}") if x)
             continue
         rows += got

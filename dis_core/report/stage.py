@@ -12,6 +12,7 @@ import pandas as pd
 
 from dis_core.io.atomic import atomic_path, write_text_atomic
 from dis_core.cohort.stage import Cohort
+from dis_core.errors import at_time_limit
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
 from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, at_chance_text, baseline_holm, baseline_verdict,
                                          chance_text, feature_set_verdict, partner_family)
@@ -512,6 +513,8 @@ def _excerpt_figure(figs: Path, r: FeatureSetScores, rows: list[dict], prov: dic
         excerpts_png(path, rows, {m: r.methods[m].metrics for m in r.methods},
                      f"{r.feature_set}: identification from excerpts of the held-out data", prov)
     except Exception as e:  # noqa: BLE001 - the sheet keeps the figures' numbers
+        if at_time_limit(e):  # SLURM's time limit: the task stops
+            raise
         path.unlink(missing_ok=True)
         notes[r.feature_set] = "; ".join(x for x in (notes.get(r.feature_set), f"no figure: {type(e).__name__}: {e}") if x)
 
