@@ -421,6 +421,9 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
     return rec
 
 
+STALE = "out of date: "  # run.json's job of a SLURM unit whose inputs a local stage command replaced since
+
+
 def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     """OUT/run.json for a local run of ``stages``. A later stage run locally in a SLURM run's folder (e.g. dis
     report) keeps the SLURM record, which dis status and dis resubmit read (replacing it lost them the run),
@@ -439,11 +442,22 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
         write_record(_with_recorded_sets(plan, rec, stages), executor)
         return
     units = rec.get("units", {})
-    for name in set(stages) & set(units):  # these units now record no SLURM job: their records are trusted
-        units[name] = dict.fromkeys(units[name], "")
+    whole = _with_recorded_sets(plan, rec, stages)
+    when = _dt.datetime.now().isoformat(timespec="seconds")
+    unscoped = any(BY_NAME[n].scope is None for n in stages)  # the cohort step: every feature set's inputs
+    for name in downstream(stages):
+        st = BY_NAME[name]
+        if name in stages:  # the units this command ran now record no SLURM job: their records are trusted
+            for uid in units_by_id(st, plan):  # (not another feature set's, whose task's record still counts)
+                if uid in units.get(name, {}):
+                    units[name][uid] = ""
+            continue
+        for uid, u in units_by_id(st, whole).items():  # read what this command replaced: out of date
+            if uid in units.get(name, {}) and (unscoped or st.scope is None or st.scope(u) in plan.feature_sets):
+                units[name][uid] = f"{STALE}{', '.join(stages)} run locally at {when}"
     if "plan" in rec:  # the models it made are the run's now: the next command, and resubmit, continue from them
-        rec["plan"] = to_doc(_with_recorded_sets(plan, rec, stages))
-    rec.setdefault("local_runs", []).append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
+        rec["plan"] = to_doc(whole)
+    rec.setdefault("local_runs", []).append({"time": when,
                                              "executor": executor, "stages": list(stages), **environment(),
                                              "plan": to_doc(plan)})
     write_text_atomic(plan.layout.run_record, json.dumps(rec, indent=2, default=str))

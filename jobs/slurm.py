@@ -27,7 +27,7 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, private_folder
 from dis_core.layout import read_status
 
-from .graph import (BY_NAME, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, recorded_jobs,
+from .graph import (BY_NAME, STALE, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, recorded_jobs,
                     run_unit, slurm_task_id, traceback_log, units_by_id, write_record)
 
 
@@ -476,6 +476,10 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
             result[st.name].append({"unit": uid, "job": "", "slurm": "", "state": "missing",
                                     "message": "never submitted (dis resubmit submits it)"})
         for uid, jid in submitted.items():
+            if jid.startswith(STALE):  # its inputs were made again locally since its task ran: redo it
+                result[st.name].append({"unit": uid, "job": "", "slurm": "", "state": "missing",
+                                        "message": f"{jid} (dis resubmit redoes it; a current unit skips itself)"})
+                continue
             r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
             slurm = states.get(jid, "")
             # jid '': the stage ran locally since, and its records are trusted as its tasks trust them (a unit that

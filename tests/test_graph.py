@@ -1060,6 +1060,34 @@ def test_a_later_stage_run_locally_in_a_slurm_runs_folder_keeps_its_slurm_record
     assert graph.read_record(plan.out)["executor"] == "local" and "local_runs" not in graph.read_record(plan.out)
 
 
+def test_a_local_stage_in_a_slurm_folder_trusts_only_its_own_units_and_puts_what_read_them_out_of_date(
+        plan, monkeypatch):
+    """`dis train --feature-sets head_pose` locally in a SLURM run's folder cleared the job of every training unit:
+    an OOM-killed unit of another feature set then read done from an earlier run's record, and the score blocks
+    and report made before the retraining read done too (dis resubmit: nothing to resubmit; the report lacked the
+    retrained people). Now only the command's units are trusted, and the units downstream of them, of its feature
+    sets, are out of date: missing for dis status, redone by dis resubmit."""
+    from dis_core.model.config import default_train_config
+
+    both = dataclasses.replace(plan, train=(*plan.train, default_train_config(DEFAULT_FEATURE_SETS["head_spectrum"])))
+    units = {st.name: {st.uid(u): f"{70 + i}_0" for u in st.units(both)} for i, st in enumerate(graph.STAGES)}
+    graph.write_record(both, "slurm", slurm={}, units=units, jobs={})
+    graph.record_local_run(dataclasses.replace(both, train=plan.train), "local", ["train"])
+    got = graph.read_record(plan.out)["units"]
+    assert {u: j for u, j in got["train"].items() if u.startswith("head_pose/")} == dict.fromkeys(
+        [u for u in units["train"] if u.startswith("head_pose/")], "")
+    assert {u: j for u, j in got["train"].items() if u.startswith("head_spectrum/")} == {
+        u: j for u, j in units["train"].items() if u.startswith("head_spectrum/")}, "another set's tasks still count"
+    stale = {u for name in ("score", "report") for u, j in got[name].items() if j.startswith(graph.STALE)}
+    assert stale == {u for u in units["score"] if u.startswith("head_pose/")} | {"report"}
+    assert got["pooled"] == units["pooled"] and got["cohort"] == units["cohort"], "upstream is as it was"
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: dict.fromkeys(ids, "COMPLETED"))
+    st = slurm.run_status(plan.out)
+    report = st["report"][0]
+    assert report["state"] == "missing" and report["message"].startswith("out of date: train run locally at ")
+    assert report["message"].endswith("(dis resubmit redoes it; a current unit skips itself)")
+
+
 def test_a_stage_with_nothing_to_do_says_so_once_and_is_not_a_failure(plan):
     """dis pooled where no feature set is pooled printed 'pooled: 0 unit(s)' twice and exited 1."""
     said = []
