@@ -13,6 +13,7 @@ stage here adds it everywhere.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import time
@@ -354,6 +355,13 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
         tb.unlink(missing_ok=True)  # an earlier attempt's
     except OSError:
         pass
+    if not blocked and not st.claims_folder:  # (extraction clears its own record once it owns its folder)
+        # until it records its outcome, the unit's record says it did not finish: a killed or interrupted unit left
+        # the last run's "ok", and the stages after it ran on its partial outputs (a cohort step killed after
+        # removing its provenance read as current; a forced retraining killed after removing the model, too)
+        started = st.result(unit_id=st.uid(unit), message=f"started {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                            f"({'job ' + job if job else 'locally'}){UNFINISHED}", job=job)
+        write_status(st.folder(plan.layout, unit), started)
     try:
         if blocked:
             r = st.result(unit_id=st.uid(unit), message=blocked)
@@ -368,8 +376,12 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
             r.elapsed_s, r.job = round(time.monotonic() - t0, 3), job
             write_status(st.folder(plan.layout, unit), r)
             raise
-        log_traceback(tb)
-        r = st.result(unit_id=st.uid(unit), message=f"internal error: {bug_line(e)} (traceback: {tb})", log=str(tb))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # no bug: one line, as extraction says
+            r = st.result(unit_id=st.uid(unit), message=f"disk full while writing {e.filename or st.folder(plan.layout, unit)}"
+                          ": free space, then run again (finished units are kept)")
+        else:
+            log_traceback(tb)
+            r = st.result(unit_id=st.uid(unit), message=f"internal error: {bug_line(e)} (traceback: {tb})", log=str(tb))
     r.elapsed_s = round(time.monotonic() - t0, 3)
     r.job = job
     if r.record:
@@ -422,6 +434,7 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 
 
 STALE = "out of date: "  # run.json's job of a SLURM unit whose inputs a local stage command replaced since
+UNFINISHED = " and did not finish: run it again"  # the end of a unit's record while it runs (run_unit)
 
 
 def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
@@ -456,7 +469,9 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
             if uid in units.get(name, {}) and (unscoped or st.scope is None or st.scope(u) in plan.feature_sets):
                 units[name][uid] = f"{STALE}{', '.join(stages)} run locally at {when}"
     if "plan" in rec:  # the models it made are the run's now: the next command, and resubmit, continue from them
-        rec["plan"] = to_doc(whole)
+        # where the run is, whatever folder the command was typed in (a relative --out made dis status refuse the
+        # run as moved when called from elsewhere, and resubmitted tasks depend on sbatch's working folder)
+        rec["plan"] = {**to_doc(whole), "out": str(Path(plan.out).resolve())}
     rec.setdefault("local_runs", []).append({"time": when,
                                              "executor": executor, "stages": list(stages), **environment(),
                                              "plan": to_doc(plan)})

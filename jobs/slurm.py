@@ -27,8 +27,8 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, private_folder
 from dis_core.layout import read_status
 
-from .graph import (BY_NAME, STALE, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record, recorded_jobs,
-                    run_unit, slurm_task_id, traceback_log, units_by_id, write_record)
+from .graph import (BY_NAME, STALE, STAGES, UNFINISHED, Plan, Stage, blocked_units, plan_from_record, read_record,
+                    recorded_jobs, run_unit, slurm_task_id, traceback_log, units_by_id, write_record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,7 +291,11 @@ def refuse_busy(out: Path) -> None:
         return  # nothing was queued (a submission refused before its first stage): nothing to ask SLURM about
     # any state squeue still lists (pending, running, suspended, held...): from the record's job ids alone, so
     # that a moved manifest or purged accounting never blocks a folder for good
-    busy = sorted(ours & set(slurm_query(["squeue", "-h", "-a", "-o", "%F"]).split()))  # -a: hidden partitions too
+    try:
+        queue = slurm_query(["squeue", "-h", "-a", "-o", "%F"])  # -a: hidden partitions too
+    except DISError as e:  # nothing can run until SLURM answers: the folder cannot be used now (exit 2 everywhere;
+        raise RunLocked(str(e)) from None  # dis run and dis report exited 1, 'nothing usable came out')
+    busy = sorted(ours & set(queue.split()))
     if busy:
         raise RunLocked(f"{out}: its SLURM run is still in the queue (job(s) {', '.join(busy)}): wait for it (dis status "
                         f"{out}), or scancel those jobs, before starting it again")
@@ -512,8 +516,8 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
         return "done"
     if slurm in QUEUED:  # requeued after recording a failure: it runs again
         return "pending"
-    if r is not None and r.failed and ran_here:
-        return "failed"
+    if r is not None and r.failed and ran_here and not (slurm in ACTIVE and r.message.endswith(UNFINISHED)):
+        return "failed"  # (a unit's record while it runs says it did not finish, for when its task is killed)
     if slurm in ACTIVE:
         return "running"
     if slurm == "COMPLETED" or (r is not None and r.failed):

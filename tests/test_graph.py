@@ -305,6 +305,57 @@ SLOW = graph.Stage("slow", "a toy stage whose units take 5 s", units=lambda p: [
                    folder=lambda lay, u: lay.root / "slow" / u, after=("report",), wait="afterany")
 
 
+def _sees_own_record(plan, unit: str) -> UnitResult:
+    """A toy unit that reads its own record while it runs (what a kill at this moment would leave)."""
+    r = read_status(plan.layout.root / "peek" / unit)
+    return UnitResult(unit_id=unit, status="ok", message=f"{r.status}: {r.message}" if r else "none")
+
+
+PEEK = graph.Stage("peek", "a toy stage", units=lambda p: ["a"], uid=str, run=_sees_own_record,
+                   folder=lambda lay, u: lay.root / "peek" / u, after=("report",), wait="afterany")
+
+
+def _full(plan, unit: str) -> UnitResult:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device", str(plan.layout.root / "full" / unit / "x.npz"))
+
+
+FULL = graph.Stage("full", "a toy stage on a full disk", units=lambda p: ["a"], uid=str, run=_full,
+                   folder=lambda lay, u: lay.root / "full" / u, after=("report",), wait="afterany")
+
+
+def test_a_full_disk_in_any_stage_is_one_line_not_a_bug(monkeypatch, plan):
+    """Only extraction said a full disk in words; the cohort step, training, scoring and the report said
+    'internal error: OSError: [Errno 28] ... (traceback: ...)'."""
+    _add_stage(monkeypatch, FULL)
+    r = graph.run_unit("full", plan, "a")
+    assert r.failed and r.message == (f"disk full while writing {plan.layout.root / 'full' / 'a' / 'x.npz'}: free "
+                                      "space, then run again (finished units are kept)") and not r.log
+
+
+def test_a_unit_killed_while_it_runs_leaves_a_record_that_it_did_not_finish(monkeypatch, plan):
+    """A killed or interrupted unit left the last run's "ok": a cohort step killed after removing its provenance
+    read as current, and training and scoring ran on it. While a unit runs its record says it did not finish
+    (for dis status, a running unit still, as long as its task runs); its outcome replaces that."""
+    _add_stage(monkeypatch, PEEK)
+    write_status(plan.layout.root / "peek" / "a", UnitResult(unit_id="a", status="ok", message="the last run's"))
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "55")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    r = slurm.PackTask("peek", plan)(["a"])[0]
+    assert r.message.startswith("failed: started ") and r.message.endswith(" (job 55_1) and did not finish: run it again")
+    after = read_status(plan.layout.root / "peek" / "a")
+    assert after.status == "ok" and after.job == "55_1"
+    during = UnitResult(unit_id="a", message=r.message.removeprefix("failed: "), job="55_1")
+    assert slurm.unit_state("RUNNING", during, ran_here=True) == "running"
+    assert slurm.unit_state("COMPLETED", during, ran_here=True) == "failed"
+    assert slurm.unit_state("OUT_OF_MEMORY", during, ran_here=True) == "failed"
+    real = UnitResult(unit_id="a", message="a real failure", job="55_1")  # recorded, while the pack goes on
+    assert slurm.unit_state("RUNNING", real, ran_here=True) == "failed"
+    write_status(plan.layout.cohort_dir, during)  # the cohort step killed: what comes after does not run
+    assert graph.upstream_failure("train", plan).startswith("not run: cohort failed (cohort: started ")
+
+
 def test_the_last_time_out_stops_the_task_and_says_so_and_only_resuming_stages_are_requeued(monkeypatch, plan):
     """submitit's real signal handler, at a time-out it may not requeue: its UncompletedJobError was caught by
     the unit as a bug ('internal error'), the pack went on and the task ended COMPLETED, so dis status never said
@@ -469,6 +520,11 @@ def test_a_run_that_queued_nothing_is_never_busy_and_slurm_is_not_asked(plan, tm
     RunLayout(plan.out).run_record.write_text(json.dumps(rec))
     with pytest.raises(DISError, match="squeue failed"):  # with jobs to look for, a silent SLURM is still an error
         slurm.refuse_busy(plan.out)
+    # and the folder cannot be used now: exit 2 from dis report as from dis submit and dis status (it was 1,
+    # 'nothing usable came out', from dis run and dis report)
+    r = subprocess.run([sys.executable, "-m", "jobs.cli", "report", "--out", str(plan.out)], capture_output=True,
+                       text=True, cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PATH": os.environ["PATH"]})
+    assert r.returncode == 2 and "squeue failed" in r.stderr + r.stdout, (r.returncode, r.stderr)
 
 
 @pytest.mark.parametrize("slurm_state,recorded,state", [
@@ -1086,6 +1142,16 @@ def test_a_local_stage_in_a_slurm_folder_trusts_only_its_own_units_and_puts_what
     report = st["report"][0]
     assert report["state"] == "missing" and report["message"].startswith("out of date: train run locally at ")
     assert report["message"].endswith("(dis resubmit redoes it; a current unit skips itself)")
+
+
+def test_a_local_stage_given_a_relative_folder_keeps_the_slurm_run_found_from_anywhere(plan, monkeypatch, tmp_path):
+    """`dis cohort --out run` in a SLURM run's folder wrote 'run' into run.json's plan: dis status and dis resubmit
+    from any other folder then refused the run as moved or copied."""
+    graph.write_record(plan, "slurm", slurm={}, units={"cohort": {"cohort": "90"}}, jobs={"cohort": ["90"]})
+    monkeypatch.chdir(plan.out.parent)
+    graph.record_local_run(dataclasses.replace(plan, out=Path(plan.out.name)), "local", ["cohort"])
+    monkeypatch.chdir(tmp_path.parent)
+    assert slurm.read_run(plan.out)["plan"]["out"] == str(plan.out.resolve())
 
 
 def test_a_stage_with_nothing_to_do_says_so_once_and_is_not_a_failure(plan):
