@@ -495,6 +495,10 @@ def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt)
     if change:
         typer.echo(f"note: {plan.manifest} was {change} since the run was planned from it; listed are the units "
                    "of the rows it held then (run.json)")
+    refused = read_record(run_dir).get("submission_failed")
+    if refused:  # why the stages after the refused one never ran (their tasks left no log)
+        typer.echo(f"note: the last submission failed ({refused.get('error', '?')}); the job(s) it had queued were "
+                   "cancelled")
     for stage, units in st.items():
         counts: dict[str, int] = {}
         for u in units:

@@ -246,7 +246,14 @@ class PackTask:
         # 'afterok' per feature set, as the local runner keeps it, and only on records the units' own tasks wrote
         blocked = blocked_units(self.stage, self.plan, units, recorded_jobs(self.plan))
         job = slurm_task_id()
-        return [run_unit(self.stage, self.plan, u, why, job) for u, why in zip(units, blocked)]
+        out = []
+        for u, why in zip(units, blocked):
+            r = run_unit(self.stage, self.plan, u, why, job)
+            # one line a unit in the task's log, which dis status names: a unit that may not write its record (its
+            # folder another input's) said why nowhere a user could see
+            print(f"{r.unit_id}: {r.status}" + (f": {r.message}" if r.message else ""), flush=True)
+            out.append(r)
+        return out
 
     def checkpoint(self, units: Sequence):
         import submitit
@@ -545,6 +552,8 @@ def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None, trace
     for f in own + task:
         if f.is_file() and f.stat().st_size:
             return str(f)
+    if task and not any(f.is_file() for f in task):  # cancelled before it started (a refused submission, scancel)
+        return f"none: the task never started ({task[0]} was not written)"
     return str(task[0]) if task else ""
 
 

@@ -242,7 +242,10 @@ def test_a_packed_task_runs_every_unit_and_a_bug_fails_only_its_unit(with_many, 
     (plan.out / "many" / "b").mkdir(parents=True, exist_ok=True)
     (plan.out / "many" / "b" / "traceback.log").write_text("an earlier attempt's\n")
     results = slurm.PackTask("many", plan)(["a", "b", "c"])
-    assert "Traceback" not in capfd.readouterr().err
+    said = capfd.readouterr()
+    assert "Traceback" not in said.err
+    # one line a unit in the task's log (dis status names it): the reason of a unit that cannot write its record
+    assert said.out.splitlines()[:1] == ["a: ok: ran a"] and "\nb: failed: internal error: RuntimeError: a bug in b" in said.out
     log = plan.out / "many" / "b" / "traceback.log"
     assert "RuntimeError: a bug in b" in log.read_text() and "earlier attempt" not in log.read_text()
     assert results[1].log == str(log) and f"(traceback: {log})" in results[1].message
@@ -567,7 +570,12 @@ def test_a_unit_run_locally_since_is_not_asked_of_slurm_and_has_no_task_log(tmp_
     assert slurm._log(rec, "report", "", unit) == ""
     (unit / "traceback.log").write_text("Traceback ...\n")
     assert slurm._log(rec, "report", "", unit) == str(unit / "traceback.log")
-    assert slurm._log(rec, "report", "900_1", None) == str(tmp_path / "slurm" / "run1" / "report" / "900_1_0_log.err")
+    err = tmp_path / "slurm" / "run1" / "report" / "900_1_0_log.err"
+    # a task cancelled before it started wrote no log: said so, not a path that does not exist
+    assert slurm._log(rec, "report", "900_1", None) == f"none: the task never started ({err} was not written)"
+    err.parent.mkdir(parents=True)
+    err.write_text("")  # started, said nothing on stderr yet
+    assert slurm._log(rec, "report", "900_1", None) == str(err)
 
 
 def test_a_stage_rerun_locally_keeps_the_records_its_local_run_did_not_reach(with_echo, plan):
@@ -867,7 +875,8 @@ def test_a_failed_units_log_is_the_first_that_says_something(tmp_path):
     unit.mkdir(parents=True)
     (unit / "extraction.log").write_text("moov atom not found\n")
     assert slurm._log(rec, "extract", "5_2", unit) == str(unit / "extraction.log")
-    assert slurm._log(rec, "train", "5_2", unit) == str(logs / "train" / "5_2_0_log.err")  # nothing there yet
+    never = f"none: the task never started ({logs / 'train' / '5_2_0_log.err'} was not written)"
+    assert slurm._log(rec, "train", "5_2", unit) == never  # no task log at all
 
 
 def test_a_configuration_without_its_slurm_table_is_refused(tmp_path):
