@@ -868,3 +868,18 @@ def test_too_few_window_rows_are_a_clear_reason_not_a_crash_or_a_model_out_of_th
     r = train_unit(out, "p2", cfg)
     assert r.status == "left_out" and "only 5 training rows" in r.message and "takes people with 18" in r.message
     assert not (lay.model_dir("head_spectrum", "p2") / "model.pt").exists(), "scoring must not find an earlier model"
+
+
+def test_the_landmark_basis_does_not_depend_on_the_manifests_order(tmp_path):
+    """Each video's basis frames came from one random stream drawn video after video in manifest order: the same
+    videos listed the other way round gave another basis (and retrained every landmark model)."""
+    import dataclasses
+
+    from dis_core.cohort.config import CohortConfig
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=20)
+    cfg = CohortConfig(basis_frames_per_video=50)  # a subsample of each video's training frames
+    a = prepare_cohort(m, out, cfg)
+    b = prepare_cohort(dataclasses.replace(m, entries=list(reversed(m.entries))), out, cfg)
+    assert a.basis is not None and a.basis.sha256 == b.basis.sha256 and a.basis_frames == b.basis_frames
