@@ -175,6 +175,23 @@ def test_signature_spectrum_peaks_at_twice_the_sway_frequency():
     _check_readable(fig)
 
 
+def test_the_signatures_angular_speed_is_the_rotation_between_frames_not_the_euler_differences():
+    """A head pitched 40 degrees and turned about its own vertical axis at a steady 20 deg/s: its angular speed is
+    20 deg/s throughout (the spectrum's mean power holds no more than numerical noise), where the norm of the Euler
+    angles' differences wobbled between 1.3 and 1.8 times it."""
+    from scipy.spatial.transform import Rotation
+
+    from dis_core.extract.pose import rotation_to_euler
+
+    t = np.arange(0, 30, 1 / 30)
+    turn = Rotation.from_euler("x", 40, degrees=True) * Rotation.from_rotvec(np.outer(np.radians(20 * t), [0, 1, 0.3]) / np.hypot(1, 0.3))
+    hp = rotation_to_euler(turn.as_matrix())
+    f, p = F.speed_spectrum(t, hp)
+    assert p.max() < 1e-6, "a steady speed has no fluctuation to show"
+    euler = np.linalg.norm(np.diff(hp, axis=0), axis=1) * 30
+    assert euler.max() / euler.min() > 1.2  # what the figure showed before
+
+
 def test_an_empty_signature_panel_says_why():
     """A person left out of scoring had a blank confusions panel, and sessions without 16 face frames in a row a
     blank spectrum (a linear 0-1 axis labelled log scale, an empty legend)."""
