@@ -493,6 +493,13 @@ def _with_recorded_sets(plan: Plan, rec: dict, stages: Sequence[str]) -> Plan:
     return dataclasses.replace(plan, train=kept + tuple(named.values()))
 
 
+class RunRecord(dict):
+    """run.json's contents, with the file they were read from (``path``): a moved run's record names the folder
+    it was made in, not the one read."""
+
+    path: Path | None = None
+
+
 def read_record(out: Path) -> dict:
     p = RunLayout(out).run_record
     if not p.is_file():
@@ -503,6 +510,8 @@ def read_record(out: Path) -> dict:
         raise DISError(f"{p}: unreadable run record ({e})") from None
     if not isinstance(rec, dict) or not isinstance(rec.get("plan", {}), dict):  # [] or null: a traceback before
         raise DISError(f"{p}: unreadable run record (not a DIS run record); start the run again with dis run")
+    rec = RunRecord(rec)
+    rec.path = p
     return rec
 
 
@@ -517,7 +526,7 @@ def plan_from_record(rec: dict, planned_rows: bool = False) -> Plan:
                          for r in rec["rows"])
             vars(plan)["manifest_"] = Manifest(plan.manifest, rows, tuple(rec.get("extra_columns", ())))
     except (KeyError, ValueError, TypeError) as e:
-        where = f"{rec['out']}/run.json" if isinstance(rec.get("out"), str) else "run.json"
+        where = getattr(rec, "path", None) or (f"{rec['out']}/run.json" if isinstance(rec.get("out"), str) else "run.json")
         raise DISError(f"{where}: run record of another DIS version ({e}); start the run "
                        "again with dis run") from None
     return plan
