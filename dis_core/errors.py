@@ -36,6 +36,13 @@ def at_time_limit(e: BaseException) -> bool:
     return type(e).__name__ == "UncompletedJobError"
 
 
+def disk_full(e: BaseException) -> bool:
+    """A write refused for want of space (or quota): no bug of DIS, said in one line by the stage runner."""
+    import errno
+
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def bug_line(e: BaseException, limit: int = 300) -> str:
     """An unexpected exception as one line for a unit's message: its type and the first line of its text
     (torch's unpickling errors run over seven lines), cut at ``limit`` characters; the traceback goes to a log."""

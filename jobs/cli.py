@@ -497,8 +497,9 @@ def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt)
                    "of the rows it held then (run.json)")
     refused = read_record(run_dir).get("submission_failed")
     if refused:  # why the stages after the refused one never ran (their tasks left no log)
-        typer.echo(f"note: the last submission failed ({refused.get('error', '?')}); the job(s) it had queued were "
-                   "cancelled")
+        queued = refused.get("cancelled") or []
+        typer.echo(f"note: the last submission failed ({refused.get('error', '?')}); "
+                   + (f"the job(s) it had queued ({', '.join(queued)}) were cancelled" if queued else "nothing had been queued"))
     for stage, units in st.items():
         counts: dict[str, int] = {}
         for u in units:
@@ -518,6 +519,7 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None
     """The line after the stages: what failed and how to redo it, else what is still queued, else the report.
     ``edited``: the run's manifest, when it is no longer the file planned from (resubmit refuses it)."""
     from dis_core.layout import RunLayout
+    from jobs.graph import TIME_LIMIT
 
     units = [u for stage in st.values() for u in stage]
     bad = sum(u["state"] in ("failed", "missing") for u in units)
@@ -526,9 +528,11 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None
             f"{edited} --out {run_dir}` and the run's options (extractions of unchanged rows are kept)" if edited else
             f"`dis resubmit {run_dir}` submits the failed ones again with what depends on them")
     limits = {"OUT_OF_MEMORY": "--mem-gb", "TIMEOUT": "--time-min"}
-    hit = [k for k in limits if any(u["state"] in ("failed", "missing") and u.get("slurm") == k for u in units)]
+    hit = [k for k in limits if any(u["state"] in ("failed", "missing") and (u.get("slurm") == k or (
+        k == "TIMEOUT" and u.get("message", "").startswith(TIME_LIMIT))) for u in units)]  # (a task stopped so: FAILED)
     if hit and not edited:  # the recorded resources would fail them again
-        redo += " (" + "; ".join(f"{k} units need more: add {limits[k]} N" for k in hit) + ")"
+        redo += (" (" + "; ".join(f"{k} units need more: add {limits[k]} N" for k in hit)
+                 + ", which applies to every stage resubmitted)")
     if bad and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
         return (f"{bad} unit(s) failed or never ran, {waiting['running']} running, {waiting['pending']} pending: "
                 f"when those have ended (or are cancelled with scancel), {redo}")

@@ -13,7 +13,6 @@ stage here adds it everywhere.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import os
 import time
@@ -23,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from dis_core.cohort.config import CohortConfig
 from dis_core.config import from_doc, to_doc
-from dis_core.errors import DISError, at_time_limit, bug_line
+from dis_core.errors import DISError, at_time_limit, bug_line, disk_full
 from dis_core.extract.result import ExtractResult
 from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
@@ -211,7 +210,7 @@ STAGES: tuple[Stage, ...] = (
           after=("extract",), wait="afterany", resources=Resources(cpus=1, mem_gb=4.0, time_min=240)),
     Stage("pooled", "the shape shared by the cohort, for feature sets whose density is pooled",
           units=lambda p: [c.features.name for c in p.train if c.density == "pooled"], uid=lambda fs: f"pooled/{fs}",
-          run=_pooled, folder=lambda lay, fs: lay.pooled_dir(fs), scope=str,
+          run=_pooled, folder=lambda lay, fs: lay.pooled_dir(fs), scope=str, resumes=True,
           after=("cohort",), wait="afterok", resources=Resources(cpus=1, mem_gb=4.0, time_min=120)),
     Stage("train", "one flow and one Gaussian baseline per feature set and participant",
           units=lambda p: [(c.features.name, pid) for c in p.train for pid in p.manifest_.participants],
@@ -371,12 +370,14 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
         r = st.result(unit_id=st.uid(unit), message=str(e))
     except Exception as e:  # the terminal gets one line; a traceback there broke the live line, N times
         if at_time_limit(e):  # SLURM's time limit: recorded as such, and the task stops (not the next unit)
-            r = st.result(unit_id=st.uid(unit), message=f"stopped at its task's time limit ({e}): give it more "
-                          "time (dis resubmit --time-min N)")
+            r = st.result(unit_id=st.uid(unit), message=f"{TIME_LIMIT} ({e}): give it more time (dis resubmit "
+                          "--time-min N)")
             r.elapsed_s, r.job = round(time.monotonic() - t0, 3), job
-            write_status(st.folder(plan.layout, unit), r)
+            print(f"{r.unit_id}: failed: {r.message}", flush=True)  # the task's log, which dis status names
+            if not st.claims_folder:  # (an extraction's folder may be another input's: it records only its own)
+                write_status(st.folder(plan.layout, unit), r)
             raise
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # no bug: one line, as extraction says
+        if disk_full(e):  # no bug: one line, as extraction says it
             r = st.result(unit_id=st.uid(unit), message=f"disk full while writing {e.filename or st.folder(plan.layout, unit)}"
                           ": free space, then run again (finished units are kept)")
         else:
@@ -435,6 +436,7 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 
 STALE = "out of date: "  # run.json's job of a SLURM unit whose inputs a local stage command replaced since
 UNFINISHED = " and did not finish: run it again"  # the end of a unit's record while it runs (run_unit)
+TIME_LIMIT = "stopped at its task's time limit"  # how a unit's record begins when SLURM's time limit stopped it
 
 
 def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
@@ -458,6 +460,8 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     whole = _with_recorded_sets(plan, rec, stages)
     when = _dt.datetime.now().isoformat(timespec="seconds")
     unscoped = any(BY_NAME[n].scope is None for n in stages)  # the cohort step: every feature set's inputs
+    # the feature sets whose units this command runs (dis pooled runs head_spectrum's shape, not head_pose's)
+    touched = {BY_NAME[n].scope(u) for n in stages if BY_NAME[n].scope is not None for u in BY_NAME[n].units(plan)}
     for name in downstream(stages):
         st = BY_NAME[name]
         if name in stages:  # the units this command ran now record no SLURM job: their records are trusted
@@ -466,7 +470,7 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
                     units[name][uid] = ""
             continue
         for uid, u in units_by_id(st, whole).items():  # read what this command replaced: out of date
-            if uid in units.get(name, {}) and (unscoped or st.scope is None or st.scope(u) in plan.feature_sets):
+            if uid in units.get(name, {}) and (unscoped or st.scope is None or st.scope(u) in touched):
                 units[name][uid] = f"{STALE}{', '.join(stages)} run locally at {when}"
     if "plan" in rec:  # the models it made are the run's now: the next command, and resubmit, continue from them
         # where the run is, whatever folder the command was typed in (a relative --out made dis status refuse the

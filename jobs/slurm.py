@@ -236,7 +236,7 @@ def _array_ids(jobs) -> list[str]:
 class PackTask:
     """One array task: a pack of units of one stage (one unit unless the stage is packed), run one after
     another. Each unit records its own outcome (run_unit), so a failing unit fails only itself. On
-    preemption or time-out submitit requeues the task (Checkpointable); every unit is idempotent, units
+    preemption (and, for stages that resume, a time-out) submitit requeues the task (Checkpointable); every unit is idempotent, units
     that finished skip themselves and training resumes from its checkpoint file."""
 
     def __init__(self, stage: str, plan: Plan):
@@ -338,6 +338,7 @@ def _submit_or_cancel(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, 
         raise DISError(f"the submission failed ({_last_line(e)})"
                        + (f"; the job(s) already queued ({', '.join(queued)}) were cancelled" if queued else "")) from None
     rec.pop("jobs_before", None)
+    rec.pop("submission_failed", None)  # an earlier submission's failure: this one went through
     _save(rec)
 
 
@@ -429,7 +430,9 @@ def parse_sacct(text: str) -> dict[str, str]:
 def sacct_states(job_ids: Sequence[str]) -> dict[str, str]:
     """job id (e.g. '123_4') -> SLURM state: squeue for queued and running jobs (sacct may not have
     seen them yet), sacct for finished ones."""
-    job_ids = [j for j in job_ids if j]  # '': a unit run locally since (it has no job to ask about)
+    # '': a unit run locally since, STALE: one out of date since (neither has a job to ask about; sacct refuses the
+    # whole query for one id that is not a job's: "Bad job/step specified")
+    job_ids = [j for j in job_ids if re.fullmatch(r"\d+(_\d+)?", j)]
     if not job_ids:
         return {}
     arrays = ",".join(sorted({j.split("_")[0] for j in job_ids}))

@@ -359,7 +359,7 @@ def test_a_unit_killed_while_it_runs_leaves_a_record_that_it_did_not_finish(monk
     assert graph.upstream_failure("train", plan).startswith("not run: cohort failed (cohort: started ")
 
 
-def test_the_last_time_out_stops_the_task_and_says_so_and_only_resuming_stages_are_requeued(monkeypatch, plan):
+def test_the_last_time_out_stops_the_task_and_says_so_and_only_resuming_stages_are_requeued(monkeypatch, plan, capsys):
     """submitit's real signal handler, at a time-out it may not requeue: its UncompletedJobError was caught by
     the unit as a bug ('internal error'), the pack went on and the task ended COMPLETED, so dis status never said
     to give it more time. Now the unit records the time limit and the task stops. Stages that start again from
@@ -396,10 +396,11 @@ def test_the_last_time_out_stops_the_task_and_says_so_and_only_resuming_stages_a
     assert a.failed and a.job == "777_0" and a.message.startswith("stopped at its task's time limit (")
     assert a.message.endswith("give it more time (dis resubmit --time-min N)")
     assert not (plan.out / "slow" / "b").exists(), "the task stops: the pack's next unit does not start"
+    assert capsys.readouterr().out.endswith(f"a: failed: {a.message}\n"), "and says so in the task's log"
     cfg = slurm.SlurmConfig()
     counts = {st.name: slurm._executor(plan.out / "ex", cfg, st)._executor.max_num_timeout for st in graph.STAGES
               if st is not SLOW}
-    assert counts == {"extract": 0, "cohort": 0, "pooled": 0, "train": 3, "score": 0, "report": 0}
+    assert counts == {"extract": 0, "cohort": 0, "pooled": 3, "train": 3, "score": 0, "report": 0}  # the fits resume
 
 
 def test_resubmit_after_out_of_memory_takes_more_memory_and_keeps_it(with_many, plan, monkeypatch):
@@ -420,7 +421,11 @@ def test_resubmit_after_out_of_memory_takes_more_memory_and_keeps_it(with_many, 
                                                             for j in ids})
     status = slurm.run_status(plan.out)
     assert {u["state"] for u in status["many"]} == {"failed"}
-    assert status_outlook(status, plan.out).endswith("(OUT_OF_MEMORY units need more: add --mem-gb N)")
+    assert status_outlook(status, plan.out).endswith("(OUT_OF_MEMORY units need more: add --mem-gb N, which applies "
+                                                     "to every stage resubmitted)")
+    stopped = {"train": [{"unit": "x", "state": "failed", "slurm": "FAILED",
+                          "message": "stopped at its task's time limit (Job not requeued): give it more time"}]}
+    assert "TIMEOUT units need more: add --time-min N" in status_outlook(stopped, plan.out)  # a task so stopped: FAILED
     fake = FakeExecutor()
     monkeypatch.setattr(slurm, "_executor", fake)
     monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
@@ -786,10 +791,18 @@ def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_wha
     st = slurm.run_status(plan.out)
     assert {u["state"] for s in ("extract", "cohort") for u in st[s]} == {"failed"}
     assert [(u["state"], u["message"]) for u in st["report"]] == [("missing", "never submitted (dis resubmit submits it)")]
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    said = CliRunner().invoke(app, ["status", str(plan.out)]).output
+    assert said.startswith("note: the last submission failed (stage train: sbatch: error: Batch job submission failed: "
+                           "Invalid partition name specified); the job(s) it had queued (5001, 5002) were cancelled\n")
     submitted = {}
     monkeypatch.setattr(slurm, "_submit", lambda rec, plan, cfg, units: submitted.update(units))
     again = slurm.resubmit(plan.out)
     assert all(again["resubmitted"][s.name] == [s.uid(u) for u in s.units(plan)] for s in graph.STAGES)
+    assert "submission_failed" not in graph.read_record(plan.out), "this submission went through: no note"
 
 
 def test_ctrl_c_half_way_through_a_submission_cancels_what_it_queued(plan, monkeypatch):
@@ -1148,11 +1161,19 @@ def test_a_local_stage_in_a_slurm_folder_trusts_only_its_own_units_and_puts_what
     stale = {u for name in ("score", "report") for u, j in got[name].items() if j.startswith(graph.STALE)}
     assert stale == {u for u in units["score"] if u.startswith("head_pose/")} | {"report"}
     assert got["pooled"] == units["pooled"] and got["cohort"] == units["cohort"], "upstream is as it was"
-    monkeypatch.setattr(slurm, "sacct_states", lambda ids: dict.fromkeys(ids, "COMPLETED"))
+    # a real sacct refuses the whole query for one id that is not a job's: the markers are never asked about
+    refuse = 'for a in "$@"; do last=$a; done; case "$last" in *[!0-9,]*) echo "fatal: Bad job/step specified" >&2; exit 1;; esac'
+    monkeypatch.setenv("PATH", _fake_bin(plan.out.parent, sacct=refuse, squeue=refuse) + os.pathsep + os.environ["PATH"])
     st = slurm.run_status(plan.out)
     report = st["report"][0]
     assert report["state"] == "missing" and report["message"].startswith("out of date: train run locally at ")
     assert report["message"].endswith("(dis resubmit redoes it; a current unit skips itself)")
+    # dis pooled runs head_spectrum's shape only: head_pose's training is not out of date
+    graph.write_record(both, "slurm", slurm={}, units=units, jobs={})
+    graph.record_local_run(both, "local", ["pooled"])
+    got = graph.read_record(plan.out)["units"]
+    assert {u for u, j in got["train"].items() if j.startswith(graph.STALE)} == {
+        u for u in units["train"] if u.startswith("head_spectrum/")}
 
 
 def test_a_local_stage_given_a_relative_folder_keeps_the_slurm_run_found_from_anywhere(plan, monkeypatch, tmp_path):

@@ -667,9 +667,10 @@ def test_a_report_with_no_feature_set_to_report_fails_and_says_why_once(tmp_path
     assert "What failed" in page and "head_pose" in page
     assert Outcome(results={"report": [r]}).exit_code == 1  # the table every command exits by
     _train_and_score(out, TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20))
+    (out / "report" / "scores_blendshapes.npz").write_bytes(b"an earlier report's")  # a set scored before
     r = report_unit(out, ["head_pose", "blendshapes"], ReportConfig(excerpts_s=()))
     assert r.status == "ok" and r.message.startswith("blendshapes: ") and "blendshapes: blendshapes" not in r.message
-    assert not (out / "report" / "scores_blendshapes.npz").exists()
+    assert not (out / "report" / "scores_blendshapes.npz").exists() and (out / "report" / "scores_head_pose.npz").exists()
     # a report that lacks a set whose scores are missing is done, but `dis report` exited 0 beside its summary's
     # failure: 3, as when units fail
     assert r.incomplete and Outcome(results={"report": [r]}).exit_code == 3
@@ -883,3 +884,28 @@ def test_the_landmark_basis_does_not_depend_on_the_manifests_order(tmp_path):
     a = prepare_cohort(m, out, cfg)
     b = prepare_cohort(dataclasses.replace(m, entries=list(reversed(m.entries))), out, cfg)
     assert a.basis is not None and a.basis.sha256 == b.basis.sha256 and a.basis_frames == b.basis_frames
+
+
+def test_a_full_disk_while_training_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """Training caught a full disk itself and said 'OSError: [Errno 28] ... (traceback: ...)', a bug report; the
+    stage runner now says it in one line, as extraction does, with the file that could not be written."""
+    import errno
+
+    import dis_core.model.stage as ms
+    from dis_core.io.assets import ModelFile
+    from jobs.graph import Plan, run_unit
+
+    out = tmp_path / "out"
+    m = make_run(out, n=3, seconds=20)
+    prepare_cohort(m, out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20)
+    plan = Plan(out=out, manifest=m.path, model=ModelFile(tmp_path / "model.task", "0" * 64), train=(cfg,))
+    target = out / "models" / "x" / "train.json"
+
+    def full(path, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(ms, "write_text_atomic", full)
+    r = run_unit("train", plan, ("head_pose", m.participants[0]))
+    assert r.failed and r.message == (f"disk full while writing {target}: free space, then run again (finished units "
+                                      "are kept)")

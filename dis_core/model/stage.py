@@ -18,7 +18,7 @@ import numpy as np
 from dis_core.io.atomic import remove_stale_parts, write_text_atomic
 from dis_core.cohort.stage import Cohort, load_cohort, participant_features
 from dis_core.features.build import row_overlap
-from dis_core.errors import DISError, at_time_limit, bug_line
+from dis_core.errors import DISError, at_time_limit, bug_line, disk_full
 from dis_core.model.baselines import ARGaussian
 from dis_core.model.config import TrainConfig, methods_of
 from dis_core.model.flows import (MIN_FIT_ROWS, MIN_ROWS, Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
@@ -135,7 +135,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
     except DISError as e:
         res.message = str(e)
     except Exception as e:  # a bug: one line here, the traceback in the unit's log
-        if at_time_limit(e):
+        if at_time_limit(e) or disk_full(e):  # not the unit's bug: the stage runner says which (graph.run_unit)
             raise
         res.log = str(d / TRACEBACK_LOG)
         log_traceback(d / TRACEBACK_LOG)
@@ -279,7 +279,7 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
     except DISError as e:
         res.message = str(e)
     except Exception as e:  # a bug: one line here, the traceback in the unit's log
-        if at_time_limit(e):
+        if at_time_limit(e) or disk_full(e):  # not the unit's bug: the stage runner says which (graph.run_unit)
             raise
         res.log = str(d / TRACEBACK_LOG)
         log_traceback(d / TRACEBACK_LOG)
