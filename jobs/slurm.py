@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
 from dis_core.io.atomic import write_text_atomic
-from dis_core.io.lock import RunLocked, private_folder
+from dis_core.io.lock import RunLocked, lock_holder, private_folder
 from dis_core.layout import read_status
 
 from .graph import (BY_NAME, STALE, STAGES, UNFINISHED, Plan, Stage, blocked_units, plan_from_record, read_record,
@@ -482,6 +482,7 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
     plan = plan_from_record(rec, planned_rows=True)  # a manifest edited since: the rows the run was planned from
     states = sacct_states([j for units in rec["units"].values() for j in units.values()])
     result: dict[str, list[dict]] = {}
+    local: str | None = None  # who holds the run lock, once asked
     for st in STAGES:
         known = units_by_id(st, plan)
         result[st.name] = []
@@ -500,6 +501,10 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
             # local run did not reach, of another feature set, keeps its SLURM task's record)
             here = r is not None and (jid == "" or r.job == jid)  # else an earlier run's record: not this task's
             state = unit_state(slurm, r, ran_here=here)
+            if state == "failed" and jid == "" and r.message.endswith(UNFINISHED) and local is None:
+                local = lock_holder(plan.out) or ""
+            if state == "failed" and jid == "" and r.message.endswith(UNFINISHED) and local:
+                state = "running"  # a local stage command running in the folder now (it holds the run lock)
             d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if here else "",
                  "recorded": here}
             if state == "failed":

@@ -328,6 +328,23 @@ FULL = graph.Stage("full", "a toy stage on a full disk", units=lambda p: ["a"], 
                    folder=lambda lay, u: lay.root / "full" / u, after=("report",), wait="afterany")
 
 
+def test_a_local_stage_running_in_a_slurm_folder_shows_its_units_running(with_echo, plan, monkeypatch):
+    """While `dis train` ran locally in a SLURM run's folder, dis status listed its running units FAILED (their
+    record says 'did not finish' until they do) and exited 3; while the command holds the run lock they run."""
+    from dis_core.io.lock import run_lock
+
+    units = {st.name: {st.uid(u): "" for u in st.units(plan)} for st in with_echo}
+    graph.write_record(plan, "slurm", slurm={}, units=units, jobs={})
+    for st in with_echo:
+        for u in st.units(plan):
+            write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
+    write_status(plan.out / "echo" / "a", UnitResult(unit_id="a", message=f"started now (locally){graph.UNFINISHED}"))
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {})
+    assert slurm.run_status(plan.out)["echo"][0]["state"] == "failed", "killed: nothing holds the folder"
+    with run_lock(plan.out, "dis train"):
+        assert slurm.run_status(plan.out)["echo"][0]["state"] == "running"
+
+
 def test_a_full_disk_in_any_stage_is_one_line_not_a_bug(monkeypatch, plan):
     """Only extraction said a full disk in words; the cohort step, training, scoring and the report said
     'internal error: OSError: [Errno 28] ... (traceback: ...)'."""

@@ -51,6 +51,24 @@ def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
         os.close(fd)
 
 
+def lock_holder(out_root: Path) -> str | None:
+    """Who holds the folder's lock now (what run_lock wrote: command, pid, since), None when no one does."""
+    try:
+        fd = os.open(Path(out_root) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def output_folder_problem(out_root: Path) -> str | None:
     """Why ``out_root`` cannot be a run's output folder (a file, a symbolic-link loop, a dangling link,
     not writable, read-only file system), as one line; None when it can. Checked before any lock or
