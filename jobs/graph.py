@@ -354,14 +354,15 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
         tb.unlink(missing_ok=True)  # an earlier attempt's
     except OSError:
         pass
-    if not blocked and not st.claims_folder:  # (extraction clears its own record once it owns its folder)
-        # until it records its outcome, the unit's record says it did not finish: a killed or interrupted unit left
-        # the last run's "ok", and the stages after it ran on its partial outputs (a cohort step killed after
-        # removing its provenance read as current; a forced retraining killed after removing the model, too)
-        started = st.result(unit_id=st.uid(unit), message=f"started {time.strftime('%Y-%m-%d %H:%M:%S')} "
-                            f"({'job ' + job if job else 'locally'}){UNFINISHED}", job=job)
-        write_status(st.folder(plan.layout, unit), started)
     try:
+        if not blocked and not st.claims_folder:  # (extraction clears its own record once it owns its folder)
+            # until it records its outcome, the unit's record says it did not finish: a killed or interrupted unit
+            # left the last run's "ok", and the stages after it ran on its partial outputs (a cohort step killed
+            # after removing its provenance read as current; a forced retraining killed after removing the model)
+            write_status(st.folder(plan.layout, unit), st.result(
+                unit_id=st.uid(unit), job=job,
+                message=f"started {time.strftime('%Y-%m-%d %H:%M:%S')} ({'job ' + job if job else 'locally'})"
+                        + UNFINISHED))
         if blocked:
             r = st.result(unit_id=st.uid(unit), message=blocked)
         else:
@@ -378,8 +379,9 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
                 write_status(st.folder(plan.layout, unit), r)
             raise
         if disk_full(e):  # no bug: one line, as extraction says it
-            r = st.result(unit_id=st.uid(unit), message=f"disk full while writing {e.filename or st.folder(plan.layout, unit)}"
-                          ": free space, then run again (finished units are kept)")
+            where = e.filename or st.folder(plan.layout, unit)
+            r = st.result(unit_id=st.uid(unit), message=f"disk full while writing {where}: free space, then run again "
+                          "(finished units are kept)")
         else:
             log_traceback(tb)
             r = st.result(unit_id=st.uid(unit), message=f"internal error: {bug_line(e)} (traceback: {tb})", log=str(tb))
@@ -530,7 +532,8 @@ def plan_from_record(rec: dict, planned_rows: bool = False) -> Plan:
                          for r in rec["rows"])
             vars(plan)["manifest_"] = Manifest(plan.manifest, rows, tuple(rec.get("extra_columns", ())))
     except (KeyError, ValueError, TypeError) as e:
-        where = getattr(rec, "path", None) or (f"{rec['out']}/run.json" if isinstance(rec.get("out"), str) else "run.json")
+        where = getattr(rec, "path", None) or (f"{rec['out']}/run.json" if isinstance(rec.get("out"), str)
+                                               else "run.json")
         raise DISError(f"{where}: run record of another DIS version ({e}); start the run "
                        "again with dis run") from None
     return plan

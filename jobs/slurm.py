@@ -236,8 +236,8 @@ def _array_ids(jobs) -> list[str]:
 class PackTask:
     """One array task: a pack of units of one stage (one unit unless the stage is packed), run one after
     another. Each unit records its own outcome (run_unit), so a failing unit fails only itself. On
-    preemption (and, for stages that resume, a time-out) submitit requeues the task (Checkpointable); every unit is idempotent, units
-    that finished skip themselves and training resumes from its checkpoint file."""
+    preemption (and, for stages that resume, a time-out) submitit requeues the task (Checkpointable); every unit is
+    idempotent, units that finished skip themselves and training resumes from its checkpoint file."""
 
     def __init__(self, stage: str, plan: Plan):
         self.stage, self.plan = stage, plan
