@@ -37,10 +37,11 @@ def at_time_limit(e: BaseException) -> bool:
 
 
 def disk_full(e: BaseException) -> bool:
-    """A write refused for want of space (or quota): no bug of DIS, said in one line by the stage runner."""
+    """A write refused for want of space (or quota): no bug of DIS, said in one line. h5py's OSError carries no
+    errno, only HDF5's text ("... No space left on device")."""
     import errno
 
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e))
 
 
 def bug_line(e: BaseException, limit: int = 300) -> str:

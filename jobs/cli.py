@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +10,7 @@ from typer.exceptions import TyperException
 
 from dis_core import __version__
 from dis_core.errors import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE,
-                             DISError, OutputError)
+                             DISError, OutputError, disk_full)
 from dis_core.io.lock import RunLocked, output_folder_problem, run_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -279,7 +278,7 @@ def _run(plan, stages: list[str], what: str, executor: str = "local", workers: O
         _fail(e, EXIT_FAILED)
     except OSError as e:  # outside a unit (the stage summary, run.json): a full disk is no bug of DIS
         _fail(f"{e.filename or plan.out}: {e.strerror or e}" + (" (free space, then run again: finished units are "
-                                                                  "kept)" if e.errno == errno.ENOSPC else ""), EXIT_FAILED)
+                                                                  "kept)" if disk_full(e) else ""), EXIT_FAILED)
     except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: what finished, what did not; a re-run resumes
         typer.echo(interrupt_report(e))
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -172,12 +172,11 @@ class StageProgress:
         return f" ({self.skipped} skipped as current)" if self.skipped else ""
 
     def _live_fields(self) -> dict[str, Any]:
-        """The live line's skipped count and ETA, from the units that ran (rich's own ETA counts skipped ones), and
-        when it is due (``eta_at``, monotonic), which the line counts down to between units (:class:`_EtaColumn`:
+        """The live line's skipped count and when the rest is due (``eta_at``, monotonic; from the units that ran:
+        rich's own ETA counts skipped ones), which the line counts down to between units (:class:`_EtaColumn`:
         recomputed only when a unit finished, it stood still for as long as an hour-long unit ran)."""
         eta = self.eta_s() if self.done < self.total else None
-        return {"skipped": self._skipped_text(), "eta": fmt_duration(eta) if eta is not None else "-",
-                "eta_at": None if eta is None else time.monotonic() + eta}
+        return {"skipped": self._skipped_text(), "eta_at": None if eta is None else time.monotonic() + eta}
 
     # ---- lifecycle
     def __enter__(self) -> "StageProgress":

@@ -501,10 +501,9 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
             # local run did not reach, of another feature set, keeps its SLURM task's record)
             here = r is not None and (jid == "" or r.job == jid)  # else an earlier run's record: not this task's
             state = unit_state(slurm, r, ran_here=here)
-            if state == "failed" and jid == "" and r.message.endswith(UNFINISHED) and local is None:
-                local = lock_holder(plan.out) or ""
-            if state == "failed" and jid == "" and r.message.endswith(UNFINISHED) and local:
-                state = "running"  # a local stage command running in the folder now (it holds the run lock)
+            if state == "failed" and jid == "" and r.message.endswith(UNFINISHED):  # running, if a local stage
+                local = lock_holder(plan.out) or "" if local is None else local  # command holds the run lock now
+                state = "running" if local else state
             d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if here else "",
                  "recorded": here}
             if state == "failed":

@@ -7,7 +7,6 @@ input, it returns an :class:`ExtractResult` whose ``status`` says what happened.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 from dis_core.io.assets import ModelFile
 from dis_core.io.atomic import atomic_path, remove_stale_parts
 from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
-from dis_core.errors import DISError, at_time_limit
+from dis_core.errors import DISError, at_time_limit, disk_full
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
 from dis_core.layout import STATUS, RunLayout
@@ -136,7 +135,7 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         base.message = str(e)
         res = base
     except OSError as e:
-        if e.errno == errno.ENOSPC or "No space left" in str(e):
+        if disk_full(e):
             base.message = f"{entry.video}: disk full while writing {d}: free space, then rerun (finished videos are kept)"
         else:
             base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
