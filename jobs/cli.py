@@ -427,6 +427,8 @@ TimeOpt = typer.Option(None, min=3, help="Time limit per task (minutes, 3 or mor
 MemOpt = typer.Option(None, min=0.001, callback=_finite, help="Memory per task (GB).")
 CpusOpt = typer.Option(None, min=1, help="CPUs per task.")
 GresOpt = typer.Option(None, help='GRES for training tasks, e.g. "gpu:1".')
+ParallelOpt = typer.Option(None, min=1, help="Tasks of one array running at once.")
+ImageOpt = typer.Option(None, "--container", help="Run every task inside this Apptainer image (dis.sif).")
 
 
 @app.command()
@@ -443,8 +445,8 @@ def submit(
     mem_gb: Optional[float] = MemOpt,
     cpus_per_task: Optional[int] = CpusOpt,
     train_gres: Optional[str] = GresOpt,
-    array_parallelism: Optional[int] = typer.Option(None, min=1, help="Tasks of one array running at once."),
-    container: Optional[str] = typer.Option(None, help="Run every task inside this Apptainer image (dis.sif)."),
+    array_parallelism: Optional[int] = ParallelOpt,
+    container: Optional[str] = ImageOpt,
     max_epochs: Optional[int] = EpochsOpt,
     landmark_workbook: Optional[bool] = KeepWorkbookOpt,
     smile_min_fraction: Optional[float] = KeepSmileOpt,
@@ -579,6 +581,8 @@ def resubmit(
     mem_gb: Optional[float] = MemOpt,
     cpus_per_task: Optional[int] = CpusOpt,
     train_gres: Optional[str] = GresOpt,
+    array_parallelism: Optional[int] = ParallelOpt,
+    container: Optional[str] = ImageOpt,
 ) -> None:
     """Resubmit only what failed or is missing (and what depends on it). Resources given here replace the
     recorded ones (as in dis submit): units that ran out of memory or time fail again without more."""
@@ -590,7 +594,8 @@ def resubmit(
         read_record(run_dir)  # before the lock, which would make a folder where a typo names none
         with run_lock(run_dir, "dis resubmit"):
             rec = _resubmit(run_dir, partition=partition, account=account, qos=qos, time_min=time_min,
-                            mem_gb=mem_gb, cpus_per_task=cpus_per_task, train_gres=train_gres)
+                            mem_gb=mem_gb, cpus_per_task=cpus_per_task, train_gres=train_gres,
+                            array_parallelism=array_parallelism, container=container)
     except DISError as e:
         _fail(e)
     if not any(rec["resubmitted"].values()):

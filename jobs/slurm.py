@@ -100,13 +100,17 @@ def load_slurm_config(path: Path | None = None, **overrides: Any) -> SlurmConfig
     data = _overridden(data, given, path)
     if data.get("container"):  # the tasks run where sbatch was called from: a relative image path broke resubmission
         # (one in the file is read from the file's folder, one given on the command line from the current one)
-        base = path.parent if path is not None and "container" not in given else Path.cwd()
-        image = (base / Path(data["container"]).expanduser()).resolve()
-        if not image.is_file():
-            raise DISError(f"container {data['container']}: no such image file ({image}; make container builds "
-                           "containers/dis.sif)")
-        data["container"] = str(image)
+        data["container"] = image_path(data["container"], path.parent if path is not None and "container" not in given
+                                       else Path.cwd())
     return SlurmConfig(**data)
+
+
+def image_path(value: str, base: Path) -> str:
+    """The Apptainer image ``value`` names, absolute (read from ``base``); it must exist."""
+    image = (base / Path(value).expanduser()).resolve()
+    if not image.is_file():
+        raise DISError(f"container {value}: no such image file ({image}; make container builds containers/dis.sif)")
+    return str(image)
 
 
 def _overridden(data: dict[str, Any], given: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
@@ -567,7 +571,8 @@ def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None, trace
 def resubmit(out_root: Path, **overrides: Any) -> dict:
     """Resubmit what failed or is missing and, whole, every stage downstream of it; units that are
     already current skip themselves. ``overrides`` (e.g. ``mem_gb=32`` after OUT_OF_MEMORY, ``time_min`` after
-    TIMEOUT) change the recorded resources for this submission and the ones after it."""
+    TIMEOUT, ``container`` for an image rebuilt elsewhere) change the recorded resources for this submission
+    and the ones after it."""
     rec = read_run(out_root)
     refuse_busy(out_root)
     st_all = run_status(out_root)
@@ -578,6 +583,8 @@ def resubmit(out_root: Path, **overrides: Any) -> dict:
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         try:
+            if "container" in given:  # e.g. an image rebuilt elsewhere: read from here, as dis submit's
+                given["container"] = image_path(given["container"], Path.cwd())
             cfg = SlurmConfig(**_overridden(plain(cfg), given))
         except DISError as e:
             raise DISError(f"dis resubmit: {e}") from None

@@ -69,10 +69,12 @@ class FakeExecutor:
     def __init__(self):
         self.calls: list[tuple[str, object, list]] = []
         self.params: list[dict] = []  # sbatch's parameters of each call, as the real executor gets them
+        self.images: list[str | None] = []  # the image each call's tasks run in
 
     def __call__(self, folder, cfg, st, dependency=None, binds=()):
         self.stage = st.name
         self.params.append(slurm.slurm_parameters(cfg, st, dependency))
+        self.images.append(cfg.container)
         return self
 
     def map_array(self, fn, items):
@@ -455,7 +457,19 @@ def test_resubmit_after_out_of_memory_takes_more_memory_and_keeps_it(with_many, 
     monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "TIMEOUT" if j == "5001_0" else "COMPLETED"
                                                             for j in ids})
     slurm.resubmit(plan.out)  # a later resubmission without options keeps what the last one asked for
-    assert fake.params[-1]["mem_gb"] == 16.0
+    assert fake.params[-1]["mem_gb"] == 16.0 and fake.images[-1] is None
+    monkeypatch.chdir(plan.out.parent)
+    with pytest.raises(DISError, match=r"container img/dis.sif: no such image file .*make container"):
+        slurm.resubmit(plan.out, container="img/dis.sif")  # refused before anything is submitted
+    assert len(fake.params) == 2
+    (plan.out.parent / "img").mkdir()
+    (plan.out.parent / "img" / "dis.sif").write_bytes(b"sif")
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "TIMEOUT" if j == "5002_0" else "COMPLETED"
+                                                            for j in ids})
+    slurm.resubmit(plan.out, container="img/dis.sif")  # an image rebuilt elsewhere, named from here
+    image = str((plan.out.parent / "img" / "dis.sif").resolve())
+    assert fake.images[-1] == image and graph.read_record(plan.out)["slurm"]["container"] == image
+    assert graph.read_record(plan.out)["slurm_changes"][-1] == {"container": image}
     with pytest.raises(DISError, match=r"dis resubmit: \[slurm\] time_min = 1: must be a whole number of minutes"):
         slurm.resubmit(plan.out, time_min=1)
 
