@@ -198,6 +198,29 @@ def test_clipped_scores_of_a_moving_channel_are_dequantised_and_a_channel_always
     np.testing.assert_allclose(transform_values(v, "logit")[off, 0], hi)  # the earlier rule: one value
 
 
+def test_held_out_frames_never_decide_how_training_blendshapes_are_written():
+    """Within one video (the within-session split), a channel off on every training frame stays one constant
+    value on those frames whether or not it moves on the held-out frames (the dead-channel rule must see it;
+    it once read 1,170 distinct training values when the channel moved only in the test part); the training
+    rows are the same to the bit, and the held-out rows keep the training frames' rule."""
+    n, cut = 1500, 1170
+    t = np.arange(n) / 30.0
+    fit = np.arange(n) < cut
+    rng = np.random.default_rng(8)
+    live = rng.uniform(0.01, 0.9, n)
+    spec = DEFAULT_FEATURE_SETS["blendshapes"]
+    rows = {}
+    for name, moves_in_test in (("idle", np.zeros(n)), ("test only", np.where(fit, 0.0, live))):
+        v = np.column_stack([live, moves_in_test])
+        rows[name] = {part: video_features(v, ["a", "b"], t, sel, fit, spec) for part, sel in
+                      (("train", fit), ("test", ~fit))}
+    train = rows["test only"]["train"].x
+    assert len(np.unique(train[:, 1])) == 1, "constant on the training rows: the dead-channel rule drops it"
+    np.testing.assert_array_equal(train, rows["idle"]["train"].x)
+    test = rows["test only"]["test"].x[:, 1]
+    assert len(np.unique(test)) > 250 and (test >= train[0, 1]).all()  # live scores there, off frames on the atom
+
+
 def test_velocity_windows_are_exact_symmetric_complete_and_the_same_at_any_frame_rate():
     """The central difference spans exactly [t - half, t + half], its ends interpolated between the frames
     around them: on v = t^2 it gives 2t exactly at 24, 25 and 30 fps; rows exist where both ends lie inside

@@ -275,8 +275,8 @@ class VideoFeatures:
 # a person moves (a session-47 review). "dequantised_logit" spreads them, log-uniformly, over
 # [LOGIT_EPS * 10**-DEQUANT_DECADES, LOGIT_EPS] (and 1 - that): a band of 4.6 logit units, by draws fixed per
 # (frame, channel), so features and models are reproducible and a frame's value does not depend on the split.
-# A channel clipped on every face frame of a video stays on its one value: the dead-channel and fixed-column
-# rules still see a constant.
+# A channel clipped on every face frame of a video's training frames stays on its one value there (and on the
+# held-out frames): the dead-channel and fixed-column rules still see a constant, whatever the held-out part does.
 LOGIT_EPS = 1e-4
 DEQUANT_DECADES = 2.0
 
@@ -286,9 +286,10 @@ def _dequantising_draws(n: int, d: int) -> np.ndarray:
     return np.random.default_rng(0x5EED).random((n, 52 if d <= 52 else d))[:, :d] if n else np.zeros((0, d))
 
 
-def transform_values(v: np.ndarray, transform: str) -> np.ndarray:
+def transform_values(v: np.ndarray, transform: str, fit: np.ndarray | None = None) -> np.ndarray:
     """Per-frame values in the space the flow models: unchanged, the logit of clipped scores, or that with the
-    clipped scores of a moving channel dequantised (NaN kept)."""
+    clipped scores of a channel that moves on the ``fit`` frames (the video's training frames; all if None or
+    faceless) dequantised (NaN kept): held-out frames never decide how training frames are written."""
     if transform == "none":
         return v
     if transform not in TRANSFORMS:
@@ -296,10 +297,13 @@ def transform_values(v: np.ndarray, transform: str) -> np.ndarray:
     p = np.clip(v, LOGIT_EPS, 1 - LOGIT_EPS)
     if transform == "dequantised_logit" and v.size:
         face = np.isfinite(v)
+        use = np.ones(len(v), bool) if fit is None else np.asarray(fit, bool)
+        if not (face & use[:, None]).any():
+            use = np.ones(len(v), bool)
         u = _dequantising_draws(len(v), v.shape[1])
         band = LOGIT_EPS * 10.0 ** (-DEQUANT_DECADES * u)  # log-uniform in [eps 10^-D, eps]
         for off, keep in ((face & (v < LOGIT_EPS), band), (face & (v > 1 - LOGIT_EPS), 1 - band)):
-            moving = (face & ~off).any(axis=0)  # a channel always off in this video stays constant
+            moving = (face & ~off & use[:, None]).any(axis=0)  # a channel always off there stays constant
             p = np.where(off & moving, keep, p)
     return np.log(p) - np.log1p(-p)
 
@@ -343,7 +347,7 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     Only frames with a real face become rows. Rows of ``window="frames"`` are reduced by
     ``window_basis`` (the cohort's); without one they stay raw windows (what the basis is fitted on).
     """
-    v = transform_values(np.asarray(values, np.float64), spec.transform)
+    v = transform_values(np.asarray(values, np.float64), spec.transform, fit)
     t = np.asarray(times, np.float64)
     ok = np.isfinite(v).all(axis=1)
     rotation = spec.source == "head_rotation"
