@@ -176,6 +176,31 @@ def test_the_bridge_limit_is_missing_frames_times_the_period():
             assert (seg[10:10 + missing] == -1).all() and seg[9] != seg[10 + missing]
 
 
+def test_a_gap_is_measured_with_the_frame_period_around_it_when_the_rate_changes():
+    """A phone dropping from 30 to 15 fps (or back): 3 missing frames in the 15 fps part (0.2 s) are bridged and
+    4 are not, 6 missing in a 30 fps stretch of a mostly 15 fps video (0.2 s) are bridged and 7 are not (with the
+    video's one median period the first was split and the last bridged); the same stretch without rows (a jump in
+    the times) and the synchrony's resampling follow the same rule."""
+    from dis_core.features.motion import bridge_gaps
+    from dis_core.score.synchrony import resample
+
+    fast_then_slow = np.concatenate([np.arange(600) / 30.0, 20.0 + np.arange(120) / 15.0])
+    slow_fast_slow = np.concatenate([np.arange(300) / 15.0, 20.0 + np.arange(150) / 30.0, 25.0 + np.arange(150) / 15.0])
+    for t, at, cases in ((fast_then_slow, 650, ((3, True), (4, False))),
+                         (slow_fast_slow, 360, ((6, True), (7, False)))):
+        for missing, bridged in cases:
+            ok = np.ones(len(t), bool)
+            ok[at:at + missing] = False
+            _, fill, seg = bridge_gaps(t[:, None], t, ok, 0.2)
+            assert fill[at:at + missing].all() == bridged and fill.sum() == (missing if bridged else 0), (at, missing)
+            assert len(set(seg[seg >= 0])) == (1 if bridged else 2)
+            keep = np.flatnonzero(ok)
+            assert len(set(bridge_gaps(t[keep, None], t[keep], np.ones(len(keep), bool), 0.2)[2])) == (1 if bridged else 2)
+            grid = resample(t, np.where(ok, 1.0, np.nan), 10.0, float(t[-1]), 0.2)
+            inside = grid[int(np.ceil(t[at] * 10)):int(t[at + missing - 1] * 10) + 1]
+            assert len(inside) and bool(np.isfinite(inside).all()) == bridged, (at, missing)
+
+
 def test_a_gap_of_the_bridge_limit_is_bridged_wherever_it_falls_in_millisecond_times():
     """Times written to the millisecond (Matroska, WebM): 6 missing frames at 30 fps (0.2 s) were bridged at only
     20 of 30 places, and at 29.97 fps (0.2002 s) nowhere; 7 (0.233 s) never are."""

@@ -89,6 +89,18 @@ def bridge_limit(max_gap_s: float) -> float:
     return max_gap_s + STAMP_JITTER_S + 1e-9 if max_gap_s > 0 else 0.0
 
 
+def local_period(times: np.ndarray, k: int = 5) -> np.ndarray:
+    """Each step of ``times`` (len - 1 of them): the frame period around it, the median of the 2k + 1 steps
+    centred on it (fewer at the ends). A gap's missing time is its step less this, at every rate of a video whose
+    rate changes (a phone dropping to 15 fps in low light was measured with its 30 fps median period); a few
+    gaps or stalls among the steps do not move it."""
+    d = np.diff(np.asarray(times, np.float64))
+    if len(d) <= 2 * k + 1:
+        return np.full(len(d), float(np.median(d)) if len(d) else 0.0)
+    w = np.lib.stride_tricks.sliding_window_view(np.pad(d, k, mode="reflect"), 2 * k + 1)
+    return np.median(w, axis=1)
+
+
 def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     """Which missing frames to bridge, and the segment ids after bridging (-1 still missing)."""
     t = np.asarray(times, np.float64)
@@ -96,11 +108,11 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     fill = np.zeros(len(ok), bool)
     idx = np.flatnonzero(ok)
     # a gap lasts as long as the face is missing: (missing frames) x (frame period), i.e. the time between
-    # the surrounding face frames less one period (3 hidden frames at 15 fps are a 0.2 s gap)
-    period = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    # the surrounding face frames less one period (3 hidden frames at 15 fps are a 0.2 s gap), the period there
+    period = local_period(t)
     limit = bridge_limit(max_gap_s)
     for a, b in zip(idx[:-1], idx[1:]):
-        if b - a > 1 and t[b] - t[a] - period <= limit:
+        if b - a > 1 and t[b] - t[a] - period[a] <= limit:
             fill[a + 1:b] = True
     have = ok | fill
     segment = np.full(len(ok), -1, dtype=np.int64)

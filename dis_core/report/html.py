@@ -110,9 +110,12 @@ def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
     starts, ends = edges[::2], edges[1::2]  # [start, end) of each gap
     if len(starts) == 0:
         return 0, 0.0
-    period = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    from dis_core.features.motion import local_period
+
+    steps = local_period(t) if len(t) > 1 else np.zeros(1)  # the period around each gap, as the features read it
     longest = 0.0
     for s, e in zip(starts, ends):
+        period = float(steps[min(max(s - 1, 0), len(steps) - 1)])
         t0 = t[s - 1] if s > 0 else t[0] - period
         t1 = t[e] if e < len(t) else t[-1] + period
         longest = max(longest, float(t1 - t0 - period))

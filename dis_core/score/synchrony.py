@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dis_core.errors import DISError
-from dis_core.features.motion import bridge_limit
+from dis_core.features.motion import bridge_limit, local_period
 from dis_core.score.stats import (MIN_COUPLES, _check_groups, _matchings, _pairs, couples_in_strata, couples_left_out, few_couples, holm, p_floor_notes,
                                   p_text, permutation_p, pseudo_couple_mean, signed, unit_mean_interval)
 
@@ -69,8 +69,8 @@ def resample(times: np.ndarray, values: np.ndarray, rate_hz: float, duration_s: 
     exact = (r < len(tk)) & (tk[np.minimum(r, len(tk) - 1)] == grid)
     inner = (r > 0) & (r < len(tk))
     lo, hi = np.maximum(r - 1, 0), np.minimum(r, len(tk) - 1)
-    period = float(np.median(np.diff(tk)))  # a gap is its missing time, as the features count it (motion._gap_plan)
-    inner &= (tk[hi] - tk[lo]) - period <= bridge_limit(max_gap_s)
+    period = local_period(tk)  # a gap is its missing time, as the features count it (motion._gap_plan)
+    inner &= (tk[hi] - tk[lo]) - period[np.minimum(lo, len(period) - 1)] <= bridge_limit(max_gap_s)
     out[inner] = np.interp(grid[inner], tk, vk)
     out[exact] = vk[hi[exact]]
     return out
