@@ -15,15 +15,17 @@ from dis_core.manifest import Manifest, VideoEntry, unit_id
 
 
 def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, seed: int,
-                         blend=None, hidden=()) -> None:
+                         blend=None, hidden=(), still: float = 0.0) -> None:
     """One video's extraction: a wobbling head, moving landmarks and blendshapes (``blend`` (T, 52)
     overrides the blendshape scores); no face in the frames ``hidden`` (detector gaps: NaN, as extraction
-    writes them)."""
+    writes them); the head frozen on its first rotation for the first ``still`` share of frames (a stream
+    that froze)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * fps)) / fps
     n = len(t)
     f = rng.uniform(0.2, 1.5, 3)
     rv = 0.1 * np.sin(2 * np.pi * f * t[:, None] + rng.uniform(0, 6, 3)) + 0.01 * rng.normal(size=(n, 3))
+    rv[:int(still * n)] = rv[0]
     tr = np.zeros((n, 4, 4), np.float32)
     tr[:, :3, :3] = Rotation.from_rotvec(rv).as_matrix()
     tr[:, 3, 3] = 1
@@ -49,10 +51,11 @@ def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, se
 
 
 def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, blend_of=None,
-             sessions: int = 1, hidden_of=None) -> Manifest:
+             sessions: int = 1, hidden_of=None, still_of=None) -> Manifest:
     """``n`` participants in ``n // 2`` dyads, ``sessions`` videos each and no split column (one session:
     the temporal split; more: the cross-session default); ``blend_of(k, T)`` optionally gives participant
-    k's blendshape scores, ``hidden_of(k, session index)`` the frames of their video without a face.
+    k's blendshape scores, ``hidden_of(k, session index)`` the frames of their video without a face,
+    ``still_of(k, session index)`` the share of its first frames on which the head is frozen.
     Returns the manifest (extractions written)."""
     from dis_core.layout import RunLayout
 
@@ -73,6 +76,7 @@ def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, bl
             T = int(seconds * fps)
             synthetic_extraction(h5, video, seconds, fps, seed=k + 1000 * si,
                                  blend=None if blend_of is None else blend_of(k, T),
-                                 hidden=() if hidden_of is None else hidden_of(k, si))
+                                 hidden=() if hidden_of is None else hidden_of(k, si),
+                                 still=0.0 if still_of is None else still_of(k, si))
             entries.append(e)
     return Manifest(out.parent / "manifest.csv", tuple(entries), ())

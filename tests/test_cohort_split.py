@@ -134,3 +134,28 @@ def test_a_participant_whose_first_session_is_unusable_is_left_out_of_training_s
     assert r.status == "left_out" and "no training data: the split leaves none; 1 video(s) left out" in r.message
     assert "no face detected" in r.message
     assert train_unit(out, "p1", TrainConfig(FEATURE_SETS["head_pose"])).status == "ok"
+
+
+def test_a_video_whose_head_does_not_move_gives_no_gain_normalised_rows_and_says_why(tmp_path):
+    """p0's test session froze on one rotation for 60 % of its frames: its robust spread is 0, and dividing by
+    the floored gain multiplied the moving frames' rotations by up to 1e6 (log band powers ~28, lags ~2.5e5).
+    Now the gain-normalised sets get no rows from it and the reason names it; per-frame sets still get rows,
+    and every other video's rows are unchanged (the same values as a run without the frozen video)."""
+    from dis_core.cohort.stage import participant_features
+    from dis_core.features.build import FEATURE_SETS
+
+    out, ref_out = tmp_path / "out", tmp_path / "ref"
+    m = make_run(out, n=3, seconds=40, sessions=2, still_of=lambda k, si: 0.6 if (k, si) == (0, 1) else 0.0)
+    c, ref = prepare_cohort(m, out), prepare_cohort(make_run(ref_out, n=3, seconds=40, sessions=2), ref_out)
+    frozen = m.entries[1].unit_id
+    for name in ("head_spectrum", "head_lags"):
+        spec = FEATURE_SETS[name]
+        test = participant_features(c, "p0", spec, "test")
+        assert test.x.shape == (0, len(test.columns)) and test.still == [frozen]
+        assert test.dropped == 600 and test.still_note().startswith(f"; the head hardly moves in {frozen} ")
+        train = participant_features(c, "p0", spec, "train")
+        assert train.still == [] and train.still_note() == ""
+        np.testing.assert_array_equal(train.x, participant_features(ref, "p0", spec, "train").x)
+    pose = participant_features(c, "p0", FEATURE_SETS["head_pose"], "test")
+    assert len(pose.x) > 500 and np.abs(pose.x).max() < 100 and pose.still == []
+

@@ -402,6 +402,12 @@ class ParticipantData:
     rows: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # unit_id -> one frame per row, in
     # row order (per-frame rows: the frame; window rows: the window's centre frame)
     interpolated: int = 0  # bridged frames (detector gaps filled) that some row read: QC, as dropped
+    still: list[str] = dataclasses.field(default_factory=list)  # videos without rows: a head that does not move
+
+    def still_note(self) -> str:
+        """Why rows may be missing beyond faces and windows: '' or a clause naming the still videos."""
+        return (f"; the head hardly moves in {', '.join(self.still)} (more than half of the frames that set its "
+                "gain are one rotation: a still image or a frozen stream?), which gives no rows" if self.still else "")
 
 
 def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop_dead: bool = True) -> ParticipantData:
@@ -417,7 +423,7 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop
         return data
     if part not in ("train", "test"):
         raise ValueError(part)
-    xs, frames, rows, cols, dropped, bridged = [], {}, {}, None, 0, 0
+    xs, frames, rows, cols, dropped, bridged, still = [], {}, {}, None, 0, 0, []
     for e in c.videos_of(pid):
         sp = c.splits[e.unit_id]
         select = sp.train if part == "train" else sp.test
@@ -430,12 +436,14 @@ def participant_features(c: Cohort, pid: str, spec: FeatureSpec, part: str, drop
         rows[e.unit_id] = vf.frames
         dropped += vf.dropped
         bridged += vf.interpolated
+        if vf.still:
+            still.append(e.unit_id)
     if cols is None:
         cols = []
         x = np.zeros((0, 0))
     else:
         x = np.concatenate(xs)
-    return ParticipantData(pid, part, x, cols, frames, dropped, rows, bridged)
+    return ParticipantData(pid, part, x, cols, frames, dropped, rows, bridged, still)
 
 
 def _video_features(c: Cohort, e: VideoEntry, spec: FeatureSpec, select: np.ndarray, fit: np.ndarray,

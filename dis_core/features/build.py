@@ -266,6 +266,14 @@ class VideoFeatures:
     dropped: int  # frames of the selection lost to missing faces or incomplete windows
     interpolated: int = 0  # bridged (interpolated) frames that some emitted row's window used
     covered: np.ndarray | None = None  # window rows: every frame some row was computed from (sorted)
+    still: bool = False  # no rows: a scaled axis hardly moves on the frames that set its gain (MIN_GAIN_RAD)
+
+
+# Below this robust spread (rad) on the frames that set a session's gain, the head does not move: more than half of
+# those frames are one rotation (a still image, a frozen stream). Dividing by the spread then multiplied the moving
+# frames' values by up to 1e6 (a features review); such a video gives no rows, and says why. MediaPipe's own jitter
+# on real video is some 1e-3 rad.
+MIN_GAIN_RAD = 1e-4
 
 
 # Blendshape scores are clipped to [LOGIT_EPS, 1 - LOGIT_EPS] before the logit: MediaPipe gives exact
@@ -369,6 +377,12 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     if spec.scale == "session" and ref.sum() > 1:
         gain = np.maximum(np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826, 1e-6)
     raw, v = v, (v - offset) / gain
+    if spec.scale == "session" and ref.sum() > 1 and (gain < MIN_GAIN_RAD).any():
+        vf = video_features(values, columns, times, select, fit, dataclasses.replace(spec, scale="none"),
+                            window_basis)
+        return VideoFeatures(vf.frames[:0], vf.times[:0], vf.x[:0], vf.columns,
+                             int(np.asarray(select, bool).sum()), 0,
+                             None if vf.covered is None else vf.covered[:0], still=True)
     if spec.window != "none":
         sel = np.asarray(select, bool)
         if spec.window == "spectrum":

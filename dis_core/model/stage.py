@@ -83,18 +83,20 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                 raise DISError(f"participant {pid}: every usable video is split=test in the manifest, nothing trains "
                                f"their model{cohort.gone_note(pid)}")
             raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "
-                           f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan); add video")
+                           f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan){data.still_note()}; "
+                           "add video")
         purge = row_overlap(cfg.features)
         if cfg.density == "pooled" and len(data.x) < purge + 2:  # as pooled_unit leaves them out of the shape
             res.status, res.message = "left_out", (
                 f"participant {pid}, {cfg.features.name}: only {len(data.x)} training rows ({n} frames); the pooled "
-                f"shape takes people with {purge + 2} (a validation row and the {purge} sharing its frames, one to fit)")
+                f"shape takes people with {purge + 2} (a validation row and the {purge} sharing its frames, one to fit)"
+                f"{data.still_note()}")
             return res
         n_val = max(int(round(len(data.x) * cfg.flow.val_fraction)), 5)  # as train_flow holds them back
         if cfg.density != "pooled" and (len(data.x) < MIN_ROWS or len(data.x) - n_val - purge < MIN_FIT_ROWS):
             raise DISError(f"participant {pid}, {cfg.features.name}: only {len(data.x)} training rows ({n} frames); "
                            f"a flow needs {MIN_ROWS}, and {MIN_FIT_ROWS} to fit besides its {n_val} validation rows "
-                           f"and the {purge} sharing their frames: add video")
+                           f"and the {purge} sharing their frames{data.still_note()}: add video")
         if not np.isfinite(data.x).all():
             raise DISError(f"participant {pid}, {cfg.features.name}: non-finite feature values in training data")
         stats = cohort.column_stats(cfg.features)

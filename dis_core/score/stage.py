@@ -159,7 +159,7 @@ def _test_data(cohort: Cohort, cfg: TrainConfig, models: dict, score_cfg: ScoreC
                     f"once another of the participant's rows has one){cohort.gone_note(pid)}" if marked else
                     f"no held-out data: the split leaves none{cohort.gone_note(pid)}") if none_held_out
                    else f"only {n} usable held-out frames with a face (need {score_cfg.min_test_frames}"
-                        + (", in complete windows)" if cfg.features.window != "none" else ")"))
+                        + (", in complete windows)" if cfg.features.window != "none" else ")") + td.still_note())
             left_out.append({"participant_id": pid, "feature_set": fs, "reason": why})
             continue
         _assert_disjoint(pid, models[pid]["train_frames"], td.frames)
