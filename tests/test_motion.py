@@ -109,6 +109,10 @@ def test_feature_specs_refuse_numbers_that_hang_or_read_the_future():
                 {"k": 0}, {"max_gap_s": -1.0}):
         with pytest.raises(ValueError, match="above 0|or more"):
             FeatureSpec("x", "head_rotation", **bad)
+    for ignored in ({}, {"velocity": False, "lags_s": (0.2,)}):  # window rows never read them: refused, not ignored
+        with pytest.raises(ValueError, match="rows take no per-frame velocity or lags"):
+            FeatureSpec("x", "head_rotation", window="spectrum", **ignored)
+    assert FeatureSpec("x", "head_rotation", window="spectrum", velocity=False).lags_s == ()
 
 
 def test_bridge_rotations_slerp():

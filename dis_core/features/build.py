@@ -84,6 +84,9 @@ class FeatureSpec:
                 raise ValueError(f"{name} must be a number above 0, not {getattr(self, name)!r}")
         if not all(np.isfinite(lag) and lag > 0 for lag in self.lags_s):
             raise ValueError(f"lags_s must be seconds above 0 (the past), not {self.lags_s!r}")
+        if self.window != "none" and (self.velocity or self.lags_s):  # window rows never read them: say so
+            raise ValueError(f"window={self.window!r} rows take no per-frame velocity or lags "
+                             f"(velocity=False, lags_s=()): got velocity={self.velocity}, lags_s={self.lags_s!r}")
         if self.k < 1 or self.n_bands < 1 or not (np.isfinite(self.max_gap_s) and self.max_gap_s >= 0):
             raise ValueError(f"k and n_bands must be 1 or more and max_gap_s 0 or more (k={self.k}, "
                              f"n_bands={self.n_bands}, max_gap_s={self.max_gap_s})")
