@@ -259,3 +259,19 @@ def test_a_top1_at_chance_below_ten_people_is_its_own_clause_and_no_scores_name_
     assert at_chance_text(at_chance({**row, "top1_lo": 0.3}, 6)) == "EER and AUC: too few people to tell (under 10)"
     assert at_chance_text(at_chance({**row, "eer_hi": 0.6}, 12)) == "top-1, EER"
     assert partner_family([]).text == "no partner test (no feature set was scored)"
+
+
+def test_top1_above_chance_is_decided_by_its_permutation_test_not_its_interval():
+    """5 of 12 identified with p 0.002 against chance while the interval (the models' variation over new cohorts)
+    reaches 0: top-1 is above chance; at p 0.2 it is not; an interval wholly below chance stays "worse than
+    chance"; EER and AUC still go by their intervals."""
+    from dis_core.report.comparisons import at_chance
+
+    row = {"chance_top1": 1 / 12, "top1_lo": 0.0, "top1_hi": 0.84, "top1_chance_p": 0.002, "eer_lo": 0.1,
+           "eer_hi": 0.3, "auc_lo": 0.7, "auc_hi": 0.9}
+    assert at_chance(row, 12) == []
+    assert at_chance({**row, "top1_chance_p": 0.2}, 12) == ["top-1"]
+    assert at_chance({**row, "top1_chance_p": 0.9, "top1_lo": 0.0, "top1_hi": 0.05}, 12) == ["top-1 worse than chance"]
+    assert at_chance({**row, "eer_hi": 0.6}, 12) == ["EER"]
+    del row["top1_chance_p"]  # a record made before the test: the interval, as then
+    assert at_chance(row, 12) == ["top-1"]

@@ -576,6 +576,43 @@ def test_tied_scores_stay_tied_after_normalisation():
     assert np.all(tnorm(np.full((5, 5), 0.1)) == 0)
 
 
+def test_top1_against_chance_is_a_permutation_test_with_known_answers():
+    """The share of random assignments of models to data that identify as many: with three people all identified,
+    3 fixed points of a random permutation of 3 (1 in 6); everyone identified among 12, about 1 / 12! (the
+    smallest p the draws give); one broad model on top of every column, one identification whatever the
+    assignment (p 1); 5 of 12 by a matching (chance gets 5 or more with 1 - sum_{k<5} e^-1/k! ~ 0.004); under
+    noise, the test says "above" at most as often as its level."""
+    from math import exp, factorial
+
+    assert st.top1_chance_p(np.eye(3) + 0.1, n_perm=60000) == pytest.approx(1 / 6, abs=0.006)
+    assert st.top1_chance_p(np.eye(12), n_perm=999) == pytest.approx(1 / 1000)
+    broad = np.zeros((12, 12))
+    broad[4] = 1.0
+    assert st.top1_chance_p(broad, n_perm=999) == 1.0
+    five = np.eye(12)[:, np.r_[0:5, np.roll(np.arange(5, 12), 1)]]  # columns 0-4 own, 5-11 another's
+    assert st.topk_fractional(five, 1)[1] == pytest.approx(5 / 12)
+    poisson = 1 - sum(exp(-1) / factorial(k) for k in range(5))
+    assert st.top1_chance_p(five, n_perm=60000) == pytest.approx(poisson, abs=0.0015)
+    rng = np.random.default_rng(5)
+    assert np.mean([st.top1_chance_p(rng.normal(size=(12, 12)), n_perm=499, seed=k) <= 0.05
+                    for k in range(300)]) <= 0.05
+
+
+def test_top_k_lower_bounds_never_fall_below_top1s():
+    """Top-3 credit is at least top-1 credit for everyone, so its lower bound is at least top-1's: the
+    jackknife over people (who rank among one model fewer) widened a top-3 of 7 / 12 to [0.00, 1.00] beside
+    top-1 0.50 [0.21, 0.79] (an unseen cohort's Gaussian; here its ranks, row = model, 0 = first in the column,
+    which decide every top-k figure); and top-5's at least top-3's."""
+    from dis_core.score.scoring import headline_intervals
+
+    ranks = ["091116112859", "300622563420", "6a588a62896a", "189005035ba7", "526740979791", "444463486136",
+             "b5bbb4bbb5b2", "9ba9aba04a8b", "263237241618", "a72a78897044", "737559350205", "8183917aa373"]
+    s = -np.array([[int(c, 12) for c in row] for row in ranks], float)
+    assert st.topk_fractional(s, 1)[1] == pytest.approx(6 / 12) and st.topk_fractional(s, 3)[1] == pytest.approx(7 / 12)
+    h = headline_intervals(s, n_boot=300)
+    assert h["top3_lo"] >= h["top1_lo"] > 0.1 and h["top5_lo"] >= h["top3_lo"]
+
+
 def test_top_k_intervals_keep_the_whole_cohort_as_competitors():
     """A draw ranks each drawn person's data among all N models: with every score tied, each person's
     top-k credit is k / N exactly, so every draw is k / N (the chance level), not k / (distinct people

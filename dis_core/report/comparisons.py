@@ -45,10 +45,15 @@ def chance_text(chance: float) -> str:
     return f"{chance:.3g}"
 
 
+CHANCE_ALPHA = 0.05  # top-1 is above chance when its permutation p (stats.top1_chance_p) is at most this
+
+
 def at_chance(m: dict, people: int | None = None) -> list[str]:
-    """The metrics of a method's row whose 95% interval holds chance (top-1: 1/N; AUC and EER: 0.5): what it
-    does is not told apart from guessing on these people. One wholly on the wrong side of chance is named
-    as worse than chance (a confound, or scores the wrong way round, more likely than bad luck). Below
+    """The metrics of a method's row not told apart from guessing on these people: top-1 whose permutation p
+    against chance (``top1_chance_p``; rows without it: its interval holding 1/N) exceeds CHANCE_ALPHA, EER and
+    AUC whose 95% interval holds 0.5. Top-1's interval also holds the models' own variation over new cohorts and
+    reached 0 at 5 of 12 people, where guessing gets 5 with p 0.002. One wholly on the wrong side of chance is
+    named as worse than chance (a confound, or scores the wrong way round, more likely than bad luck). Below
     MIN_PEOPLE people (``people``, else the row's participants) AUC and EER are not told apart from chance either:
     their bootstrap over so few people is too narrow (with 2 every draw is the same pair: a width of 0)."""
     people = m.get("participants") if people is None else people
@@ -56,10 +61,12 @@ def at_chance(m: dict, people: int | None = None) -> list[str]:
     out = []
     for key, label, chance, better in (("top1", "top-1", m["chance_top1"], 1), ("eer", "EER", 0.5, -1),
                                        ("auc", "AUC", 0.5, 1)):
-        if few and key != "top1":  # top-1's interval holds its Wilson interval, valid with few people
+        if few and key != "top1":  # top-1's test is exact with few people
             continue
         lo, hi = m[f"{key}_lo"], m[f"{key}_hi"]
-        if lo <= chance <= hi:
+        p = m.get("top1_chance_p") if key == "top1" else None
+        tested = p is not None and np.isfinite(p)
+        if (p > CHANCE_ALPHA and not hi < chance) if tested else lo <= chance <= hi:
             out.append(label)
         elif (hi < chance) if better > 0 else (lo > chance):
             out.append(f"{label} worse than chance")

@@ -22,7 +22,7 @@ import pandas as pd
 from dis_core.layout import RunLayout
 from dis_core.report.comparisons import Finding, at_chance, at_chance_text, chance_text
 from dis_core.io.provenance import version_text
-from dis_core.score.stats import signed
+from dis_core.score.stats import p_text, signed
 
 THUMBS_PER_VIDEO = 3
 MAX_THUMB_VIDEOS = 60  # beyond this, thumbnails only for videos with problems (the page stays light)
@@ -351,12 +351,14 @@ def _headline_table(metrics: pd.DataFrame) -> str:
         rows.append("<tr>" + "".join([
             f"<td>{_e(m['feature_set'])}</td>", f"<td>{METHOD_LABELS.get(m['method'], m['method'])}</td>",
             f"<td class='num'>{int(m['participants'])}</td>",
-            f"<td class='num'>{_ci(m, 'top1')}</td>", f"<td class='num'>{chance_text(m['chance_top1'])}</td>",
+            f"<td class='num'>{_ci(m, 'top1')}</td>", f"<td class='num'>{chance_text(m['chance_top1'])}"
+            + (f" (p {p_text(m['top1_chance_p'])})" if np.isfinite(m.get("top1_chance_p", np.nan)) else "") + "</td>",
             f"<td class='num'>{_ci(m, 'eer')}</td>", f"<td class='num'>{_ci(m, 'auc')}</td>",
             f"<td>{_e(at_chance_text(at_chance(m)) or 'none')}</td>"]) + "</tr>")
     return ("<table><thead><tr><th>feature set</th><th>method</th><th>participants</th>"
-            "<th>top-1 identification [95% CI]</th><th>chance top-1</th><th>EER [95% CI] (chance 0.50)</th>"
-            "<th>AUC [95% CI] (chance 0.50)</th><th>not above chance (interval holds it, or worse)</th></tr></thead><tbody>"
+            "<th>top-1 identification [95% CI]</th><th>chance top-1 (p of doing as well by chance)</th>"
+            "<th>EER [95% CI] (chance 0.50)</th><th>AUC [95% CI] (chance 0.50)</th>"
+            "<th>not above chance (top-1: p above 0.05; EER, AUC: the interval holds it), or worse</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
 
 

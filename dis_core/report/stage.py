@@ -16,7 +16,7 @@ from dis_core.errors import at_time_limit
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
 from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, at_chance_text, baseline_holm, baseline_verdict,
                                          chance_text, feature_set_verdict, partner_family)
-from dis_core.score.stats import MIN_PEOPLE, pair_similarity
+from dis_core.score.stats import MIN_PEOPLE, p_text, pair_similarity
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
@@ -62,7 +62,10 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         for m, x in low.items():
             if x:
                 same.setdefault(at_chance_text(x), []).append(m)
-        headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}, "
+        tested = {names[m]: r.methods[m].metrics.get("top1_chance_p") for m in names if m in r.methods}
+        tested = ", ".join(f"{m} {p_text(p)}" for m, p in tested.items() if p is not None)
+        headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}"
+                        + (f" (p of doing as well by chance: {tested})" if tested else "") + ", "
                         "EER 0.5, AUC 0.5" + "".join(f"; {' and '.join(ms)} not above chance: {x}" for x, ms in same.items()))
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
