@@ -135,6 +135,13 @@ def test_dropped_and_candidate_counts():
     vf = video_features(rv, ["rx", "ry", "rz"], t, np.ones(900, bool), np.ones(900, bool), FEATURE_SETS["head_spectrum"])
     # the 30 faceless frames and no other: the windows either side of the gap cover every frame with a face
     assert vf.dropped == 30 and not np.isin(np.arange(420, 450), vf.covered).any()
+    # a gap short enough to bridge (0.2 s) inside the windows: its frames are covered, interpolated, not dropped;
+    # covered and dropped frames are the selection (they counted the 3 twice, 1,054 of a 1,000-frame session)
+    rv = 0.1 * np.sin(2 * np.pi * np.array([0.3, 0.7, 1.1]) * t[:, None])
+    rv[300:303] = np.nan
+    vf = video_features(rv, ["rx", "ry", "rz"], t, np.ones(900, bool), np.ones(900, bool), FEATURE_SETS["head_spectrum"])
+    assert np.isin(np.arange(300, 303), vf.covered).all() and vf.interpolated == 3
+    assert vf.dropped == 900 - len(vf.covered) and vf.dropped < 10
 
 
 def test_verification_curve_rises_and_a_perfect_matrix_has_auc_1():

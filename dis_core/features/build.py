@@ -397,7 +397,9 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
         cov = np.unique(np.concatenate(w.covered)) if w.covered else np.empty(0, np.int64)
         covered = np.zeros(len(v), bool)
         covered[cov] = True
-        return VideoFeatures(w.centre, t[w.centre], w.x, w.columns, int((sel & ok & ~covered).sum() + (sel & ~ok).sum()),
+        # dropped: selected frames no window covers (a faceless frame a window covers was bridged: interpolated, not
+        # dropped, so trained + dropped frames are the selection; counted as both, they exceeded the video)
+        return VideoFeatures(w.centre, t[w.centre], w.x, w.columns, int((sel & ~covered).sum()),
                              int((covered & fill).sum()), cov)
     # rotation vectors: velocities and lags on the rotation group from the raw values (a velocity is the body-frame
     # angular velocity whatever the posture), then centred and scaled as the values are, each axis's gain dividing
