@@ -239,6 +239,9 @@ def test_verdicts_name_a_flow_that_kept_its_gaussian_start_and_few_people_are_no
     assert "kept its Gaussian start, no epoch beating it on validation rows, for 5 of 12 participants" in v
     assert "top-1 flow - baseline +0.00 [+0.00, +0.10]" in v and "-0.00" not in v
     assert "Gaussian start" not in baseline_verdict(SimpleNamespace(**{**vars(r), "training": {}})).text
+    pooled = {p: {"chosen_epoch": 0, "provenance": {"pooled_key": "abc"}} for p in people}  # one shape, N places
+    v = baseline_verdict(SimpleNamespace(**{**vars(r), "training": pooled})).text
+    assert "the pooled flow kept its Gaussian start" in v and "of 12 participants" not in v
     row = {"feature_set": "a vs b", "method": "flow", "participants": 6,
            **{f"{k}_{x}": v for k in ("top1", "eer", "auc") for x, v in
               (("diff", 0.1), ("diff_lo", -0.1), ("diff_hi", 0.3), ("p", 0.4), ("p_holm", 0.8))}}

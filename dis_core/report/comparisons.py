@@ -187,7 +187,11 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
         out.append(f"{head} ({'; '.join(parts)})")
     note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
     start = kept_start(r)
-    if start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian: the comparison is of two Gaussians
+    if start and out and pooled_shape(r):  # one shape for everyone: one flow kept its start, not N
+        note += (" (the pooled flow kept its Gaussian start, no epoch beating it on validation rows: every participant's "
+                 "flow is the cohort's Ledoit-Wolf Gaussian shape placed at their mean, the pooled baseline's form but "
+                 "without the rows it held back to choose its epoch)")
+    elif start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian: the comparison is of two Gaussians
         note += (f" (the flow kept its Gaussian start, no epoch beating it on validation rows, for {start} of "
                  f"{len(r.participants)} participants: for them it is a Ledoit-Wolf Gaussian of its fitting rows, "
                  "the baseline's form but without the rows it held back to choose its epoch)")
@@ -200,6 +204,13 @@ def kept_start(r: FeatureSetScores) -> int:
     rows (chosen epoch 0)."""
     return sum(t.get("chosen_epoch") == 0
                for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants)
+
+
+def pooled_shape(r: FeatureSetScores) -> bool:
+    """Whether the feature set's models are one pooled shape placed at each participant's mean (their training
+    records name the pooled shape's key)."""
+    recs = [t for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants]
+    return bool(recs) and all(str((t.get("provenance") or {}).get("pooled_key", "")) for t in recs)
 
 
 def partner_refusal(results: list[FeatureSetScores]) -> str:
