@@ -775,6 +775,8 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     partner = np.full(len(sim), -1)
     partner[p[:, 0]], partner[p[:, 1]] = p[:, 1], p[:, 0]
     chance = pseudo_couple_mean(lambda a, b: _dyad_stats(sim, rowsum, a, b, partner), p, groups)
+    if abs(chance) < 1e-12 * max(1.0, float(np.nanmax(np.abs(sim)))):  # a mean that is 0 but for its sum's rounding
+        chance = 0.0  # (the dyads sheet read 1.3e-17 and -2.0e-17)
     sd = float(null.std(ddof=1))
     lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
     return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "chance": chance,
