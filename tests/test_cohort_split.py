@@ -158,4 +158,12 @@ def test_a_video_whose_head_does_not_move_gives_no_gain_normalised_rows_and_says
         np.testing.assert_array_equal(train.x, participant_features(ref, "p0", spec, "train").x)
     pose = participant_features(c, "p0", FEATURE_SETS["head_pose"], "test")
     assert len(pose.x) > 500 and np.abs(pose.x).max() < 100 and pose.still == []
+    # the rule is for rotations (radians): scaled scores of a channel off on most frames keep their rows
+    from dis_core.features.build import FeatureSpec, video_features
+
+    t = np.arange(600) / 15.0
+    v = np.column_stack([np.where(np.arange(600) % 3 == 0, 0.5, 0.0), np.linspace(0.1, 0.9, 600)])
+    spec = FeatureSpec("b", "blendshapes", transform="logit", scale="session", velocity=False)
+    vf = video_features(v, ["a", "b"], t, np.ones(600, bool), np.ones(600, bool), spec)
+    assert not vf.still and len(vf.x) == 600
 

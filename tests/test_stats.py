@@ -589,6 +589,9 @@ def test_top1_against_chance_is_a_permutation_test_with_known_answers():
     broad = np.zeros((12, 12))
     broad[4] = 1.0
     assert st.top1_chance_p(broad, n_perm=999) == 1.0
+    broad[0, 1] = np.nan  # an excluded cell a permutation could make someone's own: not scored as a miss
+    with pytest.raises(DISError, match="complete, finite score matrix"):
+        st.top1_chance_p(broad)
     five = np.eye(12)[:, np.r_[0:5, np.roll(np.arange(5, 12), 1)]]  # columns 0-4 own, 5-11 another's
     assert st.topk_fractional(five, 1)[1] == pytest.approx(5 / 12)
     poisson = 1 - sum(exp(-1) / factorial(k) for k in range(5))

@@ -26,6 +26,21 @@ def test_resample_interpolates_and_leaves_long_gaps_empty():
     np.testing.assert_allclose(sy.resample(t, v2, 20, 0.3, 0.2)[:5], [0, 0.5, 1, 1.5, 2])
 
 
+def test_resampling_measures_a_gap_with_the_frame_period_not_the_face_frames_steps():
+    """While the detector flickers (every other frame missed), 7 frames in a row missing (0.23 s) split the
+    features and stay empty here too: a period taken from the face frames' own steps (0.067 s there) bridged it."""
+    from dis_core.features.motion import _gap_plan
+
+    t = np.arange(400) / 30.0
+    ok = np.ones(400, bool)
+    ok[100:300:2] = False
+    ok[200:207] = False
+    fill, _ = _gap_plan(t, ok, 0.2)
+    out = sy.resample(t, np.where(ok, 1.0, np.nan), 30.0, 400 / 30.0, 0.2)
+    assert not fill[200:207].any() and np.isnan(out[200:207]).all()
+    assert fill[100:199:2].all() and np.isfinite(out[100:199]).all()  # the single missed frames are bridged in both
+
+
 def test_exact_lagged_copy_peaks_at_its_lag_with_r_one():
     rng = np.random.default_rng(0)
     x = rng.standard_normal(60)

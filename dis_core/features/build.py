@@ -269,7 +269,7 @@ class VideoFeatures:
     dropped: int  # frames of the selection lost to missing faces or incomplete windows
     interpolated: int = 0  # bridged (interpolated) frames that some emitted row's window used
     covered: np.ndarray | None = None  # window rows: every frame some row was computed from (sorted)
-    still: bool = False  # no rows: a scaled axis hardly moves on the frames that set its gain (MIN_GAIN_RAD)
+    still: bool = False  # no rows: a scaled rotation axis hardly moves on the frames that set its gain (MIN_GAIN_RAD)
 
 
 # Below this robust spread (rad) on the frames that set a session's gain, the head does not move: more than half of
@@ -380,7 +380,7 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     if spec.scale == "session" and ref.sum() > 1:
         gain = np.maximum(np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826, 1e-6)
     raw, v = v, (v - offset) / gain
-    if spec.scale == "session" and ref.sum() > 1 and (gain < MIN_GAIN_RAD).any():
+    if rotation and spec.scale == "session" and ref.sum() > 1 and (gain < MIN_GAIN_RAD).any():
         vf = video_features(values, columns, times, select, fit, dataclasses.replace(spec, scale="none"),
                             window_basis)
         return VideoFeatures(vf.frames[:0], vf.times[:0], vf.x[:0], vf.columns,

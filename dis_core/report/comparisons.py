@@ -52,7 +52,7 @@ def at_chance(m: dict, people: int | None = None) -> list[str]:
     """The metrics of a method's row not told apart from guessing on these people: top-1 whose permutation p
     against chance (``top1_chance_p``; rows without it: its interval holding 1/N) exceeds CHANCE_ALPHA, EER and
     AUC whose 95% interval holds 0.5. Top-1's interval also holds the models' own variation over new cohorts and
-    reached 0 at 5 of 12 people, where guessing gets 5 with p 0.002. One wholly on the wrong side of chance is
+    reached 0 at 5 of 12 people on a cohort where guessing did as well with p 0.002. One wholly on the wrong side of chance is
     named as worse than chance (a confound, or scores the wrong way round, more likely than bad luck). Below
     MIN_PEOPLE people (``people``, else the row's participants) AUC and EER are not told apart from chance either:
     their bootstrap over so few people is too narrow (with 2 every draw is the same pair: a width of 0)."""
@@ -79,7 +79,7 @@ FEW_PEOPLE = f"EER and AUC: too few people to tell (under {MIN_PEOPLE})"
 
 
 def at_chance_text(items: list[str]) -> str:
-    """:func:`at_chance`'s list as the page and terminal print it: the metrics whose interval holds chance, then the
+    """:func:`at_chance`'s list as the page and terminal print it: the metrics not above chance, then the
     few-people caveat as its own clause ('top-1; EER and AUC: too few ...', not 'top-1, EER and AUC: too few ...',
     which read as if top-1's finding were the caveat)."""
     return "; ".join(x for x in (", ".join(x for x in items if x != FEW_PEOPLE), *(x for x in items if x == FEW_PEOPLE))

@@ -184,13 +184,13 @@ def top1_chance_p(s: np.ndarray, n_perm: int = 9999, seed: int = 0, block: int =
     """One-sided p of top-1 against chance: the share of random assignments of the models to the data columns
     (the owners permuted) identifying as many, credit shared at ties as :func:`topk_fractional` shares it, the
     observed assignment counted. A test of "no identity information" on these people, for "above chance":
-    top-1's interval (which holds the models' own variation over new cohorts) reached 0 at 5 of 12 people
-    (p 0.002)."""
+    top-1's interval (which holds the models' own variation over new cohorts) reached 0 at 5 of 12 people on
+    a cohort where this p was 0.002."""
     s = np.asarray(s, float)
     n = s.shape[1]
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column has no top
-        top = np.nanmax(s, axis=0)
+    if not np.isfinite(s).all():  # an excluded cell that a permutation made someone's own cannot be scored
+        raise DISError("the permutation test of top-1 needs a complete, finite score matrix")
+    top = s.max(axis=0)
     at_top = s == top[None, :]  # credit[j, i]: column i's top-1 credit were model j its own
     credit = np.where(at_top, 1.0 / np.maximum(at_top.sum(axis=0), 1)[None, :], 0.0)
     observed = float(topk_fractional(s, 1)[0].sum())

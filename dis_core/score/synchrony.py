@@ -69,8 +69,13 @@ def resample(times: np.ndarray, values: np.ndarray, rate_hz: float, duration_s: 
     exact = (r < len(tk)) & (tk[np.minimum(r, len(tk) - 1)] == grid)
     inner = (r > 0) & (r < len(tk))
     lo, hi = np.maximum(r - 1, 0), np.minimum(r, len(tk) - 1)
-    period = local_period(tk)  # a gap is its missing time, as the features count it (motion._gap_plan)
-    inner &= (tk[hi] - tk[lo]) - period[np.minimum(lo, len(period) - 1)] <= bridge_limit(max_gap_s)
+    # a gap is its missing time, as the features count it (motion._gap_plan): the period around it from every
+    # frame's time, not the face frames' alone (whose steps across gaps would lengthen it where detection flickers)
+    finite = np.isfinite(t)
+    period = local_period(t[finite])
+    if len(period):
+        at = (np.cumsum(finite) - 1)[np.flatnonzero(ok)][lo]  # each left sample's step among the finite times
+        inner &= (tk[hi] - tk[lo]) - period[np.minimum(at, len(period) - 1)] <= bridge_limit(max_gap_s)
     out[inner] = np.interp(grid[inner], tk, vk)
     out[exact] = vk[hi[exact]]
     return out
