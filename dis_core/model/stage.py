@@ -83,8 +83,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                 raise DISError(f"participant {pid}: every usable video is split=test in the manifest, nothing trains "
                                f"their model{cohort.gone_note(pid)}")
             raise DISError(f"participant {pid}, {cfg.features.name}: only {n} usable training frames "
-                           f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan){data.still_note()}; "
-                           "add video")
+                           f"(need {cfg.min_train_frames}, TrainConfig.min_train_frames of the run plan)"
+                           f"{data.still_note()}; add video")
         purge = row_overlap(cfg.features)
         if cfg.density == "pooled" and len(data.x) < purge + 2:  # as pooled_unit leaves them out of the shape
             res.status, res.message = "left_out", (

@@ -52,8 +52,8 @@ def at_chance(m: dict, people: int | None = None) -> list[str]:
     """The metrics of a method's row not told apart from guessing on these people: top-1 whose permutation p
     against chance (``top1_chance_p``; rows without it: its interval holding 1/N) exceeds CHANCE_ALPHA, EER and
     AUC whose 95% interval holds 0.5. Top-1's interval also holds the models' own variation over new cohorts and
-    reached 0 at 5 of 12 people on a cohort where guessing did as well with p 0.002. One wholly on the wrong side of chance is
-    named as worse than chance (a confound, or scores the wrong way round, more likely than bad luck). Below
+    reached 0 at 5 of 12 people on a cohort where guessing did as well with p 0.002. One wholly on the wrong side
+    of chance is named as worse than chance (a confound, or scores the wrong way round, more likely than bad luck). Below
     MIN_PEOPLE people (``people``, else the row's participants) AUC and EER are not told apart from chance either:
     their bootstrap over so few people is too narrow (with 2 every draw is the same pair: a width of 0)."""
     people = m.get("participants") if people is None else people
