@@ -158,6 +158,18 @@ def test_a_video_whose_head_does_not_move_gives_no_gain_normalised_rows_and_says
         np.testing.assert_array_equal(train.x, participant_features(ref, "p0", spec, "train").x)
     pose = participant_features(c, "p0", FEATURE_SETS["head_pose"], "test")
     assert len(pose.x) > 500 and np.abs(pose.x).max() < 100 and pose.still == []
+    # beside a usable training session, a frozen one costs only its rows, and the training record names it
+    from dis_core.model.config import TrainConfig
+    from dis_core.model.stage import train_unit
+
+    out3 = tmp_path / "three"
+    m3 = make_run(out3, n=3, seconds=40, sessions=3, still_of=lambda k, si: 0.6 if (k, si) == (0, 0) else 0.0)
+    prepare_cohort(m3, out3)
+    lags = TrainConfig(FEATURE_SETS["head_lags"], dataclasses.replace(TrainConfig(FEATURE_SETS["head_lags"]).flow,
+                                                                        max_epochs=2))
+    r = train_unit(out3, "p0", lags)
+    assert r.status == "ok" and r.message.startswith(f"the head hardly moves in {m3.entries[0].unit_id} ")
+    assert r.dropped_frames >= 600 and train_unit(out3, "p1", lags).message == ""
     # the rule is for rotations (radians): scaled scores of a channel off on most frames keep their rows
     from dis_core.features.build import FeatureSpec, video_features
 

@@ -127,6 +127,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         res.device = str(pick_device(cfg.flow.device))
         res.resumed_from_epoch = tr.resumed_from
         res.status, res.seconds = "ok", round(time.monotonic() - t0, 3)
+        res.message = data.still_note().removeprefix("; ")  # a video that gave no rows, in the training sheet
         _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"{pid}: {cfg.features.name}", prov)
         summary = dataclasses.asdict(res)
         summary["inputs"] = cohort.inputs_of(pid)
