@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from dis_core.features.motion import local_period
 from dis_core.layout import RunLayout
 from dis_core.report.comparisons import Finding, at_chance, at_chance_text, chance_text
 from dis_core.io.provenance import version_text
@@ -110,8 +111,6 @@ def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
     starts, ends = edges[::2], edges[1::2]  # [start, end) of each gap
     if len(starts) == 0:
         return 0, 0.0
-    from dis_core.features.motion import local_period
-
     steps = local_period(t) if len(t) > 1 else np.zeros(1)  # the period around each gap, as the features read it
     longest = 0.0
     for s, e in zip(starts, ends):

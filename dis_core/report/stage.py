@@ -62,8 +62,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
         for m, x in low.items():
             if x:
                 same.setdefault(at_chance_text(x), []).append(m)
-        tested = {names[m]: r.methods[m].metrics.get("top1_chance_p") for m in names if m in r.methods}
-        tested = ", ".join(f"{m} {p_text(p)}" for m, p in tested.items() if p is not None)
+        tested = ", ".join(f"{names[m]} {p_text(r.methods[m].metrics['top1_chance_p'])}" for m in names
+                           if m in r.methods and r.methods[m].metrics.get("top1_chance_p") is not None)
         headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}"
                         + (f" (p of doing as well by chance: {tested})" if tested else "") + ", "
                         "EER 0.5, AUC 0.5" + "".join(f"; {' and '.join(ms)} not above chance: {x}" for x, ms in same.items()))
