@@ -74,6 +74,9 @@ class ParticipantSection:
     rank_of_own: float | None  # rank of the own model for this person's data (1 = identified; ties share a mid-rank)
     figure: Figure | None  # embedded in the page
     link: str = ""  # the signature's PNG beside the page, when it is not embedded (MAX_SIGNATURES)
+    feature_set: str = ""  # whose flows ``confused`` and ``rank_of_own`` read (the figure's)
+    other_sets: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = ()  # (set, rank, confused) of the
+    # participant's other head-motion feature sets, so no one set's view stands alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,14 +383,20 @@ def _qc_table(qc: list[VideoQC], images: bool = True) -> str:
             + "</tbody></table>")
 
 
+def _fit_words(rank: float | None, confused: Sequence[tuple[str, float]]) -> str:
+    """How one feature set's flows placed a participant's held-out data, for people."""
+    conf = ", ".join(f"{_e(n)} ({signed(v)})" for n, v in confused[1:])
+    said = ("not scored" if rank is None else
+            "identified (own model ranks first)" if rank == 1 else f"own model ranks {rank:g}")
+    return f"{said}; the other models that fit it best: {conf or 'n/a'}"
+
+
 def _participant(p: ParticipantSection) -> str:
-    conf = ", ".join(f"{_e(n)} ({signed(v)})" for n, v in p.confused[1:])
-    rank = ("not scored" if p.rank_of_own is None else
-            "identified (own model ranks first)" if p.rank_of_own == 1 else f"own model ranks {p.rank_of_own:g}")
+    sets = [(p.feature_set, p.rank_of_own, p.confused)] + list(p.other_sets)
+    held = "; ".join(f"{_e(fs)} flows: {_fit_words(r, c)}" if fs else _fit_words(r, c) for fs, r, c in sets)
     return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
             f"{' (dyad ' + _e(p.dyad) + ')' if p.dyad else ''}</h3>"
-            f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {rank}; "
-            f"the other models that fit it best: {conf or 'n/a'}.</p>{_figure(p.figure)}"
+            f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {held}.</p>{_figure(p.figure)}"
             + (f"<p class='note'><a href=\"{_e(p.link)}\">signature (PNG)</a></p>" if p.figure is None and p.link else ""))
 
 
@@ -472,7 +481,9 @@ def render_html(page: ReportPage) -> str:
                "head yaw/pitch/roll over time for each session (training and held-out), the spectrum of the "
                "head's angular speed over each session's longest run of frames with a face (its rhythm, what the head_spectrum feature set models), and whose models "
                "of the feature set named in the figure's title fit their held-out data best (per-data t-normalised "
-               "score: standard deviations above the other models).</p>")
+               "score: standard deviations above the other models): head_spectrum's, DIS's head-motion signature, "
+               "where it scored the participant, else head_pose's. The line above each figure gives every "
+               "head-motion feature set's placing.</p>")
     shown = sum(p.figure is not None for p in page.participants)
     if any(p.figure is None and p.link for p in page.participants):
         out.append(f"<p class='note'>The page embeds {shown} of the {len(page.participants)} participants' "

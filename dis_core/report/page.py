@@ -16,12 +16,14 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.report.html import (Figure, ParticipantSection, ReportPage, confusions, embedded_signatures,
                                   gather_video_qc, png_figure, read_head_pose, render_html)
 from dis_core.extract.summary import read_summary_table
-from dis_core.features.build import row_word
+from dis_core.features.build import FEATURE_SETS, row_word
 from dis_core.layout import RunLayout
 from dis_core.report.comparisons import Finding
 from dis_core.score.evaluate import FeatureSetScores
 
-SIGNATURE_FEATURE_SET = "head_pose"  # the signature pictured per participant is the head's motion
+# whose flows the signature figure's confusions read, first that scored the participant: head motion over
+# seconds (DIS's default signature), then per frame (short recordings, where head_spectrum does not apply)
+SIGNATURE_FEATURE_SETS = ("head_spectrum", "head_pose")
 
 
 def safe_name(s: str) -> str:
@@ -118,39 +120,53 @@ def _run_record(out_root: Path) -> dict:
         return {}
 
 
+def _head_sets(results: list[FeatureSetScores]) -> list[FeatureSetScores]:
+    """The scored head-motion feature sets, the signature's preference first, then in the run's order."""
+    head = [r for r in results if r.feature_set in SIGNATURE_FEATURE_SETS or
+            getattr(FEATURE_SETS.get(r.feature_set), "source", "").startswith("head_")]
+    return sorted(head, key=lambda r: (list(SIGNATURE_FEATURE_SETS) + [r.feature_set]).index(r.feature_set))
+
+
+def _placings(results: list[FeatureSetScores], pid: str) -> list[tuple[str, float, tuple[tuple[str, float], ...]]]:
+    """(feature set, rank of the own flow, confusions) for every head-motion set that scored ``pid``."""
+    out = []
+    for r in _head_sets(results):
+        if pid in r.participants:
+            j = r.participants.index(pid)
+            out.append((r.feature_set, float(r.methods["flow"].ranks[j, j]),
+                        confusions(r.methods["flow"].s, j, r.participants)))
+    return out
+
+
 def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], prov: dict) -> list[ParticipantSection]:
-    """One section per participant of the cohort: head-motion traces per session, spectrum, confusions."""
+    """One section per participant of the cohort: head-motion traces per session, spectrum, and how each
+    head-motion feature set's flows placed their held-out data (the figure shows the signature set's)."""
     from dis_core.report.figures import signature_png
 
     figs.mkdir(parents=True, exist_ok=True)
-    r = next((x for x in results if x.feature_set == SIGNATURE_FEATURE_SET), results[0] if results else None)
-    ranked = {pid: float(r.methods["flow"].ranks[j, j]) for j, pid in enumerate(r.participants)} if r is not None else {}
+    placed = {pid: _placings(results, pid) for pid in cohort.participants}
     # only participants with a signature count against the page's cap (traces are read again below rather
     # than held: at N = 1,000 with long sessions they would not fit in the report job's memory)
-    embed = embedded_signatures([(pid, ranked.get(pid)) for pid in cohort.participants if _traces(cohort, pid)])
+    embed = embedded_signatures([(pid, placed[pid][0][1] if placed[pid] else None)
+                                 for pid in cohort.participants if _traces(cohort, pid)])
     out = []
     for pid in cohort.participants:
         sessions = _traces(cohort, pid)
-        confused, rank = (), None
-        if r is not None and pid in r.participants:
-            j = r.participants.index(pid)
-            s = r.methods["flow"].s
-            confused = confusions(s, j, r.participants)
-            rank = ranked[pid]
+        fs, rank, confused = placed[pid][0] if placed[pid] else ("", None, ())
         fig, link = None, ""
         if sessions:
             path = figs / f"signature_{safe_name(pid)}.png"
-            fs_note = f" (confusions: {r.feature_set} flows)" if confused else ""
+            fs_note = f" (confusions: {fs} flows)" if confused else ""
             signature_png(path, sessions, list(confused), f"{pid}: head-motion signature{fs_note}", prov)
             if pid in embed:
                 fig = Figure(f"Signature of {pid}", "Top: yaw, pitch and roll per session; bottom: spectrum of the "
                              "head's angular speed over each session's longest run of frames with a face; right: models that fit the held-out data best"
-                             + (f" ({r.feature_set} flows)." if confused else " (none: not scored)."),
+                             + (f" ({fs} flows)." if confused else " (none: not scored)."),
                              path.read_bytes())
             else:
                 link = path.relative_to(cohort.layout.report_dir).as_posix()
         out.append(ParticipantSection(pid, cohort.dyad(pid), tuple(e.session for e in cohort.videos_of(pid)),
-                                      confused, rank, fig, link))
+                                      confused, rank, fig, link, fs, tuple(placed[pid][1:])))
     return out
 
 
