@@ -15,7 +15,8 @@ Gaussian: +0.050 [-0.085, +0.185] then, [-0.116, +0.236] now); p is printed as t
         [--manifest M] [--only spectrum,frame] [--methods pflow,pgauss] [--cache DIR] [--truth] [--flow-seed S]
         [--excerpts 8,16,30]   # also identify from excerpts of 8, 16, 30 s of each test session
 
-The split is the manifest's (session 1 train, session 2 test for `dis phantom`). Features are built
+The split is the pipeline's by whole videos (dis_core.cohort.split.whole_video_rule): the manifest's split
+column, else the last session listed held out (session 1 train, session 2 test for `dis phantom`). Features are built
 by the library (dis_core.features.build.video_features) exactly as the pipeline builds them; flows
 and baselines are fitted on the same rows. ``--truth`` replaces MediaPipe's rotations by the phantom's
 truth CSVs (hidden frames stay missing): the ceiling of what the dynamics allow, for context only.
@@ -494,6 +495,7 @@ from dis_core.layout import RunLayout  # noqa: E402
 from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, FEATURE_SETS, FeatureSpec,  # noqa: E402
                                      base_values, row_overlap, video_features)
 from dis_core.manifest import load_manifest  # noqa: E402
+from dis_core.cohort.split import whole_video_rule  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
 from dis_core.features.temporal import fit_window_basis  # noqa: E402
 from dis_core.model.config import POOLED_FLOW, default_train_config  # noqa: E402
@@ -590,15 +592,25 @@ def _cache_key(cache: Path | None, feats, pids, spec_name: str, m: str, what: st
             if cache else None)
 
 
+SPLIT_WORDS = ("whole videos held out: the manifest's split column, else the last session listed (session 1 train, "
+               "session 2 test for dis phantom)")
+
+
 def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
     """{pid: {"train": [(transform, time_s)], "test": [...]}} from the extraction (or truth) files;
     ``partial``: skip videos not extracted (yet), and participants left without both parts."""
     m = load_manifest(manifest)
+    rows: dict[str, list] = {}
+    for e in m.entries:
+        rows.setdefault(e.participant_id, []).append(e)
+    rules = {pid: whole_video_rule(es) for pid, es in rows.items()}  # the pipeline's default split, by whole videos
     out: dict[str, dict[str, list]] = {}
     for e in m.entries:
         if partial and not truth and not RunLayout(run).extraction(e.unit_id).is_file():
             continue
-        part = "test" if e.split == "test" else "train"
+        if rules[e.participant_id] is None:  # one session and no split column: nothing held out across sessions
+            continue
+        part = "test" if rules[e.participant_id][1](e) else "train"
         if truth:
             tp = Path(str(e.video).replace(".mp4", ".truth.csv"))
             a = np.loadtxt(tp, delimiter=",", skiprows=1, ndmin=2)
@@ -617,8 +629,9 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
         out.setdefault(e.participant_id, {"train": [], "test": []})[part].append((tr, t))
     both = {p: v for p, v in out.items() if v["train"] and v["test"]}
     if not both:
-        raise SystemExit(f"{manifest}: no participant has both a training and a test video (its split column names "
-                         "them: train, test; dis phantom writes it)")
+        raise SystemExit(f"{manifest}: no participant has both a training and a test video (the bench holds out "
+                         "whole videos: a split column naming train and test, or two or more sessions, the last "
+                         "one listed held out)")
     return both
 
 
@@ -904,7 +917,7 @@ def main() -> None:
             results += evaluate(features(videos, SPECS[name]), name, ms, a.cache, log, a.cached_only,
                                 keep_rows=bool(a.excerpts))
     src = "truth (phantom ceiling)" if a.truth else "MediaPipe"
-    print(f"identity from head motion, {len(videos)} participants, {src}; split: session 1 train, session 2 test")
+    print(f"identity from head motion, {len(videos)} participants, {src}; split: {SPLIT_WORDS}")
     print("score: trimmed mean log p (flow, gaussian, ar) or -distance of session spectra (nn); AUC/EER on t-norm")
     print(f"{'feature set/method':22s} {'N':>3s}  top-1 [95% CI]          chance AUC [95% CI]          "
           f"EER [95% CI]          usable/video train s/person")
@@ -951,7 +964,7 @@ def main() -> None:
         model = record.get("plan", {}).get("model", {})
         prov = script_provenance(vars(a), run=str(a.run), manifest=str(manifest),
                                  manifest_sha256=manifest_sha256, model_sha256=model.get("sha256", ""),
-                                 source=src, split="session 1 train, session 2 test")
+                                 source=src, split=SPLIT_WORDS)
         write_text_atomic(a.cache / "summary.json", json.dumps({"provenance": prov, "results": {
             r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
                      "eer": float(verification(tnorm(r.s))["eer"]), "auc": float(verification(tnorm(r.s))["auc"]),

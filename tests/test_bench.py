@@ -18,30 +18,41 @@ def _identify(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "bench/identify.py", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_identify_records_its_inputs_in_summary_json_and_refuses_a_manifest_without_a_split(tmp_path):
-    """summary.json names the command, the manifest's sha256 and the figures it printed; a manifest that names
-    no training and test video per participant is one line naming the file, not a traceback."""
+def test_identify_records_its_inputs_and_splits_as_the_pipeline_does(tmp_path):
+    """summary.json names the command, the manifest's sha256 and the figures it printed. Without a split column
+    the bench holds out the last session listed, as the pipeline's default does (the same figures as a split
+    column saying so); a manifest with nothing to hold out across sessions is one line naming the file."""
     out = tmp_path / "run"
     m = make_run(out, n=3, seconds=20, sessions=2)
     rows = [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name, "dyad": e.dyad}
             for e in m.entries]
-    bare = write_manifest(tmp_path / "videos" / "bare.csv", rows)
-    r = _identify("--run", str(out), "--manifest", str(bare), "--only", "frame", "--methods", "gaussian")
+    one = write_manifest(tmp_path / "videos" / "one.csv", [r for r in rows if r["session"] == "s1"])
+    r = _identify("--run", str(out), "--manifest", str(one), "--only", "frame", "--methods", "gaussian")
     assert r.returncode == 1 and r.stderr.strip() == (
-        f"{bare}: no participant has both a training and a test video (its split column names them: train, test; "
-        "dis phantom writes it)")
+        f"{one}: no participant has both a training and a test video (the bench holds out whole videos: a split "
+        "column naming train and test, or two or more sessions, the last one listed held out)")
     split = write_manifest(tmp_path / "videos" / "cohort.csv",
                            [{**row, "split": "train" if row["session"] == "s1" else "test"} for row in rows])
-    r = _identify("--run", str(out), "--manifest", str(split), "--only", "frame", "--methods", "gaussian",
-                  "--cache", str(tmp_path / "cache"))
+    bare = write_manifest(tmp_path / "videos" / "bare.csv", rows)
+    lines = {}
+    for name, manifest in (("split", split), ("bare", bare)):
+        r = _identify("--run", str(out), "--manifest", str(manifest), "--only", "frame", "--methods", "gaussian",
+                      "--cache", str(tmp_path / f"cache_{name}"))
+        assert r.returncode == 0, r.stderr
+        lines[name] = next(x for x in r.stdout.splitlines() if x.startswith("frame/gaussian "))
+    figures = lambda line: line.rsplit(maxsplit=1)[0]  # noqa: E731 (the last column is training seconds)
+    assert figures(lines["bare"]) == figures(lines["split"])
+    # the other way round: the bare manifest listing session 2 first holds session 1 out, and figures change
+    swapped = write_manifest(tmp_path / "videos" / "swapped.csv", sorted(rows, key=lambda x: x["session"] != "s2"))
+    r = _identify("--run", str(out), "--manifest", str(swapped), "--only", "frame", "--methods", "gaussian")
     assert r.returncode == 0, r.stderr
-    doc = json.loads((tmp_path / "cache" / "summary.json").read_text())
+    assert figures(next(x for x in r.stdout.splitlines() if x.startswith("frame/gaussian "))) != figures(lines["split"])
+    doc = json.loads((tmp_path / "cache_split" / "summary.json").read_text())
     prov, res = doc["provenance"], doc["results"]["frame/gaussian"]
     assert prov["manifest_sha256"] == sha256_file(split) and prov["arguments"]["only"] == "frame"
     assert prov["command"].startswith("bench/identify.py --run ") and prov["packages"]["numpy"]
     assert prov["model_sha256"] == ""  # no run.json here: a synthetic extraction folder
-    line = next(x for x in r.stdout.splitlines() if x.startswith("frame/gaussian "))
-    assert f"{res['top1']:.3f} [{res['top1_lo']:.3f}, {res['top1_hi']:.3f}]" in line
+    assert f"{res['top1']:.3f} [{res['top1_lo']:.3f}, {res['top1_hi']:.3f}]" in lines["split"]
 
 
 def test_the_extraction_bench_manifests_load_with_a_video_named_several_times(tmp_path):

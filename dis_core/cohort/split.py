@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -85,23 +85,29 @@ def assign_splits(entries: Sequence[VideoEntry], times: dict[str, np.ndarray], c
     for e in (entries if planned is None else planned):
         rows.setdefault(e.participant_id, []).append(e)
     for pid, es in by_pid.items():
-        every = rows.get(pid, es)
-        if any(e.split for e in every):
+        whole = whole_video_rule(rows.get(pid, es), cfg.rule)
+        if whole is not None:
+            rule, is_test = whole
             for e in es:
                 n = len(times[e.unit_id])
-                is_test = e.split == "test"
-                out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "manifest")
-            continue
-        sessions = list(dict.fromkeys(e.session for e in every))
-        if cfg.rule == "auto" and len(sessions) > 1:
-            for e in es:
-                n = len(times[e.unit_id])
-                is_test = e.session == sessions[-1]
-                out[e.unit_id] = VideoSplit(np.full(n, not is_test), np.full(n, is_test), "cross-session")
+                out[e.unit_id] = VideoSplit(np.full(n, not is_test(e)), np.full(n, is_test(e)), rule)
             continue
         for ses in dict.fromkeys(e.session for e in es):
             out.update(_temporal([e for e in es if e.session == ses], times, cfg, detected))
     return out
+
+
+def whole_video_rule(every: Sequence[VideoEntry], rule: str = "auto"
+                     ) -> tuple[str, Callable[[VideoEntry], bool]] | None:
+    """One participant's split by whole videos, decided from all their manifest rows: ("manifest", is-test) when
+    a row has a split; ("cross-session", is-test) holding out the last session listed when there are two or
+    more and ``rule`` is "auto"; else None (a temporal split within sessions). The pipeline and the bench read it."""
+    if any(e.split for e in every):
+        return "manifest", lambda e: e.split == "test"
+    sessions = list(dict.fromkeys(e.session for e in every))
+    if rule == "auto" and len(sessions) > 1:
+        return "cross-session", lambda e: e.session == sessions[-1]
+    return None
 
 
 def _temporal(es: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig,
