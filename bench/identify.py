@@ -596,14 +596,15 @@ SPLIT_WORDS = ("whole videos held out: the manifest's split column, else the las
                "session 2 test for dis phantom)")
 
 
-def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
-    """{pid: {"train": [(transform, time_s)], "test": [...]}} from the extraction (or truth) files;
+def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False, rule: str = "auto"):
+    """({pid: {"train": [(transform, time_s)], "test": [...]}}, {pid: why left out}) from the extraction (or
+    truth) files, split by whole videos as the pipeline splits under the split ``rule`` its run recorded;
     ``partial``: skip videos not extracted (yet), and participants left without both parts."""
     m = load_manifest(manifest)
     rows: dict[str, list] = {}
     for e in m.entries:
         rows.setdefault(e.participant_id, []).append(e)
-    rules = {pid: whole_video_rule(es) for pid, es in rows.items()}  # the pipeline's default split, by whole videos
+    rules = {pid: whole_video_rule(es, rule) for pid, es in rows.items()}
     out: dict[str, dict[str, list]] = {}
     for e in m.entries:
         if partial and not truth and not RunLayout(run).extraction(e.unit_id).is_file():
@@ -631,8 +632,11 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False):
     if not both:
         raise SystemExit(f"{manifest}: no participant has both a training and a test video (the bench holds out "
                          "whole videos: a split column naming train and test, or two or more sessions, the last "
-                         "one listed held out)")
-    return both
+                         f"one listed held out{'' if rule == 'auto' else f'; the run split {rule}'})")
+    left = {p: ("one session and no split column: a split within the session, which the bench does not make"
+                if rules[p] is None else "no training or no test video" + (" extracted yet" if partial else ""))
+            for p in rows if p not in both}
+    return both, left
 
 
 def features(videos, spec: FeatureSpec):
@@ -906,7 +910,8 @@ def main() -> None:
         a.cache.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        videos = load_videos(a.run, manifest, a.truth, a.partial)
+        rule = ((record.get("plan") or {}).get("cohort") or {}).get("split", {}).get("rule", "auto")
+        videos, left = load_videos(a.run, manifest, a.truth, a.partial, rule)
     except (DISError, OSError) as e:  # a missing run or manifest: one line, not a traceback
         sys.exit(f"error: {e}")
     manifest_sha256 = sha256_file(manifest)  # the rows just loaded, named in summary.json
@@ -918,6 +923,9 @@ def main() -> None:
                                 keep_rows=bool(a.excerpts))
     src = "truth (phantom ceiling)" if a.truth else "MediaPipe"
     print(f"identity from head motion, {len(videos)} participants, {src}; split: {SPLIT_WORDS}")
+    for why in sorted(set(left.values())):
+        print(f"left out: {sum(w == why for w in left.values())} participant(s) with {why}: "
+              + ", ".join(sorted(p for p, w in left.items() if w == why)))
     print("score: trimmed mean log p (flow, gaussian, ar) or -distance of session spectra (nn); AUC/EER on t-norm")
     print(f"{'feature set/method':22s} {'N':>3s}  top-1 [95% CI]          chance AUC [95% CI]          "
           f"EER [95% CI]          usable/video train s/person")
@@ -964,7 +972,7 @@ def main() -> None:
         model = record.get("plan", {}).get("model", {})
         prov = script_provenance(vars(a), run=str(a.run), manifest=str(manifest),
                                  manifest_sha256=manifest_sha256, model_sha256=model.get("sha256", ""),
-                                 source=src, split=SPLIT_WORDS)
+                                 source=src, split=SPLIT_WORDS, split_rule=rule, left_out=left)
         write_text_atomic(a.cache / "summary.json", json.dumps({"provenance": prov, "results": {
             r.name: {**identification(r.s), **{k: float(v) for k, v in headline_intervals(r.s).items()},
                      "eer": float(verification(tnorm(r.s))["eer"]), "auc": float(verification(tnorm(r.s))["auc"]),

@@ -47,6 +47,22 @@ def test_identify_records_its_inputs_and_splits_as_the_pipeline_does(tmp_path):
     r = _identify("--run", str(out), "--manifest", str(swapped), "--only", "frame", "--methods", "gaussian")
     assert r.returncode == 0, r.stderr
     assert figures(next(x for x in r.stdout.splitlines() if x.startswith("frame/gaussian "))) != figures(lines["split"])
+    # a participant with one session and no split column is left out, and the bench says who and why
+    mixed = write_manifest(tmp_path / "videos" / "mixed.csv", [r for r in rows if r["participant_id"] != "p2"
+                                                               or r["session"] == "s1"])
+    r = _identify("--run", str(out), "--manifest", str(mixed), "--only", "frame", "--methods", "gaussian",
+                  "--cache", str(tmp_path / "cache_mixed"))
+    assert r.returncode == 0, r.stderr
+    assert "identity from head motion, 2 participants" in r.stdout
+    assert ("left out: 1 participant(s) with one session and no split column: a split within the session, which "
+            "the bench does not make: p2") in r.stdout
+    mixed_prov = json.loads((tmp_path / "cache_mixed" / "summary.json").read_text())["provenance"]
+    assert list(mixed_prov["left_out"]) == ["p2"] and mixed_prov["split_rule"] == "auto"
+    # a run made with the within-session rule held out no whole video: the bench refuses rather than split otherwise
+    (out / "run.json").write_text(json.dumps({"manifest": str(bare), "plan": {"cohort": {"split": {
+        "rule": "within-session"}}}}))
+    r = _identify("--run", str(out), "--only", "frame", "--methods", "gaussian")
+    assert r.returncode == 1 and r.stderr.strip().endswith("the last one listed held out; the run split within-session)")
     doc = json.loads((tmp_path / "cache_split" / "summary.json").read_text())
     prov, res = doc["provenance"], doc["results"]["frame/gaussian"]
     assert prov["manifest_sha256"] == sha256_file(split) and prov["arguments"]["only"] == "frame"

@@ -312,8 +312,8 @@ def test_a_failed_video_is_listed_once_under_what_failed():
 
 def test_participant_sections_read_every_head_motion_set_signature_first(tmp_path):
     """The figure's confusions come from head_spectrum (DIS's head-motion signature) where it scored the
-    participant, else head_pose; the line above the figure gives every head-motion set's placing, and a
-    landmark set is not a head-motion signature."""
+    participant, else head_pose; the list above the figure gives every head-motion set's placing, and a
+    landmark set is not a head-motion signature unless the run has no other."""
     from types import SimpleNamespace
 
     from dis_core.report.page import _placings
@@ -323,19 +323,21 @@ def test_participant_sections_read_every_head_motion_set_signature_first(tmp_pat
         s = np.asarray(s, float)
         return SimpleNamespace(feature_set=fs, participants=pids, methods={"flow": SimpleNamespace(s=s, ranks=ranks(s))})
 
-    pose = scored("head_pose", ["a", "b", "c"], [[0, -9, -9], [-9, 0, -9], [-9, -9, 0]])  # everyone identified
-    spec = scored("head_spectrum", ["a", "b"], [[0, 5], [5, 0]])  # a's data fits b's model better, and b's a's
-    lms = scored("landmarks", ["a", "b", "c"], [[0, 1, 1], [1, 0, 1], [1, 1, 0]])
-    got = _placings([lms, pose, spec], "a")
-    assert [(fs, r) for fs, r, _ in got] == [("head_spectrum", 2.0), ("head_pose", 1.0)]
-    assert got[0][2][1][0] == "b"  # b's model fits a's held-out data best of the others
-    assert [fs for fs, _, _ in _placings([lms, pose, spec], "c")] == ["head_pose"]  # not in head_spectrum
-    assert _placings([lms], "a") == []
+    pose = scored("head_pose", ["a", "b", "c", "d"], -9 + 9 * np.eye(4))  # everyone identified
+    # a's data: d's model fits best, then a's own, then c's, then b's
+    spec = scored("head_spectrum", ["a", "b", "c", "d"], [[0, 0, 0, 0], [-8, 0, -5, -5], [-3, -5, 0, -5],
+                                                          [4, -5, -5, 0]])
+    lms = scored("landmarks", ["a", "b", "c", "d"], np.eye(4))
+    got = _placings([lms, pose, spec])
+    assert [(fs, r) for fs, r, _ in got["a"]] == [("head_spectrum", 2.0), ("head_pose", 1.0)]
+    assert [n for n, _ in got["a"][0][2]] == ["a", "d", "c", "b"]  # own model first, then the others by score
+    assert [fs for fs, _, _ in _placings([lms, pose])["c"]] == ["head_pose"]
+    assert [fs for fs, _, _ in _placings([lms])["a"]] == ["landmarks"]  # no head-motion set in the run
 
-    fs, rank, conf = got[0]
-    section = ParticipantSection("a", "", ("s1", "s2"), conf, rank, None, "", fs, tuple(got[1:]))
+    fs, rank, conf = got["a"][0]
+    section = ParticipantSection("a", "", ("s1", "s2"), conf, rank, None, "", fs, tuple(got["a"][1:]))
     page = _page(tmp_path)
     text = render_html(dataclasses.replace(page, participants=[section]))
     line = text[text.index('id="p-a"'):]
-    assert ("head_spectrum flows: own model ranks 2; the other models that fit it best: b" in line
-            and "head_pose flows: identified (own model ranks first)" in line)
+    assert ("<li>head_spectrum flows: own model ranks 2; the other models that fit it best: d" in line
+            and "<li>head_pose flows: identified (own model ranks first)" in line)

@@ -225,12 +225,13 @@ def read_head_pose(h5: Path) -> tuple[np.ndarray, np.ndarray]:
     return t, hp
 
 
-def confusions(s: np.ndarray, j: int, pids: Sequence[str], k: int = 4) -> tuple[tuple[str, float], ...]:
+def confusions(s: np.ndarray, j: int, pids: Sequence[str], k: int = 4,
+               tn: np.ndarray | None = None) -> tuple[tuple[str, float], ...]:
     """The models that fit participant j's held-out data best, by per-data t-normalised score:
-    their own model first, then the k-1 others ranked highest."""
+    their own model first, then the k-1 others ranked highest (``tn``: tnorm(s), when the caller has it)."""
     from dis_core.score.scoring import tnorm
 
-    col = tnorm(np.asarray(s, float))[:, j]
+    col = (tnorm(np.asarray(s, float)) if tn is None else tn)[:, j]
     others = [i for i in np.argsort(-np.nan_to_num(col, nan=-np.inf)) if i != j][: k - 1]
     return tuple([(pids[j], float(col[j]))] + [(pids[i], float(col[i])) for i in others])
 
@@ -393,10 +394,11 @@ def _fit_words(rank: float | None, confused: Sequence[tuple[str, float]]) -> str
 
 def _participant(p: ParticipantSection) -> str:
     sets = [(p.feature_set, p.rank_of_own, p.confused)] + list(p.other_sets)
-    held = "; ".join(f"{_e(fs)} flows: {_fit_words(r, c)}" if fs else _fit_words(r, c) for fs, r, c in sets)
+    held = "".join(f"<li>{_e(fs) + ' flows: ' if fs else ''}{_fit_words(r, c)}.</li>" for fs, r, c in sets)
     return (f'<h3 id="p-{_e(p.participant_id)}">{_e(p.participant_id)}'
             f"{' (dyad ' + _e(p.dyad) + ')' if p.dyad else ''}</h3>"
-            f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data: {held}.</p>{_figure(p.figure)}"
+            f"<p class='note'>videos: {_e(', '.join(p.videos))}. Held-out data:</p><ul class='tests'>{held}</ul>"
+            f"{_figure(p.figure)}"
             + (f"<p class='note'><a href=\"{_e(p.link)}\">signature (PNG)</a></p>" if p.figure is None and p.link else ""))
 
 
@@ -482,8 +484,9 @@ def render_html(page: ReportPage) -> str:
                "head's angular speed over each session's longest run of frames with a face (its rhythm, what the head_spectrum feature set models), and whose models "
                "of the feature set named in the figure's title fit their held-out data best (per-data t-normalised "
                "score: standard deviations above the other models): head_spectrum's, DIS's head-motion signature, "
-               "where it scored the participant, else head_pose's. The line above each figure gives every "
-               "head-motion feature set's placing.</p>")
+               "where it scored the participant, else head_pose's, else another head-motion set's (a run without "
+               "one: its first feature set's). The list above each figure gives every head-motion feature set's "
+               "placing.</p>")
     shown = sum(p.figure is not None for p in page.participants)
     if any(p.figure is None and p.link for p in page.participants):
         out.append(f"<p class='note'>The page embeds {shown} of the {len(page.participants)} participants' "

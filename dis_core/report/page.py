@@ -120,21 +120,26 @@ def _run_record(out_root: Path) -> dict:
         return {}
 
 
-def _head_sets(results: list[FeatureSetScores]) -> list[FeatureSetScores]:
-    """The scored head-motion feature sets, the signature's preference first, then in the run's order."""
+def _placing_sets(results: list[FeatureSetScores]) -> list[FeatureSetScores]:
+    """The feature sets a participant's section reads: the scored head-motion sets, the signature's preference
+    first, then in the run's order; a run without any reads its first feature set instead."""
     head = [r for r in results if r.feature_set in SIGNATURE_FEATURE_SETS or
             getattr(FEATURE_SETS.get(r.feature_set), "source", "").startswith("head_")]
-    return sorted(head, key=lambda r: (list(SIGNATURE_FEATURE_SETS) + [r.feature_set]).index(r.feature_set))
+    head.sort(key=lambda r: (list(SIGNATURE_FEATURE_SETS) + [r.feature_set]).index(r.feature_set))
+    return head or results[:1]
 
 
-def _placings(results: list[FeatureSetScores], pid: str) -> list[tuple[str, float, tuple[tuple[str, float], ...]]]:
-    """(feature set, rank of the own flow, confusions) for every head-motion set that scored ``pid``."""
-    out = []
-    for r in _head_sets(results):
-        if pid in r.participants:
-            j = r.participants.index(pid)
-            out.append((r.feature_set, float(r.methods["flow"].ranks[j, j]),
-                        confusions(r.methods["flow"].s, j, r.participants)))
+def _placings(results: list[FeatureSetScores]) -> dict[str, list[tuple[str, float, tuple[tuple[str, float], ...]]]]:
+    """Per participant, (feature set, rank of the own flow, confusions) for every set of :func:`_placing_sets`
+    that scored them (each set's t-norm computed once: per participant it cost O(N^2) at N = 1,000)."""
+    from dis_core.score.scoring import tnorm
+
+    out: dict[str, list] = {}
+    for r in _placing_sets(results):
+        tn = tnorm(np.asarray(r.methods["flow"].s, float))
+        for j, pid in enumerate(r.participants):
+            out.setdefault(pid, []).append((r.feature_set, float(r.methods["flow"].ranks[j, j]),
+                                            confusions(r.methods["flow"].s, j, r.participants, tn=tn)))
     return out
 
 
@@ -144,7 +149,8 @@ def _participants(figs: Path, cohort: Cohort, results: list[FeatureSetScores], p
     from dis_core.report.figures import signature_png
 
     figs.mkdir(parents=True, exist_ok=True)
-    placed = {pid: _placings(results, pid) for pid in cohort.participants}
+    scored = _placings(results)
+    placed = {pid: scored.get(pid, []) for pid in cohort.participants}
     # only participants with a signature count against the page's cap (traces are read again below rather
     # than held: at N = 1,000 with long sessions they would not fit in the report job's memory)
     embed = embedded_signatures([(pid, placed[pid][0][1] if placed[pid] else None)
