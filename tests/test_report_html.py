@@ -126,20 +126,27 @@ def test_page_renders_in_headless_chromium(tmp_path):
 
 
 def test_qc_thumbnails_of_a_real_extraction_seek_to_the_same_frames(tmp_path, samples, model, monkeypatch, make_manifest):
-    """A real video through extraction; its QC row counts the frames, and the thumbnails a long video
-    gets by seeking are the very frames (same pixels, same landmarks) a short one gets by decoding."""
+    """A real video through extraction; its QC row counts the frames, and the thumbnails it gets by seeking
+    (each frame's decoder time checked against the extraction's) are the very frames (same pixels, same
+    landmarks) decoding in order gives; a seek that lands on another frame's time falls back to decoding."""
     from dis_core.extract.stage import extract_video
     from dis_core.extract.summary import qc_table
     from dis_core.manifest import load_manifest
     from dis_core.report import html as H
 
-    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}]))
+    video = samples["single_face.mp4"]
+    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(video)}]))
     res = extract_video(m.entries[0], tmp_path / "out", model, progress=False)
     assert res.status == "ok"
     qc = qc_table([res])
-    seq = H.gather_video_qc(tmp_path / "out", qc)
-    monkeypatch.setattr(H, "SEQUENTIAL_MAX_FRAMES", 0)
+    with h5py.File(res.output, "r") as f:
+        t = f["time_s"][()]
+    want = [int(q * (len(t) - 1)) for q in (0.1, 0.5, 0.9)]
+    assert H._seek_frames(Path(video), want, t) is not None  # this file seeks to the recorded times
+    assert H._seek_frames(Path(video), want, t + (t[1] - t[0])) is None  # a frame later than recorded: refused
     seek = H.gather_video_qc(tmp_path / "out", qc)
+    monkeypatch.setattr(H, "_seek_frames", lambda *a: None)  # what decoding in order gives
+    seq = H.gather_video_qc(tmp_path / "out", qc)
     assert seq[0].frames == res.frames and seq[0].detected_frames == res.detected_frames
     with h5py.File(res.output, "r") as f:  # the decoded duration, not a count of seconds holding frames
         assert seq[0].seconds == pytest.approx(float(f["video"].attrs["duration_s"])) and seq[0].fps == pytest.approx(res.fps)

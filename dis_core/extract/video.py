@@ -194,6 +194,23 @@ def _pixel_aspect(cap: cv2.VideoCapture) -> float:
     return num / den if num > 0 and den > 0 else 1.0
 
 
+def shown_rgb(bgr: np.ndarray, aspect: float = 1.0, turned: bool = False) -> np.ndarray:
+    """A decoded frame as the RGB picture it shows: pixels of sample aspect ``aspect`` stretched to square
+    (along the stored width, which is the height of a frame the decoder turned)."""
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+    if aspect != 1.0:
+        h, w = rgb.shape[:2]
+        size = (w, max(1, round(h * aspect))) if turned else (max(1, round(w * aspect)), h)
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+    return rgb
+
+
+def square_pixel_view(cap: cv2.VideoCapture) -> tuple[float, bool]:
+    """(aspect to stretch by, 1.0 when within 1% of square; whether the decoder turns the frames) of an open video."""
+    aspect = _pixel_aspect(cap)
+    return (aspect if abs(aspect - 1.0) > 0.01 else 1.0), int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 180 == 90
+
+
 def iter_frames(path: str | Path, fps_override: float | None = None, square_pixels: bool = True) -> Iterator[Frame]:
     """Decode frames one at a time (never the whole video in memory).
 
@@ -212,10 +229,8 @@ def iter_frames(path: str | Path, fps_override: float | None = None, square_pixe
     try:
         nominal = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         period = 1.0 / (fps_override or (nominal if nominal > 0 else 30.0))
-        aspect = _pixel_aspect(cap) if square_pixels else 1.0
-        stretch = abs(aspect - 1.0) > 0.01
-        turned = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 180 == 90  # frames come rotated: the stored
-        # width is their height
+        aspect, turned = square_pixel_view(cap)  # turned: frames come rotated, the stored width is their height
+        stretch = square_pixels and aspect != 1.0
         def decoded() -> Iterator[tuple[int, float, np.ndarray]]:
             i = 0
             while True:
@@ -226,12 +241,7 @@ def iter_frames(path: str | Path, fps_override: float | None = None, square_pixe
                 i += 1
 
         def frame(i: int, t: float, wild: bool, bgr: np.ndarray) -> Frame:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
-            if stretch:
-                h, w = rgb.shape[:2]
-                size = (w, max(1, round(h * aspect))) if turned else (max(1, round(w * aspect)), h)
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
-            return Frame(i, t, rgb, wild)
+            return Frame(i, t, shown_rgb(bgr, aspect if stretch else 1.0, turned), wild)
 
         prev, pending = -math.inf, None
         for i, raw, bgr in decoded():

@@ -146,7 +146,7 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
                     if thumbs and (k < MAX_THUMB_VIDEOS or problem):
                         video = f["video"].attrs.get("path", "") if "video" in f else ""
                         video = video.decode() if isinstance(video, bytes) else str(video)
-                        pics = _thumbnails(Path(video), det, f["landmarks"])
+                        pics = _thumbnails(Path(video), det, f["landmarks"], t)
             except (OSError, KeyError, ValueError):
                 pass
         msg = row.get("message", "")
@@ -170,8 +170,11 @@ def _number(x: Any) -> float:
         return float("nan")
 
 
-def _thumbnails(video: Path, det: np.ndarray, landmarks) -> tuple[bytes, ...]:
-    """Frames at 10%, 50% and 90% of the video (the nearest with a face if any) with landmarks drawn."""
+def _thumbnails(video: Path, det: np.ndarray, landmarks, times: np.ndarray | None = None) -> tuple[bytes, ...]:
+    """Frames at 10%, 50% and 90% of the video (the nearest with a face if any) with landmarks drawn. Seeked
+    to, each checked against the time extraction recorded for it (``times``); a short video whose seeking
+    lands elsewhere is decoded in order instead, exactly the frames extraction saw (decoding to 90% of every
+    video was half of a 40-person report's time)."""
     from dis_core.extract.video import iter_frames
     from dis_core.report.figures import frame_thumbnail_png
 
@@ -186,29 +189,48 @@ def _thumbnails(video: Path, det: np.ndarray, landmarks) -> tuple[bytes, ...]:
             i = int(faces[np.argmin(np.abs(faces - i))])
         if i not in want:
             want.append(i)
+    draw = lambda i, rgb: frame_thumbnail_png(rgb, np.asarray(landmarks[i]) if det[i] else None)  # noqa: E731
     pics = []
     try:
-        if n <= SEQUENTIAL_MAX_FRAMES:  # short video: decode in order, exactly the frames extraction saw
-            for fr in iter_frames(video):
-                if fr.index in want:
-                    pics.append(frame_thumbnail_png(fr.rgb, np.asarray(landmarks[fr.index]) if det[fr.index] else None))
-                if fr.index >= max(want):
-                    break
-        else:  # long video: seek (frame-accurate for constant frame rate), never decode an hour for 3 pictures
-            import cv2
-
-            cap = cv2.VideoCapture(str(video))
-            try:
-                for i in want:
-                    cap.set(cv2.CAP_PROP_POS_FRAMES, i)
-                    ok, bgr = cap.read()
-                    if ok:
-                        rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
-                        pics.append(frame_thumbnail_png(rgb, np.asarray(landmarks[i]) if det[i] else None))
-            finally:
-                cap.release()
+        seeked = _seek_frames(video, want, times)
+        if seeked is None and n > SEQUENTIAL_MAX_FRAMES:  # never decode an hour for 3 pictures: unchecked seeks
+            seeked = _seek_frames(video, want, None)
+        if seeked is not None:
+            return tuple(draw(i, seeked[i]) for i in want if i in seeked)
+        for fr in iter_frames(video):  # decode in order: exactly the frames extraction saw
+            if fr.index in want:
+                pics.append(draw(fr.index, fr.rgb))
+            if fr.index >= max(want):
+                break
     except Exception:  # a video that no longer decodes: the QC row still says what extraction saw
         return tuple(pics)
+    return tuple(pics)
+
+
+def _seek_frames(video: Path, want: Sequence[int], times: np.ndarray | None) -> dict[int, np.ndarray] | None:
+    """{frame index: RGB as extraction saw it} by seeking. With ``times`` (the extraction's), None when a frame
+    cannot be read or its decoder time is not the one recorded for that index (within half a frame period);
+    without, unchecked, leaving out frames that cannot be read."""
+    import cv2
+
+    from dis_core.extract.video import shown_rgb, square_pixel_view
+
+    cap = cv2.VideoCapture(str(video))
+    got: dict[int, np.ndarray] = {}
+    try:
+        aspect, turned = square_pixel_view(cap)
+        half = 0.5 * float(np.median(np.diff(times))) if times is not None and len(times) > 1 else None
+        for i in want:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+            ok, bgr = cap.read()
+            if times is not None and not (ok and half is not None and
+                                          abs(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 - float(times[i])) <= half):
+                return None
+            if ok:
+                got[i] = shown_rgb(bgr, aspect, turned)
+    finally:
+        cap.release()
+    return got
     return tuple(pics)
     return tuple(pics)
 
