@@ -240,6 +240,13 @@ def test_non_square_pixels_are_read_as_the_picture_they_show(tmp_path, samples, 
                tmp_path / "side.mp4")
     turned = _ff("-i", side, "-c", "copy", "-metadata:s:v:0", "rotate=90", tmp_path / "turned.mp4")
     assert next(iter_frames(turned)).rgb.shape[:2] == (480, 480)  # 360 x 480 stored, 4:3 pixels, turned
+    # the report's QC thumbnails, which seek, show the same picture as extraction's frames
+    from dis_core.report.html import _seek_frames
+
+    for video, shape in ((ana, (360, 640)), (turned, (480, 480))):
+        k = 10
+        seen = next(fr.rgb for fr in iter_frames(video) if fr.index == k)
+        assert seen.shape[:2] == shape and np.array_equal(_seek_frames(Path(video), [k], None)[k], seen)
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
