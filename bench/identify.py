@@ -633,7 +633,8 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False, r
         raise SystemExit(f"{manifest}: no participant has both a training and a test video (the bench holds out "
                          "whole videos: a split column naming train and test, or two or more sessions, the last "
                          f"one listed held out{'' if rule == 'auto' else f'; the run split {rule}'})")
-    left = {p: ("one session and no split column: a split within the session, which the bench does not make"
+    within = ("no split column and one session" if rule == "auto" else f"no split column, and the run split {rule}")
+    left = {p: (f"{within}: a split within the session, which the bench does not make"
                 if rules[p] is None else "no training or no test video" + (" extracted yet" if partial else ""))
             for p in rows if p not in both}
     return both, left

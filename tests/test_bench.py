@@ -54,7 +54,7 @@ def test_identify_records_its_inputs_and_splits_as_the_pipeline_does(tmp_path):
                   "--cache", str(tmp_path / "cache_mixed"))
     assert r.returncode == 0, r.stderr
     assert "identity from head motion, 2 participants" in r.stdout
-    assert ("left out: 1 participant(s) with one session and no split column: a split within the session, which "
+    assert ("left out: 1 participant(s) with no split column and one session: a split within the session, which "
             "the bench does not make: p2") in r.stdout
     mixed_prov = json.loads((tmp_path / "cache_mixed" / "summary.json").read_text())["provenance"]
     assert list(mixed_prov["left_out"]) == ["p2"] and mixed_prov["split_rule"] == "auto"

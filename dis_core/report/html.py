@@ -170,7 +170,7 @@ def _number(x: Any) -> float:
         return float("nan")
 
 
-def _thumbnails(video: Path, det: np.ndarray, landmarks, times: np.ndarray | None = None) -> tuple[bytes, ...]:
+def _thumbnails(video: Path, det: np.ndarray, landmarks, times: np.ndarray) -> tuple[bytes, ...]:
     """Frames at 10%, 50% and 90% of the video (the nearest with a face if any) with landmarks drawn. Seeked
     to, each checked against the time extraction recorded for it (``times``); a short video whose seeking
     lands elsewhere is decoded in order instead, exactly the frames extraction saw (decoding to 90% of every
@@ -231,8 +231,6 @@ def _seek_frames(video: Path, want: Sequence[int], times: np.ndarray | None) -> 
     finally:
         cap.release()
     return got
-    return tuple(pics)
-    return tuple(pics)
 
 
 def read_head_pose(h5: Path) -> tuple[np.ndarray, np.ndarray]:
