@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -370,3 +371,33 @@ def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_ma
     assert len(list((tmp_path / "o" / "videos").glob(f"good_s1_single_face-*/{H5_NAME}"))) == 1
     qc = pd.read_csv(tmp_path / "o" / "summary" / "extraction_qc.csv")
     assert dict(zip(qc["participant_id"], qc["status"])) == {"good": "ok", "bad": "failed"}
+
+
+def test_another_mediapipe_or_opencv_re_extracts(tmp_path, samples, model, make_manifest):
+    """An extraction's values come from MediaPipe and OpenCV as much as from the video and the model: one made
+    by other versions (a DIS that moved the pin, an image with another OpenCV) or by a DIS that did not record
+    them is done again and says why, never reused under the same key."""
+    import h5py
+
+    from dis_core.extract.landmarker import extractor_versions
+
+    m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}]))
+    out = tmp_path / "out"
+    first = extract_video(m.entries[0], out, model, ExtractConfig(), progress=False)
+    h5 = Path(first.output)
+    here = extractor_versions()
+    assert here.startswith("mediapipe ") and ", opencv " in here
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["extractor"] == here and json.loads(f.attrs["provenance"])["extractor"] == here
+    for recorded in ("mediapipe 0.10.9, opencv 4.9.0", None):
+        with h5py.File(h5, "r+") as f:
+            if recorded is None:
+                del f.attrs["extractor"]
+            else:
+                f.attrs["extractor"] = recorded
+        again = extract_video(m.entries[0], out, model, ExtractConfig(), progress=False)
+        assert again.status == "ok" and again.key == first.key, again
+        assert again.message.startswith("re-extracted: another MediaPipe or OpenCV than its last extraction"), again
+        with h5py.File(h5, "r") as f:
+            assert f.attrs["extractor"] == here
+    assert extract_video(m.entries[0], out, model, ExtractConfig(), progress=False).status == "skipped"

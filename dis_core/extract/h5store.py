@@ -87,7 +87,7 @@ class ExtractionWriter:
         for k, v in video.items():
             g.attrs[k] = v
         self._f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-        for k in ("video_sha256", "model_sha256", "config_hash", "dis_version", "fps_override"):
+        for k in (*KEY_ATTRS, "dis_version"):
             self._f.attrs[k] = provenance[k]
         for k, v in summary.items():
             self._f.attrs[k] = v
@@ -159,12 +159,12 @@ def iter_blocks(path: Path, names: Sequence[str], block: int = 1024):
             yield (s, *(f[k][s:s + block] for k in names))
 
 
-KEY_ATTRS = ("video_sha256", "model_sha256", "config_hash", "fps_override")
+KEY_ATTRS = ("video_sha256", "model_sha256", "config_hash", "fps_override", "extractor")
 
 
 def content_key(attrs: dict[str, Any]) -> str:
-    """An extraction's content key: video bytes, model, configuration and frame-rate override, from the
-    file's root attributes (or the values an extraction is expected to have)."""
+    """An extraction's content key: video bytes, model, configuration, frame-rate override and the MediaPipe and
+    OpenCV that ran, from the file's root attributes (or the values an extraction is expected to have)."""
     return "|".join(str(attrs.get(k, "")) for k in KEY_ATTRS)
 
 

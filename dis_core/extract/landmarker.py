@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -383,3 +384,19 @@ def _protobuf_fields(buf: bytes) -> list[tuple[int, int, object]]:
             raise ValueError(f"unsupported protobuf wire type {wire}")
         out.append((field, wire, v))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def extractor_versions() -> str:
+    """The detector and decoder that made an extraction's values ('mediapipe 0.10.14, opencv 4.10.0'): part of
+    its content key, so a DIS that moves MediaPipe's pin or another OpenCV re-extracts rather than reuse them."""
+    from importlib import metadata
+
+    import cv2
+
+    try:
+        mp = metadata.version("mediapipe")
+    except metadata.PackageNotFoundError:
+        mp = "absent"
+    return f"mediapipe {mp}, opencv {cv2.__version__}"
+

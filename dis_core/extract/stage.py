@@ -24,7 +24,7 @@ from dis_core.layout import STATUS, RunLayout
 from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import (ExtractionWriter, check_complete, content_key, iter_blocks, newer_schema_text,
                                      read_attrs, read_extraction)
-from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker
+from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, extractor_versions
 from dis_core.manifest import VideoEntry
 from dis_core.extract.pca import StreamingPCA
 from dis_core.extract.pose import head_pose
@@ -85,6 +85,7 @@ CHANGED = {"video_sha256 changed": "the video's content changed since its last e
            "model_sha256 changed": "another face model than its last extraction",
            "config_hash changed": "another extraction configuration than its last extraction",
            "fps_override changed": "another fps override than its last extraction",
+           "extractor changed": "another MediaPipe or OpenCV than its last extraction (or one that did not record them)",
            "old schema": "its last extraction was written by an older DIS"}
 
 
@@ -115,7 +116,7 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         remove_stale_parts(d)
         (d / STATUS).unlink(missing_ok=True)  # an attempt killed from here on leaves no record, not the last run's
         expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": cfg.content_hash(),
-                  "fps_override": float(entry.fps or 0.0)}
+                  "fps_override": float(entry.fps or 0.0), "extractor": extractor_versions()}
         base.key = content_key(expect)
         h5 = layout.extraction(entry.unit_id)
         why = None if force else check_complete(h5, expect)
@@ -170,7 +171,7 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
     prov = provenance(cfg, video=str(entry.video), video_sha256=expect["video_sha256"],
                       model_sha256=model.sha256, model_path=str(model.path), unit_id=entry.unit_id,
                       participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"],
-                      config_hash=expect["config_hash"])  # of the content ("config" holds every option that ran)
+                      extractor=expect["extractor"], config_hash=expect["config_hash"])  # of the content ("config" holds every option that ran)
     d.mkdir(parents=True, exist_ok=True)
     _check_free_space(entry, d, info.frame_count, cfg)
     with atomic_path(h5) as tmp:
