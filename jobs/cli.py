@@ -484,7 +484,7 @@ def _run_folder(run_dir: Optional[Path], out: Optional[Path]) -> Path:
 def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt) -> None:
     """Each stage's units of a submitted run: done, running, pending, failed (with the log of each failure)."""
     from jobs.graph import manifest_change, plan_from_record, read_record
-    from jobs.slurm import run_status
+    from jobs.slurm import queued_text, run_status
 
     run_dir = _run_folder(run_dir, out)
     try:
@@ -498,9 +498,7 @@ def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt)
                    "of the rows it held then (run.json)")
     refused = read_record(run_dir).get("submission_failed")
     if refused:  # why the stages after the refused one never ran (their tasks left no log)
-        queued = refused.get("cancelled") or []
-        typer.echo(f"note: the last submission failed ({refused.get('error', '?')}); "
-                   + (f"the job(s) it had queued ({', '.join(queued)}) were cancelled" if queued else "nothing had been queued"))
+        typer.echo(f"note: the last submission failed ({refused.get('error', '?')}); {queued_text(refused)}")
     for stage, units in st.items():
         counts: dict[str, int] = {}
         for u in units:

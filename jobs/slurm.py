@@ -333,17 +333,39 @@ def _submit_or_cancel(rec: dict, plan: Plan, cfg: SlurmConfig, units: dict[str, 
         _submit(rec, plan, cfg, units)
     except BaseException as e:  # sbatch refused (submitit's error carries its message), or Ctrl-C half-way
         queued = sorted({j for ids in rec["jobs"].values() for j in ids} - set(rec.pop("jobs_before", [])))
-        if queued and shutil.which("scancel"):
-            subprocess.run(["scancel", *queued], capture_output=True)
-        rec["submission_failed"] = {"error": _last_line(e), "cancelled": queued}
+        refused = _cancel(queued)
+        rec["submission_failed"] = {"error": _last_line(e), "cancelled": [] if refused else queued,
+                                    **({"not_cancelled": queued, "scancel_error": refused} if refused else {})}
         _save(rec)
         if not isinstance(e, Exception):
             raise
-        raise DISError(f"the submission failed ({_last_line(e)})"
-                       + (f"; the job(s) already queued ({', '.join(queued)}) were cancelled" if queued else "")) from None
+        raise DISError(f"the submission failed ({_last_line(e)}); " + queued_text(rec["submission_failed"])) from None
     rec.pop("jobs_before", None)
     rec.pop("submission_failed", None)  # an earlier submission's failure: this one went through
     _save(rec)
+
+
+def _cancel(jobs: list[str]) -> str:
+    """scancel ``jobs``: '' when done (or none), else why not (no scancel on the path, or its error), so that a
+    record never says a job was cancelled that may still run."""
+    if not jobs:
+        return ""
+    if not shutil.which("scancel"):
+        return "no scancel on the path"
+    try:
+        r = subprocess.run(["scancel", *jobs], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return _last_line(e)
+    return "" if r.returncode == 0 else f"scancel exit {r.returncode}: {_last_line(RuntimeError(r.stderr or r.stdout))}"
+
+
+def queued_text(failed: dict) -> str:
+    """What became of the jobs a failed submission had queued, from its record's ``submission_failed``."""
+    if failed.get("not_cancelled"):
+        return (f"the job(s) it had queued ({', '.join(failed['not_cancelled'])}) could not be cancelled "
+                f"({failed.get('scancel_error', '?')}): cancel them with scancel before dis resubmit")
+    queued = failed.get("cancelled") or []
+    return f"the job(s) it had queued ({', '.join(queued)}) were cancelled" if queued else "nothing had been queued"
 
 
 def _last_line(e: BaseException) -> str:

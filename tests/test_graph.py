@@ -813,7 +813,7 @@ def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_wha
     ran = _failing_submission(monkeypatch, "train",
                               RuntimeError("sbatch: error: Batch job submission failed: Invalid partition name specified"))
     with pytest.raises(DISError, match=r"the submission failed \(stage train: sbatch: error: Batch job submission failed: Invalid "
-                                       r"partition name specified\); the job\(s\) already queued \(5001, 5002\) were cancelled"):
+                                       r"partition name specified\); the job\(s\) it had queued \(5001, 5002\) were cancelled"):
         slurm.submit_run(plan, slurm.SlurmConfig())
     assert ran == [["scancel", "5001", "5002"]]
     rec = json.loads(RunLayout(plan.out).run_record.read_text())
@@ -834,6 +834,36 @@ def test_a_submission_slurm_refuses_half_way_cancels_what_it_queued_and_says_wha
     again = slurm.resubmit(plan.out)
     assert all(again["resubmitted"][s.name] == [s.uid(u) for u in s.units(plan)] for s in graph.STAGES)
     assert "submission_failed" not in graph.read_record(plan.out), "this submission went through: no note"
+
+
+@pytest.mark.parametrize("scancel", ["refuses", "absent"])
+def test_a_queued_job_scancel_could_not_cancel_is_never_said_cancelled(plan, monkeypatch, scancel):
+    """When scancel refused (another user's job, a controller down) or was not on the path, the error, the
+    record and dis status said the queued jobs 'were cancelled', so a user resubmitted beside jobs still
+    queued. Now they name the jobs still queued and why, and ask for them to be cancelled first."""
+    _failing_submission(monkeypatch, "train", RuntimeError("sbatch: error: Invalid partition name specified"))
+    if scancel == "absent":
+        monkeypatch.setattr(slurm.shutil, "which", lambda name: None if name == "scancel" else f"/usr/bin/{name}")
+        why = "no scancel on the path"
+    else:
+        monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+            cmd, 1, "", "scancel: error: Kill job error on job id 5001: Access/permission denied\n"))
+        why = "scancel exit 1: scancel: error: Kill job error on job id 5001: Access/permission denied"
+    said = (f"the job(s) it had queued (5001, 5002) could not be cancelled ({why}): cancel them with scancel "
+            "before dis resubmit")
+    with pytest.raises(DISError) as e:
+        slurm.submit_run(plan, slurm.SlurmConfig())
+    assert str(e.value).endswith(said) and "were cancelled" not in str(e.value), e.value
+    failed = graph.read_record(plan.out)["submission_failed"]
+    assert (failed["cancelled"], failed["not_cancelled"], failed["scancel_error"]) == ([], ["5001", "5002"], why)
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "PENDING" for j in ids})
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    out = CliRunner().invoke(app, ["status", str(plan.out)]).output
+    assert out.startswith(f"note: the last submission failed (stage train: sbatch: error: Invalid partition name "
+                          f"specified); {said}\n"), out
 
 
 def test_ctrl_c_half_way_through_a_submission_cancels_what_it_queued(plan, monkeypatch):

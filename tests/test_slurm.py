@@ -229,7 +229,7 @@ def test_a_stage_slurm_refuses_cancels_the_stages_already_queued(slurm, cohort, 
 
     out = tmp_path / "run"
     cfg = dataclasses.replace(SLURM, stages={"train": {"mem_gb": 100_000}})
-    with pytest.raises(DISError, match=r"the submission failed \(stage train: .*\); the job\(s\) already queued "
+    with pytest.raises(DISError, match=r"the submission failed \(stage train: .*\); the job\(s\) it had queued "
                                        r"\(\d+, \d+\) were cancelled"):
         submit_run(_plan(cohort, out, model), cfg)
     rec = read_run(out)
