@@ -1237,6 +1237,54 @@ def test_a_local_stage_in_a_slurm_folder_trusts_only_its_own_units_and_puts_what
         u for u in units["train"] if u.startswith("head_spectrum/")}
 
 
+def test_the_report_refuses_scores_of_models_retrained_since_or_of_blocks_that_did_not_run(tmp_path):
+    """After a finished run, `dis train --max-epochs 3` (its pooled shape failing for real) and then `dis report`
+    reported the old models' scores as current: head_pose's models were retrained but not scored again, and
+    head_spectrum's training and scoring did not run, keeping the earlier plan's models and blocks. The report
+    now names both as problems, and reports each set again once it is trained and scored."""
+    import dataclasses
+    import shutil
+
+    from dis_core.model.config import TrainConfig
+    from dis_core.model.flows import FlowConfig
+    from tests.synthrun import make_run
+
+    out = tmp_path / "run"
+    m = make_run(out, n=4, seconds=40, sessions=2)
+    path = write_manifest(tmp_path / "videos" / "cohort.csv",
+                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
+                            "dyad": e.dyad} for e in m.entries])
+    tiny = FlowConfig(layers=1, hidden=8, max_epochs=2, device="cpu")
+    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64),
+                      train=(TrainConfig(DEFAULT_FEATURE_SETS["head_pose"], tiny, min_train_frames=20),
+                             TrainConfig(FEATURE_SETS["head_spectrum"], tiny, min_train_frames=20, density="pooled")))
+    plan = dataclasses.replace(plan, score=dataclasses.replace(plan.score, min_test_frames=1),
+                               report=dataclasses.replace(plan.report, excerpts_s=(), face_images=False))
+    run = lambda p, stages: local.run_stages(p, stages, executor="debug", log=lambda *_: None, progress=False)  # noqa: E731
+    first = run(plan, ["cohort", "pooled", "train", "score", "report"])
+    assert first.exit_code == 0 and first.results["report"][0].message == "", first.results["report"]
+    shape = plan.layout.pooled_dir("head_spectrum") / "model.pt"
+    shape.unlink()
+    shape.mkdir()
+    (shape / "x").write_text("in the way")  # the shape's next save fails
+    capped = dataclasses.replace(plan, train=tuple(dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_epochs=3))
+                                                   for c in plan.train))
+    run(capped, ["pooled", "train"])
+    (rep,) = run(capped, ["report"]).results["report"]
+    assert rep.status == "failed" and rep.message.startswith("no feature set could be reported (head_pose: "), rep
+    assert ("head_pose: the scores of 4 participant(s) are not of their current models (p0's model was retrained or "
+            "removed since it was scored; ...): run dis train and dis score (or dis resubmit)") in rep.message
+    assert ("head_spectrum: the scores of 4 participant(s) are not of their current models (p0's last training did "
+            "not finish: not run: pooled failed") in rep.message
+    run(capped, ["score"])
+    (rep,) = run(capped, ["report"]).results["report"]
+    assert rep.message.startswith("head_spectrum: 1 score block(s) did not finish their last run, so their scores are "
+                                  "an earlier run's (0-0: not run: pooled failed"), rep.message
+    shutil.rmtree(shape)
+    again = run(capped, ["pooled", "train", "score", "report"])
+    assert again.exit_code == 0 and again.results["report"][0].message == "", again.results["report"]
+
+
 def test_a_local_stage_given_a_relative_folder_keeps_the_slurm_run_found_from_anywhere(plan, monkeypatch, tmp_path):
     """`dis cohort --out run` in a SLURM run's folder wrote 'run' into run.json's plan: dis status and dis resubmit
     from any other folder then refused the run as moved or copied."""

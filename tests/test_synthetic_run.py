@@ -798,6 +798,7 @@ def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(t
     scores. The models' bytes are in the key now."""
     import torch
 
+    from dis_core.errors import DISError
     from dis_core.model.stage import MODEL_NAME
 
     out = tmp_path / "out"
@@ -811,8 +812,11 @@ def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(t
     blob = torch.load(f, weights_only=True)
     name = [k for k in blob["state_dict"] if k.endswith(".weight")][-1]  # the last layer: a Gaussian start zeroes it
     blob["state_dict"][name] = blob["state_dict"][name] + 0.01  # same inputs, same unit key, other weights
-    torch.save(blob, f)
     before = load_scores(out, "head_pose").s["flow"][0].copy()
+    torch.save(blob, f)
+    with pytest.raises(DISError, match=rf"head_pose: the scores of 1 participant\(s\) are not of their current models "
+                                       rf"\({c.participants[0]}'s model was retrained or removed since it was scored\)"):
+        load_scores(out, "head_pose")  # the report reads no scores of a model that is gone
     assert again().status == "ok"
     assert not np.array_equal(load_scores(out, "head_pose").s["flow"][0], before)
     # a damaged model file costs its person, said in one line naming the file (an UnpicklingError of seven lines

@@ -227,12 +227,12 @@ def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict],
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
-    """Every feature set's scores read back (stale ones refused) and evaluated; the flows compared with their
+    """Every feature set's scores read back (stale ones refused: of another cohort step, of models since
+    retrained, of blocks whose last run did not finish) and evaluated; the flows compared with their
     baselines and the partner tests, each as one family across the run; feature sets without scores become
     problems with the reason."""
     from dis_core.cohort.stage import load_cohort
     from dis_core.errors import DISError
-    from dis_core.layout import read_status
     from dis_core.score.evaluate import adjust_partner_tests, compare_with_baselines, evaluate
     from dis_core.score.groups import cohort_grouping
     from dis_core.score.stage import load_scores
@@ -241,10 +241,6 @@ def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[
     cohort.check_extractions()  # scores of a video replaced since the cohort step would be another video's
     results, problems = [], []
     for fs in feature_sets:
-        st = read_status(cohort.layout.score_dir(fs))
-        if st is not None and st.failed:
-            problems.append({"feature_set": fs, "reason": st.message.removeprefix(f"{fs}: ")})
-            continue
         try:
             sc = load_scores(out_root, fs)
         except DISError as e:  # no current scores: the cohort step's reason if it found the set does not apply

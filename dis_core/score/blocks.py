@@ -239,6 +239,7 @@ class Assembled:
     histories: dict[str, tuple[dict, int]]
     left_out: list[dict]
     cohort_sha256: str
+    models: dict[str, str]  # pid -> the key of the models that scored it (their inputs and bytes)
     store: "PerFrameStore"
 
 
@@ -283,6 +284,7 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
     for rr in range(k):
         order += rows_of_block[(rr, rr)]
     _check_models(feature_set, have, rows_of_block, k)
+    _check_outcomes(feature_set, have)
     idx = {p: i for i, p in enumerate(order)}
     methods = json.loads(a0.get("methods", json.dumps(list(METHODS))))
     n = len(order)
@@ -314,6 +316,7 @@ def assemble(score_dir: Path, feature_set: str, cohort_sha: str | None = None) -
     return Assembled(feature_set, order, [dyads.get(p, "") for p in order], out["s"], out["norm_mean"],
                      out["norm_median"], {m: dict(zip(RELATIONS, hist[m])) for m in methods}, NORM_BINS.copy(),
                      test_frames, training, histories, list(left.values()), shas.pop(),
+                     {p: m for rr in range(k) for p, m in json.loads(have[(rr, rr)][1].get("models", "{}")).items()},
                      PerFrameStore(order, {p: rr for rr in range(k) for p in rows_of_block[(rr, rr)]},
                                    {rc: p.parent for rc, (p, _) in have.items()}))
 
@@ -340,6 +343,16 @@ def _check_models(feature_set: str, have: dict, rows_of_block: dict, k: int) -> 
         raise DISError(f"{feature_set}: score block(s) {', '.join(stale[:5])}{'...' if len(stale) > 5 else ''} were "
                        "made from other models or participants than the rest (an earlier run's, not redone): run "
                        "dis score (or dis resubmit)")
+
+
+def _check_outcomes(feature_set: str, have: dict) -> None:
+    """Every block's last attempt made the block on disk: one that failed or was not run (its predecessor failed,
+    so it kept the earlier run's files) or did not finish holds scores of earlier models or another plan."""
+    bad = [f"{r}-{c}: {st.message}" for (r, c), (sp, _) in sorted(have.items())
+           if (st := read_status(sp.parent)) is not None and st.failed]
+    if bad:
+        raise DISError(f"{feature_set}: {len(bad)} score block(s) did not finish their last run, so their scores are an "
+                       f"earlier run's ({bad[0]}{'; ...' if len(bad) > 1 else ''}): run dis score (or dis resubmit)")
 
 
 def _failures(score_dir: Path, only: Sequence[str] | None = None) -> str:

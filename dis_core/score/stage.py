@@ -139,10 +139,39 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
         models[pid] = {**{m: dens[m][0] for m in methods}, "train_frames": blob.get("train_frames", {}),
                        # the models' own bytes too: a forced retraining on the same inputs (another torch, a GPU)
                        # gives other weights under the same input key, and its blocks must not skip as current
-                       "key": ":".join([blob.get("unit_key", "")] + [sha256_file(d / FILES[m])[:16] for m in methods])}
+                       "key": ":".join([blob.get("unit_key", "")] + _file_keys(d, methods))}
         training[pid] = json.loads((d / SUMMARY_NAME).read_text())
         histories[pid] = (blob.get("history", {"train": [], "val": []}), int(blob.get("best_epoch", -1)))
     return models, training, histories, left_out
+
+
+def _file_keys(model_dir: Path, methods: Sequence[str]) -> list[str]:
+    """The model files' own bytes, a prefix of each sha256 per method: the end of a model key."""
+    return [sha256_file(Path(model_dir) / FILES[m])[:16] for m in methods]
+
+
+def _check_current_models(layout: RunLayout, a: Assembled) -> None:
+    """The models that scored each participant are the current ones: `dis train` after `dis score` (a new cap of
+    epochs, a forced retraining, a failed one that removed the model) left scores of models that are gone, and a
+    training stopped upstream (its pooled shape failed) left models of an earlier plan."""
+    methods = list(a.s)
+    problems = []
+    for p in a.participants:
+        d = layout.model_dir(a.feature_set, p)
+        st = read_status(d)
+        if st is not None and st.failed:
+            problems.append(f"{p}'s last training did not finish: {st.message.removeprefix(f'participant {p}, ')}")
+            continue
+        try:
+            now = _file_keys(d, methods)
+        except OSError:
+            now = None
+        if now != a.models.get(p, "").split(":")[1:]:
+            problems.append(f"{p}'s model was retrained or removed since it was scored")
+    if problems:
+        raise DISError(f"{a.feature_set}: the scores of {len(problems)} participant(s) are not of their current models "
+                       f"({problems[0]}{'; ...' if len(problems) > 1 else ''}): run dis train and dis score (or dis "
+                       "resubmit)")
 
 
 def _test_data(cohort: Cohort, cfg: TrainConfig, models: dict, score_cfg: ScoreConfig,
@@ -182,9 +211,10 @@ def _assert_disjoint(pid: str, train_frames: dict, test_frames: dict[str, np.nda
 
 def load_scores(out_root: Path, fs: str) -> Scores:
     """Assemble one feature set's scores from its blocks; refuses scores of another cohort step than
-    the current one, and names missing or failed blocks."""
+    the current one or of models since retrained, and names missing or failed blocks."""
     layout = RunLayout(out_root)
     a: Assembled = assemble(layout.score_dir(fs), fs, layout.cohort_sha256())
+    _check_current_models(layout, a)
     if len(a.participants) < 2:
         raise DISError(f"{fs}: fewer than two participants with both a model and held-out data; nothing to compare")
     return Scores(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Assembled)},
