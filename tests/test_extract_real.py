@@ -355,6 +355,44 @@ def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, mak
         assert f.attrs["status"] == "complete"
 
 
+def test_a_re_extraction_killed_from_outside_leaves_its_older_extraction_unused(tmp_path, samples, model, make_manifest):
+    """A re-extraction under other inputs (here another smile rule; as well another fps override or face model)
+    killed from outside (a SLURM time limit, out of memory) left the complete older file and no record: the cohort
+    step took it, made from the old inputs, and recorded the new ones. The unit's record now says the attempt did
+    not finish, so the older extraction is not used, and the next run completes."""
+    from dis_core.cohort.stage import prepare_cohort
+    from dis_core.errors import DISError
+    from dis_core.layout import read_status
+
+    m_path = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
+    out = tmp_path / "out"
+    entry = load_manifest(m_path).entries[0]
+    d = RunLayout(out).video_dir(entry.unit_id)
+    assert extract_video(entry, out, model, ExtractConfig(), progress=False).status == "ok"
+    before = (d / H5_NAME).stat().st_mtime_ns
+    p = subprocess.Popen([sys.executable, "-m", "jobs.cli", "extract", "-m", str(m_path), "-o", str(out), "--executor",
+                          "debug", "--smile-min-fraction", "0.9"], env=dict(os.environ, DIS_FACE_MODEL=str(model.path)),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(".part-" in f.name for f in d.iterdir()):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert p.poll() is None, "the extraction finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert (d / H5_NAME).stat().st_mtime_ns == before, "the older file is kept until a new one replaces it"
+    st = read_status(d)
+    assert st.failed and st.message.endswith(" and did not finish: run it again"), st
+    with pytest.raises(DISError, match=r"extraction failed in the last run \(started .* and did not finish: run it "
+                                       r"again\); an older extraction is not used"):
+        prepare_cohort(load_manifest(m_path), out)
+    smiles = dataclasses.replace(ExtractConfig().smile, min_fraction=0.9)
+    r = extract_video(entry, out, model, ExtractConfig(smile=smiles), progress=False)
+    assert r.status == "ok" and r.message.startswith("re-extracted: another extraction configuration"), r
+    assert read_status(d).status == "ok"
+    assert len(prepare_cohort(load_manifest(m_path), out).entries) == 1
+
+
 def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_manifest):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video\n")

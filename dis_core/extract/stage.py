@@ -20,7 +20,7 @@ from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
 from dis_core.errors import DISError, at_time_limit, disk_full
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
-from dis_core.layout import STATUS, RunLayout
+from dis_core.layout import STATUS, RunLayout, write_status
 from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import (ExtractionWriter, check_complete, content_key, iter_blocks, newer_schema_text,
                                      read_attrs, read_extraction)
@@ -96,6 +96,7 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
                          video=entry.video_rel)
     layout = RunLayout(out_root)
     d = layout.video_dir(entry.unit_id)
+    started = False
     try:
         try:
             video_sha = sha256_file(entry.video)
@@ -127,6 +128,12 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
                 res.status = "ok" if redone else "skipped"
                 res.message = "; ".join(x for x in ("redone: " + "; ".join(redone) if redone else "", res.message) if x)
             return res
+        # until it records its outcome, the unit's record says it did not finish: an attempt killed from outside (a
+        # SLURM time limit, out of memory) left no record, and the cohort step took the older extraction beside it,
+        # made from other inputs (another fps override, configuration or model) than the ones it then recorded
+        write_status(d, dataclasses.replace(base, status="failed", message=f"started {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                                            " and did not finish: run it again"))
+        started = True
         with open(d / LOG_NAME, "a", encoding="utf-8") as log:  # which attempt wrote the library lines below
             log.write(attempt_header(entry, model, cfg) + "\n")
         res = _extract(entry, d, h5, model, cfg, expect, progress, base)
@@ -159,6 +166,8 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
 
         drop_orphans(d)
     res.elapsed_s = round(time.monotonic() - t0, 3)
+    if started:  # the outcome replaces the record that said it did not finish (jobs/graph.py records it again)
+        write_status(d, res)
     return res
 
 
