@@ -128,13 +128,16 @@ def test_page_renders_in_headless_chromium(tmp_path):
 def test_qc_thumbnails_of_a_real_extraction_seek_to_the_same_frames(tmp_path, samples, model, monkeypatch, make_manifest):
     """A real video through extraction; its QC row counts the frames, and the thumbnails it gets by seeking
     (each frame's decoder time checked against the extraction's) are the very frames (same pixels, same
-    landmarks) decoding in order gives; a seek that lands on another frame's time falls back to decoding."""
+    landmarks) decoding in order gives; a seek that lands on another frame's time falls back to decoding. A video
+    replaced since (another file at its path) gets no pictures, which drew its landmarks on the other's frames."""
+    import shutil
+
     from dis_core.extract.stage import extract_video
     from dis_core.extract.summary import qc_table
     from dis_core.manifest import load_manifest
     from dis_core.report import html as H
 
-    video = samples["single_face.mp4"]
+    video = Path(shutil.copy(samples["single_face.mp4"], tmp_path / "v.mp4"))
     m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(video)}]))
     res = extract_video(m.entries[0], tmp_path / "out", model, progress=False)
     assert res.status == "ok"
@@ -152,6 +155,10 @@ def test_qc_thumbnails_of_a_real_extraction_seek_to_the_same_frames(tmp_path, sa
         assert seq[0].seconds == pytest.approx(float(f["video"].attrs["duration_s"])) and seq[0].fps == pytest.approx(res.fps)
     assert len(seq[0].thumbs) == 3 and seq[0].thumbs == seek[0].thumbs
     assert H.gather_video_qc(tmp_path / "out", qc, thumbs=False)[0].thumbs == ()  # --no-face-images
+    monkeypatch.undo()
+    shutil.copy(samples["WolfgangLanger_Pexels.mp4"], video)
+    (other,) = H.gather_video_qc(tmp_path / "out", qc)
+    assert other.thumbs == () and other.message == f"no pictures: {video} is no longer the video that was extracted"
 
 
 def test_a_page_without_face_images_shows_no_frame_and_says_so(tmp_path):

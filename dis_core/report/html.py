@@ -135,7 +135,7 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
     for k, row in enumerate(qc.to_dict(orient="records")):
         uid = str(row.get("unit_id", ""))
         h5 = RunLayout(out_root).extraction(uid)
-        gaps, longest, pics, duration = 0, 0.0, (), float("nan")
+        gaps, longest, pics, duration, note = 0, 0.0, (), float("nan"), ""
         if h5.is_file():
             try:
                 with h5py.File(h5, "r") as f:
@@ -145,17 +145,33 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
                     problem = str(row.get("status")) not in ("ok", "skipped") or (len(det) and det.mean() < 0.9)
                     if thumbs and (k < MAX_THUMB_VIDEOS or problem):
                         video = f["video"].attrs.get("path", "") if "video" in f else ""
-                        video = video.decode() if isinstance(video, bytes) else str(video)
-                        pics = _thumbnails(Path(video), det, f["landmarks"], t)
+                        video = Path(video.decode() if isinstance(video, bytes) else str(video))
+                        if _replaced(video, f.attrs.get("video_sha256")):  # its landmarks on another video's frames
+                            note = f"no pictures: {video} is no longer the video that was extracted"
+                        else:
+                            pics = _thumbnails(video, det, f["landmarks"], t)
             except (OSError, KeyError, ValueError):
                 pass
         msg = row.get("message", "")
+        msg = "; ".join(x for x in ("" if msg is None or (isinstance(msg, float) and np.isnan(msg)) else str(msg), note)
+                        if x)
         out.append(VideoQC(uid, str(row.get("participant_id", "")), str(row.get("session", "")),
                            str(row.get("video", "")), STATUS_WORDS.get(str(row.get("status", "")), str(row.get("status", ""))),
-                           "" if msg is None or (isinstance(msg, float) and np.isnan(msg)) else str(msg),
+                           msg,
                            int(row.get("frames") or 0), int(row.get("detected_frames") or 0), gaps, longest, pics,
                            duration, _number(row.get("fps"))))
     return out
+
+
+def _replaced(video: Path, sha: Any) -> bool:
+    """Whether the file at ``video`` holds other bytes than the extraction's (``sha``, its video_sha256)."""
+    from dis_core.io.provenance import sha256_file
+
+    sha = sha.decode() if isinstance(sha, bytes) else sha
+    try:
+        return bool(sha) and video.is_file() and sha256_file(video) != sha
+    except OSError:
+        return False  # unreadable: _thumbnails shows nothing
 
 
 # the last extraction command's action, as a reader of the page takes it: "skipped" read as "this video was skipped"
