@@ -206,6 +206,15 @@ def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(
     assert r.status == "ok", r.message
     assert pooled_unit(out, cfg).status == "skipped"
     c, lay = load_cohort(out), RunLayout(out)
+    # a damaged shape is fitted again (it was skipped as current, and every participant failed on it), and a
+    # damaged checkpoint is only not resumed from (it failed every training, --force too, with torch's advice to
+    # load it unsafely)
+    kept = (lay.pooled_dir("head_spectrum") / MODEL_NAME).read_bytes()
+    (lay.pooled_dir("head_spectrum") / MODEL_NAME).write_bytes(b"garbage")
+    (lay.pooled_dir("head_spectrum") / "train_ckpt.pt").write_bytes(b"garbage")
+    again = pooled_unit(out, cfg)
+    assert again.status == "ok" and again.key == r.key, again.message
+    assert (lay.pooled_dir("head_spectrum") / MODEL_NAME).read_bytes() == kept  # full batches: the same fit
     rec = json.loads((lay.pooled_dir("head_spectrum") / "train.json").read_text())
     assert rec["provenance"]["unit_key"] == rec["key"] == r.key and rec["provenance"]["participants"] == c.participants
     shape, _ = load_density(lay.pooled_dir("head_spectrum") / MODEL_NAME)

@@ -363,7 +363,12 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
         if math.isfinite(start[1]):
             best_val, best_state = start[1], {k: v.detach().clone() for k, v in flow.state_dict().items()}
     if checkpoint is not None and Path(checkpoint).is_file():
-        ck = torch.load(checkpoint, map_location=dev, weights_only=True)
+        try:
+            ck = torch.load(checkpoint, map_location=dev, weights_only=True)
+        except Exception as e:  # damaged (garbage, cut short): training starts again, it is only a checkpoint
+            ck = {}
+            if log:
+                log(f"{checkpoint}: unreadable checkpoint ({e.__class__.__name__}), not resumed from")
         if ck.get("data_key") == data_key:
             flow.load_state_dict(ck["state_dict"], strict=True)
             opt.load_state_dict(ck["optimizer"])

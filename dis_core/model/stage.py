@@ -253,7 +253,7 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         key = res.key = h.hexdigest()[:32]
         try:
             prev = json.loads((d / SUMMARY_NAME).read_text())
-            if not force and prev.get("key") == key and (d / MODEL_NAME).is_file() and (d / BASELINE_NAME).is_file():
+            if not force and prev.get("key") == key and _files_of(d, key, (MODEL_NAME, BASELINE_NAME)):
                 res.status, res.message = "skipped", prev.get("message", "")
                 return res
         except (OSError, ValueError):
@@ -296,8 +296,16 @@ def _is_done(d: Path, key: str, cfg: TrainConfig) -> bool:
         if s.get("key") != key or s.get("status") != "ok":
             return False
         # every method's file must load: a damaged baseline was skipped as current, while scoring left its person out
-        blobs = {m: load_density(d / FILES[m])[1] for m in methods_of(cfg)}
-        return blobs["flow"].get("unit_key") == key
+        return _files_of(d, key, [FILES[m] for m in methods_of(cfg)])
+    except Exception:
+        return False
+
+
+def _files_of(d: Path, key: str, names) -> bool:
+    """Whether every model file ``names`` in ``d`` loads and was made under ``key``: a damaged one is made again
+    (a damaged pooled shape was skipped as current, and every participant of its feature set failed on it)."""
+    try:
+        return all(load_density(d / n)[1].get("unit_key") == key for n in names)
     except Exception:
         return False
 
