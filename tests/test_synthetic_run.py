@@ -235,6 +235,29 @@ def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(
     assert again.status == "failed" and "pooled shape was fitted on another cohort step" in again.message
 
 
+@pytest.mark.parametrize("damage", ["cohort.json", "cohort.json {}", "split.npz", "split.npz cut"])
+def test_a_damaged_cohort_record_is_one_line_naming_its_file(tmp_path, damage):
+    """Garbage in cohort/cohort.json or cohort/split.npz failed every later unit as an internal error
+    (JSONDecodeError, a pickle refusal), naming no file. Each unit now says which file and what to do."""
+    from dis_core.layout import RunLayout
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=30), out)
+    lay = RunLayout(out)
+    path = lay.cohort_record if damage.startswith("cohort.json") else lay.split_record
+    if damage == "cohort.json {}":
+        path.write_text("{}")
+    elif damage == "split.npz cut":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        path.write_bytes(b"garbage\n")
+    r = train_unit(out, "p0", TrainConfig(FEATURE_SETS["head_pose"], TINY, min_train_frames=20))
+    assert r.status == "failed" and "\n" not in r.message, r.message
+    assert r.message.startswith(f"{path}: not a readable ") and r.message.endswith(
+        f": rerun the cohort step (dis cohort --out {out})"), r.message
+    assert "internal error" not in r.message
+
+
 def test_frame_windows_are_reduced_by_a_basis_of_training_windows_that_models_record(tmp_path):
     """head_windows: the cohort step fits the PCA basis on the training windows only (rewriting every test
     frame leaves it unchanged), records it with its hash, and models trained on it are refused once the

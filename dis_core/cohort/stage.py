@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -335,23 +336,32 @@ def load_cohort(out_root: Path) -> Cohort:
     lay = RunLayout(out_root)
     if not lay.cohort_record.is_file():
         raise DISError(f"{lay.cohort_record} not found: run the cohort step first (dis cohort --out {out_root})")
-    doc = json.loads(lay.cohort_record.read_text())
-    entries = []
-    for x in doc["entries"]:
-        x = dict(x)
-        x["video"] = Path(x["video"])
-        x["extra"] = tuple(tuple(p) for p in x["extra"])
-        entries.append(VideoEntry(**x))
     rerun = f"rerun the cohort step (dis cohort --out {out_root})"
+    try:  # damaged (garbage, cut short, another program's): one line naming the file, not a bug in every unit
+        doc = json.loads(lay.cohort_record.read_text())
+        entries = []
+        for x in doc["entries"]:
+            x = dict(x)
+            x["video"] = Path(x["video"])
+            x["extra"] = tuple(tuple(p) for p in x["extra"])
+            entries.append(VideoEntry(**x))
+        rules = {e.unit_id: doc["split"][e.unit_id]["rule"] for e in entries}
+        left_out, config = list(doc["left_out"]), from_doc(CohortConfig, doc["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DISError(f"{lay.cohort_record}: not a readable cohort record ({e.__class__.__name__}: {e}): {rerun}") from None
     if not lay.split_record.is_file():
         raise DISError(f"{lay.split_record} not found: the train/test masks that {lay.cohort_record} records; {rerun}")
-    with np.load(lay.split_record, allow_pickle=False) as z:
-        missing = [e.unit_id for e in entries if f"train__{e.unit_id}" not in z.files or f"test__{e.unit_id}" not in z.files]
-        if missing:
-            raise DISError(f"{lay.split_record} holds no train/test masks of {missing[0]}, which {lay.cohort_record} "
-                           f"lists (an interrupted cohort step?): {rerun}")
-        splits = {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"], doc["split"][e.unit_id]["rule"])
-                  for e in entries}
+    try:
+        with np.load(lay.split_record, allow_pickle=False) as z:
+            missing = [e.unit_id for e in entries
+                       if f"train__{e.unit_id}" not in z.files or f"test__{e.unit_id}" not in z.files]
+            splits = {} if missing else {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"],
+                                                               rules[e.unit_id]) for e in entries}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DISError(f"{lay.split_record}: not a readable file of train/test masks ({e.__class__.__name__}: {e}): {rerun}") from None
+    if missing:
+        raise DISError(f"{lay.split_record} holds no train/test masks of {missing[0]}, which {lay.cohort_record} "
+                       f"lists (an interrupted cohort step?): {rerun}")
     if doc.get("split_sha256") not in (None, masks_sha256(splits)):  # None: a record from before the hash
         raise DISError(f"{lay.split_record} does not hold the train/test masks that {lay.cohort_record} records "
                        f"(changed since the cohort step): {rerun}")
@@ -360,7 +370,7 @@ def load_cohort(out_root: Path) -> Cohort:
     windows = {k: (w["spec"], _recorded_basis(WindowBasis, lay.window_basis(k), w["sha256"], "window basis",
                                               lay.cohort_record, rerun))
                for k, w in doc.get("window_bases", {}).items()}
-    return Cohort(out_root, entries, doc["left_out"], splits, basis, from_doc(CohortConfig, doc["config"]),
+    return Cohort(out_root, entries, left_out, splits, basis, config,
                   doc.get("extraction_keys", {}),
                   {k: ColumnStats(**v) for k, v in doc.get("feature_stats", {}).items()}, windows,
                   doc.get("not_applicable", {}), doc.get("basis_frames", {}))
