@@ -870,6 +870,15 @@ def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(t
     assert again().status == "ok" and load_scores(out, "head_pose").participants == c.participants[1:]
     assert train_unit(out, c.participants[0], cfg).status == "ok" and again().status == "ok"
     assert load_scores(out, "head_pose").participants == c.participants
+    # and its training record: one garbage train.json failed the whole feature set's scoring as an internal error
+    (f.parent / "train.json").write_text("x")
+    assert again().status == "ok"
+    got = load_scores(out, "head_pose")
+    assert got.participants == c.participants[1:]
+    assert [x["reason"] for x in got.left_out if x["participant_id"] == c.participants[0]] == [
+        f"{f.parent / 'train.json'}: not a readable training record (JSONDecodeError): retrain (dis train)"]
+    assert train_unit(out, c.participants[0], cfg).status == "ok" and again().status == "ok"
+    assert load_scores(out, "head_pose").participants == c.participants
 
 
 def test_the_report_config_decides_whether_the_page_shows_faces(tmp_path):

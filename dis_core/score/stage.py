@@ -136,11 +136,20 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
                              "reason": "model was trained on other extractions or another split than the current "
                                        "ones: retrain (dis train)"})
             continue
+        try:
+            training[pid] = json.loads((d / SUMMARY_NAME).read_text())
+            if not isinstance(training[pid], dict):
+                raise ValueError("not a mapping")
+        except (OSError, ValueError) as e:  # damaged: this person, not the block, is lost (dis train makes it again)
+            training.pop(pid, None)
+            left_out.append({"participant_id": pid, "feature_set": fs,
+                             "reason": f"{d / SUMMARY_NAME}: not a readable training record ({e.__class__.__name__}): "
+                                       "retrain (dis train)"})
+            continue
         models[pid] = {**{m: dens[m][0] for m in methods}, "train_frames": blob.get("train_frames", {}),
                        # the models' own bytes too: a forced retraining on the same inputs (another torch, a GPU)
                        # gives other weights under the same input key, and its blocks must not skip as current
                        "key": ":".join([blob.get("unit_key", "")] + _file_keys(d, methods))}
-        training[pid] = json.loads((d / SUMMARY_NAME).read_text())
         histories[pid] = (blob.get("history", {"train": [], "val": []}), int(blob.get("best_epoch", -1)))
     return models, training, histories, left_out
 
