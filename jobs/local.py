@@ -106,12 +106,47 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
             stopped.setdefault(r.message, []).append(r.unit_id)
         elif r.failed:
             lines.append(f"  FAILED {r.unit_id}: {r.message}")
-        elif stage == "cohort" and r.message:  # left-out units are listed by the report, not again here
+        elif stage == "cohort" and r.message:  # its counts; who was left out follows (_left_out_lines)
             lines.append(f"  {r.unit_id}: {r.message}")
     for why, ids in stopped.items():
         lines.append(f"  FAILED {ids[0]}: {why}" if len(ids) == 1 else
                      f"  FAILED {len(ids)} unit(s) ({ids[0]}, ...): {why}")
+    if stage in ("cohort", "score"):
+        lines += _left_out_lines(stage, plan, results)
     return "\n".join(lines)
+
+
+def _left_out_lines(stage: str, plan: Plan, results: list[UnitResult]) -> list[str]:
+    """Who the cohort step or scoring left out and why, one line per reason (the count alone named no one)."""
+    import json
+
+    why: dict[str, list[str]] = {}
+    if stage == "cohort" and any(r.done for r in results):
+        try:
+            left = json.loads(plan.layout.cohort_record.read_text()).get("left_out", [])
+        except (OSError, ValueError, AttributeError):
+            left = []
+        for x in left:
+            why.setdefault(str(x.get("reason", "")), []).append(str(x.get("unit_id", "")))
+    elif stage == "score":
+        from dis_core.score.blocks import block_left_out
+
+        for r in results:
+            fs, _, rc = r.unit_id.partition("/")
+            if r.done and "-" in rc:
+                for x in block_left_out(plan.layout.score_block_dir(fs, *map(int, rc.split("-")))):
+                    who = why.setdefault(f"{fs}: {x.get('reason', '')}", [])
+                    if x.get("participant_id") not in who:
+                        who.append(str(x.get("participant_id")))
+    shown = lambda ids: ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")  # noqa: E731
+    lines = [f"  left out {shown(ids)}: {reason}" for reason, ids in why.items()]
+    if len(lines) > MAX_LEFT_OUT_LINES:  # reasons naming files differ per unit: the terminal must not grow with N
+        more = sum(len(ids) for ids in list(why.values())[MAX_LEFT_OUT_LINES:])
+        lines = lines[:MAX_LEFT_OUT_LINES] + [f"  left out {more} more (every one with why: the report's left_out sheet)"]
+    return lines
+
+
+MAX_LEFT_OUT_LINES = 5
 
 
 def run_pipeline(manifest: Manifest, out: Path, model: ModelFile, train: Sequence[TrainConfig],

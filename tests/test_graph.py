@@ -1285,6 +1285,51 @@ def test_the_report_refuses_scores_of_models_retrained_since_or_of_blocks_that_d
     assert again.exit_code == 0 and again.results["report"][0].message == "", again.results["report"]
 
 
+def test_the_cohort_and_score_summaries_name_who_was_left_out_and_why(tmp_path):
+    """`dis cohort` said '1 left out' and `dis score` nothing at all (exit 0) when a damaged extraction or model
+    cost a participant: the summaries now name them, with the file, one line per reason."""
+    import dataclasses
+
+    from dis_core.model.config import TrainConfig
+    from dis_core.model.flows import FlowConfig
+    from tests.synthrun import make_run
+
+    out = tmp_path / "run"
+    m = make_run(out, n=4, seconds=40, sessions=2)
+    path = write_manifest(tmp_path / "videos" / "cohort.csv",
+                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
+                            "dyad": e.dyad} for e in m.entries])
+    tiny = FlowConfig(layers=1, hidden=8, max_epochs=2, device="cpu")
+    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64),
+                      train=(TrainConfig(DEFAULT_FEATURE_SETS["head_pose"], tiny, min_train_frames=20),))
+    plan = dataclasses.replace(plan, score=dataclasses.replace(plan.score, min_test_frames=1))
+    (gone,) = [e for e in m.entries if e.participant_id == "p3" and e.session == "s2"]
+    h5 = plan.layout.extraction(gone.unit_id)
+    h5.write_bytes(b"garbage")
+    said: list[str] = []
+    local.run_stages(plan, ["cohort", "train"], executor="debug", log=said.append, progress=False)
+    assert f"  left out {gone.unit_id}: extraction unreadable (OSError): {h5}" in "\n".join(said).splitlines(), said
+    (plan.layout.model_dir("head_pose", "p1") / "model.pt").write_bytes(b"garbage")
+    said.clear()
+    got = local.run_stages(plan, ["score"], executor="debug", log=said.append, progress=False)
+    lines = "\n".join(said).splitlines()
+    assert got.exit_code == 0 and lines[0] == "score: 1 unit(s): 1 ok", said
+    assert lines[1].startswith("  left out p1: head_pose: model cannot be read ("), lines
+    assert lines[2] == (f"  left out p3: head_pose: no held-out data: the split leaves none; 1 video(s) left out at the "
+                        f"cohort step ({gone.unit_id}: extraction unreadable (OSError): {h5})"), lines
+
+
+def test_left_out_lines_stop_growing_with_the_cohort(plan):
+    """Reasons naming a file differ per unit: a thousand failed videos gave a thousand lines."""
+    plan.layout.cohort_dir.mkdir(parents=True, exist_ok=True)
+    plan.layout.cohort_record.write_text(json.dumps({"left_out": [
+        {"unit_id": f"u{i}", "reason": f"extraction unreadable (OSError): /v/u{i}/extraction.h5"} for i in range(1000)]
+        + [{"unit_id": "w", "reason": "no face detected"}, {"unit_id": "x", "reason": "no face detected"}]}))
+    lines = local.summarise("cohort", plan, [UnitResult(unit_id="cohort", status="ok")]).splitlines()
+    assert lines[1:6] == [f"  left out u{i}: extraction unreadable (OSError): /v/u{i}/extraction.h5" for i in range(5)]
+    assert lines[6:] == ["  left out 997 more (every one with why: the report's left_out sheet)"]
+
+
 def test_a_local_stage_given_a_relative_folder_keeps_the_slurm_run_found_from_anywhere(plan, monkeypatch, tmp_path):
     """`dis cohort --out run` in a SLURM run's folder wrote 'run' into run.json's plan: dis status and dis resubmit
     from any other folder then refused the run as moved or copied."""

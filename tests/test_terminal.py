@@ -243,7 +243,9 @@ def test_dis_run_terminal_is_quiet_and_does_not_grow_with_the_cohort(cohort_vide
     small, large = seen["small"], seen["large"]
     failures = [ln for ln in large if "FAILED" in ln]
     assert len(failures) == 1 and "broken_0.mp4" in failures[0]
-    # twice the videos plus a broken one: the FAILED line and the headline's "left out" count, nothing else
-    assert len(large) == len(small) + 2, ("\n".join(small), "\n".join(large))
+    # twice the videos plus a broken one: the FAILED line, the cohort step's line naming it as left out and the
+    # headline's "left out" count, nothing else
+    assert len(large) == len(small) + 3, ("\n".join(small), "\n".join(large))
+    assert sum(ln.startswith("  left out broken0_s1_broken_0-") for ln in large) == 1, large
     # every stage's display is one line on the final screen
     assert sum(ln.lstrip().startswith("extract") and "/" in ln for ln in large) <= 2

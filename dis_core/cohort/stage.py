@@ -224,6 +224,8 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
     why = check_complete(h5, {"video_sha256": sha})
     if why == "video_sha256 changed":
         return "is of another video content than the current file (the video was replaced and its extraction failed)"
+    if why and why.startswith("unreadable"):
+        why = f"{why}: {h5}"
     st = read_status(RunLayout(out_root).video_dir(e.unit_id))
     failed = st is not None and st.status == "failed"
     if why:  # why the extraction of this very file failed (a decode error), not only that its output is missing

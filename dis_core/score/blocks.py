@@ -345,6 +345,16 @@ def _check_models(feature_set: str, have: dict, rows_of_block: dict, k: int) -> 
                        "dis score (or dis resubmit)")
 
 
+def block_left_out(folder: Path) -> list[dict]:
+    """The participants a block's summary left out, each with why ([] when it holds none or cannot be read)."""
+    try:
+        with h5py.File(Path(folder) / SUMMARY, "r") as f:
+            got = json.loads(_attrs(f).get("left_out", "[]"))
+        return [x for x in got if isinstance(x, dict)] if isinstance(got, list) else []
+    except (OSError, ValueError):
+        return []
+
+
 def _check_outcomes(feature_set: str, have: dict) -> None:
     """Every block's last attempt made the block on disk: one that failed or was not run (its predecessor failed,
     so it kept the earlier run's files) or did not finish holds scores of earlier models or another plan."""
