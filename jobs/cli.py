@@ -232,7 +232,8 @@ def _plan(out: Path, manifest: Optional[Path] = None, model: Optional[Path] = No
         elif prev is not None:
             base = dataclasses.replace(prev, out=Path(out), **ONE_COMMAND)
         elif unreadable is not None:
-            raise DISError(f"{unreadable}; plan the run again with --manifest")
+            raise DISError(f"{unreadable}; plan the run again: dis run --manifest M --out {out} (or dis extract --manifest "
+                           "M, which keeps every current unit)")
         else:
             raise DISError(f"{out} holds no run (no run.json): start it with dis extract or dis run --manifest")
         train = base.train
