@@ -249,6 +249,21 @@ def test_a_block_left_from_an_earlier_run_is_never_assembled_with_the_new_ones(t
         assemble(scores, "synthetic")
 
 
+def test_a_block_whose_per_frame_file_is_damaged_is_not_assembled_and_is_scored_again(tmp_path):
+    """A garbage logp.h5 beside a good summary was assembled: the report then dropped its excerpts section in
+    silence (the sheet said OSError, naming no file), and --norm-workbooks failed as an internal error."""
+    cohort = make_synthetic(tmp_path / "cohort", n=3, frames=30, seed=6)
+    scores = tmp_path / "scores"
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "ok"
+    good = assemble(scores, "synthetic").s["flow"].copy()
+    (block_dir(scores, 0, 0) / PER_FRAME).write_bytes(b"garbage")
+    with pytest.raises(Exception, match=r"synthetic: 1 score block\(s\)' per-frame file is missing, unreadable or of "
+                                        r"another scoring than its summary \(.*0-0/logp.h5\): run dis score"):
+        assemble(scores, "synthetic")
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "ok"  # not skipped as current
+    np.testing.assert_array_equal(assemble(scores, "synthetic").s["flow"], good)
+
+
 def test_a_block_that_fails_before_scoring_or_was_scored_by_an_older_dis_is_not_assembled(tmp_path):
     """A re-run failing before it scored ("fewer than two participants": two models gone) kept the earlier run's
     summary, which assembly took; blocks from before models were named in them are refused with that reason."""

@@ -357,12 +357,19 @@ def block_left_out(folder: Path) -> list[dict]:
 
 def _check_outcomes(feature_set: str, have: dict) -> None:
     """Every block's last attempt made the block on disk: one that failed or was not run (its predecessor failed,
-    so it kept the earlier run's files) or did not finish holds scores of earlier models or another plan."""
+    so it kept the earlier run's files) or did not finish holds scores of earlier models or another plan; and its
+    per-frame file is the one its summary was written with (a damaged one silently cost the excerpts section)."""
     bad = [f"{r}-{c}: {st.message}" for (r, c), (sp, _) in sorted(have.items())
            if (st := read_status(sp.parent)) is not None and st.failed]
     if bad:
         raise DISError(f"{feature_set}: {len(bad)} score block(s) did not finish their last run, so their scores are an "
                        f"earlier run's ({bad[0]}{'; ...' if len(bad) > 1 else ''}): run dis score (or dis resubmit)")
+    bad = [f"{sp.parent / PER_FRAME}" for (r, c), (sp, a) in sorted(have.items())
+           if not _current(sp.parent / PER_FRAME, a.get("key"), ".frames")]
+    if bad:
+        raise DISError(f"{feature_set}: {len(bad)} score block(s)' per-frame file is missing, unreadable or of another "
+                       f"scoring than its summary ({bad[0]}{'; ...' if len(bad) > 1 else ''}): run dis score (it "
+                       "scores them again)")
 
 
 def _failures(score_dir: Path, only: Sequence[str] | None = None) -> str:
