@@ -881,6 +881,35 @@ def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(t
     assert load_scores(out, "head_pose").participants == c.participants
 
 
+def test_a_report_stopped_half_way_leaves_no_page_of_the_run_before(tmp_path, monkeypatch):
+    """SIGTERM (or a failure) half-way through a report removed the earlier figures and matrices but kept the
+    earlier page and summary beside the new workbook. The earlier page, workbook and summary go first now, and
+    the next report makes them all. (The interrupt is raised where the landmark figure is drawn: a signal
+    cannot be timed to a point inside the report for real.)"""
+    from dis_core.layout import RunLayout
+    from dis_core.report import stage as report_stage
+    from dis_core.report.stage import report_unit
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=3, seconds=30), out)
+    _train_and_score(out, TrainConfig(FEATURE_SETS["head_pose"], TINY))
+    lay = RunLayout(out)
+    made = (lay.report_page, lay.report_summary, lay.workbook)
+    assert report_unit(out, ["head_pose"], ReportConfig(excerpts_s=())).status == "ok"
+    assert all(p.is_file() for p in made)
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_stage, "_landmark_pca", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        report_unit(out, ["head_pose"], ReportConfig(excerpts_s=()))
+    assert not any(p.exists() for p in made)
+    monkeypatch.undo()
+    assert report_unit(out, ["head_pose"], ReportConfig(excerpts_s=())).status == "ok"
+    assert all(p.is_file() for p in made)
+
+
 def test_the_report_config_decides_whether_the_page_shows_faces(tmp_path):
     """dis report --no-face-images reaches the page: its QC section says no frame is shown."""
     out = tmp_path / "out"

@@ -34,9 +34,12 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     d = cohort.layout.report_dir
     figs = cohort.layout.figures_dir
     figs.mkdir(parents=True, exist_ok=True)
-    for old in [*figs.glob("*.png"), *figs.glob("participants/*.png"), *d.glob("scores_*.npz")]:  # every figure
-        old.unlink()  # and matrix is made again below or not at all: an earlier report's headline, map, signature of
-        # other people or a feature set's matrices not reported now must not outlive it
+    lay = cohort.layout  # the page, workbook and summary first: a report stopped half-way (SIGTERM, a failure) left
+    # the earlier page and summary beside the new workbook, and no file said which run they were of
+    for old in [lay.report_page, lay.report_summary, lay.workbook, *figs.glob("*.png"), *figs.glob("participants/*.png"),
+                *d.glob("scores_*.npz")]:  # every figure
+        old.unlink(missing_ok=True)  # and matrix is made again below or not at all: an earlier report's headline, map,
+        # signature of other people or a feature set's matrices not reported now must not outlive it
     prov = {**prov, **report_inputs(cohort, results, prov)}
     sheets: dict[str, pd.DataFrame] = {}
     headline: list[str] = []
