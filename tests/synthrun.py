@@ -45,7 +45,7 @@ def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, se
              smile=np.zeros(n, bool))
     sha = hashlib.sha256(video.read_bytes()).hexdigest()
     prov = {"video_sha256": sha, "model_sha256": "synthetic", "config_hash": "synthetic", "dis_version": "test",
-            "fps_override": "", "extractor": "synthetic"}
+            "fps_override": 0.0, "extractor": "synthetic"}
     assert set(KEY_ATTRS) <= set(prov)
     w.finish({"width": 640, "height": 480, "fps": fps}, prov, {"frames": n, "detected_frames": int(detected.sum())})
 

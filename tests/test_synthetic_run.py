@@ -235,6 +235,23 @@ def test_a_pooled_feature_set_places_the_cohort_shape_at_each_participants_mean(
     assert again.status == "failed" and "pooled shape was fitted on another cohort step" in again.message
 
 
+def test_an_extraction_under_another_fps_override_than_the_manifest_now_is_not_used(tmp_path):
+    """The manifest's fps of a video changed after its extraction (`dis cohort` without `dis extract`): the
+    cohort step used frame times of the old rate and recorded the new row. It now leaves the video out, saying
+    to extract it again."""
+    import dataclasses
+
+    out = tmp_path / "out"
+    m = make_run(out, n=4, seconds=30)
+    assert len(prepare_cohort(m, out).entries) == 4
+    now = dataclasses.replace(m, entries=tuple(dataclasses.replace(e, fps=30.0) if e.participant_id == "p0" else e
+                                               for e in m.entries))
+    c = prepare_cohort(now, out)
+    assert [e.participant_id for e in c.entries] == ["p1", "p2", "p3"]
+    assert [x["reason"] for x in c.left_out] == ["extraction was made under another fps override than the manifest's "
+                                                 "now (30.0): run dis extract (it extracts this video again)"]
+
+
 @pytest.mark.parametrize("damage", ["cohort.json", "cohort.json {}", "split.npz", "split.npz cut"])
 def test_a_damaged_cohort_record_is_one_line_naming_its_file(tmp_path, damage):
     """Garbage in cohort/cohort.json or cohort/split.npz failed every later unit as an internal error

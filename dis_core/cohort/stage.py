@@ -213,7 +213,8 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
 
 def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str | None:
     """Why the extraction on disk is not usable for this row now: incomplete, made from other content
-    than the video's current bytes (a replaced video), or this run's extraction of it failed."""
+    than the video's current bytes (a replaced video) or under another fps override than the row's, or this run's
+    extraction of it failed."""
     from dis_core.extract.heal import unit_dir_problem
     from dis_core.io.provenance import sha256_file
 
@@ -221,9 +222,12 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
         sha = sha256_file(e.video)
     except OSError as err:
         return f"unusable: the video cannot be read now ({err.strerror or err.__class__.__name__}); an older extraction is not used"
-    why = check_complete(h5, {"video_sha256": sha})
+    why = check_complete(h5, {"video_sha256": sha, "fps_override": float(e.fps or 0.0)})
     if why == "video_sha256 changed":
         return "is of another video content than the current file (the video was replaced and its extraction failed)"
+    if why == "fps_override changed":  # the manifest's fps was changed since: its frame times are the old rate's
+        return (f"was made under another fps override than the manifest's now ({e.fps or 'none'}): run dis extract "
+                "(it extracts this video again)")
     if why and why.startswith("unreadable"):
         why = f"{why}: {h5}"
     st = read_status(RunLayout(out_root).video_dir(e.unit_id))
