@@ -10,6 +10,7 @@ the mean over trials. Also checked each time: exit 130 and no temporary `.part-`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -28,6 +29,14 @@ sys.path.insert(0, str(ROOT))
 from dis_core.io.assets import fetch_samples, resolve_model  # noqa: E402
 
 
+
+def _finished(status: Path) -> bool:
+    """Whether a unit's record says it finished (an extraction also records that it started)."""
+    try:
+        return json.loads(status.read_text()).get("status") in ("ok", "skipped", "no_face")
+    except (OSError, ValueError):
+        return False
+
 def trial(tmp: Path, manifest: Path, sig: signal.Signals, env: dict) -> tuple[float, float, int, int]:
     out = tmp / f"out-{time.monotonic_ns()}"
     p = subprocess.Popen([sys.executable, "-m", "jobs.cli", "extract", "-m", str(manifest), "-o", str(out),
@@ -42,7 +51,7 @@ def trial(tmp: Path, manifest: Path, sig: signal.Signals, env: dict) -> tuple[fl
 
     th = threading.Thread(target=read, daemon=True)
     th.start()
-    while not any((out / "videos").glob("*/status.json")):
+    while not any(_finished(s) for s in (out / "videos").glob("*/status.json")):  # (an attempt records its start)
         if p.poll() is not None:
             raise RuntimeError("finished before it could be interrupted")
         time.sleep(0.05)

@@ -487,11 +487,19 @@ def _wait_for(pred, timeout: float, proc) -> None:
         time.sleep(0.1)
 
 
+def _finished(status: Path) -> bool:
+    """Whether a unit's record says it finished (an extraction records that it started, too)."""
+    try:
+        return json.loads(status.read_text()).get("status") in ("ok", "skipped", "no_face")
+    except (OSError, ValueError):
+        return False
+
+
 def _interrupt_after_first_unit(args, env, out: Path, sig) -> tuple[subprocess.CompletedProcess, float]:
     p = subprocess.Popen([sys.executable, "-m", "jobs.cli", *map(str, args)], cwd=ROOT, env=env, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_for(lambda: any((out / "videos").glob("*/status.json")), 600, p)
+        _wait_for(lambda: any(_finished(s) for s in (out / "videos").glob("*/status.json")), 600, p)
         t0 = time.monotonic()
         p.send_signal(sig)
         so, se = p.communicate(timeout=120)

@@ -115,7 +115,7 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
             base.elapsed_s = round(time.monotonic() - t0, 3)
             return base
         remove_stale_parts(d)
-        (d / STATUS).unlink(missing_ok=True)  # an attempt killed from here on leaves no record, not the last run's
+        (d / STATUS).unlink(missing_ok=True)  # never the last run's record: none while checking, then "started"
         expect = {"video_sha256": video_sha, "model_sha256": model.sha256, "config_hash": cfg.content_hash(),
                   "fps_override": float(entry.fps or 0.0), "extractor": extractor_versions()}
         base.key = content_key(expect)
