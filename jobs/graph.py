@@ -137,6 +137,7 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     """The cohort step: the extraction summary from the recorded outcomes, then split and basis."""
     from dis_core.cohort.split import check_gap
     from dis_core.cohort.stage import prepare_cohort
+    from dis_core.extract.landmarker import extractor_versions
     from dis_core.features.build import reach_s
     from dis_core.extract.summary import collect_extract_results, write_extract_summary
     from dis_core.io.atomic import write_text_atomic
@@ -147,7 +148,9 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     plan.layout.cohort_provenance.unlink(missing_ok=True)  # written again below only if the step succeeds
     res = UnitResult(unit_id=unit)
     try:
-        c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train])
+        c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train], expect={
+            "model_sha256": plan.model.sha256, "config_hash": plan.extract.content_hash(),
+            "extractor": extractor_versions()})
     except DISError as e:
         res.message = str(e)
         return res

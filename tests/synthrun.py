@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import KEY_ATTRS, ExtractionWriter
-from dis_core.extract.landmarker import N_BLENDSHAPES, N_LANDMARKS
+from dis_core.extract.landmarker import N_BLENDSHAPES, N_LANDMARKS, extractor_versions
 from dis_core.manifest import Manifest, VideoEntry, unit_id
 
 
@@ -44,8 +45,10 @@ def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, se
     w.append(time_s=t, detected=detected, landmarks=lm, blendshapes=blend, transform=tr, head_pose=hp,
              smile=np.zeros(n, bool))
     sha = hashlib.sha256(video.read_bytes()).hexdigest()
-    prov = {"video_sha256": sha, "model_sha256": "synthetic", "config_hash": "synthetic", "dis_version": "test",
-            "fps_override": 0.0, "extractor": "synthetic"}
+    # the inputs a run's plan in the tests expects (a placeholder face model, the default configuration, this DIS's
+    # MediaPipe and OpenCV): the cohort step leaves out an extraction made from others
+    prov = {"video_sha256": sha, "model_sha256": "0" * 64, "config_hash": ExtractConfig().content_hash(),
+            "dis_version": "test", "fps_override": 0.0, "extractor": extractor_versions()}
     assert set(KEY_ATTRS) <= set(prov)
     w.finish({"width": 640, "height": 480, "fps": fps}, prov, {"frames": n, "detected_frames": int(detected.sum())})
 

@@ -413,10 +413,10 @@ def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_ma
 
 def test_another_mediapipe_or_opencv_re_extracts(tmp_path, samples, model, make_manifest):
     """An extraction's values come from MediaPipe and OpenCV as much as from the video and the model: one made
-    by other versions (a DIS that moved the pin, an image with another OpenCV) or by a DIS that did not record
-    them is done again and says why, never reused under the same key."""
-    import h5py
-
+    by other versions (a DIS that moved the pin, an image with another OpenCV) is done again and says why, never
+    reused under the same key. A file from before the versions were an attribute is judged by the package
+    versions its provenance names: the same ones are not extracted again for nothing."""
+    from dis_core.extract.h5store import content_key, read_attrs
     from dis_core.extract.landmarker import extractor_versions
 
     m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}]))
@@ -427,15 +427,25 @@ def test_another_mediapipe_or_opencv_re_extracts(tmp_path, samples, model, make_
     assert here.startswith("mediapipe ") and ", opencv " in here
     with h5py.File(h5, "r") as f:
         assert f.attrs["extractor"] == here and json.loads(f.attrs["provenance"])["extractor"] == here
-    for recorded in ("mediapipe 0.10.9, opencv 4.9.0", None):
+    assert content_key(read_attrs(h5)).endswith("|" + here)
+
+    def recorded(extractor, mediapipe=None):
         with h5py.File(h5, "r+") as f:
-            if recorded is None:
+            if extractor is None:
                 del f.attrs["extractor"]
             else:
-                f.attrs["extractor"] = recorded
-        again = extract_video(m.entries[0], out, model, ExtractConfig(), progress=False)
+                f.attrs["extractor"] = extractor
+            if mediapipe:
+                prov = json.loads(f.attrs["provenance"])
+                prov["packages"]["mediapipe"] = mediapipe
+                f.attrs["provenance"] = json.dumps(prov)
+        return extract_video(m.entries[0], out, model, ExtractConfig(), progress=False)
+
+    for again in (recorded("mediapipe 0.10.9, opencv 4.9.0"), recorded(None, mediapipe="0.10.9")):
         assert again.status == "ok" and again.key == first.key, again
         assert again.message.startswith("re-extracted: another MediaPipe or OpenCV than its last extraction"), again
         with h5py.File(h5, "r") as f:
             assert f.attrs["extractor"] == here
-    assert extract_video(m.entries[0], out, model, ExtractConfig(), progress=False).status == "skipped"
+    old = recorded(None)  # as a DIS before the attribute wrote it, with these versions: kept, under its old key
+    assert old.status == "skipped", old
+    assert content_key(read_attrs(h5)) == first.key.removesuffix("|" + here)

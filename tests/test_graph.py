@@ -1319,6 +1319,41 @@ def test_the_cohort_and_score_summaries_name_who_was_left_out_and_why(tmp_path):
                         f"cohort step ({gone.unit_id}: extraction unreadable (OSError): {h5})"), lines
 
 
+def test_the_cohort_step_leaves_out_extractions_of_other_inputs_than_the_runs(tmp_path):
+    """An extraction whose re-extraction never ran (a SLURM task cancelled while pending, a pack's units after a
+    time-out) kept its old 'ok' record: the cohort step, which waits afterany, used it and recorded the run's new
+    face model and configuration. It now leaves out an extraction of another model, configuration or library."""
+    import dataclasses
+
+    import h5py
+
+    from dis_core.extract.config import ExtractConfig
+    from dis_core.extract.smiles import SmileConfig
+    from tests.synthrun import make_run
+
+    out = tmp_path / "run"
+    m = make_run(out, n=4, seconds=40, sessions=2)
+    path = write_manifest(tmp_path / "videos" / "cohort.csv",
+                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
+                            "dyad": e.dyad} for e in m.entries])
+    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64))
+    assert graph.run_unit("cohort", plan, "cohort").status == "ok"
+    other_model = dataclasses.replace(plan, model=ModelFile(tmp_path / "new.task", "1" * 64))
+    r = graph.run_unit("cohort", other_model, "cohort")
+    assert r.failed and "was made with another face model than the run's: run dis extract (it extracts this video " \
+                         "again)" in r.message, r.message
+    stricter = dataclasses.replace(plan, extract=ExtractConfig(smile=SmileConfig(min_fraction=0.9)))
+    r = graph.run_unit("cohort", stricter, "cohort")
+    assert r.failed and "was made under another extraction configuration than the run's" in r.message, r.message
+    (first,) = [e for e in m.entries if e.participant_id == "p0" and e.session == "s1"]
+    with h5py.File(plan.layout.extraction(first.unit_id), "r+") as f:
+        f.attrs["extractor"] = "mediapipe 0.10.9, opencv 4.9.0"
+    r = graph.run_unit("cohort", plan, "cohort")
+    assert r.status == "ok" and r.message.endswith("1 left out"), r.message
+    (why,) = [x["reason"] for x in json.loads(plan.layout.cohort_record.read_text())["left_out"]]
+    assert why.startswith("extraction was made by another MediaPipe or OpenCV than this DIS's (mediapipe "), why
+
+
 def test_left_out_lines_stop_growing_with_the_cohort(plan):
     """Reasons naming a file differ per unit: a thousand failed videos gave a thousand lines."""
     plan.layout.cohort_dir.mkdir(parents=True, exist_ok=True)

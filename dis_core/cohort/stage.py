@@ -11,7 +11,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -146,10 +146,11 @@ class TooFewWindows(DISError):
 
 
 def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = CohortConfig(),
-                   specs: Sequence[FeatureSpec] = ()) -> Cohort:
+                   specs: Sequence[FeatureSpec] = (), expect: dict[str, Any] | None = None) -> Cohort:
     """Decide usable videos and the split, fit the landmark basis; for every named feature set and every
     one of ``specs`` (the run's; they win over a named set of the same name) fit the window basis, decide
-    whether it applies and record the column statistics; write OUT/cohort/."""
+    whether it applies and record the column statistics; write OUT/cohort/. ``expect``: the run's extraction
+    inputs (``model_sha256``, ``config_hash``, ``extractor``): an extraction made from others is left out."""
     from dis_core.io.atomic import remove_stale_parts
 
     out_root = Path(out_root)
@@ -158,7 +159,7 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     contents: dict[tuple[str, str], str] = {}  # (participant, video sha256) -> the first unit of that content
     for e in manifest.entries:
         h5 = RunLayout(out_root).extraction(e.unit_id)
-        why = _current_extraction_problem(out_root, e, h5)
+        why = _current_extraction_problem(out_root, e, h5, expect or {})
         if why:
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"extraction {why}"})
             continue
@@ -211,7 +212,15 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     return cohort
 
 
-def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str | None:
+# why an extraction on disk made from other inputs than the run's is not used (check_complete's reasons)
+OTHER_INPUTS = {
+    "fps_override changed": "was made under another fps override than the manifest's now ({fps})",
+    "model_sha256 changed": "was made with another face model than the run's",
+    "config_hash changed": "was made under another extraction configuration than the run's",
+    "extractor changed": "was made by another MediaPipe or OpenCV than this DIS's ({extractor})"}
+
+
+def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path, expect: dict[str, Any]) -> str | None:
     """Why the extraction on disk is not usable for this row now: incomplete, made from other content
     than the video's current bytes (a replaced video) or under another fps override than the row's, or this run's
     extraction of it failed."""
@@ -222,12 +231,13 @@ def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path) -> str 
         sha = sha256_file(e.video)
     except OSError as err:
         return f"unusable: the video cannot be read now ({err.strerror or err.__class__.__name__}); an older extraction is not used"
-    why = check_complete(h5, {"video_sha256": sha, "fps_override": float(e.fps or 0.0)})
+    why = check_complete(h5, {"video_sha256": sha, "fps_override": float(e.fps or 0.0), **expect})
     if why == "video_sha256 changed":
         return "is of another video content than the current file (the video was replaced and its extraction failed)"
-    if why == "fps_override changed":  # the manifest's fps was changed since: its frame times are the old rate's
-        return (f"was made under another fps override than the manifest's now ({e.fps or 'none'}): run dis extract "
-                "(it extracts this video again)")
+    if why in OTHER_INPUTS:  # an edited fps, another model, configuration or library whose re-extraction never ran
+        # (a task cancelled while pending, a pack's units after a time-out): its values are not the run's
+        return (OTHER_INPUTS[why].format(fps=e.fps or "none", extractor=expect.get("extractor", "?"))
+                + ": run dis extract (it extracts this video again)")
     if why and why.startswith("unreadable"):
         why = f"{why}: {h5}"
     st = read_status(RunLayout(out_root).video_dir(e.unit_id))

@@ -164,8 +164,24 @@ KEY_ATTRS = ("video_sha256", "model_sha256", "config_hash", "fps_override", "ext
 
 def content_key(attrs: dict[str, Any]) -> str:
     """An extraction's content key: video bytes, model, configuration, frame-rate override and the MediaPipe and
-    OpenCV that ran, from the file's root attributes (or the values an extraction is expected to have)."""
-    return "|".join(str(attrs.get(k, "")) for k in KEY_ATTRS)
+    OpenCV that ran, from the file's root attributes (or the values an extraction is expected to have). A file
+    from before the versions were an attribute keeps the key its cohort step and models were made under."""
+    keys = KEY_ATTRS if attrs.get("extractor") else KEY_ATTRS[:-1]
+    return "|".join(str(attrs.get(k, "")) for k in keys)
+
+
+def recorded_extractor(attrs: dict[str, Any]) -> str:
+    """The MediaPipe and OpenCV an extraction was made with, as :func:`extractor_versions` writes them: its
+    ``extractor`` attribute, or for a file from before it the versions its provenance's packages name (the OpenCV
+    wheel's version less its build number: cv2's own); '' when neither says."""
+    if attrs.get("extractor"):
+        return str(attrs["extractor"])
+    try:
+        packages = json.loads(attrs.get("provenance") or "{}").get("packages", {})
+    except (ValueError, TypeError, AttributeError):
+        return ""
+    mp, cv = str(packages.get("mediapipe", "absent")), str(packages.get("opencv-python-headless", "absent"))
+    return "" if "absent" in (mp, cv) else f"mediapipe {mp}, opencv {'.'.join(cv.split('.')[:3])}"
 
 
 def newer_schema_text(path: Path, attrs: dict | None = None) -> str | None:
@@ -195,6 +211,6 @@ def check_complete(path: Path, expect: dict[str, str]) -> str | None:
     if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
         return "old schema"
     for k, v in expect.items():
-        if attrs.get(k) != v:
+        if (recorded_extractor(attrs) if k == "extractor" else attrs.get(k)) != v:
             return f"{k} changed"
     return None
