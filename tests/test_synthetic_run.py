@@ -887,6 +887,18 @@ def test_a_model_retrained_to_other_weights_on_the_same_inputs_is_scored_again(t
     assert again().status == "ok" and load_scores(out, "head_pose").participants == c.participants[1:]
     assert train_unit(out, c.participants[0], cfg).status == "ok" and again().status == "ok"
     assert load_scores(out, "head_pose").participants == c.participants
+    # someone left out of scoring (no model) and trained since: the report left them out with the old reason
+    from dis_core.model.stage import FILES
+
+    for name in FILES.values():
+        (f.parent / name).unlink(missing_ok=True)
+    assert again().status == "ok" and load_scores(out, "head_pose").participants == c.participants[1:]
+    assert train_unit(out, c.participants[0], cfg).status == "ok"
+    with pytest.raises(DISError, match=rf"head_pose: the scores of 1 participant\(s\) are not of their current models "
+                                       rf"\({c.participants[0]}'s model was trained, retrained or removed since "
+                                       rf"{c.participants[0]} was left out of scoring\)"):
+        load_scores(out, "head_pose")
+    assert again().status == "ok" and load_scores(out, "head_pose").participants == c.participants
     # and its training record: one garbage train.json failed the whole feature set's scoring as an internal error
     (f.parent / "train.json").write_text("x")
     assert again().status == "ok"

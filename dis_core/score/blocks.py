@@ -69,6 +69,10 @@ class Source(Protocol):
     def participant(self, pid: str) -> Participant | str:
         """The participant, or the reason they cannot be scored (no model, too few held-out frames...)."""
 
+    def model_files_key(self, pid: str) -> str:
+        """The bytes of a participant's model files as they are ('' when there are none): what the report checks
+        of someone left out, who may have been trained since."""
+
 
 def _blob_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -207,7 +211,8 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
             methods=json.dumps(list(src.methods)),
             cohort_sha256=src.cohort_sha256, grid=grid_id(candidates, b), n=len(candidates), block_size=b, r=r, c=c,
             rows=json.dumps(R), cols=json.dumps(C), dyads=json.dumps(dyads), left_out=json.dumps(left_out),
-            models=json.dumps({p: people[p].key for p in dict.fromkeys(R + C)}),
+            models=json.dumps({**{x["participant_id"]: src.model_files_key(x["participant_id"]) for x in left_out},
+                               **{p: people[p].key for p in dict.fromkeys(R + C)}}),
             test_frames=json.dumps({q: int(k) for q, k in zip(C, n_frames)}),
             training=json.dumps({p: people[p].training for p in R if diagonal and people[p].training is not None},
                                 default=str),

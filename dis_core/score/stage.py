@@ -70,6 +70,10 @@ class RunSource:
                            {**training[pid], **qc}, histories[pid])
 
 
+    def model_files_key(self, pid: str) -> str:
+        return _files_key(self.cohort.layout.model_dir(self.feature_set, pid), self.methods)
+
+
 def score_block_unit(out_root: Path, cfg: TrainConfig, r: int, c: int, candidates: Sequence[str],
                      score_cfg: ScoreConfig = ScoreConfig(), force: bool = False) -> UnitResult:
     """Score block (r, c) of one feature set; ``candidates`` are the planned participants in order."""
@@ -159,6 +163,14 @@ def _file_keys(model_dir: Path, methods: Sequence[str]) -> list[str]:
     return [sha256_file(Path(model_dir) / FILES[m])[:16] for m in methods]
 
 
+def _files_key(model_dir: Path, methods: Sequence[str]) -> str:
+    """':' and the model files' keys (:func:`_file_keys`), as a model key ends; '' when any file is missing."""
+    try:
+        return ":" + ":".join(_file_keys(model_dir, methods))
+    except OSError:
+        return ""
+
+
 def _check_current_models(layout: RunLayout, a: Assembled) -> None:
     """The models that scored each participant are the current ones: `dis train` after `dis score` (a new cap of
     epochs, a forced retraining, a failed one that removed the model) left scores of models that are gone, and a
@@ -177,6 +189,9 @@ def _check_current_models(layout: RunLayout, a: Assembled) -> None:
             now = None
         if now != a.models.get(p, "").split(":")[1:]:
             problems.append(f"{p}'s model was retrained or removed since it was scored")
+    for p in dict.fromkeys(x["participant_id"] for x in a.left_out):  # left out at scoring: trained since?
+        if p in a.models and _files_key(layout.model_dir(a.feature_set, p), methods) != a.models[p]:
+            problems.append(f"{p}'s model was trained, retrained or removed since {p} was left out of scoring")
     if problems:
         raise DISError(f"{a.feature_set}: the scores of {len(problems)} participant(s) are not of their current models "
                        f"({problems[0]}{'; ...' if len(problems) > 1 else ''}): run dis train and dis score (or dis "

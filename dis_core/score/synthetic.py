@@ -81,6 +81,12 @@ class ArraySource:
     def dyad(self, pid: str) -> str:
         return self.doc["dyads"].get(pid, "")
 
+    def model_files_key(self, pid: str) -> str:
+        d = self.folder / pid
+        files = [d / "model.pt", d / "baseline.pt"]
+        return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16] if all(
+            f.is_file() for f in files) else ""
+
     def participant(self, pid: str) -> Participant | str:
         from dis_core.model.flows import load_density
 
