@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 from dis_core.io.assets import fetch_samples, resolve_model  # noqa: E402
 
 
-
 def _finished(status: Path) -> bool:
     """Whether a unit's record says it finished (an extraction also records that it started)."""
     try:
         return json.loads(status.read_text()).get("status") in ("ok", "skipped", "no_face")
     except (OSError, ValueError):
         return False
+
 
 def trial(tmp: Path, manifest: Path, sig: signal.Signals, env: dict) -> tuple[float, float, int, int]:
     out = tmp / f"out-{time.monotonic_ns()}"

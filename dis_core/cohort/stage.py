@@ -221,9 +221,9 @@ OTHER_INPUTS = {
 
 
 def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path, expect: dict[str, Any]) -> str | None:
-    """Why the extraction on disk is not usable for this row now: incomplete, made from other content
-    than the video's current bytes (a replaced video) or under another fps override than the row's, or this run's
-    extraction of it failed."""
+    """Why the extraction on disk is not usable for this row now: incomplete, made from other content than the
+    video's current bytes (a replaced video) or from other inputs than the row's and the run's (``expect``), or this
+    run's extraction of it failed."""
     from dis_core.extract.heal import unit_dir_problem
     from dis_core.io.provenance import sha256_file
 
@@ -364,7 +364,8 @@ def load_cohort(out_root: Path) -> Cohort:
         rules = {e.unit_id: doc["split"][e.unit_id]["rule"] for e in entries}
         left_out, config = list(doc["left_out"]), from_doc(CohortConfig, doc["config"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise DISError(f"{lay.cohort_record}: not a readable cohort record ({e.__class__.__name__}: {e}): {rerun}") from None
+        raise DISError(f"{lay.cohort_record}: not a readable cohort record ({e.__class__.__name__}: {e}): "
+                       f"{rerun}") from None
     if not lay.split_record.is_file():
         raise DISError(f"{lay.split_record} not found: the train/test masks that {lay.cohort_record} records; {rerun}")
     try:
@@ -374,7 +375,8 @@ def load_cohort(out_root: Path) -> Cohort:
             splits = {} if missing else {e.unit_id: VideoSplit(z[f"train__{e.unit_id}"], z[f"test__{e.unit_id}"],
                                                                rules[e.unit_id]) for e in entries}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DISError(f"{lay.split_record}: not a readable file of train/test masks ({e.__class__.__name__}: {e}): {rerun}") from None
+        raise DISError(f"{lay.split_record}: not a readable file of train/test masks ({e.__class__.__name__}: "
+                       f"{e}): {rerun}") from None
     if missing:
         raise DISError(f"{lay.split_record} holds no train/test masks of {missing[0]}, which {lay.cohort_record} "
                        f"lists (an interrupted cohort step?): {rerun}")

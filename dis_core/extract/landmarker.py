@@ -399,4 +399,3 @@ def extractor_versions() -> str:
     except metadata.PackageNotFoundError:
         mp = "absent"
     return f"mediapipe {mp}, opencv {cv2.__version__}"
-

@@ -85,7 +85,8 @@ CHANGED = {"video_sha256 changed": "the video's content changed since its last e
            "model_sha256 changed": "another face model than its last extraction",
            "config_hash changed": "another extraction configuration than its last extraction",
            "fps_override changed": "another fps override than its last extraction",
-           "extractor changed": "another MediaPipe or OpenCV than its last extraction (or one that did not record them)",
+           "extractor changed": ("another MediaPipe or OpenCV than its last extraction (or one that did not record "
+                                 "them)"),
            "old schema": "its last extraction was written by an older DIS"}
 
 
@@ -131,8 +132,9 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         # until it records its outcome, the unit's record says it did not finish: an attempt killed from outside (a
         # SLURM time limit, out of memory) left no record, and the cohort step took the older extraction beside it,
         # made from other inputs (another fps override, configuration or model) than the ones it then recorded
-        write_status(d, dataclasses.replace(base, status="failed", message=f"started {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                                            " and did not finish: run it again"))
+        when = time.strftime("%Y-%m-%d %H:%M:%S")
+        write_status(d, dataclasses.replace(base, status="failed", message=f"started {when} and did not finish: run it "
+                                            "again"))
         started = True
         with open(d / LOG_NAME, "a", encoding="utf-8") as log:  # which attempt wrote the library lines below
             log.write(attempt_header(entry, model, cfg) + "\n")
@@ -180,7 +182,8 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
     prov = provenance(cfg, video=str(entry.video), video_sha256=expect["video_sha256"],
                       model_sha256=model.sha256, model_path=str(model.path), unit_id=entry.unit_id,
                       participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"],
-                      extractor=expect["extractor"], config_hash=expect["config_hash"])  # of the content ("config" holds every option that ran)
+                      extractor=expect["extractor"],
+                      config_hash=expect["config_hash"])  # of the content ("config" holds every option that ran)
     d.mkdir(parents=True, exist_ok=True)
     _check_free_space(entry, d, info.frame_count, cfg)
     with atomic_path(h5) as tmp:

@@ -69,7 +69,6 @@ class RunSource:
         return Participant({k: _bound(m[k], td.columns) for k in self.methods}, m["key"], td.x, td.rows,
                            {**training[pid], **qc}, histories[pid])
 
-
     def model_files_key(self, pid: str) -> str:
         return _files_key(self.cohort.layout.model_dir(self.feature_set, pid), self.methods)
 
