@@ -1129,12 +1129,9 @@ def test_status_lists_the_planned_rows_after_the_manifest_is_edited_and_says_so(
         graph.plan_from_record(rec, planned_rows=True)
 
 
-def test_a_failed_pooled_shape_stops_only_its_own_feature_set(tmp_path):
-    """pooled/head_spectrum fails for real (a folder stands where its model file goes): head_spectrum's training and
-    scoring units record that they did not run and why, head_pose is trained and scored all the same (one
-    feature set's failure stopped every feature set's training), and the report may run on what came out."""
-    import dataclasses
-
+def _synthetic_run(tmp_path, *feature_sets: str) -> tuple[graph.Plan, object]:
+    """A 4-person, 2-session synthetic run (no MediaPipe) with its manifest and a plan of tiny flows for
+    ``feature_sets`` (a spectral set pooled), held-out rows counted from 1 frame: (plan, manifest)."""
     from dis_core.model.config import TrainConfig
     from dis_core.model.flows import FlowConfig
     from tests.synthrun import make_run
@@ -1145,10 +1142,18 @@ def test_a_failed_pooled_shape_stops_only_its_own_feature_set(tmp_path):
                           [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
                             "dyad": e.dyad} for e in m.entries])
     tiny = FlowConfig(layers=1, hidden=8, max_epochs=2, device="cpu")
-    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64),
-                      train=(TrainConfig(DEFAULT_FEATURE_SETS["head_pose"], tiny, min_train_frames=20),
-                             TrainConfig(FEATURE_SETS["head_spectrum"], tiny, min_train_frames=20, density="pooled")))
-    plan = dataclasses.replace(plan, score=dataclasses.replace(plan.score, min_test_frames=1))
+    train = tuple(TrainConfig(FEATURE_SETS[fs], tiny, min_train_frames=20,
+                              density="pooled" if FEATURE_SETS[fs].window == "spectrum" else "own") for fs in feature_sets)
+    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64), train=train)
+    return dataclasses.replace(plan, score=dataclasses.replace(plan.score, min_test_frames=1)), m
+
+
+def test_a_failed_pooled_shape_stops_only_its_own_feature_set(tmp_path):
+    """pooled/head_spectrum fails for real (a folder stands where its model file goes): head_spectrum's training and
+    scoring units record that they did not run and why, head_pose is trained and scored all the same (one
+    feature set's failure stopped every feature set's training), and the report may run on what came out."""
+    plan, _ = _synthetic_run(tmp_path, "head_pose", "head_spectrum")
+    out, path = plan.out, plan.manifest
     (out / "pooled" / "head_spectrum" / "model.pt").mkdir(parents=True)  # a folder where the shape's file goes
     (out / "pooled" / "head_spectrum" / "model.pt" / "x").write_text("in the way")
     got = local.run_stages(plan, ["cohort", "pooled", "train", "score"], executor="debug", log=lambda *_: None)
@@ -1242,24 +1247,10 @@ def test_the_report_refuses_scores_of_models_retrained_since_or_of_blocks_that_d
     reported the old models' scores as current: head_pose's models were retrained but not scored again, and
     head_spectrum's training and scoring did not run, keeping the earlier plan's models and blocks. The report
     now names both as problems, and reports each set again once it is trained and scored."""
-    import dataclasses
     import shutil
 
-    from dis_core.model.config import TrainConfig
-    from dis_core.model.flows import FlowConfig
-    from tests.synthrun import make_run
-
-    out = tmp_path / "run"
-    m = make_run(out, n=4, seconds=40, sessions=2)
-    path = write_manifest(tmp_path / "videos" / "cohort.csv",
-                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
-                            "dyad": e.dyad} for e in m.entries])
-    tiny = FlowConfig(layers=1, hidden=8, max_epochs=2, device="cpu")
-    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64),
-                      train=(TrainConfig(DEFAULT_FEATURE_SETS["head_pose"], tiny, min_train_frames=20),
-                             TrainConfig(FEATURE_SETS["head_spectrum"], tiny, min_train_frames=20, density="pooled")))
-    plan = dataclasses.replace(plan, score=dataclasses.replace(plan.score, min_test_frames=1),
-                               report=dataclasses.replace(plan.report, excerpts_s=(), face_images=False))
+    plan, _ = _synthetic_run(tmp_path, "head_pose", "head_spectrum")
+    plan = dataclasses.replace(plan, report=dataclasses.replace(plan.report, excerpts_s=(), face_images=False))
     run = lambda p, stages: local.run_stages(p, stages, executor="debug", log=lambda *_: None, progress=False)  # noqa: E731
     first = run(plan, ["cohort", "pooled", "train", "score", "report"])
     assert first.exit_code == 0 and first.results["report"][0].message == "", first.results["report"]
@@ -1288,21 +1279,7 @@ def test_the_report_refuses_scores_of_models_retrained_since_or_of_blocks_that_d
 def test_the_cohort_and_score_summaries_name_who_was_left_out_and_why(tmp_path):
     """`dis cohort` said '1 left out' and `dis score` nothing at all (exit 0) when a damaged extraction or model
     cost a participant: the summaries now name them, with the file, one line per reason."""
-    import dataclasses
-
-    from dis_core.model.config import TrainConfig
-    from dis_core.model.flows import FlowConfig
-    from tests.synthrun import make_run
-
-    out = tmp_path / "run"
-    m = make_run(out, n=4, seconds=40, sessions=2)
-    path = write_manifest(tmp_path / "videos" / "cohort.csv",
-                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
-                            "dyad": e.dyad} for e in m.entries])
-    tiny = FlowConfig(layers=1, hidden=8, max_epochs=2, device="cpu")
-    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64),
-                      train=(TrainConfig(DEFAULT_FEATURE_SETS["head_pose"], tiny, min_train_frames=20),))
-    plan = dataclasses.replace(plan, score=dataclasses.replace(plan.score, min_test_frames=1))
+    plan, m = _synthetic_run(tmp_path, "head_pose")
     (gone,) = [e for e in m.entries if e.participant_id == "p3" and e.session == "s2"]
     h5 = plan.layout.extraction(gone.unit_id)
     h5.write_bytes(b"garbage")
@@ -1323,20 +1300,12 @@ def test_the_cohort_step_leaves_out_extractions_of_other_inputs_than_the_runs(tm
     """An extraction whose re-extraction never ran (a SLURM task cancelled while pending, a pack's units after a
     time-out) kept its old 'ok' record: the cohort step, which waits afterany, used it and recorded the run's new
     face model and configuration. It now leaves out an extraction of another model, configuration or library."""
-    import dataclasses
-
     import h5py
 
     from dis_core.extract.config import ExtractConfig
     from dis_core.extract.smiles import SmileConfig
-    from tests.synthrun import make_run
 
-    out = tmp_path / "run"
-    m = make_run(out, n=4, seconds=40, sessions=2)
-    path = write_manifest(tmp_path / "videos" / "cohort.csv",
-                          [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name,
-                            "dyad": e.dyad} for e in m.entries])
-    plan = graph.Plan(out=out, manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64))
+    plan, m = _synthetic_run(tmp_path)
     assert graph.run_unit("cohort", plan, "cohort").status == "ok"
     other_model = dataclasses.replace(plan, model=ModelFile(tmp_path / "new.task", "1" * 64))
     r = graph.run_unit("cohort", other_model, "cohort")
