@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 import pytest
 
 from dis_core.cohort.stage import load_cohort, participant_features, prepare_cohort
@@ -250,6 +252,39 @@ def test_an_extraction_under_another_fps_override_than_the_manifest_now_is_not_u
     assert [e.participant_id for e in c.entries] == ["p1", "p2", "p3"]
     assert [x["reason"] for x in c.left_out] == ["extraction was made under another fps override than the manifest's "
                                                  "now (30.0): run dis extract (it extracts this video again)"]
+
+
+def test_someone_left_out_of_scoring_and_retrained_since_is_scored_again_and_a_span_of_no_models_scores(tmp_path):
+    """p3 is left out of scoring for too few held-out frames. Its model, damaged and made again by dis train,
+    made the report refuse the scores, and dis score skipped every block as current, so the refusal never
+    cleared: the block's key now holds the model files of those it left out. With blocks of two, p4 alone in
+    the last span and left out too, that span's blocks (no model row) failed in h5py on every run."""
+    from dis_core.errors import DISError
+    from dis_core.model.stage import MODEL_NAME
+    from dis_core.score.config import block_grid
+
+    out = tmp_path / "out"
+    frames = 30 * 15
+    short = lambda k, si: range(int(frames * 0.6), frames) if k >= 3 else ()  # noqa: E731 - too few held out
+    prepare_cohort(make_run(out, n=5, seconds=30, hidden_of=short), out)
+    cfg = TrainConfig(FEATURE_SETS["head_pose"], TINY)
+    c = load_cohort(out)
+    assert all(train_unit(out, p, cfg).status == "ok" for p in c.participants)
+    sc = ScoreConfig(min_test_frames=60, block_size=2)
+    score = lambda: {rc: score_block_unit(out, cfg, *rc, c.participants, sc).status  # noqa: E731
+                     for rc in block_grid(len(c.participants), sc)}
+    assert set(score().values()) == {"ok"}
+    got = load_scores(out, "head_pose")
+    assert got.participants == ["p0", "p1", "p2"] and {x["participant_id"] for x in got.left_out} == {"p3", "p4"}
+    f = c.layout.model_dir("head_pose", "p3") / MODEL_NAME
+    f.write_bytes(b"garbage")
+    time.sleep(1.1)  # a model's bytes hold its creation time to the second: retrained, they differ
+    assert train_unit(out, "p3", cfg).status == "ok"
+    with pytest.raises(DISError, match=r"p3's model was trained, retrained or removed since p3 was left out"):
+        load_scores(out, "head_pose")
+    assert "ok" in score().values()  # the blocks that left p3 out are scored again, not skipped
+    assert load_scores(out, "head_pose").participants == ["p0", "p1", "p2"]
+    assert set(score().values()) == {"skipped"}
 
 
 @pytest.mark.parametrize("damage", ["cohort.json", "cohort.json {}", "split.npz", "split.npz cut"])

@@ -112,8 +112,11 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
             why = "; ".join(f"{x['participant_id']}: {x['reason']}" for x in left_out)
             raise DISError(f"{src.feature_set}: fewer than two participants with both a model and held-out data; "
                            f"nothing to compare" + (f" ({why})" if why else ""))
+        # those left out with their model files as they are: one trained since must be scored again (the report
+        # refuses scores that left out someone trained since, and a block that skipped kept it refused for good)
+        left_keys = [{**x, "model": src.model_files_key(x["participant_id"])} for x in left_out]
         res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key) for p in R + C],
-                            src.cohort_sha256, plain(cfg), SCORE_RULE, left_out, list(src.methods))
+                            src.cohort_sha256, plain(cfg), SCORE_RULE, left_keys, list(src.methods))
         if not force and _current(folder / SUMMARY, res.key) and _current(folder / PER_FRAME, res.key, ".frames"):
             res.status = "skipped"
             return res
@@ -179,12 +182,13 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
         f.create_dataset("unit", data=np.concatenate([np.full(len(v), uidx[u], np.int32) for q in C
                                                       for u, v in people[q].frames.items()] or [np.zeros(0, np.int32)]),
                          compression="gzip")
-        chunks = (1, max(1, min(total, 1 << 18))) if total else None
+        packed = bool(total and R)  # no model row (everyone of the span left out): no chunk fits an empty dataset
+        chunks = (1, max(1, min(total, 1 << 18))) if packed else None
         for m in src.methods:
             lp_ds = f.create_dataset(f"logp/{m}", shape=(len(R), total), dtype="f8", chunks=chunks,
-                                     compression="gzip" if total else None, compression_opts=4 if total else None)
+                                     compression="gzip" if packed else None, compression_opts=4 if packed else None)
             nm_ds = f.create_dataset(f"norm/{m}", shape=(len(R), total), dtype="f8", chunks=chunks,
-                                     compression="gzip" if total else None, compression_opts=4 if total else None)
+                                     compression="gzip" if packed else None, compression_opts=4 if packed else None)
             for i, p in enumerate(R):
                 lp = people[p].log_prob[m]
                 own = score_all([lp], [people[p].x])[0][0]
