@@ -173,6 +173,17 @@ R = TypeVar("R", bound=UnitResult)
 TRACEBACK_LOG = "traceback.log"  # in a unit's folder: the traceback of a bug that failed the unit
 
 
+UNFINISHED = " and did not finish: run it again"  # the end of a unit's record while it runs
+
+
+def started_message(job: str = "") -> str:
+    """A running unit's record: it says the unit did not finish until the unit records its outcome, so one killed
+    from outside (SIGKILL, out of memory, a time limit) never leaves the last run's record or none at all."""
+    import time
+
+    return f"started {time.strftime('%Y-%m-%d %H:%M:%S')} ({'job ' + job if job else 'locally'}){UNFINISHED}"
+
+
 def write_status(folder: Path, result: UnitResult) -> None:
     """Record a unit's outcome in ``folder/status.json`` (atomically); a full disk loses only the record."""
     try:

@@ -27,7 +27,7 @@ from dis_core.extract.result import ExtractResult
 from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
 from dis_core.io.quiet import log_traceback
-from dis_core.layout import TRACEBACK_LOG, RunLayout, UnitResult, read_status, write_status
+from dis_core.layout import TRACEBACK_LOG, RunLayout, UnitResult, read_status, started_message, write_status
 from dis_core.manifest import Manifest, VideoEntry, load_manifest
 from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
@@ -364,8 +364,7 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
             # after removing its provenance read as current; a forced retraining killed after removing the model)
             write_status(st.folder(plan.layout, unit), st.result(
                 unit_id=st.uid(unit), job=job,
-                message=f"started {time.strftime('%Y-%m-%d %H:%M:%S')} ({'job ' + job if job else 'locally'})"
-                        + UNFINISHED))
+                message=started_message(job)))
         if blocked:
             r = st.result(unit_id=st.uid(unit), message=blocked)
         else:
@@ -440,7 +439,6 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 
 
 STALE = "out of date: "  # run.json's job of a SLURM unit whose inputs a local stage command replaced since
-UNFINISHED = " and did not finish: run it again"  # the end of a unit's record while it runs (run_unit)
 TIME_LIMIT = "stopped at its task's time limit"  # how a unit's record begins when SLURM's time limit stopped it
 
 

@@ -25,9 +25,9 @@ from dis_core.config import from_doc, plain, to_doc
 from dis_core.errors import DISError
 from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, lock_holder, private_folder
-from dis_core.layout import read_status
+from dis_core.layout import UNFINISHED, read_status
 
-from .graph import (BY_NAME, STALE, STAGES, UNFINISHED, Plan, Stage, blocked_units, plan_from_record, read_record,
+from .graph import (BY_NAME, STALE, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record,
                     recorded_jobs, run_unit, slurm_task_id, traceback_log, units_by_id, write_record)
 
 

@@ -17,7 +17,7 @@ from dis_core.config import from_doc, to_doc
 from dis_core.errors import DISError
 from dis_core.io.assets import ModelFile
 from dis_core.io.lock import RunLocked
-from dis_core.layout import RunLayout, UnitResult, read_status, write_status
+from dis_core.layout import UNFINISHED, RunLayout, UnitResult, read_status, write_status
 from dis_core.model.config import default_train_config
 from dis_core.features.build import DEFAULT_FEATURE_SETS, FEATURE_SETS
 from jobs import graph, local, slurm
@@ -340,7 +340,7 @@ def test_a_local_stage_running_in_a_slurm_folder_shows_its_units_running(with_ec
     for st in with_echo:
         for u in st.units(plan):
             write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok"))
-    write_status(plan.out / "echo" / "a", UnitResult(unit_id="a", message=f"started now (locally){graph.UNFINISHED}"))
+    write_status(plan.out / "echo" / "a", UnitResult(unit_id="a", message=f"started now (locally){UNFINISHED}"))
     monkeypatch.setattr(slurm, "sacct_states", lambda ids: {})
     assert slurm.run_status(plan.out)["echo"][0]["state"] == "failed", "killed: nothing holds the folder"
     with run_lock(plan.out, "dis train"):

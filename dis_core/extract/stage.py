@@ -7,6 +7,7 @@ input, it returns an :class:`ExtractResult` whose ``status`` says what happened.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
 from dis_core.errors import DISError, at_time_limit, disk_full
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
-from dis_core.layout import STATUS, RunLayout, write_status
+from dis_core.layout import STATUS, RunLayout, started_message, write_status
 from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import (ExtractionWriter, check_complete, content_key, iter_blocks, newer_schema_text,
                                      read_attrs, read_extraction)
@@ -69,7 +70,6 @@ def attempt_header(entry: VideoEntry, model: ModelFile, cfg: ExtractConfig) -> s
     """The log's line before an extraction attempt's output (a log gathers every attempt's): when, which DIS,
     which process or SLURM job, which inputs."""
     import datetime as _dt
-    import os
 
     from dis_core import __version__
 
@@ -129,12 +129,11 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
                 res.status = "ok" if redone else "skipped"
                 res.message = "; ".join(x for x in ("redone: " + "; ".join(redone) if redone else "", res.message) if x)
             return res
-        # until it records its outcome, the unit's record says it did not finish: an attempt killed from outside (a
-        # SLURM time limit, out of memory) left no record, and the cohort step took the older extraction beside it,
-        # made from other inputs (another fps override, configuration or model) than the ones it then recorded
-        when = time.strftime("%Y-%m-%d %H:%M:%S")
-        write_status(d, dataclasses.replace(base, status="failed", message=f"started {when} and did not finish: run it "
-                                            "again"))
+        # the record jobs/graph.py:run_unit writes for other stages, once the folder is this unit's: an attempt
+        # killed from outside (a SLURM time limit, out of memory) left no record, and the cohort step took the older
+        # extraction beside it, made from other inputs (fps override, configuration or model) than it then recorded
+        write_status(d, dataclasses.replace(base, status="failed",
+                                            message=started_message(os.environ.get("SLURM_JOB_ID", ""))))
         started = True
         with open(d / LOG_NAME, "a", encoding="utf-8") as log:  # which attempt wrote the library lines below
             log.write(attempt_header(entry, model, cfg) + "\n")

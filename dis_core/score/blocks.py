@@ -114,16 +114,18 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
                            f"nothing to compare" + (f" ({why})" if why else ""))
         # those left out with their model files as they are: one trained since must be scored again (the report
         # refuses scores that left out someone trained since, and a block that skipped kept it refused for good)
-        left_keys = [{**x, "model": src.model_files_key(x["participant_id"])} for x in left_out]
+        left_models = {x["participant_id"]: src.model_files_key(x["participant_id"]) for x in left_out}
         res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key) for p in R + C],
-                            src.cohort_sha256, plain(cfg), SCORE_RULE, left_keys, list(src.methods))
+                            src.cohort_sha256, plain(cfg), SCORE_RULE,
+                            [{**x, "model": left_models[x["participant_id"]]} for x in left_out], list(src.methods))
         if not force and _current(folder / SUMMARY, res.key) and _current(folder / PER_FRAME, res.key, ".frames"):
             res.status = "skipped"
             return res
         writing = True
         remove_stale_parts(folder)  # what a killed attempt left
         _forget(folder)
-        _write_block(src, people, R, C, r == c, folder, cfg, res.key, left_out, candidates, b, r, c, prov or {})
+        _write_block(src, people, R, C, r == c, folder, cfg, res.key, left_out, left_models, candidates, b, r, c,
+                     prov or {})
         res.status = "ok"
         res.message = f"{len(R)} model(s) x {len(C)} participant(s)' data"
     except DISError as e:
@@ -154,8 +156,8 @@ def _current(path: Path, key: str, kind: str = "") -> bool:
 
 
 def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: list[str], diagonal: bool,
-                 folder: Path, cfg: ScoreConfig, key: str, left_out: list[dict], candidates: Sequence[str], b: int,
-                 r: int, c: int, prov: dict) -> None:
+                 folder: Path, cfg: ScoreConfig, key: str, left_out: list[dict], left_models: dict[str, str],
+                 candidates: Sequence[str], b: int, r: int, c: int, prov: dict) -> None:
     """Stream the block: one model row at a time in memory (its log p on every column's frames)."""
     for q in C:  # one frame label per row, or the per-frame files would label rows with other frames
         if sum(len(v) for v in people[q].frames.values()) != len(people[q].x):
@@ -215,8 +217,7 @@ def _write_block(src: Source, people: dict[str, Participant], R: list[str], C: l
             methods=json.dumps(list(src.methods)),
             cohort_sha256=src.cohort_sha256, grid=grid_id(candidates, b), n=len(candidates), block_size=b, r=r, c=c,
             rows=json.dumps(R), cols=json.dumps(C), dyads=json.dumps(dyads), left_out=json.dumps(left_out),
-            models=json.dumps({**{x["participant_id"]: src.model_files_key(x["participant_id"]) for x in left_out},
-                               **{p: people[p].key for p in dict.fromkeys(R + C)}}),
+            models=json.dumps({**left_models, **{p: people[p].key for p in dict.fromkeys(R + C)}}),
             test_frames=json.dumps({q: int(k) for q, k in zip(C, n_frames)}),
             training=json.dumps({p: people[p].training for p in R if diagonal and people[p].training is not None},
                                 default=str),

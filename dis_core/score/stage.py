@@ -152,20 +152,16 @@ def _models(cohort: Cohort, spec: FeatureSpec, methods: Sequence[str] = METHODS,
         models[pid] = {**{m: dens[m][0] for m in methods}, "train_frames": blob.get("train_frames", {}),
                        # the models' own bytes too: a forced retraining on the same inputs (another torch, a GPU)
                        # gives other weights under the same input key, and its blocks must not skip as current
-                       "key": ":".join([blob.get("unit_key", "")] + _file_keys(d, methods))}
+                       "key": blob.get("unit_key", "") + _files_key(d, methods)}
         histories[pid] = (blob.get("history", {"train": [], "val": []}), int(blob.get("best_epoch", -1)))
     return models, training, histories, left_out
 
 
-def _file_keys(model_dir: Path, methods: Sequence[str]) -> list[str]:
-    """The model files' own bytes, a prefix of each sha256 per method: the end of a model key."""
-    return [sha256_file(Path(model_dir) / FILES[m])[:16] for m in methods]
-
-
 def _files_key(model_dir: Path, methods: Sequence[str]) -> str:
-    """':' and the model files' keys (:func:`_file_keys`), as a model key ends; '' when any file is missing."""
+    """The model files' own bytes, ':' and a prefix of each sha256 per method (how a model key ends after its
+    input key); '' when any file is missing."""
     try:
-        return ":" + ":".join(_file_keys(model_dir, methods))
+        return "".join(":" + sha256_file(Path(model_dir) / FILES[m])[:16] for m in methods)
     except OSError:
         return ""
 
@@ -182,11 +178,7 @@ def _check_current_models(layout: RunLayout, a: Assembled) -> None:
         if st is not None and st.failed:
             problems.append(f"{p}'s last training did not finish: {st.message.removeprefix(f'participant {p}, ')}")
             continue
-        try:
-            now = _file_keys(d, methods)
-        except OSError:
-            now = None
-        if now != a.models.get(p, "").split(":")[1:]:
+        if _files_key(d, methods) != ":" + a.models.get(p, "").partition(":")[2]:  # the files, after the input key
             problems.append(f"{p}'s model was retrained or removed since it was scored")
     for p in dict.fromkeys(x["participant_id"] for x in a.left_out):  # left out at scoring: trained since?
         if p in a.models and _files_key(layout.model_dir(a.feature_set, p), methods) != a.models[p]:
