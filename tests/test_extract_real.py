@@ -321,12 +321,70 @@ def test_rerun_skips_and_force_redoes(tmp_path, samples, model, make_manifest):
     assert h5.stat().st_ino == ino and r2.frames == r1.frames
     r3 = extract_video(m.entries[0], out, model, cfg, force=True, progress=False)
     assert r3.status == "ok" and h5.stat().st_ino != ino
-    # a changed smile rule is not "the same inputs": it is redone; a storage option changes no value: it is not
-    r4 = extract_video(m.entries[0], out, model, ExtractConfig(smile=dataclasses.replace(cfg.smile, min_fraction=0.9)),
-                       progress=False)
-    assert r4.status == "ok" and r4.message.startswith("re-extracted: another extraction configuration")
-    assert extract_video(m.entries[0], out, model, ExtractConfig(smile=dataclasses.replace(cfg.smile, min_fraction=0.9),
-                                                                 compression_level=1), progress=False).status == "skipped"
+    # a changed landmarker is not "the same inputs": it is redone; a storage option changes no value: it is not
+    stricter = ExtractConfig(landmarker=dataclasses.replace(cfg.landmarker, min_face_detection_confidence=0.7))
+    r4 = extract_video(m.entries[0], out, model, stricter, progress=False)
+    assert r4.status == "ok" and r4.message.startswith("re-extracted: another extraction configuration"), r4
+    assert r4.key != r1.key
+    assert extract_video(m.entries[0], out, model, dataclasses.replace(stricter, compression_level=1),
+                         progress=False).status == "skipped"
+
+
+def test_another_smile_rule_recomputes_smiles_without_mediapipe(tmp_path, samples, model, make_manifest):
+    """The smile rule thresholds stored blendshape scores: another rule re-ran MediaPipe on every video and gave
+    each a new key, so every model was trained again. Now the smile column, counts, record and workbooks follow
+    the new rule, computed from the file's own blendshapes, under the same key; what MediaPipe made is untouched,
+    and a kill between the file and its workbooks heals on the next run."""
+    from dis_core.extract.h5store import read_attrs
+    from dis_core.extract.smiles import SmileConfig, smile_frames, smile_seconds
+    from dis_core.extract.stage import SMILES_RECOMPUTED
+
+    e = load_manifest(make_manifest([{"participant_id": "p", "session": "s1",
+                                      "video": str(samples["single_face.mp4"])}])).entries[0]
+    out = tmp_path / "out"
+    first = extract_video(e, out, model, ExtractConfig(), progress=False)
+    h5, d = Path(first.output), Path(first.output).parent
+    x0, a0 = read_extraction(h5), read_attrs(h5)
+    assert 0 < x0.smile.sum() < x0.detected.sum()
+    loose = SmileConfig(thresholds=(("mouthSmileLeft", 0.05),), min_fraction=0.9)
+    cfg = ExtractConfig(smile=loose)
+    old_seconds = (d / SMILE_SECONDS_XLSX).read_bytes()
+    r = extract_video(e, out, model, cfg, progress=False)
+    assert r.status == "ok" and r.message == SMILES_RECOMPUTED and r.key == first.key, r
+    attempts = [ln for ln in (d / "extraction.log").read_text().splitlines() if ln.startswith("--- ")]
+    assert len(attempts) == 1, "MediaPipe ran once, for the first extraction"
+    x, a = read_extraction(h5), read_attrs(h5)
+    want = smile_frames(x0.blendshapes, BLENDSHAPE_NAMES, loose)
+    assert x.smile.sum() > x0.smile.sum() and np.array_equal(x.smile, want)
+    secs = smile_seconds(x.time_s, x.detected, want, loose)
+    assert (a["n_smile_frames"], a["n_smile_seconds"]) == (want.sum(), secs["smile"].sum())
+    assert (r.smile_frames, r.smile_seconds) == (want.sum(), secs["smile"].sum())
+    for k in ("landmarks", "blendshapes", "transform", "head_pose", "time_s", "detected"):
+        assert np.array_equal(getattr(x, k), getattr(x0, k), equal_nan=k not in ("time_s", "detected")), k
+    assert all(a[k] == a0[k] for k in ("config_hash", "video_sha256", "model_sha256", "extractor", "n_detected"))
+    prov = x.provenance
+    assert prov["config"]["smile"]["min_fraction"] == 0.9 and prov["smile_hash"] == a["smile_hash"] == cfg.smile_hash()
+    assert prov["created_utc"] == x0.provenance["created_utc"] and prov["smiles_recomputed"]["config_hash"] == \
+        cfg.smile_hash()
+    book = pd.read_excel(d / SMILE_FRAMES_XLSX, sheet_name="smile_frames")
+    assert list(book["smile"]) == list(want) and list(book.columns[4:]) == ["mouthSmileLeft"]
+    booksec = pd.read_excel(d / SMILE_SECONDS_XLSX, sheet_name="smile_seconds")
+    assert booksec["smile_frames"].tolist() == secs["smile_frames"].tolist()
+    assert extract_video(e, out, model, cfg, progress=False).status == "skipped"
+    # killed after the file was replaced, before its workbooks: the older workbook is written again
+    (d / SMILE_SECONDS_XLSX).write_bytes(old_seconds)
+    healed = extract_video(e, out, model, cfg, progress=False)
+    assert healed.status == "ok" and healed.message == (f"redone: {SMILE_SECONDS_XLSX} (made from another extraction "
+                                                       "(smile_hash differs))"), healed
+    # back to the default rule: the first extraction's smiles again, and a file from before smile_hash (which
+    # followed the default rule) is current under it
+    back = extract_video(e, out, model, ExtractConfig(), progress=False)
+    assert back.message == SMILES_RECOMPUTED and np.array_equal(read_extraction(h5).smile, x0.smile)
+    assert (back.smile_frames, back.smile_seconds) == (first.smile_frames, first.smile_seconds)
+    with h5py.File(h5, "r+") as f:
+        del f.attrs["smile_hash"]
+    assert extract_video(e, out, model, ExtractConfig(), progress=False).status == "skipped"
+    assert extract_video(e, out, model, cfg, progress=False).message == SMILES_RECOMPUTED
 
 
 def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, make_manifest):
@@ -356,7 +414,7 @@ def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, mak
 
 
 def test_a_re_extraction_killed_from_outside_leaves_its_older_extraction_unused(tmp_path, samples, model, make_manifest):
-    """A re-extraction under other inputs (here another smile rule; as well another fps override or face model)
+    """A re-extraction under other inputs (here another configuration; as well another fps override or face model)
     killed from outside (a SLURM time limit, out of memory) left the complete older file and no record: the cohort
     step took it, made from the old inputs, and recorded the new ones. The unit's record now says the attempt did
     not finish, so the older extraction is not used, and the next run completes."""
@@ -369,9 +427,11 @@ def test_a_re_extraction_killed_from_outside_leaves_its_older_extraction_unused(
     entry = load_manifest(m_path).entries[0]
     d = RunLayout(out).video_dir(entry.unit_id)
     assert extract_video(entry, out, model, ExtractConfig(), progress=False).status == "ok"
+    with h5py.File(d / H5_NAME, "r+") as f:  # made under another landmarker configuration
+        f.attrs["config_hash"] = "0" * 16
     before = (d / H5_NAME).stat().st_mtime_ns
     p = subprocess.Popen([sys.executable, "-m", "jobs.cli", "extract", "-m", str(m_path), "-o", str(out), "--executor",
-                          "debug", "--smile-min-fraction", "0.9"], env=dict(os.environ, DIS_FACE_MODEL=str(model.path)),
+                          "debug"], env=dict(os.environ, DIS_FACE_MODEL=str(model.path)),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline and not any(".part-" in f.name for f in d.iterdir()):
@@ -386,8 +446,7 @@ def test_a_re_extraction_killed_from_outside_leaves_its_older_extraction_unused(
     with pytest.raises(DISError, match=r"extraction failed in the last run \(started .* and did not finish: run it "
                                        r"again\); an older extraction is not used"):
         prepare_cohort(load_manifest(m_path), out)
-    smiles = dataclasses.replace(ExtractConfig().smile, min_fraction=0.9)
-    r = extract_video(entry, out, model, ExtractConfig(smile=smiles), progress=False)
+    r = extract_video(entry, out, model, ExtractConfig(), progress=False)
     assert r.status == "ok" and r.message.startswith("re-extracted: another extraction configuration"), r
     assert read_status(d).status == "ok"
     assert len(prepare_cohort(load_manifest(m_path), out).entries) == 1

@@ -1303,6 +1303,7 @@ def test_the_cohort_step_leaves_out_extractions_of_other_inputs_than_the_runs(tm
     import h5py
 
     from dis_core.extract.config import ExtractConfig
+    from dis_core.extract.landmarker import LandmarkerConfig
     from dis_core.extract.smiles import SmileConfig
 
     plan, m = _synthetic_run(tmp_path)
@@ -1311,9 +1312,12 @@ def test_the_cohort_step_leaves_out_extractions_of_other_inputs_than_the_runs(tm
     r = graph.run_unit("cohort", other_model, "cohort")
     assert r.failed and "was made with another face model than the run's: run dis extract (it extracts this video " \
                          "again)" in r.message, r.message
-    stricter = dataclasses.replace(plan, extract=ExtractConfig(smile=SmileConfig(min_fraction=0.9)))
+    stricter = dataclasses.replace(plan, extract=ExtractConfig(landmarker=LandmarkerConfig(max_faces=3)))
     r = graph.run_unit("cohort", stricter, "cohort")
     assert r.failed and "was made under another extraction configuration than the run's" in r.message, r.message
+    # another smile rule is no other input of the cohort step: no model reads smiles (dis extract recomputes them)
+    other_smiles = dataclasses.replace(plan, extract=ExtractConfig(smile=SmileConfig(min_fraction=0.9)))
+    assert graph.run_unit("cohort", other_smiles, "cohort").status == "ok"
     (first,) = [e for e in m.entries if e.participant_id == "p0" and e.session == "s1"]
     with h5py.File(plan.layout.extraction(first.unit_id), "r+") as f:
         f.attrs["extractor"] = "mediapipe 0.10.9, opencv 4.9.0"

@@ -528,8 +528,8 @@ def test_export_options_add_or_remove_exports_without_extracting_again(tmp_path,
     assert plain.message == f"redone: removed {LANDMARKS_XLSX} (not made under these options)" and not book.exists()
     again = extract_video(e, tmp_path, model, ExtractConfig(landmark_workbook=True, compression_level=9), progress=False)
     assert again.key == first.key and h5.stat().st_mtime_ns == stamp and book.is_file(), again
-    stricter = dataclasses.replace(ExtractConfig().smile, min_fraction=0.9)
-    other = extract_video(e, tmp_path, model, ExtractConfig(smile=stricter), progress=False)
+    stricter = dataclasses.replace(ExtractConfig().landmarker, min_face_detection_confidence=0.7)
+    other = extract_video(e, tmp_path, model, ExtractConfig(landmarker=stricter), progress=False)
     assert other.key != first.key and other.message.startswith("re-extracted: another extraction configuration")
 
 

@@ -14,8 +14,9 @@ EXPORT_FIELDS = ("landmark_workbook", "landmark_pca_png", "chunk_frames", "compr
 
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
-    """Everything that changes extraction outputs: the landmarker and the smile rule change the HDF5 file's
-    content (:meth:`content_hash` decides whether it is reused); the rest only which exports sit beside it
+    """Everything that changes extraction outputs: the landmarker changes the HDF5 file's content
+    (:meth:`content_hash` decides whether it is reused), the smile rule only its smile columns (recomputed from
+    the stored blendshapes when it changes: :meth:`smile_hash`); the rest only which exports sit beside it
     (:func:`dis_core.extract.heal.heal_exports` adds or removes them) or how it is stored."""
 
     landmarker: LandmarkerConfig = LandmarkerConfig()
@@ -27,10 +28,18 @@ class ExtractConfig:
     compression_level: int = 4
 
     def content_hash(self) -> str:
-        """The hash of what the HDF5 file holds: the whole configuration's with the export and storage options
-        at their defaults (a run with default exports keeps the hash it always had). A workbook asked for once
-        re-extracted every video and redid every later stage."""
+        """The hash of what MediaPipe put in the HDF5 file: the whole configuration's with the export and storage
+        options and the smile rule at their defaults (a run with default options keeps the hash it always had).
+        A workbook asked for once re-extracted every video and redid every later stage; so did a smile threshold,
+        which no model reads."""
         from dis_core.config import config_hash
 
         defaults = ExtractConfig()
-        return config_hash(dataclasses.replace(self, **{f: getattr(defaults, f) for f in EXPORT_FIELDS}))
+        return config_hash(dataclasses.replace(self, smile=defaults.smile,
+                                               **{f: getattr(defaults, f) for f in EXPORT_FIELDS}))
+
+    def smile_hash(self) -> str:
+        """The hash of the smile rule the file's smile columns and smile workbooks follow."""
+        from dis_core.config import config_hash
+
+        return config_hash(self.smile)

@@ -87,8 +87,9 @@ class ExtractionWriter:
         for k, v in video.items():
             g.attrs[k] = v
         self._f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-        for k in (*KEY_ATTRS, "dis_version"):
-            self._f.attrs[k] = provenance[k]
+        for k in (*KEY_ATTRS, "dis_version", "smile_hash"):
+            if k in provenance:
+                self._f.attrs[k] = provenance[k]
         for k, v in summary.items():
             self._f.attrs[k] = v
         self._f.attrs["status"] = "complete"
@@ -182,6 +183,16 @@ def recorded_extractor(attrs: dict[str, Any]) -> str:
         return ""
     mp, cv = str(packages.get("mediapipe", "absent")), str(packages.get("opencv-python-headless", "absent"))
     return "" if "absent" in (mp, cv) else f"mediapipe {mp}, opencv {'.'.join(cv.split('.')[:3])}"
+
+
+def recorded_smile_hash(attrs: dict[str, Any]) -> str:
+    """The hash of the smile rule a current extraction's smile columns follow: its ``smile_hash`` attribute, or
+    for a file from before it the default rule's (its configuration hash, which then held the rule, matched the
+    run's, whose content hash holds the default rule)."""
+    from dis_core.extract.smiles import SmileConfig
+    from dis_core.config import config_hash
+
+    return str(attrs.get("smile_hash") or config_hash(SmileConfig()))
 
 
 def newer_schema_text(path: Path, attrs: dict | None = None) -> str | None:

@@ -12,9 +12,13 @@ import json
 from pathlib import Path
 
 from dis_core.extract.h5store import read_attrs
-from dis_core.extract.stage import DERIVED, ExtractConfig, _outputs, _write_exports
+from dis_core.extract.stage import (DERIVED, SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, ExtractConfig, _outputs,
+                                    _write_exports)
 from dis_core.layout import EXTRACTION_H5 as H5_NAME
 from dis_core.manifest import VideoEntry
+
+
+SMILE_OUTPUTS = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX)
 
 
 def owner_record(entry: VideoEntry, video_sha: str) -> dict:
@@ -71,7 +75,7 @@ def heal_exports(d: Path, entry: VideoEntry, cfg: ExtractConfig) -> list[str]:
     """Next to a current, complete HDF5 file: redo each output of ``cfg`` that is missing, cannot be
     read back or was made from another extraction; remove outputs ``cfg`` does not make (made under
     other flags). Returns what was redone or removed, with why."""
-    from dis_core.io.readback import readback_problem
+    from dis_core.io.readback import LINK_KEYS, readback_problem
 
     h5 = d / H5_NAME
     prov = _h5_provenance(h5)
@@ -80,7 +84,8 @@ def heal_exports(d: Path, entry: VideoEntry, cfg: ExtractConfig) -> list[str]:
         if n not in _outputs(cfg) and (d / n).exists():
             (d / n).unlink()
             done.append(f"removed {n} (not made under these options)")
-    bad = {n: readback_problem(d / n, prov) for n in _outputs(cfg)}
+    bad = {n: readback_problem(d / n, prov, LINK_KEYS + (("smile_hash",) if n in SMILE_OUTPUTS else ()))
+           for n in _outputs(cfg)}  # smile workbooks follow the file's smile rule, recomputed without MediaPipe
     bad = {n: why for n, why in bad.items() if why}
     if bad:
         _write_exports(h5, d, entry, cfg, prov, only=set(bad))

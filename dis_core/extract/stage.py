@@ -23,8 +23,8 @@ from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
 from dis_core.layout import STATUS, RunLayout, started_message, write_status
 from dis_core.extract.config import ExtractConfig
-from dis_core.extract.h5store import (ExtractionWriter, check_complete, content_key, iter_blocks, newer_schema_text,
-                                     read_attrs, read_extraction)
+from dis_core.extract.h5store import (LIBVER, ExtractionWriter, check_complete, content_key, iter_blocks,
+                                     newer_schema_text, read_attrs, read_extraction, recorded_smile_hash)
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, extractor_versions
 from dis_core.manifest import VideoEntry
 from dis_core.extract.pca import StreamingPCA
@@ -123,11 +123,13 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         h5 = layout.extraction(entry.unit_id)
         why = None if force else check_complete(h5, expect)
         if not force and why is None:
+            smiles = _recompute_smiles(h5, entry, cfg)
             redone = heal_exports(d, entry, cfg)
             res = _judged(_result_from_file(base, h5), entry, h5)
             if res.detected_frames:
-                res.status = "ok" if redone else "skipped"
-                res.message = "; ".join(x for x in ("redone: " + "; ".join(redone) if redone else "", res.message) if x)
+                res.status = "ok" if redone or smiles else "skipped"
+                res.message = "; ".join(x for x in (SMILES_RECOMPUTED if smiles else "",
+                                                    "redone: " + "; ".join(redone) if redone else "", res.message) if x)
             return res
         # the record jobs/graph.py:run_unit writes for other stages, once the folder is this unit's: an attempt
         # killed from outside (a SLURM time limit, out of memory) left no record, and the cohort step took the older
@@ -181,7 +183,7 @@ def _extract(entry: VideoEntry, d: Path, h5: Path, model: ModelFile, cfg: Extrac
     prov = provenance(cfg, video=str(entry.video), video_sha256=expect["video_sha256"],
                       model_sha256=model.sha256, model_path=str(model.path), unit_id=entry.unit_id,
                       participant_id=entry.participant_id, session=entry.session, fps_override=expect["fps_override"],
-                      extractor=expect["extractor"],
+                      extractor=expect["extractor"], smile_hash=cfg.smile_hash(),
                       config_hash=expect["config_hash"])  # of the content ("config" holds every option that ran)
     d.mkdir(parents=True, exist_ok=True)
     _check_free_space(entry, d, info.frame_count, cfg)
@@ -297,6 +299,44 @@ def _flush(w: ExtractionWriter, buf: dict[str, list], cfg: ExtractConfig) -> Non
     w.append(**blk)
     for v in buf.values():
         v.clear()
+
+
+SMILES_RECOMPUTED = "smiles recomputed from the stored blendshapes under another smile rule (MediaPipe not run again)"
+
+
+def _recompute_smiles(h5: Path, entry: VideoEntry, cfg: ExtractConfig) -> bool:
+    """Bring a current extraction's smile columns, counts and record to the run's smile rule, from the blendshapes
+    it stores: the rule only thresholds what MediaPipe measured, which a new threshold re-ran on every video (and
+    then every model was trained again). The file is replaced in one rename, then its smile workbooks (a kill
+    between them leaves workbooks of the older rule, which :func:`heal_exports` redoes); False when it follows
+    the rule."""
+    import json
+    import shutil
+
+    from dis_core.config import to_doc
+
+    if recorded_smile_hash(read_attrs(h5)) == cfg.smile_hash():
+        return False
+    with atomic_path(h5) as tmp:
+        shutil.copyfile(h5, tmp)
+        with h5py.File(tmp, "r+", libver=LIBVER) as f:
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["blendshapes"].attrs["names"]]
+            n, step = f["time_s"].shape[0], 4096
+            smi = np.concatenate([smile_frames(f["blendshapes"][s:s + step], names, cfg.smile)
+                                  for s in range(0, n, step)] or [np.zeros(0, bool)])
+            f["smile"][...] = smi
+            secs = smile_seconds(f["time_s"][()], f["detected"][()], smi, cfg.smile)
+            prov = json.loads(f.attrs["provenance"])
+            prov["config"]["smile"] = to_doc(cfg.smile)
+            prov["smile_hash"] = cfg.smile_hash()
+            # what made the smile columns now; the rest of the record is still what MediaPipe's run made
+            prov["smiles_recomputed"] = provenance(cfg.smile)
+            f.attrs["provenance"] = json.dumps(prov, sort_keys=True)
+            f.attrs["smile_hash"] = cfg.smile_hash()
+            f.attrs["n_smile_frames"] = int(smi.sum())
+            f.attrs["n_smile_seconds"] = int(secs["smile"].sum())
+    _write_exports(h5, h5.parent, entry, cfg, prov, only={SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX})
+    return True
 
 
 def _summaries(w: ExtractionWriter, info, entry: VideoEntry, cfg: ExtractConfig, shape) -> tuple[dict, dict]:
