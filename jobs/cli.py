@@ -75,7 +75,8 @@ KeepSmileOpt = typer.Option(None, callback=_above_zero_fraction, show_default=Fa
                             help="A second smiles when this fraction of its face frames smile (above 0, at most 1; "
                                  "default: as the run folder recorded, else 0.5). Changed on a finished folder, "
                                  "the smiles are recomputed from the stored blendshapes: MediaPipe does not run "
-                                 "again and the models stay current.")
+                                 "again and the models stay current (except, once, in a folder extracted before 6 "
+                                 "December 2026 under another fraction than 0.5).")
 FaceImagesOpt = typer.Option(None, "--face-images/--no-face-images", show_default=False,
                              help="Show frames of each video with its landmarks in the HTML report's QC table "
                                   "(pictures of faces: leave them out of a page shared outside the study; default: "

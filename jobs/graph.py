@@ -139,12 +139,15 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     from dis_core.cohort.stage import prepare_cohort
     from dis_core.extract.landmarker import extractor_versions
     from dis_core.features.build import reach_s
-    from dis_core.extract.summary import collect_extract_results, write_extract_summary
+    from dis_core.extract.summary import OTHER_SMILES, collect_extract_results, write_extract_summary
     from dis_core.io.atomic import write_text_atomic
     from dis_core.io.provenance import provenance
 
     m = plan.manifest_
-    write_extract_summary(plan.out, collect_extract_results(m, plan.out), plan.extract_provenance())
+    smile_rule = plan.extract.smile_hash()
+    results = collect_extract_results(m, plan.out, smile_rule)
+    write_extract_summary(plan.out, results, plan.extract_provenance(), smile_rule)
+    other_smiles = sum(OTHER_SMILES in r.message for r in results)
     plan.layout.cohort_provenance.unlink(missing_ok=True)  # written again below only if the step succeeds
     res = UnitResult(unit_id=unit)
     try:
@@ -164,6 +167,9 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
         model_sha256=plan.model.sha256, split_rules=c.split_rules), indent=2, default=str))
     res.status, res.key = "ok", sha[:32]
     res.message = f"{len(c.entries)} usable video(s) of {len(c.participants)} participant(s), {len(c.left_out)} left out"
+    if other_smiles:  # usable: no model reads smiles; but the smile summary and the report's table lack them
+        res.message += (f"; {other_smiles} video(s) with smiles of another smile rule than the run's, left out of the "
+                        "smile summary: run dis extract (it recomputes them without MediaPipe)")
     return res
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from dis_core.config import to_doc
 from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import KEY_ATTRS, ExtractionWriter
 from dis_core.extract.landmarker import N_BLENDSHAPES, N_LANDMARKS, extractor_versions
@@ -48,9 +49,13 @@ def synthetic_extraction(path: Path, video: Path, seconds: float, fps: float, se
     # the inputs a run's plan in the tests expects (a placeholder face model, the default configuration, this DIS's
     # MediaPipe and OpenCV): the cohort step leaves out an extraction made from others
     prov = {"video_sha256": sha, "model_sha256": "0" * 64, "config_hash": ExtractConfig().content_hash(),
-            "dis_version": "test", "fps_override": 0.0, "extractor": extractor_versions()}
+            "dis_version": "test", "fps_override": 0.0, "extractor": extractor_versions(),
+            "config": to_doc(ExtractConfig()), "smile_hash": ExtractConfig().smile_hash()}
     assert set(KEY_ATTRS) <= set(prov)
-    w.finish({"width": 640, "height": 480, "fps": fps}, prov, {"frames": n, "detected_frames": int(detected.sum())})
+    seconds = np.unique(np.floor(t))
+    w.finish({"width": 640, "height": 480, "fps": fps}, prov,  # the counts a real extraction records
+             {"n_frames": n, "n_detected": int(detected.sum()), "n_smile_frames": 0, "n_seconds": len(seconds),
+              "n_face_seconds": len(np.unique(np.floor(t[detected]))), "n_smile_seconds": 0, "fps": fps})
 
 
 def make_run(out: Path, n: int = 4, seconds: float = 40.0, fps: float = 15.0, blend_of=None,

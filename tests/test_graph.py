@@ -1333,6 +1333,50 @@ def test_the_cohort_step_leaves_out_extractions_of_other_inputs_than_the_runs(tm
     assert why.startswith("extraction was made by another MediaPipe or OpenCV than this DIS's (mediapipe "), why
 
 
+def test_smiles_of_another_rule_stay_out_of_the_smile_summary(tmp_path):
+    """`dis extract` under a new smile rule stopped after one video (Ctrl-C, a cancelled SLURM task), then the
+    cohort step ran under the new rule: it uses every video (no model reads smiles), but the smile summary summed
+    the old rule's counts of the others with the new rule's, under the new rule's name. Now it holds the videos of
+    the run's rule, and the cohort step and the extraction summary name the others."""
+    import pandas as pd
+
+    from dis_core.extract.config import ExtractConfig
+    from dis_core.extract.result import ExtractResult
+    from dis_core.extract.smiles import SmileConfig
+    from dis_core.extract.stage import _recompute_smiles, _result_from_file
+    from dis_core.extract.summary import OTHER_SMILES
+
+    plan, m = _synthetic_run(tmp_path)
+    lay = plan.layout
+
+    def record(e):  # what a finished extraction records
+        base = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session, video=e.video_rel)
+        write_status(lay.video_dir(e.unit_id), dataclasses.replace(_result_from_file(base, lay.extraction(e.unit_id)),
+                                                                   status="ok"))
+
+    for e in m.entries:
+        record(e)
+    first = m.entries[0]
+    new = dataclasses.replace(plan, extract=ExtractConfig(smile=SmileConfig(thresholds=(("mouthSmileLeft", 0.05),))))
+    assert _recompute_smiles(lay.extraction(first.unit_id), first, new.extract)
+    record(first)
+    r = graph.run_unit("cohort", new, "cohort")
+    assert r.status == "ok" and r.message.startswith(f"{len(m.entries)} usable video(s)"), r.message
+    assert r.message.endswith(f"; {len(m.entries) - 1} video(s) with smiles of another smile rule than the run's, "
+                              "left out of the smile summary: run dis extract (it recomputes them without MediaPipe)")
+    smiles = pd.read_csv(lay.summary_dir / "smile_summary.csv")
+    assert smiles["unit_id"].tolist() == [first.unit_id] and smiles["smile_frames"].iloc[0] > 0
+    text = (lay.summary_dir / "extract_summary.txt").read_text()
+    assert text.count(OTHER_SMILES) == len(m.entries) - 1 and f"warning {first.unit_id}" not in text
+    # under the rule the others follow, the table holds them and not the recomputed one
+    assert graph.run_unit("cohort", plan, "cohort").message.endswith("0 left out; 1 video(s) with smiles of another "
+                                                                     "smile rule than the run's, left out of the smile "
+                                                                     "summary: run dis extract (it recomputes them "
+                                                                     "without MediaPipe)")
+    assert sorted(pd.read_csv(lay.summary_dir / "smile_summary.csv")["unit_id"]) == sorted(
+        e.unit_id for e in m.entries[1:])
+
+
 def test_left_out_lines_stop_growing_with_the_cohort(plan):
     """Reasons naming a file differ per unit: a thousand failed videos gave a thousand lines."""
     plan.layout.cohort_dir.mkdir(parents=True, exist_ok=True)

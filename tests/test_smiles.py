@@ -83,3 +83,34 @@ def test_a_second_without_frames_is_a_row_of_its_own():
     assert s["smile"].tolist()[:2] + s["smile"].tolist()[3:] == [True, False, True] and s["smile"].isna().iloc[2]
     assert np.isnan(s["smile_fraction"].iloc[2])
     assert len(smile_seconds(np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), SmileConfig())) == 0
+
+
+def test_the_smile_rule_is_not_in_the_extraction_content_key():
+    """Only MediaPipe's inputs key an extraction: another smile rule keeps the key (the smiles are recomputed),
+    and the rule in the key's place is today's default written out, so a future default keeps every key too."""
+    from dis_core.extract.config import KEY_SMILE, ExtractConfig
+
+    assert KEY_SMILE == SmileConfig(), "a run under the default rule keeps the key it always had"
+    other = ExtractConfig(smile=SmileConfig(thresholds=(("mouthSmileLeft", 0.05),), min_fraction=0.9))
+    assert other.content_hash() == ExtractConfig().content_hash() and other.smile_hash() != ExtractConfig().smile_hash()
+
+
+def test_smiles_are_not_recomputed_on_a_full_disk(tmp_path, monkeypatch):
+    """Recomputing changes a copy of the file: without room for it, one line says so and the file is untouched."""
+    import shutil
+    from collections import namedtuple
+
+    from dis_core.errors import DISError
+    from dis_core.extract.config import ExtractConfig
+    from dis_core.extract.stage import _recompute_smiles
+    from dis_core.layout import RunLayout
+    from tests.synthrun import make_run
+
+    m = make_run(tmp_path / "run", n=1, seconds=5)
+    h5 = RunLayout(tmp_path / "run").extraction(m.entries[0].unit_id)
+    before = h5.read_bytes()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))  # no full disk for real
+    with pytest.raises(DISError, match=r"disk full in .*needed to recompute its smiles under the new rule"):
+        _recompute_smiles(h5, m.entries[0], ExtractConfig(smile=SmileConfig(min_fraction=0.9)))
+    assert h5.read_bytes() == before and not any(".part-" in p.name for p in h5.parent.iterdir())

@@ -10,6 +10,11 @@ from dis_core.extract.smiles import SmileConfig
 
 
 EXPORT_FIELDS = ("landmark_workbook", "landmark_pca_png", "chunk_frames", "compression_level")
+# the smile rule content_hash puts in place of the run's: the default rule of 6 December 2026, written out so that
+# a new default rule recomputes smiles, not every extraction and model
+KEY_SMILE = SmileConfig(thresholds=(("mouthSmileLeft", 0.2137), ("mouthSmileRight", 0.2070),
+                                    ("mouthPressLeft", 0.00176), ("mouthPressRight", 0.01248),
+                                    ("eyeSquintLeft", 0.3632), ("eyeSquintRight", 0.4324)), min_fraction=0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +40,7 @@ class ExtractConfig:
         from dis_core.config import config_hash
 
         defaults = ExtractConfig()
-        return config_hash(dataclasses.replace(self, smile=defaults.smile,
-                                               **{f: getattr(defaults, f) for f in EXPORT_FIELDS}))
+        return config_hash(dataclasses.replace(self, smile=KEY_SMILE, **{f: getattr(defaults, f) for f in EXPORT_FIELDS}))
 
     def smile_hash(self) -> str:
         """The hash of the smile rule the file's smile columns and smile workbooks follow."""

@@ -87,9 +87,10 @@ class ExtractionWriter:
         for k, v in video.items():
             g.attrs[k] = v
         self._f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
-        for k in (*KEY_ATTRS, "dis_version", "smile_hash"):
-            if k in provenance:
-                self._f.attrs[k] = provenance[k]
+        for k in (*KEY_ATTRS, "dis_version"):
+            self._f.attrs[k] = provenance[k]
+        if "smile_hash" in provenance:
+            self._f.attrs["smile_hash"] = provenance["smile_hash"]
         for k, v in summary.items():
             self._f.attrs[k] = v
         self._f.attrs["status"] = "complete"
@@ -186,13 +187,16 @@ def recorded_extractor(attrs: dict[str, Any]) -> str:
 
 
 def recorded_smile_hash(attrs: dict[str, Any]) -> str:
-    """The hash of the smile rule a current extraction's smile columns follow: its ``smile_hash`` attribute, or
-    for a file from before it the default rule's (its configuration hash, which then held the rule, matched the
-    run's, whose content hash holds the default rule)."""
-    from dis_core.extract.smiles import SmileConfig
+    """The hash of the smile rule an extraction's smile columns follow: its ``smile_hash`` attribute, or for a
+    file from before it the rule its provenance's configuration names; '' when neither says."""
     from dis_core.config import config_hash
 
-    return str(attrs.get("smile_hash") or config_hash(SmileConfig()))
+    if attrs.get("smile_hash"):
+        return str(attrs["smile_hash"])
+    try:
+        return config_hash(json.loads(attrs.get("provenance") or "{}")["config"]["smile"])
+    except (ValueError, TypeError, KeyError):
+        return ""
 
 
 def newer_schema_text(path: Path, attrs: dict | None = None) -> str | None:

@@ -19,6 +19,8 @@ class ExtractResult(UnitResult):
     detected_frames: int = 0
     smile_frames: int = 0
     smile_seconds: int = 0
+    smile_hash: str = ""  # the smile rule the smile counts follow ('' in a record from before 6 December 2026:
+    # collect_extract_results reads it from the HDF5 file)
     seconds: int = 0
     face_seconds: int | None = None  # seconds with a face in a frame, the denominator of smile_seconds (None: a record
     # from before 5 December 2026 lacks it; collect_extract_results counts it from the HDF5 file)

@@ -313,10 +313,14 @@ def _recompute_smiles(h5: Path, entry: VideoEntry, cfg: ExtractConfig) -> bool:
     import json
     import shutil
 
-    from dis_core.config import to_doc
+    from dis_core.config import plain
 
     if recorded_smile_hash(read_attrs(h5)) == cfg.smile_hash():
         return False
+    need, free = h5.stat().st_size + 1_000_000, shutil.disk_usage(h5.parent).free  # a copy is changed, then renamed
+    if free < need:
+        raise DISError(f"{entry.video}: disk full in {h5.parent}: {free / 1e6:.1f} MB free, about {need / 1e6:.1f} MB "
+                       "needed to recompute its smiles under the new rule: free space, then rerun")
     with atomic_path(h5) as tmp:
         shutil.copyfile(h5, tmp)
         with h5py.File(tmp, "r+", libver=LIBVER) as f:
@@ -327,7 +331,7 @@ def _recompute_smiles(h5: Path, entry: VideoEntry, cfg: ExtractConfig) -> bool:
             f["smile"][...] = smi
             secs = smile_seconds(f["time_s"][()], f["detected"][()], smi, cfg.smile)
             prov = json.loads(f.attrs["provenance"])
-            prov["config"]["smile"] = to_doc(cfg.smile)
+            prov["config"]["smile"] = plain(cfg.smile)
             prov["smile_hash"] = cfg.smile_hash()
             # what made the smile columns now; the rest of the record is still what MediaPipe's run made
             prov["smiles_recomputed"] = provenance(cfg.smile)
@@ -437,6 +441,6 @@ def _result_from_file(base: ExtractResult, h5: Path) -> ExtractResult:
     a = read_attrs(h5)
     return dataclasses.replace(
         base, frames=int(a["n_frames"]), detected_frames=int(a["n_detected"]),
-        smile_frames=int(a["n_smile_frames"]), smile_seconds=int(a["n_smile_seconds"]),
+        smile_frames=int(a["n_smile_frames"]), smile_seconds=int(a["n_smile_seconds"]), smile_hash=recorded_smile_hash(a),
         seconds=int(a["n_seconds"]), face_seconds=face_seconds_of(a, h5), fps=float(a["fps"]), output=str(h5),
         other_face_frames=int(a.get("n_other_face_frames", 0)), several_faces_frames=int(a.get("n_several_faces_frames", 0)))

@@ -57,8 +57,9 @@ def format_summary(stage: str, results: Sequence[Any], where: Path | None = None
     return "\n".join(lines)
 
 
-def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str, Any]) -> Path:
-    """Write OUT/summary/extract_summary.{json,txt,csv} and the cohort smile table; return the folder."""
+def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str, Any], smile_hash: str = "") -> Path:
+    """Write OUT/summary/extract_summary.{json,txt,csv} and the cohort smile table (of the videos whose smiles
+    follow the rule of ``smile_hash``, when given); return the folder."""
     from dis_core.io.atomic import remove_stale_parts
 
     d = RunLayout(out_root).summary_dir
@@ -71,7 +72,7 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
     write_text_atomic(d / "extract_summary.txt", format_summary("extract", results) + "\n  made by: "
                       + made_by(prov, ("model_sha256", "manifest_sha256"), "extract_summary.json") + "\n")
     write_text_atomic(d / "extraction_qc.csv", safe_frame(qc).to_csv(index=False))
-    smiles = smile_table(results)
+    smiles = smile_table(results, smile_hash)
     write_text_atomic(d / "smile_summary.csv", safe_frame(smiles).to_csv(index=False))
     write_workbook(d / "smile_summary.xlsx", {"per_video": smiles}, prov)
     return d
@@ -87,8 +88,14 @@ def read_summary_table(path: Path) -> pd.DataFrame:
     return read_safe_csv(path, TEXT_COLUMNS)
 
 
-def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
-    """Every video's recorded extraction outcome (a unit that left no record failed: see its log)."""
+OTHER_SMILES = "its smiles follow another smile rule than the run's (left out of the smile summary): run dis extract"
+
+
+def collect_extract_results(manifest, out_root: Path, smile_hash: str = "") -> list[ExtractResult]:
+    """Every video's recorded extraction outcome (a unit that left no record failed: see its log). With the
+    run's ``smile_hash``, a finished one whose smiles follow another rule (a `dis extract` under a new rule that
+    did not reach it) says so: no model reads smiles, so the cohort step uses it, but its smile counts are not
+    the run's."""
     from dis_core.extract.h5store import newer_schema_text
     from dis_core.extract.heal import folder_owner
     from dis_core.io.owner import IDENTITY, differs
@@ -112,14 +119,19 @@ def collect_extract_results(manifest, out_root: Path) -> list[ExtractResult]:
         elif r is None:
             r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
                               video=e.video_rel, message="no result: the task did not finish (see its log)")
-        elif r.face_seconds is None and r.output and Path(r.output).is_file():  # recorded before it was counted
-            from dis_core.extract.h5store import read_attrs
+        elif (r.face_seconds is None or not r.smile_hash) and r.output and Path(r.output).is_file():
+            from dis_core.extract.h5store import read_attrs, recorded_smile_hash
             from dis_core.extract.stage import face_seconds_of
 
-            try:
-                r.face_seconds = face_seconds_of(read_attrs(Path(r.output)), Path(r.output))
+            try:  # recorded before they were: from the file
+                attrs = read_attrs(Path(r.output))
+                r.smile_hash = r.smile_hash or recorded_smile_hash(attrs)
+                if r.face_seconds is None:
+                    r.face_seconds = face_seconds_of(attrs, Path(r.output))
             except (OSError, KeyError, ValueError):
                 pass  # an unreadable file: the cohort step names it; the table leaves the count empty
+        if smile_hash and r.status in ("ok", "skipped") and r.smile_hash != smile_hash:
+            r.message = "; ".join(x for x in (r.message, OTHER_SMILES) if x)
         out.append(r)
     return out
 
@@ -136,12 +148,13 @@ def _other_video(owner: dict, e) -> list[str]:
     return [] if same else [f"video {owner['video_path']} with other content (this row: {e.video})"]
 
 
-def smile_table(results: Sequence[Any]) -> pd.DataFrame:
+def smile_table(results: Sequence[Any], smile_hash: str = "") -> pd.DataFrame:
     """Cohort smile summary per video (aggregated per participant by the report): smiling seconds out of the
-    seconds with a face, as smiling frames out of the frames with one."""
+    seconds with a face, as smiling frames out of the frames with one; with ``smile_hash``, only videos whose
+    smiles follow that rule (counts of two rules summed into one table meant neither)."""
     rows = []
     for r in results:
-        if r.status in ("ok", "skipped"):
+        if r.status in ("ok", "skipped") and (not smile_hash or r.smile_hash == smile_hash):
             rows.append({
                 "unit_id": r.unit_id, "participant_id": r.participant_id, "session": r.session, "video": r.video,
                 "fps": _fps(r.fps), "frames": r.frames, "detected_frames": r.detected_frames,
