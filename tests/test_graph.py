@@ -1346,7 +1346,7 @@ def test_smiles_of_another_rule_stay_out_of_the_smile_summary(tmp_path):
     from dis_core.extract.stage import _recompute_smiles, _result_from_file
     from dis_core.extract.summary import OTHER_SMILES
 
-    plan, m = _synthetic_run(tmp_path)
+    plan, m = _synthetic_run(tmp_path, "head_pose")
     lay = plan.layout
 
     def record(e):  # what a finished extraction records
@@ -1368,6 +1368,12 @@ def test_smiles_of_another_rule_stay_out_of_the_smile_summary(tmp_path):
     assert smiles["unit_id"].tolist() == [first.unit_id] and smiles["smile_frames"].iloc[0] > 0
     text = (lay.summary_dir / "extract_summary.txt").read_text()
     assert text.count(OTHER_SMILES) == len(m.entries) - 1 and f"warning {first.unit_id}" not in text
+    got = local.run_stages(new, ["train", "score", "report"], executor="debug", log=lambda *_: None)
+    assert not got.results["report"][0].failed, got.results["report"]
+    page = lay.report_page.read_text()
+    note = f"{len(m.entries) - 1} of the cohort's {len(m.entries)} videos are not in the smile table: their smiles " \
+           "follow another smile rule than the run's (run dis extract: it recomputes them without MediaPipe)"
+    assert note.replace("'", "&#x27;") in page and f"  smiles: {note}\n" in lay.report_summary.read_text()
     # under the rule the others follow, the table holds them and not the recomputed one
     assert graph.run_unit("cohort", plan, "cohort").message.endswith("0 left out; 1 video(s) with smiles of another "
                                                                      "smile rule than the run's, left out of the smile "

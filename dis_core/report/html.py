@@ -101,6 +101,7 @@ class ReportPage:
     # feature set -> its lines on identification from excerpts, flow vs baselines (report.excerpts.excerpt_lines)
     excerpt_lines: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     face_images: bool = True  # frames of the videos in the QC table (ReportConfig.face_images)
+    smiles_note: str = ""  # which of the cohort's videos the smile table lacks, and why
 
 
 def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
@@ -512,6 +513,8 @@ def render_html(page: ReportPage) -> str:
     out.append("<section id='smiles'><h2>Smiles</h2>")
     out.append(_table(page.smiles) if page.smiles is not None and len(page.smiles)
                else "<p>No smile summary.</p>")
+    if page.smiles_note:
+        out.append(f"<p class='verdict no'>{_e(page.smiles_note)}</p>")
     out.append("<p class='note'>Per participant over all their videos: a second smiles when at least the "
                "configured fraction of its face frames satisfy the smile rule (see the per-video workbooks).</p>"
                "</section>")

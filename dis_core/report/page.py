@@ -36,7 +36,7 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                       summary: pd.DataFrame, verdicts: list[Finding], partners: Finding, failures: list[dict],
                       smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path,
                       held_out: str = "held-out data", excerpts: dict[str, tuple[str, ...]] | None = None,
-                      face_images: bool = True) -> Path:
+                      face_images: bool = True, smiles_note: str = "") -> Path:
     """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
     from dis_core.report.figures import headline_png
 
@@ -107,7 +107,7 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
         feature_sets=fs_figs, training=training, qc=qc, smiles=smiles,
         participants=_participants(figs / "participants", cohort, results, prov), failures=failures,
         provenance=prov, workbook=str(workbook), held_out=held_out, excerpt_lines=excerpts or {},
-        face_images=face_images)
+        face_images=face_images, smiles_note=smiles_note)
     path = cohort.layout.report_page
     write_text_atomic(path, render_html(page))
     return path

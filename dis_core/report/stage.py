@@ -20,7 +20,7 @@ from dis_core.score.stats import MIN_PEOPLE, p_text, pair_similarity
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
-from dis_core.extract.summary import read_summary_table
+from dis_core.extract.summary import OTHER_SMILES, read_summary_table
 from dis_core.layout import RunLayout, UnitResult
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation, tnorm
@@ -194,19 +194,32 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
     held_out = held_out_words(cohort)
+    smiles = smiles_note(sheets.get("extraction_qc"), len(cohort.entries))
     page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb, held_out,
                  {fs: tuple(excerpt_lines([x for x in ex_rows if x["feature_set"] == fs]))
-                  for fs in dict.fromkeys(x["feature_set"] for x in ex_rows)}, cfg.face_images)
+                  for fs in dict.fromkeys(x["feature_set"] for x in ex_rows)}, cfg.face_images, smiles)
     text = "\n".join([f"DIS report ({held_out}; 95% bootstrap intervals over participants):",
                       f"  split: {split_rule}", f"  pair score: {SCORE_RULE}"] + headline + ["  " + _line(v) for v in verdicts]
                      + [f"  partners: {_line(partners)}"] + [f"  {x}" for x in excerpt_lines(ex_rows)]
                      + ([f"  synchrony: {synchrony_text(*sync)}"] if sync is not None else [])
                      + ([f"  left out: {len(left)} (see sheet left_out)"] if left else [])
+                     + ([f"  smiles: {smiles}"] if smiles else [])
                      + ([f"  source revisions {revisions}"] if revisions.startswith("differ") else [])
                      + [f"  made by: {made_by(prov, tuple(HASH_NAMES), 'the provenance sheet')}",
                         f"  report: {page}", f"  data:   {wb}"])
     write_text_atomic(cohort.layout.report_summary, text + "\n")
     return wb, text
+
+
+def smiles_note(qc: pd.DataFrame | None, videos: int) -> str:
+    """Which of the cohort's videos the smile summary lacks: those whose smiles follow another rule than the
+    run's (the cohort step's extraction QC says so of each, collect_extract_results), or ''."""
+    if qc is None or "message" not in qc:
+        return ""
+    n = int(qc["message"].fillna("").astype(str).str.contains(OTHER_SMILES, regex=False).sum())
+    return "" if not n else (f"{n} of the cohort's {videos} videos are not in the smile table: their smiles follow "
+                             "another smile rule than the run's (run dis extract: it recomputes them without "
+                             "MediaPipe)")
 
 
 def _line(f: Finding) -> str:
@@ -216,7 +229,8 @@ def _line(f: Finding) -> str:
 
 def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict], metrics: pd.DataFrame,
           info: pd.DataFrame, verdicts: list[Finding], partners: Finding, sheets: dict, prov: dict,
-          wb: Path, held_out: str, excerpts: dict[str, tuple[str, ...]], face_images: bool = True) -> Path:
+          wb: Path, held_out: str, excerpts: dict[str, tuple[str, ...]], face_images: bool = True,
+          smiles: str = "") -> Path:
     """The self-contained HTML report (dis_core/report/page.py) beside the workbook."""
     from dis_core.report.page import report_failures, write_html_report
 
@@ -226,7 +240,7 @@ def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict],
     if partners.brief:  # and so do the partner tests: the summary says them in a line
         general.loc[general["item"] == "partner tests", "value"] = f"{partners.brief} (each test under Identification)"
     return write_html_report(cohort, results, metrics, general, verdicts, partners, fails,
-                             sheets.get("smiles"), prov, wb, held_out, excerpts, face_images)
+                             sheets.get("smiles"), prov, wb, held_out, excerpts, face_images, smiles)
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
