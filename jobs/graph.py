@@ -199,7 +199,8 @@ def _report(plan: Plan, unit: str) -> UnitResult:
 
     return report_unit(plan.out, plan.feature_sets, plan.report,
                        {"manifest": str(plan.manifest), "manifest_sha256": plan.manifest_sha256,
-                        "model_sha256": plan.model.sha256, "plan": to_doc(plan)})
+                        "model_sha256": plan.model.sha256, "plan": to_doc(plan),
+                        "smile_hash": plan.extract.smile_hash()})  # the rule the smile table must follow
 
 
 # ------------------------------------------------------------------------------------ the table

@@ -381,10 +381,20 @@ def test_another_smile_rule_recomputes_smiles_without_mediapipe(tmp_path, sample
     back = extract_video(e, out, model, ExtractConfig(), progress=False)
     assert back.message == SMILES_RECOMPUTED and np.array_equal(read_extraction(h5).smile, x0.smile)
     assert (back.smile_frames, back.smile_seconds) == (first.smile_frames, first.smile_seconds)
-    with h5py.File(h5, "r+") as f:
+    with h5py.File(h5, "r+") as f:  # as an extraction before the rule was recorded wrote it
         del f.attrs["smile_hash"]
+        prov = json.loads(f.attrs["provenance"])
+        del prov["smile_hash"], prov["smiles_recomputed"]
+        f.attrs["provenance"] = json.dumps(prov)
     assert extract_video(e, out, model, ExtractConfig(), progress=False).status == "skipped"
     assert extract_video(e, out, model, cfg, progress=False).message == SMILES_RECOMPUTED
+    # smiles that cannot be recomputed (here a rule naming no blendshape; a full disk alike) keep the extraction
+    # for every other stage under its key, and the unit says so and counts as incomplete
+    kept = h5.read_bytes()
+    bad = extract_video(e, out, model, ExtractConfig(smile=SmileConfig(thresholds=(("mouthSmile", 0.5),))),
+                        progress=False)
+    assert bad.status == "skipped" and bad.incomplete and bad.key == first.key and h5.read_bytes() == kept, bad
+    assert bad.message.startswith("smiles not recomputed under the run's smile rule (KeyError: ")
 
 
 def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, make_manifest):

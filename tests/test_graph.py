@@ -378,11 +378,10 @@ def test_a_unit_killed_while_it_runs_leaves_a_record_that_it_did_not_finish(monk
     assert graph.upstream_failure("train", plan).startswith("not run: cohort failed (cohort: started ")
 
 
-def test_the_last_time_out_stops_the_task_and_says_so_and_only_resuming_stages_are_requeued(monkeypatch, plan, capsys):
+def test_the_last_time_out_stops_the_task_and_says_so(monkeypatch, plan, capsys):
     """submitit's real signal handler, at a time-out it may not requeue: its UncompletedJobError was caught by
     the unit as a bug ('internal error'), the pack went on and the task ended COMPLETED, so dis status never said
-    to give it more time. Now the unit records the time limit and the task stops. Stages that start again from
-    nothing are not requeued at a time-out (an extraction ran from its first frame four times)."""
+    to give it more time. Now the unit records the time limit and the task stops."""
     import signal
     import threading
 
@@ -1366,14 +1365,18 @@ def test_smiles_of_another_rule_stay_out_of_the_smile_summary(tmp_path):
                               "left out of the smile summary: run dis extract (it recomputes them without MediaPipe)")
     smiles = pd.read_csv(lay.summary_dir / "smile_summary.csv")
     assert smiles["unit_id"].tolist() == [first.unit_id] and smiles["smile_frames"].iloc[0] > 0
-    text = (lay.summary_dir / "extract_summary.txt").read_text()
-    assert text.count(OTHER_SMILES) == len(m.entries) - 1 and f"warning {first.unit_id}" not in text
+    text = (lay.summary_dir / "extract_summary.txt").read_text()  # one line for them all
+    assert f"  warning {len(m.entries) - 1} units ({m.entries[1].unit_id}, ...): {OTHER_SMILES}\n" in text
+    assert text.count(OTHER_SMILES) == 1 and f"warning {first.unit_id}" not in text
     got = local.run_stages(new, ["train", "score", "report"], executor="debug", log=lambda *_: None)
     assert not got.results["report"][0].failed, got.results["report"]
     page = lay.report_page.read_text()
-    note = f"{len(m.entries) - 1} of the cohort's {len(m.entries)} videos are not in the smile table: their smiles " \
-           "follow another smile rule than the run's (run dis extract: it recomputes them without MediaPipe)"
-    assert note.replace("'", "&#x27;") in page and f"  smiles: {note}\n" in lay.report_summary.read_text()
+    def note(n):
+        return (f"{n} of the cohort's {len(m.entries)} videos are not in the smile table: their smile counts are not "
+                "recorded under the run's smile rule (run dis extract: it recomputes them without MediaPipe)")
+
+    assert note(len(m.entries) - 1).replace("'", "&#x27;") in page
+    assert f"  smiles: {note(len(m.entries) - 1)}\n" in lay.report_summary.read_text()
     # under the rule the others follow, the table holds them and not the recomputed one
     assert graph.run_unit("cohort", plan, "cohort").message.endswith("0 left out; 1 video(s) with smiles of another "
                                                                      "smile rule than the run's, left out of the smile "
@@ -1381,6 +1384,18 @@ def test_smiles_of_another_rule_stay_out_of_the_smile_summary(tmp_path):
                                                                      "without MediaPipe)")
     assert sorted(pd.read_csv(lay.summary_dir / "smile_summary.csv")["unit_id"]) == sorted(
         e.unit_id for e in m.entries[1:])
+    # a report under the new rule over that summary (dis extract under it stopped before the cohort step ran again)
+    # shows none of the old rule's counts
+    local.run_stages(new, ["report"], executor="debug", log=lambda *_: None)
+    assert f"  smiles: {note(len(m.entries))}\n" in lay.report_summary.read_text()
+    # records from before the rule was recorded, in a run folder moved since: read from the file where it is now
+    for e in m.entries:
+        st = read_status(lay.video_dir(e.unit_id), ExtractResult)
+        write_status(lay.video_dir(e.unit_id), dataclasses.replace(st, smile_hash="", output="/moved/away.h5"))
+    assert graph.run_unit("cohort", plan, "cohort").message.endswith(" 0 left out; 1 video(s) with smiles of another "
+                                                                     "smile rule than the run's, left out of the smile "
+                                                                     "summary: run dis extract (it recomputes them "
+                                                                     "without MediaPipe)")
 
 
 def test_left_out_lines_stop_growing_with_the_cohort(plan):

@@ -90,7 +90,15 @@ def test_the_smile_rule_is_not_in_the_extraction_content_key():
     and the rule in the key's place is today's default written out, so a future default keeps every key too."""
     from dis_core.extract.config import KEY_SMILE, ExtractConfig
 
-    assert KEY_SMILE == SmileConfig(), "a run under the default rule keeps the key it always had"
+    # the hash every run under the default configuration has had (before and after the smile rule left it):
+    # another value would extract every video of every run again
+    assert ExtractConfig().content_hash() == "2b9b313f4da11e5a"
+    assert ExtractConfig(smile=KEY_SMILE).content_hash() == ExtractConfig().content_hash()
+    # a rule read back from run.json (1 as 1.0, lists for tuples) is the same rule
+    assert SmileConfig(thresholds=[["mouthSmileLeft", 1]], min_fraction=1) == \
+        SmileConfig(thresholds=(("mouthSmileLeft", 1.0),), min_fraction=1.0)
+    assert ExtractConfig(smile=SmileConfig(min_fraction=1)).smile_hash() == \
+        ExtractConfig(smile=SmileConfig(min_fraction=1.0)).smile_hash()
     other = ExtractConfig(smile=SmileConfig(thresholds=(("mouthSmileLeft", 0.05),), min_fraction=0.9))
     assert other.content_hash() == ExtractConfig().content_hash() and other.smile_hash() != ExtractConfig().smile_hash()
 

@@ -27,7 +27,11 @@ class SmileConfig:
     min_fraction: float = 0.5
 
     def __post_init__(self):
-        if not (0.0 < float(self.min_fraction) <= 1.0):  # NaN too
+        # plain floats and tuples: a rule of min_fraction 1 read back from run.json as 1.0 is the same rule (its hash
+        # decides whether smiles are recomputed)
+        object.__setattr__(self, "thresholds", tuple((str(n), float(t)) for n, t in self.thresholds))
+        object.__setattr__(self, "min_fraction", float(self.min_fraction))
+        if not (0.0 < self.min_fraction <= 1.0):  # NaN too
             raise ValueError(f"smile min_fraction {self.min_fraction!r} must be above 0 and at most 1 (at 0 every "
                              "second with a face smiles, even with no smiling frame)")
 

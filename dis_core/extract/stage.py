@@ -123,13 +123,14 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         h5 = layout.extraction(entry.unit_id)
         why = None if force else check_complete(h5, expect)
         if not force and why is None:
-            smiles = _recompute_smiles(h5, entry, cfg)
+            smiles, not_smiled = _smiles_of_rule(h5, entry, cfg)
             redone = heal_exports(d, entry, cfg)
             res = _judged(_result_from_file(base, h5), entry, h5)
             if res.detected_frames:
                 res.status = "ok" if redone or smiles else "skipped"
-                res.message = "; ".join(x for x in (SMILES_RECOMPUTED if smiles else "",
+                res.message = "; ".join(x for x in (SMILES_RECOMPUTED if smiles else not_smiled,
                                                     "redone: " + "; ".join(redone) if redone else "", res.message) if x)
+                res.incomplete = bool(not_smiled)
             return res
         # the record jobs/graph.py:run_unit writes for other stages, once the folder is this unit's: an attempt
         # killed from outside (a SLURM time limit, out of memory) left no record, and the cohort step took the older
@@ -302,6 +303,20 @@ def _flush(w: ExtractionWriter, buf: dict[str, list], cfg: ExtractConfig) -> Non
 
 
 SMILES_RECOMPUTED = "smiles recomputed from the stored blendshapes under another smile rule (MediaPipe not run again)"
+
+
+def _smiles_of_rule(h5: Path, entry: VideoEntry, cfg: ExtractConfig) -> tuple[bool, str]:
+    """:func:`_recompute_smiles`, and why it failed ('' when it did not): a current extraction whose smiles could
+    not be recomputed (a full disk, a rule naming no blendshape) is kept, for every stage but the smile summary
+    (a failed unit left the cohort, and every model was trained again, then again once it was fixed)."""
+    try:
+        return _recompute_smiles(h5, entry, cfg), ""
+    except DISError as e:
+        return False, f"smiles not recomputed under the run's smile rule: {e}"
+    except Exception as e:  # noqa: BLE001 - a full disk in h5py, a rule's unknown blendshape name
+        if at_time_limit(e):
+            raise
+        return False, f"smiles not recomputed under the run's smile rule ({e.__class__.__name__}: {e}): {entry.video}"
 
 
 def _recompute_smiles(h5: Path, entry: VideoEntry, cfg: ExtractConfig) -> bool:

@@ -47,11 +47,15 @@ def format_summary(stage: str, results: Sequence[Any], where: Path | None = None
         f"(already done), {failed} failed ({counts.get('no_face', 0)} without a face)",
         f"  frames: {frames}, face detected in {det} ({100 * det / frames:.1f}%)" if frames else "  frames: 0",
     ]
+    warned: dict[str, list[str]] = {}  # one line per warning: a new smile rule warned of every video of a cohort
     for r in results:
         if r.failed:
             lines.append(f"  FAILED {r.unit_id}: {r.message}")
         elif r.message:
-            lines.append(f"  warning {r.unit_id}: {r.message}")
+            warned.setdefault(r.message, []).append(r.unit_id)
+    for message, units in warned.items():
+        who = units[0] if len(units) == 1 else f"{len(units)} units ({units[0]}, ...)"
+        lines.append(f"  warning {who}: {message}")
     if where:
         lines.append(f"  summary: {where}")
     return "\n".join(lines)
@@ -79,7 +83,8 @@ def write_extract_summary(out_root: Path, results: Sequence[Any], prov: dict[str
 
 
 # The columns of the QC and smile tables that hold text (ids, names, messages), whatever they look like.
-TEXT_COLUMNS = ("unit_id", "status", "message", "key", "log", "job", "participant_id", "session", "video", "output")
+TEXT_COLUMNS = ("unit_id", "status", "message", "key", "log", "job", "participant_id", "session", "video", "output",
+                "smile_hash")
 
 
 def read_summary_table(path: Path) -> pd.DataFrame:
@@ -119,18 +124,19 @@ def collect_extract_results(manifest, out_root: Path, smile_hash: str = "") -> l
         elif r is None:
             r = ExtractResult(unit_id=e.unit_id, participant_id=e.participant_id, session=e.session,
                               video=e.video_rel, message="no result: the task did not finish (see its log)")
-        elif (r.face_seconds is None or not r.smile_hash) and r.output and Path(r.output).is_file():
+        elif (r.face_seconds is None or not r.smile_hash) and layout.extraction(e.unit_id).is_file():
             from dis_core.extract.h5store import read_attrs, recorded_smile_hash
             from dis_core.extract.stage import face_seconds_of
 
+            h5 = layout.extraction(e.unit_id)  # not the recorded path: the run folder may have moved since
             try:  # recorded before they were: from the file
-                attrs = read_attrs(Path(r.output))
+                attrs = read_attrs(h5)
                 r.smile_hash = r.smile_hash or recorded_smile_hash(attrs)
                 if r.face_seconds is None:
-                    r.face_seconds = face_seconds_of(attrs, Path(r.output))
+                    r.face_seconds = face_seconds_of(attrs, h5)
             except (OSError, KeyError, ValueError):
                 pass  # an unreadable file: the cohort step names it; the table leaves the count empty
-        if smile_hash and r.status in ("ok", "skipped") and r.smile_hash != smile_hash:
+        if smile_hash and r.status in ("ok", "skipped") and r.smile_hash and r.smile_hash != smile_hash:
             r.message = "; ".join(x for x in (r.message, OTHER_SMILES) if x)
         out.append(r)
     return out
@@ -151,10 +157,11 @@ def _other_video(owner: dict, e) -> list[str]:
 def smile_table(results: Sequence[Any], smile_hash: str = "") -> pd.DataFrame:
     """Cohort smile summary per video (aggregated per participant by the report): smiling seconds out of the
     seconds with a face, as smiling frames out of the frames with one; with ``smile_hash``, only videos whose
-    smiles follow that rule (counts of two rules summed into one table meant neither)."""
+    smiles follow another rule (counts of two rules summed into one table meant neither); each row names its
+    rule (``smile_hash``, '' where it could not be read), which the report holds to the run's."""
     rows = []
     for r in results:
-        if r.status in ("ok", "skipped") and (not smile_hash or r.smile_hash == smile_hash):
+        if r.status in ("ok", "skipped") and not (smile_hash and r.smile_hash and r.smile_hash != smile_hash):
             rows.append({
                 "unit_id": r.unit_id, "participant_id": r.participant_id, "session": r.session, "video": r.video,
                 "fps": _fps(r.fps), "frames": r.frames, "detected_frames": r.detected_frames,
@@ -163,7 +170,8 @@ def smile_table(results: Sequence[Any], smile_hash: str = "") -> pd.DataFrame:
                 "seconds": r.seconds, "face_seconds": float("nan") if r.face_seconds is None else r.face_seconds,
                 "smile_seconds": r.smile_seconds,
                 "smile_second_fraction": r.smile_seconds / r.face_seconds if r.face_seconds else float("nan"),
+                "smile_hash": r.smile_hash,
             })
     return pd.DataFrame(rows, columns=["unit_id", "participant_id", "session", "video", "fps", "frames",
                                        "detected_frames", "smile_frames", "smile_frame_fraction", "seconds",
-                                       "face_seconds", "smile_seconds", "smile_second_fraction"])
+                                       "face_seconds", "smile_seconds", "smile_second_fraction", "smile_hash"])

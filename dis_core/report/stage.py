@@ -20,7 +20,7 @@ from dis_core.score.stats import MIN_PEOPLE, p_text, pair_similarity
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
-from dis_core.extract.summary import OTHER_SMILES, read_summary_table
+from dis_core.extract.summary import read_summary_table
 from dis_core.layout import RunLayout, UnitResult
 from dis_core.score.evaluate import FeatureSetScores
 from dis_core.score.scoring import SCORE_RULE, feature_set_comparisons, relation, tnorm
@@ -173,8 +173,14 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     if qc.is_file():
         sheets["extraction_qc"] = read_summary_table(qc)
     sm = cohort.layout.summary_dir / "smile_summary.csv"
+    smiles = ""
     if sm.is_file():
         per_video = read_summary_table(sm)
+        rule = prov.get("smile_hash")
+        if rule and "smile_hash" in per_video and len(per_video):  # the run's rule only: a summary of an older rule,
+            # or of videos whose smiles were not recomputed under it (a dis extract stopped part-way), is not its table
+            per_video = per_video[per_video["smile_hash"].fillna("").astype(str) == rule]
+            smiles = smiles_note(set(per_video["unit_id"]), [e.unit_id for e in cohort.entries])
         if len(per_video):
             g = per_video.groupby("participant_id")
             face_s = {"face_seconds": g["face_seconds"].sum()} if "face_seconds" in per_video else {}  # since 5 Dec 2026
@@ -194,7 +200,6 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     if cfg.norm_workbooks:
         _norm_workbooks(d / "norms", results, prov)
     held_out = held_out_words(cohort)
-    smiles = smiles_note(sheets.get("extraction_qc"), len(cohort.entries))
     page = _html(cohort, results, problems, summary, info, verdicts, partners, sheets, prov, wb, held_out,
                  {fs: tuple(excerpt_lines([x for x in ex_rows if x["feature_set"] == fs]))
                   for fs in dict.fromkeys(x["feature_set"] for x in ex_rows)}, cfg.face_images, smiles)
@@ -211,14 +216,12 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     return wb, text
 
 
-def smiles_note(qc: pd.DataFrame | None, videos: int) -> str:
-    """Which of the cohort's videos the smile summary lacks: those whose smiles follow another rule than the
-    run's (the cohort step's extraction QC says so of each, collect_extract_results), or ''."""
-    if qc is None or "message" not in qc:
-        return ""
-    n = int(qc["message"].fillna("").astype(str).str.contains(OTHER_SMILES, regex=False).sum())
-    return "" if not n else (f"{n} of the cohort's {videos} videos are not in the smile table: their smiles follow "
-                             "another smile rule than the run's (run dis extract: it recomputes them without "
+def smiles_note(shown: set[str], videos: list[str]) -> str:
+    """What the smile table lacks of the cohort's videos ``videos`` (those with a row under the run's rule:
+    ``shown``), or ''."""
+    n = sum(v not in shown for v in videos)
+    return "" if not n else (f"{n} of the cohort's {len(videos)} videos are not in the smile table: their smile counts "
+                             "are not recorded under the run's smile rule (run dis extract: it recomputes them without "
                              "MediaPipe)")
 
 
