@@ -156,9 +156,9 @@ def _other_video(owner: dict, e) -> list[str]:
 
 def smile_table(results: Sequence[Any], smile_hash: str = "") -> pd.DataFrame:
     """Cohort smile summary per video (aggregated per participant by the report): smiling seconds out of the
-    seconds with a face, as smiling frames out of the frames with one; with ``smile_hash``, only videos whose
-    smiles follow another rule (counts of two rules summed into one table meant neither); each row names its
-    rule (``smile_hash``, '' where it could not be read), which the report holds to the run's."""
+    seconds with a face, as smiling frames out of the frames with one; with ``smile_hash``, without the videos
+    whose smiles follow another rule (counts of two rules summed into one table meant neither); each row names
+    its rule (``smile_hash``, '' where it could not be read), which the report holds to the run's."""
     rows = []
     for r in results:
         if r.status in ("ok", "skipped") and not (smile_hash and r.smile_hash and r.smile_hash != smile_hash):
