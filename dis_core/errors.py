@@ -72,9 +72,10 @@ EXIT_CODES = {
 
 
 def exit_code(results) -> int:
-    """0 when no unit failed, 3 when some did, 1 when all did (or there were none)."""
+    """0 when no unit failed, 3 when some did or were done in part (incomplete), 1 when all failed (or there
+    were none)."""
     results = list(results)
     failed = sum(1 for r in results if r.failed)
     if not results or failed == len(results):
         return EXIT_FAILED
-    return EXIT_PARTIAL if failed else EXIT_OK
+    return EXIT_PARTIAL if failed or any(getattr(r, "incomplete", False) for r in results) else EXIT_OK

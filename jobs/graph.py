@@ -147,7 +147,7 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     smile_rule = plan.extract.smile_hash()
     results = collect_extract_results(m, plan.out, smile_rule)
     write_extract_summary(plan.out, results, plan.extract_provenance(), smile_rule)
-    other_smiles = sum(OTHER_SMILES in r.message for r in results)
+    other_smiles = {r.unit_id for r in results if OTHER_SMILES in r.message}
     plan.layout.cohort_provenance.unlink(missing_ok=True)  # written again below only if the step succeeds
     res = UnitResult(unit_id=unit)
     try:
@@ -167,8 +167,9 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
         model_sha256=plan.model.sha256, split_rules=c.split_rules), indent=2, default=str))
     res.status, res.key = "ok", sha[:32]
     res.message = f"{len(c.entries)} usable video(s) of {len(c.participants)} participant(s), {len(c.left_out)} left out"
+    other_smiles &= {e.unit_id for e in c.entries}
     if other_smiles:  # usable: no model reads smiles; but the smile summary and the report's table lack them
-        res.message += (f"; {other_smiles} video(s) with smiles of another smile rule than the run's, left out of the "
+        res.message += (f"; {len(other_smiles)} video(s) with smiles of another smile rule than the run's, left out of the "
                         "smile summary: run dis extract (it recomputes them without MediaPipe)")
     return res
 

@@ -90,7 +90,7 @@ def summarise(stage: str, plan: Plan, results: list[UnitResult]) -> str:
     if stage == "extract":
         from dis_core.extract.summary import format_summary, write_extract_summary
 
-        where = write_extract_summary(plan.out, results, plan.extract_provenance())
+        where = write_extract_summary(plan.out, results, plan.extract_provenance(), plan.extract.smile_hash())
         return format_summary("extract", results, where)
     if stage == "report" and results and not results[0].failed:
         text = plan.layout.report_summary.read_text().rstrip()

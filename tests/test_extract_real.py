@@ -395,6 +395,16 @@ def test_another_smile_rule_recomputes_smiles_without_mediapipe(tmp_path, sample
                         progress=False)
     assert bad.status == "skipped" and bad.incomplete and bad.key == first.key and h5.read_bytes() == kept, bad
     assert bad.message.startswith("smiles not recomputed under the run's smile rule (KeyError: ")
+    from dis_core.errors import EXIT_PARTIAL, exit_code
+
+    assert exit_code([bad]) == EXIT_PARTIAL, "done in part: the command exits 3, as its summary records"
+    # a smile workbook lost meanwhile comes back under the rule the file's smiles follow, not the one that failed
+    (d / SMILE_SECONDS_XLSX).unlink()
+    again = extract_video(e, out, model, ExtractConfig(smile=SmileConfig(thresholds=(("mouthSmile", 0.5),))),
+                          progress=False)
+    assert again.incomplete and f"redone: {SMILE_SECONDS_XLSX} (missing)" in again.message, again
+    rule = pd.read_excel(d / SMILE_SECONDS_XLSX, sheet_name="rule")
+    assert rule["min_fraction"].tolist() == [loose.min_fraction]
 
 
 def test_killed_mid_video_leaves_no_partial_output(tmp_path, samples, model, make_manifest):

@@ -1366,14 +1366,15 @@ def test_smiles_of_another_rule_stay_out_of_the_smile_summary(tmp_path):
     smiles = pd.read_csv(lay.summary_dir / "smile_summary.csv")
     assert smiles["unit_id"].tolist() == [first.unit_id] and smiles["smile_frames"].iloc[0] > 0
     text = (lay.summary_dir / "extract_summary.txt").read_text()  # one line for them all
-    assert f"  warning {len(m.entries) - 1} units ({m.entries[1].unit_id}, ...): {OTHER_SMILES}\n" in text
+    assert f"  warning {len(m.entries) - 1} units ({m.entries[1].unit_id}, ...; each in extraction_qc.csv): {OTHER_SMILES}\n" in text
     assert text.count(OTHER_SMILES) == 1 and f"warning {first.unit_id}" not in text
     got = local.run_stages(new, ["train", "score", "report"], executor="debug", log=lambda *_: None)
     assert not got.results["report"][0].failed, got.results["report"]
     page = lay.report_page.read_text()
     def note(n):
         return (f"{n} of the cohort's {len(m.entries)} videos are not in the smile table: their smile counts are not "
-                "recorded under the run's smile rule (run dis extract: it recomputes them without MediaPipe)")
+                "recorded under the run's smile rule (dis extract recomputes them without MediaPipe and dis cohort "
+                "writes the smile summary again; dis run does both)")
 
     assert note(len(m.entries) - 1).replace("'", "&#x27;") in page
     assert f"  smiles: {note(len(m.entries) - 1)}\n" in lay.report_summary.read_text()
@@ -1387,6 +1388,18 @@ def test_smiles_of_another_rule_stay_out_of_the_smile_summary(tmp_path):
     # a report under the new rule over that summary (dis extract under it stopped before the cohort step ran again)
     # shows none of the old rule's counts
     local.run_stages(new, ["report"], executor="debug", log=lambda *_: None)
+    assert f"  smiles: {note(len(m.entries))}\n" in lay.report_summary.read_text()
+    # a summary from before rows named their rule is no table of the run's rule either, and a report made outside
+    # the stage graph holds it to the rule run.json records
+    from dis_core.report.stage import report_unit
+
+    graph.run_unit("cohort", new, "cohort")
+    table = pd.read_csv(lay.summary_dir / "smile_summary.csv")
+    assert table["unit_id"].tolist() == [first.unit_id]
+    assert not report_unit(new.out, ["head_pose"]).failed
+    assert f"  smiles: {note(len(m.entries) - 1)}\n" in lay.report_summary.read_text()
+    table.drop(columns="smile_hash").to_csv(lay.summary_dir / "smile_summary.csv", index=False)
+    assert not report_unit(new.out, ["head_pose"]).failed
     assert f"  smiles: {note(len(m.entries))}\n" in lay.report_summary.read_text()
     # records from before the rule was recorded, in a run folder moved since: read from the file where it is now
     for e in m.entries:

@@ -199,6 +199,17 @@ def recorded_smile_hash(attrs: dict[str, Any]) -> str:
         return ""
 
 
+def recorded_smile_rule(attrs: dict[str, Any]):
+    """The smile rule (:class:`SmileConfig`) an extraction's provenance names, or None when it names none."""
+    from dis_core.extract.smiles import SmileConfig
+
+    try:
+        rule = json.loads(attrs.get("provenance") or "{}")["config"]["smile"]
+        return SmileConfig(thresholds=rule["thresholds"], min_fraction=rule["min_fraction"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def newer_schema_text(path: Path, attrs: dict | None = None) -> str | None:
     """Why ``path`` must not be read or replaced by this DIS (a newer one wrote it), or None."""
     try:

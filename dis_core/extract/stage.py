@@ -24,7 +24,8 @@ from dis_core.extract.result import ExtractResult
 from dis_core.layout import STATUS, RunLayout, started_message, write_status
 from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import (LIBVER, ExtractionWriter, check_complete, content_key, iter_blocks,
-                                     newer_schema_text, read_attrs, read_extraction, recorded_smile_hash)
+                                     newer_schema_text, read_attrs, read_extraction, recorded_smile_hash,
+                                     recorded_smile_rule)
 from dis_core.extract.landmarker import BLENDSHAPE_NAMES, N_LANDMARKS, FaceTracker, extractor_versions
 from dis_core.manifest import VideoEntry
 from dis_core.extract.pca import StreamingPCA
@@ -124,7 +125,9 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         why = None if force else check_complete(h5, expect)
         if not force and why is None:
             smiles, not_smiled = _smiles_of_rule(h5, entry, cfg)
-            redone = heal_exports(d, entry, cfg)
+            # smiles left under the file's rule: its smile workbooks are redone under that rule, not the run's
+            kept_rule = recorded_smile_rule(read_attrs(h5)) if not_smiled else None
+            redone = heal_exports(d, entry, dataclasses.replace(cfg, smile=kept_rule) if kept_rule else cfg)
             res = _judged(_result_from_file(base, h5), entry, h5)
             if res.detected_frames:
                 res.status = "ok" if redone or smiles else "skipped"

@@ -54,7 +54,7 @@ def format_summary(stage: str, results: Sequence[Any], where: Path | None = None
         elif r.message:
             warned.setdefault(r.message, []).append(r.unit_id)
     for message, units in warned.items():
-        who = units[0] if len(units) == 1 else f"{len(units)} units ({units[0]}, ...)"
+        who = units[0] if len(units) == 1 else f"{len(units)} units ({units[0]}, ...; each in extraction_qc.csv)"
         lines.append(f"  warning {who}: {message}")
     if where:
         lines.append(f"  summary: {where}")

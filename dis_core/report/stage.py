@@ -176,10 +176,11 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     smiles = ""
     if sm.is_file():
         per_video = read_summary_table(sm)
-        rule = prov.get("smile_hash")
-        if rule and "smile_hash" in per_video and len(per_video):  # the run's rule only: a summary of an older rule,
-            # or of videos whose smiles were not recomputed under it (a dis extract stopped part-way), is not its table
-            per_video = per_video[per_video["smile_hash"].fillna("").astype(str) == rule]
+        rule = prov.get("smile_hash") or _recorded_smile_rule(cohort.layout)
+        if rule:  # the run's rule only: a summary of an older rule, of videos whose smiles were not recomputed under
+            # it (a dis extract stopped part-way), or from before rows named their rule, is not the run's table
+            ours = per_video.get("smile_hash", pd.Series("", index=per_video.index)).fillna("").astype(str) == rule
+            per_video = per_video[ours]
             smiles = smiles_note(set(per_video["unit_id"]), [e.unit_id for e in cohort.entries])
         if len(per_video):
             g = per_video.groupby("participant_id")
@@ -221,8 +222,19 @@ def smiles_note(shown: set[str], videos: list[str]) -> str:
     ``shown``), or ''."""
     n = sum(v not in shown for v in videos)
     return "" if not n else (f"{n} of the cohort's {len(videos)} videos are not in the smile table: their smile counts "
-                             "are not recorded under the run's smile rule (run dis extract: it recomputes them without "
-                             "MediaPipe)")
+                             "are not recorded under the run's smile rule (dis extract recomputes them without "
+                             "MediaPipe and dis cohort writes the smile summary again; dis run does both)")
+
+
+def _recorded_smile_rule(layout: RunLayout) -> str:
+    """The smile rule's hash of the plan run.json records ('' without one): a report made outside the stage graph
+    holds the smile table to it as well."""
+    from dis_core.config import config_hash
+
+    try:
+        return config_hash(json.loads(layout.run_record.read_text())["plan"]["extract"]["smile"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def _line(f: Finding) -> str:
