@@ -78,4 +78,4 @@ def exit_code(results) -> int:
     failed = sum(1 for r in results if r.failed)
     if not results or failed == len(results):
         return EXIT_FAILED
-    return EXIT_PARTIAL if failed or any(getattr(r, "incomplete", False) for r in results) else EXIT_OK
+    return EXIT_PARTIAL if failed or any(r.incomplete for r in results) else EXIT_OK

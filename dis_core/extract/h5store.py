@@ -193,10 +193,8 @@ def recorded_smile_hash(attrs: dict[str, Any]) -> str:
 
     if attrs.get("smile_hash"):
         return str(attrs["smile_hash"])
-    try:
-        return config_hash(json.loads(attrs.get("provenance") or "{}")["config"]["smile"])
-    except (ValueError, TypeError, KeyError):
-        return ""
+    rule = recorded_smile_rule(attrs)
+    return "" if rule is None else config_hash(rule)
 
 
 def recorded_smile_rule(attrs: dict[str, Any]):

@@ -12,13 +12,9 @@ import json
 from pathlib import Path
 
 from dis_core.extract.h5store import read_attrs
-from dis_core.extract.stage import (DERIVED, SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, ExtractConfig, _outputs,
-                                    _write_exports)
+from dis_core.extract.stage import DERIVED, SMILE_OUTPUTS, ExtractConfig, _outputs, _write_exports
 from dis_core.layout import EXTRACTION_H5 as H5_NAME
 from dis_core.manifest import VideoEntry
-
-
-SMILE_OUTPUTS = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX)
 
 
 def owner_record(entry: VideoEntry, video_sha: str) -> dict:

@@ -40,10 +40,11 @@ LANDMARKS_XLSX = "landmarks.xlsx"
 LANDMARKS_PCA_PNG = "landmarks_pca.png"
 TRUNCATED_SHARE = 0.9  # decoded frames spanning less than this share of the header's duration: warned as truncated
 DERIVED = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX, LANDMARKS_XLSX, LANDMARKS_PCA_PNG)  # made from the HDF5 file
+SMILE_OUTPUTS = (SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX)  # those that follow the smile rule
 
 
 def _outputs(cfg: ExtractConfig) -> list[str]:
-    names = [SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX]
+    names = list(SMILE_OUTPUTS)
     if cfg.landmark_workbook:
         names.append(LANDMARKS_XLSX)
     if cfg.landmark_pca_png:
@@ -357,7 +358,7 @@ def _recompute_smiles(h5: Path, entry: VideoEntry, cfg: ExtractConfig) -> bool:
             f.attrs["smile_hash"] = cfg.smile_hash()
             f.attrs["n_smile_frames"] = int(smi.sum())
             f.attrs["n_smile_seconds"] = int(secs["smile"].sum())
-    _write_exports(h5, h5.parent, entry, cfg, prov, only={SMILE_FRAMES_XLSX, SMILE_SECONDS_XLSX})
+    _write_exports(h5, h5.parent, entry, cfg, prov, only=set(SMILE_OUTPUTS))
     return True
 
 
