@@ -486,7 +486,8 @@ def _run_folder(run_dir: Optional[Path], out: Optional[Path]) -> Path:
 
 @app.command()
 def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt) -> None:
-    """Each stage's units of a submitted run: done, running, pending, failed (with the log of each failure)."""
+    """Each stage's units of a submitted run: done, done in part, running, pending, failed (with the log of each
+    failure)."""
     from jobs.graph import manifest_change, plan_from_record, read_record
     from jobs.slurm import queued_text, run_status
 
@@ -509,7 +510,7 @@ def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt)
             counts[u["state"]] = counts.get(u["state"], 0) + 1
         typer.echo(f"{stage:8s} " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no units"))
         for u in units:
-            if u["state"] in ("failed", "missing"):
+            if u["state"] in ("failed", "missing", "partial"):
                 msg = f": {u['message']}" if u.get("message") else ""
                 typer.echo(f"  {u['state'].upper()} {u['unit']} ({_task_words(u)}){msg}")
                 if u.get("log"):
@@ -526,21 +527,25 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None
 
     units = [u for stage in st.values() for u in stage]
     bad = sum(u["state"] in ("failed", "missing") for u in units)
+    part = sum(u["state"] == "partial" for u in units)  # usable, but part of what they were asked for failed
     waiting = {k: sum(u["state"] == k for u in units) for k in ("running", "pending")}
     redo = (f"restore {edited} and run `dis resubmit {run_dir}`, or plan the run again with `dis submit --manifest "
             f"{edited} --out {run_dir}` and the run's options (extractions of unchanged rows are kept)" if edited else
-            f"`dis resubmit {run_dir}` submits the failed ones again with what depends on them")
+            f"`dis resubmit {run_dir}` submits the {'failed ones' if bad else 'units done in part'} again with what "
+            "depends on them")
     limits = {"OUT_OF_MEMORY": "--mem-gb", "TIMEOUT": "--time-min"}
     hit = [k for k in limits if any(u["state"] in ("failed", "missing") and (u.get("slurm") == k or (
         k == "TIMEOUT" and u.get("message", "").startswith(TIME_LIMIT))) for u in units)]  # (a task stopped so: FAILED)
     if hit and not edited:  # the recorded resources would fail them again
         redo += (" (" + "; ".join(f"{k} units need more: add {limits[k]} N" for k in hit)
                  + ", which applies to every stage resubmitted)")
-    if bad and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
-        return (f"{bad} unit(s) failed or never ran, {waiting['running']} running, {waiting['pending']} pending: "
+    what = ", ".join(x for x in (f"{bad} unit(s) failed or never ran" if bad else "",
+                                 f"{part} unit(s) done in part" if part else "") if x)
+    if what and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
+        return (f"{what}, {waiting['running']} running, {waiting['pending']} pending: "
                 f"when those have ended (or are cancelled with scancel), {redo}")
-    if bad:
-        return f"{bad} unit(s) failed or never ran: {redo}"
+    if what:
+        return f"{what}: {redo}"
     if any(waiting.values()):
         return (f"in progress: {waiting['running']} running, {waiting['pending']} pending; nothing failed so far "
                 "(`dis status` again later)")
@@ -552,6 +557,8 @@ def _task_words(u: dict) -> str:
     """What SLURM says of a failed unit's task, in words that do not contradict the unit."""
     if not u["job"]:
         return "no job"
+    if u["state"] == "partial":
+        return f"job {u['job']}: the unit was done in part"
     if u["slurm"] == "COMPLETED":
         return f"job {u['job']}: the task ended, the unit failed"
     if not u["slurm"]:
@@ -562,10 +569,11 @@ def _task_words(u: dict) -> str:
 
 def status_exit_code(st: dict[str, list[dict]]) -> int:
     """The exit table for a submitted run: 0 when no unit failed (some may still be queued), 1 when the last
-    stage with units came out with none done (nothing usable), else 3 when some units failed."""
+    stage with units came out with none done (nothing usable), else 3 when some units failed or were done in part
+    (as the local command that ran them exits)."""
     bad = [u for units in st.values() for u in units if u["state"] in ("failed", "missing")]
     if not bad:
-        return EXIT_OK
+        return EXIT_PARTIAL if any(u["state"] == "partial" for units in st.values() for u in units) else EXIT_OK
     last = next((units for units in reversed(list(st.values())) if units), [])
     if last and all(u["state"] in ("failed", "missing") for u in last):
         return EXIT_FAILED

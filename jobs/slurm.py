@@ -551,9 +551,10 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     units, was cancelled, timed out). Only such a record says done, the rule every task applies to its
     predecessors (graph.upstream_failure): an earlier run's ok beside a task that recorded nothing (killed, or
     refusing a folder owned by another input) said done here while the next stage's tasks refused it, and dis
-    resubmit queued that next stage again and again; a local run's record beside a COMPLETED task said done too."""
-    if r is not None and r.done and ran_here:
-        return "done"
+    resubmit queued that next stage again and again; a local run's record beside a COMPLETED task said done too.
+    A unit its task recorded as done in part (``incomplete``) is "partial": usable downstream, retried by resubmit."""
+    if r is not None and r.done and ran_here:  # done in part (smiles not recomputed, a report missing a failed
+        return "partial" if r.incomplete else "done"  # set's scores): its command exited 3, and resubmit retries it
     if slurm in QUEUED:  # requeued after recording a failure: it runs again
         return "pending"
     if r is not None and r.failed and ran_here and not (slurm in ACTIVE and r.message.endswith(UNFINISHED)):
