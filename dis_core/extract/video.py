@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from dis_core.errors import VideoError
+from dis_core.timing import rate_of_periods
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,21 +258,8 @@ def iter_frames(path: str | Path, fps_override: float | None = None, square_pixe
         cap.release()
 
 
-ROUNDING_S = 0.002  # frame periods within this of each other are one rate written with rounded times
-
-
 def effective_fps(times_s: np.ndarray, fallback: float) -> float:
-    """Frame rate from the frame times themselves, else ``fallback``: frames over the span when the periods
-    differ only by the rounding of the times (Matroska keeps whole milliseconds: 30 fps is 33 and 34 ms,
-    whose median gave 30.303), else frames over the span of the periods within that rounding of the median
-    one: a dropped frame's double period (which put 30 fps back at 30.303) or a variable frame rate's
-    outliers are not the rate."""
+    """Frame rate from the frame times themselves (:func:`dis_core.timing.rate_of_periods`), else ``fallback``."""
     t = np.asarray(times_s, dtype=float)
-    if t.size >= 2:
-        d = np.diff(t)
-        d = d[d > 0]
-        if d.size:  # around the period nearest the median (an even count's median may lie between two rates)
-            typical = d[np.argmin(np.abs(d - np.median(d)))]
-            near = d[np.abs(d - typical) <= ROUNDING_S]
-            return float(near.size / near.sum())
-    return float(fallback)
+    rate = rate_of_periods(np.diff(t)) if t.size >= 2 else None
+    return float(fallback) if rate is None else rate

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from dis_core.timing import ROUNDING_S
+
 MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
@@ -77,8 +79,8 @@ def relative_rotvec(transforms: np.ndarray, ref_mask: np.ndarray | None = None, 
 
 # ------------------------------------------------------------------------------- gap bridging
 # frame times written to the millisecond (Matroska, WebM) step by one around the period: not a gap
-# (the extraction reads such periods as one rate by the same bound, dis_core.extract.video.ROUNDING_S)
-STAMP_JITTER_S = 0.002
+# (the extraction and the spectra read such periods as one rate by the same bound)
+STAMP_JITTER_S = ROUNDING_S
 
 
 def bridge_limit(max_gap_s: float) -> float:
