@@ -249,6 +249,24 @@ def test_a_block_left_from_an_earlier_run_is_never_assembled_with_the_new_ones(t
         assemble(scores, "synthetic")
 
 
+def test_a_block_whose_held_out_rows_changed_is_scored_again(tmp_path):
+    """Held-out rows rebuilt by other feature code (the models, the extractions and the cohort record unchanged):
+    the block skipped as current and the report read scores of rows that no longer exist."""
+    cohort = make_synthetic(tmp_path / "cohort", n=3, frames=30, seed=7)
+    scores = tmp_path / "scores"
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "ok"
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "skipped"
+    before = assemble(scores, "synthetic").s["gaussian"].copy()
+    with np.load(cohort / "p00001" / "test.npz") as z:
+        x, frame = z["x"] + 0.5, z["frame"]
+    np.savez(cohort / "p00001" / "test.npz", x=x, frame=frame)
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "ok"
+    after = assemble(scores, "synthetic").s["gaussian"]
+    assert not np.array_equal(after[:, 1], before[:, 1]) and np.array_equal(after[:, [0, 2]], before[:, [0, 2]])
+    np.savez(cohort / "p00001" / "test.npz", x=x, frame=frame + 1)  # the same rows of other frames
+    assert run_block(cohort, scores, 0, 0, ScoreConfig()).status == "ok"
+
+
 def test_a_block_whose_per_frame_file_is_damaged_is_not_assembled_and_is_scored_again(tmp_path):
     """A garbage logp.h5 beside a good summary was assembled: the report then dropped its excerpts section in
     silence (the sheet said OSError, naming no file), and --norm-workbooks failed as an internal error."""
