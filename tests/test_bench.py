@@ -146,3 +146,12 @@ def test_identify_skips_a_feature_set_nobody_can_be_scored_on(tmp_path):
     assert "spectrum: skipped (0 participant(s) with enough rows)" in r.stderr
     assert any(x.startswith("frame/gaussian ") for x in r.stdout.splitlines())
     assert not any(x.startswith("spectrum/") for x in r.stdout.splitlines())
+
+
+def test_the_excess_coverage_bench_prints_every_scenario_with_its_interval():
+    r = subprocess.run([sys.executable, "bench/excess_coverage.py", "--cohorts", "4"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith(("partner", "synchrony"))]
+    assert len(rows) == 8 and all(ln.count("[") == 2 for ln in rows), r.stdout
+    assert "made by DIS" in r.stdout

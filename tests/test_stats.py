@@ -316,6 +316,9 @@ def test_few_dyads_give_the_exact_p_of_their_pairings_and_say_it_cannot_reach_00
     assert notes == [""] * 6 and st.holm([1 / 945] * 4 + [1 / 105] * 2).max() < 0.05
     notes = st.p_floor_notes([1 / 15, 1 / 945])
     assert "0.067 at best after Holm" in notes[0] and notes[1] == ""
+    # random re-pairings (10 couples allow 654,729,075 pairings): the floor is theirs, not a count of pairings
+    sampled = st.p_floor_notes([1 / 2001] * 101, exact=[False] * 101)[0]
+    assert "(2000 random re-pairings of these couples: the smallest p is 1/2001 = 5.0e-04, 0.050 at best" in sampled
     s, pairs = st.simulate_dyad_scores(4, 0.3, np.random.default_rng(2))
     sim = st.pair_similarity(s)
     r = st.dyad_permutation_test(sim, pairs, n_perm=2000, seed=0, n_boot=200)
@@ -361,6 +364,71 @@ def test_partners_alike_do_not_push_chance_below_zero():
             r = st.dyad_permutation_test(sim, pairs, groups, n_perm=500, n_boot=100)
             assert r["observed"] == pytest.approx(0.2)
             assert r["chance"] == 0.0 and r["excess"] == pytest.approx(0.2)
+
+
+def test_strata_alike_within_give_no_excess_without_a_partner_effect():
+    """People of one stratum (a site) 0.5 alike, of two strata 0.2, partners as alike as anyone of their stratum:
+    no partner effect, so the excess is 0. A pseudo-couple's strangers, leaving out the real partner, held one own-
+    stratum stranger fewer than a real couple's: chance rose and the excess read -0.05 at 4 couples in 2 strata."""
+    for n, strata in ((8, 2), (16, 2), (24, 3), (24, 1)):
+        g = np.repeat(np.arange(strata), n // strata)
+        sim = np.where(g[:, None] == g[None, :], 0.5, 0.2)
+        np.fill_diagonal(sim, np.nan)
+        r = st.dyad_permutation_test(sim, np.arange(n).reshape(-1, 2), g, n_perm=500, n_boot=100)
+        assert r["excess"] == pytest.approx(0.0, abs=1e-12), (n, r)  # (every re-pairing alike: the null sd is 0)
+    # random similarities in 3 unequal strata: chance is the mean over pseudo-couples of the partner statistic with
+    # each member's strangers weighed as a real couple's (m - 2 of the own stratum, n - m of the others, of n - 2)
+    rng = np.random.default_rng(4)
+    n = 18
+    g = np.repeat([0, 1, 2], [4, 6, 8])
+    a = rng.normal(size=(n, n))
+    sim = (a + a.T) / 2 + np.where(g[:, None] == g[None, :], 1.0, 0.0)
+    np.fill_diagonal(sim, np.nan)
+    pairs = np.arange(n).reshape(-1, 2)
+    partner = np.arange(n) ^ 1
+
+    def pseudo_value(x0, y0):
+        def stranger(x, y):
+            mine = [sim[x, j] for j in range(n) if g[j] == g[x] and j not in (x, y, partner[x])]
+            other = [sim[x, j] for j in range(n) if g[j] != g[x]]
+            m = int((g == g[x]).sum())
+            return ((m - 2) * np.mean(mine) + (n - m) * np.mean(other)) / (n - 2)
+        return sim[x0, y0] - (stranger(x0, y0) + stranger(y0, x0)) / 2
+    want = 0.0
+    for k in range(3):
+        m = np.flatnonzero(g == k)
+        vals = [pseudo_value(x, y) for i, x in enumerate(m) for y in m[i + 1:] if y != partner[x]]
+        want += len(m) / 2 * np.mean(vals)
+    r = st.dyad_permutation_test(sim, pairs, g, n_perm=500, n_boot=100)
+    assert r["chance"] == pytest.approx(want / (n / 2))
+
+
+def test_the_excess_interval_is_over_couples_values_whose_mean_is_the_excess():
+    """The excess's interval resamples per-couple values (a couple's statistic less twice its pseudo-couples' mean
+    plus its stratum's chance) whose mean is the excess exactly, so it carries chance's uncertainty; with strata of
+    two couples a couple's pseudo-couples are its stratum's only ones, and its value is its statistic less chance."""
+    from dis_core.score.synchrony import synchrony_test
+    rng = np.random.default_rng(5)
+    n = 16
+    pairs = np.arange(n).reshape(-1, 2)
+    a = rng.normal(size=(n, n))
+    sync = (a + a.T) / 2
+    np.fill_diagonal(sync, np.nan)
+    for groups in (None, np.repeat(np.arange(4), 4), np.repeat([0, 1], [4, 12])):
+        r = synchrony_test(sync, pairs, groups, n_perm=200, n_boot=500)
+        pseudo, chance = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)
+        ex = st.excess_values(r["per_dyad"], pseudo, chance)
+        assert ex.mean() == pytest.approx(r["excess"]) and chance.mean() == pytest.approx(r["chance"])
+        assert r["excess_ci_lo"] < r["excess"] < r["excess_ci_hi"]
+        t = st.dyad_permutation_test(sync, pairs, groups, n_perm=200, n_boot=500)
+        assert t["excess_ci_lo"] < t["excess"] < t["excess_ci_hi"]
+    couple = pairs[0]
+    groups = np.repeat(np.arange(4), 4)
+    pseudo, chance = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)
+    cross = sync[np.ix_(pairs[0], pairs[1])].mean()  # the stratum's only pseudo-couples
+    assert pseudo[0] == pytest.approx(cross) and pseudo[1] == pytest.approx(cross) and chance[0] == pytest.approx(cross)
+    assert st.excess_values([sync[couple[0], couple[1]]], pseudo[:1], chance[:1])[0] == pytest.approx(
+        sync[couple[0], couple[1]] - cross)
 
 
 def test_chance_excludes_real_couples_so_small_strata_do_not_shrink_the_excess():
@@ -426,8 +494,7 @@ def test_dyad_permutation_calibrated_within_groups():
 def test_dyad_effect_size_is_measured_from_chance_when_strata_make_pseudo_couples_alike():
     """No partner effect, but people of one site score alike (as pseudo-couples formed within sites do): the
     null's mean is well above 0, so an effect size from 0 would call site similarity a partner effect of
-    several null sds. Measured from the null's mean it is near 0, and the excess's interval is the observed
-    one moved by that mean."""
+    several null sds. Measured from the null's mean it is near 0, and the excess's interval holds the excess."""
     rng = np.random.default_rng(3)
     site = np.repeat(np.arange(4), 8)
     eff, raw = [], []
@@ -439,8 +506,7 @@ def test_dyad_effect_size_is_measured_from_chance_when_strata_make_pseudo_couple
         eff.append(r["effect_size"])
         raw.append(r["observed"] / r["null_sd"])
         assert r["effect_size"] == pytest.approx(r["excess"] / r["null_sd"])
-        assert r["excess_ci_lo"] == pytest.approx(r["ci_lo"] - r["chance"])
-        assert r["excess_ci_hi"] == pytest.approx(r["ci_hi"] - r["chance"])
+        assert r["excess_ci_lo"] < r["excess"] < r["excess_ci_hi"]  # over couples, chance's uncertainty in it
     assert np.mean(raw) > 3  # the scenario is one where measuring from 0 misleads
     assert abs(np.mean(eff)) < 0.5, np.mean(eff)
 

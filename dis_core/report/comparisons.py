@@ -231,7 +231,7 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
     if not rows:
         return Finding(f"no partner test ({partner_refusal(results)})")
     tests, alike = [], []
-    floors = p_floor_notes([t.get("p_floor", 0.0) for _, _, t in rows])
+    floors = p_floor_notes([t.get("p_floor", 0.0) for _, _, t in rows], exact=[t.get("exact", True) for _, _, t in rows])
     for (fs, m, t), floor in zip(rows, floors):
         ok = t["p_holm"] < ALPHA
         sig = "partners more alike than strangers (supported)" if ok else "not supported"

@@ -26,7 +26,7 @@ import numpy as np
 from dis_core.errors import DISError
 from dis_core.features.motion import bridge_limit, local_period
 from dis_core.score.stats import (MIN_COUPLES, _check_groups, _matchings, _pairs, couples_in_strata, couples_left_out, few_couples, holm, p_floor_notes,
-                                  p_text, permutation_p, pseudo_couple_mean, signed, unit_mean_interval)
+                                  p_text, permutation_p, pseudo_couple_values, excess_values, signed, unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -231,8 +231,9 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     (exact over every pairing when there are at most ``n_perm``). Couples without a usable window with someone of
     their stratum (:func:`usable_couples`) and couples alone in theirs
     (:func:`dis_core.score.stats.couples_in_strata`) are left out and counted.
-    Excess = observed - chance (the pseudo-couples' mean, :func:`dis_core.score.stats.pseudo_couple_mean`), with an
-    expanded percentile bootstrap interval over couples (:func:`dis_core.score.stats.unit_mean_interval`)."""
+    Excess = observed - chance (the pseudo-couples' mean, :func:`dis_core.score.stats.pseudo_couple_values`), with an
+    expanded percentile bootstrap interval over couples of values that carry chance's uncertainty
+    (:func:`dis_core.score.stats.excess_values`)."""
     sync = np.asarray(sync, float)
     p = _pairs(pairs, len(sync))
     groups = _check_groups(groups, len(sync), p)
@@ -246,10 +247,11 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     m, exact, floor = _matchings(p.ravel(), groups, n_perm, rng)
     null = sync[m[..., 0], m[..., 1]].mean(axis=1)
     pval = permutation_p(null, observed, exact)
-    lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
-    chance, sd = pseudo_couple_mean(lambda a, b: sync[a, b], p, groups), float(null.std(ddof=1))
+    pseudo, of_stratum = pseudo_couple_values(lambda a, b: sync[a, b], p, groups)
+    chance, sd = float(of_stratum.mean()), float(null.std(ddof=1))
+    lo, hi = unit_mean_interval(excess_values(per_dyad, pseudo, of_stratum), rng, n_boot, ci)
     return {"observed": observed, "chance": chance, "null_mean": float(null.mean()), "null_sd": sd,
-            "excess": observed - chance, "excess_ci_lo": lo - chance, "excess_ci_hi": hi - chance,
+            "excess": observed - chance, "excess_ci_lo": lo, "excess_ci_hi": hi,
             "effect_size": (observed - chance) / sd if sd > 0 else float("nan"), "p": float(pval),
             "exact": exact, "p_floor": floor, "dyads": len(p), "dyads_alone": alone, "dyads_unusable": unusable,
             "per_dyad": per_dyad, "null": null}
@@ -388,7 +390,7 @@ def cohort_synchrony(cohort, cfg: SynchronyConfig = SynchronyConfig()) -> tuple[
 def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     """The synchrony family in words for the report's summary, each test's outcome after Holm."""
     out = [note]
-    floors = p_floor_notes([r.get("p_floor", 0.0) for r in rows])
+    floors = p_floor_notes([r.get("p_floor", 0.0) for r in rows], exact=[r.get("exact", True) for r in rows])
     for r, floor in zip(rows, floors):
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
         few = few_couples(r.get("dyads", MIN_COUPLES)) + floor + couples_left_out(r)
