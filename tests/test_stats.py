@@ -422,6 +422,13 @@ def test_the_excess_interval_is_over_couples_values_whose_mean_is_the_excess():
         assert r["excess_ci_lo"] < r["excess"] < r["excess_ci_hi"]
         t = st.dyad_permutation_test(sync, pairs, groups, n_perm=200, n_boot=500)
         assert t["excess_ci_lo"] < t["excess"] < t["excess_ci_hi"]
+    from dis_core.score.synchrony import synchrony_text
+    rows = [dict(synchrony_test(sync, pairs, g, n_perm=200, n_boot=100), signal="s", p_holm=0.5)
+            for g in (np.repeat([0, 1], [4, 12]), np.repeat([0, 1], 8), None)]
+    assert [r["smallest_stratum"] for r in rows] == [2, 4, 8]
+    said = synchrony_text(rows, "").split("; ")[1:]
+    assert "strata of 2 couples: this interval covers the excess about 0.91" in said[0]
+    assert "strata of 2" not in said[1] + said[2]
     couple = pairs[0]
     groups = np.repeat(np.arange(4), 4)
     pseudo, chance = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)

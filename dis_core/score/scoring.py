@@ -18,7 +18,7 @@ from dis_core.errors import DISError
 from dis_core.score.stats import (auc, boot_result, bootstrap_columns, dyad_permutation_test, eer, genuine_impostor,
                                   jackknife_se, mcnemar_top1, pair_similarity, paired_result, participant_draws,
                                   proportion_interval, roc_points, top1_chance_p, topk_fractional, topk_leave_one_out,
-                                  weighted_auc_eer, with_model_variation, with_paired_rate)
+                                  small_strata, weighted_auc_eer, with_model_variation, with_paired_rate)
 
 
 def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequence[np.ndarray]
@@ -366,6 +366,8 @@ def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | No
             "similarity minus the members' mean similarity to strangers", "observed": r["observed"], "ci_lo": r["ci_lo"],
             "ci_hi": r["ci_hi"], "chance": r["chance"], "null_mean": r["null_mean"], "null_sd": r["null_sd"], "excess": r["excess"],
             "excess_ci_lo": r["excess_ci_lo"], "excess_ci_hi": r["excess_ci_hi"], "effect_size": r["effect_size"],
-            "p": r["p"], "exact": r["exact"], "p_floor": r["p_floor"], "interval": "expanded percentile bootstrap over couples",
+            "p": r["p"], "exact": r["exact"], "p_floor": r["p_floor"], "smallest_stratum": r["smallest_stratum"],
+            "interval": "expanded percentile bootstrap over couples (the excess's: of per-couple values carrying "
+                        "chance's uncertainty)" + small_strata(r["smallest_stratum"]),
             "alternative": "one-sided: partners more alike than pseudo-couples",
             "permutations": len(r["null"])}  # every pairing when there are at most n_perm (exact), else n_perm

@@ -26,7 +26,8 @@ import numpy as np
 from dis_core.errors import DISError
 from dis_core.features.motion import bridge_limit, local_period
 from dis_core.score.stats import (MIN_COUPLES, _check_groups, _matchings, _pairs, couples_in_strata, couples_left_out, few_couples, holm, p_floor_notes,
-                                  p_text, permutation_p, pseudo_couple_values, excess_values, signed, unit_mean_interval)
+                                  p_text, permutation_p, pseudo_couple_values, excess_values, signed, small_strata,
+                                  smallest_stratum, unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -254,6 +255,7 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
             "excess": observed - chance, "excess_ci_lo": lo, "excess_ci_hi": hi,
             "effect_size": (observed - chance) / sd if sd > 0 else float("nan"), "p": float(pval),
             "exact": exact, "p_floor": floor, "dyads": len(p), "dyads_alone": alone, "dyads_unusable": unusable,
+            "smallest_stratum": smallest_stratum(p, groups),
             "per_dyad": per_dyad, "null": null}
 
 
@@ -393,7 +395,8 @@ def synchrony_text(rows: Sequence[dict], note: str, alpha: float = 0.05) -> str:
     floors = p_floor_notes([r.get("p_floor", 0.0) for r in rows], exact=[r.get("exact", True) for r in rows])
     for r, floor in zip(rows, floors):
         sig = "couples more synchronous than pseudo-couples (supported)" if r["p_holm"] < alpha else "not supported"
-        few = few_couples(r.get("dyads", MIN_COUPLES)) + floor + couples_left_out(r)
+        few = (few_couples(r.get("dyads", MIN_COUPLES)) + small_strata(r.get("smallest_stratum", 0)) + floor
+               + couples_left_out(r))
         out.append(f"{r['signal']}: excess {signed(r['excess'], 3)} [{signed(r['excess_ci_lo'], 3)}, {signed(r['excess_ci_hi'], 3)}]{few} "
                    f"over pseudo-couples' {r.get('chance', r['null_mean']):.3f}, p {p_text(r['p'])}, Holm p {p_text(r['p_holm'])}: {sig}")
     return "; ".join(out)
