@@ -515,13 +515,15 @@ def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt)
                 typer.echo(f"  {u['state'].upper()} {u['unit']} ({_task_words(u)}){msg}")
                 if u.get("log"):
                     typer.echo(f"    log: {u['log']}")
-    typer.echo(status_outlook(st, run_dir, edited=plan.manifest if change else None))
+    typer.echo(status_outlook(st, run_dir, edited=plan.manifest if change else None, manifest=plan.manifest))
     raise typer.Exit(status_exit_code(st))
 
 
-def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None = None) -> str:
+def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None = None,
+                   manifest: Path | None = None) -> str:
     """The line after the stages: what failed and how to redo it, else what is still queued, else the report.
-    ``edited``: the run's manifest, when it is no longer the file planned from (resubmit refuses it)."""
+    ``edited``: the run's manifest, when it is no longer the file planned from (resubmit refuses it); ``manifest``:
+    the run's, for the command that completes an extraction done in part."""
     from dis_core.layout import RunLayout
     from jobs.graph import TIME_LIMIT
 
@@ -531,21 +533,27 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None
     waiting = {k: sum(u["state"] == k for u in units) for k in ("running", "pending")}
     redo = (f"restore {edited} and run `dis resubmit {run_dir}`, or plan the run again with `dis submit --manifest "
             f"{edited} --out {run_dir}` and the run's options (extractions of unchanged rows are kept)" if edited else
-            f"`dis resubmit {run_dir}` submits the {'failed ones' if bad else 'units done in part'} again with what "
-            "depends on them")
+            f"`dis resubmit {run_dir}` submits the failed ones again with what depends on them")
     limits = {"OUT_OF_MEMORY": "--mem-gb", "TIMEOUT": "--time-min"}
     hit = [k for k in limits if any(u["state"] in ("failed", "missing") and (u.get("slurm") == k or (
         k == "TIMEOUT" and u.get("message", "").startswith(TIME_LIMIT))) for u in units)]  # (a task stopped so: FAILED)
     if hit and not edited:  # the recorded resources would fail them again
         redo += (" (" + "; ".join(f"{k} units need more: add {limits[k]} N" for k in hit)
                  + ", which applies to every stage resubmitted)")
-    what = ", ".join(x for x in (f"{bad} unit(s) failed or never ran" if bad else "",
-                                 f"{part} unit(s) done in part" if part else "") if x)
-    if what and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
-        return (f"{what}, {waiting['running']} running, {waiting['pending']} pending: "
-                f"when those have ended (or are cancelled with scancel), {redo}")
-    if what:
-        return f"{what}: {redo}"
+    # units done in part: resubmit does not redo them (what they lack may need more than the unit); a local dis run
+    # redoes whatever is not current (a report's missing score blocks, smiles not yet recomputed)
+    stages = ", ".join(f"`dis {k} --out {run_dir}`" if k != "extract" else
+                       f"`dis extract --manifest {manifest or 'MANIFEST'} --out {run_dir}`"
+                       for k, us in st.items() if any(u["state"] == "partial" for u in us))
+    partly = (f"{part} unit(s) done in part (each line says what it lacks; dis resubmit does not redo them): once "
+              f"the cause is fixed, {stages} redoes what is not current (current units skip themselves)" if part else "")
+    if bad and any(waiting.values()):  # resubmit waits for the queue: a second copy would run units twice
+        return (f"{bad} unit(s) failed or never ran, {waiting['running']} running, {waiting['pending']} pending: "
+                f"when those have ended (or are cancelled with scancel), {redo}" + (f"; {partly}" if part else ""))
+    if bad:
+        return f"{bad} unit(s) failed or never ran: {redo}" + (f"; {partly}" if part else "")
+    if part and not any(waiting.values()):
+        return partly
     if any(waiting.values()):
         return (f"in progress: {waiting['running']} running, {waiting['pending']} pending; nothing failed so far "
                 "(`dis status` again later)")

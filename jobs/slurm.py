@@ -502,7 +502,7 @@ def _expand(jid: str) -> list[str]:
 
 
 def run_status(out_root: Path) -> dict[str, list[dict]]:
-    """Every unit of the run, stage by stage: done | failed | running | pending | missing, with the
+    """Every unit of the run, stage by stage: done | partial | failed | running | pending | missing, with the
     recorded message and the log of each failure."""
     rec = read_run(out_root)
     plan = plan_from_record(rec, planned_rows=True)  # a manifest edited since: the rows the run was planned from
@@ -552,9 +552,10 @@ def unit_state(slurm: str, r, ran_here: bool = False) -> str:
     predecessors (graph.upstream_failure): an earlier run's ok beside a task that recorded nothing (killed, or
     refusing a folder owned by another input) said done here while the next stage's tasks refused it, and dis
     resubmit queued that next stage again and again; a local run's record beside a COMPLETED task said done too.
-    A unit its task recorded as done in part (``incomplete``) is "partial": usable downstream, retried by resubmit."""
+    A unit its task recorded as done in part (``incomplete``) is "partial": usable downstream, listed by dis status
+    (exit 3) with what it lacks; resubmit does not redo it (see :func:`resubmit`)."""
     if r is not None and r.done and ran_here:  # done in part (smiles not recomputed, a report missing a failed
-        return "partial" if r.incomplete else "done"  # set's scores): its command exited 3, and resubmit retries it
+        return "partial" if r.incomplete else "done"  # set's scores): its command exited 3, as dis status does
     if slurm in QUEUED:  # requeued after recording a failure: it runs again
         return "pending"
     if r is not None and r.failed and ran_here and not (slurm in ACTIVE and r.message.endswith(UNFINISHED)):
@@ -593,7 +594,9 @@ def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None, trace
 
 def resubmit(out_root: Path, **overrides: Any) -> dict:
     """Resubmit what failed or is missing and, whole, every stage downstream of it; units that are
-    already current skip themselves. ``overrides`` (e.g. ``mem_gb=32`` after OUT_OF_MEMORY, ``time_min`` after
+    already current skip themselves. A unit done in part is not: a report lacking a set whose score blocks
+    recorded ok came back partial alone, and a smile rule naming no blendshape resubmitted every later stage on
+    every call (``dis status`` says how to complete it). ``overrides`` (e.g. ``mem_gb=32`` after OUT_OF_MEMORY, ``time_min`` after
     TIMEOUT, ``container`` for an image rebuilt elsewhere) change the recorded resources for this submission
     and the ones after it."""
     rec = read_run(out_root)
@@ -615,7 +618,8 @@ def resubmit(out_root: Path, **overrides: Any) -> dict:
     for st in STAGES:
         known = units_by_id(st, plan)
         upstream_redone = any(todo.get(a) for a in st.after)
-        bad = {u["unit"] for u in st_all[st.name] if u["state"] != "done"}
+        # (a unit done in part is not redone: what it lacks often needs more than the unit, or outlives any retry)
+        bad = {u["unit"] for u in st_all[st.name] if u["state"] not in ("done", "partial")}
         bad |= set(known) - set(rec["units"].get(st.name, {}))  # never submitted (e.g. a failed submission)
         todo[st.name] = [u for uid, u in known.items() if upstream_redone or uid in bad]
     rec["resubmitted"] = {st.name: [st.uid(u) for u in todo[st.name]] for st in STAGES}

@@ -940,9 +940,11 @@ def test_status_ends_with_what_to_do_next(tmp_path):
     assert status_outlook(st, tmp_path) == f"done: report {page}"
 
 
-def test_a_unit_done_in_part_is_partial_exits_3_and_is_resubmitted(plan, monkeypatch):
+def test_a_unit_done_in_part_is_partial_exits_3_and_says_how_to_complete_it(plan, monkeypatch):
     """A unit its task recorded as done but incomplete (an extraction whose smiles could not be recomputed, a report
-    missing a failed set's scores) exits 3 locally: dis status said "done", exit 0, and dis resubmit never retried it."""
+    missing a failed set's scores) exits 3 locally: dis status said "done", exit 0. Resubmit leaves it: what it
+    lacks may need more than the unit (a report's refused score blocks that recorded ok) or outlive any retry (a
+    smile rule naming no blendshape), and resubmitting it with every later stage looped; status names the command."""
     from jobs.cli import status_exit_code, status_outlook
 
     part = UnitResult(unit_id="u", status="skipped", job="1_0", incomplete=True, message="smiles not recomputed")
@@ -951,12 +953,17 @@ def test_a_unit_done_in_part_is_partial_exits_3_and_is_resubmitted(plan, monkeyp
     u = lambda state: {"state": state}  # noqa: E731
     assert status_exit_code({"extract": [u("done"), u("partial")], "report": [u("done")]}) == 3
     assert status_exit_code({"extract": [u("failed"), u("partial")], "report": [u("failed")]}) == 1
-    assert status_outlook({"extract": [u("partial")], "report": [u("done")]}, plan.out) == (
-        f"1 unit(s) done in part: `dis resubmit {plan.out}` submits the units done in part again with what depends "
-        "on them")
-    assert status_outlook({"extract": [u("partial"), u("failed")], "report": [u("pending")]}, plan.out).startswith(
-        "1 unit(s) failed or never ran, 1 unit(s) done in part, 0 running, 1 pending: when those have ended")
-    # resubmit: the partial extraction and, whole, every stage after it; the other extractions are not submitted
+    m = plan.out / "m.csv"
+    assert status_outlook({"extract": [u("partial")], "report": [u("partial")]}, plan.out, manifest=m) == (
+        "2 unit(s) done in part (each line says what it lacks; dis resubmit does not redo them): once the cause is "
+        f"fixed, `dis extract --manifest {m} --out {plan.out}`, `dis report --out {plan.out}` redoes what is not "
+        "current (current units skip themselves)")
+    both = status_outlook({"extract": [u("partial"), u("failed")], "report": [u("pending")]}, plan.out, manifest=m)
+    assert both.startswith("1 unit(s) failed or never ran, 0 running, 1 pending: when those have ended")
+    assert both.endswith("; 1 unit(s) done in part (each line says what it lacks; dis resubmit does not redo them): "
+                         f"once the cause is fixed, `dis extract --manifest {m} --out {plan.out}` redoes what is not "
+                         "current (current units skip themselves)")
+    # resubmit: a partial extraction beside units all done submits nothing (no loop over every later stage)
     units = {st.name: {st.uid(x): f"{900 + i}_0" for x in st.units(plan)} for i, st in enumerate(graph.STAGES)}
     graph.write_record(plan, "slurm", slurm=to_doc(slurm.SlurmConfig()), jobs={"extract": ["900"]},
                        logs=str(plan.out / "slurm"), units=units)
@@ -967,14 +974,9 @@ def test_a_unit_done_in_part_is_partial_exits_3_and_is_resubmitted(plan, monkeyp
             write_status(st.folder(plan.layout, x), UnitResult(
                 unit_id=st.uid(x), status="ok", job=units[st.name][st.uid(x)], incomplete=st.uid(x) == first))
     monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "COMPLETED" for j in ids})
-    sent = {}
-    monkeypatch.setattr(slurm, "_check_partitions", lambda cfg: None)
-    monkeypatch.setattr(slurm, "_submit_or_cancel", lambda rec, plan, cfg, todo: sent.update(todo))
+    monkeypatch.setattr(slurm, "_submit", lambda *a: pytest.fail("nothing to submit"))
     assert [x["unit"] for x in slurm.run_status(plan.out)["extract"] if x["state"] == "partial"] == [first]
-    rec = slurm.resubmit(plan.out)
-    assert rec["resubmitted"]["extract"] == [first]
-    assert all(rec["resubmitted"][st.name] == [st.uid(x) for x in st.units(plan)] for st in graph.STAGES[1:])
-    assert [ext.uid(x) for x in sent["extract"]] == [first]
+    assert not any(slurm.resubmit(plan.out)["resubmitted"].values())
 
 
 def test_a_failed_units_log_is_the_first_that_says_something(tmp_path):

@@ -369,7 +369,7 @@ def test_partners_alike_do_not_push_chance_below_zero():
 def test_strata_alike_within_give_no_excess_without_a_partner_effect():
     """People of one stratum (a site) 0.5 alike, of two strata 0.2, partners as alike as anyone of their stratum:
     no partner effect, so the excess is 0. A pseudo-couple's strangers, leaving out the real partner, held one own-
-    stratum stranger fewer than a real couple's: chance rose and the excess read -0.05 at 4 couples in 2 strata."""
+    stratum stranger fewer than a real couple's: chance rose and the excess read -0.04 at 4 couples in 2 strata."""
     for n, strata in ((8, 2), (16, 2), (24, 3), (24, 1)):
         g = np.repeat(np.arange(strata), n // strata)
         sim = np.where(g[:, None] == g[None, :], 0.5, 0.2)
@@ -429,6 +429,8 @@ def test_the_excess_interval_is_over_couples_values_whose_mean_is_the_excess():
     said = synchrony_text(rows, "").split("; ")[1:]
     assert "strata of 2 couples: this interval covers the excess about 0.91" in said[0]
     assert "strata of 2" not in said[1] + said[2]
+    with pytest.raises(DISError, match="a couple alone in its stratum"):
+        st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, np.repeat([0, 1], [2, 14]))
     couple = pairs[0]
     groups = np.repeat(np.arange(4), 4)
     pseudo, chance = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)

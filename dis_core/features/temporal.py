@@ -144,7 +144,7 @@ def spectral_rows(values: np.ndarray, times: np.ndarray, segment: np.ndarray, se
                   fmin: float = 0.25, fmax: float = 5.0) -> WindowRows:
     """Per-axis log band power of (T, d) ``values`` over windows of ``window_s`` every ``hop_s``.
 
-    Each window is resampled to a uniform grid at the median frame rate, de-meaned and Hann-tapered;
+    Each window is resampled to a uniform grid at the frame rate (:func:`_frame_rate`), de-meaned and Hann-tapered;
     bands are log-spaced from ``fmin`` to ``fmax`` at every frame rate (:func:`band_edges`, :func:`band_bins`).
     Columns are axis-major: ``<axis>_b<k>`` is the log power (log of variance units) in band k."""
     v = np.asarray(values, np.float64).reshape(len(values), -1)

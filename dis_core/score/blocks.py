@@ -81,7 +81,9 @@ def _blob_key(*parts) -> str:
 def _rows_key(p: Participant) -> str:
     """The held-out rows' content: features rebuilt by other code (a frame rate read another way) are scored
     again, as the models' keys hold their training rows (the extraction and the cohort record did not change)."""
-    h = hashlib.sha256(np.ascontiguousarray(p.x).tobytes())
+    x = np.ascontiguousarray(p.x)
+    h = hashlib.sha256(f"{x.dtype.str}{x.shape}".encode())
+    h.update(x)  # (the buffer itself: no copy of a long recording's rows)
     for uid in sorted(p.frames):
         h.update(uid.encode() + np.ascontiguousarray(p.frames[uid], np.int64).tobytes())
     return h.hexdigest()[:32]
@@ -124,7 +126,8 @@ def score_block(src: Source, candidates: Sequence[str], b: int, r: int, c: int, 
         # those left out with their model files as they are: one trained since must be scored again (the report
         # refuses scores that left out someone trained since, and a block that skipped kept it refused for good)
         left_models = {x["participant_id"]: src.model_files_key(x["participant_id"]) for x in left_out}
-        res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key, _rows_key(people[p])) for p in R + C],
+        row_keys = {p: _rows_key(people[p]) for p in dict.fromkeys(R + C)}  # once each (a diagonal block has R == C)
+        res.key = _blob_key(src.feature_set, r, c, grid_id(candidates, b), [(p, people[p].key, row_keys[p]) for p in R + C],
                             src.cohort_sha256, plain(cfg), SCORE_RULE,
                             [{**x, "model": left_models[x["participant_id"]]} for x in left_out], list(src.methods))
         if not force and _current(folder / SUMMARY, res.key) and _current(folder / PER_FRAME, res.key, ".frames"):
