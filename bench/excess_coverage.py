@@ -3,7 +3,8 @@ known excess: the interval DIS reports (over couples, of values that carry chanc
 dis_core.score.stats.excess_values) beside the observed mean's interval shifted by a fixed chance (before session
 52). Each scenario: ``--cohorts`` cohorts, coverage with a Wilson 95% interval, in one run.
 
-Partner test: a symmetric similarity of pair-level noise N(0, 1), partners +0.5 (the true excess). Synchrony:
+Partner test: a symmetric similarity of pair-level noise N(0, 1) plus the two people's levels N(0, sd^2), partners
++0.5 (the true excess). Synchrony:
 0.3 + pair noise N(0, 0.1^2) + the mean of the two people's levels N(0, sd^2), couples +0.05. Strata of 2, 3 or
 all couples (grouping columns of a manifest).
 
@@ -24,8 +25,8 @@ import numpy as np  # noqa: E402
 from dis_core.score import stats as st  # noqa: E402
 from dis_core.score.synchrony import synchrony_test  # noqa: E402
 
-SCENARIOS = (  # (test, couples, couples per stratum (0: one stratum), person-level sd for synchrony)
-    ("partner", 12, 0, 0.0), ("partner", 12, 2, 0.0), ("partner", 30, 0, 0.0),
+SCENARIOS = (  # (test, couples, couples per stratum (0: one stratum), person-level sd)
+    ("partner", 12, 0, 0.0), ("partner", 12, 0, 1.0), ("partner", 12, 2, 0.0), ("partner", 30, 0, 0.0),
     ("synchrony", 12, 0, 0.0), ("synchrony", 12, 0, 0.1), ("synchrony", 12, 2, 0.0), ("synchrony", 12, 3, 0.0),
     ("synchrony", 30, 0, 0.1))
 
@@ -37,10 +38,10 @@ def one(test: str, couples: int, per: int, person_sd: float, rng: np.random.Gene
     groups = np.repeat(np.arange(couples // per), 2 * per) if per else None
     e = rng.standard_normal((n, n))
     e = (e + e.T) / np.sqrt(2)
+    u = person_sd * rng.standard_normal(n)
     if test == "partner":
-        truth, m = 0.5, e
+        truth, m = 0.5, e + u[:, None] + u[None, :]
     else:
-        u = person_sd * rng.standard_normal(n)
         truth, m = 0.05, 0.3 + 0.1 * e + (u[:, None] + u[None, :]) / 2
     m[pairs[:, 0], pairs[:, 1]] += truth
     m[pairs[:, 1], pairs[:, 0]] += truth

@@ -675,10 +675,11 @@ def pseudo_couple_mean(value: Callable[[np.ndarray, np.ndarray], np.ndarray], p:
 def excess_values(per_dyad: np.ndarray, pseudo: np.ndarray, chance: np.ndarray) -> np.ndarray:
     """One value per couple whose mean is the excess (observed - chance) and whose spread over couples holds
     chance's own (the first-order projection of the pseudo-couples' mean, a U-statistic: d_k - 2 c_k + chance of
-    the stratum). bench/excess_coverage.py, 1,000 cohorts each: the observed mean's interval shifted by a fixed
-    chance covered the true excess 0.93 to 0.98 of the time with 12 or 30 couples in one stratum, this 0.94 to 0.955;
-    with strata of 2 couples 0.88 to 0.91 against 0.905 to 0.93 (a stratum's chance then rests on one pair of
-    couples, which no projection sees)."""
+    the stratum): people's own levels, which cancel between a couple and its pseudo-couples, leave it.
+    bench/excess_coverage.py, 1,000 cohorts each: the observed mean's interval shifted by a fixed chance covered
+    the true excess 0.93 to 0.98 of the time with 12 or 30 couples in one stratum (0.98 where people's levels vary),
+    this 0.936 to 0.955; with strata of 2 couples 0.88 to 0.89 against 0.905 to 0.917 (a stratum's chance then rests
+    on one pair of couples, which no projection sees)."""
     return np.asarray(per_dyad, float) - 2 * np.asarray(pseudo, float) + np.asarray(chance, float)
 
 
@@ -765,7 +766,7 @@ def few_couples(n: int) -> str:
 
 def small_strata(k: int) -> str:
     """' (...)' beside an excess interval whose smallest stratum holds ``k`` = 2 couples, else '': there a stratum's
-    chance rests on one pair of couples, and the interval covered the true excess 0.905 to 0.93 of the time
+    chance rests on one pair of couples, and the interval covered the true excess 0.905 to 0.917 of the time
     (bench/excess_coverage.py)."""
     return (" (strata of 2 couples: this interval covers the excess about 0.91 of the time, not 0.95)"
             if k == 2 else "")
