@@ -153,5 +153,5 @@ def test_the_excess_coverage_bench_prints_every_scenario_with_its_interval():
                        text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = [ln for ln in r.stdout.splitlines() if ln.startswith(("partner", "synchrony"))]
-    assert len(rows) == 9 and all(ln.count("[") == 2 for ln in rows), r.stdout
+    assert len(rows) == 13 and all(ln.count("[") == (3 if ln.startswith("partner") else 2) for ln in rows), r.stdout
     assert "made by DIS" in r.stdout

@@ -403,10 +403,12 @@ def test_strata_alike_within_give_no_excess_without_a_partner_effect():
     assert r["chance"] == pytest.approx(want / (n / 2))
 
 
-def test_the_excess_interval_is_over_couples_values_whose_mean_is_the_excess():
-    """The excess's interval resamples per-couple values (a couple's statistic less twice its pseudo-couples' mean
-    plus its stratum's chance) whose mean is the excess exactly, so it carries chance's uncertainty; with strata of
-    two couples a couple's pseudo-couples are its stratum's only ones, and its value is its statistic less chance."""
+def test_the_excess_interval_is_over_couples_jackknife_values_whose_mean_is_the_excess():
+    """The excess's interval resamples per-couple values whose mean is the excess exactly and which carry chance's
+    uncertainty: a couple's statistic less the delete-one-couple jackknife value of its stratum's chance (a known
+    answer, by brute force); with strata of two couples a couple's pseudo-couples are its stratum's only ones, and
+    its value is its statistic less that chance. The partner test's observed interval resamples its statistics
+    with the members' mean similarity to strangers centred, which leaves their mean as it was."""
     from dis_core.score.synchrony import synchrony_test
     rng = np.random.default_rng(5)
     n = 16
@@ -416,27 +418,36 @@ def test_the_excess_interval_is_over_couples_values_whose_mean_is_the_excess():
     np.fill_diagonal(sync, np.nan)
     for groups in (None, np.repeat(np.arange(4), 4), np.repeat([0, 1], [4, 12])):
         r = synchrony_test(sync, pairs, groups, n_perm=200, n_boot=500)
-        pseudo, chance = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)
-        ex = st.excess_values(r["per_dyad"], pseudo, chance)
+        pseudo, chance, couples = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)
+        ex = st.excess_values(r["per_dyad"], pseudo, chance, couples)
         assert ex.mean() == pytest.approx(r["excess"]) and chance.mean() == pytest.approx(r["chance"])
         assert r["excess_ci_lo"] < r["excess"] < r["excess_ci_hi"]
         t = st.dyad_permutation_test(sync, pairs, groups, n_perm=200, n_boot=500)
-        assert t["excess_ci_lo"] < t["excess"] < t["excess_ci_hi"]
+        assert t["excess_ci_lo"] < t["excess"] < t["excess_ci_hi"] and t["ci_lo"] < t["observed"] < t["ci_hi"]
+    # one stratum of 8 couples: chance's jackknife pseudo-value D theta - (D - 1) theta_(-k), pairs by brute force
+    def theta(keep):
+        people = pairs[keep].ravel()
+        return np.mean([sync[x, y] for x in people for y in people if x < y and x // 2 != y // 2])
+    pseudo, chance, couples = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, None)
+    assert set(couples) == {8} and chance[0] == pytest.approx(theta(np.arange(8)))
+    d = sync[pairs[:, 0], pairs[:, 1]]
+    jack = [8 * chance[0] - 7 * theta(np.delete(np.arange(8), k)) for k in range(8)]
+    np.testing.assert_allclose(st.excess_values(d, pseudo, chance, couples), d - np.array(jack))
     from dis_core.score.synchrony import synchrony_text
     rows = [dict(synchrony_test(sync, pairs, g, n_perm=200, n_boot=100), signal="s", p_holm=0.5)
             for g in (np.repeat([0, 1], [4, 12]), np.repeat([0, 1], 8), None)]
     assert [r["smallest_stratum"] for r in rows] == [2, 4, 8]
     said = synchrony_text(rows, "").split("; ")[1:]
-    assert "strata of 2 couples: this interval covers the excess about 0.91" in said[0]
+    assert "strata of 2 couples: this interval covers the excess 0.81 to 0.94 of the time" in said[0]
     assert "strata of 2" not in said[1] + said[2]
     with pytest.raises(DISError, match="a couple alone in its stratum"):
         st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, np.repeat([0, 1], [2, 14]))
     couple = pairs[0]
     groups = np.repeat(np.arange(4), 4)
-    pseudo, chance = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)
+    pseudo, chance, couples = st.pseudo_couple_values(lambda x, y: sync[x, y], pairs, groups)
     cross = sync[np.ix_(pairs[0], pairs[1])].mean()  # the stratum's only pseudo-couples
     assert pseudo[0] == pytest.approx(cross) and pseudo[1] == pytest.approx(cross) and chance[0] == pytest.approx(cross)
-    assert st.excess_values([sync[couple[0], couple[1]]], pseudo[:1], chance[:1])[0] == pytest.approx(
+    assert st.excess_values([sync[couple[0], couple[1]]], pseudo[:1], chance[:1], couples[:1])[0] == pytest.approx(
         sync[couple[0], couple[1]] - cross)
 
 

@@ -367,7 +367,8 @@ def partner_test(s: np.ndarray, dyads: Sequence[str], groups: Sequence[str] | No
             "ci_hi": r["ci_hi"], "chance": r["chance"], "null_mean": r["null_mean"], "null_sd": r["null_sd"], "excess": r["excess"],
             "excess_ci_lo": r["excess_ci_lo"], "excess_ci_hi": r["excess_ci_hi"], "effect_size": r["effect_size"],
             "p": r["p"], "exact": r["exact"], "p_floor": r["p_floor"], "smallest_stratum": r["smallest_stratum"],
-            "interval": "expanded percentile bootstrap over couples (the excess's: of per-couple values carrying "
-                        "chance's uncertainty)" + small_strata(r["smallest_stratum"]),
+            "interval": "expanded percentile bootstrap over couples (the observed's: of their statistics with the "
+                        "members' mean similarity to strangers centred; the excess's: of their statistics less the "
+                        "jackknife values of chance)" + small_strata(r["smallest_stratum"]),
             "alternative": "one-sided: partners more alike than pseudo-couples",
             "permutations": len(r["null"])}  # every pairing when there are at most n_perm (exact), else n_perm

@@ -637,11 +637,11 @@ def couples_in_strata(p: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndar
 
 
 def pseudo_couple_values(value: Callable[[np.ndarray, np.ndarray], np.ndarray], p: np.ndarray,
-                         groups: np.ndarray | None, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+                         groups: np.ndarray | None, block: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per couple of ``p`` (D, 2): the mean of a pair statistic over its pseudo-couples (its two people with the
-    people of the other couples of its stratum), and its stratum's chance (the mean of those over the stratum's
+    people of the other couples of its stratum), its stratum's chance (the mean of those over the stratum's
     couples, which is the mean over the stratum's pairs that are not a real couple: each pair is in two couples'
-    means, each mean over 4 (D_s - 1) pairs). ``value(a, b)`` gives the statistic of index arrays broadcast together,
+    means, each mean over 4 (D_s - 1) pairs), and how many couples its stratum holds. ``value(a, b)`` gives the statistic of index arrays broadcast together,
     evaluated ``block`` rows at a time (no N x N temporaries at 10,000 people)."""
     people = p.ravel()
     label = np.zeros(len(people), int) if groups is None else np.asarray(groups)[people]
@@ -658,9 +658,8 @@ def pseudo_couple_values(value: Callable[[np.ndarray, np.ndarray], np.ndarray], 
             keep = (a != m[None, :]) & (partner[a] != m[None, :])  # the stratum's others but the real partner
             per_person[at[i:i + block]] = np.where(keep, value(a, m[None, :]), 0.0).sum(axis=1) / keep.sum(axis=1)
     per_couple = per_person.reshape(-1, 2).mean(axis=1)  # both members meet the same number of pseudo-partners
-    couple_label = label[::2]
-    chance_of = {g: float(per_couple[couple_label == g].mean()) for g in np.unique(couple_label)}
-    return per_couple, np.array([chance_of[g] for g in couple_label])
+    _, inv, count = np.unique(label[::2], return_inverse=True, return_counts=True)
+    return per_couple, (np.bincount(inv, per_couple) / count)[inv], count[inv]
 
 
 def pseudo_couple_mean(value: Callable[[np.ndarray, np.ndarray], np.ndarray], p: np.ndarray,
@@ -672,15 +671,20 @@ def pseudo_couple_mean(value: Callable[[np.ndarray, np.ndarray], np.ndarray], p:
     return float(pseudo_couple_values(value, p, groups, block)[1].mean())
 
 
-def excess_values(per_dyad: np.ndarray, pseudo: np.ndarray, chance: np.ndarray) -> np.ndarray:
+def excess_values(per_dyad: np.ndarray, pseudo: np.ndarray, chance: np.ndarray, couples: np.ndarray) -> np.ndarray:
     """One value per couple whose mean is the excess (observed - chance) and whose spread over couples holds
-    chance's own (the first-order projection of the pseudo-couples' mean, a U-statistic: d_k - 2 c_k + chance of
-    the stratum): people's own levels, which cancel between a couple and its pseudo-couples, leave it.
-    bench/excess_coverage.py, 1,000 cohorts each: the observed mean's interval shifted by a fixed chance covered
-    the true excess 0.93 to 0.98 of the time with 12 or 30 couples in one stratum (0.98 where people's levels vary),
-    this 0.936 to 0.955; with strata of 2 couples 0.88 to 0.89 against 0.905 to 0.917 (a stratum's chance then rests
-    on one pair of couples, which no projection sees)."""
-    return np.asarray(per_dyad, float) - 2 * np.asarray(pseudo, float) + np.asarray(chance, float)
+    chance's own: the delete-one-couple jackknife values of the pseudo-couples' mean, a U-statistic over the
+    stratum's couples, d_k - f (c_k - chance) - chance with f = 2 (D_s - 1) / (D_s - 2), the first-order
+    projection's 2 corrected for c_k leaving the couple's own pairs out (which shrank chance's part to
+    ((D_s - 2) / (D_s - 1))^2 of it: a quarter at 3 couples). With 2 couples c_k is the stratum's chance.
+    bench/excess_coverage.py, 1,000 cohorts each (coverage of the true excess, against the observed mean's interval
+    shifted by a fixed chance): 0.94 to 0.97 with 12 or 30 couples in one stratum and with strata of 3, against
+    0.60 to 0.98 (0.60 where people's levels show only with strangers); with strata of 2 couples it falls short,
+    0.81 to 0.94 (a stratum's chance then rests on one pair of couples, which no resampling of couples sees)."""
+    c = np.asarray(couples, float)
+    f = np.where(c > 2, 2 * (c - 1) / np.maximum(c - 2, 1), 2.0)
+    return (np.asarray(per_dyad, float) - f * (np.asarray(pseudo, float) - np.asarray(chance, float))
+            - np.asarray(chance, float))
 
 
 def _check_groups(groups, n: int, p: np.ndarray) -> np.ndarray | None:
@@ -766,9 +770,9 @@ def few_couples(n: int) -> str:
 
 def small_strata(k: int) -> str:
     """' (...)' beside an excess interval whose smallest stratum holds ``k`` = 2 couples, else '': there a stratum's
-    chance rests on one pair of couples, and the interval covered the true excess 0.905 to 0.917 of the time
-    (bench/excess_coverage.py)."""
-    return (" (strata of 2 couples: this interval covers the excess about 0.91 of the time, not 0.95)"
+    chance rests on one pair of couples, and the interval covered the true excess 0.81 to 0.94 of the time in
+    simulations (bench/excess_coverage.py and a reviewer's)."""
+    return (" (strata of 2 couples: this interval covers the excess 0.81 to 0.94 of the time in simulations, not 0.95)"
             if k == 2 else "")
 
 
@@ -821,8 +825,10 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     Chance is the pseudo-couples' mean (:func:`pseudo_couple_mean`; their strangers leave out the members' real
     partners, :func:`_dyad_stats`), above 0 when strata make pseudo-couples
     alike (same site): excess = observed - chance, effect size = excess / sd of the null. The intervals of the
-    observed mean and of the excess are expanded percentile bootstraps over dyads (:func:`unit_mean_interval`), the
-    excess's of values that carry chance's uncertainty (:func:`excess_values`).
+    observed mean and of the excess are expanded percentile bootstraps over dyads (:func:`unit_mean_interval`): the
+    observed's of the statistics with the members' mean similarity to strangers centred (it cancels in the mean),
+    the excess's of values that carry chance's uncertainty (:func:`excess_values`). The excess is, per stratum,
+    the partners' mean raw similarity less the pseudo-couples' (the strangers' terms cancel), weighted by couples.
     """
     sim = np.asarray(sim, float)
     p = _pairs(pairs, len(sim))
@@ -840,13 +846,18 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     partner = np.full(len(sim), -1)
     partner[p[:, 0]], partner[p[:, 1]] = p[:, 1], p[:, 0]
     own = _own_stratum(x, groups)
-    pseudo, of_stratum = pseudo_couple_values(lambda a, b: _dyad_stats(sim, rowsum, a, b, partner, own), p, groups)
+    pseudo, of_stratum, couples = pseudo_couple_values(lambda a, b: _dyad_stats(sim, rowsum, a, b, partner, own), p,
+                                                       groups)
     chance = float(of_stratum.mean())
     if abs(chance) < 1e-12 * max(1.0, float(np.nanmax(np.abs(sim)))):  # a mean that is 0 but for its sum's rounding
         chance = 0.0  # (the dyads sheet read 1.3e-17 and -2.0e-17)
     sd = float(null.std(ddof=1))
-    lo, hi = unit_mean_interval(per_dyad, rng, n_boot, ci)
-    ex = excess_values(per_dyad, pseudo, of_stratum)
+    # the observed mean over couples of d_k = s_ab - M_k (M_k: the members' mean similarity to strangers), whose
+    # M_k average to the cohort's mean similarity: resampled as d_k - (M_k - mean M), their spread over couples
+    # (people's own levels) no longer widens or narrows it (0.81 to 0.99 coverage before, 0.935 to 0.94 after)
+    strangers = per_dyad - sim[p[:, 0], p[:, 1]]  # -M_k
+    lo, hi = unit_mean_interval(per_dyad + strangers - strangers.mean(), rng, n_boot, ci)
+    ex = excess_values(per_dyad, pseudo, of_stratum, couples)
     elo, ehi = unit_mean_interval(ex, rng, n_boot, ci)
     return {"observed": observed, "p": float(pval), "ci_lo": lo, "ci_hi": hi, "chance": chance,
             "null_mean": float(null.mean()), "null_sd": sd, "excess": observed - chance, "excess_ci_lo": elo,

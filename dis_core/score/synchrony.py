@@ -248,9 +248,9 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
     m, exact, floor = _matchings(p.ravel(), groups, n_perm, rng)
     null = sync[m[..., 0], m[..., 1]].mean(axis=1)
     pval = permutation_p(null, observed, exact)
-    pseudo, of_stratum = pseudo_couple_values(lambda a, b: sync[a, b], p, groups)
+    pseudo, of_stratum, couples = pseudo_couple_values(lambda a, b: sync[a, b], p, groups)
     chance, sd = float(of_stratum.mean()), float(null.std(ddof=1))
-    lo, hi = unit_mean_interval(excess_values(per_dyad, pseudo, of_stratum), rng, n_boot, ci)
+    lo, hi = unit_mean_interval(excess_values(per_dyad, pseudo, of_stratum, couples), rng, n_boot, ci)
     return {"observed": observed, "chance": chance, "null_mean": float(null.mean()), "null_sd": sd,
             "excess": observed - chance, "excess_ci_lo": lo, "excess_ci_hi": hi,
             "effect_size": (observed - chance) / sd if sd > 0 else float("nan"), "p": float(pval),
