@@ -617,8 +617,13 @@ def resubmit(
     except DISError as e:
         _fail(e)
     if not any(rec["resubmitted"].values()):
-        typer.echo(f"nothing to resubmit: every unit of {run_dir} is done")
-        raise typer.Exit(EXIT_OK)
+        from jobs.slurm import run_status
+
+        part = sum(u["state"] == "partial" for units in run_status(run_dir).values() for u in units)
+        typer.echo(f"nothing to resubmit: every unit of {run_dir} is done" + (
+            f", {part} of them in part (dis resubmit does not redo those: `dis status {run_dir}` says what completes "
+            "them)" if part else ""))
+        raise typer.Exit(EXIT_PARTIAL if part else EXIT_OK)
     typer.echo("resubmitted " + ", ".join(f"{len(v)} {k}" for k, v in rec["resubmitted"].items() if v) + " unit(s); "
                "jobs: " + "; ".join(f"{k} {', '.join(rec['jobs'][k])}" for k, v in rec["resubmitted"].items() if v))
 

@@ -977,6 +977,11 @@ def test_a_unit_done_in_part_is_partial_exits_3_and_says_how_to_complete_it(plan
     monkeypatch.setattr(slurm, "_submit", lambda *a: pytest.fail("nothing to submit"))
     assert [x["unit"] for x in slurm.run_status(plan.out)["extract"] if x["state"] == "partial"] == [first]
     assert not any(slurm.resubmit(plan.out)["resubmitted"].values())
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    said = CliRunner().invoke(app, ["resubmit", str(plan.out)])
+    assert said.exit_code == 3 and f"every unit of {plan.out} is done, 1 of them in part" in said.output, said.output
 
 
 def test_a_failed_units_log_is_the_first_that_says_something(tmp_path):
