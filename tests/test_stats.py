@@ -424,6 +424,9 @@ def test_the_excess_interval_is_over_couples_jackknife_values_whose_mean_is_the_
         assert r["excess_ci_lo"] < r["excess"] < r["excess_ci_hi"]
         t = st.dyad_permutation_test(sync, pairs, groups, n_perm=200, n_boot=500)
         assert t["excess_ci_lo"] < t["excess"] < t["excess_ci_hi"] and t["ci_lo"] < t["observed"] < t["ci_hi"]
+        # everyone in a couple, no strata: chance is 0 by construction, and the one number has one interval
+        assert (t["chance"] == 0.0 and (t["excess_ci_lo"], t["excess_ci_hi"]) == (t["ci_lo"], t["ci_hi"])) == (
+            groups is None)
     # one stratum of 8 couples: chance's jackknife pseudo-value D theta - (D - 1) theta_(-k), pairs by brute force
     def theta(keep):
         people = pairs[keep].ravel()
