@@ -617,9 +617,7 @@ def resubmit(
     except DISError as e:
         _fail(e)
     if not any(rec["resubmitted"].values()):
-        from jobs.slurm import run_status
-
-        part = sum(u["state"] == "partial" for units in run_status(run_dir).values() for u in units)
+        part = len(rec.get("partial_units", []))
         typer.echo(f"nothing to resubmit: every unit of {run_dir} is done" + (
             f", {part} of them in part (dis resubmit does not redo those: `dis status {run_dir}` says what completes "
             "them)" if part else ""))

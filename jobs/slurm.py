@@ -623,8 +623,8 @@ def resubmit(out_root: Path, **overrides: Any) -> dict:
         bad |= set(known) - set(rec["units"].get(st.name, {}))  # never submitted (e.g. a failed submission)
         todo[st.name] = [u for uid, u in known.items() if upstream_redone or uid in bad]
     rec["resubmitted"] = {st.name: [st.uid(u) for u in todo[st.name]] for st in STAGES}
-    if not any(todo.values()):
-        return rec  # every unit is done: nothing submitted, the record unchanged
+    if not any(todo.values()):  # every unit is done: nothing submitted, the record unchanged (not saved)
+        return {**rec, "partial_units": [u["unit"] for s in st_all.values() for u in s if u["state"] == "partial"]}
     _check_partitions(cfg)
     if given:
         rec["slurm"] = to_doc(cfg)

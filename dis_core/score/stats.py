@@ -25,7 +25,7 @@ __all__ = [
     "wilson_interval", "proportion_interval", "rate_result",
     "boot_result", "paired_bootstrap", "paired_result", "draws_for_family", "p_text", "signed", "mcnemar_top1", "pair_similarity",
     "dyad_statistic", "dyad_permutation_test",
-    "holm", "benjamini_hochberg", "paired_rate_interval", "paired_rate_p", "with_paired_rate", "couples_in_strata", "pseudo_couple_mean", "pseudo_couple_values", "excess_values", "small_strata", "smallest_stratum", "couples_left_out", "classical_mds", "simulate_dyad_scores",
+    "holm", "benjamini_hochberg", "paired_rate_interval", "paired_rate_p", "with_paired_rate", "couples_in_strata", "pseudo_couple_values", "excess_values", "small_strata", "couples_left_out", "classical_mds", "simulate_dyad_scores",
 ]
 
 
@@ -641,8 +641,11 @@ def pseudo_couple_values(value: Callable[[np.ndarray, np.ndarray], np.ndarray], 
     """Per couple of ``p`` (D, 2): the mean of a pair statistic over its pseudo-couples (its two people with the
     people of the other couples of its stratum), its stratum's chance (the mean of those over the stratum's
     couples, which is the mean over the stratum's pairs that are not a real couple: each pair is in two couples'
-    means, each mean over 4 (D_s - 1) pairs), and how many couples its stratum holds. ``value(a, b)`` gives the statistic of index arrays broadcast together,
-    evaluated ``block`` rows at a time (no N x N temporaries at 10,000 people)."""
+    means, each mean over 4 (D_s - 1) pairs), and how many couples its stratum holds. Chance is their mean over
+    couples, each stratum weighted by its couples as a re-pairing of the cohort weighs it; the null's own mean also
+    holds the real couples (each 1 / (m - 1) of its stratum's pairings), which would shrink the excess by
+    (m - 2) / (m - 1). ``value(a, b)`` gives the statistic of index arrays broadcast together, evaluated ``block``
+    rows at a time (no N x N temporaries at 10,000 people)."""
     people = p.ravel()
     label = np.zeros(len(people), int) if groups is None else np.asarray(groups)[people]
     if np.unique(label[::2], return_counts=True)[1].min() < 2:
@@ -660,15 +663,6 @@ def pseudo_couple_values(value: Callable[[np.ndarray, np.ndarray], np.ndarray], 
     per_couple = per_person.reshape(-1, 2).mean(axis=1)  # both members meet the same number of pseudo-partners
     _, inv, count = np.unique(label[::2], return_inverse=True, return_counts=True)
     return per_couple, (np.bincount(inv, per_couple) / count)[inv], count[inv]
-
-
-def pseudo_couple_mean(value: Callable[[np.ndarray, np.ndarray], np.ndarray], p: np.ndarray,
-                       groups: np.ndarray | None, block: int = 1024) -> float:
-    """Chance: the mean of a pair statistic over pseudo-couples, i.e. the pairs of the couples' people in one stratum
-    that are not a real couple, each stratum weighted by its couples (as a re-pairing of the cohort weighs it)
-    (:func:`pseudo_couple_values`). The null's own mean also holds the real couples (each is 1 / (m - 1) of
-    its stratum's pairings), which would shrink the excess by (m - 2) / (m - 1): a third with strata of two couples."""
-    return float(pseudo_couple_values(value, p, groups, block)[1].mean())
 
 
 def excess_values(per_dyad: np.ndarray, pseudo: np.ndarray, chance: np.ndarray, couples: np.ndarray) -> np.ndarray:
@@ -741,16 +735,16 @@ def p_floor_notes(floors: Sequence[float], alpha: float = 0.05, exact: Sequence[
     per test, whether its p is over every pairing (else over random re-pairings, which the note then names)."""
     best = holm(floors) if len(floors) else np.zeros(0)
     out = []
-    for f, b in zip(floors, best):
+    for k, (f, b) in enumerate(zip(floors, best)):
         if not (f > 0 and b >= alpha):
             out.append("")
             continue
         count = round(1 / f)
-        why = (f"only {count} ways to pair these couples: the smallest p is 1/{count}" if exact is None or exact[len(out)]
-               else f"{count - 1} random re-pairings of these couples: the smallest p is 1/{count}")
-        out.append(f" ({why} = {f:.3f}" if f >= 0.001 else f" ({why} = {f:.1e}")
-        out[-1] += ((f", {b:.3f} at best after Holm" if len(floors) > 1 else "")
-                   + f", so this test cannot reach {alpha:g})")
+        why = (f"only {count} ways to pair these couples" if exact is None or exact[k]
+               else f"{count - 1} random re-pairings of these couples")
+        floor = f"{f:.3f}" if f >= 0.001 else f"{f:.1e}"
+        out.append(f" ({why}: the smallest p is 1/{count} = {floor}" + (f", {b:.3f} at best after Holm" if len(floors) > 1
+                                                                       else "") + f", so this test cannot reach {alpha:g})")
     return out
 
 
@@ -774,13 +768,6 @@ def small_strata(k: int) -> str:
     simulations (bench/excess_coverage.py and a reviewer's)."""
     return (" (strata of 2 couples: this interval covers the excess 0.81 to 0.94 of the time in simulations, not 0.95)"
             if k == 2 else "")
-
-
-def smallest_stratum(p: np.ndarray, groups: np.ndarray | None) -> int:
-    """How many couples the smallest stratum of the couples ``p`` holds (all of them without strata)."""
-    if groups is None:
-        return len(p)
-    return int(np.unique(np.asarray(groups)[p[:, 0]], return_counts=True)[1].min())
 
 
 def couples_left_out(t: Mapping[str, object]) -> str:
@@ -822,7 +809,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
     reference set) and recomputes the mean dyad statistic; p by :func:`permutation_p` (exact when there are at most
     ``n_perm`` pairings; ``p_floor``, the smallest p any data could give: :func:`_matchings`). A couple alone in
     its stratum is left out (``dyads_alone``; :func:`couples_in_strata`).
-    Chance is the pseudo-couples' mean (:func:`pseudo_couple_mean`; their strangers leave out the members' real
+    Chance is the pseudo-couples' mean (:func:`pseudo_couple_values`; their strangers leave out the members' real
     partners, :func:`_dyad_stats`), above 0 when strata make pseudo-couples
     alike (same site): excess = observed - chance, effect size = excess / sd of the null. The intervals of the
     observed mean and of the excess are expanded percentile bootstraps over dyads (:func:`unit_mean_interval`): the
@@ -866,7 +853,7 @@ def dyad_permutation_test(sim: np.ndarray, pairs, groups=None, n_perm: int = 200
             "null_mean": float(null.mean()), "null_sd": sd, "excess": observed - chance, "excess_ci_lo": elo,
             "excess_ci_hi": ehi, "effect_size": (observed - chance) / sd if sd > 0 else np.nan,
             "exact": exact, "p_floor": floor, "dyads": len(p), "dyads_alone": alone, "per_dyad": per_dyad, "null": null,
-            "smallest_stratum": smallest_stratum(p, groups)}
+            "smallest_stratum": int(couples.min())}
 
 
 # ----------------------------------------------------------------------------------------------

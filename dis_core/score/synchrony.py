@@ -27,7 +27,7 @@ from dis_core.errors import DISError
 from dis_core.features.motion import bridge_limit, local_period
 from dis_core.score.stats import (MIN_COUPLES, _check_groups, _matchings, _pairs, couples_in_strata, couples_left_out, few_couples, holm, p_floor_notes,
                                   p_text, permutation_p, pseudo_couple_values, excess_values, signed, small_strata,
-                                  smallest_stratum, unit_mean_interval)
+                                  unit_mean_interval)
 
 SIGNALS = ("head_speed", "smile")
 SIGNAL_TEXT = {"head_speed": "head angular speed (deg/s, from the facial transformation matrices)",
@@ -255,7 +255,7 @@ def synchrony_test(sync: np.ndarray, pairs, groups=None, n_perm: int = 2000, n_b
             "excess": observed - chance, "excess_ci_lo": lo, "excess_ci_hi": hi,
             "effect_size": (observed - chance) / sd if sd > 0 else float("nan"), "p": float(pval),
             "exact": exact, "p_floor": floor, "dyads": len(p), "dyads_alone": alone, "dyads_unusable": unusable,
-            "smallest_stratum": smallest_stratum(p, groups),
+            "smallest_stratum": int(couples.min()),
             "per_dyad": per_dyad, "null": null}
 
 
