@@ -130,6 +130,32 @@ def test_a_bridged_frame_on_the_inner_side_of_a_window_end_counts_as_used():
     assert list(vf.frames) == [29] and vf.interpolated == 1
 
 
+def test_frames_a_jump_in_the_times_skips_count_as_bridged_where_rows_read_through_it():
+    """Three frames missing from the frame times (a decoder's drop, 0.1 s: within the bridge) are read through by
+    interpolation as three hidden frames are, and QC counts them alike; they had counted none. A jump past the
+    bridge splits the video instead, and nothing reads through it."""
+    from dis_core.features.build import FEATURE_SETS
+
+    hp = np.cumsum(np.random.default_rng(2).normal(size=(600, 3)), axis=0)
+    t = np.arange(600) / FPS
+    hidden = hp.copy()
+    hidden[300:303] = np.nan
+    dropped = np.delete(np.arange(603), [300, 301, 302]) / FPS  # the same session with the three frames gone
+    spec = FeatureSpec("x", "head_pose", velocity=True, velocity_window_s=0.2)
+    for s in (spec, FEATURE_SETS["head_spectrum"]):
+        values, columns = base_values("head_pose", head_pose=hp) if s is spec else (hp * 0.01, ["rx", "ry", "rz"])
+        hid = base_values("head_pose", head_pose=hidden)[0] if s is spec else hidden * 0.01
+        n = len(t)
+        a = video_features(hid, columns, t, np.ones(n, bool), np.ones(n, bool), s)
+        b = video_features(values, columns, dropped, np.ones(n, bool), np.ones(n, bool), s)
+        assert a.interpolated == 3 and b.interpolated == 3, (s.name, a.interpolated, b.interpolated)
+        c = video_features(values, columns, t, np.ones(n, bool), np.ones(n, bool), s)
+        assert c.interpolated == 0
+        late = t.copy()
+        late[300:] += 0.5  # past the bridge: two segments
+        assert video_features(values, columns, late, np.ones(n, bool), np.ones(n, bool), s).interpolated == 0
+
+
 def test_euler_source_is_still_available():
     spec = FeatureSpec("head_pose_euler", "head_pose", velocity=True, velocity_window_s=0.3)
     hp = np.cumsum(np.random.default_rng(0).normal(size=(300, 3)), axis=0)

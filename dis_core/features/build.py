@@ -400,7 +400,7 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
         # dropped: selected frames no window covers (a faceless frame a window covers was bridged: interpolated, not
         # dropped, so trained + dropped frames are the selection; counted as both, they exceeded the video)
         return VideoFeatures(w.centre, t[w.centre], w.x, w.columns, int((sel & ~covered).sum()),
-                             int((covered & fill).sum()), cov)
+                             _bridged_read(covered, fill, t, segment), cov)
     # rotation vectors: velocities and lags on the rotation group from the raw values (a velocity is the body-frame
     # angular velocity whatever the posture), then centred and scaled as the values are, each axis's gain dividing
     # its velocity too; linear values: from the centred and scaled values (the same rows, to the last bit as before)
@@ -426,7 +426,14 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     for idx in used:
         touched[idx[keep]] = True
     return VideoFeatures(np.flatnonzero(keep), t[keep], x, names, int((np.asarray(select, bool) & ~valid).sum()),
-                         int((touched & fill).sum()))
+                         _bridged_read(touched, fill, t, segment))
+
+
+def _bridged_read(read: np.ndarray, fill: np.ndarray, t: np.ndarray, segment: np.ndarray) -> int:
+    """Bridged frames the rows read: filled rows read, and the frames a jump in the times skips where the rows read
+    the frames either side of it (a window through the jump, or a window end inside it)."""
+    slots = motion.jump_slots(t, segment)
+    return int((read & fill).sum() + slots[:-1][read[:-1] & read[1:]].sum()) if len(t) else 0
 
 
 def _at(v: np.ndarray, t: np.ndarray, segment: np.ndarray, shift: float, on_group: bool = False):

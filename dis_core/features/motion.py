@@ -128,6 +128,23 @@ def _gap_plan(times: np.ndarray, ok: np.ndarray, max_gap_s: float):
     return fill, segment
 
 
+def jump_slots(times: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """(T,) int: after each frame, the frames its segment's times skip (a jump in the times within the bridge
+    limit: a decoder's dropped frames), which windows read through by interpolation as they read a bridged gap's
+    rows; 0 elsewhere. QC counts them as bridged frames (they had counted none)."""
+    t = np.asarray(times, np.float64)
+    seg = np.asarray(segment)
+    out = np.zeros(len(t), np.int64)
+    if len(t) < 2:
+        return out
+    d, period = np.diff(t), local_period(t)
+    same = (seg[:-1] >= 0) & (seg[:-1] == seg[1:]) & (d - period > STAMP_JITTER_S + 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skipped = np.where(same & (period > 0), np.rint(d / np.where(period > 0, period, 1.0)) - 1, 0)
+    out[:-1] = np.maximum(skipped, 0).astype(np.int64)
+    return out
+
+
 def bridge_gaps(values: np.ndarray | None, times: np.ndarray, ok: np.ndarray, max_gap_s: float = 0.2,
                 rotations: np.ndarray | Rotation | None = None):
     """Fill runs of missing frames lasting at most ``max_gap_s`` (missing frames x frame period) so
