@@ -727,7 +727,8 @@ def per_row(feats, pids, spec_name: str, m: str):
         x, val = pooled_rows(xs, POOLED_FLOW.val_fraction, purge)
         t1 = time.perf_counter()
         shape = (fit_gaussian(centred_rows(xs), cols) if m == "pgauss" else
-                 train_flow(x, cols, _flow_config(spec_name, m), val=val, purge=purge).density)
+                 train_flow(x, cols, _flow_config(spec_name, m), val=val, purge=purge,
+                            refit_rows=centred_rows(xs)).density)  # a kept start: the pooled Gaussian, as the stage
         lp = lambda v, c: shape.placed(c).log_prob(v, cols)  # noqa: E731
         out = [[lp(v, xp.mean(axis=0)) for v in test] for xp in xs]
         return out, (time.perf_counter() - t1) / len(pids)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dis_core.model.config import HEAD_FLOW
-from dis_core.model.flows import FlowConfig, train_flow
+from dis_core.model.flows import FlowConfig, fit_gaussian, train_flow
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = dict(layers=2, hidden=32, max_epochs=150, patience=1000, checkpoint_every_s=0.0, batch_size=64)
@@ -148,10 +148,14 @@ def test_validation_rows_are_kept_clear_of_the_training_rows_whose_frames_they_s
     assert np.flatnonzero(purge_rows(val, 2)).tolist() == [2, 3, 8, 9]
     assert not purge_rows(val, 0).any() and np.flatnonzero(purge_rows(val, 9)).tolist() == [0, 1, 2, 3, 6, 7, 8, 9]
     x = np.random.default_rng(0).normal(size=(100, 4)) + np.linspace(0, 3, 100)[:, None]  # a drift: means differ
-    cfg = FlowConfig(layers=1, hidden=8, max_epochs=2)
+    cfg = FlowConfig(layers=1, hidden=8, max_epochs=2, init="random")  # no start to keep: an epoch is kept
     r = train_flow(x, list("abcd"), cfg, purge=10)  # validation: the last 15 rows; rows 75-84 purged
+    assert r.rows == {"fit": 75, "validation": 15, "purged": 10, "refit": 0}
     np.testing.assert_allclose(r.density.mean, x[:75].mean(axis=0))
     np.testing.assert_allclose(train_flow(x, list("abcd"), cfg).density.mean, x[:85].mean(axis=0))
+    kept = train_flow(x, list("abcd"), dataclasses.replace(cfg, init="gaussian", lr=0.0), purge=10)
+    assert kept.best_epoch == -1 and kept.rows["refit"] == 100  # a kept start: refitted on every row
+    np.testing.assert_allclose(kept.density.mean, x.mean(axis=0))
 
 
 def _correlated(n: int, seed: int) -> np.ndarray:
@@ -209,9 +213,10 @@ def test_where_rows_are_gaussian_the_trained_flow_stays_that_gaussian_whatever_i
 
 def test_a_flow_keeps_its_starting_gaussian_unless_an_epoch_beats_it_on_validation():
     """train_flow with the Gaussian start: with a zero learning rate nothing beats the start, which is kept
-    (best_epoch -1) and is the Ledoit-Wolf Gaussian of the fitting rows only (not the validation rows), with
-    a column constant in them fixed at the cohort's spread; with a large learning rate on 60 rows, the flow
-    kept is never worse on validation than its start."""
+    (best_epoch -1) and, refitted on every row (validation rows too, as a model chosen on validation is), is
+    the Ledoit-Wolf Gaussian of all the rows, its baseline's, with a column constant in them fixed at the
+    cohort's spread; with a large learning rate on 60 rows, the flow kept is never worse on validation than its
+    start."""
     from scipy.stats import multivariate_normal
     from sklearn.covariance import LedoitWolf
 
@@ -222,14 +227,22 @@ def test_a_flow_keeps_its_starting_gaussian_unless_an_epoch_beats_it_on_validati
     assert r.best_epoch == -1 and r.best_val == r.history["start"][1]
     d = r.density
     assert list(d.free) == [True, True, True, True, False]
-    fit = np.arange(400) < 400 - 60  # val_fraction 0.15: the last 60 rows validate
-    mean, std = x[fit].mean(axis=0), np.where(d.free, x[fit].std(axis=0), 0.5)
+    assert r.rows == {"fit": 340, "validation": 60, "purged": 0, "refit": 400}  # val_fraction 0.15: the last 60
+    mean, std = x.mean(axis=0), np.where(d.free, x.std(axis=0), 0.5)
     new = np.column_stack([_correlated(200, 6), np.full(200, 2.3)])
     z = (new - mean) / std
-    lw = LedoitWolf().fit(((x[fit] - mean) / std)[:, :4])
+    lw = LedoitWolf().fit(((x - mean) / std)[:, :4])
     want = (multivariate_normal(lw.location_, lw.covariance_).logpdf(z[:, :4]) - np.log(std).sum()
             - 0.5 * z[:, 4] ** 2 - 0.5 * np.log(2 * np.pi))
     np.testing.assert_allclose(d.log_prob(new, cols), want, atol=2e-4)
+    np.testing.assert_allclose(d.log_prob(new, cols), fit_gaussian(x, cols, cohort_spread=spread).log_prob(new, cols),
+                               atol=2e-4)  # the baseline
+    # purged rows (shared frames) and a pooled shape's own rows to refit on
+    r = train_flow(x, cols, FlowConfig(layers=2, hidden=8, lr=0.0, max_epochs=3), cohort_spread=spread, purge=16,
+                   refit_rows=x[::2])
+    assert r.rows == {"fit": 324, "validation": 60, "purged": 16, "refit": 200}
+    np.testing.assert_allclose(r.density.log_prob(new, cols),
+                               fit_gaussian(x[::2], cols, cohort_spread=spread).log_prob(new, cols), atol=2e-4)
     small = _correlated(60, 7)
     r = train_flow(small, cols[:4], FlowConfig(layers=2, hidden=16, lr=0.05, batch_size=8, max_epochs=40, patience=40))
     assert r.best_val <= r.history["start"][1] and r.best_val == min(r.history["start"][1:] + r.history["val"])
@@ -238,7 +251,7 @@ def test_a_flow_keeps_its_starting_gaussian_unless_an_epoch_beats_it_on_validati
 def test_the_head_flow_with_a_zero_learning_rate_keeps_the_gaussian_of_its_rows():
     """HEAD_FLOW through train_flow (training mode, full batches) with a zero learning rate: its per-axis scale
     and shift stay the identity (no data-dependent first batch) and the spline too, so the flow kept is the
-    start and its log p is the Ledoit-Wolf Gaussian of the fitting rows."""
+    start and its log p is the Ledoit-Wolf Gaussian of its rows (refitted on all of them)."""
     import dataclasses
 
     from scipy.stats import multivariate_normal
@@ -251,9 +264,8 @@ def test_the_head_flow_with_a_zero_learning_rate_keeps_the_gaussian_of_its_rows(
     r = train_flow(x, cols, dataclasses.replace(HEAD_FLOW, lr=0.0, max_epochs=3))
     assert r.best_epoch == -1 and len(r.history["val"]) == 3  # trained 3 epochs, none beat the start
     np.testing.assert_allclose(r.history["val"], r.history["start"][1], rtol=1e-6)  # and none moved from it
-    fit = x[:340]
-    mean, std = fit.mean(axis=0), fit.std(axis=0)
-    lw = LedoitWolf().fit((fit - mean) / std)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    lw = LedoitWolf().fit((x - mean) / std)
     want = multivariate_normal(lw.location_, lw.covariance_).logpdf((new - mean) / std) - np.log(std).sum()
     np.testing.assert_allclose(r.density.log_prob(new, cols), want, atol=2e-4)
 

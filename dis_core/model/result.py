@@ -19,8 +19,14 @@ class TrainResult(UnitResult):
     interpolated_frames: int = 0  # bridged detector gaps the training rows read (FeatureSpec.max_gap_s)
     epochs: int = 0
     chosen_epoch: int = 0  # the epoch kept (best validation), counted as the loss figures do from 1; 0: no epoch
-    # beat the flow's start, its Ledoit-Wolf Gaussian, so the 'flow' is that Gaussian
+    # beat the flow's start, its Ledoit-Wolf Gaussian, so the 'flow' is that Gaussian, refitted on every row
     best_val_loss: float = float("nan")
+    # the flow's training rows (a pooled shape's, for a pooled density): fitted, validating, purged between them
+    # (sharing frames with validation rows); refit: the rows a kept start was refitted on (0: not kept)
+    fit_rows: int = 0
+    validation_rows: int = 0
+    purged_rows: int = 0
+    refit_rows: int = 0
     seconds: float = 0.0
     device: str = ""
     resumed_from_epoch: int = 0

@@ -123,6 +123,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             save_density(d / AR_NAME, ARGaussian(cfg.flow.min_std, spread).fit(data.x, data.columns).density(), extra)
         save_density(d / MODEL_NAME, tr.density, extra)
         res.epochs, res.chosen_epoch = tr.epochs, tr.best_epoch + 1
+        res.fit_rows, res.validation_rows, res.purged_rows, res.refit_rows = (
+            tr.rows.get(k, 0) for k in ("fit", "validation", "purged", "refit"))
         res.best_val_loss = tr.best_val
         res.device = str(pick_device(cfg.flow.device))
         res.resumed_from_epoch = tr.resumed_from
@@ -149,10 +151,10 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
 
 # How a flow is fitted beyond its configuration, in every training key: models fitted by an earlier rule are
 # refitted, not reused (validation rows kept clear of the training rows whose frames they share; a flow
-# started as a Gaussian keeps that start when no epoch beats it on validation; the pooled flow's rows centred on
+# started as a Gaussian keeps that start when no epoch beats it on validation, refitted on every row; the pooled flow's rows centred on
 # the rows it fits; the AR baseline's constant columns fixed at the cohort's spread).
-FIT_RULE = ("validation purged of overlapping rows (8 s spectra every 0.5 s: 16); the start is a candidate; pooled "
-            "rows centred on fitting rows; AR fixes constant columns")
+FIT_RULE = ("validation purged of overlapping rows (8 s spectra every 0.5 s: 16); the start is a candidate, refitted "
+            "on every row when kept; pooled rows centred on fitting rows; AR fixes constant columns")
 
 
 def _unit_key(cohort: Cohort, data, cfg: TrainConfig, pooled_key: str = "") -> str:
@@ -218,7 +220,8 @@ def _placed(out_root: Path, cfg: TrainConfig, data, pooled_key: str) -> tuple[Fl
                        "features; run the pooled stage again (dis pooled --force)")
     mu = data.x.mean(axis=0)
     hist = {k: list(v) for k, v in blob["history"].items()}
-    return FlowFit(flow.placed(mu), hist, int(blob["best_epoch"]), len(hist["val"]), 0.0, 0), gauss.placed(mu)
+    return (FlowFit(flow.placed(mu), hist, int(blob["best_epoch"]), len(hist["val"]), 0.0, 0, dict(blob.get("rows") or {})),
+            gauss.placed(mu))
 
 
 def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitResult:
@@ -258,7 +261,8 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
                 return res
         except (OSError, ValueError):
             pass
-        tr = train_flow(x, used[0].columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, val=val, purge=purge)
+        tr = train_flow(x, used[0].columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, val=val, purge=purge,
+                        refit_rows=xg)  # a kept start is the pooled Gaussian's shape
         base = fit_gaussian(xg, used[0].columns, cfg.flow.min_std)
         prov = provenance(cfg, unit_key=key, cohort_sha256=cohort_sha,
                           participants=[u.participant_id for u in used],
@@ -267,14 +271,16 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
                                f"{cfg.flow.val_fraction:g} of each participant's rows, the {purge} rows before them "
                                "(sharing frames with them) unused by the flow")
         extra = {"unit_key": key, "cohort_sha256": cohort_sha, "history": tr.history, "best_epoch": tr.best_epoch,
-                 "participants": [u.participant_id for u in used], "provenance": json.dumps(prov, default=str)}
+                 "rows": tr.rows, "participants": [u.participant_id for u in used],
+                 "provenance": json.dumps(prov, default=str)}
         save_density(d / BASELINE_NAME, base, extra)
         save_density(d / MODEL_NAME, tr.density, extra)
         _loss_png(d / LOSS_PNG, tr.history, tr.best_epoch, f"pooled shape: {fs}", prov)
         res.status = "ok"
         best = "the start (its Gaussian)" if tr.best_epoch < 0 else f"epoch {tr.best_epoch + 1}"
-        res.message = (f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows, {tr.epochs} epochs, "
-                       f"kept {best}")
+        res.message = (f"{fs}: pooled shape of {len(used)} participant(s), {len(x)} rows ({tr.rows['fit']} fitted, "
+                       f"{tr.rows['validation']} validating, {tr.rows['purged']} purged), {tr.epochs} epochs, kept {best}"
+                       + (f", refitted on all {tr.rows['refit']} rows" if tr.rows.get("refit") else ""))
         write_text_atomic(d / SUMMARY_NAME, json.dumps({"key": key, "message": res.message, "cohort_sha256": cohort_sha,
                                                         "participants": [u.participant_id for u in used],
                                                         "provenance": prov}, indent=2, default=str))

@@ -188,13 +188,12 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
     note = f" (only {len(r.participants)} people: no claim below {MIN_PEOPLE})" if few and out else ""
     start = kept_start(r)
     if start and out and pooled_shape(r):  # one shape for everyone: one flow kept its start, not N
-        note += (" (the pooled flow kept its Gaussian start, no epoch beating it on validation rows: every participant's "
-                 "flow is the cohort's Ledoit-Wolf Gaussian shape placed at their mean, the pooled baseline's form but "
-                 "without the rows it held back to choose its epoch)")
-    elif start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian: the comparison is of two Gaussians
+        note += (" (the pooled flow kept its Gaussian start, no epoch beating it on validation rows: refitted on every "
+                 "row, it is the pooled baseline, so the two differ only by rounding)")
+    elif start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian refitted on every row: its baseline
         note += (f" (the flow kept its Gaussian start, no epoch beating it on validation rows, for {start} of "
-                 f"{len(r.participants)} participants: for them it is a Ledoit-Wolf Gaussian of its fitting rows, "
-                 "the baseline's form but without the rows it held back to choose its epoch)")
+                 f"{len(r.participants)} participants: refitted on every training row, it is their Gaussian "
+                 "baseline)")
     tone = "info" if few or not beaten else "ok" if all(beaten) else "no"
     return Finding(f"{r.feature_set}: {'; '.join(out)}{note}", tone=tone)
 
