@@ -133,7 +133,15 @@ def test_headline_shows_intervals_and_chance():
         row.update({k: v, k + "_lo": v - 0.1, k + "_hi": v + 0.05})
     fig = F.headline_figure([dict(row, method="flow"), dict(row, method="gaussian", top1=0.5, top1_lo=0.3, top1_hi=0.6)], "headline")
     texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
-    assert set(texts) == {"flow (DIS)", "baseline (Gaussian)", "chance"}  # no autoregressive entry without its rows
+    # no autoregressive entry without its rows; under 10 people EER and AUC are drawn as no claim (grey, hollow),
+    # as the table says, where they had looked as firm as top-1
+    assert set(texts) == {"flow (DIS)", "baseline (Gaussian)", "chance", "EER, AUC under 10 people: no claim"}
+    eer = [c for c in fig.axes[1].containers]
+    assert eer and all(c.lines[0].get_markerfacecolor() == "none" for c in eer)
+    top1 = fig.axes[0].containers
+    assert all(c.lines[0].get_markerfacecolor() != "none" for c in top1)
+    ten = F.headline_figure([dict(row, method="flow", participants=10)], "headline")
+    assert "EER, AUC under 10 people: no claim" not in {t.get_text() for leg in ten.legends for t in leg.get_texts()}
     fig = F.headline_figure([dict(row, method="flow"), dict(row, method="ar")], "headline")
     assert "baseline (autoregressive)" in {t.get_text() for leg in fig.legends for t in leg.get_texts()}
     ax = fig.axes[0]

@@ -213,8 +213,11 @@ def test_feature_set_comparisons_are_listed_one_per_item(tmp_path):
     assert v.text == f"{v.head}; supported differences: {'; '.join(yes)}; no supported difference: {no[0]}"
     assert v.brief == "feature sets: 3 of 6 paired differences supported after Holm (2 comparison(s) x 3 metrics)"
     few = feature_set_verdict([row("a vs b", 0.5), {**row("a vs c", 0.5), "participants": 9}])
-    assert few.brief == ("feature sets: 3 of 6 paired differences supported after Holm (2 comparison(s) x 3 metrics; "
-                         "1 on fewer than 10 people: no claim either way)")
+    assert few.brief == ("feature sets: 3 of 3 paired differences supported after Holm (1 comparison(s) x 3 metrics; "
+                         "1 more comparison(s) on fewer than 10 people: no claim either way)")
+    # none on 10 people: nothing was tested, which is no finding ("0 of 6 supported" read as one)
+    assert feature_set_verdict([{**row("a vs c", 0.5), "participants": 9}]).brief == (
+        "feature sets: no claim, all 1 comparison(s) on fewer than 10 common people (none tested)")
     # a claim on t-norm scores that the raw or z-norm scores turn round says so (a few impostor scores of -5e5
     # made head_pose 'better' than blendshapes on t-norm EER, and 0.29 worse on raw scores)
     turned = feature_set_verdict([{**row("a vs b", 0.5), "eer_raw_diff": -0.29, "eer_znorm_diff": 0.1}])
@@ -243,6 +246,11 @@ def test_partner_tests_are_listed_one_per_item_after_the_family(tmp_path):
     weak = partner_family([NS(feature_set="a", methods={"flow": NS(dyads=t), "gaussian": NS(dyads={**t, "p_holm": 0.2})}),
                            NS(feature_set="b", methods={"flow": NS(dyads={**t, "p_holm": 0.05})})])
     assert weak.brief.startswith("1 of 3 one-sided") and weak.brief.endswith("pseudo-couples): a/flow")
+    # three couples: 15 re-pairings, p no lower than 1/15, which two tests' Holm lift to 0.13: none could be supported
+    three = {**t, "p": 1 / 15, "p_holm": 2 / 15, "p_floor": 1 / 15}
+    fam3 = partner_family([NS(feature_set="a", methods={"flow": NS(dyads=three), "gaussian": NS(dyads=three)})])
+    assert fam3.brief.endswith("; none could be: too few couples for any p after Holm to reach 0.05")
+    assert "none could be" not in fam.brief and "none could be" not in weak.brief
     assert partner_family([]).brief == ""  # no family: its text is short already
 
 

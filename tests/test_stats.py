@@ -259,6 +259,8 @@ def test_mds_recovers_points_up_to_rotation():
     cube = np.eye(6)  # six points, equal spread in five dimensions: two of five equal eigenvalues
     simplex = np.linalg.norm(cube[:, None] - cube[None], axis=-1)
     assert st.mds_share(st.classical_mds(simplex, k=6)[1]) == pytest.approx(0.4)
+    # negative eigenvalues (not distances) count against the map: (3 + 2) / (3 + 2 + 1 + 4), not 100%
+    assert st.mds_share(np.array([3.0, 2.0, 0.0, -1.0, -4.0])) == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------- dyads

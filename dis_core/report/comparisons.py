@@ -138,9 +138,12 @@ def feature_set_verdict(rows: Sequence[dict], alpha: float = ALPHA) -> Finding:
                    (("supported differences", tuple(yes)),
                     *((("no supported difference", tuple(no)),) if no or not claimless else ()),
                     *(((f"no claim (fewer than {MIN_PEOPLE} people)", tuple(claimless)),) if claimless else ())),
-                   brief=f"feature sets: {len(yes)} of {len(rows) * len(METRICS)} paired differences supported after Holm "
-                         f"({len(rows)} comparison(s) x {len(METRICS)} metrics"
-                         + (f"; {few} on fewer than {MIN_PEOPLE} people: no claim either way)" if few else ")"))
+                   brief=(f"feature sets: no claim, all {len(rows)} comparison(s) on fewer than {MIN_PEOPLE} common "
+                          "people (none tested)" if rows and few == len(rows) else
+                          f"feature sets: {len(yes)} of {(len(rows) - few) * len(METRICS)} paired differences supported "
+                          f"after Holm ({len(rows) - few} comparison(s) x {len(METRICS)} metrics"
+                          + (f"; {few} more comparison(s) on fewer than {MIN_PEOPLE} people: no claim either way)"
+                             if few else ")")))
 
 
 def baseline_holm(results: list[FeatureSetScores]) -> dict[tuple[str, str, str], float]:
@@ -244,4 +247,7 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
                    "(expanded percentile bootstrap), "
                    "and the pseudo-couples' mean (what chance gives)", (("", tuple(tests)),),
                    brief=f"{len(alike)} of {len(rows)} one-sided permutation test(s) supported after Holm "
-                         f"(partners more alike than pseudo-couples){': ' + ', '.join(alike) if alike else ''}")
+                         f"(partners more alike than pseudo-couples){': ' + ', '.join(alike) if alike else ''}"
+                         + (f"; none could be: too few couples for any p after Holm to reach {ALPHA:g}"
+                            if not alike and all(len(rows) * t.get("p_floor", 0.0) >= ALPHA for _, _, t in rows)
+                            else ""))

@@ -239,7 +239,7 @@ def roc_det_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
     a1.set_xlabel("false accept rate (impostor pairs accepted)")
     a1.set_ylabel("true accept rate (genuine pairs accepted)")
     a1.set_title("ROC")
-    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999])
     a2.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     a2.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     a2.plot(norm.ppf([lo, 1 - lo]), norm.ppf([lo, 1 - lo]), color="0.6", lw=0.8, label="EER line (miss = false alarm)")
@@ -326,11 +326,15 @@ def headline_figure(rows: list[dict], title: str):
     fig, axes = plt.subplots(1, 3, figsize=(12, 1.2 + 0.42 * max(len(rows), 1)), sharey=True)
     ylab = [f"{r['feature_set']} / {r['method']}" for r in rows]
     y = np.arange(len(rows))[::-1]
+    from dis_core.score.stats import MIN_PEOPLE
+
     for ax, (k, name, chance_key) in zip(axes, keys):
         for yi, r in zip(y, rows):
             c, label = HEADLINE_STYLE.get(r["method"], ("C1", r["method"]))
-            ax.errorbar(r[k], yi, xerr=[[max(r[k] - r[k + "_lo"], 0)], [max(r[k + "_hi"] - r[k], 0)]], fmt="o", color=c,
-                        capsize=3, label=label)
+            few = k != "top1" and r.get("participants", MIN_PEOPLE) < MIN_PEOPLE  # as the table: no claim
+            ax.errorbar(r[k], yi, xerr=[[max(r[k] - r[k + "_lo"], 0)], [max(r[k + "_hi"] - r[k], 0)]],
+                        fmt="o", color="0.6" if few else c, mfc="none" if few else c, capsize=3,
+                        ls="none", elinewidth=1, label=f"EER, AUC under {MIN_PEOPLE} people: no claim" if few else label)
             ch = r[chance_key] if chance_key else 0.5
             ax.plot([ch, ch], [yi - 0.4, yi + 0.4], color="tab:red", lw=1.5, label="chance")
         ax.set_xlim(-0.03, 1.03)
@@ -339,9 +343,11 @@ def headline_figure(rows: list[dict], title: str):
                       fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(y, [literal(t) for t in ylab])
-    handles, labels = axes[0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    uniq = {}
+    for a in axes:  # the grey no-claim points are on the EER and AUC axes only
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            uniq.setdefault(lab, h)
+    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=min(len(uniq), 4), fontsize=8, frameon=False)
     fig.suptitle(literal(title))
     fig.tight_layout(rect=(0, 0.12 if len(rows) < 4 else 0.06, 1, 1))
     return fig

@@ -323,7 +323,8 @@ TERMS = (  # what a first reader of the page needs, in the page's order
      "Gaussian of all their training rows (it has no epoch to choose), scored on the same held-out rows; a flow "
      "that kept its Gaussian start is refitted on all those rows too, and is then the baseline"),
     ("paired difference, Holm, McNemar", "flow minus baseline on the same bootstrap draws of people; p-values are "
-     "Holm-adjusted over every comparison of the family, and McNemar's exact test counts the people one method "
+     "Holm-adjusted over every comparison of the family (comparisons on 10 or more people; fewer make no claim "
+     "and have no Holm p), and McNemar's exact test counts the people one method "
      "identifies and the other does not"),
     ("partner test", "partners' similarity minus their similarity to strangers, against re-pairings of the same "
      "people into pseudo-couples (exact over every pairing when there are few); its interval is an expanded "
@@ -520,7 +521,9 @@ def render_html(page: ReportPage) -> str:
                "</section>")
     out.append("<section id='participants'><h2>Participants: the signature</h2><p class='note'>Per participant: "
                "head yaw/pitch/roll over time for each session (training and held-out), the spectrum of the "
-               "head's angular speed over each session's longest run of frames with a face (its rhythm, what the head_spectrum feature set models), and whose models "
+               "head's angular speed over each session's longest run of frames with a face (a description of its rhythm: "
+               "head_spectrum models per-axis band power of the rotation with each session's gain divided out, which "
+               "this plot keeps), and whose models "
                "of the feature set named in the figure's title fit their held-out data best (per-data t-normalised "
                "score: standard deviations above the other models): head_spectrum's, DIS's head-motion signature, "
                "where it scored the participant, else head_pose's, else another head-motion set's (a run without "

@@ -67,13 +67,13 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                        "scales): the similarity of two people is the mean of the z-normed and t-normed scores of "
                        "each one's model on the other's held-out data, both ways round (standard deviations above "
                        "the other pairs); dyad partners joined. A map of two dimensions keeps only part of the "
-                       "dissimilarities (the title gives the share of the positive eigenvalues it holds): read "
+                       "dissimilarities (the title gives the share of all the eigenvalues, by magnitude, that it holds: negative ones, where the similarities are not distances, count against it): read "
                        "near and far, not exact distances; the pairs sheet has every similarity."),
             png_figure(figs / f"excerpts_{fs}.png", f"How many seconds identify a person ({fs})",
                        "Top-1 identification and EER when each identification sees only an excerpt of the held-out "
                        "video (consecutive spans of each length), beside the whole held-out session; points and 95% "
                        "bootstrap intervals over participants, chance in red. Workbook sheet excerpts, with the "
-                       "flow minus each baseline, paired (Holm-adjusted p). An excerpt is cut from rows built on "
+                       "flow minus each baseline, paired (Holm-adjusted p where 10 or more people have excerpts). An excerpt is cut from rows built on "
                        "the whole session (its reference rotation, gains and medians): an upper bound for a "
                        "recording only that long."),
         ) if f is not None]))
@@ -103,7 +103,9 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
         title=f"DIS report: {cohort.out_root.name}", summary=rows, metrics=metrics, verdicts=verdicts,
         partners=partners, headline=png_figure(figs / "headline.png", "Headline figures",
                                                "Points with 95% bootstrap intervals over participants; red ticks "
-                                               "mark chance (1/N for top-1, 0.5 for EER and AUC)."),
+                                               "mark chance (1/N for top-1, 0.5 for EER and AUC). Under 10 people "
+                                               "EER and AUC are grey and hollow: no claim, as in the table (their "
+                                               "intervals over so few people are too narrow)."),
         feature_sets=fs_figs, training=training, qc=qc, smiles=smiles,
         participants=_participants(figs / "participants", cohort, results, prov), failures=failures,
         provenance=prov, workbook=str(workbook), held_out=held_out, excerpt_lines=excerpts or {},

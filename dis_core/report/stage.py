@@ -14,7 +14,7 @@ from dis_core.io.atomic import atomic_path, write_text_atomic
 from dis_core.cohort.stage import Cohort
 from dis_core.errors import at_time_limit
 from dis_core.io.excel import SHEET_MAX_COLUMNS, SHEET_MAX_ROWS, Rows, plain_cell, write_rows_csv, write_workbook
-from dis_core.report.comparisons import (VERDICT_METRICS, Finding, partner_refusal, at_chance, at_chance_text, baseline_holm, baseline_verdict,
+from dis_core.report.comparisons import (VERDICT_METRICS, FEW_PEOPLE, Finding, partner_refusal, at_chance, at_chance_text, baseline_holm, baseline_verdict,
                                          chance_text, feature_set_verdict, partner_family)
 from dis_core.score.stats import MIN_PEOPLE, p_text, pair_similarity
 from dis_core.report.config import ReportConfig
@@ -69,7 +69,8 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                            if m in r.methods and r.methods[m].metrics.get("top1_chance_p") is not None)
         headline.append(f"  {'':{w}s}  chance: top-1 {chance_text(r.methods['flow'].metrics['chance_top1'])}"
                         + (f" (p of doing as well by chance: {tested})" if tested else "") + ", "
-                        "EER 0.5, AUC 0.5" + "".join(f"; {' and '.join(ms)} not above chance: {x}" for x, ms in same.items()))
+                        "EER 0.5, AUC 0.5" + "".join(f"; {' and '.join(ms)}{'' if x == FEW_PEOPLE else ' not above chance'}: {x}"
+                                                     for x, ms in same.items()))  # the caveat alone is no finding
     summary = pd.DataFrame(summary_rows)
     fs_rows = feature_set_comparisons([(r.feature_set, r.participants, {m: r.methods[m].s for m in r.methods})
                                        for r in results])
@@ -525,7 +526,7 @@ def _figures(figs: Path, r: FeatureSetScores, prov: dict) -> None:
         coords, share = coords[:, :2], mds_share(w)
         participant_map_png(figs / f"participant_map_{fs}.png", coords, r.participants, dyad_pairs(r.dyads),
                             f"{fs}: who moves like whom (classical MDS of the symmetric pair similarity, flows; "
-                            + (f"2 dimensions hold {100 * share:.0f}% of the positive eigenvalues)" if np.isfinite(share)
+                            + (f"2 dimensions hold {100 * share:.0f}% of the eigenvalues by magnitude)" if np.isfinite(share)
                                else "no pair is more similar than another: nothing to map)"), prov)
     losses = [(p, *r.histories[p]) for p in r.participants if p in r.histories]
     if len(losses) > 1 and all(c[1:] == losses[0][1:] for c in losses):  # a pooled shape: one curve, not N copies

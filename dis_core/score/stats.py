@@ -912,12 +912,14 @@ def classical_mds(d: np.ndarray, k: int = 2, similarity: bool = False) -> tuple[
 
 
 def mds_share(eigenvalues: np.ndarray, k: int = 2) -> float:
-    """The share of the positive eigenvalues of classical MDS (all of them, :func:`classical_mds` with k = n)
-    that its first ``k`` dimensions hold: 1 when the dissimilarities are distances of points in k dimensions,
-    less the more a k-dimensional map leaves out."""
+    """The share of classical MDS's eigenvalues (all of them, :func:`classical_mds` with k = n), by magnitude,
+    that its first ``k`` dimensions hold (Mardia 1978: sum of the k largest / sum of |all|): 1 when the
+    dissimilarities are distances of points in k dimensions, less the more a k-dimensional map leaves out, and
+    less where they are not distances at all (negative eigenvalues). Of the positive ones alone, a map that
+    read "100%" left out 24% of the total, its stress-1 0.39 (a report review)."""
     w = np.asarray(eigenvalues, float)
-    pos = w[w > 0].sum()
-    return float(np.clip(w[:k], 0, None).sum() / pos) if pos > 0 else float("nan")
+    total = np.abs(w).sum()
+    return float(np.clip(w[:k], 0, None).sum() / total) if w.size and w.max() > 0 else float("nan")
 
 
 # ----------------------------------------------------------------------------------------------
