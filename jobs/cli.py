@@ -487,7 +487,7 @@ def _run_folder(run_dir: Optional[Path], out: Optional[Path]) -> Path:
 @app.command()
 def status(run_dir: Optional[Path] = RunDirArg, out: Optional[Path] = RunDirOpt) -> None:
     """Each stage's units of a submitted run: done, done in part, running, pending, failed (with the log of each
-    failure)."""
+    failure), missing (never submitted, out of date after a local stage command, or no record)."""
     from jobs.graph import manifest_change, plan_from_record, read_record
     from jobs.slurm import queued_text, run_status
 

@@ -179,3 +179,21 @@ def test_a_video_whose_head_does_not_move_gives_no_gain_normalised_rows_and_says
     vf = video_features(v, ["a", "b"], t, np.ones(600, bool), np.ones(600, bool), spec)
     assert not vf.still and len(vf.x) == 600
 
+
+
+def test_a_head_frozen_through_its_training_session_is_left_out_in_one_line_not_as_a_bug(tmp_path):
+    """head_pose is not gain-normalised: a frozen training session gives rows whose every column is constant. The
+    flow raised a ValueError, which the stage reported as a bug of DIS with a traceback log; now one line says
+    why, as head_lags' does."""
+    from dis_core.features.build import FEATURE_SETS
+    from dis_core.model.config import TrainConfig
+    from dis_core.model.stage import train_unit
+
+    out = tmp_path / "out"
+    prepare_cohort(make_run(out, n=4, seconds=30, still_of=lambda k, si: 1.0 if k == 0 else 0.0), out)
+    spec = FEATURE_SETS["head_pose"]
+    cfg = TrainConfig(spec, dataclasses.replace(TrainConfig(spec).flow, max_epochs=2), min_train_frames=20)
+    r = train_unit(out, "p0", cfg)
+    assert r.status == "failed" and not r.log  # no traceback: not a bug
+    assert r.message.startswith("participant p0, head_pose: every feature column is constant in the training rows")
+    assert r.message.endswith(": add video") and train_unit(out, "p1", cfg).status == "ok"

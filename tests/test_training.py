@@ -343,3 +343,15 @@ def test_a_flow_saved_before_the_gaussian_start_loads_as_started_at_random(tmp_p
     save_density(tmp_path / "old.pt", old)
     assert load_density(tmp_path / "new.pt")[0].flow_config.init == "gaussian"
     assert load_density(tmp_path / "old.pt")[0].flow_config.init == "random"
+
+
+def test_a_checkpoint_is_resumed_only_by_the_fitting_rule_that_saved_it(tmp_path):
+    """The checkpoint's key held the configuration and the rows but not the stage's fitting rule (FIT_RULE), the
+    model format or the libraries: a DIS updated between an interruption and the resume continued the old
+    checkpoint into neither version's model (a training review)."""
+    x = _correlated(200, 3)
+    cfg = FlowConfig(layers=1, hidden=8, max_epochs=4, patience=10, checkpoint_every_s=0.0, init="random")
+    ck = tmp_path / "ck.pt"
+    train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="old rule")  # a checkpoint after every epoch
+    assert train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="old rule").resumed_from == 4  # the same code
+    assert train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="new rule").resumed_from == 0

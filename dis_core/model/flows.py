@@ -302,7 +302,7 @@ MIN_FIT_ROWS = 10  # ... and the fewest left to fit once validation and the rows
 def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: Path | None = None,
                meta: dict | None = None, log: Callable[[str], None] | None = None,
                cohort_spread: np.ndarray | None = None, val: np.ndarray | None = None, purge: int = 0,
-               refit_rows: np.ndarray | None = None) -> FlowFit:
+               refit_rows: np.ndarray | None = None, rule: str = "") -> FlowFit:
     """Fit the flow of ``cfg`` to training rows ``x`` with minibatches (or full batches: ``batch_size`` 0),
     validation early stopping and gradient clipping.
 
@@ -312,7 +312,7 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     share frames with their neighbours, and a validation row read from a training row's frames makes early
     stopping optimistic (:func:`purge_rows`). With ``checkpoint``, progress is
     saved atomically every ``checkpoint_every_s`` seconds and training resumes from it when it holds
-    the same configuration and data; the result is then identical to an uninterrupted run. With
+    the same configuration, data, fitting ``rule`` (the stage's FIT_RULE), model format and libraries; the result is then identical to an uninterrupted run. With
     ``cohort_spread``, columns constant here are fixed (:func:`fit_scaler`) and the flow models the rest.
     With ``cfg.init == "gaussian"`` the flow acts through :func:`gaussian_map` of the training rows and starts
     as the identity: it starts as that Gaussian. When no epoch beats that start, the flow is a Gaussian, and it
@@ -341,7 +341,7 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
         raise ValueError("every feature column is constant in the training rows: nothing for a flow to model")
     dev = pick_device(cfg.device)
     data_key = _data_key(x, cfg, columns, val, None if cohort_spread is None else np.asarray(cohort_spread).tolist(),
-                         fit)
+                         fit, rule)
     cmask = context_mask(free_cols, cfg)
     cnp = np.zeros(len(free_cols), bool) if cmask is None else cmask
     pre = gaussian_map(z[fit], cnp) if cfg.init == "gaussian" else None
@@ -448,7 +448,7 @@ def purge_rows(val: np.ndarray, purge: int) -> np.ndarray:
 
 
 def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarray, spread: list | None = None,
-              fit: np.ndarray | None = None) -> str:
+              fit: np.ndarray | None = None, rule: str = "") -> str:
     import hashlib
     import json
 
@@ -456,7 +456,12 @@ def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarra
     h.update(np.packbits(val).tobytes())
     if fit is not None and not np.array_equal(fit, ~val):  # rows purged: another training set
         h.update(np.packbits(fit).tobytes())
-    key = [dataclasses.asdict(cfg), list(columns)] + ([] if spread is None else [spread])
+    import nflows
+
+    # the code that resumes must be the code that saved: the fitting rule (FIT_RULE, given by the stage), the model
+    # format and the libraries; a checkpoint of another continued silently into neither version's model
+    key = ([dataclasses.asdict(cfg), list(columns), rule, FORMAT_VERSION, torch.__version__,
+            getattr(nflows, "__version__", "")] + ([] if spread is None else [spread]))
     h.update(json.dumps(key, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

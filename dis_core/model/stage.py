@@ -104,8 +104,15 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
         if cfg.density == "pooled":  # a shape shared by the cohort: nobody's columns are constant in it
             tr, base = _placed(out_root, cfg, data, pooled_key)
         else:
-            tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread,
-                            purge=purge)
+            try:
+                tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread,
+                                purge=purge, rule=FIT_RULE)
+            except ValueError as e:  # a frozen head: every column constant, nothing to model; not a bug of DIS
+                if not str(e).startswith("every feature column is constant"):
+                    raise
+                raise DISError(f"participant {pid}, {cfg.features.name}: every feature column is constant in the "
+                               f"training rows (a still image or a frozen stream?){data.still_note()}: add video"
+                               ) from None
             base = fit_gaussian(data.x, data.columns, cfg.flow.min_std, cohort_spread=spread)
         columns = {"dropped": list(stats.dead),  # dead in the whole cohort: not modelled by anyone
                    "fixed": [c for c, f in zip(data.columns, ~tr.density.free) if f]}  # constant here, see fit_scaler
@@ -262,7 +269,7 @@ def pooled_unit(out_root: Path, cfg: TrainConfig, force: bool = False) -> UnitRe
         except (OSError, ValueError):
             pass
         tr = train_flow(x, used[0].columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, val=val, purge=purge,
-                        refit_rows=xg)  # a kept start is the pooled Gaussian's shape
+                        refit_rows=xg, rule=FIT_RULE)  # a kept start is the pooled Gaussian's shape
         base = fit_gaussian(xg, used[0].columns, cfg.flow.min_std)
         prov = provenance(cfg, unit_key=key, cohort_sha256=cohort_sha,
                           participants=[u.participant_id for u in used],

@@ -63,9 +63,9 @@ def _loss_axes(ax, hist: dict, best: int, title: str) -> None:
     ax.plot(ep, ([start[1]] if start else []) + list(hist["val"]), label="validation")
     if best >= 0 or start:
         ax.axvline(best + 1, color="k", ls=":", lw=1,
-                   label=f"best (epoch {best + 1})" if best >= 0 else "best: the start (its Gaussian)")
+                   label=f"best (epoch {best + 1})" if best >= 0 else "best: the start (its Gaussian, refitted on every row)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("negative log-likelihood (nats / row: frame or window)", fontsize=8)
+    ax.set_ylabel("negative log-likelihood (nats / row: frame or window;\nin the flow's whitened units, not the scores')", fontsize=8)
     ax.set_title(literal(title), fontsize=9)
     ax.grid(alpha=0.3)
 
@@ -96,7 +96,7 @@ def loss_grid_figure(curves: list[tuple[str, dict, int]], title: str):
     handles = [plt.Line2D([], [], color="C0", label="training"), plt.Line2D([], [], color="C1", label="validation"),
                plt.Line2D([], [], color="k", ls=":", label="chosen epoch (best validation; 0: the Gaussian start)")]
     if not one:  # in two lines for one row of panels: in one it was taller than the figure
-        fig.supylabel("negative log-likelihood" + ("\n" if rows == 1 else " ") + "(nats / row: frame or window)",
+        fig.supylabel("negative log-likelihood" + ("\n" if rows == 1 else " ") + "(nats / row, whitened units)",
                       fontsize=9)
     fig.suptitle(literal(title))
     fig.tight_layout(rect=(0, 0.1 if one else 0.06 if rows == 1 else 0.03, 1, _below_title(fig)))

@@ -84,9 +84,11 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
     if lm is not None and fs_figs:  # in the landmarks section, else the last
         dict(fs_figs).get("landmarks", fs_figs[-1][1]).append(lm)
     training = [f for f in (png_figure(figs / f"loss_curves_{r.feature_set}.png", f"Training curves ({r.feature_set})",
-                                       "Negative log-likelihood per epoch on the training frames and on the "
-                                       "validation frames (the last 15% of training); the dotted line is the epoch "
-                                       "kept (early stopping).") for r in results) if f is not None]
+                                       "Negative log-likelihood per epoch (in the flow's whitened units) on the "
+                                       "rows it fits and on its validation rows (the last 15% of training, and for "
+                                       "window rows, the rows before them that share their frames are used for "
+                                       "neither: the training sheet counts each); the dotted line is the epoch kept "
+                                       "(early stopping). A kept start is refitted on every training row.") for r in results) if f is not None]
     qc_csv = cohort.layout.summary_dir / "extraction_qc.csv"
     qc = gather_video_qc(cohort.out_root, read_summary_table(qc_csv) if qc_csv.is_file() else None, thumbs=face_images)
     run = _run_record(cohort.out_root)

@@ -32,7 +32,8 @@ def score_all(log_prob: Sequence[Callable[[np.ndarray], np.ndarray]], data: Sequ
 
 TRIM = 0.05
 SCORE_RULE = (f"mean per-frame log-likelihood after trimming the lowest and highest {TRIM:.0%} of each pair's "
-              "frames (a handful of impossible frames cannot dominate a score)")
+              f"frames (a handful of impossible frames cannot dominate a score; whole frames only: under "
+              f"{round(1 / TRIM)} rows none is trimmed)")
 
 
 def pair_score(v: np.ndarray, trim: float = TRIM) -> float:
