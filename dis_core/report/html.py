@@ -489,7 +489,11 @@ def render_html(page: ReportPage) -> str:
                "conclusion does not rest on the normalisation. "
                "The baselines are fitted on the flow's training rows (all of them, with the ones the flow holds back "
                "to choose its epoch) and scored on the same held-out rows: one Gaussian per participant, and for rows with lagged copies a linear-Gaussian autoregressive model p(present | past); "
-               "pooled feature sets place one shape shared by the cohort at each participant's mean.</p>")
+               "pooled feature sets place one shape shared by the cohort at each participant's mean. "
+               "Landmarks and blendshapes carry the face's shape as well as its movement (the landmark basis is fitted "
+               "on centred shapes, and a face at rest sets its blendshapes' levels): where a person shows the same face "
+               "in training and held-out videos, their identification can be of the face, not of how it moves. The "
+               "head-motion sets see the face only through MediaPipe's pose.</p>")
     out.append("<details class='note'><summary>Terms</summary><dl>" + "".join(
         f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in TERMS) + "</dl></details>")
     out += [_finding(v, f"verdict {v.tone}") for v in page.verdicts]

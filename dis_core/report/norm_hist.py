@@ -27,8 +27,11 @@ def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: s
     ([0, 1e-3) nats) and the overflow bin are drawn at the axis ends (stated on the axis)."""
     e = np.asarray(edges, float)
     lo, hi = e[1], e[-2]
-    x = np.concatenate([[lo / 10], e[1:-1], [hi * 10]])
+    step = e[2] / e[1] if len(e) > 3 else 10.0  # the open end bins drawn one bin wide (a decade read as mass out there)
+    x = np.concatenate([[lo / step], e[1:-1], [hi * step]])
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    for a, b in ((x[0], x[1]), (x[-2], x[-1])):
+        ax.axvspan(a, b, color="0.9", lw=0)  # open bins: shaded
     styles = {"self": "C0", "partner": "C1", "stranger": "C2"}
     for name, c in counts.items():
         c = np.asarray(c, float)
@@ -37,8 +40,8 @@ def norms_hist_figure(edges: np.ndarray, counts: dict[str, np.ndarray], title: s
             ax.stairs(c / c.sum(), x, lw=1.6, color=styles.get(name),
                       label=f"{literal(name)} (n={int(c.sum())}, median {median_bin_text(e, k)})")
     ax.set_xscale("log")
-    ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale; < {lo:.3g} and > {hi:.3g} "
-                  "at the ends)")
+    ax.set_xlabel(f"norm |log p(x) - mean log p(own held-out)| (nats, log scale;\nshaded end bins: < {lo:.3g}, "
+                  f"> {hi:.3g})")
     ax.set_ylabel(f"fraction of {rows} per bin ({len(e) - 1} fixed bins)")
     ax.set_title(literal(title), fontsize=10)
     ax.legend(fontsize=8, title="data of the model's", title_fontsize=8)
