@@ -675,7 +675,12 @@ def test_top1_against_chance_is_a_permutation_test_with_known_answers():
     noise, the test says "above" at most as often as its level."""
     from math import exp, factorial
 
-    assert st.top1_chance_p(np.eye(3) + 0.1, n_perm=60000) == pytest.approx(1 / 6, abs=0.006)
+    assert st.top1_chance_p(np.eye(3) + 0.1, n_perm=60000) == 1 / 6  # 3! assignments: exact, no draws
+    assert st.top1_chance_p(np.eye(6)) == 1 / 720 and st.top1_chance_p(np.eye(7)) == 1 / 5040  # 6 of 6 read 0.0021
+    assert st.top1_chance_p(np.eye(8)) == pytest.approx(1 / 10000)  # 8! > 9,999 draws: sampled, the +1 its floor
+    # exact with shared credit: 2 of 4 by a matching with the other two swapped: assignments with >= 2 fixed
+    # points of 4 (the identity, 6 transpositions: 7 of 24)
+    assert st.top1_chance_p(np.eye(4)[:, [0, 1, 3, 2]]) == pytest.approx(7 / 24)
     assert st.top1_chance_p(np.eye(12), n_perm=999) == pytest.approx(1 / 1000)
     broad = np.zeros((12, 12))
     broad[4] = 1.0

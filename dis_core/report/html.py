@@ -483,7 +483,7 @@ def render_html(page: ReportPage) -> str:
                "0 or 1 does not (it has no width when everyone is identified), and the point +- 1.96 standard errors "
                "of the jackknife over people (each person's model and data removed in turn): the draws keep the N "
                "models, so a model that outscores several people's own at once is not in them. Whether top-1 is above "
-               "chance is a permutation test (p beside chance: the share of 9,999 random assignments of the models to "
+               "chance is a permutation test (p beside chance: the share of 9,999 random assignments (every one, exactly, up to 7 people) of the models to "
                "the held-out data that identify as many), not its interval. AUC and EER are on "
                "t-norm scores; the metrics sheet gives them on raw and z-norm scores too, with intervals, for a reader to check that a "
                "conclusion does not rest on the normalisation. "

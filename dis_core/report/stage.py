@@ -94,7 +94,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
                                    "draws from seed 0, the same people in every method's draws; top-k widened where needed to hold the Wilson interval of the rate, which a "
                                    "percentile interval near 0 or 1 does not, and the point +- 1.96 jackknife standard errors over people (their "
                                    "model and data removed), which the draws, keeping the models, do not see; top-k's lower bound at least "
-                                   "top-1's; top-1 against chance: top1_chance_p, the share of 9,999 random assignments of models to "
+                                   "top-1's; top-1 against chance: top1_chance_p, the share of 9,999 random assignments (every one up to 7 people) of models to "
                                    "held-out data identifying as many, 'not above chance' over 0.05; below 10 people the AUC and EER intervals "
                                    "are unreliable, a draw holding about 63% of them and its t-norm fewer impostors, "
                                    "and no claim is made; near the ceiling (AUC 0.95 or more, EER 0.05 or less) with "
