@@ -294,7 +294,7 @@ h2{font-size:19px;margin:4px 0 10px;border-bottom:2px solid #e0e0e0;padding-bott
 h3{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #d9d9d9;padding:3px 8px;text-align:left;vertical-align:top}
-table.kv th{white-space:nowrap;width:1%} td.thumbs{white-space:nowrap} div.wide{overflow-x:auto}
+table.kv th{white-space:nowrap;width:1%} td.thumbs{white-space:nowrap} td.thumbs img{width:140px;height:auto} div.wide{overflow-x:auto}
 ul.tests{font-size:13px;color:#455a64;margin:4px 0}
 th{background:#f3f5f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.bad td{background:#fdecea} tr.warn td{background:#fff8e1}
@@ -469,8 +469,9 @@ def render_html(page: ReportPage) -> str:
            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
            f"<title>{_e(page.title)}</title><style>{_CSS}</style></head><body>",
            f"<header><h1>{_e(page.title)}</h1><p>{_e(version_text(page.provenance))}, "
-           f"created {_e(page.provenance.get('created_utc', ''))}. Data behind every figure: "
-           f"{_e(page.workbook)}</p></header>",
+           f"created {_e(page.provenance.get('created_utc', ''))}. Data behind the figures: "
+           f"{_e(page.workbook)} (the per-frame traces and QC gaps: each video's extraction.h5; the norm "
+           f"histograms' counts: the score blocks)</p></header>",
            "<nav>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in nav) + "</nav><main>"]
     out.append("<section id='summary'><h2>Run summary</h2><table class='kv'><tbody>"
                + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in page.summary)

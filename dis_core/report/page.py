@@ -81,8 +81,10 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                     "Each participant's aligned landmarks on the cohort's first two principal components (fitted on "
                     "training frames only): training frames in blue, held-out frames in orange; axes shared by all "
                     "panels and spanning every frame.")
-    if lm is not None and fs_figs:  # in the landmarks section, else the last
-        dict(fs_figs).get("landmarks", fs_figs[-1][1]).append(lm)
+    if lm is not None and fs_figs:  # in the landmarks section, else the last; before its excerpts figure, which
+        into = dict(fs_figs).get("landmarks", fs_figs[-1][1])  # the section's excerpt lines follow
+        at = next((k for k, f in enumerate(into) if f.title.startswith("How many seconds")), len(into))
+        into.insert(at, lm)
     training = [f for f in (png_figure(figs / f"loss_curves_{r.feature_set}.png", f"Training curves ({r.feature_set})",
                                        "Negative log-likelihood per epoch (in the flow's whitened units) on the "
                                        "rows it fits and on its validation rows (the last 15% of training, and for "
