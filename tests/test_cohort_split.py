@@ -195,5 +195,6 @@ def test_a_head_frozen_through_its_training_session_is_left_out_in_one_line_not_
     cfg = TrainConfig(spec, dataclasses.replace(TrainConfig(spec).flow, max_epochs=2), min_train_frames=20)
     r = train_unit(out, "p0", cfg)
     assert r.status == "failed" and not r.log  # no traceback: not a bug
-    assert r.message.startswith("participant p0, head_pose: every feature column is constant in the training rows")
+    assert r.message.startswith("participant p0, head_pose: every feature column is constant in the rows the flow "
+                                "fits, its training rows less the last 15% that validate")
     assert r.message.endswith(": add video") and train_unit(out, "p1", cfg).status == "ok"

@@ -345,7 +345,7 @@ def test_a_flow_saved_before_the_gaussian_start_loads_as_started_at_random(tmp_p
     assert load_density(tmp_path / "old.pt")[0].flow_config.init == "random"
 
 
-def test_a_checkpoint_is_resumed_only_by_the_fitting_rule_that_saved_it(tmp_path):
+def test_a_checkpoint_is_resumed_only_by_the_fitting_rule_that_saved_it(tmp_path, monkeypatch):
     """The checkpoint's key held the configuration and the rows but not the stage's fitting rule (FIT_RULE), the
     model format or the libraries: a DIS updated between an interruption and the resume continued the old
     checkpoint into neither version's model (a training review)."""
@@ -355,3 +355,9 @@ def test_a_checkpoint_is_resumed_only_by_the_fitting_rule_that_saved_it(tmp_path
     train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="old rule")  # a checkpoint after every epoch
     assert train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="old rule").resumed_from == 4  # the same code
     assert train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="new rule").resumed_from == 0
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="old rule")
+    monkeypatch.setattr(importlib.metadata, "version", lambda p: "0.99" if p == "nflows" else real(p))
+    assert train_flow(x, list("abcd"), cfg, checkpoint=ck, rule="old rule").resumed_from == 0  # another nflows

@@ -315,10 +315,11 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     the same configuration, data, fitting ``rule`` (the stage's FIT_RULE), model format and libraries; the result is then identical to an uninterrupted run. With
     ``cohort_spread``, columns constant here are fixed (:func:`fit_scaler`) and the flow models the rest.
     With ``cfg.init == "gaussian"`` the flow acts through :func:`gaussian_map` of the training rows and starts
-    as the identity: it starts as that Gaussian. When no epoch beats that start, the flow is a Gaussian, and it
-    is refitted, as a model chosen on validation is, on every row (``refit_rows``, default ``x``: validation and
-    purged rows too), so it is its baseline's Gaussian rather than one of fewer rows (a 20 s session's spectral
-    windows left 5 of 25 rows a person to fit).
+    as the identity: it starts as that Gaussian. When no epoch beats that start, the flow is a Gaussian with
+    nothing learnt from the fitting rows to lose, and it is refitted on every row (``refit_rows``, default ``x``:
+    validation and purged rows too), so it is its baseline (the Gaussian; for a conditional flow the
+    autoregressive one) rather than one of fewer rows (a 20 s session's spectral windows left 5 of 25 rows a
+    person to fit). A flow that keeps an epoch stays fitted on its fitting rows.
     """
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads)
@@ -338,7 +339,8 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     z = ((x - mean) / std)[:, ~fixed]
     free_cols = [c for c, f in zip(columns, fixed) if not f]
     if not free_cols:
-        raise ValueError("every feature column is constant in the training rows: nothing for a flow to model")
+        raise ValueError("every feature column is constant in the rows the flow fits (its training rows less the "
+                         "validation rows): nothing for a flow to model")
     dev = pick_device(cfg.device)
     data_key = _data_key(x, cfg, columns, val, None if cohort_spread is None else np.asarray(cohort_spread).tolist(),
                          fit, rule)
@@ -456,12 +458,12 @@ def _data_key(x: np.ndarray, cfg: FlowConfig, columns: list[str], val: np.ndarra
     h.update(np.packbits(val).tobytes())
     if fit is not None and not np.array_equal(fit, ~val):  # rows purged: another training set
         h.update(np.packbits(fit).tobytes())
-    import nflows
+    from importlib.metadata import version
 
     # the code that resumes must be the code that saved: the fitting rule (FIT_RULE, given by the stage), the model
     # format and the libraries; a checkpoint of another continued silently into neither version's model
-    key = ([dataclasses.asdict(cfg), list(columns), rule, FORMAT_VERSION, torch.__version__,
-            getattr(nflows, "__version__", "")] + ([] if spread is None else [spread]))
+    key = ([dataclasses.asdict(cfg), list(columns), rule, FORMAT_VERSION, torch.__version__, version("nflows")]
+           + ([] if spread is None else [spread]))
     h.update(json.dumps(key, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

@@ -111,8 +111,8 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
                 if not str(e).startswith("every feature column is constant"):
                     raise
                 raise DISError(f"participant {pid}, {cfg.features.name}: every feature column is constant in the "
-                               f"training rows (a still image or a frozen stream?){data.still_note()}: add video"
-                               ) from None
+                               f"rows the flow fits, its training rows less the last {cfg.flow.val_fraction:.0%} that "
+                               f"validate (a still image or a frozen stream?){data.still_note()}: add video") from None
             base = fit_gaussian(data.x, data.columns, cfg.flow.min_std, cohort_spread=spread)
         columns = {"dropped": list(stats.dead),  # dead in the whole cohort: not modelled by anyone
                    "fixed": [c for c, f in zip(data.columns, ~tr.density.free) if f]}  # constant here, see fit_scaler

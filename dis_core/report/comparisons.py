@@ -196,7 +196,7 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
     elif start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian refitted on every row: its baseline
         note += (f" (the flow kept its Gaussian start, no epoch beating it on validation rows, for {start} of "
                  f"{len(r.participants)} participants: refitted on every training row, it is their Gaussian "
-                 "baseline)")
+                 "baseline, or the autoregressive one for a conditional flow)")
     tone = "info" if few or not beaten else "ok" if all(beaten) else "no"
     return Finding(f"{r.feature_set}: {'; '.join(out)}{note}", tone=tone)
 

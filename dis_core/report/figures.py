@@ -323,7 +323,8 @@ def headline_figure(rows: list[dict], title: str):
     ``rows``: dicts with feature_set, method, and metrics (top1, eer, auc with _lo/_hi, chance_top1)."""
     keys = (("top1", "top-1 identification", "chance_top1"), ("eer", "equal error rate (lower is better)", None),
             ("auc", "verification AUC", None))
-    fig, axes = plt.subplots(1, 3, figsize=(12, 1.2 + 0.42 * max(len(rows), 1)), sharey=True)
+    height = max(2.6, 1.2 + 0.42 * max(len(rows), 1))  # one row: room for the axes' labels and the legend
+    fig, axes = plt.subplots(1, 3, figsize=(12, height), sharey=True)
     ylab = [f"{r['feature_set']} / {r['method']}" for r in rows]
     y = np.arange(len(rows))[::-1]
     from dis_core.score.stats import MIN_PEOPLE
@@ -349,7 +350,7 @@ def headline_figure(rows: list[dict], title: str):
             uniq.setdefault(lab, h)
     fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=min(len(uniq), 4), fontsize=8, frameon=False)
     fig.suptitle(literal(title))
-    fig.tight_layout(rect=(0, 0.12 if len(rows) < 4 else 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1))  # the legend's line, at any height
     return fig
 
 

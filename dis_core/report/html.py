@@ -321,7 +321,8 @@ TERMS = (  # what a first reader of the page needs, in the page's order
      "rows less the validation rows that choose its epoch and the rows before them that share their frames (the "
      "summary's baseline row says how each feature set's flow started in this run). The baseline is a Ledoit-Wolf "
      "Gaussian of all their training rows (it has no epoch to choose), scored on the same held-out rows; a flow "
-     "that kept its Gaussian start is refitted on all those rows too, and is then the baseline"),
+     "that kept its Gaussian start is refitted on all those rows too, and is then the baseline (for a conditional "
+     "flow, the autoregressive one)"),
     ("paired difference, Holm, McNemar", "flow minus baseline on the same bootstrap draws of people; p-values are "
      "Holm-adjusted over every comparison of the family (comparisons on 10 or more people; fewer make no claim "
      "and have no Holm p), and McNemar's exact test counts the people one method "
