@@ -74,9 +74,11 @@ def test_head_pose_identifies_twelve_people_across_faces_and_cameras(tmp_path, s
     _, results, problems = evaluate_run(tmp_path / "run", [spec.name, windows.name])
     assert not problems and all(not r.failed for r in o.results["train"])
     assert [r.status for r in o.results["pooled"]] == ["ok"]
-    pooled = results[1].methods["flow"].metrics
-    print(f"pooled window flow: top-1 {pooled['top1']:.2f} [{pooled['top1_lo']:.2f}, {pooled['top1_hi']:.2f}] "
-          f"EER {pooled['eer']:.3f} [{pooled['eer_lo']:.3f}, {pooled['eer_hi']:.3f}]")
+    pooled, pg = results[1].methods["flow"].metrics, results[1].methods["gaussian"].metrics
+    kept = next(iter(o.results["pooled"])).message.split("kept ")[-1]
+    print(f"pooled window flow (kept {kept}): top-1 {pooled['top1']:.2f} [{pooled['top1_lo']:.2f}, "
+          f"{pooled['top1_hi']:.2f}] EER {pooled['eer']:.3f} [{pooled['eer_lo']:.3f}, {pooled['eer_hi']:.3f}]; pooled "
+          f"Gaussian top-1 {pg['top1']:.2f} EER {pg['eer']:.3f}")
     assert len(results[1].participants) == 12 and pooled["top1"] >= 0.9 and pooled["eer_hi"] < 0.5
     r = results[0]
     fl, ga = r.methods["flow"].metrics, r.methods["gaussian"].metrics
