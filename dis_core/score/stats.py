@@ -763,8 +763,8 @@ MIN_COUPLES = 6  # n values span a symmetric unit mean with probability 1 - 2^(1
 def few_couples(n: int) -> str:
     """' (only n couples: ...)' beside an interval over n couples that cannot reach 95% (n < MIN_COUPLES), else
     '': what the partner and synchrony lines say (their permutation p is exact at any n)."""
-    return (f" (only {n} couples: an interval over fewer than {MIN_COUPLES} falls short of 95%; the permutation p "
-            "holds)") if n < MIN_COUPLES else ""
+    return (f" (only {n} couples: an interval over fewer than {MIN_COUPLES} falls short of 95%, and over so few it "
+            "is about the range of the couples' values; the permutation p holds)") if n < MIN_COUPLES else ""
 
 
 def small_strata(k: int) -> str:
