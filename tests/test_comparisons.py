@@ -237,6 +237,10 @@ def test_verdicts_name_a_flow_that_kept_its_gaussian_start_and_few_people_are_no
     assert kept_start(r) == 5
     v = baseline_verdict(r).text
     assert "kept its Gaussian start, no epoch beating it on validation rows, for 5 of 12 participants" in v
+    assert v.endswith("refitted on every training row, it is their Gaussian baseline)")  # refitted on all rows
+    cond = {p: {**t, "provenance": {"config": {"flow": {"conditional": "lags"}}}} for p, t in training.items()}
+    assert baseline_verdict(SimpleNamespace(**{**vars(r), "training": cond})).text.endswith(
+        "it is their autoregressive baseline)")  # a conditional flow's start: p(present | past), the AR's
     assert "top-1 flow - baseline +0.00 [+0.00, +0.10]" in v and "-0.00" not in v
     assert "Gaussian start" not in baseline_verdict(SimpleNamespace(**{**vars(r), "training": {}})).text
     pooled = {p: {"chosen_epoch": 0, "provenance": {"pooled_key": "abc"}} for p in people}  # one shape, N places

@@ -194,9 +194,10 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
         note += (" (the pooled flow kept its Gaussian start, no epoch beating it on validation rows: refitted on every "
                  "row, it is the pooled baseline, so the two differ only by rounding)")
     elif start and out:  # such a 'flow' is its start, a Ledoit-Wolf Gaussian refitted on every row: its baseline
+        base = "autoregressive" if conditional(r) else "Gaussian"
         note += (f" (the flow kept its Gaussian start, no epoch beating it on validation rows, for {start} of "
-                 f"{len(r.participants)} participants: refitted on every training row, it is their Gaussian "
-                 "baseline, or the autoregressive one for a conditional flow)")
+                 f"{len(r.participants)} participants: refitted on every training row, it is their {base} "
+                 "baseline)")
     tone = "info" if few or not beaten else "ok" if all(beaten) else "no"
     return Finding(f"{r.feature_set}: {'; '.join(out)}{note}", tone=tone)
 
@@ -206,6 +207,14 @@ def kept_start(r: FeatureSetScores) -> int:
     rows (chosen epoch 0)."""
     return sum(t.get("chosen_epoch") == 0
                for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants)
+
+
+def conditional(r: FeatureSetScores) -> bool:
+    """Whether the feature set's flows are conditional (p(present | past)): their start is the autoregressive
+    Gaussian, not the joint one (the training records' configuration)."""
+    recs = [t for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants]
+    return any(((((t.get("provenance") or {}).get("config") or {}).get("flow") or {}).get("conditional", "none")
+                != "none") for t in recs if isinstance(t.get("provenance"), dict))
 
 
 def pooled_shape(r: FeatureSetScores) -> bool:
