@@ -433,7 +433,7 @@ def _bridged_read(read: np.ndarray, fill: np.ndarray, t: np.ndarray, segment: np
     """Bridged frames the rows read: filled rows read, and the frames a jump in the times skips where the rows read
     the frames either side of it (a window through the jump, or a window end inside it)."""
     slots = motion.jump_slots(t, segment)
-    return int((read & fill).sum() + slots[:-1][read[:-1] & read[1:]].sum()) if len(t) else 0
+    return int((read & fill).sum() + slots[:-1][read[:-1] & read[1:]].sum())
 
 
 def _at(v: np.ndarray, t: np.ndarray, segment: np.ndarray, shift: float, on_group: bool = False):

@@ -295,6 +295,10 @@ class FlowFit:
         return float(self.history["start"][1] if self.best_epoch < 0 else self.history["val"][self.best_epoch])
 
 
+class ConstantColumns(ValueError):
+    """Every column of the rows a flow would fit is constant (a frozen head): the input's fault, not a bug."""
+
+
 MIN_ROWS = 20  # the fewest training rows a flow is fitted to (a validation part and a batch)
 MIN_FIT_ROWS = 10  # ... and the fewest left to fit once validation and the rows sharing its frames are set aside
 
@@ -339,8 +343,8 @@ def train_flow(x: np.ndarray, columns: list[str], cfg: FlowConfig, checkpoint: P
     z = ((x - mean) / std)[:, ~fixed]
     free_cols = [c for c, f in zip(columns, fixed) if not f]
     if not free_cols:
-        raise ValueError("every feature column is constant in the rows the flow fits (its training rows less the "
-                         "validation rows): nothing for a flow to model")
+        raise ConstantColumns("every feature column is constant in the rows the flow fits (its training rows less "
+                              "the validation rows): nothing for a flow to model")
     dev = pick_device(cfg.device)
     data_key = _data_key(x, cfg, columns, val, None if cohort_spread is None else np.asarray(cohort_spread).tolist(),
                          fit, rule)

@@ -21,7 +21,7 @@ from dis_core.features.build import row_overlap
 from dis_core.errors import DISError, at_time_limit, bug_line, disk_full
 from dis_core.model.baselines import ARGaussian
 from dis_core.model.config import TrainConfig, methods_of
-from dis_core.model.flows import (MIN_FIT_ROWS, MIN_ROWS, Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
+from dis_core.model.flows import (MIN_FIT_ROWS, MIN_ROWS, ConstantColumns, Density, FlowFit, fit_gaussian, load_density, pick_device, purge_rows, save_density,
                                   train_flow)
 from dis_core.config import plain
 from dis_core.io.quiet import log_traceback
@@ -107,9 +107,7 @@ def train_unit(out_root: Path, pid: str, cfg: TrainConfig, force: bool = False) 
             try:
                 tr = train_flow(data.x, data.columns, cfg.flow, checkpoint=d / CHECKPOINT_NAME, cohort_spread=spread,
                                 purge=purge, rule=FIT_RULE)
-            except ValueError as e:  # a frozen head: every column constant, nothing to model; not a bug of DIS
-                if not str(e).startswith("every feature column is constant"):
-                    raise
+            except ConstantColumns:  # a frozen head: nothing to model, not a bug of DIS
                 raise DISError(f"participant {pid}, {cfg.features.name}: every feature column is constant in the "
                                f"rows the flow fits, its training rows less the last {cfg.flow.val_fraction:.0%} that "
                                f"validate (a still image or a frozen stream?){data.still_note()}: add video") from None

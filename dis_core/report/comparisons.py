@@ -202,25 +202,31 @@ def baseline_verdict(r: FeatureSetScores, p_holm: dict[tuple[str, str, str], flo
     return Finding(f"{r.feature_set}: {'; '.join(out)}{note}", tone=tone)
 
 
+def _records(r: FeatureSetScores) -> list[dict]:
+    """The training records (train.json) of the participants a feature set scored."""
+    return [t for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants]
+
+
 def kept_start(r: FeatureSetScores) -> int:
     """How many of a feature set's participants have a flow that kept its start, the Ledoit-Wolf Gaussian of its
     rows (chosen epoch 0)."""
-    return sum(t.get("chosen_epoch") == 0
-               for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants)
+    return sum(t.get("chosen_epoch") == 0 for t in _records(r))
 
 
 def conditional(r: FeatureSetScores) -> bool:
     """Whether the feature set's flows are conditional (p(present | past)): their start is the autoregressive
     Gaussian, not the joint one (the training records' configuration)."""
-    recs = [t for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants]
-    return any(((((t.get("provenance") or {}).get("config") or {}).get("flow") or {}).get("conditional", "none")
-                != "none") for t in recs if isinstance(t.get("provenance"), dict))
+    def flow_of(t: dict) -> dict:
+        prov = t.get("provenance")
+        return ((prov.get("config") or {}).get("flow") or {}) if isinstance(prov, dict) else {}
+
+    return any(flow_of(t).get("conditional", "none") != "none" for t in _records(r))
 
 
 def pooled_shape(r: FeatureSetScores) -> bool:
     """Whether the feature set's models are one pooled shape placed at each participant's mean (their training
     records name the pooled shape's key)."""
-    recs = [t for p, t in (getattr(r, "training", None) or {}).items() if p in r.participants]
+    recs = _records(r)
     return bool(recs) and all(str((t.get("provenance") or {}).get("pooled_key", "")) for t in recs)
 
 
@@ -258,5 +264,4 @@ def partner_family(results: list[FeatureSetScores]) -> Finding:
                    brief=f"{len(alike)} of {len(rows)} one-sided permutation test(s) supported after Holm "
                          f"(partners more alike than pseudo-couples){': ' + ', '.join(alike) if alike else ''}"
                          + (f"; none could be: too few couples for any p after Holm to reach {ALPHA:g}"
-                            if not alike and all(len(rows) * t.get("p_floor", 0.0) >= ALPHA for _, _, t in rows)
-                            else ""))
+                            if all(floors) else ""))  # each test's floor note: it cannot reach ALPHA after Holm

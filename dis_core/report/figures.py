@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from dis_core.io.atomic import atomic_path  # noqa: E402
 from dis_core.io.provenance import version_text  # noqa: E402
+from dis_core.score.stats import MIN_PEOPLE  # noqa: E402
 
 
 def literal(s: Any) -> str:
@@ -327,8 +328,6 @@ def headline_figure(rows: list[dict], title: str):
     fig, axes = plt.subplots(1, 3, figsize=(12, height), sharey=True)
     ylab = [f"{r['feature_set']} / {r['method']}" for r in rows]
     y = np.arange(len(rows))[::-1]
-    from dis_core.score.stats import MIN_PEOPLE
-
     for ax, (k, name, chance_key) in zip(axes, keys):
         for yi, r in zip(y, rows):
             c, label = HEADLINE_STYLE.get(r["method"], ("C1", r["method"]))
