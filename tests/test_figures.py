@@ -226,6 +226,22 @@ def test_gap_stats_counts_runs_without_a_face():
     assert gap_stats(t, np.zeros(10, bool))[0] == 1
 
 
+def test_the_workbooks_qc_table_holds_the_pages_gap_columns(tmp_path):
+    """Each video's gaps and longest gap come from its extraction file, as on the page: frames 60-61 and 120
+    hidden at 15 fps are 2 gaps, the longest 2 frames (2/15 s); a video without a file gets empty cells."""
+    import pandas as pd
+
+    from dis_core.report.html import with_gap_columns
+    from tests.synthrun import make_run
+
+    m = make_run(tmp_path / "out", n=2, seconds=20, hidden_of=lambda k, si: [60, 61, 120] if k == 0 else [])
+    qc = pd.DataFrame({"unit_id": [e.unit_id for e in m.entries] + ["gone"], "status": "ok"})
+    got = with_gap_columns(qc, tmp_path / "out")
+    assert list(got["gaps"][:2]) == [2, 0] and got["longest_gap_s"][0] == pytest.approx(2 / 15)
+    assert got["longest_gap_s"][1] == 0 and got["gaps"].isna()[2] and got["longest_gap_s"].isna()[2]
+    assert list(got["status"]) == ["ok"] * 3
+
+
 def test_report_figures_are_high_dpi_png_with_provenance(tmp_path):
     """Every figure the report draws is saved at REPORT_DPI (the norms figure was at the default 110)."""
     from PIL import Image

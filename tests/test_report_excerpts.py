@@ -146,11 +146,12 @@ def test_excerpt_lines_say_in_words_whether_the_flow_beats_each_baseline():
     from dis_core.report.excerpts import excerpt_lines
 
     method = {"feature_set": "fs", "seconds": 8.0, "row": "method", "top1": 0.8, "top1_lo": 0.7, "top1_hi": 0.9,
-              "people": 40, "participants": 40, "chance_top1": 0.025}
+              "people": 40, "participants": 40, "chance_top1": 0.025, "eer": 0.1, "eer_lo": 0.05, "eer_hi": 0.15}
     diff = {"feature_set": "fs", "seconds": 8.0, "row": "difference", "participants": 40, "people": 40, "a": "flow", "b": "ar",
             "top1_diff": 0.05, "top1_diff_lo": 0.01, "top1_diff_hi": 0.09, "top1_p_holm": 0.01,
             "eer_diff": 0.02, "eer_diff_lo": 0.005, "eer_diff_hi": 0.04, "eer_p_holm": 0.03}
-    (line,) = excerpt_lines([{**method, "method": "flow"}, {**method, "method": "ar"}, diff])
+    (line,) = excerpt_lines([{**method, "method": "flow"}, {**method, "method": "ar", "eer": 0.12}, diff])
+    assert "; EER flow 0.100 [0.050, 0.150], ar 0.120 [0.050, 0.150] (chance 0.5); flow - ar" in line
     assert line.endswith("; flow - ar: top-1 +0.050 [+0.010, +0.090], Holm p 0.010: better (supported), "
                          "EER +0.020 [+0.005, +0.040], Holm p 0.030: worse (supported)")
     (line,) = excerpt_lines([{**method, "method": "flow"}, {**diff, "top1_p_holm": 0.2, "eer_diff_lo": -0.01}])

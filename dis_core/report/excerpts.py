@@ -189,9 +189,10 @@ def _scored(r: FeatureSetScores, lab, n_boot: int) -> tuple[list[dict], list[dic
 
 
 def excerpt_lines(rows: list[dict]) -> list[str]:
-    """The terminal's lines: per feature set, top-1 from its shortest excerpts for every method, with
+    """The terminal's lines: per feature set, top-1 and EER from its shortest excerpts for every method, with
     intervals, chance and how many people had such excerpts; then the flow minus each baseline in words, by the
-    rule of the whole-session verdicts (:func:`dis_core.report.comparisons.supported`)."""
+    rule of the whole-session verdicts (:func:`dis_core.report.comparisons.supported`). The EERs are printed so
+    that an EER difference can be read against the figures it is taken from."""
     out = []
     for fs in dict.fromkeys(x["feature_set"] for x in rows):
         mine = [x for x in rows if x["feature_set"] == fs and x["row"] == "method"]
@@ -200,8 +201,9 @@ def excerpt_lines(rows: list[dict]) -> list[str]:
         parts = [f"{x['method']} {x['top1']:.2f} [{x['top1_lo']:.2f}, {x['top1_hi']:.2f}]" for x in at]
         who = f" ({at[0]['people']} of {at[0]['participants']} people)" if at[0]["people"] < at[0]["participants"] else ""
         diffs = [x for x in rows if x["feature_set"] == fs and x["row"] == "difference" and x["seconds"] == L]
+        eers = [f"{x['method']} {x['eer']:.3f} [{x['eer_lo']:.3f}, {x['eer_hi']:.3f}]" for x in at if "eer" in x]
         out.append(f"excerpts of {L:g} s, {fs}{who}: top-1 " + ", ".join(parts) + f", chance {chance_text(at[0]['chance_top1'])}"
-                   + "".join(f"; {_verdict(d)}" for d in diffs))
+                   + (f"; EER {', '.join(eers)} (chance 0.5)" if eers else "") + "".join(f"; {_verdict(d)}" for d in diffs))
     return out
 
 

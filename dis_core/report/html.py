@@ -125,6 +125,24 @@ def gap_stats(time_s: np.ndarray, detected: np.ndarray) -> tuple[int, float]:
     return int(len(starts)), max(longest, 0.0)
 
 
+def with_gap_columns(qc: pd.DataFrame, out_root: Path) -> pd.DataFrame:
+    """The extraction QC table with the page's gap columns (:func:`gap_stats` of each video's extraction file;
+    empty where the file is missing or unreadable), so that the workbook holds what the page shows."""
+    import h5py
+
+    gaps, longest = [], []
+    for uid in qc.get("unit_id", pd.Series(dtype=str)).astype(str):
+        g = (None, None)
+        try:
+            with h5py.File(RunLayout(out_root).extraction(uid), "r") as f:
+                g = gap_stats(f["time_s"][()], f["detected"][()])
+        except (OSError, KeyError, ValueError):
+            pass
+        gaps.append(g[0])
+        longest.append(g[1])
+    return qc.assign(gaps=pd.array(gaps, dtype="Int64"), longest_gap_s=pd.array(longest, dtype="Float64"))
+
+
 def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True) -> list[VideoQC]:
     """Per video of OUT/summary/extraction_qc.csv: status, detection, gaps and (for the first
     MAX_THUMB_VIDEOS videos, and any with problems) a few frames with their landmarks."""
@@ -471,7 +489,7 @@ def render_html(page: ReportPage) -> str:
            f"<title>{_e(page.title)}</title><style>{_CSS}</style></head><body>",
            f"<header><h1>{_e(page.title)}</h1><p>{_e(version_text(page.provenance))}, "
            f"created {_e(page.provenance.get('created_utc', ''))}. Data behind the figures: "
-           f"{_e(page.workbook)} (the per-frame traces and QC gaps: each video's extraction.h5; the norm "
+           f"{_e(page.workbook)} (the per-frame traces: each video's extraction.h5; the norm "
            f"histograms' counts: the score blocks)</p></header>",
            "<nav>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in nav) + "</nav><main>"]
     out.append("<section id='summary'><h2>Run summary</h2><table class='kv'><tbody>"

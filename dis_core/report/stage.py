@@ -19,6 +19,7 @@ from dis_core.report.comparisons import (VERDICT_METRICS, FEW_PEOPLE, Finding, p
 from dis_core.score.stats import MIN_PEOPLE, p_text, pair_similarity
 from dis_core.report.config import ReportConfig
 from dis_core.report.excerpts import EXCERPT_RULE, excerpt_lines, excerpt_table
+from dis_core.report.html import with_gap_columns
 from dis_core.io.provenance import HASH_NAMES, made_by, provenance, sha256_file
 from dis_core.extract.summary import read_summary_table
 from dis_core.layout import RunLayout, UnitResult
@@ -172,7 +173,7 @@ def write_report(cohort: Cohort, results: list[FeatureSetScores], problems: list
     sheets["left_out"] = pd.DataFrame(left) if left else pd.DataFrame({"note": ["nothing was left out"]})
     qc = cohort.layout.summary_dir / "extraction_qc.csv"
     if qc.is_file():
-        sheets["extraction_qc"] = read_summary_table(qc)
+        sheets["extraction_qc"] = with_gap_columns(read_summary_table(qc), cohort.out_root)
     sm = cohort.layout.summary_dir / "smile_summary.csv"
     smiles = ""
     if sm.is_file():
