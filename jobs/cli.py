@@ -563,8 +563,12 @@ def status_outlook(st: dict[str, list[dict]], run_dir: Path, edited: Path | None
 
 def _task_words(u: dict) -> str:
     """What SLURM says of a failed unit's task, in words that do not contradict the unit."""
+    from jobs.graph import is_local
+
     if not u["job"]:
         return "no job"
+    if is_local(u["job"]):
+        return u["job"]
     if u["state"] == "partial":
         return f"job {u['job']}: the unit was done in part"
     if u["slurm"] == "COMPLETED":

@@ -347,17 +347,18 @@ def traceback_log(st: Stage, plan: Plan, unit: Any) -> Path:
     return st.folder(plan.layout, unit) / TRACEBACK_LOG
 
 
-def run_blocked(stage_name: str, plan: Plan, item: tuple[Any, str]) -> UnitResult:
-    """:func:`run_unit` of a (unit, why it must not run or '') pair: what the local runner's workers call."""
+def run_blocked(stage_name: str, plan: Plan, item: tuple[Any, str], job: str = "") -> UnitResult:
+    """:func:`run_unit` of a (unit, why it must not run or '') pair: what the local runner's workers call
+    (``job``: the local command's, :func:`local_job`)."""
     unit, blocked = item
-    return run_unit(stage_name, plan, unit, blocked)
+    return run_unit(stage_name, plan, unit, blocked, job=job)
 
 
 def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str = "") -> UnitResult:
     """Run one unit of a stage and record its outcome in the unit's folder (the one place status
     files are written). A bug fails only its unit: one line in the result, the traceback in the log.
     ``blocked`` (:func:`upstream_failure`): record the unit as failed with that reason, without running it.
-    ``job``: the SLURM task running it ('' locally, even inside an allocation)."""
+    ``job``: the SLURM task running it, or the local command's (:func:`local_job`; even inside an allocation)."""
     st = BY_NAME[stage_name]
     t0 = time.monotonic()
     tb = traceback_log(st, plan, unit)
@@ -402,11 +403,11 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
     return r
 
 
-def crashed_unit(stage_name: str, plan: Plan, item: tuple[Any, str], how: str) -> UnitResult:
+def crashed_unit(stage_name: str, plan: Plan, item: tuple[Any, str], how: str, job: str = "") -> UnitResult:
     """Record a unit of :func:`run_blocked` as failed whose worker process died (``how``) while running it."""
     st, unit = BY_NAME[stage_name], item[0]
-    r = st.result(unit_id=st.uid(unit), message=f"{st.uid(unit)}: its worker process died ({how}); run again "
-                                                 "(with fewer --workers if memory ran out)")
+    r = st.result(unit_id=st.uid(unit), job=job, message=f"{st.uid(unit)}: its worker process died ({how}); run "
+                                                         "again (with fewer --workers if memory ran out)")
     write_status(st.folder(plan.layout, unit), r)
     return r
 
@@ -447,14 +448,31 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 
 
 STALE = "out of date: "  # run.json's job of a SLURM unit whose inputs a local stage command replaced since
+LOCAL = "local run "  # the job a local stage command names in run.json and in every record it writes
+
+
+def local_job() -> str:
+    """The job of one local stage command: its records are trusted only if they name it, as a SLURM task's are
+    (run.json once said '' for every unit a local command would run, before it ran any: an interrupted command
+    made an earlier run's records count as this run's)."""
+    import datetime as _dt
+
+    return f"{LOCAL}{_dt.datetime.now().isoformat(timespec='microseconds')}"
+
+
+def is_local(job: str) -> bool:
+    """Whether run.json's job of a unit is a local stage command's ('': one recorded before local jobs had names)."""
+    return job == "" or job.startswith(LOCAL)
 TIME_LIMIT = "stopped at its task's time limit"  # how a unit's record begins when SLURM's time limit stopped it
 
 
-def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
+def record_local_run(plan: Plan, executor: str, stages: Sequence[str], job: str = "") -> None:
     """OUT/run.json for a local run of ``stages``. A later stage run locally in a SLURM run's folder (e.g. dis
     report) keeps the SLURM record, which dis status and dis resubmit read (replacing it lost them the run),
     and is added to its ``local_runs``, its configuration the run's plan (else `dis train --max-epochs 3` there
-    was reverted by the next command, and scoring read the old cap); a local run from extraction on is a new run."""
+    was reverted by the next command, and scoring read the old cap); a local run from extraction on is a new run.
+    ``job`` (:func:`local_job`): what the command's units record, so that only a record it wrote counts as its
+    unit's; every unit it runs is listed, those of a feature set it adds too (else "never submitted")."""
     import datetime as _dt
 
     from dis_core.io.atomic import write_text_atomic
@@ -475,10 +493,9 @@ def record_local_run(plan: Plan, executor: str, stages: Sequence[str]) -> None:
     touched = {BY_NAME[n].scope(u) for n in stages if BY_NAME[n].scope is not None for u in BY_NAME[n].units(plan)}
     for name in downstream(stages):
         st = BY_NAME[name]
-        if name in stages:  # the units this command ran now record no SLURM job: their records are trusted
+        if name in stages:  # the units this command runs are its: their records are trusted once it writes them
             for uid in units_by_id(st, plan):  # (not another feature set's, whose task's record still counts)
-                if uid in units.get(name, {}):
-                    units[name][uid] = ""
+                units.setdefault(name, {})[uid] = job
             continue
         for uid, u in units_by_id(st, whole).items():  # read what this command replaced: out of date
             if uid in units.get(name, {}) and (unscoped or st.scope is None or st.scope(u) in touched):

@@ -21,7 +21,7 @@ from dis_core.model.config import TrainConfig
 
 from .executors import map_units
 from .progress import stage_progress
-from .graph import NOT_RUN, STAGES, Plan, blocked_units, crashed_unit, record_local_run, run_blocked
+from .graph import NOT_RUN, STAGES, Plan, blocked_units, crashed_unit, local_job, record_local_run, run_blocked
 
 
 @dataclasses.dataclass
@@ -59,7 +59,8 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
     from .slurm import refuse_busy
 
     refuse_busy(plan.out)
-    record_local_run(plan, executor, stages)
+    job = local_job()
+    record_local_run(plan, executor, stages, job)
     out = Outcome()
     for st in STAGES:
         if st.name not in stages:
@@ -77,10 +78,10 @@ def run_stages(plan: Plan, stages: Sequence[str], executor: str = "local", worke
             log(f"{st.name}: not run: {out.not_run[st.name]}")
             continue
         with stage_progress(st.name, len(units), verbose=plan.verbose, enabled=progress) as p:
-            out.results[st.name] = map_units(functools.partial(run_blocked, st.name, plan), list(zip(units, blocked)),
+            out.results[st.name] = map_units(functools.partial(run_blocked, st.name, plan, job=job), list(zip(units, blocked)),
                                              executor=executor, workers=workers, label=lambda it: st.uid(it[0]),
                                              on_result=p.unit_done,
-                                             on_crash=functools.partial(crashed_unit, st.name, plan))
+                                             on_crash=functools.partial(crashed_unit, st.name, plan, job=job))
         log(summarise(st.name, plan, out.results[st.name]))
     return out
 

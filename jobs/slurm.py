@@ -27,7 +27,7 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, lock_holder, private_folder
 from dis_core.layout import UNFINISHED, read_status
 
-from .graph import (BY_NAME, STALE, STAGES, Plan, Stage, blocked_units, plan_from_record, read_record,
+from .graph import (BY_NAME, STALE, STAGES, Plan, Stage, blocked_units, is_local, plan_from_record, read_record,
                     recorded_jobs, run_unit, slurm_task_id, traceback_log, units_by_id, write_record)
 
 
@@ -456,7 +456,7 @@ def parse_sacct(text: str) -> dict[str, str]:
 def sacct_states(job_ids: Sequence[str]) -> dict[str, str]:
     """job id (e.g. '123_4') -> SLURM state: squeue for queued and running jobs (sacct may not have
     seen them yet), sacct for finished ones."""
-    # '': a unit run locally since, STALE: one out of date since (neither has a job to ask about; sacct refuses the
+    # a local job: a unit run locally since, STALE: one out of date since (neither has a job to ask about; sacct refuses the
     # whole query for one id that is not a job's: "Bad job/step specified")
     job_ids = [j for j in job_ids if re.fullmatch(r"\d+(_\d+)?", j)]
     if not job_ids:
@@ -523,15 +523,17 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
                 continue
             r = read_status(st.folder(plan.layout, known[uid]), st.result) if uid in known else None
             slurm = states.get(jid, "")
-            # jid '': the stage ran locally since, and its records are trusted as its tasks trust them (a unit that
-            # local run did not reach, of another feature set, keeps its SLURM task's record)
+            # a local job: the stage ran locally since, and only the records that command wrote are its (a unit it did
+            # not reach keeps an older record, not this run's); '': a local run recorded before local jobs had names
             here = r is not None and (jid == "" or r.job == jid)  # else an earlier run's record: not this task's
             state = unit_state(slurm, r, ran_here=here)
-            if state == "failed" and jid == "" and r.message.endswith(UNFINISHED):  # running, if a local stage
-                local = lock_holder(plan.out) or "" if local is None else local  # command holds the run lock now
-                state = "running" if local else state
-            d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": r.message if here else "",
-                 "recorded": here}
+            if state in ("failed", "missing") and is_local(jid) and (not here or r.message.endswith(UNFINISHED)):
+                local = lock_holder(plan.out) or "" if local is None else local  # a local stage command holds the
+                state = ("running" if here else "pending") if local else state  # run lock now: it runs, or will
+            said = r.message if here else ""
+            if state in ("failed", "missing") and jid and is_local(jid) and not here:
+                said = f"the {jid} recorded no outcome (stopped before it): run its stage again, or dis resubmit"
+            d = {"unit": uid, "job": jid, "slurm": slurm, "state": state, "message": said, "recorded": here}
             if state == "failed":
                 d["log"] = _log(rec, st.name, jid, st.folder(plan.layout, known[uid]) if here else None,
                                 traceback_log(st, plan, known[uid]) if here else None)
@@ -580,8 +582,8 @@ def _log(rec: dict, stage: str, jid: str, unit_folder: Path | None = None, trace
     from dis_core.layout import TRACEBACK_LOG
 
     places = [Path(x) / stage for x in [rec.get("logs", "")] + rec.get("logs_previous", [])[::-1] if x]
-    # <job>[_<index>]_<rank>_log.*; a unit run locally since (job '') has no task log
-    task = [p / f"{jid}_0_log.{ext}" for ext in ("err", "out") for p in places] if jid else []
+    # <job>[_<index>]_<rank>_log.*; a unit run locally since has no task log
+    task = [p / f"{jid}_0_log.{ext}" for ext in ("err", "out") for p in places] if not is_local(jid) else []
     own = [] if unit_folder is None else ([traceback or unit_folder / TRACEBACK_LOG]
                                           + ([unit_folder / LOG_NAME] if stage == "extract" else []))
     for f in own + task:

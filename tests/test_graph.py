@@ -1291,6 +1291,42 @@ def test_a_local_stage_in_a_slurm_folder_trusts_only_its_own_units_and_puts_what
         u for u in units["train"] if u.startswith("head_spectrum/")}
 
 
+def test_a_local_stage_command_vouches_only_for_the_records_it_wrote(plan, monkeypatch):
+    """A local stage command in a SLURM run's folder names its own job in run.json and in each record it writes.
+    Before, it wrote '' for every unit before running any: one interrupted before a unit whose task had been
+    cancelled made an earlier run's ok record read done (dis resubmit: nothing to do), and the units of a feature
+    set it added were never listed, so dis status called the models it had just trained 'never submitted'."""
+    from dis_core.model.config import default_train_config
+
+    both = dataclasses.replace(plan, train=(*plan.train, default_train_config(DEFAULT_FEATURE_SETS["head_spectrum"])))
+    units = {st.name: {st.uid(u): f"{70 + i}_0" for u in st.units(plan)} for i, st in enumerate(graph.STAGES)}
+    graph.write_record(plan, "slurm", slurm={}, units=units, jobs={})
+    monkeypatch.setattr(slurm, "sacct_states", lambda ids: {j: "CANCELLED" for j in ids if not graph.is_local(j)})
+    pose, spec = ([u for u in graph.stage("train").units(both) if graph.stage("train").scope(u) == fs]
+                  for fs in ("head_pose", "head_spectrum"))
+    train = graph.stage("train")
+    for u in pose:  # an earlier run's ok records; this run's tasks were cancelled before they ran
+        write_status(train.folder(plan.layout, u), UnitResult(unit_id=train.uid(u), status="ok", job="5_0"))
+    job = graph.local_job()
+    assert graph.is_local(job) and not graph.is_local("70_0") and job != graph.local_job()
+    graph.record_local_run(both, "local", ["pooled", "train"], job)
+    got = graph.read_record(plan.out)["units"]
+    assert set(got["train"]) == {train.uid(u) for u in pose + spec} and set(got["train"].values()) == {job}
+    # the command is stopped after head_spectrum's shape and models, before head_pose's units
+    for st, u in [(graph.stage("pooled"), "head_spectrum"), *[(train, u) for u in spec]]:
+        write_status(st.folder(plan.layout, u), UnitResult(unit_id=st.uid(u), status="ok", job=job))
+    state = {(name, u["unit"]): (u["state"], u["message"]) for name, us in slurm.run_status(plan.out).items()
+             for u in us}
+    assert {state[("train", train.uid(u))][0] for u in spec} == {"done"} and state[("pooled", "pooled/head_spectrum")][0] == "done"
+    for u in pose:
+        assert state[("train", train.uid(u))] == ("missing", f"the {job} recorded no outcome (stopped before it): run "
+                                                               "its stage again, or dis resubmit")
+    # what the command reached and recorded is its own, whatever else its folder held
+    u = pose[0]
+    write_status(train.folder(plan.layout, u), UnitResult(unit_id=train.uid(u), status="failed", message="boom", job=job))
+    assert {x["unit"]: x["state"] for x in slurm.run_status(plan.out)["train"]}[train.uid(u)] == "failed"
+
+
 def test_the_report_refuses_scores_of_models_retrained_since_or_of_blocks_that_did_not_run(tmp_path):
     """After a finished run, `dis train --max-epochs 3` (its pooled shape failing for real) and then `dis report`
     reported the old models' scores as current: head_pose's models were retrained but not scored again, and
