@@ -176,6 +176,25 @@ TRACEBACK_LOG = "traceback.log"  # in a unit's folder: the traceback of a bug th
 UNFINISHED = " and did not finish: run it again"  # the end of a unit's record while it runs
 
 
+TIME_LIMIT = "stopped at its task's time limit"  # how a unit's record begins when SLURM's time limit stopped it
+
+
+def time_limit_message(e: BaseException) -> str:
+    """The record of a unit SLURM's time limit stopped (:func:`dis_core.errors.at_time_limit`)."""
+    return f"{TIME_LIMIT} ({e}): give it more time (dis resubmit --time-min N)"
+
+
+def slurm_task_id() -> str:
+    """The SLURM task this process runs in, as submitit and the run record name it ('123_4' for an
+    array task, '123' for a job); empty off SLURM."""
+    import os
+
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID", "")
+
+
 def started_message(job: str = "") -> str:
     """A running unit's record: it says the unit did not finish until the unit records its outcome, so one killed
     from outside (SIGKILL, out of memory, a time limit) never leaves the last run's record or none at all."""

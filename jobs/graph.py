@@ -27,7 +27,8 @@ from dis_core.extract.result import ExtractResult
 from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
 from dis_core.io.quiet import log_traceback
-from dis_core.layout import TRACEBACK_LOG, RunLayout, UnitResult, read_status, started_message, write_status
+from dis_core.layout import (TIME_LIMIT, TRACEBACK_LOG, RunLayout, UnitResult, read_status, slurm_task_id,  # noqa: F401
+                             started_message, time_limit_message, write_status)  # (TIME_LIMIT, slurm_task_id: the job layer's names)
 from dis_core.manifest import Manifest, VideoEntry, load_manifest
 from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
@@ -382,11 +383,10 @@ def run_unit(stage_name: str, plan: Plan, unit: Any, blocked: str = "", job: str
         r = st.result(unit_id=st.uid(unit), message=str(e))
     except Exception as e:  # the terminal gets one line; a traceback there broke the live line, N times
         if at_time_limit(e):  # SLURM's time limit: recorded as such, and the task stops (not the next unit)
-            r = st.result(unit_id=st.uid(unit), message=f"{TIME_LIMIT} ({e}): give it more time (dis resubmit "
-                          "--time-min N)")
+            r = st.result(unit_id=st.uid(unit), message=time_limit_message(e))
             r.elapsed_s, r.job = round(time.monotonic() - t0, 3), job
             print(f"{r.unit_id}: failed: {r.message}", flush=True)  # the task's log, which dis status names
-            if not st.claims_folder:  # (an extraction's folder may be another input's: it records only its own)
+            if not st.claims_folder:  # (an extraction's folder may be another input's: it records its own)
                 write_status(st.folder(plan.layout, unit), r)
             raise
         if disk_full(e):  # no bug: one line, as extraction says it
@@ -410,15 +410,6 @@ def crashed_unit(stage_name: str, plan: Plan, item: tuple[Any, str], how: str, j
                                                          "again (with fewer --workers if memory ran out)")
     write_status(st.folder(plan.layout, unit), r)
     return r
-
-
-def slurm_task_id() -> str:
-    """The SLURM task this process runs in, as submitit and the run record name it ('123_4' for an
-    array task, '123' for a job); empty off SLURM."""
-    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array and task:
-        return f"{array}_{task}"
-    return os.environ.get("SLURM_JOB_ID", "")
 
 
 def units_by_id(st: Stage, plan: Plan) -> dict[str, Any]:
@@ -463,7 +454,6 @@ def local_job() -> str:
 def is_local(job: str) -> bool:
     """Whether run.json's job of a unit is a local stage command's ('': one recorded before local jobs had names)."""
     return job == "" or job.startswith(LOCAL)
-TIME_LIMIT = "stopped at its task's time limit"  # how a unit's record begins when SLURM's time limit stopped it
 
 
 def record_local_run(plan: Plan, executor: str, stages: Sequence[str], job: str = "") -> None:

@@ -472,6 +472,56 @@ def test_a_re_extraction_killed_from_outside_leaves_its_older_extraction_unused(
     assert len(prepare_cohort(load_manifest(m_path), out).entries) == 1
 
 
+def test_an_extraction_stopped_at_its_time_limit_records_why_under_its_task(tmp_path, samples, model, make_manifest,
+                                                                            monkeypatch):
+    """submitit's real signal handler stops an extraction at its last time-out: the unit's record named no task
+    ('' beside SLURM's raw job id), so dis status ignored it and showed a bare FAILED with no hint. It now names the
+    array task and says to give it more time, as other stages' units do."""
+    import threading
+
+    from submitit.core.job_environment import SignalHandler
+    from submitit.core.utils import DelayedSubmission, JobPaths, UncompletedJobError
+
+    from dis_core.layout import TIME_LIMIT, read_status
+
+    m_path = make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["WolfgangLanger_Pexels.mp4"])}])
+    out = tmp_path / "out"
+    entry = load_manifest(m_path).entries[0]
+    d = RunLayout(out).video_dir(entry.unit_id)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "1000")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.setenv("SLURM_JOB_ID", "1077")
+    delayed = DelayedSubmission(lambda: None)
+    delayed.set_timeout(0.001, 0)  # timed out, no requeue left
+
+    class Env:  # what the handler asks of submitit's JobEnvironment
+        global_rank = 0
+
+        def _requeue(self, countdown):
+            raise AssertionError("requeued")
+
+    paths = JobPaths(tmp_path / "slurm", job_id="1000_0")
+    paths.folder.mkdir(parents=True, exist_ok=True)
+
+    def at_first_frames():  # SLURM's signal once the extraction is writing its file
+        deadline = time.time() + 120
+        while time.time() < deadline and not (d.is_dir() and any(".part-" in f.name for f in d.iterdir())):
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    before = signal.signal(signal.SIGUSR2, SignalHandler(Env(), paths, delayed).checkpoint_and_try_requeue)
+    try:
+        threading.Thread(target=at_first_frames, daemon=True).start()
+        with pytest.raises(UncompletedJobError):
+            extract_video(entry, out, model, ExtractConfig(), progress=False)
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    st = read_status(d)
+    assert st.failed and st.job == "1000_0" and st.message.startswith(f"{TIME_LIMIT} ("), st
+    assert st.message.endswith("give it more time (dis resubmit --time-min N)")
+    assert not (d / H5_NAME).exists(), "no partial extraction is left"
+
+
 def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_manifest):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video\n")

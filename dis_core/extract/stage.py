@@ -21,7 +21,7 @@ from dis_core.io.quiet import LOG_NAME, FdRedirect, log_traceback
 from dis_core.errors import DISError, at_time_limit, disk_full
 from dis_core.io.excel import Rows, write_workbook
 from dis_core.extract.result import ExtractResult
-from dis_core.layout import STATUS, RunLayout, started_message, write_status
+from dis_core.layout import STATUS, RunLayout, slurm_task_id, started_message, time_limit_message, write_status
 from dis_core.extract.config import ExtractConfig
 from dis_core.extract.h5store import (LIBVER, ExtractionWriter, check_complete, content_key, iter_blocks,
                                      newer_schema_text, read_attrs, read_extraction, recorded_smile_hash,
@@ -75,7 +75,7 @@ def attempt_header(entry: VideoEntry, model: ModelFile, cfg: ExtractConfig) -> s
 
     from dis_core import __version__
 
-    job = os.environ.get("SLURM_JOB_ID", "")
+    job = slurm_task_id()
     when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return (f"--- {when} DIS {__version__}, process {os.getpid()}" + (f", SLURM job {job}" if job else "")
             + f": {entry.video} (participant {entry.participant_id}, session {entry.session}), face model sha256 "
@@ -139,8 +139,8 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         # the record jobs/graph.py:run_unit writes for other stages, once the folder is this unit's: an attempt
         # killed from outside (a SLURM time limit, out of memory) left no record, and the cohort step took the older
         # extraction beside it, made from other inputs (fps override, configuration or model) than it then recorded
-        write_status(d, dataclasses.replace(base, status="failed",
-                                            message=started_message(os.environ.get("SLURM_JOB_ID", ""))))
+        write_status(d, dataclasses.replace(base, status="failed", job=slurm_task_id(),
+                                            message=started_message(slurm_task_id())))
         started = True
         with open(d / LOG_NAME, "a", encoding="utf-8") as log:  # which attempt wrote the library lines below
             log.write(attempt_header(entry, model, cfg) + "\n")
@@ -158,7 +158,10 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
             log_traceback(d / LOG_NAME)
         res = base
     except Exception as e:  # a bug or an unexpected decoder fault: one line here, traceback in the log
-        if at_time_limit(e):
+        if at_time_limit(e):  # the folder is this unit's once started: its record says why it stopped (dis status
+            if started:  # then says to give it more time; the "started" record alone read as a bare failure)
+                write_status(d, dataclasses.replace(base, status="failed", job=slurm_task_id(),
+                                                    message=time_limit_message(e)))
             raise
         base.message = f"{entry.video}: {e.__class__.__name__}: {e}"
         base.status = "failed"
