@@ -103,12 +103,13 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path, mode
         return
     if shutil.which("apptainer") is None:
         _fail(DISError("--container needs apptainer on PATH"))
-    from jobs.slurm import refuse_busy
+    from jobs.slurm import QUEUE_CHECKED, refuse_busy
 
     try:  # here, where squeue is: the image has none, and a local run beside the queued SLURM tasks ran every unit twice
         refuse_busy(out)
     except DISError as e:
         _fail(e)
+    os.environ[QUEUE_CHECKED] = "1"  # (apptainer passes the environment in: the command inside need not ask again)
     args, skip = [], False
     for a in sys.argv[1:]:
         if skip:

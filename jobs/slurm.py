@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import os
 import re
 import shlex
 import shutil
@@ -288,6 +289,9 @@ def submit_run(plan: Plan, cfg: SlurmConfig) -> dict:
     return rec
 
 
+QUEUE_CHECKED = "DIS_QUEUE_CHECKED"  # set: the SLURM queue was asked elsewhere (the host of a --container command)
+
+
 def refuse_busy(out: Path) -> None:
     """A second submission to a folder whose SLURM run still has units queued or running would run every
     unit twice and replace the record that follows the first (its jobs would vanish from dis status)."""
@@ -295,11 +299,18 @@ def refuse_busy(out: Path) -> None:
         rec = read_record(out)
     except DISError:
         return
-    if rec.get("executor") != "slurm" or shutil.which("squeue") is None:
+    if rec.get("executor") != "slurm":
         return
     ours = {j for ids in rec.get("jobs", {}).values() for j in ids}
     if not ours:
         return  # nothing was queued (a submission refused before its first stage): nothing to ask SLURM about
+    if shutil.which("squeue") is None:  # (a node or image without SLURM's tools: the local run ran beside the tasks)
+        if os.environ.get(QUEUE_CHECKED):  # --container asked on the host; or the user knows the jobs have ended
+            return
+        some = sorted(ours, key=lambda j: (len(j), j))
+        raise RunLocked(f"{out}: its SLURM run (job(s) {', '.join(some[:5])}{', ...' if len(some) > 5 else ''}) may "
+                        f"still be in the queue, and squeue is not on PATH to ask: run this where SLURM's tools are, or, "
+                        f"once those jobs have ended, with {QUEUE_CHECKED}=1")
     # any state squeue still lists (pending, running, suspended, held...): from the record's job ids alone, so
     # that a moved manifest or purged accounting never blocks a folder for good
     try:

@@ -789,6 +789,15 @@ def test_a_submission_to_a_folder_whose_run_is_in_progress_is_refused(plan, monk
     plan.manifest.unlink()  # a record whose manifest is gone, its jobs finished: never blocks the folder
     queue["out"] = "42\n"
     slurm.refuse_busy(plan.out)
+    # where squeue is missing (a node or image without SLURM's tools) the queue cannot be asked: refused, not run
+    # beside the tasks, unless the queue was asked elsewhere (--container asks on the host) or the user says so
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
+    monkeypatch.delenv(slurm.QUEUE_CHECKED, raising=False)
+    with pytest.raises(RunLocked, match=r"SLURM run \(job\(s\) 700, 703\) may still be in the queue, and squeue is not "
+                                        r"on PATH to ask: .*, with DIS_QUEUE_CHECKED=1"):
+        slurm.refuse_busy(plan.out)
+    monkeypatch.setenv(slurm.QUEUE_CHECKED, "1")
+    slurm.refuse_busy(plan.out)
 
 
 def _failing_submission(monkeypatch, stage: str, error: BaseException) -> list:
