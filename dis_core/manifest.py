@@ -301,8 +301,9 @@ def _meant_column(name: str, header: list[str]) -> str | None:
 
 
 def _id_problems(entries: list[VideoEntry]) -> list[str]:
-    """Rows that name one participant with two dyads, ids that differ only in case (one person counted
-    twice; one folder on a case-insensitive disk), and a session listed twice with a time-locked video."""
+    """Rows that name one participant with two dyads, a dyad of more than two participants, ids that differ only in
+    case (one person counted twice; one folder on a case-insensitive disk), and a session listed twice with a
+    time-locked video."""
     out: list[str] = []
     dyads: dict[str, tuple[int, str]] = {}
     for e in entries:
@@ -322,6 +323,14 @@ def _id_problems(entries: list[VideoEntry]) -> list[str]:
             if v != v0:
                 out.append(f"row {row}: {col} '{v}' differs only in case from row {k}'s '{v0}': write one spelling")
                 spelt[key] = (row, v)  # each spelling said once
+    members: dict[str, dict[str, int]] = {}  # dyad -> its participants, each at its first row
+    for e in entries:
+        if e.dyad:
+            members.setdefault(e.dyad, {}).setdefault(e.participant_id, e.row)
+    for d, who in members.items():  # a mistyped label made a couple of three: the partner tests left it out unsaid
+        if len(who) > 2:
+            out.append(f"row {max(who.values())}: dyad '{d}' has {len(who)} participants "
+                       f"({', '.join(f'{p} (row {r})' for p, r in who.items())}): a dyad is a couple of two")
     sessions: dict[tuple[str, str], tuple[int, bool]] = {}
     for e in entries:
         is_locked = dict(e.extra).get("time_locked", "").lower() in TRUE_WORDS

@@ -93,6 +93,14 @@ def test_smile_in_smiling_part_none_in_neutral_start(extracted):
     assert x.detected.all()
     assert not x.smile[:17].any(), "no smile in the neutral first frames"
     assert x.smile[20:].any(), "a smile in the smiling part"
+    # the stored flags are the rule on the stored scores, and the smile is one run of frames (25-31 of 72 on
+    # 7 December 2026), not a stray frame
+    from dis_core.extract.landmarker import BLENDSHAPE_NAMES
+    from dis_core.extract.smiles import SmileConfig, smile_frames
+
+    assert np.array_equal(x.smile, smile_frames(x.blendshapes, BLENDSHAPE_NAMES, SmileConfig()))
+    (on,) = np.nonzero(x.smile)
+    assert len(on) >= 5 and np.all(np.diff(on) == 1), on
 
 
 def test_no_face_video_has_a_clear_status_and_no_crash(extracted, model):
@@ -540,20 +548,21 @@ def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_ma
     assert dict(zip(qc["participant_id"], qc["status"])) == {"good": "ok", "bad": "failed"}
 
 
-def test_another_mediapipe_or_opencv_re_extracts(tmp_path, samples, model, make_manifest):
-    """An extraction's values come from MediaPipe and OpenCV as much as from the video and the model: one made
-    by other versions (a DIS that moved the pin, an image with another OpenCV) is done again and says why, never
-    reused under the same key. A file from before the versions were an attribute is judged by the package
-    versions its provenance names: the same ones are not extracted again for nothing."""
+def test_another_mediapipe_or_opencv_or_older_rules_re_extract(tmp_path, samples, model, make_manifest):
+    """An extraction's values come from MediaPipe, OpenCV and DIS's extraction rules as much as from the video and
+    the model: one made by other versions (a DIS that moved the pin, an image with another OpenCV) or under older
+    rules (a fix of damaged frame times) is done again and says why, never reused under the same key. A file from
+    before the versions were an attribute is judged by the package versions its provenance names; it predates the
+    rules too."""
     from dis_core.extract.h5store import content_key, read_attrs
-    from dis_core.extract.landmarker import extractor_versions
+    from dis_core.extract.landmarker import EXTRACTION_RULES, extractor_versions
 
     m = load_manifest(make_manifest([{"participant_id": "p", "session": "s1", "video": str(samples["single_face.mp4"])}]))
     out = tmp_path / "out"
     first = extract_video(m.entries[0], out, model, ExtractConfig(), progress=False)
     h5 = Path(first.output)
     here = extractor_versions()
-    assert here.startswith("mediapipe ") and ", opencv " in here
+    assert here.startswith("mediapipe ") and ", opencv " in here and here.endswith(f", rules {EXTRACTION_RULES}")
     with h5py.File(h5, "r") as f:
         assert f.attrs["extractor"] == here and json.loads(f.attrs["provenance"])["extractor"] == here
     assert content_key(read_attrs(h5)).endswith("|" + here)
@@ -570,11 +579,14 @@ def test_another_mediapipe_or_opencv_re_extracts(tmp_path, samples, model, make_
                 f.attrs["provenance"] = json.dumps(prov)
         return extract_video(m.entries[0], out, model, ExtractConfig(), progress=False)
 
-    for again in (recorded("mediapipe 0.10.9, opencv 4.9.0"), recorded(None, mediapipe="0.10.9")):
+    versions = here.removesuffix(f", rules {EXTRACTION_RULES}")
+    # other versions; a file from before the attribute (judged by its provenance's versions, other or the same: it
+    # predates DIS's extraction rules); one of the same versions under older rules (a fix of frame times kept no key)
+    for again in (recorded("mediapipe 0.10.9, opencv 4.9.0"), recorded(None, mediapipe="0.10.9"), recorded(None),
+                  recorded(versions), recorded(f"{versions}, rules 2026-01-01")):
         assert again.status == "ok" and again.key == first.key, again
-        assert again.message.startswith("re-extracted: another MediaPipe or OpenCV than its last extraction"), again
+        assert again.message.startswith("re-extracted: another MediaPipe or OpenCV, or older extraction rules of DIS, "
+                                        "than its last extraction"), again
         with h5py.File(h5, "r") as f:
             assert f.attrs["extractor"] == here
-    old = recorded(None)  # as a DIS before the attribute wrote it, with these versions: kept, under its old key
-    assert old.status == "skipped", old
-    assert content_key(read_attrs(h5)) == first.key.removesuffix("|" + here)
+    assert recorded(here).status == "skipped"

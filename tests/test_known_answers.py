@@ -151,6 +151,14 @@ def test_verification_curve_rises_and_a_perfect_matrix_has_auc_1():
     assert v["auc"] == 1.0 and v["eer"] == 0.0
     assert np.all(np.diff(v["fpr"]) >= 0) and np.all(np.diff(v["tpr"]) >= 0)
     assert (v["fpr"][0], v["tpr"][0], v["fpr"][-1], v["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+    # by hand: genuine (diagonal) {2, 4}, impostor {3, 1}; accepting from above 4, then 4, 3, 2, 1: the operating
+    # points (FPR, TPR) (0, 0), (0, 1/2), (1/2, 1/2), (1/2, 1), (1, 1); AUC = P(genuine > impostor) = 3/4, the area
+    # under those points; the one point where FPR = FNR is (1/2, 1/2): EER 1/2. (The figures draw these points: a
+    # curve with FPR and TPR swapped has the same ends and rises too.)
+    v = verification(np.array([[2.0, 3.0], [1.0, 4.0]]))
+    pts = list(dict.fromkeys(zip(v["fpr"].tolist(), v["tpr"].tolist())))
+    assert pts == [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)], pts
+    assert v["auc"] == 0.75 == np.trapezoid(v["tpr"], v["fpr"]) and v["eer"] == 0.5
 
 
 def test_partner_test_reports_what_the_permutation_test_found_and_dyads_need_two_members():

@@ -327,6 +327,14 @@ def test_dyads_and_ids_that_cannot_mean_what_they_say_are_refused(make_manifest,
     assert "row 4: participant_id 'P1' differs only in case from row 2's 'p1'" in msg
     assert "row 4: dyad 'D1' differs only in case from row 2's 'd1'" in msg
     assert "row 3: a time-locked video of participant p1, session s1, which row 2 already lists" in msg
+    # a mistyped label makes a couple of three, which the partner tests left out without a word; two are a couple,
+    # one a couple whose partner has no video
+    msg = _problems(make_manifest([
+        {"participant_id": p, "session": "s1", "video": v, "dyad": d} for p, v, d in
+        [("p1", "vids/a.mp4", "d1"), ("p2", "vids/b.mp4", "d1"), ("p3", "vids/c d é.mp4", "d1")]]))
+    assert "row 4: dyad 'd1' has 3 participants (p1 (row 2), p2 (row 3), p3 (row 4)): a dyad is a couple of two" in msg
+    load_manifest(make_manifest([{"participant_id": p, "session": "s1", "video": v, "dyad": d} for p, v, d in
+                                 [("p1", "vids/a.mp4", "d1"), ("p2", "vids/b.mp4", "d1"), ("p3", "vids/c d é.mp4", "d2")]]))
 
 
 def test_a_manifest_reached_through_a_link_reads_its_videos_beside_the_link(tmp_path):

@@ -322,7 +322,8 @@ def test_unusual_but_valid_videos_and_audio_only(tmp_path, samples, model, make_
     v = read_extraction(Path(half.output)).video
     assert v["frame_count_header"] == listed and v["duration_s"] < 0.6 * listed / v["fps_header"]
     assert half.message == (f"{vids['half.mp4']}: decoded {half.frames} frames over {v['duration_s']:.1f} s of the "
-                            f"{listed / v['fps_header']:.1f} s its header lists (truncated or damaged?)")
+                            f"{listed / v['fps_header']:.1f} s its header lists (truncated or damaged? a copy trimmed "
+                            "without re-encoding lists the frames before its cut too)")
     again = extract_video(m.entries[list(vids).index("half.mp4")], tmp_path / "out", model, ExtractConfig(), progress=False)
     assert again.status == "skipped" and again.message == half.message  # a re-run says the same
     from dis_core.extract.h5store import read_extraction

@@ -217,7 +217,8 @@ OTHER_INPUTS = {
     "fps_override changed": "was made under another fps override than the manifest's now ({fps})",
     "model_sha256 changed": "was made with another face model than the run's",
     "config_hash changed": "was made under another extraction configuration than the run's",
-    "extractor changed": "was made by another MediaPipe or OpenCV than this DIS's ({extractor})"}
+    "extractor changed": ("was made by another MediaPipe or OpenCV, or under older extraction rules, than "
+                          "this DIS's ({extractor})")}
 
 
 def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path, expect: dict[str, Any]) -> str | None:

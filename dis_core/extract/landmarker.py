@@ -386,10 +386,17 @@ def _protobuf_fields(buf: bytes) -> list[tuple[int, int, object]]:
     return out
 
 
+# DIS's own extraction rules: set to the day of a change to what an extraction stores from the same inputs (frame
+# times and their repair, face tracking, head pose, pixel aspect), so that files made before it are extracted again
+# (a fix of damaged frame times on 6 December 2026 changed neither key nor schema: older files were reused as current)
+EXTRACTION_RULES = "2026-12-07"
+
+
 @functools.lru_cache(maxsize=1)
 def extractor_versions() -> str:
-    """The detector and decoder that made an extraction's values ('mediapipe 0.10.14, opencv 4.10.0'): part of
-    its content key, so a DIS that moves MediaPipe's pin or another OpenCV re-extracts rather than reuse them."""
+    """The detector, decoder and rules that made an extraction's values ('mediapipe 0.10.14, opencv 4.10.0, rules
+    2026-12-07'): part of its content key, so a DIS that moves MediaPipe's pin, another OpenCV or a change of
+    :data:`EXTRACTION_RULES` re-extracts rather than reuse them."""
     from importlib import metadata
 
     import cv2
@@ -398,4 +405,4 @@ def extractor_versions() -> str:
         mp = metadata.version("mediapipe")
     except metadata.PackageNotFoundError:
         mp = "absent"
-    return f"mediapipe {mp}, opencv {cv2.__version__}"
+    return f"mediapipe {mp}, opencv {cv2.__version__}, rules {EXTRACTION_RULES}"

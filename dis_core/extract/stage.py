@@ -87,8 +87,8 @@ CHANGED = {"video_sha256 changed": "the video's content changed since its last e
            "model_sha256 changed": "another face model than its last extraction",
            "config_hash changed": "another extraction configuration than its last extraction",
            "fps_override changed": "another fps override than its last extraction",
-           "extractor changed": ("another MediaPipe or OpenCV than its last extraction (or one that did not record "
-                                 "them)"),
+           "extractor changed": ("another MediaPipe or OpenCV, or older extraction rules of DIS, than its last "
+                                 "extraction (or one that did not record them)"),
            "old schema": "its last extraction was written by an older DIS"}
 
 
@@ -271,7 +271,7 @@ def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
     listed = count / rate if count > 0 and rate > 0 else 0.0
     if span < TRUNCATED_SHARE * listed:
         warn.append(f"decoded {res.frames} frames over {span:.1f} s of the {listed:.1f} s its header lists "
-                    "(truncated or damaged?)")
+                    "(truncated or damaged? a copy trimmed without re-encoding lists the frames before its cut too)")
     if res.detection_rate < 0.5:
         warn.append(f"face found in only {100 * res.detection_rate:.0f}% of frames")
     if res.several_faces_frames or res.other_face_frames:
