@@ -173,14 +173,14 @@ def test_a_damaged_frame_time_does_not_shift_the_frames_after_it():
     gap that the next frames continue from is kept, as is a pause under 10 s the next frame repeats or that ends
     the video; a repeated stamp is the last plus a period; a first frame stamped far past the second is one
     period before it."""
-    from dis_core.extract.video import frame_time
+    from dis_core.extract.video import WILD_AHEAD, frame_time
 
     p = 1 / 30
 
     def times(raw):
         out, prev = [], -np.inf
         for k, r in enumerate(raw):
-            t, wild = frame_time(prev, r, raw[k + 1] if k + 1 < len(raw) else None, p)
+            t, wild = frame_time(prev, r, raw[k + 1:k + 1 + WILD_AHEAD], p)
             out.append((round(t, 6), wild))
             prev = t
         return out
@@ -195,6 +195,20 @@ def test_a_damaged_frame_time_does_not_shift_the_frames_after_it():
                                                  (round(2 + p, 6), False), (2.1, False), (4.0, False)]
     assert times([0, p, p, 3 * p]) == [(0, False), (round(p, 6), False), (round(2 * p, 6), False), (round(3 * p, 6), False)]
     assert times([1000, p, 2 * p]) == [(0.0, True), (round(p, 6), False), (round(2 * p, 6), False)]
+    # damaged stamps in a row, each passing the one before: the second passed the first, which was then kept, and
+    # every later frame went a period after it (a 2.4 s video lasted 1002 s, nothing said); up to WILD_AHEAD of them
+    assert times([0, p, 2 * p, 1000, 1000 + p, 5 * p, 6 * p]) == [
+        (0, False), (round(p, 6), False), (round(2 * p, 6), False), (round(3 * p, 6), True), (round(4 * p, 6), True),
+        (round(5 * p, 6), False), (round(6 * p, 6), False)]
+    bad = [1000 + k * p for k in range(WILD_AHEAD)]
+    assert times([0, p, *bad, (2 + WILD_AHEAD) * p]) == [(round(k * p, 6), 2 <= k < 2 + WILD_AHEAD)
+                                                           for k in range(3 + WILD_AHEAD)]
+    assert times([1000, 1000 + p, 2 * p, 3 * p]) == [(0.0, True), (round(p, 6), True), (round(2 * p, 6), False),
+                                                      (round(3 * p, 6), False)]
+    # as OpenCV reads them: the last damaged stamp repeated for every frame after it
+    assert [w for _, w in times([0, p, 2 * p, 1000, 1000 + p, 1000 + p, 1000 + p, 1000 + p])] == [False] * 3 + [True] * 5
+    # a paused camera whose frames go on from the pause is kept, however many follow
+    assert [t for t, _ in times([0, p, 20.0, 20 + p, 20 + 2 * p, 20 + 3 * p, 20 + 4 * p, 20 + 5 * p])][2] == 20.0
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")
@@ -211,6 +225,16 @@ def test_a_video_with_one_damaged_stamp_keeps_its_length_and_says_so(tmp_path, s
     assert len(x.time_s) == 72 and x.time_s[-1] < 2.5 and np.all(np.diff(x.time_s) > 0)
     assert r.status == "ok" and "frame time(s) lay far past the frame before" in r.message
     assert int(x.attrs["n_wild_times"]) >= 1
+    # frames 20 and 21 at 1000 s and 1000 s + a period: the second passed the first, and the video lasted 1002 s
+    # with nothing said
+    two = _ff("-i", samples["single_face.mp4"], "-vf", "setpts=if(between(N\\,20\\,21)\\,(1000+(N-20)/30)/TB\\,PTS)",
+              "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", tmp_path / "wild2.mkv")
+    m = load_manifest(make_manifest([{"participant_id": "b", "session": "s1", "video": str(two)}]))
+    r = extract_video(m.entries[0], tmp_path / "out", model, ExtractConfig(), progress=False)
+    x = read_extraction(Path(r.output))
+    assert len(x.time_s) == 72 and x.time_s[-1] < 2.5 and np.all(np.diff(x.time_s) > 0), x.time_s[-1]
+    assert r.status == "ok" and "frame time(s) lay far past the frame before" in r.message
+    assert int(x.attrs["n_wild_times"]) >= 2
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it)")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -38,27 +39,33 @@ class Frame:
     wild_time: bool = False  # its timestamp leapt far past both neighbours' and was put back between them
 
 
-# a timestamp this far past the last one (3 periods and 10 s), which the next does not pass, is damaged: a
-# variable frame rate's pause, or a pause then a repeated stamp, is shorter than that
-WILD_PERIODS, WILD_S = 3, 10.0
+# a timestamp this far past the last one (3 periods and 10 s), after which the next WILD_AHEAD do not keep advancing,
+# is damaged: a variable frame rate's pause, or a pause then a repeated stamp, is shorter than that, and a real
+# pause's frames go on from it; up to WILD_AHEAD damaged stamps in a row are put back (the frames held: WILD_AHEAD + 1)
+WILD_PERIODS, WILD_S, WILD_AHEAD = 3, 10.0, 4
 
 
-def frame_time(prev: float, raw: float, nxt: float | None, period: float) -> tuple[float, bool]:
-    """A frame's time from the decoder's ``raw`` one, the last frame's ``prev`` and the next frame's raw time
-    ``nxt`` (None at the end). A time more than WILD_PERIODS periods and WILD_S past ``prev`` that the next frame does not
-    pass (it falls back, or stalls there: OpenCV repeats a damaged stamp for every frame after it; or there is no
-    next) is damaged: the frame goes between its neighbours, or one period after the last (True: said and
-    counted). Taken as it came, one stamp of 1000 s made a 4 s video last 1000 s. A time that does not increase
-    is the last plus one period; the first frame's is 0 when not finite, and when it lies far past the next's
-    it is one period before it. A forward gap that the next frames continue from (a paused camera) is kept."""
+def frame_time(prev: float, raw: float, ahead: Sequence[float] | float | None, period: float) -> tuple[float, bool]:
+    """A frame's time from the decoder's ``raw`` one, the last frame's ``prev`` and the next frames' raw times
+    ``ahead`` (up to WILD_AHEAD; empty or None at the end). A time more than WILD_PERIODS periods and WILD_S past
+    ``prev`` after which the next frames do not keep advancing (one falls back or stalls: OpenCV repeats the last
+    damaged stamp for every frame after it; or there is no next) is damaged: the frame goes between its neighbours, or one
+    period after the last (True: said and counted). Taken as it came, one stamp of 1000 s made a 4 s video last
+    1000 s, and two in a row (1000, 1000.03) did so unseen, as the second passed the first. A time that does not
+    increase is the last plus one period; the first frame's is 0 when not finite, and when it lies far past a
+    next one's it goes that many periods before it. A forward gap the next frames go on from (a paused camera) is
+    kept."""
+    ahead = () if ahead is None else (ahead,) if isinstance(ahead, (int, float)) else tuple(ahead)
+    nxt = ahead[0] if ahead else None
     leap = max(WILD_PERIODS * period, WILD_S)
     if math.isfinite(prev) and math.isfinite(raw) and raw - prev > leap and (
-            nxt is None or not math.isfinite(nxt) or nxt <= raw):
+            not ahead or any(not math.isfinite(a) or a <= b for b, a in zip((raw, *ahead), ahead))):
         inside = nxt is not None and math.isfinite(nxt) and prev < nxt
         return prev + (min(period, (nxt - prev) / 2) if inside else period), True
-    if not math.isfinite(prev) and nxt is not None and math.isfinite(nxt) and math.isfinite(raw) \
-            and raw - nxt > leap and nxt >= 0:
-        return max(nxt - period, 0.0), True  # the first frame's
+    if not math.isfinite(prev) and math.isfinite(raw):  # the first frame, far past a next one's
+        back = next((k for k, a in enumerate(ahead) if math.isfinite(a) and 0 <= a < raw - leap), None)
+        if back is not None:
+            return max(ahead[back] - (back + 1) * period, 0.0), True
     if not math.isfinite(raw) or raw <= prev:
         return ((prev + period) if math.isfinite(prev) else 0.0), False
     return raw, False
@@ -223,8 +230,9 @@ def iter_frames(path: str | Path, fps_override: float | None = None, square_pixe
     starts after its audio, or an MPEG-TS clock, is not offset; a stream cut mid-GOP starts at its first
     decodable frame's time); with ``fps_override`` they are ``index / fps``.
     Timestamps that do not increase (broken containers) are replaced by the previous one plus one
-    nominal frame period, so downstream code can rely on strictly increasing times, and a single stamp that
-    leaps far ahead of both neighbours is put back between them (:func:`frame_time`; one frame decoded ahead).
+    nominal frame period, so downstream code can rely on strictly increasing times, and stamps that leap far
+    ahead of their neighbours (up to WILD_AHEAD in a row) are put back between them (:func:`frame_time`; WILD_AHEAD
+    frames decoded ahead).
     """
     cap = _open(Path(path))
     try:
@@ -244,16 +252,17 @@ def iter_frames(path: str | Path, fps_override: float | None = None, square_pixe
         def frame(i: int, t: float, wild: bool, bgr: np.ndarray) -> Frame:
             return Frame(i, t, shown_rgb(bgr, aspect if stretch else 1.0, turned), wild)
 
-        prev, pending = -math.inf, None
+        prev, held = -math.inf, collections.deque()  # the frame to time and the WILD_AHEAD decoded after it
         for i, raw, bgr in decoded():
-            if pending is not None:
-                t, wild = frame_time(prev, pending[1], raw, period)
-                yield frame(pending[0], t, wild, pending[2])
-                prev = t
-            pending = (i, raw, bgr)
-        if pending is not None:
-            t, wild = frame_time(prev, pending[1], None, period)
-            yield frame(pending[0], t, wild, pending[2])
+            held.append((i, raw, bgr))
+            if len(held) > WILD_AHEAD:
+                j, r, b = held.popleft()
+                prev, wild = frame_time(prev, r, [x[1] for x in held], period)
+                yield frame(j, prev, wild, b)
+        while held:
+            j, r, b = held.popleft()
+            prev, wild = frame_time(prev, r, [x[1] for x in held], period)
+            yield frame(j, prev, wild, b)
     finally:
         cap.release()
 
