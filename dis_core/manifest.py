@@ -341,6 +341,11 @@ def _id_problems(entries: list[VideoEntry]) -> list[str]:
     return out
 
 
+def natural_key(s: str) -> list:
+    """'d2' before 'd10': digits compared as numbers."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
 def unit_id(participant_id: str, session: str, video_rel: str) -> str:
     """File-name-safe, readable and injective unit id: ``participant_session_videostem-hash8``.
 

@@ -136,7 +136,7 @@ def _extract(plan: Plan, entry: VideoEntry) -> ExtractResult:
 
 def _cohort(plan: Plan, unit: str) -> UnitResult:
     """The cohort step: the extraction summary from the recorded outcomes, then split and basis."""
-    from dis_core.cohort.split import check_gap
+    from dis_core.cohort.split import check_gap, session_order_note
     from dis_core.cohort.stage import prepare_cohort
     from dis_core.extract.landmarker import extractor_versions
     from dis_core.features.build import reach_s
@@ -168,6 +168,9 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
         model_sha256=plan.model.sha256, split_rules=c.split_rules), indent=2, default=str))
     res.status, res.key = "ok", sha[:32]
     res.message = f"{len(c.entries)} usable video(s) of {len(c.participants)} participant(s), {len(c.left_out)} left out"
+    order = session_order_note(m.entries, plan.cohort.split.rule)  # all the manifest's rows, as the split reads them
+    if order:
+        res.message += f"; {order}"
     other_smiles &= {e.unit_id for e in c.entries}
     if other_smiles:  # usable: no model reads smiles; but the smile summary and the report's table lack them
         res.message += (f"; {len(other_smiles)} video(s) with smiles of another smile rule than the run's, left out of the "

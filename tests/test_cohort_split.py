@@ -95,6 +95,41 @@ def test_within_session_rule_splits_each_session_on_its_own():
     assert {s.rule for s in sp.values()} == {"temporal"}
 
 
+def test_sessions_listed_out_of_their_numbers_order_are_said_with_the_one_held_out(tmp_path):
+    """A manifest sorted as text lists s1, s10, s2: the cross-session split holds out the last listed (s2), as
+    documented, and nothing said so. The cohort step now names such participants; labels without numbers, a
+    manifest's own split and the within-session rule say nothing."""
+    from dis_core.cohort.split import session_order_note
+    from jobs import graph
+
+    def rows(pid, sessions, split=None):
+        return [VideoEntry(row=2, participant_id=pid, session=x, video=Path(f"/{pid}{x}.mp4"), video_rel=f"{pid}{x}.mp4",
+                           unit_id=f"{pid}{x}", split=split) for x in sessions]
+
+    es = rows("p1", ["s1", "s10", "s2"]) + rows("p2", ["s1", "s2", "s10"]) + rows("p3", ["post", "pre"])
+    assert session_order_note(es) == ("sessions listed out of their numbers' order, the last listed held out: "
+                                      "p1 (s1, s10, s2: s2 held out) (list each participant's sessions in the order "
+                                      "filmed)")
+    assert session_order_note(es, "within-session") == ""
+    assert session_order_note(rows("p4", ["2", "1"], split="test")) == ""
+    many = [e for k in range(5) for e in rows(f"q{k}", ["v2", "v1"])]
+    assert session_order_note(many).endswith("q2 (v2, v1: v1 held out) and 2 more (list each participant's sessions "
+                                             "in the order filmed)")
+    # in the cohort step's line: p0's sessions listed s2 first
+    from dis_core.io.assets import ModelFile
+    from tests.conftest import write_manifest
+
+    m = make_run(tmp_path / "out", n=2, seconds=20, sessions=2)
+    listed = sorted(m.entries, key=lambda e: (e.participant_id, e.participant_id == "p0" and e.session == "s1"))
+    path = write_manifest(tmp_path / "videos" / "cohort.csv", [
+        {"participant_id": e.participant_id, "session": e.session, "video": e.video.name} for e in listed])
+    plan = graph.Plan(out=tmp_path / "out", manifest=path, model=ModelFile(tmp_path / "model.task", "0" * 64))
+    r = graph.run_unit("cohort", plan, "cohort")
+    assert r.status == "ok" and r.message.endswith("; sessions listed out of their numbers' order, the last listed held "
+                                                   "out: p0 (s2, s1: s1 held out) (list each participant's sessions in "
+                                                   "the order filmed)"), r.message
+
+
 def test_an_interrupted_cohort_step_is_named_not_a_bare_key_error(tmp_path, monkeypatch):
     """Killed between split.npz and cohort.json after a video dropped out: the old record is refused by name."""
     out = tmp_path / "out"
@@ -139,8 +174,9 @@ def test_a_participant_whose_first_session_is_unusable_is_left_out_of_training_s
 def test_a_video_whose_head_does_not_move_gives_no_gain_normalised_rows_and_says_why(tmp_path):
     """p0's test session froze on one rotation for 60 % of its frames: its robust spread is 0, and dividing by
     the floored gain multiplied the moving frames' rotations by up to 1e6 (log band powers ~28, lags ~2.5e5).
-    Now the gain-normalised sets get no rows from it and the reason names it; per-frame sets still get rows,
-    and every other video's rows are unchanged (the same values as a run without the frozen video)."""
+    Now the gain-normalised sets get no rows from it and the reason names it; so do per-frame sets, since its
+    frames repeat one frame (a frozen stream, motion.frozen_repeats); every other video's rows are unchanged (the
+    same values as a run without the frozen video)."""
     from dis_core.cohort.stage import participant_features
     from dis_core.features.build import FEATURE_SETS
 
@@ -156,8 +192,8 @@ def test_a_video_whose_head_does_not_move_gives_no_gain_normalised_rows_and_says
         train = participant_features(c, "p0", spec, "train")
         assert train.still == [] and train.still_note() == ""
         np.testing.assert_array_equal(train.x, participant_features(ref, "p0", spec, "train").x)
-    pose = participant_features(c, "p0", FEATURE_SETS["head_pose"], "test")
-    assert len(pose.x) > 500 and np.abs(pose.x).max() < 100 and pose.still == []
+    pose = participant_features(c, "p0", FEATURE_SETS["head_pose"], "test")  # frozen on 60%: a frozen stream
+    assert len(pose.x) == 0 and pose.still == [frozen]
     # beside a usable training session, a frozen one costs only its rows, and the training record names it
     from dis_core.model.config import TrainConfig
     from dis_core.model.stage import train_unit
@@ -181,20 +217,35 @@ def test_a_video_whose_head_does_not_move_gives_no_gain_normalised_rows_and_says
 
 
 
-def test_a_head_frozen_through_its_training_session_is_left_out_in_one_line_not_as_a_bug(tmp_path):
-    """head_pose is not gain-normalised: a frozen training session gives rows whose every column is constant. The
-    flow raised a ValueError, which the stage reported as a bug of DIS with a traceback log; now one line says
-    why, as head_lags' does."""
+def test_a_head_frozen_through_its_training_session_is_left_out_in_one_line_not_as_a_bug(tmp_path, monkeypatch):
+    """head_pose is not gain-normalised: a frozen training session gave rows whose every column is constant, and the
+    flow raised a ValueError, which the stage reported as a bug of DIS with a traceback log. A frozen stream now
+    gives no rows, and one line says why; rows whose every column is constant all the same (which video can no
+    longer give: stood in for here) are one line too."""
+    from dis_core.cohort import stage as cohort_stage
     from dis_core.features.build import FEATURE_SETS
     from dis_core.model.config import TrainConfig
     from dis_core.model.stage import train_unit
 
     out = tmp_path / "out"
-    prepare_cohort(make_run(out, n=4, seconds=30, still_of=lambda k, si: 1.0 if k == 0 else 0.0), out)
+    m = make_run(out, n=4, seconds=30, still_of=lambda k, si: 1.0 if k == 0 else 0.0)
+    prepare_cohort(m, out)
     spec = FEATURE_SETS["head_pose"]
     cfg = TrainConfig(spec, dataclasses.replace(TrainConfig(spec).flow, max_epochs=2), min_train_frames=20)
     r = train_unit(out, "p0", cfg)
     assert r.status == "failed" and not r.log  # no traceback: not a bug
-    assert r.message.startswith("participant p0, head_pose: every feature column is constant in the rows the flow "
+    assert r.message.startswith("participant p0, head_pose: only 0 usable training frames (need 20")
+    assert f"the head hardly moves in {m.entries[0].unit_id} " in r.message
+    assert r.message.endswith("; add video") and train_unit(out, "p1", cfg).status == "ok"
+    real = cohort_stage.participant_features
+
+    def constant(c, pid, spec, part, *a, **k):
+        d = real(c, "p1", spec, part, *a, **k)
+        return dataclasses.replace(d, x=np.ones_like(d.x)) if part == "train" else d
+
+    monkeypatch.setattr("dis_core.model.stage.participant_features", constant)
+    r = train_unit(out, "p1", cfg, force=True)
+    assert r.status == "failed" and not r.log
+    assert r.message.startswith("participant p1, head_pose: every feature column is constant in the rows the flow "
                                 "fits, its training rows less the last 15% that validate")
-    assert r.message.endswith(": add video") and train_unit(out, "p1", cfg).status == "ok"
+    assert r.message.endswith(": add video")

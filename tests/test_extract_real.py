@@ -530,6 +530,16 @@ def test_an_extraction_stopped_at_its_time_limit_records_why_under_its_task(tmp_
     assert not (d / H5_NAME).exists(), "no partial extraction is left"
 
 
+def test_the_recorded_output_path_holds_from_any_folder(tmp_path, samples, model, make_manifest, monkeypatch):
+    """With a relative --out, status.json and extraction_qc.csv named the file relative to the folder the command
+    was typed in: read from elsewhere (a SLURM task, dis status), it named nothing."""
+    m = load_manifest(make_manifest([{"participant_id": "w", "session": "s1", "video": str(samples["single_face.mp4"])}]))
+    monkeypatch.chdir(tmp_path)
+    r = extract_video(m.entries[0], Path("out"), model, ExtractConfig(), progress=False)
+    monkeypatch.chdir(ROOT)
+    assert r.status == "ok" and Path(r.output).is_absolute() and Path(r.output).is_file()
+
+
 def test_cli_partial_failure_lists_what_failed(tmp_path, samples, model, make_manifest):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video\n")

@@ -335,3 +335,35 @@ def test_scaled_head_rotation_velocity_is_the_angular_velocity_over_each_axis_ga
         before = (held * Rotation.from_rotvec(0.2 * np.sin(2 * np.pi * 0.25 * (vf.times - 0.2))[:, None] * omega)
                   ).as_rotvec()
         np.testing.assert_allclose(lag, before, atol=1e-9)  # lags: the rotation 0.2 s before, as the values
+
+
+def test_a_stream_frozen_for_seconds_gives_no_rows_of_its_frozen_frames():
+    """A 13 s stretch in which the stream repeats one frame (a stalled recording), inside 60 s of a moving head:
+    its 8 s windows had log band power log(1e-12) in every band, 17 nats below the rest, and head_pose 388 identical
+    rows. Frames repeating the one before them for more than motion.FROZEN_S count as frames without a face: no
+    window covers them, they are dropped, and the rest of the video gives its rows as before."""
+    from dis_core.features.build import FEATURE_SETS
+    from dis_core.features.motion import FROZEN_S, frozen_repeats
+
+    rng = np.random.default_rng(1)
+    t = np.arange(1800) / 30
+    live = 0.1 * np.sin(2 * np.pi * np.array([0.3, 0.7, 1.1]) * t[:, None]) + 0.003 * rng.normal(size=(1800, 3))
+    rv = live.copy()
+    rv[600:1000] = rv[600]
+    tr = np.zeros((1800, 4, 4))
+    tr[:, :3, :3], tr[:, 3, 3] = Rotation.from_rotvec(rv).as_matrix(), 1
+    every = np.ones(1800, bool)
+    frozen = frozen_repeats(rv, t, every)
+    assert np.array_equal(np.flatnonzero(frozen), np.arange(601, 1000))  # the frame repeated is a real one
+    for repeats, kept in ((int(FROZEN_S * 30) - 1, True), (int(FROZEN_S * 30) + 1, False)):  # either side of FROZEN_S
+        short = live.copy()
+        short[100:101 + repeats] = short[100]
+        assert frozen_repeats(short, t, every).sum() == (0 if kept else repeats)
+    spec = FEATURE_SETS["head_spectrum"]
+    vf = video_features(*base_values(spec.source, transform=tr, fit=every), t, every, every, spec)
+    assert not vf.still and len(vf.x) > 50 and vf.x.min() > -20, vf.x.min()
+    assert not np.isin(np.arange(601, 1000), vf.covered).any() and vf.dropped >= 399
+    pose = FEATURE_SETS["head_pose"]
+    vf = video_features(*base_values(pose.source, transform=tr, fit=every), t, every, every, pose)
+    assert len(np.unique(vf.x, axis=0)) == len(vf.x) and not np.isin(np.arange(601, 1000), vf.frames).any()
+    assert len(vf.x) > 1300 and vf.dropped >= 399

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Callable, Sequence
 
 import numpy as np
 
-from dis_core.manifest import VideoEntry
+from dis_core.manifest import VideoEntry, natural_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +109,25 @@ def whole_video_rule(every: Sequence[VideoEntry], rule: str = "auto"
     if rule == "auto" and len(sessions) > 1:
         return "cross-session", lambda e: e.session == sessions[-1]
     return None
+
+
+def session_order_note(entries: Sequence[VideoEntry], rule: str = "auto", most: int = 3) -> str:
+    """'' or a clause naming participants whose sessions, all numbered, are listed out of their numbers' order
+    while the cross-session split holds out the last listed: a manifest sorted as text lists s1, s10, s2 and held
+    out s2, unsaid. The rule stays (the order filmed is the user's to give); the cohort step says so."""
+    odd = []
+    for pid in dict.fromkeys(e.participant_id for e in entries):
+        every = [e for e in entries if e.participant_id == pid]
+        found = whole_video_rule(every, rule)
+        listed = list(dict.fromkeys(e.session for e in every))
+        if (found and found[0] == "cross-session" and all(re.search(r"\d", x) for x in listed)
+                and listed != sorted(listed, key=natural_key)):
+            odd.append(f"{pid} ({', '.join(listed)}: {listed[-1]} held out)")
+    if not odd:
+        return ""
+    more = f" and {len(odd) - most} more" if len(odd) > most else ""
+    return (f"sessions listed out of their numbers' order, the last listed held out: {'; '.join(odd[:most])}{more} "
+            "(list each participant's sessions in the order filmed)")
 
 
 def _temporal(es: Sequence[VideoEntry], times: dict[str, np.ndarray], cfg: SplitConfig,

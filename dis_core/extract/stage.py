@@ -464,5 +464,5 @@ def _result_from_file(base: ExtractResult, h5: Path) -> ExtractResult:
     return dataclasses.replace(
         base, frames=int(a["n_frames"]), detected_frames=int(a["n_detected"]),
         smile_frames=int(a["n_smile_frames"]), smile_seconds=int(a["n_smile_seconds"]), smile_hash=recorded_smile_hash(a),
-        seconds=int(a["n_seconds"]), face_seconds=face_seconds_of(a, h5), fps=float(a["fps"]), output=str(h5),
+        seconds=int(a["n_seconds"]), face_seconds=face_seconds_of(a, h5), fps=float(a["fps"]), output=os.path.abspath(h5),
         other_face_frames=int(a.get("n_other_face_frames", 0)), several_faces_frames=int(a.get("n_several_faces_frames", 0)))

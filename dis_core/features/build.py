@@ -269,7 +269,8 @@ class VideoFeatures:
     dropped: int  # frames of the selection lost to missing faces or incomplete windows
     interpolated: int = 0  # bridged (interpolated) frames that some emitted row's window used
     covered: np.ndarray | None = None  # window rows: every frame some row was computed from (sorted)
-    still: bool = False  # no rows: a scaled rotation axis hardly moves on the frames that set its gain (MIN_GAIN_RAD)
+    still: bool = False  # no rows: a scaled rotation axis hardly moves on the frames that set its gain (MIN_GAIN_RAD),
+    # or the head is frozen (a stream repeating one frame, motion.FROZEN_S) on more than half of them
 
 
 # Below this robust spread (rad) on the frames that set a session's gain, the head does not move: more than half of
@@ -355,12 +356,19 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     frames); ``fit`` marks the frames whose median centres the session (its training frames, or all).
     Gaps of at most ``spec.max_gap_s`` are bridged first; velocities and lags may then look at
     neighbouring frames outside ``select`` and at bridged frames, but never across a longer gap.
-    Only frames with a real face become rows. Rows of ``window="frames"`` are reduced by
+    Only frames with a real face become rows; frames of a frozen stream (:func:`motion.frozen_repeats`) have
+    none, and a head frozen on most of its ``fit`` frames gives no rows (``still``). Rows of ``window="frames"`` are
+    reduced by
     ``window_basis`` (the cohort's); without one they stay raw windows (what the basis is fitted on).
     """
     v = transform_values(np.asarray(values, np.float64), spec.transform, fit)
     t = np.asarray(times, np.float64)
     ok = np.isfinite(v).all(axis=1)
+    frozen = motion.frozen_repeats(np.asarray(values), t, ok)  # a frozen stream: frames without a face, no atoms
+    sets = (ok & fit) if (ok & fit).any() else ok  # the frames that set the session's centre and gain (below)
+    frozen_share = float(frozen[sets].mean()) if sets.any() else 0.0
+    if frozen.any():
+        v, ok = np.where(frozen[:, None], np.nan, v), ok & ~frozen
     rotation = spec.source == "head_rotation"
     if rotation and ok.any():  # slerp on the rotation group
         q = np.full((len(v), 4), np.nan)
@@ -380,9 +388,9 @@ def video_features(values: np.ndarray, columns: list[str], times: np.ndarray, se
     if spec.scale == "session" and ref.sum() > 1:
         gain = np.maximum(np.median(np.abs(v[ref] - np.median(v[ref], axis=0)), axis=0) * 1.4826, 1e-6)
     raw, v = v, (v - offset) / gain
-    if rotation and spec.scale == "session" and ref.sum() > 1 and (gain < MIN_GAIN_RAD).any():
-        vf = video_features(values, columns, times, select, fit, dataclasses.replace(spec, scale="none"),
-                            window_basis)
+    if rotation and (frozen_share > 0.5 or spec.scale == "session" and ref.sum() > 1 and (gain < MIN_GAIN_RAD).any()):
+        vf = video_features(np.where(frozen[:, None], np.nan, values), columns, times, select, fit,
+                            dataclasses.replace(spec, scale="none"), window_basis)
         return VideoFeatures(vf.frames[:0], vf.times[:0], vf.x[:0], vf.columns,
                              int(np.asarray(select, bool).sum()), 0,
                              None if vf.covered is None else vf.covered[:0], still=True)

@@ -145,6 +145,29 @@ def jump_slots(times: np.ndarray, segment: np.ndarray) -> np.ndarray:
     return out
 
 
+# A frame that repeats the one before it bit for bit, in a run lasting longer than this, is a frozen stream (a stalled
+# recording or capture), not a still head: MediaPipe's output on a live camera differs from frame to frame. Such
+# frames count as frames without a face (a features review: a 13 s freeze gave 8 s windows of log power 1e-12 in
+# every band, 17 nats below the rest, and 388 identical head_pose rows). Shorter repeats (a frame shown twice by a
+# rate conversion) are kept.
+FROZEN_S = 0.5
+
+
+def frozen_repeats(values: np.ndarray, times: np.ndarray, ok: np.ndarray, min_s: float = FROZEN_S) -> np.ndarray:
+    """The frames that repeat the one before them exactly (all columns, both with values ``ok``), in runs lasting
+    more than ``min_s`` seconds from the frame repeated to its last repeat: a frozen stream."""
+    v, t, ok = np.asarray(values), np.asarray(times, float), np.asarray(ok, bool)
+    same = np.zeros(len(v), bool)
+    if len(v) > 1:
+        same[1:] = ok[1:] & ok[:-1] & (v[1:] == v[:-1]).all(axis=1)
+    edges = np.flatnonzero(np.diff(np.r_[0, same.astype(np.int8), 0]))
+    out = np.zeros(len(v), bool)
+    for a, b in zip(edges[::2], edges[1::2]):  # repeats a..b-1 of frame a-1
+        if t[b - 1] - t[a - 1] > min_s:
+            out[a:b] = True
+    return out
+
+
 def bridge_gaps(values: np.ndarray | None, times: np.ndarray, ok: np.ndarray, max_gap_s: float = 0.2,
                 rotations: np.ndarray | Rotation | None = None):
     """Fill runs of missing frames lasting at most ``max_gap_s`` (missing frames x frame period) so

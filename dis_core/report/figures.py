@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from dis_core.io.atomic import atomic_path  # noqa: E402
 from dis_core.io.provenance import version_text  # noqa: E402
+from dis_core.manifest import natural_key  # noqa: E402
 from dis_core.score.stats import MIN_PEOPLE  # noqa: E402
 
 
@@ -109,11 +110,6 @@ def _below_title(fig, inches: float = 0.45) -> float:
     """The top of the panels' area in figure fractions: a fixed height under the title, so that a tall grid
     (40 people) does not run its first row into the title, as a fixed fraction did."""
     return 1.0 - inches / fig.get_figheight()
-
-
-def natural_key(s: str) -> list:
-    """'d2' before 'd10': digits compared as numbers."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def display_order(dyads: list[str], s: np.ndarray | None = None) -> np.ndarray:
