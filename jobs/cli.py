@@ -134,7 +134,10 @@ def _in_container(sif: Optional[Path], manifest: Optional[Path], out: Path, mode
             _fail(e)
     Path(out).mkdir(parents=True, exist_ok=True)
     model = model if model is not None else os.environ.get(MODEL_ENV)
-    binds = container_binds(out, m, Path(model) if model else None, extra=[Path.cwd(), Path(out).resolve().parent])
+    try:
+        binds = container_binds(out, m, Path(model) if model else None, extra=[Path.cwd(), Path(out).resolve().parent])
+    except DISError as e:
+        _fail(e)
     cmd = ["apptainer", "run", "--bind", ",".join(binds), str(sif), *args]
     os.execvp("apptainer", cmd)
 

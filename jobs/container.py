@@ -24,6 +24,20 @@ def container_binds(out: Path, manifest=None, model: Path | None = None, extra: 
         model = Path(model).expanduser()
         folders += [model.parent, model.resolve().parent]
     folders = [f for f in folders if f.is_dir()]
-    paths = {os.path.abspath(f) for f in folders} | {str(f.resolve()) for f in folders}
+    paths = {bindable(os.path.abspath(f)) for f in folders} | {bindable(str(f.resolve())) for f in folders}
     # a folder inside another one bound is seen through it: one bind for a cohort's thousands of video folders
     return sorted(p for p in paths if not any(str(a) in paths for a in Path(p).parents))
+
+
+def bindable(path: str) -> str:
+    """``path``, or for one holding ',' or ':' (apptainer's --bind separators: 'a,b' bound two folders, 'a:b' bound
+    a onto b) the deepest folder above it without them, which shows it; a path left with only '/' is refused."""
+    p = Path(path)
+    while any(c in str(p) for c in ",:") and p != p.parent:
+        p = p.parent
+    if p == p.parent and any(c in path for c in ",:"):
+        from dis_core.errors import DISError
+
+        raise DISError(f"{path}: a folder whose name holds ',' or ':' cannot be bound into the image (apptainer's "
+                       "--bind separators): rename it or move it into another folder")
+    return str(p)

@@ -28,6 +28,7 @@ from dis_core.io.atomic import write_text_atomic
 from dis_core.io.lock import RunLocked, lock_holder, private_folder
 from dis_core.layout import UNFINISHED, read_status
 
+from .container import bindable
 from .graph import (BY_NAME, STALE, STAGES, Plan, Stage, blocked_units, is_local, plan_from_record, read_record,
                     recorded_jobs, run_unit, slurm_task_id, traceback_log, units_by_id, write_record)
 
@@ -190,7 +191,7 @@ def _executor(folder: Path, cfg: SlurmConfig, st: Stage, dependency: str | None 
     kw: dict[str, Any] = {}
     if cfg.container:
         nv = "--nv " if cfg.nv or _asks_gpu(cfg.resources(st)) else ""
-        bind = shlex.quote(",".join(sorted({*binds, str(Path(folder).resolve())})))
+        bind = shlex.quote(",".join(sorted({*binds, bindable(str(Path(folder).resolve()))})))
         kw["slurm_python"] = f"apptainer exec {nv}--bind {bind} {shlex.quote(cfg.container)} python3"
     # preemption always requeues; a time-out only where the units resume (submitit's default of 3 requeues ran an
     # extraction from its first frame four times, then reported the last time-out as the unit's bug)

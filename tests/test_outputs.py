@@ -284,3 +284,35 @@ def test_an_extraction_file_reads_in_hdf5_1_14(tmp_path):
                        env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr[-1500:]
     assert r.stdout.split()[1:3] == ["complete", "(60,)"], r.stdout
+
+
+def test_asking_who_holds_a_folder_never_makes_a_run_refuse_it(tmp_path):
+    """dis status asks who holds the run lock by taking it shared for microseconds: a dis run started in that
+    moment was refused ('in use by another DIS run'), naming a holder long gone. 300 starts beside a thread that
+    asks without pause: none is refused; a real holder still is."""
+    import threading
+
+    from dis_core.io import lock
+
+    out = tmp_path / "out"
+    with lock.run_lock(out, "dis run"):
+        pass
+    stop = threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            lock.lock_holder(out)
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    try:
+        for _ in range(300):
+            with lock.run_lock(out, "dis run"):
+                pass
+    finally:
+        stop.set()
+        t.join()
+    with lock.run_lock(out, "dis run"):
+        with pytest.raises(lock.RunLocked, match=r"is in use by another DIS run \(dis run, pid "):
+            with lock.run_lock(out, "dis report"):
+                pass

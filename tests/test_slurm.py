@@ -319,6 +319,21 @@ def test_videos_inside_the_manifests_folder_need_no_bind_of_their_own(tmp_path, 
         {str(tmp_path / "study"), str(samples["single_face.mp4"].parent), str(samples["single_face.mp4"].resolve().parent)})
 
 
+def test_folders_named_with_binds_separators_are_bound_through_a_folder_above_them(tmp_path):
+    """apptainer --bind splits at ',' and reads 'a:b' as a onto b: a run folder 'runs/a,b' bound two folders that do
+    not exist and the task died. The folder above it, without those characters, is bound instead; a folder at the
+    root is refused in one line."""
+    from dis_core.errors import DISError
+    from jobs.container import bindable, container_binds
+
+    (tmp_path / "runs" / "a,b").mkdir(parents=True)
+    (tmp_path / "runs" / "t:1" / "x").mkdir(parents=True)
+    got = container_binds(tmp_path / "runs" / "a,b", extra=[tmp_path / "runs" / "t:1" / "x"])
+    assert got == [str(tmp_path / "runs")] and not any("," in b or ":" in b for b in got)
+    with pytest.raises(DISError, match=r"^/a,b: a folder whose name holds ',' or ':' cannot be bound"):
+        bindable("/a,b")
+
+
 @pytest.mark.parametrize("cfg, stage_name, nv", [
     (SlurmConfig(container="dis.sif", train_gres="gpu:1"), "train", True),
     (SlurmConfig(container="dis.sif", train_gres="gpu:1"), "extract", False),

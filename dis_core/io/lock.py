@@ -36,7 +36,7 @@ def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
         raise OutputError(f"{out_root}: cannot be used as the output folder: {e.strerror}") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_now(fd)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunLocked(f"{out_root} is in use by another DIS run ({holder}); wait for it to finish or use "
@@ -49,6 +49,20 @@ def run_lock(out_root: Path, what: str = "dis") -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _lock_now(fd: int, tries: int = 10, wait_s: float = 0.02) -> None:
+    """The folder's lock, taken at once, or BlockingIOError while another holds it. A command that only asks who
+    holds it (dis status, :func:`lock_holder`) holds it shared for microseconds: a run started then was refused,
+    naming the last holder, long gone; so a refusal is final only after ``tries`` attempts 20 ms apart."""
+    for k in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if k == tries - 1:
+                raise
+            time.sleep(wait_s)
 
 
 def lock_holder(out_root: Path) -> str | None:
