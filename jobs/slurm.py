@@ -306,7 +306,7 @@ def refuse_busy(out: Path) -> None:
     if not ours:
         return  # nothing was queued (a submission refused before its first stage): nothing to ask SLURM about
     if shutil.which("squeue") is None:  # (a node or image without SLURM's tools: the local run ran beside the tasks)
-        if os.environ.get(QUEUE_CHECKED):  # --container asked on the host; or the user knows the jobs have ended
+        if os.environ.get(QUEUE_CHECKED) == "1":  # --container asked on the host; or the user knows they ended
             return
         some = sorted(ours, key=lambda j: (len(j), j))
         raise RunLocked(f"{out}: its SLURM run (job(s) {', '.join(some[:5])}{', ...' if len(some) > 5 else ''}) may "
@@ -539,8 +539,9 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
             # not reach keeps an older record, not this run's); '': a local run recorded before local jobs had names
             here = r is not None and (jid == "" or r.job == jid)  # else an earlier run's record: not this task's
             state = unit_state(slurm, r, ran_here=here)
-            if state in ("failed", "missing") and is_local(jid) and (not here or r.message.endswith(UNFINISHED)):
-                local = lock_holder(plan.out) or "" if local is None else local  # a local stage command holds the
+            if state in ("failed", "missing") and is_local(jid) and (here and r.message.endswith(UNFINISHED)
+                                                                     or not here and jid):
+                local = _local_command(plan.out) if local is None else local  # a local stage command holds the
                 state = ("running" if here else "pending") if local else state  # run lock now: it runs, or will
             said = r.message if here else ""
             if state in ("failed", "missing") and jid and is_local(jid) and not here:
@@ -551,6 +552,17 @@ def run_status(out_root: Path) -> dict[str, list[dict]]:
                                 traceback_log(st, plan, known[uid]) if here else None)
             result[st.name].append(d)
     return result
+
+
+def _local_command(out: Path) -> str:
+    """Who holds the run lock, if it is a local stage command of another process ('' otherwise): dis resubmit
+    asks while it holds the lock itself (a unit its local run had not reached read pending there, and resubmit
+    refused for good), and dis submit and dis resubmit run no unit."""
+    holder = lock_holder(out) or ""
+    pid = re.search(r"\bpid (\d+)", holder)
+    if (pid and int(pid.group(1)) == os.getpid()) or holder.startswith(("dis resubmit", "dis submit")):
+        return ""
+    return holder
 
 
 # every state squeue lists: a job in one of them still runs or will (a suspended or held job too)

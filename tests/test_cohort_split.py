@@ -98,7 +98,8 @@ def test_within_session_rule_splits_each_session_on_its_own():
 def test_sessions_listed_out_of_their_numbers_order_are_said_with_the_one_held_out(tmp_path):
     """A manifest sorted as text lists s1, s10, s2: the cross-session split holds out the last listed (s2), as
     documented, and nothing said so. The cohort step now names such participants; labels without numbers, a
-    manifest's own split and the within-session rule say nothing."""
+    manifest's own split and the within-session rule say nothing; nor do labels that differ in more than one
+    number (pre1/post1, dates)."""
     from dis_core.cohort.split import session_order_note
     from jobs import graph
 
@@ -106,7 +107,8 @@ def test_sessions_listed_out_of_their_numbers_order_are_said_with_the_one_held_o
         return [VideoEntry(row=2, participant_id=pid, session=x, video=Path(f"/{pid}{x}.mp4"), video_rel=f"{pid}{x}.mp4",
                            unit_id=f"{pid}{x}", split=split) for x in sessions]
 
-    es = rows("p1", ["s1", "s10", "s2"]) + rows("p2", ["s1", "s2", "s10"]) + rows("p3", ["post", "pre"])
+    es = (rows("p1", ["s1", "s10", "s2"]) + rows("p2", ["s1", "s2", "s10"]) + rows("p3", ["post", "pre"])
+          + rows("p5", ["pre1", "post1"]) + rows("p6", ["15-11-2026", "07-12-2026"]) + rows("p7", ["T1_pre", "T1_post"]))
     assert session_order_note(es) == ("sessions listed out of their numbers' order, the last listed held out: "
                                       "p1 (s1, s10, s2: s2 held out) (list each participant's sessions in the order "
                                       "filmed)")

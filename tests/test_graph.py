@@ -796,6 +796,9 @@ def test_a_submission_to_a_folder_whose_run_is_in_progress_is_refused(plan, monk
     with pytest.raises(RunLocked, match=r"SLURM run \(job\(s\) 700, 703\) may still be in the queue, and squeue is not "
                                         r"on PATH to ask: .*, with DIS_QUEUE_CHECKED=1"):
         slurm.refuse_busy(plan.out)
+    monkeypatch.setenv(slurm.QUEUE_CHECKED, "0")  # a leftover 'off' is no answer
+    with pytest.raises(RunLocked, match="may still be in the queue"):
+        slurm.refuse_busy(plan.out)
     monkeypatch.setenv(slurm.QUEUE_CHECKED, "1")
     slurm.refuse_busy(plan.out)
 
@@ -1330,6 +1333,21 @@ def test_a_local_stage_command_vouches_only_for_the_records_it_wrote(plan, monke
     for u in pose:
         assert state[("train", train.uid(u))] == ("missing", f"the {job} recorded no outcome (stopped before it): run "
                                                                "its stage again, or dis resubmit")
+    # dis resubmit asks while it holds the run lock itself: those units are not "pending" (it refused for good);
+    # under another process's local stage command they are, and its units it has not recorded yet will run
+    from dis_core.io.lock import run_lock
+
+    with run_lock(plan.out, "dis resubmit"):
+        assert {x["unit"]: x["state"] for x in slurm.run_status(plan.out)["train"]}[train.uid(pose[0])] == "missing"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dis_core.io.lock import run_lock\n"
+                               f"with run_lock({str(plan.out)!r}, 'dis train'):\n print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert {x["unit"]: x["state"] for x in slurm.run_status(plan.out)["train"]}[train.uid(pose[0])] == "pending"
+    finally:
+        holder.kill()
+        holder.wait()
     # what the command reached and recorded is its own, whatever else its folder held
     u = pose[0]
     write_status(train.folder(plan.layout, u), UnitResult(unit_id=train.uid(u), status="failed", message="boom", job=job))

@@ -207,6 +207,11 @@ def test_a_damaged_frame_time_does_not_shift_the_frames_after_it():
                                                       (round(3 * p, 6), False)]
     # as OpenCV reads them: the last damaged stamp repeated for every frame after it
     assert [w for _, w in times([0, p, 2 * p, 1000, 1000 + p, 1000 + p, 1000 + p, 1000 + p])] == [False] * 3 + [True] * 5
+    # a real pause kept whatever one repeated or one damaged low stamp among the frames after it does; a video that
+    # starts late keeps its first frames beside one damaged low stamp
+    assert [w for _, w in times([0, p, 2.4, 20.0, 20 + p, 20 + p, 20.1, 20.2, 20.3])] == [False] * 9
+    assert times([0, 2.4, 20.0, 20 + p, 0.5, 20.1, 20.2])[2:4] == [(20.0, False), (round(20 + p, 6), False)]
+    assert times([12.0, 12 + p, 0.5, 12.1, 12.2, 12.3])[:2] == [(12.0, False), (round(12 + p, 6), False)]
     # a paused camera whose frames go on from the pause is kept, however many follow
     assert [t for t, _ in times([0, p, 20.0, 20 + p, 20 + 2 * p, 20 + 3 * p, 20 + 4 * p, 20 + 5 * p])][2] == 20.0
 

@@ -150,8 +150,8 @@ def test_excerpt_lines_say_in_words_whether_the_flow_beats_each_baseline():
     diff = {"feature_set": "fs", "seconds": 8.0, "row": "difference", "participants": 40, "people": 40, "a": "flow", "b": "ar",
             "top1_diff": 0.05, "top1_diff_lo": 0.01, "top1_diff_hi": 0.09, "top1_p_holm": 0.01,
             "eer_diff": 0.02, "eer_diff_lo": 0.005, "eer_diff_hi": 0.04, "eer_p_holm": 0.03}
-    (line,) = excerpt_lines([{**method, "method": "flow"}, {**method, "method": "ar", "eer": 0.12}, diff])
-    assert "; EER flow 0.100 [0.050, 0.150], ar 0.120 [0.050, 0.150] (chance 0.5); flow - ar" in line
+    (line,) = excerpt_lines([{**method, "method": "flow"}, {**method, "method": "ar", "eer": 0.08}, diff])
+    assert "; EER flow 0.100 [0.050, 0.150], ar 0.080 [0.050, 0.150] (chance 0.5); flow - ar" in line  # +0.020
     assert line.endswith("; flow - ar: top-1 +0.050 [+0.010, +0.090], Holm p 0.010: better (supported), "
                          "EER +0.020 [+0.005, +0.040], Holm p 0.030: worse (supported)")
     (line,) = excerpt_lines([{**method, "method": "flow"}, {**diff, "top1_p_holm": 0.2, "eer_diff_lo": -0.01}])

@@ -112,7 +112,8 @@ def whole_video_rule(every: Sequence[VideoEntry], rule: str = "auto"
 
 
 def session_order_note(entries: Sequence[VideoEntry], rule: str = "auto", most: int = 3) -> str:
-    """'' or a clause naming participants whose sessions, all numbered, are listed out of their numbers' order
+    """'' or a clause naming participants whose sessions, labels alike but for one number, are listed out of that
+    number's order
     while the cross-session split holds out the last listed: a manifest sorted as text lists s1, s10, s2 and held
     out s2, unsaid. The rule stays (the order filmed is the user's to give); the cohort step says so."""
     odd = []
@@ -120,8 +121,10 @@ def session_order_note(entries: Sequence[VideoEntry], rule: str = "auto", most: 
         every = [e for e in entries if e.participant_id == pid]
         found = whole_video_rule(every, rule)
         listed = list(dict.fromkeys(e.session for e in every))
-        if (found and found[0] == "cross-session" and all(re.search(r"\d", x) for x in listed)
-                and listed != sorted(listed, key=natural_key)):
+        # labels alike but for one number ('s1', 's10', 's2'): 'pre1'/'post1' or dates (day first) are no order
+        one_number = len({re.sub(r"\d+", "#", x) for x in listed}) == 1 and all(len(re.findall(r"\d+", x)) == 1
+                                                                              for x in listed)
+        if found and found[0] == "cross-session" and one_number and listed != sorted(listed, key=natural_key):
             odd.append(f"{pid} ({', '.join(listed)}: {listed[-1]} held out)")
     if not odd:
         return ""

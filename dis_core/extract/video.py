@@ -39,31 +39,34 @@ class Frame:
     wild_time: bool = False  # its timestamp leapt far past both neighbours' and was put back between them
 
 
-# a timestamp this far past the last one (3 periods and 10 s), after which the next WILD_AHEAD do not keep advancing,
-# is damaged: a variable frame rate's pause, or a pause then a repeated stamp, is shorter than that, and a real
-# pause's frames go on from it; up to WILD_AHEAD damaged stamps in a row are put back (the frames held: WILD_AHEAD + 1)
+# a timestamp this far past the last one (3 periods and 10 s) is damaged when the WILD_AHEAD-th frame after it is not
+# past it or stalls (frame_time): a variable frame rate's pause, or a pause then a repeated stamp, is shorter than
+# that, and a real pause's frames go on from it; up to WILD_AHEAD damaged stamps in a row are put back (the frames held: WILD_AHEAD + 1)
 WILD_PERIODS, WILD_S, WILD_AHEAD = 3, 10.0, 4
 
 
 def frame_time(prev: float, raw: float, ahead: Sequence[float] | float | None, period: float) -> tuple[float, bool]:
     """A frame's time from the decoder's ``raw`` one, the last frame's ``prev`` and the next frames' raw times
     ``ahead`` (up to WILD_AHEAD; empty or None at the end). A time more than WILD_PERIODS periods and WILD_S past
-    ``prev`` after which the next frames do not keep advancing (one falls back or stalls: OpenCV repeats the last
-    damaged stamp for every frame after it; or there is no next) is damaged: the frame goes between its neighbours, or one
+    ``prev`` is damaged when the last of the next frames does not pass it (the times fell back, or there is no
+    next) or stalls on the one before it (OpenCV repeats the last damaged stamp for every frame after it); a real
+    pause's frames go on from it, whatever one repeated stamp among them does: the frame goes between its neighbours, or one
     period after the last (True: said and counted). Taken as it came, one stamp of 1000 s made a 4 s video last
     1000 s, and two in a row (1000, 1000.03) did so unseen, as the second passed the first. A time that does not
-    increase is the last plus one period; the first frame's is 0 when not finite, and when it lies far past a
-    next one's it goes that many periods before it. A forward gap the next frames go on from (a paused camera) is
+    increase is the last plus one period; the first frame's is 0 when not finite, and when it lies far past the
+    next ones (from some frame on, to the last held) it goes that many periods before the first of them. A forward gap the next frames go on from (a paused camera) is
     kept."""
     ahead = () if ahead is None else (ahead,) if isinstance(ahead, (int, float)) else tuple(ahead)
     nxt = ahead[0] if ahead else None
     leap = max(WILD_PERIODS * period, WILD_S)
+    last = ahead[-1] if ahead else None  # where the frames after it stand, WILD_AHEAD on: a real pause goes on
     if math.isfinite(prev) and math.isfinite(raw) and raw - prev > leap and (
-            not ahead or any(not math.isfinite(a) or a <= b for b, a in zip((raw, *ahead), ahead))):
+            last is None or not math.isfinite(last) or last <= raw or (len(ahead) > 1 and last <= ahead[-2])):
         inside = nxt is not None and math.isfinite(nxt) and prev < nxt
         return prev + (min(period, (nxt - prev) / 2) if inside else period), True
-    if not math.isfinite(prev) and math.isfinite(raw):  # the first frame, far past a next one's
-        back = next((k for k, a in enumerate(ahead) if math.isfinite(a) and 0 <= a < raw - leap), None)
+    if not math.isfinite(prev) and math.isfinite(raw):  # the first frame, far past the next ones from some k on
+        low = [math.isfinite(a) and 0 <= a < raw - leap for a in ahead]
+        back = next((k for k in range(len(low)) if all(low[k:])), None)
         if back is not None:
             return max(ahead[back] - (back + 1) * period, 0.0), True
     if not math.isfinite(raw) or raw <= prev:
