@@ -262,8 +262,8 @@ def _judged(res: ExtractResult, entry: VideoEntry, h5: Path) -> ExtractResult:
         count, rate, span = float(a.get("frame_count_header", 0)), float(a.get("fps_header", 0)), float(a["duration_s"])
         wild = int(f.attrs.get("n_wild_times", 0))
     if wild:
-        warn.append(f"{wild} frame time(s) lay far past the frame before while the frames after did not keep "
-                    "advancing, and were put one period after the frame before (damaged timestamps)")
+        warn.append(f"{wild} frame time(s) lay far past the frame before while the frames after fell back or "
+                    "stalled, and were put one period after the frame before (damaged timestamps)")
     if entry.fps and rate > 0 and abs(entry.fps / rate - 1) > FPS_OVERRIDE_NOTE and not _raw_stream(entry.video):
         warn.append(f"the manifest's fps {entry.fps:g} overrides the container's {rate:.4g} (times and durations are "
                     f"{rate / entry.fps:.3g} times the container's)")
