@@ -511,9 +511,10 @@ def test_an_extraction_stopped_at_its_time_limit_records_why_under_its_task(tmp_
     paths = JobPaths(tmp_path / "slurm", job_id="1000_0")
     paths.folder.mkdir(parents=True, exist_ok=True)
 
-    def at_first_frames():  # SLURM's signal once the extraction is writing its file
+    def at_first_frames():  # SLURM's signal once the extraction is writing its file (not another file's atomic write)
         deadline = time.time() + 120
-        while time.time() < deadline and not (d.is_dir() and any(".part-" in f.name for f in d.iterdir())):
+        while time.time() < deadline and not (d.is_dir() and any(f.name.startswith(f".{H5_NAME}.part-")
+                                                                 for f in d.iterdir())):
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGUSR2)
 

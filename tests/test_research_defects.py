@@ -73,7 +73,7 @@ def test_velocities_follow_real_frame_times_not_a_fixed_fps():
 def test_no_face_frames_are_dropped_not_imputed():
     spec = FeatureSpec("h", "head_pose", velocity=True, velocity_window_s=0.1, center="session")
     t = np.arange(60) / 30.0
-    v = np.tile([1.0, 2.0, 3.0], (60, 1))
+    v = np.tile([1.0, 2.0, 3.0], (60, 1)) + 1e-3 * np.sin(np.arange(60))[:, None]  # a live head (a frozen one: no rows)
     v[20:30] = np.nan  # 0.37 s: longer than spec.max_gap_s, so not bridged (shorter gaps are, see test_features_motion)
     sel = np.ones(60, bool)
     f = video_features(v, ["a", "b", "c"], t, sel, sel, spec)
