@@ -91,8 +91,9 @@ Paired on these matrices (compare_methods): lags flow - gaussian top-1 +0.000, A
 - maf AUC +0.0202 [+0.0056, +0.0381]. The verdict stands: no flow ahead of its baseline (the conditional flow is
 behind the autoregressive baseline in AUC).
 
-Measured 2026-12-04 (late) on both cohorts rendered again by the current face rule (--swap-faces shows the
-face of the participant a whole dyad on: never one's own nor a partner's; phantom.render.face_of) and
+Measured 2026-12-04 (late) on both cohorts rendered again by the face rule of that day (--swap-faces showed the
+face of the participant a whole dyad on: never one's own nor a partner's; since 5 December phantom.render.face_of
+is a seeded shuffle, under which the same command shows a partner's face in 12 of seed 12's 40 later sessions) and
 extracted again: dis phantom --participants 40 --sessions 2 --duration 60 --fps 15 --seed 12 (and 31)
 --swap-faces --rich-dynamics --camera-deg 8 --hidden-fraction 0.05 --near-neighbours 6, 640x480; 68,343
 and 68,359 of 72,000 frames with a face. The default flows (HEAD_FLOW spline) beside the MAF flows they
@@ -497,6 +498,7 @@ from dis_core.features.build import (DEFAULT_FEATURE_SETS, EXTRA_FEATURE_SETS, F
                                      base_values, row_overlap, video_features)
 from dis_core.manifest import load_manifest  # noqa: E402
 from dis_core.cohort.split import whole_video_rule  # noqa: E402
+from dis_core.cohort.stage import extraction_problem  # noqa: E402
 from dis_core.model.baselines import ARGaussian, nn_spectrum_scores  # noqa: E402
 from dis_core.features.temporal import fit_window_basis  # noqa: E402
 from dis_core.model.config import POOLED_FLOW, default_train_config  # noqa: E402
@@ -597,10 +599,24 @@ SPLIT_WORDS = ("whole videos held out: the manifest's split column, else the las
                "session 2 test for dis phantom)")
 
 
-def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False, rule: str = "auto"):
+def _recorded_plan(record: dict):
+    """The run's plan from its run.json (None without one, or for a record that holds only part of a plan)."""
+    from jobs.graph import plan_from_record
+
+    try:
+        return plan_from_record(record) if record.get("plan") else None
+    except DISError:
+        return None
+
+
+def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False, rule: str = "auto",
+                expect: dict | None = None):
     """({pid: {"train": [(transform, time_s)], "test": [...]}}, {pid: why left out}) from the extraction (or
     truth) files, split by whole videos as the pipeline splits under the split ``rule`` its run recorded;
-    ``partial``: skip videos not extracted (yet), and participants left without both parts."""
+    ``partial``: skip videos not extracted (yet), and participants left without both parts. An extraction is used
+    only if it is of the video's current bytes and of the run's inputs (``expect``: face model, configuration,
+    extractor), as the cohort step uses it: a re-rendered phantom whose re-extraction never ran gave the old
+    videos' figures."""
     m = load_manifest(manifest)
     rows: dict[str, list] = {}
     for e in m.entries:
@@ -626,6 +642,11 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False, r
             if not h5.is_file():
                 raise SystemExit(f"{h5}: no extraction of {e.video} (--run takes the folder `dis run --out` or "
                                  "`dis extract --out` wrote; --partial skips videos not extracted yet)")
+            why = extraction_problem(run, e, h5, expect or {})
+            if why and partial:
+                continue
+            if why:
+                raise SystemExit(f"{h5}: extraction {why} (--partial skips it)")
             x = read_extraction(h5, skip=("landmarks", "blendshapes"))
             tr, t = x.transform.astype(np.float64), x.time_s.astype(np.float64)
         out.setdefault(e.participant_id, {"train": [], "test": []})[part].append((tr, t))
@@ -636,7 +657,8 @@ def load_videos(run: Path, manifest: Path, truth: bool, partial: bool = False, r
                          f"one listed held out{'' if rule == 'auto' else f'; the run split {rule}'})")
     within = ("no split column and one session" if rule == "auto" else f"no split column, and the run split {rule}")
     left = {p: (f"{within}: a split within the session, which the bench does not make"
-                if rules[p] is None else "no training or no test video" + (" extracted yet" if partial else ""))
+                if rules[p] is None else "no training or no test video" + (
+                    " extracted yet (or of its current bytes and the run's inputs)" if partial else ""))
             for p in rows if p not in both}
     return both, left
 
@@ -725,7 +747,8 @@ def per_row(feats, pids, spec_name: str, m: str):
     if m in ("pflow", "pmaf", "pgauss", "rflow"):  # TrainConfig.density = "pooled": one shape, placed at each person's mean
         xs = [feats[p]["train"][0] for p in pids]
         purge = row_overlap(SPECS[spec_name])  # as the pooled stage: validation clear of shared frames
-        x, val = pooled_rows(xs, POOLED_FLOW.val_fraction, purge)
+        fraction = (_flow_config(spec_name, m) or POOLED_FLOW).val_fraction  # the method's own (its cache key's)
+        x, val = pooled_rows(xs, fraction, purge)
         t1 = time.perf_counter()
         shape = (fit_gaussian(centred_rows(xs), cols) if m == "pgauss" else
                  train_flow(x, cols, _flow_config(spec_name, m), val=val, purge=purge,
@@ -914,7 +937,16 @@ def main() -> None:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     try:
         rule = ((record.get("plan") or {}).get("cohort") or {}).get("split", {}).get("rule", "auto")
-        videos, left = load_videos(a.run, manifest, a.truth, a.partial, rule)
+        expect = None
+        plan = _recorded_plan(record)
+        if plan is not None:  # the run's inputs: its face model, configuration, and this DIS's extractor
+            from dis_core.extract.landmarker import extractor_versions
+
+            if not a.manifest:  # the run's own manifest, as the stages read it: refused when edited since
+                plan.check_manifest()
+            expect = {"model_sha256": plan.model.sha256, "config_hash": plan.extract.content_hash(),
+                      "extractor": extractor_versions()}
+        videos, left = load_videos(a.run, manifest, a.truth, a.partial, rule, expect)
     except (DISError, OSError) as e:  # a missing run or manifest: one line, not a traceback
         sys.exit(f"error: {e}")
     manifest_sha256 = sha256_file(manifest)  # the rows just loaded, named in summary.json

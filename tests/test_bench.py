@@ -155,3 +155,21 @@ def test_the_excess_coverage_bench_prints_every_scenario_with_its_interval():
     rows = [ln for ln in r.stdout.splitlines() if ln.startswith(("partner", "synchrony"))]
     assert len(rows) == 13 and all(ln.count("[") == (3 if ln.startswith("partner") else 2) for ln in rows), r.stdout
     assert "made by DIS" in r.stdout
+
+
+def test_identify_refuses_an_extraction_of_a_video_replaced_since(tmp_path):
+    """A phantom rendered again over its folder (a byte-identical manifest, new videos) whose re-extraction never
+    ran: the bench printed the old videos' figures. It now uses an extraction only as the cohort step does (the
+    video's current bytes), and --partial leaves such a video out."""
+    out = tmp_path / "run"
+    m = make_run(out, n=3, seconds=20, sessions=2)
+    rows = [{"participant_id": e.participant_id, "session": e.session, "video": e.video.name} for e in m.entries]
+    manifest = write_manifest(tmp_path / "videos" / "cohort.csv", rows)
+    (tmp_path / "videos" / m.entries[1].video.name).write_bytes(b"another video")  # p0's held-out session
+    r = _identify("--run", str(out), "--manifest", str(manifest), "--only", "frame", "--methods", "gaussian")
+    assert r.returncode == 1 and r.stderr.strip().endswith(
+        "extraction is of another video content than the current file (the video was replaced and its extraction "
+        "failed) (--partial skips it)"), r.stderr
+    r = _identify("--run", str(out), "--manifest", str(manifest), "--only", "frame", "--methods", "gaussian",
+                  "--partial")
+    assert r.returncode == 0 and "identity from head motion, 2 participants" in r.stdout, r.stderr

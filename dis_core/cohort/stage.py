@@ -159,7 +159,7 @@ def prepare_cohort(manifest: Manifest, out_root: Path, cfg: CohortConfig = Cohor
     contents: dict[tuple[str, str], str] = {}  # (participant, video sha256) -> the first unit of that content
     for e in manifest.entries:
         h5 = RunLayout(out_root).extraction(e.unit_id)
-        why = _current_extraction_problem(out_root, e, h5, expect or {})
+        why = extraction_problem(out_root, e, h5, expect or {})
         if why:
             left_out.append({"unit_id": e.unit_id, "participant_id": e.participant_id, "reason": f"extraction {why}"})
             continue
@@ -221,7 +221,7 @@ OTHER_INPUTS = {
                           "this DIS's ({extractor})")}
 
 
-def _current_extraction_problem(out_root: Path, e: VideoEntry, h5: Path, expect: dict[str, Any]) -> str | None:
+def extraction_problem(out_root: Path, e: VideoEntry, h5: Path, expect: dict[str, Any]) -> str | None:
     """Why the extraction on disk is not usable for this row now: incomplete, made from other content than the
     video's current bytes (a replaced video) or from other inputs than the row's and the run's (``expect``), or this
     run's extraction of it failed."""
