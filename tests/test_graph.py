@@ -343,8 +343,23 @@ def test_a_local_stage_running_in_a_slurm_folder_shows_its_units_running(with_ec
     write_status(plan.out / "echo" / "a", UnitResult(unit_id="a", message=f"started now (locally){UNFINISHED}"))
     monkeypatch.setattr(slurm, "sacct_states", lambda ids: {})
     assert slurm.run_status(plan.out)["echo"][0]["state"] == "failed", "killed: nothing holds the folder"
-    with run_lock(plan.out, "dis train"):
+    holder = _lock_holder_process(plan.out, "dis train")  # dis status is another process than the command it reads
+    try:
         assert slurm.run_status(plan.out)["echo"][0]["state"] == "running"
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(plan.out, "dis resubmit"):  # its own lock (dis resubmit asks run_status) runs no unit
+        assert slurm.run_status(plan.out)["echo"][0]["state"] == "failed"
+
+
+def _lock_holder_process(out: Path, what: str) -> subprocess.Popen:
+    """Another process holding the run lock of ``out`` as ``what`` (killed by the caller)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from dis_core.io.lock import run_lock\n"
+                               f"with run_lock({str(out)!r}, {what!r}):\n print('held', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert holder.stdout.readline().strip() == "held"
+    return holder
 
 
 def test_a_full_disk_in_any_stage_is_one_line_not_a_bug(monkeypatch, plan):
@@ -1339,11 +1354,8 @@ def test_a_local_stage_command_vouches_only_for_the_records_it_wrote(plan, monke
 
     with run_lock(plan.out, "dis resubmit"):
         assert {x["unit"]: x["state"] for x in slurm.run_status(plan.out)["train"]}[train.uid(pose[0])] == "missing"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dis_core.io.lock import run_lock\n"
-                               f"with run_lock({str(plan.out)!r}, 'dis train'):\n print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    holder = _lock_holder_process(plan.out, "dis train")
     try:
-        assert holder.stdout.readline().strip() == "held"
         assert {x["unit"]: x["state"] for x in slurm.run_status(plan.out)["train"]}[train.uid(pose[0])] == "pending"
     finally:
         holder.kill()
