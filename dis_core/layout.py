@@ -177,6 +177,7 @@ UNFINISHED = " and did not finish: run it again"  # the end of a unit's record w
 
 
 TIME_LIMIT = "stopped at its task's time limit"  # how a unit's record begins when SLURM's time limit stopped it
+LOCAL_JOB = "local run "  # the job a local stage command names in run.json and in every record it writes
 
 
 def time_limit_message(e: BaseException) -> str:
@@ -200,7 +201,8 @@ def started_message(job: str = "") -> str:
     from outside (SIGKILL, out of memory, a time limit) never leaves the last run's record or none at all."""
     import time
 
-    return f"started {time.strftime('%Y-%m-%d %H:%M:%S')} ({'job ' + job if job else 'locally'}){UNFINISHED}"
+    who = job if job.startswith(LOCAL_JOB) else f"job {job}" if job else "locally"
+    return f"started {time.strftime('%Y-%m-%d %H:%M:%S')} ({who}){UNFINISHED}"
 
 
 def write_status(folder: Path, result: UnitResult) -> None:

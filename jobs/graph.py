@@ -27,8 +27,8 @@ from dis_core.extract.result import ExtractResult
 from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
 from dis_core.io.quiet import log_traceback
-from dis_core.layout import (TIME_LIMIT, TRACEBACK_LOG, RunLayout, UnitResult, read_status, slurm_task_id,  # noqa: F401
-                             started_message, time_limit_message, write_status)  # (TIME_LIMIT, slurm_task_id: the job layer's names)
+from dis_core.layout import (LOCAL_JOB, TIME_LIMIT, TRACEBACK_LOG, RunLayout, UnitResult, read_status,  # noqa: F401
+                             slurm_task_id, started_message, time_limit_message, write_status)  # (TIME_LIMIT too)
 from dis_core.manifest import Manifest, VideoEntry, load_manifest
 from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
@@ -442,7 +442,7 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 
 
 STALE = "out of date: "  # run.json's job of a SLURM unit whose inputs a local stage command replaced since
-LOCAL = "local run "  # the job a local stage command names in run.json and in every record it writes
+LOCAL = LOCAL_JOB  # the job a local stage command names in run.json and in every record it writes
 
 
 def local_job() -> str:
