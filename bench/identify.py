@@ -940,12 +940,9 @@ def main() -> None:
         expect = None
         plan = _recorded_plan(record)
         if plan is not None:  # the run's inputs: its face model, configuration, and this DIS's extractor
-            from dis_core.extract.landmarker import extractor_versions
-
             if not a.manifest:  # the run's own manifest, as the stages read it: refused when edited since
                 plan.check_manifest()
-            expect = {"model_sha256": plan.model.sha256, "config_hash": plan.extract.content_hash(),
-                      "extractor": extractor_versions()}
+            expect = plan.extraction_expect()
         videos, left = load_videos(a.run, manifest, a.truth, a.partial, rule, expect)
     except (DISError, OSError) as e:  # a missing run or manifest: one line, not a traceback
         sys.exit(f"error: {e}")

@@ -28,7 +28,7 @@ from dis_core.extract.config import ExtractConfig
 from dis_core.io.assets import ModelFile
 from dis_core.io.quiet import log_traceback
 from dis_core.layout import (LOCAL_JOB, TIME_LIMIT, TRACEBACK_LOG, RunLayout, UnitResult, read_status,  # noqa: F401
-                             slurm_task_id, started_message, time_limit_message, write_status)  # (TIME_LIMIT too)
+                             slurm_task_id, started_message, time_limit_message, write_status)  # (TIME_LIMIT: cli's)
 from dis_core.manifest import Manifest, VideoEntry, load_manifest
 from dis_core.model.config import TrainConfig
 from dis_core.model.result import TrainResult, train_unit_id
@@ -60,6 +60,14 @@ class Plan:
         """The manifest the run was planned from: an edited file is refused, so no stage reads other rows."""
         self.check_manifest()
         return load_manifest(self.manifest, check_files=False)
+
+    def extraction_expect(self) -> dict[str, str]:
+        """The inputs an extraction must have been made from to be this run's (beside the video's bytes and fps
+        override): its face model, configuration, and this DIS's MediaPipe, OpenCV and extraction rules."""
+        from dis_core.extract.landmarker import extractor_versions
+
+        return {"model_sha256": self.model.sha256, "config_hash": self.extract.content_hash(),
+                "extractor": extractor_versions()}
 
     def check_manifest(self) -> None:
         """Refuse a manifest whose bytes are not those the run was planned from (a missing file is left to
@@ -138,7 +146,6 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     """The cohort step: the extraction summary from the recorded outcomes, then split and basis."""
     from dis_core.cohort.split import check_gap, session_order_note
     from dis_core.cohort.stage import prepare_cohort
-    from dis_core.extract.landmarker import extractor_versions
     from dis_core.features.build import reach_s
     from dis_core.extract.summary import OTHER_SMILES, collect_extract_results, write_extract_summary
     from dis_core.io.atomic import write_text_atomic
@@ -152,9 +159,7 @@ def _cohort(plan: Plan, unit: str) -> UnitResult:
     plan.layout.cohort_provenance.unlink(missing_ok=True)  # written again below only if the step succeeds
     res = UnitResult(unit_id=unit)
     try:
-        c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train], expect={
-            "model_sha256": plan.model.sha256, "config_hash": plan.extract.content_hash(),
-            "extractor": extractor_versions()})
+        c = prepare_cohort(m, plan.out, plan.cohort, [t.features for t in plan.train], expect=plan.extraction_expect())
     except DISError as e:
         res.message = str(e)
         return res
@@ -442,7 +447,6 @@ def write_record(plan: Plan, executor: str, **extra: Any) -> dict:
 
 
 STALE = "out of date: "  # run.json's job of a SLURM unit whose inputs a local stage command replaced since
-LOCAL = LOCAL_JOB  # the job a local stage command names in run.json and in every record it writes
 
 
 def local_job() -> str:
@@ -451,12 +455,12 @@ def local_job() -> str:
     made an earlier run's records count as this run's)."""
     import datetime as _dt
 
-    return f"{LOCAL}{_dt.datetime.now().isoformat(timespec='microseconds')}"
+    return f"{LOCAL_JOB}{_dt.datetime.now().isoformat(timespec='microseconds')}"
 
 
 def is_local(job: str) -> bool:
     """Whether run.json's job of a unit is a local stage command's ('': one recorded before local jobs had names)."""
-    return job == "" or job.startswith(LOCAL)
+    return job == "" or job.startswith(LOCAL_JOB)
 
 
 def record_local_run(plan: Plan, executor: str, stages: Sequence[str], job: str = "") -> None:

@@ -240,6 +240,14 @@ def test_the_workbooks_qc_table_holds_the_pages_gap_columns(tmp_path):
     assert list(got["gaps"][:2]) == [2, 0] and got["longest_gap_s"][0] == pytest.approx(2 / 15)
     assert got["longest_gap_s"][1] == 0 and got["gaps"].isna()[2] and got["longest_gap_s"].isna()[2]
     assert list(got["status"]) == ["ok"] * 3
+    # the page shows the same figures from the same computation: it takes the table's columns, and computes them
+    # only for a table without them (the CSV)
+    from dis_core.report.html import gather_video_qc
+
+    page = gather_video_qc(tmp_path / "out", got, thumbs=False)
+    assert [(v.gaps, v.longest_gap_s) for v in page[:2]] == [(2, pytest.approx(2 / 15)), (0, 0.0)]
+    assert gather_video_qc(tmp_path / "out", got.assign(gaps=[5, 0, None]), thumbs=False)[0].gaps == 5
+    assert gather_video_qc(tmp_path / "out", qc, thumbs=False)[0].gaps == 2
 
 
 def test_report_figures_are_high_dpi_png_with_provenance(tmp_path):

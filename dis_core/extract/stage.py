@@ -139,8 +139,8 @@ def _extract_video(entry: VideoEntry, out_root: Path, model: ModelFile, cfg: Ext
         # the record jobs/graph.py:run_unit writes for other stages, once the folder is this unit's: an attempt
         # killed from outside (a SLURM time limit, out of memory) left no record, and the cohort step took the older
         # extraction beside it, made from other inputs (fps override, configuration or model) than it then recorded
-        write_status(d, dataclasses.replace(base, status="failed", job=slurm_task_id(),
-                                            message=started_message(slurm_task_id())))
+        task = slurm_task_id()
+        write_status(d, dataclasses.replace(base, status="failed", job=task, message=started_message(task)))
         started = True
         with open(d / LOG_NAME, "a", encoding="utf-8") as log:  # which attempt wrote the library lines below
             log.write(attempt_header(entry, model, cfg) + "\n")

@@ -41,22 +41,23 @@ class Frame:
 
 # a timestamp this far past the last one (3 periods and 10 s) is damaged when the WILD_AHEAD-th frame after it is not
 # past it or stalls (frame_time): a variable frame rate's pause, or a pause then a repeated stamp, is shorter than
-# that, and a real pause's frames go on from it; up to WILD_AHEAD damaged stamps in a row are put back (the frames held: WILD_AHEAD + 1)
+# that, and a real pause's frames go on from it; up to WILD_AHEAD damaged stamps in a row are put back (the frames
+# held: WILD_AHEAD + 1)
 WILD_PERIODS, WILD_S, WILD_AHEAD = 3, 10.0, 4
 
 
-def frame_time(prev: float, raw: float, ahead: Sequence[float] | float | None, period: float) -> tuple[float, bool]:
+def frame_time(prev: float, raw: float, ahead: Sequence[float], period: float) -> tuple[float, bool]:
     """A frame's time from the decoder's ``raw`` one, the last frame's ``prev`` and the next frames' raw times
-    ``ahead`` (up to WILD_AHEAD; empty or None at the end). A time more than WILD_PERIODS periods and WILD_S past
-    ``prev`` is damaged when the last of the next frames does not pass it (the times fell back, or there is no
-    next) or stalls on the one before it (OpenCV repeats the last damaged stamp for every frame after it); a real
-    pause's frames go on from it, whatever one repeated stamp among them does: the frame goes between its neighbours, or one
-    period after the last (True: said and counted). Taken as it came, one stamp of 1000 s made a 4 s video last
-    1000 s, and two in a row (1000, 1000.03) did so unseen, as the second passed the first. A time that does not
-    increase is the last plus one period; the first frame's is 0 when not finite, and when it lies far past the
-    next ones (from some frame on, to the last held) it goes that many periods before the first of them. A forward gap the next frames go on from (a paused camera) is
-    kept."""
-    ahead = () if ahead is None else (ahead,) if isinstance(ahead, (int, float)) else tuple(ahead)
+    ``ahead`` (up to WILD_AHEAD; empty at the end). A time more than WILD_PERIODS periods and WILD_S past ``prev``
+    is damaged when the last of the next frames does not pass it (the times fell back, or there is no next) or
+    stalls on the one before it (OpenCV repeats the last damaged stamp for every frame after it); a real pause's
+    frames go on from it, whatever one repeated stamp among them does. A damaged frame goes between its
+    neighbours, or one period after the last (True: said and counted). Taken as it came, one stamp of 1000 s made
+    a 4 s video last 1000 s, and two in a row (1000, 1000.03) did so unseen, as the second passed the first. A
+    time that does not increase is the last plus one period; the first frame's is 0 when not finite, and when it
+    lies far past the next ones (from some frame on, to the last held) it goes that many periods before the first
+    of them. A forward gap the next frames go on from (a paused camera) is kept."""
+    ahead = tuple(ahead)
     nxt = ahead[0] if ahead else None
     leap = max(WILD_PERIODS * period, WILD_S)
     last = ahead[-1] if ahead else None  # where the frames after it stand, WILD_AHEAD on: a real pause goes on

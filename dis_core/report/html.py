@@ -144,8 +144,9 @@ def with_gap_columns(qc: pd.DataFrame, out_root: Path) -> pd.DataFrame:
 
 
 def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True) -> list[VideoQC]:
-    """Per video of OUT/summary/extraction_qc.csv: status, detection, gaps and (for the first
-    MAX_THUMB_VIDEOS videos, and any with problems) a few frames with their landmarks."""
+    """Per video of OUT/summary/extraction_qc.csv: status, detection, gaps (the table's gap columns where it has
+    them, :func:`with_gap_columns`) and (for the first MAX_THUMB_VIDEOS videos, and any with problems) a few frames
+    with their landmarks."""
     import h5py
 
     out: list[VideoQC] = []
@@ -160,7 +161,9 @@ def gather_video_qc(out_root: Path, qc: pd.DataFrame | None, thumbs: bool = True
                 with h5py.File(h5, "r") as f:
                     duration = _number(f["video"].attrs.get("duration_s")) if "video" in f else duration
                     t, det = f["time_s"][()], f["detected"][()].astype(bool)
-                    gaps, longest = gap_stats(t, det)
+                    known = row.get("gaps"), row.get("longest_gap_s")  # the workbook's (with_gap_columns): computed once
+                    gaps, longest = ((int(known[0]), float(known[1])) if not pd.isna(known[0]) and not pd.isna(known[1])
+                                     else gap_stats(t, det))
                     problem = str(row.get("status")) not in ("ok", "skipped") or (len(det) and det.mean() < 0.9)
                     if thumbs and (k < MAX_THUMB_VIDEOS or problem):
                         video = f["video"].attrs.get("path", "") if "video" in f else ""

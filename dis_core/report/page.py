@@ -36,8 +36,9 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                       summary: pd.DataFrame, verdicts: list[Finding], partners: Finding, failures: list[dict],
                       smiles: pd.DataFrame | None, prov: dict[str, Any], workbook: Path,
                       held_out: str = "held-out data", excerpts: dict[str, tuple[str, ...]] | None = None,
-                      face_images: bool = True, smiles_note: str = "") -> Path:
-    """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html."""
+                      face_images: bool = True, smiles_note: str = "", qc_table: pd.DataFrame | None = None) -> Path:
+    """Draw the report-only figures, gather QC and signatures, and write OUT/report/dis_report.html. ``qc_table``:
+    the workbook's extraction_qc sheet, gap columns included (else OUT/summary/extraction_qc.csv is read)."""
     from dis_core.report.figures import headline_png
 
     figs = cohort.layout.figures_dir
@@ -92,7 +93,9 @@ def write_html_report(cohort: Cohort, results: list[FeatureSetScores], metrics: 
                                        "neither: the training sheet counts each); the dotted line is the epoch kept "
                                        "(early stopping). A kept start is refitted on every training row.") for r in results) if f is not None]
     qc_csv = cohort.layout.summary_dir / "extraction_qc.csv"
-    qc = gather_video_qc(cohort.out_root, read_summary_table(qc_csv) if qc_csv.is_file() else None, thumbs=face_images)
+    if qc_table is None and qc_csv.is_file():
+        qc_table = read_summary_table(qc_csv)
+    qc = gather_video_qc(cohort.out_root, qc_table, thumbs=face_images)
     run = _run_record(cohort.out_root)
     rows = [(str(k), str(v)) for k, v in zip(summary["item"], summary["value"])]
     rows += [("output folder", str(cohort.out_root)), ("manifest", run.get("manifest", "")),

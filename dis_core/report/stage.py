@@ -257,7 +257,7 @@ def _html(cohort: Cohort, results: list[FeatureSetScores], problems: list[dict],
     if partners.brief:  # and so do the partner tests: the summary says them in a line
         general.loc[general["item"] == "partner tests", "value"] = f"{partners.brief} (each test under Identification)"
     return write_html_report(cohort, results, metrics, general, verdicts, partners, fails,
-                             sheets.get("smiles"), prov, wb, held_out, excerpts, face_images, smiles)
+                             sheets.get("smiles"), prov, wb, held_out, excerpts, face_images, smiles, qc)
 
 
 def evaluate_run(out_root: Path, feature_sets: list[str]) -> tuple[Cohort, list[FeatureSetScores], list[dict]]:
